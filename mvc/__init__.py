@@ -1,0 +1,36 @@
+"""mvc, model version control: version model weights next to git.
+
+The public API is imported lazily so that ``import mvc`` and the CLI start fast::
+
+    import mvc
+    mvc.add(["model.safetensors"], meta={"accuracy": 0.93})
+    mvc.status()
+    mvc.get("model.safetensors", "/tmp/model-v1.safetensors", rev="v1")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "init": "mvc.api.workspace",
+    "add": "mvc.api.workspace",
+    "status": "mvc.api.workspace",
+    "checkout": "mvc.api.workspace",
+    "get": "mvc.api.workspace",
+    "ls": "mvc.api.workspace",
+    "unprotect": "mvc.api.workspace",
+    "Repo": "mvc.api.repo",
+    "MvcError": "mvc.errors",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mvc' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

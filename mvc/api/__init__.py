@@ -1,0 +1,1 @@
+"""The Python API: each function returns plain data and raises :class:`mvc.errors.MvcError` subclasses."""

@@ -1,0 +1,72 @@
+"""The state cache: (path, inode, mtime_ns, size) -> oid in ``.mvc/state.db`` (stdlib sqlite3).
+
+Only a cache: deleting it changes no result, it only makes the next command hash again.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+# A file modified within this window of being recorded could change again without its mtime
+# moving (coarse timestamps), so such entries are not trusted until they are older.
+RACY_NS = 1_000_000_000
+
+
+class State:
+    def __init__(self, path: str):
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple] = []
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self._db.execute("CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, "
+                                 "mtime_ns INTEGER, size INTEGER, oid TEXT) WITHOUT ROWID")
+            except sqlite3.DatabaseError:  # a damaged cache is rebuilt, never trusted
+                if self._db is not None:
+                    self._db.close()
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    if os.path.exists(self.path + suffix):
+                        os.unlink(self.path + suffix)
+                self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                self._db.execute("CREATE TABLE state (path TEXT PRIMARY KEY, inode INTEGER, "
+                                 "mtime_ns INTEGER, size INTEGER, oid TEXT) WITHOUT ROWID")
+        return self._db
+
+    def get(self, rel: str, st: os.stat_result) -> str | None:
+        row = self.db.execute("SELECT inode, mtime_ns, size, oid FROM state WHERE path = ?", (rel,)).fetchone()
+        return row[3] if row and row[:3] == (st.st_ino, st.st_mtime_ns, st.st_size) else None
+
+    def under(self, prefix: str) -> dict[str, tuple[int, int, int, str]]:
+        """Every entry below directory prefix: {relpath: (inode, mtime_ns, size, oid)}."""
+        lo = prefix.rstrip("/") + "/"
+        hi = lo[:-1] + "0"  # '0' sorts right after '/'
+        rows = self.db.execute("SELECT path, inode, mtime_ns, size, oid FROM state WHERE path >= ? AND path < ?",
+                               (lo, hi))
+        return {r[0]: r[1:] for r in rows}
+
+    def put(self, rel: str, st: os.stat_result, oid: str) -> None:
+        if time.time_ns() - st.st_mtime_ns > RACY_NS:
+            self._pending.append((rel, st.st_ino, st.st_mtime_ns, st.st_size, oid))
+
+    def flush(self) -> None:
+        if self._pending:
+            try:
+                db = self.db
+                db.execute("BEGIN")
+                db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", self._pending)
+                db.execute("COMMIT")
+            except sqlite3.OperationalError:
+                pass  # read-only or locked for too long: only a cache
+            self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,690 @@
+"""The local workflow: init, add, status, checkout, get, ls, unprotect.
+
+Rule for the user's files: a workspace file is only replaced or deleted when its current content
+is in the cache (so it can always be got back); otherwise the command refuses, and with
+``force`` it first stores that content in the cache (synced to disk) and reports its oid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat as statmod
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from mvc import progress as progressmod
+from mvc.api.repo import MVC_DIR, Repo
+from mvc.errors import MvcError, ObjectMissing, PathError, PointerError, WorkspaceModified
+from mvc.format import pointer as ptrfmt
+from mvc.format.config import CONFIG
+from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
+from mvc.storage import local
+
+CONFIG_TEMPLATE = """\
+# mvc repository config, committed with the repo. Settings for this machine only (and secrets)
+# go in .mvc/config.local.toml, which git ignores. See docs/config.md.
+[cache]
+type = ["reflink", "copy"]
+"""
+MVC_GITIGNORE = """\
+# Everything here is local state (cache, state.db, config.local.toml, …) except the shared config.
+/*
+!/.gitignore
+!/config.toml
+"""
+
+
+def _open(repo: Repo | None) -> Repo:
+    return repo if repo is not None else Repo.find()
+
+
+# -- init -------------------------------------------------------------------------------------
+def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
+    """Set up mvc in the git work tree containing path (default: cwd). Idempotent."""
+    from mvc import git as gitmod
+
+    root = gitmod.discover(path or os.getcwd())
+    mvc_dir = os.path.join(root, MVC_DIR)
+    created = not os.path.isdir(mvc_dir)
+    os.makedirs(mvc_dir, exist_ok=True)
+    config = os.path.join(mvc_dir, CONFIG)
+    if not os.path.exists(config):
+        local.atomic_write(config, CONFIG_TEMPLATE.encode())
+    ignore = os.path.join(mvc_dir, ".gitignore")
+    if not os.path.exists(ignore) or open(ignore, "rb").read() != MVC_GITIGNORE.encode():
+        local.atomic_write(ignore, MVC_GITIGNORE.encode())
+    if stage:
+        gitmod.Git(root).stage([f"{MVC_DIR}/{CONFIG}", f"{MVC_DIR}/.gitignore"])
+    return {"root": root, "created": created}
+
+
+# -- selecting pointers -----------------------------------------------------------------------
+def _matches(prel: str, rels: list[str]) -> bool:
+    target = Repo.target_of(prel)
+    return any(r == "." or r in (prel, target) or prel.startswith(r.rstrip("/") + "/") for r in rels)
+
+
+def _select(repo: Repo, paths: Iterable[str], available: Iterable[str]) -> list[str]:
+    """Pointer relpaths among available that the user's paths name (all when paths is empty)."""
+    available = list(available)
+    rels = [repo.rel(p) for p in paths]
+    if not rels:
+        return available
+    chosen = [p for p in available if _matches(p, rels)]
+    for r, shown in zip(rels, paths):
+        if not any(_matches(p, [r]) for p in chosen):
+            raise PathError(f"{shown} is not tracked by mvc: run 'mvc add {shown}' first")
+    return chosen
+
+
+def load_pointer(repo: Repo, prel: str, data: bytes | None = None) -> ptrfmt.Pointer:
+    if data is None:
+        full = repo.check_inside(prel)
+        if os.path.islink(full):
+            raise PointerError(f"{prel} is a symlink: pointer files must be regular files; replace it with the file")
+        with open(full, "rb") as f:
+            data = f.read()
+    return ptrfmt.loads(data, prel)
+
+
+# -- looking at the workspace -----------------------------------------------------------------
+@dataclass
+class _File:
+    full: str
+    st: os.stat_result
+    oid: str | None  # None: not known yet (must hash), or a symlink that does not point into the cache
+    linked: bool = False  # shares the cache object (symlink or read-only hardlink): mode is the object's
+    foreign: bool = False  # a symlink elsewhere, never followed
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.st.st_mode & 0o100)
+
+
+def _link_oid(repo: Repo, full: str) -> str | None:
+    target = os.readlink(full)
+    return repo.odb.oid_at(os.path.join(os.path.dirname(full), target))
+
+
+def _look(repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None) -> _File:
+    if statmod.S_ISLNK(st.st_mode):
+        oid = _link_oid(repo, full)
+        return _File(full, st, oid, linked=oid is not None, foreign=oid is None)
+    if not statmod.S_ISREG(st.st_mode):
+        raise PathError(f"{rel} is not a regular file or directory: mvc tracks files and directories")
+    linked = st.st_nlink > 1 and not st.st_mode & 0o222
+    return _File(full, st, known, linked=linked)
+
+
+def _hash(repo: Repo, rel: str, f: _File, bar: progressmod.Bar) -> str | None:
+    if f.oid is None and not f.foreign:
+        digest, st = local.hash_file(f.full, bar.update)
+        f.oid = oids.from_digest(digest)
+        repo.state.put(rel, st, f.oid)
+    return f.oid
+
+
+def _scan_dir(repo: Repo, rel: str, full: str) -> dict[str, _File]:
+    """Every file below a tracked directory: {posix subpath: _File}, oids from the state cache."""
+    known = repo.state.under(rel)
+    found: dict[str, _File] = {}
+    stack = [(full, "")]
+    while stack:
+        d, prefix = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                sub = prefix + e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, sub + "/"))
+                    continue
+                st = e.stat(follow_symlinks=False)
+                row = known.get(f"{rel}/{sub}")
+                oid = row[3] if row and row[:3] == (st.st_ino, st.st_mtime_ns, st.st_size) else None
+                found[sub] = _look(repo, f"{rel}/{sub}", e.path, st, oid)
+    return found
+
+
+def _total(files: Iterable[_File]) -> int:
+    return sum(f.st.st_size for f in files if f.oid is None and not f.foreign)
+
+
+# -- add --------------------------------------------------------------------------------------
+def add(paths: Iterable[str], *, meta: dict[str, Any] | None = None, stage: bool = True,
+        repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+    """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys."""
+    repo = _open(repo)
+    paths = list(paths)
+    if not paths:
+        raise PathError("nothing to add: name the files or directories to track, e.g. 'mvc add model.pt'")
+    rels = [repo.rel(p) for p in paths]
+    existing = repo.git.ls_pointers()
+    tracked_targets = {Repo.target_of(p) for p in existing}
+    for rel, shown in zip(rels, paths):
+        _check_addable(repo, rel, shown, tracked_targets)
+    in_git = repo.git.tracked(rels)
+    if in_git:
+        rel = next(r for r in rels if any(g == r or g.startswith(r + "/") for g in in_git))
+        flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
+        raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {rel}' and then 'mvc add {rel}'")
+    results, to_stage = [], []
+    try:
+        for rel in rels:
+            res = _add_one(repo, rel, meta or {}, progress)
+            results.append(res)
+            to_stage.append(Repo.pointer_of(rel))
+            ignore = _ignore(repo, rel)
+            if ignore:
+                to_stage.append(ignore)
+    finally:
+        repo.state.flush()
+    if stage:
+        repo.git.stage(dict.fromkeys(to_stage))
+    return results
+
+
+def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) -> None:
+    full = repo.abs(rel)
+    if rel == ".":
+        raise PathError("cannot add the repository root: add the model files or directories inside it")
+    if rel.endswith(ptrfmt.SUFFIX):
+        raise PathError(f"{shown} is a pointer file: add the path it tracks, {shown[:-4]}")
+    if not os.path.lexists(full):
+        raise PathError(f"{shown}: no such file or directory: check the path")
+    if not os.access(full, os.R_OK):
+        raise PathError(f"{shown}: permission denied: make it readable (chmod u+r)")
+    for t in tracked_targets:
+        if rel.startswith(t + "/"):
+            raise PathError(f"{shown} is inside {t}, which mvc already tracks: re-add {t} instead")
+        if t.startswith(rel + "/"):
+            raise PathError(f"{shown} contains {t}, which mvc tracks on its own: "
+                            f"run 'mvc remove {t}' first, or add a different directory")
+
+
+def _add_one(repo: Repo, rel: str, meta: dict[str, Any], progress: progressmod.Factory) -> dict[str, Any]:
+    full = repo.abs(rel)
+    st = os.lstat(full)
+    if statmod.S_ISDIR(st.st_mode):
+        oid, size, nfiles = _add_dir(repo, rel, full, progress)
+        kind = "dir"
+    else:
+        f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
+        if f.foreign:
+            raise PathError(f"{rel} is a symlink: mvc tracks files and directories, add the real path")
+        bar = progress(f"adding {rel}", st.st_size)
+        try:
+            oid = _store(repo, rel, f, bar)
+        finally:
+            bar.close()
+        size, nfiles, kind = (os.stat(full).st_size, None, "file")
+    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, meta)
+    return {"path": rel, "kind": kind, "oid": oid, "size": size, "nfiles": nfiles, "changed": changed}
+
+
+def _store(repo: Repo, rel: str, f: _File, bar: progressmod.Bar) -> str:
+    """Make sure f's content is in the cache (linking the workspace to it per cache.type); its oid."""
+    if f.oid and repo.odb.exists(f.oid):
+        return f.oid
+    if f.linked and statmod.S_ISLNK(f.st.st_mode):
+        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: "
+                            "run 'mvc fetch' or 'mvc checkout --force' to restore it")
+    oid, how, st = repo.odb.add_file(f.full, repo.config.link_types, progress=bar.update)
+    if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
+        repo.odb.export(oid, f.full, ["hardlink"])
+    elif how == "symlink":
+        repo.odb.export(oid, f.full, ["symlink"])
+    after = os.lstat(f.full)
+    if statmod.S_ISREG(after.st_mode):
+        repo.state.put(rel, after, oid)
+    f.oid = oid
+    return oid
+
+
+def _old_manifest(repo: Repo, rel: str) -> dict[str, mf.Entry]:
+    """The entries of the directory's current pointer, when its manifest is at hand."""
+    try:
+        p = load_pointer(repo, Repo.pointer_of(rel))
+        if p.kind == "dir" and repo.odb.exists(p.oid):
+            return {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
+    except (OSError, MvcError):
+        pass
+    return {}
+
+
+def _entries(repo: Repo, rel: str, files: dict[str, _File]) -> list[mf.Entry]:
+    old = _old_manifest(repo, rel) if any(f.linked for f in files.values()) else {}
+    out = []
+    for sub, f in files.items():
+        prev = old.get(sub)
+        executable = prev.executable if f.linked and prev else (f.executable and not f.linked)
+        size = os.stat(f.full).st_size if f.linked else f.st.st_size
+        out.append(mf.Entry(sub, f.oid or "", size, executable))
+    return out
+
+
+def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> tuple[str, int, int]:
+    files = _scan_dir(repo, rel, full)
+    for sub, f in files.items():
+        if f.foreign:
+            raise PathError(f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
+                            "replace it with the file or remove it")
+    bar = progress(f"adding {rel}", _total(files.values()))
+    try:
+        for sub, f in sorted(files.items()):
+            _store(repo, f"{rel}/{sub}", f, bar)
+    finally:
+        bar.close()
+    entries = _entries(repo, rel, files)
+    oid = repo.odb.add_bytes(mf.dumps(entries))
+    return oid, sum(e.size for e in entries), len(entries)
+
+
+def _write_pointer(repo: Repo, rel: str, kind: str, oid: str, size: int, nfiles: int | None,
+                   meta: dict[str, Any]) -> bool:
+    prel = Repo.pointer_of(rel)
+    full = repo.abs(prel)
+    old_bytes = None
+    if os.path.lexists(full):
+        try:
+            p = load_pointer(repo, prel)
+        except PointerError as e:
+            raise PointerError(f"{e}; or delete {prel} and run 'mvc add {rel}' again") from None
+        with open(full, "rb") as fh:
+            old_bytes = fh.read()
+        p.kind, p.oid, p.size, p.nfiles = kind, oid, size, nfiles
+    else:
+        p = ptrfmt.Pointer(kind, oid, size, nfiles)
+    for k, v in meta.items():
+        if v is None:
+            p.meta.pop(k, None)
+        else:
+            p.meta[k] = v
+    data = ptrfmt.dumps(p)
+    if data == old_bytes:
+        return False
+    local.atomic_write(full, data)
+    return True
+
+
+def _gitignore_pattern(name: str) -> str:
+    out = "".join("\\" + c if c in "[]*?\\" else c for c in name)
+    if out[0] in "#!":
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
+    return "/" + out
+
+
+def _ignore(repo: Repo, rel: str) -> str:
+    """Add the tracked path to the .gitignore beside it (once); returns that .gitignore's relpath."""
+    parent, _, name = rel.rpartition("/")
+    gi_rel = f"{parent}/.gitignore" if parent else ".gitignore"
+    full = repo.abs(gi_rel)
+    pattern = _gitignore_pattern(name)
+    try:
+        with open(full, "rb") as fh:
+            text = fh.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        text = ""
+    if pattern not in text.splitlines():
+        if text and not text.endswith("\n"):
+            text += "\n"
+        local.atomic_write(full, (text + pattern + "\n").encode("utf-8", "surrogateescape"))
+    return gi_rel
+
+
+# -- status -----------------------------------------------------------------------------------
+def status(paths: Iterable[str] = (), *, repo: Repo | None = None,
+           progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
+    repo = _open(repo)
+    out = []
+    try:
+        for prel in _select(repo, paths, repo.git.ls_pointers()):
+            p = load_pointer(repo, prel)
+            rel = Repo.target_of(prel)
+            ws, cache = _status_one(repo, rel, p, progress)
+            out.append({"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size,
+                        "workspace": ws, "cache": cache})
+    finally:
+        repo.state.flush()
+    return out
+
+
+def _want(repo: Repo, p: ptrfmt.Pointer) -> dict[str, mf.Entry] | None:
+    """A dir pointer's entries, or None when its manifest is not in the cache."""
+    if not repo.odb.exists(p.oid):
+        return None
+    return {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
+
+
+def _status_one(repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.Factory) -> tuple[str, str]:
+    full = repo.check_inside(rel)
+    want = _want(repo, p) if p.kind == "dir" else None
+    if p.kind == "dir":
+        cache = "ok" if want is not None and not repo.odb.missing({e.oid for e in want.values()}) else "missing"
+    else:
+        cache = "ok" if repo.odb.exists(p.oid) else "missing"
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return "missing", cache
+    if p.kind == "file":
+        if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
+            return "modified", cache
+        if st.st_size != p.size and not statmod.S_ISLNK(st.st_mode):
+            return "modified", cache
+        f = _look(repo, rel, full, st, repo.state.get(rel, st))
+        bar = progress(f"checking {rel}", _total([f]))
+        try:
+            return ("ok" if _hash(repo, rel, f, bar) == p.oid else "modified"), cache
+        finally:
+            bar.close()
+    if not statmod.S_ISDIR(st.st_mode):
+        return "modified", cache
+    files = _scan_dir(repo, rel, full)
+    if want is not None and set(files) != set(want):
+        return "modified", cache
+    bar = progress(f"checking {rel}", _total(files.values()))
+    try:
+        for sub, f in files.items():
+            if want is not None and not f.linked and f.st.st_size != want[sub].size:
+                return "modified", cache
+            _hash(repo, f"{rel}/{sub}", f, bar)
+    finally:
+        bar.close()
+    if want is not None:
+        same = all(f.oid == want[sub].oid and (f.linked or f.executable == want[sub].executable)
+                   for sub, f in files.items())
+    else:
+        same = oids.from_digest(local.hexdigest_bytes(mf.dumps(_entries(repo, rel, files)))) == p.oid
+    return ("ok" if same else "modified"), cache
+
+
+# -- checkout ---------------------------------------------------------------------------------
+@dataclass
+class _Plan:
+    rel: str
+    full: str
+    pointer: ptrfmt.Pointer
+    writes: list[tuple[str, str, bool]] = field(default_factory=list)  # (full path, oid, executable)
+    chmods: list[tuple[str, bool]] = field(default_factory=list)
+    removals: list[str] = field(default_factory=list)  # workspace files whose content is in the cache
+    unsafe: list[tuple[str, str]] = field(default_factory=list)  # (relpath, full) not in the cache
+    clear_dir: bool = False  # a directory stands where the file goes
+
+
+def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool = False,
+             repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+    """Make workspace files match their pointers (restoring the pointers as of ``rev`` first)."""
+    repo = _open(repo)
+    paths = list(paths)
+    try:
+        if rev is not None:
+            at_rev = repo.git.pointers_at(rev)
+            chosen = _select(repo, paths, sorted(at_rev))
+            for prel in chosen:
+                load_pointer(repo, prel, at_rev[prel])
+                repo.check_inside(prel)
+            dirty = repo.git.unstaged([p for p in chosen if os.path.exists(repo.abs(p))])
+            if dirty and not force:
+                raise WorkspaceModified(f"{dirty[0]} has changes not staged in git: stage them with "
+                                        f"'git add {dirty[0]}', or pass --force to replace it")
+            repo.git.checkout_paths(rev, chosen)
+        else:
+            chosen = _select(repo, paths, repo.git.ls_pointers())
+        plans = [_plan(repo, prel, progress) for prel in chosen]
+        unsafe = [u for plan in plans for u in plan.unsafe]
+        if unsafe and not force:
+            rel = unsafe[0][0]
+            more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+            raise WorkspaceModified(f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
+                                    "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)")
+        ensure_objects(repo, {oid for plan in plans for _, oid, _ in plan.writes})
+        return [_apply(repo, plan, progress) for plan in plans]
+    finally:
+        repo.state.flush()
+
+
+def ensure_objects(repo: Repo, needed: set[str]) -> None:
+    """Raise ObjectMissing unless every oid is in the cache."""
+    missing = repo.odb.missing(sorted(needed))
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ObjectMissing(f"object {missing[0]}{more} not in the cache: run 'mvc fetch' (or 'mvc pull')")
+
+
+def _current(repo: Repo, rel: str, f: _File, bar: progressmod.Bar) -> str | None:
+    return _hash(repo, rel, f, bar)
+
+
+def _plan(repo: Repo, prel: str, progress: progressmod.Factory) -> _Plan:
+    p = load_pointer(repo, prel)
+    rel = Repo.target_of(prel)
+    full = repo.check_inside(rel)
+    plan = _Plan(rel, full, p)
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        st = None
+    if p.kind == "file":
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            _plan_removals(repo, rel, _scan_dir(repo, rel, full), plan, progress)
+            plan.clear_dir = True
+            st = None
+        if st is None:
+            plan.writes.append((full, p.oid, False))
+            return plan
+        f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
+        bar = progress(f"checking {rel}", _total([f]))
+        try:
+            cur = _current(repo, rel, f, bar)
+        finally:
+            bar.close()
+        if cur != p.oid:
+            _judge(repo, rel, full, cur, plan)
+            plan.writes.append((full, p.oid, False))
+        return plan
+    # a directory
+    ensure_objects(repo, {p.oid})
+    want = {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
+    if st is not None and not statmod.S_ISDIR(st.st_mode):
+        f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
+        _judge(repo, rel, full, _current(repo, rel, f, progressmod.NULL), plan)
+        plan.removals.append(full)
+        files: dict[str, _File] = {}
+    else:
+        files = _scan_dir(repo, rel, full) if st is not None else {}
+    extra = {sub: f for sub, f in files.items() if sub not in want}
+    _plan_removals(repo, rel, extra, plan, progress)
+    bar = progress(f"checking {rel}", _total(f for sub, f in files.items() if sub in want))
+    try:
+        for sub, e in sorted(want.items()):
+            target = os.path.join(full, *sub.split("/"))
+            f = files.get(sub)
+            if f is None:
+                plan.writes.append((target, e.oid, e.executable))
+                continue
+            cur = _current(repo, f"{rel}/{sub}", f, bar)
+            if cur != e.oid:
+                _judge(repo, f"{rel}/{sub}", f.full, cur, plan)
+                plan.writes.append((target, e.oid, e.executable))
+            elif not f.linked and f.executable != e.executable:
+                plan.chmods.append((target, e.executable))
+    finally:
+        bar.close()
+    return plan
+
+
+def _plan_removals(repo: Repo, rel: str, files: dict[str, _File], plan: _Plan, progress: progressmod.Factory) -> None:
+    bar = progress(f"checking {rel}", _total(files.values()))
+    try:
+        for sub, f in files.items():
+            _judge(repo, f"{rel}/{sub}", f.full, _current(repo, f"{rel}/{sub}", f, bar), plan)
+            plan.removals.append(f.full)
+    finally:
+        bar.close()
+
+
+def _judge(repo: Repo, rel: str, full: str, cur: str | None, plan: _Plan) -> None:
+    """Note a workspace file about to be replaced whose content the cache does not hold."""
+    if cur is None or not repo.odb.exists(cur):
+        plan.unsafe.append((rel, full))
+
+
+def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, Any]:
+    kept = []
+    for rel, full in plan.unsafe:
+        if os.path.islink(full) or not os.path.isfile(full):
+            continue  # a symlink elsewhere: replacing the link loses no data
+        bar = progress(f"keeping {rel}", os.path.getsize(full))
+        try:
+            oid, _, _ = repo.odb.add_file(full, ("copy",), progress=bar.update, durable=True)
+        finally:
+            bar.close()
+        kept.append({"path": rel, "oid": oid})
+    for full in plan.removals:
+        if os.path.lexists(full):
+            os.unlink(full)
+    if plan.clear_dir and os.path.isdir(plan.full) and not os.path.islink(plan.full):
+        shutil.rmtree(plan.full)  # only directories are left: every file was removed above
+    if plan.pointer.kind == "dir":
+        _prune_blocking_dirs(plan)
+    total = sum(os.path.getsize(repo.odb.path(oid)) for _, oid, _ in plan.writes)
+    bar = progress(f"checking out {plan.rel}", total)
+    link_types = repo.config.link_types
+    try:
+        for target, oid, executable in plan.writes:
+            repo.check_inside(os.path.relpath(target, repo.root).replace(os.sep, "/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            repo.odb.export(oid, target, link_types, executable=executable, progress=bar.update)
+            st = os.lstat(target)
+            if statmod.S_ISREG(st.st_mode):
+                repo.state.put(os.path.relpath(target, repo.root).replace(os.sep, "/"), st, oid)
+    finally:
+        bar.close()
+    for target, executable in plan.chmods:
+        mode = os.stat(target).st_mode
+        os.chmod(target, (mode | 0o111 & ~_umask()) if executable else mode & ~0o111)
+    action = "restored" if plan.writes or plan.removals or plan.chmods else "unchanged"
+    return {"path": plan.rel, "kind": plan.pointer.kind, "oid": plan.pointer.oid, "action": action, "kept": kept}
+
+
+def _prune_blocking_dirs(plan: _Plan) -> None:
+    """Remove directories left empty where a file of the manifest has to go."""
+    for target, _, _ in plan.writes:
+        if os.path.isdir(target) and not os.path.islink(target):
+            for dirpath, _, _ in os.walk(target, topdown=False):
+                os.rmdir(dirpath)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# -- get, ls, unprotect -----------------------------------------------------------------------
+def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Pointer]:
+    rel = repo.rel(path)
+    prel = rel if rel.endswith(ptrfmt.SUFFIX) else Repo.pointer_of(rel)
+    if rev is None:
+        if not os.path.isfile(repo.abs(prel)):
+            raise PathError(f"{path} is not tracked by mvc: run 'mvc add {path}' first")
+        return prel, load_pointer(repo, prel)
+    at_rev = repo.git.pointers_at(rev)
+    if prel not in at_rev:
+        raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
+    return prel, load_pointer(repo, prel, at_rev[prel])
+
+
+def get(path: str, out: str, *, rev: str | None = None, force: bool = False, repo: Repo | None = None,
+        progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+    """Write the tracked path as of rev to out, touching neither the work tree nor the pointers."""
+    repo = _open(repo)
+    prel, p = _pointer_for(repo, path, rev)
+    out = os.path.abspath(out)
+    if os.path.lexists(out) and not force:
+        raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    bar = progress(f"writing {out}", p.size)
+    try:
+        if p.kind == "file":
+            ensure_objects(repo, {p.oid})
+            repo.odb.export(p.oid, out, ("reflink", "copy"), progress=bar.update)
+        else:
+            ensure_objects(repo, {p.oid})
+            entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid)
+            ensure_objects(repo, {e.oid for e in entries})
+            tmp = local.tmp_name(parent, os.path.basename(out))
+            try:
+                os.mkdir(tmp)
+                for e in entries:
+                    target = os.path.join(tmp, *e.path.split("/"))
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable,
+                                    progress=bar.update)
+                if os.path.lexists(out):
+                    aside = local.tmp_name(parent, "old")
+                    os.rename(out, aside)
+                    os.rename(tmp, out)
+                    (shutil.rmtree if os.path.isdir(aside) and not os.path.islink(aside) else os.unlink)(aside)
+                else:
+                    os.rename(tmp, out)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    finally:
+        bar.close()
+    return {"path": Repo.target_of(prel), "out": out, "kind": p.kind, "oid": p.oid, "size": p.size}
+
+
+def describe(prel: str, p: ptrfmt.Pointer) -> dict[str, Any]:
+    d: dict[str, Any] = {"path": Repo.target_of(prel), "kind": p.kind, "size": p.size, "oid": p.oid}
+    if p.kind == "dir":
+        d["nfiles"] = p.nfiles
+    if p.meta:
+        d["meta"] = p.meta
+    return d
+
+
+def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, Any]]:
+    """Tracked paths with kind, size and oid, in the work tree or at a revision."""
+    repo = _open(repo)
+    if rev is None:
+        return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
+    at_rev = repo.git.pointers_at(rev)
+    return [describe(prel, load_pointer(repo, prel, data)) for prel, data in sorted(at_rev.items())]
+
+
+def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
+              progress: progressmod.Factory = progressmod.null) -> list[str]:
+    """Replace cache links (hardlink/symlink) by writable copies so the files can be edited in place."""
+    repo = _open(repo)
+    paths = list(paths)
+    if not paths:
+        raise PathError("name the tracked files or directories to unprotect, e.g. 'mvc unprotect model.pt'")
+    done = []
+    for prel in _select(repo, paths, repo.git.ls_pointers()):
+        rel = Repo.target_of(prel)
+        full = repo.check_inside(rel)
+        if not os.path.lexists(full):
+            continue
+        if os.path.isdir(full) and not os.path.islink(full):
+            files = {f"{rel}/{sub}": f for sub, f in _scan_dir(repo, rel, full).items()}
+        else:
+            files = {rel: _look(repo, rel, full, os.lstat(full), None)}
+        for frel, f in files.items():
+            if not f.linked:
+                continue
+            oid = f.oid if statmod.S_ISLNK(f.st.st_mode) else _hash(repo, frel, f, progressmod.NULL)
+            bar = progress(f"unprotecting {frel}", os.path.getsize(f.full))
+            try:
+                repo.odb.export(oid, f.full, ("copy",), progress=bar.update)
+            finally:
+                bar.close()
+            done.append(frel)
+    repo.state.flush()
+    return done

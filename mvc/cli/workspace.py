@@ -1,0 +1,198 @@
+"""init, add, status, checkout, get, ls, unprotect, config."""
+
+from __future__ import annotations
+
+import click
+
+from mvc.api import workspace as api
+from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, rev_option, short
+from mvc.errors import ConfigError
+
+
+@click.command()
+@click.option("--no-stage", is_flag=True, help="Do not stage .mvc/config.toml and .mvc/.gitignore in git.")
+def init(no_stage: bool) -> None:
+    """Set up mvc in the current git repository (idempotent).
+
+    \b
+    Creates .mvc/config.toml (commit it) and .mvc/.gitignore, which keeps the cache,
+    the state database and config.local.toml out of git.
+
+    \b
+    Example:
+      git init && mvc init
+    """
+    res = api.init(stage=not no_stage)
+    click.echo(("Initialized mvc in " if res["created"] else "mvc is already set up in ") + res["root"])
+
+
+def _parse_meta(items: tuple[str, ...]) -> dict:
+    from mvc.format.pointer import parse_meta_value
+
+    meta = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. --meta accuracy=0.93)", param_hint="--meta")
+        meta[key.strip()] = parse_meta_value(value) if value != "" else None
+    return meta
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE",
+              help="Metadata for the pointer's [meta] table (repeatable); KEY= removes KEY.")
+@click.option("--no-stage", is_flag=True, help="Do not stage the pointer and .gitignore in git.")
+@quiet_option
+def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, quiet: bool) -> None:
+    """Track files or directories: store them in the cache and write PATH.mvc pointers.
+
+    \b
+    The path is added to the .gitignore beside it, and the pointer and .gitignore are
+    staged in git. Re-adding an unchanged path does no hashing.
+
+    \b
+    Example:
+      mvc add model.safetensors --meta accuracy=0.93
+      git commit -m "churn model v2"
+    """
+    for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, progress=bars(quiet)):
+        what = f"{r['nfiles']} files, " if r["kind"] == "dir" else ""
+        verb = "added" if r["changed"] else "unchanged"
+        click.echo(f"{verb} {r['path']} ({what}{human(r['size'])}, {short(r['oid'])})")
+
+
+_WS = {"ok": "up to date", "modified": "modified", "missing": "missing from workspace"}
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@json_option
+@quiet_option
+def status(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Show, per tracked path, whether the workspace and the cache match its pointer.
+
+    \b
+    States: up to date, modified, missing from workspace, missing from cache.
+
+    \b
+    Example:
+      mvc status
+      mvc status models/ --json
+    """
+    rows = api.status(paths, progress=bars(quiet))
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("nothing tracked yet: run 'mvc add PATH'")
+    for r in rows:
+        states = [] if r["workspace"] == "ok" else [_WS[r["workspace"]]]
+        if r["cache"] != "ok":
+            states.append("missing from cache")
+        click.echo(f"{r['path']}: {', '.join(states) or 'up to date'}")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@rev_option("Restore the pointer files as of REV (commit, branch, tag) first, then the files.")
+@click.option("--force", "-f", is_flag=True,
+              help="Replace modified files; their content is first stored in the cache and its oid printed.")
+@quiet_option
+def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) -> None:
+    """Make workspace files match their pointers (all tracked paths by default).
+
+    \b
+    A modified file whose content is not in the cache is never replaced silently:
+    without --force the command refuses; with --force the content is kept in the cache.
+
+    \b
+    Example:
+      mvc checkout
+      mvc checkout model.safetensors --rev v1.0
+    """
+    for r in api.checkout(paths, rev=rev, force=force, progress=bars(quiet)):
+        for k in r["kept"]:
+            click.echo(f"kept the replaced content of {k['path']} in the cache as {k['oid']}")
+        if r["action"] != "unchanged":
+            click.echo(f"restored {r['path']} ({short(r['oid'])})")
+
+
+@click.command()
+@click.argument("path", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the model.")
+@rev_option("Revision to read the pointer from (default: the work tree).")
+@click.option("--force", "-f", is_flag=True, help="Replace OUT if it exists.")
+@quiet_option
+def get(path: str, out: str, rev: str | None, force: bool, quiet: bool) -> None:
+    """Write a tracked model as of a revision to OUT, leaving the work tree alone.
+
+    \b
+    Example:
+      mvc get model.safetensors --rev v1.0 -o /tmp/model-v1.safetensors
+    """
+    r = api.get(path, out, rev=rev, force=force, progress=bars(quiet))
+    click.echo(f"wrote {r['out']} ({human(r['size'])}, {short(r['oid'])})")
+
+
+@click.command()
+@rev_option("List the pointers as of REV instead of the work tree.")
+@json_option
+def ls(rev: str | None, as_json: bool) -> None:
+    """List tracked paths with kind, size and oid.
+
+    \b
+    Example:
+      mvc ls
+      mvc ls --rev HEAD~1 --json
+    """
+    rows = api.ls(rev=rev)
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['kind']:4}  {human(r['size']):>10}  {short(r['oid'])}  {r['path']}")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@quiet_option
+def unprotect(paths: tuple[str, ...], quiet: bool) -> None:
+    """Turn cache links (cache.type hardlink/symlink) into writable copies, to edit in place.
+
+    \b
+    Example:
+      mvc unprotect model.safetensors && python finetune.py && mvc add model.safetensors
+    """
+    for rel in api.unprotect(paths, progress=bars(quiet)):
+        click.echo(f"unprotected {rel}")
+
+
+@click.command()
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+def config(key: str, value: str | None, local: bool, unset: bool) -> None:
+    """Get or set a config value.
+
+    \b
+    Keys: cache.dir (path; relative to .mvc/), cache.type (list from reflink, hardlink,
+    symlink, copy, tried in order), core.fsync (true/false).
+
+    \b
+    Example:
+      mvc config cache.type hardlink,copy
+      mvc config cache.dir /mnt/shared/mvc-cache --local
+    """
+    from mvc.api import config as cfg
+
+    if unset and value is not None:
+        raise ConfigError("pass either VALUE or --unset, not both")
+    if value is None and not unset:
+        shown = cfg.get(key)
+        if shown is None:
+            raise ConfigError(f"{key} is not set: set it with 'mvc config {key} VALUE'")
+        click.echo(shown if isinstance(shown, str) else cfg.render(shown))
+        return
+    cfg.set(key, None if unset else value, local=local)

@@ -1,0 +1,1 @@
+"""On-disk formats specified in docs/FORMAT.md: pointer files, manifests, config."""

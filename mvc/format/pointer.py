@@ -1,0 +1,101 @@
+"""Pointer files (``<path>.mvc``): TOML, one canonical encoding, unknown keys preserved."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.errors import PointerError
+from mvc.objects import oid as oids
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+FORMAT = 1
+SUFFIX = ".mvc"
+KINDS = ("file", "dir")
+_KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta"}
+
+
+@dataclass
+class Pointer:
+    kind: str
+    oid: str
+    size: int
+    nfiles: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = dict(self.extra)
+        d.update(format=FORMAT, kind=self.kind, oid=self.oid, size=self.size)
+        if self.kind == "dir":
+            d["nfiles"] = self.nfiles or 0
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def dumps(pointer: Pointer) -> bytes:
+    """The one canonical encoding: keys sorted at every level, as tomli-w writes them."""
+    import tomli_w
+
+    return tomli_w.dumps(_sorted(pointer.to_dict())).encode()
+
+
+def loads(data: bytes | str, where: str = "pointer") -> Pointer:
+    fix = f"restore it with 'git checkout -- {where}' or re-run 'mvc add'"
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        d = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise PointerError(f"{where}: not a valid pointer file ({e}): {fix}") from None
+    version = d.get("format")
+    if version != FORMAT:
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+            raise PointerError(f"{where}: pointer format {version} is newer than this mvc knows ({FORMAT}): upgrade mvc")
+        raise PointerError(f"{where}: missing or unknown pointer format {version!r} (expected format = {FORMAT}): {fix}")
+    kind, oid, size, nfiles, meta = d.get("kind"), d.get("oid"), d.get("size"), d.get("nfiles"), d.get("meta", {})
+    if kind not in KINDS:
+        raise PointerError(f"{where}: kind must be 'file' or 'dir', not {kind!r}: {fix}")
+    if not oids.is_oid(oid):
+        raise PointerError(f"{where}: bad oid {oid!r} (expected 'xxh128:' and 32 hex digits): {fix}")
+    if not _count(size):
+        raise PointerError(f"{where}: size must be a non-negative integer, not {size!r}: {fix}")
+    if kind == "dir" and not _count(nfiles):
+        raise PointerError(f"{where}: a dir pointer needs nfiles, a non-negative integer: {fix}")
+    if not isinstance(meta, dict):
+        raise PointerError(f"{where}: [meta] must be a table: {fix}")
+    extra = {k: v for k, v in d.items() if k not in _KNOWN}
+    return Pointer(kind, oid, size, nfiles if kind == "dir" else None, meta, extra)
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def parse_meta_value(text: str) -> Any:
+    """``--meta k=v`` values: integers, floats and true/false become TOML numbers and booleans."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            v = cast(text)
+        except ValueError:
+            continue
+        if cast is float and v != v or v in (float("inf"), float("-inf")):
+            return text
+        return v
+    return text

@@ -1,0 +1,1 @@
+"""Hash-addressed objects: oids, the local cache (:mod:`odb`) and directory manifests."""

@@ -1,0 +1,264 @@
+"""The local object cache: ``<cache.dir>/objects/ab/cdef…``, immutable, read-only files.
+
+Objects enter through a temp file in ``<cache.dir>/tmp`` and a rename, so no partial object is ever
+visible under its final name. Every object leaving the cache is hashed on the way out; one whose
+content does not match its oid is moved to ``quarantine/`` and reported, never used.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as statmod
+from typing import Iterable
+
+from mvc.errors import CorruptObject, ObjectMissing, StorageError
+from mvc.objects import oid as oids
+from mvc.storage import local
+from mvc.storage.local import Progress
+
+LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+READONLY = 0o444
+
+
+class ODB:
+    def __init__(self, root: str, *, fsync: bool = False):
+        self.root = os.path.abspath(root)
+        self.objects_dir = os.path.join(self.root, "objects")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.fsync = fsync
+
+    # -- layout -----------------------------------------------------------------------------
+    def path(self, oid: str) -> str:
+        return os.path.join(self.objects_dir, oids.to_relpath(oid))
+
+    def oid_at(self, path: str) -> str | None:
+        """The oid of a path inside this cache's objects dir (e.g. a symlink target), else None."""
+        rel = os.path.relpath(os.path.abspath(path), self.objects_dir)
+        if rel.startswith(".."):
+            return None
+        return oids.from_relpath(rel)
+
+    def exists(self, oid: str) -> bool:
+        return os.path.exists(self.path(oid))
+
+    def missing(self, oids_: Iterable[str]) -> list[str]:
+        return [o for o in oids_ if not self.exists(o)]
+
+    def all_oids(self) -> Iterable[str]:
+        if not os.path.isdir(self.objects_dir):
+            return
+        for prefix in os.scandir(self.objects_dir):
+            if prefix.is_dir(follow_symlinks=False):
+                for entry in os.scandir(prefix.path):
+                    oid = oids.from_relpath(f"{prefix.name}/{entry.name}")
+                    if oid:
+                        yield oid
+
+    def _tmp(self, hint: str = "obj") -> str:
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        return local.tmp_name(self.tmp_dir, hint)
+
+    def _install(self, tmp: str, oid: str, durable: bool = False) -> None:
+        """Make tmp read-only and rename it to the object's path (a no-op if it is already there).
+
+        With core.fsync, or ``durable`` (the cache is about to hold the only copy), the data and the
+        directory entry are synced before the object counts as stored.
+        """
+        dest = self.path(oid)
+        durable = durable or self.fsync
+        if os.path.exists(dest):
+            local.remove_quietly(tmp)
+            return
+        os.chmod(tmp, READONLY)
+        if durable:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(tmp, dest)
+        if durable:
+            local.fsync_dir(os.path.dirname(dest))
+
+    # -- writing ----------------------------------------------------------------------------
+    def add_bytes(self, data: bytes) -> str:
+        oid = oids.from_digest(local.hexdigest_bytes(data))
+        if not self.exists(oid):
+            tmp = self._tmp()
+            with local.space_errors(f"the cache ({self.root})"):
+                try:
+                    local.atomic_write(tmp, data)
+                    self._install(tmp, oid)
+                except BaseException:
+                    local.remove_quietly(tmp)
+                    raise
+        return oid
+
+    def add_file(self, src: str, link_types: Iterable[str] = ("copy",), *,
+                 progress: Progress | None = None, durable: bool = False) -> tuple[str, str, os.stat_result]:
+        """Store the file at src; returns (oid, how it was stored, stat of src before reading).
+
+        ``hardlink``/``symlink`` store the user's inode itself (made read-only); the caller then
+        links the workspace to the object. ``reflink``/``copy`` leave the user's file untouched.
+        """
+        tmp = self._tmp(os.path.basename(src))
+        fd = _open_src(src)
+        try:
+            st = os.fstat(fd)
+            if not statmod.S_ISREG(st.st_mode):
+                raise StorageError(f"{src}: not a regular file: mvc tracks files and directories")
+            with local.space_errors(f"the cache ({self.root})"):
+                try:
+                    oid, how = self._store(fd, st, src, tmp, link_types, progress)
+                    after = os.stat(src)
+                    if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                        raise StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
+                    self._install(tmp, oid, durable)
+                except BaseException:
+                    local.remove_quietly(tmp)
+                    raise
+        finally:
+            os.close(fd)
+        return oid, how, st
+
+    def _store(self, fd: int, st: os.stat_result, src: str, tmp: str, link_types, progress):
+        for how in link_types:
+            if how == "reflink":
+                out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    if local.reflink_fd(fd, out):
+                        return oids.from_digest(local.hash_fd(out, st.st_size, progress)), how
+                finally:
+                    os.close(out)
+                os.unlink(tmp)
+            elif how in ("hardlink", "symlink"):
+                digest = local.hash_fd(fd, st.st_size, progress)
+                oid = oids.from_digest(digest)
+                if self.exists(oid):
+                    return oid, how
+                try:
+                    os.link(src, tmp)
+                except OSError as e:
+                    if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+                        continue
+                    raise
+                return oid, how
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            digest = local.copy_hash_fd(fd, out, st.st_size, progress)
+        finally:
+            os.close(out)
+        return oids.from_digest(digest), "copy"
+
+    # -- reading ----------------------------------------------------------------------------
+    def _open_object(self, oid: str) -> int:
+        try:
+            return os.open(self.path(oid), os.O_RDONLY)
+        except FileNotFoundError:
+            raise ObjectMissing(f"object {oid} is not in the cache: run 'mvc fetch' or re-add the file") from None
+
+    def read_bytes(self, oid: str) -> bytes:
+        fd = self._open_object(oid)
+        try:
+            data = os.pread(fd, os.fstat(fd).st_size, 0)
+        finally:
+            os.close(fd)
+        self._check(oid, local.hexdigest_bytes(data))
+        return data
+
+    def verify(self, oid: str, progress: Progress | None = None) -> None:
+        fd = self._open_object(oid)
+        try:
+            digest = local.hash_fd(fd, os.fstat(fd).st_size, progress)
+        finally:
+            os.close(fd)
+        self._check(oid, digest)
+
+    def _check(self, oid: str, digest: str) -> None:
+        if oids.from_digest(digest) != oid:
+            where = self.quarantine(oid)
+            raise CorruptObject(
+                f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved to {where}: "
+                "run 'mvc fetch' or re-add the file to restore it")
+
+    def quarantine(self, oid: str) -> str:
+        qdir = os.path.join(self.root, "quarantine")
+        os.makedirs(qdir, exist_ok=True)
+        dest = os.path.join(qdir, oid.replace(":", "-") + "." + os.urandom(3).hex())
+        try:
+            os.replace(self.path(oid), dest)
+        except FileNotFoundError:
+            pass
+        return dest
+
+    def export(self, oid: str, dest: str, link_types: Iterable[str] = ("copy",), *,
+               executable: bool = False, progress: Progress | None = None) -> str:
+        """Write object oid to dest (temp file beside dest, verified, renamed). Returns the link type used.
+
+        dest's parent must exist; whatever is at dest (a file or a symlink, never followed) is replaced.
+        """
+        src = self.path(oid)
+        directory = os.path.dirname(dest) or "."
+        tmp = local.tmp_name(directory, os.path.basename(dest))
+        fd = self._open_object(oid)
+        try:
+            size = os.fstat(fd).st_size
+            with local.space_errors(dest):
+                try:
+                    how = self._export(oid, fd, size, src, tmp, link_types, executable, progress)
+                    os.replace(tmp, dest)
+                except BaseException:
+                    local.remove_quietly(tmp)
+                    raise
+        finally:
+            os.close(fd)
+        return how
+
+    def _export(self, oid, fd, size, src, tmp, link_types, executable, progress) -> str:
+        mode = 0o777 if executable else 0o666
+        for how in link_types:
+            if how == "reflink":
+                out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+                try:
+                    ok = local.reflink_fd(fd, out)
+                    if ok:
+                        self._check(oid, local.hash_fd(out, size, progress))
+                finally:
+                    os.close(out)
+                if ok:
+                    return how
+                os.unlink(tmp)
+            elif how in ("hardlink", "symlink"):
+                self._check(oid, local.hash_fd(fd, size, progress))
+                try:
+                    if how == "hardlink":
+                        os.link(src, tmp)
+                    else:
+                        os.symlink(src, tmp)
+                except OSError as e:
+                    if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+                        continue
+                    raise
+                return how
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            digest = local.copy_hash_fd(fd, out, size, progress)
+        finally:
+            os.close(out)
+        self._check(oid, digest)
+        return "copy"
+
+
+def _open_src(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise StorageError(f"{path}: no such file: check the path") from None
+    except PermissionError:
+        raise StorageError(f"{path}: permission denied: make it readable (chmod u+r)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StorageError(f"{path}: is a symlink: add the file it points to instead") from None
+        raise

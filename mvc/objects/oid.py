@@ -1,0 +1,38 @@
+"""Object ids: ``xxh128:<32 hex>``. The only place that maps oids to relative paths and back."""
+
+from __future__ import annotations
+
+import re
+
+from mvc.errors import CorruptObject
+
+ALGO = "xxh128"
+_OID_RE = re.compile(r"^xxh128:[0-9a-f]{32}$")
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_oid(value: object) -> bool:
+    return isinstance(value, str) and _OID_RE.match(value) is not None
+
+
+def from_digest(hexdigest: str) -> str:
+    return f"{ALGO}:{hexdigest}"
+
+
+def to_relpath(oid: str) -> str:
+    """``xxh128:abcd…`` -> ``ab/cd…`` (the layout shared by the cache and remotes)."""
+    if not is_oid(oid):
+        raise CorruptObject(f"invalid object id {oid!r}: expected 'xxh128:' and 32 lowercase hex digits")
+    digest = oid[len(ALGO) + 1:]
+    return f"{digest[:2]}/{digest[2:]}"
+
+
+def from_relpath(relpath: str) -> str | None:
+    """Strict inverse of :func:`to_relpath`; None for anything that is not an object path."""
+    parts = relpath.replace("\\", "/").split("/")
+    if len(parts) != 2 or len(parts[0]) != 2 or len(parts[1]) != 30:
+        return None
+    digest = parts[0] + parts[1]
+    if not _HEX.issuperset(digest):
+        return None
+    return from_digest(digest)

@@ -1,0 +1,79 @@
+"""Progress reporting. The API takes a factory ``progress(desc, total_bytes) -> Bar``; only the CLI draws."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Protocol, TextIO
+
+
+class Bar(Protocol):
+    def update(self, n: int) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Null:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+NULL = _Null()
+Factory = Callable[[str, int], Bar]
+
+
+def null(desc: str, total: int) -> Bar:
+    return NULL
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class TerminalBar:
+    """One line redrawn in place at most 10 times a second: bytes, percent, rate, ETA."""
+
+    def __init__(self, desc: str, total: int, stream: TextIO):
+        self.desc, self.total, self.stream = desc, total, stream
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= 0.1 or self.done >= self.total:
+            self.last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.start, 1e-6)
+        rate = self.done / elapsed
+        pct = 100 * self.done / self.total if self.total else 100
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        self.stream.write(f"\r{self.desc}: {pct:5.1f}% {_human(self.done)}/{_human(self.total)} "
+                          f"{_human(rate)}/s ETA {eta:4.0f}s\x1b[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+
+MIN_BYTES = 4 << 20  # shorter work finishes before a bar would help
+
+
+def terminal(quiet: bool = False, stream: TextIO | None = None) -> Factory:
+    out = stream or sys.stderr
+    if quiet or not out.isatty():
+        return null
+
+    def make(desc: str, total: int) -> Bar:
+        return TerminalBar(desc, total, out) if total >= MIN_BYTES else NULL
+
+    return make

@@ -1,0 +1,1 @@
+"""Bytes on disks and stores: local file primitives here, fsspec remotes in :mod:`mvc.storage.remote`."""
