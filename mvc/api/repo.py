@@ -46,6 +46,15 @@ class Repo:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- revisions --------------------------------------------------------------------------
+    def resolve(self, rev: str) -> str:
+        """The commit id (hex) a revision names: anything git accepts (commit, branch, tag, HEAD~1)."""
+        return str(self.git.resolve(rev).id)
+
+    def pointers_at(self, rev: str) -> dict[str, bytes]:
+        """{pointer relpath: bytes} in the tree of the commit rev names."""
+        return self.git.pointers_at(self.resolve(rev))
+
     # -- paths ------------------------------------------------------------------------------
     def rel(self, path: str) -> str:
         """A user-given path as a posix path relative to the root; refuses anything outside it."""

@@ -422,7 +422,7 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
     paths = list(paths)
     try:
         if rev is not None:
-            at_rev = repo.git.pointers_at(rev)
+            at_rev = repo.pointers_at(rev)
             chosen = _select(repo, paths, sorted(at_rev))
             for prel in chosen:
                 load_pointer(repo, prel, at_rev[prel])
@@ -431,7 +431,7 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
             if dirty and not force:
                 raise WorkspaceModified(f"{dirty[0]} has changes not staged in git: stage them with "
                                         f"'git add {dirty[0]}', or pass --force to replace it")
-            repo.git.checkout_paths(rev, chosen)
+            repo.git.checkout_paths(repo.resolve(rev), chosen)
         else:
             chosen = _select(repo, paths, repo.git.ls_pointers())
         plans = [_plan(repo, prel, progress) for prel in chosen]
@@ -593,7 +593,7 @@ def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Po
         if not os.path.isfile(repo.abs(prel)):
             raise PathError(f"{path} is not tracked by mvc: run 'mvc add {path}' first")
         return prel, load_pointer(repo, prel)
-    at_rev = repo.git.pointers_at(rev)
+    at_rev = repo.pointers_at(rev)
     if prel not in at_rev:
         raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
     return prel, load_pointer(repo, prel, at_rev[prel])
@@ -655,7 +655,7 @@ def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, An
     repo = _open(repo)
     if rev is None:
         return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
-    at_rev = repo.git.pointers_at(rev)
+    at_rev = repo.pointers_at(rev)
     return [describe(prel, load_pointer(repo, prel, data)) for prel, data in sorted(at_rev.items())]
 
 
