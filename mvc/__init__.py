@@ -23,6 +23,7 @@ _API = {
     "get": "mvc.api.workspace",
     "ls": "mvc.api.workspace",
     "unprotect": "mvc.api.workspace",
+    "remove": "mvc.api.workspace",
     "Repo": "mvc.api.repo",
     "MvcError": "mvc.errors",
 }

@@ -688,3 +688,30 @@ def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
             done.append(frel)
     repo.state.flush()
     return done
+
+
+def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None) -> list[str]:
+    """Stop tracking paths: delete their pointers and .gitignore entries; files and cache stay."""
+    repo = _open(repo)
+    paths = list(paths)
+    if not paths:
+        raise PathError("name the tracked paths to stop tracking, e.g. 'mvc remove model.pt'")
+    chosen = _select(repo, paths, repo.git.ls_pointers())
+    ignores = []
+    for prel in chosen:
+        rel = Repo.target_of(prel)
+        os.unlink(repo.check_inside(prel))
+        parent, _, name = rel.rpartition("/")
+        gi_rel = f"{parent}/.gitignore" if parent else ".gitignore"
+        full = repo.abs(gi_rel)
+        if os.path.exists(full):
+            with open(full, "rb") as fh:
+                lines = fh.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
+            kept = [line for line in lines if line.rstrip("\n") != _gitignore_pattern(name)]
+            if kept != lines:
+                local.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
+                ignores.append(gi_rel)
+    if stage and chosen:
+        repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){p}" for p in chosen])
+        repo.git.stage(dict.fromkeys(ignores))
+    return [Repo.target_of(p) for p in chosen]

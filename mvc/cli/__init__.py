@@ -22,6 +22,7 @@ COMMANDS = {
     "ls": "mvc.cli.workspace:ls",
     "unprotect": "mvc.cli.workspace:unprotect",
     "config": "mvc.cli.workspace:config",
+    "remove": "mvc.cli.workspace:remove",
 }
 
 

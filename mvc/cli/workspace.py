@@ -196,3 +196,20 @@ def config(key: str, value: str | None, local: bool, unset: bool) -> None:
         click.echo(shown if isinstance(shown, str) else cfg.render(shown))
         return
     cfg.set(key, None if unset else value, local=local)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--no-stage", is_flag=True, help="Do not stage the pointer removal and .gitignore in git.")
+def remove(paths: tuple[str, ...], no_stage: bool) -> None:
+    """Stop tracking paths: delete their .mvc pointers and .gitignore entries.
+
+    \b
+    The files themselves and their objects in the cache are kept.
+
+    \b
+    Example:
+      mvc remove old-model.bin && git commit -m "stop tracking old-model.bin"
+    """
+    for rel in api.remove(paths, stage=not no_stage):
+        click.echo(f"stopped tracking {rel}")
