@@ -40,6 +40,13 @@ def _open(repo: Repo | None) -> Repo:
     return repo if repo is not None else Repo.find()
 
 
+def _paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Accept one path or many (so ``mvc.add("model.pt")`` does what it says)."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(p) for p in paths]
+
+
 # -- init -------------------------------------------------------------------------------------
 def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
     """Set up mvc in the git work tree containing path (default: cwd). Idempotent."""
@@ -155,7 +162,7 @@ def add(paths: Iterable[str], *, meta: dict[str, Any] | None = None, stage: bool
         repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
     """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys."""
     repo = _open(repo)
-    paths = list(paths)
+    paths = _paths(paths)
     if not paths:
         raise PathError("nothing to add: name the files or directories to track, e.g. 'mvc add model.pt'")
     rels = [repo.rel(p) for p in paths]
@@ -341,7 +348,7 @@ def status(paths: Iterable[str] = (), *, repo: Repo | None = None,
     repo = _open(repo)
     out = []
     try:
-        for prel in _select(repo, paths, repo.git.ls_pointers()):
+        for prel in _select(repo, _paths(paths), repo.git.ls_pointers()):
             p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
             ws, cache = _status_one(repo, rel, p, progress)
@@ -419,7 +426,7 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
              repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
     """Make workspace files match their pointers (restoring the pointers as of ``rev`` first)."""
     repo = _open(repo)
-    paths = list(paths)
+    paths = _paths(paths)
     try:
         if rev is not None:
             at_rev = repo.pointers_at(rev)
@@ -599,11 +606,11 @@ def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Po
     return prel, load_pointer(repo, prel, at_rev[prel])
 
 
-def get(path: str, out: str, *, rev: str | None = None, force: bool = False, repo: Repo | None = None,
+def get(path: str | os.PathLike, out: str | os.PathLike, *, rev: str | None = None, force: bool = False, repo: Repo | None = None,
         progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
     """Write the tracked path as of rev to out, touching neither the work tree nor the pointers."""
     repo = _open(repo)
-    prel, p = _pointer_for(repo, path, rev)
+    prel, p = _pointer_for(repo, os.fspath(path), rev)
     out = os.path.abspath(out)
     if os.path.lexists(out) and not force:
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
@@ -663,7 +670,7 @@ def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
               progress: progressmod.Factory = progressmod.null) -> list[str]:
     """Replace cache links (hardlink/symlink) by writable copies so the files can be edited in place."""
     repo = _open(repo)
-    paths = list(paths)
+    paths = _paths(paths)
     if not paths:
         raise PathError("name the tracked files or directories to unprotect, e.g. 'mvc unprotect model.pt'")
     done = []
@@ -693,7 +700,7 @@ def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
 def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None) -> list[str]:
     """Stop tracking paths: delete their pointers and .gitignore entries; files and cache stay."""
     repo = _open(repo)
-    paths = list(paths)
+    paths = _paths(paths)
     if not paths:
         raise PathError("name the tracked paths to stop tracking, e.g. 'mvc remove model.pt'")
     chosen = _select(repo, paths, repo.git.ls_pointers())
