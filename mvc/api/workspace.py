@@ -679,8 +679,10 @@ def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
         full = repo.check_inside(rel)
         if not os.path.lexists(full):
             continue
+        executable: dict[str, bool] = {}
         if os.path.isdir(full) and not os.path.islink(full):
             files = {f"{rel}/{sub}": f for sub, f in _scan_dir(repo, rel, full).items()}
+            executable = {f"{rel}/{sub}": e.executable for sub, e in _old_manifest(repo, rel).items()}
         else:
             files = {rel: _look(repo, rel, full, os.lstat(full), None)}
         for frel, f in files.items():
@@ -689,7 +691,7 @@ def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
             oid = f.oid if statmod.S_ISLNK(f.st.st_mode) else _hash(repo, frel, f, progressmod.NULL)
             bar = progress(f"unprotecting {frel}", os.path.getsize(f.full))
             try:
-                repo.odb.export(oid, f.full, ("copy",), progress=bar.update)
+                repo.odb.export(oid, f.full, ("copy",), executable=executable.get(frel, False), progress=bar.update)
             finally:
                 bar.close()
             done.append(frel)
