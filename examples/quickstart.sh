@@ -38,9 +38,28 @@ run mvc get churn.safetensors --rev HEAD -o ../churn-latest.safetensors
 run git log --oneline
 
 # >>> remotes (issue 3)
+printf '\n# share the models through a remote: a directory here; s3://bucket/prefix works the same way\n'
+run mvc remote add origin ../mvc-remote --default
+run mvc push --all-commits
+run mvc push
+run git commit -q -m "Share models through the origin remote" .mvc/config.toml
+
+printf '\n# a machine without the cache: pull brings the weights back from the remote\n'
+run rm -rf .mvc/cache churn.safetensors
+run mvc status -r origin
+run mvc pull
+run mvc status -r origin
 # <<< remotes
 
 # >>> registry (issue 4)
+printf '\n# name the model, register a version and put it in production (git tags, readable by GTO too)\n'
+run mvc add churn.safetensors --name churn
+run git commit -q -m "Name the churn model"
+run mvc register churn
+run mvc assign churn prod
+run mvc registry
+run mvc log churn
+run mvc get churn#prod -o ../churn-prod.safetensors
 # <<< registry
 
 printf '\nquickstart finished: every step above ran without error.\n'

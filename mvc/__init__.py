@@ -24,7 +24,18 @@ _API = {
     "ls": "mvc.api.workspace",
     "unprotect": "mvc.api.workspace",
     "remove": "mvc.api.workspace",
+    "push": "mvc.api.remote",
+    "fetch": "mvc.api.remote",
+    "pull": "mvc.api.remote",
+    "install_hooks": "mvc.api.hooks",
+    "uninstall_hooks": "mvc.api.hooks",
     "Repo": "mvc.api.repo",
+    "register": "mvc.api.registry",
+    "assign": "mvc.api.registry",
+    "deprecate": "mvc.api.registry",
+    "registry": "mvc.api.registry",
+    "log": "mvc.api.registry",
+    "diff": "mvc.api.registry",
     "MvcError": "mvc.errors",
 }
 __all__ = sorted(_API)

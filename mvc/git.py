@@ -126,3 +126,254 @@ class Git:
 
         walk(commit.tree, "")
         return found
+
+    # -- registry: tags, history, blobs at a commit -----------------------------------------
+    # One `git for-each-ref` reads loose and packed tags with their tag objects; it costs less than
+    # importing pygit2. Fields end in NUL; the contents of a tag message cannot hold a NUL.
+    _TAG_FIELDS = ("refname", "objecttype", "objectname", "*objectname", "*objecttype", "taggername",
+                   "taggeremail", "taggerdate:raw", "*committerdate:raw", "contents", "contents:signature")
+
+    def tags(self) -> list[dict[str, Any]]:
+        """Every tag: {name, annotated, target (what the ref or tag object points to), target_type,
+        tagger, email, time, offset (minutes east of UTC), commit_time (of a target commit), message};
+        lightweight tags have only name, annotated False, target and target_type."""
+        fmt = "".join(f"%({f})%00" for f in self._TAG_FIELDS)
+        out = self.run("for-each-ref", f"--format={fmt}", "refs/tags").decode("utf-8", "surrogateescape")
+        fields = out.split("\0")
+        n = len(self._TAG_FIELDS)
+        found = []
+        for i in range(0, len(fields) - n + 1, n):
+            ref, otype, oname, target, ttype, tagger, email, date, cdate, contents, sig = fields[i:i + n]
+            name = ref.lstrip("\n")[len("refs/tags/"):]
+            if otype != "tag":
+                found.append({"name": name, "annotated": False, "target": oname, "target_type": otype})
+                continue
+            if sig and contents.endswith(sig):
+                contents = contents[: -len(sig)]
+            stamp, _, tz = date.partition(" ")
+            try:
+                time = int(stamp)
+                sign = -1 if tz.startswith("-") else 1
+                offset = sign * (int(tz[1:3]) * 60 + int(tz[3:5]))
+            except ValueError:  # a tag object without a tagger line: GTO cannot order it either
+                time, offset = 0, 0
+            found.append({"name": name, "annotated": True, "target": target, "target_type": ttype,
+                          "tagger": tagger, "email": email.strip("<>"), "time": time, "offset": offset,
+                          "commit_time": int(cdate.partition(" ")[0]) if cdate[:1].isdigit() else 0,
+                          "message": contents})
+        return found
+
+    def create_tag(self, name: str, target: str, message: str, *, time: int | None = None) -> bool:
+        """Create the annotated tag name -> target, tagged by the git user (at time, epoch seconds, if
+        given); the message is kept verbatim. False if the tag exists already (it is never moved)."""
+        import time as timemod
+
+        env = dict(os.environ)
+        if time is not None:
+            offset = timemod.localtime(time).tm_gmtoff // 60
+            sign = "-" if offset < 0 else "+"
+            env["GIT_COMMITTER_DATE"] = f"{time} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
+        try:
+            proc = subprocess.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", "--", name, target],
+                                  cwd=self.root, input=message.encode(), env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
+        if proc.returncode == 0:
+            return True
+        err = proc.stderr.decode(errors="replace")
+        if "already exists" in err:
+            return False
+        if "tell me who you are" in err or "auto-detect" in err or "empty ident" in err:
+            raise GitError("git does not know who you are (the tagger of registry tags): run "
+                           "git config user.name 'Your Name' && git config user.email you@example.com")
+        lines = err.strip().splitlines()
+        raise GitError(f"git tag {name} failed: {lines[-1] if lines else proc.returncode}")
+
+    def walk(self, rev: str) -> Iterable[dict[str, Any]]:
+        """Commits reachable from rev, newest first (topological, then by time): {id, parents, author,
+        email, time, offset, message}."""
+        import pygit2
+
+        start = self.resolve(rev)
+        for c in self.repo.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME):
+            yield {"id": str(c.id), "parents": [str(p) for p in c.parent_ids], "author": c.author.name,
+                   "email": c.author.email, "time": c.author.time, "offset": c.author.offset,
+                   "message": c.message}
+
+    def blob_ids(self, commit: str, paths: Iterable[str]) -> dict[str, str | None]:
+        """{path: id of the blob at path in commit's tree, or None (absent, a tree or a symlink)}."""
+        import pygit2
+
+        tree = self.repo[commit].peel(pygit2.Commit).tree
+        found: dict[str, str | None] = {}
+        for path in paths:
+            try:
+                entry = tree[path]
+            except KeyError:
+                found[path] = None
+                continue
+            ok = entry.type_str == "blob" and entry.filemode != pygit2.GIT_FILEMODE_LINK
+            found[path] = str(entry.id) if ok else None
+        return found
+
+    def blob(self, blob_id: str) -> bytes:
+        return self.repo[blob_id].data
+
+    # -- hooks: the hooks directory, the index, what a commit or a push carries (issue 5) ------
+    # The git binary throughout: hooks run on every commit, and they must see git's own environment
+    # (the temporary GIT_INDEX_FILE of 'git commit -a', a worktree's GIT_DIR), which pygit2 ignores.
+    def hooks_dir(self) -> str:
+        """The directory git runs hooks from: core.hooksPath if set, else the common .git/hooks
+        (shared by linked worktrees)."""
+        out = self.run("rev-parse", "--git-path", "hooks").decode("utf-8", "surrogateescape").strip()
+        return os.path.normpath(os.path.join(self.root, out))
+
+    def merge_heads(self) -> list[str]:
+        """The commits an unfinished merge is bringing in (MERGE_HEAD); empty when none is under way."""
+        out = self.run("rev-parse", "--git-path", "MERGE_HEAD").decode("utf-8", "surrogateescape").strip()
+        try:
+            with open(os.path.join(self.root, out), "rb") as f:
+                return f.read().decode().split()
+        except FileNotFoundError:
+            return []
+
+    def index_blobs(self, pathspec: str) -> dict[str, str]:
+        """{posix relpath: blob id} of the index's regular files matching pathspec (merged entries only)."""
+        out = self.run("ls-files", "-s", "-z", "--", pathspec)
+        found = {}
+        for rec in out.split(b"\0"):
+            meta, _, path = rec.partition(b"\t")
+            parts = meta.split(b" ")
+            if len(parts) == 3 and parts[2] == b"0" and parts[0] in (b"100644", b"100755"):
+                found[path.decode("utf-8", "surrogateescape")] = parts[1].decode()
+        return found
+
+    def staged_diff(self, against: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(status letter, new mode, new blob id, path) per path the index changes against a commit
+        (default HEAD; on an unborn branch everything is added). Renames show as delete + add."""
+        args = ["diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", "--ignore-submodules=all"]
+        fields = self.run(*args, *([against] if against else [])).split(b"\0")
+        found = []
+        for i in range(0, len(fields) - 1, 2):
+            meta = fields[i].decode().lstrip(":").split(" ")
+            if len(meta) == 5:
+                found.append((meta[4][:1], meta[1], meta[3], fields[i + 1].decode("utf-8", "surrogateescape")))
+        return found
+
+    def cat_objects(self, names: Iterable[str]) -> dict[str, bytes | None]:
+        """{name: content} of objects named by id or ``<rev>:<path>``, in one ``git cat-file``;
+        None for a name that names nothing."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        out = self.run("cat-file", "--batch", input=("\n".join(names) + "\n").encode("utf-8", "surrogateescape"))
+        found: dict[str, bytes | None] = {}
+        pos = 0
+        for name in names:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].rsplit(b" ", 2)
+            pos = nl + 1
+            if len(header) == 3 and header[2].isdigit():
+                size = int(header[2])
+                found[name] = out[pos:pos + size]
+                pos += size + 1
+            else:
+                found[name] = None
+        return found
+
+    def _batch_check(self, names: list[str]) -> list[list[str] | None]:
+        if not names:
+            return []
+        out = self.run("cat-file", "--batch-check", input=("\n".join(names) + "\n").encode("utf-8", "surrogateescape"))
+        lines = out.decode("utf-8", "surrogateescape").split("\n")
+        return [parts if len(parts) == 3 and parts[2].isdigit() else None
+                for parts in (line.rsplit(" ", 2) for line in lines[:len(names)])]
+
+    def object_sizes(self, ids: Iterable[str]) -> dict[str, int | None]:
+        """{object id: size in bytes, or None if missing}, in one ``git cat-file``."""
+        ids = list(dict.fromkeys(ids))
+        return {i: int(r[2]) if r else None for i, r in zip(ids, self._batch_check(ids))}
+
+    def peel_commits(self, names: Iterable[str]) -> dict[str, str | None]:
+        """{name: id of the commit it names (tags peeled), or None}, in one ``git cat-file``."""
+        names = list(dict.fromkeys(names))
+        return {n: r[0] if r else None for n, r in zip(names, self._batch_check([f"{n}^{{commit}}" for n in names]))}
+
+    def blob_head(self, blob_id: str, n: int) -> bytes:
+        """The first n bytes of a blob, without reading the rest of it."""
+        proc = subprocess.Popen(["git", "cat-file", "blob", blob_id], cwd=self.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert proc.stdout is not None
+            return proc.stdout.read(n)
+        finally:
+            proc.kill()
+            proc.communicate()
+
+    def remote_names(self) -> set[str]:
+        return set(self.run("remote").decode("utf-8", "surrogateescape").split())
+
+    def rev_list(self, include: Iterable[str], exclude: Iterable[str] = (), *, not_remotes: str | None = None,
+                 paths: Iterable[str] = ()) -> list[str]:
+        """Commits reachable from include but not from exclude nor the refs of git remote not_remotes,
+        limited to those touching paths (with --full-history: merged side branches count), newest first."""
+        args = ["rev-list", "--full-history", *include, "--not", *exclude]
+        if not_remotes:
+            args.append(f"--remotes={not_remotes}")
+        paths = list(paths)
+        if paths:
+            args += ["--", *paths]
+        return self.run(*args).decode().split()
+
+    def diff_names(self, a: str, b: str | None, pathspec: str) -> list[tuple[str, str]]:
+        """(status letter, path) of files matching pathspec that differ from commit a to commit b
+        (None: the work tree). Renames show as delete + add."""
+        out = self.run("diff", "--name-status", "-z", "--no-renames", a, *([b] if b else []), "--", pathspec)
+        fields = out.split(b"\0")
+        return [(fields[i].decode()[:1], fields[i + 1].decode("utf-8", "surrogateescape"))
+                for i in range(0, len(fields) - 1, 2)]
+
+    # -- remotes: which commits a push or fetch covers, and their pointers (issue 3) -----------
+    def ref_commits(self, prefix: str) -> dict[str, str]:
+        """{short ref name: commit id} of the refs under prefix (``refs/heads``, ``refs/tags``), tags peeled;
+        refs naming no commit (a tag of a blob) are left out."""
+        out = self.run("for-each-ref", "--format=%(refname)", prefix).decode("utf-8", "surrogateescape")
+        refs = [r for r in out.split("\n") if r]
+        if not refs:
+            return {}
+        query = "".join(f"{r}^{{commit}}\n" for r in refs).encode("utf-8", "surrogateescape")
+        lines = self.run("cat-file", "--batch-check=%(objectname) %(objecttype)", input=query).decode().split("\n")
+        return {r[len(prefix.rstrip("/")) + 1:]: line.split(" ")[0]
+                for r, line in zip(refs, lines) if line.endswith(" commit")}
+
+    def all_commits(self) -> list[str]:
+        """Every commit reachable from a branch, tag or other ref (``git rev-list --all``)."""
+        return self.run("rev-list", "--all").decode().split()
+
+    def pointer_blobs(self, commits: Iterable[str]) -> dict[str, tuple[str, str, bytes]]:
+        """{blob id: (commit, posix path, bytes)} of every distinct pointer file in the trees of commits.
+
+        A tree already walked (same id) is skipped, so many commits that share most of their tree
+        cost little more than one; each blob is reported once, with the first commit and path seen.
+        """
+        import pygit2
+
+        seen_trees: set[Any] = set()
+        found: dict[str, tuple[str, str, bytes]] = {}
+
+        def walk(tree: Any, prefix: str, commit: str) -> None:
+            if tree.id in seen_trees:
+                return
+            seen_trees.add(tree.id)
+            for entry in tree:
+                path = prefix + entry.name
+                if entry.type_str == "tree":
+                    walk(self.repo[entry.id], path + "/", commit)
+                elif (entry.type_str == "blob" and path.endswith(".mvc") and entry.filemode != pygit2.GIT_FILEMODE_LINK
+                      and str(entry.id) not in found):
+                    found[str(entry.id)] = (commit, path, self.repo[entry.id].data)
+
+        for commit in commits:
+            walk(self.resolve(commit).tree, "", commit)
+        return found

@@ -93,6 +93,25 @@ def mvc_cli() -> Cli:
     return Cli()
 
 
+@pytest.fixture
+def mvc_error(mvc_cli: Cli):
+    """Run the CLI expecting a user error: exit != 0, exactly one 'error: …' line on stderr, nothing on
+    stdout, no traceback (an unexpected exception propagates). Each of ``words`` must appear in the
+    line (case-insensitive); returns the line."""
+
+    def run(*args: str, words: tuple[str, ...] = ()) -> str:
+        result = mvc_cli(*args, ok=False)
+        lines = result.stderr.splitlines()
+        assert result.exit_code != 0, f"mvc {' '.join(args)} succeeded:\n{result.output}"
+        assert len(lines) == 1 and lines[0].startswith("error: "), f"not one error line:\n{result.stderr}"
+        assert result.stdout == "", result.stdout
+        for word in words:
+            assert word.lower() in lines[0].lower(), f"{word!r} not in {lines[0]!r}"
+        return lines[0]
+
+    return run
+
+
 def run_mvc(*args: str, cwd: Path | str | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run mvc in a subprocess exactly as a user's shell would."""
     proc = subprocess.run([sys.executable, "-m", "mvc", *args], cwd=cwd, capture_output=True, text=True, **kw)

@@ -44,7 +44,22 @@ def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None =
     if not local and parsed is not None and cfgfmt.is_secret(key):
         raise ConfigError(f"{key} looks like a secret: it would be committed; pass --local to keep it on this machine")
     path = os.path.join(repo.mvc_dir, cfgfmt.LOCAL if local else cfgfmt.CONFIG)
+    try:
+        with open(path, "rb") as f:
+            before: bytes | None = f.read()
+    except FileNotFoundError:
+        before = None
     cfgfmt.write_value(path, key, parsed)
-    # validate what the merged result now says, so a bad value is caught when set, not later
-    check = Repo(repo.root).config
-    check.link_types, check.cache_dir
+    # validate what the merged result now says, so a bad value is caught when set, not later;
+    # a refused value must not stay in the file, or every later command (even this one) would fail
+    try:
+        check = Repo(repo.root).config
+        check.link_types, check.cache_dir
+    except ConfigError:
+        from mvc.storage.local import atomic_write
+
+        if before is None:
+            os.unlink(path)
+        else:
+            atomic_write(path, before)
+        raise

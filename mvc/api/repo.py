@@ -48,7 +48,12 @@ class Repo:
 
     # -- revisions --------------------------------------------------------------------------
     def resolve(self, rev: str) -> str:
-        """The commit id (hex) a revision names: anything git accepts (commit, branch, tag, HEAD~1)."""
+        """The commit id (hex) a revision names: anything git accepts (commit, branch, tag, HEAD~1), or a
+        registry revision: ``NAME@vX.Y.Z``, ``NAME#STAGE`` (the version the stage points to), ``NAME@latest``."""
+        if "@" in rev or "#" in rev:  # only these can be registry revisions: plain revs skip loading the tags
+            from mvc.api import registry
+
+            rev = registry.resolve_ref(self.git, rev) or rev
         return str(self.git.resolve(rev).id)
 
     def pointers_at(self, rev: str) -> dict[str, bytes]:

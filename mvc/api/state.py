@@ -52,6 +52,10 @@ class State:
 
     def put(self, rel: str, st: os.stat_result, oid: str) -> None:
         if time.time_ns() - st.st_mtime_ns > RACY_NS:
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:  # a name with undecodable bytes: SQLite text is UTF-8, so not remembered
+                return
             self._pending.append((rel, st.st_ino, st.st_mtime_ns, st.st_size, oid))
 
     def flush(self) -> None:

@@ -8,7 +8,6 @@ is in the cache (so it can always be got back); otherwise the command refuses, a
 from __future__ import annotations
 
 import os
-import shutil
 import stat as statmod
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -86,7 +85,18 @@ def _select(repo: Repo, paths: Iterable[str], available: Iterable[str]) -> list[
     return chosen
 
 
+def _not_utf8(path: str) -> bool:
+    """Names from the filesystem or git may hold undecodable bytes; manifests and state.db are UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def load_pointer(repo: Repo, prel: str, data: bytes | None = None) -> ptrfmt.Pointer:
+    if _not_utf8(prel):
+        raise PointerError(f"{os.fsencode(prel)!r}: a pointer's path must be valid UTF-8: rename it with 'git mv'")
     if data is None:
         full = repo.check_inside(prel)
         if os.path.islink(full):
@@ -138,6 +148,9 @@ def _scan_dir(repo: Repo, rel: str, full: str) -> dict[str, _File]:
     known = repo.state.under(rel)
     found: dict[str, _File] = {}
     stack = [(full, "")]
+    base = rel + "/"
+    isreg = statmod.S_ISREG
+    # the loop body runs once per file of every status / re-add: kept to the few operations it needs
     while stack:
         d, prefix = stack.pop()
         with os.scandir(d) as it:
@@ -147,9 +160,12 @@ def _scan_dir(repo: Repo, rel: str, full: str) -> dict[str, _File]:
                     stack.append((e.path, sub + "/"))
                     continue
                 st = e.stat(follow_symlinks=False)
-                row = known.get(f"{rel}/{sub}")
+                row = known.get(base + sub)
                 oid = row[3] if row and row[:3] == (st.st_ino, st.st_mtime_ns, st.st_size) else None
-                found[sub] = _look(repo, f"{rel}/{sub}", e.path, st, oid)
+                if isreg(st.st_mode):  # what _look decides for a regular file
+                    found[sub] = _File(e.path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
+                else:
+                    found[sub] = _look(repo, base + sub, e.path, st, oid)
     return found
 
 
@@ -158,13 +174,20 @@ def _total(files: Iterable[_File]) -> int:
 
 
 # -- add --------------------------------------------------------------------------------------
-def add(paths: Iterable[str], *, meta: dict[str, Any] | None = None, stage: bool = True,
+def add(paths: Iterable[str], *, meta: dict[str, Any] | None = None, stage: bool = True, name: str | None = None,
         repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
-    """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys."""
+    """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys.
+    ``name``: the model name of the (single) path, recorded as ``[models.NAME] path`` in .mvc/config.toml."""
     repo = _open(repo)
     paths = _paths(paths)
     if not paths:
         raise PathError("nothing to add: name the files or directories to track, e.g. 'mvc add model.pt'")
+    if name is not None:
+        from mvc.format.tags import check_name
+
+        check_name(name)
+        if len(paths) != 1:
+            raise PathError(f"--name names one model: add its path alone, e.g. 'mvc add {paths[0]} --name {name}'")
     rels = [repo.rel(p) for p in paths]
     existing = repo.git.ls_pointers()
     tracked_targets = {Repo.target_of(p) for p in existing}
@@ -186,9 +209,23 @@ def add(paths: Iterable[str], *, meta: dict[str, Any] | None = None, stage: bool
                 to_stage.append(ignore)
     finally:
         repo.state.flush()
+    if name is not None:
+        results[0]["name"] = name
+        results[0]["renamed_from"] = _name_model(repo, name, rels[0])
+        to_stage.append(f"{MVC_DIR}/{CONFIG}")
     if stage:
         repo.git.stage(dict.fromkeys(to_stage))
     return results
+
+
+def _name_model(repo: Repo, name: str, rel: str) -> str | None:
+    """Map the model name to rel in .mvc/config.toml; returns the path it named before, if another."""
+    from mvc.format import config as cfgfmt
+
+    before = cfgfmt.models(repo.config.shared).get(name)
+    if before != rel:
+        cfgfmt.write_value(os.path.join(repo.mvc_dir, CONFIG), f"models.{name}.path", rel)
+    return before if before not in (None, rel) else None
 
 
 def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) -> None:
@@ -197,6 +234,8 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) 
         raise PathError("cannot add the repository root: add the model files or directories inside it")
     if rel.endswith(ptrfmt.SUFFIX):
         raise PathError(f"{shown} is a pointer file: add the path it tracks, {shown[:-4]}")
+    if _not_utf8(rel):
+        raise PathError(f"{os.fsencode(shown)!r} is not a valid UTF-8 name: rename it")
     if not os.path.lexists(full):
         raise PathError(f"{shown}: no such file or directory: check the path")
     if not os.access(full, os.R_OK):
@@ -276,6 +315,10 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
         if f.foreign:
             raise PathError(f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
                             "replace it with the file or remove it")
+        # refused here, or the manifest would hold a path that every later read refuses
+        why = "not valid UTF-8" if _not_utf8(sub) else mf.bad_relpath(sub)
+        if why:
+            raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
     bar = progress(f"adding {rel}", _total(files.values()))
     try:
         for sub, f in sorted(files.items()):
@@ -391,14 +434,15 @@ def _status_one(repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.F
     if not statmod.S_ISDIR(st.st_mode):
         return "modified", cache
     files = _scan_dir(repo, rel, full)
-    if want is not None and set(files) != set(want):
+    if want is not None and files.keys() != want.keys():
         return "modified", cache
     bar = progress(f"checking {rel}", _total(files.values()))
     try:
         for sub, f in files.items():
             if want is not None and not f.linked and f.st.st_size != want[sub].size:
                 return "modified", cache
-            _hash(repo, f"{rel}/{sub}", f, bar)
+            if f.oid is None:  # not in the state cache (the common no-op case skips the call)
+                _hash(repo, f"{rel}/{sub}", f, bar)
     finally:
         bar.close()
     if want is not None:
@@ -424,24 +468,32 @@ class _Plan:
 
 def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool = False,
              repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
-    """Make workspace files match their pointers (restoring the pointers as of ``rev`` first)."""
+    """Make workspace files match their pointers (restoring the pointers as of ``rev`` first).
+    A path may be a registry revision (``churn#prod``, ``churn@v1.2.0``): that model's path at that revision."""
     repo = _open(repo)
     paths = _paths(paths)
+    refs = _model_refs(repo, paths, rev)
+    if refs:
+        done: list[dict[str, Any]] = []
+        for commit in dict.fromkeys(c for _, c in refs):
+            done += checkout([repo.abs(p) for p, c in refs if c == commit], rev=commit, force=force, repo=repo,
+                             progress=progress)
+        return done
     try:
         if rev is not None:
             at_rev = repo.pointers_at(rev)
             chosen = _select(repo, paths, sorted(at_rev))
             for prel in chosen:
-                load_pointer(repo, prel, at_rev[prel])
                 repo.check_inside(prel)
             dirty = repo.git.unstaged([p for p in chosen if os.path.exists(repo.abs(p))])
             if dirty and not force:
                 raise WorkspaceModified(f"{dirty[0]} has changes not staged in git: stage them with "
                                         f"'git add {dirty[0]}', or pass --force to replace it")
-            repo.git.checkout_paths(repo.resolve(rev), chosen)
         else:
+            at_rev = {}
             chosen = _select(repo, paths, repo.git.ls_pointers())
-        plans = [_plan(repo, prel, progress) for prel in chosen]
+        # plan from REV's pointers before git touches them, so a refused checkout changes nothing
+        plans = [_plan(repo, prel, progress, at_rev.get(prel)) for prel in chosen]
         unsafe = [u for plan in plans for u in plan.unsafe]
         if unsafe and not force:
             rel = unsafe[0][0]
@@ -449,14 +501,22 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
             raise WorkspaceModified(f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
                                     "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)")
         ensure_objects(repo, {oid for plan in plans for _, oid, _ in plan.writes})
+        if rev is not None:
+            repo.git.checkout_paths(repo.resolve(rev), chosen)
         return [_apply(repo, plan, progress) for plan in plans]
     finally:
         repo.state.flush()
 
 
 def ensure_objects(repo: Repo, needed: set[str]) -> None:
-    """Raise ObjectMissing unless every oid is in the cache."""
+    """Raise ObjectMissing unless every oid is in the cache, fetching missing ones from the default remote."""
     missing = repo.odb.missing(sorted(needed))
+    if missing:
+        from mvc.api import remote
+
+        if remote.default_remote(repo) is not None:
+            remote.fetch_objects(repo, missing)  # raises, naming the remote, for what it lacks
+            missing = repo.odb.missing(missing)
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ObjectMissing(f"object {missing[0]}{more} not in the cache: run 'mvc fetch' (or 'mvc pull')")
@@ -466,8 +526,8 @@ def _current(repo: Repo, rel: str, f: _File, bar: progressmod.Bar) -> str | None
     return _hash(repo, rel, f, bar)
 
 
-def _plan(repo: Repo, prel: str, progress: progressmod.Factory) -> _Plan:
-    p = load_pointer(repo, prel)
+def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | None = None) -> _Plan:
+    p = load_pointer(repo, prel, data)
     rel = Repo.target_of(prel)
     full = repo.check_inside(rel)
     plan = _Plan(rel, full, p)
@@ -555,6 +615,8 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         if os.path.lexists(full):
             os.unlink(full)
     if plan.clear_dir and os.path.isdir(plan.full) and not os.path.islink(plan.full):
+        import shutil  # here, not at the top: it loads bz2/lzma, 4 ms of every command's start-up
+
         shutil.rmtree(plan.full)  # only directories are left: every file was removed above
     if plan.pointer.kind == "dir":
         _prune_blocking_dirs(plan)
@@ -593,6 +655,27 @@ def _umask() -> int:
 
 
 # -- get, ls, unprotect -----------------------------------------------------------------------
+def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str]]:
+    """[(model path, commit)] when paths are registry revisions rather than paths, else []."""
+    maybe = [p for p in paths if ("@" in p or "#" in p) and not os.path.lexists(p)
+             and not os.path.lexists(p + ptrfmt.SUFFIX)]
+    if not maybe:
+        return []
+    from mvc.api import registry
+
+    refs = [(p, registry.model_ref(repo, p)) for p in maybe]
+    found = [(p, r) for p, r in refs if r is not None]
+    if not found:
+        return []
+    if len(found) != len(paths):
+        other = next(p for p in paths if p not in dict(found))
+        raise PathError(f"{other} is not a model revision like {found[0][0]}: give paths and model revisions "
+                        "in separate commands")
+    if rev is not None:
+        raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
+    return [r for _, r in found]
+
+
 def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Pointer]:
     rel = repo.rel(path)
     prel = rel if rel.endswith(ptrfmt.SUFFIX) else Repo.pointer_of(rel)
@@ -608,9 +691,14 @@ def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Po
 
 def get(path: str | os.PathLike, out: str | os.PathLike, *, rev: str | None = None, force: bool = False, repo: Repo | None = None,
         progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
-    """Write the tracked path as of rev to out, touching neither the work tree nor the pointers."""
+    """Write the tracked path as of rev to out, touching neither the work tree nor the pointers.
+    path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision."""
     repo = _open(repo)
-    prel, p = _pointer_for(repo, os.fspath(path), rev)
+    path = os.fspath(path)
+    refs = _model_refs(repo, [path], rev)
+    if refs:
+        path, rev = repo.abs(refs[0][0]), refs[0][1]
+    prel, p = _pointer_for(repo, path, rev)
     out = os.path.abspath(out)
     if os.path.lexists(out) and not force:
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
@@ -625,6 +713,8 @@ def get(path: str | os.PathLike, out: str | os.PathLike, *, rev: str | None = No
             ensure_objects(repo, {p.oid})
             entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid)
             ensure_objects(repo, {e.oid for e in entries})
+            import shutil  # not at the top: see _apply
+
             tmp = local.tmp_name(parent, os.path.basename(out))
             try:
                 os.mkdir(tmp)

@@ -23,6 +23,18 @@ COMMANDS = {
     "unprotect": "mvc.cli.workspace:unprotect",
     "config": "mvc.cli.workspace:config",
     "remove": "mvc.cli.workspace:remove",
+    "remote": "mvc.cli.remote:remote",
+    "push": "mvc.cli.remote:push",
+    "fetch": "mvc.cli.remote:fetch",
+    "pull": "mvc.cli.remote:pull",
+    "register": "mvc.cli.registry:register",
+    "assign": "mvc.cli.registry:assign",
+    "deprecate": "mvc.cli.registry:deprecate",
+    "registry": "mvc.cli.registry:registry",
+    "log": "mvc.cli.registry:log",
+    "diff": "mvc.cli.registry:diff",
+    "install-hooks": "mvc.cli.hooks:install_hooks",
+    "hook": "mvc.cli.hooks:hook",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from mvc.api import workspace as api
@@ -39,12 +41,13 @@ def _parse_meta(items: tuple[str, ...]) -> dict:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE",
               help="Metadata for the pointer's [meta] table (repeatable); KEY= removes KEY.")
 @click.option("--no-stage", is_flag=True, help="Do not stage the pointer and .gitignore in git.")
+@click.option("--name", metavar="NAME", help="Model name for the registry, kept in .mvc/config.toml [models.NAME].")
 @quiet_option
-def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, quiet: bool) -> None:
+def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, name: str | None, quiet: bool) -> None:
     """Track files or directories: store them in the cache and write PATH.mvc pointers.
 
     \b
@@ -55,32 +58,45 @@ def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, quiet: bo
     Example:
       mvc add model.safetensors --meta accuracy=0.93
       git commit -m "churn model v2"
+      mvc add models/churn.pt --name churn   # a named model: mvc register churn
     """
-    for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, progress=bars(quiet)):
-        what = f"{r['nfiles']} files, " if r["kind"] == "dir" else ""
+    for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, name=name, progress=bars(quiet)):
+        what = f"{r['nfiles']} file{'' if r['nfiles'] == 1 else 's'}, " if r["kind"] == "dir" else ""
         verb = "added" if r["changed"] else "unchanged"
         click.echo(f"{verb} {r['path']} ({what}{human(r['size'])}, {short(r['oid'])})")
+        if r.get("renamed_from"):
+            click.echo(f"model {r['name']} now names {r['path']} (was {r['renamed_from']})")
 
 
 _WS = {"ok": "up to date", "modified": "modified", "missing": "missing from workspace"}
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
+@click.option("-r", "--remote", metavar="REMOTE",
+              help="Also show what is not pushed to, or not fetched from, REMOTE.")
 @json_option
 @quiet_option
-def status(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> None:
     """Show, per tracked path, whether the workspace and the cache match its pointer.
 
     \b
-    States: up to date, modified, missing from workspace, missing from cache.
+    States: up to date, modified, missing from workspace, missing from cache;
+    with -r REMOTE also: not pushed, not fetched, missing from cache and remote.
 
     \b
     Example:
       mvc status
       mvc status models/ --json
+      mvc status -r origin
     """
     rows = api.status(paths, progress=bars(quiet))
+    if remote is not None:
+        from mvc.api import remote as remote_api
+
+        on_remote = {r["path"]: r for r in remote_api.status(paths, remote=remote)}
+        for r in rows:
+            r["remote"] = on_remote.get(r["path"])
     if as_json:
         echo_json(rows)
         return
@@ -90,11 +106,17 @@ def status(paths: tuple[str, ...], as_json: bool, quiet: bool) -> None:
         states = [] if r["workspace"] == "ok" else [_WS[r["workspace"]]]
         if r["cache"] != "ok":
             states.append("missing from cache")
+        rem = r.get("remote")
+        if rem:
+            for key, what in (("not_pushed", "not pushed to"), ("not_fetched", "not fetched from"),
+                              ("missing", "missing from the cache and")):
+                if rem[key]:
+                    states.append(f"{what} {rem['remote']} ({rem[key]} object{'s' if rem[key] > 1 else ''})")
         click.echo(f"{r['path']}: {', '.join(states) or 'up to date'}")
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
 @rev_option("Restore the pointer files as of REV (commit, branch, tag) first, then the files.")
 @click.option("--force", "-f", is_flag=True,
               help="Replace modified files; their content is first stored in the cache and its oid printed.")
@@ -107,20 +129,27 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
     without --force the command refuses; with --force the content is kept in the cache.
 
     \b
+    A path may be a model revision: NAME#STAGE, NAME@vX.Y.Z or NAME@latest restores
+    that model's file as of that version (its path at that commit).
+
+    \b
     Example:
       mvc checkout
       mvc checkout model.safetensors --rev v1.0
+      mvc checkout churn#prod
     """
     for r in api.checkout(paths, rev=rev, force=force, progress=bars(quiet)):
         for k in r["kept"]:
-            click.echo(f"kept the replaced content of {k['path']} in the cache as {k['oid']}")
+            # a removed file's name may hold bytes that are not UTF-8: shown escaped, not a crash
+            shown = os.fsencode(k["path"]).decode("utf-8", "backslashreplace")
+            click.echo(f"kept the replaced content of {shown} in the cache as {k['oid']}")
         if r["action"] != "unchanged":
             click.echo(f"restored {r['path']} ({short(r['oid'])})")
 
 
 @click.command()
-@click.argument("path", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(), help="Where to write the model.")
+@click.argument("path", type=click.Path(readable=False))
+@click.option("-o", "--out", required=True, type=click.Path(readable=False), help="Where to write the model.")
 @rev_option("Revision to read the pointer from (default: the work tree).")
 @click.option("--force", "-f", is_flag=True, help="Replace OUT if it exists.")
 @quiet_option
@@ -128,8 +157,12 @@ def get(path: str, out: str, rev: str | None, force: bool, quiet: bool) -> None:
     """Write a tracked model as of a revision to OUT, leaving the work tree alone.
 
     \b
+    PATH may be a model revision (NAME@vX.Y.Z, NAME#STAGE, NAME@latest) instead of PATH --rev REV.
+
+    \b
     Example:
       mvc get model.safetensors --rev v1.0 -o /tmp/model-v1.safetensors
+      mvc get churn@v1.2.0 -o out.bin
     """
     r = api.get(path, out, rev=rev, force=force, progress=bars(quiet))
     click.echo(f"wrote {r['out']} ({human(r['size'])}, {short(r['oid'])})")
@@ -155,7 +188,7 @@ def ls(rev: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @quiet_option
 def unprotect(paths: tuple[str, ...], quiet: bool) -> None:
     """Turn cache links (cache.type hardlink/symlink) into writable copies, to edit in place.
@@ -199,7 +232,7 @@ def config(key: str, value: str | None, local: bool, unset: bool) -> None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--no-stage", is_flag=True, help="Do not stage the pointer removal and .gitignore in git.")
 def remove(paths: tuple[str, ...], no_stage: bool) -> None:
     """Stop tracking paths: delete their .mvc pointers and .gitignore entries.

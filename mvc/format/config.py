@@ -33,6 +33,76 @@ def read(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({e}): fix or remove the file") from None
 
 
+def loads(data: bytes, where: str) -> dict[str, Any]:
+    """A config file's content (e.g. the blob of .mvc/config.toml at a commit)."""
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: not valid TOML ({e}): fix the file") from None
+
+
+def models(data: dict[str, Any], where: str = CONFIG) -> dict[str, str]:
+    """``[models.NAME] path = "..."``: {model name: tracked path (posix, relative to the repo root)}."""
+    table = data.get("models", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: 'models' must be a table of [models.NAME] entries: fix the file")
+    found = {}
+    for name, entry in table.items():
+        path = entry.get("path") if isinstance(entry, dict) else None
+        parts = path.split("/") if isinstance(path, str) else []
+        if not parts or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+            raise ConfigError(f"{where}: [models.{name}] needs path = a relative path inside the repository: "
+                              f"fix it with 'mvc add PATH --name {name}'")
+        found[name] = path
+    return found
+
+
+def stages(data: dict[str, Any], where: str = CONFIG) -> tuple[list[str], dict[str, list[str]]]:
+    """``[stages]``: (order, {stage: require rules}), both empty when not configured."""
+    table = data.get("stages", {})
+    bad = f"{where}: [stages] takes order = [\"dev\", ...] and [stages.NAME] require = [\"key >= value\", ...]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{bad}: fix the file")
+    order = table.get("order", [])
+    if not isinstance(order, list) or not all(isinstance(s, str) for s in order) or len(set(order)) != len(order):
+        raise ConfigError(f"{bad}; order must list distinct stage names: fix the file")
+    gates = {}
+    for stage, entry in table.items():
+        if stage == "order":
+            continue
+        require = entry.get("require", []) if isinstance(entry, dict) else None
+        if not isinstance(require, list) or not all(isinstance(r, str) for r in require):
+            raise ConfigError(f"{bad}; [stages.{stage}] require must be a list of strings: fix the file")
+        gates[stage] = require
+    return order, gates
+
+
+REMOTE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+# Remote keys mvc itself reads; any other key is handed to the fsspec filesystem (s3fs, gcsfs, …).
+REMOTE_KEYS = {"url": str, "endpoint_url": str, "profile": str, "region": str, "jobs": int}
+
+
+def valid_remote_name(name: object) -> bool:
+    return isinstance(name, str) and bool(name) and name[0] not in "-_" and REMOTE_NAME_CHARS.issuperset(name)
+
+
+def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True) -> dict[str, dict[str, Any]]:
+    """``[remote.NAME]`` tables: {name: {key: value}}; each needs ``url`` (in the merged config: the local
+    file may only add keys to a remote of the shared one). ``core.remote`` names the default."""
+    table = data.get("remote", {})
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{where}: 'remote' must be a table of [remote.NAME] entries: fix the file")
+    for name, entry in table.items():
+        if (need_url or "url" in entry) and (not isinstance(entry.get("url"), str) or not entry["url"]):
+            raise ConfigError(f"{where}: [remote.{name}] needs url = \"...\": set it with "
+                              f"'mvc remote modify {name} url URL' or remove it with 'mvc remote remove {name}'")
+        jobs = entry.get("jobs")
+        if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+            raise ConfigError(f"{where}: [remote.{name}] jobs must be a positive integer: "
+                              f"fix it with 'mvc remote modify {name} jobs 8'")
+    return table
+
+
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():

@@ -62,8 +62,8 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise PointerError(f"{where}: not a valid pointer file ({e}): {fix}") from None
     version = d.get("format")
-    if version != FORMAT:
-        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+    if type(version) is not int or version != FORMAT:  # `true` and `1.0` compare equal to 1 in Python
+        if type(version) is int and version > FORMAT:
             raise PointerError(f"{where}: pointer format {version} is newer than this mvc knows ({FORMAT}): upgrade mvc")
         raise PointerError(f"{where}: missing or unknown pointer format {version!r} (expected format = {FORMAT}): {fix}")
     kind, oid, size, nfiles, meta = d.get("kind"), d.get("oid"), d.get("size"), d.get("nfiles"), d.get("meta", {})
@@ -75,6 +75,8 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
         raise PointerError(f"{where}: size must be a non-negative integer, not {size!r}: {fix}")
     if kind == "dir" and not _count(nfiles):
         raise PointerError(f"{where}: a dir pointer needs nfiles, a non-negative integer: {fix}")
+    if kind == "file" and "nfiles" in d:
+        raise PointerError(f"{where}: nfiles is only allowed in a dir pointer: {fix}")
     if not isinstance(meta, dict):
         raise PointerError(f"{where}: [meta] must be a table: {fix}")
     extra = {k: v for k, v in d.items() if k not in _KNOWN}

@@ -1,0 +1,218 @@
+"""register, assign, deprecate, registry, log, diff."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+from mvc.api import registry as api
+from mvc.cli.common import echo_json, human, json_option, short
+
+_message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
+
+
+def _created(r: dict[str, Any], what: str) -> None:
+    where = f"{r['path']} at {r['commit'][:7]}" if r.get("path") else f"commit {r['commit'][:7]}"
+    click.echo(f"created tag {r['tag']}: {what} ({where})")
+    click.echo(f"  share it with: git push origin {shlex.quote(r['tag'])}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("version", required=False)
+@click.option("--rev", "-r", metavar="REV", help="Commit to register (default HEAD).")
+@click.option("--bump-major", "bump", flag_value="major", help="Next major version (v1.4.2 -> v2.0.0).")
+@click.option("--bump-minor", "bump", flag_value="minor", help="Next minor version (v1.4.2 -> v1.5.0).")
+@click.option("--bump-patch", "bump", flag_value="patch", help="Next patch version (the default).")
+@_message
+def register(name: str, version: str | None, rev: str | None, bump: str | None, message: str | None) -> None:
+    """Register a model version: the annotated git tag NAME@vX.Y.Z on a commit.
+
+    \b
+    NAME must be mapped to a tracked path at that commit ('mvc add PATH --name NAME').
+    Without VERSION, the greatest version ever registered is bumped (patch by default);
+    the first version is v0.0.1.
+
+    \b
+    Example:
+      mvc add models/churn.pt --name churn && git commit -m "train churn"
+      mvc register churn                 # churn@v0.0.1
+      mvc register churn --bump-minor    # a later commit: churn@v0.1.0
+      mvc register churn v1.0.0 --rev HEAD~1
+    """
+    r = api.register(name, version, rev=rev, bump=bump, message=message)
+    _created(r, f"{name} {r['version']}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("stage")
+@click.option("--version", "-v", "version", metavar="V", help="Registered version to assign.")
+@click.option("--rev", "-r", metavar="REV", help="Commit to assign, registered first if needed (default HEAD).")
+@_message
+@click.option("--force", "-f", is_flag=True, help="Ignore the promotion rules of [stages] in .mvc/config.toml.")
+def assign(name: str, stage: str, version: str | None, rev: str | None, message: str | None, force: bool) -> None:
+    """Assign STAGE to a version of model NAME: the annotated git tag NAME#STAGE#N.
+
+    \b
+    N is the model's next counter, as GTO counts. An unregistered commit is registered
+    first. With [stages] order = ["dev", "staging", "prod"] in .mvc/config.toml, a version
+    must hold the previous stage; [stages.prod] require = ["accuracy >= 0.9"] gates a
+    stage on the model's meta. --force skips both checks.
+
+    \b
+    Example:
+      mvc assign churn dev                    # HEAD, registered if needed
+      mvc assign churn prod --version v1.2.0
+    """
+    r = api.assign(name, stage, version=version, rev=rev, message=message, force=force)
+    if r["registered"]:
+        _created(r["registered"], f"{name} {r['registered']['version']}")
+    _created(r, f"{name} {r['version']} -> {stage}")
+
+
+@click.command()
+@click.argument("name")
+@click.argument("version", required=False)
+@click.argument("stage", required=False)
+@_message
+def deprecate(name: str, version: str | None, stage: str | None, message: str | None) -> None:
+    """Cancel a stage assignment, deregister a version, or deprecate a whole model.
+
+    \b
+    NAME VERSION STAGE   cancels STAGE of that version:  NAME#STAGE!#N
+    NAME VERSION         deregisters the version:        NAME@VERSION!
+    NAME                 deprecates the model:           NAME@deprecated
+    Tags are never moved or deleted: each change is a new tag.
+
+    \b
+    Example:
+      mvc deprecate churn v1.2.0 prod
+      mvc deprecate churn v1.1.0
+    """
+    r = api.deprecate(name, version, stage, message=message)
+    what = {"unassign": f"{name} {r['version']} leaves {stage}",
+            "deregister": f"{name} {r['version']} deregistered",
+            "deprecate": f"{name} deprecated"}[r["action"]]
+    _created(r, what)
+
+
+@click.command()
+@json_option
+@click.option("--deprecated", "-d", is_flag=True, help="Include deprecated models.")
+def registry(as_json: bool, deprecated: bool) -> None:
+    """Show each model's latest version and the version each stage points to.
+
+    \b
+    Reads git tags only (GTO's and mvc's), never the work tree, so it works in any clone.
+
+    \b
+    Example:
+      mvc registry
+      mvc registry --json | jq '.[] | select(.name == "churn") | .stages.prod.version'
+    """
+    found = api.table(deprecated=deprecated)
+    rows = found["models"]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no registered models yet: run 'mvc register NAME'")
+        return
+    stages = [s for s in found["stages"] if any(s in r["stages"] for r in rows)]
+    table = [["name", "latest", *[f"#{s}" for s in stages], "path"]]
+    for r in rows:
+        name = r["name"] + (" (deprecated)" if r["deprecated"] else "")
+        table.append([name, r["latest"]["version"] if r["latest"] else "-",
+                      *[_label(r["stages"].get(s)) for s in stages], r["path"] or "-"])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _label(stage: dict[str, Any] | None) -> str:
+    if stage is None:
+        return "-"
+    v = stage["version"]
+    return v if v.startswith("v") else v[:7]  # a commit GTO assigned without registering it
+
+
+@click.command()
+@click.argument("target", metavar="NAME|PATH")
+@click.option("--rev", "-r", default="HEAD", show_default=True, metavar="REV", help="Start from this revision.")
+@json_option
+def log(target: str, rev: str, as_json: bool) -> None:
+    """Show the lineage of a model: every commit that changed its pointer.
+
+    \b
+    A model NAME is followed through renames as each commit's .mvc/config.toml maps it;
+    a PATH is followed as is. Each entry lists the commit, author, date, message, oid,
+    size, meta, and the versions and stages that point to it now.
+
+    \b
+    Example:
+      mvc log churn
+      mvc log models/churn.pt --json
+    """
+    rows = api.log(target, rev=rev)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo(f"no commit changed {target}")
+    for r in rows:
+        marks = [*r["versions"], *[f"#{s}" for s in r["stages"]]]
+        click.echo(f"commit {r['commit'][:10]}  {r['date']}  {r['author']}" + (f"  ({', '.join(marks)})" if marks else ""))
+        click.echo(f"    {r['message'].splitlines()[0] if r['message'] else ''}")
+        if "oid" in r:
+            meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(r["meta"].items())) if r["meta"] else ""
+            click.echo(f"    {r['change']} {r['path']}  {human(r['size'])}  {short(r['oid'])}{meta}")
+        else:
+            click.echo(f"    {r['change']} {r['path']}" + (f"  ({r['error']})" if "error" in r else ""))
+
+
+@click.command()
+@click.argument("rev_a", required=False)
+@click.argument("rev_b", required=False)
+@json_option
+def diff(rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
+    """Show models added, removed, modified or moved between two revisions.
+
+    \b
+    Default: HEAD against the work tree's pointers; one revision: it against the work
+    tree. Revisions may be registry ones (churn@v1.0.0, churn#prod, churn@latest).
+
+    \b
+    Example:
+      mvc diff
+      mvc diff churn#prod churn@latest --json
+    """
+    rows = api.diff(rev_a, rev_b)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no model changed")
+    for r in rows:
+        names = f" ({', '.join(r['names'])})" if r["names"] else ""
+        old, new = r["old"], r["new"]
+        if r["change"] == "added":
+            detail = human(new["size"])
+        elif r["change"] == "removed":
+            detail = human(old["size"])
+        else:
+            sign = "+" if r["size_change"] >= 0 else "-"
+            detail = f"{human(old['size'])} -> {human(new['size'])} ({sign}{human(abs(r['size_change']))})"
+            if old["oid"] == new["oid"]:
+                detail = "same content"
+        path = f"{r['old_path']} -> {r['path']}" if r["change"] == "moved" else r["path"]
+        click.echo(f"{r['change']:8}  {path}{names}  {detail}")
+        for k, (a, b) in r["meta_changes"].items():
+            click.echo(f"          {k}: {_show(a)} -> {_show(b)}")
+
+
+def _show(value: Any) -> str:
+    return "(none)" if value is None else str(value)
+

@@ -1,0 +1,277 @@
+"""remote (add, list, remove, modify, default), push, fetch, pull."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import click
+
+from mvc import progress as progressmod
+from mvc.api import remote as api
+from mvc.cli.common import echo_json, human, json_option, quiet_option, short
+
+
+class TransferBar(progressmod.TerminalBar):
+    """The terminal bar plus an object count: transfers of many small objects are paced by requests."""
+
+    def __init__(self, desc: str, total: int, stream: Any):
+        super().__init__(desc, total, stream)
+        self.objects, self.total_objects = 0, 0
+
+    def count(self, done: int, total: int) -> None:
+        self.objects, self.total_objects = done, total
+        self.update(0)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.start, 1e-6)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 and self.total else 0
+        if self.total_objects and self.objects:  # ETA from objects when bytes say little (tiny files)
+            left = max(left, elapsed * (self.total_objects - self.objects) / self.objects)
+        self.stream.write(f"\r{self.desc}: {self.objects}/{self.total_objects} objects, "
+                          f"{human(self.done)}/{human(self.total)}, {human(int(rate))}/s, ETA {left:4.0f}s\x1b[K")
+        self.stream.flush()
+
+
+def transfer_bars(quiet: bool) -> progressmod.Factory:
+    if quiet or not sys.stderr.isatty():
+        return progressmod.null
+    return lambda desc, total: TransferBar(desc, total, sys.stderr)
+
+
+def remote_option(f: Callable) -> Callable:
+    return click.option("-r", "--remote", metavar="NAME",
+                        help="The remote to use (default: core.remote, or the only remote).")(f)
+
+
+def jobs_option(f: Callable) -> Callable:
+    return click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
+                        help="Parallel transfers (default: the remote's jobs setting, else 16 for S3, 4 for a "
+                             "directory, 8 otherwise).")(f)
+
+
+def _objects(n: int) -> str:
+    return f"{n} object{'' if n == 1 else 's'}"
+
+
+# -- mvc remote ...  ------------------------------------------------------------------------------
+@click.group()
+def remote() -> None:
+    """Configure remotes: the stores that push, fetch and pull use.
+
+    \b
+    A remote is a directory, s3://bucket/prefix, or any fsspec URL (gs://, az://,
+    ssh://, https:// read-only). Settings go to .mvc/config.toml (commit it);
+    --local and secrets go to .mvc/config.local.toml (this machine only).
+
+    \b
+    Example:
+      mvc remote add origin s3://models/churn --default
+      mvc remote modify origin endpoint_url http://localhost:9000
+      mvc push
+    """
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--default", "-d", "default", is_flag=True, help="Make it the default remote.")
+@click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
+def remote_add(name: str, url: str, default: bool, local: bool) -> None:
+    """Add a remote NAME at URL.
+
+    \b
+    A relative directory is taken from the current directory and stored relative to
+    the repository root.
+
+    \b
+    Example:
+      mvc remote add origin s3://my-bucket/models --default
+      mvc remote add backup /mnt/nas/mvc-store
+    """
+    r = api.add(name, url, default=default, local=local)
+    where = ".mvc/config.local.toml" if local else ".mvc/config.toml (commit it to share the remote)"
+    click.echo(f"added remote {r['name']} -> {r['url']}{' (default)' if default else ''} in {where}")
+
+
+@remote.command("list")
+@json_option
+def remote_list(as_json: bool) -> None:
+    """List remotes with their URL and settings (secret values hidden).
+
+    \b
+    Example:
+      mvc remote list
+      mvc remote list --json
+    """
+    rows = api.remotes()
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no remote configured: add one with 'mvc remote add NAME URL --default'")
+    for r in rows:
+        opts = "".join(f" {k}={v}" for k, v in r["options"].items())
+        flags = " (default)" if r["default"] else ""
+        flags += " [local]" if r["scope"] == "local" else ""
+        click.echo(f"{r['name']}\t{r['url']}{flags}{opts}")
+
+
+@remote.command("remove")
+@click.argument("name")
+def remote_remove(name: str) -> None:
+    """Remove remote NAME from the config (the store itself is left alone).
+
+    \b
+    Example:
+      mvc remote remove backup
+    """
+    api.remove(name)
+    click.echo(f"removed remote {name}")
+
+
+@remote.command("modify")
+@click.argument("name")
+@click.argument("key")
+@click.argument("value", required=False)
+@click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (required for secrets).")
+@click.option("--unset", is_flag=True, help="Remove KEY.")
+def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bool) -> None:
+    """Set KEY of remote NAME to VALUE.
+
+    \b
+    Keys: url, endpoint_url (S3-compatible stores), profile, region, jobs; for S3 also
+    access_key_id, secret_access_key, session_token (only with --local). Any other key
+    is passed to the fsspec filesystem (e.g. anon true, or gcsfs/adlfs options).
+
+    \b
+    Example:
+      mvc remote modify origin endpoint_url http://127.0.0.1:9000
+      mvc remote modify origin secret_access_key ... --local
+      mvc remote modify origin jobs --unset
+    """
+    if unset == (value is not None):
+        raise click.UsageError("give either VALUE or --unset")
+    api.modify(name, key, value, local=local)
+    click.echo(f"unset {name}.{key}" if unset else f"set {name}.{key}")
+
+
+@remote.command("default")
+@click.argument("name", required=False)
+@click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only).")
+@click.option("--unset", is_flag=True, help="Remove the default.")
+def remote_default(name: str | None, local: bool, unset: bool) -> None:
+    """Show the default remote, or make NAME the default.
+
+    \b
+    Example:
+      mvc remote default origin
+    """
+    if unset:
+        api.set_default(None)
+        click.echo("unset the default remote")
+    elif name:
+        api.set_default(name, local=local)
+        click.echo(f"default remote: {name}")
+    else:
+        from mvc.api.repo import Repo
+
+        found = api.default_remote(Repo.find())
+        if found is None:
+            raise click.ClickException("no default remote: set one with 'mvc remote default NAME'")
+        click.echo(found)
+
+
+# -- transfers ------------------------------------------------------------------------------------
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
+@remote_option
+@jobs_option
+@click.option("--rev", "revs", multiple=True, metavar="REV",
+              help="Push what REV's pointers need instead of the work tree's (repeatable).")
+@click.option("--all-branches", "-a", is_flag=True, help="Push what every local branch needs.")
+@click.option("--all-tags", "-T", is_flag=True, help="Push what every tag needs.")
+@click.option("--all-commits", "-A", is_flag=True, help="Push what every commit needs.")
+@click.option("--verify-remote", is_flag=True,
+              help="Ask the remote which objects it has instead of trusting the local journal.")
+@quiet_option
+def push(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tuple[str, ...], all_branches: bool,
+         all_tags: bool, all_commits: bool, verify_remote: bool, quiet: bool) -> None:
+    """Upload the objects of tracked paths that the remote lacks.
+
+    \b
+    Objects already recorded as pushed are skipped without asking the remote, so a
+    push with nothing to do is instant. Directory entries go up before their manifest.
+    Interrupted? Run it again: only what is missing is sent.
+
+    \b
+    Example:
+      mvc push
+      mvc push models/ -r backup
+      mvc push --all-tags --verify-remote
+    """
+    r = api.push(paths, remote=remote, jobs=jobs, revs=list(revs), all_branches=all_branches, all_tags=all_tags,
+                 all_commits=all_commits, verify_remote=verify_remote, progress=transfer_bars(quiet))
+    if r["uploaded"]:
+        there = f"; {r['present']} already there" if r["present"] else ""
+        click.echo(f"pushed {_objects(r['uploaded'])} ({human(r['bytes'])}) to {r['remote']}{there}")
+    else:
+        click.echo(f"nothing to push: everything is on {r['remote']}")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
+@remote_option
+@jobs_option
+@click.option("--rev", "revs", multiple=True, metavar="REV",
+              help="Fetch what REV's pointers need instead of the work tree's (repeatable).")
+@quiet_option
+def fetch(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tuple[str, ...], quiet: bool) -> None:
+    """Download into the cache the objects of tracked paths that it lacks.
+
+    \b
+    Each object is hashed and refused if it does not match its id; the work tree is
+    not touched (see 'mvc pull' and 'mvc checkout').
+
+    \b
+    Example:
+      mvc fetch
+      mvc fetch model.safetensors --rev v1.0
+    """
+    r = api.fetch(paths, remote=remote, jobs=jobs, revs=list(revs), progress=transfer_bars(quiet))
+    _fetched(r)
+
+
+def _fetched(r: dict[str, Any]) -> None:
+    if r["downloaded"]:
+        there = f"; {r['present']} already in the cache" if r["present"] else ""
+        click.echo(f"fetched {_objects(r['downloaded'])} ({human(r['bytes'])}) from {r['remote']}{there}")
+    else:
+        click.echo("nothing to fetch: everything is in the cache")
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
+@remote_option
+@jobs_option
+@click.option("--rev", metavar="REV", help="Restore the pointers as of REV (commit, branch, tag) and their files.")
+@click.option("--force", "-f", is_flag=True,
+              help="Replace modified files; their content is first stored in the cache and its oid printed.")
+@quiet_option
+def pull(paths: tuple[str, ...], remote: str | None, jobs: int | None, rev: str | None, force: bool,
+         quiet: bool) -> None:
+    """Fetch, then check out: bring the workspace in line with its pointers.
+
+    \b
+    Example:
+      git pull && mvc pull
+      mvc pull model.safetensors --rev v1.0
+    """
+    r = api.pull(paths, remote=remote, jobs=jobs, rev=rev, force=force, progress=transfer_bars(quiet))
+    _fetched(r)
+    for row in r["checkout"]:
+        for k in row["kept"]:
+            click.echo(f"kept the replaced content of {k['path']} in the cache as {k['oid']}")
+        if row["action"] != "unchanged":
+            click.echo(f"restored {row['path']} ({short(row['oid'])})")

@@ -1,0 +1,581 @@
+"""The remote test suite, written once and run against every backend (as fsspec/s3fs do).
+
+A backend joins it by providing a ``backend`` fixture (and, if it can, ``stoppable``) that returns an
+object with this interface::
+
+    name, url, options      the remote to configure ({"endpoint_url": ...} for S3)
+    rels()                  relative paths of the objects on the remote (objects/ab/cdef…)
+    read(rel) / write(rel, data) / delete(rel)
+    stop() / start()        make the remote unreachable and back, its config unchanged
+    can_stop_mid_push       whether stop() may be called while a push runs (a server going away)
+    missing()               (url, options) of a store that does not exist
+    reject_credentials()    context manager in which the store refuses our credentials (or None)
+
+Everything is real: git, the CLI, the store (a directory, or S3 on a moto server on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import git, make_file
+
+MVC = [sys.executable, "-m", "mvc"]
+
+
+def oid_of(data: bytes) -> str:
+    import xxhash
+
+    return "xxh128:" + xxhash.xxh3_128_hexdigest(data)
+
+
+def rel_of(oid: str) -> str:
+    digest = oid.split(":", 1)[1]
+    return f"objects/{digest[:2]}/{digest[2:]}"
+
+
+def cache_dir(repo: Path) -> Path:
+    return repo / ".mvc" / "cache"
+
+
+def cache_objects(repo: Path) -> set[str]:
+    objects = cache_dir(repo) / "objects"
+    return {f"objects/{p.parent.name}/{p.name}" for p in objects.glob("*/*")} if objects.exists() else set()
+
+
+def drop_cache(repo: Path) -> None:
+    import shutil
+
+    shutil.rmtree(cache_dir(repo), ignore_errors=True)
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.splitlines() if hasattr(result, "stderr") else []
+    assert result.exit_code != 0 if hasattr(result, "exit_code") else result.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error: "), f"not one error line:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def expected_objects(repo: Path) -> set[str]:
+    """Object paths the work tree's pointers need (file objects, manifests, entries)."""
+    from mvc.api import remote
+    from mvc.api.repo import Repo
+
+    r = Repo(str(repo))
+    pointers = {p: (repo / p).read_bytes() for p in r.git.ls_pointers()}
+    return {rel_of(o) for o in remote.objects_for(r, pointers)}
+
+
+def make_models(repo: Path, nsmall: int = 5) -> None:
+    """model.bin (a file) and data/ (a directory with a nested and an executable file)."""
+    make_file(repo / "model.bin", 300_000, seed=1)
+    for i in range(nsmall):
+        make_file(repo / "data" / f"part-{i}.bin", 2000 + i, seed=10 + i)
+    make_file(repo / "data" / "sub" / "nested.txt", 100, seed=99)
+    run = repo / "data" / "run.sh"
+    run.write_text("#!/bin/sh\necho hi\n")
+    run.chmod(0o755)
+
+
+class RemoteSuite:
+    """Mix in with a backend class that provides the ``backend`` fixture."""
+
+    @pytest.fixture
+    def origin(self, repo, mvc_cli, backend):
+        """The repo with ``origin`` = the backend, as the default remote."""
+        configure(mvc_cli, backend, "origin")
+        return backend
+
+    # -- round trips ------------------------------------------------------------------------------
+    def test_round_trip_files_and_directories(self, repo, mvc_cli, origin):
+        make_models(repo)
+        before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
+                  and ".mvc" not in p.parts and p.suffix != ".mvc" and p.name != ".gitignore"}
+        mvc_cli("add", "model.bin", "data")
+        git(repo, "commit", "-q", "-m", "models")
+        out = mvc_cli("push").output
+        want = expected_objects(repo)
+        assert f"pushed {len(want)} objects" in out
+        assert origin.rels() == want
+        for rel in want:  # the layout of FORMAT.md: objects/ab/cdef…, content hashes to its name
+            assert rel_of(oid_of(origin.read(rel))) == rel
+
+        drop_cache(repo)
+        for p in before:
+            p.unlink()
+        out = mvc_cli("pull").output
+        assert f"fetched {len(want)} objects" in out
+        for p, data in before.items():
+            assert p.read_bytes() == data, p
+        assert os.access(repo / "data" / "run.sh", os.X_OK)
+        assert cache_objects(repo) == want
+        assert "nothing to fetch" in mvc_cli("fetch").output
+
+    def test_fetch_does_not_touch_the_workspace(self, repo, mvc_cli, origin):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        mvc_cli("push")
+        drop_cache(repo)
+        (repo / "model.bin").unlink()
+        mvc_cli("fetch", "model.bin")
+        assert not (repo / "model.bin").exists()
+        assert cache_objects(repo) == {rel_of(oid_of(make_file_bytes(300_000, 1)))}
+
+    def test_partial_push_then_the_rest(self, repo, mvc_cli, origin):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        assert "pushed 1 object " in mvc_cli("push", "model.bin").output
+        assert len(origin.rels()) == 1
+        out = mvc_cli("push").output
+        want = expected_objects(repo)
+        assert f"pushed {len(want) - 1} objects" in out and "1 already there" in out
+        assert origin.rels() == want
+
+    def test_push_by_revision(self, repo, mvc_cli, origin):
+        model = make_file(repo / "model.bin", 5000, seed=1)
+        v1 = model.read_bytes()
+        mvc_cli("add", "model.bin")
+        git(repo, "commit", "-q", "-m", "v1")
+        git(repo, "tag", "v1")
+        make_file(model, 6000, seed=2)
+        v2 = model.read_bytes()
+        mvc_cli("add", "model.bin")
+        git(repo, "commit", "-q", "-m", "v2")
+        git(repo, "checkout", "-q", "-b", "side")
+        make_file(model, 7000, seed=3)
+        v3 = model.read_bytes()
+        mvc_cli("add", "model.bin")
+        git(repo, "commit", "-q", "-m", "v3")
+
+        mvc_cli("push", "--rev", "v1")
+        assert origin.rels() == {rel_of(oid_of(v1))}
+        mvc_cli("push", "--all-branches")
+        assert origin.rels() == {rel_of(oid_of(v)) for v in (v1, v2, v3)}
+        # a fresh clone gets any revision back from the remote
+        drop_cache(repo)
+        mvc_cli("fetch", "--rev", "v1", "--rev", "main")
+        assert cache_objects(repo) == {rel_of(oid_of(v)) for v in (v1, v2)}
+        mvc_cli("pull", "--rev", "v1", "--force")
+        assert model.read_bytes() == v1
+
+    def test_all_tags_and_all_commits(self, repo, mvc_cli, origin):
+        model = repo / "model.bin"
+        datas = []
+        for i in range(3):
+            make_file(model, 1000 + i, seed=i)
+            datas.append(model.read_bytes())
+            mvc_cli("add", "model.bin")
+            git(repo, "commit", "-q", "-m", f"v{i}")
+            if i == 0:
+                git(repo, "tag", "-a", "first", "-m", "annotated")
+        mvc_cli("push", "--all-tags")
+        assert origin.rels() == {rel_of(oid_of(datas[0]))}
+        mvc_cli("push", "--all-commits")
+        assert origin.rels() == {rel_of(oid_of(d)) for d in datas}
+
+    # -- the journal -------------------------------------------------------------------------------
+    def test_nothing_to_push_asks_nothing(self, repo, mvc_cli, stoppable):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        configure(mvc_cli, stoppable, "origin")
+        mvc_cli("push")
+        stoppable.stop()
+        try:
+            # nothing may reach the store: it is gone (server stopped, directory moved away)
+            assert "nothing to push" in mvc_cli("push").output
+            proc = subprocess.run(
+                [sys.executable, "-c", "import sys, mvc.api.remote as r; r.push();"
+                 "print(sorted(m for m in ('s3fs', 'fsspec', 'botocore') if m in sys.modules))"],
+                cwd=repo, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.strip() == "[]"
+        finally:
+            stoppable.start()
+        assert stoppable.rels() == expected_objects(repo)
+
+    def test_verify_remote_reuploads_what_was_deleted(self, repo, mvc_cli, origin):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        mvc_cli("push")
+        gone = rel_of(oid_of((repo / "data" / "part-0.bin").read_bytes()))
+        origin.delete(gone)
+        assert "nothing to push" in mvc_cli("push").output  # the journal cannot know
+        out = mvc_cli("push", "--verify-remote").output
+        assert "pushed 1 object " in out
+        assert origin.rels() == expected_objects(repo)
+
+    def test_journal_follows_the_url_not_the_name(self, repo, mvc_cli, stoppable):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        configure(mvc_cli, stoppable, "origin")
+        mvc_cli("push")
+        mvc_cli("remote", "remove", "origin")
+        configure(mvc_cli, stoppable, "renamed")
+        stoppable.stop()
+        try:
+            assert "nothing to push" in mvc_cli("push").output
+        finally:
+            stoppable.start()
+
+    # -- damage and failures -----------------------------------------------------------------------
+    def test_corrupt_object_on_remote_is_refused(self, repo, mvc_cli, origin):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        mvc_cli("push")
+        data = (repo / "model.bin").read_bytes()
+        rel = rel_of(oid_of(data))
+        origin.write(rel, data[:-1] + bytes([data[-1] ^ 1]))
+        drop_cache(repo)
+        (repo / "model.bin").unlink()
+        result = mvc_cli("pull", ok=False)
+        line = one_error_line(result)
+        assert "corrupt" in line and rel in line
+        assert rel not in cache_objects(repo)
+        assert not (repo / "model.bin").exists()
+        assert not any((cache_dir(repo) / "tmp").glob("*")), "a temp file was left behind"
+        # the other objects are unaffected
+        mvc_cli("pull", "data")
+        assert (repo / "data" / "run.sh").exists()
+
+    def test_object_missing_from_remote(self, repo, mvc_cli, origin):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        mvc_cli("push")
+        origin.delete(rel_of(oid_of((repo / "model.bin").read_bytes())))
+        drop_cache(repo)
+        line = one_error_line(mvc_cli("fetch", ok=False))
+        assert "model.bin" in line and "not on remote origin" in line
+        assert cache_objects(repo) == expected_objects(repo) - {rel_of(oid_of((repo / "model.bin").read_bytes()))}
+
+    def test_object_missing_everywhere_is_reported_after_pushing_the_rest(self, repo, mvc_cli, origin):
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        lost = rel_of(oid_of((repo / "model.bin").read_bytes()))
+        os.chmod(cache_dir(repo) / lost, 0o644)
+        (cache_dir(repo) / lost).unlink()
+        line = one_error_line(mvc_cli("push", ok=False))
+        assert "model.bin" in line and "neither in the cache nor on the remote" in line
+        assert origin.rels() == expected_objects(repo) - {lost}
+
+    def test_missing_store(self, repo, mvc_cli, backend):
+        url, options = backend.missing()
+        make_models(repo)
+        mvc_cli("add", "model.bin")
+        mvc_cli("remote", "add", "nowhere", url, "--default")
+        for key, value in options.items():
+            mvc_cli("remote", "modify", "nowhere", key, value)
+        drop_cache(repo)
+        line = one_error_line(mvc_cli("fetch", ok=False))
+        assert "does not exist" in line
+
+    def test_rejected_credentials(self, repo, mvc_cli, origin):
+        reject = origin.reject_credentials()
+        if reject is None:
+            pytest.skip(f"{origin.name} has no credentials to reject")
+        make_models(repo)
+        mvc_cli("add", "model.bin")
+        with reject:
+            line = one_error_line(mvc_cli("push", ok=False))
+        assert "credentials" in line
+
+    def test_unreachable_remote(self, repo, mvc_cli, stoppable):
+        if not stoppable.can_stop_mid_push:
+            pytest.skip(f"{stoppable.name} has no server to stop")
+        make_models(repo)
+        mvc_cli("add", "model.bin")
+        configure(mvc_cli, stoppable, "origin")
+        stoppable.stop()
+        try:
+            line = one_error_line(mvc_cli("push", ok=False))
+            assert "cannot reach" in line
+        finally:
+            stoppable.start()
+        assert "pushed 1 object" in mvc_cli("push").output
+
+    def test_server_stopped_mid_push(self, repo, mvc_cli, stoppable):
+        if not stoppable.can_stop_mid_push:
+            pytest.skip(f"{stoppable.name} has no server to stop")
+        for i in range(80):
+            make_file(repo / "many" / f"f{i:03d}", 512, seed=1000 + i)
+        mvc_cli("add", "many")
+        configure(mvc_cli, stoppable, "origin")
+        want = expected_objects(repo)
+        result = {}
+
+        def push():
+            result["r"] = mvc_cli("push", "-j", "4", ok=False)
+
+        worker = threading.Thread(target=push)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while len(stoppable.rels()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stoppable.stop()
+        try:
+            worker.join(120)
+            assert not worker.is_alive()
+            line = one_error_line(result["r"])
+            assert "cannot reach" in line
+        finally:
+            stoppable.start()
+        partial = stoppable.rels()
+        assert partial < want
+        manifest = next(r for r in want if stoppable_manifest(repo) == r)
+        assert manifest not in partial  # entries go first: no manifest before all its entries
+        out = mvc_cli("push").output
+        assert "pushed" in out
+        assert stoppable.rels() == want
+        for rel in want:
+            assert rel_of(oid_of(stoppable.read(rel))) == rel
+
+    def test_killed_push_is_resumed(self, repo, mvc_cli, origin):
+        for i in range(80):
+            make_file(repo / "many" / f"f{i:03d}", 1024, seed=2000 + i)
+        mvc_cli("add", "many")
+        want = expected_objects(repo)
+        proc = subprocess.Popen([*MVC, "push", "-j", "2"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(origin.rels()) < 10 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        partial = origin.rels()
+        assert partial <= want
+        for rel in partial:  # whatever is visible is complete
+            assert rel_of(oid_of(origin.read(rel))) == rel
+        out = mvc_cli("push").output
+        assert "pushed" in out or "nothing to push" in out
+        assert origin.rels() == want
+        drop_cache(repo)
+        mvc_cli("fetch")
+        assert cache_objects(repo) == want
+
+    def test_ctrl_c_during_push(self, repo, mvc_cli, origin):
+        for i in range(120):
+            make_file(repo / "many" / f"f{i:03d}", 1024, seed=4000 + i)
+        mvc_cli("add", "many")
+        proc = subprocess.Popen([*MVC, "push", "-j", "1"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while len(origin.rels()) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:  # (a fast store may have finished first)
+            assert proc.returncode == 130 and err.strip() == "interrupted", err
+        want = expected_objects(repo)
+        assert origin.rels() <= want
+        manifest = stoppable_manifest(repo)
+        if manifest in origin.rels():
+            assert origin.rels() == want
+        mvc_cli("push")
+        assert origin.rels() == want
+
+    def test_concurrent_pushes_from_two_processes(self, repo, mvc_cli, origin):
+        for i in range(30):
+            make_file(repo / "many" / f"f{i:03d}", 2048, seed=3000 + i)
+        make_file(repo / "model.bin", 200_000, seed=5)
+        mvc_cli("add", "many", "model.bin")
+        procs = [subprocess.Popen([*MVC, "push", "-q"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        want = expected_objects(repo)
+        assert origin.rels() == want
+        for rel in want:
+            assert rel_of(oid_of(origin.read(rel))) == rel
+        assert "nothing to push" in mvc_cli("push").output
+
+    # -- the rest of mvc uses the default remote ---------------------------------------------------
+    def test_checkout_and_get_fetch_what_the_cache_lacks(self, repo, mvc_cli, origin):
+        make_models(repo)
+        model = (repo / "model.bin").read_bytes()
+        mvc_cli("add", "model.bin", "data")
+        git(repo, "commit", "-q", "-m", "models")
+        mvc_cli("push")
+        drop_cache(repo)
+        mvc_cli("get", "model.bin", "-o", str(repo.parent / "copy.bin"))
+        assert (repo.parent / "copy.bin").read_bytes() == model
+        mvc_cli("get", "data", "-o", str(repo.parent / "data-copy"))
+        assert (repo.parent / "data-copy" / "sub" / "nested.txt").exists()
+        drop_cache(repo)
+        (repo / "model.bin").unlink()
+        import shutil
+
+        shutil.rmtree(repo / "data")
+        mvc_cli("checkout")
+        assert (repo / "model.bin").read_bytes() == model
+        assert (repo / "data" / "sub" / "nested.txt").exists()
+
+    def test_status_remote(self, repo, mvc_cli, origin):
+        import json
+
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        out = mvc_cli("status", "-r", "origin").output
+        assert "model.bin: not pushed to origin (1 object)" in out
+        assert f"data: not pushed to origin ({len(expected_objects(repo)) - 1} objects)" in out
+        mvc_cli("push")
+        assert mvc_cli("status", "-r", "origin").output.splitlines() == ["data: up to date", "model.bin: up to date"]
+        drop_cache(repo)
+        rows = {r["path"]: r for r in json.loads(mvc_cli("status", "-r", "origin", "--json").output)}
+        assert rows["model.bin"]["remote"] == {"path": "model.bin", "remote": "origin", "not_pushed": 0,
+                                               "not_fetched": 1, "missing": 0}
+        assert "not fetched from origin" in mvc_cli("status", "-r", "origin").output
+
+
+def configure(mvc_cli, backend, name: str) -> None:
+    mvc_cli("remote", "add", name, backend.url, "--default")
+    for key, value in backend.options.items():
+        mvc_cli("remote", "modify", name, key, value)
+
+
+def make_file_bytes(size: int, seed: int) -> bytes:
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def stoppable_manifest(repo: Path) -> str:
+    from mvc.format import pointer
+
+    return rel_of(pointer.loads((repo / "many.mvc").read_bytes()).oid)
+
+
+# -- backends ---------------------------------------------------------------------------------------
+class LocalBackend:
+    name = "local directory"
+    can_stop_mid_push = False
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.url = str(root)
+        self.options: dict[str, str] = {}
+
+    def rels(self) -> set[str]:
+        objects = self.root / "objects"
+        return {f"objects/{p.parent.name}/{p.name}" for p in objects.glob("*/*")} if objects.exists() else set()
+
+    def read(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def write(self, rel: str, data: bytes) -> None:
+        path = self.root / rel
+        path.unlink(missing_ok=True)
+        path.write_bytes(data)
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink()
+
+    def stop(self) -> None:
+        self.root.rename(self.root.with_name(self.root.name + ".away"))
+
+    def start(self) -> None:
+        assert not self.root.exists(), "something wrote to the remote while it was away"
+        self.root.with_name(self.root.name + ".away").rename(self.root)
+
+    def missing(self) -> tuple[str, dict[str, str]]:
+        return str(self.root.parent / "no-such-dir"), {}
+
+    def reject_credentials(self):
+        return None  # a directory has no credentials; permissions are not enforced for root in CI
+
+
+class LocalRemote:
+    @pytest.fixture
+    def backend(self, tmp_path):
+        return LocalBackend(tmp_path / "store")
+
+    @pytest.fixture
+    def stoppable(self, backend):
+        return backend
+
+
+class S3Backend:
+    name = "S3"
+    bucket = "models"
+    prefix = "team/project"
+
+    def __init__(self, endpoint: str, server=None):
+        import boto3
+
+        self.endpoint = endpoint
+        self.server = server
+        self.can_stop_mid_push = server is not None
+        self.url = f"s3://{self.bucket}/{self.prefix}"
+        self.options = {"endpoint_url": endpoint}
+        self.s3 = boto3.client("s3", endpoint_url=endpoint)
+        self.s3.create_bucket(Bucket=self.bucket)
+
+    def rels(self) -> set[str]:
+        found = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/"):
+            found |= {o["Key"][len(self.prefix) + 1:] for o in page.get("Contents", [])}
+        return found
+
+    def read(self, rel: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=f"{self.prefix}/{rel}")["Body"].read()
+
+    def write(self, rel: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=f"{self.prefix}/{rel}", Body=data)
+
+    def delete(self, rel: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=f"{self.prefix}/{rel}")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        _, port = self.server.get_host_and_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server.start()  # moto's state lives in this process: the objects are still there
+
+    def missing(self) -> tuple[str, dict[str, str]]:
+        return "s3://no-such-bucket/models", {"endpoint_url": self.endpoint}
+
+    def reject_credentials(self):
+        """moto checks credentials only when told to: then our fake keys are unknown to it (403)."""
+        import contextlib
+
+        import moto.settings
+
+        @contextlib.contextmanager
+        def rejecting():
+            saved = moto.settings.INITIAL_NO_AUTH_ACTION_COUNT
+            moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+            try:
+                yield
+            finally:
+                moto.settings.INITIAL_NO_AUTH_ACTION_COUNT = saved
+
+        return rejecting()
+
+
+class S3Remote:
+    @pytest.fixture
+    def backend(self, s3_endpoint):
+        return S3Backend(s3_endpoint)
+
+    @pytest.fixture
+    def stoppable(self, s3_endpoint):
+        """A server of its own (sharing moto's state with the session's), so the test may stop it."""
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        backend = S3Backend(f"http://{host}:{port}", server)
+        yield backend
+        backend.server.stop()

@@ -1,0 +1,227 @@
+"""cache.type: hardlink, symlink, copy, reflink (falls back to copy on ext4); read-only objects; unprotect."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+
+import pytest
+from conftest import git, make_file
+
+from mvc.format import pointer as ptrfmt
+from mvc.objects import manifest as mf
+
+
+def obj(repo, oid):
+    return repo / ".mvc" / "cache" / "objects" / oid[7:9] / oid[9:]
+
+
+def oid_at(path) -> str:
+    return ptrfmt.loads(path.with_name(path.name + ".mvc").read_bytes()).oid
+
+
+def all_objects(repo):
+    return [p for p in (repo / ".mvc" / "cache" / "objects").glob("*/*")]
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+@pytest.fixture(params=["reflink,copy", "hardlink", "symlink", "copy", "reflink"])
+def any_mode(request, repo, mvc_cli):
+    mvc_cli("config", "cache.type", request.param)
+    return request.param
+
+
+def test_objects_are_read_only_in_every_mode(repo, mvc_cli, any_mode):
+    make_file(repo / "m.bin", 1000, seed=1)
+    make_file(repo / "d" / "a.bin", 100, seed=2)
+    make_file(repo / "d" / "x.sh", 100, seed=3).chmod(0o755)
+    mvc_cli("add", "m.bin", "d")
+    objects = all_objects(repo)
+    assert len(objects) == 4  # m.bin, a.bin, x.sh and the manifest
+    assert {mode(p) for p in objects} == {0o444}
+    assert not list((repo / ".mvc" / "cache" / "tmp").iterdir())
+    assert mvc_cli("status").stdout == "d: up to date\nm.bin: up to date\n"
+    # and a full round trip through the cache works in this mode
+    data = {p: p.read_bytes() for p in (repo / "m.bin", repo / "d" / "a.bin", repo / "d" / "x.sh")}
+    (repo / "m.bin").unlink()
+    shutil.rmtree(repo / "d")
+    mvc_cli("checkout")
+    assert {p: p.read_bytes() for p in data} == data
+    assert mvc_cli("status").stdout == "d: up to date\nm.bin: up to date\n"
+    assert {mode(p) for p in all_objects(repo)} == {0o444}
+
+
+def test_hardlink(repo, mvc_cli):
+    mvc_cli("config", "cache.type", "hardlink")
+    data = make_file(repo / "m.bin", 1000).read_bytes()
+    mvc_cli("add", "m.bin")
+    o = obj(repo, oid_at(repo / "m.bin"))
+    assert os.stat(repo / "m.bin").st_ino == os.stat(o).st_ino
+    assert mode(repo / "m.bin") == 0o444  # an in-place write cannot corrupt the cache
+    assert (repo / "m.bin").read_bytes() == data
+    (repo / "m.bin").unlink()
+    mvc_cli("checkout")
+    assert os.stat(repo / "m.bin").st_ino == os.stat(o).st_ino
+    assert mvc_cli("status").stdout == "m.bin: up to date\n"
+
+
+def test_hardlink_when_object_already_cached(repo, mvc_cli):
+    """Content the cache already holds: the workspace file is replaced by a link to that object."""
+    mvc_cli("config", "cache.type", "hardlink")
+    make_file(repo / "a.bin", 1000, seed=1)
+    make_file(repo / "b.bin", 1000, seed=1)  # same content
+    mvc_cli("add", "a.bin")
+    mvc_cli("add", "b.bin")
+    o = obj(repo, oid_at(repo / "a.bin"))
+    assert os.stat(repo / "a.bin").st_ino == os.stat(repo / "b.bin").st_ino == os.stat(o).st_ino
+
+
+def test_hardlink_directory_keeps_executable_bits_in_manifest(repo, mvc_cli):
+    mvc_cli("config", "cache.type", "hardlink")
+    make_file(repo / "d" / "run.sh", 10, seed=1).chmod(0o755)
+    make_file(repo / "d" / "w.bin", 10, seed=2)
+    mvc_cli("add", "d")
+    for name in ("run.sh", "w.bin"):
+        f = repo / "d" / name
+        assert os.stat(f).st_ino == os.stat(obj(repo, "xxh128:" + _digest(f))).st_ino
+        assert mode(f) == 0o444
+    entries = {e.path: e.executable for e in mf.loads(obj(repo, oid_at(repo / "d")).read_bytes())}
+    assert entries == {"run.sh": True, "w.bin": False}
+    # re-adding the linked (now read-only) files keeps the recorded bits
+    mvc_cli("add", "d")
+    assert {e.path: e.executable for e in mf.loads(obj(repo, oid_at(repo / "d")).read_bytes())} == entries
+    assert mvc_cli("status").stdout == "d: up to date\n"
+
+
+def _digest(path) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(path.read_bytes())
+
+
+def test_symlink(repo, mvc_cli):
+    mvc_cli("config", "cache.type", "symlink")
+    data = make_file(repo / "m.bin", 1000).read_bytes()
+    mvc_cli("add", "m.bin")
+    o = obj(repo, oid_at(repo / "m.bin"))
+    assert (repo / "m.bin").is_symlink()
+    assert os.path.realpath(repo / "m.bin") == os.path.realpath(o)
+    assert (repo / "m.bin").read_bytes() == data
+    assert mode(o) == 0o444
+    (repo / "m.bin").unlink()
+    mvc_cli("checkout")
+    assert (repo / "m.bin").is_symlink() and os.path.realpath(repo / "m.bin") == os.path.realpath(o)
+    assert mvc_cli("status").stdout == "m.bin: up to date\n"
+    assert mvc_cli("add", "m.bin").stdout.startswith("unchanged m.bin")
+
+
+def test_symlink_directory(repo, mvc_cli):
+    mvc_cli("config", "cache.type", "symlink")
+    make_file(repo / "d" / "a.bin", 10, seed=1)
+    make_file(repo / "d" / "sub" / "b.bin", 10, seed=2)
+    mvc_cli("add", "d")
+    for f in (repo / "d" / "a.bin", repo / "d" / "sub" / "b.bin"):
+        assert f.is_symlink()
+        assert os.path.dirname(os.path.dirname(os.path.realpath(f))) == str(repo / ".mvc" / "cache" / "objects")
+    assert mvc_cli("add", "d").stdout.startswith("unchanged d")
+    assert mvc_cli("status").stdout == "d: up to date\n"
+
+
+@pytest.mark.parametrize("cache_type", ["copy", "reflink", "reflink,copy"])
+def test_copy_and_reflink_fallback(repo, mvc_cli, cache_type):
+    """On ext4 (no reflinks) the reflink mode falls back to a copy: independent, writable files."""
+    mvc_cli("config", "cache.type", cache_type)
+    f = make_file(repo / "m.bin", 1000)
+    before = os.stat(f)
+    mvc_cli("add", "m.bin")
+    o = obj(repo, oid_at(f))
+    assert os.stat(f).st_ino == before.st_ino and mode(f) == stat.S_IMODE(before.st_mode)  # left as it was
+    assert os.stat(o).st_ino != before.st_ino and os.stat(o).st_nlink == 1
+    f.unlink()
+    mvc_cli("checkout")
+    assert not f.is_symlink() and os.stat(f).st_ino != os.stat(o).st_ino
+    assert mode(f) & 0o200  # writable: editing it cannot touch the cache
+    with open(f, "r+b") as fh:
+        fh.write(b"edited")
+    assert o.read_bytes() != f.read_bytes() and mvc_cli("status").stdout == "m.bin: modified\n"
+
+
+def test_hardlink_falls_back_to_copy_across_filesystems(repo, mvc_cli):
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(repo).st_dev:
+        pytest.skip("no second filesystem to put the cache on")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as cache:
+        mvc_cli("config", "cache.dir", cache, "--local")
+        mvc_cli("config", "cache.type", "hardlink,copy")
+        f = make_file(repo / "m.bin", 1000)
+        mvc_cli("add", "m.bin")
+        o = os.path.join(cache, "objects", oid_at(f)[7:9], oid_at(f)[9:])
+        assert os.stat(o).st_ino != os.stat(f).st_ino and mode(o) == 0o444
+        f.unlink()
+        mvc_cli("checkout")
+        assert f.read_bytes() == open(o, "rb").read()
+        assert os.stat(o).st_ino != os.stat(f).st_ino
+
+
+@pytest.mark.parametrize("cache_type", ["hardlink", "symlink"])
+def test_unprotect_then_edit_in_place(repo, mvc_cli, cache_type):
+    mvc_cli("config", "cache.type", cache_type)
+    data = make_file(repo / "m.bin", 1000).read_bytes()
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    o = obj(repo, oid_at(repo / "m.bin"))
+    assert mvc_cli("unprotect", "m.bin").stdout == "unprotected m.bin\n"
+    f = repo / "m.bin"
+    assert not f.is_symlink() and os.stat(f).st_ino != os.stat(o).st_ino
+    assert mode(f) & 0o200 and f.read_bytes() == data
+    assert mvc_cli("status").stdout == "m.bin: up to date\n"
+    with open(f, "r+b") as fh:
+        fh.write(b"fine-tuned")
+    assert o.read_bytes() == data  # the cache object is untouched
+    assert mvc_cli("status").stdout == "m.bin: modified\n"
+    mvc_cli("add", "m.bin")
+    assert oid_at(f) != o.name and obj(repo, oid_at(f)).read_bytes() == f.read_bytes()
+    assert git(repo, "diff", "--cached", "--name-only").split() == ["m.bin.mvc"]
+
+
+def test_unprotect_directory_restores_executable_bits(repo, mvc_cli):
+    mvc_cli("config", "cache.type", "hardlink")
+    make_file(repo / "d" / "run.sh", 10, seed=1).chmod(0o755)
+    make_file(repo / "d" / "w.bin", 10, seed=2)
+    mvc_cli("add", "d")
+    out = mvc_cli("unprotect", "d").stdout
+    assert sorted(out.splitlines()) == ["unprotected d/run.sh", "unprotected d/w.bin"]
+    assert mode(repo / "d" / "run.sh") & 0o100 and mode(repo / "d" / "run.sh") & 0o200
+    assert not mode(repo / "d" / "w.bin") & 0o111
+    assert mvc_cli("status").stdout == "d: up to date\n"
+
+
+def test_unprotect_copy_is_a_no_op(repo, mvc_cli):
+    mvc_cli("config", "cache.type", "copy")
+    f = make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin")
+    ino = os.stat(f).st_ino
+    assert mvc_cli("unprotect", "m.bin").stdout == ""
+    assert os.stat(f).st_ino == ino
+
+
+def test_unprotect_untracked_path(repo, mvc_error):
+    make_file(repo / "m.bin", 10)
+    mvc_error("unprotect", "m.bin", words=("not tracked", "mvc add m.bin"))
+
+
+def test_replacing_a_linked_file_does_not_touch_the_cache(repo, mvc_cli):
+    """Tools that write a new file and rename it over the old one are safe with links too."""
+    mvc_cli("config", "cache.type", "hardlink")
+    data = make_file(repo / "m.bin", 1000, seed=1).read_bytes()
+    mvc_cli("add", "m.bin")
+    o = obj(repo, oid_at(repo / "m.bin"))
+    make_file(repo / "new.tmp", 1000, seed=2).replace(repo / "m.bin")
+    assert o.read_bytes() == data
+    assert mvc_cli("status").stdout == "m.bin: modified\n"
+    mvc_cli("add", "m.bin")
+    assert os.stat(repo / "m.bin").st_ino == os.stat(obj(repo, oid_at(repo / "m.bin"))).st_ino

@@ -1,0 +1,106 @@
+"""Directory manifests: one encoding (hence one oid), strict reading of paths and fields."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import xxhash
+from conftest import make_file
+
+from mvc.errors import CorruptObject
+from mvc.format import pointer as ptrfmt
+from mvc.objects import manifest as mf
+
+A = "xxh128:" + "a" * 32
+B = "xxh128:" + "b" * 32
+
+
+def test_encoding_is_sorted_compact_and_unique():
+    entries = [mf.Entry("weights/part-0.bin", B, 1048576), mf.Entry("config.json", A, 421),
+               mf.Entry("é.bin", A, 0, True), mf.Entry("a-b", A, 1), mf.Entry("a/b", A, 2)]
+    data = mf.dumps(entries)
+    assert data.decode() == (
+        "mvc-manifest 1\n"
+        f'["a-b","{A}",1,false]\n'
+        f'["a/b","{A}",2,false]\n'
+        f'["config.json","{A}",421,false]\n'
+        f'["weights/part-0.bin","{B}",1048576,false]\n'
+        f'["é.bin","{A}",0,true]\n')
+    assert mf.dumps(list(reversed(entries))) == data  # input order does not matter
+    assert mf.loads(data) == sorted(entries, key=lambda e: e.path)
+
+
+def test_empty_manifest():
+    assert mf.dumps([]) == b"mvc-manifest 1\n"
+    assert mf.loads(b"mvc-manifest 1\n") == []
+
+
+def line(path, oid=A, size=1, executable=False):
+    return json.dumps([path, oid, size, executable]).encode() + b"\n"
+
+
+@pytest.mark.parametrize("body", [
+    line("../evil"),
+    line("a/../../evil"),
+    line("/etc/passwd"),
+    line("C:/x"),
+    line("a\\b"),
+    line("a/./b"),
+    line("./a"),
+    line("a//b"),
+    line("a/"),
+    line(""),
+    line("a\0b"),
+    line("a\nb"),
+    line("a\rb"),
+    line(".."),
+    line("."),
+    line("a", oid="sha256:" + "a" * 32),
+    line("a", oid="xxh128:" + "A" * 32),
+    line("a", size=-1),
+    line("a", size="1"),
+    line("a", size=1.5),
+    line("a", size=True),
+    line("a", executable="yes"),
+    line("a") + line("a"),  # duplicate
+    line("a") + line("a/b"),  # a path cannot be a file and a directory
+    b'["a","' + A.encode() + b'",1]\n',  # too few fields
+    b"not json\n",
+    b"\n",
+    b"42\n",
+])
+def test_bad_manifest_is_refused(body):
+    with pytest.raises(CorruptObject) as e:
+        mf.loads(b"mvc-manifest 1\n" + body, A)
+    assert "\n" not in str(e.value) and A in str(e.value)
+
+
+def test_unknown_manifest_version_is_refused():
+    with pytest.raises(CorruptObject, match="upgrade mvc"):
+        mf.loads(b"mvc-manifest 2\n")
+
+
+def test_added_directory_manifest_matches_the_files(repo, mvc_cli):
+    """The manifest object mvc stores lists each file with its own oid, size and executable bit."""
+    d = repo / "model"
+    a = make_file(d / "weights" / "part-0.bin", 5000, seed=1)
+    b = make_file(d / "config.json", 42, seed=2)
+    run = make_file(d / "run.sh", 7, seed=3)
+    run.chmod(0o755)
+    mvc_cli("add", "model")
+    p = ptrfmt.loads((repo / "model.mvc").read_bytes())
+    raw = (repo / ".mvc" / "cache" / "objects" / p.oid[7:9] / p.oid[9:]).read_bytes()
+    assert "xxh128:" + xxhash.xxh3_128_hexdigest(raw) == p.oid
+    entries = mf.loads(raw, p.oid)
+
+    def oid(f):
+        return "xxh128:" + xxhash.xxh3_128_hexdigest(f.read_bytes())
+
+    assert entries == [
+        mf.Entry("config.json", oid(b), 42, False),
+        mf.Entry("run.sh", oid(run), 7, True),
+        mf.Entry("weights/part-0.bin", oid(a), 5000, False),
+    ]
+    assert (p.kind, p.size, p.nfiles) == ("dir", 5049, 3)
+    assert raw == mf.dumps(entries)

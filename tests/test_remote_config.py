@@ -1,0 +1,240 @@
+"""mvc remote add/list/modify/remove/default, remote URLs and protocols, and the journal's file.
+
+Transfers against real stores are in remote_suite.py (run by test_remote_local.py and test_remote_s3.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pytest
+
+from conftest import git, make_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def config(repo, local=False):
+    path = repo / ".mvc" / ("config.local.toml" if local else "config.toml")
+    return tomllib.loads(path.read_text()) if path.exists() else {}
+
+
+def error_line(mvc_cli, *args):
+    result = mvc_cli(*args, ok=False)
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# -- add, list, default, remove -------------------------------------------------------------------
+def test_add_list_default_remove(repo, mvc_cli, tmp_path):
+    mvc_cli("remote", "add", "origin", "s3://bucket/models", "--default")
+    mvc_cli("remote", "add", "backup", str(tmp_path / "store"))
+    assert config(repo)["remote"] == {"origin": {"url": "s3://bucket/models"},
+                                      "backup": {"url": str(tmp_path / "store")}}
+    assert config(repo)["core"]["remote"] == "origin"
+    rows = json.loads(mvc_cli("remote", "list", "--json").output)
+    assert [(r["name"], r["default"], r["scope"]) for r in rows] == [("backup", False, "repo"),
+                                                                       ("origin", True, "repo")]
+    assert mvc_cli("remote", "default").output.strip() == "origin"
+    mvc_cli("remote", "default", "backup")
+    assert config(repo)["core"]["remote"] == "backup"
+    mvc_cli("remote", "remove", "backup")
+    assert "backup" not in config(repo)["remote"]
+    assert "remote" not in config(repo).get("core", {})  # the default went with it
+    # one remote left: it is the default without saying so
+    assert mvc_cli("remote", "default").output.strip() == "origin"
+
+
+def test_relative_directory_is_stored_relative_to_the_root(repo, mvc_cli, monkeypatch):
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    mvc_cli("remote", "add", "here", "../../store")
+    assert config(repo)["remote"]["here"]["url"] == "../store"
+
+
+def test_add_refusals(repo, mvc_cli):
+    mvc_cli("remote", "add", "origin", "/tmp/x")
+    assert "exists already" in error_line(mvc_cli, "remote", "add", "origin", "/tmp/y")
+    assert "invalid remote name" in error_line(mvc_cli, "remote", "add", "a.b", "/tmp/y")
+    line = error_line(mvc_cli, "remote", "add", "weird", "foo://bucket/x")
+    assert "unknown protocol 'foo'" in line
+    assert "needs a bucket" in error_line(mvc_cli, "remote", "add", "nob", "s3://")
+    assert "unknown protocol" in error_line(mvc_cli, "remote", "add", "zip", "zip://x")
+    assert set(config(repo)["remote"]) == {"origin"}
+
+
+def test_unknown_remote_and_no_remote(repo, mvc_cli):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    assert error_line(mvc_cli, "push") == \
+        "error: no mvc remote configured: add one with 'mvc remote add NAME URL --default'"
+    assert "unknown remote 'x' (no remote is configured)" in error_line(mvc_cli, "status", "-r", "x")
+    mvc_cli("remote", "add", "a", "/tmp/a")
+    mvc_cli("remote", "add", "b", "/tmp/b")
+    line = error_line(mvc_cli, "fetch")
+    assert "no default mvc remote" in line and "a, b" in line
+    line = error_line(mvc_cli, "push", "-r", "nope")
+    assert "unknown remote 'nope'" in line and "mvc remote add nope URL" in line
+    assert "unknown remote" in error_line(mvc_cli, "remote", "remove", "nope")
+    assert "unknown remote" in error_line(mvc_cli, "remote", "modify", "nope", "jobs", "2")
+
+
+# -- modify and secrets ---------------------------------------------------------------------------
+def test_modify_keys_and_values(repo, mvc_cli):
+    mvc_cli("remote", "add", "origin", "s3://bucket/models")
+    mvc_cli("remote", "modify", "origin", "endpoint_url", "http://127.0.0.1:9000")
+    mvc_cli("remote", "modify", "origin", "jobs", "32")
+    mvc_cli("remote", "modify", "origin", "anon", "true")  # handed to s3fs as a boolean
+    assert config(repo)["remote"]["origin"] == {"url": "s3://bucket/models", "endpoint_url": "http://127.0.0.1:9000",
+                                                "jobs": 32, "anon": True}
+    assert "positive integer" in error_line(mvc_cli, "remote", "modify", "origin", "jobs", "0")
+    assert "http://" in error_line(mvc_cli, "remote", "modify", "origin", "endpoint_url", "localhost:9000")
+    assert "remove the remote instead" in error_line(mvc_cli, "remote", "modify", "origin", "url", "--unset")
+    assert "invalid key" in error_line(mvc_cli, "remote", "modify", "origin", "a.b", "1")
+    mvc_cli("remote", "modify", "origin", "jobs", "--unset")
+    assert "jobs" not in config(repo)["remote"]["origin"]
+    mvc_cli("remote", "modify", "origin", "url", "s3://other/place")
+    assert config(repo)["remote"]["origin"]["url"] == "s3://other/place"
+
+
+def test_secrets_stay_out_of_the_committed_config(repo, mvc_cli):
+    mvc_cli("remote", "add", "origin", "s3://bucket/models")
+    for key in ("secret_access_key", "access_key_id", "session_token", "password"):
+        line = error_line(mvc_cli, "remote", "modify", "origin", key, "s3cr3t")
+        assert "looks like a secret" in line and "--local" in line
+    assert config(repo)["remote"]["origin"] == {"url": "s3://bucket/models"}
+    mvc_cli("remote", "modify", "origin", "secret_access_key", "s3cr3t", "--local")
+    assert config(repo, local=True)["remote"]["origin"] == {"secret_access_key": "s3cr3t"}
+    listed = mvc_cli("remote", "list").output
+    assert "s3cr3t" not in listed and "secret_access_key=***" in listed
+    assert "config.local.toml" in (repo / ".mvc" / ".gitignore").read_text() or \
+        git(repo, "check-ignore", ".mvc/config.local.toml").strip()
+    # through 'mvc config' as well
+    assert "looks like a secret" in error_line(mvc_cli, "config", "remote.origin.secret_access_key", "x")
+
+
+def test_local_remote(repo, mvc_cli, tmp_path):
+    mvc_cli("remote", "add", "mine", str(tmp_path / "s"), "--local", "--default")
+    assert "remote" not in config(repo)
+    assert config(repo, local=True) == {"remote": {"mine": {"url": str(tmp_path / "s")}}, "core": {"remote": "mine"}}
+    mvc_cli("remote", "modify", "mine", "jobs", "2")  # a local-only remote stays local
+    assert config(repo, local=True)["remote"]["mine"]["jobs"] == 2
+    assert "remote" not in config(repo)
+    rows = json.loads(mvc_cli("remote", "list", "--json").output)
+    assert rows[0]["scope"] == "local" and rows[0]["default"]
+
+
+# -- protocols ----------------------------------------------------------------------------------------
+def test_missing_package_names_it(repo, mvc_cli):
+    import importlib.util
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed here")
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "gcs", "gs://bucket/models", "--default")
+    assert error_line(mvc_cli, "push") == "error: gs:// remotes need the gcsfs package: pip install gcsfs"
+
+
+def test_https_is_read_only(repo, mvc_cli):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "web", "https://example.invalid/models", "--default")
+    assert "read-only" in error_line(mvc_cli, "push")
+
+
+def test_any_fsspec_filesystem(repo, mvc_cli):
+    """The generic fsspec store (here fsspec's in-memory filesystem): tmp + move, verified round trip."""
+    import fsspec
+
+    import mvc
+    from mvc.api import remote
+
+    mem = fsspec.filesystem("memory")
+    make_file(repo / "m.bin", 5000, seed=1)
+    make_file(repo / "d" / "a.bin", 300, seed=2)
+    make_file(repo / "d" / "b" / "c.bin", 301, seed=3)
+    mvc_cli("add", "m.bin", "d")
+    mvc_cli("remote", "add", "mem", "memory://mvc-test/store", "--default")
+    try:
+        r = mvc.push()
+        assert (r["uploaded"], r["present"]) == (4, 0)
+        found = mem.find("/mvc-test/store/objects")
+        assert len(found) == 4 and not mem.find("/mvc-test/store/tmp")
+        import shutil
+
+        shutil.rmtree(repo / ".mvc" / "cache")
+        (repo / "m.bin").unlink()
+        shutil.rmtree(repo / "d")
+        res = remote.pull()
+        assert res["downloaded"] == 4
+        assert (repo / "m.bin").read_bytes() == make_file(repo.parent / "x", 5000, seed=1).read_bytes()
+        assert (repo / "d" / "b" / "c.bin").stat().st_size == 301
+        assert mvc.push()["uploaded"] == 0
+    finally:
+        mem.rm("/mvc-test", recursive=True)
+
+
+# -- the journal, the API, progress --------------------------------------------------------------------
+def test_damaged_journal_is_rebuilt(repo, mvc_cli, tmp_path):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+    (repo / ".mvc" / "remotes.db").write_bytes(b"not a database" * 100)
+    assert "pushed 1 object" in mvc_cli("push").output
+    assert "nothing to push" in mvc_cli("push").output
+
+
+def test_nothing_tracked_is_nothing_to_push(repo, mvc_cli, tmp_path):
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+    assert "nothing to push" in mvc_cli("push").output
+    assert "nothing to fetch" in mvc_cli("fetch").output
+    assert not (tmp_path / "store").exists()
+
+
+def test_untracked_path(repo, mvc_cli, tmp_path):
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+    make_file(repo / "m.bin", 100)
+    line = error_line(mvc_cli, "push", "m.bin")
+    assert "not tracked by mvc" in line
+
+
+def test_api_is_exported():
+    import mvc
+    from mvc.api import remote
+
+    assert mvc.push is remote.push and mvc.fetch is remote.fetch and mvc.pull is remote.pull
+
+
+def test_objects_for_lists_files_manifests_and_entries(repo, mvc_cli):
+    from mvc.api import remote
+    from mvc.api.repo import Repo
+    from mvc.format import pointer
+
+    make_file(repo / "m.bin", 100, seed=1)
+    make_file(repo / "d" / "a", 10, seed=2)
+    make_file(repo / "d" / "b", 11, seed=3)
+    mvc_cli("add", "m.bin", "d")
+    pointers = {p: (repo / p).read_bytes() for p in ("m.bin.mvc", "d.mvc")}
+    found = remote.objects_for(Repo(str(repo)), pointers)
+    assert len(found) == 4
+    assert pointer.loads(pointers["d.mvc"]).oid in found
+
+
+def test_transfer_bar_shows_objects():
+    from mvc.cli.remote import TransferBar
+
+    out = io.StringIO()
+    bar = TransferBar("pushing to origin", 8192, out)
+    bar.update(4096)
+    bar.count(1, 2)
+    bar._draw(bar.start + 1)
+    assert "pushing to origin: 1/2 objects" in out.getvalue() and "4.0 KiB/8.0 KiB" in out.getvalue()
+    bar.close()

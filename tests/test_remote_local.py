@@ -1,0 +1,5 @@
+from remote_suite import LocalRemote, RemoteSuite
+
+
+class TestLocal(RemoteSuite, LocalRemote):
+    pass

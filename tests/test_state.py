@@ -1,0 +1,180 @@
+"""The state cache (.mvc/state.db): unchanged files are never hashed again, and deleting it changes no result.
+
+Hash calls are counted by wrapping mvc.storage.local.hash_fd and copy_hash_fd with functions that
+count and delegate: the real hashing and the real files are used throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from conftest import git, make_file
+
+from mvc.storage import local
+
+
+@pytest.fixture
+def hashes(monkeypatch) -> dict[str, int]:
+    """Counts of calls to the two functions that read and hash file contents."""
+    counts = {"hash_fd": 0, "copy_hash_fd": 0}
+    real_hash, real_copy = local.hash_fd, local.copy_hash_fd
+
+    def hash_fd(*a, **kw):
+        counts["hash_fd"] += 1
+        return real_hash(*a, **kw)
+
+    def copy_hash_fd(*a, **kw):
+        counts["copy_hash_fd"] += 1
+        return real_copy(*a, **kw)
+
+    monkeypatch.setattr(local, "hash_fd", hash_fd)
+    monkeypatch.setattr(local, "copy_hash_fd", copy_hash_fd)
+    return counts
+
+
+def total(counts) -> int:
+    return sum(counts.values())
+
+
+def age(*paths, seconds: int = 10) -> None:
+    """Move mtimes into the past: the state cache trusts only entries older than the timestamp granularity."""
+    then = time.time() - seconds
+    for p in paths:
+        for f in ([p] if p.is_file() else [x for x in p.rglob("*") if x.is_file()]):
+            os.utime(f, (then, then))
+
+
+@pytest.fixture
+def tracked(repo, mvc_cli):
+    make_file(repo / "model.bin", 3000, seed=1)
+    for i in range(5):
+        make_file(repo / "model" / f"part-{i}.bin", 200, seed=10 + i)
+    age(repo / "model.bin", repo / "model")
+    mvc_cli("add", "model.bin", "model")
+    git(repo, "commit", "-q", "-m", "models")
+    return repo
+
+
+def test_first_add_hashes_each_file_once(repo, mvc_cli, hashes):
+    make_file(repo / "model.bin", 3000, seed=1)
+    make_file(repo / "d" / "a.bin", 10, seed=2)
+    make_file(repo / "d" / "b.bin", 10, seed=3)
+    mvc_cli("add", "model.bin", "d")
+    assert total(hashes) == 3  # read once each, hashing while copying
+
+
+@pytest.mark.parametrize("cache_type", ["copy", "reflink,copy", "hardlink", "symlink"])
+def test_re_add_unchanged_does_no_hashing(repo, mvc_cli, hashes, cache_type):
+    mvc_cli("config", "cache.type", cache_type)
+    make_file(repo / "model.bin", 3000, seed=1)
+    make_file(repo / "model" / "a.bin", 100, seed=2)
+    make_file(repo / "model" / "b.bin", 100, seed=3)
+    age(repo / "model.bin", repo / "model")
+    mvc_cli("add", "model.bin", "model")
+    assert total(hashes) > 0
+    hashes.update(hash_fd=0, copy_hash_fd=0)
+    out = mvc_cli("add", "model.bin", "model").stdout
+    assert out.startswith("unchanged model.bin") and "unchanged model (" in out
+    assert total(hashes) == 0
+    assert mvc_cli("status").stdout == "model.bin: up to date\nmodel: up to date\n"
+    assert total(hashes) == 0
+
+
+def test_status_and_checkout_with_nothing_changed_do_no_hashing(tracked, mvc_cli, hashes):
+    assert mvc_cli("status").stdout == "model.bin: up to date\nmodel: up to date\n"
+    assert mvc_cli("checkout").stdout == ""
+    assert mvc_cli("status", "--json").exit_code == 0
+    assert total(hashes) == 0
+
+
+def test_restored_files_are_remembered(tracked, mvc_cli, hashes):
+    """Files written by checkout go into the state cache too (once they are old enough)."""
+    (tracked / "model.bin").unlink()
+    mvc_cli("checkout")
+    age(tracked / "model.bin")
+    mvc_cli("add", "model.bin")  # learns the aged file's stat (one hash)
+    hashes.update(hash_fd=0, copy_hash_fd=0)
+    mvc_cli("status")
+    assert total(hashes) == 0
+
+
+def test_changed_file_is_hashed_again(tracked, mvc_cli, hashes):
+    data = bytearray((tracked / "model.bin").read_bytes())
+    data[0] ^= 0xFF
+    (tracked / "model.bin").write_bytes(bytes(data))  # same size, new mtime
+    assert mvc_cli("status").stdout == "model.bin: modified\nmodel: up to date\n"
+    assert hashes["hash_fd"] == 1
+
+
+def test_same_size_and_restored_mtime_on_a_new_inode_is_hashed(tracked, mvc_cli, hashes):
+    """The inode is part of the key: replacing the file (as editors and cp do) is noticed."""
+    f = tracked / "model.bin"
+    st = f.stat()
+    data = bytearray(f.read_bytes())
+    data[0] ^= 0xFF
+    tmp = tracked / "new.tmp"
+    tmp.write_bytes(bytes(data))
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    tmp.replace(f)
+    if f.stat().st_ino == st.st_ino:
+        pytest.skip("the filesystem reused the inode")
+    assert mvc_cli("status", "model.bin").stdout == "model.bin: modified\n"
+
+
+def test_recent_files_are_not_trusted(repo, mvc_cli, hashes):
+    """A file modified within a second of being recorded could change again without its mtime moving."""
+    f = make_file(repo / "fresh.bin", 100)
+    soon = time.time() + 60  # "just modified" however slowly this test runs
+    os.utime(f, (soon, soon))
+    mvc_cli("add", "fresh.bin")
+    hashes.update(hash_fd=0, copy_hash_fd=0)
+    mvc_cli("status")
+    assert hashes["hash_fd"] == 1
+
+
+def results(mvc_cli):
+    return (mvc_cli("status", "--json").stdout, mvc_cli("ls", "--json").stdout)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "emptied table"])
+def test_state_db_loss_changes_no_result(tracked, mvc_cli, hashes, damage):
+    d = tracked / "model"
+    make_file(d / "part-0.bin", 200, seed=99)  # one modified file in the dir
+    before = results(mvc_cli)
+    assert json.loads(before[0])[1]["workspace"] == "modified"
+    db = tracked / ".mvc" / "state.db"
+    if damage == "deleted":
+        db.unlink()
+    elif damage == "garbage":
+        db.write_bytes(b"this is not a database" * 100)
+    else:
+        import sqlite3
+
+        con = sqlite3.connect(db)
+        con.execute("DELETE FROM state")
+        con.commit()
+        con.close()
+    hashes.update(hash_fd=0, copy_hash_fd=0)
+    assert results(mvc_cli) == before
+    assert total(hashes) > 0  # it had to hash again, and came to the same answer
+    assert mvc_cli("add", "model.bin").stdout.startswith("unchanged model.bin")
+    assert mvc_cli("add", "model").stdout.startswith("added model")
+    db.unlink()
+    assert mvc_cli("add", "model").stdout.startswith("unchanged model")
+
+
+def test_state_db_loss_then_checkout_still_refuses_unsaved_work(tracked, mvc_cli, mvc_error):
+    make_file(tracked / "model" / "part-1.bin", 200, seed=98)
+    (tracked / ".mvc" / "state.db").unlink()
+    mvc_error("checkout", words=("model/part-1.bin", "--force"))
+    (tracked / ".mvc" / "state.db").unlink()
+    mvc_cli("checkout", "--force")
+    assert mvc_cli("status").stdout == "model.bin: up to date\nmodel: up to date\n"
+
+
+def test_state_db_is_ignored_by_git(tracked):
+    assert (tracked / ".mvc" / "state.db").is_file()
+    assert git(tracked, "status", "--porcelain") == ""

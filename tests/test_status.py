@@ -1,0 +1,160 @@
+"""`mvc status`: up to date, modified, missing from workspace, missing from cache; --json; exit 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from conftest import git, make_file
+
+import mvc
+from mvc.format import pointer as ptrfmt
+from mvc.objects import manifest as mf
+
+
+def obj(repo, oid):
+    return repo / ".mvc" / "cache" / "objects" / oid[7:9] / oid[9:]
+
+
+def remove_obj(repo, oid):
+    path = obj(repo, oid)
+    path.chmod(0o644)
+    path.unlink()
+
+
+@pytest.fixture
+def tracked(repo, mvc_cli):
+    """model.bin and a directory model/ tracked and committed."""
+    make_file(repo / "model.bin", 2000, seed=1)
+    make_file(repo / "model" / "a.bin", 100, seed=2)
+    make_file(repo / "model" / "sub" / "b.bin", 100, seed=3)
+    mvc_cli("add", "model.bin", "model")
+    git(repo, "commit", "-q", "-m", "models")
+    return repo
+
+
+def status(mvc_cli, *args) -> str:
+    r = mvc_cli("status", *args)
+    assert r.exit_code == 0 and r.stderr == ""
+    return r.stdout
+
+
+def test_nothing_tracked(repo, mvc_cli):
+    assert status(mvc_cli) == "nothing tracked yet: run 'mvc add PATH'\n"
+    assert json.loads(status(mvc_cli, "--json")) == []
+
+
+def test_up_to_date(tracked, mvc_cli):
+    assert status(mvc_cli) == "model.bin: up to date\nmodel: up to date\n"
+
+
+def test_modified_same_size(tracked, mvc_cli):
+    data = bytearray((tracked / "model.bin").read_bytes())
+    data[1000] ^= 1
+    (tracked / "model.bin").write_bytes(bytes(data))
+    assert status(mvc_cli) == "model.bin: modified\nmodel: up to date\n"
+
+
+def test_modified_other_size(tracked, mvc_cli):
+    with open(tracked / "model.bin", "ab") as f:
+        f.write(b"x")
+    assert status(mvc_cli, "model.bin") == "model.bin: modified\n"
+
+
+def test_modified_replaced_by_a_directory(tracked, mvc_cli):
+    (tracked / "model.bin").unlink()
+    (tracked / "model.bin").mkdir()
+    assert status(mvc_cli, "model.bin") == "model.bin: modified\n"
+
+
+def test_missing_from_workspace(tracked, mvc_cli):
+    (tracked / "model.bin").unlink()
+    shutil.rmtree(tracked / "model")
+    assert status(mvc_cli) == "model.bin: missing from workspace\nmodel: missing from workspace\n"
+
+
+def test_missing_from_cache(tracked, mvc_cli):
+    remove_obj(tracked, ptrfmt.loads((tracked / "model.bin.mvc").read_bytes()).oid)
+    assert status(mvc_cli) == "model.bin: missing from cache\nmodel: up to date\n"
+    (tracked / "model.bin").unlink()
+    assert status(mvc_cli, "model.bin") == "model.bin: missing from workspace, missing from cache\n"
+
+
+def test_dir_missing_from_cache_when_one_file_object_is_gone(tracked, mvc_cli):
+    p = ptrfmt.loads((tracked / "model.mvc").read_bytes())
+    entry = mf.loads(obj(tracked, p.oid).read_bytes())[0]
+    remove_obj(tracked, entry.oid)
+    assert status(mvc_cli, "model") == "model: missing from cache\n"
+
+
+def test_dir_missing_from_cache_when_manifest_is_gone(tracked, mvc_cli):
+    remove_obj(tracked, ptrfmt.loads((tracked / "model.mvc").read_bytes()).oid)
+    assert status(mvc_cli, "model") == "model: missing from cache\n"
+    make_file(tracked / "model" / "new.bin", 5)  # without the manifest a change is still seen
+    assert status(mvc_cli, "model") == "model: modified, missing from cache\n"
+
+
+def test_json(tracked, mvc_cli):
+    (tracked / "model.bin").unlink()
+    rows = json.loads(status(mvc_cli, "--json"))
+    mp = ptrfmt.loads((tracked / "model.mvc").read_bytes())
+    fp = ptrfmt.loads((tracked / "model.bin.mvc").read_bytes())
+    assert rows == [  # in the order of the pointer files' paths
+        {"path": "model.bin", "kind": "file", "oid": fp.oid, "size": 2000, "workspace": "missing", "cache": "ok"},
+        {"path": "model", "kind": "dir", "oid": mp.oid, "size": 200, "workspace": "ok", "cache": "ok"},
+    ]
+    assert mvc.status() == rows
+
+
+@pytest.mark.parametrize("change", ["file added", "file removed", "file changed", "file renamed", "chmod +x",
+                                    "chmod -x", "empty dir added"])
+def test_directory_changes(tracked, mvc_cli, change):
+    d = tracked / "model"
+    if change == "file added":
+        make_file(d / "sub" / "c.bin", 1)
+    elif change == "file removed":
+        (d / "sub" / "b.bin").unlink()
+    elif change == "file changed":
+        make_file(d / "a.bin", 100, seed=99)
+    elif change == "file renamed":
+        (d / "a.bin").rename(d / "a2.bin")
+    elif change == "chmod +x":
+        (d / "a.bin").chmod(0o755)
+    elif change == "chmod -x":
+        (d / "a.bin").chmod(0o755)
+        mvc_cli("add", "model")
+        assert status(mvc_cli, "model") == "model: up to date\n"
+        (d / "a.bin").chmod(0o644)
+    elif change == "empty dir added":
+        (d / "empty").mkdir()
+        # empty directories are not recorded, so this is no change
+        assert status(mvc_cli, "model") == "model: up to date\n"
+        return
+    assert status(mvc_cli, "model") == "model: modified\n"
+    assert status(mvc_cli, "model.bin") == "model.bin: up to date\n"
+
+
+def test_path_selection(tracked, mvc_cli, monkeypatch):
+    assert status(mvc_cli, "model.bin.mvc") == "model.bin: up to date\n"  # the pointer names it too
+    assert status(mvc_cli, ".") == "model.bin: up to date\nmodel: up to date\n"
+    monkeypatch.chdir(tracked / "model")
+    assert status(mvc_cli, "..") == "model.bin: up to date\nmodel: up to date\n"
+
+
+def test_status_of_untracked_path_is_refused(tracked, mvc_error):
+    make_file(tracked / "other.bin", 1)
+    mvc_error("status", "other.bin", words=("not tracked", "mvc add other.bin"))
+
+
+def test_uncommitted_pointer_is_listed(repo, mvc_cli):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin", "--no-stage")
+    assert status(mvc_cli) == "m.bin: up to date\n"
+
+
+def test_touch_without_change_is_up_to_date(tracked, mvc_cli):
+    os.utime(tracked / "model.bin", ns=(1, 1))
+    os.utime(tracked / "model" / "a.bin")
+    assert status(mvc_cli) == "model.bin: up to date\nmodel: up to date\n"
