@@ -210,3 +210,15 @@ def test_unchanged_re_add_leaves_pointer_bytes_alone(repo, mvc_cli):
     out = mvc_cli("add", "m.bin").stdout
     assert out.startswith("unchanged m.bin")
     assert git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("text, value", [
+    ("12", 12), ("-3", -3), ("0.93", 0.93), ("1.5e-3", 0.0015), ("true", True), ("false", False),
+    ("0e12", "0e12"), ("1_000", "1_000"), ("007", "007"), ("nan", "nan"), ("inf", "inf"), ("True", "True"),
+    ("abc", "abc"), ("", ""),
+])
+def test_meta_values_keep_what_is_not_a_plain_number(text, value):
+    from mvc.format.pointer import parse_meta_value
+
+    got = parse_meta_value(text)
+    assert got == value and type(got) is type(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,17 +88,19 @@ def _count(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+_INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")
+_FLOAT = re.compile(r"[+-]?(0|[1-9][0-9]*)\.[0-9]+([eE][+-]?[0-9]+)?")
+
+
 def parse_meta_value(text: str) -> Any:
-    """``--meta k=v`` values: integers, floats and true/false become TOML numbers and booleans."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            v = cast(text)
-        except ValueError:
-            continue
-        if cast is float and v != v or v in (float("inf"), float("-inf")):
-            return text
-        return v
+    """``--meta k=v`` values: plain decimal numbers and true/false become TOML numbers and booleans.
+
+    Anything else stays a string, so ids such as ``0e12`` or ``1_000`` are kept as typed.
+    """
+    if text in ("true", "false"):
+        return text == "true"
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
     return text
