@@ -56,15 +56,16 @@ def run(cmd: list[str], cwd: str, env: dict[str, str], stdin: bytes | None = Non
 
 
 def median(fn, runs: int) -> dict[str, float]:
-    """Median wall and CPU seconds over runs (after one warm-up run). On a loaded machine the wall time
-    grows with the load, the CPU time much less: both are reported."""
+    """Median (and fastest) wall and median CPU seconds over runs, after one warm-up run. On a loaded
+    machine the wall time grows with the load, the fastest run and the CPU time much less."""
     fn()  # warm the page cache and the state cache
     walls, cpus = [], []
     for _ in range(runs):
         n = len(CPU)
         walls.append(fn())
         cpus.append(sum(CPU[n:]))
-    return {"wall": round(statistics.median(walls), 3), "cpu": round(statistics.median(cpus), 3)}
+    return {"wall": round(statistics.median(walls), 3), "wall_min": round(min(walls), 3),
+            "cpu": round(statistics.median(cpus), 3)}
 
 
 def main() -> None:
@@ -164,7 +165,7 @@ def bench(root: str, work: str, mvc: str, env: dict[str, str], args: argparse.Na
     out["post_checkout_no_change_s"] = median(
         lambda: run([mvc, "hook", "post-checkout", head, head, "1"], root, env), r)
     out["target_s"] = 0.3
-    out["pre_commit_meets_target"] = out["pre_commit_script_s"]["wall"] <= 0.3
+    out["pre_commit_meets_target"] = out["pre_commit_script_s"]["wall"] <= 0.3  # the median, as git runs it
     out["load_average"] = os.getloadavg()
     return out
 

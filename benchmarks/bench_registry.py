@@ -7,8 +7,8 @@
 
 The repository is generated in one ``git fast-import`` (commits whose pointers change, and annotated
 tags in GTO's grammar with mvc's annotation, spread over 10 models), then timed with its tags loose
-and after ``git pack-refs --all`` (what a clone has). Each case is a whole process, as a user types
-it; the figure is the median. Also timed, as whole processes, the two ways of reading tags that were
+and, in a copy, after ``git pack-refs --all`` (what a clone has). Each case is a whole process, as a
+user types it; the cases are interleaved round by round and the figure is the median. Also timed, as whole processes, the two ways of reading tags that were
 considered: one ``git for-each-ref`` (what mvc does) and pygit2 (import, list refs, read tag objects).
 Stdlib only. See docs/benchmarks.md for the recorded figures.
 """
@@ -177,20 +177,24 @@ def main() -> None:
                                          check=True, env=ENV).stdout)
         if len(rows) != args.models:
             fail(f"mvc registry shows {len(rows)} models, expected {args.models}")
-        cases: dict[str, list[tuple[float, float]]] = {}
-        cases["python -c pass"] = timed([sys.executable, "-c", "pass"], root, args.runs)
-        for layout in ("loose", "packed"):
-            if layout == "packed":
-                subprocess.run(["git", "pack-refs", "--all"], cwd=root, check=True)
-            cases[f"mvc registry ({layout} tags)"] = timed([mvc_cmd, "registry"], root, args.runs, "model-00")
-            cases[f"mvc registry --json ({layout} tags)"] = timed([mvc_cmd, "registry", "--json"], root, args.runs)
-            cases[f"read tags: git for-each-ref, parsed ({layout})"] = timed(
-                [sys.executable, "-c", READ_FOR_EACH_REF, root], root, args.runs, str(args.tags))
-            cases[f"read tags: pygit2 ({layout})"] = timed([sys.executable, "-c", READ_PYGIT2, root], root,
-                                                           args.runs, str(args.tags))
+        packed = os.path.join(tmp, "packed")
+        shutil.copytree(root, packed, symlinks=True)
+        subprocess.run(["git", "pack-refs", "--all"], cwd=packed, check=True)
+        plan: dict[str, tuple[list[str], str, str | None]] = {"python -c pass": ([sys.executable, "-c", "pass"], root, None)}
+        for layout, where in (("loose", root), ("packed", packed)):
+            plan[f"mvc registry ({layout} tags)"] = ([mvc_cmd, "registry"], where, "model-00")
+            plan[f"mvc registry --json ({layout} tags)"] = ([mvc_cmd, "registry", "--json"], where, None)
+            plan[f"read tags: git for-each-ref, parsed ({layout})"] = (
+                [sys.executable, "-c", READ_FOR_EACH_REF, where], where, str(args.tags))
+            plan[f"read tags: pygit2 ({layout})"] = ([sys.executable, "-c", READ_PYGIT2, where], where, str(args.tags))
+        # interleaved, one run of each case per round, so that other people's load hits all cases alike
+        cases: dict[str, list[tuple[float, float]]] = {name: [] for name in plan}
+        for _ in range(args.runs):
+            for name, (cmd, where, expect) in plan.items():
+                cases[name] += timed(cmd, where, 1, expect)
         if args.gto:
-            cases["gto show (packed tags)"] = timed([args.gto, "show"], root, 3)
-        nrefs = int(subprocess.run(["git", "tag", "-l"], cwd=root, capture_output=True, check=True,
+            cases["gto show (packed tags)"] = timed([args.gto, "show"], packed, 3)
+        nrefs = int(subprocess.run(["git", "tag", "-l"], cwd=packed, capture_output=True, check=True,
                                    text=True).stdout.count("\n"))
         print(f"# mvc registry benchmark: {nrefs} tags ({counts}), {args.models} models, "
               f"generated in {gen:.2f} s")

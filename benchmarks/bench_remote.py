@@ -220,16 +220,26 @@ def big_case(args, base, env, mvc, raw, server, size, results) -> None:
     times: dict[str, list[float]] = {"raw_put": [], "mvc_push": [], "raw_get": [], "mvc_pull": []}
     for i in range(args.runs):
         key = f"{BUCKET}/raw-{i}/model.bin"
-        times["raw_put"].append(run([*raw, "put", server.endpoint, big, key], base, env))
         run([*mvc, "remote", "modify", "s3", "url", f"s3://{BUCKET}/mvc-{i}"], big_repo, env)
-        times["mvc_push"].append(run([*mvc, "push", "-q"], big_repo, env, expect="pushed 1 object"))
-        if os.path.exists(got):
+
+        def raw_put() -> None:
+            times["raw_put"].append(run([*raw, "put", server.endpoint, big, key], base, env))
+
+        def mvc_push() -> None:
+            times["mvc_push"].append(run([*mvc, "push", "-q"], big_repo, env, expect="pushed 1 object"))
+
+        def raw_get() -> None:
+            times["raw_get"].append(run([*raw, "get", server.endpoint, key, got], base, env))
             os.unlink(got)
-        times["raw_get"].append(run([*raw, "get", server.endpoint, key, got], base, env))
-        os.unlink(got)
-        shutil.rmtree(os.path.join(big_repo, ".mvc", "cache"))
-        os.unlink(big)
-        times["mvc_pull"].append(run([*mvc, "pull", "-q"], big_repo, env, expect="fetched 1 object"))
+
+        def mvc_pull() -> None:
+            shutil.rmtree(os.path.join(big_repo, ".mvc", "cache"))
+            os.unlink(big)
+            times["mvc_pull"].append(run([*mvc, "pull", "-q"], big_repo, env, expect="fetched 1 object"))
+
+        # alternate who goes first: the server's state and the machine's load drift within a run
+        for step in ((raw_put, mvc_push, raw_get, mvc_pull) if i % 2 == 0 else (mvc_push, raw_put, mvc_pull, raw_get)):
+            step()
         server.drop(f"raw-{i}/")
         server.drop(f"mvc-{i}/")
         print(f"big file run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)

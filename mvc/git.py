@@ -7,12 +7,81 @@ trees at other revisions and writing tags use pygit2, imported on first use.
 from __future__ import annotations
 
 import os
-import subprocess
 from typing import Any, Iterable
 
 from mvc.errors import GitError, NotAGitRepo
 
 POINTER_GLOB = "*.mvc"
+
+
+def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int, bytes, bytes]:
+    """git ARGS in cwd, stdin from input: (exit status, stdout, stderr), as subprocess.run gives them.
+
+    Without the subprocess module where posix_spawn exists: importing subprocess (with signal and
+    selectors) costs 5 ms of every command's start-up, and a no-op 'mvc status' has 0.15 s in all.
+    Both pipes (and stdin) are served together, so neither side can block the other.
+    """
+    if not hasattr(os, "posix_spawnp"):  # Windows
+        import subprocess
+
+        proc = subprocess.run(["git", *args], cwd=cwd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return proc.returncode, proc.stdout, proc.stderr
+    import select
+    from _signal import SIGPIPE  # the C half of signal, without its enum classes
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if input else (os.open(os.devnull, os.O_RDONLY), -1)
+    try:
+        # -C: posix_spawn cannot change directory; git -C behaves as if started there. SIGPIPE is
+        # restored for git and what it runs (Python ignores it), as subprocess does.
+        pid = os.posix_spawnp("git", ["git", "-C", cwd, *args], os.environ, setsigdef=(SIGPIPE,), file_actions=[
+            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    except BaseException:
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (out_w, err_w, in_r):
+            os.close(fd)
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    poller = select.poll()
+    for fd in chunks:
+        poller.register(fd, select.POLLIN)
+    pending = memoryview(input or b"")
+    if in_w >= 0:
+        os.set_blocking(in_w, False)
+        poller.register(in_w, select.POLLOUT)
+    try:
+        open_fds = len(chunks) + (in_w >= 0)
+        while open_fds:
+            for fd, _ in poller.poll():
+                if fd != in_w:
+                    data = os.read(fd, 1 << 16)
+                    if data:
+                        chunks[fd].append(data)
+                    else:
+                        poller.unregister(fd)
+                        open_fds -= 1
+                    continue
+                try:
+                    pending = pending[os.write(in_w, pending[:1 << 16]):]
+                except BlockingIOError:
+                    continue
+                except BrokenPipeError:  # git stopped reading: its exit status tells why
+                    pending = pending[:0]
+                if not pending:
+                    poller.unregister(in_w)
+                    os.close(in_w)
+                    in_w = -1
+                    open_fds -= 1
+    finally:
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks[out_r]), b"".join(chunks[err_r])
 
 
 def find_worktree(start: str) -> str:
@@ -48,14 +117,13 @@ class Git:
     # -- the git binary ---------------------------------------------------------------------
     def run(self, *args: str, check: bool = True, input: bytes | None = None) -> bytes:
         try:
-            proc = subprocess.run(["git", *args], cwd=self.root, input=input,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            code, out, err = _run_git(args, self.root, input)
         except FileNotFoundError:
             raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
-        if check and proc.returncode != 0:
-            msg = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitError(f"git {args[0]} failed: {msg[-1] if msg else proc.returncode}")
-        return proc.stdout
+        if check and code != 0:
+            msg = err.decode(errors="replace").strip().splitlines()
+            raise GitError(f"git {args[0]} failed: {msg[-1] if msg else code}")
+        return out
 
     def ls_pointers(self) -> list[str]:
         """Pointer files in the work tree, tracked or not-yet-added but not ignored (posix relpaths)."""
@@ -166,6 +234,7 @@ class Git:
     def create_tag(self, name: str, target: str, message: str, *, time: int | None = None) -> bool:
         """Create the annotated tag name -> target, tagged by the git user (at time, epoch seconds, if
         given); the message is kept verbatim. False if the tag exists already (it is never moved)."""
+        import subprocess  # here, not at the top: see _run_git
         import time as timemod
 
         env = dict(os.environ)
@@ -302,6 +371,8 @@ class Git:
 
     def blob_head(self, blob_id: str, n: int) -> bytes:
         """The first n bytes of a blob, without reading the rest of it."""
+        import subprocess  # here, not at the top: see _run_git
+
         proc = subprocess.Popen(["git", "cat-file", "blob", blob_id], cwd=self.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:

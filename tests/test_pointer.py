@@ -213,7 +213,7 @@ def test_unchanged_re_add_leaves_pointer_bytes_alone(repo, mvc_cli):
 
 
 @pytest.mark.parametrize("text, value", [
-    ("12", 12), ("-3", -3), ("0.93", 0.93), ("1.5e-3", 0.0015), ("true", True), ("false", False),
+    ("12", 12), ("-3", -3), ("0.93", 0.93), ("1.5e-3", 0.0015), ("1e-3", 0.001), ("true", True), ("false", False),
     ("0e12", "0e12"), ("1_000", "1_000"), ("007", "007"), ("nan", "nan"), ("inf", "inf"), ("True", "True"),
     ("abc", "abc"), ("", ""),
 ])

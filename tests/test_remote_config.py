@@ -80,6 +80,7 @@ def test_unknown_remote_and_no_remote(repo, mvc_cli):
     mvc_cli("remote", "add", "b", "/tmp/b")
     line = error_line(mvc_cli, "fetch")
     assert "no default mvc remote" in line and "a, b" in line
+    assert "no default remote" in error_line(mvc_cli, "remote", "default")
     line = error_line(mvc_cli, "push", "-r", "nope")
     assert "unknown remote 'nope'" in line and "mvc remote add nope URL" in line
     assert "unknown remote" in error_line(mvc_cli, "remote", "remove", "nope")

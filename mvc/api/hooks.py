@@ -15,8 +15,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import shlex
-import shutil
 import sys
 from typing import Any, Iterable
 
@@ -105,6 +103,8 @@ mvc_hook() {{
 
 def hook_script(name: str, command: list[str] | None = None) -> bytes:
     """The text of mvc's hook ``name`` (a POSIX sh script)."""
+    import shlex
+
     command = command or mvc_command()
     blocking = name in ("pre-commit", "pre-push")
     body = _BODY.get(name) or _POST_BODY.format(name=name)
@@ -357,6 +357,8 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
 
 
 def _q(path: str) -> str:
+    import shlex
+
     return shlex.quote(path)
 
 
@@ -543,6 +545,8 @@ def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]
             ws, cache = "modified", "missing"
         if ws == "ok" and cache == "ok":
             if os.path.isdir(full) and not os.path.islink(full):
+                import shutil
+
                 shutil.rmtree(full)
             else:
                 os.unlink(full)

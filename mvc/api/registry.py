@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import time as timemod
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -28,29 +27,25 @@ BUMPS = ("major", "minor", "patch")
 
 
 # -- the state --------------------------------------------------------------------------------
-@dataclass(slots=True)
+# Plain classes with __slots__, not dataclasses: a dataclass compiles its methods when its module is
+# imported, which every `mvc registry` would pay for.
 class Event:
-    """One registry tag."""
+    """One registry tag. ``key`` is its place in the registry order (FORMAT.md): tagger time, GTO's
+    event priority, the artifact's counter (-1 without one), then the tag name."""
 
-    tag: str
-    action: str
-    artifact: str
-    version: str | None
-    stage: str | None
-    counter: int | None
-    commit: str
-    time: int
-    offset: int
-    commit_time: int  # committer time of the commit: GTO also counts it as an event of the version
-    tagger: str
-    email: str
-    annotation: str  # the raw tag message; parsed only when asked (most tags never are)
-    key: tuple = ()  # the registry order: see __post_init__
-    _parsed: tuple[str, dict[str, str]] | None = None
+    __slots__ = ("tag", "action", "artifact", "version", "stage", "counter", "commit", "time", "offset",
+                 "commit_time", "tagger", "email", "annotation", "key", "_parsed")
 
-    def __post_init__(self) -> None:
-        # tagger time, then GTO's event priority, then the artifact's counter, then the name
-        self.key = (self.time, tagfmt.PRIORITY[self.action], -1 if self.counter is None else self.counter, self.tag)
+    def __init__(self, tag: str, name: tagfmt.TagName, commit: str, time: int, offset: int, commit_time: int,
+                 tagger: str, email: str, annotation: str):
+        self.tag, self.action, self.artifact = tag, name.action, name.artifact
+        self.version, self.stage, self.counter = name.version, name.stage, name.counter
+        self.commit, self.time, self.offset = commit, time, offset
+        self.commit_time = commit_time  # of the tagged commit: GTO counts it as an event of the version
+        self.tagger, self.email = tagger, email
+        self.annotation = annotation  # the raw tag message, parsed only when asked (most never are)
+        self.key = (time, tagfmt.PRIORITY[name.action], -1 if name.counter is None else name.counter, tag)
+        self._parsed: tuple[str, dict[str, str]] | None = None
 
     @property
     def message(self) -> str:
@@ -67,32 +62,35 @@ class Event:
         return self._parsed
 
 
-@dataclass
 class Version:
-    name: str  # "vX.Y.Z"; for a commit assigned a stage but never registered: the commit id
-    commit: str
-    registered: bool = False  # a registration tag exists (else: a GTO-style unregistered commit)
-    active: bool = False  # registered and not deregistered since (unregistered commits: always)
-    event: Event | None = None  # the registration
+    __slots__ = ("name", "commit", "registered", "active", "event")
+
+    def __init__(self, name: str, commit: str, registered: bool = False, active: bool = False):
+        self.name = name  # "vX.Y.Z"; for a commit assigned a stage but never registered: the commit id
+        self.commit = commit
+        self.registered = registered  # a registration tag exists (else: a GTO-style unregistered commit)
+        self.active = active  # registered and not deregistered since (unregistered commits: always)
+        self.event: Event | None = None  # the registration
 
 
-@dataclass
 class VStage:
-    version: str
-    stage: str
-    active: bool = False
-    event: Event | None = None  # the latest assignment
+    __slots__ = ("version", "stage", "active", "event")
+
+    def __init__(self, version: str, stage: str):
+        self.version, self.stage = version, stage
+        self.active = False  # the version holds the stage
+        self.event: Event | None = None  # the latest assignment
 
 
-@dataclass
 class Model:
-    name: str
-    events: list[Event] = field(default_factory=list)
-    versions: dict[str, Version] = field(default_factory=dict)
-    vstages: dict[tuple[str, str], VStage] = field(default_factory=dict)
-    deprecated: bool = False
-    counter: int = 0  # the largest counter in any tag of this name (GTO's N)
-    pointers: dict[str, VStage] = field(default_factory=dict)  # stage -> the assignment it follows now
+    def __init__(self, name: str):
+        self.name = name
+        self.events: list[Event] = []
+        self.versions: dict[str, Version] = {}
+        self.vstages: dict[tuple[str, str], VStage] = {}
+        self.deprecated = False
+        self.counter = 0  # the largest counter in any tag of this name (GTO's N)
+        self.pointers: dict[str, VStage] = {}  # stage -> the assignment it follows now
 
     def build(self) -> None:
         self.events.sort(key=lambda e: e.key)
@@ -159,9 +157,9 @@ class Model:
         return max((e.commit_time for e in self.events if e.action != DEPRECATE), default=0)
 
 
-@dataclass
 class State:
-    models: dict[str, Model]
+    def __init__(self, models: dict[str, Model]):
+        self.models = models
 
     def get(self, name: str) -> Model | None:
         m = self.models.get(name)
@@ -187,9 +185,8 @@ def load(git: gitmod.Git) -> State:
             m.counter = max(m.counter, parsed.counter)
         if not t["annotated"] or parsed.action == tagfmt.CREATE or t["target_type"] != "commit":
             continue
-        m.events.append(Event(t["name"], parsed.action, parsed.artifact, parsed.version, parsed.stage,
-                              parsed.counter, t["target"], t["time"], t["offset"], t["commit_time"], t["tagger"],
-                              t["email"], t["message"]))
+        m.events.append(Event(t["name"], parsed, t["target"], t["time"], t["offset"], t["commit_time"],
+                              t["tagger"], t["email"], t["message"]))
     for m in models.values():
         m.build()
     return State(models)

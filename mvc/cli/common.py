@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 
 import click
@@ -27,6 +26,8 @@ def bars(quiet: bool) -> progressmod.Factory:
 
 
 def echo_json(data: Any) -> None:
+    import json  # only --json output needs it: every command loads this module
+
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 

@@ -179,7 +179,7 @@ def remote_default(name: str | None, local: bool, unset: bool) -> None:
 
         found = api.default_remote(Repo.find())
         if found is None:
-            raise click.ClickException("no default remote: set one with 'mvc remote default NAME'")
+            raise api.NoRemote("no default remote: set one with 'mvc remote default NAME'")
         click.echo(found)
 
 

@@ -89,7 +89,8 @@ def _count(v: Any) -> bool:
 
 
 _INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")
-_FLOAT = re.compile(r"[+-]?(0|[1-9][0-9]*)\.[0-9]+([eE][+-]?[0-9]+)?")
+# a decimal point, or an exponent on a non-zero mantissa (1e-3): "0e12" reads as an id, not as 0.0
+_FLOAT = re.compile(r"[+-]?((0|[1-9][0-9]*)\.[0-9]+([eE][+-]?[0-9]+)?|[1-9][0-9]*[eE][+-]?[0-9]+)")
 
 
 def parse_meta_value(text: str) -> Any:

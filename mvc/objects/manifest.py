@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import json
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Any, Callable, NamedTuple
 
 from mvc.errors import CorruptObject
 from mvc.objects import oid as oids
 
 HEADER = b"mvc-manifest 1\n"
-# one encoder for every line: json.dumps with non-default options builds a new one per call
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_DECODE = json.JSONDecoder().raw_decode
+
+
+@lru_cache(maxsize=None)
+def _json() -> tuple[Callable[[Any], str], Callable[[str], tuple[Any, int]], Callable[[Any], Any]]:
+    """(encode, raw_decode, loads), imported on first use: commands on single files never need json.
+
+    One encoder serves every line: json.dumps with non-default options builds a new one per call.
+    """
+    import json
+
+    return (json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode, json.JSONDecoder().raw_decode,
+            json.loads)
 
 
 class Entry(NamedTuple):  # immutable; a NamedTuple is built 5x faster than a frozen dataclass
@@ -36,9 +45,10 @@ def bad_relpath(path: object) -> str | None:
 
 
 def dumps(entries: list[Entry]) -> bytes:
+    encode = _json()[0]
     lines = [HEADER]
     for e in sorted(entries, key=lambda e: e.path):
-        lines.append((_ENCODE([e.path, e.oid, e.size, e.executable]) + "\n").encode())
+        lines.append((encode([e.path, e.oid, e.size, e.executable]) + "\n").encode())
     return b"".join(lines)
 
 
@@ -49,6 +59,7 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
 
     if not data.startswith(HEADER):
         raise fail("unknown header (a newer mvc may have written it: upgrade mvc)")
+    _, raw_decode, json_loads = _json()
     entries: list[Entry] = []
     seen: set[str] = set()
     for line in data[len(HEADER):].splitlines():
@@ -57,11 +68,11 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
                 # what json.loads does with such a line (it too decodes it as UTF-8 with surrogatepass),
                 # minus its per-call encoding sniffing and whitespace matching: 3x faster
                 text = line.decode("utf-8", "surrogatepass")
-                row, end = _DECODE(text)
+                row, end = raw_decode(text)
                 if end != len(text):
-                    row = json.loads(text)  # trailing whitespace (accepted) or extra data (refused)
+                    row = json_loads(text)  # trailing whitespace (accepted) or extra data (refused)
             else:
-                row = json.loads(line)
+                row = json_loads(line)
             path, eoid, size, executable = row
         except (ValueError, TypeError):
             raise fail(f"unreadable line {line[:60]!r}") from None

@@ -384,8 +384,13 @@ class S3Store(FsspecStore):
                 kw[S3_KEYS[k]] = v
             else:
                 kw[k] = v
-        # Fail in seconds, not minutes, when the server is gone; s3fs retries throttling on its own.
-        config = {"connect_timeout": 10, "read_timeout": 120, "retries": {"max_attempts": 3, "mode": "standard"}}
+        # Fail in seconds, not minutes, when the server is gone (botocore still retries throttling).
+        # No S3 checksums unless an operation requires them: every object is hashed by mvc on the way
+        # in and out, the CRC costs client CPU per request, and several S3-compatible stores reject
+        # botocore's newer default checksum headers. mvc builds the requests itself: no validation.
+        config = {"connect_timeout": 10, "read_timeout": 120, "retries": {"max_attempts": 3, "mode": "standard"},
+                  "request_checksum_calculation": "when_required", "response_checksum_validation": "when_required",
+                  "parameter_validation": False}
         config.update(kw.pop("config_kwargs", {}) or {})
         client.update(kw.pop("client_kwargs", {}) or {})
         try:
