@@ -178,3 +178,13 @@ def test_bad_config_is_refused_and_not_written(repo, mvc_cli, mvc_error, args, w
 def test_garbage_config_file_is_one_clear_line(repo, mvc_error):
     (repo / ".mvc" / "config.toml").write_text("[cache\n")
     mvc_error("status", words=("config.toml", "not valid TOML", "fix"))
+
+
+def test_hooks_and_default_remote_keys_can_be_set(repo, mvc_cli):
+    mvc_cli("config", "hooks.max_size", "20MB")
+    mvc_cli("config", "hooks.extensions", ".pt,.onnx")
+    assert mvc_cli("config", "hooks.extensions").output.strip() == ".pt,.onnx"
+    from mvc.format.config import read
+
+    data = read(str(repo / ".mvc" / "config.toml"))
+    assert data["hooks"] == {"max_size": "20MB", "extensions": [".pt", ".onnx"]}

@@ -10,7 +10,8 @@ from mvc.api.repo import Repo
 from mvc.errors import ConfigError
 from mvc.format import config as cfgfmt
 
-KEYS = {"cache.dir": "path", "cache.type": "list", "core.fsync": "bool"}
+KEYS = {"cache.dir": "path", "cache.type": "list", "core.fsync": "bool", "core.remote": "str",
+        "hooks.max_size": "str", "hooks.extensions": "list", "hooks.allow": "list"}
 
 
 def parse(key: str, text: str) -> Any:

@@ -211,7 +211,9 @@ def config(key: str, value: str | None, local: bool, unset: bool) -> None:
 
     \b
     Keys: cache.dir (path; relative to .mvc/), cache.type (list from reflink, hardlink,
-    symlink, copy, tried in order), core.fsync (true/false).
+    symlink, copy, tried in order), core.fsync (true/false), core.remote (default
+    remote), hooks.max_size, hooks.extensions, hooks.allow (lists are comma-separated),
+    remote.NAME.KEY (see 'mvc remote').
 
     \b
     Example:
