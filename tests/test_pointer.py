@@ -222,3 +222,9 @@ def test_meta_values_keep_what_is_not_a_plain_number(text, value):
 
     got = parse_meta_value(text)
     assert got == value and type(got) is type(value)
+
+
+def test_oid_with_a_trailing_newline_is_refused():
+    text = 'format = 1\nkind = "file"\noid = "xxh128:' + "0" * 32 + '\\n"\nsize = 1\n'
+    with pytest.raises(PointerError, match="bad oid"):
+        ptrfmt.loads(text, "m.bin.mvc")

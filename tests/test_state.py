@@ -139,7 +139,7 @@ def results(mvc_cli):
     return (mvc_cli("status", "--json").stdout, mvc_cli("ls", "--json").stdout)
 
 
-@pytest.mark.parametrize("damage", ["deleted", "garbage", "emptied table"])
+@pytest.mark.parametrize("damage", ["deleted", "garbage", "emptied table", "corrupt table pages"])
 def test_state_db_loss_changes_no_result(tracked, mvc_cli, hashes, damage):
     d = tracked / "model"
     make_file(d / "part-0.bin", 200, seed=99)  # one modified file in the dir
@@ -150,6 +150,10 @@ def test_state_db_loss_changes_no_result(tracked, mvc_cli, hashes, damage):
         db.unlink()
     elif damage == "garbage":
         db.write_bytes(b"this is not a database" * 100)
+    elif damage == "corrupt table pages":  # the schema page reads fine; the rows' page does not
+        data = db.read_bytes()
+        assert len(data) > 4096
+        db.write_bytes(data[:4096] + b"\xff" * (len(data) - 4096))
     else:
         import sqlite3
 

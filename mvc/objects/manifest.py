@@ -12,15 +12,11 @@ HEADER = b"mvc-manifest 1\n"
 
 
 @lru_cache(maxsize=None)
-def _json() -> tuple[Callable[[Any], str], Callable[[str], tuple[Any, int]], Callable[[Any], Any]]:
-    """(encode, raw_decode, loads), imported on first use: commands on single files never need json.
-
-    One encoder serves every line: json.dumps with non-default options builds a new one per call.
-    """
+def _json() -> tuple[Callable[[str], tuple[Any, int]], Callable[[Any], Any]]:
+    """(raw_decode, loads), imported on first use: commands on single files never need json."""
     import json
 
-    return (json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode, json.JSONDecoder().raw_decode,
-            json.loads)
+    return json.JSONDecoder().raw_decode, json.loads
 
 
 class Entry(NamedTuple):  # immutable; built 2x faster than a frozen dataclass
@@ -61,7 +57,7 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
 
     if not data.startswith(HEADER):
         raise fail("unknown header (a newer mvc may have written it: upgrade mvc)")
-    _, raw_decode, json_loads = _json()
+    raw_decode, json_loads = _json()
     entries: list[Entry] = []
     seen: set[str] = set()
     for line in data[len(HEADER):].splitlines():

@@ -12,7 +12,7 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def is_oid(value: object) -> bool:
-    return isinstance(value, str) and _OID_RE.match(value) is not None
+    return isinstance(value, str) and _OID_RE.fullmatch(value) is not None
 
 
 def from_digest(hexdigest: str) -> str:
