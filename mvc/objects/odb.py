@@ -148,13 +148,8 @@ class ODB:
                 oid = oids.from_digest(digest)
                 if self.exists(oid):
                     return oid, how
-                try:
-                    os.link(src, tmp)
-                except OSError as e:
-                    if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
-                        continue
-                    raise
-                return oid, how
+                if _link(src, tmp, "hardlink"):  # the user's inode becomes the object (symlinked back later)
+                    return oid, how
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             digest = local.copy_hash_fd(fd, out, st.st_size, progress)
@@ -242,16 +237,8 @@ class ODB:
                 os.unlink(tmp)
             elif how in ("hardlink", "symlink"):
                 self._check(oid, local.hash_fd(fd, size, progress))
-                try:
-                    if how == "hardlink":
-                        os.link(src, tmp)
-                    else:
-                        os.symlink(src, tmp)
-                except OSError as e:
-                    if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
-                        continue
-                    raise
-                return how
+                if _link(src, tmp, how):
+                    return how
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             digest = local.copy_hash_fd(fd, out, size, progress)
@@ -259,6 +246,17 @@ class ODB:
             os.close(out)
         self._check(oid, digest)
         return "copy"
+
+
+def _link(src: str, dest: str, how: str) -> bool:
+    """Make dest a hard or symbolic link to src; False where this filesystem or cache cannot."""
+    try:
+        (os.link if how == "hardlink" else os.symlink)(src, dest)
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
 
 
 def _open_src(path: str) -> int:
