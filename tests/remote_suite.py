@@ -182,6 +182,31 @@ class RemoteSuite:
         mvc_cli("push", "--all-commits")
         assert origin.rels() == {rel_of(oid_of(d)) for d in datas}
 
+    def test_large_object_in_parts_verified_before_it_is_visible(self, repo, mvc_cli, origin, monkeypatch):
+        from mvc.storage import remote as storage
+
+        monkeypatch.setattr(storage, "PART", 5 << 20)  # S3's smallest part: a 12 MiB object goes in 3 parts
+        big = make_file(repo / "big.bin", 12 << 20, seed=7)
+        data = big.read_bytes()
+        mvc_cli("add", "big.bin")
+        rel = rel_of(oid_of(data))
+        cached = cache_dir(repo) / rel
+        os.chmod(cached, 0o644)
+        with open(cached, "r+b") as f:  # bit rot in the cache, in the last part
+            f.seek(len(data) - 10)
+            f.write(b"X")
+        line = one_error_line(mvc_cli("push", ok=False))
+        assert "corrupt" in line and "quarantine" in line
+        assert origin.rels() == set()  # not even a partial object
+        cached.unlink(missing_ok=True)
+        mvc_cli("add", "big.bin")  # the workspace still has the good bytes
+        assert "pushed 1 object" in mvc_cli("push").output
+        assert origin.read(rel) == data
+        drop_cache(repo)
+        big.unlink()
+        mvc_cli("pull")
+        assert big.read_bytes() == data
+
     # -- the journal -------------------------------------------------------------------------------
     def test_nothing_to_push_asks_nothing(self, repo, mvc_cli, stoppable):
         make_models(repo)

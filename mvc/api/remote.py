@@ -480,7 +480,7 @@ def _upload(repo: Repo, store: storage.Store, todo: list[str], jobs: int, meter:
                                     f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push")
 
         src = repo.odb.path(oid)
-        with large if os.path.getsize(src) > storage.SMALL_PUT else contextlib.nullcontext():
+        with large if os.path.getsize(src) > storage.LARGE else contextlib.nullcontext():
             n = store.put_file(src, _rel(oid), check, meter.update)
         meter.object_done()
         return n
@@ -607,7 +607,7 @@ def _download(repo: Repo, store: storage.Store, todo: list[str], jobs: int, mete
         tmp = repo.odb.tmp_path(oid[-8:])
         try:
             try:
-                with large if sizes.get(oid, 0) > storage.SMALL_PUT else contextlib.nullcontext():
+                with large if sizes.get(oid, 0) > storage.LARGE else contextlib.nullcontext():
                     digest = store.get_file(rel, tmp, meter.update)
             except storage.RemoteObjectMissing:
                 return None

@@ -33,7 +33,9 @@ READ_ONLY = {"http", "https"}
 # Wrappers and archives: not a place to keep objects.
 NOT_STORES = {"blockcache", "cached", "filecache", "simplecache", "data", "dir", "generic", "reference",
               "tar", "zip", "libarchive", "async_wrapper", "asyncwrapper", "git", "github", "gist", "dvc"}
-SMALL_PUT = 16 << 20  # up to this an object is read once, hashed and sent from memory
+LARGE = 16 << 20  # objects above this count as large: few move at once (see mvc.api.remote)
+PART = 50 << 20  # S3 multipart: part size (s3fs's default); objects under two parts go in one PUT
+MAX_PARTS = 10_000  # S3's limit: parts grow for objects above 488 GiB
 DEFAULT_JOBS = {"local": 4, "s3": 16}  # measured on loopback moto: 8-32 saturate it (benchmarks/bench_remote.py)
 
 
@@ -417,8 +419,11 @@ class S3Store(FsspecStore):
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         size = os.path.getsize(src)
-        if size > SMALL_PUT:
-            return super().put_file(src, rel, check, progress)
+        if size >= 2 * PART:
+            with self._errors(rel):
+                from fsspec.asyn import sync
+
+                return sync(self.fs.loop, self._put_multipart, src, rel, size, check, progress)
         with open(src, "rb") as f:
             data = f.read()
         check(local.hexdigest_bytes(data))
@@ -427,6 +432,51 @@ class S3Store(FsspecStore):
         if progress:
             progress(len(data))
         return len(data)
+
+    async def _put_multipart(self, src: str, rel: str, size: int, check: Check, progress: Progress | None) -> int:
+        """One multipart upload, up to max_concurrency parts in flight, hashing each part as it is read:
+        the file is read once, and the upload is completed (made visible) only if check passes."""
+        import asyncio
+
+        import xxhash
+
+        fs = self.fs
+        bucket, key = self._bucket_key(rel)
+        part_size = max(PART, -(-size // MAX_PARTS))
+        upload = (await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key))["UploadId"]
+        hasher = xxhash.xxh3_128()
+
+        async def send(number: int, body: bytes) -> dict[str, Any]:
+            out = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=number,
+                                    Body=body)
+            if progress:
+                progress(len(body))
+            return {"PartNumber": number, "ETag": out["ETag"]}
+
+        parts: list[dict[str, Any]] = []
+        try:
+            with open(src, "rb") as f:
+                while True:
+                    batch = []
+                    for _ in range(fs.max_concurrency):
+                        body = f.read(part_size)
+                        if not body:
+                            break
+                        hasher.update(body)
+                        batch.append(send(len(parts) + len(batch) + 1, body))
+                    if not batch:
+                        break
+                    parts += await asyncio.gather(*batch)
+            check(hasher.hexdigest())
+            await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload,
+                              MultipartUpload={"Parts": parts})
+        except BaseException:
+            try:  # parts of an upload never completed are invisible; this frees them now
+                await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+            except Exception:
+                pass
+            raise
+        return size
 
     def translate(self, e: BaseException, rel: str) -> RemoteError | None:
         code = _s3_code(e)
