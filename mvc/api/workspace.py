@@ -370,12 +370,16 @@ def _gitignore_pattern(name: str) -> str:
     return "/" + out
 
 
+def _ignore_entry(rel: str) -> tuple[str, str]:
+    """(relpath of the .gitignore beside rel, the pattern that ignores rel there)."""
+    parent, _, name = rel.rpartition("/")
+    return (f"{parent}/.gitignore" if parent else ".gitignore"), _gitignore_pattern(name)
+
+
 def _ignore(repo: Repo, rel: str) -> str:
     """Add the tracked path to the .gitignore beside it (once); returns that .gitignore's relpath."""
-    parent, _, name = rel.rpartition("/")
-    gi_rel = f"{parent}/.gitignore" if parent else ".gitignore"
+    gi_rel, pattern = _ignore_entry(rel)
     full = repo.abs(gi_rel)
-    pattern = _gitignore_pattern(name)
     try:
         with open(full, "rb") as fh:
             text = fh.read().decode("utf-8", "surrogateescape")
@@ -539,10 +543,6 @@ def ensure_objects(repo: Repo, needed: set[str]) -> None:
         raise ObjectMissing(f"object {missing[0]}{more} not in the cache: run 'mvc fetch' (or 'mvc pull')")
 
 
-def _current(repo: Repo, rel: str, f: _File, bar: progressmod.Bar) -> str | None:
-    return _hash(repo, rel, f, bar)
-
-
 def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | None = None) -> _Plan:
     p = load_pointer(repo, prel, data)
     rel = Repo.target_of(prel)
@@ -563,7 +563,7 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
         f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
         bar = progress(f"checking {rel}", _total([f]))
         try:
-            cur = _current(repo, rel, f, bar)
+            cur = _hash(repo, rel, f, bar)
         finally:
             bar.close()
         if cur != p.oid:
@@ -575,7 +575,7 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
     want = {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
     if st is not None and not statmod.S_ISDIR(st.st_mode):
         f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
-        _judge(repo, rel, full, _current(repo, rel, f, progressmod.NULL), plan)
+        _judge(repo, rel, full, _hash(repo, rel, f, progressmod.NULL), plan)
         plan.removals.append(full)
         files: dict[str, _File] = {}
     else:
@@ -590,7 +590,7 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
             if f is None:
                 plan.writes.append((target, e.oid, e.executable))
                 continue
-            cur = _current(repo, f"{rel}/{sub}", f, bar)
+            cur = _hash(repo, f"{rel}/{sub}", f, bar)
             if cur != e.oid:
                 _judge(repo, f"{rel}/{sub}", f.full, cur, plan)
                 plan.writes.append((target, e.oid, e.executable))
@@ -605,7 +605,7 @@ def _plan_removals(repo: Repo, rel: str, files: dict[str, _File], plan: _Plan, p
     bar = progress(f"checking {rel}", _total(files.values()))
     try:
         for sub, f in files.items():
-            _judge(repo, f"{rel}/{sub}", f.full, _current(repo, f"{rel}/{sub}", f, bar), plan)
+            _judge(repo, f"{rel}/{sub}", f.full, _hash(repo, f"{rel}/{sub}", f, bar), plan)
             plan.removals.append(f.full)
     finally:
         bar.close()
@@ -817,13 +817,12 @@ def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None
     for prel in chosen:
         rel = Repo.target_of(prel)
         os.unlink(repo.check_inside(prel))
-        parent, _, name = rel.rpartition("/")
-        gi_rel = f"{parent}/.gitignore" if parent else ".gitignore"
+        gi_rel, pattern = _ignore_entry(rel)
         full = repo.abs(gi_rel)
         if os.path.exists(full):
             with open(full, "rb") as fh:
                 lines = fh.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
-            kept = [line for line in lines if line.rstrip("\n") != _gitignore_pattern(name)]
+            kept = [line for line in lines if line.rstrip("\n") != pattern]
             if kept != lines:
                 local.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
                 ignores.append(gi_rel)
