@@ -106,6 +106,19 @@ class Server:
             n += page.get("KeyCount", 0)
         return n
 
+    def objects(self, prefix: str) -> int:
+        """Objects a reader finds under prefix: alone (objects/…) or listed by a complete pack's index."""
+        from mvc.objects import pack
+
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+            keys += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+        n = sum(1 for k in keys if k.startswith("objects/"))
+        for name in pack.names_in(keys):
+            data = self.s3.get_object(Bucket=BUCKET, Key=prefix + pack.index_rel(name))["Body"].read()
+            n += len(pack.parse_index(data, name))
+        return n
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait()
@@ -323,7 +336,8 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
         run([args.dvc, "remote", "add", "-d", "s3", f"s3://{BUCKET}/dvc-0"], dvc_repo, env)
         run([args.dvc, "remote", "modify", "s3", "endpointurl", server.endpoint], dvc_repo, env)
         run([args.dvc, "add", "-q", "data"], dvc_repo, env)
-    times: dict[str, list[float]] = {"raw_put": [], "mvc_push": [], "dvc_push": []}
+    times: dict[str, list[float]] = {"raw_put": [], "mvc_push": [], "dvc_push": [], "mvc_fetch": [],
+                                     "dvc_fetch": []}
     requests: dict[str, int] = {}
 
     for i in range(args.small_runs):
@@ -339,8 +353,18 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
             before = server.requests()
             times["mvc_push"].append(run([*mvc, "push", "-q"], small_repo, env, expect="pushed"))
             requests["mvc"] = server.requests() - before
-            if server.count(f"small-{i}/") != nsmall + 1:
-                fail(f"the remote holds {server.count(f'small-{i}/')} objects, expected {nsmall + 1}")
+            if server.objects(f"small-{i}/") != nsmall + 1:
+                fail(f"the remote holds {server.objects(f'small-{i}/')} objects, expected {nsmall + 1}")
+
+        def mvc_fetch() -> None:  # a clone without the cache (nor the journal) fetches them all back
+            clone = os.path.join(base, f"small-clone-{i}")
+            shutil.copytree(small_repo, clone, ignore=shutil.ignore_patterns("cache", "remotes.db", "data"))
+            run([*mvc, "remote", "modify", "s3", "url", f"s3://{BUCKET}/small-{i}"], clone, env)
+            times["mvc_fetch"].append(run([*mvc, "fetch", "-q"], clone, env))
+            got = sum(len(fs) for _, _, fs in os.walk(os.path.join(clone, ".mvc", "cache", "objects")))
+            if got != nsmall + 1:
+                fail(f"mvc fetch brought {got} objects, expected {nsmall + 1}")
+            shutil.rmtree(clone)
 
         def dvc_push() -> None:
             run([args.dvc, "remote", "modify", "s3", "url", f"s3://{BUCKET}/dvc-{i}"], dvc_repo, env)
@@ -349,9 +373,18 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
             times["dvc_push"].append(run([args.dvc, "push", "-q"], dvc_repo, env))
             requests["dvc"] = server.requests() - before
 
+        def dvc_fetch() -> None:
+            clone = os.path.join(base, f"dvc-clone-{i}")
+            shutil.copytree(dvc_repo, clone, ignore=shutil.ignore_patterns("cache", "tmp", "data"))
+            times["dvc_fetch"].append(run([args.dvc, "fetch", "-q"], clone, env))
+            shutil.rmtree(clone)
+
         steps = [raw_put, mvc_push] + ([dvc_push] if args.dvc else [])
         for step in steps[i % len(steps):] + steps[:i % len(steps)]:
             step()
+        mvc_fetch()
+        if args.dvc:
+            dvc_fetch()
         print(f"small files round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
               + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
         if i > 0:
@@ -364,11 +397,13 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
     small["ratio_vs_dvc_issue"] = small["mvc_push"] / 21.2
     if args.dvc:
         small["ratio_vs_dvc"] = small["mvc_push"] / small["dvc_push"]
+        small["fetch_ratio_vs_dvc"] = small["mvc_fetch"] / small["dvc_fetch"]
     results["small"] = small
     print(f"{nsmall} x 4 KiB (medians): mvc push {small['mvc_push']:.2f} s ({requests['mvc']} requests), raw s3fs "
           f"put {small['raw_put']:.2f} s" + (f", dvc push {small['dvc_push']:.2f} s ({requests['dvc']} requests); "
-                                           f"mvc = {small['ratio_vs_dvc']:.2f} x DVC" if args.dvc else ""),
-          flush=True)
+                                           f"mvc = {small['ratio_vs_dvc']:.2f} x DVC" if args.dvc else "")
+          + f"; mvc fetch {small['mvc_fetch']:.2f} s"
+          + (f", dvc fetch {small['dvc_fetch']:.2f} s" if args.dvc else ""), flush=True)
     run([*mvc, "remote", "modify", "s3", "url", f"s3://{BUCKET}/small-0"], small_repo, env)
 
     if not noop:
@@ -380,7 +415,7 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
         age(os.path.join(small_repo, "more"))
         run([*mvc, "add", "more"], small_repo, env)
         run([*mvc, "push", "-q"], small_repo, env, expect="pushed")
-    on_remote = server.count("small-0/")
+    on_remote = server.objects("small-0/")
     before = server.requests()
     noops = [run([*mvc, "push"], small_repo, env, expect="nothing to push") for _ in range(7)]
     asked = server.requests() - before

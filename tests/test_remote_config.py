@@ -239,3 +239,18 @@ def test_transfer_bar_shows_objects():
     bar._draw(bar.start + 1)
     assert "pushing to origin: 1/2 objects" in out.getvalue() and "4.0 KiB/8.0 KiB" in out.getvalue()
     bar.close()
+
+
+def test_packs_is_a_boolean_read_by_mvc(repo, mvc_cli):
+    from mvc.api import remote
+    from mvc.api.repo import Repo
+
+    mvc_cli("remote", "add", "origin", "s3://bucket/models", "--default")
+    assert remote.spec(Repo(str(repo))).packs is True
+    mvc_cli("remote", "modify", "origin", "packs", "FALSE")
+    assert config(repo)["remote"]["origin"]["packs"] is False
+    sp = remote.spec(Repo(str(repo)))
+    assert sp.packs is False and "packs" not in sp.options  # not handed to s3fs
+    assert "true or false" in error_line(mvc_cli, "remote", "modify", "origin", "packs", "maybe")
+    (repo / ".mvc" / "config.toml").write_text('[remote.origin]\nurl = "s3://bucket/models"\npacks = "no"\n')
+    assert "packs must be true or false" in error_line(mvc_cli, "remote", "list")

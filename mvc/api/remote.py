@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from mvc import progress as progressmod
 from mvc.api.repo import Repo
@@ -25,6 +25,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
+from mvc.objects import pack as pk
 from mvc.storage import remote as storage
 
 EXISTS_EACH = 64  # up to this many objects to look for, ask for each; above, maybe list the remote
@@ -33,6 +34,7 @@ JOURNAL_EVERY = 256  # record uploads in the journal at least this often, so an 
 # A large object moves in parts held in memory (s3fs: 10 x 50 MiB at once), so only this many move at
 # a time, however many jobs run; small objects fill the other jobs meanwhile.
 LARGE_AT_ONCE = 2
+PACKS_AT_ONCE = 4  # packs are built in memory (up to about pack.TARGET each)
 
 
 class UnknownRemote(RemoteError, ConfigError):
@@ -62,6 +64,7 @@ class Spec:
     jobs: int | None
     base: str
     fsync: bool = False
+    packs: bool = True  # push small objects in packs (reading understands packs either way)
 
     @property
     def key(self) -> str:
@@ -99,8 +102,9 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
     if entry is None:
         known = f"known remotes: {', '.join(sorted(table))}" if table else "no remote is configured"
         raise UnknownRemote(f"unknown remote {name!r} ({known}): add it with 'mvc remote add {name} URL'")
-    options = {k: v for k, v in entry.items() if k not in ("url", "jobs")}
-    return Spec(name, entry["url"], options, entry.get("jobs"), repo.root, repo.config.fsync)
+    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs")}
+    return Spec(name, entry["url"], options, entry.get("jobs"), repo.root, repo.config.fsync,
+                entry.get("packs", True))
 
 
 def _check_name(name: str) -> None:
@@ -183,6 +187,10 @@ def _parse_value(name: str, key: str, text: str) -> Any:
         if value < 1:
             raise RemoteError(f"{key} takes a positive integer, not {text!r}: e.g. 'mvc remote modify {name} {key} 8'")
         return value
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise RemoteError(f"{key} takes true or false, not {text!r}: e.g. 'mvc remote modify {name} {key} false'")
+        return text.lower() == "true"
     if key == "endpoint_url" and not text.startswith(("http://", "https://")):
         raise RemoteError(f"endpoint_url must start with http:// or https://, not {text!r}")
     if kind is None:  # handed to the fsspec filesystem: give it booleans and numbers, not strings
@@ -261,6 +269,11 @@ class Journal:
         db.execute("CREATE TABLE IF NOT EXISTS remotes (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL)")
         db.execute("CREATE TABLE IF NOT EXISTS present (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
                    "PRIMARY KEY (remote, oid)) WITHOUT ROWID")
+        db.execute("CREATE TABLE IF NOT EXISTS packs (remote INTEGER NOT NULL, name TEXT NOT NULL, "
+                   "PRIMARY KEY (remote, name)) WITHOUT ROWID")
+        db.execute("CREATE TABLE IF NOT EXISTS packed (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
+                   "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
+                   "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID")
         return db
 
     def _remote_id(self, db: sqlite3.Connection, key: str, create: bool) -> int | None:
@@ -270,44 +283,93 @@ class Journal:
             row = db.execute("SELECT id FROM remotes WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def known(self, key: str, wanted: Iterable[str]) -> set[str]:
-        """Which of wanted the journal records as present on the remote."""
+    def _select(self, key: str, wanted: Iterable[str], sql: str) -> list[tuple[Any, ...]]:
+        """Rows of sql (over the temp table ``wanted`` and ``?`` = the remote's id); [] when unreadable."""
         wanted = list(wanted)
         db = self._connect(create=False)
         if not wanted or db is None:
-            return set()
+            return []
         try:
             rid = self._remote_id(db, key, create=False)
             if rid is None:
-                return set()
+                return []
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (oid TEXT PRIMARY KEY) WITHOUT ROWID")
             db.execute("BEGIN")
             db.execute("DELETE FROM wanted")
             db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((o,) for o in wanted))
-            rows = db.execute("SELECT w.oid FROM wanted w JOIN present p ON p.remote = ? AND p.oid = w.oid",
-                              (rid,)).fetchall()
+            rows = db.execute(sql, (rid,)).fetchall()
             db.execute("COMMIT")
-            return {r[0] for r in rows}
+            return rows
         except sqlite3.OperationalError:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            return set()  # locked for a minute or read-only: ask the remote instead
+            return []  # locked for a minute or read-only: ask the remote instead
 
-    def _write(self, key: str, sql: str, items: Iterable[str]) -> None:
-        items = [(o,) for o in items]
-        if not items:
+    def known(self, key: str, wanted: Iterable[str]) -> set[str]:
+        """Which of wanted the journal records as present on the remote."""
+        rows = self._select(key, wanted, "SELECT w.oid FROM wanted w JOIN present p ON p.remote = ? AND p.oid = w.oid")
+        return {r[0] for r in rows}
+
+    def locate(self, key: str, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
+        """{oid: (pack name, entry)} for those of wanted recorded in one of the remote's packs."""
+        rows = self._select(key, wanted, "SELECT w.oid, p.pack, p.offset, p.size FROM wanted w "
+                                         "JOIN packed p ON p.remote = ? AND p.oid = w.oid")
+        return {oid: (name, pk.Entry(oid, offset, size)) for oid, name, offset, size in rows}
+
+    def pack_names(self, key: str) -> set[str]:
+        db = self._connect(create=False)
+        if db is None:
+            return set()
+        try:
+            return {r[0] for r in db.execute("SELECT p.name FROM packs p JOIN remotes r ON r.id = p.remote "
+                                             "WHERE r.key = ?", (key,))}
+        except sqlite3.OperationalError:
+            return set()
+
+    def add_pack(self, key: str, name: str, entries: list[pk.Entry]) -> None:
+        """Record a pack read from (or written to) the remote: its entries are present there."""
+        def write(db: sqlite3.Connection, rid: int) -> None:
+            db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
+            db.executemany("INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
+                           ((rid, e.oid, name, e.offset, e.size) for e in entries))
+            db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", ((rid, e.oid) for e in entries))
+
+        self._transaction(key, write)
+
+    def forget_packs(self, key: str, names: Iterable[str]) -> None:
+        """Packs gone from the remote: forget them, and the objects no other pack holds."""
+        names = sorted(names)
+        if not names:
             return
+
+        def write(db: sqlite3.Connection, rid: int) -> None:
+            for name in names:
+                db.execute("DELETE FROM packs WHERE remote = ? AND name = ?", (rid, name))
+                db.execute("DELETE FROM present WHERE remote = ?1 AND oid IN (SELECT oid FROM packed WHERE "
+                           "remote = ?1 AND pack = ?2) AND oid NOT IN (SELECT oid FROM packed WHERE remote = ?1 "
+                           "AND pack != ?2)", (rid, name))
+                db.execute("DELETE FROM packed WHERE remote = ? AND pack = ?", (rid, name))
+
+        self._transaction(key, write)
+
+    def _transaction(self, key: str, write: Callable[[sqlite3.Connection, int], None]) -> None:
         try:
             db = self._connect(create=True)
             assert db is not None
             db.execute("BEGIN IMMEDIATE")
             rid = self._remote_id(db, key, create=True)
-            db.executemany(sql, ((rid, o) for (o,) in items))
+            assert rid is not None
+            write(db, rid)
             db.execute("COMMIT")
         except sqlite3.OperationalError:
             if self._db is not None and self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            # not recorded: the next push asks the remote again, which is only slower
+            # not recorded: the next command asks the remote again, which is only slower
+
+    def _write(self, key: str, sql: str, items: Iterable[str]) -> None:
+        items = list(items)
+        if items:
+            self._transaction(key, lambda db, rid: db.executemany(sql, ((rid, o) for o in items)))
 
     def add(self, key: str, oids_: Iterable[str]) -> None:
         self._write(key, "INSERT OR IGNORE INTO present VALUES (?, ?)", oids_)
@@ -444,56 +506,232 @@ def _jobs(jobs: int | None, sp: Spec, store: storage.Store) -> int:
     return max(1, jobs or sp.jobs or store.default_jobs)
 
 
-def _existing(store: storage.Store, wanted: Iterable[str], jobs: int) -> set[str]:
-    """Which of the oids are on the remote, asking as little as the store allows."""
-    wanted = set(wanted)
-    if not wanted:
-        return set()
-    if not store.cheap_exists and len(wanted) > EXISTS_EACH:
-        # A listing costs one request per LIST_PAGE objects on the remote; asking costs one per object.
-        # One prefix of the 256 tells the remote's size (DVC estimates it the same way).
-        estimate = len(store.list("objects/00/")) * 256
-        if estimate // LIST_PAGE < len(wanted):
-            listed = {oids.from_relpath(rel[len("objects/"):]) for rel in store.list("objects/")
-                      if rel.startswith("objects/")}
-            return wanted & listed
-    found: set[str] = set()
-    ordered = sorted(wanted)
-    if store.cheap_exists:
-        return {o for o in ordered if store.exists(_rel(o))}
-    storage.run_parallel(lambda o: store.exists(_rel(o)), ordered, jobs,
-                         lambda o, there: found.add(o) if there else None)
-    return found
+class _Remote:
+    """An open store and the journal's record of it: which objects are there, alone or in packs."""
 
+    def __init__(self, sp: Spec, jr: Journal, jobs: int | None):
+        self.sp, self.jr, self.key = sp, jr, sp.key
+        self.store = sp.open()
+        self.jobs = _jobs(jobs, sp, self.store)
+        self._packs_read = False
+        self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
+        self.bad_indexes: list[str] = []
 
-def _upload(repo: Repo, store: storage.Store, todo: list[str], jobs: int, meter: _Meter,
-            recorder: _Recorder) -> int:
-    """Upload the objects (in the cache, verified on the way out); returns bytes sent."""
-    sent = 0
-    large = threading.BoundedSemaphore(LARGE_AT_ONCE)
+    def close(self) -> None:
+        self.store.close()
 
-    def put(oid: str) -> int:
-        def check(digest: str) -> None:
+    # -- where objects are ---------------------------------------------------------------------
+    def read_packs(self) -> None:
+        """Bring the record of the remote's packs up to date, once per command: one listing of
+        ``packs/``, then each index not read before. Packs gone from the remote are forgotten."""
+        if self._packs_read:
+            return
+        self._packs_read = True
+        names = pk.names_in(self.store.list("packs/"))
+        recorded = self.jr.pack_names(self.key)
+        self.jr.forget_packs(self.key, recorded - names)
+
+        def read(name: str) -> list[pk.Entry] | None:
+            rel = pk.index_rel(name)
+            try:
+                return pk.parse_index(self.store.get_range(rel, 0, pk.INDEX_MAX + 1), self.store.where(rel))
+            except storage.RemoteObjectMissing:
+                return None  # deleted since the listing
+            except CorruptObject:
+                self.bad_indexes.append(self.store.where(rel))  # its objects count as absent
+                return None
+
+        def done(name: str, entries: list[pk.Entry] | None) -> None:
+            if entries is not None:
+                self._record_pack(name, entries)
+
+        storage.run_parallel(read, sorted(names - recorded), self.jobs, done)
+
+    def _record_pack(self, name: str, entries: list[pk.Entry]) -> None:
+        self.jr.add_pack(self.key, name, entries)
+        for e in entries:
+            self._located.setdefault(e.oid, (name, e))
+
+    def locate(self, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
+        """{oid: (pack name, entry)} for the wanted objects known to be in a pack."""
+        wanted = set(wanted)
+        found = {o: self._located[o] for o in wanted if o in self._located}
+        found.update(self.jr.locate(self.key, wanted - set(found)))
+        return found
+
+    def existing(self, wanted: Iterable[str]) -> set[str]:
+        """Which of the oids are on the remote, asking as little as the store allows."""
+        wanted = set(wanted)
+        if not wanted:
+            return set()
+        self.read_packs()
+        found = set(self.locate(wanted))
+        rest = wanted - found
+        store = self.store
+        if not store.cheap_exists and len(rest) > EXISTS_EACH:
+            # A listing costs one request per LIST_PAGE objects on the remote; asking costs one per object.
+            # One prefix of the 256 tells the remote's size (DVC estimates it the same way).
+            estimate = len(store.list("objects/00/")) * 256
+            if estimate // LIST_PAGE < len(rest):
+                listed = {oids.from_relpath(rel[len("objects/"):]) for rel in store.list("objects/")
+                          if rel.startswith("objects/")}
+                return found | (rest & listed)
+        ordered = sorted(rest)
+        if store.cheap_exists:
+            return found | {o for o in ordered if store.exists(_rel(o))}
+        storage.run_parallel(lambda o: store.exists(_rel(o)), ordered, self.jobs,
+                             lambda o, there: found.add(o) if there else None)
+        return found
+
+    # -- moving objects ------------------------------------------------------------------------
+    def upload(self, repo: Repo, todo: list[str], meter: _Meter, recorder: _Recorder) -> int:
+        """Upload the objects (from the cache, verified on the way out); returns bytes sent. When there
+        are enough small ones they go in packs, each pack's index after the pack."""
+        sizes = {o: os.path.getsize(repo.odb.path(o)) for o in todo}
+        small = {o: n for o, n in sizes.items() if n < pk.OBJECT_MAX}
+        if not self.sp.packs or len(small) < pk.MIN_OBJECTS:
+            small = {}
+        items: list[tuple[int, Any]] = [(sum(sizes[o] for o in g), g) for g in pk.group(small)]
+        items += [(n, o) for o, n in sizes.items() if o not in small]
+        # large first: their parts keep the store busy while the small ones queue behind
+        items.sort(key=lambda item: -item[0])
+        large = threading.BoundedSemaphore(LARGE_AT_ONCE)
+        packing = threading.BoundedSemaphore(PACKS_AT_ONCE)
+        sent = 0
+
+        def put(item: tuple[int, Any]) -> Any:
+            size, what = item
+            if isinstance(what, list):
+                with packing:
+                    return self._put_pack(repo, what, meter)
+            with large if size > storage.LARGE else contextlib.nullcontext():
+                n = self.store.put_file(repo.odb.path(what), _rel(what), lambda digest: _check_cached(repo, what, digest),
+                                        meter.update)
+            meter.object_done()
+            return n
+
+        def done(item: tuple[int, Any], result: Any) -> None:
+            nonlocal sent
+            if isinstance(item[1], list):
+                name, entries, n = result
+                self._record_pack(name, entries)
+            else:
+                n = result
+                recorder.add(item[1])
+            sent += n
+
+        storage.run_parallel(put, items, self.jobs, done)
+        return sent
+
+    def _put_pack(self, repo: Repo, group: list[str], meter: _Meter) -> tuple[str, list[pk.Entry], int]:
+        name, data, index, entries = pk.build([(o, repo.odb.read_bytes(o)) for o in group])
+        self.store.put_bytes(pk.pack_rel(name), data)
+        meter.update(len(data))
+        self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
+        for _ in group:
+            meter.object_done()
+        return name, entries, len(data)
+
+    def download(self, repo: Repo, todo: list[str], meter: _Meter,
+                 sizes: dict[str, int] | None = None) -> tuple[int, list[str]]:
+        """Download objects into the cache, each verified before it is placed: those in packs with one
+        ranged read per run of neighbours, the others alone. Returns (bytes, oids not on the remote).
+
+        sizes: the expected size of each object, where known (for scheduling large ones)."""
+        sizes = sizes or {}
+        located = self.locate(todo)
+        if len(located) < len(todo):
+            self.read_packs()
+            located = self.locate(todo)
+        got = 0
+        absent: list[str] = []
+        fetched: list[str] = []
+        gone_packs: set[str] = set()
+        retry: list[str] = []
+        large = threading.BoundedSemaphore(LARGE_AT_ONCE)
+
+        def get(item: tuple[str, Any]) -> int | None:
+            kind, what = item
+            if kind == "run":
+                return self._get_run(repo, what, meter, large)
+            with large if sizes.get(what, 0) > storage.LARGE else contextlib.nullcontext():
+                return self._get_one(repo, what, meter)
+
+        def done(item: tuple[str, Any], n: int | None) -> None:
+            nonlocal got
+            kind, what = item
+            run_oids = [e.oid for _, e in what] if kind == "run" else [what]
+            if n is None and kind == "run":  # the pack is gone: look for its objects alone
+                gone_packs.add(what[0][0])
+                retry.extend(run_oids)
+            elif n is None:
+                absent.append(what)
+            else:
+                got += n
+                fetched.extend(run_oids)
+
+        items = [("run", r) for r in pk.runs(list(located.values()))]
+        items += [("one", o) for o in sorted(set(todo) - set(located), key=lambda o: -sizes.get(o, 0))]
+        try:
+            storage.run_parallel(get, items, self.jobs, done)
+            if retry:
+                self.jr.forget_packs(self.key, gone_packs)
+                storage.run_parallel(get, [("one", o) for o in retry], self.jobs, done)
+        finally:
+            self.jr.add(self.key, fetched)  # downloaded from it, so it is there
+            self.jr.discard(self.key, absent)
+        return got, absent
+
+    def _get_one(self, repo: Repo, oid: str, meter: _Meter) -> int | None:
+        rel = _rel(oid)
+        tmp = repo.odb.tmp_path(oid[-8:])
+        try:
+            try:
+                digest = self.store.get_file(rel, tmp, meter.update)
+            except storage.RemoteObjectMissing:
+                return None
             if oids.from_digest(digest) != oid:
-                where = repo.odb.quarantine(oid)
-                raise CorruptObject(f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved "
-                                    f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push")
-
-        src = repo.odb.path(oid)
-        with large if os.path.getsize(src) > storage.LARGE else contextlib.nullcontext():
-            n = store.put_file(src, _rel(oid), check, meter.update)
+                raise storage.RemoteCorrupt(
+                    f"{self.store.where(rel)} on remote {self.sp.name} is corrupt (its content hashes to "
+                    f"xxh128:{digest}); nothing was placed in the cache or workspace: delete it on the remote and "
+                    "push it again from a machine that has it")
+            size = os.path.getsize(tmp)
+            repo.odb.install(tmp, oid)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
         meter.object_done()
-        return n
+        return size
 
-    def done(oid: str, n: int) -> None:
-        nonlocal sent
-        sent += n
-        recorder.add(oid)
+    def _get_run(self, repo: Repo, run: list[tuple[str, pk.Entry]], meter: _Meter,
+                 large: threading.BoundedSemaphore) -> int | None:
+        name = run[0][0]
+        start, end = run[0][1].offset, run[-1][1].offset + run[-1][1].size
+        rel = pk.pack_rel(name)
+        with large if end - start > storage.LARGE else contextlib.nullcontext():
+            try:
+                data = self.store.get_range(rel, start, end)
+            except storage.RemoteObjectMissing:
+                return None
+        for e, chunk, digest in pk.split(data, start, (e for _, e in run)):
+            if oids.from_digest(digest) != e.oid:
+                raise storage.RemoteCorrupt(
+                    f"object {e.oid} in {self.store.where(rel)} (bytes {e.offset}-{e.offset + e.size}) on remote "
+                    f"{self.sp.name} is corrupt (it hashes to xxh128:{digest}); nothing was placed in the cache or "
+                    f"workspace: delete that pack and its .idx on the remote, then push again from a machine that "
+                    "has its objects")
+            repo.odb.install_bytes(chunk, e.oid)
+            meter.object_done()
+        meter.update(len(data))
+        return len(data)
 
-    # large objects first: their parts keep the store busy while the small ones queue behind
-    todo = sorted(todo, key=lambda o: -os.path.getsize(repo.odb.path(o)))
-    storage.run_parallel(put, todo, jobs, done)
-    return sent
+
+def _check_cached(repo: Repo, oid: str, digest: str) -> None:
+    """Refuse to publish a cache object that does not hash to its oid (it is quarantined)."""
+    if oids.from_digest(digest) != oid:
+        where = repo.odb.quarantine(oid)
+        raise CorruptObject(f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved "
+                            f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push")
 
 
 def push(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None,
@@ -540,20 +778,18 @@ def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, 
     if not candidates:
         return result  # decided from the journal alone: no request
 
-    store = sp.open()
+    remote = _Remote(sp, jr, jobs)
     try:
-        n = _jobs(jobs, sp, store)
-        there = _existing(store, candidates, n)
+        there = remote.existing(candidates)
         jr.add(sp.key, there)
         if verify:
             jr.discard(sp.key, candidates - there)
         for moid in unread:
             if moid in there:
                 if verify:  # check its entries too: bring the manifest into the cache to read it
-                    _download(repo, store, [moid], n, _Meter(progressmod.null, "", 0, 1), sp)
+                    remote.download(repo, [moid], _Meter(progressmod.null, "", 0, 1))
                     entries = wanted.read_manifest(repo, moid)
-                    new = {e.oid for e in entries} - there - known
-                    there |= _existing(store, new, n)
+                    there |= remote.existing({e.oid for e in entries} - there - known)
         on_remote = known | there
         missing: list[str] = []
         files = []
@@ -567,19 +803,19 @@ def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, 
         missing += [m for m in wanted.manifests if m not in on_remote and not repo.odb.exists(m)]
         meter = _Meter(progress, f"pushing to {sp.name}", sizes, len(files) + len(manifests_todo))
         try:
-            sent = _upload(repo, store, files, n, meter, recorder)
+            sent = remote.upload(repo, files, meter, recorder)
             recorder.flush()
             uploaded = set(files)
             # a manifest goes up only when every entry it lists is on the remote
             ready = [m for m in manifests_todo
                      if all(e.oid in on_remote or e.oid in uploaded for e in wanted.entries.get(m, []))]
             blocked = [m for m in manifests_todo if m not in ready]
-            sent += _upload(repo, store, ready, n, meter, recorder)
+            sent += remote.upload(repo, ready, meter, recorder)
         finally:
             recorder.flush()
             meter.close()
     finally:
-        store.close()
+        remote.close()
     result.update(uploaded=len(files) + len(ready), bytes=sent, present=len(everything & on_remote))
     if missing or blocked:
         first = (missing or blocked)[0]
@@ -591,68 +827,17 @@ def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, 
     return result
 
 
-def _download(repo: Repo, store: storage.Store, todo: list[str], jobs: int, meter: _Meter,
-              sp: Spec, sizes: dict[str, int] | None = None) -> tuple[int, list[str]]:
-    """Download objects into the cache, each verified before it is placed. (bytes, oids not on the remote).
-
-    sizes: the expected size of each object, where known (for scheduling large ones)."""
-    got = 0
-    absent: list[str] = []
-    fetched: list[str] = []
-    sizes = sizes or {}
-    large = threading.BoundedSemaphore(LARGE_AT_ONCE)
-
-    def get(oid: str) -> int | None:
-        rel = _rel(oid)
-        tmp = repo.odb.tmp_path(oid[-8:])
-        try:
-            try:
-                with large if sizes.get(oid, 0) > storage.LARGE else contextlib.nullcontext():
-                    digest = store.get_file(rel, tmp, meter.update)
-            except storage.RemoteObjectMissing:
-                return None
-            if oids.from_digest(digest) != oid:
-                raise storage.RemoteCorrupt(
-                    f"{store.where(rel)} on remote {sp.name} is corrupt (its content hashes to xxh128:{digest}); "
-                    "nothing was placed in the cache or workspace: delete it on the remote and push it again "
-                    "from a machine that has it")
-            size = os.path.getsize(tmp)
-            repo.odb.install(tmp, oid)
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-        meter.object_done()
-        return size
-
-    def done(oid: str, n: int | None) -> None:
-        nonlocal got
-        if n is None:
-            absent.append(oid)
-        else:
-            got += n
-            fetched.append(oid)
-
-    try:
-        storage.run_parallel(get, sorted(todo, key=lambda o: -sizes.get(o, 0)), jobs, done)
-    finally:
-        jr = journal(repo)
-        jr.add(sp.key, fetched)  # downloaded from it, so it is there
-        jr.discard(sp.key, absent)
-        jr.close()
-    return got, absent
-
-
 def _fetch(repo: Repo, sp: Spec, wanted: _Wanted, jobs: int | None,
            progress: progressmod.Factory) -> dict[str, Any]:
     result = {"remote": sp.name, "downloaded": 0, "bytes": 0, "present": 0}
     need_manifests = [m for m in wanted.manifests if not repo.odb.exists(m)]
-    store: storage.Store | None = None
+    remote: _Remote | None = None
     absent: list[str] = []
+    jr = journal(repo)
     try:
         if need_manifests:
-            store = sp.open()
-            n = _jobs(jobs, sp, store)
-            got, gone = _download(repo, store, need_manifests, n, _Meter(progressmod.null, "", 0, 0), sp)
+            remote = _Remote(sp, jr, jobs)
+            got, gone = remote.download(repo, need_manifests, _Meter(progressmod.null, "", 0, 0))
             result["downloaded"] += len(need_manifests) - len(gone)
             result["bytes"] += got
             absent += gone
@@ -662,27 +847,28 @@ def _fetch(repo: Repo, sp: Spec, wanted: _Wanted, jobs: int | None,
         todo = [o for o in wanted.files if not repo.odb.exists(o)]
         result["present"] = len(wanted.files) + len(wanted.manifests) - len(todo) - len(need_manifests)
         if todo:
-            if store is None:
-                store = sp.open()
-            n = _jobs(jobs, sp, store)
+            if remote is None:
+                remote = _Remote(sp, jr, jobs)
             meter = _Meter(progress, f"fetching from {sp.name}", sum(wanted.files[o][1] for o in todo), len(todo))
             try:
-                got, gone = _download(repo, store, todo, n, meter, sp, {o: wanted.files[o][1] for o in todo})
+                got, gone = remote.download(repo, todo, meter, {o: wanted.files[o][1] for o in todo})
             finally:
                 meter.close()
             result["downloaded"] += len(todo) - len(gone)
             result["bytes"] += got
             absent += gone
     finally:
-        if store is not None:
-            store.close()
+        if remote is not None:
+            remote.close()
+        jr.close()
     if absent:
         first = absent[0]
         label = wanted.files.get(first, (wanted.manifests.get(first, first), 0))[0]
         what = f"{first} ({label})" if label != first else first
         more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        bad = f"; unreadable pack index {remote.bad_indexes[0]} was skipped" if remote and remote.bad_indexes else ""
         raise storage.RemoteObjectMissing(
-            f"object {what}{more} is not on remote {sp.name}: push it from a machine that has it; "
+            f"object {what}{more} is not on remote {sp.name}{bad}: push it from a machine that has it; "
             "the rest was fetched")
     return result
 
@@ -750,11 +936,11 @@ def status(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | 
         on_remote = jr.known(sp.key, everything)
         unknown = everything - on_remote
         if unknown:
-            store = sp.open()
+            remote = _Remote(sp, jr, jobs)
             try:
-                there = _existing(store, unknown, _jobs(jobs, sp, store))
+                there = remote.existing(unknown)
             finally:
-                store.close()
+                remote.close()
             jr.add(sp.key, there)
             on_remote |= there
     finally:

@@ -79,7 +79,7 @@ def stages(data: dict[str, Any], where: str = CONFIG) -> tuple[list[str], dict[s
 
 REMOTE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Remote keys mvc itself reads; any other key is handed to the fsspec filesystem (s3fs, gcsfs, …).
-REMOTE_KEYS = {"url": str, "endpoint_url": str, "profile": str, "region": str, "jobs": int}
+REMOTE_KEYS = {"url": str, "endpoint_url": str, "profile": str, "region": str, "jobs": int, "packs": bool}
 
 
 def valid_remote_name(name: object) -> bool:
@@ -100,6 +100,9 @@ def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True)
         if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
             raise ConfigError(f"{where}: [remote.{name}] jobs must be a positive integer: "
                               f"fix it with 'mvc remote modify {name} jobs 8'")
+        if not isinstance(entry.get("packs", True), bool):
+            raise ConfigError(f"{where}: [remote.{name}] packs must be true or false: "
+                              f"fix it with 'mvc remote modify {name} packs false'")
     return table
 
 

@@ -95,6 +95,11 @@ class ODB:
     # -- writing ----------------------------------------------------------------------------
     def add_bytes(self, data: bytes) -> str:
         oid = oids.from_digest(local.hexdigest_bytes(data))
+        self.install_bytes(data, oid)
+        return oid
+
+    def install_bytes(self, data: bytes, oid: str) -> None:
+        """Store data, which the caller has verified hashes to oid, as object oid."""
         if not self.exists(oid):
             tmp = self._tmp()
             with local.space_errors(f"the cache ({self.root})"):
@@ -104,7 +109,6 @@ class ODB:
                 except BaseException:
                     local.remove_quietly(tmp)
                     raise
-        return oid
 
     def add_file(self, src: str, link_types: Iterable[str] = ("copy",), *,
                  progress: Progress | None = None, durable: bool = False) -> tuple[str, str, os.stat_result]:

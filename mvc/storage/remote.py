@@ -131,8 +131,16 @@ class Store:
         """Publish the local file src at rel; check(digest) runs before it can become visible. Bytes sent."""
         raise NotImplementedError
 
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        """Publish data (already verified by the caller) at rel, complete or not at all."""
+        raise NotImplementedError
+
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         """Download rel to the new local file dest; returns the hex digest of what was written."""
+        raise NotImplementedError
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of rel (fewer if it is shorter)."""
         raise NotImplementedError
 
     def delete(self, rel: str) -> None:
@@ -205,15 +213,41 @@ class LocalStore(Store):
                 raise
         return size
 
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        dest = self._full(rel)
+        with self._errors(rel, writing=True):
+            os.makedirs(self.tmp_dir, exist_ok=True)
+            tmp = local.tmp_name(self.tmp_dir, os.path.basename(rel))
+            try:
+                local.atomic_write(tmp, data, fsync=self.fsync, mode=0o444)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(tmp, dest)
+                if self.fsync:
+                    local.fsync_dir(os.path.dirname(dest))
+            except BaseException:
+                local.remove_quietly(tmp)
+                raise
+
+    def _open(self, rel: str) -> int:
+        try:
+            return os.open(self._full(rel), os.O_RDONLY)
+        except FileNotFoundError:
+            if not os.path.isdir(self.root):
+                raise RemoteNotFound(f"remote directory {self.root} does not exist: check the remote URL "
+                                     "with 'mvc remote list'") from None
+            raise RemoteObjectMissing(f"{self.where(rel)} is not on the remote") from None
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        with self._errors(rel, writing=False):
+            fd = self._open(rel)
+            try:
+                return os.pread(fd, max(0, end - start), start)
+            finally:
+                os.close(fd)
+
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         with self._errors(rel, writing=False):
-            try:
-                fd = os.open(self._full(rel), os.O_RDONLY)
-            except FileNotFoundError:
-                if not os.path.isdir(self.root):
-                    raise RemoteNotFound(f"remote directory {self.root} does not exist: check the remote URL "
-                                         "with 'mvc remote list'") from None
-                raise RemoteObjectMissing(f"{self.where(rel)} is not on the remote") from None
+            fd = self._open(rel)
             try:
                 out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
@@ -302,22 +336,40 @@ class FsspecStore(Store):
         self._refuse_write()
         digest, st = local.hash_file(src)
         check(digest)
+        self._publish(rel, lambda path: self.fs.put_file(src, path, callback=_fsspec_callback(progress)))
+        return st.st_size
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        self._refuse_write()
+        self._publish(rel, lambda path: self.fs.pipe_file(path, data))
+
+    def _publish(self, rel: str, send: Callable[[str], Any]) -> None:
+        """send(path) writes the whole object at path: rel itself on object stores, else a temp file in
+        ``tmp/`` renamed to rel afterwards."""
         with self._errors(rel):
             target = self._path(rel)
             if self.atomic_put:
-                self.fs.put_file(src, target, callback=_fsspec_callback(progress))
-            else:
-                tmp = self._path(f"tmp/{os.path.basename(local.tmp_name('', rel.rsplit('/', 1)[-1]))}")
-                self.fs.makedirs(self._path("tmp"), exist_ok=True)
-                self.fs.put_file(src, tmp, callback=_fsspec_callback(progress))
-                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                self.fs.mv(tmp, target)
-        return st.st_size
+                send(target)
+                return
+            tmp = self._path(f"tmp/{os.path.basename(local.tmp_name('', rel.rsplit('/', 1)[-1]))}")
+            self.fs.makedirs(self._path("tmp"), exist_ok=True)
+            send(tmp)
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(tmp, target)
 
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         with self._errors(rel):
             self.fs.get_file(self._path(rel), dest, callback=_fsspec_callback(progress))
         return local.hash_file(dest)[0]
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        with self._errors(rel):
+            try:
+                return bytes(self.fs.cat_file(self._path(rel), start=start, end=end))
+            except OSError as e:
+                if _s3_code(e) == "InvalidRange" or "416" in str(e) or "range is not satisfiable" in str(e):
+                    return b""  # starts past the end: as short as a read can be (callers check lengths)
+                raise
 
     def delete(self, rel: str) -> None:
         with self._errors(rel):

@@ -1,0 +1,134 @@
+"""Packs: many small objects in one remote file, so a push or fetch of thousands of them costs a few
+requests instead of one each (docs/FORMAT.md, "Packs").
+
+A pack is the objects' bytes one after another, in oid order; its index lists where each one lies.
+Both are named by the xxh3-128 digest of the pack's bytes. This module builds and parses them and
+knows nothing of stores: the remote layer moves the bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from mvc.errors import CorruptObject
+from mvc.objects import oid as oids
+from mvc.storage import local
+
+INDEX_HEADER = b"mvc-pack-index 1\n"
+OBJECT_MAX = 1 << 20  # objects smaller than this travel in packs; larger ones alone
+TARGET = 16 << 20  # a pack is closed once it holds this many bytes
+INDEX_MAX = 64 << 20  # a larger index is refused unread (a pack of TARGET bytes needs far less)
+MIN_OBJECTS = 16  # fewer small objects than this go alone: a pack and its index are two requests
+_NAME_LEN = 32
+
+
+@dataclass(frozen=True)
+class Entry:
+    oid: str
+    offset: int
+    size: int
+
+
+def pack_rel(name: str) -> str:
+    return f"packs/{name}.pack"
+
+
+def index_rel(name: str) -> str:
+    return f"packs/{name}.idx"
+
+
+def is_name(name: str) -> bool:
+    return len(name) == _NAME_LEN and all(c in "0123456789abcdef" for c in name)
+
+
+def names_in(rels: Iterable[str]) -> set[str]:
+    """Names of the complete packs among a listing of ``packs/``: both the pack and its index present.
+
+    A pack without its index is a push that did not finish: ignored, as the index makes a pack visible.
+    """
+    packs, indexes = set(), set()
+    for rel in rels:
+        base = rel.rsplit("/", 1)[-1]
+        stem, dot, ext = base.partition(".")
+        if dot and is_name(stem) and rel == f"packs/{base}":
+            (packs if ext == "pack" else indexes if ext == "idx" else set()).add(stem)
+    return packs & indexes
+
+
+def group(sizes: dict[str, int]) -> list[list[str]]:
+    """Split oids into packs of about TARGET bytes, in oid order (so concurrent writers of the same
+    objects build the same packs, under the same names)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    filled = 0
+    for oid in sorted(sizes):
+        current.append(oid)
+        filled += sizes[oid]
+        if filled >= TARGET:
+            groups.append(current)
+            current, filled = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes, bytes, list[Entry]]:
+    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified."""
+    entries, lines = [], [INDEX_HEADER]
+    offset = 0
+    objects = sorted(objects)
+    for oid, data in objects:
+        entries.append(Entry(oid, offset, len(data)))
+        lines.append(f"{oid} {offset} {len(data)}\n".encode())
+        offset += len(data)
+    pack = b"".join(data for _, data in objects)
+    return local.hexdigest_bytes(pack), pack, b"".join(lines), entries
+
+
+def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[Entry, bytes, str]]:
+    """Each entry of a run read from offset start of its pack: (entry, its bytes, their hex digest).
+    A run cut short yields short bytes, which fail their hash like any other damage."""
+    view = memoryview(data)
+    for e in entries:
+        chunk = bytes(view[e.offset - start:e.offset - start + e.size])
+        yield e, chunk, local.hexdigest_bytes(chunk)
+
+
+def parse_index(data: bytes, where: str) -> list[Entry]:
+    """The entries of a pack index; CorruptObject (naming where) for anything but the format."""
+    if len(data) > INDEX_MAX:
+        raise CorruptObject(f"{where} is larger than any mvc pack index ({INDEX_MAX >> 20} MiB)")
+    if not data.startswith(INDEX_HEADER):
+        raise CorruptObject(f"{where} is not an mvc pack index (bad header)")
+    out = []
+    try:
+        text = data[len(INDEX_HEADER):].decode("ascii")
+    except UnicodeDecodeError:
+        text = "\0"
+    if text and not text.endswith("\n"):
+        raise CorruptObject(f"{where} is truncated (no final newline)")
+    for n, line in enumerate(text.splitlines(), 2):
+        parts = line.split(" ")
+        if (len(parts) != 3 or not oids.is_oid(parts[0]) or not parts[1].isdigit() or not parts[2].isdigit()
+                or not parts[1].isascii() or not parts[2].isascii()):
+            raise CorruptObject(f"{where}: line {n} is not 'OID OFFSET SIZE'")
+        out.append(Entry(parts[0], int(parts[1]), int(parts[2])))
+    return out
+
+
+def runs(entries: list[tuple[str, Entry]], gap: int = OBJECT_MAX, most: int = TARGET) -> list[list[tuple[str, Entry]]]:
+    """Group (pack name, entry) pairs into runs, each read with one ranged request: same pack, in offset
+    order, holes of at most ``gap`` bytes between neighbours, at most ``most`` bytes in all."""
+    out: list[list[tuple[str, Entry]]] = []
+    for name, e in sorted(entries, key=lambda x: (x[0], x[1].offset)):
+        if out:
+            last_name, last = out[-1][-1]
+            first = out[-1][0][1]
+            end = e.offset + e.size
+            if (last_name == name and e.offset >= last.offset + last.size
+                    and e.offset - (last.offset + last.size) <= gap and end - first.offset <= most):
+                out[-1].append((name, e))
+                continue
+        out.append([(name, e)])
+    return out

@@ -1,0 +1,47 @@
+"""A directory remote served read-only over HTTP (python's http.server on 127.0.0.1: a directory
+listing, no range requests): fetch finds packs through the listing and reads them."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import make_file
+from remote_suite import cache_objects, drop_cache, expected_objects, make_smalls
+
+
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(store)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield store, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_over_http_reads_packs_and_lone_objects(repo, mvc_cli, served):
+    store, url = served
+    make_smalls(repo, 30)
+    make_file(repo / "model.bin", 2 << 20, seed=3)  # stored alone
+    mvc_cli("add", "many", "model.bin")
+    mvc_cli("remote", "add", "dir", str(store))
+    mvc_cli("push", "-r", "dir")
+    assert list((store / "packs").glob("*.idx"))
+    mvc_cli("remote", "add", "web", url, "--default")
+    drop_cache(repo)
+    (repo / ".mvc" / "remotes.db").unlink()
+    out = mvc_cli("fetch").output
+    want = expected_objects(repo)
+    assert f"fetched {len(want)} objects" in out
+    assert cache_objects(repo) == want
