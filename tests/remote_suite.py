@@ -587,7 +587,7 @@ class RemoteSuite:
         line = one_error_line(mvc_cli("fetch", ok=False))  # the journal still places them in the pack
         assert "not on remote origin" in line and "(and 19 more)" in line
         mvc_cli("add", "many")  # the workspace still has them
-        assert "nothing to push" in mvc_cli("push").output  # forgotten: the journal is only a record
+        assert "nothing to push" in mvc_cli("push").output  # the journal vouches for the manifest, so its entries
         assert "pushed 20 objects" in mvc_cli("push", "--verify-remote").output
         assert stored(origin) == expected_objects(repo)
 

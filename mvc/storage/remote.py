@@ -366,8 +366,9 @@ class FsspecStore(Store):
         with self._errors(rel):
             try:
                 return bytes(self.fs.cat_file(self._path(rel), start=start, end=end))
-            except OSError as e:
-                if _s3_code(e) == "InvalidRange" or "416" in str(e) or "range is not satisfiable" in str(e):
+            except Exception as e:
+                if _s3_code(e) == "InvalidRange" or any(getattr(x, "status", None) == 416
+                                                        for x in (e, e.__cause__, e.__context__)):
                     return b""  # starts past the end: as short as a read can be (callers check lengths)
                 raise
 
