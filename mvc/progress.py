@@ -9,11 +9,15 @@ from typing import Callable, Protocol, TextIO
 
 class Bar(Protocol):
     def update(self, n: int) -> None: ...
+    def count(self, done: int, total: int) -> None: ...  # objects done of total, for transfers
     def close(self) -> None: ...
 
 
 class _Null:
     def update(self, n: int) -> None:
+        pass
+
+    def count(self, done: int, total: int) -> None:
         pass
 
     def close(self) -> None:
@@ -37,11 +41,13 @@ def _human(n: float) -> str:
 
 
 class TerminalBar:
-    """One line redrawn in place at most 10 times a second: bytes, percent, rate, ETA."""
+    """One line redrawn in place at most 10 times a second: bytes, percent, rate, ETA; and objects, once
+    count() is called (transfers of many small objects are paced by requests more than by bytes)."""
 
     def __init__(self, desc: str, total: int, stream: TextIO):
         self.desc, self.total, self.stream = desc, total, stream
         self.done = 0
+        self.objects = self.total_objects = 0
         self.start = self.last = time.monotonic()
 
     def update(self, n: int) -> None:
@@ -51,12 +57,21 @@ class TerminalBar:
             self.last = now
             self._draw(now)
 
+    def count(self, done: int, total: int) -> None:
+        self.objects, self.total_objects = done, total
+        self.update(0)
+
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.start, 1e-6)
         rate = self.done / elapsed
         pct = 100 * self.done / self.total if self.total else 100
-        eta = (self.total - self.done) / rate if rate > 0 else 0
-        self.stream.write(f"\r{self.desc}: {pct:5.1f}% {_human(self.done)}/{_human(self.total)} "
+        eta = (self.total - self.done) / rate if rate > 0 and self.total else 0
+        objects = ""
+        if self.total_objects:
+            objects = f" {self.objects}/{self.total_objects} objects"
+            if self.objects:  # ETA from objects when bytes say little (tiny files)
+                eta = max(eta, elapsed * (self.total_objects - self.objects) / self.objects)
+        self.stream.write(f"\r{self.desc}:{objects} {pct:5.1f}% {_human(self.done)}/{_human(self.total)} "
                           f"{_human(rate)}/s ETA {eta:4.0f}s\x1b[K")
         self.stream.flush()
 
@@ -68,12 +83,14 @@ class TerminalBar:
 MIN_BYTES = 4 << 20  # shorter work finishes before a bar would help
 
 
-def terminal(quiet: bool = False, stream: TextIO | None = None) -> Factory:
+def terminal(quiet: bool = False, stream: TextIO | None = None, min_bytes: int = MIN_BYTES) -> Factory:
+    """Bars on stream (stderr) when it is a terminal and not quiet, for work of min_bytes or more
+    (transfers pass 0: many small objects take long for their requests, not their bytes)."""
     out = stream or sys.stderr
     if quiet or not out.isatty():
         return null
 
     def make(desc: str, total: int) -> Bar:
-        return TerminalBar(desc, total, out) if total >= MIN_BYTES else NULL
+        return TerminalBar(desc, total, out) if total >= min_bytes else NULL
 
     return make

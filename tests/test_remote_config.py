@@ -230,11 +230,13 @@ def test_objects_for_lists_files_manifests_and_entries(repo, mvc_cli):
 
 
 def test_transfer_bar_shows_objects():
-    from mvc.cli.remote import TransferBar
+    from mvc.progress import TerminalBar
 
     out = io.StringIO()
-    bar = TransferBar("pushing to origin", 8192, out)
+    bar = TerminalBar("pushing to origin", 8192, out)
     bar.update(4096)
+    bar._draw(bar.start + 1)
+    assert "objects" not in out.getvalue()  # until count() is called: a bar of bytes
     bar.count(1, 2)
     bar._draw(bar.start + 1)
     assert "pushing to origin: 1/2 objects" in out.getvalue() and "4.0 KiB/8.0 KiB" in out.getvalue()

@@ -466,7 +466,6 @@ class _Meter:
         self.bar = progress(desc, total)
         self.lock = threading.Lock()
         self.objects, self.total_objects = 0, objects
-        self._count = getattr(self.bar, "count", None)  # bars that show objects as well as bytes
 
     def update(self, n: int) -> None:
         with self.lock:
@@ -475,8 +474,7 @@ class _Meter:
     def object_done(self) -> None:
         with self.lock:
             self.objects += 1
-            if self._count:
-                self._count(self.objects, self.total_objects)
+            self.bar.count(self.objects, self.total_objects)
 
     def close(self) -> None:
         self.bar.close()
@@ -889,13 +887,15 @@ def fetch(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | N
     return _fetch(repo, sp, wanted, jobs, progress)
 
 
-def fetch_objects(repo: Repo, wanted_oids: Iterable[str], *, remote: str | None = None, jobs: int | None = None,
-                  progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
-    """Download these objects (as they are: a manifest's entries are not followed) into the cache."""
+def fetch_objects(repo: Repo, wanted_oids: Iterable[str] | dict[str, int], *, remote: str | None = None,
+                  jobs: int | None = None, progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+    """Download these objects (as they are: a manifest's entries are not followed) into the cache.
+    A dict gives each object's expected size, for the progress bar and scheduling."""
     sp = spec(repo, remote)
+    sizes = wanted_oids if isinstance(wanted_oids, dict) else dict.fromkeys(wanted_oids, 0)
     wanted = _Wanted()
-    for oid in wanted_oids:
-        wanted.files.setdefault(oid, (oid, 0))
+    for oid, size in sizes.items():
+        wanted.files.setdefault(oid, (oid, size))
     return _fetch(repo, sp, wanted, jobs, progress)
 
 

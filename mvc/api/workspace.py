@@ -481,6 +481,7 @@ class _Plan:
         self.full = full
         self.pointer = pointer
         self.writes: list[tuple[str, str, bool]] = []  # (full path, oid, executable)
+        self.sizes: dict[str, int] = {}  # oid -> size of what writes need (for a fetch's progress)
         self.chmods: list[tuple[str, bool]] = []
         self.removals: list[str] = []  # workspace files whose content is in the cache
         self.unsafe: list[tuple[str, str]] = []  # (relpath, full) not in the cache
@@ -521,7 +522,7 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
             more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
             raise WorkspaceModified(f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
                                     "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)")
-        ensure_objects(repo, {oid for plan in plans for _, oid, _ in plan.writes})
+        ensure_objects(repo, {oid: size for plan in plans for oid, size in plan.sizes.items()}, progress)
         if rev is not None:
             repo.git.checkout_paths(repo.resolve(rev), chosen)
         return [_apply(repo, plan, progress) for plan in plans]
@@ -529,14 +530,16 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
         repo.state.flush()
 
 
-def ensure_objects(repo: Repo, needed: set[str]) -> None:
-    """Raise ObjectMissing unless every oid is in the cache, fetching missing ones from the default remote."""
+def ensure_objects(repo: Repo, needed: dict[str, int], progress: progressmod.Factory = progressmod.null) -> None:
+    """Raise ObjectMissing unless every oid is in the cache, fetching missing ones from the default remote.
+    needed: {oid: size} (size 0 where unknown; sizes only feed the progress bar)."""
     missing = repo.odb.missing(sorted(needed))
     if missing:
         from mvc.api import remote
 
         if remote.default_remote(repo) is not None:
-            remote.fetch_objects(repo, missing)  # raises, naming the remote, for what it lacks
+            # raises, naming the remote, for what it lacks
+            remote.fetch_objects(repo, {o: needed[o] for o in missing}, progress=progress)
             missing = repo.odb.missing(missing)
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
@@ -559,6 +562,7 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
             st = None
         if st is None:
             plan.writes.append((full, p.oid, False))
+            plan.sizes[p.oid] = p.size
             return plan
         f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
         bar = progress(f"checking {rel}", _total([f]))
@@ -569,9 +573,10 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
         if cur != p.oid:
             _judge(repo, rel, full, cur, plan)
             plan.writes.append((full, p.oid, False))
+            plan.sizes[p.oid] = p.size
         return plan
     # a directory
-    ensure_objects(repo, {p.oid})
+    ensure_objects(repo, {p.oid: 0}, progress)
     want = {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
     if st is not None and not statmod.S_ISDIR(st.st_mode):
         f = _look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
@@ -589,11 +594,13 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
             f = files.get(sub)
             if f is None:
                 plan.writes.append((target, e.oid, e.executable))
+                plan.sizes[e.oid] = e.size
                 continue
             cur = _hash(repo, f"{rel}/{sub}", f, bar)
             if cur != e.oid:
                 _judge(repo, f"{rel}/{sub}", f.full, cur, plan)
                 plan.writes.append((target, e.oid, e.executable))
+                plan.sizes[e.oid] = e.size
             elif not f.linked and f.executable != e.executable:
                 plan.chmods.append((target, e.executable))
     finally:
@@ -721,15 +728,14 @@ def get(path: str | os.PathLike, out: str | os.PathLike, *, rev: str | None = No
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
+    ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress)  # before the bar: a fetch draws its own
+    entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid) if p.kind == "dir" else []
+    ensure_objects(repo, {e.oid: e.size for e in entries}, progress)
     bar = progress(f"writing {out}", p.size)
     try:
         if p.kind == "file":
-            ensure_objects(repo, {p.oid})
             repo.odb.export(p.oid, out, ("reflink", "copy"), progress=bar.update)
         else:
-            ensure_objects(repo, {p.oid})
-            entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid)
-            ensure_objects(repo, {e.oid for e in entries})
             import shutil  # not at the top: see _apply
 
             tmp = local.tmp_name(parent, os.path.basename(out))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable
 
 import click
@@ -12,32 +11,9 @@ from mvc.api import remote as api
 from mvc.cli.common import echo_json, human, json_option, quiet_option, short
 
 
-class TransferBar(progressmod.TerminalBar):
-    """The terminal bar plus an object count: transfers of many small objects are paced by requests."""
-
-    def __init__(self, desc: str, total: int, stream: Any):
-        super().__init__(desc, total, stream)
-        self.objects, self.total_objects = 0, 0
-
-    def count(self, done: int, total: int) -> None:
-        self.objects, self.total_objects = done, total
-        self.update(0)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.start, 1e-6)
-        rate = self.done / elapsed
-        left = (self.total - self.done) / rate if rate > 0 and self.total else 0
-        if self.total_objects and self.objects:  # ETA from objects when bytes say little (tiny files)
-            left = max(left, elapsed * (self.total_objects - self.objects) / self.objects)
-        self.stream.write(f"\r{self.desc}: {self.objects}/{self.total_objects} objects, "
-                          f"{human(self.done)}/{human(self.total)}, {human(int(rate))}/s, ETA {left:4.0f}s\x1b[K")
-        self.stream.flush()
-
-
 def transfer_bars(quiet: bool) -> progressmod.Factory:
-    if quiet or not sys.stderr.isatty():
-        return progressmod.null
-    return lambda desc, total: TransferBar(desc, total, sys.stderr)
+    """Bars for any transfer, however few its bytes: many small objects take long for their requests."""
+    return progressmod.terminal(quiet, min_bytes=0)
 
 
 def remote_option(f: Callable) -> Callable:

@@ -113,6 +113,7 @@ class Store:
     read_only = False
     cheap_exists = False  # True when exists() costs no request (a local disk): no listing needed
     default_jobs = 8
+    wrap_unknown = True  # errors translate() does not recognise become a generic RemoteError
 
     def __init__(self, url: str):
         self.url = url.rstrip("/") or url
@@ -149,6 +150,13 @@ class Store:
     def close(self) -> None:
         pass
 
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        """The one-line error for an exception the store raised, or None when it is not recognised."""
+        return None
+
+    def _errors(self, rel: str, writing: bool = False) -> "_Translate":
+        return _Translate(self, rel, writing)
+
     def _refuse_write(self) -> None:
         if self.read_only:
             raise RemoteReadOnly(f"{self.url} is read-only ({self.protocol}://): push to a writable remote "
@@ -159,6 +167,7 @@ class Store:
 class LocalStore(Store):
     protocol = "local"
     cheap_exists = True
+    wrap_unknown = False
     default_jobs = DEFAULT_JOBS["local"]
 
     def __init__(self, url: str, root: str, *, fsync: bool = False):
@@ -185,24 +194,35 @@ class LocalStore(Store):
         return out
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
+        def write(tmp: str) -> int:
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    digest = local.copy_hash_fd(fd, out, size, progress)
+                    if self.fsync:
+                        os.fsync(out)
+                finally:
+                    os.close(out)
+            finally:
+                os.close(fd)
+            check(digest)
+            return size
+
+        return self._publish(rel, write)
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        self._publish(rel, lambda tmp: local.atomic_write(tmp, data, fsync=self.fsync))
+
+    def _publish(self, rel: str, write: Callable[[str], Any]) -> Any:
+        """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel."""
         dest = self._full(rel)
         with self._errors(rel, writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
             tmp = local.tmp_name(self.tmp_dir, os.path.basename(rel))
             try:
-                fd = os.open(src, os.O_RDONLY)
-                try:
-                    size = os.fstat(fd).st_size
-                    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                    try:
-                        digest = local.copy_hash_fd(fd, out, size, progress)
-                        if self.fsync:
-                            os.fsync(out)
-                    finally:
-                        os.close(out)
-                finally:
-                    os.close(fd)
-                check(digest)
+                result = write(tmp)
                 os.chmod(tmp, 0o444)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 os.replace(tmp, dest)  # identical content from a concurrent pusher is replaced harmlessly
@@ -211,22 +231,7 @@ class LocalStore(Store):
             except BaseException:
                 local.remove_quietly(tmp)
                 raise
-        return size
-
-    def put_bytes(self, rel: str, data: bytes) -> None:
-        dest = self._full(rel)
-        with self._errors(rel, writing=True):
-            os.makedirs(self.tmp_dir, exist_ok=True)
-            tmp = local.tmp_name(self.tmp_dir, os.path.basename(rel))
-            try:
-                local.atomic_write(tmp, data, fsync=self.fsync, mode=0o444)
-                os.makedirs(os.path.dirname(dest), exist_ok=True)
-                os.replace(tmp, dest)
-                if self.fsync:
-                    local.fsync_dir(os.path.dirname(dest))
-            except BaseException:
-                local.remove_quietly(tmp)
-                raise
+        return result
 
     def _open(self, rel: str) -> int:
         try:
@@ -260,24 +265,16 @@ class LocalStore(Store):
     def delete(self, rel: str) -> None:
         local.remove_quietly(self._full(rel))
 
-    class _errors:
-        """OSErrors from the remote directory as one clear line (the cache side reports its own)."""
-
-        def __init__(self, rel: str, writing: bool):
-            self.rel, self.writing = rel, writing
-
-        def __enter__(self) -> None:
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        """Full disk and permissions as one clear line; other OSErrors (the cache side's) pass through."""
+        if not isinstance(e, OSError):
             return None
-
-        def __exit__(self, typ, e, tb) -> bool:
-            if e is None or not isinstance(e, OSError) or isinstance(e, RemoteError):
-                return False
-            what = "writing to" if self.writing else "reading from"
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise RemoteError(f"no space left {what} the remote ({e.filename}): free space there and retry") from None
-            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise RemoteAuthError(f"permission denied {what} the remote ({e.filename}): check its permissions") from None
-            return False
+        what = "writing to" if writing else "reading from"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return RemoteError(f"no space left {what} the remote ({e.filename}): free space there and retry")
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return RemoteAuthError(f"permission denied {what} the remote ({e.filename}): check its permissions")
+        return None
 
 
 # -- any fsspec filesystem ----------------------------------------------------------------------
@@ -376,10 +373,7 @@ class FsspecStore(Store):
         with self._errors(rel):
             self.fs.rm_file(self._path(rel))
 
-    def _errors(self, rel: str) -> "_Translate":
-        return _Translate(self, rel)
-
-    def translate(self, e: BaseException, rel: str) -> RemoteError | None:
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
         where = self.where(rel) if rel else self.url
         if isinstance(e, FileNotFoundError):
             return RemoteObjectMissing(f"{where} is not on the remote")
@@ -393,8 +387,10 @@ class FsspecStore(Store):
 
 
 class _Translate:
-    def __init__(self, store: FsspecStore, rel: str):
-        self.store, self.rel = store, rel
+    """A store's errors as one line (:meth:`Store.translate`); mvc's own errors pass through."""
+
+    def __init__(self, store: Store, rel: str, writing: bool):
+        self.store, self.rel, self.writing = store, rel, writing
 
     def __enter__(self) -> None:
         return None
@@ -402,8 +398,10 @@ class _Translate:
     def __exit__(self, typ, e, tb) -> bool:
         if e is None or isinstance(e, (RemoteError, CorruptObject)) or not isinstance(e, Exception):
             return False
-        err = self.store.translate(e, self.rel)
+        err = self.store.translate(e, self.rel, self.writing)
         if err is None:
+            if not self.store.wrap_unknown:
+                return False
             err = RemoteError(f"{self.store.where(self.rel) if self.rel else self.store.url}: "
                               f"{type(e).__name__}: {_first_line(e)}: check the remote and retry")
         raise err from None
@@ -531,7 +529,7 @@ class S3Store(FsspecStore):
             raise
         return size
 
-    def translate(self, e: BaseException, rel: str) -> RemoteError | None:
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
         code = _s3_code(e)
         endpoint = f" at {self.endpoint}" if self.endpoint else ""
         if code == "NoSuchBucket" or (isinstance(e, FileNotFoundError) and "bucket does not exist" in str(e)):
@@ -552,7 +550,7 @@ class S3Store(FsspecStore):
                 isinstance(e, (ConnectionError, TimeoutError)):
             return RemoteUnreachable(f"cannot reach the S3 server{endpoint or ' for ' + self.url} "
                                      f"({_first_line(e)}): check that it is running and the endpoint_url, then retry")
-        return super().translate(e, rel)
+        return super().translate(e, rel, writing)
 
 
 def _s3_code(e: BaseException) -> str:
