@@ -56,7 +56,7 @@ def test_checkout_shows_the_fetch_it_needs(repo, mvc_cli, tmp_path):
     fetches = bars.named("fetching from origin")
     assert sum(b["total"] for b in fetches) == (3 << 20) + sum(1000 + i for i in range(20))
     assert all(b["done"] >= b["total"] and b["closed"] for b in fetches)
-    assert sum(b["objects"][1] for b in fetches) == 21
+    assert sum(b["objects"][1] for b in fetches) == 22  # data's manifest (to plan), then the 21 files
 
 
 def test_get_shows_the_fetch_before_writing(repo, mvc_cli, tmp_path):
