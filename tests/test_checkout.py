@@ -117,6 +117,18 @@ def test_rev_removes_files_the_old_manifest_lacks_when_safe(history, mvc_cli):
     assert files_under(repo / "model") == v1["model"]
 
 
+def test_directories_emptied_by_removed_files_go_too(history, mvc_cli):
+    repo, v1, v2 = history
+    os.rmdir(repo / "model" / "sub")  # v2 has no sub/
+    mvc_cli("checkout", "model", "--rev", "v1")
+    assert (repo / "model" / "sub" / "b.bin").exists()
+    (repo / "model" / "keep").mkdir()  # the user's own empty directory is not mvc's to remove
+    mvc_cli("checkout", "model", "--rev", "main")
+    assert not (repo / "model" / "sub").exists()  # as git does with the directories of removed files
+    assert (repo / "model" / "keep").is_dir()
+    assert files_under(repo / "model") == v2["model"]
+
+
 def test_unknown_rev(history, mvc_error):
     repo, _, v2 = history
     mvc_error("checkout", "--rev", "no-such-tag", words=("unknown revision", "git log"))

@@ -282,7 +282,7 @@ def _introduced(repo: Repo) -> list[tuple[str, str, str, str]]:
 
 def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
     """What should stop the commit being made: [{path, problem}], ``problem`` one line with the fix."""
-    from mvc.api.workspace import _status_one, load_pointer
+    from mvc.api.workspace import load_pointer, path_status
 
     repo = _open(repo)
     problems: list[dict[str, str]] = []
@@ -294,7 +294,7 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
             rel = Repo.target_of(prel)
             try:
                 p = load_pointer(repo, prel, data)
-                ws, cache = _status_one(repo, rel, p, progressmod.null)
+                ws, cache = path_status(repo, rel, p)
             except MvcError as e:
                 if prel in new_pointers:
                     problems.append({"path": rel, "problem": str(e)})
@@ -312,12 +312,12 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
 
 
 def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
-    from mvc.api.workspace import _status_one, load_pointer
+    from mvc.api.workspace import load_pointer, path_status
 
     try:
         with open(repo.abs(prel), "rb") as f:
             current = f.read()
-        if current != staged and _status_one(repo, rel, load_pointer(repo, prel, current), progressmod.null)[0] == "ok":
+        if current != staged and path_status(repo, rel, load_pointer(repo, prel, current))[0] == "ok":
             return f"{prel} was updated (mvc add --no-stage?) but not staged: run 'git add {_q(prel)}'"
     except (OSError, MvcError):
         pass
@@ -523,7 +523,7 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
 
 def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]:
     """Remove the files of pointers the new commit no longer has, when the cache can give them back."""
-    from mvc.api.workspace import _status_one, load_pointer
+    from mvc.api.workspace import load_pointer, path_status
 
     targets = [Repo.target_of(p) for p in repo.git.ls_pointers()]
     old_bytes = repo.git.cat_objects(f"{old}:{p}" for p in gone)
@@ -540,7 +540,7 @@ def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]
             if data is None or repo.git.tracked([rel]):
                 continue  # git owns the path now
             p = load_pointer(repo, prel, data)
-            ws, cache = _status_one(repo, rel, p, progressmod.null)
+            ws, cache = path_status(repo, rel, p)
         except MvcError:
             ws, cache = "modified", "missing"
         if ws == "ok" and cache == "ok":

@@ -402,7 +402,7 @@ def status(paths: Iterable[str] = (), *, repo: Repo | None = None,
         for prel in _select(repo, _paths(paths), repo.git.ls_pointers()):
             p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
-            ws, cache = _status_one(repo, rel, p, progress)
+            ws, cache = path_status(repo, rel, p, progress)
             out.append({"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size,
                         "workspace": ws, "cache": cache})
     finally:
@@ -417,7 +417,10 @@ def _want(repo: Repo, p: ptrfmt.Pointer) -> dict[str, mf.Entry] | None:
     return {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
 
 
-def _status_one(repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.Factory) -> tuple[str, str]:
+def path_status(repo: Repo, rel: str, p: ptrfmt.Pointer,
+                progress: progressmod.Factory = progressmod.null) -> tuple[str, str]:
+    """(workspace, cache) of the tracked path rel against pointer p, which may come from the work tree,
+    the git index or a revision: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
     full = repo.check_inside(rel)
     try:
         st = os.lstat(full)
@@ -638,6 +641,8 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
     for full in plan.removals:
         if os.path.lexists(full):
             os.unlink(full)
+    if plan.pointer.kind == "dir":
+        _prune_emptied(plan)
     if plan.clear_dir and os.path.isdir(plan.full) and not os.path.islink(plan.full):
         import shutil  # here, not at the top: it loads bz2/lzma, 4 ms of every command's start-up
 
@@ -662,6 +667,19 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         os.chmod(target, (mode | 0o111 & ~_umask()) if executable else mode & ~0o111)
     action = "restored" if plan.writes or plan.removals or plan.chmods else "unchanged"
     return {"path": plan.rel, "kind": plan.pointer.kind, "oid": plan.pointer.oid, "action": action, "kept": kept}
+
+
+def _prune_emptied(plan: _Plan) -> None:
+    """Remove the directories inside a tracked dir that its removed files left empty, as git does."""
+    top = plan.full
+    for full in plan.removals:
+        d = os.path.dirname(full)
+        while d.startswith(top + os.sep):
+            try:
+                os.rmdir(d)
+            except OSError:  # not empty (or gone): so are its parents
+                break
+            d = os.path.dirname(d)
 
 
 def _prune_blocking_dirs(plan: _Plan) -> None:

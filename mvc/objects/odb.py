@@ -59,6 +59,7 @@ class ODB:
 
     def _tmp(self, hint: str = "obj") -> str:
         os.makedirs(self.tmp_dir, exist_ok=True)
+        local.sweep_stale(self.tmp_dir)
         return local.tmp_name(self.tmp_dir, hint)
 
     def _install(self, tmp: str, oid: str, durable: bool = False) -> None:

@@ -10,6 +10,7 @@ import errno
 import mmap
 import os
 import threading
+import time
 from typing import Callable, Iterator
 
 import xxhash
@@ -139,6 +140,29 @@ def reflink_fd(src: int, dst: int) -> bool:
 
 def tmp_name(directory: str, hint: str = "") -> str:
     return os.path.join(directory, f".{hint[:40]}.{os.getpid()}.{threading.get_ident() % 100000}.{os.urandom(4).hex()}.tmp")
+
+
+STALE = 24 * 3600  # a temp file untouched this long belongs to a writer that died
+_swept: set[str] = set()
+
+
+def sweep_stale(directory: str, now: float | None = None) -> None:
+    """Delete files in a tmp/ directory neither modified nor linked for STALE seconds (what killed
+    writers left), once per directory per process. Live writers keep writing: their files stay fresh."""
+    if directory in _swept:
+        return
+    _swept.add(directory)
+    limit = (time.time() if now is None else now) - STALE
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            # ctime too: a hard link made just now to an old file keeps the file's old mtime
+            if not entry.is_dir(follow_symlinks=False) and max(st.st_mtime, st.st_ctime) < limit:
+                os.unlink(entry.path)
 
 
 def fsync_dir(directory: str) -> None:

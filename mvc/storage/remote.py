@@ -220,6 +220,7 @@ class LocalStore(Store):
         dest = self._full(rel)
         with self._errors(rel, writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
+            local.sweep_stale(self.tmp_dir)
             tmp = local.tmp_name(self.tmp_dir, os.path.basename(rel))
             try:
                 result = write(tmp)
