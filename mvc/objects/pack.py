@@ -117,9 +117,11 @@ def parse_index(data: bytes, where: str) -> list[Entry]:
     return out
 
 
-def runs(entries: list[tuple[str, Entry]], gap: int = OBJECT_MAX, most: int = TARGET) -> list[list[tuple[str, Entry]]]:
+def runs(entries: list[tuple[str, Entry]], gap: int = OBJECT_MAX,
+         most: int = TARGET + OBJECT_MAX) -> list[list[tuple[str, Entry]]]:
     """Group (pack name, entry) pairs into runs, each read with one ranged request: same pack, in offset
-    order, holes of at most ``gap`` bytes between neighbours, at most ``most`` bytes in all."""
+    order, holes of at most ``gap`` bytes between neighbours, at most ``most`` bytes in all (by
+    default a whole pack mvc wrote fits in one run)."""
     out: list[list[tuple[str, Entry]]] = []
     for name, e in sorted(entries, key=lambda x: (x[0], x[1].offset)):
         if out:
