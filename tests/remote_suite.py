@@ -496,10 +496,7 @@ class RemoteSuite:
     def test_corrupt_object_in_a_pack_is_refused(self, repo, mvc_cli, origin):
         from mvc.objects import pack
 
-        smalls = make_smalls(repo, 20)
-        mvc_cli("add", "many")
-        mvc_cli("push")
-        (name,) = pack.names_in(origin.rels())
+        name = push_one_pack(repo, mvc_cli, origin)
         entries = pack.parse_index(origin.read(pack.index_rel(name)), name)
         victim = entries[5]
         data = bytearray(origin.read(pack.pack_rel(name)))
@@ -514,15 +511,11 @@ class RemoteSuite:
         assert rel_of(victim.oid) not in cache_objects(repo)
         assert not (repo / "many").exists()
         assert not any((cache_dir(repo) / "tmp").glob("*")), "a temp file was left behind"
-        assert len(smalls) == 20
 
     def test_damaged_pack_index_is_skipped_with_a_clear_error(self, repo, mvc_cli, origin):
         from mvc.objects import pack
 
-        make_smalls(repo, 20)
-        mvc_cli("add", "many")
-        mvc_cli("push")
-        (name,) = pack.names_in(origin.rels())
+        name = push_one_pack(repo, mvc_cli, origin)
         for garbage in (b"not an index\n", pack.INDEX_HEADER + b"xxh128:00 0 -1\n",
                         pack.INDEX_HEADER + b"../../etc/passwd 0 4\n"):
             origin.write(pack.index_rel(name), garbage)
@@ -535,10 +528,7 @@ class RemoteSuite:
     def test_index_pointing_outside_its_pack_is_refused(self, repo, mvc_cli, origin):
         from mvc.objects import pack
 
-        make_smalls(repo, 20)
-        mvc_cli("add", "many")
-        mvc_cli("push")
-        (name,) = pack.names_in(origin.rels())
+        name = push_one_pack(repo, mvc_cli, origin)
         entries = pack.parse_index(origin.read(pack.index_rel(name)), name)
         lines = [f"{e.oid} {e.offset + (10 << 20) if i == 0 else e.offset} {e.size}\n" for i, e in enumerate(entries)]
         origin.write(pack.index_rel(name), pack.INDEX_HEADER + "".join(lines).encode())
@@ -552,10 +542,7 @@ class RemoteSuite:
         """What a push killed between a pack and its index leaves: the pack is invisible."""
         from mvc.objects import pack
 
-        make_smalls(repo, 20)
-        mvc_cli("add", "many")
-        mvc_cli("push")
-        (name,) = pack.names_in(origin.rels())
+        name = push_one_pack(repo, mvc_cli, origin)
         origin.delete(pack.index_rel(name))
         assert stored(origin) == {stoppable_manifest(repo)}
         (repo / ".mvc" / "remotes.db").unlink()
@@ -577,10 +564,7 @@ class RemoteSuite:
     def test_pack_deleted_from_the_remote(self, repo, mvc_cli, origin):
         from mvc.objects import pack
 
-        make_smalls(repo, 20)
-        mvc_cli("add", "many")
-        mvc_cli("push")
-        (name,) = pack.names_in(origin.rels())
+        name = push_one_pack(repo, mvc_cli, origin)
         origin.delete(pack.pack_rel(name))
         origin.delete(pack.index_rel(name))
         drop_cache(repo)
@@ -680,6 +664,17 @@ def make_smalls(repo: Path, n: int) -> dict[Path, bytes]:
     """many/ with n small files of different sizes: {path: bytes}."""
     return {p: p.read_bytes() for p in (make_file(repo / "many" / f"s{i:03d}.bin", 1000 + 37 * i, seed=500 + i)
                                         for i in range(n))}
+
+
+def push_one_pack(repo: Path, mvc_cli, backend) -> str:
+    """many/ of 20 small files, added and pushed: one pack (its name) and the manifest alone."""
+    from mvc.objects import pack
+
+    make_smalls(repo, 20)
+    mvc_cli("add", "many")
+    mvc_cli("push")
+    (name,) = pack.names_in(backend.rels())
+    return name
 
 
 def make_file_bytes(size: int, seed: int) -> bytes:
