@@ -247,6 +247,7 @@ class LocalStore(Store):
         with self._errors(rel, writing=False):
             fd = self._open(rel)
             try:
+                end = min(end, os.fstat(fd).st_size)  # no buffer larger than what is there
                 return os.pread(fd, max(0, end - start), start)
             finally:
                 os.close(fd)
