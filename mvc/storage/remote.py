@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-import threading
 from typing import Any, Callable, Iterable
 
 from mvc.errors import CorruptObject, ObjectMissing, RemoteError
@@ -602,31 +601,41 @@ def run_parallel(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int,
     """Call fn on every item with up to ``jobs`` threads; done(item, result) runs in this thread.
 
     The first error stops new work and is raised here once the running calls end; Ctrl-C likewise.
+    Workers hand their results over a SimpleQueue, whose put never blocks: a Ctrl-C landing in this
+    thread while it waits cannot leave a lock held that a worker then needs (it could with
+    concurrent.futures.wait, whose waiter a worker must lock to report, and the process hung).
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    results: queue.SimpleQueue = queue.SimpleQueue()
+
+    def call(item: Any) -> None:
+        try:
+            results.put((item, True, fn(item)))
+        except BaseException as e:  # handed to the calling thread, raised there
+            results.put((item, False, e))
 
     items = iter(items)
-    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="mvc-remote") as pool:
-        running: dict[Any, Any] = {}
+        running = 0
         try:
             for item in items:
-                running[pool.submit(fn, item)] = item
-                if len(running) >= jobs * 2:
+                pool.submit(call, item)
+                running += 1
+                if running >= jobs * 2:
                     break
             while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    item = running.pop(fut)
-                    result = fut.result()  # raises the worker's error
-                    if done is not None:
-                        done(item, result)
-                    if not stop.is_set():
-                        nxt = next(items, None)
-                        if nxt is not None:
-                            running[pool.submit(fn, nxt)] = nxt
+                item, ok, value = results.get()
+                running -= 1
+                if not ok:
+                    raise value
+                if done is not None:
+                    done(item, value)
+                nxt = next(items, None)
+                if nxt is not None:
+                    pool.submit(call, nxt)
+                    running += 1
         except BaseException:
-            stop.set()
-            for fut in running:
-                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)  # queued items never start
             raise
