@@ -582,15 +582,14 @@ class _Remote:
         return found
 
     # -- moving objects ------------------------------------------------------------------------
-    def upload(self, repo: Repo, todo: list[str], meter: _Meter, recorder: _Recorder) -> int:
+    def upload(self, repo: Repo, todo: list[str], sizes: dict[str, int], meter: _Meter, recorder: _Recorder) -> int:
         """Upload the objects (from the cache, verified on the way out); returns bytes sent. When there
         are enough small ones they go in packs, each pack's index after the pack."""
-        sizes = {o: os.path.getsize(repo.odb.path(o)) for o in todo}
-        small = {o: n for o, n in sizes.items() if n < pk.OBJECT_MAX}
+        small = {o: sizes[o] for o in todo if sizes[o] < pk.OBJECT_MAX}
         if not self.sp.packs or len(small) < pk.MIN_OBJECTS:
             small = {}
         items: list[tuple[int, Any]] = [(sum(sizes[o] for o in g), g) for g in pk.group(small)]
-        items += [(n, o) for o, n in sizes.items() if o not in small]
+        items += [(sizes[o], o) for o in todo if o not in small]
         # large first: their parts keep the store busy while the small ones queue behind
         items.sort(key=lambda item: -item[0])
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
@@ -796,19 +795,20 @@ def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, 
                 continue
             (files if repo.odb.exists(oid) else missing).append(oid)
         recorder = _Recorder(jr, sp.key)
-        sizes = sum(os.path.getsize(repo.odb.path(o)) for o in files)
         manifests_todo = [m for m in wanted.manifests if m not in on_remote and repo.odb.exists(m)]
         missing += [m for m in wanted.manifests if m not in on_remote and not repo.odb.exists(m)]
-        meter = _Meter(progress, f"pushing to {sp.name}", sizes, len(files) + len(manifests_todo))
+        sizes = {o: os.path.getsize(repo.odb.path(o)) for o in files + manifests_todo}  # stat each once
+        meter = _Meter(progress, f"pushing to {sp.name}", sum(sizes[o] for o in files),
+                       len(files) + len(manifests_todo))
         try:
-            sent = remote.upload(repo, files, meter, recorder)
+            sent = remote.upload(repo, files, sizes, meter, recorder)
             recorder.flush()
             uploaded = set(files)
             # a manifest goes up only when every entry it lists is on the remote
             ready = [m for m in manifests_todo
                      if all(e.oid in on_remote or e.oid in uploaded for e in wanted.entries.get(m, []))]
             blocked = [m for m in manifests_todo if m not in ready]
-            sent += remote.upload(repo, ready, meter, recorder)
+            sent += remote.upload(repo, ready, sizes, meter, recorder)
         finally:
             recorder.flush()
             meter.close()

@@ -27,6 +27,12 @@ def jobs_option(f: Callable) -> Callable:
                              "directory, 8 otherwise).")(f)
 
 
+def transfer_options(f: Callable) -> Callable:
+    """PATHS, -r REMOTE and -j N: what push, fetch and pull have in common."""
+    f = remote_option(jobs_option(f))
+    return click.argument("paths", nargs=-1, type=click.Path(readable=False))(f)
+
+
 def _objects(n: int) -> str:
     return f"{n} object{'' if n == 1 else 's'}"
 
@@ -162,9 +168,7 @@ def remote_default(name: str | None, local: bool, unset: bool) -> None:
 
 # -- transfers ------------------------------------------------------------------------------------
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(readable=False))
-@remote_option
-@jobs_option
+@transfer_options
 @click.option("--rev", "revs", multiple=True, metavar="REV",
               help="Push what REV's pointers need instead of the work tree's (repeatable).")
 @click.option("--all-branches", "-a", is_flag=True, help="Push what every local branch needs.")
@@ -198,9 +202,7 @@ def push(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tup
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(readable=False))
-@remote_option
-@jobs_option
+@transfer_options
 @click.option("--rev", "revs", multiple=True, metavar="REV",
               help="Fetch what REV's pointers need instead of the work tree's (repeatable).")
 @quiet_option
@@ -229,9 +231,7 @@ def _fetched(r: dict[str, Any]) -> None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(readable=False))
-@remote_option
-@jobs_option
+@transfer_options
 @click.option("--rev", metavar="REV", help="Restore the pointers as of REV (commit, branch, tag) and their files.")
 @click.option("--force", "-f", is_flag=True,
               help="Replace modified files; their content is first stored in the cache and its oid printed.")
