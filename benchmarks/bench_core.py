@@ -64,7 +64,7 @@ def make_big(path: str, size: int, seed: int) -> None:
     with open(path, "wb") as f:
         for i, off in enumerate(range(0, size, BLOCK)):
             block[:8] = i.to_bytes(8, "little")
-            f.write(block[:min(BLOCK, size - off)])
+            f.write(block[: min(BLOCK, size - off)])
     age(path)
 
 
@@ -178,12 +178,12 @@ def regular_install(workdir: str, mvc: str) -> str:
     deps = subprocess.run([python, "-c", purelib], check=True, capture_output=True, text=True).stdout.strip()
     with open(os.path.join(site, "mvc-deps.pth"), "w") as f:
         f.write(deps + "\n")  # a path line: the dependencies, without running that venv's own .pth files
-    shutil.copytree(os.path.join(ROOT, "mvc"), os.path.join(site, "mvc"),
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(ROOT, "mvc"), os.path.join(site, "mvc"), ignore=shutil.ignore_patterns("__pycache__"))
     script = os.path.join(venv, "bin", "mvc")
     with open(script, "w") as f:  # what pip writes for the console script
-        f.write(f"#!{new_python}\nimport sys\nfrom mvc.cli import main\nif __name__ == '__main__':\n"
-                "    sys.exit(main())\n")
+        f.write(
+            f"#!{new_python}\nimport sys\nfrom mvc.cli import main\nif __name__ == '__main__':\n    sys.exit(main())\n"
+        )
     os.chmod(script, 0o755)
     return script
 
@@ -209,9 +209,14 @@ class Bench:
         # The cache goes under the work dir, not into the source tree.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = os.path.join(workdir, "pycache")
-        env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
-                   GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
-                   GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid")
+        env.update(
+            GIT_CONFIG_GLOBAL=os.devnull,
+            GIT_CONFIG_NOSYSTEM="1",
+            GIT_AUTHOR_NAME="bench",
+            GIT_AUTHOR_EMAIL="bench@example.invalid",
+            GIT_COMMITTER_NAME="bench",
+            GIT_COMMITTER_EMAIL="bench@example.invalid",
+        )
         self.env = env
         self.times: dict[str, list[float]] = {}
         self.cpu: dict[str, list[float]] = {}
@@ -365,8 +370,10 @@ def report(b: Bench, facts: dict[str, str], args: argparse.Namespace, busy: str)
         ("checkout", f"`mvc checkout` of the {gib} file from the cache", "cp-object", ("x", 1.2)),
     ]
     out_rows = []
-    lines = ["| case | median s | vs limit | target | result | min–max s | median CPU s |",
-             "|---|---:|---:|---|---|---|---:|"]
+    lines = [
+        "| case | median s | vs limit | target | result | min–max s | median CPU s |",
+        "|---|---:|---:|---|---|---|---:|",
+    ]
     for key, label, limit, target in rows:
         m = med[key]
         ratio = m / med[limit] if limit else None
@@ -381,16 +388,36 @@ def report(b: Bench, facts: dict[str, str], args: argparse.Namespace, busy: str)
         spread = f"{min(b.times[key]):.3f}–{max(b.times[key]):.3f}"
         cpu = statistics.median(b.cpu[key])
         lines.append(f"| {label} | {m:.3f} | {ratio_s} | {tgt} | {res} | {spread} | {cpu:.3f} |")
-        out_rows.append({"case": key, "label": label, "median_s": m, "runs_s": b.times[key], "cpu_s": b.cpu[key],
-                         "limit": limit, "ratio": ratio, "target": tgt, "pass": ok})
-    head = [f"machine: {facts['cpus']} × {facts['cpu']}, {facts['memory']} RAM, kernel {facts['kernel']}, "
-            f"{facts['filesystem']}", f"{facts['python']}; {facts['cp']}; {facts['git']}", f"mvc: {facts['mvc']}",
-            f"{args.runs} runs per case, interleaved; during the runs: {busy}", ""]
+        out_rows.append(
+            {
+                "case": key,
+                "label": label,
+                "median_s": m,
+                "runs_s": b.times[key],
+                "cpu_s": b.cpu[key],
+                "limit": limit,
+                "ratio": ratio,
+                "target": tgt,
+                "pass": ok,
+            }
+        )
+    head = [
+        f"machine: {facts['cpus']} × {facts['cpu']}, {facts['memory']} RAM, kernel {facts['kernel']}, "
+        f"{facts['filesystem']}",
+        f"{facts['python']}; {facts['cp']}; {facts['git']}",
+        f"mvc: {facts['mvc']}",
+        f"{args.runs} runs per case, interleaved; during the runs: {busy}",
+        "",
+    ]
     print("\n".join(head + lines))
     if args.quick:
         print("\n(--quick: smaller than the issue's sizes; the targets are checked on the full run)")
-    return {"machine": facts, "params": {"size_gib": args.size_gib, "files": args.files, "runs": args.runs,
-                                         "quick": args.quick}, "busy": busy, "cases": out_rows}
+    return {
+        "machine": facts,
+        "params": {"size_gib": args.size_gib, "files": args.files, "runs": args.runs, "quick": args.quick},
+        "busy": busy,
+        "cases": out_rows,
+    }
 
 
 def cpu_ticks() -> list[int]:
@@ -413,13 +440,16 @@ def busy_since(start: list[int]) -> str:
         return f"load average {load}"
     d = [e - s for s, e in zip(start, end)]
     total = sum(d[:8]) or 1
-    return (f"CPU idle {100 * (d[3] + d[4]) / total:.0f}%, stolen by the hypervisor {100 * d[7] / total:.0f}%, "
-            f"load average {load}")
+    return (
+        f"CPU idle {100 * (d[3] + d[4]) / total:.0f}%, stolen by the hypervisor {100 * d[7] / total:.0f}%, "
+        f"load average {load}"
+    )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--workdir", help="where to build the temp repos (default: a new temp dir on this disk)")
     p.add_argument("--size-gib", type=float, help="size of the large file (default 2; --quick: 1/16)")
     p.add_argument("--files", type=int, help="small files in the directory case (default 5000; --quick: 1000)")
@@ -427,9 +457,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="small smoke run")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE ('-': stdout)")
     p.add_argument("--mvc", help="the mvc command (default: the one beside this Python, else on PATH)")
-    p.add_argument("--regular-install", action="store_true",
-                   help="time a plain install of this source tree (as 'pip install .' makes) built in the "
-                        "work dir, instead of the --mvc command (an editable install in a dev venv)")
+    p.add_argument(
+        "--regular-install",
+        action="store_true",
+        help="time a plain install of this source tree (as 'pip install .' makes) built in the "
+        "work dir, instead of the --mvc command (an editable install in a dev venv)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work dir")
     args = p.parse_args()
     q = args.quick

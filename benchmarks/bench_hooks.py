@@ -64,8 +64,11 @@ def median(fn, runs: int) -> dict[str, float]:
         n = len(CPU)
         walls.append(fn())
         cpus.append(sum(CPU[n:]))
-    return {"wall": round(statistics.median(walls), 3), "wall_min": round(min(walls), 3),
-            "cpu": round(statistics.median(cpus), 3)}
+    return {
+        "wall": round(statistics.median(walls), 3),
+        "wall_min": round(min(walls), 3),
+        "cpu": round(statistics.median(cpus), 3),
+    }
 
 
 def main() -> None:
@@ -87,18 +90,24 @@ def main() -> None:
         f.write("[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
     # PYTHONDONTWRITEBYTECODE: a user's install has its .pyc files; without them every run would
     # compile mvc's sources again (tens of ms), which is not what a user waits for
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "MVC_")) and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.path.join(home, ".gitconfig"),
-               PATH=os.path.dirname(mvc) + os.pathsep + env.get("PATH", ""))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "MVC_")) and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(
+        HOME=home,
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.path.join(home, ".gitconfig"),
+        PATH=os.path.dirname(mvc) + os.pathsep + env.get("PATH", ""),
+    )
     root = os.path.join(work, "repo")
     try:
         figures = bench(root, work, mvc, env, args)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    figures["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "git": subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()}
+    figures["machine"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "git": subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip(),
+    }
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as f:
@@ -141,9 +150,11 @@ def bench(root: str, work: str, mvc: str, env: dict[str, str], args: argparse.Na
     out["pre_commit_check_s"] = median(lambda: run([mvc, "hook", "pre-commit"], root, env), r)
     out["pre_commit_script_s"] = median(lambda: run([hook], root, env), r)
     out["git_commit_with_hooks_s"] = median(
-        lambda: run(["git", "commit", "-q", "--allow-empty", "-m", "x"], root, env), r)
+        lambda: run(["git", "commit", "-q", "--allow-empty", "-m", "x"], root, env), r
+    )
     out["git_commit_no_verify_s"] = median(
-        lambda: run(["git", "commit", "-q", "--allow-empty", "--no-verify", "-m", "x"], root, env), r)
+        lambda: run(["git", "commit", "-q", "--allow-empty", "--no-verify", "-m", "x"], root, env), r
+    )
     state = os.path.join(root, ".mvc", "state.db")
 
     def cold() -> float:
@@ -156,14 +167,17 @@ def bench(root: str, work: str, mvc: str, env: dict[str, str], args: argparse.Na
 
     # pre-push of every commit to a git remote that has none of them: the journal knows the weights are
     # on the mvc remote, so nothing is requested (the remote directory is even moved away to prove it)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, env=env, capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, env=env, capture_output=True, text=True
+    ).stdout.strip()
     os.rename(store, store + "-away")
     refs = f"refs/heads/main {head} refs/heads/main {'0' * 40}\n".encode()
     out["pre_push_nothing_new_s"] = median(
-        lambda: run([mvc, "hook", "pre-push", "backup", "/nonexistent/backup.git"], root, env, refs), r)
+        lambda: run([mvc, "hook", "pre-push", "backup", "/nonexistent/backup.git"], root, env, refs), r
+    )
     out["post_checkout_no_change_s"] = median(
-        lambda: run([mvc, "hook", "post-checkout", head, head, "1"], root, env), r)
+        lambda: run([mvc, "hook", "post-checkout", head, head, "1"], root, env), r
+    )
     out["target_s"] = 0.3
     out["pre_commit_meets_target"] = out["pre_commit_script_s"]["wall"] <= 0.3  # the median, as git runs it
     out["load_average"] = os.getloadavg()

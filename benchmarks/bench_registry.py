@@ -66,8 +66,10 @@ def data(text: str) -> bytes:
 
 
 def pointer(rnd: random.Random) -> str:
-    return (f'format = 1\nkind = "file"\noid = "xxh128:{rnd.getrandbits(128):032x}"\n'
-            f"size = {rnd.randint(1 << 20, 1 << 30)}\n\n[meta]\naccuracy = {rnd.random():.4f}\n")
+    return (
+        f'format = 1\nkind = "file"\noid = "xxh128:{rnd.getrandbits(128):032x}"\n'
+        f"size = {rnd.randint(1 << 20, 1 << 30)}\n\n[meta]\naccuracy = {rnd.random():.4f}\n"
+    )
 
 
 def generate(root: str, ntags: int, nmodels: int, seed: int) -> dict[str, int]:
@@ -75,8 +77,9 @@ def generate(root: str, ntags: int, nmodels: int, seed: int) -> dict[str, int]:
     rnd = random.Random(seed)
     subprocess.run(["git", "init", "-q", "-b", "main", root], check=True)
     names = [f"model-{i:02d}" for i in range(nmodels)]
-    config = "[cache]\ntype = [\"reflink\", \"copy\"]\n\n" + "".join(
-        f'[models.{n}]\npath = "models/{n}.pt"\n\n' for n in names)
+    config = '[cache]\ntype = ["reflink", "copy"]\n\n' + "".join(
+        f'[models.{n}]\npath = "models/{n}.pt"\n\n' for n in names
+    )
     stream = bytearray()
     when = T0
     ncommits = max(ntags // 6, nmodels)
@@ -94,7 +97,7 @@ def generate(root: str, ntags: int, nmodels: int, seed: int) -> dict[str, int]:
         when += 60
     counts = {"register": 0, "assign": 0, "unassign": 0, "deregister": 0}
     versions: dict[str, list[tuple[str, int]]] = {n: [] for n in names}
-    counters = {n: 0 for n in names}
+    counters = dict.fromkeys(names, 0)
     commits_of = {n: [c for c in range(1, ncommits + 1) if c % nmodels == names.index(n) or c == 1] for n in names}
     made = 0
     while made < ntags:
@@ -173,19 +176,25 @@ def main() -> None:
         gen = time.perf_counter() - t
         for code in (READ_FOR_EACH_REF, READ_PYGIT2):
             subprocess.run([sys.executable, "-c", code, root], cwd=root, env=ENV, check=True, capture_output=True)
-        rows = json.loads(subprocess.run([mvc_cmd, "registry", "--json"], cwd=root, capture_output=True,
-                                         check=True, env=ENV).stdout)
+        rows = json.loads(
+            subprocess.run([mvc_cmd, "registry", "--json"], cwd=root, capture_output=True, check=True, env=ENV).stdout
+        )
         if len(rows) != args.models:
             fail(f"mvc registry shows {len(rows)} models, expected {args.models}")
         packed = os.path.join(tmp, "packed")
         shutil.copytree(root, packed, symlinks=True)
         subprocess.run(["git", "pack-refs", "--all"], cwd=packed, check=True)
-        plan: dict[str, tuple[list[str], str, str | None]] = {"python -c pass": ([sys.executable, "-c", "pass"], root, None)}
+        plan: dict[str, tuple[list[str], str, str | None]] = {
+            "python -c pass": ([sys.executable, "-c", "pass"], root, None)
+        }
         for layout, where in (("loose", root), ("packed", packed)):
             plan[f"mvc registry ({layout} tags)"] = ([mvc_cmd, "registry"], where, "model-00")
             plan[f"mvc registry --json ({layout} tags)"] = ([mvc_cmd, "registry", "--json"], where, None)
             plan[f"read tags: git for-each-ref, parsed ({layout})"] = (
-                [sys.executable, "-c", READ_FOR_EACH_REF, where], where, str(args.tags))
+                [sys.executable, "-c", READ_FOR_EACH_REF, where],
+                where,
+                str(args.tags),
+            )
             plan[f"read tags: pygit2 ({layout})"] = ([sys.executable, "-c", READ_PYGIT2, where], where, str(args.tags))
         # interleaved, one run of each case per round, so that other people's load hits all cases alike
         cases: dict[str, list[tuple[float, float]]] = {name: [] for name in plan}
@@ -194,19 +203,28 @@ def main() -> None:
                 cases[name] += timed(cmd, where, 1, expect)
         if args.gto:
             cases["gto show (packed tags)"] = timed([args.gto, "show"], packed, 3)
-        nrefs = int(subprocess.run(["git", "tag", "-l"], cwd=packed, capture_output=True, check=True,
-                                   text=True).stdout.count("\n"))
-        print(f"# mvc registry benchmark: {nrefs} tags ({counts}), {args.models} models, "
-              f"generated in {gen:.2f} s")
-        print(f"# {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, "
-              f"{subprocess.run(['git', '--version'], capture_output=True, text=True).stdout.strip()}")
+        nrefs = int(
+            subprocess.run(["git", "tag", "-l"], cwd=packed, capture_output=True, check=True, text=True).stdout.count(
+                "\n"
+            )
+        )
+        print(f"# mvc registry benchmark: {nrefs} tags ({counts}), {args.models} models, generated in {gen:.2f} s")
+        print(
+            f"# {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, "
+            f"{subprocess.run(['git', '--version'], capture_output=True, text=True).stdout.strip()}"
+        )
         print(f"# load average before: {os.getloadavg()[0]:.2f}")
         print(f"{'case':48} {'median':>8} {'min':>8} {'max':>8} {'cpu':>8}  (s; cpu = median user+sys)")
         figures = {}
         for name, runs in cases.items():
             ts, cs = [w for w, _ in runs], [c for _, c in runs]
-            figures[name] = {"median": statistics.median(ts), "min": min(ts), "max": max(ts),
-                             "cpu_median": statistics.median(cs), "runs": len(ts)}
+            figures[name] = {
+                "median": statistics.median(ts),
+                "min": min(ts),
+                "max": max(ts),
+                "cpu_median": statistics.median(cs),
+                "runs": len(ts),
+            }
             print(f"{name:48} {statistics.median(ts):8.3f} {min(ts):8.3f} {max(ts):8.3f} {statistics.median(cs):8.3f}")
         target = figures["mvc registry (packed tags)"]["median"]
         verdict = "meets" if target <= 0.3 else "MISSES"

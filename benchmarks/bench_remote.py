@@ -73,8 +73,11 @@ class Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, "moto.log")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(200):
             try:
                 urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).read()
@@ -98,7 +101,7 @@ class Server:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             for i in range(0, len(keys), 1000):
-                self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[i:i + 1000]})
+                self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys[i : i + 1000]})
 
     def count(self, prefix: str) -> int:
         n = 0
@@ -112,7 +115,7 @@ class Server:
 
         keys = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
-            keys += [o["Key"][len(prefix):] for o in page.get("Contents", [])]
+            keys += [o["Key"][len(prefix) :] for o in page.get("Contents", [])]
         n = sum(1 for k in keys if k.startswith("objects/"))
         for name in pack.names_in(keys):
             data = self.s3.get_object(Bucket=BUCKET, Key=prefix + pack.index_rel(name))["Body"].read()
@@ -131,8 +134,10 @@ def run(cmd: list[str], cwd: str, env: dict[str, str], expect: str | None = None
     dt = time.perf_counter() - t
     out = p.stdout.decode(errors="replace")
     if p.returncode != 0:
-        fail(f"{' '.join(cmd)} (in {cwd}) exited {p.returncode}: "
-             f"{(p.stderr.decode(errors='replace') + out).strip()[-2000:]}")
+        fail(
+            f"{' '.join(cmd)} (in {cwd}) exited {p.returncode}: "
+            f"{(p.stderr.decode(errors='replace') + out).strip()[-2000:]}"
+        )
     if expect is not None and expect not in out:
         fail(f"{' '.join(cmd)} printed {out.strip()!r}, expected {expect!r}")
     return dt
@@ -156,7 +161,7 @@ def make_big(path: str, size: int, seed: int) -> None:
     with open(path, "wb") as f:
         for i, off in enumerate(range(0, size, len(block))):
             block[:8] = i.to_bytes(8, "little")
-            f.write(block[:min(len(block), size - off)])
+            f.write(block[: min(len(block), size - off)])
 
 
 def make_small(directory: str, n: int, size: int, seed: int) -> None:
@@ -193,8 +198,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs of each big-file case (median)")
     ap.add_argument("--small-runs", type=int, default=3, help="rounds of the small-files case (median)")
     ap.add_argument("--dvc", help="a dvc executable (with dvc-s3) to time on the same files and server")
-    ap.add_argument("--cases", default="big,small,noop",
-                    help="which cases to run, comma-separated: big, small, noop (needs small), jobs")
+    ap.add_argument(
+        "--cases",
+        default="big,small,noop",
+        help="which cases to run, comma-separated: big, small, noop (needs small), jobs",
+    )
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--workdir", help="where to put the data (default: a temp dir next to /work)")
     args = ap.parse_args()
@@ -205,17 +213,25 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="mvc-bench-remote-", dir=args.workdir)
     mvc = [sys.executable, "-m", "mvc"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # users have .pyc files
-    env.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
-               NO_PROXY="127.0.0.1,localhost", GIT_CONFIG_NOSYSTEM="1")
+    env.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        NO_PROXY="127.0.0.1,localhost",
+        GIT_CONFIG_NOSYSTEM="1",
+    )
     env.setdefault("GIT_AUTHOR_NAME", "bench")
     env.setdefault("GIT_AUTHOR_EMAIL", "bench@example.com")
     env.setdefault("GIT_COMMITTER_NAME", "bench")
     env.setdefault("GIT_COMMITTER_EMAIL", "bench@example.com")
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
     server = Server(base)
-    results: dict[str, object] = {"machine": f"{platform.node()} {os.cpu_count()} cores, Python "
-                                             f"{platform.python_version()}", "size_bytes": size,
-                                  "small_files": nsmall, "objects": nobjects}
+    results: dict[str, object] = {
+        "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "size_bytes": size,
+        "small_files": nsmall,
+        "objects": nobjects,
+    }
     raw = [sys.executable, "-c", RAW]
     try:
         cases = set(args.cases.split(","))
@@ -274,26 +290,40 @@ def big_case(args, base, env, mvc, raw, server, size, results) -> None:
             times["mvc_pull"].append(run([*mvc, "pull", "-q"], big_repo, env, expect="fetched 1 object"))
 
         # alternate who goes first: the server's state and the machine's load drift within a run
-        order = (raw_put, mvc_push, raw_get, mvc_fetch, mvc_pull) if i % 2 == 0 else \
-            (mvc_push, raw_put, mvc_fetch, mvc_pull, raw_get)
+        order = (
+            (raw_put, mvc_push, raw_get, mvc_fetch, mvc_pull)
+            if i % 2 == 0
+            else (mvc_push, raw_put, mvc_fetch, mvc_pull, raw_get)
+        )
         for step in order:
             step()
         server.drop(f"raw-{i}/")
         server.drop(f"mvc-{i}/")
-        print(f"big file run {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
-              + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"big file run {i + 1}: "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+            + f" (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
     big_fig = {k: median(v) for k, v in times.items()}
     # ratios of the medians, and the medians of each run's ratio (the two were timed side by side)
     big_fig["push_ratio"] = big_fig["mvc_push"] / big_fig["raw_put"]
     big_fig["fetch_ratio"] = big_fig["mvc_fetch"] / big_fig["raw_get"]
     big_fig["pull_ratio"] = big_fig["mvc_pull"] / big_fig["raw_get"]
-    for name, a, b in (("push", "mvc_push", "raw_put"), ("fetch", "mvc_fetch", "raw_get"), ("pull", "mvc_pull", "raw_get")):
+    for name, a, b in (
+        ("push", "mvc_push", "raw_put"),
+        ("fetch", "mvc_fetch", "raw_get"),
+        ("pull", "mvc_pull", "raw_get"),
+    ):
         big_fig[f"{name}_ratio_paired"] = median([x / y for x, y in zip(times[a], times[b])])
     results["big"] = {"median": big_fig, "runs": times}
-    print(f"1 GiB-class file ({size >> 20} MiB): push {big_fig['mvc_push']:.2f} s vs raw put "
-          f"{big_fig['raw_put']:.2f} s = {big_fig['push_ratio']:.2f} x; fetch {big_fig['mvc_fetch']:.2f} s / pull "
-          f"{big_fig['mvc_pull']:.2f} s vs raw get {big_fig['raw_get']:.2f} s = {big_fig['fetch_ratio']:.2f} x / "
-          f"{big_fig['pull_ratio']:.2f} x", flush=True)
+    print(
+        f"1 GiB-class file ({size >> 20} MiB): push {big_fig['mvc_push']:.2f} s vs raw put "
+        f"{big_fig['raw_put']:.2f} s = {big_fig['push_ratio']:.2f} x; fetch {big_fig['mvc_fetch']:.2f} s / pull "
+        f"{big_fig['mvc_pull']:.2f} s vs raw get {big_fig['raw_get']:.2f} s = {big_fig['fetch_ratio']:.2f} x / "
+        f"{big_fig['pull_ratio']:.2f} x",
+        flush=True,
+    )
     shutil.rmtree(big_repo)
 
 
@@ -336,15 +366,27 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
         run([args.dvc, "remote", "add", "-d", "s3", f"s3://{BUCKET}/dvc-0"], dvc_repo, env)
         run([args.dvc, "remote", "modify", "s3", "endpointurl", server.endpoint], dvc_repo, env)
         run([args.dvc, "add", "-q", "data"], dvc_repo, env)
-    times: dict[str, list[float]] = {"raw_put": [], "mvc_push": [], "dvc_push": [], "mvc_fetch": [],
-                                     "dvc_fetch": []}
+    times: dict[str, list[float]] = {"raw_put": [], "mvc_push": [], "dvc_push": [], "mvc_fetch": [], "dvc_fetch": []}
     requests: dict[str, int] = {}
 
     for i in range(args.small_runs):
+
         def raw_put() -> None:
             warm(*[os.path.join(small_repo, "data", n) for n in os.listdir(os.path.join(small_repo, "data"))])
-            times["raw_put"].append(run([*raw, "putmany", server.endpoint, os.path.join(small_repo, "data"),
-                                         f"{BUCKET}/raw-small-{i}", "16"], base, env))
+            times["raw_put"].append(
+                run(
+                    [
+                        *raw,
+                        "putmany",
+                        server.endpoint,
+                        os.path.join(small_repo, "data"),
+                        f"{BUCKET}/raw-small-{i}",
+                        "16",
+                    ],
+                    base,
+                    env,
+                )
+            )
 
         def mvc_push() -> None:
             # a new prefix is a new store: its journal is empty, the push does the whole work
@@ -380,13 +422,17 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
             shutil.rmtree(clone)
 
         steps = [raw_put, mvc_push] + ([dvc_push] if args.dvc else [])
-        for step in steps[i % len(steps):] + steps[:i % len(steps)]:
+        for step in steps[i % len(steps) :] + steps[: i % len(steps)]:
             step()
         mvc_fetch()
         if args.dvc:
             dvc_fetch()
-        print(f"small files round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
-              + f" (load average {os.getloadavg()[0]:.1f})", flush=True)
+        print(
+            f"small files round {i + 1}: "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v)
+            + f" (load average {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         if i > 0:
             server.drop(f"raw-small-{i}/")
             server.drop(f"dvc-{i}/")
@@ -399,11 +445,19 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
         small["ratio_vs_dvc"] = small["mvc_push"] / small["dvc_push"]
         small["fetch_ratio_vs_dvc"] = small["mvc_fetch"] / small["dvc_fetch"]
     results["small"] = small
-    print(f"{nsmall} x 4 KiB (medians): mvc push {small['mvc_push']:.2f} s ({requests['mvc']} requests), raw s3fs "
-          f"put {small['raw_put']:.2f} s" + (f", dvc push {small['dvc_push']:.2f} s ({requests['dvc']} requests); "
-                                           f"mvc = {small['ratio_vs_dvc']:.2f} x DVC" if args.dvc else "")
-          + f"; mvc fetch {small['mvc_fetch']:.2f} s"
-          + (f", dvc fetch {small['dvc_fetch']:.2f} s" if args.dvc else ""), flush=True)
+    print(
+        f"{nsmall} x 4 KiB (medians): mvc push {small['mvc_push']:.2f} s ({requests['mvc']} requests), raw s3fs "
+        f"put {small['raw_put']:.2f} s"
+        + (
+            f", dvc push {small['dvc_push']:.2f} s ({requests['dvc']} requests); "
+            f"mvc = {small['ratio_vs_dvc']:.2f} x DVC"
+            if args.dvc
+            else ""
+        )
+        + f"; mvc fetch {small['mvc_fetch']:.2f} s"
+        + (f", dvc fetch {small['dvc_fetch']:.2f} s" if args.dvc else ""),
+        flush=True,
+    )
     run([*mvc, "remote", "modify", "s3", "url", f"s3://{BUCKET}/small-0"], small_repo, env)
 
     if not noop:
@@ -419,14 +473,23 @@ def small_case(args, base, env, mvc, raw, server, nsmall, nobjects, noop, result
     before = server.requests()
     noops = [run([*mvc, "push"], small_repo, env, expect="nothing to push") for _ in range(7)]
     asked = server.requests() - before
-    p = subprocess.run([*mvc[:1], "-X", "importtime", *mvc[1:], "push"], cwd=small_repo, env=env,
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [*mvc[:1], "-X", "importtime", *mvc[1:], "push"], cwd=small_repo, env=env, capture_output=True, text=True
+    )
     loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
     heavy = sorted(loaded & {"s3fs", "fsspec", "botocore", "aiobotocore", "pygit2"})
-    results["nothing_to_push"] = {"objects_on_remote": on_remote, "median": median(noops), "runs": noops,
-                                  "requests": asked, "heavy_imports": heavy}
-    print(f"nothing to push, {on_remote} objects on the remote: {median(noops):.3f} s (median of 7), "
-          f"{asked} requests, heavy imports: {heavy or 'none'}", flush=True)
+    results["nothing_to_push"] = {
+        "objects_on_remote": on_remote,
+        "median": median(noops),
+        "runs": noops,
+        "requests": asked,
+        "heavy_imports": heavy,
+    }
+    print(
+        f"nothing to push, {on_remote} objects on the remote: {median(noops):.3f} s (median of 7), "
+        f"{asked} requests, heavy imports: {heavy or 'none'}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ trees at other revisions and writing tags use pygit2, imported on first use.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mvc.errors import GitError, NotAGitRepo
 
@@ -35,8 +36,17 @@ def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int,
     try:
         # -C: posix_spawn cannot change directory; git -C behaves as if started there. SIGPIPE is
         # restored for git and what it runs (Python ignores it), as subprocess does.
-        pid = os.posix_spawnp("git", ["git", "-C", cwd, *args], os.environ, setsigdef=(SIGPIPE,), file_actions=[
-            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
+        pid = os.posix_spawnp(
+            "git",
+            ["git", "-C", cwd, *args],
+            os.environ,
+            setsigdef=(SIGPIPE,),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, in_r, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+        )
     except BaseException:
         for fd in (out_r, err_r, in_w):
             if fd >= 0:
@@ -66,7 +76,7 @@ def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int,
                         open_fds -= 1
                     continue
                 try:
-                    pending = pending[os.write(in_w, pending[:1 << 16]):]
+                    pending = pending[os.write(in_w, pending[: 1 << 16]) :]
                 except BlockingIOError:
                     continue
                 except BrokenPipeError:  # git stopped reading: its exit status tells why
@@ -128,8 +138,11 @@ class Git:
     def ls_pointers(self) -> list[str]:
         """Pointer files in the work tree, tracked or not-yet-added but not ignored (posix relpaths)."""
         out = self.run("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", POINTER_GLOB)
-        found = {p for p in out.decode("utf-8", "surrogateescape").split("\0")
-                 if p.endswith(".mvc") and os.path.isfile(os.path.join(self.root, p))}
+        found = {
+            p
+            for p in out.decode("utf-8", "surrogateescape").split("\0")
+            if p.endswith(".mvc") and os.path.isfile(os.path.join(self.root, p))
+        }
         return sorted(found)
 
     def tracked(self, relpaths: Iterable[str]) -> list[str]:
@@ -198,8 +211,19 @@ class Git:
     # -- registry: tags, history, blobs at a commit -----------------------------------------
     # One `git for-each-ref` reads loose and packed tags with their tag objects; it costs less than
     # importing pygit2. Fields end in NUL; the contents of a tag message cannot hold a NUL.
-    _TAG_FIELDS = ("refname", "objecttype", "objectname", "*objectname", "*objecttype", "taggername",
-                   "taggeremail", "taggerdate:raw", "*committerdate:raw", "contents", "contents:signature")
+    _TAG_FIELDS = (
+        "refname",
+        "objecttype",
+        "objectname",
+        "*objectname",
+        "*objecttype",
+        "taggername",
+        "taggeremail",
+        "taggerdate:raw",
+        "*committerdate:raw",
+        "contents",
+        "contents:signature",
+    )
 
     def tags(self) -> list[dict[str, Any]]:
         """Every tag: {name, annotated, target (what the ref or tag object points to), target_type,
@@ -211,8 +235,8 @@ class Git:
         n = len(self._TAG_FIELDS)
         found = []
         for i in range(0, len(fields) - n + 1, n):
-            ref, otype, oname, target, ttype, tagger, email, date, cdate, contents, sig = fields[i:i + n]
-            name = ref.lstrip("\n")[len("refs/tags/"):]
+            ref, otype, oname, target, ttype, tagger, email, date, cdate, contents, sig = fields[i : i + n]
+            name = ref.lstrip("\n")[len("refs/tags/") :]
             if otype != "tag":
                 found.append({"name": name, "annotated": False, "target": oname, "target_type": otype})
                 continue
@@ -225,10 +249,20 @@ class Git:
                 offset = sign * (int(tz[1:3]) * 60 + int(tz[3:5]))
             except ValueError:  # a tag object without a tagger line: GTO cannot order it either
                 time, offset = 0, 0
-            found.append({"name": name, "annotated": True, "target": target, "target_type": ttype,
-                          "tagger": tagger, "email": email.strip("<>"), "time": time, "offset": offset,
-                          "commit_time": int(cdate.partition(" ")[0]) if cdate[:1].isdigit() else 0,
-                          "message": contents})
+            found.append(
+                {
+                    "name": name,
+                    "annotated": True,
+                    "target": target,
+                    "target_type": ttype,
+                    "tagger": tagger,
+                    "email": email.strip("<>"),
+                    "time": time,
+                    "offset": offset,
+                    "commit_time": int(cdate.partition(" ")[0]) if cdate[:1].isdigit() else 0,
+                    "message": contents,
+                }
+            )
         return found
 
     def create_tag(self, name: str, target: str, message: str, *, time: int | None = None) -> bool:
@@ -243,9 +277,14 @@ class Git:
             sign = "-" if offset < 0 else "+"
             env["GIT_COMMITTER_DATE"] = f"{time} {sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}"
         try:
-            proc = subprocess.run(["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", "--", name, target],
-                                  cwd=self.root, input=message.encode(), env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            proc = subprocess.run(
+                ["git", "tag", "-a", "--cleanup=verbatim", "-F", "-", "--", name, target],
+                cwd=self.root,
+                input=message.encode(),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
         except FileNotFoundError:
             raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
         if proc.returncode == 0:
@@ -254,8 +293,10 @@ class Git:
         if "already exists" in err:
             return False
         if "tell me who you are" in err or "auto-detect" in err or "empty ident" in err:
-            raise GitError("git does not know who you are (the tagger of registry tags): run "
-                           "git config user.name 'Your Name' && git config user.email you@example.com")
+            raise GitError(
+                "git does not know who you are (the tagger of registry tags): run "
+                "git config user.name 'Your Name' && git config user.email you@example.com"
+            )
         lines = err.strip().splitlines()
         raise GitError(f"git tag {name} failed: {lines[-1] if lines else proc.returncode}")
 
@@ -266,9 +307,15 @@ class Git:
 
         start = self.resolve(rev)
         for c in self.repo.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME):
-            yield {"id": str(c.id), "parents": [str(p) for p in c.parent_ids], "author": c.author.name,
-                   "email": c.author.email, "time": c.author.time, "offset": c.author.offset,
-                   "message": c.message}
+            yield {
+                "id": str(c.id),
+                "parents": [str(p) for p in c.parent_ids],
+                "author": c.author.name,
+                "email": c.author.email,
+                "time": c.author.time,
+                "offset": c.author.offset,
+                "message": c.message,
+            }
 
     def blob_ids(self, commit: str, paths: Iterable[str]) -> dict[str, str | None]:
         """{path: id of the blob at path in commit's tree, or None (absent, a tree or a symlink)}."""
@@ -345,7 +392,7 @@ class Git:
             pos = nl + 1
             if len(header) == 3 and header[2].isdigit():
                 size = int(header[2])
-                found[name] = out[pos:pos + size]
+                found[name] = out[pos : pos + size]
                 pos += size + 1
             else:
                 found[name] = None
@@ -356,8 +403,10 @@ class Git:
             return []
         out = self.run("cat-file", "--batch-check", input=("\n".join(names) + "\n").encode("utf-8", "surrogateescape"))
         lines = out.decode("utf-8", "surrogateescape").split("\n")
-        return [parts if len(parts) == 3 and parts[2].isdigit() else None
-                for parts in (line.rsplit(" ", 2) for line in lines[:len(names)])]
+        return [
+            parts if len(parts) == 3 and parts[2].isdigit() else None
+            for parts in (line.rsplit(" ", 2) for line in lines[: len(names)])
+        ]
 
     def object_sizes(self, ids: Iterable[str]) -> dict[str, int | None]:
         """{object id: size in bytes, or None if missing}, in one ``git cat-file``."""
@@ -373,8 +422,9 @@ class Git:
         """The first n bytes of a blob, without reading the rest of it."""
         import subprocess  # here, not at the top: see _run_git
 
-        proc = subprocess.Popen(["git", "cat-file", "blob", blob_id], cwd=self.root,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["git", "cat-file", "blob", blob_id], cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
         try:
             assert proc.stdout is not None
             return proc.stdout.read(n)
@@ -385,8 +435,14 @@ class Git:
     def remote_names(self) -> set[str]:
         return set(self.run("remote").decode("utf-8", "surrogateescape").split())
 
-    def rev_list(self, include: Iterable[str], exclude: Iterable[str] = (), *, not_remotes: str | None = None,
-                 paths: Iterable[str] = ()) -> list[str]:
+    def rev_list(
+        self,
+        include: Iterable[str],
+        exclude: Iterable[str] = (),
+        *,
+        not_remotes: str | None = None,
+        paths: Iterable[str] = (),
+    ) -> list[str]:
         """Commits reachable from include but not from exclude nor the refs of git remote not_remotes,
         limited to those touching paths (with --full-history: merged side branches count), newest first."""
         args = ["rev-list", "--full-history", *include, "--not", *exclude]
@@ -402,8 +458,10 @@ class Git:
         (None: the work tree). Renames show as delete + add."""
         out = self.run("diff", "--name-status", "-z", "--no-renames", a, *([b] if b else []), "--", pathspec)
         fields = out.split(b"\0")
-        return [(fields[i].decode()[:1], fields[i + 1].decode("utf-8", "surrogateescape"))
-                for i in range(0, len(fields) - 1, 2)]
+        return [
+            (fields[i].decode()[:1], fields[i + 1].decode("utf-8", "surrogateescape"))
+            for i in range(0, len(fields) - 1, 2)
+        ]
 
     # -- remotes: which commits a push or fetch covers, and their pointers (issue 3) -----------
     def ref_commits(self, prefix: str) -> dict[str, str]:
@@ -415,8 +473,11 @@ class Git:
             return {}
         query = "".join(f"{r}^{{commit}}\n" for r in refs).encode("utf-8", "surrogateescape")
         lines = self.run("cat-file", "--batch-check=%(objectname) %(objecttype)", input=query).decode().split("\n")
-        return {r[len(prefix.rstrip("/")) + 1:]: line.split(" ")[0]
-                for r, line in zip(refs, lines) if line.endswith(" commit")}
+        return {
+            r[len(prefix.rstrip("/")) + 1 :]: line.split(" ")[0]
+            for r, line in zip(refs, lines)
+            if line.endswith(" commit")
+        }
 
     def all_commits(self) -> list[str]:
         """Every commit reachable from a branch, tag or other ref (``git rev-list --all``)."""
@@ -441,8 +502,12 @@ class Git:
                 path = prefix + entry.name
                 if entry.type_str == "tree":
                     walk(self.repo[entry.id], path + "/", commit)
-                elif (entry.type_str == "blob" and path.endswith(".mvc") and entry.filemode != pygit2.GIT_FILEMODE_LINK
-                      and str(entry.id) not in found):
+                elif (
+                    entry.type_str == "blob"
+                    and path.endswith(".mvc")
+                    and entry.filemode != pygit2.GIT_FILEMODE_LINK
+                    and str(entry.id) not in found
+                ):
                     found[str(entry.id)] = (commit, path, self.repo[entry.id].data)
 
         for commit in commits:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Protocol, TextIO
+from collections.abc import Callable
+from typing import Protocol, TextIO
 
 
 class Bar(Protocol):
@@ -71,8 +72,10 @@ class TerminalBar:
             objects = f" {self.objects}/{self.total_objects} objects"
             if self.objects:  # ETA from objects when bytes say little (tiny files)
                 eta = max(eta, elapsed * (self.total_objects - self.objects) / self.objects)
-        self.stream.write(f"\r{self.desc}:{objects} {pct:5.1f}% {_human(self.done)}/{_human(self.total)} "
-                          f"{_human(rate)}/s ETA {eta:4.0f}s\x1b[K")
+        self.stream.write(
+            f"\r{self.desc}:{objects} {pct:5.1f}% {_human(self.done)}/{_human(self.total)} "
+            f"{_human(rate)}/s ETA {eta:4.0f}s\x1b[K"
+        )
         self.stream.flush()
 
     def close(self) -> None:

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import git, make_file
 
 MVC = [sys.executable, "-m", "mvc"]
@@ -86,7 +85,7 @@ def read_stored(backend, rel: str) -> bytes:
     for name in pack.names_in(rels):
         for e in pack.parse_index(backend.read(pack.index_rel(name)), name):
             if rel_of(e.oid) == rel:
-                return backend.read(pack.pack_rel(name))[e.offset:e.offset + e.size]
+                return backend.read(pack.pack_rel(name))[e.offset : e.offset + e.size]
     raise KeyError(rel)
 
 
@@ -123,8 +122,15 @@ class RemoteSuite:
     # -- round trips ------------------------------------------------------------------------------
     def test_round_trip_files_and_directories(self, repo, mvc_cli, origin):
         make_models(repo)
-        before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
-                  and ".mvc" not in p.parts and p.suffix != ".mvc" and p.name != ".gitignore"}
+        before = {
+            p: p.read_bytes()
+            for p in repo.rglob("*")
+            if p.is_file()
+            and ".git" not in p.parts
+            and ".mvc" not in p.parts
+            and p.suffix != ".mvc"
+            and p.name != ".gitignore"
+        }
         mvc_cli("add", "model.bin", "data")
         git(repo, "commit", "-q", "-m", "models")
         out = mvc_cli("push").output
@@ -243,9 +249,16 @@ class RemoteSuite:
             # nothing may reach the store: it is gone (server stopped, directory moved away)
             assert "nothing to push" in mvc_cli("push").output
             proc = subprocess.run(
-                [sys.executable, "-c", "import sys, mvc.api.remote as r; r.push();"
-                 "print(sorted(m for m in ('s3fs', 'fsspec', 'botocore') if m in sys.modules))"],
-                cwd=repo, capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys, mvc.api.remote as r; r.push();"
+                    "print(sorted(m for m in ('s3fs', 'fsspec', 'botocore') if m in sys.modules))",
+                ],
+                cwd=repo,
+                capture_output=True,
+                text=True,
+            )
             assert proc.returncode == 0, proc.stderr
             assert proc.stdout.strip() == "[]"
         finally:
@@ -416,8 +429,9 @@ class RemoteSuite:
             make_file(repo / "many" / f"f{i:03d}", 1024, seed=4000 + i)
         mvc_cli("add", "many")
         mvc_cli("remote", "modify", "origin", "packs", "false")
-        proc = subprocess.Popen([*MVC, "push", "-j", "1"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [*MVC, "push", "-j", "1"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 60
         while len(stored(origin)) < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -438,8 +452,10 @@ class RemoteSuite:
             make_file(repo / "many" / f"f{i:03d}", 2048, seed=3000 + i)
         make_file(repo / "model.bin", 200_000, seed=5)
         mvc_cli("add", "many", "model.bin")
-        procs = [subprocess.Popen([*MVC, "push", "-q"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen([*MVC, "push", "-q"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         for p in procs:
             out, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
@@ -461,8 +477,12 @@ class RemoteSuite:
         assert f"pushed {len(want)} objects" in out
         rels = origin.rels()
         names = pack.names_in(rels)
-        assert len(names) == 1 and rels == {pack.pack_rel(*names), pack.index_rel(*names),
-                                            rel_of(oid_of((repo / "big.bin").read_bytes())), stoppable_manifest(repo)}
+        assert len(names) == 1 and rels == {
+            pack.pack_rel(*names),
+            pack.index_rel(*names),
+            rel_of(oid_of((repo / "big.bin").read_bytes())),
+            stoppable_manifest(repo),
+        }
         (name,) = names
         assert oid_of(origin.read(pack.pack_rel(name))) == f"xxh128:{name}"  # named by its content
         assert stored(origin) == want
@@ -516,8 +536,11 @@ class RemoteSuite:
         from mvc.objects import pack
 
         name = push_one_pack(repo, mvc_cli, origin)
-        for garbage in (b"not an index\n", pack.INDEX_HEADER + b"xxh128:00 0 -1\n",
-                        pack.INDEX_HEADER + b"../../etc/passwd 0 4\n"):
+        for garbage in (
+            b"not an index\n",
+            pack.INDEX_HEADER + b"xxh128:00 0 -1\n",
+            pack.INDEX_HEADER + b"../../etc/passwd 0 4\n",
+        ):
             origin.write(pack.index_rel(name), garbage)
             drop_cache(repo)
             (repo / ".mvc" / "remotes.db").unlink()
@@ -601,8 +624,9 @@ class RemoteSuite:
         want = expected_objects(repo)
         proc = subprocess.Popen([*MVC, "push", "-j", "1"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while (not any(r.endswith(".pack") for r in origin.rels()) and proc.poll() is None
-               and time.monotonic() < deadline):
+        while (
+            not any(r.endswith(".pack") for r in origin.rels()) and proc.poll() is None and time.monotonic() < deadline
+        ):
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
@@ -649,8 +673,13 @@ class RemoteSuite:
         assert mvc_cli("status", "-r", "origin").output.splitlines() == ["data: up to date", "model.bin: up to date"]
         drop_cache(repo)
         rows = {r["path"]: r for r in json.loads(mvc_cli("status", "-r", "origin", "--json").output)}
-        assert rows["model.bin"]["remote"] == {"path": "model.bin", "remote": "origin", "not_pushed": 0,
-                                               "not_fetched": 1, "missing": 0}
+        assert rows["model.bin"]["remote"] == {
+            "path": "model.bin",
+            "remote": "origin",
+            "not_pushed": 0,
+            "not_fetched": 1,
+            "missing": 0,
+        }
         assert "not fetched from origin" in mvc_cli("status", "-r", "origin").output
 
 
@@ -662,8 +691,10 @@ def configure(mvc_cli, backend, name: str) -> None:
 
 def make_smalls(repo: Path, n: int) -> dict[Path, bytes]:
     """many/ with n small files of different sizes: {path: bytes}."""
-    return {p: p.read_bytes() for p in (make_file(repo / "many" / f"s{i:03d}.bin", 1000 + 37 * i, seed=500 + i)
-                                        for i in range(n))}
+    return {
+        p: p.read_bytes()
+        for p in (make_file(repo / "many" / f"s{i:03d}.bin", 1000 + 37 * i, seed=500 + i) for i in range(n))
+    }
 
 
 def push_one_pack(repo: Path, mvc_cli, backend) -> str:
@@ -700,8 +731,11 @@ class LocalBackend:
         self.options: dict[str, str] = {}
 
     def rels(self) -> set[str]:
-        return {p.relative_to(self.root).as_posix() for p in self.root.rglob("*")
-                if p.is_file() and p.relative_to(self.root).parts[0] != "tmp"}
+        return {
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.is_file() and p.relative_to(self.root).parts[0] != "tmp"
+        }
 
     def read(self, rel: str) -> bytes:
         return (self.root / rel).read_bytes()
@@ -757,7 +791,7 @@ class S3Backend:
     def rels(self) -> set[str]:
         found = set()
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + "/"):
-            found |= {o["Key"][len(self.prefix) + 1:] for o in page.get("Contents", [])}
+            found |= {o["Key"][len(self.prefix) + 1 :] for o in page.get("Contents", [])}
         return found
 
     def read(self, rel: str) -> bytes:

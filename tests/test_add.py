@@ -83,8 +83,9 @@ def test_add_in_subdirectory_uses_the_gitignore_beside_it(repo, mvc_cli, monkeyp
     assert staged(repo) == ["models/churn/.gitignore", "models/churn/model.bin.mvc"]
 
 
-@pytest.mark.parametrize("name", ["my model [v1].bin", "#weights", "!important", "star*.bin", "ünï cødé.bin",
-                                  "trailing "])
+@pytest.mark.parametrize(
+    "name", ["my model [v1].bin", "#weights", "!important", "star*.bin", "ünï cødé.bin", "trailing "]
+)
 def test_awkward_names_are_ignored_exactly(repo, mvc_cli, name):
     make_file(repo / name, 10)
     make_file(repo / "my model 1.bin", 10)  # would match a bracket pattern written unescaped
@@ -135,11 +136,37 @@ def test_add_absolute_path_inside_repo(repo, mvc_cli):
 
 def test_meta_values_are_typed(repo, mvc_cli):
     make_file(repo / "m.bin", 10)
-    mvc_cli("add", "m.bin", "--meta", "accuracy=0.93", "-m", "epochs=12", "-m", "final=true",
-            "-m", "name=churn v2", "-m", "eq=a=b", "-m", "nan=nan", "-m", "lr=1e-3", "-m", "neg=-4")
+    mvc_cli(
+        "add",
+        "m.bin",
+        "--meta",
+        "accuracy=0.93",
+        "-m",
+        "epochs=12",
+        "-m",
+        "final=true",
+        "-m",
+        "name=churn v2",
+        "-m",
+        "eq=a=b",
+        "-m",
+        "nan=nan",
+        "-m",
+        "lr=1e-3",
+        "-m",
+        "neg=-4",
+    )
     meta = ptrfmt.loads((repo / "m.bin.mvc").read_bytes()).meta
-    assert meta == {"accuracy": 0.93, "epochs": 12, "final": True, "name": "churn v2", "eq": "a=b", "nan": "nan",
-                    "lr": 0.001, "neg": -4}
+    assert meta == {
+        "accuracy": 0.93,
+        "epochs": 12,
+        "final": True,
+        "name": "churn v2",
+        "eq": "a=b",
+        "nan": "nan",
+        "lr": 0.001,
+        "neg": -4,
+    }
     assert isinstance(meta["accuracy"], float) and isinstance(meta["epochs"], int)
 
 

@@ -71,8 +71,16 @@ def oid_at(path: Path) -> str:
     return ptrfmt.loads(path.with_name(path.name + ".mvc").read_bytes()).oid
 
 
-ALL_COMMANDS = [("init",), ("add", "m.bin"), ("status",), ("checkout",), ("get", "m.bin", "-o", "out.bin"), ("ls",),
-                ("unprotect", "m.bin"), ("config", "cache.type")]
+ALL_COMMANDS = [
+    ("init",),
+    ("add", "m.bin"),
+    ("status",),
+    ("checkout",),
+    ("get", "m.bin", "-o", "out.bin"),
+    ("ls",),
+    ("unprotect", "m.bin"),
+    ("config", "cache.type"),
+]
 
 
 # -- where mvc runs -------------------------------------------------------------------------------
@@ -112,8 +120,9 @@ def tracked(repo, mvc_cli):
     return repo
 
 
-@pytest.mark.parametrize("cmd", [("add",), ("status",), ("checkout",), ("unprotect",), ("get", "-o", "o.bin")],
-                         ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    "cmd", [("add",), ("status",), ("checkout",), ("unprotect",), ("get", "-o", "o.bin")], ids=lambda c: c[0]
+)
 @pytest.mark.parametrize("where", ["relative", "absolute", "sibling"])
 def test_path_outside_the_repo(tracked, tmp_path, mvc_error, cmd, where):
     outside = make_file(tmp_path / "outside.bin", 10)
@@ -125,13 +134,16 @@ def test_path_outside_the_repo(tracked, tmp_path, mvc_error, cmd, where):
     assert not (tmp_path / "outside.bin.mvc").exists()
 
 
-@pytest.mark.parametrize("path, words", [
-    (".git/config", (".git/", "another path")),
-    (".mvc/config.toml", (".mvc/", "another path")),
-    (".", ("repository root",)),
-    ("m.bin.mvc", ("pointer file", "m.bin")),
-    ("d/a.bin", ("inside d", "re-add d")),
-])
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        (".git/config", (".git/", "another path")),
+        (".mvc/config.toml", (".mvc/", "another path")),
+        (".", ("repository root",)),
+        ("m.bin.mvc", ("pointer file", "m.bin")),
+        ("d/a.bin", ("inside d", "re-add d")),
+    ],
+)
 def test_paths_mvc_will_not_track(tracked, mvc_error, path, words):
     before = snapshot(tracked)
     mvc_error("add", path, words=words)
@@ -164,8 +176,12 @@ def test_missing_path(repo, mvc_error, args):
 
 def test_missing_path_for_other_commands(tracked, mvc_error):
     before = snapshot(tracked)
-    for args in (("status", "nope.bin"), ("checkout", "nope.bin"), ("unprotect", "nope.bin"),
-                 ("get", "nope.bin", "-o", "o.bin")):
+    for args in (
+        ("status", "nope.bin"),
+        ("checkout", "nope.bin"),
+        ("unprotect", "nope.bin"),
+        ("get", "nope.bin", "-o", "o.bin"),
+    ):
         mvc_error(*args, words=("nope.bin", "not tracked", "mvc add nope.bin"))
     assert snapshot(tracked) == before
 
@@ -261,8 +277,9 @@ def _unprivileged_repo(base: Path, user: dict):
     home = base / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = T\n\temail = t@example.com\n[init]\n\tdefaultBranch = main\n")
-    env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"))
+    env = dict(
+        os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_GLOBAL=str(home / ".gitconfig")
+    )
     root = base / "repo"
     root.mkdir()
     python = _interpreter(env, user)
@@ -274,8 +291,7 @@ def _unprivileged_repo(base: Path, user: dict):
             for dirpath, dirnames, filenames in os.walk(base):
                 for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
                     os.lchown(name, NOBODY, NOBODY)
-        return subprocess.run([python, "-m", "mvc", *args], cwd=root, env=env, capture_output=True, text=True,
-                              **user)
+        return subprocess.run([python, "-m", "mvc", *args], cwd=root, env=env, capture_output=True, text=True, **user)
 
     subprocess.run(["git", "init", "-q"], cwd=root, env=env, check=True)
     assert run("init").returncode == 0
@@ -309,11 +325,17 @@ def _interpreter(env: dict, user: dict) -> str | None:
     if bool(user) in _INTERPRETERS:
         return _INTERPRETERS[bool(user)]
     name = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    for cand in dict.fromkeys([sys.executable, os.path.realpath(sys.executable), f"/usr/bin/{name}",
-                               f"/usr/local/bin/{name}"]):
+    for cand in dict.fromkeys(
+        [sys.executable, os.path.realpath(sys.executable), f"/usr/bin/{name}", f"/usr/local/bin/{name}"]
+    ):
         try:
-            probe = subprocess.run([cand, "-c", "import mvc.cli, mvc.api.workspace, pygit2, xxhash, tomli_w"],
-                                   cwd="/", env=env, capture_output=True, **user)
+            probe = subprocess.run(
+                [cand, "-c", "import mvc.cli, mvc.api.workspace, pygit2, xxhash, tomli_w"],
+                cwd="/",
+                env=env,
+                capture_output=True,
+                **user,
+            )
         except OSError:
             continue
         if probe.returncode == 0:
@@ -378,9 +400,16 @@ def test_pointer_reached_through_a_symlinked_directory(repo, mvc_cli, mvc_error,
     (outside / "m.bin").unlink()
     (repo / "sub").symlink_to(outside, target_is_directory=True)
     before, before_out = snapshot(repo), snapshot(outside)
-    for args in (("checkout",), ("checkout", "--force"), ("checkout", "--rev", "HEAD"), ("status",), ("ls",),
-                 ("get", "sub/m.bin", "-o", str(tmp_path / "o.bin")), ("add", "sub/m.bin"),
-                 ("unprotect", "sub/m.bin")):
+    for args in (
+        ("checkout",),
+        ("checkout", "--force"),
+        ("checkout", "--rev", "HEAD"),
+        ("status",),
+        ("ls",),
+        ("get", "sub/m.bin", "-o", str(tmp_path / "o.bin")),
+        ("add", "sub/m.bin"),
+        ("unprotect", "sub/m.bin"),
+    ):
         mvc_error(*args, words=("outside the repository through a symlink",))
     assert not (outside / "m.bin").exists() and not (tmp_path / "o.bin").exists()
     assert snapshot(repo) == before and snapshot(outside) == before_out
@@ -406,8 +435,14 @@ def test_manifest_entry_escaping_the_directory(repo, mvc_cli, mvc_error, tmp_pat
     git(repo, "add", "d.mvc")
     git(repo, "commit", "-q", "-m", "hostile")
     before = snapshot(repo)
-    for args in (("checkout",), ("checkout", "d", "--force"), ("checkout", "--rev", "HEAD"), ("status",),
-                 ("get", "d", "-o", str(tmp_path / "out" / "d")), ("get", "d", "--rev", "HEAD", "-o", "o")):
+    for args in (
+        ("checkout",),
+        ("checkout", "d", "--force"),
+        ("checkout", "--rev", "HEAD"),
+        ("status",),
+        ("get", "d", "-o", str(tmp_path / "out" / "d")),
+        ("get", "d", "--rev", "HEAD", "-o", "o"),
+    ):
         mvc_error(*args, words=(moid, "invalid", "re-add the directory"))
     assert not target.exists() and not (repo / "evil.bin").exists() and not (repo.parent / "evil.bin").exists()
     assert not (repo / "d").exists() and not (tmp_path / "out" / "d").exists() and not (repo / "o").exists()
@@ -452,8 +487,14 @@ def test_pointer_file_that_is_a_symlink(tracked, mvc_error, tmp_path):
     (tracked / "m.bin.mvc").symlink_to(real)
     (tracked / "m.bin").unlink()
     before = snapshot(tracked)
-    for args in (("status",), ("checkout",), ("checkout", "m.bin"), ("ls",), ("get", "m.bin", "-o", "o.bin"),
-                 ("add", "m.bin")):
+    for args in (
+        ("status",),
+        ("checkout",),
+        ("checkout", "m.bin"),
+        ("ls",),
+        ("get", "m.bin", "-o", "o.bin"),
+        ("add", "m.bin"),
+    ):
         if args[0] == "add":
             make_file(tracked / "m.bin", 10, seed=5)
             before = snapshot(tracked)
@@ -466,12 +507,18 @@ def test_pointer_file_that_is_a_symlink(tracked, mvc_error, tmp_path):
 GARBAGE = {
     "garbage TOML": (b"this is [[ not toml", ("not a valid pointer file", "git checkout -- m.bin.mvc")),
     "binary": (b"\x00\xff\xfe\x00garbage", ("not a valid pointer file", "git checkout -- m.bin.mvc")),
-    "newer format": (b'format = 2\nkind = "file"\noid = "xxh128:' + b"0" * 32 + b'"\nsize = 1\n',
-                     ("format 2", "upgrade mvc")),
-    "unknown format": (b'format = "one"\nkind = "file"\noid = "xxh128:' + b"0" * 32 + b'"\nsize = 1\n',
-                       ("unknown pointer format", "git checkout -- m.bin.mvc")),
-    "no format": (b'kind = "file"\noid = "xxh128:' + b"0" * 32 + b'"\nsize = 1\n',
-                  ("missing or unknown pointer format", "git checkout -- m.bin.mvc")),
+    "newer format": (
+        b'format = 2\nkind = "file"\noid = "xxh128:' + b"0" * 32 + b'"\nsize = 1\n',
+        ("format 2", "upgrade mvc"),
+    ),
+    "unknown format": (
+        b'format = "one"\nkind = "file"\noid = "xxh128:' + b"0" * 32 + b'"\nsize = 1\n',
+        ("unknown pointer format", "git checkout -- m.bin.mvc"),
+    ),
+    "no format": (
+        b'kind = "file"\noid = "xxh128:' + b"0" * 32 + b'"\nsize = 1\n',
+        ("missing or unknown pointer format", "git checkout -- m.bin.mvc"),
+    ),
     "bad oid": (b'format = 1\nkind = "file"\noid = "md5:abc"\nsize = 1\n', ("bad oid", "git checkout -- m.bin.mvc")),
 }
 
@@ -621,8 +668,7 @@ def test_following_the_git_rm_advice_works(repo, mvc_cli, mvc_error):
     mvc_error("add", "m.bin", words=("git rm --cached m.bin",))
     git(repo, "rm", "-q", "--cached", "m.bin")
     mvc_cli("add", "m.bin")
-    assert git(repo, "diff", "--cached", "--name-status").split() == ["A", ".gitignore", "D", "m.bin", "A",
-                                                                      "m.bin.mvc"]
+    assert git(repo, "diff", "--cached", "--name-status").split() == ["A", ".gitignore", "D", "m.bin", "A", "m.bin.mvc"]
 
 
 # -- disk full while adding -----------------------------------------------------------------------
@@ -640,7 +686,7 @@ def test_disk_full_while_adding(repo, size, target):
         make_file(repo / "d" / "small.bin", 100, seed=4)
     data = big.read_bytes()
     before = snapshot(repo)
-    proc = run_mvc("add", target == "dir" and "d" or "big.bin", cwd=repo, preexec_fn=small_disk)
+    proc = run_mvc("add", (target == "dir" and "d") or "big.bin", cwd=repo, preexec_fn=small_disk)
     assert_one_line(proc, "no space left", "free some space")
     assert big.read_bytes() == data
     assert snapshot(repo) == before
@@ -649,7 +695,7 @@ def test_disk_full_while_adding(repo, size, target):
     objects = repo / ".mvc" / "cache" / "objects"
     assert not any(p.stat().st_size == size for p in objects.glob("*/*"))
     # with room again, the same command succeeds
-    assert run_mvc("add", target == "dir" and "d" or "big.bin", cwd=repo).returncode == 0
+    assert run_mvc("add", (target == "dir" and "d") or "big.bin", cwd=repo).returncode == 0
 
 
 @pytest.mark.parametrize("case", ["restore", "force over unsaved work"])

@@ -36,17 +36,25 @@ def history(repo, mvc_cli):
     git(repo, "commit", "-q", "-m", "v1")
     git(repo, "tag", "v1")
     git(repo, "branch", "old")
-    v1 = {"model.bin": (repo / "model.bin").read_bytes(), "model": files_under(repo / "model"),
-          "model.bin.mvc": (repo / "model.bin.mvc").read_bytes(), "model.mvc": (repo / "model.mvc").read_bytes(),
-          "sha": git(repo, "rev-parse", "HEAD").strip()}
+    v1 = {
+        "model.bin": (repo / "model.bin").read_bytes(),
+        "model": files_under(repo / "model"),
+        "model.bin.mvc": (repo / "model.bin.mvc").read_bytes(),
+        "model.mvc": (repo / "model.mvc").read_bytes(),
+        "sha": git(repo, "rev-parse", "HEAD").strip(),
+    }
     make_file(repo / "model.bin", 4000, seed=4)
     make_file(repo / "model" / "a.bin", 600, seed=5)
     (repo / "model" / "sub" / "b.bin").unlink()
     make_file(repo / "model" / "c.bin", 700, seed=6)
     mvc_cli("add", "model.bin", "model")
     git(repo, "commit", "-q", "-m", "v2")
-    v2 = {"model.bin": (repo / "model.bin").read_bytes(), "model": files_under(repo / "model"),
-          "model.bin.mvc": (repo / "model.bin.mvc").read_bytes(), "model.mvc": (repo / "model.mvc").read_bytes()}
+    v2 = {
+        "model.bin": (repo / "model.bin").read_bytes(),
+        "model": files_under(repo / "model"),
+        "model.bin.mvc": (repo / "model.bin.mvc").read_bytes(),
+        "model.mvc": (repo / "model.mvc").read_bytes(),
+    }
     return repo, v1, v2
 
 
@@ -62,9 +70,12 @@ def test_restores_missing_file_and_directory(history, mvc_cli):
     (repo / "model.bin").unlink()
     shutil.rmtree(repo / "model")
     out = mvc_cli("checkout").stdout
-    assert sorted(out.splitlines()) == sorted([
-        f"restored model.bin ({ptrfmt.loads(v2['model.bin.mvc']).oid[7:19]})",
-        f"restored model ({ptrfmt.loads(v2['model.mvc']).oid[7:19]})"])
+    assert sorted(out.splitlines()) == sorted(
+        [
+            f"restored model.bin ({ptrfmt.loads(v2['model.bin.mvc']).oid[7:19]})",
+            f"restored model ({ptrfmt.loads(v2['model.mvc']).oid[7:19]})",
+        ]
+    )
     assert_at(repo, v2)
     assert mvc_cli("status").stdout == "model.bin: up to date\nmodel: up to date\n"
     assert mvc_cli("checkout").stdout == ""  # nothing left to do
@@ -276,7 +287,7 @@ def test_object_missing_from_cache(history, mvc_error):
 
 def test_rev_refuses_pointer_with_unstaged_changes(history, mvc_cli, mvc_error):
     repo, v1, _ = history
-    edited = (repo / "model.bin.mvc").read_text() + "\n[meta]\nnote = \"hand edit\"\n"
+    edited = (repo / "model.bin.mvc").read_text() + '\n[meta]\nnote = "hand edit"\n'
     (repo / "model.bin.mvc").write_text(edited)
     mvc_error("checkout", "--rev", "v1", words=("model.bin.mvc", "git add", "--force"))
     assert (repo / "model.bin.mvc").read_text() == edited

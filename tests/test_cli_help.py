@@ -51,8 +51,8 @@ def sections() -> dict[str, str]:
     heads = list(re.finditer(r"^(#{2,4}) mvc ([a-z][a-z0-9 -]*?)\s*$", text, re.M))
     for i, m in enumerate(heads):
         level = len(m.group(1))
-        end = next((h.start() for h in heads[i + 1:] if len(h.group(1)) <= level), len(text))
-        found[m.group(2)] = text[m.end():end]
+        end = next((h.start() for h in heads[i + 1 :] if len(h.group(1)) <= level), len(text))
+        found[m.group(2)] = text[m.end() : end]
     return found
 
 
@@ -90,8 +90,9 @@ def test_documented_in_cli_md(name, cmd):
     for param in cmd.params:
         if isinstance(param, click.Option) and "--help" not in param.opts:
             flag = max(param.opts, key=len)
-            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", body), \
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", body), (
                 f"docs/cli.md: the section of mvc {name} does not mention its option {flag}"
+            )
 
 
 def test_cli_md_documents_no_command_that_does_not_exist():

@@ -73,8 +73,13 @@ def test_mvc_gitignore_keeps_local_state_out_of_git(repo, mvc_cli):
     mvc_cli("config", "cache.type", "copy", "--local")
     mvc_dir = repo / ".mvc"
     assert (mvc_dir / "cache" / "objects").is_dir() and (mvc_dir / "state.db").is_file()
-    for path in (".mvc/cache", ".mvc/cache/objects/ab/cdef", ".mvc/state.db", ".mvc/config.local.toml",
-                 ".mvc/cache/tmp/x.tmp"):
+    for path in (
+        ".mvc/cache",
+        ".mvc/cache/objects/ab/cdef",
+        ".mvc/state.db",
+        ".mvc/config.local.toml",
+        ".mvc/cache/tmp/x.tmp",
+    ):
         assert ignored(repo, path), path
     for path in (".mvc/config.toml", ".mvc/.gitignore"):
         assert not ignored(repo, path), path
@@ -143,8 +148,16 @@ def test_relative_cache_dir_is_relative_to_mvc_dir(repo, mvc_cli):
     assert (repo.parent / "elsewhere" / "objects").is_dir()
 
 
-@pytest.mark.parametrize("key", ["remote.origin.secret_access_key", "remote.s3.password", "remote.x.token",
-                                 "remote.x.access_key_id", "remote.x.API_KEY"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "remote.origin.secret_access_key",
+        "remote.s3.password",
+        "remote.x.token",
+        "remote.x.access_key_id",
+        "remote.x.API_KEY",
+    ],
+)
 def test_secret_like_key_refused_in_committed_file(repo, mvc_cli, mvc_error, key):
     config = repo / ".mvc" / "config.toml"
     before = config.read_bytes()
@@ -156,15 +169,18 @@ def test_secret_like_key_refused_in_committed_file(repo, mvc_cli, mvc_error, key
     assert b"hunter2" in (repo / ".mvc" / "config.local.toml").read_bytes()
 
 
-@pytest.mark.parametrize("args, words", [
-    (("cache.type", "foo"), ("cache.type", "reflink")),
-    (("cache.type", ","), ("cache.type",)),
-    (("cache.dir", ""), ("cache.dir",)),
-    (("core.fsync", "maybe"), ("true or false",)),
-    (("nope.x", "1"), ("unknown config key", "cache.type")),
-    (("cache.type", "copy", "--unset"), ("--unset",)),
-    (("remote.x.url",), ("not set", "mvc config remote.x.url VALUE")),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("cache.type", "foo"), ("cache.type", "reflink")),
+        (("cache.type", ","), ("cache.type",)),
+        (("cache.dir", ""), ("cache.dir",)),
+        (("core.fsync", "maybe"), ("true or false",)),
+        (("nope.x", "1"), ("unknown config key", "cache.type")),
+        (("cache.type", "copy", "--unset"), ("--unset",)),
+        (("remote.x.url",), ("not set", "mvc config remote.x.url VALUE")),
+    ],
+)
 def test_bad_config_is_refused_and_not_written(repo, mvc_cli, mvc_error, args, words):
     config = repo / ".mvc" / "config.toml"
     before = config.read_bytes()

@@ -18,8 +18,11 @@ def files_under(d) -> dict[str, bytes]:
 
 def snapshot(repo) -> dict[str, bytes]:
     """Every file of the work tree (not .git or the cache), to prove a command left it alone."""
-    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
-            if p.is_file() and ".git" not in p.parts and "cache" not in p.parts and p.name != "state.db"}
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*"))
+        if p.is_file() and ".git" not in p.parts and "cache" not in p.parts and p.name != "state.db"
+    }
 
 
 @pytest.fixture
@@ -30,9 +33,12 @@ def history(repo, mvc_cli):
     mvc_cli("add", "model.bin", "model", "-m", "accuracy=0.8")
     git(repo, "commit", "-q", "-m", "v1")
     git(repo, "tag", "v1")
-    v1 = {"model.bin": (repo / "model.bin").read_bytes(), "model": files_under(repo / "model"),
-          "file": ptrfmt.loads((repo / "model.bin.mvc").read_bytes()),
-          "dir": ptrfmt.loads((repo / "model.mvc").read_bytes())}
+    v1 = {
+        "model.bin": (repo / "model.bin").read_bytes(),
+        "model": files_under(repo / "model"),
+        "file": ptrfmt.loads((repo / "model.bin.mvc").read_bytes()),
+        "dir": ptrfmt.loads((repo / "model.mvc").read_bytes()),
+    }
     make_file(repo / "model.bin", 4000, seed=4)
     make_file(repo / "model" / "a.bin", 600, seed=5)
     make_file(repo / "extra.bin", 10, seed=6)
@@ -129,8 +135,13 @@ def test_get_needs_out(history, mvc_cli):
 def test_get_python_api(history, tmp_path):
     repo, v1 = history
     res = mvc.get("model.bin", str(tmp_path / "a.bin"), rev="v1")
-    assert res == {"path": "model.bin", "out": str(tmp_path / "a.bin"), "kind": "file", "oid": v1["file"].oid,
-                   "size": 3000}
+    assert res == {
+        "path": "model.bin",
+        "out": str(tmp_path / "a.bin"),
+        "kind": "file",
+        "oid": v1["file"].oid,
+        "size": 3000,
+    }
 
 
 # -- ls -----------------------------------------------------------------------------------------
@@ -139,8 +150,10 @@ def test_ls_text(history, mvc_cli):
     rows = [line.split() for line in mvc_cli("ls").stdout.splitlines()]
     assert [(r[0], r[-1]) for r in rows] == [("file", "extra.bin"), ("file", "model.bin"), ("dir", "model")]
     out = mvc_cli("ls", "--rev", "v1").stdout.splitlines()
-    assert out == [f"file     2.9 KiB  {v1['file'].oid[7:19]}  model.bin",
-                   f"dir        520 B  {v1['dir'].oid[7:19]}  model"]
+    assert out == [
+        f"file     2.9 KiB  {v1['file'].oid[7:19]}  model.bin",
+        f"dir        520 B  {v1['dir'].oid[7:19]}  model",
+    ]
 
 
 def test_ls_json_at_rev(history, mvc_cli):
@@ -156,8 +169,11 @@ def test_ls_json_at_rev(history, mvc_cli):
 def test_ls_json_work_tree(history, mvc_cli):
     repo, _ = history
     rows = json.loads(mvc_cli("ls", "--json").stdout)
-    assert [(r["path"], r["meta"]["accuracy"]) for r in rows] == [("extra.bin", 0.9), ("model.bin", 0.9),
-                                                                  ("model", 0.9)]
+    assert [(r["path"], r["meta"]["accuracy"]) for r in rows] == [
+        ("extra.bin", 0.9),
+        ("model.bin", 0.9),
+        ("model", 0.9),
+    ]
     assert {r["oid"] for r in rows} == {ptrfmt.loads((repo / f"{r['path']}.mvc").read_bytes()).oid for r in rows}
 
 

@@ -63,7 +63,7 @@ def test_install_writes_four_hooks_and_is_idempotent(repo, mvc_cli):
         text = path.read_text()
         # the absolute command of this installation, with 'mvc' on PATH as the fallback
         assert hooksapi.mvc_command()[0] in text and "command -v mvc" in text
-        assert f'hook "$@"' in text and f"mvc_hook {name}" in text
+        assert 'hook "$@"' in text and f"mvc_hook {name}" in text
     again = mvc_cli("install-hooks").stdout
     assert again.count("unchanged") == 4 and "installed" not in again
     mvc_cli("install-hooks", "--uninstall")
@@ -246,7 +246,8 @@ def test_pointer_to_weights_missing_from_the_cache_stops_the_commit(hooked, mvc_
 
 def test_weights_and_large_binaries_in_git_stop_the_commit(hooked, mvc_cli):
     (hooked / ".mvc" / "config.toml").write_text(
-        '[cache]\ntype = ["reflink", "copy"]\n\n[hooks]\nmax_size = "1KB"\nallow = ["fixtures/*"]\n')
+        '[cache]\ntype = ["reflink", "copy"]\n\n[hooks]\nmax_size = "1KB"\nallow = ["fixtures/*"]\n'
+    )
     make_file(hooked / "weights.safetensors", 100, seed=1)
     make_file(hooked / "blob.dat", 3000, seed=2)
     (hooked / "blob.dat").write_bytes(b"\0" + (hooked / "blob.dat").read_bytes())
@@ -257,10 +258,14 @@ def test_weights_and_large_binaries_in_git_stop_the_commit(hooked, mvc_cli):
     res = gitp(hooked, "commit", "-m", "x")
     assert res.returncode == 1
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("mvc:")]
-    assert lines[0] == ("mvc: weights.safetensors is a weights file (.safetensors) staged into git itself: "
-                        "run 'git rm --cached weights.safetensors' and 'mvc add weights.safetensors' "
-                        "(or list it in [hooks] allow in .mvc/config.toml)")
-    assert lines[1].startswith("mvc: blob.dat is a 3.0 kB binary file staged into git itself (hooks.max_size is 1.0 kB)")
+    assert lines[0] == (
+        "mvc: weights.safetensors is a weights file (.safetensors) staged into git itself: "
+        "run 'git rm --cached weights.safetensors' and 'mvc add weights.safetensors' "
+        "(or list it in [hooks] allow in .mvc/config.toml)"
+    )
+    assert lines[1].startswith(
+        "mvc: blob.dat is a 3.0 kB binary file staged into git itself (hooks.max_size is 1.0 kB)"
+    )
     assert "mvc add blob.dat" in lines[1]
     assert len(lines) == 3
     git(hooked, "rm", "-q", "--cached", "weights.safetensors", "blob.dat")
@@ -283,8 +288,9 @@ def test_bad_hooks_config_is_one_line(hooked):
     res = gitp(hooked, "commit", "-m", "x")
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [
-        "mvc: git commit stopped: hooks.max_size must be a size like \"10MB\" or \"512KiB\" (0: no limit), "
-        "not 'ten': fix it in .mvc/config.toml"]
+        'mvc: git commit stopped: hooks.max_size must be a size like "10MB" or "512KiB" (0: no limit), '
+        "not 'ten': fix it in .mvc/config.toml"
+    ]
 
 
 def test_merge_commit_does_not_recheck_what_the_merged_branch_brings(hooked, mvc_cli):
@@ -548,15 +554,30 @@ def test_pre_push_reads_gits_ref_lines(pushable, mvc_cli):
     head = git(root, "rev-parse", "HEAD").strip()
     tag = git(root, "rev-parse", "v1").strip()
     lines = f"refs/tags/v1 {tag} refs/tags/v1 {ZERO}\n"
-    res = subprocess.run([sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(bare)], cwd=root,
-                         input=lines, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(bare)],
+        cwd=root,
+        input=lines,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert on_remote(store, oid_of(root, "model.bin"))  # an annotated tag is peeled to its commit
-    res = subprocess.run([sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(bare)], cwd=root,
-                         input=f"refs/heads/main {head} refs/heads/main {head}\n", capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(bare)],
+        cwd=root,
+        input=f"refs/heads/main {head} refs/heads/main {head}\n",
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0 and res.stderr == ""  # the remote has it: nothing to do
-    res = subprocess.run([sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(bare)], cwd=root,
-                         input="garbage\n", capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(bare)],
+        cwd=root,
+        input="garbage\n",
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 1 and "unexpected pre-push input line" in res.stderr
 
 

@@ -17,8 +17,13 @@ B = "xxh128:" + "b" * 32
 
 
 def test_encoding_is_sorted_compact_and_unique():
-    entries = [mf.Entry("weights/part-0.bin", B, 1048576), mf.Entry("config.json", A, 421),
-               mf.Entry("é.bin", A, 0, True), mf.Entry("a-b", A, 1), mf.Entry("a/b", A, 2)]
+    entries = [
+        mf.Entry("weights/part-0.bin", B, 1048576),
+        mf.Entry("config.json", A, 421),
+        mf.Entry("é.bin", A, 0, True),
+        mf.Entry("a-b", A, 1),
+        mf.Entry("a/b", A, 2),
+    ]
     data = mf.dumps(entries)
     assert data.decode() == (
         "mvc-manifest 1\n"
@@ -26,7 +31,8 @@ def test_encoding_is_sorted_compact_and_unique():
         f'["a/b","{A}",2,false]\n'
         f'["config.json","{A}",421,false]\n'
         f'["weights/part-0.bin","{B}",1048576,false]\n'
-        f'["é.bin","{A}",0,true]\n')
+        f'["é.bin","{A}",0,true]\n'
+    )
     assert mf.dumps(list(reversed(entries))) == data  # input order does not matter
     assert mf.loads(data) == sorted(entries, key=lambda e: e.path)
 
@@ -40,36 +46,39 @@ def line(path, oid=A, size=1, executable=False):
     return json.dumps([path, oid, size, executable]).encode() + b"\n"
 
 
-@pytest.mark.parametrize("body", [
-    line("../evil"),
-    line("a/../../evil"),
-    line("/etc/passwd"),
-    line("C:/x"),
-    line("a\\b"),
-    line("a/./b"),
-    line("./a"),
-    line("a//b"),
-    line("a/"),
-    line(""),
-    line("a\0b"),
-    line("a\nb"),
-    line("a\rb"),
-    line(".."),
-    line("."),
-    line("a", oid="sha256:" + "a" * 32),
-    line("a", oid="xxh128:" + "A" * 32),
-    line("a", size=-1),
-    line("a", size="1"),
-    line("a", size=1.5),
-    line("a", size=True),
-    line("a", executable="yes"),
-    line("a") + line("a"),  # duplicate
-    line("a") + line("a/b"),  # a path cannot be a file and a directory
-    b'["a","' + A.encode() + b'",1]\n',  # too few fields
-    b"not json\n",
-    b"\n",
-    b"42\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        line("../evil"),
+        line("a/../../evil"),
+        line("/etc/passwd"),
+        line("C:/x"),
+        line("a\\b"),
+        line("a/./b"),
+        line("./a"),
+        line("a//b"),
+        line("a/"),
+        line(""),
+        line("a\0b"),
+        line("a\nb"),
+        line("a\rb"),
+        line(".."),
+        line("."),
+        line("a", oid="sha256:" + "a" * 32),
+        line("a", oid="xxh128:" + "A" * 32),
+        line("a", size=-1),
+        line("a", size="1"),
+        line("a", size=1.5),
+        line("a", size=True),
+        line("a", executable="yes"),
+        line("a") + line("a"),  # duplicate
+        line("a") + line("a/b"),  # a path cannot be a file and a directory
+        b'["a","' + A.encode() + b'",1]\n',  # too few fields
+        b"not json\n",
+        b"\n",
+        b"42\n",
+    ],
+)
 def test_bad_manifest_is_refused(body):
     with pytest.raises(CorruptObject) as e:
         mf.loads(b"mvc-manifest 1\n" + body, A)

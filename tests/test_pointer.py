@@ -44,9 +44,12 @@ b = 1
 def sample() -> ptrfmt.Pointer:
     # built in a deliberately unsorted order
     return ptrfmt.Pointer(
-        "file", OID, 20000000,
+        "file",
+        OID,
+        20000000,
         meta={"zz": {"b": 1, "a": "x"}, "tags": ["b", "a"], "author": "me", "accuracy": 0.93},
-        extra={"zeta": "x", "table": {"b": 1, "a": [1, 2]}, "alpha": 1})
+        extra={"zeta": "x", "table": {"b": 1, "a": [1, 2]}, "alpha": 1},
+    )
 
 
 def test_canonical_encoding_is_byte_exact():
@@ -55,21 +58,26 @@ def test_canonical_encoding_is_byte_exact():
 
 def test_dir_pointer_encoding():
     p = ptrfmt.Pointer("dir", OID, 5, nfiles=2)
-    assert ptrfmt.dumps(p) == (b'format = 1\nkind = "dir"\nnfiles = 2\n'
-                               b'oid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 5\n')
+    assert ptrfmt.dumps(p) == (
+        b'format = 1\nkind = "dir"\nnfiles = 2\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 5\n'
+    )
 
 
 def test_file_pointer_has_no_nfiles_and_no_empty_meta():
     assert ptrfmt.dumps(ptrfmt.Pointer("file", OID, 0)) == (
-        b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 0\n')
+        b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 0\n'
+    )
 
 
-@pytest.mark.parametrize("text", [
-    SAMPLE,
-    'format = 1\nkind = "dir"\nnfiles = 0\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 0\n',
-    'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 3\n'
-    'when = 2024-01-02 03:04:05+00:00\n\n[meta]\n"key with space" = "ünïcode"\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        SAMPLE,
+        'format = 1\nkind = "dir"\nnfiles = 0\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 0\n',
+        'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 3\n'
+        'when = 2024-01-02 03:04:05+00:00\n\n[meta]\n"key with space" = "ünïcode"\n',
+    ],
+)
 def test_dumps_loads_is_identity_on_canonical_input(text):
     assert ptrfmt.dumps(ptrfmt.loads(text.encode())).decode() == text
 
@@ -103,16 +111,19 @@ accuracy = 9.3e-1
 VALID = 'kind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n'
 
 
-@pytest.mark.parametrize("text, words", [
-    (VALID, ("format", "unknown")),  # missing
-    ("format = 2\n" + VALID, ("newer", "upgrade mvc")),
-    ("format = 99\n" + VALID, ("newer", "upgrade mvc")),
-    ("format = 0\n" + VALID, ("unknown",)),
-    ("format = -1\n" + VALID, ("unknown",)),
-    ('format = "1"\n' + VALID, ("unknown",)),
-    ("format = 1.0\n" + VALID, ("unknown",)),
-    ("format = true\n" + VALID, ("unknown",)),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (VALID, ("format", "unknown")),  # missing
+        ("format = 2\n" + VALID, ("newer", "upgrade mvc")),
+        ("format = 99\n" + VALID, ("newer", "upgrade mvc")),
+        ("format = 0\n" + VALID, ("unknown",)),
+        ("format = -1\n" + VALID, ("unknown",)),
+        ('format = "1"\n' + VALID, ("unknown",)),
+        ("format = 1.0\n" + VALID, ("unknown",)),
+        ("format = true\n" + VALID, ("unknown",)),
+    ],
+)
 def test_unknown_or_missing_format_version_is_refused(text, words):
     with pytest.raises(PointerError) as e:
         ptrfmt.loads(text.encode(), "m.bin.mvc")
@@ -122,24 +133,27 @@ def test_unknown_or_missing_format_version_is_refused(text, words):
         assert w in msg
 
 
-@pytest.mark.parametrize("text", [
-    b"",
-    b"not toml at all ][",
-    b"format = 1\nformat = 1\n",  # duplicate key is invalid TOML
-    b"\xff\xfe format = 1",  # not UTF-8
-    b'format = 1\nkind = "blob"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
-    b'format = 1\nkind = "file"\noid = "sha256:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
-    b'format = 1\nkind = "file"\noid = "xxh128:EB579B0020857ED8FBBE9ED2BFF95286"\nsize = 1\n',
-    b'format = 1\nkind = "file"\noid = "xxh128:eb579b00"\nsize = 1\n',
-    b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = -1\n',
-    b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = "1"\n',
-    b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = true\n',
-    b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\n',
-    b'format = 1\nkind = "file"\nnfiles = 2\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
-    b'format = 1\nkind = "dir"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
-    b'format = 1\nkind = "dir"\nnfiles = -2\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
-    b'format = 1\nkind = "file"\nmeta = 3\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"",
+        b"not toml at all ][",
+        b"format = 1\nformat = 1\n",  # duplicate key is invalid TOML
+        b"\xff\xfe format = 1",  # not UTF-8
+        b'format = 1\nkind = "blob"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
+        b'format = 1\nkind = "file"\noid = "sha256:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
+        b'format = 1\nkind = "file"\noid = "xxh128:EB579B0020857ED8FBBE9ED2BFF95286"\nsize = 1\n',
+        b'format = 1\nkind = "file"\noid = "xxh128:eb579b00"\nsize = 1\n',
+        b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = -1\n',
+        b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = "1"\n',
+        b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = true\n',
+        b'format = 1\nkind = "file"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\n',
+        b'format = 1\nkind = "file"\nnfiles = 2\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
+        b'format = 1\nkind = "dir"\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
+        b'format = 1\nkind = "dir"\nnfiles = -2\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
+        b'format = 1\nkind = "file"\nmeta = 3\noid = "xxh128:eb579b0020857ed8fbbe9ed2bff95286"\nsize = 1\n',
+    ],
+)
 def test_broken_pointer_is_refused_in_one_line(text):
     with pytest.raises(PointerError) as e:
         ptrfmt.loads(text, "m.bin.mvc")
@@ -212,11 +226,26 @@ def test_unchanged_re_add_leaves_pointer_bytes_alone(repo, mvc_cli):
     assert git(repo, "status", "--porcelain") == ""
 
 
-@pytest.mark.parametrize("text, value", [
-    ("12", 12), ("-3", -3), ("0.93", 0.93), ("1.5e-3", 0.0015), ("1e-3", 0.001), ("true", True), ("false", False),
-    ("0e12", "0e12"), ("1_000", "1_000"), ("007", "007"), ("nan", "nan"), ("inf", "inf"), ("True", "True"),
-    ("abc", "abc"), ("", ""),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("12", 12),
+        ("-3", -3),
+        ("0.93", 0.93),
+        ("1.5e-3", 0.0015),
+        ("1e-3", 0.001),
+        ("true", True),
+        ("false", False),
+        ("0e12", "0e12"),
+        ("1_000", "1_000"),
+        ("007", "007"),
+        ("nan", "nan"),
+        ("inf", "inf"),
+        ("True", "True"),
+        ("abc", "abc"),
+        ("", ""),
+    ],
+)
 def test_meta_values_keep_what_is_not_a_plain_number(text, value):
     from mvc.format.pointer import parse_meta_value
 

@@ -24,9 +24,14 @@ from pathlib import Path
 from conftest import ROOT, git, make_file
 
 MANIFEST = ROOT / ".pre-commit-hooks.yaml"
-FIXED = {"GIT_AUTHOR_NAME": "mvc", "GIT_AUTHOR_EMAIL": "mvc@example.com", "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
-         "GIT_COMMITTER_NAME": "mvc", "GIT_COMMITTER_EMAIL": "mvc@example.com",
-         "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+FIXED = {
+    "GIT_AUTHOR_NAME": "mvc",
+    "GIT_AUTHOR_EMAIL": "mvc@example.com",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+    "GIT_COMMITTER_NAME": "mvc",
+    "GIT_COMMITTER_EMAIL": "mvc@example.com",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+}
 
 
 def hooks_repo(dest: Path) -> str:
@@ -61,8 +66,7 @@ repos:
 
 
 def pre_commit(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pre_commit", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "pre_commit", *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def gitp(cwd: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -98,8 +102,11 @@ def setup_framework(repo: Path, src: Path, env: dict[str, str], *, system: bool)
 
 
 def system_env(tmp_path: Path) -> dict[str, str]:
-    return dict(os.environ, PRE_COMMIT_HOME=str(tmp_path / "pc-home"),
-                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return dict(
+        os.environ,
+        PRE_COMMIT_HOME=str(tmp_path / "pc-home"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
 
 
 def test_manifest_is_valid():
@@ -166,15 +173,21 @@ def test_framework_installs_mvc_with_language_python(repo, mvc_cli, tmp_path):
     home = tmp_path / "pc-home"
     # pip builds and installs mvc from the hooks repo into pre-commit's own environment, offline: no
     # index, no dependencies, no build isolation (setuptools is seeded into the env by virtualenv)...
-    install_env = dict(os.environ, PRE_COMMIT_HOME=str(home), PIP_NO_INDEX="1", PIP_NO_DEPS="1",
-                       PIP_NO_BUILD_ISOLATION="0")  # pip reads this negative flag's env var inverted
+    install_env = dict(
+        os.environ, PRE_COMMIT_HOME=str(home), PIP_NO_INDEX="1", PIP_NO_DEPS="1", PIP_NO_BUILD_ISOLATION="0"
+    )  # pip reads this negative flag's env var inverted
     setup_framework(repo, tmp_path / "mvc-src", install_env, system=False)
     # ...and the hooks find mvc's dependencies in this venv's site-packages, after the env's own
     deps = sysconfig.get_paths()["purelib"]
     env = dict(os.environ, PRE_COMMIT_HOME=str(home), PYTHONPATH=deps)
     (env_python,) = home.glob("repo*/py_env-*/bin/python")
-    where = subprocess.run([str(env_python), "-c", "import mvc, click; print(mvc.__file__)"], env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(env_python), "-c", "import mvc, click; print(mvc.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(home))  # the copy pip installed from the hooks repo, not this checkout
     assert (env_python.parent / "mvc").is_file()  # the console script the manifest's entries call
 

@@ -12,7 +12,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import git, make_file, run_mvc
 
 import mvc
@@ -21,8 +20,14 @@ from mvc.errors import RegistryError
 T0 = 1_700_000_000  # a tagger time before any test's commits: hand-made history comes first
 
 
-def tag(repo: Path, name: str, rev: str = "HEAD", message: str = "made by hand", when: int | None = None,
-        lightweight: bool = False) -> None:
+def tag(
+    repo: Path,
+    name: str,
+    rev: str = "HEAD",
+    message: str = "made by hand",
+    when: int | None = None,
+    lightweight: bool = False,
+) -> None:
     env = dict(os.environ)
     if when is not None:
         env["GIT_COMMITTER_DATE"] = f"{when} +0000"
@@ -30,8 +35,16 @@ def tag(repo: Path, name: str, rev: str = "HEAD", message: str = "made by hand",
     subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
-def commit_model(repo: Path, seed: int, *, path: str = "models/churn.pt", name: str | None = "churn",
-                 meta: dict | None = None, size: int = 1000, msg: str | None = None) -> str:
+def commit_model(
+    repo: Path,
+    seed: int,
+    *,
+    path: str = "models/churn.pt",
+    name: str | None = "churn",
+    meta: dict | None = None,
+    size: int = 1000,
+    msg: str | None = None,
+) -> str:
     make_file(repo / path, size + seed, seed=seed)
     mvc.add([str(repo / path)], meta=meta, name=name)
     git(repo, "commit", "-q", "-m", msg or f"train {seed}")
@@ -103,8 +116,14 @@ def test_register_first_then_bumps(model, mvc_cli):
     mvc_cli("register", "churn", "2.5.0")  # a missing 'v' is added
     commit_model(model, 6)
     mvc_cli("register", "churn", "--bump-patch", "-m", "patched")
-    assert sorted(tag_names(model)) == ["churn@v0.0.1", "churn@v0.0.2", "churn@v0.1.0", "churn@v1.0.0",
-                                        "churn@v2.5.0", "churn@v2.5.1"]
+    assert sorted(tag_names(model)) == [
+        "churn@v0.0.1",
+        "churn@v0.0.2",
+        "churn@v0.1.0",
+        "churn@v1.0.0",
+        "churn@v2.5.0",
+        "churn@v2.5.1",
+    ]
     assert state()["latest"]["version"] == "v2.5.1"
     assert git(model, "cat-file", "-t", "churn@v2.5.1").strip() == "tag"
 
@@ -117,8 +136,12 @@ def test_register_annotation_and_tagger(model, mvc_cli):
     ptr = mvc.ls()[0]
     assert body == f"first good model\n\nmvc-path: models/churn.pt\nmvc-oid: {ptr['oid']}\nmvc-size: {ptr['size']}\n"
     v = state()["versions"][0]
-    assert (v["oid"], v["size"], v["message"], v["tagger"]) == (ptr["oid"], ptr["size"], "first good model",
-                                                                "Test User")
+    assert (v["oid"], v["size"], v["message"], v["tagger"]) == (
+        ptr["oid"],
+        ptr["size"],
+        "first good model",
+        "Test User",
+    )
 
 
 def test_register_at_rev_and_refusals(model, mvc_cli):
@@ -484,7 +507,10 @@ def test_log_name_follows_renames(model, mvc_cli):
     mvc_cli("register", "churn", "--rev", c3)
     rows = mvc.log("churn")
     assert [(r["commit"], r["change"], r["path"]) for r in rows] == [
-        (c3, "moved", "models/v2/churn.pt"), (c2, "modified", "models/churn.pt"), (c1, "added", "models/churn.pt")]
+        (c3, "moved", "models/v2/churn.pt"),
+        (c2, "modified", "models/churn.pt"),
+        (c1, "added", "models/churn.pt"),
+    ]
     assert rows[0]["versions"] == ["v0.0.2"] and rows[2]["versions"] == ["v0.0.1"]
     assert rows[2]["stages"] == ["prod"]
     assert rows[1]["message"] == "retrain with more data" and rows[1]["author"] == "Test User"
@@ -546,7 +572,8 @@ def test_diff_between_revisions(model, mvc_cli):
     c3 = commit_model(model, 3, path="models/v2/churn.pt")
     rows = mvc.diff("HEAD~1", c3)
     assert [(r["change"], r.get("old_path"), r["path"]) for r in rows] == [
-        ("moved", "models/churn.pt", "models/v2/churn.pt")]
+        ("moved", "models/churn.pt", "models/v2/churn.pt")
+    ]
     assert "moved     models/churn.pt -> models/v2/churn.pt (churn)" in mvc_cli("diff", "HEAD~1", "HEAD").stdout
     rows = mvc.diff("HEAD", "HEAD~2")
     assert rows[0]["change"] == "moved"
@@ -569,8 +596,13 @@ def test_subprocess_errors_are_one_line(model):
 
 
 def test_tagger_identity_is_required(model, tmp_path):
-    env = dict(os.environ, GIT_CONFIG_GLOBAL=str(tmp_path / "none"), GIT_CONFIG_COUNT="1",
-               GIT_CONFIG_KEY_0="user.useConfigOnly", GIT_CONFIG_VALUE_0="true")
+    env = dict(
+        os.environ,
+        GIT_CONFIG_GLOBAL=str(tmp_path / "none"),
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0="user.useConfigOnly",
+        GIT_CONFIG_VALUE_0="true",
+    )
     p = run_mvc("register", "churn", cwd=model, env=env)
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
     assert "git config user.name" in p.stderr and "git config user.email" in p.stderr
@@ -584,8 +616,10 @@ def test_registry_outside_a_git_repository(tmp_path):
 
 def test_registry_does_not_import_pygit2(model):
     mvc.register("churn")
-    code = ("import sys; from mvc.cli import cli; cli(['registry'], standalone_mode=False); "
-            "sys.stderr.write(str(sorted(m for m in sys.modules if m.split('.')[0] in ('pygit2', 'fsspec', 's3fs'))))")
+    code = (
+        "import sys; from mvc.cli import cli; cli(['registry'], standalone_mode=False); "
+        "sys.stderr.write(str(sorted(m for m in sys.modules if m.split('.')[0] in ('pygit2', 'fsspec', 's3fs'))))"
+    )
     p = subprocess.run([os.sys.executable, "-c", code], cwd=model, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "churn" in p.stdout and p.stderr == "[]"

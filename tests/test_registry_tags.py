@@ -8,32 +8,50 @@ from mvc.errors import RegistryError
 from mvc.format import tags as t
 
 
-@pytest.mark.parametrize("name, want", [
-    ("churn@v1.2.3", ("churn", t.REGISTER, "v1.2.3", None, None)),
-    ("churn@v1.2.3!", ("churn", t.DEREGISTER, "v1.2.3", None, None)),
-    ("churn@v1.2.3#4", ("churn", t.REGISTER, "v1.2.3", None, 4)),
-    ("churn#prod#3", ("churn", t.ASSIGN, None, "prod", 3)),
-    ("churn#prod!#4", ("churn", t.UNASSIGN, None, "prod", 4)),
-    ("churn#prod", ("churn", t.ASSIGN, None, "prod", None)),  # GTO's old tags without a counter
-    ("churn#prod!", ("churn", t.UNASSIGN, None, "prod", None)),
-    ("churn@deprecated", ("churn", t.DEPRECATE, None, None, None)),
-    ("churn@deprecated#7", ("churn", t.DEPRECATE, None, None, 7)),
-    ("churn@created", ("churn", t.CREATE, None, None, None)),
-    ("cv/resnet-50@v1.0.0-rc.1+build.5", ("cv/resnet-50", t.REGISTER, "v1.0.0-rc.1+build.5", None, None)),
-    ("models/dir=churn@v1.0.0", ("models/dir:churn", t.REGISTER, "v1.0.0", None, None)),  # GTO monorepo
-    ("Churn_X#Prod#2", ("Churn_X", t.ASSIGN, None, "Prod", 2)),  # GTO 1.10 reads these too
-])
+@pytest.mark.parametrize(
+    "name, want",
+    [
+        ("churn@v1.2.3", ("churn", t.REGISTER, "v1.2.3", None, None)),
+        ("churn@v1.2.3!", ("churn", t.DEREGISTER, "v1.2.3", None, None)),
+        ("churn@v1.2.3#4", ("churn", t.REGISTER, "v1.2.3", None, 4)),
+        ("churn#prod#3", ("churn", t.ASSIGN, None, "prod", 3)),
+        ("churn#prod!#4", ("churn", t.UNASSIGN, None, "prod", 4)),
+        ("churn#prod", ("churn", t.ASSIGN, None, "prod", None)),  # GTO's old tags without a counter
+        ("churn#prod!", ("churn", t.UNASSIGN, None, "prod", None)),
+        ("churn@deprecated", ("churn", t.DEPRECATE, None, None, None)),
+        ("churn@deprecated#7", ("churn", t.DEPRECATE, None, None, 7)),
+        ("churn@created", ("churn", t.CREATE, None, None, None)),
+        ("cv/resnet-50@v1.0.0-rc.1+build.5", ("cv/resnet-50", t.REGISTER, "v1.0.0-rc.1+build.5", None, None)),
+        ("models/dir=churn@v1.0.0", ("models/dir:churn", t.REGISTER, "v1.0.0", None, None)),  # GTO monorepo
+        ("Churn_X#Prod#2", ("Churn_X", t.ASSIGN, None, "Prod", 2)),  # GTO 1.10 reads these too
+    ],
+)
 def test_parse_and_format_round_trip(name, want):
     parsed = t.parse(name)
     assert (parsed.artifact, parsed.action, parsed.version, parsed.stage, parsed.counter) == want
     assert t.format(parsed) == name
 
 
-@pytest.mark.parametrize("name", [
-    "v1.0.0", "churn", "churn@1.2.3", "churn@v1.2", "churn@v01.2.3", "churn@v1.2.3-", "churn#prod#x",
-    "churn#prod#", "-churn@v1.0.0", "churn-@v1.0.0", "churn@latest", "churn@v1.0.0!!", "churn#prod!#2!",
-    "ch urn@v1.0.0", "churn@deprecated!",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "v1.0.0",
+        "churn",
+        "churn@1.2.3",
+        "churn@v1.2",
+        "churn@v01.2.3",
+        "churn@v1.2.3-",
+        "churn#prod#x",
+        "churn#prod#",
+        "-churn@v1.0.0",
+        "churn-@v1.0.0",
+        "churn@latest",
+        "churn@v1.0.0!!",
+        "churn#prod!#2!",
+        "ch urn@v1.0.0",
+        "churn@deprecated!",
+    ],
+)
 def test_not_registry_tags(name):
     assert t.parse(name) is None
 
@@ -52,8 +70,24 @@ def test_names_mvc_writes(name):
     assert t.check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["Churn", "churn_x", "-churn", "churn-", "churn/", "/churn", "a//b", "",
-                                  "churn.pt", "churn@v1", "churn#x", "dir:churn", "ch urn"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Churn",
+        "churn_x",
+        "-churn",
+        "churn-",
+        "churn/",
+        "/churn",
+        "a//b",
+        "",
+        "churn.pt",
+        "churn@v1",
+        "churn#x",
+        "dir:churn",
+        "ch urn",
+    ],
+)
 def test_names_mvc_refuses(name):
     with pytest.raises(RegistryError, match="invalid model name"):
         t.check_name(name)
@@ -68,8 +102,20 @@ def test_versions():
 
 
 def test_semver_precedence():
-    ordered = ["v0.9.9", "v1.0.0-alpha", "v1.0.0-alpha.1", "v1.0.0-alpha.beta", "v1.0.0-beta",
-               "v1.0.0-beta.2", "v1.0.0-beta.11", "v1.0.0-rc.1", "v1.0.0", "v1.0.1", "v1.10.0", "v2.0.0"]
+    ordered = [
+        "v0.9.9",
+        "v1.0.0-alpha",
+        "v1.0.0-alpha.1",
+        "v1.0.0-alpha.beta",
+        "v1.0.0-beta",
+        "v1.0.0-beta.2",
+        "v1.0.0-beta.11",
+        "v1.0.0-rc.1",
+        "v1.0.0",
+        "v1.0.1",
+        "v1.10.0",
+        "v2.0.0",
+    ]
     assert sorted(reversed(ordered), key=t.semver_key) == ordered
     assert t.semver_key("v1.0.0+build.1") == t.semver_key("v1.0.0")
 
@@ -83,17 +129,23 @@ def test_bump():
 
 
 def test_annotation_round_trip():
-    text = t.format_message("  Registering churn\r\n#1 line kept \n", {"path": "models/churn.pt",
-                                                                       "oid": "xxh128:" + "0" * 32, "size": 12})
-    assert text == ("  Registering churn\n#1 line kept\n\nmvc-path: models/churn.pt\n"
-                    f"mvc-oid: xxh128:{'0' * 32}\nmvc-size: 12\n")
-    assert t.parse_message(text) == ("Registering churn\n#1 line kept",
-                                     {"path": "models/churn.pt", "oid": "xxh128:" + "0" * 32, "size": "12"})
+    text = t.format_message(
+        "  Registering churn\r\n#1 line kept \n", {"path": "models/churn.pt", "oid": "xxh128:" + "0" * 32, "size": 12}
+    )
+    assert text == (
+        f"  Registering churn\n#1 line kept\n\nmvc-path: models/churn.pt\nmvc-oid: xxh128:{'0' * 32}\nmvc-size: 12\n"
+    )
+    assert t.parse_message(text) == (
+        "Registering churn\n#1 line kept",
+        {"path": "models/churn.pt", "oid": "xxh128:" + "0" * 32, "size": "12"},
+    )
 
 
 def test_gto_plain_messages_have_no_fields():
     assert t.parse_message("Registering artifact churn version v1.0.0\n") == (
-        "Registering artifact churn version v1.0.0", {})
+        "Registering artifact churn version v1.0.0",
+        {},
+    )
     assert t.parse_message("subject\n\nbody: not ours\n") == ("subject\n\nbody: not ours", {})
     assert t.parse_message("") == ("", {})
 

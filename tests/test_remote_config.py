@@ -10,7 +10,6 @@ import json
 import sys
 
 import pytest
-
 from conftest import git, make_file
 
 if sys.version_info >= (3, 11):
@@ -36,12 +35,16 @@ def error_line(mvc_cli, *args):
 def test_add_list_default_remove(repo, mvc_cli, tmp_path):
     mvc_cli("remote", "add", "origin", "s3://bucket/models", "--default")
     mvc_cli("remote", "add", "backup", str(tmp_path / "store"))
-    assert config(repo)["remote"] == {"origin": {"url": "s3://bucket/models"},
-                                      "backup": {"url": str(tmp_path / "store")}}
+    assert config(repo)["remote"] == {
+        "origin": {"url": "s3://bucket/models"},
+        "backup": {"url": str(tmp_path / "store")},
+    }
     assert config(repo)["core"]["remote"] == "origin"
     rows = json.loads(mvc_cli("remote", "list", "--json").output)
-    assert [(r["name"], r["default"], r["scope"]) for r in rows] == [("backup", False, "repo"),
-                                                                       ("origin", True, "repo")]
+    assert [(r["name"], r["default"], r["scope"]) for r in rows] == [
+        ("backup", False, "repo"),
+        ("origin", True, "repo"),
+    ]
     assert mvc_cli("remote", "default").output.strip() == "origin"
     mvc_cli("remote", "default", "backup")
     assert config(repo)["core"]["remote"] == "backup"
@@ -73,8 +76,10 @@ def test_add_refusals(repo, mvc_cli):
 def test_unknown_remote_and_no_remote(repo, mvc_cli):
     make_file(repo / "m.bin", 100)
     mvc_cli("add", "m.bin")
-    assert error_line(mvc_cli, "push") == \
-        "error: no mvc remote configured: add one with 'mvc remote add NAME URL --default'"
+    assert (
+        error_line(mvc_cli, "push")
+        == "error: no mvc remote configured: add one with 'mvc remote add NAME URL --default'"
+    )
     assert "unknown remote 'x' (no remote is configured)" in error_line(mvc_cli, "status", "-r", "x")
     mvc_cli("remote", "add", "a", "/tmp/a")
     mvc_cli("remote", "add", "b", "/tmp/b")
@@ -93,8 +98,12 @@ def test_modify_keys_and_values(repo, mvc_cli):
     mvc_cli("remote", "modify", "origin", "endpoint_url", "http://127.0.0.1:9000")
     mvc_cli("remote", "modify", "origin", "jobs", "32")
     mvc_cli("remote", "modify", "origin", "anon", "true")  # handed to s3fs as a boolean
-    assert config(repo)["remote"]["origin"] == {"url": "s3://bucket/models", "endpoint_url": "http://127.0.0.1:9000",
-                                                "jobs": 32, "anon": True}
+    assert config(repo)["remote"]["origin"] == {
+        "url": "s3://bucket/models",
+        "endpoint_url": "http://127.0.0.1:9000",
+        "jobs": 32,
+        "anon": True,
+    }
     assert "positive integer" in error_line(mvc_cli, "remote", "modify", "origin", "jobs", "0")
     assert "http://" in error_line(mvc_cli, "remote", "modify", "origin", "endpoint_url", "localhost:9000")
     assert "remove the remote instead" in error_line(mvc_cli, "remote", "modify", "origin", "url", "--unset")
@@ -115,8 +124,10 @@ def test_secrets_stay_out_of_the_committed_config(repo, mvc_cli):
     assert config(repo, local=True)["remote"]["origin"] == {"secret_access_key": "s3cr3t"}
     listed = mvc_cli("remote", "list").output
     assert "s3cr3t" not in listed and "secret_access_key=***" in listed
-    assert "config.local.toml" in (repo / ".mvc" / ".gitignore").read_text() or \
-        git(repo, "check-ignore", ".mvc/config.local.toml").strip()
+    assert (
+        "config.local.toml" in (repo / ".mvc" / ".gitignore").read_text()
+        or git(repo, "check-ignore", ".mvc/config.local.toml").strip()
+    )
     # through 'mvc config' as well
     assert "looks like a secret" in error_line(mvc_cli, "config", "remote.origin.secret_access_key", "x")
 

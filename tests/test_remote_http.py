@@ -8,7 +8,6 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from conftest import make_file
 from remote_suite import cache_objects, drop_cache, expected_objects, make_smalls
 

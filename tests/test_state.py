@@ -43,7 +43,7 @@ def age(*paths, seconds: int = 10) -> None:
     """Move mtimes into the past: the state cache trusts only entries older than the timestamp granularity."""
     then = time.time() - seconds
     for p in paths:
-        for f in ([p] if p.is_file() else [x for x in p.rglob("*") if x.is_file()]):
+        for f in [p] if p.is_file() else [x for x in p.rglob("*") if x.is_file()]:
             os.utime(f, (then, then))
 
 

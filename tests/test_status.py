@@ -108,8 +108,9 @@ def test_json(tracked, mvc_cli):
     assert mvc.status() == rows
 
 
-@pytest.mark.parametrize("change", ["file added", "file removed", "file changed", "file renamed", "chmod +x",
-                                    "chmod -x", "empty dir added"])
+@pytest.mark.parametrize(
+    "change", ["file added", "file removed", "file changed", "file renamed", "chmod +x", "chmod -x", "empty dir added"]
+)
 def test_directory_changes(tracked, mvc_cli, change):
     d = tracked / "model"
     if change == "file added":

@@ -10,8 +10,15 @@ from mvc.api.repo import Repo
 from mvc.errors import ConfigError
 from mvc.format import config as cfgfmt
 
-KEYS = {"cache.dir": "path", "cache.type": "list", "core.fsync": "bool", "core.remote": "str",
-        "hooks.max_size": "str", "hooks.extensions": "list", "hooks.allow": "list"}
+KEYS = {
+    "cache.dir": "path",
+    "cache.type": "list",
+    "core.fsync": "bool",
+    "core.remote": "str",
+    "hooks.max_size": "str",
+    "hooks.extensions": "list",
+    "hooks.allow": "list",
+}
 
 
 def parse(key: str, text: str) -> Any:

@@ -16,7 +16,8 @@ import fnmatch
 import os
 import re
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api.repo import Repo
@@ -29,8 +30,21 @@ MARKER = "# mvc-managed-hook"
 CHAINED = ".mvc-chained"  # a hook that was there before mvc's, kept under this suffix and run first
 
 DEFAULT_MAX_SIZE = "10MB"
-DEFAULT_EXTENSIONS = (".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".pkl", ".pickle", ".joblib",
-                      ".h5", ".hdf5", ".bin", ".gguf", ".tflite")
+DEFAULT_EXTENSIONS = (
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".safetensors",
+    ".onnx",
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".h5",
+    ".hdf5",
+    ".bin",
+    ".gguf",
+    ".tflite",
+)
 BINARY_SNIFF = 8000  # git's own rule: a NUL in the first 8000 bytes makes a file binary
 
 
@@ -109,10 +123,15 @@ def hook_script(name: str, command: list[str] | None = None) -> bytes:
     blocking = name in ("pre-commit", "pre-push")
     body = _BODY.get(name) or _POST_BODY.format(name=name)
     return _SCRIPT.format(
-        marker=MARKER, name=name, chained=CHAINED, bin=shlex.quote(command[0]),
-        args="".join(shlex.quote(a) + " " for a in command[1:]), body=body,
-        missing_fix=("install mvc, or skip the check with --no-verify" if blocking
-                     else "install mvc, then run 'mvc checkout'"),
+        marker=MARKER,
+        name=name,
+        chained=CHAINED,
+        bin=shlex.quote(command[0]),
+        args="".join(shlex.quote(a) + " " for a in command[1:]),
+        body=body,
+        missing_fix=(
+            "install mvc, or skip the check with --no-verify" if blocking else "install mvc, then run 'mvc checkout'"
+        ),
         missing_status=1 if blocking else 0,
     ).encode()
 
@@ -144,8 +163,10 @@ def install(*, repo: Repo | None = None, command: list[str] | None = None) -> li
         path = os.path.join(hooks_dir, name)
         foreign = os.path.lexists(path) and not is_mvc_hook(path)
         if foreign and os.path.lexists(path + CHAINED):
-            raise GitError(f"{path} is not mvc's hook but {name}{CHAINED} exists beside it: move one of them "
-                           "out of the hooks directory, then run 'mvc install-hooks' again")
+            raise GitError(
+                f"{path} is not mvc's hook but {name}{CHAINED} exists beside it: move one of them "
+                "out of the hooks directory, then run 'mvc install-hooks' again"
+            )
         plan.append((name, path, foreign))
     os.makedirs(hooks_dir, exist_ok=True)
     done = []
@@ -195,8 +216,22 @@ def uninstall(*, repo: Repo | None = None) -> list[dict[str, Any]]:
 
 # -- pre-commit -----------------------------------------------------------------------------------
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
-          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 def parse_size(value: Any, key: str = "hooks.max_size") -> int:
@@ -205,8 +240,9 @@ def parse_size(value: Any, key: str = "hooks.max_size") -> int:
         return value
     m = _SIZE_RE.match(value) if isinstance(value, str) else None
     if m is None or m.group(2).lower() not in _UNITS:
-        raise ConfigError(f'{key} must be a size like "10MB" or "512KiB" (0: no limit), not {value!r}: '
-                          "fix it in .mvc/config.toml")
+        raise ConfigError(
+            f'{key} must be a size like "10MB" or "512KiB" (0: no limit), not {value!r}: fix it in .mvc/config.toml'
+        )
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
@@ -215,11 +251,15 @@ def _settings(repo: Repo) -> tuple[int, tuple[str, ...], list[str]]:
     max_size = parse_size(repo.config.get("hooks.max_size", DEFAULT_MAX_SIZE))
     exts = repo.config.get("hooks.extensions", list(DEFAULT_EXTENSIONS))
     allow = repo.config.get("hooks.allow", [])
-    for key, value, example in (("hooks.extensions", exts, '[".pt", ".onnx"]'),
-                                ("hooks.allow", allow, '["tests/data/*"]')):
+    for key, value, example in (
+        ("hooks.extensions", exts, '[".pt", ".onnx"]'),
+        ("hooks.allow", allow, '["tests/data/*"]'),
+    ):
         if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
-            raise ConfigError(f"{key} must be a list of strings, e.g. {key.split('.')[1]} = {example}, "
-                              f"not {value!r}: fix it in .mvc/config.toml")
+            raise ConfigError(
+                f"{key} must be a list of strings, e.g. {key.split('.')[1]} = {example}, "
+                f"not {value!r}: fix it in .mvc/config.toml"
+            )
     norm = tuple(("." + e.lstrip(".")).lower() for e in exts)
     return max_size, norm, allow
 
@@ -300,9 +340,15 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
                     problems.append({"path": rel, "problem": str(e)})
                 continue
             if prel in new_pointers and cache != "ok":
-                problems.append({"path": rel, "problem": (
-                    f"{prel} names weights ({p.oid}) that are not in the cache, so the commit could not be "
-                    f"checked out: run 'mvc add {_q(rel)}', or 'mvc fetch {_q(rel)}' if they are on a remote")})
+                problems.append(
+                    {
+                        "path": rel,
+                        "problem": (
+                            f"{prel} names weights ({p.oid}) that are not in the cache, so the commit could not be "
+                            f"checked out: run 'mvc add {_q(rel)}', or 'mvc fetch {_q(rel)}' if they are on a remote"
+                        ),
+                    }
+                )
             if ws == "modified":
                 problems.append({"path": rel, "problem": _modified(repo, prel, rel, data)})
     finally:
@@ -321,15 +367,20 @@ def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
             return f"{prel} was updated (mvc add --no-stage?) but not staged: run 'git add {_q(prel)}'"
     except (OSError, MvcError):
         pass
-    return (f"{rel} differs from its staged pointer {prel} (changed after 'mvc add'): run 'mvc add {_q(rel)}' "
-            f"to commit the new content, or 'mvc checkout --force {_q(rel)}' to go back to the staged one "
-            "(the changed content is kept in the cache)")
+    return (
+        f"{rel} differs from its staged pointer {prel} (changed after 'mvc add'): run 'mvc add {_q(rel)}' "
+        f"to commit the new content, or 'mvc checkout --force {_q(rel)}' to go back to the staged one "
+        "(the changed content is kept in the cache)"
+    )
 
 
 def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict[str, str]]:
     """Weights files and large binaries staged into git itself."""
-    candidates = [(path, blob) for status, mode, blob, path in changes
-                  if status in "AMT" and mode in ("100644", "100755") and not path.endswith(SUFFIX)]
+    candidates = [
+        (path, blob)
+        for status, mode, blob, path in changes
+        if status in "AMT" and mode in ("100644", "100755") and not path.endswith(SUFFIX)
+    ]
     if not candidates:
         return []
     max_size, exts, allow = _settings(repo)
@@ -340,9 +391,15 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
     for path, blob in candidates:
         ext = os.path.splitext(path)[1].lower()
         if ext and ext in exts:
-            problems.append({"path": path, "problem": (
-                f"{path} is a weights file ({ext}) staged into git itself: {fix.format(p=_q(path))} "
-                "(or list it in [hooks] allow in .mvc/config.toml)")})
+            problems.append(
+                {
+                    "path": path,
+                    "problem": (
+                        f"{path} is a weights file ({ext}) staged into git itself: {fix.format(p=_q(path))} "
+                        "(or list it in [hooks] allow in .mvc/config.toml)"
+                    ),
+                }
+            )
         else:
             rest.append((path, blob))
     if max_size and rest:
@@ -350,9 +407,15 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
         for path, blob in rest:
             size = sizes.get(blob)
             if size is not None and size > max_size and b"\0" in repo.git.blob_head(blob, BINARY_SNIFF):
-                problems.append({"path": path, "problem": (
-                    f"{path} is a {_size(size)} binary file staged into git itself (hooks.max_size is "
-                    f"{_size(max_size)}): {fix.format(p=_q(path))} (or raise [hooks] max_size in .mvc/config.toml)")})
+                problems.append(
+                    {
+                        "path": path,
+                        "problem": (
+                            f"{path} is a {_size(size)} binary file staged into git itself (hooks.max_size is "
+                            f"{_size(max_size)}): {fix.format(p=_q(path))} (or raise [hooks] max_size in .mvc/config.toml)"
+                        ),
+                    }
+                )
     return problems
 
 
@@ -404,8 +467,13 @@ def commits_to_push(repo: Repo, remote: str, refs: Iterable[tuple[str, str, str,
     return repo.git.rev_list(include, exclude, not_remotes=remotes, paths=[POINTER_GLOB])
 
 
-def pre_push(remote: str, refs: Iterable[tuple[str, str, str, str]], *, repo: Repo | None = None,
-             progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+def pre_push(
+    remote: str,
+    refs: Iterable[tuple[str, str, str, str]],
+    *,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
     """Upload to the default mvc remote the objects of the commits being pushed.
 
     Returns {commits, remote, uploaded, bytes, present}; raises RemoteError (the push must stop) when
@@ -419,16 +487,24 @@ def pre_push(remote: str, refs: Iterable[tuple[str, str, str, str]], *, repo: Re
 
     name = remotemod.default_remote(repo)
     if name is None:
-        raise RemoteError(f"the push carries {len(commits)} commit(s) with model pointers but no default mvc remote "
-                          "is configured to upload their weights to: run 'mvc remote add NAME URL --default' "
-                          "(or push with --no-verify to skip the upload)")
+        raise RemoteError(
+            f"the push carries {len(commits)} commit(s) with model pointers but no default mvc remote "
+            "is configured to upload their weights to: run 'mvc remote add NAME URL --default' "
+            "(or push with --no-verify to skip the upload)"
+        )
     res = remotemod.push(revs=commits, remote=name, repo=repo, progress=progress)
     return {**res, "commits": len(commits), "remote": res.get("remote", name)}
 
 
 # -- post-checkout / post-merge -------------------------------------------------------------------
-def post_checkout(prev: str, new: str, branch: bool = True, *, repo: Repo | None = None,
-                  progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+def post_checkout(
+    prev: str,
+    new: str,
+    branch: bool = True,
+    *,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
     """After ``git checkout``/``switch`` of a commit (branch is git's flag; file checkouts do nothing)."""
     if not branch:
         return []
@@ -444,8 +520,13 @@ def post_merge(*, repo: Repo | None = None, progress: progressmod.Factory = prog
     return sync(repo.git.diff_names(old, None, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
 
 
-def sync(changes: list[tuple[str, str]] | None, old: str | None, *, repo: Repo,
-         progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+def sync(
+    changes: list[tuple[str, str]] | None,
+    old: str | None,
+    *,
+    repo: Repo,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
     """Make the workspace match the pointers in ``changes`` ((status, pointer relpath); None: every pointer).
 
     Files are restored through the checkout API without force, so modified content is never replaced
@@ -500,8 +581,10 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
 
     name = remotemod.default_remote(repo)
     if name is None:
-        err = ("its weights are not in the cache and no default mvc remote is configured: run "
-               "'mvc remote add NAME URL --default', then 'mvc pull'")
+        err = (
+            "its weights are not in the cache and no default mvc remote is configured: run "
+            "'mvc remote add NAME URL --default', then 'mvc pull'"
+        )
         return [{"path": r, "action": "failed", "error": err} for r in rels]
     try:
         remotemod.fetch([repo.abs(r) for r in rels], remote=name, repo=repo, progress=progress)
@@ -513,9 +596,16 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
             r = workspace.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
             results.append({"path": rel, "action": r["action"]})
         except ObjectMissing:
-            results.append({"path": rel, "action": "failed", "error": (
-                f"its weights are neither in the cache nor on the mvc remote {name!r}: push them from the "
-                f"machine that added them ('mvc push'), then run 'mvc pull {_q(rel)}'")})
+            results.append(
+                {
+                    "path": rel,
+                    "action": "failed",
+                    "error": (
+                        f"its weights are neither in the cache nor on the mvc remote {name!r}: push them from the "
+                        f"machine that added them ('mvc push'), then run 'mvc pull {_q(rel)}'"
+                    ),
+                }
+            )
         except MvcError as e:
             results.append({"path": rel, "action": "failed", "error": str(e)})
     return results
@@ -552,9 +642,16 @@ def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]
                 os.unlink(full)
             results.append({"path": rel, "action": "removed"})
         else:
-            results.append({"path": rel, "action": "kept", "error": (
-                "no longer tracked at this commit, and it differs from the last version mvc stored, so it was "
-                f"left in place: 'mvc add {_q(rel)}' keeps it, or delete it by hand")})
+            results.append(
+                {
+                    "path": rel,
+                    "action": "kept",
+                    "error": (
+                        "no longer tracked at this commit, and it differs from the last version mvc stored, so it was "
+                        f"left in place: 'mvc add {_q(rel)}' keeps it, or delete it by hand"
+                    ),
+                }
+            )
     return results
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import time as timemod
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mvc import git as gitmod
 from mvc.errors import ConfigError, MvcError, PathError, PointerError, RegistryError
@@ -33,11 +34,36 @@ class Event:
     """One registry tag. ``key`` is its place in the registry order (FORMAT.md): tagger time, GTO's
     event priority, the artifact's counter (-1 without one), then the tag name."""
 
-    __slots__ = ("tag", "action", "artifact", "version", "stage", "counter", "commit", "time", "offset",
-                 "commit_time", "tagger", "email", "annotation", "key", "_parsed")
+    __slots__ = (
+        "_parsed",
+        "action",
+        "annotation",
+        "artifact",
+        "commit",
+        "commit_time",
+        "counter",
+        "email",
+        "key",
+        "offset",
+        "stage",
+        "tag",
+        "tagger",
+        "time",
+        "version",
+    )
 
-    def __init__(self, tag: str, name: tagfmt.TagName, commit: str, time: int, offset: int, commit_time: int,
-                 tagger: str, email: str, annotation: str):
+    def __init__(
+        self,
+        tag: str,
+        name: tagfmt.TagName,
+        commit: str,
+        time: int,
+        offset: int,
+        commit_time: int,
+        tagger: str,
+        email: str,
+        annotation: str,
+    ):
         self.tag, self.action, self.artifact = tag, name.action, name.artifact
         self.version, self.stage, self.counter = name.version, name.stage, name.counter
         self.commit, self.time, self.offset = commit, time, offset
@@ -63,7 +89,7 @@ class Event:
 
 
 class Version:
-    __slots__ = ("name", "commit", "registered", "active", "event")
+    __slots__ = ("active", "commit", "event", "name", "registered")
 
     def __init__(self, name: str, commit: str, registered: bool = False, active: bool = False):
         self.name = name  # "vX.Y.Z"; for a commit assigned a stage but never registered: the commit id
@@ -74,7 +100,7 @@ class Version:
 
 
 class VStage:
-    __slots__ = ("version", "stage", "active", "event")
+    __slots__ = ("active", "event", "stage", "version")
 
     def __init__(self, version: str, stage: str):
         self.version, self.stage = version, stage
@@ -185,8 +211,19 @@ def load(git: gitmod.Git) -> State:
             m.counter = max(m.counter, parsed.counter)
         if not t["annotated"] or parsed.action == tagfmt.CREATE or t["target_type"] != "commit":
             continue
-        m.events.append(Event(t["name"], parsed, t["target"], t["time"], t["offset"], t["commit_time"],
-                              t["tagger"], t["email"], t["message"]))
+        m.events.append(
+            Event(
+                t["name"],
+                parsed,
+                t["target"],
+                t["time"],
+                t["offset"],
+                t["commit_time"],
+                t["tagger"],
+                t["email"],
+                t["message"],
+            )
+        )
     for m in models.values():
         m.build()
     return State(models)
@@ -211,8 +248,9 @@ def _date(t: int, offset: int) -> str:
 def _model(state: State, name: str) -> Model:
     m = state.get(name)
     if m is None:
-        raise RegistryError(f"no model named {name!r} in the registry: register it with 'mvc register {name}' "
-                            "(see 'mvc registry')")
+        raise RegistryError(
+            f"no model named {name!r} in the registry: register it with 'mvc register {name}' (see 'mvc registry')"
+        )
     return m
 
 
@@ -222,8 +260,9 @@ def _version(m: Model, text: str) -> Version:
         v = m.versions.get(tagfmt.check_version(text))
     if v is None:
         known = ", ".join(sorted((x.name for x in m.versions.values() if x.registered), key=tagfmt.semver_key))
-        raise RegistryError(f"{m.name} has no version {text}: known versions are {known or 'none'} "
-                            "(see 'mvc registry')")
+        raise RegistryError(
+            f"{m.name} has no version {text}: known versions are {known or 'none'} (see 'mvc registry')"
+        )
     return v
 
 
@@ -234,7 +273,9 @@ def models_at(git: gitmod.Git, commit: str) -> dict[str, str]:
     blob = git.blob_ids(commit, [CONFIG_PATH])[CONFIG_PATH]
     if blob is None:
         return {}
-    return cfgfmt.models(cfgfmt.loads(git.blob(blob), f"{CONFIG_PATH} at {commit[:7]}"), f"{CONFIG_PATH} at {commit[:7]}")
+    return cfgfmt.models(
+        cfgfmt.loads(git.blob(blob), f"{CONFIG_PATH} at {commit[:7]}"), f"{CONFIG_PATH} at {commit[:7]}"
+    )
 
 
 def model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
@@ -243,13 +284,17 @@ def model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
 
     path = models_at(git, commit).get(name)
     if path is None:
-        raise RegistryError(f"{name} is not a model at commit {commit[:7]}: name its file with "
-                            f"'mvc add PATH --name {name}' and commit, or pick another --rev")
+        raise RegistryError(
+            f"{name} is not a model at commit {commit[:7]}: name its file with "
+            f"'mvc add PATH --name {name}' and commit, or pick another --rev"
+        )
     prel = path + POINTER_SUFFIX
     blob = git.blob_ids(commit, [prel])[prel]
     if blob is None:
-        raise RegistryError(f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
-                            f"'mvc add {path} --name {name}' and commit, or pick another --rev")
+        raise RegistryError(
+            f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
+            f"'mvc add {path} --name {name}' and commit, or pick another --rev"
+        )
     p = ptrfmt.loads(git.blob(blob), f"{prel} at {commit[:7]}")
     return {"path": path, "kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}
 
@@ -265,9 +310,18 @@ def _fields(info: dict[str, Any] | None) -> dict[str, Any]:
     return {"path": info["path"], "oid": info["oid"], "size": info["size"]} if info else {}
 
 
-def _create(git: gitmod.Git, name: str, make: Callable[[int | None], str], commit: str, message: str,
-            info: dict[str, Any] | None, *, simple: bool = False, fallback: bool = True,
-            after_commits: bool = False) -> str:
+def _create(
+    git: gitmod.Git,
+    name: str,
+    make: Callable[[int | None], str],
+    commit: str,
+    message: str,
+    info: dict[str, Any] | None,
+    *,
+    simple: bool = False,
+    fallback: bool = True,
+    after_commits: bool = False,
+) -> str:
     """Create one tag of the model: make(None) is its name without a counter (tried first when simple),
     make(N) with the model's next counter. Its tagger time is after every other tag of the model, so the
     registry order never rests on a tie (FORMAT.md). Another writer taking the name means: retry."""
@@ -281,13 +335,16 @@ def _create(git: gitmod.Git, name: str, make: Callable[[int | None], str], commi
         if git.create_tag(tag, commit, text, time=when):
             return tag
         if simple and attempt == 0 and not fallback:
-            raise RegistryError(f"tag {tag} already exists: tags are never moved; run 'git fetch --tags' "
-                                "and 'mvc registry' to see the current state")
+            raise RegistryError(
+                f"tag {tag} already exists: tags are never moved; run 'git fetch --tags' "
+                "and 'mvc registry' to see the current state"
+            )
     raise RegistryError(f"could not create {tag}: other writers keep taking the counter; retry")
 
 
-def _result(name: str, tag: str, version: str | None, commit: str, info: dict[str, Any] | None,
-            **extra: Any) -> dict[str, Any]:
+def _result(
+    name: str, tag: str, version: str | None, commit: str, info: dict[str, Any] | None, **extra: Any
+) -> dict[str, Any]:
     out = {"name": name, "tag": tag, "version": version, "commit": commit}
     if info:
         out.update(path=info["path"], oid=info["oid"], size=info["size"])
@@ -296,8 +353,15 @@ def _result(name: str, tag: str, version: str | None, commit: str, info: dict[st
 
 
 # -- writing ----------------------------------------------------------------------------------
-def register(name: str, version: str | None = None, *, rev: str | None = None, bump: str | None = None,
-             message: str | None = None, repo: Repo | None = None) -> dict[str, Any]:
+def register(
+    name: str,
+    version: str | None = None,
+    *,
+    rev: str | None = None,
+    bump: str | None = None,
+    message: str | None = None,
+    repo: Repo | None = None,
+) -> dict[str, Any]:
     """Register the model as it is at rev (default HEAD) as a new version: tag ``NAME@vX.Y.Z``.
 
     version: semver (``v`` optional); default: the greatest version ever registered, bumped (bump:
@@ -319,21 +383,34 @@ def register(name: str, version: str | None = None, *, rev: str | None = None, b
     if here:
         live = [v.name for v in here if v.active]
         if live:
-            raise RegistryError(f"{name} is already registered at commit {commit[:7]} as {live[0]}: "
-                                f"use '{name}@{live[0]}', or register another commit with --rev")
-        raise RegistryError(f"commit {commit[:7]} holds {name} {here[0].name}, which was deregistered: "
-                            "commit the model again and register that commit")
+            raise RegistryError(
+                f"{name} is already registered at commit {commit[:7]} as {live[0]}: "
+                f"use '{name}@{live[0]}', or register another commit with --rev"
+            )
+        raise RegistryError(
+            f"commit {commit[:7]} holds {name} {here[0].name}, which was deregistered: "
+            "commit the model again and register that commit"
+        )
     if version is not None:
         version = tagfmt.check_version(version)
         if m is not None and version in m.versions:
-            raise RegistryError(f"{name}@{version} exists already: choose another version "
-                                f"(the latest is {_latest_name(m)})")
+            raise RegistryError(
+                f"{name}@{version} exists already: choose another version (the latest is {_latest_name(m)})"
+            )
     else:
         top = max((v.name for v in known), key=tagfmt.semver_key, default=None)
         version = tagfmt.bump(top or "v0.0.0", bump or "patch")
     text = message or f"Registering artifact {name} version {version}"
-    tag = _create(repo.git, name, lambda n: tagfmt.format(tagfmt.TagName(name, REGISTER, version=version, counter=n)),
-                  commit, text, info, simple=True, fallback=False)
+    tag = _create(
+        repo.git,
+        name,
+        lambda n: tagfmt.format(tagfmt.TagName(name, REGISTER, version=version, counter=n)),
+        commit,
+        text,
+        info,
+        simple=True,
+        fallback=False,
+    )
     return _result(name, tag, version, commit, info)
 
 
@@ -342,8 +419,16 @@ def _latest_name(m: Model) -> str:
     return v.name if v else "none"
 
 
-def assign(name: str, stage: str, *, version: str | None = None, rev: str | None = None,
-           message: str | None = None, force: bool = False, repo: Repo | None = None) -> dict[str, Any]:
+def assign(
+    name: str,
+    stage: str,
+    *,
+    version: str | None = None,
+    rev: str | None = None,
+    message: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+) -> dict[str, Any]:
     """Assign a stage to a version (or to the commit rev, registering it first): tag ``NAME#STAGE#N``.
 
     Refuses a promotion that breaks the ``[stages]`` rules of .mvc/config.toml unless force.
@@ -361,8 +446,10 @@ def assign(name: str, stage: str, *, version: str | None = None, rev: str | None
             raise RegistryError(f"{name} has no versions yet: register one with 'mvc register {name}'")
         v = _version(m, version)
         if not v.registered:
-            raise RegistryError(f"{version} is not a registered version of {name}: register it with "
-                                f"'mvc register {name} --rev {v.commit[:7]}'")
+            raise RegistryError(
+                f"{version} is not a registered version of {name}: register it with "
+                f"'mvc register {name} --rev {v.commit[:7]}'"
+            )
         if not v.active:
             raise RegistryError(f"{name}@{v.name} was deregistered: assign another version")
         commit = v.commit
@@ -373,8 +460,9 @@ def assign(name: str, stage: str, *, version: str | None = None, rev: str | None
         if live:
             v = max(live, key=lambda x: tagfmt.semver_key(x.name))
         elif here:
-            raise RegistryError(f"{name}@{here[0].name} at commit {commit[:7]} was deregistered: "
-                                "assign another version")
+            raise RegistryError(
+                f"{name}@{here[0].name} at commit {commit[:7]} was deregistered: assign another version"
+            )
     info = model_at(repo.git, name, commit)
     label = v.name if v is not None else f"commit {commit[:7]}"
     if v is not None and m is not None:
@@ -388,8 +476,14 @@ def assign(name: str, stage: str, *, version: str | None = None, rev: str | None
         registered = register(name, rev=commit, repo=repo)
         label = registered["version"]
     text = message or f"Assigning stage {stage} to artifact {name} version {label}"
-    tag = _create(repo.git, name, lambda n: tagfmt.format(tagfmt.TagName(name, ASSIGN, stage=stage, counter=n)),
-                  commit, text, info)
+    tag = _create(
+        repo.git,
+        name,
+        lambda n: tagfmt.format(tagfmt.TagName(name, ASSIGN, stage=stage, counter=n)),
+        commit,
+        text,
+        info,
+    )
     return _result(name, tag, label, commit, info, stage=stage, registered=registered)
 
 
@@ -413,7 +507,7 @@ def check_gate(rule: str, meta: dict[str, Any], where: str = "[stages] require")
 
     m = _RULE_RE.match(rule)
     if m is None:
-        raise ConfigError(f"{where}: cannot read the rule {rule!r}: write KEY OP VALUE, e.g. \"accuracy >= 0.9\"")
+        raise ConfigError(f'{where}: cannot read the rule {rule!r}: write KEY OP VALUE, e.g. "accuracy >= 0.9"')
     key, op, text = m.groups()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         want: Any = text[1:-1]
@@ -432,30 +526,42 @@ def check_gate(rule: str, meta: dict[str, Any], where: str = "[stages] require")
     return None if ok else f"{key} is {have!r}"
 
 
-def _check_rules(repo: Repo, name: str, m: Model | None, version: str | None, label: str, stage: str,
-                 meta: dict[str, Any]) -> None:
+def _check_rules(
+    repo: Repo, name: str, m: Model | None, version: str | None, label: str, stage: str, meta: dict[str, Any]
+) -> None:
     from mvc.format import config as cfgfmt
 
     order, gates = cfgfmt.stages(repo.config.data, f"{CONFIG_PATH}")
     if order:
         if stage not in order:
-            raise RegistryError(f"stage {stage!r} is not in the [stages] order ({', '.join(order)}) of "
-                                f"{CONFIG_PATH}: use one of them, or pass --force")
+            raise RegistryError(
+                f"stage {stage!r} is not in the [stages] order ({', '.join(order)}) of "
+                f"{CONFIG_PATH}: use one of them, or pass --force"
+            )
         i = order.index(stage)
         if i > 0:
             prev = order[i - 1]
             if version is None or m is None or not m.holds(version, prev):
-                raise RegistryError(f"{name} {label} is not in stage {prev}, which comes before {stage} in the "
-                                    f"[stages] order: assign {prev} first, or pass --force")
+                raise RegistryError(
+                    f"{name} {label} is not in stage {prev}, which comes before {stage} in the "
+                    f"[stages] order: assign {prev} first, or pass --force"
+                )
     for rule in gates.get(stage, []):
         why = check_gate(rule, meta, f"[stages.{stage}] require")
         if why is not None:
-            raise RegistryError(f"{name} {label} fails the gate of stage {stage} ({rule!r}): {why}; "
-                                "pass --force to assign anyway")
+            raise RegistryError(
+                f"{name} {label} fails the gate of stage {stage} ({rule!r}): {why}; pass --force to assign anyway"
+            )
 
 
-def deprecate(name: str, version: str | None = None, stage: str | None = None, *,
-              message: str | None = None, repo: Repo | None = None) -> dict[str, Any]:
+def deprecate(
+    name: str,
+    version: str | None = None,
+    stage: str | None = None,
+    *,
+    message: str | None = None,
+    repo: Repo | None = None,
+) -> dict[str, Any]:
     """Cancel: with version and stage, the stage's assignment to that version (``NAME#STAGE!#N``);
     with version, the version (``NAME@vX.Y.Z!``); with neither, the whole model (``NAME@deprecated``).
 
@@ -468,16 +574,23 @@ def deprecate(name: str, version: str | None = None, stage: str | None = None, *
     if stage is not None:
         v = _version(m, version)
         if not v.registered:
-            raise RegistryError(f"commit {v.commit[:7]} is not a registered version of {name}, and GTO ignores "
-                                f"cancelling its stages: register it first ('mvc register {name} --rev "
-                                f"{v.commit[:10]}'), then cancel")
+            raise RegistryError(
+                f"commit {v.commit[:7]} is not a registered version of {name}, and GTO ignores "
+                f"cancelling its stages: register it first ('mvc register {name} --rev "
+                f"{v.commit[:10]}'), then cancel"
+            )
         if not m.holds(v.name, stage):
             raise RegistryError(f"{name} {v.name} is not in stage {stage}: nothing to cancel (see 'mvc registry')")
         info = _maybe_model_at(repo.git, name, v.commit)
         text = message or f"Unassigning stage '{stage}' to artifact '{name}' version '{v.name}'"
-        tag = _create(repo.git, name,
-                      lambda n: tagfmt.format(tagfmt.TagName(name, UNASSIGN, stage=stage, counter=n)),
-                      v.commit, text, info)
+        tag = _create(
+            repo.git,
+            name,
+            lambda n: tagfmt.format(tagfmt.TagName(name, UNASSIGN, stage=stage, counter=n)),
+            v.commit,
+            text,
+            info,
+        )
         return _result(name, tag, v.name, v.commit, info, stage=stage, action="unassign")
     if version is not None:
         v = _version(m, version)
@@ -487,24 +600,44 @@ def deprecate(name: str, version: str | None = None, stage: str | None = None, *
             raise RegistryError(f"{name}@{v.name} was deregistered already")
         info = _maybe_model_at(repo.git, name, v.commit)
         text = message or f"Deregistering artifact {name} version {v.name}"
-        tag = _create(repo.git, name, lambda n: tagfmt.format(
-            tagfmt.TagName(name, DEREGISTER, version=v.name, counter=n)), v.commit, text, info, simple=True)
+        tag = _create(
+            repo.git,
+            name,
+            lambda n: tagfmt.format(tagfmt.TagName(name, DEREGISTER, version=v.name, counter=n)),
+            v.commit,
+            text,
+            info,
+            simple=True,
+        )
         return _result(name, tag, v.name, v.commit, info, stage=None, action="deregister")
     if m.deprecated:
         raise RegistryError(f"{name} is deprecated already: register a new version to bring it back")
     commit = m.events[-1].commit  # as GTO: the commit of the model's latest event
     info = _maybe_model_at(repo.git, name, commit)
     text = message or f"Deprecating artifact '{name}'"
-    tag = _create(repo.git, name, lambda n: tagfmt.format(tagfmt.TagName(name, DEPRECATE, counter=n)),
-                  commit, text, info, simple=True, after_commits=True)
+    tag = _create(
+        repo.git,
+        name,
+        lambda n: tagfmt.format(tagfmt.TagName(name, DEPRECATE, counter=n)),
+        commit,
+        text,
+        info,
+        simple=True,
+        after_commits=True,
+    )
     return _result(name, tag, None, commit, info, stage=None, action="deprecate")
 
 
 # -- reading ----------------------------------------------------------------------------------
 def _describe_version(m: Model, v: Version) -> dict[str, Any]:
     e = v.event
-    d: dict[str, Any] = {"version": v.name, "commit": v.commit, "registered": v.registered, "active": v.active,
-                         "stages": sorted(s for s, vs in m.pointers.items() if vs.version == v.name)}
+    d: dict[str, Any] = {
+        "version": v.name,
+        "commit": v.commit,
+        "registered": v.registered,
+        "active": v.active,
+        "stages": sorted(s for s, vs in m.pointers.items() if vs.version == v.name),
+    }
     if e is not None:
         d.update(tag=e.tag, tagger=e.tagger, email=e.email, date=_date(e.time, e.offset), message=e.message)
         if "oid" in e.fields:
@@ -519,13 +652,23 @@ def describe(m: Model) -> dict[str, Any]:
     stages = {}
     for s, vs in m.stages().items():
         e = vs.event
-        stages[s] = {"version": vs.version, "commit": m.versions[vs.version].commit, "tag": e.tag,
-                     "date": _date(e.time, e.offset)}
-    versions = sorted((v for v in m.versions.values() if v.registered), key=lambda v: tagfmt.semver_key(v.name),
-                      reverse=True)
-    return {"name": m.name, "path": m.path(), "deprecated": m.deprecated,
-            "latest": {"version": latest.name, "commit": latest.commit} if latest else None,
-            "stages": stages, "versions": [_describe_version(m, v) for v in versions]}
+        stages[s] = {
+            "version": vs.version,
+            "commit": m.versions[vs.version].commit,
+            "tag": e.tag,
+            "date": _date(e.time, e.offset),
+        }
+    versions = sorted(
+        (v for v in m.versions.values() if v.registered), key=lambda v: tagfmt.semver_key(v.name), reverse=True
+    )
+    return {
+        "name": m.name,
+        "path": m.path(),
+        "deprecated": m.deprecated,
+        "latest": {"version": latest.name, "commit": latest.commit} if latest else None,
+        "stages": stages,
+        "versions": [_describe_version(m, v) for v in versions],
+    }
 
 
 def registry(*, deprecated: bool = False, repo: Repo | None = None) -> list[dict[str, Any]]:
@@ -538,8 +681,7 @@ def registry(*, deprecated: bool = False, repo: Repo | None = None) -> list[dict
 def table(*, deprecated: bool = False, repo: Repo | None = None) -> dict[str, Any]:
     """{"models": what registry() returns, "stages": every stage in use, in the order first assigned}."""
     state = load(_git(repo))
-    models = [describe(m) for name, m in sorted(state.models.items())
-              if m.events and (deprecated or not m.deprecated)]
+    models = [describe(m) for name, m in sorted(state.models.items()) if m.events and (deprecated or not m.deprecated)]
     return {"models": models, "stages": state.stage_names()}
 
 
@@ -553,8 +695,10 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
     if m is None:
         return None
     if m.deprecated:
-        raise RegistryError(f"{m.name} is deprecated: to read it anyway, pass the commit of the version "
-                            "you want (see 'mvc registry --deprecated --json')")
+        raise RegistryError(
+            f"{m.name} is deprecated: to read it anyway, pass the commit of the version "
+            "you want (see 'mvc registry --deprecated --json')"
+        )
     if ref.latest:
         v = m.latest()
         if v is None:
@@ -563,13 +707,15 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
     if ref.version is not None:
         v = _version(m, ref.version)
         if not v.active:
-            raise RegistryError(f"{m.name}@{v.name} was deregistered: to read it anyway, pass its commit "
-                                f"{v.commit[:10]}")
+            raise RegistryError(
+                f"{m.name}@{v.name} was deregistered: to read it anyway, pass its commit {v.commit[:10]}"
+            )
         return v.commit
     vs = m.stage(ref.stage)
     if vs is None:
-        raise RegistryError(f"stage {ref.stage} of {m.name} points to no version: assign one with "
-                            f"'mvc assign {m.name} {ref.stage}'")
+        raise RegistryError(
+            f"stage {ref.stage} of {m.name} points to no version: assign one with 'mvc assign {m.name} {ref.stage}'"
+        )
     return m.versions[vs.version].commit
 
 
@@ -585,11 +731,16 @@ def model_ref(repo: Repo, text: str) -> tuple[str, str] | None:
     path = models_at(repo.git, commit).get(ref.name)
     if path is None:
         m = load(repo.git).get(ref.name)
-        path = next((e.fields["path"] for e in reversed(m.events) if e.commit == commit and "path" in e.fields),
-                    None) if m else None
+        path = (
+            next((e.fields["path"] for e in reversed(m.events) if e.commit == commit and "path" in e.fields), None)
+            if m
+            else None
+        )
     if path is None:
-        raise RegistryError(f"{ref.name} has no path at commit {commit[:7]}: its .mvc/config.toml has no "
-                            f"[models.{ref.name}]; use 'mvc get PATH --rev {commit[:10]}'")
+        raise RegistryError(
+            f"{ref.name} has no path at commit {commit[:7]}: its .mvc/config.toml has no "
+            f"[models.{ref.name}]; use 'mvc get PATH --rev {commit[:10]}'"
+        )
     return path, commit
 
 
@@ -645,9 +796,15 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
             change = "moved"
         else:
             change = "modified"
-        entry: dict[str, Any] = {"commit": c["id"], "author": c["author"], "email": c["email"],
-                                 "date": _date(c["time"], c["offset"]), "message": c["message"].strip(),
-                                 "change": change, "path": p if blob is not None else prev[0]}
+        entry: dict[str, Any] = {
+            "commit": c["id"],
+            "author": c["author"],
+            "email": c["email"],
+            "date": _date(c["time"], c["offset"]),
+            "message": c["message"].strip(),
+            "change": change,
+            "path": p if blob is not None else prev[0],
+        }
         names = [name] if name is not None else sorted(n for n, q in models_of(c["id"]).items() if q == path)
         entry["names"] = names
         if blob is not None:
@@ -707,8 +864,10 @@ def _side(repo: Repo, rev: str | None) -> tuple[dict[str, Any], dict[str, str]]:
                 pointers[prel[: -len(POINTER_SUFFIX)]] = ptrfmt.loads(f.read(), prel)
         return pointers, cfgfmt.models(repo.config.shared, CONFIG_PATH)
     commit = repo.resolve(rev)
-    pointers = {prel[: -len(POINTER_SUFFIX)]: ptrfmt.loads(data, f"{prel} at {rev}")
-                for prel, data in repo.git.pointers_at(commit).items()}
+    pointers = {
+        prel[: -len(POINTER_SUFFIX)]: ptrfmt.loads(data, f"{prel} at {rev}")
+        for prel, data in repo.git.pointers_at(commit).items()
+    }
     try:
         names = models_at(repo.git, commit)
     except ConfigError:
@@ -757,9 +916,12 @@ def diff(rev_a: str | None = None, rev_b: str | None = None, *, repo: Repo | Non
         a, b = old.get(a_path), new.get(path)
         if a is not None and b is not None and info(a) == info(b) and a_path == path:
             continue
-        entry: dict[str, Any] = {"path": path, "names": names_of(path) if a_path == path else
-                                 sorted(set(names_of(path)) | set(names_of(a_path))),
-                                 "old": info(a) if a else None, "new": info(b) if b else None}
+        entry: dict[str, Any] = {
+            "path": path,
+            "names": names_of(path) if a_path == path else sorted(set(names_of(path)) | set(names_of(a_path))),
+            "old": info(a) if a else None,
+            "new": info(b) if b else None,
+        }
         if a is None:
             entry["change"] = "added"
         elif b is None:
@@ -774,4 +936,3 @@ def diff(rev_a: str | None = None, rev_b: str | None = None, *, repo: Repo | Non
         entry["meta_changes"] = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
         out.append(entry)
     return out
-

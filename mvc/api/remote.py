@@ -15,8 +15,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api.repo import Repo
@@ -96,15 +97,16 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
         if name is None:
             if not table:
                 raise NoRemote("no mvc remote configured: add one with 'mvc remote add NAME URL --default'")
-            raise NoRemote(f"no default mvc remote: pass -r NAME (one of {', '.join(sorted(table))}) or set one "
-                           f"with 'mvc remote default NAME'")
+            raise NoRemote(
+                f"no default mvc remote: pass -r NAME (one of {', '.join(sorted(table))}) or set one "
+                f"with 'mvc remote default NAME'"
+            )
     entry = table.get(name)
     if entry is None:
         known = f"known remotes: {', '.join(sorted(table))}" if table else "no remote is configured"
         raise UnknownRemote(f"unknown remote {name!r} ({known}): add it with 'mvc remote add {name} URL'")
     options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs")}
-    return Spec(name, entry["url"], options, entry.get("jobs"), repo.root, repo.config.fsync,
-                entry.get("packs", True))
+    return Spec(name, entry["url"], options, entry.get("jobs"), repo.root, repo.config.fsync, entry.get("packs", True))
 
 
 def _check_name(name: str) -> None:
@@ -130,14 +132,15 @@ def _validate(repo: Repo) -> None:
     _table(check)
 
 
-def add(name: str, url: str, *, default: bool = False, local: bool = False,
-        repo: Repo | None = None) -> dict[str, Any]:
+def add(name: str, url: str, *, default: bool = False, local: bool = False, repo: Repo | None = None) -> dict[str, Any]:
     """Add remote NAME at URL to .mvc/config.toml (config.local.toml with ``local``)."""
     repo = _open(repo)
     _check_name(name)
     if name in _table(repo):
-        raise RemoteError(f"remote {name!r} exists already: change it with 'mvc remote modify {name} url URL' "
-                          f"or remove it with 'mvc remote remove {name}'")
+        raise RemoteError(
+            f"remote {name!r} exists already: change it with 'mvc remote modify {name} url URL' "
+            f"or remove it with 'mvc remote remove {name}'"
+        )
     url = _normalize_url(repo, url)
     path = _config_path(repo, local)
     cfgfmt.write_value(path, f"remote.{name}.url", url)
@@ -158,8 +161,15 @@ def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
     for name in sorted(table):
         entry = table[name]
         options = {k: ("***" if cfgfmt.is_secret(k) else v) for k, v in sorted(entry.items()) if k != "url"}
-        out.append({"name": name, "url": entry["url"], "default": name == default,
-                    "scope": "repo" if name in shared else "local", "options": options})
+        out.append(
+            {
+                "name": name,
+                "url": entry["url"],
+                "default": name == default,
+                "scope": "repo" if name in shared else "local",
+                "options": options,
+            }
+        )
     return out
 
 
@@ -210,7 +220,9 @@ def modify(name: str, key: str, value: str | None, *, local: bool = False, repo:
     if name not in table:
         spec(repo, name)
     if not key or not all(c.isalnum() or c == "_" for c in key):
-        raise RemoteError(f"invalid key {key!r}: use letters, digits and '_' (e.g. endpoint_url, profile, region, jobs)")
+        raise RemoteError(
+            f"invalid key {key!r}: use letters, digits and '_' (e.g. endpoint_url, profile, region, jobs)"
+        )
     if value is None:
         if key == "url":
             raise RemoteError(f"a remote needs its url: remove the remote instead with 'mvc remote remove {name}'")
@@ -220,8 +232,10 @@ def modify(name: str, key: str, value: str | None, *, local: bool = False, repo:
     parsed = _normalize_url(repo, value) if key == "url" else _parse_value(name, key, value)
     local_only = name not in repo.config.shared.get("remote", {})
     if cfgfmt.is_secret(key) and not local and not local_only:
-        raise RemoteError(f"{key} looks like a secret: it would be committed with .mvc/config.toml; "
-                          f"pass --local to keep it in .mvc/config.local.toml on this machine")
+        raise RemoteError(
+            f"{key} looks like a secret: it would be committed with .mvc/config.toml; "
+            f"pass --local to keep it in .mvc/config.local.toml on this machine"
+        )
     cfgfmt.write_value(_config_path(repo, local or local_only), f"remote.{name}.{key}", parsed)
     _validate(repo)
 
@@ -267,13 +281,19 @@ class Journal:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         db.execute("CREATE TABLE IF NOT EXISTS remotes (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL)")
-        db.execute("CREATE TABLE IF NOT EXISTS present (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
-                   "PRIMARY KEY (remote, oid)) WITHOUT ROWID")
-        db.execute("CREATE TABLE IF NOT EXISTS packs (remote INTEGER NOT NULL, name TEXT NOT NULL, "
-                   "PRIMARY KEY (remote, name)) WITHOUT ROWID")
-        db.execute("CREATE TABLE IF NOT EXISTS packed (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
-                   "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
-                   "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS present (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
+            "PRIMARY KEY (remote, oid)) WITHOUT ROWID"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS packs (remote INTEGER NOT NULL, name TEXT NOT NULL, "
+            "PRIMARY KEY (remote, name)) WITHOUT ROWID"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS packed (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
+            "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
+            "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID"
+        )
         return db
 
     def _remote_id(self, db: sqlite3.Connection, key: str, create: bool) -> int | None:
@@ -312,8 +332,11 @@ class Journal:
 
     def locate(self, key: str, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
         """{oid: (pack name, entry)} for those of wanted recorded in one of the remote's packs."""
-        rows = self._select(key, wanted, "SELECT w.oid, p.pack, p.offset, p.size FROM wanted w "
-                                         "JOIN packed p ON p.remote = ? AND p.oid = w.oid")
+        rows = self._select(
+            key,
+            wanted,
+            "SELECT w.oid, p.pack, p.offset, p.size FROM wanted w JOIN packed p ON p.remote = ? AND p.oid = w.oid",
+        )
         return {oid: (name, pk.Entry(oid, offset, size)) for oid, name, offset, size in rows}
 
     def pack_names(self, key: str) -> set[str]:
@@ -321,17 +344,24 @@ class Journal:
         if db is None:
             return set()
         try:
-            return {r[0] for r in db.execute("SELECT p.name FROM packs p JOIN remotes r ON r.id = p.remote "
-                                             "WHERE r.key = ?", (key,))}
+            return {
+                r[0]
+                for r in db.execute(
+                    "SELECT p.name FROM packs p JOIN remotes r ON r.id = p.remote WHERE r.key = ?", (key,)
+                )
+            }
         except sqlite3.OperationalError:
             return set()
 
     def add_pack(self, key: str, name: str, entries: list[pk.Entry]) -> None:
         """Record a pack read from (or written to) the remote: its entries are present there."""
+
         def write(db: sqlite3.Connection, rid: int) -> None:
             db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
-            db.executemany("INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
-                           ((rid, e.oid, name, e.offset, e.size) for e in entries))
+            db.executemany(
+                "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
+                ((rid, e.oid, name, e.offset, e.size) for e in entries),
+            )
             db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", ((rid, e.oid) for e in entries))
 
         self._transaction(key, write)
@@ -345,9 +375,12 @@ class Journal:
         def write(db: sqlite3.Connection, rid: int) -> None:
             for name in names:
                 db.execute("DELETE FROM packs WHERE remote = ? AND name = ?", (rid, name))
-                db.execute("DELETE FROM present WHERE remote = ?1 AND oid IN (SELECT oid FROM packed WHERE "
-                           "remote = ?1 AND pack = ?2) AND oid NOT IN (SELECT oid FROM packed WHERE remote = ?1 "
-                           "AND pack != ?2)", (rid, name))
+                db.execute(
+                    "DELETE FROM present WHERE remote = ?1 AND oid IN (SELECT oid FROM packed WHERE "
+                    "remote = ?1 AND pack = ?2) AND oid NOT IN (SELECT oid FROM packed WHERE remote = ?1 "
+                    "AND pack != ?2)",
+                    (rid, name),
+                )
                 db.execute("DELETE FROM packed WHERE remote = ? AND pack = ?", (rid, name))
 
         self._transaction(key, write)
@@ -409,8 +442,14 @@ class _Wanted:
         return entries
 
 
-def _pointers(repo: Repo, paths: Iterable[str], revs: Iterable[str] | None, all_branches: bool = False,
-              all_tags: bool = False, all_commits: bool = False) -> dict[str, ptrfmt.Pointer]:
+def _pointers(
+    repo: Repo,
+    paths: Iterable[str],
+    revs: Iterable[str] | None,
+    all_branches: bool = False,
+    all_tags: bool = False,
+    all_commits: bool = False,
+) -> dict[str, ptrfmt.Pointer]:
     """{label: pointer} selected by paths in the work tree, or in the given revisions when any."""
     from mvc.api.workspace import _matches, _paths, load_pointer
 
@@ -571,14 +610,18 @@ class _Remote:
             # One prefix of the 256 tells the remote's size (DVC estimates it the same way).
             estimate = len(store.list("objects/00/")) * 256
             if estimate // LIST_PAGE < len(rest):
-                listed = {oids.from_relpath(rel[len("objects/"):]) for rel in store.list("objects/")
-                          if rel.startswith("objects/")}
+                listed = {
+                    oids.from_relpath(rel[len("objects/") :])
+                    for rel in store.list("objects/")
+                    if rel.startswith("objects/")
+                }
                 return found | (rest & listed)
         ordered = sorted(rest)
         if store.cheap_exists:
             return found | {o for o in ordered if store.exists(_rel(o))}
-        storage.run_parallel(lambda o: store.exists(_rel(o)), ordered, self.jobs,
-                             lambda o, there: found.add(o) if there else None)
+        storage.run_parallel(
+            lambda o: store.exists(_rel(o)), ordered, self.jobs, lambda o, there: found.add(o) if there else None
+        )
         return found
 
     # -- moving objects ------------------------------------------------------------------------
@@ -602,8 +645,9 @@ class _Remote:
                 with packing:
                     return self._put_pack(repo, what, meter)
             with large if size > storage.LARGE else contextlib.nullcontext():
-                n = self.store.put_file(repo.odb.path(what), _rel(what), lambda digest: _check_cached(repo, what, digest),
-                                        meter.update)
+                n = self.store.put_file(
+                    repo.odb.path(what), _rel(what), lambda digest: _check_cached(repo, what, digest), meter.update
+                )
             meter.object_done()
             return n
 
@@ -629,8 +673,9 @@ class _Remote:
             meter.object_done()
         return name, entries, len(data)
 
-    def download(self, repo: Repo, todo: list[str], meter: _Meter,
-                 sizes: dict[str, int] | None = None) -> tuple[int, list[str]]:
+    def download(
+        self, repo: Repo, todo: list[str], meter: _Meter, sizes: dict[str, int] | None = None
+    ) -> tuple[int, list[str]]:
         """Download objects into the cache, each verified before it is placed: those in packs with one
         ranged read per run of neighbours, the others alone. Returns (bytes, oids not on the remote).
 
@@ -691,7 +736,8 @@ class _Remote:
                 raise storage.RemoteCorrupt(
                     f"{self.store.where(rel)} on remote {self.sp.name} is corrupt (its content hashes to "
                     f"xxh128:{digest}); nothing was placed in the cache or workspace: delete it on the remote and "
-                    "push it again from a machine that has it")
+                    "push it again from a machine that has it"
+                )
             size = os.path.getsize(tmp)
             repo.odb.install(tmp, oid)
         finally:
@@ -700,8 +746,9 @@ class _Remote:
         meter.object_done()
         return size
 
-    def _get_run(self, repo: Repo, run: list[tuple[str, pk.Entry]], meter: _Meter,
-                 large: threading.BoundedSemaphore) -> int | None:
+    def _get_run(
+        self, repo: Repo, run: list[tuple[str, pk.Entry]], meter: _Meter, large: threading.BoundedSemaphore
+    ) -> int | None:
         name = run[0][0]
         start, end = run[0][1].offset, run[-1][1].offset + run[-1][1].size
         rel = pk.pack_rel(name)
@@ -716,7 +763,8 @@ class _Remote:
                     f"object {e.oid} in {self.store.where(rel)} (bytes {e.offset}-{e.offset + e.size}) on remote "
                     f"{self.sp.name} is corrupt (it hashes to xxh128:{digest}); nothing was placed in the cache or "
                     f"workspace: delete that pack and its .idx on the remote, then push again from a machine that "
-                    "has its objects")
+                    "has its objects"
+                )
             repo.odb.install_bytes(chunk, e.oid)
             meter.object_done()
         meter.update(len(data))
@@ -727,14 +775,25 @@ def _check_cached(repo: Repo, oid: str, digest: str) -> None:
     """Refuse to publish a cache object that does not hash to its oid (it is quarantined)."""
     if oids.from_digest(digest) != oid:
         where = repo.odb.quarantine(oid)
-        raise CorruptObject(f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved "
-                            f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push")
+        raise CorruptObject(
+            f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved "
+            f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push"
+        )
 
 
-def push(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None,
-         revs: Iterable[str] | None = None, all_branches: bool = False, all_tags: bool = False,
-         all_commits: bool = False, verify_remote: bool = False, repo: Repo | None = None,
-         progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+def push(
+    paths: Iterable[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    revs: Iterable[str] | None = None,
+    all_branches: bool = False,
+    all_tags: bool = False,
+    all_commits: bool = False,
+    verify_remote: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
     """Upload the objects the selected pointers need that the remote lacks (entries before manifests).
 
     Pointers: those of the work tree (filtered by paths), or of ``revs`` / every branch / tag / commit
@@ -755,8 +814,9 @@ def push(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | No
         jr.close()
 
 
-def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, verify: bool,
-          progress: progressmod.Factory) -> dict[str, Any]:
+def _push(
+    repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, verify: bool, progress: progressmod.Factory
+) -> dict[str, Any]:
     known = set() if verify else jr.known(sp.key, list(wanted.files) + list(wanted.manifests))
     unread: list[str] = []  # manifests neither in the cache nor known on the remote
     for moid in list(wanted.manifests):
@@ -798,15 +858,19 @@ def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, 
         manifests_todo = [m for m in wanted.manifests if m not in on_remote and repo.odb.exists(m)]
         missing += [m for m in wanted.manifests if m not in on_remote and not repo.odb.exists(m)]
         sizes = {o: os.path.getsize(repo.odb.path(o)) for o in files + manifests_todo}  # stat each once
-        meter = _Meter(progress, f"pushing to {sp.name}", sum(sizes[o] for o in files),
-                       len(files) + len(manifests_todo))
+        meter = _Meter(
+            progress, f"pushing to {sp.name}", sum(sizes[o] for o in files), len(files) + len(manifests_todo)
+        )
         try:
             sent = remote.upload(repo, files, sizes, meter, recorder)
             recorder.flush()
             uploaded = set(files)
             # a manifest goes up only when every entry it lists is on the remote
-            ready = [m for m in manifests_todo
-                     if all(e.oid in on_remote or e.oid in uploaded for e in wanted.entries.get(m, []))]
+            ready = [
+                m
+                for m in manifests_todo
+                if all(e.oid in on_remote or e.oid in uploaded for e in wanted.entries.get(m, []))
+            ]
             blocked = [m for m in manifests_todo if m not in ready]
             sent += remote.upload(repo, ready, sizes, meter, recorder)
         finally:
@@ -819,14 +883,15 @@ def _push(repo: Repo, sp: Spec, wanted: _Wanted, jr: Journal, jobs: int | None, 
         first = (missing or blocked)[0]
         label = wanted.files.get(first, (wanted.manifests.get(first, "?"), 0))[0]
         count = len(missing) + len(blocked)
-        raise ObjectMissing(f"{count} object{'s' if count > 1 else ''} could not be pushed to {sp.name}: {first} "
-                            f"({label}) is neither in the cache nor on the remote; the rest was pushed: fetch it "
-                            "from where it exists (or re-add the file) and push again")
+        raise ObjectMissing(
+            f"{count} object{'s' if count > 1 else ''} could not be pushed to {sp.name}: {first} "
+            f"({label}) is neither in the cache nor on the remote; the rest was pushed: fetch it "
+            "from where it exists (or re-add the file) and push again"
+        )
     return result
 
 
-def _fetch(repo: Repo, sp: Spec, wanted: _Wanted, jobs: int | None,
-           progress: progressmod.Factory) -> dict[str, Any]:
+def _fetch(repo: Repo, sp: Spec, wanted: _Wanted, jobs: int | None, progress: progressmod.Factory) -> dict[str, Any]:
     result = {"remote": sp.name, "downloaded": 0, "bytes": 0, "present": 0}
     need_manifests = [m for m in wanted.manifests if not repo.odb.exists(m)]
     remote: _Remote | None = None
@@ -867,13 +932,20 @@ def _fetch(repo: Repo, sp: Spec, wanted: _Wanted, jobs: int | None,
         bad = f"; unreadable pack index {remote.bad_indexes[0]} was skipped" if remote and remote.bad_indexes else ""
         raise storage.RemoteObjectMissing(
             f"object {what}{more} is not on remote {sp.name}{bad}: push it from a machine that has it; "
-            "the rest was fetched")
+            "the rest was fetched"
+        )
     return result
 
 
-def fetch(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None,
-          revs: Iterable[str] | None = None, repo: Repo | None = None,
-          progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+def fetch(
+    paths: Iterable[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    revs: Iterable[str] | None = None,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
     """Download into the cache the objects the selected pointers need (manifests first, then their entries).
 
     Every object is hashed and placed only if it matches its oid. Returns {"remote", "downloaded",
@@ -887,8 +959,14 @@ def fetch(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | N
     return _fetch(repo, sp, wanted, jobs, progress)
 
 
-def fetch_objects(repo: Repo, wanted_oids: Iterable[str] | dict[str, int], *, remote: str | None = None,
-                  jobs: int | None = None, progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+def fetch_objects(
+    repo: Repo,
+    wanted_oids: Iterable[str] | dict[str, int],
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
     """Download these objects (as they are: a manifest's entries are not followed) into the cache.
     A dict gives each object's expected size, for the progress bar and scheduling."""
     sp = spec(repo, remote)
@@ -899,9 +977,16 @@ def fetch_objects(repo: Repo, wanted_oids: Iterable[str] | dict[str, int], *, re
     return _fetch(repo, sp, wanted, jobs, progress)
 
 
-def pull(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None,
-         rev: str | None = None, force: bool = False, repo: Repo | None = None,
-         progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+def pull(
+    paths: Iterable[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    rev: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
     """fetch, then checkout: the fetch result plus "checkout", the rows of :func:`mvc.api.workspace.checkout`."""
     from mvc.api import workspace
 
@@ -912,8 +997,9 @@ def pull(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | No
 
 
 # -- status -------------------------------------------------------------------------------------------
-def status(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None,
-           repo: Repo | None = None) -> list[dict[str, Any]]:
+def status(
+    paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None, repo: Repo | None = None
+) -> list[dict[str, Any]]:
     """Per tracked path of the work tree: how many of its objects are not pushed (in the cache, not on
     the remote), not fetched (on the remote, not in the cache) and missing from both.
 
@@ -948,9 +1034,13 @@ def status(paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | 
     rows = []
     for label, objs in per_path.items():
         cached = {o for o in objs if repo.odb.exists(o)}
-        rows.append({"path": Repo.target_of(label), "remote": sp.name,
-                     "not_pushed": len(cached - on_remote), "not_fetched": len((objs - cached) & on_remote),
-                     "missing": len(objs - cached - on_remote)})
+        rows.append(
+            {
+                "path": Repo.target_of(label),
+                "remote": sp.name,
+                "not_pushed": len(cached - on_remote),
+                "not_fetched": len((objs - cached) & on_remote),
+                "missing": len(objs - cached - on_remote),
+            }
+        )
     return rows
-
-

@@ -27,7 +27,7 @@ class Repo:
         self._state: State | None = None
 
     @classmethod
-    def find(cls, start: str | None = None) -> "Repo":
+    def find(cls, start: str | None = None) -> Repo:
         return cls(gitmod.find_worktree(start or os.getcwd()))
 
     @property
@@ -40,7 +40,7 @@ class Repo:
         if self._state is not None:
             self._state.close()
 
-    def __enter__(self) -> "Repo":
+    def __enter__(self) -> Repo:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,8 +87,10 @@ class Repo:
             parent = os.path.dirname(parent)
         real = os.path.realpath(parent)
         if real != self.real_root and not real.startswith(self.real_root + os.sep):
-            raise PathError(f"{shown or rel} leads outside the repository through a symlink ({real}): "
-                            "remove the symlink or track the real path")
+            raise PathError(
+                f"{shown or rel} leads outside the repository through a symlink ({real}): "
+                "remove the symlink or track the real path"
+            )
         return full
 
     @staticmethod

@@ -34,8 +34,10 @@ class State:
         # Only a cache: a crash may lose the last writes (the next command hashes again) and a damaged
         # file is rebuilt, so skipping fsync (2-50 ms a command here) costs nothing that matters.
         db.execute("PRAGMA synchronous = OFF")
-        db.execute("CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, "
-                    "mtime_ns INTEGER, size INTEGER, oid TEXT) WITHOUT ROWID")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, "
+            "mtime_ns INTEGER, size INTEGER, oid TEXT) WITHOUT ROWID"
+        )
         return db
 
     def _rebuild(self) -> None:
@@ -63,8 +65,7 @@ class State:
         """Every entry below directory prefix: {relpath: (inode, mtime_ns, size, oid)}."""
         lo = prefix.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # '0' sorts right after '/'
-        rows = self._query("SELECT path, inode, mtime_ns, size, oid FROM state WHERE path >= ? AND path < ?",
-                           (lo, hi))
+        rows = self._query("SELECT path, inode, mtime_ns, size, oid FROM state WHERE path >= ? AND path < ?", (lo, hi))
         return {r[0]: r[1:] for r in rows}
 
     def put(self, rel: str, st: os.stat_result, oid: str) -> None:

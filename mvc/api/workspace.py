@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import stat as statmod
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api.repo import MVC_DIR, Repo
@@ -109,10 +110,9 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None) -> ptrfmt.Poi
 # _File and _Plan are plain classes, not dataclasses: creating a dataclass costs ~1.5 ms of every
 # command's start-up (it compiles its methods), and a _File is made per file of a directory.
 class _File:
-    __slots__ = ("full", "st", "oid", "linked", "foreign")
+    __slots__ = ("foreign", "full", "linked", "oid", "st")
 
-    def __init__(self, full: str, st: os.stat_result, oid: str | None, linked: bool = False,
-                 foreign: bool = False):
+    def __init__(self, full: str, st: os.stat_result, oid: str | None, linked: bool = False, foreign: bool = False):
         self.full = full
         self.st = st
         self.oid = oid  # None: not known yet (must hash), or a symlink that does not point into the cache
@@ -178,8 +178,15 @@ def _total(files: Iterable[_File]) -> int:
 
 
 # -- add --------------------------------------------------------------------------------------
-def add(paths: Iterable[str], *, meta: dict[str, Any] | None = None, stage: bool = True, name: str | None = None,
-        repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+def add(
+    paths: Iterable[str],
+    *,
+    meta: dict[str, Any] | None = None,
+    stage: bool = True,
+    name: str | None = None,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
     """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys.
     ``name``: the model name of the (single) path, recorded as ``[models.NAME] path`` in .mvc/config.toml."""
     repo = _open(repo)
@@ -248,8 +255,10 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) 
         if rel.startswith(t + "/"):
             raise PathError(f"{shown} is inside {t}, which mvc already tracks: re-add {t} instead")
         if t.startswith(rel + "/"):
-            raise PathError(f"{shown} contains {t}, which mvc tracks on its own: "
-                            f"run 'mvc remove {t}' first, or add a different directory")
+            raise PathError(
+                f"{shown} contains {t}, which mvc tracks on its own: "
+                f"run 'mvc remove {t}' first, or add a different directory"
+            )
 
 
 def _add_one(repo: Repo, rel: str, meta: dict[str, Any], progress: progressmod.Factory) -> dict[str, Any]:
@@ -277,8 +286,10 @@ def _store(repo: Repo, rel: str, f: _File, bar: progressmod.Bar) -> str:
     if f.oid and repo.odb.exists(f.oid):
         return f.oid
     if f.linked and statmod.S_ISLNK(f.st.st_mode):
-        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: "
-                            "run 'mvc fetch' or 'mvc checkout --force' to restore it")
+        raise ObjectMissing(
+            f"{rel} links to object {f.oid}, which is not in the cache: "
+            "run 'mvc fetch' or 'mvc checkout --force' to restore it"
+        )
     oid, how, st = repo.odb.add_file(f.full, repo.config.link_types, progress=bar.update)
     if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
         repo.odb.export(oid, f.full, ["hardlink"])
@@ -317,8 +328,10 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
     files = _scan_dir(repo, rel, full)
     for sub, f in files.items():
         if f.foreign:
-            raise PathError(f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
-                            "replace it with the file or remove it")
+            raise PathError(
+                f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
+                "replace it with the file or remove it"
+            )
         # refused here, or the manifest would hold a path that every later read refuses
         why = "not valid UTF-8" if _not_utf8(sub) else mf.bad_relpath(sub)
         if why:
@@ -334,8 +347,9 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
     return oid, sum(e.size for e in entries), len(entries)
 
 
-def _write_pointer(repo: Repo, rel: str, kind: str, oid: str, size: int, nfiles: int | None,
-                   meta: dict[str, Any]) -> bool:
+def _write_pointer(
+    repo: Repo, rel: str, kind: str, oid: str, size: int, nfiles: int | None, meta: dict[str, Any]
+) -> bool:
     prel = Repo.pointer_of(rel)
     full = repo.abs(prel)
     old_bytes = None
@@ -393,8 +407,9 @@ def _ignore(repo: Repo, rel: str) -> str:
 
 
 # -- status -----------------------------------------------------------------------------------
-def status(paths: Iterable[str] = (), *, repo: Repo | None = None,
-           progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+def status(
+    paths: Iterable[str] = (), *, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
+) -> list[dict[str, Any]]:
     """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
     repo = _open(repo)
     out = []
@@ -403,8 +418,7 @@ def status(paths: Iterable[str] = (), *, repo: Repo | None = None,
             p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
             ws, cache = path_status(repo, rel, p, progress)
-            out.append({"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size,
-                        "workspace": ws, "cache": cache})
+            out.append({"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size, "workspace": ws, "cache": cache})
     finally:
         repo.state.flush()
     return out
@@ -417,8 +431,9 @@ def _want(repo: Repo, p: ptrfmt.Pointer) -> dict[str, mf.Entry] | None:
     return {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
 
 
-def path_status(repo: Repo, rel: str, p: ptrfmt.Pointer,
-                progress: progressmod.Factory = progressmod.null) -> tuple[str, str]:
+def path_status(
+    repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.Factory = progressmod.null
+) -> tuple[str, str]:
     """(workspace, cache) of the tracked path rel against pointer p, which may come from the work tree,
     the git index or a revision: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
     full = repo.check_inside(rel)
@@ -454,8 +469,9 @@ def path_status(repo: Repo, rel: str, p: ptrfmt.Pointer,
         bar.close()
 
 
-def _status_dir(repo: Repo, rel: str, p: ptrfmt.Pointer, files: dict[str, _File],
-                progress: progressmod.Factory) -> tuple[str, str]:
+def _status_dir(
+    repo: Repo, rel: str, p: ptrfmt.Pointer, files: dict[str, _File], progress: progressmod.Factory
+) -> tuple[str, str]:
     want = _want(repo, p)
     cache = "ok" if want is not None and not repo.odb.missing({e.oid for e in want.values()}) else "missing"
     if want is not None and files.keys() != want.keys():
@@ -470,8 +486,9 @@ def _status_dir(repo: Repo, rel: str, p: ptrfmt.Pointer, files: dict[str, _File]
     finally:
         bar.close()
     if want is not None:
-        same = all(f.oid == want[sub].oid and (f.linked or f.executable == want[sub].executable)
-                   for sub, f in files.items())
+        same = all(
+            f.oid == want[sub].oid and (f.linked or f.executable == want[sub].executable) for sub, f in files.items()
+        )
     else:
         same = oids.from_digest(local.hexdigest_bytes(mf.dumps(_entries(repo, rel, files)))) == p.oid
     return ("ok" if same else "modified"), cache
@@ -491,8 +508,14 @@ class _Plan:
         self.clear_dir = False  # a directory stands where the file goes
 
 
-def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool = False,
-             repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+def checkout(
+    paths: Iterable[str] = (),
+    *,
+    rev: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
     """Make workspace files match their pointers (restoring the pointers as of ``rev`` first).
     A path may be a registry revision (``churn#prod``, ``churn@v1.2.0``): that model's path at that revision."""
     repo = _open(repo)
@@ -501,8 +524,9 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
     if refs:
         done: list[dict[str, Any]] = []
         for commit in dict.fromkeys(c for _, c in refs):
-            done += checkout([repo.abs(p) for p, c in refs if c == commit], rev=commit, force=force, repo=repo,
-                             progress=progress)
+            done += checkout(
+                [repo.abs(p) for p, c in refs if c == commit], rev=commit, force=force, repo=repo, progress=progress
+            )
         return done
     try:
         if rev is not None:
@@ -512,8 +536,10 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
                 repo.check_inside(prel)
             dirty = repo.git.unstaged([p for p in chosen if os.path.exists(repo.abs(p))])
             if dirty and not force:
-                raise WorkspaceModified(f"{dirty[0]} has changes not staged in git: stage them with "
-                                        f"'git add {dirty[0]}', or pass --force to replace it")
+                raise WorkspaceModified(
+                    f"{dirty[0]} has changes not staged in git: stage them with "
+                    f"'git add {dirty[0]}', or pass --force to replace it"
+                )
         else:
             at_rev = {}
             chosen = _select(repo, paths, repo.git.ls_pointers())
@@ -523,8 +549,10 @@ def checkout(paths: Iterable[str] = (), *, rev: str | None = None, force: bool =
         if unsafe and not force:
             rel = unsafe[0][0]
             more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
-            raise WorkspaceModified(f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
-                                    "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)")
+            raise WorkspaceModified(
+                f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
+                "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)"
+            )
         ensure_objects(repo, {oid: size for plan in plans for oid, size in plan.sizes.items()}, progress)
         if rev is not None:
             repo.git.checkout_paths(repo.resolve(rev), chosen)
@@ -699,8 +727,9 @@ def _umask() -> int:
 # -- get, ls, unprotect -----------------------------------------------------------------------
 def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str]]:
     """[(model path, commit)] when paths are registry revisions rather than paths, else []."""
-    maybe = [p for p in paths if ("@" in p or "#" in p) and not os.path.lexists(p)
-             and not os.path.lexists(p + ptrfmt.SUFFIX)]
+    maybe = [
+        p for p in paths if ("@" in p or "#" in p) and not os.path.lexists(p) and not os.path.lexists(p + ptrfmt.SUFFIX)
+    ]
     if not maybe:
         return []
     from mvc.api import registry
@@ -711,8 +740,9 @@ def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str
         return []
     if len(found) != len(paths):
         other = next(p for p in paths if p not in dict(found))
-        raise PathError(f"{other} is not a model revision like {found[0][0]}: give paths and model revisions "
-                        "in separate commands")
+        raise PathError(
+            f"{other} is not a model revision like {found[0][0]}: give paths and model revisions in separate commands"
+        )
     if rev is not None:
         raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
     return [r for _, r in found]
@@ -731,8 +761,15 @@ def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Po
     return prel, load_pointer(repo, prel, at_rev[prel])
 
 
-def get(path: str | os.PathLike, out: str | os.PathLike, *, rev: str | None = None, force: bool = False, repo: Repo | None = None,
-        progress: progressmod.Factory = progressmod.null) -> dict[str, Any]:
+def get(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    rev: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
     """Write the tracked path as of rev to out, touching neither the work tree nor the pointers.
     path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision."""
     repo = _open(repo)
@@ -762,8 +799,7 @@ def get(path: str | os.PathLike, out: str | os.PathLike, *, rev: str | None = No
                 for e in entries:
                     target = os.path.join(tmp, *e.path.split("/"))
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable,
-                                    progress=bar.update)
+                    repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update)
                 if os.path.lexists(out):
                     aside = local.tmp_name(parent, "old")
                     os.rename(out, aside)
@@ -797,8 +833,9 @@ def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, An
     return [describe(prel, load_pointer(repo, prel, data)) for prel, data in sorted(at_rev.items())]
 
 
-def unprotect(paths: Iterable[str], *, repo: Repo | None = None,
-              progress: progressmod.Factory = progressmod.null) -> list[str]:
+def unprotect(
+    paths: Iterable[str], *, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
+) -> list[str]:
     """Replace cache links (hardlink/symlink) by writable copies so the files can be edited in place."""
     repo = _open(repo)
     paths = _paths(paths)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -56,7 +57,9 @@ def install_hooks(uninstall: bool) -> None:
                 click.echo(f"left {r['path']} alone: it is not mvc's hook")
         return
     for r in api.install():
-        chained = f" (runs the hook that was there first: {os.path.basename(r['path'])}{api.CHAINED})" if r["chained"] else ""
+        chained = (
+            f" (runs the hook that was there first: {os.path.basename(r['path'])}{api.CHAINED})" if r["chained"] else ""
+        )
         click.echo(f"{r['action']} {r['path']}{chained}")
 
 
@@ -106,8 +109,10 @@ def pre_commit() -> None:
         _say(p["problem"])
     if problems:
         n = len(problems)
-        _say(f"commit stopped ({n} problem{'s' if n > 1 else ''}): fix {'them' if n > 1 else 'it'}, "
-             "or skip this check with 'git commit --no-verify'")
+        _say(
+            f"commit stopped ({n} problem{'s' if n > 1 else ''}): fix {'them' if n > 1 else 'it'}, "
+            "or skip this check with 'git commit --no-verify'"
+        )
         sys.exit(1)
 
 
@@ -119,8 +124,14 @@ def _framework_refs() -> tuple[str | None, list[tuple[str, str, str, str]]]:
     if not remote or not local:
         return remote, []
     zero = "0" * 40
-    return remote, [(env.get("PRE_COMMIT_LOCAL_BRANCH", local), local, env.get("PRE_COMMIT_REMOTE_BRANCH", ""),
-                     env.get("PRE_COMMIT_FROM_REF") or zero)]
+    return remote, [
+        (
+            env.get("PRE_COMMIT_LOCAL_BRANCH", local),
+            local,
+            env.get("PRE_COMMIT_REMOTE_BRANCH", ""),
+            env.get("PRE_COMMIT_FROM_REF") or zero,
+        )
+    ]
 
 
 @hook.command("pre-push")
@@ -140,10 +151,14 @@ def pre_push(remote: str | None, url: str | None) -> None:
     if remote is None:
         remote, refs = _framework_refs()
         if remote is None:
-            raise click.UsageError("give git's pre-push arguments (REMOTE URL) and its ref lines on stdin; "
-                                   "git does this when the hook is installed with 'mvc install-hooks'")
+            raise click.UsageError(
+                "give git's pre-push arguments (REMOTE URL) and its ref lines on stdin; "
+                "git does this when the hook is installed with 'mvc install-hooks'"
+            )
     else:
-        refs = _guard("pre-push", True, lambda: api.parse_push_lines(sys.stdin.buffer.read().decode("utf-8", "replace")))
+        refs = _guard(
+            "pre-push", True, lambda: api.parse_push_lines(sys.stdin.buffer.read().decode("utf-8", "replace"))
+        )
     res = _guard("pre-push", True, lambda: api.pre_push(remote, refs, progress=bars(False)))
     if res["commits"] == 0:
         return
@@ -183,13 +198,18 @@ def post_checkout(prev: str | None, new: str | None, flag: str | None) -> None:
         if "PRE_COMMIT_IS_SQUASH_MERGE" in env and "PRE_COMMIT_CHECKOUT_TYPE" not in env:
             _report(_guard("post-merge", False, lambda: api.post_merge(progress=bars(False))))
             return
-        prev, new, flag = env.get("PRE_COMMIT_FROM_REF"), env.get("PRE_COMMIT_TO_REF"), env.get("PRE_COMMIT_CHECKOUT_TYPE")
+        prev, new, flag = (
+            env.get("PRE_COMMIT_FROM_REF"),
+            env.get("PRE_COMMIT_TO_REF"),
+            env.get("PRE_COMMIT_CHECKOUT_TYPE"),
+        )
         if not prev or not new:
-            raise click.UsageError("give git's post-checkout arguments PREV NEW FLAG; git does this when the hook "
-                                   "is installed with 'mvc install-hooks'")
+            raise click.UsageError(
+                "give git's post-checkout arguments PREV NEW FLAG; git does this when the hook "
+                "is installed with 'mvc install-hooks'"
+            )
     assert new is not None
-    _report(_guard("post-checkout", False,
-                   lambda: api.post_checkout(prev, new, flag != "0", progress=bars(False))))
+    _report(_guard("post-checkout", False, lambda: api.post_checkout(prev, new, flag != "0", progress=bars(False))))
 
 
 @hook.command("post-merge")

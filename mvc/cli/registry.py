@@ -93,9 +93,11 @@ def deprecate(name: str, version: str | None, stage: str | None, message: str | 
       mvc deprecate churn v1.1.0
     """
     r = api.deprecate(name, version, stage, message=message)
-    what = {"unassign": f"{name} {r['version']} leaves {stage}",
-            "deregister": f"{name} {r['version']} deregistered",
-            "deprecate": f"{name} deprecated"}[r["action"]]
+    what = {
+        "unassign": f"{name} {r['version']} leaves {stage}",
+        "deregister": f"{name} {r['version']} deregistered",
+        "deprecate": f"{name} deprecated",
+    }[r["action"]]
     _created(r, what)
 
 
@@ -125,8 +127,14 @@ def registry(as_json: bool, deprecated: bool) -> None:
     table = [["name", "latest", *[f"#{s}" for s in stages], "path"]]
     for r in rows:
         name = r["name"] + (" (deprecated)" if r["deprecated"] else "")
-        table.append([name, r["latest"]["version"] if r["latest"] else "-",
-                      *[_label(r["stages"].get(s)) for s in stages], r["path"] or "-"])
+        table.append(
+            [
+                name,
+                r["latest"]["version"] if r["latest"] else "-",
+                *[_label(r["stages"].get(s)) for s in stages],
+                r["path"] or "-",
+            ]
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -164,7 +172,9 @@ def log(target: str, rev: str, as_json: bool) -> None:
         click.echo(f"no commit changed {target}")
     for r in rows:
         marks = [*r["versions"], *[f"#{s}" for s in r["stages"]]]
-        click.echo(f"commit {r['commit'][:10]}  {r['date']}  {r['author']}" + (f"  ({', '.join(marks)})" if marks else ""))
+        click.echo(
+            f"commit {r['commit'][:10]}  {r['date']}  {r['author']}" + (f"  ({', '.join(marks)})" if marks else "")
+        )
         click.echo(f"    {r['message'].splitlines()[0] if r['message'] else ''}")
         if "oid" in r:
             meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(r["meta"].items())) if r["meta"] else ""
@@ -215,4 +225,3 @@ def diff(rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
 
 def _show(value: Any) -> str:
     return "(none)" if value is None else str(value)
-

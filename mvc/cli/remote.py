@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -17,14 +18,19 @@ def transfer_bars(quiet: bool) -> progressmod.Factory:
 
 
 def remote_option(f: Callable) -> Callable:
-    return click.option("-r", "--remote", metavar="NAME",
-                        help="The remote to use (default: core.remote, or the only remote).")(f)
+    return click.option(
+        "-r", "--remote", metavar="NAME", help="The remote to use (default: core.remote, or the only remote)."
+    )(f)
 
 
 def jobs_option(f: Callable) -> Callable:
-    return click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N",
-                        help="Parallel transfers (default: the remote's jobs setting, else 16 for S3, 4 for a "
-                             "directory, 8 otherwise).")(f)
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(min=1),
+        metavar="N",
+        help="Parallel transfers (default: the remote's jobs setting, else 16 for S3, 4 for a directory, 8 otherwise).",
+    )(f)
 
 
 def transfer_options(f: Callable) -> Callable:
@@ -169,16 +175,31 @@ def remote_default(name: str | None, local: bool, unset: bool) -> None:
 # -- transfers ------------------------------------------------------------------------------------
 @click.command()
 @transfer_options
-@click.option("--rev", "revs", multiple=True, metavar="REV",
-              help="Push what REV's pointers need instead of the work tree's (repeatable).")
+@click.option(
+    "--rev",
+    "revs",
+    multiple=True,
+    metavar="REV",
+    help="Push what REV's pointers need instead of the work tree's (repeatable).",
+)
 @click.option("--all-branches", "-a", is_flag=True, help="Push what every local branch needs.")
 @click.option("--all-tags", "-T", is_flag=True, help="Push what every tag needs.")
 @click.option("--all-commits", "-A", is_flag=True, help="Push what every commit needs.")
-@click.option("--verify-remote", is_flag=True,
-              help="Ask the remote which objects it has instead of trusting the local journal.")
+@click.option(
+    "--verify-remote", is_flag=True, help="Ask the remote which objects it has instead of trusting the local journal."
+)
 @quiet_option
-def push(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tuple[str, ...], all_branches: bool,
-         all_tags: bool, all_commits: bool, verify_remote: bool, quiet: bool) -> None:
+def push(
+    paths: tuple[str, ...],
+    remote: str | None,
+    jobs: int | None,
+    revs: tuple[str, ...],
+    all_branches: bool,
+    all_tags: bool,
+    all_commits: bool,
+    verify_remote: bool,
+    quiet: bool,
+) -> None:
     """Upload the objects of tracked paths that the remote lacks.
 
     \b
@@ -192,8 +213,17 @@ def push(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tup
       mvc push models/ -r backup
       mvc push --all-tags --verify-remote
     """
-    r = api.push(paths, remote=remote, jobs=jobs, revs=list(revs), all_branches=all_branches, all_tags=all_tags,
-                 all_commits=all_commits, verify_remote=verify_remote, progress=transfer_bars(quiet))
+    r = api.push(
+        paths,
+        remote=remote,
+        jobs=jobs,
+        revs=list(revs),
+        all_branches=all_branches,
+        all_tags=all_tags,
+        all_commits=all_commits,
+        verify_remote=verify_remote,
+        progress=transfer_bars(quiet),
+    )
     if r["uploaded"]:
         there = f"; {r['present']} already there" if r["present"] else ""
         click.echo(f"pushed {_objects(r['uploaded'])} ({human(r['bytes'])}) to {r['remote']}{there}")
@@ -203,8 +233,13 @@ def push(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tup
 
 @click.command()
 @transfer_options
-@click.option("--rev", "revs", multiple=True, metavar="REV",
-              help="Fetch what REV's pointers need instead of the work tree's (repeatable).")
+@click.option(
+    "--rev",
+    "revs",
+    multiple=True,
+    metavar="REV",
+    help="Fetch what REV's pointers need instead of the work tree's (repeatable).",
+)
 @quiet_option
 def fetch(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tuple[str, ...], quiet: bool) -> None:
     """Download into the cache the objects of tracked paths that it lacks.
@@ -233,11 +268,16 @@ def _fetched(r: dict[str, Any]) -> None:
 @click.command()
 @transfer_options
 @click.option("--rev", metavar="REV", help="Restore the pointers as of REV (commit, branch, tag) and their files.")
-@click.option("--force", "-f", is_flag=True,
-              help="Replace modified files; their content is first stored in the cache and its oid printed.")
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Replace modified files; their content is first stored in the cache and its oid printed.",
+)
 @quiet_option
-def pull(paths: tuple[str, ...], remote: str | None, jobs: int | None, rev: str | None, force: bool,
-         quiet: bool) -> None:
+def pull(
+    paths: tuple[str, ...], remote: str | None, jobs: int | None, rev: str | None, force: bool, quiet: bool
+) -> None:
     """Fetch, then check out: bring the workspace in line with its pointers.
 
     \b

@@ -42,8 +42,13 @@ def _parse_meta(items: tuple[str, ...]) -> dict:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
-@click.option("--meta", "-m", multiple=True, metavar="KEY=VALUE",
-              help="Metadata for the pointer's [meta] table (repeatable); KEY= removes KEY.")
+@click.option(
+    "--meta",
+    "-m",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Metadata for the pointer's [meta] table (repeatable); KEY= removes KEY.",
+)
 @click.option("--no-stage", is_flag=True, help="Do not stage the pointer and .gitignore in git.")
 @click.option("--name", metavar="NAME", help="Model name for the registry, kept in .mvc/config.toml [models.NAME].")
 @quiet_option
@@ -73,8 +78,7 @@ _WS = {"ok": "up to date", "modified": "modified", "missing": "missing from work
 
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(readable=False))
-@click.option("-r", "--remote", metavar="REMOTE",
-              help="Also show what is not pushed to, or not fetched from, REMOTE.")
+@click.option("-r", "--remote", metavar="REMOTE", help="Also show what is not pushed to, or not fetched from, REMOTE.")
 @json_option
 @quiet_option
 def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> None:
@@ -108,8 +112,11 @@ def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: boo
             states.append("missing from cache")
         rem = r.get("remote")
         if rem:
-            for key, what in (("not_pushed", "not pushed to"), ("not_fetched", "not fetched from"),
-                              ("missing", "missing from the cache and")):
+            for key, what in (
+                ("not_pushed", "not pushed to"),
+                ("not_fetched", "not fetched from"),
+                ("missing", "missing from the cache and"),
+            ):
                 if rem[key]:
                     states.append(f"{what} {rem['remote']} ({rem[key]} object{'s' if rem[key] > 1 else ''})")
         click.echo(f"{r['path']}: {', '.join(states) or 'up to date'}")
@@ -118,8 +125,12 @@ def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: boo
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(readable=False))
 @rev_option("Restore the pointer files as of REV (commit, branch, tag) first, then the files.")
-@click.option("--force", "-f", is_flag=True,
-              help="Replace modified files; their content is first stored in the cache and its oid printed.")
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Replace modified files; their content is first stored in the cache and its oid printed.",
+)
 @quiet_option
 def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) -> None:
     """Make workspace files match their pointers (all tracked paths by default).

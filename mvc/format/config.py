@@ -51,8 +51,10 @@ def models(data: dict[str, Any], where: str = CONFIG) -> dict[str, str]:
         path = entry.get("path") if isinstance(entry, dict) else None
         parts = path.split("/") if isinstance(path, str) else []
         if not parts or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
-            raise ConfigError(f"{where}: [models.{name}] needs path = a relative path inside the repository: "
-                              f"fix it with 'mvc add PATH --name {name}'")
+            raise ConfigError(
+                f"{where}: [models.{name}] needs path = a relative path inside the repository: "
+                f"fix it with 'mvc add PATH --name {name}'"
+            )
         found[name] = path
     return found
 
@@ -60,7 +62,7 @@ def models(data: dict[str, Any], where: str = CONFIG) -> dict[str, str]:
 def stages(data: dict[str, Any], where: str = CONFIG) -> tuple[list[str], dict[str, list[str]]]:
     """``[stages]``: (order, {stage: require rules}), both empty when not configured."""
     table = data.get("stages", {})
-    bad = f"{where}: [stages] takes order = [\"dev\", ...] and [stages.NAME] require = [\"key >= value\", ...]"
+    bad = f'{where}: [stages] takes order = ["dev", ...] and [stages.NAME] require = ["key >= value", ...]'
     if not isinstance(table, dict):
         raise ConfigError(f"{bad}: fix the file")
     order = table.get("order", [])
@@ -94,15 +96,21 @@ def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True)
         raise ConfigError(f"{where}: 'remote' must be a table of [remote.NAME] entries: fix the file")
     for name, entry in table.items():
         if (need_url or "url" in entry) and (not isinstance(entry.get("url"), str) or not entry["url"]):
-            raise ConfigError(f"{where}: [remote.{name}] needs url = \"...\": set it with "
-                              f"'mvc remote modify {name} url URL' or remove it with 'mvc remote remove {name}'")
+            raise ConfigError(
+                f'{where}: [remote.{name}] needs url = "...": set it with '
+                f"'mvc remote modify {name} url URL' or remove it with 'mvc remote remove {name}'"
+            )
         jobs = entry.get("jobs")
         if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
-            raise ConfigError(f"{where}: [remote.{name}] jobs must be a positive integer: "
-                              f"fix it with 'mvc remote modify {name} jobs 8'")
+            raise ConfigError(
+                f"{where}: [remote.{name}] jobs must be a positive integer: "
+                f"fix it with 'mvc remote modify {name} jobs 8'"
+            )
         if not isinstance(entry.get("packs", True), bool):
-            raise ConfigError(f"{where}: [remote.{name}] packs must be true or false: "
-                              f"fix it with 'mvc remote modify {name} packs false'")
+            raise ConfigError(
+                f"{where}: [remote.{name}] packs must be true or false: "
+                f"fix it with 'mvc remote modify {name} packs false'"
+            )
     return table
 
 
@@ -141,8 +149,10 @@ class Config:
         t = self.get("cache.type")
         types = [t] if isinstance(t, str) else t
         if not isinstance(types, list) or not types or any(x not in LINK_TYPES for x in types):
-            raise ConfigError(f"cache.type must be a list drawn from {', '.join(LINK_TYPES)}, not {t!r}: "
-                              "fix it with 'mvc config cache.type reflink,copy'")
+            raise ConfigError(
+                f"cache.type must be a list drawn from {', '.join(LINK_TYPES)}, not {t!r}: "
+                "fix it with 'mvc config cache.type reflink,copy'"
+            )
         return types
 
     @property

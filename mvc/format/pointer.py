@@ -23,10 +23,17 @@ _KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta"}
 class Pointer:
     """A parsed pointer file. A plain class: importing and building a dataclass costs ~3 ms of start-up."""
 
-    __slots__ = ("kind", "oid", "size", "nfiles", "meta", "extra")
+    __slots__ = ("extra", "kind", "meta", "nfiles", "oid", "size")
 
-    def __init__(self, kind: str, oid: str, size: int, nfiles: int | None = None,
-                 meta: dict[str, Any] | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        oid: str,
+        size: int,
+        nfiles: int | None = None,
+        meta: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         self.kind = kind
         self.oid = oid
         self.size = size
@@ -75,8 +82,12 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
     version = d.get("format")
     if type(version) is not int or version != FORMAT:  # `true` and `1.0` compare equal to 1 in Python
         if type(version) is int and version > FORMAT:
-            raise PointerError(f"{where}: pointer format {version} is newer than this mvc knows ({FORMAT}): upgrade mvc")
-        raise PointerError(f"{where}: missing or unknown pointer format {version!r} (expected format = {FORMAT}): {fix}")
+            raise PointerError(
+                f"{where}: pointer format {version} is newer than this mvc knows ({FORMAT}): upgrade mvc"
+            )
+        raise PointerError(
+            f"{where}: missing or unknown pointer format {version!r} (expected format = {FORMAT}): {fix}"
+        )
     kind, oid, size, nfiles, meta = d.get("kind"), d.get("oid"), d.get("size"), d.get("nfiles"), d.get("meta", {})
     if kind not in KINDS:
         raise PointerError(f"{where}: kind must be 'file' or 'dir', not {kind!r}: {fix}")

@@ -12,7 +12,13 @@ from typing import NamedTuple
 from mvc.errors import RegistryError
 
 REGISTER, DEREGISTER, ASSIGN, UNASSIGN, DEPRECATE, CREATE = (
-    "register", "deregister", "assign", "unassign", "deprecate", "create")
+    "register",
+    "deregister",
+    "assign",
+    "unassign",
+    "deprecate",
+    "create",
+)
 # GTO's event priorities: the tie-break between tags with the same tagger time (see FORMAT.md)
 PRIORITY = {CREATE: 1, DEPRECATE: 2, REGISTER: 3, DEREGISTER: 4, ASSIGN: 5, UNASSIGN: 6}
 
@@ -21,10 +27,14 @@ _DIRNAME = r"[a-zA-Z0-9\-_./]+"
 _PRE_ID = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
 _BUILD = r"[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*"
 # semver 2.0 (GTO's regex): capturing major, minor, patch, pre-release, build, for _SEMVER_PATTERN
-SEMVER = (rf"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-          rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?(?:\+({_BUILD}))?")
-_SEMVER_NOGROUPS = (rf"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)"
-                    rf"(?:-{_PRE_ID}(?:\.{_PRE_ID})*)?(?:\+{_BUILD})?")
+SEMVER = (
+    rf"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?(?:\+({_BUILD}))?"
+)
+_SEMVER_NOGROUPS = (
+    rf"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)"
+    rf"(?:-{_PRE_ID}(?:\.{_PRE_ID})*)?(?:\+{_BUILD})?"
+)
 # GTO writes a monorepo artifact "dir/sub:name" as "dir/sub=name" in tag names
 _ARTIFACT_IN_TAG = rf"(?:{_DIRNAME}=)?{_NAME}"
 _ARTIFACT = rf"(?:{_DIRNAME}:)?{_NAME}"
@@ -32,7 +42,8 @@ TAG_RE = re.compile(
     rf"^(?P<artifact>{_ARTIFACT_IN_TAG})"
     rf"(?:(?:#(?P<stage>{_NAME})|@(?P<version>v{_SEMVER_NOGROUPS}))(?P<cancel>!?)"
     r"|@(?:(?P<deprecated>deprecated)|(?P<created>created)))"
-    r"(?:#(?P<counter>[0-9]+))?$")
+    r"(?:#(?P<counter>[0-9]+))?$"
+)
 # Patterns used only now and then stay strings: re compiles them on first use (and caches them),
 # so reading the registry pays for compiling TAG_RE alone.
 REF_PATTERN = rf"^(?P<artifact>{_ARTIFACT})(?:#(?P<stage>{_NAME})|@(?P<version>latest|greatest|v{_SEMVER_NOGROUPS}))$"
@@ -111,8 +122,10 @@ def is_name(text: str) -> bool:
 def check_name(name: str, what: str = "model name") -> str:
     """Refuse a name mvc would not write (see the strict grammar in FORMAT.md)."""
     if not re.match(_STRICT_NAME_PATTERN, name) or "//" in name:
-        raise RegistryError(f"invalid {what} {name!r}: use lowercase letters, digits, '-' and '/'-separated "
-                            "parts, starting and ending with a letter or digit (e.g. churn or cv/resnet-50)")
+        raise RegistryError(
+            f"invalid {what} {name!r}: use lowercase letters, digits, '-' and '/'-separated "
+            "parts, starting and ending with a letter or digit (e.g. churn or cv/resnet-50)"
+        )
     return name
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from functools import cache
+from typing import Any, NamedTuple
 
 from mvc.errors import CorruptObject
 from mvc.objects import oid as oids
@@ -11,7 +12,7 @@ from mvc.objects import oid as oids
 HEADER = b"mvc-manifest 1\n"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _json() -> tuple[Callable[[str], tuple[Any, int]], Callable[[Any], Any]]:
     """(raw_decode, loads), imported on first use: commands on single files never need json."""
     import json
@@ -45,13 +46,18 @@ def dumps(entries: list[Entry]) -> bytes:
     # path needs JSON string escaping (oids are hex, sizes ints), so the rest is formatted directly (4x faster).
     from json.encoder import encode_basestring
 
-    text = "".join([f'[{encode_basestring(e.path)},"{e.oid}",{e.size},{"true" if e.executable else "false"}]\n'
-                    for e in sorted(entries, key=lambda e: e.path)])
+    text = "".join(
+        [
+            f'[{encode_basestring(e.path)},"{e.oid}",{e.size},{"true" if e.executable else "false"}]\n'
+            for e in sorted(entries, key=lambda e: e.path)
+        ]
+    )
     return HEADER + text.encode()
 
 
 def loads(data: bytes, oid: str = "") -> list[Entry]:
     """Parse and validate a manifest; any fault raises CorruptObject naming the entry."""
+
     def fail(why: str) -> CorruptObject:
         return CorruptObject(f"manifest {oid or ''} is invalid: {why}: re-add the directory or fetch it again")
 
@@ -60,7 +66,7 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
     raw_decode, json_loads = _json()
     entries: list[Entry] = []
     seen: set[str] = set()
-    for line in data[len(HEADER):].splitlines():
+    for line in data[len(HEADER) :].splitlines():
         try:
             if line[:2] == b'["':
                 # what json.loads does with such a line (it too decodes it as UTF-8 with surrogatepass),

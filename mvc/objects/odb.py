@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as statmod
-from typing import Iterable
+from collections.abc import Iterable
 
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
 from mvc.objects import oid as oids
@@ -111,8 +111,14 @@ class ODB:
                     local.remove_quietly(tmp)
                     raise
 
-    def add_file(self, src: str, link_types: Iterable[str] = ("copy",), *,
-                 progress: Progress | None = None, durable: bool = False) -> tuple[str, str, os.stat_result]:
+    def add_file(
+        self,
+        src: str,
+        link_types: Iterable[str] = ("copy",),
+        *,
+        progress: Progress | None = None,
+        durable: bool = False,
+    ) -> tuple[str, str, os.stat_result]:
         """Store the file at src; returns (oid, how it was stored, stat of src before reading).
 
         ``hardlink``/``symlink`` store the user's inode itself (made read-only); the caller then
@@ -191,7 +197,8 @@ class ODB:
             where = self.quarantine(oid)
             raise CorruptObject(
                 f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved to {where}: "
-                "run 'mvc fetch' or re-add the file to restore it")
+                "run 'mvc fetch' or re-add the file to restore it"
+            )
 
     def quarantine(self, oid: str) -> str:
         qdir = os.path.join(self.root, "quarantine")
@@ -203,8 +210,15 @@ class ODB:
             pass
         return dest
 
-    def export(self, oid: str, dest: str, link_types: Iterable[str] = ("copy",), *,
-               executable: bool = False, progress: Progress | None = None) -> str:
+    def export(
+        self,
+        oid: str,
+        dest: str,
+        link_types: Iterable[str] = ("copy",),
+        *,
+        executable: bool = False,
+        progress: Progress | None = None,
+    ) -> str:
         """Write object oid to dest (temp file beside dest, verified, renamed). Returns the link type used.
 
         dest's parent must exist; whatever is at dest (a file or a symlink, never followed) is replaced.

@@ -23,7 +23,7 @@ def to_relpath(oid: str) -> str:
     """``xxh128:abcd…`` -> ``ab/cd…`` (the layout shared by the cache and remotes)."""
     if not is_oid(oid):
         raise CorruptObject(f"invalid object id {oid!r}: expected 'xxh128:' and 32 lowercase hex digits")
-    digest = oid[len(ALGO) + 1:]
+    digest = oid[len(ALGO) + 1 :]
     return f"{digest[:2]}/{digest[2:]}"
 
 

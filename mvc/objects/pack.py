@@ -8,8 +8,8 @@ knows nothing of stores: the remote layer moves the bytes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 from mvc.errors import CorruptObject
 from mvc.objects import oid as oids
@@ -91,7 +91,7 @@ def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[E
     A run cut short yields short bytes, which fail their hash like any other damage."""
     view = memoryview(data)
     for e in entries:
-        chunk = bytes(view[e.offset - start:e.offset - start + e.size])
+        chunk = bytes(view[e.offset - start : e.offset - start + e.size])
         yield e, chunk, local.hexdigest_bytes(chunk)
 
 
@@ -103,22 +103,29 @@ def parse_index(data: bytes, where: str) -> list[Entry]:
         raise CorruptObject(f"{where} is not an mvc pack index (bad header)")
     out = []
     try:
-        text = data[len(INDEX_HEADER):].decode("ascii")
+        text = data[len(INDEX_HEADER) :].decode("ascii")
     except UnicodeDecodeError:
         text = "\0"
     if text and not text.endswith("\n"):
         raise CorruptObject(f"{where} is truncated (no final newline)")
     for n, line in enumerate(text.splitlines(), 2):
         parts = line.split(" ")
-        if (len(parts) != 3 or not oids.is_oid(parts[0]) or not parts[1].isdigit() or not parts[2].isdigit()
-                or not parts[1].isascii() or not parts[2].isascii()):
+        if (
+            len(parts) != 3
+            or not oids.is_oid(parts[0])
+            or not parts[1].isdigit()
+            or not parts[2].isdigit()
+            or not parts[1].isascii()
+            or not parts[2].isascii()
+        ):
             raise CorruptObject(f"{where}: line {n} is not 'OID OFFSET SIZE'")
         out.append(Entry(parts[0], int(parts[1]), int(parts[2])))
     return out
 
 
-def runs(entries: list[tuple[str, Entry]], gap: int = OBJECT_MAX,
-         most: int = TARGET + OBJECT_MAX) -> list[list[tuple[str, Entry]]]:
+def runs(
+    entries: list[tuple[str, Entry]], gap: int = OBJECT_MAX, most: int = TARGET + OBJECT_MAX
+) -> list[list[tuple[str, Entry]]]:
     """Group (pack name, entry) pairs into runs, each read with one ranged request: same pack, in offset
     order, holes of at most ``gap`` bytes between neighbours, at most ``most`` bytes in all (by
     default a whole pack mvc wrote fits in one run)."""
@@ -128,8 +135,12 @@ def runs(entries: list[tuple[str, Entry]], gap: int = OBJECT_MAX,
             last_name, last = out[-1][-1]
             first = out[-1][0][1]
             end = e.offset + e.size
-            if (last_name == name and e.offset >= last.offset + last.size
-                    and e.offset - (last.offset + last.size) <= gap and end - first.offset <= most):
+            if (
+                last_name == name
+                and e.offset >= last.offset + last.size
+                and e.offset - (last.offset + last.size) <= gap
+                and end - first.offset <= most
+            ):
                 out[-1].append((name, e))
                 continue
         out.append([(name, e)])

@@ -11,7 +11,7 @@ import mmap
 import os
 import threading
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import xxhash
 
@@ -31,13 +31,12 @@ def hexdigest_bytes(data: bytes | memoryview) -> str:
 
 def _hash_mapped(fd: int, size: int, progress: Progress | None) -> str:
     h = xxhash.xxh3_128()
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:
-        with memoryview(m) as view:
-            for start in range(0, size, CHUNK):
-                with view[start:start + CHUNK] as part:
-                    h.update(part)
-                    if progress:
-                        progress(len(part))
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
+        for start in range(0, size, CHUNK):
+            with view[start : start + CHUNK] as part:
+                h.update(part)
+                if progress:
+                    progress(len(part))
     return h.hexdigest()
 
 
@@ -104,7 +103,7 @@ def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None
             raise StorageError("source file shrank while copying: retry when nothing writes to it")
         view = memoryview(data)
         while view:
-            view = view[os.write(dst, view):]
+            view = view[os.write(dst, view) :]
         if progress:
             progress(size)
         return hexdigest_bytes(data)
@@ -139,7 +138,9 @@ def reflink_fd(src: int, dst: int) -> bool:
 
 
 def tmp_name(directory: str, hint: str = "") -> str:
-    return os.path.join(directory, f".{hint[:40]}.{os.getpid()}.{threading.get_ident() % 100000}.{os.urandom(4).hex()}.tmp")
+    return os.path.join(
+        directory, f".{hint[:40]}.{os.getpid()}.{threading.get_ident() % 100000}.{os.urandom(4).hex()}.tmp"
+    )
 
 
 STALE = 24 * 3600  # a temp file untouched this long belongs to a writer that died
@@ -183,7 +184,7 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 if fsync:
                     os.fsync(fd)
             finally:

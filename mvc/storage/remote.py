@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from mvc.errors import CorruptObject, ObjectMissing, RemoteError
 from mvc.storage import local
@@ -22,16 +23,45 @@ Check = Callable[[str], None]  # called with the hex digest of the bytes about t
 
 # The package to pip install for a protocol; fsspec's own hint is used for the others.
 PACKAGES = {
-    "s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
-    "abfss": "adlfs", "ssh": "paramiko", "sftp": "paramiko", "http": "aiohttp", "https": "aiohttp",
-    "hf": "huggingface_hub", "oss": "ossfs", "webdav": "webdav4", "smb": "smbprotocol",
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "ssh": "paramiko",
+    "sftp": "paramiko",
+    "http": "aiohttp",
+    "https": "aiohttp",
+    "hf": "huggingface_hub",
+    "oss": "ossfs",
+    "webdav": "webdav4",
+    "smb": "smbprotocol",
 }
 # Uploads to these are atomic by themselves (one PUT or a completed multipart upload).
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "oci", "tos", "tosfs", "hf"}
 READ_ONLY = {"http", "https"}
 # Wrappers and archives: not a place to keep objects.
-NOT_STORES = {"blockcache", "cached", "filecache", "simplecache", "data", "dir", "generic", "reference",
-              "tar", "zip", "libarchive", "async_wrapper", "asyncwrapper", "git", "github", "gist", "dvc"}
+NOT_STORES = {
+    "blockcache",
+    "cached",
+    "filecache",
+    "simplecache",
+    "data",
+    "dir",
+    "generic",
+    "reference",
+    "tar",
+    "zip",
+    "libarchive",
+    "async_wrapper",
+    "asyncwrapper",
+    "git",
+    "github",
+    "gist",
+    "dvc",
+}
 LARGE = 16 << 20  # objects above this count as large: few move at once (see mvc.api.remote)
 PART = 50 << 20  # S3 multipart: part size (s3fs's default); objects under two parts go in one PUT
 MAX_PARTS = 10_000  # S3's limit: parts grow for objects above 488 GiB
@@ -91,8 +121,10 @@ def check_url(url: str) -> str:
     from fsspec.registry import known_implementations, registry
 
     if protocol in NOT_STORES or (protocol not in known_implementations and protocol not in registry):
-        raise RemoteProtocolError(f"{url}: unknown protocol {protocol!r}: use a directory, s3://, gs://, az://, "
-                                  "ssh:// or another fsspec protocol")
+        raise RemoteProtocolError(
+            f"{url}: unknown protocol {protocol!r}: use a directory, s3://, gs://, az://, "
+            "ssh:// or another fsspec protocol"
+        )
     return protocol
 
 
@@ -153,13 +185,15 @@ class Store:
         """The one-line error for an exception the store raised, or None when it is not recognised."""
         return None
 
-    def _errors(self, rel: str, writing: bool = False) -> "_Translate":
+    def _errors(self, rel: str, writing: bool = False) -> _Translate:
         return _Translate(self, rel, writing)
 
     def _refuse_write(self) -> None:
         if self.read_only:
-            raise RemoteReadOnly(f"{self.url} is read-only ({self.protocol}://): push to a writable remote "
-                                 "(a directory, s3://, gs://, …)")
+            raise RemoteReadOnly(
+                f"{self.url} is read-only ({self.protocol}://): push to a writable remote "
+                "(a directory, s3://, gs://, …)"
+            )
 
 
 # -- a directory on this machine (or a mounted share) -------------------------------------------
@@ -238,8 +272,9 @@ class LocalStore(Store):
             return os.open(self._full(rel), os.O_RDONLY)
         except FileNotFoundError:
             if not os.path.isdir(self.root):
-                raise RemoteNotFound(f"remote directory {self.root} does not exist: check the remote URL "
-                                     "with 'mvc remote list'") from None
+                raise RemoteNotFound(
+                    f"remote directory {self.root} does not exist: check the remote URL with 'mvc remote list'"
+                ) from None
             raise RemoteObjectMissing(f"{self.where(rel)} is not on the remote") from None
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
@@ -365,8 +400,9 @@ class FsspecStore(Store):
             try:
                 return bytes(self.fs.cat_file(self._path(rel), start=start, end=end))
             except Exception as e:
-                if _s3_code(e) == "InvalidRange" or any(getattr(x, "status", None) == 416
-                                                        for x in (e, e.__cause__, e.__context__)):
+                if _s3_code(e) == "InvalidRange" or any(
+                    getattr(x, "status", None) == 416 for x in (e, e.__cause__, e.__context__)
+                ):
                     return b""  # starts past the end: as short as a read can be (callers check lengths)
                 raise
 
@@ -379,11 +415,14 @@ class FsspecStore(Store):
         if isinstance(e, FileNotFoundError):
             return RemoteObjectMissing(f"{where} is not on the remote")
         if isinstance(e, PermissionError):
-            return RemoteAuthError(f"access to {where} was denied ({_first_line(e)}): check the credentials "
-                                   "and permissions for this remote")
+            return RemoteAuthError(
+                f"access to {where} was denied ({_first_line(e)}): check the credentials "
+                "and permissions for this remote"
+            )
         if isinstance(e, (ConnectionError, TimeoutError)):
-            return RemoteUnreachable(f"cannot reach {self.url} ({_first_line(e)}): check the network and the "
-                                     "remote URL, then retry")
+            return RemoteUnreachable(
+                f"cannot reach {self.url} ({_first_line(e)}): check the network and the remote URL, then retry"
+            )
         return None
 
 
@@ -403,8 +442,10 @@ class _Translate:
         if err is None:
             if not self.store.wrap_unknown:
                 return False
-            err = RemoteError(f"{self.store.where(self.rel) if self.rel else self.store.url}: "
-                              f"{type(e).__name__}: {_first_line(e)}: check the remote and retry")
+            err = RemoteError(
+                f"{self.store.where(self.rel) if self.rel else self.store.url}: "
+                f"{type(e).__name__}: {_first_line(e)}: check the remote and retry"
+            )
         raise err from None
 
 
@@ -442,16 +483,23 @@ class S3Store(FsspecStore):
         # No S3 checksums unless an operation requires them: every object is hashed by mvc on the way
         # in and out, the CRC costs client CPU per request, and several S3-compatible stores reject
         # botocore's newer default checksum headers. mvc builds the requests itself: no validation.
-        config = {"connect_timeout": 10, "read_timeout": 120, "retries": {"max_attempts": 3, "mode": "standard"},
-                  "request_checksum_calculation": "when_required", "response_checksum_validation": "when_required",
-                  "parameter_validation": False}
+        config = {
+            "connect_timeout": 10,
+            "read_timeout": 120,
+            "retries": {"max_attempts": 3, "mode": "standard"},
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+            "parameter_validation": False,
+        }
         config.update(kw.pop("config_kwargs", {}) or {})
         client.update(kw.pop("client_kwargs", {}) or {})
         try:
             fs = s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, skip_instance_cache=True, **kw)
         except TypeError as e:
-            raise RemoteError(f"{url}: an option of this remote is not understood by s3fs ({e}): remove it with "
-                              "'mvc remote modify NAME KEY --unset'") from None
+            raise RemoteError(
+                f"{url}: an option of this remote is not understood by s3fs ({e}): remove it with "
+                "'mvc remote modify NAME KEY --unset'"
+            ) from None
         fs.retries = 1
         super().__init__(url, protocol, fs, path.strip("/"))
         self.atomic_put = True
@@ -499,8 +547,9 @@ class S3Store(FsspecStore):
         hasher = xxhash.xxh3_128()
 
         async def send(number: int, body: bytes) -> dict[str, Any]:
-            out = await fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=number,
-                                    Body=body)
+            out = await fs._call_s3(
+                "upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body
+            )
             if progress:
                 progress(len(body))
             return {"PartNumber": number, "ETag": out["ETag"]}
@@ -520,8 +569,9 @@ class S3Store(FsspecStore):
                         break
                     parts += await asyncio.gather(*batch)
             check(hasher.hexdigest())
-            await fs._call_s3("complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload,
-                              MultipartUpload={"Parts": parts})
+            await fs._call_s3(
+                "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
         except BaseException:
             try:  # parts of an upload never completed are invisible; this frees them now
                 await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
@@ -534,23 +584,42 @@ class S3Store(FsspecStore):
         code = _s3_code(e)
         endpoint = f" at {self.endpoint}" if self.endpoint else ""
         if code == "NoSuchBucket" or (isinstance(e, FileNotFoundError) and "bucket does not exist" in str(e)):
-            return RemoteNotFound(f"bucket {self.bucket!r} does not exist{endpoint}: create it "
-                                  f"(e.g. 'aws s3 mb s3://{self.bucket}') or fix the remote URL")
+            return RemoteNotFound(
+                f"bucket {self.bucket!r} does not exist{endpoint}: create it "
+                f"(e.g. 'aws s3 mb s3://{self.bucket}') or fix the remote URL"
+            )
         name = type(e).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
-            return RemoteAuthError(f"no usable AWS credentials for {self.url} ({_first_line(e)}): set "
-                                   "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile with "
-                                   "'mvc remote modify NAME profile PROFILE'")
-        if isinstance(e, PermissionError) or code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
-                                                     "ExpiredToken", "InvalidToken"):
-            return RemoteAuthError(f"S3 refused access to {self.where(rel) if rel else self.url}{endpoint} "
-                                   f"({code or _first_line(e)}): check the credentials (AWS_* variables, "
-                                   "profile) and the bucket's permissions")
-        if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
-                    "ClientConnectorError", "ServerDisconnectedError", "ClientOSError") or \
-                isinstance(e, (ConnectionError, TimeoutError)):
-            return RemoteUnreachable(f"cannot reach the S3 server{endpoint or ' for ' + self.url} "
-                                     f"({_first_line(e)}): check that it is running and the endpoint_url, then retry")
+            return RemoteAuthError(
+                f"no usable AWS credentials for {self.url} ({_first_line(e)}): set "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile with "
+                "'mvc remote modify NAME profile PROFILE'"
+            )
+        if isinstance(e, PermissionError) or code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "ExpiredToken",
+            "InvalidToken",
+        ):
+            return RemoteAuthError(
+                f"S3 refused access to {self.where(rel) if rel else self.url}{endpoint} "
+                f"({code or _first_line(e)}): check the credentials (AWS_* variables, "
+                "profile) and the bucket's permissions"
+            )
+        if name in (
+            "EndpointConnectionError",
+            "ConnectTimeoutError",
+            "ReadTimeoutError",
+            "ConnectionClosedError",
+            "ClientConnectorError",
+            "ServerDisconnectedError",
+            "ClientOSError",
+        ) or isinstance(e, (ConnectionError, TimeoutError)):
+            return RemoteUnreachable(
+                f"cannot reach the S3 server{endpoint or ' for ' + self.url} "
+                f"({_first_line(e)}): check that it is running and the endpoint_url, then retry"
+            )
         return super().translate(e, rel, writing)
 
 
@@ -564,8 +633,7 @@ def _s3_code(e: BaseException) -> str:
 
 
 # -- opening --------------------------------------------------------------------------------------
-def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = ".",
-               fsync: bool = False) -> Store:
+def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = ".", fsync: bool = False) -> Store:
     """The store for a remote URL; relative local paths are relative to base."""
     options = dict(options or {})
     protocol = check_url(url)
@@ -581,8 +649,10 @@ def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = "
     except ImportError as e:
         raise RemoteProtocolError(_missing_package(protocol, e)) from None
     except TypeError as e:
-        raise RemoteError(f"{url}: an option of this remote is not understood by the {protocol} filesystem "
-                          f"({e}): remove it with 'mvc remote modify NAME KEY --unset'") from None
+        raise RemoteError(
+            f"{url}: an option of this remote is not understood by the {protocol} filesystem "
+            f"({e}): remove it with 'mvc remote modify NAME KEY --unset'"
+        ) from None
     return FsspecStore(url, protocol, fs, fs._strip_protocol(url))
 
 
@@ -596,8 +666,9 @@ def _missing_package(protocol: str, e: ImportError) -> str:
     return f"{protocol}:// remotes need the {package} package: pip install {package}"
 
 
-def run_parallel(fn: Callable[[Any], Any], items: Iterable[Any], jobs: int,
-                 done: Callable[[Any, Any], None] | None = None) -> None:
+def run_parallel(
+    fn: Callable[[Any], Any], items: Iterable[Any], jobs: int, done: Callable[[Any, Any], None] | None = None
+) -> None:
     """Call fn on every item with up to ``jobs`` threads; done(item, result) runs in this thread.
 
     The first error stops new work and is raised here once the running calls end; Ctrl-C likewise.
