@@ -8,11 +8,11 @@ class MvcError(Exception):
 
 
 class NotAGitRepo(MvcError):
-    pass
+    """The command runs outside a git work tree."""
 
 
 class NotInitialized(MvcError):
-    pass
+    """The git repository has no .mvc/ yet."""
 
 
 class PathError(MvcError):
@@ -24,7 +24,7 @@ class PointerError(MvcError):
 
 
 class ConfigError(MvcError):
-    pass
+    """A config file or value is invalid."""
 
 
 class ObjectMissing(MvcError):
@@ -40,7 +40,7 @@ class WorkspaceModified(MvcError):
 
 
 class GitError(MvcError):
-    pass
+    """A git operation failed."""
 
 
 class StorageError(MvcError):
@@ -48,8 +48,44 @@ class StorageError(MvcError):
 
 
 class RemoteError(MvcError):
-    pass
+    """A remote could not be used: its configuration, or the store behind it."""
+
+
+class UnknownRemote(RemoteError, ConfigError):
+    """A remote name that no config file defines."""
+
+
+class NoRemote(RemoteError, ConfigError):
+    """No remote is configured, or several are and none is the default."""
+
+
+class RemoteNotFound(RemoteError):
+    """The bucket or directory of the remote does not exist."""
+
+
+class RemoteAuthError(RemoteError):
+    """Missing or rejected credentials."""
+
+
+class RemoteUnreachable(RemoteError):
+    """The server did not answer (down, wrong endpoint, network)."""
+
+
+class RemoteProtocolError(RemoteError):
+    """Unknown protocol, or its fsspec package is not installed."""
+
+
+class RemoteReadOnly(RemoteError):
+    """A write to a store that only reads (http://)."""
+
+
+class RemoteObjectMissing(RemoteError, ObjectMissing):
+    """An object is not on the remote."""
+
+
+class RemoteCorrupt(RemoteError, CorruptObject):
+    """An object on the remote does not hash to its oid."""
 
 
 class RegistryError(MvcError):
-    pass
+    """A registry operation is refused (unknown model or version, a rule, a tag taken)."""

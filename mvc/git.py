@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc.errors import GitError, NotAGitRepo
+from mvc.format.pointer import SUFFIX
 
-POINTER_GLOB = "*.mvc"
+POINTER_GLOB = "*" + SUFFIX
 
 
 def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int, bytes, bytes]:
@@ -141,7 +142,7 @@ class Git:
         found = {
             p
             for p in out.decode("utf-8", "surrogateescape").split("\0")
-            if p.endswith(".mvc") and os.path.isfile(os.path.join(self.root, p))
+            if p.endswith(SUFFIX) and os.path.isfile(os.path.join(self.root, p))
         }
         return sorted(found)
 
@@ -202,7 +203,7 @@ class Git:
                 path = prefix + entry.name
                 if entry.type_str == "tree":
                     walk(self.repo[entry.id], path + "/")
-                elif entry.type_str == "blob" and path.endswith(".mvc") and entry.filemode != pygit2.GIT_FILEMODE_LINK:
+                elif entry.type_str == "blob" and path.endswith(SUFFIX) and entry.filemode != pygit2.GIT_FILEMODE_LINK:
                     found[path] = self.repo[entry.id].data
 
         walk(commit.tree, "")
@@ -504,7 +505,7 @@ class Git:
                     walk(self.repo[entry.id], path + "/", commit)
                 elif (
                     entry.type_str == "blob"
-                    and path.endswith(".mvc")
+                    and path.endswith(SUFFIX)
                     and entry.filemode != pygit2.GIT_FILEMODE_LINK
                     and str(entry.id) not in found
                 ):

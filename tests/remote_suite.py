@@ -91,12 +91,12 @@ def read_stored(backend, rel: str) -> bytes:
 
 def expected_objects(repo: Path) -> set[str]:
     """Object paths the work tree's pointers need (file objects, manifests, entries)."""
-    from mvc.api import remote
-    from mvc.api.repo import Repo
+    from mvc.repo.repository import Repo
+    from mvc.repo.selection import objects_for
 
     r = Repo(str(repo))
     pointers = {p: (repo / p).read_bytes() for p in r.git.ls_pointers()}
-    return {rel_of(o) for o in remote.objects_for(r, pointers)}
+    return {rel_of(o) for o in objects_for(r, pointers)}
 
 
 def make_models(repo: Path, nsmall: int = 5) -> None:
@@ -214,9 +214,9 @@ class RemoteSuite:
         assert stored(origin) == {rel_of(oid_of(d)) for d in datas}
 
     def test_large_object_in_parts_verified_before_it_is_visible(self, repo, mvc_cli, origin, monkeypatch):
-        from mvc.storage import remote as storage
+        from mvc.storage import s3
 
-        monkeypatch.setattr(storage, "PART", 5 << 20)  # S3's smallest part: a 12 MiB object goes in 3 parts
+        monkeypatch.setattr(s3, "PART", 5 << 20)  # S3's smallest part: a 12 MiB object goes in 3 parts
         big = make_file(repo / "big.bin", 12 << 20, seed=7)
         data = big.read_bytes()
         mvc_cli("add", "big.bin")
@@ -252,7 +252,7 @@ class RemoteSuite:
                 [
                     sys.executable,
                     "-c",
-                    "import sys, mvc.api.remote as r; r.push();"
+                    "import sys, mvc.api.sync as r; r.push();"
                     "print(sorted(m for m in ('s3fs', 'fsspec', 'botocore') if m in sys.modules))",
                 ],
                 cwd=repo,

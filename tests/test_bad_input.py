@@ -330,7 +330,7 @@ def _interpreter(env: dict, user: dict) -> str | None:
     ):
         try:
             probe = subprocess.run(
-                [cand, "-c", "import mvc.cli, mvc.api.workspace, pygit2, xxhash, tomli_w"],
+                [cand, "-c", "import mvc.cli, mvc.api.workspace, mvc.api.checkout, pygit2, xxhash, tomli_w"],
                 cwd="/",
                 env=env,
                 capture_output=True,

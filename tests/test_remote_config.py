@@ -167,7 +167,6 @@ def test_any_fsspec_filesystem(repo, mvc_cli):
     import fsspec
 
     import mvc
-    from mvc.api import remote
 
     mem = fsspec.filesystem("memory")
     make_file(repo / "m.bin", 5000, seed=1)
@@ -185,7 +184,7 @@ def test_any_fsspec_filesystem(repo, mvc_cli):
         shutil.rmtree(repo / ".mvc" / "cache")
         (repo / "m.bin").unlink()
         shutil.rmtree(repo / "d")
-        res = remote.pull()
+        res = mvc.pull()
         assert res["downloaded"] == 4
         assert (repo / "m.bin").read_bytes() == make_file(repo.parent / "x", 5000, seed=1).read_bytes()
         assert (repo / "d" / "b" / "c.bin").stat().st_size == 301
@@ -220,22 +219,22 @@ def test_untracked_path(repo, mvc_cli, tmp_path):
 
 def test_api_is_exported():
     import mvc
-    from mvc.api import remote
+    from mvc.api import sync as remote
 
     assert mvc.push is remote.push and mvc.fetch is remote.fetch and mvc.pull is remote.pull
 
 
 def test_objects_for_lists_files_manifests_and_entries(repo, mvc_cli):
-    from mvc.api import remote
-    from mvc.api.repo import Repo
     from mvc.format import pointer
+    from mvc.repo.repository import Repo
+    from mvc.repo.selection import objects_for
 
     make_file(repo / "m.bin", 100, seed=1)
     make_file(repo / "d" / "a", 10, seed=2)
     make_file(repo / "d" / "b", 11, seed=3)
     mvc_cli("add", "m.bin", "d")
     pointers = {p: (repo / p).read_bytes() for p in ("m.bin.mvc", "d.mvc")}
-    found = remote.objects_for(Repo(str(repo)), pointers)
+    found = objects_for(Repo(str(repo)), pointers)
     assert len(found) == 4
     assert pointer.loads(pointers["d.mvc"]).oid in found
 
@@ -255,14 +254,14 @@ def test_transfer_bar_shows_objects():
 
 
 def test_packs_is_a_boolean_read_by_mvc(repo, mvc_cli):
-    from mvc.api import remote
-    from mvc.api.repo import Repo
+    from mvc.repo import remotes
+    from mvc.repo.repository import Repo
 
     mvc_cli("remote", "add", "origin", "s3://bucket/models", "--default")
-    assert remote.spec(Repo(str(repo))).packs is True
+    assert remotes.spec(Repo(str(repo))).packs is True
     mvc_cli("remote", "modify", "origin", "packs", "FALSE")
     assert config(repo)["remote"]["origin"]["packs"] is False
-    sp = remote.spec(Repo(str(repo)))
+    sp = remotes.spec(Repo(str(repo)))
     assert sp.packs is False and "packs" not in sp.options  # not handed to s3fs
     assert "true or false" in error_line(mvc_cli, "remote", "modify", "origin", "packs", "maybe")
     (repo / ".mvc" / "config.toml").write_text('[remote.origin]\nurl = "s3://bucket/models"\npacks = "no"\n')

@@ -45,8 +45,8 @@ def setup(repo, mvc_cli, tmp_path):
 
 
 def test_checkout_shows_the_fetch_it_needs(repo, mvc_cli, tmp_path):
-    from mvc.api import workspace
-    from mvc.api.repo import Repo
+    from mvc.api import checkout as workspace
+    from mvc.repo.repository import Repo
 
     setup(repo, mvc_cli, tmp_path)
     (repo / "model.bin").unlink()
@@ -60,8 +60,8 @@ def test_checkout_shows_the_fetch_it_needs(repo, mvc_cli, tmp_path):
 
 
 def test_get_shows_the_fetch_before_writing(repo, mvc_cli, tmp_path):
-    from mvc.api import workspace
-    from mvc.api.repo import Repo
+    from mvc.api import checkout as workspace
+    from mvc.repo.repository import Repo
 
     setup(repo, mvc_cli, tmp_path)
     bars = Recorder()

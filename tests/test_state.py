@@ -1,6 +1,6 @@
 """The state cache (.mvc/state.db): unchanged files are never hashed again, and deleting it changes no result.
 
-Hash calls are counted by wrapping mvc.storage.local.hash_fd and copy_hash_fd with functions that
+Hash calls are counted by wrapping mvc.storage.fileio.hash_fd and copy_hash_fd with functions that
 count and delegate: the real hashing and the real files are used throughout.
 """
 
@@ -13,14 +13,14 @@ import time
 import pytest
 from conftest import git, make_file
 
-from mvc.storage import local
+from mvc.storage import fileio
 
 
 @pytest.fixture
 def hashes(monkeypatch) -> dict[str, int]:
     """Counts of calls to the two functions that read and hash file contents."""
     counts = {"hash_fd": 0, "copy_hash_fd": 0}
-    real_hash, real_copy = local.hash_fd, local.copy_hash_fd
+    real_hash, real_copy = fileio.hash_fd, fileio.copy_hash_fd
 
     def hash_fd(*a, **kw):
         counts["hash_fd"] += 1
@@ -30,8 +30,8 @@ def hashes(monkeypatch) -> dict[str, int]:
         counts["copy_hash_fd"] += 1
         return real_copy(*a, **kw)
 
-    monkeypatch.setattr(local, "hash_fd", hash_fd)
-    monkeypatch.setattr(local, "copy_hash_fd", copy_hash_fd)
+    monkeypatch.setattr(fileio, "hash_fd", hash_fd)
+    monkeypatch.setattr(fileio, "copy_hash_fd", copy_hash_fd)
     return counts
 
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from mvc.storage import local
+from mvc.storage import fileio
 
 
 @pytest.fixture(autouse=True)
 def fresh_process(monkeypatch):
-    monkeypatch.setattr(local, "_swept", set())
+    monkeypatch.setattr(fileio, "_swept", set())
 
 
 def test_old_temp_files_go_fresh_ones_stay(tmp_path):
@@ -20,24 +20,24 @@ def test_old_temp_files_go_fresh_ones_stay(tmp_path):
     tmp.mkdir()
     (tmp / ".obj.1.tmp").write_bytes(b"left by a killed writer")
     (tmp / "sub").mkdir()
-    local.sweep_stale(str(tmp), now=time.time())  # nothing is a day old
+    fileio.sweep_stale(str(tmp), now=time.time())  # nothing is a day old
     assert sorted(p.name for p in tmp.iterdir()) == [".obj.1.tmp", "sub"]
-    local._swept.clear()
-    local.sweep_stale(str(tmp), now=time.time() + local.STALE + 60)
+    fileio._swept.clear()
+    fileio.sweep_stale(str(tmp), now=time.time() + fileio.STALE + 60)
     assert sorted(p.name for p in tmp.iterdir()) == ["sub"]
 
 
 def test_once_per_directory_per_process(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    local.sweep_stale(str(tmp), now=time.time())
+    fileio.sweep_stale(str(tmp), now=time.time())
     (tmp / "x").write_bytes(b"x")
-    local.sweep_stale(str(tmp), now=time.time() + local.STALE + 60)  # already swept: not looked at again
+    fileio.sweep_stale(str(tmp), now=time.time() + fileio.STALE + 60)  # already swept: not looked at again
     assert (tmp / "x").exists()
 
 
 def test_missing_directory_is_fine(tmp_path):
-    local.sweep_stale(str(tmp_path / "nope"))
+    fileio.sweep_stale(str(tmp_path / "nope"))
 
 
 def test_the_cache_and_directory_remotes_sweep_their_tmp(repo, mvc_cli, tmp_path, monkeypatch):
@@ -47,7 +47,7 @@ def test_the_cache_and_directory_remotes_sweep_their_tmp(repo, mvc_cli, tmp_path
     for p in stale:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"stale")
-    monkeypatch.setattr(local, "STALE", -3600)  # everything counts as stale
+    monkeypatch.setattr(fileio, "STALE", -3600)  # everything counts as stale
     make_file(repo / "m.bin", 1000)
     mvc_cli("add", "m.bin")
     mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")

@@ -6,9 +6,9 @@ import json
 import os
 from typing import Any
 
-from mvc.api.repo import Repo
 from mvc.errors import ConfigError
 from mvc.format import config as cfgfmt
+from mvc.repo.repository import Repo
 
 KEYS = {
     "cache.dir": "path",
@@ -64,7 +64,7 @@ def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None =
         check = Repo(repo.root).config
         check.link_types, check.cache_dir
     except ConfigError:
-        from mvc.storage.local import atomic_write
+        from mvc.storage.fileio import atomic_write
 
         if before is None:
             os.unlink(path)

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.api.repo import Repo
 from mvc.errors import ConfigError, GitError, MvcError, ObjectMissing, RemoteError
 from mvc.format.pointer import SUFFIX
 from mvc.git import POINTER_GLOB
+from mvc.repo.repository import Repo
 
 HOOKS = ("pre-commit", "pre-push", "post-checkout", "post-merge")
 MARKER = "# mvc-managed-hook"
@@ -154,7 +154,7 @@ def install(*, repo: Repo | None = None, command: list[str] | None = None) -> li
     A hook already there is renamed to ``<name>.mvc-chained`` and run first by mvc's; running this
     again only rewrites mvc's own hooks. Per hook: {hook, path, action: installed/updated/unchanged, chained}.
     """
-    from mvc.storage.local import atomic_write
+    from mvc.storage.fileio import atomic_write
 
     repo = _open(repo)
     hooks_dir = repo.git.hooks_dir()
@@ -322,7 +322,8 @@ def _introduced(repo: Repo) -> list[tuple[str, str, str, str]]:
 
 def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
     """What should stop the commit being made: [{path, problem}], ``problem`` one line with the fix."""
-    from mvc.api.workspace import load_pointer, path_status
+    from mvc.repo.selection import load_pointer
+    from mvc.repo.worktree import path_status
 
     repo = _open(repo)
     problems: list[dict[str, str]] = []
@@ -358,7 +359,8 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
 
 
 def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
-    from mvc.api.workspace import load_pointer, path_status
+    from mvc.repo.selection import load_pointer
+    from mvc.repo.worktree import path_status
 
     try:
         with open(repo.abs(prel), "rb") as f:
@@ -483,16 +485,17 @@ def pre_push(
     commits = commits_to_push(repo, remote, refs)
     if not commits:
         return {"commits": 0, "remote": None, "uploaded": 0, "bytes": 0, "present": 0}
-    from mvc.api import remote as remotemod
+    from mvc.api import sync
+    from mvc.repo.remotes import default_remote
 
-    name = remotemod.default_remote(repo)
+    name = default_remote(repo)
     if name is None:
         raise RemoteError(
             f"the push carries {len(commits)} commit(s) with model pointers but no default mvc remote "
             "is configured to upload their weights to: run 'mvc remote add NAME URL --default' "
             "(or push with --no-verify to skip the upload)"
         )
-    res = remotemod.push(revs=commits, remote=name, repo=repo, progress=progress)
+    res = sync.push(revs=commits, remote=name, repo=repo, progress=progress)
     return {**res, "commits": len(commits), "remote": res.get("remote", name)}
 
 
@@ -549,19 +552,19 @@ def sync(
 
 
 def _restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list[dict[str, Any]]:
-    from mvc.api import workspace
+    from mvc.api import checkout as checkoutmod
 
     if not rels:
         return []
     try:  # one call for the usual case; one per path only to tell failures apart
-        done = workspace.checkout([repo.abs(r) for r in rels], repo=repo, progress=progress)
+        done = checkoutmod.checkout([repo.abs(r) for r in rels], repo=repo, progress=progress)
         return [{"path": r["path"], "action": r["action"]} for r in done]
     except MvcError:
         pass
     results, missing = [], []
     for rel in rels:
         try:
-            r = workspace.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
+            r = checkoutmod.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
             results.append({"path": rel, "action": r["action"]})
         except ObjectMissing as e:
             if isinstance(e, RemoteError):  # checkout asked the default remote already: it lacks them
@@ -576,10 +579,11 @@ def _restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list
 
 
 def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list[dict[str, Any]]:
-    from mvc.api import remote as remotemod
-    from mvc.api import workspace
+    from mvc.api import checkout as checkoutmod
+    from mvc.api import sync
+    from mvc.repo.remotes import default_remote
 
-    name = remotemod.default_remote(repo)
+    name = default_remote(repo)
     if name is None:
         err = (
             "its weights are not in the cache and no default mvc remote is configured: run "
@@ -587,13 +591,13 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
         )
         return [{"path": r, "action": "failed", "error": err} for r in rels]
     try:
-        remotemod.fetch([repo.abs(r) for r in rels], remote=name, repo=repo, progress=progress)
+        sync.fetch([repo.abs(r) for r in rels], remote=name, repo=repo, progress=progress)
     except MvcError:
         pass  # some may have come; each path reports its own outcome below
     results = []
     for rel in rels:
         try:
-            r = workspace.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
+            r = checkoutmod.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
             results.append({"path": rel, "action": r["action"]})
         except ObjectMissing:
             results.append(
@@ -613,7 +617,8 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
 
 def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]:
     """Remove the files of pointers the new commit no longer has, when the cache can give them back."""
-    from mvc.api.workspace import load_pointer, path_status
+    from mvc.repo.selection import load_pointer
+    from mvc.repo.worktree import path_status
 
     targets = [Repo.target_of(p) for p in repo.git.ls_pointers()]
     old_bytes = repo.git.cat_objects(f"{old}:{p}" for p in gone)

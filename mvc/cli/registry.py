@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from mvc.api import lineage
 from mvc.api import registry as api
 from mvc.cli.common import echo_json, human, json_option, short
 
@@ -164,7 +165,7 @@ def log(target: str, rev: str, as_json: bool) -> None:
       mvc log churn
       mvc log models/churn.pt --json
     """
-    rows = api.log(target, rev=rev)
+    rows = lineage.log(target, rev=rev)
     if as_json:
         echo_json(rows)
         return
@@ -199,7 +200,7 @@ def diff(rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
       mvc diff
       mvc diff churn#prod churn@latest --json
     """
-    rows = api.diff(rev_a, rev_b)
+    rows = lineage.diff(rev_a, rev_b)
     if as_json:
         echo_json(rows)
         return

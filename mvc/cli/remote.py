@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from mvc import progress as progressmod
-from mvc.api import remote as api
+from mvc.api import remote_config as api
+from mvc.api import sync
 from mvc.cli.common import echo_json, human, json_option, quiet_option, short
 
 
@@ -164,11 +165,13 @@ def remote_default(name: str | None, local: bool, unset: bool) -> None:
         api.set_default(name, local=local)
         click.echo(f"default remote: {name}")
     else:
-        from mvc.api.repo import Repo
+        from mvc.errors import NoRemote
+        from mvc.repo.remotes import default_remote
+        from mvc.repo.repository import Repo
 
-        found = api.default_remote(Repo.find())
+        found = default_remote(Repo.find())
         if found is None:
-            raise api.NoRemote("no default remote: set one with 'mvc remote default NAME'")
+            raise NoRemote("no default remote: set one with 'mvc remote default NAME'")
         click.echo(found)
 
 
@@ -213,7 +216,7 @@ def push(
       mvc push models/ -r backup
       mvc push --all-tags --verify-remote
     """
-    r = api.push(
+    r = sync.push(
         paths,
         remote=remote,
         jobs=jobs,
@@ -253,7 +256,7 @@ def fetch(paths: tuple[str, ...], remote: str | None, jobs: int | None, revs: tu
       mvc fetch
       mvc fetch model.safetensors --rev v1.0
     """
-    r = api.fetch(paths, remote=remote, jobs=jobs, revs=list(revs), progress=transfer_bars(quiet))
+    r = sync.fetch(paths, remote=remote, jobs=jobs, revs=list(revs), progress=transfer_bars(quiet))
     _fetched(r)
 
 
@@ -285,7 +288,7 @@ def pull(
       git pull && mvc pull
       mvc pull model.safetensors --rev v1.0
     """
-    r = api.pull(paths, remote=remote, jobs=jobs, rev=rev, force=force, progress=transfer_bars(quiet))
+    r = sync.pull(paths, remote=remote, jobs=jobs, rev=rev, force=force, progress=transfer_bars(quiet))
     _fetched(r)
     for row in r["checkout"]:
         for k in row["kept"]:

@@ -96,9 +96,9 @@ def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: boo
     """
     rows = api.status(paths, progress=bars(quiet))
     if remote is not None:
-        from mvc.api import remote as remote_api
+        from mvc.api import sync
 
-        on_remote = {r["path"]: r for r in remote_api.status(paths, remote=remote)}
+        on_remote = {r["path"]: r for r in sync.status(paths, remote=remote)}
         for r in rows:
             r["remote"] = on_remote.get(r["path"])
     if as_json:
@@ -149,7 +149,9 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
       mvc checkout model.safetensors --rev v1.0
       mvc checkout churn#prod
     """
-    for r in api.checkout(paths, rev=rev, force=force, progress=bars(quiet)):
+    from mvc.api import checkout as checkoutapi
+
+    for r in checkoutapi.checkout(paths, rev=rev, force=force, progress=bars(quiet)):
         for k in r["kept"]:
             # a removed file's name may hold bytes that are not UTF-8: shown escaped, not a crash
             shown = os.fsencode(k["path"]).decode("utf-8", "backslashreplace")
@@ -175,7 +177,9 @@ def get(path: str, out: str, rev: str | None, force: bool, quiet: bool) -> None:
       mvc get model.safetensors --rev v1.0 -o /tmp/model-v1.safetensors
       mvc get churn@v1.2.0 -o out.bin
     """
-    r = api.get(path, out, rev=rev, force=force, progress=bars(quiet))
+    from mvc.api import checkout as checkoutapi
+
+    r = checkoutapi.get(path, out, rev=rev, force=force, progress=bars(quiet))
     click.echo(f"wrote {r['out']} ({human(r['size'])}, {short(r['oid'])})")
 
 

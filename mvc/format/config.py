@@ -13,8 +13,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+MVC_DIR = ".mvc"  # the directory mvc keeps in a repository's root
 CONFIG = "config.toml"
 LOCAL = "config.local.toml"
+CONFIG_PATH = f"{MVC_DIR}/{CONFIG}"  # as git names it
 DEFAULTS: dict[str, Any] = {
     "cache": {"dir": "cache", "type": ["reflink", "copy"]},
     "core": {"fsync": False},
@@ -169,7 +171,7 @@ def write_value(path: str, dotted: str, value: Any) -> None:
     """Set (or, with value None, remove) a dotted key in one TOML file, atomically."""
     import tomli_w
 
-    from mvc.storage.local import atomic_write
+    from mvc.storage.fileio import atomic_write
 
     data = read(path)
     parts = dotted.split(".")

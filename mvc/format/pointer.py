@@ -15,7 +15,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 FORMAT = 1
-SUFFIX = ".mvc"
+SUFFIX = ".mvc"  # a pointer is the tracked path plus this suffix: the one place it is spelled
 KINDS = ("file", "dir")
 _KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta"}
 

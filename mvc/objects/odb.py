@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
 from mvc.objects import oid as oids
-from mvc.storage import local
-from mvc.storage.local import Progress
+from mvc.storage import fileio
+from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 READONLY = 0o444
@@ -59,8 +59,8 @@ class ODB:
 
     def _tmp(self, hint: str = "obj") -> str:
         os.makedirs(self.tmp_dir, exist_ok=True)
-        local.sweep_stale(self.tmp_dir)
-        return local.tmp_name(self.tmp_dir, hint)
+        fileio.sweep_stale(self.tmp_dir)
+        return fileio.tmp_name(self.tmp_dir, hint)
 
     def _install(self, tmp: str, oid: str, durable: bool = False) -> None:
         """Make tmp read-only and rename it to the object's path (a no-op if it is already there).
@@ -71,7 +71,7 @@ class ODB:
         dest = self.path(oid)
         durable = durable or self.fsync
         if os.path.exists(dest):
-            local.remove_quietly(tmp)
+            fileio.remove_quietly(tmp)
             return
         os.chmod(tmp, READONLY)
         if durable:
@@ -83,7 +83,7 @@ class ODB:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         os.replace(tmp, dest)
         if durable:
-            local.fsync_dir(os.path.dirname(dest))
+            fileio.fsync_dir(os.path.dirname(dest))
 
     def tmp_path(self, hint: str = "obj") -> str:
         """A fresh temp file name in ``tmp/``, on the objects' filesystem (for :meth:`install`)."""
@@ -95,7 +95,7 @@ class ODB:
 
     # -- writing ----------------------------------------------------------------------------
     def add_bytes(self, data: bytes) -> str:
-        oid = oids.from_digest(local.hexdigest_bytes(data))
+        oid = oids.from_digest(fileio.hexdigest_bytes(data))
         self.install_bytes(data, oid)
         return oid
 
@@ -103,12 +103,12 @@ class ODB:
         """Store data, which the caller has verified hashes to oid, as object oid."""
         if not self.exists(oid):
             tmp = self._tmp()
-            with local.space_errors(f"the cache ({self.root})"):
+            with fileio.space_errors(f"the cache ({self.root})"):
                 try:
-                    local.atomic_write(tmp, data)
+                    fileio.atomic_write(tmp, data)
                     self._install(tmp, oid)
                 except BaseException:
-                    local.remove_quietly(tmp)
+                    fileio.remove_quietly(tmp)
                     raise
 
     def add_file(
@@ -130,7 +130,7 @@ class ODB:
             st = os.fstat(fd)
             if not statmod.S_ISREG(st.st_mode):
                 raise StorageError(f"{src}: not a regular file: mvc tracks files and directories")
-            with local.space_errors(f"the cache ({self.root})"):
+            with fileio.space_errors(f"the cache ({self.root})"):
                 try:
                     oid, how = self._store(fd, st, src, tmp, link_types, progress)
                     after = os.stat(src)
@@ -138,7 +138,7 @@ class ODB:
                         raise StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
                     self._install(tmp, oid, durable)
                 except BaseException:
-                    local.remove_quietly(tmp)
+                    fileio.remove_quietly(tmp)
                     raise
         finally:
             os.close(fd)
@@ -149,13 +149,13 @@ class ODB:
             if how == "reflink":
                 out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
-                    if local.reflink_fd(fd, out):
-                        return oids.from_digest(local.hash_fd(out, st.st_size, progress)), how
+                    if fileio.reflink_fd(fd, out):
+                        return oids.from_digest(fileio.hash_fd(out, st.st_size, progress)), how
                 finally:
                     os.close(out)
                 os.unlink(tmp)
             elif how in ("hardlink", "symlink"):
-                digest = local.hash_fd(fd, st.st_size, progress)
+                digest = fileio.hash_fd(fd, st.st_size, progress)
                 oid = oids.from_digest(digest)
                 if self.exists(oid):
                     return oid, how
@@ -163,7 +163,7 @@ class ODB:
                     return oid, how
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            digest = local.copy_hash_fd(fd, out, st.st_size, progress)
+            digest = fileio.copy_hash_fd(fd, out, st.st_size, progress)
         finally:
             os.close(out)
         return oids.from_digest(digest), "copy"
@@ -181,13 +181,13 @@ class ODB:
             data = os.pread(fd, os.fstat(fd).st_size, 0)
         finally:
             os.close(fd)
-        self._check(oid, local.hexdigest_bytes(data))
+        self._check(oid, fileio.hexdigest_bytes(data))
         return data
 
     def verify(self, oid: str, progress: Progress | None = None) -> None:
         fd = self._open_object(oid)
         try:
-            digest = local.hash_fd(fd, os.fstat(fd).st_size, progress)
+            digest = fileio.hash_fd(fd, os.fstat(fd).st_size, progress)
         finally:
             os.close(fd)
         self._check(oid, digest)
@@ -225,16 +225,16 @@ class ODB:
         """
         src = self.path(oid)
         directory = os.path.dirname(dest) or "."
-        tmp = local.tmp_name(directory, os.path.basename(dest))
+        tmp = fileio.tmp_name(directory, os.path.basename(dest))
         fd = self._open_object(oid)
         try:
             size = os.fstat(fd).st_size
-            with local.space_errors(dest):
+            with fileio.space_errors(dest):
                 try:
                     how = self._export(oid, fd, size, src, tmp, link_types, executable, progress)
                     os.replace(tmp, dest)
                 except BaseException:
-                    local.remove_quietly(tmp)
+                    fileio.remove_quietly(tmp)
                     raise
         finally:
             os.close(fd)
@@ -246,21 +246,21 @@ class ODB:
             if how == "reflink":
                 out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
                 try:
-                    ok = local.reflink_fd(fd, out)
+                    ok = fileio.reflink_fd(fd, out)
                     if ok:
-                        self._check(oid, local.hash_fd(out, size, progress))
+                        self._check(oid, fileio.hash_fd(out, size, progress))
                 finally:
                     os.close(out)
                 if ok:
                     return how
                 os.unlink(tmp)
             elif how in ("hardlink", "symlink"):
-                self._check(oid, local.hash_fd(fd, size, progress))
+                self._check(oid, fileio.hash_fd(fd, size, progress))
                 if _link(src, tmp, how):
                     return how
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            digest = local.copy_hash_fd(fd, out, size, progress)
+            digest = fileio.copy_hash_fd(fd, out, size, progress)
         finally:
             os.close(out)
         self._check(oid, digest)

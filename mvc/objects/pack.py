@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mvc.errors import CorruptObject
 from mvc.objects import oid as oids
-from mvc.storage import local
+from mvc.storage import fileio
 
 INDEX_HEADER = b"mvc-pack-index 1\n"
 OBJECT_MAX = 1 << 20  # objects smaller than this travel in packs; larger ones alone
@@ -83,7 +83,7 @@ def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes, bytes, list[Ent
         lines.append(f"{oid} {offset} {len(data)}\n".encode())
         offset += len(data)
     pack = b"".join(data for _, data in objects)
-    return local.hexdigest_bytes(pack), pack, b"".join(lines), entries
+    return fileio.hexdigest_bytes(pack), pack, b"".join(lines), entries
 
 
 def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[Entry, bytes, str]]:
@@ -92,7 +92,7 @@ def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[E
     view = memoryview(data)
     for e in entries:
         chunk = bytes(view[e.offset - start : e.offset - start + e.size])
-        yield e, chunk, local.hexdigest_bytes(chunk)
+        yield e, chunk, fileio.hexdigest_bytes(chunk)
 
 
 def parse_index(data: bytes, where: str) -> list[Entry]:

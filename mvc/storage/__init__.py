@@ -1,1 +1,1 @@
-"""Bytes on disks and stores: local file primitives here, fsspec remotes in :mod:`mvc.storage.remote`."""
+"""Bytes on disks and stores: local file primitives (``fileio``) and the remote stores, one backend a module."""

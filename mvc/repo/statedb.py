@@ -14,7 +14,7 @@ import time
 RACY_NS = 1_000_000_000
 
 
-class State:
+class StateDB:
     def __init__(self, path: str):
         self.path = path
         self._db: sqlite3.Connection | None = None

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 
 from mvc import git as gitmod
-from mvc.api.state import State
 from mvc.errors import NotInitialized, PathError
-from mvc.format.config import Config
+from mvc.format.config import MVC_DIR, Config
 from mvc.format.pointer import SUFFIX
 from mvc.objects.odb import ODB
-
-MVC_DIR = ".mvc"
+from mvc.repo.statedb import StateDB
 
 
 class Repo:
@@ -24,16 +22,16 @@ class Repo:
         self.config = Config(self.mvc_dir)
         self.odb = ODB(self.config.cache_dir, fsync=self.config.fsync)
         self.git = gitmod.Git(self.root)
-        self._state: State | None = None
+        self._state: StateDB | None = None
 
     @classmethod
     def find(cls, start: str | None = None) -> Repo:
         return cls(gitmod.find_worktree(start or os.getcwd()))
 
     @property
-    def state(self) -> State:
+    def state(self) -> StateDB:
         if self._state is None:
-            self._state = State(os.path.join(self.mvc_dir, "state.db"))
+            self._state = StateDB(os.path.join(self.mvc_dir, "state.db"))
         return self._state
 
     def close(self) -> None:
@@ -51,9 +49,9 @@ class Repo:
         """The commit id (hex) a revision names: anything git accepts (commit, branch, tag, HEAD~1), or a
         registry revision: ``NAME@vX.Y.Z``, ``NAME#STAGE`` (the version the stage points to), ``NAME@latest``."""
         if "@" in rev or "#" in rev:  # only these can be registry revisions: plain revs skip loading the tags
-            from mvc.api import registry
+            from mvc.repo import models
 
-            rev = registry.resolve_ref(self.git, rev) or rev
+            rev = models.resolve_ref(self.git, rev) or rev
         return str(self.git.resolve(rev).id)
 
     def pointers_at(self, rev: str) -> dict[str, bytes]:

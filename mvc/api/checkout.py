@@ -1,0 +1,331 @@
+"""Getting weights out of the cache: ``checkout`` (make the work tree match its pointers, or a
+revision's) and ``get`` (write a version anywhere else, the work tree untouched).
+
+Rule for the user's files: a workspace file is only replaced or deleted when its current content
+is in the cache (so it can always be got back); otherwise the command refuses, and with
+``force`` it first stores that content in the cache (synced to disk) and reports its oid.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+from collections.abc import Iterable
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import PathError, WorkspaceModified
+from mvc.format import pointer as ptrfmt
+from mvc.objects import manifest as mf
+from mvc.repo.remotes import ensure_objects
+from mvc.repo.repository import Repo
+from mvc.repo.selection import load_pointer, select, user_paths
+from mvc.repo.worktree import File, hash_of, look, scan_dir, total
+from mvc.storage import fileio
+
+
+def _open(repo: Repo | None) -> Repo:
+    return repo if repo is not None else Repo.find()
+
+
+class _Plan:
+    def __init__(self, rel: str, full: str, pointer: ptrfmt.Pointer):
+        self.rel = rel
+        self.full = full
+        self.pointer = pointer
+        self.writes: list[tuple[str, str, bool]] = []  # (full path, oid, executable)
+        self.sizes: dict[str, int] = {}  # oid -> size of what writes need (for a fetch's progress)
+        self.chmods: list[tuple[str, bool]] = []
+        self.removals: list[str] = []  # workspace files whose content is in the cache
+        self.unsafe: list[tuple[str, str]] = []  # (relpath, full) not in the cache
+        self.clear_dir = False  # a directory stands where the file goes
+
+
+def checkout(
+    paths: Iterable[str] = (),
+    *,
+    rev: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
+    """Make workspace files match their pointers (restoring the pointers as of ``rev`` first).
+    A path may be a registry revision (``churn#prod``, ``churn@v1.2.0``): that model's path at that revision."""
+    repo = _open(repo)
+    paths = user_paths(paths)
+    refs = _model_refs(repo, paths, rev)
+    if refs:
+        done: list[dict[str, Any]] = []
+        for commit in dict.fromkeys(c for _, c in refs):
+            done += checkout(
+                [repo.abs(p) for p, c in refs if c == commit], rev=commit, force=force, repo=repo, progress=progress
+            )
+        return done
+    try:
+        if rev is not None:
+            at_rev = repo.pointers_at(rev)
+            chosen = select(repo, paths, sorted(at_rev))
+            for prel in chosen:
+                repo.check_inside(prel)
+            dirty = repo.git.unstaged([p for p in chosen if os.path.exists(repo.abs(p))])
+            if dirty and not force:
+                raise WorkspaceModified(
+                    f"{dirty[0]} has changes not staged in git: stage them with "
+                    f"'git add {dirty[0]}', or pass --force to replace it"
+                )
+        else:
+            at_rev = {}
+            chosen = select(repo, paths, repo.git.ls_pointers())
+        # plan from REV's pointers before git touches them, so a refused checkout changes nothing
+        plans = [_plan(repo, prel, progress, at_rev.get(prel)) for prel in chosen]
+        unsafe = [u for plan in plans for u in plan.unsafe]
+        if unsafe and not force:
+            rel = unsafe[0][0]
+            more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
+            raise WorkspaceModified(
+                f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
+                "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)"
+            )
+        ensure_objects(repo, {oid: size for plan in plans for oid, size in plan.sizes.items()}, progress)
+        if rev is not None:
+            repo.git.checkout_paths(repo.resolve(rev), chosen)
+        return [_apply(repo, plan, progress) for plan in plans]
+    finally:
+        repo.state.flush()
+
+
+def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | None = None) -> _Plan:
+    p = load_pointer(repo, prel, data)
+    rel = Repo.target_of(prel)
+    full = repo.check_inside(rel)
+    plan = _Plan(rel, full, p)
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        st = None
+    if p.kind == "file":
+        if st is not None and statmod.S_ISDIR(st.st_mode):
+            _plan_removals(repo, rel, scan_dir(repo, rel, full), plan, progress)
+            plan.clear_dir = True
+            st = None
+        if st is None:
+            plan.writes.append((full, p.oid, False))
+            plan.sizes[p.oid] = p.size
+            return plan
+        f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
+        bar = progress(f"checking {rel}", total([f]))
+        try:
+            cur = hash_of(repo, rel, f, bar)
+        finally:
+            bar.close()
+        if cur != p.oid:
+            _judge(repo, rel, full, cur, plan)
+            plan.writes.append((full, p.oid, False))
+            plan.sizes[p.oid] = p.size
+        return plan
+    # a directory
+    ensure_objects(repo, {p.oid: 0}, progress)
+    want = {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
+    if st is not None and not statmod.S_ISDIR(st.st_mode):
+        f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
+        _judge(repo, rel, full, hash_of(repo, rel, f, progressmod.NULL), plan)
+        plan.removals.append(full)
+        files: dict[str, File] = {}
+    else:
+        files = scan_dir(repo, rel, full) if st is not None else {}
+    extra = {sub: f for sub, f in files.items() if sub not in want}
+    _plan_removals(repo, rel, extra, plan, progress)
+    bar = progress(f"checking {rel}", total(f for sub, f in files.items() if sub in want))
+    try:
+        for sub, e in sorted(want.items()):
+            target = os.path.join(full, *sub.split("/"))
+            f = files.get(sub)
+            if f is None:
+                plan.writes.append((target, e.oid, e.executable))
+                plan.sizes[e.oid] = e.size
+                continue
+            cur = hash_of(repo, f"{rel}/{sub}", f, bar)
+            if cur != e.oid:
+                _judge(repo, f"{rel}/{sub}", f.full, cur, plan)
+                plan.writes.append((target, e.oid, e.executable))
+                plan.sizes[e.oid] = e.size
+            elif not f.linked and f.executable != e.executable:
+                plan.chmods.append((target, e.executable))
+    finally:
+        bar.close()
+    return plan
+
+
+def _plan_removals(repo: Repo, rel: str, files: dict[str, File], plan: _Plan, progress: progressmod.Factory) -> None:
+    bar = progress(f"checking {rel}", total(files.values()))
+    try:
+        for sub, f in files.items():
+            _judge(repo, f"{rel}/{sub}", f.full, hash_of(repo, f"{rel}/{sub}", f, bar), plan)
+            plan.removals.append(f.full)
+    finally:
+        bar.close()
+
+
+def _judge(repo: Repo, rel: str, full: str, cur: str | None, plan: _Plan) -> None:
+    """Note a workspace file about to be replaced whose content the cache does not hold."""
+    if cur is None or not repo.odb.exists(cur):
+        plan.unsafe.append((rel, full))
+
+
+def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, Any]:
+    kept = []
+    for rel, full in plan.unsafe:
+        if os.path.islink(full) or not os.path.isfile(full):
+            continue  # a symlink elsewhere: replacing the link loses no data
+        bar = progress(f"keeping {rel}", os.path.getsize(full))
+        try:
+            oid, _, _ = repo.odb.add_file(full, ("copy",), progress=bar.update, durable=True)
+        finally:
+            bar.close()
+        kept.append({"path": rel, "oid": oid})
+    for full in plan.removals:
+        if os.path.lexists(full):
+            os.unlink(full)
+    if plan.pointer.kind == "dir":
+        _prune_emptied(plan)
+    if plan.clear_dir and os.path.isdir(plan.full) and not os.path.islink(plan.full):
+        import shutil  # here, not at the top: it loads bz2/lzma, 4 ms of every command's start-up
+
+        shutil.rmtree(plan.full)  # only directories are left: every file was removed above
+    if plan.pointer.kind == "dir":
+        _prune_blocking_dirs(plan)
+    total = sum(os.path.getsize(repo.odb.path(oid)) for _, oid, _ in plan.writes)
+    bar = progress(f"checking out {plan.rel}", total)
+    link_types = repo.config.link_types
+    try:
+        for target, oid, executable in plan.writes:
+            repo.check_inside(os.path.relpath(target, repo.root).replace(os.sep, "/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            repo.odb.export(oid, target, link_types, executable=executable, progress=bar.update)
+            st = os.lstat(target)
+            if statmod.S_ISREG(st.st_mode):
+                repo.state.put(os.path.relpath(target, repo.root).replace(os.sep, "/"), st, oid)
+    finally:
+        bar.close()
+    for target, executable in plan.chmods:
+        mode = os.stat(target).st_mode
+        os.chmod(target, (mode | 0o111 & ~_umask()) if executable else mode & ~0o111)
+    action = "restored" if plan.writes or plan.removals or plan.chmods else "unchanged"
+    return {"path": plan.rel, "kind": plan.pointer.kind, "oid": plan.pointer.oid, "action": action, "kept": kept}
+
+
+def _prune_emptied(plan: _Plan) -> None:
+    """Remove the directories inside a tracked dir that its removed files left empty, as git does."""
+    top = plan.full
+    for full in plan.removals:
+        d = os.path.dirname(full)
+        while d.startswith(top + os.sep):
+            try:
+                os.rmdir(d)
+            except OSError:  # not empty (or gone): so are its parents
+                break
+            d = os.path.dirname(d)
+
+
+def _prune_blocking_dirs(plan: _Plan) -> None:
+    """Remove directories left empty where a file of the manifest has to go."""
+    for target, _, _ in plan.writes:
+        if os.path.isdir(target) and not os.path.islink(target):
+            for dirpath, _, _ in os.walk(target, topdown=False):
+                os.rmdir(dirpath)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str]]:
+    """[(model path, commit)] when paths are registry revisions rather than paths, else []."""
+    maybe = [
+        p for p in paths if ("@" in p or "#" in p) and not os.path.lexists(p) and not os.path.lexists(p + ptrfmt.SUFFIX)
+    ]
+    if not maybe:
+        return []
+    from mvc.repo import models
+
+    refs = [(p, models.model_ref(repo.git, p)) for p in maybe]
+    found = [(p, r) for p, r in refs if r is not None]
+    if not found:
+        return []
+    if len(found) != len(paths):
+        other = next(p for p in paths if p not in dict(found))
+        raise PathError(
+            f"{other} is not a model revision like {found[0][0]}: give paths and model revisions in separate commands"
+        )
+    if rev is not None:
+        raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
+    return [r for _, r in found]
+
+
+def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Pointer]:
+    rel = repo.rel(path)
+    prel = rel if rel.endswith(ptrfmt.SUFFIX) else Repo.pointer_of(rel)
+    if rev is None:
+        if not os.path.isfile(repo.abs(prel)):
+            raise PathError(f"{path} is not tracked by mvc: run 'mvc add {path}' first")
+        return prel, load_pointer(repo, prel)
+    at_rev = repo.pointers_at(rev)
+    if prel not in at_rev:
+        raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
+    return prel, load_pointer(repo, prel, at_rev[prel])
+
+
+def get(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    rev: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Write the tracked path as of rev to out, touching neither the work tree nor the pointers.
+    path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision."""
+    repo = _open(repo)
+    path = os.fspath(path)
+    refs = _model_refs(repo, [path], rev)
+    if refs:
+        path, rev = repo.abs(refs[0][0]), refs[0][1]
+    prel, p = _pointer_for(repo, path, rev)
+    out = os.path.abspath(out)
+    if os.path.lexists(out) and not force:
+        raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress)  # before the bar: a fetch draws its own
+    entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid) if p.kind == "dir" else []
+    ensure_objects(repo, {e.oid: e.size for e in entries}, progress)
+    bar = progress(f"writing {out}", p.size)
+    try:
+        if p.kind == "file":
+            repo.odb.export(p.oid, out, ("reflink", "copy"), progress=bar.update)
+        else:
+            import shutil  # not at the top: see _apply
+
+            tmp = fileio.tmp_name(parent, os.path.basename(out))
+            try:
+                os.mkdir(tmp)
+                for e in entries:
+                    target = os.path.join(tmp, *e.path.split("/"))
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update)
+                if os.path.lexists(out):
+                    aside = fileio.tmp_name(parent, "old")
+                    os.rename(out, aside)
+                    os.rename(tmp, out)
+                    (shutil.rmtree if os.path.isdir(aside) and not os.path.islink(aside) else os.unlink)(aside)
+                else:
+                    os.rename(tmp, out)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+    finally:
+        bar.close()
+    return {"path": Repo.target_of(prel), "out": out, "kind": p.kind, "oid": p.oid, "size": p.size}

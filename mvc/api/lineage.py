@@ -1,0 +1,208 @@
+"""Lineage and comparison: ``mvc log`` (the commits that changed a model) and ``mvc diff``."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from mvc.errors import ConfigError, MvcError, PathError, PointerError, RegistryError
+from mvc.format import config as cfgfmt
+from mvc.format import pointer as ptrfmt
+from mvc.format import tags as tagfmt
+from mvc.format.config import CONFIG_PATH
+from mvc.format.pointer import SUFFIX
+from mvc.repo.models import iso_date, load, models_at
+
+if TYPE_CHECKING:
+    from mvc.repo.repository import Repo
+
+
+def _repo(repo: Repo | None) -> Repo:
+    from mvc.repo.repository import Repo
+
+    return repo if repo is not None else Repo.find()
+
+
+def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dict[str, Any]]:
+    """Every commit reachable from rev that changed the model's pointer, newest first.
+
+    target: a model name (followed through renames, as each commit's .mvc/config.toml maps it) or a
+    tracked path. Each entry: {commit, author, email, date, message, change: added | modified |
+    removed | moved, path, names, kind, oid, size, meta, versions, stages}.
+    """
+    repo = _repo(repo)
+    git = repo.git
+    name, path = _log_target(repo, target)
+    configs: dict[str | None, dict[str, str]] = {None: {}}
+    memo: dict[str, tuple[str | None, str | None]] = {}
+
+    def models_of(commit: str) -> dict[str, str]:
+        blob = git.blob_ids(commit, [CONFIG_PATH])[CONFIG_PATH]
+        if blob not in configs:
+            try:
+                configs[blob] = cfgfmt.models(cfgfmt.loads(git.blob(blob), CONFIG_PATH))
+            except ConfigError:  # a damaged config in an old commit: that commit has no models
+                configs[blob] = {}
+        return configs[blob]
+
+    def state_of(commit: str) -> tuple[str | None, str | None]:
+        if commit not in memo:
+            p = models_of(commit).get(name) if name is not None else path
+            memo[commit] = (p, git.blob_ids(commit, [p + SUFFIX])[p + SUFFIX] if p else None)
+        return memo[commit]
+
+    state = load(git)
+    out = []
+    for c in git.walk(repo.resolve(rev)):
+        p, blob = state_of(c["id"])
+        before = [state_of(parent) for parent in c["parents"]]
+        if before and any(b == (p, blob) for b in before):
+            continue
+        if not before and blob is None:
+            continue
+        prev = before[0] if before else (None, None)
+        if blob is None:
+            if prev[1] is None:
+                continue  # merged from parents that did not have it either
+            change = "removed"
+        elif prev[1] is None:
+            change = "added"
+        elif prev[0] != p:  # the name now maps to another path
+            change = "moved"
+        else:
+            change = "modified"
+        entry: dict[str, Any] = {
+            "commit": c["id"],
+            "author": c["author"],
+            "email": c["email"],
+            "date": iso_date(c["time"], c["offset"]),
+            "message": c["message"].strip(),
+            "change": change,
+            "path": p if blob is not None else prev[0],
+        }
+        names = [name] if name is not None else sorted(n for n, q in models_of(c["id"]).items() if q == path)
+        entry["names"] = names
+        if blob is not None:
+            try:
+                ptr = ptrfmt.loads(git.blob(blob), f"{p}{SUFFIX} at {c['id'][:7]}")
+                entry.update(kind=ptr.kind, oid=ptr.oid, size=ptr.size, meta=ptr.meta)
+            except PointerError as e:
+                entry["error"] = str(e)
+        versions, stages = [], []
+        for n in names:
+            m = state.get(n)
+            if m is None:
+                continue
+            versions += [v.name for v in m.versions.values() if v.commit == c["id"] and v.registered and v.active]
+            stages += [s for s, vs in m.stages().items() if m.versions[vs.version].commit == c["id"]]
+        entry["versions"] = sorted(versions, key=tagfmt.semver_key)
+        entry["stages"] = stages
+        out.append(entry)
+    return out
+
+
+def _log_target(repo: Repo, target: str) -> tuple[str | None, str | None]:
+    """(model name, None) or (None, tracked path) for mvc log's argument."""
+    current = cfgfmt.models(repo.config.shared, CONFIG_PATH)
+    if target in current:
+        return target, None
+    rel = repo.rel(target)
+    if rel.endswith(SUFFIX):
+        rel = rel[: -len(SUFFIX)]
+    if os.path.lexists(repo.abs(rel + SUFFIX)) or os.path.lexists(repo.abs(rel)):
+        return None, rel
+    if tagfmt.is_name(target) and load(repo.git).get(target) is not None:
+        return target, None
+    try:
+        head = repo.resolve("HEAD")
+    except MvcError:
+        head = None
+    if head and repo.git.blob_ids(head, [rel + SUFFIX])[rel + SUFFIX]:
+        return None, rel
+    if tagfmt.is_name(target):
+        return target, None  # maybe a model that existed only in the past
+    raise PathError(f"{target} is neither a model name nor a tracked path: see 'mvc registry' and 'mvc ls'")
+
+
+# -- diff -------------------------------------------------------------------------------------
+def _side(repo: Repo, rev: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """({tracked path: pointer}, {model name: path}) at rev, or in the work tree when rev is None."""
+    if rev is None:
+        pointers = {}
+        for prel in repo.git.ls_pointers():
+            with open(repo.check_inside(prel), "rb") as f:
+                pointers[prel[: -len(SUFFIX)]] = ptrfmt.loads(f.read(), prel)
+        return pointers, cfgfmt.models(repo.config.shared, CONFIG_PATH)
+    commit = repo.resolve(rev)
+    pointers = {
+        prel[: -len(SUFFIX)]: ptrfmt.loads(data, f"{prel} at {rev}")
+        for prel, data in repo.git.pointers_at(commit).items()
+    }
+    try:
+        names = models_at(repo.git, commit)
+    except ConfigError:
+        names = {}
+    return pointers, names
+
+
+def _flat(meta: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in meta.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def diff(rev_a: str | None = None, rev_b: str | None = None, *, repo: Repo | None = None) -> list[dict[str, Any]]:
+    """Models added, removed, modified or moved between rev_a (default HEAD) and rev_b (default: the
+    work tree). Each: {change, path, old_path?, names, old: {kind, oid, size, meta} | None, new: … | None,
+    size_change, meta_changes: {key: [old, new]}}."""
+    repo = _repo(repo)
+    if rev_a is None and rev_b is not None:
+        raise RegistryError("name the first revision too: mvc diff REV_A REV_B")
+    old, old_names = _side(repo, rev_a or "HEAD")
+    new, new_names = _side(repo, rev_b)
+
+    def names_of(path: str) -> list[str]:
+        return sorted({n for n, p in old_names.items() if p == path} | {n for n, p in new_names.items() if p == path})
+
+    def info(p: Any) -> dict[str, Any]:
+        return {"kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}
+
+    out = []
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    moves = {}
+    for n, p in new_names.items():
+        q = old_names.get(n)
+        if q is not None and q != p and p in added and q in removed:
+            moves[p] = q
+    for path in sorted(set(old) | set(new)):
+        if path in moves.values():
+            continue
+        a_path = moves.get(path, path)
+        a, b = old.get(a_path), new.get(path)
+        if a is not None and b is not None and info(a) == info(b) and a_path == path:
+            continue
+        entry: dict[str, Any] = {
+            "path": path,
+            "names": names_of(path) if a_path == path else sorted(set(names_of(path)) | set(names_of(a_path))),
+            "old": info(a) if a else None,
+            "new": info(b) if b else None,
+        }
+        if a is None:
+            entry["change"] = "added"
+        elif b is None:
+            entry["change"] = "removed"
+        elif a_path != path:
+            entry["change"] = "moved"
+            entry["old_path"] = a_path
+        else:
+            entry["change"] = "modified"
+        entry["size_change"] = (b.size if b else 0) - (a.size if a else 0)
+        fa, fb = _flat(a.meta) if a else {}, _flat(b.meta) if b else {}
+        entry["meta_changes"] = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
+        out.append(entry)
+    return out

@@ -1,0 +1,134 @@
+"""The remote verbs that change configuration: ``mvc remote add / list / remove / modify / default``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mvc.errors import RemoteError
+from mvc.format import config as cfgfmt
+from mvc.repo.remotes import check_name, config_path, default_remote, normalize_url, remote_table, spec, validate
+from mvc.repo.repository import Repo
+
+
+def _open(repo: Repo | None) -> Repo:
+    return repo if repo is not None else Repo.find()
+
+
+def add(name: str, url: str, *, default: bool = False, local: bool = False, repo: Repo | None = None) -> dict[str, Any]:
+    """Add remote NAME at URL to .mvc/config.toml (config.local.toml with ``local``)."""
+    repo = _open(repo)
+    check_name(name)
+    if name in remote_table(repo):
+        raise RemoteError(
+            f"remote {name!r} exists already: change it with 'mvc remote modify {name} url URL' "
+            f"or remove it with 'mvc remote remove {name}'"
+        )
+    url = normalize_url(repo, url)
+    path = config_path(repo, local)
+    cfgfmt.write_value(path, f"remote.{name}.url", url)
+    if default:
+        cfgfmt.write_value(path, "core.remote", name)
+    validate(repo)
+    return {"name": name, "url": url, "default": default, "local": local}
+
+
+def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
+    """Configured remotes: name, url, whether it is the default, where it is configured, its other keys
+    (secret values hidden)."""
+    repo = _open(repo)
+    table = remote_table(repo)
+    default = default_remote(repo)
+    shared = repo.config.shared.get("remote", {})
+    out = []
+    for name in sorted(table):
+        entry = table[name]
+        options = {k: ("***" if cfgfmt.is_secret(k) else v) for k, v in sorted(entry.items()) if k != "url"}
+        out.append(
+            {
+                "name": name,
+                "url": entry["url"],
+                "default": name == default,
+                "scope": "repo" if name in shared else "local",
+                "options": options,
+            }
+        )
+    return out
+
+
+def remove(name: str, *, repo: Repo | None = None) -> None:
+    """Remove remote NAME from both config files (and unset it as the default)."""
+    repo = _open(repo)
+    if name not in remote_table(repo):
+        spec(repo, name)  # raises the unknown-remote error
+    for local in (False, True):
+        path = config_path(repo, local)
+        data = cfgfmt.read(path)
+        if name in data.get("remote", {}):
+            cfgfmt.write_value(path, f"remote.{name}", None)
+        if data.get("core", {}).get("remote") == name:
+            cfgfmt.write_value(path, "core.remote", None)
+
+
+def _parse_value(name: str, key: str, text: str) -> Any:
+    kind = cfgfmt.REMOTE_KEYS.get(key)
+    if kind is int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise RemoteError(f"{key} takes a positive integer, not {text!r}: e.g. 'mvc remote modify {name} {key} 8'")
+        return value
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise RemoteError(f"{key} takes true or false, not {text!r}: e.g. 'mvc remote modify {name} {key} false'")
+        return text.lower() == "true"
+    if key == "endpoint_url" and not text.startswith(("http://", "https://")):
+        raise RemoteError(f"endpoint_url must start with http:// or https://, not {text!r}")
+    if kind is None:  # handed to the fsspec filesystem: give it booleans and numbers, not strings
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    return text
+
+
+def modify(name: str, key: str, value: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
+    """Set (value None: remove) KEY of remote NAME. Secret-like keys only go to config.local.toml."""
+    repo = _open(repo)
+    table = remote_table(repo)
+    if name not in table:
+        spec(repo, name)
+    if not key or not all(c.isalnum() or c == "_" for c in key):
+        raise RemoteError(
+            f"invalid key {key!r}: use letters, digits and '_' (e.g. endpoint_url, profile, region, jobs)"
+        )
+    if value is None:
+        if key == "url":
+            raise RemoteError(f"a remote needs its url: remove the remote instead with 'mvc remote remove {name}'")
+        for loc in (False, True):
+            cfgfmt.write_value(config_path(repo, loc), f"remote.{name}.{key}", None)
+        return
+    parsed = normalize_url(repo, value) if key == "url" else _parse_value(name, key, value)
+    local_only = name not in repo.config.shared.get("remote", {})
+    if cfgfmt.is_secret(key) and not local and not local_only:
+        raise RemoteError(
+            f"{key} looks like a secret: it would be committed with .mvc/config.toml; "
+            f"pass --local to keep it in .mvc/config.local.toml on this machine"
+        )
+    cfgfmt.write_value(config_path(repo, local or local_only), f"remote.{name}.{key}", parsed)
+    validate(repo)
+
+
+def set_default(name: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
+    """Make NAME the default remote (``core.remote``); None unsets it."""
+    repo = _open(repo)
+    if name is not None:
+        spec(repo, name)
+        local = local or name not in repo.config.shared.get("remote", {})
+        cfgfmt.write_value(config_path(repo, local), "core.remote", name)
+    else:
+        for loc in (False, True):
+            cfgfmt.write_value(config_path(repo, loc), "core.remote", None)

@@ -1,0 +1,224 @@
+"""Moving weights: push / fetch / pull, and what ``mvc status -r`` adds.
+
+Order on a remote (docs/FORMAT.md, "Remote layout"): file objects and directory entries first, their
+manifest after them, so a manifest on a remote means its entries are there too; pointers reach git
+after the objects they name (the user's ``git push``, or the pre-push hook, comes last).
+
+"Nothing to push" is decided from the journal alone: no request, and s3fs/fsspec are not imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import ObjectMissing
+from mvc.objects.journal import Journal
+from mvc.objects.transfer import Meter, Recorder
+from mvc.repo.remotes import Spec, fetch_wanted, journal, open_transfer, spec
+from mvc.repo.repository import Repo
+from mvc.repo.selection import Wanted, pointers
+
+
+def _open(repo: Repo | None) -> Repo:
+    return repo if repo is not None else Repo.find()
+
+
+def push(
+    paths: Iterable[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    revs: Iterable[str] | None = None,
+    all_branches: bool = False,
+    all_tags: bool = False,
+    all_commits: bool = False,
+    verify_remote: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Upload the objects the selected pointers need that the remote lacks (entries before manifests).
+
+    Pointers: those of the work tree (filtered by paths), or of ``revs`` / every branch / tag / commit
+    instead. Returns {"remote", "uploaded", "bytes", "present"}. Raises ObjectMissing, after pushing
+    the rest, when objects are neither in the cache nor on the remote.
+    """
+    repo = _open(repo)
+    sp = spec(repo, remote)
+    revs = list(revs or [])
+    selected = pointers(repo, paths, revs, all_branches, all_tags, all_commits)
+    wanted = Wanted()
+    for label, p in selected.items():
+        wanted.add_pointer(label, p)
+    jr = journal(repo)
+    try:
+        return _push(repo, sp, wanted, jr, jobs, verify_remote, progress)
+    finally:
+        jr.close()
+
+
+def _push(
+    repo: Repo, sp: Spec, wanted: Wanted, jr: Journal, jobs: int | None, verify: bool, progress: progressmod.Factory
+) -> dict[str, Any]:
+    known = set() if verify else jr.known(sp.key, list(wanted.files) + list(wanted.manifests))
+    unread: list[str] = []  # manifests neither in the cache nor known on the remote
+    for moid in list(wanted.manifests):
+        if moid in known:
+            continue  # on the remote, so are its entries (they are pushed first)
+        if repo.odb.exists(moid):
+            wanted.read_manifest(repo, moid)
+        else:
+            unread.append(moid)
+    if not verify:
+        entry_oids = {e.oid for es in wanted.entries.values() for e in es} - known
+        known |= jr.known(sp.key, entry_oids)
+    everything = set(wanted.files) | set(wanted.manifests)
+    candidates = everything - known
+    result = {"remote": sp.name, "uploaded": 0, "bytes": 0, "present": len(everything & known)}
+    if not candidates:
+        return result  # decided from the journal alone: no request
+
+    remote = open_transfer(repo, sp, jr, jobs)
+    try:
+        there = remote.existing(candidates)
+        jr.add(sp.key, there)
+        if verify:
+            jr.discard(sp.key, candidates - there)
+        for moid in unread:
+            if moid in there:
+                if verify:  # check its entries too: bring the manifest into the cache to read it
+                    remote.download([moid], Meter(progressmod.null, "", 0, 1))
+                    entries = wanted.read_manifest(repo, moid)
+                    there |= remote.existing({e.oid for e in entries} - there - known)
+        on_remote = known | there
+        missing: list[str] = []
+        files = []
+        for oid in wanted.files:
+            if oid in on_remote:
+                continue
+            (files if repo.odb.exists(oid) else missing).append(oid)
+        recorder = Recorder(jr, sp.key)
+        manifests_todo = [m for m in wanted.manifests if m not in on_remote and repo.odb.exists(m)]
+        missing += [m for m in wanted.manifests if m not in on_remote and not repo.odb.exists(m)]
+        sizes = {o: os.path.getsize(repo.odb.path(o)) for o in files + manifests_todo}  # stat each once
+        meter = Meter(progress, f"pushing to {sp.name}", sum(sizes[o] for o in files), len(files) + len(manifests_todo))
+        try:
+            sent = remote.upload(files, sizes, meter, recorder)
+            recorder.flush()
+            uploaded = set(files)
+            # a manifest goes up only when every entry it lists is on the remote
+            ready = [
+                m
+                for m in manifests_todo
+                if all(e.oid in on_remote or e.oid in uploaded for e in wanted.entries.get(m, []))
+            ]
+            blocked = [m for m in manifests_todo if m not in ready]
+            sent += remote.upload(ready, sizes, meter, recorder)
+        finally:
+            recorder.flush()
+            meter.close()
+    finally:
+        remote.close()
+    result.update(uploaded=len(files) + len(ready), bytes=sent, present=len(everything & on_remote))
+    if missing or blocked:
+        first = (missing or blocked)[0]
+        label = wanted.files.get(first, (wanted.manifests.get(first, "?"), 0))[0]
+        count = len(missing) + len(blocked)
+        raise ObjectMissing(
+            f"{count} object{'s' if count > 1 else ''} could not be pushed to {sp.name}: {first} "
+            f"({label}) is neither in the cache nor on the remote; the rest was pushed: fetch it "
+            "from where it exists (or re-add the file) and push again"
+        )
+    return result
+
+
+def fetch(
+    paths: Iterable[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    revs: Iterable[str] | None = None,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Download into the cache the objects the selected pointers need (manifests first, then their entries).
+
+    Every object is hashed and placed only if it matches its oid. Returns {"remote", "downloaded",
+    "bytes", "present"}.
+    """
+    repo = _open(repo)
+    sp = spec(repo, remote)
+    wanted = Wanted()
+    for label, p in pointers(repo, paths, list(revs or [])).items():
+        wanted.add_pointer(label, p)
+    return fetch_wanted(repo, sp, wanted, jobs, progress)
+
+
+def pull(
+    paths: Iterable[str] = (),
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    rev: str | None = None,
+    force: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """fetch, then checkout: the fetch result plus "checkout", the rows of :func:`mvc.api.checkout.checkout`."""
+    from mvc.api import checkout as checkoutmod
+
+    repo = _open(repo)
+    result = fetch(paths, remote=remote, jobs=jobs, revs=[rev] if rev else None, repo=repo, progress=progress)
+    result["checkout"] = checkoutmod.checkout(paths, rev=rev, force=force, repo=repo, progress=progress)
+    return result
+
+
+def status(
+    paths: Iterable[str] = (), *, remote: str | None = None, jobs: int | None = None, repo: Repo | None = None
+) -> list[dict[str, Any]]:
+    """Per tracked path of the work tree: how many of its objects are not pushed (in the cache, not on
+    the remote), not fetched (on the remote, not in the cache) and missing from both.
+
+    Objects the journal does not know are looked up on the remote (and recorded when found).
+    """
+    repo = _open(repo)
+    sp = spec(repo, remote)
+    selected = pointers(repo, paths, None)
+    per_path: dict[str, set[str]] = {}
+    wanted = Wanted()
+    for label, p in selected.items():
+        wanted.add_pointer(label, p)
+        objs = {p.oid}
+        if p.kind == "dir" and repo.odb.exists(p.oid):
+            objs |= {e.oid for e in wanted.read_manifest(repo, p.oid)}
+        per_path[label] = objs
+    everything = set().union(*per_path.values()) if per_path else set()
+    jr = journal(repo)
+    try:
+        on_remote = jr.known(sp.key, everything)
+        unknown = everything - on_remote
+        if unknown:
+            remote = open_transfer(repo, sp, jr, jobs)
+            try:
+                there = remote.existing(unknown)
+            finally:
+                remote.close()
+            jr.add(sp.key, there)
+            on_remote |= there
+    finally:
+        jr.close()
+    rows = []
+    for label, objs in per_path.items():
+        cached = {o for o in objs if repo.odb.exists(o)}
+        rows.append(
+            {
+                "path": Repo.target_of(label),
+                "remote": sp.name,
+                "not_pushed": len(cached - on_remote),
+                "not_fetched": len((objs - cached) & on_remote),
+                "missing": len(objs - cached - on_remote),
+            }
+        )
+    return rows

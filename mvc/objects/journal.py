@@ -1,0 +1,173 @@
+"""The journal: which objects each remote is known to hold (``.mvc/remotes.db``, stdlib sqlite3)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mvc.objects import pack as pk
+
+
+class Journal:
+    """Objects known to be on each remote: ``.mvc/remotes.db`` (SQLite), keyed by the remote's identity
+    (resolved URL and endpoint), so a renamed remote keeps its record and a re-pointed one does not.
+
+    Only ever an optimisation: an object is recorded after the remote confirmed it (upload done,
+    seen in a listing, downloaded from it); ``--verify-remote`` re-checks and corrects the record.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self, create: bool) -> sqlite3.Connection | None:
+        if self._db is None:
+            if not create and not os.path.exists(self.path):
+                return None
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError:  # damaged: rebuilt, never trusted
+                for suffix in ("", "-journal", "-wal", "-shm"):
+                    if os.path.exists(self.path + suffix):
+                        os.unlink(self.path + suffix)
+                self._db = self._open()
+        return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("CREATE TABLE IF NOT EXISTS remotes (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS present (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
+            "PRIMARY KEY (remote, oid)) WITHOUT ROWID"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS packs (remote INTEGER NOT NULL, name TEXT NOT NULL, "
+            "PRIMARY KEY (remote, name)) WITHOUT ROWID"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS packed (remote INTEGER NOT NULL, oid TEXT NOT NULL, "
+            "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
+            "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID"
+        )
+        return db
+
+    def _remote_id(self, db: sqlite3.Connection, key: str, create: bool) -> int | None:
+        row = db.execute("SELECT id FROM remotes WHERE key = ?", (key,)).fetchone()
+        if row is None and create:
+            db.execute("INSERT OR IGNORE INTO remotes (key) VALUES (?)", (key,))
+            row = db.execute("SELECT id FROM remotes WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _select(self, key: str, wanted: Iterable[str], sql: str) -> list[tuple[Any, ...]]:
+        """Rows of sql (over the temp table ``wanted`` and ``?`` = the remote's id); [] when unreadable."""
+        wanted = list(wanted)
+        db = self._connect(create=False)
+        if not wanted or db is None:
+            return []
+        try:
+            rid = self._remote_id(db, key, create=False)
+            if rid is None:
+                return []
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (oid TEXT PRIMARY KEY) WITHOUT ROWID")
+            db.execute("BEGIN")
+            db.execute("DELETE FROM wanted")
+            db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((o,) for o in wanted))
+            rows = db.execute(sql, (rid,)).fetchall()
+            db.execute("COMMIT")
+            return rows
+        except sqlite3.OperationalError:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return []  # locked for a minute or read-only: ask the remote instead
+
+    def known(self, key: str, wanted: Iterable[str]) -> set[str]:
+        """Which of wanted the journal records as present on the remote."""
+        rows = self._select(key, wanted, "SELECT w.oid FROM wanted w JOIN present p ON p.remote = ? AND p.oid = w.oid")
+        return {r[0] for r in rows}
+
+    def locate(self, key: str, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
+        """{oid: (pack name, entry)} for those of wanted recorded in one of the remote's packs."""
+        rows = self._select(
+            key,
+            wanted,
+            "SELECT w.oid, p.pack, p.offset, p.size FROM wanted w JOIN packed p ON p.remote = ? AND p.oid = w.oid",
+        )
+        return {oid: (name, pk.Entry(oid, offset, size)) for oid, name, offset, size in rows}
+
+    def pack_names(self, key: str) -> set[str]:
+        db = self._connect(create=False)
+        if db is None:
+            return set()
+        try:
+            return {
+                r[0]
+                for r in db.execute(
+                    "SELECT p.name FROM packs p JOIN remotes r ON r.id = p.remote WHERE r.key = ?", (key,)
+                )
+            }
+        except sqlite3.OperationalError:
+            return set()
+
+    def add_pack(self, key: str, name: str, entries: list[pk.Entry]) -> None:
+        """Record a pack read from (or written to) the remote: its entries are present there."""
+
+        def write(db: sqlite3.Connection, rid: int) -> None:
+            db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
+            db.executemany(
+                "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
+                ((rid, e.oid, name, e.offset, e.size) for e in entries),
+            )
+            db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", ((rid, e.oid) for e in entries))
+
+        self._transaction(key, write)
+
+    def forget_packs(self, key: str, names: Iterable[str]) -> None:
+        """Packs gone from the remote: forget them, and the objects no other pack holds."""
+        names = sorted(names)
+        if not names:
+            return
+
+        def write(db: sqlite3.Connection, rid: int) -> None:
+            for name in names:
+                db.execute("DELETE FROM packs WHERE remote = ? AND name = ?", (rid, name))
+                db.execute(
+                    "DELETE FROM present WHERE remote = ?1 AND oid IN (SELECT oid FROM packed WHERE "
+                    "remote = ?1 AND pack = ?2) AND oid NOT IN (SELECT oid FROM packed WHERE remote = ?1 "
+                    "AND pack != ?2)",
+                    (rid, name),
+                )
+                db.execute("DELETE FROM packed WHERE remote = ? AND pack = ?", (rid, name))
+
+        self._transaction(key, write)
+
+    def _transaction(self, key: str, write: Callable[[sqlite3.Connection, int], None]) -> None:
+        try:
+            db = self._connect(create=True)
+            assert db is not None
+            db.execute("BEGIN IMMEDIATE")
+            rid = self._remote_id(db, key, create=True)
+            assert rid is not None
+            write(db, rid)
+            db.execute("COMMIT")
+        except sqlite3.OperationalError:
+            if self._db is not None and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            # not recorded: the next command asks the remote again, which is only slower
+
+    def _write(self, key: str, sql: str, items: Iterable[str]) -> None:
+        items = list(items)
+        if items:
+            self._transaction(key, lambda db, rid: db.executemany(sql, ((rid, o) for o in items)))
+
+    def add(self, key: str, oids_: Iterable[str]) -> None:
+        self._write(key, "INSERT OR IGNORE INTO present VALUES (?, ?)", oids_)
+
+    def discard(self, key: str, oids_: Iterable[str]) -> None:
+        self._write(key, "DELETE FROM present WHERE remote = ? AND oid = ?", oids_)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

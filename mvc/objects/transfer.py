@@ -1,0 +1,328 @@
+"""The transfer engine: moving objects between the local object database and a store.
+
+It works on an ``ODB``, a ``Store`` and a ``Journal``, never on a repository: which objects to move is
+the caller's choice (``mvc.repo.remotes``, ``mvc.api.sync``). Small objects go up in packs; objects
+come down alone or in ranged reads of packs, each hashed before it enters the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
+from mvc.objects import layout
+from mvc.objects import oid as oids
+from mvc.objects import pack as pk
+from mvc.objects.journal import Journal
+from mvc.objects.odb import ODB
+from mvc.storage.parallel import run_parallel
+from mvc.storage.store import LARGE, Store
+
+EXISTS_EACH = 64  # up to this many objects to look for, ask for each; above, maybe list the remote
+LIST_PAGE = 1000  # objects per listing request (S3 and most object stores)
+JOURNAL_EVERY = 256  # record uploads in the journal at least this often, so an interrupted push keeps them
+# A large object moves in parts held in memory (s3fs: 10 x 50 MiB at once), so only this many move at
+# a time, however many jobs run; small objects fill the other jobs meanwhile.
+LARGE_AT_ONCE = 2
+PACKS_AT_ONCE = 4  # packs are built in memory (up to about pack.TARGET each)
+
+
+class Meter:
+    """Bytes and objects moved, shared by the worker threads; drives one progress bar."""
+
+    def __init__(self, progress: progressmod.Factory, desc: str, total: int, objects: int):
+        self.bar = progress(desc, total)
+        self.lock = threading.Lock()
+        self.objects, self.total_objects = 0, objects
+
+    def update(self, n: int) -> None:
+        with self.lock:
+            self.bar.update(n)
+
+    def object_done(self) -> None:
+        with self.lock:
+            self.objects += 1
+            self.bar.count(self.objects, self.total_objects)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Recorder:
+    """Batches journal writes from the main thread; flush() also runs when a transfer fails."""
+
+    def __init__(self, jr: Journal, key: str):
+        self.jr, self.key = jr, key
+        self.pending: list[str] = []
+        self.last = time.monotonic()
+
+    def add(self, oid: str) -> None:
+        self.pending.append(oid)
+        if len(self.pending) >= JOURNAL_EVERY or time.monotonic() - self.last > 1:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.jr.add(self.key, self.pending)
+            self.pending = []
+        self.last = time.monotonic()
+
+
+class Transfer:
+    """Moves objects between the object database ``odb`` and ``store``, keeping ``journal``'s record of
+    the store (under ``key``, its identity) up to date: which objects are there, alone or in packs.
+
+    ``name`` is the remote's name for messages; ``packs`` whether uploads may pack small objects.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        odb: ODB,
+        journal: Journal,
+        key: str,
+        *,
+        name: str,
+        jobs: int | None = None,
+        packs: bool = True,
+    ):
+        self.store, self.odb, self.jr, self.key, self.name = store, odb, journal, key, name
+        self.jobs = max(1, jobs or store.default_jobs)
+        self.packs = packs
+        self._packs_read = False
+        self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
+        self.bad_indexes: list[str] = []
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- where objects are ---------------------------------------------------------------------
+    def read_packs(self) -> None:
+        """Bring the record of the remote's packs up to date, once per command: one listing of
+        ``packs/``, then each index not read before. Packs gone from the remote are forgotten."""
+        if self._packs_read:
+            return
+        self._packs_read = True
+        names = pk.names_in(self.store.list("packs/"))
+        recorded = self.jr.pack_names(self.key)
+        self.jr.forget_packs(self.key, recorded - names)
+
+        def read(name: str) -> list[pk.Entry] | None:
+            rel = pk.index_rel(name)
+            try:
+                return pk.parse_index(self.store.get_range(rel, 0, pk.INDEX_MAX + 1), self.store.where(rel))
+            except RemoteObjectMissing:
+                return None  # deleted since the listing
+            except CorruptObject:
+                self.bad_indexes.append(self.store.where(rel))  # its objects count as absent
+                return None
+
+        def done(name: str, entries: list[pk.Entry] | None) -> None:
+            if entries is not None:
+                self._record_pack(name, entries)
+
+        run_parallel(read, sorted(names - recorded), self.jobs, done)
+
+    def _record_pack(self, name: str, entries: list[pk.Entry]) -> None:
+        self.jr.add_pack(self.key, name, entries)
+        for e in entries:
+            self._located.setdefault(e.oid, (name, e))
+
+    def locate(self, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
+        """{oid: (pack name, entry)} for the wanted objects known to be in a pack."""
+        wanted = set(wanted)
+        found = {o: self._located[o] for o in wanted if o in self._located}
+        found.update(self.jr.locate(self.key, wanted - set(found)))
+        return found
+
+    def existing(self, wanted: Iterable[str]) -> set[str]:
+        """Which of the oids are on the remote, asking as little as the store allows."""
+        wanted = set(wanted)
+        if not wanted:
+            return set()
+        self.read_packs()
+        found = set(self.locate(wanted))
+        rest = wanted - found
+        store = self.store
+        if not store.cheap_exists and len(rest) > EXISTS_EACH:
+            # A listing costs one request per LIST_PAGE objects on the remote; asking costs one per object.
+            # One prefix of the 256 tells the remote's size (DVC estimates it the same way).
+            estimate = len(store.list("objects/00/")) * 256
+            if estimate // LIST_PAGE < len(rest):
+                listed = {
+                    oids.from_relpath(rel[len("objects/") :])
+                    for rel in store.list("objects/")
+                    if rel.startswith("objects/")
+                }
+                return found | (rest & listed)
+        ordered = sorted(rest)
+        if store.cheap_exists:
+            return found | {o for o in ordered if store.exists(layout.object_rel(o))}
+        run_parallel(
+            lambda o: store.exists(layout.object_rel(o)),
+            ordered,
+            self.jobs,
+            lambda o, there: found.add(o) if there else None,
+        )
+        return found
+
+    # -- moving objects ------------------------------------------------------------------------
+    def upload(self, todo: list[str], sizes: dict[str, int], meter: Meter, recorder: Recorder) -> int:
+        """Upload the objects (from the cache, verified on the way out); returns bytes sent. When there
+        are enough small ones they go in packs, each pack's index after the pack."""
+        small = {o: sizes[o] for o in todo if sizes[o] < pk.OBJECT_MAX}
+        if not self.packs or len(small) < pk.MIN_OBJECTS:
+            small = {}
+        items: list[tuple[int, Any]] = [(sum(sizes[o] for o in g), g) for g in pk.group(small)]
+        items += [(sizes[o], o) for o in todo if o not in small]
+        # large first: their parts keep the store busy while the small ones queue behind
+        items.sort(key=lambda item: -item[0])
+        large = threading.BoundedSemaphore(LARGE_AT_ONCE)
+        packing = threading.BoundedSemaphore(PACKS_AT_ONCE)
+        sent = 0
+
+        def put(item: tuple[int, Any]) -> Any:
+            size, what = item
+            if isinstance(what, list):
+                with packing:
+                    return self._put_pack(what, meter)
+            with large if size > LARGE else contextlib.nullcontext():
+                n = self.store.put_file(
+                    self.odb.path(what),
+                    layout.object_rel(what),
+                    lambda digest: _check_cached(self.odb, what, digest),
+                    meter.update,
+                )
+            meter.object_done()
+            return n
+
+        def done(item: tuple[int, Any], result: Any) -> None:
+            nonlocal sent
+            if isinstance(item[1], list):
+                name, entries, n = result
+                self._record_pack(name, entries)
+            else:
+                n = result
+                recorder.add(item[1])
+            sent += n
+
+        run_parallel(put, items, self.jobs, done)
+        return sent
+
+    def _put_pack(self, group: list[str], meter: Meter) -> tuple[str, list[pk.Entry], int]:
+        name, data, index, entries = pk.build([(o, self.odb.read_bytes(o)) for o in group])
+        self.store.put_bytes(pk.pack_rel(name), data)
+        meter.update(len(data))
+        self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
+        for _ in group:
+            meter.object_done()
+        return name, entries, len(data)
+
+    def download(self, todo: list[str], meter: Meter, sizes: dict[str, int] | None = None) -> tuple[int, list[str]]:
+        """Download objects into the cache, each verified before it is placed: those in packs with one
+        ranged read per run of neighbours, the others alone. Returns (bytes, oids not on the remote).
+
+        sizes: the expected size of each object, where known (for scheduling large ones)."""
+        sizes = sizes or {}
+        located = self.locate(todo)
+        if len(located) < len(todo):
+            self.read_packs()
+            located = self.locate(todo)
+        got = 0
+        absent: list[str] = []
+        fetched: list[str] = []
+        gone_packs: set[str] = set()
+        retry: list[str] = []
+        large = threading.BoundedSemaphore(LARGE_AT_ONCE)
+
+        def get(item: tuple[str, Any]) -> int | None:
+            kind, what = item
+            if kind == "run":
+                return self._get_run(what, meter, large)
+            with large if sizes.get(what, 0) > LARGE else contextlib.nullcontext():
+                return self._get_one(what, meter)
+
+        def done(item: tuple[str, Any], n: int | None) -> None:
+            nonlocal got
+            kind, what = item
+            run_oids = [e.oid for _, e in what] if kind == "run" else [what]
+            if n is None and kind == "run":  # the pack is gone: look for its objects alone
+                gone_packs.add(what[0][0])
+                retry.extend(run_oids)
+            elif n is None:
+                absent.append(what)
+            else:
+                got += n
+                fetched.extend(run_oids)
+
+        items = [("run", r) for r in pk.runs(list(located.values()))]
+        items += [("one", o) for o in sorted(set(todo) - set(located), key=lambda o: -sizes.get(o, 0))]
+        try:
+            run_parallel(get, items, self.jobs, done)
+            if retry:
+                self.jr.forget_packs(self.key, gone_packs)
+                run_parallel(get, [("one", o) for o in retry], self.jobs, done)
+        finally:
+            self.jr.add(self.key, fetched)  # downloaded from it, so it is there
+            self.jr.discard(self.key, absent)
+        return got, absent
+
+    def _get_one(self, oid: str, meter: Meter) -> int | None:
+        rel = layout.object_rel(oid)
+        tmp = self.odb.tmp_path(oid[-8:])
+        try:
+            try:
+                digest = self.store.get_file(rel, tmp, meter.update)
+            except RemoteObjectMissing:
+                return None
+            if oids.from_digest(digest) != oid:
+                raise RemoteCorrupt(
+                    f"{self.store.where(rel)} on remote {self.name} is corrupt (its content hashes to "
+                    f"xxh128:{digest}); nothing was placed in the cache or workspace: delete it on the remote and "
+                    "push it again from a machine that has it"
+                )
+            size = os.path.getsize(tmp)
+            self.odb.install(tmp, oid)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+        meter.object_done()
+        return size
+
+    def _get_run(self, run: list[tuple[str, pk.Entry]], meter: Meter, large: threading.BoundedSemaphore) -> int | None:
+        name = run[0][0]
+        start, end = run[0][1].offset, run[-1][1].offset + run[-1][1].size
+        rel = pk.pack_rel(name)
+        with large if end - start > LARGE else contextlib.nullcontext():
+            try:
+                data = self.store.get_range(rel, start, end)
+            except RemoteObjectMissing:
+                return None
+        for e, chunk, digest in pk.split(data, start, (e for _, e in run)):
+            if oids.from_digest(digest) != e.oid:
+                raise RemoteCorrupt(
+                    f"object {e.oid} in {self.store.where(rel)} (bytes {e.offset}-{e.offset + e.size}) on remote "
+                    f"{self.name} is corrupt (it hashes to xxh128:{digest}); nothing was placed in the cache or "
+                    f"workspace: delete that pack and its .idx on the remote, then push again from a machine that "
+                    "has its objects"
+                )
+            self.odb.install_bytes(chunk, e.oid)
+            meter.object_done()
+        meter.update(len(data))
+        return len(data)
+
+
+def _check_cached(odb: ODB, oid: str, digest: str) -> None:
+    """Refuse to publish a cache object that does not hash to its oid (it is quarantined)."""
+    if oids.from_digest(digest) != oid:
+        where = odb.quarantine(oid)
+        raise CorruptObject(
+            f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved "
+            f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push"
+        )

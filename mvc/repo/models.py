@@ -1,0 +1,337 @@
+"""The registry's state model: models, versions and stages computed from the annotated git tags alone,
+in the order docs/FORMAT.md ("Registry tags") specifies, which is the order GTO uses.
+
+The verbs that change it (``mvc.api.registry``) import this module, never the other way round.
+Reading runs one ``git for-each-ref`` and no pygit2, so ``mvc registry`` starts fast.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from mvc import git as gitmod
+from mvc.errors import RegistryError
+from mvc.format import config as cfgfmt
+from mvc.format import pointer as ptrfmt
+from mvc.format import tags as tagfmt
+from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
+
+CONFIG_PATH = cfgfmt.CONFIG_PATH
+
+
+# Plain classes with __slots__, not dataclasses: a dataclass compiles its methods when its module is
+# imported, which every `mvc registry` would pay for.
+class Event:
+    """One registry tag. ``key`` is its place in the registry order (FORMAT.md): tagger time, GTO's
+    event priority, the artifact's counter (-1 without one), then the tag name."""
+
+    __slots__ = (
+        "_parsed",
+        "action",
+        "annotation",
+        "artifact",
+        "commit",
+        "commit_time",
+        "counter",
+        "email",
+        "key",
+        "offset",
+        "stage",
+        "tag",
+        "tagger",
+        "time",
+        "version",
+    )
+
+    def __init__(
+        self,
+        tag: str,
+        name: tagfmt.TagName,
+        commit: str,
+        time: int,
+        offset: int,
+        commit_time: int,
+        tagger: str,
+        email: str,
+        annotation: str,
+    ):
+        self.tag, self.action, self.artifact = tag, name.action, name.artifact
+        self.version, self.stage, self.counter = name.version, name.stage, name.counter
+        self.commit, self.time, self.offset = commit, time, offset
+        self.commit_time = commit_time  # of the tagged commit: GTO counts it as an event of the version
+        self.tagger, self.email = tagger, email
+        self.annotation = annotation  # the raw tag message, parsed only when asked (most never are)
+        self.key = (time, tagfmt.PRIORITY[name.action], -1 if name.counter is None else name.counter, tag)
+        self._parsed: tuple[str, dict[str, str]] | None = None
+
+    @property
+    def message(self) -> str:
+        return self._parse()[0]
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """The mvc-KEY trailers: path, oid, size (none in tags GTO made)."""
+        return self._parse()[1]
+
+    def _parse(self) -> tuple[str, dict[str, str]]:
+        if self._parsed is None:
+            self._parsed = tagfmt.parse_message(self.annotation)
+        return self._parsed
+
+
+class Version:
+    __slots__ = ("active", "commit", "event", "name", "registered")
+
+    def __init__(self, name: str, commit: str, registered: bool = False, active: bool = False):
+        self.name = name  # "vX.Y.Z"; for a commit assigned a stage but never registered: the commit id
+        self.commit = commit
+        self.registered = registered  # a registration tag exists (else: a GTO-style unregistered commit)
+        self.active = active  # registered and not deregistered since (unregistered commits: always)
+        self.event: Event | None = None  # the registration
+
+
+class VStage:
+    __slots__ = ("active", "event", "stage", "version")
+
+    def __init__(self, version: str, stage: str):
+        self.version, self.stage = version, stage
+        self.active = False  # the version holds the stage
+        self.event: Event | None = None  # the latest assignment
+
+
+class Model:
+    def __init__(self, name: str):
+        self.name = name
+        self.events: list[Event] = []
+        self.versions: dict[str, Version] = {}
+        self.vstages: dict[tuple[str, str], VStage] = {}
+        self.deprecated = False
+        self.counter = 0  # the largest counter in any tag of this name (GTO's N)
+        self.pointers: dict[str, VStage] = {}  # stage -> the assignment it follows now
+
+    def build(self) -> None:
+        self.events.sort(key=lambda e: e.key)
+        for e in self.events:  # versions first: an assignment applies to the version registered at its
+            if e.action == REGISTER:  # commit, whenever that registration was made (as in GTO)
+                v = self.versions.setdefault(e.version, Version(e.version, e.commit))
+                v.commit, v.registered, v.active, v.event = e.commit, True, True, e
+            elif e.action == DEREGISTER:
+                self.versions.setdefault(e.version, Version(e.version, e.commit)).active = False
+        by_commit: dict[str, list[str]] = {}
+        for v in self.versions.values():
+            by_commit.setdefault(v.commit, []).append(v.name)
+        for e in self.events:
+            if e.action not in (ASSIGN, UNASSIGN):
+                continue
+            names = by_commit.get(e.commit)
+            if not names and e.action == UNASSIGN:
+                continue  # GTO: each stage tag on an unregistered commit is a version of its own, never cancelled
+            vname = e.commit if not names else names[0] if len(names) == 1 else max(names, key=tagfmt.semver_key)
+            if vname not in self.versions:
+                self.versions[vname] = Version(vname, e.commit, registered=False, active=True)
+            vs = self.vstages.setdefault((vname, e.stage), VStage(vname, e.stage))
+            vs.active = e.action == ASSIGN
+            if vs.active:
+                vs.event = e
+        # deprecated while a deprecation is later than every other event, GTO counting each version's
+        # commit (its committer time) as one; a later registration or assignment revives the model
+        dep = [e.time for e in self.events if e.action == DEPRECATE]
+        rest = [t for e in self.events if e.action != DEPRECATE for t in (e.time, e.commit_time)]
+        self.deprecated = bool(dep) and max(dep) > max(rest, default=-1)
+        # a stage follows its most recent active assignment to a live version; in order of first use
+        first = dict.fromkeys(e.stage for e in self.events if e.stage)
+        for vs in self.vstages.values():
+            if vs.active and self.versions[vs.version].active:
+                cur = self.pointers.get(vs.stage)
+                if cur is None or vs.event.key > cur.event.key:
+                    self.pointers[vs.stage] = vs
+        self.pointers = {s: self.pointers[s] for s in first if s in self.pointers}
+
+    def latest(self) -> Version | None:
+        """The greatest registered, not deregistered version (semver precedence)."""
+        live = [v for v in self.versions.values() if v.registered and v.active]
+        return max(live, key=lambda v: (tagfmt.semver_key(v.name), v.event.key)) if live else None
+
+    def stage(self, stage: str) -> VStage | None:
+        """The assignment a stage follows now: its most recent active assignment to a live version."""
+        return self.pointers.get(stage)
+
+    def stages(self) -> dict[str, VStage]:
+        return self.pointers
+
+    def holds(self, version: str, stage: str) -> bool:
+        vs = self.vstages.get((version, stage))
+        return vs is not None and vs.active
+
+    def path(self) -> str | None:
+        """The tracked path recorded by the newest mvc-written tag."""
+        return next((e.fields["path"] for e in reversed(self.events) if "path" in e.fields), None)
+
+    def last_time(self) -> int:
+        return max((e.time for e in self.events), default=0)
+
+    def last_commit_time(self) -> int:
+        return max((e.commit_time for e in self.events if e.action != DEPRECATE), default=0)
+
+
+class Registry:
+    """Every model of the repository, built from its tags by :func:`load`."""
+
+    def __init__(self, models: dict[str, Model]):
+        self.models = models
+
+    def get(self, name: str) -> Model | None:
+        m = self.models.get(name)
+        return m if m is not None and m.events else None
+
+    def stage_names(self) -> list[str]:
+        """Every stage in use, in the order stages were first assigned."""
+        events = sorted((e for m in self.models.values() for e in m.events if e.stage), key=lambda e: e.key)
+        return list(dict.fromkeys(e.stage for e in events))
+
+
+def load(git: gitmod.Git) -> Registry:
+    """The registry state from every tag in the repository (loose and packed)."""
+    models: dict[str, Model] = {}
+    for t in git.tags():
+        parsed = tagfmt.parse(t["name"])
+        if parsed is None:
+            continue
+        m = models.get(parsed.artifact)
+        if m is None:
+            m = models[parsed.artifact] = Model(parsed.artifact)
+        if parsed.counter is not None:  # GTO counts every tag of the name, even lightweight ones
+            m.counter = max(m.counter, parsed.counter)
+        if not t["annotated"] or parsed.action == tagfmt.CREATE or t["target_type"] != "commit":
+            continue
+        m.events.append(
+            Event(
+                t["name"],
+                parsed,
+                t["target"],
+                t["time"],
+                t["offset"],
+                t["commit_time"],
+                t["tagger"],
+                t["email"],
+                t["message"],
+            )
+        )
+    for m in models.values():
+        m.build()
+    return Registry(models)
+
+
+def iso_date(t: int, offset: int) -> str:
+    """A git timestamp and its offset (minutes) as ISO 8601."""
+    return datetime.fromtimestamp(t, timezone(timedelta(minutes=offset))).isoformat()
+
+
+def find_model(state: Registry, name: str) -> Model:
+    m = state.get(name)
+    if m is None:
+        raise RegistryError(
+            f"no model named {name!r} in the registry: register it with 'mvc register {name}' (see 'mvc registry')"
+        )
+    return m
+
+
+def find_version(m: Model, text: str) -> Version:
+    v = m.versions.get(text)  # also a commit id, for GTO's stage tags on unregistered commits
+    if v is None:
+        v = m.versions.get(tagfmt.check_version(text))
+    if v is None:
+        known = ", ".join(sorted((x.name for x in m.versions.values() if x.registered), key=tagfmt.semver_key))
+        raise RegistryError(
+            f"{m.name} has no version {text}: known versions are {known or 'none'} (see 'mvc registry')"
+        )
+    return v
+
+
+def models_at(git: gitmod.Git, commit: str) -> dict[str, str]:
+    """{model name: path} as recorded in .mvc/config.toml at commit."""
+    blob = git.blob_ids(commit, [CONFIG_PATH])[CONFIG_PATH]
+    if blob is None:
+        return {}
+    return cfgfmt.models(
+        cfgfmt.loads(git.blob(blob), f"{CONFIG_PATH} at {commit[:7]}"), f"{CONFIG_PATH} at {commit[:7]}"
+    )
+
+
+def model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
+    """{path, kind, oid, size, meta} of the model name at commit; refuses if it is not tracked there."""
+    path = models_at(git, commit).get(name)
+    if path is None:
+        raise RegistryError(
+            f"{name} is not a model at commit {commit[:7]}: name its file with "
+            f"'mvc add PATH --name {name}' and commit, or pick another --rev"
+        )
+    prel = path + ptrfmt.SUFFIX
+    blob = git.blob_ids(commit, [prel])[prel]
+    if blob is None:
+        raise RegistryError(
+            f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
+            f"'mvc add {path} --name {name}' and commit, or pick another --rev"
+        )
+    p = ptrfmt.loads(git.blob(blob), f"{prel} at {commit[:7]}")
+    return {"path": path, "kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}
+
+
+def resolve_ref(git: gitmod.Git, text: str) -> str | None:
+    """The commit a registry revision names (``NAME@vX.Y.Z``, ``NAME#STAGE``, ``NAME@latest``), or None
+    when text is not one or names no model in the registry (then it is left to git)."""
+    ref = tagfmt.parse_ref(text)
+    if ref is None:
+        return None
+    m = load(git).get(ref.name)
+    if m is None:
+        return None
+    if m.deprecated:
+        raise RegistryError(
+            f"{m.name} is deprecated: to read it anyway, pass the commit of the version "
+            "you want (see 'mvc registry --deprecated --json')"
+        )
+    if ref.latest:
+        v = m.latest()
+        if v is None:
+            raise RegistryError(f"{m.name} has no registered version: register one with 'mvc register {m.name}'")
+        return v.commit
+    if ref.version is not None:
+        v = find_version(m, ref.version)
+        if not v.active:
+            raise RegistryError(
+                f"{m.name}@{v.name} was deregistered: to read it anyway, pass its commit {v.commit[:10]}"
+            )
+        return v.commit
+    vs = m.stage(ref.stage)
+    if vs is None:
+        raise RegistryError(
+            f"stage {ref.stage} of {m.name} points to no version: assign one with 'mvc assign {m.name} {ref.stage}'"
+        )
+    return m.versions[vs.version].commit
+
+
+def model_ref(git: gitmod.Git, text: str) -> tuple[str, str] | None:
+    """(tracked path, commit) for a registry revision used in place of a path (``mvc checkout churn#prod``),
+    or None when text is not a registry revision of a known model."""
+    ref = tagfmt.parse_ref(text)
+    if ref is None:
+        return None
+    commit = resolve_ref(git, text)
+    if commit is None:
+        return None
+    path = models_at(git, commit).get(ref.name)
+    if path is None:
+        m = load(git).get(ref.name)
+        path = (
+            next((e.fields["path"] for e in reversed(m.events) if e.commit == commit and "path" in e.fields), None)
+            if m
+            else None
+        )
+    if path is None:
+        raise RegistryError(
+            f"{ref.name} has no path at commit {commit[:7]}: its .mvc/config.toml has no "
+            f"[models.{ref.name}]; use 'mvc get PATH --rev {commit[:10]}'"
+        )
+    return path, commit

@@ -1,0 +1,190 @@
+"""Remotes as a repository configures them (``[remote.NAME]`` in .mvc/config.toml and config.local.toml),
+the journal of what each holds, and fetching objects into the cache: what both the workspace verbs
+(a checkout that fetches what it lacks) and the transfer verbs (``mvc.api.sync``) build on.
+
+Opening a remote imports its store (fsspec, s3fs) only then; reading the configuration imports none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import NoRemote, ObjectMissing, RemoteError, RemoteObjectMissing, UnknownRemote
+from mvc.format import config as cfgfmt
+from mvc.objects.journal import Journal
+from mvc.objects.transfer import Meter, Transfer
+from mvc.repo.repository import Repo
+from mvc.repo.selection import Wanted
+from mvc.storage.store import Store
+from mvc.storage.urls import check_url, identity, open_store
+
+
+@dataclass
+class Spec:
+    """A configured remote, before anything is imported or contacted."""
+
+    name: str
+    url: str
+    options: dict[str, Any]
+    jobs: int | None
+    base: str
+    fsync: bool = False
+    packs: bool = True  # push small objects in packs (reading understands packs either way)
+
+    @property
+    def key(self) -> str:
+        return identity(self.url, self.options.get("endpoint_url"), self.base)
+
+    def open(self) -> Store:
+        return open_store(self.url, self.options, base=self.base, fsync=self.fsync)
+
+
+def remote_table(repo: Repo) -> dict[str, dict[str, Any]]:
+    cfgfmt.remotes(repo.config.shared, cfgfmt.CONFIG, need_url=False)
+    cfgfmt.remotes(repo.config.local, cfgfmt.LOCAL, need_url=False)
+    return cfgfmt.remotes(repo.config.data, "the config")
+
+
+def default_remote(repo: Repo) -> str | None:
+    """The default remote's name: ``core.remote``, or the only remote; None when none is configured."""
+    name = repo.config.get("core.remote")
+    if isinstance(name, str) and name:
+        return name
+    table = remote_table(repo)
+    return next(iter(table)) if len(table) == 1 else None
+
+
+def spec(repo: Repo, name: str | None = None) -> Spec:
+    table = remote_table(repo)
+    if name is None:
+        name = default_remote(repo)
+        if name is None:
+            if not table:
+                raise NoRemote("no mvc remote configured: add one with 'mvc remote add NAME URL --default'")
+            raise NoRemote(
+                f"no default mvc remote: pass -r NAME (one of {', '.join(sorted(table))}) or set one "
+                f"with 'mvc remote default NAME'"
+            )
+    entry = table.get(name)
+    if entry is None:
+        known = f"known remotes: {', '.join(sorted(table))}" if table else "no remote is configured"
+        raise UnknownRemote(f"unknown remote {name!r} ({known}): add it with 'mvc remote add {name} URL'")
+    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs")}
+    return Spec(name, entry["url"], options, entry.get("jobs"), repo.root, repo.config.fsync, entry.get("packs", True))
+
+
+def check_name(name: str) -> None:
+    if not cfgfmt.valid_remote_name(name):
+        raise RemoteError(f"invalid remote name {name!r}: use letters, digits, '-' and '_' (e.g. origin, s3-backup)")
+
+
+def normalize_url(repo: Repo, url: str) -> str:
+    """Check the URL; a relative local path is stored relative to the repository root."""
+    url = url.strip()
+    protocol = check_url(url)
+    if protocol == "local" and "://" not in url and not os.path.isabs(os.path.expanduser(url)):
+        return os.path.relpath(os.path.abspath(url), repo.root).replace(os.sep, "/")
+    return url
+
+
+def config_path(repo: Repo, local: bool) -> str:
+    return os.path.join(repo.mvc_dir, cfgfmt.LOCAL if local else cfgfmt.CONFIG)
+
+
+def validate(repo: Repo) -> None:
+    check = Repo(repo.root)
+    remote_table(check)
+
+
+def journal(repo: Repo) -> Journal:
+    """The journal of this repository's remotes: ``.mvc/remotes.db``."""
+    return Journal(os.path.join(repo.mvc_dir, "remotes.db"))
+
+
+def open_transfer(repo: Repo, sp: Spec, jr: Journal, jobs: int | None = None) -> Transfer:
+    """Open the remote sp describes, for moving objects between it and the repository's cache."""
+    return Transfer(sp.open(), repo.odb, jr, sp.key, name=sp.name, jobs=jobs or sp.jobs, packs=sp.packs)
+
+
+def fetch_wanted(
+    repo: Repo, sp: Spec, wanted: Wanted, jobs: int | None, progress: progressmod.Factory
+) -> dict[str, Any]:
+    result = {"remote": sp.name, "downloaded": 0, "bytes": 0, "present": 0}
+    need_manifests = [m for m in wanted.manifests if not repo.odb.exists(m)]
+    remote: Transfer | None = None
+    absent: list[str] = []
+    jr = journal(repo)
+    try:
+        if need_manifests:
+            remote = open_transfer(repo, sp, jr, jobs)
+            got, gone = remote.download(need_manifests, Meter(progressmod.null, "", 0, 0))
+            result["downloaded"] += len(need_manifests) - len(gone)
+            result["bytes"] += got
+            absent += gone
+        for moid in wanted.manifests:
+            if repo.odb.exists(moid):
+                wanted.read_manifest(repo, moid)
+        todo = [o for o in wanted.files if not repo.odb.exists(o)]
+        result["present"] = len(wanted.files) + len(wanted.manifests) - len(todo) - len(need_manifests)
+        if todo:
+            if remote is None:
+                remote = open_transfer(repo, sp, jr, jobs)
+            meter = Meter(progress, f"fetching from {sp.name}", sum(wanted.files[o][1] for o in todo), len(todo))
+            try:
+                got, gone = remote.download(todo, meter, {o: wanted.files[o][1] for o in todo})
+            finally:
+                meter.close()
+            result["downloaded"] += len(todo) - len(gone)
+            result["bytes"] += got
+            absent += gone
+    finally:
+        if remote is not None:
+            remote.close()
+        jr.close()
+    if absent:
+        first = absent[0]
+        label = wanted.files.get(first, (wanted.manifests.get(first, first), 0))[0]
+        what = f"{first} ({label})" if label != first else first
+        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        bad = f"; unreadable pack index {remote.bad_indexes[0]} was skipped" if remote and remote.bad_indexes else ""
+        raise RemoteObjectMissing(
+            f"object {what}{more} is not on remote {sp.name}{bad}: push it from a machine that has it; "
+            "the rest was fetched"
+        )
+    return result
+
+
+def fetch_objects(
+    repo: Repo,
+    wanted_oids: Iterable[str] | dict[str, int],
+    *,
+    remote: str | None = None,
+    jobs: int | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Download these objects (as they are: a manifest's entries are not followed) into the cache.
+    A dict gives each object's expected size, for the progress bar and scheduling."""
+    sp = spec(repo, remote)
+    sizes = wanted_oids if isinstance(wanted_oids, dict) else dict.fromkeys(wanted_oids, 0)
+    wanted = Wanted()
+    for oid, size in sizes.items():
+        wanted.files.setdefault(oid, (oid, size))
+    return fetch_wanted(repo, sp, wanted, jobs, progress)
+
+
+def ensure_objects(repo: Repo, needed: dict[str, int], progress: progressmod.Factory = progressmod.null) -> None:
+    """Raise ObjectMissing unless every oid is in the cache, fetching missing ones from the default remote.
+    needed: {oid: size} (size 0 where unknown; sizes only feed the progress bar)."""
+    missing = repo.odb.missing(sorted(needed))
+    if missing:
+        if default_remote(repo) is not None:
+            # raises, naming the remote, for what it lacks
+            fetch_objects(repo, {o: needed[o] for o in missing}, progress=progress)
+            missing = repo.odb.missing(missing)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ObjectMissing(f"object {missing[0]}{more} not in the cache: run 'mvc fetch' (or 'mvc pull')")

@@ -1,0 +1,133 @@
+"""Which pointers a command works on: the user's paths matched against tracked pointers, in the work
+tree or at revisions, and the objects those pointers need. Shared by the workspace and remote verbs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mvc.errors import PathError, PointerError
+from mvc.format import pointer as ptrfmt
+from mvc.objects import manifest as mf
+from mvc.repo.repository import Repo
+
+
+def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
+    """Accept one path or many (so ``mvc.add("model.pt")`` does what it says)."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    return [os.fspath(p) for p in paths]
+
+
+def matches(prel: str, rels: list[str]) -> bool:
+    target = Repo.target_of(prel)
+    return any(r == "." or r in (prel, target) or prel.startswith(r.rstrip("/") + "/") for r in rels)
+
+
+def select(repo: Repo, paths: Iterable[str], available: Iterable[str]) -> list[str]:
+    """Pointer relpaths among available that the user's paths name (all when paths is empty)."""
+    available = list(available)
+    rels = [repo.rel(p) for p in paths]
+    if not rels:
+        return available
+    chosen = [p for p in available if matches(p, rels)]
+    for r, shown in zip(rels, paths):
+        if not any(matches(p, [r]) for p in chosen):
+            raise PathError(f"{shown} is not tracked by mvc: run 'mvc add {shown}' first")
+    return chosen
+
+
+def not_utf8(path: str) -> bool:
+    """Names from the filesystem or git may hold undecodable bytes; manifests and state.db are UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def load_pointer(repo: Repo, prel: str, data: bytes | None = None) -> ptrfmt.Pointer:
+    if not_utf8(prel):
+        raise PointerError(f"{os.fsencode(prel)!r}: a pointer's path must be valid UTF-8: rename it with 'git mv'")
+    if data is None:
+        full = repo.check_inside(prel)
+        if os.path.islink(full):
+            raise PointerError(f"{prel} is a symlink: pointer files must be regular files; replace it with the file")
+        with open(full, "rb") as f:
+            data = f.read()
+    return ptrfmt.loads(data, prel)
+
+
+@dataclass
+class Wanted:
+    files: dict[str, tuple[str, int]] = field(default_factory=dict)  # oid -> (label, size)
+    manifests: dict[str, str] = field(default_factory=dict)  # manifest oid -> label
+    entries: dict[str, list[mf.Entry]] = field(default_factory=dict)  # manifest oid -> its entries, when read
+
+    def add_pointer(self, label: str, p: ptrfmt.Pointer) -> None:
+        if p.kind == "file":
+            self.files.setdefault(p.oid, (label, p.size))
+        else:
+            self.manifests.setdefault(p.oid, label)
+
+    def read_manifest(self, repo: Repo, moid: str) -> list[mf.Entry]:
+        entries = mf.loads(repo.odb.read_bytes(moid), moid)
+        self.entries[moid] = entries
+        prel, at, rev = self.manifests[moid].partition(" at ")
+        for e in entries:
+            self.files.setdefault(e.oid, (f"{Repo.target_of(prel)}/{e.path}{at}{rev}", e.size))
+        return entries
+
+
+def pointers(
+    repo: Repo,
+    paths: Iterable[str],
+    revs: Iterable[str] | None,
+    all_branches: bool = False,
+    all_tags: bool = False,
+    all_commits: bool = False,
+) -> dict[str, ptrfmt.Pointer]:
+    """{label: pointer} selected by paths in the work tree, or in the given revisions when any."""
+    shown = user_paths(paths)
+    rels = [repo.rel(p) for p in shown]
+    commits: dict[str, str] = {}
+    for rev in revs or ():
+        commits.setdefault(repo.resolve(rev), rev)
+    if all_branches:
+        for name, commit in sorted(repo.git.ref_commits("refs/heads").items()):
+            commits.setdefault(commit, name)
+    if all_tags:
+        for name, commit in sorted(repo.git.ref_commits("refs/tags").items()):
+            commits.setdefault(commit, name)
+    if all_commits:
+        for commit in repo.git.all_commits():
+            commits.setdefault(commit, commit[:12])
+    found: dict[str, ptrfmt.Pointer] = {}
+    matched: list[str] = []
+    if not (revs or all_branches or all_tags or all_commits):
+        for prel in repo.git.ls_pointers():
+            if not rels or matches(prel, rels):
+                found[prel] = load_pointer(repo, prel)
+                matched.append(prel)
+    elif commits:
+        for commit, prel, data in repo.git.pointer_blobs(commits).values():
+            if not rels or matches(prel, rels):
+                found[f"{prel} at {commits[commit]}"] = ptrfmt.loads(data, f"{prel} at {commits[commit]}")
+                matched.append(prel)
+    for r, p in zip(rels, shown):
+        if not any(matches(m, [r]) for m in matched):
+            where = " in the selected revisions" if commits else ""
+            raise PathError(f"{p} is not tracked by mvc{where}: check the path with 'mvc ls'")
+    return found
+
+
+def objects_for(repo: Repo, pointers: dict[str, bytes]) -> set[str]:
+    """Every object the pointers need: file oids, manifest oids and (for manifests in the cache) their entries."""
+    wanted = Wanted()
+    for label, data in pointers.items():
+        wanted.add_pointer(label, ptrfmt.loads(data, label))
+    for moid in list(wanted.manifests):
+        if repo.odb.exists(moid):
+            wanted.read_manifest(repo, moid)
+    return set(wanted.files) | set(wanted.manifests)

@@ -1,0 +1,128 @@
+"""A remote that is a directory on this machine (or a mounted share)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from typing import Any
+
+from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing
+from mvc.storage import fileio
+from mvc.storage.store import DEFAULT_JOBS, Check, Progress, Store
+
+
+class DirStore(Store):
+    protocol = "local"
+    cheap_exists = True
+    wrap_unknown = False
+    default_jobs = DEFAULT_JOBS["local"]
+
+    def __init__(self, url: str, root: str, *, fsync: bool = False):
+        super().__init__(url)
+        self.root = os.path.abspath(root)
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.fsync = fsync
+
+    def _full(self, rel: str) -> str:
+        return os.path.join(self.root, *rel.split("/"))
+
+    def where(self, rel: str) -> str:
+        return self._full(rel)
+
+    def exists(self, rel: str) -> bool:
+        return os.path.exists(self._full(rel))
+
+    def list(self, prefix: str) -> list[str]:
+        top = self._full(prefix) if prefix else self.root
+        out = []
+        for dirpath, _, names in os.walk(top):
+            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            out.extend(f"{rel_dir}/{f}" if rel_dir != "." else f for f in names)
+        return out
+
+    def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
+        def write(tmp: str) -> int:
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    digest = fileio.copy_hash_fd(fd, out, size, progress)
+                    if self.fsync:
+                        os.fsync(out)
+                finally:
+                    os.close(out)
+            finally:
+                os.close(fd)
+            check(digest)
+            return size
+
+        return self._publish(rel, write)
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        self._publish(rel, lambda tmp: fileio.atomic_write(tmp, data, fsync=self.fsync))
+
+    def _publish(self, rel: str, write: Callable[[str], Any]) -> Any:
+        """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel."""
+        dest = self._full(rel)
+        with self._errors(rel, writing=True):
+            os.makedirs(self.tmp_dir, exist_ok=True)
+            fileio.sweep_stale(self.tmp_dir)
+            tmp = fileio.tmp_name(self.tmp_dir, os.path.basename(rel))
+            try:
+                result = write(tmp)
+                os.chmod(tmp, 0o444)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(tmp, dest)  # identical content from a concurrent pusher is replaced harmlessly
+                if self.fsync:
+                    fileio.fsync_dir(os.path.dirname(dest))
+            except BaseException:
+                fileio.remove_quietly(tmp)
+                raise
+        return result
+
+    def _open(self, rel: str) -> int:
+        try:
+            return os.open(self._full(rel), os.O_RDONLY)
+        except FileNotFoundError:
+            if not os.path.isdir(self.root):
+                raise RemoteNotFound(
+                    f"remote directory {self.root} does not exist: check the remote URL with 'mvc remote list'"
+                ) from None
+            raise RemoteObjectMissing(f"{self.where(rel)} is not on the remote") from None
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        with self._errors(rel, writing=False):
+            fd = self._open(rel)
+            try:
+                end = min(end, os.fstat(fd).st_size)  # no buffer larger than what is there
+                return os.pread(fd, max(0, end - start), start)
+            finally:
+                os.close(fd)
+
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
+        with self._errors(rel, writing=False):
+            fd = self._open(rel)
+            try:
+                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    return fileio.copy_hash_fd(fd, out, os.fstat(fd).st_size, progress)
+                finally:
+                    os.close(out)
+            finally:
+                os.close(fd)
+
+    def delete(self, rel: str) -> None:
+        fileio.remove_quietly(self._full(rel))
+
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        """Full disk and permissions as one clear line; other OSErrors (the cache side's) pass through."""
+        if not isinstance(e, OSError):
+            return None
+        what = "writing to" if writing else "reading from"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return RemoteError(f"no space left {what} the remote ({e.filename}): free space there and retry")
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return RemoteAuthError(f"permission denied {what} the remote ({e.filename}): check its permissions")
+        return None

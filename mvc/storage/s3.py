@@ -1,0 +1,179 @@
+"""A remote on S3 or an S3-compatible server, through s3fs (imported only when the store is opened)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
+from mvc.storage import fileio
+from mvc.storage.generic import FsspecStore
+from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, s3_code
+from mvc.storage.urls import split_url
+
+# Remote keys understood for S3, mapped to s3fs arguments; any other key is passed to s3fs as is.
+S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token", "profile": "profile"}
+
+
+class S3Store(FsspecStore):
+    default_jobs = DEFAULT_JOBS["s3"]
+
+    def __init__(self, url: str, options: dict[str, Any]):
+        import s3fs
+
+        protocol, path = split_url(url)
+        self.bucket = path.split("/", 1)[0]
+        self.endpoint = options.get("endpoint_url")
+        kw: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        for k, v in options.items():
+            if k == "endpoint_url":
+                client["endpoint_url"] = v
+            elif k == "region":
+                client["region_name"] = v
+            elif k in S3_KEYS:
+                kw[S3_KEYS[k]] = v
+            else:
+                kw[k] = v
+        # Fail in seconds, not minutes, when the server is gone (botocore still retries throttling).
+        # No S3 checksums unless an operation requires them: every object is hashed by mvc on the way
+        # in and out, the CRC costs client CPU per request, and several S3-compatible stores reject
+        # botocore's newer default checksum headers. mvc builds the requests itself: no validation.
+        config = {
+            "connect_timeout": 10,
+            "read_timeout": 120,
+            "retries": {"max_attempts": 3, "mode": "standard"},
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+            "parameter_validation": False,
+        }
+        config.update(kw.pop("config_kwargs", {}) or {})
+        client.update(kw.pop("client_kwargs", {}) or {})
+        try:
+            fs = s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, skip_instance_cache=True, **kw)
+        except TypeError as e:
+            raise RemoteError(
+                f"{url}: an option of this remote is not understood by s3fs ({e}): remove it with "
+                "'mvc remote modify NAME KEY --unset'"
+            ) from None
+        fs.retries = 1
+        super().__init__(url, protocol, fs, path.strip("/"))
+        self.atomic_put = True
+
+    def exists(self, rel: str) -> bool:
+        bucket, key = self._bucket_key(rel)
+        with self._errors(rel):
+            try:
+                self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+                return True
+            except FileNotFoundError:
+                return False
+
+    def _bucket_key(self, rel: str) -> tuple[str, str]:
+        bucket, _, key = self._path(rel).partition("/")
+        return bucket, key
+
+    def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
+        size = os.path.getsize(src)
+        if size >= 2 * PART:
+            with self._errors(rel):
+                from fsspec.asyn import sync
+
+                return sync(self.fs.loop, self._put_multipart, src, rel, size, check, progress)
+        with open(src, "rb") as f:
+            data = f.read()
+        check(fileio.hexdigest_bytes(data))
+        with self._errors(rel):
+            self.fs.pipe_file(self._path(rel), data)
+        if progress:
+            progress(len(data))
+        return len(data)
+
+    async def _put_multipart(self, src: str, rel: str, size: int, check: Check, progress: Progress | None) -> int:
+        """One multipart upload, up to max_concurrency parts in flight, hashing each part as it is read:
+        the file is read once, and the upload is completed (made visible) only if check passes."""
+        import asyncio
+
+        import xxhash
+
+        fs = self.fs
+        bucket, key = self._bucket_key(rel)
+        part_size = max(PART, -(-size // MAX_PARTS))
+        upload = (await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key))["UploadId"]
+        hasher = xxhash.xxh3_128()
+
+        async def send(number: int, body: bytes) -> dict[str, Any]:
+            out = await fs._call_s3(
+                "upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body
+            )
+            if progress:
+                progress(len(body))
+            return {"PartNumber": number, "ETag": out["ETag"]}
+
+        parts: list[dict[str, Any]] = []
+        try:
+            with open(src, "rb") as f:
+                while True:
+                    batch = []
+                    for _ in range(fs.max_concurrency):
+                        body = f.read(part_size)
+                        if not body:
+                            break
+                        hasher.update(body)
+                        batch.append(send(len(parts) + len(batch) + 1, body))
+                    if not batch:
+                        break
+                    parts += await asyncio.gather(*batch)
+            check(hasher.hexdigest())
+            await fs._call_s3(
+                "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            try:  # parts of an upload never completed are invisible; this frees them now
+                await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
+            except Exception:
+                pass
+            raise
+        return size
+
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        code = s3_code(e)
+        endpoint = f" at {self.endpoint}" if self.endpoint else ""
+        if code == "NoSuchBucket" or (isinstance(e, FileNotFoundError) and "bucket does not exist" in str(e)):
+            return RemoteNotFound(
+                f"bucket {self.bucket!r} does not exist{endpoint}: create it "
+                f"(e.g. 'aws s3 mb s3://{self.bucket}') or fix the remote URL"
+            )
+        name = type(e).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
+            return RemoteAuthError(
+                f"no usable AWS credentials for {self.url} ({first_line(e)}): set "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile with "
+                "'mvc remote modify NAME profile PROFILE'"
+            )
+        if isinstance(e, PermissionError) or code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "ExpiredToken",
+            "InvalidToken",
+        ):
+            return RemoteAuthError(
+                f"S3 refused access to {self.where(rel) if rel else self.url}{endpoint} "
+                f"({code or first_line(e)}): check the credentials (AWS_* variables, "
+                "profile) and the bucket's permissions"
+            )
+        if name in (
+            "EndpointConnectionError",
+            "ConnectTimeoutError",
+            "ReadTimeoutError",
+            "ConnectionClosedError",
+            "ClientConnectorError",
+            "ServerDisconnectedError",
+            "ClientOSError",
+        ) or isinstance(e, (ConnectionError, TimeoutError)):
+            return RemoteUnreachable(
+                f"cannot reach the S3 server{endpoint or ' for ' + self.url} "
+                f"({first_line(e)}): check that it is running and the endpoint_url, then retry"
+            )
+        return super().translate(e, rel, writing)

@@ -1,0 +1,120 @@
+"""The store interface every remote backend implements, and the translation of its errors.
+
+A store works on relative, '/'-separated paths below its URL (``objects/ab/cdef…``) and knows
+nothing of oids. Every object it writes becomes visible complete or not at all: temp file + rename
+on file systems, one PUT or a completed multipart upload on object stores. It hashes what it moves
+(xxh3-128, hex) so the caller can refuse a mismatch before anything is placed.
+
+One backend per module: ``directory`` (a directory on this machine), ``generic`` (any fsspec
+filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mvc.errors import CorruptObject, RemoteError, RemoteReadOnly
+
+Progress = Callable[[int], None]
+Check = Callable[[str], None]  # called with the hex digest of the bytes about to be published
+
+LARGE = 16 << 20  # objects above this count as large: few move at once (see mvc.objects.transfer)
+PART = 50 << 20  # S3 multipart: part size (s3fs's default); objects under two parts go in one PUT
+MAX_PARTS = 10_000  # S3's limit: parts grow for objects above 488 GiB
+DEFAULT_JOBS = {"local": 4, "s3": 16}  # measured on loopback moto: 8-32 saturate it (benchmarks/bench_remote.py)
+
+
+class Store:
+    """One remote. Methods are thread-safe; callers run them from a thread pool."""
+
+    protocol = ""
+    read_only = False
+    cheap_exists = False  # True when exists() costs no request (a local disk): no listing needed
+    default_jobs = 8
+    wrap_unknown = True  # errors translate() does not recognise become a generic RemoteError
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/") or url
+
+    def where(self, rel: str) -> str:
+        return f"{self.url}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        """Relative paths of every object below prefix ('' for all)."""
+        raise NotImplementedError
+
+    def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
+        """Publish the local file src at rel; check(digest) runs before it can become visible. Bytes sent."""
+        raise NotImplementedError
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        """Publish data (already verified by the caller) at rel, complete or not at all."""
+        raise NotImplementedError
+
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
+        """Download rel to the new local file dest; returns the hex digest of what was written."""
+        raise NotImplementedError
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of rel (fewer if it is shorter)."""
+        raise NotImplementedError
+
+    def delete(self, rel: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        """The one-line error for an exception the store raised, or None when it is not recognised."""
+        return None
+
+    def _errors(self, rel: str, writing: bool = False) -> _Translate:
+        return _Translate(self, rel, writing)
+
+    def _refuse_write(self) -> None:
+        if self.read_only:
+            raise RemoteReadOnly(
+                f"{self.url} is read-only ({self.protocol}://): push to a writable remote "
+                "(a directory, s3://, gs://, …)"
+            )
+
+
+class _Translate:
+    """A store's errors as one line (:meth:`Store.translate`); mvc's own errors pass through."""
+
+    def __init__(self, store: Store, rel: str, writing: bool):
+        self.store, self.rel, self.writing = store, rel, writing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ, e, tb) -> bool:
+        if e is None or isinstance(e, (RemoteError, CorruptObject)) or not isinstance(e, Exception):
+            return False
+        err = self.store.translate(e, self.rel, self.writing)
+        if err is None:
+            if not self.store.wrap_unknown:
+                return False
+            err = RemoteError(
+                f"{self.store.where(self.rel) if self.rel else self.store.url}: "
+                f"{type(e).__name__}: {first_line(e)}: check the remote and retry"
+            )
+        raise err from None
+
+
+def first_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def s3_code(e: BaseException) -> str:
+    """The S3 error code of an exception s3fs raised (it keeps botocore's error as the cause)."""
+    for err in (e, e.__cause__, e.__context__):
+        response = getattr(err, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code", ""))
+    return ""

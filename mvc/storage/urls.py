@@ -1,0 +1,128 @@
+"""Remote URLs: which store serves a URL, what makes two remotes the same, and opening one."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mvc.errors import RemoteError, RemoteProtocolError
+from mvc.storage.store import Store
+
+# The package to pip install for a protocol; fsspec's own hint is used for the others.
+PACKAGES = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "ssh": "paramiko",
+    "sftp": "paramiko",
+    "http": "aiohttp",
+    "https": "aiohttp",
+    "hf": "huggingface_hub",
+    "oss": "ossfs",
+    "webdav": "webdav4",
+    "smb": "smbprotocol",
+}
+# Wrappers and archives: not a place to keep objects.
+NOT_STORES = {
+    "blockcache",
+    "cached",
+    "filecache",
+    "simplecache",
+    "data",
+    "dir",
+    "generic",
+    "reference",
+    "tar",
+    "zip",
+    "libarchive",
+    "async_wrapper",
+    "asyncwrapper",
+    "git",
+    "github",
+    "gist",
+    "dvc",
+}
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(protocol, path): ``"local"`` for plain paths and ``file://`` URLs."""
+    if "://" not in url:
+        return "local", url
+    protocol, _, rest = url.partition("://")
+    protocol = protocol.lower()
+    if protocol in ("file", "local"):
+        return "local", rest
+    return protocol, rest
+
+
+def check_url(url: str) -> str:
+    """Refuse a URL no store can serve; returns its protocol. Imports fsspec only for other protocols."""
+    protocol, path = split_url(url)
+    if protocol == "local":
+        if not path:
+            raise RemoteProtocolError("empty remote path: give a directory, e.g. /mnt/models or file:///mnt/models")
+        return protocol
+    if protocol in ("s3", "s3a"):
+        if not path.split("/", 1)[0]:
+            raise RemoteProtocolError(f"{url}: an S3 URL needs a bucket: use s3://BUCKET[/PREFIX]")
+        return protocol
+    from fsspec.registry import known_implementations, registry
+
+    if protocol in NOT_STORES or (protocol not in known_implementations and protocol not in registry):
+        raise RemoteProtocolError(
+            f"{url}: unknown protocol {protocol!r}: use a directory, s3://, gs://, az://, "
+            "ssh:// or another fsspec protocol"
+        )
+    return protocol
+
+
+def identity(url: str, endpoint_url: str | None = None, base: str = ".") -> str:
+    """What makes two remotes the same store (for the journal): the resolved URL and endpoint."""
+    protocol, path = split_url(url)
+    if protocol == "local":
+        return "file://" + os.path.realpath(os.path.join(base, os.path.expanduser(path)))
+    key = f"{protocol}://{path.strip('/')}"
+    return f"{key} @ {endpoint_url.rstrip('/')}" if endpoint_url else key
+
+
+def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = ".", fsync: bool = False) -> Store:
+    """The store for a remote URL; relative local paths are relative to base."""
+    options = dict(options or {})
+    protocol = check_url(url)
+    if protocol == "local":
+        from mvc.storage.directory import DirStore
+
+        _, path = split_url(url)
+        return DirStore(url, os.path.join(base, os.path.expanduser(path)), fsync=fsync)
+    try:
+        if protocol in ("s3", "s3a"):
+            from mvc.storage.s3 import S3Store
+
+            return S3Store(url, options)
+        import fsspec
+
+        fs = fsspec.filesystem(protocol, **options)
+    except ImportError as e:
+        raise RemoteProtocolError(_missing_package(protocol, e)) from None
+    except TypeError as e:
+        raise RemoteError(
+            f"{url}: an option of this remote is not understood by the {protocol} filesystem "
+            f"({e}): remove it with 'mvc remote modify NAME KEY --unset'"
+        ) from None
+    from mvc.storage.generic import FsspecStore
+
+    return FsspecStore(url, protocol, fs, fs._strip_protocol(url))
+
+
+def _missing_package(protocol: str, e: ImportError) -> str:
+    package = PACKAGES.get(protocol)
+    if package is None:
+        from fsspec.registry import known_implementations
+
+        hint = known_implementations.get(protocol, {}).get("err") or str(e)
+        return f"{protocol}:// remotes need a package that is not installed ({hint})"
+    return f"{protocol}:// remotes need the {package} package: pip install {package}"
