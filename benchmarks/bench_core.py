@@ -438,7 +438,7 @@ def busy_since(start: list[int]) -> str:
         load = "?"
     if len(start) < 8 or len(end) < 8:
         return f"load average {load}"
-    d = [e - s for s, e in zip(start, end)]
+    d = [e - s for s, e in zip(start, end, strict=False)]
     total = sum(d[:8]) or 1
     return (
         f"CPU idle {100 * (d[3] + d[4]) / total:.0f}%, stolen by the hypervisor {100 * d[7] / total:.0f}%, "

@@ -46,7 +46,7 @@ def run(cmd: list[str], cwd: str, env: dict[str, str], stdin: bytes | None = Non
     """Wall seconds of one process (and its children); its CPU seconds go to CPU."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, env=env, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run(cmd, cwd=cwd, env=env, input=stdin, capture_output=True)
     dt = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)

@@ -72,7 +72,7 @@ class Server:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, "moto.log")
-        self.log = open(self.log_path, "wb")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the server's life, closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self.log,
@@ -175,7 +175,7 @@ def make_small(directory: str, n: int, size: int, seed: int) -> None:
 def age(path: str) -> None:
     old = time.time() - OLD
     for dirpath, _, files in os.walk(path):
-        for name in files + [""]:
+        for name in [*files, ""]:
             os.utime(os.path.join(dirpath, name) if name else dirpath, (old, old))
 
 
@@ -315,7 +315,7 @@ def big_case(args, base, env, mvc, raw, server, size, results) -> None:
         ("fetch", "mvc_fetch", "raw_get"),
         ("pull", "mvc_pull", "raw_get"),
     ):
-        big_fig[f"{name}_ratio_paired"] = median([x / y for x, y in zip(times[a], times[b])])
+        big_fig[f"{name}_ratio_paired"] = median([x / y for x, y in zip(times[a], times[b], strict=True)])
     results["big"] = {"median": big_fig, "runs": times}
     print(
         f"1 GiB-class file ({size >> 20} MiB): push {big_fig['mvc_push']:.2f} s vs raw put "

@@ -26,10 +26,10 @@ def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int,
     if not hasattr(os, "posix_spawnp"):  # Windows
         import subprocess
 
-        proc = subprocess.run(["git", *args], cwd=cwd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True)
         return proc.returncode, proc.stdout, proc.stderr
     import select
-    from _signal import SIGPIPE  # the C half of signal, without its enum classes
+    from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C half of signal, without its enum classes
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -283,8 +283,7 @@ class Git:
                 cwd=self.root,
                 input=message.encode(),
                 env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                capture_output=True,
             )
         except FileNotFoundError:
             raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
@@ -412,12 +411,15 @@ class Git:
     def object_sizes(self, ids: Iterable[str]) -> dict[str, int | None]:
         """{object id: size in bytes, or None if missing}, in one ``git cat-file``."""
         ids = list(dict.fromkeys(ids))
-        return {i: int(r[2]) if r else None for i, r in zip(ids, self._batch_check(ids))}
+        return {i: int(r[2]) if r else None for i, r in zip(ids, self._batch_check(ids), strict=False)}
 
     def peel_commits(self, names: Iterable[str]) -> dict[str, str | None]:
         """{name: id of the commit it names (tags peeled), or None}, in one ``git cat-file``."""
         names = list(dict.fromkeys(names))
-        return {n: r[0] if r else None for n, r in zip(names, self._batch_check([f"{n}^{{commit}}" for n in names]))}
+        return {
+            n: r[0] if r else None
+            for n, r in zip(names, self._batch_check([f"{n}^{{commit}}" for n in names]), strict=False)
+        }
 
     def blob_head(self, blob_id: str, n: int) -> bytes:
         """The first n bytes of a blob, without reading the rest of it."""
@@ -476,7 +478,7 @@ class Git:
         lines = self.run("cat-file", "--batch-check=%(objectname) %(objecttype)", input=query).decode().split("\n")
         return {
             r[len(prefix.rstrip("/")) + 1 :]: line.split(" ")[0]
-            for r, line in zip(refs, lines)
+            for r, line in zip(refs, lines, strict=False)
             if line.endswith(" commit")
         }
 

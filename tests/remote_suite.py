@@ -436,7 +436,7 @@ class RemoteSuite:
         while len(stored(origin)) < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         if proc.returncode != 0:  # (a fast store may have finished first)
             assert proc.returncode == 130 and err.strip() == "interrupted", err
         want = expected_objects(repo)
@@ -457,7 +457,7 @@ class RemoteSuite:
             for _ in range(2)
         ]
         for p in procs:
-            out, err = p.communicate(timeout=120)
+            _out, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
         want = expected_objects(repo)
         assert stored(origin) == want

@@ -529,9 +529,9 @@ def test_broken_pointer_in_the_work_tree(tracked, mvc_error, tmp_path, kind):
     (tracked / "m.bin.mvc").write_bytes(data)
     before = snapshot(tracked)
     for args in (("status",), ("checkout",), ("checkout", "--force"), ("ls",), ("get", "m.bin", "-o", "o.bin")):
-        mvc_error(*args, words=("m.bin.mvc",) + words)
+        mvc_error(*args, words=("m.bin.mvc", *words))
     # re-adding does not overwrite a pointer it cannot read; it says how to start over
-    line = mvc_error("add", "m.bin", words=("m.bin.mvc",) + words)
+    line = mvc_error("add", "m.bin", words=("m.bin.mvc", *words))
     assert "delete m.bin.mvc" in line
     assert snapshot(tracked) == before
 
@@ -545,7 +545,7 @@ def test_broken_pointer_at_a_revision(tracked, mvc_error, kind):
     git(tracked, "add", "m.bin.mvc")
     before = snapshot(tracked)
     for args in (("ls", "--rev", "HEAD"), ("checkout", "--rev", "HEAD"), ("get", "m.bin", "--rev", "HEAD", "-o", "o")):
-        mvc_error(*args, words=("m.bin.mvc",) + words)
+        mvc_error(*args, words=("m.bin.mvc", *words))
     assert snapshot(tracked) == before
     assert not (tracked / "o").exists()
 

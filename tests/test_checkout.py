@@ -129,7 +129,7 @@ def test_rev_removes_files_the_old_manifest_lacks_when_safe(history, mvc_cli):
 
 
 def test_directories_emptied_by_removed_files_go_too(history, mvc_cli):
-    repo, v1, v2 = history
+    repo, _v1, v2 = history
     os.rmdir(repo / "model" / "sub")  # v2 has no sub/
     mvc_cli("checkout", "model", "--rev", "v1")
     assert (repo / "model" / "sub" / "b.bin").exists()
@@ -305,7 +305,7 @@ def test_rev_where_path_is_not_tracked(history, mvc_cli, mvc_error):
 
 
 def test_checkout_writes_no_temp_files(history, mvc_cli):
-    repo, v1, _ = history
+    repo, _v1, _ = history
     mvc_cli("checkout", "--rev", "v1")
     leftovers = [p for p in repo.rglob("*.tmp") if ".git" not in p.parts]
     assert leftovers == []

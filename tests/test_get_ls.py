@@ -90,7 +90,7 @@ def test_get_relative_out_and_pointer_name(history, mvc_cli, monkeypatch):
 
 
 def test_get_refuses_existing_out_without_force(history, mvc_cli, mvc_error, tmp_path):
-    repo, v1 = history
+    _repo, v1 = history
     out = tmp_path / "existing.bin"
     out.write_bytes(b"keep me")
     mvc_error("get", "model.bin", "--rev", "v1", "-o", str(out), words=("already exists", "--force"))
@@ -100,7 +100,7 @@ def test_get_refuses_existing_out_without_force(history, mvc_cli, mvc_error, tmp
 
 
 def test_get_refuses_existing_out_dir_without_force(history, mvc_cli, mvc_error, tmp_path):
-    repo, v1 = history
+    _repo, v1 = history
     out = tmp_path / "existing"
     make_file(out / "mine.txt", 5)
     mvc_error("get", "model", "--rev", "v1", "-o", str(out), words=("already exists", "--force"))
@@ -133,7 +133,7 @@ def test_get_needs_out(history, mvc_cli):
 
 
 def test_get_python_api(history, tmp_path):
-    repo, v1 = history
+    _repo, v1 = history
     res = mvc.get("model.bin", str(tmp_path / "a.bin"), rev="v1")
     assert res == {
         "path": "model.bin",
@@ -146,7 +146,7 @@ def test_get_python_api(history, tmp_path):
 
 # -- ls -----------------------------------------------------------------------------------------
 def test_ls_text(history, mvc_cli):
-    repo, v1 = history
+    _repo, v1 = history
     rows = [line.split() for line in mvc_cli("ls").stdout.splitlines()]
     assert [(r[0], r[-1]) for r in rows] == [("file", "extra.bin"), ("file", "model.bin"), ("dir", "model")]
     out = mvc_cli("ls", "--rev", "v1").stdout.splitlines()
@@ -157,7 +157,7 @@ def test_ls_text(history, mvc_cli):
 
 
 def test_ls_json_at_rev(history, mvc_cli):
-    repo, v1 = history
+    _repo, v1 = history
     rows = json.loads(mvc_cli("ls", "--rev", "v1", "--json").stdout)
     assert rows == [
         {"path": "model.bin", "kind": "file", "size": 3000, "oid": v1["file"].oid, "meta": {"accuracy": 0.8}},
@@ -178,7 +178,7 @@ def test_ls_json_work_tree(history, mvc_cli):
 
 
 def test_ls_rev_reads_git_not_the_work_tree(history, mvc_cli):
-    repo, v1 = history
+    repo, _v1 = history
     (repo / "model.bin.mvc").unlink()
     (repo / "model.mvc").write_text("garbage [")
     rows = json.loads(mvc_cli("ls", "--rev", "v1", "--json").stdout)

@@ -361,14 +361,14 @@ def test_checkout_of_an_old_commit_restores_old_weights(history):
 
 
 def test_file_checkouts_are_left_to_mvc_checkout(history):
-    root, v1, v2 = history
+    root, _v1, v2 = history
     res = gitp(root, "checkout", "old", "--", "model.bin.mvc")  # flag 0: not a branch checkout
     assert res.returncode == 0 and "mvc:" not in res.stderr
     assert contents(root) == v2
 
 
 def test_checkout_never_replaces_unsaved_work(history):
-    root, v1, v2 = history
+    root, v1, _v2 = history
     (root / "model.bin").write_bytes(b"precious, not added")
     res = gitp(root, "checkout", "-q", "old")
     assert res.returncode == 0  # reported, never fatal to git
@@ -378,7 +378,7 @@ def test_checkout_never_replaces_unsaved_work(history):
 
 
 def test_files_of_pointers_the_commit_lacks_are_removed_only_when_cached(history, mvc_cli):
-    root, v1, v2 = history
+    root, _v1, _v2 = history
     make_file(root / "extra.bin", 500, seed=9)
     make_file(root / "scratch.bin", 500, seed=10)
     mvc_cli("add", "extra.bin", "scratch.bin")
@@ -394,7 +394,7 @@ def test_files_of_pointers_the_commit_lacks_are_removed_only_when_cached(history
 
 
 def test_merge_brings_new_weights(history, mvc_cli):
-    root, v1, v2 = history
+    root, _v1, v2 = history
     git(root, "checkout", "-q", "-b", "feat")
     make_file(root / "model.bin", 5000, seed=5)
     make_file(root / "new.bin", 100, seed=6)
@@ -416,7 +416,7 @@ def test_merge_brings_new_weights(history, mvc_cli):
 
 
 def test_post_hooks_report_missing_weights_without_a_remote(history):
-    root, v1, v2 = history
+    root, _v1, v2 = history
     v2_oid = oid_of(root, "model.bin")
     git(root, "checkout", "-q", "old")
     obj(root, v2_oid).unlink()
@@ -474,7 +474,7 @@ def test_push_uploads_the_weights_before_git_sends_the_commits(pushable, mvc_cli
 
 
 def test_nothing_new_to_push_contacts_no_mvc_remote(pushable, mvc_cli, tmp_path):
-    root, bare, store = pushable
+    root, _bare, store = pushable
     make_file(root / "model.bin", 2000, seed=1)
     mvc_cli("add", "model.bin")
     git(root, "commit", "-q", "-m", "v1")
@@ -500,7 +500,7 @@ def test_nothing_new_to_push_contacts_no_mvc_remote(pushable, mvc_cli, tmp_path)
 
 
 def test_push_stops_when_the_mvc_remote_is_unreachable(pushable, mvc_cli, tmp_path):
-    root, bare, store = pushable
+    root, bare, _store = pushable
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     mvc_cli("remote", "add", "broken", str(blocker / "store"), "--default")  # below a regular file
@@ -518,7 +518,7 @@ def test_push_stops_when_the_mvc_remote_is_unreachable(pushable, mvc_cli, tmp_pa
 def test_push_stops_when_s3_is_unreachable(pushable, mvc_cli):
     import socket
 
-    root, bare, store = pushable
+    root, bare, _store = pushable
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -582,7 +582,7 @@ def test_pre_push_reads_gits_ref_lines(pushable, mvc_cli):
 
 
 def test_clone_pull_and_checkout_fetch_from_the_mvc_remote(pushable, mvc_cli, tmp_path, monkeypatch):
-    root, bare, store = pushable
+    root, bare, _store = pushable
     make_file(root / "model.bin", 2000, seed=1)
     mvc_cli("add", "model.bin")
     git(root, "commit", "-q", "-m", "v1")

@@ -6,6 +6,7 @@ import os
 import shutil
 import stat
 import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import git, make_file
@@ -23,7 +24,7 @@ def oid_at(path) -> str:
 
 
 def all_objects(repo):
-    return [p for p in (repo / ".mvc" / "cache" / "objects").glob("*/*")]
+    return list((repo / ".mvc" / "cache" / "objects").glob("*/*"))
 
 
 def mode(path) -> int:
@@ -163,7 +164,7 @@ def test_hardlink_falls_back_to_copy_across_filesystems(repo, mvc_cli):
         assert os.stat(o).st_ino != os.stat(f).st_ino and mode(o) == 0o444
         f.unlink()
         mvc_cli("checkout")
-        assert f.read_bytes() == open(o, "rb").read()
+        assert f.read_bytes() == Path(o).read_bytes()
         assert os.stat(o).st_ino != os.stat(f).st_ino
 
 

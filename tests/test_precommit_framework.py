@@ -191,7 +191,7 @@ def test_framework_installs_mvc_with_language_python(repo, mvc_cli, tmp_path):
     assert where.startswith(str(home))  # the copy pip installed from the hooks repo, not this checkout
     assert (env_python.parent / "mvc").is_file()  # the console script the manifest's entries call
 
-    v1, v2 = commit_models(repo, mvc_cli, env)
+    v1, _v2 = commit_models(repo, mvc_cli, env)
     (repo / "weights.pt").write_bytes(b"\0" * 10)
     git(repo, "add", "weights.pt")
     res = gitp(repo, "commit", "-m", "oops", env=env)

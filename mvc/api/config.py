@@ -62,7 +62,7 @@ def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None =
     # a refused value must not stay in the file, or every later command (even this one) would fail
     try:
         check = Repo(repo.root).config
-        check.link_types, check.cache_dir
+        _ = (check.link_types, check.cache_dir)  # each property validates its value
     except ConfigError:
         from mvc.storage.fileio import atomic_write
 

@@ -38,6 +38,8 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
 
     def models_of(commit: str) -> dict[str, str]:
         blob = git.blob_ids(commit, [CONFIG_PATH])[CONFIG_PATH]
+        if blob is None:
+            return {}
         if blob not in configs:
             try:
                 configs[blob] = cfgfmt.models(cfgfmt.loads(git.blob(blob), CONFIG_PATH))

@@ -309,7 +309,7 @@ def deprecate(
     if stage is not None and version is None:
         raise RegistryError("name the version whose stage to cancel: mvc deprecate NAME VERSION STAGE")
     m = find_model(load(repo.git), name)
-    if stage is not None:
+    if stage is not None and version is not None:
         v = find_version(m, version)
         if not v.registered:
             raise RegistryError(
@@ -390,6 +390,8 @@ def describe(m: Model) -> dict[str, Any]:
     stages = {}
     for s, vs in m.stages().items():
         e = vs.event
+        if e is None:  # a stage follows an assignment: never without one
+            continue
         stages[s] = {
             "version": vs.version,
             "commit": m.versions[vs.version].commit,

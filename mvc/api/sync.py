@@ -76,7 +76,7 @@ def _push(
         known |= jr.known(sp.key, entry_oids)
     everything = set(wanted.files) | set(wanted.manifests)
     candidates = everything - known
-    result = {"remote": sp.name, "uploaded": 0, "bytes": 0, "present": len(everything & known)}
+    result: dict[str, Any] = {"remote": sp.name, "uploaded": 0, "bytes": 0, "present": len(everything & known)}
     if not candidates:
         return result  # decided from the journal alone: no request
 
@@ -87,14 +87,13 @@ def _push(
         if verify:
             jr.discard(sp.key, candidates - there)
         for moid in unread:
-            if moid in there:
-                if verify:  # check its entries too: bring the manifest into the cache to read it
-                    remote.download([moid], Meter(progressmod.null, "", 0, 1))
-                    entries = wanted.read_manifest(repo, moid)
-                    there |= remote.existing({e.oid for e in entries} - there - known)
+            if moid in there and verify:  # check its entries too: bring the manifest into the cache to read it
+                remote.download([moid], Meter(progressmod.null, "", 0, 1))
+                entries = wanted.read_manifest(repo, moid)
+                there |= remote.existing({e.oid for e in entries} - there - known)
         on_remote = known | there
         missing: list[str] = []
-        files = []
+        files: list[str] = []
         for oid in wanted.files:
             if oid in on_remote:
                 continue
@@ -200,11 +199,11 @@ def status(
         on_remote = jr.known(sp.key, everything)
         unknown = everything - on_remote
         if unknown:
-            remote = open_transfer(repo, sp, jr, jobs)
+            transfer = open_transfer(repo, sp, jr, jobs)
             try:
-                there = remote.existing(unknown)
+                there = transfer.existing(unknown)
             finally:
-                remote.close()
+                transfer.close()
             jr.add(sp.key, there)
             on_remote |= there
     finally:

@@ -32,6 +32,11 @@ MVC_GITIGNORE = """\
 """
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _open(repo: Repo | None) -> Repo:
     return repo if repo is not None else Repo.find()
 
@@ -49,7 +54,7 @@ def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
     if not os.path.exists(config):
         fileio.atomic_write(config, CONFIG_TEMPLATE.encode())
     ignore = os.path.join(mvc_dir, ".gitignore")
-    if not os.path.exists(ignore) or open(ignore, "rb").read() != MVC_GITIGNORE.encode():
+    if not os.path.exists(ignore) or _read(ignore) != MVC_GITIGNORE.encode():
         fileio.atomic_write(ignore, MVC_GITIGNORE.encode())
     if stage:
         gitmod.Git(root).stage([f"{MVC_DIR}/{CONFIG}", f"{MVC_DIR}/.gitignore"])
@@ -81,7 +86,7 @@ def add(
     rels = [repo.rel(p) for p in paths]
     existing = repo.git.ls_pointers()
     tracked_targets = {Repo.target_of(p) for p in existing}
-    for rel, shown in zip(rels, paths):
+    for rel, shown in zip(rels, paths, strict=False):
         _check_addable(repo, rel, shown, tracked_targets)
     in_git = repo.git.tracked(rels)
     if in_git:
@@ -324,6 +329,8 @@ def unprotect(
             if not f.linked:
                 continue
             oid = f.oid if statmod.S_ISLNK(f.st.st_mode) else hash_of(repo, frel, f, progressmod.NULL)
+            if oid is None:
+                continue
             bar = progress(f"unprotecting {frel}", os.path.getsize(f.full))
             try:
                 repo.odb.export(oid, f.full, ("copy",), executable=executable.get(frel, False), progress=bar.update)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from mvc.api import hook_actions as actions
 from mvc.api import hooks as api
 from mvc.cli.common import bars, human
 from mvc.errors import MvcError, NotInitialized
@@ -104,7 +105,7 @@ def pre_commit() -> None:
     Example:
       mvc hook pre-commit
     """
-    problems = _guard("pre-commit", True, api.check_commit)
+    problems = _guard("pre-commit", True, actions.check_commit)
     for p in problems:
         _say(p["problem"])
     if problems:
@@ -157,9 +158,9 @@ def pre_push(remote: str | None, url: str | None) -> None:
             )
     else:
         refs = _guard(
-            "pre-push", True, lambda: api.parse_push_lines(sys.stdin.buffer.read().decode("utf-8", "replace"))
+            "pre-push", True, lambda: actions.parse_push_lines(sys.stdin.buffer.read().decode("utf-8", "replace"))
         )
-    res = _guard("pre-push", True, lambda: api.pre_push(remote, refs, progress=bars(False)))
+    res = _guard("pre-push", True, lambda: actions.pre_push(remote, refs, progress=bars(False)))
     if res["commits"] == 0:
         return
     if res["uploaded"]:
@@ -196,7 +197,7 @@ def post_checkout(prev: str | None, new: str | None, flag: str | None) -> None:
     env = os.environ
     if prev is None:
         if "PRE_COMMIT_IS_SQUASH_MERGE" in env and "PRE_COMMIT_CHECKOUT_TYPE" not in env:
-            _report(_guard("post-merge", False, lambda: api.post_merge(progress=bars(False))))
+            _report(_guard("post-merge", False, lambda: actions.post_merge(progress=bars(False))))
             return
         prev, new, flag = (
             env.get("PRE_COMMIT_FROM_REF"),
@@ -209,7 +210,7 @@ def post_checkout(prev: str | None, new: str | None, flag: str | None) -> None:
                 "is installed with 'mvc install-hooks'"
             )
     assert new is not None
-    _report(_guard("post-checkout", False, lambda: api.post_checkout(prev, new, flag != "0", progress=bars(False))))
+    _report(_guard("post-checkout", False, lambda: actions.post_checkout(prev, new, flag != "0", progress=bars(False))))
 
 
 @hook.command("post-merge")
@@ -221,4 +222,4 @@ def post_merge(squash: str | None) -> None:
     Example:
       mvc hook post-merge 0
     """
-    _report(_guard("post-merge", False, lambda: api.post_merge(progress=bars(False))))
+    _report(_guard("post-merge", False, lambda: actions.post_merge(progress=bars(False))))

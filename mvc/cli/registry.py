@@ -138,7 +138,7 @@ def registry(as_json: bool, deprecated: bool) -> None:
         )
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _label(stage: dict[str, Any] | None) -> str:

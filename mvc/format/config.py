@@ -48,11 +48,16 @@ def models(data: dict[str, Any], where: str = CONFIG) -> dict[str, str]:
     table = data.get("models", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: 'models' must be a table of [models.NAME] entries: fix the file")
-    found = {}
+    found: dict[str, str] = {}
     for name, entry in table.items():
         path = entry.get("path") if isinstance(entry, dict) else None
-        parts = path.split("/") if isinstance(path, str) else []
-        if not parts or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
+        if (
+            not isinstance(path, str)
+            or not path
+            or path.startswith("/")
+            or "\\" in path
+            or any(p in ("", ".", "..") for p in path.split("/"))
+        ):
             raise ConfigError(
                 f"{where}: [models.{name}] needs path = a relative path inside the repository: "
                 f"fix it with 'mvc add PATH --name {name}'"

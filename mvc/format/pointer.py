@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Any
+from typing import Any, cast
 
 from mvc.errors import PointerError
 from mvc.objects import oid as oids
@@ -102,7 +102,8 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
     if not isinstance(meta, dict):
         raise PointerError(f"{where}: [meta] must be a table: {fix}")
     extra = {k: v for k, v in d.items() if k not in _KNOWN}
-    return Pointer(kind, oid, size, nfiles if kind == "dir" else None, meta, extra)
+    # the checks above leave kind, oid and size of their types (mypy cannot follow is_oid and _count)
+    return Pointer(kind, cast(str, oid), cast(int, size), nfiles if kind == "dir" else None, meta, extra)
 
 
 def _count(v: Any) -> bool:

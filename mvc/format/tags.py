@@ -158,7 +158,7 @@ def semver_key(version: str) -> tuple:
 
 def bump(version: str, part: str = "patch") -> str:
     """The next version: bumping drops pre-release and build parts, as python-semver (GTO) does."""
-    major, minor, patch, pre = _parts(version)
+    major, minor, patch, _pre = _parts(version)
     if part == "major":
         return f"v{major + 1}.0.0"
     if part == "minor":

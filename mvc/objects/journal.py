@@ -142,7 +142,7 @@ class Journal:
 
         self._transaction(key, write)
 
-    def _transaction(self, key: str, write: Callable[[sqlite3.Connection, int], None]) -> None:
+    def _transaction(self, key: str, write: Callable[[sqlite3.Connection, int], object]) -> None:
         try:
             db = self._connect(create=True)
             assert db is not None

@@ -7,6 +7,8 @@ trusts anything else there, and refuses a format it does not know, naming the up
 
 from __future__ import annotations
 
+import sys
+
 from mvc.errors import StorageError
 from mvc.objects import oid as oids
 
@@ -25,10 +27,10 @@ def object_rel(oid: str) -> str:
 def check_marker(data: bytes, where: str) -> int:
     """The layout format that a marker's bytes declare; refuses a marker that is not mvc's or whose
     format this version of mvc does not know."""
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    else:  # pragma: no cover
+        import tomli as tomllib
 
     try:
         if len(data) > MARKER_MAX:

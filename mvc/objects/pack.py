@@ -47,7 +47,8 @@ def names_in(rels: Iterable[str]) -> set[str]:
 
     A pack without its index is a push that did not finish: ignored, as the index makes a pack visible.
     """
-    packs, indexes = set(), set()
+    packs: set[str] = set()
+    indexes: set[str] = set()
     for rel in rels:
         base = rel.rsplit("/", 1)[-1]
         stem, dot, ext = base.partition(".")

@@ -261,7 +261,7 @@ class Transfer:
                 got += n
                 fetched.extend(run_oids)
 
-        items = [("run", r) for r in pk.runs(list(located.values()))]
+        items: list[tuple[str, Any]] = [("run", r) for r in pk.runs(list(located.values()))]
         items += [("one", o) for o in sorted(set(todo) - set(located), key=lambda o: -sizes.get(o, 0))]
         try:
             run_parallel(get, items, self.jobs, done)

@@ -80,6 +80,10 @@ class Event:
         return self._parsed
 
 
+def _key(e: Event | None) -> tuple:
+    return e.key if e is not None else ()
+
+
 class Version:
     __slots__ = ("active", "commit", "event", "name", "registered")
 
@@ -113,16 +117,18 @@ class Model:
     def build(self) -> None:
         self.events.sort(key=lambda e: e.key)
         for e in self.events:  # versions first: an assignment applies to the version registered at its
-            if e.action == REGISTER:  # commit, whenever that registration was made (as in GTO)
+            if (
+                e.action == REGISTER and e.version is not None
+            ):  # commit, whenever that registration was made (as in GTO)
                 v = self.versions.setdefault(e.version, Version(e.version, e.commit))
                 v.commit, v.registered, v.active, v.event = e.commit, True, True, e
-            elif e.action == DEREGISTER:
+            elif e.action == DEREGISTER and e.version is not None:
                 self.versions.setdefault(e.version, Version(e.version, e.commit)).active = False
         by_commit: dict[str, list[str]] = {}
         for v in self.versions.values():
             by_commit.setdefault(v.commit, []).append(v.name)
         for e in self.events:
-            if e.action not in (ASSIGN, UNASSIGN):
+            if e.action not in (ASSIGN, UNASSIGN) or e.stage is None:
                 continue
             names = by_commit.get(e.commit)
             if not names and e.action == UNASSIGN:
@@ -140,18 +146,18 @@ class Model:
         rest = [t for e in self.events if e.action != DEPRECATE for t in (e.time, e.commit_time)]
         self.deprecated = bool(dep) and max(dep) > max(rest, default=-1)
         # a stage follows its most recent active assignment to a live version; in order of first use
-        first = dict.fromkeys(e.stage for e in self.events if e.stage)
+        first = dict.fromkeys(e.stage for e in self.events if e.stage is not None)
         for vs in self.vstages.values():
             if vs.active and self.versions[vs.version].active:
                 cur = self.pointers.get(vs.stage)
-                if cur is None or vs.event.key > cur.event.key:
+                if cur is None or _key(vs.event) > _key(cur.event):
                     self.pointers[vs.stage] = vs
         self.pointers = {s: self.pointers[s] for s in first if s in self.pointers}
 
     def latest(self) -> Version | None:
         """The greatest registered, not deregistered version (semver precedence)."""
         live = [v for v in self.versions.values() if v.registered and v.active]
-        return max(live, key=lambda v: (tagfmt.semver_key(v.name), v.event.key)) if live else None
+        return max(live, key=lambda v: (tagfmt.semver_key(v.name), _key(v.event))) if live else None
 
     def stage(self, stage: str) -> VStage | None:
         """The assignment a stage follows now: its most recent active assignment to a live version."""
@@ -188,7 +194,7 @@ class Registry:
     def stage_names(self) -> list[str]:
         """Every stage in use, in the order stages were first assigned."""
         events = sorted((e for m in self.models.values() for e in m.events if e.stage), key=lambda e: e.key)
-        return list(dict.fromkeys(e.stage for e in events))
+        return list(dict.fromkeys(e.stage for e in events if e.stage is not None))
 
 
 def load(git: gitmod.Git) -> Registry:
@@ -304,6 +310,8 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
                 f"{m.name}@{v.name} was deregistered: to read it anyway, pass its commit {v.commit[:10]}"
             )
         return v.commit
+    if ref.stage is None:
+        return None
     vs = m.stage(ref.stage)
     if vs is None:
         raise RegistryError(

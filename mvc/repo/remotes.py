@@ -113,7 +113,7 @@ def open_transfer(repo: Repo, sp: Spec, jr: Journal, jobs: int | None = None) ->
 def fetch_wanted(
     repo: Repo, sp: Spec, wanted: Wanted, jobs: int | None, progress: progressmod.Factory
 ) -> dict[str, Any]:
-    result = {"remote": sp.name, "downloaded": 0, "bytes": 0, "present": 0}
+    result: dict[str, Any] = {"remote": sp.name, "downloaded": 0, "bytes": 0, "present": 0}
     need_manifests = [m for m in wanted.manifests if not repo.odb.exists(m)]
     remote: Transfer | None = None
     absent: list[str] = []
@@ -180,11 +180,10 @@ def ensure_objects(repo: Repo, needed: dict[str, int], progress: progressmod.Fac
     """Raise ObjectMissing unless every oid is in the cache, fetching missing ones from the default remote.
     needed: {oid: size} (size 0 where unknown; sizes only feed the progress bar)."""
     missing = repo.odb.missing(sorted(needed))
-    if missing:
-        if default_remote(repo) is not None:
-            # raises, naming the remote, for what it lacks
-            fetch_objects(repo, {o: needed[o] for o in missing}, progress=progress)
-            missing = repo.odb.missing(missing)
+    if missing and default_remote(repo) is not None:
+        # raises, naming the remote, for what it lacks
+        fetch_objects(repo, {o: needed[o] for o in missing}, progress=progress)
+        missing = repo.odb.missing(missing)
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ObjectMissing(f"object {missing[0]}{more} not in the cache: run 'mvc fetch' (or 'mvc pull')")

@@ -32,7 +32,7 @@ def select(repo: Repo, paths: Iterable[str], available: Iterable[str]) -> list[s
     if not rels:
         return available
     chosen = [p for p in available if matches(p, rels)]
-    for r, shown in zip(rels, paths):
+    for r, shown in zip(rels, paths, strict=False):
         if not any(matches(p, [r]) for p in chosen):
             raise PathError(f"{shown} is not tracked by mvc: run 'mvc add {shown}' first")
     return chosen
@@ -115,7 +115,7 @@ def pointers(
             if not rels or matches(prel, rels):
                 found[f"{prel} at {commits[commit]}"] = ptrfmt.loads(data, f"{prel} at {commits[commit]}")
                 matched.append(prel)
-    for r, p in zip(rels, shown):
+    for r, p in zip(rels, shown, strict=False):
         if not any(matches(m, [r]) for m in matched):
             where = " in the selected revisions" if commits else ""
             raise PathError(f"{p} is not tracked by mvc{where}: check the path with 'mvc ls'")

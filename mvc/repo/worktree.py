@@ -128,12 +128,13 @@ def path_status(
         st = None
     if p.kind == "dir" and st is not None and statmod.S_ISDIR(st.st_mode):
         files = scan_dir(repo, rel, full)
-        if all(f.oid and not f.linked for f in files.values()):
-            # The no-op case: every file known from the state cache. If the manifest they make hashes
-            # to the pointer's oid, it *is* the manifest: no need to read and parse it from the cache.
-            if oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries_of(repo, rel, files)))) == p.oid:
-                present = repo.odb.exists(p.oid) and not repo.odb.missing({f.oid for f in files.values()})
-                return "ok", "ok" if present else "missing"
+        # The no-op case: every file known from the state cache. If the manifest they make hashes
+        # to the pointer's oid, it *is* the manifest: no need to read and parse it from the cache.
+        if all(f.oid and not f.linked for f in files.values()) and (
+            oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries_of(repo, rel, files)))) == p.oid
+        ):
+            present = repo.odb.exists(p.oid) and not repo.odb.missing({f.oid for f in files.values() if f.oid})
+            return "ok", "ok" if present else "missing"
         return _status_dir(repo, rel, p, files, progress)
     if p.kind == "dir":
         want = manifest_entries(repo, p)

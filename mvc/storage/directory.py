@@ -35,7 +35,7 @@ class DirStore(Store):
 
     def list(self, prefix: str) -> list[str]:
         top = self._full(prefix) if prefix else self.root
-        out = []
+        out: list[str] = []
         for dirpath, _, names in os.walk(top):
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             out.extend(f"{rel_dir}/{f}" if rel_dir != "." else f for f in names)

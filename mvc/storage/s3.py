@@ -8,8 +8,7 @@ from typing import Any
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
 from mvc.storage import fileio
 from mvc.storage.generic import FsspecStore
-from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, s3_code
-from mvc.storage.urls import split_url
+from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, s3_code, split_url
 
 # Remote keys understood for S3, mapped to s3fs arguments; any other key is passed to s3fs as is.
 S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token", "profile": "profile"}
@@ -114,7 +113,7 @@ class S3Store(FsspecStore):
         try:
             with open(src, "rb") as f:
                 while True:
-                    batch = []
+                    batch: list[Any] = []
                     for _ in range(fs.max_concurrency):
                         body = f.read(part_size)
                         if not body:

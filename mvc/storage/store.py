@@ -12,6 +12,7 @@ filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from mvc.errors import CorruptObject, RemoteError, RemoteReadOnly
 
@@ -92,7 +93,7 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, typ, e, tb) -> bool:
+    def __exit__(self, typ: object, e: BaseException | None, tb: object) -> Literal[False]:
         if e is None or isinstance(e, (RemoteError, CorruptObject)) or not isinstance(e, Exception):
             return False
         err = self.store.translate(e, self.rel, self.writing)
@@ -118,3 +119,14 @@ def s3_code(e: BaseException) -> str:
         if isinstance(response, dict):
             return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(protocol, path): ``"local"`` for plain paths and ``file://`` URLs."""
+    if "://" not in url:
+        return "local", url
+    protocol, _, rest = url.partition("://")
+    protocol = protocol.lower()
+    if protocol in ("file", "local"):
+        return "local", rest
+    return protocol, rest

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from mvc.errors import RemoteError, RemoteProtocolError
-from mvc.storage.store import Store
+from mvc.storage.store import Store, split_url
 
 # The package to pip install for a protocol; fsspec's own hint is used for the others.
 PACKAGES = {
@@ -46,17 +46,6 @@ NOT_STORES = {
     "gist",
     "dvc",
 }
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """(protocol, path): ``"local"`` for plain paths and ``file://`` URLs."""
-    if "://" not in url:
-        return "local", url
-    protocol, _, rest = url.partition("://")
-    protocol = protocol.lower()
-    if protocol in ("file", "local"):
-        return "local", rest
-    return protocol, rest
 
 
 def check_url(url: str) -> str:

@@ -1,0 +1,494 @@
+"""What each git hook does.
+
+- pre-commit: refuse a commit whose pointers name weights the cache lacks, whose tracked files differ
+  from their staged pointers, or that puts weights or large binaries into git itself.
+- pre-push: upload to the default mvc remote the objects referenced by the commits being pushed, before
+  git sends them (objects reach a remote before anything that references them).
+- post-checkout / post-merge: bring the workspace in line with the pointers that changed.
+
+The hot path (pre-commit with nothing to report) runs the git binary a few times and never imports
+pygit2 or fsspec; remotes are imported only when something has to be uploaded or fetched.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import ConfigError, GitError, MvcError, ObjectMissing, RemoteError
+from mvc.format.pointer import SUFFIX
+from mvc.git import POINTER_GLOB
+from mvc.repo.repository import Repo
+
+DEFAULT_MAX_SIZE = "10MB"
+DEFAULT_EXTENSIONS = (
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".safetensors",
+    ".onnx",
+    ".pkl",
+    ".pickle",
+    ".joblib",
+    ".h5",
+    ".hdf5",
+    ".bin",
+    ".gguf",
+    ".tflite",
+)
+BINARY_SNIFF = 8000  # git's own rule: a NUL in the first 8000 bytes makes a file binary
+
+
+def _open(repo: Repo | None) -> Repo:
+    return repo if repo is not None else Repo.find()
+
+
+# -- pre-commit -----------------------------------------------------------------------------------
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_size(value: Any, key: str = "hooks.max_size") -> int:
+    """Bytes from an integer or a string like ``"10MB"`` (powers of 1000) or ``"512KiB"`` (of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    m = _SIZE_RE.match(value) if isinstance(value, str) else None
+    if m is None or m.group(2).lower() not in _UNITS:
+        raise ConfigError(
+            f'{key} must be a size like "10MB" or "512KiB" (0: no limit), not {value!r}: fix it in .mvc/config.toml'
+        )
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def _settings(repo: Repo) -> tuple[int, tuple[str, ...], list[str]]:
+    """(max_size in bytes, 0 for none; weights extensions; allow globs) from the [hooks] table."""
+    max_size = parse_size(repo.config.get("hooks.max_size", DEFAULT_MAX_SIZE))
+    exts = repo.config.get("hooks.extensions", list(DEFAULT_EXTENSIONS))
+    allow = repo.config.get("hooks.allow", [])
+    for key, value, example in (
+        ("hooks.extensions", exts, '[".pt", ".onnx"]'),
+        ("hooks.allow", allow, '["tests/data/*"]'),
+    ):
+        if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+            raise ConfigError(
+                f"{key} must be a list of strings, e.g. {key.split('.')[1]} = {example}, "
+                f"not {value!r}: fix it in .mvc/config.toml"
+            )
+    norm = tuple(("." + e.lstrip(".")).lower() for e in exts)
+    return max_size, norm, allow
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def _git_blob_id(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _staged_pointers(repo: Repo) -> dict[str, bytes]:
+    """{pointer relpath: bytes} as staged in git's index (the one this commit is made from).
+
+    Pointers whose work tree copy has the staged blob id are read from the work tree; only the rest
+    cost a ``git cat-file`` (so the usual case is one ``git ls-files``).
+    """
+    index = repo.git.index_blobs(POINTER_GLOB)
+    found: dict[str, bytes] = {}
+    ask = {}
+    for prel, blob in index.items():
+        if not prel.endswith(SUFFIX):
+            continue
+        data = None
+        full = repo.abs(prel)
+        if not os.path.islink(full):
+            try:
+                with open(full, "rb") as f:
+                    data = f.read()
+            except OSError:
+                pass
+        if data is not None and len(blob) == 40 and _git_blob_id(data) == blob:
+            found[prel] = data
+        else:
+            ask[prel] = blob
+    if ask:
+        blobs = repo.git.cat_objects(ask.values())
+        for prel, blob in ask.items():
+            data = blobs.get(blob)
+            if data is not None:
+                found[prel] = data
+    return found
+
+
+def _introduced(repo: Repo) -> list[tuple[str, str, str, str]]:
+    """(status, mode, blob, path) of the content this commit brings in: staged against HEAD, less
+    what an ongoing merge takes unchanged from the branch being merged (checked when it was committed there)."""
+    changes = repo.git.staged_diff()
+    for head in repo.git.merge_heads():
+        same = {c[3] for c in changes} - {c[3] for c in repo.git.staged_diff(head)}
+        changes = [c for c in changes if c[3] not in same]
+    return changes
+
+
+def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
+    """What should stop the commit being made: [{path, problem}], ``problem`` one line with the fix."""
+    from mvc.repo.selection import load_pointer
+    from mvc.repo.worktree import path_status
+
+    repo = _open(repo)
+    problems: list[dict[str, str]] = []
+    changes = _introduced(repo)
+    new_pointers = {c[3] for c in changes if c[0] in "AMT" and c[3].endswith(SUFFIX)}
+    try:
+        staged = _staged_pointers(repo)
+        for prel, data in sorted(staged.items()):
+            rel = Repo.target_of(prel)
+            try:
+                p = load_pointer(repo, prel, data)
+                ws, cache = path_status(repo, rel, p)
+            except MvcError as e:
+                if prel in new_pointers:
+                    problems.append({"path": rel, "problem": str(e)})
+                continue
+            if prel in new_pointers and cache != "ok":
+                problems.append(
+                    {
+                        "path": rel,
+                        "problem": (
+                            f"{prel} names weights ({p.oid}) that are not in the cache, so the commit could not be "
+                            f"checked out: run 'mvc add {_q(rel)}', or 'mvc fetch {_q(rel)}' if they are on a remote"
+                        ),
+                    }
+                )
+            if ws == "modified":
+                problems.append({"path": rel, "problem": _modified(repo, prel, rel, data)})
+    finally:
+        repo.state.flush()
+    problems.extend(_into_git(repo, changes))
+    return problems
+
+
+def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
+    from mvc.repo.selection import load_pointer
+    from mvc.repo.worktree import path_status
+
+    try:
+        with open(repo.abs(prel), "rb") as f:
+            current = f.read()
+        if current != staged and path_status(repo, rel, load_pointer(repo, prel, current))[0] == "ok":
+            return f"{prel} was updated (mvc add --no-stage?) but not staged: run 'git add {_q(prel)}'"
+    except (OSError, MvcError):
+        pass
+    return (
+        f"{rel} differs from its staged pointer {prel} (changed after 'mvc add'): run 'mvc add {_q(rel)}' "
+        f"to commit the new content, or 'mvc checkout --force {_q(rel)}' to go back to the staged one "
+        "(the changed content is kept in the cache)"
+    )
+
+
+def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict[str, str]]:
+    """Weights files and large binaries staged into git itself."""
+    candidates = [
+        (path, blob)
+        for status, mode, blob, path in changes
+        if status in "AMT" and mode in ("100644", "100755") and not path.endswith(SUFFIX)
+    ]
+    if not candidates:
+        return []
+    max_size, exts, allow = _settings(repo)
+    candidates = [(path, blob) for path, blob in candidates if not any(fnmatch.fnmatchcase(path, g) for g in allow)]
+    problems = []
+    fix = "run 'git rm --cached {p}' and 'mvc add {p}'"
+    rest = []
+    for path, blob in candidates:
+        ext = os.path.splitext(path)[1].lower()
+        if ext and ext in exts:
+            problems.append(
+                {
+                    "path": path,
+                    "problem": (
+                        f"{path} is a weights file ({ext}) staged into git itself: {fix.format(p=_q(path))} "
+                        "(or list it in [hooks] allow in .mvc/config.toml)"
+                    ),
+                }
+            )
+        else:
+            rest.append((path, blob))
+    if max_size and rest:
+        sizes = repo.git.object_sizes(blob for _, blob in rest)
+        for path, blob in rest:
+            size = sizes.get(blob)
+            if size is not None and size > max_size and b"\0" in repo.git.blob_head(blob, BINARY_SNIFF):
+                problems.append(
+                    {
+                        "path": path,
+                        "problem": (
+                            f"{path} is a {_size(size)} binary file staged into git itself (hooks.max_size is "
+                            f"{_size(max_size)}): {fix.format(p=_q(path))} (or raise [hooks] max_size in .mvc/config.toml)"
+                        ),
+                    }
+                )
+    return problems
+
+
+def _q(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
+
+
+# -- pre-push -------------------------------------------------------------------------------------
+def _null(sha: str) -> bool:
+    return not sha.strip("0")
+
+
+def parse_push_lines(text: str) -> list[tuple[str, str, str, str]]:
+    """git's pre-push stdin: ``<local ref> <local sha> <remote ref> <remote sha>`` per line."""
+    refs = []
+    for line in text.splitlines():
+        parts = line.rsplit(" ", 3)
+        if len(parts) == 4:
+            refs.append((parts[0], parts[1], parts[2], parts[3]))
+        elif line.strip():
+            raise GitError(f"unexpected pre-push input line {line!r}: the hook must be run by 'git push'")
+    return refs
+
+
+def commits_to_push(repo: Repo, remote: str, refs: Iterable[tuple[str, str, str, str]]) -> list[str]:
+    """Commits being pushed that the remote lacks and that add or change pointers (ids, newest first).
+
+    Excluded: what the remote's refs in the push already have, and everything under
+    ``refs/remotes/<remote>/`` when remote is a configured git remote (a push to a URL has none).
+    ``--full-history`` keeps side branches of merges: their pointer versions are pushed too.
+    """
+    include, exclude = [], []
+    for _, local_sha, _, remote_sha in refs:
+        if _null(local_sha):
+            continue  # a deletion pushes nothing
+        include.append(local_sha)
+        if not _null(remote_sha):
+            exclude.append(remote_sha)
+    if not include:
+        return []
+    commits = repo.git.peel_commits(include + exclude)  # a remote sha we never fetched is simply absent
+    include = [c for c in (commits.get(s) for s in include) if c]
+    exclude = [c for c in (commits.get(s) for s in exclude) if c]
+    if not include:
+        return []
+    remotes = remote if remote in repo.git.remote_names() else None
+    return repo.git.rev_list(include, exclude, not_remotes=remotes, paths=[POINTER_GLOB])
+
+
+def pre_push(
+    remote: str,
+    refs: Iterable[tuple[str, str, str, str]],
+    *,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Upload to the default mvc remote the objects of the commits being pushed.
+
+    Returns {commits, remote, uploaded, bytes, present}; raises RemoteError (the push must stop) when
+    they cannot be uploaded. No commit with pointers to push: no remote is contacted at all.
+    """
+    repo = _open(repo)
+    commits = commits_to_push(repo, remote, refs)
+    if not commits:
+        return {"commits": 0, "remote": None, "uploaded": 0, "bytes": 0, "present": 0}
+    from mvc.api import sync
+    from mvc.repo.remotes import default_remote
+
+    name = default_remote(repo)
+    if name is None:
+        raise RemoteError(
+            f"the push carries {len(commits)} commit(s) with model pointers but no default mvc remote "
+            "is configured to upload their weights to: run 'mvc remote add NAME URL --default' "
+            "(or push with --no-verify to skip the upload)"
+        )
+    res = sync.push(revs=commits, remote=name, repo=repo, progress=progress)
+    return {**res, "commits": len(commits), "remote": res.get("remote", name)}
+
+
+# -- post-checkout / post-merge -------------------------------------------------------------------
+def post_checkout(
+    prev: str,
+    new: str,
+    branch: bool = True,
+    *,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
+    """After ``git checkout``/``switch`` of a commit (branch is git's flag; file checkouts do nothing)."""
+    if not branch:
+        return []
+    repo = _open(repo)
+    old = None if _null(prev) else prev
+    return sync(repo.git.diff_names(old, new, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
+
+
+def post_merge(*, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
+    """After ``git merge``/``pull`` (squash merges too): pointers changed since ORIG_HEAD."""
+    repo = _open(repo)
+    old = repo.git.peel_commits(["ORIG_HEAD"]).get("ORIG_HEAD")
+    return sync(repo.git.diff_names(old, None, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
+
+
+def sync(
+    changes: list[tuple[str, str]] | None,
+    old: str | None,
+    *,
+    repo: Repo,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
+    """Make the workspace match the pointers in ``changes`` ((status, pointer relpath); None: every pointer).
+
+    Files are restored through the checkout API without force, so modified content is never replaced
+    (reported instead); objects missing from the cache are fetched from the default remote. The file of
+    a pointer that is gone is removed only when the cache holds exactly its content. Per path:
+    {path, action: restored/unchanged/removed/kept/failed, error?}.
+    """
+    if changes is None:
+        changes = [("A", p) for p in repo.git.ls_pointers()]
+    if not changes:
+        return []
+    present = [p for s, p in changes if s != "D" and os.path.isfile(repo.abs(p))]
+    gone = [p for s, p in changes if s == "D"]
+    try:
+        results = _remove_stale(repo, gone, old) if gone and old else []
+        results += _restore(repo, [Repo.target_of(p) for p in present], progress)
+    finally:
+        repo.state.flush()
+    return results
+
+
+def _restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list[dict[str, Any]]:
+    from mvc.api import checkout as checkoutmod
+
+    if not rels:
+        return []
+    try:  # one call for the usual case; one per path only to tell failures apart
+        done = checkoutmod.checkout([repo.abs(r) for r in rels], repo=repo, progress=progress)
+        return [{"path": r["path"], "action": r["action"]} for r in done]
+    except MvcError:
+        pass
+    results, missing = [], []
+    for rel in rels:
+        try:
+            r = checkoutmod.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
+            results.append({"path": rel, "action": r["action"]})
+        except ObjectMissing as e:
+            if isinstance(e, RemoteError):  # checkout asked the default remote already: it lacks them
+                results.append({"path": rel, "action": "failed", "error": str(e)})
+            else:
+                missing.append(rel)
+        except MvcError as e:
+            results.append({"path": rel, "action": "failed", "error": str(e)})
+    if missing:
+        results.extend(_fetch_and_restore(repo, missing, progress))
+    return results
+
+
+def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list[dict[str, Any]]:
+    from mvc.api import checkout as checkoutmod
+    from mvc.api import sync
+    from mvc.repo.remotes import default_remote
+
+    name = default_remote(repo)
+    if name is None:
+        err = (
+            "its weights are not in the cache and no default mvc remote is configured: run "
+            "'mvc remote add NAME URL --default', then 'mvc pull'"
+        )
+        return [{"path": r, "action": "failed", "error": err} for r in rels]
+    try:
+        sync.fetch([repo.abs(r) for r in rels], remote=name, repo=repo, progress=progress)
+    except MvcError:
+        pass  # some may have come; each path reports its own outcome below
+    results = []
+    for rel in rels:
+        try:
+            r = checkoutmod.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
+            results.append({"path": rel, "action": r["action"]})
+        except ObjectMissing:
+            results.append(
+                {
+                    "path": rel,
+                    "action": "failed",
+                    "error": (
+                        f"its weights are neither in the cache nor on the mvc remote {name!r}: push them from the "
+                        f"machine that added them ('mvc push'), then run 'mvc pull {_q(rel)}'"
+                    ),
+                }
+            )
+        except MvcError as e:
+            results.append({"path": rel, "action": "failed", "error": str(e)})
+    return results
+
+
+def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]:
+    """Remove the files of pointers the new commit no longer has, when the cache can give them back."""
+    from mvc.repo.selection import load_pointer
+    from mvc.repo.worktree import path_status
+
+    targets = [Repo.target_of(p) for p in repo.git.ls_pointers()]
+    old_bytes = repo.git.cat_objects(f"{old}:{p}" for p in gone)
+    results = []
+    for prel in gone:
+        rel = Repo.target_of(prel)
+        full = repo.abs(rel)
+        if not os.path.lexists(full):
+            continue
+        if any(t == rel or t.startswith(rel + "/") or rel.startswith(t + "/") for t in targets):
+            continue  # another pointer now covers this path: its checkout takes care of it
+        data = old_bytes.get(f"{old}:{prel}")
+        try:
+            if data is None or repo.git.tracked([rel]):
+                continue  # git owns the path now
+            p = load_pointer(repo, prel, data)
+            ws, cache = path_status(repo, rel, p)
+        except MvcError:
+            ws, cache = "modified", "missing"
+        if ws == "ok" and cache == "ok":
+            if os.path.isdir(full) and not os.path.islink(full):
+                import shutil
+
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+            results.append({"path": rel, "action": "removed"})
+        else:
+            results.append(
+                {
+                    "path": rel,
+                    "action": "kept",
+                    "error": (
+                        "no longer tracked at this commit, and it differs from the last version mvc stored, so it was "
+                        f"left in place: 'mvc add {_q(rel)}' keeps it, or delete it by hand"
+                    ),
+                }
+            )
+    return results
