@@ -47,6 +47,10 @@ class StorageError(MvcError):
     """Disk full, permission denied or another I/O failure."""
 
 
+class LayoutError(MvcError):
+    """A cache or remote whose layout marker (mvc.toml) is not mvc's, or names a format this mvc does not know."""
+
+
 class RemoteError(MvcError):
     """A remote could not be used: its configuration, or the store behind it."""
 

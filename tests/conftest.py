@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
+
+# Property tests: no example database in the work tree, and no deadline (a loaded 2-core CI machine
+# would make timing flaky); their worth is in the inputs they try.
+settings.register_profile("mvc", database=None, deadline=None, max_examples=200)
+settings.load_profile("mvc")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -82,6 +82,7 @@ def _push(
 
     remote = open_transfer(repo, sp, jr, jobs)
     try:
+        remote.check_writable()  # a read-only store (http://) is refused before any request
         there = remote.existing(candidates)
         jr.add(sp.key, there)
         if verify:

@@ -31,7 +31,7 @@ def read(path: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e}): fix or remove the file") from None
 
 
@@ -39,7 +39,7 @@ def loads(data: bytes, where: str) -> dict[str, Any]:
     """A config file's content (e.g. the blob of .mvc/config.toml at a commit)."""
     try:
         return tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{where}: not valid TOML ({e}): fix the file") from None
 
 

@@ -17,6 +17,7 @@ else:  # pragma: no cover
 FORMAT = 1
 SUFFIX = ".mvc"  # a pointer is the tracked path plus this suffix: the one place it is spelled
 KINDS = ("file", "dir")
+MAX_SIZE = 2**63 - 1  # sizes are 64-bit wherever they are stored
 _KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta"}
 
 
@@ -77,7 +78,7 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         d = tomllib.loads(text)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
         raise PointerError(f"{where}: not a valid pointer file ({e}): {fix}") from None
     version = d.get("format")
     if type(version) is not int or version != FORMAT:  # `true` and `1.0` compare equal to 1 in Python
@@ -94,7 +95,7 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
     if not oids.is_oid(oid):
         raise PointerError(f"{where}: bad oid {oid!r} (expected 'xxh128:' and 32 hex digits): {fix}")
     if not _count(size):
-        raise PointerError(f"{where}: size must be a non-negative integer, not {size!r}: {fix}")
+        raise PointerError(f"{where}: size must be a non-negative 64-bit integer, not {str(size)[:40]}: {fix}")
     if kind == "dir" and not _count(nfiles):
         raise PointerError(f"{where}: a dir pointer needs nfiles, a non-negative integer: {fix}")
     if kind == "file" and "nfiles" in d:
@@ -107,7 +108,7 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
 
 
 def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return type(v) is int and 0 <= v <= MAX_SIZE
 
 
 _INT = re.compile(r"[+-]?(0|[1-9][0-9]*)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from mvc.errors import StorageError
+from mvc.errors import LayoutError
 from mvc.objects import oid as oids
 
 OBJECTS = "objects/"
@@ -37,14 +37,14 @@ def check_marker(data: bytes, where: str) -> int:
             raise ValueError("too large")
         doc = tomllib.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise StorageError(
+        raise LayoutError(
             f"{where} is not an mvc layout marker: this is not an mvc store; point mvc at another location"
         ) from None
     fmt = doc.get("format")
     if type(fmt) is not int:
-        raise StorageError(f"{where} has no integer 'format': this is not an mvc store; point mvc at another location")
+        raise LayoutError(f"{where} has no integer 'format': this is not an mvc store; point mvc at another location")
     if fmt != FORMAT:
-        raise StorageError(
+        raise LayoutError(
             f"{where} says layout format {fmt}, which this mvc does not know (it reads format {FORMAT}): "
             "upgrade mvc (pip install -U mvc)"
         )

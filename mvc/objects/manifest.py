@@ -10,6 +10,7 @@ from mvc.errors import CorruptObject
 from mvc.objects import oid as oids
 
 HEADER = b"mvc-manifest 1\n"
+MAX_SIZE = 2**63 - 1  # sizes are 64-bit everywhere they are stored (SQLite, the file systems)
 
 
 @cache
@@ -78,12 +79,12 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
             else:
                 row = json_loads(line)
             path, eoid, size, executable = row
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise fail(f"unreadable line {line[:60]!r}") from None
         why = bad_relpath(path)
         if why:
             raise fail(f"{why}: {path!r}")
-        if not oids.is_oid(eoid) or type(size) is not int or size < 0 or not isinstance(executable, bool):
+        if not oids.is_oid(eoid) or type(size) is not int or not 0 <= size <= MAX_SIZE or type(executable) is not bool:
             raise fail(f"bad oid or size for {path!r}")
         if path in seen:
             raise fail(f"duplicate entry {path!r}")

@@ -13,6 +13,7 @@ import stat as statmod
 from collections.abc import Iterable
 
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
+from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.storage import fileio
 from mvc.storage.fileio import Progress
@@ -27,6 +28,32 @@ class ODB:
         self.objects_dir = os.path.join(self.root, "objects")
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.fsync = fsync
+        self._marked = self._check_marker()
+
+    def _check_marker(self) -> bool:
+        """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
+        A cache without a marker (new, or written before markers existed) gets one on its first write."""
+        path = os.path.join(self.root, layout.MARKER)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # unreadable: the first write reports what is wrong with the directory
+        try:
+            data = os.read(fd, layout.MARKER_MAX + 1)
+        finally:
+            os.close(fd)
+        layout.check_marker(data, path)
+        return True
+
+    def _mark(self) -> None:
+        if not self._marked:
+            path = os.path.join(self.root, layout.MARKER)
+            if not os.path.exists(path):
+                with fileio.space_errors(f"the cache ({self.root})"):
+                    fileio.atomic_write(path, layout.MARKER_BYTES, fsync=self.fsync)
+            self._marked = True
 
     # -- layout -----------------------------------------------------------------------------
     def path(self, oid: str) -> str:
@@ -59,6 +86,7 @@ class ODB:
 
     def _tmp(self, hint: str = "obj") -> str:
         os.makedirs(self.tmp_dir, exist_ok=True)
+        self._mark()
         fileio.sweep_stale(self.tmp_dir)
         return fileio.tmp_name(self.tmp_dir, hint)
 

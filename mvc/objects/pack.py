@@ -18,6 +18,7 @@ from mvc.storage import fileio
 INDEX_HEADER = b"mvc-pack-index 1\n"
 OBJECT_MAX = 1 << 20  # objects smaller than this travel in packs; larger ones alone
 TARGET = 16 << 20  # a pack is closed once it holds this many bytes
+MAX_NUMBER = 2**63 - 1  # offsets and sizes are stored in SQLite's 64-bit integers
 INDEX_MAX = 64 << 20  # a larger index is refused unread (a pack of TARGET bytes needs far less)
 MIN_OBJECTS = 16  # fewer small objects than this go alone: a pack and its index are two requests
 _NAME_LEN = 32
@@ -118,6 +119,10 @@ def parse_index(data: bytes, where: str) -> list[Entry]:
             or not parts[2].isdigit()
             or not parts[1].isascii()
             or not parts[2].isascii()
+            or len(parts[1]) > 19
+            or len(parts[2]) > 19
+            or int(parts[1]) > MAX_NUMBER
+            or int(parts[2]) > MAX_NUMBER
         ):
             raise CorruptObject(f"{where}: line {n} is not 'OID OFFSET SIZE'")
         out.append(Entry(parts[0], int(parts[1]), int(parts[2])))

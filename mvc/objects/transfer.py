@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
+from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
@@ -96,11 +96,34 @@ class Transfer:
         self.jobs = max(1, jobs or store.default_jobs)
         self.packs = packs
         self._packs_read = False
+        self._marker: bool | None = None  # the layout marker: None until read, then whether it is there
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
         self.bad_indexes: list[str] = []
 
     def close(self) -> None:
         self.store.close()
+
+    def check_writable(self) -> None:
+        """Refuse, before any request, to write to a store that only reads."""
+        self.store._refuse_write()
+
+    # -- the layout marker (docs/FORMAT.md, "Layout marker") ------------------------------------
+    def check_layout(self, writing: bool = False) -> None:
+        """Read the store's layout marker once, refusing a store that is not mvc's or whose format this
+        mvc does not know; before the first write, create the marker where there is none."""
+        if self._marker is None:
+            try:
+                data = self.store.get_range(layout.MARKER, 0, layout.MARKER_MAX + 1)
+            except (RemoteObjectMissing, RemoteNotFound):
+                # no marker: a store from before markers, or an empty one (a directory remote that does not
+                # exist yet is made by the first push; reading it fails on the first object, as it did)
+                self._marker = False
+            else:
+                layout.check_marker(data, f"{self.store.where(layout.MARKER)} (remote {self.name})")
+                self._marker = True
+        if writing and not self._marker and not self.store.read_only:
+            self.store.put_bytes(layout.MARKER, layout.MARKER_BYTES)
+            self._marker = True
 
     # -- where objects are ---------------------------------------------------------------------
     def read_packs(self) -> None:
@@ -108,6 +131,7 @@ class Transfer:
         ``packs/``, then each index not read before. Packs gone from the remote are forgotten."""
         if self._packs_read:
             return
+        self.check_layout()
         self._packs_read = True
         names = pk.names_in(self.store.list("packs/"))
         recorded = self.jr.pack_names(self.key)
@@ -176,6 +200,7 @@ class Transfer:
     def upload(self, todo: list[str], sizes: dict[str, int], meter: Meter, recorder: Recorder) -> int:
         """Upload the objects (from the cache, verified on the way out); returns bytes sent. When there
         are enough small ones they go in packs, each pack's index after the pack."""
+        self.check_layout(writing=True)
         small = {o: sizes[o] for o in todo if sizes[o] < pk.OBJECT_MAX}
         if not self.packs or len(small) < pk.MIN_OBJECTS:
             small = {}
@@ -229,6 +254,7 @@ class Transfer:
         ranged read per run of neighbours, the others alone. Returns (bytes, oids not on the remote).
 
         sizes: the expected size of each object, where known (for scheduling large ones)."""
+        self.check_layout()
         sizes = sizes or {}
         located = self.locate(todo)
         if len(located) < len(todo):

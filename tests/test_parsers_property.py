@@ -1,0 +1,202 @@
+"""Every parser of untrusted bytes (a collaborator's commit, a shared bucket) either returns valid data or
+raises an MvcError with a one-line message: never another exception, never a traceback. Hypothesis feeds
+each of them garbage and near-valid input; CI runs a few thousand examples per parser."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mvc.errors import MvcError
+from mvc.format import config as cfgfmt
+from mvc.format import pointer as ptrfmt
+from mvc.format import tags as tagfmt
+from mvc.objects import manifest as mf
+from mvc.objects import pack as pk
+
+MANY = settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+OID = "xxh128:" + "ab" * 16
+INT64 = 2**63 - 1
+
+# near-valid TOML documents: the shape of a pointer or config with random keys, values and nesting
+toml_scalars = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=20),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.just(OID),
+    st.sampled_from(["file", "dir"]),
+)
+# one level of nesting: deeper documents are the deep-nesting tests' job, and cost far more to generate
+toml_values = st.one_of(
+    toml_scalars,
+    st.lists(toml_scalars, max_size=3),
+    st.dictionaries(st.sampled_from(["url", "path", "dir", "type", "jobs", "x"]), toml_scalars, max_size=3),
+)
+keys = st.sampled_from(["format", "kind", "oid", "size", "nfiles", "meta", "x", "cache", "remote", "core", "models"])
+
+
+def one_line(e: MvcError) -> None:
+    assert str(e) and "\n" not in str(e), repr(str(e))
+
+
+def toml_doc(d: dict) -> bytes:
+    import tomli_w
+
+    try:
+        return tomli_w.dumps(d).encode()
+    except (TypeError, ValueError):
+        return b""
+
+
+def deep(n: int, open_: str, close: str, head: str = "a = ") -> bytes:
+    return (head + open_ * n + close * n + "\n").encode()
+
+
+# -- pointer files ------------------------------------------------------------------------------------
+def check_pointer(data: bytes) -> None:
+    try:
+        p = ptrfmt.loads(data, "m.bin.mvc")
+    except MvcError as e:
+        one_line(e)
+        return
+    assert p.kind in ("file", "dir") and 0 <= p.size <= INT64
+    assert ptrfmt.loads(ptrfmt.dumps(p), "again").to_dict() == p.to_dict()
+
+
+@MANY
+@given(st.binary(max_size=400))
+def test_pointer_any_bytes(data):
+    check_pointer(data)
+
+
+@MANY
+@given(st.dictionaries(keys, toml_values, max_size=7))
+def test_pointer_near_valid(d):
+    check_pointer(toml_doc(d))
+
+
+def test_pointer_deep_nesting_and_huge_numbers():
+    for data in (
+        deep(5000, "[", "]"),
+        deep(5000, "{a=", "}", "x = "),
+        b"format = 1\nkind = 'file'\noid = '" + OID.encode() + b"'\nsize = 99999999999999999999999\n",
+    ):
+        check_pointer(data)
+
+
+# -- manifests ------------------------------------------------------------------------------------------
+def check_manifest(data: bytes) -> None:
+    try:
+        entries = mf.loads(data, OID)
+    except MvcError as e:
+        one_line(e)
+        return
+    for e in entries:
+        assert mf.bad_relpath(e.path) is None and 0 <= e.size <= INT64
+    assert mf.loads(mf.dumps(entries), OID) == sorted(entries, key=lambda e: e.path)
+
+
+rows = st.lists(
+    st.tuples(
+        st.text(max_size=12),
+        st.one_of(st.just(OID), st.text(max_size=5)),
+        st.integers(min_value=-5, max_value=2**70),
+        st.one_of(st.booleans(), st.integers(0, 1)),
+    ),
+    max_size=6,
+)
+
+
+@MANY
+@given(st.binary(max_size=400))
+def test_manifest_any_bytes(data):
+    check_manifest(mf.HEADER + data)
+    check_manifest(data)
+
+
+@MANY
+@given(rows)
+def test_manifest_near_valid(rs):
+    check_manifest(mf.HEADER + b"".join(json.dumps(list(r)).encode() + b"\n" for r in rs))
+
+
+def test_manifest_deep_nesting():
+    check_manifest(mf.HEADER + b"[" * 100000 + b"]" * 100000 + b"\n")
+    check_manifest(mf.HEADER + b'["' + b"[" * 100000 + b"\n")
+
+
+# -- pack indexes ---------------------------------------------------------------------------------------
+def check_index(data: bytes) -> None:
+    try:
+        entries = pk.parse_index(data, "packs/x.idx")
+    except MvcError as e:
+        one_line(e)
+        return
+    for e in entries:
+        assert 0 <= e.offset <= INT64 and 0 <= e.size <= INT64
+
+
+@MANY
+@given(st.binary(max_size=300))
+def test_pack_index_any_bytes(data):
+    check_index(pk.INDEX_HEADER + data)
+    check_index(data)
+
+
+@MANY
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.just(OID), st.text(max_size=4)), st.integers(-3, 2**80), st.integers(-3, 2**80)),
+        max_size=5,
+    )
+)
+def test_pack_index_near_valid(lines):
+    check_index(pk.INDEX_HEADER + b"".join(f"{o} {a} {b}\n".encode() for o, a, b in lines))
+
+
+# -- config ----------------------------------------------------------------------------------------------
+def check_config(data: bytes) -> None:
+    try:
+        d = cfgfmt.loads(data, "config.toml")
+        cfgfmt.remotes(d, "config.toml", need_url=False)
+        cfgfmt.models(d, "config.toml")
+        cfgfmt.stages(d, "config.toml")
+    except MvcError as e:
+        one_line(e)
+
+
+@MANY
+@given(st.binary(max_size=300))
+def test_config_any_bytes(data):
+    check_config(data)
+
+
+@MANY
+@given(st.dictionaries(keys, toml_values, max_size=6))
+def test_config_near_valid(d):
+    check_config(toml_doc(d))
+
+
+def test_config_deep_nesting():
+    check_config(deep(5000, "[", "]"))
+    check_config(("a" + ".a" * 5000 + " = 1\n").encode())
+
+
+# -- registry tags ---------------------------------------------------------------------------------------
+@MANY
+@given(st.text(max_size=80))
+def test_tag_names_parse_or_are_not_registry_tags(name):
+    t = tagfmt.parse(name)
+    if t is not None:
+        assert tagfmt.parse(tagfmt.format(t)) == t
+    tagfmt.parse_ref(name)
+
+
+@MANY
+@given(st.text(max_size=400))
+def test_tag_messages_always_parse(text):
+    message, fields = tagfmt.parse_message(text)
+    assert isinstance(message, str) and all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
