@@ -14,6 +14,14 @@ from mvc.errors import GitError, NotAGitRepo
 from mvc.format.pointer import SUFFIX
 
 POINTER_GLOB = "*" + SUFFIX
+LOCK_WAIT = 30.0  # seconds to wait for another process's .git/index.lock before giving up
+
+
+def _lock_file(stderr: str) -> str:
+    """The lock file git names in its error ("Unable to create '/repo/.git/index.lock': File exists")."""
+    start = stderr.find("'")
+    end = stderr.find("'", start + 1)
+    return stderr[start + 1 : end] if start != -1 and end != -1 else ".git/index.lock"
 
 
 def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int, bytes, bytes]:
@@ -127,14 +135,34 @@ class Git:
 
     # -- the git binary ---------------------------------------------------------------------
     def run(self, *args: str, check: bool = True, input: bytes | None = None) -> bytes:
-        try:
-            code, out, err = _run_git(args, self.root, input)
-        except FileNotFoundError:
-            raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
-        if check and code != 0:
-            msg = err.decode(errors="replace").strip().splitlines()
-            raise GitError(f"git {args[0]} failed: {msg[-1] if msg else code}")
-        return out
+        waited = 0.0
+        while True:
+            try:
+                code, out, err = _run_git(args, self.root, input)
+            except FileNotFoundError:
+                raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
+            if code == 0 or not check:
+                return out
+            text = err.decode(errors="replace")
+            if b"index.lock" in err and waited < LOCK_WAIT:
+                # another git (or mvc) process is writing the index: wait for it, as git itself does not
+                if waited == 0:
+                    import sys
+
+                    sys.stderr.write(f"mvc: waiting for another git process to finish ({_lock_file(text)})\n")
+                delay = min(0.05 * 2 ** int(waited / 0.05).bit_length(), 0.5)
+                import time
+
+                time.sleep(delay)
+                waited += delay
+                continue
+            lines = text.strip().splitlines()
+            if b"index.lock" in err:
+                raise GitError(
+                    f"git {args[0]} failed: {_lock_file(text)} has been held for {LOCK_WAIT:g} s: if no git "
+                    "process is running (a crashed one left it), delete that file and retry"
+                )
+            raise GitError(f"git {args[0]} failed: {lines[-1] if lines else code}")
 
     def ls_pointers(self) -> list[str]:
         """Pointer files in the work tree, tracked or not-yet-added but not ignored (posix relpaths)."""

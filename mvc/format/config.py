@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "core": {"fsync": False},
 }
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
-SECRET_WORDS = ("secret", "key", "token", "password")
+SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
 
 
 def read(path: str) -> dict[str, Any]:
@@ -102,10 +102,28 @@ def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True)
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
         raise ConfigError(f"{where}: 'remote' must be a table of [remote.NAME] entries: fix the file")
     for name, entry in table.items():
+        if not valid_remote_name(name):
+            raise ConfigError(
+                f"{where}: invalid remote name {str(name)[:40]!r}: use letters, digits, '-' and '_': fix the file"
+            )
         if (need_url or "url" in entry) and (not isinstance(entry.get("url"), str) or not entry["url"]):
             raise ConfigError(
                 f'{where}: [remote.{name}] needs url = "...": set it with '
                 f"'mvc remote modify {name} url URL' or remove it with 'mvc remote remove {name}'"
+            )
+        for key in ("url", "endpoint_url", "profile", "region"):
+            _check_text(entry, key, name, where)
+        for key in ("config_kwargs", "client_kwargs"):
+            if key in entry and not isinstance(entry[key], dict):
+                raise ConfigError(
+                    f"{where}: [remote.{name}] {key} must be a table ([remote.{name}.{key}]), "
+                    f"not {type(entry[key]).__name__}: fix the file"
+                )
+        endpoint = entry.get("endpoint_url")
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"{where}: [remote.{name}] endpoint_url must start with http:// or https://: "
+                f"fix it with 'mvc remote modify {name} endpoint_url URL'"
             )
         jobs = entry.get("jobs")
         if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
@@ -119,6 +137,47 @@ def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True)
                 f"fix it with 'mvc remote modify {name} packs false'"
             )
     return table
+
+
+def _check_text(entry: dict[str, Any], key: str, name: str, where: str) -> None:
+    """A remote's text value: a string without control characters, and no credentials in a URL of the
+    committed config (they belong in config.local.toml or the environment). Never echoes the value."""
+    if key not in entry:
+        return
+    value = entry[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"{where}: [remote.{name}] {key} must be a non-empty string, not {type(value).__name__}: "
+            f"fix it with 'mvc remote modify {name} {key} VALUE'"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(
+            f"{where}: [remote.{name}] {key} holds a control character (NUL, newline, …): "
+            f"fix it with 'mvc remote modify {name} {key} VALUE'"
+        )
+    if where == CONFIG and key in ("url", "endpoint_url") and has_credentials(value):
+        raise ConfigError(
+            f"{where}: [remote.{name}] {key} holds credentials (user:password@), and this file is committed: "
+            f"move them to .mvc/config.local.toml ('mvc remote modify {name} {key} URL --local') "
+            "or to the environment (AWS_* variables, a profile)"
+        )
+
+
+def has_credentials(url: str) -> bool:
+    """Whether a URL carries a user name or password (``scheme://user:pw@host/…``)."""
+    _, sep, rest = url.partition("://")
+    return bool(sep) and "@" in rest.split("/", 1)[0]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ replaced by ***@, for messages and listings."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{host}{slash}{path}"
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +229,19 @@ class Config:
 def is_secret(key: str) -> bool:
     last = key.rsplit(".", 1)[-1].lower()
     return any(w in last for w in SECRET_WORDS)
+
+
+def masked(value: Any, key: str = "") -> Any:
+    """value with every secret-looking key (at any depth) shown as ``***`` and URL credentials removed."""
+    if is_secret(key) and value is not None and not isinstance(value, dict):
+        return "***"
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return redact_url(value)
+    return value
 
 
 def write_value(path: str, dotted: str, value: Any) -> None:

@@ -1,0 +1,55 @@
+"""Config values of the wrong type or shape are refused up front, with one line naming the key and the fix;
+credentials never sit in the committed config, and are never echoed."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import make_file
+from mvc.format import config as cfgfmt
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ('url = "s3://b/m"\nendpoint_url = 5\n', ("endpoint_url", "string")),
+        ('url = "s3://b/m"\nconfig_kwargs = "x"\n', ("config_kwargs", "table")),
+        ('url = "s3://b/m"\nclient_kwargs = [1]\n', ("client_kwargs", "table")),
+        ('url = "s3://b/m\\u0000x"\n', ("url", "control character")),
+        ('url = "/tmp/a\\nb"\n', ("url", "control character")),
+        ('url = "s3://b/m"\nendpoint_url = "ftp://host"\n', ("endpoint_url", "http://")),
+        ('url = "s3://b/m"\nprofile = true\n', ("profile", "string")),
+        ("url = 7\n", ("url",)),
+    ],
+)
+def test_bad_remote_values_are_refused_naming_the_key(repo, mvc_cli, mvc_error, table, words):
+    (repo / ".mvc" / "config.toml").write_text(f"[remote.origin]\n{table}")
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    mvc_error("push", words=("remote.origin", *words))
+    mvc_error("remote", "list", words=words[:1])
+
+
+def test_credentials_in_a_committed_url_are_refused_and_not_echoed(repo, mvc_error):
+    (repo / ".mvc" / "config.toml").write_text(
+        '[remote.origin]\nurl = "s3://b/m"\nendpoint_url = "http://admin:hunter2@127.0.0.1:9/"\n'
+    )
+    line = mvc_error("push", words=("credentials", "config.local.toml"))
+    assert "hunter2" not in line and "admin" not in line
+
+
+def test_credentials_in_the_local_config_are_allowed_but_masked():
+    assert cfgfmt.redact_url("https://user:pw@host:8/x/y") == "https://***@host:8/x/y"
+    assert cfgfmt.redact_url("/plain/path") == "/plain/path"
+    assert cfgfmt.has_credentials("http://a:b@h/") and not cfgfmt.has_credentials("http://h/a@b")
+    deep = {"client_kwargs": {"aws_secret_access_key": "s", "region_name": "eu"}, "token": "t", "url": "http://u:p@h/"}
+    assert cfgfmt.masked(deep) == {
+        "client_kwargs": {"aws_secret_access_key": "***", "region_name": "eu"},
+        "token": "***",
+        "url": "http://***@h/",
+    }
+
+
+@pytest.mark.parametrize("word", ["password", "passwd", "api_token", "credentials", "secret_access_key"])
+def test_secret_words(word):
+    assert cfgfmt.is_secret(f"remote.origin.{word}")
