@@ -4,8 +4,8 @@ credentials never sit in the committed config, and are never echoed."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import make_file
+
 from mvc.format import config as cfgfmt
 
 
