@@ -10,8 +10,10 @@ object with this interface::
     can_stop_mid_push       whether stop() may be called while a push runs (a server going away)
     missing()               (url, options) of a store that does not exist
     reject_credentials()    context manager in which the store refuses our credentials (or None)
+    private                 why mvc in another process cannot see the store ("" when it can)
 
-Everything is real: git, the CLI, the store (a directory, or S3 on a moto server on 127.0.0.1).
+Everything is real: git, the CLI, the store (a directory, S3 on a moto server on 127.0.0.1, or fsspec's
+memory://, which lives in this process only).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ import pytest
 from conftest import git, make_file
 
 MVC = [sys.executable, "-m", "mvc"]
+MARKER = "mvc.toml"  # the layout marker every store mvc writes holds at its root (docs/FORMAT.md)
+
+
+def needs_other_processes(backend) -> None:
+    """Skip a test that runs mvc in another process when that process cannot see the store."""
+    if backend.private:
+        pytest.skip(backend.private)
 
 
 def oid_of(data: bytes) -> str:
@@ -402,6 +411,7 @@ class RemoteSuite:
             assert rel_of(oid_of(read_stored(stoppable, rel))) == rel
 
     def test_killed_push_is_resumed(self, repo, mvc_cli, origin):
+        needs_other_processes(origin)
         for i in range(80):
             make_file(repo / "many" / f"f{i:03d}", 1024, seed=2000 + i)
         mvc_cli("add", "many")
@@ -425,6 +435,7 @@ class RemoteSuite:
         assert cache_objects(repo) == want
 
     def test_ctrl_c_during_push(self, repo, mvc_cli, origin):
+        needs_other_processes(origin)
         for i in range(120):
             make_file(repo / "many" / f"f{i:03d}", 1024, seed=4000 + i)
         mvc_cli("add", "many")
@@ -448,6 +459,7 @@ class RemoteSuite:
         assert stored(origin) == want
 
     def test_concurrent_pushes_from_two_processes(self, repo, mvc_cli, origin):
+        needs_other_processes(origin)
         for i in range(30):
             make_file(repo / "many" / f"f{i:03d}", 2048, seed=3000 + i)
         make_file(repo / "model.bin", 200_000, seed=5)
@@ -475,7 +487,7 @@ class RemoteSuite:
         out = mvc_cli("push").output
         want = expected_objects(repo)
         assert f"pushed {len(want)} objects" in out
-        rels = origin.rels()
+        rels = origin.rels() - {MARKER}
         names = pack.names_in(rels)
         assert len(names) == 1 and rels == {
             pack.pack_rel(*names),
@@ -592,7 +604,7 @@ class RemoteSuite:
         origin.delete(pack.index_rel(name))
         drop_cache(repo)
         line = one_error_line(mvc_cli("fetch", ok=False))  # the journal still places them in the pack
-        assert "not on remote origin" in line and "(and 19 more)" in line
+        assert "not on remote origin" in line and "(and 19 more" in line  # "more)" or "more objects)"
         mvc_cli("add", "many")  # the workspace still has them
         assert "nothing to push" in mvc_cli("push").output  # the journal vouches for the manifest, so its entries
         assert "pushed 20 objects" in mvc_cli("push", "--verify-remote").output
@@ -603,7 +615,7 @@ class RemoteSuite:
         mvc_cli("add", "many")
         mvc_cli("remote", "modify", "origin", "packs", "false")
         mvc_cli("push")
-        assert origin.rels() == expected_objects(repo)
+        assert origin.rels() - {MARKER} == expected_objects(repo)
 
     def test_fewer_small_objects_than_a_pack_is_worth_go_alone(self, repo, mvc_cli, origin):
         from mvc.objects import pack
@@ -611,9 +623,10 @@ class RemoteSuite:
         make_smalls(repo, pack.MIN_OBJECTS - 1)  # one short of a pack (the manifest goes up after them)
         mvc_cli("add", "many")
         mvc_cli("push")
-        assert origin.rels() == expected_objects(repo)
+        assert origin.rels() - {MARKER} == expected_objects(repo)
 
     def test_killed_push_of_packs_is_resumed(self, repo, mvc_cli, origin):
+        needs_other_processes(origin)
         from mvc.objects import pack
 
         size = pack.OBJECT_MAX - 4096
@@ -641,6 +654,46 @@ class RemoteSuite:
         assert cache_objects(repo) == want
 
     # -- the rest of mvc uses the default remote ---------------------------------------------------
+    # -- the layout marker (docs/FORMAT.md, "Layout marker") ----------------------------------------
+    def test_the_first_push_writes_the_layout_marker(self, repo, mvc_cli, origin):
+        from mvc.objects import layout
+
+        make_file(repo / "m.bin", 1000)
+        mvc_cli("add", "m.bin")
+        assert MARKER not in origin.rels()
+        mvc_cli("push")
+        assert origin.read(MARKER) == layout.MARKER_BYTES
+        make_file(repo / "n.bin", 1000, seed=1)
+        mvc_cli("add", "n.bin")
+        origin.write(MARKER, b"format = 1\n# kept as it is\n")
+        mvc_cli("push")
+        assert origin.read(MARKER) == b"format = 1\n# kept as it is\n"  # never rewritten
+
+    def test_a_remote_with_a_newer_layout_is_refused(self, repo, mvc_cli, origin):
+        make_file(repo / "m.bin", 1000)
+        mvc_cli("add", "m.bin")
+        mvc_cli("push")
+        origin.write(MARKER, b"format = 2\n")
+        before = origin.rels()
+        make_file(repo / "n.bin", 1000, seed=1)
+        mvc_cli("add", "n.bin")
+        for args in (("push",), ("status", "-r", "origin"), ("fetch",), ("pull",)):
+            if args == ("fetch",):
+                drop_cache(repo)  # a fetch with everything cached contacts no remote
+            result = mvc_cli(*args, ok=False)
+            assert result.exit_code != 0, (args, result.output)
+            line = one_error_line(result)
+            assert MARKER in line and "format 2" in line and "upgrade mvc" in line, line
+        assert origin.rels() == before  # nothing written to a refused store
+
+    def test_a_store_that_is_not_mvcs_is_refused(self, repo, mvc_cli, origin):
+        origin.write(MARKER, b"\x00 not toml")
+        make_file(repo / "m.bin", 1000)
+        mvc_cli("add", "m.bin")
+        line = one_error_line(mvc_cli("push", ok=False))
+        assert "not an mvc" in line, line
+        assert origin.rels() == {MARKER}
+
     def test_checkout_and_get_fetch_what_the_cache_lacks(self, repo, mvc_cli, origin):
         make_models(repo)
         model = (repo / "model.bin").read_bytes()
@@ -724,6 +777,7 @@ def stoppable_manifest(repo: Path) -> str:
 class LocalBackend:
     name = "local directory"
     can_stop_mid_push = False
+    private = ""
 
     def __init__(self, root: Path):
         self.root = root
@@ -743,6 +797,7 @@ class LocalBackend:
     def write(self, rel: str, data: bytes) -> None:
         path = self.root / rel
         path.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 
     def delete(self, rel: str) -> None:
@@ -776,6 +831,7 @@ class S3Backend:
     name = "S3"
     bucket = "models"
     prefix = "team/project"
+    private = ""
 
     def __init__(self, endpoint: str, server=None):
         import boto3
@@ -850,3 +906,71 @@ class S3Remote:
         backend = S3Backend(f"http://{host}:{port}", server)
         yield backend
         backend.server.stop()
+
+
+class MemoryBackend:
+    """fsspec's memory:// through the generic store (FsspecStore), under a root of this test's own."""
+
+    name = "memory://"
+    can_stop_mid_push = False
+    private = "memory:// is visible only inside this process"
+
+    def __init__(self, top: str):
+        import fsspec
+
+        self.fs = fsspec.filesystem("memory")
+        self.top = top
+        self.root = f"{top}/store"
+        self.url = f"memory:/{self.root}"
+        self.options: dict[str, str] = {}
+
+    def rels(self) -> set[str]:
+        found = (p[len(self.root) + 1 :] for p in self.fs.find(self.root))
+        return {r for r in found if not r.startswith("tmp/")}
+
+    def read(self, rel: str) -> bytes:
+        return bytes(self.fs.cat_file(f"{self.root}/{rel}"))
+
+    def write(self, rel: str, data: bytes) -> None:
+        self.fs.pipe_file(f"{self.root}/{rel}", data)
+
+    def delete(self, rel: str) -> None:
+        self.fs.rm_file(f"{self.root}/{rel}")
+
+    def _move(self, src: str, dst: str) -> None:
+        """Rename a tree of the memory filesystem (its files and its directories)."""
+        fs = self.fs
+        for key in [k for k in fs.store if k.startswith(src + "/")]:
+            fs.store[dst + key[len(src) :]] = fs.store.pop(key)
+        fs.pseudo_dirs[:] = [dst + d[len(src) :] if d == src or d.startswith(src + "/") else d for d in fs.pseudo_dirs]
+
+    def stop(self) -> None:
+        self._move(self.root, self.root + ".away")
+
+    def start(self) -> None:
+        assert not self.fs.find(self.root), "something wrote to the remote while it was away"
+        self._move(self.root + ".away", self.root)
+
+    def missing(self) -> tuple[str, dict[str, str]]:
+        return f"memory:/{self.top}/no-such-dir", {}
+
+    def reject_credentials(self):
+        return None  # memory:// has no credentials
+
+    def close(self) -> None:
+        if self.fs.exists(self.top):
+            self.fs.rm(self.top, recursive=True)
+
+
+class MemoryRemote:
+    @pytest.fixture
+    def backend(self):
+        import uuid
+
+        backend = MemoryBackend(f"/mvc-suite-{uuid.uuid4().hex}")
+        yield backend
+        backend.close()
+
+    @pytest.fixture
+    def stoppable(self, backend):
+        return backend

@@ -214,7 +214,9 @@ def test_python_api_add_returns_plain_data(repo):
     make_file(repo / "m.bin", 10)
     res = mvc.add(["m.bin"], meta={"a": 1})
     oid = ptrfmt.loads((repo / "m.bin.mvc").read_bytes()).oid
-    assert res == [{"path": "m.bin", "kind": "file", "oid": oid, "size": 10, "nfiles": None, "changed": True}]
+    assert res == [
+        {"path": "m.bin", "kind": "file", "oid": oid, "size": 10, "nfiles": None, "changed": True, "stored": True}
+    ]
     json.dumps(res)
 
 

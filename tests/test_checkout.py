@@ -281,7 +281,7 @@ def test_object_missing_from_cache(history, mvc_error):
     o = obj(repo, ptrfmt.loads(v2["model.bin.mvc"]).oid)
     o.chmod(0o644)
     o.unlink()
-    mvc_error("checkout", words=("not in the cache", "mvc fetch"))
+    mvc_error("checkout", words=("model.bin", "not in the cache", "mvc remote add", "mvc add model.bin"))
     assert not (repo / "model.bin").exists()
 
 

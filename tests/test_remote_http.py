@@ -1,5 +1,5 @@
 """A directory remote served read-only over HTTP (python's http.server on 127.0.0.1: a directory
-listing, no range requests): fetch finds packs through the listing and reads them."""
+listing, no range requests): fetch finds packs through the listing and reads them, whole or in part."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import make_file
-from remote_suite import cache_objects, drop_cache, expected_objects, make_smalls
+from remote_suite import cache_objects, drop_cache, expected_objects, make_smalls, oid_of, rel_of
 
 
 class Quiet(SimpleHTTPRequestHandler):
@@ -22,7 +22,7 @@ def served(tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(store)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # quick shutdown
     thread.start()
     yield store, f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -44,3 +44,18 @@ def test_fetch_over_http_reads_packs_and_lone_objects(repo, mvc_cli, served):
     want = expected_objects(repo)
     assert f"fetched {len(want)} objects" in out
     assert cache_objects(repo) == want
+
+
+def test_fetch_of_a_few_objects_from_a_pack_over_http(repo, mvc_cli, served):
+    """The server sends a whole pack for a ranged read: only the range asked for may be taken from it."""
+    store, url = served
+    smalls = make_smalls(repo, 20)
+    mvc_cli("add", *[str(p.relative_to(repo)) for p in smalls])
+    mvc_cli("remote", "add", "dir", str(store))
+    mvc_cli("push", "-r", "dir")
+    mvc_cli("remote", "add", "web", url, "--default")
+    drop_cache(repo)
+    (repo / ".mvc" / "remotes.db").unlink()
+    some = sorted(smalls)[7:9]  # from the middle of the pack
+    mvc_cli("fetch", *[str(p.relative_to(repo)) for p in some])
+    assert cache_objects(repo) == {rel_of(oid_of(p.read_bytes())) for p in some}

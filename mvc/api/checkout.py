@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import PathError, WorkspaceModified
+from mvc.errors import MvcError, PathError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.repo.remotes import ensure_objects
@@ -56,10 +56,15 @@ def checkout(
     refs = _model_refs(repo, paths, rev)
     if refs:
         done: list[dict[str, Any]] = []
-        for commit in dict.fromkeys(c for _, c in refs):
-            done += checkout(
-                [repo.abs(p) for p, c in refs if c == commit], rev=commit, force=force, repo=repo, progress=progress
+        for commit in dict.fromkeys(c for _, _, c in refs):
+            rows = checkout(
+                [repo.abs(p) for _, p, c in refs if c == commit], rev=commit, force=force, repo=repo, progress=progress
             )
+            named = {p: text for text, p, c in refs if c == commit}
+            for row in rows:
+                if row.get("staged"):
+                    row["rev"] = named.get(row["path"], commit)
+            done += rows
         return done
     try:
         if rev is not None:
@@ -86,12 +91,61 @@ def checkout(
                 f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
                 "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)"
             )
-        ensure_objects(repo, {oid: size for plan in plans for oid, size in plan.sizes.items()}, progress)
+        ensure_objects(
+            repo,
+            {oid: size for plan in plans for oid, size in plan.sizes.items()},
+            progress,
+            {oid: label for plan in plans for oid, label in _labels(repo, plan).items()},
+        )
+        staged: dict[str, str | None] = {}
         if rev is not None:
-            repo.git.checkout_paths(repo.resolve(rev), chosen)
-        return [_apply(repo, plan, progress) for plan in plans]
+            staged = _checkout_pointers(repo, rev, chosen)
+        rows = [_apply(repo, plan, progress) for plan in plans]
+        if staged:
+            head = _head_blobs(repo, sorted(staged))
+            for row in rows:
+                prel = Repo.pointer_of(row["path"])
+                if prel in staged:
+                    was = head.get(prel)
+                    row.update(
+                        staged=prel,
+                        rev=rev,
+                        head="absent" if was is None else "same" if was == staged[prel] else "differs",
+                    )
+        return rows
     finally:
         repo.state.flush()
+
+
+def _labels(repo: Repo, plan: _Plan) -> dict[str, tuple[str, str]]:
+    """{oid: (how an error names it, the tracked path)} for what the plan writes."""
+    if plan.pointer.kind == "file":
+        return {oid: (plan.rel, plan.rel) for _, oid, _ in plan.writes}
+    top = plan.full + os.sep
+    return {
+        oid: (f"{plan.rel}/{target[len(top) :].replace(os.sep, '/')} of directory {plan.rel}", plan.rel)
+        for target, oid, _ in plan.writes
+    }
+
+
+def _checkout_pointers(repo: Repo, rev: str, chosen: list[str]) -> dict[str, str | None]:
+    """Restore the pointers as of rev into the work tree and the index (``git checkout REV -- PATHS``, which
+    stages them, as git does); returns {pointer: its blob id in the index now} of those whose staged content
+    changed."""
+    from mvc.git import POINTER_GLOB
+
+    before = repo.git.index_blobs(POINTER_GLOB)
+    repo.git.checkout_paths(repo.resolve(rev), chosen)
+    after = repo.git.index_blobs(POINTER_GLOB)
+    return {p: after.get(p) for p in chosen if before.get(p) != after.get(p)}
+
+
+def _head_blobs(repo: Repo, prels: list[str]) -> dict[str, str | None]:
+    """{pointer: its blob id in HEAD's tree, or None} (all None on a branch without commits)."""
+    try:
+        return repo.git.blob_ids(repo.resolve("HEAD"), prels)
+    except MvcError:
+        return {}
 
 
 def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | None = None) -> _Plan:
@@ -124,7 +178,7 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
             plan.sizes[p.oid] = p.size
         return plan
     # a directory
-    ensure_objects(repo, {p.oid: 0}, progress)
+    ensure_objects(repo, {p.oid: 0}, progress, {p.oid: (f"the manifest of directory {rel}", rel)})
     want = {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
     if st is not None and not statmod.S_ISDIR(st.st_mode):
         f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
@@ -241,8 +295,8 @@ def _umask() -> int:
     return mask
 
 
-def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str]]:
-    """[(model path, commit)] when paths are registry revisions rather than paths, else []."""
+def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str, str]]:
+    """[(the user's text, model path, commit)] when paths are registry revisions rather than paths, else []."""
     maybe = [
         p for p in paths if ("@" in p or "#" in p) and not os.path.lexists(p) and not os.path.lexists(p + ptrfmt.SUFFIX)
     ]
@@ -261,7 +315,7 @@ def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str
         )
     if rev is not None:
         raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
-    return [r for _, r in found]
+    return [(text, path, commit) for text, (path, commit) in found]
 
 
 def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Pointer]:
@@ -291,17 +345,27 @@ def get(
     repo = _open(repo)
     path = os.fspath(path)
     refs = _model_refs(repo, [path], rev)
+    shown_rev = rev
     if refs:
-        path, rev = repo.abs(refs[0][0]), refs[0][1]
+        shown_rev, path, rev = refs[0][0], repo.abs(refs[0][1]), refs[0][2]
     prel, p = _pointer_for(repo, path, rev)
+    rel = Repo.target_of(prel)
+    at = f" at {shown_rev}" if shown_rev else ""
     out = os.path.abspath(out)
     if os.path.lexists(out) and not force:
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
-    ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress)  # before the bar: a fetch draws its own
+    # before the bar: a fetch draws its own
+    label = f"{rel}{at}" if p.kind == "file" else f"the manifest of directory {rel}{at}"
+    ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress, {p.oid: (label, rel)})
     entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid) if p.kind == "dir" else []
-    ensure_objects(repo, {e.oid: e.size for e in entries}, progress)
+    ensure_objects(
+        repo,
+        {e.oid: e.size for e in entries},
+        progress,
+        {e.oid: (f"{rel}/{e.path} of directory {rel}{at}", rel) for e in entries},
+    )
     bar = progress(f"writing {out}", p.size)
     try:
         if p.kind == "file":
@@ -328,4 +392,4 @@ def get(
                 raise
     finally:
         bar.close()
-    return {"path": Repo.target_of(prel), "out": out, "kind": p.kind, "oid": p.oid, "size": p.size}
+    return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size}

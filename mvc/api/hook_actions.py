@@ -180,7 +180,8 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
                         "path": rel,
                         "problem": (
                             f"{prel} names weights ({p.oid}) that are not in the cache, so the commit could not be "
-                            f"checked out: run 'mvc add {_q(rel)}', or 'mvc fetch {_q(rel)}' if they are on a remote"
+                            f"checked out: run 'mvc add {_q(rel)}' with the file in place, "
+                            f"or {_fetch_fix(repo, 'fetch', rel)}"
                         ),
                     }
                 )
@@ -253,6 +254,12 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
                     }
                 )
     return problems
+
+
+def _fetch_fix(repo: Repo, verb: str, rel: str) -> str:
+    from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
+
+    return fetch_fix(repo, f"'mvc {verb} {_q(rel)}'")
 
 
 def _q(path: str) -> str:
@@ -419,11 +426,8 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
 
     name = default_remote(repo)
     if name is None:
-        err = (
-            "its weights are not in the cache and no default mvc remote is configured: run "
-            "'mvc remote add NAME URL --default', then 'mvc pull'"
-        )
-        return [{"path": r, "action": "failed", "error": err} for r in rels]
+        why = "its weights are not in the cache: re-add the file with 'mvc add {}' where it exists, or {}"
+        return [{"path": r, "action": "failed", "error": why.format(_q(r), _fetch_fix(repo, "pull", r))} for r in rels]
     try:
         sync.fetch([repo.abs(r) for r in rels], remote=name, repo=repo, progress=progress)
     except MvcError:

@@ -419,7 +419,22 @@ def registry(*, deprecated: bool = False, repo: Repo | None = None) -> list[dict
 
 
 def table(*, deprecated: bool = False, repo: Repo | None = None) -> dict[str, Any]:
-    """{"models": what registry() returns, "stages": every stage in use, in the order first assigned}."""
+    """{"models": what registry() returns, "stages": every stage in use, in the order first assigned,
+    "hidden": how many deprecated models were left out}."""
     state = load(_git(repo))
-    models = [describe(m) for name, m in sorted(state.models.items()) if m.events and (deprecated or not m.deprecated)]
-    return {"models": models, "stages": state.stage_names()}
+    known = [m for _, m in sorted(state.models.items()) if m.events]
+    models = [describe(m) for m in known if deprecated or not m.deprecated]
+    return {"models": models, "stages": state.stage_names(), "hidden": len(known) - len(models)}
+
+
+def model(name: str, *, repo: Repo | None = None) -> dict[str, Any]:
+    """One model of the registry, deprecated or not, as registry() describes each (what
+    ``mvc registry NAME --json`` prints). Refuses a name the registry does not know."""
+    state = load(_git(repo))
+    m = state.get(name)
+    if m is None:
+        known = sorted(n for n, x in state.models.items() if x.events)
+        shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
+        listed = f" (models: {shown})" if known else " (it has no models yet)"
+        raise RegistryError(f"no model named {name!r} in the registry{listed}: see the models with 'mvc registry'")
+    return describe(m)

@@ -14,9 +14,31 @@ def _open(repo: Repo | None) -> Repo:
     return repo if repo is not None else Repo.find()
 
 
-def add(name: str, url: str, *, default: bool = False, local: bool = False, repo: Repo | None = None) -> dict[str, Any]:
-    """Add remote NAME at URL to .mvc/config.toml (config.local.toml with ``local``)."""
+def _shared(repo: Repo) -> bytes | None:
+    """The bytes of .mvc/config.toml (None when it does not exist)."""
+    try:
+        with open(config_path(repo, False), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _stage(repo: Repo, before: bytes | None, stage: bool) -> bool:
+    """Stage .mvc/config.toml in git when the command changed it (as ``mvc init`` and ``mvc add`` stage
+    theirs); whether it did. config.local.toml is git-ignored and never staged."""
+    if not stage or _shared(repo) == before:
+        return False
+    repo.git.stage([cfgfmt.CONFIG_PATH])
+    return True
+
+
+def add(
+    name: str, url: str, *, default: bool = False, local: bool = False, stage: bool = True, repo: Repo | None = None
+) -> dict[str, Any]:
+    """Add remote NAME at URL to .mvc/config.toml, staged in git unless not ``stage`` (with ``local``: to
+    config.local.toml, never staged). Returns {name, url, default, local, staged}."""
     repo = _open(repo)
+    before = _shared(repo)
     check_name(name)
     if name in remote_table(repo):
         raise RemoteError(
@@ -29,7 +51,8 @@ def add(name: str, url: str, *, default: bool = False, local: bool = False, repo
     if default:
         cfgfmt.write_value(path, "core.remote", name)
     validate(repo)
-    return {"name": name, "url": url, "default": default, "local": local}
+    staged = _stage(repo, before, stage)
+    return {"name": name, "url": url, "default": default, "local": local, "staged": staged}
 
 
 def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
@@ -55,9 +78,11 @@ def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def remove(name: str, *, repo: Repo | None = None) -> None:
-    """Remove remote NAME from both config files (and unset it as the default)."""
+def remove(name: str, *, stage: bool = True, repo: Repo | None = None) -> bool:
+    """Remove remote NAME from both config files (and unset it as the default); .mvc/config.toml is staged
+    in git when it changed, unless not ``stage``. Returns whether it was staged."""
     repo = _open(repo)
+    before = _shared(repo)
     if name not in remote_table(repo):
         spec(repo, name)  # raises the unknown-remote error
     for local in (False, True):
@@ -67,6 +92,7 @@ def remove(name: str, *, repo: Repo | None = None) -> None:
             cfgfmt.write_value(path, f"remote.{name}", None)
         if data.get("core", {}).get("remote") == name:
             cfgfmt.write_value(path, "core.remote", None)
+    return _stage(repo, before, stage)
 
 
 def _parse_value(name: str, key: str, text: str) -> Any:
@@ -95,9 +121,13 @@ def _parse_value(name: str, key: str, text: str) -> Any:
     return text
 
 
-def modify(name: str, key: str, value: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
-    """Set (value None: remove) KEY of remote NAME. Secret-like keys only go to config.local.toml."""
+def modify(
+    name: str, key: str, value: str | None, *, local: bool = False, stage: bool = True, repo: Repo | None = None
+) -> bool:
+    """Set (value None: remove) KEY of remote NAME. Secret-like keys only go to config.local.toml.
+    .mvc/config.toml is staged in git when it changed, unless not ``stage``; returns whether it was."""
     repo = _open(repo)
+    before = _shared(repo)
     table = remote_table(repo)
     if name not in table:
         spec(repo, name)
@@ -110,7 +140,7 @@ def modify(name: str, key: str, value: str | None, *, local: bool = False, repo:
             raise RemoteError(f"a remote needs its url: remove the remote instead with 'mvc remote remove {name}'")
         for loc in (False, True):
             cfgfmt.write_value(config_path(repo, loc), f"remote.{name}.{key}", None)
-        return
+        return _stage(repo, before, stage)
     parsed = normalize_url(repo, value) if key == "url" else _parse_value(name, key, value)
     local_only = name not in repo.config.shared.get("remote", {})
     if cfgfmt.is_secret(key) and not local and not local_only:
@@ -120,11 +150,14 @@ def modify(name: str, key: str, value: str | None, *, local: bool = False, repo:
         )
     cfgfmt.write_value(config_path(repo, local or local_only), f"remote.{name}.{key}", parsed)
     validate(repo)
+    return _stage(repo, before, stage)
 
 
-def set_default(name: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
-    """Make NAME the default remote (``core.remote``); None unsets it."""
+def set_default(name: str | None, *, local: bool = False, stage: bool = True, repo: Repo | None = None) -> bool:
+    """Make NAME the default remote (``core.remote``); None unsets it. .mvc/config.toml is staged in git
+    when it changed, unless not ``stage``; returns whether it was."""
     repo = _open(repo)
+    before = _shared(repo)
     if name is not None:
         spec(repo, name)
         local = local or name not in repo.config.shared.get("remote", {})
@@ -132,3 +165,4 @@ def set_default(name: str | None, *, local: bool = False, repo: Repo | None = No
     else:
         for loc in (False, True):
             cfgfmt.write_value(config_path(repo, loc), "core.remote", None)
+    return _stage(repo, before, stage)

@@ -124,12 +124,16 @@ def _push(
     result.update(uploaded=len(files) + len(ready), bytes=sent, present=len(everything & on_remote))
     if missing or blocked:
         first = (missing or blocked)[0]
-        label = wanted.files.get(first, (wanted.manifests.get(first, "?"), 0))[0]
         count = len(missing) + len(blocked)
+        more = f" and {count - 1} more object{'s' if count > 2 else ''}" if count > 1 else ""
+        import shlex
+
+        path = wanted.paths.get(first)
+        readd = f"'mvc add {shlex.quote(path)}'" if path else "'mvc add PATH'"
         raise ObjectMissing(
-            f"{count} object{'s' if count > 1 else ''} could not be pushed to {sp.name}: {first} "
-            f"({label}) is neither in the cache nor on the remote; the rest was pushed: fetch it "
-            "from where it exists (or re-add the file) and push again"
+            f"{wanted.label(first)} (object {first}){more} could not be pushed to {sp.name}: it is neither in "
+            f"the cache nor on the remote; the rest was pushed: re-add it with {readd} where the file exists, "
+            "or fetch it from the remote that has it ('mvc fetch -r NAME'), then push again"
         )
     return result
 

@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ObjectMissing, PathError, PointerError
+from mvc.errors import MvcError, ObjectMissing, PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, MVC_DIR
 from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
 from mvc.repo.repository import Repo
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, path_status, scan_dir, total
@@ -149,31 +150,50 @@ def _add_one(repo: Repo, rel: str, meta: dict[str, Any], progress: progressmod.F
     full = repo.abs(rel)
     st = os.lstat(full)
     if statmod.S_ISDIR(st.st_mode):
-        oid, size, nfiles = _add_dir(repo, rel, full, progress)
+        oid, size, nfiles, stored = _add_dir(repo, rel, full, progress)
         kind = "dir"
     else:
         f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
         if f.foreign:
             raise PathError(f"{rel} is a symlink: mvc tracks files and directories, add the real path")
+        had = _cached_before(repo, rel) if f.oid is None else None
         bar = progress(f"adding {rel}", st.st_size)
         try:
-            oid = _store(repo, rel, f, bar)
+            oid, new = _store(repo, rel, f, bar)
         finally:
             bar.close()
+        stored = new if new is not None else oid != had
         size, nfiles, kind = (os.stat(full).st_size, None, "file")
     changed = _write_pointer(repo, rel, kind, oid, size, nfiles, meta)
-    return {"path": rel, "kind": kind, "oid": oid, "size": size, "nfiles": nfiles, "changed": changed}
+    return {
+        "path": rel,
+        "kind": kind,
+        "oid": oid,
+        "size": size,
+        "nfiles": nfiles,
+        "changed": changed,
+        "stored": stored,
+    }
 
 
-def _store(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> str:
-    """Make sure f's content is in the cache (linking the workspace to it per cache.type); its oid."""
+def _cached_before(repo: Repo, rel: str) -> str | None:
+    """The oid of the file's current pointer when the cache holds it (before the file is hashed, so that
+    an unchanged pointer can tell whether this add stored its content)."""
+    try:
+        p = load_pointer(repo, Repo.pointer_of(rel))
+    except (OSError, MvcError):
+        return None
+    return p.oid if p.kind == "file" and repo.odb.exists(p.oid) else None
+
+
+def _store(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> tuple[str, bool | None]:
+    """Make sure f's content is in the cache (linking the workspace to it per cache.type): (its oid, whether
+    the cache lacked it: True, False, or None when the content had to be hashed to know its oid)."""
     if f.oid and repo.odb.exists(f.oid):
-        return f.oid
+        return f.oid, False
+    known = f.oid is not None  # and not in the cache: this stores it
     if f.linked and statmod.S_ISLNK(f.st.st_mode):
-        raise ObjectMissing(
-            f"{rel} links to object {f.oid}, which is not in the cache: "
-            "run 'mvc fetch' or 'mvc checkout --force' to restore it"
-        )
+        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: {_relink_hint(repo, rel)}")
     oid, how, st = repo.odb.add_file(f.full, repo.config.link_types, progress=bar.update)
     if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
         repo.odb.export(oid, f.full, ["hardlink"])
@@ -183,10 +203,20 @@ def _store(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> str:
     if statmod.S_ISREG(after.st_mode):
         repo.state.put(rel, after, oid)
     f.oid = oid
-    return oid
+    return oid, True if known else None
 
 
-def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> tuple[str, int, int]:
+def _relink_hint(repo: Repo, rel: str) -> str:
+    """The fix for a workspace link into the cache whose object is gone, as the remotes are configured."""
+    import shlex  # not at the top: only this message needs them
+
+    from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
+
+    fetch = f"'mvc fetch {shlex.quote(rel)}'"
+    return f"replace the link with the real file and re-add it, or {fetch_fix(repo, fetch)}"
+
+
+def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> tuple[str, int, int, bool]:
     files = scan_dir(repo, rel, full)
     for sub, f in files.items():
         if f.foreign:
@@ -198,15 +228,25 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
         why = "not valid UTF-8" if not_utf8(sub) else mf.bad_relpath(sub)
         if why:
             raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
+    # what the cache held of the files that must be hashed: tells whether this add stored them
+    hashed = [sub for sub, f in files.items() if f.oid is None]
+    before = old_manifest(repo, rel) if hashed else {}
+    had = {sub: before[sub].oid for sub in hashed if sub in before and repo.odb.exists(before[sub].oid)}
+    stored = False
     bar = progress(f"adding {rel}", total(files.values()))
     try:
         for sub, f in sorted(files.items()):
-            _store(repo, f"{rel}/{sub}", f, bar)
+            oid, new = _store(repo, f"{rel}/{sub}", f, bar)
+            stored = stored or (new if new is not None else oid != had.get(sub))
     finally:
         bar.close()
     entries = entries_of(repo, rel, files)
-    oid = repo.odb.add_bytes(mf.dumps(entries))
-    return oid, sum(e.size for e in entries), len(entries)
+    data = mf.dumps(entries)
+    oid = oids.from_digest(fileio.hexdigest_bytes(data))
+    if not repo.odb.exists(oid):
+        repo.odb.install_bytes(data, oid)
+        stored = True
+    return oid, sum(e.size for e in entries), len(entries), stored
 
 
 def _write_pointer(

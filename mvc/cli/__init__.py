@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import click
 
@@ -37,6 +39,40 @@ COMMANDS = {
 }
 
 
+# The exit status when the reader of mvc's output goes away (``mvc log churn | head -1``): 128 + SIGPIPE,
+# what the shell shows for git, cat or grep in that case. Nothing is printed: the reader wanted no more.
+PIPE_CLOSED = 141
+
+
+def _output_closed(e: OSError) -> bool:
+    """Whether e is stdout's reader having gone away, rather than another pipe (to git) breaking."""
+    if e.errno != errno.EPIPE:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (click's test runner)
+        return False
+    try:
+        import select
+
+        poller = select.poll()
+    except (ImportError, AttributeError):  # no poll(): an EPIPE is stdout's nearly always
+        return True
+    poller.register(fd, 0)  # POLLERR and POLLHUP are reported whatever the mask
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _end_quietly() -> NoReturn:
+    """Stop: stdout now writes to /dev/null, so that flushing it on the way out fails no more."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except OSError:
+        pass
+    raise click.exceptions.Exit(PIPE_CLOSED)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -48,6 +84,14 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any):
+        try:  # --help and --version print here, before invoke
+            return super().make_context(info_name, args, parent, **extra)
+        except OSError as e:
+            if not _output_closed(e):
+                raise
+            _end_quietly()
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -58,6 +102,8 @@ class LazyGroup(click.Group):
             click.echo("interrupted", err=True)
             ctx.exit(130)
         except OSError as e:  # the environment failed us (disk, permissions): one line, no traceback
+            if _output_closed(e):
+                _end_quietly()
             where = f" ({e.filename})" if e.filename else ""
             click.echo(f"error: {e.strerror or e}{where}: check the disk and permissions, then retry", err=True)
             ctx.exit(1)
@@ -65,8 +111,14 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mvc")
-@click.option("-C", "directory", metavar="PATH", help="Run as if mvc was started in PATH.")
-def cli(directory: str | None) -> None:
+@click.option(
+    "-C",
+    "directory",
+    metavar="PATH",
+    help="Run as if mvc was started in PATH (an output path such as 'get -o' stays relative to here).",
+)
+@click.pass_context
+def cli(ctx: click.Context, directory: str | None) -> None:
     """mvc: model version control. Model weights go to a hash-addressed cache and
     remotes; small pointer files go to git.
 
@@ -78,6 +130,12 @@ def cli(directory: str | None) -> None:
       mvc checkout --rev HEAD~1
     """
     if directory:
+        from mvc.cli.common import START_DIR
+
+        try:
+            ctx.meta[START_DIR] = os.getcwd()
+        except OSError:  # the directory typed in is gone: the user's paths resolve against PATH then
+            pass
         try:
             os.chdir(directory)
         except OSError as e:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
 
 from mvc import progress as progressmod
+
+# ctx.meta key: the directory the command was typed in, when -C changed it
+START_DIR = "mvc.start_dir"
 
 
 def quiet_option(f: Callable) -> Callable:
@@ -43,3 +47,44 @@ def human(n: int) -> str:
 
 def short(oid: str) -> str:
     return oid.split(":", 1)[-1][:12]
+
+
+def user_path(path: str) -> str:
+    """A path naming the user's own file outside the tracked set (``mvc get -o OUT``): relative to the
+    directory the command was typed in, also under ``-C`` (tracked paths are relative to ``-C PATH``)."""
+    ctx = click.get_current_context(silent=True)
+    start = ctx.meta.get(START_DIR) if ctx is not None else None
+    return os.path.join(start, path) if start and not os.path.isabs(path) else path
+
+
+def user_url(url: str) -> str:
+    """A remote's URL: a relative directory (no ``://``) is one of the user's paths (see user_path). It is
+    passed on relative to the current directory, so that the API still stores it relative to the root."""
+    expanded = os.path.expanduser(url.strip())
+    if "://" in url or not expanded or os.path.isabs(expanded):
+        return url
+    there = user_path(expanded)
+    return url if there == expanded else os.path.relpath(there)
+
+
+def echo_checkout(rows: list[dict[str, Any]]) -> None:
+    """What checkout (and pull) did per path; with --rev, which pointers it staged and how to undo that."""
+    import shlex
+
+    for r in rows:
+        for k in r["kept"]:
+            # a removed file's name may hold bytes that are not UTF-8: shown escaped, not a crash
+            shown = os.fsencode(k["path"]).decode("utf-8", "backslashreplace")
+            click.echo(f"kept the replaced content of {shown} in the cache as {k['oid']}")
+        if r["action"] != "unchanged":
+            click.echo(f"restored {r['path']} ({short(r['oid'])})")
+    for r in rows:
+        if r.get("staged"):
+            if r["head"] == "same":  # back to what HEAD has: nothing to undo
+                click.echo(f"staged {r['staged']} as of {r['rev']} (as committed in HEAD)")
+                continue
+            if r["head"] == "differs":
+                undo = f"'mvc checkout --rev HEAD {shlex.quote(r['path'])}' undoes it"
+            else:  # HEAD has no such pointer: nothing to go back to
+                undo = f"'git rm --cached {shlex.quote(r['staged'])}' unstages it"
+            click.echo(f"staged {r['staged']} as of {r['rev']}: {undo}")

@@ -12,9 +12,14 @@ from mvc.api import registry as api
 from mvc.cli.common import echo_json, human, json_option, short
 
 _message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
+_quiet = click.option(
+    "-q", "--quiet", is_flag=True, help="Print nothing on success, the result lines too (errors still go to stderr)."
+)
 
 
-def _created(r: dict[str, Any], what: str) -> None:
+def _created(r: dict[str, Any], what: str, quiet: bool = False) -> None:
+    if quiet:
+        return
     where = f"{r['path']} at {r['commit'][:7]}" if r.get("path") else f"commit {r['commit'][:7]}"
     click.echo(f"created tag {r['tag']}: {what} ({where})")
     click.echo(f"  share it with: git push origin {shlex.quote(r['tag'])}")
@@ -28,7 +33,10 @@ def _created(r: dict[str, Any], what: str) -> None:
 @click.option("--bump-minor", "bump", flag_value="minor", help="Next minor version (v1.4.2 -> v1.5.0).")
 @click.option("--bump-patch", "bump", flag_value="patch", help="Next patch version (the default).")
 @_message
-def register(name: str, version: str | None, rev: str | None, bump: str | None, message: str | None) -> None:
+@_quiet
+def register(
+    name: str, version: str | None, rev: str | None, bump: str | None, message: str | None, quiet: bool
+) -> None:
     """Register a model version: the annotated git tag NAME@vX.Y.Z on a commit.
 
     \b
@@ -44,7 +52,7 @@ def register(name: str, version: str | None, rev: str | None, bump: str | None, 
       mvc register churn v1.0.0 --rev HEAD~1
     """
     r = api.register(name, version, rev=rev, bump=bump, message=message)
-    _created(r, f"{name} {r['version']}")
+    _created(r, f"{name} {r['version']}", quiet)
 
 
 @click.command()
@@ -54,7 +62,10 @@ def register(name: str, version: str | None, rev: str | None, bump: str | None, 
 @click.option("--rev", "-r", metavar="REV", help="Commit to assign, registered first if needed (default HEAD).")
 @_message
 @click.option("--force", "-f", is_flag=True, help="Ignore the promotion rules of [stages] in .mvc/config.toml.")
-def assign(name: str, stage: str, version: str | None, rev: str | None, message: str | None, force: bool) -> None:
+@_quiet
+def assign(
+    name: str, stage: str, version: str | None, rev: str | None, message: str | None, force: bool, quiet: bool
+) -> None:
     """Assign STAGE to a version of model NAME: the annotated git tag NAME#STAGE#N.
 
     \b
@@ -70,8 +81,8 @@ def assign(name: str, stage: str, version: str | None, rev: str | None, message:
     """
     r = api.assign(name, stage, version=version, rev=rev, message=message, force=force)
     if r["registered"]:
-        _created(r["registered"], f"{name} {r['registered']['version']}")
-    _created(r, f"{name} {r['version']} -> {stage}")
+        _created(r["registered"], f"{name} {r['registered']['version']}", quiet)
+    _created(r, f"{name} {r['version']} -> {stage}", quiet)
 
 
 @click.command()
@@ -79,7 +90,8 @@ def assign(name: str, stage: str, version: str | None, rev: str | None, message:
 @click.argument("version", required=False)
 @click.argument("stage", required=False)
 @_message
-def deprecate(name: str, version: str | None, stage: str | None, message: str | None) -> None:
+@_quiet
+def deprecate(name: str, version: str | None, stage: str | None, message: str | None, quiet: bool) -> None:
     """Cancel a stage assignment, deregister a version, or deprecate a whole model.
 
     \b
@@ -99,14 +111,16 @@ def deprecate(name: str, version: str | None, stage: str | None, message: str | 
         "deregister": f"{name} {r['version']} deregistered",
         "deprecate": f"{name} deprecated",
     }[r["action"]]
-    _created(r, what)
+    _created(r, what, quiet)
 
 
 @click.command()
+@click.argument("name", required=False)
 @json_option
 @click.option("--deprecated", "-d", is_flag=True, help="Include deprecated models.")
-def registry(as_json: bool, deprecated: bool) -> None:
-    """Show each model's latest version and the version each stage points to.
+def registry(name: str | None, as_json: bool, deprecated: bool) -> None:
+    """Show each model's latest version and the version each stage points to;
+    with NAME, every version of that model and its stages.
 
     \b
     Reads git tags only (GTO's and mvc's), never the work tree, so it works in any clone.
@@ -114,15 +128,24 @@ def registry(as_json: bool, deprecated: bool) -> None:
     \b
     Example:
       mvc registry
+      mvc registry churn
       mvc registry --json | jq '.[] | select(.name == "churn") | .stages.prod.version'
     """
+    if name is not None:
+        _one_model(api.model(name), as_json)
+        return
     found = api.table(deprecated=deprecated)
     rows = found["models"]
     if as_json:
         echo_json(rows)
         return
     if not rows:
-        click.echo("no registered models yet: run 'mvc register NAME'")
+        hidden = found["hidden"]
+        if hidden:
+            models = f"{hidden} model{'s are' if hidden > 1 else ' is'}"
+            click.echo(f"no active models: {models} deprecated ('mvc registry --deprecated' shows them)")
+        else:
+            click.echo("no registered models yet: run 'mvc register NAME'")
         return
     stages = [s for s in found["stages"] if any(s in r["stages"] for r in rows)]
     table = [["name", "latest", *[f"#{s}" for s in stages], "path"]]
@@ -136,9 +159,45 @@ def registry(as_json: bool, deprecated: bool) -> None:
                 r["path"] or "-",
             ]
         )
+    _columns(table)
+
+
+def _columns(table: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _one_model(m: dict[str, Any], as_json: bool) -> None:
+    """``mvc registry NAME``: the model's versions, newest first, with the stages each holds now."""
+    if as_json:
+        echo_json(m)
+        return
+    head = f"model {m['name']}" + (f" ({m['path']})" if m["path"] else "")
+    if m["deprecated"]:
+        head += ": deprecated (its revisions do not resolve until a new version or assignment)"
+    elif m["latest"]:
+        head += f", latest {m['latest']['version']}"
+    click.echo(head)
+    table = [["version", "commit", "date", "stages"]]
+    shown = set()
+    for v in m["versions"]:
+        stages = ", ".join(f"#{s}" for s in v["stages"])
+        if not v["active"]:
+            stages = "deregistered"
+        table.append([v["version"], v["commit"][:7], v.get("date", "")[:10], stages or "-"])
+        shown.add(v["version"])
+    unregistered: dict[str, list[str]] = {}  # commits GTO assigned a stage without registering them
+    for stage, d in m["stages"].items():
+        if d["version"] not in shown:
+            unregistered.setdefault(d["version"], []).append(stage)
+    for commit, held in unregistered.items():
+        date = m["stages"][held[0]]["date"][:10]
+        table.append(["(unregistered)", commit[:7], date, ", ".join(f"#{s}" for s in held)])
+    if len(table) == 1:
+        click.echo("no versions")
+        return
+    _columns(table)
 
 
 def _label(stage: dict[str, Any] | None) -> str:

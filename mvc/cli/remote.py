@@ -10,7 +10,7 @@ import click
 from mvc import progress as progressmod
 from mvc.api import remote_config as api
 from mvc.api import sync
-from mvc.cli.common import echo_json, human, json_option, quiet_option, short
+from mvc.cli.common import echo_checkout, echo_json, human, json_option, quiet_option, user_url
 
 
 def transfer_bars(quiet: bool) -> progressmod.Factory:
@@ -44,6 +44,12 @@ def _objects(n: int) -> str:
     return f"{n} object{'' if n == 1 else 's'}"
 
 
+def no_stage_option(f: Callable) -> Callable:
+    return click.option(
+        "--no-stage", is_flag=True, help="Do not stage .mvc/config.toml in git (a --local change is never staged)."
+    )(f)
+
+
 # -- mvc remote ...  ------------------------------------------------------------------------------
 @click.group()
 def remote() -> None:
@@ -51,8 +57,8 @@ def remote() -> None:
 
     \b
     A remote is a directory, s3://bucket/prefix, or any fsspec URL (gs://, az://,
-    ssh://, https:// read-only). Settings go to .mvc/config.toml (commit it);
-    --local and secrets go to .mvc/config.local.toml (this machine only).
+    ssh://, https:// read-only). Settings go to .mvc/config.toml, staged in git
+    (commit it); --local and secrets go to .mvc/config.local.toml (this machine only).
 
     \b
     Example:
@@ -67,20 +73,24 @@ def remote() -> None:
 @click.argument("url")
 @click.option("--default", "-d", "default", is_flag=True, help="Make it the default remote.")
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
-def remote_add(name: str, url: str, default: bool, local: bool) -> None:
+@no_stage_option
+def remote_add(name: str, url: str, default: bool, local: bool, no_stage: bool) -> None:
     """Add a remote NAME at URL.
 
     \b
-    A relative directory is taken from the current directory and stored relative to
-    the repository root.
+    A relative directory is taken from the directory the command is typed in (also
+    under -C) and stored relative to the repository root. .mvc/config.toml is staged.
 
     \b
     Example:
       mvc remote add origin s3://my-bucket/models --default
       mvc remote add backup /mnt/nas/mvc-store
     """
-    r = api.add(name, url, default=default, local=local)
-    where = ".mvc/config.local.toml" if local else ".mvc/config.toml (commit it to share the remote)"
+    r = api.add(name, user_url(url), default=default, local=local, stage=not no_stage)
+    if local:
+        where = ".mvc/config.local.toml"
+    else:
+        where = ".mvc/config.toml (" + ("staged; " if r["staged"] else "") + "commit it to share the remote)"
     click.echo(f"added remote {r['name']} -> {r['url']}{' (default)' if default else ''} in {where}")
 
 
@@ -109,15 +119,20 @@ def remote_list(as_json: bool) -> None:
 
 @remote.command("remove")
 @click.argument("name")
-def remote_remove(name: str) -> None:
+@no_stage_option
+def remote_remove(name: str, no_stage: bool) -> None:
     """Remove remote NAME from the config (the store itself is left alone).
 
     \b
     Example:
       mvc remote remove backup
     """
-    api.remove(name)
-    click.echo(f"removed remote {name}")
+    staged = api.remove(name, stage=not no_stage)
+    click.echo(f"removed remote {name}" + _staged(staged))
+
+
+def _staged(staged: bool) -> str:
+    return " (.mvc/config.toml staged)" if staged else ""
 
 
 @remote.command("modify")
@@ -126,7 +141,8 @@ def remote_remove(name: str) -> None:
 @click.argument("value", required=False)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (required for secrets).")
 @click.option("--unset", is_flag=True, help="Remove KEY.")
-def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bool) -> None:
+@no_stage_option
+def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bool, no_stage: bool) -> None:
     """Set KEY of remote NAME to VALUE.
 
     \b
@@ -143,15 +159,18 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
     """
     if unset == (value is not None):
         raise click.UsageError("give either VALUE or --unset")
-    api.modify(name, key, value, local=local)
-    click.echo(f"unset {name}.{key}" if unset else f"set {name}.{key}")
+    if key == "url" and value is not None:
+        value = user_url(value)
+    staged = api.modify(name, key, value, local=local, stage=not no_stage)
+    click.echo((f"unset {name}.{key}" if unset else f"set {name}.{key}") + _staged(staged))
 
 
 @remote.command("default")
 @click.argument("name", required=False)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only).")
 @click.option("--unset", is_flag=True, help="Remove the default.")
-def remote_default(name: str | None, local: bool, unset: bool) -> None:
+@no_stage_option
+def remote_default(name: str | None, local: bool, unset: bool, no_stage: bool) -> None:
     """Show the default remote, or make NAME the default.
 
     \b
@@ -159,11 +178,11 @@ def remote_default(name: str | None, local: bool, unset: bool) -> None:
       mvc remote default origin
     """
     if unset:
-        api.set_default(None)
-        click.echo("unset the default remote")
+        staged = api.set_default(None, stage=not no_stage)
+        click.echo("unset the default remote" + _staged(staged))
     elif name:
-        api.set_default(name, local=local)
-        click.echo(f"default remote: {name}")
+        staged = api.set_default(name, local=local, stage=not no_stage)
+        click.echo(f"default remote: {name}" + _staged(staged))
     else:
         from mvc.errors import NoRemote
         from mvc.repo.remotes import default_remote
@@ -290,8 +309,4 @@ def pull(
     """
     r = sync.pull(paths, remote=remote, jobs=jobs, rev=rev, force=force, progress=transfer_bars(quiet))
     _fetched(r)
-    for row in r["checkout"]:
-        for k in row["kept"]:
-            click.echo(f"kept the replaced content of {k['path']} in the cache as {k['oid']}")
-        if row["action"] != "unchanged":
-            click.echo(f"restored {row['path']} ({short(row['oid'])})")
+    echo_checkout(r["checkout"])

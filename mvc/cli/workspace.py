@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from mvc.api import workspace as api
-from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, rev_option, short
+from mvc.cli.common import (
+    bars,
+    echo_checkout,
+    echo_json,
+    human,
+    json_option,
+    quiet_option,
+    rev_option,
+    short,
+    user_path,
+)
 from mvc.errors import ConfigError
 
 
@@ -67,8 +75,13 @@ def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, name: str
     """
     for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, name=name, progress=bars(quiet)):
         what = f"{r['nfiles']} file{'' if r['nfiles'] == 1 else 's'}, " if r["kind"] == "dir" else ""
-        verb = "added" if r["changed"] else "unchanged"
-        click.echo(f"{verb} {r['path']} ({what}{human(r['size'])}, {short(r['oid'])})")
+        detail = f"({what}{human(r['size'])}, {short(r['oid'])})"
+        if r["changed"]:
+            click.echo(f"added {r['path']} {detail}")
+        elif r["stored"]:  # e.g. after cache.dir changed: the pointer was right, the cache lacked its content
+            click.echo(f"stored {r['path']} in the cache, pointer unchanged {detail}")
+        else:
+            click.echo(f"unchanged {r['path']} {detail}")
         if r.get("renamed_from"):
             click.echo(f"model {r['name']} now names {r['path']} (was {r['renamed_from']})")
 
@@ -144,6 +157,10 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
     that model's file as of that version (its path at that commit).
 
     \b
+    With --rev or a model revision, the pointers restored are staged in git, as
+    'git checkout REV -- PATH' stages them; each is named with the command that undoes it.
+
+    \b
     Example:
       mvc checkout
       mvc checkout model.safetensors --rev v1.0
@@ -151,18 +168,18 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
     """
     from mvc.api import checkout as checkoutapi
 
-    for r in checkoutapi.checkout(paths, rev=rev, force=force, progress=bars(quiet)):
-        for k in r["kept"]:
-            # a removed file's name may hold bytes that are not UTF-8: shown escaped, not a crash
-            shown = os.fsencode(k["path"]).decode("utf-8", "backslashreplace")
-            click.echo(f"kept the replaced content of {shown} in the cache as {k['oid']}")
-        if r["action"] != "unchanged":
-            click.echo(f"restored {r['path']} ({short(r['oid'])})")
+    echo_checkout(checkoutapi.checkout(paths, rev=rev, force=force, progress=bars(quiet)))
 
 
 @click.command()
 @click.argument("path", type=click.Path(readable=False))
-@click.option("-o", "--out", required=True, type=click.Path(readable=False), help="Where to write the model.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(readable=False),
+    help="Where to write the model (relative to where the command is typed, also under -C).",
+)
 @rev_option("Revision to read the pointer from (default: the work tree).")
 @click.option("--force", "-f", is_flag=True, help="Replace OUT if it exists.")
 @quiet_option
@@ -179,7 +196,7 @@ def get(path: str, out: str, rev: str | None, force: bool, quiet: bool) -> None:
     """
     from mvc.api import checkout as checkoutapi
 
-    r = checkoutapi.get(path, out, rev=rev, force=force, progress=bars(quiet))
+    r = checkoutapi.get(path, user_path(out), rev=rev, force=force, progress=bars(quiet))
     click.echo(f"wrote {r['out']} ({human(r['size'])}, {short(r['oid'])})")
 
 

@@ -105,7 +105,7 @@ class Transfer:
 
     def check_writable(self) -> None:
         """Refuse, before any request, to write to a store that only reads."""
-        self.store._refuse_write()
+        self.store.refuse_write()
 
     # -- the layout marker (docs/FORMAT.md, "Layout marker") ------------------------------------
     def check_layout(self, writing: bool = False) -> None:

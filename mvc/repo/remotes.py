@@ -147,12 +147,12 @@ def fetch_wanted(
         jr.close()
     if absent:
         first = absent[0]
-        label = wanted.files.get(first, (wanted.manifests.get(first, first), 0))[0]
-        what = f"{first} ({label})" if label != first else first
-        more = f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+        more = f" (and {len(absent) - 1} more object{'s' if len(absent) > 2 else ''})" if len(absent) > 1 else ""
+        verb = "are" if more else "is"
         bad = f"; unreadable pack index {remote.bad_indexes[0]} was skipped" if remote and remote.bad_indexes else ""
         raise RemoteObjectMissing(
-            f"object {what}{more} is not on remote {sp.name}{bad}: push it from a machine that has it; "
+            f"{wanted.label(first)}{more} {verb} not on remote {sp.name} (object {first}){bad}: push it from where "
+            f"it exists ('mvc push' there), or fetch it from another remote with 'mvc fetch -r NAME'; "
             "the rest was fetched"
         )
     return result
@@ -165,25 +165,82 @@ def fetch_objects(
     remote: str | None = None,
     jobs: int | None = None,
     progress: progressmod.Factory = progressmod.null,
+    labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Download these objects (as they are: a manifest's entries are not followed) into the cache.
-    A dict gives each object's expected size, for the progress bar and scheduling."""
+    A dict gives each object's expected size, for the progress bar and scheduling; ``labels`` how an
+    error names each object (its tracked path; default: the oid)."""
     sp = spec(repo, remote)
     sizes = wanted_oids if isinstance(wanted_oids, dict) else dict.fromkeys(wanted_oids, 0)
+    labels = labels or {}
     wanted = Wanted()
     for oid, size in sizes.items():
-        wanted.files.setdefault(oid, (oid, size))
+        wanted.files.setdefault(oid, (labels.get(oid, oid), size))
     return fetch_wanted(repo, sp, wanted, jobs, progress)
 
 
-def ensure_objects(repo: Repo, needed: dict[str, int], progress: progressmod.Factory = progressmod.null) -> None:
+def ensure_objects(
+    repo: Repo,
+    needed: dict[str, int],
+    progress: progressmod.Factory = progressmod.null,
+    labels: dict[str, tuple[str, str]] | None = None,
+) -> None:
     """Raise ObjectMissing unless every oid is in the cache, fetching missing ones from the default remote.
-    needed: {oid: size} (size 0 where unknown; sizes only feed the progress bar)."""
+    needed: {oid: size} (size 0 where unknown; sizes only feed the progress bar). labels: {oid: (how a
+    message names it, the tracked path to re-add)}, e.g. ``("data/tok/a.json of directory data/tok",
+    "data/tok")``; without one, a message names the oid."""
     missing = repo.odb.missing(sorted(needed))
-    if missing and default_remote(repo) is not None:
-        # raises, naming the remote, for what it lacks
-        fetch_objects(repo, {o: needed[o] for o in missing}, progress=progress)
+    if not missing:
+        return
+    labels = labels or {}
+    name = default_remote(repo)
+    if name is not None:
+        # raises, naming the remote and the path, for what it lacks
+        fetch_objects(
+            repo,
+            {o: needed[o] for o in missing},
+            progress=progress,
+            labels={o: labels[o][0] for o in missing if o in labels},
+        )
         missing = repo.odb.missing(missing)
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ObjectMissing(f"object {missing[0]}{more} not in the cache: run 'mvc fetch' (or 'mvc pull')")
+        if not missing:
+            return
+    first = missing[0]
+    what, path = labels.get(first, (f"object {first}", ""))
+    what += f" (object {first})" if first in labels else ""
+    if len(missing) > 1:
+        what += f" and {len(missing) - 1} more object{'s' if len(missing) > 2 else ''}"
+    what += " are" if len(missing) > 1 else " is"
+    if name is None:
+        readd = f"'mvc add {_quote(path)}'" if path else "'mvc add PATH'"
+        raise ObjectMissing(
+            f"{what} not in the cache: re-add it with {readd} where the file exists, "
+            f"or {fetch_fix(repo, 'run this again')}"
+        )
+    raise ObjectMissing(  # only when the object vanished again between the fetch and this check
+        f"{what} not in the cache although remote {name} sent it: run 'mvc fetch' (or 'mvc pull') again"
+    )
+
+
+def fetch_fix(repo: Repo, then: str) -> str:
+    """The message's fix for weights missing from the cache that a remote may hold, as the remotes are
+    configured; ``then`` is what to run once one can serve them (e.g. "'mvc fetch model.pt'")."""
+    name = default_remote(repo)
+    if name is not None:
+        return f"{then} if remote {name} has them"
+    table = remote_table(repo)
+    if table:
+        return (
+            "make the remote that holds them the default with 'mvc remote default NAME' "
+            f"(remotes: {', '.join(sorted(table))}), then {then}"
+        )
+    return (
+        "add the remote that holds them with 'mvc remote add NAME URL --default' (no mvc remote is configured), "
+        f"then {then}"
+    )
+
+
+def _quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)

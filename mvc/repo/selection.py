@@ -59,24 +59,47 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None) -> ptrfmt.Poi
     return ptrfmt.loads(data, prel)
 
 
+def shown(label: str) -> str:
+    """A pointer's label (``PATH.mvc`` or ``PATH.mvc at REV``) as the user knows it: the tracked path."""
+    prel, at, rev = label.partition(" at ")
+    return Repo.target_of(prel) + at + rev if prel.endswith(ptrfmt.SUFFIX) else label
+
+
 @dataclass
 class Wanted:
+    """The objects some pointers need. Each is labelled for messages with the tracked path as the user
+    knows it (``models/churn.pt``, ``data/tok/vocab.json of directory data/tok``, ``… at REV``), and
+    ``paths`` gives the tracked path to re-add it from (``data/tok``)."""
+
     files: dict[str, tuple[str, int]] = field(default_factory=dict)  # oid -> (label, size)
-    manifests: dict[str, str] = field(default_factory=dict)  # manifest oid -> label
+    manifests: dict[str, str] = field(default_factory=dict)  # manifest oid -> pointer label (PATH.mvc [at REV])
     entries: dict[str, list[mf.Entry]] = field(default_factory=dict)  # manifest oid -> its entries, when read
+    paths: dict[str, str] = field(default_factory=dict)  # oid -> the tracked path it belongs to
 
     def add_pointer(self, label: str, p: ptrfmt.Pointer) -> None:
+        self.paths.setdefault(p.oid, shown(label.partition(" at ")[0]))
         if p.kind == "file":
-            self.files.setdefault(p.oid, (label, p.size))
+            self.files.setdefault(p.oid, (shown(label), p.size))
         else:
             self.manifests.setdefault(p.oid, label)
+
+    def label(self, oid: str) -> str:
+        """How a message names the object: its tracked path (a manifest: its directory's)."""
+        if oid in self.files:
+            return self.files[oid][0]
+        if oid in self.manifests:
+            prel, at, rev = self.manifests[oid].partition(" at ")
+            return f"the manifest of directory {Repo.target_of(prel)}{at}{rev}"
+        return oid
 
     def read_manifest(self, repo: Repo, moid: str) -> list[mf.Entry]:
         entries = mf.loads(repo.odb.read_bytes(moid), moid)
         self.entries[moid] = entries
         prel, at, rev = self.manifests[moid].partition(" at ")
+        top = Repo.target_of(prel)
         for e in entries:
-            self.files.setdefault(e.oid, (f"{Repo.target_of(prel)}/{e.path}{at}{rev}", e.size))
+            self.files.setdefault(e.oid, (f"{top}/{e.path} of directory {top}{at}{rev}", e.size))
+            self.paths.setdefault(e.oid, top)
         return entries
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing
 from mvc.storage import fileio
-from mvc.storage.store import DEFAULT_JOBS, Check, Progress, Store
+from mvc.storage.store import DEFAULT_JOBS, TMP, Check, Progress, Store
 
 
 class DirStore(Store):
@@ -36,10 +36,18 @@ class DirStore(Store):
     def list(self, prefix: str) -> list[str]:
         top = self._full(prefix) if prefix else self.root
         out: list[str] = []
-        for dirpath, _, names in os.walk(top):
-            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
-            out.extend(f"{rel_dir}/{f}" if rel_dir != "." else f for f in names)
-        return out
+
+        def fail(e: OSError) -> None:
+            if not isinstance(e, (FileNotFoundError, NotADirectoryError)):  # nothing there is an empty listing
+                raise e
+
+        with self._errors(prefix):
+            for dirpath, dirs, names in os.walk(top, onerror=fail):
+                rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+                if rel_dir == ".":
+                    dirs[:] = [d for d in dirs if d + "/" != TMP]  # half-written objects, not objects
+                out.extend(f"{rel_dir}/{f}" if rel_dir != "." else f for f in names)
+        return [r for r in out if not r.startswith(TMP)]
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         def write(tmp: str) -> int:
@@ -61,7 +69,17 @@ class DirStore(Store):
         return self._publish(rel, write)
 
     def put_bytes(self, rel: str, data: bytes) -> None:
-        self._publish(rel, lambda tmp: fileio.atomic_write(tmp, data, fsync=self.fsync))
+        def write(tmp: str) -> None:
+            # not fileio.atomic_write: its errors name the temp file and the cache, not this remote
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                fileio.write_all(out, data)
+                if self.fsync:
+                    os.fsync(out)
+            finally:
+                os.close(out)
+
+        self._publish(rel, write)
 
     def _publish(self, rel: str, write: Callable[[str], Any]) -> Any:
         """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel."""
@@ -102,7 +120,7 @@ class DirStore(Store):
                 os.close(fd)
 
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
-        with self._errors(rel, writing=False):
+        with self._errors(rel, local=dest):
             fd = self._open(rel)
             try:
                 out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -114,15 +132,27 @@ class DirStore(Store):
                 os.close(fd)
 
     def delete(self, rel: str) -> None:
-        fileio.remove_quietly(self._full(rel))
+        with self._errors(rel, writing=True):
+            try:
+                os.unlink(self._full(rel))
+            except FileNotFoundError:
+                pass  # already gone: what delete is for
 
     def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
-        """Full disk and permissions as one clear line; other OSErrors (the cache side's) pass through."""
+        """Full disk and permissions as one line naming the remote and the object, never the temp file
+        the error came from; other OSErrors (the cache side's) pass through."""
         if not isinstance(e, OSError):
             return None
         what = "writing to" if writing else "reading from"
-        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-            return RemoteError(f"no space left {what} the remote ({e.filename}): free space there and retry")
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return RemoteAuthError(f"permission denied {what} the remote ({e.filename}): check its permissions")
+        where = f"remote {self.url} ({rel})" if rel else f"remote {self.url}"
+        if e.errno in fileio.SPACE_ERRNOS:
+            return RemoteError(f"no space left {what} {where}: free space there and retry")
+        if e.errno == errno.EROFS:
+            return RemoteAuthError(
+                f"{where} is on a read-only file system: mount it read-write, or push to another remote"
+            )
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return RemoteAuthError(
+                f"permission denied {what} {where}: give this user access to {self.root} (owner, mode) and retry"
+            )
         return None

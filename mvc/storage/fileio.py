@@ -19,7 +19,7 @@ from mvc.errors import StorageError
 
 CHUNK = 64 << 20  # hash slice; big enough that per-call overhead vanishes
 SMALL = 8 << 20  # below this, read/hash/write in one go (no thread, no mmap)
-_SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+SPACE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 _FICLONE = 0x40049409
 
 Progress = Callable[[int], None]
@@ -101,9 +101,7 @@ def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None
         data = os.pread(src, size, 0)
         if len(data) != size:
             raise StorageError("source file shrank while copying: retry when nothing writes to it")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(dst, view) :]
+        write_all(dst, data)
         if progress:
             progress(size)
         return hexdigest_bytes(data)
@@ -124,6 +122,12 @@ def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None
     if failure:
         raise failure[0]
     return digest
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def reflink_fd(src: int, dst: int) -> bool:
@@ -182,9 +186,7 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
         with space_errors(path):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, data)
                 if fsync:
                     os.fsync(fd)
             finally:
@@ -208,8 +210,17 @@ def space_errors(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        if e.errno in _SPACE_ERRNOS:
-            raise StorageError(f"no space left writing {what}: free some space (or move cache.dir) and retry") from None
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StorageError(f"cannot write {what}: {e.strerror}: check permissions") from None
-        raise
+        err = local_error(e, what)
+        if err is None:
+            raise
+        raise err from None
+
+
+def local_error(e: OSError, what: str, only_space: bool = False) -> StorageError | None:
+    """The one-line error for a full disk (or, unless only_space, a refused write) while writing what on
+    this machine; None for other errors."""
+    if e.errno in SPACE_ERRNOS:
+        return StorageError(f"no space left writing {what}: free some space (or move cache.dir) and retry")
+    if not only_space and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {what}: {e.strerror}: check permissions")
+    return None

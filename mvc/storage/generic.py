@@ -11,11 +11,33 @@ from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteNotFound, RemoteObjectMissing, RemoteUnreachable
 from mvc.storage import fileio
-from mvc.storage.store import Check, Progress, RemoteError, Store, first_line, s3_code
+from mvc.storage.store import TMP, Check, Progress, RemoteError, Store, first_line, s3_code
 
 # Uploads to these are atomic by themselves (one PUT or a completed multipart upload).
 OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "oci", "tos", "tosfs", "hf"}
 READ_ONLY = {"http", "https"}
+# What botocore and aiohttp raise when a server does not answer (not all of them are ConnectionErrors).
+UNREACHABLE = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ClientConnectorError",
+    "ClientConnectionError",
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "ConnectionTimeoutError",
+    "ClientOSError",
+}
+
+
+def unreachable(e: BaseException) -> bool:
+    """Whether e (or the error it was raised from) says the server did not answer."""
+    return any(
+        isinstance(x, (ConnectionError, TimeoutError)) or type(x).__name__ in UNREACHABLE
+        for x in (e, e.__cause__)
+        if x is not None
+    )
 
 
 _relay: Any = None
@@ -44,6 +66,8 @@ def _fsspec_callback(progress: Progress | None) -> Any:
 
 
 class FsspecStore(Store):
+    names_missing_store = False  # True where the backend's own errors tell a missing bucket (S3)
+
     def __init__(self, url: str, protocol: str, fs: Any, root: str):
         super().__init__(url)
         self.protocol, self.fs, self.root = protocol, fs, root.rstrip("/")
@@ -63,67 +87,161 @@ class FsspecStore(Store):
             try:
                 found = self.fs.find(top)
             except FileNotFoundError as e:
-                if isinstance(self.translate(e, prefix), RemoteNotFound):
-                    raise
-                return []
+                err = self.translate(e, prefix) if self.names_missing_store else None
+                if isinstance(err, RemoteNotFound):
+                    raise err from None
+                found = []
+            # A directory not made yet is an empty remote (the first push makes it); a push cannot make a
+            # bucket or a web server's directory, so their absence is said now (fsspec's find is silent).
+            cannot_make = (self.read_only or self.atomic_put) and not self.names_missing_store
+            if not found and cannot_make and self._store_missing():
+                raise self._not_found()
+        # only what is below: fsspec's find gives the directory itself when it is empty (http)
+        below = self.fs._strip_protocol(top) + "/" if top else ""
         strip = len(self.root) + 1 if self.root else 0
-        return [p[strip:] for p in (self.fs._strip_protocol(f) for f in found)]
+        paths = (self.fs._strip_protocol(f) for f in found)
+        return [p[strip:] for p in paths if p.startswith(below) and not p[strip:].startswith(TMP)]
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
-        self._refuse_write()
+        self.refuse_write()
         digest, st = fileio.hash_file(src)
         check(digest)
         self._publish(rel, lambda path: self.fs.put_file(src, path, callback=_fsspec_callback(progress)))
         return st.st_size
 
     def put_bytes(self, rel: str, data: bytes) -> None:
-        self._refuse_write()
+        self.refuse_write()
         self._publish(rel, lambda path: self.fs.pipe_file(path, data))
 
     def _publish(self, rel: str, send: Callable[[str], Any]) -> None:
         """send(path) writes the whole object at path: rel itself on object stores, else a temp file in
-        ``tmp/`` renamed to rel afterwards."""
-        with self._errors(rel):
+        ``tmp/`` renamed to rel afterwards (and removed if anything fails)."""
+        with self._errors(rel, writing=True):
             target = self._path(rel)
             if self.atomic_put:
                 send(target)
                 return
-            tmp = self._path(f"tmp/{os.path.basename(fileio.tmp_name('', rel.rsplit('/', 1)[-1]))}")
-            self.fs.makedirs(self._path("tmp"), exist_ok=True)
-            send(tmp)
-            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-            self.fs.mv(tmp, target)
+            tmp = self._path(TMP + os.path.basename(fileio.tmp_name("", rel.rsplit("/", 1)[-1])))
+            self.fs.makedirs(self._path(TMP.rstrip("/")), exist_ok=True)
+            try:
+                send(tmp)
+                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.mv(tmp, target)
+            except BaseException:
+                try:
+                    self.fs.rm_file(tmp)
+                except Exception:
+                    pass  # never sent, or already renamed: nothing to clean
+                raise
 
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
-        with self._errors(rel):
+        with self._errors(rel, local=dest):
             self.fs.get_file(self._path(rel), dest, callback=_fsspec_callback(progress))
         return fileio.hash_file(dest)[0]
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""  # nothing to ask for (S3 answers an empty Range with the whole object)
         with self._errors(rel):
             try:
                 return bytes(self.fs.cat_file(self._path(rel), start=start, end=end))
             except Exception as e:
-                if s3_code(e) == "InvalidRange" or any(
-                    getattr(x, "status", None) == 416 for x in (e, e.__cause__, e.__context__)
-                ):
+                if s3_code(e) == "InvalidRange" or _status(e) == 416:
                     return b""  # starts past the end: as short as a read can be (callers check lengths)
                 raise
 
     def delete(self, rel: str) -> None:
-        with self._errors(rel):
-            self.fs.rm_file(self._path(rel))
+        self.refuse_write()
+        with self._errors(rel, writing=True):
+            try:
+                self.fs.rm_file(self._path(rel))
+            except FileNotFoundError:
+                pass  # already gone: what delete is for
+
+    def _store_missing(self) -> bool:
+        """Whether the remote itself is gone (its directory, or its bucket on object stores): asked only
+        after something was not found, to tell a missing object from a missing remote."""
+        top = self.root.split("/", 1)[0] if self.atomic_put else self.root
+        return bool(top) and not self.fs.exists(top)
+
+    def _not_found(self) -> RemoteError:
+        return RemoteNotFound(f"remote {self.url} does not exist: check the remote URL with 'mvc remote list'")
 
     def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
         where = self.where(rel) if rel else self.url
         if isinstance(e, FileNotFoundError):
+            if not writing and not self.names_missing_store:
+                try:
+                    gone = self._store_missing()
+                except Exception:
+                    gone = False  # cannot tell: the object is what was not found
+                if gone:
+                    return self._not_found()
             return RemoteObjectMissing(f"{where} is not on the remote")
         if isinstance(e, PermissionError):
             return RemoteAuthError(
                 f"access to {where} was denied ({first_line(e)}): check the credentials and permissions for this remote"
             )
-        if isinstance(e, (ConnectionError, TimeoutError)):
+        if unreachable(e):
             return RemoteUnreachable(
                 f"cannot reach {self.url} ({first_line(e)}): check the network and the remote URL, then retry"
             )
         return None
+
+
+class HttpStore(FsspecStore):
+    """http(s)://: read-only, and many servers (python's http.server, some static hosts) ignore Range
+    requests and send the whole object, which fsspec's cat_file would return as the range."""
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        from fsspec.asyn import sync
+
+        with self._errors(rel):
+            return bytes(sync(self.fs.loop, _http_range, self.fs, self._path(rel), start, end))
+
+    def _store_missing(self) -> bool:
+        """Only a 404 (or 410) for the remote's directory: a server that forbids listings still serves files."""
+        from fsspec.asyn import sync
+
+        return sync(self.fs.loop, _http_status, self.fs, self.root + "/") in (404, 410)
+
+
+async def _http_range(fs: Any, url: str, start: int, end: int) -> bytes:
+    """Bytes [start, end) of url: the server's 206 answer, or the slice of a whole body it sent instead."""
+    session = await fs.set_session()
+    kw = dict(fs.kwargs)
+    headers = {**kw.pop("headers", {}), "Range": f"bytes={start}-{end - 1}"}
+    async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
+        if r.status == 416:
+            return b""  # starts past the end
+        fs._raise_not_found_for_status(r, url)
+        if r.status == 206:
+            return bytes(await r.read())
+        out = bytearray()
+        skip = start
+        async for chunk in r.content.iter_chunked(1 << 20):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            out += chunk[skip : skip + end - start - len(out)]
+            skip = 0
+            if len(out) >= end - start:
+                break  # the rest is not wanted: leave it unread
+        return bytes(out)
+
+
+async def _http_status(fs: Any, url: str) -> int:
+    session = await fs.set_session()
+    async with session.head(fs.encode_url(url), allow_redirects=True, **fs.kwargs) as r:
+        return int(r.status)
+
+
+def _status(e: BaseException) -> int | None:
+    """The HTTP status an fsspec error carries (aiohttp keeps it on the error or its cause)."""
+    for x in (e, e.__cause__, e.__context__):
+        status = getattr(x, "status", None)
+        if isinstance(status, int):
+            return status
+    return None

@@ -7,7 +7,7 @@ from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
 from mvc.storage import fileio
-from mvc.storage.generic import FsspecStore
+from mvc.storage.generic import FsspecStore, unreachable
 from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, s3_code, split_url
 
 # Remote keys understood for S3, mapped to s3fs arguments; any other key is passed to s3fs as is.
@@ -16,6 +16,7 @@ S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token
 
 class S3Store(FsspecStore):
     default_jobs = DEFAULT_JOBS["s3"]
+    names_missing_store = True  # NoSuchBucket: no request needed to tell a missing bucket
 
     def __init__(self, url: str, options: dict[str, Any]):
         import s3fs
@@ -75,30 +76,53 @@ class S3Store(FsspecStore):
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         size = os.path.getsize(src)
         if size >= 2 * PART:
-            with self._errors(rel):
-                from fsspec.asyn import sync
-
-                return sync(self.fs.loop, self._put_multipart, src, rel, size, check, progress)
+            return self._put_multipart(src, rel, size, check, progress)
         with open(src, "rb") as f:
             data = f.read()
         check(fileio.hexdigest_bytes(data))
-        with self._errors(rel):
+        with self._errors(rel, writing=True):
             self.fs.pipe_file(self._path(rel), data)
         if progress:
             progress(len(data))
         return len(data)
 
-    async def _put_multipart(self, src: str, rel: str, size: int, check: Check, progress: Progress | None) -> int:
-        """One multipart upload, up to max_concurrency parts in flight, hashing each part as it is read:
-        the file is read once, and the upload is completed (made visible) only if check passes."""
+    def _put_multipart(self, src: str, rel: str, size: int, check: Check, progress: Progress | None) -> int:
+        """One multipart upload, completed (made visible) only if check passes. check runs outside the
+        error translation: what it raises reaches the caller unchanged."""
+        from fsspec.asyn import sync
+
+        bucket, key = self._bucket_key(rel)
+
+        def call(method: str, **kw: Any) -> Any:
+            return sync(self.fs.loop, self.fs._call_s3, method, Bucket=bucket, Key=key, **kw)
+
+        with self._errors(rel, writing=True):
+            upload = call("create_multipart_upload")["UploadId"]
+        try:
+            with self._errors(rel, writing=True):
+                parts, digest = sync(self.fs.loop, self._send_parts, src, bucket, key, upload, size, progress)
+            check(digest)
+            with self._errors(rel, writing=True):
+                call("complete_multipart_upload", UploadId=upload, MultipartUpload={"Parts": parts})
+        except BaseException:
+            try:  # parts of an upload never completed are invisible; this frees them now
+                call("abort_multipart_upload", UploadId=upload)
+            except Exception:
+                pass
+            raise
+        return size
+
+    async def _send_parts(
+        self, src: str, bucket: str, key: str, upload: str, size: int, progress: Progress | None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Up to max_concurrency parts in flight, each hashed as it is read (the file is read once):
+        the parts and the hex digest of the whole."""
         import asyncio
 
         import xxhash
 
         fs = self.fs
-        bucket, key = self._bucket_key(rel)
         part_size = max(PART, -(-size // MAX_PARTS))
-        upload = (await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=key))["UploadId"]
         hasher = xxhash.xxh3_128()
 
         async def send(number: int, body: bytes) -> dict[str, Any]:
@@ -110,30 +134,19 @@ class S3Store(FsspecStore):
             return {"PartNumber": number, "ETag": out["ETag"]}
 
         parts: list[dict[str, Any]] = []
-        try:
-            with open(src, "rb") as f:
-                while True:
-                    batch: list[Any] = []
-                    for _ in range(fs.max_concurrency):
-                        body = f.read(part_size)
-                        if not body:
-                            break
-                        hasher.update(body)
-                        batch.append(send(len(parts) + len(batch) + 1, body))
-                    if not batch:
+        with open(src, "rb") as f:
+            while True:
+                batch: list[Any] = []
+                for _ in range(fs.max_concurrency):
+                    body = f.read(part_size)
+                    if not body:
                         break
-                    parts += await asyncio.gather(*batch)
-            check(hasher.hexdigest())
-            await fs._call_s3(
-                "complete_multipart_upload", Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            try:  # parts of an upload never completed are invisible; this frees them now
-                await fs._call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload)
-            except Exception:
-                pass
-            raise
-        return size
+                    hasher.update(body)
+                    batch.append(send(len(parts) + len(batch) + 1, body))
+                if not batch:
+                    break
+                parts += await asyncio.gather(*batch)
+        return parts, hasher.hexdigest()
 
     def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
         code = s3_code(e)
@@ -162,15 +175,7 @@ class S3Store(FsspecStore):
                 f"({code or first_line(e)}): check the credentials (AWS_* variables, "
                 "profile) and the bucket's permissions"
             )
-        if name in (
-            "EndpointConnectionError",
-            "ConnectTimeoutError",
-            "ReadTimeoutError",
-            "ConnectionClosedError",
-            "ClientConnectorError",
-            "ServerDisconnectedError",
-            "ClientOSError",
-        ) or isinstance(e, (ConnectionError, TimeoutError)):
+        if unreachable(e):
             return RemoteUnreachable(
                 f"cannot reach the S3 server{endpoint or ' for ' + self.url} "
                 f"({first_line(e)}): check that it is running and the endpoint_url, then retry"

@@ -11,10 +11,12 @@ filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Literal
 
-from mvc.errors import CorruptObject, RemoteError, RemoteReadOnly
+from mvc.errors import MvcError, RemoteError, RemoteReadOnly
+from mvc.storage import fileio
 
 Progress = Callable[[int], None]
 Check = Callable[[str], None]  # called with the hex digest of the bytes about to be published
@@ -23,6 +25,7 @@ LARGE = 16 << 20  # objects above this count as large: few move at once (see mvc
 PART = 50 << 20  # S3 multipart: part size (s3fs's default); objects under two parts go in one PUT
 MAX_PARTS = 10_000  # S3's limit: parts grow for objects above 488 GiB
 DEFAULT_JOBS = {"local": 4, "s3": 16}  # measured on loopback moto: 8-32 saturate it (benchmarks/bench_remote.py)
+TMP = "tmp/"  # where stores without atomic uploads build an object before renaming it into place
 
 
 class Store:
@@ -44,7 +47,8 @@ class Store:
         raise NotImplementedError
 
     def list(self, prefix: str) -> list[str]:
-        """Relative paths of every object below prefix ('' for all)."""
+        """Paths (relative to the store's root) of every object below the directory prefix ('' for all,
+        "objects/" or "objects" alike), never the temp files in tmp/; [] when there are none."""
         raise NotImplementedError
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
@@ -60,10 +64,11 @@ class Store:
         raise NotImplementedError
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
-        """Bytes [start, end) of rel (fewer if it is shorter)."""
+        """Bytes [start, end) of rel: fewer when it ends before end, b"" when start is at or past its end."""
         raise NotImplementedError
 
     def delete(self, rel: str) -> None:
+        """Remove rel; one that is not there is no error (as on S3)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -73,10 +78,10 @@ class Store:
         """The one-line error for an exception the store raised, or None when it is not recognised."""
         return None
 
-    def _errors(self, rel: str, writing: bool = False) -> _Translate:
-        return _Translate(self, rel, writing)
+    def _errors(self, rel: str, writing: bool = False, local: str | None = None) -> _Translate:
+        return _Translate(self, rel, writing, local)
 
-    def _refuse_write(self) -> None:
+    def refuse_write(self) -> None:
         if self.read_only:
             raise RemoteReadOnly(
                 f"{self.url} is read-only ({self.protocol}://): push to a writable remote "
@@ -85,17 +90,24 @@ class Store:
 
 
 class _Translate:
-    """A store's errors as one line (:meth:`Store.translate`); mvc's own errors pass through."""
+    """A store's errors as one line (:meth:`Store.translate`); mvc's own errors pass through.
 
-    def __init__(self, store: Store, rel: str, writing: bool):
-        self.store, self.rel, self.writing = store, rel, writing
+    local: the file on this machine a download writes; its disk full or its permissions are reported as
+    this machine's, never the remote's."""
+
+    def __init__(self, store: Store, rel: str, writing: bool, local: str | None = None):
+        self.store, self.rel, self.writing, self.local = store, rel, writing, local
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, typ: object, e: BaseException | None, tb: object) -> Literal[False]:
-        if e is None or isinstance(e, (RemoteError, CorruptObject)) or not isinstance(e, Exception):
+        if e is None or isinstance(e, MvcError) or not isinstance(e, Exception):
             return False
+        if self.local is not None and isinstance(e, OSError):
+            mine = fileio.local_error(e, os.path.dirname(self.local) or ".", only_space=e.filename != self.local)
+            if mine is not None:
+                raise mine from None
         err = self.store.translate(e, self.rel, self.writing)
         if err is None:
             if not self.store.wrap_unknown:

@@ -102,9 +102,10 @@ def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = "
             f"{url}: an option of this remote is not understood by the {protocol} filesystem "
             f"({e}): remove it with 'mvc remote modify NAME KEY --unset'"
         ) from None
-    from mvc.storage.generic import FsspecStore
+    from mvc.storage.generic import READ_ONLY, FsspecStore, HttpStore
 
-    return FsspecStore(url, protocol, fs, fs._strip_protocol(url))
+    kind = HttpStore if protocol in READ_ONLY else FsspecStore
+    return kind(url, protocol, fs, fs._strip_protocol(url))
 
 
 def _missing_package(protocol: str, e: ImportError) -> str:

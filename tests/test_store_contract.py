@@ -1,0 +1,224 @@
+"""Every store backend joins the contract of tests/store_contract.py: one fixture class a backend, then
+one line a test class. A new backend adds its fixture class and its line here (docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import threading
+import uuid
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from store_contract import (
+    DeleteTests,
+    ErrorTests,
+    ExistsTests,
+    GetTests,
+    ListTests,
+    LocalDiskTests,
+    PutTests,
+    RangeTests,
+    ReadOnlyTests,
+    UnreachableTests,
+)
+
+from mvc.storage.urls import open_store
+
+READS = (GetTests, RangeTests, ListTests, ExistsTests, ErrorTests)
+
+
+def files_below(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- a directory -------------------------------------------------------------------------------------
+class DirFixtures:
+    """A directory on this machine: DirStore through open_store, as a remote URL that is a plain path."""
+
+    lists_missing_as_empty = True  # the first push makes the directory
+
+    @pytest.fixture
+    def root(self, tmp_path: Path) -> Path:
+        root = tmp_path / "store"
+        root.mkdir()
+        return root
+
+    @pytest.fixture
+    def store(self, root: Path):
+        return open_store(str(root))
+
+    @pytest.fixture
+    def seed(self, root: Path):
+        def seed(rel: str, data: bytes) -> None:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+
+        return seed
+
+    @pytest.fixture
+    def raw(self, root: Path):
+        return lambda: files_below(root)
+
+    @pytest.fixture
+    def missing_store(self, tmp_path: Path):
+        return open_store(str(tmp_path / "no-such-dir"))
+
+
+class TestDirectory(PutTests, *READS, DeleteTests, LocalDiskTests, DirFixtures):
+    """The directory backend (DirStore)."""
+
+
+# -- S3 on the session's moto server ----------------------------------------------------------------
+BUCKET, PREFIX = "contract", "team/models"
+
+
+@pytest.fixture(scope="session")
+def s3_clients(s3_server: str):
+    """The store, a store on a missing bucket and a boto3 client, made once: an S3 client costs 0.2 s to
+    build, more than a test. They keep no state between tests (s3fs's find never serves from its cache)."""
+    import boto3
+
+    return (
+        open_store(f"s3://{BUCKET}/{PREFIX}", {"endpoint_url": s3_server}),
+        open_store("s3://no-such-bucket/models", {"endpoint_url": s3_server}),
+        boto3.client("s3", endpoint_url=s3_server),
+    )
+
+
+class S3Fixtures:
+    """S3Store against moto on 127.0.0.1, reset for each test; moto's smallest part is lowered so
+    multipart uploads cost kilobytes."""
+
+    lists_missing_as_empty = False  # a push cannot make a bucket
+
+    @pytest.fixture
+    def s3(self, s3_clients, s3_endpoint: str, monkeypatch):
+        monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 256)
+        client = s3_clients[2]
+        client.create_bucket(Bucket=BUCKET)
+        return client
+
+    @pytest.fixture
+    def store(self, s3, s3_clients):
+        return s3_clients[0]
+
+    @pytest.fixture
+    def seed(self, s3):
+        return lambda rel, data: s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{rel}", Body=data)
+
+    @pytest.fixture
+    def raw(self, s3):
+        def raw() -> set[str]:
+            keys = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+            uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+            cut = len(PREFIX) + 1
+            return {o["Key"][cut:] for o in keys} | {f"upload:{u['Key'][cut:]}" for u in uploads}
+
+        return raw
+
+    @pytest.fixture
+    def missing_store(self, s3_clients, s3_endpoint: str):
+        return s3_clients[1]
+
+
+class TestS3(PutTests, *READS, DeleteTests, S3Fixtures):
+    """The S3 backend (S3Store). An unreachable S3 server is tested by tests/remote_suite.py."""
+
+
+# -- any fsspec filesystem: memory:// ---------------------------------------------------------------
+class MemoryFixtures:
+    """FsspecStore on fsspec's memory:// through open_store: each test under a root of its own in the
+    process-wide memory filesystem, removed afterwards."""
+
+    lists_missing_as_empty = True  # the first push makes the directory
+
+    @pytest.fixture
+    def fs(self):
+        import fsspec
+
+        return fsspec.filesystem("memory")
+
+    @pytest.fixture
+    def root(self, fs):
+        top = f"/mvc-contract-{uuid.uuid4().hex}"
+        fs.makedirs(f"{top}/store")
+        yield f"{top}/store"
+        fs.rm(top, recursive=True)
+
+    @pytest.fixture
+    def store(self, root: str):
+        return open_store(f"memory:/{root}")
+
+    @pytest.fixture
+    def seed(self, fs, root: str):
+        return lambda rel, data: fs.pipe_file(f"{root}/{rel}", data)
+
+    @pytest.fixture
+    def raw(self, fs, root: str):
+        return lambda: {p[len(root) + 1 :] for p in fs.find(root)}
+
+    @pytest.fixture
+    def missing_store(self, root: str):
+        return open_store(f"memory:/{root}-missing")
+
+
+class TestMemory(PutTests, *READS, DeleteTests, MemoryFixtures):
+    """The generic fsspec backend (FsspecStore), on memory://."""
+
+
+# -- HTTP, read-only ---------------------------------------------------------------------------------
+class Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+class HttpFixtures:
+    """A directory served by python's http.server on 127.0.0.1 (listings, no Range support): the
+    read-only HttpStore through open_store."""
+
+    lists_missing_as_empty = False  # a push cannot make a web server's directory
+
+    @pytest.fixture
+    def www(self, tmp_path: Path):
+        www = tmp_path / "www"
+        (www / "store").mkdir(parents=True)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # quick shutdown
+        thread.start()
+        yield www, f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        server.server_close()
+
+    @pytest.fixture
+    def store(self, www):
+        return open_store(f"{www[1]}/store")
+
+    @pytest.fixture
+    def seed(self, www):
+        def seed(rel: str, data: bytes) -> None:
+            path = www[0] / "store" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+        return seed
+
+    @pytest.fixture
+    def missing_store(self, www):
+        return open_store(f"{www[1]}/no-such-dir")
+
+    @pytest.fixture
+    def unreachable_store(self):
+        return open_store(f"http://127.0.0.1:{free_port()}/store")
+
+
+class TestHttp(*READS, UnreachableTests, ReadOnlyTests, HttpFixtures):
+    """The read-only HTTP backend (HttpStore, an FsspecStore)."""
