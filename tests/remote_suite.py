@@ -740,6 +740,9 @@ def configure(mvc_cli, backend, name: str) -> None:
     mvc_cli("remote", "add", name, backend.url, "--default")
     for key, value in backend.options.items():
         mvc_cli("remote", "modify", name, key, value)
+    if getattr(backend, "local_toml", ""):  # tables `mvc remote modify` cannot write (cwd is the repo)
+        with open(".mvc/config.local.toml", "a") as f:
+            f.write(backend.local_toml.format(name=name))
 
 
 def make_smalls(repo: Path, n: int) -> dict[Path, bytes]:
@@ -832,6 +835,9 @@ class S3Backend:
     bucket = "models"
     prefix = "team/project"
     private = ""
+    # These tests stop the server on purpose: botocore's three attempts with backoff would make each such
+    # test wait about 2.6 s per request to learn what one attempt tells. The retry is botocore's own.
+    local_toml = "\n[remote.{name}.config_kwargs.retries]\nmax_attempts = 1\n"
 
     def __init__(self, endpoint: str, server=None):
         import boto3

@@ -524,6 +524,8 @@ def test_push_stops_when_s3_is_unreachable(pushable, mvc_cli):
         port = s.getsockname()[1]
     mvc_cli("remote", "add", "s3", "s3://bucket/models", "--default")
     mvc_cli("remote", "modify", "s3", "endpoint_url", f"http://127.0.0.1:{port}")
+    with open(root / ".mvc" / "config.local.toml", "a") as f:  # one attempt: botocore's retries add ~2.6 s
+        f.write("\n[remote.s3.config_kwargs.retries]\nmax_attempts = 1\n")
     make_file(root / "model.bin", 2000, seed=1)
     mvc_cli("add", "model.bin")
     git(root, "commit", "-q", "-am", "v1")

@@ -13,6 +13,7 @@ from mvc.errors import MvcError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
+from mvc.objects import layout
 from mvc.objects import manifest as mf
 from mvc.objects import pack as pk
 
@@ -55,50 +56,6 @@ def deep(n: int, open_: str, close: str, head: str = "a = ") -> bytes:
     return (head + open_ * n + close * n + "\n").encode()
 
 
-# -- pointer files ------------------------------------------------------------------------------------
-def check_pointer(data: bytes) -> None:
-    try:
-        p = ptrfmt.loads(data, "m.bin.mvc")
-    except MvcError as e:
-        one_line(e)
-        return
-    assert p.kind in ("file", "dir") and 0 <= p.size <= INT64
-    assert ptrfmt.loads(ptrfmt.dumps(p), "again").to_dict() == p.to_dict()
-
-
-@MANY
-@given(st.binary(max_size=400))
-def test_pointer_any_bytes(data):
-    check_pointer(data)
-
-
-@MANY
-@given(st.dictionaries(keys, toml_values, max_size=7))
-def test_pointer_near_valid(d):
-    check_pointer(toml_doc(d))
-
-
-def test_pointer_deep_nesting_and_huge_numbers():
-    for data in (
-        deep(5000, "[", "]"),
-        deep(5000, "{a=", "}", "x = "),
-        b"format = 1\nkind = 'file'\noid = '" + OID.encode() + b"'\nsize = 99999999999999999999999\n",
-    ):
-        check_pointer(data)
-
-
-# -- manifests ------------------------------------------------------------------------------------------
-def check_manifest(data: bytes) -> None:
-    try:
-        entries = mf.loads(data, OID)
-    except MvcError as e:
-        one_line(e)
-        return
-    for e in entries:
-        assert mf.bad_relpath(e.path) is None and 0 <= e.size <= INT64
-    assert mf.loads(mf.dumps(entries), OID) == sorted(entries, key=lambda e: e.path)
-
-
 rows = st.lists(
     st.tuples(
         st.text(max_size=12),
@@ -110,25 +67,28 @@ rows = st.lists(
 )
 
 
-@MANY
-@given(st.binary(max_size=400))
-def test_manifest_any_bytes(data):
-    check_manifest(mf.HEADER + data)
-    check_manifest(data)
+# -- the checks: what "parses" means for each parser ---------------------------------------------------
+def check_pointer(data: bytes) -> None:
+    try:
+        p = ptrfmt.loads(data, "m.bin.mvc")
+    except MvcError as e:
+        one_line(e)
+        return
+    assert p.kind in ("file", "dir") and 0 <= p.size <= INT64
+    assert ptrfmt.loads(ptrfmt.dumps(p), "again").to_dict() == p.to_dict()
 
 
-@MANY
-@given(rows)
-def test_manifest_near_valid(rs):
-    check_manifest(mf.HEADER + b"".join(json.dumps(list(r)).encode() + b"\n" for r in rs))
+def check_manifest(data: bytes) -> None:
+    try:
+        entries = mf.loads(data, OID)
+    except MvcError as e:
+        one_line(e)
+        return
+    for e in entries:
+        assert mf.bad_relpath(e.path) is None and 0 <= e.size <= INT64
+    assert mf.loads(mf.dumps(entries), OID) == sorted(entries, key=lambda e: e.path)
 
 
-def test_manifest_deep_nesting():
-    check_manifest(mf.HEADER + b"[" * 100000 + b"]" * 100000 + b"\n")
-    check_manifest(mf.HEADER + b'["' + b"[" * 100000 + b"\n")
-
-
-# -- pack indexes ---------------------------------------------------------------------------------------
 def check_index(data: bytes) -> None:
     try:
         entries = pk.parse_index(data, "packs/x.idx")
@@ -139,25 +99,6 @@ def check_index(data: bytes) -> None:
         assert 0 <= e.offset <= INT64 and 0 <= e.size <= INT64
 
 
-@MANY
-@given(st.binary(max_size=300))
-def test_pack_index_any_bytes(data):
-    check_index(pk.INDEX_HEADER + data)
-    check_index(data)
-
-
-@MANY
-@given(
-    st.lists(
-        st.tuples(st.one_of(st.just(OID), st.text(max_size=4)), st.integers(-3, 2**80), st.integers(-3, 2**80)),
-        max_size=5,
-    )
-)
-def test_pack_index_near_valid(lines):
-    check_index(pk.INDEX_HEADER + b"".join(f"{o} {a} {b}\n".encode() for o, a, b in lines))
-
-
-# -- config ----------------------------------------------------------------------------------------------
 def check_config(data: bytes) -> None:
     try:
         d = cfgfmt.loads(data, "config.toml")
@@ -168,35 +109,67 @@ def check_config(data: bytes) -> None:
         one_line(e)
 
 
-@MANY
-@given(st.binary(max_size=300))
-def test_config_any_bytes(data):
-    check_config(data)
+def check_marker(data: bytes) -> None:
+    try:
+        assert layout.check_marker(data, "mvc.toml") == layout.FORMAT
+    except MvcError as e:
+        one_line(e)
 
 
-@MANY
-@given(st.dictionaries(keys, toml_values, max_size=6))
-def test_config_near_valid(d):
-    check_config(toml_doc(d))
-
-
-def test_config_deep_nesting():
-    check_config(deep(5000, "[", "]"))
-    check_config(("a" + ".a" * 5000 + " = 1\n").encode())
-
-
-# -- registry tags ---------------------------------------------------------------------------------------
-@MANY
-@given(st.text(max_size=80))
-def test_tag_names_parse_or_are_not_registry_tags(name):
+def check_tags(name: str, message: str) -> None:
     t = tagfmt.parse(name)
     if t is not None:
         assert tagfmt.parse(tagfmt.format(t)) == t
     tagfmt.parse_ref(name)
+    text, fields = tagfmt.parse_message(message)
+    assert isinstance(text, str) and all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+
+
+# -- the inputs: each generated example feeds every parser it fits, so each parser sees thousands ------
+@MANY
+@given(st.binary(max_size=400))
+def test_any_bytes(data):
+    for check in (check_pointer, check_config, check_marker):
+        check(data)
+    for check, header in ((check_manifest, mf.HEADER), (check_index, pk.INDEX_HEADER)):
+        check(data)
+        check(header + data)
 
 
 @MANY
-@given(st.text(max_size=400))
-def test_tag_messages_always_parse(text):
-    message, fields = tagfmt.parse_message(text)
-    assert isinstance(message, str) and all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+@given(st.dictionaries(keys, toml_values, max_size=7))
+def test_near_valid_toml(d):
+    data = toml_doc(d)
+    check_pointer(data)
+    check_config(data)
+    check_marker(data)
+
+
+@MANY
+@given(
+    rows,
+    st.lists(
+        st.tuples(st.one_of(st.just(OID), st.text(max_size=4)), st.integers(-3, 2**80), st.integers(-3, 2**80)),
+        max_size=5,
+    ),
+)
+def test_near_valid_manifests_and_indexes(rs, lines):
+    check_manifest(mf.HEADER + b"".join(json.dumps(list(r)).encode() + b"\n" for r in rs))
+    check_index(pk.INDEX_HEADER + b"".join(f"{o} {a} {b}\n".encode() for o, a, b in lines))
+
+
+@MANY
+@given(st.text(max_size=80), st.text(max_size=400))
+def test_tag_names_and_messages(name, message):
+    check_tags(name, message)
+
+
+def test_deep_nesting_and_huge_numbers():
+    for data in (deep(5000, "[", "]"), deep(5000, "{a=", "}", "x = "), ("a" + ".a" * 5000 + " = 1\n").encode()):
+        check_pointer(data)
+        check_config(data)
+        check_marker(data)
+    check_pointer(b"format = 1\nkind = 'file'\noid = '" + OID.encode() + b"'\nsize = 99999999999999999999999\n")
+    check_manifest(mf.HEADER + b"[" * 100000 + b"]" * 100000 + b"\n")
+    check_manifest(mf.HEADER + b'["' + b"[" * 100000 + b"\n")
+    check_index(pk.INDEX_HEADER + f"{OID} {2**64} 1\n".encode())

@@ -14,6 +14,40 @@ from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, fi
 S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token", "profile": "profile"}
 
 
+_shared: Any = None
+# S3FileSystem's own parameters; any other option is a botocore session setting (profile, …)
+_S3FS_PARAMS = {
+    "anon",
+    "key",
+    "secret",
+    "token",
+    "use_ssl",
+    "requester_pays",
+    "version_aware",
+    "s3_additional_kwargs",
+    "username",
+    "password",
+    "cache_regions",
+    "max_concurrency",
+    "fixed_upload_size",
+    "default_block_size",
+    "default_fill_cache",
+    "default_cache_type",
+}
+
+
+def _session() -> Any:
+    """One botocore session per process, as boto3's default session is: each new one loads the S3 service
+    model again (about 0.13 s), which a process that opens several stores (a serving process, the hooks,
+    the tests) would pay each time. Credentials it resolves are refreshed by botocore as they expire."""
+    global _shared
+    if _shared is None:
+        import aiobotocore.session
+
+        _shared = aiobotocore.session.AioSession()
+    return _shared
+
+
 class S3Store(FsspecStore):
     default_jobs = DEFAULT_JOBS["s3"]
     names_missing_store = True  # NoSuchBucket: no request needed to tell a missing bucket
@@ -49,6 +83,8 @@ class S3Store(FsspecStore):
         }
         config.update(kw.pop("config_kwargs", {}) or {})
         client.update(kw.pop("client_kwargs", {}) or {})
+        if not set(kw) - _S3FS_PARAMS:  # no session settings (a profile): share this process's session
+            kw["session"] = _session()
         try:
             fs = s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, skip_instance_cache=True, **kw)
         except TypeError as e:
