@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from mvc.errors import PathError, PointerError
 from mvc.format import pointer as ptrfmt
@@ -65,16 +64,18 @@ def shown(label: str) -> str:
     return Repo.target_of(prel) + at + rev if prel.endswith(ptrfmt.SUFFIX) else label
 
 
-@dataclass
 class Wanted:
     """The objects some pointers need. Each is labelled for messages with the tracked path as the user
     knows it (``models/churn.pt``, ``data/tok/vocab.json of directory data/tok``, ``… at REV``), and
-    ``paths`` gives the tracked path to re-add it from (``data/tok``)."""
+    ``paths`` gives the tracked path to re-add it from (``data/tok``).
 
-    files: dict[str, tuple[str, int]] = field(default_factory=dict)  # oid -> (label, size)
-    manifests: dict[str, str] = field(default_factory=dict)  # manifest oid -> pointer label (PATH.mvc [at REV])
-    entries: dict[str, list[mf.Entry]] = field(default_factory=dict)  # manifest oid -> its entries, when read
-    paths: dict[str, str] = field(default_factory=dict)  # oid -> the tracked path it belongs to
+    A plain class, not a dataclass: this module is on `mvc status`'s start-up path (ARCHITECTURE.md)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[str, int]] = {}  # oid -> (label, size)
+        self.manifests: dict[str, str] = {}  # manifest oid -> pointer label (PATH.mvc [at REV])
+        self.entries: dict[str, list[mf.Entry]] = {}  # manifest oid -> its entries, when read
+        self.paths: dict[str, str] = {}  # oid -> the tracked path it belongs to
 
     def add_pointer(self, label: str, p: ptrfmt.Pointer) -> None:
         self.paths.setdefault(p.oid, shown(label.partition(" at ")[0]))
