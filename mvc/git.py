@@ -150,9 +150,10 @@ class Git:
                     import sys
 
                     sys.stderr.write(f"mvc: waiting for another git process to finish ({_lock_file(text)})\n")
-                delay = min(0.05 * 2 ** int(waited / 0.05).bit_length(), 0.5)
+                import random
                 import time
 
+                delay = random.uniform(0.005, 0.03)  # git holds it for milliseconds; jitter spreads the retries
                 time.sleep(delay)
                 waited += delay
                 continue

@@ -110,7 +110,8 @@ def mvc_error(mvc_cli: Cli):
 
     def run(*args: str, words: tuple[str, ...] = ()) -> str:
         result = mvc_cli(*args, ok=False)
-        lines = result.stderr.splitlines()
+        # notices mvc prints on its way (a warning, waiting for a lock) are not the error
+        lines = [line for line in result.stderr.splitlines() if not line.startswith("mvc: ")]
         assert result.exit_code != 0, f"mvc {' '.join(args)} succeeded:\n{result.output}"
         assert len(lines) == 1 and lines[0].startswith("error: "), f"not one error line:\n{result.stderr}"
         assert result.stdout == "", result.stdout

@@ -53,3 +53,35 @@ def test_credentials_in_the_local_config_are_allowed_but_masked():
 @pytest.mark.parametrize("word", ["password", "passwd", "api_token", "credentials", "secret_access_key"])
 def test_secret_words(word):
     assert cfgfmt.is_secret(f"remote.origin.{word}")
+
+
+def test_remote_add_refuses_credentials_in_the_committed_config_and_writes_nothing(repo, mvc_cli, mvc_error):
+    before = (repo / ".mvc" / "config.toml").read_bytes()
+    line = mvc_error("remote", "add", "web", "https://bob:hunter2@example.com/models", words=("credentials", "--local"))
+    assert "hunter2" not in line
+    assert (repo / ".mvc" / "config.toml").read_bytes() == before
+    mvc_cli("remote", "add", "origin", "s3://b/m")
+    line = mvc_error(
+        "remote", "modify", "origin", "endpoint_url", "http://bob:hunter2@127.0.0.1:9/", words=("credentials",)
+    )
+    assert "hunter2" not in line
+    assert "hunter2" not in (repo / ".mvc" / "config.toml").read_text()
+
+
+def test_credentials_kept_locally_are_never_shown(repo, mvc_cli):
+    out = mvc_cli("remote", "add", "web", "https://bob:hunter2@example.com/models", "--local").output
+    assert "hunter2" not in out and "***@example.com" in out
+    local = repo / ".mvc" / "config.local.toml"
+    local.write_text(
+        local.read_text() + '[remote.web.client_kwargs]\naws_secret_access_key = "s3cr3t"\nregion_name = "eu"\n'
+    )
+    for args in (("remote", "list"), ("remote", "list", "--json")):
+        out = mvc_cli(*args).output
+        assert "hunter2" not in out and "s3cr3t" not in out and "eu" in out
+
+
+def test_a_refused_value_is_not_left_in_the_file(repo, mvc_cli, mvc_error):
+    mvc_cli("remote", "add", "origin", "s3://b/m")
+    before = (repo / ".mvc" / "config.toml").read_bytes()
+    mvc_error("remote", "modify", "origin", "url", "s3://")
+    assert (repo / ".mvc" / "config.toml").read_bytes() == before

@@ -226,3 +226,16 @@ def test_replacing_a_linked_file_does_not_touch_the_cache(repo, mvc_cli):
     assert mvc_cli("status").stdout == "m.bin: modified\n"
     mvc_cli("add", "m.bin")
     assert os.stat(repo / "m.bin").st_ino == os.stat(obj(repo, oid_at(repo / "m.bin"))).st_ino
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the warning is for root only")
+def test_root_is_warned_that_linked_files_are_writable_to_it(repo):
+    from conftest import run_mvc
+
+    proc = run_mvc("config", "cache.type", "hardlink,copy", cwd=repo)
+    assert proc.returncode == 0 and "root can write a read-only file" in proc.stderr
+    make_file(repo / "m.bin", 1000)
+    proc = run_mvc("add", "m.bin", cwd=repo)
+    assert proc.returncode == 0 and proc.stderr.count("warning:") == 1
+    proc = run_mvc("status", cwd=repo)
+    assert "warning" not in proc.stderr  # only where files are linked (add, checkout) or the mode is set

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from mvc.errors import RemoteError
+from mvc.errors import MvcError, RemoteError
 from mvc.format import config as cfgfmt
 from mvc.repo.remotes import check_name, config_path, default_remote, normalize_url, remote_table, spec, validate
 from mvc.repo.repository import Repo
+from mvc.storage import fileio
 
 
 def _open(repo: Repo | None) -> Repo:
@@ -46,13 +49,45 @@ def add(
             f"or remove it with 'mvc remote remove {name}'"
         )
     url = normalize_url(repo, url)
+    if not local:
+        _refuse_credentials(name, "url", url)
     path = config_path(repo, local)
-    cfgfmt.write_value(path, f"remote.{name}.url", url)
-    if default:
-        cfgfmt.write_value(path, "core.remote", name)
-    validate(repo)
+    with _validated(repo, path):
+        cfgfmt.write_value(path, f"remote.{name}.url", url)
+        if default:
+            cfgfmt.write_value(path, "core.remote", name)
     staged = _stage(repo, before, stage)
-    return {"name": name, "url": url, "default": default, "local": local, "staged": staged}
+    return {"name": name, "url": cfgfmt.redact_url(url), "default": default, "local": local, "staged": staged}
+
+
+def _refuse_credentials(name: str, key: str, url: str) -> None:
+    """A URL with user:password@ never goes into the committed config (nor into the message)."""
+    if cfgfmt.has_credentials(url):
+        raise RemoteError(
+            f"the {key} of remote {name} holds credentials (user:password@) and .mvc/config.toml is committed: "
+            f"pass --local to keep it in .mvc/config.local.toml, or give the credentials through the "
+            "environment (AWS_* variables, a profile)"
+        )
+
+
+@contextlib.contextmanager
+def _validated(repo: Repo, path: str) -> Iterator[None]:
+    """Write inside the block, then check the whole configuration; a refused change is undone, so no
+    later command trips over it."""
+    try:
+        with open(path, "rb") as f:
+            before: bytes | None = f.read()
+    except FileNotFoundError:
+        before = None
+    try:
+        yield
+        validate(repo)
+    except MvcError:
+        if before is None:
+            fileio.remove_quietly(path)
+        else:
+            fileio.atomic_write(path, before)
+        raise
 
 
 def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
@@ -65,11 +100,11 @@ def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
     out = []
     for name in sorted(table):
         entry = table[name]
-        options = {k: ("***" if cfgfmt.is_secret(k) else v) for k, v in sorted(entry.items()) if k != "url"}
+        options = cfgfmt.masked({k: v for k, v in sorted(entry.items()) if k != "url"})
         out.append(
             {
                 "name": name,
-                "url": entry["url"],
+                "url": cfgfmt.redact_url(entry["url"]),
                 "default": name == default,
                 "scope": "repo" if name in shared else "local",
                 "options": options,
@@ -110,7 +145,7 @@ def _parse_value(name: str, key: str, text: str) -> Any:
             raise RemoteError(f"{key} takes true or false, not {text!r}: e.g. 'mvc remote modify {name} {key} false'")
         return text.lower() == "true"
     if key == "endpoint_url" and not text.startswith(("http://", "https://")):
-        raise RemoteError(f"endpoint_url must start with http:// or https://, not {text!r}")
+        raise RemoteError(f"endpoint_url must start with http:// or https://, not {cfgfmt.redact_url(text)!r}")
     if kind is None:  # handed to the fsspec filesystem: give it booleans and numbers, not strings
         if text.lower() in ("true", "false"):
             return text.lower() == "true"
@@ -148,8 +183,11 @@ def modify(
             f"{key} looks like a secret: it would be committed with .mvc/config.toml; "
             f"pass --local to keep it in .mvc/config.local.toml on this machine"
         )
-    cfgfmt.write_value(config_path(repo, local or local_only), f"remote.{name}.{key}", parsed)
-    validate(repo)
+    target = config_path(repo, local or local_only)
+    if key in ("url", "endpoint_url") and not (local or local_only):
+        _refuse_credentials(name, key, str(parsed))
+    with _validated(repo, target):
+        cfgfmt.write_value(target, f"remote.{name}.{key}", parsed)
     return _stage(repo, before, stage)
 
 

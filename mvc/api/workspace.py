@@ -11,13 +11,14 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.errors import MvcError, ObjectMissing, PathError, PointerError
 from mvc.format import pointer as ptrfmt
-from mvc.format.config import CONFIG, MVC_DIR
+from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo.repository import Repo
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, path_status, scan_dir, total
 from mvc.storage import fileio
+from mvc.storage.lock import locked
 
 CONFIG_TEMPLATE = """\
 # mvc repository config, committed with the repo. Settings for this machine only (and secrets)
@@ -110,7 +111,9 @@ def add(
         results[0]["renamed_from"] = _name_model(repo, name, rels[0])
         to_stage.append(f"{MVC_DIR}/{CONFIG}")
     if stage:
-        repo.git.stage(dict.fromkeys(to_stage))
+        # mvc processes take turns at the index through the lock (no git index.lock collisions among them)
+        with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
+            repo.git.stage(dict.fromkeys(to_stage))
     return results
 
 
@@ -296,16 +299,24 @@ def _ignore(repo: Repo, rel: str) -> str:
     """Add the tracked path to the .gitignore beside it (once); returns that .gitignore's relpath."""
     gi_rel, pattern = _ignore_entry(rel)
     full = repo.abs(gi_rel)
-    try:
-        with open(full, "rb") as fh:
-            text = fh.read().decode("utf-8", "surrogateescape")
-    except FileNotFoundError:
-        text = ""
-    if pattern not in text.splitlines():
-        if text and not text.endswith("\n"):
-            text += "\n"
-        fileio.atomic_write(full, (text + pattern + "\n").encode("utf-8", "surrogateescape"))
+    if pattern in _read_text(full).splitlines():
+        return gi_rel  # the everyday case: nothing to write, no lock taken
+    # another mvc may be adding its own entry to the same file right now: read again under the lock
+    with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
+        text = _read_text(full)
+        if pattern not in text.splitlines():
+            if text and not text.endswith("\n"):
+                text += "\n"
+            fileio.atomic_write(full, (text + pattern + "\n").encode("utf-8", "surrogateescape"))
     return gi_rel
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return ""
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -395,12 +406,12 @@ def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None
         gi_rel, pattern = _ignore_entry(rel)
         full = repo.abs(gi_rel)
         if os.path.exists(full):
-            with open(full, "rb") as fh:
-                lines = fh.read().decode("utf-8", "surrogateescape").splitlines(keepends=True)
-            kept = [line for line in lines if line.rstrip("\n") != pattern]
-            if kept != lines:
-                fileio.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
-                ignores.append(gi_rel)
+            with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
+                lines = _read_text(full).splitlines(keepends=True)
+                kept = [line for line in lines if line.rstrip("\n") != pattern]
+                if kept != lines:
+                    fileio.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
+                    ignores.append(gi_rel)
     if stage and chosen:
         repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){p}" for p in chosen])
         repo.git.stage(dict.fromkeys(ignores))

@@ -17,6 +17,7 @@ MVC_DIR = ".mvc"  # the directory mvc keeps in a repository's root
 CONFIG = "config.toml"
 LOCAL = "config.local.toml"
 CONFIG_PATH = f"{MVC_DIR}/{CONFIG}"  # as git names it
+LOCK = "lock"  # .mvc/lock: held while a shared file (config, a .gitignore) is rewritten
 DEFAULTS: dict[str, Any] = {
     "cache": {"dir": "cache", "type": ["reflink", "copy"]},
     "core": {"fsync": False},
@@ -219,11 +220,31 @@ class Config:
                 f"cache.type must be a list drawn from {', '.join(LINK_TYPES)}, not {t!r}: "
                 "fix it with 'mvc config cache.type reflink,copy'"
             )
+        if ("hardlink" in types or "symlink" in types) and _is_root():
+            _warn_root_links()
         return types
 
     @property
     def fsync(self) -> bool:
         return bool(self.get("core.fsync"))
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+_warned: list[bool] = []
+
+
+def _warn_root_links() -> None:
+    """Once per process: linked workspace files are read-only, but not to root (docs/config.md)."""
+    if not _warned:
+        _warned.append(True)
+        sys.stderr.write(
+            "mvc: warning: cache.type links workspace files to the cache, and root can write a read-only file: a "
+            "program running as root that writes a linked model in place corrupts its cached version; edit only "
+            "after 'mvc unprotect PATH', run as another user, or set cache.type reflink,copy\n"
+        )
 
 
 def is_secret(key: str) -> bool:
@@ -249,7 +270,14 @@ def write_value(path: str, dotted: str, value: Any) -> None:
     import tomli_w
 
     from mvc.storage.fileio import atomic_write
+    from mvc.storage.lock import locked
 
+    # read-modify-write under the lock, or two commands writing at once lose one's key
+    with locked(os.path.join(os.path.dirname(path) or ".", LOCK), os.path.basename(path)):
+        _write_value(path, dotted, value, tomli_w.dumps, atomic_write)
+
+
+def _write_value(path: str, dotted: str, value: Any, dumps: Any, atomic_write: Any) -> None:
     data = read(path)
     parts = dotted.split(".")
     node = data
@@ -262,4 +290,4 @@ def write_value(path: str, dotted: str, value: Any) -> None:
         node.pop(parts[-1], None)
     else:
         node[parts[-1]] = value
-    atomic_write(path, tomli_w.dumps(data).encode())
+    atomic_write(path, dumps(data).encode())

@@ -1,0 +1,52 @@
+"""An advisory lock between mvc processes, for the read-modify-writes of files several commands share
+(``.gitignore`` files, ``.mvc/config.toml``): two commands at once must both keep their entries.
+
+``flock`` on a lock file: the kernel drops it when its holder exits, kill -9 included, so a crash never
+leaves a stale lock behind. Taking a free lock costs an open and a system call (tens of µs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+from mvc.errors import StorageError
+
+WAIT = 60.0  # seconds to wait for another mvc process before giving up
+
+
+@contextlib.contextmanager
+def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
+    """Hold the lock file at path (created if needed) for the block; another process holding it is waited
+    for (saying so once on stderr, naming ``what`` it protects) for up to ``wait`` seconds."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise StorageError(
+            f"cannot open the lock file {path}: {e.strerror}: check the permissions of its directory"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.stderr.write(f"mvc: waiting for another mvc process to finish writing {what}\n")
+            deadline = time.monotonic() + wait
+            while True:
+                time.sleep(0.005)  # a holder keeps it for milliseconds: poll often, a free lock is taken at once
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StorageError(
+                            f"another mvc process has held {path} for {wait:g} s while writing {what}: "
+                            "wait for it to finish (or stop it), then retry"
+                        ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

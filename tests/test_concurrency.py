@@ -1,0 +1,71 @@
+"""Commands at once in one repository (two terminals, a hook and a script): N concurrent `mvc add` all
+succeed and all their entries survive: pointers staged, .gitignore entries, [models.NAME] in config.toml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import git
+
+WORKERS = 8
+ROUNDS = 20
+
+# Each worker is one process adding one new file per round through the API (the same code as the CLI);
+# a file barrier starts every round in all workers at once, so their writes of the shared files collide.
+WORKER = textwrap.dedent(
+    """
+    import os, sys, time
+    import mvc
+    w, rounds, workers, named = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    failures = 0
+    for r in range(rounds):
+        open(f"sync/{r}-{w}", "w").close()
+        while len(os.listdir("sync")) < (r + 1) * workers:
+            time.sleep(0.001)
+        path = f"models/w{w}-r{r}.bin"
+        with open(path, "wb") as f:
+            f.write(os.urandom(64))
+        try:
+            mvc.add([path], name=f"m{w}-{r}" if named else None)
+        except Exception as e:
+            failures += 1
+            print(f"round {r}: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1 if failures else 0)
+    """
+)
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["add", "add --name"])
+def test_concurrent_adds_lose_nothing(repo, named):
+    (repo / "models").mkdir()
+    (repo / "sync").mkdir()
+    (repo / ".git" / "info" / "exclude").write_text("/sync/\n")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(w), str(ROUNDS), str(WORKERS), "1" if named else "0"],
+            cwd=repo,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(WORKERS)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "".join(errors)
+    assert not any("Traceback" in e for e in errors)
+    want = {f"w{w}-r{r}.bin" for w in range(WORKERS) for r in range(ROUNDS)}
+    ignored = set((repo / "models" / ".gitignore").read_text().split())
+    assert ignored == {f"/{n}" for n in want}
+    staged = set(git(repo, "diff", "--cached", "--name-only").split())
+    assert {f"models/{n}.mvc" for n in want} <= staged
+    untracked = git(repo, "status", "--porcelain", "--untracked-files=all").split("\n")
+    assert not [line for line in untracked if line.startswith("??")], untracked  # no weights left for git
+    if named:
+        import tomllib
+
+        models = tomllib.loads((repo / ".mvc" / "config.toml").read_text())["models"]
+        assert {n: m["path"] for n, m in models.items()} == {
+            f"m{w}-{r}": f"models/w{w}-r{r}.bin" for w in range(WORKERS) for r in range(ROUNDS)
+        }
