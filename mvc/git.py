@@ -136,6 +136,7 @@ class Git:
     # -- the git binary ---------------------------------------------------------------------
     def run(self, *args: str, check: bool = True, input: bytes | None = None) -> bytes:
         waited = 0.0
+        said = False
         while True:
             try:
                 code, out, err = _run_git(args, self.root, input)
@@ -146,7 +147,8 @@ class Git:
             text = err.decode(errors="replace")
             if b"index.lock" in err and waited < LOCK_WAIT:
                 # another git (or mvc) process is writing the index: wait for it, as git itself does not
-                if waited == 0:
+                if waited > 0.5 and not said:  # announce a wait someone would notice, once
+                    said = True
                     import sys
 
                     sys.stderr.write(f"mvc: waiting for another git process to finish ({_lock_file(text)})\n")

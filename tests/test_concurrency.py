@@ -69,3 +69,23 @@ def test_concurrent_adds_lose_nothing(repo, named):
         assert {n: m["path"] for n, m in models.items()} == {
             f"m{w}-{r}": f"models/w{w}-r{r}.bin" for w in range(WORKERS) for r in range(ROUNDS)
         }
+
+
+def test_concurrent_register_and_assign_of_one_model_one_wins(repo, mvc_cli):
+    from conftest import make_file
+
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "v1")
+    for args in (("register", "churn", "v1.0.0"), ("assign", "churn", "prod", "--version", "v1.0.0")):
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "mvc", *args], cwd=repo, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        errors = [p.communicate(timeout=60)[1] for p in procs]
+        assert sorted(p.returncode for p in procs) == [0, 1, 1, 1], errors
+        for p, err in zip(procs, errors, strict=True):
+            if p.returncode:  # the losers: one clear line each (besides a notice of waiting), nothing half-done
+                lines = [line for line in err.splitlines() if not line.startswith("mvc: waiting")]
+                assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert set(git(repo, "tag").split()) == {"churn@v1.0.0", "churn#prod#1"}

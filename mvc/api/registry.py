@@ -6,6 +6,7 @@ or deleted. The state they add up to is ``mvc.repo.models``; lineage and diff ar
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time as timemod
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from mvc import git as gitmod
 from mvc.errors import ConfigError, MvcError, RegistryError
 from mvc.format import tags as tagfmt
-from mvc.format.config import CONFIG_PATH
+from mvc.format.config import CONFIG_PATH, LOCK
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
 from mvc.repo.models import Model, Version, find_model, find_version, iso_date, load, model_at
+from mvc.storage.lock import locked
 
 if TYPE_CHECKING:
     from mvc.repo.repository import Repo
@@ -26,6 +28,19 @@ BUMPS = ("major", "minor", "patch")
 
 
 # -- helpers ----------------------------------------------------------------------------------
+def _serialised(verb: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Run a verb that writes tags under the repository's lock: two at once in one repository (a hook and
+    a terminal) see each other's tags, so exactly one of them wins and the other fails cleanly."""
+
+    @functools.wraps(verb)
+    def run(*args: Any, repo: Repo | None = None, **kw: Any) -> dict[str, Any]:
+        repo = _repo(repo)
+        with locked(os.path.join(repo.mvc_dir, LOCK), "the registry tags"):
+            return verb(*args, repo=repo, **kw)
+
+    return run
+
+
 def _repo(repo: Repo | None) -> Repo:
     from mvc.repo.repository import Repo
 
@@ -91,6 +106,7 @@ def _result(
 
 
 # -- writing ----------------------------------------------------------------------------------
+@_serialised
 def register(
     name: str,
     version: str | None = None,
@@ -157,6 +173,7 @@ def _latest_name(m: Model) -> str:
     return v.name if v else "none"
 
 
+@_serialised
 def assign(
     name: str,
     stage: str,
@@ -292,6 +309,7 @@ def _check_rules(
             )
 
 
+@_serialised
 def deprecate(
     name: str,
     version: str | None = None,

@@ -16,12 +16,22 @@ from collections.abc import Iterator
 from mvc.errors import StorageError
 
 WAIT = 60.0  # seconds to wait for another mvc process before giving up
+NOTICE = 0.5  # seconds of waiting after which the wait is announced on stderr
+_held: dict[str, int] = {}  # lock files this process holds, and how deep: taking one again nests freely
 
 
 @contextlib.contextmanager
 def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
     """Hold the lock file at path (created if needed) for the block; another process holding it is waited
-    for (saying so once on stderr, naming ``what`` it protects) for up to ``wait`` seconds."""
+    for (saying so once on stderr, naming ``what`` it protects) for up to ``wait`` seconds. Reentrant
+    within a process (a verb holding it may call another that takes it)."""
+    if _held.get(path):
+        _held[path] += 1
+        try:
+            yield
+        finally:
+            _held[path] -= 1
+        return
     import fcntl
 
     try:
@@ -34,19 +44,27 @@ def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            sys.stderr.write(f"mvc: waiting for another mvc process to finish writing {what}\n")
-            deadline = time.monotonic() + wait
+            start = time.monotonic()
+            said = False
             while True:
                 time.sleep(0.005)  # a holder keeps it for milliseconds: poll often, a free lock is taken at once
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() > deadline:
+                    waited = time.monotonic() - start
+                    if waited > NOTICE and not said:  # a wait someone would notice: say what it is for
+                        sys.stderr.write(f"mvc: waiting for another mvc process to finish writing {what}\n")
+                        said = True
+                    if waited > wait:
                         raise StorageError(
                             f"another mvc process has held {path} for {wait:g} s while writing {what}: "
                             "wait for it to finish (or stop it), then retry"
                         ) from None
-        yield
+        _held[path] = 1
+        try:
+            yield
+        finally:
+            del _held[path]
     finally:
         os.close(fd)  # closing the descriptor releases the lock
