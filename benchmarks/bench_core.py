@@ -27,7 +27,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-OLD = 3600  # seconds: every data file is this old, so the state cache trusts it (mvc/api/state.py RACY_NS)
+OLD = 3600  # seconds: every data file is this old, so the state cache trusts it (mvc/repo/statedb.py RACY_NS)
 BLOCK = 8 << 20
 
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-OLD = 3600  # seconds: models this old are trusted by the state cache (mvc/api/state.py RACY_NS)
+OLD = 3600  # seconds: models this old are trusted by the state cache (mvc/repo/statedb.py RACY_NS)
 
 
 def fail(msg: str) -> None:

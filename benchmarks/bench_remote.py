@@ -35,7 +35,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUCKET = "bench"
-OLD = 3600  # data files are made this old, so the state cache trusts them (mvc/api/state.py)
+OLD = 3600  # data files are made this old, so the state cache trusts them (mvc/repo/statedb.py)
 
 RAW = r"""
 import sys, time, s3fs
@@ -92,9 +92,12 @@ class Server:
         self.s3.create_bucket(Bucket=BUCKET)
 
     def requests(self) -> int:
+        """Requests the server has logged. Its log (werkzeug's) wraps the request line in ANSI colour codes
+        when the status is not a plain 200 (a 404 HEAD or GET, a 206 ranged GET, a 204 DELETE), so a line
+        is matched on the request line's ' HTTP/1.1', not on the quote after it."""
         self.log.flush()
         with open(self.log_path, "rb") as f:
-            return sum(1 for line in f if b'HTTP/1.1"' in line)
+            return sum(1 for line in f if b" HTTP/1.1" in line)
 
     def drop(self, prefix: str) -> None:
         """Delete objects under prefix, so the server's memory holds one copy of the big file at a time."""

@@ -7,6 +7,7 @@ object with this interface::
     rels()                  relative paths of the files on the remote (objects/ab/cdef…, packs/…), not tmp/
     read(rel) / write(rel, data) / delete(rel)
     stop() / start()        make the remote unreachable and back, its config unchanged
+    open_uploads()          writes begun and never finished nor cleaned up (S3: multipart uploads; else tmp/)
     can_stop_mid_push       whether stop() may be called while a push runs (a server going away)
     missing()               (url, options) of a store that does not exist
     reject_credentials()    context manager in which the store refuses our credentials (or None)
@@ -30,6 +31,12 @@ import pytest
 from conftest import git, make_file
 
 MVC = [sys.executable, "-m", "mvc"]
+# mvc with S3 multipart parts of 64 KiB instead of 50 MiB (objects of 128 KiB and more go in parts)
+SMALL_PARTS = [
+    sys.executable,
+    "-c",
+    "import sys; import mvc.storage.s3 as s3; s3.PART = 64 << 10; from mvc.cli import main; sys.argv[0] = 'mvc'; main()",
+]
 MARKER = "mvc.toml"  # the layout marker every store mvc writes holds at its root (docs/FORMAT.md)
 
 
@@ -458,6 +465,32 @@ class RemoteSuite:
         mvc_cli("push")
         assert stored(origin) == want
 
+    def test_ctrl_c_during_a_push_of_large_objects_leaves_nothing_open(self, repo, mvc_cli, origin, monkeypatch):
+        """On S3 each object goes up as a multipart upload (64 KiB parts here): Ctrl-C aborts those in flight,
+        so none is left open (billed) on the bucket; on a directory no temp file is left in tmp/."""
+        needs_other_processes(origin)
+        if isinstance(origin, S3Backend):
+            monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 1024)  # moto runs in this process
+        for i in range(4):
+            make_file(repo / "big" / f"b{i}.bin", 2 << 20, seed=7000 + i)
+        mvc_cli("add", "big")
+        proc = subprocess.Popen(
+            [*SMALL_PARTS, "push", "-j", "2"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while not origin.open_uploads() and not stored(origin) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        if proc.returncode != 0:  # (a fast store may have finished first)
+            assert proc.returncode == 130 and err.strip() == "interrupted", err
+        assert origin.open_uploads() == set()
+        want = expected_objects(repo)
+        for rel in stored(origin):  # whatever is visible is complete
+            assert rel in want and rel_of(oid_of(read_stored(origin, rel))) == rel
+        mvc_cli("push")
+        assert stored(origin) == want and origin.open_uploads() == set()
+
     def test_concurrent_pushes_from_two_processes(self, repo, mvc_cli, origin):
         needs_other_processes(origin)
         for i in range(30):
@@ -561,6 +594,8 @@ class RemoteSuite:
             assert cache_objects(repo) == {stoppable_manifest(repo)}  # the manifest is stored alone
 
     def test_index_pointing_outside_its_pack_is_refused(self, repo, mvc_cli, origin):
+        """An index that places an object past its pack's end (as the listing sizes it) is refused whole:
+        none of its objects counts as there, and the error names the index."""
         from mvc.objects import pack
 
         name = push_one_pack(repo, mvc_cli, origin)
@@ -570,8 +605,44 @@ class RemoteSuite:
         drop_cache(repo)
         (repo / ".mvc" / "remotes.db").unlink()
         line = one_error_line(mvc_cli("fetch", ok=False))
-        assert "corrupt" in line and entries[0].oid in line, line
-        assert rel_of(entries[0].oid) not in cache_objects(repo)
+        assert "not on remote origin" in line and "(and 19 more" in line and pack.index_rel(name) in line, line
+        assert cache_objects(repo) == {stoppable_manifest(repo)}  # nothing from the refused pack
+
+    @pytest.mark.parametrize("journal", ["fresh", "from before the check", "recorded, --verify-remote"])
+    def test_a_pack_shorter_than_its_index_does_not_stop_a_push(self, repo, mvc_cli, origin, journal):
+        """A pack cut short (or an index listing bytes its pack does not hold): no push skips its objects on
+        the index's word (a journal from before the check forgets the packs it recorded unchecked), and
+        --verify-remote re-checks the packs the journal recorded; the objects go up again and a
+        teammate's fetch works."""
+        import sqlite3
+
+        from mvc.objects import pack
+
+        smalls = make_smalls(repo, 20)
+        mvc_cli("add", *[str(p.relative_to(repo)) for p in smalls])  # twenty file pointers: all in one pack
+        mvc_cli("push")
+        (name,) = pack.names_in(origin.rels())
+        data = origin.read(pack.pack_rel(name))
+        origin.write(pack.pack_rel(name), data[: len(data) // 2])
+        db = repo / ".mvc" / "remotes.db"
+        args = ["push"]
+        if journal == "fresh":
+            db.unlink()
+        elif journal == "from before the check":  # written by an mvc that did not check indexes against packs
+            with sqlite3.connect(db) as c:
+                c.execute("PRAGMA user_version = 0")
+            c.close()
+        else:
+            assert "nothing to push" in mvc_cli("push").output  # the journal vouches: no request made
+            args.append("--verify-remote")
+        out = mvc_cli(*args).output
+        assert "pushed 20 objects" in out, out
+        assert pack.names_in(origin.rels()) == {name}  # the same objects: the same pack, whole again
+        assert stored(origin) == expected_objects(repo)
+        drop_cache(repo)
+        db.unlink()
+        mvc_cli("fetch")
+        assert cache_objects(repo) == expected_objects(repo)
 
     def test_pack_without_its_index_is_ignored_and_pushed_again(self, repo, mvc_cli, origin):
         """What a push killed between a pack and its index leaves: the pack is invisible."""
@@ -694,6 +765,33 @@ class RemoteSuite:
         assert "not an mvc" in line, line
         assert origin.rels() == {MARKER}
 
+    def test_a_location_holding_other_things_is_refused(self, repo, mvc_cli, origin):
+        """No marker, and something mvc never writes at the root: not mvc's. Nothing is written to it (no
+        marker, no tmp/), and the error names the place and the fix."""
+        origin.write("notes.txt", b"someone else's")
+        origin.write("objects/ab/cdef", b"looks like an object")
+        make_file(repo / "m.bin", 1000)
+        mvc_cli("add", "m.bin")
+        line = one_error_line(mvc_cli("push", ok=False))
+        for words in ("not empty and not an mvc remote", "notes.txt", "point the remote at an empty location"):
+            assert words in line, line
+        assert origin.rels() == {"notes.txt", "objects/ab/cdef"}
+        assert origin.open_uploads() == set()
+        origin.delete("notes.txt")  # what is left is what a remote from before markers holds
+        mvc_cli("push")
+        assert MARKER in origin.rels() and stored(origin) == expected_objects(repo) | {"objects/ab/cdef"}
+
+    def test_a_remote_from_before_markers_is_used_as_it_is(self, repo, mvc_cli, origin):
+        make_smalls(repo, 20)
+        make_file(repo / "m.bin", 1000)
+        mvc_cli("add", "many", "m.bin")
+        mvc_cli("push")
+        origin.delete(MARKER)  # objects/ and packs/ only: as mvc wrote remotes before markers
+        make_file(repo / "n.bin", 1000, seed=1)
+        mvc_cli("add", "n.bin")
+        assert "pushed 1 object" in mvc_cli("push").output
+        assert MARKER in origin.rels() and stored(origin) == expected_objects(repo)
+
     def test_checkout_and_get_fetch_what_the_cache_lacks(self, repo, mvc_cli, origin):
         make_models(repo)
         model = (repo / "model.bin").read_bytes()
@@ -806,6 +904,11 @@ class LocalBackend:
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink()
 
+    def open_uploads(self) -> set[str]:
+        """Writes begun and never finished or cleaned: temp files in tmp/."""
+        tmp = self.root / "tmp"
+        return {p.name for p in tmp.iterdir()} if tmp.is_dir() else set()
+
     def stop(self) -> None:
         self.root.rename(self.root.with_name(self.root.name + ".away"))
 
@@ -864,6 +967,11 @@ class S3Backend:
 
     def delete(self, rel: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=f"{self.prefix}/{rel}")
+
+    def open_uploads(self) -> set[str]:
+        """Multipart uploads begun and neither completed nor aborted (their parts are billed)."""
+        uploads = self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
+        return {u["Key"] for u in uploads}
 
     def stop(self) -> None:
         self.server.stop()
@@ -942,6 +1050,9 @@ class MemoryBackend:
 
     def delete(self, rel: str) -> None:
         self.fs.rm_file(f"{self.root}/{rel}")
+
+    def open_uploads(self) -> set[str]:
+        return {p for p in self.fs.find(self.root) if p.startswith(f"{self.root}/tmp/")}
 
     def _move(self, src: str, dst: str) -> None:
         """Rename a tree of the memory filesystem (its files and its directories)."""

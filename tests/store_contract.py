@@ -12,6 +12,7 @@ with a fixture class of its own (tests/test_store_contract.py) that provides::
                              memory:// path), so a listing of one is []; False where it cannot (an S3
                              bucket, a web server's directory), so the listing says it is missing
 
+Writable backends also join NamesTests (what tells a location holding other things from an mvc store).
 Read-only backends (http://) join only the read classes (errors included) and ReadOnlyTests. Everything is real storage:
 the one simulated failure is LocalDiskTests' full disk.
 """
@@ -169,6 +170,27 @@ class PutTests:
     def test_a_writable_store_says_so(self, store):
         assert not store.read_only
 
+    @pytest.mark.parametrize("size", SIZES)
+    def test_a_stopping_transfer_leaves_nothing(self, store, raw, tmp_path, size):
+        """Ctrl-C (or another object's failure) sets ``stopping``: a put that gives up (an S3 multipart
+        upload, between its parts) raises KeyboardInterrupt and leaves nothing, not even an upload left
+        open; one sent in one go ends complete. Once stopping, a multipart upload does not begin."""
+        rel = "objects/ab/cdef"
+        src = source(tmp_path, data_of(size, seed=8))
+        for when in ("while sending", "before"):
+            if when == "before":
+                store.stopping.set()
+            try:
+                store.put_file(src, rel, Recorder(), lambda n: store.stopping.set())
+                stopped = False
+            except KeyboardInterrupt:
+                stopped = True
+            finally:
+                store.stopping.clear()
+            assert raw() == (set() if stopped else {rel}), when
+            assert store.exists(rel) is not stopped
+            store.delete(rel)
+
 
 # -- reads -------------------------------------------------------------------------------------------
 class GetTests:
@@ -264,9 +286,44 @@ class ListTests:
     @pytest.mark.usefixtures("filled")
     def test_list_never_shows_temp_files(self, store, seed):
         """What a killed writer left in tmp/ is not an object."""
-        seed("tmp/.c1.1234.5678.9abc.tmp", b"half an object")
+        seed("tmp/.mvc-tmp.c1.1234.5678.0123abcd.tmp", b"half an object")
         assert sorted(store.list("")) == list(self.RELS)
         assert store.list("tmp/") == []
+        assert sorted(store.list_sizes("")) == list(self.RELS)
+
+    @pytest.mark.usefixtures("filled")
+    def test_list_sizes_gives_the_size_of_each_path(self, store):
+        """The sizes a pack index is checked against (docs/FORMAT.md, "Packs"): the same paths as list."""
+        sizes = {rel: 10 + i for i, rel in enumerate(self.RELS)}
+        for prefix in ["", "objects/", "objects", "packs/", "objects/zz/", "nothing/"]:
+            want = {rel: n for rel, n in sizes.items() if rel.startswith(prefix.rstrip("/") + "/" if prefix else "")}
+            assert store.list_sizes(prefix) == want, prefix
+
+    def test_list_sizes_of_an_empty_store_and_an_empty_object(self, store, seed):
+        assert store.list_sizes("packs/") == {}
+        seed("packs/p.pack", b"")
+        assert store.list_sizes("packs/") == {"packs/p.pack": 0}
+
+
+class NamesTests:
+    """names() gives the names directly below the store's root, files and directories alike: what tells an
+    mvc store without a marker (objects, packs, tmp) from a location holding other things."""
+
+    def test_names_of_an_empty_store(self, store):
+        assert store.names() == set()
+
+    def test_names_below_the_root(self, store, seed):
+        for rel in ("mvc.toml", "objects/ab/c1", "packs/p.idx", "tmp/.mvc-tmp.x.1.2.0123abcd.tmp", "notes.txt"):
+            seed(rel, b"x")
+        assert store.names() == {"mvc.toml", "objects", "packs", "tmp", "notes.txt"}
+
+    def test_names_of_a_missing_store(self, missing_store):
+        if self.lists_missing_as_empty:  # type: ignore[attr-defined]  # the fixture class says
+            assert missing_store.names() == set()
+            return
+        with pytest.raises(RemoteNotFound) as e:
+            missing_store.names()
+        assert "does not exist" in one_line(e.value)
 
 
 class ExistsTests:

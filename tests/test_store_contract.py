@@ -18,6 +18,7 @@ from store_contract import (
     GetTests,
     ListTests,
     LocalDiskTests,
+    NamesTests,
     PutTests,
     RangeTests,
     ReadOnlyTests,
@@ -73,7 +74,7 @@ class DirFixtures:
         return open_store(str(tmp_path / "no-such-dir"))
 
 
-class TestDirectory(PutTests, *READS, DeleteTests, LocalDiskTests, DirFixtures):
+class TestDirectory(PutTests, *READS, NamesTests, DeleteTests, LocalDiskTests, DirFixtures):
     """The directory backend (DirStore)."""
 
 
@@ -130,7 +131,7 @@ class S3Fixtures:
         return s3_clients[1]
 
 
-class TestS3(PutTests, *READS, DeleteTests, S3Fixtures):
+class TestS3(PutTests, *READS, NamesTests, DeleteTests, S3Fixtures):
     """The S3 backend (S3Store). An unreachable S3 server is tested by tests/remote_suite.py."""
 
 
@@ -171,7 +172,7 @@ class MemoryFixtures:
         return open_store(f"memory:/{root}-missing")
 
 
-class TestMemory(PutTests, *READS, DeleteTests, MemoryFixtures):
+class TestMemory(PutTests, *READS, NamesTests, DeleteTests, MemoryFixtures):
     """The generic fsspec backend (FsspecStore), on memory://."""
 
 

@@ -18,10 +18,9 @@ from mvc.errors import MvcError, PathError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.repo.remotes import ensure_objects
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, quoted
 from mvc.repo.selection import load_pointer, select, user_paths
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
-from mvc.storage import fileio
 
 
 def _open(repo: Repo | None) -> Repo:
@@ -67,9 +66,11 @@ def checkout(
             done += rows
         return done
     try:
+        at_commit: str | None = None
         if rev is not None:
-            at_rev = repo.pointers_at(rev)
-            chosen = select(repo, paths, sorted(at_rev))
+            at_commit = repo.resolve(rev)
+            at_rev = repo.git.pointers_at(at_commit)
+            chosen = select(repo, paths, sorted(at_rev), rev)
             for prel in chosen:
                 repo.check_inside(prel)
             dirty = repo.git.unstaged([p for p in chosen if os.path.exists(repo.abs(p))])
@@ -82,7 +83,7 @@ def checkout(
             at_rev = {}
             chosen = select(repo, paths, repo.git.ls_pointers())
         # plan from REV's pointers before git touches them, so a refused checkout changes nothing
-        plans = [_plan(repo, prel, progress, at_rev.get(prel)) for prel in chosen]
+        plans = [_plan(repo, prel, progress, at_rev.get(prel), rev) for prel in chosen]
         unsafe = [u for plan in plans for u in plan.unsafe]
         if unsafe and not force:
             rel = unsafe[0][0]
@@ -97,10 +98,9 @@ def checkout(
             progress,
             {oid: label for plan in plans for oid, label in _labels(repo, plan).items()},
         )
-        staged: dict[str, str | None] = {}
-        if rev is not None:
-            staged = _checkout_pointers(repo, rev, chosen)
-        rows = [_apply(repo, plan, progress) for plan in plans]
+        if at_commit is None:
+            return [_apply(repo, plan, progress) for plan in plans]
+        rows, staged = _apply_at(repo, at_commit, chosen, plans, progress)
         if staged:
             head = _head_blobs(repo, sorted(staged))
             for row in rows:
@@ -128,16 +128,30 @@ def _labels(repo: Repo, plan: _Plan) -> dict[str, tuple[str, str]]:
     }
 
 
-def _checkout_pointers(repo: Repo, rev: str, chosen: list[str]) -> dict[str, str | None]:
-    """Restore the pointers as of rev into the work tree and the index (``git checkout REV -- PATHS``, which
-    stages them, as git does); returns {pointer: its blob id in the index now} of those whose staged content
-    changed."""
+def _apply_at(
+    repo: Repo, commit: str, chosen: list[str], plans: list[_Plan], progress: progressmod.Factory
+) -> tuple[list[dict[str, Any]], dict[str, str | None]]:
+    """Write REV's weights, and restore each path's pointer as of commit (``git checkout REV -- PATH``, which
+    stages it, as git does) only after its weights are in place: a failure part way (disk full, a corrupt
+    object) leaves every path with its pointer and its weights of one version. Returns the rows and
+    {pointer: its blob id in the index now} of the pointers whose staged content changed."""
     from mvc.git import POINTER_GLOB
 
     before = repo.git.index_blobs(POINTER_GLOB)
-    repo.git.checkout_paths(repo.resolve(rev), chosen)
+    # paths whose weights are REV's already: their pointers in one git call
+    idle = [prel for prel, plan in zip(chosen, plans, strict=True) if not _changes(plan)]
+    repo.git.checkout_paths(commit, idle)
+    rows = []
+    for prel, plan in zip(chosen, plans, strict=True):
+        rows.append(_apply(repo, plan, progress))
+        if _changes(plan):
+            repo.git.checkout_paths(commit, [prel])
     after = repo.git.index_blobs(POINTER_GLOB)
-    return {p: after.get(p) for p in chosen if before.get(p) != after.get(p)}
+    return rows, {p: after.get(p) for p in chosen if before.get(p) != after.get(p)}
+
+
+def _changes(plan: _Plan) -> bool:
+    return bool(plan.writes or plan.removals or plan.chmods or plan.unsafe or plan.clear_dir)
 
 
 def _head_blobs(repo: Repo, prels: list[str]) -> dict[str, str | None]:
@@ -148,8 +162,10 @@ def _head_blobs(repo: Repo, prels: list[str]) -> dict[str, str | None]:
         return {}
 
 
-def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | None = None) -> _Plan:
-    p = load_pointer(repo, prel, data)
+def _plan(
+    repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | None = None, rev: str | None = None
+) -> _Plan:
+    p = load_pointer(repo, prel, data, rev)
     rel = Repo.target_of(prel)
     full = repo.check_inside(rel)
     plan = _Plan(rel, full, p)
@@ -211,6 +227,13 @@ def _plan(repo: Repo, prel: str, progress: progressmod.Factory, data: bytes | No
 
 
 def _plan_removals(repo: Repo, rel: str, files: dict[str, File], plan: _Plan, progress: progressmod.Factory) -> None:
+    for sub in files:
+        why = mf.git_owned(sub)
+        if why:  # e.g. a repository cloned into the tracked directory: never mvc's to delete, --force or not
+            raise PathError(
+                f"{quoted(rel + '/' + sub)} is in the tracked directory {quoted(rel)} but is git's ({why}): "
+                f"mvc never deletes it: move it out of {quoted(rel)}, then retry"
+            )
     bar = progress(f"checking {rel}", total(files.values()))
     try:
         for sub, f in files.items():
@@ -328,7 +351,7 @@ def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Po
     at_rev = repo.pointers_at(rev)
     if prel not in at_rev:
         raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
-    return prel, load_pointer(repo, prel, at_rev[prel])
+    return prel, load_pointer(repo, prel, at_rev[prel], rev)
 
 
 def get(
@@ -373,7 +396,7 @@ def get(
         else:
             import shutil  # not at the top: see _apply
 
-            tmp = fileio.tmp_name(parent, os.path.basename(out))
+            tmp = repo.odb.temp_for(parent, os.path.basename(out))  # .mvc/tmp when on out's filesystem
             try:
                 os.mkdir(tmp)
                 for e in entries:
@@ -381,7 +404,7 @@ def get(
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update)
                 if os.path.lexists(out):
-                    aside = fileio.tmp_name(parent, "old")
+                    aside = repo.odb.temp_for(parent, "old")
                     os.rename(out, aside)
                     os.rename(tmp, out)
                     (shutil.rmtree if os.path.isdir(aside) and not os.path.islink(aside) else os.unlink)(aside)

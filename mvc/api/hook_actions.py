@@ -4,7 +4,8 @@
   from their staged pointers, or that puts weights or large binaries into git itself.
 - pre-push: upload to the default mvc remote the objects referenced by the commits being pushed, before
   git sends them (objects reach a remote before anything that references them).
-- post-checkout / post-merge: bring the workspace in line with the pointers that changed.
+- post-checkout / post-merge: bring the workspace in line with the pointers that changed
+  (``mvc.api.hook_restore``).
 
 The hot path (pre-commit with nothing to report) runs the git binary a few times and never imports
 pygit2 or fsspec; remotes are imported only when something has to be uploaded or fetched.
@@ -19,10 +20,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ConfigError, GitError, MvcError, ObjectMissing, RemoteError
+from mvc.api.hook_restore import post_checkout as post_checkout
+from mvc.api.hook_restore import post_merge as post_merge
+from mvc.errors import ConfigError, GitError, MvcError, RemoteError
 from mvc.format.pointer import SUFFIX
 from mvc.git import POINTER_GLOB
 from mvc.repo.repository import Repo
+from mvc.repo.repository import shell_quoted as _q
 
 DEFAULT_MAX_SIZE = "10MB"
 DEFAULT_EXTENSIONS = (
@@ -168,6 +172,11 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
         for prel, data in sorted(staged.items()):
             rel = Repo.target_of(prel)
             try:
+                repo.check_pointer(prel)  # refused whether this commit brings it or not
+            except MvcError as e:
+                problems.append({"path": rel, "problem": str(e)})
+                continue
+            try:
                 p = load_pointer(repo, prel, data)
                 ws, cache = path_status(repo, rel, p)
             except MvcError as e:
@@ -262,12 +271,6 @@ def _fetch_fix(repo: Repo, verb: str, rel: str) -> str:
     return fetch_fix(repo, f"'mvc {verb} {_q(rel)}'")
 
 
-def _q(path: str) -> str:
-    import shlex
-
-    return shlex.quote(path)
-
-
 # -- pre-push -------------------------------------------------------------------------------------
 def _null(sha: str) -> bool:
     return not sha.strip("0")
@@ -338,161 +341,3 @@ def pre_push(
         )
     res = sync.push(revs=commits, remote=name, repo=repo, progress=progress)
     return {**res, "commits": len(commits), "remote": res.get("remote", name)}
-
-
-# -- post-checkout / post-merge -------------------------------------------------------------------
-def post_checkout(
-    prev: str,
-    new: str,
-    branch: bool = True,
-    *,
-    repo: Repo | None = None,
-    progress: progressmod.Factory = progressmod.null,
-) -> list[dict[str, Any]]:
-    """After ``git checkout``/``switch`` of a commit (branch is git's flag; file checkouts do nothing)."""
-    if not branch:
-        return []
-    repo = _open(repo)
-    old = None if _null(prev) else prev
-    return sync(repo.git.diff_names(old, new, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
-
-
-def post_merge(*, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
-    """After ``git merge``/``pull`` (squash merges too): pointers changed since ORIG_HEAD."""
-    repo = _open(repo)
-    old = repo.git.peel_commits(["ORIG_HEAD"]).get("ORIG_HEAD")
-    return sync(repo.git.diff_names(old, None, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
-
-
-def sync(
-    changes: list[tuple[str, str]] | None,
-    old: str | None,
-    *,
-    repo: Repo,
-    progress: progressmod.Factory = progressmod.null,
-) -> list[dict[str, Any]]:
-    """Make the workspace match the pointers in ``changes`` ((status, pointer relpath); None: every pointer).
-
-    Files are restored through the checkout API without force, so modified content is never replaced
-    (reported instead); objects missing from the cache are fetched from the default remote. The file of
-    a pointer that is gone is removed only when the cache holds exactly its content. Per path:
-    {path, action: restored/unchanged/removed/kept/failed, error?}.
-    """
-    if changes is None:
-        changes = [("A", p) for p in repo.git.ls_pointers()]
-    if not changes:
-        return []
-    present = [p for s, p in changes if s != "D" and os.path.isfile(repo.abs(p))]
-    gone = [p for s, p in changes if s == "D"]
-    try:
-        results = _remove_stale(repo, gone, old) if gone and old else []
-        results += _restore(repo, [Repo.target_of(p) for p in present], progress)
-    finally:
-        repo.state.flush()
-    return results
-
-
-def _restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list[dict[str, Any]]:
-    from mvc.api import checkout as checkoutmod
-
-    if not rels:
-        return []
-    try:  # one call for the usual case; one per path only to tell failures apart
-        done = checkoutmod.checkout([repo.abs(r) for r in rels], repo=repo, progress=progress)
-        return [{"path": r["path"], "action": r["action"]} for r in done]
-    except MvcError:
-        pass
-    results, missing = [], []
-    for rel in rels:
-        try:
-            r = checkoutmod.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
-            results.append({"path": rel, "action": r["action"]})
-        except ObjectMissing as e:
-            if isinstance(e, RemoteError):  # checkout asked the default remote already: it lacks them
-                results.append({"path": rel, "action": "failed", "error": str(e)})
-            else:
-                missing.append(rel)
-        except MvcError as e:
-            results.append({"path": rel, "action": "failed", "error": str(e)})
-    if missing:
-        results.extend(_fetch_and_restore(repo, missing, progress))
-    return results
-
-
-def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factory) -> list[dict[str, Any]]:
-    from mvc.api import checkout as checkoutmod
-    from mvc.api import sync
-    from mvc.repo.remotes import default_remote
-
-    name = default_remote(repo)
-    if name is None:
-        why = "its weights are not in the cache: re-add the file with 'mvc add {}' where it exists, or {}"
-        return [{"path": r, "action": "failed", "error": why.format(_q(r), _fetch_fix(repo, "pull", r))} for r in rels]
-    try:
-        sync.fetch([repo.abs(r) for r in rels], remote=name, repo=repo, progress=progress)
-    except MvcError:
-        pass  # some may have come; each path reports its own outcome below
-    results = []
-    for rel in rels:
-        try:
-            r = checkoutmod.checkout([repo.abs(rel)], repo=repo, progress=progress)[0]
-            results.append({"path": rel, "action": r["action"]})
-        except ObjectMissing:
-            results.append(
-                {
-                    "path": rel,
-                    "action": "failed",
-                    "error": (
-                        f"its weights are neither in the cache nor on the mvc remote {name!r}: push them from the "
-                        f"machine that added them ('mvc push'), then run 'mvc pull {_q(rel)}'"
-                    ),
-                }
-            )
-        except MvcError as e:
-            results.append({"path": rel, "action": "failed", "error": str(e)})
-    return results
-
-
-def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]:
-    """Remove the files of pointers the new commit no longer has, when the cache can give them back."""
-    from mvc.repo.selection import load_pointer
-    from mvc.repo.worktree import path_status
-
-    targets = [Repo.target_of(p) for p in repo.git.ls_pointers()]
-    old_bytes = repo.git.cat_objects(f"{old}:{p}" for p in gone)
-    results = []
-    for prel in gone:
-        rel = Repo.target_of(prel)
-        full = repo.abs(rel)
-        if not os.path.lexists(full):
-            continue
-        if any(t == rel or t.startswith(rel + "/") or rel.startswith(t + "/") for t in targets):
-            continue  # another pointer now covers this path: its checkout takes care of it
-        data = old_bytes.get(f"{old}:{prel}")
-        try:
-            if data is None or repo.git.tracked([rel]):
-                continue  # git owns the path now
-            p = load_pointer(repo, prel, data)
-            ws, cache = path_status(repo, rel, p)
-        except MvcError:
-            ws, cache = "modified", "missing"
-        if ws == "ok" and cache == "ok":
-            if os.path.isdir(full) and not os.path.islink(full):
-                import shutil
-
-                shutil.rmtree(full)
-            else:
-                os.unlink(full)
-            results.append({"path": rel, "action": "removed"})
-        else:
-            results.append(
-                {
-                    "path": rel,
-                    "action": "kept",
-                    "error": (
-                        "no longer tracked at this commit, and it differs from the last version mvc stored, so it was "
-                        f"left in place: 'mvc add {_q(rel)}' keeps it, or delete it by hand"
-                    ),
-                }
-            )
-    return results

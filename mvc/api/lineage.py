@@ -85,6 +85,8 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
         names = [name] if name is not None else sorted(n for n, q in models_of(c["id"]).items() if q == path)
         entry["names"] = names
         if blob is not None:
+            assert p is not None
+            repo.check_pointer(p + SUFFIX, c["id"][:7])  # a pointer mvc refuses is refused here too
             try:
                 ptr = ptrfmt.loads(git.blob(blob), f"{p}{SUFFIX} at {c['id'][:7]}")
                 entry.update(kind=ptr.kind, oid=ptr.oid, size=ptr.size, meta=ptr.meta)
@@ -132,14 +134,15 @@ def _side(repo: Repo, rev: str | None) -> tuple[dict[str, Any], dict[str, str]]:
     if rev is None:
         pointers = {}
         for prel in repo.git.ls_pointers():
+            repo.check_pointer(prel)
             with open(repo.check_inside(prel), "rb") as f:
                 pointers[prel[: -len(SUFFIX)]] = ptrfmt.loads(f.read(), prel)
         return pointers, cfgfmt.models(repo.config.shared, CONFIG_PATH)
     commit = repo.resolve(rev)
-    pointers = {
-        prel[: -len(SUFFIX)]: ptrfmt.loads(data, f"{prel} at {rev}")
-        for prel, data in repo.git.pointers_at(commit).items()
-    }
+    pointers = {}
+    for prel, data in repo.git.pointers_at(commit).items():
+        repo.check_pointer(prel, rev)
+        pointers[prel[: -len(SUFFIX)]] = ptrfmt.loads(data, f"{prel} at {rev}")
     try:
         names = models_at(repo.git, commit)
     except ConfigError:

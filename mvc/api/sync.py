@@ -83,6 +83,8 @@ def _push(
     remote = open_transfer(repo, sp, jr, jobs)
     try:
         remote.check_writable()  # a read-only store (http://) is refused before any request
+        if verify:  # every pack index read again and checked against its pack's size, none taken on record
+            remote.read_packs(recheck=True)
         there = remote.existing(candidates)
         jr.add(sp.key, there)
         if verify:

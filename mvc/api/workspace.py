@@ -14,7 +14,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, path_status, scan_dir, total
 from mvc.storage import fileio
@@ -135,6 +135,11 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) 
         raise PathError(f"{shown} is a pointer file: add the path it tracks, {shown[:-4]}")
     if not_utf8(rel):
         raise PathError(f"{os.fsencode(shown)!r} is not a valid UTF-8 name: rename it")
+    if ptrfmt.has_control(rel):  # a newline would make two .gitignore lines: the weights reach git
+        raise PathError(f"{shown!r} has a control character in its name, which .gitignore cannot hold: rename it")
+    why = repo.untrackable(rel)
+    if why is not None:
+        raise PathError(f"{shown}: mvc never tracks this path ({why}): choose another path")
     if not os.path.lexists(full):
         raise PathError(f"{shown}: no such file or directory: check the path")
     if not os.access(full, os.R_OK):
@@ -229,6 +234,10 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
             )
         # refused here, or the manifest would hold a path that every later read refuses
         why = "not valid UTF-8" if not_utf8(sub) else mf.bad_relpath(sub)
+        if why is None and ptrfmt.has_control(sub):
+            why = "its name has a control character"
+        if why and mf.git_owned(sub) == why:
+            raise PathError(f"{quoted(rel + '/' + sub)} is git's ({why}): mvc never records it: move it out of {rel}")
         if why:
             raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
     # what the cache held of the files that must be hashed: tells whether this add stored them

@@ -143,6 +143,10 @@ def cli(ctx: click.Context, directory: str | None) -> None:
 
 
 def main() -> None:
+    # An exception Python can only report (raised in a __del__ or a finalizer: a backend object whose
+    # construction failed, a connection closed at exit) is never the user's business: the command has
+    # already said, in one line, what went wrong. Library users keep Python's default hook.
+    sys.unraisablehook = lambda unraisable: None
     cli(prog_name="mvc")
 
 

@@ -7,7 +7,9 @@ import sys
 from typing import Any, cast
 
 from mvc.errors import PointerError
+from mvc.format.config import MVC_DIR
 from mvc.objects import oid as oids
+from mvc.objects.manifest import bad_relpath, fold, git_owned
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,6 +107,35 @@ def loads(data: bytes | str, where: str = "pointer") -> Pointer:
     extra = {k: v for k, v in d.items() if k not in _KNOWN}
     # the checks above leave kind, oid and size of their types (mypy cannot follow is_oid and _count)
     return Pointer(kind, cast(str, oid), cast(int, size), nfiles if kind == "dir" else None, meta, extra)
+
+
+def has_control(name: str) -> bool:
+    """A control character (below U+0020, or DEL) in name: one breaks a .gitignore line, a terminal, a log."""
+    if name.isprintable():  # C speed; only names with something unusual in them take the loop below
+        return False
+    return any(c < " " or c == "\x7f" for c in name)
+
+
+def bad_target(rel: str) -> str | None:
+    """Why no pointer may track the repository-relative posix path rel (mvc would read, write or delete
+    through it), or None. The path rules of docs/FORMAT.md ("Pointer files"), on the path's text alone:
+
+    - a control character anywhere (it would become two lines of .gitignore);
+    - anything a manifest entry may not be (empty, absolute, ``\\``, an empty, ``.`` or ``..``
+      component, a ``.git`` component in any spelling git refuses, a last component git reads itself:
+      ``.gitignore``, ``.gitattributes``, ``.gitmodules``);
+    - a first component ``.mvc`` (in any spelling, as for ``.git``): mvc's own directory (cache, config, state).
+
+    The repository adds what depends on its layout (a cache.dir or git directory elsewhere in the work
+    tree): ``Repo.untrackable``, the one check every command calls."""
+    if has_control(rel):
+        return "its name has a control character"
+    why = bad_relpath(rel) or git_owned(rel)  # the tracked path itself may not be a file git reads either
+    if why is not None:
+        return why
+    if fold(rel.partition("/")[0]) == MVC_DIR:
+        return f"it lies in {MVC_DIR}/, mvc's own directory"
+    return None
 
 
 def _count(v: Any) -> bool:

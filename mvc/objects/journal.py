@@ -9,6 +9,29 @@ from typing import Any
 
 from mvc.objects import pack as pk
 
+VERSION = 1  # PRAGMA user_version: 1 = every pack recorded had its index checked against the pack's size
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """A journal written before pack indexes were checked against their packs' sizes: forget its packs and
+    the objects it knew only from them (the next command that needs them reads the indexes again, checked)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        if db.execute("PRAGMA user_version").fetchone()[0] >= VERSION:  # another process was first
+            db.execute("COMMIT")
+            return
+        db.execute(
+            "DELETE FROM present WHERE EXISTS (SELECT 1 FROM packed k WHERE k.remote = present.remote "
+            "AND k.oid = present.oid)"
+        )
+        db.execute("DELETE FROM packed")
+        db.execute("DELETE FROM packs")
+        db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("COMMIT")
+    except sqlite3.OperationalError:  # read-only or locked: left as it is; another command upgrades it
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+
 
 class Journal:
     """Objects known to be on each remote: ``.mvc/remotes.db`` (SQLite), keyed by the remote's identity
@@ -51,6 +74,8 @@ class Journal:
             "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
             "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID"
         )
+        if db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
+            _upgrade(db)
         return db
 
     def _remote_id(self, db: sqlite3.Connection, key: str, create: bool) -> int | None:

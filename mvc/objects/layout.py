@@ -8,15 +8,21 @@ trusts anything else there, and refuses a format it does not know, naming the up
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 from mvc.errors import LayoutError
 from mvc.objects import oid as oids
+from mvc.storage import fileio
 
 OBJECTS = "objects/"
-MARKER = "mvc.toml"
+MARKER = fileio.MARKER  # "mvc.toml"
 FORMAT = 1
 MARKER_BYTES = b"# mvc object store layout (docs/FORMAT.md); do not edit\nformat = 1\n"
 MARKER_MAX = 4096  # a marker is a few bytes: a bigger one is not mvc's
+# What a store of format 1 holds at its root, besides its marker: a store without a marker that holds
+# anything else is not mvc's (a cache or a remote from before markers holds only these).
+CACHE_ENTRIES = frozenset({"objects", "tmp", "quarantine"})
+REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp"})
 
 
 def object_rel(oid: str) -> str:
@@ -49,3 +55,16 @@ def check_marker(data: bytes, where: str) -> int:
             "upgrade mvc (pip install -U mvc)"
         )
     return fmt
+
+
+def refuse_foreign(names: Iterable[str], allowed: frozenset[str], where: str, what: str, fix: str) -> None:
+    """Refuse (LayoutError) a store without a marker whose root holds names other than what an mvc store of
+    format 1 holds there (``allowed``, the marker, temp files of mvc's pattern): it is not mvc's, and mvc
+    writes nothing into it. An empty store, or one from before markers, passes."""
+    foreign = sorted(n for n in names if n not in allowed and n != MARKER and not fileio.is_tmp_name(n))
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise LayoutError(
+            f"{where} is not empty and not {what}: it has no {MARKER} and holds {foreign[0]!r}{more}, which mvc "
+            f"never writes there; nothing was written to it: {fix}"
+        )

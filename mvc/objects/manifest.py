@@ -28,6 +28,49 @@ class Entry(NamedTuple):  # immutable; built 2x faster than a frozen dataclass
     executable: bool = False
 
 
+# What git's verify_path refuses to check out (core.protectNTFS and core.protectHFS, on by default or
+# where it matters) and what git reads from the work tree itself: no tracked path may name them.
+GIT_FILES = (".gitignore", ".gitattributes", ".gitmodules")
+# their NTFS short (8.3) names: 'gitmod~1', and the hashed form git also knows ('gi7eba~1')
+_GIT_SHORT = ("gitign", "gitatt", "gitmod", "gi250a", "gi7d29", "gi7eba")
+# code points HFS+ ignores in names, so '.g\u200cit' is '.git' there
+_HFS_IGNORABLE = dict.fromkeys([*range(0x200C, 0x2010), *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF])
+
+
+def fold(name: str) -> str:
+    """A path component as a filesystem that ignores case (and, NTFS, trailing dots and spaces and a
+    ``:stream``; HFS+, some code points) may take it: ``.GIT.``, and ``.git`` with a U+200C in it, fold to ``.git``."""
+    low = name.lower()
+    if not low.isascii():
+        low = low.translate(_HFS_IGNORABLE)
+    return low.partition(":")[0].rstrip(" .")
+
+
+def git_owned(path: str, files: bool = True) -> str | None:
+    """Why the '/'-separated path names something of git's, or None: a component that is ``.git`` in any
+    spelling a filesystem may take for it (any case; NTFS: trailing dots or spaces, ``:stream``, the
+    short name ``git~1``; HFS+: ignorable code points), or, as its last component, one of the files
+    git reads from the work tree (``.gitignore``, ``.gitattributes``, ``.gitmodules``, spelt the same ways).
+
+    A few string operations: paths without 'git' in them (nearly all) cost one lower() and one search."""
+    low = path.lower()
+    if not low.isascii():
+        low = low.translate(_HFS_IGNORABLE)
+    if "git" not in low:
+        return None
+    parts = low.split("/")
+    for part in parts:
+        name = part.partition(":")[0].rstrip(" .")
+        if name == ".git" or name == "git~1":
+            return "it names git's .git directory"
+    if not files:
+        return None
+    last = parts[-1].partition(":")[0].rstrip(" .")
+    if last in GIT_FILES or (last[6:7] == "~" and last[7:8].isdigit() and last[:6] in _GIT_SHORT):
+        return "it names .gitignore, .gitattributes or .gitmodules, which git reads itself"
+    return None
+
+
 def bad_relpath(path: object) -> str | None:
     """Why path is not a safe relative '/'-separated path, or None when it is."""
     if not isinstance(path, str) or not path:
@@ -39,7 +82,10 @@ def bad_relpath(path: object) -> str | None:
     parts = path.split("/")
     if "" in parts or "." in parts or ".." in parts:
         return "path with '..', '.' or an empty component"
-    return None
+    # a .git inside the directory would be a repository (hooks, config) planted in the work tree; but
+    # .gitignore, .gitattributes and .gitmodules are ordinary files there: the tracked directory is ignored
+    # by git as a whole, so git never reads them (model directories from Hugging Face ship .gitattributes)
+    return git_owned(path, files=False)
 
 
 def dumps(entries: list[Entry]) -> bytes:

@@ -23,16 +23,24 @@ READONLY = 0o444
 
 
 class ODB:
-    def __init__(self, root: str, *, fsync: bool = False):
+    def __init__(self, root: str, *, fsync: bool = False, work_tmp: str | None = None, work_marker: str = ""):
         self.root = os.path.abspath(root)
         self.objects_dir = os.path.join(self.root, "objects")
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.fsync = fsync
         self._marked = self._check_marker()
+        self.work_tmp = work_tmp  # where export's temps go (a directory mvc owns); None: beside the destination
+        self.work_marker = work_marker  # the file beside work_tmp that shows the directory is mvc's (sweep_stale)
+        self._work_dev: int | None = None  # its filesystem, once it is set up
+        self._beside: set[str] = set()  # directories whose temps go beside their files (swept once each)
+        self._exdev: set[str] = set()  # directories a rename from work_tmp cannot reach (another mount)
+        self._near: set[str] = set()  # directories on work_tmp's filesystem
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
-        A cache without a marker (new, or written before markers existed) gets one on its first write."""
+        A cache without a marker (new, or written before markers existed) gets one on its first write,
+        unless it holds what an mvc cache does not (:meth:`_mark`). One open(): the no-op commands pay
+        nothing more."""
         path = os.path.join(self.root, layout.MARKER)
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -48,12 +56,26 @@ class ODB:
         return True
 
     def _mark(self) -> None:
-        if not self._marked:
-            path = os.path.join(self.root, layout.MARKER)
-            if not os.path.exists(path):
-                with fileio.space_errors(f"the cache ({self.root})"):
-                    fileio.atomic_write(path, layout.MARKER_BYTES, fsync=self.fsync)
-            self._marked = True
+        """Before the first write to a cache without a marker: refuse a directory that is not empty and not
+        an mvc cache (writing nothing to it), else create the root and its marker."""
+        if self._marked:
+            return
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            names = []
+        if layout.MARKER not in names:  # else another mvc wrote it since this cache was opened
+            layout.refuse_foreign(
+                names,
+                layout.CACHE_ENTRIES,
+                self.root,
+                "an mvc cache",
+                "point cache.dir at an empty directory or an mvc cache ('mvc config cache.dir DIR')",
+            )
+            with fileio.space_errors(f"the cache ({self.root})"):
+                os.makedirs(self.root, exist_ok=True)
+                fileio.atomic_write(os.path.join(self.root, layout.MARKER), layout.MARKER_BYTES, fsync=self.fsync)
+        self._marked = True
 
     # -- layout -----------------------------------------------------------------------------
     def path(self, oid: str) -> str:
@@ -85,9 +107,9 @@ class ODB:
                         yield oid
 
     def _tmp(self, hint: str = "obj") -> str:
+        self._mark()  # first: nothing is written to a directory that is not mvc's
         os.makedirs(self.tmp_dir, exist_ok=True)
-        self._mark()
-        fileio.sweep_stale(self.tmp_dir)
+        fileio.sweep_stale(self.tmp_dir, marker=layout.MARKER)
         return fileio.tmp_name(self.tmp_dir, hint)
 
     def _install(self, tmp: str, oid: str, durable: bool = False) -> None:
@@ -229,6 +251,7 @@ class ODB:
             )
 
     def quarantine(self, oid: str) -> str:
+        self._mark()  # a write like any other: never in a directory that is not mvc's
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, oid.replace(":", "-") + "." + os.urandom(3).hex())
@@ -247,26 +270,70 @@ class ODB:
         executable: bool = False,
         progress: Progress | None = None,
     ) -> str:
-        """Write object oid to dest (temp file beside dest, verified, renamed). Returns the link type used.
+        """Write object oid to dest (temp file, verified, renamed into place). Returns the link type used.
 
+        The temp file is made by :meth:`temp_for`: in ``work_tmp`` (``.mvc/tmp``, which git ignores and
+        mvc sweeps) on dest's filesystem, else beside dest. A killed writer so never leaves a file that
+        ``git status`` shows, except in that fallback, which the next export into the directory removes.
         dest's parent must exist; whatever is at dest (a file or a symlink, never followed) is replaced.
         """
         src = self.path(oid)
         directory = os.path.dirname(dest) or "."
-        tmp = fileio.tmp_name(directory, os.path.basename(dest))
+        name = os.path.basename(dest)
         fd = self._open_object(oid)
         try:
             size = os.fstat(fd).st_size
             with fileio.space_errors(dest):
+                tmp = self.temp_for(directory, name)
                 try:
                     how = self._export(oid, fd, size, src, tmp, link_types, executable, progress)
-                    os.replace(tmp, dest)
+                    try:
+                        os.replace(tmp, dest)
+                    except OSError as e:
+                        if e.errno != errno.EXDEV:
+                            raise
+                        # another mount of the same filesystem (a bind mount: same st_dev, no rename across)
+                        fileio.remove_quietly(tmp)
+                        self._exdev.add(directory)
+                        self._near.discard(directory)
+                        tmp = self.temp_for(directory, name)
+                        how = self._export(oid, fd, size, src, tmp, link_types, executable, None)
+                        os.replace(tmp, dest)
                 except BaseException:
                     fileio.remove_quietly(tmp)
                     raise
         finally:
             os.close(fd)
         return how
+
+    def temp_for(self, directory: str, name: str) -> str:
+        """A fresh temp path from which a rename can place ``directory/name``: in ``work_tmp`` when that is
+        on directory's filesystem, else in directory itself; named by ``fileio.tmp_name`` either way. The
+        first use of a directory in each process removes the temps there whose writer (the pid in the
+        name, on this machine) is gone, and, in ``work_tmp``, stale ones (``fileio.sweep_stale``)."""
+        if self.work_tmp is not None and self._work_dev is None:
+            try:
+                os.makedirs(self.work_tmp, exist_ok=True)
+                _sweep_dead(self.work_tmp)
+                if self.work_marker:
+                    fileio.sweep_stale(self.work_tmp, marker=self.work_marker)
+                self._work_dev = os.stat(self.work_tmp).st_dev
+            except OSError:  # no work_tmp to be had: beside the files, as a last resort
+                self.work_tmp = None
+        if self.work_tmp is not None and directory not in self._exdev:
+            if directory in self._near:
+                return fileio.tmp_name(self.work_tmp, name)
+            try:
+                near = os.stat(directory).st_dev == self._work_dev
+            except OSError:
+                near = False  # the caller's open() will say what is wrong with it
+            if near:
+                self._near.add(directory)
+                return fileio.tmp_name(self.work_tmp, name)
+        if directory not in self._beside:
+            self._beside.add(directory)
+            _sweep_dead(directory)
+        return fileio.tmp_name(directory, name)
 
     def _export(self, oid, fd, size, src, tmp, link_types, executable, progress) -> str:
         mode = 0o777 if executable else 0o666
@@ -293,6 +360,41 @@ class ODB:
             os.close(out)
         self._check(oid, digest)
         return "copy"
+
+
+def _writer_gone(pid: int) -> bool:
+    """Whether no process pid runs on this machine (Windows: never known, so never gone)."""
+    if os.name == "nt" or pid == os.getpid():
+        return False  # on Windows os.kill(pid, 0) would send CTRL_C_EVENT
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def _sweep_dead(directory: str) -> None:
+    """Remove the temps a killed writer left in directory: names ``fileio.tmp_name`` makes whose pid runs
+    no more on this machine. Nothing else there is touched; a temp directory (mvc get) goes with its content."""
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not fileio.is_tmp_name(entry.name):
+            continue
+        parts = entry.name.rsplit(".", 4)  # tmp_name: .mvc-tmp.<hint>.<pid>.<thread>.<hex>.tmp
+        pid = parts[1] if len(parts) == 5 else ""
+        if not (pid.isdigit() and pid.isascii()) or not _writer_gone(int(pid)):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            import shutil  # here, not at the top: it loads bz2 and lzma (mvc/api/checkout.py)
+
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            fileio.remove_quietly(entry.path)
 
 
 def _link(src: str, dest: str, how: str) -> bool:

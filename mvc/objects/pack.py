@@ -97,8 +97,10 @@ def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[E
         yield e, chunk, fileio.hexdigest_bytes(chunk)
 
 
-def parse_index(data: bytes, where: str) -> list[Entry]:
-    """The entries of a pack index; CorruptObject (naming where) for anything but the format."""
+def parse_index(data: bytes, where: str, pack_size: int | None = None) -> list[Entry]:
+    """The entries of a pack index; CorruptObject (naming where) for anything but the format, or, given the
+    size of its pack (from the listing that found it), for an entry that lies past the pack's end: an
+    index that claims bytes its pack does not hold is refused whole, never trusted for any of its objects."""
     if len(data) > INDEX_MAX:
         raise CorruptObject(f"{where} is larger than any mvc pack index ({INDEX_MAX >> 20} MiB)")
     if not data.startswith(INDEX_HEADER):
@@ -125,7 +127,13 @@ def parse_index(data: bytes, where: str) -> list[Entry]:
             or int(parts[2]) > MAX_NUMBER
         ):
             raise CorruptObject(f"{where}: line {n} is not 'OID OFFSET SIZE'")
-        out.append(Entry(parts[0], int(parts[1]), int(parts[2])))
+        e = Entry(parts[0], int(parts[1]), int(parts[2]))
+        if pack_size is not None and e.offset + e.size > pack_size:
+            raise CorruptObject(
+                f"{where}: line {n} places {e.oid} at bytes {e.offset}-{e.offset + e.size}, past the end of its "
+                f"pack ({pack_size} bytes)"
+            )
+        out.append(e)
     return out
 
 

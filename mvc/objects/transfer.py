@@ -110,7 +110,9 @@ class Transfer:
     # -- the layout marker (docs/FORMAT.md, "Layout marker") ------------------------------------
     def check_layout(self, writing: bool = False) -> None:
         """Read the store's layout marker once, refusing a store that is not mvc's or whose format this
-        mvc does not know; before the first write, create the marker where there is none."""
+        mvc does not know; before the first write, create the marker where there is none, unless the store
+        holds what an mvc remote does not (one listing of its root, only then: a store has no marker
+        before its first push, or was written before markers existed)."""
         if self._marker is None:
             try:
                 data = self.store.get_range(layout.MARKER, 0, layout.MARKER_MAX + 1)
@@ -122,34 +124,52 @@ class Transfer:
                 layout.check_marker(data, f"{self.store.where(layout.MARKER)} (remote {self.name})")
                 self._marker = True
         if writing and not self._marker and not self.store.read_only:
+            layout.refuse_foreign(
+                self.store.names(),
+                layout.REMOTE_ENTRIES,
+                f"{self.store.url} (remote {self.name})",
+                "an mvc remote",
+                f"point the remote at an empty location or an mvc remote ('mvc remote modify {self.name} url URL')",
+            )
             self.store.put_bytes(layout.MARKER, layout.MARKER_BYTES)
             self._marker = True
 
     # -- where objects are ---------------------------------------------------------------------
-    def read_packs(self) -> None:
-        """Bring the record of the remote's packs up to date, once per command: one listing of
-        ``packs/``, then each index not read before. Packs gone from the remote are forgotten."""
-        if self._packs_read:
+    def read_packs(self, recheck: bool = False) -> None:
+        """Bring the record of the remote's packs up to date, once per command: one listing of ``packs/``
+        (with sizes), then each index not read before, each entry checked against its pack's size. Packs
+        gone from the remote are forgotten; a pack whose index is refused is not recorded (its objects
+        count as absent, ``bad_indexes`` names it). ``recheck`` (``push --verify-remote``): forget what the
+        journal recorded of the remote's packs and read every index again."""
+        if self._packs_read and not recheck:
             return
         self.check_layout()
         self._packs_read = True
-        names = pk.names_in(self.store.list("packs/"))
+        sizes = self.store.list_sizes("packs/")
+        names = pk.names_in(sizes)
         recorded = self.jr.pack_names(self.key)
-        self.jr.forget_packs(self.key, recorded - names)
+        if recheck:  # nothing recorded is trusted: every pack is recorded again from its index, or not at all
+            self.jr.forget_packs(self.key, recorded)
+            self._located.clear()
+            recorded = set()
+        else:
+            self.jr.forget_packs(self.key, recorded - names)
 
-        def read(name: str) -> list[pk.Entry] | None:
+        def read(name: str) -> list[pk.Entry] | str | None:
             rel = pk.index_rel(name)
             try:
-                return pk.parse_index(self.store.get_range(rel, 0, pk.INDEX_MAX + 1), self.store.where(rel))
+                data = self.store.get_range(rel, 0, pk.INDEX_MAX + 1)
+                return pk.parse_index(data, self.store.where(rel), sizes[pk.pack_rel(name)])
             except RemoteObjectMissing:
                 return None  # deleted since the listing
             except CorruptObject:
-                self.bad_indexes.append(self.store.where(rel))  # its objects count as absent
-                return None
+                return self.store.where(rel)  # refused whole: its objects count as absent
 
-        def done(name: str, entries: list[pk.Entry] | None) -> None:
-            if entries is not None:
-                self._record_pack(name, entries)
+        def done(name: str, result: list[pk.Entry] | str | None) -> None:
+            if isinstance(result, str):
+                self.bad_indexes.append(result)
+            elif result is not None:
+                self._record_pack(name, result)
 
         run_parallel(read, sorted(names - recorded), self.jobs, done)
 
@@ -237,7 +257,8 @@ class Transfer:
                 recorder.add(item[1])
             sent += n
 
-        run_parallel(put, items, self.jobs, done)
+        self.store.stopping.clear()
+        run_parallel(put, items, self.jobs, done, self.store.stopping)  # stopping: see S3Store._put_multipart
         return sent
 
     def _put_pack(self, group: list[str], meter: Meter) -> tuple[str, list[pk.Entry], int]:

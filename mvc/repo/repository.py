@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from mvc import git as gitmod
-from mvc.errors import NotInitialized, PathError
-from mvc.format.config import MVC_DIR, Config
-from mvc.format.pointer import SUFFIX
+from mvc.errors import NotInitialized, PathError, PointerError
+from mvc.format.config import CONFIG, MVC_DIR, Config
+from mvc.format.pointer import SUFFIX, bad_target, has_control
 from mvc.objects.odb import ODB
 from mvc.repo.statedb import StateDB
 
@@ -20,9 +20,16 @@ class Repo:
         if not os.path.isdir(self.mvc_dir):
             raise NotInitialized(f"mvc is not set up in {self.root}: run 'mvc init' first")
         self.config = Config(self.mvc_dir)
-        self.odb = ODB(self.config.cache_dir, fsync=self.config.fsync)
+        # temps of files written into the work tree go to .mvc/tmp (git-ignored, swept), not beside them
+        self.odb = ODB(
+            self.config.cache_dir,
+            fsync=self.config.fsync,
+            work_tmp=os.path.join(self.mvc_dir, "tmp"),
+            work_marker=CONFIG,
+        )
         self.git = gitmod.Git(self.root)
         self._state: StateDB | None = None
+        self._managed: list[tuple[str, str]] | None = None
 
     @classmethod
     def find(cls, start: str | None = None) -> Repo:
@@ -91,6 +98,62 @@ class Repo:
             )
         return full
 
+    # -- what a pointer may track ------------------------------------------------------------
+    def untrackable(self, rel: str) -> str | None:
+        """Why mvc may never track, read, write or delete through a pointer the repository-relative posix
+        path rel, or None when it may: the one check for every pointer's tracked path (work tree, index,
+        revisions, hooks) and every path 'mvc add' is given (docs/FORMAT.md, "Pointer files").
+
+        The rules on the text (``pointer.bad_target``: control characters, ``..``, ``.git`` in any
+        spelling, .gitignore/.gitattributes/.gitmodules, ``.mvc/``), then this repository's layout: the
+        path may not be, lie inside or contain the cache directory or git's directories when those are
+        in the work tree (a cache.dir configured there, a worktree's or a separate git dir)."""
+        why = bad_target(rel)
+        if why is not None:
+            return why
+        low = rel.lower()
+        for m, shown in self._managed_dirs():
+            if low == m or low.startswith(m + "/"):
+                return f"it lies in {shown}/, the cache or git's directory"
+            if m.startswith(low + "/"):
+                return f"it contains {shown}/, the cache or git's directory"
+        return None
+
+    def check_pointer(self, prel: str, rev: str | None = None) -> None:
+        """Refuse the pointer prel (in the work tree or the index, or at revision rev) when its tracked path
+        is one mvc never writes. The fix is git's: mvc's --force never overrides this."""
+        rel = self.target_of(prel) if prel.endswith(SUFFIX) else prel
+        why = self.untrackable(rel)
+        if why is None:
+            return
+        rm = f"'git rm -f {shell_quoted(prel)}'"
+        fix = f"pick a revision without it, or remove it in a new commit with {rm}" if rev else f"remove it with {rm}"
+        at = f" at {rev}" if rev else ""
+        raise PointerError(f"pointer {quoted(prel)}{at} tracks {quoted(rel)}, a path mvc never writes ({why}): {fix}")
+
+    def _managed_dirs(self) -> list[tuple[str, str]]:
+        """(lowercased, as is) posix relpaths of the cache and git directories that lie inside the work tree."""
+        if self._managed is None:
+            dirs = [self.odb.root]
+            dot = os.path.join(self.root, ".git")
+            if "GIT_DIR" in os.environ or "GIT_COMMON_DIR" in os.environ or not os.path.isdir(dot):
+                # a worktree, a submodule, a separate git dir: where git keeps this repository is git's to say
+                out = self.git.run("rev-parse", "--absolute-git-dir", "--git-common-dir", check=False)
+                for line in out.decode("utf-8", "surrogateescape").splitlines():
+                    if line:
+                        dirs.append(os.path.join(self.root, line))
+            else:
+                dirs.append(dot)
+            found = []
+            for d in dirs:
+                for path, root in ((os.path.abspath(d), self.root), (os.path.realpath(d), self.real_root)):
+                    rel = os.path.relpath(path, root)
+                    if rel != os.curdir and rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+                        rel = rel.replace(os.sep, "/")
+                        found.append((rel.lower(), rel))
+            self._managed = sorted(set(found))
+        return self._managed
+
     @staticmethod
     def target_of(pointer_rel: str) -> str:
         return pointer_rel[: -len(SUFFIX)]
@@ -98,3 +161,21 @@ class Repo:
     @staticmethod
     def pointer_of(target_rel: str) -> str:
         return target_rel + SUFFIX
+
+
+def quoted(path: str) -> str:
+    """A path for a one-line message: as it is, or, when it holds a control character, in the shell's
+    ``$'...'`` quoting (so a newline in a name cannot split the line and the fix can be pasted)."""
+    if not has_control(path):
+        return path
+    out = "".join(c if " " <= c != "\x7f" and c not in "'\\" else f"\\x{ord(c):02x}" for c in path)
+    return f"$'{out}'"
+
+
+def shell_quoted(path: str) -> str:
+    """A path as a command in a message writes it, ready to paste into a POSIX shell."""
+    if has_control(path):
+        return quoted(path)
+    import shlex  # not at the top: only messages need it
+
+    return shlex.quote(path)

@@ -24,16 +24,17 @@ def matches(prel: str, rels: list[str]) -> bool:
     return any(r == "." or r in (prel, target) or prel.startswith(r.rstrip("/") + "/") for r in rels)
 
 
-def select(repo: Repo, paths: Iterable[str], available: Iterable[str]) -> list[str]:
-    """Pointer relpaths among available that the user's paths name (all when paths is empty)."""
+def select(repo: Repo, paths: Iterable[str], available: Iterable[str], rev: str | None = None) -> list[str]:
+    """Pointer relpaths among available (in the work tree, or at rev) that the user's paths name (all when
+    paths is empty). A chosen pointer whose tracked path mvc never writes is refused (``Repo.untrackable``)."""
     available = list(available)
     rels = [repo.rel(p) for p in paths]
-    if not rels:
-        return available
-    chosen = [p for p in available if matches(p, rels)]
+    chosen = [p for p in available if matches(p, rels)] if rels else available
     for r, shown in zip(rels, paths, strict=False):
         if not any(matches(p, [r]) for p in chosen):
             raise PathError(f"{shown} is not tracked by mvc: run 'mvc add {shown}' first")
+    for prel in chosen:
+        repo.check_pointer(prel, rev)
     return chosen
 
 
@@ -46,7 +47,10 @@ def not_utf8(path: str) -> bool:
     return False
 
 
-def load_pointer(repo: Repo, prel: str, data: bytes | None = None) -> ptrfmt.Pointer:
+def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | None = None) -> ptrfmt.Pointer:
+    """The pointer prel: read from the work tree, or data (its bytes in the index or at rev). Refused when its
+    tracked path is one mvc never writes, whatever the command and its flags."""
+    repo.check_pointer(prel, rev)
     if not_utf8(prel):
         raise PointerError(f"{os.fsencode(prel)!r}: a pointer's path must be valid UTF-8: rename it with 'git mv'")
     if data is None:
@@ -137,6 +141,7 @@ def pointers(
     elif commits:
         for commit, prel, data in repo.git.pointer_blobs(commits).values():
             if not rels or matches(prel, rels):
+                repo.check_pointer(prel, commits[commit])
                 found[f"{prel} at {commits[commit]}"] = ptrfmt.loads(data, f"{prel} at {commits[commit]}")
                 matched.append(prel)
     for r, p in zip(rels, shown, strict=False):

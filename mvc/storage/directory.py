@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing
 from mvc.storage import fileio
+from mvc.storage.fileio import MARKER
 from mvc.storage.store import DEFAULT_JOBS, TMP, Check, Progress, Store
 
 
@@ -34,8 +35,22 @@ class DirStore(Store):
         return os.path.exists(self._full(rel))
 
     def list(self, prefix: str) -> list[str]:
+        return [rel for rel, _ in self._walk(prefix)]
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        with self._errors(prefix):
+            for rel, full in self._walk(prefix):
+                try:
+                    out[rel] = os.stat(full).st_size
+                except FileNotFoundError:
+                    pass  # deleted since the listing: not there
+        return out
+
+    def _walk(self, prefix: str) -> Sequence[tuple[str, str]]:
+        """(rel, full path) of every file below prefix, never in tmp/."""
         top = self._full(prefix) if prefix else self.root
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
 
         def fail(e: OSError) -> None:
             if not isinstance(e, (FileNotFoundError, NotADirectoryError)):  # nothing there is an empty listing
@@ -46,8 +61,15 @@ class DirStore(Store):
                 rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
                 if rel_dir == ".":
                     dirs[:] = [d for d in dirs if d + "/" != TMP]  # half-written objects, not objects
-                out.extend(f"{rel_dir}/{f}" if rel_dir != "." else f for f in names)
-        return [r for r in out if not r.startswith(TMP)]
+                out.extend((f"{rel_dir}/{f}" if rel_dir != "." else f, os.path.join(dirpath, f)) for f in names)
+        return [(rel, full) for rel, full in out if not rel.startswith(TMP)]
+
+    def names(self) -> set[str]:
+        with self._errors(""):
+            try:
+                return set(os.listdir(self.root))
+            except (FileNotFoundError, NotADirectoryError):
+                return set()
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         def write(tmp: str) -> int:
@@ -86,7 +108,7 @@ class DirStore(Store):
         dest = self._full(rel)
         with self._errors(rel, writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
-            fileio.sweep_stale(self.tmp_dir)
+            fileio.sweep_stale(self.tmp_dir, marker=MARKER)  # only once the remote holds its marker
             tmp = fileio.tmp_name(self.tmp_dir, os.path.basename(rel))
             try:
                 result = write(tmp)

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import mmap
 import os
+import stat as statmod
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -141,21 +142,53 @@ def reflink_fd(src: int, dst: int) -> bool:
         return False
 
 
+# Every temp file mvc makes with tmp_name is named ``.mvc-tmp.<hint>.<pid>.<thread>.<8 hex digits>.tmp``: the
+# sweep deletes nothing else (docs/FORMAT.md, "Threat model").
+TMP_PREFIX = ".mvc-tmp."
+MARKER = "mvc.toml"  # the layout marker of a store (mvc.objects.layout): its tmp/ is swept only where it is
+_HINT_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+_tmp_pattern = None
+
+
 def tmp_name(directory: str, hint: str = "") -> str:
-    return os.path.join(
-        directory, f".{hint[:40]}.{os.getpid()}.{threading.get_ident() % 100000}.{os.urandom(4).hex()}.tmp"
-    )
+    """A fresh temp file name in directory, in the one pattern mvc recognises as its own (is_tmp_name)."""
+    safe = "".join(c if c in _HINT_OK else "_" for c in hint[:40])
+    name = f"{TMP_PREFIX}{safe}.{os.getpid()}.{threading.get_ident() % 100000}.{os.urandom(4).hex()}.tmp"
+    return os.path.join(directory, name)
+
+
+def is_tmp_name(name: str) -> bool:
+    """Whether a file name is one tmp_name makes (and so one a writer of mvc's created)."""
+    global _tmp_pattern
+    if not name.startswith(TMP_PREFIX):
+        return False
+    if _tmp_pattern is None:
+        import re
+
+        _tmp_pattern = re.compile(r"\.mvc-tmp\.[A-Za-z0-9_.-]{0,40}\.[0-9]{1,10}\.[0-9]{1,5}\.[0-9a-f]{8}\.tmp")
+    return _tmp_pattern.fullmatch(name) is not None
 
 
 STALE = 24 * 3600  # a temp file untouched this long belongs to a writer that died
 _swept: set[str] = set()
 
 
-def sweep_stale(directory: str, now: float | None = None) -> None:
-    """Delete files in a tmp/ directory neither modified nor linked for STALE seconds (what killed
-    writers left), once per directory per process. Live writers keep writing: their files stay fresh."""
+def sweep_stale(directory: str, now: float | None = None, *, marker: str = MARKER) -> None:
+    """Delete what killed writers left in a store's tmp/: files named by tmp_name, neither modified nor
+    linked for STALE seconds. Only in a tmp/ that is a real directory (not a symlink) whose parent, the
+    store's root, holds the layout marker ``marker``: a directory that is not mvc's is never touched,
+    whatever it holds. Once per directory per process (one lstat each until the marker is there);
+    live writers keep their files fresh."""
     if directory in _swept:
         return
+    root = os.path.dirname(os.path.abspath(directory))
+    try:
+        if not statmod.S_ISREG(os.lstat(os.path.join(root, marker)).st_mode):
+            return
+        if not statmod.S_ISDIR(os.lstat(directory).st_mode):
+            return
+    except OSError:
+        return  # no marker (yet), or no tmp/: nothing of mvc's to sweep
     _swept.add(directory)
     limit = (time.time() if now is None else now) - STALE
     try:
@@ -163,10 +196,12 @@ def sweep_stale(directory: str, now: float | None = None) -> None:
     except OSError:
         return
     for entry in entries:
+        if not is_tmp_name(entry.name):
+            continue
         with contextlib.suppress(OSError):
             st = entry.stat(follow_symlinks=False)
             # ctime too: a hard link made just now to an old file keeps the file's old mtime
-            if not entry.is_dir(follow_symlinks=False) and max(st.st_mtime, st.st_ctime) < limit:
+            if statmod.S_ISREG(st.st_mode) and max(st.st_mtime, st.st_ctime) < limit:
                 os.unlink(entry.path)
 
 

@@ -40,6 +40,26 @@ def unreachable(e: BaseException) -> bool:
     )
 
 
+def _loop_exception(loop: Any, context: dict[str, Any]) -> None:
+    """fsspec's event loop reports here what no caller awaits: aiohttp's request-body writers failing when a
+    server goes away mid-request ("Task exception was never retrieved"), sessions left open at exit. The
+    request that failed already raised, and mvc says it in one line; the rest would be a traceback on
+    stderr. Kept for ``logging`` at debug level."""
+    import logging
+
+    logging.getLogger("mvc.storage").debug(
+        "fsspec event loop: %s", context.get("message"), exc_info=context.get("exception")
+    )
+
+
+def quiet_loop(fs: Any) -> None:
+    """Route what fsspec's event loop (shared by every async filesystem of this process) would print to
+    stderr to :func:`_loop_exception` instead; once per loop."""
+    loop = getattr(fs, "loop", None) if getattr(fs, "async_impl", False) else None
+    if loop is not None and loop.get_exception_handler() is not _loop_exception:
+        loop.set_exception_handler(_loop_exception)
+
+
 _relay: Any = None
 
 
@@ -71,6 +91,7 @@ class FsspecStore(Store):
     def __init__(self, url: str, protocol: str, fs: Any, root: str):
         super().__init__(url)
         self.protocol, self.fs, self.root = protocol, fs, root.rstrip("/")
+        quiet_loop(fs)
         self.read_only = protocol in READ_ONLY
         self.atomic_put = protocol in OBJECT_STORES
 
@@ -82,15 +103,28 @@ class FsspecStore(Store):
             return bool(self.fs.exists(self._path(rel)))
 
     def list(self, prefix: str) -> list[str]:
+        return list(self._find(prefix, detail=False))
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        found = self._find(prefix, detail=True)
+        with self._errors(prefix):
+            return {rel: int(info["size"]) for rel, info in self._sized(found).items()}
+
+    def _sized(self, found: dict[str, Any]) -> dict[str, Any]:
+        """The infos of a listing, each with its size (a backend whose listing lacks them asks for them)."""
+        return found
+
+    def _find(self, prefix: str, detail: bool) -> dict[str, Any]:
+        """{rel: fsspec info (detail) or None} of every object below prefix, never in tmp/."""
         top = self._path(prefix.rstrip("/")) if prefix else self.root
         with self._errors(prefix):
             try:
-                found = self.fs.find(top)
+                found = self.fs.find(top, detail=True) if detail else dict.fromkeys(self.fs.find(top))
             except FileNotFoundError as e:
                 err = self.translate(e, prefix) if self.names_missing_store else None
                 if isinstance(err, RemoteNotFound):
                     raise err from None
-                found = []
+                found = {}
             # A directory not made yet is an empty remote (the first push makes it); a push cannot make a
             # bucket or a web server's directory, so their absence is said now (fsspec's find is silent).
             cannot_make = (self.read_only or self.atomic_put) and not self.names_missing_store
@@ -99,8 +133,22 @@ class FsspecStore(Store):
         # only what is below: fsspec's find gives the directory itself when it is empty (http)
         below = self.fs._strip_protocol(top) + "/" if top else ""
         strip = len(self.root) + 1 if self.root else 0
-        paths = (self.fs._strip_protocol(f) for f in found)
-        return [p[strip:] for p in paths if p.startswith(below) and not p[strip:].startswith(TMP)]
+        out = {}
+        for f, info in found.items():
+            p = self.fs._strip_protocol(f)
+            if p.startswith(below) and not p[strip:].startswith(TMP):
+                out[p[strip:]] = info
+        return out
+
+    def names(self) -> set[str]:
+        with self._errors(""):
+            try:
+                listed = self.fs.ls(self.root, detail=False)
+            except FileNotFoundError:
+                return set()
+        strip = len(self.root) + 1 if self.root else 0
+        paths = (self.fs._strip_protocol(p).rstrip("/") for p in listed)
+        return {p[strip:] for p in paths if len(p) > strip and "/" not in p[strip:]}
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         self.refuse_write()
@@ -201,6 +249,30 @@ class HttpStore(FsspecStore):
         with self._errors(rel):
             return bytes(sync(self.fs.loop, _http_range, self.fs, self._path(rel), start, end))
 
+    def _sized(self, found: dict[str, Any]) -> dict[str, Any]:
+        """A listing of links says no sizes: each file's is asked for (HEAD requests, all at once); one deleted
+        since the listing is left out, as it is no longer there."""
+        unknown = [rel for rel, info in found.items() if (info or {}).get("size") is None]
+        if not unknown:
+            return found
+        from fsspec.asyn import sync
+
+        sizes = sync(self.fs.loop, _http_sizes, self.fs, [self._path(rel) for rel in unknown])
+        out = dict(found)
+        for rel, size in zip(unknown, sizes, strict=True):
+            if isinstance(size, FileNotFoundError):
+                del out[rel]
+            elif isinstance(size, BaseException):
+                raise size
+            elif size is None:
+                raise RemoteError(
+                    f"{self.where(rel)}: the server does not say its size (no Content-Length): serve the remote's "
+                    "files as static files, or fetch from another remote"
+                )
+            else:
+                out[rel] = {**(found[rel] or {}), "size": size}
+        return out
+
     def _store_missing(self) -> bool:
         """Only a 404 (or 410) for the remote's directory: a server that forbids listings still serves files."""
         from fsspec.asyn import sync
@@ -230,6 +302,14 @@ async def _http_range(fs: Any, url: str, start: int, end: int) -> bytes:
             if len(out) >= end - start:
                 break  # the rest is not wanted: leave it unread
         return bytes(out)
+
+
+async def _http_sizes(fs: Any, urls: list[str]) -> list[Any]:
+    """The size of each url (None when the server does not say), or the error asking for it raised."""
+    import asyncio
+
+    infos = await asyncio.gather(*(fs._info(u) for u in urls), return_exceptions=True)
+    return [i if isinstance(i, BaseException) else i.get("size") for i in infos]
 
 
 async def _http_status(fs: Any, url: str) -> int:

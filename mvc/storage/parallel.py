@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 
 def run_parallel(
-    fn: Callable[[Any], Any], items: Iterable[Any], jobs: int, done: Callable[[Any, Any], None] | None = None
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    jobs: int,
+    done: Callable[[Any, Any], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     """Call fn on every item with up to ``jobs`` threads; done(item, result) runs in this thread.
 
-    The first error stops new work and is raised here once the running calls end; Ctrl-C likewise.
+    The first error stops new work and is raised here once the running calls end; Ctrl-C likewise. Then
+    ``stop`` is set, before the wait, so that long calls watching it (a store's ``stopping``) end early.
     Workers hand their results over a SimpleQueue, whose put never blocks: a Ctrl-C landing in this
     thread while it waits cannot leave a lock held that a worker then needs (it could with
     concurrent.futures.wait, whose waiter a worker must lock to report, and the process hung).
@@ -48,5 +54,7 @@ def run_parallel(
                     pool.submit(call, nxt)
                     running += 1
         except BaseException:
+            if stop is not None:
+                stop.set()
             pool.shutdown(wait=False, cancel_futures=True)  # queued items never start
             raise

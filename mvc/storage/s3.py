@@ -105,6 +105,16 @@ class S3Store(FsspecStore):
             except FileNotFoundError:
                 return False
 
+    def names(self) -> set[str]:
+        """One request: the first page of a listing of the root with "/" as delimiter (an mvc remote has four
+        names there at most; a page holds a thousand)."""
+        bucket, _, key = self.root.partition("/")
+        prefix = key + "/" if key else ""
+        with self._errors(""):
+            page = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=1000)
+        found = [p["Prefix"] for p in page.get("CommonPrefixes", [])] + [o["Key"] for o in page.get("Contents", [])]
+        return {n[len(prefix) :].rstrip("/") for n in found} - {""}  # "": a console's "folder" object
+
     def _bucket_key(self, rel: str) -> tuple[str, str]:
         bucket, _, key = self._path(rel).partition("/")
         return bucket, key
@@ -132,27 +142,39 @@ class S3Store(FsspecStore):
         def call(method: str, **kw: Any) -> Any:
             return sync(self.fs.loop, self.fs._call_s3, method, Bucket=bucket, Key=key, **kw)
 
+        if self.stopping.is_set():
+            raise KeyboardInterrupt  # the transfer is stopping: begin nothing
         with self._errors(rel, writing=True):
             upload = call("create_multipart_upload")["UploadId"]
+        # From here on every way out but completion aborts the upload: an error sending a part (every part
+        # still in flight is cancelled and awaited first, so none lands after the abort), the check
+        # refusing the bytes, a failed completion, the transfer stopping (Ctrl-C, another object's error).
+        # Parts of an upload never completed are invisible but billed until aborted; what a killed process
+        # leaves open is for the bucket's lifecycle rule (docs/remotes.md).
         try:
             with self._errors(rel, writing=True):
-                parts, digest = sync(self.fs.loop, self._send_parts, src, bucket, key, upload, size, progress)
+                sent = sync(self.fs.loop, self._send_parts, src, bucket, key, upload, size, progress)
+            if sent is None:
+                raise KeyboardInterrupt  # stopped between parts
+            parts, digest = sent
             check(digest)
             with self._errors(rel, writing=True):
                 call("complete_multipart_upload", UploadId=upload, MultipartUpload={"Parts": parts})
         except BaseException:
-            try:  # parts of an upload never completed are invisible; this frees them now
+            try:
                 call("abort_multipart_upload", UploadId=upload)
             except Exception:
-                pass
+                pass  # the server is gone: the lifecycle rule will
             raise
         return size
 
     async def _send_parts(
         self, src: str, bucket: str, key: str, upload: str, size: int, progress: Progress | None
-    ) -> tuple[list[dict[str, Any]], str]:
+    ) -> tuple[list[dict[str, Any]], str] | None:
         """Up to max_concurrency parts in flight, each hashed as it is read (the file is read once):
-        the parts and the hex digest of the whole."""
+        the parts and the hex digest of the whole, or None when the transfer is stopping. When a part
+        fails or the transfer stops, the parts in flight are cancelled and awaited (their errors
+        retrieved) before this returns, so no part lands after the caller aborts the upload."""
         import asyncio
 
         import xxhash
@@ -171,18 +193,31 @@ class S3Store(FsspecStore):
 
         parts: list[dict[str, Any]] = []
         with open(src, "rb") as f:
-            while True:
-                batch: list[Any] = []
+            while not self.stopping.is_set():
+                batch: list[asyncio.Task[dict[str, Any]]] = []
                 for _ in range(fs.max_concurrency):
                     body = f.read(part_size)
                     if not body:
                         break
                     hasher.update(body)
-                    batch.append(send(len(parts) + len(batch) + 1, body))
+                    batch.append(asyncio.ensure_future(send(len(parts) + len(batch) + 1, body)))
                 if not batch:
-                    break
-                parts += await asyncio.gather(*batch)
-        return parts, hasher.hexdigest()
+                    return parts, hasher.hexdigest()
+                try:
+                    pending: set[Any] = set(batch)
+                    while pending and not self.stopping.is_set():
+                        # a short wait: the stop is a thread's Event, looked at between waits
+                        done, pending = await asyncio.wait(pending, timeout=0.1, return_when=asyncio.FIRST_EXCEPTION)
+                        for task in done:
+                            task.result()  # the first part that failed raises here
+                    if pending:
+                        return None
+                    parts += [task.result() for task in batch]
+                finally:
+                    for task in batch:
+                        task.cancel()
+                    await asyncio.gather(*batch, return_exceptions=True)
+        return None
 
     def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
         code = s3_code(e)

@@ -12,6 +12,7 @@ filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,6 +40,9 @@ class Store:
 
     def __init__(self, url: str):
         self.url = url.rstrip("/") or url
+        # Set (by the transfer's thread pool, on Ctrl-C or another call's failure) to stop the long calls
+        # running in other threads: an S3 multipart upload stops sending parts and is aborted.
+        self.stopping = threading.Event()
 
     def where(self, rel: str) -> str:
         return f"{self.url}/{rel}"
@@ -49,6 +53,17 @@ class Store:
     def list(self, prefix: str) -> list[str]:
         """Paths (relative to the store's root) of every object below the directory prefix ('' for all,
         "objects/" or "objects" alike), never the temp files in tmp/; [] when there are none."""
+        raise NotImplementedError
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        """{path: size in bytes} of every object below the directory prefix, as list() gives the paths: the
+        sizes of the same listing (the same requests), never of tmp/."""
+        raise NotImplementedError
+
+    def names(self) -> set[str]:
+        """The names directly below the store's root ("objects", "mvc.toml", …: files and directories
+        alike, no "/"), as far as one small request tells (object stores: the first page, which holds
+        every name of an mvc store); empty when the store's directory does not exist (yet)."""
         raise NotImplementedError
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
