@@ -85,3 +85,36 @@ def test_a_refused_value_is_not_left_in_the_file(repo, mvc_cli, mvc_error):
     before = (repo / ".mvc" / "config.toml").read_bytes()
     mvc_error("remote", "modify", "origin", "url", "s3://")
     assert (repo / ".mvc" / "config.toml").read_bytes() == before
+
+
+def test_a_host_based_fsspec_url_is_read_from_the_url_and_a_dead_host_is_one_line(repo, mvc_cli):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "f", f"ftp://bob:hunter2@127.0.0.1:{port}/models", "--default", "--local")
+    result = mvc_cli("push", ok=False)
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("mvc: ")]
+    assert result.exit_code == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot reach ftp://***@127.0.0.1:") and "hunter2" not in result.stderr
+
+
+def test_store_messages_never_show_a_password(repo, mvc_cli):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "s3", "s3://bucket/models", "--default")
+    local = repo / ".mvc" / "config.local.toml"
+    local.write_text(
+        f'[remote.s3]\nendpoint_url = "http://bob:hunter2@127.0.0.1:{port}/"\n'
+        "[remote.s3.config_kwargs.retries]\nmax_attempts = 1\n"
+    )
+    result = mvc_cli("push", ok=False)
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and "hunter2" not in result.stderr

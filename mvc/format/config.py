@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from mvc.errors import ConfigError
+from mvc.storage.urls import has_credentials, redact_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -162,23 +163,6 @@ def _check_text(entry: dict[str, Any], key: str, name: str, where: str) -> None:
             f"move them to .mvc/config.local.toml ('mvc remote modify {name} {key} URL --local') "
             "or to the environment (AWS_* variables, a profile)"
         )
-
-
-def has_credentials(url: str) -> bool:
-    """Whether a URL carries a user name or password (``scheme://user:pw@host/…``)."""
-    _, sep, rest = url.partition("://")
-    return bool(sep) and "@" in rest.split("/", 1)[0]
-
-
-def redact_url(url: str) -> str:
-    """The URL with any user:password@ replaced by ***@, for messages and listings."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    host, slash, path = rest.partition("/")
-    if "@" in host:
-        host = "***@" + host.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{host}{slash}{path}"
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

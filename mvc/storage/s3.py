@@ -8,7 +8,7 @@ from typing import Any
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
 from mvc.storage import fileio
 from mvc.storage.generic import FsspecStore, unreachable
-from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, s3_code, split_url
+from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, redact_url, s3_code, split_url
 
 # Remote keys understood for S3, mapped to s3fs arguments; any other key is passed to s3fs as is.
 S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token", "profile": "profile"}
@@ -57,7 +57,7 @@ class S3Store(FsspecStore):
 
         protocol, path = split_url(url)
         self.bucket = path.split("/", 1)[0]
-        self.endpoint = options.get("endpoint_url")
+        self.endpoint = redact_url(options["endpoint_url"]) if options.get("endpoint_url") else None
         kw: dict[str, Any] = {}
         client: dict[str, Any] = {}
         for k, v in options.items():

@@ -39,7 +39,7 @@ class Store:
     wrap_unknown = True  # errors translate() does not recognise become a generic RemoteError
 
     def __init__(self, url: str):
-        self.url = url.rstrip("/") or url
+        self.url = redact_url(url.rstrip("/") or url)  # for messages: never a password
         # Set (by the transfer's thread pool, on Ctrl-C or another call's failure) to stop the long calls
         # running in other threads: an S3 multipart upload stops sending parts and is aborted.
         self.stopping = threading.Event()
@@ -157,3 +157,20 @@ def split_url(url: str) -> tuple[str, str]:
     if protocol in ("file", "local"):
         return "local", rest
     return protocol, rest
+
+
+def has_credentials(url: str) -> bool:
+    """Whether a URL carries a user name or password (``scheme://user:pw@host/…``)."""
+    _, sep, rest = url.partition("://")
+    return bool(sep) and "@" in rest.split("/", 1)[0]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any user:password@ replaced by ***@, for messages and listings."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = "***@" + host.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{host}{slash}{path}"

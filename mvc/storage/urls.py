@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mvc.errors import RemoteError, RemoteProtocolError
-from mvc.storage.store import Store, split_url
+from mvc.errors import RemoteError, RemoteProtocolError, RemoteUnreachable
+from mvc.storage.store import Store, has_credentials, redact_url, split_url
+
+__all__ = ["check_url", "has_credentials", "identity", "open_store", "redact_url", "split_url"]
 
 # The package to pip install for a protocol; fsspec's own hint is used for the others.
 PACKAGES = {
@@ -94,13 +96,26 @@ def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = "
             return S3Store(url, options)
         import fsspec
 
-        fs = fsspec.filesystem(protocol, **options)
+        cls = fsspec.get_filesystem_class(protocol)
+        # what the URL itself says (host, port, user for ftp://, sftp://, smb://, …), then the remote's keys
+        kw = {**cls._get_kwargs_from_urls(url), **options}
+        fs = cls(**kw)
     except ImportError as e:
         raise RemoteProtocolError(_missing_package(protocol, e)) from None
     except TypeError as e:
         raise RemoteError(
-            f"{url}: an option of this remote is not understood by the {protocol} filesystem "
+            f"{redact_url(url)}: an option of this remote is not understood by the {protocol} filesystem "
             f"({e}): remove it with 'mvc remote modify NAME KEY --unset'"
+        ) from None
+    except (OSError, EOFError) as e:  # filesystems that connect when made (ftp://, sftp://) and cannot
+        raise RemoteUnreachable(
+            f"cannot reach {redact_url(url)} ({type(e).__name__}: {str(e)[:200] or 'no answer'}): check the "
+            "network and the remote URL, then retry"
+        ) from None
+    except ValueError as e:  # a URL the filesystem cannot take apart (no host, bad port)
+        raise RemoteProtocolError(
+            f"{redact_url(url)}: not a URL the {protocol} filesystem understands ({str(e)[:200]}): fix it with "
+            "'mvc remote modify NAME url URL'"
         ) from None
     from mvc.storage.generic import READ_ONLY, FsspecStore, HttpStore
 
