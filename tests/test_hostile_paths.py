@@ -174,7 +174,7 @@ def commands(target: str, rev: str, out: str) -> list[tuple[str, ...]]:
 def refused(mvc_error, args: tuple[str, ...]) -> None:
     line = mvc_error(*args)
     assert "force" not in line, line
-    assert any(w in line for w in ("a path mvc never writes", "which mvc manages itself", "is invalid")), line
+    assert any(w in line for w in ("a path mvc never writes", "which mvc never tracks", "is invalid")), line
 
 
 def post_checkout_reports(mvc_cli, *args: str) -> None:

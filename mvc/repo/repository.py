@@ -77,7 +77,8 @@ class Repo:
             return rel
         top = rel.split("/", 1)[0]
         if top in (".git", MVC_DIR):
-            raise PathError(f"{path} is inside {top}/, which mvc manages itself: choose another path")
+            owner = "git's own directory" if top == ".git" else "mvc's own directory"
+            raise PathError(f"{path} is inside {top}/, {owner}, which mvc never tracks: choose another path")
         self.check_inside(rel, path)
         return rel
 
