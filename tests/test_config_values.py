@@ -118,3 +118,13 @@ def test_store_messages_never_show_a_password(repo, mvc_cli):
     )
     result = mvc_cli("push", ok=False)
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("table", "args", "key"),
+    [('[core]\nfsync = "no"\n', ("add", "m.bin"), "core.fsync"), ("[core]\nremote = 5\n", ("push",), "core.remote")],
+)
+def test_core_values_of_the_wrong_type_are_refused(repo, mvc_error, table, args, key):
+    make_file(repo / "m.bin", 100)
+    (repo / ".mvc" / "config.toml").write_text(table)
+    mvc_error(*args, words=(key,))

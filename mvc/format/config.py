@@ -210,7 +210,12 @@ class Config:
 
     @property
     def fsync(self) -> bool:
-        return bool(self.get("core.fsync"))
+        value = self.get("core.fsync")
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"core.fsync must be true or false, not {str(value)[:40]!r}: fix it with 'mvc config core.fsync false'"
+            )
+        return value
 
 
 def _is_root() -> bool:

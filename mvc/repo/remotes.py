@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import NoRemote, ObjectMissing, RemoteError, RemoteObjectMissing, UnknownRemote
+from mvc.errors import ConfigError, NoRemote, ObjectMissing, RemoteError, RemoteObjectMissing, UnknownRemote
 from mvc.format import config as cfgfmt
 from mvc.objects.journal import Journal
 from mvc.objects.transfer import Meter, Transfer
@@ -54,6 +54,10 @@ def default_remote(repo: Repo) -> str | None:
     name = repo.config.get("core.remote")
     if isinstance(name, str) and name:
         return name
+    if name is not None:
+        raise ConfigError(
+            f"core.remote must be a remote's name, not {str(name)[:40]!r}: set it with 'mvc remote default NAME'"
+        )
     table = remote_table(repo)
     return next(iter(table)) if len(table) == 1 else None
 
