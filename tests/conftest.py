@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -158,3 +159,25 @@ def s3_endpoint(s3_server: str) -> str:
 
     urllib.request.urlopen(urllib.request.Request(f"{s3_server}/moto-api/reset", method="POST")).read()
     return s3_server
+
+
+# -- a static web server on 127.0.0.1 (stdlib http.server: listings, no Range support) ------------------
+@contextlib.contextmanager
+def http_server(directory: Path | str):
+    """Serve directory over HTTP on 127.0.0.1 for the block, without a request log; yields its URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # quick shutdown
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

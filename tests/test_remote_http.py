@@ -3,30 +3,17 @@ listing, no range requests): fetch finds packs through the listing and reads the
 
 from __future__ import annotations
 
-import functools
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
-from conftest import make_file
+from conftest import http_server, make_file
 from remote_suite import cache_objects, drop_cache, expected_objects, make_smalls, oid_of, rel_of
-
-
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
 def served(tmp_path):
     store = tmp_path / "store"
     store.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(store)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # quick shutdown
-    thread.start()
-    yield store, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(store) as url:
+        yield store, url
 
 
 def test_fetch_over_http_reads_packs_and_lone_objects(repo, mvc_cli, served):

@@ -3,14 +3,12 @@ one line a test class. A new backend adds its fixture class and its line here (d
 
 from __future__ import annotations
 
-import functools
 import socket
-import threading
 import uuid
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import http_server
 from store_contract import (
     DeleteTests,
     ErrorTests,
@@ -177,11 +175,6 @@ class TestMemory(PutTests, *READS, NamesTests, DeleteTests, MemoryFixtures):
 
 
 # -- HTTP, read-only ---------------------------------------------------------------------------------
-class Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 class HttpFixtures:
     """A directory served by python's http.server on 127.0.0.1 (listings, no Range support): the
     read-only HttpStore through open_store."""
@@ -192,12 +185,8 @@ class HttpFixtures:
     def www(self, tmp_path: Path):
         www = tmp_path / "www"
         (www / "store").mkdir(parents=True)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
-        thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # quick shutdown
-        thread.start()
-        yield www, f"http://127.0.0.1:{server.server_address[1]}"
-        server.shutdown()
-        server.server_close()
+        with http_server(www) as url:
+            yield www, url
 
     @pytest.fixture
     def store(self, www):
