@@ -12,7 +12,7 @@ def test_add_waits_for_a_held_index_lock(repo, mvc_cli):
     make_file(repo / "m.bin", 1000)
     lock = repo / ".git" / "index.lock"
     lock.write_bytes(b"")
-    threading.Timer(0.6, lock.unlink).start()
+    threading.Timer(1.2, lock.unlink).start()  # past the half second after which a wait is announced
     result = mvc_cli("add", "m.bin")
     assert "waiting for another git process" in result.stderr and "index.lock" in result.stderr
     assert "m.bin.mvc" in git(repo, "diff", "--cached", "--name-only")
