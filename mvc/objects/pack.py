@@ -9,7 +9,7 @@ knows nothing of stores: the remote layer moves the bytes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mvc.errors import CorruptObject
 from mvc.objects import oid as oids
@@ -24,8 +24,7 @@ MIN_OBJECTS = 16  # fewer small objects than this go alone: a pack and its index
 _NAME_LEN = 32
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # immutable; a NamedTuple, not a dataclass: checkout imports this on start-up
     oid: str
     offset: int
     size: int

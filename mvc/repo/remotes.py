@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from mvc import progress as progressmod
@@ -23,17 +22,24 @@ from mvc.storage.store import Store
 from mvc.storage.urls import check_url, identity, open_store
 
 
-@dataclass
 class Spec:
-    """A configured remote, before anything is imported or contacted."""
+    """A configured remote, before anything is imported or contacted. A plain class: checkout imports
+    this module on its start-up path (ARCHITECTURE.md, "Start-up rules")."""
 
-    name: str
-    url: str
-    options: dict[str, Any]
-    jobs: int | None
-    base: str
-    fsync: bool = False
-    packs: bool = True  # push small objects in packs (reading understands packs either way)
+    __slots__ = ("base", "fsync", "jobs", "name", "options", "packs", "url")
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        options: dict[str, Any],
+        jobs: int | None,
+        base: str,
+        fsync: bool = False,
+        packs: bool = True,  # push small objects in packs (reading understands packs either way)
+    ):
+        self.name, self.url, self.options, self.jobs = name, url, options, jobs
+        self.base, self.fsync, self.packs = base, fsync, packs
 
     @property
     def key(self) -> str:
