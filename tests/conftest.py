@@ -12,10 +12,12 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import settings
 
-# Property tests: no example database in the work tree, and no deadline (a loaded 2-core CI machine
-# would make timing flaky); their worth is in the inputs they try.
-settings.register_profile("mvc", database=None, deadline=None, max_examples=200)
-settings.load_profile("mvc")
+# Property tests: no example database in the work tree, no deadline (a loaded 2-core CI machine would make
+# timing flaky), and derandomized: CI tries the same thousands of inputs every run, so a run's verdict is
+# the code's, not the dice's. HYPOTHESIS_PROFILE=explore draws new inputs each run, to hunt for more.
+settings.register_profile("mvc", database=None, deadline=None, max_examples=200, derandomize=True)
+settings.register_profile("explore", database=None, deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mvc"))
 
 ROOT = Path(__file__).resolve().parent.parent
 
