@@ -18,13 +18,9 @@ from mvc.errors import MvcError, PathError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.repo.remotes import ensure_objects
-from mvc.repo.repository import Repo, quoted
+from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, select, user_paths
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
 
 
 class _Plan:
@@ -50,7 +46,7 @@ def checkout(
 ) -> list[dict[str, Any]]:
     """Make workspace files match their pointers (restoring the pointers as of ``rev`` first).
     A path may be a registry revision (``churn#prod``, ``churn@v1.2.0``): that model's path at that revision."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     paths = user_paths(paths)
     refs = _model_refs(repo, paths, rev)
     if refs:
@@ -365,7 +361,7 @@ def get(
 ) -> dict[str, Any]:
     """Write the tracked path as of rev to out, touching neither the work tree nor the pointers.
     path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     path = os.fspath(path)
     refs = _model_refs(repo, [path], rev)
     shown_rev = rev

@@ -8,7 +8,7 @@ from typing import Any
 
 from mvc.errors import ConfigError
 from mvc.format import config as cfgfmt
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, open_repo
 
 KEYS = {
     "cache.dir": "path",
@@ -41,13 +41,13 @@ def render(value: Any) -> str:
 
 
 def get(key: str, *, repo: Repo | None = None) -> Any:
-    repo = repo or Repo.find()
+    repo = open_repo(repo)
     return repo.config.get(key)
 
 
 def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
     """Set (value None: remove) key in .mvc/config.toml, or config.local.toml with local."""
-    repo = repo or Repo.find()
+    repo = open_repo(repo)
     parsed = None if value is None else parse(key, value)
     if not local and parsed is not None and cfgfmt.is_secret(key):
         raise ConfigError(f"{key} looks like a secret: it would be committed; pass --local to keep it on this machine")

@@ -25,7 +25,7 @@ from mvc.api.hook_restore import post_merge as post_merge
 from mvc.errors import ConfigError, GitError, MvcError, RemoteError
 from mvc.format.pointer import SUFFIX
 from mvc.git import POINTER_GLOB
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, open_repo
 from mvc.repo.repository import shell_quoted as _q
 
 DEFAULT_MAX_SIZE = "10MB"
@@ -45,10 +45,6 @@ DEFAULT_EXTENSIONS = (
     ".tflite",
 )
 BINARY_SNIFF = 8000  # git's own rule: a NUL in the first 8000 bytes makes a file binary
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
 
 
 # -- pre-commit -----------------------------------------------------------------------------------
@@ -163,7 +159,7 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
     from mvc.repo.selection import load_pointer
     from mvc.repo.worktree import path_status
 
-    repo = _open(repo)
+    repo = open_repo(repo)
     problems: list[dict[str, str]] = []
     changes = _introduced(repo)
     new_pointers = {c[3] for c in changes if c[0] in "AMT" and c[3].endswith(SUFFIX)}
@@ -325,7 +321,7 @@ def pre_push(
     Returns {commits, remote, uploaded, bytes, present}; raises RemoteError (the push must stop) when
     they cannot be uploaded. No commit with pointers to push: no remote is contacted at all.
     """
-    repo = _open(repo)
+    repo = open_repo(repo)
     commits = commits_to_push(repo, remote, refs)
     if not commits:
         return {"commits": 0, "remote": None, "uploaded": 0, "bytes": 0, "present": 0}

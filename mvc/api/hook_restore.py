@@ -11,12 +11,8 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.errors import MvcError, ObjectMissing, RemoteError
 from mvc.git import POINTER_GLOB
-from mvc.repo.repository import Repo, quoted
+from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.repository import shell_quoted as _q
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
 
 
 def _null(sha: str) -> bool:
@@ -40,14 +36,14 @@ def post_checkout(
     """After ``git checkout``/``switch`` of a commit (branch is git's flag; file checkouts do nothing)."""
     if not branch:
         return []
-    repo = _open(repo)
+    repo = open_repo(repo)
     old = None if _null(prev) else prev
     return sync(repo.git.diff_names(old, new, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
 
 
 def post_merge(*, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null) -> list[dict[str, Any]]:
     """After ``git merge``/``pull`` (squash merges too): pointers changed since ORIG_HEAD."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     old = repo.git.peel_commits(["ORIG_HEAD"]).get("ORIG_HEAD")
     return sync(repo.git.diff_names(old, None, POINTER_GLOB) if old else None, old, repo=repo, progress=progress)
 

@@ -11,15 +11,11 @@ import sys
 from typing import Any
 
 from mvc.errors import GitError
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, open_repo
 
 HOOKS = ("pre-commit", "pre-push", "post-checkout", "post-merge")
 MARKER = "# mvc-managed-hook"
 CHAINED = ".mvc-chained"  # a hook that was there before mvc's, kept under this suffix and run first
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
 
 
 # -- install / uninstall ------------------------------------------------------------------------
@@ -126,7 +122,7 @@ def install(*, repo: Repo | None = None, command: list[str] | None = None) -> li
     """
     from mvc.storage.fileio import atomic_write
 
-    repo = _open(repo)
+    repo = open_repo(repo)
     hooks_dir = repo.git.hooks_dir()
     plan = []
     for name in HOOKS:
@@ -163,7 +159,7 @@ def uninstall(*, repo: Repo | None = None) -> list[dict[str, Any]]:
     Per hook: {hook, path, action: removed/restored/absent/foreign}; ``foreign`` hooks are not mvc's
     and are left alone.
     """
-    repo = _open(repo)
+    repo = open_repo(repo)
     hooks_dir = repo.git.hooks_dir()
     done = []
     for name in HOOKS:

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 def _repo(repo: Repo | None) -> Repo:
-    from mvc.repo.repository import Repo
+    from mvc.repo.repository import open_repo  # here: reading the registry needs git alone
 
-    return repo if repo is not None else Repo.find()
+    return open_repo(repo)
 
 
 def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dict[str, Any]]:

@@ -42,9 +42,9 @@ def _serialised(verb: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, 
 
 
 def _repo(repo: Repo | None) -> Repo:
-    from mvc.repo.repository import Repo
+    from mvc.repo.repository import open_repo  # here: reading the registry needs git alone
 
-    return repo if repo is not None else Repo.find()
+    return open_repo(repo)
 
 
 def _git(repo: Repo | None) -> gitmod.Git:

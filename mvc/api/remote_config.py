@@ -9,12 +9,8 @@ from typing import Any
 from mvc.errors import MvcError, RemoteError
 from mvc.format import config as cfgfmt
 from mvc.repo.remotes import check_name, config_path, default_remote, normalize_url, remote_table, spec, validate
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, open_repo
 from mvc.storage import fileio
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
 
 
 def _shared(repo: Repo) -> bytes | None:
@@ -40,7 +36,7 @@ def add(
 ) -> dict[str, Any]:
     """Add remote NAME at URL to .mvc/config.toml, staged in git unless not ``stage`` (with ``local``: to
     config.local.toml, never staged). Returns {name, url, default, local, staged}."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     before = _shared(repo)
     check_name(name)
     if name in remote_table(repo):
@@ -93,7 +89,7 @@ def _validated(repo: Repo, path: str) -> Iterator[None]:
 def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
     """Configured remotes: name, url, whether it is the default, where it is configured, its other keys
     (secret values hidden)."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     table = remote_table(repo)
     default = default_remote(repo)
     shared = repo.config.shared.get("remote", {})
@@ -116,7 +112,7 @@ def remotes(*, repo: Repo | None = None) -> list[dict[str, Any]]:
 def remove(name: str, *, stage: bool = True, repo: Repo | None = None) -> bool:
     """Remove remote NAME from both config files (and unset it as the default); .mvc/config.toml is staged
     in git when it changed, unless not ``stage``. Returns whether it was staged."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     before = _shared(repo)
     if name not in remote_table(repo):
         spec(repo, name)  # raises the unknown-remote error
@@ -161,7 +157,7 @@ def modify(
 ) -> bool:
     """Set (value None: remove) KEY of remote NAME. Secret-like keys only go to config.local.toml.
     .mvc/config.toml is staged in git when it changed, unless not ``stage``; returns whether it was."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     before = _shared(repo)
     table = remote_table(repo)
     if name not in table:
@@ -194,7 +190,7 @@ def modify(
 def set_default(name: str | None, *, local: bool = False, stage: bool = True, repo: Repo | None = None) -> bool:
     """Make NAME the default remote (``core.remote``); None unsets it. .mvc/config.toml is staged in git
     when it changed, unless not ``stage``; returns whether it was."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     before = _shared(repo)
     if name is not None:
         spec(repo, name)

@@ -18,12 +18,8 @@ from mvc.errors import ObjectMissing
 from mvc.objects.journal import Journal
 from mvc.objects.transfer import Meter, Recorder
 from mvc.repo.remotes import Spec, fetch_wanted, journal, open_transfer, spec
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import Wanted, pointers
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
 
 
 def push(
@@ -45,7 +41,7 @@ def push(
     instead. Returns {"remote", "uploaded", "bytes", "present"}. Raises ObjectMissing, after pushing
     the rest, when objects are neither in the cache nor on the remote.
     """
-    repo = _open(repo)
+    repo = open_repo(repo)
     sp = spec(repo, remote)
     revs = list(revs or [])
     selected = pointers(repo, paths, revs, all_branches, all_tags, all_commits)
@@ -154,7 +150,7 @@ def fetch(
     Every object is hashed and placed only if it matches its oid. Returns {"remote", "downloaded",
     "bytes", "present"}.
     """
-    repo = _open(repo)
+    repo = open_repo(repo)
     sp = spec(repo, remote)
     wanted = Wanted()
     for label, p in pointers(repo, paths, list(revs or [])).items():
@@ -175,7 +171,7 @@ def pull(
     """fetch, then checkout: the fetch result plus "checkout", the rows of :func:`mvc.api.checkout.checkout`."""
     from mvc.api import checkout as checkoutmod
 
-    repo = _open(repo)
+    repo = open_repo(repo)
     result = fetch(paths, remote=remote, jobs=jobs, revs=[rev] if rev else None, repo=repo, progress=progress)
     result["checkout"] = checkoutmod.checkout(paths, rev=rev, force=force, repo=repo, progress=progress)
     return result
@@ -189,7 +185,7 @@ def status(
 
     Objects the journal does not know are looked up on the remote (and recorded when found).
     """
-    repo = _open(repo)
+    repo = open_repo(repo)
     sp = spec(repo, remote)
     selected = pointers(repo, paths, None)
     per_path: dict[str, set[str]] = {}

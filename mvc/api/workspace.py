@@ -14,7 +14,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
-from mvc.repo.repository import Repo, quoted
+from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, path_status, scan_dir, total
 from mvc.storage import fileio
@@ -34,15 +34,6 @@ MVC_GITIGNORE = """\
 """
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def _open(repo: Repo | None) -> Repo:
-    return repo if repo is not None else Repo.find()
-
-
 # -- init -------------------------------------------------------------------------------------
 def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
     """Set up mvc in the git work tree containing path (default: cwd). Idempotent."""
@@ -56,7 +47,7 @@ def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
     if not os.path.exists(config):
         fileio.atomic_write(config, CONFIG_TEMPLATE.encode())
     ignore = os.path.join(mvc_dir, ".gitignore")
-    if not os.path.exists(ignore) or _read(ignore) != MVC_GITIGNORE.encode():
+    if not os.path.exists(ignore) or _read_text(ignore) != MVC_GITIGNORE:
         fileio.atomic_write(ignore, MVC_GITIGNORE.encode())
     if stage:
         gitmod.Git(root).stage([f"{MVC_DIR}/{CONFIG}", f"{MVC_DIR}/.gitignore"])
@@ -75,7 +66,7 @@ def add(
 ) -> list[dict[str, Any]]:
     """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys.
     ``name``: the model name of the (single) path, recorded as ``[models.NAME] path`` in .mvc/config.toml."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     paths = user_paths(paths)
     if not paths:
         raise PathError("nothing to add: name the files or directories to track, e.g. 'mvc add model.pt'")
@@ -333,7 +324,7 @@ def status(
     paths: Iterable[str] = (), *, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
 ) -> list[dict[str, Any]]:
     """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     out = []
     try:
         for prel in select(repo, user_paths(paths), repo.git.ls_pointers()):
@@ -358,7 +349,7 @@ def describe(prel: str, p: ptrfmt.Pointer) -> dict[str, Any]:
 
 def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, Any]]:
     """Tracked paths with kind, size and oid, in the work tree or at a revision."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     if rev is None:
         return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
     at_rev = repo.pointers_at(rev)
@@ -369,7 +360,7 @@ def unprotect(
     paths: Iterable[str], *, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
 ) -> list[str]:
     """Replace cache links (hardlink/symlink) by writable copies so the files can be edited in place."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     paths = user_paths(paths)
     if not paths:
         raise PathError("name the tracked files or directories to unprotect, e.g. 'mvc unprotect model.pt'")
@@ -403,7 +394,7 @@ def unprotect(
 
 def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None) -> list[str]:
     """Stop tracking paths: delete their pointers and .gitignore entries; files and cache stay."""
-    repo = _open(repo)
+    repo = open_repo(repo)
     paths = user_paths(paths)
     if not paths:
         raise PathError("name the tracked paths to stop tracking, e.g. 'mvc remove model.pt'")

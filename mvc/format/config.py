@@ -263,20 +263,16 @@ def write_value(path: str, dotted: str, value: Any) -> None:
 
     # read-modify-write under the lock, or two commands writing at once lose one's key
     with locked(os.path.join(os.path.dirname(path) or ".", LOCK), os.path.basename(path)):
-        _write_value(path, dotted, value, tomli_w.dumps, atomic_write)
-
-
-def _write_value(path: str, dotted: str, value: Any, dumps: Any, atomic_write: Any) -> None:
-    data = read(path)
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        nxt = node.setdefault(part, {})
-        if not isinstance(nxt, dict):
-            raise ConfigError(f"{dotted}: {part} is not a table in {path}: fix the file by hand")
-        node = nxt
-    if value is None:
-        node.pop(parts[-1], None)
-    else:
-        node[parts[-1]] = value
-    atomic_write(path, dumps(data).encode())
+        data = read(path)
+        parts = dotted.split(".")
+        node = data
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{dotted}: {part} is not a table in {path}: fix the file by hand")
+            node = nxt
+        if value is None:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
+        atomic_write(path, tomli_w.dumps(data).encode())

@@ -180,3 +180,8 @@ def shell_quoted(path: str) -> str:
     import shlex  # not at the top: only messages need it
 
     return shlex.quote(path)
+
+
+def open_repo(repo: Repo | None) -> Repo:
+    """The repository a verb was given, or the one containing the current directory."""
+    return repo if repo is not None else Repo.find()
