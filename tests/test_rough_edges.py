@@ -41,7 +41,7 @@ def drop_object(repo: Path, path: str) -> str:
 def test_a_closed_pipe_ends_the_output_quietly_with_141(repo, mvc_cli):
     make_file(repo / "m.bin", 10)
     # one line of the log longer than a pipe holds: the write is still going when the reader leaves
-    mvc_cli("add", "m.bin", "--meta", "note=" + "x" * 200_000)
+    mvc_cli("add", "m.bin", "--meta", "note=" + "x" * 4_000_000)  # far past a pipe's 64 KiB, even a loaded one
     git(repo, "commit", "-q", "-m", "big meta")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mvc", "log", "m.bin"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE
