@@ -6,6 +6,7 @@ The public API is imported lazily so that ``import mvc`` and the CLI start fast:
     mvc.add(["model.safetensors"], meta={"accuracy": 0.93})
     mvc.status()
     mvc.get("model.safetensors", "/tmp/model-v1.safetensors", rev="v1")
+    model = mvc.load("churn#prod", repo="git@github.com:acme/models.git", trust=True)
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ _API = {
     "add": "mvc.api.workspace",
     "status": "mvc.api.workspace",
     "checkout": "mvc.api.checkout",
-    "get": "mvc.api.checkout",
+    "get": "mvc.api.read",
+    "open": "mvc.api.read",
+    "read_bytes": "mvc.api.read",
+    "describe": "mvc.api.read",
+    "materialize": "mvc.api.read",
+    "load": "mvc.api.frameworks",
+    "save": "mvc.api.frameworks",
     "ls": "mvc.api.workspace",
     "unprotect": "mvc.api.workspace",
     "remove": "mvc.api.workspace",

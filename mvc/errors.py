@@ -42,6 +42,12 @@ class WorkspaceModified(MvcError):
 class GitError(MvcError):
     """A git operation failed."""
 
+    stderr = ""  # what git printed, when it was git that failed
+
+
+class UpstreamError(GitError):
+    """A git repository read by URL (``--repo``) cannot be reached or does not hold what was asked."""
+
 
 class StorageError(MvcError):
     """Disk full, permission denied or another I/O failure."""
@@ -93,3 +99,16 @@ class RemoteCorrupt(RemoteError, CorruptObject):
 
 class RegistryError(MvcError):
     """A registry operation is refused (unknown model or version, a rule, a tag taken)."""
+
+
+class ModelFormatError(MvcError):
+    """A model file that is not valid in its format or whose format cannot be told, a framework or device that
+    does not apply to it, or an object that the format a path names cannot hold."""
+
+
+class UntrustedModel(MvcError):
+    """Loading the model would run code stored in it (pickle, joblib, a torch pickle) and trust=True was not given."""
+
+
+class FrameworkMissing(MvcError):
+    """The package that a model format or framework needs is not installed."""

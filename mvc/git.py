@@ -24,7 +24,9 @@ def _lock_file(stderr: str) -> str:
     return stderr[start + 1 : end] if start != -1 and end != -1 else ".git/index.lock"
 
 
-def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int, bytes, bytes]:
+def _run_git(
+    args: tuple[str, ...], cwd: str, input: bytes | None, env: dict[str, str] | None = None
+) -> tuple[int, bytes, bytes]:
     """git ARGS in cwd, stdin from input: (exit status, stdout, stderr), as subprocess.run gives them.
 
     Without the subprocess module where posix_spawn exists: importing subprocess (with signal and
@@ -34,7 +36,7 @@ def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int,
     if not hasattr(os, "posix_spawnp"):  # Windows
         import subprocess
 
-        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True)
+        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, env=env)
         return proc.returncode, proc.stdout, proc.stderr
     import select
     from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C half of signal, without its enum classes
@@ -48,7 +50,7 @@ def _run_git(args: tuple[str, ...], cwd: str, input: bytes | None) -> tuple[int,
         pid = os.posix_spawnp(
             "git",
             ["git", "-C", cwd, *args],
-            os.environ,
+            os.environ if env is None else env,
             setsigdef=(SIGPIPE,),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0),
@@ -129,6 +131,8 @@ def discover(start: str) -> str:
 
 
 class Git:
+    env: dict[str, str] | None = None  # the environment git runs in (None: this process's)
+
     def __init__(self, root: str):
         self.root = root
         self._repo: Any = None
@@ -139,7 +143,7 @@ class Git:
         said = False
         while True:
             try:
-                code, out, err = _run_git(args, self.root, input)
+                code, out, err = _run_git(args, self.root, input, self.env)
             except FileNotFoundError:
                 raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
             if code == 0 or not check:
@@ -165,7 +169,9 @@ class Git:
                     f"git {args[0]} failed: {_lock_file(text)} has been held for {LOCK_WAIT:g} s: if no git "
                     "process is running (a crashed one left it), delete that file and retry"
                 )
-            raise GitError(f"git {args[0]} failed: {lines[-1] if lines else code}")
+            err_ = GitError(f"git {args[0]} failed: {lines[-1] if lines else code}")
+            err_.stderr = text  # for callers that pick their own line (mvc.repo.upstream)
+            raise err_
 
     def ls_pointers(self) -> list[str]:
         """Pointer files in the work tree, tracked or not-yet-added but not ignored (posix relpaths)."""

@@ -127,9 +127,16 @@ def test_get_object_missing(history, mvc_error, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_get_needs_out(history, mvc_cli):
-    r = mvc_cli("get", "model.bin", ok=False)
-    assert r.exit_code == 2 and "--out" in r.stderr
+def test_get_writes_the_file_name_here_by_default(history, mvc_cli, mvc_error, monkeypatch):
+    repo, v1 = history
+    before = (repo / "model.bin").read_bytes()
+    # at the root the default OUT is the workspace file itself: refused, never overwritten
+    mvc_error("get", "model.bin", "--rev", "v1", words=("already exists", "--force"))
+    assert (repo / "model.bin").read_bytes() == before
+    (repo / "elsewhere").mkdir()
+    monkeypatch.chdir(repo / "elsewhere")
+    mvc_cli("get", "../model.bin", "--rev", "v1")
+    assert (repo / "elsewhere" / "model.bin").read_bytes() == v1["model.bin"]
 
 
 def test_get_python_api(history, tmp_path):

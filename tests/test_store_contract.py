@@ -21,6 +21,8 @@ from store_contract import (
     RangeTests,
     ReadOnlyTests,
     UnreachableTests,
+    data_of,
+    digest,
 )
 
 from mvc.storage.urls import open_store
@@ -129,8 +131,50 @@ class S3Fixtures:
         return s3_clients[1]
 
 
-class TestS3(PutTests, *READS, NamesTests, DeleteTests, S3Fixtures):
+class PartsTests:
+    """An object larger than one download part comes down in ranged GETs, several at once, each written at its
+    offset: the file is whole and its digest right (parts made tiny here)."""
+
+    @pytest.mark.parametrize("size", [1024, 1025, 5 * 1024 + 7])
+    def test_a_download_in_parts(self, store, seed, tmp_path, monkeypatch, size):
+        monkeypatch.setattr(f"{type(store).__module__}.READ_PART", 1024)
+        data = data_of(size, seed=9)
+        seed("objects/ab/cdef", data)
+        seen: list[int] = []
+        dest = tmp_path / "dest"
+        assert store.get_file("objects/ab/cdef", str(dest), seen.append) == digest(data)
+        assert dest.read_bytes() == data and sum(seen) == size
+
+
+class TestS3(PutTests, *READS, NamesTests, DeleteTests, PartsTests, S3Fixtures):
     """The S3 backend (S3Store). An unreachable S3 server is tested by tests/remote_suite.py."""
+
+
+@pytest.fixture(scope="session")
+def s3_readers(s3_server: str):
+    return (
+        open_store(f"s3://{BUCKET}/{PREFIX}", {"endpoint_url": s3_server}, reading=True),
+        open_store("s3://no-such-bucket/models", {"endpoint_url": s3_server}, reading=True),
+    )
+
+
+class S3ReaderFixtures(S3Fixtures):
+    """S3Reader (botocore alone, read-only) on the same moto server and bucket as S3Store."""
+
+    @pytest.fixture
+    def store(self, s3, s3_readers):
+        return s3_readers[0]
+
+    @pytest.fixture
+    def missing_store(self, s3_readers, s3_endpoint: str):
+        return s3_readers[1]
+
+
+class TestS3Reader(*READS, NamesTests, ReadOnlyTests, PartsTests, S3ReaderFixtures):
+    """The read path's S3 backend (S3Reader): what open_store(..., reading=True) gives for s3://."""
+
+    def test_it_is_the_reader(self, store):
+        assert type(store).__name__ == "S3Reader"
 
 
 # -- any fsspec filesystem: memory:// ---------------------------------------------------------------

@@ -20,7 +20,9 @@ from mvc.objects import manifest as mf
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, select, user_paths
+from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
+from mvc.storage import fileio
 
 
 class _Plan:
@@ -30,7 +32,8 @@ class _Plan:
         self.pointer = pointer
         self.writes: list[tuple[str, str, bool]] = []  # (full path, oid, executable)
         self.sizes: dict[str, int] = {}  # oid -> size of what writes need (for a fetch's progress)
-        self.chmods: list[tuple[str, bool]] = []
+        # (full path, executable, its oid if the state cache may record it, its stat when it was hashed)
+        self.chmods: list[tuple[str, bool, str | None, os.stat_result]] = []
         self.removals: list[str] = []  # workspace files whose content is in the cache
         self.unsafe: list[tuple[str, str]] = []  # (relpath, full) not in the cache
         self.clear_dir = False  # a directory stands where the file goes
@@ -216,7 +219,7 @@ def _plan(
                 plan.writes.append((target, e.oid, e.executable))
                 plan.sizes[e.oid] = e.size
             elif not cur_f.linked and cur_f.executable != e.executable:
-                plan.chmods.append((target, e.executable))
+                plan.chmods.append((target, e.executable, cur if trusted(cur_f.st) else None, cur_f.st))
     finally:
         bar.close()
     return plan
@@ -272,19 +275,28 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
     link_types = repo.config.link_types
     try:
         for target, oid, executable in plan.writes:
-            repo.check_inside(os.path.relpath(target, repo.root).replace(os.sep, "/"))
+            repo.check_inside(_rel(repo, target))
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            repo.odb.export(oid, target, link_types, executable=executable, progress=bar.update)
-            st = os.lstat(target)
-            if statmod.S_ISREG(st.st_mode):
-                repo.state.put(os.path.relpath(target, repo.root).replace(os.sep, "/"), st, oid)
+            fileio.drop_cached(target)  # the file it replaces: its memory is then what the new one reuses
+            # the stat of the file as written: the state cache vouches for it at once, so the next switch
+            # need not hash it (and any write to it since shows in its mtime)
+            _, st = repo.odb.place(oid, target, link_types, executable=executable, progress=bar.update)
+            if st is not None:
+                repo.state.put(_rel(repo, target), st, oid)
     finally:
         bar.close()
-    for target, executable in plan.chmods:
-        mode = os.stat(target).st_mode
-        os.chmod(target, (mode | 0o111 & ~_umask()) if executable else mode & ~0o111)
+    for target, executable, known, was in plan.chmods:
+        st = os.stat(target)
+        os.chmod(target, (st.st_mode | 0o111 & ~_umask()) if executable else st.st_mode & ~0o111)
+        # a chmod moves the ctime: record the file again, if nothing can have written to it since it was hashed
+        if known is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == (was.st_ino, was.st_mtime_ns, was.st_size):
+            repo.state.put(_rel(repo, target), os.stat(target), known)
     action = "restored" if plan.writes or plan.removals or plan.chmods else "unchanged"
     return {"path": plan.rel, "kind": plan.pointer.kind, "oid": plan.pointer.oid, "action": action, "kept": kept}
+
+
+def _rel(repo: Repo, full: str) -> str:
+    return os.path.relpath(full, repo.root).replace(os.sep, "/")
 
 
 def _prune_emptied(plan: _Plan) -> None:

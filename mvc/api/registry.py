@@ -47,9 +47,22 @@ def _repo(repo: Repo | None) -> Repo:
     return open_repo(repo)
 
 
-def _git(repo: Repo | None) -> gitmod.Git:
-    """Reading needs only git: works in any git repository, set up for mvc or not (e.g. GTO's)."""
-    return repo.git if repo is not None else gitmod.Git(gitmod.find_worktree(os.getcwd()))
+def _git(repo: Repo | str | None) -> gitmod.Git:
+    """Reading needs only git: works in any git repository, set up for mvc or not (e.g. GTO's), and in
+    one read by URL without a clone (repo a git URL: its registry tags are fetched, nothing else)."""
+    if isinstance(repo, str):
+        from mvc.api.target import registry_git
+
+        return registry_git(repo)
+    if repo is not None:
+        return repo.git
+    try:
+        return gitmod.Git(gitmod.find_worktree(os.getcwd()))
+    except MvcError:
+        here = gitmod.Git(os.getcwd())  # a bare repository holds the tags too
+        if here.run("rev-parse", "--is-bare-repository", check=False).strip() == b"true":
+            return here
+        raise
 
 
 def _maybe_model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any] | None:
@@ -429,14 +442,14 @@ def describe(m: Model) -> dict[str, Any]:
     }
 
 
-def registry(*, deprecated: bool = False, repo: Repo | None = None) -> list[dict[str, Any]]:
+def registry(*, deprecated: bool = False, repo: Repo | str | None = None) -> list[dict[str, Any]]:
     """Every model in the registry (deprecated ones only with deprecated=True), from the tags alone:
     {name, path, deprecated, latest: {version, commit} | None, stages: {stage: {version, commit, tag, date}},
     versions: [{version, commit, registered, active, stages, tag, tagger, email, date, message, oid?, size?}]}."""
     return table(deprecated=deprecated, repo=repo)["models"]
 
 
-def table(*, deprecated: bool = False, repo: Repo | None = None) -> dict[str, Any]:
+def table(*, deprecated: bool = False, repo: Repo | str | None = None) -> dict[str, Any]:
     """{"models": what registry() returns, "stages": every stage in use, in the order first assigned,
     "hidden": how many deprecated models were left out}."""
     state = load(_git(repo))
@@ -445,7 +458,7 @@ def table(*, deprecated: bool = False, repo: Repo | None = None) -> dict[str, An
     return {"models": models, "stages": state.stage_names(), "hidden": len(known) - len(models)}
 
 
-def model(name: str, *, repo: Repo | None = None) -> dict[str, Any]:
+def model(name: str, *, repo: Repo | str | None = None) -> dict[str, Any]:
     """One model of the registry, deprecated or not, as registry() describes each (what
     ``mvc registry NAME --json`` prints). Refuses a name the registry does not know."""
     state = load(_git(repo))
@@ -454,5 +467,8 @@ def model(name: str, *, repo: Repo | None = None) -> dict[str, Any]:
         known = sorted(n for n, x in state.models.items() if x.events)
         shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
         listed = f" (models: {shown})" if known else " (it has no models yet)"
-        raise RegistryError(f"no model named {name!r} in the registry{listed}: see the models with 'mvc registry'")
+        where = f" --repo {repo}" if isinstance(repo, str) else ""
+        raise RegistryError(
+            f"no model named {name!r} in the registry{listed}: see the models with 'mvc registry{where}'"
+        )
     return describe(m)

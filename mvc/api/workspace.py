@@ -108,6 +108,22 @@ def add(
     return results
 
 
+def check_add(path: str, *, name: str | None = None, repo: Repo | None = None) -> str:
+    """What ``add([path], name=name)`` refuses whatever the file holds, checked before the file exists (for
+    ``mvc.save``, which writes it): the name, the path's rules, what mvc and git track. Returns the relpath."""
+    repo = open_repo(repo)
+    if name is not None:
+        from mvc.format.tags import check_name
+
+        check_name(name)
+    rel = repo.rel(path)
+    tracked_targets = {Repo.target_of(p) for p in repo.git.ls_pointers()}
+    _check_addable(repo, rel, path, tracked_targets, exists=False)
+    if repo.git.tracked([rel]):
+        raise PathError(f"{rel} is already tracked by git: run 'git rm --cached {rel}' and then save again")
+    return rel
+
+
 def _name_model(repo: Repo, name: str, rel: str) -> str | None:
     """Map the model name to rel in .mvc/config.toml; returns the path it named before, if another."""
     from mvc.format import config as cfgfmt
@@ -118,7 +134,7 @@ def _name_model(repo: Repo, name: str, rel: str) -> str | None:
     return before if before not in (None, rel) else None
 
 
-def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) -> None:
+def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], exists: bool = True) -> None:
     full = repo.abs(rel)
     if rel == ".":
         raise PathError("cannot add the repository root: add the model files or directories inside it")
@@ -131,9 +147,9 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str]) 
     why = repo.untrackable(rel)
     if why is not None:
         raise PathError(f"{shown}: mvc never tracks this path ({why}): choose another path")
-    if not os.path.lexists(full):
+    if exists and not os.path.lexists(full):
         raise PathError(f"{shown}: no such file or directory: check the path")
-    if not os.access(full, os.R_OK):
+    if exists and not os.access(full, os.R_OK):
         raise PathError(f"{shown}: permission denied: make it readable (chmod u+r)")
     for t in tracked_targets:
         if rel.startswith(t + "/"):

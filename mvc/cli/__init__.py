@@ -147,7 +147,15 @@ def main() -> None:
     # construction failed, a connection closed at exit) is never the user's business: the command has
     # already said, in one line, what went wrong. Library users keep Python's default hook.
     sys.unraisablehook = lambda unraisable: None
-    cli(prog_name="mvc")
+    try:
+        cli(prog_name="mvc")
+    finally:
+        # Python's collection at exit walks every object still alive: after botocore is loaded (~65k objects
+        # from its JSON models) that is 0.2 s of a 0.6 s `mvc get --repo`. Frozen objects are skipped; the
+        # process is ending, so nothing is kept alive that would otherwise be freed in time.
+        import gc
+
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,14 @@ def rev_option(help: str = "Git revision (commit, branch, tag).") -> Callable:
     return click.option("--rev", "-r", "rev", metavar="REV", help=help)
 
 
+def repo_option(f: Callable) -> Callable:
+    return click.option(
+        "--repo",
+        metavar="URL",
+        help="Read the git repository at URL (a path, file://, ssh or https) without a clone.",
+    )(f)
+
+
 def bars(quiet: bool) -> progressmod.Factory:
     return progressmod.terminal(quiet)
 

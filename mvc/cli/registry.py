@@ -9,7 +9,7 @@ import click
 
 from mvc.api import lineage
 from mvc.api import registry as api
-from mvc.cli.common import echo_json, human, json_option, short
+from mvc.cli.common import echo_json, human, json_option, repo_option, short, user_url
 
 _message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
 _quiet = click.option(
@@ -118,7 +118,8 @@ def deprecate(name: str, version: str | None, stage: str | None, message: str | 
 @click.argument("name", required=False)
 @json_option
 @click.option("--deprecated", "-d", is_flag=True, help="Include deprecated models.")
-def registry(name: str | None, as_json: bool, deprecated: bool) -> None:
+@repo_option
+def registry(name: str | None, as_json: bool, deprecated: bool, repo: str | None) -> None:
     """Show each model's latest version and the version each stage points to;
     with NAME, every version of that model and its stages.
 
@@ -130,11 +131,13 @@ def registry(name: str | None, as_json: bool, deprecated: bool) -> None:
       mvc registry
       mvc registry churn
       mvc registry --json | jq '.[] | select(.name == "churn") | .stages.prod.version'
+      mvc registry --repo https://github.com/acme/models.git
     """
+    url = user_url(repo) if repo is not None else None
     if name is not None:
-        _one_model(api.model(name), as_json)
+        _one_model(api.model(name, repo=url), as_json)
         return
-    found = api.table(deprecated=deprecated)
+    found = api.table(deprecated=deprecated, repo=url)
     rows = found["models"]
     if as_json:
         echo_json(rows)

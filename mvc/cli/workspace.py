@@ -12,9 +12,11 @@ from mvc.cli.common import (
     human,
     json_option,
     quiet_option,
+    repo_option,
     rev_option,
     short,
     user_path,
+    user_url,
 )
 from mvc.errors import ConfigError
 
@@ -172,46 +174,89 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
 
 
 @click.command()
-@click.argument("path", type=click.Path(readable=False))
+@click.argument("ref", metavar="PATH|NAME@VERSION|NAME#STAGE", type=click.Path(readable=False))
 @click.option(
     "-o",
     "--out",
-    required=True,
     type=click.Path(readable=False),
-    help="Where to write the model (relative to where the command is typed, also under -C).",
+    help="Where to write the model (default: its file name, here; relative to where the command is typed).",
 )
-@rev_option("Revision to read the pointer from (default: the work tree).")
+@rev_option("Revision to read the pointer from (default: the work tree; with --repo, its HEAD).")
+@repo_option
+@click.option(
+    "--remote",
+    metavar="URL|NAME",
+    help="Read the weights from this remote instead of the default one the repository configures.",
+)
+@click.option("--cache", is_flag=True, help="With --repo or --remote: also keep the objects in ~/.cache/mvc.")
 @click.option("--force", "-f", is_flag=True, help="Replace OUT if it exists.")
+@json_option
 @quiet_option
-def get(path: str, out: str, rev: str | None, force: bool, quiet: bool) -> None:
+def get(
+    ref: str,
+    out: str | None,
+    rev: str | None,
+    repo: str | None,
+    remote: str | None,
+    cache: bool,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Write a tracked model as of a revision to OUT, leaving the work tree alone.
 
     \b
-    PATH may be a model revision (NAME@vX.Y.Z, NAME#STAGE, NAME@latest) instead of PATH --rev REV.
+    REF is a tracked path (with --rev REV), or a model revision: NAME@vX.Y.Z, NAME#STAGE, NAME@latest.
+    With --repo URL nothing is cloned: the revision is resolved with a few git requests (cached in
+    ~/.cache/mvc/repos), the weights stream from the repository's remote straight to OUT, verified.
 
     \b
     Example:
       mvc get model.safetensors --rev v1.0 -o /tmp/model-v1.safetensors
       mvc get churn@v1.2.0 -o out.bin
+      mvc get --repo git@github.com:acme/models.git churn#prod -o /srv/churn.joblib
     """
-    from mvc.api import checkout as checkoutapi
+    from mvc.api import read
 
-    r = checkoutapi.get(path, user_path(out), rev=rev, force=force, progress=bars(quiet))
+    if cache and repo is None and remote is None:
+        raise click.UsageError("--cache goes with --repo or --remote (without them, the repository's cache is used)")
+    r = read.get(
+        ref,
+        user_path(out) if out is not None else None,
+        repo=user_url(repo) if repo is not None else None,
+        rev=rev,
+        # a URL or a path (with a "/") is the user's; a bare word is a remote's name
+        remote=user_url(remote) if remote is not None and ("/" in remote or "://" in remote) else remote,
+        force=force,
+        cache=cache,
+        progress=bars(quiet or as_json),
+    )
+    if as_json:
+        echo_json(r)
+        return
     click.echo(f"wrote {r['out']} ({human(r['size'])}, {short(r['oid'])})")
 
 
 @click.command()
-@rev_option("List the pointers as of REV instead of the work tree.")
+@rev_option("List the pointers as of REV instead of the work tree (with --repo: its HEAD).")
+@repo_option
 @json_option
-def ls(rev: str | None, as_json: bool) -> None:
+def ls(rev: str | None, repo: str | None, as_json: bool) -> None:
     """List tracked paths with kind, size and oid.
 
     \b
     Example:
       mvc ls
       mvc ls --rev HEAD~1 --json
+      mvc ls --repo https://github.com/acme/models.git --rev main
     """
-    rows = api.ls(rev=rev)
+    from mvc.api import target
+
+    here = target.here_as_url() if repo is None else None  # a bare repository, a --no-checkout clone
+    if repo is not None or here is not None:
+        rows = target.ls_url(user_url(repo) if repo is not None else str(here), rev)
+    else:
+        rows = api.ls(rev=rev)
     if as_json:
         echo_json(rows)
         return

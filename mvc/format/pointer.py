@@ -75,8 +75,9 @@ def dumps(pointer: Pointer) -> bytes:
     return tomli_w.dumps(_sorted(pointer.to_dict())).encode()
 
 
-def loads(data: bytes | str, where: str = "pointer") -> Pointer:
-    fix = f"restore it with 'git checkout -- {where}' or re-run 'mvc add'"
+def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> Pointer:
+    """Parse a pointer; where names it in errors, fix says what to do (default: restore it from git)."""
+    fix = fix or f"restore it with 'git checkout -- {where}' or re-run 'mvc add'"
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         d = tomllib.loads(text)

@@ -277,6 +277,23 @@ class ODB:
         ``git status`` shows, except in that fallback, which the next export into the directory removes.
         dest's parent must exist; whatever is at dest (a file or a symlink, never followed) is replaced.
         """
+        return self._place(oid, dest, link_types, executable, progress, False)[0]
+
+    def place(
+        self,
+        oid: str,
+        dest: str,
+        link_types: Iterable[str] = ("copy",),
+        *,
+        executable: bool = False,
+        progress: Progress | None = None,
+    ) -> tuple[str, os.stat_result | None]:
+        """:meth:`export`, and dest's lstat when it shows dest as written, holding oid's bytes, with a ctime
+        later than its mtime (``fileio.settle``), so that any write since or later shows in its mtime: what
+        the state cache may record at once. None where that cannot be vouched for (a symlink, say)."""
+        return self._place(oid, dest, link_types, executable, progress, True)
+
+    def _place(self, oid, dest, link_types, executable, progress, settle) -> tuple[str, os.stat_result | None]:
         src = self.path(oid)
         directory = os.path.dirname(dest) or "."
         name = os.path.basename(dest)
@@ -286,9 +303,15 @@ class ODB:
             with fileio.space_errors(dest):
                 tmp = self.temp_for(directory, name)
                 try:
-                    how = self._export(oid, fd, size, src, tmp, link_types, executable, progress)
+                    how, written = self._export(oid, fd, size, src, tmp, link_types, executable, progress, settle)
+                    # a large file swapped with the one it replaces: not written out by ext4 in the rename (a
+                    # crash in the next half minute may leave it empty; the cache holds it). With core.fsync
+                    # it is synced first, then renamed, and the directory synced: durable when this returns.
+                    put = fileio.swap_into if size >= fileio.SMALL else os.replace
+                    if self.fsync:
+                        _sync_file(tmp)
                     try:
-                        os.replace(tmp, dest)
+                        put(tmp, dest)
                     except OSError as e:
                         if e.errno != errno.EXDEV:
                             raise
@@ -297,14 +320,21 @@ class ODB:
                         self._exdev.add(directory)
                         self._near.discard(directory)
                         tmp = self.temp_for(directory, name)
-                        how = self._export(oid, fd, size, src, tmp, link_types, executable, None)
-                        os.replace(tmp, dest)
+                        how, written = self._export(oid, fd, size, src, tmp, link_types, executable, None, settle)
+                        put(tmp, dest)
                 except BaseException:
                     fileio.remove_quietly(tmp)
                     raise
         finally:
             os.close(fd)
-        return how
+        if self.fsync:
+            fileio.fsync_dir(directory)
+        if written is None:
+            return how, None
+        st = os.lstat(dest)
+        # the file written, and no write since: any would have moved the mtime past the settled ctime
+        same = (st.st_ino, st.st_mtime_ns, st.st_size) == (written.st_ino, written.st_mtime_ns, written.st_size)
+        return how, st if same and statmod.S_ISREG(st.st_mode) else None
 
     def temp_for(self, directory: str, name: str) -> str:
         """A fresh temp path from which a rename can place ``directory/name``: in ``work_tmp`` when that is
@@ -335,7 +365,11 @@ class ODB:
             _sweep_dead(directory)
         return fileio.tmp_name(directory, name)
 
-    def _export(self, oid, fd, size, src, tmp, link_types, executable, progress) -> str:
+    def _export(
+        self, oid, fd, size, src, tmp, link_types, executable, progress, settle
+    ) -> tuple[str, os.stat_result | None]:
+        """Write tmp, verified; (the link type used, tmp's settled stat when settle asks for it and it can be
+        had; for a hard link, the object's own stat)."""
         mode = 0o777 if executable else 0o666
         for how in link_types:
             if how == "reflink":
@@ -344,22 +378,22 @@ class ODB:
                     ok = fileio.reflink_fd(fd, out)
                     if ok:
                         self._check(oid, fileio.hash_fd(out, size, progress))
+                        return how, fileio.settle(out) if settle else None
                 finally:
                     os.close(out)
-                if ok:
-                    return how
                 os.unlink(tmp)
             elif how in ("hardlink", "symlink"):
                 self._check(oid, fileio.hash_fd(fd, size, progress))
                 if _link(src, tmp, how):
-                    return how
+                    # a hard link is the object itself: immutable, read-only, its bytes just verified
+                    return how, os.lstat(tmp) if settle and how == "hardlink" else None
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             digest = fileio.copy_hash_fd(fd, out, size, progress)
+            self._check(oid, digest)
+            return "copy", fileio.settle(out) if settle else None
         finally:
             os.close(out)
-        self._check(oid, digest)
-        return "copy"
 
 
 def _writer_gone(pid: int) -> bool:
@@ -419,3 +453,11 @@ def _open_src(path: str) -> int:
         if e.errno == errno.ELOOP:
             raise StorageError(f"{path}: is a symlink: add the file it points to instead") from None
         raise
+
+
+def _sync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

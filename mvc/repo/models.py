@@ -314,8 +314,10 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
         return None
     vs = m.stage(ref.stage)
     if vs is None:
+        held = ", ".join(m.stages()) or "none"
         raise RegistryError(
-            f"stage {ref.stage} of {m.name} points to no version: assign one with 'mvc assign {m.name} {ref.stage}'"
+            f"stage {ref.stage} of {m.name} points to no version (stages in use: {held}): "
+            f"assign one with 'mvc assign {m.name} {ref.stage}'"
         )
     return m.versions[vs.version].commit
 

@@ -45,8 +45,8 @@ class Spec:
     def key(self) -> str:
         return identity(self.url, self.options.get("endpoint_url"), self.base)
 
-    def open(self) -> Store:
-        return open_store(self.url, self.options, base=self.base, fsync=self.fsync)
+    def open(self, reading: bool = False) -> Store:
+        return open_store(self.url, self.options, base=self.base, fsync=self.fsync, reading=reading)
 
 
 def remote_table(repo: Repo) -> dict[str, dict[str, Any]]:

@@ -1,6 +1,10 @@
-"""The state cache: (path, inode, mtime_ns, size) -> oid in ``.mvc/state.db`` (stdlib sqlite3).
+"""The state cache: (path, inode, mtime_ns, ctime_ns, size) -> oid in ``.mvc/state.db`` (stdlib sqlite3).
 
 Only a cache: deleting it changes no result, it only makes the next command hash again.
+
+The ctime is in the key because no one can set it: a write whose mtime was put back with ``os.utime``
+(same size, same mtime) still moves the ctime, so such a file is hashed again rather than taken for the
+content the cache holds, which checkout would then replace.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 # A file modified within this window of being recorded could change again without its mtime
 # moving (coarse timestamps), so such entries are not trusted until they are older.
 RACY_NS = 1_000_000_000
+SCHEMA = 2  # PRAGMA user_version; a database of another version is emptied (1: no ctime_ns)
 
 
 class StateDB:
@@ -34,10 +39,16 @@ class StateDB:
         # Only a cache: a crash may lose the last writes (the next command hashes again) and a damaged
         # file is rebuilt, so skipping fsync (2-50 ms a command here) costs nothing that matters.
         db.execute("PRAGMA synchronous = OFF")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS state (path TEXT PRIMARY KEY, inode INTEGER, "
-            "mtime_ns INTEGER, size INTEGER, oid TEXT) WITHOUT ROWID"
-        )
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:  # another process may have done it
+                    _create(db)
+                db.execute("COMMIT")
+            except sqlite3.OperationalError:  # read-only, or locked for too long: an empty cache for this command
+                db.close()
+                db = sqlite3.connect(":memory:", isolation_level=None)
+                _create(db)
         return db
 
     def _rebuild(self) -> None:
@@ -57,31 +68,39 @@ class StateDB:
             return []
 
     def get(self, rel: str, st: os.stat_result) -> str | None:
-        rows = self._query("SELECT inode, mtime_ns, size, oid FROM state WHERE path = ?", (rel,))
+        rows = self._query("SELECT inode, mtime_ns, ctime_ns, size, oid FROM state WHERE path = ?", (rel,))
         row = rows[0] if rows else None
-        return row[3] if row and row[:3] == (st.st_ino, st.st_mtime_ns, st.st_size) else None
+        return row[4] if row and row[:4] == key(st) else None
 
-    def under(self, prefix: str) -> dict[str, tuple[int, int, int, str]]:
-        """Every entry below directory prefix: {relpath: (inode, mtime_ns, size, oid)}."""
+    def under(self, prefix: str) -> dict[str, tuple[int, int, int, int, str]]:
+        """Every entry below directory prefix: {relpath: (inode, mtime_ns, ctime_ns, size, oid)}; an entry
+        vouches for a file whose :func:`key` is its first four fields."""
         lo = prefix.rstrip("/") + "/"
         hi = lo[:-1] + "0"  # '0' sorts right after '/'
-        rows = self._query("SELECT path, inode, mtime_ns, size, oid FROM state WHERE path >= ? AND path < ?", (lo, hi))
+        rows = self._query(
+            "SELECT path, inode, mtime_ns, ctime_ns, size, oid FROM state WHERE path >= ? AND path < ?", (lo, hi)
+        )
         return {r[0]: r[1:] for r in rows}
 
     def put(self, rel: str, st: os.stat_result, oid: str) -> None:
-        if time.time_ns() - st.st_mtime_ns > RACY_NS:
+        """Remember that the file rel, as st describes it, holds oid, where that is safe (:func:`trusted`).
+        st must have been taken before the content was read (or, for a file mvc wrote, after its last write)."""
+        if trusted(st):
             try:
                 rel.encode("utf-8")
             except UnicodeEncodeError:  # a name with undecodable bytes: SQLite text is UTF-8, so not remembered
                 return
-            self._pending.append((rel, st.st_ino, st.st_mtime_ns, st.st_size, oid))
+            self._pending.append((rel, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, oid))
 
     def flush(self) -> None:
         if self._pending:
             try:
                 db = self.db
                 db.execute("BEGIN")
-                db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)", self._pending)
+                db.executemany(
+                    "INSERT OR REPLACE INTO state (path, inode, mtime_ns, ctime_ns, size, oid) VALUES (?, ?, ?, ?, ?, ?)",
+                    self._pending,
+                )
                 db.execute("COMMIT")
             except sqlite3.OperationalError:
                 pass  # read-only or locked for too long: only a cache
@@ -94,3 +113,28 @@ class StateDB:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _create(db: sqlite3.Connection) -> None:
+    db.execute("DROP TABLE IF EXISTS state")
+    db.execute(
+        "CREATE TABLE state (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER, "
+        "size INTEGER, oid TEXT, ctime_ns INTEGER) WITHOUT ROWID"
+    )
+    db.execute(f"PRAGMA user_version = {SCHEMA}")
+
+
+def key(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What a state entry compares with a file's stat: (inode, mtime_ns, ctime_ns, size)."""
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def trusted(st: os.stat_result) -> bool:
+    """Whether a later write to the file st describes is sure to change its key (so the entry may be kept).
+
+    Timestamps are coarse: a write in the same tick as the one st shows leaves the mtime as it is. That
+    cannot be told apart unless the mtime is more than RACY_NS old, or the ctime is later than the mtime:
+    something changed the file's metadata (a rename, a chmod, a utime: what checkout does to a file it
+    wrote) after its last write, and a write stamps mtime and ctime with its own time, never earlier.
+    """
+    return st.st_ctime_ns > st.st_mtime_ns or time.time_ns() - st.st_mtime_ns > RACY_NS

@@ -75,7 +75,7 @@ def scan_dir(repo: Repo, rel: str, full: str) -> dict[str, File]:
                     continue
                 st = e.stat(follow_symlinks=False)
                 row = known.get(base + sub)
-                oid = row[3] if row and row[:3] == (st.st_ino, st.st_mtime_ns, st.st_size) else None
+                oid = row[4] if row and row[:4] == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) else None
                 if isreg(st.st_mode):  # what look decides for a regular file
                     found[sub] = File(e.path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
                 else:

@@ -8,13 +8,26 @@ from typing import Any
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
 from mvc.storage import fileio
 from mvc.storage.generic import FsspecStore, unreachable
-from mvc.storage.store import DEFAULT_JOBS, MAX_PARTS, PART, Check, Progress, first_line, redact_url, s3_code, split_url
+from mvc.storage.store import (
+    DEFAULT_JOBS,
+    MAX_PARTS,
+    PART,
+    READ_PART,
+    READ_STREAMS,
+    Check,
+    Progress,
+    first_line,
+    redact_url,
+    s3_code,
+    split_url,
+)
 
 # Remote keys understood for S3, mapped to s3fs arguments; any other key is passed to s3fs as is.
 S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token", "profile": "profile"}
 
 
 _shared: Any = None
+BODY_CHUNK = 1 << 20  # bytes of a download held in memory at once, per stream
 # S3FileSystem's own parameters; any other option is a botocore session setting (profile, …)
 _S3FS_PARAMS = {
     "anon",
@@ -131,6 +144,70 @@ class S3Store(FsspecStore):
         if progress:
             progress(len(data))
         return len(data)
+
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
+        """The first READ_PART bytes in one GET, which tells the object's size; the rest in ranged GETs,
+        READ_STREAMS at once, each written at its offset as it lands (memory: READ_STREAMS parts). Then one
+        hash of the file (mmap, from the page cache). A small object costs one request, as a plain GET."""
+        from fsspec.asyn import sync
+
+        bucket, key = self._bucket_key(rel)
+        with self._errors(rel, local=dest):
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                sync(self.fs.loop, self._get_parts, bucket, key, fd, progress)
+            except BaseException:
+                fileio.remove_quietly(dest)  # nothing half-written is left where the caller looks
+                raise
+            finally:
+                os.close(fd)
+        return fileio.hash_file(dest)[0]
+
+    async def _get_parts(self, bucket: str, key: str, fd: int, progress: Progress | None) -> None:
+        import asyncio
+
+        fs = self.fs
+
+        async def part(start: int, end: int | None) -> tuple[dict[str, Any], int]:
+            kw = {"Range": f"bytes={start}-{end}"} if end is not None else {}
+            try:
+                out = await fs._call_s3("get_object", Bucket=bucket, Key=key, **kw)
+            except Exception as e:
+                if s3_code(e) == "InvalidRange" and start == 0:  # an empty object has no byte 0
+                    return await part(0, None)
+                raise
+            body = out["Body"]
+            n = 0
+            try:  # written as it arrives, a chunk at a time: never a whole part in memory
+                async for chunk in body.iter_chunks(BODY_CHUNK):
+                    os.pwrite(fd, chunk, start + n)
+                    n += len(chunk)
+                    if progress:
+                        progress(len(chunk))
+            finally:
+                body.close()
+            return out, n
+
+        first, got = await part(0, READ_PART - 1)
+        total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
+        if total <= got:
+            return
+        gate = asyncio.Semaphore(READ_STREAMS)
+
+        async def rest(start: int) -> None:
+            async with gate:
+                end = min(start + READ_PART, total)
+                _, n = await part(start, end - 1)
+                if n != end - start:
+                    raise OSError(f"short read: bytes {start}-{end} of {total} came back as {n}")
+
+        tasks = [asyncio.ensure_future(rest(s)) for s in range(got, total, READ_PART)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _put_multipart(self, src: str, rel: str, size: int, check: Check, progress: Progress | None) -> int:
         """One multipart upload, completed (made visible) only if check passes. check runs outside the

@@ -24,6 +24,8 @@ Check = Callable[[str], None]  # called with the hex digest of the bytes about t
 
 LARGE = 16 << 20  # objects above this count as large: few move at once (see mvc.objects.transfer)
 PART = 50 << 20  # S3 multipart: part size (s3fs's default); objects under two parts go in one PUT
+READ_PART = 16 << 20  # S3 downloads: objects above one part come down in ranged GETs of this size …
+READ_STREAMS = 8  # … this many at once (bench_read.py --cases parts: 16 MiB beat 4 and 8 MiB on loopback)
 MAX_PARTS = 10_000  # S3's limit: parts grow for objects above 488 GiB
 DEFAULT_JOBS = {"local": 4, "s3": 16}  # measured on loopback moto: 8-32 saturate it (benchmarks/bench_remote.py)
 TMP = "tmp/"  # where stores without atomic uploads build an object before renaming it into place

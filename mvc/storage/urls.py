@@ -80,8 +80,11 @@ def identity(url: str, endpoint_url: str | None = None, base: str = ".") -> str:
     return f"{key} @ {endpoint_url.rstrip('/')}" if endpoint_url else key
 
 
-def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = ".", fsync: bool = False) -> Store:
-    """The store for a remote URL; relative local paths are relative to base."""
+def open_store(
+    url: str, options: dict[str, Any] | None = None, *, base: str = ".", fsync: bool = False, reading: bool = False
+) -> Store:
+    """The store for a remote URL; relative local paths are relative to base. ``reading``: the caller only
+    reads (S3 then goes through botocore alone, which starts faster: see mvc.storage.s3read)."""
     options = dict(options or {})
     protocol = check_url(url)
     if protocol == "local":
@@ -90,6 +93,11 @@ def open_store(url: str, options: dict[str, Any] | None = None, *, base: str = "
         _, path = split_url(url)
         return DirStore(url, os.path.join(base, os.path.expanduser(path)), fsync=fsync)
     try:
+        if protocol in ("s3", "s3a") and reading:
+            from mvc.storage import s3read
+
+            if s3read.understands(options):
+                return s3read.S3Reader(url, options)
         if protocol in ("s3", "s3a"):
             from mvc.storage.s3 import S3Store
 

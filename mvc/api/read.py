@@ -1,0 +1,285 @@
+"""Reading a model version from anywhere: ``get``, ``open``, ``read_bytes``, ``describe``, ``materialize``.
+
+``repo`` is this repository (None, or a ``Repo``) or a git URL (a path to a bare or normal repository,
+``file://``, ssh, https): then nothing is cloned (``mvc.repo.upstream`` fetches the few git objects a
+revision needs into the user's cache) and the weights come straight from the remote that
+``.mvc/config.toml`` names at that revision, or from ``remote`` (a URL, or a remote's name), which a
+server that must not trust the repository's config passes. Credentials come from this machine only
+(its environment, ``~/.aws``, …): a committed config cannot hold secrets (docs/config.md).
+
+Every byte is checked against the pointer's oid: a file is written to a temp file, hashed, then
+renamed; a stream raises before it returns the last byte of a wrong object. With a URL, no cache copy
+is kept unless ``cache=True`` (the user's cache, ``~/.cache/mvc/cache``), so a server holds one copy.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve, user_odb
+from mvc.errors import CorruptObject, PathError, RemoteObjectMissing
+from mvc.objects import manifest as mf
+
+MANIFEST_MAX = 1 << 30  # read no more of a manifest than this (one of 1,000,000 files is about 150 MB)
+DEFAULT_JOBS = 8  # files of a directory written at once when no remote says otherwise
+
+
+# -- reading ----------------------------------------------------------------------------------
+def describe(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> dict[str, Any]:
+    """{path, kind, oid, size, meta, commit?, rev?, repo?} of what ref names; reads no weights."""
+    return resolve(ref, repo=repo, rev=rev).describe()
+
+
+def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> io.BufferedReader:
+    """A binary file object over the model's bytes (readable, seekable), read from the cache when it holds
+    them, else streamed from the remote in ranged reads. Raises ``CorruptObject`` before returning the
+    last byte of an object that does not hash to its oid."""
+    from mvc.objects import reader
+
+    t = resolve(ref, repo=repo, rev=rev)
+    p = t.pointer
+    if p.kind != "file":
+        raise PathError(f"{t.label} is a directory: use mvc.get or mvc.materialize for a local copy")
+    odb = local_odb(t, cache=True) if remote is None else None
+    if odb is not None and odb.exists(p.oid):
+        raw = reader.VerifiedReader(p.oid, p.size, reader.local_source(odb.path(p.oid)), t.label, reader.LOCAL_READ)
+        return reader.open_stream(raw, reader.LOCAL_READ)
+    remote_ = open_remote(t, remote, odb or user_odb())
+    try:
+        where = reader.locate(remote_, p.oid)
+    except RemoteObjectMissing:
+        remote_.close()
+        raise RemoteObjectMissing(
+            f"{t.label} (object {p.oid}) is not on remote {remote_.name}: push it from where it exists"
+        ) from None
+    raw = reader.VerifiedReader(p.oid, p.size, reader.remote_source(remote_, where), t.label, closer=remote_.close)
+    return reader.open_stream(raw, reader.READ)
+
+
+def read_bytes(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> bytes:
+    """The model's bytes, verified (see :func:`open`)."""
+    with open(ref, repo=repo, rev=rev, remote=remote) as f:
+        return f.read()
+
+
+def get(
+    ref: Ref,
+    out: str | os.PathLike | None = None,
+    *,
+    repo: RepoArg = None,
+    rev: str | None = None,
+    remote: str | None = None,
+    force: bool = False,
+    cache: bool = False,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Write the model (a file or a directory) to out (default: its file name, here), verified, atomically;
+    the work tree is never touched. From this repository, objects the cache lacks are fetched into it; by
+    URL or with ``remote``, they go straight to out, and into the user's cache only with ``cache``."""
+    if repo is None and not isinstance(ref, Target):
+        repo = here_as_url()  # a bare repository, a --no-checkout clone: read as by URL
+    t = resolve(ref, repo=repo, rev=rev)  # its errors name a missing model, not a missing path
+    if t.repo is not None and remote is None:
+        from mvc.api import checkout
+
+        if isinstance(ref, Target):
+            ref, rev = t.repo.abs(t.path), t.commit
+        out = out if out is not None else _default_out(t.path)
+        return checkout.get(ref, out, rev=rev, force=force, repo=t.repo, progress=progress)
+    out = os.path.abspath(os.fspath(out) if out is not None else _default_out(t.path))
+    if os.path.lexists(out) and not force:
+        raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    p = t.pointer
+    odb = t.repo.odb if t.repo is not None else user_odb()
+    held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
+    if not (t.repo is not None or cache or held):
+        odb = None  # straight from the remote to out: a server keeps one copy
+    with _Remote(t, remote, odb) as remote_:
+        _write(t, remote_, odb, out, progress)
+    return {"path": t.path, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": t.shown}
+
+
+class _Remote:
+    """The remote a read uses, opened on first need: a read the cache serves makes no request."""
+
+    def __init__(self, t: Target, name: str | None, odb: Any):
+        self.t, self.name, self.odb = t, name, odb
+        self.transfer: Any = None
+
+    def __call__(self) -> Any:
+        if self.transfer is None:
+            self.transfer = open_remote(self.t, self.name, self.odb or user_odb())
+        return self.transfer
+
+    @property
+    def jobs(self) -> int:
+        return self.transfer.jobs if self.transfer is not None else DEFAULT_JOBS
+
+    def __enter__(self) -> _Remote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.transfer is not None:
+            self.transfer.close()
+
+
+def _default_out(path: str) -> str:
+    return os.path.abspath(path.rsplit("/", 1)[-1])
+
+
+def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod.Factory) -> None:
+    """Write t to out through a temp path beside it: from odb (fetched into it first) when given, else
+    straight from the remote."""
+    from mvc.storage import fileio
+
+    p = t.pointer
+    parent = os.path.dirname(out)
+    if p.kind == "file":
+        files = [("", p.oid, p.size, False)]
+    else:
+        entries = mf.loads(_small_object(t, remote, odb, p.oid, f"the manifest of directory {t.label}"), p.oid)
+        files = [(e.path, e.oid, e.size, e.executable) for e in entries]
+    if odb is not None:
+        _fetch_into(odb, remote, t, files, progress)
+    tmp = fileio.tmp_name(parent, os.path.basename(out))
+    from mvc.objects.transfer import Meter
+
+    bar = Meter(progress, f"writing {out}", sum(f[2] for f in files), len(files))  # updates from threads
+    try:
+        if p.kind == "dir":
+            os.mkdir(tmp)
+        jobs = []
+        for sub, oid, _, executable in files:
+            target = os.path.join(tmp, *sub.split("/")) if sub else tmp
+            if sub:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            jobs.append((oid, target, executable, t.label_of(sub)))
+        located: dict[str, Any] | None = None
+        if odb is None and len(jobs) > 1:
+            # where each object is, found here, once: the worker threads then never touch the journal
+            remote().read_packs()
+            located = remote().locate([oid for oid, _, _, _ in jobs])
+
+        def one(job: tuple[str, str, bool, str]) -> None:
+            oid, target, executable, label = job
+            if odb is not None:
+                odb.export(oid, target, ("reflink", "copy"), executable=executable, progress=bar.update)
+                return
+            from mvc.objects import reader
+
+            try:
+                if located is None:
+                    reader.download(remote(), oid, target, label, bar.update)
+                else:
+                    reader.download(remote(), oid, target, label, bar.update, located.get(oid), searched=True)
+            except RemoteObjectMissing:
+                raise RemoteObjectMissing(
+                    f"{label} (object {oid}) is not on remote {remote().name}: push it from where it exists, "
+                    "or pass --remote URL of a remote that has it"
+                ) from None
+            if executable:
+                os.chmod(target, os.stat(target).st_mode | 0o111)
+
+        from mvc.storage.parallel import run_parallel
+
+        if len(jobs) == 1:
+            one(jobs[0])
+        else:
+            run_parallel(one, jobs, remote.jobs)
+        _replace(tmp, out)
+    except BaseException:
+        _remove(tmp)
+        raise
+    finally:
+        bar.close()
+
+
+def _fetch_into(odb: Any, lazy: _Remote, t: Target, files: list[tuple[str, str, int, bool]], progress: Any) -> None:
+    from mvc.objects.transfer import Meter
+
+    todo = [oid for _, oid, _, _ in files if not odb.exists(oid)]
+    if not todo:
+        return
+    remote = lazy()
+    sizes = {oid: size for _, oid, size, _ in files}
+    meter = Meter(progress, f"fetching from {remote.name}", sum(sizes[o] for o in todo), len(todo))
+    try:
+        _, absent = remote.download(sorted(set(todo)), meter, sizes)
+    except CorruptObject as e:
+        bad = next((sub for sub, oid, _, _ in files if oid in str(e)), None)
+        if bad is None:
+            raise
+        raise type(e)(f"{t.label_of(bad)} is corrupt: {e}") from None
+    finally:
+        meter.close()
+    if absent:
+        raise RemoteObjectMissing(
+            f"{t.label}: object {absent[0]} is not on remote {remote.name}: push it from where it exists"
+        )
+
+
+def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> bytes:
+    """A small object (a manifest), verified, from odb or the remote."""
+    from mvc.objects import reader
+
+    if odb is not None and odb.exists(oid):
+        return odb.read_bytes(oid)
+    remote = lazy()
+    try:
+        where = reader.locate(remote, oid)
+    except RemoteObjectMissing:
+        raise RemoteObjectMissing(f"{label} (object {oid}) is not on remote {remote.name}") from None
+    data = reader.remote_source(remote, where)(0, where.size if where.size is not None else MANIFEST_MAX)
+    reader.check(data, oid, label)
+    if odb is not None:
+        odb.install_bytes(data, oid)  # kept (--cache): the next read needs no remote for it
+    return data
+
+
+def _replace(tmp: str, out: str) -> None:
+    if os.path.isdir(tmp) and os.path.lexists(out):
+        from mvc.storage import fileio
+
+        aside = fileio.tmp_name(os.path.dirname(out), "old")
+        os.rename(out, aside)
+        os.rename(tmp, out)
+        _remove(aside)
+    else:
+        os.replace(tmp, out)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> str:
+    """A local path to a verified copy of the model (a file or a directory) that stays, for loaders that
+    need a path (``from_pretrained``): ``~/.cache/mvc/models/OID/NAME``, written once per object."""
+    from mvc.repo import upstream
+
+    t = resolve(ref, repo=repo, rev=rev)
+    dest = os.path.join(upstream.cache_root(), "models", t.pointer.oid, t.path.rsplit("/", 1)[-1])
+    if os.path.lexists(dest):
+        return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    odb = t.repo.odb if t.repo is not None else None
+    try:
+        with _Remote(t, remote, odb) as remote_:
+            _write(t, remote_, odb, dest, progressmod.null)
+    except BaseException:
+        try:
+            os.rmdir(os.path.dirname(dest))  # the empty models/OID/ made above
+        except OSError:
+            pass
+        raise
+    return dest

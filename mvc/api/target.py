@@ -1,0 +1,296 @@
+"""What a read names, resolved: a reference (a tracked path at a revision, or a registry revision) in this
+repository or in a git repository read by URL with no clone (``mvc.repo.upstream``), and the remote its
+weights are read from. The verbs that read (``mvc.api.read``) and the registry's readers build on it.
+
+A repository read by URL is untrusted input as a clone's is: its pointers and config are parsed strictly
+and a pointer path mvc never tracks is refused. Its config chooses the remote the weights come from, with
+this machine's credentials; ``remote`` (``--remote``) overrides it for a server that must not trust it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from mvc.errors import (
+    ConfigError,
+    MvcError,
+    NoRemote,
+    PathError,
+    PointerError,
+    RegistryError,
+    UnknownRemote,
+)
+from mvc.format import config as cfgfmt
+from mvc.format import pointer as ptrfmt
+from mvc.format import tags as tagfmt
+from mvc.repo.repository import Repo, open_repo
+
+RepoArg = Repo | str | os.PathLike | None
+URL_FIX = "pick another revision, or have the pointer fixed in that repository"
+
+
+class Target:
+    """A resolved reference: the pointer, where it was read, and how to reach its remote."""
+
+    __slots__ = ("commit", "config", "path", "pointer", "repo", "shown", "up")
+
+    def __init__(self, path: str, pointer: ptrfmt.Pointer, shown: str, commit: str | None):
+        self.path, self.pointer, self.shown, self.commit = path, pointer, shown, commit
+        self.repo: Repo | None = None
+        self.up: Any = None  # an upstream.Upstream when read by URL
+        self.config: dict[str, Any] = {}  # .mvc/config.toml at the revision (URL reads)
+
+    @property
+    def label(self) -> str:
+        where = f" in {self.up.shown}" if self.up is not None else ""
+        return f"{self.path}{f' at {self.shown}' if self.shown else ''}{where}"
+
+    def label_of(self, sub: str) -> str:
+        """How an error names the file sub of this directory ("" for the model itself)."""
+        if not sub:
+            return self.label
+        at = f" at {self.shown}" if self.shown else ""
+        where = f" in {self.up.shown}" if self.up is not None else ""
+        return f"{self.path}/{sub}{at}{where}"
+
+    def describe(self) -> dict[str, Any]:
+        p = self.pointer
+        d: dict[str, Any] = {"path": self.path, "kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}
+        if self.commit:
+            d["commit"] = self.commit
+        if self.shown:
+            d["rev"] = self.shown
+        if self.up is not None:
+            d["repo"] = self.up.shown
+        return d
+
+
+def is_url(repo: RepoArg) -> bool:
+    return isinstance(repo, (str, os.PathLike))
+
+
+Ref = str | os.PathLike | Target  # a Target: resolved already (one resolution for describe, then open)
+
+
+def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> Target:
+    """What ref names: a tracked path (as of rev, default the work tree, or HEAD of a URL), or a registry
+    revision (``NAME@v1.2.3``, ``NAME@latest``, ``NAME#STAGE``). A Target is returned as it is."""
+    if isinstance(ref, Target):
+        return ref
+    ref = os.fspath(ref)
+    if is_url(repo):
+        return _resolve_url(ref, os.fspath(repo), rev)  # type: ignore[arg-type]
+    from mvc.api.checkout import _model_refs, _pointer_for
+
+    if repo is None:
+        here = here_as_url()
+        if here is not None:
+            return _resolve_url(ref, here, rev)
+    r = open_repo(repo)  # type: ignore[arg-type]
+    refs = _model_refs(r, [ref], rev)
+    shown = rev
+    if refs:
+        shown, ref, rev = refs[0][0], r.abs(refs[0][1]), refs[0][2]
+    try:
+        prel, p = _pointer_for(r, ref, rev)
+    except PathError:
+        parsed = tagfmt.parse_ref(ref) if rev is None else None
+        if parsed is None:
+            raise
+        raise RegistryError(
+            f"{ref}: no model named {parsed.name!r} in this repository's tags (see 'mvc registry'); a shallow or "
+            "single-branch clone may lack them: run 'git fetch --tags', or read it with 'mvc get --repo URL'"
+        ) from None
+    t = Target(Repo.target_of(prel), p, shown or "", rev)
+    t.repo = r
+    return t
+
+
+def here_as_url() -> str | None:
+    """The git repository the current directory is in, to be read as by URL, when it has no work tree mvc
+    could use: a bare repository, or a clone whose .mvc/ was never checked out (``--no-checkout``) while its
+    HEAD has one. None otherwise (the usual case costs one stat)."""
+    from mvc import git as gitmod
+    from mvc.format.config import MVC_DIR
+
+    try:
+        top = gitmod.find_worktree(os.getcwd())
+    except MvcError:
+        top = None
+    if top is not None and os.path.isdir(os.path.join(top, MVC_DIR)):
+        return None
+    g = gitmod.Git(os.getcwd())
+    out = g.run("rev-parse", "--is-bare-repository", "--absolute-git-dir", check=False).decode().split()
+    if len(out) != 2:
+        return None  # not in a git repository: open_repo says so
+    bare, gitdir = out
+    if bare == "true":
+        return gitdir
+    has = g.run("rev-parse", "--verify", "--quiet", f"HEAD:{cfgfmt.CONFIG_PATH}", check=False).strip()
+    return top if has and top is not None else None
+
+
+def _resolve_url(ref: str, url: str, rev: str | None) -> Target:
+    from mvc.repo import models, upstream
+
+    up = upstream.Upstream(url)
+    parsed = tagfmt.parse_ref(ref) if rev is None and ("@" in ref or "#" in ref) else None
+    if parsed is not None:
+        names = up.registry_tags(parsed.name)
+        if not names:
+            known = up.model_names()
+            listed = f"models there: {', '.join(known[:10])}" if known else "it has no registered models"
+            raise RegistryError(f"no model named {parsed.name!r} in {up.shown} ({listed}): check the name")
+        up.sync_tags(names)
+        _prefetch(up, ref)
+        try:
+            found = models.model_ref(up, ref)
+        except RegistryError as e:
+            said = str(e).replace("'mvc registry'", f"'mvc registry --repo {up.shown}'")
+            raise RegistryError(f"{up.shown}: {said}") from None
+        if found is None:
+            raise RegistryError(f"{ref} names no version in {up.shown}: see 'mvc registry --repo {up.shown}'")
+        path, commit = found
+        shown = ref
+    else:
+        path = ref.replace(os.sep, "/").removeprefix("./").rstrip("/")
+        if path.endswith(ptrfmt.SUFFIX):
+            path = Repo.target_of(path)
+        commit = up.commit(rev)
+        shown = rev or "HEAD"
+    why = ptrfmt.bad_target(path)
+    if why is not None:
+        raise PointerError(f"{path} in {up.shown} is a path mvc never reads ({why}): pick another path or revision")
+    prel = path + ptrfmt.SUFFIX
+    blobs = up.blob_ids(commit, [prel, cfgfmt.CONFIG_PATH])  # both in one fetch, where blobs are filtered
+    blob = blobs[prel]
+    if blob is None:
+        raise PathError(
+            f"{path} is not tracked by mvc at {shown} in {up.shown}: list what is with "
+            f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
+        )
+    where = f"{prel} at {shown} in {up.shown}"
+    t = Target(path, ptrfmt.loads(up.blob(blob), where, URL_FIX), shown, commit)
+    t.up = up
+    cfg = blobs[cfgfmt.CONFIG_PATH]
+    if cfg is not None:
+        t.config = cfgfmt.loads(up.blob(cfg), f"{cfgfmt.CONFIG_PATH} at {shown} in {up.shown}")
+    return t
+
+
+def _prefetch(up: Any, ref: str) -> None:
+    """Fetch the config and the pointer the tags name for ref in one request (where blobs are filtered),
+    before model_ref reads them one by one. Only a guess to save a round trip: what is read is checked."""
+    from mvc.repo import models
+
+    try:
+        commit = models.resolve_ref(up, ref)
+        parsed = tagfmt.parse_ref(ref)
+        m = models.load(up).get(parsed.name) if commit and parsed else None
+    except MvcError:
+        return  # model_ref says what is wrong
+    if commit is None or m is None:
+        return
+    paths = [e.fields["path"] for e in reversed(m.events) if e.commit == commit and "path" in e.fields]
+    guess = paths[0] if paths else m.path()
+    want = [cfgfmt.CONFIG_PATH] + ([guess + ptrfmt.SUFFIX] if guess and ptrfmt.bad_target(guess) is None else [])
+    up.blob_ids(commit, want)
+
+
+# -- the remote a read uses -------------------------------------------------------------------
+def spec_for(t: Target, remote: str | None) -> Any:
+    """The remote to read t's objects from: ``remote`` (a URL, or a remote's name), else the default remote
+    of the repository as configured (at the revision, for a URL)."""
+    from mvc.repo import remotes
+
+    looks_like_url = remote is not None and ("://" in remote or "/" in remote or os.sep in remote)
+    if remote is not None and looks_like_url:
+        from mvc.storage.store import redact_url
+
+        return remotes.Spec(redact_url(remote), remote, {}, None, os.getcwd(), packs=False)
+    if t.up is None:
+        assert t.repo is not None
+        return remotes.spec(t.repo, remote)
+    where = f"{cfgfmt.CONFIG_PATH} at {t.shown} in {t.up.shown}"
+    table = cfgfmt.remotes(t.config, where)
+    name = remote
+    if name is None:
+        core = t.config.get("core", {})
+        name = core.get("remote") if isinstance(core, dict) else None
+        if name is None and len(table) == 1:
+            name = next(iter(table))
+        if name is None:
+            known = f" (remotes there: {', '.join(sorted(table))})" if table else ""
+            raise NoRemote(f"{t.up.shown} has no default mvc remote at {t.shown}{known}: pass --remote URL (or NAME)")
+    entry = table.get(name)
+    if entry is None:
+        known = ", ".join(sorted(table)) or "none"
+        raise UnknownRemote(f"{t.up.shown} has no remote {name!r} at {t.shown} (remotes: {known}): pass --remote URL")
+    from mvc.repo import upstream
+    from mvc.storage.store import split_url
+
+    url = entry["url"]
+    protocol, path = split_url(url)
+    base = upstream.local_path(t.up.url)  # the real URL: a path has no password
+    if protocol == "local" and not os.path.isabs(os.path.expanduser(path)) and base is None:
+        raise ConfigError(
+            f"remote {name} of {t.up.shown} is the relative path {url!r}, which means nothing on this machine: "
+            "pass --remote URL"
+        )
+    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs")}
+    return remotes.Spec(name, url, options, entry.get("jobs"), base or os.getcwd(), packs=entry.get("packs", True))
+
+
+def user_odb() -> Any:
+    from mvc.objects.odb import ODB
+    from mvc.repo import upstream
+
+    return ODB(os.path.join(upstream.cache_root(), "cache"))
+
+
+def open_remote(t: Target, remote: str | None, odb: Any) -> Any:
+    from mvc.objects.journal import Journal
+    from mvc.objects.transfer import Transfer
+    from mvc.repo import remotes, upstream
+
+    sp = spec_for(t, remote)
+    if t.repo is not None and sp.url != remote:
+        jr = remotes.journal(t.repo)
+    else:
+        jr = Journal(os.path.join(upstream.cache_root(), "remotes.db"))
+    return Transfer(sp.open(reading=True), odb, jr, sp.key, name=sp.name, jobs=sp.jobs, packs=sp.packs)
+
+
+def local_odb(t: Target, cache: bool) -> Any:
+    """The cache to read from (and fetch into): this repository's, the user's with ``cache``, else None."""
+    if t.repo is not None:
+        return t.repo.odb
+    return user_odb() if cache else None
+
+
+# -- listing a repository by URL --------------------------------------------------------------
+def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
+    """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them."""
+    from mvc.api.workspace import describe as describe_pointer
+    from mvc.repo import upstream
+
+    up = upstream.Upstream(url)
+    rows = []
+    for prel, data in sorted(up.pointers_at(rev).items()):
+        why = ptrfmt.bad_target(Repo.target_of(prel))
+        if why is not None:
+            raise PointerError(
+                f"pointer {prel} in {up.shown} tracks a path mvc never reads ({why}): pick another --rev"
+            )
+        rows.append(describe_pointer(prel, ptrfmt.loads(data, f"{prel} at {rev or 'HEAD'} in {up.shown}", URL_FIX)))
+    return rows
+
+
+def registry_git(url: str) -> Any:
+    """The upstream of url with every registry tag fetched: what the registry's readers take as their git."""
+    from mvc.repo import upstream
+
+    up = upstream.Upstream(url)
+    up.sync_tags(up.registry_tags())
+    return up

@@ -1,0 +1,239 @@
+"""Reading one object where it is, never trusting it: a verified stream, and a verified download to a
+file, from the local cache or straight from a store (alone, or inside a pack), with no cache copy.
+
+A stream hashes what it returns in order; a read that would return the object's last byte first hashes
+whatever was skipped (seeks) and raises ``CorruptObject`` if the whole does not hash to the oid, so no
+reader ever reaches the end of a wrong object. A download is written to a temp file, hashed, and only
+then renamed into place by the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+
+from mvc.errors import CorruptObject, RemoteObjectMissing
+from mvc.objects import layout
+from mvc.objects import oid as oids
+from mvc.objects import pack as pk
+from mvc.objects.transfer import Transfer
+from mvc.storage import fileio
+from mvc.storage.store import Progress
+
+READ = 8 << 20  # bytes per request of a stream from a store (the part size large loaders use)
+LOCAL_READ = 1 << 20  # bytes per read of a stream from the local cache
+
+ReadRange = Callable[[int, int], bytes]  # (start, end) -> bytes [start, end) of the object
+
+
+class VerifiedReader(io.RawIOBase):
+    """The ``size`` bytes of object ``oid``, read through ``read_range``; ``label`` names it in errors.
+    Wrap it in ``io.BufferedReader`` (as :func:`open_stream` does) for small reads."""
+
+    def __init__(
+        self,
+        oid: str,
+        size: int,
+        read_range: ReadRange,
+        label: str,
+        chunk: int = READ,
+        closer: Callable[[], None] | None = None,
+    ):
+        import xxhash
+
+        self._closer = closer
+        self.oid, self.size, self._read, self.label, self.chunk = oid, size, read_range, label, chunk
+        self.name = label
+        self._pos = 0
+        self._hashed = 0  # bytes [0, _hashed) went into _hasher
+        self._hasher = xxhash.xxh3_128()
+        self.verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed and self._closer is not None:
+            self._closer()
+        super().close()
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(b), self.chunk, max(0, self.size - self._pos))
+        if n == 0:
+            if self.size == 0:
+                self._finish()
+            return 0
+        start, end = self._pos, self._pos + n
+        if end == self.size:
+            self._catch_up(start)
+        data = self._get(start, end)
+        if start <= self._hashed < end:
+            self._hasher.update(memoryview(data)[self._hashed - start :])
+            self._hashed = end
+        if end == self.size:
+            self._finish()
+        memoryview(b)[:n] = data
+        self._pos = end
+        return n
+
+    def readall(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            data = self.read(self.chunk)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+    def _get(self, start: int, end: int) -> bytes:
+        data = self._read(start, end)
+        if len(data) != end - start:
+            raise CorruptObject(
+                f"{self.label} is truncated (object {self.oid} ends before its {self.size} bytes): "
+                "nothing more was returned; push it again from a machine that has it"
+            )
+        return data
+
+    def _catch_up(self, until: int) -> None:
+        """Hash the bytes skipped by seeks, up to until, so the end can be checked."""
+        while self._hashed < until:
+            end = min(until, self._hashed + self.chunk)
+            self._hasher.update(self._get(self._hashed, end))
+            self._hashed = end
+
+    def _finish(self) -> None:
+        if self.verified:
+            return
+        digest = self._hasher.hexdigest()
+        if oids.from_digest(digest) != self.oid:
+            raise CorruptObject(
+                f"{self.label} is corrupt (object {self.oid} hashes to xxh128:{digest}): its last bytes were "
+                "not returned; push it again from a machine that has it, or re-add it there"
+            )
+        self.verified = True
+
+
+def check(data: bytes, oid: str, label: str) -> None:
+    """Refuse bytes read whole (a manifest) that do not hash to oid."""
+    digest = fileio.hexdigest_bytes(data)
+    if oids.from_digest(digest) != oid:
+        raise CorruptObject(f"{label} is corrupt (object {oid} hashes to xxh128:{digest}): push it again")
+
+
+def open_stream(raw: VerifiedReader, buffer: int) -> io.BufferedReader:
+    return io.BufferedReader(raw, buffer_size=buffer)
+
+
+def local_source(path: str) -> ReadRange:
+    """Ranges of a local file (a cache object), each read with one pread."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    import weakref
+
+    def read(start: int, end: int) -> bytes:
+        return os.pread(fd, end - start, start)
+
+    weakref.finalize(read, os.close, fd)
+    return read
+
+
+class Where:
+    """Where an object is on a store: a whole object at rel (offset 0), or a slice of a pack."""
+
+    __slots__ = ("offset", "rel", "size")
+
+    def __init__(self, rel: str, offset: int, size: int | None):
+        self.rel, self.offset, self.size = rel, offset, size
+
+
+def locate(remote: Transfer, oid: str) -> Where:
+    """Where oid is on remote: in a pack the journal or the pack indexes know of, else alone. Reads the pack
+    indexes only when the object is not there alone (one request per call otherwise)."""
+    found = remote.locate([oid]).get(oid)
+    if found is None:
+        rel = layout.object_rel(oid)
+        if remote.store.exists(rel):
+            return Where(rel, 0, None)
+        remote.read_packs()
+        found = remote.locate([oid]).get(oid)
+        if found is None:
+            raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
+    name, entry = found
+    return Where(pk.pack_rel(name), entry.offset, entry.size)
+
+
+def remote_source(remote: Transfer, where: Where) -> ReadRange:
+    store = remote.store
+
+    def read(start: int, end: int) -> bytes:
+        if where.size is not None:
+            end = min(end, where.size)
+        return store.get_range(where.rel, where.offset + start, where.offset + end)
+
+    return read
+
+
+def download(
+    remote: Transfer,
+    oid: str,
+    dest: str,
+    label: str,
+    progress: Progress | None = None,
+    located: tuple[str, pk.Entry] | None = None,
+    searched: bool = False,
+) -> int:
+    """Write object oid from remote to the new file dest, verified; returns its size. A corrupt or truncated
+    object raises ``RemoteCorrupt`` (dest is left for the caller to remove).
+
+    searched: the caller has read the packs and passes what ``remote.locate`` found (``located``, or None:
+    the object is not in a pack). Then nothing here touches the journal, whose connection belongs to the
+    caller's thread: what threads downloading at once need."""
+    from mvc.errors import RemoteCorrupt
+
+    found = located if searched else remote.locate([oid]).get(oid)
+    if found is None:
+        rel = layout.object_rel(oid)
+        try:
+            digest = remote.store.get_file(rel, dest, progress)
+        except RemoteObjectMissing:
+            fileio.remove_quietly(dest)
+            if searched:
+                raise
+            remote.read_packs()
+            found = remote.locate([oid]).get(oid)
+            if found is None:
+                raise
+        else:
+            if oids.from_digest(digest) != oid:
+                raise RemoteCorrupt(
+                    f"{label} is corrupt: {remote.store.where(rel)} on remote {remote.name} (it hashes to "
+                    f"xxh128:{digest}); nothing was written: delete it on the remote and push it again from a "
+                    "machine that has it"
+                )
+            return os.path.getsize(dest)
+    name, e = found
+    data = remote.store.get_range(pk.pack_rel(name), e.offset, e.offset + e.size)
+    digest = fileio.hexdigest_bytes(data)
+    if oids.from_digest(digest) != oid:
+        raise RemoteCorrupt(
+            f"{label} is corrupt: object {oid} in {remote.store.where(pk.pack_rel(name))} on remote {remote.name} "
+            f"(it hashes to xxh128:{digest}); nothing was written: delete that pack and its .idx on the remote, "
+            "then push again from a machine that has its objects"
+        )
+    with open(dest, "xb") as f:
+        f.write(data)
+    if progress:
+        progress(len(data))
+    return len(data)
