@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import test_read_url as base
 from conftest import git
+from hypothesis import given
+from hypothesis import strategies as st
 from test_read_url import BIG, BUCKET, PREFIX, cached_objects, executables, files_under, leftovers, moved_away, oid_of
 
 import mvc
 from mvc.errors import CorruptObject
+from mvc.objects.reader import ReadAhead
 
 world = pytest.fixture(scope="module")(base.build_world)
 user_cache = pytest.fixture(autouse=True, name="user_cache")(base.own_user_cache)
@@ -326,3 +329,22 @@ def test_corrupt_file_in_a_directory(world, mvc_error, user_cache, tmp_path, cac
     assert "corrupt" in line, line
     assert not out.exists() and leftovers(tmp_path, {"here", "user-cache", "damaged-store"}) == []
     assert oid_of(world.data[name])[7:] not in cached_objects(user_cache)
+
+
+# -- the read-ahead under a stream from a remote ------------------------------------------------------
+@given(
+    size=st.integers(0, 300),
+    reads=st.lists(st.tuples(st.integers(0, 320), st.integers(0, 80)), max_size=20),
+    chunk=st.integers(1, 64),
+    depth=st.integers(1, 4),
+)
+def test_read_ahead_returns_what_a_direct_read_would(size, reads, chunk, depth):
+    """Any pattern of reads (forward, backward, past the end) gets exactly the bytes of the object, however
+    the chunks and the fetches ahead fall."""
+    data = bytes(i % 251 for i in range(size))
+    ahead = ReadAhead(lambda a, b: data[a:b], size, chunk=chunk, depth=depth)
+    try:
+        for start, n in reads:
+            assert ahead(start, start + n) == data[start : start + n]
+    finally:
+        ahead.close()

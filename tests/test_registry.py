@@ -630,3 +630,9 @@ def test_api_raises_registry_errors(model):
         mvc.register("fraud")
     with pytest.raises(RegistryError, match="name the version"):
         mvc.deprecate("churn", stage="prod")
+
+
+def test_log_shows_nested_meta_as_dotted_keys(repo, mvc_cli):
+    commit_model(repo, 1, meta={"framework": "sklearn", "versions": {"numpy": "2.1.0", "sklearn": "1.5.2"}})
+    text = mvc_cli("log", "churn").stdout
+    assert "versions.numpy=2.1.0" in text and "versions.sklearn=1.5.2" in text and "{" not in text

@@ -55,7 +55,13 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
         raise RemoteObjectMissing(
             f"{t.label} (object {p.oid}) is not on remote {remote_.name}: push it from where it exists"
         ) from None
-    raw = reader.VerifiedReader(p.oid, p.size, reader.remote_source(remote_, where), t.label, closer=remote_.close)
+    ahead = reader.ReadAhead(reader.remote_source(remote_, where), p.size)
+
+    def close() -> None:
+        ahead.close()
+        remote_.close()
+
+    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close)
     return reader.open_stream(raw, reader.READ)
 
 

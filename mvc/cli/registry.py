@@ -240,7 +240,7 @@ def log(target: str, rev: str, as_json: bool) -> None:
         )
         click.echo(f"    {r['message'].splitlines()[0] if r['message'] else ''}")
         if "oid" in r:
-            meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(r["meta"].items())) if r["meta"] else ""
+            meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(_flat(r["meta"]).items())) if r["meta"] else ""
             click.echo(f"    {r['change']} {r['path']}  {human(r['size'])}  {short(r['oid'])}{meta}")
         else:
             click.echo(f"    {r['change']} {r['path']}" + (f"  ({r['error']})" if "error" in r else ""))
@@ -288,3 +288,16 @@ def diff(rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
 
 def _show(value: Any) -> str:
     return "(none)" if value is None else str(value)
+
+
+def _flat(meta: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys (``versions.numpy=2.1.0``), lists as TOML writes them: what a line shows."""
+    out: dict[str, Any] = {}
+    for k, v in meta.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, list):
+            out[prefix + k] = "[" + ", ".join(str(x) for x in v) + "]"
+        else:
+            out[prefix + k] = v
+    return out

@@ -309,7 +309,7 @@ class ODB:
                     # it is synced first, then renamed, and the directory synced: durable when this returns.
                     put = fileio.swap_into if size >= fileio.SMALL else os.replace
                     if self.fsync:
-                        _sync_file(tmp)
+                        fileio.fsync_path(tmp)
                     try:
                         put(tmp, dest)
                     except OSError as e:
@@ -453,11 +453,3 @@ def _open_src(path: str) -> int:
         if e.errno == errno.ELOOP:
             raise StorageError(f"{path}: is a symlink: add the file it points to instead") from None
         raise
-
-
-def _sync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mvc.errors import CorruptObject, RemoteObjectMissing
 from mvc.objects import layout
@@ -23,6 +24,9 @@ from mvc.storage.store import Progress
 
 READ = 8 << 20  # bytes per request of a stream from a store (the part size large loaders use)
 LOCAL_READ = 1 << 20  # bytes per read of a stream from the local cache
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 ReadRange = Callable[[int, int], bytes]  # (start, end) -> bytes [start, end) of the object
 
@@ -183,6 +187,64 @@ def remote_source(remote: Transfer, where: Where) -> ReadRange:
         return store.get_range(where.rel, where.offset + start, where.offset + end)
 
     return read
+
+
+class ReadAhead:
+    """A remote object's ranges for a reader that mostly goes forward: the object is read in chunks of a
+    fixed grid, and while one is consumed the next ``depth`` are already being fetched (from ``depth``
+    threads): a stream then waits on the network about as much as a parallel download would. Memory: the
+    current chunk plus ``depth`` more. A seek elsewhere drops what was fetched ahead. ``close`` stops it."""
+
+    def __init__(self, read: ReadRange, size: int, chunk: int = READ, depth: int = 4):
+        self.read, self.size, self.chunk, self.depth = read, size, chunk, depth
+        self.current: tuple[int, bytes] | None = None  # (chunk index, its bytes)
+        self.pending: dict[int, Future[bytes]] = {}  # chunk index -> its bytes, being fetched
+        self.pool: ThreadPoolExecutor | None = None
+
+    def __call__(self, start: int, end: int) -> bytes:
+        parts = []
+        pos = start
+        while pos < end:
+            index = pos // self.chunk
+            data = self._chunk(index)
+            piece = data[pos - index * self.chunk : end - index * self.chunk]
+            if not piece:
+                break  # the object ends here
+            parts.append(piece)
+            pos += len(piece)
+        return b"".join(parts)
+
+    def _chunk(self, index: int) -> bytes:
+        if self.current is not None and self.current[0] == index:
+            return self.current[1]
+        future = self.pending.pop(index, None)
+        data = future.result() if future is not None else self._fetch(index)
+        self.current = (index, data)
+        for i in [i for i in self.pending if not index < i <= index + self.depth]:
+            self.pending.pop(i).cancel()  # behind a seek: not needed
+        last = (self.size - 1) // self.chunk
+        for i in range(index + 1, min(index + self.depth, last) + 1):
+            if i not in self.pending:
+                self.pending[i] = self._pool().submit(self._fetch, i)
+        return data
+
+    def _fetch(self, index: int) -> bytes:
+        start = index * self.chunk
+        return self.read(start, min(self.size, start + self.chunk))
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.depth, thread_name_prefix="mvc-read-ahead")
+        return self.pool
+
+    def close(self) -> None:
+        for f in self.pending.values():
+            f.cancel()
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
 
 def download(

@@ -343,10 +343,29 @@ def sweep_stale(directory: str, now: float | None = None, *, marker: str = MARKE
                 os.unlink(entry.path)
 
 
-def fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: str) -> None:
+    """fsync a file or a directory by its path."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: str) -> None:
+    fsync_path(directory)
+
+
+@contextlib.contextmanager
+def new_file(path: str) -> Iterator[int]:
+    """A new file at path (never one that exists), open for writing; removed again if the block fails, so
+    nothing half-written is left where a caller looks."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        yield fd
+    except BaseException:
+        remove_quietly(path)
+        raise
     finally:
         os.close(fd)
 

@@ -152,15 +152,8 @@ class S3Store(FsspecStore):
         from fsspec.asyn import sync
 
         bucket, key = self._bucket_key(rel)
-        with self._errors(rel, local=dest):
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                sync(self.fs.loop, self._get_parts, bucket, key, fd, progress)
-            except BaseException:
-                fileio.remove_quietly(dest)  # nothing half-written is left where the caller looks
-                raise
-            finally:
-                os.close(fd)
+        with self._errors(rel, local=dest), fileio.new_file(dest) as fd:
+            sync(self.fs.loop, self._get_parts, bucket, key, fd, progress)
         return fileio.hash_file(dest)[0]
 
     async def _get_parts(self, bucket: str, key: str, fd: int, progress: Progress | None) -> None:

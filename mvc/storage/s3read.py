@@ -111,24 +111,17 @@ class S3Reader(Store):
         READ_STREAMS threads, each written at its offset (memory: READ_STREAMS parts); then one hash of the
         file (mmap, from the page cache)."""
         key = self._key(rel)
-        with self._errors(rel, local=dest):
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with self._errors(rel, local=dest), fileio.new_file(dest) as fd:
             try:
-                try:
-                    first = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{READ_PART - 1}")
-                except Exception as e:
-                    if s3_code(e) != "InvalidRange":
-                        raise
-                    first = self.client.get_object(Bucket=self.bucket, Key=key)  # empty: no byte 0
-                got = _write_body(first["Body"], fd, 0, progress)
-                total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
-                if total > got:
-                    self._rest(key, fd, got, total, progress)
-            except BaseException:
-                fileio.remove_quietly(dest)  # nothing half-written is left where the caller looks
-                raise
-            finally:
-                os.close(fd)
+                first = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{READ_PART - 1}")
+            except Exception as e:
+                if s3_code(e) != "InvalidRange":
+                    raise
+                first = self.client.get_object(Bucket=self.bucket, Key=key)  # empty: no byte 0
+            got = _write_body(first["Body"], fd, 0, progress)
+            total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
+            if total > got:
+                self._rest(key, fd, got, total, progress)
         return fileio.hash_file(dest)[0]
 
     def _rest(self, key: str, fd: int, start: int, total: int, progress: Progress | None) -> None:
