@@ -827,3 +827,10 @@ def test_two_processes_share_a_new_cache(world, tmp_path):
         assert p.returncode == 0, err
     assert all(out.read_bytes() == world.v1 for out in outs)
     assert len(git_caches(tmp_path / "user-cache")) == 1
+
+
+def test_a_failed_get_leaves_no_directory_it_made(world, tmp_path, mvc_error):
+    """OUT's missing parent directories are made for the write, and removed again when it fails."""
+    out = tmp_path / "new" / "deeper" / "model.bin"
+    mvc_error("get", "--repo", str(world.bare), "churn#prod", "--remote", str(tmp_path / "no-store"), "-o", str(out))
+    assert not (tmp_path / "new").exists()

@@ -98,15 +98,22 @@ def get(
     out = os.path.abspath(os.fspath(out) if out is not None else _default_out(t.path))
     if os.path.lexists(out) and not force:
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
+    made = _make_parents(os.path.dirname(out))
     p = t.pointer
     odb = t.repo.odb if t.repo is not None else user_odb()
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
     if not (t.repo is not None or cache or held):
         odb = None  # straight from the remote to out: a server keeps one copy
-    with _Remote(t, remote, odb) as remote_:
-        _write(t, remote_, odb, out, progress)
+    try:
+        with _Remote(t, remote, odb) as remote_:
+            _write(t, remote_, odb, out, progress)
+    except BaseException:
+        for d in reversed(made):  # a failed get leaves nothing behind, not even the directories it made
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+        raise
     return {"path": t.path, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": t.shown}
 
 
@@ -132,6 +139,20 @@ class _Remote:
     def __exit__(self, *exc: object) -> None:
         if self.transfer is not None:
             self.transfer.close()
+
+
+def _make_parents(parent: str) -> list[str]:
+    """Make parent and what it needs above it; returns the directories made, outermost first."""
+    missing = []
+    d = parent
+    while not os.path.isdir(d):
+        missing.append(d)
+        up = os.path.dirname(d)
+        if up == d:
+            break
+        d = up
+    os.makedirs(parent, exist_ok=True)
+    return missing[::-1]
 
 
 def _default_out(path: str) -> str:
