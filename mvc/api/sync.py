@@ -202,7 +202,7 @@ def status(
         on_remote = jr.known(sp.key, everything)
         unknown = everything - on_remote
         if unknown:
-            transfer = open_transfer(repo, sp, jr, jobs)
+            transfer = open_transfer(repo, sp, jr, jobs, reading=True)
             try:
                 there = transfer.existing(unknown)
             finally:

@@ -17,7 +17,17 @@ from mvc.storage import fileio
 from mvc.storage.store import READ_PART, READ_STREAMS, Progress, Store, first_line, redact_url, s3_code, split_url
 
 # remote keys this store understands; a remote with any other key is read through s3fs (S3Store)
-KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "session_token", "profile", "anon"}
+KEYS = {
+    "endpoint_url",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "profile",
+    "anon",
+    "config_kwargs",  # botocore Config settings (retries, timeouts), as s3fs takes them
+    "client_kwargs",  # create_client arguments, as s3fs takes them
+}
 BODY_CHUNK = 1 << 20  # bytes of a response held in memory at once
 _sessions: dict[str | None, Any] = {}
 _lock = threading.Lock()
@@ -57,26 +67,27 @@ class S3Reader(Store):
             from botocore import UNSIGNED
 
             extra["signature_version"] = UNSIGNED
-        config = Config(
-            connect_timeout=10,
-            read_timeout=120,
-            retries={"max_attempts": 3, "mode": "standard"},
-            max_pool_connections=2 * READ_STREAMS,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-            parameter_validation=False,
+        settings: dict[str, Any] = {
+            "connect_timeout": 10,
+            "read_timeout": 120,
+            "retries": {"max_attempts": 3, "mode": "standard"},
+            "max_pool_connections": 2 * READ_STREAMS,
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+            "parameter_validation": False,
             **extra,
-        )
+        }
+        settings.update(options.get("config_kwargs") or {})
+        client: dict[str, Any] = {
+            "region_name": options.get("region"),
+            "endpoint_url": options.get("endpoint_url"),
+            "aws_access_key_id": options.get("access_key_id"),
+            "aws_secret_access_key": options.get("secret_access_key"),
+            "aws_session_token": options.get("session_token"),
+        }
+        client.update(options.get("client_kwargs") or {})
         try:
-            self.client = _session(options.get("profile")).create_client(
-                "s3",
-                region_name=options.get("region"),
-                endpoint_url=options.get("endpoint_url"),
-                aws_access_key_id=options.get("access_key_id"),
-                aws_secret_access_key=options.get("secret_access_key"),
-                aws_session_token=options.get("session_token"),
-                config=config,
-            )
+            self.client = _session(options.get("profile")).create_client("s3", config=Config(**settings), **client)
         except Exception as e:
             raise self.translate(e, "") or RemoteError(f"{self.url}: {first_line(e)}") from None
 
