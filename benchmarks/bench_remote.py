@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,33 +58,29 @@ def fail(msg: str) -> None:
     raise SystemExit(f"bench_remote: {msg}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
-    """``python -m moto.server`` in its own process; its request log goes to a file we can count."""
+    """moto's server in its own process, its request log in a file we can count; patched as bench_read.py's
+    is, so that a ranged GET reads only its range (stock moto reads the whole object for each one, which
+    would make mvc's parallel ranged downloads look slow here and never on S3). ``--stock-moto``: unpatched."""
 
-    def __init__(self, workdir: str):
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+    def __init__(self, workdir: str, ranged: bool = True):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_read import SERVER
+
         self.log_path = os.path.join(workdir, "moto.log")
         self.log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the server's life, closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-c", SERVER, "ranged" if ranged else "stock"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
         )
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line.strip().isdigit():
             fail("the moto server did not start")
+        self.port = int(line)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=5).read()
         import boto3
 
         self.s3 = boto3.client("s3", endpoint_url=self.endpoint)
@@ -126,8 +121,12 @@ class Server:
         return n
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        self.proc.stdin.close()  # type: ignore[union-attr]  # the server stops when its stdin closes
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait()
         self.log.close()
 
 
@@ -206,6 +205,7 @@ def main() -> None:
         default="big,small,noop",
         help="which cases to run, comma-separated: big, small, noop (needs small), jobs",
     )
+    ap.add_argument("--stock-moto", action="store_true", help="do not patch moto's ranged GETs (see Server)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--workdir", help="where to put the data (default: a temp dir next to /work)")
     args = ap.parse_args()
@@ -228,7 +228,7 @@ def main() -> None:
     env.setdefault("GIT_COMMITTER_NAME", "bench")
     env.setdefault("GIT_COMMITTER_EMAIL", "bench@example.com")
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})
-    server = Server(base)
+    server = Server(base, ranged=not args.stock_moto)
     results: dict[str, object] = {
         "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "size_bytes": size,
