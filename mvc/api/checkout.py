@@ -370,16 +370,21 @@ def get(
     force: bool = False,
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
+    resolved: tuple[str, ptrfmt.Pointer, str | None] | None = None,
 ) -> dict[str, Any]:
     """Write the tracked path as of rev to out, touching neither the work tree nor the pointers.
-    path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision."""
+    path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision.
+    resolved: (pointer relpath, pointer, the revision as shown) when the caller has read them already."""
     repo = open_repo(repo)
-    path = os.fspath(path)
-    refs = _model_refs(repo, [path], rev)
-    shown_rev = rev
-    if refs:
-        shown_rev, path, rev = refs[0][0], repo.abs(refs[0][1]), refs[0][2]
-    prel, p = _pointer_for(repo, path, rev)
+    if resolved is not None:
+        prel, p, shown_rev = resolved
+    else:
+        path = os.fspath(path)
+        refs = _model_refs(repo, [path], rev)
+        shown_rev = rev
+        if refs:
+            shown_rev, path, rev = refs[0][0], repo.abs(refs[0][1]), refs[0][2]
+        prel, p = _pointer_for(repo, path, rev)
     rel = Repo.target_of(prel)
     at = f" at {shown_rev}" if shown_rev else ""
     out = os.path.abspath(out)

@@ -90,11 +90,11 @@ def get(
     t = resolve(ref, repo=repo, rev=rev)  # its errors name a missing model, not a missing path
     if t.repo is not None and remote is None:
         from mvc.api import checkout
+        from mvc.format.pointer import SUFFIX
 
-        if isinstance(ref, Target):
-            ref, rev = t.repo.abs(t.path), t.commit
         out = out if out is not None else _default_out(t.path)
-        return checkout.get(ref, out, rev=rev, force=force, repo=t.repo, progress=progress)
+        resolved = (t.path + SUFFIX, t.pointer, t.shown or None)  # read once, not again by checkout.get
+        return checkout.get(t.path, out, force=force, repo=t.repo, progress=progress, resolved=resolved)
     out = os.path.abspath(os.fspath(out) if out is not None else _default_out(t.path))
     if os.path.lexists(out) and not force:
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
