@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve, user_odb
+from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve
 from mvc.errors import CorruptObject, PathError, RemoteObjectMissing
 from mvc.objects import manifest as mf
 
@@ -43,11 +43,11 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     p = t.pointer
     if p.kind != "file":
         raise PathError(f"{t.label} is a directory: use mvc.get or mvc.materialize for a local copy")
-    odb = local_odb(t, cache=True) if remote is None else None
+    odb = local_odb(t) if remote is None else None
     if odb is not None and odb.exists(p.oid):
         raw = reader.VerifiedReader(p.oid, p.size, reader.local_source(odb.path(p.oid)), t.label, reader.LOCAL_READ)
         return reader.open_stream(raw, reader.LOCAL_READ)
-    remote_ = open_remote(t, remote, odb or user_odb())
+    remote_ = open_remote(t, remote, odb)
     try:
         where = reader.locate(remote_, p.oid)
     except RemoteObjectMissing:
@@ -100,7 +100,7 @@ def get(
         raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
     made = _make_parents(os.path.dirname(out))
     p = t.pointer
-    odb = t.repo.odb if t.repo is not None else user_odb()
+    odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
     if not (t.repo is not None or cache or held):
         odb = None  # straight from the remote to out: a server keeps one copy
@@ -126,7 +126,7 @@ class _Remote:
 
     def __call__(self) -> Any:
         if self.transfer is None:
-            self.transfer = open_remote(self.t, self.name, self.odb or user_odb())
+            self.transfer = open_remote(self.t, self.name, self.odb)
         return self.transfer
 
     @property

@@ -249,7 +249,9 @@ def user_odb() -> Any:
     return ODB(os.path.join(upstream.cache_root(), "cache"))
 
 
-def open_remote(t: Target, remote: str | None, odb: Any) -> Any:
+def open_remote(t: Target, remote: str | None, odb: Any = None) -> Any:
+    """The remote t's weights are read from (see spec_for), for moving objects into odb (default: the cache
+    a read looks in first, local_odb)."""
     from mvc.objects.journal import Journal
     from mvc.objects.transfer import Transfer
     from mvc.repo import remotes, upstream
@@ -259,14 +261,13 @@ def open_remote(t: Target, remote: str | None, odb: Any) -> Any:
         jr = remotes.journal(t.repo)
     else:
         jr = Journal(os.path.join(upstream.cache_root(), "remotes.db"))
-    return Transfer(sp.open(reading=True), odb, jr, sp.key, name=sp.name, jobs=sp.jobs, packs=sp.packs)
+    store = sp.open(reading=True)
+    return Transfer(store, odb or local_odb(t), jr, sp.key, name=sp.name, jobs=sp.jobs, packs=sp.packs)
 
 
-def local_odb(t: Target, cache: bool) -> Any:
-    """The cache to read from (and fetch into): this repository's, the user's with ``cache``, else None."""
-    if t.repo is not None:
-        return t.repo.odb
-    return user_odb() if cache else None
+def local_odb(t: Target) -> Any:
+    """The cache a read looks in first: this repository's, or the user's for a repository read by URL."""
+    return t.repo.odb if t.repo is not None else user_odb()
 
 
 # -- listing a repository by URL --------------------------------------------------------------
