@@ -80,6 +80,7 @@ def _open_read(path: str) -> Iterator[int]:
 
 
 def _kernel_copy(src: int, dst: int, size: int) -> None:
+    preallocate(dst, size)
     off = 0
     try:
         while off < size:
@@ -141,6 +142,32 @@ def _c_library():
 
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
+
+
+_FALLOC_FL_KEEP_SIZE = 1
+
+
+def preallocate(fd: int, size: int) -> None:
+    """Reserve size bytes of disk for a file about to be written, without changing its size.
+
+    One extent request instead of the allocations a large write makes block group by block group: on the
+    ext4 of docs/benchmarks.md a 1 GiB copy took 0.31 s after it against 0.38 s without (``cp`` 0.38 s). Only
+    Linux's ``fallocate(2)`` with ``FALLOC_FL_KEEP_SIZE``, never glibc's ``posix_fallocate``, which writes
+    zeros where the filesystem cannot. Best effort: any failure (no support, no space yet) is left to the
+    write that follows, which reports it.
+    """
+    if size < SMALL or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = _c_library()
+        fallocate = libc.fallocate
+        if fallocate.argtypes is None:
+            fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size)
+    except (OSError, AttributeError):
+        pass
 
 
 _CACHESTAT = {"x86_64": 451, "aarch64": 451, "riscv64": 451}  # syscall numbers (Linux 6.5+)
@@ -267,6 +294,13 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def reflink_fd(src: int, dst: int) -> bool:

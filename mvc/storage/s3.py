@@ -185,6 +185,7 @@ class S3Store(FsspecStore):
         total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
         if total <= got:
             return
+        fileio.preallocate(fd, total)
         gate = asyncio.Semaphore(READ_STREAMS)
 
         async def rest(start: int) -> None:

@@ -132,6 +132,7 @@ class S3Reader(Store):
             got = _write_body(first["Body"], fd, 0, progress)
             total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
             if total > got:
+                fileio.preallocate(fd, total)
                 self._rest(key, fd, got, total, progress)
         return fileio.hash_file(dest)[0]
 
