@@ -20,6 +20,7 @@ memory://, which lives in this process only).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -134,6 +135,12 @@ class RemoteSuite:
         """The repo with ``origin`` = the backend, as the default remote."""
         configure(mvc_cli, backend, "origin")
         return backend
+
+    @pytest.fixture
+    def small_chunks(self, monkeypatch) -> int:
+        """mvc (in this process) chunks files of SMALL_CHUNK_FROM bytes and more."""
+        monkeypatch.setattr("mvc.objects.chunked.CHUNK_FROM", SMALL_CHUNK_FROM)
+        return SMALL_CHUNK_FROM
 
     # -- round trips ------------------------------------------------------------------------------
     def test_round_trip_files_and_directories(self, repo, mvc_cli, origin):
@@ -744,7 +751,7 @@ class RemoteSuite:
         make_file(repo / "m.bin", 1000)
         mvc_cli("add", "m.bin")
         mvc_cli("push")
-        origin.write(MARKER, b"format = 2\n")
+        origin.write(MARKER, b"format = 3\n")
         before = origin.rels()
         make_file(repo / "n.bin", 1000, seed=1)
         mvc_cli("add", "n.bin")
@@ -754,7 +761,7 @@ class RemoteSuite:
             result = mvc_cli(*args, ok=False)
             assert result.exit_code != 0, (args, result.output)
             line = one_error_line(result)
-            assert MARKER in line and "format 2" in line and "upgrade mvc" in line, line
+            assert MARKER in line and "format 3" in line and "upgrade mvc" in line, line
         assert origin.rels() == before  # nothing written to a refused store
 
     def test_a_store_that_is_not_mvcs_is_refused(self, repo, mvc_cli, origin):
@@ -833,6 +840,509 @@ class RemoteSuite:
         }
         assert "not fetched from origin" in mvc_cli("status", "-r", "origin").output
 
+    # -- chunked objects (docs/FORMAT.md, "Chunked objects") ----------------------------------------
+    # Files of CHUNK_FROM (16 MiB) and more go up as chunks and deltas in packs plus a recipe. The round trip
+    # uses a real 17 MiB model; the other tests lower CHUNK_FROM (``small_chunks``) so that models of a few
+    # MiB are chunked, the chunker's 64 KiB average unchanged.
+    def test_chunked_round_trip(self, repo, mvc_cli, origin):
+        from mvc.objects import layout, pack
+
+        data = write_model(repo / "model.safetensors", model_tensors(1, n=4, elements=(17 << 20) // 8))
+        assert len(data) > 17 << 20
+        oid = oid_of(data)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        assert "pushed 1 object (17.0 MiB)" in mvc_cli("push").output
+        rels = origin.rels()
+        r = recipe_of(origin, oid)
+        assert r.size == len(data) and r.bases == [] and {e.kind for e in r.entries} == {"c"}
+        names = pack.names_in(rels)
+        assert rels == {MARKER, recipe_rel(oid)} | {pack.pack_rel(n) for n in names} | {
+            pack.index_rel(n) for n in names
+        }
+        assert {e.pack for e in r.entries} == names and len(names) == 2  # 16 MiB a pack
+        assert not any(rel.startswith("objects/") for rel in rels)  # not stored whole
+        assert origin.read(MARKER) == layout.marker_bytes(2)
+        assert rebuilt(origin, r) == data  # the recipe, read as FORMAT.md says, gives the file
+        assert "nothing to push" in mvc_cli("push").output
+        assert "nothing to push" in mvc_cli("push", "--verify-remote").output  # a recipe makes it present
+        assert mvc_cli("status", "-r", "origin").output.splitlines() == ["model.safetensors: up to date"]
+
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        assert "fetched 1 object (17.0 MiB)" in mvc_cli("pull").output
+        assert (repo / "model.safetensors").read_bytes() == data
+        assert cache_objects(repo) == {rel_of(oid)}
+        assert not any((cache_dir(repo) / "tmp").glob("*"))
+
+    def test_only_files_of_chunk_from_bytes_and_more_are_chunked(self, repo, mvc_cli, origin, small_chunks):
+        for name, size in (("below.bin", small_chunks - 1), ("at.bin", small_chunks)):
+            make_file(repo / name, size, seed=size)
+        mvc_cli("add", "below.bin", "at.bin")
+        mvc_cli("push")
+        below, at = (oid_of((repo / n).read_bytes()) for n in ("below.bin", "at.bin"))
+        assert rel_of(below) in origin.rels() and recipe_rel(below) not in origin.rels()
+        assert recipe_rel(at) in origin.rels() and rel_of(at) not in origin.rels()
+        fresh_clone(repo)
+        mvc_cli("fetch")
+        assert cache_objects(repo) == {rel_of(below), rel_of(at)}
+
+    def test_a_clone_holding_v1_fetches_little_of_v2(self, repo, mvc_cli, origin, small_chunks):
+        """v2 is v1 with 4 KiB changed: its push sends a chunk or two, and a clone that has v1 rebuilds v2 from
+        its own chunks and a ranged read or two, even once the packs of v1's chunks are gone from the remote."""
+        from mvc.objects import pack
+
+        tensors = model_tensors(2, n=3, elements=1 << 20)  # 6 MiB
+        v1 = write_model(repo / "model.safetensors", tensors)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        mvc_cli("push")
+        v1_packs = pack.names_in(origin.rels())
+        tensors[1][300_000:302_048] ^= 0x5A5A  # 4 KiB inside the second tensor
+        v2 = write_model(repo / "model.safetensors", tensors)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        assert sent_bytes(mvc_cli("push").output) < len(v2) // 20
+        assert len(pack.names_in(origin.rels()) - v1_packs) == 1  # the changed chunks, in one new pack
+
+        fresh_clone(repo)  # another clone, which fetched v1 before v2 was pushed
+        mvc_cli("fetch", "--rev", "HEAD~1")
+        assert cache_objects(repo) == {rel_of(oid_of(v1))}
+        (repo / "model.safetensors").unlink()
+        out = mvc_cli("pull").output
+        assert "fetched 1 object" in out and sent_bytes(out) < len(v2) // 20, out
+        assert (repo / "model.safetensors").read_bytes() == v2
+        # the proof that v1's chunks came from the cache: without the packs that hold them, v2 still rebuilds
+        for name in v1_packs:
+            origin.delete(pack.pack_rel(name))
+            origin.delete(pack.index_rel(name))
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        line = one_error_line(mvc_cli("pull", ok=False))  # a clone without v1 needs them
+        assert any(pack.pack_rel(n) in line for n in v1_packs), line
+        fresh_clone(repo)
+        install_in_cache(repo, v1)
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_fine_tune_is_stored_as_deltas(self, repo, mvc_cli, origin, small_chunks):
+        base = model_tensors(3, n=3, elements=1 << 19)
+        v1 = write_model(repo / "model.safetensors", base)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        mvc_cli("push")
+        before = origin.rels()
+        v2 = write_model(repo / "model.safetensors", fine_tune(base, 4))
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc_cli("push")
+        grown = sum(len(origin.read(rel)) for rel in origin.rels() - before)
+        assert grown < len(v2) * 0.3, (grown, len(v2))
+        r = recipe_of(origin, oid_of(v2))
+        deltas = [e for e in r.entries if e.kind == "d"]
+        assert sum(e.size for e in deltas) == 3 * (1 << 20)  # every tensor, the header aside
+        assert {(e.base, e.lane, e.depth) for e in deltas} == {(oid_of(v1), 2, 1)}
+        assert oid_of(v1) in r.bases
+        assert rebuilt(origin, r, {oid_of(v1): v1}) == v2
+
+        fresh_clone(repo)
+        mvc_cli("get", "model.safetensors", "-o", str(repo.parent / "copy"))
+        assert (repo.parent / "copy").read_bytes() == v2
+        drop_cache(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")  # v1 is not in the cache either: the bases of v2's deltas come from v1's chunks
+        assert (repo / "model.safetensors").read_bytes() == v2
+        assert cache_objects(repo) == {rel_of(oid_of(v2))}
+        mvc_cli("fetch", "--rev", "HEAD~1")
+        assert (cache_dir(repo) / rel_of(oid_of(v1))).read_bytes() == v1
+
+    def test_no_deltas_against_a_version_the_remote_lacks(self, repo, mvc_cli, origin, small_chunks):
+        """v1 was committed but never pushed: v2 cannot be based on it, or no clone could rebuild v2."""
+        base = model_tensors(5, n=2, elements=1 << 19)
+        write_model(repo / "model.safetensors", base)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        v2 = write_model(repo / "model.safetensors", fine_tune(base, 6))
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc_cli("push")
+        assert {e.kind for e in recipe_of(origin, oid_of(v2)).entries} == {"c"}
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    # damage: each gives one error line naming what is damaged, and writes nothing to the workspace or cache
+    def test_flipped_byte_in_a_chunk_is_refused(self, repo, mvc_cli, origin, small_chunks):
+        from mvc.objects import pack
+
+        v1, _ = push_v1(repo, mvc_cli)
+        r = recipe_of(origin, oid_of(v1))
+        victim = r.entries[len(r.entries) // 2]
+        data = bytearray(origin.read(pack.pack_rel(victim.pack)))
+        data[victim.offset + 7] ^= 1
+        origin.write(pack.pack_rel(victim.pack), bytes(data))
+        line = pull_fails(repo, mvc_cli, oid_of(v1))
+        assert "corrupt" in line and pack.pack_rel(victim.pack) in line and victim.oid in line, line
+
+    def test_recipe_naming_a_pack_that_is_gone(self, repo, mvc_cli, origin, small_chunks):
+        from mvc.objects import pack
+
+        v1, _ = push_v1(repo, mvc_cli)
+        (name,) = {e.pack for e in recipe_of(origin, oid_of(v1)).entries}
+        origin.delete(pack.pack_rel(name))
+        origin.delete(pack.index_rel(name))
+        line = pull_fails(repo, mvc_cli, oid_of(v1))
+        assert pack.pack_rel(name) in line and "not there" in line, line
+
+    def test_recipe_entry_past_its_packs_end(self, repo, mvc_cli, origin, small_chunks):
+        from mvc.objects import pack
+
+        v1, _ = push_v1(repo, mvc_cli)
+        oid = oid_of(v1)
+        r = recipe_of(origin, oid)
+        size = len(origin.read(pack.pack_rel(r.entries[-1].pack)))
+        last = r.entries[-1]._replace(offset=size + (4 << 20))  # wholly past the end: a ranged read of nothing
+        origin.write(recipe_rel(oid), render(r, [*r.entries[:-1], last]))
+        line = pull_fails(repo, mvc_cli, oid)
+        assert pack.pack_rel(last.pack) in line and "cut short" in line, line
+        middle = r.entries[-1]._replace(offset=size - 10)  # partly past the end
+        origin.write(recipe_rel(oid), render(r, [*r.entries[:-1], middle]))
+        line = pull_fails(repo, mvc_cli, oid)
+        assert pack.pack_rel(last.pack) in line and "cut short" in line, line
+
+    def test_garbage_recipe_is_refused(self, repo, mvc_cli, origin, small_chunks):
+        v1, _ = push_v1(repo, mvc_cli)
+        for garbage in (
+            b"",
+            b"\x00\xff" * 50,
+            b"mvc-chunks 1\nsize 12\n",
+            b"mvc-chunks 1\nsize 1\nc xxh128:00 1 x 0\n",
+        ):
+            origin.write(recipe_rel(oid_of(v1)), garbage)
+            line = pull_fails(repo, mvc_cli, oid_of(v1))
+            assert recipe_rel(oid_of(v1)) in line, (garbage, line)
+
+    def test_recipe_of_another_object_is_refused(self, repo, mvc_cli, origin, small_chunks):
+        """v1's recipe (sound chunks, the same size) copied over v2's: the rebuilt bytes are v1's, which the hash
+        of the whole object refuses before anything is placed."""
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        origin.write(recipe_rel(oid_of(v2)), origin.read(recipe_rel(oid_of(v1))))
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert "corrupt" in line and recipe_rel(oid_of(v2)) in line, line
+
+    def test_delta_whose_base_is_gone(self, repo, mvc_cli, origin, small_chunks):
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        origin.delete(recipe_rel(oid_of(v1)))  # v1 is gone from the remote (its chunks stay, unnamed)
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert oid_of(v1) in line and "not there" in line, line
+
+    def test_a_cycle_of_deltas_is_refused(self, repo, mvc_cli, origin, small_chunks):
+        """Two recipes crafted on the store whose deltas are based on each other: the depth rule ends the
+        chain at once, however deep each says it is."""
+        from mvc.objects import delta, pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        o1, o2 = oid_of(v1), oid_of(v2)
+        d1, d2 = delta.encode(v1, v2, 2), delta.encode(v2, v1, 2)  # v1 from v2, v2 from v1
+        name, data, index, entries = pack.build([(oid_of(d1), d1), (oid_of(d2), d2)])
+        origin.write(pack.pack_rel(name), data)
+        origin.write(pack.index_rel(name), index)
+        at = {e.oid: e.offset for e in entries}
+        for depth1, depth2 in ((1, 1), (2, 1), (4, 4)):
+            for oid, d, depth, base in ((o1, d1, depth1, o2), (o2, d2, depth2, o1)):
+                entry = recipe_entry("d", oid_of(d), 0, len(v1), name, at[oid_of(d)], len(d), 2, depth, base, 0)
+                origin.write(recipe_rel(oid), render_parts(len(v1), [], [entry]))
+            line = pull_fails(repo, mvc_cli, o2)
+            assert "cycle" in line, (depth1, depth2, line)
+
+    def test_killed_chunked_push_leaves_a_readable_remote(self, repo, mvc_cli, origin, small_chunks):
+        """kill -9 part way through a chunked push (packs of 256 KiB here, so there are many): what was pushed
+        before still fetches, the killed object is absent or complete, and a push again completes it without
+        sending the packs that were complete."""
+        from mvc.objects import pack
+
+        needs_other_processes(origin)
+        v1, _ = push_v1(repo, mvc_cli)
+        v2 = write_model(repo / "model.safetensors", model_tensors(7, n=4, elements=1 << 19))  # 4 MiB, all new
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        before = pack.names_in(origin.rels())
+        proc = subprocess.Popen(
+            [*CHUNKED_SLOWLY, "push", "-j", "1"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while len(pack.names_in(origin.rels()) - before) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        _out, err = proc.communicate()
+        done = pack.names_in(origin.rels()) - before
+        assert done, f"no pack was pushed before the kill: nothing was tested ({err.decode()})"
+        complete = recipe_rel(oid_of(v2)) in origin.rels()
+        fresh_clone(repo)
+        mvc_cli("fetch", "--rev", "HEAD~1")  # what was pushed before reads as before
+        assert (cache_dir(repo) / rel_of(oid_of(v1))).read_bytes() == v1
+        if complete:  # (a fast store may have finished first)
+            mvc_cli("fetch")
+            assert (cache_dir(repo) / rel_of(oid_of(v2))).read_bytes() == v2
+        else:
+            line = one_error_line(mvc_cli("fetch", ok=False))
+            assert "not on remote origin" in line, line
+        mvc_cli("add", "model.safetensors")  # (a fresh clone's cache lacks it)
+        out = mvc_cli("push").output
+        if not complete:
+            assert sent_bytes(out) < len(v2) - len(done) * (200 << 10), out  # the complete packs are not sent again
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_chunks_false_keeps_whole_objects_then_a_chunked_push_raises_the_format(
+        self, repo, mvc_cli, origin, small_chunks
+    ):
+        from mvc.objects import layout
+
+        mvc_cli("remote", "modify", "origin", "chunks", "false")
+        base = model_tensors(8, n=2, elements=1 << 19)
+        v1 = write_model(repo / "model.safetensors", base)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        mvc_cli("push")
+        assert origin.rels() == {MARKER, rel_of(oid_of(v1))}
+        assert origin.read(MARKER) == layout.marker_bytes(1)
+        assert origin.read(rel_of(oid_of(v1))) == v1
+
+        mvc_cli("remote", "modify", "origin", "--unset", "chunks")
+        v2 = write_model(repo / "model.safetensors", fine_tune(base, 9))
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc_cli("push")
+        assert origin.read(MARKER) == layout.marker_bytes(2)
+        deltas = [e for e in recipe_of(origin, oid_of(v2)).entries if e.kind == "d"]
+        assert deltas and {(e.base, e.depth) for e in deltas} == {(oid_of(v1), 1)}  # based on the whole object
+        assert origin.read(rel_of(oid_of(v1))) == v1  # left as it was
+
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+        mvc_cli("fetch", "--rev", "HEAD~1")
+        assert (cache_dir(repo) / rel_of(oid_of(v1))).read_bytes() == v1
+
+    def test_add_base_chooses_the_delta_base(self, repo, mvc_cli, origin, small_chunks):
+        """v3 is fine-tuned from v1, not from v2 (an unrelated model): ``mvc add --base`` says so, and the push
+        stores v3 as deltas against v1."""
+        base = model_tensors(10, n=2, elements=1 << 19)
+        versions = [base, model_tensors(11, n=2, elements=1 << 19)]
+        datas = []
+        for i, tensors in enumerate(versions):
+            datas.append(write_model(repo / "model.safetensors", tensors))
+            mvc_cli("add", "model.safetensors")
+            git(repo, "commit", "-q", "-m", f"v{i + 1}")
+            mvc_cli("push")
+        before = origin.rels()
+        v3 = write_model(repo / "model.safetensors", fine_tune(base, 12))
+        mvc_cli("add", "model.safetensors", "--base", "HEAD~1")
+        git(repo, "commit", "-q", "-m", "v3")
+        mvc_cli("push")
+        r = recipe_of(origin, oid_of(v3))
+        deltas = [e for e in r.entries if e.kind == "d"]
+        assert deltas and {e.base for e in deltas} == {oid_of(datas[0])}
+        assert sum(e.size for e in deltas) == 2 * (1 << 20)
+        assert sum(len(origin.read(rel)) for rel in origin.rels() - before) < len(v3) * 0.3
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v3
+
+    def test_without_add_base_the_previous_version_is_the_base(self, repo, mvc_cli, origin, small_chunks):
+        """The same three versions without --base: v3 is based on v2, where a delta does not pay: chunks."""
+        base = model_tensors(10, n=2, elements=1 << 19)
+        for i, tensors in enumerate([base, model_tensors(11, n=2, elements=1 << 19), fine_tune(base, 12)]):
+            data = write_model(repo / "model.safetensors", tensors)
+            mvc_cli("add", "model.safetensors")
+            git(repo, "commit", "-q", "-m", f"v{i + 1}")
+            mvc_cli("push")
+        assert {e.kind for e in recipe_of(origin, oid_of(data)).entries} == {"c"}
+
+    def test_verify_remote_pushes_again_what_a_recipe_lacks(self, repo, mvc_cli, origin, small_chunks):
+        """A pack that a recipe names is deleted on the remote: the journal cannot know, --verify-remote does."""
+        from mvc.objects import pack
+
+        v1, _ = push_v1(repo, mvc_cli)
+        (name,) = {e.pack for e in recipe_of(origin, oid_of(v1)).entries}
+        origin.delete(pack.pack_rel(name))
+        origin.delete(pack.index_rel(name))
+        assert "nothing to push" in mvc_cli("push").output
+        assert "pushed 1 object" in mvc_cli("push", "--verify-remote").output
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v1
+
+    def test_a_chain_of_fine_tunes_stays_within_the_delta_depth(self, repo, mvc_cli, origin, small_chunks):
+        """Each version a fine-tune of the one before: deltas of deltas, 1 to 4 deep, never deeper; a fresh clone
+        rebuilds the last one."""
+        tensors = model_tensors(30, n=1, elements=1 << 19)
+        depths = []
+        for i in range(7):
+            data = write_model(repo / "model.safetensors", tensors)
+            mvc_cli("add", "model.safetensors")
+            git(repo, "commit", "-q", "-m", f"v{i + 1}")
+            mvc_cli("push")
+            depths.append(max(e.depth for e in recipe_of(origin, oid_of(data)).entries))
+            tensors = fine_tune(tensors, 31 + i)
+        assert depths[:5] == [0, 1, 2, 3, 4] and max(depths) == 4, depths
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == data
+
+    def test_repeated_chunks_and_several_large_files_in_one_push(self, repo, mvc_cli, origin, small_chunks):
+        """A model whose tensors repeat (zeros, a tiled block: one chunk many times over), a plain large file and
+        a directory holding a chunked file, pushed at once: each is stored once and rebuilds, the directory's
+        manifest with it."""
+        import numpy as np
+
+        zeros = np.zeros(1 << 19, np.uint16)
+        tiled = np.tile(model_tensors(40, n=1, elements=1 << 14)[0], 32)  # 32 KiB, 32 times
+        repeated = write_model(repo / "model.safetensors", [zeros, tiled, zeros])
+        plain = make_file(repo / "plain.bin", (3 << 20) // 2, seed=41).read_bytes()
+        inner = write_model(repo / "ckpt" / "model.safetensors", model_tensors(42, n=2, elements=1 << 19))
+        make_file(repo / "ckpt" / "config.json", 300, seed=43)
+        mvc_cli("add", "model.safetensors", "plain.bin", "ckpt")
+        git(repo, "commit", "-q", "-m", "three")
+        assert "pushed 5 objects" in mvc_cli("push").output
+        r = recipe_of(origin, oid_of(repeated))
+        assert len({e.oid for e in r.entries}) < len(r.entries) // 4  # each repeated chunk is stored once
+        assert sum(len(origin.read(rel)) for rel in origin.rels()) < len(repeated) // 4 + len(plain) + len(inner) * 1.1
+        assert {recipe_rel(oid_of(d)) for d in (repeated, plain, inner)} <= origin.rels()
+        fresh_clone(repo)
+        shutil.rmtree(repo / "ckpt")
+        for name in ("model.safetensors", "plain.bin"):
+            (repo / name).unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == repeated
+        assert (repo / "plain.bin").read_bytes() == plain
+        assert (repo / "ckpt" / "model.safetensors").read_bytes() == inner
+        assert cache_objects(repo) == expected_objects(repo)
+
+    def test_a_corrupt_chunk_in_the_readers_cache_is_not_reused(self, repo, mvc_cli, origin, small_chunks):
+        """The clone holds v1 with bit rot: v2's chunks that v1 has are hashed before they are taken from it, so
+        the bad one is read from the remote instead."""
+        tensors = model_tensors(50, n=3, elements=1 << 19)
+        v1 = write_model(repo / "model.safetensors", tensors)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        mvc_cli("push")
+        tensors[2][1000:3048] ^= 0x0101
+        v2 = write_model(repo / "model.safetensors", tensors)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc_cli("push")
+        fresh_clone(repo)
+        damaged = bytearray(v1)
+        damaged[len(v1) // 3] ^= 0xFF  # inside the first tensor, which v2 shares
+        install_in_cache(repo, bytes(damaged), oid_of(v1))
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_corrupt_base_in_the_pushers_cache_is_not_published(self, repo, mvc_cli, origin, small_chunks):
+        v1, tensors = push_v1(repo, mvc_cli)
+        cached = cache_dir(repo) / rel_of(oid_of(v1))
+        cached.chmod(0o644)
+        with open(cached, "r+b") as f:  # bit rot in the cache, inside a tensor
+            f.seek(len(v1) // 2)
+            f.write(b"\x11")
+        v2 = write_model(repo / "model.safetensors", fine_tune(tensors, 60))
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        if mvc_cli("push", ok=False).exit_code != 0:  # refused: right, if nothing was published
+            assert recipe_rel(oid_of(v2)) not in origin.rels()
+            return
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")  # fails: the recipe rebuilds v2 against the good v1, from a delta against the bad one
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_corrupt_base_in_the_readers_cache_does_not_stop_a_fetch(self, repo, mvc_cli, origin, small_chunks):
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        fresh_clone(repo)
+        damaged = bytearray(v1)
+        damaged[len(v1) // 2] ^= 0x11
+        install_in_cache(repo, bytes(damaged), oid_of(v1))
+        (repo / "model.safetensors").unlink()
+        result = mvc_cli("pull", ok=False)
+        assert result.exit_code == 0, result.output
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_fresh_journal_finds_chunked_objects_by_lookup_and_by_listing(
+        self, repo, mvc_cli, origin, small_chunks, monkeypatch
+    ):
+        """A recipe makes its object present: asked for one by one, or found in a listing of recipes/ (what a
+        store without cheap lookups does for many unknown objects; forced here)."""
+        push_v1(repo, mvc_cli)
+        for each in (64, 0):  # ask for each; list the remote
+            monkeypatch.setattr("mvc.objects.transfer.EXISTS_EACH", each)
+            (repo / ".mvc" / "remotes.db").unlink()
+            assert mvc_cli("status", "-r", "origin").output.splitlines() == ["model.safetensors: up to date"]
+            (repo / ".mvc" / "remotes.db").unlink()
+            assert "nothing to push" in mvc_cli("push").output
+
+    def test_pushing_a_lost_base_again_does_not_make_a_cycle(self, repo, mvc_cli, origin, small_chunks):
+        """v2 is deltas against v1; v1's pack is lost. The fix the errors name, pushing again from a machine that
+        has the files, makes both readable again."""
+        from mvc.objects import pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        for name in {e.pack for e in recipe_of(origin, oid_of(v1)).entries}:
+            origin.delete(pack.pack_rel(name))
+        mvc_cli("push", "--all-commits", "--verify-remote")
+        fresh_clone(repo)
+        mvc_cli("fetch", "--rev", "HEAD~1")
+        assert (cache_dir(repo) / rel_of(oid_of(v1))).read_bytes() == v1
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_corrupt_whole_base_on_the_remote_is_named(self, repo, mvc_cli, origin, small_chunks):
+        mvc_cli("remote", "modify", "origin", "chunks", "false")
+        v1, tensors = push_v1(repo, mvc_cli)  # stored whole
+        mvc_cli("remote", "modify", "origin", "--unset", "chunks")
+        v2 = write_model(repo / "model.safetensors", fine_tune(tensors, 80))
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc_cli("push")
+        assert "d" in {e.kind for e in recipe_of(origin, oid_of(v2)).entries}
+        damaged = bytearray(v1)
+        damaged[len(v1) // 2] ^= 0x11
+        origin.write(rel_of(oid_of(v1)), bytes(damaged))
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert rel_of(oid_of(v1)) in line or oid_of(v1) in line, line
+
+    def test_a_delta_claiming_a_terabyte_is_one_error_line(self, repo, mvc_cli, origin, small_chunks):
+        import zstandard
+
+        from mvc.objects import pack
+
+        _, v2 = push_fine_tune(repo, mvc_cli)
+        r = recipe_of(origin, oid_of(v2))
+        z = zstandard.ZstdCompressor(level=3).compressobj(size=1 << 40)
+        bomb = z.compress(bytes(10)) + z.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)  # a header, one block
+        name, data, index, _ = pack.build([(oid_of(bomb), bomb)])
+        origin.write(pack.pack_rel(name), data)
+        origin.write(pack.index_rel(name), index)
+        i = next(i for i, e in enumerate(r.entries) if e.kind == "d")
+        entries = list(r.entries)
+        entries[i] = entries[i]._replace(oid=oid_of(bomb), pack=name, offset=0, stored=len(bomb))
+        origin.write(recipe_rel(oid_of(v2)), render(r, entries))
+        try:
+            line = pull_fails(repo, mvc_cli, oid_of(v2))
+        except MemoryError:
+            pytest.fail("MemoryError")
+        assert oid_of(bomb) in line, line
+
 
 def configure(mvc_cli, backend, name: str) -> None:
     mvc_cli("remote", "add", name, backend.url, "--default")
@@ -872,6 +1382,170 @@ def stoppable_manifest(repo: Path) -> str:
     from mvc.format import pointer
 
     return rel_of(pointer.loads((repo / "many.mvc").read_bytes()).oid)
+
+
+# -- chunked objects ----------------------------------------------------------------------------------
+SMALL_CHUNK_FROM = 1 << 20  # what ``small_chunks`` lowers mvc.objects.chunked.CHUNK_FROM to (from 16 MiB)
+# mvc chunking files of 1 MiB and more, in packs of 256 KiB, each pack built 50 ms slower: a chunked push of
+# a few MiB then lasts long enough to be killed part way
+CHUNKED_SLOWLY = [
+    sys.executable,
+    "-c",
+    "import sys, time; import mvc.objects.chunked as c, mvc.objects.pack as p; c.CHUNK_FROM = 1 << 20; "
+    "p.TARGET = 256 << 10; build = p.build; p.build = lambda *a, **k: (time.sleep(0.05), build(*a, **k))[1]; "
+    "from mvc.cli import main; sys.argv[0] = 'mvc'; main()",
+]
+
+
+def model_tensors(seed: int, n: int, elements: int) -> list:
+    """n bf16 tensors (numpy uint16 arrays of their bit patterns) of trained-weight-like values."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        f = rng.standard_normal(elements, dtype=np.float32) * np.float32(0.02)
+        out.append((f.view(np.uint32) >> 16).astype(np.uint16))
+    return out
+
+
+def fine_tune(tensors: list, seed: int) -> list:
+    """Every value moved by one or two units in its last place (a relative change of about 1e-2 to 1e-3 in
+    bf16): no chunk is shared with the base, each tensor's delta is small."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    steps = np.array([-2, -1, 1, 2])
+    return [(t.astype(np.int32) + rng.choice(steps, t.size)).astype(np.uint16) for t in tensors]
+
+
+def model_bytes(tensors: list, meta: dict | None = None) -> bytes:
+    """A safetensors file of the tensors (BF16, layerN.weight), its header padded to 8 bytes."""
+    import json
+    import struct
+
+    header: dict = {"__metadata__": meta} if meta else {}
+    offset = 0
+    for i, t in enumerate(tensors):
+        header[f"layer{i}.weight"] = {"dtype": "BF16", "shape": [t.size], "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(t.tobytes() for t in tensors)
+
+
+def write_model(path: Path, tensors: list, meta: dict | None = None) -> bytes:
+    data = model_bytes(tensors, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)  # (a checked-out file may be a read-only link to the cache)
+    path.write_bytes(data)
+    return data
+
+
+def recipe_rel(oid: str) -> str:
+    digest = oid.split(":", 1)[1]
+    return f"recipes/{digest[:2]}/{digest[2:]}"
+
+
+def recipe_of(backend, oid: str):
+    from mvc.objects import recipe
+
+    return recipe.parse(backend.read(recipe_rel(oid)), recipe_rel(oid), oid)
+
+
+def recipe_entry(*fields):
+    from mvc.objects import recipe
+
+    return recipe.Entry(*fields)
+
+
+def render_parts(size: int, bases: list[str], entries: list) -> bytes:
+    from mvc.objects import recipe
+
+    return recipe.render(size, bases, entries)
+
+
+def render(r, entries: list) -> bytes:
+    return render_parts(r.size, r.bases, entries)
+
+
+def rebuilt(backend, r, bases: dict[str, bytes] | None = None) -> bytes:
+    """The bytes a recipe gives, read as docs/FORMAT.md says (deltas against the base bytes given), each
+    chunk and delta checked against its oid: an independent reader of what mvc wrote."""
+    from mvc.objects import delta, pack
+
+    packs: dict[str, bytes] = {}
+    out = []
+    for e in r.entries:
+        if e.pack not in packs:
+            packs[e.pack] = backend.read(pack.pack_rel(e.pack))
+        stored = packs[e.pack][e.offset : e.offset + e.stored]
+        assert oid_of(stored) == e.oid
+        if e.kind == "c":
+            out.append(stored)
+        else:
+            base = (bases or {})[e.base][e.base_offset : e.base_offset + e.size]
+            out.append(delta.decode(stored, base, e.lane, e.oid))
+        assert len(out[-1]) == e.size
+    return b"".join(out)
+
+
+def fresh_clone(repo: Path) -> None:
+    """Make the repository look like a fresh clone of itself: no cache, no journal, no state."""
+    drop_cache(repo)
+    for name in ("remotes.db", "state.db"):
+        (repo / ".mvc" / name).unlink(missing_ok=True)
+
+
+def install_in_cache(repo: Path, data: bytes, oid: str = "") -> None:
+    """Put an object in the cache as mvc does (objects/ab/cdef…, read-only): a version the clone holds (under
+    another oid than its own: a cache object with bit rot)."""
+    path = cache_dir(repo) / rel_of(oid or oid_of(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(0o444)
+
+
+def sent_bytes(output: str) -> float:
+    """The bytes in 'pushed 1 object (1.2 MiB) to …' or 'fetched 1 object (…) from …'."""
+    import re
+
+    m = re.search(r"(?:pushed|fetched) \d+ objects? \(([\d.]+) (B|KiB|MiB|GiB)\)", output)
+    assert m, output
+    return float(m.group(1)) * {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[m.group(2)]
+
+
+def push_v1(repo: Path, mvc_cli) -> tuple[bytes, list]:
+    """model.safetensors (3 tensors, 3 MiB) added, committed and pushed chunked: (its bytes, its tensors)."""
+    tensors = model_tensors(20, n=3, elements=1 << 19)
+    data = write_model(repo / "model.safetensors", tensors)
+    mvc_cli("add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("push")
+    return data, tensors
+
+
+def push_fine_tune(repo: Path, mvc_cli) -> tuple[bytes, bytes]:
+    """push_v1, then a fine-tune of it committed and pushed as deltas: (v1, v2)."""
+    v1, tensors = push_v1(repo, mvc_cli)
+    v2 = write_model(repo / "model.safetensors", fine_tune(tensors, 21))
+    mvc_cli("add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "v2")
+    mvc_cli("push")
+    return v1, v2
+
+
+def pull_fails(repo: Path, mvc_cli, oid: str) -> str:
+    """In a fresh clone, mvc pull of model.safetensors fails with one error line (returned), writing nothing:
+    no workspace file, no cache object, no temp file."""
+    fresh_clone(repo)
+    (repo / "model.safetensors").unlink(missing_ok=True)
+    line = one_error_line(mvc_cli("pull", ok=False))
+    assert not (repo / "model.safetensors").exists()
+    assert rel_of(oid) not in cache_objects(repo)
+    for tmp in (cache_dir(repo) / "tmp", repo / ".mvc" / "tmp"):
+        assert not (tmp.is_dir() and any(tmp.iterdir())), f"left in {tmp}: {list(tmp.iterdir())}"
+    return line
 
 
 # -- backends ---------------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ def build_world(tmp_path_factory: pytest.TempPathFactory, s3_server: str) -> Sim
         cli("remote", "add", "store", str(store), "--default")
         cli("remote", "add", "s3", f"s3://{BUCKET}/{PREFIX}")
         cli("remote", "modify", "s3", "endpoint_url", s3_server)
+        # whole objects: these tests damage them in place (tests/test_chunked_read.py reads chunked ones)
+        cli("remote", "modify", "store", "chunks", "false")
+        cli("remote", "modify", "s3", "chunks", "false")
         git(src, "add", "-A")
         git(src, "commit", "-q", "-m", "mvc init")
         make_file(src / "README.md", 200_000, seed=7)  # in git: a reader by URL never needs it

@@ -49,13 +49,13 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
         return reader.open_stream(raw, reader.LOCAL_READ)
     remote_ = open_remote(t, remote, odb)
     try:
-        where = reader.locate(remote_, p.oid)
+        where = reader.locate(remote_, p.oid, p.size)
     except RemoteObjectMissing:
         remote_.close()
         raise RemoteObjectMissing(
             f"{t.label} (object {p.oid}) is not on remote {remote_.name}: push it from where it exists"
         ) from None
-    ahead = reader.ReadAhead(reader.remote_source(remote_, where), p.size)
+    ahead = reader.ReadAhead(reader.remote_source(remote_, where, t.label, p.size), p.size)
 
     def close() -> None:
         ahead.close()
@@ -181,29 +181,32 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
         if p.kind == "dir":
             os.mkdir(tmp)
         jobs = []
-        for sub, oid, _, executable in files:
+        for sub, oid, size, executable in files:
             target = os.path.join(tmp, *sub.split("/")) if sub else tmp
             if sub:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-            jobs.append((oid, target, executable, t.label_of(sub)))
+            jobs.append((oid, target, executable, t.label_of(sub), size))
         located: dict[str, Any] | None = None
+        from mvc.objects import reader
+
         if odb is None and len(jobs) > 1:
             # where each object is, found here, once: the worker threads then never touch the journal
-            remote().read_packs()
-            located = remote().locate([oid for oid, _, _, _ in jobs])
+            if any(reader.packable(size) for *_, size in jobs):
+                remote().read_packs()
+            located = remote().locate([oid for oid, _, _, _, _ in jobs])
 
-        def one(job: tuple[str, str, bool, str]) -> None:
-            oid, target, executable, label = job
+        def one(job: tuple[str, str, bool, str, int]) -> None:
+            oid, target, executable, label, size = job
             if odb is not None:
                 odb.export(oid, target, ("reflink", "copy"), executable=executable, progress=bar.update)
                 return
-            from mvc.objects import reader
-
             try:
                 if located is None:
-                    reader.download(remote(), oid, target, label, bar.update)
+                    reader.download(remote(), oid, target, label, bar.update, size=size)
                 else:
-                    reader.download(remote(), oid, target, label, bar.update, located.get(oid), searched=True)
+                    reader.download(
+                        remote(), oid, target, label, bar.update, located.get(oid), searched=True, size=size
+                    )
             except RemoteObjectMissing:
                 raise RemoteObjectMissing(
                     f"{label} (object {oid}) is not on remote {remote().name}: push it from where it exists, "

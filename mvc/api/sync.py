@@ -82,6 +82,10 @@ def _push(
         if verify:  # every pack index read again and checked against its pack's size, none taken on record
             remote.read_packs(recheck=True)
         there = remote.existing(candidates)
+        if verify:  # a chunked object counts only when every pack its recipe names is there
+            from mvc.objects.chunked import CHUNK_FROM
+
+            there -= remote.incomplete({o for o in there if o in wanted.files and wanted.files[o][1] >= CHUNK_FROM})
         jr.add(sp.key, there)
         if verify:
             jr.discard(sp.key, candidates - there)
@@ -102,8 +106,14 @@ def _push(
         missing += [m for m in wanted.manifests if m not in on_remote and not repo.odb.exists(m)]
         sizes = {o: os.path.getsize(repo.odb.path(o)) for o in files + manifests_todo}  # stat each once
         meter = Meter(progress, f"pushing to {sp.name}", sum(sizes[o] for o in files), len(files) + len(manifests_todo))
+        bases: dict[str, list[str]] = {}
+        if sp.chunks:
+            from mvc.objects.chunked import CHUNK_FROM
+            from mvc.repo.bases import bases_for
+
+            bases = bases_for(repo, {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths})
         try:
-            sent = remote.upload(files, sizes, meter, recorder)
+            sent = remote.upload(files, sizes, meter, recorder, bases)
             recorder.flush()
             uploaded = set(files)
             # a manifest goes up only when every entry it lists is on the remote

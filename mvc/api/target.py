@@ -238,8 +238,16 @@ def spec_for(t: Target, remote: str | None) -> Any:
             f"remote {name} of {t.up.shown} is the relative path {url!r}, which means nothing on this machine: "
             "pass --remote URL"
         )
-    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs")}
-    return remotes.Spec(name, url, options, entry.get("jobs"), base or os.getcwd(), packs=entry.get("packs", True))
+    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs", "chunks")}
+    return remotes.Spec(
+        name,
+        url,
+        options,
+        entry.get("jobs"),
+        base or os.getcwd(),
+        packs=entry.get("packs", True),
+        chunks=entry.get("chunks", True),
+    )
 
 
 def user_odb() -> Any:
@@ -262,7 +270,9 @@ def open_remote(t: Target, remote: str | None, odb: Any = None) -> Any:
     else:
         jr = Journal(os.path.join(upstream.cache_root(), "remotes.db"))
     store = sp.open(reading=True)
-    return Transfer(store, odb or local_odb(t), jr, sp.key, name=sp.name, jobs=sp.jobs, packs=sp.packs)
+    return Transfer(
+        store, odb or local_odb(t), jr, sp.key, name=sp.name, jobs=sp.jobs, packs=sp.packs, chunks=sp.chunks
+    )
 
 
 def local_odb(t: Target) -> Any:

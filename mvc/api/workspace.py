@@ -61,11 +61,14 @@ def add(
     meta: dict[str, Any] | None = None,
     stage: bool = True,
     name: str | None = None,
+    base: str | None = None,
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
     """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys.
-    ``name``: the model name of the (single) path, recorded as ``[models.NAME] path`` in .mvc/config.toml."""
+    ``name``: the model name of the (single) path, recorded as ``[models.NAME] path`` in .mvc/config.toml.
+    ``base``: a revision whose version of each path a push stores the new one as deltas against (by
+    default the previous version; docs/remotes.md, "Large files travel as chunks and deltas")."""
     repo = open_repo(repo)
     paths = user_paths(paths)
     if not paths:
@@ -86,10 +89,13 @@ def add(
         rel = next(r for r in rels if any(g == r or g.startswith(r + "/") for g in in_git))
         flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
         raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {rel}' and then 'mvc add {rel}'")
+    based = _bases_at(repo, base, rels) if base is not None else {}
     results, to_stage = [], []
     try:
         for rel in rels:
             res = _add_one(repo, rel, meta or {}, progress)
+            if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
+                repo.state.set_base(res["oid"], based[rel])
             results.append(res)
             to_stage.append(Repo.pointer_of(rel))
             ignore = _ignore(repo, rel)
@@ -106,6 +112,22 @@ def add(
         with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
             repo.git.stage(dict.fromkeys(to_stage))
     return results
+
+
+def _bases_at(repo: Repo, rev: str, rels: list[str]) -> dict[str, str]:
+    """{relpath: the object of its file version at rev}, refusing a path rev does not hold as a file."""
+    at = repo.pointers_at(rev)
+    found = {}
+    for rel in rels:
+        data = at.get(Repo.pointer_of(rel))
+        p = ptrfmt.loads(data, f"{Repo.pointer_of(rel)} at {rev}") if data is not None else None
+        if p is None or p.kind != "file":
+            raise PathError(
+                f"{rev} has no file version of {rel} to store it against: name a revision where "
+                f"'mvc ls --rev REV' lists it, or leave out --base"
+            )
+        found[rel] = p.oid
+    return found
 
 
 def check_add(path: str, *, name: str | None = None, repo: Repo | None = None) -> str:

@@ -61,8 +61,15 @@ def _parse_meta(items: tuple[str, ...]) -> dict:
 )
 @click.option("--no-stage", is_flag=True, help="Do not stage the pointer and .gitignore in git.")
 @click.option("--name", metavar="NAME", help="Model name for the registry, kept in .mvc/config.toml [models.NAME].")
+@click.option(
+    "--base",
+    metavar="REV",
+    help="Push the new version as deltas against the path's version at REV (default: the previous one).",
+)
 @quiet_option
-def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, name: str | None, quiet: bool) -> None:
+def add(
+    paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, name: str | None, base: str | None, quiet: bool
+) -> None:
     """Track files or directories: store them in the cache and write PATH.mvc pointers.
 
     \b
@@ -74,8 +81,9 @@ def add(paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, name: str
       mvc add model.safetensors --meta accuracy=0.93
       git commit -m "churn model v2"
       mvc add models/churn.pt --name churn   # a named model: mvc register churn
+      mvc add model.safetensors --base churn@v1.0.0   # fine-tuned from v1.0.0
     """
-    for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, name=name, progress=bars(quiet)):
+    for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, name=name, base=base, progress=bars(quiet)):
         what = f"{r['nfiles']} file{'' if r['nfiles'] == 1 else 's'}, " if r["kind"] == "dir" else ""
         detail = f"({what}{human(r['size'])}, {short(r['oid'])})"
         if r["changed"]:

@@ -90,7 +90,15 @@ def stages(data: dict[str, Any], where: str = CONFIG) -> tuple[list[str], dict[s
 
 REMOTE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 # Remote keys mvc itself reads; any other key is handed to the fsspec filesystem (s3fs, gcsfs, …).
-REMOTE_KEYS = {"url": str, "endpoint_url": str, "profile": str, "region": str, "jobs": int, "packs": bool}
+REMOTE_KEYS = {
+    "url": str,
+    "endpoint_url": str,
+    "profile": str,
+    "region": str,
+    "jobs": int,
+    "packs": bool,
+    "chunks": bool,
+}
 
 
 def valid_remote_name(name: object) -> bool:
@@ -133,11 +141,12 @@ def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True)
                 f"{where}: [remote.{name}] jobs must be a positive integer: "
                 f"fix it with 'mvc remote modify {name} jobs 8'"
             )
-        if not isinstance(entry.get("packs", True), bool):
-            raise ConfigError(
-                f"{where}: [remote.{name}] packs must be true or false: "
-                f"fix it with 'mvc remote modify {name} packs false'"
-            )
+        for key in ("packs", "chunks"):
+            if not isinstance(entry.get(key, True), bool):
+                raise ConfigError(
+                    f"{where}: [remote.{name}] {key} must be true or false: "
+                    f"fix it with 'mvc remote modify {name} {key} false'"
+                )
     return table
 
 

@@ -1,8 +1,9 @@
 """The layout of an object store (the cache, or a remote): where an object, a pack and the layout
 marker live below its root, and the marker itself (docs/FORMAT.md, "Layout marker").
 
-Every store mvc writes holds ``mvc.toml`` at its root, ``format = 1``. A reader checks it before it
-trusts anything else there, and refuses a format it does not know, naming the upgrade.
+Every store mvc writes holds ``mvc.toml`` at its root: ``format = 1``, or ``format = 2`` for a remote that
+holds chunked objects (``recipes/``). A reader checks it before it trusts anything else there, and refuses
+a format it does not know, naming the upgrade.
 """
 
 from __future__ import annotations
@@ -16,13 +17,21 @@ from mvc.storage import fileio
 
 OBJECTS = "objects/"
 MARKER = fileio.MARKER  # "mvc.toml"
-FORMAT = 1
-MARKER_BYTES = b"# mvc object store layout (docs/FORMAT.md); do not edit\nformat = 1\n"
+FORMAT = 1  # what a new store gets
+CHUNKED = 2  # a remote with chunked objects: recipes/ (docs/FORMAT.md, "Chunked objects")
+FORMATS = (FORMAT, CHUNKED)  # what this mvc reads
+
+
+def marker_bytes(fmt: int) -> bytes:
+    return f"# mvc object store layout (docs/FORMAT.md); do not edit\nformat = {fmt}\n".encode()
+
+
+MARKER_BYTES = marker_bytes(FORMAT)
 MARKER_MAX = 4096  # a marker is a few bytes: a bigger one is not mvc's
 # What a store of format 1 holds at its root, besides its marker: a store without a marker that holds
 # anything else is not mvc's (a cache or a remote from before markers holds only these).
 CACHE_ENTRIES = frozenset({"objects", "tmp", "quarantine"})
-REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp"})
+REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp", "recipes"})
 
 
 def object_rel(oid: str) -> str:
@@ -49,9 +58,9 @@ def check_marker(data: bytes, where: str) -> int:
     fmt = doc.get("format")
     if type(fmt) is not int:
         raise LayoutError(f"{where} has no integer 'format': this is not an mvc store; point mvc at another location")
-    if fmt != FORMAT:
+    if fmt not in FORMATS:
         raise LayoutError(
-            f"{where} says layout format {fmt}, which this mvc does not know (it reads format {FORMAT}): "
+            f"{where} says layout format {fmt}, which this mvc does not know (it reads formats 1 and 2): "
             "upgrade mvc (pip install -U mvc)"
         )
     return fmt

@@ -74,11 +74,13 @@ def group(sizes: dict[str, int]) -> list[list[str]]:
     return groups
 
 
-def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes, bytes, list[Entry]]:
-    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified."""
+def build(objects: list[tuple[str, bytes]], keep_order: bool = False) -> tuple[str, bytes, bytes, list[Entry]]:
+    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified: in oid
+    order, or as given (``keep_order``: a chunked object's chunks, in the order a reader reads them)."""
     entries, lines = [], [INDEX_HEADER]
     offset = 0
-    objects = sorted(objects)
+    if not keep_order:
+        objects = sorted(objects)
     for oid, data in objects:
         entries.append(Entry(oid, offset, len(data)))
         lines.append(f"{oid} {offset} {len(data)}\n".encode())

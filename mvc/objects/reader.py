@@ -18,6 +18,7 @@ from mvc.errors import CorruptObject, RemoteObjectMissing
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
+from mvc.objects.recipe import rel as recipe_rel
 from mvc.objects.transfer import Transfer
 from mvc.storage import fileio
 from mvc.storage.store import Progress
@@ -154,32 +155,61 @@ def local_source(path: str) -> ReadRange:
 
 
 class Where:
-    """Where an object is on a store: a whole object at rel (offset 0), or a slice of a pack."""
+    """Where an object is on a store: a whole object at rel (offset 0), a slice of a pack, or (chunked: its
+    oid) an object its recipe at rel rebuilds."""
 
-    __slots__ = ("offset", "rel", "size")
+    __slots__ = ("chunked", "offset", "rel", "size")
 
-    def __init__(self, rel: str, offset: int, size: int | None):
-        self.rel, self.offset, self.size = rel, offset, size
+    def __init__(self, rel: str, offset: int, size: int | None, chunked: str = ""):
+        self.rel, self.offset, self.size, self.chunked = rel, offset, size, chunked
 
 
-def locate(remote: Transfer, oid: str) -> Where:
-    """Where oid is on remote: in a pack the journal or the pack indexes know of, else alone. Reads the pack
-    indexes only when the object is not there alone (one request per call otherwise)."""
+def packable(size: int | None) -> bool:
+    """Whether an object of this size (None: unknown) may be in a pack: where to look for it first (mvc packs
+    only objects under pk.OBJECT_MAX, and chunks only larger ones; readers rely on it for no more)."""
+    return size is None or size < pk.OBJECT_MAX
+
+
+def locate(remote: Transfer, oid: str, size: int | None = None) -> Where:
+    """Where oid is on remote: in a pack the journal or the pack indexes know of, alone, or chunked (its
+    recipe). Reads the pack indexes only when the object is not there alone, and after the recipe when it
+    is too large to be packed (size, where known)."""
     found = remote.locate([oid]).get(oid)
     if found is None:
         rel = layout.object_rel(oid)
         if remote.store.exists(rel):
             return Where(rel, 0, None)
+
+        def chunked() -> Where | None:
+            remote.check_layout()
+            if remote.format >= layout.CHUNKED and remote.rebuilder().recipe(oid, size) is not None:
+                return Where(recipe_rel(oid), 0, None, chunked=oid)
+            return None
+
+        if not packable(size):
+            where = chunked()
+            if where is not None:
+                return where
         remote.read_packs()
         found = remote.locate([oid]).get(oid)
         if found is None:
+            where = chunked()
+            if where is not None:
+                return where
             raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
     name, entry = found
     return Where(pk.pack_rel(name), entry.offset, entry.size)
 
 
-def remote_source(remote: Transfer, where: Where) -> ReadRange:
+def remote_source(remote: Transfer, where: Where, label: str = "", size: int | None = None) -> ReadRange:
     store = remote.store
+    if where.chunked:
+        oid, rb = where.chunked, remote.rebuilder()
+        r = rb.recipe(oid, size)
+        if r is None:
+            raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
+        rb.reuse(r)
+        return lambda start, end: rb.read(oid, start, min(end, r.size), label or oid, r)
 
     def read(start: int, end: int) -> bytes:
         if where.size is not None:
@@ -247,6 +277,22 @@ class ReadAhead:
             self.pool.shutdown(wait=True)
 
 
+def _rebuild(remote: Transfer, oid: str, dest: str, label: str, progress: Progress | None, size: int | None) -> int:
+    """Object oid rebuilt from its chunk list on remote into dest, verified; RemoteObjectMissing if there is none."""
+
+    remote.check_layout()
+    got = remote.get_chunked(oid, dest, label, progress, size) if remote.format >= layout.CHUNKED else None
+    if got is None:
+        raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
+    digest = got[0]
+    if oids.from_digest(digest) != oid:
+        from mvc.objects.chunked import rebuilt_wrong
+
+        fileio.remove_quietly(dest)
+        raise rebuilt_wrong(remote.rebuilder(), oid, digest, label)
+    return os.path.getsize(dest)
+
+
 def download(
     remote: Transfer,
     oid: str,
@@ -255,13 +301,15 @@ def download(
     progress: Progress | None = None,
     located: tuple[str, pk.Entry] | None = None,
     searched: bool = False,
+    size: int | None = None,
 ) -> int:
     """Write object oid from remote to the new file dest, verified; returns its size. A corrupt or truncated
     object raises ``RemoteCorrupt`` (dest is left for the caller to remove).
 
     searched: the caller has read the packs and passes what ``remote.locate`` found (``located``, or None:
     the object is not in a pack). Then nothing here touches the journal, whose connection belongs to the
-    caller's thread: what threads downloading at once need."""
+    caller's thread: what threads downloading at once need. size: the object's, where known (a chunk list
+    of another size is refused)."""
     from mvc.errors import RemoteCorrupt
 
     found = located if searched else remote.locate([oid]).get(oid)
@@ -271,12 +319,16 @@ def download(
             digest = remote.store.get_file(rel, dest, progress)
         except RemoteObjectMissing:
             fileio.remove_quietly(dest)
-            if searched:
-                raise
-            remote.read_packs()
-            found = remote.locate([oid]).get(oid)
+            if not searched and not packable(size):  # a large object not stored whole: chunked, likely
+                try:
+                    return _rebuild(remote, oid, dest, label, progress, size)
+                except RemoteObjectMissing:
+                    pass
+            if not searched:
+                remote.read_packs()
+                found = remote.locate([oid]).get(oid)
             if found is None:
-                raise
+                return _rebuild(remote, oid, dest, label, progress, size)
         else:
             if oids.from_digest(digest) != oid:
                 raise RemoteCorrupt(

@@ -16,11 +16,14 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing
-from mvc.objects import layout
+from mvc.objects import chunked, chunkwriter, layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
+from mvc.objects import recipe as rc
 from mvc.objects.journal import Journal
 from mvc.objects.odb import ODB
+from mvc.storage import fileio
+from mvc.storage.fileio import Progress
 from mvc.storage.parallel import run_parallel
 from mvc.storage.store import LARGE, Store
 
@@ -78,7 +81,8 @@ class Transfer:
     """Moves objects between the object database ``odb`` and ``store``, keeping ``journal``'s record of
     the store (under ``key``, its identity) up to date: which objects are there, alone or in packs.
 
-    ``name`` is the remote's name for messages; ``packs`` whether uploads may pack small objects.
+    ``name`` is the remote's name for messages; ``packs`` whether uploads may pack small objects;
+    ``chunks`` whether large ones go up as chunks and deltas (docs/FORMAT.md, "Chunked objects").
     """
 
     def __init__(
@@ -91,12 +95,18 @@ class Transfer:
         name: str,
         jobs: int | None = None,
         packs: bool = True,
+        chunks: bool = True,
     ):
         self.store, self.odb, self.jr, self.key, self.name = store, odb, journal, key, name
         self.jobs = max(1, jobs or store.default_jobs)
         self.packs = packs
+        self.chunks = chunks and packs
         self._packs_read = False
         self._marker: bool | None = None  # the layout marker: None until read, then whether it is there
+        self.format = 1  # the layout format the marker declares (none: 1)
+        self._rebuilder: chunked.Rebuilder | None = None
+        # {oid: versions of its path in the cache}, the caller's hint where a rebuild may find chunks
+        self.local_versions: dict[str, list[str]] = {}
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
         self.bad_indexes: list[str] = []
 
@@ -121,7 +131,7 @@ class Transfer:
                 # exist yet is made by the first push; reading it fails on the first object, as it did)
                 self._marker = False
             else:
-                layout.check_marker(data, f"{self.store.where(layout.MARKER)} (remote {self.name})")
+                self.format = layout.check_marker(data, f"{self.store.where(layout.MARKER)} (remote {self.name})")
                 self._marker = True
         if writing and not self._marker and not self.store.read_only:
             layout.refuse_foreign(
@@ -133,6 +143,20 @@ class Transfer:
             )
             self.store.put_bytes(layout.MARKER, layout.MARKER_BYTES)
             self._marker = True
+
+    def _chunked_layout(self) -> None:
+        """Before the first recipe: raise the marker to the format that has chunked objects, so that an mvc
+        that does not read them refuses the remote instead of finding objects missing."""
+        self.check_layout(writing=True)
+        if self.format < layout.CHUNKED:
+            self.store.put_bytes(layout.MARKER, layout.marker_bytes(layout.CHUNKED))
+            self.format = layout.CHUNKED
+
+    def rebuilder(self) -> chunked.Rebuilder:
+        """Reads the remote's chunked objects (one per transfer: the recipes it read are kept)."""
+        if self._rebuilder is None:
+            self._rebuilder = chunked.Rebuilder(self.store, self.odb, self.name)
+        return self._rebuilder
 
     # -- where objects are ---------------------------------------------------------------------
     def read_packs(self, recheck: bool = False) -> None:
@@ -204,23 +228,61 @@ class Transfer:
                     for rel in store.list("objects/")
                     if rel.startswith("objects/")
                 }
+                if self.format >= layout.CHUNKED:
+                    listed |= {
+                        oids.from_relpath(rel[len(rc.RECIPES) :])
+                        for rel in store.list(rc.RECIPES)
+                        if rel.startswith(rc.RECIPES)
+                    }
                 return found | (rest & listed)
         ordered = sorted(rest)
+
+        def there(o: str) -> bool:
+            return store.exists(layout.object_rel(o)) or (self.format >= layout.CHUNKED and store.exists(rc.rel(o)))
+
         if store.cheap_exists:
-            return found | {o for o in ordered if store.exists(layout.object_rel(o))}
-        run_parallel(
-            lambda o: store.exists(layout.object_rel(o)),
-            ordered,
-            self.jobs,
-            lambda o, there: found.add(o) if there else None,
-        )
+            return found | {o for o in ordered if there(o)}
+        run_parallel(there, ordered, self.jobs, lambda o, yes: found.add(o) if yes else None)
         return found
 
+    def incomplete(self, found: Iterable[str]) -> set[str]:
+        """Of these objects on the store, those stored chunked whose recipe is damaged or names a pack that is
+        not there, or bytes past its end (``push --verify-remote``: they are pushed again)."""
+        if self.format < layout.CHUNKED:
+            return set()
+        sizes = self.store.list_sizes("packs/")
+        bad: set[str] = set()
+        for oid in sorted(found):
+            try:
+                r = self.rebuilder().recipe(oid)
+            except CorruptObject:
+                bad.add(oid)
+                continue
+            if r is not None and any(e.offset + e.stored > sizes.get(pk.pack_rel(e.pack), -1) for e in r.entries):
+                bad.add(oid)
+        return bad
+
     # -- moving objects ------------------------------------------------------------------------
-    def upload(self, todo: list[str], sizes: dict[str, int], meter: Meter, recorder: Recorder) -> int:
+    def upload(
+        self,
+        todo: list[str],
+        sizes: dict[str, int],
+        meter: Meter,
+        recorder: Recorder,
+        bases: dict[str, list[str]] | None = None,
+    ) -> int:
         """Upload the objects (from the cache, verified on the way out); returns bytes sent. When there
-        are enough small ones they go in packs, each pack's index after the pack."""
+        are enough small ones they go in packs, each pack's index after the pack. Large ones go as chunks
+        and deltas (against the versions ``bases`` names for them, tried in order) when the remote takes
+        them, each recipe after the packs it names."""
         self.check_layout(writing=True)
+        sent = 0
+        if self.chunks:
+            for oid in [o for o in todo if sizes[o] >= chunked.CHUNK_FROM]:
+                sent += self._put_chunked(oid, (bases or {}).get(oid, []), meter)
+                recorder.add(oid)
+                meter.object_done()
+            todo = [o for o in todo if sizes[o] < chunked.CHUNK_FROM]
         small = {o: sizes[o] for o in todo if sizes[o] < pk.OBJECT_MAX}
         if not self.packs or len(small) < pk.MIN_OBJECTS:
             small = {}
@@ -230,7 +292,6 @@ class Transfer:
         items.sort(key=lambda item: -item[0])
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
         packing = threading.BoundedSemaphore(PACKS_AT_ONCE)
-        sent = 0
 
         def put(item: tuple[int, Any]) -> Any:
             size, what = item
@@ -261,6 +322,29 @@ class Transfer:
         run_parallel(put, items, self.jobs, done, self.store.stopping)  # stopping: see S3Store._put_multipart
         return sent
 
+    def _put_chunked(self, oid: str, bases: list[str], meter: Meter) -> int:
+        self.read_packs()  # what the remote holds already: only the rest is sent
+
+        def put_pack(name: str, data: bytes, index: bytes) -> int:
+            self.store.put_bytes(pk.pack_rel(name), data)
+            self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
+            return len(data)
+
+        writer = chunkwriter.ChunkWriter(
+            self.store,
+            self.odb,
+            self.rebuilder(),
+            self.locate,
+            put_pack,
+            self._record_pack,
+            self.jobs,
+            present=lambda o: o in self.existing([o]),
+        )
+        recipe, sent = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
+        self._chunked_layout()
+        self.store.put_bytes(rc.rel(oid), recipe)  # last: the recipe makes the object present
+        return sent + len(recipe)
+
     def _put_pack(self, group: list[str], meter: Meter) -> tuple[str, list[pk.Entry], int]:
         name, data, index, entries = pk.build([(o, self.odb.read_bytes(o)) for o in group])
         self.store.put_bytes(pk.pack_rel(name), data)
@@ -278,7 +362,7 @@ class Transfer:
         self.check_layout()
         sizes = sizes or {}
         located = self.locate(todo)
-        if len(located) < len(todo):
+        if any(sizes.get(o, 0) < pk.OBJECT_MAX for o in todo if o not in located):  # some may be packed
             self.read_packs()
             located = self.locate(todo)
         got = 0
@@ -293,7 +377,7 @@ class Transfer:
             if kind == "run":
                 return self._get_run(what, meter, large)
             with large if sizes.get(what, 0) > LARGE else contextlib.nullcontext():
-                return self._get_one(what, meter)
+                return self._get_one(what, meter, sizes.get(what) or None)
 
         def done(item: tuple[str, Any], n: int | None) -> None:
             nonlocal got
@@ -320,27 +404,50 @@ class Transfer:
             self.jr.discard(self.key, absent)
         return got, absent
 
-    def _get_one(self, oid: str, meter: Meter) -> int | None:
+    def _get_one(self, oid: str, meter: Meter, size: int | None = None) -> int | None:
         rel = layout.object_rel(oid)
         tmp = self.odb.tmp_path(oid[-8:])
+        sent: int | None = None  # bytes read from the store, when not the object's size
         try:
             try:
                 digest = self.store.get_file(rel, tmp, meter.update)
             except RemoteObjectMissing:
-                return None
+                fileio.remove_quietly(tmp)
+                if self.format < layout.CHUNKED:
+                    return None
+                got = self.get_chunked(oid, tmp, oid, meter.update, size)
+                if got is None:
+                    return None
+                (digest, sent), rel = got, rc.rel(oid)
+                if oids.from_digest(digest) != oid:
+                    raise chunked.rebuilt_wrong(self.rebuilder(), oid, digest, oid) from None
             if oids.from_digest(digest) != oid:
                 raise RemoteCorrupt(
                     f"{self.store.where(rel)} on remote {self.name} is corrupt (its content hashes to "
                     f"xxh128:{digest}); nothing was placed in the cache or workspace: delete it on the remote and "
                     "push it again from a machine that has it"
                 )
-            size = os.path.getsize(tmp)
+            size = os.path.getsize(tmp) if sent is None else sent
             self.odb.install(tmp, oid)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
         meter.object_done()
         return size
+
+    def get_chunked(
+        self, oid: str, dest: str, label: str, progress: Progress | None = None, size: int | None = None
+    ) -> tuple[str, int] | None:
+        """Rebuild object oid from its recipe into the new file dest; returns (its hex digest, which the caller
+        compares with the oid, bytes read from the store), or None when the remote has no recipe for it.
+        size: the object's, where known (a recipe of another size is refused)."""
+        rb = self.rebuilder()
+        r = rb.recipe(oid, size)
+        if r is None:
+            return None
+        with fileio.new_file(dest) as fd:
+            sent = rb.rebuild(oid, r, fd, label, self.jobs, progress, self.local_versions.get(oid, ()))
+        return fileio.hash_file(dest)[0], sent
 
     def _get_run(self, run: list[tuple[str, pk.Entry]], meter: Meter, large: threading.BoundedSemaphore) -> int | None:
         name = run[0][0]

@@ -26,7 +26,7 @@ class Spec:
     """A configured remote, before anything is imported or contacted. A plain class: checkout imports
     this module on its start-up path (ARCHITECTURE.md, "Start-up rules")."""
 
-    __slots__ = ("base", "fsync", "jobs", "name", "options", "packs", "url")
+    __slots__ = ("base", "chunks", "fsync", "jobs", "name", "options", "packs", "url")
 
     def __init__(
         self,
@@ -37,9 +37,10 @@ class Spec:
         base: str,
         fsync: bool = False,
         packs: bool = True,  # push small objects in packs (reading understands packs either way)
+        chunks: bool = True,  # push large objects as chunks and deltas (reading understands them either way)
     ):
         self.name, self.url, self.options, self.jobs = name, url, options, jobs
-        self.base, self.fsync, self.packs = base, fsync, packs
+        self.base, self.fsync, self.packs, self.chunks = base, fsync, packs, chunks
 
     @property
     def key(self) -> str:
@@ -83,8 +84,17 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
     if entry is None:
         known = f"known remotes: {', '.join(sorted(table))}" if table else "no remote is configured"
         raise UnknownRemote(f"unknown remote {name!r} ({known}): add it with 'mvc remote add {name} URL'")
-    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs")}
-    return Spec(name, entry["url"], options, entry.get("jobs"), repo.root, repo.config.fsync, entry.get("packs", True))
+    options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs", "chunks")}
+    return Spec(
+        name,
+        entry["url"],
+        options,
+        entry.get("jobs"),
+        repo.root,
+        repo.config.fsync,
+        entry.get("packs", True),
+        entry.get("chunks", True),
+    )
 
 
 def check_name(name: str) -> None:
@@ -120,7 +130,7 @@ def open_transfer(repo: Repo, sp: Spec, jr: Journal, jobs: int | None = None, re
     nothing will be written to it (fetch, pull, a checkout's fetch, ``status -r``): S3 then starts faster
     (``mvc.storage.s3read``)."""
     store = sp.open(reading=reading)
-    return Transfer(store, repo.odb, jr, sp.key, name=sp.name, jobs=jobs or sp.jobs, packs=sp.packs)
+    return Transfer(store, repo.odb, jr, sp.key, name=sp.name, jobs=jobs or sp.jobs, packs=sp.packs, chunks=sp.chunks)
 
 
 def fetch_wanted(
@@ -147,6 +157,7 @@ def fetch_wanted(
             if remote is None:
                 remote = open_transfer(repo, sp, jr, jobs, reading=True)
             meter = Meter(progress, f"fetching from {sp.name}", sum(wanted.files[o][1] for o in todo), len(todo))
+            remote.local_versions = _local_versions(repo, wanted, todo)
             try:
                 got, gone = remote.download(todo, meter, {o: wanted.files[o][1] for o in todo})
             finally:
@@ -171,6 +182,19 @@ def fetch_wanted(
     return result
 
 
+def _local_versions(repo: Repo, wanted: Wanted, todo: list[str]) -> dict[str, list[str]]:
+    """{oid: earlier versions of its tracked path that the cache holds} for the large files among todo: a
+    chunked object's rebuild takes the chunks it can from them."""
+    from mvc.objects.chunked import CHUNK_FROM
+
+    large = {o: wanted.paths[o] for o in todo if wanted.files[o][1] >= CHUNK_FROM and o in wanted.paths}
+    if not large:
+        return {}
+    from mvc.repo.bases import bases_for
+
+    return bases_for(repo, large)
+
+
 def fetch_objects(
     repo: Repo,
     wanted_oids: Iterable[str] | dict[str, int],
@@ -179,16 +203,19 @@ def fetch_objects(
     jobs: int | None = None,
     progress: progressmod.Factory = progressmod.null,
     labels: dict[str, str] | None = None,
+    paths: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Download these objects (as they are: a manifest's entries are not followed) into the cache.
     A dict gives each object's expected size, for the progress bar and scheduling; ``labels`` how an
-    error names each object (its tracked path; default: the oid)."""
+    error names each object (its tracked path; default: the oid); ``paths`` the tracked path of each, where
+    known (earlier versions of a large file give its rebuild the chunks they share)."""
     sp = spec(repo, remote)
     sizes = wanted_oids if isinstance(wanted_oids, dict) else dict.fromkeys(wanted_oids, 0)
     labels = labels or {}
     wanted = Wanted()
     for oid, size in sizes.items():
         wanted.files.setdefault(oid, (labels.get(oid, oid), size))
+    wanted.paths.update(paths or {})
     return fetch_wanted(repo, sp, wanted, jobs, progress)
 
 
@@ -214,6 +241,7 @@ def ensure_objects(
             {o: needed[o] for o in missing},
             progress=progress,
             labels={o: labels[o][0] for o in missing if o in labels},
+            paths={o: labels[o][1] for o in missing if o in labels and labels[o][1]},
         )
         missing = repo.odb.missing(missing)
         if not missing:

@@ -108,6 +108,28 @@ class StateDB:
                 self._rebuild()
             self._pending.clear()
 
+    # -- delta bases chosen with 'mvc add --base REV' (docs/FORMAT.md, "Chunked objects") -------------
+    # In this database because, like the rest of it, losing them changes no result: only what a push stores.
+    def set_base(self, oid: str, base: str) -> None:
+        try:
+            db = self.db
+            db.execute("CREATE TABLE IF NOT EXISTS bases (oid TEXT PRIMARY KEY, base TEXT) WITHOUT ROWID")
+            db.execute("INSERT OR REPLACE INTO bases (oid, base) VALUES (?, ?)", (oid, base))
+        except sqlite3.OperationalError:
+            pass  # read-only or locked for too long: the push falls back to the previous version
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def base(self, oid: str) -> str | None:
+        try:
+            rows = self.db.execute("SELECT base FROM bases WHERE oid = ?", (oid,)).fetchall()
+        except sqlite3.OperationalError:  # no such table: no base was ever chosen
+            return None
+        except sqlite3.DatabaseError:
+            self._rebuild()
+            return None
+        return rows[0][0] if rows else None
+
     def close(self) -> None:
         self.flush()
         if self._db is not None:
@@ -117,6 +139,7 @@ class StateDB:
 
 def _create(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE IF EXISTS state")
+    db.execute("DROP TABLE IF EXISTS bases")
     db.execute(
         "CREATE TABLE state (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER, "
         "size INTEGER, oid TEXT, ctime_ns INTEGER) WITHOUT ROWID"

@@ -296,11 +296,19 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
-def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
+def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None:
+    """Write the buffers one after another from offset, without joining them first."""
+    views = [memoryview(b) for b in buffers if len(b)]
+    while views:
+        batch = views[:512]  # IOV_MAX is 1024 on Linux
+        n = os.pwritev(fd, batch, offset)
+        offset += n
+        while n and views:
+            if n >= len(views[0]):
+                n -= len(views.pop(0))
+            else:
+                views[0] = views[0][n:]
+                n = 0
 
 
 def reflink_fd(src: int, dst: int) -> bool:

@@ -1,0 +1,312 @@
+"""Reading chunked objects of a remote (docs/FORMAT.md, "Chunked objects"): ``Rebuilder`` reads any byte
+range of an object stored as chunks and deltas in packs, from chunks the local cache already holds in other
+versions and ranged reads of packs, every chunk and delta checked against its oid, every delta's base chain
+bounded; a caller rebuilding a whole object checks it against the object's oid before it is used. Writing
+them is ``mvc.objects.chunkwriter``.
+
+It works on a store and the local cache, never on a repository.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator
+
+from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
+from mvc.objects import chunker, delta, layout
+from mvc.objects import oid as oids
+from mvc.objects import pack as pk
+from mvc.objects import recipe as rc
+from mvc.objects.odb import ODB
+from mvc.storage import fileio
+from mvc.storage.fileio import Progress
+from mvc.storage.store import Store
+
+CHUNK_FROM = 16 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
+PIECE = 8 << 20  # a rebuild reads about this many bytes of the object per work item
+GAP = 1 << 20  # a ranged read of a pack may take this many unneeded bytes to join two runs
+RUN_MAX = pk.TARGET + pk.OBJECT_MAX  # bytes one ranged read of a pack takes at most
+LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
+
+
+class Rebuilder:
+    """Reads chunked objects of ``store`` (remote ``name``), reusing chunks of versions in ``odb``."""
+
+    def __init__(self, store: Store, odb: ODB | None, name: str):
+        self.store, self.odb, self.name = store, odb, name
+        self._recipes: dict[str, rc.Recipe | None] = {}
+        self._local: dict[str, tuple[str, int]] = {}  # chunk oid -> (a local file, offset)
+        self._cut: set[str] = set()  # local versions already cut for _local
+        self._lock = threading.Lock()
+        self._checked: dict[str, bool] = {}  # objects of the local cache read in ranges: sound or not
+
+    def _sound(self, oid: str) -> bool:
+        """Whether the local cache holds object oid, checked against its oid once (a delta's base is read from
+        there in ranges that cannot be hashed alone); one that is not is quarantined and read from the store."""
+        if self.odb is None or not self.odb.exists(oid):
+            return False
+        with self._lock:
+            if oid not in self._checked:
+                try:
+                    self.odb.verify(oid)
+                    self._checked[oid] = True
+                except CorruptObject:
+                    self._checked[oid] = False
+            return self._checked[oid]
+
+    def recipe(self, oid: str, size: int | None = None) -> rc.Recipe | None:
+        """The recipe of object oid on the store, None when there is none (the object is stored whole, or
+        not at all). Read once per rebuilder. ``size``: the object's size, where a pointer says it; a recipe
+        that rebuilds another size is refused before anything is written."""
+        found = self._recipe(oid)
+        if found is not None and size is not None and found.size != size:
+            raise RemoteCorrupt(
+                f"{self.store.where(rc.rel(oid))} on remote {self.name} rebuilds {found.size} bytes, but the "
+                f"object has {size}; nothing was written: push the file again from a machine that has it"
+            )
+        return found
+
+    def _recipe(self, oid: str) -> rc.Recipe | None:
+        with self._lock:
+            if oid in self._recipes:
+                return self._recipes[oid]
+        rel = rc.rel(oid)
+        try:
+            data = self.store.get_range(rel, 0, rc.RECIPE_MAX + 1)
+        except RemoteObjectMissing:
+            found = None
+        else:
+            found = rc.parse(data, f"{self.store.where(rel)} on remote {self.name}", oid)
+        with self._lock:
+            self._recipes[oid] = found
+        return found
+
+    def reuse(self, r: rc.Recipe, more: Iterable[str] = ()) -> None:
+        """Cut the versions a recipe names (its bases, its deltas' bases) and ``more`` (the caller's: earlier
+        versions of the same path) that the local cache holds, so that their chunks are read from there
+        instead of the store."""
+        if self.odb is None:
+            return
+        wanted = list(dict.fromkeys([*r.bases, *(e.base for e in r.entries if e.kind == "d"), *more]))
+        for base in wanted[:LOCAL_BASES]:
+            if base in self._cut or not self.odb.exists(base):
+                continue
+            self._cut.add(base)
+            path = self.odb.path(base)
+            try:
+                with chunker.Mapped(path) as m:
+                    for c in chunker.cut(m.view, chunker.segments(m.view, m.size), done=m.drop):
+                        self._local.setdefault(c.oid, (path, c.offset))
+            except OSError:
+                continue
+
+    def rebuild(
+        self,
+        oid: str,
+        r: rc.Recipe,
+        fd: int,
+        label: str,
+        jobs: int,
+        progress: Progress | None = None,
+        local: Iterable[str] = (),
+    ) -> int:
+        """Write object oid, as recipe r builds it, into the empty file fd (not verified: the caller hashes the
+        file against oid before it uses it), taking the chunks it can from versions in the cache (see
+        :meth:`reuse`; ``local``: more of them). Returns the bytes read from the store."""
+        from mvc.storage.parallel import run_parallel
+
+        self.reuse(r, local)
+        fileio.preallocate(fd, r.size)
+        pieces: list[tuple[int, int]] = []
+        start = 0
+        for e in r.entries:
+            end = e.at + e.size
+            if end - start >= PIECE:
+                pieces.append((start, end))
+                start = end
+        if start < r.size or not pieces:
+            pieces.append((start, r.size))
+
+        tally = _Tally()
+
+        def one(piece: tuple[int, int]) -> int:
+            parts = self._entries(rc.covering(r.entries, piece[0], piece[1]), label, 0, tally)
+            fileio.pwritev_all(fd, parts, piece[0])  # the pieces end at entries: written as they are, not joined
+            if progress:
+                progress(piece[1] - piece[0])
+            return piece[1] - piece[0]
+
+        run_parallel(one, pieces, jobs, None)
+        return tally.n
+
+    def read(
+        self,
+        oid: str,
+        start: int,
+        end: int,
+        label: str,
+        r: rc.Recipe | None = None,
+        below: int = 0,
+        tally: _Tally | None = None,
+    ) -> bytes:
+        """Bytes [start, end) of object oid: from the local cache when it holds the object, else from its
+        recipe on the store (deltas of depth below ``below`` only, when given), else from the object stored
+        whole."""
+        if start >= end:
+            return b""
+        if self.odb is not None and self._sound(oid):
+            fd = os.open(self.odb.path(oid), os.O_RDONLY)
+            try:
+                return os.pread(fd, end - start, start)
+            finally:
+                os.close(fd)
+        if r is None:
+            r = self.recipe(oid)
+        if r is None:
+            data = self.store.get_range(layout.object_rel(oid), start, end)
+            if tally is not None:
+                tally.add(len(data))
+            return data
+        entries = rc.covering(r.entries, start, end)
+        parts = self._entries(entries, label, below, tally)
+        data = b"".join(parts)
+        first = entries[0].at if entries else start
+        if start == first and end - first == len(data):
+            return data  # a rebuild's pieces end at entries: no second copy
+        return data[start - first : end - first]
+
+    def _entries(
+        self, entries: list[rc.Entry], label: str, below: int, tally: _Tally | None
+    ) -> list[bytes | memoryview]:
+        out: list[bytes | memoryview | None] = [None] * len(entries)
+        remote: list[int] = []
+        for i, e in enumerate(entries):
+            if e.kind == "c":
+                here = self._local.get(e.oid)
+                if here is not None:
+                    mine = _pread(here[0], here[1], e.size)
+                    if mine is not None and oids.from_digest(fileio.hexdigest_bytes(mine)) == e.oid:
+                        out[i] = mine
+                        continue
+            elif below and e.depth >= below:
+                raise RemoteCorrupt(
+                    f"{label}: on remote {self.name}, a delta's base is itself a delta as deep or deeper "
+                    f"({e.depth}), which only a cycle of deltas or a damaged chunk list makes; nothing was "
+                    "written: push the file again from a machine that has it"
+                )
+            remote.append(i)
+        for run in _runs([entries[i] for i in remote], remote):
+            got = self._fetch(run, entries, label, tally)
+            for i, piece in got:
+                e = entries[i]
+                out[i] = self._decode(e, piece, label, tally) if e.kind == "d" else piece
+        return [d if d is not None else b"" for d in out]
+
+    def _fetch(
+        self, run: list[int], entries: list[rc.Entry], label: str, tally: _Tally | None
+    ) -> list[tuple[int, bytes | memoryview]]:
+        first, last = entries[run[0]], entries[run[-1]]
+        rel = pk.pack_rel(first.pack)
+        start, end = first.offset, max(entries[i].offset + entries[i].stored for i in run)
+        try:
+            data = self.store.get_range(rel, start, end)
+        except RemoteObjectMissing:
+            raise RemoteCorrupt(
+                f"{label}: its chunk list on remote {self.name} names {self.store.where(rel)}, which is not there; "
+                "nothing was written: push the file again from a machine that has it"
+            ) from None
+        if tally is not None:
+            tally.add(len(data))
+        out: list[tuple[int, bytes | memoryview]] = []
+        view = memoryview(data)  # slices, not copies: the pieces are joined once by the caller
+        for i in run:
+            e = entries[i]
+            piece = view[e.offset - start : e.offset - start + e.stored]
+            if oids.from_digest(fileio.hexdigest_bytes(piece)) != e.oid:
+                raise RemoteCorrupt(
+                    f"{label}: {'chunk' if e.kind == 'c' else 'delta'} {e.oid} at bytes {e.offset}-"
+                    f"{e.offset + e.stored} of {self.store.where(rel)} on remote {self.name} is corrupt or cut "
+                    "short; nothing was written: delete that pack and its .idx on the remote, then push again"
+                )
+            out.append((i, piece))
+        del last
+        return out
+
+    def _decode(self, e: rc.Entry, data: bytes | memoryview, label: str, tally: _Tally | None) -> bytes | memoryview:
+        try:
+            base = self.read(e.base, e.base_offset, e.base_offset + e.size, label, below=e.depth, tally=tally)
+        except RemoteObjectMissing:
+            raise RemoteCorrupt(
+                f"{label}: a delta on remote {self.name} is based on object {e.base}, which is not there; "
+                "nothing was written: push that version, or this file again from a machine that has it"
+            ) from None
+        if len(base) != e.size:
+            raise RemoteCorrupt(
+                f"{label}: a delta on remote {self.name} needs bytes {e.base_offset}-{e.base_offset + e.size} of "
+                f"object {e.base}, which is shorter; nothing was written: push the file again"
+            )
+        try:
+            return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}")
+        except CorruptObject as err:
+            raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+
+
+def rebuilt_wrong(rb: Rebuilder, oid: str, digest: str, label: str) -> RemoteCorrupt:
+    """The error for an object rebuilt from its recipe that does not hash to its oid: the recipe, or a base
+    its deltas read (whose ranges cannot be checked alone), is damaged."""
+    r = rb._recipes.get(oid)
+    bases = sorted({e.base for e in r.entries if e.kind == "d"}) if r else []
+    also = f", or the version its deltas are based on ({', '.join(bases[:2])})," if bases else ""
+    return RemoteCorrupt(
+        f"{label}: rebuilt from {rb.store.where(rc.rel(oid))} on remote {rb.name}, it hashes to xxh128:{digest}, "
+        f"not to its oid: that chunk list{also} is corrupt; nothing was placed in the cache or workspace: run "
+        "'mvc push --verify-remote' (with --all-commits for old versions) from a machine that has them"
+    )
+
+
+class _Tally:
+    """Bytes read from the store, counted from several threads."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.n += n
+
+
+def _runs(remote: list[rc.Entry], index: list[int]) -> Iterator[list[int]]:
+    """Indexes of the entries to read, grouped in runs: one ranged read of one pack each."""
+    run: list[int] = []
+    first = last = None
+    for i, e in zip(index, remote, strict=True):
+        if (
+            run
+            and first is not None
+            and last is not None
+            and e.pack == last.pack
+            and e.offset >= last.offset + last.stored
+            and e.offset - (last.offset + last.stored) <= GAP
+            and e.offset + e.stored - first.offset <= RUN_MAX
+        ):
+            run.append(i)
+            last = e
+            continue
+        if run:
+            yield run
+        run, first, last = [i], e, e
+    if run:
+        yield run
+
+
+def _pread(path: str, offset: int, size: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)

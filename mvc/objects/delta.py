@@ -1,0 +1,153 @@
+"""Deltas: a tensor stored as its difference from the same tensor of a base version (docs/FORMAT.md,
+"Deltas").
+
+A fine-tune moves every weight a little, so its bytes share no chunk with the base version, but the
+difference of each value's bit pattern from the base's is a small integer. The codec ``zd`` takes the
+bytes as little-endian integers of the tensor's element width (lanes), subtracts the base lane by lane
+(modulo 2^bits: no borrow crosses a lane), maps the differences to unsigned ones near zero (zigzag:
+0, -1, 1, -2 … -> 0, 1, 2, 3 …), splits them into byte planes (every lane's byte 0, then every byte 1,
+…: the high bytes are nearly all zero) and compresses that with zstd.
+
+With numpy installed (``mvc[deltas]``) the lanes are numpy arrays. Without it the same arithmetic runs
+on Python's big integers, one integer per segment (SWAR: masks keep each lane's borrow and carry in
+it), about ten times slower: writers make deltas only with numpy, readers decode them either way, to the
+same bytes. This module knows nothing of stores or files.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from mvc.errors import CorruptObject
+
+CODEC = "zd"
+LANES = (1, 2, 4, 8)  # element widths in bytes
+LEVEL = 3  # zstd level: see docs/benchmarks.md, "Issue 12"
+SEGMENT = 4 << 20  # a delta covers at most this many bytes of a tensor (memory, parallel reads)
+
+
+@functools.lru_cache(maxsize=16)
+def _masks(n: int, w: int) -> tuple[int, int, int]:
+    """(every lane's top bit, every lane's low bit, every lane's bits but the top) for n bytes of w-byte lanes."""
+    top = b"\x00" * (w - 1) + b"\x80"
+    low = b"\x01" + b"\x00" * (w - 1)
+    rest = b"\xff" * (w - 1) + b"\x7f"
+    k = n // w
+    return (
+        int.from_bytes(top * k, "little"),
+        int.from_bytes(low * k, "little"),
+        int.from_bytes(rest * k, "little"),
+    )
+
+
+def _lane_mask(w: int) -> int:
+    return (1 << (8 * w)) - 1
+
+
+def _planes(data: bytes, w: int) -> bytes:
+    if w == 1:
+        return data
+    return b"".join(data[i::w] for i in range(w))
+
+
+def _unplanes(data: bytes, w: int) -> bytes:
+    if w == 1:
+        return data
+    k = len(data) // w
+    out = bytearray(len(data))
+    for i in range(w):
+        out[i::w] = data[i * k : (i + 1) * k]
+    return bytes(out)
+
+
+def fast() -> bool:
+    """Whether numpy is there to make deltas at a writer's speed."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def encode(new: bytes, base: bytes, w: int) -> bytes:
+    """The delta of new against base, both the same length, a multiple of the lane width w."""
+    import zstandard
+
+    n = len(new)
+    if len(base) != n or w not in LANES or n % w:
+        raise ValueError("a delta needs two byte strings of one length, a multiple of a lane width of 1, 2, 4 or 8")
+    raw = _zigzag_numpy(new, base, w) if fast() else _zigzag_ints(new, base, w)
+    return zstandard.ZstdCompressor(level=LEVEL).compress(raw)
+
+
+def _zigzag_numpy(new: bytes, base: bytes, w: int) -> bytes:
+    import numpy as np
+
+    unsigned = np.dtype(f"<u{w}")
+    d = np.frombuffer(new, unsigned) - np.frombuffer(base, unsigned)  # wraps modulo 2^bits
+    z = (d << unsigned.type(1)) ^ (d.view(f"<i{w}") >> (8 * w - 1)).view(unsigned)
+    return z.view(np.uint8).reshape(-1, w).T.tobytes()  # byte planes
+
+
+def _unzigzag_numpy(raw: bytes, base: bytes, w: int) -> memoryview:
+    import numpy as np
+
+    unsigned = np.dtype(f"<u{w}")
+    k = len(raw) // w
+    planes = np.frombuffer(raw, np.uint8)
+    z = planes[:k].astype(unsigned)  # lanes rebuilt plane by plane: faster than a strided transpose
+    for i in range(1, w):
+        z |= planes[i * k : (i + 1) * k].astype(unsigned) << unsigned.type(8 * i)
+    one = unsigned.type(1)
+    sign = z & one
+    np.negative(sign, out=sign)  # 0 or all ones (unsigned arithmetic wraps)
+    z >>= one
+    z ^= sign
+    z += np.frombuffer(base, unsigned)
+    return z.view(np.uint8).data  # the array's own bytes: no copy
+
+
+def _zigzag_ints(new: bytes, base: bytes, w: int) -> bytes:
+    n = len(new)
+    top, _, rest = _masks(n, w)
+    a = int.from_bytes(new, "little")
+    b = int.from_bytes(base, "little")
+    # lane-wise a - b modulo 2^bits: borrow-free SWAR subtraction
+    d = ((a | top) - (b & rest)) ^ ((a ^ ~b) & top)
+    d &= (1 << (8 * n)) - 1
+    # zigzag per lane: (d << 1) ^ (sign of d spread over the lane)
+    sign = ((d & top) >> (8 * w - 1)) * _lane_mask(w)
+    z = ((d & rest) << 1) ^ sign
+    return _planes(z.to_bytes(n, "little"), w)
+
+
+def decode(delta: bytes | memoryview, base: bytes, w: int, where: str) -> bytes | memoryview:
+    """The bytes a delta of base encodes; CorruptObject (naming where) if it does not decode to len(base) bytes."""
+    import zstandard
+
+    n = len(base)
+    if w not in LANES or n % w:
+        raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+    try:
+        # writers record the frame's size: a frame claiming any other is refused before memory is taken for it
+        declared = zstandard.frame_content_size(delta)
+        if declared != n:
+            raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} of its base")
+        raw = zstandard.ZstdDecompressor().decompress(delta, max_output_size=n)
+    except zstandard.ZstdError as e:
+        raise CorruptObject(f"{where}: the delta does not decompress ({e})") from None
+    if len(raw) != n:
+        raise CorruptObject(f"{where}: the delta decodes to {len(raw)} bytes, not the {n} of its base")
+    return _unzigzag_numpy(raw, base, w) if fast() else _unzigzag_ints(raw, base, w)
+
+
+def _unzigzag_ints(raw: bytes, base: bytes, w: int) -> bytes | memoryview:
+    n = len(base)
+    top, low, rest = _masks(n, w)
+    z = int.from_bytes(_unplanes(raw, w), "little")
+    # un-zigzag per lane: (z >> 1) ^ -(z & 1)
+    d = ((z >> 1) & rest) ^ ((z & low) * _lane_mask(w))
+    b = int.from_bytes(base, "little")
+    # lane-wise b + d modulo 2^bits: carry-free SWAR addition
+    a = ((b & rest) + (d & rest)) ^ ((b ^ d) & top)
+    return a.to_bytes(n, "little")
