@@ -240,6 +240,7 @@ class RemoteSuite:
         from mvc.storage import s3
 
         monkeypatch.setattr(s3, "PART", 5 << 20)  # S3's smallest part: a 12 MiB object goes in 3 parts
+        mvc_cli("remote", "modify", "origin", "chunks", "false")  # whole objects: the parts are what is tested
         big = make_file(repo / "big.bin", 12 << 20, seed=7)
         data = big.read_bytes()
         mvc_cli("add", "big.bin")

@@ -553,7 +553,7 @@ def test_safetensors_header_and_each_tensor_are_segments():
             continue
         begin, end = (8 + n + o for o in info["data_offsets"])
         seg = next(s for s in segs if s.offset == begin)
-        assert seg == chunker.Segment(begin, end - begin, f"{name}\0BF16\0{info['shape'][0]}", 2)
+        assert seg == chunker.Segment(begin, end - begin, f"{name}\0BF16\0{info['shape'][0]}", 2, True)
         assert begin in starts
     # ... and every chunk lies inside one segment: every tensor starts a chunk
     cuts = {c.offset for c in chunks_of(data)}

@@ -148,7 +148,7 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
     \b
     Keys: url, endpoint_url (S3-compatible stores), profile, region, jobs, packs
     (true/false: push small objects in packs, default true), chunks (true/false:
-    push files of 16 MiB or more as chunks and deltas, default true); for S3 also
+    push files of 4 MiB or more as chunks and deltas, default true); for S3 also
     access_key_id, secret_access_key, session_token (only with --local). Any other key
     is passed to the fsspec filesystem (e.g. anon true, or gcsfs/adlfs options).
 

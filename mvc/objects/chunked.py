@@ -23,7 +23,7 @@ from mvc.storage import fileio
 from mvc.storage.fileio import Progress
 from mvc.storage.store import Store
 
-CHUNK_FROM = 16 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
+CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
 PIECE = 8 << 20  # a rebuild reads about this many bytes of the object per work item
 GAP = 1 << 20  # a ranged read of a pack may take this many unneeded bytes to join two runs
 RUN_MAX = pk.TARGET + pk.OBJECT_MAX  # bytes one ranged read of a pack takes at most
@@ -40,6 +40,8 @@ class Rebuilder:
         self._cut: set[str] = set()  # local versions already cut for _local
         self._lock = threading.Lock()
         self._checked: dict[str, bool] = {}  # objects of the local cache read in ranges: sound or not
+        self._flights: dict[str, threading.Lock] = {}  # one request per recipe, however many threads want it
+        self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
 
     def _sound(self, oid: str) -> bool:
         """Whether the local cache holds object oid, checked against its oid once (a delta's base is read from
@@ -71,16 +73,22 @@ class Rebuilder:
         with self._lock:
             if oid in self._recipes:
                 return self._recipes[oid]
-        rel = rc.rel(oid)
-        try:
-            data = self.store.get_range(rel, 0, rc.RECIPE_MAX + 1)
-        except RemoteObjectMissing:
-            found = None
-        else:
-            found = rc.parse(data, f"{self.store.where(rel)} on remote {self.name}", oid)
-        with self._lock:
-            self._recipes[oid] = found
-        return found
+            flight = self._flights.setdefault(oid, threading.Lock())
+        with flight:  # threads wanting the same recipe wait for one request, not one each
+            with self._lock:
+                if oid in self._recipes:
+                    return self._recipes[oid]
+            rel = rc.rel(oid)
+            try:
+                data = self.store.get_range(rel, 0, rc.RECIPE_MAX + 1)
+            except RemoteObjectMissing:
+                found = None
+            else:
+                self.recipe_bytes += len(data)
+                found = rc.parse(data, f"{self.store.where(rel)} on remote {self.name}", oid)
+            with self._lock:
+                self._recipes[oid] = found
+            return found
 
     def reuse(self, r: rc.Recipe, more: Iterable[str] = ()) -> None:
         """Cut the versions a recipe names (its bases, its deltas' bases) and ``more`` (the caller's: earlier

@@ -3,9 +3,9 @@
 
 A file is first split into segments: for a safetensors file the 8-byte length and JSON header is one
 segment and every tensor another, so a header that grows or a tensor that is retrained never moves
-the boundaries of its neighbours; any other file is one segment. Each segment is then cut by FastCDC
-(``pyfastcdc``, compiled) into chunks of about AVG bytes, each named by the xxh3-128 digest of its bytes,
-as objects are. The same bytes always give the same chunks: readers rely on that only to reuse what
+the boundaries of its neighbours; any other file is one segment. A tensor is cut in blocks of AVG bytes
+from its start, anything else by FastCDC (``pyfastcdc``, compiled) into chunks of about AVG bytes; each
+chunk is named by the xxh3-128 digest of its bytes, as objects are. The same bytes always give the same chunks: readers rely on that only to reuse what
 they already have, never for correctness (every rebuilt file is checked against its oid).
 
 This module reads a local file and knows nothing of stores.
@@ -52,6 +52,7 @@ class Segment(NamedTuple):
     size: int
     key: str  # what a base version's segment must match to serve as a delta base ("" for none)
     lane: int  # element width in bytes (1 when unknown)
+    fixed: bool = False  # a tensor: cut in blocks of AVG bytes from its start (see cut)
 
 
 class Chunk(NamedTuple):
@@ -110,7 +111,7 @@ def _safetensors(view: memoryview | bytes, size: int) -> list[Segment] | None:
         if begin > at:
             out.append(Segment(at, begin - at, "", 1))
         if end > begin:
-            out.append(Segment(begin, end - begin, key if (end - begin) % width == 0 else "", width))
+            out.append(Segment(begin, end - begin, key if (end - begin) % width == 0 else "", width, True))
         at = end
     if at < size:
         out.append(Segment(at, size - at, "", 1))
@@ -120,13 +121,22 @@ def _safetensors(view: memoryview | bytes, size: int) -> list[Segment] | None:
 def cut(
     view: memoryview, segs: list[Segment], avg: int = AVG, done: Callable[[int, int], None] | None = None
 ) -> Iterator[Chunk]:
-    """The chunks of each segment in turn, each with its oid; ``done(start, end)`` after each segment."""
+    """The chunks of each segment in turn, each with its oid; ``done(start, end)`` after each segment.
+
+    A tensor is cut in blocks of ``avg`` bytes from its start: its size is fixed by its shape, so an edit
+    never shifts its bytes, and blocks find what content-defined boundaries would, for no search (hashing
+    alone: a new file pushes at copy speed). Anything else (the header, an unknown format) is cut by
+    FastCDC, which finds shifted content again."""
     from pyfastcdc import FastCDC
 
     cdc = FastCDC(avg_size=avg, min_size=max(64, avg // 8), max_size=avg * 2)
     digest = xxhash.xxh3_128_hexdigest
     for seg in segs:
-        if seg.size <= avg * 2:
+        if seg.fixed:
+            for at in range(seg.offset, seg.offset + seg.size, avg):
+                n = min(avg, seg.offset + seg.size - at)
+                yield Chunk(oids.from_digest(digest(view[at : at + n])), at, n)
+        elif seg.size <= avg * 2:
             if seg.size:
                 yield Chunk(oids.from_digest(digest(view[seg.offset : seg.offset + seg.size])), seg.offset, seg.size)
         else:

@@ -10,7 +10,7 @@ store, the local cache and a few callables of the transfer engine, never on a re
 from __future__ import annotations
 
 import os
-import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +29,9 @@ from mvc.storage.store import Store
 
 DELTA_FROM = 4  # a tensor is tried as a delta when at least 1/DELTA_FROM of its bytes are new chunks
 DELTA_RATIO = 0.5  # and stored as one when its deltas take at most this share of those new chunks
+CUTTERS = 2  # threads cutting segments ahead of the writer (pyfastcdc runs without the GIL)
+PROBE = 256 << 10  # bytes of a tensor whose delta is tried first: deltas that cannot pay stop there
+PROBE_SLACK = 1.5  # a small sample compresses worse than the whole: a margin before giving up
 Located = Callable[[list[str]], dict[str, tuple[str, pk.Entry]]]
 
 
@@ -37,7 +40,7 @@ class ChunkWriter:
 
     locate: where the store's packs hold chunks already (the journal and the indexes read);
     put_pack: uploads one pack and its index, returns the bytes sent (thread-safe);
-    record_pack: records a pack uploaded (in the caller's thread: the journal is not shared);
+    record_packs: records packs uploaded (in the caller's thread: the journal is not shared), at the end;
     present: whether the store holds an object (a delta base must be there for readers to decode it).
     """
 
@@ -47,13 +50,13 @@ class ChunkWriter:
         odb: ODB,
         rebuilder: Rebuilder,
         locate: Located,
-        put_pack: Callable[[str, bytes, bytes], int],
-        record_pack: Callable[[str, list[pk.Entry]], None],
+        put_pack: Callable[[str, bytes | memoryview, bytes], int],
+        record_packs: Callable[[list[tuple[str, list[pk.Entry]]]], None],
         jobs: int,
         present: Callable[[str], bool] = lambda oid: False,
     ):
         self.store, self.odb, self.rebuilder = store, odb, rebuilder
-        self.locate, self.put_pack, self.record_pack = locate, put_pack, record_pack
+        self.locate, self.put_pack, self.record_packs = locate, put_pack, record_packs
         self.present = present
         self.jobs = max(1, min(jobs, 4))  # packs in flight: each up to pk.TARGET bytes in memory
 
@@ -68,29 +71,22 @@ class ChunkWriter:
             view = m.view
             segs = chunker.segments(view, m.size)
             whole = xxhash.xxh3_128()
-
-            def cut_done(start: int, end: int) -> None:
-                whole.update(view[start:end])  # segments cover the file in order: it is read once
-                m.drop(start, end)
-
-            chunks = list(chunker.cut(view, segs, done=cut_done))
-            check(whole.hexdigest())
-            located = dict(self.locate([c.oid for c in chunks]))
-            by_segment = _by_segment(segs, chunks)
-            plans = self._delta_plans(oid, m, segs, by_segment, located, bases)
+            located: dict[str, tuple[str, pk.Entry]] = {}
+            deltas = self._deltas(oid, m, bases)
             entries: list[rc.Entry] = []
-            packing = _Packer()
+            packing = _Packer(view)
             sent = 0
             pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mvc-push")
             flying: list[tuple[Future[int], str, list[pk.Entry], int]] = []
             covered = 0  # bytes of the file whose chunks are on the store (what the progress bar shows)
+            uploaded: list[tuple[str, list[pk.Entry]]] = []  # recorded at the end, in one transaction
 
             def settle(block: bool) -> None:
                 nonlocal sent, covered
                 while flying and (block or flying[0][0].done() or len(flying) >= self.jobs):
                     future, name, pentries, end = flying.pop(0)
                     sent += future.result()
-                    self.record_pack(name, pentries)
+                    uploaded.append((name, pentries))
                     for e in pentries:
                         located[e.oid] = (name, e)
                     if progress:
@@ -101,38 +97,55 @@ class ChunkWriter:
                 built = packing.close()
                 if built is None:
                     return
-                m.drop(0, entries[-1].at)  # what is packed is read: memory stays about a pack
                 name, data, index, pentries, waiting = built
+                offsets = {p.oid: p.offset for p in pentries}
                 for i in waiting:
-                    e = entries[i]
-                    where = next(p for p in pentries if p.oid == e.oid)
-                    entries[i] = e._replace(pack=name, offset=where.offset)
+                    entries[i] = entries[i]._replace(pack=name, offset=offsets[entries[i].oid])
                 end = entries[-1].at + entries[-1].size
+                if flying:  # the packs before the last in flight are read: memory stays about two packs
+                    m.drop(0, flying[-1][3])
                 flying.append((pool.submit(self.put_pack, name, data, index), name, pentries, end))
                 settle(False)
 
-            def add(e: rc.Entry, data: Callable[[], bytes]) -> None:
+            def add(e: rc.Entry, data: bytes | memoryview, at: int | None) -> None:
                 where = located.get(e.oid)
                 if where is not None:
                     entries.append(e._replace(pack=where[0], offset=where[1].offset))
                     return
                 entries.append(e)
-                if packing.add(e.oid, data, len(entries) - 1, e.stored):
+                if packing.add(e.oid, data, len(entries) - 1, at):
                     close_pack()
 
+            def emit(seg: chunker.Segment, seg_chunks: list[chunker.Chunk], plan: Future[Any] | None) -> None:
+                pieces = plan.result() if plan is not None else None
+                if pieces is None:  # no base tensor, or a delta would not pay
+                    for c in seg_chunks:
+                        chunk = view[c.offset : c.offset + c.size]
+                        add(rc.Entry("c", c.oid, c.offset, c.size, "", 0, c.size), chunk, c.offset)
+                    return
+                for at, size, data, depth, base, base_at in pieces:
+                    doid = oids.from_digest(fileio.hexdigest_bytes(data))
+                    add(rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at), data, None)
+
+            # One pass, segment by segment: while a segment is cut (pyfastcdc, without the GIL), the packs
+            # of those before it are written from other threads, and deltas are made in others.
+            pending: deque[tuple[chunker.Segment, list[chunker.Chunk], Future[Any] | None]] = deque()
+            cutter = ThreadPoolExecutor(CUTTERS, thread_name_prefix="mvc-cut")
+            cuts: deque[Future[list[chunker.Chunk]]] = deque()
             try:
-                for seg, seg_chunks, plan in zip(segs, by_segment, plans, strict=True):
-                    pieces = plan.result() if plan is not None else None
-                    if pieces is None:  # no base tensor, or a delta would not pay
-                        for c in seg_chunks:
-                            add(rc.Entry("c", c.oid, c.offset, c.size, "", 0, c.size), _slice(view, c.offset, c.size))
-                        continue
-                    for at, size, data, depth, base, base_at in pieces:
-                        doid = oids.from_digest(fileio.hexdigest_bytes(data))
-                        add(
-                            rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at),
-                            _given(data),
-                        )
+                for i, seg in enumerate(segs):
+                    while len(cuts) < CUTTERS * 2 and i + len(cuts) < len(segs):  # the next segments, cut ahead
+                        cuts.append(cutter.submit(_cut, view, segs[i + len(cuts)]))
+                    seg_chunks = cuts.popleft().result()
+                    whole.update(view[seg.offset : seg.offset + seg.size])  # in order: the file is read once
+                    located.update(self.locate([c.oid for c in seg_chunks if c.oid not in located]))
+                    plan = deltas.plan(seg, seg_chunks, located) if deltas is not None else None
+                    pending.append((seg, seg_chunks, plan))
+                    while pending and (pending[0][2] is None or pending[0][2].done()):
+                        emit(*pending.popleft())
+                while pending:
+                    emit(*pending.popleft())
+                check(whole.hexdigest())  # before the recipe: a corrupt cache object is never published
                 close_pack()
                 settle(True)
                 if progress:
@@ -141,6 +154,11 @@ class ChunkWriter:
                 for f, _, _, _ in flying:
                     f.cancel()
                 pool.shutdown(wait=True)
+                uploaded += [(n, p) for f, n, p, _ in flying if not f.cancelled() and f.exception() is None]
+                self.record_packs(uploaded)  # an interrupted push keeps the record of what it sent
+                cutter.shutdown(wait=True, cancel_futures=True)
+                if deltas is not None:
+                    deltas.close()
         hints = [b for b in bases if b != oid][:LOCAL_BASES]  # where a reader holding them finds chunks
         return rc.render(m.size, hints, entries), sent
 
@@ -178,118 +196,135 @@ class ChunkWriter:
                     todo.append((self.rebuilder.recipe(b), left - 1))
         return False
 
-    def _delta_plans(
-        self,
-        oid: str,
-        m: chunker.Mapped,
-        segs: list[chunker.Segment],
-        by_segment: list[list[chunker.Chunk]],
-        located: dict[str, Any],
-        bases: list[str],
-    ) -> list[Any]:
-        """For each segment, None (store its chunks) or a future of its delta pieces."""
-        plans: list[Any] = [None] * len(segs)
-        if not delta.fast():
-            return plans
-        chosen = self._base(oid, bases)
-        if chosen is None:
-            return plans
-        base, base_recipe = chosen
-        mapped = chunker.Mapped(self.odb.path(base))
-        base_by_key = {s.key: s for s in chunker.segments(mapped.view, mapped.size) if s.key}
-        todo = []
-        for i, seg in enumerate(segs):
-            bseg = base_by_key.get(seg.key) if seg.key else None
-            if bseg is None or bseg.size != seg.size:
-                continue
-            new = sum(c.size for c in by_segment[i] if c.oid not in located)
-            if new * DELTA_FROM >= seg.size:
-                todo.append((i, seg, bseg, new))
-        if not todo:
-            mapped.__exit__()
-            return plans
-        from concurrent.futures import ThreadPoolExecutor
+    def _deltas(self, oid: str, m: chunker.Mapped, bases: list[str]) -> _Deltas | None:
+        """What makes deltas of oid's tensors against a base version (chosen by :meth:`_base` when a tensor
+        first needs one: a push of a small edit reads nothing of the base)."""
+        return _Deltas(m, lambda: self._base(oid, bases), self.odb) if bases else None
 
-        pool = ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 4)), thread_name_prefix="mvc-delta")
-        left = [len(todo)]
-        lock = threading.Lock()
 
-        def make(seg: chunker.Segment, bseg: chunker.Segment, new: int) -> list[Any] | None:
-            try:
-                pieces = []
-                total = 0
-                step = delta.SEGMENT - delta.SEGMENT % seg.lane
-                for off in range(0, seg.size, step):
-                    size = min(step, seg.size - off)
-                    depth = 1 + _deepest(base_recipe, bseg.offset + off, bseg.offset + off + size)
-                    if depth > rc.MAX_DEPTH:
-                        return None
-                    data = delta.encode(
-                        bytes(m.view[seg.offset + off : seg.offset + off + size]),
-                        bytes(mapped.view[bseg.offset + off : bseg.offset + off + size]),
-                        seg.lane,
-                    )
-                    m.drop(seg.offset + off, seg.offset + off + size)
-                    mapped.drop(bseg.offset + off, bseg.offset + off + size)
-                    total += len(data)
-                    if total > new * DELTA_RATIO:
-                        return None
-                    pieces.append((seg.offset + off, size, data, depth, base, bseg.offset + off))
-                return pieces
-            finally:
-                with lock:
-                    left[0] -= 1
-                    if not left[0]:
-                        mapped.__exit__()
-                        pool.shutdown(wait=False)
+class _Deltas:
+    """Deltas of a file's tensors against the same tensors of a base version, made on other threads."""
 
-        for i, seg, bseg, new in todo:
-            plans[i] = pool.submit(make, seg, bseg, new)
-        return plans
+    def __init__(self, m: chunker.Mapped, choose: Callable[[], tuple[str, rc.Recipe | None] | None], odb: ODB):
+        self.m, self.choose, self.odb = m, choose, odb
+        self.ready: bool | None = None  # None: the base not looked for yet; False: no deltas
+        self.base: str = ""
+        self.recipe: rc.Recipe | None = None
+        self.by_key: dict[str, chunker.Segment] = {}
+        self.mapped: chunker.Mapped | None = None
+        self.pool: Any = None
+
+    def _ready(self) -> bool:
+        if self.ready is None:
+            self.ready = False
+            if not delta.fast():
+                return False
+            chosen = self.choose()
+            if chosen is None:
+                return False
+            from concurrent.futures import ThreadPoolExecutor
+
+            fileio.release_large_frees()  # deltas' temporaries, freed, must not pin the heap
+            self.base, self.recipe = chosen
+            self.mapped = chunker.Mapped(self.odb.path(self.base))
+            self.by_key = {s.key: s for s in chunker.segments(self.mapped.view, self.mapped.size) if s.key}
+            self.pool = ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 4)), thread_name_prefix="mvc-delta")
+            self.ready = True
+        return self.ready
+
+    def plan(self, seg: chunker.Segment, chunks: list[chunker.Chunk], located: dict[str, Any]) -> Any:
+        """A future of the segment's delta pieces (None when they would not pay), or None: no delta is tried
+        (not a tensor, too few of its chunks are new, no base, or no such tensor in the base)."""
+        if not seg.key:
+            return None
+        new = sum(c.size for c in chunks if c.oid not in located)
+        if new * DELTA_FROM < seg.size or not self._ready():
+            return None
+        bseg = self.by_key.get(seg.key)
+        if bseg is None or bseg.size != seg.size:
+            return None
+        return self.pool.submit(self._make, seg, bseg, new)
+
+    def _make(self, seg: chunker.Segment, bseg: chunker.Segment, new: int) -> list[Any] | None:
+        m, mapped = self.m, self.mapped
+        assert mapped is not None
+        # a sample first: a retrained tensor (new values, nothing to gain) costs PROBE bytes, not all of it
+        at = (seg.size // 2) - (seg.size // 2) % seg.lane
+        probe = min(PROBE - PROBE % seg.lane, seg.size - at)
+        sample = delta.encode(
+            bytes(m.view[seg.offset + at : seg.offset + at + probe]),
+            bytes(mapped.view[bseg.offset + at : bseg.offset + at + probe]),
+            seg.lane,
+        )
+        if len(sample) * seg.size > PROBE_SLACK * DELTA_RATIO * new * probe:
+            return None
+        pieces = []
+        total = 0
+        step = delta.SEGMENT - delta.SEGMENT % seg.lane
+        for off in range(0, seg.size, step):
+            size = min(step, seg.size - off)
+            depth = 1 + _deepest(self.recipe, bseg.offset + off, bseg.offset + off + size)
+            if depth > rc.MAX_DEPTH:
+                return None
+            data = delta.encode(
+                bytes(m.view[seg.offset + off : seg.offset + off + size]),
+                bytes(mapped.view[bseg.offset + off : bseg.offset + off + size]),
+                seg.lane,
+            )
+            mapped.drop(bseg.offset + off, bseg.offset + off + size)
+            total += len(data)
+            if total > new * DELTA_RATIO:
+                return None
+            pieces.append((seg.offset + off, size, data, depth, self.base, bseg.offset + off))
+        return pieces
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.mapped is not None:
+            self.mapped.__exit__()
 
 
 class _Packer:
-    """New objects gathered in file order until a pack is full."""
+    """New objects gathered in file order until a pack is full. While they are one run of the file (a new
+    file's chunks), the pack is that slice of the mapped file: its bytes are not copied to build it."""
 
-    def __init__(self) -> None:
-        self.objects: list[tuple[str, Callable[[], bytes]]] = []
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
+        self.objects: list[tuple[str, bytes | memoryview]] = []
         self.waiting: list[int] = []  # entries waiting for this pack's name
-        self.seen: dict[str, int] = {}
+        self.seen: set[str] = set()
         self.filled = 0
+        self.span: tuple[int, int] | None = None  # the run of the file the objects are, while they are one
 
-    def add(self, oid: str, data: Callable[[], bytes], entry: int, size: int) -> bool:
+    def add(self, oid: str, data: bytes | memoryview, entry: int, at: int | None) -> bool:
+        """Add an object (at: where it is in the file, None for a delta); whether the pack is full."""
         self.waiting.append(entry)
         if oid not in self.seen:
-            self.seen[oid] = len(self.objects)
+            self.seen.add(oid)
+            first = not self.objects
             self.objects.append((oid, data))
-            self.filled += size
+            self.filled += len(data)
+            if at is not None and first:
+                self.span = (at, at + len(data))
+            elif at is not None and self.span is not None and self.span[1] == at:
+                self.span = (self.span[0], at + len(data))
+            else:
+                self.span = None
         return self.filled >= pk.TARGET
 
-    def close(self) -> tuple[str, bytes, bytes, list[pk.Entry], list[int]] | None:
+    def close(self) -> tuple[str, bytes | memoryview, bytes, list[pk.Entry], list[int]] | None:
         if not self.objects:
             return None
-        name, data, index, entries = pk.build([(o, d()) for o, d in self.objects], keep_order=True)
+        run = self.view[self.span[0] : self.span[1]] if self.span is not None else None
+        name, data, index, entries = pk.build_ordered(self.objects, run)
         waiting = self.waiting
-        self.objects, self.waiting, self.seen, self.filled = [], [], {}, 0
+        self.objects, self.waiting, self.seen, self.filled, self.span = [], [], set(), 0, None
         return name, data, index, entries, waiting
 
 
-def _slice(view: memoryview, offset: int, size: int) -> Callable[[], bytes]:
-    return lambda: bytes(view[offset : offset + size])
-
-
-def _given(data: bytes) -> Callable[[], bytes]:
-    return lambda: data
-
-
-def _by_segment(segs: list[chunker.Segment], chunks: list[chunker.Chunk]) -> list[list[chunker.Chunk]]:
-    out: list[list[chunker.Chunk]] = [[] for _ in segs]
-    i = 0
-    for c in chunks:
-        while c.offset >= segs[i].offset + segs[i].size:
-            i += 1
-        out[i].append(c)
-    return out
+def _cut(view: memoryview, seg: chunker.Segment) -> list[chunker.Chunk]:
+    return list(chunker.cut(view, [seg]))
 
 
 def _deepest(r: rc.Recipe | None, start: int, end: int) -> int:

@@ -22,7 +22,7 @@ from mvc.errors import CorruptObject
 
 CODEC = "zd"
 LANES = (1, 2, 4, 8)  # element widths in bytes
-LEVEL = 3  # zstd level: see docs/benchmarks.md, "Issue 12"
+LEVEL = 1  # zstd level: as small as 3 on fine-tunes, and faster (docs/benchmarks.md, "Issue 12")
 SEGMENT = 4 << 20  # a delta covers at most this many bytes of a tensor (memory, parallel reads)
 
 

@@ -137,14 +137,21 @@ class Journal:
 
     def add_pack(self, key: str, name: str, entries: list[pk.Entry]) -> None:
         """Record a pack read from (or written to) the remote: its entries are present there."""
+        self.add_packs(key, [(name, entries)])
+
+    def add_packs(self, key: str, packs: list[tuple[str, list[pk.Entry]]]) -> None:
+        """Record packs read from (or written to) the remote, in one transaction (one disk sync, not one each)."""
+        if not packs:
+            return
 
         def write(db: sqlite3.Connection, rid: int) -> None:
-            db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
-            db.executemany(
-                "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
-                ((rid, e.oid, name, e.offset, e.size) for e in entries),
-            )
-            db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", ((rid, e.oid) for e in entries))
+            for name, entries in packs:
+                db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
+                db.executemany(
+                    "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
+                    ((rid, e.oid, name, e.offset, e.size) for e in entries),
+                )
+                db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", ((rid, e.oid) for e in entries))
 
         self._transaction(key, write)
 

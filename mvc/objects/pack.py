@@ -74,19 +74,33 @@ def group(sizes: dict[str, int]) -> list[list[str]]:
     return groups
 
 
-def build(objects: list[tuple[str, bytes]], keep_order: bool = False) -> tuple[str, bytes, bytes, list[Entry]]:
-    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified: in oid
-    order, or as given (``keep_order``: a chunked object's chunks, in the order a reader reads them)."""
+def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes, bytes, list[Entry]]:
+    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified."""
     entries, lines = [], [INDEX_HEADER]
     offset = 0
-    if not keep_order:
-        objects = sorted(objects)
+    objects = sorted(objects)
     for oid, data in objects:
         entries.append(Entry(oid, offset, len(data)))
         lines.append(f"{oid} {offset} {len(data)}\n".encode())
         offset += len(data)
     pack = b"".join(data for _, data in objects)
     return fileio.hexdigest_bytes(pack), pack, b"".join(lines), entries
+
+
+def build_ordered(
+    parts: list[tuple[str, bytes | memoryview]], data: bytes | memoryview | None = None
+) -> tuple[str, bytes | memoryview, bytes, list[Entry]]:
+    """As :func:`build`, the objects in the order given; data: the parts already joined, when they are one
+    run of a mapped file (the pack is then that slice: no copy)."""
+    entries, lines = [], [INDEX_HEADER]
+    offset = 0
+    for oid, part in parts:
+        entries.append(Entry(oid, offset, len(part)))
+        lines.append(f"{oid} {offset} {len(part)}\n".encode())
+        offset += len(part)
+    if data is None:
+        data = b"".join(part for _, part in parts)
+    return fileio.hexdigest_bytes(data), data, b"".join(lines), entries
 
 
 def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[Entry, bytes, str]]:

@@ -118,7 +118,7 @@ class Transfer:
         self.store.refuse_write()
 
     # -- the layout marker (docs/FORMAT.md, "Layout marker") ------------------------------------
-    def check_layout(self, writing: bool = False) -> None:
+    def check_layout(self, writing: bool = False, fmt: int = layout.FORMAT) -> None:
         """Read the store's layout marker once, refusing a store that is not mvc's or whose format this
         mvc does not know; before the first write, create the marker where there is none, unless the store
         holds what an mvc remote does not (one listing of its root, only then: a store has no marker
@@ -141,8 +141,9 @@ class Transfer:
                 "an mvc remote",
                 f"point the remote at an empty location or an mvc remote ('mvc remote modify {self.name} url URL')",
             )
-            self.store.put_bytes(layout.MARKER, layout.MARKER_BYTES)
+            self.store.put_bytes(layout.MARKER, layout.marker_bytes(fmt))  # fmt: what the first write needs
             self._marker = True
+            self.format = fmt
 
     def _chunked_layout(self) -> None:
         """Before the first recipe: raise the marker to the format that has chunked objects, so that an mvc
@@ -189,18 +190,27 @@ class Transfer:
             except CorruptObject:
                 return self.store.where(rel)  # refused whole: its objects count as absent
 
+        found: list[tuple[str, list[pk.Entry]]] = []
+
         def done(name: str, result: list[pk.Entry] | str | None) -> None:
             if isinstance(result, str):
                 self.bad_indexes.append(result)
             elif result is not None:
-                self._record_pack(name, result)
+                found.append((name, result))
 
-        run_parallel(read, sorted(names - recorded), self.jobs, done)
+        try:
+            run_parallel(read, sorted(names - recorded), self.jobs, done)
+        finally:
+            self._record_packs(found)
 
     def _record_pack(self, name: str, entries: list[pk.Entry]) -> None:
-        self.jr.add_pack(self.key, name, entries)
-        for e in entries:
-            self._located.setdefault(e.oid, (name, e))
+        self._record_packs([(name, entries)])
+
+    def _record_packs(self, packs: list[tuple[str, list[pk.Entry]]]) -> None:
+        self.jr.add_packs(self.key, packs)
+        for name, entries in packs:
+            for e in entries:
+                self._located.setdefault(e.oid, (name, e))
 
     def locate(self, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
         """{oid: (pack name, entry)} for the wanted objects known to be in a pack."""
@@ -275,7 +285,8 @@ class Transfer:
         are enough small ones they go in packs, each pack's index after the pack. Large ones go as chunks
         and deltas (against the versions ``bases`` names for them, tried in order) when the remote takes
         them, each recipe after the packs it names."""
-        self.check_layout(writing=True)
+        chunking = self.chunks and any(sizes[o] >= chunked.CHUNK_FROM for o in todo)
+        self.check_layout(writing=True, fmt=layout.CHUNKED if chunking else layout.FORMAT)
         sent = 0
         if self.chunks:
             for oid in [o for o in todo if sizes[o] >= chunked.CHUNK_FROM]:
@@ -325,7 +336,7 @@ class Transfer:
     def _put_chunked(self, oid: str, bases: list[str], meter: Meter) -> int:
         self.read_packs()  # what the remote holds already: only the rest is sent
 
-        def put_pack(name: str, data: bytes, index: bytes) -> int:
+        def put_pack(name: str, data: bytes | memoryview, index: bytes) -> int:
             self.store.put_bytes(pk.pack_rel(name), data)
             self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
             return len(data)
@@ -336,7 +347,7 @@ class Transfer:
             self.rebuilder(),
             self.locate,
             put_pack,
-            self._record_pack,
+            self._record_packs,
             self.jobs,
             present=lambda o: o in self.existing([o]),
         )
@@ -442,11 +453,13 @@ class Transfer:
         compares with the oid, bytes read from the store), or None when the remote has no recipe for it.
         size: the object's, where known (a recipe of another size is refused)."""
         rb = self.rebuilder()
+        before = rb.recipe_bytes
         r = rb.recipe(oid, size)
         if r is None:
             return None
         with fileio.new_file(dest) as fd:
             sent = rb.rebuild(oid, r, fd, label, self.jobs, progress, self.local_versions.get(oid, ()))
+        sent += rb.recipe_bytes - before  # its recipe and its bases' (when other threads read none meanwhile)
         return fileio.hash_file(dest)[0], sent
 
     def _get_run(self, run: list[tuple[str, pk.Entry]], meter: Meter, large: threading.BoundedSemaphore) -> int | None:

@@ -90,7 +90,7 @@ class DirStore(Store):
 
         return self._publish(rel, write)
 
-    def put_bytes(self, rel: str, data: bytes) -> None:
+    def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         def write(tmp: str) -> None:
             # not fileio.atomic_write: its errors name the temp file and the cache, not this remote
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -170,6 +170,22 @@ def preallocate(fd: int, size: int) -> None:
         pass
 
 
+_M_MMAP_THRESHOLD = -3
+
+
+def release_large_frees() -> None:
+    """Have glibc's malloc serve allocations of 1 MiB and more with their own mappings, returned to the system
+    when freed. Work that makes many large temporaries (deltas of 4 MiB tensor pieces) while keeping small
+    results otherwise pins freed heap behind them: a fine-tune's push of 1 GiB peaked at 940 MiB resident,
+    146 MiB with this. Best effort, Linux with glibc only."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        _c_library().mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass
+
+
 _CACHESTAT = {"x86_64": 451, "aarch64": 451, "riscv64": 451}  # syscall numbers (Linux 6.5+)
 _cachestat_nr: int | None = None  # this machine's, once known; 0: none
 _cachestat: Callable[[int], tuple[int, ...] | None] | None = None

@@ -157,8 +157,9 @@ class FsspecStore(Store):
         self._publish(rel, lambda path: self.fs.put_file(src, path, callback=_fsspec_callback(progress)))
         return st.st_size
 
-    def put_bytes(self, rel: str, data: bytes) -> None:
+    def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         self.refuse_write()
+        data = bytes(data)  # fsspec filesystems take bytes
         self._publish(rel, lambda path: self.fs.pipe_file(path, data))
 
     def _publish(self, rel: str, send: Callable[[str], Any]) -> None:

@@ -177,7 +177,7 @@ class S3Reader(Store):
         self.refuse_write()
         return 0
 
-    def put_bytes(self, rel: str, data: bytes) -> None:
+    def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         self.refuse_write()
 
     def delete(self, rel: str) -> None:

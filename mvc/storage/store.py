@@ -72,7 +72,7 @@ class Store:
         """Publish the local file src at rel; check(digest) runs before it can become visible. Bytes sent."""
         raise NotImplementedError
 
-    def put_bytes(self, rel: str, data: bytes) -> None:
+    def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         """Publish data (already verified by the caller) at rel, complete or not at all."""
         raise NotImplementedError
 
