@@ -140,6 +140,14 @@ class PutTests:
         assert store.list("packs/") == ["packs/p.pack"]
         assert raw() == {"packs/p.pack"}
 
+    @pytest.mark.parametrize("size", [0, 1000, 9 << 20])
+    def test_put_range_publishes_that_range_only(self, store, raw, tmp_path, size):
+        data = data_of(size + 300, seed=5)
+        src = source(tmp_path, data)
+        store.put_range("packs/r.pack", src, 100, 100 + size)
+        assert store.get_range("packs/r.pack", 0, size + 400) == data[100 : 100 + size]
+        assert raw() == {"packs/r.pack"}
+
     def test_put_replaces_what_is_there(self, store, tmp_path):
         """A pack pushed again, or an object two pushers publish at once, replaces the one there."""
         store.put_bytes("packs/p.idx", b"old index")

@@ -39,7 +39,8 @@ class ChunkWriter:
     """Uploads objects of ``odb`` to ``store`` as chunked objects.
 
     locate: where the store's packs hold chunks already (the journal and the indexes read);
-    put_pack: uploads one pack and its index, returns the bytes sent (thread-safe);
+    put_pack: uploads one pack and its index, returns the bytes sent (thread-safe); given a span, the pack
+    is that run of the object's file (a store may copy it from there);
     record_packs: records packs uploaded (in the caller's thread: the journal is not shared), at the end;
     present: whether the store holds an object (a delta base must be there for readers to decode it).
     """
@@ -50,7 +51,7 @@ class ChunkWriter:
         odb: ODB,
         rebuilder: Rebuilder,
         locate: Located,
-        put_pack: Callable[[str, bytes | memoryview, bytes], int],
+        put_pack: Callable[[str, bytes | memoryview, bytes, tuple[int, int] | None], int],
         record_packs: Callable[[list[tuple[str, list[pk.Entry]]]], None],
         jobs: int,
         present: Callable[[str], bool] = lambda oid: False,
@@ -97,14 +98,14 @@ class ChunkWriter:
                 built = packing.close()
                 if built is None:
                     return
-                name, data, index, pentries, waiting = built
+                name, data, index, pentries, waiting, span = built
                 offsets = {p.oid: p.offset for p in pentries}
                 for i in waiting:
                     entries[i] = entries[i]._replace(pack=name, offset=offsets[entries[i].oid])
                 end = entries[-1].at + entries[-1].size
                 if flying:  # the packs before the last in flight are read: memory stays about two packs
                     m.drop(0, flying[-1][3])
-                flying.append((pool.submit(self.put_pack, name, data, index), name, pentries, end))
+                flying.append((pool.submit(self.put_pack, name, data, index, span), name, pentries, end))
                 settle(False)
 
             def add(e: rc.Entry, data: bytes | memoryview, at: int | None) -> None:
@@ -313,14 +314,17 @@ class _Packer:
                 self.span = None
         return self.filled >= pk.TARGET
 
-    def close(self) -> tuple[str, bytes | memoryview, bytes, list[pk.Entry], list[int]] | None:
+    def close(
+        self,
+    ) -> tuple[str, bytes | memoryview, bytes, list[pk.Entry], list[int], tuple[int, int] | None] | None:
         if not self.objects:
             return None
-        run = self.view[self.span[0] : self.span[1]] if self.span is not None else None
+        span = self.span
+        run = self.view[span[0] : span[1]] if span is not None else None
         name, data, index, entries = pk.build_ordered(self.objects, run)
         waiting = self.waiting
         self.objects, self.waiting, self.seen, self.filled, self.span = [], [], set(), 0, None
-        return name, data, index, entries, waiting
+        return name, data, index, entries, waiting, span
 
 
 def _cut(view: memoryview, seg: chunker.Segment) -> list[chunker.Chunk]:

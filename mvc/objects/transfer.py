@@ -336,8 +336,11 @@ class Transfer:
     def _put_chunked(self, oid: str, bases: list[str], meter: Meter) -> int:
         self.read_packs()  # what the remote holds already: only the rest is sent
 
-        def put_pack(name: str, data: bytes | memoryview, index: bytes) -> int:
-            self.store.put_bytes(pk.pack_rel(name), data)
+        def put_pack(name: str, data: bytes | memoryview, index: bytes, span: tuple[int, int] | None) -> int:
+            if span is not None:  # the pack is that run of the cache object: the store may copy it there
+                self.store.put_range(pk.pack_rel(name), self.odb.path(oid), *span)
+            else:
+                self.store.put_bytes(pk.pack_rel(name), data)
             self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
             return len(data)
 

@@ -98,6 +98,27 @@ def _kernel_copy(src: int, dst: int, size: int) -> None:
         off += n
 
 
+def copy_range(src: int, dst: int, start: int, size: int) -> None:
+    """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel where it can."""
+    preallocate(dst, size)
+    off = 0
+    try:
+        while off < size:
+            n = os.copy_file_range(src, dst, size - off, start + off, off)
+            if n == 0:
+                break
+            off += n
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or off:
+            raise
+    while off < size:
+        data = os.pread(src, min(size - off, CHUNK), start + off)
+        if not data:
+            raise StorageError("source file shrank while copying: retry when nothing writes to it")
+        os.pwrite(dst, data, off)
+        off += len(data)
+
+
 def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None) -> str:
     """Copy ``size`` bytes src -> dst and return their hex digest.
 

@@ -76,6 +76,16 @@ class Store:
         """Publish data (already verified by the caller) at rel, complete or not at all."""
         raise NotImplementedError
 
+    def put_range(self, rel: str, src: str, start: int, end: int) -> None:
+        """Publish bytes [start, end) of the local file src (immutable, already verified by the caller) at rel,
+        complete or not at all. A store that can copy without reading the bytes into memory overrides this."""
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            data = os.pread(fd, end - start, start)
+        finally:
+            os.close(fd)
+        self.put_bytes(rel, data)
+
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         """Download rel to the new local file dest; returns the hex digest of what was written."""
         raise NotImplementedError
