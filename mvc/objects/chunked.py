@@ -189,14 +189,13 @@ class Rebuilder:
     ) -> list[bytes | memoryview]:
         out: list[bytes | memoryview | None] = [None] * len(entries)
         remote: list[int] = []
+        local = self._read_local(entries)
         for i, e in enumerate(entries):
             if e.kind == "c":
-                here = self._local.get(e.oid)
-                if here is not None:
-                    mine = _pread(here[0], here[1], e.size)
-                    if mine is not None and oids.from_digest(fileio.hexdigest_bytes(mine)) == e.oid:
-                        out[i] = mine
-                        continue
+                mine = local.get(i)
+                if mine is not None and oids.from_digest(fileio.hexdigest_bytes(mine)) == e.oid:
+                    out[i] = mine
+                    continue
             elif below and e.depth >= below:
                 raise RemoteCorrupt(
                     f"{label}: on remote {self.name}, a delta's base is itself a delta as deep or deeper "
@@ -210,6 +209,32 @@ class Rebuilder:
                 e = entries[i]
                 out[i] = self._decode(e, piece, label, tally) if e.kind == "d" else piece
         return [d if d is not None else b"" for d in out]
+
+    def _read_local(self, entries: list[rc.Entry]) -> dict[int, memoryview]:
+        """{index: bytes} of the chunks among entries that versions in the cache hold (not checked yet): one read
+        per run of them that lie one after another in one file, as an unchanged stretch of a model does."""
+        found: dict[int, memoryview] = {}
+        if not self._local:
+            return found
+        i = 0
+        while i < len(entries):
+            here = self._local.get(entries[i].oid) if entries[i].kind == "c" else None
+            if here is None:
+                i += 1
+                continue
+            path, start = here
+            j, end = i + 1, start + entries[i].size
+            while j < len(entries) and entries[j].kind == "c" and self._local.get(entries[j].oid) == (path, end):
+                end += entries[j].size
+                j += 1
+            data = _pread(path, start, end - start)
+            if data is not None:
+                view, at = memoryview(data), 0
+                for k in range(i, j):
+                    found[k] = view[at : at + entries[k].size]
+                    at += entries[k].size
+            i = j
+        return found
 
     def _fetch(
         self, run: list[int], entries: list[rc.Entry], label: str, tally: _Tally | None

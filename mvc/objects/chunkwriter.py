@@ -30,6 +30,7 @@ from mvc.storage.store import Store
 DELTA_FROM = 4  # a tensor is tried as a delta when at least 1/DELTA_FROM of its bytes are new chunks
 DELTA_RATIO = 0.5  # and stored as one when its deltas take at most this share of those new chunks
 CUTTERS = 2  # threads cutting segments ahead of the writer (pyfastcdc runs without the GIL)
+AHEAD = 8  # segments cut ahead of the first whose deltas are not made yet (bounds what waits in memory)
 PROBE = 256 << 10  # bytes of a tensor whose delta is tried first: deltas that cannot pay stop there
 PROBE_SLACK = 1.5  # a small sample compresses worse than the whole: a margin before giving up
 Located = Callable[[list[str]], dict[str, tuple[str, pk.Entry]]]
@@ -139,10 +140,11 @@ class ChunkWriter:
                         cuts.append(cutter.submit(_cut, view, segs[i + len(cuts)]))
                     seg_chunks = cuts.popleft().result()
                     whole.update(view[seg.offset : seg.offset + seg.size])  # in order: the file is read once
+                    m.drop(seg.offset, seg.offset + seg.size)  # read again when packed: resident memory stays small
                     located.update(self.locate([c.oid for c in seg_chunks if c.oid not in located]))
                     plan = deltas.plan(seg, seg_chunks, located) if deltas is not None else None
                     pending.append((seg, seg_chunks, plan))
-                    while pending and (pending[0][2] is None or pending[0][2].done()):
+                    while pending and (pending[0][2] is None or pending[0][2].done() or len(pending) > AHEAD):
                         emit(*pending.popleft())
                 while pending:
                     emit(*pending.popleft())
@@ -273,6 +275,7 @@ class _Deltas:
                 seg.lane,
             )
             mapped.drop(bseg.offset + off, bseg.offset + off + size)
+            m.drop(seg.offset + off, seg.offset + off + size)
             total += len(data)
             if total > new * DELTA_RATIO:
                 return None
