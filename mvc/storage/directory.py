@@ -72,23 +72,28 @@ class DirStore(Store):
                 return set()
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
-        def write(tmp: str) -> int:
-            fd = os.open(src, os.O_RDONLY)
-            try:
-                size = os.fstat(fd).st_size
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    digest = fileio.copy_hash_fd(fd, out, size, progress)
-                    if self.fsync:
-                        os.fsync(out)
-                finally:
-                    os.close(out)
-            finally:
-                os.close(fd)
+        def fill(fd: int, out: int) -> int:
+            size = os.fstat(fd).st_size
+            digest = fileio.copy_hash_fd(fd, out, size, progress)
             check(digest)
             return size
 
-        return self._publish(rel, write)
+        return self._publish(rel, lambda tmp: self._copy(src, tmp, fill))
+
+    def _copy(self, src: str, tmp: str, fill: Callable[[int, int], Any]) -> Any:
+        """fill(src fd, tmp fd) writes the new temp file from the file src; then it is synced, if so set."""
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                result = fill(fd, out)
+                if self.fsync:
+                    os.fsync(out)
+            finally:
+                os.close(out)
+        finally:
+            os.close(fd)
+        return result
 
     def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         def write(tmp: str) -> None:
@@ -105,21 +110,9 @@ class DirStore(Store):
 
     def put_range(self, rel: str, src: str, start: int, end: int) -> None:
         """A kernel copy of the range (a new file's chunks are one run of it): no byte passes through Python."""
-
-        def write(tmp: str) -> None:
-            fd = os.open(src, os.O_RDONLY)
-            try:
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    fileio.copy_range(fd, out, start, end - start)
-                    if self.fsync:
-                        os.fsync(out)
-                finally:
-                    os.close(out)
-            finally:
-                os.close(fd)
-
-        self._publish(rel, write)
+        self._publish(
+            rel, lambda tmp: self._copy(src, tmp, lambda fd, out: fileio.copy_range(fd, out, start, end - start))
+        )
 
     def _publish(self, rel: str, write: Callable[[str], Any]) -> Any:
         """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel."""

@@ -79,27 +79,8 @@ def _open_read(path: str) -> Iterator[int]:
         os.close(fd)
 
 
-def _kernel_copy(src: int, dst: int, size: int) -> None:
-    preallocate(dst, size)
-    off = 0
-    try:
-        while off < size:
-            n = os.copy_file_range(src, dst, size - off, off, off)
-            if n == 0:
-                break
-            off += n
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or off:
-            raise
-    while off < size:  # fallback when copy_file_range is unavailable across these filesystems
-        n = os.sendfile(dst, src, off, size - off)
-        if n == 0:
-            raise StorageError("source file shrank while copying: retry when nothing writes to it")
-        off += n
-
-
 def copy_range(src: int, dst: int, start: int, size: int) -> None:
-    """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel where it can."""
+    """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel."""
     preallocate(dst, size)
     off = 0
     try:
@@ -111,12 +92,11 @@ def copy_range(src: int, dst: int, start: int, size: int) -> None:
     except OSError as e:
         if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or off:
             raise
-    while off < size:
-        data = os.pread(src, min(size - off, CHUNK), start + off)
-        if not data:
+    while off < size:  # fallback when copy_file_range is unavailable across these filesystems
+        n = os.sendfile(dst, src, start + off, size - off)
+        if n == 0:
             raise StorageError("source file shrank while copying: retry when nothing writes to it")
-        os.pwrite(dst, data, off)
-        off += len(data)
+        off += n
 
 
 def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None) -> str:
@@ -138,7 +118,7 @@ def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None
 
     def run() -> None:
         try:
-            _kernel_copy(src, dst, size)
+            copy_range(src, dst, 0, size)
         except BaseException as e:  # re-raised in the caller's thread
             failure.append(e)
 
