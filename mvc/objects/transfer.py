@@ -12,11 +12,11 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing
-from mvc.objects import chunked, chunkwriter, layout
+from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
 from mvc.objects import recipe as rc
@@ -26,6 +26,9 @@ from mvc.storage import fileio
 from mvc.storage.fileio import Progress
 from mvc.storage.parallel import run_parallel
 from mvc.storage.store import LARGE, Store
+
+if TYPE_CHECKING:
+    from mvc.objects.chunked import Rebuilder
 
 EXISTS_EACH = 64  # up to this many objects to look for, ask for each; above, maybe list the remote
 LIST_PAGE = 1000  # objects per listing request (S3 and most object stores)
@@ -104,7 +107,7 @@ class Transfer:
         self._packs_read = False
         self._marker: bool | None = None  # the layout marker: None until read, then whether it is there
         self.format = 1  # the layout format the marker declares (none: 1)
-        self._rebuilder: chunked.Rebuilder | None = None
+        self._rebuilder: Rebuilder | None = None
         # {oid: versions of its path in the cache}, the caller's hint where a rebuild may find chunks
         self.local_versions: dict[str, list[str]] = {}
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
@@ -153,10 +156,12 @@ class Transfer:
             self.store.put_bytes(layout.MARKER, layout.marker_bytes(layout.CHUNKED))
             self.format = layout.CHUNKED
 
-    def rebuilder(self) -> chunked.Rebuilder:
+    def rebuilder(self) -> Rebuilder:
         """Reads the remote's chunked objects (one per transfer: the recipes it read are kept)."""
         if self._rebuilder is None:
-            self._rebuilder = chunked.Rebuilder(self.store, self.odb, self.name)
+            from mvc.objects.chunked import Rebuilder  # here: checkout's start-up does not pay for it
+
+            self._rebuilder = Rebuilder(self.store, self.odb, self.name)
         return self._rebuilder
 
     # -- where objects are ---------------------------------------------------------------------
@@ -285,15 +290,17 @@ class Transfer:
         are enough small ones they go in packs, each pack's index after the pack. Large ones go as chunks
         and deltas (against the versions ``bases`` names for them, tried in order) when the remote takes
         them, each recipe after the packs it names."""
-        chunking = self.chunks and any(sizes[o] >= chunked.CHUNK_FROM for o in todo)
+        from mvc.objects.chunked import CHUNK_FROM
+
+        chunking = self.chunks and any(sizes[o] >= CHUNK_FROM for o in todo)
         self.check_layout(writing=True, fmt=layout.CHUNKED if chunking else layout.FORMAT)
         sent = 0
         if self.chunks:
-            for oid in [o for o in todo if sizes[o] >= chunked.CHUNK_FROM]:
+            for oid in [o for o in todo if sizes[o] >= CHUNK_FROM]:
                 sent += self._put_chunked(oid, (bases or {}).get(oid, []), meter)
                 recorder.add(oid)
                 meter.object_done()
-            todo = [o for o in todo if sizes[o] < chunked.CHUNK_FROM]
+            todo = [o for o in todo if sizes[o] < CHUNK_FROM]
         small = {o: sizes[o] for o in todo if sizes[o] < pk.OBJECT_MAX}
         if not self.packs or len(small) < pk.MIN_OBJECTS:
             small = {}
@@ -344,7 +351,9 @@ class Transfer:
             self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
             return len(data)
 
-        writer = chunkwriter.ChunkWriter(
+        from mvc.objects.chunkwriter import ChunkWriter
+
+        writer = ChunkWriter(
             self.store,
             self.odb,
             self.rebuilder(),
@@ -434,7 +443,9 @@ class Transfer:
                     return None
                 (digest, sent), rel = got, rc.rel(oid)
                 if oids.from_digest(digest) != oid:
-                    raise chunked.rebuilt_wrong(self.rebuilder(), oid, digest, oid) from None
+                    from mvc.objects.chunked import rebuilt_wrong
+
+                    raise rebuilt_wrong(self.rebuilder(), oid, digest, oid) from None
             if oids.from_digest(digest) != oid:
                 raise RemoteCorrupt(
                     f"{self.store.where(rel)} on remote {self.name} is corrupt (its content hashes to "
