@@ -90,6 +90,20 @@ class Rebuilder:
                 self._recipes[oid] = found
             return found
 
+    def incomplete(self, found: Iterable[str], pack_sizes: dict[str, int]) -> set[str]:
+        """Of these objects, those whose recipe is damaged or names a pack not among pack_sizes (the store's
+        listing of ``packs/``), or bytes past its end."""
+        bad: set[str] = set()
+        for oid in sorted(found):
+            try:
+                r = self.recipe(oid)
+            except CorruptObject:
+                bad.add(oid)
+                continue
+            if r is not None and any(e.offset + e.stored > pack_sizes.get(pk.pack_rel(e.pack), -1) for e in r.entries):
+                bad.add(oid)
+        return bad
+
     def reuse(self, r: rc.Recipe, more: Iterable[str] = ()) -> None:
         """Cut the versions a recipe names (its bases, its deltas' bases) and ``more`` (the caller's: earlier
         versions of the same path) that the local cache holds, so that their chunks are read from there

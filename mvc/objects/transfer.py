@@ -265,17 +265,7 @@ class Transfer:
         not there, or bytes past its end (``push --verify-remote``: they are pushed again)."""
         if self.format < layout.CHUNKED:
             return set()
-        sizes = self.store.list_sizes("packs/")
-        bad: set[str] = set()
-        for oid in sorted(found):
-            try:
-                r = self.rebuilder().recipe(oid)
-            except CorruptObject:
-                bad.add(oid)
-                continue
-            if r is not None and any(e.offset + e.stored > sizes.get(pk.pack_rel(e.pack), -1) for e in r.entries):
-                bad.add(oid)
-        return bad
+        return self.rebuilder().incomplete(found, self.store.list_sizes("packs/"))
 
     # -- moving objects ------------------------------------------------------------------------
     def upload(
