@@ -22,6 +22,7 @@ from mvc import progress as progressmod
 from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve
 from mvc.errors import CorruptObject, PathError, RemoteObjectMissing
 from mvc.objects import manifest as mf
+from mvc.objects import pack as pk
 
 MANIFEST_MAX = 1 << 30  # read no more of a manifest than this (one of 1,000,000 files is about 150 MB)
 DEFAULT_JOBS = 8  # files of a directory written at once when no remote says otherwise
@@ -191,7 +192,7 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
 
         if odb is None and len(jobs) > 1:
             # where each object is, found here, once: the worker threads then never touch the journal
-            if any(reader.packable(size) for *_, size in jobs):
+            if any(pk.packable(size) for *_, size in jobs):
                 remote().read_packs()
             located = remote().locate([oid for oid, _, _, _, _ in jobs])
 

@@ -30,6 +30,12 @@ class Entry(NamedTuple):  # immutable; a NamedTuple, not a dataclass: checkout i
     size: int
 
 
+def packable(size: int | None) -> bool:
+    """Whether an object of this size (None: unknown) may be in a pack: where a reader looks for it first (mvc
+    packs only objects under OBJECT_MAX, and chunks only larger ones; readers rely on it for no more)."""
+    return size is None or size < OBJECT_MAX
+
+
 def pack_rel(name: str) -> str:
     return f"packs/{name}.pack"
 

@@ -164,12 +164,6 @@ class Where:
         self.rel, self.offset, self.size, self.chunked = rel, offset, size, chunked
 
 
-def packable(size: int | None) -> bool:
-    """Whether an object of this size (None: unknown) may be in a pack: where to look for it first (mvc packs
-    only objects under pk.OBJECT_MAX, and chunks only larger ones; readers rely on it for no more)."""
-    return size is None or size < pk.OBJECT_MAX
-
-
 def locate(remote: Transfer, oid: str, size: int | None = None) -> Where:
     """Where oid is on remote: in a pack the journal or the pack indexes know of, alone, or chunked (its
     recipe). Reads the pack indexes only when the object is not there alone, and after the recipe when it
@@ -186,7 +180,7 @@ def locate(remote: Transfer, oid: str, size: int | None = None) -> Where:
                 return Where(recipe_rel(oid), 0, None, chunked=oid)
             return None
 
-        if not packable(size):
+        if not pk.packable(size):
             where = chunked()
             if where is not None:
                 return where
@@ -319,7 +313,7 @@ def download(
             digest = remote.store.get_file(rel, dest, progress)
         except RemoteObjectMissing:
             fileio.remove_quietly(dest)
-            if not searched and not packable(size):  # a large object not stored whole: chunked, likely
+            if not searched and not pk.packable(size):  # a large object not stored whole: chunked, likely
                 try:
                     return _rebuild(remote, oid, dest, label, progress, size)
                 except RemoteObjectMissing:

@@ -125,7 +125,8 @@ class Transfer:
         """Read the store's layout marker once, refusing a store that is not mvc's or whose format this
         mvc does not know; before the first write, create the marker where there is none, unless the store
         holds what an mvc remote does not (one listing of its root, only then: a store has no marker
-        before its first push, or was written before markers existed)."""
+        before its first push, or was written before markers existed), and raise it to ``fmt`` where it
+        declares less (docs/FORMAT.md: format 2 before the first recipe)."""
         if self._marker is None:
             try:
                 data = self.store.get_range(layout.MARKER, 0, layout.MARKER_MAX + 1)
@@ -144,17 +145,12 @@ class Transfer:
                 "an mvc remote",
                 f"point the remote at an empty location or an mvc remote ('mvc remote modify {self.name} url URL')",
             )
-            self.store.put_bytes(layout.MARKER, layout.marker_bytes(fmt))  # fmt: what the first write needs
-            self._marker = True
+            self._marker, self.format = True, 0  # a marker is written next, as the store holds nothing yet
+        if writing and self.format < fmt and not self.store.read_only:
+            # the first write, or the first chunked object (before its recipe): an mvc that does not read
+            # recipes then refuses the remote instead of finding objects missing
+            self.store.put_bytes(layout.MARKER, layout.marker_bytes(fmt))
             self.format = fmt
-
-    def _chunked_layout(self) -> None:
-        """Before the first recipe: raise the marker to the format that has chunked objects, so that an mvc
-        that does not read them refuses the remote instead of finding objects missing."""
-        self.check_layout(writing=True)
-        if self.format < layout.CHUNKED:
-            self.store.put_bytes(layout.MARKER, layout.marker_bytes(layout.CHUNKED))
-            self.format = layout.CHUNKED
 
     def rebuilder(self) -> Rebuilder:
         """Reads the remote's chunked objects (one per transfer: the recipes it read are kept)."""
@@ -354,7 +350,7 @@ class Transfer:
             present=lambda o: o in self.existing([o]),
         )
         recipe, sent = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
-        self._chunked_layout()
+        self.check_layout(writing=True, fmt=layout.CHUNKED)
         self.store.put_bytes(rc.rel(oid), recipe)  # last: the recipe makes the object present
         return sent + len(recipe)
 
@@ -421,16 +417,20 @@ class Transfer:
         rel = layout.object_rel(oid)
         tmp = self.odb.tmp_path(oid[-8:])
         sent: int | None = None  # bytes read from the store, when not the object's size
+        chunked_first = self.format >= layout.CHUNKED and not pk.packable(size)  # large: most likely chunked
         try:
+            got = self.get_chunked(oid, tmp, oid, meter.update, size) if chunked_first else None
             try:
-                digest = self.store.get_file(rel, tmp, meter.update)
+                if got is None:
+                    digest = self.store.get_file(rel, tmp, meter.update)
             except RemoteObjectMissing:
                 fileio.remove_quietly(tmp)
-                if self.format < layout.CHUNKED:
+                if self.format < layout.CHUNKED or chunked_first:
                     return None
                 got = self.get_chunked(oid, tmp, oid, meter.update, size)
                 if got is None:
                     return None
+            if got is not None:
                 (digest, sent), rel = got, rc.rel(oid)
                 if oids.from_digest(digest) != oid:
                     from mvc.objects.chunked import rebuilt_wrong
