@@ -792,3 +792,46 @@ def test_add_base_refuses_a_revision_without_that_file(repo, mvc_cli, mvc_error)
     assert (repo / "m.bin.mvc").read_bytes() == pointer  # nothing was added
     mvc_cli("add", "m.bin", "--base", "HEAD")
     assert (repo / "m.bin.mvc").read_bytes() != pointer
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 200_000), min_size=1, max_size=24), st.randoms(use_true_random=False))
+def test_pieces_hashed_in_file_order_whatever_order_they_come_in(sizes, rnd):
+    """A rebuild's threads finish their pieces in any order; the digest is that of the bytes in file order."""
+    import threading
+
+    from mvc.storage.parallel import InOrderHash
+
+    data = random.Random(len(sizes)).randbytes(sum(sizes))
+    starts, at = [], 0
+    for n in sizes:
+        starts.append(at)
+        at += n
+    hasher = InOrderHash(len(sizes))
+    hasher.AHEAD_BYTES = 300_000  # small enough that early pieces wait for those before them
+    order = list(range(len(sizes)))
+    rnd.shuffle(order)
+    pieces = {i: [memoryview(data)[starts[i] : starts[i] + sizes[i]]] for i in order}
+    threads = [threading.Thread(target=hasher.add, args=(i, pieces[i])) for i in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert hasher.hexdigest() == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_a_failed_piece_releases_the_waiting_ones():
+    import threading
+
+    from mvc.storage.parallel import InOrderHash
+
+    hasher = InOrderHash(3)
+    hasher.AHEAD_BYTES = 5  # piece 2 must wait for pieces 0 and 1
+    waiter = threading.Thread(target=hasher.add, args=(2, [b"x" * 10]))
+    waiter.start()
+    hasher.abort()  # piece 0's thread failed
+    waiter.join(5)
+    assert not waiter.is_alive()
+    with pytest.raises(AssertionError):
+        hasher.hexdigest()

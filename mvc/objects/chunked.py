@@ -132,11 +132,13 @@ class Rebuilder:
         jobs: int,
         progress: Progress | None = None,
         local: Iterable[str] = (),
-    ) -> int:
-        """Write object oid, as recipe r builds it, into the empty file fd (not verified: the caller hashes the
-        file against oid before it uses it), taking the chunks it can from versions in the cache (see
-        :meth:`reuse`; ``local``: more of them). Returns the bytes read from the store."""
-        from mvc.storage.parallel import run_parallel
+    ) -> tuple[str, bool, int]:
+        """Write object oid, as recipe r builds it, into the empty file fd (open for reading and writing),
+        taking the chunks it can from versions in the cache (see :meth:`reuse`; ``local``: more of them).
+        Returns (the hex xxh3-128 of the file's bytes, hashed in file order as they are written: the caller
+        compares it with oid before it uses the file; whether chunks were copied in the kernel, unchecked
+        one by one; the bytes read from the store)."""
+        from mvc.storage.parallel import InOrderHash, run_parallel
 
         self.reuse(r, local)
         fileio.preallocate(fd, r.size)
@@ -151,16 +153,48 @@ class Rebuilder:
             pieces.append((start, r.size))
 
         tally = _Tally()
+        # a local disk copies the chunks it holds in the kernel, and each piece is hashed as it is in the file
+        # once written (mapped, from the page cache); from other stores chunks pass through memory, hashed there
+        into = fd if self.store.copies_ranges else None
+        digest = InOrderHash(len(pieces))
 
-        def one(piece: tuple[int, int]) -> int:
-            parts = self._entries(rc.covering(r.entries, piece[0], piece[1]), label, 0, tally)
-            fileio.pwritev_all(fd, parts, piece[0])  # the pieces end at entries: written as they are, not joined
+        def one(item: tuple[int, tuple[int, int]]) -> int:
+            number, piece = item
+            try:
+                entries = rc.covering(r.entries, piece[0], piece[1])
+                parts = self._entries(entries, label, 0, tally, into)
+                _write(fd, entries, parts, self._wrong_size(oid))
+                if into is None:
+                    digest.add(number, [p for p in parts if p is not None])
+                else:
+                    digest.add(number, [fileio.mapped(fd, piece[0], piece[1])])
+            except BaseException:
+                digest.abort()
+                raise
             if progress:
                 progress(piece[1] - piece[0])
             return piece[1] - piece[0]
 
-        run_parallel(one, pieces, jobs, None)
-        return tally.n
+        try:
+            run_parallel(one, enumerate(pieces), jobs, None)
+        except BaseException:
+            digest.abort()
+            raise
+        return digest.hexdigest(), into is not None, tally.n
+
+    def _wrong_size(self, oid: str) -> RemoteCorrupt:
+        return RemoteCorrupt(
+            f"{oid}: its chunk list {self.store.where(rc.rel(oid))} on remote {self.name} gives a chunk a wrong "
+            "size; nothing was written: push the file again from a machine that has it"
+        )
+
+    def check_chunks(self, r: rc.Recipe, label: str) -> None:
+        """Read and hash every chunk of recipe r the store holds (what a rebuild that copied them in the kernel
+        did not): raises the error naming the first that is corrupt or cut short. For a rebuilt file that
+        does not hash to its oid, before the error that blames the chunk list."""
+        remote = [i for i, e in enumerate(r.entries) if e.kind == "c"]
+        for run in _runs([r.entries[i] for i in remote], remote):
+            self._fetch(run, r.entries, label, None)
 
     def read(
         self,
@@ -191,16 +225,17 @@ class Rebuilder:
                 tally.add(len(data))
             return data
         entries = rc.covering(r.entries, start, end)
-        parts = self._entries(entries, label, below, tally)
-        data = b"".join(parts)
+        data = b"".join(p for p in self._entries(entries, label, below, tally) if p is not None)  # none is None
         first = entries[0].at if entries else start
         if start == first and end - first == len(data):
             return data  # a rebuild's pieces end at entries: no second copy
         return data[start - first : end - first]
 
     def _entries(
-        self, entries: list[rc.Entry], label: str, below: int, tally: _Tally | None
-    ) -> list[bytes | memoryview]:
+        self, entries: list[rc.Entry], label: str, below: int, tally: _Tally | None, into: int | None = None
+    ) -> list[bytes | memoryview | None]:
+        """The bytes of each entry, checked; with ``into`` (a file the entries are being rebuilt in, on a store
+        that copies ranges in the kernel), None for those copied there, unchecked (the caller hashes the file)."""
         out: list[bytes | memoryview | None] = [None] * len(entries)
         remote: list[int] = []
         local = self._read_local(entries)
@@ -218,11 +253,42 @@ class Rebuilder:
                 )
             remote.append(i)
         for run in _runs([entries[i] for i in remote], remote):
+            if into is not None and all(entries[i].kind == "c" for i in run):
+                for sub in _contiguous(run, entries):
+                    self._copy(sub, entries, label, tally, into)
+                continue
             got = self._fetch(run, entries, label, tally)
             for i, piece in got:
                 e = entries[i]
                 out[i] = self._decode(e, piece, label, tally) if e.kind == "d" else piece
-        return [d if d is not None else b"" for d in out]
+        if into is None:
+            return [d if d is not None else b"" for d in out]
+        return out
+
+    def _copy(self, run: list[int], entries: list[rc.Entry], label: str, tally: _Tally | None, into: int) -> None:
+        """Chunks lying one after another in one pack and in the file, copied in the kernel."""
+        first, last = entries[run[0]], entries[run[-1]]
+        rel = pk.pack_rel(first.pack)
+        start, end = first.offset, last.offset + last.stored
+        try:
+            n = self.store.copy_range_to(rel, start, end, into, first.at)
+        except RemoteObjectMissing:
+            raise RemoteCorrupt(
+                f"{label}: its chunk list on remote {self.name} names {self.store.where(rel)}, which is not there; "
+                "nothing was written: push the file again from a machine that has it"
+            ) from None
+        if n < 0:  # not between these files after all: through memory
+            for i, piece in self._fetch(run, entries, label, tally):
+                fileio.pwritev_all(into, [piece], entries[i].at)
+            return
+        if n != end - start:
+            raise RemoteCorrupt(
+                f"{label}: {self.store.where(rel)} on remote {self.name} is cut short: it ends at byte {start + n}, "
+                f"before the chunks its chunk list names there (to byte {end}); nothing was written: delete that "
+                "pack and its .idx on the remote, then push again"
+            )
+        if tally is not None:
+            tally.add(n)
 
     def _read_local(self, entries: list[rc.Entry]) -> dict[int, memoryview]:
         """{index: bytes} of the chunks among entries that versions in the cache hold (not checked yet): one read
@@ -346,6 +412,40 @@ def _runs(remote: list[rc.Entry], index: list[int]) -> Iterator[list[int]]:
         run, first, last = [i], e, e
     if run:
         yield run
+
+
+def _contiguous(run: list[int], entries: list[rc.Entry]) -> Iterator[list[int]]:
+    """A run split where its chunks stop lying one after another both in the pack and in the file."""
+    sub: list[int] = []
+    for i in run:
+        if sub:
+            prev, e = entries[sub[-1]], entries[i]
+            if e.offset != prev.offset + prev.stored or e.at != prev.at + prev.size:
+                yield sub
+                sub = []
+        sub.append(i)
+    if sub:
+        yield sub
+
+
+def _write(fd: int, entries: list[rc.Entry], parts: list[bytes | memoryview | None], wrong: RemoteCorrupt) -> None:
+    """The entries' bytes held in memory (None: already in the file) written at their places, one ``pwritev`` for
+    each stretch of them; a part of the wrong size is refused (the file would not be what was hashed)."""
+    group: list[bytes | memoryview] = []
+    at = 0
+    for e, part in zip(entries, parts, strict=True):
+        if part is None:
+            if group:
+                fileio.pwritev_all(fd, group, at)
+                group = []
+            continue
+        if len(part) != e.size:
+            raise wrong
+        if not group:
+            at = e.at
+        group.append(part)
+    if group:
+        fileio.pwritev_all(fd, group, at)
 
 
 def _pread(path: str, offset: int, size: int) -> bytes | None:

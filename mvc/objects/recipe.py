@@ -16,6 +16,7 @@ stores: a recipe is untrusted input, and the parser refuses anything but the for
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from mvc.errors import CorruptObject
@@ -29,6 +30,8 @@ RECIPE_MAX = 256 << 20  # a larger recipe is refused unread (a 1 GiB object's is
 ENTRY_MAX = 64 << 20  # bytes one entry may produce or occupy in its pack (writers: far less)
 MAX_DEPTH = 4  # a delta's base may itself be a delta, at most this many hops down
 MAX_BASES = 16
+# a chunk line, the bulk of every recipe: matched whole, then its numbers bounded (as _entry does, faster)
+_CHUNK = re.compile(r"c (xxh128:[0-9a-f]{32}) ([1-9][0-9]{0,18}) ([0-9a-f]{32}) (0|[1-9][0-9]{0,18})")
 
 
 class Entry(NamedTuple):
@@ -102,6 +105,17 @@ def parse(data: bytes, where: str, oid: str) -> Recipe:
     entries: list[Entry] = []
     at = 0
     for n, line in enumerate(lines[1:], 3):
+        m = _CHUNK.fullmatch(line)
+        if m is not None:
+            cid, size_text, pack, offset_text = m.groups()
+            n_bytes, offset = int(size_text), int(offset_text)
+            if n_bytes > ENTRY_MAX or offset + n_bytes > pk.MAX_NUMBER:
+                raise CorruptObject(f"{where}: line {n} is not a chunk ('c …'), a delta ('d …') or a base")
+            entries.append(Entry("c", cid, at, n_bytes, pack, offset, n_bytes))
+            at += n_bytes
+            if at > size:
+                raise CorruptObject(f"{where}: its entries produce more than the {size} bytes it declares")
+            continue
         parts = line.split(" ")
         try:
             if parts[0] == "base" and not entries:

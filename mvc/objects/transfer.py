@@ -461,10 +461,11 @@ class Transfer:
         r = rb.recipe(oid, size)
         if r is None:
             return None
-        with fileio.new_file(dest) as fd:
-            sent = rb.rebuild(oid, r, fd, label, self.jobs, progress, self.local_versions.get(oid, ()))
-        sent += rb.recipe_bytes - before  # its recipe and its bases' (when other threads read none meanwhile)
-        return fileio.hash_file(dest)[0], sent
+        with fileio.new_file(dest, readable=True) as fd:
+            digest, copied, sent = rb.rebuild(oid, r, fd, label, self.jobs, progress, self.local_versions.get(oid, ()))
+        if copied and oids.from_digest(digest) != oid:  # chunks copied in the kernel: which one is bad?
+            rb.check_chunks(r, label)
+        return digest, sent + rb.recipe_bytes - before  # its recipe and its bases' (if no other thread read any)
 
     def _get_run(self, run: list[tuple[str, pk.Entry]], meter: Meter, large: threading.BoundedSemaphore) -> int | None:
         name = run[0][0]

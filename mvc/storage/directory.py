@@ -16,6 +16,7 @@ from mvc.storage.store import DEFAULT_JOBS, TMP, Check, Progress, Store
 class DirStore(Store):
     protocol = "local"
     cheap_exists = True
+    copies_ranges = True
     wrap_unknown = False
     default_jobs = DEFAULT_JOBS["local"]
 
@@ -163,6 +164,14 @@ class DirStore(Store):
                     os.close(out)
             finally:
                 os.close(fd)
+
+    def copy_range_to(self, rel: str, start: int, end: int, fd: int, at: int) -> int:
+        with self._errors(rel, writing=False):
+            src = self._open(rel)
+            try:
+                return fileio.copy_into(src, fd, start, end - start, at)
+            finally:
+                os.close(src)
 
     def delete(self, rel: str) -> None:
         with self._errors(rel, writing=True):

@@ -47,6 +47,16 @@ def _hash_mapped(fd: int, size: int, progress: Progress | None) -> str:
     return h.hexdigest()
 
 
+def mapped(fd: int, start: int, end: int) -> memoryview:
+    """Bytes [start, end) of the file fd (open for reading), mapped: read from the page cache without a copy.
+    The mapping lasts while the view (or a slice of it) does."""
+    if start >= end:
+        return memoryview(b"")
+    base = start - start % mmap.ALLOCATIONGRANULARITY
+    m = mmap.mmap(fd, end - base, access=mmap.ACCESS_READ, offset=base)
+    return memoryview(m)[start - base :]
+
+
 def hash_fd(fd: int, size: int, progress: Progress | None = None) -> str:
     if size == 0:
         return hexdigest_bytes(b"")
@@ -82,21 +92,30 @@ def _open_read(path: str) -> Iterator[int]:
 def copy_range(src: int, dst: int, start: int, size: int) -> None:
     """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel."""
     preallocate(dst, size)
-    off = 0
-    try:
-        while off < size:
-            n = os.copy_file_range(src, dst, size - off, start + off, off)
-            if n == 0:
-                break
-            off += n
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) or off:
-            raise
+    off = max(0, copy_into(src, dst, start, size, 0))
     while off < size:  # fallback when copy_file_range is unavailable across these filesystems
         n = os.sendfile(dst, src, start + off, size - off)
         if n == 0:
             raise StorageError("source file shrank while copying: retry when nothing writes to it")
         off += n
+
+
+def copy_into(src: int, dst: int, start: int, size: int, at: int) -> int:
+    """Copy bytes [start, start + size) of src to offset ``at`` of dst in the kernel (``copy_file_range``);
+    returns the bytes copied, fewer when src ends first, or -1 when the kernel cannot copy between these
+    files (before any byte was copied: the caller copies them itself)."""
+    off = 0
+    while off < size:
+        try:
+            n = os.copy_file_range(src, dst, size - off, start + off, at + off)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL) and not off:
+                return -1
+            raise
+        if n == 0:
+            break
+        off += n
+    return off
 
 
 def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None) -> str:
@@ -416,10 +435,10 @@ def fsync_dir(directory: str) -> None:
 
 
 @contextlib.contextmanager
-def new_file(path: str) -> Iterator[int]:
-    """A new file at path (never one that exists), open for writing; removed again if the block fails, so
-    nothing half-written is left where a caller looks."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def new_file(path: str, readable: bool = False) -> Iterator[int]:
+    """A new file at path (never one that exists), open for writing (and reading); removed again if the block
+    fails, so nothing half-written is left where a caller looks."""
+    fd = os.open(path, (os.O_RDWR if readable else os.O_WRONLY) | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         yield fd
     except BaseException:

@@ -1,4 +1,4 @@
-"""Running store calls on a pool of threads."""
+"""Running store calls on a pool of threads; hashing in file order what they write in pieces."""
 
 from __future__ import annotations
 
@@ -58,3 +58,50 @@ def run_parallel(
                 stop.set()
             pool.shutdown(wait=False, cancel_futures=True)  # queued items never start
             raise
+
+
+class InOrderHash:
+    """The xxh3-128 of a file written in pieces by several threads, each piece hashed when those before it
+    are (so that a file rebuilt from chunks is not read again to be checked). A piece that arrives early waits, its buffers
+    held, while at most ``AHEAD_BYTES`` are; above that its thread waits for the pieces before it."""
+
+    AHEAD_BYTES = 64 << 20
+
+    def __init__(self, pieces: int):
+        import xxhash
+
+        self.h = xxhash.xxh3_128()
+        self.pieces = pieces
+        self.next = 0  # the number of the next piece to hash
+        self.early: dict[int, list[bytes | memoryview]] = {}
+        self.held = 0
+        self.failed = False
+        self.cond = threading.Condition()
+
+    def add(self, number: int, parts: list[bytes | memoryview]) -> None:
+        """Piece ``number`` (0, 1, … in file order) is written: its bytes are parts."""
+        size = sum(len(p) for p in parts)
+        with self.cond:
+            while self.next != number and self.held + size > self.AHEAD_BYTES and not self.failed:
+                self.cond.wait(0.5)
+            if self.failed:
+                return
+            self.early[number] = parts
+            self.held += size
+            while self.next in self.early:
+                done = self.early.pop(self.next)
+                for p in done:
+                    self.h.update(p)
+                    self.held -= len(p)
+                self.next += 1
+            self.cond.notify_all()
+
+    def abort(self) -> None:
+        with self.cond:
+            self.failed = True
+            self.cond.notify_all()
+
+    def hexdigest(self) -> str:
+        if self.next != self.pieces:  # every piece was written, or run_parallel raised
+            raise AssertionError("a rebuild ended before every piece was hashed")
+        return self.h.hexdigest()

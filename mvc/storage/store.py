@@ -37,6 +37,7 @@ class Store:
     protocol = ""
     read_only = False
     cheap_exists = False  # True when exists() costs no request (a local disk): no listing needed
+    copies_ranges = False  # True when copy_range_to copies in the kernel (a local disk)
     default_jobs = 8
     wrap_unknown = True  # errors translate() does not recognise become a generic RemoteError
 
@@ -89,6 +90,12 @@ class Store:
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         """Download rel to the new local file dest; returns the hex digest of what was written."""
         raise NotImplementedError
+
+    def copy_range_to(self, rel: str, start: int, end: int, fd: int, at: int) -> int:
+        """Copy bytes [start, end) of rel to offset ``at`` of the local file fd without reading them into memory;
+        returns the bytes copied (fewer when rel ends first), or -1 when this store cannot (then the caller
+        reads the range with :meth:`get_range`). Nothing is checked: the caller hashes what it wrote."""
+        return -1
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of rel: fewer when it ends before end, b"" when start is at or past its end."""
