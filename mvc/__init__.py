@@ -14,10 +14,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 _API = {
     "init": "mvc.api.workspace",
+    "gc": "mvc.api.gc",
+    "verify": "mvc.api.verify",
+    "registry_check": "mvc.api.verify",
     "add": "mvc.api.workspace",
     "status": "mvc.api.workspace",
     "checkout": "mvc.api.checkout",

@@ -112,3 +112,11 @@ class UntrustedModel(MvcError):
 
 class FrameworkMissing(MvcError):
     """The package that a model format or framework needs is not installed."""
+
+
+class GcRefused(MvcError):
+    """mvc gc will not delete: what it would need to know to do so safely cannot be checked."""
+
+
+class VerifyFailed(MvcError):
+    """mvc verify found objects that are corrupt or cannot be recovered (its report names them)."""

@@ -519,6 +519,52 @@ class Git:
             if line.endswith(" commit")
         }
 
+    def history(self, tips: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[str]:
+        """Commits reachable from tips, newest first (children before parents); None: from every ref but those
+        in exclude (full ref names), HEAD and every reflog entry (what git itself keeps: ``rev-list --all
+        --reflog``)."""
+        args = [*(f"--exclude={r}" for r in exclude), "--all", "--reflog"] if tips is None else list(tips)
+        if not args:
+            return []
+        return self.run("rev-list", "--date-order", *args, "--").decode().split()
+
+    def ls_remote(self, remote: str) -> list[tuple[str, str]]:
+        """(object id, ref name) of every ref the git remote has now (``git ls-remote``: one connection)."""
+        out = self.run("ls-remote", "--", remote).decode("utf-8", "surrogateescape")
+        found = []
+        for line in out.splitlines():
+            oid, _, ref = line.partition("\t")
+            if len(oid) >= 40 and ref:
+                found.append((oid, ref))
+        return found
+
+    def roots(self) -> list[str]:
+        """The root commits (no parent) of every ref's history: what names this repository in every clone."""
+        return sorted(set(self.run("rev-list", "--max-parents=0", "--all", "--").decode().split()))
+
+    def stash_commits(self) -> list[str]:
+        """Every stash entry (``refs/stash`` and its reflog) and its parents (the commit it was made on, its
+        index and its untracked files), newest first."""
+        out = self.run("reflog", "show", "--format=%H %P", "refs/stash", "--", check=False)
+        return list(dict.fromkeys(c for c in out.decode().split() if len(c) >= 40))
+
+    def worktrees(self) -> list[tuple[str, str | None]]:
+        """(root, HEAD commit or None when unborn or detached from nothing) of every worktree but this one."""
+        out = self.run("worktree", "list", "--porcelain", "-z").decode("utf-8", "surrogateescape")
+        found: list[tuple[str, str | None]] = []
+        path: str | None = None
+        head: str | None = None
+        for field in [*out.split("\0"), ""]:
+            if field.startswith("worktree "):
+                path, head = field[len("worktree ") :], None
+            elif field.startswith("HEAD "):
+                head = field[len("HEAD ") :]
+            elif field == "" and path is not None:
+                if os.path.realpath(path) != os.path.realpath(self.root):
+                    found.append((path, head if head and set(head) != {"0"} else None))
+                path = None
+        return found
+
     def all_commits(self) -> list[str]:
         """Every commit reachable from a branch, tag or other ref (``git rev-list --all``)."""
         return self.run("rev-list", "--all").decode().split()

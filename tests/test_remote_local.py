@@ -1,5 +1,6 @@
+from remote_gc_suite import RemoteGcSuite
 from remote_suite import LocalRemote, RemoteSuite
 
 
-class TestLocal(RemoteSuite, LocalRemote):
+class TestLocal(RemoteSuite, RemoteGcSuite, LocalRemote):
     pass

@@ -6,10 +6,11 @@ import sys
 import threading
 
 from conftest import make_file
+from remote_gc_suite import RemoteGcSuite
 from remote_suite import MVC, RemoteSuite, S3Backend, S3Remote, configure, one_error_line, stored
 
 
-class TestS3(RemoteSuite, S3Remote):
+class TestS3(RemoteSuite, RemoteGcSuite, S3Remote):
     pass
 
 

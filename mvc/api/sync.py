@@ -17,7 +17,7 @@ from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects.journal import Journal
 from mvc.objects.transfer import Meter, Recorder
-from mvc.repo.remotes import Spec, fetch_wanted, journal, open_transfer, spec
+from mvc.repo.remotes import Spec, fetch_wanted, journal, mark_user, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import Wanted, pointers
 
@@ -124,6 +124,7 @@ def _push(
             ]
             blocked = [m for m in manifests_todo if m not in ready]
             sent += remote.upload(ready, sizes, meter, recorder)
+            mark_user(repo, sp, remote, jr)
         finally:
             recorder.flush()
             meter.close()

@@ -314,8 +314,23 @@ def _write_pointer(
     data = ptrfmt.dumps(p)
     if data == old_bytes:
         return False
+    _freshen(repo, rel, kind, oid)
     fileio.atomic_write(full, data)
     return True
+
+
+def _freshen(repo: Repo, rel: str, kind: str, oid: str) -> None:
+    """Before a pointer names objects (anew): mark them used, so that a gc running meanwhile keeps them
+    (docs/FORMAT.md, "What gc keeps"); one that is gone already is an error, not a dangling pointer."""
+    todo = [oid]
+    if kind == "dir":
+        todo += [e.oid for e in mf.loads(repo.odb.read_bytes(oid), oid)]
+    for o in todo:
+        if not repo.odb.freshen(o):
+            raise ObjectMissing(
+                f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {rel}' "
+                "again"
+            )
 
 
 def _gitignore_pattern(name: str) -> str:

@@ -34,6 +34,8 @@ COMMANDS = {
     "registry": "mvc.cli.registry:registry",
     "log": "mvc.cli.registry:log",
     "diff": "mvc.cli.registry:diff",
+    "gc": "mvc.cli.lifecycle:gc",
+    "verify": "mvc.cli.lifecycle:verify",
     "install-hooks": "mvc.cli.hooks:install_hooks",
     "hook": "mvc.cli.hooks:hook",
 }

@@ -118,8 +118,16 @@ def deprecate(name: str, version: str | None, stage: str | None, message: str | 
 @click.argument("name", required=False)
 @json_option
 @click.option("--deprecated", "-d", is_flag=True, help="Include deprecated models.")
+@click.option(
+    "--check", is_flag=True, help="Say which versions can be fetched (their objects in the cache or on the remote)."
+)
+@click.option(
+    "-r", "--remote", metavar="REMOTE", help="With --check: the remote to look in (default: the default remote)."
+)
 @repo_option
-def registry(name: str | None, as_json: bool, deprecated: bool, repo: str | None) -> None:
+def registry(
+    name: str | None, as_json: bool, deprecated: bool, check: bool, remote: str | None, repo: str | None
+) -> None:
     """Show each model's latest version and the version each stage points to;
     with NAME, every version of that model and its stages.
 
@@ -132,7 +140,17 @@ def registry(name: str | None, as_json: bool, deprecated: bool, repo: str | None
       mvc registry churn
       mvc registry --json | jq '.[] | select(.name == "churn") | .stages.prod.version'
       mvc registry --repo https://github.com/acme/models.git
+      mvc registry --check
     """
+    if check:
+        if repo is not None or deprecated:
+            raise click.UsageError(
+                "--check reads this repository's cache and remote: it takes neither --repo nor --deprecated"
+            )
+        _check(name, remote, as_json)
+        return
+    if remote is not None:
+        raise click.UsageError("-r/--remote goes with --check")
     url = user_url(repo) if repo is not None else None
     if name is not None:
         _one_model(api.model(name, repo=url), as_json)
@@ -163,6 +181,33 @@ def registry(name: str | None, as_json: bool, deprecated: bool, repo: str | None
             ]
         )
     _columns(table)
+
+
+def _check(name: str | None, remote: str | None, as_json: bool) -> None:
+    """``mvc registry --check``: every live version, whether it can be fetched; exit status 1 when one cannot."""
+    from mvc.api.verify import registry_check
+    from mvc.errors import VerifyFailed
+
+    rows = registry_check(name, remote=remote)
+    if as_json:
+        echo_json(rows)
+    else:
+        table = [["model", "version", "stages", "path", "state"]]
+        for r in rows:
+            state = r["state"] if r["state"] != "missing" else f"missing {len(r['missing'])} object(s)"
+            table.append(
+                [r["model"], r["version"], ", ".join(f"#{s}" for s in r["stages"]) or "-", r["path"] or "-", state]
+            )
+        if len(table) > 1:
+            _columns(table)
+        else:
+            click.echo("no registered versions to check")
+    bad = [r for r in rows if r["state"] != "ok"]
+    if bad:
+        raise VerifyFailed(
+            f"{len(bad)} registered version(s) cannot be fetched, first {bad[0]['model']}@{bad[0]['version']}: push "
+            "them from a machine that has them ('mvc push --rev TAG'), or see 'mvc verify --all-tags'"
+        )
 
 
 def _columns(table: list[list[str]]) -> None:

@@ -135,6 +135,23 @@ class Journal:
         except sqlite3.OperationalError:
             return set()
 
+    def pack_entries(self, key: str) -> dict[str, list[pk.Entry]]:
+        """{pack name: its entries} of every pack recorded for the remote."""
+        db = self._connect(create=False)
+        if db is None:
+            return {}
+        found: dict[str, list[pk.Entry]] = {name: [] for name in self.pack_names(key)}
+        try:
+            rows = db.execute(
+                "SELECT p.pack, p.oid, p.offset, p.size FROM packed p JOIN remotes r ON r.id = p.remote WHERE r.key = ?",
+                (key,),
+            )
+            for name, oid, offset, size in rows:
+                found.setdefault(name, []).append(pk.Entry(oid, offset, size))
+        except sqlite3.OperationalError:
+            return {}
+        return found
+
     def add_pack(self, key: str, name: str, entries: list[pk.Entry]) -> None:
         """Record a pack read from (or written to) the remote: its entries are present there."""
         self.add_packs(key, [(name, entries)])

@@ -120,7 +120,7 @@ class ODB:
         """
         dest = self.path(oid)
         durable = durable or self.fsync
-        if os.path.exists(dest):
+        if os.path.exists(dest) and self.freshen(oid):  # else a gc took it just now: ours is installed
             fileio.remove_quietly(tmp)
             return
         os.chmod(tmp, READONLY)
@@ -149,9 +149,27 @@ class ODB:
         self.install_bytes(data, oid)
         return oid
 
+    def freshen(self, oid: str) -> bool:
+        """Mark object oid as just used (its ctime, by a chmod to the mode it has): a writer about to point to
+        an object it found in the cache does this, so a gc running meanwhile counts it as young and keeps it
+        (docs/FORMAT.md, "What gc keeps"). False when the object is not there; a cache that refuses the
+        chmod (read-only, another user's) counts as freshened: no gc of this user deletes there. An object with
+        another hard link (a workspace file linked to it: cache.type hardlink) is in use, which gc sees: its
+        ctime, the workspace file's too, is left alone, or the state cache would count the file changed."""
+        path = self.path(oid)
+        try:
+            if os.lstat(path).st_nlink > 1:
+                return True
+            os.chmod(path, READONLY)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            pass
+        return True
+
     def install_bytes(self, data: bytes, oid: str) -> None:
         """Store data, which the caller has verified hashes to oid, as object oid."""
-        if not self.exists(oid):
+        if not (self.exists(oid) and self.freshen(oid)):
             tmp = self._tmp()
             with fileio.space_errors(f"the cache ({self.root})"):
                 try:

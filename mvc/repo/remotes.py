@@ -285,3 +285,20 @@ def _quote(path: str) -> str:
     import shlex
 
     return shlex.quote(path)
+
+
+def mark_user(repo: Repo, sp: Spec, remote: Transfer, jr: Journal) -> None:
+    """Say on the remote that this repository pushes to it (``repos/ROOT``, ROOT its first root commit), once
+    per remote and journal: ``mvc gc -r`` refuses a remote that other repositories use too."""
+    from mvc.objects import layout
+
+    roots = repo.git.roots()
+    if not roots:
+        return
+    tag = f"repo:{roots[0]}"
+    if jr.known(sp.key, [tag]):
+        return
+    rel = layout.REPOS + roots[0]
+    if not remote.store.exists(rel):
+        remote.store.put_bytes(rel, b"")
+    jr.add(sp.key, [tag])

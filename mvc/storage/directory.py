@@ -48,6 +48,17 @@ class DirStore(Store):
                     pass  # deleted since the listing: not there
         return out
 
+    def list_times(self, prefix: str) -> dict[str, tuple[int, float | None]]:
+        out: dict[str, tuple[int, float | None]] = {}
+        with self._errors(prefix):
+            for rel, full in self._walk(prefix):
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                out[rel] = (st.st_size, max(st.st_mtime, st.st_ctime))  # a rename (publish) moves ctime
+        return out
+
     def _walk(self, prefix: str) -> Sequence[tuple[str, str]]:
         """(rel, full path) of every file below prefix, never in tmp/."""
         top = self._full(prefix) if prefix else self.root

@@ -110,6 +110,11 @@ class FsspecStore(Store):
         with self._errors(prefix):
             return {rel: int(info["size"]) for rel, info in self._sized(found).items()}
 
+    def list_times(self, prefix: str) -> dict[str, tuple[int, float | None]]:
+        found = self._find(prefix, detail=True)
+        with self._errors(prefix):
+            return {rel: (int(info["size"]), _written(info)) for rel, info in self._sized(found).items()}
+
     def _sized(self, found: dict[str, Any]) -> dict[str, Any]:
         """The infos of a listing, each with its size (a backend whose listing lacks them asks for them)."""
         return found
@@ -325,4 +330,20 @@ def _status(e: BaseException) -> int | None:
         status = getattr(x, "status", None)
         if isinstance(status, int):
             return status
+    return None
+
+
+def _written(info: dict[str, Any]) -> float | None:
+    """When an fsspec listing entry was last written (S3's LastModified, a local or memory file's mtime or
+    creation time), in seconds since the epoch; None where the backend does not say."""
+    for key in ("LastModified", "last_modified", "mtime", "created"):
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
     return None

@@ -63,6 +63,11 @@ class Store:
         sizes of the same listing (the same requests), never of tmp/."""
         raise NotImplementedError
 
+    def list_times(self, prefix: str) -> dict[str, tuple[int, float | None]]:
+        """{path: (size, when it was last written, in seconds since the epoch, or None where the store does not
+        say)} of every object below prefix, as list_sizes gives them (``mvc gc -r``'s grace period)."""
+        return {rel: (size, None) for rel, size in self.list_sizes(prefix).items()}
+
     def names(self) -> set[str]:
         """The names directly below the store's root ("objects", "mvc.toml", …: files and directories
         alike, no "/"), as far as one small request tells (object stores: the first page, which holds

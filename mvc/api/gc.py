@@ -1,0 +1,378 @@
+"""``mvc gc``: remove from the local cache the objects nothing the repository keeps needs (docs/FORMAT.md,
+"What gc keeps"). A dry run unless ``force``; what it keeps is always a superset of what git keeps
+reachable, narrowed only by options the user types."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import GcRefused, PathError
+from mvc.format.config import MVC_DIR
+from mvc.repo import reach as reachmod
+from mvc.repo.repository import Repo, open_repo
+
+GRACE = "14d"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_grace(text: str) -> float:
+    """Seconds of a grace period written ``0``, ``90s``, ``30m``, ``12h``, ``14d`` or ``2w``."""
+    m = re.fullmatch(r"(0|[0-9]{1,6})([smhdw]?)", text.strip())
+    if m is None or (m[1] != "0" and not m[2]):
+        raise PathError(f"grace period {text!r} is not a duration: write it like 14d, 12h, 30m or 0")
+    return int(m[1]) * _UNITS.get(m[2] or "s", 1)
+
+
+def gc(
+    *,
+    force: bool = False,
+    keep_last: int | None = None,
+    revs: list[str] | None = None,
+    drop_deprecated: bool = False,
+    grace: str = GRACE,
+    sole_user: bool = False,
+    remote: str | None = None,
+    jobs: int | None = None,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Find (and with ``force`` delete) the cache objects that nothing kept needs; with ``remote``, the
+    remote's objects, recipes and packs instead (:func:`_gc_remote`).
+
+    Kept, always: the work tree's and the index's pointers (every worktree's), every ref's tip (branches,
+    tags, registry versions and stages, remote-tracking branches), HEAD, stashes, and objects changed
+    less than ``grace`` ago. Kept by default and narrowed by options: every commit of the history
+    (``revs``: only the history of these revisions; ``keep_last``: of each tracked path, only its N
+    newest versions in that history); ``drop_deprecated``: the registry tags of deprecated models are no
+    longer kept as tips. Returns {"dry_run", "objects", "bytes", "kept", "young", "groups", "unreadable"}.
+    """
+    repo = open_repo(repo)
+    if keep_last is not None and keep_last < 0:
+        raise PathError("--keep-last must be 0 or more: the number of versions of each path to keep")
+    window = parse_grace(grace)
+    if remote is not None:
+        return _gc_remote(
+            repo, remote, force, keep_last, revs, drop_deprecated, grace, window, sole_user, jobs, progress
+        )
+    _check_cache_owner(repo, sole_user)
+
+    keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
+    _refuse_unread(keep)
+    needed = keep.objects()
+
+    now = time.time()
+    doomed: list[tuple[str, int]] = []
+    young = kept = 0
+    bar = progress("scanning the cache", 0)
+    try:
+        for oid in repo.odb.all_oids():
+            bar.update(1)
+            if oid in needed:
+                kept += 1
+                continue
+            try:
+                st = os.lstat(repo.odb.path(oid))
+            except FileNotFoundError:
+                continue
+            if _in_use(st, now - window):
+                young += 1
+                continue
+            doomed.append((oid, st.st_size))
+    finally:
+        bar.close()
+
+    deleted: list[tuple[str, int]] = doomed
+    if force:
+        deleted = _delete(repo, doomed, now - window)
+    return {
+        "dry_run": not force,
+        "objects": len(deleted),
+        "bytes": sum(size for _, size in deleted),
+        "kept": kept,
+        "young": young,
+        "grace": grace,
+        "groups": _groups(doomed, dropped),
+        "unreadable": keep.unreadable,
+    }
+
+
+def _groups(doomed: list[tuple[str, int]], dropped: reachmod.Reach) -> list[dict[str, Any]]:
+    """What goes, by the path and version that named it (history versions keep_last let go), else together."""
+    groups: dict[str, list[int]] = {}
+    for oid, size in doomed:
+        names = dropped.labels.get(oid)
+        g = groups.setdefault(names[0] if names else "not named by any pointer", [0, 0])
+        g[0] += 1
+        g[1] += size
+    return [{"what": k, "objects": v[0], "bytes": v[1]} for k, v in sorted(groups.items())]
+
+
+def _refuse_unread(keep: reachmod.Reach) -> None:
+    if keep.unread_manifests:
+        first = keep.unread_manifests[0]
+        raise GcRefused(
+            f"{keep.wanted.label(first)} (manifest {first}) is kept but cannot be read from the cache, so gc "
+            "cannot tell which files it needs; nothing was deleted: fetch it again ('mvc fetch') or run 'mvc verify "
+            "--repair' first"
+        )
+
+
+def _delete(repo: Repo, doomed: list[tuple[str, int]], cutoff: float) -> list[tuple[str, int]]:
+    """Unlink each object unless something touched it since the scan (an add that found it and will point
+    to it freshens it first: ``ODB.freshen``); the objects actually deleted."""
+    done: list[tuple[str, int]] = []
+    for oid, size in doomed:
+        path = repo.odb.path(oid)
+        try:
+            if _in_use(os.lstat(path), cutoff):
+                continue
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        done.append((oid, size))
+    for prefix in {oid.split(":", 1)[1][:2] for oid, _ in done}:  # drop fan-out directories left empty
+        try:
+            os.rmdir(os.path.join(repo.odb.objects_dir, prefix))
+        except OSError:
+            pass
+    return done
+
+
+def _in_use(st: os.stat_result, cutoff: float) -> bool:
+    """Whether a cache object counts as in use whatever names it: written or freshened after cutoff, or
+    hard-linked from elsewhere (a workspace file, cache.type hardlink)."""
+    return st.st_nlink > 1 or max(st.st_mtime, st.st_ctime) > cutoff
+
+
+def _check_cache_owner(repo: Repo, sole_user: bool) -> None:
+    """A cache other than this repository's own (``.mvc/cache``) may be shared by repositories gc cannot
+    see: refused unless the user says this repository is its only user."""
+    own = os.path.normpath(os.path.join(repo.root, MVC_DIR, "cache"))
+    if os.path.normpath(repo.odb.root) == own or sole_user:
+        return
+    raise GcRefused(
+        f"the cache {repo.odb.root} is not this repository's own (cache.dir is set), and other repositories "
+        "may use it: gc cannot see what they need, so nothing was deleted; if this repository is its only "
+        "user, run 'mvc gc --sole-user'"
+    )
+
+
+# -- a remote ---------------------------------------------------------------------------------------
+def _gc_remote(
+    repo: Repo,
+    name: str,
+    force: bool,
+    keep_last: int | None,
+    revs: list[str] | None,
+    drop_deprecated: bool,
+    grace: str,
+    window: float,
+    sole_user: bool,
+    jobs: int | None,
+    progress: progressmod.Factory,
+) -> dict[str, Any]:
+    """gc of remote name: what this repository keeps, plus everything every ref of every git remote needs
+    (their history too), plus the delta bases of what is kept; what is left goes when older than the grace
+    period by the remote's own clock: whole objects, recipes, and packs none of whose entries is kept (a
+    pack that is partly alive is kept whole, its dead bytes reported)."""
+    from mvc.objects import oid as oids
+    from mvc.objects import pack as pk
+    from mvc.objects import recipe as rc
+    from mvc.objects.transfer import Meter
+    from mvc.repo.remotes import journal, open_transfer, spec
+
+    sp = spec(repo, name)
+    keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated, _git_remote_tips(repo))
+    _refuse_unread(keep)
+    jr = journal(repo)
+    try:
+        t = open_transfer(repo, sp, jr, jobs)
+        try:
+            t.check_writable()
+            t.check_layout()
+            unread = [m for m in keep.wanted.manifests if m not in keep.wanted.entries]
+            if unread:  # directories whose manifest only the remote holds: fetched, to learn their files
+                t.download(sorted(t.existing(unread)), Meter(progressmod.null, "", 0, 0))
+                keep.read_manifests(repo)
+                _refuse_unread(keep)
+                lost = [m for m in unread if m not in keep.wanted.entries]
+                if lost:
+                    raise GcRefused(
+                        f"{keep.wanted.label(lost[0])} (manifest {lost[0]}) is kept but neither the cache nor remote "
+                        f"{sp.name} has it, so gc cannot tell which files it needs; nothing was deleted: push it "
+                        "from a machine that has it"
+                    )
+            listing = t.store.list_times("")
+            _check_remote_users(repo, sp.name, listing, sole_user)
+            unknown = [rel for rel, (_, when) in listing.items() if when is None]
+            if unknown:
+                raise GcRefused(
+                    f"remote {sp.name} does not say when {unknown[0]} was written, so the grace period cannot be "
+                    "checked; nothing was deleted"
+                )
+            cutoff = time.time() - window
+            needed = keep.objects()
+            recipes = {
+                oids.from_relpath(rel[len(rc.RECIPES) :]) or "": when or 0.0
+                for rel, (_, when) in listing.items()
+                if rel.startswith(rc.RECIPES)
+            }
+            young_recipes = {oid for oid, when in recipes.items() if when > cutoff}  # a push not in git yet
+            live_chunks, damaged = _recipe_closure(t.rebuilder(), needed, set(recipes), young_recipes)
+            if damaged:
+                first = sorted(damaged)[0]
+                raise GcRefused(
+                    f"the chunk list of {keep.wanted.label(first)} ({t.store.where(rc.rel(first))}) on remote {sp.name} "
+                    "cannot be read, so gc cannot tell which chunks it needs; nothing was deleted: retry, or run 'mvc "
+                    "push --verify-remote' from a machine that has it"
+                )
+            t.read_packs(recheck=True)  # every index read again: the packs as they are now
+            packs = jr.pack_entries(sp.key)
+            alive = needed | live_chunks
+            doomed: list[tuple[str, int]] = []  # (rel, size)
+            named: list[tuple[str, int]] = []  # (oid, size) of what goes, for the groups
+            young = 0
+            for rel, (size, when) in sorted(listing.items()):
+                if rel.startswith(("objects/", rc.RECIPES)):
+                    oid = oids.from_relpath(rel.split("/", 1)[1])
+                    if not oid or oid in needed:
+                        continue
+                    if when is None or when > cutoff:
+                        young += 1
+                        continue
+                    doomed.append((rel, size))
+                    named.append((oid, size))
+            dead_packs: list[str] = []
+            partly = [0, 0]  # packs kept for a live entry: how many, and their dead bytes
+            for pname, entries in sorted(packs.items()):
+                live = [e for e in entries if e.oid in alive]
+                times = [listing.get(pk.pack_rel(pname)), listing.get(pk.index_rel(pname))]
+                old = all(x is not None and x[1] is not None and x[1] <= cutoff for x in times)
+                if not live and not old:
+                    young += 1
+                elif not live:
+                    dead_packs.append(pname)
+                    for rel in (pk.index_rel(pname), pk.pack_rel(pname)):  # the index first: readers stop there
+                        doomed.append((rel, listing[rel][0]))
+                    named.extend((e.oid, e.size) for e in entries)
+                elif live and len(live) < len(entries):
+                    partly[0] += 1
+                    partly[1] += sum(e.size for e in entries) - sum(e.size for e in live)
+            deleted = doomed
+            if force:  # the journal first: killed half way, it says absent what may still be there (harmless)
+                jr.forget_packs(sp.key, dead_packs)
+                jr.discard(sp.key, [oid for oid, _ in named])
+                deleted = []
+                for rel, size in doomed:
+                    t.store.delete(rel)
+                    deleted.append((rel, size))
+        finally:
+            t.close()
+    finally:
+        jr.close()
+    return {
+        "dry_run": not force,
+        "remote": sp.name,
+        "objects": len(named),
+        "files": len(deleted),
+        "bytes": sum(size for _, size in deleted),
+        "kept": len(needed),
+        "young": young,
+        "grace": grace,
+        "packs_deleted": len(dead_packs),
+        "packs_partly_dead": partly[0],
+        "dead_bytes_in_kept_packs": partly[1],
+        "groups": _groups(named, dropped),
+        "unreadable": keep.unreadable,
+    }
+
+
+def _check_remote_users(repo: Repo, name: str, listing: dict[str, Any], sole_user: bool) -> None:
+    """Refuse a remote that another repository pushes to (``repos/ROOT`` names each: docs/FORMAT.md, "What
+    gc keeps"), or one where no repository is named yet (pushed by an mvc older than 0.3) unless sole_user."""
+    from mvc.objects import layout
+
+    users = {rel[len(layout.REPOS) :] for rel in listing if rel.startswith(layout.REPOS)}
+    ours = set(repo.git.roots())
+    others = users - ours
+    if others:
+        raise GcRefused(
+            f"remote {name} is also used by another repository (root commit {sorted(others)[0][:12]}), whose "
+            "versions gc cannot see; nothing was deleted: give each repository its own remote to collect"
+        )
+    if not users and not sole_user:
+        raise GcRefused(
+            f"remote {name} does not say which repositories push to it (they pushed with an mvc older than 0.3), "
+            "so gc cannot tell whether others need its objects; nothing was deleted: if this repository is "
+            f"its only user, run 'mvc gc -r {name} --sole-user'"
+        )
+
+
+def _recipe_closure(rb: Any, needed: set[str], on_remote: set[str], young: set[str]) -> tuple[set[str], set[str]]:
+    """(the chunks and deltas named by the recipes of needed objects and by the young recipes, the recipes
+    that could not be read); needed grows by every delta's base (a kept version's deltas need their
+    bases), recursively."""
+    from mvc.errors import MvcError
+
+    chunks: set[str] = set()
+    damaged: set[str] = set()
+    todo = sorted((needed & on_remote) | young)
+    seen: set[str] = set()
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            r = rb.recipe(oid)
+        except MvcError:
+            damaged.add(oid)
+            continue
+        if r is None:
+            continue
+        for e in r.entries:
+            chunks.add(e.oid)
+            if e.kind == "d" and e.base not in needed:
+                needed.add(e.base)
+                if e.base in on_remote:
+                    todo.append(e.base)
+    return chunks, damaged
+
+
+def _git_remote_tips(repo: Repo) -> dict[str, str]:
+    """{commit: "REMOTE REF"} of every ref of every git remote, as it is now (``git ls-remote``): what
+    teammates can already see is kept. Refused when a ref names a commit this clone has not fetched (its
+    pointers cannot be read) or a git remote cannot be listed."""
+    from mvc.errors import MvcError
+
+    found: dict[str, str] = {}
+    for gremote in sorted(repo.git.remote_names()):
+        try:
+            refs = repo.git.ls_remote(gremote)
+        except MvcError as e:
+            raise GcRefused(
+                f"git remote {gremote} cannot be listed ({e}), so gc cannot see what its branches and tags need; "
+                "nothing was deleted: retry when it can be reached"
+            ) from None
+        refs = [(oid, ref) for oid, ref in refs if not ref.endswith("^{}")]
+        peeled = repo.git.peel_commits(oid for oid, _ in refs)
+        for oid, ref in refs:
+            commit = peeled.get(oid)
+            if commit is None:
+                if _is_commit_ref(ref):
+                    raise GcRefused(
+                        f"git remote {gremote} has {ref} at {oid[:10]}, which this clone has not fetched, so gc "
+                        f"cannot read what it needs; nothing was deleted: run 'git fetch {gremote} --tags' first"
+                    )
+                continue
+            found.setdefault(commit, f"{gremote} {ref}")
+    return found
+
+
+def _is_commit_ref(ref: str) -> bool:
+    """Refs that name commits whose trees matter (branches, tags, HEAD); others (notes…) may name anything."""
+    return ref == "HEAD" or ref.startswith(("refs/heads/", "refs/tags/", "refs/mvc/"))

@@ -1,0 +1,276 @@
+"""``mvc verify`` and ``mvc registry --check``: is every version the repository names recoverable, byte for
+byte? The cache is re-hashed; each object the chosen pointers need must be sound in the cache or on the
+remote (with ``remote``: downloaded from there and re-hashed); ``repair`` replaces a corrupt cache object
+with a verified copy from the remote."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import MvcError, RemoteCorrupt, RemoteObjectMissing
+from mvc.format import pointer as ptrfmt
+from mvc.objects import oid as oids
+from mvc.repo import reach as reachmod
+from mvc.repo.remotes import default_remote, journal, open_transfer, spec
+from mvc.repo.repository import Repo, open_repo
+from mvc.storage import fileio
+
+# what verify finds wrong with an object, as --json spells it
+CORRUPT = "corrupt in cache"  # the cache's copy does not hash to its oid
+MISSING = "missing"  # in neither the cache nor the remote
+REMOTE_CORRUPT = "corrupt on remote"  # the remote's copy does not hash to its oid (or is cut short)
+NOT_CHECKED = "not in cache, no remote"  # not in the cache and no remote is configured to look in
+NOT_ON_REMOTE = "not on remote"  # sound in the cache, but the remote verify was asked to read lacks it
+
+
+def verify(
+    *,
+    remote: str | None = None,
+    revs: list[str] | None = None,
+    all_tags: bool = False,
+    repair: bool = False,
+    jobs: int | None = None,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Check the cache and the pointers of the chosen revisions (default: the work tree, the index, every
+    branch and every registry tag; ``revs``: these instead; ``all_tags``: every tag too).
+
+    Returns {"cache": {"objects", "bytes", "seconds", "corrupt"}, "pointers", "objects", "remote",
+    "downloaded", "problems": [{"oid", "problem", "repaired", "needed_by"}], "unreadable"}; the caller
+    decides what a problem means for the exit status."""
+    repo = open_repo(repo)
+    reach = reachmod.Reach()
+    commits: dict[str, str] = {}
+    if revs:
+        for rev in revs:
+            commits.setdefault(repo.resolve(rev), rev)
+    else:
+        reachmod.add_workspace(repo, reach)
+        for branch, commit in sorted(repo.git.ref_commits("refs/heads").items()):
+            commits.setdefault(commit, branch)
+    for tag, commit in sorted(repo.git.ref_commits("refs/tags").items()):
+        if all_tags or (not revs and reachmod.model_of(tag) is not None):
+            commits.setdefault(commit, tag)
+    reach.add_commits(repo, commits)
+
+    cache = _check_cache(repo, progress)
+    corrupt = set(cache["corrupt"])
+    reach.read_manifests(repo)
+    name = remote if remote is not None else default_remote(repo)
+    problems: dict[str, str] = dict.fromkeys(corrupt, CORRUPT)
+    result: dict[str, Any] = {
+        "cache": cache,
+        "pointers": reach.pointers,
+        "objects": 0,
+        "remote": name,
+        "downloaded": 0,
+        "problems": [],
+        "unreadable": reach.unreadable,
+    }
+    repaired: set[str] = set()
+    if name is not None:
+        checked = _check_remote(repo, name, reach, corrupt, remote is not None, repair, jobs, progress)
+        for oid, problem in checked["problems"].items():  # a corrupt cache copy stays the first thing said
+            if problems.get(oid) != CORRUPT:
+                problems[oid] = problem
+        repaired = checked["repaired"]
+        result["downloaded"] = checked["downloaded"]
+    else:
+        for oid in reach.objects():
+            if oid in corrupt or not repo.odb.exists(oid):
+                problems.setdefault(oid, NOT_CHECKED)
+    if repair:  # what no remote could replace is moved aside, so that no command uses it (nothing is deleted)
+        for oid in corrupt - repaired:
+            if repo.odb.exists(oid):
+                repo.odb.quarantine(oid)
+    result["objects"] = len(reach.objects())
+    result["problems"] = [
+        {"oid": o, "problem": p, "repaired": o in repaired, "needed_by": reach.named(o) if o in reach.objects() else []}
+        for o, p in sorted(problems.items(), key=lambda kv: (kv[1], kv[0]))
+    ]
+    return result
+
+
+def _check_cache(repo: Repo, progress: progressmod.Factory) -> dict[str, Any]:
+    """Every object of the cache re-hashed, with a progress bar of bytes."""
+    objects = []
+    total = 0
+    for oid in repo.odb.all_oids():
+        try:
+            size = os.lstat(repo.odb.path(oid)).st_size
+        except OSError:
+            continue
+        objects.append(oid)
+        total += size
+    bar = progress("verifying the cache", total)
+    corrupt: list[str] = []
+    start = time.perf_counter()
+    try:
+        for oid in objects:
+            try:
+                with open(repo.odb.path(oid), "rb") as f:
+                    digest = fileio.hash_fd(f.fileno(), os.fstat(f.fileno()).st_size, bar.update)
+            except OSError:
+                corrupt.append(oid)  # unreadable: as good as corrupt
+                continue
+            if oids.from_digest(digest) != oid:
+                corrupt.append(oid)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    return {"objects": len(objects), "bytes": total, "seconds": round(seconds, 3), "corrupt": sorted(corrupt)}
+
+
+def _check_remote(
+    repo: Repo,
+    name: str,
+    reach: reachmod.Reach,
+    corrupt: set[str],
+    download_all: bool,
+    repair: bool,
+    jobs: int | None,
+    progress: progressmod.Factory,
+) -> dict[str, Any]:
+    """What the remote cannot give back. Objects not sound in the cache must be on it; with download_all
+    every needed object is downloaded and re-hashed (to a temp file, never into the cache); with repair, a
+    corrupt cache object whose remote copy is sound replaces it."""
+    from mvc.objects import reader
+    from mvc.objects.transfer import Meter
+    from mvc.storage.parallel import run_parallel
+
+    sp = spec(repo, name)
+    jr = journal(repo)
+    problems: dict[str, str] = {}
+    repaired: set[str] = set()
+    downloaded = 0
+    try:
+        remote = open_transfer(repo, sp, jr, jobs, reading=True)
+        try:
+            unread = [m for m in reach.wanted.manifests if m not in reach.wanted.entries and m not in corrupt]
+            if unread:  # directories whose manifest the cache lacks: it is fetched, to know their files
+                remote.download(sorted(remote.existing(unread)), Meter(progressmod.null, "", 0, 0))
+                reach.read_manifests(repo)
+            needed = reach.objects()
+            local_ok = {o for o in needed if o not in corrupt and repo.odb.exists(o)}
+            to_read = (needed if download_all else needed - local_ok) | (corrupt if repair else set())
+            there = remote.existing(to_read) if to_read else set()
+            for oid in to_read - there:
+                if oid in local_ok:
+                    problems[oid] = NOT_ON_REMOTE
+                elif oid not in corrupt:
+                    problems[oid] = MISSING
+            located = remote.locate(there)  # here: the journal's connection is this thread's
+            sizes = {o: reach.wanted.files[o][1] for o in there if o in reach.wanted.files}
+            bar = progress(f"reading from {sp.name}", sum(sizes.values()))
+            repo.odb.tmp_path("verify")  # the cache's tmp/ exists, swept once
+
+            def read(oid: str) -> tuple[str | None, int]:
+                dest = fileio.tmp_name(repo.odb.tmp_dir, "verify")
+                try:
+                    n = reader.download(
+                        remote, oid, dest, reach.wanted.label(oid), bar.update, located.get(oid), True, sizes.get(oid)
+                    )
+                except RemoteCorrupt:
+                    return REMOTE_CORRUPT, 0
+                except RemoteObjectMissing:
+                    return MISSING, 0
+                finally:
+                    if oid not in corrupt or not repair:
+                        fileio.remove_quietly(dest)
+                if oid in corrupt and repair:  # the download hashed it to oid: it replaces the corrupt one
+                    repo.odb.quarantine(oid)
+                    repo.odb.install(dest, oid)
+                return None, n
+
+            def done(oid: str, got: tuple[str | None, int]) -> None:
+                nonlocal downloaded
+                problem, n = got
+                downloaded += n
+                if problem is None and oid in corrupt and repair:
+                    repaired.add(oid)
+                elif problem is not None:
+                    problems[oid] = problem
+
+            try:
+                run_parallel(read, sorted(there), remote.jobs, done)
+            finally:
+                bar.close()
+        finally:
+            remote.close()
+    finally:
+        jr.close()
+    return {"problems": problems, "repaired": repaired, "downloaded": downloaded}
+
+
+def registry_check(
+    name: str | None = None, *, remote: str | None = None, repo: Repo | None = None
+) -> list[dict[str, Any]]:
+    """Per model, per live version (and the stages it holds): whether its weights can be fetched: every
+    object they need is in the cache or on the remote (``mvc verify`` re-hashes them). Rows {"model", "version", "stages", "path",
+    "state", "missing"}; state "ok", "missing" or "unreadable"."""
+    from mvc.repo import models
+
+    repo = open_repo(repo)
+    state = models.load(repo.git)
+    if name is not None:
+        models.find_model(state, name)  # an unknown name is an error, as for 'mvc registry NAME'
+    where = remote if remote is not None else default_remote(repo)
+    rows: list[dict[str, Any]] = []
+    per_row: list[tuple[dict[str, Any], reachmod.Reach]] = []
+    for mname, m in sorted(state.models.items()):
+        if not m.events or m.deprecated or (name is not None and mname != name):
+            continue
+        stages: dict[str, list[str]] = {}
+        for stage, vs in m.stages().items():
+            stages.setdefault(vs.version, []).append(stage)
+        for v in m.versions.values():
+            if not v.active:
+                continue
+            row: dict[str, Any] = {"model": mname, "version": v.name, "stages": stages.get(v.name, [])}
+            r = reachmod.Reach()
+            try:
+                info = models.model_at(repo.git, mname, v.commit)
+            except MvcError as e:
+                row.update(path=None, state="unreadable", missing=[], error=str(e))
+                rows.append(row)
+                continue
+            row["path"] = info["path"]
+            r.add(
+                f"{info['path']}{ptrfmt.SUFFIX} at {mname}@{v.name}",
+                pointer=ptrfmt.Pointer(info["kind"], info["oid"], info["size"]),
+            )
+            per_row.append((row, r))
+            rows.append(row)
+    remote_t = None
+    jr = None
+    try:
+        for row, r in per_row:
+            r.read_manifests(repo)
+            need = r.objects()
+            lacking = {o for o in need if not repo.odb.exists(o)}
+            if lacking and where is not None:
+                if remote_t is None:
+                    jr = journal(repo)
+                    remote_t = open_transfer(repo, spec(repo, where), jr, reading=True)
+                unread = [m for m in r.wanted.manifests if m not in r.wanted.entries]
+                if unread:
+                    got = remote_t.existing(unread)
+                    if got:
+                        from mvc.objects.transfer import Meter
+
+                        remote_t.download(sorted(got), Meter(progressmod.null, "", 0, 0))
+                        r.read_manifests(repo)
+                        lacking = {o for o in r.objects() if not repo.odb.exists(o)}
+                lacking -= remote_t.existing(lacking)
+            row["state"] = "ok" if not lacking else "missing"
+            row["missing"] = sorted(lacking)
+    finally:
+        if remote_t is not None:
+            remote_t.close()
+        if jr is not None:
+            jr.close()
+    return rows

@@ -1,0 +1,184 @@
+"""``mvc gc`` and ``mvc verify``: what the cache may lose, and whether every version can be read back."""
+
+from __future__ import annotations
+
+import click
+
+from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, short
+
+
+@click.command()
+@click.option("--force", "-f", is_flag=True, help="Delete. Without it gc only says what it would delete.")
+@click.option(
+    "--keep-last",
+    type=int,
+    metavar="N",
+    help="Of the history, keep only the N newest versions of each tracked path (tips, registry tags, the "
+    "work tree and the index are kept whatever N).",
+)
+@click.option(
+    "--rev",
+    "revs",
+    multiple=True,
+    metavar="REV",
+    help="Keep the history of REV only (repeatable; default: of every ref and reflog).",
+)
+@click.option("--drop-deprecated", is_flag=True, help="No longer keep the registry tags of deprecated models.")
+@click.option(
+    "--grace",
+    default="14d",
+    show_default=True,
+    metavar="TIME",
+    help="Keep objects written or used more recently than this (e.g. 14d, 12h, 0).",
+)
+@click.option(
+    "--sole-user",
+    is_flag=True,
+    help="This repository is the only one using the cache (when cache.dir is set) or the remote (-r) "
+    "where gc cannot check that itself.",
+)
+@click.option("-r", "--remote", metavar="REMOTE", help="Collect the remote REMOTE instead of the local cache.")
+@click.option("-j", "--jobs", type=int, metavar="N", help="Parallel requests (with -r).")
+@json_option
+@quiet_option
+def gc(
+    force: bool,
+    keep_last: int | None,
+    revs: tuple[str, ...],
+    drop_deprecated: bool,
+    grace: str,
+    sole_user: bool,
+    remote: str | None,
+    jobs: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Delete cache objects nothing in the repository needs: a dry run unless --force.
+
+    \b
+    Always kept: every pointer of the work tree and the index (of every worktree), every ref's tip
+    (branches, tags, registry versions and stages, remote-tracking branches), HEAD, stashes, and
+    objects younger than --grace. By default every commit of the history and of the reflogs too, so gc
+    deletes only what no such commit names (an abandoned add, say); --keep-last and --rev narrow that.
+    With -r REMOTE, the remote is collected instead: also kept is everything every ref of every git
+    remote needs (git ls-remote; a ref this clone has not fetched stops gc), and the delta bases of what
+    is kept; whole objects, chunk lists and packs with no live entry go once older than --grace by the
+    remote's clock. A remote that another repository also pushes to is refused.
+
+    \b
+    Example:
+      mvc gc                         # what would go
+      mvc gc --keep-last 3 --force   # keep 3 versions of each path in the history
+      mvc gc --drop-deprecated --keep-last 0 --force
+      mvc gc -r origin               # what would go from the remote origin
+    """
+    from mvc.api import gc as api
+
+    r = api.gc(
+        force=force,
+        keep_last=keep_last,
+        revs=list(revs) or None,
+        drop_deprecated=drop_deprecated,
+        grace=grace,
+        sole_user=sole_user,
+        remote=remote,
+        jobs=jobs,
+        progress=bars(quiet),
+    )
+    if as_json:
+        echo_json(r)
+        return
+    verb = "would delete" if r["dry_run"] else "deleted"
+    if r.get("remote"):
+        verb += f" from {r['remote']}"
+    for g in r["groups"]:
+        click.echo(f"  {g['what']}: {g['objects']} object{'s' if g['objects'] != 1 else ''}, {human(g['bytes'])}")
+    young = f"; {r['young']} younger than {r['grace']} kept" if r["young"] else ""
+    click.echo(
+        f"{verb} {r['objects']} object{'s' if r['objects'] != 1 else ''} ({human(r['bytes'])}); kept {r['kept']}{young}"
+    )
+    if r["unreadable"]:
+        click.echo(
+            f"warning: {len(r['unreadable'])} pointer(s) did not parse and name nothing: {r['unreadable'][0]}", err=True
+        )
+    if r.get("packs_partly_dead"):
+        click.echo(
+            f"{r['packs_partly_dead']} pack(s) kept for their live entries hold {human(r['dead_bytes_in_kept_packs'])} "
+            "of dead ones (packs are not rewritten yet)"
+        )
+    if r["dry_run"] and r["objects"]:
+        click.echo("run it again with --force (and the same options) to delete them")
+
+
+@click.command()
+@click.option("-r", "--remote", metavar="REMOTE", help="Download every needed object from REMOTE and re-hash it.")
+@click.option(
+    "--rev", "revs", multiple=True, metavar="REV", help="Check these revisions (repeatable) instead of the defaults."
+)
+@click.option("--all-tags", is_flag=True, help="Check every tag too.")
+@click.option("--repair", is_flag=True, help="Replace corrupt cache objects with verified copies from the remote.")
+@click.option("-j", "--jobs", type=int, metavar="N", help="Parallel downloads.")
+@json_option
+@quiet_option
+def verify(
+    remote: str | None,
+    revs: tuple[str, ...],
+    all_tags: bool,
+    repair: bool,
+    jobs: int | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Re-hash the cache and check that every version can be read back.
+
+    \b
+    Checks the pointers of the work tree, the index, every branch and every registry tag (or --rev,
+    --all-tags): each object they need must hash right in the cache or be on the remote (the default
+    remote; with -r REMOTE it is downloaded from there and re-hashed). Exit status 1 when anything is
+    corrupt or lost; the report names the model paths and versions affected.
+
+    \b
+    Example:
+      mvc verify
+      mvc verify -r origin --all-tags
+      mvc verify --repair
+    """
+    from mvc.api import verify as api
+    from mvc.errors import VerifyFailed
+
+    r = api.verify(
+        remote=remote, revs=list(revs) or None, all_tags=all_tags, repair=repair, jobs=jobs, progress=bars(quiet)
+    )
+    open_ = [p for p in r["problems"] if not p["repaired"]]
+    if as_json:
+        echo_json(r)
+    else:
+        c = r["cache"]
+        rate = c["bytes"] / c["seconds"] / 1e6 if c["seconds"] else 0.0
+        click.echo(
+            f"cache: {c['objects']} objects, {human(c['bytes'])} re-hashed in {c['seconds']:.2f} s ({rate:.0f} MB/s)"
+        )
+        where = f" (remote {r['remote']})" if r["remote"] else " (no remote)"
+        click.echo(f"checked {r['objects']} objects for {r['pointers']} pointers{where}")
+        for p in r["problems"]:
+            names = ", ".join(p["needed_by"][:3]) or "not needed by any checked pointer"
+            more = f" and {len(p['needed_by']) - 3} more" if len(p["needed_by"]) > 3 else ""
+            fixed = " (repaired from the remote)" if p["repaired"] else ""
+            click.echo(f"{p['problem']}{fixed}: {short(p['oid'])}: {names}{more}")
+        for label in r["unreadable"]:
+            click.echo(f"unreadable pointer: {label}")
+        if not open_ and not r["unreadable"]:
+            click.echo("every version checked can be read back")
+    if open_ or r["unreadable"]:
+        first = open_[0] if open_ else None
+        what = (
+            f"{first['problem']}: {(first['needed_by'] or [first['oid']])[0]}"
+            if first
+            else f"pointer {r['unreadable'][0]} does not parse"
+        )
+        hint = (
+            "run 'mvc verify --repair'"
+            if any(p["problem"] == api.CORRUPT for p in open_)
+            else "push it from a machine that has it"
+        )
+        raise VerifyFailed(f"{len(open_) + len(r['unreadable'])} problem(s), first {what}: {hint}")

@@ -1,0 +1,133 @@
+"""``mvc gc -r``, the same tests on every backend (mixed into each backend's remote suite class): what a
+remote keeps (every version a ref here or on a git remote needs, delta bases, young objects), what goes
+(whole objects, chunk lists, packs with no live entry), its refusals, and that the journal forgets what
+went, so a later push sends it again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import git, make_file
+from remote_suite import oid_of, push_fine_tune, rel_of
+
+
+def commit(repo: Path, mvc_cli, name: str, data: bytes, message: str) -> str:
+    (repo / name).unlink(missing_ok=True)
+    (repo / name).write_bytes(data)
+    mvc_cli("add", name, "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return oid_of(data)
+
+
+def gc_json(mvc_cli, *args: str, ok: bool = True) -> dict:
+    return json.loads(mvc_cli("gc", "-r", "origin", "--json", "-q", *args, ok=ok).stdout)
+
+
+class RemoteGcSuite:
+    @pytest.fixture
+    def shared(self, repo, mvc_cli, origin, tmp_path) -> Path:
+        """origin (the backend) holding three versions of m.bin and s.bin of a side branch that is then deleted
+        everywhere; a bare git remote holding main."""
+        bare = tmp_path / "git-origin.git"
+        git(tmp_path, "init", "-q", "--bare", str(bare))
+        git(repo, "remote", "add", "gitorigin", str(bare))
+        for i in range(3):
+            commit(repo, mvc_cli, "m.bin", f"version {i}\n".encode() * 100, f"v{i}")
+        git(repo, "push", "-q", "gitorigin", "HEAD:refs/heads/main")
+        git(repo, "checkout", "-q", "-b", "side")
+        commit(repo, mvc_cli, "s.bin", b"abandoned experiment\n" * 50, "side")
+        mvc_cli("push", "-q", "--all-commits")
+        git(repo, "checkout", "-q", "-")
+        git(repo, "branch", "-q", "-D", "side")
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+        return bare
+
+    def test_gc_remote_deletes_only_what_nothing_needs(self, repo, mvc_cli, origin, shared):
+        abandoned = rel_of(oid_of(b"abandoned experiment\n" * 50))
+        before = origin.rels()
+        assert abandoned in before
+        r = gc_json(mvc_cli, "--grace", "0")
+        assert r["dry_run"] and r["objects"] == 1 and origin.rels() == before
+        r = gc_json(mvc_cli, "--grace", "0", "--force")
+        assert r["objects"] == 1 and origin.rels() == before - {abandoned}
+        for i in range(3):  # every version in main's history is still there
+            assert rel_of(oid_of(f"version {i}\n".encode() * 100)) in origin.rels()
+        # the journal forgot it: the same content pushed again is sent again
+        commit(repo, mvc_cli, "s2.bin", b"abandoned experiment\n" * 50, "again")
+        mvc_cli("push", "-q")
+        assert abandoned in origin.rels()
+
+    def test_gc_remote_keeps_young_objects(self, repo, mvc_cli, origin, shared):
+        before = origin.rels()
+        r = gc_json(mvc_cli, "--force")  # default grace: 14 days
+        assert r["objects"] == 0 and r["young"] >= 1 and origin.rels() == before
+
+    def test_gc_remote_keeps_what_a_git_remote_branch_needs(self, repo, mvc_cli, origin, shared):
+        git(repo, "checkout", "-q", "-b", "shared-only")
+        oid = commit(repo, mvc_cli, "t.bin", b"on the git remote only\n" * 40, "t")
+        mvc_cli("push", "-q")
+        git(repo, "push", "-q", "gitorigin", "shared-only")
+        git(repo, "checkout", "-q", "-")
+        git(repo, "branch", "-q", "-D", "shared-only")
+        git(repo, "update-ref", "-d", "refs/remotes/gitorigin/shared-only")
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+        gc_json(mvc_cli, "--grace", "0", "--keep-last", "0", "--force")
+        assert rel_of(oid) in origin.rels()
+
+    def test_gc_remote_refusals(self, repo, mvc_cli, mvc_error, origin, shared, tmp_path):
+        other = tmp_path / "other"
+        git(tmp_path, "clone", "-q", str(shared), str(other))
+        git(other, "-c", "user.name=o", "-c", "user.email=o@o", "commit", "-q", "--allow-empty", "-m", "unseen")
+        git(other, "push", "-q", "origin", "HEAD:refs/heads/unseen")
+        before = origin.rels()
+        mvc_error("gc", "-r", "origin", "--grace", "0", "--force", words=("not fetched", "git fetch gitorigin"))
+        git(repo, "fetch", "-q", "gitorigin")
+        origin.write("repos/" + "f" * 40, b"")
+        mvc_error("gc", "-r", "origin", "--grace", "0", "--force", words=("another repository", "ffffffffffff"))
+        assert origin.rels() == before | {"repos/" + "f" * 40}
+
+    def test_gc_remote_keeps_delta_bases(self, repo, mvc_cli, origin, small_chunks):
+        pytest.importorskip("numpy")
+        _, v2 = push_fine_tune(repo, mvc_cli)
+        mvc_cli("push", "-q", "--all-commits")
+        r = gc_json(mvc_cli, "--grace", "0", "--keep-last", "1", "--sole-user", "--force")
+        assert r["objects"] == 0  # v1 is no longer a kept version, but v2's deltas are based on it
+        import shutil
+
+        shutil.rmtree(repo / ".mvc" / "cache")
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull", "-q")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_gc_remote_deletes_dead_packs_whole(self, repo, mvc_cli, origin, tmp_path):
+        from mvc.objects import pack
+
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "the remote")
+        git(repo, "checkout", "-q", "-b", "side")
+        for i in range(40):
+            make_file(repo / "many" / f"f{i}.txt", 100 + i, seed=i)
+        mvc_cli("add", "many", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "many")
+        mvc_cli("push", "-q")
+        packs = pack.names_in(origin.rels())
+        assert packs
+        git(repo, "checkout", "-q", "-")
+        git(repo, "branch", "-q", "-D", "side")
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+        r = gc_json(mvc_cli, "--grace", "0", "--force", "--sole-user")
+        assert r["packs_deleted"] == len(packs) and not pack.names_in(origin.rels())
+        assert not {p for p in origin.rels() if p.startswith("packs/")}
+
+    def test_a_push_names_its_repository_once(self, repo, mvc_cli, origin):
+        from mvc.repo.repository import Repo
+
+        commit(repo, mvc_cli, "a.bin", b"a" * 500, "a")
+        mvc_cli("push", "-q")
+        root = Repo(str(repo)).git.roots()[0]
+        assert {r for r in origin.rels() if r.startswith("repos/")} == {f"repos/{root}"}
+        assert origin.read(f"repos/{root}") == b""

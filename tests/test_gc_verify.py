@@ -1,0 +1,349 @@
+"""mvc gc (the local cache) and mvc verify, mvc registry --check (docs/FORMAT.md, "What gc keeps"): what gc
+keeps whatever the flags, what it lets go, its refusals; what verify finds, names and repairs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+from mvc.objects import oid as oids
+
+
+def cache_oids(root: Path) -> set[str]:
+    found = set()
+    for prefix in (root / ".mvc" / "cache" / "objects").iterdir():
+        for entry in prefix.iterdir():
+            oid = oids.from_relpath(f"{prefix.name}/{entry.name}")
+            if oid:
+                found.add(oid)
+    return found
+
+
+def pointer_oid(path: Path) -> str:
+    import tomllib
+
+    return tomllib.loads(path.with_name(path.name + ".mvc").read_text())["oid"]
+
+
+def commit_version(repo: Path, mvc_cli, text: str, name: str = "m.bin", model: str | None = None) -> str:
+    (repo / name).write_text(text)
+    mvc_cli("add", name, *(["--name", model] if model else []), "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", text[:20])
+    return pointer_oid(repo / name)
+
+
+def gc_json(mvc_cli, *args: str) -> dict:
+    return json.loads(mvc_cli("gc", "--json", "-q", *args).stdout)
+
+
+@pytest.fixture
+def history(repo, mvc_cli) -> list[str]:
+    """m.bin in four committed versions (oldest first)."""
+    return [commit_version(repo, mvc_cli, f"version {i} " * 50) for i in range(4)]
+
+
+def test_dry_run_deletes_nothing_and_says_what_would_go(repo, mvc_cli, history):
+    (repo / "junk.bin").write_text("never committed")
+    mvc_cli("add", "junk.bin", "-q")
+    junk = pointer_oid(repo / "junk.bin")
+    git(repo, "rm", "-q", "--cached", "junk.bin.mvc")
+    os.unlink(repo / "junk.bin.mvc")
+    before = cache_oids(repo)
+    r = gc_json(mvc_cli, "--grace", "0")
+    assert r["dry_run"] and r["objects"] == 1 and r["groups"][0]["what"] == "not named by any pointer"
+    assert cache_oids(repo) == before
+    r = gc_json(mvc_cli, "--grace", "0", "--force")
+    assert r["objects"] == 1 and cache_oids(repo) == before - {junk}
+    assert set(history) <= cache_oids(repo)  # the whole history is kept by default
+
+
+def test_the_grace_period_keeps_young_objects(repo, mvc_cli, history):
+    (repo / "junk.bin").write_text("just added, pointer thrown away")
+    mvc_cli("add", "junk.bin", "-q")
+    junk = pointer_oid(repo / "junk.bin")
+    git(repo, "rm", "-q", "--cached", "junk.bin.mvc")
+    os.unlink(repo / "junk.bin.mvc")
+    r = gc_json(mvc_cli, "--force")  # default grace: 14 days
+    assert r["objects"] == 0 and r["young"] == 1 and junk in cache_oids(repo)
+
+
+def test_keep_last_narrows_history_but_never_the_tips(repo, mvc_cli, history):
+    r = gc_json(mvc_cli, "--grace", "0", "--keep-last", "2", "--force")
+    assert r["objects"] == 2
+    assert cache_oids(repo) >= {history[3], history[2]} and not {history[0], history[1]} & cache_oids(repo)
+    assert "m.bin at" in r["groups"][0]["what"]  # named by path and commit
+    gc_json(mvc_cli, "--grace", "0", "--keep-last", "0", "--force")
+    assert history[3] in cache_oids(repo)  # HEAD's version, and the work tree's
+
+
+def test_refs_tags_stashes_index_and_worktrees_are_kept(repo, mvc_cli, history, tmp_path):
+    base = git(repo, "rev-parse", "HEAD").strip()
+    # a branch off an old version, a plain tag, a registry version on a commit no branch holds
+    git(repo, "branch", "old", "HEAD~2")
+    git(repo, "tag", "-a", "-m", "t", "kept-tag", "HEAD~3")
+    side = commit_version(repo, mvc_cli, "only on a registry tag " * 20, model="churn")
+    mvc_cli("register", "churn", "-q")
+    git(repo, "reset", "-q", "--hard", base)
+    # a stash holding a version
+    (repo / "m.bin").write_text("stashed version " * 30)
+    mvc_cli("add", "m.bin", "-q")
+    stashed = pointer_oid(repo / "m.bin")
+    git(repo, "stash", "-q")
+    # a staged version whose work tree pointer is gone
+    (repo / "s.bin").write_text("staged only " * 30)
+    mvc_cli("add", "s.bin", "-q")
+    staged = pointer_oid(repo / "s.bin")
+    os.unlink(repo / "s.bin.mvc")
+    os.unlink(repo / "s.bin")
+    # another worktree checked out at an older version
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD~1")
+    gc_json(mvc_cli, "--grace", "0", "--keep-last", "0", "--force")
+    left = cache_oids(repo)
+    assert {history[3], history[1], history[0], history[2], side, stashed, staged} <= left
+
+
+def test_deprecated_models_are_released_only_when_asked(repo, mvc_cli, history):
+    base = git(repo, "rev-parse", "HEAD").strip()
+    old = commit_version(repo, mvc_cli, "a model to retire " * 20, name="old.bin", model="old")
+    mvc_cli("register", "old", "-q")
+    git(repo, "reset", "-q", "--hard", base)  # only the registry tag (and the reflog) hold it now
+    mvc_cli("deprecate", "old", "-q")
+    gc_json(mvc_cli, "--grace", "0", "--keep-last", "0", "--force")
+    assert old in cache_oids(repo)  # deprecated, still kept: no flag
+    r = gc_json(mvc_cli, "--grace", "0", "--keep-last", "0", "--drop-deprecated", "--force")
+    assert old not in cache_oids(repo) and r["objects"] >= 1
+
+
+def test_a_cache_set_elsewhere_is_refused_unless_sole_user(repo, mvc_cli, mvc_error, tmp_path):
+    mvc_cli("config", "cache.dir", str(tmp_path / "shared-cache"))
+    mvc_error("gc", words=("cache.dir", "--sole-user"))
+    mvc_cli("gc", "--sole-user")
+
+
+def test_an_unreadable_kept_manifest_stops_gc(repo, mvc_cli, mvc_error):
+    d = repo / "d"
+    d.mkdir()
+    (d / "a.txt").write_text("a")
+    mvc_cli("add", "d", "-q")
+    moid = pointer_oid(d)
+    path = repo / ".mvc" / "cache" / "objects" / oids.to_relpath(moid)
+    path.chmod(0o644)
+    path.write_bytes(b"garbage")
+    mvc_error("gc", "--grace", "0", "--force", words=("manifest", "mvc verify --repair"))
+
+
+def test_bad_options_are_one_line_errors(repo, mvc_error):
+    mvc_error("gc", "--grace", "soon", words=("grace", "14d"))
+    mvc_error("gc", "--keep-last", "-1", words=("keep-last",))
+
+
+def test_garbage_pointer_in_history_names_nothing_and_is_reported(repo, mvc_cli, history):
+    (repo / "evil.bin.mvc").write_text("this is = = not toml")
+    git(repo, "add", "evil.bin.mvc")
+    git(repo, "commit", "-q", "-m", "hostile")
+    git(repo, "rm", "-q", "evil.bin.mvc")
+    git(repo, "commit", "-q", "-m", "gone")
+    r = gc_json(mvc_cli, "--grace", "0")
+    assert any("evil.bin.mvc" in u for u in r["unreadable"])
+
+
+def test_reuse_of_an_object_freshens_it(repo, mvc_cli):
+    (repo / "x.bin").write_text("x" * 100)
+    mvc_cli("add", "x.bin", "-q")
+    oid = pointer_oid(repo / "x.bin")
+    path = repo / ".mvc" / "cache" / "objects" / oids.to_relpath(oid)
+    before = path.stat().st_ctime_ns
+    import time
+
+    time.sleep(0.02)
+    (repo / "y.bin").write_text("x" * 100)  # same content: the object is found in the cache
+    mvc_cli("add", "y.bin", "-q")
+    assert path.stat().st_ctime_ns > before
+
+
+# -- verify ------------------------------------------------------------------------------------------
+@pytest.fixture
+def pushed(repo, mvc_cli, history, tmp_path) -> Path:
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    mvc_cli("push", "-q", "--all-commits")
+    return store
+
+
+def flip(path: Path) -> None:
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def test_verify_clean(repo, mvc_cli, pushed):
+    r = json.loads(mvc_cli("verify", "--json", "-q").stdout)
+    assert r["problems"] == [] and r["cache"]["objects"] >= 4 and r["remote"] == "origin"
+
+
+def test_a_bit_flip_in_the_cache_is_found_named_and_repaired(repo, mvc_cli, mvc_error, pushed, history):
+    flip(repo / ".mvc" / "cache" / "objects" / oids.to_relpath(history[3]))
+    result = mvc_cli("verify", "-q", ok=False)
+    assert result.exit_code == 1 and "corrupt in cache" in result.stdout and "m.bin" in result.stdout
+    assert "mvc verify --repair" in result.stderr
+    r = json.loads(mvc_cli("verify", "--json", "-q", "--repair").stdout)
+    assert [p["repaired"] for p in r["problems"]] == [True]
+    assert mvc_cli("verify", "-q").exit_code == 0
+    path = repo / ".mvc" / "cache" / "objects" / oids.to_relpath(history[3])
+    assert oids.from_digest(__import__("xxhash").xxh3_128_hexdigest(path.read_bytes())) == history[3]
+
+
+def test_a_corrupt_object_with_no_good_copy_is_moved_aside_not_deleted(repo, mvc_cli, history):
+    path = repo / ".mvc" / "cache" / "objects" / oids.to_relpath(history[3])
+    flip(path)
+    result = mvc_cli("verify", "--repair", "-q", ok=False)
+    assert result.exit_code == 1 and "corrupt in cache" in result.stdout
+    assert not path.exists()
+    assert any((repo / ".mvc" / "cache" / "quarantine").iterdir())
+
+
+def test_verify_remote_downloads_and_rehashes(repo, mvc_cli, pushed, history):
+    target = next(p for p in pushed.rglob("*") if p.is_file() and p.name == oids.to_relpath(history[1]).split("/")[1])
+    flip(target)
+    git(repo, "tag", "v1", "HEAD~2")
+    result = mvc_cli("verify", "-r", "origin", "--all-tags", "--json", "-q", ok=False)
+    r = json.loads(result.stdout)
+    bad = {p["oid"]: p for p in r["problems"]}
+    assert bad[history[1]]["problem"] == "corrupt on remote"
+    assert any("at v1" in n for n in bad[history[1]]["needed_by"])
+    assert r["downloaded"] > 0
+
+
+def test_lost_objects_are_named(repo, mvc_cli, history):
+    os.unlink(repo / ".mvc" / "cache" / "objects" / oids.to_relpath(history[3]))
+    result = mvc_cli("verify", "--json", "-q", ok=False)
+    r = json.loads(result.stdout)
+    assert [p["problem"] for p in r["problems"]] == ["not in cache, no remote"]
+    assert "m.bin" in r["problems"][0]["needed_by"]
+
+
+def test_verify_on_s3(repo, mvc_cli, history, s3_endpoint):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="models")
+    mvc_cli("remote", "add", "s3", "s3://models/p", "--default")
+    mvc_cli("remote", "modify", "s3", "endpoint_url", s3_endpoint)
+    mvc_cli("push", "-q")
+    flip(repo / ".mvc" / "cache" / "objects" / oids.to_relpath(history[3]))
+    r = json.loads(mvc_cli("verify", "-r", "s3", "--repair", "--json", "-q").stdout)
+    assert [(p["problem"], p["repaired"]) for p in r["problems"]] == [("corrupt in cache", True)]
+    key = "p/objects/" + oids.to_relpath(history[3])
+    s3.put_object(Bucket="models", Key=key, Body=b"damaged")
+    r = json.loads(mvc_cli("verify", "-r", "s3", "--json", "-q", ok=False).stdout)
+    assert [p["problem"] for p in r["problems"]] == ["corrupt on remote"]
+
+
+def test_registry_check(repo, mvc_cli, mvc_error, tmp_path):
+    oid = commit_version(repo, mvc_cli, "registered weights " * 20, model="churn")
+    mvc_cli("register", "churn", "-q")
+    rows = json.loads(mvc_cli("registry", "--check", "--json").stdout)
+    assert [(r["model"], r["state"]) for r in rows] == [("churn", "ok")]
+    os.unlink(repo / ".mvc" / "cache" / "objects" / oids.to_relpath(oid))
+    result = mvc_cli("registry", "--check", ok=False)
+    assert result.exit_code == 1 and "missing 1 object" in result.stdout and "churn@v" in result.stderr
+
+
+def test_an_unparsable_pointer_at_a_registry_tag_is_reported(repo, mvc_cli):
+    (repo / "evil.bin.mvc").write_text("[[[")
+    git(repo, "add", "evil.bin.mvc")
+    git(repo, "commit", "-q", "-m", "hostile")
+    git(repo, "tag", "-a", "-m", "x", "evil@v1.0.0")
+    git(repo, "rm", "-q", "evil.bin.mvc")
+    git(repo, "commit", "-q", "-m", "gone")
+    result = mvc_cli("verify", "-q", ok=False)
+    assert result.exit_code == 1 and "unreadable pointer: evil.bin.mvc at evil@v1.0.0" in result.stdout
+
+
+def test_a_corrupt_manifest_stops_gc_every_time_and_verify_moves_nothing(repo, mvc_cli, mvc_error):
+    d = repo / "d"
+    d.mkdir()
+    for i in range(3):
+        (d / f"f{i}.txt").write_text(f"file {i}")
+    mvc_cli("add", "d", "-q")
+    moid = pointer_oid(d)
+    path = repo / ".mvc" / "cache" / "objects" / oids.to_relpath(moid)
+    flip(path)
+    before = cache_oids(repo)
+    mvc_cli("verify", "-q", ok=False)
+    assert path.exists() and cache_oids(repo) == before  # verify reads; it moves nothing
+    for _ in range(2):
+        mvc_error("gc", "--grace", "0", "--force", words=("manifest", "mvc fetch"))
+    assert cache_oids(repo) == before
+    from mvc.repo.repository import Repo
+
+    Repo(str(repo)).odb.quarantine(moid)  # as a read by another command would
+    mvc_error("gc", "--grace", "0", "--force", words=("manifest",))
+    assert cache_oids(repo) == before - {moid}
+
+
+def test_drop_deprecated_alone_releases_a_model_only_its_tag_held(repo, mvc_cli):
+    git(repo, "checkout", "-q", "-b", "side")
+    old = commit_version(repo, mvc_cli, "a model to retire " * 20, name="old.bin", model="old")
+    mvc_cli("register", "old", "-q")
+    git(repo, "checkout", "-q", "-")
+    git(repo, "branch", "-q", "-D", "side")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    mvc_cli("deprecate", "old", "-q")
+    gc_json(mvc_cli, "--grace", "0", "--force")
+    assert old in cache_oids(repo)
+    r = gc_json(mvc_cli, "--grace", "0", "--drop-deprecated", "--force")
+    assert old not in cache_oids(repo) and r["objects"] == 1
+
+
+def test_a_young_chunk_list_keeps_the_old_packs_it_names(repo, mvc_cli, tmp_path, monkeypatch):
+    """A version pushed chunked but not yet in git (its recipe young) keeps its chunks, however old their
+    packs are."""
+    from remote_suite import SMALL_CHUNK_FROM, model_tensors, write_model
+
+    monkeypatch.setattr("mvc.objects.chunked.CHUNK_FROM", SMALL_CHUNK_FROM)
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "remote")
+    git(repo, "checkout", "-q", "-b", "unpushed")
+    write_model(repo / "model.safetensors", model_tensors(3, n=2, elements=1 << 19))
+    mvc_cli("add", "model.safetensors", "-q")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("push", "-q")
+    git(repo, "checkout", "-q", "-")
+    git(repo, "branch", "-q", "-D", "unpushed")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    packs = list((store / "packs").iterdir())
+    assert packs
+    r = json.loads(mvc_cli("gc", "-r", "origin", "--grace", "1h", "--force", "--json", "-q").stdout)
+    assert r["packs_deleted"] == 0 and all(p.exists() for p in packs)
+    # a directory remote's files cannot be made old (a rename sets their ctime), so the rule itself: the
+    # chunks a young recipe names are alive though no kept version needs its object
+    from mvc.api.gc import _recipe_closure
+    from mvc.objects.chunked import Rebuilder
+    from mvc.objects.recipe import parse
+    from mvc.storage.directory import DirStore
+
+    (rel,) = [p.relative_to(store).as_posix() for p in (store / "recipes").rglob("*") if p.is_file()]
+    oid = "xxh128:" + rel.split("/", 1)[1].replace("/", "")
+    recipe = parse((store / rel).read_bytes(), rel, oid)
+    rb = Rebuilder(DirStore(str(store), str(store)), None, "origin")
+    chunks, damaged = _recipe_closure(rb, set(), {oid}, {oid})
+    assert chunks == {e.oid for e in recipe.entries} and not damaged
+    assert _recipe_closure(rb, set(), {oid}, set())[0] == set()  # old and unneeded: nothing alive
+
+
+def test_registry_check_refusals(repo, mvc_cli, mvc_error):
+    commit_version(repo, mvc_cli, "registered " * 20, model="churn")
+    mvc_cli("register", "churn", "-q")
+    mvc_error("registry", "nosuch", "--check", words=("nosuch",))
+    for args in (["--check", "--deprecated"], ["-r", "origin"]):
+        assert mvc_cli("registry", *args, ok=False).exit_code == 2
