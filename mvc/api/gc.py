@@ -59,6 +59,8 @@ def gc(
             repo, remote, force, keep_last, revs, drop_deprecated, grace, window, sole_user, jobs, progress
         )
     _check_cache_owner(repo, sole_user)
+    if force:
+        repo.odb.restore_trash()  # what a gc killed part way left renamed, put back first
 
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
     _refuse_unread(keep)
@@ -122,17 +124,26 @@ def _refuse_unread(keep: reachmod.Reach) -> None:
 
 
 def _delete(repo: Repo, doomed: list[tuple[str, int]], cutoff: float) -> list[tuple[str, int]]:
-    """Unlink each object unless something touched it since the scan (an add that found it and will point
-    to it freshens it first: ``ODB.freshen``); the objects actually deleted."""
+    """Delete each object unless a writer freshened it since the scan: renamed aside first (from then on a
+    writer that freshens it finds it gone and stores it again), its mtime checked on the renamed file, then
+    unlinked, or renamed back. The objects actually deleted."""
+    from mvc.objects.odb import TRASH
+
     done: list[tuple[str, int]] = []
     for oid, size in doomed:
         path = repo.odb.path(oid)
+        trash = f"{path}{TRASH}{os.getpid()}"
         try:
             if _in_use(os.lstat(path), cutoff):
                 continue
-            os.unlink(path)
+            os.rename(path, trash)
         except FileNotFoundError:
             continue
+        st = os.lstat(trash)
+        if st.st_nlink > 1 or st.st_mtime > cutoff:  # freshened (or linked) between the check and the rename
+            os.rename(trash, path)  # a copy a writer stored meanwhile has the same bytes
+            continue
+        os.unlink(trash)
         done.append((oid, size))
     for prefix in {oid.split(":", 1)[1][:2] for oid, _ in done}:  # drop fan-out directories left empty
         try:

@@ -20,6 +20,7 @@ from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 READONLY = 0o444
+TRASH = ".gc-"  # an object mvc gc is deleting: objects/ab/cdef….gc-PID (docs/FORMAT.md, "What gc keeps")
 
 
 class ODB:
@@ -150,22 +151,44 @@ class ODB:
         return oid
 
     def freshen(self, oid: str) -> bool:
-        """Mark object oid as just used (its ctime, by a chmod to the mode it has): a writer about to point to
-        an object it found in the cache does this, so a gc running meanwhile counts it as young and keeps it
-        (docs/FORMAT.md, "What gc keeps"). False when the object is not there; a cache that refuses the
-        chmod (read-only, another user's) counts as freshened: no gc of this user deletes there. An object with
-        another hard link (a workspace file linked to it: cache.type hardlink) is in use, which gc sees: its
-        ctime, the workspace file's too, is left alone, or the state cache would count the file changed."""
+        """Mark object oid as just used (its mtime set to now): a writer about to point to an object does this,
+        so that a gc running meanwhile keeps it (docs/FORMAT.md, "What gc keeps"). False when the object is
+        not there (then the writer stores it again, or fails). A cache that refuses it (read-only, another
+        user's) counts as freshened: no gc of this user deletes there. An object with another hard link (a
+        workspace file linked to it: cache.type hardlink) is in use, which gc sees: its mtime, the workspace
+        file's too, is left alone, or the state cache would count the file changed."""
         path = self.path(oid)
         try:
             if os.lstat(path).st_nlink > 1:
                 return True
-            os.chmod(path, READONLY)
+            os.utime(path)
         except FileNotFoundError:
             return False
         except OSError:
             pass
         return True
+
+    def restore_trash(self) -> int:
+        """Put back the objects a gc killed part way left renamed for deletion (``ab/cdef….gc-PID``, its
+        process gone): each is a whole object, which the next gc judges again. Returns how many."""
+        n = 0
+        if not os.path.isdir(self.objects_dir):
+            return 0
+        for prefix in os.scandir(self.objects_dir):
+            if not prefix.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(prefix.path):
+                name, sep, pid = entry.name.partition(TRASH)
+                if not sep or not pid.isdigit() or oids.from_relpath(f"{prefix.name}/{name}") is None:
+                    continue
+                if int(pid) != os.getpid() and not _writer_gone(int(pid)):
+                    continue  # a gc running now
+                try:
+                    os.rename(entry.path, os.path.join(prefix.path, name))
+                    n += 1
+                except OSError:
+                    pass
+        return n
 
     def install_bytes(self, data: bytes, oid: str) -> None:
         """Store data, which the caller has verified hashes to oid, as object oid."""
