@@ -33,6 +33,10 @@ CUTTERS = 2  # threads cutting segments ahead of the writer (pyfastcdc runs with
 AHEAD = 8  # segments cut ahead of the first whose deltas are not made yet (bounds what waits in memory)
 PROBE = 256 << 10  # bytes of a tensor whose delta is tried first: deltas that cannot pay stop there
 PROBE_SLACK = 1.5  # a small sample compresses worse than the whole: a margin before giving up
+# On a store that copies ranges in the kernel (a directory), a pack that is one run of the file (a new file's
+# chunks) grows to this: the kernel copies it from the cache object, and a reader copies it back in one call
+# (one 1 GiB source copies in 0.25 s, 64 packs of 16 MiB in 0.45: docs/benchmarks.md, "Issue 12").
+SPAN_TARGET = 256 << 20
 Located = Callable[[list[str]], dict[str, tuple[str, pk.Entry]]]
 
 
@@ -76,7 +80,7 @@ class ChunkWriter:
             located: dict[str, tuple[str, pk.Entry]] = {}
             deltas = self._deltas(oid, m, bases)
             entries: list[rc.Entry] = []
-            packing = _Packer(view)
+            packing = _Packer(view, SPAN_TARGET if self.store.copies_ranges else pk.TARGET)
             sent = 0
             pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mvc-push")
             flying: list[tuple[Future[int], str, list[pk.Entry], int]] = []
@@ -114,6 +118,8 @@ class ChunkWriter:
                 if where is not None:
                     entries.append(e._replace(pack=where[0], offset=where[1].offset))
                     return
+                if packing.filled >= pk.TARGET and packing.breaks(at):  # a long run ends: its pack is not built
+                    close_pack()  # in memory, so a pack that would stop being one run is closed first
                 entries.append(e)
                 if packing.add(e.oid, data, len(entries) - 1, at):
                     close_pack()
@@ -293,8 +299,9 @@ class _Packer:
     """New objects gathered in file order until a pack is full. While they are one run of the file (a new
     file's chunks), the pack is that slice of the mapped file: its bytes are not copied to build it."""
 
-    def __init__(self, view: memoryview) -> None:
+    def __init__(self, view: memoryview, span_target: int) -> None:
         self.view = view
+        self.span_target = span_target  # how large a pack that is one run of the file may grow
         self.objects: list[tuple[str, bytes | memoryview]] = []
         self.waiting: list[int] = []  # entries waiting for this pack's name
         self.seen: set[str] = set()
@@ -315,7 +322,11 @@ class _Packer:
                 self.span = (self.span[0], at + len(data))
             else:
                 self.span = None
-        return self.filled >= pk.TARGET
+        return self.filled >= (self.span_target if self.span is not None else pk.TARGET)
+
+    def breaks(self, at: int | None) -> bool:
+        """Whether an object at ``at`` (None: a delta) would end the run of the file this pack is."""
+        return bool(self.objects) and (self.span is None or at is None or self.span[1] != at)
 
     def close(
         self,
