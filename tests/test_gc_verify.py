@@ -417,3 +417,35 @@ for _ in range(25):
                 oid = tomllib.loads(git(repo, "show", f"{commit}:{line}"))["oid"]
                 assert oid in cache_oids(repo), (commit, line)
     assert json.loads(mvc_cli("verify", "--json", "-q").stdout)["problems"] == []
+
+
+@pytest.mark.parametrize("keep_last", [None, "0", "1"])
+@pytest.mark.parametrize("rev", [False, True])
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("where", ["cache", "remote"])
+def test_a_registered_version_survives_every_combination_of_flags(repo, mvc_cli, tmp_path, keep_last, rev, drop, where):
+    """A version a live registry tag names (and one a stage points to) is kept whatever gc is told, on the
+    cache and on a remote, though no branch holds it any more."""
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "remote")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    registered = commit_version(repo, mvc_cli, "registered weights " * 30, model="churn")
+    mvc_cli("register", "churn", "-q")
+    staged = commit_version(repo, mvc_cli, "prod weights " * 30, model="churn")
+    mvc_cli("assign", "churn", "prod", "-q")
+    mvc_cli("push", "-q", "--all-commits")
+    git(repo, "reset", "-q", "--hard", base)
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    args = ["--grace", "0", "--force", "--json", "-q", "--sole-user"]
+    args += ["--keep-last", keep_last] if keep_last else []
+    args += ["--rev", "HEAD"] if rev else []
+    args += ["--drop-deprecated"] if drop else []
+    args += ["-r", "origin"] if where == "remote" else []
+    mvc_cli("gc", *args)
+    if where == "cache":
+        assert {registered, staged} <= cache_oids(repo)
+    else:
+        rels = {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
+        assert {"objects/" + oids.to_relpath(o) for o in (registered, staged)} <= rels
