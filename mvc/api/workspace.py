@@ -296,6 +296,7 @@ def _write_pointer(
     prel = Repo.pointer_of(rel)
     full = repo.abs(prel)
     old_bytes = None
+    before: tuple[str, str] | None = None  # (kind, oid) of the pointer replaced
     if os.path.lexists(full):
         try:
             p = load_pointer(repo, prel)
@@ -303,6 +304,7 @@ def _write_pointer(
             raise PointerError(f"{e}; or delete {prel} and run 'mvc add {rel}' again") from None
         with open(full, "rb") as fh:
             old_bytes = fh.read()
+        before = (p.kind, p.oid)
         p.kind, p.oid, p.size, p.nfiles = kind, oid, size, nfiles
     else:
         p = ptrfmt.Pointer(kind, oid, size, nfiles)
@@ -314,17 +316,24 @@ def _write_pointer(
     data = ptrfmt.dumps(p)
     if data == old_bytes:
         return False
-    _freshen(repo, rel, kind, oid)
+    _freshen(repo, rel, kind, oid, before)
     fileio.atomic_write(full, data)
     return True
 
 
-def _freshen(repo: Repo, rel: str, kind: str, oid: str) -> None:
+def _freshen(repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] | None) -> None:
     """Before a pointer names objects (anew): mark them used, so that a gc running meanwhile keeps them
-    (docs/FORMAT.md, "What gc keeps"); one that is gone already is an error, not a dangling pointer."""
+    (docs/FORMAT.md, "What gc keeps"); one that is gone already is an error, not a dangling pointer. Of a
+    directory, the entries the pointer it replaces named already are not (that pointer kept them)."""
     todo = [oid]
     if kind == "dir":
-        todo += [e.oid for e in mf.loads(repo.odb.read_bytes(oid), oid)]
+        had: set[str] = set()
+        if before is not None and before[0] == "dir" and repo.odb.exists(before[1]):
+            try:
+                had = {e.oid for e in mf.loads(repo.odb.read_bytes(before[1]), before[1])}
+            except MvcError:
+                had = set()
+        todo += [e.oid for e in mf.loads(repo.odb.read_bytes(oid), oid) if e.oid not in had]
     for o in todo:
         if not repo.odb.freshen(o):
             raise ObjectMissing(
