@@ -37,6 +37,16 @@ def commit_version(repo: Path, mvc_cli, text: str, name: str = "m.bin", model: s
     return pointer_oid(repo / name)
 
 
+def add_and_forget(repo: Path, mvc_cli, text: str) -> str:
+    """junk.bin added, then its pointer thrown away (unstaged and deleted): its object named by nothing."""
+    (repo / "junk.bin").write_text(text)
+    mvc_cli("add", "junk.bin", "-q")
+    junk = pointer_oid(repo / "junk.bin")
+    git(repo, "rm", "-q", "--cached", "junk.bin.mvc")
+    os.unlink(repo / "junk.bin.mvc")
+    return junk
+
+
 def gc_json(mvc_cli, *args: str) -> dict:
     return json.loads(mvc_cli("gc", "--json", "-q", *args).stdout)
 
@@ -48,11 +58,7 @@ def history(repo, mvc_cli) -> list[str]:
 
 
 def test_dry_run_deletes_nothing_and_says_what_would_go(repo, mvc_cli, history):
-    (repo / "junk.bin").write_text("never committed")
-    mvc_cli("add", "junk.bin", "-q")
-    junk = pointer_oid(repo / "junk.bin")
-    git(repo, "rm", "-q", "--cached", "junk.bin.mvc")
-    os.unlink(repo / "junk.bin.mvc")
+    junk = add_and_forget(repo, mvc_cli, "never committed")
     before = cache_oids(repo)
     r = gc_json(mvc_cli, "--grace", "0")
     assert r["dry_run"] and r["objects"] == 1 and r["groups"][0]["what"] == "not named by any pointer"
@@ -63,11 +69,7 @@ def test_dry_run_deletes_nothing_and_says_what_would_go(repo, mvc_cli, history):
 
 
 def test_the_grace_period_keeps_young_objects(repo, mvc_cli, history):
-    (repo / "junk.bin").write_text("just added, pointer thrown away")
-    mvc_cli("add", "junk.bin", "-q")
-    junk = pointer_oid(repo / "junk.bin")
-    git(repo, "rm", "-q", "--cached", "junk.bin.mvc")
-    os.unlink(repo / "junk.bin.mvc")
+    junk = add_and_forget(repo, mvc_cli, "just added, pointer thrown away")
     r = gc_json(mvc_cli, "--force")  # default grace: 14 days
     assert r["objects"] == 0 and r["young"] == 1 and junk in cache_oids(repo)
 

@@ -15,7 +15,6 @@ from mvc import git as gitmod
 from mvc.errors import MvcError
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
-from mvc.objects import manifest as mf
 from mvc.repo.repository import Repo
 from mvc.repo.selection import Wanted, load_pointer
 
@@ -71,17 +70,11 @@ class Reach:
                     self.unread_manifests.append(moid)
                 continue
             try:
-                data = _read_sound(repo, moid)
-                entries = mf.loads(data, moid)
+                entries = self.wanted.read_manifest(repo, moid, _read_sound(repo, moid))
             except MvcError:
                 self.unread_manifests.append(moid)
                 continue
-            self.wanted.entries[moid] = entries
-            prel, at, rev = self.wanted.manifests[moid].partition(" at ")
-            top = Repo.target_of(prel)
             for e in entries:
-                self.wanted.files.setdefault(e.oid, (f"{top}/{e.path} of directory {top}{at}{rev}", e.size))
-                self.wanted.paths.setdefault(e.oid, top)
                 self.labels.setdefault(e.oid, []).append(self.wanted.files[e.oid][0])
 
     def objects(self) -> set[str]:

@@ -97,8 +97,10 @@ class Wanted:
             return f"the manifest of directory {Repo.target_of(prel)}{at}{rev}"
         return oid
 
-    def read_manifest(self, repo: Repo, moid: str) -> list[mf.Entry]:
-        entries = mf.loads(repo.odb.read_bytes(moid), moid)
+    def read_manifest(self, repo: Repo, moid: str, data: bytes | None = None) -> list[mf.Entry]:
+        """The entries of manifest moid (its bytes: data, already checked, or read from the cache and checked
+        there), each wanted, labelled as a file of its directory."""
+        entries = mf.loads(repo.odb.read_bytes(moid) if data is None else data, moid)
         self.entries[moid] = entries
         prel, at, rev = self.manifests[moid].partition(" at ")
         top = Repo.target_of(prel)
