@@ -36,6 +36,7 @@ class ODB:
         self._beside: set[str] = set()  # directories whose temps go beside their files (swept once each)
         self._exdev: set[str] = set()  # directories a rename from work_tmp cannot reach (another mount)
         self._near: set[str] = set()  # directories on work_tmp's filesystem
+        self._no_reflink: set[int] = set()  # devices of sources a reflink into this cache failed from
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
@@ -236,28 +237,31 @@ class ODB:
         return oid, how, st
 
     def _store(self, fd: int, st: os.stat_result, src: str, tmp: str, link_types, progress):
-        for how in link_types:
-            if how == "reflink":
-                out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
+        out: int | None = None  # tmp, once made: a reflink that fails leaves it empty for the copy
+        try:
+            for how in link_types:
+                if how == "reflink" and st.st_dev not in self._no_reflink:
+                    out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                     if fileio.reflink_fd(fd, out):
                         return oids.from_digest(fileio.hash_fd(out, st.st_size, progress)), how
-                finally:
-                    os.close(out)
-                os.unlink(tmp)
-            elif how in ("hardlink", "symlink"):
-                digest = fileio.hash_fd(fd, st.st_size, progress)
-                oid = oids.from_digest(digest)
-                if self.exists(oid):
-                    return oid, how
-                if _link(src, tmp, "hardlink"):  # the user's inode becomes the object (symlinked back later)
-                    return oid, how
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            digest = fileio.copy_hash_fd(fd, out, st.st_size, progress)
+                    self._no_reflink.add(st.st_dev)  # this filesystem pair cannot: not asked again per file
+                elif how in ("hardlink", "symlink"):
+                    digest = fileio.hash_fd(fd, st.st_size, progress)
+                    oid = oids.from_digest(digest)
+                    if self.exists(oid):
+                        return oid, how
+                    if out is not None:  # the link needs the name
+                        os.close(out)
+                        out = None
+                        os.unlink(tmp)
+                    if _link(src, tmp, "hardlink"):  # the user's inode becomes the object (symlinked back later)
+                        return oid, how
+            if out is None:
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            return oids.from_digest(fileio.copy_hash_fd(fd, out, st.st_size, progress)), "copy"
         finally:
-            os.close(out)
-        return oids.from_digest(digest), "copy"
+            if out is not None:
+                os.close(out)
 
     # -- reading ----------------------------------------------------------------------------
     def _open_object(self, oid: str) -> int:
