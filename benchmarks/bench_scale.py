@@ -56,8 +56,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from bench_chunks import code_state  # noqa: E402
-from bench_read import machine  # noqa: E402
+from bench_chunks import code_state, snapshot  # noqa: E402
+from bench_read import add_run_args, isolated_env, machine  # noqa: E402
 
 OLD = 3600  # seconds: every data file is this old, so the state cache trusts it (mvc/repo/statedb.py RACY_NS)
 TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None  # GNU time, for the peak RSS
@@ -470,14 +470,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs of the whole sequence per layout (median)")
     ap.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated: one, hundred")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before one command is killed")
-    ap.add_argument(
-        "--code",
-        help="a tree holding mvc/ to run (through PYTHONPATH); default: a copy of this checkout's mvc/ taken when the "
-        "run starts, so that edits made to the checkout during the run do not mix two states of the code",
-    )
-    ap.add_argument("--json", help="write the figures here")
-    ap.add_argument("--workdir", help="where to put the data (default: a temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    add_run_args(ap, code=True)
     args = ap.parse_args()
     layouts = [x for x in args.layouts.split(",") if x]
     if not set(layouts) <= set(LAYOUTS) or not layouts:
@@ -486,19 +479,8 @@ def main() -> None:
         fail("--files: at least 100 for the 'hundred' layout")
 
     base = tempfile.mkdtemp(prefix="mvc-bench-scale-", dir=args.workdir)
-    home = os.path.join(base, "home")
-    os.makedirs(home)
-    with open(os.path.join(home, ".gitconfig"), "w") as f:
-        f.write("[user]\n\tname = bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE" and not k.startswith("GIT_")}
-    env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1", MVC_CACHE_DIR=os.path.join(base, "user-cache"))
-    for k in ("XDG_CACHE_HOME", "PYTHONPATH", "MVC_REMOTE"):
-        env.pop(k, None)
-    code = os.path.abspath(args.code) if args.code else os.path.join(base, "code")
-    if not args.code:
-        shutil.copytree(
-            os.path.join(ROOT, "mvc"), os.path.join(code, "mvc"), ignore=shutil.ignore_patterns("__pycache__")
-        )
+    env = isolated_env(base, aws=False, drop=("PYTHONPATH", "MVC_REMOTE"))
+    code = snapshot(args.code, base)
     env["PYTHONPATH"] = code  # the console script imports this mvc
     fs = subprocess.run(["df", "-T", base], capture_output=True, text=True).stdout.splitlines()
     results: dict = {
