@@ -3,7 +3,7 @@ pattern (``.mvc-tmp.…tmp``), in the tmp/ of a store that carries its layout ma
 neither empty nor mvc's is refused as a cache or a directory remote, and nothing is written to it.
 
 Stale means a day old: these tests either pass ``now`` a day ahead or make every file count as stale
-(``fileio.STALE``), since a file's ctime cannot be set back."""
+(``tempfiles.STALE``), since a file's ctime cannot be set back."""
 
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ from hypothesis import strategies as st
 
 from mvc.errors import LayoutError
 from mvc.objects import layout
-from mvc.storage import fileio
+from mvc.storage import fileio, tempfiles
 
-DAY_AHEAD = fileio.STALE + 60
+DAY_AHEAD = tempfiles.STALE + 60
 
 
 @pytest.fixture(autouse=True)
 def fresh_process(monkeypatch):
-    monkeypatch.setattr(fileio, "_swept", set())
+    monkeypatch.setattr(tempfiles, "_swept", set())
 
 
 def mvc_temp(directory: Path, hint: str = "obj") -> Path:
-    path = Path(fileio.tmp_name(str(directory), hint))
+    path = Path(tempfiles.tmp_name(str(directory), hint))
     path.write_bytes(b"left by a killed writer")
     return path
 
@@ -50,9 +50,9 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 # -- the pattern ---------------------------------------------------------------------------------------
 @given(st.text(max_size=80))
 def test_every_temp_name_mvc_makes_is_recognised_as_its_own(hint):
-    name = os.path.basename(fileio.tmp_name("/somewhere", hint))
-    assert name.startswith(fileio.TMP_PREFIX) and name.endswith(".tmp") and "/" not in name
-    assert fileio.is_tmp_name(name)
+    name = os.path.basename(tempfiles.tmp_name("/somewhere", hint))
+    assert name.startswith(tempfiles.TMP_PREFIX) and name.endswith(".tmp") and "/" not in name
+    assert tempfiles.is_tmp_name(name)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_every_temp_name_mvc_makes_is_recognised_as_its_own(hint):
     ],
 )
 def test_other_names_are_not_mvcs(name):
-    assert not fileio.is_tmp_name(name)
+    assert not tempfiles.is_tmp_name(name)
 
 
 # -- the sweep -----------------------------------------------------------------------------------------
@@ -82,12 +82,12 @@ def test_only_mvcs_stale_temp_files_go(tmp_path):
     for p in theirs:
         p.write_bytes(b"someone else's")
     (tmp / "sub").mkdir()
-    (tmp / fileio.TMP_PREFIX.strip(".")).mkdir()
-    os.symlink(theirs[0], tmp / os.path.basename(fileio.tmp_name("", "link")))  # mvc's name, not a file of mvc's
-    fileio.sweep_stale(str(tmp), now=time.time())  # nothing is a day old
+    (tmp / tempfiles.TMP_PREFIX.strip(".")).mkdir()
+    os.symlink(theirs[0], tmp / os.path.basename(tempfiles.tmp_name("", "link")))  # mvc's name, not a file of mvc's
+    tempfiles.sweep_stale(str(tmp), now=time.time())  # nothing is a day old
     assert ours.exists()
-    fileio._swept.clear()
-    fileio.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
+    tempfiles._swept.clear()
+    tempfiles.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
     assert not ours.exists()
     assert all(p.exists() for p in theirs) and (tmp / "sub").is_dir()
     assert len(list(tmp.iterdir())) == 6  # theirs, two directories, the symlink
@@ -97,14 +97,14 @@ def test_no_sweep_where_the_store_has_no_marker(tmp_path):
     """A tmp/ whose parent is not a marked store is not mvc's: even names of mvc's pattern stay."""
     tmp = store_with_tmp(tmp_path / "elsewhere", marked=False)
     ours = mvc_temp(tmp)
-    fileio.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
+    tempfiles.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
     assert ours.exists()
     (tmp_path / "elsewhere" / layout.MARKER).mkdir()  # a directory of that name is no marker
-    fileio.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
+    tempfiles.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
     assert ours.exists()
     (tmp_path / "elsewhere" / layout.MARKER).rmdir()
     (tmp_path / "elsewhere" / layout.MARKER).write_bytes(layout.MARKER_BYTES)  # marked now: swept
-    fileio.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
+    tempfiles.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)
     assert not ours.exists()
 
 
@@ -117,22 +117,22 @@ def test_no_sweep_through_a_symlinked_tmp(tmp_path):
     root.mkdir()
     (root / layout.MARKER).write_bytes(layout.MARKER_BYTES)
     os.symlink(outside, root / "tmp")
-    fileio.sweep_stale(str(root / "tmp"), now=time.time() + DAY_AHEAD)
+    tempfiles.sweep_stale(str(root / "tmp"), now=time.time() + DAY_AHEAD)
     assert ours.exists()
 
 
 def test_once_per_directory_per_process(tmp_path):
     tmp = store_with_tmp(tmp_path / "store")
-    fileio.sweep_stale(str(tmp), now=time.time())
+    tempfiles.sweep_stale(str(tmp), now=time.time())
     ours = mvc_temp(tmp)
-    fileio.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)  # already swept: not looked at again
+    tempfiles.sweep_stale(str(tmp), now=time.time() + DAY_AHEAD)  # already swept: not looked at again
     assert ours.exists()
 
 
 def test_missing_directory_is_fine(tmp_path):
-    fileio.sweep_stale(str(tmp_path / "nope"))
+    tempfiles.sweep_stale(str(tmp_path / "nope"))
     (tmp_path / layout.MARKER).write_bytes(layout.MARKER_BYTES)
-    fileio.sweep_stale(str(tmp_path / "nope"))
+    tempfiles.sweep_stale(str(tmp_path / "nope"))
 
 
 def test_the_cache_and_directory_remotes_sweep_their_tmp(repo, mvc_cli, tmp_path, monkeypatch):
@@ -142,7 +142,7 @@ def test_the_cache_and_directory_remotes_sweep_their_tmp(repo, mvc_cli, tmp_path
     kept = [cache_tmp / "notes.txt", remote_tmp / ".obj.1.tmp"]
     for p in kept:
         p.write_bytes(b"not mvc's")
-    monkeypatch.setattr(fileio, "STALE", -3600)  # everything counts as stale
+    monkeypatch.setattr(tempfiles, "STALE", -3600)  # everything counts as stale
     make_file(repo / "m.bin", 1000)
     mvc_cli("add", "m.bin")
     mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
@@ -168,7 +168,7 @@ def test_a_cache_dir_that_is_not_mvcs_is_refused(repo, mvc_cli, mvc_error, tmp_p
     other = someone_elses(tmp_path / "home")
     before = snapshot(other)
     mvc_cli("config", "cache.dir", str(other), "--local")
-    monkeypatch.setattr(fileio, "STALE", -3600)  # everything counts as stale
+    monkeypatch.setattr(tempfiles, "STALE", -3600)  # everything counts as stale
     make_file(repo / "m.bin", 1000)
     line = mvc_error(
         "add", "m.bin", words=(str(other), "not empty and not an mvc cache", "'docs'", "point cache.dir at an empty")
@@ -198,7 +198,7 @@ def test_an_empty_cache_dir_or_one_from_before_markers_is_used(repo, mvc_cli, tm
 def test_a_directory_remote_that_is_not_mvcs_is_refused(repo, mvc_cli, tmp_path, monkeypatch):
     other = someone_elses(tmp_path / "share")
     before = snapshot(other)
-    monkeypatch.setattr(fileio, "STALE", -3600)
+    monkeypatch.setattr(tempfiles, "STALE", -3600)
     make_file(repo / "m.bin", 1000)
     mvc_cli("add", "m.bin")
     mvc_cli("remote", "add", "origin", str(other), "--default")
@@ -217,7 +217,7 @@ def test_the_judgement_allows_what_mvc_writes_there():
     for names in (
         [],
         ["objects", "tmp", "quarantine", "mvc.toml"],
-        [os.path.basename(fileio.tmp_name("", "mvc.toml"))],
+        [os.path.basename(tempfiles.tmp_name("", "mvc.toml"))],
     ):
         layout.refuse_foreign(names, layout.CACHE_ENTRIES, "/c", "an mvc cache", "fix")
     layout.refuse_foreign(["objects", "packs", "tmp", "mvc.toml"], layout.REMOTE_ENTRIES, "/r", "an mvc remote", "fix")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import xxhash
 from conftest import make_file
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mvc.errors import CorruptObject
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
 
 A = "xxh128:" + "a" * 32
 B = "xxh128:" + "b" * 32
@@ -113,3 +117,53 @@ def test_added_directory_manifest_matches_the_files(repo, mvc_cli):
     ]
     assert (p.kind, p.size, p.nfiles) == ("dir", 5049, 3)
     assert raw == mf.dumps(entries)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(
+                lambda p: mf.bad_relpath(p) is None
+            ),
+            st.binary(min_size=16, max_size=16).map(lambda b: "xxh128:" + b.hex()),
+            st.integers(0, 2**63 - 1),
+            st.booleans(),
+        ),
+        max_size=20,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_oids_of_a_manifest_are_those_loads_reads(rows):
+    rows = [r for r in rows if not any(o[0].startswith(r[0] + "/") for o in rows)]
+    data = mf.dumps([mf.Entry(*r) for r in rows])
+    assert mf.oids_of(data) == {e.oid for e in mf.loads(data)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 400))
+def test_oids_of_damaged_bytes_are_valid_oids_or_refused(noise, at):
+    good = mf.dumps([mf.Entry("a/b", A, 3, False), mf.Entry("c", B, 4, True)])
+    data = good[:at] + noise + good[at:]
+    try:
+        found = mf.oids_of(data)
+    except CorruptObject:
+        return
+    assert all(oids.is_oid(o) for o in found)
+
+
+def test_missing_lists_a_busy_fan_out_directory_once_and_answers_as_per_object(tmp_path, monkeypatch):
+    from mvc.objects.odb import LIST_FROM, ODB
+
+    odb = ODB(str(tmp_path / "cache"))
+    have = [odb.add_bytes(f"object {i}".encode()) for i in range(3)]
+    busy = have[0][7:9]  # fake oids in the first object's fan-out directory, enough to list it
+    fakes = [f"xxh128:{busy}{i:030x}" for i in range(LIST_FROM + 4)]
+    lone = [f"xxh128:{'0f' if busy != '0f' else 'f0'}{i:030x}" for i in range(2)]
+    asked = fakes[:5] + have + fakes[5:] + lone
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(os.path.basename(p)) or real(p))
+    assert odb.missing(asked) == fakes[:5] + fakes[5:] + lone
+    assert listed == [busy]
+    assert odb.missing(iter(have)) == []

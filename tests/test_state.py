@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 
 import pytest
+import tomllib
 from conftest import git, make_file
 
+from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
+from mvc.repo import worktree
 from mvc.storage import fileio
 
 
@@ -182,3 +187,109 @@ def test_state_db_loss_then_checkout_still_refuses_unsaved_work(tracked, mvc_cli
 def test_state_db_is_ignored_by_git(tracked):
     assert (tracked / ".mvc" / "state.db").is_file()
     assert git(tracked, "status", "--porcelain") == ""
+
+
+# -- a tracked directory's fingerprint: what a no-op status of 100,000 files costs one walk ---------------
+def dir_rows(repo) -> dict[str, str]:
+    with sqlite3.connect(repo / ".mvc" / "state.db") as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'dirs'").fetchall():
+            return {}
+        return dict(db.execute("SELECT path, oid FROM dirs").fetchall())
+
+
+def pointer_oid(repo, rel: str) -> str:
+    return tomllib.loads((repo / f"{rel}.mvc").read_text())["oid"]
+
+
+@pytest.fixture
+def scans(monkeypatch) -> list[str]:
+    """The directories status scanned file by file (state cache lookups, manifest rebuilt)."""
+    seen: list[str] = []
+    real = worktree.scan_dir
+
+    def scan_dir(repo, rel, *a, **kw):
+        seen.append(rel)
+        return real(repo, rel, *a, **kw)
+
+    monkeypatch.setattr(worktree, "scan_dir", scan_dir)
+    return seen
+
+
+def test_add_records_the_directory_and_a_no_op_status_only_walks_it(tracked, mvc_cli, hashes, scans):
+    assert dir_rows(tracked) == {"model": pointer_oid(tracked, "model")}
+    assert mvc_cli("status", "model").stdout == "model: up to date\n"
+    assert scans == [] and total(hashes) == 0
+
+
+def same_size_rewrite(d):
+    f = d / "part-1.bin"
+    st = f.stat()
+    f.write_bytes(bytes(b ^ 1 for b in f.read_bytes()))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime put back: only the ctime moved
+
+
+def rename(d):
+    (d / "part-1.bin").rename(d / "part-1b.bin")
+
+
+CHANGES = {
+    "same size, mtime put back": same_size_rewrite,
+    "renamed": rename,
+    "new file": lambda d: make_file(d / "new.bin", 10),
+    "removed": lambda d: (d / "part-2.bin").unlink(),
+    "made executable": lambda d: (d / "part-3.bin").chmod(0o755),
+    "new empty subdirectory holding a file": lambda d: make_file(d / "sub" / "x.bin", 1),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_any_change_to_a_recorded_directory_is_seen(tracked, mvc_cli, scans, change):
+    CHANGES[change](tracked / "model")
+    assert mvc_cli("status", "model").stdout == "model: modified\n"
+    assert scans == ["model"]
+
+
+def test_undoing_a_change_is_up_to_date_again_and_recorded_again(tracked, mvc_cli, scans):
+    d = tracked / "model"
+    data = (d / "part-1.bin").read_bytes()
+    (d / "part-1.bin").write_bytes(b"other")
+    assert mvc_cli("status", "model").stdout == "model: modified\n"
+    (d / "part-1.bin").write_bytes(data)
+    age(d)
+    assert mvc_cli("status", "model").stdout == "model: up to date\n"  # hashed, seen to match: recorded
+    scans.clear()
+    assert mvc_cli("status", "model").stdout == "model: up to date\n"
+    assert scans == []
+
+
+def test_a_cache_object_gone_is_seen_without_a_scan(tracked, mvc_cli, scans):
+    entries = mf.loads(
+        (tracked / ".mvc" / "cache" / "objects" / oids.to_relpath(pointer_oid(tracked, "model"))).read_bytes()
+    )
+    os.unlink(tracked / ".mvc" / "cache" / "objects" / oids.to_relpath(entries[0].oid))
+    assert json.loads(mvc_cli("status", "model", "--json").stdout)[0]["cache"] == "missing"
+    assert scans == []
+
+
+def test_a_directory_of_just_written_files_is_not_recorded(repo, mvc_cli):
+    """As with single files: a file written within the timestamp granularity could change unseen."""
+    f = make_file(repo / "fresh" / "a.bin", 100)
+    soon = time.time() + 60
+    os.utime(f, (soon, soon))
+    mvc_cli("add", "fresh")
+    assert dir_rows(repo) == {}
+    assert mvc_cli("status", "fresh").stdout == "fresh: up to date\n"
+    assert dir_rows(repo) == {}
+
+
+@pytest.mark.parametrize("cache_type", ["hardlink", "symlink"])
+def test_a_directory_linked_to_the_cache_is_never_taken_on_its_fingerprint(repo, mvc_cli, cache_type, scans):
+    """A link's stat does not vouch for what it points at: such directories are scanned every time."""
+    mvc_cli("config", "cache.type", cache_type)
+    for i in range(3):
+        make_file(repo / "model" / f"p{i}.bin", 100, seed=i)
+    age(repo / "model")
+    mvc_cli("add", "model")
+    for _ in range(2):
+        assert mvc_cli("status", "model").stdout == "model: up to date\n"
+    assert scans == ["model", "model"]

@@ -67,7 +67,7 @@ def save(
     ``name``: the registry model name of the path. Returns add's entry for the path."""
     from mvc.api import workspace
     from mvc.repo.repository import open_repo
-    from mvc.storage import fileio
+    from mvc.storage import fileio, tempfiles
 
     path = os.fspath(path)
     repo = open_repo(repo)
@@ -80,7 +80,7 @@ def save(
     _keep(repo, full)
     parent = os.path.dirname(full)
     os.makedirs(parent, exist_ok=True)
-    tmp = fileio.tmp_name(parent, os.path.basename(full))
+    tmp = tempfiles.tmp_name(parent, os.path.basename(full))
     try:
         with fileio.space_errors(path):
             write(obj, fmt, kind, tmp, os.path.basename(full))

@@ -163,7 +163,7 @@ def _default_out(path: str) -> str:
 def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod.Factory) -> None:
     """Write t to out through a temp path beside it: from odb (fetched into it first) when given, else
     straight from the remote."""
-    from mvc.storage import fileio
+    from mvc.storage import tempfiles
 
     p = t.pointer
     parent = os.path.dirname(out)
@@ -174,7 +174,7 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
         files = [(e.path, e.oid, e.size, e.executable) for e in entries]
     if odb is not None:
         _fetch_into(odb, remote, t, files, progress)
-    tmp = fileio.tmp_name(parent, os.path.basename(out))
+    tmp = tempfiles.tmp_name(parent, os.path.basename(out))
     from mvc.objects.transfer import Meter
 
     bar = Meter(progress, f"writing {out}", sum(f[2] for f in files), len(files))  # updates from threads
@@ -273,10 +273,10 @@ def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> b
 
 
 def _replace(tmp: str, out: str) -> None:
-    if os.path.isdir(tmp) and os.path.lexists(out):
-        from mvc.storage import fileio
+    from mvc.storage import tempfiles
 
-        aside = fileio.tmp_name(os.path.dirname(out), "old")
+    if os.path.isdir(tmp) and os.path.lexists(out):
+        aside = tempfiles.tmp_name(os.path.dirname(out), "old")
         os.rename(out, aside)
         os.rename(tmp, out)
         _remove(aside)

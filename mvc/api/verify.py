@@ -16,7 +16,7 @@ from mvc.objects import oid as oids
 from mvc.repo import reach as reachmod
 from mvc.repo.remotes import default_remote, journal, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
-from mvc.storage import fileio
+from mvc.storage import fileio, tempfiles
 
 # what verify finds wrong with an object, as --json spells it
 CORRUPT = "corrupt in cache"  # the cache's copy does not hash to its oid
@@ -169,7 +169,7 @@ def _check_remote(
             repo.odb.tmp_path("verify")  # the cache's tmp/ exists, swept once
 
             def read(oid: str) -> tuple[str | None, int]:
-                dest = fileio.tmp_name(repo.odb.tmp_dir, "verify")
+                dest = tempfiles.tmp_name(repo.odb.tmp_dir, "verify")
                 try:
                     n = reader.download(
                         remote, oid, dest, reach.wanted.label(oid), bar.update, located.get(oid), True, sizes.get(oid)

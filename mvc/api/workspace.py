@@ -16,7 +16,17 @@ from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
-from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, path_status, scan_dir, total
+from mvc.repo.worktree import (
+    File,
+    entries_of,
+    hash_of,
+    look,
+    old_manifest,
+    path_status,
+    remember_dir,
+    scan_dir,
+    total,
+)
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 
@@ -236,7 +246,8 @@ def _store(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> tuple[str, bo
         repo.odb.export(oid, f.full, ["hardlink"])
     elif how == "symlink":
         repo.odb.export(oid, f.full, ["symlink"])
-    after = os.lstat(f.full)
+    # copy and reflink leave the file as it was (add_file saw it unchanged while it read it); a link changed it
+    after = st if how in ("copy", "reflink") else os.lstat(f.full)
     if statmod.S_ISREG(after.st_mode):
         repo.state.put(rel, after, oid)
     f.oid = oid
@@ -287,6 +298,7 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
     if not repo.odb.exists(oid):
         repo.odb.install_bytes(data, oid)
         stored = True
+    remember_dir(repo, rel, files, oid)
     return oid, sum(e.size for e in entries), len(entries), stored
 
 
@@ -330,10 +342,10 @@ def _freshen(repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] 
         had: set[str] = set()
         if before is not None and before[0] == "dir" and repo.odb.exists(before[1]):
             try:
-                had = {e.oid for e in mf.loads(repo.odb.read_bytes(before[1]), before[1])}
+                had = mf.oids_of(repo.odb.read_bytes(before[1]), before[1])
             except MvcError:
                 had = set()
-        todo += [e.oid for e in mf.loads(repo.odb.read_bytes(oid), oid) if e.oid not in had]
+        todo += [o for o in mf.oids_of(repo.odb.read_bytes(oid), oid) if o not in had]
     for o in todo:
         if not repo.odb.freshen(o):
             raise ObjectMissing(

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 
 from mvc.errors import LayoutError
 from mvc.objects import oid as oids
-from mvc.storage import fileio
+from mvc.storage import tempfiles
 
 OBJECTS = "objects/"
-MARKER = fileio.MARKER  # "mvc.toml"
+MARKER = tempfiles.MARKER  # "mvc.toml"
 FORMAT = 1  # what a new store gets
 CHUNKED = 2  # a remote with chunked objects: recipes/ (docs/FORMAT.md, "Chunked objects")
 FORMATS = (FORMAT, CHUNKED)  # what this mvc reads
@@ -71,7 +71,7 @@ def refuse_foreign(names: Iterable[str], allowed: frozenset[str], where: str, wh
     """Refuse (LayoutError) a store without a marker whose root holds names other than what an mvc store of
     format 1 holds there (``allowed``, the marker, temp files of mvc's pattern): it is not mvc's, and mvc
     writes nothing into it. An empty store, or one from before markers, passes."""
-    foreign = sorted(n for n in names if n not in allowed and n != MARKER and not fileio.is_tmp_name(n))
+    foreign = sorted(n for n in names if n not in allowed and n != MARKER and not tempfiles.is_tmp_name(n))
     if foreign:
         more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
         raise LayoutError(

@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
 from mvc.objects import layout
 from mvc.objects import oid as oids
-from mvc.storage import fileio
+from mvc.storage import fileio, tempfiles
 from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 READONLY = 0o444
+LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
 TRASH = ".gc-"  # an object mvc gc is deleting: objects/ab/cdef….gc-PID (docs/FORMAT.md, "What gc keeps")
 
 
@@ -37,6 +38,10 @@ class ODB:
         self._exdev: set[str] = set()  # directories a rename from work_tmp cannot reach (another mount)
         self._near: set[str] = set()  # directories on work_tmp's filesystem
         self._no_reflink: set[int] = set()  # devices of sources a reflink into this cache failed from
+        self._fans: set[str] = set()  # fan-out directories (objects/ab) this process made or found
+        self._born_readonly = False  # temps created with mode READONLY get it whole (the umask clears no r bit)
+        self._tmp_ready = False  # tmp/ made (and swept) by this process
+        self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
@@ -96,7 +101,23 @@ class ODB:
         return os.access(self.path(oid), os.F_OK)
 
     def missing(self, oids_: Iterable[str]) -> list[str]:
-        return [o for o in oids_ if not self.exists(o)]
+        """The oids the cache lacks, in order; a busy fan-out directory listed once (100,000: 0.06 s, not 0.3)."""
+        want = list(oids_)
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for o in want:
+            fan, name = oids.split(o)
+            groups.setdefault(fan, []).append((o, name))
+        lacking: set[str] = set()
+        for fan, group in groups.items():
+            if len(group) < LIST_FROM:
+                lacking.update(o for o, _ in group if not self.exists(o))
+                continue
+            try:
+                names = set(os.listdir(self.objects_dir + os.sep + fan))
+            except (FileNotFoundError, NotADirectoryError):
+                names = set()
+            lacking.update(o for o, name in group if name not in names)
+        return [o for o in want if o in lacking]
 
     def all_oids(self) -> Iterable[str]:
         if not os.path.isdir(self.objects_dir):
@@ -109,13 +130,19 @@ class ODB:
                         yield oid
 
     def _tmp(self, hint: str = "obj") -> str:
-        self._mark()  # first: nothing is written to a directory that is not mvc's
-        os.makedirs(self.tmp_dir, exist_ok=True)
-        fileio.sweep_stale(self.tmp_dir, marker=layout.MARKER)
-        return fileio.tmp_name(self.tmp_dir, hint)
+        if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp names
+            self._mark()  # first: nothing is written to a directory that is not mvc's
+            os.makedirs(self.tmp_dir, exist_ok=True)
+            tempfiles.sweep_stale(self.tmp_dir, marker=layout.MARKER)
+            self._born_readonly = tempfiles.umask() & READONLY == 0
+            self._tmp_ready = True
+        return tempfiles.tmp_name(self.tmp_dir, hint)
 
-    def _install(self, tmp: str, oid: str, durable: bool = False) -> None:
-        """Make tmp read-only and rename it to the object's path (a no-op if it is already there).
+    def _install(
+        self, tmp: str, oid: str, durable: bool = False, *, readonly: bool = False, copied: bool = False
+    ) -> None:
+        """Make tmp read-only (unless it was made so: ``readonly``) and rename it to the object's path (a
+        no-op if it is already there).
 
         With core.fsync, or ``durable`` (the cache is about to hold the only copy), the data and the
         directory entry are synced before the object counts as stored.
@@ -125,15 +152,21 @@ class ODB:
         if os.path.exists(dest) and self.freshen(oid):  # else a gc took it just now: ours is installed
             fileio.remove_quietly(tmp)
             return
-        os.chmod(tmp, READONLY)
+        if not readonly:
+            os.chmod(tmp, READONLY)
         if durable:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.replace(tmp, dest)
+            fileio.fsync_path(tmp)
+        fan = os.path.dirname(dest)
+        if fan not in self._fans:  # made (or found) once a process
+            os.makedirs(fan, exist_ok=True)
+            self._fans.add(fan)
+        try:
+            os.replace(tmp, dest)
+        except FileNotFoundError:  # a gc dropped the fan-out directory it emptied
+            os.makedirs(fan, exist_ok=True)
+            os.replace(tmp, dest)
+        if copied:
+            self._copied.add(oid)
         if durable:
             fileio.fsync_dir(os.path.dirname(dest))
 
@@ -160,7 +193,8 @@ class ODB:
         file's too, is left alone, or the state cache would count the file changed."""
         path = self.path(oid)
         try:
-            if os.lstat(path).st_nlink > 1:
+            # one this process stored itself (a copy) has no other link: one system call, not two
+            if oid not in self._copied and os.lstat(path).st_nlink > 1:
                 return True
             os.utime(path)
         except FileNotFoundError:
@@ -182,7 +216,7 @@ class ODB:
                 name, sep, pid = entry.name.partition(TRASH)
                 if not sep or not pid.isdigit() or oids.from_relpath(f"{prefix.name}/{name}") is None:
                     continue
-                if int(pid) != os.getpid() and not _writer_gone(int(pid)):
+                if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
                     continue  # a gc running now
                 try:
                     os.rename(entry.path, os.path.join(prefix.path, name))
@@ -225,10 +259,11 @@ class ODB:
             with fileio.space_errors(f"the cache ({self.root})"):
                 try:
                     oid, how = self._store(fd, st, src, tmp, link_types, progress)
-                    after = os.stat(src)
+                    after = os.fstat(fd)
                     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                         raise StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
-                    self._install(tmp, oid, durable)
+                    copied = how in ("copy", "reflink")
+                    self._install(tmp, oid, durable, readonly=self._born_readonly and copied, copied=copied)
                 except BaseException:
                     fileio.remove_quietly(tmp)
                     raise
@@ -241,7 +276,7 @@ class ODB:
         try:
             for how in link_types:
                 if how == "reflink" and st.st_dev not in self._no_reflink:
-                    out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                    out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, READONLY)  # the fd may write
                     if fileio.reflink_fd(fd, out):
                         return oids.from_digest(fileio.hash_fd(out, st.st_size, progress)), how
                     self._no_reflink.add(st.st_dev)  # this filesystem pair cannot: not asked again per file
@@ -257,7 +292,7 @@ class ODB:
                     if _link(src, tmp, "hardlink"):  # the user's inode becomes the object (symlinked back later)
                         return oid, how
             if out is None:
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READONLY)
             return oids.from_digest(fileio.copy_hash_fd(fd, out, st.st_size, progress)), "copy"
         finally:
             if out is not None:
@@ -383,32 +418,32 @@ class ODB:
 
     def temp_for(self, directory: str, name: str) -> str:
         """A fresh temp path from which a rename can place ``directory/name``: in ``work_tmp`` when that is
-        on directory's filesystem, else in directory itself; named by ``fileio.tmp_name`` either way. The
+        on directory's filesystem, else in directory itself; named by ``tempfiles.tmp_name`` either way. The
         first use of a directory in each process removes the temps there whose writer (the pid in the
-        name, on this machine) is gone, and, in ``work_tmp``, stale ones (``fileio.sweep_stale``)."""
+        name, on this machine) is gone, and, in ``work_tmp``, stale ones (``tempfiles.sweep_stale``)."""
         if self.work_tmp is not None and self._work_dev is None:
             try:
                 os.makedirs(self.work_tmp, exist_ok=True)
-                _sweep_dead(self.work_tmp)
+                tempfiles.sweep_dead(self.work_tmp)
                 if self.work_marker:
-                    fileio.sweep_stale(self.work_tmp, marker=self.work_marker)
+                    tempfiles.sweep_stale(self.work_tmp, marker=self.work_marker)
                 self._work_dev = os.stat(self.work_tmp).st_dev
             except OSError:  # no work_tmp to be had: beside the files, as a last resort
                 self.work_tmp = None
         if self.work_tmp is not None and directory not in self._exdev:
             if directory in self._near:
-                return fileio.tmp_name(self.work_tmp, name)
+                return tempfiles.tmp_name(self.work_tmp, name)
             try:
                 near = os.stat(directory).st_dev == self._work_dev
             except OSError:
                 near = False  # the caller's open() will say what is wrong with it
             if near:
                 self._near.add(directory)
-                return fileio.tmp_name(self.work_tmp, name)
+                return tempfiles.tmp_name(self.work_tmp, name)
         if directory not in self._beside:
             self._beside.add(directory)
-            _sweep_dead(directory)
-        return fileio.tmp_name(directory, name)
+            tempfiles.sweep_dead(directory)
+        return tempfiles.tmp_name(directory, name)
 
     def _export(
         self, oid, fd, size, src, tmp, link_types, executable, progress, settle
@@ -439,41 +474,6 @@ class ODB:
             return "copy", fileio.settle(out) if settle else None
         finally:
             os.close(out)
-
-
-def _writer_gone(pid: int) -> bool:
-    """Whether no process pid runs on this machine (Windows: never known, so never gone)."""
-    if os.name == "nt" or pid == os.getpid():
-        return False  # on Windows os.kill(pid, 0) would send CTRL_C_EVENT
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, another user's
-        return False
-    return False
-
-
-def _sweep_dead(directory: str) -> None:
-    """Remove the temps a killed writer left in directory: names ``fileio.tmp_name`` makes whose pid runs
-    no more on this machine. Nothing else there is touched; a temp directory (mvc get) goes with its content."""
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        if not fileio.is_tmp_name(entry.name):
-            continue
-        parts = entry.name.rsplit(".", 4)  # tmp_name: .mvc-tmp.<hint>.<pid>.<thread>.<hex>.tmp
-        pid = parts[1] if len(parts) == 5 else ""
-        if not (pid.isdigit() and pid.isascii()) or not _writer_gone(int(pid)):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            import shutil  # here, not at the top: it loads bz2 and lzma (mvc/api/checkout.py)
-
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            fileio.remove_quietly(entry.path)
 
 
 def _link(src: str, dest: str, how: str) -> bool:

@@ -27,6 +27,13 @@ def to_relpath(oid: str) -> str:
     return f"{digest[:2]}/{digest[2:]}"
 
 
+def split(oid: str) -> tuple[str, str]:
+    """``xxh128:abcd…`` -> (``ab``, ``cd…``): the fan-out directory and the name in it."""
+    if not is_oid(oid):
+        to_relpath(oid)  # raises
+    return oid[7:9], oid[9:]
+
+
 def from_relpath(relpath: str) -> str | None:
     """Strict inverse of :func:`to_relpath`; None for anything that is not an object path."""
     parts = relpath.replace("\\", "/").split("/")

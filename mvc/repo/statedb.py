@@ -108,6 +108,31 @@ class StateDB:
                 self._rebuild()
             self._pending.clear()
 
+    # -- tracked directories whose files were last seen unchanged (worktree.fingerprint) -------------------
+    def put_dir(self, rel: str, fingerprint: str, oid: str) -> None:
+        """Remember that the directory rel, while its files' stats digest to fingerprint, has manifest oid."""
+        try:
+            db = self.db
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS dirs (path TEXT PRIMARY KEY, fingerprint TEXT, oid TEXT) WITHOUT ROWID"
+            )
+            db.execute("INSERT OR REPLACE INTO dirs (path, fingerprint, oid) VALUES (?, ?, ?)", (rel, fingerprint, oid))
+        except sqlite3.OperationalError:
+            pass  # read-only or locked for too long: only a cache
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def dir_oid(self, rel: str, fingerprint: str) -> str | None:
+        """The manifest oid put_dir recorded for rel with this fingerprint, else None."""
+        try:
+            rows = self.db.execute("SELECT fingerprint, oid FROM dirs WHERE path = ?", (rel,)).fetchall()
+        except sqlite3.OperationalError:  # no such table: never recorded
+            return None
+        except sqlite3.DatabaseError:
+            self._rebuild()
+            return None
+        return rows[0][1] if rows and rows[0][0] == fingerprint else None
+
     # -- delta bases chosen with 'mvc add --base REV' (docs/FORMAT.md, "Chunked objects") -------------
     # In this database because, like the rest of it, losing them changes no result: only what a push stores.
     def set_base(self, oid: str, base: str) -> None:
@@ -140,6 +165,7 @@ class StateDB:
 def _create(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE IF EXISTS state")
     db.execute("DROP TABLE IF EXISTS bases")
+    db.execute("DROP TABLE IF EXISTS dirs")
     db.execute(
         "CREATE TABLE state (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER, "
         "size INTEGER, oid TEXT, ctime_ns INTEGER) WITHOUT ROWID"

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing
-from mvc.storage import fileio
-from mvc.storage.fileio import MARKER
+from mvc.storage import fileio, tempfiles
 from mvc.storage.store import DEFAULT_JOBS, TMP, Check, Progress, Store
+from mvc.storage.tempfiles import MARKER
 
 
 class DirStore(Store):
@@ -131,8 +131,8 @@ class DirStore(Store):
         dest = self._full(rel)
         with self._errors(rel, writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
-            fileio.sweep_stale(self.tmp_dir, marker=MARKER)  # only once the remote holds its marker
-            tmp = fileio.tmp_name(self.tmp_dir, os.path.basename(rel))
+            tempfiles.sweep_stale(self.tmp_dir, marker=MARKER)  # only once the remote holds its marker
+            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(rel))
             try:
                 result = write(tmp)
                 os.chmod(tmp, 0o444)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import xxhash
 
 from mvc.errors import StorageError
+from mvc.storage import tempfiles
 
 CHUNK = 64 << 20  # hash slice; big enough that per-call overhead vanishes
 MAP_WINDOW = 16 << 20  # hash through mmap one window at a time (resident memory stays below this)
@@ -358,69 +359,6 @@ def reflink_fd(src: int, dst: int) -> bool:
         return False
 
 
-# Every temp file mvc makes with tmp_name is named ``.mvc-tmp.<hint>.<pid>.<thread>.<8 hex digits>.tmp``: the
-# sweep deletes nothing else (docs/FORMAT.md, "Threat model").
-TMP_PREFIX = ".mvc-tmp."
-MARKER = "mvc.toml"  # the layout marker of a store (mvc.objects.layout): its tmp/ is swept only where it is
-_HINT_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
-_tmp_pattern = None
-
-
-def tmp_name(directory: str, hint: str = "") -> str:
-    """A fresh temp file name in directory, in the one pattern mvc recognises as its own (is_tmp_name)."""
-    safe = "".join(c if c in _HINT_OK else "_" for c in hint[:40])
-    name = f"{TMP_PREFIX}{safe}.{os.getpid()}.{threading.get_ident() % 100000}.{os.urandom(4).hex()}.tmp"
-    return os.path.join(directory, name)
-
-
-def is_tmp_name(name: str) -> bool:
-    """Whether a file name is one tmp_name makes (and so one a writer of mvc's created)."""
-    global _tmp_pattern
-    if not name.startswith(TMP_PREFIX):
-        return False
-    if _tmp_pattern is None:
-        import re
-
-        _tmp_pattern = re.compile(r"\.mvc-tmp\.[A-Za-z0-9_.-]{0,40}\.[0-9]{1,10}\.[0-9]{1,5}\.[0-9a-f]{8}\.tmp")
-    return _tmp_pattern.fullmatch(name) is not None
-
-
-STALE = 24 * 3600  # a temp file untouched this long belongs to a writer that died
-_swept: set[str] = set()
-
-
-def sweep_stale(directory: str, now: float | None = None, *, marker: str = MARKER) -> None:
-    """Delete what killed writers left in a store's tmp/: files named by tmp_name, neither modified nor
-    linked for STALE seconds. Only in a tmp/ that is a real directory (not a symlink) whose parent, the
-    store's root, holds the layout marker ``marker``: a directory that is not mvc's is never touched,
-    whatever it holds. Once per directory per process (one lstat each until the marker is there);
-    live writers keep their files fresh."""
-    if directory in _swept:
-        return
-    root = os.path.dirname(os.path.abspath(directory))
-    try:
-        if not statmod.S_ISREG(os.lstat(os.path.join(root, marker)).st_mode):
-            return
-        if not statmod.S_ISDIR(os.lstat(directory).st_mode):
-            return
-    except OSError:
-        return  # no marker (yet), or no tmp/: nothing of mvc's to sweep
-    _swept.add(directory)
-    limit = (time.time() if now is None else now) - STALE
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        if not is_tmp_name(entry.name):
-            continue
-        with contextlib.suppress(OSError):
-            st = entry.stat(follow_symlinks=False)
-            # ctime too: a hard link made just now to an old file keeps the file's old mtime
-            if statmod.S_ISREG(st.st_mode) and max(st.st_mtime, st.st_ctime) < limit:
-                os.unlink(entry.path)
-
-
 def fsync_path(path: str) -> None:
     """fsync a file or a directory by its path."""
     fd = os.open(path, os.O_RDONLY)
@@ -451,7 +389,7 @@ def new_file(path: str, readable: bool = False) -> Iterator[int]:
 def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | None = None) -> None:
     """Write data to path through a temp file in the same directory and a rename."""
     directory = os.path.dirname(path) or "."
-    tmp = tmp_name(directory, os.path.basename(path))
+    tmp = tempfiles.tmp_name(directory, os.path.basename(path))
     try:
         with space_errors(path):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)

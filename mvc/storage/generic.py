@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteNotFound, RemoteObjectMissing, RemoteUnreachable
-from mvc.storage import fileio
+from mvc.storage import fileio, tempfiles
 from mvc.storage.store import TMP, Check, Progress, RemoteError, Store, first_line, s3_code
 
 # Uploads to these are atomic by themselves (one PUT or a completed multipart upload).
@@ -175,7 +175,7 @@ class FsspecStore(Store):
             if self.atomic_put:
                 send(target)
                 return
-            tmp = self._path(TMP + os.path.basename(fileio.tmp_name("", rel.rsplit("/", 1)[-1])))
+            tmp = self._path(TMP + os.path.basename(tempfiles.tmp_name("", rel.rsplit("/", 1)[-1])))
             self.fs.makedirs(self._path(TMP.rstrip("/")), exist_ok=True)
             try:
                 send(tmp)
