@@ -48,7 +48,9 @@ def gc(
     less than ``grace`` ago. Kept by default and narrowed by options: every commit of the history
     (``revs``: only the history of these revisions; ``keep_last``: of each tracked path, only its N
     newest versions in that history); ``drop_deprecated``: the registry tags of deprecated models are no
-    longer kept as tips. Returns {"dry_run", "objects", "bytes", "kept", "young", "groups", "unreadable"}.
+    longer kept as tips. The cache's compacted versions (:mod:`mvc.api.compact`) no kept version needs go
+    too, and what kept ones need (their deltas' bases) is kept. Returns {"dry_run", "objects", "bytes",
+    "kept", "young", "groups", "unreadable", "compacted_files", "compacted_bytes"}.
     """
     repo = open_repo(repo)
     if keep_last is not None and keep_last < 0:
@@ -65,8 +67,9 @@ def gc(
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
     _refuse_unread(keep)
     needed = keep.objects()
-
     now = time.time()
+    gone_compacted = _collect_compacted(repo, needed, force, now - window)  # first: needed grows by bases
+
     doomed: list[tuple[str, int]] = []
     young = kept = 0
     bar = progress("scanning the cache", 0)
@@ -99,7 +102,49 @@ def gc(
         "grace": grace,
         "groups": _groups(doomed, dropped),
         "unreadable": keep.unreadable,
+        "compacted_files": len(gone_compacted),
+        "compacted_bytes": sum(size for _, size in gone_compacted),
     }
+
+
+def _collect_compacted(repo: Repo, needed: set[str], force: bool, cutoff: float) -> list[tuple[str, int]]:
+    """The cache's compacted versions (docs/FORMAT.md, "Compacted versions") as gc treats a remote: the
+    recipes no kept version needs, and packs with no live entry, go once older than cutoff; needed grows by
+    the bases of the kept ones' deltas (whole in the cache, or compacted). Returns what went (rel, size)."""
+    from mvc.objects import recipe as rc
+    from mvc.objects.journal import Journal
+    from mvc.repo import compact as compactmod
+
+    held = compactmod.all_held(repo)
+    if not held:
+        return []
+    jr = Journal(os.path.join(repo.mvc_dir, "remotes.db"))
+    try:
+        t = compactmod.open_transfer(repo, jr)
+        try:
+            listing = t.store.list_times("")
+            # compacted since the cutoff: kept, with what they read
+            young = {o for o in held if ((listing.get(rc.rel(o)) or (0, 0.0))[1] or 0.0) > cutoff}
+            live, damaged = _recipe_closure(t.rebuilder(), needed, held, young)
+            if damaged:
+                raise GcRefused(
+                    f"the compacted copy of object {sorted(damaged)[0]} ({compactmod.recipe_path(repo, sorted(damaged)[0])}) "
+                    "cannot be read, so gc cannot tell what it needs; nothing was deleted: run 'mvc verify'"
+                )
+            t.read_packs(recheck=True)
+            doomed, named, _, dead_packs, _ = _store_doomed(
+                listing, jr.pack_entries(compactmod.key(repo)), needed | young, needed | young | live, cutoff
+            )
+            if force:
+                jr.forget_packs(compactmod.key(repo), dead_packs)
+                jr.discard(compactmod.key(repo), [oid for oid, _ in named])
+                for rel, _ in doomed:
+                    t.store.delete(rel)
+            return doomed
+        finally:
+            t.close()
+    finally:
+        jr.close()
 
 
 def _groups(doomed: list[tuple[str, int]], dropped: reachmod.Reach) -> list[dict[str, Any]]:
@@ -191,7 +236,6 @@ def _gc_remote(
     period by the remote's own clock: whole objects, recipes, and packs none of whose entries is kept (a
     pack that is partly alive is kept whole, its dead bytes reported)."""
     from mvc.objects import oid as oids
-    from mvc.objects import pack as pk
     from mvc.objects import recipe as rc
     from mvc.objects.transfer import Meter
     from mvc.repo.remotes import journal, open_transfer, spec
@@ -242,37 +286,9 @@ def _gc_remote(
                     "push --verify-remote' from a machine that has it"
                 )
             t.read_packs(recheck=True)  # every index read again: the packs as they are now
-            packs = jr.pack_entries(sp.key)
-            alive = needed | live_chunks
-            doomed: list[tuple[str, int]] = []  # (rel, size)
-            named: list[tuple[str, int]] = []  # (oid, size) of what goes, for the groups
-            young = 0
-            for rel, (size, when) in sorted(listing.items()):
-                if rel.startswith(("objects/", rc.RECIPES)):
-                    oid = oids.from_relpath(rel.split("/", 1)[1])
-                    if not oid or oid in needed:
-                        continue
-                    if when is None or when > cutoff:
-                        young += 1
-                        continue
-                    doomed.append((rel, size))
-                    named.append((oid, size))
-            dead_packs: list[str] = []
-            partly = [0, 0]  # packs kept for a live entry: how many, and their dead bytes
-            for pname, entries in sorted(packs.items()):
-                live = [e for e in entries if e.oid in alive]
-                times = [listing.get(pk.pack_rel(pname)), listing.get(pk.index_rel(pname))]
-                old = all(x is not None and x[1] is not None and x[1] <= cutoff for x in times)
-                if not live and not old:
-                    young += 1
-                elif not live:
-                    dead_packs.append(pname)
-                    for rel in (pk.index_rel(pname), pk.pack_rel(pname)):  # the index first: readers stop there
-                        doomed.append((rel, listing[rel][0]))
-                    named.extend((e.oid, e.size) for e in entries)
-                elif live and len(live) < len(entries):
-                    partly[0] += 1
-                    partly[1] += sum(e.size for e in entries) - sum(e.size for e in live)
+            doomed, named, young, dead_packs, partly = _store_doomed(
+                listing, jr.pack_entries(sp.key), needed, needed | live_chunks, cutoff
+            )
             deleted = doomed
             if force:  # the journal first: killed half way, it says absent what may still be there (harmless)
                 jr.forget_packs(sp.key, dead_packs)
@@ -300,6 +316,53 @@ def _gc_remote(
         "groups": _groups(named, dropped),
         "unreadable": keep.unreadable,
     }
+
+
+def _store_doomed(
+    listing: dict[str, tuple[int, float | None]],
+    packs: dict[str, list[Any]],
+    needed: set[str],
+    alive: set[str],
+    cutoff: float,
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int, list[str], list[int]]:
+    """What goes from a store (a remote, or the cache's compacted versions) as listed (rel -> (size, write
+    time)) with its packs' entries: whole objects and recipes not needed, packs with no entry alive, each
+    once older than cutoff. Returns (doomed (rel, size), what they held (oid, size), how many were too young,
+    the dead packs, [packs kept for a live entry, their dead bytes])."""
+    from mvc.objects import oid as oids
+    from mvc.objects import pack as pk
+    from mvc.objects import recipe as rc
+
+    doomed: list[tuple[str, int]] = []
+    named: list[tuple[str, int]] = []
+    young = 0
+    for rel, (size, when) in sorted(listing.items()):
+        if rel.startswith(("objects/", rc.RECIPES)):
+            oid = oids.from_relpath(rel.split("/", 1)[1])
+            if not oid or oid in needed:
+                continue
+            if when is None or when > cutoff:
+                young += 1
+                continue
+            doomed.append((rel, size))
+            named.append((oid, size))
+    dead_packs: list[str] = []
+    partly = [0, 0]
+    for pname, entries in sorted(packs.items()):
+        live = [e for e in entries if e.oid in alive]
+        times = [listing.get(pk.pack_rel(pname)), listing.get(pk.index_rel(pname))]
+        old = all(x is not None and x[1] is not None and x[1] <= cutoff for x in times)
+        if not live and not old:
+            young += 1
+        elif not live:
+            dead_packs.append(pname)
+            for rel in (pk.index_rel(pname), pk.pack_rel(pname)):  # the index first: readers stop there
+                doomed.append((rel, listing[rel][0]))
+            named.extend((e.oid, e.size) for e in entries)
+        elif len(live) < len(entries):
+            partly[0] += 1
+            partly[1] += sum(e.size for e in entries) - sum(e.size for e in live)
+    return doomed, named, young, dead_packs, partly
 
 
 def _check_remote_users(repo: Repo, name: str, listing: dict[str, Any], sole_user: bool) -> None:

@@ -45,6 +45,8 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     if p.kind != "file":
         raise PathError(f"{t.label} is a directory: use mvc.get or mvc.materialize for a local copy")
     odb = local_odb(t) if remote is None else None
+    if odb is not None and t.repo is not None and not odb.exists(p.oid):
+        _expand(t, [p.oid])
     if odb is not None and odb.exists(p.oid):
         raw = reader.VerifiedReader(p.oid, p.size, reader.local_source(odb.path(p.oid)), t.label, reader.LOCAL_READ)
         return reader.open_stream(raw, reader.LOCAL_READ)
@@ -234,6 +236,9 @@ def _fetch_into(odb: Any, lazy: _Remote, t: Target, files: list[tuple[str, str, 
     from mvc.objects.transfer import Meter
 
     todo = [oid for _, oid, _, _ in files if not odb.exists(oid)]
+    if todo and t.repo is not None:
+        rebuilt = set(_expand(t, todo))
+        todo = [o for o in todo if o not in rebuilt]
     if not todo:
         return
     remote = lazy()
@@ -252,6 +257,14 @@ def _fetch_into(odb: Any, lazy: _Remote, t: Target, files: list[tuple[str, str, 
         raise RemoteObjectMissing(
             f"{t.label}: object {absent[0]} is not on remote {remote.name}: push it from where it exists"
         )
+
+
+def _expand(t: Target, todo: list[str]) -> list[str]:
+    """Rebuild into the repository's cache what it holds compacted of these objects (mvc gc --compact)."""
+    from mvc.repo import compact
+
+    assert t.repo is not None
+    return compact.expand(t.repo, todo, labels=dict.fromkeys(todo, t.label))
 
 
 def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> bytes:

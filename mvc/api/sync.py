@@ -95,6 +95,11 @@ def _push(
                 entries = wanted.read_manifest(repo, moid)
                 there |= remote.existing({e.oid for e in entries} - there - known)
         on_remote = known | there
+        lacking = [o for o in wanted.files if o not in on_remote and not repo.odb.exists(o)]
+        if lacking:  # versions the cache holds compacted (mvc gc --compact): whole again to go up
+            from mvc.repo import compact
+
+            compact.expand(repo, lacking, progress, {o: wanted.label(o) for o in lacking})
         missing: list[str] = []
         files: list[str] = []
         for oid in wanted.files:

@@ -13,6 +13,7 @@ from mvc import progress as progressmod
 from mvc.errors import MvcError, RemoteCorrupt, RemoteObjectMissing
 from mvc.format import pointer as ptrfmt
 from mvc.objects import oid as oids
+from mvc.repo import compact
 from mvc.repo import reach as reachmod
 from mvc.repo.remotes import default_remote, journal, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
@@ -80,8 +81,9 @@ def verify(
         repaired = checked["repaired"]
         result["downloaded"] = checked["downloaded"]
     else:
+        compacted = compact.held(repo, reach.objects())
         for oid in reach.objects():
-            if oid in corrupt or not repo.odb.exists(oid):
+            if oid in corrupt or not (repo.odb.exists(oid) or oid in compacted):
                 problems.setdefault(oid, NOT_CHECKED)
     if repair:  # what no remote could replace is moved aside, so that no command uses it (nothing is deleted)
         for oid in corrupt - repaired:
@@ -121,8 +123,15 @@ def _check_cache(repo: Repo, progress: progressmod.Factory) -> dict[str, Any]:
                 corrupt.append(oid)
     finally:
         bar.close()
+    compacted = compact.all_held(repo) - set(objects)  # versions kept as chunks and deltas: each rebuilt
+    corrupt += compact.unsound(repo, compacted, progress)
     seconds = time.perf_counter() - start
-    return {"objects": len(objects), "bytes": total, "seconds": round(seconds, 3), "corrupt": sorted(corrupt)}
+    return {
+        "objects": len(objects) + len(compacted),
+        "bytes": total,
+        "seconds": round(seconds, 3),
+        "corrupt": sorted(corrupt),
+    }
 
 
 def _check_remote(
@@ -155,7 +164,8 @@ def _check_remote(
                 remote.download(sorted(remote.existing(unread)), Meter(progressmod.null, "", 0, 0))
                 reach.read_manifests(repo)
             needed = reach.objects()
-            local_ok = {o for o in needed if o not in corrupt and repo.odb.exists(o)}
+            compacted = compact.held(repo, needed)
+            local_ok = {o for o in needed if o not in corrupt and (repo.odb.exists(o) or o in compacted)}
             to_read = (needed if download_all else needed - local_ok) | (corrupt if repair else set())
             there = remote.existing(to_read) if to_read else set()
             for oid in to_read - there:

@@ -39,6 +39,12 @@ from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, sh
 )
 @click.option("-r", "--remote", metavar="REMOTE", help="Collect the remote REMOTE instead of the local cache.")
 @click.option("-j", "--jobs", type=int, metavar="N", help="Parallel requests (with -r).")
+@click.option(
+    "--compact",
+    is_flag=True,
+    help="Then keep the versions of large files that the work tree does not hold as chunks and deltas "
+    "(rebuilt whole when a command needs them).",
+)
 @json_option
 @quiet_option
 def gc(
@@ -50,6 +56,7 @@ def gc(
     sole_user: bool,
     remote: str | None,
     jobs: int | None,
+    compact: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -63,7 +70,10 @@ def gc(
     With -r REMOTE, the remote is collected instead: also kept is everything every ref of every git
     remote needs (git ls-remote; a ref this clone has not fetched stops gc), and the delta bases of what
     is kept; whole objects, chunk lists and packs with no live entry go once older than --grace by the
-    remote's clock. A remote that another repository also pushes to is refused.
+    remote's clock. A remote that another repository also pushes to is refused. With --compact, the
+    kept versions of files of 4 MiB or more that no work tree holds are then stored as chunks and deltas
+    (against the version the work tree holds, or an older one) in the cache's compacted store, each checked
+    by rebuilding it before its whole copy goes; commands that need one rebuild it whole.
 
     \b
     Example:
@@ -71,9 +81,12 @@ def gc(
       mvc gc --keep-last 3 --force   # keep 3 versions of each path in the history
       mvc gc --drop-deprecated --keep-last 0 --force
       mvc gc -r origin               # what would go from the remote origin
+      mvc gc --compact --force       # and compact the versions the work tree does not hold
     """
     from mvc.api import gc as api
 
+    if compact and remote is not None:
+        raise click.UsageError("--compact works on the local cache: run it without -r")
     r = api.gc(
         force=force,
         keep_last=keep_last,
@@ -85,6 +98,10 @@ def gc(
         jobs=jobs,
         progress=bars(quiet),
     )
+    if compact:
+        from mvc.api.compact import compact as compact_cache
+
+        r["compact"] = compact_cache(force=force, progress=bars(quiet))
     if as_json:
         echo_json(r)
         return
@@ -106,8 +123,17 @@ def gc(
             f"{r['packs_partly_dead']} pack(s) kept for their live entries hold {human(r['dead_bytes_in_kept_packs'])} "
             "of dead ones (packs are not rewritten yet)"
         )
-    if r["dry_run"] and r["objects"]:
-        click.echo("run it again with --force (and the same options) to delete them")
+    if r.get("compacted_files"):
+        click.echo(f"{verb} {r['compacted_files']} file(s) of compacted versions ({human(r['compacted_bytes'])})")
+    c = r.get("compact")
+    if c is not None:
+        n = f"{c['objects']} version{'s' if c['objects'] != 1 else ''} ({human(c['bytes'])} whole)"
+        if c["dry_run"]:
+            click.echo(f"would compact {n}")
+        else:
+            click.echo(f"compacted {n}: the compacted store grew by {human(c['stored'])}, {human(c['freed'])} freed")
+    if r["dry_run"] and (r["objects"] or r.get("compacted_files") or (c and c["objects"])):
+        click.echo("run it again with --force (and the same options) to do it")
 
 
 @click.command()

@@ -108,10 +108,10 @@ class Transfer:
         self._marker: bool | None = None  # the layout marker: None until read, then whether it is there
         self.format = 1  # the layout format the marker declares (none: 1)
         self._rebuilder: Rebuilder | None = None
-        # {oid: versions of its path in the cache}, the caller's hint where a rebuild may find chunks
-        self.local_versions: dict[str, list[str]] = {}
+        self.local_versions: dict[str, list[str]] = {}  # {oid: versions in the cache a rebuild may take chunks of}
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
         self.bad_indexes: list[str] = []
+        self.bases_in_cache = False  # deltas may take bases the cache holds whole (its compacted store)
 
     def close(self) -> None:
         self.store.close()
@@ -347,7 +347,7 @@ class Transfer:
             put_pack,
             self._record_packs,
             self.jobs,
-            present=lambda o: o in self.existing([o]),
+            present=lambda o: (self.bases_in_cache and self.odb.exists(o)) or o in self.existing([o]),
         )
         recipe, sent = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
         self.check_layout(writing=True, fmt=layout.CHUNKED)

@@ -233,6 +233,12 @@ def ensure_objects(
     if not missing:
         return
     labels = labels or {}
+    from mvc.repo import compact
+
+    rebuilt = compact.expand(repo, missing, progress, {o: labels[o][0] for o in missing if o in labels})
+    missing = [o for o in missing if o not in rebuilt]
+    if not missing:
+        return
     name = default_remote(repo)
     if name is not None:
         # raises, naming the remote and the path, for what it lacks

@@ -1,0 +1,126 @@
+"""``mvc gc --compact``: the versions of large files that the work tree does not hold move from whole cache
+objects into the cache's compacted store (chunks, and deltas against the version the work tree holds or an
+older one), each checked by rebuilding it before its whole copy goes (docs/FORMAT.md, "Compacted versions")."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import CorruptObject
+from mvc.repo import compact as compactmod
+from mvc.repo import reach as reachmod
+from mvc.repo.repository import Repo, open_repo
+
+
+def compact(
+    *, force: bool = False, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
+) -> dict[str, Any]:
+    """Find (and with ``force`` compact) the cache's whole objects of 4 MiB or more that a kept version needs
+    but no work tree (nor index) holds. Returns {"dry_run", "objects", "bytes" (their whole size),
+    "stored" (bytes the compacted store grew by), "freed" (bytes of whole objects deleted), "versions":
+    [{"what", "oid", "size"}]}. Nothing is deleted that does not rebuild to its oid from the store."""
+    from mvc.api.gc import _delete
+    from mvc.objects.chunked import CHUNK_FROM
+    from mvc.repo.bases import previous
+
+    repo = open_repo(repo)
+    keep, _ = reachmod.keep_set(repo, None, None, False)
+    here = reachmod.Reach()
+    reachmod.add_workspace(repo, here)
+    here.read_manifests(repo)
+    whole = here.objects()
+    current = _by_path(here)  # tracked path (a directory's file: DIR/SUB) -> the oid the work tree holds
+    sizes, paths = _large(keep, CHUNK_FROM)
+    held = compactmod.all_held(repo)
+    # a version compacted before and rebuilt whole since (a checkout of it) only loses its whole copy again
+    todo = sorted((o for o in sizes if o not in whole and repo.odb.exists(o)), key=lambda o: (paths[o], o))
+    versions = [
+        {"what": keep.wanted.label(o) if o in keep.wanted.files else paths[o], "oid": o, "size": sizes[o]} for o in todo
+    ]
+    result: dict[str, Any] = {
+        "dry_run": not force,
+        "objects": len(todo),
+        "bytes": sum(sizes[o] for o in todo),
+        "stored": 0,
+        "freed": 0,
+        "versions": versions,
+    }
+    if not force or not todo:
+        return result
+    from mvc.objects.journal import Journal
+    from mvc.objects.transfer import Meter, Recorder
+
+    before = _store_bytes(compactmod.root(repo))
+    started = time.time()
+    jr = Journal(os.path.join(repo.mvc_dir, "remotes.db"))
+    freed: list[tuple[str, int]] = []
+    try:
+        t = compactmod.open_transfer(repo, jr)
+        try:
+            meter = Meter(progress, "compacting", sum(sizes[o] for o in todo), len(todo))
+            recorder = Recorder(jr, compactmod.key(repo))
+            try:
+                for oid in todo:
+                    path = paths[oid]
+                    bases = [b for b in [current.get(path)] if b and b != oid and repo.odb.exists(b)]
+                    if "/" not in path or os.path.lexists(repo.abs(path + ".mvc")):
+                        bases += [b for b in previous(repo, path, oid) if b not in bases]
+                    if oid not in held:
+                        t.upload([oid], {oid: sizes[oid]}, meter, recorder, {oid: bases})
+                    if compactmod.unsound(repo, [oid]):  # rebuilt from the store alone before the whole copy goes
+                        raise CorruptObject(
+                            f"{keep.wanted.label(oid) if oid in keep.wanted.files else path}: its compacted copy "
+                            f"does not rebuild to {oid}; the whole copy was kept: run 'mvc verify' and report this"
+                        )
+                    # the whole copy goes as gc deletes: unless something freshened it meanwhile
+                    freed += _delete(repo, [(oid, sizes[oid])], started)
+            finally:
+                recorder.flush()
+                meter.close()
+        finally:
+            t.close()
+    finally:
+        jr.close()
+    result["stored"] = _store_bytes(compactmod.root(repo)) - before
+    result["freed"] = sum(size for _, size in freed)
+    return result
+
+
+def _by_path(here: reachmod.Reach) -> dict[str, str]:
+    """{tracked path: oid} of the files the work tree holds, a directory's files as DIR/SUB."""
+    out: dict[str, str] = {}
+    for oid, path in here.wanted.paths.items():
+        if oid in here.wanted.files:
+            out.setdefault(path, oid)
+        for e in here.wanted.entries.get(oid, []):
+            out.setdefault(f"{path}/{e.path}", e.oid)
+    return out
+
+
+def _large(keep: reachmod.Reach, least: int) -> tuple[dict[str, int], dict[str, str]]:
+    """({oid: size}, {oid: tracked path}) of the kept files of at least ``least`` bytes (directories' too)."""
+    sizes: dict[str, int] = {}
+    paths: dict[str, str] = {}
+    w = keep.wanted
+    for oid, (_, size) in w.files.items():
+        if size >= least and oid not in w.manifests:
+            sizes[oid], paths[oid] = size, w.paths.get(oid, oid)
+    for moid, entries in w.entries.items():
+        for e in entries:
+            if e.size >= least and e.oid not in w.manifests and e.oid not in sizes:
+                sizes[e.oid], paths[e.oid] = e.size, f"{w.paths.get(moid, moid)}/{e.path}"
+    return sizes, paths
+
+
+def _store_bytes(top: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(top):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,158 @@
+"""``mvc gc --compact``: versions of large files the work tree does not hold kept as chunks and deltas in the
+cache's compacted store, rebuilt whole (and checked) by whatever needs them; gc keeps what kept versions need
+and drops the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import git
+from remote_suite import fine_tune, model_tensors, write_model
+
+VERSIONS = 6
+
+
+def cache_bytes(repo: Path) -> int:
+    return sum(p.stat().st_size for p in (repo / ".mvc" / "cache").rglob("*") if p.is_file())
+
+
+def oid_of(repo: Path, path: str = "model.safetensors") -> str:
+    import tomllib
+
+    return tomllib.loads((repo / f"{path}.mvc").read_text())["oid"]
+
+
+@pytest.fixture
+def history(repo, mvc_cli) -> list[tuple[str, bytes, str]]:
+    """VERSIONS commits of model.safetensors (6 MiB of bf16), each a small fine-tune of the last:
+    [(commit, bytes, oid)], the last one checked out."""
+    tensors = model_tensors(7, n=3, elements=1 << 20)
+    out = []
+    for i in range(VERSIONS):
+        if i:
+            tensors = fine_tune(tensors, 100 + i)
+        data = write_model(repo / "model.safetensors", tensors)
+        mvc_cli("add", "model.safetensors", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"v{i}")
+        out.append((git(repo, "rev-parse", "HEAD").strip(), data, oid_of(repo)))
+    return out
+
+
+def compact(mvc_cli, *args: str) -> dict:
+    return json.loads(mvc_cli("gc", "--compact", "--json", "-q", *args).stdout)
+
+
+def test_dry_run_names_the_old_versions_and_changes_nothing(repo, mvc_cli, history):
+    before = cache_bytes(repo)
+    r = compact(mvc_cli)
+    assert r["compact"]["dry_run"] and r["compact"]["objects"] == VERSIONS - 1
+    assert {v["oid"] for v in r["compact"]["versions"]} == {oid for _, _, oid in history[:-1]}
+    assert cache_bytes(repo) == before
+
+
+def test_compaction_shrinks_the_cache_and_every_version_comes_back(repo, mvc_cli, history):
+    whole = cache_bytes(repo)
+    r = compact(mvc_cli, "--force")["compact"]
+    assert r["objects"] == VERSIONS - 1 and r["freed"] == (VERSIONS - 1) * len(history[0][1])
+    after = cache_bytes(repo)
+    assert after < whole / 2, (after, whole)  # deltas of small fine-tunes: far less than the versions whole
+    assert mvc_cli("status").stdout == "model.safetensors: up to date\n"
+    for commit, data, _ in history:  # each old version rebuilt (and checked) into the work tree
+        git(repo, "checkout", "-q", commit)
+        mvc_cli("checkout", "-q")
+        assert (repo / "model.safetensors").read_bytes() == data
+    assert compact(mvc_cli, "--force")["compact"]["objects"] == VERSIONS - 1  # rebuilt ones compacted again
+    assert mvc_cli("verify").exit_code == 0
+
+
+def test_get_and_open_rebuild_a_compacted_version(repo, mvc_cli, history, tmp_path):
+    import mvc
+
+    compact(mvc_cli, "--force")
+    first_commit, first, _ = history[0]
+    out = tmp_path / "old.safetensors"
+    mvc_cli("get", "model.safetensors", "--rev", first_commit, "-o", str(out))
+    assert out.read_bytes() == first
+    with mvc.open("model.safetensors", rev=history[1][0]) as f:
+        assert f.read() == history[1][1]
+
+
+def test_push_sends_a_compacted_version_whole_to_a_remote_that_lacks_it(repo, mvc_cli, history, tmp_path):
+    compact(mvc_cli, "--force")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "remote"), "--default")
+    git(repo, "checkout", "-q", history[0][0])
+    mvc_cli("push")
+    objects = cache_dir_objects(repo)
+    assert history[0][2].split(":")[1][2:] in objects  # rebuilt whole to be sent
+    fresh = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(fresh))
+    os.chdir(fresh)
+    git(fresh, "checkout", "-q", history[0][0])
+    mvc_cli("remote", "add", "origin", str(tmp_path / "remote"), "--default")
+    mvc_cli("pull", "-q")
+    assert (fresh / "model.safetensors").read_bytes() == history[0][1]
+
+
+def cache_dir_objects(repo: Path) -> set[str]:
+    return {p.name for p in (repo / ".mvc" / "cache" / "objects").rglob("*") if p.is_file()}
+
+
+def test_gc_keeps_what_kept_compacted_versions_need_and_drops_the_rest(repo, mvc_cli, history):
+    compact(mvc_cli, "--force")
+    # every version but the last two leaves the history: their compacted copies go, the others still rebuild
+    git(repo, "checkout", "-q", "--orphan", "fresh")
+    git(repo, "commit", "-q", "-m", "only the last")
+    for branch in git(repo, "branch", "--format=%(refname:short)").split():
+        if branch != "fresh":
+            git(repo, "branch", "-q", "-D", branch)
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    r = json.loads(mvc_cli("gc", "--force", "--grace", "0", "--json", "-q").stdout)
+    assert r["compacted_files"] > 0
+    assert mvc_cli("verify").exit_code == 0
+    assert (repo / "model.safetensors").read_bytes() == history[-1][1]
+
+
+def test_a_damaged_compacted_version_is_refused_never_written(repo, mvc_cli, mvc_error, history):
+    compact(mvc_cli, "--force")
+    packs = sorted((repo / ".mvc" / "cache" / "compact" / "packs").rglob("*.pack"))
+    assert packs
+    for p in packs:
+        p.chmod(0o644)
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        p.write_bytes(bytes(data))
+    git(repo, "checkout", "-q", history[0][0])
+    before = (repo / "model.safetensors").read_bytes()
+    line = mvc_error("checkout")
+    assert "model.safetensors" in line
+    assert (repo / "model.safetensors").read_bytes() == before
+
+
+def test_nothing_small_or_checked_out_is_compacted(repo, mvc_cli):
+    (repo / "small.bin").write_bytes(b"x" * 1000)
+    mvc_cli("add", "small.bin")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "s1")
+    (repo / "small.bin").write_bytes(b"y" * 1000)
+    mvc_cli("add", "small.bin")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "s2")
+    assert compact(mvc_cli, "--force")["compact"]["objects"] == 0
+
+
+def test_verify_rebuilds_compacted_versions_and_names_a_damaged_one(repo, mvc_cli, history):
+    compact(mvc_cli, "--force")
+    ok = json.loads(mvc_cli("verify", "--json", "--all-tags").stdout)
+    assert ok["cache"]["objects"] >= VERSIONS and not ok["cache"]["corrupt"]
+    recipes = sorted((repo / ".mvc" / "cache" / "compact" / "recipes").rglob("*"))
+    victim = next(p for p in recipes if p.is_file())
+    victim.chmod(0o644)
+    victim.write_bytes(victim.read_bytes().replace(b"size ", b"size 1", 1))
+    r = mvc_cli("verify", "--json", ok=False)
+    assert r.exit_code != 0
+    bad = json.loads(r.stdout)["cache"]["corrupt"]
+    assert bad == ["xxh128:" + victim.parent.name + victim.name]
