@@ -52,13 +52,35 @@ class RemoteGcSuite:
         r = gc_json(mvc_cli, "--grace", "0")
         assert r["dry_run"] and r["objects"] == 1 and origin.rels() == before
         r = gc_json(mvc_cli, "--grace", "0", "--force")
-        assert r["objects"] == 1 and origin.rels() == before - {abandoned}
+        assert r["objects"] == 1 and origin.rels() - {"gc-stamp"} == before - {abandoned}
         for i in range(3):  # every version in main's history is still there
             assert rel_of(oid_of(f"version {i}\n".encode() * 100)) in origin.rels()
         # the journal forgot it: the same content pushed again is sent again
         commit(repo, mvc_cli, "s2.bin", b"abandoned experiment\n" * 50, "again")
         mvc_cli("push", "-q")
         assert abandoned in origin.rels()
+
+    def test_a_clone_whose_journal_predates_a_gc_sends_what_it_deleted(self, repo, mvc_cli, origin, shared):
+        """Another clone pushed an object long ago and names it in a commit no git remote has yet: a gc -r
+        deletes it. That clone's journal still says the remote has it; its next push must send it again."""
+        import shutil
+        import sqlite3
+
+        abandoned = rel_of(oid_of(b"abandoned experiment\n" * 50))
+        journal = repo / ".mvc" / "remotes.db"
+        shutil.copy(journal, journal.with_suffix(".before"))  # the other clone's record, made before the gc
+        gc_json(mvc_cli, "--grace", "0", "--force")
+        assert abandoned not in origin.rels() and "gc-stamp" in origin.rels()
+        shutil.copy(journal.with_suffix(".before"), journal)
+        with sqlite3.connect(journal) as db:  # its last look at the remote's gc stamp: long ago
+            db.execute("UPDATE stamps SET checked = 0")
+        db.close()
+        commit(repo, mvc_cli, "s2.bin", b"abandoned experiment\n" * 50, "the experiment, committed at last")
+        mvc_cli("push", "-q")
+        assert abandoned in origin.rels()
+        before = origin.rels()
+        mvc_cli("push", "-q")  # and the journal is trusted again: nothing more
+        assert origin.rels() == before
 
     def test_gc_remote_keeps_young_objects(self, repo, mvc_cli, origin, shared):
         before = origin.rels()

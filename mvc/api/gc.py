@@ -235,6 +235,7 @@ def _gc_remote(
     (their history too), plus the delta bases of what is kept; what is left goes when older than the grace
     period by the remote's own clock: whole objects, recipes, and packs none of whose entries is kept (a
     pack that is partly alive is kept whole, its dead bytes reported)."""
+    from mvc.objects import layout
     from mvc.objects import oid as oids
     from mvc.objects import recipe as rc
     from mvc.objects.transfer import Meter
@@ -290,9 +291,13 @@ def _gc_remote(
                 listing, jr.pack_entries(sp.key), needed, needed | live_chunks, cutoff
             )
             deleted = doomed
-            if force:  # the journal first: killed half way, it says absent what may still be there (harmless)
+            if force and doomed:  # the journal first: killed half way, it says absent what may still be there
                 jr.forget_packs(sp.key, dead_packs)
                 jr.discard(sp.key, [oid for oid, _ in named])
+                # then the stamp, before the first delete: every other clone's push stops trusting its journal
+                stamp = f"mvc-gc {int(time.time())} {os.urandom(8).hex()}\n"
+                t.store.put_bytes(layout.GC_STAMP, stamp.encode())
+                jr.set_stamp(sp.key, stamp, time.time())
                 deleted = []
                 for rel, size in doomed:
                     t.store.delete(rel)

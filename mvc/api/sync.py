@@ -4,7 +4,8 @@ Order on a remote (docs/FORMAT.md, "Remote layout"): file objects and directory 
 manifest after them, so a manifest on a remote means its entries are there too; pointers reach git
 after the objects they name (the user's ``git push``, or the pre-push hook, comes last).
 
-"Nothing to push" is decided from the journal alone: no request, and s3fs/fsspec are not imported.
+"Nothing to push" is decided from the journal and one small read (the remote's gc stamp: a gc since the
+journal was written makes it start again), and s3fs/fsspec are not imported for it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from mvc.objects.transfer import Meter, Recorder
 from mvc.repo.remotes import Spec, fetch_wanted, journal, mark_user, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import Wanted, pointers
+
+STAMP_EVERY = 600  # seconds a push trusts its journal's check of the remote's gc stamp
 
 
 def push(
@@ -50,9 +53,39 @@ def push(
         wanted.add_pointer(label, p)
     jr = journal(repo)
     try:
+        if not verify_remote:
+            _check_stamp(repo, sp, jr)
         return _push(repo, sp, wanted, jr, jobs, verify_remote, progress)
     finally:
         jr.close()
+
+
+def _check_stamp(repo: Repo, sp: Spec, jr: Journal) -> None:
+    """Forget what the journal says the remote holds when an ``mvc gc -r`` deleted from it since (its gc stamp
+    changed): an object this clone pushed long ago, that no git ref named yet, may be gone (docs/FORMAT.md,
+    "A remote"). One read of a small file, at most once every STAMP_EVERY seconds per remote (so pushes in a
+    row, and the pre-push hook after a push, ask nothing), through the store's reading client; a remote that
+    cannot be reached leaves the journal trusted, as before."""
+    import time
+
+    from mvc.errors import RemoteError, RemoteNotFound, RemoteObjectMissing
+    from mvc.objects import layout
+
+    had, checked = jr.stamp(sp.key)
+    now = time.time()
+    if 0 <= now - checked < STAMP_EVERY:
+        return
+    try:
+        t = open_transfer(repo, sp, jr, reading=True)
+        try:
+            stamp: str | None = t.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace")
+        except (RemoteObjectMissing, RemoteNotFound):
+            stamp = None
+        finally:
+            t.close()
+    except RemoteError:
+        return  # unreachable: nothing can be pushed anyway, and "nothing to push" stays an answer offline
+    jr.set_stamp(sp.key, stamp, now, restart=stamp != had)
 
 
 def _push(

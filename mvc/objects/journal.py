@@ -74,6 +74,7 @@ class Journal:
             "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
             "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID"
         )
+        db.execute("CREATE TABLE IF NOT EXISTS stamps (remote INTEGER PRIMARY KEY, stamp TEXT, checked REAL NOT NULL)")
         if db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
             _upgrade(db)
         return db
@@ -215,6 +216,33 @@ class Journal:
 
     def discard(self, key: str, oids_: Iterable[str]) -> None:
         self._write(key, "DELETE FROM present WHERE remote = ? AND oid = ?", oids_)
+
+    # -- the remote's gc stamp (docs/FORMAT.md, "A remote": what a push trusts after a gc) ----------------
+    def stamp(self, key: str) -> tuple[str | None, float]:
+        """(the remote's gc stamp when this record of it was last checked good (None: no gc seen), when that
+        was (0: never))."""
+        db = self._connect(create=False)
+        if db is None:
+            return None, 0.0
+        try:
+            rid = self._remote_id(db, key, create=False)
+            row = db.execute("SELECT stamp, checked FROM stamps WHERE remote = ?", (rid,)).fetchone() if rid else None
+        except sqlite3.OperationalError:
+            return None, 0.0
+        return (row[0], row[1]) if row else (None, 0.0)
+
+    def set_stamp(self, key: str, stamp: str | None, when: float, restart: bool = False) -> None:
+        """The record is good under the remote's gc stamp ``stamp``, checked at ``when``; ``restart``: a gc ran
+        on the remote since the record was made, so everything it holds is forgotten first (the next command
+        asks the remote again)."""
+
+        def write(db: sqlite3.Connection, rid: int) -> None:
+            if restart:
+                for table in ("present", "packed", "packs"):
+                    db.execute(f"DELETE FROM {table} WHERE remote = ?", (rid,))
+            db.execute("INSERT OR REPLACE INTO stamps VALUES (?, ?, ?)", (rid, stamp, when))
+
+        self._transaction(key, write)
 
     def close(self) -> None:
         if self._db is not None:

@@ -31,7 +31,8 @@ MARKER_MAX = 4096  # a marker is a few bytes: a bigger one is not mvc's
 # What a store of format 1 holds at its root, besides its marker: a store without a marker that holds
 # anything else is not mvc's (a cache or a remote from before markers holds only these).
 CACHE_ENTRIES = frozenset({"objects", "tmp", "quarantine", "compact"})
-REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp", "recipes", "repos"})
+REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp", "recipes", "repos", "gc-stamp"})
+GC_STAMP = "gc-stamp"  # what the last mvc gc -r that deleted anything wrote before it did (a push then rechecks)
 REPOS = "repos/"  # one empty file per repository that pushes here, named by its root commit (mvc gc -r)
 
 
