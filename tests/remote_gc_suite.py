@@ -153,3 +153,11 @@ class RemoteGcSuite:
         root = Repo(str(repo)).git.roots()[0]
         assert {r for r in origin.rels() if r.startswith("repos/")} == {f"repos/{root}"}
         assert origin.read(f"repos/{root}") == b""
+
+    def test_a_root_commit_this_clone_holds_is_this_repository(self, repo, mvc_cli, origin):
+        """A root commit amended after a push leaves its repos/ name on the remote: this clone still holds
+        that commit, so it is this repository's, not another's (a commit it does not hold is refused above)."""
+        commit(repo, mvc_cli, "a.bin", b"a" * 500, "first")
+        mvc_cli("push", "-q")
+        origin.write("repos/" + git(repo, "rev-parse", "HEAD").strip(), b"")  # as the amended root's name
+        gc_json(mvc_cli, "--grace", "0", "--force")  # not refused

@@ -56,9 +56,12 @@ def gc(
     if keep_last is not None and keep_last < 0:
         raise PathError("--keep-last must be 0 or more: the number of versions of each path to keep")
     window = parse_grace(grace)
+    # the clock is read before anything else: what a command writes while gc reads the refs and the work
+    # tree is later than the cutoff, so kept (an object written then may be named by a pointer gc missed)
+    started = time.time()
     if remote is not None:
         return _gc_remote(
-            repo, remote, force, keep_last, revs, drop_deprecated, grace, window, sole_user, jobs, progress
+            repo, remote, force, keep_last, revs, drop_deprecated, grace, started - window, sole_user, jobs, progress
         )
     _check_cache_owner(repo, sole_user)
     if force:
@@ -67,7 +70,7 @@ def gc(
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
     _refuse_unread(keep)
     needed = keep.objects()
-    now = time.time()
+    now = started
     gone_compacted = _collect_compacted(repo, needed, force, now - window)  # first: needed grows by bases
 
     doomed: list[tuple[str, int]] = []
@@ -226,7 +229,7 @@ def _gc_remote(
     revs: list[str] | None,
     drop_deprecated: bool,
     grace: str,
-    window: float,
+    cutoff: float,
     sole_user: bool,
     jobs: int | None,
     progress: progressmod.Factory,
@@ -270,7 +273,6 @@ def _gc_remote(
                     f"remote {sp.name} does not say when {unknown[0]} was written, so the grace period cannot be "
                     "checked; nothing was deleted"
                 )
-            cutoff = time.time() - window
             needed = keep.objects()
             recipes = {
                 oids.from_relpath(rel[len(rc.RECIPES) :]) or "": when or 0.0
@@ -377,11 +379,15 @@ def _check_remote_users(repo: Repo, name: str, listing: dict[str, Any], sole_use
 
     users = {rel[len(layout.REPOS) :] for rel in listing if rel.startswith(layout.REPOS)}
     ours = set(repo.git.roots())
-    others = users - ours
+    # a root commit this clone holds is its own history's (one amended since it pushed, say)
+    held = repo.git.peel_commits(u for u in users - ours if re.fullmatch("[0-9a-f]{40}", u))
+    others = users - ours - {u for u, commit in held.items() if commit}
     if others:
+        first = sorted(others)[0]
         raise GcRefused(
-            f"remote {name} is also used by another repository (root commit {sorted(others)[0][:12]}), whose "
-            "versions gc cannot see; nothing was deleted: give each repository its own remote to collect"
+            f"remote {name} is also used by another repository (root commit {first[:12]}), whose versions gc "
+            "cannot see; nothing was deleted: give each repository its own remote to collect (if that "
+            f"repository is gone for good, delete {layout.REPOS}{first} on the remote)"
         )
     if not users and not sole_user:
         raise GcRefused(

@@ -100,12 +100,12 @@ class ODB:
         # access(F_OK) answers like os.path.exists in half the time (no stat result to build)
         return os.access(self.path(oid), os.F_OK)
 
-    def missing(self, oids_: Iterable[str]) -> list[str]:
-        """The oids the cache lacks, in order; a busy fan-out directory listed once (100,000: 0.06 s, not 0.3)."""
+    def missing(self, oids_: Iterable[str], valid: bool = False) -> list[str]:
+        """The oids the cache lacks, in order, a busy fan-out directory listed once (``valid``: forms checked)."""
         want = list(oids_)
         groups: dict[str, list[tuple[str, str]]] = {}
         for o in want:
-            fan, name = oids.split(o)
+            fan, name = oids.split(o, valid)
             groups.setdefault(fan, []).append((o, name))
         lacking: set[str] = set()
         for fan, group in groups.items():

@@ -27,9 +27,10 @@ def to_relpath(oid: str) -> str:
     return f"{digest[:2]}/{digest[2:]}"
 
 
-def split(oid: str) -> tuple[str, str]:
-    """``xxh128:abcd…`` -> (``ab``, ``cd…``): the fan-out directory and the name in it."""
-    if not is_oid(oid):
+def split(oid: str, valid: bool = False) -> tuple[str, str]:
+    """``xxh128:abcd…`` -> (``ab``, ``cd…``): the fan-out directory and the name in it (``valid``: the caller
+    has checked the oid's form)."""
+    if not valid and not is_oid(oid):
         to_relpath(oid)  # raises
     return oid[7:9], oid[9:]
 

@@ -126,7 +126,7 @@ def remember_dir(repo: Repo, rel: str, files: dict[str, File], oid: str) -> None
 
 def dir_cached(repo: Repo, oid: str) -> bool:
     """Whether the cache holds the manifest oid and every object it names."""
-    return repo.odb.exists(oid) and not repo.odb.missing(mf.oids_of(repo.odb.read_bytes(oid), oid))
+    return repo.odb.exists(oid) and not repo.odb.missing(mf.oids_of(repo.odb.read_bytes(oid), oid), valid=True)
 
 
 def total(files: Iterable[File]) -> int:
