@@ -56,16 +56,26 @@ def gc(
     if keep_last is not None and keep_last < 0:
         raise PathError("--keep-last must be 0 or more: the number of versions of each path to keep")
     window = parse_grace(grace)
-    # the clock is read before anything else: what a command writes while gc reads the refs and the work
-    # tree is later than the cutoff, so kept (an object written then may be named by a pointer gc missed)
-    started = time.time()
+    # the clock is read before the keep set: what a command writes while gc reads the refs and the work tree
+    # is later than the cutoff, so kept (an object written then may be named by a pointer gc missed)
     if remote is not None:
         return _gc_remote(
-            repo, remote, force, keep_last, revs, drop_deprecated, grace, started - window, sole_user, jobs, progress
+            repo,
+            remote,
+            force,
+            keep_last,
+            revs,
+            drop_deprecated,
+            grace,
+            time.time() - window,
+            sole_user,
+            jobs,
+            progress,
         )
     _check_cache_owner(repo, sole_user)
     if force:
-        repo.odb.restore_trash()  # what a gc killed part way left renamed, put back first
+        repo.odb.restore_trash()  # what a gc killed part way left renamed, put back first (a rename: new ctime)
+    started = time.time()
 
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
     _refuse_unread(keep)
