@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _API = {
     "init": "mvc.api.workspace",
@@ -28,9 +28,12 @@ _API = {
     "open": "mvc.api.read",
     "read_bytes": "mvc.api.read",
     "describe": "mvc.api.read",
+    "show": "mvc.api.show",
+    "mv": "mvc.api.move",
     "materialize": "mvc.api.read",
     "load": "mvc.api.frameworks",
     "save": "mvc.api.frameworks",
+    "run": "mvc.api.training",
     "ls": "mvc.api.workspace",
     "unprotect": "mvc.api.workspace",
     "remove": "mvc.api.workspace",
@@ -46,6 +49,7 @@ _API = {
     "registry": "mvc.api.registry",
     "log": "mvc.api.lineage",
     "diff": "mvc.api.lineage",
+    "diff_models": "mvc.api.tensordiff",
     "MvcError": "mvc.errors",
 }
 __all__ = sorted(_API)

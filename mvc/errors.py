@@ -23,6 +23,10 @@ class PointerError(MvcError):
     """A pointer file is not valid TOML, has an unknown format version or bad fields."""
 
 
+class MetaError(MvcError):
+    """A record given to add (``--meta``, ``--meta-file``, ``meta=``) that a pointer's [meta] cannot hold."""
+
+
 class ConfigError(MvcError):
     """A config file or value is invalid."""
 

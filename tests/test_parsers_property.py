@@ -36,7 +36,9 @@ toml_values = st.one_of(
     st.lists(toml_scalars, max_size=3),
     st.dictionaries(st.sampled_from(["url", "path", "dir", "type", "jobs", "x"]), toml_scalars, max_size=3),
 )
-keys = st.sampled_from(["format", "kind", "oid", "size", "nfiles", "meta", "x", "cache", "remote", "core", "models"])
+keys = st.sampled_from(
+    ["format", "kind", "oid", "size", "nfiles", "meta", "auto", "x", "cache", "remote", "core", "models"]
+)
 
 
 def one_line(e: MvcError) -> None:

@@ -200,7 +200,7 @@ def test_unknown_keys_survive_re_add(repo, mvc_cli):
 
 def test_unknown_keys_survive_re_add_of_a_directory(repo, mvc_cli):
     make_file(repo / "d" / "a.bin", 10, seed=1)
-    mvc_cli("add", "d")
+    mvc_cli("add", "d", "--no-auto")  # no table yet, so the top-level key below is one
     pointer = repo / "d.mvc"
     pointer.write_text(pointer.read_text() + "zzz = [1]\n\n[extra_table]\nx = 1\n")
     make_file(repo / "d" / "b.bin", 10, seed=2)

@@ -221,6 +221,7 @@ def test_registry_says_when_every_model_is_deprecated_and_shows_one_model(repo, 
     assert lines[2].split()[0] == "v0.0.2" and lines[2].split()[-1] == "#dev"
     assert lines[3].split()[0] == "v0.0.1" and lines[3].split()[-1] == "#prod"
     m = json.loads(mvc_cli("registry", "churn", "--json").stdout)
+    assert m.pop("metric_keys") == [] and all(v.pop("metrics") == {} for v in m["versions"])  # none recorded
     assert m == json.loads(mvc_cli("registry", "--json").stdout)[0]
     assert [v["version"] for v in m["versions"]] == ["v0.0.2", "v0.0.1"]
     mvc_error("registry", "nope", words=("no model named 'nope'", "models: churn", "mvc registry"))

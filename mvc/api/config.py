@@ -14,6 +14,7 @@ KEYS = {
     "cache.dir": "path",
     "cache.type": "list",
     "core.fsync": "bool",
+    "core.auto_record": "bool",
     "core.remote": "str",
     "hooks.max_size": "str",
     "hooks.extensions": "list",

@@ -27,7 +27,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
     """Every commit reachable from rev that changed the model's pointer, newest first.
 
     target: a model name (followed through renames, as each commit's .mvc/config.toml maps it) or a
-    tracked path. Each entry: {commit, author, email, date, message, change: added | modified |
+    tracked path (followed by its name when one model name maps it now, else as is). Each entry: {commit, author, email, date, message, change: added | modified |
     removed | moved, path, names, kind, oid, size, meta, versions, stages}.
     """
     repo = _repo(repo)
@@ -113,6 +113,9 @@ def _log_target(repo: Repo, target: str) -> tuple[str | None, str | None]:
     rel = repo.rel(target)
     if rel.endswith(SUFFIX):
         rel = rel[: -len(SUFFIX)]
+    named = [n for n, q in current.items() if q == rel]
+    if len(named) == 1:  # a named model's path: followed by its name, so through moves ('mvc mv')
+        return named[0], None
     if os.path.lexists(repo.abs(rel + SUFFIX)) or os.path.lexists(repo.abs(rel)):
         return None, rel
     if tagfmt.is_name(target) and load(repo.git).get(target) is not None:

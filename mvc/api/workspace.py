@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import stat as statmod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mvc import progress as progressmod
+from mvc.api import record
 from mvc.errors import MvcError, ObjectMissing, PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
+from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import (
@@ -57,7 +59,7 @@ def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
     if not os.path.exists(config):
         fileio.atomic_write(config, CONFIG_TEMPLATE.encode())
     ignore = os.path.join(mvc_dir, ".gitignore")
-    if not os.path.exists(ignore) or _read_text(ignore) != MVC_GITIGNORE:
+    if not os.path.exists(ignore) or gitignores.read_text(ignore) != MVC_GITIGNORE:
         fileio.atomic_write(ignore, MVC_GITIGNORE.encode())
     if stage:
         gitmod.Git(root).stage([f"{MVC_DIR}/{CONFIG}", f"{MVC_DIR}/.gitignore"])
@@ -68,14 +70,17 @@ def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
 def add(
     paths: Iterable[str],
     *,
-    meta: dict[str, Any] | None = None,
+    meta: Mapping[str, Any] | Iterable[Mapping[str, Any]] | None = None,
     stage: bool = True,
     name: str | None = None,
     base: str | None = None,
+    auto: bool | None = None,
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
-    """Store files/directories in the cache and write their pointers. ``meta`` values of None remove keys.
+    """Store files/directories in the cache and write their pointers. ``meta``: a table deep-merged into each
+    pointer's [meta] (or tables, merged in order); None removes a key (docs/FORMAT.md, "The record").
+    ``auto``: record [auto] of a new version (default: config ``core.auto_record``, true).
     ``name``: the model name of the (single) path, recorded as ``[models.NAME] path`` in .mvc/config.toml.
     ``base``: a revision whose version of each path a push stores the new one as deltas against (by
     default the previous version; docs/remotes.md, "Large files travel as chunks and deltas")."""
@@ -100,15 +105,17 @@ def add(
         flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
         raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {rel}' and then 'mvc add {rel}'")
     based = _bases_at(repo, base, rels) if base is not None else {}
+    layers = record.layers(meta)  # checked before anything is stored
+    recorder = record.Auto(repo) if (repo.config.auto_record if auto is None else auto) else None
     results, to_stage = [], []
     try:
         for rel in rels:
-            res = _add_one(repo, rel, meta or {}, progress)
+            res = _add_one(repo, rel, layers, recorder, progress)
             if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
                 repo.state.set_base(res["oid"], based[rel])
             results.append(res)
             to_stage.append(Repo.pointer_of(rel))
-            ignore = _ignore(repo, rel)
+            ignore = gitignores.add(repo, rel)
             if ignore:
                 to_stage.append(ignore)
     finally:
@@ -193,7 +200,9 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
             )
 
 
-def _add_one(repo: Repo, rel: str, meta: dict[str, Any], progress: progressmod.Factory) -> dict[str, Any]:
+def _add_one(
+    repo: Repo, rel: str, layers: list[dict[str, Any]], recorder: record.Auto | None, progress: progressmod.Factory
+) -> dict[str, Any]:
     full = repo.abs(rel)
     st = os.lstat(full)
     if statmod.S_ISDIR(st.st_mode):
@@ -211,7 +220,7 @@ def _add_one(repo: Repo, rel: str, meta: dict[str, Any], progress: progressmod.F
             bar.close()
         stored = new if new is not None else oid != had
         size, nfiles, kind = (os.stat(full).st_size, None, "file")
-    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, meta)
+    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder)
     return {
         "path": rel,
         "kind": kind,
@@ -303,7 +312,14 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
 
 
 def _write_pointer(
-    repo: Repo, rel: str, kind: str, oid: str, size: int, nfiles: int | None, meta: dict[str, Any]
+    repo: Repo,
+    rel: str,
+    kind: str,
+    oid: str,
+    size: int,
+    nfiles: int | None,
+    layers: list[dict[str, Any]],
+    recorder: record.Auto | None,
 ) -> bool:
     prel = Repo.pointer_of(rel)
     full = repo.abs(prel)
@@ -320,11 +336,10 @@ def _write_pointer(
         p.kind, p.oid, p.size, p.nfiles = kind, oid, size, nfiles
     else:
         p = ptrfmt.Pointer(kind, oid, size, nfiles)
-    for k, v in meta.items():
-        if v is None:
-            p.meta.pop(k, None)
-        else:
-            p.meta[k] = v
+    for layer in layers:
+        p.meta = record.apply(p.meta, layer)
+    if before is None or before[1] != oid:  # a new version: an [auto] kept would describe the one before
+        p.auto = recorder.of(rel, kind, oid) if recorder is not None else {}
     data = ptrfmt.dumps(p)
     if data == old_bytes:
         return False
@@ -352,45 +367,6 @@ def _freshen(repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] 
                 f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {rel}' "
                 "again"
             )
-
-
-def _gitignore_pattern(name: str) -> str:
-    out = "".join("\\" + c if c in "[]*?\\" else c for c in name)
-    if out[0] in "#!":
-        out = "\\" + out
-    if out.endswith(" "):
-        out = out[:-1] + "\\ "
-    return "/" + out
-
-
-def _ignore_entry(rel: str) -> tuple[str, str]:
-    """(relpath of the .gitignore beside rel, the pattern that ignores rel there)."""
-    parent, _, name = rel.rpartition("/")
-    return (f"{parent}/.gitignore" if parent else ".gitignore"), _gitignore_pattern(name)
-
-
-def _ignore(repo: Repo, rel: str) -> str:
-    """Add the tracked path to the .gitignore beside it (once); returns that .gitignore's relpath."""
-    gi_rel, pattern = _ignore_entry(rel)
-    full = repo.abs(gi_rel)
-    if pattern in _read_text(full).splitlines():
-        return gi_rel  # the everyday case: nothing to write, no lock taken
-    # another mvc may be adding its own entry to the same file right now: read again under the lock
-    with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
-        text = _read_text(full)
-        if pattern not in text.splitlines():
-            if text and not text.endswith("\n"):
-                text += "\n"
-            fileio.atomic_write(full, (text + pattern + "\n").encode("utf-8", "surrogateescape"))
-    return gi_rel
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "surrogateescape")
-    except FileNotFoundError:
-        return ""
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -477,15 +453,9 @@ def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None
     for prel in chosen:
         rel = Repo.target_of(prel)
         os.unlink(repo.check_inside(prel))
-        gi_rel, pattern = _ignore_entry(rel)
-        full = repo.abs(gi_rel)
-        if os.path.exists(full):
-            with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
-                lines = _read_text(full).splitlines(keepends=True)
-                kept = [line for line in lines if line.rstrip("\n") != pattern]
-                if kept != lines:
-                    fileio.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
-                    ignores.append(gi_rel)
+        gi_rel = gitignores.drop(repo, rel)
+        if gi_rel is not None:
+            ignores.append(gi_rel)
     if stage and chosen:
         repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){p}" for p in chosen])
         repo.git.stage(dict.fromkeys(ignores))

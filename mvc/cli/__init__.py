@@ -24,6 +24,8 @@ COMMANDS = {
     "unprotect": "mvc.cli.workspace:unprotect",
     "config": "mvc.cli.workspace:config",
     "remove": "mvc.cli.workspace:remove",
+    "mv": "mvc.cli.record:mv",
+    "show": "mvc.cli.record:show",
     "remote": "mvc.cli.remote:remote",
     "push": "mvc.cli.remote:push",
     "fetch": "mvc.cli.remote:fetch",
@@ -32,12 +34,14 @@ COMMANDS = {
     "assign": "mvc.cli.registry:assign",
     "deprecate": "mvc.cli.registry:deprecate",
     "registry": "mvc.cli.registry:registry",
+    "metrics": "mvc.cli.metrics:metrics",
     "log": "mvc.cli.registry:log",
     "diff": "mvc.cli.registry:diff",
     "gc": "mvc.cli.lifecycle:gc",
     "verify": "mvc.cli.lifecycle:verify",
     "install-hooks": "mvc.cli.hooks:install_hooks",
     "hook": "mvc.cli.hooks:hook",
+    "ui": "mvc.cli.ui:ui",
 }
 
 

@@ -10,6 +10,7 @@ import click
 from mvc.api import lineage
 from mvc.api import registry as api
 from mvc.cli.common import echo_json, human, json_option, repo_option, short, user_url
+from mvc.cli.metrics import cell, json_safe, split_keys
 
 _message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
 _quiet = click.option(
@@ -125,23 +126,36 @@ def deprecate(name: str, version: str | None, stage: str | None, message: str | 
     "-r", "--remote", metavar="REMOTE", help="With --check: the remote to look in (default: the default remote)."
 )
 @repo_option
+@click.option(
+    "--keys", "-k", metavar="K1,K2", help="With NAME: the metrics shown (default: the latest version's first 3)."
+)
 def registry(
-    name: str | None, as_json: bool, deprecated: bool, check: bool, remote: str | None, repo: str | None
+    name: str | None,
+    as_json: bool,
+    deprecated: bool,
+    check: bool,
+    remote: str | None,
+    repo: str | None,
+    keys: str | None,
 ) -> None:
     """Show each model's latest version and the version each stage points to;
-    with NAME, every version of that model and its stages.
+    with NAME, every version of that model, its stages and a few of its metrics.
 
     \b
-    Reads git tags only (GTO's and mvc's), never the work tree, so it works in any clone.
+    Reads git tags only (GTO's and mvc's), never the work tree, so it works in any clone;
+    with NAME also each version's pointer at its commit, for its [meta] metrics.
 
     \b
     Example:
       mvc registry
       mvc registry churn
+      mvc registry churn --keys f1,auc
       mvc registry --json | jq '.[] | select(.name == "churn") | .stages.prod.version'
       mvc registry --repo https://github.com/acme/models.git
       mvc registry --check
     """
+    if keys is not None and (name is None or check):
+        raise click.UsageError("--keys goes with NAME, without --check: mvc registry NAME --keys K1,K2")
     if check:
         if repo is not None or deprecated:
             raise click.UsageError(
@@ -153,7 +167,9 @@ def registry(
         raise click.UsageError("-r/--remote goes with --check")
     url = user_url(repo) if repo is not None else None
     if name is not None:
-        _one_model(api.model(name, repo=url), as_json)
+        from mvc.api.metrics import model
+
+        _one_model(model(name, keys=split_keys(keys), repo=url), as_json)
         return
     found = api.table(deprecated=deprecated, repo=url)
     rows = found["models"]
@@ -217,9 +233,10 @@ def _columns(table: list[list[str]]) -> None:
 
 
 def _one_model(m: dict[str, Any], as_json: bool) -> None:
-    """``mvc registry NAME``: the model's versions, newest first, with the stages each holds now."""
+    """``mvc registry NAME``: the model's versions, newest first, with the stages each holds now and the values
+    of its ``metric_keys``."""
     if as_json:
-        echo_json(m)
+        echo_json(json_safe(m))
         return
     head = f"model {m['name']}" + (f" ({m['path']})" if m["path"] else "")
     if m["deprecated"]:
@@ -227,13 +244,15 @@ def _one_model(m: dict[str, Any], as_json: bool) -> None:
     elif m["latest"]:
         head += f", latest {m['latest']['version']}"
     click.echo(head)
-    table = [["version", "commit", "date", "stages"]]
+    keys = m.get("metric_keys", [])
+    table = [["version", "commit", "date", "stages", *keys]]
     shown = set()
     for v in m["versions"]:
         stages = ", ".join(f"#{s}" for s in v["stages"])
         if not v["active"]:
             stages = "deregistered"
-        table.append([v["version"], v["commit"][:7], v.get("date", "")[:10], stages or "-"])
+        values = [cell(v.get("metrics", {}).get(k)) for k in keys]
+        table.append([v["version"], v["commit"][:7], v.get("date", "")[:10], stages or "-", *values])
         shown.add(v["version"])
     unregistered: dict[str, list[str]] = {}  # commits GTO assigned a stage without registering them
     for stage, d in m["stages"].items():
@@ -241,7 +260,7 @@ def _one_model(m: dict[str, Any], as_json: bool) -> None:
             unregistered.setdefault(d["version"], []).append(stage)
     for commit, held in unregistered.items():
         date = m["stages"][held[0]]["date"][:10]
-        table.append(["(unregistered)", commit[:7], date, ", ".join(f"#{s}" for s in held)])
+        table.append(["(unregistered)", commit[:7], date, ", ".join(f"#{s}" for s in held), *[""] * len(keys)])
     if len(table) == 1:
         click.echo("no versions")
         return
@@ -285,28 +304,60 @@ def log(target: str, rev: str, as_json: bool) -> None:
         )
         click.echo(f"    {r['message'].splitlines()[0] if r['message'] else ''}")
         if "oid" in r:
-            meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(_flat(r["meta"]).items())) if r["meta"] else ""
+            from mvc.cli.record import flat
+
+            meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(flat(r["meta"]))) if r["meta"] else ""
             click.echo(f"    {r['change']} {r['path']}  {human(r['size'])}  {short(r['oid'])}{meta}")
         else:
             click.echo(f"    {r['change']} {r['path']}" + (f"  ({r['error']})" if "error" in r else ""))
 
 
 @click.command()
-@click.argument("rev_a", required=False)
-@click.argument("rev_b", required=False)
+@click.argument("rev_a", metavar="[A]", required=False)
+@click.argument("rev_b", metavar="[B]", required=False)
 @json_option
-def diff(rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
-    """Show models added, removed, modified or moved between two revisions.
+@click.option("--model", "model", is_flag=True, help="Compare the content of two model versions A and B.")
+@click.option("--tensors", is_flag=True, help="Of a directory: the tensor diff of each changed safetensors file.")
+@click.option("--fetch", is_flag=True, help="Fetch versions the cache lacks first, to compare every tensor.")
+@click.option("--remote", metavar="REMOTE", help="Read versions the cache lacks from this remote (name or URL).")
+def diff(
+    rev_a: str | None, rev_b: str | None, as_json: bool, model: bool, tensors: bool, fetch: bool, remote: str | None
+) -> None:
+    """Show models added, removed, modified or moved between two revisions; or, with
+    model versions, what changed inside a model: tensors, or files of a directory.
 
     \b
     Default: HEAD against the work tree's pointers; one revision: it against the work
     tree. Revisions may be registry ones (churn@v1.0.0, churn#prod, churn@latest).
+    With --model, or when A or B is a model name, a tracked path or REV:PATH (no
+    revision), A and B are model versions: safetensors tensors added (+), removed (-),
+    retyped or reshaped (!), changed (~, with the largest change when the cache holds
+    both) or unknown (?); other files: same or not.
 
     \b
     Example:
       mvc diff
       mvc diff churn#prod churn@latest --json
+      mvc diff --model churn@v1.0.0 churn@v1.1.0
+      mvc diff churn#prod churn
+      mvc diff HEAD~1:models/bert models/bert --tensors
     """
+    from mvc.api import tensordiff
+
+    if model or tensors or fetch or remote is not None or tensordiff.model_form(rev_a, rev_b):
+        if rev_a is None:
+            raise click.UsageError("name the model version: mvc diff --model A [B]")
+        from mvc.cli import modeldiff
+        from mvc.cli.common import bars
+
+        found = tensordiff.diff_models(
+            rev_a, rev_b, tensors=tensors, fetch=fetch, remote=remote, progress=bars(as_json or not fetch)
+        )
+        if as_json:
+            echo_json(found)
+        else:
+            modeldiff.echo(found)
+        return
     rows = lineage.diff(rev_a, rev_b)
     if as_json:
         echo_json(rows)
@@ -333,16 +384,3 @@ def diff(rev_a: str | None, rev_b: str | None, as_json: bool) -> None:
 
 def _show(value: Any) -> str:
     return "(none)" if value is None else str(value)
-
-
-def _flat(meta: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested tables as dotted keys (``versions.numpy=2.1.0``), lists as TOML writes them: what a line shows."""
-    out: dict[str, Any] = {}
-    for k, v in meta.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, list):
-            out[prefix + k] = "[" + ", ".join(str(x) for x in v) + "]"
-        else:
-            out[prefix + k] = v
-    return out

@@ -38,16 +38,15 @@ def init(no_stage: bool) -> None:
     click.echo(("Initialized mvc in " if res["created"] else "mvc is already set up in ") + res["root"])
 
 
-def _parse_meta(items: tuple[str, ...]) -> dict:
-    from mvc.format.pointer import parse_meta_value
+def _parse_meta(items: tuple[str, ...], files: tuple[str, ...]) -> list[dict]:
+    """The records to merge, in order: each --meta-file, then each --meta (docs/FORMAT.md, "The record")."""
+    from mvc.api import record
 
-    meta = {}
     for item in items:
-        key, sep, value = item.partition("=")
+        key, sep, _ = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. --meta accuracy=0.93)", param_hint="--meta")
-        meta[key.strip()] = parse_meta_value(value) if value != "" else None
-    return meta
+    return [record.load_file(user_path(f)) for f in files] + [record.parse_item(item) for item in items]
 
 
 @click.command()
@@ -57,8 +56,15 @@ def _parse_meta(items: tuple[str, ...]) -> dict:
     "-m",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Metadata for the pointer's [meta] table (repeatable); KEY= removes KEY.",
+    help="Set KEY in the pointer's [meta] table (repeatable): a.b=1 nests, [..] {..} '..' are TOML; KEY= removes KEY.",
 )
+@click.option(
+    "--meta-file",
+    multiple=True,
+    metavar="FILE",
+    help="Merge a record from a JSON, TOML or YAML file into [meta] (repeatable, in order; --meta applies last).",
+)
+@click.option("--no-auto", is_flag=True, help="Record no [auto] table (time, user, commit, model summary).")
 @click.option("--no-stage", is_flag=True, help="Do not stage the pointer and .gitignore in git.")
 @click.option("--name", metavar="NAME", help="Model name for the registry, kept in .mvc/config.toml [models.NAME].")
 @click.option(
@@ -68,7 +74,14 @@ def _parse_meta(items: tuple[str, ...]) -> dict:
 )
 @quiet_option
 def add(
-    paths: tuple[str, ...], meta: tuple[str, ...], no_stage: bool, name: str | None, base: str | None, quiet: bool
+    paths: tuple[str, ...],
+    meta: tuple[str, ...],
+    meta_file: tuple[str, ...],
+    no_auto: bool,
+    no_stage: bool,
+    name: str | None,
+    base: str | None,
+    quiet: bool,
 ) -> None:
     """Track files or directories: store them in the cache and write PATH.mvc pointers.
 
@@ -79,11 +92,14 @@ def add(
     \b
     Example:
       mvc add model.safetensors --meta accuracy=0.93
+      mvc add model.safetensors --meta metrics.auc=0.91 --meta-file params.json
       git commit -m "churn model v2"
       mvc add models/churn.pt --name churn   # a named model: mvc register churn
       mvc add model.safetensors --base churn@v1.0.0   # fine-tuned from v1.0.0
     """
-    for r in api.add(paths, meta=_parse_meta(meta), stage=not no_stage, name=name, base=base, progress=bars(quiet)):
+    layers = _parse_meta(meta, meta_file)
+    auto = False if no_auto else None
+    for r in api.add(paths, meta=layers, stage=not no_stage, name=name, base=base, auto=auto, progress=bars(quiet)):
         what = f"{r['nfiles']} file{'' if r['nfiles'] == 1 else 's'}, " if r["kind"] == "dir" else ""
         detail = f"({what}{human(r['size'])}, {short(r['oid'])})"
         if r["changed"]:

@@ -21,7 +21,7 @@ CONFIG_PATH = f"{MVC_DIR}/{CONFIG}"  # as git names it
 LOCK = "lock"  # .mvc/lock: held while a shared file (config, a .gitignore) is rewritten
 DEFAULTS: dict[str, Any] = {
     "cache": {"dir": "cache", "type": ["reflink", "copy"]},
-    "core": {"fsync": False},
+    "core": {"fsync": False, "auto_record": True},
 }
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
@@ -223,6 +223,16 @@ class Config:
         if not isinstance(value, bool):
             raise ConfigError(
                 f"core.fsync must be true or false, not {str(value)[:40]!r}: fix it with 'mvc config core.fsync false'"
+            )
+        return value
+
+    @property
+    def auto_record(self) -> bool:
+        value = self.get("core.auto_record")
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"core.auto_record must be true or false, not {str(value)[:40]!r}: fix it with "
+                "'mvc config core.auto_record true'"
             )
         return value
 

@@ -165,57 +165,78 @@ class Cursor:
 
 # -- safetensors -------------------------------------------------------------------------------------------
 def read_safetensors(f: IO[bytes], size: int, name: str) -> dict[str, Any]:
-    """Tensor and parameter counts, dtypes and ``__metadata__`` from the JSON header; every tensor's offsets
-    are checked against the data that follows it, and against each other."""
-
-    def bad(problem: str) -> ModelFormatError:
-        return ModelFormatError(f"{name} is not a valid safetensors file ({problem}): it is truncated or damaged")
-
-    f.seek(0)
-    n = int.from_bytes(f.read(8), "little")
-    if size < 8 or n > size - 8:
-        raise bad(f"its header claims {n} bytes but {max(0, size - 8)} follow its length")
+    """Tensor and parameter counts, dtypes and ``__metadata__`` from the JSON header (see safetensors_table)."""
+    n = safetensors_length(f, size, name)
     if n > SAFETENSORS_MAX:
         return {"format": "safetensors", "header_bytes": n, "partial": True}
-    raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        header = None
-    if not isinstance(header, dict):
-        raise bad("its header is not a JSON object")
-    meta = header.pop("__metadata__", {})
-    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise bad("its __metadata__ is not a table of strings")
-    room = size - 8 - n
-    spans: list[tuple[int, int, str]] = []
-    params, dtypes = 0, dict[str, int]()
-    for key, t in header.items():
-        t = t if isinstance(t, dict) else {}
-        dtype, shape, offsets = t.get("dtype"), t.get("shape"), t.get("data_offsets")
-        if not (isinstance(dtype, str) and naturals(shape) and naturals(offsets) and len(offsets) == 2):
-            raise bad(f"tensor {quoted(key)} has no dtype, shape of naturals or two data_offsets")
-        if len(shape) > DIMS_MAX:
-            raise bad(f"tensor {quoted(key)} has {len(shape)} dimensions")
-        begin, end = offsets
-        if not begin <= end <= room:
-            raise bad(f"tensor {quoted(key)} has data_offsets [{begin}, {end}] outside the {room} bytes of data")
-        elements, width = math.prod(shape), ST_WIDTHS.get(dtype)
-        if (width and elements * width != end - begin) or elements > 8 * (end - begin):
-            raise bad(f"tensor {quoted(key)} of {elements} {quoted(dtype)} elements does not fit {end - begin} bytes")
-        spans.append((begin, end, key))
-        params += elements
+    meta, tensors = safetensors_table(f, size, name, n)
+    dtypes = dict[str, int]()
+    for dtype, _, _, _ in tensors.values():
         count(dtypes, dtype)
-    last = 0
-    for begin, end, key in sorted(spans):
-        if begin < last:
-            raise bad(f"tensor {quoted(key)} at bytes [{begin}, {end}] overlaps another")
-        last = end
-    out: dict[str, Any] = {"format": "safetensors", "tensors": len(spans), "parameters": params}
+    params = sum(math.prod(shape) for _, shape, _, _ in tensors.values())
+    out: dict[str, Any] = {"format": "safetensors", "tensors": len(tensors), "parameters": params}
     out["dtypes"] = dict(sorted(dtypes.items()))
     if meta:
         out["metadata"] = meta
     return out
+
+
+def st_bad(name: str, problem: str) -> ModelFormatError:
+    return ModelFormatError(f"{name} is not a valid safetensors file ({problem}): it is truncated or damaged")
+
+
+def safetensors_length(f: IO[bytes], size: int, name: str) -> int:
+    """The length of the JSON header that the first 8 bytes of f (a file of ``size`` bytes) state, checked
+    against the bytes that follow them."""
+    f.seek(0)
+    n = int.from_bytes(f.read(8), "little")
+    if size < 8 or n > size - 8:
+        raise st_bad(name, f"its header claims {n} bytes but {max(0, size - 8)} follow its length")
+    return n
+
+
+Tensors = dict[str, tuple[str, list[int], int, int]]  # name -> (dtype, shape, begin, end): bytes after the header
+
+
+def safetensors_table(f: IO[bytes], size: int, name: str, n: int) -> tuple[dict[str, str], Tensors]:
+    """(``__metadata__``, the tensors) from the n-byte JSON header after f's first 8 bytes: every tensor's offsets
+    checked against the data that follows the header, its dtype and shape, and the other tensors'."""
+    f.seek(8)
+    try:
+        header = json.loads(f.read(n))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        header = None
+    if not isinstance(header, dict):
+        raise st_bad(name, "its header is not a JSON object")
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise st_bad(name, "its __metadata__ is not a table of strings")
+    room = size - 8 - n
+    tensors: Tensors = {}
+    for key, t in header.items():
+        t = t if isinstance(t, dict) else {}
+        dtype, shape, offsets = t.get("dtype"), t.get("shape"), t.get("data_offsets")
+        if not (isinstance(dtype, str) and naturals(shape) and naturals(offsets) and len(offsets) == 2):
+            raise st_bad(name, f"tensor {quoted(key)} has no dtype, shape of naturals or two data_offsets")
+        if len(shape) > DIMS_MAX:
+            raise st_bad(name, f"tensor {quoted(key)} has {len(shape)} dimensions")
+        begin, end = offsets
+        if not begin <= end <= room:
+            raise st_bad(
+                name, f"tensor {quoted(key)} has data_offsets [{begin}, {end}] outside the {room} bytes of data"
+            )
+        elements, width = math.prod(shape), ST_WIDTHS.get(dtype)
+        if (width and elements * width != end - begin) or elements > 8 * (end - begin):
+            raise st_bad(
+                name, f"tensor {quoted(key)} of {elements} {quoted(dtype)} elements does not fit {end - begin} bytes"
+            )
+        tensors[key] = (dtype, shape, begin, end)
+    last = 0
+    for begin, end, key in sorted((b, e, k) for k, (_, _, b, e) in tensors.items()):
+        if begin < last:
+            raise st_bad(name, f"tensor {quoted(key)} at bytes [{begin}, {end}] overlaps another")
+        last = end
+    return meta, tensors
 
 
 def naturals(v: Any) -> TypeGuard[list[int]]:

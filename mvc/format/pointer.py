@@ -20,13 +20,13 @@ FORMAT = 1
 SUFFIX = ".mvc"  # a pointer is the tracked path plus this suffix: the one place it is spelled
 KINDS = ("file", "dir")
 MAX_SIZE = 2**63 - 1  # sizes are 64-bit wherever they are stored
-_KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta"}
+_KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta", "auto"}
 
 
 class Pointer:
     """A parsed pointer file. A plain class: importing and building a dataclass costs ~3 ms of start-up."""
 
-    __slots__ = ("extra", "kind", "meta", "nfiles", "oid", "size")
+    __slots__ = ("auto", "extra", "kind", "meta", "nfiles", "oid", "size")
 
     def __init__(
         self,
@@ -36,6 +36,7 @@ class Pointer:
         nfiles: int | None = None,
         meta: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
+        auto: dict[str, Any] | None = None,
     ):
         self.kind = kind
         self.oid = oid
@@ -43,6 +44,7 @@ class Pointer:
         self.nfiles = nfiles
         self.meta: dict[str, Any] = meta if meta is not None else {}
         self.extra: dict[str, Any] = extra if extra is not None else {}  # keys this version does not know
+        self.auto: dict[str, Any] = auto if auto is not None else {}  # what mvc add recorded of this version
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pointer) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
@@ -57,6 +59,8 @@ class Pointer:
             d["nfiles"] = self.nfiles or 0
         if self.meta:
             d["meta"] = self.meta
+        if self.auto:
+            d["auto"] = self.auto
         return d
 
 
@@ -105,9 +109,12 @@ def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> 
         raise PointerError(f"{where}: nfiles is only allowed in a dir pointer: {fix}")
     if not isinstance(meta, dict):
         raise PointerError(f"{where}: [meta] must be a table: {fix}")
+    auto = d.get("auto", {})
+    if not isinstance(auto, dict):
+        raise PointerError(f"{where}: [auto] must be a table: {fix}")
     extra = {k: v for k, v in d.items() if k not in _KNOWN}
     # the checks above leave kind, oid and size of their types (mypy cannot follow is_oid and _count)
-    return Pointer(kind, cast(str, oid), cast(int, size), nfiles if kind == "dir" else None, meta, extra)
+    return Pointer(kind, cast(str, oid), cast(int, size), nfiles if kind == "dir" else None, meta, extra, auto)
 
 
 def has_control(name: str) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from mvc.errors import PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
 from mvc.repo.repository import Repo
 
 
@@ -62,6 +63,29 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
     return ptrfmt.loads(data, prel)
 
 
+def artifacts(meta: dict) -> list[tuple[str, str, str, int]]:
+    """(name, path, oid, size) of each file ``meta.artifacts`` records (``mvc.run``'s ``run.artifact``): objects
+    the pointer needs besides its own, which push sends and gc keeps. A committed pointer is untrusted: an
+    entry without a valid oid names nothing mvc stored and is left out."""
+    table = meta.get("artifacts")
+    if not isinstance(table, dict):
+        return []
+    found = []
+    for name, a in table.items():
+        if isinstance(a, dict) and oids.is_oid(a.get("oid")):
+            size = a.get("size")
+            path = a.get("path")
+            found.append(
+                (
+                    str(name),
+                    path if isinstance(path, str) else str(name),
+                    a["oid"],
+                    size if type(size) is int and size >= 0 else 0,
+                )
+            )
+    return found
+
+
 def shown(label: str) -> str:
     """A pointer's label (``PATH.mvc`` or ``PATH.mvc at REV``) as the user knows it: the tracked path."""
     prel, at, rev = label.partition(" at ")
@@ -87,6 +111,9 @@ class Wanted:
             self.files.setdefault(p.oid, (shown(label), p.size))
         else:
             self.manifests.setdefault(p.oid, label)
+        for name, path, oid, size in artifacts(p.meta):  # files a training run stored beside the model
+            text = f"{path} (artifact {name} of {shown(label)})"
+            self.files.setdefault(oid, (repr(text) if ptrfmt.has_control(text) else text, size))
 
     def label(self, oid: str) -> str:
         """How a message names the object: its tracked path (a manifest: its directory's)."""

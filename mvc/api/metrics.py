@@ -1,0 +1,148 @@
+"""Versions side by side: each registered version of a model, its stages, and the metrics and params its
+pointer records (``[meta] metrics`` and ``params``, as ``mvc.run`` writes them), read at its commit."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from mvc.api import registry as regapi
+from mvc.errors import MvcError, RegistryError
+from mvc.repo.models import load, model_at
+
+if TYPE_CHECKING:
+    from mvc import git as gitmod
+    from mvc.repo.repository import Repo
+
+SHOWN = 3  # metrics `mvc registry NAME` shows without --keys: the first ones of the latest version
+
+
+def metrics(
+    name: str, *, keys: list[str] | None = None, worktree: bool = True, repo: Repo | str | None = None
+) -> list[dict[str, Any]]:
+    """Every registered version of model name, newest first (by semver), as
+    ``{version, commit, date, stages, active, metrics, params}``: its stages now (``active`` False for a
+    deregistered one) and the metrics and params of its pointer at its commit (``error`` instead when that
+    pointer cannot be read). With worktree, the work tree's pointer of the model comes first, as
+    ``version: None, worktree: True``, when it records a model or meta no listed version has. keys: only
+    these metrics and params. A name neither the registry nor the work tree knows is refused."""
+    local = _local(repo) if worktree and not isinstance(repo, str) else None
+    rows: list[dict[str, Any]] = []
+    try:
+        git, m = _describe(name, repo)
+    except RegistryError:
+        if local is None or name not in _local_models(local):
+            raise
+        m = None
+    if m is not None:
+        for v in m["versions"]:
+            row = {
+                "version": v["version"],
+                "commit": v["commit"],
+                "date": v.get("date"),
+                "stages": v["stages"],
+                "active": v["active"],
+            }
+            rows.append(_with_meta(row, _read(git, name, v["commit"])))
+    if local is not None:
+        here = _worktree_pointer(local, name)
+        if here is not None and ("error" in here or all(r.get("_seen") != _seen(here) for r in rows)):
+            rows.insert(
+                0,
+                _with_meta(
+                    {"version": None, "commit": None, "date": None, "stages": [], "active": True, "worktree": True},
+                    here,
+                ),
+            )
+    for r in rows:
+        r.pop("_seen", None)
+        if keys is not None:
+            r["metrics"] = {k: r["metrics"][k] for k in keys if k in r["metrics"]}
+            r["params"] = {k: r["params"][k] for k in keys if k in r["params"]}
+    return rows
+
+
+def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None = None) -> dict[str, Any]:
+    """``mvc registry NAME``: the model as ``registry.model`` describes it, each version with ``metrics``:
+    the values of ``metric_keys`` (keys, or the first SHOWN metrics of the latest version) its pointer records."""
+    git, m = _describe(name, repo)
+    found = {v["commit"]: _read(git, name, v["commit"]) for v in m["versions"]}
+    if keys is None:
+        latest = m["latest"]["commit"] if m["latest"] else (m["versions"][0]["commit"] if m["versions"] else None)
+        first = found.get(latest) or {}
+        table = first.get("meta", {}).get("metrics")
+        keys = list(table)[:SHOWN] if isinstance(table, dict) else []
+    m["metric_keys"] = keys
+    for v in m["versions"]:
+        values = _table(found[v["commit"]], "metrics")
+        v["metrics"] = {k: values[k] for k in keys if k in values}
+    return m
+
+
+def _describe(name: str, repo: Repo | str | None) -> tuple[gitmod.Git, dict[str, Any]]:
+    """(the git the registry is read from, the model as ``registry.model`` describes it): tags read once."""
+    git = regapi._git(repo)
+    m = load(git).get(name)
+    if m is None:
+        regapi.model(name, repo=repo)  # the error naming the models the registry knows
+        raise RegistryError(f"no model named {name!r} in the registry: see the models with 'mvc registry'")
+    return git, regapi.describe(m)
+
+
+def _read(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
+    """{oid, meta} of the model's pointer at commit, or {error} (one git read per version)."""
+    try:
+        info = model_at(git, name, commit)
+    except MvcError as e:
+        return {"error": str(e)}
+    return {"oid": info["oid"], "meta": info["meta"]}
+
+
+def _table(found: dict[str, Any], table: str) -> dict[str, Any]:
+    value = found.get("meta", {}).get(table)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _with_meta(row: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    row["metrics"] = _table(found, "metrics")
+    row["params"] = _table(found, "params")
+    if "error" in found:
+        row["error"] = found["error"]
+    else:
+        row["_seen"] = _seen(found)
+    return row
+
+
+def _seen(found: dict[str, Any]) -> tuple[str, str]:
+    """What tells two pointers' records apart: repr, since a NaN metric equals no other, not even its copy."""
+    return found["oid"], repr(found["meta"])
+
+
+def _local(repo: Repo | None) -> Repo | None:
+    """This repository, when mvc is set up in it (the metrics of a clone without it come from tags alone)."""
+    from mvc.repo.repository import open_repo
+
+    try:
+        return open_repo(repo)
+    except MvcError:
+        return None
+
+
+def _local_models(repo: Repo) -> dict[str, str]:
+    from mvc.format import config as cfgfmt
+
+    return cfgfmt.models(repo.config.shared)
+
+
+def _worktree_pointer(repo: Repo, name: str) -> dict[str, Any] | None:
+    from mvc.repo.repository import Repo as RepoClass
+    from mvc.repo.selection import load_pointer
+
+    path = _local_models(repo).get(name)
+    if path is None or not os.path.isfile(repo.abs(RepoClass.pointer_of(path))):
+        return None
+    try:
+        p = load_pointer(repo, RepoClass.pointer_of(path))
+    except MvcError as e:
+        return {"error": str(e)}
+    return {"oid": p.oid, "meta": p.meta}

@@ -1,0 +1,352 @@
+"""``mvc ui``: the registry as a static HTML site: what it shows is collected here, drawn by
+``mvc.api.site_render``, written to a directory, and served on loopback for a preview.
+
+Collecting costs a fixed number of git processes whatever the registry's size: one ``for-each-ref`` (the
+tags), one ``cat-file --batch`` (every version's pointer at its commit, and the config of the few commits
+whose tags do not record the model's path), one ``git log --raw`` (the lineage of every model at once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import TYPE_CHECKING, Any
+
+from mvc import git as gitmod
+from mvc.api import site_render
+from mvc.api.registry import describe
+from mvc.errors import ConfigError, MvcError, PathError, PointerError, StorageError
+from mvc.format import config as cfgfmt
+from mvc.format import pointer as ptrfmt
+from mvc.format.config import CONFIG_PATH
+from mvc.format.pointer import SUFFIX
+from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
+from mvc.repo.models import Model, iso_date, load
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
+
+    from mvc.repo.repository import Repo
+
+MARKER = ".mvc-ui"  # a file in every built site: a later build may replace only a directory holding it
+ACTIONS = {REGISTER: "register", DEREGISTER: "deregister", ASSIGN: "assign", UNASSIGN: "unassign"}
+ACTIONS[DEPRECATE] = "deprecate"
+
+
+def _git(repo: Repo | None) -> gitmod.Git:
+    """Reading needs git alone: any clone, set up for mvc or not, or a bare repository (the remote)."""
+    if repo is not None:
+        return repo.git
+    try:
+        return gitmod.Git(gitmod.find_worktree(os.getcwd()))
+    except MvcError:
+        here = gitmod.Git(os.getcwd())
+        if here.run("rev-parse", "--is-bare-repository", check=False).strip() == b"true":
+            return here
+        raise
+
+
+# -- collecting -------------------------------------------------------------------------------
+def plain(value: Any) -> Any:
+    """value with TOML's dates and times as ISO strings, so that it can go into JSON."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return value
+
+
+def _pointer(data: bytes | None, where: str) -> dict[str, Any]:
+    """The record of one version: its pointer's fields, [meta], [auto] and other keys (or why not)."""
+    if data is None:
+        return {"error": f"{where} is missing"}
+    try:
+        p = ptrfmt.loads(data, where)
+    except PointerError as e:
+        return {"error": str(e)}
+    extra = dict(p.extra)
+    auto = getattr(p, "auto", None)  # the pointer format may know [auto] by now; else it is an unknown key
+    if auto is None:
+        auto = extra.get("auto")
+    extra.pop("auto", None)
+    return {
+        "pointer": {"kind": p.kind, "oid": p.oid, "size": p.size, **({"nfiles": p.nfiles} if p.nfiles else {})},
+        "meta": plain(p.meta),
+        "auto": plain(auto) if isinstance(auto, dict) else {},
+        "extra": plain(extra),
+    }
+
+
+def _events(m: Model, names_of: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """Every registry event of the model, newest first, with who and when."""
+    out = []
+    for e in reversed(m.events):
+        version = e.version
+        if version is None and e.action in (ASSIGN, UNASSIGN):
+            names = names_of.get(e.commit) or [e.commit]
+            version = names[-1]
+        out.append(
+            {
+                "action": ACTIONS.get(e.action, e.action),
+                "tag": e.tag,
+                "version": version,
+                "stage": e.stage,
+                "commit": e.commit,
+                "tagger": e.tagger,
+                "email": e.email,
+                "date": iso_date(e.time, e.offset),
+                "time": e.time,
+                "message": e.message,
+            }
+        )
+    return out
+
+
+def _lineage(git: gitmod.Git, paths: dict[str, set[str]]) -> dict[str, list[dict[str, Any]]]:
+    """{model name: the commits reachable from HEAD that changed one of its pointers, newest first}, from one
+    ``git log``. paths: {tracked path: names of the models it was}. A merge that only brings in a change
+    made elsewhere is not listed again (git log shows no diff for it)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    if not paths:
+        return found
+    fmt = "%x01%H%x00%an%x00%ae%x00%aI%x00%B"
+    specs = [f":(literal){p}{SUFFIX}" for p in sorted(paths)]
+    out = git.run(
+        "log", "-z", "--no-renames", "--raw", "--no-abbrev", f"--format={fmt}", "HEAD", "--", *specs, check=False
+    )
+    tokens = out.decode("utf-8", "replace").split("\0")
+    i, n = 0, len(tokens)
+    while i < n:
+        head = tokens[i].lstrip("\n")
+        if not head.startswith("\x01") or i + 4 >= n:
+            i += 1
+            continue
+        commit, author, email, date, message = head[1:], tokens[i + 1], tokens[i + 2], tokens[i + 3], tokens[i + 4]
+        i += 5
+        changes: dict[str, set[str]] = {}
+        while i + 1 < n and tokens[i].lstrip("\n").startswith(":"):
+            status, path = tokens[i].rsplit(" ", 1)[-1], tokens[i + 1]
+            i += 2
+            change = {"A": "added", "D": "removed"}.get(status[:1], "modified")
+            for name in paths.get(path[: -len(SUFFIX)], ()):
+                changes.setdefault(name, set()).add(f"{change} {path[: -len(SUFFIX)]}")
+        for name, what in changes.items():
+            entry: dict[str, Any] = {"commit": commit, "author": author, "email": email, "date": date}
+            entry.update(message=message.strip(), changes=sorted(what))
+            found.setdefault(name, []).append(entry)
+    return found
+
+
+def _metrics(versions: list[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
+    """{metric: [(version, value)], oldest version first} from ``meta.metrics``; a model none of whose
+    versions has that table charts its top-level numeric [meta] values (``mvc add --meta accuracy=0.9``)."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+    nested = any(isinstance(v.get("meta", {}).get("metrics"), dict) for v in versions)
+    series: dict[str, list[tuple[str, float]]] = {}
+    for v in reversed(versions):
+        meta = v.get("meta", {})
+        table = meta.get("metrics") if nested else meta
+        if not isinstance(table, dict):
+            continue
+        for k, x in table.items():
+            if number(x):
+                series.setdefault(k, []).append((v["version"], float(x)))
+    return dict(sorted(series.items()))
+
+
+def collect(*, repo: Repo | None = None) -> dict[str, Any]:
+    """Everything the site shows: {title, generated, models: [registry()'s model, with each version's whole
+    record (pointer, meta, auto) in its entry, plus events, lineage, metrics, last_change]}."""
+    git = _git(repo)
+    state = load(git)
+    known = [m for _, m in sorted(state.models.items()) if m.events]
+    models = [(m, describe(m)) for m in known]
+    # where each version's pointer is: the path its tag recorded, or the config at its commit says
+    configs = [f"{v['commit']}:{CONFIG_PATH}" for m, d in models for v in d["versions"] if "path" not in _fields(m, v)]
+    config_blobs = git.cat_objects(configs)
+    parsed: dict[str, dict[str, str]] = {}
+    where: dict[tuple[str, str], str | None] = {}
+    for m, d in models:
+        for v in d["versions"]:
+            path = _fields(m, v).get("path")
+            if path is None:
+                path = _config_models(config_blobs.get(f"{v['commit']}:{CONFIG_PATH}"), parsed).get(m.name)
+            where[(m.name, v["version"])] = path
+    names = []
+    for m, d in models:
+        for v in d["versions"]:
+            p = where[(m.name, v["version"])]
+            if p:
+                names.append(f"{v['commit']}:{p}{SUFFIX}")
+    blobs = git.cat_objects(names)
+    paths: dict[str, set[str]] = {}
+    out = []
+    for m, d in models:
+        names_of: dict[str, list[str]] = {}
+        for v in d["versions"]:
+            names_of.setdefault(v["commit"], []).append(v["version"])
+            p = where[(m.name, v["version"])]
+            v["path"] = p
+            if p is None:
+                v["error"] = f"{m.name} has no path at commit {v['commit'][:7]}"
+                continue
+            paths.setdefault(p, set()).add(m.name)
+            v.update(_pointer(blobs.get(f"{v['commit']}:{p}{SUFFIX}"), f"{p}{SUFFIX} at {v['commit'][:7]}"))
+        if d["path"]:
+            paths.setdefault(d["path"], set()).add(m.name)
+        d["events"] = _events(m, names_of)
+        d["metrics"] = _metrics(d["versions"])
+        out.append(d)
+    lineage = _lineage(git, paths) if out and _has_head(git) else {}
+    for d in out:
+        d["lineage"] = lineage.get(d["name"], [])
+        dates = [e["date"] for e in d["events"][:1]] + [c["date"] for c in d["lineage"][:1]]
+        d["last_change"] = max(dates, key=_stamp) if dates else None
+    root = git.root.rstrip("/")
+    title = os.path.basename(root[: -len("/.git")] if root.endswith("/.git") else root) or "registry"
+    now = dt.datetime.now(dt.timezone.utc).astimezone().replace(microsecond=0).isoformat()
+    return {"title": title, "generated": now, "models": out}
+
+
+def _fields(m: Model, v: dict[str, Any]) -> dict[str, str]:
+    version = m.versions.get(v["version"])
+    return version.event.fields if version is not None and version.event is not None else {}
+
+
+def _config_models(data: bytes | None, parsed: dict[str, dict[str, str]]) -> dict[str, str]:
+    if data is None:
+        return {}
+    key = data.decode("utf-8", "replace")
+    if key not in parsed:
+        try:
+            parsed[key] = cfgfmt.models(cfgfmt.loads(data, CONFIG_PATH), CONFIG_PATH)
+        except ConfigError:  # a damaged config in an old commit: no models there
+            parsed[key] = {}
+    return parsed[key]
+
+
+def _has_head(git: gitmod.Git) -> bool:
+    return bool(git.run("rev-parse", "--verify", "-q", "HEAD", check=False).strip())
+
+
+def _stamp(date: str) -> float:
+    return dt.datetime.fromisoformat(date).timestamp()
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _check_out(out: str) -> None:
+    """out may take a site: new, empty, or a site a previous build wrote. Refuses a directory holding anything
+    else, so that a typo in -o never deletes someone's files."""
+    if os.path.isdir(out):
+        entries = os.listdir(out)
+        if entries and MARKER not in entries:
+            raise PathError(
+                f"{out} is not empty and holds no site of 'mvc ui build': choose a new or empty directory with -o"
+            )
+    elif os.path.lexists(out):
+        raise PathError(f"{out} exists and is not a directory: choose another path with -o")
+
+
+def _write_tree(root: str, pages: dict[str, str]) -> None:
+    made: set[str] = set()
+    for rel, text in pages.items():
+        full = os.path.join(root, *rel.split("/"))
+        parent = os.path.dirname(full)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        with open(full, "w", encoding="utf-8") as f:
+            f.write(text)
+    with open(os.path.join(root, MARKER), "w", encoding="utf-8") as f:
+        f.write("written by 'mvc ui build': the next build into this directory replaces it all\n")
+
+
+def _write(out: str, pages: dict[str, str]) -> None:
+    """The site written to a new directory beside out, then renamed into its place (the previous site renamed
+    away first, then deleted): a web server serving out never shows half a site, and no file is rewritten in
+    place or created just after as many were deleted, both several times slower on some file systems (ext4
+    flushes a truncated file on close; without a journal it steps past recently freed inodes). Where no
+    directory can be made beside out (or out is a mount point), the site is written into out itself."""
+    import shutil
+    import tempfile
+
+    from mvc.storage.tempfiles import umask
+
+    _check_out(out)
+    parent = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        new = tempfile.mkdtemp(prefix=".mvc-ui-new-", dir=parent)
+    except PermissionError:
+        new = None
+    if new is not None:
+        try:
+            os.chmod(new, 0o777 & ~umask())
+            _write_tree(new, pages)
+            if not os.path.isdir(out):
+                os.rename(new, out)
+                return
+            old = tempfile.mkdtemp(prefix=".mvc-ui-old-", dir=parent)
+            try:
+                os.rename(out, old + "/site")
+            except OSError:  # a mount point, or out not ours to move: write into it below
+                os.rmdir(old)
+            else:
+                os.rename(new, out)
+                shutil.rmtree(old, ignore_errors=True)
+                return
+        finally:
+            if os.path.isdir(new):
+                shutil.rmtree(new, ignore_errors=True)
+    for entry in os.listdir(out) if os.path.isdir(out) else ():
+        full = os.path.join(out, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+    os.makedirs(out, exist_ok=True)
+    _write_tree(out, pages)
+
+
+def build(out: str, *, repo: Repo | None = None) -> dict[str, Any]:
+    """Write the registry's static site into the directory out (created; a site built there before is
+    replaced). Returns {dir, index, models, versions, pages}."""
+    site = collect(repo=repo)
+    pages = site_render.render(site)
+    try:
+        _write(out, pages)
+    except OSError as e:
+        raise StorageError(
+            f"cannot write the site to {out}: {e.strerror or e}: choose a writable directory with -o"
+        ) from None
+    return {
+        "dir": os.path.abspath(out),
+        "index": os.path.join(os.path.abspath(out), "index.html"),
+        "models": len(site["models"]),
+        "versions": sum(len(m["versions"]) for m in site["models"]),
+        "pages": len(pages),
+    }
+
+
+def serve(directory: str, port: int = 0) -> ThreadingHTTPServer:
+    """An HTTP server of directory on 127.0.0.1 only (port 0: any free one), serving in a daemon thread;
+    its address is ``server.server_address``. Stop it with ``shutdown()`` and ``server_close()``."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=directory))
+    except OSError as e:
+        raise StorageError(f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}: pick another --port") from None
+    threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
+    return server

@@ -1,0 +1,65 @@
+"""The ``.gitignore`` entries mvc manages: one ``/NAME`` line beside each tracked path (add, remove, mv)."""
+
+from __future__ import annotations
+
+import os
+
+from mvc.format.config import LOCK
+from mvc.repo.repository import Repo
+from mvc.storage import fileio
+from mvc.storage.lock import locked
+
+
+def pattern(name: str) -> str:
+    """The .gitignore line that ignores exactly the file or directory name beside it."""
+    out = "".join("\\" + c if c in "[]*?\\" else c for c in name)
+    if out[0] in "#!":
+        out = "\\" + out
+    if out.endswith(" "):
+        out = out[:-1] + "\\ "
+    return "/" + out
+
+
+def entry(rel: str) -> tuple[str, str]:
+    """(relpath of the .gitignore beside rel, the pattern that ignores rel there)."""
+    parent, _, name = rel.rpartition("/")
+    return (f"{parent}/.gitignore" if parent else ".gitignore"), pattern(name)
+
+
+def add(repo: Repo, rel: str) -> str:
+    """Add the tracked path to the .gitignore beside it (once); returns that .gitignore's relpath."""
+    gi_rel, pat = entry(rel)
+    full = repo.abs(gi_rel)
+    if pat in read_text(full).splitlines():
+        return gi_rel  # the everyday case: nothing to write, no lock taken
+    # another mvc may be adding its own entry to the same file right now: read again under the lock
+    with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
+        text = read_text(full)
+        if pat not in text.splitlines():
+            if text and not text.endswith("\n"):
+                text += "\n"
+            fileio.atomic_write(full, (text + pat + "\n").encode("utf-8", "surrogateescape"))
+    return gi_rel
+
+
+def drop(repo: Repo, rel: str) -> str | None:
+    """Remove the tracked path's line from the .gitignore beside it; that .gitignore's relpath if it changed."""
+    gi_rel, pat = entry(rel)
+    full = repo.abs(gi_rel)
+    if not os.path.exists(full):
+        return None
+    with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
+        lines = read_text(full).splitlines(keepends=True)
+        kept = [line for line in lines if line.rstrip("\n") != pat]
+        if kept == lines:
+            return None
+        fileio.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
+    return gi_rel
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return ""
