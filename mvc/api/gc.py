@@ -74,7 +74,7 @@ def gc(
         )
     _check_cache_owner(repo, sole_user)
     if force:
-        repo.odb.restore_trash()  # what a gc killed part way left renamed, put back first (a rename: new ctime)
+        _restore_trash(repo.odb)  # what a gc killed part way left renamed, put back first (a rename: new ctime)
     started = time.time()
 
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
@@ -158,6 +158,33 @@ def _collect_compacted(repo: Repo, needed: set[str], force: bool, cutoff: float)
             t.close()
     finally:
         jr.close()
+
+
+def _restore_trash(odb: Any) -> int:
+    """Put back the objects a gc killed part way left renamed for deletion (``ab/cdef….gc-PID``, its process
+    gone): each is a whole object, which this gc judges again. Returns how many."""
+    from mvc.objects import oid as oids
+    from mvc.objects.odb import TRASH
+    from mvc.storage import tempfiles
+
+    n = 0
+    if not os.path.isdir(odb.objects_dir):
+        return 0
+    for prefix in os.scandir(odb.objects_dir):
+        if not prefix.is_dir(follow_symlinks=False):
+            continue
+        for entry in os.scandir(prefix.path):
+            name, sep, pid = entry.name.partition(TRASH)
+            if not sep or not pid.isdigit() or oids.from_relpath(f"{prefix.name}/{name}") is None:
+                continue
+            if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
+                continue  # a gc running now
+            try:
+                os.rename(entry.path, os.path.join(prefix.path, name))
+                n += 1
+            except OSError:
+                pass
+    return n
 
 
 def _groups(doomed: list[tuple[str, int]], dropped: reachmod.Reach) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from mvc.storage.fileio import Progress
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 READONLY = 0o444
 LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
+LIST_ALL_FROM = 4096  # or (valid oids) once this many were asked in all: the listings are kept for the command
 TRASH = ".gc-"  # an object mvc gc is deleting: objects/ab/cdef….gc-PID (docs/FORMAT.md, "What gc keeps")
 
 
@@ -40,6 +41,8 @@ class ODB:
         self._no_reflink: set[int] = set()  # devices of sources a reflink into this cache failed from
         self._fans: set[str] = set()  # fan-out directories (objects/ab) this process made or found
         self._born_readonly = False  # temps created with mode READONLY get it whole (the umask clears no r bit)
+        self._asked = 0  # valid oids ODB.missing was asked about (a read-only command's bulk checks)
+        self._listed: dict[str, set[str]] = {}  # fan-out directories listed for them
         self._tmp_ready = False  # tmp/ made (and swept) by this process
         self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
 
@@ -108,14 +111,19 @@ class ODB:
             fan, name = oids.split(o, valid)
             groups.setdefault(fan, []).append((o, name))
         lacking: set[str] = set()
+        self._asked += len(want) if valid else 0
         for fan, group in groups.items():
-            if len(group) < LIST_FROM:
+            names = self._listed.get(fan) if valid else None  # a status of 100 directories lists each once
+            if names is None and len(group) < LIST_FROM and not (valid and self._asked > LIST_ALL_FROM):
                 lacking.update(o for o, _ in group if not self.exists(o))
                 continue
-            try:
-                names = set(os.listdir(self.objects_dir + os.sep + fan))
-            except (FileNotFoundError, NotADirectoryError):
-                names = set()
+            if names is None:
+                try:
+                    names = set(os.listdir(self.objects_dir + os.sep + fan))
+                except (FileNotFoundError, NotADirectoryError):
+                    names = set()
+                if valid:
+                    self._listed[fan] = names
             lacking.update(o for o, name in group if name not in names)
         return [o for o in want if o in lacking]
 
@@ -165,6 +173,7 @@ class ODB:
         except FileNotFoundError:  # a gc dropped the fan-out directory it emptied
             os.makedirs(fan, exist_ok=True)
             os.replace(tmp, dest)
+        self._listed.get(fan[-2:], set()).add(dest[-30:])  # a listing kept for missing() stays true to this one
         if copied:
             self._copied.add(oid)
         if durable:
@@ -202,28 +211,6 @@ class ODB:
         except OSError:
             pass
         return True
-
-    def restore_trash(self) -> int:
-        """Put back the objects a gc killed part way left renamed for deletion (``ab/cdef….gc-PID``, its
-        process gone): each is a whole object, which the next gc judges again. Returns how many."""
-        n = 0
-        if not os.path.isdir(self.objects_dir):
-            return 0
-        for prefix in os.scandir(self.objects_dir):
-            if not prefix.is_dir(follow_symlinks=False):
-                continue
-            for entry in os.scandir(prefix.path):
-                name, sep, pid = entry.name.partition(TRASH)
-                if not sep or not pid.isdigit() or oids.from_relpath(f"{prefix.name}/{name}") is None:
-                    continue
-                if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
-                    continue  # a gc running now
-                try:
-                    os.rename(entry.path, os.path.join(prefix.path, name))
-                    n += 1
-                except OSError:
-                    pass
-        return n
 
     def install_bytes(self, data: bytes, oid: str) -> None:
         """Store data, which the caller has verified hashes to oid, as object oid."""
