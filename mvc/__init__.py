@@ -18,6 +18,8 @@ __version__ = "0.4.0"
 
 _API = {
     "init": "mvc.api.workspace",
+    "import_dvc": "mvc.api.import_dvc",
+    "import_lfs": "mvc.api.import_lfs",
     "gc": "mvc.api.gc",
     "verify": "mvc.api.verify",
     "registry_check": "mvc.api.verify",

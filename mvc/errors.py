@@ -101,6 +101,10 @@ class RemoteCorrupt(RemoteError, CorruptObject):
     """An object on the remote does not hash to its oid."""
 
 
+class ForeignError(MvcError):
+    """Another tool's file that mvc imports (a .dvc file, dvc.lock, DVC's cache or config) is damaged or unknown."""
+
+
 class RegistryError(MvcError):
     """A registry operation is refused (unknown model or version, a rule, a tag taken)."""
 

@@ -175,3 +175,44 @@ def test_deep_nesting_and_huge_numbers():
     check_manifest(mf.HEADER + b"[" * 100000 + b"]" * 100000 + b"\n")
     check_manifest(mf.HEADER + b'["' + b"[" * 100000 + b"\n")
     check_index(pk.INDEX_HEADER + f"{OID} {2**64} 1\n".encode())
+
+
+# -- files of other tools that mvc import-dvc / import-lfs read (untrusted) ---------------------------------
+MD5 = "0123456789abcdef0123456789abcdef"
+DVC_LIKE = [
+    f"outs:\n- md5: {MD5}\n  size: 3\n  path: m.bin\n".encode(),
+    f"outs:\n- md5: {MD5}.dir\n  nfiles: 2\n  path: d\nmeta:\n  a: 1\n".encode(),
+    f"schema: '2.0'\nstages:\n  train:\n    outs:\n    - path: m.bin\n      md5: {MD5}\n      size: 3\n".encode(),
+    json.dumps([{"md5": MD5, "relpath": "a/b"}]).encode(),
+    b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12\n",
+]
+
+
+def check_foreign(data: bytes) -> None:
+    from mvc.errors import MvcError
+    from mvc.format import dvcfile, lfspointer
+
+    for parse in (
+        lambda: dvcfile.parse_dvc(data, "m.bin.dvc"),
+        lambda: dvcfile.parse_lock(data, "dvc.lock"),
+        lambda: dvcfile.parse_dir(data, MD5 + ".dir", "the .dir of d"),
+        lambda: dvcfile.uncached(data, "dvc.yaml"),
+        lambda: lfspointer.loads(data, "m.bin"),
+        lambda: lfspointer.rules(data),
+    ):
+        try:
+            parse()
+        except MvcError as e:
+            assert "\n" not in str(e)
+
+
+@MANY
+@given(st.sampled_from(DVC_LIKE), st.binary(max_size=40), st.integers(0, 400), st.integers(0, 40))
+def test_dvc_and_lfs_files_near_valid(base, noise, at, cut):
+    check_foreign(base[:at] + noise + base[at + cut :])
+
+
+@MANY
+@given(st.binary(max_size=600))
+def test_dvc_and_lfs_files_of_random_bytes(data):
+    check_foreign(data)

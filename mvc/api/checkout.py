@@ -68,7 +68,7 @@ def checkout(
         at_commit: str | None = None
         if rev is not None:
             at_commit = repo.resolve(rev)
-            at_rev = repo.git.pointers_at(at_commit)
+            at_rev = repo.pointers_at_commit(at_commit)
             chosen = select(repo, paths, sorted(at_rev), rev)
             for prel in chosen:
                 repo.check_inside(prel)
@@ -137,16 +137,32 @@ def _apply_at(
     from mvc.git import POINTER_GLOB
 
     before = repo.git.index_blobs(POINTER_GLOB)
+    # a pointer read from another tool's file at commit (a .dvc file before 'mvc import-dvc') is not in git
+    in_git = repo.git.blob_ids(commit, chosen)
     # paths whose weights are REV's already: their pointers in one git call
     idle = [prel for prel, plan in zip(chosen, plans, strict=True) if not _changes(plan)]
-    repo.git.checkout_paths(commit, idle)
+    _restore_pointers(repo, commit, idle, plans, chosen, in_git)
     rows = []
     for prel, plan in zip(chosen, plans, strict=True):
         rows.append(_apply(repo, plan, progress))
         if _changes(plan):
-            repo.git.checkout_paths(commit, [prel])
+            _restore_pointers(repo, commit, [prel], plans, chosen, in_git)
     after = repo.git.index_blobs(POINTER_GLOB)
     return rows, {p: after.get(p) for p in chosen if before.get(p) != after.get(p)}
+
+
+def _restore_pointers(
+    repo: Repo, commit: str, prels: list[str], plans: list[_Plan], chosen: list[str], in_git: dict[str, str | None]
+) -> None:
+    """``git checkout commit -- prels``; a pointer git does not hold there (read from a .dvc file) is written as
+    read and staged, as git's checkout stages the others."""
+    repo.git.checkout_paths(commit, [p for p in prels if in_git.get(p)])
+    foreign = [p for p in prels if not in_git.get(p)]
+    for prel in foreign:
+        plan = plans[chosen.index(prel)]
+        fileio.atomic_write(repo.abs(prel), ptrfmt.dumps(plan.pointer))
+    if foreign:
+        repo.git.stage(foreign)
 
 
 def _changes(plan: _Plan) -> bool:

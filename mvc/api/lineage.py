@@ -11,7 +11,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH
 from mvc.format.pointer import SUFFIX
-from mvc.repo.models import iso_date, load, models_at
+from mvc.repo.models import GTO_FILES, iso_date, load, models_at
 
 if TYPE_CHECKING:
     from mvc.repo.repository import Repo
@@ -33,24 +33,29 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
     repo = _repo(repo)
     git = repo.git
     name, path = _log_target(repo, target)
-    configs: dict[str | None, dict[str, str]] = {None: {}}
+    configs: dict[tuple[str | None, ...], dict[str, str]] = {(None,) * (1 + len(GTO_FILES)): {}}
     memo: dict[str, tuple[str | None, str | None]] = {}
 
     def models_of(commit: str) -> dict[str, str]:
-        blob = git.blob_ids(commit, [CONFIG_PATH])[CONFIG_PATH]
-        if blob is None:
-            return {}
-        if blob not in configs:
+        # the config's names over GTO's (artifacts.yaml, dvc.yaml: commits before 'mvc import-dvc')
+        blobs = git.blob_ids(commit, [CONFIG_PATH, *GTO_FILES])
+        key = tuple(blobs.values())
+        if key not in configs:
             try:
-                configs[blob] = cfgfmt.models(cfgfmt.loads(git.blob(blob), CONFIG_PATH))
+                configs[key] = models_at(git, commit)
             except ConfigError:  # a damaged config in an old commit: that commit has no models
-                configs[blob] = {}
-        return configs[blob]
+                configs[key] = {}
+        return configs[key]
+
+    synthesized: dict[str, bytes] = {}  # {git blob id: bytes} of pointers read from imported tools' files
 
     def state_of(commit: str) -> tuple[str | None, str | None]:
         if commit not in memo:
             p = models_of(commit).get(name) if name is not None else path
-            memo[commit] = (p, git.blob_ids(commit, [p + SUFFIX])[p + SUFFIX] if p else None)
+            blob = git.blob_ids(commit, [p + SUFFIX])[p + SUFFIX] if p else None
+            if p and blob is None:
+                blob = _foreign_blob(repo, commit, p, synthesized)
+            memo[commit] = (p, blob)
         return memo[commit]
 
     state = load(git)
@@ -88,7 +93,8 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
             assert p is not None
             repo.check_pointer(p + SUFFIX, c["id"][:7])  # a pointer mvc refuses is refused here too
             try:
-                ptr = ptrfmt.loads(git.blob(blob), f"{p}{SUFFIX} at {c['id'][:7]}")
+                data = synthesized[blob] if blob in synthesized else git.blob(blob)
+                ptr = ptrfmt.loads(data, f"{p}{SUFFIX} at {c['id'][:7]}")
                 entry.update(kind=ptr.kind, oid=ptr.oid, size=ptr.size, meta=ptr.meta)
             except PointerError as e:
                 entry["error"] = str(e)
@@ -103,6 +109,23 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
         entry["stages"] = stages
         out.append(entry)
     return out
+
+
+def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, bytes]) -> str | None:
+    """The git blob id of the pointer of rel read from an imported tool's file at commit (a .dvc file before
+    'mvc import-dvc'), or None: the import wrote the same bytes, so the switch is no change in the lineage."""
+    from mvc.repo import foreign
+
+    if not foreign.imported(repo):
+        return None
+    data = foreign.pointer_of(repo, commit, rel)
+    if data is None:
+        return None
+    import hashlib
+
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    synthesized[blob] = data
+    return blob
 
 
 def _log_target(repo: Repo, target: str) -> tuple[str | None, str | None]:
@@ -143,7 +166,7 @@ def _side(repo: Repo, rev: str | None) -> tuple[dict[str, Any], dict[str, str]]:
         return pointers, cfgfmt.models(repo.config.shared, CONFIG_PATH)
     commit = repo.resolve(rev)
     pointers = {}
-    for prel, data in repo.git.pointers_at(commit).items():
+    for prel, data in repo.pointers_at_commit(commit).items():
         repo.check_pointer(prel, rev)
         pointers[prel[: -len(SUFFIX)]] = ptrfmt.loads(data, f"{prel} at {rev}")
     try:

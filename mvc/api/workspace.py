@@ -43,6 +43,7 @@ MVC_GITIGNORE = """\
 /*
 !/.gitignore
 !/config.toml
+!/imported.toml
 """
 
 

@@ -42,6 +42,8 @@ COMMANDS = {
     "install-hooks": "mvc.cli.hooks:install_hooks",
     "hook": "mvc.cli.hooks:hook",
     "ui": "mvc.cli.ui:ui",
+    "import-dvc": "mvc.cli.migrate:import_dvc",
+    "import-lfs": "mvc.cli.migrate_lfs:import_lfs",
 }
 
 

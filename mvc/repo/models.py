@@ -255,14 +255,31 @@ def find_version(m: Model, text: str) -> Version:
     return v
 
 
+GTO_FILES = ("dvc.yaml", "artifacts.yaml")  # where GTO finds an artifact's path (the second wins)
+
+
 def models_at(git: gitmod.Git, commit: str) -> dict[str, str]:
-    """{model name: path} as recorded in .mvc/config.toml at commit."""
-    blob = git.blob_ids(commit, [CONFIG_PATH])[CONFIG_PATH]
+    """{model name: path} as recorded in .mvc/config.toml at commit, over GTO's names there (``artifacts.yaml``,
+    ``dvc.yaml``'s ``artifacts:``), so that GTO's tags of commits before ``mvc import-dvc`` resolve."""
+    blobs = git.blob_ids(commit, [CONFIG_PATH, *GTO_FILES])
+    found: dict[str, str] = {}
+    for path in GTO_FILES:
+        gto = blobs[path]
+        if gto is not None:
+            from mvc.errors import ForeignError
+            from mvc.format import dvcfile
+
+            try:
+                found.update(dvcfile.gto_artifacts(git.blob(gto), path, path == "dvc.yaml"))
+            except ForeignError:  # a damaged file of another tool names no model
+                pass
+    blob = blobs[CONFIG_PATH]
     if blob is None:
-        return {}
-    return cfgfmt.models(
-        cfgfmt.loads(git.blob(blob), f"{CONFIG_PATH} at {commit[:7]}"), f"{CONFIG_PATH} at {commit[:7]}"
+        return found
+    found.update(
+        cfgfmt.models(cfgfmt.loads(git.blob(blob), f"{CONFIG_PATH} at {commit[:7]}"), f"{CONFIG_PATH} at {commit[:7]}")
     )
+    return found
 
 
 def model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:

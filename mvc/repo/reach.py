@@ -49,7 +49,7 @@ class Reach:
         returns {pointer relpath: the oids it names there}."""
         found: dict[str, set[str]] = {}
         for commit, name in commits.items():
-            for prel, data in repo.git.pointers_at(commit).items():
+            for prel, data in repo.pointers_at_commit(commit).items():
                 oid = self.add(f"{prel} at {name}", data)
                 if oid is not None:
                     found.setdefault(prel, set()).add(oid)

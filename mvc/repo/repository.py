@@ -62,8 +62,16 @@ class Repo:
         return str(self.git.resolve(rev).id)
 
     def pointers_at(self, rev: str) -> dict[str, bytes]:
-        """{pointer relpath: bytes} in the tree of the commit rev names."""
-        return self.git.pointers_at(self.resolve(rev))
+        """{pointer relpath: bytes} in the tree of the commit rev names (with what imports read: see below)."""
+        return self.pointers_at_commit(self.resolve(rev))
+
+    def pointers_at_commit(self, commit: str) -> dict[str, bytes]:
+        """{pointer relpath: bytes} in commit's tree: mvc's pointers over those read from other tools' files
+        (``.dvc``, git-lfs) through ``.mvc/imported.toml`` (docs/FORMAT.md, "Imported history"). Every reader of
+        pointers at a revision goes through here."""
+        from mvc.repo import foreign  # not at the top: foreign's readers load DVC's parsers when a map exists
+
+        return foreign.all_pointers_at(self, commit)
 
     # -- paths ------------------------------------------------------------------------------
     def rel(self, path: str) -> str:

@@ -173,6 +173,15 @@ def pointers(
                 repo.check_pointer(prel, commits[commit])
                 found[f"{prel} at {commits[commit]}"] = ptrfmt.loads(data, f"{prel} at {commits[commit]}")
                 matched.append(prel)
+        from mvc.repo import foreign  # pointers read from .dvc files before 'mvc import-dvc'
+
+        if foreign.imported(repo):
+            for commit, name in commits.items():
+                for prel, data in foreign.pointers_at(repo, commit).items():
+                    if (not rels or matches(prel, rels)) and f"{prel} at {name}" not in found:
+                        repo.check_pointer(prel, name)
+                        found[f"{prel} at {name}"] = ptrfmt.loads(data, f"{prel} at {name}")
+                        matched.append(prel)
     for r, p in zip(rels, shown, strict=False):
         if not any(matches(m, [r]) for m in matched):
             where = " in the selected revisions" if commits else ""

@@ -1,0 +1,426 @@
+"""``mvc import-dvc``: a DVC repository's outputs become mvc pointers, staged as one change to review
+(docs/cli.md, "mvc import-dvc"; docs/FORMAT.md, "Imported history").
+
+Everything is read and checked before anything in the work tree or the index changes: every .dvc file and
+dvc.lock parsed, every object found in DVC's cache (or fetched from a DVC remote), its md5 checked and its bytes
+hashed into mvc's cache (linked from DVC's cache where the filesystem allows: reflink, else hardlink). Objects
+stored on the way are harmless if a later check fails: nothing names them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import sys
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.errors import ForeignError, MvcError, PathError, RemoteObjectMissing
+from mvc.format import config as cfgfmt
+from mvc.format import dvcfile
+from mvc.format.config import CONFIG, CONFIG_PATH, LOCK, MVC_DIR
+from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
+from mvc.repo import foreign, foreign_dvc
+from mvc.repo import ignores as gitignores
+from mvc.repo.repository import Repo, open_repo
+from mvc.storage import fileio
+from mvc.storage.lock import locked
+from mvc.storage.parallel import run_parallel
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LINKS = ("reflink", "hardlink", "copy")  # DVC's cache files are immutable: mvc's object may share their inode
+SECRETS = {"access_key_id", "secret_access_key", "session_token", "password", "key", "secret", "token"}
+SHARED_KEYS = {"endpointurl": "endpoint_url", "region": "region", "profile": "profile"}
+REMOTE_SUFFIX = "mvc"  # mvc's objects go below the DVC remote's URL, in a directory of their own
+
+
+class _Dvc:
+    """DVC's side: its config, cache directory and remotes, and where each object is."""
+
+    def __init__(self, repo: Repo, remote: str | None):
+        self.repo = repo
+        self.dir = os.path.join(repo.root, ".dvc")
+        if not os.path.isdir(self.dir):
+            raise PathError(f"{repo.root} has no .dvc/ directory: run 'mvc import-dvc' in a DVC repository")
+        cfg: dict[str, dict[str, str]] = {}
+        self.local: dict[str, dict[str, str]] = {}
+        for name, into in (("config", cfg), ("config.local", self.local)):
+            try:
+                with open(os.path.join(self.dir, name), encoding="utf-8") as f:
+                    into.update(dvcfile.parse_config(f.read(), f".dvc/{name}"))
+            except FileNotFoundError:
+                pass
+            except UnicodeDecodeError:
+                raise ForeignError(f".dvc/{name}: not UTF-8 text: fix the file") from None
+        self.shared = cfg
+        merged = {k: {**cfg.get(k, {}), **self.local.get(k, {})} for k in {*cfg, *self.local}}
+        cache = merged.get("cache", {}).get("dir")
+        self.cache = os.path.normpath(os.path.join(self.dir, cache)) if cache else os.path.join(self.dir, "cache")
+        self.remotes = {k.split(" ", 1)[1]: v for k, v in merged.items() if k.startswith("remote ") and "url" in v}
+        self.default = remote or merged.get("core", {}).get("remote")
+        if remote is not None and remote not in self.remotes:
+            raise ForeignError(f"DVC has no remote {remote!r}: see 'dvc remote list'")
+        self._store: Any = None
+
+    def cached(self, md5: str, legacy: bool) -> str | None:
+        """The DVC cache file of md5 (3.x: files/md5/ab/cdef…; 2.x: ab/cdef…), or None."""
+        rel = f"{md5[:2]}/{md5[2:]}"
+        spots = [os.path.join(self.cache, "files", "md5", rel), os.path.join(self.cache, rel)]
+        for path in spots[::-1] if legacy else spots:
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def fetch(self, md5: str, legacy: bool, dest: str) -> None:
+        """Download md5 from the DVC remote to dest (unchecked: the caller checks the md5)."""
+        if self.default is None or self.default not in self.remotes:
+            raise ForeignError(
+                f"object {md5} is in neither DVC's cache ({self.cache}) nor a DVC remote (none is the default): "
+                "run 'dvc pull' or pass --dvc-remote NAME"
+            )
+        store = self._open()
+        rel = f"{md5[:2]}/{md5[2:]}"
+        tries = [rel, f"files/md5/{rel}"] if legacy else [f"files/md5/{rel}", rel]
+        for i, key in enumerate(tries):
+            try:
+                store.get_file(key, dest)
+                return
+            except RemoteObjectMissing:
+                if i == len(tries) - 1:
+                    raise ForeignError(
+                        f"object {md5} is in neither DVC's cache nor DVC remote {self.default} "
+                        f"({cfgfmt.redact_url(self.remotes[self.default]['url'])}): run 'dvc push' where it is"
+                    ) from None
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from mvc.storage.urls import open_store
+
+            assert self.default is not None
+            entry = self.remotes[self.default]
+            options = {SHARED_KEYS[k]: v for k, v in entry.items() if k in SHARED_KEYS}
+            options.update(
+                {k: v for k, v in entry.items() if k in ("access_key_id", "secret_access_key", "session_token")}
+            )
+            self._store = open_store(entry["url"], options, base=self.dir, reading=True)
+        return self._store
+
+
+class _Plan:
+    """What the import found: outputs now and in history, DVC md5 -> (oid, size, nfiles)."""
+
+    def __init__(self) -> None:
+        self.now: list[dvcfile.Out] = []
+        self.dvc_files: list[str] = []
+        self.history: dict[str, bool] = {}  # md5 -> legacy, of outputs only older revisions name
+        self.known: dict[str, tuple[str, int, int | None]] = {}
+        self.missing_history: list[str] = []
+        self.fetched = 0
+        self.stored = 0
+
+
+def import_dvc(
+    *,
+    history: bool = True,
+    dvc_remote: str | None = None,
+    push: bool = False,
+    remote: str | None = None,
+    jobs: int | None = None,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Convert the DVC outputs of the work tree (.dvc files, dvc.lock stages) to mvc pointers, all staged.
+
+    ``history``: also import the versions older commits' .dvc files name (where DVC's cache or remote holds
+    them), so that ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's).
+    ``push``: then push everything imported to the mvc remote (``remote``, default: the default one).
+    Returns {paths, dvc_files, remotes, objects, fetched, history_versions, history_missing, pushed}."""
+    repo = open_repo(repo)
+    dvc = _Dvc(repo, dvc_remote)
+    plan = _Plan()
+    _read_now(repo, plan)
+    if not plan.now:
+        raise PathError("no DVC outputs to import: no .dvc file or dvc.lock output is tracked by git here")
+    if history:
+        _read_history(repo, plan)
+    jobs = jobs or min(32, 4 * (os.cpu_count() or 1))
+    for o in plan.now:
+        _import_object(repo, dvc, plan, o.md5, o.legacy, o.path, jobs, progress)
+    for md5, legacy in sorted(plan.history.items()):
+        if md5 in plan.known:
+            continue
+        try:
+            _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
+        except ForeignError:
+            plan.missing_history.append(md5)
+    # everything is checked: from here on the work tree and the index change
+    shared = _write(repo, dvc, plan)
+    pushed = None
+    if push:
+        from mvc.api import sync
+
+        repo = Repo(repo.root)  # the config as the import left it: with DVC's remotes
+        pushed = sync.push(repo=repo, remote=remote, jobs=jobs, progress=progress)  # the staged pointers
+        if plan.history:  # and the versions older commits name
+            more = sync.push(repo=repo, remote=remote, jobs=jobs, all_commits=True, progress=progress)
+            pushed["uploaded"] += more["uploaded"]
+    return {
+        "paths": sorted(o.path for o in plan.now),
+        "dvc_files": plan.dvc_files,
+        "remotes": shared,
+        "objects": len(plan.known),
+        "stored": plan.stored,
+        "fetched": plan.fetched,
+        "history_versions": len([m for m in plan.history if m in plan.known]),
+        "history_missing": sorted(plan.missing_history),
+        "pushed": pushed,
+    }
+
+
+def _read_now(repo: Repo, plan: _Plan) -> None:
+    out = repo.git.run("ls-files", "-z").decode("utf-8", "surrogateescape")
+    files = [p for p in out.split("\0") if p]
+    existing = {Repo.target_of(p) for p in repo.git.ls_pointers()}
+    for path in files:
+        base = posixpath.basename(path)
+        if path.endswith(foreign_dvc.SUFFIX) and not path.startswith(".dvc/") and base != foreign_dvc.SUFFIX:
+            plan.dvc_files.append(path)
+            plan.now += dvcfile.parse_dvc(_read(repo, path), path)
+        elif base == "dvc.lock":
+            yaml_path = posixpath.join(posixpath.dirname(path), "dvc.yaml")
+            skip = dvcfile.uncached(_read(repo, yaml_path), yaml_path) if os.path.exists(repo.abs(yaml_path)) else set()
+            plan.now += [o for o in dvcfile.parse_lock(_read(repo, path), path, skip) if o.path not in files]
+    seen: dict[str, str] = {}
+    for o in plan.now:
+        why = repo.untrackable(o.path)
+        if why is not None:
+            raise ForeignError(f"output {o.path}: a path mvc never tracks ({why}): move it in DVC first")
+        if o.path in seen:
+            raise ForeignError(f"output {o.path} is named twice (in {seen[o.path]} too): fix the DVC files")
+        seen[o.path] = o.path
+        if o.path in existing:
+            raise PathError(f"{o.path} is tracked by mvc already: remove {o.path}.mvc or its DVC file first")
+        repo.check_inside(o.path)
+
+
+def _read(repo: Repo, path: str) -> bytes:
+    try:
+        with open(repo.check_inside(path), "rb") as f:
+            return f.read(dvcfile.MAX_LOCK_FILE + 1)
+    except FileNotFoundError:
+        raise ForeignError(
+            f"{path}: tracked by git but missing from the work tree: restore it with 'git checkout'"
+        ) from None
+
+
+def _read_history(repo: Repo, plan: _Plan) -> None:
+    try:
+        commits = repo.git.run("rev-list", "HEAD", "--branches", "--tags", "--").decode().split()
+    except MvcError:  # no commit yet
+        return
+    now = {o.md5 for o in plan.now}
+    seen: set[tuple[str, str]] = set()
+    for commit in commits:
+        for path, blob in foreign_dvc.dvc_files_at(repo, commit).items():
+            if (path, blob) in seen:
+                continue
+            seen.add((path, blob))
+            for o in foreign_dvc.outs_of(repo, path, blob):
+                if o.md5 not in now:
+                    plan.history.setdefault(o.md5, o.legacy)
+
+
+def _md5_file(path: str, legacy: bool) -> str:
+    """md5 of a file as DVC computed it: of its bytes; DVC 2.x hashed text files with CRLF turned into LF."""
+    with open(path, "rb") as f:
+        h = hashlib.md5(usedforsecurity=False)
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+        digest = h.hexdigest()
+        if not legacy:
+            return digest
+        f.seek(0)
+        data = f.read(8000)
+        if b"\0" in data or b"\r\n" not in data:
+            return digest
+        f.seek(0)
+        return hashlib.md5(f.read().replace(b"\r\n", b"\n"), usedforsecurity=False).hexdigest()
+
+
+def _store_file(repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> tuple[str, int]:
+    """(oid, size) of the file DVC names md5, hashed into mvc's cache after its md5 is checked."""
+    src = dvc.cached(md5, legacy)
+    tmp = None
+    if src is None:
+        tmp = repo.odb.tmp_path("dvc")
+        dvc.fetch(md5, legacy, tmp)
+        src = tmp
+        plan.fetched += 1
+    try:
+        got = _md5_file(src, legacy)
+        if got != md5 and not (legacy and _md5_file(src, False) == md5):
+            where = "DVC remote" if tmp else f"DVC cache file {src}"
+            raise ForeignError(f"{what}: {where} does not match its md5 {md5} (it hashes to {got}): it is damaged")
+        oid, _how, st = repo.odb.add_file(src, ("hardlink", "copy") if tmp else LINKS)
+        plan.stored += 1
+        return oid, st.st_size
+    finally:
+        if tmp is not None:
+            fileio.remove_quietly(tmp)
+
+
+def _import_object(
+    repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str, jobs: int, progress: progressmod.Factory
+) -> None:
+    if md5 in plan.known:
+        return
+    if not md5.endswith(dvcfile.DIR_SUFFIX):
+        oid, size = _store_file(repo, dvc, plan, md5, legacy, what)
+        plan.known[md5] = (oid, size, None)
+        return
+    src = dvc.cached(md5, legacy)
+    if src is None:
+        tmp = repo.odb.tmp_path("dvc")
+        try:
+            dvc.fetch(md5, legacy, tmp)
+            with open(tmp, "rb") as f:
+                listing = f.read()
+        finally:
+            fileio.remove_quietly(tmp)
+        plan.fetched += 1
+    else:
+        with open(src, "rb") as f:
+            listing = f.read()
+    entries = dvcfile.parse_dir(listing, md5, f"{what}: DVC directory listing {md5}")
+    todo = sorted({m for _, m in entries if m not in plan.known})
+    bar = progress(f"importing {what}", len(todo))
+    try:
+
+        def one(m: str) -> tuple[str, int]:
+            return _store_file(repo, dvc, plan, m, legacy, f"{what} (a file of md5 {m})")
+
+        def done(m: str, res: tuple[str, int]) -> None:
+            plan.known[m] = (res[0], res[1], None)
+            bar.update(1)
+
+        run_parallel(one, todo, jobs, done)
+    finally:
+        bar.close()
+    rows = [mf.Entry(rel, plan.known[m][0], plan.known[m][1]) for rel, m in entries]
+    data = mf.dumps(rows)
+    oid = oids.from_digest(fileio.hexdigest_bytes(data))
+    mf.loads(data, oid)  # the manifest rules (no entry below another) hold for DVC's listing too
+    if not repo.odb.exists(oid):
+        repo.odb.install_bytes(data, oid)
+    plan.known[md5] = (oid, sum(r.size for r in rows), len(rows))
+
+
+def _write(repo: Repo, dvc: _Dvc, plan: _Plan) -> list[str]:
+    """Write pointers, .gitignore lines, the map, the remotes and the model names; stage it all, with the .dvc
+    files removed. Returns the remotes added."""
+    to_stage: list[str] = []
+    for o in plan.now:
+        data = foreign_dvc.pointer_bytes(o, plan.known[o.md5])
+        for oid in _oids(repo, o, plan):
+            repo.odb.freshen(oid)
+        fileio.atomic_write(repo.abs(Repo.pointer_of(o.path)), data)
+        to_stage.append(Repo.pointer_of(o.path))
+        to_stage.append(gitignores.add(repo, o.path))  # DVC wrote the same '/NAME' line: kept once
+    _write_map(repo, plan)
+    to_stage += [foreign.IMPORTED_PATH, f"{MVC_DIR}/.gitignore"]
+    added = _move_remotes(repo, dvc)
+    _name_models(repo)
+    to_stage.append(CONFIG_PATH)
+    with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
+        if plan.dvc_files:
+            repo.git.run("rm", "-q", "--cached", "--", *[f":(literal){p}" for p in plan.dvc_files])
+            for p in plan.dvc_files:
+                fileio.remove_quietly(repo.abs(p))
+        repo.git.stage(dict.fromkeys(to_stage))
+    return added
+
+
+def _oids(repo: Repo, o: dvcfile.Out, plan: _Plan) -> list[str]:
+    oid = plan.known[o.md5][0]
+    return [oid, *sorted(mf.oids_of(repo.odb.read_bytes(oid), oid))] if o.is_dir else [oid]
+
+
+def _write_map(repo: Repo, plan: _Plan) -> None:
+    import tomli_w
+
+    path = os.path.join(repo.mvc_dir, foreign.IMPORTED)
+    with locked(os.path.join(repo.mvc_dir, LOCK), foreign.IMPORTED):
+        try:
+            with open(path, "rb") as f:
+                current = tomllib.loads(f.read().decode("utf-8"))
+        except FileNotFoundError:
+            current = {}
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+            raise ForeignError(f"{foreign.IMPORTED_PATH}: not valid TOML: restore it with 'git checkout'") from None
+        table = current.setdefault("dvc", {}).setdefault("md5", {})
+        for md5, (oid, size, nfiles) in sorted(plan.known.items()):
+            if md5.endswith(dvcfile.DIR_SUFFIX) or md5 in _top(plan):
+                table[md5] = {"oid": oid, "size": size, **({"nfiles": nfiles} if nfiles is not None else {})}
+        current["format"] = foreign.FORMAT
+        fileio.atomic_write(path, tomli_w.dumps(current).encode())
+    ignore = os.path.join(repo.mvc_dir, ".gitignore")
+    text = gitignores.read_text(ignore)
+    line = f"!/{foreign.IMPORTED}"
+    if line not in text.splitlines():
+        fileio.atomic_write(ignore, (text + ("" if text.endswith("\n") or not text else "\n") + line + "\n").encode())
+
+
+def _top(plan: _Plan) -> set[str]:
+    """The md5s pointers name (outputs now and in history); a directory's files need no entry of their own."""
+    return {o.md5 for o in plan.now} | set(plan.history)
+
+
+def _move_remotes(repo: Repo, dvc: _Dvc) -> list[str]:
+    """DVC's remotes as mvc remotes (their URL plus /mvc: mvc's layout apart from DVC's); credentials, wherever
+    DVC kept them, only in .mvc/config.local.toml. A name mvc uses already is left alone."""
+    from mvc.repo.remotes import normalize_url, remote_table, validate
+
+    have = remote_table(repo)
+    shared_path = os.path.join(repo.mvc_dir, CONFIG)
+    local_path = os.path.join(repo.mvc_dir, cfgfmt.LOCAL)
+    added = []
+    for name, entry in sorted(dvc.remotes.items()):
+        if name in have or not cfgfmt.valid_remote_name(name):
+            continue
+        url = entry["url"]
+        if "://" not in url and not os.path.isabs(url):  # DVC reads a relative path from .dvc/
+            url = os.path.normpath(os.path.join(dvc.dir, url))
+        url = normalize_url(repo, url.rstrip("/") + "/" + REMOTE_SUFFIX)
+        creds = cfgfmt.has_credentials(url)
+        cfgfmt.write_value(local_path if creds else shared_path, f"remote.{name}.url", url)
+        for key, value in sorted(entry.items()):
+            if key in SHARED_KEYS:
+                cfgfmt.write_value(shared_path if not creds else local_path, f"remote.{name}.{SHARED_KEYS[key]}", value)
+            elif key in SECRETS or cfgfmt.is_secret(key):
+                cfgfmt.write_value(local_path, f"remote.{name}.{key}", value)
+        added.append(name)
+    if dvc.default in added and repo.config.get("core.remote") is None:
+        cfgfmt.write_value(shared_path, "core.remote", dvc.default)
+    if added:
+        validate(repo)
+    return added
+
+
+def _name_models(repo: Repo) -> None:
+    """GTO's artifact names (artifacts.yaml, dvc.yaml's artifacts) as [models.NAME] in .mvc/config.toml."""
+    found: dict[str, str] = {}
+    for path in ("dvc.yaml", "artifacts.yaml"):
+        full = repo.abs(path)
+        if os.path.isfile(full):
+            with open(full, "rb") as f:
+                found.update(dvcfile.gto_artifacts(f.read(dvcfile.MAX_LOCK_FILE + 1), path, path == "dvc.yaml"))
+    current = cfgfmt.models(repo.config.shared)
+    for name, path in sorted(found.items()):
+        if name not in current and os.path.lexists(repo.abs(Repo.pointer_of(path))):
+            cfgfmt.write_value(os.path.join(repo.mvc_dir, CONFIG), f"models.{name}.path", path)

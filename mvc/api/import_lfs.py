@@ -1,0 +1,324 @@
+"""``mvc import-lfs``: the git-lfs pointers of the current commit become mvc pointers, history untouched.
+
+All or nothing: every pointer is parsed, every object located (fetched with ``git lfs fetch`` where
+``.git/lfs/objects`` lacks it) and its sha256 and size checked before anything is written; objects then enter
+the cache, and only then do the work tree, ``.gitattributes``, ``.mvc/imported.toml`` and the index change.
+Old revisions stay readable through the map (``mvc/repo/foreign_lfs.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as statmod
+from collections.abc import Iterable
+from typing import Any
+
+from mvc import progress as progressmod
+from mvc.api import record
+from mvc.errors import CorruptObject, GitError, ObjectMissing, PathError, PointerError, WorkspaceModified
+from mvc.format import lfspointer as lfs
+from mvc.format import pointer as ptrfmt
+from mvc.format.config import LOCK, MVC_DIR
+from mvc.repo import foreign, foreign_lfs
+from mvc.repo import ignores as gitignores
+from mvc.repo.repository import Repo, open_repo, shell_quoted
+from mvc.repo.selection import user_paths
+from mvc.storage import fileio
+from mvc.storage.lock import locked
+
+IMPORTED_REL = f"{MVC_DIR}/{lfs.IMPORTED}"
+UNIGNORE = "!/" + lfs.IMPORTED  # the line of .mvc/.gitignore that lets git see the map
+
+
+class _Item:
+    __slots__ = ("oid", "path", "ptr", "source", "src")
+
+    def __init__(self, path: str, ptr: lfs.LfsPointer):
+        self.path, self.ptr = path, ptr
+        self.src: str | None = None  # the file holding the content, once located
+        self.source = ""  # where it came from: "lfs" (.git/lfs/objects), "worktree", "fetched"
+        self.oid = ""
+
+
+def import_lfs(
+    paths: Iterable[str] = (),
+    *,
+    push: bool = False,
+    remote: str | None = None,
+    fetch: bool = True,
+    history: bool = True,
+    stage: bool = True,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> dict[str, Any]:
+    """Convert the git-lfs pointers of HEAD (those under ``paths``, default all) to mvc pointers, their content
+    in the cache and the work tree, and stage the change. ``fetch``: run ``git lfs fetch`` for objects
+    ``.git/lfs/objects`` lacks. ``history``: also store (and map) the content of the git-lfs pointers of HEAD's
+    ancestors at those paths that ``.git/lfs/objects`` holds, so that old revisions can be read. ``push``: then
+    push them all to ``remote`` (default: the default remote). Returns {"imported": [{path, oid, size, sha256,
+    source}], "history": {"stored", "missing"}, "attributes": [lines removed]}."""
+    repo = open_repo(repo)
+    head = repo.git.run("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).decode().strip()
+    if not head:
+        raise GitError("there is no commit yet: commit the git-lfs files, then run 'mvc import-lfs'")
+    tree = foreign_lfs.Tree(repo, head)
+    all_rules = foreign_lfs.rules_of(repo, tree)
+    found = foreign_lfs.lfs_files(repo, tree, all_rules)
+    chosen = _choose(repo, found, user_paths(paths))
+    items = [_check(repo, tree, path, found[path]) for path in chosen]
+    _locate(repo, items, fetch)
+    old, missing = _history(repo, head, set(chosen), {it.ptr.sha256 for it in items}) if history else ([], 0)
+    try:
+        for it in items + old:  # every object checked before anything is stored or written
+            _verify(it, progress)
+        for it in items + old:
+            it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
+        recorder = record.Auto(repo)
+        done = [_write(repo, it, recorder) for it in items]
+    finally:
+        repo.state.flush()
+    attrs_changed, removed = _strip_attributes(repo, tree, all_rules, {it.path for it in items})
+    to_stage = [Repo.pointer_of(it.path) for it in items] + done + attrs_changed + _write_map(repo, items + old)
+    if stage:
+        with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
+            repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){it.path}" for it in items])
+            repo.git.run("add", "-f", "--", f":(literal){IMPORTED_REL}")
+            repo.git.stage(dict.fromkeys(p for p in to_stage if p != IMPORTED_REL))
+    rows = [
+        {"path": it.path, "oid": it.oid, "size": it.ptr.size, "sha256": it.ptr.sha256, "source": it.source}
+        for it in items
+    ]
+    out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}, "attributes": removed}
+    if push:
+        out["push"] = _push(repo, items + old, remote, progress)
+    return out
+
+
+def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[list[_Item], int]:
+    """The distinct contents of the git-lfs pointers at the chosen paths in HEAD's ancestors, that HEAD's do not
+    hold already: (those .git/lfs/objects holds, how many it lacks). Pointers that do not parse are skipped:
+    their revisions stay git-lfs's."""
+    lfs_dir = _lfs_dir(repo)
+    found: dict[str, _Item] = {}
+    absent: set[str] = set()
+    for commit in repo.git.run("rev-list", head).decode().split()[1:]:
+        tree = foreign_lfs.Tree(repo, commit)
+        for path, data in foreign_lfs.lfs_files(repo, tree, foreign_lfs.rules_of(repo, tree)).items():
+            if path not in chosen:
+                continue
+            try:
+                ptr = lfs.loads(data, path)
+            except PointerError:
+                continue
+            if ptr.sha256 in have or ptr.sha256 in found or ptr.sha256 in absent:
+                continue
+            at = _stored(lfs_dir, ptr.sha256)
+            if os.path.isfile(at):
+                it = found[ptr.sha256] = _Item(f"{path} at {commit[:12]}", ptr)
+                it.src, it.source = at, "lfs"
+            else:
+                absent.add(ptr.sha256)
+    return list(found.values()), len(absent)
+
+
+def _push(repo: Repo, items: list[_Item], remote: str | None, progress: progressmod.Factory) -> dict[str, Any]:
+    """Push the imported objects, those of old revisions too (which no pointer of the work tree names)."""
+    from mvc.api import sync
+    from mvc.repo.remotes import journal, spec
+    from mvc.repo.selection import Wanted
+
+    sp = spec(repo, remote)
+    wanted = Wanted()
+    for it in items:
+        wanted.add_pointer(it.path, ptrfmt.Pointer("file", it.oid, it.ptr.size))
+    jr = journal(repo)
+    try:
+        return sync._push(repo, sp, wanted, jr, None, False, progress)
+    finally:
+        jr.close()
+
+
+def _choose(repo: Repo, found: dict[str, bytes], paths: list[str]) -> list[str]:
+    """The git-lfs pointers of HEAD to import: all, or those at or under the paths given."""
+    if not found:
+        raise PathError(
+            "HEAD has no git-lfs pointers (no file a 'filter=lfs' line of .gitattributes names): nothing to import"
+        )
+    if not paths:
+        return sorted(found)
+    chosen: set[str] = set()
+    for p in paths:
+        rel = repo.rel(p)
+        hits = [f for f in found if rel == "." or f == rel or f.startswith(rel + "/")]
+        if not hits:
+            raise PathError(f"{p}: no git-lfs pointer at HEAD is there: check the path with 'git lfs ls-files'")
+        chosen.update(hits)
+    return sorted(chosen)
+
+
+def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes) -> _Item:
+    """Parse the pointer at path and refuse what importing it would break (before anything is written)."""
+    ptr = lfs.loads(data, f"{path} at HEAD")
+    why = repo.untrackable(path)
+    if why is not None:
+        raise PathError(f"{path}: a git-lfs pointer at a path mvc never tracks ({why}): move it with 'git mv' first")
+    full = repo.check_inside(path)
+    prel = Repo.pointer_of(path)
+    if prel in tree.blobs or os.path.lexists(repo.abs(prel)):
+        raise PathError(f"{path}: {prel} already exists: remove it, or leave {path} to git-lfs")
+    staged = repo.git.index_blobs(f":(literal){path}").get(path)
+    if staged != tree.blobs[path][0]:
+        raise WorkspaceModified(
+            f"{path} has staged changes: commit them (or 'git restore --staged {shell_quoted(path)}')"
+        )
+    it = _Item(path, ptr)
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        return it
+    if not statmod.S_ISREG(st.st_mode):
+        raise WorkspaceModified(
+            f"{path} is not a regular file in the work tree: restore it with 'git checkout -- {path}'"
+        )
+    if st.st_size == len(data) and _read(full) == data:
+        return it  # the pointer itself: git-lfs never smudged it
+    if st.st_size != ptr.size:
+        raise WorkspaceModified(f"{path} has changes not committed: commit them or 'git checkout -- {path}'")
+    it.src, it.source = full, "worktree"  # the content, if its sha256 agrees (checked with the others)
+    return it
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(lfs.MAX_POINTER)
+
+
+def _lfs_dir(repo: Repo) -> str:
+    common = repo.git.run("rev-parse", "--git-common-dir").decode().strip()
+    return os.path.join(repo.root, common, "lfs", "objects")
+
+
+def _stored(lfs_dir: str, sha: str) -> str:
+    return os.path.join(lfs_dir, sha[:2], sha[2:4], sha)
+
+
+def _locate(repo: Repo, items: list[_Item], fetch: bool) -> None:
+    """Point each item at a file that should hold its content: git-lfs's store first, then the work tree,
+    then what ``git lfs fetch`` brings."""
+    lfs_dir = _lfs_dir(repo)
+    for it in items:
+        at = _stored(lfs_dir, it.ptr.sha256)
+        if os.path.isfile(at) and os.path.getsize(at) == it.ptr.size:
+            it.src, it.source = at, "lfs"
+    missing = [it for it in items if it.src is None]
+    if missing and fetch:
+        import shutil
+
+        if shutil.which("git-lfs") is not None:
+            # the include list is a comma-separated list of patterns: escape what they would read as special
+            include = ",".join("".join("\\" + c if c in "*?[]\\," else c for c in it.path) for it in missing)
+            repo.git.run("lfs", "fetch", f"--include={include}", "--exclude=", check=False)
+        for it in missing:
+            at = _stored(lfs_dir, it.ptr.sha256)
+            if os.path.isfile(at):
+                it.src, it.source = at, "fetched"
+    for it in items:
+        if it.src is None:
+            how = "'git lfs fetch' could not get it" if fetch else "it was not fetched (--no-fetch)"
+            raise ObjectMissing(
+                f"{it.path}: the git-lfs object sha256:{it.ptr.sha256} is not in .git/lfs/objects and {how}: "
+                "install git-lfs, check 'git lfs env' and the lfs remote, then retry"
+            )
+
+
+def _verify(it: _Item, progress: progressmod.Factory) -> None:
+    assert it.src is not None
+    h = hashlib.sha256()
+    n = 0
+    bar = progress(f"checking {it.path}", it.ptr.size)
+    try:
+        with open(it.src, "rb") as fh:
+            while chunk := fh.read(fileio.CHUNK if it.ptr.size > fileio.SMALL else fileio.SMALL):
+                h.update(chunk)
+                n += len(chunk)
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+    if n != it.ptr.size or h.hexdigest() != it.ptr.sha256:
+        where = "the work tree file" if it.source == "worktree" else it.src
+        raise CorruptObject(
+            f"{it.path}: {where} does not match its git-lfs pointer (sha256 {it.ptr.sha256[:12]}…, {it.ptr.size} "
+            f"bytes): delete it and run 'git lfs fetch' again"
+        )
+
+
+def _write(repo: Repo, it: _Item, recorder: record.Auto) -> str:
+    """The content at the path, its pointer and .gitignore line; returns that .gitignore's relpath."""
+    full = repo.abs(it.path)
+    _how, st = repo.odb.place(it.oid, full, repo.config.link_types)
+    if st is not None and statmod.S_ISREG(st.st_mode):
+        repo.state.put(it.path, st, it.oid)
+    if not repo.odb.freshen(it.oid):
+        raise ObjectMissing(f"{it.path}: object {it.oid} left the cache while it was imported: run the import again")
+    p = ptrfmt.Pointer("file", it.oid, it.ptr.size, None, auto=recorder.of(it.path, "file", it.oid))
+    fileio.atomic_write(repo.abs(Repo.pointer_of(it.path)), ptrfmt.dumps(p))
+    return gitignores.add(repo, it.path)
+
+
+def _strip_attributes(
+    repo: Repo, tree: foreign_lfs.Tree, all_rules: list[lfs.Rule], converted: set[str]
+) -> tuple[list[str], list[str]]:
+    """Remove the git-lfs attributes of the lines whose every matched file was converted; keep the others.
+    Returns (the .gitattributes relpaths changed, the lines removed)."""
+    drop: dict[str, set[str]] = {}
+    for r in all_rules:
+        if not r.lfs:
+            continue
+        matched = [p for p in tree.blobs if r.matches(p)]
+        if matched and all(p in converted for p in matched):
+            drop.setdefault(f"{r.base}/{foreign_lfs.ATTRIBUTES}" if r.base else foreign_lfs.ATTRIBUTES, set()).add(
+                r.line
+            )
+    changed, removed = [], []
+    for rel, lines in sorted(drop.items()):
+        full = repo.abs(rel)
+        try:
+            with open(full, "rb") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            continue
+        new = lfs.strip_lfs(text, lines)
+        if new != text:
+            fileio.atomic_write(full, new)
+            changed.append(rel)
+            removed += [f"{rel}: {line}" for line in sorted(lines)]
+    return changed, removed
+
+
+def _write_map(repo: Repo, items: list[_Item]) -> list[str]:
+    """Merge the imported content into .mvc/imported.toml (other tables, another importer's, kept), and make
+    sure .mvc/.gitignore lets git see it. Returns the relpaths to stage."""
+    import tomli_w
+
+    path = os.path.join(repo.mvc_dir, lfs.IMPORTED)
+    out = [IMPORTED_REL]
+    with locked(os.path.join(repo.mvc_dir, LOCK), IMPORTED_REL):
+        doc: dict[str, Any] = {}
+        if os.path.exists(path):
+            with open(path, "rb") as fh:
+                doc = foreign.parse(fh.read(), IMPORTED_REL)  # refuses a format this mvc does not know
+        doc = {"format": foreign.FORMAT, **doc}
+        table = lfs.imported(doc, IMPORTED_REL)
+        for it in items:
+            table[it.ptr.sha256] = (it.oid, it.ptr.size)
+        rest = {k: v for k, v in doc.get("lfs", {}).items() if k != "sha256"}
+        doc = {k: v for k, v in doc.items() if k != "lfs"} | ({"lfs": rest} if rest else {})
+        # one line an entry (an inline table), as docs/FORMAT.md shows: tomli_w would write a table each
+        lines = [f'"{s}" = {{ oid = "{o}", size = {n} }}\n' for s, (o, n) in sorted(table.items())]
+        fileio.atomic_write(path, (tomli_w.dumps(doc) + "\n[lfs.sha256]\n" + "".join(lines)).encode())
+        ignore = os.path.join(repo.mvc_dir, ".gitignore")
+        text = gitignores.read_text(ignore)
+        if text and UNIGNORE not in text.splitlines():
+            fileio.atomic_write(ignore, (text.rstrip("\n") + "\n" + UNIGNORE + "\n").encode())
+            out.append(f"{MVC_DIR}/.gitignore")
+    return out

@@ -1,0 +1,120 @@
+"""Pointers of other tools, read-only, at revisions before ``mvc import-dvc`` / ``mvc import-lfs`` (docs/FORMAT.md,
+"Imported history"): a ``.dvc`` file or a git-lfs pointer at an old commit is read as the mvc pointer it was
+converted to, through the map of imported content ``.mvc/imported.toml`` (committed by the import), so that
+checkout, get, log and gc see the lineage from before the switch.
+
+Each reader (``foreign_dvc``, ``foreign_lfs``) has ``pointers_at(repo, commit, table)``, table being its tool's
+table of the map, returning ``{pointer relpath ("PATH.mvc"): mvc pointer bytes}`` for the files of its tool in one
+commit's tree that the map names; and may have ``pointer_of(repo, commit, rel, table)``: the one for tracked path
+rel, or None. An mvc pointer at the same path wins (``all_pointers_at``).
+
+The map read is the union of the work tree's ``.mvc/imported.toml`` and HEAD's (the work tree's entries win): the
+work tree holds an import staged but not committed yet, HEAD one whose file a checkout of an old branch left out.
+
+``repo`` is a ``Repo`` throughout; it is not imported, as ``repository.py`` calls this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+from mvc.errors import ForeignError
+from mvc.format.config import MVC_DIR
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+IMPORTED = "imported.toml"  # in .mvc/: {dvc = {md5 = {...}}, lfs = {sha256 = {...}}} -> mvc oids and sizes
+IMPORTED_PATH = f"{MVC_DIR}/{IMPORTED}"  # as git names it
+FORMAT = 1
+READERS = {"dvc": "mvc.repo.foreign_dvc", "lfs": "mvc.repo.foreign_lfs"}  # the map's table -> its reader
+
+
+def parse(data: bytes, where: str) -> dict[str, Any]:
+    """The map's tables ({tool: table}); refuses a file that is not TOML or of a format this mvc does not know."""
+    try:
+        d = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        raise ForeignError(
+            f"{where}: not valid TOML ({e}): restore it with 'git checkout -- {IMPORTED_PATH}'"
+        ) from None
+    if d.get("format") != FORMAT or type(d.get("format")) is not int:
+        raise ForeignError(f"{where}: unknown format {d.get('format')!r} (this mvc reads {FORMAT}): upgrade mvc")
+    return {k: v for k, v in d.items() if k != "format"}
+
+
+def read_worktree(repo: Any) -> dict[str, Any]:
+    try:
+        with open(os.path.join(repo.mvc_dir, IMPORTED), "rb") as f:
+            return parse(f.read(), IMPORTED_PATH)
+    except FileNotFoundError:
+        return {}
+
+
+def imported(repo: Any) -> dict[str, Any]:
+    """The map (work tree over HEAD), read once per Repo."""
+    cached = getattr(repo, "_imported_map", None)
+    if cached is not None:
+        return cached
+    found: dict[str, Any] = {}
+    try:
+        head = repo.git.blob_ids("HEAD", [IMPORTED_PATH])[IMPORTED_PATH]
+    except Exception:  # no commit yet (an unborn HEAD): nothing was imported in git's history
+        head = None
+    if head is not None:
+        found = parse(repo.git.blob(head), f"{IMPORTED_PATH} at HEAD")
+    for tool, table in read_worktree(repo).items():
+        if isinstance(table, dict) and isinstance(found.get(tool), dict):
+            merged = dict(found[tool])
+            for k, v in table.items():
+                merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+            found[tool] = merged
+        else:
+            found[tool] = table
+    repo._imported_map = found
+    return found
+
+
+def _reader(tool: str) -> Any:
+    try:
+        return importlib.import_module(READERS[tool])
+    except (KeyError, ImportError):  # a tool this mvc does not read: its table is kept, not used
+        return None
+
+
+def pointers_at(repo: Any, commit: str) -> dict[str, bytes]:
+    """{PATH.mvc: pointer bytes} of the imported tools' pointers in commit's tree (none before any import)."""
+    found: dict[str, bytes] = {}
+    for tool, table in imported(repo).items():
+        reader = _reader(tool)
+        if reader is not None:
+            found.update(reader.pointers_at(repo, commit, table))
+    return found
+
+
+def pointer_of(repo: Any, commit: str, rel: str) -> bytes | None:
+    """The imported tools' pointer of tracked path rel at commit, or None."""
+    for tool, table in imported(repo).items():
+        reader = _reader(tool)
+        if reader is None:
+            continue
+        if hasattr(reader, "pointer_of"):
+            data = reader.pointer_of(repo, commit, rel, table)
+        else:
+            data = reader.pointers_at(repo, commit, table).get(rel + ".mvc")
+        if data is not None:
+            return data
+    return None
+
+
+def all_pointers_at(repo: Any, commit: str) -> dict[str, bytes]:
+    """{pointer relpath: bytes} at commit: mvc's pointers over the imported tools' (mvc's win a shared path)."""
+    mine = repo.git.pointers_at(commit)
+    if not imported(repo):
+        return mine
+    return {**pointers_at(repo, commit), **mine}

@@ -1,0 +1,238 @@
+"""mvc import-dvc against repositories the real DVC built (the ``dvc-test`` extra: ``pip install -e '.[dvc-test]'``):
+every version of a file, a directory and a stage output read back byte for byte after the import, old ones through
+the .dvc files of old commits; DVC's local and S3 remotes; GTO tags; refused inputs change nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, make_file, run_mvc
+
+DVC = shutil.which("dvc", path=os.path.dirname(sys.executable)) or shutil.which("dvc")
+if DVC is None:
+    print("tests/test_import_dvc.py: skipped: the dvc binary is not installed (pip install -e '.[dvc-test]')")
+pytestmark = pytest.mark.skipif(DVC is None, reason="dvc is not installed: pip install -e '.[dvc-test]'")
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(cwd.parent / "dvc-site")}
+    proc = subprocess.run([DVC, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"dvc {' '.join(args)}: {proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def build(root: Path, remote: str, *, endpoint: str | None = None, stage: bool = True) -> dict[str, dict[str, bytes]]:
+    """A DVC repository with two commits (tag churn@v1.0.0 on the first) and a DVC remote holding both versions;
+    returns {version: {path: bytes}}."""
+    root.mkdir()
+    git(root, "init", "-q")
+    dvc(root, "init", "-q")
+    dvc(root, "remote", "add", "-d", "storage", remote)
+    if endpoint:
+        dvc(root, "remote", "modify", "storage", "endpointurl", endpoint)
+        dvc(root, "remote", "modify", "--local", "storage", "access_key_id", "testing")
+        dvc(root, "remote", "modify", "--local", "storage", "secret_access_key", "testing")
+    (root / "artifacts.yaml").write_text("churn:\n  path: model.bin\n  type: model\n")
+    versions = {}
+    for v in (1, 2):
+        make_file(root / "model.bin", 50_000 + v, seed=v)
+        make_file(root / "data" / "a.txt", 1000, seed=10 + v)
+        make_file(root / "data" / "sub" / "b.bin", 2000, seed=20)
+        if v == 2:
+            make_file(root / "data" / "c.bin", 300, seed=30)
+        dvc(root, "add", "-q", "model.bin", "data")
+        if stage:
+            if v == 1:
+                dvc(
+                    root,
+                    "stage",
+                    "add",
+                    "-q",
+                    "-n",
+                    "train",
+                    "-d",
+                    "model.bin",
+                    "-o",
+                    "out.bin",
+                    "cp model.bin out.bin",
+                )
+            dvc(root, "repro", "-q")
+        if v == 1:
+            (root / "model.bin.dvc").write_text(
+                (root / "model.bin.dvc").read_text() + "desc: the churn model\nmeta:\n  owner: ana\n"
+            )
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", f"version {v}")
+        if v == 1:
+            git(root, "tag", "-a", "churn@v1.0.0", "-m", "Registering artifact churn version v1.0.0")
+        versions[f"v{v}"] = {
+            str(p.relative_to(root)): p.read_bytes()
+            for p in [root / "model.bin", *sorted((root / "data").rglob("*")), *([root / "out.bin"] if stage else [])]
+            if p.is_file()
+        }
+    dvc(root, "push", "-q")
+    return versions
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    found = {"model.bin": (root / "model.bin").read_bytes()}
+    found.update({str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "data").rglob("*")) if p.is_file()})
+    if (root / "out.bin").exists():
+        found["out.bin"] = (root / "out.bin").read_bytes()
+    return found
+
+
+def state(root: Path) -> tuple[str, str, bytes | None]:
+    """What a refused import must leave as it was: the index, the work tree's status, the map."""
+    imported = root / ".mvc" / "imported.toml"
+    return (
+        git(root, "ls-files", "-s"),
+        git(root, "status", "--porcelain", "--untracked-files=all"),
+        imported.read_bytes() if imported.exists() else None,
+    )
+
+
+@pytest.fixture
+def dvc_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "repo"
+    remote = tmp_path / "dvc-remote"
+    versions = build(root, str(remote))
+    monkeypatch.chdir(root)
+    run_mvc("init", cwd=root, check=True)
+    git(root, "commit", "-q", "-m", "mvc init")
+    return root, remote, versions
+
+
+def test_import_reads_every_version_from_the_cache_alone(dvc_repo, tmp_path: Path):
+    root, remote, versions = dvc_repo
+    shutil.move(remote, tmp_path / "moved-away")  # nothing may be fetched: DVC's cache holds everything
+    r = run_mvc("import-dvc", "--json", cwd=root, check=True)
+    import json
+
+    out = json.loads(r.stdout)
+    assert out["paths"] == ["data", "model.bin", "out.bin"] and out["fetched"] == 0
+    assert out["history_versions"] == 2 and out["history_missing"] == []
+    staged = git(root, "diff", "--cached", "--name-status")
+    assert "D\tmodel.bin.dvc" in staged and "D\tdata.dvc" in staged
+    assert "A\tmodel.bin.mvc" in staged and "A\tout.bin.mvc" in staged and "A\t.mvc/imported.toml" in staged
+    assert not (root / "model.bin.dvc").exists() and (root / "dvc.lock").exists()
+    pointer = (root / "model.bin.mvc").read_text()
+    assert "[meta.dvc]" in pointer and 'md5 = "' in pointer
+    config = (root / ".mvc" / "config.toml").read_text()
+    assert "[remote.storage]" in config and 'path = "model.bin"' in config
+    git(root, "commit", "-q", "-m", "import from DVC")
+
+    # the new versions, then the old ones through the .dvc files of the first commit
+    shutil.rmtree(root / "data")
+    for f in ("model.bin", "out.bin"):
+        (root / f).unlink()
+    run_mvc("checkout", cwd=root, check=True)
+    assert files_of(root) == versions["v2"]
+    v1 = git(root, "rev-parse", "churn@v1.0.0^{commit}").strip()
+    r = run_mvc("checkout", "--rev", v1, "model.bin", "data", cwd=root)
+    assert r.returncode == 0, r.stderr
+    got = files_of(root)
+    got.pop("out.bin", None)
+    want = dict(versions["v1"])
+    want.pop("out.bin")
+    assert got == want
+    git(root, "checkout", "-q", "HEAD", "--", ".")
+    run_mvc("checkout", "--force", cwd=root, check=True)
+
+    # a GTO tag of a commit before the import resolves through the foreign pointer
+    run_mvc("get", "churn@v1.0.0", "-o", str(tmp_path / "churn-v1"), cwd=root, check=True)
+    assert (tmp_path / "churn-v1").read_bytes() == versions["v1"]["model.bin"]
+    # mvc log: two versions, and the import changed nothing
+    log = json.loads(run_mvc("log", "model.bin", "--json", cwd=root, check=True).stdout)
+    assert [e["change"] for e in log] == ["modified", "added"]
+    assert log[1]["meta"]["dvc"]["desc"] == "the churn model" and "v1.0.0" in log[1]["versions"]
+
+    # push to the remote DVC's became (its URL + /mvc), then pull into an empty cache
+    shutil.move(tmp_path / "moved-away", remote)
+    run_mvc("push", "--all-commits", cwd=root, check=True)
+    assert (remote / "mvc" / "mvc.toml").exists() and (remote / "files").is_dir()
+    shutil.rmtree(root / ".mvc" / "cache")
+    shutil.rmtree(root / "data")
+    run_mvc("pull", cwd=root, check=True)
+    assert files_of(root) == versions["v2"]
+    r = run_mvc("get", "model.bin", "--rev", v1, "-o", str(tmp_path / "old"), cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "old").read_bytes() == versions["v1"]["model.bin"]
+
+
+def test_import_fetches_from_dvcs_s3_remote_and_keeps_credentials_local(tmp_path, monkeypatch, s3_endpoint):
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="dvc")
+    root = tmp_path / "repo"
+    versions = build(root, "s3://dvc/store", endpoint=s3_endpoint, stage=False)
+    shutil.rmtree(root / ".dvc" / "cache")
+    monkeypatch.chdir(root)
+    run_mvc("init", cwd=root, check=True)
+    r = run_mvc("import-dvc", "--push", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "fetched" in r.stdout and "pushed" in r.stdout
+    shared = (root / ".mvc" / "config.toml").read_text()
+    local = (root / ".mvc" / "config.local.toml").read_text()
+    assert "s3://dvc/store/mvc" in shared and s3_endpoint in shared
+    assert "testing" not in shared and "secret_access_key" in local
+    git(root, "commit", "-q", "-m", "import")
+    shutil.rmtree(root / ".mvc" / "cache")
+    shutil.rmtree(root / "data")
+    (root / "model.bin").unlink()
+    run_mvc("pull", cwd=root, check=True)
+    assert files_of(root) == versions["v2"]
+
+
+BAD = {
+    "unknown field": ("model.bin.dvc", "outs:\n- md5: {md5}\n  size: 1\n  path: model.bin\n  bogus: 1\n", "bogus"),
+    "escaping path": ("model.bin.dvc", "outs:\n- md5: {md5}\n  path: ../model.bin\n", "escapes"),
+    "into .git": ("model.bin.dvc", "outs:\n- md5: {md5}\n  path: .git/config\n", "never tracks"),
+    "into .mvc": ("model.bin.dvc", "outs:\n- md5: {md5}\n  path: .mvc/config.local.toml\n", "never tracks"),
+    "bad md5": ("model.bin.dvc", "outs:\n- md5: zz\n  path: model.bin\n", "md5"),
+    "not yaml": ("model.bin.dvc", "outs: [\n", "yaml"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_dvc_files_are_refused_and_nothing_changes(dvc_repo, case):
+    root, _, _ = dvc_repo
+    name, text, word = BAD[case]
+    md5 = "0" * 32
+    (root / name).write_text(text.format(md5=md5))
+    before = state(root)
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode != 0 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and word.lower() in lines[0].lower(), r.stderr
+    assert name in lines[0]
+    assert state(root) == before and not (root / "model.bin.mvc").exists()
+
+
+def test_an_md5_mismatch_in_dvcs_cache_is_refused(dvc_repo):
+    root, remote, _ = dvc_repo
+    md5 = next(line.split()[-1] for line in (root / "model.bin.dvc").read_text().splitlines() if "md5:" in line)
+    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    os.chmod(cached, 0o644)
+    cached.write_bytes(b"damaged")
+    shutil.rmtree(remote)
+    before = state(root)
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode != 0 and "does not match its md5" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert state(root) == before and not (root / "data.mvc").exists()
+
+
+def test_an_object_missing_everywhere_is_refused(dvc_repo):
+    root, remote, _ = dvc_repo
+    shutil.rmtree(root / ".dvc" / "cache")
+    shutil.rmtree(remote)
+    before = state(root)
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode != 0 and "dvc" in r.stderr.lower(), r.stderr
+    assert state(root) == before
