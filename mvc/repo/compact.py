@@ -5,7 +5,7 @@ remote's layout, written and read by the transfer engine), and rebuilt whole int
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from mvc import progress as progressmod
@@ -68,77 +68,26 @@ def open_transfer(repo: Repo, jr: Journal) -> Transfer:
     return t
 
 
-def expand(
-    repo: Repo,
-    wanted: Iterable[str],
-    progress: progressmod.Factory = progressmod.null,
-    labels: dict[str, str] | None = None,
-) -> list[str]:
-    """Rebuild whole into the cache each of these objects the cache holds compacted (checked against its oid
-    before it is placed); returns the ones it rebuilt."""
-    todo = sorted(held(repo, wanted))
-    if not todo:
-        return []
-    from mvc.errors import CorruptObject
+def _rebuilt(
+    repo: Repo, todo: list[str], what: str, labels: dict[str, str], progress: progressmod.Factory
+) -> Iterator[tuple[str, str, str | None, str]]:
+    """Rebuild each object of todo from the compacted store into a temp file of the cache's tmp/: yields
+    (oid, its label, the hex digest rebuilt or None (no recipe), the temp file), which goes after each step;
+    a rebuild refused on the way (a damaged pack or recipe, a missing base) raises its MvcError."""
     from mvc.objects.journal import Journal
 
-    jr = Journal(os.path.join(repo.mvc_dir, "remotes.db"))
-    done: list[str] = []
-    try:
-        t = open_transfer(repo, jr)
-        try:
-            for oid in todo:
-                label = (labels or {}).get(oid, f"object {oid}")
-                tmp = repo.odb.tmp_path("expand")
-                try:
-                    bar = progress(f"rebuilding {label}", 0)
-                    try:
-                        got = t.get_chunked(oid, tmp, label, bar.update)
-                    finally:
-                        bar.close()
-                    if got is None:
-                        continue
-                    if oids.from_digest(got[0]) != oid:
-                        raise CorruptObject(
-                            f"{label}: the cache's compacted copy of {oid} rebuilds to other bytes "
-                            f"(xxh128:{got[0]}); nothing was written: fetch it from a remote ('mvc fetch'), or run "
-                            "'mvc verify' to see what else is damaged"
-                        )
-                    repo.odb.install(tmp, oid)
-                    done.append(oid)
-                finally:
-                    if os.path.lexists(tmp):
-                        os.unlink(tmp)
-        finally:
-            t.close()
-    finally:
-        jr.close()
-    return done
-
-
-def unsound(repo: Repo, wanted: Iterable[str], progress: progressmod.Factory = progressmod.null) -> list[str]:
-    """Of these compacted objects, those that do not rebuild to their oid (a damaged pack or recipe, a
-    missing base), each rebuilt into a temp file that then goes: nothing is placed."""
-    from mvc.errors import MvcError
-    from mvc.objects.journal import Journal
-
-    todo = sorted(held(repo, wanted))
-    bad: list[str] = []
-    if not todo:
-        return bad
     jr = Journal(os.path.join(repo.mvc_dir, "remotes.db"))
     try:
         t = open_transfer(repo, jr)
         try:
             for oid in todo:
-                tmp = repo.odb.tmp_path("verify")
-                bar = progress(f"verifying compacted {oid}", 0)
+                label = labels.get(oid, f"object {oid}")
+                tmp = repo.odb.tmp_path(what)
+                bar = progress(f"{what} {label}", 0)
                 try:
-                    got = t.get_chunked(oid, tmp, f"object {oid}", bar.update)
-                    if got is None or oids.from_digest(got[0]) != oid:
-                        bad.append(oid)
-                except MvcError:
-                    bad.append(oid)
+                    got = t.get_chunked(oid, tmp, label, bar.update)
+                    bar.close()
+                    yield oid, label, got[0] if got else None, tmp
                 finally:
                     bar.close()
                     if os.path.lexists(tmp):
@@ -147,4 +96,43 @@ def unsound(repo: Repo, wanted: Iterable[str], progress: progressmod.Factory = p
             t.close()
     finally:
         jr.close()
+
+
+def expand(
+    repo: Repo,
+    wanted: Iterable[str],
+    progress: progressmod.Factory = progressmod.null,
+    labels: dict[str, str] | None = None,
+) -> list[str]:
+    """Rebuild whole into the cache each of these objects the cache holds compacted (checked against its oid
+    before it is placed); returns the ones it rebuilt."""
+    from mvc.errors import CorruptObject
+
+    done: list[str] = []
+    for oid, label, digest, tmp in _rebuilt(repo, sorted(held(repo, wanted)), "rebuilding", labels or {}, progress):
+        if digest is None:
+            continue
+        if oids.from_digest(digest) != oid:
+            raise CorruptObject(
+                f"{label}: the cache's compacted copy of {oid} rebuilds to other bytes (xxh128:{digest}); nothing "
+                "was written: fetch it from a remote ('mvc fetch'), or run 'mvc verify' to see what else is damaged"
+            )
+        repo.odb.install(tmp, oid)
+        done.append(oid)
+    return done
+
+
+def unsound(repo: Repo, wanted: Iterable[str], progress: progressmod.Factory = progressmod.null) -> list[str]:
+    """Of these compacted objects, those that do not rebuild to their oid (a damaged pack or recipe, a
+    missing base), each rebuilt into a temp file that then goes: nothing is placed."""
+    from mvc.errors import MvcError
+
+    bad: list[str] = []
+    for oid in sorted(held(repo, wanted)):  # one at a time: a refused rebuild names this one only
+        try:
+            for _, _, digest, _ in _rebuilt(repo, [oid], "verifying", {}, progress):
+                if digest is None or oids.from_digest(digest) != oid:
+                    bad.append(oid)
+        except MvcError:
+            bad.append(oid)
     return bad
