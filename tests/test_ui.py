@@ -323,6 +323,6 @@ def test_serve(built, tmp_path):
             assert b"body" in r.read()
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped" in out

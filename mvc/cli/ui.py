@@ -59,6 +59,7 @@ def serve(out: str | None, port: int) -> None:
       mvc ui serve --port 9000 -o site
     """
     import shutil
+    import signal
     import tempfile
     import threading
 
@@ -68,15 +69,17 @@ def serve(out: str | None, port: int) -> None:
     try:
         r = api.build(where)
         server = api.serve(where, port)
+        stop = threading.Event()  # Ctrl-C sets it, wherever the main thread is (between two lines, say)
+        before = signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}/"
             click.echo(f"serving {r['models']} models, {r['versions']} versions at {url}")
             click.echo("  press Ctrl-C to stop")
-            try:
-                threading.Event().wait()
-            except KeyboardInterrupt:
-                click.echo("stopped")
+            while not stop.wait(0.2):
+                pass
+            click.echo("stopped")
         finally:
+            signal.signal(signal.SIGINT, before)
             server.shutdown()
             server.server_close()
     finally:
