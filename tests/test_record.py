@@ -327,6 +327,20 @@ def test_mv_a_named_file_keeps_record_name_and_history(registered, mvc_cli):
     assert mvc.show("churn#prod")["path"] == "models/churn.safetensors"  # the registered version is where it was
 
 
+def test_log_of_a_path_no_name_maps_follows_its_moves(repo, mvc_cli):
+    make_file(repo / "a.bin", 10)
+    mvc_cli("add", "a.bin", "-m", "v=1")
+    git(repo, "commit", "-q", "-m", "a")
+    make_file(repo / "a.bin", 11, seed=3)
+    mvc_cli("add", "a.bin")
+    git(repo, "commit", "-q", "-m", "a, again")
+    mvc_cli("mv", "a.bin", "b/a.bin")
+    git(repo, "commit", "-q", "-m", "moved")
+    log = mvc.log("b/a.bin")
+    assert [(r["change"], r["path"]) for r in log][-2:] == [("modified", "a.bin"), ("added", "a.bin")]
+    assert log[0]["path"] == "b/a.bin" and len(log) == 3
+
+
 def test_mv_a_directory_and_a_pointer_without_data(repo, mvc_cli):
     make_file(repo / "d" / "a.bin", 10)
     make_file(repo / "d" / "s" / "b.bin", 10, seed=1)

@@ -27,7 +27,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
     """Every commit reachable from rev that changed the model's pointer, newest first.
 
     target: a model name (followed through renames, as each commit's .mvc/config.toml maps it) or a
-    tracked path (followed by its name when one model name maps it now, else as is). Each entry: {commit, author, email, date, message, change: added | modified |
+    tracked path (followed by its name when one model name maps it now, else through its pointer's renames). Each entry: {commit, author, email, date, message, change: added | modified |
     removed | moved, path, names, kind, oid, size, meta, versions, stages}.
     """
     repo = _repo(repo)
@@ -49,9 +49,19 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
 
     synthesized: dict[str, bytes] = {}  # {git blob id: bytes} of pointers read from imported tools' files
 
+    moves = _moves(repo, rev, path) if name is None and path else []
+
+    def path_at(commit: str) -> str | None:
+        """The tracked path at commit, through the moves of its pointer (mvc mv: git mv of PATH.mvc)."""
+        p = path
+        for older, before in moves:  # newest first: a commit before a move had the path from before it
+            if commit in older:
+                p = before
+        return p
+
     def state_of(commit: str) -> tuple[str | None, str | None]:
         if commit not in memo:
-            p = models_of(commit).get(name) if name is not None else path
+            p = models_of(commit).get(name) if name is not None else path_at(commit)
             blob = git.blob_ids(commit, [p + SUFFIX])[p + SUFFIX] if p else None
             if p and blob is None:
                 blob = _foreign_blob(repo, commit, p, synthesized)
@@ -109,6 +119,25 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
         entry["stages"] = stages
         out.append(entry)
     return out
+
+
+def _moves(repo: Repo, rev: str, path: str) -> list[tuple[set[str], str]]:
+    """[(the commits before it, the path before it)] of each rename of path's pointer in rev's history, newest
+    first (git's rename detection, as ``git log --follow`` sees ``mvc mv``)."""
+    out = repo.git.run(
+        "log", "--follow", "-M", "--name-status", "--format=%x00%H", rev, "--", path + SUFFIX, check=False
+    )
+    found: list[tuple[set[str], str]] = []
+    commit = ""
+    for line in out.decode("utf-8", "replace").splitlines():
+        if line.startswith("\0"):
+            commit = line[1:]
+        elif line.startswith("R") and commit:
+            parts = line.split("\t")
+            if len(parts) == 3 and parts[1].endswith(SUFFIX):
+                older = repo.git.run("rev-list", commit + "^", "--", check=False).decode().split()
+                found.append((set(older), parts[1][: -len(SUFFIX)]))
+    return found
 
 
 def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, bytes]) -> str | None:
