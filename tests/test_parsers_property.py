@@ -113,7 +113,7 @@ def check_config(data: bytes) -> None:
 
 def check_marker(data: bytes) -> None:
     try:
-        assert layout.check_marker(data, "mvc.toml") == layout.FORMAT
+        assert layout.check_marker(data, "mvc.toml") in layout.FORMATS
     except MvcError as e:
         one_line(e)
 
