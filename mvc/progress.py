@@ -33,7 +33,8 @@ def null(desc: str, total: int) -> Bar:
     return NULL
 
 
-def _human(n: float) -> str:
+def human(n: float) -> str:
+    """A size for people: ``512 B``, ``1.5 KiB``, ``2.0 GiB`` (powers of 1024); every size mvc prints."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -73,8 +74,8 @@ class TerminalBar:
             if self.objects:  # ETA from objects when bytes say little (tiny files)
                 eta = max(eta, elapsed * (self.total_objects - self.objects) / self.objects)
         self.stream.write(
-            f"\r{self.desc}:{objects} {pct:5.1f}% {_human(self.done)}/{_human(self.total)} "
-            f"{_human(rate)}/s ETA {eta:4.0f}s\x1b[K"
+            f"\r{self.desc}:{objects} {pct:5.1f}% {human(self.done)}/{human(self.total)} "
+            f"{human(rate)}/s ETA {eta:4.0f}s\x1b[K"
         )
         self.stream.flush()
 

@@ -18,6 +18,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from mvc import progress as progressmod
+
 SECTIONS = ("registry", "pointer", "metrics", "params", "meta", "auto", "other")
 NONE = '<span class="mute">none</span>'
 VALUE_MAX = 2000  # characters of one value shown in a table; the version page's record shows it whole
@@ -83,14 +85,8 @@ def show(value: Any) -> str:
 
 
 def human(n: Any) -> str:
-    if not isinstance(n, int):
-        return ""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
+    """A size as mvc prints sizes; "" for what is not one (a record may hold anything)."""
+    return progressmod.human(n) if isinstance(n, int) else ""
 
 
 def when(date: str | None) -> str:

@@ -45,12 +45,7 @@ def echo_json(data: Any) -> None:
 
 
 def human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
+    return progressmod.human(n)
 
 
 def short(oid: str) -> str:
