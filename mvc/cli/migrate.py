@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from mvc.cli.common import bars, json_option, quiet_option
+from mvc.cli.common import bars, echo_json, json_option, quiet_option
 
 
 @click.command("import-dvc")
@@ -55,7 +53,7 @@ def import_dvc(
         progress=bars(quiet),
     )
     if as_json:
-        click.echo(json.dumps(r, indent=2, sort_keys=True))
+        echo_json(r)
         return
     click.echo(
         f"imported {len(r['paths'])} DVC outputs ({r['objects']} versions, {r['fetched']} fetched from DVC's remote)"
