@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import time
 from collections.abc import Callable
 
 import pytest
@@ -306,6 +307,26 @@ class ListTests:
         for prefix in ["", "objects/", "objects", "packs/", "objects/zz/", "nothing/"]:
             want = {rel: n for rel, n in sizes.items() if rel.startswith(prefix.rstrip("/") + "/" if prefix else "")}
             assert store.list_sizes(prefix) == want, prefix
+
+    @pytest.mark.usefixtures("filled")
+    @pytest.mark.parametrize("few", [1, 16])
+    def test_a_listing_of_many_pages(self, store, seed, monkeypatch, few):
+        """A store that lists page by page (S3: a walk of the key tree once the first page is full, a directory
+        of more than `few` subdirectories listed by their first characters) gives the same paths, sizes and
+        times as in one page; pages made tiny here."""
+        monkeypatch.setattr(f"{type(store).__module__}.LIST_PAGE", 2, raising=False)
+        monkeypatch.setattr(f"{type(store).__module__}.LIST_FEW", few, raising=False)
+        seed("tmp/.mvc-tmp.c1.1234.5678.0123abcd.tmp", b"half an object")
+        seed("objects/ab/c3", b"")
+        seed("repos/deep/er/still", b"xyz")
+        sizes = {rel: 10 + i for i, rel in enumerate(self.RELS)} | {"objects/ab/c3": 0, "repos/deep/er/still": 3}
+        assert store.list_sizes("") == sizes
+        assert sorted(store.list("")) == sorted(sizes)
+        assert store.list_sizes("objects/") == {rel: n for rel, n in sizes.items() if rel.startswith("objects/")}
+        timed = store.list_times("")
+        assert {rel: size for rel, (size, _) in timed.items()} == sizes
+        if any(when is not None for _, when in timed.values()):  # a store that dates files dates them all
+            assert all(abs(when - time.time()) < 3600 for _, when in timed.values())
 
     def test_list_sizes_of_an_empty_store_and_an_empty_object(self, store, seed):
         assert store.list_sizes("packs/") == {}

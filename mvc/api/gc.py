@@ -122,9 +122,11 @@ def gc(
 
 def _collect_compacted(repo: Repo, needed: set[str], force: bool, cutoff: float) -> list[tuple[str, int]]:
     """The cache's compacted versions (docs/FORMAT.md, "Compacted versions") as gc treats a remote: the
-    recipes no kept version needs, and packs with no live entry, go once older than cutoff; needed grows by
-    the bases of the kept ones' deltas (whole in the cache, or compacted). Returns what went (rel, size)."""
+    recipes no kept version needs, and packs with no live entry, go once older than cutoff, and packs mostly dead
+    are rewritten; needed grows by the bases of the kept ones' deltas (whole in the cache, or compacted). Returns
+    what went (rel, size)."""
     from mvc.objects import recipe as rc
+    from mvc.objects import repack
     from mvc.objects.journal import Journal
     from mvc.repo import compact as compactmod
 
@@ -145,15 +147,16 @@ def _collect_compacted(repo: Repo, needed: set[str], force: bool, cutoff: float)
                     "cannot be read, so gc cannot tell what it needs; nothing was deleted: run 'mvc verify'"
                 )
             t.read_packs(recheck=True)
-            doomed, named, _, dead_packs, _ = _store_doomed(
-                listing, jr.pack_entries(compactmod.key(repo)), needed | young, needed | young | live, cutoff
-            )
+            doomed, named, _ = _store_doomed(listing, needed | young, cutoff)
+            kept = repack.recipes(t.rebuilder(), (needed & held) | young)
+            packs = repack.plan(listing, jr.pack_entries(t.key), needed | young | live, kept, cutoff)
             if force:
-                jr.forget_packs(compactmod.key(repo), dead_packs)
-                jr.discard(compactmod.key(repo), [oid for oid, _ in named])
-                for rel, _ in doomed:
+                repack.rewrite(t, packs)  # first: a corrupt live entry refuses before anything is deleted
+                jr.forget_packs(t.key, packs.gone)
+                jr.discard(t.key, [oid for oid, _ in named + packs.named])
+                for rel, _ in doomed + packs.files:
                     t.store.delete(rel)
-            return doomed
+            return doomed + packs.files
         finally:
             t.close()
     finally:
@@ -273,9 +276,9 @@ def _gc_remote(
 ) -> dict[str, Any]:
     """gc of remote name: what this repository keeps, plus everything every ref of every git remote needs
     (their history too), plus the delta bases of what is kept; what is left goes when older than the grace
-    period by the remote's own clock: whole objects, recipes, and packs none of whose entries is kept (a
-    pack that is partly alive is kept whole, its dead bytes reported)."""
-    from mvc.objects import layout
+    period by the remote's own clock: whole objects, recipes, and packs none of whose entries is kept; a pack
+    mostly dead is rewritten (:mod:`mvc.objects.repack`), and one a rewrite replaced goes in a later run."""
+    from mvc.objects import layout, repack
     from mvc.objects import oid as oids
     from mvc.objects import recipe as rc
     from mvc.objects.transfer import Meter
@@ -326,12 +329,15 @@ def _gc_remote(
                     "push --verify-remote' from a machine that has it"
                 )
             t.read_packs(recheck=True)  # every index read again: the packs as they are now
-            doomed, named, young, dead_packs, partly = _store_doomed(
-                listing, jr.pack_entries(sp.key), needed, needed | live_chunks, cutoff
-            )
+            doomed, named, young = _store_doomed(listing, needed, cutoff)
+            kept = repack.recipes(t.rebuilder(), (needed & set(recipes)) | young_recipes)
+            packs = repack.plan(listing, jr.pack_entries(sp.key), needed | live_chunks, kept, cutoff)
+            if force:
+                repack.rewrite(t, packs)  # first: a corrupt live entry refuses before anything is deleted
+            doomed, named, young = doomed + packs.files, named + packs.named, young + packs.young
             deleted = doomed
             if force and doomed:  # the journal first: killed half way, it says absent what may still be there
-                jr.forget_packs(sp.key, dead_packs)
+                jr.forget_packs(sp.key, packs.gone)
                 jr.discard(sp.key, [oid for oid, _ in named])
                 # then the stamp, before the first delete: every other clone's push stops trusting its journal
                 stamp = f"mvc-gc {int(time.time())} {os.urandom(8).hex()}\n"
@@ -354,27 +360,24 @@ def _gc_remote(
         "kept": len(needed),
         "young": young,
         "grace": grace,
-        "packs_deleted": len(dead_packs),
-        "packs_partly_dead": partly[0],
-        "dead_bytes_in_kept_packs": partly[1],
+        "packs_deleted": len(packs.gone),
+        "packs_rewritten": len(packs.rewrite),
+        "rewrite_frees": packs.frees,
+        "packs_superseded": packs.waiting,
+        "packs_partly_dead": packs.partly[0],
+        "dead_bytes_in_kept_packs": packs.partly[1],
         "groups": _groups(named, dropped),
         "unreadable": keep.unreadable,
     }
 
 
 def _store_doomed(
-    listing: dict[str, tuple[int, float | None]],
-    packs: dict[str, list[Any]],
-    needed: set[str],
-    alive: set[str],
-    cutoff: float,
-) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int, list[str], list[int]]:
+    listing: dict[str, tuple[int, float | None]], needed: set[str], cutoff: float
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]], int]:
     """What goes from a store (a remote, or the cache's compacted versions) as listed (rel -> (size, write
-    time)) with its packs' entries: whole objects and recipes not needed, packs with no entry alive, each
-    once older than cutoff. Returns (doomed (rel, size), what they held (oid, size), how many were too young,
-    the dead packs, [packs kept for a live entry, their dead bytes])."""
+    time)), packs apart (:mod:`mvc.objects.repack`): whole objects and recipes not needed, once older than
+    cutoff. Returns (doomed (rel, size), what they held (oid, size), how many were too young)."""
     from mvc.objects import oid as oids
-    from mvc.objects import pack as pk
     from mvc.objects import recipe as rc
 
     doomed: list[tuple[str, int]] = []
@@ -390,23 +393,7 @@ def _store_doomed(
                 continue
             doomed.append((rel, size))
             named.append((oid, size))
-    dead_packs: list[str] = []
-    partly = [0, 0]
-    for pname, entries in sorted(packs.items()):
-        live = [e for e in entries if e.oid in alive]
-        times = [listing.get(pk.pack_rel(pname)), listing.get(pk.index_rel(pname))]
-        old = all(x is not None and x[1] is not None and x[1] <= cutoff for x in times)
-        if not live and not old:
-            young += 1
-        elif not live:
-            dead_packs.append(pname)
-            for rel in (pk.index_rel(pname), pk.pack_rel(pname)):  # the index first: readers stop there
-                doomed.append((rel, listing[rel][0]))
-            named.extend((e.oid, e.size) for e in entries)
-        elif len(live) < len(entries):
-            partly[0] += 1
-            partly[1] += sum(e.size for e in entries) - sum(e.size for e in live)
-    return doomed, named, young, dead_packs, partly
+    return doomed, named, young
 
 
 def _check_remote_users(repo: Repo, name: str, listing: dict[str, Any], sole_user: bool) -> None:

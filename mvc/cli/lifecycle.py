@@ -70,7 +70,8 @@ def gc(
     With -r REMOTE, the remote is collected instead: also kept is everything every ref of every git
     remote needs (git ls-remote; a ref this clone has not fetched stops gc), and the delta bases of what
     is kept; whole objects, chunk lists and packs with no live entry go once older than --grace by the
-    remote's clock. A remote that another repository also pushes to is refused. With --compact, the
+    remote's clock, and a pack at least half dead is rewritten with its live entries (the old one goes in a
+    later gc, after --grace). A remote that another repository also pushes to is refused. With --compact, the
     kept versions of files of 4 MiB or more that no work tree holds are then stored as chunks and deltas
     (against the version the work tree holds, or an older one) in the cache's compacted store, each checked
     by rebuilding it before its whole copy goes; commands that need one rebuild it whole.
@@ -118,10 +119,17 @@ def gc(
         click.echo(
             f"warning: {len(r['unreadable'])} pointer(s) did not parse and name nothing: {r['unreadable'][0]}", err=True
         )
+    if r.get("packs_rewritten"):
+        click.echo(
+            f"{'would rewrite' if r['dry_run'] else 'rewrote'} {r['packs_rewritten']} mostly dead pack(s) with their "
+            f"live entries: {human(r['rewrite_frees'])} freed when a later gc deletes the old ones (after --grace)"
+        )
+    if r.get("packs_superseded"):
+        click.echo(f"{r['packs_superseded']} pack(s) already rewritten wait for a later gc (after --grace)")
     if r.get("packs_partly_dead"):
         click.echo(
             f"{r['packs_partly_dead']} pack(s) kept for their live entries hold {human(r['dead_bytes_in_kept_packs'])} "
-            "of dead ones (packs are not rewritten yet)"
+            "of dead ones (less than half of each, or younger than --grace)"
         )
     if r.get("compacted_files"):
         click.echo(f"{verb} {r['compacted_files']} file(s) of compacted versions ({human(r['compacted_bytes'])})")
@@ -132,7 +140,7 @@ def gc(
             click.echo(f"would compact {n}")
         else:
             click.echo(f"compacted {n}: the compacted store grew by {human(c['stored'])}, {human(c['freed'])} freed")
-    if r["dry_run"] and (r["objects"] or r.get("compacted_files") or (c and c["objects"])):
+    if r["dry_run"] and (r["objects"] or r.get("packs_rewritten") or r.get("compacted_files") or (c and c["objects"])):
         click.echo("run it again with --force (and the same options) to do it")
 
 

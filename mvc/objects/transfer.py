@@ -204,9 +204,6 @@ class Transfer:
         finally:
             self._record_packs(found)
 
-    def _record_pack(self, name: str, entries: list[pk.Entry]) -> None:
-        self._record_packs([(name, entries)])
-
     def _record_packs(self, packs: list[tuple[str, list[pk.Entry]]]) -> None:
         self.jr.add_packs(self.key, packs)
         for name, entries in packs:
@@ -316,7 +313,7 @@ class Transfer:
             nonlocal sent
             if isinstance(item[1], list):
                 name, entries, n = result
-                self._record_pack(name, entries)
+                self._record_packs([(name, entries)])
             else:
                 n = result
                 recorder.add(item[1])
@@ -405,9 +402,12 @@ class Transfer:
         items += [("one", o) for o in sorted(set(todo) - set(located), key=lambda o: -sizes.get(o, 0))]
         try:
             run_parallel(get, items, self.jobs, done)
-            if retry:
+            if retry:  # their pack is gone (a gc may have rewritten it into another): packs listed again, else alone
                 self.jr.forget_packs(self.key, gone_packs)
-                run_parallel(get, [("one", o) for o in retry], self.jobs, done)
+                self._located = {o: at for o, at in self._located.items() if at[0] not in gone_packs}
+                self._packs_read = False
+                n, lost = self.download(retry, meter, sizes)
+                got, absent = got + n, absent + lost
         finally:
             self.jr.add(self.key, fetched)  # downloaded from it, so it is there
             self.jr.discard(self.key, absent)

@@ -14,6 +14,7 @@ from mvc.storage.store import (
     PART,
     READ_PART,
     READ_STREAMS,
+    TMP,
     Check,
     Progress,
     first_line,
@@ -28,6 +29,8 @@ S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token
 
 _shared: Any = None
 BODY_CHUNK = 1 << 20  # bytes of a download held in memory at once, per stream
+LIST_PAGE = 1000  # keys a listing request asks for (S3 gives at most 1,000)
+LIST_FEW = 16  # a directory with more subdirectories than this is listed by their first character
 # S3FileSystem's own parameters; any other option is a botocore session setting (profile, …)
 _S3FS_PARAMS = {
     "anon",
@@ -323,3 +326,80 @@ class S3Store(FsspecStore):
                 f"({first_line(e)}): check that it is running and the endpoint_url, then retry"
             )
         return super().translate(e, rel, writing)
+
+    # -- listings ---------------------------------------------------------------------------------
+    def list(self, prefix: str) -> list[str]:
+        return sorted(self._listing(prefix, times=False))
+
+    def list_sizes(self, prefix: str) -> dict[str, int]:
+        return {rel: size for rel, (size, _) in self._listing(prefix, times=False).items()}
+
+    def list_times(self, prefix: str) -> dict[str, tuple[int, float | None]]:
+        return self._listing(prefix, times=True)
+
+    def _listing(self, prefix: str, times: bool) -> dict[str, tuple[int, float | None]]:
+        """{rel: (size, LastModified or None)} of every key below prefix, never in ``tmp/``.
+
+        One page first: a small remote is listed in one request. A larger one is walked as the tree its
+        keys make, with "/" as delimiter, subdirectories listed at once (jobs at a time); a directory with
+        many subdirectories is listed by their first character instead, every key below each: 100,000
+        objects under ``objects/ab/`` are 16 listings of about 7 pages each, side by side, rather than 100
+        pages one after another (and a server that sorts every key under the prefix for each page, as
+        moto does, sorts a 16th as many). Only sizes and times are kept, not s3fs's info dicts."""
+        import asyncio
+
+        from fsspec.asyn import sync
+
+        bucket, _, root = self.root.partition("/")
+        top = "/".join(p for p in (root, prefix.strip("/")) if p)
+        top = top + "/" if top else ""
+        cut = len(root) + 1 if root else 0
+        found: dict[str, tuple[int, float | None]] = {}
+
+        def keep(page: dict[str, Any]) -> None:
+            for o in page.get("Contents", ()):
+                rel = o["Key"][cut:]
+                if rel and not rel.endswith("/") and not rel.startswith(TMP):
+                    found[rel] = (int(o["Size"]), o["LastModified"].timestamp() if times else None)
+
+        async def pages(sub: str, delimiter: bool, token: str | None = None) -> list[str]:
+            """Every page of sub's listing from token on (the first one only, for the opening request)."""
+            below: list[str] = []
+            kw: dict[str, Any] = {"Bucket": bucket, "Prefix": sub, "MaxKeys": LIST_PAGE}
+            if delimiter:
+                kw["Delimiter"] = "/"
+            while True:
+                if token:
+                    kw["ContinuationToken"] = token
+                page = await self.fs._call_s3("list_objects_v2", **kw)
+                keep(page)
+                below += [p["Prefix"] for p in page.get("CommonPrefixes", ()) if p["Prefix"][cut:] != TMP]
+                token = page.get("NextContinuationToken") if page.get("IsTruncated") else None
+                if not token:
+                    return below
+
+        async def walk() -> None:
+            first = await self.fs._call_s3("list_objects_v2", Bucket=bucket, Prefix=top, MaxKeys=LIST_PAGE)
+            if not first.get("IsTruncated"):
+                keep(first)
+                return
+            gate = asyncio.Semaphore(self.default_jobs)
+
+            async def tree(sub: str) -> None:
+                async with gate:
+                    children = await pages(sub, True)
+                groups = sorted({c[: len(sub) + 1] for c in children})
+                if len(children) <= LIST_FEW or len(groups) < 2:
+                    await asyncio.gather(*map(tree, children))
+                else:  # objects/00/ … objects/ff/: 16 listings of objects/0 … objects/f, each of every key below
+                    await asyncio.gather(*map(flat, groups))
+
+            async def flat(group: str) -> None:
+                async with gate:
+                    await pages(group, False)
+
+            await tree(top)
+
+        with self._errors(prefix):
+            sync(self.fs.loop, walk)
+        return found
