@@ -163,13 +163,15 @@ class Git:
                 time.sleep(delay)
                 waited += delay
                 continue
-            lines = text.strip().splitlines()
+            lines = [line for line in text.strip().splitlines() if not line.startswith("hint:")]
             if b"index.lock" in err:
                 raise GitError(
                     f"git {args[0]} failed: {_lock_file(text)} has been held for {LOCK_WAIT:g} s: if no git "
                     "process is running (a crashed one left it), delete that file and retry"
                 )
-            err_ = GitError(f"git {args[0]} failed: {lines[-1] if lines else code}")
+            # git's own verdict (its last fatal or error line), else all it said (a list of paths it refused)
+            why = next((line for line in lines[::-1] if line.startswith(("fatal:", "error:"))), " ".join(lines)[:300])
+            err_ = GitError(f"git {args[0]} failed: {why or code}")
             err_.stderr = text  # for callers that pick their own line (mvc.repo.upstream)
             raise err_
 

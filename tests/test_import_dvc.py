@@ -1,6 +1,7 @@
 """mvc import-dvc against repositories the real DVC built (the ``dvc-test`` extra: ``pip install -e '.[dvc-test]'``):
 every version of a file, a directory and a stage output read back byte for byte after the import, old ones through
-the .dvc files of old commits; DVC's local and S3 remotes; GTO tags; refused inputs change nothing."""
+the .dvc files and dvc.lock stages of old commits; DVC's local and S3 remotes; GTO tags; refused inputs change
+nothing."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import git, make_file, run_mvc
+from conftest import git, make_file, run_mvc
 
 DVC = shutil.which("dvc", path=os.path.dirname(sys.executable)) or shutil.which("dvc")
 if DVC is None:
@@ -236,3 +236,107 @@ def test_an_object_missing_everywhere_is_refused(dvc_repo):
     r = run_mvc("import-dvc", cwd=root)
     assert r.returncode != 0 and "dvc" in r.stderr.lower(), r.stderr
     assert state(root) == before
+
+
+PIPELINE = """stages:
+  train:
+    cmd: {py} -c "import shutil; shutil.copy('data.txt', 'model.bin'); shutil.copy('v.json', 'metrics.json')"
+    deps: [data.txt]
+    outs: [model.bin]
+    metrics:
+    - metrics.json:
+        cache: false
+  pack:
+    wdir: sub
+    cmd: {py} -c "open('pack.bin', 'wb').write(open('../data.txt', 'rb').read() * 3)"
+    deps: [../data.txt]
+    outs: [pack.bin]
+"""
+
+
+def test_dvc_lock_outputs_of_old_commits_read_as_pointers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Two versions of two stage outputs (one in a stage with a wdir) from 'dvc repro'; after the import, the old
+    ones read back through the dvc.lock of their commit, and the import is no change in their lineage."""
+    root = tmp_path / "repo"
+    (root / "sub").mkdir(parents=True)
+    git(root, "init", "-q")
+    dvc(root, "init", "-q")
+    (root / "dvc.yaml").write_text(PIPELINE.format(py=sys.executable))
+    versions, commits = {}, {}
+    for v in (1, 2):
+        make_file(root / "data.txt", 3000 + v, seed=v)
+        (root / "v.json").write_text(f'{{"v": {v}}}')
+        dvc(root, "repro", "-q")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", f"version {v}")
+        versions[v] = {p: (root / p).read_bytes() for p in ("model.bin", "sub/pack.bin")}
+        commits[v] = git(root, "rev-parse", "HEAD").strip()
+    assert versions[1] != versions[2]
+    monkeypatch.chdir(root)
+    run_mvc("init", cwd=root, check=True)
+    git(root, "commit", "-q", "-m", "mvc init")
+    import json
+
+    out = json.loads(run_mvc("import-dvc", "--json", cwd=root, check=True).stdout)
+    assert out["paths"] == ["model.bin", "sub/pack.bin"] and out["history_versions"] == 2, out
+    assert not (root / "metrics.json.mvc").exists() and (root / "dvc.lock").exists()
+    git(root, "commit", "-q", "-m", "import from DVC")
+    shutil.rmtree(root / ".dvc" / "cache")  # mvc's cache holds the old versions now
+
+    for p in ("model.bin", "sub/pack.bin"):
+        (root / p).unlink()
+    r = run_mvc("checkout", "--rev", commits[1], "model.bin", "sub/pack.bin", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert {p: (root / p).read_bytes() for p in versions[1]} == versions[1]
+    r = run_mvc("get", "sub/pack.bin", "--rev", commits[1], "-o", str(tmp_path / "pack-v1"), cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pack-v1").read_bytes() == versions[1]["sub/pack.bin"]
+    git(root, "checkout", "-q", "HEAD", "--", ".")
+    run_mvc("checkout", "--force", cwd=root, check=True)
+    assert {p: (root / p).read_bytes() for p in versions[2]} == versions[2]
+
+    for p in ("model.bin", "sub/pack.bin"):
+        log = json.loads(run_mvc("log", p, "--json", cwd=root, check=True).stdout)
+        assert [(e["commit"], e["change"]) for e in log] == [(commits[2], "modified"), (commits[1], "added")]
+        assert log[0]["meta"]["dvc"]["stage"] == ("train" if p == "model.bin" else "pack")
+
+    # after the import, dvc.lock (which stays) is not read: a path mvc stops tracking is gone from then on
+    run_mvc("remove", "sub/pack.bin", cwd=root, check=True)
+    git(root, "commit", "-q", "-m", "drop the pack")
+    log = json.loads(run_mvc("log", "sub/pack.bin", "--json", cwd=root, check=True).stdout)
+    assert [e["change"] for e in log] == ["removed", "modified", "added"]
+    listed = json.loads(run_mvc("ls", "--rev", "HEAD", "--json", cwd=root, check=True).stdout)
+    assert [e["path"] for e in listed] == ["model.bin"]
+
+
+def test_a_dvc_file_wins_an_output_a_dvc_lock_names_too(tmp_path: Path):
+    """Hand-written DVC files at one commit (what DVC itself refuses): the .dvc file's output stands; an output
+    git tracks and a damaged dvc.lock name nothing; a commit past the import reads no dvc.lock."""
+    from mvc.repo import foreign_dvc
+    from mvc.repo.repository import Repo
+
+    root = tmp_path / "repo"
+    (root / "sub").mkdir(parents=True)
+    git(root, "init", "-q")
+    run_mvc("init", cwd=root, check=True)
+    md5 = {c: c * 32 for c in "abcd"}
+    (root / "x.bin.dvc").write_text(f"outs:\n- md5: {md5['a']}\n  path: x.bin\n")
+    (root / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  s:\n    outs:\n"
+        + "".join(
+            f"    - path: {p}\n      md5: {md5[c]}\n" for p, c in (("x.bin", "b"), ("y.bin", "c"), ("g.txt", "d"))
+        )
+    )
+    (root / "g.txt").write_text("tracked by git")
+    (root / "sub" / "dvc.lock").write_text("schema: '2.0'\nstages: [\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "dvc files")
+    repo = Repo(str(root))
+    outs = foreign_dvc.outs_at(repo, repo.resolve("HEAD"))
+    assert {p: o.md5 for p, o in outs.items()} == {"x.bin": md5["a"], "y.bin": md5["c"]}
+
+    (root / ".mvc" / "imported.toml").write_text(f'format = 1\n[dvc.md5.{md5["c"]}]\noid = "xxh128:{"0" * 32}"\n')
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "the import")
+    repo = Repo(str(root))
+    assert set(foreign_dvc.outs_at(repo, repo.resolve("HEAD"))) == {"x.bin"}

@@ -287,6 +287,233 @@ def test_local_changes_and_an_existing_pointer_are_refused(lfs_repo: Path, mvc_e
     mvc_error("import-lfs", words=("model.bin.mvc", "already exists"))
 
 
+# -- versions from before the import: the registry and the pre-push hook read them too --------------------------
+def _gto_version_before_the_import(root: Path) -> str:
+    """A commit (tagged model@v1.0.0 as GTO tags, the path named by artifacts.yaml) holding V1 in git-lfs, then V2
+    again on top; returns the tagged commit."""
+    (root / "artifacts.yaml").write_text("model:\n  path: model.bin\n  type: model\n")
+    (root / "model.bin").write_bytes(V1)
+    git(root, "add", "artifacts.yaml", "model.bin")
+    git(root, "commit", "-qm", "back to v1, named for GTO")
+    git(root, "tag", "-a", "model@v1.0.0", "-m", "Registering artifact model version v1.0.0")
+    tagged = git(root, "rev-parse", "HEAD").strip()
+    (root / "model.bin").write_bytes(V2)
+    git(root, "commit", "-qam", "v2 again")
+    return tagged
+
+
+@needs_lfs
+def test_registry_reads_a_gto_version_from_before_the_import(lfs_repo: Path, mvc_cli):
+    root = lfs_repo
+    tagged = _gto_version_before_the_import(root)
+    mvc_cli("import-lfs")
+    git(root, "commit", "-qm", "to mvc")
+    mvc_cli("register", "model", "v2.0.0")  # an mvc version, at HEAD: its tag records oid and size
+    import json
+
+    versions = {v["version"]: v for v in json.loads(mvc_cli("registry", "model", "--json").stdout)["versions"]}
+    assert (versions["v1.0.0"]["commit"], versions["v1.0.0"]["oid"], versions["v1.0.0"]["size"]) == (
+        tagged,
+        oid_of(V1),
+        len(V1),
+    )
+    assert (versions["v2.0.0"]["oid"], versions["v2.0.0"]["size"]) == (oid_of(V2), len(V2))
+    checked = json.loads(mvc_cli("registry", "model", "--check", "--json").stdout)
+    assert {(r["version"], r["state"]) for r in checked} == {("v1.0.0", "ok"), ("v2.0.0", "ok")}
+    # registering a commit from before the import reads its git-lfs pointer as well
+    import mvc
+
+    out = mvc.register("model", "v1.1.0", rev="HEAD~1")  # 'v2 again', the last commit before the import
+    assert (out["oid"], out["size"]) == (oid_of(V2), len(V2))
+
+
+@needs_lfs
+def test_pre_push_hook_pushes_the_versions_of_commits_from_before_the_import(lfs_repo, tmp_path, mvc_cli):
+    root = lfs_repo
+    _gto_version_before_the_import(root)
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "store", str(store), "--default")
+    mvc_cli("install-hooks")
+    mvc_cli("import-lfs")  # no --push: the hook pushes what the pushed commits need
+    git(root, "commit", "-qm", "to mvc")
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "init", "-q", "--bare", str(mirror))
+    git(root, "remote", "add", "mirror", str(mirror))
+    res = subprocess.run(["git", "push", "-q", "mirror", "main"], cwd=root, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    for data in (V1, V2):  # V1: only the commits from before the import name it
+        oid = oid_of(data)
+        assert (store / "objects" / oid[7:9] / oid[9:]).is_file()
+
+
+# -- the history scan: one pass, the same answer as listing every commit ---------------------------------------
+def _commit(root: Path, files: dict[str, bytes | None], message: str) -> str:
+    for path, data in files.items():
+        if data is None:
+            (root / path).unlink()
+        else:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_bytes(data)
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", message)
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def test_history_scan_agrees_with_listing_every_commit(repo: Path):
+    """lfs_history reads each commit's change against its first parent; what it finds must be what listing every
+    commit's tree finds: across .gitattributes changes (a pointer committed before its pattern was tracked, one
+    committed after it was untracked), a deeper .gitattributes, merges, a deletion, and for a range of commits."""
+    root = repo  # no git-lfs filter is configured here: the pointers are committed as written
+
+    def p(n: int) -> bytes:
+        return lfs_pointer(b"version %d" % n)
+
+    _commit(root, {".gitattributes": b"*.bin filter=lfs\n", "a.bin": p(1), "notes.txt": b"x"}, "a.bin")
+    _commit(root, {"b.dat": p(2)}, "b.dat, not tracked yet")
+    _commit(root, {".gitattributes": b"*.bin filter=lfs\n*.dat filter=lfs\n"}, "*.dat tracked: b.dat is one now")
+    git(root, "checkout", "-q", "-b", "side", "HEAD~2")
+    _commit(root, {"sub/.gitattributes": b"*.pt filter=lfs\n", "sub/m.pt": p(3)}, "a deeper .gitattributes")
+    _commit(root, {"a.bin": p(4), "big.bin": os.urandom(3000)}, "big.bin: covered, but no pointer")
+    git(root, "checkout", "-q", "-b", "other", "main")
+    _commit(root, {"c.bin": p(5)}, "c.bin on a branch")
+    git(root, "checkout", "-q", "main")
+    _commit(root, {"a.bin": p(6)}, "a.bin again")
+    git(root, "merge", "-q", "--no-edit", "-X", "ours", "side")  # its change against main: sub/.gitattributes
+    git(root, "merge", "-q", "--no-edit", "other")  # its change against main: c.bin alone
+    _commit(root, {".gitattributes": b"*.dat filter=lfs\n", "a.bin": p(7)}, "*.bin untracked: a.bin is a plain file")
+    _commit(root, {"b.dat": None}, "b.dat deleted")
+    from mvc.repo import foreign_lfs
+    from mvc.repo.repository import Repo
+
+    r = Repo(str(root))
+
+    def listed(commits: list[str]) -> set[tuple[str, bytes]]:
+        found = set()
+        for c in commits:
+            tree = foreign_lfs.Tree(r, c)
+            found |= set(foreign_lfs.lfs_files(r, tree, foreign_lfs.rules_of(r, tree)).items())
+        return found
+
+    for spec in (["--all"], ["main", "--not", "side"], ["HEAD~1", "--not", "other~1"], ["side"]):
+        commits = git(root, "rev-list", *spec).split()
+        scanned = foreign_lfs.lfs_history(r, commits)
+        assert {(path, data) for (path, _), (_, data) in scanned.items()} == listed(commits), spec
+        for (path, _), (commit, data) in scanned.items():  # the commit given holds it
+            assert (path, data) in listed([commit])
+    everything = {data for (_, data) in listed(git(root, "rev-list", "--all").split())}
+    assert everything == {p(n) for n in (1, 2, 3, 4, 5, 6)}  # not big.bin, nor a.bin once untracked
+
+
+# -- all or nothing while writing: a failure half way puts every file and the index back --------------------------
+KEPT_IN_MVC = (".gitignore", "config.toml", "imported.toml")  # .mvc's committed files (not its cache or databases)
+
+
+def tree_state(root: Path) -> tuple[dict[str, bytes], str, str, list[str]]:
+    """Byte for byte: every file of the work tree (.git and .mvc's own stores aside), the index, what it stages
+    against HEAD and git's view of the work tree (a temp file left behind shows there)."""
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        dirnames[:] = [d for d in dirnames if rel != ".mvc" and (rel != "." or d != ".git")]
+        for name in filenames:
+            if rel != ".mvc" or name in KEPT_IN_MVC:
+                files[os.path.normpath(os.path.join(rel, name))] = Path(dirpath, name).read_bytes()
+    status = git(root, "status", "--porcelain", "--ignored", "--untracked-files=all").splitlines()
+    return (
+        files,
+        git(root, "ls-files", "-s"),
+        git(root, "diff", "--cached", "--binary"),
+        [line for line in status if not line.startswith("!! .mvc/")],  # the cache and its databases may grow
+    )
+
+
+def _two_lfs_files(root: Path) -> None:
+    """model.bin (at the root, converted first) and sub/b.bin, both git-lfs files with their objects stored."""
+    (root / "sub").mkdir()
+    (root / "sub" / "b.bin").write_bytes(V1[:1000])
+    git(root, "add", "sub/b.bin")
+    git(root, "commit", "-qm", "sub/b.bin")
+
+
+@pytest.fixture
+def immutable():
+    """chattr +i on the files given (root cannot write them either), undone at the end; skips where the
+    filesystem or the user cannot."""
+    done: list[Path] = []
+
+    def make(path: Path) -> None:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode != 0:
+            pytest.skip("chattr +i is not available here (ext4 or xfs, as root)")
+        done.append(path)
+
+    yield make
+    for path in done:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@needs_lfs
+@pytest.mark.parametrize(
+    "failure, words",
+    [
+        ("unreadable", ("sub/.gitignore", "directory")),  # cannot be saved: after the models were moved aside
+        ("immutable", ("sub/.gitignore",)),  # sub/b.bin's .gitignore line: after model.bin is converted
+        ("map", ("imported.toml", "not valid toml")),  # after every file and .gitattributes are written
+        ("index", ("git add failed", "ignored", "model.bin.mvc")),  # staging: 'git rm --cached' changed the index
+    ],
+)
+def test_a_failure_while_writing_puts_everything_back(lfs_repo: Path, mvc_error, immutable, failure, words):
+    root = lfs_repo
+    _two_lfs_files(root)
+    if failure == "unreadable":
+        (root / "sub" / ".gitignore").mkdir()
+    elif failure == "immutable":
+        (root / "sub" / ".gitignore").write_text("*.log\n")
+        immutable(root / "sub" / ".gitignore")
+    elif failure == "map":
+        (root / ".mvc" / "imported.toml").write_text("format = 1\n[lfs.sha256\n")  # an earlier import, damaged
+    else:
+        (root / ".git" / "info" / "exclude").write_text("*.mvc\n")  # 'git add' refuses the pointers
+    before = tree_state(root)
+    assert b"filter=lfs" in before[0][".gitattributes"] and before[0]["model.bin"] == V2
+    mvc_error("import-lfs", words=words)
+    after = tree_state(root)
+    assert sorted(after[0]) == sorted(before[0])
+    assert [k for k in after[0] if after[0][k] != before[0][k]] == []
+    assert after[1:] == before[1:]
+    assert os.stat(root / "model.bin").st_nlink == 1  # the user's own file, not a link to the cache
+
+
+@needs_lfs
+def test_a_failed_push_leaves_the_import_staged_and_says_how_to_push_again(lfs_repo, tmp_path, mvc_cli, mvc_error):
+    root = lfs_repo
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the remote's directory should be\n")
+    mvc_cli("remote", "add", "store", str(blocker / "store"), "--default")
+    line = mvc_error("import-lfs", "--push", words=("import is done and staged", "push failed", "mvc push"))
+    assert "'mvc push' and 'mvc push --all-commits'" in line
+    staged = git(root, "diff", "--cached", "--name-status")
+    assert "A\tmodel.bin.mvc" in staged and "A\t.mvc/imported.toml" in staged
+    assert (root / "model.bin").read_bytes() == V2
+    # the remote fixed, the two commands the error names push everything: old revisions read back from it alone
+    blocker.unlink()
+    blocker.mkdir()
+    mvc_cli("push")
+    mvc_cli("push", "--all-commits")
+    git(root, "commit", "-qm", "to mvc")
+    shutil.rmtree(root / ".mvc" / "cache")
+    first = git(root, "rev-list", "--max-parents=0", "HEAD").strip()
+    mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1.bin"))
+    assert (tmp_path / "v1.bin").read_bytes() == V1
+
+
+@needs_lfs
+def test_push_to_a_remote_not_configured_is_refused_before_anything_is_written(lfs_repo: Path, mvc_error):
+    root = lfs_repo
+    before = tree_state(root)
+    mvc_error("import-lfs", "--push", "-r", "nowhere", words=("nowhere",))
+    assert tree_state(root) == before
+
+
 def test_no_lfs_pointers_is_an_error(repo: Path, mvc_error):
     mvc_error("import-lfs", words=("no git-lfs pointers",))
 

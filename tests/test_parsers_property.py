@@ -183,6 +183,8 @@ DVC_LIKE = [
     f"outs:\n- md5: {MD5}\n  size: 3\n  path: m.bin\n".encode(),
     f"outs:\n- md5: {MD5}.dir\n  nfiles: 2\n  path: d\nmeta:\n  a: 1\n".encode(),
     f"schema: '2.0'\nstages:\n  train:\n    outs:\n    - path: m.bin\n      md5: {MD5}\n      size: 3\n".encode(),
+    b"stages:\n  train:\n    wdir: work\n    outs:\n    - m.bin\n    - x.json:\n        cache: false\n"
+    b"  each:\n    foreach: [1, 2]\n    do:\n      wdir: ../w\n      outs: [o]\n",
     json.dumps([{"md5": MD5, "relpath": "a/b"}]).encode(),
     b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12\n",
 ]
@@ -196,7 +198,9 @@ def check_foreign(data: bytes) -> None:
         lambda: dvcfile.parse_dvc(data, "m.bin.dvc"),
         lambda: dvcfile.parse_lock(data, "dvc.lock"),
         lambda: dvcfile.parse_dir(data, MD5 + ".dir", "the .dir of d"),
-        lambda: dvcfile.uncached(data, "dvc.yaml"),
+        lambda: dvcfile.stages(data, "d/dvc.yaml"),
+        lambda: dvcfile.lock_outputs(data, "d/dvc.lock", data),
+        lambda: dvcfile.lock_outputs(DVC_LIKE[2], "d/dvc.lock", data),
         lambda: lfspointer.loads(data, "m.bin"),
         lambda: lfspointer.rules(data),
     ):
@@ -216,3 +220,28 @@ def test_dvc_and_lfs_files_near_valid(base, noise, at, cut):
 @given(st.binary(max_size=600))
 def test_dvc_and_lfs_files_of_random_bytes(data):
     check_foreign(data)
+
+
+dvc_names = st.text(alphabet="abw._", min_size=1, max_size=6)
+
+
+@MANY
+@given(st.lists(st.sampled_from(["", ".", "..", "../..", "w", "w/x", "./w", "w/..", "${item}"]), max_size=3), dvc_names)
+def test_dvc_lock_outputs_lie_below_their_stage_wdir(wdirs, out):
+    """Each dvc.lock output is at its stage's wdir (from dvc.yaml, relative to the lock's directory) joined with
+    its path, inside the repository; anything else is refused with one line."""
+    import posixpath
+
+    from mvc.format import dvcfile
+
+    yaml = "stages:\n" + "".join(f"  s{i}:\n    wdir: '{w}'\n    cmd: x\n" for i, w in enumerate(wdirs))
+    lock = "schema: '2.0'\nstages:\n" + "".join(
+        f"  s{i}:\n    outs:\n    - path: {out}\n      md5: {MD5}\n" for i in range(len(wdirs))
+    )
+    try:
+        outs = dvcfile.lock_outputs(lock.encode(), "d/dvc.lock", yaml.encode())
+    except MvcError as e:
+        assert "\n" not in str(e)
+        return
+    assert [o.path for o in outs] == [posixpath.normpath(posixpath.join("d", w, out)) for w in wdirs]
+    assert all(o.path != ".." and not o.path.startswith("../") and "${" not in o.path for o in outs)

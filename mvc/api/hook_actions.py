@@ -285,7 +285,8 @@ def parse_push_lines(text: str) -> list[tuple[str, str, str, str]]:
 
 
 def commits_to_push(repo: Repo, remote: str, refs: Iterable[tuple[str, str, str, str]]) -> list[str]:
-    """Commits being pushed that the remote lacks and that add or change pointers (ids, newest first).
+    """Commits being pushed that the remote lacks and that add or change pointers (ids, newest first), then those
+    whose files of another tool read as pointers through the map of an import (:func:`_imported_commits`).
 
     Excluded: what the remote's refs in the push already have, and everything under
     ``refs/remotes/<remote>/`` when remote is a configured git remote (a push to a URL has none).
@@ -306,7 +307,21 @@ def commits_to_push(repo: Repo, remote: str, refs: Iterable[tuple[str, str, str,
     if not include:
         return []
     remotes = remote if remote in repo.git.remote_names() else None
-    return repo.git.rev_list(include, exclude, not_remotes=remotes, paths=[POINTER_GLOB])
+    found = repo.git.rev_list(include, exclude, not_remotes=remotes, paths=[POINTER_GLOB])
+    mine = set(found)
+    return found + [c for c in _imported_commits(repo, include, exclude, remotes) if c not in mine]
+
+
+def _imported_commits(repo: Repo, include: list[str], exclude: list[str], remotes: str | None) -> list[str]:
+    """The pushed commits from before an import (``mvc import-lfs``, ``mvc import-dvc``) whose git-lfs pointers or
+    .dvc files read as mvc pointers through the map ``.mvc/imported.toml``: their objects are pushed as any
+    other's. Nothing to read (no map: no import) costs no git process."""
+    from mvc.repo import foreign
+
+    if not foreign.imported(repo):
+        return []
+    every = repo.git.rev_list(include, exclude, not_remotes=remotes)
+    return list(dict.fromkeys(c for c, _, _ in foreign.pointer_versions(repo, every)))
 
 
 def pre_push(

@@ -137,8 +137,8 @@ def import_dvc(
 ) -> dict[str, Any]:
     """Convert the DVC outputs of the work tree (.dvc files, dvc.lock stages) to mvc pointers, all staged.
 
-    ``history``: also import the versions older commits' .dvc files name (where DVC's cache or remote holds
-    them), so that ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's).
+    ``history``: also import the versions older commits' .dvc files and dvc.lock stages name (where DVC's cache or
+    remote holds them), so that ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's).
     ``push``: then push everything imported to the mvc remote (``remote``, default: the default one).
     Returns {paths, dvc_files, remotes, objects, fetched, history_versions, history_missing, pushed}."""
     repo = open_repo(repo)
@@ -150,8 +150,7 @@ def import_dvc(
     if history:
         _read_history(repo, plan)
     jobs = jobs or min(32, 4 * (os.cpu_count() or 1))
-    for o in plan.now:
-        _import_object(repo, dvc, plan, o.md5, o.legacy, o.path, jobs, progress)
+    _import_now(repo, dvc, plan, jobs, progress)
     for md5, legacy in sorted(plan.history.items()):
         if md5 in plan.known:
             continue
@@ -193,9 +192,9 @@ def _read_now(repo: Repo, plan: _Plan) -> None:
             plan.dvc_files.append(path)
             plan.now += dvcfile.parse_dvc(_read(repo, path), path)
         elif base == "dvc.lock":
-            yaml_path = posixpath.join(posixpath.dirname(path), "dvc.yaml")
-            skip = dvcfile.uncached(_read(repo, yaml_path), yaml_path) if os.path.exists(repo.abs(yaml_path)) else set()
-            plan.now += [o for o in dvcfile.parse_lock(_read(repo, path), path, skip) if o.path not in files]
+            yaml_path = posixpath.join(posixpath.dirname(path), foreign_dvc.PIPELINE)
+            yaml = _read(repo, yaml_path) if os.path.exists(repo.abs(yaml_path)) else None
+            plan.now += [o for o in dvcfile.lock_outputs(_read(repo, path), path, yaml) if o.path not in files]
     seen: dict[str, str] = {}
     for o in plan.now:
         why = repo.untrackable(o.path)
@@ -225,15 +224,10 @@ def _read_history(repo: Repo, plan: _Plan) -> None:
     except MvcError:  # no commit yet
         return
     now = {o.md5 for o in plan.now}
-    seen: set[tuple[str, str]] = set()
-    for commit in commits:
-        for path, blob in foreign_dvc.dvc_files_at(repo, commit).items():
-            if (path, blob) in seen:
-                continue
-            seen.add((path, blob))
-            for o in foreign_dvc.outs_of(repo, path, blob):
-                if o.md5 not in now:
-                    plan.history.setdefault(o.md5, o.legacy)
+    for commit in commits:  # the outputs the readers of old revisions see (repo/foreign_dvc.py)
+        for o in foreign_dvc.outs_at(repo, commit).values():
+            if o.md5 not in now:
+                plan.history.setdefault(o.md5, o.legacy)
 
 
 def _md5_file(path: str, legacy: bool) -> str:
@@ -275,18 +269,40 @@ def _store_file(repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what
             fileio.remove_quietly(tmp)
 
 
+def _import_now(repo: Repo, dvc: _Dvc, plan: _Plan, jobs: int, progress: progressmod.Factory) -> None:
+    """The work tree's outputs: every file, of the outputs and of their directories, md5-checked and stored in one
+    pool, the outputs' own files first (a large file's md5 then runs beside the small files'), then the
+    directories' manifests."""
+    listings = {o.md5: (_dir_listing(dvc, plan, o.md5, o.legacy, o.path), o) for o in plan.now if o.is_dir}
+    todo = {o.md5: (o.legacy, o.path) for o in plan.now if not o.is_dir}
+    for entries, o in listings.values():
+        todo.update((m, (o.legacy, f"{o.path} (a file of md5 {m})")) for _, m in entries if m not in todo)
+    _store_files(repo, dvc, plan, todo, f"importing {len(todo)} files", jobs, progress)
+    for md5, (entries, _) in listings.items():
+        _manifest(repo, plan, md5, entries)
+
+
 def _import_object(
     repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str, jobs: int, progress: progressmod.Factory
 ) -> None:
+    """One output version (a file, or a directory with its files) md5-checked and stored."""
     if md5 in plan.known:
         return
     if not md5.endswith(dvcfile.DIR_SUFFIX):
         oid, size = _store_file(repo, dvc, plan, md5, legacy, what)
         plan.known[md5] = (oid, size, None)
         return
+    entries = _dir_listing(dvc, plan, md5, legacy, what)
+    todo = {m: (legacy, f"{what} (a file of md5 {m})") for _, m in entries}
+    _store_files(repo, dvc, plan, todo, f"importing {what}", jobs, progress)
+    _manifest(repo, plan, md5, entries)
+
+
+def _dir_listing(dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> list[tuple[str, str]]:
+    """The entries (relpath, md5) of DVC's directory listing md5, from DVC's cache or its remote, md5-checked."""
     src = dvc.cached(md5, legacy)
     if src is None:
-        tmp = repo.odb.tmp_path("dvc")
+        tmp = dvc.repo.odb.tmp_path("dvc")
         try:
             dvc.fetch(md5, legacy, tmp)
             with open(tmp, "rb") as f:
@@ -297,21 +313,37 @@ def _import_object(
     else:
         with open(src, "rb") as f:
             listing = f.read()
-    entries = dvcfile.parse_dir(listing, md5, f"{what}: DVC directory listing {md5}")
-    todo = sorted({m for _, m in entries if m not in plan.known})
-    bar = progress(f"importing {what}", len(todo))
+    return dvcfile.parse_dir(listing, md5, f"{what}: DVC directory listing {md5}")
+
+
+def _store_files(
+    repo: Repo,
+    dvc: _Dvc,
+    plan: _Plan,
+    todo: dict[str, tuple[bool, str]],
+    label: str,
+    jobs: int,
+    progress: progressmod.Factory,
+) -> None:
+    """The files todo names ({md5: (legacy, what)}) not stored yet, with up to jobs threads, in todo's order."""
+    md5s = [m for m in todo if m not in plan.known]
+    bar = progress(label, len(md5s))
     try:
 
         def one(m: str) -> tuple[str, int]:
-            return _store_file(repo, dvc, plan, m, legacy, f"{what} (a file of md5 {m})")
+            return _store_file(repo, dvc, plan, m, *todo[m])
 
         def done(m: str, res: tuple[str, int]) -> None:
             plan.known[m] = (res[0], res[1], None)
             bar.update(1)
 
-        run_parallel(one, todo, jobs, done)
+        run_parallel(one, md5s, jobs, done)
     finally:
         bar.close()
+
+
+def _manifest(repo: Repo, plan: _Plan, md5: str, entries: list[tuple[str, str]]) -> None:
+    """The mvc manifest of DVC's directory md5, whose files are stored: in the cache, and in plan.known."""
     rows = [mf.Entry(rel, plan.known[m][0], plan.known[m][1]) for rel, m in entries]
     data = mf.dumps(rows)
     oid = oids.from_digest(fileio.hexdigest_bytes(data))

@@ -2,8 +2,10 @@
 
 All or nothing: every pointer is parsed, every object located (fetched with ``git lfs fetch`` where
 ``.git/lfs/objects`` lacks it) and its sha256 and size checked before anything is written; objects then enter
-the cache, and only then do the work tree, ``.gitattributes``, ``.mvc/imported.toml`` and the index change.
-Old revisions stay readable through the map (``mvc/repo/foreign_lfs.py``)."""
+the cache, and only then do the work tree, ``.gitattributes``, ``.mvc/imported.toml`` and the index change; a
+failure among those writes puts every one of them back (``mvc/repo/rollback.py``). A failed ``--push`` leaves
+the import staged and says how to push again. Old revisions stay readable through the map
+(``mvc/repo/foreign_lfs.py``)."""
 
 from __future__ import annotations
 
@@ -11,20 +13,33 @@ import hashlib
 import os
 import stat as statmod
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
 from mvc.api import record
-from mvc.errors import CorruptObject, GitError, ObjectMissing, PathError, PointerError, WorkspaceModified
+from mvc.errors import (
+    CorruptObject,
+    GitError,
+    MvcError,
+    ObjectMissing,
+    PathError,
+    PointerError,
+    RemoteError,
+    WorkspaceModified,
+)
 from mvc.format import lfspointer as lfs
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import LOCK, MVC_DIR
 from mvc.repo import foreign, foreign_lfs
 from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo, shell_quoted
+from mvc.repo.rollback import Rollback
 from mvc.repo.selection import user_paths
 from mvc.storage import fileio
 from mvc.storage.lock import locked
+
+if TYPE_CHECKING:
+    from mvc.repo.remotes import Spec
 
 IMPORTED_REL = f"{MVC_DIR}/{lfs.IMPORTED}"
 UNIGNORE = "!/" + lfs.IMPORTED  # the line of .mvc/.gitignore that lets git see the map
@@ -65,6 +80,7 @@ def import_lfs(
     all_rules = foreign_lfs.rules_of(repo, tree)
     found = foreign_lfs.lfs_files(repo, tree, all_rules)
     chosen = _choose(repo, found, user_paths(paths))
+    sp = _remote(repo, remote) if push else None
     items = [_check(repo, tree, path, found[path]) for path in chosen]
     _locate(repo, items, fetch)
     old, missing = _history(repo, head, set(chosen), {it.ptr.sha256 for it in items}) if history else ([], 0)
@@ -73,10 +89,38 @@ def import_lfs(
             _verify(it, progress)
         for it in items + old:
             it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
-        recorder = record.Auto(repo)
-        done = [_write(repo, it, recorder) for it in items]
+        with Rollback(repo) as rb:  # from here on, a failure puts every file and the index back
+            _save(rb, tree, items, stage)
+            removed = _convert(repo, tree, all_rules, items, old, stage)
     finally:
         repo.state.flush()
+    rows = [
+        {"path": it.path, "oid": it.oid, "size": it.ptr.size, "sha256": it.ptr.sha256, "source": it.source}
+        for it in items
+    ]
+    out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}, "attributes": removed}
+    if sp is not None:
+        out["push"] = _push(repo, items + old, sp, remote, "done and staged" if stage else "done", bool(old), progress)
+    return out
+
+
+def _save(rb: Rollback, tree: foreign_lfs.Tree, items: list[_Item], stage: bool) -> None:
+    """Everything :func:`_convert` may change, saved to put back: the files replaced (their content is in the cache),
+    the pointers and .gitignore files beside them, every .gitattributes, the map, .mvc/.gitignore and the index."""
+    rb.move_aside(*(it.path for it in items))
+    rb.save(*(Repo.pointer_of(it.path) for it in items), *(gitignores.entry(it.path)[0] for it in items))
+    rb.save(*tree.attributes(), IMPORTED_REL, f"{MVC_DIR}/.gitignore")
+    if stage:
+        rb.save_index()
+
+
+def _convert(
+    repo: Repo, tree: foreign_lfs.Tree, all_rules: list[lfs.Rule], items: list[_Item], old: list[_Item], stage: bool
+) -> list[str]:
+    """Write the content, pointers and .gitignore lines, strip .gitattributes, write the map, and stage it all.
+    Returns the .gitattributes lines removed."""
+    recorder = record.Auto(repo)
+    done = [_write(repo, it, recorder) for it in items]
     attrs_changed, removed = _strip_attributes(repo, tree, all_rules, {it.path for it in items})
     to_stage = [Repo.pointer_of(it.path) for it in items] + done + attrs_changed + _write_map(repo, items + old)
     if stage:
@@ -84,14 +128,7 @@ def import_lfs(
             repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){it.path}" for it in items])
             repo.git.run("add", "-f", "--", f":(literal){IMPORTED_REL}")
             repo.git.stage(dict.fromkeys(p for p in to_stage if p != IMPORTED_REL))
-    rows = [
-        {"path": it.path, "oid": it.oid, "size": it.ptr.size, "sha256": it.ptr.sha256, "source": it.source}
-        for it in items
-    ]
-    out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}, "attributes": removed}
-    if push:
-        out["push"] = _push(repo, items + old, remote, progress)
-    return out
+    return removed
 
 
 def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[list[_Item], int]:
@@ -101,41 +138,64 @@ def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[l
     lfs_dir = _lfs_dir(repo)
     found: dict[str, _Item] = {}
     absent: set[str] = set()
-    for commit in repo.git.run("rev-list", head).decode().split()[1:]:
-        tree = foreign_lfs.Tree(repo, commit)
-        for path, data in foreign_lfs.lfs_files(repo, tree, foreign_lfs.rules_of(repo, tree)).items():
-            if path not in chosen:
-                continue
-            try:
-                ptr = lfs.loads(data, path)
-            except PointerError:
-                continue
-            if ptr.sha256 in have or ptr.sha256 in found or ptr.sha256 in absent:
-                continue
-            at = _stored(lfs_dir, ptr.sha256)
-            if os.path.isfile(at):
-                it = found[ptr.sha256] = _Item(f"{path} at {commit[:12]}", ptr)
-                it.src, it.source = at, "lfs"
-            else:
-                absent.add(ptr.sha256)
+    commits = repo.git.run("rev-list", head).decode().split()
+    for (path, _), (commit, data) in sorted(foreign_lfs.lfs_history(repo, commits).items()):
+        if path not in chosen:
+            continue
+        try:
+            ptr = lfs.loads(data, path)
+        except PointerError:
+            continue
+        if ptr.sha256 in have or ptr.sha256 in found or ptr.sha256 in absent:
+            continue
+        at = _stored(lfs_dir, ptr.sha256)
+        if os.path.isfile(at):
+            it = found[ptr.sha256] = _Item(f"{path} at {commit[:12]}", ptr)
+            it.src, it.source = at, "lfs"
+        else:
+            absent.add(ptr.sha256)
     return list(found.values()), len(absent)
 
 
-def _push(repo: Repo, items: list[_Item], remote: str | None, progress: progressmod.Factory) -> dict[str, Any]:
-    """Push the imported objects, those of old revisions too (which no pointer of the work tree names)."""
+def _remote(repo: Repo, remote: str | None) -> Spec:
+    """The remote --push goes to, read before anything is written: one not configured is refused then."""
+    from mvc.repo.remotes import spec
+
+    return spec(repo, remote)
+
+
+def _push(
+    repo: Repo,
+    items: list[_Item],
+    sp: Spec,
+    remote: str | None,
+    state: str,
+    history: bool,
+    progress: progressmod.Factory,
+) -> dict[str, Any]:
+    """Push the imported objects, those of old revisions too (which no pointer of the work tree names), to the
+    remote sp. The import is done by then (its state: "done and staged"): a failed push says so, and how to push
+    again, rather than undo it (the objects are in the cache; another import would hash them all again)."""
     from mvc.api import sync
-    from mvc.repo.remotes import journal, spec
+    from mvc.repo.remotes import journal
     from mvc.repo.selection import Wanted
 
-    sp = spec(repo, remote)
     wanted = Wanted()
     for it in items:
         wanted.add_pointer(it.path, ptrfmt.Pointer("file", it.oid, it.ptr.size))
-    jr = journal(repo)
     try:
-        return sync._push(repo, sp, wanted, jr, None, False, progress)
-    finally:
-        jr.close()
+        jr = journal(repo)
+        try:
+            return sync._push(repo, sp, wanted, jr, None, False, progress)
+        finally:
+            jr.close()
+    except (MvcError, OSError) as e:  # a directory remote's OSError too (a file where its directory should be)
+        why = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) else str(e)
+        to = f" -r {shell_quoted(remote)}" if remote else ""
+        again = f"'mvc push{to}' and 'mvc push{to} --all-commits'" if history else f"'mvc push{to}'"
+        raise RemoteError(
+            f"the import is {state}, but its push failed ({why}): once that is fixed, run {again}"
+        ) from None
 
 
 def _choose(repo: Repo, found: dict[str, bytes], paths: list[str]) -> list[str]:

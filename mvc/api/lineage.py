@@ -150,9 +150,7 @@ def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, byte
     data = foreign.pointer_of(repo, commit, rel)
     if data is None:
         return None
-    import hashlib
-
-    blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    blob = foreign.blob_id(data)
     synthesized[blob] = data
     return blob
 

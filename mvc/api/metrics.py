@@ -26,7 +26,8 @@ def metrics(
     pointer cannot be read). With worktree, the work tree's pointer of the model comes first, as
     ``version: None, worktree: True``, when it records a model or meta no listed version has. keys: only
     these metrics and params. A name neither the registry nor the work tree knows is refused."""
-    local = _local(repo) if worktree and not isinstance(repo, str) else None
+    this = _local(repo) if not isinstance(repo, str) else None  # its map reads versions from before an import
+    local = this if worktree else None
     rows: list[dict[str, Any]] = []
     try:
         git, m = _describe(name, repo)
@@ -43,7 +44,7 @@ def metrics(
                 "stages": v["stages"],
                 "active": v["active"],
             }
-            rows.append(_with_meta(row, _read(git, name, v["commit"])))
+            rows.append(_with_meta(row, _read(git, name, v["commit"], this)))
     if local is not None:
         here = _worktree_pointer(local, name)
         if here is not None and ("error" in here or all(r.get("_seen") != _seen(here) for r in rows)):
@@ -64,9 +65,11 @@ def metrics(
 
 def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None = None) -> dict[str, Any]:
     """``mvc registry NAME``: the model as ``registry.model`` describes it, each version with ``metrics``:
-    the values of ``metric_keys`` (keys, or the first SHOWN metrics of the latest version) its pointer records."""
+    the values of ``metric_keys`` (keys, or the first SHOWN metrics of the latest version) its pointer records,
+    and its ``oid`` and ``size`` read from that pointer where its tag does not record them (GTO's)."""
     git, m = _describe(name, repo)
-    found = {v["commit"]: _read(git, name, v["commit"]) for v in m["versions"]}
+    this = _local(repo) if not isinstance(repo, str) else None  # its map reads versions from before an import
+    found = {v["commit"]: _read(git, name, v["commit"], this) for v in m["versions"]}
     if keys is None:
         latest = m["latest"]["commit"] if m["latest"] else (m["versions"][0]["commit"] if m["versions"] else None)
         first = found.get(latest) or {}
@@ -76,6 +79,8 @@ def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None =
     for v in m["versions"]:
         values = _table(found[v["commit"]], "metrics")
         v["metrics"] = {k: values[k] for k in keys if k in values}
+        if "oid" not in v and "oid" in found[v["commit"]]:  # a tag without mvc's fields (GTO's): the pointer's
+            v["oid"], v["size"] = found[v["commit"]]["oid"], found[v["commit"]]["size"]
     return m
 
 
@@ -89,13 +94,14 @@ def _describe(name: str, repo: Repo | str | None) -> tuple[gitmod.Git, dict[str,
     return git, regapi.describe(m)
 
 
-def _read(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
-    """{oid, meta} of the model's pointer at commit, or {error} (one git read per version)."""
+def _read(git: gitmod.Git, name: str, commit: str, repo: Repo | None) -> dict[str, Any]:
+    """{oid, size, meta} of the model's pointer at commit, or {error} (one git read per version). repo: this
+    repository, whose map of an import reads a version from before it (None: mvc's pointers alone)."""
     try:
-        info = model_at(git, name, commit)
+        info = model_at(git, name, commit, repo)
     except MvcError as e:
         return {"error": str(e)}
-    return {"oid": info["oid"], "meta": info["meta"]}
+    return {"oid": info["oid"], "size": info["size"], "meta": info["meta"]}
 
 
 def _table(found: dict[str, Any], table: str) -> dict[str, Any]:

@@ -65,9 +65,9 @@ def _git(repo: Repo | str | None) -> gitmod.Git:
         raise
 
 
-def _maybe_model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any] | None:
+def _maybe_model_at(repo: Repo, name: str, commit: str) -> dict[str, Any] | None:
     try:
-        return model_at(git, name, commit)
+        return model_at(repo.git, name, commit, repo)
     except MvcError:
         return None
 
@@ -142,7 +142,7 @@ def register(
     if bump is not None and bump not in BUMPS:
         raise RegistryError(f"unknown bump {bump!r}: use major, minor or patch")
     commit = repo.resolve(rev or "HEAD")
-    info = model_at(repo.git, name, commit)
+    info = model_at(repo.git, name, commit, repo)
     m = load(repo.git).models.get(name)
     # versions ever registered or deregistered (unregistered commits GTO assigned are named by commit id)
     known = [v for v in m.versions.values() if v.name.startswith("v")] if m else []
@@ -231,7 +231,7 @@ def assign(
             raise RegistryError(
                 f"{name}@{here[0].name} at commit {commit[:7]} was deregistered: assign another version"
             )
-    info = model_at(repo.git, name, commit)
+    info = model_at(repo.git, name, commit, repo)
     label = v.name if v is not None else f"commit {commit[:7]}"
     if v is not None and m is not None:
         current = m.stage(stage)
@@ -350,7 +350,7 @@ def deprecate(
             )
         if not m.holds(v.name, stage):
             raise RegistryError(f"{name} {v.name} is not in stage {stage}: nothing to cancel (see 'mvc registry')")
-        info = _maybe_model_at(repo.git, name, v.commit)
+        info = _maybe_model_at(repo, name, v.commit)
         text = message or f"Unassigning stage '{stage}' to artifact '{name}' version '{v.name}'"
         tag = _create(
             repo.git,
@@ -367,7 +367,7 @@ def deprecate(
             raise RegistryError(f"{v.name} is not a registered version of {name}: nothing to deregister")
         if not v.active:
             raise RegistryError(f"{name}@{v.name} was deregistered already")
-        info = _maybe_model_at(repo.git, name, v.commit)
+        info = _maybe_model_at(repo, name, v.commit)
         text = message or f"Deregistering artifact {name} version {v.name}"
         tag = _create(
             repo.git,
@@ -382,7 +382,7 @@ def deprecate(
     if m.deprecated:
         raise RegistryError(f"{name} is deprecated already: register a new version to bring it back")
     commit = m.events[-1].commit  # as GTO: the commit of the model's latest event
-    info = _maybe_model_at(repo.git, name, commit)
+    info = _maybe_model_at(repo, name, commit)
     text = message or f"Deprecating artifact '{name}'"
     tag = _create(
         repo.git,

@@ -243,7 +243,7 @@ def registry_check(
             row: dict[str, Any] = {"model": mname, "version": v.name, "stages": stages.get(v.name, [])}
             r = reachmod.Reach()
             try:
-                info = models.model_at(repo.git, mname, v.commit)
+                info = models.model_at(repo.git, mname, v.commit, repo)
             except MvcError as e:
                 row.update(path=None, state="unreadable", missing=[], error=str(e))
                 rows.append(row)

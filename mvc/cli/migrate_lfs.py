@@ -38,7 +38,9 @@ def import_lfs(
     model, the old pointer leaves the index, and the filter=lfs lines whose every file
     was converted leave .gitattributes. .mvc/imported.toml maps the git-lfs content
     to mvc objects, so older revisions stay readable. History is not rewritten.
-    Nothing is written unless every object is found and checked.
+    Nothing is written unless every object is found and checked, and a failure while
+    writing puts every file and the index back. A failed --push leaves the import
+    staged and names the commands that push it again.
 
     \b
     Example:

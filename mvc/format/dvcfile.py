@@ -153,11 +153,8 @@ def parse_dvc(data: bytes, where: str) -> list[Out]:
     if not isinstance(outs, list) or not outs:
         raise ForeignError(f"{where}: outs must be a non-empty list of outputs")
     base = posixpath.dirname(where)
-    wdir = d.get("wdir")
-    if wdir is not None:
-        if not isinstance(wdir, str):
-            raise ForeignError(f"{where}: wdir must be a path")
-        base = target(base, wdir, where) if posixpath.normpath(posixpath.join(base, wdir)) != "." else ""
+    if d.get("wdir") is not None:
+        base = _wdir(base, d["wdir"], where)
     extra: dict[str, Any] = {}
     for key in ("desc", "meta"):  # the file's own record, kept with each output that has none of its own
         if d.get(key) is not None:
@@ -165,6 +162,14 @@ def parse_dvc(data: bytes, where: str) -> list[Out]:
     found = [o for o in (_out(e, base, where, extra) for e in outs) if o is not None]
     _no_repeats(found, where)
     return found
+
+
+def _wdir(base: str, wdir: Any, where: str) -> str:
+    """A ``wdir`` (relative to base, the directory of the file that sets it) as a repository-relative posix path,
+    "" for the root; refused as ``target`` refuses an output's path."""
+    if not isinstance(wdir, str):
+        raise ForeignError(f"{where}: wdir must be a path")
+    return target(base, wdir, where) if posixpath.normpath(posixpath.join(base, wdir)) != "." else ""
 
 
 def _no_repeats(found: list[Out], where: str) -> None:
@@ -175,45 +180,72 @@ def _no_repeats(found: list[Out], where: str) -> None:
         seen.add(o.path)
 
 
-def uncached(data: bytes, where: str) -> set[str]:
-    """The paths dvc.yaml (where) declares with ``cache: false`` (relative to its directory, as written)."""
+def stages(data: bytes, where: str) -> dict[str, tuple[str | None, frozenset[str]]]:
+    """What dvc.yaml (where) says of each stage's entry in the dvc.lock beside it: {stage name: (the stage's
+    ``wdir`` as a repository-relative path, "" for the root, the directory of dvc.yaml when unset, None when
+    templated with ``${…}``; the outputs it declares with ``cache: false``, as written)}. A ``foreach`` stage's
+    body is its ``do:``; ``foreach`` and ``matrix`` entries (``NAME@KEY`` in dvc.lock) go by NAME."""
     d = _yaml(data, where, MAX_LOCK_FILE)
-    found: set[str] = set()
-    stages = d.get("stages", {}) if isinstance(d, dict) else None
-    if not isinstance(stages, dict):
+    table = d.get("stages", {}) if isinstance(d, dict) else None
+    if not isinstance(table, dict):
         raise ForeignError(f"{where}: stages must be a mapping of stage names: fix the file")
-    for stage in stages.values():
-        if not isinstance(stage, dict):
+    base = posixpath.dirname(where)
+    found: dict[str, tuple[str | None, frozenset[str]]] = {}
+    for name, stage in table.items():
+        body = stage.get("do", stage) if isinstance(stage, dict) else None
+        if not isinstance(body, dict):
             continue
+        wdir = body.get("wdir")
+        templated = isinstance(wdir, str) and "${" in wdir
+        at = None if templated else base if wdir is None else _wdir(base, wdir, f"{where} (stage {str(name)[:40]})")
+        uncached: set[str] = set()
         for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind) or []:
+            entries = body.get(kind)
+            for entry in entries if isinstance(entries, list) else []:
                 if isinstance(entry, dict):
-                    for path, opts in entry.items():
-                        if isinstance(opts, dict) and opts.get("cache") is False:
-                            found.add(str(path))
+                    uncached.update(
+                        str(p) for p, opts in entry.items() if isinstance(opts, dict) and opts.get("cache") is False
+                    )
+        found[str(name)] = (at, frozenset(uncached))
     return found
 
 
-def parse_lock(data: bytes, where: str, skip: frozenset[str] | set[str] = frozenset()) -> list[Out]:
-    """The cached outputs of every stage of a dvc.lock (schema 2.0); skip: paths dvc.yaml does not cache."""
+def parse_lock(
+    data: bytes, where: str, pipeline: dict[str, tuple[str | None, frozenset[str]]] | None = None
+) -> list[Out]:
+    """The cached outputs of every stage of a dvc.lock (schema 2.0). Their paths are relative to their stage's
+    ``wdir``; pipeline: ``stages()`` of the dvc.yaml beside it (default: none, every wdir its directory)."""
     d = _yaml(data, where, MAX_LOCK_FILE)
     if not isinstance(d, dict) or str(d.get("schema")) != "2.0" or not isinstance(d.get("stages", {}), dict):
         raise ForeignError(f"{where}: not a dvc.lock of schema 2.0 (DVC 2 or 3): run 'dvc commit' with DVC 2 or 3")
-    base = posixpath.dirname(where)
     found = []
     for name, stage in d.get("stages", {}).items():
         if not isinstance(stage, dict) or not isinstance(stage.get("outs", []), list):
             raise ForeignError(f"{where}: stage {str(name)[:40]} must be a mapping with a list of outs")
+        known = (pipeline or {}).get(str(name)) or (pipeline or {}).get(str(name).partition("@")[0])
+        base, skip = known or (posixpath.dirname(where), frozenset())
         for entry in stage.get("outs", []):
-            if isinstance(entry, dict) and entry.get("path") in skip:
+            if isinstance(entry, dict) and isinstance(entry.get("path"), str) and entry["path"] in skip:
                 continue
             if isinstance(entry, dict) and "md5" not in entry:
                 raise ForeignError(f"{where}: stage {str(name)[:40]}: an output without md5: run 'dvc repro'")
+            if base is None:
+                raise ForeignError(
+                    f"{where}: stage {str(name)[:40]}: its wdir in dvc.yaml is templated (${{…}}), which mvc "
+                    "cannot resolve: write the wdir out in dvc.yaml"
+                )
             o = _out(entry, base, f"{where} (stage {str(name)[:40]})", {"stage": str(name)})
             if o is not None:
                 found.append(o)
     _no_repeats(found, where)
     return found
+
+
+def lock_outputs(lock: bytes, where: str, yaml: bytes | None) -> list[Out]:
+    """The cached outputs of the dvc.lock at where (its bytes lock), read with the dvc.yaml beside it (its bytes
+    yaml, None when there is none): the one reading of a dvc.lock, at the work tree and at old revisions."""
+    yaml_path = posixpath.join(posixpath.dirname(where), "dvc.yaml")
+    return parse_lock(lock, where, stages(yaml, yaml_path) if yaml is not None else None)
 
 
 def parse_dir(data: bytes, md5: str, where: str) -> list[tuple[str, str]]:

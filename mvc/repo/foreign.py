@@ -6,7 +6,8 @@ checkout, get, log and gc see the lineage from before the switch.
 Each reader (``foreign_dvc``, ``foreign_lfs``) has ``pointers_at(repo, commit, table)``, table being its tool's
 table of the map, returning ``{pointer relpath ("PATH.mvc"): mvc pointer bytes}`` for the files of its tool in one
 commit's tree that the map names; and may have ``pointer_of(repo, commit, rel, table)``: the one for tracked path
-rel, or None. An mvc pointer at the same path wins (``all_pointers_at``).
+rel, or None, and ``pointer_versions(repo, commits, table)``: those of many commits in one pass (as
+``pointer_versions`` below lists them). An mvc pointer at the same path wins (``all_pointers_at``).
 
 The map read is the union of the work tree's ``.mvc/imported.toml`` and HEAD's (the work tree's entries win): the
 work tree holds an import staged but not committed yet, HEAD one whose file a checkout of an old branch left out.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from mvc.errors import ForeignError
@@ -97,6 +99,28 @@ def pointers_at(repo: Any, commit: str) -> dict[str, bytes]:
     return found
 
 
+def pointer_versions(repo: Any, commits: Iterable[str]) -> list[tuple[str, str, bytes]]:
+    """(commit, PATH.mvc, pointer bytes) of each distinct pointer of the imported tools in the trees of commits, with
+    a commit that has it: what ``git.pointer_blobs`` lists of mvc's own (the pre-push hook pushes their objects).
+    A reader with ``pointer_versions`` finds them in one pass; another's are read commit by commit."""
+    commits = list(commits)
+    found: list[tuple[str, str, bytes]] = []
+    for tool, table in imported(repo).items():
+        reader = _reader(tool)
+        if reader is None:
+            continue
+        if hasattr(reader, "pointer_versions"):
+            found += reader.pointer_versions(repo, commits, table)
+            continue
+        seen: set[tuple[str, bytes]] = set()
+        for commit in commits:
+            for prel, data in reader.pointers_at(repo, commit, table).items():
+                if (prel, data) not in seen:
+                    seen.add((prel, data))
+                    found.append((commit, prel, data))
+    return found
+
+
 def pointer_of(repo: Any, commit: str, rel: str) -> bytes | None:
     """The imported tools' pointer of tracked path rel at commit, or None."""
     for tool, table in imported(repo).items():
@@ -110,6 +134,14 @@ def pointer_of(repo: Any, commit: str, rel: str) -> bytes | None:
         if data is not None:
             return data
     return None
+
+
+def blob_id(data: bytes) -> str:
+    """The git blob id of a pointer read from another tool's file, as if committed: the import commits the same
+    bytes, so one version before and after it is one blob (``mvc log``, gc's history)."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def all_pointers_at(repo: Any, commit: str) -> dict[str, bytes]:

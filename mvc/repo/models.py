@@ -282,8 +282,11 @@ def models_at(git: gitmod.Git, commit: str) -> dict[str, str]:
     return found
 
 
-def model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
-    """{path, kind, oid, size, meta} of the model name at commit; refuses if it is not tracked there."""
+def model_at(git: gitmod.Git, name: str, commit: str, repo: Any = None) -> dict[str, Any]:
+    """{path, kind, oid, size, meta} of the model name at commit; refuses if it is not tracked there. ``repo``: the
+    local repository (a ``Repo``: ``repository.py`` imports this module), whose map of an import reads the .dvc file
+    or git-lfs pointer of a commit from before it as its mvc pointer (``foreign.py``); None (a registry read by
+    URL): mvc's pointers alone."""
     path = models_at(git, commit).get(name)
     if path is None:
         raise RegistryError(
@@ -292,13 +295,23 @@ def model_at(git: gitmod.Git, name: str, commit: str) -> dict[str, Any]:
         )
     prel = path + ptrfmt.SUFFIX
     blob = git.blob_ids(commit, [prel])[prel]
-    if blob is None:
+    data = git.blob(blob) if blob is not None else _imported(repo, commit, path)
+    if data is None:
         raise RegistryError(
             f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
             f"'mvc add {path} --name {name}' and commit, or pick another --rev"
         )
-    p = ptrfmt.loads(git.blob(blob), f"{prel} at {commit[:7]}")
+    p = ptrfmt.loads(data, f"{prel} at {commit[:7]}")
     return {"path": path, "kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}
+
+
+def _imported(repo: Any, commit: str, path: str) -> bytes | None:
+    """The pointer another tool's file at path stands for at commit, through the map of an import, or None."""
+    if repo is None:
+        return None
+    from mvc.repo import foreign
+
+    return foreign.pointer_of(repo, commit, path)
 
 
 def resolve_ref(git: gitmod.Git, text: str) -> str | None:

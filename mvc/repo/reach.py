@@ -188,7 +188,28 @@ def history_versions(repo: Repo, commits: Iterable[str], skip: set[str]) -> list
     order = [c for c in commits if c not in skip]
     found = repo.git.pointer_blobs(order)
     rank = {c: i for i, c in enumerate(order)}
+    for blob, version in _imported_versions(repo, order).items():
+        if blob not in found or rank[version[0]] < rank.get(found[blob][0], 0):
+            found[blob] = version
     return sorted(found.values(), key=lambda v: rank.get(v[0], 0))
+
+
+def _imported_versions(repo: Repo, commits: list[str]) -> dict[str, tuple[str, str, bytes]]:
+    """{git blob id: (commit, pointer relpath, bytes)} of the pointers other tools' files stand for in commits
+    (``.dvc`` files before 'mvc import-dvc': docs/FORMAT.md, "Imported history"), each with the first commit that
+    has it; none where the commit holds an mvc pointer at that path (mvc's wins)."""
+    from mvc.repo import foreign  # not at the top: only repositories with a map read other tools' files
+
+    found: dict[str, tuple[str, str, bytes]] = {}
+    if not foreign.imported(repo):
+        return found
+    for commit in commits:
+        theirs = foreign.pointers_at(repo, commit)
+        mine = repo.git.blob_ids(commit, theirs) if theirs else {}
+        for prel, data in theirs.items():
+            if mine[prel] is None:
+                found.setdefault(foreign.blob_id(data), (commit, prel, data))
+    return found
 
 
 def keep_set(
