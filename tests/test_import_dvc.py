@@ -215,6 +215,33 @@ def test_bad_dvc_files_are_refused_and_nothing_changes(dvc_repo, case):
     assert state(root) == before and not (root / "model.bin.mvc").exists()
 
 
+@pytest.mark.parametrize(
+    "failure, words",
+    [
+        ("map", ("imported.toml", "not valid toml")),  # after every pointer and .gitignore line is written
+        ("index", ("git add failed", "ignored")),  # staging: 'git rm --cached' had removed the .dvc files
+    ],
+)
+def test_a_failure_while_writing_puts_everything_back(dvc_repo, failure, words):
+    """A write that fails half way (a damaged map of an earlier import; pointers git refuses to stage) leaves the
+    work tree, the .dvc files, the config, the map and the index as they were: import-dvc is all or nothing."""
+    root, _, _ = dvc_repo
+    if failure == "map":
+        (root / ".mvc" / "imported.toml").write_text("format = 1\n[dvc.md5\n")
+    else:
+        (root / ".git" / "info" / "exclude").write_text("*.mvc\n")
+    watched = [".mvc/config.toml", ".mvc/.gitignore", ".mvc/imported.toml", ".gitignore", "model.bin.dvc"]
+    files = {rel: (root / rel).read_bytes() if (root / rel).exists() else None for rel in watched}
+    before = state(root), git(root, "diff", "--cached", "--binary"), files_of(root)
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode != 0 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0].lower() for w in words), r.stderr
+    assert (state(root), git(root, "diff", "--cached", "--binary"), files_of(root)) == before
+    assert {rel: (root / rel).read_bytes() if (root / rel).exists() else None for rel in watched} == files
+    assert not [p for p in root.glob("*.mvc") if p.is_file()]
+
+
 def test_an_md5_mismatch_in_dvcs_cache_is_refused(dvc_repo):
     root, remote, _ = dvc_repo
     md5 = next(line.split()[-1] for line in (root / "model.bin.dvc").read_text().splitlines() if "md5:" in line)

@@ -4,6 +4,7 @@ each of them garbage and near-valid input; CI runs a few thousand examples per p
 
 from __future__ import annotations
 
+import datetime
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -245,3 +246,43 @@ def test_dvc_lock_outputs_lie_below_their_stage_wdir(wdirs, out):
         return
     assert [o.path for o in outs] == [posixpath.normpath(posixpath.join("d", w, out)) for w in wdirs]
     assert all(o.path != ".." and not o.path.startswith("../") and "${" not in o.path for o in outs)
+
+
+# -- the times of an S3 listing: read by the standard library, as botocore's own parser reads them ----------------
+@settings(max_examples=500)
+@given(
+    when=st.datetimes(min_value=datetime.datetime(1971, 1, 1), max_value=datetime.datetime(2200, 1, 1)),
+    style=st.sampled_from(["%Y-%m-%dT%H:%M:%S.000Z", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%f+00:00"]),
+)
+def test_listing_times_parse_as_botocore_parses_them(when, style):
+    from botocore.utils import parse_timestamp
+
+    from mvc.storage.store import parse_time
+
+    text = when.strftime(style)
+    assert parse_time(text, parse_timestamp) == parse_timestamp(text)
+
+
+@given(
+    text=st.text(max_size=40) | st.sampled_from(["Wed, 02 Dec 2026 18:10:57 GMT", "2026-12-02T18:10:57", "1764699057"])
+)
+def test_anything_else_goes_to_botocores_parser(text):
+    """A string the standard library cannot read with a zone (an HTTP date, a time without a zone, garbage) is
+    botocore's to read or refuse, exactly as before."""
+    from botocore.utils import parse_timestamp
+
+    from mvc.storage.store import parse_time
+
+    def theirs(value):
+        try:
+            return parse_timestamp(value)
+        except Exception as e:  # whatever botocore raises, parse_time raises too
+            return type(e)
+
+    def ours(value):
+        try:
+            return parse_time(value, parse_timestamp)
+        except Exception as e:
+            return type(e)
+
+    assert ours(text) == theirs(text)

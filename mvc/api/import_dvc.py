@@ -25,6 +25,7 @@ from mvc.objects import oid as oids
 from mvc.repo import foreign, foreign_dvc
 from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo
+from mvc.repo.rollback import Rollback
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 from mvc.storage.parallel import run_parallel
@@ -158,8 +159,10 @@ def import_dvc(
             _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
         except ForeignError:
             plan.missing_history.append(md5)
-    # everything is checked: from here on the work tree and the index change
-    shared = _write(repo, dvc, plan)
+    # everything is checked: from here on the work tree and the index change, all or nothing
+    with Rollback(repo) as rb:
+        _save(rb, plan)
+        shared = _write(repo, dvc, plan)
     pushed = None
     if push:
         from mvc.api import sync
@@ -351,6 +354,14 @@ def _manifest(repo: Repo, plan: _Plan, md5: str, entries: list[tuple[str, str]])
     if not repo.odb.exists(oid):
         repo.odb.install_bytes(data, oid)
     plan.known[md5] = (oid, sum(r.size for r in rows), len(rows))
+
+
+def _save(rb: Rollback, plan: _Plan) -> None:
+    """Everything :func:`_write` may change, saved to put back: the pointers and .gitignore files beside each output,
+    the map, .mvc/.gitignore, both config files, the .dvc files it removes, and the index."""
+    rb.save(*(Repo.pointer_of(o.path) for o in plan.now), *(gitignores.entry(o.path)[0] for o in plan.now))
+    rb.save(foreign.IMPORTED_PATH, f"{MVC_DIR}/.gitignore", CONFIG_PATH, f"{MVC_DIR}/{cfgfmt.LOCAL}", *plan.dvc_files)
+    rb.save_index()
 
 
 def _write(repo: Repo, dvc: _Dvc, plan: _Plan) -> list[str]:

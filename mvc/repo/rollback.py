@@ -1,5 +1,6 @@
-"""All or nothing for a verb that changes many files of the work tree and git's index (``mvc import-lfs``): what it
-may change is put aside or saved before the first write, and put back as it was when a write fails.
+"""All or nothing for a verb that changes many files of the work tree and git's index (``mvc import-lfs``,
+``mvc import-dvc``): what it may change is put aside or saved before the first write, and put back as it was
+when a write fails.
 
 Large files (weights) are renamed aside, beside themselves (the same filesystem), and renamed back: no copy, and
 the inode, mode and times git's index recorded come back with them. Small files (pointers, ``.gitignore``,

@@ -18,6 +18,7 @@ from mvc.storage.store import (
     Check,
     Progress,
     first_line,
+    quick_timestamps,
     redact_url,
     s3_code,
     split_url,
@@ -60,7 +61,7 @@ def _session() -> Any:
     if _shared is None:
         import aiobotocore.session
 
-        _shared = aiobotocore.session.AioSession()
+        _shared = quick_timestamps(aiobotocore.session.AioSession())
     return _shared
 
 

@@ -14,7 +14,17 @@ from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing, RemoteUnreachable
 from mvc.storage import fileio
-from mvc.storage.store import READ_PART, READ_STREAMS, Progress, Store, first_line, redact_url, s3_code, split_url
+from mvc.storage.store import (
+    READ_PART,
+    READ_STREAMS,
+    Progress,
+    Store,
+    first_line,
+    quick_timestamps,
+    redact_url,
+    s3_code,
+    split_url,
+)
 
 # remote keys this store understands; a remote with any other key is read through s3fs (S3Store)
 KEYS = {
@@ -45,7 +55,7 @@ def _session(profile: str | None) -> Any:
             import botocore.session
 
             s = botocore.session.get_session() if profile is None else botocore.session.Session(profile=profile)
-            _sessions[profile] = s
+            _sessions[profile] = quick_timestamps(s)
         return s
 
 

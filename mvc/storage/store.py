@@ -11,10 +11,12 @@ filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import os
 import threading
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from mvc.errors import MvcError, RemoteError, RemoteReadOnly
 from mvc.storage import fileio
@@ -170,6 +172,30 @@ def s3_code(e: BaseException) -> str:
         if isinstance(response, dict):
             return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def quick_timestamps(session: Any) -> Any:
+    """Make a botocore (or aiobotocore) session's clients parse S3's ISO 8601 times with the standard library.
+    botocore's own parser (dateutil) costs about 0.14 ms a time here: 14 s of CPU for a listing of 100,000 keys,
+    each with its LastModified. Anything else (an HTTP date in a header, a time without a zone) goes to it."""
+    from botocore.utils import parse_timestamp
+
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=functools.partial(parse_time, fallback=parse_timestamp)
+    )
+    return session
+
+
+def parse_time(value: Any, fallback: Callable[[Any], Any]) -> Any:
+    """value as an aware datetime: ``datetime.fromisoformat`` where it reads one with a zone, else fallback."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is not None:
+            return parsed
+    return fallback(value)
 
 
 def split_url(url: str) -> tuple[str, str]:
