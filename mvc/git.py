@@ -14,6 +14,16 @@ from mvc.errors import GitError, NotAGitRepo
 from mvc.format.pointer import SUFFIX
 
 POINTER_GLOB = "*" + SUFFIX
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob of these bytes (``git hash-object``), computed without git: whether a work tree file
+    is the staged blob, or which blob a pointer read from another tool's file would be once committed."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
 LOCK_WAIT = 30.0  # seconds to wait for another process's .git/index.lock before giving up
 
 

@@ -177,6 +177,11 @@ def test_old_versions_are_pushed_and_read_back_from_the_remote(lfs_repo, tmp_pat
     root = lfs_repo
     mvc_cli("remote", "add", "store", str(tmp_path / "store"), "--default")
     mvc_cli("import-lfs", "--push")
+    _first_version_reads_back_from_the_remote(root, tmp_path, mvc_cli)
+
+
+def _first_version_reads_back_from_the_remote(root: Path, tmp_path: Path, mvc_cli) -> None:
+    """The import committed and the cache emptied, the root commit's git-lfs version comes from the remote alone."""
     git(root, "commit", "-qm", "to mvc")
     shutil.rmtree(root / ".mvc" / "cache")
     first = git(root, "rev-list", "--max-parents=0", "HEAD").strip()
@@ -499,11 +504,7 @@ def test_a_failed_push_leaves_the_import_staged_and_says_how_to_push_again(lfs_r
     blocker.mkdir()
     mvc_cli("push")
     mvc_cli("push", "--all-commits")
-    git(root, "commit", "-qm", "to mvc")
-    shutil.rmtree(root / ".mvc" / "cache")
-    first = git(root, "rev-list", "--max-parents=0", "HEAD").strip()
-    mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1.bin"))
-    assert (tmp_path / "v1.bin").read_bytes() == V1
+    _first_version_reads_back_from_the_remote(root, tmp_path, mvc_cli)
 
 
 @needs_lfs

@@ -38,6 +38,14 @@ def commit(repo: Path, mvc_cli, message: str, *paths: str) -> None:
     git(repo, "commit", "-q", "-m", message)
 
 
+def pulled_fresh(repo: Path, mvc_cli) -> bytes:
+    """model.safetensors as a fresh clone of repo pulls it from the remote alone."""
+    fresh_clone(repo)
+    (repo / "model.safetensors").unlink()
+    mvc_cli("pull", "-q")
+    return (repo / "model.safetensors").read_bytes()
+
+
 def snapshot(backend) -> dict[str, bytes]:
     return {rel: backend.read(rel) for rel in backend.rels()}
 
@@ -141,10 +149,7 @@ class RepackSuite:
 
         r = gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")
         assert r["packs_deleted"] == 1 and old not in pack.names_in(origin.rels())
-        fresh_clone(repo)
-        (repo / "model.safetensors").unlink()
-        mvc_cli("pull", "-q")
-        assert (repo / "model.safetensors").read_bytes() == v2
+        assert pulled_fresh(repo, mvc_cli) == v2
 
     def test_stopped_after_the_new_pack_everything_stays_readable(self, repo, mvc_cli, origin, retrained, monkeypatch):
         _, v2 = retrained
@@ -159,19 +164,13 @@ class RepackSuite:
         assert stopped.exit_code == 130  # Ctrl-C, as a kill would stop it: between the new pack and the recipes
         rels = origin.rels()
         assert before < pack.names_in(rels) and not any(rel.endswith(".superseded") for rel in rels)
-        fresh_clone(repo)
-        (repo / "model.safetensors").unlink()
-        mvc_cli("pull", "-q")
-        assert (repo / "model.safetensors").read_bytes() == v2
+        assert pulled_fresh(repo, mvc_cli) == v2
 
         r = gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")  # the next run finishes the job
         assert r["packs_rewritten"] == 1
         r = gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")
         assert r["packs_deleted"] == 1 and not any(rel.endswith(".superseded") for rel in origin.rels())
-        fresh_clone(repo)
-        (repo / "model.safetensors").unlink()
-        mvc_cli("pull", "-q")
-        assert (repo / "model.safetensors").read_bytes() == v2
+        assert pulled_fresh(repo, mvc_cli) == v2
 
     def test_a_recipe_written_since_naming_the_old_pack_is_pointed_at_a_copy_again(
         self, repo, mvc_cli, origin, retrained
@@ -190,10 +189,7 @@ class RepackSuite:
         assert old not in {e.pack for e in recipe_of(origin, oid_of(v2)).entries}
         r = gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")
         assert r["packs_deleted"] == 1 and old not in pack.names_in(origin.rels())
-        fresh_clone(repo)
-        (repo / "model.safetensors").unlink()
-        mvc_cli("pull", "-q")
-        assert (repo / "model.safetensors").read_bytes() == v2
+        assert pulled_fresh(repo, mvc_cli) == v2
 
     def test_a_marker_whose_pack_is_gone_is_deleted(self, repo, mvc_cli, origin, small):
         origin.write(marker_rel("0" * 32), b"1" * 32 + b"\n")

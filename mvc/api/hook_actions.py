@@ -24,7 +24,7 @@ from mvc.api.hook_restore import post_checkout as post_checkout
 from mvc.api.hook_restore import post_merge as post_merge
 from mvc.errors import ConfigError, GitError, MvcError, RemoteError
 from mvc.format.pointer import SUFFIX
-from mvc.git import POINTER_GLOB
+from mvc.git import POINTER_GLOB, blob_id
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.repository import shell_quoted as _q
 
@@ -105,12 +105,6 @@ def _size(n: float) -> str:
     return str(n)
 
 
-def _git_blob_id(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
 def _staged_pointers(repo: Repo) -> dict[str, bytes]:
     """{pointer relpath: bytes} as staged in git's index (the one this commit is made from).
 
@@ -131,7 +125,7 @@ def _staged_pointers(repo: Repo) -> dict[str, bytes]:
                     data = f.read()
             except OSError:
                 pass
-        if data is not None and len(blob) == 40 and _git_blob_id(data) == blob:
+        if data is not None and len(blob) == 40 and blob_id(data) == blob:
             found[prel] = data
         else:
             ask[prel] = blob

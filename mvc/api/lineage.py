@@ -11,6 +11,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH
 from mvc.format.pointer import SUFFIX
+from mvc.git import blob_id
 from mvc.repo.models import GTO_FILES, iso_date, load, models_at
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, byte
     data = foreign.pointer_of(repo, commit, rel)
     if data is None:
         return None
-    blob = foreign.blob_id(data)
+    blob = blob_id(data)
     synthesized[blob] = data
     return blob
 

@@ -136,14 +136,6 @@ def pointer_of(repo: Any, commit: str, rel: str) -> bytes | None:
     return None
 
 
-def blob_id(data: bytes) -> str:
-    """The git blob id of a pointer read from another tool's file, as if committed: the import commits the same
-    bytes, so one version before and after it is one blob (``mvc log``, gc's history)."""
-    import hashlib
-
-    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
 def all_pointers_at(repo: Any, commit: str) -> dict[str, bytes]:
     """{pointer relpath: bytes} at commit: mvc's pointers over the imported tools' (mvc's win a shared path)."""
     mine = repo.git.pointers_at(commit)

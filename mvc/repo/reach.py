@@ -208,7 +208,7 @@ def _imported_versions(repo: Repo, commits: list[str]) -> dict[str, tuple[str, s
         mine = repo.git.blob_ids(commit, theirs) if theirs else {}
         for prel, data in theirs.items():
             if mine[prel] is None:
-                found.setdefault(foreign.blob_id(data), (commit, prel, data))
+                found.setdefault(gitmod.blob_id(data), (commit, prel, data))
     return found
 
 

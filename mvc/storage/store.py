@@ -11,8 +11,6 @@ filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
 
 from __future__ import annotations
 
-import datetime
-import functools
 import os
 import threading
 from collections.abc import Callable
@@ -178,6 +176,8 @@ def quick_timestamps(session: Any) -> Any:
     """Make a botocore (or aiobotocore) session's clients parse S3's ISO 8601 times with the standard library.
     botocore's own parser (dateutil) costs about 0.14 ms a time here: 14 s of CPU for a listing of 100,000 keys,
     each with its LastModified. Anything else (an HTTP date in a header, a time without a zone) goes to it."""
+    import functools
+
     from botocore.utils import parse_timestamp
 
     session.get_component("response_parser_factory").set_parser_defaults(
@@ -188,6 +188,8 @@ def quick_timestamps(session: Any) -> Any:
 
 def parse_time(value: Any, fallback: Callable[[Any], Any]) -> Any:
     """value as an aware datetime: ``datetime.fromisoformat`` where it reads one with a zone, else fallback."""
+    import datetime  # here: the stores' module is on every command's start-up path
+
     if isinstance(value, str):
         try:
             parsed = datetime.datetime.fromisoformat(value)
