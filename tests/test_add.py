@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 import xxhash
@@ -229,3 +230,72 @@ def test_add_does_not_touch_other_pointers(repo, mvc_cli):
     make_file(repo / "a.bin", 11, seed=3)
     mvc_cli("add", "a.bin")
     assert staged(repo) == ["a.bin.mvc"]
+
+
+# -- how objects enter the cache: an unnamed temp file (O_TMPFILE) linked at its name, else a named one ------
+def _cache_state(root):
+    objects = root / "objects"
+    return {
+        str(p.relative_to(objects)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+        for p in sorted(objects.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+def test_objects_enter_whole_and_read_only_with_and_without_unnamed_temps(tmp_path, monkeypatch, unnamed):
+    from mvc.objects.odb import ODB
+    from mvc.storage import tempfiles
+
+    if not unnamed:  # as on a kernel or filesystem without O_TMPFILE
+        monkeypatch.setattr(tempfiles, "_proc_fd", False)
+    src = tmp_path / "src"
+    src.mkdir()
+    sizes = [0, 1, 3000, 5 << 20]  # the last one past fileio.SMALL: copied in the kernel while it is hashed
+    for i, size in enumerate(sizes):
+        make_file(src / f"f{i}", size, seed=i)
+    odb = ODB(str(tmp_path / "cache"))
+    got = [odb.add_file(str(src / f"f{i}"), ("reflink", "copy")) for i in range(len(sizes))]
+    for i, (oid, how, _) in enumerate(got):
+        assert how in ("reflink", "copy")
+        assert oid == oid_of((src / f"f{i}").read_bytes())
+    state = _cache_state(tmp_path / "cache")
+    assert sorted(state) == sorted(f"{o[7:9]}/{o[9:]}" for o, _, _ in got)
+    assert {mode for _, mode in state.values()} == {0o444}
+    assert not list((tmp_path / "cache" / "tmp").iterdir())  # no temp left behind either way
+
+
+def test_an_object_already_cached_is_freshened_not_replaced(tmp_path):
+    from mvc.objects.odb import ODB
+
+    make_file(tmp_path / "a", 3000, seed=7)
+    make_file(tmp_path / "b", 3000, seed=7)  # the same bytes
+    odb = ODB(str(tmp_path / "cache"))
+    oid = odb.add_file(str(tmp_path / "a"))[0]
+    path = odb.path(oid)
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    ino = os.stat(path).st_ino
+    assert ODB(str(tmp_path / "cache")).add_file(str(tmp_path / "b"))[0] == oid  # another process: a link that fails
+    assert os.stat(path).st_ino == ino and os.stat(path).st_mtime > 1_000_000_000  # freshened, the same file
+    assert not list((tmp_path / "cache" / "tmp").iterdir())
+
+
+def test_an_object_gc_removed_with_its_directory_meanwhile_is_stored_again(tmp_path):
+    import shutil
+
+    from mvc.objects.odb import ODB
+
+    make_file(tmp_path / "a", 3000, seed=8)
+    odb = ODB(str(tmp_path / "cache"))
+    oid = odb.add_file(str(tmp_path / "a"))[0]
+    shutil.rmtree(os.path.dirname(odb.path(oid)))  # what a gc does to a fan-out directory it emptied
+    assert odb.add_file(str(tmp_path / "a"))[0] == oid  # this ODB made that directory once: made again
+    assert Path(odb.path(oid)).read_bytes() == (tmp_path / "a").read_bytes()
+
+
+def test_add_with_core_fsync_syncs_unnamed_objects(repo, mvc_cli):
+    mvc_cli("config", "core.fsync", "true")
+    data = make_file(repo / "model.bin", 3000, seed=9).read_bytes()
+    mvc_cli("add", "model.bin")
+    assert obj(repo, oid_of(data)).read_bytes() == data
+    assert not list((repo / ".mvc" / "cache" / "tmp").iterdir())

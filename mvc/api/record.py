@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mvc.errors import MetaError, ModelFormatError
 from mvc.format import pointer as ptrfmt
 from mvc.repo.repository import Repo
+
+if TYPE_CHECKING:
+    from mvc.objects import manifest as mf
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -256,10 +259,14 @@ class Auto:
             self._common = _common(self.repo)
         return self._common
 
-    def of(self, rel: str, kind: str, oid: str) -> dict[str, Any]:
-        """The [auto] table of the new version oid of rel."""
+    def of(self, rel: str, kind: str, oid: str, entries: list[mf.Entry] | None = None) -> dict[str, Any]:
+        """The [auto] table of the new version oid of rel (a directory: ``entries``, its manifest's, when the
+        caller has them; else the manifest is read from the cache)."""
         out = dict(self.common())
-        model = _model_of_file(self.repo.abs(rel)) if kind == "file" else _model_of_dir(self.repo, rel, oid)
+        if kind == "file":
+            model = _model_of_file(self.repo.abs(rel))
+        else:
+            model = _model_of_dir(self.repo, rel, oid, entries)
         if model is not None:
             out["model"] = model
         return out
@@ -340,15 +347,18 @@ def _model_of_file(full: str) -> dict[str, Any] | None:
     return _summary(full, size, os.path.basename(full))
 
 
-def _model_of_dir(repo: Repo, rel: str, oid: str) -> dict[str, Any] | None:
+def _model_of_dir(repo: Repo, rel: str, oid: str, listed: list[mf.Entry] | None) -> dict[str, Any] | None:
+    import heapq
     import json
 
     from mvc.objects import manifest as mf
 
-    entries = sorted(mf.loads(repo.odb.read_bytes(oid), oid), key=lambda e: (-e.size, e.path))
+    if listed is None:
+        listed = mf.loads(repo.odb.read_bytes(oid), oid)
+    entries = heapq.nsmallest(LOOK_MAX, listed, key=lambda e: (-e.size, e.path))  # the largest first
     files: dict[str, Any] = {}
     spent = looked = 0
-    for e in entries[:LOOK_MAX]:
+    for e in entries:
         if len(files) >= SUMMARIES_MAX or spent > SUMMARY_BYTES:
             break
         looked += 1
@@ -359,8 +369,8 @@ def _model_of_dir(repo: Repo, rel: str, oid: str) -> dict[str, Any] | None:
     if not files:
         return None
     out: dict[str, Any] = {"files": files}
-    if looked < len(entries):
-        out["more"] = len(entries) - looked
+    if looked < len(listed):
+        out["more"] = len(listed) - looked
     return out
 
 

@@ -206,9 +206,10 @@ def _add_one(
 ) -> dict[str, Any]:
     full = repo.abs(rel)
     st = os.lstat(full)
+    entries: list[mf.Entry] | None = None  # a directory's, as its manifest lists them
     if statmod.S_ISDIR(st.st_mode):
-        oid, size, nfiles, stored = _add_dir(repo, rel, full, progress)
-        kind = "dir"
+        oid, entries, stored = _add_dir(repo, rel, full, progress)
+        size, nfiles, kind = sum(e.size for e in entries), len(entries), "dir"
     else:
         f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
         if f.foreign:
@@ -221,7 +222,7 @@ def _add_one(
             bar.close()
         stored = new if new is not None else oid != had
         size, nfiles, kind = (os.stat(full).st_size, None, "file")
-    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder)
+    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder, entries)
     return {
         "path": rel,
         "kind": kind,
@@ -243,15 +244,18 @@ def _cached_before(repo: Repo, rel: str) -> str | None:
     return p.oid if p.kind == "file" and repo.odb.exists(p.oid) else None
 
 
-def _store(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> tuple[str, bool | None]:
-    """Make sure f's content is in the cache (linking the workspace to it per cache.type): (its oid, whether
-    the cache lacked it: True, False, or None when the content had to be hashed to know its oid)."""
+def _store(
+    repo: Repo, rel: str, f: File, bar: progressmod.Bar, links: list[str] | None = None
+) -> tuple[str, bool | None]:
+    """Make sure f's content is in the cache (linking the workspace to it per cache.type, or ``links``: that
+    setting read once for a directory's files): (its oid, whether the cache lacked it: True, False, or None when
+    the content had to be hashed to know its oid)."""
     if f.oid and repo.odb.exists(f.oid):
         return f.oid, False
     known = f.oid is not None  # and not in the cache: this stores it
     if f.linked and statmod.S_ISLNK(f.st.st_mode):
         raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: {_relink_hint(repo, rel)}")
-    oid, how, st = repo.odb.add_file(f.full, repo.config.link_types, progress=bar.update)
+    oid, how, st = repo.odb.add_file(f.full, links or repo.config.link_types, progress=bar.update)
     if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
         repo.odb.export(oid, f.full, ["hardlink"])
     elif how == "symlink":
@@ -274,7 +278,7 @@ def _relink_hint(repo: Repo, rel: str) -> str:
     return f"replace the link with the real file and re-add it, or {fetch_fix(repo, fetch)}"
 
 
-def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> tuple[str, int, int, bool]:
+def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> tuple[str, list[mf.Entry], bool]:
     files = scan_dir(repo, rel, full)
     for sub, f in files.items():
         if f.foreign:
@@ -296,9 +300,10 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
     had = {sub: before[sub].oid for sub in hashed if sub in before and repo.odb.exists(before[sub].oid)}
     stored = False
     bar = progress(f"adding {rel}", total(files.values()))
+    links = repo.config.link_types
     try:
         for sub, f in sorted(files.items()):
-            oid, new = _store(repo, f"{rel}/{sub}", f, bar)
+            oid, new = _store(repo, f"{rel}/{sub}", f, bar, links)
             stored = stored or (new if new is not None else oid != had.get(sub))
     finally:
         bar.close()
@@ -309,7 +314,7 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
         repo.odb.install_bytes(data, oid)
         stored = True
     remember_dir(repo, rel, files, oid)
-    return oid, sum(e.size for e in entries), len(entries), stored
+    return oid, entries, stored
 
 
 def _write_pointer(
@@ -321,6 +326,7 @@ def _write_pointer(
     nfiles: int | None,
     layers: list[dict[str, Any]],
     recorder: record.Auto | None,
+    entries: list[mf.Entry] | None = None,
 ) -> bool:
     prel = Repo.pointer_of(rel)
     full = repo.abs(prel)
@@ -340,19 +346,22 @@ def _write_pointer(
     for layer in layers:
         p.meta = record.apply(p.meta, layer)
     if before is None or before[1] != oid:  # a new version: an [auto] kept would describe the one before
-        p.auto = recorder.of(rel, kind, oid) if recorder is not None else {}
+        p.auto = recorder.of(rel, kind, oid, entries) if recorder is not None else {}
     data = ptrfmt.dumps(p)
     if data == old_bytes:
         return False
-    _freshen(repo, rel, kind, oid, before)
+    _freshen(repo, rel, kind, oid, before, entries)
     fileio.atomic_write(full, data)
     return True
 
 
-def _freshen(repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] | None) -> None:
+def _freshen(
+    repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] | None, entries: list[mf.Entry] | None
+) -> None:
     """Before a pointer names objects (anew): mark them used, so that a gc running meanwhile keeps them
     (docs/FORMAT.md, "What gc keeps"); one that is gone already is an error, not a dangling pointer. Of a
-    directory, the entries the pointer it replaces named already are not (that pointer kept them)."""
+    directory (``entries``: its manifest's, when the caller has them), the entries the pointer it replaces named
+    already are not (that pointer kept them)."""
     todo = [oid]
     if kind == "dir":
         had: set[str] = set()
@@ -361,7 +370,10 @@ def _freshen(repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] 
                 had = mf.oids_of(repo.odb.read_bytes(before[1]), before[1])
             except MvcError:
                 had = set()
-        todo += [o for o in mf.oids_of(repo.odb.read_bytes(oid), oid) if o not in had]
+        now = (
+            dict.fromkeys(e.oid for e in entries) if entries is not None else mf.oids_of(repo.odb.read_bytes(oid), oid)
+        )
+        todo += [o for o in now if o not in had]
     for o in todo:
         if not repo.odb.freshen(o):
             raise ObjectMissing(

@@ -1,7 +1,7 @@
 """The local object cache: ``<cache.dir>/objects/ab/cdef…``, immutable, read-only files.
 
-Objects enter through a temp file in ``<cache.dir>/tmp`` and a rename, so no partial object is ever
-visible under its final name. Every object leaving the cache is hashed on the way out; one whose
+Objects enter through a temp file in ``<cache.dir>/tmp`` and a rename (or, where the filesystem allows, an
+unnamed temp file there and a link), so no partial object is ever visible under its final name. Every object leaving the cache is hashed on the way out; one whose
 content does not match its oid is moved to ``quarantine/`` and reported, never used.
 """
 
@@ -32,12 +32,7 @@ class ODB:
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.fsync = fsync
         self._marked = self._check_marker()
-        self.work_tmp = work_tmp  # where export's temps go (a directory mvc owns); None: beside the destination
-        self.work_marker = work_marker  # the file beside work_tmp that shows the directory is mvc's (sweep_stale)
-        self._work_dev: int | None = None  # its filesystem, once it is set up
-        self._beside: set[str] = set()  # directories whose temps go beside their files (swept once each)
-        self._exdev: set[str] = set()  # directories a rename from work_tmp cannot reach (another mount)
-        self._near: set[str] = set()  # directories on work_tmp's filesystem
+        self.work_temps = tempfiles.WorkTemps(work_tmp, work_marker)  # where export's temps go
         self._no_reflink: set[int] = set()  # devices of sources a reflink into this cache failed from
         self._fans: set[str] = set()  # fan-out directories (objects/ab) this process made or found
         self._born_readonly = False  # temps created with mode READONLY get it whole (the umask clears no r bit)
@@ -45,6 +40,7 @@ class ODB:
         self._listed: dict[str, set[str]] = {}  # fan-out directories listed for them
         self._tmp_ready = False  # tmp/ made (and swept) by this process
         self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
+        self._no_unnamed = False  # the cache's filesystem makes no unnamed files (tempfiles.open_unnamed)
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
@@ -138,41 +134,61 @@ class ODB:
                         yield oid
 
     def _tmp(self, hint: str = "obj") -> str:
-        if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp names
+        self._prepare()
+        return tempfiles.tmp_name(self.tmp_dir, hint)
+
+    def _prepare(self) -> None:
+        if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp files
             self._mark()  # first: nothing is written to a directory that is not mvc's
             os.makedirs(self.tmp_dir, exist_ok=True)
             tempfiles.sweep_stale(self.tmp_dir, marker=layout.MARKER)
             self._born_readonly = tempfiles.umask() & READONLY == 0
             self._tmp_ready = True
-        return tempfiles.tmp_name(self.tmp_dir, hint)
+
+    def _unnamed(self, link_types: Iterable[str]) -> int | None:
+        """An unnamed temp file in tmp/ for a copy or reflink (a link needs the name), or None: then a named one."""
+        if self._no_unnamed or any(t in ("hardlink", "symlink") for t in link_types):
+            return None
+        self._prepare()
+        out = tempfiles.open_unnamed(self.tmp_dir, READONLY)
+        self._no_unnamed = out is None
+        return out
 
     def _install(
-        self, tmp: str, oid: str, durable: bool = False, *, readonly: bool = False, copied: bool = False
+        self, tmp: str | int, oid: str, durable: bool = False, *, readonly: bool = False, copied: bool = False
     ) -> None:
         """Make tmp read-only (unless it was made so: ``readonly``) and rename it to the object's path (a
-        no-op if it is already there).
+        no-op if it is already there); tmp an unnamed temp file's fd (``_unnamed``): linked there instead.
 
         With core.fsync, or ``durable`` (the cache is about to hold the only copy), the data and the
         directory entry are synced before the object counts as stored.
         """
         dest = self.path(oid)
         durable = durable or self.fsync
-        if os.path.exists(dest) and self.freshen(oid):  # else a gc took it just now: ours is installed
+        # there already: freshened, ours dropped (else a gc took it just now: ours is installed)
+        if isinstance(tmp, str) and os.path.exists(dest) and self.freshen(oid):
             fileio.remove_quietly(tmp)
             return
         if not readonly:
             os.chmod(tmp, READONLY)
         if durable:
-            fileio.fsync_path(tmp)
+            os.fsync(tmp) if isinstance(tmp, int) else fileio.fsync_path(tmp)
         fan = os.path.dirname(dest)
         if fan not in self._fans:  # made (or found) once a process
             os.makedirs(fan, exist_ok=True)
             self._fans.add(fan)
-        try:
-            os.replace(tmp, dest)
-        except FileNotFoundError:  # a gc dropped the fan-out directory it emptied
-            os.makedirs(fan, exist_ok=True)
-            os.replace(tmp, dest)
+        place = os.replace if isinstance(tmp, str) else tempfiles.link_unnamed  # a link fails on an object there
+        for _ in range(2):
+            try:
+                place(tmp, dest)  # type: ignore[arg-type]
+                break
+            except FileNotFoundError:  # a gc dropped the fan-out directory it emptied
+                os.makedirs(fan, exist_ok=True)
+            except FileExistsError:  # (unnamed) there already, freshened; else a gc took it just now: ours goes in
+                if self.freshen(oid):
+                    return
+        else:
+            place(tmp, dest)  # type: ignore[arg-type]  # a second race lost: its error, as it is
         self._listed.get(fan[-2:], set()).add(dest[-30:])  # a listing kept for missing() stays true to this one
         if copied:
             self._copied.add(oid)
@@ -237,33 +253,44 @@ class ODB:
         ``hardlink``/``symlink`` store the user's inode itself (made read-only); the caller then
         links the workspace to the object. ``reflink``/``copy`` leave the user's file untouched.
         """
-        tmp = self._tmp(os.path.basename(src))
         fd = _open_src(src)
+        tmp = ""
+        unnamed = None
         try:
             st = os.fstat(fd)
             if not statmod.S_ISREG(st.st_mode):
                 raise StorageError(f"{src}: not a regular file: mvc tracks files and directories")
             with fileio.space_errors(f"the cache ({self.root})"):
                 try:
-                    oid, how = self._store(fd, st, src, tmp, link_types, progress)
+                    unnamed = self._unnamed(link_types)
+                    if unnamed is None:
+                        tmp = self._tmp(os.path.basename(src))
+                    oid, how = self._store(fd, st, src, tmp, link_types, progress, unnamed)
                     after = os.fstat(fd)
                     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                         raise StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
                     copied = how in ("copy", "reflink")
-                    self._install(tmp, oid, durable, readonly=self._born_readonly and copied, copied=copied)
+                    into = tmp if unnamed is None else unnamed
+                    self._install(into, oid, durable, readonly=self._born_readonly and copied, copied=copied)
                 except BaseException:
-                    fileio.remove_quietly(tmp)
+                    if tmp:
+                        fileio.remove_quietly(tmp)
                     raise
+                finally:
+                    if unnamed is not None:
+                        os.close(unnamed)
         finally:
             os.close(fd)
         return oid, how, st
 
-    def _store(self, fd: int, st: os.stat_result, src: str, tmp: str, link_types, progress):
-        out: int | None = None  # tmp, once made: a reflink that fails leaves it empty for the copy
+    def _store(self, fd: int, st: os.stat_result, src: str, tmp: str, link_types, progress, given: int | None):
+        """Store fd's bytes into the temp file: ``given`` (unnamed, open), else the one named tmp, made here."""
+        out: int | None = given  # the temp, once open: a reflink that fails leaves it empty for the copy
         try:
             for how in link_types:
                 if how == "reflink" and st.st_dev not in self._no_reflink:
-                    out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, READONLY)  # the fd may write
+                    if out is None:
+                        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, READONLY)  # the fd may write
                     if fileio.reflink_fd(fd, out):
                         return oids.from_digest(fileio.hash_fd(out, st.st_size, progress)), how
                     self._no_reflink.add(st.st_dev)  # this filesystem pair cannot: not asked again per file
@@ -282,7 +309,7 @@ class ODB:
                 out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READONLY)
             return oids.from_digest(fileio.copy_hash_fd(fd, out, st.st_size, progress)), "copy"
         finally:
-            if out is not None:
+            if out is not None and out != given:
                 os.close(out)
 
     # -- reading ----------------------------------------------------------------------------
@@ -384,8 +411,7 @@ class ODB:
                             raise
                         # another mount of the same filesystem (a bind mount: same st_dev, no rename across)
                         fileio.remove_quietly(tmp)
-                        self._exdev.add(directory)
-                        self._near.discard(directory)
+                        self.work_temps.unreachable(directory)
                         tmp = self.temp_for(directory, name)
                         how, written = self._export(oid, fd, size, src, tmp, link_types, executable, None, settle)
                         put(tmp, dest)
@@ -404,33 +430,8 @@ class ODB:
         return how, st if same and statmod.S_ISREG(st.st_mode) else None
 
     def temp_for(self, directory: str, name: str) -> str:
-        """A fresh temp path from which a rename can place ``directory/name``: in ``work_tmp`` when that is
-        on directory's filesystem, else in directory itself; named by ``tempfiles.tmp_name`` either way. The
-        first use of a directory in each process removes the temps there whose writer (the pid in the
-        name, on this machine) is gone, and, in ``work_tmp``, stale ones (``tempfiles.sweep_stale``)."""
-        if self.work_tmp is not None and self._work_dev is None:
-            try:
-                os.makedirs(self.work_tmp, exist_ok=True)
-                tempfiles.sweep_dead(self.work_tmp)
-                if self.work_marker:
-                    tempfiles.sweep_stale(self.work_tmp, marker=self.work_marker)
-                self._work_dev = os.stat(self.work_tmp).st_dev
-            except OSError:  # no work_tmp to be had: beside the files, as a last resort
-                self.work_tmp = None
-        if self.work_tmp is not None and directory not in self._exdev:
-            if directory in self._near:
-                return tempfiles.tmp_name(self.work_tmp, name)
-            try:
-                near = os.stat(directory).st_dev == self._work_dev
-            except OSError:
-                near = False  # the caller's open() will say what is wrong with it
-            if near:
-                self._near.add(directory)
-                return tempfiles.tmp_name(self.work_tmp, name)
-        if directory not in self._beside:
-            self._beside.add(directory)
-            tempfiles.sweep_dead(directory)
-        return tempfiles.tmp_name(directory, name)
+        """A fresh temp path from which a rename can place ``directory/name`` (``tempfiles.WorkTemps``)."""
+        return self.work_temps.temp_for(directory, name)
 
     def _export(
         self, oid, fd, size, src, tmp, link_types, executable, progress, settle

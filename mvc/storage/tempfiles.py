@@ -1,9 +1,11 @@
 """Temp files: the one name pattern mvc gives them (so that a sweep deletes nothing else), the sweep of what
-killed writers left, and the umask new files get. Knows nothing of oids."""
+killed writers left, files with no name until they are complete (``O_TMPFILE``), and the umask new files get.
+Knows nothing of oids."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import stat as statmod
@@ -37,6 +39,42 @@ def tmp_name(directory: str, hint: str = "") -> str:
     safe = "".join(c if c in _HINT_OK else "_" for c in hint[:40])
     name = f"{TMP_PREFIX}{safe}.{_pid}.{threading.get_ident() % 100000}.{next(_serial) & 0xFFFFFFFF:08x}.tmp"
     return os.path.join(directory, name)
+
+
+_proc_fd: bool | None = None
+
+
+def open_unnamed(directory: str, mode: int) -> int | None:
+    """A file with no name in directory (``O_TMPFILE``), open for reading and writing: written, then given its
+    name by link_unnamed, so that a writer killed before that leaves nothing behind, and no name is made, checked
+    or renamed per file. None where the kernel, the filesystem or a missing ``/proc`` cannot (then a named temp)."""
+    global _proc_fd
+    flag = getattr(os, "O_TMPFILE", 0)
+    if _proc_fd is None:
+        _proc_fd = bool(flag) and os.path.isdir("/proc/self/fd")
+    if not _proc_fd:
+        return None
+    try:
+        return os.open(directory, flag | os.O_RDWR, mode)
+    except OSError as e:
+        # EISDIR: a kernel that predates O_TMPFILE took it for O_DIRECTORY; EOPNOTSUPP, EINVAL: the filesystem
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
+_root_fd: int | None = None
+
+
+def link_unnamed(fd: int, dest: str) -> None:
+    """Give the unnamed file fd (open_unnamed) the name dest, on the same filesystem. FileExistsError when dest
+    exists (it is left as it was), FileNotFoundError when its directory does not."""
+    global _root_fd
+    if _root_fd is None:
+        _root_fd = os.open("/", os.O_RDONLY)
+    # a directory fd makes os.link call linkat with AT_SYMLINK_FOLLOW (plain link() would link the /proc entry
+    # itself, which fails with EXDEV); the source path is absolute, so which directory does not matter
+    os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=_root_fd)
 
 
 _umask: int | None = None
@@ -135,3 +173,50 @@ def sweep_dead(directory: str) -> None:
         else:
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
+
+
+class WorkTemps:
+    """Where the temp file goes from which a rename places a file of the work tree: in ``work_tmp`` (a directory
+    mvc owns, ``work_marker`` the file beside it that shows so; None: none) when that is on the destination's
+    filesystem, else beside the destination. Named by tmp_name either way. The first use of a directory in each
+    process removes the temps there whose writer (the pid in the name, on this machine) is gone, and, in
+    ``work_tmp``, stale ones (sweep_stale)."""
+
+    def __init__(self, work_tmp: str | None, work_marker: str = ""):
+        self.work_tmp = work_tmp
+        self.work_marker = work_marker
+        self._work_dev: int | None = None  # its filesystem, once it is set up
+        self._beside: set[str] = set()  # directories whose temps go beside their files (swept once each)
+        self._exdev: set[str] = set()  # directories a rename from work_tmp cannot reach (another mount)
+        self._near: set[str] = set()  # directories on work_tmp's filesystem
+
+    def unreachable(self, directory: str) -> None:
+        """A rename from work_tmp into directory failed (another mount of the same filesystem): beside it."""
+        self._exdev.add(directory)
+        self._near.discard(directory)
+
+    def temp_for(self, directory: str, name: str) -> str:
+        """A fresh temp path from which a rename can place ``directory/name``."""
+        if self.work_tmp is not None and self._work_dev is None:
+            try:
+                os.makedirs(self.work_tmp, exist_ok=True)
+                sweep_dead(self.work_tmp)
+                if self.work_marker:
+                    sweep_stale(self.work_tmp, marker=self.work_marker)
+                self._work_dev = os.stat(self.work_tmp).st_dev
+            except OSError:  # no work_tmp to be had: beside the files, as a last resort
+                self.work_tmp = None
+        if self.work_tmp is not None and directory not in self._exdev:
+            if directory in self._near:
+                return tmp_name(self.work_tmp, name)
+            try:
+                near = os.stat(directory).st_dev == self._work_dev
+            except OSError:
+                near = False  # the caller's open() will say what is wrong with it
+            if near:
+                self._near.add(directory)
+                return tmp_name(self.work_tmp, name)
+        if directory not in self._beside:
+            self._beside.add(directory)
+            sweep_dead(directory)
+        return tmp_name(directory, name)
