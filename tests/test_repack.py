@@ -197,6 +197,34 @@ class RepackSuite:
         gc_json(mvc_cli, "--grace", "0", "--force")
         assert marker_rel("0" * 32) not in origin.rels()
 
+    def test_a_pack_left_without_its_index_goes_after_the_grace(self, repo, mvc_cli, origin, small):
+        """What a push killed between a pack and its index leaves: no reader can use it, no recipe names it."""
+        (live,) = pack.names_in(origin.rels())
+        orphan = "0" * 32
+        origin.write(pack.pack_rel(orphan), b"bytes a killed push left" * 100)
+        r = gc_json(mvc_cli, "--grace", "1h")
+        assert r["files"] == 0 and pack.pack_rel(orphan) in origin.rels()  # younger than the grace: kept
+        time.sleep(1.1)  # S3 dates writes to the second
+        r = gc_json(mvc_cli, "--grace", "0")
+        assert r["dry_run"] and r["files"] == 1 and pack.pack_rel(orphan) in origin.rels()
+        r = gc_json(mvc_cli, "--grace", "0", "--force")
+        assert r["packs_deleted"] == 1 and pack.pack_rel(orphan) not in origin.rels()
+        assert pack.names_in(origin.rels()) == {live}
+        fresh_clone(repo)
+        shutil.rmtree(repo / "many")
+        mvc_cli("pull", "-q")
+        assert {p.name: p.read_bytes() for p in (repo / "many").iterdir()} == small
+
+    def test_a_pack_a_kept_recipe_names_stays_without_its_index(self, repo, mvc_cli, origin, retrained):
+        _, v2 = retrained
+        named = {e.pack for e in recipe_of(origin, oid_of(v2)).entries}
+        lost = sorted(named)[0]
+        origin.delete(pack.index_rel(lost))
+        time.sleep(1.1)
+        r = gc_json(mvc_cli, "--grace", "0", "--force")
+        assert pack.pack_rel(lost) in origin.rels() and r["packs_deleted"] == 0
+        assert pulled_fresh(repo, mvc_cli) == v2  # the recipe's offsets read it
+
     def test_a_clone_whose_journal_places_objects_in_the_deleted_pack_finds_them_in_the_new_one(
         self, repo, mvc_cli, origin
     ):

@@ -36,7 +36,8 @@ def marker_rel(name: str) -> str:
 
 class Plan:
     """What gc does with a store's packs. ``files``: what goes, in delete order (rel, size); ``named``: the
-    objects of the dead packs (oid, size); ``gone``: the packs deleted (dead, or superseded and ripe);
+    objects of the dead packs (oid, size); ``gone``: the packs deleted (dead, superseded and ripe, or a ``.pack``
+    older than the grace without its index that no recipe read names);
     ``rewrite``: the packs to rewrite, ``live`` their live entries, ``frees`` their dead bytes; ``young``: dead
     packs the grace keeps; ``waiting``: superseded packs kept until their marker is older than the grace;
     ``partly``: [packs kept whole with dead entries, their dead bytes]; ``recipes``: those gc read."""
@@ -111,7 +112,19 @@ def plan(
             p.delete(listing, marker_rel(name))
         elif _old(listing, pk.pack_rel(name), cutoff):  # what a gc stopped after deleting its index left
             p.delete(listing, pk.pack_rel(name), marker_rel(name))
+    for name in sorted(_orphans(listing) - set(packs) - markers - set(named_at)):
+        if _old(listing, pk.pack_rel(name), cutoff):  # a push killed between its pack and the index left it
+            p.gone.append(name)
+            p.delete(listing, pk.pack_rel(name))
     return p
+
+
+def _orphans(listing: dict[str, tuple[int, float | None]]) -> set[str]:
+    """The packs listed without their index: no reader uses one but through a recipe naming it."""
+    names = {
+        rel[len("packs/") : -len(".pack")] for rel in listing if rel.startswith("packs/") and rel.endswith(".pack")
+    }
+    return {name for name in names if pk.is_name(name) and pk.index_rel(name) not in listing}
 
 
 def recipes(rb: Rebuilder, kept: set[str]) -> dict[str, rc.Recipe]:
