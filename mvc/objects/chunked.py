@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
 from mvc.objects import chunker, delta, layout
@@ -27,6 +27,7 @@ CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/be
 PIECE = 8 << 20  # a rebuild reads about this many bytes of the object per work item
 GAP = 1 << 20  # a ranged read of a pack may take this many unneeded bytes to join two runs
 RUN_MAX = pk.TARGET + pk.OBJECT_MAX  # bytes one ranged read of a pack takes at most
+COPY = 64 << 20  # bytes one kernel copy of a rebuild takes at most: the hash follows one copy behind
 LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
 
 
@@ -142,45 +143,94 @@ class Rebuilder:
 
         self.reuse(r, local)
         fileio.preallocate(fd, r.size)
-        pieces: list[tuple[int, int]] = []
-        start = 0
-        for e in r.entries:
-            end = e.at + e.size
-            if end - start >= PIECE:
-                pieces.append((start, end))
-                start = end
-        if start < r.size or not pieces:
-            pieces.append((start, r.size))
-
         tally = _Tally()
-        # a local disk copies the chunks it holds in the kernel, and each piece is hashed as it is in the file
-        # once written (mapped, from the page cache); from other stores chunks pass through memory, hashed there
-        into = fd if self.store.copies_ranges else None
+        copied = self._rebuild_copying(oid, r, fd, label, jobs, progress, tally) if self.store.copies_ranges else None
+        if copied is not None:
+            return copied, True, tally.n
+        pieces = _pieces(r)
         digest = InOrderHash(len(pieces))
 
-        def one(item: tuple[int, tuple[int, int]]) -> int:
+        def one(item: tuple[int, tuple[int, int]]) -> None:
             number, piece = item
             try:
                 entries = rc.covering(r.entries, piece[0], piece[1])
-                parts = self._entries(entries, label, 0, tally, into)
+                parts = self._entries(entries, label, 0, tally)
                 _write(fd, entries, parts, self._wrong_size(oid))
-                if into is None:
-                    digest.add(number, [p for p in parts if p is not None])
-                else:
-                    digest.add(number, [fileio.mapped(fd, piece[0], piece[1])])
+                digest.add(number, [p for p in parts if p is not None])
             except BaseException:
                 digest.abort()
                 raise
             if progress:
                 progress(piece[1] - piece[0])
-            return piece[1] - piece[0]
 
         try:
             run_parallel(one, enumerate(pieces), jobs, None)
         except BaseException:
             digest.abort()
             raise
-        return digest.hexdigest(), into is not None, tally.n
+        return digest.hexdigest(), False, tally.n
+
+    def _rebuild_copying(
+        self, oid: str, r: rc.Recipe, fd: int, label: str, jobs: int, progress: Progress | None, tally: _Tally
+    ) -> str | None:
+        """:meth:`rebuild` on a store that copies in the kernel: its chunks copied in file order by one thread (parallel
+        copies into one file contend in the kernel), the pieces holding chunks of the cache or deltas written from
+        memory by others, the file hashed behind them all (mapped) by a thread of its own, up to the first write still
+        to come. Returns the hex digest, or None when the kernel cannot copy between these files (nothing written)."""
+        import xxhash
+
+        from mvc.storage.parallel import run_parallel
+
+        copies = _copies([e for e in r.entries if e.kind == "c" and e.oid not in self._local])
+        if not copies or not self._copy(copies[0], label, tally, fd):  # the first copy tells
+            return None
+        copied, wrong = {e for run in copies for e in run}, self._wrong_size(oid)
+        mine = [p for p in _pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
+        pending = sorted([run[0].at for run in copies[1:]] + [p[0] for p in mine])  # where each write to come starts
+        cond, stop, h = threading.Condition(), threading.Event(), xxhash.xxh3_128()
+
+        def done(start: int) -> None:
+            with cond:
+                pending.remove(start)
+                cond.notify_all()
+
+        def copy_all() -> None:
+            for run in copies[1:]:
+                if stop.is_set():
+                    return
+                if not self._copy(run, label, tally, fd):  # not between these files after all: through memory
+                    for sub in _runs(run, list(range(len(run)))):
+                        fileio.pwritev_all(fd, [p for _, p in self._fetch(sub, run, label, tally)], run[sub[0]].at)
+                done(run[0].at)
+
+        def piece(p: tuple[int, int]) -> None:
+            entries = rc.covering(r.entries, *p)
+            _write(fd, entries, self._entries(entries, label, 0, tally, copied), wrong)
+            done(p[0])
+
+        def hash_all() -> None:
+            at = 0
+            while at < r.size and not stop.is_set():
+                with cond:
+                    while pending and pending[0] <= at and not stop.is_set():
+                        cond.wait(0.5)  # stop is set without a notify
+                    whole = pending[0] if pending else r.size
+                for start in range(at, whole, fileio.MAP_WINDOW):
+                    end = min(whole, start + fileio.MAP_WINDOW)
+                    h.update(fileio.mapped(fd, start, end))
+                    if progress:
+                        progress(end - start)
+                at = whole
+
+        work = [hash_all, copy_all, *(lambda p=p: piece(p) for p in mine)]
+        run_parallel(lambda call: call(), work, max(jobs, 1) + 1, None, stop)  # + 1: the hash mostly waits
+        return h.hexdigest()
+
+    def _gone(self, label: str, rel: str) -> RemoteCorrupt:
+        return RemoteCorrupt(
+            f"{label}: its chunk list on remote {self.name} names {self.store.where(rel)}, which is not there; "
+            "nothing was written: push the file again from a machine that has it"
+        )
 
     def _wrong_size(self, oid: str) -> RemoteCorrupt:
         return RemoteCorrupt(
@@ -232,14 +282,16 @@ class Rebuilder:
         return data[start - first : end - first]
 
     def _entries(
-        self, entries: list[rc.Entry], label: str, below: int, tally: _Tally | None, into: int | None = None
+        self, entries: list[rc.Entry], label: str, below: int, tally: _Tally | None, copied: Container[rc.Entry] = ()
     ) -> list[bytes | memoryview | None]:
-        """The bytes of each entry, checked; with ``into`` (a file the entries are being rebuilt in, on a store
-        that copies ranges in the kernel), None for those copied there, unchecked (the caller hashes the file)."""
+        """The bytes of each entry, checked; None for those ``copied`` into the file being rebuilt, unchecked
+        (the caller hashes the file)."""
         out: list[bytes | memoryview | None] = [None] * len(entries)
         remote: list[int] = []
         local = self._read_local(entries)
         for i, e in enumerate(entries):
+            if e in copied:
+                continue
             if e.kind == "c":
                 mine = local.get(i)
                 if mine is not None and oids.from_digest(fileio.hexdigest_bytes(mine)) == e.oid:
@@ -253,42 +305,31 @@ class Rebuilder:
                 )
             remote.append(i)
         for run in _runs([entries[i] for i in remote], remote):
-            if into is not None and all(entries[i].kind == "c" for i in run):
-                for sub in _contiguous(run, entries):
-                    self._copy(sub, entries, label, tally, into)
-                continue
-            got = self._fetch(run, entries, label, tally)
-            for i, piece in got:
+            for i, piece in self._fetch(run, entries, label, tally):
                 e = entries[i]
                 out[i] = self._decode(e, piece, label, tally) if e.kind == "d" else piece
-        if into is None:
-            return [d if d is not None else b"" for d in out]
         return out
 
-    def _copy(self, run: list[int], entries: list[rc.Entry], label: str, tally: _Tally | None, into: int) -> None:
-        """Chunks lying one after another in one pack and in the file, copied in the kernel."""
-        first, last = entries[run[0]], entries[run[-1]]
+    def _copy(self, run: list[rc.Entry], label: str, tally: _Tally, into: int) -> bool:
+        """Chunks lying one after another in one pack and in the file, copied in the kernel; False when the kernel
+        cannot copy between these files (nothing was written)."""
+        first, last = run[0], run[-1]
         rel = pk.pack_rel(first.pack)
         start, end = first.offset, last.offset + last.stored
         try:
             n = self.store.copy_range_to(rel, start, end, into, first.at)
         except RemoteObjectMissing:
-            raise RemoteCorrupt(
-                f"{label}: its chunk list on remote {self.name} names {self.store.where(rel)}, which is not there; "
-                "nothing was written: push the file again from a machine that has it"
-            ) from None
-        if n < 0:  # not between these files after all: through memory
-            for i, piece in self._fetch(run, entries, label, tally):
-                fileio.pwritev_all(into, [piece], entries[i].at)
-            return
+            raise self._gone(label, rel) from None
+        if n < 0:
+            return False
         if n != end - start:
             raise RemoteCorrupt(
                 f"{label}: {self.store.where(rel)} on remote {self.name} is cut short: it ends at byte {start + n}, "
                 f"before the chunks its chunk list names there (to byte {end}); nothing was written: delete that "
                 "pack and its .idx on the remote, then push again"
             )
-        if tally is not None:
-            tally.add(n)
+        tally.add(n)
+        return True
 
     def _read_local(self, entries: list[rc.Entry]) -> dict[int, memoryview]:
         """{index: bytes} of the chunks among entries that versions in the cache hold (not checked yet): one read
@@ -319,16 +360,13 @@ class Rebuilder:
     def _fetch(
         self, run: list[int], entries: list[rc.Entry], label: str, tally: _Tally | None
     ) -> list[tuple[int, bytes | memoryview]]:
-        first, last = entries[run[0]], entries[run[-1]]
+        first = entries[run[0]]
         rel = pk.pack_rel(first.pack)
         start, end = first.offset, max(entries[i].offset + entries[i].stored for i in run)
         try:
             data = self.store.get_range(rel, start, end)
         except RemoteObjectMissing:
-            raise RemoteCorrupt(
-                f"{label}: its chunk list on remote {self.name} names {self.store.where(rel)}, which is not there; "
-                "nothing was written: push the file again from a machine that has it"
-            ) from None
+            raise self._gone(label, rel) from None
         if tally is not None:
             tally.add(len(data))
         out: list[tuple[int, bytes | memoryview]] = []
@@ -343,7 +381,6 @@ class Rebuilder:
                     "short; nothing was written: delete that pack and its .idx on the remote, then push again"
                 )
             out.append((i, piece))
-        del last
         return out
 
     def _decode(self, e: rc.Entry, data: bytes | memoryview, label: str, tally: _Tally | None) -> bytes | memoryview:
@@ -393,39 +430,42 @@ class _Tally:
 def _runs(remote: list[rc.Entry], index: list[int]) -> Iterator[list[int]]:
     """Indexes of the entries to read, grouped in runs: one ranged read of one pack each."""
     run: list[int] = []
-    first = last = None
+    pack, start, end = "", 0, 0
     for i, e in zip(index, remote, strict=True):
-        if (
-            run
-            and first is not None
-            and last is not None
-            and e.pack == last.pack
-            and e.offset >= last.offset + last.stored
-            and e.offset - (last.offset + last.stored) <= GAP
-            and e.offset + e.stored - first.offset <= RUN_MAX
-        ):
+        if run and e.pack == pack and end <= e.offset <= end + GAP and e.offset + e.stored - start <= RUN_MAX:
             run.append(i)
-            last = e
-            continue
-        if run:
-            yield run
-        run, first, last = [i], e, e
+        else:
+            if run:
+                yield run
+            run, pack, start = [i], e.pack, e.offset
+        end = e.offset + e.stored
     if run:
         yield run
 
 
-def _contiguous(run: list[int], entries: list[rc.Entry]) -> Iterator[list[int]]:
-    """A run split where its chunks stop lying one after another both in the pack and in the file."""
-    sub: list[int] = []
-    for i in run:
-        if sub:
-            prev, e = entries[sub[-1]], entries[i]
-            if e.offset != prev.offset + prev.stored or e.at != prev.at + prev.size:
-                yield sub
-                sub = []
-        sub.append(i)
-    if sub:
-        yield sub
+def _pieces(r: rc.Recipe) -> list[tuple[int, int]]:
+    """The work items of a rebuild: stretches of about PIECE bytes, from entry to entry."""
+    pieces: list[tuple[int, int]] = []
+    start = 0
+    for end in (e.at + e.size for e in r.entries):
+        if end - start >= PIECE:
+            pieces.append((start, end))
+            start = end
+    return [*pieces, (start, r.size)] if start < r.size or not pieces else pieces
+
+
+def _copies(chunks: list[rc.Entry]) -> list[list[rc.Entry]]:
+    """The chunks a rebuild copies in the kernel (in file order), in runs of at most COPY bytes lying one after
+    another both in one pack and in the file: across pieces, as large as the packs allow."""
+    out: list[list[rc.Entry]] = []
+    for e in chunks:
+        last = out[-1][-1] if out else None
+        follows = last and (e.pack, e.offset, e.at) == (last.pack, last.offset + last.stored, last.at + last.size)
+        if follows and e.at + e.size - out[-1][0].at <= COPY:
+            out[-1].append(e)
+        else:
+            out.append([e])
+    return out
 
 
 def _write(fd: int, entries: list[rc.Entry], parts: list[bytes | memoryview | None], wrong: RemoteCorrupt) -> None:

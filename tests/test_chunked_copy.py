@@ -1,0 +1,177 @@
+"""``Rebuilder.rebuild`` on a store that copies in the kernel (a directory remote): the chunks it copies are
+joined across pieces into large copies made by one thread, chunks of versions in the cache are written from
+memory beside them, the file is hashed behind them all; every check of a damaged store still holds.
+
+Packs and recipes are made by hand in a ``DirStore`` (no repository), with ``PIECE`` and ``COPY`` lowered so
+that a file of a few MiB spans many pieces, copies and packs.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+
+import pytest
+import xxhash
+
+from mvc.errors import RemoteCorrupt
+from mvc.objects import chunked, chunker, pack
+from mvc.objects import recipe as rc
+from mvc.objects.odb import ODB
+from mvc.storage.directory import DirStore
+
+PIECE = 64 << 10
+COPY = 256 << 10
+PACKS = ["a1" * 16, "b2" * 16, "c3" * 16]
+AWAY = "d4" * 16  # a pack the store does not have
+
+
+def oid_of(data: bytes | memoryview) -> str:
+    return "xxh128:" + xxhash.xxh3_128_hexdigest(data)
+
+
+class World:
+    """An object of chunks spread over three packs: stretches of each pack in turn, a stretch of pack 0 that
+    follows on in the pack what came before it but not in the file, a gap of junk inside pack 2, and one chunk
+    that appears twice in the file."""
+
+    def __init__(self, root, local: list[chunker.Chunk] | None = None, base: bytes = b""):
+        rnd = random.Random(12)
+        self.store = DirStore(str(root), str(root))
+        os.makedirs(root / "packs")
+        blobs = [rnd.randbytes(rnd.randrange(4 << 10, 40 << 10)) for _ in range(120)]
+        packs: dict[str, bytearray] = {name: bytearray() for name in PACKS}
+        layout = [0] * 40 + [1] * 30 + [0] * 20 + [2] * 30
+        entries: list[rc.Entry] = []
+        at = 0
+        parts: list[bytes] = []
+
+        def put(name: str, data: bytes, offset: int) -> None:
+            nonlocal at
+            entries.append(rc.Entry("c", oid_of(data), at, len(data), name, offset, len(data)))
+            parts.append(data)
+            at += len(data)
+
+        for i, (blob, p) in enumerate(zip(blobs, layout, strict=True)):
+            if i == 105:
+                packs[PACKS[2]] += b"junk" * 1000  # chunks either side of it are read apart
+            if local is not None and i == 60:  # chunks of a version in the cache, in a pack the store lacks
+                for c in local:
+                    put(AWAY, base[c.offset : c.offset + c.size], c.offset)
+            put(PACKS[p], blob, len(packs[PACKS[p]]))
+            packs[PACKS[p]] += blob
+        again = entries[3]  # the same chunk again, read from where it is
+        entries.append(again._replace(at=at))
+        parts.append(blobs[3])
+        for name, data in packs.items():
+            (root / pack.pack_rel(name)).write_bytes(data)
+        self.data = b"".join(parts)
+        self.oid = oid_of(self.data)
+        self.recipe = rc.Recipe(len(self.data), [], entries)
+
+    def rebuild(self, out, odb: ODB | None = None, local: list[str] = (), jobs: int = 3):
+        rb = chunked.Rebuilder(self.store, odb, "origin")
+        got: list[int] = []
+        lock = threading.Lock()
+
+        def progress(n: int) -> None:
+            with lock:
+                got.append(n)
+
+        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            digest, copied, sent = rb.rebuild(self.oid, self.recipe, fd, "model.bin", jobs, progress, local)
+        finally:
+            os.close(fd)
+        return digest, copied, sent, sum(got)
+
+
+@pytest.fixture(autouse=True)
+def small_pieces(monkeypatch):
+    monkeypatch.setattr(chunked, "PIECE", PIECE)
+    monkeypatch.setattr(chunked, "COPY", COPY)
+
+
+@pytest.fixture
+def copies(monkeypatch):
+    """Every kernel copy the store makes: (bytes, thread)."""
+    made: list[tuple[int, int]] = []
+    real = DirStore.copy_range_to
+
+    def spy(self, rel, start, end, fd, at):
+        made.append((end - start, threading.get_ident()))
+        return real(self, rel, start, end, fd, at)
+
+    monkeypatch.setattr(DirStore, "copy_range_to", spy)
+    return made
+
+
+def test_copies_are_joined_across_pieces_and_made_by_one_thread(tmp_path, copies):
+    w = World(tmp_path / "store")
+    digest, copied, sent, progressed = w.rebuild(tmp_path / "out")
+    assert "xxh128:" + digest == w.oid and (tmp_path / "out").read_bytes() == w.data
+    assert copied and sent == len(w.data) and progressed == len(w.data)
+    pieces = len(chunked._pieces(w.recipe))
+    # runs: pack 0, pack 1, pack 0 again, pack 2 before and after its junk, the repeated chunk; each cut at COPY
+    assert 6 <= len(copies) < pieces / 2, (len(copies), pieces)
+    assert max(n for n, _ in copies) > 2 * PIECE and all(n <= COPY for n, _ in copies)
+    assert len({thread for _, thread in copies[1:]}) == 1  # the first tells whether the kernel copies at all
+
+
+def test_chunks_of_the_cache_are_written_beside_the_copies(tmp_path, copies):
+    """The cache holds a version whose chunks the object shares: they are read there (their pack is not on the
+    store) and written from memory by other threads while one thread copies the rest."""
+    base = random.Random(7).randbytes(1 << 20)
+    with chunker.Mapped(_file(tmp_path / "base", base)) as m:
+        local = list(chunker.cut(m.view, chunker.segments(m.view, m.size)))
+    assert len(local) > 4
+    odb = ODB(str(tmp_path / "cache"))
+    base_oid = odb.add_bytes(base)
+    w = World(tmp_path / "store", local, base)
+    digest, copied, sent, progressed = w.rebuild(tmp_path / "out", odb, [base_oid])
+    assert "xxh128:" + digest == w.oid and (tmp_path / "out").read_bytes() == w.data
+    assert copied and progressed == len(w.data)
+    assert sent == len(w.data) - len(base)  # nothing of the cached version was read from the store
+    assert len({thread for _, thread in copies[1:]}) == 1
+
+
+def test_a_pack_cut_short_or_gone_is_refused_past_the_first_copy(tmp_path):
+    w = World(tmp_path / "store")
+    last = tmp_path / "store" / pack.pack_rel(PACKS[2])
+    whole = last.read_bytes()
+    last.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(RemoteCorrupt, match="cut short") as e:
+        w.rebuild(tmp_path / "out1")
+    assert pack.pack_rel(PACKS[2]) in str(e.value)
+    last.write_bytes(whole)
+    (tmp_path / "store" / pack.pack_rel(PACKS[1])).unlink()
+    with pytest.raises(RemoteCorrupt, match="which is not there") as e:
+        w.rebuild(tmp_path / "out2", jobs=1)
+    assert pack.pack_rel(PACKS[1]) in str(e.value)
+    assert not [t for t in threading.enumerate() if t.name.startswith("mvc-remote")]  # the hash stopped too
+
+
+@pytest.mark.parametrize("refused_from", [0, 3])
+def test_copies_the_kernel_refuses_go_through_memory(tmp_path, monkeypatch, refused_from):
+    """copy_file_range cannot copy between these files (another filesystem): from the first copy on, the
+    rebuild is made in memory as from any other store; from a later one, those copies are read into memory."""
+    w = World(tmp_path / "store")
+    calls = []
+    real = DirStore.copy_range_to
+
+    def refusing(self, rel, start, end, fd, at):
+        calls.append(rel)
+        return -1 if len(calls) > refused_from else real(self, rel, start, end, fd, at)
+
+    monkeypatch.setattr(DirStore, "copy_range_to", refusing)
+    digest, copied, sent, progressed = w.rebuild(tmp_path / "out")
+    assert "xxh128:" + digest == w.oid and (tmp_path / "out").read_bytes() == w.data
+    assert copied == bool(refused_from) and progressed == len(w.data)
+    assert sent >= len(w.data)  # the junk between runs may be read too
+    assert len(calls) == (1 if not refused_from else len(chunked._copies(w.recipe.entries)))
+
+
+def _file(path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
