@@ -335,6 +335,8 @@ class Bench:
         res["remote"] = du(remote)
         res["load_after"] = os.getloadavg()[0]
         res["steps"] = steps
+        if self.args.defer_deletes:
+            return res  # deleted with the rest at the end
         shutil.rmtree(work, ignore_errors=True)
         sh(["sync"], self.base, self.env)  # the deletes (and the discards of this mount) settled before the next run
         return res
@@ -470,6 +472,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs of the whole sequence per layout (median)")
     ap.add_argument("--layouts", default=",".join(LAYOUTS), help="comma-separated: one, hundred")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds before one command is killed")
+    ap.add_argument(
+        "--defer-deletes",
+        action="store_true",
+        help="delete each run's trees at the end, not before the next run (ext4 without a journal makes files "
+        "slowly just after a large delete: docs/benchmarks.md)",
+    )
     add_run_args(ap, code=True)
     args = ap.parse_args()
     layouts = [x for x in args.layouts.split(",") if x]
