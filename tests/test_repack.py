@@ -288,3 +288,33 @@ def test_the_compacted_store_rewrites_its_packs_too(repo, mvc_cli, monkeypatch):
     git(repo, "checkout", "-q", commits[1][0])
     mvc_cli("checkout", "-q")
     assert (repo / "model.safetensors").read_bytes() == commits[1][1]
+
+
+def test_a_read_without_a_clone_finds_objects_a_gc_moved_to_a_new_pack(repo, mvc_cli, tmp_path, monkeypatch):
+    """``mvc get --repo URL`` (no clone, no cache: the user's journal) after its journal placed the objects in a pack
+    that a gc then rewrote and deleted: the read lists packs/ again and takes them from the new pack, for one file
+    and for a directory's files."""
+    remote = tmp_path / "remote"
+    mvc_cli("remote", "add", "origin", str(remote), "--default")
+    for i in range(40):
+        make_file(repo / "many" / f"f{i:02d}.bin", 1000 + 10 * i, seed=i)
+    one = make_file(repo / "one.bin", 1500, seed=99).read_bytes()
+    commit(repo, mvc_cli, "40 files", "many", "one.bin")
+    for i in range(10, 40):
+        (repo / "many" / f"f{i:02d}.bin").unlink()
+    commit(repo, mvc_cli, "10 of them", "many")
+    mvc_cli("push", "-q", "--all-commits")
+    many = {p.name: p.read_bytes() for p in (repo / "many").iterdir()}
+    (old,) = pack.names_in({str(p.relative_to(remote)) for p in remote.rglob("*")})
+
+    monkeypatch.setenv("MVC_CACHE_DIR", str(tmp_path / "user-cache"))  # the reader's journal is its own
+    mvc_cli("get", "-q", "--repo", str(repo), "one.bin", "-o", str(tmp_path / "a"))
+    mvc_cli("get", "-q", "--repo", str(repo), "many", "-o", str(tmp_path / "d"))
+    assert gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")["packs_rewritten"] == 1
+    assert gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")["packs_deleted"] == 1
+    assert not (remote / pack.pack_rel(old)).exists()
+
+    mvc_cli("get", "-q", "--repo", str(repo), "one.bin", "-o", str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == one
+    mvc_cli("get", "-q", "--repo", str(repo), "many", "-o", str(tmp_path / "d2"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "d2").iterdir()} == many

@@ -51,7 +51,7 @@ def compact(
     if not force or not todo:
         return result
     from mvc.objects.journal import Journal
-    from mvc.objects.transfer import Meter, Recorder
+    from mvc.objects.meter import Meter, Recorder
 
     before = _store_bytes(compactmod.root(repo))
     started = time.time()

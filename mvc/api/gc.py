@@ -281,7 +281,7 @@ def _gc_remote(
     from mvc.objects import layout, repack
     from mvc.objects import oid as oids
     from mvc.objects import recipe as rc
-    from mvc.objects.transfer import Meter
+    from mvc.objects.meter import Meter
     from mvc.repo.remotes import journal, open_transfer, spec
 
     sp = spec(repo, name)

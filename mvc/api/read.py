@@ -177,7 +177,7 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
     if odb is not None:
         _fetch_into(odb, remote, t, files, progress)
     tmp = tempfiles.tmp_name(parent, os.path.basename(out))
-    from mvc.objects.transfer import Meter
+    from mvc.objects.meter import Meter
 
     bar = Meter(progress, f"writing {out}", sum(f[2] for f in files), len(files))  # updates from threads
     try:
@@ -233,7 +233,7 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
 
 
 def _fetch_into(odb: Any, lazy: _Remote, t: Target, files: list[tuple[str, str, int, bool]], progress: Any) -> None:
-    from mvc.objects.transfer import Meter
+    from mvc.objects.meter import Meter
 
     todo = [oid for _, oid, _, _ in files if not odb.exists(oid)]
     if todo and t.repo is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects.journal import Journal
-from mvc.objects.transfer import Meter, Recorder
+from mvc.objects.meter import Meter, Recorder
 from mvc.repo.remotes import Spec, fetch_wanted, journal, mark_user, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import Wanted, pointers

@@ -148,7 +148,7 @@ def _check_remote(
     every needed object is downloaded and re-hashed (to a temp file, never into the cache); with repair, a
     corrupt cache object whose remote copy is sound replaces it."""
     from mvc.objects import reader
-    from mvc.objects.transfer import Meter
+    from mvc.objects.meter import Meter
     from mvc.storage.parallel import run_parallel
 
     sp = spec(repo, name)
@@ -270,7 +270,7 @@ def registry_check(
                 if unread:
                     got = remote_t.existing(unread)
                     if got:
-                        from mvc.objects.transfer import Meter
+                        from mvc.objects.meter import Meter
 
                         remote_t.download(sorted(got), Meter(progressmod.null, "", 0, 0))
                         r.read_manifests(repo)

@@ -332,7 +332,14 @@ def download(
                 )
             return os.path.getsize(dest)
     name, e = found
-    data = remote.store.get_range(pk.pack_rel(name), e.offset, e.offset + e.size)
+    try:
+        data = remote.store.get_range(pk.pack_rel(name), e.offset, e.offset + e.size)
+    except RemoteObjectMissing:
+        if searched:
+            raise
+        remote.packs_gone({name})  # where the journal placed it is gone: where is it now (searched, so once)
+        remote.read_packs()
+        return download(remote, oid, dest, label, progress, remote.locate([oid]).get(oid), True, size)
     digest = fileio.hexdigest_bytes(data)
     if oids.from_digest(digest) != oid:
         raise RemoteCorrupt(

@@ -10,17 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from mvc import progress as progressmod
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
 from mvc.objects import recipe as rc
 from mvc.objects.journal import Journal
+from mvc.objects.meter import Meter, Recorder
 from mvc.objects.odb import ODB
 from mvc.storage import fileio
 from mvc.storage.fileio import Progress
@@ -32,52 +31,10 @@ if TYPE_CHECKING:
 
 EXISTS_EACH = 64  # up to this many objects to look for, ask for each; above, maybe list the remote
 LIST_PAGE = 1000  # objects per listing request (S3 and most object stores)
-JOURNAL_EVERY = 256  # record uploads in the journal at least this often, so an interrupted push keeps them
 # A large object moves in parts held in memory (s3fs: 10 x 50 MiB at once), so only this many move at
 # a time, however many jobs run; small objects fill the other jobs meanwhile.
 LARGE_AT_ONCE = 2
 PACKS_AT_ONCE = 4  # packs are built in memory (up to about pack.TARGET each)
-
-
-class Meter:
-    """Bytes and objects moved, shared by the worker threads; drives one progress bar."""
-
-    def __init__(self, progress: progressmod.Factory, desc: str, total: int, objects: int):
-        self.bar = progress(desc, total)
-        self.lock = threading.Lock()
-        self.objects, self.total_objects = 0, objects
-
-    def update(self, n: int) -> None:
-        with self.lock:
-            self.bar.update(n)
-
-    def object_done(self) -> None:
-        with self.lock:
-            self.objects += 1
-            self.bar.count(self.objects, self.total_objects)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class Recorder:
-    """Batches journal writes from the main thread; flush() also runs when a transfer fails."""
-
-    def __init__(self, jr: Journal, key: str):
-        self.jr, self.key = jr, key
-        self.pending: list[str] = []
-        self.last = time.monotonic()
-
-    def add(self, oid: str) -> None:
-        self.pending.append(oid)
-        if len(self.pending) >= JOURNAL_EVERY or time.monotonic() - self.last > 1:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.jr.add(self.key, self.pending)
-            self.pending = []
-        self.last = time.monotonic()
 
 
 class Transfer:
@@ -161,6 +118,13 @@ class Transfer:
         return self._rebuilder
 
     # -- where objects are ---------------------------------------------------------------------
+    def packs_gone(self, names: set[str]) -> None:
+        """Packs the journal placed objects in, found gone (a gc may have rewritten them into others): forgotten,
+        and ``packs/`` listed again by the next :meth:`read_packs`."""
+        self.jr.forget_packs(self.key, names)
+        self._located = {o: at for o, at in self._located.items() if at[0] not in names}
+        self._packs_read = False
+
     def read_packs(self, recheck: bool = False) -> None:
         """Bring the record of the remote's packs up to date, once per command: one listing of ``packs/``
         (with sizes), then each index not read before, each entry checked against its pack's size. Packs
@@ -402,10 +366,8 @@ class Transfer:
         items += [("one", o) for o in sorted(set(todo) - set(located), key=lambda o: -sizes.get(o, 0))]
         try:
             run_parallel(get, items, self.jobs, done)
-            if retry:  # their pack is gone (a gc may have rewritten it into another): packs listed again, else alone
-                self.jr.forget_packs(self.key, gone_packs)
-                self._located = {o: at for o, at in self._located.items() if at[0] not in gone_packs}
-                self._packs_read = False
+            if retry:  # their pack is gone: packs listed again, else alone
+                self.packs_gone(gone_packs)
                 n, lost = self.download(retry, meter, sizes)
                 got, absent = got + n, absent + lost
         finally:

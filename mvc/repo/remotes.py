@@ -15,7 +15,8 @@ from mvc import progress as progressmod
 from mvc.errors import ConfigError, NoRemote, ObjectMissing, RemoteError, RemoteObjectMissing, UnknownRemote
 from mvc.format import config as cfgfmt
 from mvc.objects.journal import Journal
-from mvc.objects.transfer import Meter, Transfer
+from mvc.objects.meter import Meter
+from mvc.objects.transfer import Transfer
 from mvc.repo.repository import Repo
 from mvc.repo.selection import Wanted
 from mvc.storage.store import Store
