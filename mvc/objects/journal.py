@@ -109,8 +109,13 @@ class Journal:
             return []  # locked for a minute or read-only: ask the remote instead
 
     def known(self, key: str, wanted: Iterable[str]) -> set[str]:
-        """Which of wanted the journal records as present on the remote."""
-        rows = self._select(key, wanted, "SELECT w.oid FROM wanted w JOIN present p ON p.remote = ? AND p.oid = w.oid")
+        """Which of wanted the journal records as present on the remote: alone, or in a pack it records."""
+        rows = self._select(
+            key,
+            wanted,
+            "SELECT w.oid FROM wanted w WHERE EXISTS (SELECT 1 FROM present p WHERE p.remote = ?1 AND p.oid = w.oid) "
+            "OR EXISTS (SELECT 1 FROM packed k WHERE k.remote = ?1 AND k.oid = w.oid)",
+        )
         return {r[0] for r in rows}
 
     def locate(self, key: str, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
@@ -163,13 +168,14 @@ class Journal:
             return
 
         def write(db: sqlite3.Connection, rid: int) -> None:
+            # in oid order, the order of the table's key: neighbouring rows, not a page of the file each; an entry is
+            # not written to ``present`` too (known() reads both), which halved the rows of a large push
             for name, entries in packs:
                 db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
                 db.executemany(
                     "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
-                    ((rid, e.oid, name, e.offset, e.size) for e in entries),
+                    sorted((rid, e.oid, name, e.offset, e.size) for e in entries),
                 )
-                db.executemany("INSERT OR IGNORE INTO present VALUES (?, ?)", ((rid, e.oid) for e in entries))
 
         self._transaction(key, write)
 
