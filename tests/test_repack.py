@@ -24,6 +24,7 @@ from remote_suite import (
     write_model,
 )
 
+import mvc
 from mvc.objects import pack
 from mvc.objects.repack import marker_rel
 
@@ -291,9 +292,9 @@ def test_the_compacted_store_rewrites_its_packs_too(repo, mvc_cli, monkeypatch):
 
 
 def test_a_read_without_a_clone_finds_objects_a_gc_moved_to_a_new_pack(repo, mvc_cli, tmp_path, monkeypatch):
-    """``mvc get --repo URL`` (no clone, no cache: the user's journal) after its journal placed the objects in a pack
-    that a gc then rewrote and deleted: the read lists packs/ again and takes them from the new pack, for one file
-    and for a directory's files."""
+    """``mvc get --repo URL`` and ``mvc.open`` (no clone, no cache: the user's journal) after its journal placed the
+    objects in a pack that a gc then rewrote and deleted: the read lists packs/ again and takes them from the new
+    pack, for one file and for a directory's files."""
     remote = tmp_path / "remote"
     mvc_cli("remote", "add", "origin", str(remote), "--default")
     for i in range(40):
@@ -314,6 +315,8 @@ def test_a_read_without_a_clone_finds_objects_a_gc_moved_to_a_new_pack(repo, mvc
     assert gc_json(mvc_cli, "--keep-last", "1", "--grace", "0", "--force")["packs_deleted"] == 1
     assert not (remote / pack.pack_rel(old)).exists()
 
+    with mvc.open("one.bin", repo=str(repo)) as f:  # streamed: ranged reads where the journal places it
+        assert f.read() == one
     mvc_cli("get", "-q", "--repo", str(repo), "one.bin", "-o", str(tmp_path / "b"))
     assert (tmp_path / "b").read_bytes() == one
     mvc_cli("get", "-q", "--repo", str(repo), "many", "-o", str(tmp_path / "d2"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -158,10 +159,11 @@ class Where:
     """Where an object is on a store: a whole object at rel (offset 0), a slice of a pack, or (chunked: its
     oid) an object its recipe at rel rebuilds."""
 
-    __slots__ = ("chunked", "offset", "rel", "size")
+    __slots__ = ("chunked", "offset", "packed", "rel", "size")
 
-    def __init__(self, rel: str, offset: int, size: int | None, chunked: str = ""):
+    def __init__(self, rel: str, offset: int, size: int | None, chunked: str = "", packed: str = ""):
         self.rel, self.offset, self.size, self.chunked = rel, offset, size, chunked
+        self.packed = packed  # a slice of a pack: the object's oid, to look for it again if the pack is gone
 
 
 def locate(remote: Transfer, oid: str, size: int | None = None) -> Where:
@@ -192,7 +194,7 @@ def locate(remote: Transfer, oid: str, size: int | None = None) -> Where:
                 return where
             raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
     name, entry = found
-    return Where(pk.pack_rel(name), entry.offset, entry.size)
+    return Where(pk.pack_rel(name), entry.offset, entry.size, packed=oid)
 
 
 def remote_source(remote: Transfer, where: Where, label: str = "", size: int | None = None) -> ReadRange:
@@ -205,10 +207,27 @@ def remote_source(remote: Transfer, where: Where, label: str = "", size: int | N
         rb.reuse(r)
         return lambda start, end: rb.read(oid, start, min(end, r.size), label or oid, r)
 
+    again: list[ReadRange] = []  # where the object is read once found again, if its pack is gone
+    moved = threading.Lock()
+
     def read(start: int, end: int) -> bytes:
+        if again:
+            return again[0](start, end)
         if where.size is not None:
             end = min(end, where.size)
-        return store.get_range(where.rel, where.offset + start, where.offset + end)
+        try:
+            return store.get_range(where.rel, where.offset + start, where.offset + end)
+        except RemoteObjectMissing:
+            if not where.packed:
+                raise
+        with moved:  # the journal's pack is gone (a gc may have rewritten it): packs/ listed again, once
+            if not again:
+                remote.packs_gone({where.rel[len("packs/") : -len(".pack")]})
+                found = locate(remote, where.packed, size)
+                again.append(
+                    remote_source(remote, Where(found.rel, found.offset, found.size, found.chunked), label, size)
+                )
+        return again[0](start, end)
 
     return read
 
