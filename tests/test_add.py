@@ -242,13 +242,21 @@ def _cache_state(root):
     }
 
 
-@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+@pytest.mark.parametrize("unnamed", ["yes", "no", "link refused"])
 def test_objects_enter_whole_and_read_only_with_and_without_unnamed_temps(tmp_path, monkeypatch, unnamed):
+    import errno
+
     from mvc.objects.odb import ODB
     from mvc.storage import tempfiles
 
-    if not unnamed:  # as on a kernel or filesystem without O_TMPFILE
+    if unnamed == "no":  # as on a kernel or filesystem without O_TMPFILE
         monkeypatch.setattr(tempfiles, "_proc_fd", False)
+    if unnamed == "link refused":  # as in a sandbox that allows O_TMPFILE but not the link through /proc
+
+        def refused(fd: int, dest: str) -> None:
+            raise OSError(errno.EXDEV, "Invalid cross-device link", dest)
+
+        monkeypatch.setattr(tempfiles, "link_unnamed", refused)
     src = tmp_path / "src"
     src.mkdir()
     sizes = [0, 1, 3000, 5 << 20]  # the last one past fileio.SMALL: copied in the kernel while it is hashed

@@ -40,7 +40,7 @@ class ODB:
         self._listed: dict[str, set[str]] = {}  # fan-out directories listed for them
         self._tmp_ready = False  # tmp/ made (and swept) by this process
         self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
-        self._no_unnamed = False  # the cache's filesystem makes no unnamed files (tempfiles.open_unnamed)
+        self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
@@ -150,6 +150,10 @@ class ODB:
         if self._no_unnamed or any(t in ("hardlink", "symlink") for t in link_types):
             return None
         self._prepare()
+        if self._no_unnamed is None:  # once a process: one made and linked, or named temps from then on
+            self._no_unnamed = not tempfiles.unnamed_work(self.tmp_dir)
+            if self._no_unnamed:
+                return None
         out = tempfiles.open_unnamed(self.tmp_dir, READONLY)
         self._no_unnamed = out is None
         return out

@@ -77,6 +77,23 @@ def link_unnamed(fd: int, dest: str) -> None:
     os.link(f"/proc/self/fd/{fd}", dest, src_dir_fd=_root_fd)
 
 
+def unnamed_work(directory: str) -> bool:
+    """Whether unnamed files made in directory can be given a name there (a kernel, filesystem or sandbox may
+    allow O_TMPFILE and still refuse the link through ``/proc``): one tried, then removed."""
+    fd = open_unnamed(directory, 0o600)
+    if fd is None:
+        return False
+    probe = tmp_name(directory, "probe")
+    try:
+        link_unnamed(fd, probe)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    os.unlink(probe)
+    return True
+
+
 _umask: int | None = None
 
 
