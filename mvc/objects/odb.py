@@ -1,8 +1,9 @@
 """The local object cache: ``<cache.dir>/objects/ab/cdef…``, immutable, read-only files.
 
 Objects enter through a temp file in ``<cache.dir>/tmp`` and a rename (or, where the filesystem allows, an
-unnamed temp file there and a link), so no partial object is ever visible under its final name. Every object leaving the cache is hashed on the way out; one whose
-content does not match its oid is moved to ``quarantine/`` and reported, never used.
+unnamed temp file there and a link), so no partial object is ever visible under its final name. Every object
+leaving the cache is hashed on the way out; one whose content does not match its oid is moved to
+``quarantine/`` and reported, never used.
 """
 
 from __future__ import annotations
