@@ -301,7 +301,7 @@ def test_an_object_gc_removed_with_its_directory_meanwhile_is_stored_again(tmp_p
     assert Path(odb.path(oid)).read_bytes() == (tmp_path / "a").read_bytes()
 
 
-def test_add_with_core_fsync_syncs_unnamed_objects(repo, mvc_cli):
+def test_add_with_core_fsync_stores_objects_whole(repo, mvc_cli):
     mvc_cli("config", "core.fsync", "true")
     data = make_file(repo / "model.bin", 3000, seed=9).read_bytes()
     mvc_cli("add", "model.bin")
