@@ -108,10 +108,15 @@ def test_json(tracked, mvc_cli):
     assert mvc.status() == rows
 
 
+@pytest.mark.parametrize("read_manifest", [False, True], ids=["hashed", "manifest read"])
 @pytest.mark.parametrize(
     "change", ["file added", "file removed", "file changed", "file renamed", "chmod +x", "chmod -x", "empty dir added"]
 )
-def test_directory_changes(tracked, mvc_cli, change):
+def test_directory_changes(tracked, mvc_cli, monkeypatch, change, read_manifest):
+    """Small changes are hashed and the manifest they make compared; more than HASH_FIRST bytes to hash (0 here)
+    and the manifest is read first, to find a change without hashing."""
+    if read_manifest:
+        monkeypatch.setattr("mvc.repo.worktree.HASH_FIRST", 0)
     d = tracked / "model"
     if change == "file added":
         make_file(d / "sub" / "c.bin", 1)
