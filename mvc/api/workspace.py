@@ -294,19 +294,15 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
             raise PathError(f"{quoted(rel + '/' + sub)} is git's ({why}): mvc never records it: move it out of {rel}")
         if why:
             raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
-    # what the cache held of the files that must be hashed: tells whether this add stored them
-    hashed = [sub for sub, f in files.items() if f.oid is None]
-    before = old_manifest(repo, rel) if hashed else {}
-    had = {sub: before[sub].oid for sub in hashed if sub in before and repo.odb.exists(before[sub].oid)}
-    stored = False
+    placed = repo.odb.placed  # objects the cache lacked, stored since: whether this add stored anything
     bar = progress(f"adding {rel}", total(files.values()))
     links = repo.config.link_types
     try:
         for sub, f in sorted(files.items()):
-            oid, new = _store(repo, f"{rel}/{sub}", f, bar, links)
-            stored = stored or (new if new is not None else oid != had.get(sub))
+            _store(repo, f"{rel}/{sub}", f, bar, links)
     finally:
         bar.close()
+    stored = repo.odb.placed > placed
     entries = entries_of(repo, rel, files)
     data = mf.dumps(entries)
     oid = oids.from_digest(fileio.hexdigest_bytes(data))

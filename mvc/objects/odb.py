@@ -42,6 +42,7 @@ class ODB:
         self._tmp_ready = False  # tmp/ made (and swept) by this process
         self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
         self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
+        self.placed = 0  # objects this ODB stored that the cache lacked (not those found there and freshened)
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
@@ -195,6 +196,7 @@ class ODB:
         else:
             place(tmp, dest)  # type: ignore[arg-type]  # a second race lost: its error, as it is
         self._listed.get(fan[-2:], set()).add(dest[-30:])  # a listing kept for missing() stays true to this one
+        self.placed += 1
         if copied:
             self._copied.add(oid)
         if durable:
