@@ -376,6 +376,16 @@ def test_unreadable_file_inside_directory(unprivileged):
     assert not (root / "d.mvc").exists()
 
 
+def test_unreadable_file_added_to_a_tracked_directory_is_a_change(unprivileged):
+    """status sees the new file in the directory's listing: it need not read it to say the directory changed."""
+    root, run = unprivileged
+    make_file(root / "d" / "a.bin", 10, seed=1)
+    assert run("add", "d").returncode == 0
+    make_file(root / "d" / "b.bin", 10, seed=2).chmod(0)
+    r = run("status")
+    assert r.returncode == 0 and r.stdout == "d: modified\n", r.stderr
+
+
 def test_tracked_file_made_unreadable(unprivileged):
     root, run = unprivileged
     make_file(root / "m.bin", 10)

@@ -10,7 +10,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 
 from mvc import progress as progressmod
-from mvc.errors import MvcError, PathError
+from mvc.errors import MvcError, PathError, StorageError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -129,6 +129,17 @@ def dir_cached(repo: Repo, oid: str) -> bool:
     return repo.odb.exists(oid) and not repo.odb.missing(mf.oids_of(repo.odb.read_bytes(oid), oid), valid=True)
 
 
+def _utf8(sub: str) -> bool:
+    """Whether a file name can be written in a manifest (one that cannot is a change, found by _status_dir)."""
+    if sub.isascii():
+        return True
+    try:
+        sub.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 HASH_FIRST = 64 << 20  # status hashes a directory's changed files up to this many bytes before it reads the manifest
 
 
@@ -182,7 +193,7 @@ def path_status(
         if fp is not None and repo.state.dir_oid(rel, fp[0]) == p.oid:
             return "ok", "ok" if dir_cached(repo, p.oid) else "missing"
         files = scan_dir(repo, rel, full, walked)
-        if any(f.linked for f in files.values()) or total(files.values()) > HASH_FIRST:
+        if any(f.linked for f in files.values()) or total(files.values()) > HASH_FIRST or not all(map(_utf8, files)):
             return _status_dir(repo, rel, p, files, progress)
         # Every file known from the state cache (the no-op case), or a few small ones not (the everyday edit),
         # hashed: if the manifest they make hashes to the pointer's oid, it *is* the manifest, and else the
@@ -191,6 +202,8 @@ def path_status(
         try:
             for sub, f in files.items():
                 hash_of(repo, f"{rel}/{sub}", f, bar)
+        except (OSError, StorageError):  # unreadable, or gone: a change the manifest may show without reading it
+            return _status_dir(repo, rel, p, files, progress)
         finally:
             bar.close()
         if oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries_of(repo, rel, files)))) != p.oid:
