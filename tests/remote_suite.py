@@ -132,14 +132,18 @@ def make_models(repo: Path, nsmall: int = 5) -> None:
     run.chmod(0o755)
 
 
-class RemoteSuite:
-    """Mix in with a backend class that provides the ``backend`` fixture."""
+class WithOrigin:
+    """Mix in with a backend class that provides the ``backend`` fixture: ``origin``."""
 
     @pytest.fixture
     def origin(self, repo, mvc_cli, backend):
         """The repo with ``origin`` = the backend, as the default remote."""
         configure(mvc_cli, backend, "origin")
         return backend
+
+
+class RemoteSuite(WithOrigin):
+    """Mix in with a backend class that provides the ``backend`` fixture."""
 
     @pytest.fixture
     def small_chunks(self, monkeypatch) -> int:

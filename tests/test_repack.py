@@ -15,7 +15,7 @@ from conftest import git, make_file
 from remote_suite import (
     LocalRemote,
     S3Remote,
-    configure,
+    WithOrigin,
     fresh_clone,
     model_tensors,
     oid_of,
@@ -55,12 +55,7 @@ def index_of(backend, name: str) -> list[pack.Entry]:
     return pack.parse_index(backend.read(pack.index_rel(name)), name)
 
 
-class RepackSuite:
-    @pytest.fixture
-    def origin(self, repo, mvc_cli, backend):
-        configure(mvc_cli, backend, "origin")
-        return backend
-
+class RepackSuite(WithOrigin):
     @pytest.fixture
     def small(self, repo, mvc_cli, origin) -> dict[str, bytes]:
         """many/ committed with 40 small files, then with 10 of them, both pushed at once: one pack holds the

@@ -16,7 +16,7 @@ from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import statedb
 from mvc.repo.repository import Repo
-from mvc.repo.selection import load_pointer
+from mvc.repo.selection import load_pointer, not_utf8
 from mvc.storage import fileio
 
 
@@ -129,17 +129,6 @@ def dir_cached(repo: Repo, oid: str) -> bool:
     return repo.odb.exists(oid) and not repo.odb.missing(mf.oids_of(repo.odb.read_bytes(oid), oid), valid=True)
 
 
-def _utf8(sub: str) -> bool:
-    """Whether a file name can be written in a manifest (one that cannot is a change, found by _status_dir)."""
-    if sub.isascii():
-        return True
-    try:
-        sub.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 HASH_FIRST = 64 << 20  # status hashes a directory's changed files up to this many bytes before it reads the manifest
 
 
@@ -193,12 +182,14 @@ def path_status(
         if fp is not None and repo.state.dir_oid(rel, fp[0]) == p.oid:
             return "ok", "ok" if dir_cached(repo, p.oid) else "missing"
         files = scan_dir(repo, rel, full, walked)
-        if any(f.linked for f in files.values()) or total(files.values()) > HASH_FIRST or not all(map(_utf8, files)):
+        todo = total(files.values())
+        # a name no manifest can record, or a linked file, is judged against the manifest (_status_dir)
+        if todo > HASH_FIRST or any(f.linked for f in files.values()) or any(map(not_utf8, files)):
             return _status_dir(repo, rel, p, files, progress)
         # Every file known from the state cache (the no-op case), or a few small ones not (the everyday edit),
         # hashed: if the manifest they make hashes to the pointer's oid, it *is* the manifest, and else the
         # directory is modified; either way the manifest is never read and parsed (100,000 entries: 0.5 s).
-        bar = progress(f"checking {rel}", total(files.values()))
+        bar = progress(f"checking {rel}", todo)
         try:
             for sub, f in files.items():
                 hash_of(repo, f"{rel}/{sub}", f, bar)
