@@ -10,6 +10,7 @@ data_offsets per tensor, optional ``__metadata__``), then the tensors' bytes.
 from __future__ import annotations
 
 import json
+import os
 import random
 import struct
 
@@ -415,6 +416,42 @@ def test_zigzag_matches_the_formula_of_the_format(lane):
     assert delta._zigzag_ints(new, base, lane) == planes
 
 
+@pytest.mark.parametrize("numpy_path", [True, False])
+def test_deltas_decode_into_a_given_buffer_and_the_thread_buffers_never_leak_between_decodes(numpy_path, monkeypatch):
+    """A rebuild decodes each delta into its piece's buffer, through buffers each thread keeps: decodes of other
+    sizes and lanes in between, or of garbage, leave no trace in the next one."""
+    cases = [fine_tune_like(lane, n, lane + n) for lane, n in ((2, 1 << 16), (4, 1 << 12), (1, 999), (8, 1 << 15))]
+    frames = [delta.encode(new, base, lane) for (new, base), lane in zip(cases, (2, 4, 1, 8), strict=True)]
+    if not numpy_path:
+        monkeypatch.setattr(delta, "fast", lambda: False)
+    arena = bytearray(sum(len(new) for new, _ in cases) + 3)
+    at = 3  # an unaligned place
+    for _ in range(2):
+        for (new, base), lane, frame in zip(cases, (2, 4, 1, 8), frames, strict=True):
+            out = memoryview(arena)[at : at + len(new)]
+            got = delta.decode(frame, base, lane, "x", out)
+            assert bytes(got) == new and bytes(out) == new
+            assert delta.decode(frame, base, lane, "x") == new  # and into new memory
+            with pytest.raises(CorruptObject):
+                delta.decode(frame[:-2], base, lane, "x", out)
+            with pytest.raises(CorruptObject):
+                delta.decode(frame + frame, base, lane, "x")  # nothing may follow the frame
+        at = 0
+
+
+def test_an_arena_hands_out_aligned_slices_and_new_memory_when_full():
+    from mvc.objects.chunked import _Arena
+
+    a = _Arena(256)
+    x, y = a.take(10), a.take(100)
+    assert len(x) == 10 and len(y) == 100
+    assert isinstance(y, memoryview) and a.at == 64 + 100
+    z = a.take(100)  # 128 + 100 > 256
+    assert isinstance(z, bytearray) and len(z) == 100
+    a.clear()
+    assert a.take(256) is not None and a.at == 256
+
+
 def test_without_numpy_deltas_decode_the_same(monkeypatch):
     new, base = fine_tune_like(2, 1 << 16, 9)
     d = delta.encode(new, base, 2)
@@ -795,43 +832,50 @@ def test_add_base_refuses_a_revision_without_that_file(repo, mvc_cli, mvc_error)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.integers(0, 200_000), min_size=1, max_size=24), st.randoms(use_true_random=False))
-def test_pieces_hashed_in_file_order_whatever_order_they_come_in(sizes, rnd):
-    """A rebuild's threads finish their pieces in any order; the digest is that of the bytes in file order."""
+@given(st.lists(st.integers(1, 200_000), min_size=1, max_size=24), st.randoms(use_true_random=False))
+def test_a_file_written_in_pieces_in_any_order_is_hashed_behind_the_writes(sizes, rnd):
+    """A rebuild's threads write their pieces in any order; the hash reads the file up to the first piece still
+    to come, and its digest is that of the whole file."""
+    import tempfile
     import threading
 
-    from mvc.storage.parallel import InOrderHash
+    from mvc.storage.parallel import HashBehind
 
     data = random.Random(len(sizes)).randbytes(sum(sizes))
     starts, at = [], 0
     for n in sizes:
         starts.append(at)
         at += n
-    hasher = InOrderHash(len(sizes))
-    hasher.AHEAD_BYTES = 300_000  # small enough that early pieces wait for those before them
     order = list(range(len(sizes)))
     rnd.shuffle(order)
-    pieces = {i: [memoryview(data)[starts[i] : starts[i] + sizes[i]]] for i in order}
-    threads = [threading.Thread(target=hasher.add, args=(i, pieces[i])) for i in order]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert not any(t.is_alive() for t in threads)
+    with tempfile.TemporaryFile() as f:
+        hasher = HashBehind(f.fileno(), len(data), starts, None)
+        stop = threading.Event()
+        reader = threading.Thread(target=hasher.run, args=(stop,))
+        reader.start()
+        for i in order:
+            os.pwrite(f.fileno(), data[starts[i] : starts[i] + sizes[i]], starts[i])
+            hasher.done(starts[i])
+        reader.join(10)
+        assert not reader.is_alive()
     assert hasher.hexdigest() == xxhash.xxh3_128_hexdigest(data)
 
 
-def test_a_failed_piece_releases_the_waiting_ones():
+def test_a_failed_write_releases_the_hash():
+    import tempfile
     import threading
 
-    from mvc.storage.parallel import InOrderHash
+    from mvc.storage.parallel import HashBehind
 
-    hasher = InOrderHash(3)
-    hasher.AHEAD_BYTES = 5  # piece 2 must wait for pieces 0 and 1
-    waiter = threading.Thread(target=hasher.add, args=(2, [b"x" * 10]))
-    waiter.start()
-    hasher.abort()  # piece 0's thread failed
-    waiter.join(5)
-    assert not waiter.is_alive()
+    with tempfile.TemporaryFile() as f:
+        os.pwrite(f.fileno(), b"x" * 10, 0)
+        hasher = HashBehind(f.fileno(), 30, [0, 10, 20], None)
+        hasher.done(0)
+        stop = threading.Event()
+        reader = threading.Thread(target=hasher.run, args=(stop,))
+        reader.start()
+        stop.set()  # the piece at 10 failed: run_parallel sets stop
+        reader.join(5)
+        assert not reader.is_alive()
     with pytest.raises(AssertionError):
         hasher.hexdigest()

@@ -42,6 +42,7 @@ class Rebuilder:
         self._lock = threading.Lock()
         self._checked: dict[str, bool] = {}  # objects of the local cache read in ranges: sound or not
         self._flights: dict[str, threading.Lock] = {}  # one request per recipe, however many threads want it
+        self._arenas = threading.local()
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
 
     def _sound(self, oid: str) -> bool:
@@ -136,63 +137,28 @@ class Rebuilder:
     ) -> tuple[str, bool, int]:
         """Write object oid, as recipe r builds it, into the empty file fd (open for reading and writing),
         taking the chunks it can from versions in the cache (see :meth:`reuse`; ``local``: more of them).
-        Returns (the hex xxh3-128 of the file's bytes, hashed in file order as they are written: the caller
-        compares it with oid before it uses the file; whether chunks were copied in the kernel, unchecked
-        one by one; the bytes read from the store)."""
-        from mvc.storage.parallel import InOrderHash, run_parallel
+
+        On a store that copies in the kernel, the store's chunks are copied in file order by one thread (parallel
+        copies into one file contend in the kernel); the rest is written from memory in pieces by others, each
+        thread decoding its piece's deltas into a buffer of its own; the file is hashed behind all of them
+        (``HashBehind``). Returns (the hex xxh3-128 of the file's bytes: the caller compares it with oid before it
+        uses the file; whether chunks were copied in the kernel, unchecked one by one; the bytes read from the
+        store)."""
+        from mvc.storage.parallel import HashBehind, run_parallel
 
         self.reuse(r, local)
         fileio.preallocate(fd, r.size)
         tally = _Tally()
-        copied = self._rebuild_copying(oid, r, fd, label, jobs, progress, tally) if self.store.copies_ranges else None
-        if copied is not None:
-            return copied, True, tally.n
-        pieces = _pieces(r)
-        digest = InOrderHash(len(pieces))
-
-        def one(item: tuple[int, tuple[int, int]]) -> None:
-            number, piece = item
-            try:
-                entries = rc.covering(r.entries, piece[0], piece[1])
-                parts = self._entries(entries, label, 0, tally)
-                _write(fd, entries, parts, self._wrong_size(oid))
-                digest.add(number, [p for p in parts if p is not None])
-            except BaseException:
-                digest.abort()
-                raise
-            if progress:
-                progress(piece[1] - piece[0])
-
-        try:
-            run_parallel(one, enumerate(pieces), jobs, None)
-        except BaseException:
-            digest.abort()
-            raise
-        return digest.hexdigest(), False, tally.n
-
-    def _rebuild_copying(
-        self, oid: str, r: rc.Recipe, fd: int, label: str, jobs: int, progress: Progress | None, tally: _Tally
-    ) -> str | None:
-        """:meth:`rebuild` on a store that copies in the kernel: its chunks copied in file order by one thread (parallel
-        copies into one file contend in the kernel), the pieces holding chunks of the cache or deltas written from
-        memory by others, the file hashed behind them all (mapped) by a thread of its own, up to the first write still
-        to come. Returns the hex digest, or None when the kernel cannot copy between these files (nothing written)."""
-        import xxhash
-
-        from mvc.storage.parallel import run_parallel
-
-        copies = _copies([e for e in r.entries if e.kind == "c" and e.oid not in self._local])
-        if not copies or not self._copy(copies[0], label, tally, fd):  # the first copy tells
-            return None
+        copies: list[list[rc.Entry]] = []
+        if self.store.copies_ranges:
+            copies = _copies([e for e in r.entries if e.kind == "c" and e.oid not in self._local])
+            if copies and not self._copy(copies[0], label, tally, fd):  # the first copy tells
+                copies = []
         copied, wrong = {e for run in copies for e in run}, self._wrong_size(oid)
-        mine = [p for p in _pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
-        pending = sorted([run[0].at for run in copies[1:]] + [p[0] for p in mine])  # where each write to come starts
-        cond, stop, h = threading.Condition(), threading.Event(), xxhash.xxh3_128()
-
-        def done(start: int) -> None:
-            with cond:
-                pending.remove(start)
-                cond.notify_all()
+        pieces = [p for p in _pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
+        # where each write to come starts: the hash reads the file up to the first
+        behind = HashBehind(fd, r.size, [run[0].at for run in copies[1:]] + [p[0] for p in pieces], progress)
+        stop = threading.Event()
 
         def copy_all() -> None:
             for run in copies[1:]:
@@ -201,30 +167,25 @@ class Rebuilder:
                 if not self._copy(run, label, tally, fd):  # not between these files after all: through memory
                     for sub in _runs(run, list(range(len(run)))):
                         fileio.pwritev_all(fd, [p for _, p in self._fetch(sub, run, label, tally)], run[sub[0]].at)
-                done(run[0].at)
+                behind.done(run[0].at)
 
         def piece(p: tuple[int, int]) -> None:
             entries = rc.covering(r.entries, *p)
-            _write(fd, entries, self._entries(entries, label, 0, tally, copied), wrong)
-            done(p[0])
+            arena = self._arena()
+            _write(fd, entries, self._entries(entries, label, 0, tally, copied, arena), wrong)
+            arena.clear()
+            behind.done(p[0])
 
-        def hash_all() -> None:
-            at = 0
-            while at < r.size and not stop.is_set():
-                with cond:
-                    while pending and pending[0] <= at and not stop.is_set():
-                        cond.wait(0.5)  # stop is set without a notify
-                    whole = pending[0] if pending else r.size
-                for start in range(at, whole, fileio.MAP_WINDOW):
-                    end = min(whole, start + fileio.MAP_WINDOW)
-                    h.update(fileio.mapped(fd, start, end))
-                    if progress:
-                        progress(end - start)
-                at = whole
-
-        work = [hash_all, copy_all, *(lambda p=p: piece(p) for p in mine)]
+        work = [lambda: behind.run(stop), *([copy_all] if copies else []), *(lambda p=p: piece(p) for p in pieces)]
         run_parallel(lambda call: call(), work, max(jobs, 1) + 1, None, stop)  # + 1: the hash mostly waits
-        return h.hexdigest()
+        return behind.hexdigest(), bool(copies), tally.n
+
+    def _arena(self) -> _Arena:
+        """The calling thread's buffer for the deltas of one piece, decoded there and written before the next."""
+        arena: _Arena | None = getattr(self._arenas, "arena", None)
+        if arena is None:
+            arena = self._arenas.arena = _Arena(PIECE + delta.SEGMENT + (1 << 16))  # room for alignment
+        return arena
 
     def _gone(self, label: str, rel: str) -> RemoteCorrupt:
         return RemoteCorrupt(
@@ -282,10 +243,17 @@ class Rebuilder:
         return data[start - first : end - first]
 
     def _entries(
-        self, entries: list[rc.Entry], label: str, below: int, tally: _Tally | None, copied: Container[rc.Entry] = ()
+        self,
+        entries: list[rc.Entry],
+        label: str,
+        below: int,
+        tally: _Tally | None,
+        copied: Container[rc.Entry] = (),
+        arena: _Arena | None = None,
     ) -> list[bytes | memoryview | None]:
         """The bytes of each entry, checked; None for those ``copied`` into the file being rebuilt, unchecked
-        (the caller hashes the file)."""
+        (the caller hashes the file). Deltas are decoded into ``arena`` when given (the caller writes them before
+        it clears it)."""
         out: list[bytes | memoryview | None] = [None] * len(entries)
         remote: list[int] = []
         local = self._read_local(entries)
@@ -307,7 +275,7 @@ class Rebuilder:
         for run in _runs([entries[i] for i in remote], remote):
             for i, piece in self._fetch(run, entries, label, tally):
                 e = entries[i]
-                out[i] = self._decode(e, piece, label, tally) if e.kind == "d" else piece
+                out[i] = self._decode(e, piece, label, tally, arena) if e.kind == "d" else piece
         return out
 
     def _copy(self, run: list[rc.Entry], label: str, tally: _Tally, into: int) -> bool:
@@ -383,7 +351,9 @@ class Rebuilder:
             out.append((i, piece))
         return out
 
-    def _decode(self, e: rc.Entry, data: bytes | memoryview, label: str, tally: _Tally | None) -> bytes | memoryview:
+    def _decode(
+        self, e: rc.Entry, data: bytes | memoryview, label: str, tally: _Tally | None, arena: _Arena | None = None
+    ) -> bytes | memoryview:
         try:
             base = self.read(e.base, e.base_offset, e.base_offset + e.size, label, below=e.depth, tally=tally)
         except RemoteObjectMissing:
@@ -397,7 +367,8 @@ class Rebuilder:
                 f"object {e.base}, which is shorter; nothing was written: push the file again"
             )
         try:
-            return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}")
+            out = arena.take(e.size) if arena is not None else None
+            return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}", out)
         except CorruptObject as err:
             raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
 
@@ -413,6 +384,24 @@ def rebuilt_wrong(rb: Rebuilder, oid: str, digest: str, label: str) -> RemoteCor
         f"not to its oid: that chunk list{also} is corrupt; nothing was placed in the cache or workspace: run "
         "'mvc push --verify-remote' (with --all-commits for old versions) from a machine that has them"
     )
+
+
+class _Arena:
+    """A buffer handed out in consecutive slices until cleared; a slice that does not fit is new memory."""
+
+    def __init__(self, size: int):
+        self.view = memoryview(bytearray(size))
+        self.at = 0
+
+    def take(self, n: int) -> memoryview | bytearray:
+        at = -(-self.at // 64) * 64  # every slice aligned for any lane width
+        if at + n > len(self.view):
+            return bytearray(n)
+        self.at = at + n
+        return self.view[at : self.at]
+
+    def clear(self) -> None:
+        self.at = 0
 
 
 class _Tally:

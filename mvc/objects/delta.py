@@ -11,12 +11,15 @@ bytes as little-endian integers of the tensor's element width (lanes), subtracts
 With numpy installed (``mvc[deltas]``) the lanes are numpy arrays. Without it the same arithmetic runs
 on Python's big integers, one integer per segment (SWAR: masks keep each lane's borrow and carry in
 it), about ten times slower: writers make deltas only with numpy, readers decode them either way, to the
-same bytes. This module knows nothing of stores or files.
+same bytes. Decoding takes no new memory but its output (or none, given where to write): the frame is
+decompressed into a buffer of the calling thread and the lanes rebuilt in place, since fresh pages are what
+costs most here (docs/benchmarks.md, "Fresh memory"). This module knows nothing of stores or files.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
 
 from mvc.errors import CorruptObject
 
@@ -24,6 +27,19 @@ CODEC = "zd"
 LANES = (1, 2, 4, 8)  # element widths in bytes
 LEVEL = 1  # zstd level: as small as 3 on fine-tunes, and faster (docs/benchmarks.md, "Issue 12")
 SEGMENT = 4 << 20  # a delta covers at most this many bytes of a tensor (memory, parallel reads)
+SCRATCH_MAX = 2 * SEGMENT  # a thread keeps buffers this large for the next decode; larger ones are let go
+
+_scratch = threading.local()
+
+
+def _buffer(name: str, n: int) -> memoryview:
+    """n bytes of the calling thread's buffer ``name``, kept for its next decode (when at most SCRATCH_MAX)."""
+    buf: bytearray | None = getattr(_scratch, name, None)
+    if buf is None or len(buf) < n:
+        buf = bytearray(n)
+        if n <= SCRATCH_MAX:
+            setattr(_scratch, name, buf)
+    return memoryview(buf)[:n]
 
 
 @functools.lru_cache(maxsize=16)
@@ -89,21 +105,29 @@ def _zigzag_numpy(new: bytes, base: bytes, w: int) -> bytes:
     return z.view(np.uint8).reshape(-1, w).T.tobytes()  # byte planes
 
 
-def _unzigzag_numpy(raw: bytes, base: bytes, w: int) -> memoryview:
+def _unzigzag_numpy(
+    raw: bytes | memoryview, base: bytes | memoryview, w: int, out: memoryview | bytearray | None = None
+) -> memoryview:
+    """Lanes rebuilt from raw's planes and added to base, in out (or a new buffer); the only other memory is
+    one lane-wide buffer of the calling thread."""
     import numpy as np
 
     unsigned = np.dtype(f"<u{w}")
     k = len(raw) // w
     planes = np.frombuffer(raw, np.uint8)
-    z = planes[:k].astype(unsigned)  # lanes rebuilt plane by plane: faster than a strided transpose
+    z = np.frombuffer(out, unsigned, count=k) if out is not None else np.empty(k, unsigned)
+    t = np.frombuffer(_buffer("lanes", k * w), unsigned)
+    np.copyto(z, planes[:k], casting="unsafe")  # lanes rebuilt plane by plane: faster than a strided transpose
     for i in range(1, w):
-        z |= planes[i * k : (i + 1) * k].astype(unsigned) << unsigned.type(8 * i)
+        np.copyto(t, planes[i * k : (i + 1) * k], casting="unsafe")
+        np.left_shift(t, unsigned.type(8 * i), out=t)
+        np.bitwise_or(z, t, out=z)
     one = unsigned.type(1)
-    sign = z & one
-    np.negative(sign, out=sign)  # 0 or all ones (unsigned arithmetic wraps)
-    z >>= one
-    z ^= sign
-    z += np.frombuffer(base, unsigned)
+    np.bitwise_and(z, one, out=t)
+    np.negative(t, out=t)  # the sign: 0 or all ones (unsigned arithmetic wraps)
+    np.right_shift(z, one, out=z)
+    np.bitwise_xor(z, t, out=z)
+    np.add(z, np.frombuffer(base, unsigned, count=k), out=z)
     return z.view(np.uint8).data  # the array's own bytes: no copy
 
 
@@ -121,27 +145,53 @@ def _zigzag_ints(new: bytes, base: bytes, w: int) -> bytes:
     return _planes(z.to_bytes(n, "little"), w)
 
 
-def decode(delta: bytes | memoryview, base: bytes, w: int, where: str) -> bytes | memoryview:
-    """The bytes a delta of base encodes; CorruptObject (naming where) if it does not decode to len(base) bytes."""
-    import zstandard
-
+def decode(
+    delta: bytes | memoryview, base: bytes | memoryview, w: int, where: str, out: memoryview | bytearray | None = None
+) -> bytes | memoryview:
+    """The bytes a delta of base encodes, written into ``out`` (len(base) writable bytes) when given; CorruptObject
+    (naming where) if it does not decode to len(base) bytes."""
     n = len(base)
     if w not in LANES or n % w:
         raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+    raw = _decompress(delta, n, where)
+    if fast():
+        return _unzigzag_numpy(raw, base, w, out)
+    got = _unzigzag_ints(bytes(raw), base, w)
+    if out is None:
+        return got
+    view = memoryview(out)[:n]
+    view[:] = got
+    return view
+
+
+def _decompress(delta: bytes | memoryview, n: int, where: str) -> memoryview:
+    """The frame's n bytes, in the calling thread's buffer (valid until its next decode)."""
+    import zstandard
+
+    raw = _buffer("raw", n)
+    got, extra = 0, b""
     try:
         # writers record the frame's size: a frame claiming any other is refused before memory is taken for it
         declared = zstandard.frame_content_size(delta)
         if declared != n:
             raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} of its base")
-        raw = zstandard.ZstdDecompressor().decompress(delta, max_output_size=n)
+        with zstandard.ZstdDecompressor().stream_reader(delta, read_size=max(1, len(delta))) as frame:
+            while got < n:
+                step = frame.readinto(raw[got:])
+                if not step:
+                    break
+                got += step
+            extra = frame.read(1)  # nothing may follow the frame's bytes
     except zstandard.ZstdError as e:
         raise CorruptObject(f"{where}: the delta does not decompress ({e})") from None
-    if len(raw) != n:
-        raise CorruptObject(f"{where}: the delta decodes to {len(raw)} bytes, not the {n} of its base")
-    return _unzigzag_numpy(raw, base, w) if fast() else _unzigzag_ints(raw, base, w)
+    if got != n or extra:
+        raise CorruptObject(
+            f"{where}: the delta decodes to {'more than ' if extra else ''}{got} bytes, not the {n} of its base"
+        )
+    return raw
 
 
-def _unzigzag_ints(raw: bytes, base: bytes, w: int) -> bytes | memoryview:
+def _unzigzag_ints(raw: bytes, base: bytes | memoryview, w: int) -> bytes | memoryview:
     n = len(base)
     top, low, rest = _masks(n, w)
     z = int.from_bytes(_unplanes(raw, w), "little")

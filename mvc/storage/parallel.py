@@ -1,10 +1,13 @@
-"""Running store calls on a pool of threads; hashing in file order what they write in pieces."""
+"""Running store calls on a pool of threads; hashing a file that they write in pieces, behind the writes."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from mvc.storage import fileio
+from mvc.storage.fileio import Progress
 
 
 def run_parallel(
@@ -60,48 +63,40 @@ def run_parallel(
             raise
 
 
-class InOrderHash:
-    """The xxh3-128 of a file written in pieces by several threads, each piece hashed when those before it
-    are (so that a file rebuilt from chunks is not read again to be checked). A piece that arrives early waits, its buffers
-    held, while at most ``AHEAD_BYTES`` are; above that its thread waits for the pieces before it."""
+class HashBehind:
+    """The xxh3-128 of a file that several threads write in pieces, read back (mapped, from the page cache) by a
+    thread of its own up to the first write still to come: no piece is held in memory for it, so a writer
+    reuses its buffers at once."""
 
-    AHEAD_BYTES = 64 << 20
-
-    def __init__(self, pieces: int):
+    def __init__(self, fd: int, size: int, starts: list[int], progress: Progress | None):
         import xxhash
 
-        self.h = xxhash.xxh3_128()
-        self.pieces = pieces
-        self.next = 0  # the number of the next piece to hash
-        self.early: dict[int, list[bytes | memoryview]] = {}
-        self.held = 0
-        self.failed = False
+        self.fd, self.size, self.progress = fd, size, progress
+        self.pending = sorted(starts)  # where each write still to come starts
         self.cond = threading.Condition()
+        self.h = xxhash.xxh3_128()
+        self.at = 0
 
-    def add(self, number: int, parts: list[bytes | memoryview]) -> None:
-        """Piece ``number`` (0, 1, … in file order) is written: its bytes are parts."""
-        size = sum(len(p) for p in parts)
+    def done(self, start: int) -> None:
+        """The write that starts at ``start`` is in the file."""
         with self.cond:
-            while self.next != number and self.held + size > self.AHEAD_BYTES and not self.failed:
-                self.cond.wait(0.5)
-            if self.failed:
-                return
-            self.early[number] = parts
-            self.held += size
-            while self.next in self.early:
-                done = self.early.pop(self.next)
-                for p in done:
-                    self.h.update(p)
-                    self.held -= len(p)
-                self.next += 1
+            self.pending.remove(start)
             self.cond.notify_all()
 
-    def abort(self) -> None:
-        with self.cond:
-            self.failed = True
-            self.cond.notify_all()
+    def run(self, stop: threading.Event) -> None:
+        while self.at < self.size and not stop.is_set():
+            with self.cond:
+                while self.pending and self.pending[0] <= self.at and not stop.is_set():
+                    self.cond.wait(0.5)  # stop is set without a notify
+                whole = self.pending[0] if self.pending else self.size
+            for start in range(self.at, whole, fileio.MAP_WINDOW):
+                end = min(whole, start + fileio.MAP_WINDOW)
+                self.h.update(fileio.mapped(self.fd, start, end))
+                if self.progress:
+                    self.progress(end - start)
+            self.at = whole
 
     def hexdigest(self) -> str:
-        if self.next != self.pieces:  # every piece was written, or run_parallel raised
-            raise AssertionError("a rebuild ended before every piece was hashed")
+        if self.at != self.size:  # every piece was written and read, or run_parallel raised
+            raise AssertionError("a rebuild ended before the whole file was hashed")
         return self.h.hexdigest()
