@@ -16,7 +16,7 @@ import pytest
 import xxhash
 
 from mvc.errors import RemoteCorrupt
-from mvc.objects import chunked, chunker, pack
+from mvc.objects import chunked, chunker, pack, readplan
 from mvc.objects import recipe as rc
 from mvc.objects.odb import ODB
 from mvc.storage.directory import DirStore
@@ -89,8 +89,8 @@ class World:
 
 @pytest.fixture(autouse=True)
 def small_pieces(monkeypatch):
-    monkeypatch.setattr(chunked, "PIECE", PIECE)
-    monkeypatch.setattr(chunked, "COPY", COPY)
+    monkeypatch.setattr(readplan, "PIECE", PIECE)
+    monkeypatch.setattr(readplan, "COPY", COPY)
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_copies_are_joined_across_pieces_and_made_by_one_thread(tmp_path, copies
     digest, copied, sent, progressed = w.rebuild(tmp_path / "out")
     assert "xxh128:" + digest == w.oid and (tmp_path / "out").read_bytes() == w.data
     assert copied and sent == len(w.data) and progressed == len(w.data)
-    pieces = len(chunked._pieces(w.recipe))
+    pieces = len(readplan.pieces(w.recipe))
     # runs: pack 0, pack 1, pack 0 again, pack 2 before and after its junk, the repeated chunk; each cut at COPY
     assert 6 <= len(copies) < pieces / 2, (len(copies), pieces)
     assert max(n for n, _ in copies) > 2 * PIECE and all(n <= COPY for n, _ in copies)
@@ -169,9 +169,31 @@ def test_copies_the_kernel_refuses_go_through_memory(tmp_path, monkeypatch, refu
     assert "xxh128:" + digest == w.oid and (tmp_path / "out").read_bytes() == w.data
     assert copied == bool(refused_from) and progressed == len(w.data)
     assert sent >= len(w.data)  # the junk between runs may be read too
-    assert len(calls) == (1 if not refused_from else len(chunked._copies(w.recipe.entries)))
+    assert len(calls) == (1 if not refused_from else len(readplan.copies(w.recipe.entries)))
 
 
 def _file(path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+def test_deltas_of_adjoining_base_ranges_share_one_read_of_their_base(monkeypatch):
+    """A piece's deltas whose base ranges follow one another in one base, at one depth, read that base once;
+    another base, a gap, another depth or RUN_MAX starts a new read."""
+    monkeypatch.setattr(readplan, "RUN_MAX", 100)
+
+    def d(at: int, size: int, base: str = "B", base_offset: int | None = None, depth: int = 1) -> rc.Entry:
+        return rc.Entry("d", f"x{at}", at, size, "p", at, 1, 2, depth, base, at if base_offset is None else base_offset)
+
+    entries = [
+        d(0, 10),
+        d(10, 10),
+        d(20, 10, base_offset=40),  # a gap in the base
+        d(30, 10, base="C", base_offset=30),
+        d(40, 10, base="C", base_offset=40, depth=2),
+        d(50, 40, base="C", base_offset=50, depth=2),
+        d(90, 60, base="C", base_offset=90, depth=2),  # to 150: more than RUN_MAX from 40
+    ]
+    got = list(readplan.base_runs(entries, [(i, b"") for i in range(len(entries))]))
+    assert [[i for i, _ in run] for run in got] == [[0, 1], [2], [3], [4, 5], [6]]
+    assert list(readplan.base_runs(entries, [])) == []

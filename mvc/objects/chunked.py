@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Container, Iterable
 
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
 from mvc.objects import chunker, delta, layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
+from mvc.objects import readplan as plan
 from mvc.objects import recipe as rc
 from mvc.objects.odb import ODB
 from mvc.storage import fileio
@@ -24,10 +25,6 @@ from mvc.storage.fileio import Progress
 from mvc.storage.store import Store
 
 CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
-PIECE = 8 << 20  # a rebuild reads about this many bytes of the object per work item
-GAP = 1 << 20  # a ranged read of a pack may take this many unneeded bytes to join two runs
-RUN_MAX = pk.TARGET + pk.OBJECT_MAX  # bytes one ranged read of a pack takes at most
-COPY = 64 << 20  # bytes one kernel copy of a rebuild takes at most: the hash follows one copy behind
 LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
 
 
@@ -151,11 +148,11 @@ class Rebuilder:
         tally = _Tally()
         copies: list[list[rc.Entry]] = []
         if self.store.copies_ranges:
-            copies = _copies([e for e in r.entries if e.kind == "c" and e.oid not in self._local])
+            copies = plan.copies([e for e in r.entries if e.kind == "c" and e.oid not in self._local])
             if copies and not self._copy(copies[0], label, tally, fd):  # the first copy tells
                 copies = []
         copied, wrong = {e for run in copies for e in run}, self._wrong_size(oid)
-        pieces = [p for p in _pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
+        pieces = [p for p in plan.pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
         # where each write to come starts: the hash reads the file up to the first
         behind = HashBehind(fd, r.size, [run[0].at for run in copies[1:]] + [p[0] for p in pieces], progress)
         stop = threading.Event()
@@ -165,7 +162,7 @@ class Rebuilder:
                 if stop.is_set():
                     return
                 if not self._copy(run, label, tally, fd):  # not between these files after all: through memory
-                    for sub in _runs(run, list(range(len(run)))):
+                    for sub in plan.runs(run, list(range(len(run)))):
                         fileio.pwritev_all(fd, [p for _, p in self._fetch(sub, run, label, tally)], run[sub[0]].at)
                 behind.done(run[0].at)
 
@@ -184,7 +181,7 @@ class Rebuilder:
         """The calling thread's buffer for the deltas of one piece, decoded there and written before the next."""
         arena: _Arena | None = getattr(self._arenas, "arena", None)
         if arena is None:
-            arena = self._arenas.arena = _Arena(PIECE + delta.SEGMENT + (1 << 16))  # room for alignment
+            arena = self._arenas.arena = _Arena(plan.PIECE + delta.SEGMENT + (1 << 16))  # room for alignment
         return arena
 
     def _gone(self, label: str, rel: str) -> RemoteCorrupt:
@@ -204,7 +201,7 @@ class Rebuilder:
         did not): raises the error naming the first that is corrupt or cut short. For a rebuilt file that
         does not hash to its oid, before the error that blames the chunk list."""
         remote = [i for i, e in enumerate(r.entries) if e.kind == "c"]
-        for run in _runs([r.entries[i] for i in remote], remote):
+        for run in plan.runs([r.entries[i] for i in remote], remote):
             self._fetch(run, r.entries, label, None)
 
     def read(
@@ -272,10 +269,20 @@ class Rebuilder:
                     "written: push the file again from a machine that has it"
                 )
             remote.append(i)
-        for run in _runs([entries[i] for i in remote], remote):
+        deltas: list[tuple[int, bytes | memoryview]] = []
+        for run in plan.runs([entries[i] for i in remote], remote):
             for i, piece in self._fetch(run, entries, label, tally):
+                if entries[i].kind == "d":
+                    deltas.append((i, piece))
+                else:
+                    out[i] = piece
+        for group in plan.base_runs(entries, deltas):  # one read of the base for deltas of adjoining ranges
+            first, last = entries[group[0][0]], entries[group[-1][0]]
+            base = self._base(first, first.base_offset, last.base_offset + last.size, label, tally)
+            for i, piece in group:
                 e = entries[i]
-                out[i] = self._decode(e, piece, label, tally, arena) if e.kind == "d" else piece
+                at = e.base_offset - first.base_offset
+                out[i] = self._decode(e, piece, base[at : at + e.size], label, arena)
         return out
 
     def _copy(self, run: list[rc.Entry], label: str, tally: _Tally, into: int) -> bool:
@@ -351,21 +358,25 @@ class Rebuilder:
             out.append((i, piece))
         return out
 
-    def _decode(
-        self, e: rc.Entry, data: bytes | memoryview, label: str, tally: _Tally | None, arena: _Arena | None = None
-    ) -> bytes | memoryview:
+    def _base(self, e: rc.Entry, start: int, end: int, label: str, tally: _Tally | None) -> memoryview:
+        """Bytes [start, end) of the base of delta e (and of those after it, read with it)."""
         try:
-            base = self.read(e.base, e.base_offset, e.base_offset + e.size, label, below=e.depth, tally=tally)
+            base = self.read(e.base, start, end, label, below=e.depth, tally=tally)
         except RemoteObjectMissing:
             raise RemoteCorrupt(
                 f"{label}: a delta on remote {self.name} is based on object {e.base}, which is not there; "
                 "nothing was written: push that version, or this file again from a machine that has it"
             ) from None
-        if len(base) != e.size:
+        if len(base) != end - start:
             raise RemoteCorrupt(
-                f"{label}: a delta on remote {self.name} needs bytes {e.base_offset}-{e.base_offset + e.size} of "
-                f"object {e.base}, which is shorter; nothing was written: push the file again"
+                f"{label}: a delta on remote {self.name} needs bytes {start}-{end} of object {e.base}, which is "
+                "shorter; nothing was written: push the file again"
             )
+        return memoryview(base)
+
+    def _decode(
+        self, e: rc.Entry, data: bytes | memoryview, base: memoryview, label: str, arena: _Arena | None
+    ) -> bytes | memoryview:
         try:
             out = arena.take(e.size) if arena is not None else None
             return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}", out)
@@ -414,47 +425,6 @@ class _Tally:
     def add(self, n: int) -> None:
         with self.lock:
             self.n += n
-
-
-def _runs(remote: list[rc.Entry], index: list[int]) -> Iterator[list[int]]:
-    """Indexes of the entries to read, grouped in runs: one ranged read of one pack each."""
-    run: list[int] = []
-    pack, start, end = "", 0, 0
-    for i, e in zip(index, remote, strict=True):
-        if run and e.pack == pack and end <= e.offset <= end + GAP and e.offset + e.stored - start <= RUN_MAX:
-            run.append(i)
-        else:
-            if run:
-                yield run
-            run, pack, start = [i], e.pack, e.offset
-        end = e.offset + e.stored
-    if run:
-        yield run
-
-
-def _pieces(r: rc.Recipe) -> list[tuple[int, int]]:
-    """The work items of a rebuild: stretches of about PIECE bytes, from entry to entry."""
-    pieces: list[tuple[int, int]] = []
-    start = 0
-    for end in (e.at + e.size for e in r.entries):
-        if end - start >= PIECE:
-            pieces.append((start, end))
-            start = end
-    return [*pieces, (start, r.size)] if start < r.size or not pieces else pieces
-
-
-def _copies(chunks: list[rc.Entry]) -> list[list[rc.Entry]]:
-    """The chunks a rebuild copies in the kernel (in file order), in runs of at most COPY bytes lying one after
-    another both in one pack and in the file: across pieces, as large as the packs allow."""
-    out: list[list[rc.Entry]] = []
-    for e in chunks:
-        last = out[-1][-1] if out else None
-        follows = last and (e.pack, e.offset, e.at) == (last.pack, last.offset + last.stored, last.at + last.size)
-        if follows and e.at + e.size - out[-1][0].at <= COPY:
-            out[-1].append(e)
-        else:
-            out.append([e])
-    return out
 
 
 def _write(fd: int, entries: list[rc.Entry], parts: list[bytes | memoryview | None], wrong: RemoteCorrupt) -> None:
