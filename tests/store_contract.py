@@ -369,6 +369,17 @@ class ExistsTests:
 
     def test_exists_on_a_missing_store(self, missing_store):
         assert not missing_store.exists("objects/ab/cdef")
+        assert missing_store.exist(["objects/ab/cdef"] * 20) == set()
+
+    def test_exist_answers_as_exists_does_for_many_names_at_once(self, store, seed):
+        """exist(rels): a directory asked about many of its names may be listed once; the answer is the same."""
+        there = [f"objects/ab/{i:04x}" for i in range(0, 40, 2)] + ["objects/cd/0001", "packs/p.idx"]
+        for rel in there:
+            seed(rel, b"x")
+        asked = [f"objects/ab/{i:04x}" for i in range(40)] + ["objects/cd/0001", "objects/cd/0002", "objects/zz/0001"]
+        asked += [f"objects/ee/{i:04x}" for i in range(30)] + ["packs/p.idx", "packs/q.idx"]  # a directory not there
+        assert store.exist(asked) == {rel for rel in asked if store.exists(rel)} == set(there)
+        assert store.exist([]) == set()
 
 
 class DeleteTests:

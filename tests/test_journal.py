@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
+from mvc.objects import journal
 from mvc.objects import pack as pk
 from mvc.objects.journal import Journal
 
@@ -11,7 +14,14 @@ KEY = "file:///somewhere"
 A, B, C = (f"xxh128:{c * 32}" for c in "abc")
 
 
-def test_objects_of_a_recorded_pack_are_known_until_the_pack_is_forgotten(tmp_path):
+@pytest.fixture(params=["json", "rows"])
+def rows_as(request, monkeypatch):
+    """Rows handed to SQLite as one JSON array, and one by one (an SQLite without JSON): the same answers."""
+    monkeypatch.setattr(journal, "_json_rows", None if request.param == "json" else False)
+    return request.param
+
+
+def test_objects_of_a_recorded_pack_are_known_until_the_pack_is_forgotten(tmp_path, rows_as):
     jr = Journal(str(tmp_path / "remotes.db"))
     jr.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10), pk.Entry(B, 10, 5)])])
     jr.add(KEY, [C])  # stored alone
@@ -36,3 +46,15 @@ def test_a_journal_whose_packed_objects_are_in_present_too_answers_the_same(tmp_
     assert jr.known(KEY, [A]) == {A}
     jr.forget_packs(KEY, ["1" * 32])
     assert jr.known(KEY, [A]) == set()
+
+
+def test_many_rows_at_once_and_a_remote_with_none(tmp_path, rows_as):
+    jr = Journal(str(tmp_path / "remotes.db"))
+    oids = [f"xxh128:{i:032x}" for i in range(5000)]
+    assert jr.known(KEY, oids) == set()  # nothing recorded yet
+    jr.add_packs(KEY, [("2" * 32, [pk.Entry(o, 7 * i, 7) for i, o in enumerate(oids[::2])])])
+    assert journal._json_rows is (rows_as == "json")
+    assert jr.known(KEY, reversed(oids)) == set(oids[::2])
+    got = jr.locate(KEY, oids[:6])
+    assert got == {oids[i]: ("2" * 32, pk.Entry(oids[i], 7 * (i // 2), 7)) for i in (0, 2, 4)}
+    assert jr.known("file:///elsewhere", oids) == set()

@@ -128,17 +128,16 @@ def _push(
                 entries = wanted.read_manifest(repo, moid)
                 there |= remote.existing({e.oid for e in entries} - there - known)
         on_remote = known | there
-        lacking = [o for o in wanted.files if o not in on_remote and not repo.odb.exists(o)]
+        todo = [o for o in wanted.files if o not in on_remote]
+        lacking = repo.odb.missing(todo)  # a busy fan-out directory listed once, not one call per object
         if lacking:  # versions the cache holds compacted (mvc gc --compact): whole again to go up
             from mvc.repo import compact
 
             compact.expand(repo, lacking, progress, {o: wanted.label(o) for o in lacking})
-        missing: list[str] = []
-        files: list[str] = []
-        for oid in wanted.files:
-            if oid in on_remote:
-                continue
-            (files if repo.odb.exists(oid) else missing).append(oid)
+            lacking = repo.odb.missing(lacking)
+        lack = set(lacking)
+        missing: list[str] = [o for o in todo if o in lack]
+        files: list[str] = [o for o in todo if o not in lack]
         recorder = Recorder(jr, sp.key)
         manifests_todo = [m for m in wanted.manifests if m not in on_remote and repo.odb.exists(m)]
         missing += [m for m in wanted.manifests if m not in on_remote and not repo.odb.exists(m)]

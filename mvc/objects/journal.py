@@ -10,6 +10,35 @@ from typing import Any
 from mvc.objects import pack as pk
 
 VERSION = 1  # PRAGMA user_version: 1 = every pack recorded had its index checked against the pack's size
+_json_rows: bool | None = None  # whether this SQLite reads JSON (json_each, ->>): asked once
+
+
+def _reads_json(db: sqlite3.Connection) -> bool:
+    """Whether rows can be handed to this SQLite as one JSON array. sqlite3 lets go of the GIL for each row of an
+    ``executemany`` and then waits to take it back from a push's threads: 100,000 rows took 2.2 s of a push that
+    way (docs/benchmarks.md); one statement reading a JSON array lets go once."""
+    global _json_rows
+    if _json_rows is None:
+        try:
+            _json_rows = db.execute("SELECT value ->> 0 FROM json_each('[[7]]')").fetchone() == (7,)
+        except sqlite3.OperationalError:  # built without JSON, or older than 3.38
+            _json_rows = False
+    return _json_rows
+
+
+def _insert_packed(db: sqlite3.Connection, rid: int, name: str, rows: list[tuple[str, int, int]]) -> None:
+    """Rows (oid, offset, size) of pack name."""
+    if _reads_json(db):
+        import json
+
+        db.execute(
+            "INSERT OR IGNORE INTO packed SELECT ?1, value ->> 0, ?2, value ->> 1, value ->> 2 FROM json_each(?3)",
+            (rid, name, json.dumps(rows)),
+        )
+    else:
+        db.executemany(
+            "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)", [(rid, o, name, at, n) for o, at, n in rows]
+        )
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
@@ -94,12 +123,24 @@ class Journal:
             return []
         try:
             rid = self._remote_id(db, key, create=False)
-            if rid is None:
-                return []
+            if (
+                rid is None
+                or not db.execute(
+                    "SELECT EXISTS (SELECT 1 FROM present WHERE remote = ?1) OR EXISTS (SELECT 1 FROM packed WHERE remote = ?1)",
+                    (rid,),
+                ).fetchone()[0]
+            ):
+                return []  # nothing recorded for this remote (a first push): no table of 100,000 rows to fill
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (oid TEXT PRIMARY KEY) WITHOUT ROWID")
             db.execute("BEGIN")
             db.execute("DELETE FROM wanted")
-            db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((o,) for o in wanted))
+            wanted.sort()  # the table's order: neighbouring rows
+            if _reads_json(db):
+                import json
+
+                db.execute("INSERT OR IGNORE INTO wanted SELECT value FROM json_each(?)", (json.dumps(wanted),))
+            else:
+                db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((o,) for o in wanted))
             rows = db.execute(sql, (rid,)).fetchall()
             db.execute("COMMIT")
             return rows
@@ -172,10 +213,7 @@ class Journal:
             # not written to ``present`` too (known() reads both), which halved the rows of a large push
             for name, entries in packs:
                 db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
-                db.executemany(
-                    "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)",
-                    sorted((rid, e.oid, name, e.offset, e.size) for e in entries),
-                )
+                _insert_packed(db, rid, name, sorted((e.oid, e.offset, e.size) for e in entries))
 
         self._transaction(key, write)
 

@@ -213,7 +213,12 @@ class Transfer:
             return store.exists(layout.object_rel(o)) or (self.format >= layout.CHUNKED and store.exists(rc.rel(o)))
 
         if store.cheap_exists:
-            return found | {o for o in ordered if there(o)}
+            rels = {layout.object_rel(o): o for o in ordered}
+            found |= {rels[rel] for rel in store.exist(list(rels))}
+            if self.format >= layout.CHUNKED:
+                recipes = {rc.rel(o): o for o in ordered if o not in found}
+                found |= {recipes[rel] for rel in store.exist(list(recipes))}
+            return found
         run_parallel(there, ordered, self.jobs, lambda o, yes: found.add(o) if yes else None)
         return found
 

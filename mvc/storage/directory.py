@@ -12,6 +12,8 @@ from mvc.storage import fileio, tempfiles
 from mvc.storage.store import DEFAULT_JOBS, TMP, Check, Progress, Store
 from mvc.storage.tempfiles import MARKER
 
+LIST_FROM = 16  # exist(): asked about this many names of one directory, it is listed once
+
 
 class DirStore(Store):
     protocol = "local"
@@ -34,6 +36,25 @@ class DirStore(Store):
 
     def exists(self, rel: str) -> bool:
         return os.path.exists(self._full(rel))
+
+    def exist(self, rels: list[str]) -> set[str]:
+        groups: dict[str, list[str]] = {}
+        for rel in rels:
+            groups.setdefault(rel.rpartition("/")[0], []).append(rel)
+        found: set[str] = set()
+        for parent, group in groups.items():
+            if len(group) < LIST_FROM:
+                found.update(rel for rel in group if self.exists(rel))
+                continue
+            try:
+                names = set(os.listdir(self._full(parent)))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # a fan-out directory no push made yet: none of them
+            except OSError:
+                found.update(rel for rel in group if self.exists(rel))
+                continue
+            found.update(rel for rel in group if rel.rpartition("/")[2] in names)
+        return found
 
     def list(self, prefix: str) -> list[str]:
         return [rel for rel, _ in self._walk(prefix)]

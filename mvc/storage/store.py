@@ -53,6 +53,10 @@ class Store:
     def exists(self, rel: str) -> bool:
         raise NotImplementedError
 
+    def exist(self, rels: list[str]) -> set[str]:
+        """Which of rels are there: one :meth:`exists` each here; a local directory lists a busy directory once."""
+        return {rel for rel in rels if self.exists(rel)}
+
     def list(self, prefix: str) -> list[str]:
         """Paths (relative to the store's root) of every object below the directory prefix ('' for all,
         "objects/" or "objects" alike), never the temp files in tmp/; [] when there are none."""
