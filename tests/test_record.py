@@ -205,6 +205,24 @@ def test_a_directory_summary_is_capped(repo, mvc_cli, monkeypatch):
     assert set(model["files"]) == {"m3.safetensors", "m2.safetensors"} and model["more"] == 2  # largest first
 
 
+def test_a_directory_whose_largest_files_are_no_models_is_not_opened_whole(repo, mvc_cli, monkeypatch):
+    """A directory of data: once its LOOK_EMPTY largest files are none of the formats read, the rest are not opened."""
+    from mvc.api import record
+
+    monkeypatch.setattr(record, "LOOK_EMPTY", 3)
+    for i in range(6):
+        (repo / "data").mkdir(exist_ok=True)
+        (repo / "data" / f"x{i}.bin").write_bytes(bytes([i]) * (1000 - i))
+    safetensors_file(repo / "data" / "tiny.safetensors", n=1)  # the smallest: past the first 3
+    safetensors_file(repo / "models" / "tiny.safetensors", n=1)
+    for i in range(6):
+        (repo / "models" / f"x{i}.bin").write_bytes(bytes([i]) * (1000 - i))
+    safetensors_file(repo / "models" / "big.safetensors", n=40)  # among the largest: the rest are looked at
+    mvc_cli("add", "data", "models")
+    assert "model" not in pointer(repo / "data.mvc").auto
+    assert set(pointer(repo / "models.mvc").auto["model"]["files"]) == {"big.safetensors", "tiny.safetensors"}
+
+
 # -- the pointer format ----------------------------------------------------------------------
 def test_auto_must_be_a_table_and_an_older_reader_keeps_it(monkeypatch):
     head = f'format = 1\nkind = "file"\noid = "{OID}"\nsize = 1\n'

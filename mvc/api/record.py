@@ -25,6 +25,7 @@ INT64 = 2**63 - 1
 DEPTH_MAX = 32  # tables and arrays nested in a record
 SUMMARIES_MAX = 64  # files of a directory whose header summary [auto] keeps
 LOOK_MAX = 1024  # files of a directory looked at (largest first) to find them
+LOOK_EMPTY = 128  # ... but no more once this many of the largest were none of the formats read
 SUMMARY_BYTES = 256 << 10  # JSON size of a directory's summaries past which no more are kept
 ERROR_MAX = 200  # characters of a summary's error kept
 FILE_SUFFIXES = {".json": "JSON", ".toml": "TOML", ".yaml": "YAML", ".yml": "YAML"}
@@ -359,8 +360,8 @@ def _model_of_dir(repo: Repo, rel: str, oid: str, listed: list[mf.Entry] | None)
     files: dict[str, Any] = {}
     spent = looked = 0
     for e in entries:
-        if len(files) >= SUMMARIES_MAX or spent > SUMMARY_BYTES:
-            break
+        if len(files) >= SUMMARIES_MAX or spent > SUMMARY_BYTES or (looked >= LOOK_EMPTY and not files):
+            break  # the last: a directory of data, not of models (its 100,000 files need not all be opened)
         looked += 1
         s = _summary(repo.abs(f"{rel}/{e.path}"), e.size, e.path.rpartition("/")[2])
         if s is not None:
