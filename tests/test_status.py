@@ -164,3 +164,25 @@ def test_touch_without_change_is_up_to_date(tracked, mvc_cli):
     os.utime(tracked / "model.bin", ns=(1, 1))
     os.utime(tracked / "model" / "a.bin")
     assert status(mvc_cli) == "model.bin: up to date\nmodel: up to date\n"
+
+
+def test_many_directories_are_judged_each_as_alone(repo, mvc_cli):
+    """A status of several directories judges each as when it is asked about alone, whatever became of it (edited,
+    deleted, replaced by a file or a symlink, a file more)."""
+    names = [f"d{i}" for i in range(7)]
+    for i, name in enumerate(names):
+        make_file(repo / name / "a.bin", 100, seed=i)
+        make_file(repo / name / "sub" / "b.bin", 50, seed=10 + i)
+    mvc_cli("add", *names)
+    git(repo, "commit", "-q", "-m", "dirs")
+    make_file(repo / "d1" / "a.bin", 100, seed=99)  # modified
+    shutil.rmtree(repo / "d2")  # missing
+    shutil.rmtree(repo / "d3")
+    (repo / "d3").write_bytes(b"a file now")  # replaced by a file
+    shutil.rmtree(repo / "d4")
+    os.symlink(repo / "d0", repo / "d4")  # a symlink to a directory
+    (repo / "d5" / "new.bin").write_bytes(b"x")  # a file more
+    together = json.loads(mvc_cli("status", "--json").stdout)
+    alone = [json.loads(mvc_cli("status", "--json", name).stdout)[0] for name in names]
+    assert together == alone
+    assert [e["workspace"] for e in together] == ["ok", "modified", "missing", "modified", "modified", "modified", "ok"]
