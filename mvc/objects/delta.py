@@ -168,13 +168,13 @@ def _decompress(delta: bytes | memoryview, n: int, where: str) -> memoryview:
     """The frame's n bytes, in the calling thread's buffer (valid until its next decode)."""
     import zstandard
 
-    raw = _buffer("raw", n)
     got, extra = 0, b""
     try:
         # writers record the frame's size: a frame claiming any other is refused before memory is taken for it
         declared = zstandard.frame_content_size(delta)
         if declared != n:
             raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} of its base")
+        raw = _buffer("raw", n)
         with zstandard.ZstdDecompressor().stream_reader(delta, read_size=max(1, len(delta))) as frame:
             while got < n:
                 step = frame.readinto(raw[got:])
