@@ -207,6 +207,11 @@ def _read_now(repo: Repo, plan: _Plan) -> None:
             raise ForeignError(f"output {o.path} is named twice (in {seen[o.path]} too): fix the DVC files")
         seen[o.path] = o.path
         if o.path in existing:
+            if "stage" in o.record:  # an output of dvc.lock, which an import keeps: imported already, most likely
+                raise PathError(
+                    f"{o.path} is tracked by mvc already (an output of stage {o.record['stage']!s:.80} in dvc.lock, "
+                    f"which an import keeps): nothing to import again; to import it anew, 'mvc remove {o.path}' first"
+                )
             raise PathError(f"{o.path} is tracked by mvc already: remove {o.path}.mvc or its DVC file first")
         repo.check_inside(o.path)
 
