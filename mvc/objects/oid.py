@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from mvc.errors import CorruptObject
 
@@ -25,6 +26,18 @@ def to_relpath(oid: str) -> str:
         raise CorruptObject(f"invalid object id {oid!r}: expected 'xxh128:' and 32 lowercase hex digits")
     digest = oid[len(ALGO) + 1 :]
     return f"{digest[:2]}/{digest[2:]}"
+
+
+def relpaths(oids: Iterable[str], prefix: str = "") -> dict[str, str]:
+    """{prefix + :func:`to_relpath` (oid): oid} for many oids (a push asks about 100,000 at once: one call, not
+    three for each)."""
+    match = _OID_RE.fullmatch
+    out = {}
+    for oid in oids:
+        if type(oid) is not str or match(oid) is None:
+            to_relpath(oid)  # raises
+        out[f"{prefix}{oid[7:9]}/{oid[9:]}"] = oid
+    return out
 
 
 def split(oid: str, valid: bool = False) -> tuple[str, str]:

@@ -8,7 +8,7 @@ knows nothing of stores: the remote layer moves the bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 from mvc.errors import CorruptObject
@@ -80,21 +80,13 @@ def group(sizes: dict[str, int]) -> list[list[str]]:
     return groups
 
 
-def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes, bytes, list[Entry]]:
-    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified."""
-    entries, lines = [], [INDEX_HEADER]
-    offset = 0
-    objects = sorted(objects)
-    for oid, data in objects:
-        entries.append(Entry(oid, offset, len(data)))
-        lines.append(f"{oid} {offset} {len(data)}\n".encode())
-        offset += len(data)
-    pack = b"".join(data for _, data in objects)
-    return fileio.hexdigest_bytes(pack), pack, b"".join(lines), entries
+def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes | memoryview, bytes, list[Entry]]:
+    """(name, pack bytes, index bytes, entries) for the objects, which the caller has verified, in oid order."""
+    return build_ordered(sorted(objects))
 
 
 def build_ordered(
-    parts: list[tuple[str, bytes | memoryview]], data: bytes | memoryview | None = None
+    parts: Sequence[tuple[str, bytes | memoryview]], data: bytes | memoryview | None = None
 ) -> tuple[str, bytes | memoryview, bytes, list[Entry]]:
     """As :func:`build`, the objects in the order given; data: the parts already joined, when they are one
     run of a mapped file (the pack is then that slice: no copy)."""

@@ -35,6 +35,7 @@ LIST_PAGE = 1000  # objects per listing request (S3 and most object stores)
 # a time, however many jobs run; small objects fill the other jobs meanwhile.
 LARGE_AT_ONCE = 2
 PACKS_AT_ONCE = 4  # packs are built in memory (up to about pack.TARGET each)
+_arenas = threading.local()  # a pool thread's pack arena (TARGET + OBJECT_MAX bytes), gone with the thread
 
 
 class Transfer:
@@ -62,6 +63,7 @@ class Transfer:
         self.packs = packs
         self.chunks = chunks and packs
         self._packs_read = False
+        self._reading = threading.Lock()  # held by the thread reading small objects into a pack
         self._marker: bool | None = None  # the layout marker: None until read, then whether it is there
         self.format = 1  # the layout format the marker declares (none: 1)
         self._rebuilder: Rebuilder | None = None
@@ -207,18 +209,18 @@ class Transfer:
                         if rel.startswith(rc.RECIPES)
                     }
                 return found | (rest & listed)
-        ordered = sorted(rest)
+        if store.cheap_exists:
+            rels = oids.relpaths(rest, layout.OBJECTS)
+            found |= {rels[rel] for rel in store.exist(list(rels))}
+            if self.format >= layout.CHUNKED:
+                recipes = oids.relpaths((o for o in rest if o not in found), rc.RECIPES)
+                found |= {recipes[rel] for rel in store.exist(list(recipes))}
+            return found
 
         def there(o: str) -> bool:
             return store.exists(layout.object_rel(o)) or (self.format >= layout.CHUNKED and store.exists(rc.rel(o)))
 
-        if store.cheap_exists:
-            rels = {layout.object_rel(o): o for o in ordered}
-            found |= {rels[rel] for rel in store.exist(list(rels))}
-            if self.format >= layout.CHUNKED:
-                recipes = {rc.rel(o): o for o in ordered if o not in found}
-                found |= {recipes[rel] for rel in store.exist(list(recipes))}
-            return found
+        ordered = sorted(rest)
         run_parallel(there, ordered, self.jobs, lambda o, yes: found.add(o) if yes else None)
         return found
 
@@ -263,30 +265,34 @@ class Transfer:
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
         packing = threading.BoundedSemaphore(PACKS_AT_ONCE)
 
-        def put(item: tuple[int, Any]) -> Any:
-            size, what = item
-            if isinstance(what, list):
-                with packing:
-                    return self._put_pack(what, meter)
-            with large if size > LARGE else contextlib.nullcontext():
-                n = self.store.put_file(
-                    self.odb.path(what),
-                    layout.object_rel(what),
-                    lambda digest: _check_cached(self.odb, what, digest),
-                    meter.update,
-                )
+        def put_alone(oid: str) -> int:
+            n = self.store.put_file(
+                self.odb.path(oid),
+                layout.object_rel(oid),
+                lambda digest: _check_cached(self.odb, oid, digest),
+                meter.update,
+            )
             meter.object_done()
             return n
 
-        def done(item: tuple[int, Any], result: Any) -> None:
+        def put(item: tuple[int, Any]) -> tuple[list[tuple[str, list[pk.Entry], int]], list[tuple[str, int]]]:
+            size, what = item
+            if isinstance(what, str):
+                with large if size > LARGE else contextlib.nullcontext():
+                    return [], [(what, put_alone(what))]
+            with packing:
+                packs = self._put_pack(what, meter)
+            # an object larger than its size said (sizes may come from pointers) is never packed
+            inside = {e.oid for _, entries, _ in packs for e in entries}
+            return packs, [(o, put_alone(o)) for o in what if o not in inside]
+
+        def done(item: tuple[int, Any], result: tuple[list[tuple[str, list[pk.Entry], int]], list[tuple[str, int]]]):
             nonlocal sent
-            if isinstance(item[1], list):
-                name, entries, n = result
-                self._record_packs([(name, entries)])
-            else:
-                n = result
-                recorder.add(item[1])
-            sent += n
+            packs, alone = result
+            self._record_packs([(name, entries) for name, entries, _ in packs])
+            for oid, _ in alone:
+                recorder.add(oid)
+            sent += sum(n for _, _, n in packs) + sum(n for _, n in alone)
 
         self.store.stopping.clear()
         run_parallel(put, items, self.jobs, done, self.store.stopping)  # stopping: see S3Store._put_multipart
@@ -320,14 +326,38 @@ class Transfer:
         self.store.put_bytes(rc.rel(oid), recipe)  # last: the recipe makes the object present
         return sent + len(recipe)
 
-    def _put_pack(self, group: list[str], meter: Meter) -> tuple[str, list[pk.Entry], int]:
-        name, data, index, entries = pk.build([(o, self.odb.read_bytes(o)) for o in group])
-        self.store.put_bytes(pk.pack_rel(name), data)
-        meter.update(len(data))
-        self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
-        for _ in group:
-            meter.object_done()
-        return name, entries, len(data)
+    def _put_pack(self, group: list[str], meter: Meter) -> list[tuple[str, list[pk.Entry], int]]:
+        """Put the group's objects in packs, each pack before its index: [(name, entries, bytes)]. They are read
+        into the thread's arena, which is the pack. Their sizes were a pointer's word: one too large is left to
+        the caller to send alone, and a pack is closed at TARGET bytes read."""
+        arena: bytearray | None = getattr(_arenas, "pack", None)
+        if arena is None or len(arena) != pk.TARGET + pk.OBJECT_MAX:
+            arena = _arenas.pack = bytearray(pk.TARGET + pk.OBJECT_MAX)
+        view = memoryview(arena)
+        packs: list[tuple[str, list[pk.Entry], int]] = []
+        todo = iter(group)
+        while True:
+            parts: list[tuple[str, memoryview]] = []
+            filled = 0
+            # one thread reads at a time: threads taking turns at short system calls wait on each other for the
+            # GIL (docs/benchmarks.md); the others meanwhile write their packs, which lets the GIL go
+            with self._reading:
+                for o in todo:
+                    n = self.odb.read_into(o, view[filled : filled + pk.OBJECT_MAX])  # None: OBJECT_MAX or larger
+                    if n is not None:
+                        parts.append((o, view[filled : filled + n]))
+                        filled += n
+                        if filled >= pk.TARGET:
+                            break
+            if not parts:
+                return packs
+            name, packed, index, entries = pk.build_ordered(parts, view[:filled])  # the group is in oid order
+            self.store.put_bytes(pk.pack_rel(name), packed)
+            meter.update(filled)
+            self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
+            for _ in parts:
+                meter.object_done()
+            packs.append((name, entries, filled))
 
     def download(self, todo: list[str], meter: Meter, sizes: dict[str, int] | None = None) -> tuple[int, list[str]]:
         """Download objects into the cache, each verified before it is placed: those in packs with one

@@ -131,9 +131,12 @@ class Wanted:
         self.entries[moid] = entries
         prel, at, rev = self.manifests[moid].partition(" at ")
         top = Repo.target_of(prel)
+        files, paths, tail = self.files, self.paths, f" of directory {top}{at}{rev}"
         for e in entries:
-            self.files.setdefault(e.oid, (f"{top}/{e.path} of directory {top}{at}{rev}", e.size))
-            self.paths.setdefault(e.oid, top)
+            if e.oid not in files:  # the first pointer to name an object labels it
+                files[e.oid] = (f"{top}/{e.path}{tail}", e.size)
+            if e.oid not in paths:
+                paths[e.oid] = top
         return entries
 
 

@@ -432,3 +432,28 @@ def local_error(e: OSError, what: str, only_space: bool = False) -> StorageError
     if not only_space and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {what}: {e.strerror}: check permissions")
     return None
+
+
+def link(src: str, dest: str, how: str) -> bool:
+    """Make dest a hard or symbolic link to src; False where this filesystem or cache cannot."""
+    try:
+        (os.link if how == "hardlink" else os.symlink)(src, dest)
+    except OSError as e:
+        if e.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
+
+
+def open_source(path: str) -> int:
+    """Open a user's file to read it into the cache (never through a symlink); StorageError says what is wrong."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise StorageError(f"{path}: no such file: check the path") from None
+    except PermissionError:
+        raise StorageError(f"{path}: permission denied: make it readable (chmod u+r)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StorageError(f"{path}: is a symlink: add the file it points to instead") from None
+        raise
