@@ -167,3 +167,26 @@ def test_missing_lists_a_busy_fan_out_directory_once_and_answers_as_per_object(t
     assert odb.missing(asked) == fakes[:5] + fakes[5:] + lone
     assert listed == [busy]
     assert odb.missing(iter(have)) == []
+
+
+def test_missing_lists_the_whole_cache_once_for_many_valid_oids(tmp_path, monkeypatch):
+    """Past LIST_ALL_FROM valid oids the cache is listed once and kept for the command; an object stored
+    since counts as there, and a name that is no oid (a gc's trash, a stray file) is never taken for one."""
+    from mvc.objects import odb as odbmod
+    from mvc.objects.odb import ODB
+
+    monkeypatch.setattr(odbmod, "LIST_ALL_FROM", 4)
+    odb = ODB(str(tmp_path / "cache"))
+    have = [odb.add_bytes(f"object {i}".encode()) for i in range(3)]
+    fan = os.path.dirname(odb.path(have[0]))
+    stray = f"xxh128:{have[0][7:9]}{'0' * 30}"
+    open(os.path.join(fan, "0" * 30 + ".gc-1"), "w").close()  # a name that only starts like stray's
+    absent = [f"xxh128:{i:032x}" for i in range(3)]
+    assert odb.missing(have + absent, valid=True) == absent  # 6 asked: the whole cache listed
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: listed.append(p) or real(p))
+    late = odb.add_bytes(b"stored after the listing")
+    assert odb.missing([*have, late, stray, *absent], valid=True) == [stray, *absent]
+    assert listed == []  # answered from the listing
+    assert sorted(odb.all_oids()) == sorted([*have, late])

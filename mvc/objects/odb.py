@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as statmod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
 from mvc.objects import layout
@@ -22,7 +22,7 @@ from mvc.storage.fileio import Progress
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 READONLY = 0o444
 LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
-LIST_ALL_FROM = 4096  # or (valid oids) once this many were asked in all: the listings are kept for the command
+LIST_ALL_FROM = 4096  # or (valid oids) once this many were asked in all: the whole cache listed, kept for the command
 TRASH = ".gc-"  # an object mvc gc is deleting: objects/ab/cdef….gc-PID (docs/FORMAT.md, "What gc keeps")
 
 
@@ -38,7 +38,7 @@ class ODB:
         self._fans: set[str] = set()  # fan-out directories (objects/ab) this process made or found
         self._born_readonly = False  # temps created with mode READONLY get it whole (the umask clears no r bit)
         self._asked = 0  # valid oids ODB.missing was asked about (a read-only command's bulk checks)
-        self._listed: dict[str, set[str]] = {}  # fan-out directories listed for them
+        self._listing: set[str] | None = None  # every object, once listed for them
         self._tmp_ready = False  # tmp/ made (and swept) by this process
         self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
         self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
@@ -102,38 +102,46 @@ class ODB:
         return os.access(self.path(oid), os.F_OK)
 
     def missing(self, oids_: Iterable[str], valid: bool = False) -> list[str]:
-        """The oids the cache lacks, in order, a busy fan-out directory listed once (``valid``: forms checked)."""
+        """The oids the cache lacks, in order, a busy fan-out directory listed once (``valid``: forms checked).
+        Once LIST_ALL_FROM valid oids were asked about, the whole cache is listed and kept for the command:
+        a status of 100 directories of 1,000 files then costs one listing and a set lookup per object."""
         want = list(oids_)
+        if valid:
+            self._asked += len(want)
+            if self._listing is None and self._asked > LIST_ALL_FROM:
+                self._listing = set(self._names())
+            if self._listing is not None:
+                listing = self._listing
+                return [o for o in want if o not in listing]
         groups: dict[str, list[tuple[str, str]]] = {}
         for o in want:
             fan, name = oids.split(o, valid)
             groups.setdefault(fan, []).append((o, name))
         lacking: set[str] = set()
-        self._asked += len(want) if valid else 0
         for fan, group in groups.items():
-            names = self._listed.get(fan) if valid else None  # a status of 100 directories lists each once
-            if names is None and len(group) < LIST_FROM and not (valid and self._asked > LIST_ALL_FROM):
+            if len(group) < LIST_FROM:
                 lacking.update(o for o, _ in group if not self.exists(o))
                 continue
-            if names is None:
-                try:
-                    names = set(os.listdir(self.objects_dir + os.sep + fan))
-                except (FileNotFoundError, NotADirectoryError):
-                    names = set()
-                if valid:
-                    self._listed[fan] = names
+            try:
+                names = set(os.listdir(self.objects_dir + os.sep + fan))
+            except (FileNotFoundError, NotADirectoryError):
+                names = set()
             lacking.update(o for o, name in group if name not in names)
         return [o for o in want if o in lacking]
 
-    def all_oids(self) -> Iterable[str]:
-        if not os.path.isdir(self.objects_dir):
-            return
-        for prefix in os.scandir(self.objects_dir):
-            if prefix.is_dir(follow_symlinks=False):
-                for entry in os.scandir(prefix.path):
-                    oid = oids.from_relpath(f"{prefix.name}/{entry.name}")
-                    if oid:
-                        yield oid
+    def _names(self) -> list[str]:
+        """Every name in the fan-out directories as an oid would spell it, unchecked: a name that is no oid never
+        equals one asked about."""
+        found: list[str] = []
+        if os.path.isdir(self.objects_dir):
+            for prefix in os.scandir(self.objects_dir):
+                if prefix.is_dir(follow_symlinks=False):
+                    head = f"{oids.ALGO}:{prefix.name}"
+                    found += [head + name for name in os.listdir(prefix.path)]
+        return found
+
+    def all_oids(self) -> Iterator[str]:
+        return (oid for oid in self._names() if oids.is_oid(oid))  # only names that are oids (oids.from_relpath)
 
     def _tmp(self, hint: str = "obj") -> str:
         self._prepare()
@@ -195,7 +203,8 @@ class ODB:
                     return
         else:
             place(tmp, dest)  # type: ignore[arg-type]  # a second race lost: its error, as it is
-        self._listed.get(fan[-2:], set()).add(dest[-30:])  # a listing kept for missing() stays true to this one
+        if self._listing is not None:  # a listing kept for missing() stays true to this one
+            self._listing.add(oid)
         self.placed += 1
         if copied:
             self._copied.add(oid)
