@@ -77,6 +77,15 @@ class DirFixtures:
 class TestDirectory(PutTests, *READS, NamesTests, DeleteTests, LocalDiskTests, DirFixtures):
     """The directory backend (DirStore)."""
 
+    def test_exist_takes_a_dangling_link_for_absent_as_exists_does(self, store, seed, root):
+        for i in range(40):
+            seed(f"objects/ab/{i:04x}", b"x")
+        (root / "objects" / "ab" / "link-ok").symlink_to(root / "objects" / "ab" / "0000")
+        (root / "objects" / "ab" / "link-gone").symlink_to(root / "nowhere")
+        asked = [f"objects/ab/{i:04x}" for i in range(40)] + ["objects/ab/link-ok", "objects/ab/link-gone"]
+        assert not store.exists("objects/ab/link-gone")
+        assert store.exist(asked) == {rel for rel in asked if store.exists(rel)} == set(asked[:-1])
+
 
 # -- S3 on the session's moto server ----------------------------------------------------------------
 BUCKET, PREFIX = "contract", "team/models"

@@ -46,14 +46,21 @@ class DirStore(Store):
             if len(group) < LIST_FROM:
                 found.update(rel for rel in group if self.exists(rel))
                 continue
+            names: set[str] = set()
+            links: set[str] = set()  # answered as exists() does: a link counts only if what it names is there
             try:
-                names = set(os.listdir(self._full(parent)))
+                with os.scandir(self._full(parent)) as entries:
+                    for e in entries:
+                        (links if e.is_symlink() else names).add(e.name)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # a fan-out directory no push made yet: none of them
             except OSError:
                 found.update(rel for rel in group if self.exists(rel))
                 continue
-            found.update(rel for rel in group if rel.rpartition("/")[2] in names)
+            for rel in group:
+                name = rel.rpartition("/")[2]
+                if name in names or (name in links and self.exists(rel)):
+                    found.add(rel)
         return found
 
     def list(self, prefix: str) -> list[str]:
