@@ -36,6 +36,7 @@ LIST_PAGE = 1000  # objects per listing request (S3 and most object stores)
 LARGE_AT_ONCE = 2
 PACKS_AT_ONCE = 4  # packs are built in memory (up to about pack.TARGET each)
 _arenas = threading.local()  # a pool thread's pack arena (TARGET + OBJECT_MAX bytes), gone with the thread
+Packed = list[tuple[str, list[pk.Entry], int]]  # packs put: (name, entries, bytes)
 
 
 class Transfer:
@@ -275,7 +276,7 @@ class Transfer:
             meter.object_done()
             return n
 
-        def put(item: tuple[int, Any]) -> tuple[list[tuple[str, list[pk.Entry], int]], list[tuple[str, int]]]:
+        def put(item: tuple[int, Any]) -> tuple[Packed, list[tuple[str, int]]]:
             size, what = item
             if isinstance(what, str):
                 with large if size > LARGE else contextlib.nullcontext():
@@ -286,7 +287,7 @@ class Transfer:
             inside = {e.oid for _, entries, _ in packs for e in entries}
             return packs, [(o, put_alone(o)) for o in what if o not in inside]
 
-        def done(item: tuple[int, Any], result: tuple[list[tuple[str, list[pk.Entry], int]], list[tuple[str, int]]]):
+        def done(item: tuple[int, Any], result: tuple[Packed, list[tuple[str, int]]]) -> None:
             nonlocal sent
             packs, alone = result
             self._record_packs([(name, entries) for name, entries, _ in packs])
@@ -326,7 +327,7 @@ class Transfer:
         self.store.put_bytes(rc.rel(oid), recipe)  # last: the recipe makes the object present
         return sent + len(recipe)
 
-    def _put_pack(self, group: list[str], meter: Meter) -> list[tuple[str, list[pk.Entry], int]]:
+    def _put_pack(self, group: list[str], meter: Meter) -> Packed:
         """Put the group's objects in packs, each pack before its index: [(name, entries, bytes)]. They are read
         into the thread's arena, which is the pack. Their sizes were a pointer's word: one too large is left to
         the caller to send alone, and a pack is closed at TARGET bytes read."""
@@ -334,7 +335,7 @@ class Transfer:
         if arena is None or len(arena) != pk.TARGET + pk.OBJECT_MAX:
             arena = _arenas.pack = bytearray(pk.TARGET + pk.OBJECT_MAX)
         view = memoryview(arena)
-        packs: list[tuple[str, list[pk.Entry], int]] = []
+        packs: Packed = []
         todo = iter(group)
         while True:
             parts: list[tuple[str, memoryview]] = []
