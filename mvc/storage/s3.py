@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
@@ -28,7 +29,8 @@ from mvc.storage.store import (
 S3_KEYS = {"access_key_id": "key", "secret_access_key": "secret", "session_token": "token", "profile": "profile"}
 
 
-_shared: Any = None
+_sessions: dict[str, Any] = {}  # botocore sessions by their settings (_session)
+_lock = threading.Lock()
 BODY_CHUNK = 1 << 20  # bytes of a download held in memory at once, per stream
 LIST_PAGE = 1000  # keys a listing request asks for (S3 gives at most 1,000)
 LIST_FEW = 16  # a directory with more subdirectories than this is listed by their first character
@@ -53,16 +55,18 @@ _S3FS_PARAMS = {
 }
 
 
-def _session() -> Any:
-    """One botocore session per process, as boto3's default session is: each new one loads the S3 service
-    model again (about 0.13 s), which a process that opens several stores (a serving process, the hooks,
-    the tests) would pay each time. Credentials it resolves are refreshed by botocore as they expire."""
-    global _shared
-    if _shared is None:
-        import aiobotocore.session
+def _session(**settings: Any) -> Any:
+    """One botocore session per process and settings (a profile), as boto3's default session is: each new one
+    loads the S3 service model again (about 0.13 s), which a process that opens several stores (a serving
+    process, the hooks, the tests) would pay each time; and each parses S3's times quickly (quick_timestamps).
+    Credentials it resolves are refreshed by botocore as they expire. TypeError for a setting it does not take."""
+    key = repr(sorted(settings.items()))
+    with _lock:
+        if key not in _sessions:
+            import aiobotocore.session
 
-        _shared = quick_timestamps(aiobotocore.session.AioSession())
-    return _shared
+            _sessions[key] = quick_timestamps(aiobotocore.session.AioSession(**settings))
+        return _sessions[key]
 
 
 class S3Store(FsspecStore):
@@ -100,9 +104,8 @@ class S3Store(FsspecStore):
         }
         config.update(kw.pop("config_kwargs", {}) or {})
         client.update(kw.pop("client_kwargs", {}) or {})
-        if not set(kw) - _S3FS_PARAMS:  # no session settings (a profile): share this process's session
-            kw["session"] = _session()
-        try:
+        try:  # the options that are not s3fs's are the session's (a profile): one session for each such set
+            kw["session"] = _session(**{k: kw.pop(k) for k in set(kw) - _S3FS_PARAMS})
             fs = s3fs.S3FileSystem(client_kwargs=client, config_kwargs=config, skip_instance_cache=True, **kw)
         except TypeError as e:
             raise RemoteError(
