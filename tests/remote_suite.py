@@ -794,7 +794,7 @@ class RemoteSuite(WithOrigin):
         make_file(repo / "m.bin", 1000)
         mvc_cli("add", "m.bin")
         mvc_cli("push")
-        origin.write(MARKER, b"format = 3\n")
+        origin.write(MARKER, b"format = 4\n")
         before = origin.rels()
         make_file(repo / "n.bin", 1000, seed=1)
         mvc_cli("add", "n.bin")
@@ -804,7 +804,7 @@ class RemoteSuite(WithOrigin):
             result = mvc_cli(*args, ok=False)
             assert result.exit_code != 0, (args, result.output)
             line = one_error_line(result)
-            assert MARKER in line and "format 3" in line and "upgrade mvc" in line, line
+            assert MARKER in line and "format 4" in line and "upgrade mvc" in line, line
         assert origin.rels() == before  # nothing written to a refused store
 
     def test_a_store_that_is_not_mvcs_is_refused(self, repo, mvc_cli, origin):
@@ -985,9 +985,10 @@ class RemoteSuite(WithOrigin):
         r = recipe_of(origin, oid_of(v2))
         deltas = [e for e in r.entries if e.kind == "d"]
         assert sum(e.size for e in deltas) == 3 * (1 << 20)  # every tensor, the header aside
-        assert {(e.base, e.lane, e.depth) for e in deltas} == {(oid_of(v1), 2, 1)}
+        assert {(e.base, e.lane, e.depth, e.codec) for e in deltas} == {(oid_of(v1), 2, 1, "zd")}
         assert oid_of(v1) in r.bases
         assert rebuilt(origin, r, {oid_of(v1): v1}) == v2
+        assert b"format = 2" in origin.read(MARKER)  # dense deltas only: an mvc that reads format 2 reads them
 
         fresh_clone(repo)
         mvc_cli("get", "model.safetensors", "-o", str(repo.parent / "copy"))
@@ -999,6 +1000,39 @@ class RemoteSuite(WithOrigin):
         assert cache_objects(repo) == {rel_of(oid_of(v2))}
         mvc_cli("fetch", "--rev", "HEAD~1")
         assert (cache_dir(repo) / rel_of(oid_of(v1))).read_bytes() == v1
+
+    def test_a_light_fine_tune_is_stored_as_sparse_deltas(self, repo, mvc_cli, origin, small_chunks):
+        """A fine-tune that leaves most values as they were (about 1 % of bf16 values move at relative updates
+        of 1e-3) is stored as sparse deltas, under layout format 3, and read back by every path."""
+        from mvc.objects import layout
+
+        base = model_tensors(7, n=3, elements=1 << 19)
+        v1 = write_model(repo / "model.safetensors", base)
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v1")
+        mvc_cli("push")
+        assert b"format = 2" in origin.read(MARKER)
+        before = origin.rels()
+        v2 = write_model(repo / "model.safetensors", fine_tune(base, 8, share=0.01))
+        mvc_cli("add", "model.safetensors")
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc_cli("push")
+        grown = sum(len(origin.read(rel)) for rel in origin.rels() - before)
+        assert grown < len(v2) * 0.03, (grown, len(v2))
+        r = recipe_of(origin, oid_of(v2))
+        deltas = [e for e in r.entries if e.kind == "d"]
+        assert sum(e.size for e in deltas) == 3 * (1 << 20)
+        assert {(e.base, e.codec) for e in deltas} == {(oid_of(v1), "zs")}
+        assert rebuilt(origin, r, {oid_of(v1): v1}) == v2
+        assert layout.check_marker(origin.read(MARKER), "marker") == layout.SPARSE  # raised before the recipe
+
+        fresh_clone(repo)
+        mvc_cli("get", "model.safetensors", "-o", str(repo.parent / "copy"))
+        assert (repo.parent / "copy").read_bytes() == v2
+        drop_cache(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
 
     def test_no_deltas_against_a_version_the_remote_lacks(self, repo, mvc_cli, origin, small_chunks):
         """v1 was committed but never pushed: v2 cannot be based on it, or no clone could rebuild v2."""
@@ -1453,14 +1487,19 @@ def model_tensors(seed: int, n: int, elements: int) -> list:
     return out
 
 
-def fine_tune(tensors: list, seed: int) -> list:
-    """Every value moved by one or two units in its last place (a relative change of about 1e-2 to 1e-3 in
-    bf16): no chunk is shared with the base, each tensor's delta is small."""
+def fine_tune(tensors: list, seed: int, share: float = 1.0) -> list:
+    """Every value (or about ``share`` of them, spread over every chunk) moved by one or two units in its last
+    place (a relative change of about 1e-2 to 1e-3 in bf16): no chunk is shared with the base, each tensor's
+    delta is small."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     steps = np.array([-2, -1, 1, 2])
-    return [(t.astype(np.int32) + rng.choice(steps, t.size)).astype(np.uint16) for t in tensors]
+    moved = [rng.random(t.size) < share for t in tensors]
+    return [
+        (t.astype(np.int32) + rng.choice(steps, t.size) * m).astype(np.uint16)
+        for t, m in zip(tensors, moved, strict=True)
+    ]
 
 
 def model_bytes(tensors: list, meta: dict | None = None) -> bytes:
@@ -1529,7 +1568,7 @@ def rebuilt(backend, r, bases: dict[str, bytes] | None = None) -> bytes:
             out.append(stored)
         else:
             base = (bases or {})[e.base][e.base_offset : e.base_offset + e.size]
-            out.append(delta.decode(stored, base, e.lane, e.oid))
+            out.append(delta.decode(stored, base, e.lane, e.oid, None, e.codec))
         assert len(out[-1]) == e.size
     return b"".join(out)
 

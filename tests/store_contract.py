@@ -260,6 +260,17 @@ class RangeTests:
             store.get_range("packs/q.pack", 0, 10)
         assert "packs/q.pack" in one_line(e.value)
 
+    def test_range_into_a_buffer(self, store, pack):
+        """get_range_into reads what get_range gives into the caller's buffer, and says how much."""
+        for start, size in [(0, 1000), (5, 10), (990, 10), (995, 100), (1000, 10), (1500, 8), (3, 0)]:
+            buf = bytearray(b"\xee" * (size + 4))
+            n = store.get_range_into(pack, start, memoryview(buf)[2 : 2 + size])
+            want = self.DATA[start : start + size]
+            assert n == len(want) and buf[2 : 2 + n] == want, (start, size)
+            assert buf[:2] == b"\xee\xee" and buf[2 + size :] == b"\xee\xee"  # nothing outside it
+        with pytest.raises(RemoteObjectMissing):
+            store.get_range_into("packs/q.pack", 0, memoryview(bytearray(10)))
+
 
 class ListTests:
     """list(prefix) gives the paths (from the store's root) of the objects below a directory, with or

@@ -121,7 +121,7 @@ def recipes(draw) -> tuple[int, list[str], list[rc.Entry]]:
             entries.append(
                 rc.Entry(
                     "d", oid, at, size, pack, offset, stored, lane, draw(st.integers(1, rc.MAX_DEPTH)), base,
-                    draw(st.integers(0, 2**50)),
+                    draw(st.integers(0, 2**50)), draw(st.sampled_from(delta.CODECS)),
                 )
             )  # fmt: skip
         at += size
@@ -148,6 +148,18 @@ def test_recipe_of_a_real_shape():
     assert rc.render(r.size, r.bases, r.entries) == data
     assert rc.rel(OWN) == "recipes/0f/" + "0f" * 15
     assert rc.parse(b"mvc-chunks 1\nsize 0\n", WHERE, OWN) == rc.Recipe(0, [], [])  # an empty object
+    assert rc.layout_format(r.entries) == 2
+
+
+def test_a_sparse_delta_is_named_by_an_eleventh_field_and_needs_layout_format_3():
+    data = valid().replace(f"{OTHER} 100\n".encode(), f"{OTHER} 100 zs\n".encode())
+    r = rc.parse(data, WHERE, OWN)
+    assert r.entries[1] == rc.Entry("d", fake_oid(2), 100, 200, PACK, 100, 50, 2, 1, OTHER, 100, "zs")
+    assert rc.render(r.size, r.bases, r.entries) == data
+    assert rc.layout_format(r.entries) == 3
+    assert rc.layout_format(r.entries[:1]) == 2  # chunks alone
+    for field in (b"zd", b"ZS", b"zs zs", b"", b"zx", b"1"):  # zd is never written out: one spelling per recipe
+        refused(data.replace(b" 100 zs\n", b" 100 " + field + b"\n"), "line 4")
 
 
 def refused(data: bytes, *words: str) -> str:
@@ -460,6 +472,192 @@ def test_without_numpy_deltas_decode_the_same(monkeypatch):
     assert delta.encode(new, base, 2) == d  # the slow encoder writes the same frame
 
 
+# -- sparse deltas (zs) ----------------------------------------------------------------------------
+def lightly_tuned(lane: int, n: int, seed: int, share: float = 0.01) -> tuple[bytes, bytes]:
+    """(new, base) of n bytes where about ``share`` of the lanes moved by a few units (the others are equal), as
+    a light fine-tune leaves bf16 weights; the first and last lanes always move."""
+    rng = np.random.default_rng(seed)
+    dtype = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[lane]
+    base = rng.integers(0, np.iinfo(dtype).max, n // lane, dtype=dtype, endpoint=True)
+    moved = rng.random(base.size) < share
+    moved[0] = moved[-1] = True
+    steps = rng.choice(np.array([-3, -2, -1, 1, 2, 3]), base.size) * moved
+    return (base + steps.astype(dtype)).astype(dtype).tobytes(), base.tobytes()  # wraps modulo 2^bits
+
+
+def both_paths(frame, base, lane, codec, monkeypatch, out=None) -> bytes:
+    """What the numpy path and the pure-int path decode (the same, or the test fails)."""
+    fast = bytes(delta.decode(frame, base, lane, "x", out, codec))
+    with monkeypatch.context() as m:
+        m.setattr(delta, "fast", lambda: False)
+        slow = bytes(delta.decode(frame, base, lane, "x", None, codec))
+    assert fast == slow
+    return fast
+
+
+@pytest.mark.parametrize("lane", delta.LANES)
+@pytest.mark.parametrize("kind", ["light", "random", "identical", "extreme"])
+def test_sparse_delta_round_trip_on_both_paths(lane, kind, monkeypatch):
+    n = 6000 * lane
+    if kind == "light":
+        new, base = lightly_tuned(lane, n, lane)
+    elif kind == "random":
+        rng = random.Random(lane)
+        new, base = rng.randbytes(n), rng.randbytes(n)
+    elif kind == "identical":
+        new = base = bytes(range(256)) * (n // 256) + bytes(n % 256)
+    else:  # differences at zigzag's extremes, in every other lane
+        base = bytes(n)
+        top = b"\x00" * (lane - 1) + b"\x80"
+        new = (top + bytes(lane)) * (n // lane // 2)
+    frame = delta.encode_sparse(new, base, lane)
+    arena = bytearray(n + 5)
+    out = memoryview(arena)[3 : 3 + n]  # an unaligned place, as an arena may give
+    assert both_paths(frame, base, lane, "zs", monkeypatch, out) == new == bytes(out)
+    if kind == "light":
+        assert len(frame) < len(delta.encode(new, base, lane)), "sparse is smaller than dense on a light tune"
+    if kind == "identical":
+        assert len(frame) < 20
+
+
+@pytest.mark.parametrize("lane", delta.LANES)
+def test_sparse_frame_matches_the_formula_of_the_format(lane):
+    """zs: for each lane whose zigzag(new - base) is not 0, in order, its gap (place - previous place - 1; the
+    first: its place) as 4-byte planes, then those zigzag values as lane-byte planes; one zstd frame."""
+    import zstandard
+
+    rng = random.Random(lane)
+    k, bits = 300, 8 * lane
+    base = rng.randbytes(k * lane)
+    new = bytearray(base)
+    for i in {0, k - 1, *rng.sample(range(k), 25)}:
+        new[i * lane + rng.randrange(lane)] ^= 1 << rng.randrange(8)
+    gaps, zs, last = [], [], -1
+    for i in range(k):
+        a = int.from_bytes(new[i * lane : (i + 1) * lane], "little")
+        b = int.from_bytes(base[i * lane : (i + 1) * lane], "little")
+        d = (a - b) % (1 << bits)
+        if d:
+            signed = d - (1 << bits) if d >> (bits - 1) else d
+            gaps.append(i - last - 1)
+            zs.append(((signed << 1) ^ (signed >> (bits - 1))) % (1 << bits))
+            last = i
+    content = b"".join(bytes((g >> (8 * j)) & 255 for g in gaps) for j in range(4))
+    content += b"".join(bytes((z >> (8 * j)) & 255 for z in zs) for j in range(lane))
+    frame = delta.encode_sparse(bytes(new), base, lane)
+    assert zstandard.frame_content_size(frame) == len(content) == len(gaps) * (4 + lane)
+    assert zstandard.ZstdDecompressor().decompress(frame) == content
+
+
+def test_best_is_sparse_up_to_a_quarter_of_the_lanes_changed():
+    for share, codec in ((0.01, "zs"), (0.2, "zs"), (0.5, "zd")):
+        new, base = lightly_tuned(2, 1 << 18, 11, share)
+        got, frame = delta.best(new, base, 2)
+        assert got == codec, share
+        assert delta.decode(frame, base, 2, "x", codec=got) == new
+    k = 4000
+    base = bytes(2 * k)
+    for moved, codec in ((k // 4, "zs"), (k // 4 + 1, "zd")):
+        new = b"\x01\x00" * moved + bytes(2 * (k - moved))
+        assert delta.best(new, base, 2)[0] == codec, moved
+    new, base = fine_tune_like(2, 1 << 16, 3)  # every value moved
+    assert delta.best(new, base, 2) == ("zd", delta.encode(new, base, 2))
+
+
+def test_without_numpy_a_writer_makes_only_dense_deltas(monkeypatch):
+    new, base = lightly_tuned(2, 1 << 14, 4)
+    monkeypatch.setattr(delta, "fast", lambda: False)
+    assert delta.best(new, base, 2) == ("zd", delta.encode(new, base, 2))
+
+
+def sparse_frame(gaps: list[int], values: list[int], lane: int, content_size: bool = True) -> bytes:
+    import zstandard
+
+    content = b"".join(bytes((g >> (8 * j)) & 255 for g in gaps) for j in range(4))
+    content += b"".join(bytes((v >> (8 * j)) & 255 for v in values) for j in range(lane))
+    return zstandard.ZstdCompressor(write_content_size=content_size).compress(content)
+
+
+@pytest.mark.parametrize(
+    ("frame", "words"),
+    [
+        pytest.param(sparse_frame([0], [2], 2)[:-2], ("x:",), id="truncated"),
+        pytest.param(sparse_frame([0], [2], 2) + b"\x00", ("x:",), id="bytes-after-the-frame"),
+        pytest.param(sparse_frame([0], [2], 2, content_size=False), ("declares",), id="no-content-size"),
+        pytest.param(sparse_frame([0], [2], 2)[:4] + b"garbage", ("x:",), id="garbage"),
+        pytest.param(sparse_frame([0, 0], [2], 2), ("not at most",), id="not-whole-changes"),
+        pytest.param(sparse_frame([0] * 9, [2] * 9, 2), ("not at most 8 changes",), id="more-changes-than-lanes"),
+        pytest.param(sparse_frame([8], [2], 2), ("lane 8, past the 8",), id="a-place-past-the-end"),
+        pytest.param(sparse_frame([3, 3, 1], [2, 2, 2], 2), ("lane 9",), id="places-that-add-up-past-the-end"),
+        pytest.param(sparse_frame([2**32 - 1], [2], 2), ("past the 8",), id="the-largest-gap"),
+    ],
+)
+def test_damaged_sparse_deltas_are_refused_on_both_paths(frame, words, monkeypatch):
+    base = bytes(16)  # 8 lanes of 2 bytes
+    for fast in (True, False):
+        monkeypatch.setattr(delta, "fast", lambda fast=fast: fast)
+        with pytest.raises(CorruptObject) as e:
+            delta.decode(frame, base, 2, "x", None, "zs")
+        for w in words:
+            assert w in str(e.value), str(e.value)
+
+
+def test_an_unknown_codec_is_refused():
+    with pytest.raises(CorruptObject, match="no delta codec is named 'zq'"):
+        delta.decode(delta.encode(bytes(4), bytes(4), 2), bytes(4), 2, "x", None, "zq")
+
+
+def test_a_sparse_delta_of_many_changes_is_applied_a_block_at_a_time(monkeypatch):
+    monkeypatch.setattr(delta, "BLOCK", 7)  # blocks end inside the list of changes, and the last block is short
+    new, base = lightly_tuned(4, 4 * 1000, 8, share=0.1)
+    frame = delta.encode_sparse(new, base, 4)
+    assert both_paths(frame, base, 4, "zs", monkeypatch) == new
+    past = sparse_frame([0] * 20 + [990], [1] * 21, 4)  # the bad place is in the fourth block
+    with pytest.raises(CorruptObject, match="past the 1000"):
+        delta.decode(past, base, 4, "x", None, "zs")
+
+
+@st.composite
+def sparse_lists(draw) -> tuple[int, int, list[int], list[int]]:
+    """(lane, lanes of the base, gaps, values): lists of changes, mostly in range, some past the end."""
+    lane = draw(st.sampled_from(delta.LANES))
+    k = draw(st.integers(0, 40))
+    m = draw(st.integers(0, k + 1))
+    gap = st.one_of(st.integers(0, 3), st.integers(0, 2**32 - 1))
+    gaps = draw(st.lists(gap, min_size=m, max_size=m))
+    values = draw(st.lists(st.integers(0, 2 ** (8 * lane) - 1), min_size=m, max_size=m))
+    return lane, k, gaps, values
+
+
+@SOME
+@given(sparse_lists())
+@example((2, 4, [0, 0, 0, 0], [1, 2, 3, 2**16 - 1]))
+@example((8, 2, [1], [2**64 - 1]))
+def test_any_list_of_changes_decodes_the_same_on_both_paths_or_is_refused_on_both(case):
+    lane, k, gaps, values = case
+    base = bytes((i * 7) & 255 for i in range(k * lane))
+    frame = sparse_frame(gaps, values, lane)
+    got = []
+    for fast in (True, False):
+        delta.fast, saved = (lambda fast=fast: fast), delta.fast
+        try:
+            got.append(bytes(delta.decode(frame, base, lane, "x", None, "zs")))
+        except CorruptObject:
+            got.append(None)
+        finally:
+            delta.fast = saved
+    assert got[0] == got[1]
+    ok = len(gaps) <= k and (not gaps or sum(gaps) + len(gaps) <= k)
+    assert (got[0] is not None) == ok
+    if ok:  # the base with each listed lane moved by its un-zigzagged value, modulo 2^bits
+        want, place = bytearray(base), -1
+        for g, v in zip(gaps, values, strict=True):
+            place += g + 1
+            a = int.from_bytes(want[place * lane : (place + 1) * lane], "little") + ((v >> 1) ^ -(v & 1))
+            want[place * lane : (place + 1) * lane] = (a % (1 << (8 * lane))).to_bytes(lane, "little")
+        assert got[0] == bytes(want)
+
+
 def garbage_frames(base_len: int) -> dict[str, bytes]:
     import zstandard
 
@@ -495,25 +693,26 @@ def test_a_delta_with_lanes_that_do_not_fit_is_refused():
 
 
 @SOME
-@given(st.binary(max_size=200), st.sampled_from(delta.LANES), st.integers(0, 40))
-def test_decode_of_any_bytes_raises_only_corrupt_object(data, lane, k):
+@given(st.binary(max_size=200), st.sampled_from(delta.LANES), st.integers(0, 40), st.sampled_from(delta.CODECS))
+def test_decode_of_any_bytes_raises_only_corrupt_object(data, lane, k, codec):
     base = bytes((i * 7) & 255 for i in range(k * lane))
     try:
-        out = delta.decode(data, base, lane, "x")
+        out = delta.decode(data, base, lane, "x", None, codec)
     except CorruptObject:
         return
     assert len(out) == len(base)
 
 
 @st.composite
-def mutated_deltas(draw) -> tuple[bytes, bytes, int]:
-    """(a valid delta with a few bytes changed, cut or added, its base, its lane)."""
+def mutated_deltas(draw) -> tuple[bytes, bytes, int, str]:
+    """(a valid delta with a few bytes changed, cut or added, its base, its lane, its codec)."""
     lane = draw(st.sampled_from(delta.LANES))
+    codec = draw(st.sampled_from(delta.CODECS))
     k = draw(st.integers(1, 300))
     rng = random.Random(draw(st.integers(0, 2**32)))
     base = rng.randbytes(k * lane)
     new = bytes((b + rng.choice((0, 0, 1, 255))) & 255 for b in base)
-    data = bytearray(delta.encode(new, base, lane))
+    data = bytearray((delta.encode_sparse if codec == "zs" else delta.encode)(new, base, lane))
     for _ in range(draw(st.integers(1, 3))):
         i = draw(st.integers(0, len(data)))
         op = draw(st.sampled_from(["flip", "cut", "insert"]))
@@ -523,15 +722,15 @@ def mutated_deltas(draw) -> tuple[bytes, bytes, int]:
             del data[i:]
         else:
             data[i:i] = draw(st.binary(min_size=1, max_size=6))
-    return bytes(data), base, lane
+    return bytes(data), base, lane, codec
 
 
 @SOME
 @given(mutated_deltas())
 def test_damaged_deltas_raise_only_corrupt_object(case):
-    data, base, lane = case
+    data, base, lane, codec = case
     try:
-        out = delta.decode(data, base, lane, "delta X")
+        out = delta.decode(data, base, lane, "delta X", None, codec)
     except CorruptObject as e:
         assert "delta X" in str(e)
         return

@@ -8,6 +8,7 @@ that a file of a few MiB spans many pieces, copies and packs.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -197,3 +198,117 @@ def test_deltas_of_adjoining_base_ranges_share_one_read_of_their_base(monkeypatc
     got = list(readplan.base_runs(entries, [(i, b"") for i in range(len(entries))]))
     assert [[i for i, _ in run] for run in got] == [[0, 1], [2], [3], [4, 5], [6]]
     assert list(readplan.base_runs(entries, [])) == []
+
+
+class SparseWorld:
+    """A new version of a base object of 2-byte lanes, stored as sparse deltas (and one dense one) against it, the
+    base stored on the store as ``how`` says: chunks lying in one pack as in the object, chunks in packs in
+    another order, whole, or only in the local cache."""
+
+    def __init__(self, root, how: str, delta_size: int = 48 << 10):
+        from mvc.objects import delta, layout
+
+        rnd = random.Random(7)
+        self.store = DirStore(str(root), str(root))
+        os.makedirs(root / "packs")
+        self.base = rnd.randbytes(600 << 10)
+        new = bytearray(self.base)
+        for _ in range(900):  # about 1 % of the lanes
+            i = rnd.randrange(len(new) // 2) * 2
+            new[i] ^= 1 + rnd.randrange(255)
+        self.data = bytes(new)
+        self.base_oid, self.oid = oid_of(self.base), oid_of(self.data)
+        # chunks of uneven sizes, cut where deltas start too (as a writer's tensor blocks are), but for two places:
+        # the deltas' base ranges there straddle a chunk
+        cuts = {*range(0, len(self.base), delta_size), *(rnd.randrange(len(self.base)) for _ in range(20))}
+        cuts -= {3 * delta_size, 9 * delta_size}
+        cuts = sorted({0, *cuts, len(self.base)})
+        chunks = [(a, self.base[a:b]) for a, b in itertools.pairwise(cuts)]
+        if how in ("straight", "shuffled"):
+            order = list(range(len(chunks)))
+            if how == "shuffled":
+                rnd.shuffle(order)
+            blob, entries, where = bytearray(), [], {}
+            for k in order:
+                where[k] = len(blob)
+                blob += chunks[k][1]
+            for k, (at, data) in enumerate(chunks):
+                entries.append(rc.Entry("c", oid_of(data), at, len(data), PACKS[0], where[k], len(data)))
+            (root / pack.pack_rel(PACKS[0])).write_bytes(blob)
+            self._put(root, rc.rel(self.base_oid), rc.render(len(self.base), [], entries))
+        elif how == "whole":
+            self._put(root, layout.object_rel(self.base_oid), self.base)
+        blob, entries = bytearray(), []
+        for at in range(0, len(self.data), delta_size):
+            new_part, old = self.data[at : at + delta_size], self.base[at : at + delta_size]
+            codec = "zd" if at == 4 * delta_size else "zs"
+            d = delta.encode(new_part, old, 2) if codec == "zd" else delta.encode_sparse(new_part, old, 2)
+            entries.append(
+                rc.Entry("d", oid_of(d), at, len(new_part), PACKS[1], len(blob), len(d), 2, 1, self.base_oid, at, codec)
+            )
+            blob += d
+        (root / pack.pack_rel(PACKS[1])).write_bytes(blob)
+        self.recipe = rc.Recipe(len(self.data), [], entries)
+
+    @staticmethod
+    def _put(root, rel: str, data: bytes) -> None:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+    def rebuild(self, out, odb: ODB | None = None) -> str:
+        rb = chunked.Rebuilder(self.store, odb, "origin")
+        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            return rb.rebuild(self.oid, self.recipe, fd, "model.bin", 2)[0]
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("how", ["straight", "shuffled", "whole", "cache"])
+def test_sparse_deltas_patch_their_base_where_it_is_read(tmp_path, monkeypatch, how):
+    """A run of sparse deltas reads its base into the piece's buffer and patches it there: chunks lying in a pack
+    as in the object are read straight into place (no memory of their own), others copied in; a base stored
+    whole or held in the cache is read into place too. Every way rebuilds the same bytes."""
+    w = SparseWorld(tmp_path / "store", how)
+    odb = None
+    if how == "cache":
+        odb = ODB(str(tmp_path / "cache"))
+        odb.add_bytes(w.base)
+    into: list[int] = []  # bytes of the base read straight into place
+    copied: list[int] = []  # bytes of the base's packs read into memory of their own
+    real_into, real_range = DirStore.get_range_into, DirStore.get_range
+
+    def spy_into(store, rel, start, buf):
+        into.append(len(buf))
+        return real_into(store, rel, start, buf)
+
+    def spy_range(store, rel, start, end):
+        data = real_range(store, rel, start, end)
+        copied.append(len(data) if rel == pack.pack_rel(PACKS[0]) else 0)
+        return data
+
+    monkeypatch.setattr(DirStore, "get_range_into", spy_into)
+    monkeypatch.setattr(DirStore, "get_range", spy_range)
+    assert w.rebuild(tmp_path / "out", odb) == w.oid[len("xxh128:") :]
+    assert (tmp_path / "out").read_bytes() == w.data
+    if how == "straight":  # the base went straight where it belongs, but where a delta's range straddles chunks
+        assert sum(into) > len(w.base) * 0.6 and sum(copied) < len(w.base) * 0.3, (sum(into), sum(copied))
+    elif how == "shuffled":  # runs of chunks out of order are read into memory and copied into place
+        assert sum(copied) > len(w.base) * 0.3, (sum(into), sum(copied))
+    elif how == "whole":
+        assert sum(into) >= len(w.base) * 0.8 and not sum(copied)
+    else:
+        assert not into and not sum(copied)
+
+
+def test_a_sparse_delta_whose_base_comes_short_is_refused(tmp_path):
+    w = SparseWorld(tmp_path / "store", "whole")
+    from mvc.objects import layout
+
+    (tmp_path / "store" / layout.object_rel(w.base_oid)).write_bytes(w.base[:-1000])
+    with pytest.raises(RemoteCorrupt, match="which is shorter"):
+        w.rebuild(tmp_path / "out")
+    w2 = SparseWorld(tmp_path / "store2", "whole")
+    os.unlink(tmp_path / "store2" / layout.object_rel(w2.base_oid))
+    with pytest.raises(RemoteCorrupt, match="which is not there"):
+        w2.rebuild(tmp_path / "out2")

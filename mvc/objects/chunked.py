@@ -247,10 +247,14 @@ class Rebuilder:
         tally: _Tally | None,
         copied: Container[rc.Entry] = (),
         arena: _Arena | None = None,
+        into: memoryview | None = None,
+        placed: set[int] | None = None,
     ) -> list[bytes | memoryview | None]:
         """The bytes of each entry, checked; None for those ``copied`` into the file being rebuilt, unchecked
         (the caller hashes the file). Deltas are decoded into ``arena`` when given (the caller writes them before
-        it clears it)."""
+        it clears it): a run of sparse deltas is applied in place to its base, read there. ``into``: where the
+        entries' bytes go (entries[0].at is its start); chunks lying in a pack as in the object are read straight
+        there, and their indexes added to ``placed``."""
         out: list[bytes | memoryview | None] = [None] * len(entries)
         remote: list[int] = []
         local = self._read_local(entries)
@@ -271,14 +275,24 @@ class Rebuilder:
             remote.append(i)
         deltas: list[tuple[int, bytes | memoryview]] = []
         for run in plan.runs([entries[i] for i in remote], remote):
-            for i, piece in self._fetch(run, entries, label, tally):
+            for i, piece in self._fetch(run, entries, label, tally, into, placed):
                 if entries[i].kind == "d":
                     deltas.append((i, piece))
                 else:
                     out[i] = piece
         for group in plan.base_runs(entries, deltas):  # one read of the base for deltas of adjoining ranges
             first, last = entries[group[0][0]], entries[group[-1][0]]
-            base = self._base(first, first.base_offset, last.base_offset + last.size, label, tally)
+            start, end = first.base_offset, last.base_offset + last.size
+            if arena is not None and all(entries[i].codec == delta.ZS for i, _ in group):
+                buf = arena.take(end - start)
+                if isinstance(buf, memoryview):  # (it fits: a piece's bytes always do)
+                    self._base_into(first, start, end, label, tally, buf)
+                    for i, piece in group:  # each sparse delta patches its base's bytes where they lie
+                        e = entries[i]
+                        view = buf[e.base_offset - start : e.base_offset - start + e.size]
+                        out[i] = self._decode(e, piece, view, label, None, view)
+                    continue
+            base = self._base(first, start, end, label, tally)
             for i, piece in group:
                 e = entries[i]
                 at = e.base_offset - first.base_offset
@@ -333,13 +347,34 @@ class Rebuilder:
         return found
 
     def _fetch(
-        self, run: list[int], entries: list[rc.Entry], label: str, tally: _Tally | None
+        self,
+        run: list[int],
+        entries: list[rc.Entry],
+        label: str,
+        tally: _Tally | None,
+        into: memoryview | None = None,
+        placed: set[int] | None = None,
     ) -> list[tuple[int, bytes | memoryview]]:
         first = entries[run[0]]
         rel = pk.pack_rel(first.pack)
         start, end = first.offset, max(entries[i].offset + entries[i].stored for i in run)
+        origin = entries[0].at
+        # chunks lying in the pack as in the object (a pack of a version's new chunks): read where they go
+        straight = (
+            into is not None
+            and placed is not None
+            and first.at - origin + end - start <= len(into)
+            and all(entries[i].kind == "c" and entries[i].offset - start == entries[i].at - first.at for i in run)
+            and entries[run[-1]].offset + entries[run[-1]].stored == end
+        )
         try:
-            data = self.store.get_range(rel, start, end)
+            if straight:
+                assert into is not None and placed is not None
+                view = into[first.at - origin : first.at - origin + end - start]
+                data: bytes | memoryview = view[: self.store.get_range_into(rel, start, view)]
+                placed.update(run)
+            else:
+                data = self.store.get_range(rel, start, end)
         except RemoteObjectMissing:
             raise self._gone(label, rel) from None
         if tally is not None:
@@ -363,23 +398,78 @@ class Rebuilder:
         try:
             base = self.read(e.base, start, end, label, below=e.depth, tally=tally)
         except RemoteObjectMissing:
-            raise RemoteCorrupt(
-                f"{label}: a delta on remote {self.name} is based on object {e.base}, which is not there; "
-                "nothing was written: push that version, or this file again from a machine that has it"
-            ) from None
+            raise self._no_base(e, label) from None
         if len(base) != end - start:
-            raise RemoteCorrupt(
-                f"{label}: a delta on remote {self.name} needs bytes {start}-{end} of object {e.base}, which is "
-                "shorter; nothing was written: push the file again"
-            )
+            raise self._short_base(e, start, end, label)
         return memoryview(base)
 
-    def _decode(
-        self, e: rc.Entry, data: bytes | memoryview, base: memoryview, label: str, arena: _Arena | None
-    ) -> bytes | memoryview:
+    def _base_into(self, e: rc.Entry, start: int, end: int, label: str, tally: _Tally | None, buf: memoryview) -> None:
+        """Bytes [start, end) of the base of delta e (and of those after it) read into buf, as :meth:`_base`."""
         try:
-            out = arena.take(e.size) if arena is not None else None
-            return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}", out)
+            n = self._read_into(e.base, start, end, label, buf, e.depth, tally)
+        except RemoteObjectMissing:
+            raise self._no_base(e, label) from None
+        if n != end - start:
+            raise self._short_base(e, start, end, label)
+
+    def _no_base(self, e: rc.Entry, label: str) -> RemoteCorrupt:
+        return RemoteCorrupt(
+            f"{label}: a delta on remote {self.name} is based on object {e.base}, which is not there; "
+            "nothing was written: push that version, or this file again from a machine that has it"
+        )
+
+    def _short_base(self, e: rc.Entry, start: int, end: int, label: str) -> RemoteCorrupt:
+        return RemoteCorrupt(
+            f"{label}: a delta on remote {self.name} needs bytes {start}-{end} of object {e.base}, which is "
+            "shorter; nothing was written: push the file again"
+        )
+
+    def _read_into(
+        self, oid: str, start: int, end: int, label: str, buf: memoryview, below: int, tally: _Tally | None
+    ) -> int:
+        """Bytes [start, end) of object oid read into buf (end - start bytes), as :meth:`read` gives them, without
+        memory of their own where they can be read straight there; returns how many (fewer: oid ends first)."""
+        if self.odb is not None and self._sound(oid):
+            fd = os.open(self.odb.path(oid), os.O_RDONLY)
+            try:
+                return fileio.preadv_all(fd, buf, start)
+            finally:
+                os.close(fd)
+        r = self.recipe(oid)
+        if r is None:
+            n = self.store.get_range_into(layout.object_rel(oid), start, buf)
+            if tally is not None:
+                tally.add(n)
+            return n
+        entries = rc.covering(r.entries, start, end)
+        if not entries or entries[0].at != start or entries[-1].at + entries[-1].size != end:
+            data = self.read(oid, start, end, label, r, below, tally)  # entries that straddle the range
+            buf[: len(data)] = data
+            return len(data)
+        placed: set[int] = set()
+        parts = self._entries(entries, label, below, tally, into=buf, placed=placed)
+        for i, (e, part) in enumerate(zip(entries, parts, strict=True)):
+            if i not in placed and part is not None:
+                if len(part) != e.size:
+                    raise self._wrong_size(oid)
+                buf[e.at - start : e.at - start + e.size] = part
+        return end - start
+
+    def _decode(
+        self,
+        e: rc.Entry,
+        data: bytes | memoryview,
+        base: memoryview,
+        label: str,
+        arena: _Arena | None,
+        out: memoryview | bytearray | None = None,
+    ) -> bytes | memoryview:
+        """Delta e decoded against base into out (for a sparse delta, out may be base itself: patched in place),
+        else a slice of the arena, else new memory."""
+        try:
+            if out is None and arena is not None:
+                out = arena.take(e.size)
+            return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}", out, e.codec)
         except CorruptObject as err:
             raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
 

@@ -68,9 +68,10 @@ class ChunkWriter:
 
     def upload(
         self, oid: str, bases: list[str], check: Callable[[str], None], progress: Progress | None = None
-    ) -> tuple[bytes, int]:
-        """Upload what the store lacks of object oid; returns (its recipe, bytes sent). The recipe is the
-        caller's to upload, last. check(digest) refuses a cache object that does not hash to its oid."""
+    ) -> tuple[bytes, int, int]:
+        """Upload what the store lacks of object oid; returns (its recipe, the layout format the store must
+        declare before it holds that recipe, bytes sent). The recipe is the caller's to upload, last.
+        check(digest) refuses a cache object that does not hash to its oid."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
         with chunker.Mapped(self.odb.path(oid)) as m:
@@ -131,9 +132,10 @@ class ChunkWriter:
                         chunk = view[c.offset : c.offset + c.size]
                         add(rc.Entry("c", c.oid, c.offset, c.size, "", 0, c.size), chunk, c.offset)
                     return
-                for at, size, data, depth, base, base_at in pieces:
+                for at, size, codec, data, depth, base, base_at in pieces:
                     doid = oids.from_digest(fileio.hexdigest_bytes(data))
-                    add(rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at), data, None)
+                    e = rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at, codec)
+                    add(e, data, None)
 
             # One pass, segment by segment: while a segment is cut (pyfastcdc, without the GIL), the packs
             # of those before it are written from other threads, and deltas are made in others.
@@ -169,7 +171,7 @@ class ChunkWriter:
                 if deltas is not None:
                     deltas.close()
         hints = [b for b in bases if b != oid][:LOCAL_BASES]  # where a reader holding them finds chunks
-        return rc.render(m.size, hints, entries), sent
+        return rc.render(m.size, hints, entries), rc.layout_format(entries), sent
 
     def _base(self, oid: str, bases: list[str]) -> tuple[str, rc.Recipe | None] | None:
         """The first of bases that deltas of oid may use, with its recipe on the store (None: stored whole):
@@ -260,7 +262,7 @@ class _Deltas:
         # a sample first: a retrained tensor (new values, nothing to gain) costs PROBE bytes, not all of it
         at = (seg.size // 2) - (seg.size // 2) % seg.lane
         probe = min(PROBE - PROBE % seg.lane, seg.size - at)
-        sample = delta.encode(
+        _, sample = delta.best(
             bytes(m.view[seg.offset + at : seg.offset + at + probe]),
             bytes(mapped.view[bseg.offset + at : bseg.offset + at + probe]),
             seg.lane,
@@ -275,7 +277,7 @@ class _Deltas:
             depth = 1 + _deepest(self.recipe, bseg.offset + off, bseg.offset + off + size)
             if depth > rc.MAX_DEPTH:
                 return None
-            data = delta.encode(
+            codec, data = delta.best(
                 bytes(m.view[seg.offset + off : seg.offset + off + size]),
                 bytes(mapped.view[bseg.offset + off : bseg.offset + off + size]),
                 seg.lane,
@@ -285,7 +287,7 @@ class _Deltas:
             total += len(data)
             if total > new * DELTA_RATIO:
                 return None
-            pieces.append((seg.offset + off, size, data, depth, self.base, bseg.offset + off))
+            pieces.append((seg.offset + off, size, codec, data, depth, self.base, bseg.offset + off))
         return pieces
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """The layout of an object store (the cache, or a remote): where an object, a pack and the layout
 marker live below its root, and the marker itself (docs/FORMAT.md, "Layout marker").
 
-Every store mvc writes holds ``mvc.toml`` at its root: ``format = 1``, or ``format = 2`` for a remote that
-holds chunked objects (``recipes/``). A reader checks it before it trusts anything else there, and refuses
+Every store mvc writes holds ``mvc.toml`` at its root: ``format = 1``, ``format = 2`` for a remote that
+holds chunked objects (``recipes/``), or ``format = 3`` once a recipe there names a sparse delta. A reader checks it before it trusts anything else there, and refuses
 a format it does not know, naming the upgrade.
 """
 
@@ -19,7 +19,8 @@ OBJECTS = "objects/"
 MARKER = tempfiles.MARKER  # "mvc.toml"
 FORMAT = 1  # what a new store gets
 CHUNKED = 2  # a remote with chunked objects: recipes/ (docs/FORMAT.md, "Chunked objects")
-FORMATS = (FORMAT, CHUNKED)  # what this mvc reads
+SPARSE = 3  # recipes may name sparse deltas (codec zs; docs/FORMAT.md, "Delta codec")
+FORMATS = (FORMAT, CHUNKED, SPARSE)  # what this mvc reads
 
 
 def marker_bytes(fmt: int) -> bytes:
@@ -62,7 +63,7 @@ def check_marker(data: bytes, where: str) -> int:
         raise LayoutError(f"{where} has no integer 'format': this is not an mvc store; point mvc at another location")
     if fmt not in FORMATS:
         raise LayoutError(
-            f"{where} says layout format {fmt}, which this mvc does not know (it reads formats 1 and 2): "
+            f"{where} says layout format {fmt}, which this mvc does not know (it reads formats 1 to {FORMATS[-1]}): "
             "upgrade mvc (pip install -U mvc)"
         )
     return fmt

@@ -8,7 +8,7 @@ rebuilds. It is ASCII text::
     size <bytes of the object>
     base <oid>                                  (any number: versions the writer chunked against)
     c <chunk oid> <size> <pack> <offset>        (the next size bytes are that chunk)
-    d <delta oid> <size> <pack> <offset> <stored> <lane> <depth> <base oid> <base offset>
+    d <delta oid> <size> <pack> <offset> <stored> <lane> <depth> <base oid> <base offset> [zs]
 
 in the order of the object's bytes. This module builds and parses them strictly and knows nothing of
 stores: a recipe is untrusted input, and the parser refuses anything but the format.
@@ -20,7 +20,7 @@ import re
 from typing import NamedTuple
 
 from mvc.errors import CorruptObject
-from mvc.objects import delta
+from mvc.objects import delta, layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
 
@@ -46,6 +46,7 @@ class Entry(NamedTuple):
     depth: int = 0  # 0 for a chunk; a delta: 1 + the deepest entry of its base's range
     base: str = ""
     base_offset: int = 0
+    codec: str = delta.ZD  # deltas only: zd, or zs (written as an 11th field; layout format 3)
 
 
 class Recipe(NamedTuple):
@@ -65,10 +66,17 @@ def render(size: int, bases: list[str], entries: list[Entry]) -> bytes:
         if e.kind == "c":
             lines.append(f"c {e.oid} {e.size} {e.pack} {e.offset}\n".encode())
         else:
+            codec = "" if e.codec == delta.ZD else f" {e.codec}"
             lines.append(
-                f"d {e.oid} {e.size} {e.pack} {e.offset} {e.stored} {e.lane} {e.depth} {e.base} {e.base_offset}\n".encode()
+                f"d {e.oid} {e.size} {e.pack} {e.offset} {e.stored} {e.lane} {e.depth} {e.base} {e.base_offset}"
+                f"{codec}\n".encode()
             )
     return b"".join(lines)
+
+
+def layout_format(entries: list[Entry]) -> int:
+    """The layout format a remote must declare before it holds a recipe of these entries (docs/FORMAT.md)."""
+    return layout.SPARSE if any(e.codec == delta.ZS for e in entries) else layout.CHUNKED
 
 
 def _number(text: str) -> int:
@@ -143,8 +151,8 @@ def _entry(parts: list[str], at: int) -> Entry:
         _, oid, size, pack, offset = parts
         e = Entry("c", oid, at, _number(size), pack, _number(offset), 0)
         e = e._replace(stored=e.size)
-    elif kind == "d" and len(parts) == 10:
-        _, oid, size, pack, offset, stored, lane, depth, base, base_offset = parts
+    elif kind == "d" and (len(parts) == 10 or (len(parts) == 11 and parts[10] == delta.ZS)):
+        _, oid, size, pack, offset, stored, lane, depth, base, base_offset = parts[:10]
         e = Entry(
             "d",
             oid,
@@ -157,6 +165,7 @@ def _entry(parts: list[str], at: int) -> Entry:
             _number(depth),
             base,
             _number(base_offset),
+            parts[10] if len(parts) == 11 else delta.ZD,
         )
         if (
             e.lane not in delta.LANES

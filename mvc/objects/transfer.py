@@ -322,8 +322,8 @@ class Transfer:
             self.jobs,
             present=lambda o: (self.bases_in_cache and self.odb.exists(o)) or o in self.existing([o]),
         )
-        recipe, sent = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
-        self.check_layout(writing=True, fmt=layout.CHUNKED)
+        recipe, fmt, sent = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
+        self.check_layout(writing=True, fmt=fmt)  # 2, or 3 for a recipe naming sparse deltas
         self.store.put_bytes(rc.rel(oid), recipe)  # last: the recipe makes the object present
         return sent + len(recipe)
 

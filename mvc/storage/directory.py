@@ -192,6 +192,14 @@ class DirStore(Store):
             finally:
                 os.close(fd)
 
+    def get_range_into(self, rel: str, start: int, buf: memoryview) -> int:
+        with self._errors(rel, writing=False):
+            fd = self._open(rel)
+            try:
+                return fileio.preadv_all(fd, buf, start)
+            finally:
+                os.close(fd)
+
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         with self._errors(rel, local=dest):
             fd = self._open(rel)

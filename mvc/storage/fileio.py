@@ -333,6 +333,17 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[os.write(fd, view) :]
 
 
+def preadv_all(fd: int, buf: memoryview, offset: int) -> int:
+    """Read from offset until buf is full or the file ends; returns the bytes read."""
+    got = 0
+    while got < len(buf):
+        n = os.preadv(fd, [buf[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
 def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None:
     """Write the buffers one after another from offset, without joining them first."""
     views = [memoryview(b) for b in buffers if len(b)]

@@ -110,6 +110,13 @@ class Store:
         """Bytes [start, end) of rel: fewer when it ends before end, b"" when start is at or past its end."""
         raise NotImplementedError
 
+    def get_range_into(self, rel: str, start: int, buf: memoryview) -> int:
+        """Bytes [start, start + len(buf)) of rel read into buf; returns how many (fewer when rel ends first). A
+        store that can read into memory it is given overrides this (no new memory, no second copy)."""
+        data = self.get_range(rel, start, start + len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
     def delete(self, rel: str) -> None:
         """Remove rel; one that is not there is no error (as on S3)."""
         raise NotImplementedError
