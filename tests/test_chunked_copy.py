@@ -312,3 +312,38 @@ def test_a_sparse_delta_whose_base_comes_short_is_refused(tmp_path):
     os.unlink(tmp_path / "store2" / layout.object_rel(w2.base_oid))
     with pytest.raises(RemoteCorrupt, match="which is not there"):
         w2.rebuild(tmp_path / "out2")
+
+
+@pytest.mark.parametrize("prefetch", [chunked.PREFETCH, 0])
+def test_a_rebuild_reads_few_deltas_first_in_one_request(tmp_path, monkeypatch, prefetch):
+    """Deltas that take at most PREFETCH bytes are read (and checked) before the pieces, in one ranged read per
+    run of a pack, instead of one read per piece; more than that, and each piece reads its own."""
+    monkeypatch.setattr(chunked, "PREFETCH", prefetch)
+    w = SparseWorld(tmp_path / "store", "straight")
+    reads: list[tuple[int, int]] = []
+    real = DirStore.get_range
+
+    def spy(store, rel, start, end):
+        if rel == pack.pack_rel(PACKS[1]):
+            reads.append((start, end))
+        return real(store, rel, start, end)
+
+    monkeypatch.setattr(DirStore, "get_range", spy)
+    assert w.rebuild(tmp_path / "out") == w.oid[len("xxh128:") :]
+    assert (tmp_path / "out").read_bytes() == w.data
+    deltas = [e for e in w.recipe.entries if e.kind == "d"]
+    if prefetch:
+        assert reads == [(0, deltas[-1].offset + deltas[-1].stored)]
+    else:
+        assert len(reads) >= len(w.recipe.entries) // 2
+
+
+def test_a_damaged_delta_read_first_is_refused_naming_it(tmp_path):
+    w = SparseWorld(tmp_path / "store", "straight")
+    path = tmp_path / "store" / pack.pack_rel(PACKS[1])
+    data = bytearray(path.read_bytes())
+    e = [e for e in w.recipe.entries if e.kind == "d"][3]
+    data[e.offset + 5] ^= 0xFF
+    path.write_bytes(data)
+    with pytest.raises(RemoteCorrupt, match=f"delta {e.oid}"):
+        w.rebuild(tmp_path / "out")

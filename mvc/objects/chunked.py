@@ -26,6 +26,7 @@ from mvc.storage.store import Store
 
 CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
 LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
+PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 
 
 class Rebuilder:
@@ -40,6 +41,7 @@ class Rebuilder:
         self._checked: dict[str, bool] = {}  # objects of the local cache read in ranges: sound or not
         self._flights: dict[str, threading.Lock] = {}  # one request per recipe, however many threads want it
         self._arenas = threading.local()
+        self._prefetched: dict[tuple[str, int, int, str], bytes | memoryview] = {}  # (pack, offset, stored, oid)
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
 
     def _sound(self, oid: str) -> bool:
@@ -174,8 +176,31 @@ class Rebuilder:
             behind.done(p[0])
 
         work = [lambda: behind.run(stop), *([copy_all] if copies else []), *(lambda p=p: piece(p) for p in pieces)]
-        run_parallel(lambda call: call(), work, max(jobs, 1) + 1, None, stop)  # + 1: the hash mostly waits
+        self._prefetch(r, label, tally, jobs)
+        try:
+            run_parallel(lambda call: call(), work, max(jobs, 1) + 1, None, stop)  # + 1: the hash mostly waits
+        finally:
+            self._prefetched = {}
         return behind.hexdigest(), bool(copies), tally.n
+
+    def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> None:
+        """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
+        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB)."""
+        from mvc.storage.parallel import run_parallel
+
+        wanted = [i for i, e in enumerate(r.entries) if e.kind == "d"]
+        if not wanted or sum(r.entries[i].stored for i in wanted) > PREFETCH:
+            return
+        found: dict[tuple[str, int, int, str], bytes | memoryview] = {}
+
+        def keep(run: list[int], got: list[tuple[int, bytes | memoryview]]) -> None:
+            for i, piece in got:
+                e = r.entries[i]
+                found[(e.pack, e.offset, e.stored, e.oid)] = piece
+
+        runs = list(plan.runs([r.entries[i] for i in wanted], wanted))
+        run_parallel(lambda run: self._fetch(run, r.entries, label, tally), runs, max(jobs, 1), keep)
+        self._prefetched = found
 
     def _arena(self) -> _Arena:
         """The calling thread's buffer for the deltas of one piece, decoded there and written before the next."""
@@ -257,6 +282,7 @@ class Rebuilder:
         there, and their indexes added to ``placed``."""
         out: list[bytes | memoryview | None] = [None] * len(entries)
         remote: list[int] = []
+        deltas: list[tuple[int, bytes | memoryview]] = []
         local = self._read_local(entries)
         for i, e in enumerate(entries):
             if e in copied:
@@ -272,8 +298,12 @@ class Rebuilder:
                     f"({e.depth}), which only a cycle of deltas or a damaged chunk list makes; nothing was "
                     "written: push the file again from a machine that has it"
                 )
+            else:
+                ahead = self._prefetched.get((e.pack, e.offset, e.stored, e.oid))  # read and checked already
+                if ahead is not None:
+                    deltas.append((i, ahead))
+                    continue
             remote.append(i)
-        deltas: list[tuple[int, bytes | memoryview]] = []
         for run in plan.runs([entries[i] for i in remote], remote):
             for i, piece in self._fetch(run, entries, label, tally, into, placed):
                 if entries[i].kind == "d":

@@ -127,6 +127,30 @@ class S3Reader(Store):
                 raise
             return out["Body"].read()
 
+    def get_range_into(self, rel: str, start: int, buf: memoryview) -> int:
+        """The range's response body read straight into buf (no bytes object of its own, no second copy)."""
+        if not len(buf):
+            return 0
+        with self._errors(rel):
+            try:
+                out = self.client.get_object(
+                    Bucket=self.bucket, Key=self._key(rel), Range=f"bytes={start}-{start + len(buf) - 1}"
+                )
+            except Exception as e:
+                if s3_code(e) == "InvalidRange":
+                    return 0  # starts past the end
+                raise
+            body, got = out["Body"], 0
+            try:
+                while got < len(buf):
+                    n = body.readinto(buf[got:])
+                    if not n:
+                        break
+                    got += n
+            finally:
+                body.close()
+            return got
+
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         """The first READ_PART bytes in one GET, which tells the size; the rest in ranged GETs from
         READ_STREAMS threads, each written at its offset (memory: READ_STREAMS parts); then one hash of the
