@@ -158,6 +158,7 @@ class Rebuilder:
         # where each write to come starts: the hash reads the file up to the first
         behind = HashBehind(fd, r.size, [run[0].at for run in copies[1:]] + [p[0] for p in pieces], progress)
         stop = threading.Event()
+        writing = threading.Lock()
 
         def copy_all() -> None:
             for run in copies[1:]:
@@ -171,7 +172,9 @@ class Rebuilder:
         def piece(p: tuple[int, int]) -> None:
             entries = rc.covering(r.entries, *p)
             arena = self._arena()
-            _write(fd, entries, self._entries(entries, label, 0, tally, copied, arena), wrong)
+            parts = self._entries(entries, label, 0, tally, copied, arena)
+            with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
+                _write(fd, entries, parts, wrong)
             arena.clear()
             behind.done(p[0])
 
