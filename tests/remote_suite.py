@@ -1001,7 +1001,7 @@ class RemoteSuite(WithOrigin):
         mvc_cli("fetch", "--rev", "HEAD~1")
         assert (cache_dir(repo) / rel_of(oid_of(v1))).read_bytes() == v1
 
-    def test_a_light_fine_tune_is_stored_as_sparse_deltas(self, repo, mvc_cli, origin, small_chunks):
+    def test_a_light_fine_tune_is_stored_as_sparse_deltas(self, repo, mvc_cli, origin, small_chunks, monkeypatch):
         """A fine-tune that leaves most values as they were (about 1 % of bf16 values move at relative updates
         of 1e-3) is stored as sparse deltas, under layout format 3, and read back by every path."""
         from mvc.objects import layout
@@ -1033,6 +1033,14 @@ class RemoteSuite(WithOrigin):
         (repo / "model.safetensors").unlink()
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
+
+        # an mvc that reads layout formats 1 and 2 only refuses the remote, naming the upgrade, and writes nothing
+        monkeypatch.setattr(layout, "FORMATS", (1, 2))
+        drop_cache(repo)
+        (repo / "model.safetensors").unlink()
+        line = one_error_line(mvc_cli("pull", ok=False))
+        assert MARKER in line and "format 3" in line and "upgrade mvc" in line, line
+        assert not (repo / "model.safetensors").exists()
 
     def test_no_deltas_against_a_version_the_remote_lacks(self, repo, mvc_cli, origin, small_chunks):
         """v1 was committed but never pushed: v2 cannot be based on it, or no clone could rebuild v2."""
