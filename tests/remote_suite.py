@@ -970,19 +970,8 @@ class RemoteSuite(WithOrigin):
         assert (repo / "model.safetensors").read_bytes() == v2
 
     def test_a_fine_tune_is_stored_as_deltas(self, repo, mvc_cli, origin, small_chunks):
-        base = model_tensors(3, n=3, elements=1 << 19)
-        v1 = write_model(repo / "model.safetensors", base)
-        mvc_cli("add", "model.safetensors")
-        git(repo, "commit", "-q", "-m", "v1")
-        mvc_cli("push")
-        before = origin.rels()
-        v2 = write_model(repo / "model.safetensors", fine_tune(base, 4))
-        mvc_cli("add", "model.safetensors")
-        git(repo, "commit", "-q", "-m", "v2")
-        mvc_cli("push")
-        grown = sum(len(origin.read(rel)) for rel in origin.rels() - before)
+        v1, v2, grown, r = pushed_on_v1(repo, mvc_cli, origin, model_tensors(3, n=3, elements=1 << 19), 4)
         assert grown < len(v2) * 0.3, (grown, len(v2))
-        r = recipe_of(origin, oid_of(v2))
         deltas = [e for e in r.entries if e.kind == "d"]
         assert sum(e.size for e in deltas) == 3 * (1 << 20)  # every tensor, the header aside
         assert {(e.base, e.lane, e.depth, e.codec) for e in deltas} == {(oid_of(v1), 2, 1, "zd")}
@@ -1006,20 +995,8 @@ class RemoteSuite(WithOrigin):
         of 1e-3) is stored as sparse deltas, under layout format 3, and read back by every path."""
         from mvc.objects import layout
 
-        base = model_tensors(7, n=3, elements=1 << 19)
-        v1 = write_model(repo / "model.safetensors", base)
-        mvc_cli("add", "model.safetensors")
-        git(repo, "commit", "-q", "-m", "v1")
-        mvc_cli("push")
-        assert b"format = 2" in origin.read(MARKER)
-        before = origin.rels()
-        v2 = write_model(repo / "model.safetensors", fine_tune(base, 8, share=0.01))
-        mvc_cli("add", "model.safetensors")
-        git(repo, "commit", "-q", "-m", "v2")
-        mvc_cli("push")
-        grown = sum(len(origin.read(rel)) for rel in origin.rels() - before)
+        v1, v2, grown, r = pushed_on_v1(repo, mvc_cli, origin, model_tensors(7, n=3, elements=1 << 19), 8, 0.01)
         assert grown < len(v2) * 0.03, (grown, len(v2))
-        r = recipe_of(origin, oid_of(v2))
         deltas = [e for e in r.entries if e.kind == "d"]
         assert sum(e.size for e in deltas) == 3 * (1 << 20)
         assert {(e.base, e.codec) for e in deltas} == {(oid_of(v1), "zs")}
@@ -1493,6 +1470,22 @@ def model_tensors(seed: int, n: int, elements: int) -> list:
         f = rng.standard_normal(elements, dtype=np.float32) * np.float32(0.02)
         out.append((f.view(np.uint32) >> 16).astype(np.uint16))
     return out
+
+
+def pushed_on_v1(repo: Path, mvc_cli, origin, base: list, seed: int, share: float = 1.0) -> tuple:
+    """Commit and push a model of the base tensors (v1), then of a fine-tune of them (v2): (v1's bytes, v2's, what
+    v2's push added to the remote, v2's recipe there)."""
+    v1 = write_model(repo / "model.safetensors", base)
+    mvc_cli("add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("push")
+    before = origin.rels()
+    v2 = write_model(repo / "model.safetensors", fine_tune(base, seed, share))
+    mvc_cli("add", "model.safetensors")
+    git(repo, "commit", "-q", "-m", "v2")
+    mvc_cli("push")
+    grown = sum(len(origin.read(rel)) for rel in origin.rels() - before)
+    return v1, v2, grown, recipe_of(origin, oid_of(v2))
 
 
 def fine_tune(tensors: list, seed: int, share: float = 1.0) -> list:
