@@ -179,21 +179,24 @@ class Rebuilder:
             behind.done(p[0])
 
         work = [lambda: behind.run(stop), *([copy_all] if copies else []), *(lambda p=p: piece(p) for p in pieces)]
-        self._prefetch(r, label, tally, jobs)
+        ahead = self._prefetch(r, label, tally, jobs)
         try:
             run_parallel(lambda call: call(), work, max(jobs, 1) + 1, None, stop)  # + 1: the hash mostly waits
         finally:
-            self._prefetched = {}
+            with self._lock:  # (another rebuild of this transfer may be reading its own meanwhile)
+                for key in ahead:
+                    self._prefetched.pop(key, None)
         return behind.hexdigest(), bool(copies), tally.n
 
-    def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> None:
+    def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> Iterable[tuple[str, int, int, str]]:
         """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
-        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB)."""
+        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB). Returns
+        the keys it added to ``_prefetched``, which the rebuild removes when it ends."""
         from mvc.storage.parallel import run_parallel
 
         wanted = [i for i, e in enumerate(r.entries) if e.kind == "d"]
         if not wanted or sum(r.entries[i].stored for i in wanted) > PREFETCH:
-            return
+            return {}
         found: dict[tuple[str, int, int, str], bytes | memoryview] = {}
 
         def keep(run: list[int], got: list[tuple[int, bytes | memoryview]]) -> None:
@@ -203,7 +206,9 @@ class Rebuilder:
 
         runs = list(plan.runs([r.entries[i] for i in wanted], wanted))
         run_parallel(lambda run: self._fetch(run, r.entries, label, tally), runs, max(jobs, 1), keep)
-        self._prefetched = found
+        with self._lock:
+            self._prefetched.update(found)
+        return found
 
     def _arena(self) -> _Arena:
         """The calling thread's buffer for the deltas of one piece, decoded there and written before the next."""

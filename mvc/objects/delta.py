@@ -20,8 +20,8 @@ of 1e-3), and decompressing a whole frame of zero planes is what a dense delta's
 on. The codec ``zs`` lists only the lanes that changed: the gaps between their places and their zigzag
 differences, as byte planes in a zstd frame. Its reader copies the base and adds the few differences in
 place, several times faster than ``zd`` and smaller too while at most a quarter of the lanes changed
-(docs/benchmarks.md, "Sparse deltas"); ``best`` picks between the two. This module knows nothing of
-stores or files.
+(docs/benchmarks.md, "Early afternoon of 2026-12-03: sparse deltas"); ``best`` picks between the two.
+This module knows nothing of stores or files.
 """
 
 from __future__ import annotations
