@@ -2,8 +2,8 @@
 marker live below its root, and the marker itself (docs/FORMAT.md, "Layout marker").
 
 Every store mvc writes holds ``mvc.toml`` at its root: ``format = 1``, ``format = 2`` for a remote that
-holds chunked objects (``recipes/``), or ``format = 3`` once a recipe there names a sparse delta. A reader checks it before it trusts anything else there, and refuses
-a format it does not know, naming the upgrade.
+holds chunked objects (``recipes/``), or ``format = 3`` once a recipe there names a sparse delta. A reader
+checks it before it trusts anything else there, and refuses a format it does not know, naming the upgrade.
 """
 
 from __future__ import annotations

@@ -115,32 +115,31 @@ class S3Reader(Store):
                     return False
                 raise
 
+    def _range_body(self, rel: str, start: int, end: int) -> Any:
+        """The response body of a GET of bytes [start, end) of rel; None when it starts past the end."""
+        try:
+            out = self.client.get_object(Bucket=self.bucket, Key=self._key(rel), Range=f"bytes={start}-{end - 1}")
+        except Exception as e:
+            if s3_code(e) == "InvalidRange":
+                return None
+            raise
+        return out["Body"]
+
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         if end <= start:
             return b""
         with self._errors(rel):
-            try:
-                out = self.client.get_object(Bucket=self.bucket, Key=self._key(rel), Range=f"bytes={start}-{end - 1}")
-            except Exception as e:
-                if s3_code(e) == "InvalidRange":
-                    return b""  # starts past the end
-                raise
-            return out["Body"].read()
+            body = self._range_body(rel, start, end)
+            return b"" if body is None else body.read()
 
     def get_range_into(self, rel: str, start: int, buf: memoryview) -> int:
         """The range's response body read straight into buf (no bytes object of its own, no second copy)."""
         if not len(buf):
             return 0
         with self._errors(rel):
-            try:
-                out = self.client.get_object(
-                    Bucket=self.bucket, Key=self._key(rel), Range=f"bytes={start}-{start + len(buf) - 1}"
-                )
-            except Exception as e:
-                if s3_code(e) == "InvalidRange":
-                    return 0  # starts past the end
-                raise
-            body, got = out["Body"], 0
+            body, got = self._range_body(rel, start, start + len(buf)), 0
+            if body is None:
+                return 0
             try:
                 while got < len(buf):
                     n = body.readinto(buf[got:])
