@@ -494,10 +494,12 @@ class Git:
         *,
         not_remotes: str | None = None,
         paths: Iterable[str] = (),
+        limit: int | None = None,
     ) -> list[str]:
         """Commits reachable from include but not from exclude nor the refs of git remote not_remotes,
-        limited to those touching paths (with --full-history: merged side branches count), newest first."""
-        args = ["rev-list", "--full-history", *include, "--not", *exclude]
+        limited to those touching paths (with --full-history: merged side branches count), newest first;
+        the first ``limit`` of them when given."""
+        args = ["rev-list", "--full-history", *([f"--max-count={limit}"] if limit else []), *include, "--not", *exclude]
         if not_remotes:
             args.append(f"--remotes={not_remotes}")
         paths = list(paths)

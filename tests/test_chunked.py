@@ -13,6 +13,8 @@ import json
 import os
 import random
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -1028,6 +1030,40 @@ def test_add_base_refuses_a_revision_without_that_file(repo, mvc_cli, mvc_error)
     assert (repo / "m.bin.mvc").read_bytes() == pointer  # nothing was added
     mvc_cli("add", "m.bin", "--base", "HEAD")
     assert (repo / "m.bin.mvc").read_bytes() != pointer
+
+
+def test_the_previous_versions_are_read_from_history_and_what_is_no_pointer_is_passed_over(repo, mvc_cli):
+    """A push's delta bases: the versions of the path before the one pushed, newest first, read from git in one
+    cat-file (no pygit2 loaded); a commit where the pointer's path is a symlink or a directory gives none."""
+    from mvc.repo import bases
+    from mvc.repo.repository import Repo
+
+    oids_ = []
+    for i in range(3):
+        make_file(repo / "m.bin", 1000, seed=10 + i)
+        mvc_cli("add", "m.bin")
+        git(repo, "commit", "-q", "-m", f"v{i + 1}")
+        oids_.append(oid_of((repo / "m.bin").read_bytes()))
+    pointer = (repo / "m.bin.mvc").read_bytes()
+    (repo / "m.bin.mvc").unlink()
+    (repo / "m.bin.mvc").symlink_to(pointer.decode())  # its text is a pointer's: still no pointer
+    git(repo, "add", "m.bin.mvc")
+    git(repo, "commit", "-q", "-m", "a symlink")
+    git(repo, "rm", "-q", "m.bin.mvc")
+    (repo / "m.bin.mvc").mkdir()
+    (repo / "m.bin.mvc" / "x").write_text("x")
+    git(repo, "add", "m.bin.mvc")
+    git(repo, "commit", "-q", "-m", "a directory")
+    with Repo(str(repo)) as r:
+        assert bases.previous(r, "m.bin", oids_[2]) == [oids_[1], oids_[0]]
+        assert bases.previous(r, "m.bin", oids_[1]) == [oids_[0]]
+        assert bases.previous(r, "m.bin", "0" * 32) == [oids_[2], oids_[1]]  # not committed: from HEAD back
+        assert bases.previous(r, "m.bin", oids_[0]) == []
+        assert bases.previous(r, "other.bin", oids_[0]) == []
+    code = "import sys; from mvc.repo import bases, repository as r; bases.previous(r.Repo('.'), 'm.bin', ''); "
+    code += "print('pygit2' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
+    assert proc.stdout.strip() == "False", proc.stderr
 
 
 @settings(max_examples=30, deadline=None)

@@ -22,17 +22,22 @@ def previous(repo: Repo, path: str, oid: str, rev: str = "HEAD") -> list[str]:
     version not committed yet). Never a newer version: deltas of an old version against its successor
     could close a cycle with the successor's own deltas."""
     prel = path + SUFFIX
+    if "\n" in prel:  # cat-file --batch reads one name a line
+        return []
     try:
-        commits = repo.git.rev_list([rev], paths=[prel])[:HISTORY]
+        commits = repo.git.rev_list([rev], paths=[prel], limit=HISTORY)
+        # one git cat-file for all of them (no pygit2 to load: a push of a new file looks here first);
+        # a tree or a symlink at the path is no pointer and fails to parse
+        blobs = repo.git.cat_objects(f"{commit}:{prel}" for commit in commits)
     except MvcError:
         return []
     versions: list[str] = []
     for commit in commits:
-        blob = repo.git.blob_ids(commit, [prel])[prel]
-        if blob is None:
+        data = blobs.get(f"{commit}:{prel}")
+        if data is None:
             continue
         try:
-            p = ptrfmt.loads(repo.git.blob(blob), f"{prel} at {commit[:12]}")
+            p = ptrfmt.loads(data, f"{prel} at {commit[:12]}")
         except MvcError:
             continue
         if p.kind == "file":
