@@ -903,8 +903,12 @@ class RemoteSuite(WithOrigin):
         assert rels == {MARKER, recipe_rel(oid)} | {pack.pack_rel(n) for n in names} | {
             pack.index_rel(n) for n in names
         }
-        # 16 MiB a pack; on a directory, a new file's run of chunks is one pack up to SPAN_TARGET (kernel copies)
+        # 16 MiB a pack; on a directory, a new file's chunks are one pack, the file itself (kernel copies), named
+        # by its own digest
         assert {e.pack for e in r.entries} == names and len(names) == (1 if isinstance(origin, LocalBackend) else 2)
+        if isinstance(origin, LocalBackend):
+            assert names == {oid.split(":")[1]} and origin.read(pack.pack_rel(oid.split(":")[1])) == data
+        assert not origin.open_uploads()
         assert not any(rel.startswith("objects/") for rel in rels)  # not stored whole
         assert origin.read(MARKER) == layout.marker_bytes(2)
         assert rebuilt(origin, r) == data  # the recipe, read as FORMAT.md says, gives the file
@@ -918,6 +922,29 @@ class RemoteSuite(WithOrigin):
         assert (repo / "model.safetensors").read_bytes() == data
         assert cache_objects(repo) == {rel_of(oid)}
         assert not any((cache_dir(repo) / "tmp").glob("*"))
+
+    def test_a_new_file_sharing_chunks_with_another_stores_only_its_own(self, repo, mvc_cli, origin, small_chunks):
+        """A new file (no earlier version) whose tensors another file on the remote has: the whole-file copy a
+        directory remote starts for a new file is dropped (nothing left in tmp/), and only its new chunks are
+        stored."""
+        shared = model_tensors(50, n=3, elements=1 << 19)
+        a = write_model(repo / "a.safetensors", shared)
+        mvc_cli("add", "a.safetensors")
+        git(repo, "commit", "-q", "-m", "a")
+        mvc_cli("push")
+        before = {rel: len(origin.read(rel)) for rel in contents(origin)}
+        b = write_model(repo / "b.safetensors", [*shared, *model_tensors(51, n=1, elements=1 << 18)])
+        mvc_cli("add", "b.safetensors")
+        git(repo, "commit", "-q", "-m", "b")
+        assert "pushed 1 object" in mvc_cli("push").output
+        grown = sum(len(origin.read(rel)) for rel in contents(origin) - set(before))
+        assert grown < (len(b) - len(a)) * 1.2 + (200 << 10)  # the new tensor, the header, the recipe and index
+        assert not origin.open_uploads()
+        fresh_clone(repo)
+        for name in ("a.safetensors", "b.safetensors"):
+            (repo / name).unlink()
+        mvc_cli("pull")
+        assert (repo / "a.safetensors").read_bytes() == a and (repo / "b.safetensors").read_bytes() == b
 
     def test_only_files_of_chunk_from_bytes_and_more_are_chunked(self, repo, mvc_cli, origin, small_chunks):
         for name, size in (("below.bin", small_chunks - 1), ("at.bin", small_chunks)):
@@ -1278,6 +1305,7 @@ class RemoteSuite(WithOrigin):
         assert "pushed 5 objects" in mvc_cli("push").output
         r = recipe_of(origin, oid_of(repeated))
         assert len({e.oid for e in r.entries}) < len(r.entries) // 4  # each repeated chunk is stored once
+        assert not origin.open_uploads()  # (a directory's copy of the whole file, begun, is dropped)
         assert sum(len(origin.read(rel)) for rel in origin.rels()) < len(repeated) // 4 + len(plain) + len(inner) * 1.1
         assert {recipe_rel(oid_of(d)) for d in (repeated, plain, inner)} <= origin.rels()
         fresh_clone(repo)

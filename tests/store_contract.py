@@ -149,6 +149,24 @@ class PutTests:
         assert store.get_range("packs/r.pack", 0, size + 400) == data[100 : 100 + size]
         assert raw() == {"packs/r.pack"}
 
+    def test_put_range_named_once_copied(self, store, raw, tmp_path):
+        """put_range's name may come late, from a callable asked once the bytes are copied (a push names a new
+        file's pack when it has hashed the file); a callable that says None publishes nothing, leaves nothing."""
+        data = data_of(5000, seed=6)
+        src = source(tmp_path, data)
+        asked: list[str] = []
+
+        def late() -> str:
+            asked.append("now")
+            assert store.list("") == []  # not published before it is named
+            return "packs/l.pack"
+
+        store.put_range(late, src, 0, 5000)
+        assert asked == ["now"]
+        assert store.get_range("packs/l.pack", 0, 6000) == data
+        store.put_range(lambda: None, src, 10, 4000)
+        assert raw() == {"packs/l.pack"}
+
     def test_put_replaces_what_is_there(self, store, tmp_path):
         """A pack pushed again, or an object two pushers publish at once, replaces the one there."""
         store.put_bytes("packs/p.idx", b"old index")

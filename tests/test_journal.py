@@ -58,3 +58,39 @@ def test_many_rows_at_once_and_a_remote_with_none(tmp_path, rows_as):
     got = jr.locate(KEY, oids[:6])
     assert got == {oids[i]: ("2" * 32, pk.Entry(oids[i], 7 * (i // 2), 7)) for i in (0, 2, 4)}
     assert jr.known("file:///elsewhere", oids) == set()
+
+
+def test_packs_recorded_while_they_are_written_count_once_they_are(tmp_path):
+    """A push records its last packs while they are still being uploaded: another reader sees none of the rows
+    until ``written`` returns; if it raises, nothing is recorded and its error goes on; a journal that cannot
+    be written still waits for it."""
+    path = str(tmp_path / "remotes.db")
+    jr = Journal(path)
+    seen: list[set[str]] = []
+
+    def written() -> None:
+        seen.append(Journal(path).known(KEY, [A, B]))
+
+    jr.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10)])], written)
+    assert seen == [set()] and jr.known(KEY, [A, B]) == {A}
+
+    class Failed(Exception):
+        pass
+
+    def fails() -> None:
+        raise Failed
+
+    with pytest.raises(Failed):
+        jr.add_packs(KEY, [("2" * 32, [pk.Entry(B, 0, 10)])], fails)
+    assert jr.known(KEY, [A, B]) == {A} and Journal(path).known(KEY, [A, B]) == {A}
+
+    other = Journal(path)
+    other._connect(create=True).execute("PRAGMA busy_timeout = 10")  # not a minute
+    locked = sqlite3.connect(path, isolation_level=None)
+    locked.execute("BEGIN EXCLUSIVE")
+    calls: list[int] = []
+    other.add_packs(KEY, [("3" * 32, [pk.Entry(B, 0, 10)])], lambda: calls.append(1))
+    locked.execute("ROLLBACK")
+    assert calls == [1] and jr.known(KEY, [B]) == set()
+    jr.add_packs(KEY, [], lambda: calls.append(2))
+    assert calls == [1, 2]

@@ -127,19 +127,19 @@ def cut(
     never shifts its bytes, and blocks find what content-defined boundaries would, for no search (hashing
     alone: a new file pushes at copy speed). Anything else (the header, an unknown format) is cut by
     FastCDC, which finds shifted content again."""
-    from pyfastcdc import FastCDC
-
-    cdc = FastCDC(avg_size=avg, min_size=max(64, avg // 8), max_size=avg * 2)
+    cdc = None  # pyfastcdc is imported only for a segment that needs it (a safetensors file has none)
     digest = xxhash.xxh3_128_hexdigest
     for seg in segs:
         if seg.fixed:
-            for at in range(seg.offset, seg.offset + seg.size, avg):
-                n = min(avg, seg.offset + seg.size - at)
-                yield Chunk(oids.from_digest(digest(view[at : at + n])), at, n)
+            yield from cut_fixed(view, seg, avg)
         elif seg.size <= avg * 2:
             if seg.size:
                 yield Chunk(oids.from_digest(digest(view[seg.offset : seg.offset + seg.size])), seg.offset, seg.size)
         else:
+            if cdc is None:
+                from pyfastcdc import FastCDC
+
+                cdc = FastCDC(avg_size=avg, min_size=max(64, avg // 8), max_size=avg * 2)
             part = view[seg.offset : seg.offset + seg.size]
             for c in cdc.cut_buf(part):
                 start = seg.offset + c.offset
@@ -147,6 +147,21 @@ def cut(
             part.release()
         if done is not None:
             done(seg.offset, seg.offset + seg.size)
+
+
+def cut_fixed(
+    view: memoryview, seg: Segment, avg: int = AVG, feed: Callable[[memoryview], object] | None = None
+) -> list[Chunk]:
+    """The chunks of a tensor (see :func:`cut`); ``feed`` is given each chunk's bytes too, while they are in
+    the CPU's cache (the hash of the whole file)."""
+    digest, name, end = xxhash.xxh3_128_hexdigest, oids.from_digest, seg.offset + seg.size
+    out = []
+    for at in range(seg.offset, end, avg):
+        block = view[at : min(at + avg, end)]
+        if feed is not None:
+            feed(block)
+        out.append(Chunk(name(digest(block)), at, len(block)))
+    return out
 
 
 class Mapped:

@@ -3,13 +3,16 @@
 
 ``ChunkWriter`` cuts an object of the cache into chunks (``chunker``), makes deltas of the tensors a base
 version holds too (``delta``) where that is much smaller, packs what the remote lacks in file order and
-uploads the packs, then returns the recipe that names them, for the caller to write last. It works on a
-store, the local cache and a few callables of the transfer engine, never on a repository.
+uploads the packs, then returns the recipe that names them, for the caller to write last. A new file (no
+earlier version) going to a store that copies in the kernel is copied whole while it is cut (``WholeCopy``):
+then its pack is the file. It works on a store, the local cache and a few callables of the transfer engine,
+never on a repository.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -44,9 +47,8 @@ class ChunkWriter:
     """Uploads objects of ``odb`` to ``store`` as chunked objects.
 
     locate: where the store's packs hold chunks already (the journal and the indexes read);
-    put_pack: uploads one pack and its index, returns the bytes sent (thread-safe); given a span, the pack
-    is that run of the object's file (a store may copy it from there);
-    record_packs: records packs uploaded (in the caller's thread: the journal is not shared), at the end;
+    record_packs: records packs uploaded (in the caller's thread: the journal is not shared), at the end; given a
+    callable, it waits for it before the record counts (the last packs are recorded while they are uploaded);
     present: whether the store holds an object (a delta base must be there for readers to decode it).
     """
 
@@ -56,13 +58,12 @@ class ChunkWriter:
         odb: ODB,
         rebuilder: Rebuilder,
         locate: Located,
-        put_pack: Callable[[str, bytes | memoryview, bytes, tuple[int, int] | None], int],
-        record_packs: Callable[[list[tuple[str, list[pk.Entry]]]], None],
+        record_packs: Callable[[list[tuple[str, list[pk.Entry]]], Callable[[], object] | None], None],
         jobs: int,
         present: Callable[[str], bool] = lambda oid: False,
     ):
         self.store, self.odb, self.rebuilder = store, odb, rebuilder
-        self.locate, self.put_pack, self.record_packs = locate, put_pack, record_packs
+        self.locate, self.record_packs = locate, record_packs
         self.present = present
         self.jobs = max(1, min(jobs, 4))  # packs in flight: each up to pk.TARGET bytes in memory
 
@@ -74,19 +75,35 @@ class ChunkWriter:
         check(digest) refuses a cache object that does not hash to its oid."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        with chunker.Mapped(self.odb.path(oid)) as m:
+        path = self.odb.path(oid)
+        with chunker.Mapped(path) as m:
             view = m.view
             segs = chunker.segments(view, m.size)
             whole = xxhash.xxh3_128()
             located: dict[str, tuple[str, pk.Entry]] = {}
             deltas = self._deltas(oid, m, bases)
             entries: list[rc.Entry] = []
-            packing = _Packer(view, SPAN_TARGET if self.store.copies_ranges else pk.TARGET)
+            # a file with no earlier version: most likely all new, copied whole while it is cut (see WholeCopy)
+            early = WholeCopy(self.store, path, m.size) if self.store.copies_ranges and not bases else None
+            span_target = m.size if early is not None else SPAN_TARGET if self.store.copies_ranges else pk.TARGET
+            packing = _Packer(view, span_target, whole.hexdigest)
+            show_cut = early is not None and progress is not None  # the copy runs meanwhile: the cut is the work
             sent = 0
             pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mvc-push")
             flying: list[tuple[Future[int], str, list[pk.Entry], int]] = []
             covered = 0  # bytes of the file whose chunks are on the store (what the progress bar shows)
             uploaded: list[tuple[str, list[pk.Entry]]] = []  # recorded at the end, in one transaction
+            recorded = False
+
+            def put_pack(name: str, data: bytes | memoryview, index: bytes, span: tuple[int, int] | None) -> int:
+                if early is not None and early.takes(span):
+                    early.publish(pk.pack_rel(name))
+                elif span is not None:  # the pack is that run of the cache object: the store may copy it there
+                    self.store.put_range(pk.pack_rel(name), path, *span)
+                else:
+                    self.store.put_bytes(pk.pack_rel(name), data)
+                self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
+                return len(data)
 
             def settle(block: bool) -> None:
                 nonlocal sent, covered
@@ -96,9 +113,9 @@ class ChunkWriter:
                     uploaded.append((name, pentries))
                     for e in pentries:
                         located[e.oid] = (name, e)
-                    if progress:
+                    if progress and end > covered:
                         progress(end - covered)
-                    covered = end
+                    covered = max(covered, end)
 
             def close_pack() -> None:
                 built = packing.close()
@@ -111,7 +128,7 @@ class ChunkWriter:
                 end = entries[-1].at + entries[-1].size
                 if flying:  # the packs before the last in flight are read: memory stays about two packs
                     m.drop(0, flying[-1][3])
-                flying.append((pool.submit(self.put_pack, name, data, index, span), name, pentries, end))
+                flying.append((pool.submit(put_pack, name, data, index, span), name, pentries, end))
                 settle(False)
 
             def add(e: rc.Entry, data: bytes | memoryview, at: int | None) -> None:
@@ -125,53 +142,78 @@ class ChunkWriter:
                 if packing.add(e.oid, data, len(entries) - 1, at):
                     close_pack()
 
-            def emit(seg: chunker.Segment, seg_chunks: list[chunker.Chunk], plan: Future[Any] | None) -> None:
+            def emit(
+                seg: chunker.Segment, seg_chunks: list[chunker.Chunk], plan: Future[Any] | None, hashed: bool
+            ) -> None:
+                nonlocal covered
+                # segments are emitted in file order: the whole file is hashed here (unless it was as the segment
+                # was cut), chunk by chunk, so that a new chunk is still in the CPU's cache when its pack's name is
+                # hashed (``_Packer.add``)
                 pieces = plan.result() if plan is not None else None
                 if pieces is None:  # no base tensor, or a delta would not pay
                     for c in seg_chunks:
                         chunk = view[c.offset : c.offset + c.size]
+                        if not hashed:
+                            whole.update(chunk)
                         add(rc.Entry("c", c.oid, c.offset, c.size, "", 0, c.size), chunk, c.offset)
-                    return
-                for at, size, codec, data, depth, base, base_at in pieces:
-                    doid = oids.from_digest(fileio.hexdigest_bytes(data))
-                    e = rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at, codec)
-                    add(e, data, None)
+                else:
+                    whole.update(view[seg.offset : seg.offset + seg.size])
+                    for at, size, codec, data, depth, base, base_at in pieces:
+                        doid = oids.from_digest(fileio.hexdigest_bytes(data))
+                        e = rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at, codec)
+                        add(e, data, None)
+                m.drop(seg.offset, seg.offset + seg.size)  # resident memory stays small; a span is copied in the kernel
+                if show_cut and progress:
+                    progress(seg.offset + seg.size - covered)
+                    covered = seg.offset + seg.size
 
             # One pass, segment by segment: while a segment is cut (pyfastcdc, without the GIL), the packs
-            # of those before it are written from other threads, and deltas are made in others.
-            pending: deque[tuple[chunker.Segment, list[chunker.Chunk], Future[Any] | None]] = deque()
+            # of those before it are written from other threads, and deltas are made in others. A segment's pages
+            # stay mapped from its cut to its emission (at most AHEAD segments). When no delta can be tried, a
+            # tensor is cut here, with the whole file's hash: hashing holds the GIL, so a thread would only take
+            # turns with this one (3-5 ms a turn, handed back at the interpreter's switch interval).
+            inline = deltas is None
+            pending: deque[tuple[chunker.Segment, list[chunker.Chunk], Future[Any] | None, bool]] = deque()
             cutter = ThreadPoolExecutor(CUTTERS, thread_name_prefix="mvc-cut")
-            cuts: deque[Future[list[chunker.Chunk]]] = deque()
+            cuts: deque[Future[list[chunker.Chunk]] | None] = deque()
             try:
                 for i, seg in enumerate(segs):
                     while len(cuts) < CUTTERS * 2 and i + len(cuts) < len(segs):  # the next segments, cut ahead
-                        cuts.append(cutter.submit(_cut, view, segs[i + len(cuts)]))
-                    seg_chunks = cuts.popleft().result()
-                    whole.update(view[seg.offset : seg.offset + seg.size])  # in order: the file is read once
-                    m.drop(seg.offset, seg.offset + seg.size)  # read again when packed: resident memory stays small
+                        ahead = segs[i + len(cuts)]
+                        cuts.append(None if inline and ahead.fixed else cutter.submit(_cut, view, ahead))
+                    cut = cuts.popleft()
+                    seg_chunks = chunker.cut_fixed(view, seg, feed=whole.update) if cut is None else cut.result()
                     located.update(self.locate([c.oid for c in seg_chunks if c.oid not in located]))
                     plan = deltas.plan(seg, seg_chunks, located) if deltas is not None else None
-                    pending.append((seg, seg_chunks, plan))
+                    pending.append((seg, seg_chunks, plan, cut is None))
                     while pending and (pending[0][2] is None or pending[0][2].done() or len(pending) > AHEAD):
                         emit(*pending.popleft())
                 while pending:
                     emit(*pending.popleft())
                 check(whole.hexdigest())  # before the recipe: a corrupt cache object is never published
                 close_pack()
-                settle(True)
+                hints = [b for b in bases if b != oid][:LOCAL_BASES]  # where a reader holding them finds chunks
+                recipe = rc.render(m.size, hints, entries)  # while the last packs are written
+                # and they are recorded meanwhile, the record committed once they are there
+                self.record_packs(uploaded + [(n, p) for _, n, p, _ in flying], lambda: settle(True))
+                recorded = True
                 if progress:
                     progress(m.size - covered)
             finally:
                 for f, _, _, _ in flying:
                     f.cancel()
                 pool.shutdown(wait=True)
-                uploaded += [(n, p) for f, n, p, _ in flying if not f.cancelled() and f.exception() is None]
-                self.record_packs(uploaded)  # an interrupted push keeps the record of what it sent
+                if not recorded:  # an interrupted push keeps the record of what it sent
+                    uploaded += [(n, p) for f, n, p, _ in flying if not f.cancelled() and f.exception() is None]
+                    self.record_packs(uploaded, None)
                 cutter.shutdown(wait=True, cancel_futures=True)
                 if deltas is not None:
                     deltas.close()
-        hints = [b for b in bases if b != oid][:LOCAL_BASES]  # where a reader holding them finds chunks
-        return rc.render(m.size, hints, entries), rc.layout_format(entries), sent
+                if early is not None:
+                    early.drop()  # not one run after all, or stopped: not published
+            if early is not None:
+                early.join()  # (not when stopped: its temp file is swept like any other)
+        return recipe, rc.layout_format(entries), sent
 
     def _base(self, oid: str, bases: list[str]) -> tuple[str, rc.Recipe | None] | None:
         """The first of bases that deltas of oid may use, with its recipe on the store (None: stored whole):
@@ -211,6 +253,47 @@ class ChunkWriter:
         """What makes deltas of oid's tensors against a base version (chosen by :meth:`_base` when a tensor
         first needs one: a push of a small edit reads nothing of the base)."""
         return _Deltas(m, lambda: self._base(oid, bases), self.odb) if bases else None
+
+
+class WholeCopy:
+    """A new file, copied whole to a store that copies in the kernel from the start of its push, beside the cut,
+    as a pack named once the cut has hashed it: when its chunks all turn out new, the pack is the file, one run
+    (its span as long as the file). Should one be on the store already, the copy is dropped and
+    the runs are copied as they close."""
+
+    def __init__(self, store: Store, path: str, size: int) -> None:
+        from concurrent.futures import Future
+
+        self.size = size
+        self._named: Future[str | None] = Future()
+        self._failed: list[BaseException] = []
+        self._thread = threading.Thread(target=self._copy, args=(store, path), name="mvc-copy", daemon=True)
+        self._thread.start()
+
+    def _copy(self, store: Store, path: str) -> None:
+        try:
+            store.put_range(self._named.result, path, 0, self.size)  # published under the name given, if any
+        except BaseException as e:  # raised where the pack is wanted; unwanted, it is nothing
+            self._failed.append(e)
+
+    def takes(self, span: tuple[int, int] | None) -> bool:
+        """Whether the pack of this run of the file is the copy."""
+        return span == (0, self.size) and not self._named.done()
+
+    def publish(self, rel: str) -> None:
+        """The copy published at rel, once it is done (its error, if it failed)."""
+        self._named.set_result(rel)
+        self._thread.join()
+        if self._failed:
+            raise self._failed[0]
+
+    def drop(self) -> None:
+        """Not wanted: once copied, nothing is published and the temp file goes."""
+        if not self._named.done():
+            self._named.set_result(None)
+
+    def join(self) -> None:
+        self._thread.join()
 
 
 class _Deltas:
@@ -301,30 +384,43 @@ class _Packer:
     """New objects gathered in file order until a pack is full. While they are one run of the file (a new
     file's chunks), the pack is that slice of the mapped file: its bytes are not copied to build it."""
 
-    def __init__(self, view: memoryview, span_target: int) -> None:
+    def __init__(self, view: memoryview, span_target: int, whole: Callable[[], str]) -> None:
         self.view = view
         self.span_target = span_target  # how large a pack that is one run of the file may grow
+        self.whole = whole  # the whole file's hex digest, once all of it is added
         self.objects: list[tuple[str, bytes | memoryview]] = []
         self.waiting: list[int] = []  # entries waiting for this pack's name
         self.seen: set[str] = set()
         self.filled = 0
         self.span: tuple[int, int] | None = None  # the run of the file the objects are, while they are one
+        # The run's hash, fed as it grows (its bytes are then in the CPU's cache). A run from the file's start is
+        # not: if it ends at the file's end, it is the file, and its hash the whole file's; if not, it is hashed
+        # when it is closed.
+        self.span_hash: Any = None
 
     def add(self, oid: str, data: bytes | memoryview, entry: int, at: int | None) -> bool:
         """Add an object (at: where it is in the file, None for a delta); whether the pack is full."""
         self.waiting.append(entry)
-        if oid not in self.seen:
+        if oid not in self.seen:  # (the same bytes again are stored once: the entry names the first)
             self.seen.add(oid)
-            first = not self.objects
             self.objects.append((oid, data))
-            self.filled += len(data)
-            if at is not None and first:
-                self.span = (at, at + len(data))
+            if at is not None and len(self.objects) == 1:
+                self.span = (at, at)
+                self.span_hash = xxhash.xxh3_128() if at else None
+                self._grow(data)
             elif at is not None and self.span is not None and self.span[1] == at:
-                self.span = (self.span[0], at + len(data))
+                self._grow(data)
             else:
-                self.span = None
+                self.span = self.span_hash = None
+                self.filled += len(data)
         return self.filled >= (self.span_target if self.span is not None else pk.TARGET)
+
+    def _grow(self, data: bytes | memoryview) -> None:
+        assert self.span is not None
+        self.span = (self.span[0], self.span[1] + len(data))
+        self.filled += len(data)
+        if self.span_hash is not None:
+            self.span_hash.update(data)
 
     def breaks(self, at: int | None) -> bool:
         """Whether an object at ``at`` (None: a delta) would end the run of the file this pack is."""
@@ -336,10 +432,16 @@ class _Packer:
         if not self.objects:
             return None
         span = self.span
-        run = self.view[span[0] : span[1]] if span is not None else None
-        name, data, index, entries = pk.build_ordered(self.objects, run)
+        run = name = None
+        if span is not None:
+            run = self.view[span[0] : span[1]]
+            if self.span_hash is not None:
+                name = self.span_hash.hexdigest()
+            else:
+                name = self.whole() if span[1] == len(self.view) else fileio.hexdigest_bytes(run)
+        name, data, index, entries = pk.build_ordered(self.objects, run, name)
         waiting = self.waiting
-        self.objects, self.waiting, self.seen, self.filled, self.span = [], [], set(), 0, None
+        self.objects, self.waiting, self.seen, self.filled, self.span, self.span_hash = [], [], set(), 0, None, None
         return name, data, index, entries, waiting, span
 
 

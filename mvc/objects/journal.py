@@ -73,6 +73,11 @@ class Journal:
     def __init__(self, path: str):
         self.path = path
         self._db: sqlite3.Connection | None = None
+        # remotes with nothing recorded when first asked, until this journal records something for them: asked
+        # again per segment of a large file, SQLite would give up the GIL each time and wait for it back behind
+        # the threads cutting the file (3-5 ms a call). Another process's records meanwhile are missed, which
+        # only means pushing what is there already.
+        self._bare: set[str] = set()
 
     def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._db is None:
@@ -118,8 +123,10 @@ class Journal:
     def _select(self, key: str, wanted: Iterable[str], sql: str) -> list[tuple[Any, ...]]:
         """Rows of sql (over the temp table ``wanted`` and ``?`` = the remote's id); [] when unreadable."""
         wanted = list(wanted)
+        if not wanted or key in self._bare:
+            return []
         db = self._connect(create=False)
-        if not wanted or db is None:
+        if db is None:
             return []
         try:
             rid = self._remote_id(db, key, create=False)
@@ -130,6 +137,7 @@ class Journal:
                     (rid,),
                 ).fetchone()[0]
             ):
+                self._bare.add(key)
                 return []  # nothing recorded for this remote (a first push): no table of 100,000 rows to fill
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (oid TEXT PRIMARY KEY) WITHOUT ROWID")
             db.execute("BEGIN")
@@ -203,9 +211,16 @@ class Journal:
         """Record a pack read from (or written to) the remote: its entries are present there."""
         self.add_packs(key, [(name, entries)])
 
-    def add_packs(self, key: str, packs: list[tuple[str, list[pk.Entry]]]) -> None:
-        """Record packs read from (or written to) the remote, in one transaction (one disk sync, not one each)."""
+    def add_packs(
+        self, key: str, packs: list[tuple[str, list[pk.Entry]]], written: Callable[[], object] | None = None
+    ) -> None:
+        """Record packs read from (or written to) the remote, in one transaction (one disk sync, not one each).
+
+        written: waited for before the transaction commits, the rows written meanwhile (a push records the packs
+        it is still uploading, and they count once they are there); what it raises rolls them back and goes on."""
         if not packs:
+            if written is not None:
+                written()
             return
 
         def write(db: sqlite3.Connection, rid: int) -> None:
@@ -215,7 +230,7 @@ class Journal:
                 db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
                 _insert_packed(db, rid, name, sorted((e.oid, e.offset, e.size) for e in entries))
 
-        self._transaction(key, write)
+        self._transaction(key, write, written)
 
     def forget_packs(self, key: str, names: Iterable[str]) -> None:
         """Packs gone from the remote: forget them, and the objects no other pack holds."""
@@ -236,7 +251,16 @@ class Journal:
 
         self._transaction(key, write)
 
-    def _transaction(self, key: str, write: Callable[[sqlite3.Connection, int], object]) -> None:
+    def _transaction(
+        self,
+        key: str,
+        write: Callable[[sqlite3.Connection, int], object],
+        before_commit: Callable[[], object] | None = None,
+    ) -> None:
+        """write(db, remote id) in one transaction; before_commit() is called once, in it or (when the journal
+        cannot be written) without it, and what it raises rolls the transaction back and is raised."""
+        self._bare.discard(key)
+        waited = before_commit is None
         try:
             db = self._connect(create=True)
             assert db is not None
@@ -244,11 +268,21 @@ class Journal:
             rid = self._remote_id(db, key, create=True)
             assert rid is not None
             write(db, rid)
+            if before_commit is not None:
+                waited = True
+                try:
+                    before_commit()
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
             db.execute("COMMIT")
         except sqlite3.OperationalError:
             if self._db is not None and self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             # not recorded: the next command asks the remote again, which is only slower
+        if not waited:
+            assert before_commit is not None
+            before_commit()
 
     def _write(self, key: str, sql: str, items: Iterable[str]) -> None:
         items = list(items)

@@ -86,10 +86,10 @@ def build(objects: list[tuple[str, bytes]]) -> tuple[str, bytes | memoryview, by
 
 
 def build_ordered(
-    parts: Sequence[tuple[str, bytes | memoryview]], data: bytes | memoryview | None = None
+    parts: Sequence[tuple[str, bytes | memoryview]], data: bytes | memoryview | None = None, name: str | None = None
 ) -> tuple[str, bytes | memoryview, bytes, list[Entry]]:
     """As :func:`build`, the objects in the order given; data: the parts already joined, when they are one
-    run of a mapped file (the pack is then that slice: no copy)."""
+    run of a mapped file (the pack is then that slice: no copy); name: their hex digest, when the caller has it."""
     entries, lines = [], [INDEX_HEADER]
     offset = 0
     for oid, part in parts:
@@ -98,7 +98,7 @@ def build_ordered(
         offset += len(part)
     if data is None:
         data = b"".join(part for _, part in parts)
-    return fileio.hexdigest_bytes(data), data, b"".join(lines), entries
+    return name or fileio.hexdigest_bytes(data), data, b"".join(lines), entries
 
 
 def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[Entry, bytes, str]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing
@@ -171,8 +171,11 @@ class Transfer:
         finally:
             self._record_packs(found)
 
-    def _record_packs(self, packs: list[tuple[str, list[pk.Entry]]]) -> None:
-        self.jr.add_packs(self.key, packs)
+    def _record_packs(
+        self, packs: list[tuple[str, list[pk.Entry]]], written: Callable[[], object] | None = None
+    ) -> None:
+        """Record packs on the remote (written: waited for first, see Journal.add_packs)."""
+        self.jr.add_packs(self.key, packs, written)
         for name, entries in packs:
             for e in entries:
                 self._located.setdefault(e.oid, (name, e))
@@ -300,24 +303,14 @@ class Transfer:
         return sent
 
     def _put_chunked(self, oid: str, bases: list[str], meter: Meter) -> int:
-        self.read_packs()  # what the remote holds already: only the rest is sent
-
-        def put_pack(name: str, data: bytes | memoryview, index: bytes, span: tuple[int, int] | None) -> int:
-            if span is not None:  # the pack is that run of the cache object: the store may copy it there
-                self.store.put_range(pk.pack_rel(name), self.odb.path(oid), *span)
-            else:
-                self.store.put_bytes(pk.pack_rel(name), data)
-            self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
-            return len(data)
-
         from mvc.objects.chunkwriter import ChunkWriter
 
+        self.read_packs()  # what the remote holds already: only the rest is sent
         writer = ChunkWriter(
             self.store,
             self.odb,
             self.rebuilder(),
             self.locate,
-            put_pack,
             self._record_packs,
             self.jobs,
             present=lambda o: (self.bases_in_cache and self.odb.exists(o)) or o in self.existing([o]),

@@ -148,21 +148,26 @@ class DirStore(Store):
 
         self._publish(rel, write)
 
-    def put_range(self, rel: str, src: str, start: int, end: int) -> None:
+    def put_range(self, rel: str | Callable[[], str | None], src: str, start: int, end: int) -> None:
         """A kernel copy of the range (a new file's chunks are one run of it): no byte passes through Python."""
         self._publish(
             rel, lambda tmp: self._copy(src, tmp, lambda fd, out: fileio.copy_range(fd, out, start, end - start))
         )
 
-    def _publish(self, rel: str, write: Callable[[str], Any]) -> Any:
-        """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel."""
-        dest = self._full(rel)
-        with self._errors(rel, writing=True):
+    def _publish(self, rel: str | Callable[[], str | None], write: Callable[[str], Any]) -> Any:
+        """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel (a callable:
+        asked for the name then, None to drop the temp file; see Store.put_range)."""
+        with self._errors(rel if isinstance(rel, str) else "packs/", writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
             tempfiles.sweep_stale(self.tmp_dir, marker=MARKER)  # only once the remote holds its marker
-            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(rel))
+            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(rel) if isinstance(rel, str) else "pack")
             try:
                 result = write(tmp)
+                name = rel if isinstance(rel, str) else rel()
+                if name is None:
+                    fileio.remove_quietly(tmp)
+                    return None
+                dest = self._full(name)
                 os.chmod(tmp, 0o444)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
                 os.replace(tmp, dest)  # identical content from a concurrent pusher is replaced harmlessly

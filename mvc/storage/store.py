@@ -86,15 +86,19 @@ class Store:
         """Publish data (already verified by the caller) at rel, complete or not at all."""
         raise NotImplementedError
 
-    def put_range(self, rel: str, src: str, start: int, end: int) -> None:
-        """Publish bytes [start, end) of the local file src (immutable, already verified by the caller) at rel,
-        complete or not at all. A store that can copy without reading the bytes into memory overrides this."""
+    def put_range(self, rel: str | Callable[[], str | None], src: str, start: int, end: int) -> None:
+        """Publish bytes [start, end) of the local file src (immutable) at rel, complete or not at all. rel may be
+        a callable, asked once the bytes are copied, that waits for the name (the caller is still hashing them, and
+        verifies them before it names them) or returns None: then nothing is published. A store that can copy
+        without reading the bytes into memory overrides this."""
         fd = os.open(src, os.O_RDONLY)
         try:
             data = os.pread(fd, end - start, start)
         finally:
             os.close(fd)
-        self.put_bytes(rel, data)
+        name = rel if isinstance(rel, str) else rel()
+        if name is not None:
+            self.put_bytes(name, data)
 
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         """Download rel to the new local file dest; returns the hex digest of what was written."""
