@@ -327,10 +327,17 @@ def settle(fd: int) -> os.stat_result | None:
     return None
 
 
+# The most one write call hands the kernel. On Linux 6.x a larger write fills the page cache with larger folios,
+# whose allocation stalls in memory compaction once free memory is fragmented: on the machine of
+# docs/benchmarks.md, 1 GiB written in 8 MiB calls took 0.25-3.7 s, in 1 MiB calls 0.22-0.41 s (a kernel copy,
+# which writes pipe-sized pieces, 0.32-0.35 s).
+WRITE_MAX = 1 << 20
+
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        view = view[os.write(fd, view[:WRITE_MAX]) :]
 
 
 def preadv_all(fd: int, buf: memoryview, offset: int) -> int:
@@ -345,10 +352,15 @@ def preadv_all(fd: int, buf: memoryview, offset: int) -> int:
 
 
 def pwritev_all(fd: int, buffers: list[bytes | memoryview], offset: int) -> None:
-    """Write the buffers one after another from offset, without joining them first."""
+    """Write the buffers one after another from offset, without joining them first (WRITE_MAX bytes a call)."""
     views = [memoryview(b) for b in buffers if len(b)]
     while views:
-        batch = views[:512]  # IOV_MAX is 1024 on Linux
+        batch, room = [], WRITE_MAX
+        for v in views[:512]:  # IOV_MAX is 1024 on Linux
+            batch.append(v[:room])
+            room -= len(batch[-1])
+            if not room:
+                break
         n = os.pwritev(fd, batch, offset)
         offset += n
         while n and views:
