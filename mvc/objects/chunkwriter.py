@@ -122,6 +122,7 @@ class ChunkWriter:
                 if built is None:
                     return
                 name, data, index, pentries, waiting, span = built
+                packing.span_target = SPAN_TARGET if self.store.copies_ranges else pk.TARGET  # no more whole file
                 offsets = {p.oid: p.offset for p in pentries}
                 for i in waiting:
                     entries[i] = entries[i]._replace(pack=name, offset=offsets[entries[i].oid])
