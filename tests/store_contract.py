@@ -167,6 +167,25 @@ class PutTests:
         store.put_range(lambda: None, src, 10, 4000)
         assert raw() == {"packs/l.pack"}
 
+    def test_put_range_called_off_publishes_nothing(self, store, raw, tmp_path, monkeypatch):
+        """put_range asks ``wanted`` during a long copy (a store copying in steps, between them); once it says
+        False, nothing is published and nothing is left, and the name is not asked for."""
+        monkeypatch.setattr("mvc.storage.fileio.COPY_STEP", 1000)
+        src = source(tmp_path, data_of(5000, seed=7))
+        asked: list[int] = []
+
+        def wanted() -> bool:
+            asked.append(1)
+            return len(asked) < 2  # (a store copying in steps asks before each; others, before and after reading)
+
+        def name() -> str:
+            raise AssertionError("a copy called off is not named")
+
+        store.put_range(name, src, 0, 5000, wanted)
+        assert asked and raw() == set() and store.list("") == []
+        store.put_range("packs/w.pack", src, 0, 5000, lambda: True)
+        assert store.get_range("packs/w.pack", 0, 6000) == data_of(5000, seed=7)
+
     def test_put_replaces_what_is_there(self, store, tmp_path):
         """A pack pushed again, or an object two pushers publish at once, replaces the one there."""
         store.put_bytes("packs/p.idx", b"old index")

@@ -122,7 +122,9 @@ class ChunkWriter:
                 if built is None:
                     return
                 name, data, index, pentries, waiting, span = built
-                packing.span_target = SPAN_TARGET if self.store.copies_ranges else pk.TARGET  # no more whole file
+                if early is not None and not early.takes(span):
+                    early.drop()  # the file is not one run: no more whole-file pack, and runs of 256 MiB at most
+                packing.span_target = SPAN_TARGET if self.store.copies_ranges else pk.TARGET
                 offsets = {p.oid: p.offset for p in pentries}
                 for i in waiting:
                     entries[i] = entries[i]._replace(pack=name, offset=offsets[entries[i].oid])
@@ -185,6 +187,8 @@ class ChunkWriter:
                     cut = cuts.popleft()
                     seg_chunks = chunker.cut_fixed(view, seg, feed=whole.update) if cut is None else cut.result()
                     located.update(self.locate([c.oid for c in seg_chunks if c.oid not in located]))
+                    if early is not None and any(c.oid in located for c in seg_chunks):
+                        early.drop()  # a chunk on the store already: the file is not one new run, the copy stops
                     plan = deltas.plan(seg, seg_chunks, located) if deltas is not None else None
                     pending.append((seg, seg_chunks, plan, cut is None))
                     while pending and (pending[0][2] is None or pending[0][2].done() or len(pending) > AHEAD):
@@ -272,10 +276,14 @@ class WholeCopy:
         self._thread.start()
 
     def _copy(self, store: Store, path: str) -> None:
-        try:
-            store.put_range(self._named.result, path, 0, self.size)  # published under the name given, if any
+        try:  # published under the name given, if any; called off as soon as it is dropped
+            store.put_range(self._named.result, path, 0, self.size, self.wanted)
         except BaseException as e:  # raised where the pack is wanted; unwanted, it is nothing
             self._failed.append(e)
+
+    def wanted(self) -> bool:
+        """Whether the copy is still wanted: not dropped (it is named, or not yet)."""
+        return not self._named.done() or self._named.result() is not None
 
     def takes(self, span: tuple[int, int] | None) -> bool:
         """Whether the pack of this run of the file is the copy."""

@@ -148,19 +148,32 @@ class DirStore(Store):
 
         self._publish(rel, write)
 
-    def put_range(self, rel: str | Callable[[], str | None], src: str, start: int, end: int) -> None:
+    def put_range(
+        self,
+        rel: str | Callable[[], str | None],
+        src: str,
+        start: int,
+        end: int,
+        wanted: Callable[[], bool] | None = None,
+    ) -> None:
         """A kernel copy of the range (a new file's chunks are one run of it): no byte passes through Python."""
-        self._publish(
-            rel, lambda tmp: self._copy(src, tmp, lambda fd, out: fileio.copy_range(fd, out, start, end - start))
-        )
+        copied = [False]
 
-    def _publish(self, rel: str | Callable[[], str | None], write: Callable[[str], Any]) -> Any:
+        def fill(tmp: str) -> None:
+            copied[0] = self._copy(src, tmp, lambda fd, out: fileio.copy_range(fd, out, start, end - start, wanted))
+
+        def name() -> str | None:  # a copy called off is not published, and its name not asked for
+            return None if not copied[0] else rel if isinstance(rel, str) else rel()
+
+        self._publish(name, fill, rel if isinstance(rel, str) else "packs/")
+
+    def _publish(self, rel: str | Callable[[], str | None], write: Callable[[str], Any], shown: str = "") -> Any:
         """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel (a callable:
-        asked for the name then, None to drop the temp file; see Store.put_range)."""
-        with self._errors(rel if isinstance(rel, str) else "packs/", writing=True):
+        asked for the name then, None to drop the temp file; see Store.put_range). shown: rel, in errors."""
+        with self._errors(rel if isinstance(rel, str) else shown, writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
             tempfiles.sweep_stale(self.tmp_dir, marker=MARKER)  # only once the remote holds its marker
-            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(rel) if isinstance(rel, str) else "pack")
+            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(rel if isinstance(rel, str) else shown) or "pack")
             try:
                 result = write(tmp)
                 name = rel if isinstance(rel, str) else rel()

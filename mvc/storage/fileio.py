@@ -90,15 +90,29 @@ def _open_read(path: str) -> Iterator[int]:
         os.close(fd)
 
 
-def copy_range(src: int, dst: int, start: int, size: int) -> None:
-    """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel."""
+COPY_STEP = 64 << 20  # bytes a copy that may be called off copies between two questions
+
+
+def copy_range(src: int, dst: int, start: int, size: int, wanted: Callable[[], bool] | None = None) -> bool:
+    """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel; given wanted,
+    COPY_STEP bytes at a time, asking it before each: False calls the copy off (returns False, the file short)."""
     preallocate(dst, size)
-    off = max(0, copy_into(src, dst, start, size, 0))
-    while off < size:  # fallback when copy_file_range is unavailable across these filesystems
-        n = os.sendfile(dst, src, start + off, size - off)
-        if n == 0:
-            raise StorageError("source file shrank while copying: retry when nothing writes to it")
+    step = size if wanted is None else COPY_STEP
+    off = 0
+    while off < size:
+        if wanted is not None and not wanted():
+            return False
+        n = min(step, size - off)
+        got = max(0, copy_into(src, dst, start + off, n, off))
+        if got < n:  # copy_file_range is unavailable across these filesystems (or src ended): sendfile
+            os.lseek(dst, off + got, os.SEEK_SET)
+        while got < n:
+            k = os.sendfile(dst, src, start + off + got, n - got)
+            if k == 0:
+                raise StorageError("source file shrank while copying: retry when nothing writes to it")
+            got += k
         off += n
+    return True
 
 
 def copy_into(src: int, dst: int, start: int, size: int, at: int) -> int:

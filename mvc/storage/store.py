@@ -86,16 +86,28 @@ class Store:
         """Publish data (already verified by the caller) at rel, complete or not at all."""
         raise NotImplementedError
 
-    def put_range(self, rel: str | Callable[[], str | None], src: str, start: int, end: int) -> None:
+    def put_range(
+        self,
+        rel: str | Callable[[], str | None],
+        src: str,
+        start: int,
+        end: int,
+        wanted: Callable[[], bool] | None = None,
+    ) -> None:
         """Publish bytes [start, end) of the local file src (immutable) at rel, complete or not at all. rel may be
         a callable, asked once the bytes are copied, that waits for the name (the caller is still hashing them, and
-        verifies them before it names them) or returns None: then nothing is published. A store that can copy
-        without reading the bytes into memory overrides this."""
+        verifies them before it names them) or returns None: then nothing is published. wanted, if given, is asked
+        during a long copy whether it is still wanted (False: it stops, nothing is published). A store that can
+        copy without reading the bytes into memory overrides this."""
+        if wanted is not None and not wanted():
+            return
         fd = os.open(src, os.O_RDONLY)
         try:
             data = os.pread(fd, end - start, start)
         finally:
             os.close(fd)
+        if wanted is not None and not wanted():
+            return
         name = rel if isinstance(rel, str) else rel()
         if name is not None:
             self.put_bytes(name, data)
