@@ -9,7 +9,7 @@ from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing
 from mvc.storage import fileio, tempfiles
-from mvc.storage.store import DEFAULT_JOBS, TMP, Check, Progress, Store
+from mvc.storage.store import DEFAULT_JOBS, TMP, Check, LateName, Progress, Store, Wanted
 from mvc.storage.tempfiles import MARKER
 
 LIST_FROM = 16  # exist(): asked about this many names of one directory, it is listed once
@@ -148,14 +148,7 @@ class DirStore(Store):
 
         self._publish(rel, write)
 
-    def put_range(
-        self,
-        rel: str | Callable[[], str | None],
-        src: str,
-        start: int,
-        end: int,
-        wanted: Callable[[], bool] | None = None,
-    ) -> None:
+    def put_range(self, rel: LateName, src: str, start: int, end: int, wanted: Wanted | None = None) -> None:
         """A kernel copy of the range (a new file's chunks are one run of it): no byte passes through Python."""
         copied = [False]
 
@@ -167,7 +160,7 @@ class DirStore(Store):
 
         self._publish(name, fill, rel if isinstance(rel, str) else "packs/")
 
-    def _publish(self, rel: str | Callable[[], str | None], write: Callable[[str], Any], shown: str = "") -> Any:
+    def _publish(self, rel: LateName, write: Callable[[str], Any], shown: str = "") -> Any:
         """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel (a callable:
         asked for the name then, None to drop the temp file; see Store.put_range). shown: rel, in errors."""
         with self._errors(rel if isinstance(rel, str) else shown, writing=True):

@@ -21,6 +21,8 @@ from mvc.storage import fileio
 
 Progress = Callable[[int], None]
 Check = Callable[[str], None]  # called with the hex digest of the bytes about to be published
+LateName = str | Callable[[], str | None]  # a name, or a callable asked for it once the bytes are copied
+Wanted = Callable[[], bool]  # asked during a long copy: False calls it off
 
 LARGE = 16 << 20  # objects above this count as large: few move at once (see mvc.objects.transfer)
 PART = 50 << 20  # S3 multipart: part size (s3fs's default); objects under two parts go in one PUT
@@ -86,14 +88,7 @@ class Store:
         """Publish data (already verified by the caller) at rel, complete or not at all."""
         raise NotImplementedError
 
-    def put_range(
-        self,
-        rel: str | Callable[[], str | None],
-        src: str,
-        start: int,
-        end: int,
-        wanted: Callable[[], bool] | None = None,
-    ) -> None:
+    def put_range(self, rel: LateName, src: str, start: int, end: int, wanted: Wanted | None = None) -> None:
         """Publish bytes [start, end) of the local file src (immutable) at rel, complete or not at all. rel may be
         a callable, asked once the bytes are copied, that waits for the name (the caller is still hashing them, and
         verifies them before it names them) or returns None: then nothing is published. wanted, if given, is asked
