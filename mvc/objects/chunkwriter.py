@@ -85,8 +85,8 @@ class ChunkWriter:
             entries: list[rc.Entry] = []
             # a file with no earlier version: most likely all new, copied whole while it is cut (see WholeCopy)
             early = WholeCopy(self.store, path, m.size) if self.store.copies_ranges and not bases else None
-            span_target = m.size if early is not None else SPAN_TARGET if self.store.copies_ranges else pk.TARGET
-            packing = _Packer(view, span_target, whole.hexdigest)
+            runs = SPAN_TARGET if self.store.copies_ranges else pk.TARGET  # how long a pack of a run of the file grows
+            packing = _Packer(view, m.size if early is not None else runs, whole.hexdigest)
             show_cut = early is not None and progress is not None  # the copy runs meanwhile: the cut is the work
             sent = 0
             pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mvc-push")
@@ -124,7 +124,7 @@ class ChunkWriter:
                 name, data, index, pentries, waiting, span = built
                 if early is not None and not early.takes(span):
                     early.drop()  # the file is not one run: no more whole-file pack, and runs of 256 MiB at most
-                packing.span_target = SPAN_TARGET if self.store.copies_ranges else pk.TARGET
+                packing.span_target = runs
                 offsets = {p.oid: p.offset for p in pentries}
                 for i in waiting:
                     entries[i] = entries[i]._replace(pack=name, offset=offsets[entries[i].oid])

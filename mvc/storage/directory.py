@@ -163,10 +163,11 @@ class DirStore(Store):
     def _publish(self, rel: LateName, write: Callable[[str], Any], shown: str = "") -> Any:
         """write(tmp) fills a new temp file in tmp/; it is then made read-only and renamed to rel (a callable:
         asked for the name then, None to drop the temp file; see Store.put_range). shown: rel, in errors."""
-        with self._errors(rel if isinstance(rel, str) else shown, writing=True):
+        shown = rel if isinstance(rel, str) else shown
+        with self._errors(shown, writing=True):
             os.makedirs(self.tmp_dir, exist_ok=True)
             tempfiles.sweep_stale(self.tmp_dir, marker=MARKER)  # only once the remote holds its marker
-            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(rel if isinstance(rel, str) else shown) or "pack")
+            tmp = tempfiles.tmp_name(self.tmp_dir, os.path.basename(shown) or "pack")
             try:
                 result = write(tmp)
                 name = rel if isinstance(rel, str) else rel()
