@@ -94,3 +94,15 @@ def test_packs_recorded_while_they_are_written_count_once_they_are(tmp_path):
     assert calls == [1] and jr.known(KEY, [B]) == set()
     jr.add_packs(KEY, [], lambda: calls.append(2))
     assert calls == [1, 2]
+
+
+def test_packs_another_process_records_are_found_once_their_names_are_seen(tmp_path):
+    """A journal that found nothing recorded for a remote stops asking; once it lists pack names another process
+    recorded meanwhile (a reader then skips their indexes), their objects are found through it."""
+    path = str(tmp_path / "remotes.db")
+    mine, other = Journal(path), Journal(path)
+    mine.add("file:///elsewhere", [C])
+    assert mine.locate(KEY, [A]) == {}  # nothing recorded for KEY: not asked again
+    other.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10)])])
+    assert mine.pack_names(KEY) == {"1" * 32}
+    assert mine.locate(KEY, [A]) == {A: ("1" * 32, pk.Entry(A, 0, 10))}

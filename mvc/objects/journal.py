@@ -75,8 +75,8 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         # remotes with nothing recorded when first asked, until this journal records something for them: asked
         # again per segment of a large file, SQLite would give up the GIL each time and wait for it back behind
-        # the threads cutting the file (3-5 ms a call). Another process's records meanwhile are missed, which
-        # only means pushing what is there already.
+        # the threads cutting the file (3-5 ms a call). Another process's records meanwhile are missed (which
+        # only means pushing what is there already) until pack_names sees them.
         self._bare: set[str] = set()
 
     def _connect(self, create: bool) -> sqlite3.Connection | None:
@@ -181,7 +181,7 @@ class Journal:
         if db is None:
             return set()
         try:
-            return {
+            names = {
                 r[0]
                 for r in db.execute(
                     "SELECT p.name FROM packs p JOIN remotes r ON r.id = p.remote WHERE r.key = ?", (key,)
@@ -189,6 +189,9 @@ class Journal:
             }
         except sqlite3.OperationalError:
             return set()
+        if names:  # another process recorded packs meanwhile: their objects are known now (a caller that sees
+            self._bare.discard(key)  # these names does not read their indexes again)
+        return names
 
     def pack_entries(self, key: str) -> dict[str, list[pk.Entry]]:
         """{pack name: its entries} of every pack recorded for the remote."""
