@@ -62,10 +62,11 @@ def push(
 
 def _check_stamp(repo: Repo, sp: Spec, jr: Journal) -> None:
     """Forget what the journal says the remote holds when an ``mvc gc -r`` deleted from it since (its gc stamp
-    changed): an object this clone pushed long ago, that no git ref named yet, may be gone (docs/FORMAT.md,
-    "A remote"). One read of a small file, at most once every STAMP_EVERY seconds per remote (so pushes in a
-    row, and the pre-push hook after a push, ask nothing), through the store's reading client; a remote that
-    cannot be reached leaves the journal trusted, as before."""
+    changed), or when the remote lost its layout marker (emptied since): an object this clone pushed long ago,
+    that no git ref named yet, may be gone (docs/FORMAT.md, "A remote"). One read of a small file (two when
+    there is no stamp), at most once every STAMP_EVERY seconds per remote (so pushes in a row, and the pre-push
+    hook after a push, ask nothing), through the store's reading client; a remote that cannot be reached leaves
+    the journal trusted, as before."""
     import time
 
     from mvc.errors import RemoteError, RemoteNotFound, RemoteObjectMissing
@@ -77,15 +78,17 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal) -> None:
         return
     try:
         t = open_transfer(repo, sp, jr, reading=True)
+        wiped = False
         try:
             stamp: str | None = t.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace")
         except (RemoteObjectMissing, RemoteNotFound):
             stamp = None
+            wiped = had is None and not t.store.exists(layout.MARKER)  # emptied, or its files deleted by hand
         finally:
             t.close()
     except RemoteError:
         return  # unreachable: nothing can be pushed anyway, and "nothing to push" stays an answer offline
-    jr.set_stamp(sp.key, stamp, now, restart=stamp != had)
+    jr.set_stamp(sp.key, stamp, now, restart=stamp != had or wiped)
 
 
 def _push(
