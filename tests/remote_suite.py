@@ -322,6 +322,24 @@ class RemoteSuite(WithOrigin):
         finally:
             stoppable.start()
 
+    def test_a_remote_emptied_by_hand_is_pushed_to_again(self, repo, mvc_cli, origin):
+        """Every file of the remote deleted (no gc, so no gc stamp): once the journal's look at the remote is
+        old, a push sees the layout marker gone, forgets what the journal says is there, and sends it all."""
+        import sqlite3
+
+        make_models(repo)
+        mvc_cli("add", "model.bin", "data")
+        mvc_cli("push")
+        before = origin.rels()
+        for rel in before:
+            origin.delete(rel)
+        assert "nothing to push" in mvc_cli("push").output  # checked a moment ago: the journal is trusted
+        with sqlite3.connect(repo / ".mvc" / "remotes.db") as db:
+            db.execute("UPDATE stamps SET checked = 0")  # that look was long ago
+        db.close()
+        mvc_cli("push")
+        assert origin.rels() == before
+
     # -- damage and failures -----------------------------------------------------------------------
     def test_corrupt_object_on_remote_is_refused(self, repo, mvc_cli, origin):
         make_models(repo)
@@ -1088,7 +1106,7 @@ class RemoteSuite(WithOrigin):
     def test_recipe_entry_past_its_packs_end(self, repo, mvc_cli, origin, small_chunks):
         from mvc.objects import pack
 
-        v1, _ = push_v1(repo, mvc_cli)
+        v1, _ = push_v1(repo, mvc_cli, one_pack=False)
         oid = oid_of(v1)
         r = recipe_of(origin, oid)
         size = len(origin.read(pack.pack_rel(r.entries[-1].pack)))
@@ -1102,7 +1120,7 @@ class RemoteSuite(WithOrigin):
         assert pack.pack_rel(last.pack) in line and "cut short" in line, line
 
     def test_garbage_recipe_is_refused(self, repo, mvc_cli, origin, small_chunks):
-        v1, _ = push_v1(repo, mvc_cli)
+        v1, _ = push_v1(repo, mvc_cli, one_pack=False)
         for garbage in (
             b"",
             b"\x00\xff" * 50,
@@ -1122,10 +1140,34 @@ class RemoteSuite(WithOrigin):
         assert "corrupt" in line and recipe_rel(oid_of(v2)) in line, line
 
     def test_delta_whose_base_is_gone(self, repo, mvc_cli, origin, small_chunks):
-        v1, v2 = push_fine_tune(repo, mvc_cli)
+        v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=False)
         origin.delete(recipe_rel(oid_of(v1)))  # v1 is gone from the remote (its chunks stay, unnamed)
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert oid_of(v1) in line and "not there" in line, line
+
+    def test_the_pack_that_is_a_file_is_read_whole(self, repo, mvc_cli, origin, small_chunks):
+        """A new file's one pack is the file (named by its digest): pull reads it there, for the file itself and
+        as the base of a fine-tune's deltas, with no recipe; a flipped byte in it is refused, nothing placed."""
+        from mvc.objects import pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        rel = pack.pack_rel(oid_of(v1)[len("xxh128:") :])
+        assert origin.read(rel) == v1
+        origin.delete(recipe_rel(oid_of(v1)))  # not needed by either read below
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")  # v2: deltas on v1, read from its pack
+        assert (repo / "model.safetensors").read_bytes() == v2
+        git(repo, "checkout", "-q", "HEAD~1")
+        mvc_cli("pull")  # v1, copied from its pack
+        assert (repo / "model.safetensors").read_bytes() == v1
+        git(repo, "checkout", "-q", "-")
+
+        bad = bytearray(v1)
+        bad[len(bad) // 2] ^= 1
+        origin.write(rel, bytes(bad))
+        line = pull_fails(repo, mvc_cli, oid_of(v2))  # its base's bytes are wrong: the rebuilt file's hash says so
+        assert oid_of(v2) in line and oid_of(v1) in line and "corrupt" in line, line
 
     def test_a_cycle_of_deltas_is_refused(self, repo, mvc_cli, origin, small_chunks):
         """Two recipes crafted on the store whose deltas are based on each other: the depth rule ends the
@@ -1134,6 +1176,8 @@ class RemoteSuite(WithOrigin):
 
         v1, v2 = push_fine_tune(repo, mvc_cli)
         o1, o2 = oid_of(v1), oid_of(v2)
+        for rel in (pack.pack_rel(o1[len("xxh128:") :]), pack.index_rel(o1[len("xxh128:") :])):
+            origin.delete(rel)  # v1's one pack, which is v1 itself: a reader would take it whole, no cycle
         d1, d2 = delta.encode(v1, v2, 2), delta.encode(v2, v1, 2)  # v1 from v2, v2 from v1
         name, data, index, entries = pack.build([(oid_of(d1), d1), (oid_of(d2), d2)])
         origin.write(pack.pack_rel(name), data)
@@ -1627,9 +1671,14 @@ def sent_bytes(output: str) -> float:
     return float(m.group(1)) * {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[m.group(2)]
 
 
-def push_v1(repo: Path, mvc_cli) -> tuple[bytes, list]:
-    """model.safetensors (3 tensors, 3 MiB) added, committed and pushed chunked: (its bytes, its tensors)."""
+def push_v1(repo: Path, mvc_cli, one_pack: bool = True) -> tuple[bytes, list]:
+    """model.safetensors (3 tensors, 3 MiB) added, committed and pushed chunked: (its bytes, its tensors).
+    Its chunks are all new, so they make one pack that is the file itself, which readers take whole; with
+    ``one_pack`` False, the last tensor repeats the first, so the pack is not the file and every read goes
+    through the recipe (for tests of damaged recipes)."""
     tensors = model_tensors(20, n=3, elements=1 << 19)
+    if not one_pack:
+        tensors[2] = tensors[0].copy()
     data = write_model(repo / "model.safetensors", tensors)
     mvc_cli("add", "model.safetensors")
     git(repo, "commit", "-q", "-m", "v1")
@@ -1637,9 +1686,9 @@ def push_v1(repo: Path, mvc_cli) -> tuple[bytes, list]:
     return data, tensors
 
 
-def push_fine_tune(repo: Path, mvc_cli) -> tuple[bytes, bytes]:
+def push_fine_tune(repo: Path, mvc_cli, one_pack: bool = True) -> tuple[bytes, bytes]:
     """push_v1, then a fine-tune of it committed and pushed as deltas: (v1, v2)."""
-    v1, tensors = push_v1(repo, mvc_cli)
+    v1, tensors = push_v1(repo, mvc_cli, one_pack)
     v2 = write_model(repo / "model.safetensors", fine_tune(tensors, 21))
     mvc_cli("add", "model.safetensors")
     git(repo, "commit", "-q", "-m", "v2")

@@ -64,7 +64,8 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
         ahead.close()
         remote_.close()
 
-    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close)
+    source = "" if where.chunked else f"{remote_.store.where(where.rel)} on remote {remote_.name}"
+    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close, source=source)
     return reader.open_stream(raw, reader.READ)
 
 

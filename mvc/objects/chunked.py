@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
+from typing import TypeVar
 
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
 from mvc.objects import chunker, delta, layout
@@ -28,6 +29,8 @@ CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/be
 LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 
+_T = TypeVar("_T")
+
 
 class Rebuilder:
     """Reads chunked objects of ``store`` (remote ``name``), reusing chunks of versions in ``odb``."""
@@ -42,6 +45,7 @@ class Rebuilder:
         self._flights: dict[str, threading.Lock] = {}  # one request per recipe, however many threads want it
         self._arenas = threading.local()
         self._prefetched: dict[tuple[str, int, int, str], bytes | memoryview] = {}  # (pack, offset, stored, oid)
+        self._no_whole: set[str] = set()  # objects with no pack named by their oid on the store
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
 
     def _sound(self, oid: str) -> bool:
@@ -57,6 +61,35 @@ class Rebuilder:
                 except CorruptObject:
                     self._checked[oid] = False
             return self._checked[oid]
+
+    def whole_rel(self, oid: str) -> str | None:
+        """The pack named by object oid's digest, unless the store is known to lack it: such a pack is the object
+        itself (a pack is named by the hash of its bytes), as a push writes a new file (docs/FORMAT.md, "Chunked
+        objects"). Read from there, the object is checked whole, by whoever reads its last byte."""
+        return None if oid in self._no_whole else pk.pack_rel(oid[len(oids.ALGO) + 1 :])
+
+    def get_whole(self, oid: str, dest: str, progress: Progress | None) -> tuple[str, int] | None:
+        """Object oid copied into the new file dest from the pack that is the object, in one copy, as (its hex
+        digest, its size); None, with no dest, when the store has no such pack or it is not the object (then
+        its recipe names the bad chunk)."""
+        rel = self.whole_rel(oid)
+        if rel is None or os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
+            return None
+        try:
+            digest = self.store.get_file(rel, dest, progress)
+        except RemoteObjectMissing:
+            fileio.remove_quietly(dest)
+            self.lacks_whole(oid)
+            return None
+        if oids.from_digest(digest) != oid:
+            fileio.remove_quietly(dest)
+            self.lacks_whole(oid)
+            return None
+        return digest, os.path.getsize(dest)
+
+    def lacks_whole(self, oid: str) -> None:
+        """Remember that the store has no pack named by oid (one read found none)."""
+        self._no_whole.add(oid)
 
     def recipe(self, oid: str, size: int | None = None) -> rc.Recipe | None:
         """The recipe of object oid on the store, None when there is none (the object is stored whole, or
@@ -259,6 +292,11 @@ class Rebuilder:
             finally:
                 os.close(fd)
         if r is None:
+            got = self._whole_range(oid, lambda rel: self.store.get_range(rel, start, end))
+            if got is not None:
+                if tally is not None:
+                    tally.add(len(got))
+                return got
             r = self.recipe(oid)
         if r is None:
             data = self.store.get_range(layout.object_rel(oid), start, end)
@@ -473,6 +511,11 @@ class Rebuilder:
                 return fileio.preadv_all(fd, buf, start)
             finally:
                 os.close(fd)
+        n = self._whole_range(oid, lambda rel: self.store.get_range_into(rel, start, buf))
+        if n is not None:
+            if tally is not None:
+                tally.add(n)
+            return n
         r = self.recipe(oid)
         if r is None:
             n = self.store.get_range_into(layout.object_rel(oid), start, buf)
@@ -492,6 +535,19 @@ class Rebuilder:
                     raise self._wrong_size(oid)
                 buf[e.at - start : e.at - start + e.size] = part
         return end - start
+
+    def _whole_range(self, oid: str, read: Callable[[str], _T]) -> _T | None:
+        """read(the pack named by oid), None when the store has none (remembered). Bytes read there are not checked
+        one range at a time: the rebuilt file's hash covers them, and a file that fails it is blamed on its bases
+        too (:func:`rebuilt_wrong`)."""
+        rel = self.whole_rel(oid)
+        if rel is None:
+            return None
+        try:
+            return read(rel)
+        except RemoteObjectMissing:
+            self.lacks_whole(oid)
+            return None
 
     def _decode(
         self,

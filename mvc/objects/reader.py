@@ -45,10 +45,12 @@ class VerifiedReader(io.RawIOBase):
         label: str,
         chunk: int = READ,
         closer: Callable[[], None] | None = None,
+        source: str = "",
     ):
         import xxhash
 
         self._closer = closer
+        self.source = source  # where the bytes are read, named in the error (a store's file)
         self.oid, self.size, self._read, self.label, self.chunk = oid, size, read_range, label, chunk
         self.name = label
         self._pos = 0
@@ -125,8 +127,9 @@ class VerifiedReader(io.RawIOBase):
             return
         digest = self._hasher.hexdigest()
         if oids.from_digest(digest) != self.oid:
+            read = f", read from {self.source}," if self.source else ""
             raise CorruptObject(
-                f"{self.label} is corrupt (object {self.oid} hashes to xxh128:{digest}): its last bytes were "
+                f"{self.label} is corrupt (object {self.oid}{read} hashes to xxh128:{digest}): its last bytes were "
                 "not returned; push it again from a machine that has it, or re-add it there"
             )
         self.verified = True
@@ -156,8 +159,8 @@ def local_source(path: str) -> ReadRange:
 
 
 class Where:
-    """Where an object is on a store: a whole object at rel (offset 0), a slice of a pack, or (chunked: its
-    oid) an object its recipe at rel rebuilds."""
+    """Where an object is on a store: a whole object at rel (offset 0: stored alone, or the pack named by its
+    oid), a slice of a pack, or (chunked: its oid) an object its recipe at rel rebuilds."""
 
     __slots__ = ("chunked", "offset", "packed", "rel", "size")
 
@@ -178,7 +181,15 @@ def locate(remote: Transfer, oid: str, size: int | None = None) -> Where:
 
         def chunked() -> Where | None:
             remote.check_layout()
-            if remote.format >= layout.CHUNKED and remote.rebuilder().recipe(oid, size) is not None:
+            if remote.format < layout.CHUNKED:
+                return None
+            rb = remote.rebuilder()
+            whole = rb.whole_rel(oid)
+            if whole is not None:
+                if remote.store.exists(whole):  # the pack that is the object: read as if stored whole
+                    return Where(whole, 0, None)
+                rb.lacks_whole(oid)
+            if rb.recipe(oid, size) is not None:
                 return Where(recipe_rel(oid), 0, None, chunked=oid)
             return None
 

@@ -444,10 +444,14 @@ class Transfer:
     def get_chunked(
         self, oid: str, dest: str, label: str, progress: Progress | None = None, size: int | None = None
     ) -> tuple[str, int] | None:
-        """Rebuild object oid from its recipe into the new file dest; returns (its hex digest, which the caller
-        compares with the oid, bytes read from the store), or None when the remote has no recipe for it.
-        size: the object's, where known (a recipe of another size is refused)."""
+        """Rebuild object oid from its recipe into the new file dest, or copy it from the pack that is the object
+        when the store has one (``Rebuilder.whole_rel``); returns (its hex digest, which the caller compares with
+        the oid, bytes read from the store), or None when the remote has neither. size: the object's, where known
+        (a recipe of another size is refused)."""
         rb = self.rebuilder()
+        whole = rb.get_whole(oid, dest, progress)
+        if whole is not None:
+            return whole
         before = rb.recipe_bytes
         r = rb.recipe(oid, size)
         if r is None:
