@@ -199,7 +199,9 @@ class Rebuilder:
                     return
                 if not self._copy(run, label, tally, fd):  # not between these files after all: through memory
                     for sub in plan.runs(run, list(range(len(run)))):
-                        fileio.pwritev_all(fd, [p for _, p in self._fetch(sub, run, label, tally)], run[sub[0]].at)
+                        parts = [p for _, p in self._fetch(sub, run, label, tally)]
+                        with writing:  # (as the pieces write)
+                            fileio.pwritev_all(fd, parts, run[sub[0]].at)
                 behind.done(run[0].at)
 
         def piece(p: tuple[int, int]) -> None:
