@@ -32,6 +32,8 @@ from mvc.repo.worktree import (
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 
+PARALLEL_FROM = 2000  # files of a directory that the cache lacks, from which forked processes store them
+
 CONFIG_TEMPLATE = """\
 # mvc repository config, committed with the repo. Settings for this machine only (and secrets)
 # go in .mvc/config.local.toml, which git ignores. See docs/config.md.
@@ -253,8 +255,7 @@ def _store(
     if f.oid and repo.odb.exists(f.oid):
         return f.oid, False
     known = f.oid is not None  # and not in the cache: this stores it
-    if f.linked and statmod.S_ISLNK(f.st.st_mode):
-        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: {_relink_hint(repo, rel)}")
+    _refuse_dangling(repo, rel, f)
     oid, how, st = repo.odb.add_file(f.full, links or repo.config.link_types, progress=bar.update)
     if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
         repo.odb.export(oid, f.full, ["hardlink"])
@@ -266,6 +267,32 @@ def _store(
         repo.state.put(rel, after, oid)
     f.oid = oid
     return oid, True if known else None
+
+
+def _refuse_dangling(repo: Repo, rel: str, f: File) -> None:
+    if f.linked and statmod.S_ISLNK(f.st.st_mode):
+        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: {_relink_hint(repo, rel)}")
+
+
+def _store_all(repo: Repo, rel: str, files: dict[str, File], bar: progressmod.Bar, links: list[str]) -> None:
+    """:func:`_store` of every file of directory rel; when the cache lacks PARALLEL_FROM of them or more and
+    they are copied (not linked), by one forked process per CPU (``ODB.add_files``): the work is mostly
+    system calls, with Python between them holding the GIL."""
+    from mvc.storage import forked
+
+    todo = [(sub, f) for sub, f in sorted(files.items()) if not (f.oid and repo.odb.exists(f.oid))]
+    workers = forked.workers_for(len(todo), PARALLEL_FROM) if set(links) <= {"copy", "reflink"} else 1
+    if workers < 2:
+        for sub, f in todo:
+            _store(repo, f"{rel}/{sub}", f, bar, links)
+        return
+    for sub, f in todo:
+        _refuse_dangling(repo, f"{rel}/{sub}", f)
+    got = repo.odb.add_files([f.full for _, f in todo], links, workers, bar.update)
+    for (sub, f), (oid, _, st) in zip(todo, got, strict=True):
+        if statmod.S_ISREG(st.st_mode):  # (a copy or a reflink leaves the file as add_file saw it)
+            repo.state.put(f"{rel}/{sub}", st, oid)
+        f.oid = oid
 
 
 def _relink_hint(repo: Repo, rel: str) -> str:
@@ -298,8 +325,7 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
     bar = progress(f"adding {rel}", total(files.values()))
     links = repo.config.link_types
     try:
-        for sub, f in sorted(files.items()):
-            _store(repo, f"{rel}/{sub}", f, bar, links)
+        _store_all(repo, rel, files, bar, links)
     finally:
         bar.close()
     stored = repo.odb.placed > placed

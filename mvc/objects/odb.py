@@ -299,6 +299,29 @@ class ODB:
             os.close(fd)
         return oid, how, st
 
+    def add_files(
+        self, srcs: list[str], link_types: list[str], workers: int, progress: Progress | None = None
+    ) -> list[tuple[str, str, os.stat_result]]:
+        """:meth:`add_file` of every src, by ``workers`` forked processes (``mvc.storage.forked``; the caller has
+        no other thread), for copies and reflinks only (what leaves the user's file as it is); this ODB then knows
+        what they stored as if it had stored it."""
+        from mvc.storage.forked import map_forked
+
+        def one(src: str, shown: Progress) -> tuple[str, str, os.stat_result, bool]:
+            before = self.placed
+            oid, how, st = self.add_file(src, link_types, progress=shown)
+            return oid, how, st, self.placed > before
+
+        out = []
+        for oid, how, st, placed in map_forked(one, srcs, workers, progress):
+            if placed:  # what _install records of an object it placed
+                self.placed += 1
+                self._copied.add(oid)
+                if self._listing is not None:
+                    self._listing.add(oid)
+            out.append((oid, how, st))
+        return out
+
     def _store(self, fd: int, st: os.stat_result, src: str, tmp: str, link_types, progress, given: int | None):
         """Store fd's bytes into the temp file: ``given`` (unnamed, open), else the one named tmp, made here."""
         out: int | None = given  # the temp, once open: a reflink that fails leaves it empty for the copy

@@ -1,0 +1,119 @@
+"""Work spread over forked processes (mvc/storage/forked.py), and `mvc add` of a large directory through it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import git, run_mvc
+
+from mvc.errors import StorageError
+from mvc.storage import forked
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+
+
+def square(x: int, progress) -> tuple[int, int]:
+    progress(x)
+    return x * x, os.getpid()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_results_come_back_in_order_from_each_worker(workers):
+    shown: list[int] = []
+    got = forked.map_forked(square, list(range(50)), workers, shown.append)
+    assert [r for r, _ in got] == [x * x for x in range(50)]
+    assert len({pid for _, pid in got}) == workers and os.getpid() not in {pid for _, pid in got}
+    assert sum(shown) == sum(range(50))  # every byte reported, once
+
+
+def fails_at_2_and_5(x: int, progress) -> int:
+    if x in (2, 5):
+        raise ValueError(f"item {x} is bad")
+    return x
+
+
+def test_the_first_error_by_item_is_raised_once_every_worker_ended():
+    with pytest.raises(ValueError, match="item 2 is bad"):  # worker 0 meets 2, worker 1 meets 5
+        forked.map_forked(fails_at_2_and_5, list(range(8)), 2)
+
+
+class Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("no")
+
+
+def raises_unpicklable(x: int, progress) -> int:
+    raise Unpicklable("a lock in it")
+
+
+def test_an_error_that_does_not_pickle_comes_back_as_its_message():
+    with pytest.raises(StorageError, match="a lock in it"):
+        forked.map_forked(raises_unpicklable, [1, 2], 2)
+
+
+def dies(x: int, progress) -> int:
+    if x == 3:
+        os._exit(9)  # no word
+    return x
+
+
+def test_a_worker_that_dies_without_a_word_is_an_error():
+    with pytest.raises(StorageError, match="without a word"):
+        forked.map_forked(dies, list(range(6)), 2)
+
+
+def test_no_fork_while_another_thread_runs():
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert forked.workers_for(10_000, 100) == 1
+    finally:
+        stop.set()
+        other.join()
+    assert forked.workers_for(10, 100) == 1  # too few
+    expected = 1 if len(os.sched_getaffinity(0)) < 2 else min(len(os.sched_getaffinity(0)), 8)
+    assert forked.workers_for(10_000, 100) == expected
+
+
+def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
+    """mvc add of a directory of more files than PARALLEL_FROM, in a process of its own as a user runs it: the
+    pointer and manifest are those an add one file at a time writes (PARALLEL_FROM raised out of reach), every
+    file is in the cache with its bytes, and status finds nothing changed."""
+    import xxhash
+
+    from mvc.api.workspace import PARALLEL_FROM
+
+    n = PARALLEL_FROM + 100
+    serial = tmp_path / "serial"
+    serial.mkdir()
+    (serial / "sitecustomize.py").write_text("import mvc.api.workspace as w\nw.PARALLEL_FROM = 10 ** 9\n")
+    repos = {}
+    for name, env in (("forked", None), ("one-by-one", {**os.environ, "PYTHONPATH": str(serial)})):
+        repo = tmp_path / name
+        repo.mkdir()
+        git(repo, "init", "-q")
+        run_mvc("init", cwd=repo, check=True)
+        for i in range(n):
+            sub = repo / "data" / f"d{i % 7}"
+            sub.mkdir(parents=True, exist_ok=True)
+            (sub / f"f{i}.bin").write_bytes(f"file {i}\n".encode() * (1 + i % 50))
+        out = run_mvc("add", "data", cwd=repo, env=env)
+        assert out.returncode == 0 and f"{n} files" in out.stdout, out.stderr
+        repos[name] = repo
+    forked_repo = repos["forked"]
+    import tomllib
+
+    pointers = [tomllib.loads((r / "data.mvc").read_text()) for r in repos.values()]
+    assert [{k: p[k] for k in ("kind", "oid", "size", "nfiles")} for p in pointers] == [
+        {"kind": "dir", "oid": pointers[1]["oid"], "size": pointers[1]["size"], "nfiles": n}
+    ] * 2  # (its [auto] record says when each was made)
+    objects = forked_repo / ".mvc" / "cache" / "objects"
+    for p in (forked_repo / "data").rglob("*.bin"):
+        digest = xxhash.xxh3_128_hexdigest(p.read_bytes())
+        assert (objects / digest[:2] / digest[2:]).read_bytes() == p.read_bytes()
+    status = run_mvc("status", cwd=forked_repo, check=True)
+    assert "up to date" in status.stdout, status.stdout
