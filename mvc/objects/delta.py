@@ -44,6 +44,10 @@ SEGMENT = 4 << 20  # a delta covers at most this many bytes of a tensor (memory,
 SCRATCH_MAX = 2 * SEGMENT  # a thread keeps buffers this large for the next decode; larger ones are let go
 
 _scratch = threading.local()
+# A frame whose bytes take more than SCRATCH_MAX decodes alone: a writer's deltas cover SEGMENT bytes, so only a
+# foreign or hostile one waits, and a recipe of 64 MiB `zs` deltas that each declare 5 × their size (what the
+# format allows at lanes of one byte) costs one such buffer at a time, not one per reading thread.
+_large = threading.Lock()
 
 
 def _buffer(name: str, n: int) -> memoryview:
@@ -220,10 +224,25 @@ def decode(
     n = len(base)
     if w not in LANES or n % w:
         raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+    if codec not in (ZS, ZD):
+        raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
+    if max(n, _content_size(delta, where)) > SCRATCH_MAX:
+        with _large:
+            return _decode(delta, base, w, where, out, codec)
+    return _decode(delta, base, w, where, out, codec)
+
+
+def _decode(
+    delta: bytes | memoryview,
+    base: bytes | memoryview,
+    w: int,
+    where: str,
+    out: memoryview | bytearray | None,
+    codec: str,
+) -> bytes | memoryview:
+    n = len(base)
     if codec == ZS:
         got = _decode_sparse(delta, base, w, where, out)
-    elif codec != ZD:
-        raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
     elif fast():
         return _unzigzag_numpy(_decompress(delta, n, where), base, w, out)
     else:
