@@ -72,18 +72,13 @@ class Rebuilder:
         """Object oid copied into the new file dest from the pack that is the object, in one copy, as (its hex
         digest, its size); None, with no dest, when the store has no such pack or it is not the object (then
         its recipe names the bad chunk)."""
-        rel = self.whole_rel(oid)
-        if rel is None or os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
+        if os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
             return None
-        try:
-            digest = self.store.get_file(rel, dest, progress)
-        except RemoteObjectMissing:
+        digest = self._whole_range(oid, lambda rel: self.store.get_file(rel, dest, progress))
+        if digest is None or oids.from_digest(digest) != oid:
             fileio.remove_quietly(dest)
-            self.lacks_whole(oid)
-            return None
-        if oids.from_digest(digest) != oid:
-            fileio.remove_quietly(dest)
-            self.lacks_whole(oid)
+            if digest is not None:
+                self.lacks_whole(oid)
             return None
         return digest, os.path.getsize(dest)
 

@@ -226,14 +226,16 @@ def decode(
         raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
     if codec not in (ZS, ZD):
         raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
-    if max(n, _content_size(delta, where)) > SCRATCH_MAX:
+    declared = _content_size(delta, where)  # the frame's own word, read once: checked below before any use
+    if max(n, declared) > SCRATCH_MAX:
         with _large:
-            return _decode(delta, base, w, where, out, codec)
-    return _decode(delta, base, w, where, out, codec)
+            return _decode(delta, declared, base, w, where, out, codec)
+    return _decode(delta, declared, base, w, where, out, codec)
 
 
 def _decode(
     delta: bytes | memoryview,
+    declared: int,
     base: bytes | memoryview,
     w: int,
     where: str,
@@ -242,11 +244,11 @@ def _decode(
 ) -> bytes | memoryview:
     n = len(base)
     if codec == ZS:
-        got = _decode_sparse(delta, base, w, where, out)
+        got = _decode_sparse(delta, declared, base, w, where, out)
     elif fast():
-        return _unzigzag_numpy(_decompress(delta, n, where), base, w, out)
+        return _unzigzag_numpy(_decompress(delta, declared, n, where), base, w, out)
     else:
-        got = _unzigzag_ints(bytes(_decompress(delta, n, where)), base, w)
+        got = _unzigzag_ints(bytes(_decompress(delta, declared, n, where)), base, w)
     if out is None or isinstance(got, memoryview):
         return got
     view = memoryview(out)[:n]
@@ -255,16 +257,21 @@ def _decode(
 
 
 def _decode_sparse(
-    delta: bytes | memoryview, base: bytes | memoryview, w: int, where: str, out: memoryview | bytearray | None
+    delta: bytes | memoryview,
+    declared: int,
+    base: bytes | memoryview,
+    w: int,
+    where: str,
+    out: memoryview | bytearray | None,
 ) -> bytes | memoryview:
-    """base with the changes a zs delta lists added (in out when given, else new memory)."""
+    """base with the changes a zs delta (whose frame declares ``declared`` bytes) lists added (in out when given,
+    else new memory)."""
     k, unit = len(base) // w, GAP + w
-    declared = _content_size(delta, where)
     if declared % unit or declared > k * unit:
         raise CorruptObject(
             f"{where}: the sparse delta declares {declared} bytes, not at most {k} changes of {unit} bytes each"
         )
-    raw = _decompress(delta, declared, where, "it declares")
+    raw = _decompress(delta, declared, declared, where, "it declares")
     m = declared // unit
     if fast():
         return _sparse_apply_numpy(raw, m, base, w, where, out)
@@ -334,14 +341,13 @@ def _content_size(delta: bytes | memoryview, where: str) -> int:
         raise CorruptObject(f"{where}: the delta does not decompress ({e})") from None
 
 
-def _decompress(delta: bytes | memoryview, n: int, where: str, what: str = "of its base") -> memoryview:
+def _decompress(delta: bytes | memoryview, declared: int, n: int, where: str, what: str = "of its base") -> memoryview:
     """The frame's n bytes, in the calling thread's buffer (valid until its next decode)."""
     import zstandard
 
     got, extra = 0, b""
     try:
         # writers record the frame's size: a frame claiming any other is refused before memory is taken for it
-        declared = zstandard.frame_content_size(delta)
         if declared != n:
             raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} {what}")
         raw = _buffer("raw", n)
