@@ -26,6 +26,7 @@ This module knows nothing of stores or files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from typing import Any
@@ -227,28 +228,13 @@ def decode(
     if codec not in (ZS, ZD):
         raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
     declared = _content_size(delta, where)  # the frame's own word, read once: checked below before any use
-    if max(n, declared) > SCRATCH_MAX:
-        with _large:
-            return _decode(delta, declared, base, w, where, out, codec)
-    return _decode(delta, declared, base, w, where, out, codec)
-
-
-def _decode(
-    delta: bytes | memoryview,
-    declared: int,
-    base: bytes | memoryview,
-    w: int,
-    where: str,
-    out: memoryview | bytearray | None,
-    codec: str,
-) -> bytes | memoryview:
-    n = len(base)
-    if codec == ZS:
-        got = _decode_sparse(delta, declared, base, w, where, out)
-    elif fast():
-        return _unzigzag_numpy(_decompress(delta, declared, n, where), base, w, out)
-    else:
-        got = _unzigzag_ints(bytes(_decompress(delta, declared, n, where)), base, w)
+    with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
+        if codec == ZS:
+            got = _decode_sparse(delta, declared, base, w, where, out)
+        elif fast():
+            return _unzigzag_numpy(_decompress(delta, declared, n, where), base, w, out)
+        else:
+            got = _unzigzag_ints(bytes(_decompress(delta, declared, n, where)), base, w)
     if out is None or isinstance(got, memoryview):
         return got
     view = memoryview(out)[:n]
