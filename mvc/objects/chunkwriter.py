@@ -395,7 +395,7 @@ def describe_whole(odb: ODB, oid: str, check: Callable[[str], None]) -> tuple[st
     first is. check(digest) refuses a cache object that does not hash to its oid: nothing is described then."""
     from concurrent.futures import ThreadPoolExecutor
 
-    name = oid[len(oids.ALGO) + 1 :]
+    name = oids.digest(oid)
     whole = xxhash.xxh3_128()
     entries: list[rc.Entry] = []
     first: dict[str, pk.Entry] = {}

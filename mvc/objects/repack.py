@@ -76,7 +76,7 @@ def plan(
             named_at.setdefault(e.pack, []).append(e)
     replaced: list[str] = []
     # a pack named by a kept object's digest is that object ("Lone packs"): all of it lives, index or not
-    whole = {o[len(oids.ALGO) + 1 :] for o in alive}
+    whole = {oids.digest(o) for o in alive}
     for name, entries in sorted(packs.items()):
         if name in whole:
             continue

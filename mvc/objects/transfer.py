@@ -236,7 +236,7 @@ class Transfer:
     def is_pack(self, oid: str) -> bool:
         """Whether object oid is a pack of the store, listed by the last :meth:`read_packs` (docs/FORMAT.md,
         "Lone packs": on a store of format 4, a pack named by an object's digest is that object, present)."""
-        return oid[len(oids.ALGO) + 1 :] in self._whole_packs
+        return oids.digest(oid) in self._whole_packs
 
     def incomplete(self, found: Iterable[str]) -> set[str]:
         """Of these objects on the store, those stored chunked whose recipe is damaged or names a pack that is
@@ -343,11 +343,11 @@ class Transfer:
         self.check_layout(writing=True, fmt=layout.LONE)  # before the pack: an older mvc refuses, not misses it
         n = self.store.put_file(
             self.odb.path(oid),
-            pk.pack_rel(oid[len(oids.ALGO) + 1 :]),
+            pk.pack_rel(oids.digest(oid)),
             lambda digest: _check_cached(self.odb, oid, digest),
             meter.update,
         )
-        self._whole_packs.add(oid[len(oids.ALGO) + 1 :])
+        self._whole_packs.add(oids.digest(oid))
         return n
 
     def _complete(self, bases: list[str]) -> int:
@@ -505,7 +505,7 @@ class Transfer:
         before = rb.recipe_bytes
         r = rb.recipe(oid, size)
         if r is None and oid in rb.bad_whole:  # a lone pack, corrupt (with a recipe, the recipe names the bad chunk)
-            raise _corrupt(self.store.where(pk.pack_rel(oid[len(oids.ALGO) + 1 :])), self.name, rb.bad_whole[oid])
+            raise _corrupt(self.store.where(pk.pack_rel(oids.digest(oid))), self.name, rb.bad_whole[oid])
         if r is None:
             return None
         with fileio.new_file(dest, readable=True) as fd:
