@@ -812,7 +812,7 @@ class RemoteSuite(WithOrigin):
         make_file(repo / "m.bin", 1000)
         mvc_cli("add", "m.bin")
         mvc_cli("push")
-        origin.write(MARKER, b"format = 4\n")
+        origin.write(MARKER, b"format = 5\n")
         before = origin.rels()
         make_file(repo / "n.bin", 1000, seed=1)
         mvc_cli("add", "n.bin")
@@ -822,7 +822,7 @@ class RemoteSuite(WithOrigin):
             result = mvc_cli(*args, ok=False)
             assert result.exit_code != 0, (args, result.output)
             line = one_error_line(result)
-            assert MARKER in line and "format 4" in line and "upgrade mvc" in line, line
+            assert MARKER in line and "format 5" in line and "upgrade mvc" in line, line
         assert origin.rels() == before  # nothing written to a refused store
 
     def test_a_store_that_is_not_mvcs_is_refused(self, repo, mvc_cli, origin):

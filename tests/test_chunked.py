@@ -360,6 +360,50 @@ def test_delta_round_trip(lane, kind):
         assert len(d) < n * (0.45 if lane == 1 else 0.3), len(d)  # what makes deltas worth storing
 
 
+@pytest.mark.parametrize("scratch", [1 << 10, 1 << 30])
+def test_deltas_larger_than_a_threads_scratch_decode_one_at_a_time(monkeypatch, scratch):
+    """A delta whose frame declares more than SCRATCH_MAX bytes (what a hostile `zs` delta of 64 MiB declaring
+    5 × that would) decodes alone, whatever the threads reading at once; smaller ones side by side."""
+    import threading
+    import time
+
+    monkeypatch.setattr(delta, "SCRATCH_MAX", scratch)
+    new, base = fine_tune_like(2, 1 << 16, 9)
+    deltas = [delta.encode(new, base, 2), delta.encode_sparse(new, base, 2)]
+    inside, most, lock = 0, 0, threading.Lock()
+    real = delta._decompress
+
+    def counted(*args, **kw):
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)
+        try:
+            return real(*args, **kw)
+        finally:
+            with lock:
+                inside -= 1
+
+    monkeypatch.setattr(delta, "_decompress", counted)
+    got: list[bytes] = []
+
+    def one(i: int) -> None:
+        d = deltas[i % 2]
+        got.append(bytes(delta.decode(d, base, 2, "x", None, delta.ZS if i % 2 else delta.ZD)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [new] * 6
+    if scratch < len(base):
+        assert most == 1
+    else:
+        assert most > 1  # (so the first case shows the rule, not threads that never met)
+
+
 def test_fine_tuned_bf16_is_much_smaller_as_a_delta_than_compressed_alone():
     import zstandard
 

@@ -156,3 +156,28 @@ def test_verify_rebuilds_compacted_versions_and_names_a_damaged_one(repo, mvc_cl
     assert r.exit_code != 0
     bad = json.loads(r.stdout)["cache"]["corrupt"]
     assert bad == ["xxh128:" + victim.parent.name + victim.name]
+
+
+def test_a_version_with_no_base_is_compacted_with_its_recipe(repo, mvc_cli, monkeypatch):
+    """A directory store takes a large file with no earlier version as a lone pack (docs/FORMAT.md, "Lone
+    packs"); the compacted store never does: what it holds is what has a recipe there, so a version stored
+    that way would be found nowhere once its whole copy went."""
+    monkeypatch.setattr("mvc.objects.chunked.LONE_FROM", 1 << 20)
+    data = write_model(repo / "gone.safetensors", model_tensors(9, n=3, elements=1 << 20))
+    mvc_cli("add", "gone.safetensors", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "gone")
+    oid = oid_of(repo, "gone.safetensors")
+    git(repo, "rm", "-q", "gone.safetensors.mvc")
+    (repo / "gone.safetensors").unlink()
+    git(repo, "commit", "-q", "-m", "removed")
+    r = compact(mvc_cli, "--force")["compact"]
+    assert r["objects"] == 1 and r["freed"] == len(data)
+    digest = oid.split(":", 1)[1]
+    root = repo / ".mvc" / "cache" / "compact"
+    assert (root / "recipes" / digest[:2] / digest[2:]).is_file()
+    assert not (root / "packs" / f"{digest}.pack").exists() or (root / "packs" / f"{digest}.idx").exists()
+    git(repo, "checkout", "-q", "HEAD~1")
+    mvc_cli("checkout", "-q")
+    assert (repo / "gone.safetensors").read_bytes() == data
+    assert mvc_cli("verify").exit_code == 0

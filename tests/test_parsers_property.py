@@ -335,3 +335,31 @@ def test_anything_else_goes_to_botocores_parser(text):
             return type(e)
 
     assert ours(text) == theirs(text)
+
+
+# a remote's listing of packs/: names mvc writes, near misses, and anything a shared bucket may hold
+_NAMES = st.sampled_from(["a" * 32, "b" * 32, "0123456789abcdef" * 2, "A" * 32, "a" * 31, "", "x"])
+listing_rels = st.lists(
+    st.one_of(
+        st.builds(lambda n, ext: f"packs/{n}{ext}", _NAMES, st.sampled_from([".pack", ".idx", ".superseded", ""])),
+        st.builds(lambda n: f"packs/sub/{n}.pack", _NAMES),
+        st.text(max_size=40),
+    ),
+    max_size=12,
+)
+
+
+@MANY
+@given(listing_rels)
+def test_a_listing_of_packs_gives_complete_and_lone_names_apart(rels):
+    complete, lone = pk.names_in(rels), pk.lone_in(rels)
+    assert not complete & lone
+    for name in complete | lone:
+        assert pk.is_name(name) and pk.pack_rel(name) in rels
+    assert all(pk.index_rel(name) in rels for name in complete)
+    assert not any(pk.index_rel(name) in rels for name in lone)
+    assert complete | lone == {
+        rel[len("packs/") : -len(".pack")]
+        for rel in rels
+        if rel.startswith("packs/") and rel.endswith(".pack") and pk.is_name(rel[len("packs/") : -len(".pack")])
+    }

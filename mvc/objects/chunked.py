@@ -26,6 +26,10 @@ from mvc.storage.fileio import Progress
 from mvc.storage.store import Store
 
 CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
+# On a store that copies in the kernel (a directory), a file of at least this many bytes with no earlier version
+# is pushed as a lone pack, uncut (docs/FORMAT.md, "Lone packs"): cutting it would cost more than the copy, while
+# below this the cut takes less than the command's start and finds chunks other files share.
+LONE_FROM = 64 << 20
 LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 
@@ -46,6 +50,7 @@ class Rebuilder:
         self._arenas = threading.local()
         self._prefetched: dict[tuple[str, int, int, str], bytes | memoryview] = {}  # (pack, offset, stored, oid)
         self._no_whole: set[str] = set()  # objects with no pack named by their oid on the store
+        self.bad_whole: dict[str, str] = {}  # objects whose pack named by their oid hashes to another digest
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
 
     def _sound(self, oid: str) -> bool:
@@ -66,26 +71,27 @@ class Rebuilder:
         """The pack named by object oid's digest, unless the store is known to lack it: such a pack is the object
         itself (a pack is named by the hash of its bytes), as a push writes a new file (docs/FORMAT.md, "Chunked
         objects"). Read from there, the object is checked whole, by whoever reads its last byte."""
-        return None if oid in self._no_whole else pk.pack_rel(oid[len(oids.ALGO) + 1 :])
+        return None if oid in self._no_whole else pk.pack_rel(oids.digest(oid))
 
     def get_whole(self, oid: str, dest: str, progress: Progress | None) -> tuple[str, int] | None:
         """Object oid copied into the new file dest from the pack that is the object, in one copy, as (its hex
         digest, its size); None, with no dest, when the store has no such pack or it is not the object (then
         its recipe names the bad chunk)."""
-        rel = self.whole_rel(oid)
-        if rel is None or os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
+        if os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
             return None
-        try:
-            digest = self.store.get_file(rel, dest, progress)
-        except RemoteObjectMissing:
+        digest = self._whole_range(oid, lambda rel: self.store.get_file(rel, dest, progress))
+        if digest is None or oids.from_digest(digest) != oid:
             fileio.remove_quietly(dest)
-            self.lacks_whole(oid)
-            return None
-        if oids.from_digest(digest) != oid:
-            fileio.remove_quietly(dest)
-            self.lacks_whole(oid)
+            if digest is not None:
+                self.lacks_whole(oid)
+                self.bad_whole[oid] = digest
             return None
         return digest, os.path.getsize(dest)
+
+    def learn(self, oid: str, r: rc.Recipe) -> None:
+        """The recipe of object oid, as this process wrote it to the store."""
+        with self._lock:
+            self._recipes[oid] = r
 
     def lacks_whole(self, oid: str) -> None:
         """Remember that the store has no pack named by oid (one read found none)."""

@@ -3,16 +3,14 @@
 
 ``ChunkWriter`` cuts an object of the cache into chunks (``chunker``), makes deltas of the tensors a base
 version holds too (``delta``) where that is much smaller, packs what the remote lacks in file order and
-uploads the packs, then returns the recipe that names them, for the caller to write last. A new file (no
-earlier version) going to a store that copies in the kernel is copied whole while it is cut (``WholeCopy``):
-then its pack is the file. It works on a store, the local cache and a few callables of the transfer engine,
-never on a repository.
+uploads the packs, then returns the recipe that names them, for the caller to write last. ``describe_whole``
+lists the chunks of an object stored as a lone pack (docs/FORMAT.md, "Lone packs"). It works on a store, the
+local cache and a few callables of the transfer engine, never on a repository.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -36,8 +34,8 @@ CUTTERS = 2  # threads cutting segments ahead of the writer (pyfastcdc runs with
 AHEAD = 8  # segments cut ahead of the first whose deltas are not made yet (bounds what waits in memory)
 PROBE = 256 << 10  # bytes of a tensor whose delta is tried first: deltas that cannot pay stop there
 PROBE_SLACK = 1.5  # a small sample compresses worse than the whole: a margin before giving up
-# On a store that copies ranges in the kernel (a directory), a pack that is one run of the file (a new file's
-# chunks) grows to this: the kernel copies it from the cache object, and a reader copies it back in one call
+# On a store that copies ranges in the kernel (a directory), a pack that is one run of the file (new chunks) grows
+# to this: the kernel copies it from the cache object, and a reader copies it back in one call
 # (one 1 GiB source copies in 0.25 s, 64 packs of 16 MiB in 0.45: docs/benchmarks.md, "Issue 12").
 SPAN_TARGET = 256 << 20
 Located = Callable[[list[str]], dict[str, tuple[str, pk.Entry]]]
@@ -83,11 +81,8 @@ class ChunkWriter:
             located: dict[str, tuple[str, pk.Entry]] = {}
             deltas = self._deltas(oid, m, bases)
             entries: list[rc.Entry] = []
-            # a file with no earlier version: most likely all new, copied whole while it is cut (see WholeCopy)
-            early = WholeCopy(self.store, path, m.size) if self.store.copies_ranges and not bases else None
             runs = SPAN_TARGET if self.store.copies_ranges else pk.TARGET  # how long a pack of a run of the file grows
-            packing = _Packer(view, m.size if early is not None else runs, whole.hexdigest)
-            show_cut = early is not None and progress is not None  # the copy runs meanwhile: the cut is the work
+            packing = _Packer(view, runs, whole.hexdigest)
             sent = 0
             pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mvc-push")
             flying: list[tuple[Future[int], str, list[pk.Entry], int]] = []
@@ -96,9 +91,7 @@ class ChunkWriter:
             recorded = False
 
             def put_pack(name: str, data: bytes | memoryview, index: bytes, span: tuple[int, int] | None) -> int:
-                if early is not None and early.takes(span):
-                    early.publish(pk.pack_rel(name))
-                elif span is not None:  # the pack is that run of the cache object: the store may copy it there
+                if span is not None:  # the pack is that run of the cache object: the store may copy it there
                     self.store.put_range(pk.pack_rel(name), path, *span)
                 else:
                     self.store.put_bytes(pk.pack_rel(name), data)
@@ -122,9 +115,6 @@ class ChunkWriter:
                 if built is None:
                     return
                 name, data, index, pentries, waiting, span = built
-                if early is not None and not early.takes(span):
-                    early.drop()  # the file is not one run: no more whole-file pack, and runs of 256 MiB at most
-                packing.span_target = runs
                 offsets = {p.oid: p.offset for p in pentries}
                 for i in waiting:
                     entries[i] = entries[i]._replace(pack=name, offset=offsets[entries[i].oid])
@@ -148,7 +138,6 @@ class ChunkWriter:
             def emit(
                 seg: chunker.Segment, seg_chunks: list[chunker.Chunk], plan: Future[Any] | None, hashed: bool
             ) -> None:
-                nonlocal covered
                 # segments are emitted in file order: the whole file is hashed here (unless it was as the segment
                 # was cut), chunk by chunk, so that a new chunk is still in the CPU's cache when its pack's name is
                 # hashed (``_Packer.add``)
@@ -166,9 +155,6 @@ class ChunkWriter:
                         e = rc.Entry("d", doid, at, size, "", 0, len(data), seg.lane, depth, base, base_at, codec)
                         add(e, data, None)
                 m.drop(seg.offset, seg.offset + seg.size)  # resident memory stays small; a span is copied in the kernel
-                if show_cut and progress:
-                    progress(seg.offset + seg.size - covered)
-                    covered = seg.offset + seg.size
 
             # One pass, segment by segment: while a segment is cut (pyfastcdc, without the GIL), the packs
             # of those before it are written from other threads, and deltas are made in others. A segment's pages
@@ -187,8 +173,6 @@ class ChunkWriter:
                     cut = cuts.popleft()
                     seg_chunks = chunker.cut_fixed(view, seg, feed=whole.update) if cut is None else cut.result()
                     located.update(self.locate([c.oid for c in seg_chunks if c.oid not in located]))
-                    if early is not None and any(c.oid in located for c in seg_chunks):
-                        early.drop()  # a chunk on the store already: the file is not one new run, the copy stops
                     plan = deltas.plan(seg, seg_chunks, located) if deltas is not None else None
                     pending.append((seg, seg_chunks, plan, cut is None))
                     while pending and (pending[0][2] is None or pending[0][2].done() or len(pending) > AHEAD):
@@ -214,10 +198,6 @@ class ChunkWriter:
                 cutter.shutdown(wait=True, cancel_futures=True)
                 if deltas is not None:
                     deltas.close()
-                if early is not None:
-                    early.drop()  # not one run after all, or stopped: not published
-            if early is not None:
-                early.join()  # (not when stopped: its temp file is swept like any other)
         return recipe, rc.layout_format(entries), sent
 
     def _base(self, oid: str, bases: list[str]) -> tuple[str, rc.Recipe | None] | None:
@@ -258,51 +238,6 @@ class ChunkWriter:
         """What makes deltas of oid's tensors against a base version (chosen by :meth:`_base` when a tensor
         first needs one: a push of a small edit reads nothing of the base)."""
         return _Deltas(m, lambda: self._base(oid, bases), self.odb) if bases else None
-
-
-class WholeCopy:
-    """A new file, copied whole to a store that copies in the kernel from the start of its push, beside the cut,
-    as a pack named once the cut has hashed it: when its chunks all turn out new, the pack is the file, one run
-    (its span as long as the file). Should one be on the store already, the copy is dropped and
-    the runs are copied as they close."""
-
-    def __init__(self, store: Store, path: str, size: int) -> None:
-        from concurrent.futures import Future
-
-        self.size = size
-        self._named: Future[str | None] = Future()
-        self._failed: list[BaseException] = []
-        self._thread = threading.Thread(target=self._copy, args=(store, path), name="mvc-copy", daemon=True)
-        self._thread.start()
-
-    def _copy(self, store: Store, path: str) -> None:
-        try:  # published under the name given, if any; called off as soon as it is dropped
-            store.put_range(self._named.result, path, 0, self.size, self.wanted)
-        except BaseException as e:  # raised where the pack is wanted; unwanted, it is nothing
-            self._failed.append(e)
-
-    def wanted(self) -> bool:
-        """Whether the copy is still wanted: not dropped (it is named, or not yet)."""
-        return not self._named.done() or self._named.result() is not None
-
-    def takes(self, span: tuple[int, int] | None) -> bool:
-        """Whether the pack of this run of the file is the copy."""
-        return span == (0, self.size) and not self._named.done()
-
-    def publish(self, rel: str) -> None:
-        """The copy published at rel, once it is done (its error, if it failed)."""
-        self._named.set_result(rel)
-        self._thread.join()
-        if self._failed:
-            raise self._failed[0]
-
-    def drop(self) -> None:
-        """Not wanted: once copied, nothing is published and the temp file goes."""
-        if not self._named.done():
-            self._named.set_result(None)
-
-    def join(self) -> None:
-        self._thread.join()
 
 
 class _Deltas:
@@ -452,6 +387,33 @@ class _Packer:
         waiting = self.waiting
         self.objects, self.waiting, self.seen, self.filled, self.span, self.span_hash = [], [], set(), 0, None, None
         return name, data, index, entries, waiting, span
+
+
+def describe_whole(odb: ODB, oid: str, check: Callable[[str], None]) -> tuple[str, list[pk.Entry], bytes, rc.Recipe]:
+    """(its pack's name, the index's entries, the index, the recipe) of object oid stored as the pack named by its
+    digest (docs/FORMAT.md, "Lone packs"): cut from the cache as a push cuts it, each chunk listed once, where it
+    first is. check(digest) refuses a cache object that does not hash to its oid: nothing is described then."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = oids.digest(oid)
+    whole = xxhash.xxh3_128()
+    entries: list[rc.Entry] = []
+    first: dict[str, pk.Entry] = {}
+    with chunker.Mapped(odb.path(oid)) as m, ThreadPoolExecutor(CUTTERS, thread_name_prefix="mvc-cut") as pool:
+        segs = chunker.segments(m.view, m.size)
+        cuts = deque(pool.submit(_cut, m.view, seg) for seg in segs[: CUTTERS * 2])
+        for i, seg in enumerate(segs):
+            if i + len(cuts) < len(segs):  # the next segments, cut ahead (pyfastcdc runs without the GIL)
+                cuts.append(pool.submit(_cut, m.view, segs[i + len(cuts)]))
+            for c in cuts.popleft().result():
+                at = first.setdefault(c.oid, pk.Entry(c.oid, c.offset, c.size)).offset
+                entries.append(rc.Entry("c", c.oid, c.offset, c.size, name, at, c.size))
+            whole.update(m.view[seg.offset : seg.offset + seg.size])
+            m.drop(seg.offset, seg.offset + seg.size)
+        size = m.size
+    check(whole.hexdigest())
+    index = list(first.values())
+    return name, index, pk.render_index(index), rc.Recipe(size, [], entries)
 
 
 def _cut(view: memoryview, seg: chunker.Segment) -> list[chunker.Chunk]:

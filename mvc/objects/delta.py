@@ -26,6 +26,7 @@ This module knows nothing of stores or files.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from typing import Any
@@ -44,6 +45,10 @@ SEGMENT = 4 << 20  # a delta covers at most this many bytes of a tensor (memory,
 SCRATCH_MAX = 2 * SEGMENT  # a thread keeps buffers this large for the next decode; larger ones are let go
 
 _scratch = threading.local()
+# A frame whose bytes take more than SCRATCH_MAX decodes alone: a writer's deltas cover SEGMENT bytes, so only a
+# foreign or hostile one waits, and a recipe of 64 MiB `zs` deltas that each declare 5 × their size (what the
+# format allows at lanes of one byte) costs one such buffer at a time, not one per reading thread.
+_large = threading.Lock()
 
 
 def _buffer(name: str, n: int) -> memoryview:
@@ -220,14 +225,16 @@ def decode(
     n = len(base)
     if w not in LANES or n % w:
         raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
-    if codec == ZS:
-        got = _decode_sparse(delta, base, w, where, out)
-    elif codec != ZD:
+    if codec not in (ZS, ZD):
         raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
-    elif fast():
-        return _unzigzag_numpy(_decompress(delta, n, where), base, w, out)
-    else:
-        got = _unzigzag_ints(bytes(_decompress(delta, n, where)), base, w)
+    declared = _content_size(delta, where)  # the frame's own word, read once: checked below before any use
+    with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
+        if codec == ZS:
+            got = _decode_sparse(delta, declared, base, w, where, out)
+        elif fast():
+            return _unzigzag_numpy(_decompress(delta, declared, n, where), base, w, out)
+        else:
+            got = _unzigzag_ints(bytes(_decompress(delta, declared, n, where)), base, w)
     if out is None or isinstance(got, memoryview):
         return got
     view = memoryview(out)[:n]
@@ -236,16 +243,21 @@ def decode(
 
 
 def _decode_sparse(
-    delta: bytes | memoryview, base: bytes | memoryview, w: int, where: str, out: memoryview | bytearray | None
+    delta: bytes | memoryview,
+    declared: int,
+    base: bytes | memoryview,
+    w: int,
+    where: str,
+    out: memoryview | bytearray | None,
 ) -> bytes | memoryview:
-    """base with the changes a zs delta lists added (in out when given, else new memory)."""
+    """base with the changes a zs delta (whose frame declares ``declared`` bytes) lists added (in out when given,
+    else new memory)."""
     k, unit = len(base) // w, GAP + w
-    declared = _content_size(delta, where)
     if declared % unit or declared > k * unit:
         raise CorruptObject(
             f"{where}: the sparse delta declares {declared} bytes, not at most {k} changes of {unit} bytes each"
         )
-    raw = _decompress(delta, declared, where, "it declares")
+    raw = _decompress(delta, declared, declared, where, "it declares")
     m = declared // unit
     if fast():
         return _sparse_apply_numpy(raw, m, base, w, where, out)
@@ -315,14 +327,13 @@ def _content_size(delta: bytes | memoryview, where: str) -> int:
         raise CorruptObject(f"{where}: the delta does not decompress ({e})") from None
 
 
-def _decompress(delta: bytes | memoryview, n: int, where: str, what: str = "of its base") -> memoryview:
+def _decompress(delta: bytes | memoryview, declared: int, n: int, where: str, what: str = "of its base") -> memoryview:
     """The frame's n bytes, in the calling thread's buffer (valid until its next decode)."""
     import zstandard
 
     got, extra = 0, b""
     try:
         # writers record the frame's size: a frame claiming any other is refused before memory is taken for it
-        declared = zstandard.frame_content_size(delta)
         if declared != n:
             raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} {what}")
         raw = _buffer("raw", n)

@@ -2,7 +2,8 @@
 marker live below its root, and the marker itself (docs/FORMAT.md, "Layout marker").
 
 Every store mvc writes holds ``mvc.toml`` at its root: ``format = 1``, ``format = 2`` for a remote that
-holds chunked objects (``recipes/``), or ``format = 3`` once a recipe there names a sparse delta. A reader
+holds chunked objects (``recipes/``), ``format = 3`` once a recipe there names a sparse delta, or ``format = 4``
+once an object there is a lone pack (``packs/<digest>.pack``, no index, no recipe). A reader
 checks it before it trusts anything else there, and refuses a format it does not know, naming the upgrade.
 """
 
@@ -20,7 +21,8 @@ MARKER = tempfiles.MARKER  # "mvc.toml"
 FORMAT = 1  # what a new store gets
 CHUNKED = 2  # a remote with chunked objects: recipes/ (docs/FORMAT.md, "Chunked objects")
 SPARSE = 3  # recipes may name sparse deltas (codec zs; docs/FORMAT.md, "Delta codec")
-FORMATS = (FORMAT, CHUNKED, SPARSE)  # what this mvc reads
+LONE = 4  # objects may be lone packs: packs/<digest>.pack alone (docs/FORMAT.md, "Lone packs")
+FORMATS = (FORMAT, CHUNKED, SPARSE, LONE)  # what this mvc reads
 
 
 def marker_bytes(fmt: int) -> bytes:

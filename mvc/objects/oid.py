@@ -20,6 +20,11 @@ def from_digest(hexdigest: str) -> str:
     return f"{ALGO}:{hexdigest}"
 
 
+def digest(oid: str) -> str:
+    """``xxh128:abcd…`` -> ``abcd…``: also the name of the pack that is the object (docs/FORMAT.md, "Lone packs")."""
+    return oid[len(ALGO) + 1 :]
+
+
 def to_relpath(oid: str) -> str:
     """``xxh128:abcd…`` -> ``ab/cd…`` (the layout shared by the cache and remotes)."""
     if not is_oid(oid):

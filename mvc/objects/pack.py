@@ -63,6 +63,20 @@ def names_in(rels: Iterable[str]) -> set[str]:
     return packs & indexes
 
 
+def lone_in(rels: Iterable[str]) -> set[str]:
+    """Names of the packs among a listing of ``packs/`` that have no index: a push that did not finish, or a lone
+    pack, an object stored whole in the pack named by its digest (docs/FORMAT.md, "Lone packs")."""
+    listed = set(rels)
+    return {
+        rel[len("packs/") : -len(".pack")]
+        for rel in listed
+        if rel.startswith("packs/")
+        and rel.endswith(".pack")
+        and is_name(rel[len("packs/") : -len(".pack")])
+        and index_rel(rel[len("packs/") : -len(".pack")]) not in listed
+    }
+
+
 def group(sizes: dict[str, int]) -> list[list[str]]:
     """Split oids into packs of about TARGET bytes, in oid order (so concurrent writers of the same
     objects build the same packs, under the same names)."""
@@ -90,15 +104,19 @@ def build_ordered(
 ) -> tuple[str, bytes | memoryview, bytes, list[Entry]]:
     """As :func:`build`, the objects in the order given; data: the parts already joined, when they are one
     run of a mapped file (the pack is then that slice: no copy); name: their hex digest, when the caller has it."""
-    entries, lines = [], [INDEX_HEADER]
+    entries = []
     offset = 0
     for oid, part in parts:
         entries.append(Entry(oid, offset, len(part)))
-        lines.append(f"{oid} {offset} {len(part)}\n".encode())
         offset += len(part)
     if data is None:
         data = b"".join(part for _, part in parts)
-    return name or fileio.hexdigest_bytes(data), data, b"".join(lines), entries
+    return name or fileio.hexdigest_bytes(data), data, render_index(entries), entries
+
+
+def render_index(entries: Iterable[Entry]) -> bytes:
+    """The index of a pack holding these entries."""
+    return INDEX_HEADER + "".join(f"{e.oid} {e.offset} {e.size}\n" for e in entries).encode()
 
 
 def split(data: bytes, start: int, entries: Iterable[Entry]) -> Iterator[tuple[Entry, bytes, str]]:

@@ -75,7 +75,11 @@ def plan(
         for e in r.entries:
             named_at.setdefault(e.pack, []).append(e)
     replaced: list[str] = []
+    # a pack named by a kept object's digest is that object ("Lone packs"): all of it lives, index or not
+    whole = {oids.digest(o) for o in alive}
     for name, entries in sorted(packs.items()):
+        if name in whole:
+            continue
         live = _live(entries, alive)
         old = _old(listing, pk.pack_rel(name), cutoff) and _old(listing, pk.index_rel(name), cutoff)
         dead = listing.get(pk.pack_rel(name), (0, None))[0] - sum(e.size for e in live)
@@ -112,19 +116,12 @@ def plan(
             p.delete(listing, marker_rel(name))
         elif _old(listing, pk.pack_rel(name), cutoff):  # what a gc stopped after deleting its index left
             p.delete(listing, pk.pack_rel(name), marker_rel(name))
-    for name in sorted(_orphans(listing) - set(packs) - markers - set(named_at)):
-        if _old(listing, pk.pack_rel(name), cutoff):  # a push killed between its pack and the index left it
-            p.gone.append(name)
+    for name in sorted(pk.lone_in(listing) - set(packs) - markers - set(named_at) - whole):
+        if _old(listing, pk.pack_rel(name), cutoff):  # a push killed between its pack and the index left it,
+            p.gone.append(name)  # or a lone pack no kept version names: the object goes
+            p.named.append((oids.from_digest(name), listing[pk.pack_rel(name)][0]))
             p.delete(listing, pk.pack_rel(name))
     return p
-
-
-def _orphans(listing: dict[str, tuple[int, float | None]]) -> set[str]:
-    """The packs listed without their index: no reader uses one but through a recipe naming it."""
-    names = {
-        rel[len("packs/") : -len(".pack")] for rel in listing if rel.startswith("packs/") and rel.endswith(".pack")
-    }
-    return {name for name in names if pk.is_name(name) and pk.index_rel(name) not in listing}
 
 
 def recipes(rb: Rebuilder, kept: set[str]) -> dict[str, rc.Recipe]:

@@ -8,6 +8,7 @@ come down alone or in ranged reads of packs, each hashed before it enters the ca
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -70,8 +71,10 @@ class Transfer:
         self._rebuilder: Rebuilder | None = None
         self.local_versions: dict[str, list[str]] = {}  # {oid: versions in the cache a rebuild may take chunks of}
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
+        self._whole_packs: set[str] = set()  # names of the packs listed (format 4: a pack named by an oid is it)
         self.bad_indexes: list[str] = []
         self.bases_in_cache = False  # deltas may take bases the cache holds whole (its compacted store)
+        self.lone = store.copies_ranges  # a large new file may go up as a lone pack (docs/FORMAT.md, "Lone packs")
 
     def close(self) -> None:
         self.store.close()
@@ -140,6 +143,8 @@ class Transfer:
         self._packs_read = True
         sizes = self.store.list_sizes("packs/")
         names = pk.names_in(sizes)
+        if self.format >= layout.LONE:  # with or without an index: the index only lists the object's chunks
+            self._whole_packs = names | pk.lone_in(sizes)
         recorded = self.jr.pack_names(self.key)
         if recheck:  # nothing recorded is trusted: every pack is recorded again from its index, or not at all
             self.jr.forget_packs(self.key, recorded)
@@ -193,7 +198,7 @@ class Transfer:
         if not wanted:
             return set()
         self.read_packs()
-        found = set(self.locate(wanted))
+        found = set(self.locate(wanted)) | {o for o in wanted if self.is_pack(o)}
         rest = wanted - found
         store = self.store
         if not store.cheap_exists and len(rest) > EXISTS_EACH:
@@ -227,6 +232,11 @@ class Transfer:
         ordered = sorted(rest)
         run_parallel(there, ordered, self.jobs, lambda o, yes: found.add(o) if yes else None)
         return found
+
+    def is_pack(self, oid: str) -> bool:
+        """Whether object oid is a pack of the store, listed by the last :meth:`read_packs` (docs/FORMAT.md,
+        "Lone packs": on a store of format 4, a pack named by an object's digest is that object, present)."""
+        return oids.digest(oid) in self._whole_packs
 
     def incomplete(self, found: Iterable[str]) -> set[str]:
         """Of these objects on the store, those stored chunked whose recipe is damaged or names a pack that is
@@ -303,9 +313,13 @@ class Transfer:
         return sent
 
     def _put_chunked(self, oid: str, bases: list[str], meter: Meter) -> int:
+        from mvc.objects.chunked import LONE_FROM
         from mvc.objects.chunkwriter import ChunkWriter
 
+        if self.lone and not bases and os.path.getsize(self.odb.path(oid)) >= LONE_FROM:
+            return self._put_lone(oid, meter)
         self.read_packs()  # what the remote holds already: only the rest is sent
+        sent = self._complete([b for b in bases if b != oid])
         writer = ChunkWriter(
             self.store,
             self.odb,
@@ -315,10 +329,50 @@ class Transfer:
             self.jobs,
             present=lambda o: (self.bases_in_cache and self.odb.exists(o)) or o in self.existing([o]),
         )
-        recipe, fmt, sent = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
+        recipe, fmt, more = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
+        sent += more
         self.check_layout(writing=True, fmt=fmt)  # 2, or 3 for a recipe naming sparse deltas
         self.store.put_bytes(rc.rel(oid), recipe)  # last: the recipe makes the object present
         return sent + len(recipe)
+
+    def _put_lone(self, oid: str, meter: Meter) -> int:
+        """A file with no earlier version, to a store that copies in the kernel: one lone pack, the file copied
+        whole (verified on the way) under its own digest, and nothing more. Its chunks are listed by the first
+        push that takes it as a base (:meth:`_complete`): a push of a new file costs what a whole object's does
+        (docs/FORMAT.md, "Lone packs")."""
+        self.check_layout(writing=True, fmt=layout.LONE)  # before the pack: an older mvc refuses, not misses it
+        n = self.store.put_file(
+            self.odb.path(oid),
+            pk.pack_rel(oids.digest(oid)),
+            lambda digest: _check_cached(self.odb, oid, digest),
+            meter.update,
+        )
+        self._whole_packs.add(oids.digest(oid))
+        return n
+
+    def _complete(self, bases: list[str]) -> int:
+        """List the chunks of the first of bases that is a lone pack here and whole in the cache: its pack's index,
+        then its recipe (what a push of it would have written, without copying it again), so that the push that
+        follows finds them and sends none of them. Returns the bytes written."""
+        from mvc.objects import chunkwriter
+
+        rb = self.rebuilder()
+        for b in bases[: chunkwriter.LOCAL_BASES]:
+            try:
+                if not self.is_pack(b) or not self.odb.exists(b) or rb.recipe(b) is not None:
+                    continue
+                name, entries, index, r = chunkwriter.describe_whole(
+                    self.odb, b, functools.partial(_check_cached, self.odb, b)
+                )
+            except CorruptObject:
+                continue  # a damaged recipe (push --verify-remote mends it), or a cache object quarantined
+            recipe = rc.render(r.size, r.bases, r.entries)
+            self.store.put_bytes(pk.index_rel(name), index)  # the index, then the recipe, as a push writes them
+            self._record_packs([(name, entries)])
+            self.store.put_bytes(rc.rel(b), recipe)
+            rb.learn(b, r)
+            return len(index) + len(recipe)
+        return 0
 
     def _put_pack(self, group: list[str], meter: Meter) -> Packed:
         """Put the group's objects in packs, each pack before its index: [(name, entries, bytes)]. They are read
@@ -428,11 +482,7 @@ class Transfer:
 
                     raise rebuilt_wrong(self.rebuilder(), oid, digest, oid) from None
             if oids.from_digest(digest) != oid:
-                raise RemoteCorrupt(
-                    f"{self.store.where(rel)} on remote {self.name} is corrupt (its content hashes to "
-                    f"xxh128:{digest}); nothing was placed in the cache or workspace: delete it on the remote and "
-                    "push it again from a machine that has it"
-                )
+                raise _corrupt(self.store.where(rel), self.name, digest)
             size = os.path.getsize(tmp) if sent is None else sent
             self.odb.install(tmp, oid)
         finally:
@@ -454,6 +504,8 @@ class Transfer:
             return whole
         before = rb.recipe_bytes
         r = rb.recipe(oid, size)
+        if r is None and oid in rb.bad_whole:  # a lone pack, corrupt (with a recipe, the recipe names the bad chunk)
+            raise _corrupt(self.store.where(pk.pack_rel(oids.digest(oid))), self.name, rb.bad_whole[oid])
         if r is None:
             return None
         with fileio.new_file(dest, readable=True) as fd:
@@ -483,6 +535,13 @@ class Transfer:
             meter.object_done()
         meter.update(len(data))
         return len(data)
+
+
+def _corrupt(where: str, remote: str, digest: str) -> RemoteCorrupt:
+    return RemoteCorrupt(
+        f"{where} on remote {remote} is corrupt (its content hashes to xxh128:{digest}); nothing was placed in the "
+        "cache or workspace: delete it on the remote and push it again from a machine that has it"
+    )
 
 
 def _check_cached(odb: ODB, oid: str, digest: str) -> None:
