@@ -24,12 +24,14 @@ SLOT = 8  # bytes of a worker's progress counter
 
 
 def workers_for(n: int, least: int, most: int = 8) -> int:
-    """How many processes to fork for n jobs: 1 (none: do them here) below ``least`` jobs, where fork cannot be
-    had, while another thread runs (a library user's: a fork copies this thread alone, and any lock another
+    """How many processes to fork for n jobs: 1 (none: do them here) below ``least`` jobs, off Linux, while
+    another thread runs (a library user's: a fork copies this thread alone, and any lock another
     holds stays held in the copy), or on one CPU; else one per CPU, at most ``most``."""
+    import sys
     import threading
 
-    if n < least or not hasattr(os, "fork") or threading.active_count() > 1:
+    # Linux only: elsewhere (macOS) a forked copy of a process that loaded system frameworks may crash
+    if n < least or not sys.platform.startswith("linux") or threading.active_count() > 1:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cpus, most))
