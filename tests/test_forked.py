@@ -92,12 +92,12 @@ def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
     file is in the cache with its bytes, and status finds nothing changed."""
     import xxhash
 
-    from mvc.api.workspace import PARALLEL_FROM
+    from mvc.repo.storing import PARALLEL_FROM
 
     n = PARALLEL_FROM + 100
     serial = tmp_path / "serial"
     serial.mkdir()
-    (serial / "sitecustomize.py").write_text("import mvc.api.workspace as w\nw.PARALLEL_FROM = 10 ** 9\n")
+    (serial / "sitecustomize.py").write_text("import mvc.repo.storing as w\nw.PARALLEL_FROM = 10 ** 9\n")
     repos = {}
     for name, env in (("forked", None), ("one-by-one", {**os.environ, "PYTHONPATH": str(serial)})):
         repo = tmp_path / name
@@ -124,3 +124,59 @@ def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
         assert (objects / digest[:2] / digest[2:]).read_bytes() == p.read_bytes()
     status = run_mvc("status", cwd=forked_repo, check=True)
     assert "up to date" in status.stdout, status.stdout
+
+
+def test_several_directories_are_stored_together(tmp_path: Path):
+    """mvc add of several directories, each with fewer files than PARALLEL_FROM and together more: their files are
+    stored by one forked pass (counted by a spy on map_forked), the pointers are those of an add one file at a
+    time, and an add again after the cache lost them says each was stored again, its pointer unchanged."""
+    import tomllib
+
+    from mvc.repo.storing import PARALLEL_FROM
+
+    each = PARALLEL_FROM // 2
+    calls = tmp_path / "calls"
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(
+        "import mvc.storage.forked as f\n"
+        "_real = f.map_forked\n"
+        "def map_forked(fn, items, workers, progress=None):\n"
+        f"    with open({str(calls)!r}, 'a') as out:\n"
+        "        out.write(f'{len(items)} {workers}\\n')\n"
+        "    return _real(fn, items, workers, progress)\n"
+        "f.map_forked = map_forked\n"
+    )
+    serial = tmp_path / "serial"
+    serial.mkdir()
+    (serial / "sitecustomize.py").write_text("import mvc.repo.storing as w\nw.PARALLEL_FROM = 10 ** 9\n")
+    dirs = ["d0", "d1", "d2"]
+    repos = {}
+    for name, path in (("forked", spy), ("one-by-one", serial)):
+        repo = tmp_path / name
+        repo.mkdir()
+        git(repo, "init", "-q")
+        run_mvc("init", cwd=repo, check=True)
+        for d in dirs:
+            for i in range(each):
+                (repo / d / "sub").mkdir(parents=True, exist_ok=True)
+                (repo / d / ("sub" if i % 3 else "") / f"{d}-{i}.bin").write_bytes(f"{d} {i}\n".encode() * (1 + i % 40))
+        out = run_mvc("add", *dirs, cwd=repo, env={**os.environ, "PYTHONPATH": str(path)})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.count(f"({each} files") == 3 and out.stdout.count("added ") == 3, out.stdout
+        repos[name] = repo
+    cpus = len(os.sched_getaffinity(0))
+    if cpus >= 2:
+        assert calls.read_text() == f"{3 * each} {min(cpus, 8)}\n"
+    for d in dirs:
+        pointers = [tomllib.loads((r / f"{d}.mvc").read_text()) for r in repos.values()]
+        assert pointers[0]["oid"] == pointers[1]["oid"] and pointers[0]["nfiles"] == each
+    forked_repo = repos["forked"]
+    assert run_mvc("status", cwd=forked_repo, check=True).stdout.count("up to date") == 3
+    manifests = {tomllib.loads((forked_repo / f"{d}.mvc").read_text())["oid"].split(":")[1] for d in dirs}
+    for obj in (forked_repo / ".mvc" / "cache" / "objects").glob("*/*"):  # the files' objects, not the manifests
+        if obj.parent.name + obj.name not in manifests:
+            obj.unlink()
+    out = run_mvc("add", *dirs, cwd=forked_repo, env={**os.environ, "PYTHONPATH": str(spy)})
+    assert out.returncode == 0 and out.stdout.count("in the cache, pointer unchanged") == 3, (out.stdout, out.stderr)
+    assert run_mvc("verify", cwd=forked_repo).returncode == 0

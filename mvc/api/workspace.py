@@ -16,6 +16,7 @@ from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
+from mvc.repo import storing
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import (
@@ -31,8 +32,6 @@ from mvc.repo.worktree import (
 )
 from mvc.storage import fileio
 from mvc.storage.lock import locked
-
-PARALLEL_FROM = 2000  # files of a directory that the cache lacks, from which forked processes store them
 
 CONFIG_TEMPLATE = """\
 # mvc repository config, committed with the repo. Settings for this machine only (and secrets)
@@ -112,8 +111,11 @@ def add(
     recorder = record.Auto(repo) if (repo.config.auto_record if auto is None else auto) else None
     results, to_stage = [], []
     try:
+        scanned = _scan_dirs(repo, rels)  # several directories: every name checked, then their files stored at once
+        stored_ahead = storing.store_dirs(repo, scanned, progress) if scanned else set()
         for rel in rels:
-            res = _add_one(repo, rel, layers, recorder, progress)
+            ahead = (scanned[rel], rel in stored_ahead) if rel in scanned else None
+            res = _add_one(repo, rel, layers, recorder, progress, ahead)
             if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
                 repo.state.set_base(res["oid"], based[rel])
             results.append(res)
@@ -204,13 +206,18 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
 
 
 def _add_one(
-    repo: Repo, rel: str, layers: list[dict[str, Any]], recorder: record.Auto | None, progress: progressmod.Factory
+    repo: Repo,
+    rel: str,
+    layers: list[dict[str, Any]],
+    recorder: record.Auto | None,
+    progress: progressmod.Factory,
+    ahead: tuple[dict[str, File], bool] | None = None,
 ) -> dict[str, Any]:
     full = repo.abs(rel)
     st = os.lstat(full)
     entries: list[mf.Entry] | None = None  # a directory's, as its manifest lists them
     if statmod.S_ISDIR(st.st_mode):
-        oid, entries, stored = _add_dir(repo, rel, full, progress)
+        oid, entries, stored = _add_dir(repo, rel, full, progress, ahead)
         size, nfiles, kind = sum(e.size for e in entries), len(entries), "dir"
     else:
         f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
@@ -219,7 +226,7 @@ def _add_one(
         had = _cached_before(repo, rel) if f.oid is None else None
         bar = progress(f"adding {rel}", st.st_size)
         try:
-            oid, new = _store(repo, rel, f, bar)
+            oid, new = storing.store(repo, rel, f, bar)
         finally:
             bar.close()
         stored = new if new is not None else oid != had
@@ -246,67 +253,15 @@ def _cached_before(repo: Repo, rel: str) -> str | None:
     return p.oid if p.kind == "file" and repo.odb.exists(p.oid) else None
 
 
-def _store(
-    repo: Repo, rel: str, f: File, bar: progressmod.Bar, links: list[str] | None = None
-) -> tuple[str, bool | None]:
-    """Make sure f's content is in the cache (linking the workspace to it per cache.type, or ``links``: that
-    setting read once for a directory's files): (its oid, whether the cache lacked it: True, False, or None when
-    the content had to be hashed to know its oid)."""
-    if f.oid and repo.odb.exists(f.oid):
-        return f.oid, False
-    known = f.oid is not None  # and not in the cache: this stores it
-    _refuse_dangling(repo, rel, f)
-    oid, how, st = repo.odb.add_file(f.full, links or repo.config.link_types, progress=bar.update)
-    if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
-        repo.odb.export(oid, f.full, ["hardlink"])
-    elif how == "symlink":
-        repo.odb.export(oid, f.full, ["symlink"])
-    # copy and reflink leave the file as it was (add_file saw it unchanged while it read it); a link changed it
-    after = st if how in ("copy", "reflink") else os.lstat(f.full)
-    if statmod.S_ISREG(after.st_mode):
-        repo.state.put(rel, after, oid)
-    f.oid = oid
-    return oid, True if known else None
+def _scan_dirs(repo: Repo, rels: list[str]) -> dict[str, dict[str, File]]:
+    """{rel: its files, scanned and checked} of the directories among rels, when there are several (their
+    files are then stored together: ``storing.store_dirs``); empty otherwise."""
+    dirs = [rel for rel in rels if statmod.S_ISDIR(os.lstat(repo.abs(rel)).st_mode)]
+    return {rel: _checked(rel, scan_dir(repo, rel, repo.abs(rel))) for rel in dirs} if len(dirs) > 1 else {}
 
 
-def _refuse_dangling(repo: Repo, rel: str, f: File) -> None:
-    if f.linked and statmod.S_ISLNK(f.st.st_mode):
-        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: {_relink_hint(repo, rel)}")
-
-
-def _store_all(repo: Repo, rel: str, files: dict[str, File], bar: progressmod.Bar, links: list[str]) -> None:
-    """:func:`_store` of every file of directory rel; when the cache lacks PARALLEL_FROM of them or more and
-    they are copied (not linked), by one forked process per CPU (``ODB.add_files``): the work is mostly
-    system calls, with Python between them holding the GIL."""
-    from mvc.storage import forked
-
-    todo = [(sub, f) for sub, f in sorted(files.items()) if not (f.oid and repo.odb.exists(f.oid))]
-    workers = forked.workers_for(len(todo), PARALLEL_FROM) if set(links) <= {"copy", "reflink"} else 1
-    if workers < 2:
-        for sub, f in todo:
-            _store(repo, f"{rel}/{sub}", f, bar, links)
-        return
-    for sub, f in todo:
-        _refuse_dangling(repo, f"{rel}/{sub}", f)
-    got = repo.odb.add_files([f.full for _, f in todo], links, workers, bar.update)
-    for (sub, f), (oid, _, st) in zip(todo, got, strict=True):
-        if statmod.S_ISREG(st.st_mode):  # (a copy or a reflink leaves the file as add_file saw it)
-            repo.state.put(f"{rel}/{sub}", st, oid)
-        f.oid = oid
-
-
-def _relink_hint(repo: Repo, rel: str) -> str:
-    """The fix for a workspace link into the cache whose object is gone, as the remotes are configured."""
-    import shlex  # not at the top: only this message needs them
-
-    from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
-
-    fetch = f"'mvc fetch {shlex.quote(rel)}'"
-    return f"replace the link with the real file and re-add it, or {fetch_fix(repo, fetch)}"
-
-
-def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> tuple[str, list[mf.Entry], bool]:
-    files = scan_dir(repo, rel, full)
+def _checked(rel: str, files: dict[str, File]) -> dict[str, File]:
+    """files, once no file of directory rel is one mvc refuses to record."""
     for sub, f in files.items():
         if f.foreign:
             raise PathError(
@@ -321,14 +276,22 @@ def _add_dir(repo: Repo, rel: str, full: str, progress: progressmod.Factory) -> 
             raise PathError(f"{quoted(rel + '/' + sub)} is git's ({why}): mvc never records it: move it out of {rel}")
         if why:
             raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
+    return files
+
+
+def _add_dir(
+    repo: Repo, rel: str, full: str, progress: progressmod.Factory, ahead: tuple[dict[str, File], bool] | None = None
+) -> tuple[str, list[mf.Entry], bool]:
+    """ahead: the directory's files as ``_scan_dirs`` found them, and whether ``storing.store_dirs`` stored any."""
+    files = _checked(rel, scan_dir(repo, rel, full)) if ahead is None else ahead[0]
     placed = repo.odb.placed  # objects the cache lacked, stored since: whether this add stored anything
     bar = progress(f"adding {rel}", total(files.values()))
     links = repo.config.link_types
     try:
-        _store_all(repo, rel, files, bar, links)
+        storing.store_all(repo, rel, files, bar, links)
     finally:
         bar.close()
-    stored = repo.odb.placed > placed
+    stored = repo.odb.placed > placed or (ahead is not None and ahead[1])
     entries = entries_of(repo, rel, files)
     data = mf.dumps(entries)
     oid = oids.from_digest(fileio.hexdigest_bytes(data))

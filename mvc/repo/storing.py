@@ -1,0 +1,100 @@
+"""Storing work-tree files in the cache as ``mvc add`` does: one file (linking it to the cache per
+``cache.type``), a directory's files, or the files of several directories at once; many files the cache lacks
+are stored by forked processes (``mvc.storage.forked``), since the work is system calls with Python between
+them that holds the GIL."""
+
+from __future__ import annotations
+
+import os
+import stat as statmod
+
+from mvc import progress as progressmod
+from mvc.errors import ObjectMissing
+from mvc.repo.repository import Repo
+from mvc.repo.worktree import File
+
+PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
+
+
+def store(
+    repo: Repo, rel: str, f: File, bar: progressmod.Bar, links: list[str] | None = None
+) -> tuple[str, bool | None]:
+    """Make sure f's content is in the cache (linking the workspace to it per cache.type, or ``links``: that
+    setting read once for a directory's files): (its oid, whether the cache lacked it: True, False, or None when
+    the content had to be hashed to know its oid)."""
+    if f.oid and repo.odb.exists(f.oid):
+        return f.oid, False
+    known = f.oid is not None  # and not in the cache: this stores it
+    refuse_dangling(repo, rel, f)
+    oid, how, st = repo.odb.add_file(f.full, links or repo.config.link_types, progress=bar.update)
+    if how == "hardlink" and os.stat(repo.odb.path(oid)).st_ino != st.st_ino:
+        repo.odb.export(oid, f.full, ["hardlink"])
+    elif how == "symlink":
+        repo.odb.export(oid, f.full, ["symlink"])
+    # copy and reflink leave the file as it was (add_file saw it unchanged while it read it); a link changed it
+    after = st if how in ("copy", "reflink") else os.lstat(f.full)
+    if statmod.S_ISREG(after.st_mode):
+        repo.state.put(rel, after, oid)
+    f.oid = oid
+    return oid, True if known else None
+
+
+def refuse_dangling(repo: Repo, rel: str, f: File) -> None:
+    if f.linked and statmod.S_ISLNK(f.st.st_mode):
+        raise ObjectMissing(f"{rel} links to object {f.oid}, which is not in the cache: {relink_hint(repo, rel)}")
+
+
+def store_all(repo: Repo, rel: str, files: dict[str, File], bar: progressmod.Bar, links: list[str]) -> None:
+    """:func:`store` of every file of directory rel; by forked processes when the cache lacks PARALLEL_FROM of
+    them or more (:func:`store_many`)."""
+    todo = [(f"{rel}/{sub}", f) for sub, f in sorted(files.items()) if not (f.oid and repo.odb.exists(f.oid))]
+    if not store_many(repo, todo, bar, links):
+        for label, f in todo:
+            store(repo, label, f, bar, links)
+
+
+def store_dirs(repo: Repo, dirs: dict[str, dict[str, File]], progress: progressmod.Factory) -> set[str]:
+    """The files of several directories ({rel: their files, as scan_dir found them}) the cache lacks, stored at
+    once by forked processes when together they are PARALLEL_FROM or more (one directory's alone may be fewer);
+    returns the directories whose files this stored (none when it did not fork: each is stored on its own)."""
+    todo: list[tuple[str, File]] = []
+    lacking: set[str] = set()
+    for rel, files in dirs.items():
+        for sub, f in sorted(files.items()):
+            if not (f.oid and repo.odb.exists(f.oid)):
+                todo.append((f"{rel}/{sub}", f))
+                lacking.add(rel)
+    bar = progress(f"adding {len(dirs)} directories", sum(f.st.st_size for _, f in todo))
+    try:
+        return lacking if store_many(repo, todo, bar, repo.config.link_types) else set()
+    finally:
+        bar.close()
+
+
+def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, links: list[str]) -> bool:
+    """Store the files of todo ([(tracked path, file the cache lacks)]) by one forked process per CPU
+    (``ODB.add_files``), when they are PARALLEL_FROM or more and copied or reflinked (a link changes the user's
+    file); whether it did (if not, nothing was stored)."""
+    from mvc.storage import forked
+
+    workers = forked.workers_for(len(todo), PARALLEL_FROM) if set(links) <= {"copy", "reflink"} else 1
+    if workers < 2:
+        return False
+    for label, f in todo:
+        refuse_dangling(repo, label, f)
+    got = repo.odb.add_files([f.full for _, f in todo], links, workers, bar.update)
+    for (label, f), (oid, _, st) in zip(todo, got, strict=True):
+        if statmod.S_ISREG(st.st_mode):  # (a copy or a reflink leaves the file as add_file saw it)
+            repo.state.put(label, st, oid)
+        f.oid = oid
+    return True
+
+
+def relink_hint(repo: Repo, rel: str) -> str:
+    """The fix for a workspace link into the cache whose object is gone, as the remotes are configured."""
+    import shlex  # not at the top: only this message needs them
+
+    from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
+
+    fetch = f"'mvc fetch {shlex.quote(rel)}'"
+    return f"replace the link with the real file and re-add it, or {fetch_fix(repo, fetch)}"
