@@ -48,9 +48,12 @@ def store_all(repo: Repo, rel: str, files: dict[str, File], bar: progressmod.Bar
     """:func:`store` of every file of directory rel; by forked processes when the cache lacks PARALLEL_FROM of
     them or more (:func:`store_many`)."""
     todo = [(f"{rel}/{sub}", f) for sub, f in sorted(files.items()) if not (f.oid and repo.odb.exists(f.oid))]
-    if not store_many(repo, todo, bar, links):
-        for label, f in todo:
-            store(repo, label, f, bar, links)
+    workers = _workers(len(todo), links)
+    if workers > 1:
+        store_many(repo, todo, bar, links, workers)
+        return
+    for label, f in todo:
+        store(repo, label, f, bar, links)
 
 
 def store_dirs(repo: Repo, dirs: dict[str, dict[str, File]], progress: progressmod.Factory) -> set[str]:
@@ -64,22 +67,29 @@ def store_dirs(repo: Repo, dirs: dict[str, dict[str, File]], progress: progressm
             if not (f.oid and repo.odb.exists(f.oid)):
                 todo.append((f"{rel}/{sub}", f))
                 lacking.add(rel)
+    links = repo.config.link_types
+    workers = _workers(len(todo), links)
+    if workers < 2:
+        return set()
     bar = progress(f"adding {len(dirs)} directories", sum(f.st.st_size for _, f in todo))
     try:
-        return lacking if store_many(repo, todo, bar, repo.config.link_types) else set()
+        store_many(repo, todo, bar, links, workers)
     finally:
         bar.close()
+    return lacking
 
 
-def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, links: list[str]) -> bool:
-    """Store the files of todo ([(tracked path, file the cache lacks)]) by one forked process per CPU
-    (``ODB.add_files``), when they are PARALLEL_FROM or more and copied or reflinked (a link changes the user's
-    file); whether it did (if not, nothing was stored)."""
+def _workers(n: int, links: list[str]) -> int:
+    """How many forked processes store n files: one per CPU from PARALLEL_FROM files, when they are copied or
+    reflinked (a link changes the user's file, which a forked process would not tell the state cache); 1: none."""
     from mvc.storage import forked
 
-    workers = forked.workers_for(len(todo), PARALLEL_FROM) if set(links) <= {"copy", "reflink"} else 1
-    if workers < 2:
-        return False
+    return forked.workers_for(n, PARALLEL_FROM) if set(links) <= {"copy", "reflink"} else 1
+
+
+def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, links: list[str], workers: int) -> None:
+    """Store the files of todo ([(tracked path, file the cache lacks)]) by ``workers`` forked processes
+    (``ODB.add_files``)."""
     for label, f in todo:
         refuse_dangling(repo, label, f)
     got = repo.odb.add_files([f.full for _, f in todo], links, workers, bar.update)
@@ -87,7 +97,6 @@ def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, l
         if statmod.S_ISREG(st.st_mode):  # (a copy or a reflink leaves the file as add_file saw it)
             repo.state.put(label, st, oid)
         f.oid = oid
-    return True
 
 
 def relink_hint(repo: Repo, rel: str) -> str:
