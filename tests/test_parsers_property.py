@@ -358,8 +358,12 @@ def test_a_listing_of_packs_gives_complete_and_lone_names_apart(rels):
         assert pk.is_name(name) and pk.pack_rel(name) in rels
     assert all(pk.index_rel(name) in rels for name in complete)
     assert not any(pk.index_rel(name) in rels for name in lone)
-    assert complete | lone == {
-        rel[len("packs/") : -len(".pack")]
-        for rel in rels
-        if rel.startswith("packs/") and rel.endswith(".pack") and pk.is_name(rel[len("packs/") : -len(".pack")])
-    }
+    assert (
+        complete | lone
+        == pk.packs_in(rels)
+        == {
+            rel[len("packs/") : -len(".pack")]
+            for rel in rels
+            if rel.startswith("packs/") and rel.endswith(".pack") and pk.is_name(rel[len("packs/") : -len(".pack")])
+        }
+    )

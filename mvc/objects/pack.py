@@ -63,18 +63,17 @@ def names_in(rels: Iterable[str]) -> set[str]:
     return packs & indexes
 
 
+def packs_in(rels: Iterable[str]) -> set[str]:
+    """Names of every pack a listing of ``packs/`` holds, with its index or without."""
+    names = (rel[len("packs/") : -len(".pack")] for rel in rels if rel.startswith("packs/") and rel.endswith(".pack"))
+    return {name for name in names if is_name(name)}
+
+
 def lone_in(rels: Iterable[str]) -> set[str]:
     """Names of the packs among a listing of ``packs/`` that have no index: a push that did not finish, or a lone
     pack, an object stored whole in the pack named by its digest (docs/FORMAT.md, "Lone packs")."""
     listed = set(rels)
-    return {
-        rel[len("packs/") : -len(".pack")]
-        for rel in listed
-        if rel.startswith("packs/")
-        and rel.endswith(".pack")
-        and is_name(rel[len("packs/") : -len(".pack")])
-        and index_rel(rel[len("packs/") : -len(".pack")]) not in listed
-    }
+    return {name for name in packs_in(listed) if index_rel(name) not in listed}
 
 
 def group(sizes: dict[str, int]) -> list[list[str]]:

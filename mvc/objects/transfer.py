@@ -144,7 +144,7 @@ class Transfer:
         sizes = self.store.list_sizes("packs/")
         names = pk.names_in(sizes)
         if self.format >= layout.LONE:  # with or without an index: the index only lists the object's chunks
-            self._whole_packs = names | pk.lone_in(sizes)
+            self._whole_packs = pk.packs_in(sizes)
         recorded = self.jr.pack_names(self.key)
         if recheck:  # nothing recorded is trusted: every pack is recorded again from its index, or not at all
             self.jr.forget_packs(self.key, recorded)
