@@ -195,11 +195,14 @@ class TestLonePacks(WithOrigin, LocalRemote):
         git(repo, "reflog", "expire", "--expire=now", "--all")
         assert {pack.pack_rel(digest(kept)), pack.pack_rel(digest(dead))} <= contents(origin)
 
+        # the dead one with an index a push stopped before the recipe left, the kept one without
+        dead_index = pack.render_index([pack.Entry(oid_of(dead[:1000]), 0, 1000)])
+        origin.write(pack.index_rel(digest(dead)), dead_index)
         r = json.loads(mvc_cli("gc", "-r", "origin", "--json", "-q", "--grace", "0").stdout)
-        assert r["dry_run"] and r["packs_deleted"] == 1 and r["bytes"] == len(dead)
+        assert r["dry_run"] and r["packs_deleted"] == 1 and r["bytes"] == len(dead) + len(dead_index)
         r = json.loads(mvc_cli("gc", "-r", "origin", "--json", "-q", "--grace", "0", "--force").stdout)
-        assert r["packs_deleted"] == 1 and r["bytes"] == len(dead)
-        assert pack.pack_rel(digest(dead)) not in contents(origin)
+        assert r["packs_deleted"] == 1 and r["bytes"] == len(dead) + len(dead_index)
+        assert not {pack.pack_rel(digest(dead)), pack.index_rel(digest(dead))} & contents(origin)
         assert origin.read(pack.pack_rel(digest(kept))) == kept
         # still kept with an index a push stopped before the recipe left: no recipe names its entries
         index = pack.render_index([pack.Entry(oid_of(kept[:1000]), 0, 1000)])

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mvc.objects import oid as oids
 from mvc.objects import pack as pk
 
 VERSION = 1  # PRAGMA user_version: 1 = every pack recorded had its index checked against the pack's size
@@ -236,7 +237,8 @@ class Journal:
         self._transaction(key, write, written)
 
     def forget_packs(self, key: str, names: Iterable[str]) -> None:
-        """Packs gone from the remote: forget them, and the objects no other pack holds."""
+        """Packs gone from the remote: forget them, the objects no other pack holds, and the object each one's name
+        is the digest of (a pack named by an object's digest is that object: docs/FORMAT.md, "Lone packs")."""
         names = sorted(names)
         if not names:
             return
@@ -251,6 +253,7 @@ class Journal:
                     (rid, name),
                 )
                 db.execute("DELETE FROM packed WHERE remote = ? AND pack = ?", (rid, name))
+                db.execute("DELETE FROM present WHERE remote = ? AND oid = ?", (rid, oids.from_digest(name)))
 
         self._transaction(key, write)
 
