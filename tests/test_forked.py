@@ -86,6 +86,29 @@ def test_no_fork_while_another_thread_runs():
     )
 
 
+def spy_on_forks(tmp_path: Path) -> tuple[Path, Path]:
+    """(a directory to put on PYTHONPATH, the file it writes): an mvc run with it notes each map_forked call as
+    'ITEMS WORKERS'."""
+    calls = tmp_path / "calls"
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "sitecustomize.py").write_text(
+        "import mvc.storage.forked as f\n"
+        "_real = f.map_forked\n"
+        "def map_forked(fn, items, workers, progress=None):\n"
+        f"    with open({str(calls)!r}, 'a') as out:\n"
+        "        out.write(f'{len(items)} {workers}\\n')\n"
+        "    return _real(fn, items, workers, progress)\n"
+        "f.map_forked = map_forked\n"
+    )
+    return spy, calls
+
+
+def expected_workers() -> int | None:
+    cpus = len(os.sched_getaffinity(0))
+    return min(cpus, 8) if cpus >= 2 else None
+
+
 def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
     """mvc add of a directory of more files than PARALLEL_FROM, in a process of its own as a user runs it: the
     pointer and manifest are those an add one file at a time writes (PARALLEL_FROM raised out of reach), every
@@ -95,11 +118,13 @@ def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
     from mvc.repo.storing import PARALLEL_FROM
 
     n = PARALLEL_FROM + 100
+    spy, calls = spy_on_forks(tmp_path)
     serial = tmp_path / "serial"
     serial.mkdir()
     (serial / "sitecustomize.py").write_text("import mvc.repo.storing as w\nw.PARALLEL_FROM = 10 ** 9\n")
     repos = {}
-    for name, env in (("forked", None), ("one-by-one", {**os.environ, "PYTHONPATH": str(serial)})):
+    for name, path in (("forked", spy), ("one-by-one", serial)):
+        env = {**os.environ, "PYTHONPATH": str(path)}
         repo = tmp_path / name
         repo.mkdir()
         git(repo, "init", "-q")
@@ -111,6 +136,8 @@ def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
         out = run_mvc("add", "data", cwd=repo, env=env)
         assert out.returncode == 0 and f"{n} files" in out.stdout, out.stderr
         repos[name] = repo
+    if expected_workers():
+        assert calls.read_text() == f"{n} {expected_workers()}\n"
     forked_repo = repos["forked"]
     import tomllib
 
@@ -135,18 +162,7 @@ def test_several_directories_are_stored_together(tmp_path: Path):
     from mvc.repo.storing import PARALLEL_FROM
 
     each = PARALLEL_FROM // 2
-    calls = tmp_path / "calls"
-    spy = tmp_path / "spy"
-    spy.mkdir()
-    (spy / "sitecustomize.py").write_text(
-        "import mvc.storage.forked as f\n"
-        "_real = f.map_forked\n"
-        "def map_forked(fn, items, workers, progress=None):\n"
-        f"    with open({str(calls)!r}, 'a') as out:\n"
-        "        out.write(f'{len(items)} {workers}\\n')\n"
-        "    return _real(fn, items, workers, progress)\n"
-        "f.map_forked = map_forked\n"
-    )
+    spy, calls = spy_on_forks(tmp_path)
     serial = tmp_path / "serial"
     serial.mkdir()
     (serial / "sitecustomize.py").write_text("import mvc.repo.storing as w\nw.PARALLEL_FROM = 10 ** 9\n")
@@ -165,9 +181,8 @@ def test_several_directories_are_stored_together(tmp_path: Path):
         assert out.returncode == 0, out.stderr
         assert out.stdout.count(f"({each} files") == 3 and out.stdout.count("added ") == 3, out.stdout
         repos[name] = repo
-    cpus = len(os.sched_getaffinity(0))
-    if cpus >= 2:
-        assert calls.read_text() == f"{3 * each} {min(cpus, 8)}\n"
+    if expected_workers():
+        assert calls.read_text() == f"{3 * each} {expected_workers()}\n"
     for d in dirs:
         pointers = [tomllib.loads((r / f"{d}.mvc").read_text()) for r in repos.values()]
         assert pointers[0]["oid"] == pointers[1]["oid"] and pointers[0]["nfiles"] == each

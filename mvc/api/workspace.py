@@ -288,7 +288,8 @@ def _add_dir(
     bar = progress(f"adding {rel}", total(files.values()))
     links = repo.config.link_types
     try:
-        storing.store_all(repo, rel, files, bar, links)
+        if ahead is None or not ahead[1]:  # (what store_dirs stored, it stored whole: nothing left to ask)
+            storing.store_all(repo, rel, files, bar, links)
     finally:
         bar.close()
     stored = repo.odb.placed > placed or (ahead is not None and ahead[1])

@@ -71,7 +71,7 @@ class Rebuilder:
         """The pack named by object oid's digest, unless the store is known to lack it: such a pack is the object
         itself (a pack is named by the hash of its bytes), as a push writes a new file (docs/FORMAT.md, "Chunked
         objects"). Read from there, the object is checked whole, by whoever reads its last byte."""
-        return None if oid in self._no_whole else pk.pack_rel(oids.digest(oid))
+        return None if oid in self._no_whole else pk.whole_rel(oid)
 
     def get_whole(self, oid: str, dest: str, progress: Progress | None) -> tuple[str, int] | None:
         """Object oid copied into the new file dest from the pack that is the object, in one copy, as (its hex

@@ -40,6 +40,12 @@ def pack_rel(name: str) -> str:
     return f"packs/{name}.pack"
 
 
+def whole_rel(oid: str) -> str:
+    """The pack that is object oid, if the store has it: a pack is named by the hash of its bytes, so the one named
+    by the object's digest holds exactly the object (docs/FORMAT.md, "Lone packs")."""
+    return pack_rel(oids.digest(oid))
+
+
 def index_rel(name: str) -> str:
     return f"packs/{name}.idx"
 

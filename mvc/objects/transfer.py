@@ -343,7 +343,7 @@ class Transfer:
         self.check_layout(writing=True, fmt=layout.LONE)  # before the pack: an older mvc refuses, not misses it
         n = self.store.put_file(
             self.odb.path(oid),
-            pk.pack_rel(oids.digest(oid)),
+            pk.whole_rel(oid),
             lambda digest: _check_cached(self.odb, oid, digest),
             meter.update,
         )
@@ -505,7 +505,7 @@ class Transfer:
         before = rb.recipe_bytes
         r = rb.recipe(oid, size)
         if r is None and oid in rb.bad_whole:  # a lone pack, corrupt (with a recipe, the recipe names the bad chunk)
-            raise _corrupt(self.store.where(pk.pack_rel(oids.digest(oid))), self.name, rb.bad_whole[oid])
+            raise _corrupt(self.store.where(pk.whole_rel(oid)), self.name, rb.bad_whole[oid])
         if r is None:
             return None
         with fileio.new_file(dest, readable=True) as fd:

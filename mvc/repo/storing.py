@@ -47,7 +47,7 @@ def refuse_dangling(repo: Repo, rel: str, f: File) -> None:
 def store_all(repo: Repo, rel: str, files: dict[str, File], bar: progressmod.Bar, links: list[str]) -> None:
     """:func:`store` of every file of directory rel; by forked processes when the cache lacks PARALLEL_FROM of
     them or more (:func:`store_many`)."""
-    todo = [(f"{rel}/{sub}", f) for sub, f in sorted(files.items()) if not (f.oid and repo.odb.exists(f.oid))]
+    todo = _lacking(repo, rel, files)
     workers = _workers(len(todo), links)
     if workers > 1:
         store_many(repo, todo, bar, links, workers)
@@ -63,10 +63,10 @@ def store_dirs(repo: Repo, dirs: dict[str, dict[str, File]], progress: progressm
     todo: list[tuple[str, File]] = []
     lacking: set[str] = set()
     for rel, files in dirs.items():
-        for sub, f in sorted(files.items()):
-            if not (f.oid and repo.odb.exists(f.oid)):
-                todo.append((f"{rel}/{sub}", f))
-                lacking.add(rel)
+        mine = _lacking(repo, rel, files)
+        todo += mine
+        if mine:
+            lacking.add(rel)
     links = repo.config.link_types
     workers = _workers(len(todo), links)
     if workers < 2:
@@ -77,6 +77,11 @@ def store_dirs(repo: Repo, dirs: dict[str, dict[str, File]], progress: progressm
     finally:
         bar.close()
     return lacking
+
+
+def _lacking(repo: Repo, rel: str, files: dict[str, File]) -> list[tuple[str, File]]:
+    """[(tracked path, file)] of directory rel's files whose content the cache lacks (or whose oid is unknown)."""
+    return [(f"{rel}/{sub}", f) for sub, f in sorted(files.items()) if not (f.oid and repo.odb.exists(f.oid))]
 
 
 def _workers(n: int, links: list[str]) -> int:
