@@ -314,9 +314,11 @@ class Bench:
         steps["verify"] = self.timed("mvc verify", [self.mvc, "verify"], repo, "can be read back")
         res["cache"] = du(cache)
         cache_bytes = 0
-        for d, _, files in os.walk(os.path.join(cache, "objects")):
-            for name in files:
-                cache_bytes += os.lstat(os.path.join(d, name)).st_size
+        for top in ("objects", "packs"):  # object files, and the cache packs of a large add
+            for d, _, files in os.walk(os.path.join(cache, top)):
+                for name in files:
+                    if not name.endswith(".idx"):
+                        cache_bytes += os.lstat(os.path.join(d, name)).st_size
         res["cache"]["bytes"] = cache_bytes
         if "error" not in steps["verify"]:
             steps["verify"]["mb_s"] = cache_bytes / 1e6 / steps["verify"]["wall"]

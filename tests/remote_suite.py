@@ -578,6 +578,33 @@ class RemoteSuite(WithOrigin):
             assert p.read_bytes() == data
         assert cache_objects(repo) == want
 
+    def test_objects_in_cache_packs_are_pushed_and_fetched(self, repo, mvc_cli, origin, monkeypatch):
+        """A cache whose small objects a large add stored in cache packs (docs/FORMAT.md, "Cache packs") pushes
+        them as any others: alone when they are few, in packs when many; a pull into an empty cache gets them."""
+        monkeypatch.setattr("mvc.repo.storing.PARALLEL_FROM", 3)
+        monkeypatch.setattr("mvc.storage.forked.workers_for", lambda n, least, most=8: 2 if n >= least else 1)
+        few = {
+            p: p.read_bytes() for p in (make_file(repo / "few" / f"f{i}.bin", 500 + i, seed=70 + i) for i in range(4))
+        }
+        smalls = make_smalls(repo, 40)
+        mvc_cli("add", "few", "many")
+        from mvc.objects.odb import ODB
+
+        assert len(ODB(str(cache_dir(repo))).packs.oids()) == 44 and not [
+            o for o in cache_objects(repo) if rel_of(oid_of((repo / "few" / "f0.bin").read_bytes())) == o
+        ]
+        assert "pushed 5 objects" in mvc_cli("push", "few").output  # fewer than a pack is worth: alone
+        assert rel_of(oid_of(few[repo / "few" / "f0.bin"])) in contents(origin)
+        mvc_cli("push")
+        want = expected_objects(repo)
+        assert stored(origin) == want
+        drop_cache(repo)
+        shutil.rmtree(repo / "many")
+        shutil.rmtree(repo / "few")
+        mvc_cli("pull")
+        for p, data in {**few, **smalls}.items():
+            assert p.read_bytes() == data
+
     def test_pointers_that_understate_sizes_cannot_grow_a_pack(self, repo, mvc_cli, origin, monkeypatch):
         """Push takes a pointer's word for a small object's size (no stat of each): a pointer that lies gets no
         object of OBJECT_MAX bytes or more into a pack, and no pack past TARGET bytes read."""
@@ -812,7 +839,7 @@ class RemoteSuite(WithOrigin):
         make_file(repo / "m.bin", 1000)
         mvc_cli("add", "m.bin")
         mvc_cli("push")
-        origin.write(MARKER, b"format = 5\n")
+        origin.write(MARKER, b"format = 6\n")
         before = origin.rels()
         make_file(repo / "n.bin", 1000, seed=1)
         mvc_cli("add", "n.bin")
@@ -822,7 +849,7 @@ class RemoteSuite(WithOrigin):
             result = mvc_cli(*args, ok=False)
             assert result.exit_code != 0, (args, result.output)
             line = one_error_line(result)
-            assert MARKER in line and "format 5" in line and "upgrade mvc" in line, line
+            assert MARKER in line and "format 6" in line and "upgrade mvc" in line, line
         assert origin.rels() == before  # nothing written to a refused store
 
     def test_a_store_that_is_not_mvcs_is_refused(self, repo, mvc_cli, origin):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -95,10 +96,10 @@ def spy_on_forks(tmp_path: Path) -> tuple[Path, Path]:
     (spy / "sitecustomize.py").write_text(
         "import mvc.storage.forked as f\n"
         "_real = f.map_forked\n"
-        "def map_forked(fn, items, workers, progress=None):\n"
+        "def map_forked(fn, items, workers, progress=None, finish=None):\n"
         f"    with open({str(calls)!r}, 'a') as out:\n"
         "        out.write(f'{len(items)} {workers}\\n')\n"
-        "    return _real(fn, items, workers, progress)\n"
+        "    return _real(fn, items, workers, progress, finish)\n"
         "f.map_forked = map_forked\n"
     )
     return spy, calls
@@ -145,10 +146,12 @@ def test_add_of_a_directory_stored_by_forked_processes(tmp_path: Path):
     assert [{k: p[k] for k in ("kind", "oid", "size", "nfiles")} for p in pointers] == [
         {"kind": "dir", "oid": pointers[1]["oid"], "size": pointers[1]["size"], "nfiles": n}
     ] * 2  # (its [auto] record says when each was made)
-    objects = forked_repo / ".mvc" / "cache" / "objects"
+    from mvc.objects.odb import ODB
+
+    odb = ODB(str(forked_repo / ".mvc" / "cache"))
+    assert odb.packs.any() and not list(odb.loose_oids())[1:]  # the files in packs; the manifest alone loose
     for p in (forked_repo / "data").rglob("*.bin"):
-        digest = xxhash.xxh3_128_hexdigest(p.read_bytes())
-        assert (objects / digest[:2] / digest[2:]).read_bytes() == p.read_bytes()
+        assert odb.read_bytes(f"xxh128:{xxhash.xxh3_128_hexdigest(p.read_bytes())}") == p.read_bytes()
     status = run_mvc("status", cwd=forked_repo, check=True)
     assert "up to date" in status.stdout, status.stdout
 
@@ -192,6 +195,7 @@ def test_several_directories_are_stored_together(tmp_path: Path):
     for obj in (forked_repo / ".mvc" / "cache" / "objects").glob("*/*"):  # the files' objects, not the manifests
         if obj.parent.name + obj.name not in manifests:
             obj.unlink()
+    shutil.rmtree(forked_repo / ".mvc" / "cache" / "packs")
     out = run_mvc("add", *dirs, cwd=forked_repo, env={**os.environ, "PYTHONPATH": str(spy)})
     assert out.returncode == 0 and out.stdout.count("in the cache, pointer unchanged") == 3, (out.stdout, out.stderr)
     assert run_mvc("verify", cwd=forked_repo).returncode == 0

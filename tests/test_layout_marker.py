@@ -24,7 +24,7 @@ def test_the_first_add_writes_the_cache_marker(repo, mvc_cli):
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        (b"format = 5\n", ("format 5", "upgrade mvc")),
+        (b"format = 6\n", ("format 6", "upgrade mvc")),
         (b"format = 'one'\n", ("not an mvc store",)),
         (b"\x00\xff garbage", ("not an mvc layout marker",)),
         (b"[other]\nx = 1\n", ("no integer 'format'",)),

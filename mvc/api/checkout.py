@@ -286,7 +286,7 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         shutil.rmtree(plan.full)  # only directories are left: every file was removed above
     if plan.pointer.kind == "dir":
         _prune_blocking_dirs(plan)
-    total = sum(os.path.getsize(repo.odb.path(oid)) for _, oid, _ in plan.writes)
+    total = sum(repo.odb.size(oid) for _, oid, _ in plan.writes)
     bar = progress(f"checking out {plan.rel}", total)
     link_types = repo.config.link_types
     try:

@@ -12,6 +12,7 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.errors import GcRefused, PathError
 from mvc.format.config import MVC_DIR
+from mvc.objects import cachepacks
 from mvc.repo import reach as reachmod
 from mvc.repo.repository import Repo, open_repo
 
@@ -50,7 +51,8 @@ def gc(
     newest versions in that history); ``drop_deprecated``: the registry tags of deprecated models are no
     longer kept as tips. The cache's compacted versions (:mod:`mvc.api.compact`) no kept version needs go
     too, and what kept ones need (their deltas' bases) is kept. Returns {"dry_run", "objects", "bytes",
-    "kept", "young", "groups", "unreadable", "compacted_files", "compacted_bytes"}.
+    "kept", "young", "groups", "unreadable", "compacted_files", "compacted_bytes", "packed_kept" (unneeded objects
+    kept in cache packs that hold needed ones)}.
     """
     repo = open_repo(repo)
     if keep_last is not None and keep_last < 0:
@@ -75,6 +77,7 @@ def gc(
     _check_cache_owner(repo, sole_user)
     if force:
         _restore_trash(repo.odb)  # what a gc killed part way left renamed, put back first (a rename: new ctime)
+        cachepacks.restore_trash(repo.odb.packs)
     started = time.time()
 
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
@@ -86,8 +89,10 @@ def gc(
     doomed: list[tuple[str, int]] = []
     young = kept = 0
     bar = progress("scanning the cache", 0)
+    loose = set()
     try:
-        for oid in repo.odb.all_oids():
+        for oid in repo.odb.loose_oids():
+            loose.add(oid)
             bar.update(1)
             if oid in needed:
                 kept += 1
@@ -102,10 +107,16 @@ def gc(
             doomed.append((oid, st.st_size))
     finally:
         bar.close()
-
+    packs, stay = cachepacks.doomed(repo.odb.packs, needed, now - window)  # a cache pack goes whole
+    kept += len((repo.odb.packs.oids() - loose) & needed)
+    doomed += [(e.oid, e.size) for p in packs for e in p.entries]
     deleted: list[tuple[str, int]] = doomed
     if force:
-        deleted = _delete(repo, doomed, now - window)
+        deleted = _delete(repo, [d for d in doomed if d[0] in loose], now - window)
+        for p in packs:
+            if cachepacks.delete(repo.odb.packs, p.name, now - window):
+                deleted += [(e.oid, e.size) for e in p.entries]
+        cachepacks.remove_orphans(repo.odb.packs, now - window)
     return {
         "dry_run": not force,
         "objects": len(deleted),
@@ -117,6 +128,7 @@ def gc(
         "unreadable": keep.unreadable,
         "compacted_files": len(gone_compacted),
         "compacted_bytes": sum(size for _, size in gone_compacted),
+        "packed_kept": len(stay),
     }
 
 

@@ -48,7 +48,7 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     if odb is not None and t.repo is not None and not odb.exists(p.oid):
         _expand(t, [p.oid])
     if odb is not None and odb.exists(p.oid):
-        raw = reader.VerifiedReader(p.oid, p.size, reader.local_source(odb.path(p.oid)), t.label, reader.LOCAL_READ)
+        raw = reader.VerifiedReader(p.oid, p.size, reader.cache_source(odb, p.oid), t.label, reader.LOCAL_READ)
         return reader.open_stream(raw, reader.LOCAL_READ)
     remote_ = open_remote(t, remote, odb)
     try:

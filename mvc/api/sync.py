@@ -10,7 +10,6 @@ journal was written makes it start again), and s3fs/fsspec are not imported for 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -196,9 +195,9 @@ def _sizes(repo: Repo, files: list[str], wanted: Wanted, manifests: list[str]) -
     sizes = {}
     for o in files:
         claimed = wanted.files[o][1]
-        sizes[o] = claimed if 0 < claimed < OBJECT_MAX else os.path.getsize(repo.odb.path(o))
+        sizes[o] = claimed if 0 < claimed < OBJECT_MAX else repo.odb.size(o)
     for m in manifests:
-        sizes[m] = os.path.getsize(repo.odb.path(m))
+        sizes[m] = repo.odb.size(m)
     return sizes
 
 

@@ -218,7 +218,7 @@ class _Side:
         from mvc.objects import reader
 
         if self.local(oid):
-            return reader.local_source(self.odb.path(oid))
+            return reader.cache_source(self.odb, oid)
         remote = self.lazy()
         try:
             where = reader.locate(remote, oid, size)

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import MvcError, RemoteCorrupt, RemoteObjectMissing
+from mvc.errors import MvcError, ObjectMissing, RemoteCorrupt, RemoteObjectMissing
 from mvc.format import pointer as ptrfmt
 from mvc.objects import oid as oids
 from mvc.repo import compact
@@ -97,14 +97,27 @@ def verify(
     return result
 
 
+def _hash_cached(repo: Repo, oid: str, progress: fileio.Progress) -> str:
+    """The digest of cache object oid's bytes as stored: its file, or its bytes in one of the cache's packs."""
+    try:
+        with open(repo.odb.path(oid), "rb") as f:
+            return fileio.hash_fd(f.fileno(), os.fstat(f.fileno()).st_size, progress)
+    except FileNotFoundError:
+        data = repo.odb.packs.read(oid)
+        if data is None:
+            raise
+        progress(len(data))
+        return fileio.hexdigest_bytes(data)
+
+
 def _check_cache(repo: Repo, progress: progressmod.Factory) -> dict[str, Any]:
     """Every object of the cache re-hashed, with a progress bar of bytes."""
     objects = []
     total = 0
     for oid in repo.odb.all_oids():
         try:
-            size = os.lstat(repo.odb.path(oid)).st_size
-        except OSError:
+            size = repo.odb.size(oid)
+        except (OSError, ObjectMissing):
             continue
         objects.append(oid)
         total += size
@@ -114,8 +127,7 @@ def _check_cache(repo: Repo, progress: progressmod.Factory) -> dict[str, Any]:
     try:
         for oid in objects:
             try:
-                with open(repo.odb.path(oid), "rb") as f:
-                    digest = fileio.hash_fd(f.fileno(), os.fstat(f.fileno()).st_size, bar.update)
+                digest = _hash_cached(repo, oid, bar.update)
             except OSError:
                 corrupt.append(oid)  # unreadable: as good as corrupt
                 continue

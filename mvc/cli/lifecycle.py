@@ -131,6 +131,11 @@ def gc(
             f"{r['packs_partly_dead']} pack(s) kept for their live entries hold {human(r['dead_bytes_in_kept_packs'])} "
             "of dead ones (less than half of each, or younger than --grace)"
         )
+    if r.get("packed_kept"):
+        click.echo(
+            f"{r['packed_kept']} object(s) no version needs stay in cache packs beside ones that are needed "
+            "(a cache pack goes whole, once none of its objects is needed)"
+        )
     if r.get("compacted_files"):
         click.echo(f"{verb} {r['compacted_files']} file(s) of compacted versions ({human(r['compacted_bytes'])})")
     c = r.get("compact")

@@ -22,7 +22,8 @@ FORMAT = 1  # what a new store gets
 CHUNKED = 2  # a remote with chunked objects: recipes/ (docs/FORMAT.md, "Chunked objects")
 SPARSE = 3  # recipes may name sparse deltas (codec zs; docs/FORMAT.md, "Delta codec")
 LONE = 4  # objects may be lone packs: packs/<digest>.pack alone (docs/FORMAT.md, "Lone packs")
-FORMATS = (FORMAT, CHUNKED, SPARSE, LONE)  # what this mvc reads
+CACHE_PACKS = 5  # a cache whose small objects may be in packs/ (docs/FORMAT.md, "Cache packs")
+FORMATS = (FORMAT, CHUNKED, SPARSE, LONE, CACHE_PACKS)  # what this mvc reads
 
 
 def marker_bytes(fmt: int) -> bytes:

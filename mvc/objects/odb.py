@@ -14,7 +14,7 @@ import stat as statmod
 from collections.abc import Iterable, Iterator
 
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
-from mvc.objects import layout
+from mvc.objects import cachepacks, layout
 from mvc.objects import oid as oids
 from mvc.storage import fileio, tempfiles
 from mvc.storage.fileio import Progress
@@ -23,7 +23,7 @@ LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 READONLY = 0o444
 LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
 LIST_ALL_FROM = 4096  # or (valid oids) once this many were asked in all: the whole cache listed, kept for the command
-TRASH = ".gc-"  # an object mvc gc is deleting: objects/ab/cdef….gc-PID (docs/FORMAT.md, "What gc keeps")
+TRASH = cachepacks.TRASH  # an object mvc gc is deleting: objects/ab/cdef….gc-PID (docs/FORMAT.md, "What gc keeps")
 
 
 class ODB:
@@ -43,6 +43,7 @@ class ODB:
         self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
         self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
         self.placed = 0  # objects this ODB stored that the cache lacked (not those found there and freshened)
+        self.packs = cachepacks.Packed(self.root)  # small objects a large add stored in packs
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.
@@ -99,7 +100,7 @@ class ODB:
 
     def exists(self, oid: str) -> bool:
         # access(F_OK) answers like os.path.exists in half the time (no stat result to build)
-        return os.access(self.path(oid), os.F_OK)
+        return os.access(self.path(oid), os.F_OK) or self.packs.has(oid)
 
     def missing(self, oids_: Iterable[str], valid: bool = False) -> list[str]:
         """The oids the cache lacks, in order, a busy fan-out directory listed once (``valid``: forms checked).
@@ -110,8 +111,11 @@ class ODB:
             self._asked += len(want)
             if self._listing is None and self._asked > LIST_ALL_FROM:
                 self._listing = set(self._names())
+                self._listing.update(self.packs.keys())
             if self._listing is not None:
                 listing = self._listing
+                if listing.issuperset(want):  # the usual answer, found without a Python step per object
+                    return []
                 return [o for o in want if o not in listing]
         groups: dict[str, list[tuple[str, str]]] = {}
         for o in want:
@@ -127,6 +131,8 @@ class ODB:
             except (FileNotFoundError, NotADirectoryError):
                 names = set()
             lacking.update(o for o, name in group if name not in names)
+        if lacking and self.packs.any():
+            lacking = {o for o in lacking if not self.packs.has(o)}
         return [o for o in want if o in lacking]
 
     def _names(self) -> list[str]:
@@ -141,7 +147,23 @@ class ODB:
         return found
 
     def all_oids(self) -> Iterator[str]:
-        return (oid for oid in self._names() if oids.is_oid(oid))  # only names that are oids (oids.from_relpath)
+        """Every object, loose (only names that are oids: oids.from_relpath) or in a pack."""
+        loose = {oid for oid in self._names() if oids.is_oid(oid)}
+        return iter(sorted(loose | self.packs.oids()))
+
+    def loose_oids(self) -> Iterator[str]:
+        """The objects stored one file each (``objects/ab/cdef…``)."""
+        return (oid for oid in self._names() if oids.is_oid(oid))
+
+    def size(self, oid: str) -> int:
+        """The size of object oid (ObjectMissing when the cache lacks it)."""
+        try:
+            return os.lstat(self.path(oid)).st_size
+        except FileNotFoundError:
+            at = self.packs.find(oid)
+            if at is None:
+                raise ObjectMissing(f"object {oid} is not in the cache: run 'mvc fetch' or re-add the file") from None
+            return at[2]
 
     def _tmp(self, hint: str = "obj") -> str:
         self._prepare()
@@ -182,6 +204,11 @@ class ODB:
         # there already: freshened, ours dropped (else a gc took it just now: ours is installed)
         if isinstance(tmp, str) and os.path.exists(dest) and self.freshen(oid):
             fileio.remove_quietly(tmp)
+            return
+        # a copy of an object a pack holds: ours dropped (an unnamed temp on close); a link needs the object file
+        if copied and self.packs.has(oid) and self.packs.touch(oid):
+            if isinstance(tmp, str):
+                fileio.remove_quietly(tmp)
             return
         if not readonly:
             os.chmod(tmp, READONLY)
@@ -232,6 +259,8 @@ class ODB:
         user's) counts as freshened: no gc of this user deletes there. An object with another hard link (a
         workspace file linked to it: cache.type hardlink) is in use, which gc sees: its mtime, the workspace
         file's too, is left alone, or the state cache would count the file changed."""
+        if self.packs.has(oid) and self.packs.touch(oid):  # in a cache pack: the pack touched (once a process)
+            return True
         path = self.path(oid)
         try:
             # one this process stored itself (a copy) has no other link: one system call, not two
@@ -299,28 +328,27 @@ class ODB:
             os.close(fd)
         return oid, how, st
 
-    def add_files(
-        self, srcs: list[str], link_types: list[str], workers: int, progress: Progress | None = None
-    ) -> list[tuple[str, str, os.stat_result]]:
-        """:meth:`add_file` of every src, by ``workers`` forked processes (``mvc.storage.forked``; the caller has
-        no other thread), for copies and reflinks only (what leaves the user's file as it is); this ODB then knows
-        what they stored as if it had stored it."""
-        from mvc.storage.forked import map_forked
+    def stored(self, oid: str) -> None:
+        """Note an object stored for this ODB by another process (a forked worker's copy), as :meth:`_install` notes
+        its own."""
+        self.placed += 1
+        self._copied.add(oid)
+        if self._listing is not None:
+            self._listing.add(oid)
 
-        def one(src: str, shown: Progress) -> tuple[str, str, os.stat_result, bool]:
-            before = self.placed
-            oid, how, st = self.add_file(src, link_types, progress=shown)
-            return oid, how, st, self.placed > before
-
-        out = []
-        for oid, how, st, placed in map_forked(one, srcs, workers, progress):
-            if placed:  # what _install records of an object it placed
-                self.placed += 1
-                self._copied.add(oid)
-                if self._listing is not None:
-                    self._listing.add(oid)
-            out.append((oid, how, st))
-        return out
+    def mark_packs(self) -> None:
+        """Before the first cache pack: tmp/ made, and the cache's layout marker says a format that has packs (an mvc
+        that does not know them refuses the cache rather than find its objects missing)."""
+        self._prepare()
+        path = os.path.join(self.root, layout.MARKER)
+        try:
+            with open(path, "rb") as f:
+                fmt = layout.check_marker(f.read(layout.MARKER_MAX + 1), path)
+        except FileNotFoundError:
+            fmt = 0
+        if fmt < layout.CACHE_PACKS:
+            with fileio.space_errors(f"the cache ({self.root})"):
+                fileio.atomic_write(path, layout.marker_bytes(layout.CACHE_PACKS), fsync=self.fsync)
 
     def _store(self, fd: int, st: os.stat_result, src: str, tmp: str, link_types, progress, given: int | None):
         """Store fd's bytes into the temp file: ``given`` (unnamed, open), else the one named tmp, made here."""
@@ -336,7 +364,7 @@ class ODB:
                 elif how in ("hardlink", "symlink"):
                     digest = fileio.hash_fd(fd, st.st_size, progress)
                     oid = oids.from_digest(digest)
-                    if self.exists(oid):
+                    if os.access(self.path(oid), os.F_OK):  # an object file to link to (not one in a pack)
                         return oid, how
                     if out is not None:  # the link needs the name
                         os.close(out)
@@ -352,14 +380,28 @@ class ODB:
                 os.close(out)
 
     # -- reading ----------------------------------------------------------------------------
-    def _open_object(self, oid: str) -> int:
+    def _open_loose(self, oid: str) -> int | None:
+        """An fd of the loose object, or None when it is not stored loose (it may be in a pack)."""
         try:
             return os.open(self.path(oid), os.O_RDONLY)
         except FileNotFoundError:
-            raise ObjectMissing(f"object {oid} is not in the cache: run 'mvc fetch' or re-add the file") from None
+            return None
+
+    def _packed_bytes(self, oid: str) -> bytes:
+        """oid's bytes from the pack that holds it, checked (ObjectMissing when no pack does)."""
+        data = self.packs.read(oid)
+        if data is None:
+            self.packs.refresh()  # written since this process read the indexes?
+            data = self.packs.read(oid)
+        if data is None:
+            raise ObjectMissing(f"object {oid} is not in the cache: run 'mvc fetch' or re-add the file")
+        self._check(oid, fileio.hexdigest_bytes(data))
+        return data
 
     def read_bytes(self, oid: str) -> bytes:
-        fd = self._open_object(oid)
+        fd = None if self.packs.has(oid) else self._open_loose(oid)  # (a packed object is looked for there first)
+        if fd is None:
+            return self._packed_bytes(oid)
         try:
             data = os.pread(fd, os.fstat(fd).st_size, 0)
         finally:
@@ -371,18 +413,33 @@ class ODB:
         """Read the object into the start of buf and check it: its size. None, with buf's bytes undefined, when
         the object does not fit in buf less one byte (a caller that took a pointer's word for the size learns the
         truth here: one open, one read, one close, and no memory of its own)."""
-        fd = self._open_object(oid)
-        try:
-            n = os.preadv(fd, [buf], 0)
-        finally:
-            os.close(fd)
-        if n >= len(buf):
-            return None
+        at = self.packs.locate(oid) if self.packs.has(oid) else None
+        if at is not None:  # read where its pack holds it: no open, no copy
+            pack, offset, size = at
+            if size >= len(buf):
+                return None
+            n = os.preadv(pack, [buf[:size]], offset)
+        else:
+            fd = self._open_loose(oid)
+            if fd is None:
+                self._packed_bytes(oid)  # raises ObjectMissing (or finds a pack written since)
+                return self.read_into(oid, buf)
+            try:
+                n = os.preadv(fd, [buf], 0)
+            finally:
+                os.close(fd)
+            if n >= len(buf):
+                return None
         self._check(oid, fileio.hexdigest_bytes(buf[:n]))
         return n
 
     def verify(self, oid: str, progress: Progress | None = None) -> None:
-        fd = self._open_object(oid)
+        fd = None if self.packs.has(oid) else self._open_loose(oid)
+        if fd is None:
+            n = len(self._packed_bytes(oid))
+            if progress is not None:
+                progress(n)
+            return
         try:
             digest = fileio.hash_fd(fd, os.fstat(fd).st_size, progress)
         finally:
@@ -405,7 +462,10 @@ class ODB:
         try:
             os.replace(self.path(oid), dest)
         except FileNotFoundError:
-            pass
+            data = self.packs.read(oid)
+            if data is not None:  # a copy of the bytes to look at; the pack's index forgets the object
+                fileio.atomic_write(dest, data)
+                self.packs.drop(oid)
         return dest
 
     def export(
@@ -444,7 +504,10 @@ class ODB:
         src = self.path(oid)
         directory = os.path.dirname(dest) or "."
         name = os.path.basename(dest)
-        fd = self._open_object(oid)
+        fd = self._open_loose(oid)  # an object file first: the link modes need one
+        if fd is None:  # in a pack: copied out (it holds only objects under 1 MiB)
+            fd = self._unpacked(oid)
+            link_types = ("copy",)
         try:
             size = os.fstat(fd).st_size
             with fileio.space_errors(dest):
@@ -481,6 +544,20 @@ class ODB:
         # the file written, and no write since: any would have moved the mtime past the settled ctime
         same = (st.st_ino, st.st_mtime_ns, st.st_size) == (written.st_ino, written.st_mtime_ns, written.st_size)
         return how, st if same and statmod.S_ISREG(st.st_mode) else None
+
+    def _unpacked(self, oid: str) -> int:
+        """An fd of an unnamed, unlinked file (a memfd) holding packed object oid's bytes, checked: what
+        :meth:`_place` copies from as from a loose object (and checks again on the way out)."""
+        data = self._packed_bytes(oid)
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("mvc-object", os.MFD_CLOEXEC)
+        else:  # a temp file in tmp/, unlinked at once
+            path = self._tmp("unpacked")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            os.unlink(path)
+        fileio.write_all(fd, data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
 
     def temp_for(self, directory: str, name: str) -> str:
         """A fresh temp path from which a rename can place ``directory/name`` (``tempfiles.WorkTemps``)."""

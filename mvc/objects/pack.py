@@ -8,6 +8,9 @@ knows nothing of stores: the remote layer moves the bytes.
 
 from __future__ import annotations
 
+import itertools
+import operator
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -22,6 +25,7 @@ MAX_NUMBER = 2**63 - 1  # offsets and sizes are stored in SQLite's 64-bit intege
 INDEX_MAX = 64 << 20  # a larger index is refused unread (a pack of TARGET bytes needs far less)
 MIN_OBJECTS = 16  # fewer small objects than this go alone: a pack and its index are two requests
 _NAME_LEN = 32
+_LINES = re.compile(r"(?:xxh128:[0-9a-f]{32} [0-9]{1,19} [0-9]{1,19}\n)*")  # an index's lines, all well formed
 
 
 class Entry(NamedTuple):  # immutable; a NamedTuple, not a dataclass: checkout imports this on start-up
@@ -141,13 +145,24 @@ def parse_index(data: bytes, where: str, pack_size: int | None = None) -> list[E
         raise CorruptObject(f"{where} is larger than any mvc pack index ({INDEX_MAX >> 20} MiB)")
     if not data.startswith(INDEX_HEADER):
         raise CorruptObject(f"{where} is not an mvc pack index (bad header)")
-    out = []
     try:
         text = data[len(INDEX_HEADER) :].decode("ascii")
     except UnicodeDecodeError:
         text = "\0"
     if text and not text.endswith("\n"):
         raise CorruptObject(f"{where} is truncated (no final newline)")
+    if text and _LINES.fullmatch(text) is not None:  # all well formed, checked in one pass: split at once
+        words = text.split()
+        offsets, sizes = list(map(int, words[1::3])), list(map(int, words[2::3]))
+        ends = max(map(operator.add, offsets, sizes))
+        if max(offsets) <= MAX_NUMBER and max(sizes) <= MAX_NUMBER and (pack_size is None or ends <= pack_size):
+            # Entry's own __new__ is Python: tuple.__new__ builds the same objects without a Python call each
+            return list(map(tuple.__new__, itertools.repeat(Entry), zip(words[0::3], offsets, sizes, strict=True)))
+    return _parse_lines(text, where, pack_size)  # (empty, or) what is wrong, and where
+
+
+def _parse_lines(text: str, where: str, pack_size: int | None) -> list[Entry]:
+    out = []
     for n, line in enumerate(text.splitlines(), 2):
         parts = line.split(" ")
         if (

@@ -13,7 +13,7 @@ import io
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mvc.errors import CorruptObject, RemoteObjectMissing
 from mvc.objects import layout
@@ -144,6 +144,16 @@ def check(data: bytes, oid: str, label: str) -> None:
 
 def open_stream(raw: VerifiedReader, buffer: int) -> io.BufferedReader:
     return io.BufferedReader(raw, buffer_size=buffer)
+
+
+def cache_source(odb: Any, oid: str) -> ReadRange:
+    """Ranges of a cache object: its file's, or (in one of the cache's packs: under 1 MiB) its bytes read and checked
+    at once."""
+    path = odb.path(oid)
+    if os.access(path, os.F_OK):
+        return local_source(path)
+    data = odb.read_bytes(oid)
+    return lambda start, end: data[start:end]
 
 
 def local_source(path: str) -> ReadRange:

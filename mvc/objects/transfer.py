@@ -280,6 +280,12 @@ class Transfer:
         packing = threading.BoundedSemaphore(PACKS_AT_ONCE)
 
         def put_alone(oid: str) -> int:
+            if not os.access(self.odb.path(oid), os.F_OK):  # in one of the cache's packs (under 1 MiB)
+                data = self.odb.read_bytes(oid)
+                self.store.put_bytes(layout.object_rel(oid), data)
+                meter.update(len(data))
+                meter.object_done()
+                return len(data)
             n = self.store.put_file(
                 self.odb.path(oid),
                 layout.object_rel(oid),

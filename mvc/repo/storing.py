@@ -94,10 +94,12 @@ def _workers(n: int, links: list[str]) -> int:
 
 def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, links: list[str], workers: int) -> None:
     """Store the files of todo ([(tracked path, file the cache lacks)]) by ``workers`` forked processes
-    (``ODB.add_files``)."""
+    (``bulkadd.add_files``)."""
+    from mvc.objects import bulkadd
+
     for label, f in todo:
         refuse_dangling(repo, label, f)
-    got = repo.odb.add_files([f.full for _, f in todo], links, workers, bar.update)
+    got = bulkadd.add_files(repo.odb, [f.full for _, f in todo], links, workers, bar.update)
     for (label, f), (oid, _, st) in zip(todo, got, strict=True):
         if statmod.S_ISREG(st.st_mode):  # (a copy or a reflink leaves the file as add_file saw it)
             repo.state.put(label, st, oid)

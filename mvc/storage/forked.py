@@ -38,10 +38,15 @@ def workers_for(n: int, least: int, most: int = 8) -> int:
 
 
 def map_forked(
-    fn: Callable[[Any, Progress], Any], items: Sequence[Any], workers: int, progress: Progress | None = None
+    fn: Callable[[Any, Progress], Any],
+    items: Sequence[Any],
+    workers: int,
+    progress: Progress | None = None,
+    finish: Callable[[], None] | None = None,
 ) -> list[Any]:
     """[fn(item, progress) for item in items], computed by ``workers`` forked processes (worker k takes items k,
-    k + workers, …), in the items' order. The first error a worker meets (in its own order) is raised here,
+    k + workers, …), in the items' order; each worker calls ``finish`` after its last item (an error there is
+    that worker's error, as if its last item raised it). The first error a worker meets (in its own order) is raised here,
     as it was raised there, once every worker has ended; a worker that dies without a word raises
     StorageError. The caller's process must have no other thread running (a fork copies only this one)."""
     counters = mmap.mmap(-1, SLOT * workers)  # shared with the workers: bytes each has done
@@ -52,7 +57,7 @@ def map_forked(
             pid = os.fork()
             if pid == 0:  # the worker
                 os.close(r)
-                _work(fn, items, k, workers, w, counters)  # never returns
+                _work(fn, items, k, workers, w, counters, finish)  # never returns
             os.close(w)
             pids[r] = pid
         payloads = _gather(pids, counters, progress)
@@ -81,7 +86,13 @@ def map_forked(
 
 
 def _work(
-    fn: Callable[[Any, Progress], Any], items: Sequence[Any], k: int, step: int, w: int, counters: mmap.mmap
+    fn: Callable[[Any, Progress], Any],
+    items: Sequence[Any],
+    k: int,
+    step: int,
+    w: int,
+    counters: mmap.mmap,
+    finish: Callable[[], None] | None,
 ) -> None:
     at = k * SLOT
     total = 0
@@ -101,6 +112,11 @@ def _work(
             except BaseException as e:  # the first: raised by the parent
                 failed_at, error = i, e
                 break
+        if error is None and finish is not None:
+            try:
+                finish()
+            except BaseException as e:
+                failed_at, error = len(items) - 1, e
         try:
             payload = pickle.dumps((got, failed_at, error))
         except Exception as e:  # what does not pickle: its message

@@ -1,0 +1,348 @@
+"""Packs in the local cache (docs/FORMAT.md, "Cache packs"): the small objects of a large ``mvc add``, written
+one after another into ``<cache>/packs/<name>.pack`` with an index ``<name>.idx`` beside it, in the packs'
+format of a remote (:mod:`mvc.objects.pack`), instead of one file each. Storing 100,000 small files then
+creates a few dozen files, not 100,000.
+
+A pack is visible once its index is: the pack is renamed into place first, its index after. Nothing here
+trusts a pack: the cache hashes every object it reads from one (:class:`mvc.objects.odb.ODB`). This module
+knows packs and their indexes, never which objects anyone needs (gc decides that).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import KeysView
+from typing import NamedTuple
+
+import xxhash
+
+from mvc.errors import CorruptObject
+from mvc.objects import pack as pk
+from mvc.storage import fileio, tempfiles
+
+DIR = "packs"  # below the cache's root
+TRASH = ".gc-"  # what mvc gc is deleting: objects/ab/cdef….gc-PID, packs/<name>.pack.gc-PID (docs/FORMAT.md)
+FLUSH = 4 << 20  # a writer's buffer goes to its temp file at this size
+
+
+class Packed:
+    """What a cache knows of its packs, read from their indexes on first use and again by :meth:`refresh`: which
+    objects they hold (the first word of each line of each index: one ``split`` of its text, no line parsed, so a
+    status of 100,000 packed files pays tens of milliseconds), and, for a pack an object is read from, its whole
+    index parsed and checked (:func:`pack.parse_index`, against the pack's size). An index that does not parse
+    hides its pack from then on: its objects read as missing, as a lost object does (``mvc verify`` names them)."""
+
+    def __init__(self, root: str):
+        self.dir = os.path.join(root, DIR)
+        self._where: dict[str, str] | None = None  # oid -> name of a pack whose index lists it
+        self._parsed: dict[str, dict[str, pk.Entry] | None] = {}  # name -> its entries (None: does not parse)
+        self._touched: set[str] = set()  # packs this process touched
+        self._fds: dict[str, int] = {}  # packs this process read from: open until it ends
+
+    def _map(self) -> dict[str, str]:
+        if self._where is None:
+            self._where = {}
+            self._read_new()
+        return self._where
+
+    def _read_new(self) -> None:
+        assert self._where is not None
+        try:
+            names = os.listdir(self.dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        known = set(self._where.values())
+        for name in names:
+            stem = name[:-4]
+            if not name.endswith(".idx") or stem in known or not pk.is_name(stem) or f"{stem}.pack" not in names:
+                continue
+            try:
+                with open(self.index_path(stem), "rb") as f:
+                    words = f.read(pk.INDEX_MAX + 1).decode("ascii", "replace").split()
+            except OSError:
+                continue
+            # [header, version, oid, offset, size, oid, …]; a word out of place is no oid anyone asks about
+            self._where.update(dict.fromkeys(words[2::3], stem))
+
+    def _entries(self, name: str) -> list[pk.Entry]:
+        size = os.stat(self.pack_path(name)).st_size
+        with open(self.index_path(name), "rb") as f:
+            data = f.read(pk.INDEX_MAX + 1)
+        return pk.parse_index(data, self.index_path(name), size)
+
+    def refresh(self) -> None:
+        """Read the indexes written since (by forked workers, or another process)."""
+        if self._where is not None:
+            self._read_new()
+
+    def any(self) -> bool:
+        return bool(self._map())
+
+    def has(self, oid: str) -> bool:
+        return oid in self._map()
+
+    def find(self, oid: str) -> tuple[str, int, int] | None:
+        """(pack name, offset, size) of oid, or None (no pack has it, or its pack's index does not parse)."""
+        name = self._map().get(oid)
+        if name is None:
+            return None
+        if name not in self._parsed:
+            try:
+                self._parsed[name] = {e.oid: e for e in self._entries(name)}
+            except (OSError, CorruptObject):
+                self._parsed[name] = None
+        entries = self._parsed[name]
+        e = entries.get(oid) if entries is not None else None
+        return None if e is None else (name, e.offset, e.size)
+
+    def oids(self) -> set[str]:
+        return set(self._map())
+
+    def keys(self) -> KeysView[str]:
+        """The objects the packs hold, as a view (no copy)."""
+        return self._map().keys()
+
+    def pack_path(self, name: str) -> str:
+        return os.path.join(self.dir, f"{name}.pack")
+
+    def index_path(self, name: str) -> str:
+        return os.path.join(self.dir, f"{name}.idx")
+
+    def locate(self, oid: str) -> tuple[int, int, int] | None:
+        """(an fd of the pack holding oid, its offset there, its size), or None when no pack has it. The fd is the
+        process's, kept open for every later read of that pack (a pack's name is its bytes' digest, so an fd stays
+        right for it whatever gc does): a push of 100,000 packed objects opens each pack once."""
+        at = self.find(oid)
+        if at is None:
+            return None
+        name, offset, size = at
+        fd = self._fds.get(name)
+        if fd is None:
+            try:
+                fd = self._fds[name] = os.open(self.pack_path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:  # a gc took the pack since the index was read
+                self.forget(name)
+                return None
+        return fd, offset, size
+
+    def read(self, oid: str) -> bytes | None:
+        """oid's bytes as its pack holds them (unchecked: the caller hashes them), or None when no pack has it."""
+        at = self.locate(oid)
+        return None if at is None else os.pread(at[0], at[2], at[1])
+
+    def touch(self, oid: str) -> bool:
+        """Mark oid's pack as just used (its mtime now, what a gc's grace reads); False when no pack has it. A pack
+        is touched once a process: the 100,000 objects of a directory's pointer then cost one ``utime`` a pack
+        (all before the pointer is written, as the protocol asks: "What gc keeps")."""
+        name = self._map().get(oid)
+        if name is None or name in self._touched:
+            return name is not None
+        try:
+            os.utime(self.pack_path(name))
+        except FileNotFoundError:  # a gc is taking it: the writer stores the object again
+            self.forget(name)
+            return False
+        except OSError:  # a cache this user may not write: no gc of theirs deletes there either
+            pass
+        self._touched.add(name)
+        return True
+
+    def forget(self, name: str) -> None:
+        """Drop what this process knows of the packs (one is gone, or being deleted): read again on next use."""
+        self._where = None
+        self._parsed = {}
+        self._touched = set()
+
+    def all(self) -> dict[str, tuple[list[pk.Entry], os.stat_result]]:
+        """Every complete pack: {name: (its entries, its pack file's lstat)}, read now (gc's view)."""
+        out: dict[str, tuple[list[pk.Entry], os.stat_result]] = {}
+        try:
+            names = os.listdir(self.dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return out
+        for name in names:
+            stem = name[:-4]
+            if name.endswith(".idx") and pk.is_name(stem):
+                try:
+                    out[stem] = (self._entries(stem), os.lstat(self.pack_path(stem)))
+                except (OSError, CorruptObject):
+                    continue
+        return out
+
+    def drop(self, oid: str) -> None:
+        """Remove oid from the index of its pack (it is corrupt there): the index is rewritten without it, through a
+        temp file and a rename; the pack's bytes stay until gc deletes the pack."""
+        at = self.find(oid)
+        if at is None:
+            return
+        name = at[0]
+        try:
+            entries = [e for e in self._entries(name) if e.oid != oid]
+        except (OSError, CorruptObject):
+            entries = []
+        fileio.atomic_write(self.index_path(name), pk.render_index(entries), mode=0o444)
+        self.forget(name)
+
+
+class Writer:
+    """Objects appended to a pack being written, in the order given; :meth:`close` publishes it (pack, then index)
+    and starts no new one. A pack is closed at ``pk.TARGET`` bytes and the next add starts another."""
+
+    def __init__(self, packs: Packed, tmp_dir: str, fsync: bool = False):
+        self.packs = packs
+        self.tmp_dir = tmp_dir
+        self.fsync = fsync
+        self.written: list[str] = []  # names of the packs published
+        self._fd: int | None = None
+        self._tmp = ""
+        self._start()
+
+    def _start(self) -> None:
+        self._entries: list[pk.Entry] = []
+        self._size = 0
+        self._buf = bytearray()
+        self._hash = xxhash.xxh3_128()
+        self._held: set[str] = set()
+
+    def holds(self, oid: str) -> bool:
+        return oid in self._held
+
+    def add(self, oid: str, data: bytes) -> None:
+        """Append data, which the caller has hashed to oid."""
+        if self._fd is None:
+            self._tmp = tempfiles.tmp_name(self.tmp_dir, "pack")
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        self._entries.append(pk.Entry(oid, self._size, len(data)))
+        self._held.add(oid)
+        self._size += len(data)
+        self._buf += data
+        self._hash.update(data)
+        if len(self._buf) >= FLUSH:
+            self._flush()
+        if self._size >= pk.TARGET:
+            self.close()
+
+    def _flush(self) -> None:
+        assert self._fd is not None
+        fileio.write_all(self._fd, memoryview(self._buf))
+        self._buf.clear()
+
+    def close(self) -> None:
+        """Publish the pack being written, if any: the pack renamed into place, then its index."""
+        if self._fd is None:
+            return
+        try:
+            self._flush()
+            if self.fsync:
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        name = self._hash.hexdigest()
+        os.makedirs(self.packs.dir, exist_ok=True)
+        os.replace(self._tmp, self.packs.pack_path(name))  # the same bytes if it was there: same name
+        # (atomic_write syncs the directory after the index with fsync, so the pack's rename is durable too)
+        fileio.atomic_write(self.packs.index_path(name), pk.render_index(self._entries), fsync=self.fsync, mode=0o444)
+        self.written.append(name)
+        self._start()
+
+    def abandon(self) -> None:
+        """Drop the pack being written (its temp file); what was published stays."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            fileio.remove_quietly(self._tmp)
+
+
+class Doomed(NamedTuple):
+    name: str
+    size: int  # the pack's bytes
+    entries: list[pk.Entry]
+
+
+def _in_use(st: os.stat_result, cutoff: float) -> bool:
+    return max(st.st_mtime, st.st_ctime) > cutoff  # written or touched since the cutoff
+
+
+def doomed(packs: Packed, needed: set[str], cutoff: float) -> tuple[list[Doomed], list[pk.Entry]]:
+    """What gc may delete of the cache's packs: (the packs none of whose objects is needed, untouched since cutoff;
+    the entries of objects nobody needs that stay because their pack holds one somebody needs). A pack goes whole
+    or not at all: cache packs are not rewritten."""
+    gone: list[Doomed] = []
+    stay: list[pk.Entry] = []
+    for name, (entries, st) in sorted(packs.all().items()):
+        dead = [e for e in entries if e.oid not in needed]
+        if len(dead) < len(entries):
+            stay += dead
+        elif not _in_use(st, cutoff):
+            gone.append(Doomed(name, st.st_size, entries))
+    return gone, stay
+
+
+def delete(packs: Packed, name: str, cutoff: float) -> bool:
+    """Delete a pack gc found doomed unless a writer touched it since (:meth:`Packed.touch`): renamed aside first (a
+    writer touching it from then on finds it gone and stores its object again), its mtime checked there, then its
+    index and it removed; or it is renamed back. Whether it went."""
+    path = packs.pack_path(name)
+    trash = f"{path}{TRASH}{os.getpid()}"
+    try:
+        if _in_use(os.lstat(path), cutoff):
+            return False
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return False
+    packs.forget(name)
+    if os.lstat(trash).st_mtime > cutoff:  # (the rename moved its ctime)
+        os.rename(trash, path)
+        return False
+    fileio.remove_quietly(packs.index_path(name))
+    os.unlink(trash)
+    return True
+
+
+def remove_orphans(packs: Packed, cutoff: float) -> None:
+    """Delete what a killed writer left in packs/, untouched since cutoff: a pack whose index never came, an index
+    whose pack is gone (a killed gc), a temp file of an index."""
+    for path in _orphans(packs, cutoff):
+        fileio.remove_quietly(path)
+
+
+def _orphans(packs: Packed, cutoff: float) -> list[str]:
+    try:
+        names = set(os.listdir(packs.dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    out = []
+    for n in sorted(names):
+        stem, _, ext = n.rpartition(".")
+        lone = (ext == "pack" and f"{stem}.idx" not in names) or (ext == "idx" and f"{stem}.pack" not in names)
+        if (lone and pk.is_name(stem)) or tempfiles.is_tmp_name(n):
+            path = os.path.join(packs.dir, n)
+            try:
+                if not _in_use(os.lstat(path), cutoff):
+                    out.append(path)
+            except FileNotFoundError:
+                continue
+    return out
+
+
+def restore_trash(packs: Packed) -> int:
+    """Put back the packs a gc killed part way left renamed for deletion (``<name>.pack.gc-PID``, its process gone),
+    to be judged again. Returns how many."""
+    n = 0
+    try:
+        names = os.listdir(packs.dir)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in names:
+        name, sep, pid = entry.partition(TRASH)
+        if not sep or not pid.isdigit() or not name.endswith(".pack") or not pk.is_name(name[:-5]):
+            continue
+        if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
+            continue  # a gc running now
+        try:
+            os.rename(os.path.join(packs.dir, entry), os.path.join(packs.dir, name))
+            n += 1
+        except OSError:
+            pass
+    return n

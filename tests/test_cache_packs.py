@@ -1,0 +1,328 @@
+"""Cache packs (docs/FORMAT.md, "Cache packs"): the small files of a large ``mvc add`` stored in packs of the
+cache, and every reader of the cache finding them there: status, checkout, get, open, push, verify, gc."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import xxhash
+from conftest import git, make_file
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mvc.errors import CorruptObject, ObjectMissing
+from mvc.objects import bulkadd, cachepacks
+from mvc.objects import pack as pk
+from mvc.objects.odb import ODB
+
+
+def oid_of(data: bytes) -> str:
+    return "xxh128:" + xxhash.xxh3_128_hexdigest(data)
+
+
+def cache(repo: Path) -> ODB:
+    return ODB(str(repo / ".mvc" / "cache"))
+
+
+@pytest.fixture
+def bulk(monkeypatch):
+    """mvc (in this process) stores a directory's files by two forked processes from 10 files the cache lacks."""
+    monkeypatch.setattr("mvc.repo.storing.PARALLEL_FROM", 10)
+    monkeypatch.setattr("mvc.storage.forked.workers_for", lambda n, least, most=8: 2 if n >= least else 1)
+
+
+def make_dir(root: Path, n: int, seed: int = 0) -> dict[Path, bytes]:
+    out = {}
+    for i in range(n):
+        p = make_file(root / f"d{i % 3}" / f"f{i}.bin", 200 + (i * 37) % 3000, seed=seed * 1000 + i)
+        out[p] = p.read_bytes()
+    return out
+
+
+# -- the packs themselves --------------------------------------------------------------------------------
+def test_a_pack_is_seen_once_its_index_is_written(tmp_path: Path):
+    packs = cachepacks.Packed(str(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    w = cachepacks.Writer(packs, str(tmp_path / "tmp"))
+    blobs = [os.urandom(100 + i) for i in range(5)]
+    for b in blobs:
+        w.add(oid_of(b), b)
+    assert not packs.any() and not (tmp_path / "packs").exists()  # nothing visible before close
+    w.close()
+    (name,) = w.written
+    pack_bytes = (tmp_path / "packs" / f"{name}.pack").read_bytes()
+    assert xxhash.xxh3_128_hexdigest(pack_bytes) == name and pack_bytes == b"".join(blobs)
+    fresh = cachepacks.Packed(str(tmp_path))
+    assert fresh.oids() == {oid_of(b) for b in blobs}
+    assert all(fresh.read(oid_of(b)) == b for b in blobs)
+    assert os.listdir(tmp_path / "tmp") == []  # the pack's temp was renamed
+
+
+def test_a_writer_closes_a_pack_at_its_target_size(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(pk, "TARGET", 1000)
+    packs = cachepacks.Packed(str(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    w = cachepacks.Writer(packs, str(tmp_path / "tmp"))
+    blobs = [os.urandom(400) for _ in range(7)]
+    for b in blobs:
+        w.add(oid_of(b), b)
+    w.close()
+    assert len(w.written) == 3  # 3 + 3 + 1 objects
+    packs.refresh()
+    assert packs.oids() == {oid_of(b) for b in blobs}
+
+
+def test_a_damaged_index_hides_its_pack(tmp_path: Path):
+    packs = cachepacks.Packed(str(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    w = cachepacks.Writer(packs, str(tmp_path / "tmp"))
+    w.add(oid_of(b"x" * 10), b"x" * 10)
+    w.close()
+    index = tmp_path / "packs" / f"{w.written[0]}.idx"
+    index.chmod(0o644)
+    index.write_bytes(pk.INDEX_HEADER + f"{oid_of(b'x' * 10)} 0 999\n".encode())  # past the pack's end
+    fresh = cachepacks.Packed(str(tmp_path))
+    assert fresh.find(oid_of(b"x" * 10)) is None and fresh.read(oid_of(b"x" * 10)) is None
+    with pytest.raises(ObjectMissing):
+        ODB(str(tmp_path)).read_bytes(oid_of(b"x" * 10))
+
+
+# -- storing many files --------------------------------------------------------------------------------
+def test_many_small_files_go_to_packs_and_every_reader_finds_them(tmp_path: Path):
+    files = make_dir(tmp_path / "src", 60)
+    big = make_file(tmp_path / "src" / "big.bin", pk.OBJECT_MAX, seed=5)  # 1 MiB: an object file of its own
+    files[big] = big.read_bytes()
+    odb = ODB(str(tmp_path / "cache"))
+    srcs = sorted(files)
+    got = bulkadd.add_files(odb, [str(p) for p in srcs], ["reflink", "copy"], 2)
+    assert [g[0] for g in got] == [oid_of(files[p]) for p in srcs]
+    assert list(odb.loose_oids()) == [oid_of(files[big])]
+    assert (tmp_path / "cache" / "mvc.toml").read_text().endswith("format = 5\n")
+    assert len(os.listdir(tmp_path / "cache" / "packs")) == 4  # a pack and its index from each process
+    fresh = ODB(str(tmp_path / "cache"))
+    assert set(fresh.all_oids()) == {oid_of(d) for d in files.values()}
+    assert fresh.missing([oid_of(d) for d in files.values()] + [oid_of(b"no")]) == [oid_of(b"no")]
+    for data in files.values():
+        oid = oid_of(data)
+        assert fresh.exists(oid) and fresh.size(oid) == len(data)
+        assert fresh.read_bytes(oid) == data
+        buf = memoryview(bytearray(len(data) + 1))
+        assert fresh.read_into(oid, buf) == len(data) and bytes(buf[: len(data)]) == data
+        fresh.verify(oid)
+    out = tmp_path / "out.bin"
+    some = next(p for p in srcs if p != big)
+    how, st = fresh.place(oid_of(files[some]), str(out), ["hardlink", "copy"], executable=False)
+    assert how == "copy" and out.read_bytes() == files[some] and st is not None
+    assert not out.samefile(some)
+
+
+def test_files_the_cache_holds_are_not_stored_again(tmp_path: Path):
+    files = make_dir(tmp_path / "src", 30)
+    odb = ODB(str(tmp_path / "cache"))
+    bulkadd.add_files(odb, [str(p) for p in files], ["copy"], 2)
+    before = sorted(os.listdir(tmp_path / "cache" / "packs"))
+    (tmp_path / "src" / "dup.bin").write_bytes(next(iter(files.values())))  # same bytes as one stored
+    again = ODB(str(tmp_path / "cache"))
+    got = bulkadd.add_files(again, [str(tmp_path / "src" / "dup.bin"), *map(str, files)], ["copy"], 2)
+    assert again.placed == 0 and len(got) == 31
+    assert sorted(os.listdir(tmp_path / "cache" / "packs")) == before
+
+
+def test_a_link_mode_stores_object_files(tmp_path: Path):
+    files = make_dir(tmp_path / "src", 20)
+    odb = ODB(str(tmp_path / "cache"))
+    bulkadd.add_files(odb, [str(p) for p in files], ["reflink"], 2)  # no copy allowed: no pack
+    assert not (tmp_path / "cache" / "packs").exists() or not os.listdir(tmp_path / "cache" / "packs")
+
+
+def test_a_corrupt_packed_object_is_refused_then_stored_again(tmp_path: Path):
+    files = make_dir(tmp_path / "src", 20)
+    odb = ODB(str(tmp_path / "cache"))
+    bulkadd.add_files(odb, [str(p) for p in files], ["copy"], 1)
+    (name,) = [n[:-5] for n in os.listdir(tmp_path / "cache" / "packs") if n.endswith(".pack")]
+    victim = sorted(files)[3]
+    oid = oid_of(files[victim])
+    _, offset, size = odb.packs.find(oid)
+    pack = tmp_path / "cache" / "packs" / f"{name}.pack"
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    data[offset] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    fresh = ODB(str(tmp_path / "cache"))
+    with pytest.raises(CorruptObject, match=oid):
+        fresh.read_bytes(oid)
+    assert not ODB(str(tmp_path / "cache")).exists(oid)  # its index forgot it; the others stay
+    quarantined = os.listdir(tmp_path / "cache" / "quarantine")
+    assert len(quarantined) == 1 and len((tmp_path / "cache" / "quarantine" / quarantined[0]).read_bytes()) == size
+    others = [oid_of(d) for p, d in files.items() if p != victim]
+    assert all(ODB(str(tmp_path / "cache")).read_bytes(o) for o in others)
+    again = ODB(str(tmp_path / "cache"))
+    assert again.add_file(str(victim))[0] == oid  # stored again, as an object file
+    assert again.read_bytes(oid) == files[victim] and oid in set(again.loose_oids())
+    with pytest.raises(ObjectMissing):
+        ODB(str(tmp_path / "cache")).read_bytes(oid_of(b"never stored"))
+
+
+# -- through the CLI -----------------------------------------------------------------------------------
+def test_add_status_and_checkout(repo: Path, mvc_cli, bulk):
+    files = make_dir(repo / "data", 40)
+    out = mvc_cli("add", "data").output
+    assert "40 files" in out
+    assert cache(repo).packs.any()
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    assert "up to date" in mvc_cli("status").output
+    shutil.rmtree(repo / "data")
+    mvc_cli("checkout", "data")
+    for p, data in files.items():
+        assert p.read_bytes() == data
+    assert "up to date" in mvc_cli("status").output
+    one = sorted(files)[0]
+    from mvc.objects import reader
+
+    assert reader.cache_source(cache(repo), oid_of(files[one]))(5, 50) == files[one][5:50]  # what mvc.open reads
+
+
+def test_a_link_mode_links_to_an_object_file_when_the_content_is_also_packed(repo: Path, mvc_cli, bulk):
+    """Content a large add packed, added again under cache.type hardlink: the file becomes a link to an object file
+    (a pack cannot be linked to), and a checkout links too."""
+    files = make_dir(repo / "data", 20)
+    mvc_cli("add", "data")
+    mvc_cli("config", "cache.type", "hardlink")
+    same = repo / "same.bin"
+    data = next(iter(files.values()))
+    same.write_bytes(data)
+    mvc_cli("add", "same.bin")
+    obj = cache(repo).path(oid_of(data))
+    assert os.path.samefile(same, obj) and cache(repo).packs.has(oid_of(data))
+    same.unlink()
+    mvc_cli("checkout", "same.bin")
+    assert os.path.samefile(same, obj) and same.read_bytes() == data
+
+
+def test_verify_reads_every_packed_object(repo: Path, mvc_cli, bulk):
+    files = make_dir(repo / "data", 30)
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    report = json.loads(mvc_cli("verify", "--json").output)
+    assert report["cache"]["objects"] == 31 and not report["cache"]["corrupt"]  # 30 files and the manifest
+    odb = cache(repo)
+    victim = sorted(files)[7]
+    oid = oid_of(files[victim])
+    name, offset, _ = odb.packs.find(oid)
+    pack = repo / ".mvc" / "cache" / "packs" / f"{name}.pack"
+    pack.chmod(0o644)
+    with open(pack, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\0" if files[victim][:1] != b"\0" else b"\1")
+    result = mvc_cli("verify", "--json", ok=False)
+    assert result.exit_code != 0
+    report = json.loads(result.stdout)
+    assert report["cache"]["corrupt"] == [oid]
+    assert any(p["oid"] == oid and p["needed_by"] for p in report["problems"])
+
+
+def test_gc_deletes_a_pack_no_version_needs_and_keeps_one_that_is_needed(repo: Path, mvc_cli, bulk):
+    old = make_dir(repo / "old", 20, seed=1)
+    kept = make_dir(repo / "kept", 20, seed=2)
+    mvc_cli("add", "old")
+    mvc_cli("add", "kept")
+    before = {n for n in os.listdir(repo / ".mvc" / "cache" / "packs") if n.endswith(".pack")}
+    assert len(before) == 4  # two processes for each add
+    git(repo, "rm", "-q", "-f", "old.mvc")  # never committed: nothing keeps old/ but the grace
+    dry = json.loads(mvc_cli("gc", "--grace", "0", "--json").output)
+    assert dry["dry_run"] and dry["objects"] == 21  # old/'s 20 files and its manifest
+    assert {n for n in os.listdir(repo / ".mvc" / "cache" / "packs") if n.endswith(".pack")} == before
+    young = json.loads(mvc_cli("gc", "--json").output)  # the default grace: everything is young
+    assert young["objects"] == 0  # the packs and the manifest are younger than the grace
+    done = json.loads(mvc_cli("gc", "--grace", "0", "--force", "--json").output)
+    assert done["objects"] == 21
+    left = cache(repo)
+    assert len([n for n in os.listdir(repo / ".mvc" / "cache" / "packs") if n.endswith(".pack")]) == 2
+    assert all(left.read_bytes(oid_of(d)) == d for d in kept.values())
+    assert not any(left.exists(oid_of(d)) for d in old.values())
+    assert "up to date" in mvc_cli("status", "kept").output
+
+
+def test_gc_keeps_a_pack_with_one_needed_object(repo: Path, mvc_cli, bulk):
+    files = make_dir(repo / "data", 20)
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    first = sorted(files)[0]
+    for p in sorted(files)[1:]:
+        p.write_bytes(os.urandom(100))  # 19 files change: v1's 19 objects dead at --keep-last 1
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v2")
+    report = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--force", "--json").output)
+    # two packs of 10 (a process each): the one without first/ goes whole, with v1's manifest; 9 stay beside first
+    assert report["packed_kept"] == 9 and report["objects"] == 11
+    assert len([n for n in os.listdir(repo / ".mvc" / "cache" / "packs") if n.endswith(".pack")]) == 1 + 2  # v2's
+    assert cache(repo).read_bytes(oid_of(files[first])) == files[first]
+    assert "stay in cache packs" in mvc_cli("gc", "--grace", "0", "--keep-last", "1").output
+
+
+def test_a_gc_killed_after_renaming_a_pack_puts_it_back(repo: Path, mvc_cli, bulk):
+    files = make_dir(repo / "data", 20)
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    packs = repo / ".mvc" / "cache" / "packs"
+    name = sorted(n for n in os.listdir(packs) if n.endswith(".pack"))[0]
+    os.rename(packs / name, packs / f"{name}.gc-999999999")  # a gc's process, gone, left it renamed aside
+    assert not all(cache(repo).exists(oid_of(d)) for d in files.values())
+    mvc_cli("gc", "--grace", "0", "--force")  # puts it back first, then keeps it: committed
+    assert (packs / name).exists()
+    assert all(cache(repo).read_bytes(oid_of(d)) == d for d in files.values())
+
+
+def test_gc_deletes_a_pack_a_killed_add_left_without_its_index(repo: Path, mvc_cli, bulk):
+    make_dir(repo / "data", 20)
+    mvc_cli("add", "data")
+    packs = repo / ".mvc" / "cache" / "packs"
+    stray = packs / ("0" * 32 + ".pack")
+    stray.write_bytes(b"half a pack")
+    assert json.loads(mvc_cli("gc", "--grace", "0", "--force", "--json").output)["dry_run"] is False
+    assert not stray.exists()
+    assert len([n for n in os.listdir(packs) if n.endswith(".idx")]) == 2
+
+
+def test_an_older_cache_format_reader_is_refused(repo: Path, mvc_cli, bulk, monkeypatch):
+    make_dir(repo / "data", 20)
+    mvc_cli("add", "data")
+    from mvc.objects import layout
+
+    monkeypatch.setattr(layout, "FORMATS", (1, 2, 3, 4))  # an mvc from before cache packs
+    result = mvc_cli("status", ok=False)
+    assert result.exit_code != 0 and "format 5" in result.stderr and "upgrade mvc" in result.stderr
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(index=st.binary(max_size=300), lines=st.lists(st.tuples(st.integers(0, 80), st.integers(0, 80)), max_size=4))
+def test_any_index_bytes_never_yield_bytes_outside_the_pack(tmp_path: Path, index: bytes, lines):
+    """An index is read as whatever bytes it holds (damaged, or hostile): nothing raises, and an object read through
+    it is either refused (None) or bytes of its pack that the caller then hashes."""
+    packs_dir = tmp_path / "packs"
+    shutil.rmtree(packs_dir, ignore_errors=True)
+    packs_dir.mkdir()
+    pack = b"0123456789" * 5
+    name = xxhash.xxh3_128_hexdigest(pack)
+    (packs_dir / f"{name}.pack").write_bytes(pack)
+    oid = oid_of(pack[:10])
+    text = pk.INDEX_HEADER + "".join(f"{oid} {o} {s}\n" for o, s in lines).encode() + index
+    (packs_dir / f"{name}.idx").write_bytes(text)
+    packs = cachepacks.Packed(str(tmp_path))
+    assert isinstance(packs.oids(), set)
+    found = packs.find(oid)
+    data = packs.read(oid)
+    if found is not None:
+        _, offset, size = found
+        assert offset + size <= len(pack) and data == pack[offset : offset + size]
+    else:
+        assert data is None
