@@ -186,3 +186,41 @@ def test_many_directories_are_judged_each_as_alone(repo, mvc_cli):
     alone = [json.loads(mvc_cli("status", "--json", name).stdout)[0] for name in names]
     assert together == alone
     assert [e["workspace"] for e in together] == ["ok", "modified", "missing", "modified", "modified", "modified", "ok"]
+
+
+@pytest.fixture
+def forked_stat(monkeypatch):
+    """mvc (in this process) stats a directory of 10 files or more by two forked processes."""
+    monkeypatch.setattr("mvc.repo.worktree.STAT_FORKED_FROM", 10)
+    monkeypatch.setattr("mvc.storage.forked.workers_for", lambda n, least, most=8: 2 if n >= least else 1)
+
+
+def test_a_walk_by_forked_processes_finds_what_one_process_finds(repo, monkeypatch):
+    from mvc.repo import worktree
+
+    for i in range(25):
+        make_file(repo / "d" / f"s{i % 3}" / f"f{i}.bin", 100 + i, seed=i)
+    full = str(repo / "d")
+    one = worktree.Walk(full)
+    monkeypatch.setattr(worktree, "STAT_FORKED_FROM", 10)
+    monkeypatch.setattr("mvc.storage.forked.workers_for", lambda n, least, most=8: 2)
+    two = worktree.Walk(full)
+    assert two._shares is not None and one._shares is None  # (the walk under test did fork)
+    assert two.fingerprint() == one.fingerprint() is not None
+    assert [
+        (s, p, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode, st.st_mtime)) for s, p, st in two
+    ] == [(s, p, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode, st.st_mtime)) for s, p, st in one]
+    os.symlink("s0/f0.bin", repo / "d" / "link")  # not a regular file: no fingerprint, in both
+    assert worktree.Walk(full).fingerprint() is None
+    monkeypatch.setattr(worktree, "STAT_FORKED_FROM", 10**9)
+    assert worktree.Walk(full).fingerprint() is None
+
+
+def test_status_of_a_directory_statted_by_forked_processes(repo, mvc_cli, forked_stat):
+    for i in range(30):
+        make_file(repo / "d" / f"f{i}.bin", 100 + i, seed=i)
+    mvc_cli("add", "d")
+    assert "d: up to date" in mvc_cli("status").output
+    assert "d: up to date" in mvc_cli("status").output  # the second: from the fingerprint alone
+    make_file(repo / "d" / "f7.bin", 107, seed=1000)
+    assert "d: modified" in mvc_cli("status").output
