@@ -167,6 +167,28 @@ def test_a_corrupt_packed_object_is_refused_then_stored_again(tmp_path: Path):
         ODB(str(tmp_path / "cache")).read_bytes(oid_of(b"never stored"))
 
 
+def test_a_corrupt_packed_copy_is_set_aside_not_the_good_object_file(tmp_path: Path):
+    files = make_dir(tmp_path / "src", 12)
+    odb = ODB(str(tmp_path / "cache"))
+    bulkadd.add_files(odb, [str(p) for p in files], ["copy"], 1)
+    victim = sorted(files)[2]
+    oid = oid_of(files[victim])
+    loose = Path(odb.path(oid))  # a second copy, as an object file (what an install of a fetched object makes)
+    loose.parent.mkdir(parents=True, exist_ok=True)
+    loose.write_bytes(files[victim])
+    name, offset, _ = odb.packs.find(oid)
+    pack = tmp_path / "cache" / "packs" / f"{name}.pack"
+    pack.chmod(0o644)
+    with open(pack, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes([files[victim][0] ^ 0xFF]))
+    with pytest.raises(CorruptObject):
+        ODB(str(tmp_path / "cache")).read_bytes(oid)  # the pack's copy, read first
+    assert loose.read_bytes() == files[victim]  # the good file stays
+    again = ODB(str(tmp_path / "cache"))
+    assert again.packs.find(oid) is None and again.read_bytes(oid) == files[victim]
+
+
 # -- through the CLI -----------------------------------------------------------------------------------
 def test_add_status_and_checkout(repo: Path, mvc_cli, bulk):
     files = make_dir(repo / "data", 40)

@@ -395,11 +395,12 @@ class ODB:
             data = self.packs.read(oid)
         if data is None:
             raise ObjectMissing(f"object {oid} is not in the cache: run 'mvc fetch' or re-add the file")
-        self._check(oid, fileio.hexdigest_bytes(data))
+        self._check(oid, fileio.hexdigest_bytes(data), packed=True)
         return data
 
     def read_bytes(self, oid: str) -> bytes:
-        fd = None if self.packs.has(oid) else self._open_loose(oid)  # (a packed object is looked for there first)
+        # in a pack (found there first, a dict lookup), else its file (else a pack written since, or missing)
+        fd = self._open_loose(oid) if self.packs.find(oid) is None else None
         if fd is None:
             return self._packed_bytes(oid)
         try:
@@ -430,11 +431,11 @@ class ODB:
                 os.close(fd)
             if n >= len(buf):
                 return None
-        self._check(oid, fileio.hexdigest_bytes(buf[:n]))
+        self._check(oid, fileio.hexdigest_bytes(buf[:n]), packed=at is not None)
         return n
 
     def verify(self, oid: str, progress: Progress | None = None) -> None:
-        fd = None if self.packs.has(oid) else self._open_loose(oid)
+        fd = self._open_loose(oid) if self.packs.find(oid) is None else None
         if fd is None:
             n = len(self._packed_bytes(oid))
             if progress is not None:
@@ -446,26 +447,31 @@ class ODB:
             os.close(fd)
         self._check(oid, digest)
 
-    def _check(self, oid: str, digest: str) -> None:
+    def _check(self, oid: str, digest: str, packed: bool = False) -> None:
         if oids.from_digest(digest) != oid:
-            where = self.quarantine(oid)
+            where = self.quarantine(oid, packed)
             raise CorruptObject(
                 f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved to {where}: "
                 "run 'mvc fetch' or re-add the file to restore it"
             )
 
-    def quarantine(self, oid: str) -> str:
+    def quarantine(self, oid: str, packed: bool = False) -> str:
+        """Move the object aside (its file; or, ``packed``, or when it has no file, its copy in a pack: those bytes
+        copied aside and the pack's index made to forget it). Returns where it went."""
         self._mark()  # a write like any other: never in a directory that is not mvc's
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, oid.replace(":", "-") + "." + os.urandom(3).hex())
         try:
-            os.replace(self.path(oid), dest)
+            if not packed:
+                os.replace(self.path(oid), dest)
+                return dest
         except FileNotFoundError:
-            data = self.packs.read(oid)
-            if data is not None:  # a copy of the bytes to look at; the pack's index forgets the object
-                fileio.atomic_write(dest, data)
-                self.packs.drop(oid)
+            pass
+        data = self.packs.read(oid)
+        if data is not None:
+            fileio.atomic_write(dest, data)
+            self.packs.drop(oid)
         return dest
 
     def export(
