@@ -23,7 +23,7 @@ def add_files(
     """``odb.add_file`` of every src, by ``workers`` forked processes (the caller has no other thread), for copies
     and reflinks only (what leaves the user's file as it is); odb then knows what they stored as if it had stored
     it. Returns (oid, how it was stored, src's stat before reading) of each."""
-    from mvc.storage.forked import map_forked
+    from mvc.storage.forked import map_forked, stat_fields, stat_from
 
     writer: cachepacks.Writer | None = None
     if "copy" in link_types:
@@ -36,7 +36,7 @@ def add_files(
             before = odb.placed
             oid, how, st = odb.add_file(src, link_types, progress=shown)
             got = oid, how, st, odb.placed > before
-        return got[0], got[1], _flat(got[2]), got[3]  # a stat_result pickles at 8 µs each way, its fields at 1
+        return got[0], got[1], stat_fields(got[2]), got[3]
 
     try:
         results = map_forked(one, srcs, workers, progress, writer.close if writer is not None else None)
@@ -46,13 +46,8 @@ def add_files(
     for oid, how, st, placed in results:
         if placed:
             odb.stored(oid)
-        out.append((oid, how, os.stat_result(st)))
+        out.append((oid, how, stat_from(st)))
     return out
-
-
-def _flat(st: os.stat_result) -> tuple:
-    """st's fields as os.stat_result takes them back: the ten of its sequence, then the float and ns times."""
-    return (*st[:10], st.st_atime, st.st_mtime, st.st_ctime, st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _add_packed(

@@ -121,7 +121,7 @@ class Packed:
             try:
                 fd = self._fds[name] = os.open(self.pack_path(name), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             except FileNotFoundError:  # a gc took the pack since the index was read
-                self.forget(name)
+                self.forget()
                 return None
         return fd, offset, size
 
@@ -140,14 +140,14 @@ class Packed:
         try:
             os.utime(self.pack_path(name))
         except FileNotFoundError:  # a gc is taking it: the writer stores the object again
-            self.forget(name)
+            self.forget()
             return False
         except OSError:  # a cache this user may not write: no gc of theirs deletes there either
             pass
         self._touched.add(name)
         return True
 
-    def forget(self, name: str) -> None:
+    def forget(self) -> None:
         """Drop what this process knows of the packs (one is gone, or being deleted): read again on next use."""
         self._where = None
         self._parsed = {}
@@ -181,12 +181,12 @@ class Packed:
         except (OSError, CorruptObject):
             entries = []
         fileio.atomic_write(self.index_path(name), pk.render_index(entries), mode=0o444)
-        self.forget(name)
+        self.forget()
 
 
 class Writer:
-    """Objects appended to a pack being written, in the order given; :meth:`close` publishes it (pack, then index)
-    and starts no new one. A pack is closed at ``pk.TARGET`` bytes and the next add starts another."""
+    """Objects appended to a pack being written, in the order given; :meth:`close` publishes it (pack, then index).
+    A pack is also closed at ``pk.TARGET`` bytes; the next add starts another."""
 
     def __init__(self, packs: Packed, tmp_dir: str, fsync: bool = False):
         self.packs = packs
@@ -195,6 +195,7 @@ class Writer:
         self.written: list[str] = []  # names of the packs published
         self._fd: int | None = None
         self._tmp = ""
+        self._held: set[str] = set()  # every object this writer stored, in any of its packs
         self._start()
 
     def _start(self) -> None:
@@ -202,7 +203,6 @@ class Writer:
         self._size = 0
         self._buf = bytearray()
         self._hash = xxhash.xxh3_128()
-        self._held: set[str] = set()
 
     def holds(self, oid: str) -> bool:
         return oid in self._held
@@ -246,13 +246,6 @@ class Writer:
         self.written.append(name)
         self._start()
 
-    def abandon(self) -> None:
-        """Drop the pack being written (its temp file); what was published stays."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-            fileio.remove_quietly(self._tmp)
-
 
 class Doomed(NamedTuple):
     name: str
@@ -291,7 +284,7 @@ def delete(packs: Packed, name: str, cutoff: float) -> bool:
         os.rename(path, trash)
     except FileNotFoundError:
         return False
-    packs.forget(name)
+    packs.forget()
     if os.lstat(trash).st_mtime > cutoff:  # (the rename moved its ctime)
         os.rename(trash, path)
         return False

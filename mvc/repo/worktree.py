@@ -8,7 +8,6 @@ import stat as statmod
 import time
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import cast
 
 from mvc import progress as progressmod
 from mvc.errors import MvcError, PathError, StorageError
@@ -62,7 +61,6 @@ def hash_of(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> str | None:
 
 
 STAT_FORKED_FROM = 20_000  # a directory of this many files or more is stat'ed by forked processes
-_FIELDS = 13  # what a forked process hands back of each file's lstat: os.stat_result's ten fields, its ns times
 
 
 class Walk:
@@ -109,15 +107,15 @@ class Walk:
     def stats(self) -> list[os.stat_result]:
         if self._stats is None:
             assert self._shares is not None
+            from mvc.storage.forked import STAT_FIELDS, stat_from
+
             self._stats = []
             add = self._stats.append
             for _, raw, _, _ in self._shares:
                 nums = array("q")
                 nums.frombytes(raw)
-                for i in range(0, len(nums), _FIELDS):
-                    f = nums[i : i + _FIELDS]
-                    times = tuple(ns // 10**9 + (ns % 10**9) * 1e-9 for ns in f[10:13])  # as os.lstat makes them
-                    add(os.stat_result((*f[:10], *times, *f[10:13])))
+                for i in range(0, len(nums), STAT_FIELDS):
+                    add(stat_from(nums[i : i + STAT_FIELDS]))
         return self._stats
 
     def fingerprint(self) -> tuple[str, bool] | None:
@@ -137,6 +135,8 @@ def _stat_share(paths: list[str], racy_from: int) -> tuple[bytes, bytes, bool, b
     digested = array("q")
     fields = array("q")
     regular = trusted = True
+    from mvc.storage.forked import stat_fields
+
     lstat, isreg, digest, keep = os.lstat, statmod.S_ISREG, digested.extend, fields.extend
     for path in paths:  # the loop runs 50,000 times a status of 100,000 files: kept to what it needs
         st = lstat(path)
@@ -146,8 +146,7 @@ def _stat_share(paths: list[str], racy_from: int) -> tuple[bytes, bytes, bool, b
         if ctime <= mtime and mtime > racy_from:
             trusted = False
         digest((st.st_ino, mtime, ctime, st.st_size, mode))
-        keep(cast(tuple[int, ...], st[:10]))  # (its times there are whole seconds)
-        keep((st.st_atime_ns, mtime, ctime))
+        keep(stat_fields(st))
     return digested.tobytes(), fields.tobytes(), regular, trusted
 
 
