@@ -271,23 +271,57 @@ def test_gc_deletes_a_pack_no_version_needs_and_keeps_one_that_is_needed(repo: P
     assert "up to date" in mvc_cli("status", "kept").output
 
 
-def test_gc_keeps_a_pack_with_one_needed_object(repo: Path, mvc_cli, bulk):
+def commit_two_versions(repo: Path, mvc_cli, changed: int) -> dict[Path, bytes]:
+    """data/ of 20 files added and committed (two packs of 10: a process each), then the first ``changed`` files
+    (in name order) rewritten, added and committed: v1's files as they were."""
     files = make_dir(repo / "data", 20)
     mvc_cli("add", "data")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "v1")
-    first = sorted(files)[0]
-    for p in sorted(files)[1:]:
-        p.write_bytes(os.urandom(100))  # 19 files change: v1's 19 objects dead at --keep-last 1
+    for p in sorted(files)[:changed]:
+        p.write_bytes(os.urandom(100))
     mvc_cli("add", "data")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "v2")
+    return files
+
+
+def pack_names(repo: Path) -> set[str]:
+    return {n for n in os.listdir(repo / ".mvc" / "cache" / "packs") if n.endswith(".pack")}
+
+
+def test_gc_rewrites_a_cache_pack_mostly_dead_and_keeps_one_mostly_alive(repo: Path, mvc_cli, bulk):
+    files = commit_two_versions(repo, mvc_cli, 14)  # v1's 14 objects dead at --keep-last 1: 7 of each pack
+    v1 = pack_names(repo)
+    dry = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--json").output)
+    by_pack = {}
+    odb = cache(repo)
+    for p, data in files.items():
+        by_pack.setdefault(odb.packs.find(oid_of(data))[0], []).append(p)
+    dead_bytes = {n: sum(len(files[p]) for p in ps if p in sorted(files)[:14]) for n, ps in by_pack.items()}
+    sizes = {n: sum(len(files[p]) for p in ps) for n, ps in by_pack.items()}
+    thin = {n for n in by_pack if 2 * dead_bytes[n] >= sizes[n]}
+    assert thin and pack_names(repo) >= v1  # a dry run rewrites nothing
+    done = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--force", "--json").output)
+    assert done["objects"] == dry["objects"] and done["packed_kept"] == dry["packed_kept"]
+    assert done["packed_kept"] == sum(7 for n in by_pack if n not in thin)
+    left = pack_names(repo)
+    assert not {f"{n}.pack" for n in thin} & left  # the old packs gone, their live objects copied out
+    again = cache(repo)
+    for p in sorted(files)[14:]:
+        assert again.read_bytes(oid_of(files[p])) == files[p]
+    assert "up to date" in mvc_cli("status").output
+
+
+def test_gc_keeps_a_cache_pack_with_one_needed_object_and_rewrites_it(repo: Path, mvc_cli, bulk):
+    files = commit_two_versions(repo, mvc_cli, 19)
+    first = sorted(files)[19]
     report = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--force", "--json").output)
-    # two packs of 10 (a process each): the one without first/ goes whole, with v1's manifest; 9 stay beside first
-    assert report["packed_kept"] == 9 and report["objects"] == 11
-    assert len([n for n in os.listdir(repo / ".mvc" / "cache" / "packs") if n.endswith(".pack")]) == 1 + 2  # v2's
+    # the pack without the last file goes whole, with v1's manifest; the other's 9 dead go in its rewrite
+    assert report["packed_kept"] == 0 and report["objects"] == 20
+    assert len(pack_names(repo)) == 2 + 1  # v2's two, and the rewrite holding one object
     assert cache(repo).read_bytes(oid_of(files[first])) == files[first]
-    assert "stay in cache packs" in mvc_cli("gc", "--grace", "0", "--keep-last", "1").output
+    assert "stay in cache packs" not in mvc_cli("gc", "--grace", "0", "--keep-last", "1").output
 
 
 def test_a_gc_killed_after_renaming_a_pack_puts_it_back(repo: Path, mvc_cli, bulk):
@@ -348,3 +382,15 @@ def test_any_index_bytes_never_yield_bytes_outside_the_pack(tmp_path: Path, inde
         assert offset + size <= len(pack) and data == pack[offset : offset + size]
     else:
         assert data is None
+
+
+def test_gc_leaves_a_cache_pack_mostly_alive_as_it_is(repo: Path, mvc_cli, bulk):
+    files = commit_two_versions(repo, mvc_cli, 2)  # one dead object in each pack of 10
+    before = pack_names(repo)
+    report = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--force", "--json").output)
+    assert report["packed_kept"] == 2 and report["objects"] == 1  # v1's manifest alone goes
+    assert pack_names(repo) == before
+    assert all(cache(repo).exists(oid_of(d)) for d in files.values())
+    assert (
+        "2 object(s) no version needs stay in cache packs" in mvc_cli("gc", "--grace", "0", "--keep-last", "1").output
+    )

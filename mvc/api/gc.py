@@ -107,15 +107,12 @@ def gc(
             doomed.append((oid, st.st_size))
     finally:
         bar.close()
-    packs, stay = cachepacks.doomed(repo.odb.packs, needed, now - window)  # a cache pack goes whole
     kept += len((repo.odb.packs.oids() - loose) & needed)
-    doomed += [(e.oid, e.size) for p in packs for e in p.entries]
-    deleted: list[tuple[str, int]] = doomed
+    deleted = _delete(repo, doomed, now - window) if force else list(doomed)
+    packed, stay = cachepacks.collect(repo.odb.packs, needed, now - window, force, repo.odb.tmp_dir, repo.odb.fsync)
+    doomed += packed
+    deleted += packed
     if force:
-        deleted = _delete(repo, [d for d in doomed if d[0] in loose], now - window)
-        for p in packs:
-            if cachepacks.delete(repo.odb.packs, p.name, now - window):
-                deleted += [(e.oid, e.size) for e in p.entries]
         cachepacks.remove_orphans(repo.odb.packs, now - window)
     return {
         "dry_run": not force,
@@ -128,7 +125,7 @@ def gc(
         "unreadable": keep.unreadable,
         "compacted_files": len(gone_compacted),
         "compacted_bytes": sum(size for _, size in gone_compacted),
-        "packed_kept": len(stay),
+        "packed_kept": stay,
     }
 
 

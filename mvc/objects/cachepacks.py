@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import KeysView
-from typing import NamedTuple
 
 import xxhash
 
 from mvc.errors import CorruptObject
 from mvc.objects import pack as pk
+from mvc.objects.oid import ALGO
 from mvc.storage import fileio, tempfiles
 
 DIR = "packs"  # below the cache's root
@@ -247,29 +247,53 @@ class Writer:
         self._start()
 
 
-class Doomed(NamedTuple):
-    name: str
-    size: int  # the pack's bytes
-    entries: list[pk.Entry]
-
-
 def _in_use(st: os.stat_result, cutoff: float) -> bool:
     return max(st.st_mtime, st.st_ctime) > cutoff  # written or touched since the cutoff
 
 
-def doomed(packs: Packed, needed: set[str], cutoff: float) -> tuple[list[Doomed], list[pk.Entry]]:
-    """What gc may delete of the cache's packs: (the packs none of whose objects is needed, untouched since cutoff;
-    the entries of objects nobody needs that stay because their pack holds one somebody needs). A pack goes whole
-    or not at all: cache packs are not rewritten."""
-    gone: list[Doomed] = []
-    stay: list[pk.Entry] = []
+def collect(
+    packs: Packed, needed: set[str], cutoff: float, force: bool, tmp_dir: str, fsync: bool = False
+) -> tuple[list[tuple[str, int]], int]:
+    """gc of the cache's packs, those untouched since cutoff: a pack none of whose objects is needed goes whole; one
+    whose unneeded objects are half its bytes or more is rewritten (its needed objects, each checked, into a new
+    pack, then the old one deleted); the rest stay as they are. With force, it is done. Returns ((oid, size) of each
+    object that goes, or went; the number of unneeded objects that stay in packs beside needed ones)."""
+    went: list[tuple[str, int]] = []
+    stay = 0
     for name, (entries, st) in sorted(packs.all().items()):
         dead = [e for e in entries if e.oid not in needed]
-        if len(dead) < len(entries):
-            stay += dead
-        elif not _in_use(st, cutoff):
-            gone.append(Doomed(name, st.st_size, entries))
-    return gone, stay
+        whole = len(dead) == len(entries)
+        if not dead or _in_use(st, cutoff) or not (whole or 2 * sum(e.size for e in dead) >= st.st_size):
+            stay += 0 if whole else len(dead)  # (a whole pack younger than the grace is young, not kept)
+            continue
+        if not force or ((whole or _rewrite(packs, name, needed, tmp_dir, fsync)) and delete(packs, name, cutoff)):
+            went += [(e.oid, e.size) for e in dead]
+        else:
+            stay += 0 if whole else len(dead)
+    return went, stay
+
+
+def _rewrite(packs: Packed, name: str, needed: set[str], tmp_dir: str, fsync: bool) -> bool:
+    """Copy the needed objects of pack name into a new pack (published, pack then index), each checked against its
+    oid first; False, writing nothing, when one does not match (the pack stays for verify to name)."""
+    parts = []
+    fd = os.open(packs.pack_path(name), os.O_RDONLY)
+    try:
+        for e in packs._entries(name):
+            if e.oid in needed:
+                data = os.pread(fd, e.size, e.offset)
+                if f"{ALGO}:{fileio.hexdigest_bytes(data)}" != e.oid:
+                    return False
+                parts.append((e.oid, data))
+    finally:
+        os.close(fd)
+    os.makedirs(tmp_dir, exist_ok=True)  # (a cache with packs has its marker)
+    writer = Writer(packs, tmp_dir, fsync)
+    for oid, data in parts:
+        writer.add(oid, data)
+    writer.close()
+    packs.forget()
+    return True
 
 
 def delete(packs: Packed, name: str, cutoff: float) -> bool:
