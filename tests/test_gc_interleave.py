@@ -68,8 +68,6 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from remote_suite import LocalBackend, S3Backend, oid_of, read_stored, rel_of, stored
 
-from mvc.objects import oid as oids
-
 CACHE_GRACE = "2s"
 REMOTE_GRACE = "3s"
 RUN_AT_LEAST = 3.5  # seconds the loops go on (after the writer is done, if need be): garbage gets old meanwhile
@@ -426,12 +424,16 @@ def objects_of(w: World, pointers: dict[str, bytes]) -> set[str]:
 
 
 def cache_oids(root: Path) -> set[str]:
-    objects = root / ".mvc" / "cache" / "objects"
-    return {oid for p in objects.glob("*/*") if (oid := oids.from_relpath(f"{p.parent.name}/{p.name}"))}
+    """The objects of root's cache: object files, and objects in cache packs."""
+    from mvc.objects.odb import ODB
+
+    return set(ODB(str(root / ".mvc" / "cache")).all_oids())
 
 
 def cache_bytes(root: Path, oid: str) -> bytes:
-    return (root / ".mvc" / "cache" / "objects" / oids.to_relpath(oid)).read_bytes()
+    from mvc.objects.odb import ODB
+
+    return ODB(str(root / ".mvc" / "cache")).read_bytes(oid)
 
 
 # -- what must hold afterwards ----------------------------------------------------------------------
@@ -492,9 +494,19 @@ def check_reader(w: World) -> None:
 
 
 # -- the tests --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("where", ["directory", "s3"])
-def test_gc_interleaved_with_add_push_and_fetch_loses_nothing_kept(tmp_path, request, where):
+@pytest.mark.parametrize("where", ["directory", "s3", "directory, cache packs"])
+def test_gc_interleaved_with_add_push_and_fetch_loses_nothing_kept(tmp_path, request, monkeypatch, where):
+    """(``cache packs``: every mvc process stores 2 new files or more of a directory by forked processes, in cache
+    packs (docs/FORMAT.md, "Cache packs"), and stats them by forked processes too.)"""
     endpoint = request.getfixturevalue("s3_endpoint") if where == "s3" else None
+    packed = where.endswith("cache packs")
+    if packed:
+        site = tmp_path / "site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(
+            "import mvc.repo.storing as s, mvc.repo.worktree as w\ns.PARALLEL_FROM = 2\nw.STAT_FORKED_FROM = 2\n"
+        )
+        monkeypatch.setenv("PYTHONPATH", str(site))
     examples = itertools.count()
     deleted = {"gc": 0, "gc -r": 0, "B gc": 0}
 
@@ -516,6 +528,8 @@ def test_gc_interleaved_with_add_push_and_fetch_loses_nothing_kept(tmp_path, req
             check_cache(w, schedule["keep_last"])
             check_remote(w)
             check_reader(w)
+            if packed:  # not vacuous: A's cache took packs (its marker is raised before the first one)
+                assert (w.a / ".mvc" / "cache" / "mvc.toml").read_text().endswith("format = 5\n")
         finally:
             shutil.rmtree(w.top, ignore_errors=True)
 
