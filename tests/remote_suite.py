@@ -590,7 +590,7 @@ class RemoteSuite(WithOrigin):
         mvc_cli("add", "few", "many")
         from mvc.objects.odb import ODB
 
-        assert len(ODB(str(cache_dir(repo))).packs.oids()) == 44 and not [
+        assert len(ODB(str(cache_dir(repo))).packs.keys()) == 44 and not [
             o for o in cache_objects(repo) if rel_of(oid_of((repo / "few" / "f0.bin").read_bytes())) == o
         ]
         assert "pushed 5 objects" in mvc_cli("push", "few").output  # fewer than a pack is worth: alone

@@ -57,7 +57,7 @@ def test_a_pack_is_seen_once_its_index_is_written(tmp_path: Path):
     pack_bytes = (tmp_path / "packs" / f"{name}.pack").read_bytes()
     assert xxhash.xxh3_128_hexdigest(pack_bytes) == name and pack_bytes == b"".join(blobs)
     fresh = cachepacks.Packed(str(tmp_path))
-    assert fresh.oids() == {oid_of(b) for b in blobs}
+    assert set(fresh.keys()) == {oid_of(b) for b in blobs}
     assert all(fresh.read(oid_of(b)) == b for b in blobs)
     assert os.listdir(tmp_path / "tmp") == []  # the pack's temp was renamed
 
@@ -73,7 +73,7 @@ def test_a_writer_closes_a_pack_at_its_target_size(tmp_path: Path, monkeypatch):
     w.close()
     assert len(w.written) == 3  # 3 + 3 + 1 objects
     packs.refresh()
-    assert packs.oids() == {oid_of(b) for b in blobs}
+    assert set(packs.keys()) == {oid_of(b) for b in blobs}
 
 
 def test_a_damaged_index_hides_its_pack(tmp_path: Path):
@@ -374,7 +374,7 @@ def test_any_index_bytes_never_yield_bytes_outside_the_pack(tmp_path: Path, inde
     text = pk.INDEX_HEADER + "".join(f"{oid} {o} {s}\n" for o, s in lines).encode() + index
     (packs_dir / f"{name}.idx").write_bytes(text)
     packs = cachepacks.Packed(str(tmp_path))
-    assert isinstance(packs.oids(), set)
+    assert isinstance(set(packs.keys()), set)
     found = packs.find(oid)
     data = packs.read(oid)
     if found is not None:

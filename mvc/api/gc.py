@@ -107,7 +107,7 @@ def gc(
             doomed.append((oid, st.st_size))
     finally:
         bar.close()
-    kept += len((repo.odb.packs.oids() - loose) & needed)
+    kept += len(needed.intersection(repo.odb.packs.keys()) - loose)
     deleted = _delete(repo, doomed, now - window) if force else list(doomed)
     packed, stay = cachepacks.collect(repo.odb.packs, needed, now - window, force, repo.odb.tmp_dir, repo.odb.fsync)
     doomed += packed
@@ -175,28 +175,18 @@ def _collect_compacted(repo: Repo, needed: set[str], force: bool, cutoff: float)
 def _restore_trash(odb: Any) -> int:
     """Put back the objects a gc killed part way left renamed for deletion (``ab/cdef….gc-PID``, its process
     gone): each is a whole object, which this gc judges again. Returns how many."""
-    from mvc.objects import oid as oids
-    from mvc.objects.odb import TRASH
-    from mvc.storage import tempfiles
+    import functools
 
-    n = 0
     if not os.path.isdir(odb.objects_dir):
         return 0
-    for prefix in os.scandir(odb.objects_dir):
-        if not prefix.is_dir(follow_symlinks=False):
-            continue
-        for entry in os.scandir(prefix.path):
-            name, sep, pid = entry.name.partition(TRASH)
-            if not sep or not pid.isdigit() or oids.from_relpath(f"{prefix.name}/{name}") is None:
-                continue
-            if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
-                continue  # a gc running now
-            try:
-                os.rename(entry.path, os.path.join(prefix.path, name))
-                n += 1
-            except OSError:
-                pass
-    return n
+    fans = [fan for fan in os.scandir(odb.objects_dir) if fan.is_dir(follow_symlinks=False)]
+    return sum(cachepacks.put_back(fan.path, functools.partial(_object_name, fan.name)) for fan in fans)
+
+
+def _object_name(fan: str, name: str) -> bool:
+    from mvc.objects import oid as oids
+
+    return oids.from_relpath(f"{fan}/{name}") is not None
 
 
 def _groups(doomed: list[tuple[str, int]], dropped: reachmod.Reach) -> list[dict[str, Any]]:

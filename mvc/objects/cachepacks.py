@@ -11,13 +11,13 @@ knows packs and their indexes, never which objects anyone needs (gc decides that
 from __future__ import annotations
 
 import os
-from collections.abc import KeysView
+from collections.abc import Callable, KeysView
 
 import xxhash
 
 from mvc.errors import CorruptObject
+from mvc.objects import oid as oids
 from mvc.objects import pack as pk
-from mvc.objects.oid import ALGO
 from mvc.storage import fileio, tempfiles
 
 DIR = "packs"  # below the cache's root
@@ -94,9 +94,6 @@ class Packed:
         entries = self._parsed[name]
         e = entries.get(oid) if entries is not None else None
         return None if e is None else (name, e.offset, e.size)
-
-    def oids(self) -> set[str]:
-        return set(self._map())
 
     def keys(self) -> KeysView[str]:
         """The objects the packs hold, as a view (no copy)."""
@@ -282,7 +279,7 @@ def _rewrite(packs: Packed, name: str, needed: set[str], tmp_dir: str, fsync: bo
         for e in packs._entries(name):
             if e.oid in needed:
                 data = os.pread(fd, e.size, e.offset)
-                if f"{ALGO}:{fileio.hexdigest_bytes(data)}" != e.oid:
+                if oids.from_digest(fileio.hexdigest_bytes(data)) != e.oid:
                     return False
                 parts.append((e.oid, data))
     finally:
@@ -346,19 +343,25 @@ def _orphans(packs: Packed, cutoff: float) -> list[str]:
 def restore_trash(packs: Packed) -> int:
     """Put back the packs a gc killed part way left renamed for deletion (``<name>.pack.gc-PID``, its process gone),
     to be judged again. Returns how many."""
+    return put_back(packs.dir, lambda name: name.endswith(".pack") and pk.is_name(name[:-5]))
+
+
+def put_back(directory: str, valid: Callable[[str], bool]) -> int:
+    """Rename back what a gc killed part way left renamed for deletion in directory (``NAME.gc-PID``, its process
+    gone, NAME one that ``valid`` accepts). Returns how many."""
     n = 0
     try:
-        names = os.listdir(packs.dir)
+        entries = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return 0
-    for entry in names:
+    for entry in entries:
         name, sep, pid = entry.partition(TRASH)
-        if not sep or not pid.isdigit() or not name.endswith(".pack") or not pk.is_name(name[:-5]):
+        if not sep or not pid.isdigit() or not valid(name):
             continue
         if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
             continue  # a gc running now
         try:
-            os.rename(os.path.join(packs.dir, entry), os.path.join(packs.dir, name))
+            os.rename(os.path.join(directory, entry), os.path.join(directory, name))
             n += 1
         except OSError:
             pass

@@ -149,7 +149,7 @@ class ODB:
     def all_oids(self) -> Iterator[str]:
         """Every object, loose (only names that are oids: oids.from_relpath) or in a pack."""
         loose = {oid for oid in self._names() if oids.is_oid(oid)}
-        return iter(sorted(loose | self.packs.oids()))
+        return iter(sorted(loose.union(self.packs.keys())))
 
     def loose_oids(self) -> Iterator[str]:
         """The objects stored one file each (``objects/ab/cdef…``)."""

@@ -25,7 +25,7 @@ MAX_NUMBER = 2**63 - 1  # offsets and sizes are stored in SQLite's 64-bit intege
 INDEX_MAX = 64 << 20  # a larger index is refused unread (a pack of TARGET bytes needs far less)
 MIN_OBJECTS = 16  # fewer small objects than this go alone: a pack and its index are two requests
 _NAME_LEN = 32
-_LINES = re.compile(r"(?:xxh128:[0-9a-f]{32} [0-9]{1,19} [0-9]{1,19}\n)*")  # an index's lines, all well formed
+_LINES = r"(?:xxh128:[0-9a-f]{32} [0-9]{1,19} [0-9]{1,19}\n)*"  # an index's lines, all well formed (compiled on use)
 
 
 class Entry(NamedTuple):  # immutable; a NamedTuple, not a dataclass: checkout imports this on start-up
@@ -151,7 +151,7 @@ def parse_index(data: bytes, where: str, pack_size: int | None = None) -> list[E
         text = "\0"
     if text and not text.endswith("\n"):
         raise CorruptObject(f"{where} is truncated (no final newline)")
-    if text and _LINES.fullmatch(text) is not None:  # all well formed, checked in one pass: split at once
+    if text and re.fullmatch(_LINES, text) is not None:  # all well formed, checked in one pass: split at once
         words = text.split()
         offsets, sizes = list(map(int, words[1::3])), list(map(int, words[2::3]))
         ends = max(map(operator.add, offsets, sizes))

@@ -132,22 +132,32 @@ class Walk:
 def _stat_share(paths: list[str], racy_from: int) -> tuple[bytes, bytes, bool, bool]:
     """In a forked process: the lstat of each path as (the numbers :func:`fingerprint` digests, the fields of each
     stat_result, whether every one is a regular file of its own, whether the state cache may trust every one)."""
-    digested = array("q")
-    fields = array("q")
-    regular = trusted = True
     from mvc.storage.forked import stat_fields
 
-    lstat, isreg, digest, keep = os.lstat, statmod.S_ISREG, digested.extend, fields.extend
-    for path in paths:  # the loop runs 50,000 times a status of 100,000 files: kept to what it needs
-        st = lstat(path)
+    stats = list(map(os.lstat, paths))
+    digested, regular, trusted = _digested(stats, racy_from)
+    fields = array("q")
+    keep = fields.extend
+    for st in stats:
+        keep(stat_fields(st))
+    return digested.tobytes(), fields.tobytes(), regular, trusted
+
+
+def _digested(stats: Iterable[os.stat_result], racy_from: int) -> tuple[array, bool, bool]:
+    """What a fingerprint digests of each file's stat (inode, times, size, mode), whether every file is a regular
+    file of its own, and whether the state cache may trust every one (none changed within RACY_NS of racy_from)."""
+    nums = array("q")
+    add = nums.extend
+    isreg = statmod.S_ISREG
+    regular = trusted = True
+    for st in stats:  # once per file of every status: kept to what it needs
         mode, mtime, ctime = st.st_mode, st.st_mtime_ns, st.st_ctime_ns
         if not isreg(mode) or (st.st_nlink > 1 and not mode & 0o222):
             regular = False
         if ctime <= mtime and mtime > racy_from:
             trusted = False
-        digest((st.st_ino, mtime, ctime, st.st_size, mode))
-        keep(stat_fields(st))
-    return digested.tobytes(), fields.tobytes(), regular, trusted
+        add((st.st_ino, mtime, ctime, st.st_size, mode))
+    return nums, regular, trusted
 
 
 def scan_dir(
@@ -177,19 +187,15 @@ def fingerprint(stats: Iterable[tuple[str, os.stat_result]]) -> tuple[str, bool]
     not vouch for. The state cache maps a fingerprint to the manifest it was seen to make (put_dir), so a
     no-op status of 100,000 files costs one walk: no lookup per file, no manifest to rebuild."""
     names: list[str] = []
-    nums = array("q")
-    add = nums.extend
-    isreg = statmod.S_ISREG
-    racy_from = time.time_ns() - statedb.RACY_NS
-    trusted = True
-    for sub, st in stats:
-        mode, mtime, ctime = st.st_mode, st.st_mtime_ns, st.st_ctime_ns
-        if not isreg(mode) or (st.st_nlink > 1 and not mode & 0o222):
-            return None
-        if ctime <= mtime and mtime > racy_from:
-            trusted = False
-        names.append(sub)
-        add((st.st_ino, mtime, ctime, st.st_size, mode))
+
+    def named() -> Iterator[os.stat_result]:
+        for sub, st in stats:
+            names.append(sub)
+            yield st
+
+    nums, regular, trusted = _digested(named(), time.time_ns() - statedb.RACY_NS)
+    if not regular:
+        return None
     data = "\0".join(names).encode("utf-8", "surrogateescape") + b"\0" + nums.tobytes()
     return fileio.hexdigest_bytes(data), trusted
 
