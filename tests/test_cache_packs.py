@@ -76,19 +76,37 @@ def test_a_writer_closes_a_pack_at_its_target_size(tmp_path: Path, monkeypatch):
     assert set(packs.keys()) == {oid_of(b) for b in blobs}
 
 
-def test_a_damaged_index_hides_its_pack(tmp_path: Path):
+def test_a_damaged_index_is_set_aside(tmp_path: Path):
+    """An index that does not parse (here: it names bytes past its pack's end) is moved to quarantine/ by the
+    first reader: its objects are missing to every later reader too, membership included, so a fetch stores them
+    again."""
     packs = cachepacks.Packed(str(tmp_path))
     (tmp_path / "tmp").mkdir()
     w = cachepacks.Writer(packs, str(tmp_path / "tmp"))
     w.add(oid_of(b"x" * 10), b"x" * 10)
+    w.add(oid_of(b"y" * 10), b"y" * 10)
     w.close()
-    index = tmp_path / "packs" / f"{w.written[0]}.idx"
+    (name,) = w.written
+    intact = cachepacks.Writer(packs, str(tmp_path / "tmp"))
+    intact.add(oid_of(b"z" * 10), b"z" * 10)
+    intact.close()
+    index = tmp_path / "packs" / f"{name}.idx"
     index.chmod(0o644)
-    index.write_bytes(pk.INDEX_HEADER + f"{oid_of(b'x' * 10)} 0 999\n".encode())  # past the pack's end
+    index.write_bytes(  # the first line right, the second past the pack's end
+        pk.INDEX_HEADER + f"{oid_of(b'x' * 10)} 0 10\n{oid_of(b'y' * 10)} 10 999\n".encode()
+    )
     fresh = cachepacks.Packed(str(tmp_path))
-    assert fresh.find(oid_of(b"x" * 10)) is None and fresh.read(oid_of(b"x" * 10)) is None
+    assert fresh.has(oid_of(b"y" * 10))  # the words alone, before anything is read
+    assert fresh.find(oid_of(b"x" * 10)) is None and fresh.read(oid_of(b"y" * 10)) is None
+    assert not index.exists() and (tmp_path / "packs" / f"{name}.pack").exists()  # gc's, after the grace
+    (aside,) = os.listdir(tmp_path / "quarantine")
+    assert aside.startswith(f"{name}.idx.")
+    assert not fresh.has(oid_of(b"x" * 10)) and not ODB(str(tmp_path)).exists(oid_of(b"y" * 10))
     with pytest.raises(ObjectMissing):
         ODB(str(tmp_path)).read_bytes(oid_of(b"x" * 10))
+    assert cachepacks.Packed(str(tmp_path)).find(oid_of(b"x" * 10)) is None  # nothing else moved, nothing raises
+    assert os.listdir(tmp_path / "quarantine") == [aside]
+    assert fresh.read(oid_of(b"z" * 10)) == b"z" * 10  # the other pack's index parses: it stays
 
 
 # -- storing many files --------------------------------------------------------------------------------
@@ -247,6 +265,26 @@ def test_verify_reads_every_packed_object(repo: Path, mvc_cli, bulk):
     report = json.loads(result.stdout)
     assert report["cache"]["corrupt"] == [oid]
     assert any(p["oid"] == oid and p["needed_by"] for p in report["problems"])
+
+
+def test_a_damaged_index_costs_one_fetch(repo: Path, tmp_path: Path, mvc_cli, mvc_error, bulk):
+    """A cache pack's index damaged after an add: the checkout that meets it names the fix, and the fetch it names
+    downloads the files again (the damaged index no longer counts them present)."""
+    files = make_dir(repo / "data", 20)
+    mvc_cli("remote", "add", "origin", str(tmp_path / "remote"))
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    mvc_cli("push")
+    for index in (repo / ".mvc" / "cache" / "packs").glob("*.idx"):
+        index.chmod(0o644)
+        index.write_bytes(index.read_bytes()[:-20])  # cut short in its last line
+    shutil.rmtree(repo / "data")
+    mvc_error("checkout", "data", words=("fetch",))
+    mvc_cli("fetch")
+    mvc_cli("checkout", "data")
+    assert all(p.read_bytes() == data for p, data in files.items())
+    assert "up to date" in mvc_cli("status").output
 
 
 def test_gc_deletes_a_pack_no_version_needs_and_keeps_one_that_is_needed(repo: Path, mvc_cli, bulk):
