@@ -17,7 +17,7 @@ objects"), every figure measured in the same run beside the unchunked mode (a re
 3. ``new``: a brand-new 1 GiB file pushed chunked vs unchunked (target <= 1.25 ×), directory and S3.
 4. ``get``: ``mvc get --repo BARE --rev TAG --remote R`` of v1 (chunked: chunks only) and of the fine-tunes
    (chunked: deltas against v1), chunked vs unchunked (target: throughput >= 0.8 × the unchunked one),
-   directory and S3. ``phases``: one chunked and one unchunked push, get and pull under a driver that sums the
+   directory and S3, each after a ``sync``. ``phases``: one chunked and one unchunked push, get and pull under a driver that sums the
    seconds spent in mvc's functions (where the time goes).
 5. ``add``: ``mvc add`` of the 1 GiB file vs ``cp`` (and, with ``--before DIR``, the mvc of an older tree run
    from DIR through ``PYTHONPATH``): ``mvc add`` does not chunk.
@@ -1297,7 +1297,8 @@ def pull_case(
 
 
 def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size: int, results: dict) -> None:
-    """mvc get --repo BARE of v1 and of v2-finetune, chunked vs unchunked."""
+    """mvc get --repo BARE of v1 and of v2-finetune, chunked vs unchunked; each timed get after a sync and a
+    second's pause (without them the writeback of the last get's GiB lands in the next one)."""
     bare = os.path.join(b.base, "bare.git")
     if not os.path.exists(bare):
         b.sh(["git", "clone", "-q", "--bare", src.path, bare], b.base)
@@ -1330,6 +1331,8 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
                     b.sh(cmd, b.base, env)
                     os.unlink(out_path)
                     first = False
+                os.sync()  # the last get's GiB written back now, not inside the next timed get
+                time.sleep(1)
                 mark = b.server.mark() if b.server else 0
                 r = b.sh(cmd, b.base, env)
                 key = f"{version}, {mode}"
