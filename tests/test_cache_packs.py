@@ -109,6 +109,20 @@ def test_a_damaged_index_is_set_aside(tmp_path: Path):
     assert fresh.read(oid_of(b"z" * 10)) == b"z" * 10  # the other pack's index parses: it stays
 
 
+def test_the_cache_lists_no_word_of_a_damaged_index_that_is_no_oid(tmp_path: Path):
+    packs = cachepacks.Packed(str(tmp_path))
+    (tmp_path / "tmp").mkdir()
+    w = cachepacks.Writer(packs, str(tmp_path / "tmp"))
+    blobs = [b"a" * 10, b"b" * 10]
+    for b in blobs:
+        w.add(oid_of(b), b)
+    w.close()
+    index = tmp_path / "packs" / f"{w.written[0]}.idx"
+    index.chmod(0o644)
+    index.write_bytes(index.read_bytes()[:-20])  # the last line cut inside its oid
+    assert list(ODB(str(tmp_path)).all_oids()) == [oid_of(blobs[0])]
+
+
 # -- storing many files --------------------------------------------------------------------------------
 def test_many_small_files_go_to_packs_and_every_reader_finds_them(tmp_path: Path):
     files = make_dir(tmp_path / "src", 60)
@@ -285,6 +299,37 @@ def test_a_damaged_index_costs_one_fetch(repo: Path, tmp_path: Path, mvc_cli, mv
     mvc_cli("checkout", "data")
     assert all(p.read_bytes() == data for p, data in files.items())
     assert "up to date" in mvc_cli("status").output
+
+
+def test_verify_reports_a_damaged_index_and_repair_replaces_what_it_listed(repo: Path, tmp_path: Path, mvc_cli, bulk):
+    """verify counts every object a damaged index lists as corrupt in the cache, and writes nothing; --repair moves
+    the index to quarantine/ and stores each of those objects again from the remote."""
+    files = make_dir(repo / "data", 20)
+    mvc_cli("remote", "add", "origin", str(tmp_path / "remote"))
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    mvc_cli("push")
+    packs_dir = repo / ".mvc" / "cache" / "packs"
+    index = sorted(packs_dir.glob("*.idx"))[0]
+    entries = pk.parse_index(index.read_bytes(), str(index), (packs_dir / f"{index.stem}.pack").stat().st_size)
+    entries[-1] = entries[-1]._replace(size=1 << 30)  # past the pack's end: the whole index is refused
+    index.chmod(0o644)
+    index.write_bytes(pk.render_index(entries))
+    listed = {e.oid for e in entries}
+    result = mvc_cli("verify", "--json", ok=False)
+    assert result.exit_code != 0
+    report = json.loads(result.stdout)
+    assert set(report["cache"]["corrupt"]) == listed
+    assert {p["oid"] for p in report["problems"] if p["problem"] == "corrupt in cache"} == listed
+    assert index.exists() and not (repo / ".mvc" / "cache" / "quarantine").exists()  # nothing written
+    report = json.loads(mvc_cli("verify", "--repair", "--json").stdout)
+    assert {p["oid"] for p in report["problems"] if p["repaired"]} == listed
+    assert not index.exists() and len(os.listdir(repo / ".mvc" / "cache" / "quarantine")) == 1
+    assert not json.loads(mvc_cli("verify", "--json").stdout)["problems"]
+    shutil.rmtree(repo / "data")
+    mvc_cli("checkout", "data")
+    assert all(p.read_bytes() == data for p, data in files.items())
 
 
 def test_gc_deletes_a_pack_no_version_needs_and_keeps_one_that_is_needed(repo: Path, mvc_cli, bulk):

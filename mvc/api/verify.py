@@ -44,6 +44,7 @@ def verify(
     "downloaded", "problems": [{"oid", "problem", "repaired", "needed_by"}], "unreadable"}; the caller
     decides what a problem means for the exit status."""
     repo = open_repo(repo)
+    repo.odb.packs.repair = repair  # a damaged cache-pack index: moved aside with --repair, else only reported
     reach = reachmod.Reach()
     commits: dict[str, str] = {}
     if revs:
@@ -111,18 +112,21 @@ def _hash_cached(repo: Repo, oid: str, progress: fileio.Progress) -> str:
 
 
 def _check_cache(repo: Repo, progress: progressmod.Factory) -> dict[str, Any]:
-    """Every object of the cache re-hashed, with a progress bar of bytes."""
+    """Every object of the cache re-hashed, with a progress bar of bytes. An object a cache pack's index lists is
+    corrupt when that index does not parse (cachepacks.Packed.damaged)."""
     objects = []
+    corrupt: list[str] = []
     total = 0
     for oid in repo.odb.all_oids():
         try:
             size = repo.odb.size(oid)
         except (OSError, ObjectMissing):
+            if oid in repo.odb.packs.damaged:
+                corrupt.append(oid)
             continue
         objects.append(oid)
         total += size
     bar = progress("verifying the cache", total)
-    corrupt: list[str] = []
     start = time.perf_counter()
     try:
         for oid in objects:

@@ -31,7 +31,9 @@ class Packed:
     status of 100,000 packed files pays tens of milliseconds), and, for a pack an object is read from, its whole
     index parsed and checked (:func:`pack.parse_index`, against the pack's size). An index that does not parse is
     moved to ``quarantine/``: its objects read as missing from then on, to every command, as a lost object does (a
-    fetch or an add stores them again; gc deletes the pack, then without an index, after the grace)."""
+    fetch or an add stores them again; gc deletes the pack, then without an index, after the grace). With
+    ``repair`` off (``mvc verify`` without ``--repair``, which writes nothing) it is only hidden from this
+    process. Either way ``damaged`` holds what such indexes listed."""
 
     def __init__(self, root: str):
         self.dir = os.path.join(root, DIR)
@@ -39,6 +41,8 @@ class Packed:
         self._parsed: dict[str, dict[str, pk.Entry] | None] = {}  # name -> its entries (None: does not parse)
         self._touched: set[str] = set()  # packs this process touched
         self._fds: dict[str, int] = {}  # packs this process read from: open until it ends
+        self.repair = True  # an index that does not parse is moved to quarantine/ (else hidden from this process)
+        self.damaged: set[str] = set()  # the words of every index found not to parse (the oids it listed)
 
     def _map(self) -> dict[str, str]:
         if self._where is None:
@@ -93,31 +97,37 @@ class Packed:
             except OSError:  # gone (a gc took the pack), or not for this user to read
                 self._parsed[name] = None
             except CorruptObject:
-                self._parsed[name] = None
-                self._set_aside(name)
+                self._damaged(name)
                 return None
         entries = self._parsed[name]
         e = entries.get(oid) if entries is not None else None
         return None if e is None else (name, e.offset, e.size)
 
-    def _set_aside(self, name: str) -> None:
-        """Move the index of pack ``name``, which does not parse, to ``quarantine/``. mvc writes an index whole and
-        renames it into place, so one that does not parse was damaged after (a disk, a crash without fsync, a
-        hand): what it lists is read as missing from now on, here and by every later command, so that a fetch
-        stores it again. Where this user may not move it, the pack stays hidden from this process only.
+    def _damaged(self, name: str) -> None:
+        """Pack ``name``'s index does not parse. mvc writes an index whole and renames it into place, so it was
+        damaged after (a disk, a crash without fsync, a hand). Its pack is hidden from this process, and with
+        ``repair`` its index is moved to ``quarantine/``: what it lists is read as missing from now on, by every
+        later command too, so that a fetch stores it again. Where this user may not move it, the pack stays
+        hidden from this process only.
 
         Whatever damaged one index may have damaged others: every other index is parsed now too (a few tenths of a
         second for 100,000 objects, once), and those that do not parse go the same way, so that the one fetch a
         reader's error asks for finds every object they listed missing."""
-        qdir = os.path.join(os.path.dirname(self.dir), "quarantine")
+        where = self._map()
         damaged = [name]
-        for other in sorted(set(self._map().values()) - {name}):
+        for other in sorted(set(where.values()) - {name} - set(self._parsed)):
             try:
-                self._entries(other)
+                self._parsed[other] = {e.oid: e for e in self._entries(other)}
             except CorruptObject:
                 damaged.append(other)
             except OSError:
                 continue
+        for stem in damaged:
+            self._parsed[stem] = None
+            self.damaged.update(oid for oid, at in where.items() if at == stem)
+        if not self.repair:
+            return
+        qdir = os.path.join(os.path.dirname(self.dir), "quarantine")
         moved = False
         for stem in damaged:
             try:

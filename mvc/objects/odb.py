@@ -147,9 +147,8 @@ class ODB:
         return found
 
     def all_oids(self) -> Iterator[str]:
-        """Every object, loose (only names that are oids: oids.from_relpath) or in a pack."""
-        loose = {oid for oid in self._names() if oids.is_oid(oid)}
-        return iter(sorted(loose.union(self.packs.keys())))
+        """Every object, loose or in a pack (only names that are oids: a damaged index's words may be anything)."""
+        return iter(sorted(oid for oid in {*self._names(), *self.packs.keys()} if oids.is_oid(oid)))
 
     def loose_oids(self) -> Iterator[str]:
         """The objects stored one file each (``objects/ab/cdef…``)."""
