@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 import stat as statmod
 
-from mvc.errors import StorageError
 from mvc.objects import cachepacks
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
-from mvc.objects.odb import ODB
+from mvc.objects.odb import ODB, changed_while_added
 from mvc.storage import fileio
 from mvc.storage.fileio import Progress
 
@@ -66,7 +65,7 @@ def _add_packed(
     finally:
         os.close(fd)
     if len(data) != st.st_size or (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-        raise StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
+        raise changed_while_added(src)
     oid = oids.from_digest(fileio.hexdigest_bytes(data))
     if progress is not None:
         progress(len(data))

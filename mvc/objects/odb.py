@@ -312,7 +312,7 @@ class ODB:
                     oid, how = self._store(fd, st, src, tmp, link_types, progress, unnamed)
                     after = os.fstat(fd)
                     if (after.st_size, after.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                        raise StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
+                        raise changed_while_added(src)
                     copied = how in ("copy", "reflink")
                     into = tmp if unnamed is None else unnamed
                     self._install(into, oid, durable, readonly=self._born_readonly and copied, copied=copied)
@@ -597,3 +597,8 @@ class ODB:
             return "copy", fileio.settle(out) if settle else None
         finally:
             os.close(out)
+
+
+def changed_while_added(src: str) -> StorageError:
+    """The error for a file whose size or mtime moved while it was read to be stored."""
+    return StorageError(f"{src} changed while it was being added: retry when nothing writes to it")
