@@ -281,15 +281,21 @@ def test_verify_reads_every_packed_object(repo: Path, mvc_cli, bulk):
     assert any(p["oid"] == oid and p["needed_by"] for p in report["problems"])
 
 
-def test_a_damaged_index_costs_one_fetch(repo: Path, tmp_path: Path, mvc_cli, mvc_error, bulk):
-    """A cache pack's index damaged after an add: the checkout that meets it names the fix, and the fetch it names
-    downloads the files again (the damaged index no longer counts them present)."""
+def pushed_dir(repo: Path, remote: Path, mvc_cli) -> dict[Path, bytes]:
+    """data/ (20 files) added into cache packs, committed and pushed to the directory remote origin."""
     files = make_dir(repo / "data", 20)
-    mvc_cli("remote", "add", "origin", str(tmp_path / "remote"))
+    mvc_cli("remote", "add", "origin", str(remote))
     mvc_cli("add", "data")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "data")
     mvc_cli("push")
+    return files
+
+
+def test_a_damaged_index_costs_one_fetch(repo: Path, tmp_path: Path, mvc_cli, mvc_error, bulk):
+    """A cache pack's index damaged after an add: the checkout that meets it names the fix, and the fetch it names
+    downloads the files again (the damaged index no longer counts them present)."""
+    files = pushed_dir(repo, tmp_path / "remote", mvc_cli)
     for index in (repo / ".mvc" / "cache" / "packs").glob("*.idx"):
         index.chmod(0o644)
         index.write_bytes(index.read_bytes()[:-20])  # cut short in its last line
@@ -304,12 +310,7 @@ def test_a_damaged_index_costs_one_fetch(repo: Path, tmp_path: Path, mvc_cli, mv
 def test_verify_reports_a_damaged_index_and_repair_replaces_what_it_listed(repo: Path, tmp_path: Path, mvc_cli, bulk):
     """verify counts every object a damaged index lists as corrupt in the cache, and writes nothing; --repair moves
     the index to quarantine/ and stores each of those objects again from the remote."""
-    files = make_dir(repo / "data", 20)
-    mvc_cli("remote", "add", "origin", str(tmp_path / "remote"))
-    mvc_cli("add", "data")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "data")
-    mvc_cli("push")
+    files = pushed_dir(repo, tmp_path / "remote", mvc_cli)
     packs_dir = repo / ".mvc" / "cache" / "packs"
     index = sorted(packs_dir.glob("*.idx"))[0]
     entries = pk.parse_index(index.read_bytes(), str(index), (packs_dir / f"{index.stem}.pack").stat().st_size)
