@@ -17,8 +17,8 @@ objects"), every figure measured in the same run beside the unchunked mode (a re
 3. ``new``: a brand-new 1 GiB file pushed chunked vs unchunked (target <= 1.25 ×), directory and S3.
 4. ``get``: ``mvc get --repo BARE --rev TAG --remote R`` of v1 (chunked: chunks only) and of the fine-tunes
    (chunked: deltas against v1), chunked vs unchunked (target: throughput >= 0.8 × the unchunked one),
-   directory and S3, each after a ``sync``. ``phases``: one chunked and one unchunked push, get and pull under a driver that sums the
-   seconds spent in mvc's functions (where the time goes).
+   directory and S3, each after a ``sync``. ``phases``: one chunked and one unchunked push, get and pull under a
+   driver that sums the seconds spent in mvc's functions (where the time goes).
 5. ``add``: ``mvc add`` of the 1 GiB file vs ``cp`` (and, with ``--before DIR``, the mvc of an older tree run
    from DIR through ``PYTHONPATH``): ``mvc add`` does not chunk.
 6. ``sweep`` (in-process): ``mvc.objects.chunker.cut(view, segs, avg=…)`` with an average chunk of 16 … 256 KiB
