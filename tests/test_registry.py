@@ -453,6 +453,30 @@ def test_checkout_and_get_model_revisions(model, mvc_cli, tmp_path):
     error(mvc_cli, "checkout", "churn#prod", "models/churn.pt", words=("separate commands",))
 
 
+def test_a_mistyped_model_revision_is_named_as_one(model, mvc_cli, tmp_path):
+    """Text that names no tracked path but reads as a registry revision gets the registry's error, not 'run mvc add':
+    a version not written vX.Y.Z, or a model this repository has no tag of. A tracked file with '@' in its name
+    stays a path."""
+    mvc_cli("register", "churn")
+    for cmd in (["get", "churn@v9", "-o", "x.bin"], ["checkout", "churn@1.0.0"]):
+        line = error(mvc_cli, *cmd, words=("no version or stage of model churn", "churn@vX.Y.Z"))
+        assert "mvc add" not in line
+    for cmd in (["get", "fraud@v1.0.0", "-o", "x.bin"], ["checkout", "fraud#prod"]):
+        error(mvc_cli, *cmd, words=("no model named 'fraud'", "git fetch --tags"))
+    error(mvc_cli, "checkout", "x@y", words=("not tracked by mvc",))
+    make_file(model / "churn@v9", 10)  # a file of that name: a path, not a revision
+    mvc_cli("add", "churn@v9")
+    (model / "churn@v9").unlink()
+    mvc_cli("checkout", "churn@v9")
+    assert (model / "churn@v9").exists()
+    git(model, "add", "-A")
+    git(model, "commit", "-q", "-m", "more")
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(model), str(bare))
+    git(model, "push", "-q", str(bare), "--tags")
+    error(mvc_cli, "get", "--repo", str(bare), "churn@v9.x", "-o", "y.bin", words=("no version or stage", "--repo"))
+
+
 def test_checkout_model_revision_fetches_from_the_remote(model, mvc_cli, tmp_path):
     v1 = (model / "models" / "churn.pt").read_bytes()
     mvc_cli("assign", "churn", "prod")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import MvcError, PathError, WorkspaceModified
+from mvc.errors import MvcError, PathError, RegistryError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.repo.remotes import ensure_objects
@@ -354,6 +354,11 @@ def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str
     refs = [(p, models.model_ref(repo.git, p)) for p in maybe]
     found = [(p, r) for p, r in refs if r is not None]
     if not found:
+        if rev is None:  # no such path: a registry revision mistyped, or of a model this repository lacks?
+            names = models.load(repo.git).names()
+            why = next((w for p in maybe if (w := models.unknown_ref(p, names)) is not None), None)
+            if why is not None:
+                raise RegistryError(why)
         return []
     if len(found) != len(paths):
         other = next(p for p in paths if p not in dict(found))

@@ -92,16 +92,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> Target
     shown = rev
     if refs:
         shown, ref, rev = refs[0][0], r.abs(refs[0][1]), refs[0][2]
-    try:
-        prel, p = _pointer_for(r, ref, rev)
-    except PathError:
-        parsed = tagfmt.parse_ref(ref) if rev is None else None
-        if parsed is None:
-            raise
-        raise RegistryError(
-            f"{ref}: no model named {parsed.name!r} in this repository's tags (see 'mvc registry'); a shallow or "
-            "single-branch clone may lack them: run 'git fetch --tags', or read it with 'mvc get --repo URL'"
-        ) from None
+    prel, p = _pointer_for(r, ref, rev)
     t = Target(Repo.target_of(prel), p, shown or "", rev)
     t.repo = r
     return t
@@ -166,6 +157,9 @@ def _resolve_url(ref: str, url: str, rev: str | None) -> Target:
     blobs = up.blob_ids(commit, [prel, cfgfmt.CONFIG_PATH])  # both in one fetch, where blobs are filtered
     blob = blobs[prel]
     if blob is None:
+        why = models.unknown_ref(ref, up.model_names()) if parsed is None and rev is None else None
+        if why is not None:
+            raise RegistryError(why.replace("'mvc registry'", f"'mvc registry --repo {up.shown}'"))
         raise PathError(
             f"{path} is not tracked by mvc at {shown} in {up.shown}: list what is with "
             f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"

@@ -7,6 +7,7 @@ Reading runs one ``git for-each-ref`` and no pygit2, so ``mvc registry`` starts 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -191,6 +192,10 @@ class Registry:
         m = self.models.get(name)
         return m if m is not None and m.events else None
 
+    def names(self) -> set[str]:
+        """The models the tags make (those :meth:`get` finds)."""
+        return {name for name, m in self.models.items() if m.events}
+
     def stage_names(self) -> list[str]:
         """Every stage in use, in the order stages were first assigned."""
         events = sorted((e for m in self.models.values() for e in m.events if e.stage), key=lambda e: e.key)
@@ -350,6 +355,28 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
             f"assign one with 'mvc assign {m.name} {ref.stage}'"
         )
     return m.versions[vs.version].commit
+
+
+def unknown_ref(text: str, names: Collection[str]) -> str | None:
+    """Why text, which names no tracked path, names no registry revision either, when it looks like one: a model
+    among ``names`` (the registry's) followed by what is no version or stage (``churn@v9``, ``churn@1.2.0``), or a
+    revision of a model not among them. None when text does not look like a registry revision."""
+    ref = tagfmt.parse_ref(text)
+    if ref is not None:
+        if ref.name in names:
+            return None
+        return (
+            f"{text}: no model named {ref.name!r} in this repository's tags (see 'mvc registry'); a shallow or "
+            "single-branch clone may lack them: run 'git fetch --tags', or read it with 'mvc get --repo URL'"
+        )
+    for sep in ("@", "#"):
+        name, found, rest = text.partition(sep)
+        if found and name in names:
+            return (
+                f"{text}: {rest!r} is no version or stage of model {name}: write {name}@vX.Y.Z (e.g. {name}@v1.0.0), "
+                f"{name}@latest or {name}#STAGE (see 'mvc registry')"
+            )
+    return None
 
 
 def model_ref(git: gitmod.Git, text: str) -> tuple[str, str] | None:
