@@ -464,6 +464,9 @@ def test_a_mistyped_model_revision_is_named_as_one(model, mvc_cli, tmp_path):
     for cmd in (["get", "fraud@v1.0.0", "-o", "x.bin"], ["checkout", "fraud#prod"]):
         error(mvc_cli, *cmd, words=("no model named 'fraud'", "git fetch --tags"))
     error(mvc_cli, "checkout", "x@y", words=("not tracked by mvc",))
+    error(mvc_cli, "ls", "--rev", "churn@v9", words=("no version or stage of model churn",))  # a --rev too
+    error(mvc_cli, "diff", "fraud#prod", words=("no model named 'fraud'",))
+    assert "models/churn.pt" in mvc_cli("ls", "--rev", "HEAD@{0}").stdout  # git's own '@' forms still work
     make_file(model / "churn@v9", 10)  # a file of that name: a path, not a revision
     mvc_cli("add", "churn@v9")
     (model / "churn@v9").unlink()
@@ -510,7 +513,7 @@ def test_revisions_everywhere(model, mvc_cli):
     assert repo.resolve("churn@v0.0.1") == first
     out = json.loads(mvc_cli("ls", "--rev", "churn#prod", "--json").stdout)
     assert out[0]["size"] == 1001
-    error(mvc_cli, "ls", "--rev", "fraud#prod", words=("unknown revision",))  # not a model: left to git
+    error(mvc_cli, "ls", "--rev", "fraud#prod", words=("no model named 'fraud'",))  # not a model nor git's
     mvc_cli("register", "churn")
     mvc_cli("deprecate", "churn", "v0.0.2")
     assert repo.resolve("churn@latest") == first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from mvc import git as gitmod
-from mvc.errors import NotInitialized, PathError, PointerError
+from mvc.errors import GitError, NotInitialized, PathError, PointerError, RegistryError
 from mvc.format.config import CONFIG, MVC_DIR, Config
 from mvc.format.pointer import SUFFIX, bad_target, has_control
 from mvc.objects.odb import ODB
@@ -58,7 +58,16 @@ class Repo:
         if "@" in rev or "#" in rev:  # only these can be registry revisions: plain revs skip loading the tags
             from mvc.repo import models
 
-            rev = models.resolve_ref(self.git, rev) or rev
+            commit = models.resolve_ref(self.git, rev)
+            if commit is not None:
+                return str(self.git.resolve(commit).id)
+            try:
+                return str(self.git.resolve(rev).id)
+            except GitError:  # not git's either: a registry revision mistyped, or of a model with no tag here?
+                why = models.unknown_ref(rev, models.load(self.git).names())
+                if why is not None:
+                    raise RegistryError(why) from None
+                raise
         return str(self.git.resolve(rev).id)
 
     def pointers_at(self, rev: str) -> dict[str, bytes]:
