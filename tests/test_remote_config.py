@@ -70,6 +70,7 @@ def test_add_refusals(repo, mvc_cli):
     assert "unknown protocol 'foo'" in line
     assert "needs a bucket" in error_line(mvc_cli, "remote", "add", "nob", "s3://")
     assert "unknown protocol" in error_line(mvc_cli, "remote", "add", "zip", "zip://x")
+    assert "needs a place after 'ftp://'" in error_line(mvc_cli, "remote", "add", "f", "ftp://")  # no host
     assert set(config(repo)["remote"]) == {"origin"}
 
 

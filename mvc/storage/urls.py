@@ -68,6 +68,11 @@ def check_url(url: str) -> str:
             f"{url}: unknown protocol {protocol!r}: use a directory, s3://, gs://, az://, "
             "ssh:// or another fsspec protocol"
         )
+    if not path.strip("/"):
+        raise RemoteProtocolError(
+            f"{url}: a remote URL needs a place after '{protocol}://' (a bucket, a host, a path): e.g. "
+            f"{protocol}://NAME/PREFIX"
+        )
     return protocol
 
 
