@@ -224,3 +224,45 @@ def test_status_of_a_directory_statted_by_forked_processes(repo, mvc_cli, forked
     assert "d: up to date" in mvc_cli("status").output  # the second: from the fingerprint alone
     make_file(repo / "d" / "f7.bin", 107, seed=1000)
     assert "d: modified" in mvc_cli("status").output
+
+
+def test_files_lists_what_changed_in_a_directory(tracked, mvc_cli):
+    """--files: a modified directory's files added, removed and modified (content of the same size, another size,
+    the executable bit), in text and JSON; nothing for a path that is up to date."""
+    m = tracked / "model"
+    make_file(m / "new.bin", 10, seed=9)
+    (m / "sub" / "b.bin").unlink()
+    make_file(m / "a.bin", 100, seed=4)  # same size, other bytes
+    make_file(m / "c.bin", 5, seed=5)
+    mvc_cli("add", "model")
+    git(tracked, "commit", "-q", "-m", "more")
+    make_file(m / "c.bin", 6, seed=5)  # another size: not read
+    make_file(m / "a.bin", 100, seed=6)
+    (m / "new.bin").chmod(0o755)
+    (m / "d.bin").write_bytes(b"d")
+    rows = {r["path"]: r for r in json.loads(mvc_cli("status", "--files", "--json").stdout)}
+    assert rows["model"]["files"] == {"added": ["d.bin"], "removed": [], "modified": ["a.bin", "c.bin", "new.bin"]}
+    assert "files" not in rows["model.bin"]
+    assert "files" not in {r["path"]: r for r in json.loads(mvc_cli("status", "--json").stdout)}["model"]
+    text = status(mvc_cli, "--files").splitlines()
+    assert text == [
+        "model.bin: up to date",
+        "model: modified",
+        "    added:     model/d.bin",
+        "    modified:  model/a.bin",
+        "    modified:  model/c.bin",
+        "    modified:  model/new.bin",
+    ]
+    shutil.rmtree(m / "sub", ignore_errors=True)
+    (m / "d.bin").unlink()
+    (m / "c.bin").unlink()
+    rows = {r["path"]: r for r in json.loads(mvc_cli("status", "--files", "--json").stdout)}
+    assert rows["model"]["files"]["removed"] == ["c.bin"]
+
+
+def test_files_without_the_manifest_says_how_to_get_it(tracked, mvc_cli):
+    (tracked / "model" / "a.bin").unlink()
+    remove_obj(tracked, ptrfmt.loads((tracked / "model.mvc").read_bytes()).oid)
+    rows = {r["path"]: r for r in json.loads(mvc_cli("status", "--files", "--json").stdout)}
+    assert rows["model"]["workspace"] == "modified" and rows["model"]["files"] is None
+    assert "run 'mvc fetch model' to list the files changed" in status(mvc_cli, "--files")

@@ -21,6 +21,7 @@ from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import (
     File,
+    dir_changes,
     entries_of,
     hash_of,
     look,
@@ -370,9 +371,15 @@ def _freshen(
 
 # -- status -----------------------------------------------------------------------------------
 def status(
-    paths: Iterable[str] = (), *, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
+    paths: Iterable[str] = (),
+    *,
+    files: bool = False,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
-    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
+    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'. ``files``: a modified
+    directory's row also says which of its files changed, under "files" ({"added", "removed", "modified"}: paths
+    below it; None when the cache lacks its manifest)."""
     repo = open_repo(repo)
     out = []
     try:
@@ -380,7 +387,10 @@ def status(
             p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
             ws, cache = path_status(repo, rel, p, progress)
-            out.append({"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size, "workspace": ws, "cache": cache})
+            row = {"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size, "workspace": ws, "cache": cache}
+            if files and p.kind == "dir" and ws == "modified":
+                row["files"] = dir_changes(repo, rel, p, progress)
+            out.append(row)
     finally:
         repo.state.flush()
     return out

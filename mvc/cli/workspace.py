@@ -118,9 +118,12 @@ _WS = {"ok": "up to date", "modified": "modified", "missing": "missing from work
 @click.command()
 @click.argument("paths", nargs=-1, type=click.Path(readable=False))
 @click.option("-r", "--remote", metavar="REMOTE", help="Also show what is not pushed to, or not fetched from, REMOTE.")
+@click.option(
+    "--files", "list_files", is_flag=True, help="Of a modified directory, list the files added, removed or modified."
+)
 @json_option
 @quiet_option
-def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: bool) -> None:
+def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json: bool, quiet: bool) -> None:
     """Show, per tracked path, whether the workspace and the cache match its pointer.
 
     \b
@@ -131,9 +134,10 @@ def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: boo
     Example:
       mvc status
       mvc status models/ --json
+      mvc status data/ --files
       mvc status -r origin
     """
-    rows = api.status(paths, progress=bars(quiet))
+    rows = api.status(paths, files=list_files, progress=bars(quiet))
     if remote is not None:
         from mvc.api import sync
 
@@ -159,6 +163,18 @@ def status(paths: tuple[str, ...], remote: str | None, as_json: bool, quiet: boo
                 if rem[key]:
                     states.append(f"{what} {rem['remote']} ({rem[key]} object{'s' if rem[key] > 1 else ''})")
         click.echo(f"{r['path']}: {', '.join(states) or 'up to date'}")
+        if "files" in r:
+            _echo_changes(r["path"], r["files"])
+
+
+def _echo_changes(path: str, changes: dict[str, list[str]] | None) -> None:
+    """A modified directory's changed files, one a line below it, as git status lists them."""
+    if changes is None:
+        click.echo(f"    (its manifest is not in the cache: run 'mvc fetch {path}' to list the files changed)")
+        return
+    for what in ("added", "removed", "modified"):
+        for sub in changes[what]:
+            click.echo(f"    {what + ':':<10} {path}/{sub}")
 
 
 @click.command()

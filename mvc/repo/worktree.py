@@ -329,3 +329,36 @@ def _status_dir(
     if same and not any(f.linked for f in files.values()):
         remember_dir(repo, rel, files, p.oid)
     return ("ok" if same else "modified"), cache
+
+
+def dir_changes(
+    repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.Factory = progressmod.null
+) -> dict[str, list[str]] | None:
+    """The files of tracked directory rel that differ from its pointer p's manifest: {"added", "removed",
+    "modified"}, each a sorted list of paths below rel; None when the cache lacks the manifest. A file of the
+    manifest's size is hashed unless the state cache knows it (as status hashes); one of another size is
+    modified without being read."""
+    want = manifest_entries(repo, p)
+    if want is None:
+        return None
+    full = repo.check_inside(rel)
+    files = scan_dir(repo, rel, full) if os.path.isdir(full) else {}
+    same_size = {sub: f for sub, f in files.items() if sub in want and (f.linked or f.st.st_size == want[sub].size)}
+    bar = progress(f"checking {rel}", total(same_size.values()))
+    try:
+        for sub, f in same_size.items():
+            hash_of(repo, f"{rel}/{sub}", f, bar)
+    finally:
+        bar.close()
+    modified = [
+        sub
+        for sub in files.keys() & want.keys()
+        if sub not in same_size
+        or same_size[sub].oid != want[sub].oid
+        or (not same_size[sub].linked and same_size[sub].executable != want[sub].executable)
+    ]
+    return {
+        "added": sorted(files.keys() - want.keys()),
+        "removed": sorted(want.keys() - files.keys()),
+        "modified": sorted(modified),
+    }
