@@ -386,10 +386,11 @@ def status(
         for prel in select(repo, user_paths(paths), repo.git.ls_pointers()):
             p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
-            ws, cache = path_status(repo, rel, p, progress)
+            scanned: dict[str, File] = {}
+            ws, cache = path_status(repo, rel, p, progress, scanned if files else None)
             row = {"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size, "workspace": ws, "cache": cache}
             if files and p.kind == "dir" and ws == "modified":
-                row["files"] = dir_changes(repo, rel, p, progress)
+                row["files"] = dir_changes(repo, rel, p, progress, scanned)
             out.append(row)
     finally:
         repo.state.flush()

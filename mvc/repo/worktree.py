@@ -249,10 +249,16 @@ def manifest_entries(repo: Repo, p: ptrfmt.Pointer) -> dict[str, mf.Entry] | Non
 
 
 def path_status(
-    repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.Factory = progressmod.null
+    repo: Repo,
+    rel: str,
+    p: ptrfmt.Pointer,
+    progress: progressmod.Factory = progressmod.null,
+    scanned: dict[str, File] | None = None,
 ) -> tuple[str, str]:
     """(workspace, cache) of the tracked path rel against pointer p, which may come from the work tree,
-    the git index or a revision: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'."""
+    the git index or a revision: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'. ``scanned``:
+    where a directory's files go when they had to be scanned (with the oids hashed meanwhile), for
+    :func:`dir_changes` (the state cache's new rows are not readable before it is flushed)."""
     full = repo.check_inside(rel)
     try:
         st = os.lstat(full)
@@ -265,6 +271,8 @@ def path_status(
         if fp is not None and repo.state.dir_oid(rel, fp[0]) == p.oid:
             return "ok", "ok" if dir_cached(repo, p.oid) else "missing"
         files = scan_dir(repo, rel, full, walked)
+        if scanned is not None:
+            scanned.update(files)
         todo = total(files.values())
         # a name no manifest can record, or a linked file, is judged against the manifest (_status_dir)
         if todo > HASH_FIRST or any(f.linked for f in files.values()) or any(map(not_utf8, files)):
@@ -332,17 +340,22 @@ def _status_dir(
 
 
 def dir_changes(
-    repo: Repo, rel: str, p: ptrfmt.Pointer, progress: progressmod.Factory = progressmod.null
+    repo: Repo,
+    rel: str,
+    p: ptrfmt.Pointer,
+    progress: progressmod.Factory = progressmod.null,
+    files: dict[str, File] | None = None,
 ) -> dict[str, list[str]] | None:
     """The files of tracked directory rel that differ from its pointer p's manifest: {"added", "removed",
-    "modified"}, each a sorted list of paths below rel; None when the cache lacks the manifest. A file of the
-    manifest's size is hashed unless the state cache knows it (as status hashes); one of another size is
-    modified without being read."""
+    "modified"}, each a sorted list of paths below rel; None when the cache lacks the manifest. ``files``: the
+    directory as :func:`path_status` scanned it (else it is scanned here). A file of the manifest's size is
+    hashed unless its oid is known (the scan's, or the state cache's); one of another size is modified unread."""
     want = manifest_entries(repo, p)
     if want is None:
         return None
-    full = repo.check_inside(rel)
-    files = scan_dir(repo, rel, full) if os.path.isdir(full) else {}
+    if not files:
+        full = repo.check_inside(rel)
+        files = scan_dir(repo, rel, full) if os.path.isdir(full) else {}
     same_size = {sub: f for sub, f in files.items() if sub in want and (f.linked or f.st.st_size == want[sub].size)}
     bar = progress(f"checking {rel}", total(same_size.values()))
     try:
