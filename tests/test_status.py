@@ -278,4 +278,3 @@ def test_files_reads_each_changed_file_once(tracked, mvc_cli, monkeypatch):
     [row] = mvc.status(["model"], files=True)
     assert row["files"]["modified"] == ["a.bin"]
     assert str(tracked / "model" / "a.bin") in read and len(read) == len(set(read))  # (files just written: racy)
-
