@@ -588,6 +588,35 @@ def test_diff_head_against_work_tree(model, mvc_cli):
     assert "added     fraud.pt (fraud)  500 B" in text
 
 
+def test_diff_names_data_changed_in_the_work_tree_but_not_added(model, mvc_cli):
+    """A weights file overwritten after mvc add: its pointer is HEAD's, but the diff against the work tree
+    says the data changed (as dvc diff does) instead of "no model changed"."""
+    make_file(model / "models" / "churn.pt", 1001, seed=5)  # the size of the committed one, other bytes
+    rows = json.loads(mvc_cli("diff", "--json").stdout)
+    assert [(r["change"], r["path"], r["names"], r["workspace"]) for r in rows] == [
+        ("unadded", "models/churn.pt", ["churn"], "modified")
+    ]
+    assert rows[0]["old"] == rows[0]["new"] and rows[0]["size_change"] == 0
+    text = mvc_cli("diff").stdout
+    assert "unadded   models/churn.pt (churn)  changed in the work tree since mvc add" in text
+    assert "mvc add models/churn.pt" in text and "no model changed" not in text
+    # between two revisions the work tree plays no part
+    assert mvc.diff("HEAD", "HEAD") == []
+    # a pointer changed and its data changed again after the add: one row, which says both
+    make_file(model / "fraud.pt", 500)
+    mvc.add([str(model / "fraud.pt")], name="fraud")
+    make_file(model / "fraud.pt", 600)
+    rows = {r["path"]: r for r in mvc.diff()}
+    assert (rows["fraud.pt"]["change"], rows["fraud.pt"]["workspace"]) == ("added", "modified")
+    assert "work tree: changed again since mvc add" in mvc_cli("diff").stdout
+    # recorded: the diff is the pointer's alone; data not checked out is no change
+    mvc.add([str(model / "models" / "churn.pt"), str(model / "fraud.pt")])
+    (model / "fraud.pt").unlink()
+    rows = {r["path"]: r for r in mvc.diff()}
+    assert rows["models/churn.pt"]["change"] == "modified" and rows["models/churn.pt"]["workspace"] == "ok"
+    assert rows["fraud.pt"]["workspace"] == "missing" and set(rows) == {"models/churn.pt", "fraud.pt"}
+
+
 def test_diff_between_revisions(model, mvc_cli):
     mvc_cli("assign", "churn", "prod")
     commit_model(model, 2, meta={"accuracy": 0.95})

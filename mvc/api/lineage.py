@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mvc import progress as progressmod
 from mvc.errors import ConfigError, MvcError, PathError, PointerError, RegistryError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
@@ -214,10 +216,19 @@ def _flat(meta: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def diff(rev_a: str | None = None, rev_b: str | None = None, *, repo: Repo | None = None) -> list[dict[str, Any]]:
+def diff(
+    rev_a: str | None = None,
+    rev_b: str | None = None,
+    *,
+    repo: Repo | None = None,
+    progress: progressmod.Factory = progressmod.null,
+) -> list[dict[str, Any]]:
     """Models added, removed, modified or moved between rev_a (default HEAD) and rev_b (default: the
     work tree). Each: {change, path, old_path?, names, old: {kind, oid, size, meta} | None, new: … | None,
-    size_change, meta_changes: {key: [old, new]}}."""
+    size_change, meta_changes: {key: [old, new]}}. Against the work tree, each row of a path tracked there
+    also has workspace: 'ok' | 'modified' | 'missing' (its file or directory against its pointer, as
+    ``mvc status`` says), and a path whose pointer did not change but whose data did is listed as change
+    'unadded' (``mvc add`` records it)."""
     repo = _repo(repo)
     if rev_a is None and rev_b is not None:
         raise RegistryError("name the first revision too: mvc diff REV_A REV_B")
@@ -264,4 +275,42 @@ def diff(rev_a: str | None = None, rev_b: str | None = None, *, repo: Repo | Non
         fa, fb = _flat(a.meta) if a else {}, _flat(b.meta) if b else {}
         entry["meta_changes"] = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
         out.append(entry)
+    if rev_b is None:
+        _workspace(repo, new, out, names_of, info, progress)
     return out
+
+
+def _workspace(
+    repo: Repo,
+    pointers: dict[str, Any],
+    rows: list[dict[str, Any]],
+    names_of: Callable[[str], list[str]],
+    info: Callable[[Any], dict[str, Any]],
+    progress: progressmod.Factory,
+) -> None:
+    """Give each row of a path tracked in the work tree its data's state there, and add an 'unadded' row for
+    each path whose pointer is the same on both sides but whose data changed (the order of rows: by path)."""
+    from mvc.repo.worktree import path_status
+
+    listed = {r["path"]: r for r in rows if r["new"] is not None}
+    try:
+        for path, p in pointers.items():
+            ws, _ = path_status(repo, path, p, progress)
+            if path in listed:
+                listed[path]["workspace"] = ws
+            elif ws == "modified":
+                rows.append(
+                    {
+                        "path": path,
+                        "names": names_of(path),
+                        "old": info(p),
+                        "new": info(p),
+                        "change": "unadded",
+                        "size_change": 0,
+                        "meta_changes": {},
+                        "workspace": ws,
+                    }
+                )
+    finally:
+        repo.state.flush()
+    rows.sort(key=lambda r: r["path"])

@@ -329,6 +329,7 @@ def diff(
     \b
     Default: HEAD against the work tree's pointers; one revision: it against the work
     tree. Revisions may be registry ones (churn@v1.0.0, churn#prod, churn@latest).
+    Against the work tree, a path whose data changed since mvc add is "unadded".
     With --model, or when A or B is a model name, a tracked path or REV:PATH (no
     revision), A and B are model versions: safetensors tensors added (+), removed (-),
     retyped or reshaped (!), changed (~, with the largest change when the cache holds
@@ -343,12 +344,12 @@ def diff(
       mvc diff HEAD~1:models/bert models/bert --tensors
     """
     from mvc.api import tensordiff
+    from mvc.cli.common import bars
 
     if model or tensors or fetch or remote is not None or tensordiff.model_form(rev_a, rev_b):
         if rev_a is None:
             raise click.UsageError("name the model version: mvc diff --model A [B]")
         from mvc.cli import modeldiff
-        from mvc.cli.common import bars
 
         found = tensordiff.diff_models(
             rev_a, rev_b, tensors=tensors, fetch=fetch, remote=remote, progress=bars(as_json or not fetch)
@@ -358,7 +359,7 @@ def diff(
         else:
             modeldiff.echo(found)
         return
-    rows = lineage.diff(rev_a, rev_b)
+    rows = lineage.diff(rev_a, rev_b, progress=bars(as_json))
     if as_json:
         echo_json(rows)
         return
@@ -376,10 +377,14 @@ def diff(
             detail = f"{human(old['size'])} -> {human(new['size'])} ({sign}{human(abs(r['size_change']))})"
             if old["oid"] == new["oid"]:
                 detail = "same content"
+        if r["change"] == "unadded":
+            detail = f"changed in the work tree since mvc add: run 'mvc add {r['path']}' to record it"
         path = f"{r['old_path']} -> {r['path']}" if r["change"] == "moved" else r["path"]
         click.echo(f"{r['change']:8}  {path}{names}  {detail}")
         for k, (a, b) in r["meta_changes"].items():
             click.echo(f"          {k}: {_show(a)} -> {_show(b)}")
+        if r["change"] != "unadded" and r.get("workspace") == "modified":
+            click.echo(f"          work tree: changed again since mvc add: run 'mvc add {r['path']}' to record it")
 
 
 def _show(value: Any) -> str:
