@@ -136,6 +136,25 @@ def test_checkout_of_a_revision_says_what_it_staged_and_how_to_undo_it(repo, mvc
     assert "staged old.bin.mvc as of with-old: 'git rm --cached old.bin.mvc' unstages it" in out
 
 
+def test_checkout_of_a_git_revision_as_git_takes_one_says_how_mvc_takes_it(repo, mvc_cli, mvc_error):
+    """``mvc checkout HEAD~1`` (as ``git checkout HEAD~1``) said "HEAD~1 is not tracked by mvc: run 'mvc add
+    HEAD~1' first"; it now names --rev. A file of that name in the work tree stays a path."""
+    make_file(repo / "model.pt", 1000, seed=1)
+    mvc_cli("add", "model.pt")
+    git(repo, "commit", "-q", "-m", "v1")
+    make_file(repo / "model.pt", 1200, seed=2)
+    mvc_cli("add", "model.pt")
+    git(repo, "commit", "-q", "-m", "v2")
+    mvc_error("checkout", "HEAD~1", words=("HEAD~1 is a git revision", "mvc checkout --rev HEAD~1"))
+    git(repo, "branch", "v1", "HEAD~1")
+    mvc_error("checkout", "v1", words=("v1 is a git revision", "'mvc checkout PATH --rev v1'"))
+    make_file(repo / "v1", 10)  # a file, untracked: the old advice applies
+    mvc_error("checkout", "v1", words=("v1 is not tracked by mvc", "mvc add v1"))
+    mvc_error("checkout", "nothing-here", words=("nothing-here is not tracked by mvc",))
+    mvc_cli("checkout", "--rev", "HEAD~1")  # what it says to run
+    assert (repo / "model.pt").stat().st_size == 1000
+
+
 # -- 5. a missing object is named by its path, with a fix that applies ------------------------------------
 def test_missing_object_without_a_remote_names_the_path_and_says_add_a_remote(repo, mvc_cli, mvc_error):
     make_file(repo / "models" / "churn.pt", 100, seed=1)

@@ -80,7 +80,11 @@ def checkout(
                 )
         else:
             at_rev = {}
-            chosen = select(repo, paths, repo.git.ls_pointers())
+            try:
+                chosen = select(repo, paths, repo.git.ls_pointers())
+            except PathError:
+                _refuse_a_revision(repo, paths)
+                raise
         # plan from REV's pointers before git touches them, so a refused checkout changes nothing
         plans = [_plan(repo, prel, progress, at_rev.get(prel), rev) for prel in chosen]
         unsafe = [u for plan in plans for u in plan.unsafe]
@@ -340,6 +344,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:
+    """A path that is no file here but a git revision (``mvc checkout HEAD~1``, as git checkout takes one):
+    the error says how mvc takes it."""
+    for p in paths:
+        if os.path.lexists(p) or os.path.lexists(p + ptrfmt.SUFFIX):
+            continue
+        try:
+            repo.git.resolve(p)
+        except MvcError:
+            continue
+        raise PathError(
+            f"{p} is a git revision, not a tracked path: restore the models as of it with 'mvc checkout --rev {p}' "
+            f"(one of them: 'mvc checkout PATH --rev {p}')"
+        )
 
 
 def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str, str]]:
