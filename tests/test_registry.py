@@ -600,6 +600,7 @@ def test_diff_names_data_changed_in_the_work_tree_but_not_added(model, mvc_cli):
     text = mvc_cli("diff").stdout
     assert "unadded   models/churn.pt (churn)  changed in the work tree since mvc add" in text
     assert "mvc add models/churn.pt" in text and "no model changed" not in text
+    assert "run 'mvc add churn.pt' to record it" in run_mvc("diff", cwd=model / "models").stdout  # as typed there
     # between two revisions the work tree plays no part
     assert mvc.diff("HEAD", "HEAD") == []
     # a pointer changed and its data changed again after the add: one row, which says both

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any
 
 import click
 
+from mvc import git as gitmod
 from mvc.api import lineage
 from mvc.api import registry as api
 from mvc.cli.common import echo_json, human, json_option, repo_option, short, user_url
@@ -365,7 +367,10 @@ def diff(
         return
     if not rows:
         click.echo("no model changed")
+    root = gitmod.find_worktree(os.getcwd()) if any(r.get("workspace") == "modified" for r in rows) else ""
     for r in rows:
+        here = os.path.relpath(os.path.join(root, r["path"])) if r.get("workspace") == "modified" else r["path"]
+        readd = f"run 'mvc add {shlex.quote(here)}' to record it"  # (the path as typed where the user is)
         names = f" ({', '.join(r['names'])})" if r["names"] else ""
         old, new = r["old"], r["new"]
         if r["change"] == "added":
@@ -378,13 +383,13 @@ def diff(
             if old["oid"] == new["oid"]:
                 detail = "same content"
         if r["change"] == "unadded":
-            detail = f"changed in the work tree since mvc add: run 'mvc add {r['path']}' to record it"
+            detail = f"changed in the work tree since mvc add: {readd}"
         path = f"{r['old_path']} -> {r['path']}" if r["change"] == "moved" else r["path"]
         click.echo(f"{r['change']:8}  {path}{names}  {detail}")
         for k, (a, b) in r["meta_changes"].items():
             click.echo(f"          {k}: {_show(a)} -> {_show(b)}")
         if r["change"] != "unadded" and r.get("workspace") == "modified":
-            click.echo(f"          work tree: changed again since mvc add: run 'mvc add {r['path']}' to record it")
+            click.echo(f"          work tree: changed again since mvc add: {readd}")
 
 
 def _show(value: Any) -> str:
