@@ -21,6 +21,7 @@ import pytest
 from conftest import Cli, git, make_file
 
 import mvc
+from mvc.errors import NoRemote
 
 BUCKET, PREFIX = "models", "team/churn"
 MODEL_SIZE = 300_000
@@ -486,6 +487,8 @@ def test_no_remote_configured(mvc_cli, mvc_error, tmp_path, monkeypatch, world):
     git(tmp_path, "clone", "-q", "--bare", str(src), str(bare))
     monkeypatch.chdir(tmp_path / "here")
     mvc_error("get", "--repo", str(bare), "model.bin", "-o", str(tmp_path / "x"), words=("--remote",))
+    with pytest.raises(NoRemote, match="in Python: remote="):  # the API's caller passes no option
+        mvc.read_bytes("model.bin", repo=str(bare))
     mvc_error("get", "--repo", str(bare), "model.bin", "--remote", "store", "-o", str(tmp_path / "x"), words=("store",))
     mvc_cli("get", "--repo", str(bare), "model.bin", "--remote", str(world.store), "-o", str(tmp_path / "x"))
     assert (tmp_path / "x").read_bytes() == world.v2

@@ -214,7 +214,7 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
             except RemoteObjectMissing:
                 raise RemoteObjectMissing(
                     f"{label} (object {oid}) is not on remote {remote().name}: push it from where it exists, "
-                    "or pass --remote URL of a remote that has it"
+                    "or pass --remote URL of a remote that has it (in Python: remote=URL)"
                 ) from None
             if executable:
                 os.chmod(target, os.stat(target).st_mode | 0o111)

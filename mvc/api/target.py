@@ -28,6 +28,7 @@ from mvc.repo.repository import Repo, open_repo
 
 RepoArg = Repo | str | os.PathLike | None
 URL_FIX = "pick another revision, or have the pointer fixed in that repository"
+PASS_REMOTE = "pass --remote URL (in Python: remote=URL)"  # the CLI's words and the API's: both raise these
 
 
 class Target:
@@ -216,11 +217,13 @@ def spec_for(t: Target, remote: str | None) -> Any:
             name = next(iter(table))
         if name is None:
             known = f" (remotes there: {', '.join(sorted(table))})" if table else ""
-            raise NoRemote(f"{t.up.shown} has no default mvc remote at {t.shown}{known}: pass --remote URL (or NAME)")
+            raise NoRemote(
+                f"{t.up.shown} has no default mvc remote at {t.shown}{known}: pass --remote URL or NAME (in Python: remote=)"
+            )
     entry = table.get(name)
     if entry is None:
         known = ", ".join(sorted(table)) or "none"
-        raise UnknownRemote(f"{t.up.shown} has no remote {name!r} at {t.shown} (remotes: {known}): pass --remote URL")
+        raise UnknownRemote(f"{t.up.shown} has no remote {name!r} at {t.shown} (remotes: {known}): {PASS_REMOTE}")
     from mvc.repo import upstream
     from mvc.storage.store import split_url
 
@@ -230,7 +233,7 @@ def spec_for(t: Target, remote: str | None) -> Any:
     if protocol == "local" and not os.path.isabs(os.path.expanduser(path)) and base is None:
         raise ConfigError(
             f"remote {name} of {t.up.shown} is the relative path {url!r}, which means nothing on this machine: "
-            "pass --remote URL"
+            f"{PASS_REMOTE}"
         )
     options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs", "chunks")}
     return remotes.Spec(
