@@ -128,6 +128,23 @@ def test_register_first_then_bumps(model, mvc_cli):
     assert git(model, "cat-file", "-t", "churn@v2.5.1").strip() == "tag"
 
 
+def test_registering_the_same_weights_again_warns(model, mvc_cli):
+    """A commit whose model pointer is the latest version's (retrained, but not added again): registered, with
+    a warning on stderr, -q included; different weights, or no version before, say nothing."""
+    r = mvc_cli("register", "churn")
+    assert r.stderr == ""
+    git(model, "commit", "-q", "--allow-empty", "-m", "code only")
+    r = mvc_cli("register", "churn", "-q")
+    assert r.stdout == "" and "churn@v0.0.2" in tag_names(model)
+    assert r.stderr.startswith("mvc: churn@v0.0.2 holds the same weights as churn@v0.0.1 (")
+    assert "run 'mvc add models/churn.pt', commit, and register that commit" in r.stderr
+    commit_model(model, 2)
+    assert mvc.register("churn")["same_as"] is None
+    git(model, "commit", "-q", "--allow-empty", "-m", "code only")
+    r = mvc_cli("assign", "churn", "dev")  # registers HEAD first: the same warning
+    assert "created tag churn@v0.0.4" in r.stdout and "same weights as churn@v0.0.3" in r.stderr
+
+
 def test_register_annotation_and_tagger(model, mvc_cli):
     mvc_cli("register", "churn", "-m", "first good model")
     raw = git(model, "cat-file", "-p", "churn@v0.0.1")

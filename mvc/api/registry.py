@@ -133,7 +133,8 @@ def register(
 
     version: semver (``v`` optional); default: the greatest version ever registered, bumped (bump:
     "major", "minor" or "patch", the default), or v0.0.1 for the first one.
-    Returns {name, tag, version, commit, path, oid, size}.
+    Returns {name, tag, version, commit, path, oid, size, same_as}: same_as names the latest version before it
+    when that holds the same weights (the same oid: a retrained model not added again?), else None.
     """
     repo = _repo(repo)
     tagfmt.check_name(name)
@@ -178,7 +179,19 @@ def register(
         simple=True,
         fallback=False,
     )
-    return _result(name, tag, version, commit, info)
+    return _result(name, tag, version, commit, info, same_as=_same_weights(repo, name, m, info["oid"]))
+
+
+def _same_weights(repo: Repo, name: str, m: Model | None, oid: str) -> str | None:
+    """The latest live version of m when its pointer holds oid too, else None."""
+    latest = m.latest() if m is not None else None
+    if latest is None:
+        return None
+    try:
+        same = model_at(repo.git, name, latest.commit, repo)["oid"] == oid
+    except MvcError:  # its pointer is gone or unreadable there: nothing to compare
+        return None
+    return latest.name if same else None
 
 
 def _latest_name(m: Model) -> str:

@@ -21,6 +21,13 @@ _quiet = click.option(
 
 
 def _created(r: dict[str, Any], what: str, quiet: bool = False) -> None:
+    if r.get("same_as"):  # a warning, printed even with -q
+        click.echo(
+            f"mvc: {r['name']}@{r['version']} holds the same weights as {r['name']}@{r['same_as']} "
+            f"({short(r['oid'])}): if the model was retrained, run 'mvc add {r['path']}', commit, and register "
+            "that commit",
+            err=True,
+        )
     if quiet:
         return
     where = f"{r['path']} at {r['commit'][:7]}" if r.get("path") else f"commit {r['commit'][:7]}"
