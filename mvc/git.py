@@ -127,6 +127,26 @@ def find_worktree(start: str) -> str:
         path = parent
 
 
+def main_worktree(root: str) -> str | None:
+    """The main work tree of the repository of which root is a linked worktree (``git worktree add``): its
+    ``.git`` file names a git dir with a ``commondir``, the main ``.git``. None for a main work tree, a
+    submodule, a worktree of a bare repository, or anything unreadable."""
+    dotgit = os.path.join(root, ".git")
+    if not os.path.isfile(dotgit):
+        return None
+    try:
+        with open(dotgit, encoding="utf-8") as f:
+            line = f.readline().strip()
+        if not line.startswith("gitdir:"):
+            return None
+        gitdir = os.path.join(root, line[len("gitdir:") :].strip())
+        with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as f:
+            common = os.path.normpath(os.path.join(gitdir, f.readline().strip()))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return os.path.dirname(common) if os.path.basename(common) == ".git" else None
+
+
 def discover(start: str) -> str:
     """Like find_worktree, but asks libgit2 (handles GIT_DIR, worktrees, bare repos)."""
     import pygit2

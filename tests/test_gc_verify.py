@@ -128,6 +128,29 @@ def test_a_cache_set_elsewhere_is_refused_unless_sole_user(repo, mvc_cli, mvc_er
     mvc_cli("gc", "--sole-user")
 
 
+def test_a_linked_worktree_uses_the_main_cache_as_its_own(repo, mvc_cli, history, tmp_path):
+    """git worktree add: the new worktree reads and writes the main work tree's cache (no remote here, nothing
+    fetched), and gc there takes it as the repository's own; a worktree with a .mvc/cache of its own keeps it."""
+    wt = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "--detach", str(wt), "HEAD~2")
+    mvc_cli("-C", str(wt), "checkout", "-q")
+    assert pointer_oid(wt / "m.bin") == history[1] and (wt / "m.bin").read_text() == "version 1 " * 50
+    (wt / "n.bin").write_text("added in the worktree " * 20)
+    mvc_cli("-C", str(wt), "add", "n.bin", "-q")
+    assert pointer_oid(wt / "n.bin") in cache_oids(repo) and not (wt / ".mvc" / "cache").exists()
+    r = json.loads(mvc_cli("-C", str(wt), "gc", "--json", "-q", "--grace", "0", "--keep-last", "0").stdout)
+    assert r["objects"] == 2  # a dry run, not refused: the versions no tip or worktree holds (0 and 2)
+    mvc_cli("-C", str(wt), "gc", "-q", "--grace", "0", "--keep-last", "0", "--force")
+    left = cache_oids(repo)
+    assert {history[1], history[3], pointer_oid(wt / "n.bin")} <= left and not {history[0], history[2]} & left
+    # a worktree that made a cache of its own before keeps using it
+    old = tmp_path / "old"
+    git(repo, "worktree", "add", "-q", "--detach", str(old), "HEAD")
+    (old / ".mvc" / "cache").mkdir()
+    mvc_cli("-C", str(old), "checkout", "-q", ok=False)  # nothing there, and no remote: the file stays missing
+    assert not (old / "m.bin").exists()
+
+
 def test_an_unreadable_kept_manifest_stops_gc(repo, mvc_cli, mvc_error):
     d = repo / "d"
     d.mkdir()

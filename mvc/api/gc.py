@@ -11,7 +11,6 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.errors import GcRefused, PathError
-from mvc.format.config import MVC_DIR
 from mvc.objects import cachepacks
 from mvc.repo import reach as reachmod
 from mvc.repo.repository import Repo, open_repo
@@ -247,10 +246,10 @@ def _in_use(st: os.stat_result, cutoff: float) -> bool:
 
 
 def _check_cache_owner(repo: Repo, sole_user: bool) -> None:
-    """A cache other than this repository's own (``.mvc/cache``) may be shared by repositories gc cannot
-    see: refused unless the user says this repository is its only user."""
-    own = os.path.normpath(os.path.join(repo.root, MVC_DIR, "cache"))
-    if os.path.normpath(repo.odb.root) == own or sole_user:
+    """A cache other than this repository's own (``.mvc/cache``, of the main work tree in a linked worktree)
+    may be shared by repositories gc cannot see: refused unless the user says this repository is its only
+    user."""
+    if os.path.normpath(repo.odb.root) == os.path.normpath(repo.own_cache) or sole_user:
         return
     raise GcRefused(
         f"the cache {repo.odb.root} is not this repository's own (cache.dir is set), and other repositories "

@@ -188,6 +188,16 @@ class Config:
         self.local = read(os.path.join(mvc_dir, LOCAL))
         self.data = merge(merge(DEFAULTS, self.shared), self.local)
 
+    def sets(self, dotted: str) -> bool:
+        """Whether the committed or the local file sets the key (else its value is the default)."""
+        for layer in (self.shared, self.local):
+            node: Any = layer
+            for part in dotted.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                return True
+        return False
+
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
         for part in dotted.split("."):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from mvc import git as gitmod
-from mvc.errors import GitError, NotInitialized, PathError, PointerError, RegistryError
+from mvc.errors import ConfigError, GitError, NotInitialized, PathError, PointerError, RegistryError
 from mvc.format.config import CONFIG, MVC_DIR, Config
 from mvc.format.pointer import SUFFIX, bad_target, has_control
 from mvc.objects.odb import ODB
@@ -20,9 +20,20 @@ class Repo:
         if not os.path.isdir(self.mvc_dir):
             raise NotInitialized(f"mvc is not set up in {self.root}: run 'mvc init' first")
         self.config = Config(self.mvc_dir)
+        cache_dir, self.own_cache = self.config.cache_dir, os.path.join(self.mvc_dir, "cache")
+        if not self.config.sets("cache.dir") and not os.path.isdir(self.own_cache):
+            # a linked worktree (git worktree add) uses the main work tree's cache, as git shares its objects (one
+            # that made a cache of its own, before mvc did this, keeps it: what it holds may be nowhere else)
+            main = gitmod.main_worktree(self.root)
+            if main is not None and os.path.isdir(os.path.join(main, MVC_DIR)):
+                try:
+                    cache_dir = Config(os.path.join(main, MVC_DIR)).cache_dir
+                    self.own_cache = os.path.join(main, MVC_DIR, "cache")
+                except ConfigError:  # the main work tree's config is its own problem: this one's cache, then
+                    pass
         # temps of files written into the work tree go to .mvc/tmp (git-ignored, swept), not beside them
         self.odb = ODB(
-            self.config.cache_dir,
+            cache_dir,
             fsync=self.config.fsync,
             work_tmp=os.path.join(self.mvc_dir, "tmp"),
             work_marker=CONFIG,
