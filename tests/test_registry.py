@@ -563,6 +563,26 @@ def test_log_name_follows_renames(model, mvc_cli):
     assert f"commit {c3[:10]}" in text and "(v0.0.1, #prod)" in text and "accuracy=0.9" in text
 
 
+def test_log_shows_a_version_registered_on_a_commit_that_did_not_change_the_model(model, mvc_cli):
+    """A release of a code change (register on a commit where the pointer is unchanged): the log lists no line
+    for that commit, and used to show the version nowhere; it is now named with the change it holds."""
+    c1 = git(model, "rev-parse", "HEAD").strip()
+    mvc_cli("register", "churn")  # v0.0.1 on c1
+    git(model, "commit", "-q", "--allow-empty", "-m", "code only")
+    c2 = git(model, "rev-parse", "HEAD").strip()
+    mvc_cli("register", "churn", "-q")  # v0.0.2 on c2, the same pointer
+    mvc_cli("assign", "churn", "prod", "-q")
+    c3 = commit_model(model, 2)
+    rows = mvc.log("churn")
+    assert [(r["commit"], r["versions"], r["also"]) for r in rows] == [
+        (c3, [], []),
+        (c1, ["v0.0.1"], [{"commit": c2, "versions": ["v0.0.2"], "stages": ["prod"]}]),
+    ]
+    text = mvc_cli("log", "churn").stdout
+    assert f"    also v0.0.2, #prod at {c2[:10]} (a later commit, the same model)" in text
+    assert mvc.log("models/churn.pt")[1]["also"][0]["versions"] == ["v0.0.2"]  # by path too
+
+
 def test_log_path(model, mvc_cli):
     c1 = git(model, "rev-parse", "HEAD").strip()
     c2 = commit_model(model, 2)

@@ -31,7 +31,9 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
 
     target: a model name (followed through renames, as each commit's .mvc/config.toml maps it) or a
     tracked path (followed by its name when one model name maps it now, else through its pointer's renames). Each entry: {commit, author, email, date, message, change: added | modified |
-    removed | moved, path, names, kind, oid, size, meta, versions, stages}.
+    removed | moved, path, names, kind, oid, size, meta, versions, stages, also}: ``also``, oldest first, the
+    versions and stages ({commit, versions, stages}) registered on later commits that did not change the model
+    and so hold this entry's pointer (a release of a code change, say), which the log lists no line for.
     """
     repo = _repo(repo)
     git = repo.git
@@ -72,11 +74,33 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
         return memo[commit]
 
     state = load(git)
+
+    def marks(commit: str, names: list[str]) -> tuple[list[str], list[str]]:
+        """The live versions of the models names on commit, and the stages that point to one of them now."""
+        versions, stages = [], []
+        for n in names:
+            m = state.get(n)
+            if m is None:
+                continue
+            versions += [v.name for v in m.versions.values() if v.commit == commit and v.registered and v.active]
+            stages += [s for s, vs in m.stages().items() if m.versions[vs.version].commit == commit]
+        return sorted(versions, key=tagfmt.semver_key), stages
+
+    def names_at(commit: str) -> list[str]:
+        return [name] if name is not None else sorted(n for n, q in models_of(commit).items() if q == path)
+
+    tagged = {v.commit for n in ([name] if name is not None else state.models) for v in _versions(state, n)}
+    # versions registered on commits that did not change the model: shown with the change they hold
+    pending: list[tuple[tuple[str | None, str | None], dict[str, Any]]] = []
     out = []
     for c in git.walk(repo.resolve(rev)):
         p, blob = state_of(c["id"])
         before = [state_of(parent) for parent in c["parents"]]
         if before and any(b == (p, blob) for b in before):
+            if c["id"] in tagged and blob is not None:
+                versions, stages = marks(c["id"], names_at(c["id"]))
+                if versions or stages:
+                    pending.append(((p, blob), {"commit": c["id"], "versions": versions, "stages": stages}))
             continue
         if not before and blob is None:
             continue
@@ -100,7 +124,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
             "change": change,
             "path": p if blob is not None else prev[0],
         }
-        names = [name] if name is not None else sorted(n for n, q in models_of(c["id"]).items() if q == path)
+        names = names_at(c["id"])
         entry["names"] = names
         if blob is not None:
             assert p is not None
@@ -111,17 +135,16 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
                 entry.update(kind=ptr.kind, oid=ptr.oid, size=ptr.size, meta=ptr.meta)
             except PointerError as e:
                 entry["error"] = str(e)
-        versions, stages = [], []
-        for n in names:
-            m = state.get(n)
-            if m is None:
-                continue
-            versions += [v.name for v in m.versions.values() if v.commit == c["id"] and v.registered and v.active]
-            stages += [s for s, vs in m.stages().items() if m.versions[vs.version].commit == c["id"]]
-        entry["versions"] = sorted(versions, key=tagfmt.semver_key)
-        entry["stages"] = stages
+        entry["versions"], entry["stages"] = marks(c["id"], names)
+        entry["also"] = [later for held, later in pending if held == (p, blob)][::-1]  # oldest first
+        pending = [(held, later) for held, later in pending if held != (p, blob)]
         out.append(entry)
     return out
+
+
+def _versions(state: Any, name: str) -> list[Any]:
+    m = state.get(name)
+    return list(m.versions.values()) if m is not None else []
 
 
 def _moves(repo: Repo, rev: str, path: str) -> list[tuple[set[str], str]]:

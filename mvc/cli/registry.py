@@ -319,6 +319,9 @@ def log(target: str, rev: str, as_json: bool) -> None:
             click.echo(f"    {r['change']} {r['path']}  {human(r['size'])}  {short(r['oid'])}{meta}")
         else:
             click.echo(f"    {r['change']} {r['path']}" + (f"  ({r['error']})" if "error" in r else ""))
+        for later in r.get("also", []):
+            marks = ", ".join([*later["versions"], *[f"#{s}" for s in later["stages"]]])
+            click.echo(f"    also {marks} at {later['commit'][:10]} (a later commit, the same model)")
 
 
 @click.command()
