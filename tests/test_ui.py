@@ -326,3 +326,46 @@ def test_serve(built, tmp_path):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped" in out
+
+
+def test_lineage_names_moves_and_versions_on_commits_that_kept_the_pointer(repo, mvc_cli):
+    """mvc mv is one move, not a removal (the model's path at HEAD is followed too); a version registered on a
+    commit that did not change the model is shown with the change that wrote its pointer, also when that pointer
+    was written twice (a change undone)."""
+
+    def head() -> str:
+        return git(repo, "rev-parse", "HEAD").strip()
+
+    (repo / "model.bin").write_bytes(b"first weights " * 100)
+    mvc_cli("add", "model.bin", "--name", "churn", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "first")
+    first = head()
+    mvc_cli("register", "churn", "-q")  # v0.0.1 on first
+    git(repo, "commit", "-q", "--allow-empty", "-m", "code only")
+    mvc_cli("register", "churn", "-q")  # v0.0.2: first's pointer
+    code = head()
+    (repo / "model.bin").write_bytes(b"second weights " * 100)
+    mvc_cli("add", "model.bin", "-q")
+    git(repo, "commit", "-q", "-am", "second")
+    second = head()
+    (repo / "model.bin").write_bytes(b"first weights " * 100)  # undone: first's pointer again
+    mvc_cli("add", "model.bin", "-q")
+    git(repo, "commit", "-q", "-am", "back")
+    back = head()
+    git(repo, "commit", "-q", "--allow-empty", "-m", "code again")
+    mvc_cli("register", "churn", "-q")  # v0.0.3: written by "back", the same bytes as "first"
+    again = head()
+    mvc_cli("mv", "model.bin", "models/churn.bin")
+    git(repo, "commit", "-q", "-m", "move")
+    moved = head()
+    [m] = site.collect()["models"]
+    rows = {c["commit"]: c for c in m["lineage"]}
+    assert list(rows) == [moved, back, second, first]
+    assert rows[moved]["changes"] == ["moved model.bin -> models/churn.bin"] and rows[moved]["also"] == []
+    assert rows[back]["also"] == [{"version": "v0.0.3", "commit": again}]
+    assert rows[first]["also"] == [{"version": "v0.0.2", "commit": code}]
+    assert all("_made" not in c for c in m["lineage"])
+    mvc_cli("ui", "build", "-o", "site")
+    page = (repo / "site" / "m" / "churn" / "index.html").read_text()
+    assert f"(at {code[:10]}, the same model)" in page and "moved model.bin -&gt; models/churn.bin" in page

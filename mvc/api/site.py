@@ -125,18 +125,52 @@ def _lineage(git: gitmod.Git, paths: dict[str, set[str]]) -> dict[str, list[dict
             continue
         commit, author, email, date, message = head[1:], tokens[i + 1], tokens[i + 2], tokens[i + 3], tokens[i + 4]
         i += 5
-        changes: dict[str, set[str]] = {}
+        changes: dict[str, list[tuple[str, str]]] = {}
+        made: dict[str, set[tuple[str, str]]] = {}
         while i + 1 < n and tokens[i].lstrip("\n").startswith(":"):
-            status, path = tokens[i].rsplit(" ", 1)[-1], tokens[i + 1]
+            fields, path = tokens[i].split(" "), tokens[i + 1]  # :MODE MODE OLD NEW STATUS, then the path
             i += 2
-            change = {"A": "added", "D": "removed"}.get(status[:1], "modified")
+            change = {"A": "added", "D": "removed"}.get(fields[-1][:1], "modified")
             for name in paths.get(path[: -len(SUFFIX)], ()):
-                changes.setdefault(name, set()).add(f"{change} {path[: -len(SUFFIX)]}")
+                changes.setdefault(name, []).append((change, path[: -len(SUFFIX)]))
+                if change != "removed" and len(fields) == 5:
+                    made.setdefault(name, set()).add((path[: -len(SUFFIX)], fields[3]))
         for name, what in changes.items():
             entry: dict[str, Any] = {"commit": commit, "author": author, "email": email, "date": date}
-            entry.update(message=message.strip(), changes=sorted(what))
+            entry.update(message=message.strip(), changes=_moved(what), _made=made.get(name, set()))
             found.setdefault(name, []).append(entry)
     return found
+
+
+def _moved(changes: list[tuple[str, str]]) -> list[str]:
+    """The changes of one model in one commit as text; one path removed and one added is a move (mvc mv)."""
+    kinds = sorted(c for c, _ in changes)
+    if kinds == ["added", "removed"]:
+        old = next(p for c, p in changes if c == "removed")
+        new = next(p for c, p in changes if c == "added")
+        return [f"moved {old} -> {new}"]
+    return sorted(f"{c} {p}" for c, p in changes)
+
+
+def _also(git: gitmod.Git, d: dict[str, Any], pointers: dict[str, bytes | None]) -> None:
+    """Each version registered on a commit the lineage does not list (it did not change the model) goes, as
+    ``also``, under the lineage entry of the commit that wrote its pointer: the one entry that wrote those bytes
+    (a git blob id) at that path, or when several did (a change undone), the last one before it (``git log
+    -1``)."""
+    by_commit = {c["commit"]: c for c in d["lineage"]}
+    made = {c["commit"]: c.pop("_made") for c in d["lineage"]}
+    for c in d["lineage"]:
+        c["also"] = []
+    for v in d["versions"]:
+        data = pointers.get(f"{v['commit']}:{v['path']}{SUFFIX}") if v.get("path") else None
+        if v["commit"] in by_commit or data is None:
+            continue
+        wrote = [c for c, pairs in made.items() if (v["path"], gitmod.blob_id(data)) in pairs]
+        if len(wrote) > 1:
+            spec = f":(literal){v['path']}{SUFFIX}"
+            wrote = [git.run("log", "-1", "--format=%H", v["commit"], "--", spec, check=False).decode().strip()]
+        if wrote and wrote[0] in by_commit:
+            by_commit[wrote[0]]["also"].append({"version": v["version"], "commit": v["commit"]})
 
 
 def _metrics(versions: list[dict[str, Any]]) -> dict[str, list[tuple[str, float]]]:
@@ -183,7 +217,11 @@ def collect(*, repo: Repo | None = None) -> dict[str, Any]:
             p = where[(m.name, v["version"])]
             if p:
                 names.append(f"{v['commit']}:{p}{SUFFIX}")
+    has_head = _has_head(git)
+    if has_head:
+        names.append(f"HEAD:{CONFIG_PATH}")
     blobs = git.cat_objects(names)
+    head_models = _config_models(blobs.get(f"HEAD:{CONFIG_PATH}"), parsed) if has_head else {}
     paths: dict[str, set[str]] = {}
     out = []
     for m, d in models:
@@ -199,12 +237,15 @@ def collect(*, repo: Repo | None = None) -> dict[str, Any]:
             v.update(_pointer(blobs.get(f"{v['commit']}:{p}{SUFFIX}"), f"{p}{SUFFIX} at {v['commit'][:7]}"))
         if d["path"]:
             paths.setdefault(d["path"], set()).add(m.name)
+        if head_models.get(m.name):  # where the model is now, if it moved since its latest version
+            paths.setdefault(head_models[m.name], set()).add(m.name)
         d["events"] = _events(m, names_of)
         d["metrics"] = _metrics(d["versions"])
         out.append(d)
-    lineage = _lineage(git, paths) if out and _has_head(git) else {}
+    lineage = _lineage(git, paths) if out and has_head else {}
     for d in out:
         d["lineage"] = lineage.get(d["name"], [])
+        _also(git, d, blobs)
         dates = [e["date"] for e in d["events"][:1]] + [c["date"] for c in d["lineage"][:1]]
         d["last_change"] = max(dates, key=_stamp) if dates else None
     root = git.root.rstrip("/")

@@ -348,7 +348,14 @@ def model_page(m: dict[str, Any], site: dict[str, Any]) -> str:
             who(c["author"], c["email"]),
             f"<pre>{esc(c['message'])}</pre>",
             esc(", ".join(c["changes"])),
-            " ".join(version_link(m, v, root) for v in by_commit.get(c["commit"], [])),
+            " ".join(
+                [version_link(m, v, root) for v in by_commit.get(c["commit"], [])]
+                + [
+                    f'{version_link(m, a["version"], root)} <span class="mute">(at {esc(a["commit"][:10])}, '
+                    "the same model)</span>"
+                    for a in c.get("also", [])
+                ]
+            ),
         ]
         for c in m["lineage"]
     ]
