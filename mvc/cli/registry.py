@@ -320,8 +320,8 @@ def log(target: str, rev: str, as_json: bool) -> None:
         else:
             click.echo(f"    {r['change']} {r['path']}" + (f"  ({r['error']})" if "error" in r else ""))
         for later in r.get("also", []):
-            marks = ", ".join([*later["versions"], *[f"#{s}" for s in later["stages"]]])
-            click.echo(f"    also {marks} at {later['commit'][:10]} (a later commit, the same model)")
+            held = ", ".join([*later["versions"], *[f"#{s}" for s in later["stages"]]])
+            click.echo(f"    also {held} at {later['commit'][:10]} (a later commit, the same model)")
 
 
 @click.command()
