@@ -57,6 +57,34 @@ def test_an_error_that_does_not_pickle_comes_back_as_its_message():
         forked.map_forked(raises_unpicklable, [1, 2], 2)
 
 
+def waits_for_a_file(path: str, progress) -> str:
+    import time
+
+    for _ in range(2000):  # up to 20 s: the parent's meanwhile writes it
+        if os.path.exists(path):
+            return "seen"
+        time.sleep(0.01)
+    return "never"
+
+
+def test_meanwhile_runs_here_while_the_workers_work(tmp_path):
+    """The workers wait for a file that only the parent's meanwhile makes: it runs before their results are read.
+    An error there ends the workers (none is left behind) and is raised."""
+    flag = tmp_path / "flag"
+    got = forked.map_forked(waits_for_a_file, [str(flag)] * 2, 2, meanwhile=flag.touch)
+    assert got == ["seen", "seen"]
+
+    def fails() -> None:
+        raise ValueError("meanwhile failed")
+
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="meanwhile failed"):
+        forked.map_forked(waits_for_a_file, [str(tmp_path / "never")] * 2, 2, meanwhile=fails)
+    assert time.monotonic() - started < 10  # the workers were ended, not waited for (they wait up to 20 s)
+
+
 def dies(x: int, progress) -> int:
     if x == 3:
         os._exit(9)  # no word

@@ -216,6 +216,40 @@ def test_a_walk_by_forked_processes_finds_what_one_process_finds(repo, monkeypat
     assert worktree.Walk(full).fingerprint() is None
 
 
+def test_a_forked_share_digests_and_judges_as_one_process_does(repo):
+    """The numbers, the 'regular' and the 'trusted' of a forked worker's share (columns of its stat fields) are
+    those of _digested, for regular files, a read-only hard link (a cache link), a symlink, a file just changed."""
+    import time
+
+    from mvc.repo import statedb, worktree
+
+    d = repo / "d"
+    for i in range(5):
+        make_file(d / f"f{i}.bin", 10 + i, seed=i)
+    old = time.time_ns() - 10 * statedb.RACY_NS
+    for f in d.iterdir():
+        os.utime(f, ns=(old, old))
+    paths = sorted(str(f) for f in d.iterdir())
+    seen = []
+
+    def judge(share: list[str]) -> None:
+        racy_from = time.time_ns() - statedb.RACY_NS
+        digested, _, regular, trusted = worktree._stat_share(share, racy_from)
+        want, want_regular, want_trusted = worktree._digested([os.lstat(p) for p in share], racy_from)
+        assert (digested, regular, trusted) == (want.tobytes(), want_regular, want_trusted)
+        seen.append((regular, trusted))
+
+    judge(paths)
+    make_file(d / "now.bin", 3, seed=9)  # changed just now: racy
+    judge([*paths, str(d / "now.bin")])
+    os.symlink("f1.bin", d / "sym")
+    judge([*paths, str(d / "sym")])
+    os.link(d / "f0.bin", d / "hard.bin")
+    os.chmod(d / "f0.bin", 0o444)  # a read-only hard link: a cache link
+    judge(paths)
+    assert seen == [(True, True), (True, False), (False, False), (False, True)]  # (the symlink is new: racy too)
+
+
 def test_status_of_a_directory_statted_by_forked_processes(repo, mvc_cli, forked_stat):
     for i in range(30):
         make_file(repo / "d" / f"f{i}.bin", 100 + i, seed=i)

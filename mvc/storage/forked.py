@@ -58,12 +58,15 @@ def map_forked(
     workers: int,
     progress: Progress | None = None,
     finish: Callable[[], None] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[Any]:
     """[fn(item, progress) for item in items], computed by ``workers`` forked processes (worker k takes items k,
     k + workers, …), in the items' order; each worker calls ``finish`` after its last item (an error there is
     that worker's error, as if its last item raised it). The first error a worker meets (in its own order) is raised here,
     as it was raised there, once every worker has ended; a worker that dies without a word raises
-    StorageError. The caller's process must have no other thread running (a fork copies only this one)."""
+    StorageError. ``meanwhile`` runs here while the workers work (before their results are read: a worker whose
+    pipe is full waits for it); an error there ends the workers and is raised. The caller's process must have no
+    other thread running (a fork copies only this one)."""
     counters = mmap.mmap(-1, SLOT * workers)  # shared with the workers: bytes each has done
     pids: dict[int, int] = {}  # read end of its pipe -> pid
     try:
@@ -75,6 +78,8 @@ def map_forked(
                 _work(fn, items, k, workers, w, counters, finish)  # never returns
             os.close(w)
             pids[r] = pid
+        if meanwhile is not None:
+            meanwhile()
         payloads = _gather(pids, counters, progress)
     finally:
         for r, pid in pids.items():  # interrupted: the workers go too
