@@ -75,17 +75,6 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
 
     state = load(git)
 
-    def marks(commit: str, names: list[str]) -> tuple[list[str], list[str]]:
-        """The live versions of the models names on commit, and the stages that point to one of them now."""
-        versions, stages = [], []
-        for n in names:
-            m = state.get(n)
-            if m is None:
-                continue
-            versions += [v.name for v in m.versions.values() if v.commit == commit and v.registered and v.active]
-            stages += [s for s, vs in m.stages().items() if m.versions[vs.version].commit == commit]
-        return sorted(versions, key=tagfmt.semver_key), stages
-
     def names_at(commit: str) -> list[str]:
         return [name] if name is not None else sorted(n for n, q in models_of(commit).items() if q == path)
 
@@ -98,7 +87,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
         before = [state_of(parent) for parent in c["parents"]]
         if before and any(b == (p, blob) for b in before):
             if c["id"] in tagged and blob is not None:
-                versions, stages = marks(c["id"], names_at(c["id"]))
+                versions, stages = state.marks(c["id"], names_at(c["id"]))
                 if versions or stages:
                     pending.append(((p, blob), {"commit": c["id"], "versions": versions, "stages": stages}))
             continue
@@ -135,7 +124,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
                 entry.update(kind=ptr.kind, oid=ptr.oid, size=ptr.size, meta=ptr.meta)
             except PointerError as e:
                 entry["error"] = str(e)
-        entry["versions"], entry["stages"] = marks(c["id"], names)
+        entry["versions"], entry["stages"] = state.marks(c["id"], names)
         entry["also"] = [later for held, later in pending if held == (p, blob)][::-1]  # oldest first
         pending = [(held, later) for held, later in pending if held != (p, blob)]
         out.append(entry)

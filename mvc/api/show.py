@@ -47,13 +47,7 @@ def show(ref: str | os.PathLike, *, rev: str | None = None, repo: Repo | None = 
             names = sorted(n for n, q in models.models_at(git, commit).items() if q == t.path)
         except ConfigError:  # a damaged config at that commit: no names
             names = []
-        state = models.load(git)
-        for n in names:
-            m = state.get(n)
-            if m is None:
-                continue
-            versions += [v.name for v in m.versions.values() if v.commit == commit and v.registered and v.active]
-            stages += [s for s, vs in m.stages().items() if m.versions[vs.version].commit == commit]
+        versions, stages = models.load(git).marks(commit, names)
     elif t.repo is not None:
         names = sorted(n for n, q in cfgfmt.models(t.repo.config.shared).items() if q == t.path)
     from mvc.format.tags import semver_key

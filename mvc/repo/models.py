@@ -7,7 +7,7 @@ Reading runs one ``git for-each-ref`` and no pygit2, so ``mvc registry`` starts 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -195,6 +195,19 @@ class Registry:
     def names(self) -> set[str]:
         """The models the tags make (those :meth:`get` finds)."""
         return {name for name, m in self.models.items() if m.events}
+
+    def marks(self, commit: str, names: Iterable[str]) -> tuple[list[str], list[str]]:
+        """The live versions of the models ``names`` registered on commit (by semver), and the stages that point
+        to one of them now."""
+        versions: list[str] = []
+        stages: list[str] = []
+        for n in names:
+            m = self.get(n)
+            if m is None:
+                continue
+            versions += [v.name for v in m.versions.values() if v.commit == commit and v.registered and v.active]
+            stages += [s for s, vs in m.stages().items() if m.versions[vs.version].commit == commit]
+        return sorted(versions, key=tagfmt.semver_key), stages
 
     def stage_names(self) -> list[str]:
         """Every stage in use, in the order stages were first assigned."""
