@@ -110,15 +110,13 @@ class Walk:
     def stats(self) -> list[os.stat_result]:
         if self._stats is None:
             assert self._shares is not None
-            from mvc.storage.forked import STAT_FIELDS, stat_from
+            from mvc.storage.forked import stats_from
 
             self._stats = []
-            add = self._stats.append
             for _, raw, _, _ in self._shares:
                 nums = array("q")
                 nums.frombytes(raw)
-                for i in range(0, len(nums), STAT_FIELDS):
-                    add(stat_from(nums[i : i + STAT_FIELDS]))
+                self._stats += stats_from(nums)
         return self._stats
 
     def fingerprint(self) -> tuple[str, bool] | None:
