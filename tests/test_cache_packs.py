@@ -478,3 +478,44 @@ def test_gc_leaves_a_cache_pack_mostly_alive_as_it_is(repo: Path, mvc_cli, bulk)
     assert (
         "2 object(s) no version needs stay in cache packs" in mvc_cli("gc", "--grace", "0", "--keep-last", "1").output
     )
+
+
+def test_a_push_sends_a_cache_pack_whole_when_every_object_of_it_goes(repo: Path, tmp_path: Path, mvc_cli, bulk):
+    """A large add's packs are pushed as they are (the same name and bytes on the remote: no object read and
+    packed again one by one), and a clone with an empty cache reads every file from them. A cache pack damaged
+    since its add is not sent: its objects are read one by one, and the damaged one is refused."""
+    remote = tmp_path / "remote"
+    files = make_dir(repo / "data", 60)
+    mvc_cli("remote", "add", "origin", str(remote))
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    mine = {n.removesuffix(".pack") for n in pack_names(repo)}
+    assert len(mine) == 2  # one a worker, each of about 30 objects
+    mvc_cli("push")
+    sent = {p.name for p in (remote / "packs").iterdir()}
+    assert {f"{n}.pack" for n in mine} | {f"{n}.idx" for n in mine} <= sent
+    alone = [p for p in (remote / "objects").rglob("*") if p.is_file()]
+    assert len(alone) == 1  # the directory's manifest (written after the packs); no packed file sent again
+    for n in mine:
+        assert (remote / "packs" / f"{n}.pack").read_bytes() == (
+            repo / ".mvc" / "cache" / "packs" / f"{n}.pack"
+        ).read_bytes()
+    shutil.rmtree(repo / ".mvc" / "cache")
+    shutil.rmtree(repo / "data")
+    mvc_cli("pull")
+    assert all(p.read_bytes() == data for p, data in files.items())
+
+    # a pack whose bytes changed after the add: not sent as it is
+    more = make_dir(repo / "more", 60, seed=7)
+    mvc_cli("add", "more")
+    bad = sorted({n.removesuffix(".pack") for n in pack_names(repo)} - mine)[0]
+    path = repo / ".mvc" / "cache" / "packs" / f"{bad}.pack"
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    result = mvc_cli("push", ok=False)
+    assert f"{bad}.pack" not in {p.name for p in (remote / "packs").iterdir()}
+    assert result.exit_code != 0 and "corrupt" in result.output.lower()
+    assert more  # (the other pack of that add went whole, or its objects one by one: either reads back)

@@ -71,9 +71,7 @@ class Packed:
 
     def _entries(self, name: str) -> list[pk.Entry]:
         size = os.stat(self.pack_path(name)).st_size
-        with open(self.index_path(name), "rb") as f:
-            data = f.read(pk.INDEX_MAX + 1)
-        return pk.parse_index(data, self.index_path(name), size)
+        return pk.parse_index(self.index_bytes(name), self.index_path(name), size)
 
     def refresh(self) -> None:
         """Read the indexes written since (by forked workers, or another process)."""
@@ -141,6 +139,15 @@ class Packed:
                 moved = True
         if moved:
             self.forget()
+
+    def listed(self) -> dict[str, str]:
+        """{oid: the name of a pack whose index lists it} (an index's words, unparsed: see the class)."""
+        return self._map()
+
+    def index_bytes(self, name: str) -> bytes:
+        """The index file of pack name, at most INDEX_MAX + 1 bytes (parse_index refuses more)."""
+        with open(self.index_path(name), "rb") as f:
+            return f.read(pk.INDEX_MAX + 1)
 
     def keys(self) -> KeysView[str]:
         """The objects the packs hold, as a view (no copy)."""

@@ -272,8 +272,13 @@ class Transfer:
         small = {o: sizes[o] for o in todo if sizes[o] < pk.OBJECT_MAX}
         if not self.packs or len(small) < pk.MIN_OBJECTS:
             small = {}
-        items: list[tuple[int, Any]] = [(sum(sizes[o] for o in g), g) for g in pk.group(small)]
-        items += [(sizes[o], o) for o in todo if o not in small]
+        items: list[tuple[int, Any]] = [(sizes[o], o) for o in todo if o not in small]
+        whole = self._whole_cache_packs(small)  # cache packs every object of which goes: sent as they are
+        for oids_of in whole.values():
+            for o in oids_of:
+                del small[o]
+        items += [(sum(sizes[o] for o in g), g) for g in pk.group(small)]
+        items += [(sum(sizes[o] for o in g), (name, g)) for name, g in whole.items()]
         # large first: their parts keep the store busy while the small ones queue behind
         items.sort(key=lambda item: -item[0])
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
@@ -301,6 +306,11 @@ class Transfer:
                 with large if size > LARGE else contextlib.nullcontext():
                     return [], [(what, put_alone(what))]
             with packing:
+                if isinstance(what, tuple):  # a cache pack, sent whole; else (damaged since) its objects packed
+                    name, what = what
+                    packs = self._put_cache_pack(name, what, meter)
+                    if packs:
+                        return packs, []
                 packs = self._put_pack(what, meter)
             # an object larger than its size said (sizes may come from pointers) is never packed
             inside = {e.oid for _, entries, _ in packs for e in entries}
@@ -379,6 +389,42 @@ class Transfer:
             rb.learn(b, r)
             return len(index) + len(recipe)
         return 0
+
+    def _whole_cache_packs(self, small: dict[str, int]) -> dict[str, list[str]]:
+        """{cache pack name: its objects} of the cache packs whose every object is among the small objects this
+        upload sends (docs/FORMAT.md, "Cache packs": the format of a remote pack and its index, named the same
+        way). A large add's packs, pushed next, go as they are: no object read, packed and hashed one by one."""
+        if not small or not self.odb.packs.any():
+            return {}
+        by_pack: dict[str, list[str]] = {}
+        for oid, name in self.odb.packs.listed().items():
+            by_pack.setdefault(name, []).append(oid)
+        return {
+            name: sorted(oids_of)
+            for name, oids_of in by_pack.items()
+            if len(oids_of) >= pk.MIN_OBJECTS and all(o in small for o in oids_of)
+        }
+
+    def _put_cache_pack(self, name: str, group: list[str], meter: Meter) -> Packed:
+        """Send the cache pack ``name`` (holding exactly the objects of group) as a pack of the store: its bytes
+        once they hash to its name, then its index. [] when the pack or its index is no longer as its name and
+        words say (damaged, or rewritten by a gc since): the caller packs the group's objects one by one, each
+        read and checked."""
+        try:
+            with open(self.odb.packs.pack_path(name), "rb") as f:
+                data = f.read()
+            entries = pk.parse_index(self.odb.packs.index_bytes(name), self.odb.packs.index_path(name), len(data))
+        except (OSError, CorruptObject):
+            return []
+        if fileio.hexdigest_bytes(data) != name or sorted(e.oid for e in entries) != group:
+            return []
+        index = pk.render_index(entries)
+        self.store.put_bytes(pk.pack_rel(name), data)
+        meter.update(len(data))
+        self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
+        for _ in entries:
+            meter.object_done()
+        return [(name, entries, len(data))]
 
     def _put_pack(self, group: list[str], meter: Meter) -> Packed:
         """Put the group's objects in packs, each pack before its index: [(name, entries, bytes)]. They are read
