@@ -519,3 +519,30 @@ def test_a_push_sends_a_cache_pack_whole_when_every_object_of_it_goes(repo: Path
     assert f"{bad}.pack" not in {p.name for p in (remote / "packs").iterdir()}
     assert result.exit_code != 0 and "corrupt" in result.output.lower()
     assert more  # (the other pack of that add went whole, or its objects one by one: either reads back)
+
+
+def test_a_cache_pack_pushed_whole_to_s3_reads_back(repo: Path, mvc_cli, bulk, s3_endpoint):
+    """The same on S3: the cache packs are the remote's packs (one PUT each, then the index), and an empty cache
+    pulls every file back from them."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="models")
+    mvc_cli("remote", "add", "s3", "s3://models/p", "--default")
+    mvc_cli("remote", "modify", "s3", "endpoint_url", s3_endpoint)
+    files = make_dir(repo / "data", 60)
+    mvc_cli("add", "data")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "data")
+    mine = {n.removesuffix(".pack") for n in pack_names(repo)}
+    mvc_cli("push", "-q")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="models", Prefix="p/")["Contents"]}
+    assert {f"p/packs/{n}.pack" for n in mine} | {f"p/packs/{n}.idx" for n in mine} <= keys
+    assert len([k for k in keys if k.startswith("p/objects/")]) == 1  # the manifest alone
+    for n in mine:
+        body = s3.get_object(Bucket="models", Key=f"p/packs/{n}.pack")["Body"].read()
+        assert body == (repo / ".mvc" / "cache" / "packs" / f"{n}.pack").read_bytes()
+    shutil.rmtree(repo / ".mvc" / "cache")
+    shutil.rmtree(repo / "data")
+    mvc_cli("pull", "-q")
+    assert all(p.read_bytes() == data for p, data in files.items())
