@@ -507,7 +507,7 @@ def test_a_push_sends_a_cache_pack_whole_when_every_object_of_it_goes(repo: Path
     assert all(p.read_bytes() == data for p, data in files.items())
 
     # a pack whose bytes changed after the add: not sent as it is
-    more = make_dir(repo / "more", 60, seed=7)
+    make_dir(repo / "more", 60, seed=7)
     mvc_cli("add", "more")
     bad = sorted({n.removesuffix(".pack") for n in pack_names(repo)} - mine)[0]
     path = repo / ".mvc" / "cache" / "packs" / f"{bad}.pack"
@@ -518,7 +518,6 @@ def test_a_push_sends_a_cache_pack_whole_when_every_object_of_it_goes(repo: Path
     result = mvc_cli("push", ok=False)
     assert f"{bad}.pack" not in {p.name for p in (remote / "packs").iterdir()}
     assert result.exit_code != 0 and "corrupt" in result.output.lower()
-    assert more  # (the other pack of that add went whole, or its objects one by one: either reads back)
 
 
 def test_a_cache_pack_pushed_whole_to_s3_reads_back(repo: Path, mvc_cli, bulk, s3_endpoint):

@@ -218,10 +218,14 @@ def test_a_walk_by_forked_processes_finds_what_one_process_finds(repo, monkeypat
 
 def test_a_forked_share_digests_and_judges_as_one_process_does(repo):
     """The numbers, the 'regular' and the 'trusted' of a forked worker's share (columns of its stat fields) are
-    those of _digested, for regular files, a read-only hard link (a cache link), a symlink, a file just changed."""
+    what each file's stat_result says, for regular files, a read-only hard link (a cache link), a symlink, a file
+    just changed; and its stat fields make those stat_results again."""
+    import stat
     import time
+    from array import array
 
     from mvc.repo import statedb, worktree
+    from mvc.storage import forked
 
     d = repo / "d"
     for i in range(5):
@@ -234,9 +238,19 @@ def test_a_forked_share_digests_and_judges_as_one_process_does(repo):
 
     def judge(share: list[str]) -> None:
         racy_from = time.time_ns() - statedb.RACY_NS
-        digested, _, regular, trusted = worktree._stat_share(share, racy_from)
-        want, want_regular, want_trusted = worktree._digested([os.lstat(p) for p in share], racy_from)
+        digested, fields, regular, trusted = worktree._stat_share(share, racy_from)
+        stats = [os.lstat(p) for p in share]  # what they must be, said per stat_result
+        want = array(
+            "q", [x for st in stats for x in (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_mode)]
+        )
+        want_regular = all(
+            stat.S_ISREG(st.st_mode) and not (st.st_nlink > 1 and not st.st_mode & 0o222) for st in stats
+        )
+        want_trusted = not any(st.st_ctime_ns <= st.st_mtime_ns > racy_from for st in stats)
         assert (digested, regular, trusted) == (want.tobytes(), want_regular, want_trusted)
+        one, one_regular, one_trusted = worktree._digested(stats, racy_from)  # the walk in one process
+        assert (one.tobytes(), one_regular, one_trusted) == (want.tobytes(), want_regular, want_trusted)
+        assert forked.stats_from(array("q", fields)) == stats
         seen.append((regular, trusted))
 
     judge(paths)
