@@ -53,6 +53,8 @@ def test_many_rows_at_once_and_a_remote_with_none(tmp_path, rows_as):
     oids = [f"xxh128:{i:032x}" for i in range(5000)]
     assert jr.known(KEY, oids) == set()  # nothing recorded yet
     jr.add_packs(KEY, [("2" * 32, [pk.Entry(o, 7 * i, 7) for i, o in enumerate(oids[::2])])])
+    jr.add(KEY, [oids[0]])  # a row of ``present``: the wanted oids go to SQLite too
+    assert jr.known(KEY, oids[:3]) == {oids[0], oids[2]}
     assert journal._json_rows is (rows_as == "json")
     assert jr.known(KEY, reversed(oids)) == set(oids[::2])
     got = jr.locate(KEY, oids[:6])
@@ -106,3 +108,55 @@ def test_packs_another_process_records_are_found_once_their_names_are_seen(tmp_p
     other.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10)])])
     assert mine.pack_names(KEY) == {"1" * 32}
     assert mine.locate(KEY, [A]) == {A: ("1" * 32, pk.Entry(A, 0, 10))}
+
+
+def test_packs_an_older_mvc_recorded_as_rows_are_read_beside_those_recorded_whole(tmp_path):
+    """An mvc before 0.9 recorded a pack as a row per object (tables ``packs`` and ``packed``); this one records it
+    as one row of ``pack_entries``. Both are read, merged, and forgotten with their packs."""
+    path = tmp_path / "remotes.db"
+    jr = Journal(str(path))
+    jr.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10)])])  # the new way
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO packs VALUES (1, ?)", ("2" * 32,))  # the old way
+    db.execute("INSERT INTO packed VALUES (1, ?, ?, 3, 4)", (B, "2" * 32))
+    db.commit()
+    db.close()
+    assert jr.pack_names(KEY) == {"1" * 32, "2" * 32}
+    assert jr.known(KEY, [A, B, C]) == {A, B}
+    assert jr.locate(KEY, [A, B]) == {A: ("1" * 32, pk.Entry(A, 0, 10)), B: ("2" * 32, pk.Entry(B, 3, 4))}
+    assert jr.pack_entries(KEY) == {"1" * 32: [pk.Entry(A, 0, 10)], "2" * 32: [pk.Entry(B, 3, 4)]}
+    jr.forget_packs(KEY, ["1" * 32, "2" * 32])
+    assert jr.known(KEY, [A, B]) == set() and jr.pack_names(KEY) == set()
+
+
+def test_an_object_downloaded_from_a_pack_is_forgotten_with_it_unless_another_pack_holds_it(tmp_path):
+    jr = Journal(str(tmp_path / "remotes.db"))
+    jr.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10), pk.Entry(B, 10, 5)]), ("2" * 32, [pk.Entry(B, 0, 5)])])
+    jr.add(KEY, [A, B, C])  # fetched from them (and C stored alone)
+    jr.forget_packs(KEY, ["1" * 32])
+    assert jr.known(KEY, [A, B, C]) == {B, C}
+    assert jr.locate(KEY, [A, B]) == {B: ("2" * 32, pk.Entry(B, 0, 5))}
+
+
+def test_a_pack_row_of_another_shape_is_passed_over_and_another_process_records_are_seen(tmp_path):
+    path = tmp_path / "remotes.db"
+    mine = Journal(str(path))
+    mine.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10)])])
+    assert mine.known(KEY, [A, B]) == {A}  # read once, then kept
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO pack_entries VALUES (1, ?, ?, ?)", ("2" * 32, b"\x00" * 15, b""))  # not 16 bytes an oid
+    db.execute("INSERT INTO pack_entries VALUES (1, ?, ?, ?)", ("3" * 32, bytes(16), b"\x01" * 8))  # numbers short
+    db.execute("INSERT INTO pack_entries VALUES (1, ?, ?, ?)", ("4" * 32, "text", b""))
+    db.commit()
+    db.close()
+    other = Journal(str(path))
+    other.add_packs(KEY, [("5" * 32, [pk.Entry(B, 7, 3)])])  # another process: seen through data_version
+    assert mine.known(KEY, [A, B, "xxh128:" + "0" * 32]) == {A, B}
+    assert mine.locate(KEY, [B]) == {B: ("5" * 32, pk.Entry(B, 7, 3))}
+    assert set(mine.pack_entries(KEY)) >= {"1" * 32, "5" * 32}
+
+
+def test_a_pack_whose_entries_the_journal_cannot_hold_is_not_recorded(tmp_path):
+    jr = Journal(str(tmp_path / "remotes.db"))
+    jr.add_packs(KEY, [("1" * 32, [pk.Entry("sha256:" + "a" * 32, 0, 1)]), ("2" * 32, [pk.Entry(A, 2**63, 1)])])
+    assert jr.known(KEY, [A]) == set() and jr.pack_names(KEY) == set()

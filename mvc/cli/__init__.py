@@ -158,14 +158,18 @@ def main() -> None:
     # numpy's OpenBLAS starts a spinning thread per core on import (about 40 ms of CPU in a delta-reading
     # command); no command of mvc's does linear algebra worth threads. A library user's process keeps its own.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Python's cycle collector runs every 700 new objects and walks every older generation in turn: an add or a
+    # push of 100,000 small files (a few objects each, kept to the end, almost no cycles) spent 0.3-0.6 s in it
+    # (docs/benchmarks.md). Collected far less often here, as mypy does; a library user's process keeps its own.
+    import gc
+
+    gc.set_threshold(200_000, 30, 30)
     try:
         cli(prog_name="mvc")
     finally:
         # Python's collection at exit walks every object still alive: after botocore is loaded (~65k objects
         # from its JSON models) that is 0.2 s of a 0.6 s `mvc get --repo`. Frozen objects are skipped; the
         # process is ending, so nothing is kept alive that would otherwise be freed in time.
-        import gc
-
         gc.freeze()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
+from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,19 +29,41 @@ def _reads_json(db: sqlite3.Connection) -> bool:
     return _json_rows
 
 
-def _insert_packed(db: sqlite3.Connection, rid: int, name: str, rows: list[tuple[str, int, int]]) -> None:
-    """Rows (oid, offset, size) of pack name."""
-    if _reads_json(db):
-        import json
+def _pack_row(entries: list[pk.Entry]) -> tuple[bytes, bytes] | None:
+    """A pack's entries as table ``pack_entries`` holds them: the digests of their oids, 16 bytes each, and their
+    (offset, size) pairs as little-endian 64-bit integers, in the entries' order. None when an entry is not an
+    xxh128 oid or its numbers do not fit (such a pack is not recorded: its objects are asked about again)."""
+    try:
+        digests = b"".join(bytes.fromhex(e.oid[7:]) for e in entries)
+        places = array("q", [n for e in entries for n in (e.offset, e.size)])
+    except (ValueError, OverflowError):
+        return None
+    if len(digests) != 16 * len(entries) or any(not e.oid.startswith("xxh128:") for e in entries):
+        return None
+    if places.itemsize != 8:  # pragma: no cover  (a C long long of another width)
+        return None
+    if sys.byteorder != "little":  # pragma: no cover
+        places.byteswap()
+    return digests, places.tobytes()
 
-        db.execute(
-            "INSERT OR IGNORE INTO packed SELECT ?1, value ->> 0, ?2, value ->> 1, value ->> 2 FROM json_each(?3)",
-            (rid, name, json.dumps(rows)),
-        )
-    else:
-        db.executemany(
-            "INSERT OR IGNORE INTO packed VALUES (?, ?, ?, ?, ?)", [(rid, o, name, at, n) for o, at, n in rows]
-        )
+
+def _pack_oids(digests: object) -> list[str] | None:
+    """The oids of a ``pack_entries`` row, in its order; None for a row of another shape (then not trusted)."""
+    if not isinstance(digests, bytes) or len(digests) % 16:
+        return None
+    text = digests.hex()
+    return ["xxh128:" + text[i : i + 32] for i in range(0, len(text), 32)]
+
+
+def _pack_places(places: object, n: int) -> array | None:
+    """The (offset, size) numbers of a ``pack_entries`` row of n oids; None for a row of another shape."""
+    if not isinstance(places, bytes) or len(places) != 16 * n:
+        return None
+    nums = array("q")
+    nums.frombytes(places)
+    if sys.byteorder != "little":  # pragma: no cover
+        nums.byteswap()
+    return nums
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
@@ -56,6 +80,7 @@ def _upgrade(db: sqlite3.Connection) -> None:
         )
         db.execute("DELETE FROM packed")
         db.execute("DELETE FROM packs")
+        db.execute("DELETE FROM pack_entries")
         db.execute(f"PRAGMA user_version = {VERSION}")
         db.execute("COMMIT")
     except sqlite3.OperationalError:  # read-only or locked: left as it is; another command upgrades it
@@ -79,6 +104,10 @@ class Journal:
         # the threads cutting the file (3-5 ms a call). Another process's records meanwhile are missed (which
         # only means pushing what is there already) until pack_names sees them.
         self._bare: set[str] = set()
+        # per remote key: (PRAGMA data_version when read, {oid: (pack name, its place in the pack's row)}, {pack
+        # name: (its oids, their offsets and sizes)}) of table pack_entries; read again once another connection
+        # wrote the journal (data_version changed) or this one did (dropped)
+        self._maps: dict[str, tuple[int, dict[str, tuple[str, int]], dict[str, tuple[list[str], array]]]] = {}
 
     def _connect(self, create: bool) -> sqlite3.Connection | None:
         if self._db is None:
@@ -109,6 +138,10 @@ class Journal:
             "pack TEXT NOT NULL, offset INTEGER NOT NULL, size INTEGER NOT NULL, "
             "PRIMARY KEY (remote, oid, pack)) WITHOUT ROWID"
         )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS pack_entries (remote INTEGER NOT NULL, name TEXT NOT NULL, "
+            "oids BLOB NOT NULL, places BLOB NOT NULL, PRIMARY KEY (remote, name)) WITHOUT ROWID"
+        )
         db.execute("CREATE TABLE IF NOT EXISTS stamps (remote INTEGER PRIMARY KEY, stamp TEXT, checked REAL NOT NULL)")
         if db.execute("PRAGMA user_version").fetchone()[0] < VERSION:
             _upgrade(db)
@@ -121,9 +154,9 @@ class Journal:
             row = db.execute("SELECT id FROM remotes WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def _select(self, key: str, wanted: Iterable[str], sql: str) -> list[tuple[Any, ...]]:
-        """Rows of sql (over the temp table ``wanted`` and ``?`` = the remote's id); [] when unreadable."""
-        wanted = list(wanted)
+    def _select(self, key: str, wanted: list[str], sql: str) -> list[tuple[Any, ...]]:
+        """Rows of sql (over the temp table ``wanted`` and ``?`` = the remote's id); [] when unreadable, or when
+        tables ``present`` and ``packed`` hold nothing for the remote (then no table of 100,000 rows is filled)."""
         if not wanted or key in self._bare:
             return []
         db = self._connect(create=False)
@@ -138,18 +171,24 @@ class Journal:
                     (rid,),
                 ).fetchone()[0]
             ):
-                self._bare.add(key)
-                return []  # nothing recorded for this remote (a first push): no table of 100,000 rows to fill
+                if (
+                    rid is None
+                    or not db.execute("SELECT EXISTS (SELECT 1 FROM pack_entries WHERE remote = ?)", (rid,)).fetchone()[
+                        0
+                    ]
+                ):
+                    self._bare.add(key)  # nothing recorded for this remote (a first push)
+                return []
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (oid TEXT PRIMARY KEY) WITHOUT ROWID")
             db.execute("BEGIN")
             db.execute("DELETE FROM wanted")
-            wanted.sort()  # the table's order: neighbouring rows
+            ordered = sorted(wanted)  # the table's order: neighbouring rows
             if _reads_json(db):
                 import json
 
-                db.execute("INSERT OR IGNORE INTO wanted SELECT value FROM json_each(?)", (json.dumps(wanted),))
+                db.execute("INSERT OR IGNORE INTO wanted SELECT value FROM json_each(?)", (json.dumps(ordered),))
             else:
-                db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((o,) for o in wanted))
+                db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((o,) for o in ordered))
             rows = db.execute(sql, (rid,)).fetchall()
             db.execute("COMMIT")
             return rows
@@ -158,24 +197,76 @@ class Journal:
                 db.execute("ROLLBACK")
             return []  # locked for a minute or read-only: ask the remote instead
 
+    def _recorded(
+        self, key: str, fresh: bool = False
+    ) -> tuple[dict[str, tuple[str, int]], dict[str, tuple[list[str], array]]]:
+        """The packs of table ``pack_entries`` recorded for the remote: {oid: (pack name, its place in the pack's
+        row)} and {pack name: (its oids, their offsets and sizes)}; a row of another shape is passed over (its
+        objects are asked about again). ``fresh``: read even for a remote found bare before."""
+        if key in self._bare and not fresh:
+            return {}, {}
+        db = self._connect(create=False)
+        if db is None:
+            return {}, {}
+        try:
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            got = self._maps.get(key)
+            if got is not None and got[0] == version:
+                return got[1], got[2]
+            rid = self._remote_id(db, key, create=False)
+            rows = (
+                db.execute("SELECT name, oids, places FROM pack_entries WHERE remote = ?", (rid,)).fetchall()
+                if rid is not None
+                else []
+            )
+        except sqlite3.OperationalError:
+            return {}, {}
+        where: dict[str, tuple[str, int]] = {}
+        packs: dict[str, tuple[list[str], array]] = {}
+        for name, digests, nums in rows:
+            found = _pack_oids(digests)
+            places = _pack_places(nums, len(found)) if found is not None else None
+            if found is None or places is None or not isinstance(name, str):
+                continue
+            packs[name] = (found, places)
+            where.update({o: (name, i) for i, o in enumerate(found)})
+        self._maps[key] = (version, where, packs)
+        return where, packs
+
     def known(self, key: str, wanted: Iterable[str]) -> set[str]:
         """Which of wanted the journal records as present on the remote: alone, or in a pack it records."""
+        wanted = list(wanted)
         rows = self._select(
             key,
             wanted,
             "SELECT w.oid FROM wanted w WHERE EXISTS (SELECT 1 FROM present p WHERE p.remote = ?1 AND p.oid = w.oid) "
             "OR EXISTS (SELECT 1 FROM packed k WHERE k.remote = ?1 AND k.oid = w.oid)",
         )
-        return {r[0] for r in rows}
+        found = {r[0] for r in rows}
+        if len(found) < len(wanted):
+            where, _ = self._recorded(key)
+            if where:
+                found.update(o for o in wanted if o in where)
+        return found
 
     def locate(self, key: str, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
         """{oid: (pack name, entry)} for those of wanted recorded in one of the remote's packs."""
+        wanted = list(wanted)
         rows = self._select(
             key,
             wanted,
             "SELECT w.oid, p.pack, p.offset, p.size FROM wanted w JOIN packed p ON p.remote = ? AND p.oid = w.oid",
         )
-        return {oid: (name, pk.Entry(oid, offset, size)) for oid, name, offset, size in rows}
+        found = {oid: (name, pk.Entry(oid, offset, size)) for oid, name, offset, size in rows}
+        if len(found) < len(wanted):
+            where, packs = self._recorded(key)
+            for o in wanted:
+                at = where.get(o)
+                if at is not None and o not in found:
+                    name, i = at
+                    places = packs[name][1]
+                    found[o] = (name, pk.Entry(o, places[2 * i], places[2 * i + 1]))
+        return found
 
     def pack_names(self, key: str) -> set[str]:
         db = self._connect(create=False)
@@ -190,6 +281,7 @@ class Journal:
             }
         except sqlite3.OperationalError:
             return set()
+        names |= set(self._recorded(key, fresh=True)[1])  # (a row of another shape names no pack: read again)
         if names:  # another process recorded packs meanwhile: their objects are known now (a caller that sees
             self._bare.discard(key)  # these names does not read their indexes again)
         return names
@@ -209,6 +301,8 @@ class Journal:
                 found.setdefault(name, []).append(pk.Entry(oid, offset, size))
         except sqlite3.OperationalError:
             return {}
+        for name, (oids_of, places) in self._recorded(key)[1].items():
+            found[name] = [pk.Entry(o, places[2 * i], places[2 * i + 1]) for i, o in enumerate(oids_of)]
         return found
 
     def add_pack(self, key: str, name: str, entries: list[pk.Entry]) -> None:
@@ -218,7 +312,9 @@ class Journal:
     def add_packs(
         self, key: str, packs: list[tuple[str, list[pk.Entry]]], written: Callable[[], object] | None = None
     ) -> None:
-        """Record packs read from (or written to) the remote, in one transaction (one disk sync, not one each).
+        """Record packs read from (or written to) the remote, in one transaction (one disk sync, not one each):
+        a row of table ``pack_entries`` each, its entries in two blobs (a row per entry cost 4-5 µs each: 0.5 s of
+        a push of 100,000 small files, docs/benchmarks.md).
 
         written: waited for before the transaction commits, the rows written meanwhile (a push records the packs
         it is still uploading, and they count once they are there); what it raises rolls them back and goes on."""
@@ -228,11 +324,10 @@ class Journal:
             return
 
         def write(db: sqlite3.Connection, rid: int) -> None:
-            # in oid order, the order of the table's key: neighbouring rows, not a page of the file each; an entry is
-            # not written to ``present`` too (known() reads both), which halved the rows of a large push
             for name, entries in packs:
-                db.execute("INSERT OR IGNORE INTO packs VALUES (?, ?)", (rid, name))
-                _insert_packed(db, rid, name, sorted((e.oid, e.offset, e.size) for e in entries))
+                row = _pack_row(entries)
+                if row is not None:
+                    db.execute("INSERT OR REPLACE INTO pack_entries VALUES (?, ?, ?, ?)", (rid, name, *row))
 
         self._transaction(key, write, written)
 
@@ -244,6 +339,7 @@ class Journal:
             return
 
         def write(db: sqlite3.Connection, rid: int) -> None:
+            gone: set[str] = set()  # objects of the forgotten packs of table pack_entries
             for name in names:
                 db.execute("DELETE FROM packs WHERE remote = ? AND name = ?", (rid, name))
                 db.execute(
@@ -254,6 +350,19 @@ class Journal:
                 )
                 db.execute("DELETE FROM packed WHERE remote = ? AND pack = ?", (rid, name))
                 db.execute("DELETE FROM present WHERE remote = ? AND oid = ?", (rid, oids.from_digest(name)))
+                for (digests,) in db.execute(
+                    "SELECT oids FROM pack_entries WHERE remote = ? AND name = ?", (rid, name)
+                ).fetchall():
+                    gone.update(_pack_oids(digests) or ())
+                db.execute("DELETE FROM pack_entries WHERE remote = ? AND name = ?", (rid, name))
+            if gone:  # recorded alone too (downloaded from the pack): forgotten, unless another pack holds them
+                for (digests,) in db.execute("SELECT oids FROM pack_entries WHERE remote = ?", (rid,)).fetchall():
+                    gone.difference_update(_pack_oids(digests) or ())
+                db.executemany(
+                    "DELETE FROM present WHERE remote = ?1 AND oid = ?2 AND NOT EXISTS (SELECT 1 FROM packed "
+                    "WHERE remote = ?1 AND oid = ?2)",
+                    [(rid, o) for o in sorted(gone)],
+                )
 
         self._transaction(key, write)
 
@@ -266,6 +375,7 @@ class Journal:
         """write(db, remote id) in one transaction; before_commit() is called once, in it or (when the journal
         cannot be written) without it, and what it raises rolls the transaction back and is raised."""
         self._bare.discard(key)
+        self._maps.pop(key, None)  # read again after this write (data_version does not change for its own)
         waited = before_commit is None
         try:
             db = self._connect(create=True)
@@ -322,7 +432,7 @@ class Journal:
 
         def write(db: sqlite3.Connection, rid: int) -> None:
             if restart:
-                for table in ("present", "packed", "packs"):
+                for table in ("present", "packed", "packs", "pack_entries"):
                     db.execute(f"DELETE FROM {table} WHERE remote = ?", (rid,))
             db.execute("INSERT OR REPLACE INTO stamps VALUES (?, ?, ?)", (rid, stamp, when))
 

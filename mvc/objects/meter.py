@@ -25,8 +25,11 @@ class Meter:
             self.bar.update(n)
 
     def object_done(self) -> None:
+        self.objects_done(1)
+
+    def objects_done(self, n: int) -> None:
         with self.lock:
-            self.objects += 1
+            self.objects += n
             self.bar.count(self.objects, self.total_objects)
 
     def close(self) -> None:

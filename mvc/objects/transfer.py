@@ -11,6 +11,7 @@ import contextlib
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ LIST_PAGE = 1000  # objects per listing request (S3 and most object stores)
 # a time, however many jobs run; small objects fill the other jobs meanwhile.
 LARGE_AT_ONCE = 2
 PACKS_AT_ONCE = 4  # packs are built in memory (up to about pack.TARGET each)
+RECORD_EVERY = 1.0  # seconds: packs uploaded are written to the journal at most this often (and at the end)
 _arenas = threading.local()  # a pool thread's pack arena (TARGET + OBJECT_MAX bytes), gone with the thread
 Packed = list[tuple[str, list[pk.Entry], int]]  # packs put: (name, entries, bytes)
 
@@ -316,16 +318,31 @@ class Transfer:
             inside = {e.oid for _, entries, _ in packs for e in entries}
             return packs, [(o, put_alone(o)) for o in what if o not in inside]
 
+        written: list[tuple[str, list[pk.Entry]]] = []  # packs uploaded, not yet in the journal
+        last = time.monotonic()
+
+        def record() -> None:
+            nonlocal last
+            self._record_packs(written)
+            written.clear()
+            last = time.monotonic()
+
         def done(item: tuple[int, Any], result: tuple[Packed, list[tuple[str, int]]]) -> None:
             nonlocal sent
             packs, alone = result
-            self._record_packs([(name, entries) for name, entries, _ in packs])
+            # recorded together at most once a second, and at the end: a transaction each costs a disk sync
+            written.extend((name, entries) for name, entries, _ in packs)
+            if time.monotonic() - last > RECORD_EVERY:
+                record()
             for oid, _ in alone:
                 recorder.add(oid)
             sent += sum(n for _, _, n in packs) + sum(n for _, n in alone)
 
         self.store.stopping.clear()
-        run_parallel(put, items, self.jobs, done, self.store.stopping)  # stopping: see S3Store._put_multipart
+        try:
+            run_parallel(put, items, self.jobs, done, self.store.stopping)  # stopping: see S3Store._put_multipart
+        finally:
+            record()  # what went up, even when the rest failed
         return sent
 
     def _put_chunked(self, oid: str, bases: list[str], meter: Meter) -> int:
@@ -413,17 +430,16 @@ class Transfer:
         try:
             with open(self.odb.packs.pack_path(name), "rb") as f:
                 data = f.read()
-            entries = pk.parse_index(self.odb.packs.index_bytes(name), self.odb.packs.index_path(name), len(data))
+            index = self.odb.packs.index_bytes(name)
+            entries = pk.parse_index(index, self.odb.packs.index_path(name), len(data))
         except (OSError, CorruptObject):
             return []
         if fileio.hexdigest_bytes(data) != name or sorted(e.oid for e in entries) != group:
             return []
-        index = pk.render_index(entries)
         self.store.put_bytes(pk.pack_rel(name), data)
         meter.update(len(data))
-        self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
-        for _ in entries:
-            meter.object_done()
+        self.store.put_bytes(pk.index_rel(name), index)  # the index (checked above) makes the pack visible: last
+        meter.objects_done(len(entries))
         return [(name, entries, len(data))]
 
     def _put_pack(self, group: list[str], meter: Meter) -> Packed:
@@ -455,8 +471,7 @@ class Transfer:
             self.store.put_bytes(pk.pack_rel(name), packed)
             meter.update(filled)
             self.store.put_bytes(pk.index_rel(name), index)  # the index makes the pack visible: it goes last
-            for _ in parts:
-                meter.object_done()
+            meter.objects_done(len(parts))
             packs.append((name, entries, filled))
 
     def download(self, todo: list[str], meter: Meter, sizes: dict[str, int] | None = None) -> tuple[int, list[str]]:
