@@ -27,6 +27,7 @@ class _Null:
 
 NULL = _Null()
 Factory = Callable[[str, int], Bar]
+UNKNOWN = -1  # a total not known when the work starts (files stat'ed as they are read): bytes and rate only
 
 
 def null(desc: str, total: int) -> Bar:
@@ -55,7 +56,7 @@ class TerminalBar:
     def update(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self.last >= 0.1 or self.done >= self.total:
+        if now - self.last >= 0.1 or self.done >= self.total >= 0:
             self.last = now
             self._draw(now)
 
@@ -66,6 +67,10 @@ class TerminalBar:
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.start, 1e-6)
         rate = self.done / elapsed
+        if self.total == UNKNOWN:
+            self.stream.write(f"\r{self.desc}: {human(self.done)} {human(rate)}/s\x1b[K")
+            self.stream.flush()
+            return
         pct = 100 * self.done / self.total if self.total else 100
         eta = (self.total - self.done) / rate if rate > 0 and self.total else 0
         objects = ""
@@ -95,6 +100,6 @@ def terminal(quiet: bool = False, stream: TextIO | None = None, min_bytes: int =
         return null
 
     def make(desc: str, total: int) -> Bar:
-        return TerminalBar(desc, total, out) if total >= min_bytes else NULL
+        return TerminalBar(desc, total, out) if total >= min_bytes or total == UNKNOWN else NULL
 
     return make

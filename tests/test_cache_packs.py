@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,23 @@ def test_files_the_cache_holds_are_not_stored_again(tmp_path: Path):
     assert sorted(os.listdir(tmp_path / "cache" / "packs")) == before
 
 
+def test_a_file_the_cache_holds_loose_is_not_packed_again_and_the_rest_are(tmp_path: Path):
+    """A worker asks the disk about a loose object only where its fan-out directory is there (listed before the
+    workers start): every answer is the one odb.exists gives."""
+    files = make_dir(tmp_path / "src", 30)
+    odb = ODB(str(tmp_path / "cache"))
+    loose = sorted(files)[:3]
+    for p in loose:
+        odb.add_bytes(files[p])  # loose objects, three fan-out directories
+    again = ODB(str(tmp_path / "cache"))
+    got = bulkadd.add_files(again, [str(p) for p in sorted(files)], ["copy"], 2)
+    assert [g[0] for g in got] == [oid_of(files[p]) for p in sorted(files)]
+    assert again.placed == 27
+    packed = {e.oid for name in again.packs.all() for e in again.packs.all()[name][0]}
+    assert packed == {oid_of(files[p]) for p in sorted(files)[3:]}
+    assert sorted(again.loose_oids()) == sorted(oid_of(files[p]) for p in loose)
+
+
 def test_a_link_mode_stores_object_files(tmp_path: Path):
     files = make_dir(tmp_path / "src", 20)
     odb = ODB(str(tmp_path / "cache"))
@@ -239,6 +257,48 @@ def test_add_status_and_checkout(repo: Path, mvc_cli, bulk):
     from mvc.objects import reader
 
     assert reader.cache_source(cache(repo), oid_of(files[one]))(5, 50) == files[one][5:50]  # what mvc.open reads
+
+
+def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
+    repo: Path, tmp_path: Path, mvc_cli, mvc_error, bulk, monkeypatch
+):
+    """The first add of a large directory stats and stores its files in one forked pass (storing.scan_and_store):
+    the same manifest and state rows as a scan then a store, a name mvc refuses stops it before anything is
+    stored, a symlink out of the directory is refused, and the next status trusts the fingerprint it recorded."""
+    import sqlite3
+
+    from mvc.repo import storing
+
+    make_dir(repo / "data", 40)
+    passes: list[int] = []
+    real = storing.scan_and_store
+    monkeypatch.setattr(storing, "scan_and_store", lambda *a: passes.append(1) or real(*a))
+    (repo / "data" / "bad\x01name").write_bytes(b"x")
+    assert "control character" in mvc_error("add", "data")
+    assert passes == [1] and not (repo / ".mvc" / "cache" / "packs").exists()  # refused before storing
+    (repo / "data" / "bad\x01name").unlink()
+    (repo / "data" / "out").symlink_to(tmp_path)
+    assert "symlink out of the directory" in mvc_error("add", "data")
+    (repo / "data" / "out").unlink()
+    for p in (repo / "data").rglob("*"):
+        if p.is_file():
+            os.utime(p, (time.time() - 3600,) * 2)  # an hour old: their stats are trusted
+    added = []
+    for how in ("one pass", "a scan, then a store"):
+        if how != "one pass":
+            (repo / "data.mvc").unlink()
+            shutil.rmtree(repo / ".mvc" / "cache")
+            (repo / ".mvc" / "state.db").unlink()
+            monkeypatch.setattr(storing, "scan_and_store", lambda *a: None)
+        assert "40 files" in mvc_cli("add", "data").output
+        with sqlite3.connect(repo / ".mvc" / "state.db") as db:
+            rows = sorted(db.execute("SELECT * FROM state"))
+            dirs = sorted(db.execute("SELECT * FROM dirs"))
+        db.close()
+        added.append(((repo / "data.mvc").read_text().split("[auto]")[0], rows, dirs))
+        assert "up to date" in mvc_cli("status").output
+    assert len(passes) == 3 and len(added[0][1]) == 40 and len(added[0][2]) == 1
+    assert added[0] == added[1]
 
 
 def test_a_link_mode_links_to_an_object_file_when_the_content_is_also_packed(repo: Path, mvc_cli, bulk):

@@ -367,3 +367,21 @@ def test_a_listing_of_packs_gives_complete_and_lone_names_apart(rels):
             if rel.startswith("packs/") and rel.endswith(".pack") and pk.is_name(rel[len("packs/") : -len(".pack")])
         }
     )
+
+
+name_parts = st.one_of(
+    path_parts,
+    st.sampled_from([" a", "a ", "a b", "a.", ".a", "\n", "a\nb", "GIT", "x-y_z+1", "\udcff", "\x7f", ":", "~"]),
+    st.text(max_size=4),
+)
+
+
+@MANY
+@given(st.lists(st.lists(name_parts, min_size=1, max_size=3).map("/".join), max_size=4))
+def test_names_found_plain_in_one_pass_are_each_accepted(paths):
+    """A directory's names that plain_relpaths passes in one pass are names bad_relpath accepts one by one, UTF-8,
+    with no control character (what an add checks of each): the pass only ever spares those checks."""
+    if mf.plain_relpaths(paths):
+        for p in paths:
+            assert mf.bad_relpath(p) is None and not ptrfmt.has_control(p)
+            p.encode("utf-8")

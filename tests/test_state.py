@@ -293,3 +293,21 @@ def test_a_directory_linked_to_the_cache_is_never_taken_on_its_fingerprint(repo,
     for _ in range(2):
         assert mvc_cli("status", "model").stdout == "model: up to date\n"
     assert scans == ["model", "model"]
+
+
+def test_rows_put_from_a_forked_add_s_fields_are_those_put_from_stat_results(tmp_path):
+    """StateDB.put_fields (what a forked add hands back) keeps the rows put would, and skips the same ones: a file
+    written within the racy window, a name SQLite cannot hold."""
+    from mvc.repo.statedb import StateDB
+    from mvc.storage.forked import stat_fields
+
+    old, new = tmp_path / "old.bin", tmp_path / "new.bin"
+    old.write_bytes(b"o")
+    os.utime(old, ns=(1_000_000_000, 1_000_000_000))
+    new.write_bytes(b"n")  # just written: not trusted
+    stats = [("d/old.bin", os.lstat(old)), ("d/new.bin", os.lstat(new)), ("d/\udcff.bin", os.lstat(old))]
+    one, many = StateDB(str(tmp_path / "a.db")), StateDB(str(tmp_path / "b.db"))
+    for rel, st in stats:
+        one.put(rel, st, "xxh128:" + "a" * 32)
+    many.put_fields([(rel, stat_fields(st), "xxh128:" + "a" * 32) for rel, st in stats])
+    assert many._pending == one._pending and [r[0] for r in one._pending] == ["d/old.bin"]

@@ -17,20 +17,32 @@ from mvc.storage.fileio import Progress
 
 
 def add_files(
-    odb: ODB, srcs: list[str], link_types: list[str], workers: int, progress: Progress | None = None
-) -> list[tuple[str, str, os.stat_result]]:
+    odb: ODB,
+    srcs: list[str],
+    link_types: list[str],
+    workers: int,
+    progress: Progress | None = None,
+    scan: bool = False,
+) -> list[tuple[str | None, str, tuple[int, ...]]]:
     """``odb.add_file`` of every src, by ``workers`` forked processes (the caller has no other thread), for copies
     and reflinks only (what leaves the user's file as it is); odb then knows what they stored as if it had stored
-    it. Returns (oid, how it was stored, src's stat before reading) of each."""
-    from mvc.storage.forked import map_forked, stat_fields, stat_from
+    it. Returns (oid, how it was stored, src's stat before reading as ``forked.stat_fields`` keeps it) of each.
+    ``scan``: srcs are not known to be regular files (not stat'ed yet): each is stat'ed first, and one that is
+    not a regular file is left as it is, as (None, "", its lstat's fields)."""
+    from mvc.storage.forked import map_forked, stat_fields
 
     writer: cachepacks.Writer | None = None
     if "copy" in link_types:
         odb.mark_packs()
         writer = cachepacks.Writer(odb.packs, odb.tmp_dir, odb.fsync)  # opens nothing until a worker adds
+    loose = _fanouts(odb)
 
-    def one(src: str, shown: Progress) -> tuple[str, str, tuple, bool]:
-        got = _add_packed(odb, src, writer, shown) if writer is not None else None
+    def one(src: str, shown: Progress) -> tuple[str | None, str, tuple, bool]:
+        if scan:
+            st = os.lstat(src)
+            if not statmod.S_ISREG(st.st_mode):
+                return None, "", stat_fields(st), False
+        got = _add_packed(odb, src, writer, shown, loose) if writer is not None else None
         if got is None:
             before = odb.placed
             oid, how, st = odb.add_file(src, link_types, progress=shown)
@@ -41,20 +53,37 @@ def add_files(
         results = map_forked(one, srcs, workers, progress, writer.close if writer is not None else None)
     finally:
         odb.packs.refresh()  # what the workers published, even if one failed
-    out = []
-    for oid, how, st, placed in results:
-        if placed:
-            odb.stored(oid)
-        out.append((oid, how, stat_from(st)))
-    return out
+    odb.stored_many([oid for oid, _, _, placed in results if placed and oid is not None])
+    return [(oid, how, st) for oid, how, st, _ in results]
+
+
+def _fanouts(odb: ODB) -> set[str] | None:
+    """The fan-out directories of the cache's loose objects (``objects/ab/``) as they are now, or None when they
+    cannot be listed: an object whose directory is not among them is not stored loose, and a worker asks for it
+    with no system call (into an empty cache, 100,000 of them). One made meanwhile by another process only means
+    an object it stored loose may go in a pack too."""
+    try:
+        return set(os.listdir(odb.objects_dir))
+    except FileNotFoundError:
+        return set()
+    except OSError:
+        return None
+
+
+def _cached(odb: ODB, oid: str, loose: set[str] | None) -> bool:
+    """odb.exists(oid) for an oid this process computed (well formed), with no system call where ``loose`` says
+    its fan-out directory is not there."""
+    if odb.packs.has(oid):
+        return True
+    return (loose is None or oid[7:9] in loose) and os.access(f"{odb.objects_dir}/{oid[7:9]}/{oid[9:]}", os.F_OK)
 
 
 def _add_packed(
-    odb: ODB, src: str, writer: cachepacks.Writer, progress: Progress | None
+    odb: ODB, src: str, writer: cachepacks.Writer, progress: Progress | None, loose: set[str] | None = None
 ) -> tuple[str, str, os.stat_result, bool] | None:
     """Store src, a regular file under 1 MiB, in writer's pack, unless the cache has its content: (oid, "copy", its
     stat before reading, whether this stored it); None for anything else (``odb.add_file`` stores it, or says what
-    is wrong with it)."""
+    is wrong with it). ``loose``: the cache's fan-out directories, see :func:`_fanouts` (None: ask for each)."""
     fd = fileio.open_source(src)
     try:
         st = os.fstat(fd)
@@ -69,8 +98,13 @@ def _add_packed(
     oid = oids.from_digest(fileio.hexdigest_bytes(data))
     if progress is not None:
         progress(len(data))
-    if writer.holds(oid) or (odb.exists(oid) and odb.freshen(oid)):
+    if writer.holds(oid) or (_cached(odb, oid, loose) and odb.freshen(oid)):
         return oid, "copy", st, False
-    with fileio.space_errors(f"the cache ({odb.root})"):
+    try:  # (what fileio.space_errors does, without a context manager for each file)
         writer.add(oid, data)
+    except OSError as e:
+        err = fileio.local_error(e, f"the cache ({odb.root})")
+        if err is None:
+            raise
+        raise err from None
     return oid, "copy", st, True

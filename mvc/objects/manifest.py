@@ -89,6 +89,21 @@ def bad_relpath(path: object) -> str | None:
     return git_owned(path, files=False)
 
 
+# A '/'-separated path of components that start with none of '.', ' ' and end in no space, made of ASCII letters,
+# digits, spaces and a few marks: no empty, '.' or '..' component, no drive, no backslash, no control character.
+_PLAIN_PATHS = re.compile(r"(?:[A-Za-z0-9_+=@,~-](?:[A-Za-z0-9_.+=@,~ -]*[A-Za-z0-9_.+=@,~-])?(?:/|\n))*")
+
+
+def plain_relpaths(paths: list[str]) -> bool:
+    """Whether every path is plain (see _PLAIN_PATHS) and names nothing of git's: then :func:`bad_relpath` passes
+    each, and none needs asking one by one (100,000 names of a directory being added: one pass of a regular
+    expression, not 0.2 s of calls). False says only that some path needs the question asked."""
+    text = "\n".join(paths) + "\n"
+    if text.count("\n") != len(paths):  # a name with a newline of its own (which bad_relpath refuses)
+        return False
+    return "git" not in text.lower() and _PLAIN_PATHS.fullmatch(text) is not None
+
+
 def dumps(entries: list[Entry]) -> bytes:
     # Byte-identical to JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode of each row: only the
     # path needs JSON string escaping (oids are hex, sizes ints), so the rest is formatted directly (4x faster).

@@ -330,10 +330,19 @@ class ODB:
     def stored(self, oid: str) -> None:
         """Note an object stored for this ODB by another process (a forked worker's copy), as :meth:`_install` notes
         its own."""
-        self.placed += 1
-        self._copied.add(oid)
+        self.stored_many([oid])
+
+    def stored_many(self, oids_: list[str]) -> None:
+        """:meth:`stored` of each (one call for the 100,000 objects of a large add)."""
+        self.placed += len(oids_)
+        self._copied.update(oids_)
         if self._listing is not None:
-            self._listing.add(oid)
+            self._listing.update(oids_)
+
+    def stored_now(self, oid: str) -> bool:
+        """Whether this process stored oid as a copy (or was told a forked worker did): an object written by this
+        command, which needs no freshening before a pointer names it."""
+        return oid in self._copied
 
     def mark_packs(self) -> None:
         """Before the first cache pack: tmp/ made, and the cache's layout marker says a format that has packs (an mvc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 
 # A file modified within this window of being recorded could change again without its mtime
 # moving (coarse timestamps), so such entries are not trusted until they are older.
@@ -91,6 +92,19 @@ class StateDB:
             except UnicodeEncodeError:  # a name with undecodable bytes: SQLite text is UTF-8, so not remembered
                 return
             self._pending.append((rel, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, oid))
+
+    def put_fields(self, rows: list[tuple[str, Sequence[int], str]]) -> None:
+        """:meth:`put` of many files, each (rel, the fields ``forked.stat_fields`` keeps of its stat, oid): what a
+        forked add hands back, with no stat_result made again for each (0.1 s for 100,000 files)."""
+        racy = time.time_ns() - RACY_NS
+        pending = self._pending
+        for rel, f, oid in rows:  # f: st[:10] + (atime_ns, mtime_ns, ctime_ns); ino at 1, size at 6
+            if f[12] > f[11] or f[11] < racy:  # trusted()
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    continue
+                pending.append((rel, f[1], f[11], f[12], f[6], oid))
 
     def flush(self) -> None:
         if self._pending:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 import stat as statmod
+import time
+from array import array
+from collections.abc import Callable, Sequence
 
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.repo.repository import Repo
-from mvc.repo.worktree import File
+from mvc.repo.worktree import File, Scanned, list_files, look
 
 PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
 
@@ -100,10 +103,71 @@ def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, l
     for label, f in todo:
         refuse_dangling(repo, label, f)
     got = bulkadd.add_files(repo.odb, [f.full for _, f in todo], links, workers, bar.update)
-    for (label, f), (oid, _, st) in zip(todo, got, strict=True):
-        if statmod.S_ISREG(st.st_mode):  # (a copy or a reflink leaves the file as add_file saw it)
-            repo.state.put(label, st, oid)
+    rows: list[tuple[str, Sequence[int], str]] = []
+    isreg = statmod.S_ISREG
+    for (label, f), (oid, _, fields) in zip(todo, got, strict=True):
+        if isreg(fields[0]) and oid is not None:  # (a copy or a reflink leaves the file as add_file saw it)
+            rows.append((label, fields, oid))
         f.oid = oid
+    repo.state.put_fields(rows)
+
+
+def scan_and_store(
+    repo: Repo, dirs: dict[str, str], progress: progressmod.Factory, check: Callable[[str, list[str]], None]
+) -> dict[str, Scanned] | None:
+    """The first add of large directories ({rel: its path}; none of their files in the state cache, the files
+    copied or reflinked): their files stat'ed and stored in one pass by forked processes, once ``check(rel,
+    names)`` passed each directory's names. A scan first (the stats taken by forked processes, or here), then the
+    files the cache lacks stored by other forked processes, cost 0.4-0.6 s more at 100,000 files
+    (docs/benchmarks.md). Returns what scan_dir would of each (the files, their oids known), or None where this
+    does not apply (fewer than PARALLEL_FROM files together, a link mode, files the state cache knows): then the
+    caller scans and stores as for any add."""
+    from mvc.objects import bulkadd
+    from mvc.repo import statedb
+    from mvc.storage.forked import STAT_FIELDS, stat_from
+
+    links = repo.config.link_types
+    if not dirs or not set(links) <= {"copy", "reflink"} or any(repo.state.under(rel) for rel in dirs):
+        return None
+    listed = {rel: list_files(full) for rel, full in dirs.items()}
+    paths = [path for _, in_dir in listed.values() for path in in_dir]
+    workers = _workers(len(paths), links)
+    if workers < 2:
+        return None
+    for rel, (subs, _) in listed.items():
+        check(rel, subs)
+    racy_from = time.time_ns() - statedb.RACY_NS
+    # (the sizes are known only as the files are read)
+    bar = progress(
+        f"adding {next(iter(dirs))}" if len(dirs) == 1 else f"adding {len(dirs)} directories", progressmod.UNKNOWN
+    )
+    try:
+        got = iter(bulkadd.add_files(repo.odb, paths, links, workers, bar.update, scan=True))
+    finally:
+        bar.close()
+    out: dict[str, Scanned] = {}
+    rows: list[tuple[str, Sequence[int], str]] = []
+    rest: list[tuple[str, File]] = []  # not regular files: symlinks, looked at as scan_dir does
+    for rel, (subs, in_dir) in listed.items():
+        found = out[rel] = Scanned()
+        fields = array("q")
+        base = rel + "/"
+        for sub, path, (oid, _, nums) in zip(subs, in_dir, got, strict=False):
+            st = stat_from(nums)
+            fields.extend(nums)
+            if oid is None:
+                f = found[sub] = look(repo, base + sub, path, st, None)
+                if not f.foreign:
+                    rest.append((base + sub, f))
+                continue
+            found[sub] = File(path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
+            rows.append((base + sub, nums, oid))
+        assert len(fields) == STAT_FIELDS * len(subs)
+        found.take_fingerprint(fields, racy_from)
+    repo.state.put_fields(rows)
+    for label, f in rest:  # a link into the cache: its object must be there
+        store(repo, label, f, progressmod.NULL, links)
+    return out
 
 
 def relink_hint(repo: Repo, rel: str) -> str:

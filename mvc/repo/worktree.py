@@ -72,18 +72,7 @@ class Walk:
 
     def __init__(self, full: str, meanwhile: Callable[[], None] | None = None):
         """``meanwhile``: work of the caller's to run while forked processes stat the files (not run without them)."""
-        self.subs: list[str] = []
-        self.paths: list[str] = []
-        stack = [(full, "")]
-        while stack:
-            d, prefix = stack.pop()
-            with os.scandir(d) as it:
-                for e in it:
-                    if e.is_dir(follow_symlinks=False):
-                        stack.append((e.path, prefix + e.name + "/"))
-                    else:
-                        self.subs.append(prefix + e.name)
-                        self.paths.append(e.path)
+        self.subs, self.paths = list_files(full)
         self._stats: list[os.stat_result] | None = None
         self._shares: list[tuple[bytes, bytes, bool, bool]] | None = None
         n = len(self.paths)
@@ -119,6 +108,11 @@ class Walk:
                 self._stats += stats_from(nums)
         return self._stats
 
+    @property
+    def forked(self) -> bool:
+        """Whether forked processes took the stats: the fingerprint's numbers are at hand then."""
+        return self._shares is not None
+
     def fingerprint(self) -> tuple[str, bool] | None:
         """:func:`fingerprint` of the walk."""
         if self._shares is None:
@@ -126,23 +120,46 @@ class Walk:
         if not all(regular for _, _, regular, _ in self._shares):
             return None
         nums = b"".join(share[0] for share in self._shares)
-        data = "\0".join(self.subs).encode("utf-8", "surrogateescape") + b"\0" + nums
-        return fileio.hexdigest_bytes(data), all(trusted for _, _, _, trusted in self._shares)
+        return _digest(self.subs, nums), all(trusted for _, _, _, trusted in self._shares)
+
+
+def list_files(full: str) -> tuple[list[str], list[str]]:
+    """(posix subpaths, paths) of every non-directory below directory full, in the order :class:`Walk` keeps."""
+    subs: list[str] = []
+    paths: list[str] = []
+    stack = [(full, "")]
+    while stack:
+        d, prefix = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((e.path, prefix + e.name + "/"))
+                else:
+                    subs.append(prefix + e.name)
+                    paths.append(e.path)
+    return subs, paths
 
 
 def _stat_share(paths: list[str], racy_from: int) -> tuple[bytes, bytes, bool, bool]:
     """In a forked process: the lstat of each path as (the numbers :func:`fingerprint` digests, the fields of each
     stat_result, whether every one is a regular file of its own, whether the state cache may trust every one)."""
-    from mvc.storage.forked import STAT_FIELDS as W
-
     fields = array("q")
     keep = fields.extend
     for st in map(os.lstat, paths):  # stat_fields(st), written out: the call cost a third of this loop
         keep((*st[:10], st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns))  # type: ignore[arg-type]  # ([7:10]: ints)
-    # What _digested computes, here as columns of the fields the worker hands back anyway (array slices): 0.02 s
-    # for 50,000 files against 0.04 s for its loop over stat_results; without those fields to hand (a walk in one
-    # process), building them costs more than the loop saves, so the two stay (tests/test_status.py holds both to
-    # one definition).
+    digested, regular, trusted = digested_fields(fields, racy_from)
+    return digested.tobytes(), fields.tobytes(), regular, trusted
+
+
+def digested_fields(fields: array, racy_from: int) -> tuple[array, bool, bool]:
+    """What :func:`_digested` computes, from the stat fields of files one after another (``forked.stat_fields``
+    of each)."""
+    from mvc.storage.forked import STAT_FIELDS as W
+
+    # Here as columns of the fields a worker hands back anyway (array slices): 0.02 s for 50,000 files against
+    # 0.04 s for _digested's loop over stat_results; without those fields to hand (a walk in one process),
+    # building them costs more than the loop saves, so the two stay (tests/test_status.py holds both to one
+    # definition).
     mode, nlink, ino, size = fields[0::W], fields[3::W], fields[1::W], fields[6::W]
     mtime, ctime = fields[11::W], fields[12::W]
     digested = array("q", bytes(8 * DIGESTED * len(mode)))
@@ -150,7 +167,7 @@ def _stat_share(paths: list[str], racy_from: int) -> tuple[bytes, bytes, bool, b
         digested[i::DIGESTED] = column
     regular = all(m & 0o170000 == statmod.S_IFREG and (n <= 1 or m & 0o222) for m, n in zip(mode, nlink, strict=True))
     trusted = not any(c <= m and m > racy_from for m, c in zip(mtime, ctime, strict=True))
-    return digested.tobytes(), fields.tobytes(), regular, trusted
+    return digested, regular, trusted
 
 
 DIGESTED = 5  # the numbers of each file's stat a fingerprint digests
@@ -174,18 +191,36 @@ def _digested(stats: Iterable[os.stat_result], racy_from: int) -> tuple[array, b
     return nums, regular, trusted
 
 
+class Scanned(dict[str, File]):
+    """What :func:`scan_dir` found: {posix subpath: File}, in the walk's order, and the walk (when scan_dir made
+    it), whose fingerprint is then at hand; or that fingerprint itself (``fp``, when whoever stat'ed the files
+    digested their numbers)."""
+
+    walk: Walk | None = None
+    fp: tuple[str, bool] | None = None
+    digested = False  # fp holds the fingerprint (None there: a file that is not a regular file of its own)
+
+    def take_fingerprint(self, fields: array, racy_from: int) -> None:
+        """Digest the files' stat fields (``forked.stat_fields`` of each, one after another, in this order)."""
+        nums, regular, trusted = digested_fields(fields, racy_from)
+        self.fp = (_digest(list(self), nums.tobytes()), trusted) if regular else None
+        self.digested = True
+
+
 def scan_dir(
     repo: Repo, rel: str, full: str, walked: Iterable[tuple[str, str, os.stat_result]] | None = None
-) -> dict[str, File]:
+) -> Scanned:
     """Every file below a tracked directory (as Walk(full) finds them, or walked when given): {posix
     subpath: File}, oids from the state cache."""
     known = repo.state.under(rel)
-    found: dict[str, File] = {}
+    found = Scanned()
+    if walked is None:
+        walked = found.walk = Walk(full)
     base = rel + "/"
     isreg = statmod.S_ISREG
     # the loop body runs once per file of every status / re-add: kept to the few operations it needs
-    for sub, path, st in Walk(full) if walked is None else walked:
-        row = known.get(base + sub)
+    for sub, path, st in walked:
+        row = known.get(base + sub) if known else None  # (a first add: nothing to look up)
         oid = row[4] if row and row[:4] == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) else None
         if isreg(st.st_mode):  # what look decides for a regular file
             found[sub] = File(path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
@@ -210,13 +245,22 @@ def fingerprint(stats: Iterable[tuple[str, os.stat_result]]) -> tuple[str, bool]
     nums, regular, trusted = _digested(named(), time.time_ns() - statedb.RACY_NS)
     if not regular:
         return None
-    data = "\0".join(names).encode("utf-8", "surrogateescape") + b"\0" + nums.tobytes()
-    return fileio.hexdigest_bytes(data), trusted
+    return _digest(names, nums.tobytes()), trusted
+
+
+def _digest(names: list[str], nums: bytes) -> str:
+    return fileio.hexdigest_bytes("\0".join(names).encode("utf-8", "surrogateescape") + b"\0" + nums)
 
 
 def remember_dir(repo: Repo, rel: str, files: dict[str, File], oid: str) -> None:
     """After files (as scanned) were seen to make manifest oid: record their fingerprint for the next status."""
-    fp = fingerprint((sub, f.st) for sub, f in files.items())
+    walk = files.walk if isinstance(files, Scanned) else None
+    if walk is not None and walk.forked:  # its numbers digested already, in the same order
+        fp = walk.fingerprint()
+    elif isinstance(files, Scanned) and files.digested:
+        fp = files.fp
+    else:
+        fp = fingerprint((sub, f.st) for sub, f in files.items())
     if fp is not None and fp[1]:
         repo.state.put_dir(rel, fp[0], oid)
 
@@ -245,7 +289,10 @@ def old_manifest(repo: Repo, rel: str) -> dict[str, mf.Entry]:
 
 
 def entries_of(repo: Repo, rel: str, files: dict[str, File]) -> list[mf.Entry]:
-    old = old_manifest(repo, rel) if any(f.linked for f in files.values()) else {}
+    if not any(f.linked for f in files.values()):  # (nearly always: the loop below, once per file, kept short)
+        new, entry = tuple.__new__, mf.Entry  # (Entry's own __new__ is a Python call)
+        return [new(entry, (sub, f.oid or "", f.st.st_size, bool(f.st.st_mode & 0o100))) for sub, f in files.items()]
+    old = old_manifest(repo, rel)
     out = []
     for sub, f in files.items():
         prev = old.get(sub)
