@@ -280,24 +280,31 @@ def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
     (repo / "data" / "out").symlink_to(tmp_path)
     assert "symlink out of the directory" in mvc_error("add", "data")
     (repo / "data" / "out").unlink()
-    for p in (repo / "data").rglob("*"):
+    make_dir(repo / "linked", 12, seed=3)  # a second directory, one of its files a read-only hardlink pair
+    (repo / "linked" / "x.bin").write_bytes(b"x" * 99)
+    (repo / "linked" / "x.bin").chmod(0o555)
+    os.link(repo / "linked" / "x.bin", repo / "linked" / "y.bin")
+    for p in [*(repo / "data").rglob("*"), *(repo / "linked").rglob("*")]:
         if p.is_file():
             os.utime(p, (time.time() - 3600,) * 2)  # an hour old: their stats are trusted
     added = []
     for how in ("one pass", "a scan, then a store"):
         if how != "one pass":
             (repo / "data.mvc").unlink()
+            (repo / "linked.mvc").unlink()
             shutil.rmtree(repo / ".mvc" / "cache")
             (repo / ".mvc" / "state.db").unlink()
             monkeypatch.setattr(storing, "scan_and_store", lambda *a: None)
-        assert "40 files" in mvc_cli("add", "data").output
+        out = mvc_cli("add", "data", "linked").output
+        assert "40 files" in out and "14 files" in out
         with sqlite3.connect(repo / ".mvc" / "state.db") as db:
             rows = sorted(db.execute("SELECT * FROM state"))
             dirs = sorted(db.execute("SELECT * FROM dirs"))
         db.close()
-        added.append(((repo / "data.mvc").read_text().split("[auto]")[0], rows, dirs))
-        assert "up to date" in mvc_cli("status").output
-    assert len(passes) == 3 and len(added[0][1]) == 40 and len(added[0][2]) == 1
+        pointers = [(repo / f"{d}.mvc").read_text().split("[auto]")[0] for d in ("data", "linked")]
+        added.append((pointers, rows, dirs))
+        assert mvc_cli("status").output.count("up to date") == 2
+    assert len(passes) == 3 and len(added[0][1]) == 54 and len(added[0][2]) == 1  # (linked: no fingerprint)
     assert added[0] == added[1]
 
 
@@ -435,7 +442,7 @@ def pack_names(repo: Path) -> set[str]:
 
 
 def test_gc_rewrites_a_cache_pack_mostly_dead_and_keeps_one_mostly_alive(repo: Path, mvc_cli, bulk):
-    files = commit_two_versions(repo, mvc_cli, 14)  # v1's 14 objects dead at --keep-last 1: 7 of each pack
+    files = commit_two_versions(repo, mvc_cli, 14)  # v1's 14 objects dead at --keep-last 1, in both packs
     v1 = pack_names(repo)
     dry = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--json").output)
     by_pack = {}
@@ -448,7 +455,8 @@ def test_gc_rewrites_a_cache_pack_mostly_dead_and_keeps_one_mostly_alive(repo: P
     assert thin and pack_names(repo) >= v1  # a dry run rewrites nothing
     done = json.loads(mvc_cli("gc", "--grace", "0", "--keep-last", "1", "--force", "--json").output)
     assert done["objects"] == dry["objects"] and done["packed_kept"] == dry["packed_kept"]
-    assert done["packed_kept"] == sum(7 for n in by_pack if n not in thin)
+    dead = set(sorted(files)[:14])
+    assert done["packed_kept"] == sum(len(dead.intersection(by_pack[n])) for n in by_pack if n not in thin)
     left = pack_names(repo)
     assert not {f"{n}.pack" for n in thin} & left  # the old packs gone, their live objects copied out
     again = cache(repo)

@@ -16,8 +16,8 @@ from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
-from mvc.repo import storing
-from mvc.repo.repository import Repo, open_repo, quoted
+from mvc.repo import storing, worktree
+from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import (
     File,
@@ -113,16 +113,30 @@ def add(
     results, to_stage = [], []
     try:
         dirs = {rel: repo.abs(rel) for rel in rels if statmod.S_ISDIR(os.lstat(repo.abs(rel)).st_mode)}
-        fused = storing.scan_and_store(repo, dirs, progress, _check_names)  # a first add of many files: one pass
+        fused = storing.scan_and_store(
+            repo, dirs, progress, worktree.check_names
+        )  # a first add of many files: one pass
+        scanned: dict[str, dict[str, File]] = {}
+        stored_ahead: set[str] = set()
         if fused is not None:
-            scanned: Mapping[str, dict[str, File]] = {rel: _checked(rel, files) for rel, files in fused.items()}
             stored_now = repo.odb.stored_now
-            stored_ahead = {rel for rel, files in fused.items() if any(stored_now(f.oid or "") for f in files.values())}
+            for rel, got in fused.items():
+                if isinstance(got, storing.Added):
+                    stored_ahead.update([rel] if got.stored else [])
+                    continue
+                scanned[rel] = worktree.checked(rel, got)  # (a symlink out of the directory: seen once stat'ed)
+                if any(stored_now(f.oid or "") for f in got.values()):
+                    stored_ahead.add(rel)
         else:
             scanned = _scan_dirs(repo, rels)  # several directories: every name checked, their files stored at once
-            stored_ahead = storing.store_dirs(repo, dict(scanned), progress) if scanned else set()
+            stored_ahead = storing.store_dirs(repo, scanned, progress) if scanned else set()
         for rel in rels:
-            ahead = (scanned[rel], rel in stored_ahead) if rel in scanned else None
+            ahead: tuple[dict[str, File], bool] | storing.Added | None = None
+            pre = fused.get(rel) if fused is not None else None
+            if isinstance(pre, storing.Added):
+                ahead = pre
+            elif rel in scanned:
+                ahead = (scanned[rel], rel in stored_ahead)
             res = _add_one(repo, rel, layers, recorder, progress, ahead)
             if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
                 repo.state.set_base(res["oid"], based[rel])
@@ -219,7 +233,7 @@ def _add_one(
     layers: list[dict[str, Any]],
     recorder: record.Auto | None,
     progress: progressmod.Factory,
-    ahead: tuple[dict[str, File], bool] | None = None,
+    ahead: tuple[dict[str, File], bool] | storing.Added | None = None,
 ) -> dict[str, Any]:
     full = repo.abs(rel)
     st = os.lstat(full)
@@ -265,41 +279,29 @@ def _scan_dirs(repo: Repo, rels: list[str]) -> dict[str, dict[str, File]]:
     """{rel: its files, scanned and checked} of the directories among rels, when there are several (their
     files are then stored together: ``storing.store_dirs``); empty otherwise."""
     dirs = [rel for rel in rels if statmod.S_ISDIR(os.lstat(repo.abs(rel)).st_mode)]
-    return {rel: _checked(rel, scan_dir(repo, rel, repo.abs(rel))) for rel in dirs} if len(dirs) > 1 else {}
-
-
-def _checked(rel: str, files: dict[str, File]) -> dict[str, File]:
-    """files, once no file of directory rel is one mvc refuses to record."""
-    for sub, f in files.items():
-        if f.foreign:
-            raise PathError(
-                f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
-                "replace it with the file or remove it"
-            )
-    _check_names(rel, list(files))
-    return files
-
-
-def _check_names(rel: str, subs: list[str]) -> None:
-    """Refuse a name of directory rel's files that mvc cannot record."""
-    if mf.plain_relpaths(subs):
-        return  # every name plain: nothing below would refuse one (checked in one pass)
-    for sub in subs:
-        # refused here, or the manifest would hold a path that every later read refuses
-        why = "not valid UTF-8" if not_utf8(sub) else mf.bad_relpath(sub)
-        if why is None and ptrfmt.has_control(sub):
-            why = "its name has a control character"
-        if why and mf.git_owned(sub) == why:
-            raise PathError(f"{quoted(rel + '/' + sub)} is git's ({why}): mvc never records it: move it out of {rel}")
-        if why:
-            raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
+    return {rel: worktree.checked(rel, scan_dir(repo, rel, repo.abs(rel))) for rel in dirs} if len(dirs) > 1 else {}
 
 
 def _add_dir(
-    repo: Repo, rel: str, full: str, progress: progressmod.Factory, ahead: tuple[dict[str, File], bool] | None = None
+    repo: Repo,
+    rel: str,
+    full: str,
+    progress: progressmod.Factory,
+    ahead: tuple[dict[str, File], bool] | storing.Added | None = None,
 ) -> tuple[str, list[mf.Entry], bool]:
-    """ahead: the directory's files as ``_scan_dirs`` found them, and whether ``storing.store_dirs`` stored any."""
-    files = _checked(rel, scan_dir(repo, rel, full)) if ahead is None else ahead[0]
+    """ahead: the directory's files as ``_scan_dirs`` found them, and whether ``storing.store_dirs`` stored any; or
+    what ``storing.scan_and_store`` stored of it."""
+    if isinstance(ahead, storing.Added):
+        data = mf.dumps(ahead.entries)
+        oid = oids.from_digest(fileio.hexdigest_bytes(data))
+        stored = ahead.stored
+        if not repo.odb.exists(oid):
+            repo.odb.install_bytes(data, oid)
+            stored = True
+        if ahead.fp is not None and ahead.fp[1]:  # (what remember_dir records)
+            repo.state.put_dir(rel, ahead.fp[0], oid)
+        return oid, ahead.entries, stored
+    files = worktree.checked(rel, scan_dir(repo, rel, full)) if ahead is None else ahead[0]
     placed = repo.odb.placed  # objects the cache lacked, stored since: whether this add stored anything
     bar = progress(f"adding {rel}", total(files.values()))
     links = repo.config.link_types

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat as statmod
+from array import array
 
 from mvc.objects import cachepacks
 from mvc.objects import oid as oids
@@ -55,6 +56,84 @@ def add_files(
         odb.packs.refresh()  # what the workers published, even if one failed
     odb.stored_many([oid for oid, _, _, placed in results if placed and oid is not None])
     return [(oid, how, st) for oid, how, st, _ in results]
+
+
+class Share:
+    """What one forked process of :func:`scan_add` hands back for its run of files, in their order: the oid of each
+    (None: not a regular file, left as it is), the stat fields of each (``forked.stat_fields``, 13 numbers a file,
+    as bytes of an array: the lstat of one left as it is, else the fstat taken before reading it), the state rows
+    of those the state cache may trust, and the objects it stored."""
+
+    __slots__ = ("fields", "oids", "rows", "stored")
+
+    def __init__(self, oids_: list[str | None], fields: bytes, rows: list[tuple], stored: list[str]):
+        self.oids, self.fields, self.rows, self.stored = oids_, fields, rows, stored
+
+
+def scan_add(
+    odb: ODB,
+    srcs: list[str],
+    labels: list[str],
+    link_types: list[str],
+    workers: int,
+    racy_from: int,
+    progress: Progress | None = None,
+) -> list[Share]:
+    """Stat and store the files srcs (not stat'ed yet; tracked as labels), as :func:`add_files` stores them, by
+    ``workers`` forked processes, each taking a run of them and returning a :class:`Share` (in order): what the
+    state cache, the manifest and the fingerprint need, with nothing per file left for this process to build but
+    the entries. A file not regular is left as it is (the caller looks at it)."""
+    from mvc.storage.forked import map_forked, stat_fields
+
+    writer: cachepacks.Writer | None = None
+    if "copy" in link_types:
+        odb.mark_packs()
+        writer = cachepacks.Writer(odb.packs, odb.tmp_dir, odb.fsync)  # opens nothing until a worker adds
+    loose = _fanouts(odb)
+    n = len(srcs)
+    step = -(-n // workers)
+    runs = [range(i, min(i + step, n)) for i in range(0, n, step)]
+
+    def one(run: range, shown: Progress) -> Share:
+        found: list[str | None] = []
+        fields = array("q")
+        rows: list[tuple] = []
+        stored: list[str] = []
+        isreg, keep, lstat = statmod.S_ISREG, fields.extend, os.lstat
+        for i in run:  # once per file: kept to what it needs
+            src = srcs[i]
+            st = lstat(src)
+            if not isreg(st.st_mode):
+                found.append(None)
+                keep(stat_fields(st))
+                continue
+            got = _add_packed(odb, src, writer, shown, loose) if writer is not None else None
+            if got is None:
+                before = odb.placed
+                oid, _, st = odb.add_file(src, link_types, progress=shown)
+                got = oid, "", st, odb.placed > before
+            oid, _, st, placed = got
+            f = stat_fields(st)
+            keep(f)
+            found.append(oid)
+            if placed:
+                stored.append(oid)
+            if f[12] > f[11] or f[11] < racy_from:  # statedb.trusted
+                label = labels[i]
+                try:
+                    label.encode("utf-8")
+                except UnicodeEncodeError:  # not a name SQLite text holds: not remembered
+                    continue
+                rows.append((label, f[1], f[11], f[12], f[6], oid))
+        return Share(found, fields.tobytes(), rows, stored)
+
+    try:
+        shares = map_forked(one, runs, len(runs), progress, writer.close if writer is not None else None)
+    finally:
+        odb.packs.refresh()  # what the workers published, even if one failed
+    for share in shares:
+        odb.stored_many(share.stored)
+    return shares
 
 
 def _fanouts(odb: ODB) -> set[str] | None:

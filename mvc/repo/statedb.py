@@ -106,6 +106,10 @@ class StateDB:
                     continue
                 pending.append((rel, f[1], f[11], f[12], f[6], oid))
 
+    def put_rows(self, rows: list[tuple]) -> None:
+        """Rows made where :meth:`put_fields` would make them (a forked add: bulkadd.scan_add), as it would."""
+        self._pending += rows
+
     def flush(self) -> None:
         if self._pending:
             try:

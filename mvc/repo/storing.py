@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
+from mvc.objects import manifest as mf
 from mvc.repo.repository import Repo
-from mvc.repo.worktree import File, Scanned, list_files, look
+from mvc.repo.worktree import File, Scanned, fingerprint_of, list_files, look
 
 PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
 
@@ -112,19 +113,32 @@ def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, l
     repo.state.put_fields(rows)
 
 
+class Added:
+    """A directory :func:`scan_and_store` stored, every file of it a regular file of its own: its manifest's
+    entries (in the walk's order), the fingerprint of its files as they were stat'ed (worktree.fingerprint), and
+    whether this add stored any of them."""
+
+    __slots__ = ("entries", "fp", "stored")
+
+    def __init__(self, entries: list[mf.Entry], fp: tuple[str, bool] | None, stored: bool):
+        self.entries, self.fp, self.stored = entries, fp, stored
+
+
 def scan_and_store(
     repo: Repo, dirs: dict[str, str], progress: progressmod.Factory, check: Callable[[str, list[str]], None]
-) -> dict[str, Scanned] | None:
+) -> dict[str, Added | Scanned] | None:
     """The first add of large directories ({rel: its path}; none of their files in the state cache, the files
     copied or reflinked): their files stat'ed and stored in one pass by forked processes, once ``check(rel,
-    names)`` passed each directory's names. A scan first (the stats taken by forked processes, or here), then the
-    files the cache lacks stored by other forked processes, cost 0.4-0.6 s more at 100,000 files
-    (docs/benchmarks.md). Returns what scan_dir would of each (the files, their oids known), or None where this
-    does not apply (fewer than PARALLEL_FROM files together, a link mode, files the state cache knows): then the
-    caller scans and stores as for any add."""
+    names)`` passed each directory's names, each process handing back what the state cache, the manifest and the
+    fingerprint need (bulkadd.scan_add). A scan first (the stats taken by forked processes, or here), then the
+    files the cache lacks stored by other forked processes, and every file looked at here again, cost 1.0-1.5 s
+    more at 100,000 files (docs/benchmarks.md). Returns, of each directory, an :class:`Added`, or, for one holding
+    a file that is not a regular file of its own (a symlink, a hardlink into the cache), what scan_dir would (the
+    files, their oids known); None where this does not apply (fewer than PARALLEL_FROM files together, a link
+    mode, files the state cache knows): then the caller scans and stores as for any add."""
     from mvc.objects import bulkadd
     from mvc.repo import statedb
-    from mvc.storage.forked import STAT_FIELDS, stat_from
+    from mvc.storage.forked import STAT_FIELDS as W
 
     links = repo.config.link_types
     if not dirs or not set(links) <= {"copy", "reflink"} or any(repo.state.under(rel) for rel in dirs):
@@ -136,38 +150,69 @@ def scan_and_store(
         return None
     for rel, (subs, _) in listed.items():
         check(rel, subs)
+    labels = [f"{rel}/{sub}" for rel, (subs, _) in listed.items() for sub in subs]
     racy_from = time.time_ns() - statedb.RACY_NS
     # (the sizes are known only as the files are read)
     bar = progress(
         f"adding {next(iter(dirs))}" if len(dirs) == 1 else f"adding {len(dirs)} directories", progressmod.UNKNOWN
     )
     try:
-        got = iter(bulkadd.add_files(repo.odb, paths, links, workers, bar.update, scan=True))
+        shares = bulkadd.scan_add(repo.odb, paths, labels, links, workers, racy_from, bar.update)
     finally:
         bar.close()
-    out: dict[str, Scanned] = {}
-    rows: list[tuple[str, Sequence[int], str]] = []
-    rest: list[tuple[str, File]] = []  # not regular files: symlinks, looked at as scan_dir does
+    found: list[str | None] = []
+    fields = array("q")
+    stored: set[str] = set()
+    for share in shares:
+        found += share.oids
+        fields.frombytes(share.fields)
+        stored.update(share.stored)
+        repo.state.put_rows(share.rows)
+    out: dict[str, Added | Scanned] = {}
+    at = 0
     for rel, (subs, in_dir) in listed.items():
-        found = out[rel] = Scanned()
-        fields = array("q")
-        base = rel + "/"
-        for sub, path, (oid, _, nums) in zip(subs, in_dir, got, strict=False):
-            st = stat_from(nums)
-            fields.extend(nums)
-            if oid is None:
-                f = found[sub] = look(repo, base + sub, path, st, None)
-                if not f.foreign:
-                    rest.append((base + sub, f))
-                continue
-            found[sub] = File(path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
-            rows.append((base + sub, nums, oid))
-        assert len(fields) == STAT_FIELDS * len(subs)
-        found.take_fingerprint(fields, racy_from)
-    repo.state.put_fields(rows)
-    for label, f in rest:  # a link into the cache: its object must be there
-        store(repo, label, f, progressmod.NULL, links)
+        end = at + len(subs)
+        oids_ = found[at:end]
+        nums = fields[at * W : end * W]
+        modes, nlinks = nums[0::W], nums[3::W]
+        if None in oids_ or any(n > 1 and not m & 0o222 for m, n in zip(modes, nlinks, strict=True)):
+            out[rel] = _scanned(repo, rel, subs, in_dir, oids_, nums, racy_from, links)
+        else:
+            entry, new = mf.Entry, tuple.__new__
+            execs = [bool(m & 0o100) for m in modes]
+            entries = [new(entry, e) for e in zip(subs, oids_, nums[6::W], execs, strict=True)]
+            out[rel] = Added(entries, fingerprint_of(subs, nums, racy_from), any(o in stored for o in oids_))
+        at = end
     return out
+
+
+def _scanned(
+    repo: Repo,
+    rel: str,
+    subs: list[str],
+    paths: list[str],
+    found: list[str | None],
+    nums: array,
+    racy_from: int,
+    links: list[str],
+) -> Scanned:
+    """What scan_dir would find of a directory scan_add stored, where some file is not a regular file of its own:
+    its files, looked at one by one (symlinks as scan_dir looks at them)."""
+    from mvc.storage.forked import STAT_FIELDS as W
+    from mvc.storage.forked import stat_from
+
+    files = Scanned()
+    base = rel + "/"
+    for i, (sub, path, oid) in enumerate(zip(subs, paths, found, strict=True)):
+        st = stat_from(nums[i * W : (i + 1) * W])
+        if oid is None:
+            f = files[sub] = look(repo, base + sub, path, st, None)
+            if not f.foreign:
+                store(repo, base + sub, f, progressmod.NULL, links)  # a link into the cache: its object must be there
+        else:
+            files[sub] = File(path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
+    files.take_fingerprint(nums, racy_from)
+    return files
 
 
 def relink_hint(repo: Repo, rel: str) -> str:

@@ -15,7 +15,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import statedb
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8
 from mvc.storage import fileio
 
@@ -35,6 +35,33 @@ class File:
     @property
     def executable(self) -> bool:
         return bool(self.st.st_mode & 0o100)
+
+
+def checked(rel: str, files: dict[str, File]) -> dict[str, File]:
+    """files, once no file of directory rel is one mvc refuses to record."""
+    for sub, f in files.items():
+        if f.foreign:
+            raise PathError(
+                f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
+                "replace it with the file or remove it"
+            )
+    check_names(rel, list(files))
+    return files
+
+
+def check_names(rel: str, subs: list[str]) -> None:
+    """Refuse a name of directory rel's files that mvc cannot record."""
+    if mf.plain_relpaths(subs):
+        return  # every name plain: nothing below would refuse one (checked in one pass)
+    for sub in subs:
+        # refused here, or the manifest would hold a path that every later read refuses
+        why = "not valid UTF-8" if not_utf8(sub) else mf.bad_relpath(sub)
+        if why is None and ptrfmt.has_control(sub):
+            why = "its name has a control character"
+        if why and mf.git_owned(sub) == why:
+            raise PathError(f"{quoted(rel + '/' + sub)} is git's ({why}): mvc never records it: move it out of {rel}")
+        if why:
+            raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
 
 
 def link_oid(repo: Repo, full: str) -> str | None:
@@ -202,9 +229,15 @@ class Scanned(dict[str, File]):
 
     def take_fingerprint(self, fields: array, racy_from: int) -> None:
         """Digest the files' stat fields (``forked.stat_fields`` of each, one after another, in this order)."""
-        nums, regular, trusted = digested_fields(fields, racy_from)
-        self.fp = (_digest(list(self), nums.tobytes()), trusted) if regular else None
+        self.fp = fingerprint_of(list(self), fields, racy_from)
         self.digested = True
+
+
+def fingerprint_of(subs: list[str], fields: array, racy_from: int) -> tuple[str, bool] | None:
+    """:func:`fingerprint` of files named subs (in the walk's order) whose stat fields (``forked.stat_fields`` of
+    each, one after another) are fields, taken after racy_from (time_ns() - RACY_NS then)."""
+    nums, regular, trusted = digested_fields(fields, racy_from)
+    return (_digest(subs, nums.tobytes()), trusted) if regular else None
 
 
 def scan_dir(
