@@ -385,3 +385,31 @@ def test_names_found_plain_in_one_pass_are_each_accepted(paths):
         for p in paths:
             assert mf.bad_relpath(p) is None and not ptrfmt.has_control(p)
             p.encode("utf-8")
+
+
+near_oids = st.one_of(
+    st.just(OID),
+    st.text(alphabet="0123456789abcdefx:h\n", min_size=0, max_size=40).map(lambda t: "xxh128:" + t),
+    st.sampled_from(["xxh128:" + "ab" * 16 + "\n", "xxh128:" + "AB" * 16, "sha256:" + "ab" * 16, ""]),
+    st.integers(),
+)
+
+
+@MANY
+@given(st.lists(near_oids, max_size=5))
+def test_oids_checked_in_one_pass_as_one_by_one(values):
+    """relpaths checks every oid at once: it maps exactly the lists to_relpath takes one by one, and refuses the
+    others with the same error."""
+    from mvc.objects import oid as oids
+
+    def each():
+        try:
+            return {f"objects/{oids.to_relpath(v)}": v for v in values}
+        except MvcError as e:
+            return str(e)
+
+    try:
+        got = oids.relpaths(values, "objects/")
+    except MvcError as e:
+        got = str(e)
+    assert got == each()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from functools import cache
@@ -155,10 +156,14 @@ def _plain(data: bytes) -> list[Entry] | None:
     # a path may name .git in some spelling: ask of each
     if (not text.isascii() or "git" in text.lower()) and any(bad_relpath(path) for path, _, _, _ in rows):
         return None
-    entries = [Entry(path, eoid, int(size), executable == "true") for path, eoid, size, executable in rows]
-    if len({e.path for e in entries}) != len(entries):  # sizes of at most 18 digits are below MAX_SIZE
+    paths = [row[0] for row in rows]
+    if len(set(paths)) != len(paths):
         return None
-    return entries
+    # (Entry's own __new__ is a Python call; sizes of at most 18 digits are below MAX_SIZE)
+    sizes = map(int, [row[2] for row in rows])
+    executable = [row[3] == "true" for row in rows]
+    columns = zip(paths, [row[1] for row in rows], sizes, executable, strict=True)
+    return list(map(tuple.__new__, itertools.repeat(Entry), columns))
 
 
 def loads(data: bytes, oid: str = "") -> list[Entry]:

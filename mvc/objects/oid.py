@@ -9,6 +9,7 @@ from mvc.errors import CorruptObject
 
 ALGO = "xxh128"
 _OID_RE = re.compile(r"^xxh128:[0-9a-f]{32}$")
+_OIDS_RE = re.compile(r"(?:xxh128:[0-9a-f]{32}\n)*")  # oids joined by newlines, each ending in one
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -36,13 +37,16 @@ def to_relpath(oid: str) -> str:
 def relpaths(oids: Iterable[str], prefix: str = "") -> dict[str, str]:
     """{prefix + :func:`to_relpath` (oid): oid} for many oids (a push asks about 100,000 at once: one call, not
     three for each)."""
-    match = _OID_RE.fullmatch
-    out = {}
-    for oid in oids:
-        if type(oid) is not str or match(oid) is None:
-            to_relpath(oid)  # raises
-        out[f"{prefix}{oid[7:9]}/{oid[9:]}"] = oid
-    return out
+    oids = list(oids)
+    try:
+        joined = "\n".join(oids) + "\n"  # (a TypeError: one is not a str)
+        valid = _OIDS_RE.fullmatch(joined) is not None  # every one, in one pass
+    except TypeError:
+        valid = False
+    if not valid:
+        for oid in oids:
+            to_relpath(oid)  # raises for the first that is no oid
+    return {f"{prefix}{oid[7:9]}/{oid[9:]}": oid for oid in oids}
 
 
 def split(oid: str, valid: bool = False) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import operator
 import os
 import threading
 import time
@@ -279,8 +280,8 @@ class Transfer:
         for oids_of in whole.values():
             for o in oids_of:
                 del small[o]
-        items += [(sum(sizes[o] for o in g), g) for g in pk.group(small)]
-        items += [(sum(sizes[o] for o in g), (name, g)) for name, g in whole.items()]
+        items += [(sum(map(sizes.__getitem__, g)), g) for g in pk.group(small)]
+        items += [(sum(map(sizes.__getitem__, g)), (name, g)) for name, g in whole.items()]
         # large first: their parts keep the store busy while the small ones queue behind
         items.sort(key=lambda item: -item[0])
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
@@ -419,7 +420,7 @@ class Transfer:
         return {
             name: sorted(oids_of)
             for name, oids_of in by_pack.items()
-            if len(oids_of) >= pk.MIN_OBJECTS and all(o in small for o in oids_of)
+            if len(oids_of) >= pk.MIN_OBJECTS and all(map(small.__contains__, oids_of))
         }
 
     def _put_cache_pack(self, name: str, group: list[str], meter: Meter) -> Packed:
@@ -434,7 +435,7 @@ class Transfer:
             entries = pk.parse_index(index, self.odb.packs.index_path(name), len(data))
         except (OSError, CorruptObject):
             return []
-        if fileio.hexdigest_bytes(data) != name or sorted(e.oid for e in entries) != group:
+        if fileio.hexdigest_bytes(data) != name or sorted(map(operator.itemgetter(0), entries)) != group:
             return []
         self.store.put_bytes(pk.pack_rel(name), data)
         meter.update(len(data))
