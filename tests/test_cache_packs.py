@@ -308,6 +308,32 @@ def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
     assert added[0] == added[1]
 
 
+def test_a_first_add_records_the_same_models_as_a_scan_then_a_store(repo: Path, mvc_cli, bulk, monkeypatch):
+    """The one-pass add asks the record's first question (is this file one of the formats read?) of each file while
+    it holds its bytes, and the record then opens only the others: the [auto] model table is the same as when the
+    record opens every file itself."""
+    import tomllib
+
+    from mvc.repo import storing
+
+    make_dir(repo / "data", 30)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    (repo / "data" / "small.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    (repo / "data" / "named.onnx").write_bytes(b"not onnx at all")  # a format by its suffix, refused by its reader
+    (repo / "data" / "pickled.bin").write_bytes(b"\x80\x04K\x01.")
+    models = []
+    for how in ("one pass", "a scan, then a store"):
+        if how != "one pass":
+            (repo / "data.mvc").unlink()
+            shutil.rmtree(repo / ".mvc" / "cache")
+            (repo / ".mvc" / "state.db").unlink()
+            monkeypatch.setattr(storing, "scan_and_store", lambda *a: None)
+        mvc_cli("add", "data")
+        models.append(tomllib.loads((repo / "data.mvc").read_text())["auto"]["model"])
+    assert set(models[0]["files"]) >= {"small.safetensors", "named.onnx", "pickled.bin"}
+    assert models[0] == models[1]
+
+
 def test_a_link_mode_links_to_an_object_file_when_the_content_is_also_packed(repo: Path, mvc_cli, bulk):
     """Content a large add packed, added again under cache.type hardlink: the file becomes a link to an object file
     (a pack cannot be linked to), and a checkout links too."""
