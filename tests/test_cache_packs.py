@@ -280,6 +280,9 @@ def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
     (repo / "data" / "out").symlink_to(tmp_path)
     assert "symlink out of the directory" in mvc_error("add", "data")
     (repo / "data" / "out").unlink()
+    os.mkfifo(repo / "data" / "pipe")  # opened without waiting for a writer, and refused
+    assert "not a regular file" in mvc_error("add", "data")
+    (repo / "data" / "pipe").unlink()
     make_dir(repo / "linked", 12, seed=3)  # a second directory, one of its files a read-only hardlink pair
     (repo / "linked" / "x.bin").write_bytes(b"x" * 99)
     (repo / "linked" / "x.bin").chmod(0o555)
@@ -304,7 +307,7 @@ def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
         pointers = [(repo / f"{d}.mvc").read_text().split("[auto]")[0] for d in ("data", "linked")]
         added.append((pointers, rows, dirs))
         assert mvc_cli("status").output.count("up to date") == 2
-    assert len(passes) == 3 and len(added[0][1]) == 54 and len(added[0][2]) == 1  # (linked: no fingerprint)
+    assert len(passes) == 4 and len(added[0][1]) == 54 and len(added[0][2]) == 1  # (linked: no fingerprint)
     assert added[0] == added[1]
 
 

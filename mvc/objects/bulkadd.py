@@ -5,6 +5,7 @@ most of the cost."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat as statmod
 from array import array
@@ -99,20 +100,24 @@ def scan_add(
         fields = array("q")
         rows: list[tuple] = []
         stored: list[str] = []
-        isreg, keep, lstat = statmod.S_ISREG, fields.extend, os.lstat
+        keep = fields.extend
         for i in run:  # once per file: kept to what it needs
             src = srcs[i]
-            st = lstat(src)
-            if not isreg(st.st_mode):
+            if writer is not None:
+                got = _add_packed(odb, src, writer, shown, loose, scan=True)
+            else:
+                st = os.lstat(src)
+                got = None if statmod.S_ISREG(st.st_mode) else (None, "", st, False)
+            if got is not None and got[0] is None:  # not a regular file: left as it is
                 found.append(None)
-                keep(stat_fields(st))
+                keep(stat_fields(got[2]))
                 continue
-            got = _add_packed(odb, src, writer, shown, loose) if writer is not None else None
             if got is None:
                 before = odb.placed
-                oid, _, st = odb.add_file(src, link_types, progress=shown)
-                got = oid, "", st, odb.placed > before
+                added, _, st = odb.add_file(src, link_types, progress=shown)
+                got = added, "", st, odb.placed > before
             oid, _, st, placed = got
+            assert oid is not None
             f = stat_fields(st)
             keep(f)
             found.append(oid)
@@ -158,15 +163,33 @@ def _cached(odb: ODB, oid: str, loose: set[str] | None) -> bool:
 
 
 def _add_packed(
-    odb: ODB, src: str, writer: cachepacks.Writer, progress: Progress | None, loose: set[str] | None = None
-) -> tuple[str, str, os.stat_result, bool] | None:
+    odb: ODB,
+    src: str,
+    writer: cachepacks.Writer,
+    progress: Progress | None,
+    loose: set[str] | None = None,
+    scan: bool = False,
+) -> tuple[str | None, str, os.stat_result, bool] | None:
     """Store src, a regular file under 1 MiB, in writer's pack, unless the cache has its content: (oid, "copy", its
     stat before reading, whether this stored it); None for anything else (``odb.add_file`` stores it, or says what
-    is wrong with it). ``loose``: the cache's fan-out directories, see :func:`_fanouts` (None: ask for each)."""
-    fd = fileio.open_source(src)
+    is wrong with it). ``loose``: the cache's fan-out directories, see :func:`_fanouts` (None: ask for each).
+    ``scan``: src was not stat'ed (it may be a symlink, a FIFO…): one that is not a regular file is left as it is,
+    as (None, "", its stat, False), with no system call more than a regular file costs."""
+    if scan:
+        try:  # (O_NONBLOCK: a FIFO's open would wait for a writer)
+            fd = os.open(src, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                fd = fileio.open_source(src)  # fails the same way, and says so in one line
+            else:
+                return None, "", os.lstat(src), False  # a symlink
+    else:
+        fd = fileio.open_source(src)
     try:
         st = os.fstat(fd)
-        if not statmod.S_ISREG(st.st_mode) or not pk.packable(st.st_size):
+        if not statmod.S_ISREG(st.st_mode):
+            return (None, "", st, False) if scan else None
+        if not pk.packable(st.st_size):
             return None
         data = os.pread(fd, st.st_size + 1, 0)
         after = os.fstat(fd)

@@ -263,11 +263,10 @@ class Writer:
         if self._fd is None:
             self._tmp = tempfiles.tmp_name(self.tmp_dir, "pack")
             self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        self._entries.append(pk.Entry(oid, self._size, len(data)))
+        self._entries.append(tuple.__new__(pk.Entry, (oid, self._size, len(data))))  # (no Python call: 100,000 adds)
         self._held.add(oid)
         self._size += len(data)
         self._buf += data
-        self._hash.update(data)
         if len(self._buf) >= FLUSH:
             self._flush()
         if self._size >= pk.TARGET:
@@ -275,6 +274,7 @@ class Writer:
 
     def _flush(self) -> None:
         assert self._fd is not None
+        self._hash.update(self._buf)  # hashed as written, a buffer at a time (not once per object)
         fileio.write_all(self._fd, memoryview(self._buf))
         self._buf.clear()
 
