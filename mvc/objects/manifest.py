@@ -137,6 +137,7 @@ _PLAIN_ROWS = re.compile(r'^\["([^"\\\x00-\x1f]*)","(xxh128:[0-9a-f]{32})",(0|[1
 # what bad_relpath refuses, as it shows in such a text (where '["' only starts a line): an empty path, a
 # leading '/', an empty, '.' or '..' component; and a drive ('C:')
 _UNSAFE_MARKS = ('[""', '["/', "//", '/",', '["./', '["../', "/./", "/../", '/.",', '/..",', '[".",', '["..",')
+_UNSAFE = re.compile("|".join(map(re.escape, _UNSAFE_MARKS)))  # any of them, in one pass of the text
 _DRIVE = re.compile(r'\[".:')
 
 
@@ -151,7 +152,7 @@ def _plain(data: bytes) -> list[Entry] | None:
     # each match runs from a line's start to its newline: as many as there are newlines, and every line is one
     if len(rows) != text.count("\n") or not (text.endswith("\n") or not text):
         return None
-    if any(mark in text for mark in _UNSAFE_MARKS) or _DRIVE.search(text):
+    if _UNSAFE.search(text) or _DRIVE.search(text):
         return None
     # a path may name .git in some spelling: ask of each
     if (not text.isascii() or "git" in text.lower()) and any(bad_relpath(path) for path, _, _, _ in rows):

@@ -74,6 +74,7 @@ class Transfer:
         self._rebuilder: Rebuilder | None = None
         self.local_versions: dict[str, list[str]] = {}  # {oid: versions in the cache a rebuild may take chunks of}
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
+        self._unlocated: list[tuple[str, list[pk.Entry]]] = []  # recorded since, put in _located when asked
         self._whole_packs: set[str] = set()  # names of the packs listed (format 4: a pack named by an oid is it)
         self.bad_indexes: list[str] = []
         self.bases_in_cache = False  # deltas may take bases the cache holds whole (its compacted store)
@@ -131,6 +132,7 @@ class Transfer:
         """Packs the journal placed objects in, found gone (a gc may have rewritten them into others): forgotten,
         and ``packs/`` listed again by the next :meth:`read_packs`."""
         self.jr.forget_packs(self.key, names)
+        self._place()
         self._located = {o: at for o, at in self._located.items() if at[0] not in names}
         self._packs_read = False
 
@@ -152,6 +154,7 @@ class Transfer:
         if recheck:  # nothing recorded is trusted: every pack is recorded again from its index, or not at all
             self.jr.forget_packs(self.key, recorded)
             self._located.clear()
+            self._unlocated.clear()
             recorded = set()
         else:
             self.jr.forget_packs(self.key, recorded - names)
@@ -184,13 +187,19 @@ class Transfer:
     ) -> None:
         """Record packs on the remote (written: waited for first, see Journal.add_packs)."""
         self.jr.add_packs(self.key, packs, written)
-        for name, entries in packs:
+        self._unlocated += packs  # (a push of 100,000 small objects seldom asks where they are: not mapped now)
+
+    def _place(self) -> None:
+        """Put the packs recorded since into _located."""
+        for name, entries in self._unlocated:
             for e in entries:
                 self._located.setdefault(e.oid, (name, e))
+        self._unlocated.clear()
 
     def locate(self, wanted: Iterable[str]) -> dict[str, tuple[str, pk.Entry]]:
         """{oid: (pack name, entry)} for the wanted objects known to be in a pack."""
         wanted = set(wanted)
+        self._place()
         found = {o: self._located[o] for o in wanted if o in self._located}
         found.update(self.jr.locate(self.key, wanted - set(found)))
         return found
