@@ -9,6 +9,7 @@ import errno
 import os
 import stat as statmod
 from array import array
+from collections.abc import Callable
 
 from mvc.objects import cachepacks
 from mvc.objects import oid as oids
@@ -19,44 +20,39 @@ from mvc.storage.fileio import Progress
 
 
 def add_files(
-    odb: ODB,
-    srcs: list[str],
-    link_types: list[str],
-    workers: int,
-    progress: Progress | None = None,
-    scan: bool = False,
-) -> list[tuple[str | None, str, tuple[int, ...]]]:
+    odb: ODB, srcs: list[str], link_types: list[str], workers: int, progress: Progress | None = None
+) -> list[tuple[str, str, tuple[int, ...]]]:
     """``odb.add_file`` of every src, by ``workers`` forked processes (the caller has no other thread), for copies
     and reflinks only (what leaves the user's file as it is); odb then knows what they stored as if it had stored
-    it. Returns (oid, how it was stored, src's stat before reading as ``forked.stat_fields`` keeps it) of each.
-    ``scan``: srcs are not known to be regular files (not stat'ed yet): each is stat'ed first, and one that is
-    not a regular file is left as it is, as (None, "", its lstat's fields)."""
+    it. Returns (oid, how it was stored, src's stat before reading as ``forked.stat_fields`` keeps it) of each."""
     from mvc.storage.forked import map_forked, stat_fields
 
-    writer: cachepacks.Writer | None = None
-    if "copy" in link_types:
-        odb.mark_packs()
-        writer = cachepacks.Writer(odb.packs, odb.tmp_dir, odb.fsync)  # opens nothing until a worker adds
+    writer = _writer(odb, link_types)
     loose = _fanouts(odb)
 
-    def one(src: str, shown: Progress) -> tuple[str | None, str, tuple, bool]:
-        if scan:
-            st = os.lstat(src)
-            if not statmod.S_ISREG(st.st_mode):
-                return None, "", stat_fields(st), False
+    def one(src: str, shown: Progress) -> tuple[str, str, tuple, bool]:
         got = _add_packed(odb, src, writer, shown, loose) if writer is not None else None
         if got is None:
             before = odb.placed
             oid, how, st = odb.add_file(src, link_types, progress=shown)
-            got = oid, how, st, odb.placed > before
+            return oid, how, stat_fields(st), odb.placed > before
+        assert got[0] is not None
         return got[0], got[1], stat_fields(got[2]), got[3]
 
     try:
         results = map_forked(one, srcs, workers, progress, writer.close if writer is not None else None)
     finally:
         odb.packs.refresh()  # what the workers published, even if one failed
-    odb.stored_many([oid for oid, _, _, placed in results if placed and oid is not None])
+    odb.stored_many([oid for oid, _, _, placed in results if placed])
     return [(oid, how, st) for oid, how, st, _ in results]
+
+
+def _writer(odb: ODB, link_types: list[str]) -> cachepacks.Writer | None:
+    """The cache pack writer of forked workers where a copy is allowed (it opens nothing until one adds)."""
+    if "copy" not in link_types:
+        return None
+    odb.mark_packs()
+    return cachepacks.Writer(odb.packs, odb.tmp_dir, odb.fsync)
 
 
 class Share:
@@ -77,19 +73,17 @@ def scan_add(
     labels: list[str],
     link_types: list[str],
     workers: int,
-    racy_from: int,
+    row: Callable[[str, tuple[int, ...], str], tuple | None],
     progress: Progress | None = None,
 ) -> list[Share]:
     """Stat and store the files srcs (not stat'ed yet; tracked as labels), as :func:`add_files` stores them, by
     ``workers`` forked processes, each taking a run of them and returning a :class:`Share` (in order): what the
     state cache, the manifest and the fingerprint need, with nothing per file left for this process to build but
-    the entries. A file not regular is left as it is (the caller looks at it)."""
+    the entries. A file not regular is left as it is (the caller looks at it). ``row(label, stat fields, oid)``:
+    the state cache's row of a file stored, or None (statedb.row)."""
     from mvc.storage.forked import map_forked, stat_fields
 
-    writer: cachepacks.Writer | None = None
-    if "copy" in link_types:
-        odb.mark_packs()
-        writer = cachepacks.Writer(odb.packs, odb.tmp_dir, odb.fsync)  # opens nothing until a worker adds
+    writer = _writer(odb, link_types)
     loose = _fanouts(odb)
     n = len(srcs)
     step = -(-n // workers)
@@ -123,13 +117,9 @@ def scan_add(
             found.append(oid)
             if placed:
                 stored.append(oid)
-            if f[12] > f[11] or f[11] < racy_from:  # statedb.trusted
-                label = labels[i]
-                try:
-                    label.encode("utf-8")
-                except UnicodeEncodeError:  # not a name SQLite text holds: not remembered
-                    continue
-                rows.append((label, f[1], f[11], f[12], f[6], oid))
+            r = row(labels[i], f, oid)
+            if r is not None:
+                rows.append(r)
         return Share(found, fields.tobytes(), rows, stored)
 
     try:

@@ -327,13 +327,9 @@ class ODB:
             os.close(fd)
         return oid, how, st
 
-    def stored(self, oid: str) -> None:
-        """Note an object stored for this ODB by another process (a forked worker's copy), as :meth:`_install` notes
-        its own."""
-        self.stored_many([oid])
-
     def stored_many(self, oids_: list[str]) -> None:
-        """:meth:`stored` of each (one call for the 100,000 objects of a large add)."""
+        """Note objects stored for this ODB by other processes (forked workers' copies), as :meth:`_install` notes
+        its own (one call for the 100,000 objects of a large add)."""
         self.placed += len(oids_)
         self._copied.update(oids_)
         if self._listing is not None:

@@ -96,18 +96,11 @@ class StateDB:
     def put_fields(self, rows: list[tuple[str, Sequence[int], str]]) -> None:
         """:meth:`put` of many files, each (rel, the fields ``forked.stat_fields`` keeps of its stat, oid): what a
         forked add hands back, with no stat_result made again for each (0.1 s for 100,000 files)."""
-        racy = time.time_ns() - RACY_NS
-        pending = self._pending
-        for rel, f, oid in rows:  # f: st[:10] + (atime_ns, mtime_ns, ctime_ns); ino at 1, size at 6
-            if f[12] > f[11] or f[11] < racy:  # trusted()
-                try:
-                    rel.encode("utf-8")
-                except UnicodeEncodeError:
-                    continue
-                pending.append((rel, f[1], f[11], f[12], f[6], oid))
+        racy_from = time.time_ns() - RACY_NS
+        self.put_rows([r for r in (row(rel, f, oid, racy_from) for rel, f, oid in rows) if r is not None])
 
     def put_rows(self, rows: list[tuple]) -> None:
-        """Rows made where :meth:`put_fields` would make them (a forked add: bulkadd.scan_add), as it would."""
+        """Rows :func:`row` made (in a forked add's workers too: bulkadd.scan_add)."""
         self._pending += rows
 
     def flush(self) -> None:
@@ -194,6 +187,19 @@ def _create(db: sqlite3.Connection) -> None:
 def key(st: os.stat_result) -> tuple[int, int, int, int]:
     """What a state entry compares with a file's stat: (inode, mtime_ns, ctime_ns, size)."""
     return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def row(rel: str, f: Sequence[int], oid: str, racy_from: int) -> tuple | None:
+    """The row :meth:`StateDB.put` keeps of file rel, whose stat ``forked.stat_fields`` took apart as f (ino at 1,
+    size at 6, mtime_ns and ctime_ns at 11 and 12), when :func:`trusted` (racy_from: time_ns() - RACY_NS) and
+    rel is text SQLite holds; else None."""
+    if not (f[12] > f[11] or f[11] < racy_from):
+        return None
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:  # a name with undecodable bytes: SQLite text is UTF-8, so not remembered
+        return None
+    return (rel, f[1], f[11], f[12], f[6], oid)
 
 
 def trusted(st: os.stat_result) -> bool:

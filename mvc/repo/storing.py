@@ -5,6 +5,7 @@ them that holds the GIL."""
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as statmod
 import time
@@ -107,7 +108,7 @@ def store_many(repo: Repo, todo: list[tuple[str, File]], bar: progressmod.Bar, l
     rows: list[tuple[str, Sequence[int], str]] = []
     isreg = statmod.S_ISREG
     for (label, f), (oid, _, fields) in zip(todo, got, strict=True):
-        if isreg(fields[0]) and oid is not None:  # (a copy or a reflink leaves the file as add_file saw it)
+        if isreg(fields[0]):  # (a copy or a reflink leaves the file as add_file saw it)
             rows.append((label, fields, oid))
         f.oid = oid
     repo.state.put_fields(rows)
@@ -157,7 +158,8 @@ def scan_and_store(
         f"adding {next(iter(dirs))}" if len(dirs) == 1 else f"adding {len(dirs)} directories", progressmod.UNKNOWN
     )
     try:
-        shares = bulkadd.scan_add(repo.odb, paths, labels, links, workers, racy_from, bar.update)
+        row = functools.partial(statedb.row, racy_from=racy_from)
+        shares = bulkadd.scan_add(repo.odb, paths, labels, links, workers, row, bar.update)
     finally:
         bar.close()
     found: list[str | None] = []
