@@ -27,7 +27,6 @@ from mvc.repo.worktree import (
     look,
     old_manifest,
     path_status,
-    remember_dir,
     scan_dir,
     total,
 )
@@ -292,32 +291,26 @@ def _add_dir(
     """ahead: the directory's files as ``_scan_dirs`` found them, and whether ``storing.store_dirs`` stored any; or
     what ``storing.scan_and_store`` stored of it."""
     if isinstance(ahead, storing.Added):
-        data = mf.dumps(ahead.entries)
-        oid = oids.from_digest(fileio.hexdigest_bytes(data))
-        stored = ahead.stored
-        if not repo.odb.exists(oid):
-            repo.odb.install_bytes(data, oid)
-            stored = True
-        if ahead.fp is not None and ahead.fp[1]:  # (what remember_dir records)
-            repo.state.put_dir(rel, ahead.fp[0], oid)
-        return oid, ahead.entries, stored
-    files = worktree.checked(rel, scan_dir(repo, rel, full)) if ahead is None else ahead[0]
-    placed = repo.odb.placed  # objects the cache lacked, stored since: whether this add stored anything
-    bar = progress(f"adding {rel}", total(files.values()))
-    links = repo.config.link_types
-    try:
-        if ahead is None or not ahead[1]:  # (what was stored ahead, was stored whole: nothing left to ask)
-            storing.store_all(repo, rel, files, bar, links)
-    finally:
-        bar.close()
-    stored = repo.odb.placed > placed or (ahead is not None and ahead[1])
-    entries = entries_of(repo, rel, files)
+        entries, stored, fp = ahead.entries, ahead.stored, ahead.fp
+    else:
+        files = worktree.checked(rel, scan_dir(repo, rel, full)) if ahead is None else ahead[0]
+        placed = repo.odb.placed  # objects the cache lacked, stored since: whether this add stored anything
+        bar = progress(f"adding {rel}", total(files.values()))
+        links = repo.config.link_types
+        try:
+            if ahead is None or not ahead[1]:  # (what was stored ahead, was stored whole: nothing left to ask)
+                storing.store_all(repo, rel, files, bar, links)
+        finally:
+            bar.close()
+        stored = repo.odb.placed > placed or (ahead is not None and ahead[1])
+        entries = entries_of(repo, rel, files)
+        fp = worktree.fingerprint_of_files(files)
     data = mf.dumps(entries)
     oid = oids.from_digest(fileio.hexdigest_bytes(data))
     if not repo.odb.exists(oid):
         repo.odb.install_bytes(data, oid)
         stored = True
-    remember_dir(repo, rel, files, oid)
+    worktree.remember(repo, rel, fp, oid)  # for the next status
     return oid, entries, stored
 
 

@@ -171,12 +171,11 @@ class Journal:
                     (rid,),
                 ).fetchone()[0]
             ):
-                if (
-                    rid is None
-                    or not db.execute("SELECT EXISTS (SELECT 1 FROM pack_entries WHERE remote = ?)", (rid,)).fetchone()[
-                        0
-                    ]
-                ):
+                packed = (
+                    rid is not None
+                    and db.execute("SELECT EXISTS (SELECT 1 FROM pack_entries WHERE remote = ?)", (rid,)).fetchone()[0]
+                )
+                if not packed:
                     self._bare.add(key)  # nothing recorded for this remote (a first push)
                 return []
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (oid TEXT PRIMARY KEY) WITHOUT ROWID")

@@ -287,15 +287,23 @@ def _digest(names: list[str], nums: bytes) -> str:
 
 def remember_dir(repo: Repo, rel: str, files: dict[str, File], oid: str) -> None:
     """After files (as scanned) were seen to make manifest oid: record their fingerprint for the next status."""
-    walk = files.walk if isinstance(files, Scanned) else None
-    if walk is not None and walk.forked:  # its numbers digested already, in the same order
-        fp = walk.fingerprint()
-    elif isinstance(files, Scanned) and files.digested:
-        fp = files.fp
-    else:
-        fp = fingerprint((sub, f.st) for sub, f in files.items())
+    remember(repo, rel, fingerprint_of_files(files), oid)
+
+
+def remember(repo: Repo, rel: str, fp: tuple[str, bool] | None, oid: str) -> None:
+    """Record that directory rel's files, while their fingerprint is fp, make manifest oid (when fp may be trusted)."""
     if fp is not None and fp[1]:
         repo.state.put_dir(rel, fp[0], oid)
+
+
+def fingerprint_of_files(files: dict[str, File]) -> tuple[str, bool] | None:
+    """:func:`fingerprint` of files as scanned (taken from the walk or the stat fields when at hand)."""
+    walk = files.walk if isinstance(files, Scanned) else None
+    if walk is not None and walk.forked:  # its numbers digested already, in the same order
+        return walk.fingerprint()
+    if isinstance(files, Scanned) and files.digested:
+        return files.fp
+    return fingerprint((sub, f.st) for sub, f in files.items())
 
 
 def dir_cached(repo: Repo, oid: str) -> bool:
