@@ -311,6 +311,37 @@ def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
     assert added[0] == added[1]
 
 
+def test_a_re_add_in_one_pass_reads_only_what_changed(repo: Path, tmp_path: Path, mvc_cli, bulk, monkeypatch):
+    """A re-add of a large directory in one forked pass stats every file and reads only those the state cache does
+    not vouch for (or whose object the cache lost); its pointer is the one a scan, then a store, writes."""
+    from mvc.objects import bulkadd
+    from mvc.repo import storing
+
+    files = make_dir(repo / "data", 30)
+    for p in files:
+        os.utime(p, (time.time() - 3600,) * 2)  # an hour old: the state cache vouches for them
+    mvc_cli("add", "data")
+    read = tmp_path / "read"
+    real = bulkadd._add_packed
+
+    def spy(odb, src, *a, **k):  # (in the forked workers: what they read goes to a file)
+        with open(read, "a") as out:
+            out.write(os.path.basename(src) + "\n")
+        return real(odb, src, *a, **k)
+
+    monkeypatch.setattr(bulkadd, "_add_packed", spy)
+    edited = sorted(files)[4]
+    edited.write_bytes(b"changed")
+    assert "added data" in mvc_cli("add", "data").output
+    assert read.read_text().split() == [edited.name]
+    one_pass = (repo / "data.mvc").read_text().split("[auto]")[0]
+    (repo / "data.mvc").unlink()
+    (repo / ".mvc" / "state.db").unlink()
+    monkeypatch.setattr(storing, "scan_and_store", lambda *a, **k: None)
+    mvc_cli("add", "data")
+    assert (repo / "data.mvc").read_text().split("[auto]")[0] == one_pass
+
+
 def test_a_first_add_records_the_same_models_as_a_scan_then_a_store(repo: Path, mvc_cli, bulk, monkeypatch):
     """The one-pass add asks the record's first question (is this file one of the formats read?) of each file while
     it holds its bytes, and the record then opens only the others: the [auto] model table is the same as when the

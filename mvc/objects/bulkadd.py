@@ -75,12 +75,15 @@ def scan_add(
     workers: int,
     row: Callable[[str, tuple[int, ...], str], tuple | None],
     progress: Progress | None = None,
+    known: dict[str, tuple[int, int, int, int, str]] | None = None,
 ) -> list[Share]:
     """Stat and store the files srcs (not stat'ed yet; tracked as labels), as :func:`add_files` stores them, by
     ``workers`` forked processes, each taking a run of them and returning a :class:`Share` (in order): what the
     state cache, the manifest and the fingerprint need, with nothing per file left for this process to build but
     the entries. A file not regular is left as it is (the caller looks at it). ``row(label, stat fields, oid)``:
-    the state cache's row of a file stored, or None (statedb.row)."""
+    the state cache's row of a file stored, or None (statedb.row). ``known``: the state cache's rows by label
+    ({label: (inode, mtime_ns, ctime_ns, size, oid)}, statedb.StateDB.under): a file whose stat they match, and
+    whose object the cache holds, is not read (a re-add after one file changed stats the rest)."""
     from mvc.storage.forked import map_forked, stat_fields
 
     writer = _writer(odb, link_types)
@@ -97,6 +100,14 @@ def scan_add(
         keep = fields.extend
         for i in run:  # once per file: kept to what it needs
             src = srcs[i]
+            was = known.get(labels[i]) if known else None
+            if was is not None:
+                st = os.lstat(src)
+                same = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) == was[:4]
+                if same and statmod.S_ISREG(st.st_mode) and _cached(odb, was[4], loose):
+                    keep(stat_fields(st))
+                    found.append(was[4])
+                    continue
             if writer is not None:
                 got = _add_packed(odb, src, writer, shown, loose, scan=True)
             else:

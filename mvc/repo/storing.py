@@ -128,21 +128,21 @@ class Added:
 def scan_and_store(
     repo: Repo, dirs: dict[str, str], progress: progressmod.Factory, check: Callable[[str, list[str]], None]
 ) -> dict[str, Added | Scanned] | None:
-    """The first add of large directories ({rel: its path}; none of their files in the state cache, the files
-    copied or reflinked): their files stat'ed and stored in one pass by forked processes, once ``check(rel,
-    names)`` passed each directory's names, each process handing back what the state cache, the manifest and the
-    fingerprint need (bulkadd.scan_add). A scan first (the stats taken by forked processes, or here), then the
-    files the cache lacks stored by other forked processes, and every file looked at here again, cost 1.0-1.5 s
-    more at 100,000 files (docs/benchmarks.md). Returns, of each directory, an :class:`Added`, or, for one holding
-    a file that is not a regular file of its own (a symlink, a hardlink into the cache), what scan_dir would (the
-    files, their oids known); None where this does not apply (fewer than PARALLEL_FROM files together, a link
-    mode, files the state cache knows): then the caller scans and stores as for any add."""
+    """The add of large directories ({rel: its path}; the files copied or reflinked): their files stat'ed and
+    stored in one pass by forked processes, once ``check(rel, names)`` passed each directory's names, each
+    process handing back what the state cache, the manifest and the fingerprint need (bulkadd.scan_add); a file
+    the state cache vouches for, whose object the cache holds, is stat'ed and not read. A scan first (the stats
+    taken by forked processes, or here), then the files the cache lacks stored by other forked processes, and
+    every file looked at here again, cost 1.0-1.5 s more at 100,000 files (docs/benchmarks.md). Returns, of each
+    directory, an :class:`Added`, or, for one holding a file that is not a regular file of its own (a symlink, a
+    hardlink into the cache), what scan_dir would (the files, their oids known); None where this does not apply
+    (fewer than PARALLEL_FROM files together, a link mode): then the caller scans and stores as for any add."""
     from mvc.objects import bulkadd
     from mvc.repo import statedb
     from mvc.storage.forked import STAT_FIELDS as W
 
     links = repo.config.link_types
-    if not dirs or not set(links) <= {"copy", "reflink"} or any(repo.state.under(rel) for rel in dirs):
+    if not dirs or not set(links) <= {"copy", "reflink"}:
         return None
     listed = {rel: list_files(full) for rel, full in dirs.items()}
     paths = [path for _, in_dir in listed.values() for path in in_dir]
@@ -159,7 +159,8 @@ def scan_and_store(
     )
     try:
         row = functools.partial(statedb.row, racy_from=racy_from)
-        shares = bulkadd.scan_add(repo.odb, paths, labels, links, workers, row, bar.update)
+        known = {path: r for rel in dirs for path, r in repo.state.under(rel).items()}
+        shares = bulkadd.scan_add(repo.odb, paths, labels, links, workers, row, bar.update, known)
     finally:
         bar.close()
     found: list[str | None] = []
