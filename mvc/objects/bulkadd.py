@@ -88,6 +88,7 @@ def scan_add(
 
     writer = _writer(odb, link_types)
     loose = _fanouts(odb)
+    odb.packs.any()  # the cache packs' objects listed here, once, not by each worker
     n = len(srcs)
     step = -(-n // workers)
     runs = [range(i, min(i + step, n)) for i in range(0, n, step)]
