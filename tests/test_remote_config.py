@@ -254,6 +254,24 @@ def test_transfer_bar_shows_objects():
     bar.close()
 
 
+def test_a_bar_of_unknown_size_shows_bytes_and_rate_only():
+    """The first add of many files reads each one as it learns its size: its bar has no total to show."""
+    from mvc import progress
+    from mvc.progress import TerminalBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    bar = progress.terminal(stream=out)("adding data", progress.UNKNOWN)
+    assert isinstance(bar, TerminalBar)  # drawn, though no total says the work is large
+    bar.update(3 << 20)
+    bar._draw(bar.start + 1)
+    assert "adding data: 3.0 MiB 3.0 MiB/s" in out.getvalue() and "%" not in out.getvalue()
+    bar.close()
+
+
 def test_packs_is_a_boolean_read_by_mvc(repo, mvc_cli):
     from mvc.repo import remotes
     from mvc.repo.repository import Repo

@@ -328,20 +328,20 @@ class Transfer:
             inside = {e.oid for _, entries, _ in packs for e in entries}
             return packs, [(o, put_alone(o)) for o in what if o not in inside]
 
-        written: list[tuple[str, list[pk.Entry]]] = []  # packs uploaded, not yet in the journal
+        went: list[tuple[str, list[pk.Entry]]] = []  # packs uploaded, not yet in the journal
         last = time.monotonic()
 
         def record() -> None:
             nonlocal last
-            self._record_packs(written)
-            written.clear()
+            self._record_packs(went)
+            went.clear()
             last = time.monotonic()
 
         def done(item: tuple[int, Any], result: tuple[Packed, list[tuple[str, int]]]) -> None:
             nonlocal sent
             packs, alone = result
             # recorded together at most once a second, and at the end: a transaction each costs a disk sync
-            written.extend((name, entries) for name, entries, _ in packs)
+            went.extend((name, entries) for name, entries, _ in packs)
             if time.monotonic() - last > RECORD_EVERY:
                 record()
             for oid, _ in alone:
