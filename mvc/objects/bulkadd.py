@@ -10,6 +10,7 @@ import os
 import stat as statmod
 from array import array
 from collections.abc import Callable
+from typing import Any
 
 from mvc.objects import cachepacks
 from mvc.objects import oid as oids
@@ -25,26 +26,61 @@ def add_files(
     """``odb.add_file`` of every src, by ``workers`` forked processes (the caller has no other thread), for copies
     and reflinks only (what leaves the user's file as it is); odb then knows what they stored as if it had stored
     it. Returns (oid, how it was stored, src's stat before reading as ``forked.stat_fields`` keeps it) of each."""
-    from mvc.storage.forked import map_forked, stat_fields
+    from mvc.storage.forked import stat_fields
 
     writer = _writer(odb, link_types)
     loose = _fanouts(odb)
 
     def one(src: str, shown: Progress) -> tuple[str, str, tuple, bool]:
-        got = _add_packed(odb, src, writer, shown, loose) if writer is not None else None
-        if got is None:
-            before = odb.placed
-            oid, how, st = odb.add_file(src, link_types, progress=shown)
-            return oid, how, stat_fields(st), odb.placed > before
-        assert got[0] is not None
-        return got[0], got[1], stat_fields(got[2]), got[3]
+        oid, how, st, placed = _store(odb, src, writer, link_types, shown, loose)
+        assert oid is not None
+        return oid, how, stat_fields(st), placed
 
-    try:
-        results = map_forked(one, srcs, workers, progress, writer.close if writer is not None else None)
-    finally:
-        odb.packs.refresh()  # what the workers published, even if one failed
+    results = _forked(odb, one, srcs, workers, progress, writer)
     odb.stored_many([oid for oid, _, _, placed in results if placed])
     return [(oid, how, st) for oid, how, st, _ in results]
+
+
+def _store(
+    odb: ODB,
+    src: str,
+    writer: cachepacks.Writer | None,
+    link_types: list[str],
+    progress: Progress,
+    loose: set[str] | None,
+    scan: bool = False,
+) -> tuple[str | None, str, os.stat_result, bool]:
+    """In a forked worker: store src as :func:`add_files` does, in writer's pack when it is small, else as
+    ``odb.add_file`` does. (oid, how, its stat before reading, whether this stored it); ``scan``: src was not
+    stat'ed, and one that is not a regular file is left as it is, as (None, "", its stat, False)."""
+    if writer is not None:
+        got = _add_packed(odb, src, writer, progress, loose, scan)
+    elif scan and not statmod.S_ISREG((st := os.lstat(src)).st_mode):
+        got = (None, "", st, False)
+    else:
+        got = None
+    if got is not None:
+        return got
+    before = odb.placed
+    oid, how, st = odb.add_file(src, link_types, progress=progress)
+    return oid, how, st, odb.placed > before
+
+
+def _forked(
+    odb: ODB,
+    fn: Callable[[Any, Progress], Any],
+    items: list[Any],
+    workers: int,
+    progress: Progress | None,
+    writer: cachepacks.Writer | None,
+) -> list[Any]:
+    """map_forked of fn over items, each worker closing writer's last pack; the packs they published then read."""
+    from mvc.storage.forked import map_forked
+
+    try:
+        return map_forked(fn, items, workers, progress, writer.close if writer is not None else None)
+    finally:
+        odb.packs.refresh()  # what the workers published, even if one failed
 
 
 def _writer(odb: ODB, link_types: list[str]) -> cachepacks.Writer | None:
@@ -84,7 +120,7 @@ def scan_add(
     the state cache's row of a file stored, or None (statedb.row). ``known``: the state cache's rows by label
     ({label: (inode, mtime_ns, ctime_ns, size, oid)}, statedb.StateDB.under): a file whose stat they match, and
     whose object the cache holds, is not read (a re-add after one file changed stats the rest)."""
-    from mvc.storage.forked import map_forked, stat_fields
+    from mvc.storage.forked import stat_fields
 
     writer = _writer(odb, link_types)
     loose = _fanouts(odb)
@@ -109,21 +145,11 @@ def scan_add(
                     keep(stat_fields(st))
                     found.append(was[4])
                     continue
-            if writer is not None:
-                got = _add_packed(odb, src, writer, shown, loose, scan=True)
-            else:
-                st = os.lstat(src)
-                got = None if statmod.S_ISREG(st.st_mode) else (None, "", st, False)
-            if got is not None and got[0] is None:  # not a regular file: left as it is
+            oid, _, st, placed = _store(odb, src, writer, link_types, shown, loose, scan=True)
+            if oid is None:  # not a regular file: left as it is
                 found.append(None)
-                keep(stat_fields(got[2]))
+                keep(stat_fields(st))
                 continue
-            if got is None:
-                before = odb.placed
-                added, _, st = odb.add_file(src, link_types, progress=shown)
-                got = added, "", st, odb.placed > before
-            oid, _, st, placed = got
-            assert oid is not None
             f = stat_fields(st)
             keep(f)
             found.append(oid)
@@ -134,10 +160,7 @@ def scan_add(
                 rows.append(r)
         return Share(found, fields.tobytes(), rows, stored)
 
-    try:
-        shares = map_forked(one, runs, len(runs), progress, writer.close if writer is not None else None)
-    finally:
-        odb.packs.refresh()  # what the workers published, even if one failed
+    shares = _forked(odb, one, runs, len(runs), progress, writer)
     for share in shares:
         odb.stored_many(share.stored)
     return shares
