@@ -160,3 +160,18 @@ def test_a_pack_whose_entries_the_journal_cannot_hold_is_not_recorded(tmp_path):
     jr = Journal(str(tmp_path / "remotes.db"))
     jr.add_packs(KEY, [("1" * 32, [pk.Entry("sha256:" + "a" * 32, 0, 1)]), ("2" * 32, [pk.Entry(A, 2**63, 1)])])
     assert jr.known(KEY, [A]) == set() and jr.pack_names(KEY) == set()
+
+
+def test_packs_this_journal_records_after_reading_are_found_with_the_rest(tmp_path, monkeypatch):
+    """Once the packs are read, those recorded since by the same journal are added to what it read, not read again
+    (a push of many large files records packs after each): the answers are those of a fresh read."""
+    jr = Journal(str(tmp_path / "remotes.db"))
+    jr.add_packs(KEY, [("1" * 32, [pk.Entry(A, 0, 10)])])
+    assert jr.known(KEY, [A, B]) == {A}
+    reads: list[str] = []
+    real = journal._pack_oids
+    monkeypatch.setattr(journal, "_pack_oids", lambda d: reads.append("read") or real(d))
+    jr.add_packs(KEY, [("2" * 32, [pk.Entry(B, 3, 4)])])
+    assert jr.known(KEY, [A, B, C]) == {A, B} and reads == []
+    assert jr.locate(KEY, [B]) == {B: ("2" * 32, pk.Entry(B, 3, 4))}
+    assert Journal(str(tmp_path / "remotes.db")).locate(KEY, [A, B]) == jr.locate(KEY, [A, B])

@@ -322,13 +322,23 @@ class Journal:
                 written()
             return
 
+        rows = [(name, entries, _pack_row(entries)) for name, entries in packs]
+
         def write(db: sqlite3.Connection, rid: int) -> None:
-            for name, entries in packs:
-                row = _pack_row(entries)
+            for name, _, row in rows:
                 if row is not None:
                     db.execute("INSERT OR REPLACE INTO pack_entries VALUES (?, ?, ?, ?)", (rid, name, *row))
 
+        kept = self._maps.get(key)
         self._transaction(key, write, written)
+        if kept is not None:  # what this process read of the table, with these rows added (not all read again)
+            _, where, known = kept
+            for name, entries, row in rows:
+                if row is not None:
+                    oids_of = [e.oid for e in entries]
+                    known[name] = (oids_of, _pack_places(row[1], len(oids_of)) or array("q"))
+                    where.update({o: (name, i) for i, o in enumerate(oids_of)})
+            self._maps[key] = kept
 
     def forget_packs(self, key: str, names: Iterable[str]) -> None:
         """Packs gone from the remote: forget them, the objects no other pack holds, and the object each one's name
