@@ -185,6 +185,20 @@ class TestS3Reader(*READS, NamesTests, ReadOnlyTests, PartsTests, S3ReaderFixtur
     def test_it_is_the_reader(self, store):
         assert type(store).__name__ == "S3Reader"
 
+    def test_a_range_is_read_from_the_socket_into_the_buffer(self, store, pack, monkeypatch):
+        """urllib3 2's readinto reads into bytes of its own, then copies them: a ranged read into a buffer goes
+        through http.client's response under it instead, straight from the socket."""
+        import urllib3.response
+
+        def copying(*args, **kwargs):
+            raise AssertionError("read through urllib3's readinto, which copies")
+
+        monkeypatch.setattr(urllib3.response.HTTPResponse, "readinto", copying)
+        for start, size in [(0, 1000), (990, 10), (995, 100)]:
+            buf = bytearray(size)
+            n = store.get_range_into(pack, start, memoryview(buf))
+            assert n == len(self.DATA[start : start + size]) and buf[:n] == self.DATA[start : start + size]
+
 
 # -- any fsspec filesystem: memory:// ---------------------------------------------------------------
 class MemoryFixtures:

@@ -137,18 +137,8 @@ class S3Reader(Store):
         if not len(buf):
             return 0
         with self._errors(rel):
-            body, got = self._range_body(rel, start, start + len(buf)), 0
-            if body is None:
-                return 0
-            try:
-                while got < len(buf):
-                    n = body.readinto(buf[got:])
-                    if not n:
-                        break
-                    got += n
-            finally:
-                body.close()
-            return got
+            body = self._range_body(rel, start, start + len(buf))
+            return 0 if body is None else _read_into(body, buf)
 
     def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
         """The first READ_PART bytes in one GET, which tells the size; the rest in ranged GETs from
@@ -251,6 +241,27 @@ class S3Reader(Store):
         if name == "ValueError" or "Invalid endpoint" in str(e):
             return RemoteError(f"{self.url}: {first_line(e)}: fix the remote's endpoint_url")
         return None
+
+
+def _read_into(body: Any, buf: memoryview) -> int:
+    """A response body read into buf (at most len(buf) bytes). urllib3 2's readinto reads into new bytes of its own,
+    then copies them: http.client's response under it reads the socket straight into buf, when it is there."""
+    raw: Any = getattr(body, "_raw_stream", None)
+    fp: Any = getattr(raw, "_fp", None)
+    straight = hasattr(fp, "readinto") and hasattr(fp, "isclosed") and hasattr(raw, "release_conn")
+    readinto = fp.readinto if straight else body.readinto
+    got = 0
+    try:
+        while got < len(buf):
+            n = readinto(buf[got:])
+            if not n:
+                break
+            got += n
+        if straight and fp.isclosed():  # all read: the connection goes back to the pool
+            raw.release_conn()
+    finally:
+        body.close()
+    return got
 
 
 def _write_body(body: Any, fd: int, offset: int, progress: Progress | None) -> int:
