@@ -17,7 +17,7 @@ from conftest import git, make_file
 
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
-from mvc.repo import worktree
+from mvc.repo import pathstatus
 from mvc.storage import fileio
 
 
@@ -205,13 +205,13 @@ def pointer_oid(repo, rel: str) -> str:
 def scans(monkeypatch) -> list[str]:
     """The directories status scanned file by file (state cache lookups, manifest rebuilt)."""
     seen: list[str] = []
-    real = worktree.scan_dir
+    real = pathstatus.scan_dir
 
     def scan_dir(repo, rel, *a, **kw):
         seen.append(rel)
         return real(repo, rel, *a, **kw)
 
-    monkeypatch.setattr(worktree, "scan_dir", scan_dir)
+    monkeypatch.setattr(pathstatus, "scan_dir", scan_dir)
     return seen
 
 

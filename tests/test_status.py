@@ -116,7 +116,7 @@ def test_directory_changes(tracked, mvc_cli, monkeypatch, change, read_manifest)
     """Small changes are hashed and the manifest they make compared; more than HASH_FIRST bytes to hash (0 here)
     and the manifest is read first, to find a change without hashing."""
     if read_manifest:
-        monkeypatch.setattr("mvc.repo.worktree.HASH_FIRST", 0)
+        monkeypatch.setattr("mvc.repo.pathstatus.HASH_FIRST", 0)
     d = tracked / "model"
     if change == "file added":
         make_file(d / "sub" / "c.bin", 1)
@@ -272,6 +272,47 @@ def test_status_of_a_directory_statted_by_forked_processes(repo, mvc_cli, forked
     assert "d: up to date" in mvc_cli("status").output  # the second: from the fingerprint alone
     make_file(repo / "d" / "f7.bin", 107, seed=1000)
     assert "d: modified" in mvc_cli("status").output
+
+
+@pytest.mark.parametrize(
+    "change", ["file changed", "file added", "file removed", "file renamed", "chmod +x", "touched"]
+)
+def test_a_forked_walk_judges_a_change_from_its_numbers(repo, mvc_cli, forked_stat, monkeypatch, change):
+    """Past a fingerprint the state cache does not know, a directory whose numbers forked processes took is judged
+    from them: no file is scanned into a File object, the ones the state cache does not vouch for are hashed, and
+    the manifest all of them make is compared with the pointer's by its hash. A file touched and not changed
+    leaves it up to date, and the status after that takes the fingerprint alone."""
+    from mvc.repo import pathstatus
+
+    d = repo / "d"
+    for i in range(30):
+        make_file(d / f"f{i}.bin", 100 + i, seed=i)
+        os.utime(d / f"f{i}.bin", ns=(10**18, 10**18))  # (not changed within the racy second: trusted)
+    mvc_cli("add", "d")
+    if change == "file changed":
+        make_file(d / "f7.bin", 107, seed=1000)
+    elif change == "file added":
+        make_file(d / "sub" / "new.bin", 5, seed=5)
+    elif change == "file removed":
+        (d / "f3.bin").unlink()
+    elif change == "file renamed":
+        (d / "f3.bin").rename(d / "g3.bin")
+    elif change == "chmod +x":
+        (d / "f4.bin").chmod(0o755)
+    else:
+        os.utime(d / "f5.bin", ns=(10**18 + 10**9, 10**18 + 10**9))
+    monkeypatch.setattr(pathstatus, "scan_dir", lambda *args: pytest.fail("the directory was scanned"))
+    hashed: list[str] = []
+    real = pathstatus.hash_of
+    monkeypatch.setattr(pathstatus, "hash_of", lambda repo, rel, f, bar: hashed.append(rel) or real(repo, rel, f, bar))
+    if change != "touched":
+        assert status(mvc_cli) == "d: modified\n"
+        assert len(hashed) <= 1
+        return
+    assert status(mvc_cli) == "d: up to date\n" and hashed == ["d/f5.bin"]
+    assert status(mvc_cli) == "d: up to date\n" and hashed == ["d/f5.bin"]  # the state cache's row, then
+    monkeypatch.setattr(pathstatus, "_status_columns", lambda *args: pytest.fail("judged again"))
+    assert status(mvc_cli) == "d: up to date\n"  # the fingerprint alone
 
 
 def test_files_lists_what_changed_in_a_directory(tracked, mvc_cli):

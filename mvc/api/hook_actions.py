@@ -150,8 +150,8 @@ def _introduced(repo: Repo) -> list[tuple[str, str, str, str]]:
 
 def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
     """What should stop the commit being made: [{path, problem}], ``problem`` one line with the fix."""
+    from mvc.repo.pathstatus import path_status
     from mvc.repo.selection import load_pointer
-    from mvc.repo.worktree import path_status
 
     repo = open_repo(repo)
     problems: list[dict[str, str]] = []
@@ -193,8 +193,8 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
 
 
 def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
+    from mvc.repo.pathstatus import path_status
     from mvc.repo.selection import load_pointer
-    from mvc.repo.worktree import path_status
 
     try:
         with open(repo.abs(prel), "rb") as f:

@@ -148,8 +148,8 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
 
 def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]:
     """Remove the files of pointers the new commit no longer has, when the cache can give them back."""
+    from mvc.repo.pathstatus import path_status
     from mvc.repo.selection import load_pointer
-    from mvc.repo.worktree import path_status
 
     targets = [Repo.target_of(p) for p in repo.git.ls_pointers()]
     old_bytes = repo.git.cat_objects(f"{old}:{p}" for p in gone)

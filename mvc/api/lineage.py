@@ -302,7 +302,7 @@ def _workspace(
 ) -> None:
     """Give each row of a path tracked in the work tree its data's state there, and add an 'unadded' row for
     each path whose pointer is the same on both sides but whose data changed (the order of rows: by path)."""
-    from mvc.repo.worktree import path_status
+    from mvc.repo.pathstatus import path_status
 
     listed = {r["path"]: r for r in rows if r["new"] is not None}
     try:

@@ -230,9 +230,9 @@ class Run:
 
 
 def _tracked(repo: Repo, path: str) -> dict[str, Any]:
+    from mvc.repo.pathstatus import path_status
     from mvc.repo.repository import Repo as RepoClass
     from mvc.repo.selection import load_pointer
-    from mvc.repo.worktree import path_status
 
     rel = repo.rel(path)
     prel = RepoClass.pointer_of(rel)

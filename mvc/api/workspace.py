@@ -17,19 +17,10 @@ from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
+from mvc.repo.pathstatus import dir_changes, path_status
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
-from mvc.repo.worktree import (
-    File,
-    dir_changes,
-    entries_of,
-    hash_of,
-    look,
-    old_manifest,
-    path_status,
-    scan_dir,
-    total,
-)
+from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, scan_dir, total
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 

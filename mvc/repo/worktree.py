@@ -1,5 +1,6 @@
 """Looking at the work tree: stat and hash tracked files (trusting the state cache where it vouches for a
-file), scan tracked directories, and compare them with a pointer (``path_status``)."""
+file), scan tracked directories and digest their stats (``Walk``, ``fingerprint``); :mod:`mvc.repo.pathstatus`
+compares them with a pointer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 
 from mvc import progress as progressmod
-from mvc.errors import MvcError, PathError, StorageError
+from mvc.errors import MvcError, PathError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -134,6 +135,13 @@ class Walk:
                 nums.frombytes(raw)
                 self._stats += stats_from(nums)
         return self._stats
+
+    def columns(self) -> tuple[array, array, array, array, array]:
+        """(inodes, mtimes, ctimes, sizes, modes) of the files, in the walk's order, from a forked walk's numbers."""
+        assert self._shares is not None
+        nums = array("q")
+        nums.frombytes(b"".join(share[0] for share in self._shares))
+        return nums[0::DIGESTED], nums[1::DIGESTED], nums[2::DIGESTED], nums[3::DIGESTED], nums[4::DIGESTED]
 
     @property
     def forked(self) -> bool:
@@ -306,14 +314,6 @@ def fingerprint_of_files(files: dict[str, File]) -> tuple[str, bool] | None:
     return fingerprint((sub, f.st) for sub, f in files.items())
 
 
-def dir_cached(repo: Repo, oid: str) -> bool:
-    """Whether the cache holds the manifest oid and every object it names."""
-    return repo.odb.exists(oid) and not repo.odb.missing(mf.oids_of(repo.odb.read_bytes(oid), oid), valid=True)
-
-
-HASH_FIRST = 64 << 20  # status hashes a directory's changed files up to this many bytes before it reads the manifest
-
-
 def total(files: Iterable[File]) -> int:
     return sum(f.st.st_size for f in files if f.oid is None and not f.foreign)
 
@@ -341,151 +341,3 @@ def entries_of(repo: Repo, rel: str, files: dict[str, File]) -> list[mf.Entry]:
         size = os.stat(f.full).st_size if f.linked else f.st.st_size
         out.append(mf.Entry(sub, f.oid or "", size, executable))
     return out
-
-
-def manifest_entries(repo: Repo, p: ptrfmt.Pointer) -> dict[str, mf.Entry] | None:
-    """A dir pointer's entries, or None when its manifest is not in the cache."""
-    if not repo.odb.exists(p.oid):
-        return None
-    return {e.path: e for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
-
-
-def path_status(
-    repo: Repo,
-    rel: str,
-    p: ptrfmt.Pointer,
-    progress: progressmod.Factory = progressmod.null,
-    scanned: dict[str, File] | None = None,
-) -> tuple[str, str]:
-    """(workspace, cache) of the tracked path rel against pointer p, which may come from the work tree,
-    the git index or a revision: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'. ``scanned``:
-    where a directory's files go when they had to be scanned (with the oids hashed meanwhile), for
-    :func:`dir_changes` (the state cache's new rows are not readable before it is flushed)."""
-    full = repo.check_inside(rel)
-    try:
-        st = os.lstat(full)
-    except FileNotFoundError:
-        st = None
-    if p.kind == "dir" and st is not None and statmod.S_ISDIR(st.st_mode):
-        # The no-op case, fastest: the files' stats are those last seen to make the pointer's manifest.
-        # whether the cache holds the directory: asked while forked processes stat its files, when they do
-        cached: list[bool] = []
-
-        def ask() -> None:
-            try:
-                cached.append(dir_cached(repo, p.oid))
-            except MvcError:  # (a damaged manifest): asked again where the answer is needed, to raise there
-                pass
-
-        def held() -> str:
-            return "ok" if (cached[0] if cached else dir_cached(repo, p.oid)) else "missing"
-
-        walked = Walk(full, ask)
-        fp = walked.fingerprint()
-        if fp is not None and repo.state.dir_oid(rel, fp[0]) == p.oid:
-            return "ok", held()
-        files = scan_dir(repo, rel, full, walked)
-        if scanned is not None:
-            scanned.update(files)
-        todo = total(files.values())
-        # a name no manifest can record, or a linked file, is judged against the manifest (_status_dir)
-        if todo > HASH_FIRST or any(f.linked for f in files.values()) or any(map(not_utf8, files)):
-            return _status_dir(repo, rel, p, files, progress)
-        # Every file known from the state cache (the no-op case), or a few small ones not (the everyday edit),
-        # hashed: if the manifest they make hashes to the pointer's oid, it *is* the manifest, and else the
-        # directory is modified; either way the manifest is never read and parsed (100,000 entries: 0.5 s).
-        bar = progress(f"checking {rel}", todo)
-        try:
-            for sub, f in files.items():
-                hash_of(repo, f"{rel}/{sub}", f, bar)
-        except (OSError, StorageError):  # unreadable, or gone: a change the manifest may show without reading it
-            return _status_dir(repo, rel, p, files, progress)
-        finally:
-            bar.close()
-        if oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries_of(repo, rel, files)))) != p.oid:
-            return "modified", held()
-        remember_dir(repo, rel, files, p.oid)
-        present = repo.odb.exists(p.oid) and not repo.odb.missing({f.oid for f in files.values() if f.oid})
-        return "ok", "ok" if present else "missing"
-    if p.kind == "dir":
-        want = manifest_entries(repo, p)
-        cache = "ok" if want is not None and not repo.odb.missing({e.oid for e in want.values()}) else "missing"
-    else:
-        cache = "ok" if repo.odb.exists(p.oid) else "missing"
-    if st is None:
-        return "missing", cache
-    if p.kind == "dir" or not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
-        return "modified", cache
-    if st.st_size != p.size and not statmod.S_ISLNK(st.st_mode):
-        return "modified", cache
-    f = look(repo, rel, full, st, repo.state.get(rel, st))
-    bar = progress(f"checking {rel}", total([f]))
-    try:
-        return ("ok" if hash_of(repo, rel, f, bar) == p.oid else "modified"), cache
-    finally:
-        bar.close()
-
-
-def _status_dir(
-    repo: Repo, rel: str, p: ptrfmt.Pointer, files: dict[str, File], progress: progressmod.Factory
-) -> tuple[str, str]:
-    want = manifest_entries(repo, p)
-    cache = "ok" if want is not None and not repo.odb.missing({e.oid for e in want.values()}) else "missing"
-    if want is not None and files.keys() != want.keys():
-        return "modified", cache
-    bar = progress(f"checking {rel}", total(files.values()))
-    try:
-        for sub, f in files.items():
-            if want is not None and not f.linked and f.st.st_size != want[sub].size:
-                return "modified", cache
-            if f.oid is None:  # not in the state cache
-                hash_of(repo, f"{rel}/{sub}", f, bar)
-    finally:
-        bar.close()
-    if want is not None:
-        same = all(
-            f.oid == want[sub].oid and (f.linked or f.executable == want[sub].executable) for sub, f in files.items()
-        )
-    else:
-        same = oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries_of(repo, rel, files)))) == p.oid
-    if same and not any(f.linked for f in files.values()):
-        remember_dir(repo, rel, files, p.oid)
-    return ("ok" if same else "modified"), cache
-
-
-def dir_changes(
-    repo: Repo,
-    rel: str,
-    p: ptrfmt.Pointer,
-    progress: progressmod.Factory = progressmod.null,
-    files: dict[str, File] | None = None,
-) -> dict[str, list[str]] | None:
-    """The files of tracked directory rel that differ from its pointer p's manifest: {"added", "removed",
-    "modified"}, each a sorted list of paths below rel; None when the cache lacks the manifest. ``files``: the
-    directory as :func:`path_status` scanned it (else it is scanned here). A file of the manifest's size is
-    hashed unless its oid is known (the scan's, or the state cache's); one of another size is modified unread."""
-    want = manifest_entries(repo, p)
-    if want is None:
-        return None
-    if not files:
-        full = repo.check_inside(rel)
-        files = scan_dir(repo, rel, full) if os.path.isdir(full) else {}
-    same_size = {sub: f for sub, f in files.items() if sub in want and (f.linked or f.st.st_size == want[sub].size)}
-    bar = progress(f"checking {rel}", total(same_size.values()))
-    try:
-        for sub, f in same_size.items():
-            hash_of(repo, f"{rel}/{sub}", f, bar)
-    finally:
-        bar.close()
-    modified = [
-        sub
-        for sub in files.keys() & want.keys()
-        if sub not in same_size
-        or same_size[sub].oid != want[sub].oid
-        or (not same_size[sub].linked and same_size[sub].executable != want[sub].executable)
-    ]
-    return {
-        "added": sorted(files.keys() - want.keys()),
-        "removed": sorted(want.keys() - files.keys()),
-        "modified": sorted(modified),
-    }
