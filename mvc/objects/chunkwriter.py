@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import xxhash
 
@@ -27,6 +27,9 @@ from mvc.objects.odb import ODB
 from mvc.storage import fileio
 from mvc.storage.fileio import Progress
 from mvc.storage.store import Store
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 DELTA_FROM = 4  # a tensor is tried as a delta when at least 1/DELTA_FROM of its bytes are new chunks
 DELTA_RATIO = 0.5  # and stored as one when its deltas take at most this share of those new chunks
@@ -71,7 +74,7 @@ class ChunkWriter:
         """Upload what the store lacks of object oid; returns (its recipe, the layout format the store must
         declare before it holds that recipe, bytes sent). The recipe is the caller's to upload, last.
         check(digest) refuses a cache object that does not hash to its oid."""
-        from concurrent.futures import Future, ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor
 
         path = self.odb.path(oid)
         with chunker.Mapped(path) as m:
@@ -164,13 +167,8 @@ class ChunkWriter:
             inline = deltas is None
             pending: deque[tuple[chunker.Segment, list[chunker.Chunk], Future[Any] | None, bool]] = deque()
             cutter = ThreadPoolExecutor(CUTTERS, thread_name_prefix="mvc-cut")
-            cuts: deque[Future[list[chunker.Chunk]] | None] = deque()
             try:
-                for i, seg in enumerate(segs):
-                    while len(cuts) < CUTTERS * 2 and i + len(cuts) < len(segs):  # the next segments, cut ahead
-                        ahead = segs[i + len(cuts)]
-                        cuts.append(None if inline and ahead.fixed else cutter.submit(_cut, view, ahead))
-                    cut = cuts.popleft()
+                for seg, cut in _cut_ahead(cutter, view, segs, lambda ahead: inline and ahead.fixed):
                     seg_chunks = chunker.cut_fixed(view, seg, feed=whole.update) if cut is None else cut.result()
                     located.update(self.locate([c.oid for c in seg_chunks if c.oid not in located]))
                     plan = deltas.plan(seg, seg_chunks, located) if deltas is not None else None
@@ -400,12 +398,9 @@ def describe_whole(odb: ODB, oid: str, check: Callable[[str], None]) -> tuple[st
     entries: list[rc.Entry] = []
     first: dict[str, pk.Entry] = {}
     with chunker.Mapped(odb.path(oid)) as m, ThreadPoolExecutor(CUTTERS, thread_name_prefix="mvc-cut") as pool:
-        segs = chunker.segments(m.view, m.size)
-        cuts = deque(pool.submit(_cut, m.view, seg) for seg in segs[: CUTTERS * 2])
-        for i, seg in enumerate(segs):
-            if i + len(cuts) < len(segs):  # the next segments, cut ahead (pyfastcdc runs without the GIL)
-                cuts.append(pool.submit(_cut, m.view, segs[i + len(cuts)]))
-            for c in cuts.popleft().result():
+        for seg, cut in _cut_ahead(pool, m.view, chunker.segments(m.view, m.size), lambda ahead: False):
+            assert cut is not None
+            for c in cut.result():
                 at = first.setdefault(c.oid, pk.Entry(c.oid, c.offset, c.size)).offset
                 entries.append(rc.Entry("c", c.oid, c.offset, c.size, name, at, c.size))
             whole.update(m.view[seg.offset : seg.offset + seg.size])
@@ -418,6 +413,19 @@ def describe_whole(odb: ODB, oid: str, check: Callable[[str], None]) -> tuple[st
 
 def _cut(view: memoryview, seg: chunker.Segment) -> list[chunker.Chunk]:
     return list(chunker.cut(view, [seg]))
+
+
+def _cut_ahead(
+    pool: ThreadPoolExecutor, view: memoryview, segs: list[chunker.Segment], here: Callable[[chunker.Segment], bool]
+) -> Iterator[tuple[chunker.Segment, Future[list[chunker.Chunk]] | None]]:
+    """Each segment in file order with the future of its chunks, cut by the pool CUTTERS * 2 segments ahead
+    (pyfastcdc runs without the GIL); None for a segment the caller cuts itself (``here``)."""
+    cuts: deque[Future[list[chunker.Chunk]] | None] = deque()
+    for i, seg in enumerate(segs):
+        while len(cuts) < CUTTERS * 2 and i + len(cuts) < len(segs):
+            ahead = segs[i + len(cuts)]
+            cuts.append(None if here(ahead) else pool.submit(_cut, view, ahead))
+        yield seg, cuts.popleft()
 
 
 def _deepest(r: rc.Recipe | None, start: int, end: int) -> int:
