@@ -91,11 +91,7 @@ def path_status(
             return _status_dir(repo, rel, p, files, progress)
         finally:
             bar.close()
-        if oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries_of(repo, rel, files)))) != p.oid:
-            return "modified", held()
-        remember_dir(repo, rel, files, p.oid)
-        present = repo.odb.exists(p.oid) and not repo.odb.missing({f.oid for f in files.values() if f.oid})
-        return "ok", "ok" if present else "missing"
+        return _judged(repo, p, entries_of(repo, rel, files), held, lambda: remember_dir(repo, rel, files, p.oid))
     if p.kind == "dir":
         want = manifest_entries(repo, p)
         cache = "ok" if want is not None and not repo.odb.missing({e.oid for e in want.values()}) else "missing"
@@ -160,11 +156,24 @@ def _status_columns(
     entries = [
         new(entry, (sub, oid, n, bool(m & 0o100))) for sub, oid, n, m in zip(walked.subs, got, size, mode, strict=True)
     ]
+
+    def keep() -> None:
+        if not todo:  # the state cache's rows hold the walk's numbers: the fingerprint is theirs
+            remember(repo, rel, fp, p.oid)
+
+    return _judged(repo, p, entries, held, keep)
+
+
+def _judged(
+    repo: Repo, p: ptrfmt.Pointer, entries: list[mf.Entry], held: Callable[[], str], keep: Callable[[], None]
+) -> tuple[str, str]:
+    """(workspace, cache) of a directory whose files make the manifest entries: modified unless that manifest
+    hashes to the pointer's oid, so that it is never read; when it does, ``keep`` records what was seen, and the
+    cache holds the directory when it holds the manifest and every object the entries name."""
     if oids.from_digest(fileio.hexdigest_bytes(mf.dumps(entries))) != p.oid:
         return "modified", held()
-    if not todo:  # (the same numbers as when the state cache's rows were written: only the fingerprint was new)
-        remember(repo, rel, fp, p.oid)
-    present = repo.odb.exists(p.oid) and not repo.odb.missing({oid for oid in got if oid})
+    keep()
+    present = repo.odb.exists(p.oid) and not repo.odb.missing({e.oid for e in entries if e.oid})
     return "ok", "ok" if present else "missing"
 
 
