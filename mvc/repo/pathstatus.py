@@ -123,8 +123,9 @@ def _status_columns(
     """path_status of a directory of regular files whose numbers forked processes took (``walked``) but whose
     fingerprint the state cache does not know, judged from those numbers: the files the state cache vouches
     for are not made File objects; the others are hashed, and the manifest they all make compared with the
-    pointer's oid by its hash, as path_status does. None when path_status must scan the directory instead
-    (more than HASH_FIRST bytes to hash, or a name no manifest can record)."""
+    pointer's oid by its hash, as path_status does. None when path_status must scan the directory instead:
+    more than HASH_FIRST bytes to hash, a name no manifest can record, or a file to hash that cannot be read or
+    is no longer a regular file of its own."""
     ino, mtime, ctime, size, mode = walked.columns()
     known = repo.state.under(rel)
     base = rel + "/"
