@@ -199,6 +199,20 @@ class TestS3Reader(*READS, NamesTests, ReadOnlyTests, PartsTests, S3ReaderFixtur
             n = store.get_range_into(pack, start, memoryview(buf))
             assert n == len(self.DATA[start : start + size]) and buf[:n] == self.DATA[start : start + size]
 
+    def test_a_body_without_http_client_under_it_is_read_through_its_own_readinto(self):
+        """Where the response under the body is not http.client's (another botocore, another HTTP client), the
+        body's own readinto reads it: the same bytes, and the body closed."""
+        import io
+
+        from botocore.response import StreamingBody
+
+        from mvc.storage.s3read import _read_into
+
+        raw = io.BytesIO(self.DATA[:700])
+        buf = bytearray(1000)
+        assert _read_into(StreamingBody(raw, 700), memoryview(buf)) == 700 and buf[:700] == self.DATA[:700]
+        assert raw.closed
+
 
 # -- any fsspec filesystem: memory:// ---------------------------------------------------------------
 class MemoryFixtures:
