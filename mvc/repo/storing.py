@@ -159,7 +159,9 @@ def scan_and_store(
     )
     try:
         row = functools.partial(statedb.row, racy_from=racy_from)
-        known = {path: r for rel in dirs for path, r in repo.state.under(rel).items()}
+        known: dict[str, tuple[int, int, int, int, str]] = {}
+        for rel in dirs:
+            known.update(repo.state.under(rel))
         shares = bulkadd.scan_add(repo.odb, paths, labels, links, workers, row, bar.update, known)
     finally:
         bar.close()

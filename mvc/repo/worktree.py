@@ -103,6 +103,7 @@ class Walk:
         self.subs, self.paths = list_files(full)
         self._stats: list[os.stat_result] | None = None
         self._shares: list[tuple[bytes, bytes, bool, bool]] | None = None
+        self._joined: bytes | None = None  # the shares' digested numbers, joined (_digested)
         n = len(self.paths)
         workers = 1
         if n >= STAT_FORKED_FROM:
@@ -138,10 +139,16 @@ class Walk:
 
     def columns(self) -> tuple[array, array, array, array, array]:
         """(inodes, mtimes, ctimes, sizes, modes) of the files, in the walk's order, from a forked walk's numbers."""
-        assert self._shares is not None
         nums = array("q")
-        nums.frombytes(b"".join(share[0] for share in self._shares))
+        nums.frombytes(self._digested())
         return nums[0::DIGESTED], nums[1::DIGESTED], nums[2::DIGESTED], nums[3::DIGESTED], nums[4::DIGESTED]
+
+    def _digested(self) -> bytes:
+        """The numbers the fingerprint digests, of every file in the walk's order (a forked walk's, joined once)."""
+        if self._joined is None:
+            assert self._shares is not None
+            self._joined = b"".join(share[0] for share in self._shares)
+        return self._joined
 
     @property
     def forked(self) -> bool:
@@ -154,8 +161,7 @@ class Walk:
             return fingerprint(zip(self.subs, self.stats(), strict=True))
         if not all(regular for _, _, regular, _ in self._shares):
             return None
-        nums = b"".join(share[0] for share in self._shares)
-        return _digest(self.subs, nums), all(trusted for _, _, _, trusted in self._shares)
+        return _digest(self.subs, self._digested()), all(trusted for _, _, _, trusted in self._shares)
 
 
 def list_files(full: str) -> tuple[list[str], list[str]]:
