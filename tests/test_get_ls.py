@@ -103,10 +103,22 @@ def test_get_refuses_existing_out_dir_without_force(history, mvc_cli, mvc_error,
     _repo, v1 = history
     out = tmp_path / "existing"
     make_file(out / "mine.txt", 5)
+    mine = {"mine.txt": make_file(tmp_path / "x", 5).read_bytes()}
     mvc_error("get", "model", "--rev", "v1", "-o", str(out), words=("already exists", "--force"))
-    assert files_under(out) == {"mine.txt": make_file(tmp_path / "x", 5).read_bytes()}
-    mvc_cli("get", "model", "--rev", "v1", "-o", str(out), "--force")
-    assert files_under(out) == v1["model"]
+    assert files_under(out) == mine
+    # --force replaces only a directory mvc get wrote: the user's own is kept
+    mvc_error("get", "model", "--rev", "v1", "-o", str(out), "--force", words=("did not write", "move it away"))
+    assert files_under(out) == mine
+    copy = tmp_path / "copy"
+    mvc_cli("get", "model", "--rev", "v1", "-o", str(copy))
+    assert files_under(copy) == v1["model"]
+    mvc_cli("get", "model", "-o", str(copy), "--force")  # its own copy: replaced
+    assert files_under(copy) == files_under(history[0] / "model")
+    mvc_cli("get", "model", "--rev", "v1", "-o", str(copy), "--force")
+    assert files_under(copy) == v1["model"]
+    (copy / "notes.txt").write_bytes(b"mine")  # a file added to mvc's copy: no longer only mvc's
+    mvc_error("get", "model", "-o", str(copy), "--force", words=("did not write",))
+    assert files_under(copy) == {**v1["model"], "notes.txt": b"mine"}
 
 
 def test_get_path_not_tracked_at_rev(history, mvc_error, tmp_path):
@@ -131,7 +143,9 @@ def test_get_writes_the_file_name_here_by_default(history, mvc_cli, mvc_error, m
     repo, v1 = history
     before = (repo / "model.bin").read_bytes()
     # at the root the default OUT is the workspace file itself: refused, never overwritten
-    mvc_error("get", "model.bin", "--rev", "v1", words=("already exists", "--force"))
+    mvc_error("get", "model.bin", "--rev", "v1", words=("tracks", "mvc checkout --rev"))
+    assert (repo / "model.bin").read_bytes() == before
+    mvc_error("get", "model.bin", "--rev", "v1", "--force", words=("tracks",))  # not even with --force
     assert (repo / "model.bin").read_bytes() == before
     (repo / "elsewhere").mkdir()
     monkeypatch.chdir(repo / "elsewhere")
@@ -148,6 +162,7 @@ def test_get_python_api(history, tmp_path):
         "kind": "file",
         "oid": v1["file"].oid,
         "size": 3000,
+        "rev": "v1",
     }
 
 
@@ -207,3 +222,51 @@ def test_ls_in_nested_directories(repo, mvc_cli):
     mvc_cli("add", "a/b/c.bin")
     git(repo, "commit", "-q", "-m", "c")
     assert [r["path"] for r in json.loads(mvc_cli("ls", "--rev", "HEAD", "--json").stdout)] == ["a/b/c.bin"]
+
+
+# -- what --force may replace ----------------------------------------------------------------------
+def test_get_never_replaces_the_directory_it_runs_in(history, mvc_error, tmp_path, monkeypatch):
+    repo, _v1 = history
+    work = tmp_path / "work"
+    make_file(work / "app.py", 50)
+    make_file(work / "data" / "x.bin", 50, seed=4)
+    before = files_under(work)
+    for out in (".", "..", str(work)):
+        monkeypatch.chdir(work / "data")  # (-C moved this process: each command starts here again)
+        mvc_error("-C", str(repo), "get", "model", "--rev", "v1", "-o", out, "--force", words=("you are in",))
+    monkeypatch.chdir(work)
+    mvc_error("-C", str(repo), "get", "model.bin", "--rev", "v1", "-o", ".", "--force", words=("you are in",))
+    assert files_under(work) == before
+
+
+def test_get_into_a_directory_given_with_a_trailing_slash(history, mvc_cli, tmp_path):
+    _repo, v1 = history
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "keep.txt").write_bytes(b"mine")
+    mvc_cli("get", "model.bin", "--rev", "v1", "-o", f"{dest}/")
+    mvc_cli("get", "model", "--rev", "v1", "-o", f"{dest}{os.sep}")
+    assert (dest / "model.bin").read_bytes() == v1["model.bin"]
+    assert files_under(dest / "model") == v1["model"]
+    assert (dest / "keep.txt").read_bytes() == b"mine"
+
+
+def test_get_of_a_file_onto_a_directory_is_refused(history, mvc_error, tmp_path):
+    d = tmp_path / "d"
+    make_file(d / "mine.bin", 10)
+    mvc_error("get", "model.bin", "--rev", "v1", "-o", str(d), "--force", words=("is a directory", f"{d}{os.sep}"))
+    assert files_under(d) == {"mine.bin": make_file(tmp_path / "x", 10).read_bytes()}
+
+
+def test_get_refuses_git_and_mvc_directories_and_paths_below_a_file(history, mvc_error, tmp_path):
+    repo, _v1 = history
+    for out in (repo / ".git" / "hooks" / "post-checkout", repo / ".mvc" / "config.toml"):
+        before = out.read_bytes() if out.exists() else None
+        mvc_error("get", "model.bin", "--rev", "v1", "-o", str(out), "--force", words=("inside the repository",))
+        assert (out.read_bytes() if out.exists() else None) == before
+    (tmp_path / "afile").write_bytes(b"x")
+    mvc_error("get", "model.bin", "-o", str(tmp_path / "afile" / "m.bin"), words=("cannot make the output directory",))
+    with pytest.raises(mvc.MvcError, match="cannot make the output directory"):
+        mvc.get("model.bin", str(tmp_path / "afile" / "m.bin"))
+    with pytest.raises(mvc.MvcError, match="force=True"):
+        mvc.get("model.bin", str(tmp_path / "afile"))

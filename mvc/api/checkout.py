@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
+from mvc.api import outputs
 from mvc.errors import MvcError, PathError, RegistryError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
@@ -429,10 +430,9 @@ def get(
     rel = Repo.target_of(prel)
     at = f" at {shown_rev}" if shown_rev else ""
     out = os.path.abspath(out)
-    if os.path.lexists(out) and not force:
-        raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
+    outputs.check(out, p.kind, force, repo.root, _tracked(repo, out))
     parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
+    outputs.make_dirs(parent)
     # before the bar: a fetch draws its own
     label = f"{rel}{at}" if p.kind == "file" else f"the manifest of directory {rel}{at}"
     ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress, {p.oid: (label, rel)})
@@ -457,16 +457,20 @@ def get(
                     target = os.path.join(tmp, *e.path.split("/"))
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update)
-                if os.path.lexists(out):
-                    aside = repo.odb.temp_for(parent, "old")
-                    os.rename(out, aside)
-                    os.rename(tmp, out)
-                    (shutil.rmtree if os.path.isdir(aside) and not os.path.islink(aside) else os.unlink)(aside)
-                else:
-                    os.rename(tmp, out)
+                outputs.remember(tmp, out)
+                outputs.put(tmp, out)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
     finally:
         bar.close()
-    return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size}
+    return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": shown_rev}
+
+
+def _tracked(repo: Repo, out: str) -> bool:
+    """Whether out is a path the work tree tracks, or lies in one (a tracked directory's file)."""
+    rel = os.path.relpath(out, repo.root)
+    if rel.startswith(os.pardir) or rel == os.curdir:
+        return False
+    parts = rel.split(os.sep)
+    return any(os.path.lexists(repo.abs(Repo.pointer_of("/".join(parts[:i])))) for i in range(1, len(parts) + 1))

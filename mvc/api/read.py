@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from mvc import progress as progressmod
+from mvc.api import outputs
 from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve
 from mvc.errors import CorruptObject, PathError, RemoteObjectMissing
 from mvc.objects import manifest as mf
@@ -96,21 +97,20 @@ def get(
         from mvc.api import checkout
         from mvc.format.pointer import SUFFIX
 
-        out = out if out is not None else _default_out(t.path)
+        out = outputs.resolve_out(os.fspath(out), _name(t.path)) if out is not None else _default_out(t.path)
         resolved = (t.path + SUFFIX, t.pointer, t.shown or None)  # read once, not again by checkout.get
         return checkout.get(t.path, out, force=force, repo=t.repo, progress=progress, resolved=resolved)
-    out = os.path.abspath(os.fspath(out) if out is not None else _default_out(t.path))
-    if os.path.lexists(out) and not force:
-        raise PathError(f"{out} already exists: choose another output path or pass --force to replace it")
-    made = _make_parents(os.path.dirname(out))
     p = t.pointer
+    out = outputs.resolve_out(os.fspath(out), _name(t.path)) if out is not None else _default_out(t.path)
+    outputs.check(out, p.kind, force)
+    made = _make_parents(os.path.dirname(out))
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
     if not (t.repo is not None or cache or held):
         odb = None  # straight from the remote to out: a server keeps one copy
     try:
         with _Remote(t, remote, odb) as remote_:
-            _write(t, remote_, odb, out, progress)
+            _write(t, remote_, odb, out, progress, remember=True)
     except BaseException:
         for d in reversed(made):  # a failed get leaves nothing behind, not even the directories it made
             try:
@@ -155,17 +155,23 @@ def _make_parents(parent: str) -> list[str]:
         if up == d:
             break
         d = up
-    os.makedirs(parent, exist_ok=True)
+    outputs.make_dirs(parent)
     return missing[::-1]
 
 
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
 def _default_out(path: str) -> str:
-    return os.path.abspath(path.rsplit("/", 1)[-1])
+    return os.path.abspath(_name(path))
 
 
-def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod.Factory) -> None:
+def _write(
+    t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod.Factory, remember: bool = False
+) -> None:
     """Write t to out through a temp path beside it: from odb (fetched into it first) when given, else
-    straight from the remote."""
+    straight from the remote. remember: a directory written is remembered as mvc's copy (``outputs``)."""
     from mvc.storage import tempfiles
 
     p = t.pointer
@@ -177,6 +183,7 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
         files = [(e.path, e.oid, e.size, e.executable) for e in entries]
     if odb is not None:
         _fetch_into(odb, remote, t, files, progress)
+    tempfiles.sweep_dead(parent)  # what killed gets left here
     tmp = tempfiles.tmp_name(parent, os.path.basename(out))
     from mvc.objects.meter import Meter
 
@@ -225,7 +232,9 @@ def _write(t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod
             one(jobs[0])
         else:
             run_parallel(one, jobs, remote.jobs)
-        _replace(tmp, out)
+        if remember and p.kind == "dir":
+            outputs.remember(tmp, out)
+        outputs.put(tmp, out)
     except BaseException:
         _remove(tmp)
         raise
@@ -284,18 +293,6 @@ def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> b
     if odb is not None:
         odb.install_bytes(data, oid)  # kept (--cache): the next read needs no remote for it
     return data
-
-
-def _replace(tmp: str, out: str) -> None:
-    from mvc.storage import tempfiles
-
-    if os.path.isdir(tmp) and os.path.lexists(out):
-        aside = tempfiles.tmp_name(os.path.dirname(out), "old")
-        os.rename(out, aside)
-        os.rename(tmp, out)
-        _remove(aside)
-    else:
-        os.replace(tmp, out)
 
 
 def _remove(path: str) -> None:

@@ -55,9 +55,14 @@ def short(oid: str) -> str:
 def user_path(path: str) -> str:
     """A path naming the user's own file outside the tracked set (``mvc get -o OUT``): relative to the
     directory the command was typed in, also under ``-C`` (tracked paths are relative to ``-C PATH``)."""
-    ctx = click.get_current_context(silent=True)
-    start = ctx.meta.get(START_DIR) if ctx is not None else None
+    start = start_dir()
     return os.path.join(start, path) if start and not os.path.isabs(path) else path
+
+
+def start_dir() -> str | None:
+    """The directory the command was typed in when ``-C`` moved the process, else None."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(START_DIR) if ctx is not None else None
 
 
 def user_url(url: str) -> str:

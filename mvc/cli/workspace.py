@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from mvc.api import workspace as api
@@ -15,6 +17,7 @@ from mvc.cli.common import (
     repo_option,
     rev_option,
     short,
+    start_dir,
     user_path,
     user_url,
 )
@@ -219,7 +222,7 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
     "-o",
     "--out",
     type=click.Path(readable=False),
-    help="Where to write the model (default: its file name, here; relative to where the command is typed).",
+    help="Where to write the model (default: its file name, here; DIR/: in DIR; relative to where the command is typed).",
 )
 @rev_option("Revision to read the pointer from (default: the work tree; with --repo, its HEAD).")
 @repo_option
@@ -229,7 +232,12 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
     help="Read the weights from this remote instead of the default one the repository configures.",
 )
 @click.option("--cache", is_flag=True, help="With --repo or --remote: also keep the objects in ~/.cache/mvc.")
-@click.option("--force", "-f", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--force",
+    "-f",
+    is_flag=True,
+    help="Replace OUT if it exists: a file, or a directory an earlier mvc get wrote and nothing changed since.",
+)
 @json_option
 @quiet_option
 def get(
@@ -256,13 +264,14 @@ def get(
       mvc get churn@v1.2.0 -o out.bin
       mvc get --repo git@github.com:acme/models.git churn#prod -o /srv/churn.joblib
     """
-    from mvc.api import read
+    from mvc.api import outputs, read
 
+    outputs.started_in = start_dir()  # never replaced with --force, as the directory it runs in
     if cache and repo is None and remote is None:
         raise click.UsageError("--cache goes with --repo or --remote (without them, the repository's cache is used)")
     r = read.get(
         ref,
-        user_path(out) if out is not None else None,
+        user_path(out) if out is not None else user_path("." + os.sep) if outputs.started_in else None,
         repo=user_url(repo) if repo is not None else None,
         rev=rev,
         # a URL or a path (with a "/") is the user's; a bare word is a remote's name

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from mvc import git as gitmod
@@ -135,9 +136,21 @@ class Upstream(gitmod.Git):
         top.env = self.env
         return top
 
-    def _lock(self) -> contextlib.AbstractContextManager[None]:
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Hold mvc's lock on this cache (every git write to it happens under it), first removing the lock files
+        of git's that a process killed while it held ours left there (``shallow.lock``, a ref's ``.lock``):
+        no live git can be writing here, and git would refuse every later fetch."""
         self._ensure()
-        return lock.locked(os.path.join(self.root, "mvc.lock"), f"the cache of {self.shown}")
+        with lock.locked(os.path.join(self.root, "mvc.lock"), f"the cache of {self.shown}"):
+            for d, dirs, names in os.walk(self.root):
+                if d == self.root:
+                    dirs[:] = [x for x in dirs if x == "refs"]  # and the top's own: shallow.lock, packed-refs.lock
+                for name in names:
+                    if name.endswith(".lock") and name != "mvc.lock":
+                        with contextlib.suppress(OSError):
+                            os.unlink(os.path.join(d, name))
+            yield
 
     def _fail(self, e: GitError, doing: str) -> UpstreamError:
         lines = [line.strip() for line in e.stderr.splitlines() if line.strip()]

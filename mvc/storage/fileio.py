@@ -275,6 +275,19 @@ def drop_cached(path: str, size_from: int = SMALL) -> None:
 _RENAME_EXCHANGE = 2
 
 
+def exchange(a: str, b: str) -> bool:
+    """Swap the entries at paths a and b in one step (Linux ``renameat2(RENAME_EXCHANGE)``, files or
+    directories); False where that cannot be done (another system, no such call, a filesystem without it,
+    one of them gone)."""
+    if sys.platform != "linux":
+        return False
+    libc = _c_library()
+    if not hasattr(libc, "renameat2"):
+        return False
+    at_cwd = -100  # AT_FDCWD
+    return bool(libc.renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), _RENAME_EXCHANGE) == 0)
+
+
 def swap_into(tmp: str, dest: str) -> None:
     """Put the file tmp at dest, as ``os.replace`` does (atomically: dest is the old file or the new one,
     never missing), and delete the file that was there.
@@ -284,30 +297,17 @@ def swap_into(tmp: str, dest: str) -> None:
     (``auto_da_alloc``, 0.4 s a GiB here, in the rename), not of one swapped with it; written out later,
     as any file, it may be lost in a crash of the next half minute (the cache still holds it). Elsewhere,
     or when swapping is not to be had, ``os.replace``. Errors are those of ``os.replace`` (EXDEV included)."""
-    if sys.platform != "linux":
-        os.replace(tmp, dest)
-        return
     try:
         swap = statmod.S_ISREG(os.lstat(dest).st_mode)
     except OSError:
         swap = False
-    libc = _c_library() if swap else None
-    if libc is None or not hasattr(libc, "renameat2"):
-        os.replace(tmp, dest)
-        return
-    at_cwd = -100  # AT_FDCWD
-    if libc.renameat2(at_cwd, os.fsencode(tmp), at_cwd, os.fsencode(dest), _RENAME_EXCHANGE) != 0:
-        import ctypes
-
-        err = ctypes.get_errno()
-        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOENT):
-            raise OSError(err, os.strerror(err), tmp, None, dest)
-        os.replace(tmp, dest)  # no swapping on this filesystem (or dest went away meanwhile)
+    if not (swap and exchange(tmp, dest)):
+        os.replace(tmp, dest)  # no swapping here (or dest went away meanwhile): os.replace says what is wrong
         return
     try:
         os.unlink(tmp)  # the old file, under tmp's name
     except IsADirectoryError:  # a directory took dest's place meanwhile: put it back, as os.replace would fail
-        libc.renameat2(at_cwd, os.fsencode(tmp), at_cwd, os.fsencode(dest), _RENAME_EXCHANGE)
+        exchange(tmp, dest)
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), tmp, None, dest) from None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -17,14 +18,18 @@ from mvc.errors import StorageError
 
 WAIT = 60.0  # seconds to wait for another mvc process before giving up
 NOTICE = 0.5  # seconds of waiting after which the wait is announced on stderr
-_held: dict[str, int] = {}  # lock files this process holds, and how deep: taking one again nests freely
+_local = threading.local()  # .held: {lock file: how deep} that this thread holds: taking one again nests freely
 
 
 @contextlib.contextmanager
 def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
     """Hold the lock file at path (created if needed) for the block; another process holding it is waited
     for (saying so once on stderr, naming ``what`` it protects) for up to ``wait`` seconds. Reentrant
-    within a process (a verb holding it may call another that takes it)."""
+    within a thread (a verb holding it may call another that takes it); another thread of the process waits
+    as another process does (``flock`` locks an open file, and each taker opens its own)."""
+    _held: dict[str, int] | None = getattr(_local, "held", None)
+    if _held is None:
+        _held = _local.held = {}
     if _held.get(path):
         _held[path] += 1
         try:

@@ -1,0 +1,204 @@
+"""What ``mvc get`` may put at its output path, and how it replaces what is there (docs/cli.md, ``mvc get``).
+
+``--force`` replaces a file, or a symbolic link, at OUT. A directory at OUT goes only when it is a copy that
+``mvc get`` wrote and nobody changed since: each directory a get writes is remembered by the numbers of its
+files (names, sizes, times, inodes: ``~/.cache/mvc/written/``), and the directory at OUT must show the same
+numbers. A directory holding anything else (a file the user added, an edited weight, a whole project given
+by mistake as ``-o .``) is refused and left as it is: a typo never deletes files. The directory one works
+in, or one above it, is never replaced, nor a model's own path in a work tree (``mvc checkout`` changes
+that), nor anything in ``.git`` or ``.mvc``.
+
+A new directory takes the old one's place in one step where Linux swaps them (``renameat2``,
+``RENAME_EXCHANGE``): a reader sees the old copy or the new one, never none, and writers of one OUT at once
+each leave a whole copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat as statmod
+
+from mvc.errors import PathError
+
+KEPT = 16  # the last copies remembered for one OUT (writers of one OUT at once each find theirs)
+started_in: str | None = None  # where the command was typed, when ``mvc -C PATH`` moved the process (cli)
+
+
+def resolve_out(out: str, name: str) -> str:
+    """The absolute output path: ``DIR/`` (a trailing separator) means inside DIR, under the model's name."""
+    full = os.path.abspath(out)
+    if out.endswith(("/", os.sep)) or (os.altsep is not None and out.endswith(os.altsep)):
+        full = os.path.join(full, name)
+    return full
+
+
+def check(out: str, kind: str, force: bool, work_tree: str | None = None, tracked: bool = False) -> None:
+    """Refuse an output path before anything is fetched: out exists and not force; out is where the caller
+    works (or above); out is a directory and the model is a file; out is a directory mvc did not write, or
+    changed since; out lies in ``.git`` or ``.mvc`` of work_tree, or is a path the work tree tracks."""
+    if work_tree is not None:
+        rel = os.path.relpath(out, work_tree)
+        if not rel.startswith(os.pardir):
+            top = rel.split(os.sep, 1)[0]
+            if top in (".git", ".mvc"):
+                raise PathError(f"{out} is inside the repository's {top}/: choose another output path")
+            if tracked:
+                raise PathError(
+                    f"{out} is a path this work tree tracks: to change it run 'mvc checkout --rev REV {rel}'; "
+                    "to write a copy, choose another output path (-o)"
+                )
+    if not os.path.lexists(out):
+        return
+    if _holds_cwd(out):
+        raise PathError(f"{out} is the directory you are in, or holds it: choose another output path")
+    if not force:
+        raise PathError(
+            f"{out} already exists: choose another output path, or pass --force (force=True in Python) to replace it"
+        )
+    if not (os.path.isdir(out) and not os.path.islink(out)):
+        return  # a file or a link: --force replaces it
+    if kind == "file":
+        raise PathError(f"{out} is a directory: give the file's own path, or {out}{os.sep} to write into it")
+    if not _written(out):
+        raise PathError(
+            f"{out} is a directory that mvc get did not write, or its files changed since: --force replaces only "
+            "a copy mvc wrote; move it away, or choose another output path"
+        )
+
+
+def make_dirs(parent: str) -> None:
+    """Make the directory parent (and those above it it needs), refusing one that cannot be made."""
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise PathError(
+            f"cannot make the output directory {parent} ({e.strerror}): choose an output path whose directories "
+            "can be made (not below a file)"
+        ) from None
+
+
+def _holds_cwd(out: str) -> bool:
+    """Whether out is the directory this process works in, or the one its command was typed in, or above."""
+    there = os.path.realpath(out)
+    for d in (os.getcwd, lambda: started_in):
+        try:
+            where = d()
+        except OSError:
+            continue
+        here = os.path.realpath(where) if where else ""
+        if here and (here == there or here.startswith(there.rstrip(os.sep) + os.sep)):
+            return True
+    return False
+
+
+def fingerprint(top: str) -> str:
+    """The numbers of every entry under directory top (not top itself): a hash of their relative paths,
+    types, sizes, modification times and inodes, in a fixed order."""
+    import xxhash
+
+    h = xxhash.xxh3_128()
+    stack = [""]
+    while stack:
+        sub = stack.pop()
+        try:
+            entries = sorted(os.scandir(os.path.join(top, sub) if sub else top), key=lambda e: e.name)
+        except OSError:
+            h.update(b"?" + sub.encode("utf-8", "surrogateescape") + b"\0")
+            continue
+        for e in entries:
+            rel = f"{sub}/{e.name}" if sub else e.name
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            h.update(
+                f"{rel}\0{statmod.S_IFMT(st.st_mode)} {st.st_mode & 0o777} {st.st_size} {st.st_mtime_ns} "
+                f"{st.st_ino}\n".encode("utf-8", "surrogateescape")
+            )
+            if statmod.S_ISDIR(st.st_mode):
+                stack.append(rel)
+    return h.hexdigest()
+
+
+def _record_path(out: str) -> str:
+    from mvc.repo import upstream
+    from mvc.storage.fileio import hexdigest_bytes
+
+    key = hexdigest_bytes(os.path.realpath(out).encode("utf-8", "surrogateescape"))[:32]
+    return os.path.join(upstream.cache_root(), "written", key)
+
+
+def _written(out: str) -> bool:
+    try:
+        with open(_record_path(out), encoding="ascii") as f:
+            known = f.read().split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return fingerprint(out) in known
+
+
+def remember(tmp: str, out: str) -> None:
+    """Remember directory tmp, about to be put at out, as a copy mvc wrote there (no error: a cache that
+    cannot be written only makes a later --force refuse the copy)."""
+    from mvc.storage import tempfiles
+    from mvc.storage.lock import locked
+
+    path = _record_path(out)
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with locked(os.path.join(os.path.dirname(path), "lock"), "the record of copies mvc get wrote"):
+            try:
+                with open(path, encoding="ascii") as f:
+                    known = f.read().split()
+            except (OSError, UnicodeDecodeError):
+                known = []
+            known = [*known[-(KEPT - 1) :], fingerprint(tmp)]
+            tmp_record = tempfiles.tmp_name(os.path.dirname(path), "written")
+            try:
+                with open(tmp_record, "w", encoding="ascii") as f:
+                    f.write("\n".join(known) + "\n")
+                os.replace(tmp_record, path)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_record)
+                raise
+
+
+def put(tmp: str, out: str) -> None:
+    """Put tmp (a file or a directory, beside out) at out, in place of what is there (checked by :func:`check`)."""
+    from mvc.storage import fileio
+
+    if not (os.path.isdir(tmp) and os.path.lexists(out)):
+        os.replace(tmp, out)
+        return
+    if os.path.isdir(out) and not os.path.islink(out) and fileio.exchange(tmp, out):
+        _remove(tmp)  # the old copy, under tmp's name
+        return
+    from mvc.storage import tempfiles
+
+    for _ in range(8):  # another writer of out may put its copy there between the two renames
+        aside = tempfiles.tmp_name(os.path.dirname(out), "old")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(out, aside)
+        try:
+            os.rename(tmp, out)
+        except OSError as e:
+            _remove(aside)
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue
+        _remove(aside)
+        return
+    raise PathError(f"{out} keeps being replaced by another writer: retry when it is done")
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
