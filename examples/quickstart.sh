@@ -37,6 +37,10 @@ run mvc ls --rev HEAD --json
 run mvc get churn.safetensors --rev HEAD -o ../churn-latest.safetensors
 run git log --oneline
 
+printf '\n# back to the retrained version: the checkout above staged the old pointer, this unstages it\n'
+run mvc checkout --rev HEAD churn.safetensors
+run mvc status
+
 # >>> remotes (issue 3)
 printf '\n# share the models through a remote: a directory here; s3://bucket/prefix works the same way\n'
 run mvc remote add origin ../mvc-remote --default

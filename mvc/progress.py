@@ -28,6 +28,7 @@ class _Null:
 NULL = _Null()
 Factory = Callable[[str, int], Bar]
 UNKNOWN = -1  # a total not known when the work starts (files stat'ed as they are read): bytes and rate only
+MIN_RATE_SECONDS = 0.25  # a bar shows a rate (and an ETA) once the work has run this long
 
 
 def null(desc: str, total: int) -> Bar:
@@ -67,8 +68,10 @@ class TerminalBar:
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.start, 1e-6)
         rate = self.done / elapsed
+        # no rate (nor ETA) before there is one to tell: nothing moved yet, or too briefly to measure
+        speed = f" {human(rate)}/s" if self.done and elapsed >= MIN_RATE_SECONDS else ""
         if self.total == UNKNOWN:
-            self.stream.write(f"\r{self.desc}: {human(self.done)} {human(rate)}/s\x1b[K")
+            self.stream.write(f"\r{self.desc}: {human(self.done)}{speed}\x1b[K")
             self.stream.flush()
             return
         pct = 100 * self.done / self.total if self.total else 100
@@ -79,8 +82,8 @@ class TerminalBar:
             if self.objects:  # ETA from objects when bytes say little (tiny files)
                 eta = max(eta, elapsed * (self.total_objects - self.objects) / self.objects)
         self.stream.write(
-            f"\r{self.desc}:{objects} {pct:5.1f}% {human(self.done)}/{human(self.total)} "
-            f"{human(rate)}/s ETA {eta:4.0f}s\x1b[K"
+            f"\r{self.desc}:{objects} {pct:5.1f}% {human(self.done)}/{human(self.total)}"
+            f"{speed}{f' ETA {eta:4.0f}s' if speed else ''}\x1b[K"
         )
         self.stream.flush()
 

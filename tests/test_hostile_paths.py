@@ -499,3 +499,35 @@ def test_temps_beside_the_destination_when_mvc_tmp_is_on_another_filesystem(tmp_
         import shutil
 
         shutil.rmtree(work_tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("command", ["add", "remove", "mv"])
+def test_a_committed_gitignore_link_is_never_followed(repo, mvc_cli, mvc_error, tmp_path, command):
+    """A collaborator commits ``models/.gitignore`` as a link to a file outside (``~/.aws/credentials``):
+    mvc neither reads it nor copies it into the repository; the command is refused and nothing is staged."""
+    secret = tmp_path / "outside" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("aws_secret_access_key = SECRET\n")
+    (repo / "models").mkdir()
+    (repo / "models" / "m.bin").write_bytes(b"m" * 100)
+    if command != "add":
+        mvc_cli("add", "models/m.bin")
+        git(repo, "commit", "-q", "-m", "m")
+    link = repo / "models" / ".gitignore"
+    link.unlink(missing_ok=True)
+    link.symlink_to(os.path.relpath(secret, link.parent))
+    git(repo, "add", "models/.gitignore")
+    git(repo, "commit", "-q", "-m", "the collaborator's link")
+    args = {
+        "add": ("add", "models/m.bin"),
+        "remove": ("remove", "models/m.bin"),
+        "mv": ("mv", "models/m.bin", "models/n.bin"),
+    }
+    mvc_error(*args[command], words=("symbolic link", ".gitignore"))
+    assert link.is_symlink() and secret.read_text() == "aws_secret_access_key = SECRET\n"
+    assert "SECRET" not in git(repo, "diff", "--cached")
+    # refused before anything changed
+    assert sorted(p.name for p in (repo / "models").iterdir()) == sorted(
+        [".gitignore", "m.bin"] + (["m.bin.mvc"] if command != "add" else [])
+    )
+    assert git(repo, "status", "--short", "--untracked-files=no") == ""

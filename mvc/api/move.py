@@ -36,6 +36,7 @@ def mv(old: str | os.PathLike, new: str | os.PathLike, *, repo: Repo | None = No
     repo.check_pointer(src_prel)
     p = load_pointer(repo, src_prel)
     _check_new(repo, src, dst, new, [Repo.target_of(q) for q in pointers if q != src_prel])
+    gitignores.check(repo, [src, dst])
     names = sorted(n for n, q in cfgfmt.models(repo.config.shared).items() if q == src)
     src_full, dst_full = repo.check_inside(src, old), repo.check_inside(dst, new)
     made = _make_parents(repo, dst, new)

@@ -98,6 +98,7 @@ def add(
         flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
         raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {rel}' and then 'mvc add {rel}'")
     based = _bases_at(repo, base, rels) if base is not None else {}
+    gitignores.check(repo, rels)
     layers = record.layers(meta)  # checked before anything is stored
     recorder = record.Auto(repo) if (repo.config.auto_record if auto is None else auto) else None
     results, to_stage = [], []
@@ -385,7 +386,8 @@ def status(
     repo = open_repo(repo)
     out = []
     try:
-        for prel in select(repo, user_paths(paths), repo.git.ls_pointers()):
+        in_dir = "see which of its files changed with 'mvc status {dir} --files'"
+        for prel in select(repo, user_paths(paths), repo.git.ls_pointers(), in_dir=in_dir):
             p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
             scanned: dict[str, File] = {}
@@ -460,7 +462,9 @@ def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None
     paths = user_paths(paths)
     if not paths:
         raise PathError("name the tracked paths to stop tracking, e.g. 'mvc remove model.pt'")
-    chosen = select(repo, paths, repo.git.ls_pointers())
+    in_dir = "to drop it from the directory, delete it and run 'mvc add {dir}'"
+    chosen = select(repo, paths, repo.git.ls_pointers(), in_dir=in_dir)
+    gitignores.check(repo, [Repo.target_of(prel) for prel in chosen])
     ignores = []
     for prel in chosen:
         rel = Repo.target_of(prel)

@@ -192,13 +192,15 @@ def verify(
     if as_json:
         echo_json(r)
     else:
-        c = r["cache"]
-        rate = c["bytes"] / c["seconds"] / 1e6 if c["seconds"] else 0.0
+        c, n = r["cache"], r["cache"]["objects"]
+        # a rate of a few bytes hashed in microseconds says nothing ("0 MB/s"): shown from 1 MiB on
+        rate = f" ({human(int(c['bytes'] / c['seconds']))}/s)" if c["seconds"] and c["bytes"] >= 1 << 20 else ""
         click.echo(
-            f"cache: {c['objects']} objects, {human(c['bytes'])} re-hashed in {c['seconds']:.2f} s ({rate:.0f} MB/s)"
+            f"cache: {n} object{'s' if n != 1 else ''}, {human(c['bytes'])} re-hashed in {c['seconds']:.2f} s{rate}"
         )
         where = f" (remote {r['remote']})" if r["remote"] else " (no remote)"
-        click.echo(f"checked {r['objects']} objects for {r['pointers']} pointers{where}")
+        objects = f"{r['objects']} object{'s' if r['objects'] != 1 else ''}"
+        click.echo(f"checked {objects} for {r['pointers']} pointer{'s' if r['pointers'] != 1 else ''}{where}")
         for p in r["problems"]:
             names = ", ".join(p["needed_by"][:3]) or "not needed by any checked pointer"
             more = f" and {len(p['needed_by']) - 3} more" if len(p["needed_by"]) > 3 else ""
@@ -220,4 +222,5 @@ def verify(
             if any(p["problem"] == api.CORRUPT for p in open_)
             else "push it from a machine that has it"
         )
-        raise VerifyFailed(f"{len(open_) + len(r['unreadable'])} problem(s), first {what}: {hint}")
+        n = len(open_) + len(r["unreadable"])
+        raise VerifyFailed(f"{n} problem{'s' if n != 1 else ''}, first {what}: {hint}")

@@ -18,6 +18,14 @@ def ui() -> None:
     """
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _counts(r: dict) -> str:
+    return f"{_count(r['models'], 'model')}, {_count(r['versions'], 'version')}"
+
+
 @ui.command()
 @click.option("-o", "--output", "out", metavar="DIR", required=True, help="Directory to write the site into.")
 def build(out: str) -> None:
@@ -37,7 +45,7 @@ def build(out: str) -> None:
     from mvc.cli.common import user_path
 
     r = api.build(user_path(out))
-    click.echo(f"wrote {r['pages']} files ({r['models']} models, {r['versions']} versions) to {r['dir']}")
+    click.echo(f"wrote {_count(r['pages'], 'file')} ({_counts(r)}) to {r['dir']}")
     click.echo(f"  open {r['index']}")
 
 
@@ -73,7 +81,7 @@ def serve(out: str | None, port: int) -> None:
         before = signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}/"
-            click.echo(f"serving {r['models']} models, {r['versions']} versions at {url}")
+            click.echo(f"serving {_counts(r)} at {url}")
             click.echo("  press Ctrl-C to stop")
             while not stop.wait(0.2):
                 pass

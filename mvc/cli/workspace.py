@@ -309,6 +309,13 @@ def ls(rev: str | None, repo: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
+    if not rows:  # said on stderr: stdout lists paths, and there are none
+        if rev is None and repo is None and here is None:
+            click.echo("nothing tracked yet: run 'mvc add PATH'", err=True)
+        else:
+            click.echo(
+                f"no path tracked by mvc at {rev or 'HEAD'}{f' of {repo}' if repo is not None else ''}", err=True
+            )
     for r in rows:
         click.echo(f"{r['kind']:4}  {human(r['size']):>10}  {short(r['oid'])}  {r['path']}")
 

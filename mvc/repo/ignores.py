@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 
+from mvc.errors import PathError
 from mvc.format.config import LOCK
 from mvc.repo.repository import Repo
 from mvc.storage import fileio
@@ -57,9 +59,44 @@ def drop(repo: Repo, rel: str) -> str | None:
     return gi_rel
 
 
+def check(repo: Repo, rels: list[str]) -> None:
+    """Refuse, before a command changes anything, a .gitignore beside one of rels that mvc would have to write
+    and will not (a link, or not a file: see :func:`read_text`)."""
+    for rel in rels:
+        full = repo.abs(entry(rel)[0])
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            raise _not_a_file(full, "a symbolic link")
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_a_file(full, "not a regular file")
+
+
 def read_text(path: str) -> str:
+    """The text of the .gitignore at path ("" when there is none). A link, or anything but a regular file, is
+    refused: a committed ``.gitignore`` linking to a file outside would otherwise be read, copied into the
+    repository with mvc's entry and staged (git itself never follows it)."""
     try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "surrogateescape")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return ""
+    except OSError:
+        if os.path.islink(path):
+            raise _not_a_file(path, "a symbolic link") from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_a_file(path, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read().decode("utf-8", "surrogateescape")
+    finally:
+        os.close(fd)
+
+
+def _not_a_file(path: str, what: str) -> PathError:
+    return PathError(
+        f"{path} is {what}: mvc writes its entries only into a .gitignore that is a file of its own; replace it "
+        "with a regular file (git rm it, then write the patterns you need), then retry"
+    )

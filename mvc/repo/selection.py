@@ -10,7 +10,7 @@ from mvc.errors import PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, quoted, shell_quoted
 
 
 def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
@@ -25,18 +25,40 @@ def matches(prel: str, rels: list[str]) -> bool:
     return any(r == "." or r in (prel, target) or prel.startswith(r.rstrip("/") + "/") for r in rels)
 
 
-def select(repo: Repo, paths: Iterable[str], available: Iterable[str], rev: str | None = None) -> list[str]:
+def select(
+    repo: Repo, paths: Iterable[str], available: Iterable[str], rev: str | None = None, in_dir: str = ""
+) -> list[str]:
     """Pointer relpaths among available (in the work tree, or at rev) that the user's paths name (all when
-    paths is empty). A chosen pointer whose tracked path mvc never writes is refused (``Repo.untrackable``)."""
+    paths is empty). A chosen pointer whose tracked path mvc never writes is refused (``Repo.untrackable``).
+    in_dir: the fix a path inside a tracked directory is told, ``{dir}`` standing for that directory
+    (default: name the directory instead)."""
     available = list(available)
     rels = [repo.rel(p) for p in paths]
     chosen = [p for p in available if matches(p, rels)] if rels else available
     for r, shown in zip(rels, paths, strict=False):
         if not any(matches(p, [r]) for p in chosen):
-            raise PathError(f"{shown} is not tracked by mvc: run 'mvc add {shown}' first")
+            raise untracked(repo, r, shown, available, rev, in_dir)
     for prel in chosen:
         repo.check_pointer(prel, rev)
     return chosen
+
+
+def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str | None, in_dir: str = "") -> PathError:
+    """Why the user's path (rel) names none of the pointers available (in the work tree, or at rev), with the
+    fix that applies: a path inside a tracked directory is not to be added on its own, one that does not
+    exist is not to be added at all."""
+    what, at = quoted(shown), f" at {rev}" if rev is not None else ""
+    top = next((t for t in map(Repo.target_of, available) if rel.startswith(t + "/")), None)
+    if top is not None:  # pointers do not nest: a tracked path with rel below it is a directory
+        fix = (in_dir or "name {dir} instead (mvc handles a directory as a whole)").format(dir=shell_quoted(top))
+        return PathError(f"{what} is part of tracked directory {quoted(top)}{at}: {fix}")
+    if rev is not None:
+        return PathError(f"{what} is not tracked by mvc{at}: check the path with 'mvc ls --rev {rev}'")
+    if not os.path.lexists(repo.abs(rel)) and not os.path.lexists(repo.abs(Repo.pointer_of(rel))):
+        return PathError(
+            f"{what} is not tracked by mvc and does not exist: check the path ('mvc ls' lists the tracked ones)"
+        )
+    return PathError(f"{what} is not tracked by mvc: run 'mvc add {shell_quoted(shown)}' first")
 
 
 def not_utf8(path: str) -> bool:
