@@ -434,6 +434,16 @@ class Git:
                 found[path.decode("utf-8", "surrogateescape")] = parts[1].decode()
         return found
 
+    def blobs_in_history(self, path: str) -> set[str]:
+        """The blob ids that path has held in any commit of any ref (one path-limited walk of the history)."""
+        out = self.run("log", "--all", "--format=", "--raw", "--no-abbrev", "--no-renames", "--", f":(literal){path}")
+        found = set()
+        for line in out.decode("utf-8", "surrogateescape").splitlines():
+            meta = line.lstrip(":").split("\t", 1)[0].split(" ")
+            if len(meta) == 5:
+                found.add(meta[3])
+        return found
+
     def staged_diff(self, against: str | None = None) -> list[tuple[str, str, str, str]]:
         """(status letter, new mode, new blob id, path) per path the index changes against a commit
         (default HEAD; on an unborn branch everything is added). Renames show as delete + add."""

@@ -309,3 +309,24 @@ def test_checkout_writes_no_temp_files(history, mvc_cli):
     mvc_cli("checkout", "--rev", "v1")
     leftovers = [p for p in repo.rglob("*.tmp") if ".git" not in p.parts]
     assert leftovers == []
+
+
+def test_rev_refuses_to_drop_a_version_added_and_not_committed(history, mvc_cli, mvc_error):
+    """An 'mvc add' staged and not committed is named by no commit: checkout --rev refuses to replace its
+    pointer (without --force), while what an earlier checkout --rev staged is replaced freely (the undo)."""
+    repo, v1, v2 = history
+    make_file(repo / "model.bin", 5000, seed=7)
+    mvc_cli("add", "model.bin", "-m", "note=best-run")
+    staged = (repo / "model.bin.mvc").read_bytes()
+    mvc_error("checkout", "--rev", "v1", "model.bin", words=("staged and not committed", "commit it first", "--force"))
+    assert (repo / "model.bin.mvc").read_bytes() == staged
+    git(repo, "commit", "-q", "-m", "v3")
+    v3 = (repo / "model.bin").read_bytes()
+    mvc_cli("checkout", "--rev", "v1", "model.bin")  # committed now: goes freely
+    assert (repo / "model.bin").read_bytes() == v1["model.bin"]
+    mvc_cli("checkout", "--rev", "HEAD", "model.bin")  # the undo: v1's pointer is in history
+    assert (repo / "model.bin").read_bytes() == v3
+    make_file(repo / "model.bin", 5000, seed=8)
+    mvc_cli("add", "model.bin")
+    mvc_cli("checkout", "--rev", "v1", "model.bin", "--force")
+    assert (repo / "model.bin").read_bytes() == v1["model.bin"]

@@ -79,6 +79,8 @@ def checkout(
                     f"{dirty[0]} has changes not staged in git: stage them with "
                     f"'git add {dirty[0]}', or pass --force to replace it"
                 )
+            if not force:
+                _refuse_uncommitted(repo, chosen, at_commit, rev)
         else:
             at_rev = {}
             try:
@@ -119,6 +121,23 @@ def checkout(
         return rows
     finally:
         repo.state.flush()
+
+
+def _refuse_uncommitted(repo: Repo, chosen: list[str], at_commit: str, rev: str) -> None:
+    """Refuse to replace a pointer whose staged content no commit holds: a version added (or a record changed)
+    and not committed. Nothing else names it, so once replaced it would be lost to the user and, after the
+    grace period, to gc. What an earlier ``checkout --rev`` staged is in history and goes freely."""
+    wanted = set(chosen)
+    staged = {path: blob for letter, _, blob, path in repo.git.staged_diff() if letter in "AM" and path in wanted}
+    if not staged:
+        return
+    at = repo.git.blob_ids(at_commit, sorted(staged))
+    for prel, blob in sorted(staged.items()):
+        if at.get(prel) != blob and blob not in repo.git.blobs_in_history(prel):  # (one an earlier checkout staged)
+            raise WorkspaceModified(
+                f"{prel} holds a version staged and not committed (an 'mvc add' since the last commit), which "
+                f"checking out {rev} would drop: commit it first, or pass --force to replace it"
+            )
 
 
 def _labels(repo: Repo, plan: _Plan) -> dict[str, tuple[str, str]]:
