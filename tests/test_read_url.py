@@ -914,3 +914,59 @@ def test_a_fetch_killed_under_its_lock_leaves_no_lock_that_stops_the_next(world,
     mvc_cli("get", "--repo", str(world.bare), "churn@v0.0.2", "-o", str(tmp_path / "b.bin"))
     assert (tmp_path / "b.bin").read_bytes() == world.v2
     assert sorted(p.name for p in cache.rglob("*.lock")) == ["mvc.lock"]
+
+
+def _read_only_runs() -> bool:
+    try:
+        return (
+            subprocess.run(
+                ["unshare", "-m", "sh", "-c", "mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp /tmp"],
+                capture_output=True,
+                timeout=30,
+            ).returncode
+            == 0
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _read_only_runs(), reason="needs a private mount namespace (unshare -m, as root)")
+def test_a_read_only_user_cache_serves_what_it_holds(world, tmp_path, user_cache):
+    """A cache baked into an image with a read-only root: reads it holds work; one it lacks says to set
+    MVC_CACHE_DIR (one line, not a URL or credentials problem)."""
+    import sys
+
+    mvc.get("churn#prod", str(tmp_path / "warm.bin"), repo=str(world.bare), cache=True)
+    mvc.materialize("data", repo=str(world.bare))
+    script = f"""
+import mvc, sys
+url = {str(world.bare)!r}
+print(mvc.read_bytes("churn#prod", repo=url) == open({str(tmp_path / "warm.bin")!r}, "rb").read())
+print(mvc.get("churn#prod", {str(tmp_path / "out.bin")!r}, repo=url)["oid"])
+print(mvc.materialize("data", repo=url))
+try:
+    mvc.registry(repo=url)
+except mvc.MvcError as e:
+    print("refused:", e)
+"""
+    ro = str(user_cache)
+    done = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3"',
+            "sh",
+            ro,
+            sys.executable,
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "True" and lines[1].startswith("xxh128:") and lines[2].endswith("/data")
+    assert (tmp_path / "out.bin").read_bytes() == world.v1

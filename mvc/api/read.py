@@ -21,7 +21,7 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.api import outputs
 from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve
-from mvc.errors import CorruptObject, PathError, RemoteObjectMissing
+from mvc.errors import CorruptObject, PathError, RemoteObjectMissing, StorageError
 from mvc.objects import manifest as mf
 from mvc.objects import pack as pk
 
@@ -313,7 +313,13 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
     dest = os.path.join(upstream.cache_root(), "models", t.pointer.oid, t.path.rsplit("/", 1)[-1])
     if os.path.lexists(dest):
         return dest
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+    except OSError as e:
+        raise StorageError(
+            f"cannot write the user's cache {os.path.dirname(os.path.dirname(dest))} ({e.strerror}): set "
+            "MVC_CACHE_DIR to a writable directory (a read-only cache serves only what it already holds)"
+        ) from None
     odb = t.repo.odb if t.repo is not None else None
     try:
         with _Remote(t, remote, odb) as remote_:

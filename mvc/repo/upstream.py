@@ -156,7 +156,12 @@ class Upstream(gitmod.Git):
         lines = [line.strip() for line in e.stderr.splitlines() if line.strip()]
         fatal = [line.split(": ", 1)[-1] for line in lines if line.startswith(("fatal:", "error:"))]
         said = fatal[0] if fatal else str(e).split(": ", 1)[-1]
-        said = said.replace(self.url, self.shown)
+        said = " ".join(said.replace(self.url, self.shown).split())  # git's tabs and runs of spaces: one line
+        if self.top in said and ("Read-only file system" in said or "Permission denied" in said):
+            return UpstreamError(
+                f"cannot write the user's cache {self.top} (git: {said}): set MVC_CACHE_DIR to a writable "
+                "directory (a read-only cache serves only what it already holds)"
+            )
         return UpstreamError(
             f"cannot {doing} {self.shown} (git: {said}): check the URL and your access to it "
             "(ssh key, credential helper, token), then retry"
@@ -167,8 +172,9 @@ class Upstream(gitmod.Git):
         """{ref name: object id} as the repository has them now (``HEAD``, ``refs/heads/…``, ``refs/tags/…``,
         and ``refs/tags/…^{}`` for what an annotated tag peels to); one ``git ls-remote`` per instance."""
         if self._refs is None:
+            top = self._top()
             try:
-                out = self._top().run("ls-remote", "--", self.url)
+                out = top.run("ls-remote", "--", self.url)
             except GitError as e:
                 raise self._fail(e, "read the git repository") from None
             refs: dict[str, str] = {}
