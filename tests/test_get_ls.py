@@ -127,7 +127,9 @@ def test_get_path_not_tracked_at_rev(history, mvc_error, tmp_path):
 
 
 def test_get_untracked_path(history, mvc_error, tmp_path):
-    mvc_error("get", "nothing.bin", "-o", str(tmp_path / "x"), words=("not tracked", "mvc add"))
+    mvc_error("get", "nothing.bin", "-o", str(tmp_path / "x"), words=("not tracked", "does not exist"))
+    (history[0] / "untracked.bin").write_bytes(b"x")
+    mvc_error("get", "untracked.bin", "-o", str(tmp_path / "x"), words=("not tracked", "mvc add"))
 
 
 def test_get_object_missing(history, mvc_error, tmp_path):

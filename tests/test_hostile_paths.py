@@ -138,6 +138,7 @@ IN_THE_INDEX = {
     "submodule-gitfile": "sub/.git",
     "gitignore": ".gitignore",
     "newline": "a\nb",
+    "pointer": "m.bin.mvc",  # a pointer's pointer: its tracked path is a file git tracks
 }
 # other spellings of the same paths (filesystems that ignore case, NTFS, HFS+) and the rest of the rule
 ALIASES = [".GIT", ".MVC/cache", ".git. ", "GIT~1", ".g\u200cit", "sub/.gitattributes"]
@@ -224,7 +225,11 @@ def test_pointer_to_a_path_mvc_never_writes(base, mvc_cli, mvc_error, tmp_path, 
     out = tmp_path / "out"
     before = state(repo, tmp_path / "remote")
     for args in commands(target, "HEAD", str(out)):
-        refused(mvc_error, args)
+        if target.endswith(".mvc"):  # named by the user or a model: read as the pointer of m.bin, never tracked
+            line = mvc_error(*args)
+            assert "not tracked" in line or "a path mvc never writes" in line, line
+        else:
+            refused(mvc_error, args)
         assert state(repo, tmp_path / "remote") == before, args
     post_checkout_reports(mvc_cli, git(repo, "rev-parse", "HEAD~1").strip(), "HEAD")
     post_checkout_reports(mvc_cli, "post-merge")
@@ -531,3 +536,25 @@ def test_a_committed_gitignore_link_is_never_followed(repo, mvc_cli, mvc_error, 
         [".gitignore", "m.bin"] + (["m.bin.mvc"] if command != "add" else [])
     )
     assert git(repo, "status", "--short", "--untracked-files=no") == ""
+
+
+def test_a_pointer_inside_a_tracked_directory_is_refused(base, mvc_cli, mvc_error):
+    """Pointers do not nest: a file pointer committed inside a tracked directory would have two pointers
+    write the same bytes; every command refuses it, naming both, and changes nothing."""
+    repo, oid = base
+    make_file(repo / "data" / "a.bin", 3000)
+    mvc_cli("add", "data")
+    git(repo, "commit", "-q", "-m", "data")
+    (repo / "data" / "x.bin.mvc").write_bytes(file_pointer(oid, len(PAYLOAD)))
+    git(repo, "add", "-f", "data/x.bin.mvc")
+    git(repo, "commit", "-q", "-m", "hostile")
+    before = state(repo)
+    for args in [
+        ("status",),
+        ("checkout",),
+        ("checkout", "--force"),
+        ("checkout", "--rev", "HEAD", "--force"),
+        ("pull",),
+    ]:
+        mvc_error(*args, words=("data/x.bin.mvc", "inside tracked directory", "do not nest"))
+        assert state(repo) == before, args

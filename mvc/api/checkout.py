@@ -20,7 +20,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
-from mvc.repo.selection import load_pointer, select, user_paths
+from mvc.repo.selection import load_pointer, select, untracked, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
 from mvc.storage import fileio
@@ -415,7 +415,7 @@ def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Po
     prel = rel if rel.endswith(ptrfmt.SUFFIX) else Repo.pointer_of(rel)
     if rev is None:
         if not os.path.isfile(repo.abs(prel)):
-            raise PathError(f"{path} is not tracked by mvc: run 'mvc add {path}' first")
+            raise untracked(repo, Repo.target_of(prel), path, repo.git.ls_pointers(), None)
         return prel, load_pointer(repo, prel)
     at_rev = repo.pointers_at(rev)
     if prel not in at_rev:

@@ -132,7 +132,8 @@ def bad_target(rel: str) -> str | None:
     - anything a manifest entry may not be (empty, absolute, ``\\``, an empty, ``.`` or ``..``
       component, a ``.git`` component in any spelling git refuses, a last component git reads itself:
       ``.gitignore``, ``.gitattributes``, ``.gitmodules``);
-    - a first component ``.mvc`` (in any spelling, as for ``.git``): mvc's own directory (cache, config, state).
+    - a first component ``.mvc`` (in any spelling, as for ``.git``): mvc's own directory (cache, config, state);
+    - a name ending in ``.mvc``: a pointer never tracks another pointer (git tracks those).
 
     The repository adds what depends on its layout (a cache.dir or git directory elsewhere in the work
     tree): ``Repo.untrackable``, the one check every command calls."""
@@ -143,6 +144,8 @@ def bad_target(rel: str) -> str | None:
         return why
     if fold(rel.partition("/")[0]) == MVC_DIR:
         return f"it lies in {MVC_DIR}/, mvc's own directory"
+    if rel.endswith(SUFFIX):
+        return f"it is itself a pointer file's name (ends in {SUFFIX})"
     return None
 
 

@@ -40,7 +40,26 @@ def select(
             raise untracked(repo, r, shown, available, rev, in_dir)
     for prel in chosen:
         repo.check_pointer(prel, rev)
+    _refuse_nested(chosen, available, rev)
     return chosen
+
+
+def _refuse_nested(chosen: list[str], available: list[str], rev: str | None) -> None:
+    """Pointers do not nest: one whose tracked path lies inside another's (a file pointer committed inside a
+    tracked directory) would have two pointers write the same bytes. Refused, naming both."""
+    targets = {Repo.target_of(p) for p in available}
+    for prel in chosen:
+        rel = Repo.target_of(prel)
+        at = rel.rfind("/")
+        while at > 0:
+            top = rel[:at]
+            if top in targets:
+                where = f" at {rev}" if rev is not None else ""
+                raise PointerError(
+                    f"{quoted(prel)}{where} tracks a path inside tracked directory {quoted(top)}, and pointers do not "
+                    f"nest: remove one of the two pointers with 'git rm' and commit"
+                )
+            at = rel.rfind("/", 0, at)
 
 
 def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str | None, in_dir: str = "") -> PathError:
