@@ -105,6 +105,8 @@ def test_materialize_once(world, user_cache):
     assert path.name == "model.bin" and user_cache in path.parents
     d = Path(mvc.materialize("data", repo=url))
     assert files_under(d) == world.data and executables(d) == {"run.sh"}
+    # served again and never checked again: read-only, so a loader that writes by mistake is refused
+    assert all(not p.stat().st_mode & 0o222 for p in [path, *(f for f in d.rglob("*") if f.is_file())])
     with moved_away(world.store):  # the second time, nothing is read from the remote
         assert Path(mvc.materialize("churn#prod", repo=url)) == path
         assert Path(mvc.materialize("churn@v0.0.1", repo=url)) == path

@@ -168,10 +168,17 @@ def _default_out(path: str) -> str:
 
 
 def _write(
-    t: Target, remote: _Remote, odb: Any, out: str, progress: progressmod.Factory, remember: bool = False
+    t: Target,
+    remote: _Remote,
+    odb: Any,
+    out: str,
+    progress: progressmod.Factory,
+    remember: bool = False,
+    read_only: bool = False,
 ) -> None:
     """Write t to out through a temp path beside it: from odb (fetched into it first) when given, else
-    straight from the remote. remember: a directory written is remembered as mvc's copy (``outputs``)."""
+    straight from the remote. remember: a directory written is remembered as mvc's copy (``outputs``);
+    read_only: its files are made read-only before it is put at out."""
     from mvc.storage import tempfiles
 
     p = t.pointer
@@ -232,6 +239,10 @@ def _write(
             one(jobs[0])
         else:
             run_parallel(one, jobs, remote.jobs)
+        if read_only:
+            for sub, *_ in files:
+                target = os.path.join(tmp, *sub.split("/")) if sub else tmp
+                os.chmod(target, os.stat(target).st_mode & ~0o222)
         if remember and p.kind == "dir":
             outputs.remember(tmp, out)
         outputs.put(tmp, out)
@@ -323,7 +334,7 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
     odb = t.repo.odb if t.repo is not None else None
     try:
         with _Remote(t, remote, odb) as remote_:
-            _write(t, remote_, odb, dest, progressmod.null)
+            _write(t, remote_, odb, dest, progressmod.null, read_only=True)  # served again, never checked again
     except BaseException:
         try:
             os.rmdir(os.path.dirname(dest))  # the empty models/OID/ made above
