@@ -188,7 +188,8 @@ def post_checkout(prev: str | None, new: str | None, flag: str | None) -> None:
 
     \b
     PREV, NEW and FLAG are git's arguments (FLAG 1: a branch checkout). Run by the
-    pre-commit framework (no arguments), it also serves post-merge.
+    pre-commit framework it takes no arguments (it reads PRE_COMMIT_FROM_REF,
+    PRE_COMMIT_TO_REF, PRE_COMMIT_CHECKOUT_TYPE) and also serves post-merge.
 
     \b
     Example:
