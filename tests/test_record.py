@@ -114,6 +114,7 @@ def bad_inputs(tmp_path):
         (("-m", '"a.b=1'), ("quote",)),
         (("-m", "a..b=1"), ("dot-separated",)),
         (("-m", 'a."b"c=1'), ("dot-separated",)),
+        (("-m", "x=99999999999999999999999"), ("--meta 'x=99999999999999999999999'", "64 bits")),
     ]
 
 
@@ -420,3 +421,12 @@ def test_mv_across_filesystems_is_refused(repo, mvc_cli, mvc_error, monkeypatch)
 
 def test_errors_are_mvc_errors():
     assert issubclass(MetaError, MvcError)
+
+
+def test_add_with_a_name_says_the_config_changed(repo, mvc_cli):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    out = mvc_cli("add", "m.bin", "--name", "churn").stdout
+    assert "unchanged m.bin" in out and "model churn now names m.bin" in out
+    assert "now names" not in mvc_cli("add", "m.bin", "--name", "churn").stdout  # already so: nothing said

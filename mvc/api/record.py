@@ -40,7 +40,7 @@ def parse_item(item: str) -> dict[str, Any]:
     out: dict[str, Any] = {parts[-1]: parse_value(value, item) if value != "" else None}
     for part in reversed(parts[:-1]):
         out = {part: out}
-    return out
+    return check(out, f"--meta {_shown(item)}")  # its error names the option, not a place in a list
 
 
 def _split(item: str) -> tuple[str, str]:

@@ -140,7 +140,7 @@ def add(
         repo.state.flush()
     if name is not None:
         results[0]["name"] = name
-        results[0]["renamed_from"] = _name_model(repo, name, rels[0])
+        results[0]["named"], results[0]["renamed_from"] = _name_model(repo, name, rels[0])
         to_stage.append(f"{MVC_DIR}/{CONFIG}")
     if stage:
         # mvc processes take turns at the index through the lock (no git index.lock collisions among them)
@@ -181,14 +181,15 @@ def check_add(path: str, *, name: str | None = None, repo: Repo | None = None) -
     return rel
 
 
-def _name_model(repo: Repo, name: str, rel: str) -> str | None:
-    """Map the model name to rel in .mvc/config.toml; returns the path it named before, if another."""
+def _name_model(repo: Repo, name: str, rel: str) -> tuple[bool, str | None]:
+    """Map the model name to rel in .mvc/config.toml; returns (whether the config changed, the path the name
+    named before, if another)."""
     from mvc.format import config as cfgfmt
 
     before = cfgfmt.models(repo.config.shared).get(name)
     if before != rel:
         cfgfmt.write_value(os.path.join(repo.mvc_dir, CONFIG), f"models.{name}.path", rel)
-    return before if before not in (None, rel) else None
+    return before != rel, before if before not in (None, rel) else None
 
 
 def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], exists: bool = True) -> None:

@@ -113,6 +113,8 @@ def add(
             click.echo(f"unchanged {r['path']} {detail}")
         if r.get("renamed_from"):
             click.echo(f"model {r['name']} now names {r['path']} (was {r['renamed_from']})")
+        elif r.get("named"):
+            click.echo(f"model {r['name']} now names {r['path']} (in .mvc/config.toml)")
 
 
 _WS = {"ok": "up to date", "modified": "modified", "missing": "missing from workspace"}
