@@ -227,6 +227,8 @@ def test_a_corrupt_object_with_no_good_copy_is_moved_aside_not_deleted(repo, mvc
     flip(path)
     result = mvc_cli("verify", "--repair", "-q", ok=False)
     assert result.exit_code == 1 and "corrupt in cache" in result.stdout
+    assert "moved to the cache's quarantine/" in result.stdout  # says what it did
+    assert "--repair" not in result.stderr and "add it again from its source" in result.stderr  # not circular
     assert not path.exists()
     assert any((repo / ".mvc" / "cache" / "quarantine").iterdir())
 

@@ -41,7 +41,8 @@ def verify(
     branch and every registry tag; ``revs``: these instead; ``all_tags``: every tag too).
 
     Returns {"cache": {"objects", "bytes", "seconds", "corrupt"}, "pointers", "objects", "remote",
-    "downloaded", "problems": [{"oid", "problem", "repaired", "needed_by"}], "unreadable"}; the caller
+    "downloaded", "problems": [{"oid", "problem", "repaired", "quarantined", "needed_by"}], "unreadable"}
+    (``quarantined``: with repair, a corrupt object no remote could replace, moved to the cache's quarantine/); the caller
     decides what a problem means for the exit status."""
     repo = open_repo(repo)
     repo.odb.packs.repair = repair  # a damaged cache-pack index: moved aside with --repair, else only reported
@@ -86,13 +87,21 @@ def verify(
         for oid in reach.objects():
             if oid in corrupt or not (repo.odb.exists(oid) or oid in compacted):
                 problems.setdefault(oid, NOT_CHECKED)
+    quarantined: set[str] = set()
     if repair:  # what no remote could replace is moved aside, so that no command uses it (nothing is deleted)
         for oid in corrupt - repaired:
             if repo.odb.exists(oid):
                 repo.odb.quarantine(oid)
+                quarantined.add(oid)
     result["objects"] = len(reach.objects())
     result["problems"] = [
-        {"oid": o, "problem": p, "repaired": o in repaired, "needed_by": reach.named(o) if o in reach.objects() else []}
+        {
+            "oid": o,
+            "problem": p,
+            "repaired": o in repaired,
+            "quarantined": o in quarantined,
+            "needed_by": reach.named(o) if o in reach.objects() else [],
+        }
         for o, p in sorted(problems.items(), key=lambda kv: (kv[1], kv[0]))
     ]
     return result

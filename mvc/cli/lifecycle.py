@@ -204,7 +204,13 @@ def verify(
         for p in r["problems"]:
             names = ", ".join(p["needed_by"][:3]) or "not needed by any checked pointer"
             more = f" and {len(p['needed_by']) - 3} more" if len(p["needed_by"]) > 3 else ""
-            fixed = " (repaired from the remote)" if p["repaired"] else ""
+            fixed = (
+                " (repaired from the remote)"
+                if p["repaired"]
+                else " (no remote has a verified copy: moved to the cache's quarantine/)"
+                if p.get("quarantined")
+                else ""
+            )
             click.echo(f"{p['problem']}{fixed}: {short(p['oid'])}: {names}{more}")
         for label in r["unreadable"]:
             click.echo(f"unreadable pointer: {label}")
@@ -219,7 +225,9 @@ def verify(
         )
         hint = (
             "run 'mvc verify --repair'"
-            if any(p["problem"] == api.CORRUPT for p in open_)
+            if any(p["problem"] == api.CORRUPT for p in open_) and not repair
+            else "add it again from its source, or push it from a machine that has it"
+            if repair
             else "push it from a machine that has it"
         )
         n = len(open_) + len(r["unreadable"])
