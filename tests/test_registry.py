@@ -534,7 +534,7 @@ def test_revisions_everywhere(model, mvc_cli):
     mvc_cli("register", "churn")
     mvc_cli("deprecate", "churn", "v0.0.2")
     assert repo.resolve("churn@latest") == first
-    error(mvc_cli, "get", "churn@v0.0.2", "-o", "x", words=("deregistered", "pass its commit"))
+    error(mvc_cli, "get", "churn@v0.0.2", "-o", "x", words=("deregistered", "--rev "))
 
 
 # -- log --------------------------------------------------------------------------------------

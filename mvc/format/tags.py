@@ -122,9 +122,10 @@ def is_name(text: str) -> bool:
 def check_name(name: str, what: str = "model name") -> str:
     """Refuse a name mvc would not write (see the strict grammar in FORMAT.md)."""
     if not re.match(_STRICT_NAME_PATTERN, name) or "//" in name:
+        example = "prod or staging" if "stage" in what else "churn or cv/resnet-50"
         raise RegistryError(
             f"invalid {what} {name!r}: use lowercase letters, digits, '-' and '/'-separated "
-            "parts, starting and ending with a letter or digit (e.g. churn or cv/resnet-50)"
+            f"parts, starting and ending with a letter or digit (e.g. {example})"
         )
     return name
 

@@ -355,7 +355,8 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
         v = find_version(m, ref.version)
         if not v.active:
             raise RegistryError(
-                f"{m.name}@{v.name} was deregistered: to read it anyway, pass its commit {v.commit[:10]}"
+                f"{m.name}@{v.name} was deregistered: to read it anyway, give the model's path with its commit "
+                f"(--rev {v.commit[:10]} {m.path() or 'PATH'})"
             )
         return v.commit
     if ref.stage is None:
