@@ -401,6 +401,19 @@ def test_mv_refusals_move_nothing(repo, mvc_cli, mvc_error, tmp_path):
     assert after == before and not (repo / "d" / "x").exists()
 
 
+def test_mv_into_a_directory_as_mv_does(repo, mvc_cli, mvc_error):
+    make_file(repo / "m.bin", 10)
+    make_file(repo / "n.bin", 10, seed=1)
+    make_file(repo / "d" / "a.bin", 10, seed=2)
+    mvc_cli("add", "m.bin", "n.bin", "d")
+    (repo / "models").mkdir()
+    mvc_cli("mv", "m.bin", "models")  # an existing directory mvc does not track: into it
+    mvc_cli("mv", "n.bin", "new/")  # a trailing slash: into it, made
+    assert (repo / "models" / "m.bin.mvc").is_file() and (repo / "models" / "m.bin").is_file()
+    assert (repo / "new" / "n.bin.mvc").is_file() and (repo / "new" / "n.bin").is_file()
+    mvc_error("mv", "models/m.bin", "d/", words=("inside d, which mvc tracks",))  # never into a tracked one
+
+
 def test_mv_across_filesystems_is_refused(repo, mvc_cli, mvc_error, monkeypatch):
     import errno
     import os

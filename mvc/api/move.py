@@ -28,6 +28,8 @@ def mv(old: str | os.PathLike, new: str | os.PathLike, *, repo: Repo | None = No
     as_pointers = repo.rel(old).endswith(SUFFIX)  # 'mvc mv a.bin.mvc b.bin.mvc' names the pointers
     if new.endswith(SUFFIX) and not as_pointers:
         raise PathError(f"{new} is a pointer file name: name the path to move to, {new[: -len(SUFFIX)]}")
+    if new.endswith(("/", os.sep)) or (os.path.isdir(new) and not os.path.islink(new) and not _tracked_dir(repo, new)):
+        new = os.path.join(new, os.path.basename(src))  # into a directory, as mv and git mv do
     dst = _target(repo, new)
     src_prel, dst_prel = Repo.pointer_of(src), Repo.pointer_of(dst)
     pointers = repo.git.ls_pointers()
@@ -68,6 +70,10 @@ def mv(old: str | os.PathLike, new: str | os.PathLike, *, repo: Repo | None = No
     with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
         repo.git.stage(dict.fromkeys(to_stage))
     return {"old": src, "new": dst, "kind": p.kind, "names": names, "data": has_data}
+
+
+def _tracked_dir(repo: Repo, path: str) -> bool:
+    return os.path.isfile(repo.abs(Repo.pointer_of(repo.rel(path))))
 
 
 def _target(repo: Repo, path: str) -> str:

@@ -71,7 +71,8 @@ def mv(old: str, new: str) -> None:
     \b
     Moves the data (a rename, never a copy), 'git mv's the pointer, moves the .gitignore
     entry and points the model names mapping OLD at NEW in .mvc/config.toml; all staged.
-    'mvc log NAME' follows the move once it is committed. NEW must not exist.
+    'mvc log NAME' follows the move once it is committed. NEW must not exist; an existing
+    directory mvc does not track (or NEW ending in /) means OLD's name inside it.
 
     \b
     Example:
