@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing
+from mvc.errors import RemoteAuthError, RemoteCorrupt, RemoteError, RemoteNotFound, RemoteObjectMissing
 from mvc.storage import fileio, tempfiles
 from mvc.storage.store import DEFAULT_JOBS, TMP, Check, LateName, Progress, Store, Wanted
 from mvc.storage.tempfiles import MARKER
@@ -186,8 +187,15 @@ class DirStore(Store):
         return result
 
     def _open(self, rel: str) -> int:
+        """A descriptor of the regular file rel (a FIFO planted there would block a read for ever: refused)."""
         try:
-            return os.open(self._full(rel), os.O_RDONLY)
+            fd = os.open(self._full(rel), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise RemoteCorrupt(
+                    f"{self.where(rel)} is not a regular file: the remote is damaged; nothing was read from it"
+                )
+            return fd
         except FileNotFoundError:
             if not os.path.isdir(self.root):
                 raise RemoteNotFound(
