@@ -124,20 +124,26 @@ def checkout(
 
 
 def _refuse_uncommitted(repo: Repo, chosen: list[str], at_commit: str, rev: str) -> None:
-    """Refuse to replace a pointer whose staged content no commit holds: a version added (or a record changed)
-    and not committed. Nothing else names it, so once replaced it would be lost to the user and, after the
-    grace period, to gc. What an earlier ``checkout --rev`` staged is in history and goes freely."""
+    """Refuse to replace a pointer that ``mvc add`` staged and nobody committed (a new version, or a record
+    changed): nothing else names it, so once replaced it would be lost to the user and, after the grace
+    period, to gc. What an earlier checkout staged (from a commit) goes freely, as git's checkout would."""
+    from mvc.storage.fileio import hexdigest_bytes
+
     wanted = set(chosen)
     staged = {path: blob for letter, _, blob, path in repo.git.staged_diff() if letter in "AM" and path in wanted}
-    if not staged:
+    added = {prel: d for prel in staged if (d := repo.state.added(prel)) is not None}
+    if not added:
         return
-    at = repo.git.blob_ids(at_commit, sorted(staged))
-    for prel, blob in sorted(staged.items()):
-        if at.get(prel) != blob and blob not in repo.git.blobs_in_history(prel):  # (one an earlier checkout staged)
-            raise WorkspaceModified(
-                f"{prel} holds a version staged and not committed (an 'mvc add' since the last commit), which "
-                f"checking out {rev} would drop: commit it first, or pass --force to replace it"
-            )
+    at = repo.git.blob_ids(at_commit, sorted(added))
+    data = repo.git.cat_objects([staged[prel] for prel in added if at.get(prel) != staged[prel]])
+    for prel, digest in sorted(added.items()):
+        blob = data.get(staged[prel])
+        if blob is None or hexdigest_bytes(blob) != digest or staged[prel] in repo.git.blobs_in_history(prel):
+            continue  # not what add staged, or a commit holds it after all (the same bytes added again)
+        raise WorkspaceModified(
+            f"{prel} holds a version staged and not committed (an 'mvc add' since the last commit), which "
+            f"checking out {rev} would drop: commit it first, or pass --force to replace it"
+        )
 
 
 def _labels(repo: Repo, plan: _Plan) -> dict[str, tuple[str, str]]:
@@ -449,7 +455,7 @@ def get(
     rel = Repo.target_of(prel)
     at = f" at {shown_rev}" if shown_rev else ""
     out = os.path.abspath(out)
-    outputs.check(out, p.kind, force, repo.root, _tracked(repo, out))
+    outputs.check(out, p.kind, force, repo.root)
     parent = os.path.dirname(out)
     outputs.make_dirs(parent)
     # before the bar: a fetch draws its own
@@ -484,12 +490,3 @@ def get(
     finally:
         bar.close()
     return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": shown_rev}
-
-
-def _tracked(repo: Repo, out: str) -> bool:
-    """Whether out is a path the work tree tracks, or lies in one (a tracked directory's file)."""
-    rel = os.path.relpath(out, repo.root)
-    if rel.startswith(os.pardir) or rel == os.curdir:
-        return False
-    parts = rel.split(os.sep)
-    return any(os.path.lexists(repo.abs(Repo.pointer_of("/".join(parts[:i])))) for i in range(1, len(parts) + 1))

@@ -21,6 +21,7 @@ import os
 import stat as statmod
 
 from mvc.errors import PathError
+from mvc.format.pointer import SUFFIX
 
 KEPT = 16  # the last copies remembered for one OUT (writers of one OUT at once each find theirs)
 started_in: str | None = None  # where the command was typed, when ``mvc -C PATH`` moved the process (cli)
@@ -34,17 +35,18 @@ def resolve_out(out: str, name: str) -> str:
     return full
 
 
-def check(out: str, kind: str, force: bool, work_tree: str | None = None, tracked: bool = False) -> None:
+def check(out: str, kind: str, force: bool, work_tree: str | None = None) -> None:
     """Refuse an output path before anything is fetched: out exists and not force; out is where the caller
     works (or above); out is a directory and the model is a file; out is a directory mvc did not write, or
-    changed since; out lies in ``.git`` or ``.mvc`` of work_tree, or is a path the work tree tracks."""
+    changed since; out lies in ``.git`` or ``.mvc`` of work_tree, or is (or lies in) a path it tracks."""
     if work_tree is not None:
         rel = os.path.relpath(out, work_tree)
-        if not rel.startswith(os.pardir):
-            top = rel.split(os.sep, 1)[0]
+        if not rel.startswith(os.pardir) and rel != os.curdir:
+            parts = rel.split(os.sep)
+            top = parts[0]
             if top in (".git", ".mvc"):
                 raise PathError(f"{out} is inside the repository's {top}/: choose another output path")
-            if tracked:
+            if any(os.path.lexists(os.path.join(work_tree, *parts[:i]) + SUFFIX) for i in range(1, len(parts) + 1)):
                 raise PathError(
                     f"{out} is a path this work tree tracks: to change it run 'mvc checkout --rev REV {rel}'; "
                     "to write a copy, choose another output path (-o)"

@@ -146,7 +146,23 @@ def add(
         # mvc processes take turns at the index through the lock (no git index.lock collisions among them)
         with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
             repo.git.stage(dict.fromkeys(to_stage))
+        _note_added(repo, [Repo.pointer_of(r["path"]) for r in results if r["changed"]])
     return results
+
+
+def _note_added(repo: Repo, prels: list[str]) -> None:
+    """Remember the pointers this add staged (checkout --rev refuses to drop one that no commit holds)."""
+    from mvc.storage.fileio import hexdigest_bytes
+
+    rows = []
+    for prel in prels:
+        try:
+            with open(repo.abs(prel), "rb") as f:
+                rows.append((prel, hexdigest_bytes(f.read())))
+        except OSError:
+            continue
+    if rows:
+        repo.state.note_added(rows)
 
 
 def _bases_at(repo: Repo, rev: str, rels: list[str]) -> dict[str, str]:

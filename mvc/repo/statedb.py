@@ -166,6 +166,30 @@ class StateDB:
             return None
         return rows[0][0] if rows else None
 
+    # -- pointers 'mvc add' staged (a checkout --rev refuses to drop one no commit holds) ---------------
+    # Losing them loses no data either: a checkout --rev then replaces such a pointer as git would.
+    def note_added(self, rows: list[tuple[str, str]]) -> None:
+        """Remember (pointer relpath, xxh3-128 hex of the bytes add wrote and staged there) for each row."""
+        try:
+            db = self.db
+            db.execute("CREATE TABLE IF NOT EXISTS added (path TEXT PRIMARY KEY, digest TEXT) WITHOUT ROWID")
+            db.executemany("INSERT OR REPLACE INTO added (path, digest) VALUES (?, ?)", rows)
+        except sqlite3.OperationalError:
+            pass  # read-only or locked for too long: only a safety net
+        except sqlite3.DatabaseError:
+            self._rebuild()
+
+    def added(self, prel: str) -> str | None:
+        """The digest note_added recorded for the pointer prel, else None."""
+        try:
+            rows = self.db.execute("SELECT digest FROM added WHERE path = ?", (prel,)).fetchall()
+        except sqlite3.OperationalError:  # no such table: nothing recorded
+            return None
+        except sqlite3.DatabaseError:
+            self._rebuild()
+            return None
+        return rows[0][0] if rows else None
+
     def close(self) -> None:
         self.flush()
         if self._db is not None:
@@ -177,6 +201,7 @@ def _create(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE IF EXISTS state")
     db.execute("DROP TABLE IF EXISTS bases")
     db.execute("DROP TABLE IF EXISTS dirs")
+    db.execute("DROP TABLE IF EXISTS added")
     db.execute(
         "CREATE TABLE state (path TEXT PRIMARY KEY, inode INTEGER, mtime_ns INTEGER, "
         "size INTEGER, oid TEXT, ctime_ns INTEGER) WITHOUT ROWID"
