@@ -283,6 +283,7 @@ def _gc_remote(
     from mvc.repo.remotes import journal, open_transfer, spec
 
     sp = spec(repo, name)
+    sp.check()  # a cache is no remote (docs/FORMAT.md, "A remote"): refused before the keep set is read
     keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated, _git_remote_tips(repo))
     _refuse_unread(keep)
     jr = journal(repo)
@@ -291,6 +292,7 @@ def _gc_remote(
         try:
             t.check_writable()
             t.check_layout()
+            layout.refuse_unmarked(t.store, sp.name)  # before any listing: gc deletes only where mvc wrote
             unread = [m for m in keep.wanted.manifests if m not in keep.wanted.entries]
             if unread:  # directories whose manifest only the remote holds: fetched, to learn their files
                 t.download(sorted(t.existing(unread)), Meter(progressmod.null, "", 0, 0))

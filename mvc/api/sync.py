@@ -45,6 +45,7 @@ def push(
     """
     repo = open_repo(repo)
     sp = spec(repo, remote)
+    sp.check()  # before the journal: "nothing to push" to a cache would be a lie
     revs = list(revs or [])
     selected = pointers(repo, paths, revs, all_branches, all_tags, all_commits)
     wanted = Wanted()
@@ -252,6 +253,7 @@ def status(
     """
     repo = open_repo(repo)
     sp = spec(repo, remote)
+    sp.check()
     selected = pointers(repo, paths, None)
     per_path: dict[str, set[str]] = {}
     wanted = Wanted()

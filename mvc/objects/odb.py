@@ -171,6 +171,7 @@ class ODB:
     def _prepare(self) -> None:
         if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp files
             self._mark()  # first: nothing is written to a directory that is not mvc's
+            layout.write_ignore(self.root, self.fsync)  # before any object: git ignores a cache in a work tree
             os.makedirs(self.tmp_dir, exist_ok=True)
             tempfiles.sweep_stale(self.tmp_dir, marker=layout.MARKER)
             self._born_readonly = tempfiles.umask() & READONLY == 0
@@ -463,6 +464,7 @@ class ODB:
         """Move the object aside (its file; or, ``packed``, or when it has no file, its copy in a pack: those bytes
         copied aside and the pack's index made to forget it). Returns where it went."""
         self._mark()  # a write like any other: never in a directory that is not mvc's
+        layout.write_ignore(self.root, self.fsync)
         qdir = os.path.join(self.root, "quarantine")
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, oid.replace(":", "-") + "." + os.urandom(3).hex())

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ConfigError, NoRemote, ObjectMissing, RemoteError, RemoteObjectMissing, UnknownRemote
+from mvc.errors import (
+    ConfigError,
+    LayoutError,
+    NoRemote,
+    ObjectMissing,
+    RemoteError,
+    RemoteObjectMissing,
+    UnknownRemote,
+)
 from mvc.format import config as cfgfmt
 from mvc.objects.journal import Journal
 from mvc.objects.meter import Meter
@@ -20,14 +28,14 @@ from mvc.objects.transfer import Transfer
 from mvc.repo.repository import Repo
 from mvc.repo.selection import Wanted
 from mvc.storage.store import Store
-from mvc.storage.urls import check_url, identity, open_store
+from mvc.storage.urls import check_url, identity, open_store, split_url
 
 
 class Spec:
     """A configured remote, before anything is imported or contacted. A plain class: checkout imports
     this module on its start-up path (ARCHITECTURE.md, "Start-up rules")."""
 
-    __slots__ = ("base", "chunks", "fsync", "jobs", "name", "options", "packs", "url")
+    __slots__ = ("base", "caches", "checked", "chunks", "fsync", "jobs", "name", "options", "packs", "url")
 
     def __init__(
         self,
@@ -39,16 +47,53 @@ class Spec:
         fsync: bool = False,
         packs: bool = True,  # push small objects in packs (reading understands packs either way)
         chunks: bool = True,  # push large objects as chunks and deltas (reading understands them either way)
+        caches: tuple[str, ...] = (),  # the repository's cache directories: a directory remote may not be one
     ):
         self.name, self.url, self.options, self.jobs = name, url, options, jobs
         self.base, self.fsync, self.packs, self.chunks = base, fsync, packs, chunks
+        self.caches, self.checked = caches, False
 
     @property
     def key(self) -> str:
         return identity(self.url, self.options.get("endpoint_url"), self.base)
 
     def open(self, reading: bool = False) -> Store:
+        self.check()
         return open_store(self.url, self.options, base=self.base, fsync=self.fsync, reading=reading)
+
+    def check(self) -> None:
+        """Refuse a directory remote that is a cache: this repository's (``caches``: it is, contains or lies
+        inside one of them, by real paths) or any mvc cache, as its root tells (:func:`layout.cache_at`). A push
+        would find the cache's objects "already there" and send nothing, and ``gc -r`` would delete what other
+        repositories sharing that cache need. Every verb that uses a remote calls this before anything else
+        touches it (once a Spec); a few stats, no request."""
+        if self.checked:
+            return
+        protocol, path = split_url(self.url)
+        if protocol == "local" and path:
+            from mvc.objects import layout
+
+            real = os.path.realpath(os.path.join(self.base, os.path.expanduser(path)))
+            why = None
+            for cache in sorted({os.path.realpath(c) for c in self.caches}):
+                if real == cache:
+                    why = "is this repository's cache"
+                elif real.startswith(cache.rstrip(os.sep) + os.sep):
+                    why = f"lies inside this repository's cache ({cache})"
+                elif cache.startswith(real.rstrip(os.sep) + os.sep):
+                    why = f"contains this repository's cache ({cache})"
+                if why:
+                    break
+            found = why is None and layout.cache_at(real)
+            if found:
+                why = "is an mvc cache" if found == real else f"lies inside the mvc cache {found}"
+            if why:
+                raise LayoutError(
+                    f"remote {self.name} ({real}) {why}, not a remote: a push would send nothing and a gc -r would "
+                    "delete what other repositories need; nothing was read or written: point the remote at a "
+                    f"directory of its own ('mvc remote modify {self.name} url DIR')"
+                )
+        self.checked = True
 
 
 def remote_table(repo: Repo) -> dict[str, dict[str, Any]]:
@@ -95,6 +140,7 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
         repo.config.fsync,
         entry.get("packs", True),
         entry.get("chunks", True),
+        (repo.odb.root, repo.own_cache, repo.config.cache_dir),
     )
 
 
@@ -137,6 +183,7 @@ def open_transfer(repo: Repo, sp: Spec, jr: Journal, jobs: int | None = None, re
 def fetch_wanted(
     repo: Repo, sp: Spec, wanted: Wanted, jobs: int | None, progress: progressmod.Factory
 ) -> dict[str, Any]:
+    sp.check()  # a cache as the remote is refused even when the cache already holds everything
     result: dict[str, Any] = {"remote": sp.name, "downloaded": 0, "bytes": 0, "present": 0}
     need_manifests = [m for m in wanted.manifests if not repo.odb.exists(m)]
     remote: Transfer | None = None
