@@ -288,8 +288,9 @@ def test_bad_hooks_config_is_one_line(hooked):
     res = gitp(hooked, "commit", "-m", "x")
     assert res.returncode == 1
     assert res.stderr.strip().splitlines() == [
-        'mvc: git commit stopped: hooks.max_size must be a size like "10MB" or "512KiB" (0: no limit), '
-        "not 'ten': fix it in .mvc/config.toml"
+        "mvc: git commit stopped: hooks.max_size in .mvc/config.toml must be a size like 10MB or 512KiB "
+        "(0: no limit), not 'ten': fix it with 'mvc config hooks.max_size 10MB' or drop it with "
+        "'mvc config hooks.max_size --unset'"
     ]
 
 

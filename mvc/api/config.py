@@ -1,4 +1,8 @@
-"""Reading and writing config values (``mvc config``)."""
+"""Reading and writing config values (``mvc config``).
+
+Neither opens the repository whole (its cache, its git), only its config: a bad value read from a file must
+stay fixable with the ``mvc config KEY VALUE`` its error names.
+"""
 
 from __future__ import annotations
 
@@ -6,33 +10,54 @@ import json
 import os
 from typing import Any
 
-from mvc.errors import ConfigError
+from mvc.errors import ConfigError, NotInitialized
 from mvc.format import config as cfgfmt
+from mvc.git import find_worktree
 from mvc.repo.repository import Repo, open_repo
 
-KEYS = {
-    "cache.dir": "path",
-    "cache.type": "list",
-    "core.fsync": "bool",
-    "core.auto_record": "bool",
-    "core.remote": "str",
-    "hooks.max_size": "str",
-    "hooks.extensions": "list",
-    "hooks.allow": "list",
-}
+KEYS = cfgfmt.SETTINGS
+# tables whose keys the user names: read as they are, never "unknown" (only remote.NAME.KEY is set here)
+TABLES = ("remote.", "models.", "stages.")
 
 
-def parse(key: str, text: str) -> Any:
-    kind = KEYS.get(key)
-    if kind is None and not key.startswith("remote."):
-        raise ConfigError(f"unknown config key {key!r}: known keys are {', '.join(sorted(KEYS))}")
-    if kind == "list":
-        return [x.strip() for x in text.split(",") if x.strip()]
-    if kind == "bool":
-        if text.lower() not in ("true", "false"):
-            raise ConfigError(f"{key} takes true or false, not {text!r}")
-        return text.lower() == "true"
-    return text
+def _mvc_dir(repo: Repo | None) -> str:
+    if repo is not None:
+        return repo.mvc_dir
+    root = find_worktree(os.getcwd())
+    mvc_dir = os.path.join(root, cfgfmt.MVC_DIR)
+    if not os.path.isdir(mvc_dir):
+        raise NotInitialized(f"mvc is not set up in {root}: run 'mvc init' first")
+    return mvc_dir
+
+
+def unknown(key: str) -> ConfigError:
+    import difflib
+
+    close = difflib.get_close_matches(key, KEYS, n=3, cutoff=0.7)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}: known keys are {', '.join(KEYS)} and remote.NAME.KEY")
+
+
+def parse(key: str, text: str, *, repo: Repo | None = None) -> Any:
+    """The TOML value KEY takes from text; ConfigError naming the key, what it takes and an example."""
+    if key in KEYS:
+        return cfgfmt.parse_value(key, text)
+    if not key.startswith("remote."):
+        raise unknown(key)
+    from mvc.api import remote_config
+
+    _, name, option = _remote_key(key)
+    return remote_config.parse_option(open_repo(repo), name, option, text)
+
+
+def _remote_key(key: str) -> list[str]:
+    parts = key.split(".", 2)
+    if len(parts) < 3 or not cfgfmt.valid_remote_name(parts[1]) or not parts[2]:
+        raise ConfigError(
+            f"a remote's key is remote.NAME.KEY, not {key!r}: e.g. 'mvc config remote.origin.jobs 8' "
+            "(or 'mvc remote modify origin jobs 8')"
+        )
+    return parts
 
 
 def render(value: Any) -> str:
@@ -42,28 +67,46 @@ def render(value: Any) -> str:
 
 
 def get(key: str, *, repo: Repo | None = None) -> Any:
-    repo = open_repo(repo)
-    return repo.config.get(key)
+    """The value in effect (the default when neither file sets it); None when a key with no default is not
+    set; ConfigError for an unknown key, or a value that is not valid."""
+    value = cfgfmt.Config(_mvc_dir(repo)).get(key)
+    if value is None and key not in KEYS and not key.startswith(TABLES):
+        raise unknown(key)
+    return value
 
 
 def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
-    """Set (value None: remove) key in .mvc/config.toml, or config.local.toml with local."""
-    repo = open_repo(repo)
-    parsed = None if value is None else parse(key, value)
+    """Set (value None: remove) key in .mvc/config.toml, or config.local.toml with local. A value not valid for
+    its key is refused (ConfigError) and nothing is written."""
+    mvc_dir = _mvc_dir(repo)
+    if key.startswith("remote."):
+        _remote_key(key)
+    elif key not in KEYS:
+        raise unknown(key)
+    parsed = None if value is None else parse(key, value, repo=repo)
     if not local and parsed is not None and cfgfmt.is_secret(key):
         raise ConfigError(f"{key} looks like a secret: it would be committed; pass --local to keep it on this machine")
-    path = os.path.join(repo.mvc_dir, cfgfmt.LOCAL if local else cfgfmt.CONFIG)
+    if key == "core.remote" and parsed is not None:
+        remotes = cfgfmt.remotes(cfgfmt.Config(mvc_dir).data, "the config", need_url=False)
+        if parsed not in remotes:
+            known = f"known remotes: {', '.join(sorted(remotes))}" if remotes else "no remote is configured"
+            raise ConfigError(f"unknown remote {parsed!r} ({known}): add it with 'mvc remote add {parsed} URL' first")
+    if key == "cache.type" and parsed is not None:
+        cfgfmt.warn_if_root_links(parsed)
+    name = cfgfmt.LOCAL if local else cfgfmt.CONFIG
+    path = os.path.join(mvc_dir, name)
     try:
         with open(path, "rb") as f:
             before: bytes | None = f.read()
     except FileNotFoundError:
         before = None
     cfgfmt.write_value(path, key, parsed)
-    # validate what the merged result now says, so a bad value is caught when set, not later;
-    # a refused value must not stay in the file, or every later command (even this one) would fail
+    if not key.startswith("remote."):
+        return
+    # a remote's table is checked whole (types, credentials in a committed URL): a refused change must not
+    # stay in the file, or every later command would fail on it
     try:
-        check = Repo(repo.root).config
-        _ = (check.link_types, check.cache_dir)  # each property validates its value
+        cfgfmt.remotes(cfgfmt.read(path), name, need_url=False)
     except ConfigError:
         from mvc.storage.fileio import atomic_write
 

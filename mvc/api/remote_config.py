@@ -126,6 +126,83 @@ def remove(name: str, *, stage: bool = True, repo: Repo | None = None) -> bool:
     return _stage(repo, before, stage)
 
 
+# What mvc itself reads of every remote; the rest of REMOTE_KEYS are S3's, or handed to the fsspec filesystem.
+OWN_KEYS = frozenset({"url", "jobs", "packs", "chunks"})
+
+
+def known_keys(url: str) -> frozenset[str] | None:
+    """The keys a remote at url understands: mvc's own and its store's. None when its fsspec filesystem takes
+    any keyword (or its package is not installed to tell): every key is then handed to it as is."""
+    from mvc.storage.urls import split_url
+
+    protocol, _ = split_url(url)
+    if protocol == "local":  # a directory takes no option
+        return OWN_KEYS
+    if protocol in ("s3", "s3a"):
+        from mvc.storage import s3, s3read
+
+        # the keys S3Store maps or hands to s3fs; any other would go to botocore's session, which takes none
+        return frozenset(cfgfmt.REMOTE_KEYS) | set(s3.S3_KEYS) | s3._S3FS_PARAMS | s3read.KEYS
+    import inspect
+
+    try:
+        import fsspec
+
+        params = inspect.signature(fsspec.get_filesystem_class(protocol).__init__).parameters.values()
+    except (ImportError, ValueError, TypeError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+    return OWN_KEYS | named
+
+
+def _check_known(name: str, key: str, url: str) -> None:
+    known = known_keys(url)
+    if known is None or key in known:
+        return
+    import difflib
+
+    from mvc.storage.urls import split_url
+
+    protocol = split_url(url)[0]
+    kind = "a directory" if protocol == "local" else f"{protocol}://"
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.7)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    raise RemoteError(
+        f"unknown key {key!r} for remote {name} ({kind}){hint}: known keys are {', '.join(sorted(known))}"
+    )
+
+
+def parse_option(repo: Repo, name: str, key: str, text: str) -> Any:
+    """The value KEY of remote NAME takes from text (``mvc remote modify``, ``mvc config remote.NAME.KEY``): a key
+    the remote's store does not know is refused (once NAME has a URL), mvc's keys are typed and checked, the
+    fsspec filesystem's get booleans and integers. KEY may name a key of a table (client_kwargs.region_name)."""
+    top = key.split(".", 1)[0]
+    if not top or not all(c.isalnum() or c == "_" for c in top):
+        raise RemoteError(
+            f"invalid key {key!r}: use letters, digits and '_' (e.g. endpoint_url, profile, region, jobs)"
+        )
+    url = remote_table(repo).get(name, {}).get("url")
+    if isinstance(url, str) and top != "url":
+        _check_known(name, top, url)
+    if key == "url":
+        return normalize_url(repo, text)
+    if "." in key:
+        return _fsspec_value(text)
+    return _parse_value(name, key, text)
+
+
+def _fsspec_value(text: str) -> Any:
+    """A value handed to the fsspec filesystem: booleans and numbers as such, not strings."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _parse_value(name: str, key: str, text: str) -> Any:
     kind = cfgfmt.REMOTE_KEYS.get(key)
     if kind is int:
@@ -141,14 +218,12 @@ def _parse_value(name: str, key: str, text: str) -> Any:
             raise RemoteError(f"{key} takes true or false, not {text!r}: e.g. 'mvc remote modify {name} {key} false'")
         return text.lower() == "true"
     if key == "endpoint_url" and not text.startswith(("http://", "https://")):
-        raise RemoteError(f"endpoint_url must start with http:// or https://, not {cfgfmt.redact_url(text)!r}")
-    if kind is None:  # handed to the fsspec filesystem: give it booleans and numbers, not strings
-        if text.lower() in ("true", "false"):
-            return text.lower() == "true"
-        try:
-            return int(text)
-        except ValueError:
-            return text
+        raise RemoteError(
+            f"endpoint_url must start with http:// or https://, not {cfgfmt.redact_url(text)!r}: "
+            f"e.g. 'mvc remote modify {name} endpoint_url http://127.0.0.1:9000'"
+        )
+    if kind is None:  # handed to the fsspec filesystem
+        return _fsspec_value(text)
     return text
 
 
@@ -172,7 +247,7 @@ def modify(
         for loc in (False, True):
             cfgfmt.write_value(config_path(repo, loc), f"remote.{name}.{key}", None)
         return _stage(repo, before, stage)
-    parsed = normalize_url(repo, value) if key == "url" else _parse_value(name, key, value)
+    parsed = parse_option(repo, name, key, value)
     local_only = name not in repo.config.shared.get("remote", {})
     if cfgfmt.is_secret(key) and not local and not local_only:
         raise RemoteError(

@@ -149,8 +149,10 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
     Keys: url, endpoint_url (S3-compatible stores), profile, region, jobs, packs
     (true/false: push small objects in packs, default true), chunks (true/false:
     push files of 4 MiB or more as chunks and deltas, default true); for S3 also
-    access_key_id, secret_access_key, session_token (only with --local). Any other key
-    is passed to the fsspec filesystem (e.g. anon true, or gcsfs/adlfs options).
+    access_key_id, secret_access_key, session_token (only with --local), and s3fs's
+    options (e.g. anon true). A key the remote's store does not know is refused (a
+    directory knows url, jobs, packs, chunks); a filesystem that takes any keyword
+    (gcsfs, adlfs, …) is handed any other key.
 
     \b
     Example:

@@ -342,13 +342,14 @@ def unprotect(paths: tuple[str, ...], quiet: bool) -> None:
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
 @click.option("--unset", is_flag=True, help="Remove KEY.")
 def config(key: str, value: str | None, local: bool, unset: bool) -> None:
-    """Get or set a config value.
+    """Get or set a config value (reading prints the default when it is not set).
 
     \b
     Keys: cache.dir (path; relative to .mvc/), cache.type (list from reflink, hardlink,
-    symlink, copy, tried in order), core.fsync (true/false), core.remote (default
-    remote), hooks.max_size, hooks.extensions, hooks.allow (lists are comma-separated),
-    remote.NAME.KEY (see 'mvc remote').
+    symlink, copy, tried in order), core.fsync, core.auto_record (true/false),
+    core.remote (default remote), hooks.max_size (a size: 10MB, 512KiB, 0 for none),
+    hooks.extensions, hooks.allow (lists are comma-separated), remote.NAME.KEY (see
+    'mvc remote'). A value not valid for its key is refused and not written.
 
     \b
     Example:

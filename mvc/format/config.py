@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import reprlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mvc.errors import ConfigError
@@ -22,6 +25,26 @@ LOCK = "lock"  # .mvc/lock: held while a shared file (config, a .gitignore) is r
 DEFAULTS: dict[str, Any] = {
     "cache": {"dir": "cache", "type": ["reflink", "copy"]},
     "core": {"fsync": False, "auto_record": True},
+    # the pre-commit hook's (mvc/api/hook_actions.py: DEFAULT_MAX_SIZE, DEFAULT_EXTENSIONS, held equal by a test)
+    "hooks": {
+        "max_size": "10MB",
+        "extensions": [
+            ".pt",
+            ".pth",
+            ".ckpt",
+            ".safetensors",
+            ".onnx",
+            ".pkl",
+            ".pickle",
+            ".joblib",
+            ".h5",
+            ".hdf5",
+            ".bin",
+            ".gguf",
+            ".tflite",
+        ],
+        "allow": [],
+    },
 }
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
@@ -181,6 +204,146 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# -- the typed settings -------------------------------------------------------------------------------
+# Every key `mvc config` sets: what it accepts, an example, how text typed on the command line becomes its
+# TOML value (None: refused, before anything is written) and whether a value read from a file is valid
+# (checked by Config.get, so a hand-edited or committed bad value is one line naming the key and the fix).
+class Setting:
+    __slots__ = ("accepts", "example", "parse", "valid")
+
+    def __init__(self, accepts: str, example: str, parse: Callable[[str], Any], valid: Callable[[Any], bool]):
+        self.accepts, self.example, self.parse, self.valid = accepts, example, parse, valid
+
+
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
+SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def size_bytes(value: Any) -> int | None:
+    """The bytes a size stands for: an integer, or a string like ``"10MB"`` (powers of 1000) or ``"512KiB"``
+    (of 1024); None for anything else (a negative or endless number, another unit, another type)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    m = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    unit = SIZE_UNITS.get(m.group(2).lower()) if m is not None else None
+    if m is None or unit is None:
+        return None
+    n = float(m.group(1)) * unit
+    return int(n) if n < float("inf") else None  # a float of 400 digits is endless
+
+
+def has_control(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+def _items(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _path(text: str) -> str | None:
+    return text if text and not has_control(text) else None
+
+
+def _links(text: str) -> list[str] | None:
+    types = _items(text)
+    return types if types and all(t in LINK_TYPES for t in types) else None
+
+
+def _links_ok(value: Any) -> bool:
+    types = [value] if isinstance(value, str) else value
+    return isinstance(types, list) and bool(types) and all(isinstance(t, str) and t in LINK_TYPES for t in types)
+
+
+def _bool(text: str) -> bool | None:
+    return {"true": True, "false": False}.get(text.strip().lower())
+
+
+def _name(text: str) -> str | None:
+    return text.strip() if valid_remote_name(text.strip()) else None
+
+
+def _strings(text: str) -> list[str] | None:
+    return None if has_control(text) else _items(text)
+
+
+def _strings_ok(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) and x for x in value)
+
+
+SETTINGS: dict[str, Setting] = {
+    "cache.dir": Setting(
+        "a non-empty path with no control characters",
+        "/mnt/shared/mvc-cache",
+        _path,
+        lambda v: isinstance(v, str) and _path(v) is not None,
+    ),
+    "cache.type": Setting(f"a comma-separated list from {', '.join(LINK_TYPES)}", "reflink,copy", _links, _links_ok),
+    "core.fsync": Setting("true or false", "false", _bool, lambda v: isinstance(v, bool)),
+    "core.auto_record": Setting("true or false", "true", _bool, lambda v: isinstance(v, bool)),
+    "core.remote": Setting("a remote's name (letters, digits, '-' and '_')", "origin", _name, valid_remote_name),
+    "hooks.max_size": Setting(
+        "a size like 10MB or 512KiB (0: no limit)",
+        "10MB",
+        lambda t: t.strip() if size_bytes(t) is not None else None,
+        lambda v: size_bytes(v) is not None,
+    ),
+    "hooks.extensions": Setting("a comma-separated list of file extensions", ".pt,.onnx", _strings, _strings_ok),
+    "hooks.allow": Setting("a comma-separated list of glob patterns", '"tests/data/*"', _strings, _strings_ok),
+}
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: short, its control characters escaped, however deep or long it is."""
+    return reprlib.repr(value)
+
+
+def parse_value(key: str, text: str) -> Any:
+    """The TOML value of setting ``key`` (one of SETTINGS) typed as ``text`` on the command line; ConfigError
+    naming the key, what it takes and an example when it is not valid."""
+    setting = SETTINGS[key]
+    value = setting.parse(text)
+    if value is None:
+        raise ConfigError(
+            f"{key} takes {setting.accepts}, not {_shown(text)}: e.g. 'mvc config {key} {setting.example}'"
+        )
+    return value
+
+
+def check_value(key: str, value: Any, where: str, local: bool = False) -> None:
+    """ConfigError naming the key, the file and the fix when ``value``, read from ``where``, is not valid."""
+    setting = SETTINGS[key]
+    if not setting.valid(value):
+        flag = " --local" if local else ""
+        raise ConfigError(
+            f"{key} in {where} must be {setting.accepts}, not {_shown(value)}: fix it with "
+            f"'mvc config {key} {setting.example}{flag}' or drop it with 'mvc config {key} --unset{flag}'"
+        )
+
+
+def _at(layer: dict[str, Any], parts: list[str]) -> Any:
+    node: Any = layer
+    for part in parts:
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 class Config:
     def __init__(self, mvc_dir: str):
         self.mvc_dir = mvc_dir
@@ -190,61 +353,68 @@ class Config:
 
     def sets(self, dotted: str) -> bool:
         """Whether the committed or the local file sets the key (else its value is the default)."""
-        for layer in (self.shared, self.local):
-            node: Any = layer
-            for part in dotted.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is not None:
-                return True
-        return False
+        parts = dotted.split(".")
+        return _at(self.shared, parts) is not None or _at(self.local, parts) is not None
 
     def get(self, dotted: str, default: Any = None) -> Any:
+        """The value in effect (the local file's, the committed one's, the default); a setting's (SETTINGS) is
+        checked, and one that is not valid, or under a table that is not one, is a ConfigError naming the fix."""
         node: Any = self.data
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
+        parts = dotted.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict):
+                if dotted in SETTINGS:
+                    self._not_a_table(parts[:i])
+                return default
+            if part not in node:
                 return default
             node = node[part]
+        if dotted in SETTINGS:
+            local = _at(self.local, parts) is not None
+            check_value(dotted, node, f"{MVC_DIR}/{LOCAL}" if local else CONFIG_PATH, local)
         return node
+
+    def _not_a_table(self, parts: list[str]) -> None:
+        name = ".".join(parts)
+        for layer, where in ((self.local, f"{MVC_DIR}/{LOCAL}"), (self.shared, CONFIG_PATH)):
+            node = _at(layer, parts)
+            if node is not None and not isinstance(node, dict):
+                raise ConfigError(
+                    f"{name} in {where} must be a table ([{name}]), not {_shown(node)}: "
+                    f"make it a [{name}] table or remove it from the file"
+                )
+
+    def _setting(self, key: str) -> Any:
+        value = self.get(key)
+        if value is None:  # only when a file replaced its table by another (get names that)
+            check_value(key, value, CONFIG_PATH)
+        return value
 
     @property
     def cache_dir(self) -> str:
-        d = self.get("cache.dir")
-        if not isinstance(d, str) or not d:
-            raise ConfigError("cache.dir must be a non-empty path: fix it with 'mvc config cache.dir PATH'")
+        d = self._setting("cache.dir")
         # relative paths are relative to .mvc/, where the default 'cache' lives
         return os.path.normpath(os.path.join(self.mvc_dir, os.path.expanduser(d)))
 
     @property
     def link_types(self) -> list[str]:
-        t = self.get("cache.type")
-        types = [t] if isinstance(t, str) else t
-        if not isinstance(types, list) or not types or any(x not in LINK_TYPES for x in types):
-            raise ConfigError(
-                f"cache.type must be a list drawn from {', '.join(LINK_TYPES)}, not {t!r}: "
-                "fix it with 'mvc config cache.type reflink,copy'"
-            )
-        if ("hardlink" in types or "symlink" in types) and _is_root():
-            _warn_root_links()
+        t = self._setting("cache.type")
+        types = [t] if isinstance(t, str) else list(t)
+        warn_if_root_links(types)
         return types
 
     @property
     def fsync(self) -> bool:
-        value = self.get("core.fsync")
-        if not isinstance(value, bool):
-            raise ConfigError(
-                f"core.fsync must be true or false, not {str(value)[:40]!r}: fix it with 'mvc config core.fsync false'"
-            )
-        return value
+        return bool(self._setting("core.fsync"))
 
     @property
     def auto_record(self) -> bool:
-        value = self.get("core.auto_record")
-        if not isinstance(value, bool):
-            raise ConfigError(
-                f"core.auto_record must be true or false, not {str(value)[:40]!r}: fix it with "
-                "'mvc config core.auto_record true'"
-            )
-        return value
+        return bool(self._setting("core.auto_record"))
+
+
+def warn_if_root_links(types: list[str]) -> None:
+    if ("hardlink" in types or "symlink" in types) and _is_root():
+        _warn_root_links()
 
 
 def _is_root() -> bool:
