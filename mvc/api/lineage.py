@@ -7,13 +7,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
-from mvc.errors import ConfigError, MvcError, PathError, PointerError, RegistryError
+from mvc.errors import ConfigError, PathError, PointerError, RegistryError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH
 from mvc.format.pointer import SUFFIX
-from mvc.git import blob_id
+from mvc.git import POINTER_GLOB, blob_id
 from mvc.repo.models import GTO_FILES, iso_date, load, models_at
 
 if TYPE_CHECKING:
@@ -29,17 +29,21 @@ def _repo(repo: Repo | None) -> Repo:
 def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dict[str, Any]]:
     """Every commit reachable from rev that changed the model's pointer, newest first.
 
-    target: a model name (followed through renames, as each commit's .mvc/config.toml maps it) or a
-    tracked path (followed by its name when one model name maps it now, else through its pointer's renames). Each entry: {commit, author, email, date, message, change: added | modified |
-    removed | moved, path, names, kind, oid, size, meta, versions, stages, also}: ``also``, oldest first, the
-    versions and stages ({commit, versions, stages}) registered on later commits that did not change the model
-    and so hold this entry's pointer (a release of a code change, say), which the log lists no line for.
+    target: a model name (followed through renames, as each commit's .mvc/config.toml maps it, and before it
+    was named, through the history of the path it was named at) or a path mvc tracks or tracked (followed
+    through the renames of its pointer that git detects, as ``mvc mv`` stages them). Each entry: {commit,
+    author, email, date, message, change: added | modified | removed | moved, path, names, kind, oid, size,
+    meta, versions, stages, also}: ``also``, oldest first, the versions and stages ({commit, versions,
+    stages}) registered on later commits that did not change the model and so hold this entry's pointer (a
+    release of a code change, say), which the log lists no line for. Refuses a target that is neither.
     """
     repo = _repo(repo)
     git = repo.git
-    name, path = _log_target(repo, target)
+    start = repo.resolve(rev)
+    name, path, known = _log_target(repo, target, start)
     configs: dict[tuple[str | None, ...], dict[str, str]] = {(None,) * (1 + len(GTO_FILES)): {}}
     memo: dict[str, tuple[str | None, str | None]] = {}
+    mapped: set[str] = set()  # the commits whose config maps the name
 
     def models_of(commit: str) -> dict[str, str]:
         # the config's names over GTO's (artifacts.yaml, dvc.yaml: commits before 'mvc import-dvc')
@@ -54,40 +58,50 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
 
     synthesized: dict[str, bytes] = {}  # {git blob id: bytes} of pointers read from imported tools' files
 
-    moves = _moves(repo, rev, path) if name is None and path else []
+    def blob_at(commit: str, p: str | None) -> str | None:
+        if not p:
+            return None
+        blob = git.blob_ids(commit, [p + SUFFIX])[p + SUFFIX]
+        return blob if blob is not None else _foreign_blob(repo, commit, p, synthesized)
 
-    def path_at(commit: str) -> str | None:
-        """The tracked path at commit, through the moves of its pointer (mvc mv: git mv of PATH.mvc)."""
-        p = path
-        for older, before in moves:  # newest first: a commit before a move had the path from before it
-            if commit in older:
-                p = before
-        return p
-
-    def state_of(commit: str) -> tuple[str | None, str | None]:
-        if commit not in memo:
-            p = models_of(commit).get(name) if name is not None else path_at(commit)
-            blob = git.blob_ids(commit, [p + SUFFIX])[p + SUFFIX] if p else None
-            if p and blob is None:
-                blob = _foreign_blob(repo, commit, p, synthesized)
-            memo[commit] = (p, blob)
+    def state_of(commit: str, child: str | None = None) -> tuple[str | None, str | None]:
+        """(path, pointer blob) of the model at commit. A commit whose config does not map the name (one from
+        before it was named) and a path's commits take the path of the child they are reached from; a child
+        that has the pointer where this commit has none may have renamed it (mvc mv: git mv of PATH.mvc)."""
+        if commit in memo:
+            return memo[commit]
+        p = memo[child][0] if child is not None else path
+        if name is not None:
+            q = models_of(commit).get(name)
+            if q is not None:
+                mapped.add(commit)
+                memo[commit] = (q, blob_at(commit, q))
+                return memo[commit]
+        blob = blob_at(commit, p)
+        if blob is None and p and child is not None and memo[child][1] is not None:
+            older = _renamed_from(repo, commit, child, p)
+            if older is not None:
+                p, blob = older, blob_at(commit, older)
+        memo[commit] = (p, blob)
         return memo[commit]
 
     state = load(git)
 
-    def names_at(commit: str) -> list[str]:
-        return [name] if name is not None else sorted(n for n, q in models_of(commit).items() if q == path)
+    def names_at(commit: str, p: str | None) -> list[str]:
+        if name is not None:
+            return [name]
+        return sorted(n for n, q in models_of(commit).items() if q == p) if p else []
 
     tagged = {v.commit for n in ([name] if name is not None else state.models) for v in _versions(state, n)}
     # versions registered on commits that did not change the model: shown with the change they hold
     pending: list[tuple[tuple[str | None, str | None], dict[str, Any]]] = []
     out = []
-    for c in git.walk(repo.resolve(rev)):
+    for c in git.walk(start):
         p, blob = state_of(c["id"])
-        before = [state_of(parent) for parent in c["parents"]]
+        before = [state_of(parent, c["id"]) for parent in c["parents"]]
         if before and any(b == (p, blob) for b in before):
             if c["id"] in tagged and blob is not None:
-                versions, stages = state.marks(c["id"], names_at(c["id"]))
+                versions, stages = state.marks(c["id"], names_at(c["id"], p))
                 if versions or stages:
                     pending.append(((p, blob), {"commit": c["id"], "versions": versions, "stages": stages}))
             continue
@@ -100,7 +114,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
             change = "removed"
         elif prev[1] is None:
             change = "added"
-        elif prev[0] != p:  # the name now maps to another path
+        elif prev[0] != p:  # the name now maps to another path, or the pointer was renamed
             change = "moved"
         else:
             change = "modified"
@@ -113,7 +127,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
             "change": change,
             "path": p if blob is not None else prev[0],
         }
-        names = names_at(c["id"])
+        names = names_at(c["id"], entry["path"])
         entry["names"] = names
         if blob is not None:
             assert p is not None
@@ -128,6 +142,8 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
         entry["also"] = [later for held, later in pending if held == (p, blob)][::-1]  # oldest first
         pending = [(held, later) for held, later in pending if held != (p, blob)]
         out.append(entry)
+    if not known and not mapped:  # a name no commit's config maps, no tag names and no path is
+        raise _unknown(repo, target, state)
     return out
 
 
@@ -136,23 +152,28 @@ def _versions(state: Any, name: str) -> list[Any]:
     return list(m.versions.values()) if m is not None else []
 
 
-def _moves(repo: Repo, rev: str, path: str) -> list[tuple[set[str], str]]:
-    """[(the commits before it, the path before it)] of each rename of path's pointer in rev's history, newest
-    first (git's rename detection, as ``git log --follow`` sees ``mvc mv``)."""
+def _renamed_from(repo: Repo, parent: str, child: str, path: str) -> str | None:
+    """The path whose pointer child renamed to path's (git's rename detection, as ``git log --follow`` sees
+    ``mvc mv``), or None."""
+    # diff-tree, plumbing: no user setting (diff.relative, color, external diffs) changes what it prints
     out = repo.git.run(
-        "log", "--follow", "-M", "--name-status", "--format=%x00%H", rev, "--", path + SUFFIX, check=False
+        "diff-tree",
+        "-r",
+        "-z",
+        "-M",
+        "--name-status",
+        "--diff-filter=R",
+        parent,
+        child,
+        "--",
+        POINTER_GLOB,
+        check=False,
     )
-    found: list[tuple[set[str], str]] = []
-    commit = ""
-    for line in out.decode("utf-8", "replace").splitlines():
-        if line.startswith("\0"):
-            commit = line[1:]
-        elif line.startswith("R") and commit:
-            parts = line.split("\t")
-            if len(parts) == 3 and parts[1].endswith(SUFFIX):
-                older = repo.git.run("rev-list", commit + "^", "--", check=False).decode().split()
-                found.append((set(older), parts[1][: -len(SUFFIX)]))
-    return found
+    fields = out.decode("utf-8", "replace").split("\0")
+    for i in range(0, len(fields) - 2, 3):  # R<score>, old, new
+        if fields[i].startswith("R") and fields[i + 2] == path + SUFFIX and fields[i + 1].endswith(SUFFIX):
+            return fields[i + 1][: -len(SUFFIX)]
+    return None
 
 
 def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, bytes]) -> str | None:
@@ -170,30 +191,33 @@ def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, byte
     return blob
 
 
-def _log_target(repo: Repo, target: str) -> tuple[str | None, str | None]:
-    """(model name, None) or (None, tracked path) for mvc log's argument."""
+def _log_target(repo: Repo, target: str, start: str) -> tuple[str | None, str | None, bool]:
+    """(model name, its path now or None, known) or (None, tracked path, True) for mvc log's argument; known is
+    False for a name that only an old commit's config may map (the walk finds out)."""
     current = cfgfmt.models(repo.config.shared, CONFIG_PATH)
     if target in current:
-        return target, None
+        return target, current[target], True
     rel = repo.rel(target)
     if rel.endswith(SUFFIX):
         rel = rel[: -len(SUFFIX)]
-    named = [n for n, q in current.items() if q == rel]
-    if len(named) == 1:  # a named model's path: followed by its name, so through moves ('mvc mv')
-        return named[0], None
-    if os.path.lexists(repo.abs(rel + SUFFIX)) or os.path.lexists(repo.abs(rel)):
-        return None, rel
+    if os.path.lexists(repo.abs(rel + SUFFIX)):  # tracked now (committed or not)
+        return None, rel, True
     if tagfmt.is_name(target) and load(repo.git).get(target) is not None:
-        return target, None
-    try:
-        head = repo.resolve("HEAD")
-    except MvcError:
-        head = None
-    if head and repo.git.blob_ids(head, [rel + SUFFIX])[rel + SUFFIX]:
-        return None, rel
+        return target, None, True
+    if rel != "." and repo.git.run("log", "-1", "--format=%H", start, "--", f":(literal){rel}{SUFFIX}", check=False):
+        return None, rel, True  # tracked in the past: its removal, and what came before
     if tagfmt.is_name(target):
-        return target, None  # maybe a model that existed only in the past
-    raise PathError(f"{target} is neither a model name nor a tracked path: see 'mvc registry' and 'mvc ls'")
+        return target, None, False  # maybe a model that existed only in the past
+    raise _unknown(repo, target, load(repo.git))
+
+
+def _unknown(repo: Repo, target: str, state: Any) -> PathError:
+    known = sorted(set(cfgfmt.models(repo.config.shared, CONFIG_PATH)) | state.names())
+    shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
+    listed = f" (models: {shown})" if known else " (no models are named yet)"
+    return PathError(
+        f"{target} is neither a model name nor a tracked path{listed}: see the tracked paths with 'mvc ls'"
+    )
 
 
 # -- diff -------------------------------------------------------------------------------------

@@ -291,9 +291,11 @@ def log(target: str, rev: str, as_json: bool) -> None:
     """Show the lineage of a model: every commit that changed its pointer.
 
     \b
-    A model NAME is followed through renames as each commit's .mvc/config.toml maps it;
-    a PATH is followed as is. Each entry lists the commit, author, date, message, oid,
-    size, meta, and the versions and stages that point to it now.
+    A model NAME is followed through renames as each commit's .mvc/config.toml maps it,
+    and before it was named through the history of its path; a PATH, named or not,
+    through the renames of its pointer that git detects (what mvc mv stages). Each entry
+    lists the commit, author, date, message, oid, size, meta, and the versions and
+    stages that point to it now. A NAME or PATH mvc never knew is an error.
 
     \b
     Example:
