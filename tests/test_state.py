@@ -311,3 +311,25 @@ def test_rows_put_from_a_forked_add_s_fields_are_those_put_from_stat_results(tmp
         one.put(rel, st, "xxh128:" + "a" * 32)
     many.put_fields([(rel, stat_fields(st), "xxh128:" + "a" * 32) for rel, st in stats])
     assert many._pending == one._pending and [r[0] for r in one._pending] == ["d/old.bin"]
+
+
+def test_local_state_is_ignored_on_a_branch_older_than_mvc_init(gitrepo, mvc_cli):
+    """.mvc/.gitignore is not there on a branch from before 'mvc init': the repository's info/exclude keeps
+    git from taking state.db, the journal and the lock there (a 'git add -A' once committed them)."""
+    (gitrepo / "train.py").write_text("code\n")
+    git(gitrepo, "add", "-A")
+    git(gitrepo, "commit", "-q", "-m", "before mvc")
+    git(gitrepo, "branch", "old")
+    mvc_cli("init")
+    make_file(gitrepo / "m.bin", 1000)
+    mvc_cli("add", "m.bin")
+    git(gitrepo, "commit", "-q", "-m", "mvc")
+    assert (gitrepo / ".mvc" / "state.db").exists()
+    git(gitrepo, "checkout", "-q", "old")
+    assert not (gitrepo / ".mvc" / ".gitignore").exists()
+    status = git(gitrepo, "status", "--porcelain", "--untracked-files=all")
+    assert ".mvc/" not in status, status
+    exclude = (gitrepo / ".git" / "info" / "exclude").read_text()
+    mvc_cli("init", "--no-stage")  # once: not written twice
+    assert (gitrepo / ".git" / "info" / "exclude").read_text().count("/.mvc/*") == 1
+    assert "/.mvc/*" in exclude

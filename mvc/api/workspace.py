@@ -18,7 +18,7 @@ from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
-from mvc.repo.repository import Repo, open_repo
+from mvc.repo.repository import Repo, exclude_local_state, open_repo
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, scan_dir, total
 from mvc.storage import fileio
@@ -52,8 +52,9 @@ def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
     if not os.path.exists(config):
         fileio.atomic_write(config, CONFIG_TEMPLATE.encode())
     ignore = os.path.join(mvc_dir, ".gitignore")
-    if not os.path.exists(ignore) or gitignores.read_text(ignore) != MVC_GITIGNORE:
-        fileio.atomic_write(ignore, MVC_GITIGNORE.encode())
+    if os.path.islink(ignore) or not os.path.exists(ignore) or gitignores.read_text(ignore) != MVC_GITIGNORE:
+        fileio.atomic_write(ignore, MVC_GITIGNORE.encode())  # (a link is replaced, never followed)
+    exclude_local_state(root, gitmod.Git(root))
     if stage:
         gitmod.Git(root).stage([f"{MVC_DIR}/{CONFIG}", f"{MVC_DIR}/.gitignore"])
     return {"root": root, "created": created}

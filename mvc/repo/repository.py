@@ -11,6 +11,14 @@ from mvc.format.pointer import SUFFIX, bad_target, has_control
 from mvc.objects.odb import ODB
 from mvc.repo.statedb import StateDB
 
+EXCLUDE_MARK = "# mvc: its local state"
+EXCLUDE = f"""{EXCLUDE_MARK} (docs/FORMAT.md, "Internal state"), also on branches older than 'mvc init'
+/.mvc/*
+!/.mvc/.gitignore
+!/.mvc/config.toml
+!/.mvc/imported.toml
+"""
+
 
 class Repo:
     def __init__(self, root: str):
@@ -49,7 +57,10 @@ class Repo:
     @property
     def state(self) -> StateDB:
         if self._state is None:
-            self._state = StateDB(os.path.join(self.mvc_dir, "state.db"))
+            path = os.path.join(self.mvc_dir, "state.db")
+            if not os.path.exists(path):  # a new clone's or a new init's first state: git must never take it
+                exclude_local_state(self.root, self.git)
+            self._state = StateDB(path)
         return self._state
 
     def close(self) -> None:
@@ -213,3 +224,37 @@ def shell_quoted(path: str) -> str:
 def open_repo(repo: Repo | None) -> Repo:
     """The repository a verb was given, or the one containing the current directory."""
     return repo if repo is not None else Repo.find()
+
+
+def exclude_local_state(root: str, git: gitmod.Git) -> None:
+    """Make git ignore mvc's local state in .mvc/ through the repository's own ``info/exclude`` too:
+    ``.mvc/.gitignore`` does it where it is committed, but a branch older than ``mvc init`` lacks it,
+    and a ``git add -A`` there would commit state.db, the journal and the lock."""
+    from mvc.storage import fileio
+
+    dot = os.path.join(root, ".git")
+    if os.path.isdir(dot) and "GIT_DIR" not in os.environ and "GIT_COMMON_DIR" not in os.environ:
+        common = dot
+    else:
+        out = git.run("rev-parse", "--git-common-dir", check=False).decode("utf-8", "surrogateescape")
+        common = os.path.join(root, out.strip()) if out.strip() else ""
+    if not common:
+        return
+    path = os.path.join(common, "info", "exclude")
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    except OSError:
+        return
+    if EXCLUDE_MARK in text:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fileio.atomic_write(
+            path,
+            (text + ("\n" if text and not text.endswith("\n") else "") + EXCLUDE).encode("utf-8", "surrogateescape"),
+        )
+    except OSError:
+        pass  # a read-only git dir: .mvc/.gitignore still does it where it is committed
