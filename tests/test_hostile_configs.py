@@ -159,3 +159,20 @@ def test_a_crafted_pack_index_on_the_shared_remote(shared, mvc_cli, tmp_path):
             assert "xxh128:" + p.parent.name + p.name == "xxh128:" + fileio.hash_file(str(p))[0]
     after = state(remote / "packs")
     assert set(before_remote_packs) <= set(after)  # the packs are never deleted, the index never trusted
+
+
+@pytest.mark.parametrize("name", ["config.toml", "config.local.toml"])
+def test_a_config_that_is_a_link_is_never_followed(repo, mvc_cli, mvc_error, tmp_path, name):
+    """A committed .mvc/config.toml linking to a TOML file outside: every command refuses it, and none copies
+    the file it names into the repository."""
+    outside = tmp_path / "outside" / "settings.toml"
+    outside.parent.mkdir()
+    outside.write_text('[server]\nhost = "db.internal"\npassword = "SECRET"\n')
+    link = repo / ".mvc" / name
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside)
+    local = ("--local",) if name == "config.local.toml" else ()
+    for args in (("status",), ("remote", "add", "team", str(tmp_path / "r")), ("config", *local, "core.fsync", "true")):
+        mvc_error(*args, words=(name, "symbolic link"))
+    assert link.is_symlink() and "SECRET" in outside.read_text()
+    assert "SECRET" not in git(repo, "diff", "--cached") + git(repo, "diff")

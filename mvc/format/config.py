@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import reprlib
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -51,13 +52,28 @@ SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
 
 
 def read(path: str) -> dict[str, Any]:
+    """The config file at path ({} when there is none). A link, or anything but a regular file, is refused: a
+    committed ``.mvc/config.toml`` linking to a file outside would be read as the config, and copied into the
+    repository by the next command that writes a value (git itself never follows it)."""
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return {}
+    except OSError as e:
+        what = "a symbolic link" if os.path.islink(path) else f"unreadable ({e.strerror})"
+        raise ConfigError(f"{path} is {what}: mvc reads only a config file of its own; {_REPLACE}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path} is not a regular file: mvc reads only a config file of its own; {_REPLACE}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return tomllib.load(f)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e}): fix or remove the file") from None
+    finally:
+        os.close(fd)
+
+
+_REPLACE = "replace it with a regular file ('git rm' it, then 'mvc init' writes a fresh one)"
 
 
 def loads(data: bytes, where: str) -> dict[str, Any]:
