@@ -723,3 +723,25 @@ def test_disk_full_while_checking_out(repo, mvc_cli, case):
     assert list((repo / ".mvc" / "cache" / "tmp").iterdir()) == []
     assert run_mvc(*args, cwd=repo).returncode == 0
     assert (repo / "big.bin").read_bytes() == good
+
+
+def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc_error):
+    make_file(repo / "m.pt", 2000, seed=1)
+    mvc_cli("add", "m.pt")
+    git(repo, "commit", "-q", "-m", "1")
+    git(repo, "checkout", "-q", "-b", "exp")
+    make_file(repo / "m.pt", 2000, seed=2)
+    mvc_cli("add", "m.pt")
+    git(repo, "commit", "-q", "-m", "exp")
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout")
+    make_file(repo / "m.pt", 2000, seed=3)
+    mvc_cli("add", "m.pt")
+    git(repo, "commit", "-q", "-m", "main")
+    assert subprocess.run(["git", "merge", "-q", "exp"], cwd=repo, capture_output=True).returncode != 0
+    for args in (("status",), ("ls",), ("checkout",)):
+        mvc_error(*args, words=("merge conflict", "git checkout --ours m.pt.mvc", "git add m.pt.mvc"))
+    git(repo, "checkout", "--theirs", "m.pt.mvc")  # what the error says, then mvc checkout
+    git(repo, "add", "m.pt.mvc")
+    mvc_cli("checkout", "--force")
+    assert (repo / "m.pt").read_bytes() == make_file(repo / "x.bin", 2000, seed=2).read_bytes()

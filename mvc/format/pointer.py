@@ -79,6 +79,9 @@ def dumps(pointer: Pointer) -> bytes:
     return tomli_w.dumps(_sorted(pointer.to_dict())).encode()
 
 
+_CONFLICT = re.compile(rb"^<{7}( |$)", re.MULTILINE)  # what git writes into a file a merge could not merge
+
+
 def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> Pointer:
     """Parse a pointer; where names it in errors, fix says what to do (default: restore it from git)."""
     fix = fix or f"restore it with 'git checkout -- {where}' or re-run 'mvc add'"
@@ -86,6 +89,11 @@ def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> 
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         d = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
+        if _CONFLICT.search(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")):
+            raise PointerError(
+                f"{where} has merge conflict markers: keep one side with 'git checkout --ours {where}' (or "
+                f"--theirs) and 'git add {where}', then 'mvc checkout' writes that version's weights"
+            ) from None
         raise PointerError(f"{where}: not a valid pointer file ({e}): {fix}") from None
     version = d.get("format")
     if type(version) is not int or version != FORMAT:  # `true` and `1.0` compare equal to 1 in Python
