@@ -730,3 +730,17 @@ def test_log_shows_nested_meta_as_dotted_keys(repo, mvc_cli):
     commit_model(repo, 1, meta={"framework": "sklearn", "versions": {"numpy": "2.1.0", "sklearn": "1.5.2"}})
     text = mvc_cli("log", "churn").stdout
     assert "versions.numpy=2.1.0" in text and "versions.sklearn=1.5.2" in text and "{" not in text
+
+
+def test_an_exact_stage_tag_names_its_version_everywhere(model, mvc_cli, tmp_path):
+    """GTO's exact tag names (``churn#prod#1``: the stage as its first assignment left it; ``churn@v0.0.1#1``)
+    read in show and get as in ls --rev."""
+    mvc_cli("assign", "churn", "prod")  # churn@v0.0.1, churn#prod#1
+    first = (model / "models" / "churn.pt").read_bytes()
+    commit_model(model, 2)
+    mvc_cli("register", "churn")
+    mvc_cli("assign", "churn", "prod", "--version", "v0.0.2")  # churn#prod#2
+    assert json.loads(mvc_cli("show", "churn#prod#1", "--json").stdout)["versions"] == ["v0.0.1"]
+    mvc_cli("get", "churn#prod#1", "-o", str(tmp_path / "a.pt"))
+    assert (tmp_path / "a.pt").read_bytes() == first
+    assert json.loads(mvc_cli("show", "churn#prod#2", "--json").stdout)["versions"] == ["v0.0.2"]

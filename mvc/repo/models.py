@@ -337,7 +337,8 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
     when text is not one or names no model in the registry (then it is left to git)."""
     ref = tagfmt.parse_ref(text)
     if ref is None:
-        return None
+        exact = _exact_tag(git, text)
+        return exact[1] if exact is not None else None
     m = load(git).get(ref.name)
     if m is None:
         return None
@@ -371,6 +372,17 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
     return m.versions[vs.version].commit
 
 
+def _exact_tag(git: gitmod.Git, text: str) -> tuple[str, str] | None:
+    """(model name, commit) of the registry tag named exactly text when it has a counter (GTO's
+    ``churn#prod#3``, a stage as its third assignment left it; ``churn@v1.0.0#1``), else None."""
+    t = tagfmt.parse(text)
+    if t is None or t.counter is None or t.action not in (tagfmt.REGISTER, tagfmt.ASSIGN):
+        return None
+    m = load(git).get(t.artifact)
+    e = next((e for e in m.events if e.tag == text), None) if m is not None else None
+    return (t.artifact, e.commit) if e is not None else None
+
+
 def unknown_ref(text: str, names: Collection[str]) -> str | None:
     """Why text, which names no tracked path, names no registry revision either, when it looks like one: a model
     among ``names`` (the registry's) followed by what is no version or stage (``churn@v9``, ``churn@1.2.0``), or a
@@ -397,14 +409,16 @@ def model_ref(git: gitmod.Git, text: str) -> tuple[str, str] | None:
     """(tracked path, commit) for a registry revision used in place of a path (``mvc checkout churn#prod``),
     or None when text is not a registry revision of a known model."""
     ref = tagfmt.parse_ref(text)
-    if ref is None:
+    exact = _exact_tag(git, text) if ref is None else None
+    if ref is None and exact is None:
         return None
+    name = ref.name if ref is not None else exact[0]  # type: ignore[index]
     commit = resolve_ref(git, text)
     if commit is None:
         return None
-    path = models_at(git, commit).get(ref.name)
+    path = models_at(git, commit).get(name)
     if path is None:
-        m = load(git).get(ref.name)
+        m = load(git).get(name)
         path = (
             next((e.fields["path"] for e in reversed(m.events) if e.commit == commit and "path" in e.fields), None)
             if m
@@ -412,7 +426,7 @@ def model_ref(git: gitmod.Git, text: str) -> tuple[str, str] | None:
         )
     if path is None:
         raise RegistryError(
-            f"{ref.name} has no path at commit {commit[:7]}: its .mvc/config.toml has no "
-            f"[models.{ref.name}]; use 'mvc get PATH --rev {commit[:10]}'"
+            f"{name} has no path at commit {commit[:7]}: its .mvc/config.toml has no "
+            f"[models.{name}]; use 'mvc get PATH --rev {commit[:10]}'"
         )
     return path, commit
