@@ -393,7 +393,10 @@ def deprecate(
         )
         return _result(name, tag, v.name, v.commit, info, stage=None, action="deregister")
     if m.deprecated:
-        raise RegistryError(f"{name} is deprecated already: register a new version to bring it back")
+        raise RegistryError(
+            f"{name} is deprecated already: any later registry tag brings it back (register a version, or assign a "
+            "stage)"
+        )
     commit = m.events[-1].commit  # as GTO: the commit of the model's latest event
     info = _maybe_model_at(repo, name, commit)
     text = message or f"Deprecating artifact '{name}'"

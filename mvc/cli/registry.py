@@ -229,9 +229,17 @@ def _check(name: str | None, remote: str | None, as_json: bool) -> None:
             click.echo("no registered versions to check")
     bad = [r for r in rows if r["state"] != "ok"]
     if bad:
+        first = bad[0]
+        fix = (
+            f"its pointer at that commit cannot be read ({first.get('error') or 'see mvc show'}): register a "
+            "readable commit, or deregister that version"
+            if first["state"] == "unreadable"
+            else "push them from a machine that has them ('mvc push --rev TAG'), or see 'mvc verify --all-tags'"
+        )
+        n = len(bad)
         raise VerifyFailed(
-            f"{len(bad)} registered version(s) cannot be fetched, first {bad[0]['model']}@{bad[0]['version']}: push "
-            "them from a machine that has them ('mvc push --rev TAG'), or see 'mvc verify --all-tags'"
+            f"{n} registered version{'s' if n != 1 else ''} cannot be fetched, first "
+            f"{first['model']}@{first['version']}: {fix}"
         )
 
 
