@@ -118,7 +118,8 @@ def install(*, repo: Repo | None = None, command: list[str] | None = None) -> li
     """Install mvc's hooks in the repo's hooks directory (core.hooksPath and worktrees honoured).
 
     A hook already there is renamed to ``<name>.mvc-chained`` and run first by mvc's; running this
-    again only rewrites mvc's own hooks. Per hook: {hook, path, action: installed/updated/unchanged, chained}.
+    again only rewrites mvc's own hooks. Per hook: {hook, path, action: installed/updated/unchanged, chained,
+    twice: the chained hook is the pre-commit framework's, which runs mvc's hooks too}.
     """
     from mvc.storage.fileio import atomic_write
 
@@ -149,8 +150,30 @@ def install(*, repo: Repo | None = None, command: list[str] | None = None) -> li
         if action != "unchanged":
             atomic_write(path, script, mode=0o755)
             os.chmod(path, 0o755)  # the umask may have taken the execute bits away
-        done.append({"hook": name, "path": path, "action": action, "chained": os.path.lexists(path + CHAINED)})
+        chained = os.path.lexists(path + CHAINED)
+        done.append(
+            {
+                "hook": name,
+                "path": path,
+                "action": action,
+                "chained": chained,
+                "twice": chained and _runs_mvc(repo, path),
+            }
+        )
     return done
+
+
+def _runs_mvc(repo: Repo, hook: str) -> bool:
+    """Whether the hook chained at hook is the pre-commit framework's and its config runs mvc's hooks: mvc's
+    would then run twice (docs/hooks.md: use one or the other)."""
+    try:
+        with open(hook + CHAINED, "rb") as f:
+            if b"pre-commit.com" not in f.read(4096):
+                return False
+        with open(os.path.join(repo.root, ".pre-commit-config.yaml"), "rb") as f:
+            return any(f"id: {h}".encode() in f.read() for h in ("mvc-check", "mvc-push", "mvc-checkout"))
+    except OSError:
+        return False
 
 
 def uninstall(*, repo: Repo | None = None) -> list[dict[str, Any]]:

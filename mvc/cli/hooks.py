@@ -57,11 +57,20 @@ def install_hooks(uninstall: bool) -> None:
             elif r["action"] == "foreign":
                 click.echo(f"left {r['path']} alone: it is not mvc's hook")
         return
-    for r in api.install():
+    done = api.install()
+    for r in done:
         chained = (
             f" (runs the hook that was there first: {os.path.basename(r['path'])}{api.CHAINED})" if r["chained"] else ""
         )
         click.echo(f"{r['action']} {r['path']}{chained}")
+    twice = [r["hook"] for r in done if r.get("twice")]
+    if twice:
+        click.echo(
+            f"mvc: note: the pre-commit framework's {', '.join(twice)} hook already runs mvc's hooks from "
+            ".pre-commit-config.yaml, so they now run twice: keep one ('mvc install-hooks --uninstall', or drop "
+            "the mvc hooks from .pre-commit-config.yaml)",
+            err=True,
+        )
 
 
 @click.group(hidden=True)
