@@ -970,3 +970,20 @@ except mvc.MvcError as e:
     lines = done.stdout.splitlines()
     assert lines[0] == "True" and lines[1].startswith("xxh128:") and lines[2].endswith("/data")
     assert (tmp_path / "out.bin").read_bytes() == world.v1
+
+
+def test_a_remote_that_names_nothing_is_refused_also_when_the_cache_holds_the_object(
+    world, tmp_path, mvc_cli, mvc_error
+):
+    url = str(world.bare)
+    mvc_cli("get", "--repo", url, "churn#prod", "-o", str(tmp_path / "a.bin"), "--cache")
+    for remote, words in (
+        ("nosuchremote", ("no remote 'nosuchremote'",)),
+        (str(tmp_path / "no" / "such"), ("does not exist",)),
+        ("zzz://x", ("zzz://",)),
+    ):
+        mvc_error("get", "--repo", url, "churn#prod", "-o", str(tmp_path / "b.bin"), "--remote", remote, words=words)
+        with pytest.raises(mvc.MvcError):
+            mvc.materialize("churn#prod", repo=url, remote=remote)
+    assert not (tmp_path / "b.bin").exists()
+    mvc_cli("get", "--repo", url, "churn#prod", "-o", str(tmp_path / "c.bin"), "--remote", str(world.store))

@@ -103,6 +103,8 @@ def get(
     p = t.pointer
     out = outputs.resolve_out(os.fspath(out), _name(t.path)) if out is not None else _default_out(t.path)
     outputs.check(out, p.kind, force)
+    if remote is not None:
+        _check_remote(t, remote)
     made = _make_parents(os.path.dirname(out))
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
@@ -119,6 +121,27 @@ def get(
                 break
         raise
     return {"path": t.path, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": t.shown}
+
+
+def _check_remote(t: Target, remote: str) -> None:
+    """Refuse a --remote that names nothing before anything is read, also when the cache holds the object (a
+    typo in a deployment's config would otherwise surface only on a machine with an empty cache)."""
+    from mvc.api.target import spec_for
+    from mvc.errors import RemoteNotFound
+
+    sp = spec_for(t, remote)  # an unknown remote name: refused here
+    if "://" not in sp.url or sp.url.startswith("file://"):
+        path = os.path.join(sp.base, sp.url.removeprefix("file://"))
+        if not os.path.isdir(path):
+            raise RemoteNotFound(f"remote directory {path} does not exist: check --remote (in Python: remote=)")
+        return
+    import fsspec
+
+    scheme = sp.url.split("://", 1)[0].lower()
+    if scheme not in fsspec.available_protocols():
+        raise RemoteNotFound(
+            f"--remote {sp.name}: no storage here reads {scheme}:// URLs: check the URL (s3://…, a directory, …)"
+        )
 
 
 class _Remote:
@@ -322,6 +345,8 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
 
     t = resolve(ref, repo=repo, rev=rev)
     dest = os.path.join(upstream.cache_root(), "models", t.pointer.oid, t.path.rsplit("/", 1)[-1])
+    if remote is not None:
+        _check_remote(t, remote)
     if os.path.lexists(dest):
         return dest
     try:

@@ -84,7 +84,9 @@ class Upstream(gitmod.Git):
 
         self.url = normalize(url)
         self.shown = redact_url(self.url)  # for messages: never a password
-        key = hexdigest_bytes(self.url.encode("utf-8", "surrogateescape"))[:20]
+        # one cache for one repository however it is named: a path and its file:// URL alike
+        keyed = os.path.normpath(local) if (local := local_path(self.url)) else self.url
+        key = hexdigest_bytes(keyed.encode("utf-8", "surrogateescape"))[:20]
         self.top = os.path.join(root or cache_root(), "repos")
         super().__init__(os.path.join(self.top, key))
         self.env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
