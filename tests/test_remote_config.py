@@ -82,13 +82,20 @@ def test_unknown_remote_and_no_remote(repo, mvc_cli):
         == "error: no mvc remote configured: add one with 'mvc remote add NAME URL --default'"
     )
     assert "unknown remote 'x' (no remote is configured)" in error_line(mvc_cli, "status", "-r", "x")
-    mvc_cli("remote", "add", "a", "/tmp/a")
-    mvc_cli("remote", "add", "b", "/tmp/b")
+    assert "(default)" in mvc_cli("remote", "add", "a", "/tmp/a").stdout  # the first remote: the default by name
+    assert "(default)" not in mvc_cli("remote", "add", "b", "/tmp/b").stdout  # a second one changes nothing
+    assert mvc_cli("remote", "default").stdout.strip() == "a"
+    mvc_cli("remote", "default", "--unset")
     line = error_line(mvc_cli, "fetch")
     assert "no default mvc remote" in line and "a, b" in line
     assert "no default remote" in error_line(mvc_cli, "remote", "default")
     line = error_line(mvc_cli, "push", "-r", "nope")
     assert "unknown remote 'nope'" in line and "mvc remote add nope URL" in line
+    line = error_line(mvc_cli, "push", "-r", "/some/dir")
+    assert "-r takes a remote's name" in line and "mvc remote add NAME /some/dir" in line
+    mvc_cli("remote", "default", "a")
+    out = mvc_cli("remote", "remove", "a").stdout
+    assert "a was the default remote; the default is now b (the only remote left)" in out
     assert "unknown remote" in error_line(mvc_cli, "remote", "remove", "nope")
     assert "unknown remote" in error_line(mvc_cli, "remote", "modify", "nope", "jobs", "2")
 

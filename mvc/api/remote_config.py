@@ -35,7 +35,8 @@ def add(
     name: str, url: str, *, default: bool = False, local: bool = False, stage: bool = True, repo: Repo | None = None
 ) -> dict[str, Any]:
     """Add remote NAME at URL to .mvc/config.toml, staged in git unless not ``stage`` (with ``local``: to
-    config.local.toml, never staged). Returns {name, url, default, local, staged}."""
+    config.local.toml, never staged); the first remote becomes the default (``core.remote``) whatever
+    ``default`` says. Returns {name, url, default, local, staged}."""
     repo = open_repo(repo)
     before = _shared(repo)
     check_name(name)
@@ -47,6 +48,8 @@ def add(
     url = normalize_url(repo, url)
     if not local:
         _refuse_credentials(name, "url", url)
+    if not default and not remote_table(repo) and repo.config.get("core.remote") is None:
+        default = True  # the first remote is the default by name: adding a second one later changes nothing
     path = config_path(repo, local)
     with _validated(repo, path):
         cfgfmt.write_value(path, f"remote.{name}.url", url)

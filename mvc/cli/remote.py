@@ -71,7 +71,9 @@ def remote() -> None:
 @remote.command("add")
 @click.argument("name")
 @click.argument("url")
-@click.option("--default", "-d", "default", is_flag=True, help="Make it the default remote.")
+@click.option(
+    "--default", "-d", "default", is_flag=True, help="Make it the default remote (the first remote is, without it)."
+)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
 @no_stage_option
 def remote_add(name: str, url: str, default: bool, local: bool, no_stage: bool) -> None:
@@ -91,7 +93,7 @@ def remote_add(name: str, url: str, default: bool, local: bool, no_stage: bool) 
         where = ".mvc/config.local.toml"
     else:
         where = ".mvc/config.toml (" + ("staged; " if r["staged"] else "") + "commit it to share the remote)"
-    click.echo(f"added remote {r['name']} -> {r['url']}{' (default)' if default else ''} in {where}")
+    click.echo(f"added remote {r['name']} -> {r['url']}{' (default)' if r['default'] else ''} in {where}")
 
 
 @remote.command("list")
@@ -127,8 +129,16 @@ def remote_remove(name: str, no_stage: bool) -> None:
     Example:
       mvc remote remove backup
     """
+    was = next((r["name"] for r in api.remotes() if r["default"]), None)
     staged = api.remove(name, stage=not no_stage)
     click.echo(f"removed remote {name}" + _staged(staged))
+    if was == name:  # where push goes now is said, never left to find out
+        now = next((r["name"] for r in api.remotes() if r["default"]), None)
+        click.echo(
+            f"{name} was the default remote; the default is now {now} (the only remote left)"
+            if now
+            else f"{name} was the default remote; there is none now: set one with 'mvc remote default NAME'"
+        )
 
 
 def _staged(staged: bool) -> str:

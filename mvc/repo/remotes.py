@@ -129,6 +129,11 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
     entry = table.get(name)
     if entry is None:
         known = f"known remotes: {', '.join(sorted(table))}" if table else "no remote is configured"
+        if "/" in name or os.sep in name or "://" in name:  # a URL or a path where a remote's name goes
+            raise UnknownRemote(
+                f"unknown remote {name!r} ({known}): -r takes a remote's name; to use that place, add it with "
+                f"'mvc remote add NAME {name}' and pass -r NAME"
+            )
         raise UnknownRemote(f"unknown remote {name!r} ({known}): add it with 'mvc remote add {name} URL'")
     options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs", "chunks")}
     return Spec(
