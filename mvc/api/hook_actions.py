@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,60 +22,24 @@ from mvc import progress as progressmod
 from mvc.api.hook_restore import post_checkout as post_checkout
 from mvc.api.hook_restore import post_merge as post_merge
 from mvc.errors import ConfigError, GitError, MvcError, RemoteError
+from mvc.format import config as cfgfmt
 from mvc.format.pointer import SUFFIX
 from mvc.git import POINTER_GLOB, blob_id
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.repository import shell_quoted as _q
 
-DEFAULT_MAX_SIZE = "10MB"
-DEFAULT_EXTENSIONS = (
-    ".pt",
-    ".pth",
-    ".ckpt",
-    ".safetensors",
-    ".onnx",
-    ".pkl",
-    ".pickle",
-    ".joblib",
-    ".h5",
-    ".hdf5",
-    ".bin",
-    ".gguf",
-    ".tflite",
-)
+DEFAULT_MAX_SIZE = cfgfmt.DEFAULTS["hooks"]["max_size"]
+DEFAULT_EXTENSIONS = tuple(cfgfmt.DEFAULTS["hooks"]["extensions"])
 BINARY_SNIFF = 8000  # git's own rule: a NUL in the first 8000 bytes makes a file binary
 
 
 # -- pre-commit -----------------------------------------------------------------------------------
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 10**3,
-    "kb": 10**3,
-    "m": 10**6,
-    "mb": 10**6,
-    "g": 10**9,
-    "gb": 10**9,
-    "t": 10**12,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
-
-
-def parse_size(value: Any, key: str = "hooks.max_size") -> int:
+def parse_size(value: Any) -> int:
     """Bytes from an integer or a string like ``"10MB"`` (powers of 1000) or ``"512KiB"`` (of 1024)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    m = _SIZE_RE.match(value) if isinstance(value, str) else None
-    if m is None or m.group(2).lower() not in _UNITS:
-        raise ConfigError(
-            f'{key} must be a size like "10MB" or "512KiB" (0: no limit), not {value!r}: fix it in .mvc/config.toml'
-        )
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    n = cfgfmt.size_bytes(value)
+    if n is None:
+        cfgfmt.check_value("hooks.max_size", value, ".mvc/config.toml")  # raises, naming the fix
+    return int(n or 0)
 
 
 def _settings(repo: Repo) -> tuple[int, tuple[str, ...], list[str]]:
