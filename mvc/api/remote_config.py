@@ -48,7 +48,7 @@ def add(
     url = normalize_url(repo, url)
     if not local:
         _refuse_credentials(name, "url", url)
-    if not default and not remote_table(repo) and repo.config.get("core.remote") is None:
+    if not default and not remote_table(repo) and not repo.config.sets("core.remote"):
         default = True  # the first remote is the default by name: adding a second one later changes nothing
     path = config_path(repo, local)
     with _validated(repo, path):
