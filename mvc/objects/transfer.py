@@ -491,6 +491,7 @@ class Transfer:
         sizes: the expected size of each object, where known (for scheduling large ones)."""
         self.check_layout()
         sizes = sizes or {}
+        _check_room(self.odb.root, sum(sizes.get(o, 0) for o in set(todo)))
         located = self.locate(todo)
         if any(sizes.get(o, 0) < pk.OBJECT_MAX for o in todo if o not in located):  # some may be packed
             self.read_packs()
@@ -628,4 +629,25 @@ def _check_cached(odb: ODB, oid: str, digest: str) -> None:
         raise CorruptObject(
             f"cache object {oid} is corrupt (its content hashes to xxh128:{digest}); moved "
             f"to {where}, nothing was pushed for it: re-add the file or fetch it, then push"
+        )
+
+
+def _check_room(root: str, need: int) -> None:
+    """Refuse a download of need bytes into the cache at root when its filesystem has less free space: said at
+    once, not when the disk fills (and a pointer whose size is absurd, a hostile one's, is refused before a byte)."""
+    from mvc.errors import StorageError
+    from mvc.progress import human
+
+    d = root
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)
+    try:
+        st = os.statvfs(d)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write says it when the disk fills
+        return
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise StorageError(
+            f"not enough disk space to fetch {human(need)} into {root} ({human(free)} free): free some space "
+            "('mvc gc --force' deletes what nothing needs), then retry"
         )
