@@ -106,6 +106,9 @@ def get(
     if remote is not None:
         _check_remote(t, remote)
     made = _make_parents(os.path.dirname(out))
+    from mvc.objects.transfer import check_room
+
+    check_room(os.path.dirname(out), p.size)  # said before a byte is read (a pointer's size may be absurd)
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
     if not (t.repo is not None or cache or held):

@@ -491,7 +491,7 @@ class Transfer:
         sizes: the expected size of each object, where known (for scheduling large ones)."""
         self.check_layout()
         sizes = sizes or {}
-        _check_room(self.odb.root, sum(sizes.get(o, 0) for o in set(todo)))
+        check_room(self.odb.root, sum(sizes.get(o, 0) for o in set(todo)))
         located = self.locate(todo)
         if any(sizes.get(o, 0) < pk.OBJECT_MAX for o in todo if o not in located):  # some may be packed
             self.read_packs()
@@ -632,7 +632,7 @@ def _check_cached(odb: ODB, oid: str, digest: str) -> None:
         )
 
 
-def _check_room(root: str, need: int) -> None:
+def check_room(root: str, need: int) -> None:
     """Refuse a download of need bytes into the cache at root when its filesystem has less free space: said at
     once, not when the disk fills (and a pointer whose size is absurd, a hostile one's, is refused before a byte)."""
     from mvc.errors import StorageError
