@@ -476,3 +476,10 @@ def test_a_registered_version_survives_every_combination_of_flags(repo, mvc_cli,
     else:
         rels = {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
         assert {"objects/" + oids.to_relpath(o) for o in (registered, staged)} <= rels
+
+
+def test_a_remote_gc_with_a_short_grace_says_what_a_running_push_may_lose(repo, mvc_cli, pushed):
+    r = mvc_cli("gc", "-r", "origin", "--grace", "0", "--force", "-q")
+    assert "a push to origin running now may lose the packs" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert "running now" not in mvc_cli("gc", "-r", "origin", "--grace", "2h", "--force", "-q").stderr
+    assert "running now" not in mvc_cli("gc", "-r", "origin", "--grace", "0", "-q").stderr  # a dry run deletes nothing

@@ -16,6 +16,9 @@ from mvc.repo import reach as reachmod
 from mvc.repo.repository import Repo, open_repo
 
 GRACE = "14d"
+# Under this, a gc -r may delete the packs a push running now has written before the chunk lists naming them
+# (FORMAT.md, "A remote"): said, not enforced (a user may know that no push runs).
+SAFE_REMOTE_GRACE = "1h"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
