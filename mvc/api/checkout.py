@@ -483,7 +483,7 @@ def get(
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update)
                 outputs.remember(tmp, out)
-                outputs.put(tmp, out)
+                outputs.put(tmp, out, force)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise

@@ -168,13 +168,20 @@ def remember(tmp: str, out: str) -> None:
                 raise
 
 
-def put(tmp: str, out: str) -> None:
-    """Put tmp (a file or a directory, beside out) at out, in place of what is there (checked by :func:`check`)."""
+def put(tmp: str, out: str, force: bool = True) -> None:
+    """Put tmp (a file or a directory, beside out) at out, in place of what is there (checked by :func:`check`).
+    Without force, a directory another writer put at out meanwhile is left there: PathError, as check says."""
     from mvc.storage import fileio
 
     if not (os.path.isdir(tmp) and os.path.lexists(out)):
-        os.replace(tmp, out)
-        return
+        try:
+            os.replace(tmp, out)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
+                raise
+        if not force:  # checked free, then taken by another writer before this one was done
+            raise PathError(f"{out} already exists (another writer put it there meanwhile): choose another output path")
     if os.path.isdir(out) and not os.path.islink(out) and fileio.exchange(tmp, out):
         _remove(tmp)  # the old copy, under tmp's name
         return

@@ -115,7 +115,7 @@ def get(
         odb = None  # straight from the remote to out: a server keeps one copy
     try:
         with _Remote(t, remote, odb) as remote_:
-            _write(t, remote_, odb, out, progress, remember=True)
+            _write(t, remote_, odb, out, progress, remember=True, force=force)
     except BaseException:
         for d in reversed(made):  # a failed get leaves nothing behind, not even the directories it made
             try:
@@ -201,10 +201,12 @@ def _write(
     progress: progressmod.Factory,
     remember: bool = False,
     read_only: bool = False,
+    force: bool = True,
 ) -> None:
     """Write t to out through a temp path beside it: from odb (fetched into it first) when given, else
     straight from the remote. remember: a directory written is remembered as mvc's copy (``outputs``);
-    read_only: its files are made read-only before it is put at out."""
+    read_only: its files are made read-only before it is put at out; force: a directory another writer put
+    at out meanwhile is replaced (else PathError)."""
     from mvc.storage import tempfiles
 
     p = t.pointer
@@ -271,7 +273,7 @@ def _write(
                 os.chmod(target, os.stat(target).st_mode & ~0o222)
         if remember and p.kind == "dir":
             outputs.remember(tmp, out)
-        outputs.put(tmp, out)
+        outputs.put(tmp, out, force)
     except BaseException:
         _remove(tmp)
         raise
@@ -362,7 +364,13 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
     odb = t.repo.odb if t.repo is not None else None
     try:
         with _Remote(t, remote, odb) as remote_:
-            _write(t, remote_, odb, dest, progressmod.null, read_only=True)  # served again, never checked again
+            # read-only: served again, never checked again; a copy another process put there first is kept (a
+            # loader may be reading it)
+            _write(t, remote_, odb, dest, progressmod.null, read_only=True, force=False)
+    except PathError:
+        if os.path.lexists(dest):
+            return dest
+        raise
     except BaseException:
         try:
             os.rmdir(os.path.dirname(dest))  # the empty models/OID/ made above
