@@ -90,6 +90,7 @@ def test_remote_commands_stage_the_shared_config(repo, mvc_cli, tmp_path):
     assert staged(repo) == [".mvc/config.toml"]
     git(repo, "commit", "-q", "-m", "remote")
     for args in (
+        ("remote", "default", "--unset"),  # the first remote was made the default by name
         ("remote", "default", "origin"),
         ("remote", "modify", "origin", "jobs", "3"),
         ("remote", "remove", "origin"),
@@ -194,8 +195,9 @@ def test_missing_object_without_a_remote_names_the_path_and_says_add_a_remote(re
     assert "if they are on a remote" not in res.stderr
 
     # remotes, none the default: make the one that holds it the default
-    mvc_cli("remote", "add", "a", "../a", "--no-stage")
+    mvc_cli("remote", "add", "a", "../a", "--no-stage")  # the first: the default by name
     mvc_cli("remote", "add", "b", "../b", "--no-stage")
+    mvc_cli("remote", "default", "--unset", "--no-stage")
     mvc_error("checkout", "models/churn.pt", words=("models/churn.pt", "mvc remote default NAME", "remotes: a, b"))
 
 
