@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ForeignError, MvcError, PathError, RemoteObjectMissing
+from mvc.errors import ForeignError, MvcError, PathError, RemoteError
 from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
+from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, CONFIG_PATH, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -26,6 +27,7 @@ from mvc.repo import foreign, foreign_dvc
 from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.rollback import Rollback
+from mvc.repo.selection import user_paths
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 from mvc.storage.parallel import run_parallel
@@ -37,89 +39,19 @@ else:  # pragma: no cover
 
 LINKS = ("reflink", "hardlink", "copy")  # DVC's cache files are immutable: mvc's object may share their inode
 SECRETS = {"access_key_id", "secret_access_key", "session_token", "password", "key", "secret", "token"}
-SHARED_KEYS = {"endpointurl": "endpoint_url", "region": "region", "profile": "profile"}
 REMOTE_SUFFIX = "mvc"  # mvc's objects go below the DVC remote's URL, in a directory of their own
-
-
-class _Dvc:
-    """DVC's side: its config, cache directory and remotes, and where each object is."""
-
-    def __init__(self, repo: Repo, remote: str | None):
-        self.repo = repo
-        self.dir = os.path.join(repo.root, ".dvc")
-        if not os.path.isdir(self.dir):
-            raise PathError(f"{repo.root} has no .dvc/ directory: run 'mvc import-dvc' in a DVC repository")
-        cfg: dict[str, dict[str, str]] = {}
-        self.local: dict[str, dict[str, str]] = {}
-        for name, into in (("config", cfg), ("config.local", self.local)):
-            try:
-                with open(os.path.join(self.dir, name), encoding="utf-8") as f:
-                    into.update(dvcfile.parse_config(f.read(), f".dvc/{name}"))
-            except FileNotFoundError:
-                pass
-            except UnicodeDecodeError:
-                raise ForeignError(f".dvc/{name}: not UTF-8 text: fix the file") from None
-        self.shared = cfg
-        merged = {k: {**cfg.get(k, {}), **self.local.get(k, {})} for k in {*cfg, *self.local}}
-        cache = merged.get("cache", {}).get("dir")
-        self.cache = os.path.normpath(os.path.join(self.dir, cache)) if cache else os.path.join(self.dir, "cache")
-        self.remotes = {k.split(" ", 1)[1]: v for k, v in merged.items() if k.startswith("remote ") and "url" in v}
-        self.default = remote or merged.get("core", {}).get("remote")
-        if remote is not None and remote not in self.remotes:
-            raise ForeignError(f"DVC has no remote {remote!r}: see 'dvc remote list'")
-        self._store: Any = None
-
-    def cached(self, md5: str, legacy: bool) -> str | None:
-        """The DVC cache file of md5 (3.x: files/md5/ab/cdef…; 2.x: ab/cdef…), or None."""
-        rel = f"{md5[:2]}/{md5[2:]}"
-        spots = [os.path.join(self.cache, "files", "md5", rel), os.path.join(self.cache, rel)]
-        for path in spots[::-1] if legacy else spots:
-            if os.path.isfile(path):
-                return path
-        return None
-
-    def fetch(self, md5: str, legacy: bool, dest: str) -> None:
-        """Download md5 from the DVC remote to dest (unchecked: the caller checks the md5)."""
-        if self.default is None or self.default not in self.remotes:
-            raise ForeignError(
-                f"object {md5} is in neither DVC's cache ({self.cache}) nor a DVC remote (none is the default): "
-                "run 'dvc pull' or pass --dvc-remote NAME"
-            )
-        store = self._open()
-        rel = f"{md5[:2]}/{md5[2:]}"
-        tries = [rel, f"files/md5/{rel}"] if legacy else [f"files/md5/{rel}", rel]
-        for i, key in enumerate(tries):
-            try:
-                store.get_file(key, dest)
-                return
-            except RemoteObjectMissing:
-                if i == len(tries) - 1:
-                    raise ForeignError(
-                        f"object {md5} is in neither DVC's cache nor DVC remote {self.default} "
-                        f"({cfgfmt.redact_url(self.remotes[self.default]['url'])}): run 'dvc push' where it is"
-                    ) from None
-
-    def _open(self) -> Any:
-        if self._store is None:
-            from mvc.storage.urls import open_store
-
-            assert self.default is not None
-            entry = self.remotes[self.default]
-            options = {SHARED_KEYS[k]: v for k, v in entry.items() if k in SHARED_KEYS}
-            options.update(
-                {k: v for k, v in entry.items() if k in ("access_key_id", "secret_access_key", "session_token")}
-            )
-            self._store = open_store(entry["url"], options, base=self.dir, reading=True)
-        return self._store
 
 
 class _Plan:
     """What the import found: outputs now and in history, DVC md5 -> (oid, size, nfiles)."""
 
-    def __init__(self) -> None:
-        self.now: list[dvcfile.Out] = []
-        self.dvc_files: list[str] = []
-        self.history: dict[str, bool] = {}  # md5 -> legacy, of outputs only older revisions name
+    def __init__(self, mapped: dict[str, tuple[str, int, int | None]]) -> None:
+        self.now: list[dvcfile.Out] = []  # the outputs whose pointers the import writes
+        self.dvc_files: list[str] = []  # the .dvc files it removes
+        self.kept: list[str] = []  # outputs left alone: mvc tracks them, or tracked them and stopped
+        self.compare: list[tuple[dvcfile.Out, str]] = []  # (output, its DVC file) mvc tracks: the same content?
+        self.mapped = mapped  # the map's dvc table as the work tree has it: imported before
+        self.history: dict[str, bool] = {}  # md5 -> legacy, of outputs only older revisions name, not mapped yet
         self.known: dict[str, tuple[str, int, int | None]] = {}
         self.missing_history: list[str] = []
         self.fetched = 0
@@ -127,6 +59,7 @@ class _Plan:
 
 
 def import_dvc(
+    paths: Iterable[str] = (),
     *,
     history: bool = True,
     dvc_remote: str | None = None,
@@ -136,105 +69,172 @@ def import_dvc(
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
 ) -> dict[str, Any]:
-    """Convert the DVC outputs of the work tree (.dvc files, dvc.lock stages) to mvc pointers, all staged.
+    """Convert the DVC outputs of the work tree (.dvc files, dvc.lock stages) to mvc pointers, all staged; run
+    again, import what is new (a .dvc file merged since, a new stage output) and leave the rest alone.
 
-    ``history``: also import the versions older commits' .dvc files and dvc.lock stages name (where DVC's cache or
-    remote holds them), so that ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's).
-    ``push``: then push everything imported to the mvc remote (``remote``, default: the default one).
-    Returns {paths, dvc_files, remotes, objects, fetched, history_versions, history_missing, pushed}."""
+    ``paths``: only the outputs at or under these paths (or named by these DVC files); an output of dvc.lock
+    mvc tracked once and stopped tracking is imported again only when named so. ``history``: also import the
+    versions older commits' .dvc files and dvc.lock stages name (where DVC's cache or remote holds them), so that
+    ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's). ``push``: then push
+    everything imported to the mvc remote (``remote``, default: the default one).
+    Returns {paths, dvc_files, kept, remotes, objects, stored, fetched, history_versions, history_missing,
+    pushed, up_to_date}."""
     repo = open_repo(repo)
-    dvc = _Dvc(repo, dvc_remote)
-    plan = _Plan()
-    _read_now(repo, plan)
-    if not plan.now:
-        raise PathError("no DVC outputs to import: no .dvc file or dvc.lock output is tracked by git here")
+    table = foreign.read_worktree(repo).get("dvc")
+    plan = _Plan(dvcfile.imported(table, f"{foreign.IMPORTED_PATH}, its dvc table") if table is not None else {})
+    pick = _read_now(repo, plan, [repo.rel(p) for p in user_paths(paths)], table is not None)
     if history:
-        _read_history(repo, plan)
+        _read_history(repo, plan, pick)
+    # DVC's cache and remotes: needed for what is imported now; for older versions, where .dvc/ is left
+    needed = bool(plan.now or plan.compare) or os.path.isdir(os.path.join(repo.root, ".dvc"))
+    dvc = foreign_dvc.Dvc(repo, dvc_remote) if needed else None
     jobs = jobs or min(32, 4 * (os.cpu_count() or 1))
-    _import_now(repo, dvc, plan, jobs, progress)
+    if dvc is not None:
+        _import_now(repo, dvc, plan, plan.now + [o for o, _ in plan.compare], jobs, progress)
+    _settle(repo, plan)
     for md5, legacy in sorted(plan.history.items()):
         if md5 in plan.known:
             continue
         try:
-            _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
-        except ForeignError:
-            plan.missing_history.append(md5)
-    # everything is checked: from here on the work tree and the index change, all or nothing
-    with Rollback(repo) as rb:
-        _save(rb, plan)
-        shared = _write(repo, dvc, plan)
+            if dvc is not None:
+                _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
+                continue
+        except (ForeignError, RemoteError):  # in neither DVC's cache nor its remote, or that remote is out of reach
+            pass
+        plan.missing_history.append(md5)
+    new_history = len([m for m in plan.history if m in plan.known])
+    up_to_date = not (plan.now or plan.dvc_files or new_history)
+    shared: list[str] = []
     pushed = None
-    if push:
-        from mvc.api import sync
+    if not up_to_date:
+        # everything is checked: from here on the work tree and the index change, all or nothing
+        with Rollback(repo) as rb:
+            _save(rb, plan)
+            shared = _write(repo, dvc, plan)
+        if push:
+            from mvc.api import sync
 
-        repo = Repo(repo.root)  # the config as the import left it: with DVC's remotes
-        pushed = sync.push(repo=repo, remote=remote, jobs=jobs, progress=progress)  # the staged pointers
-        if plan.history:  # and the versions older commits name
-            more = sync.push(repo=repo, remote=remote, jobs=jobs, all_commits=True, progress=progress)
-            pushed["uploaded"] += more["uploaded"]
+            repo = Repo(repo.root)  # the config as the import left it: with DVC's remotes
+            pushed = sync.push(repo=repo, remote=remote, jobs=jobs, progress=progress)  # the staged pointers
+            if plan.history:  # and the versions older commits name
+                more = sync.push(repo=repo, remote=remote, jobs=jobs, all_commits=True, progress=progress)
+                pushed["uploaded"] += more["uploaded"]
     return {
         "paths": sorted(o.path for o in plan.now),
-        "dvc_files": plan.dvc_files,
+        "dvc_files": sorted(plan.dvc_files),
+        "kept": sorted(plan.kept),
         "remotes": shared,
         "objects": len(plan.known),
         "stored": plan.stored,
         "fetched": plan.fetched,
-        "history_versions": len([m for m in plan.history if m in plan.known]),
+        "history_versions": new_history,
         "history_missing": sorted(plan.missing_history),
         "pushed": pushed,
+        "up_to_date": up_to_date,
     }
 
 
-def _read_now(repo: Repo, plan: _Plan) -> None:
-    out = repo.git.run("ls-files", "-z").decode("utf-8", "surrogateescape")
-    files = [p for p in out.split("\0") if p]
+def _read_now(repo: Repo, plan: _Plan, rels: list[str], before: bool) -> Callable[[str], bool] | None:
+    """Sort the work tree's DVC outputs (those rels name, when given) into plan: to import, to compare with the
+    pointer mvc has, left alone. ``before``: an import ran before (the map has a dvc table). Returns which
+    output paths the history is read for (None: all)."""
+    found = foreign_dvc.worktree_outs(repo)
+    if not found and not before:
+        raise PathError("no DVC outputs to import: no .dvc file or dvc.lock output is tracked by git here")
+    chosen = _choose(found, rels)
     existing = {Repo.target_of(p) for p in repo.git.ls_pointers()}
-    for path in files:
-        base = posixpath.basename(path)
-        if path.endswith(foreign_dvc.SUFFIX) and not path.startswith(".dvc/") and base != foreign_dvc.SUFFIX:
-            plan.dvc_files.append(path)
-            plan.now += dvcfile.parse_dvc(_read(repo, path), path)
-        elif base == "dvc.lock":
-            yaml_path = posixpath.join(posixpath.dirname(path), foreign_dvc.PIPELINE)
-            yaml = _read(repo, yaml_path) if os.path.exists(repo.abs(yaml_path)) else None
-            plan.now += [o for o in dvcfile.lock_outputs(_read(repo, path), path, yaml) if o.path not in files]
-    seen: dict[str, str] = {}
-    for o in plan.now:
-        why = repo.untrackable(o.path)
-        if why is not None:
-            raise ForeignError(f"output {o.path}: a path mvc never tracks ({why}): move it in DVC first")
-        if o.path in seen:
-            raise ForeignError(f"output {o.path} is named twice (in {seen[o.path]} too): fix the DVC files")
-        seen[o.path] = o.path
+    lock_new = []
+    for o, src in chosen:
+        of_file = src.endswith(foreign_dvc.SUFFIX)
+        if of_file and src not in plan.dvc_files:
+            plan.dvc_files.append(src)  # imported whole, or left over from an import: removed either way
         if o.path in existing:
-            if "stage" in o.record:  # an output of dvc.lock, which an import keeps: imported already, most likely
-                raise PathError(
-                    f"{o.path} is tracked by mvc already (an output of stage {o.record['stage']!s:.80} in dvc.lock, "
-                    f"which an import keeps): nothing to import again; to import it anew, 'mvc remove {o.path}' first"
-                )
-            raise PathError(f"{o.path} is tracked by mvc already: remove {o.path}.mvc or its DVC file first")
-        repo.check_inside(o.path)
+            if (not of_file and not rels) or _imported_as(repo, o):
+                plan.kept.append(o.path)  # a stage output of the dvc.lock an import keeps, or this very version
+            else:
+                plan.compare.append((o, src))
+        elif not of_file and not rels:
+            lock_new.append(o)
+        else:
+            plan.now.append(o)
+    gone = _tracked_before(repo, [o.path for o in lock_new])
+    for o in lock_new:  # mvc's pointers alone say what is tracked once imported: one removed or moved stays so
+        if o.path in gone:
+            plan.kept.append(o.path)
+        else:
+            plan.now.append(o)
+    if not rels:
+        return None
+    picked = {o.path for o, _ in chosen}
+    return lambda path: path in picked or any(_under(path, r) for r in rels)
 
 
-def _read(repo: Repo, path: str) -> bytes:
-    try:
-        with open(repo.check_inside(path), "rb") as f:
-            return f.read(dvcfile.MAX_LOCK_FILE + 1)
-    except FileNotFoundError:
-        raise ForeignError(
-            f"{path}: tracked by git but missing from the work tree: restore it with 'git checkout'"
-        ) from None
+def _under(path: str, rel: str) -> bool:
+    return rel == "." or path == rel or path.startswith(rel + "/")
 
 
-def _read_history(repo: Repo, plan: _Plan) -> None:
+def _choose(found: list[tuple[dvcfile.Out, str]], rels: list[str]) -> list[tuple[dvcfile.Out, str]]:
+    """The outputs at or under rels, or named by the DVC files rels name (all when rels is empty); a .dvc file's
+    outputs all or none."""
+    if not rels:
+        return found
+    for rel in rels:
+        if not any(_under(o.path, rel) or src == rel for o, src in found):
+            raise PathError(f"{rel}: no DVC output is there (no .dvc file or dvc.lock stage names it): check the path")
+    files = {src for o, src in found if src.endswith(foreign_dvc.SUFFIX) and any(_under(o.path, r) for r in rels)}
+    return [(o, src) for o, src in found if src in files or src in rels or any(_under(o.path, r) for r in rels)]
+
+
+def _imported_as(repo: Repo, o: dvcfile.Out) -> bool:
+    """Whether the pointer mvc has at o's path is o's version, as an import of it wrote (meta.dvc.md5)."""
+    prel = Repo.pointer_of(o.path)
+    with open(repo.check_inside(prel), "rb") as f:
+        p = ptrfmt.loads(f.read(), prel)
+    record = p.meta.get("dvc")
+    return isinstance(record, dict) and record.get("md5") == o.md5
+
+
+def _settle(repo: Repo, plan: _Plan) -> None:
+    """The outputs mvc tracks that a DVC file names with another record: the same content is left alone (a .dvc
+    file left over from before the import goes); another version is an error that names both ways out."""
+    for o, src in plan.compare:
+        prel = Repo.pointer_of(o.path)
+        with open(repo.check_inside(prel), "rb") as f:
+            mine = ptrfmt.loads(f.read(), prel).oid
+        if o.md5 in plan.known and plan.known[o.md5][0] == mine:
+            plan.kept.append(o.path)
+        elif src.endswith(foreign_dvc.SUFFIX):
+            raise PathError(
+                f"{src} names another version of {o.path} than mvc tracks: keep mvc's with 'git rm {src}', "
+                f"or DVC's with 'mvc remove {o.path}', then 'mvc import-dvc {o.path}'"
+            )
+        else:
+            raise PathError(
+                f"{o.path} is tracked by mvc already, as another version than {src} names: to import DVC's, "
+                f"'mvc remove {o.path}' first"
+            )
+
+
+def _tracked_before(repo: Repo, paths: list[str]) -> set[str]:
+    """Which of paths had an mvc pointer in HEAD's history (the work tree has none now)."""
+    if not paths:
+        return set()
+    specs = [f":(literal){Repo.pointer_of(p)}" for p in paths]
+    out = repo.git.run("log", "--format=", "--name-only", "--no-renames", "-z", "HEAD", "--", *specs, check=False)
+    named = set(out.decode("utf-8", "surrogateescape").replace("\n", "\0").split("\0"))
+    return {p for p in paths if Repo.pointer_of(p) in named}
+
+
+def _read_history(repo: Repo, plan: _Plan, pick: Callable[[str], bool] | None) -> None:
+    """The versions older commits' outputs name (those pick takes) that neither the work tree nor the map has."""
     try:
         commits = repo.git.run("rev-list", "HEAD", "--branches", "--tags", "--").decode().split()
     except MvcError:  # no commit yet
         return
     now = {o.md5 for o in plan.now}
     for commit in commits:  # the outputs the readers of old revisions see (repo/foreign_dvc.py)
-        for o in foreign_dvc.outs_at(repo, commit).values():
-            if o.md5 not in now:
+        for path, o in foreign_dvc.outs_at(repo, commit).items():
+            if o.md5 not in now and o.md5 not in plan.mapped and (pick is None or pick(path)):
                 plan.history.setdefault(o.md5, o.legacy)
 
 
@@ -255,7 +255,7 @@ def _md5_file(path: str, legacy: bool) -> str:
         return hashlib.md5(f.read().replace(b"\r\n", b"\n"), usedforsecurity=False).hexdigest()
 
 
-def _store_file(repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> tuple[str, int]:
+def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> tuple[str, int]:
     """(oid, size) of the file DVC names md5, hashed into mvc's cache after its md5 is checked."""
     src = dvc.cached(md5, legacy)
     tmp = None
@@ -277,12 +277,14 @@ def _store_file(repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what
             fileio.remove_quietly(tmp)
 
 
-def _import_now(repo: Repo, dvc: _Dvc, plan: _Plan, jobs: int, progress: progressmod.Factory) -> None:
+def _import_now(
+    repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, outs: list[dvcfile.Out], jobs: int, progress: progressmod.Factory
+) -> None:
     """The work tree's outputs: every file, of the outputs and of their directories, md5-checked and stored in one
     pool, the outputs' own files first (a large file's md5 then runs beside the small files'), then the
     directories' manifests."""
-    listings = {o.md5: (_dir_listing(dvc, plan, o.md5, o.legacy, o.path), o) for o in plan.now if o.is_dir}
-    todo = {o.md5: (o.legacy, o.path) for o in plan.now if not o.is_dir}
+    listings = {o.md5: (_dir_listing(dvc, plan, o.md5, o.legacy, o.path), o) for o in outs if o.is_dir}
+    todo = {o.md5: (o.legacy, o.path) for o in outs if not o.is_dir}
     for entries, o in listings.values():
         todo.update((m, (o.legacy, f"{o.path} (a file of md5 {m})")) for _, m in entries if m not in todo)
     _store_files(repo, dvc, plan, todo, f"importing {len(todo)} files", jobs, progress)
@@ -291,7 +293,14 @@ def _import_now(repo: Repo, dvc: _Dvc, plan: _Plan, jobs: int, progress: progres
 
 
 def _import_object(
-    repo: Repo, dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str, jobs: int, progress: progressmod.Factory
+    repo: Repo,
+    dvc: foreign_dvc.Dvc,
+    plan: _Plan,
+    md5: str,
+    legacy: bool,
+    what: str,
+    jobs: int,
+    progress: progressmod.Factory,
 ) -> None:
     """One output version (a file, or a directory with its files) md5-checked and stored."""
     if md5 in plan.known:
@@ -306,7 +315,7 @@ def _import_object(
     _manifest(repo, plan, md5, entries)
 
 
-def _dir_listing(dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> list[tuple[str, str]]:
+def _dir_listing(dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> list[tuple[str, str]]:
     """The entries (relpath, md5) of DVC's directory listing md5, from DVC's cache or its remote, md5-checked."""
     src = dvc.cached(md5, legacy)
     if src is None:
@@ -326,7 +335,7 @@ def _dir_listing(dvc: _Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> l
 
 def _store_files(
     repo: Repo,
-    dvc: _Dvc,
+    dvc: foreign_dvc.Dvc,
     plan: _Plan,
     todo: dict[str, tuple[bool, str]],
     label: str,
@@ -369,7 +378,7 @@ def _save(rb: Rollback, plan: _Plan) -> None:
     rb.save_index()
 
 
-def _write(repo: Repo, dvc: _Dvc, plan: _Plan) -> list[str]:
+def _write(repo: Repo, dvc: foreign_dvc.Dvc | None, plan: _Plan) -> list[str]:
     """Write pointers, .gitignore lines, the map, the remotes and the model names; stage it all, with the .dvc
     files removed. Returns the remotes added."""
     to_stage: list[str] = []
@@ -382,7 +391,7 @@ def _write(repo: Repo, dvc: _Dvc, plan: _Plan) -> list[str]:
         to_stage.append(gitignores.add(repo, o.path))  # DVC wrote the same '/NAME' line: kept once
     _write_map(repo, plan)
     to_stage += [foreign.IMPORTED_PATH, f"{MVC_DIR}/.gitignore"]
-    added = _move_remotes(repo, dvc)
+    added = _move_remotes(repo, dvc) if dvc is not None else []
     _name_models(repo)
     to_stage.append(CONFIG_PATH)
     with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
@@ -429,7 +438,7 @@ def _top(plan: _Plan) -> set[str]:
     return {o.md5 for o in plan.now} | set(plan.history)
 
 
-def _move_remotes(repo: Repo, dvc: _Dvc) -> list[str]:
+def _move_remotes(repo: Repo, dvc: foreign_dvc.Dvc) -> list[str]:
     """DVC's remotes as mvc remotes (their URL plus /mvc: mvc's layout apart from DVC's); credentials, wherever
     DVC kept them, only in .mvc/config.local.toml. A name mvc uses already is left alone."""
     from mvc.repo.remotes import normalize_url, remote_table, validate
@@ -448,8 +457,10 @@ def _move_remotes(repo: Repo, dvc: _Dvc) -> list[str]:
         creds = cfgfmt.has_credentials(url)
         cfgfmt.write_value(local_path if creds else shared_path, f"remote.{name}.url", url)
         for key, value in sorted(entry.items()):
-            if key in SHARED_KEYS:
-                cfgfmt.write_value(shared_path if not creds else local_path, f"remote.{name}.{SHARED_KEYS[key]}", value)
+            if key in foreign_dvc.SHARED_KEYS:
+                cfgfmt.write_value(
+                    shared_path if not creds else local_path, f"remote.{name}.{foreign_dvc.SHARED_KEYS[key]}", value
+                )
             elif key in SECRETS or cfgfmt.is_secret(key):
                 cfgfmt.write_value(local_path, f"remote.{name}.{key}", value)
         added.append(name)

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
-from mvc.api import record
 from mvc.errors import (
     CorruptObject,
     GitError,
@@ -70,8 +69,10 @@ def import_lfs(
     in the cache and the work tree, and stage the change. ``fetch``: run ``git lfs fetch`` for objects
     ``.git/lfs/objects`` lacks. ``history``: also store (and map) the content of the git-lfs pointers of HEAD's
     ancestors at those paths that ``.git/lfs/objects`` holds, so that old revisions can be read. ``push``: then
-    push them all to ``remote`` (default: the default remote). Returns {"imported": [{path, oid, size, sha256,
-    source}], "history": {"stored", "missing"}, "attributes": [lines removed]}."""
+    push them all to ``remote`` (default: the default remote). Run again, it converts what is new and maps the
+    older versions ``.git/lfs/objects`` holds now (``git lfs fetch --all`` since), at the paths mvc tracks too;
+    what is imported already is left alone. Returns {"imported": [{path, oid, size, sha256, source}], "history":
+    {"stored", "missing"}, "attributes": [lines removed], "up_to_date": nothing was new}."""
     repo = open_repo(repo)
     head = repo.git.run("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).decode().strip()
     if not head:
@@ -79,11 +80,19 @@ def import_lfs(
     tree = foreign_lfs.Tree(repo, head)
     all_rules = foreign_lfs.rules_of(repo, tree)
     found = foreign_lfs.lfs_files(repo, tree, all_rules)
-    chosen = _choose(repo, found, user_paths(paths))
+    doc = foreign.read_worktree(repo)  # the map this run adds to: a damaged one is refused before anything is done
+    known = lfs.imported(doc, IMPORTED_REL)  # imported before: left alone
+    before = "lfs" in doc  # an import ran: its paths are mvc's now
+    tracked = sorted(Repo.target_of(p) for p in repo.git.ls_pointers()) if before else []
+    chosen, also = _choose(repo, found, tracked, before, user_paths(paths))
+    done = {p for p in chosen if _imported_already(repo, p, found[p], known)}
     sp = _remote(repo, remote) if push else None
-    items = [_check(repo, tree, path, found[path]) for path in chosen]
+    items = [_check(repo, tree, path, found[path]) for path in chosen if path not in done]
     _locate(repo, items, fetch)
-    old, missing = _history(repo, head, set(chosen), {it.ptr.sha256 for it in items}) if history else ([], 0)
+    have = {it.ptr.sha256 for it in items} | set(known)
+    old, missing = _history(repo, head, {*chosen, *also}, have) if history else ([], 0)
+    if not items and not old:  # nothing is written, nor pushed
+        return {"imported": [], "history": {"stored": 0, "missing": missing}, "attributes": [], "up_to_date": True}
     try:
         for it in items + old:  # every object checked before anything is stored or written
             _verify(it, progress)
@@ -91,14 +100,15 @@ def import_lfs(
             it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
         with Rollback(repo) as rb:  # from here on, a failure puts every file and the index back
             _save(rb, tree, items, stage)
-            removed = _convert(repo, tree, all_rules, items, old, stage)
+            removed = _convert(repo, tree, all_rules, items, old, stage, done)
     finally:
         repo.state.flush()
     rows = [
         {"path": it.path, "oid": it.oid, "size": it.ptr.size, "sha256": it.ptr.sha256, "source": it.source}
         for it in items
     ]
-    out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}, "attributes": removed}
+    out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}}
+    out.update(attributes=removed, up_to_date=False)
     if sp is not None:
         out["push"] = _push(repo, items + old, sp, remote, "done and staged" if stage else "done", bool(old), progress)
     return out
@@ -115,17 +125,25 @@ def _save(rb: Rollback, tree: foreign_lfs.Tree, items: list[_Item], stage: bool)
 
 
 def _convert(
-    repo: Repo, tree: foreign_lfs.Tree, all_rules: list[lfs.Rule], items: list[_Item], old: list[_Item], stage: bool
+    repo: Repo,
+    tree: foreign_lfs.Tree,
+    all_rules: list[lfs.Rule],
+    items: list[_Item],
+    old: list[_Item],
+    stage: bool,
+    done: set[str],
 ) -> list[str]:
-    """Write the content, pointers and .gitignore lines, strip .gitattributes, write the map, and stage it all.
-    Returns the .gitattributes lines removed."""
-    recorder = record.Auto(repo)
-    done = [_write(repo, it, recorder) for it in items]
-    attrs_changed, removed = _strip_attributes(repo, tree, all_rules, {it.path for it in items})
-    to_stage = [Repo.pointer_of(it.path) for it in items] + done + attrs_changed + _write_map(repo, items + old)
+    """Write the content, pointers and .gitignore lines, strip .gitattributes (``done``: paths an earlier run
+    converted), write the map, and stage it all. Returns the .gitattributes lines removed."""
+    ignores = [_write(repo, it) for it in items]
+    attrs_changed, removed = _strip_attributes(repo, tree, all_rules, {it.path for it in items} | done)
+    to_stage = [Repo.pointer_of(it.path) for it in items] + ignores + attrs_changed + _write_map(repo, items + old)
     if stage:
         with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
-            repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){it.path}" for it in items])
+            if items:
+                repo.git.run(
+                    "rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){it.path}" for it in items]
+                )
             repo.git.run("add", "-f", "--", f":(literal){IMPORTED_REL}")
             repo.git.stage(dict.fromkeys(p for p in to_stage if p != IMPORTED_REL))
     return removed
@@ -198,22 +216,43 @@ def _push(
         ) from None
 
 
-def _choose(repo: Repo, found: dict[str, bytes], paths: list[str]) -> list[str]:
-    """The git-lfs pointers of HEAD to import: all, or those at or under the paths given."""
-    if not found:
+def _choose(
+    repo: Repo, found: dict[str, bytes], tracked: list[str], before: bool, paths: list[str]
+) -> tuple[list[str], list[str]]:
+    """(The git-lfs pointers of HEAD to import, the paths mvc tracks whose older git-lfs versions a run after an
+    import (``before``) maps too): all, or those at or under the paths given."""
+    if not found and not before:
         raise PathError(
             "HEAD has no git-lfs pointers (no file a 'filter=lfs' line of .gitattributes names): nothing to import"
         )
     if not paths:
-        return sorted(found)
+        return sorted(found), tracked
     chosen: set[str] = set()
+    also: set[str] = set()
     for p in paths:
         rel = repo.rel(p)
         hits = [f for f in found if rel == "." or f == rel or f.startswith(rel + "/")]
-        if not hits:
+        more = [f for f in tracked if rel == "." or f == rel or f.startswith(rel + "/")]
+        if not hits and not more:
             raise PathError(f"{p}: no git-lfs pointer at HEAD is there: check the path with 'git lfs ls-files'")
         chosen.update(hits)
-    return sorted(chosen)
+        also.update(more)
+    return sorted(chosen), sorted(also)
+
+
+def _imported_already(repo: Repo, path: str, data: bytes, known: dict[str, tuple[str, int]]) -> bool:
+    """Whether an earlier run converted the git-lfs pointer data at path (staged, not committed yet): the map
+    names its content and PATH.mvc is a pointer (that one, or a version 'mvc add' recorded since: mvc's)."""
+    prel = Repo.pointer_of(path)
+    if not os.path.isfile(repo.abs(prel)):
+        return False
+    try:
+        theirs = lfs.loads(data, path)
+        with open(repo.abs(prel), "rb") as fh:
+            ptrfmt.loads(fh.read(), prel)
+    except MvcError:  # refused with its own error below (_check)
+        return False
+    return theirs.sha256 in known
 
 
 def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes) -> _Item:
@@ -312,15 +351,17 @@ def _verify(it: _Item, progress: progressmod.Factory) -> None:
         )
 
 
-def _write(repo: Repo, it: _Item, recorder: record.Auto) -> str:
-    """The content at the path, its pointer and .gitignore line; returns that .gitignore's relpath."""
+def _write(repo: Repo, it: _Item) -> str:
+    """The content at the path, its pointer and .gitignore line; returns that .gitignore's relpath. The pointer
+    has no ``[auto]``: the import is a conversion, not a new version, and its bytes are those an old revision's
+    git-lfs pointer reads as (docs/FORMAT.md), so the import's commit is no change in ``mvc log``."""
     full = repo.abs(it.path)
     _how, st = repo.odb.place(it.oid, full, repo.config.link_types)
     if st is not None and statmod.S_ISREG(st.st_mode):
         repo.state.put(it.path, st, it.oid)
     if not repo.odb.freshen(it.oid):
         raise ObjectMissing(f"{it.path}: object {it.oid} left the cache while it was imported: run the import again")
-    p = ptrfmt.Pointer("file", it.oid, it.ptr.size, None, auto=recorder.of(it.path, "file", it.oid))
+    p = ptrfmt.Pointer("file", it.oid, it.ptr.size, None)
     fileio.atomic_write(repo.abs(Repo.pointer_of(it.path)), ptrfmt.dumps(p))
     return gitignores.add(repo, it.path)
 

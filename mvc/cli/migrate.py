@@ -9,6 +9,7 @@ from mvc.cli.common import bars, echo_json, json_option, quiet_option
 
 
 @click.command("import-dvc")
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
 @click.option("--no-history", is_flag=True, help="Import only the versions the work tree names, not older commits'.")
 @click.option("--dvc-remote", metavar="NAME", help="The DVC remote to fetch what DVC's cache lacks (default: DVC's).")
 @click.option("--push", "push", is_flag=True, help="Then push everything imported to the mvc remote.")
@@ -17,6 +18,7 @@ from mvc.cli.common import bars, echo_json, json_option, quiet_option
 @json_option
 @quiet_option
 def import_dvc(
+    paths: tuple[str, ...],
     no_history: bool,
     dvc_remote: str | None,
     push: bool,
@@ -25,7 +27,7 @@ def import_dvc(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Convert this DVC repository's outputs into mvc pointers, staged for one commit.
+    """Convert this DVC repository's outputs (or those under PATHS) into mvc pointers, staged for one commit.
 
     \b
     Every .dvc file (and every cached output of dvc.lock) becomes PATH.mvc with
@@ -35,16 +37,20 @@ def import_dvc(
     (checkout --rev, get --rev, log, GTO tags) still read. Content is hashed from
     DVC's cache (linked where possible) or fetched once from the DVC remote, its
     md5 checked. All or nothing: on any error, nothing is written. Review with
-    'git status', then commit.
+    'git status', then commit. Run again, it imports only what is new (a .dvc
+    file merged since, a new stage output, older versions now in DVC's cache)
+    and leaves what mvc tracks alone; with nothing new it says so and exits 0.
 
     \b
     Example:
       mvc import-dvc
       mvc import-dvc --push -r storage
+      mvc import-dvc new.pt.dvc
     """
     from mvc.api.import_dvc import import_dvc as run
 
     r = run(
+        paths,
         history=not no_history,
         dvc_remote=dvc_remote,
         push=push,
@@ -55,18 +61,30 @@ def import_dvc(
     if as_json:
         echo_json(r)
         return
-    click.echo(
-        f"imported {len(r['paths'])} DVC outputs ({r['objects']} versions, {r['fetched']} fetched from DVC's remote)"
-    )
+    missing = len(r["history_missing"])
+    if r["up_to_date"]:
+        lacking = f"; {_n(missing, 'older version')} in neither DVC's cache nor its remote" if missing else ""
+        click.echo(f"nothing new to import: every DVC output here is in mvc already{lacking}")
+        return
+    fetched = f", {r['fetched']} fetched from DVC's remote" if r["fetched"] else ""
+    if r["paths"]:
+        click.echo(f"imported {_n(len(r['paths']), 'DVC output')} ({_n(r['objects'], 'version')}{fetched})")
     for path in r["paths"]:
         click.echo(f"  {path}")
-    if r["history_versions"] or r["history_missing"]:
+    if r["kept"]:
+        click.echo(f"left alone: {_n(len(r['kept']), 'DVC output')} mvc tracks already")
+    if r["history_versions"] or missing:
         click.echo(
-            f"older revisions: {r['history_versions']} versions readable, "
-            f"{len(r['history_missing'])} not (in neither DVC's cache nor its remote)"
+            f"older revisions: {_n(r['history_versions'], 'version')} now readable, "
+            f"{missing} not (in neither DVC's cache nor its remote)"
         )
     for name in r["remotes"]:
         click.echo(f"remote {name}: added (DVC's URL + /mvc)")
     if r["pushed"] is not None:
-        click.echo(f"pushed {r['pushed']['uploaded']} objects to {r['pushed']['remote']}")
+        click.echo(f"pushed {_n(r['pushed']['uploaded'], 'object')} to {r['pushed']['remote']}")
     click.echo("staged: review with 'git status', then 'git commit'")
+
+
+def _n(count: int, noun: str) -> str:
+    """'1 version', '2 versions'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -40,7 +40,9 @@ def import_lfs(
     to mvc objects, so older revisions stay readable. History is not rewritten.
     Nothing is written unless every object is found and checked, and a failure while
     writing puts every file and the index back. A failed --push leaves the import
-    staged and names the commands that push it again.
+    staged and names the commands that push it again. Run again (after 'git lfs
+    fetch --all', say), it maps the older versions now in .git/lfs/objects and
+    leaves what is imported alone; with nothing new it says so and exits 0.
 
     \b
     Example:
@@ -59,16 +61,17 @@ def import_lfs(
     if as_json:
         echo_json(r)
         return
+    h = r["history"]
+    lacking = f"{h['missing']} not in .git/lfs/objects ('git lfs fetch --all', then 'mvc import-lfs' again)"
+    if r["up_to_date"]:
+        older = f"; older versions: {lacking}" if h["missing"] else ""
+        click.echo(f"nothing new to import: the git-lfs files are in mvc already{older}")
+        return
     for row in r["imported"]:
         click.echo(f"imported {row['path']} ({human(row['size'])}, from {row['source']})")
-    h = r["history"]
     if h["stored"] or h["missing"]:
-        lacking = (
-            f"; {h['missing']} not in .git/lfs/objects ('git lfs fetch --all' first to keep them)"
-            if h["missing"]
-            else ""
-        )
-        click.echo(f"stored {h['stored']} older version(s) for reading old revisions{lacking}")
+        stored = f"{h['stored']} older version{'' if h['stored'] == 1 else 's'}"
+        click.echo(f"stored {stored} for reading old revisions{'; ' + lacking if h['missing'] else ''}")
     for line in r["attributes"]:
         click.echo(f"removed from {line}")
     if "push" in r:

@@ -1,14 +1,16 @@
 """DVC's files at revisions before ``mvc import-dvc`` (``.dvc`` files, ``dvc.lock`` stages), read as the mvc
 pointers the import wrote for their outputs (docs/FORMAT.md, "Imported history"; the hook is ``mvc.repo.foreign``).
 The import reads a commit's outputs with ``outs_at`` too and writes the same bytes (``pointer_bytes``), so the
-commit that switches a path from DVC to mvc changes nothing in its lineage."""
+commit that switches a path from DVC to mvc changes nothing in its lineage. For the import: the work tree's outputs
+(``worktree_outs``), and DVC's own side, its config, cache and remotes (``Dvc``)."""
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Any
 
-from mvc.errors import ForeignError, MvcError
+from mvc.errors import ForeignError, MvcError, PathError, RemoteError, RemoteObjectMissing
 from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
 from mvc.format import pointer as ptrfmt
@@ -18,6 +20,7 @@ SUFFIX = ".dvc"
 LOCK, PIPELINE = "dvc.lock", "dvc.yaml"
 LINK_MODE = 0o120000  # a symlink's git file mode: never read as a file
 SKIP_DIRS = (".git", ".dvc", ".mvc")
+SHARED_KEYS = {"endpointurl": "endpoint_url", "region": "region", "profile": "profile"}  # DVC's remote keys: mvc's
 IMPORTED_PATH = f"{MVC_DIR}/imported.toml"  # the map, as repo/foreign.py (which loads this module by name) names it
 
 
@@ -134,3 +137,120 @@ def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
     known = _known(repo, table)
     out = outs_at(repo, commit).get(rel)
     return pointer_bytes(out, known[out.md5]) if out is not None and out.md5 in known else None
+
+
+def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
+    """[(output, the DVC file naming it)] of the work tree's .dvc files and dvc.lock stages (those git tracks; a
+    stage's output git tracks is not one), as ``mvc import-dvc`` reads them: a damaged file, an output at a path
+    mvc never tracks or named twice is an error."""
+    out = repo.git.run("ls-files", "-z").decode("utf-8", "surrogateescape")
+    files = [p for p in out.split("\0") if p]
+    in_git = set(files)
+    found: list[tuple[dvcfile.Out, str]] = []  # (output, the DVC file naming it)
+    for path in files:
+        base = posixpath.basename(path)
+        if path.endswith(SUFFIX) and not path.startswith(".dvc/") and base != SUFFIX:
+            found += [(o, path) for o in dvcfile.parse_dvc(_read(repo, path), path)]
+        elif base == LOCK:
+            yaml_path = posixpath.join(posixpath.dirname(path), PIPELINE)
+            yaml = _read(repo, yaml_path) if os.path.exists(repo.abs(yaml_path)) else None
+            outs = dvcfile.lock_outputs(_read(repo, path), path, yaml)
+            found += [(o, path) for o in outs if o.path not in in_git]
+    seen: dict[str, str] = {}
+    for o, src in found:
+        why = repo.untrackable(o.path)
+        if why is not None:
+            raise ForeignError(f"output {o.path}: a path mvc never tracks ({why}): move it in DVC first")
+        if o.path in seen:
+            raise ForeignError(f"output {o.path} is named twice (by {seen[o.path]} and {src}): fix the DVC files")
+        seen[o.path] = src
+        repo.check_inside(o.path)
+    return found
+
+
+def _read(repo: Any, path: str) -> bytes:
+    try:
+        with open(repo.check_inside(path), "rb") as f:
+            return f.read(dvcfile.MAX_LOCK_FILE + 1)
+    except FileNotFoundError:
+        raise ForeignError(
+            f"{path}: tracked by git but missing from the work tree: restore it with 'git checkout'"
+        ) from None
+
+
+class Dvc:
+    """DVC's side: its config, cache directory and remotes, and where each object is."""
+
+    def __init__(self, repo: Any, remote: str | None):
+        self.repo = repo
+        self.dir = os.path.join(repo.root, ".dvc")
+        if not os.path.isdir(self.dir):
+            raise PathError(f"{repo.root} has no .dvc/ directory: run 'mvc import-dvc' in a DVC repository")
+        cfg: dict[str, dict[str, str]] = {}
+        self.local: dict[str, dict[str, str]] = {}
+        for name, into in (("config", cfg), ("config.local", self.local)):
+            try:
+                with open(os.path.join(self.dir, name), encoding="utf-8") as f:
+                    into.update(dvcfile.parse_config(f.read(), f".dvc/{name}"))
+            except FileNotFoundError:
+                pass
+            except UnicodeDecodeError:
+                raise ForeignError(f".dvc/{name}: not UTF-8 text: fix the file") from None
+        self.shared = cfg
+        merged = {k: {**cfg.get(k, {}), **self.local.get(k, {})} for k in {*cfg, *self.local}}
+        cache = merged.get("cache", {}).get("dir")
+        self.cache = os.path.normpath(os.path.join(self.dir, cache)) if cache else os.path.join(self.dir, "cache")
+        self.remotes = {k.split(" ", 1)[1]: v for k, v in merged.items() if k.startswith("remote ") and "url" in v}
+        self.default = remote or merged.get("core", {}).get("remote")
+        if remote is not None and remote not in self.remotes:
+            raise ForeignError(f"DVC has no remote {remote!r}: see 'dvc remote list'")
+        self._store: Any = None
+        self._broken: RemoteError | None = None
+
+    def cached(self, md5: str, legacy: bool) -> str | None:
+        """The DVC cache file of md5 (3.x: files/md5/ab/cdef…; 2.x: ab/cdef…), or None."""
+        rel = f"{md5[:2]}/{md5[2:]}"
+        spots = [os.path.join(self.cache, "files", "md5", rel), os.path.join(self.cache, rel)]
+        for path in spots[::-1] if legacy else spots:
+            if os.path.isfile(path):
+                return path
+        return None
+
+    def fetch(self, md5: str, legacy: bool, dest: str) -> None:
+        """Download md5 from the DVC remote to dest (unchecked: the caller checks the md5)."""
+        if self.default is None or self.default not in self.remotes:
+            raise ForeignError(
+                f"object {md5} is in neither DVC's cache ({self.cache}) nor a DVC remote (none is the default): "
+                "run 'dvc pull' or pass --dvc-remote NAME"
+            )
+        if self._broken is not None:  # unreachable, say: not tried again for every object
+            raise self._broken
+        rel = f"{md5[:2]}/{md5[2:]}"
+        tries = [rel, f"files/md5/{rel}"] if legacy else [f"files/md5/{rel}", rel]
+        for i, key in enumerate(tries):
+            try:
+                self._open().get_file(key, dest)
+                return
+            except RemoteObjectMissing:
+                if i == len(tries) - 1:
+                    raise ForeignError(
+                        f"object {md5} is in neither DVC's cache nor DVC remote {self.default} "
+                        f"({cfgfmt.redact_url(self.remotes[self.default]['url'])}): run 'dvc push' where it is"
+                    ) from None
+            except RemoteError as e:  # the store's words name mvc's remotes: this one is DVC's, mvc has none yet
+                said = str(e).replace("'mvc remote ", "'dvc remote ")
+                self._broken = type(e)(f"DVC remote {self.default}: {said}")
+                raise self._broken from None
+
+    def _open(self) -> Any:
+        if self._store is None:
+            from mvc.storage.urls import open_store
+
+            assert self.default is not None
+            entry = self.remotes[self.default]
+            options = {SHARED_KEYS[k]: v for k, v in entry.items() if k in SHARED_KEYS}
+            options.update(
+                {k: v for k, v in entry.items() if k in ("access_key_id", "secret_access_key", "session_token")}
+            )
+            self._store = open_store(entry["url"], options, base=self.dir, reading=True)
+        return self._store

@@ -1,0 +1,219 @@
+"""mvc import-dvc and mvc import-lfs run again: what is new is imported (a .dvc file merged after the import, an
+output mvc never tracked, older versions that DVC's cache or .git/lfs/objects hold since), what is imported already
+is left alone, and a run with nothing new says so in one line and exits 0 with nothing changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import test_import_dvc as dvc_tests
+import test_import_lfs as lfs_tests
+from conftest import git, make_file, run_mvc
+from test_import_dvc import DVC, dvc, state
+from test_import_lfs import V1, V2, _two_lfs_files, clone, needs_lfs, oid_of
+
+# the fixtures of those files, used here too
+dvc_repo = dvc_tests.dvc_repo
+origin = lfs_tests.origin
+lfs_repo = lfs_tests.lfs_repo
+needs_dvc = pytest.mark.skipif(DVC is None, reason="dvc is not installed: pip install -e '.[dvc-test]'")
+
+
+def mvc_json(root: Path, *args: str) -> dict:
+    return json.loads(run_mvc(*args, "--json", cwd=root, check=True).stdout)
+
+
+def staged(root: Path) -> set[str]:
+    return {line for line in git(root, "diff", "--cached", "--name-status").splitlines() if line}
+
+
+def up_to_date(root: Path, command: str) -> None:
+    """A run with nothing new: exit 0, one line saying so, nothing changed."""
+    before = state(root), git(root, "diff", "--cached", "--binary")
+    r = run_mvc(command, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("nothing new to import") and r.stdout.count("\n") == 1 and r.stderr == "", r.stdout
+    assert (state(root), git(root, "diff", "--cached", "--binary")) == before
+
+
+# -- import-dvc ------------------------------------------------------------------------------------------------
+@needs_dvc
+def test_dvc_rerun_imports_a_dvc_file_merged_after_the_import(dvc_repo):
+    root, _, _ = dvc_repo
+    git(root, "branch", "teammate")  # still on DVC
+    out = mvc_json(root, "import-dvc")
+    assert out["paths"] == ["data", "model.bin", "out.bin"] and out["kept"] == [] and not out["up_to_date"]
+    git(root, "commit", "-q", "-m", "to mvc")
+    up_to_date(root, "import-dvc")  # the kept dvc.lock names out.bin, which mvc tracks: left alone
+    assert mvc_json(root, "import-dvc")["kept"] == ["out.bin"]
+
+    git(root, "checkout", "-q", "teammate")
+    make_file(root / "new.pt", 4000, seed=99)
+    dvc(root, "add", "-q", "new.pt")
+    git(root, "add", "new.pt.dvc", ".gitignore")
+    git(root, "commit", "-q", "-m", "teammate adds new.pt with DVC")
+    added = git(root, "rev-parse", "HEAD").strip()
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "teammate", "-m", "merge")
+    pointers = {p: (root / p).read_bytes() for p in ("model.bin.mvc", "data.mvc", "out.bin.mvc")}
+
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "imported 1 DVC output (1 version)" in r.stdout and "versions readable" not in r.stdout, r.stdout
+    assert "left alone: 1 DVC output mvc tracks already" in r.stdout
+    assert staged(root) == {"D\tnew.pt.dvc", "A\tnew.pt.mvc", "M\t.mvc/imported.toml"}
+    assert {p: (root / p).read_bytes() for p in pointers} == pointers
+    assert (root / "new.pt").read_bytes() == make_file(root.parent / "want", 4000, seed=99).read_bytes()
+    git(root, "commit", "-q", "-m", "import new.pt")
+    up_to_date(root, "import-dvc")
+    # the import of new.pt is no change in its lineage: added by the teammate's commit
+    log = mvc_json(root, "log", "new.pt")
+    assert [(e["commit"], e["change"]) for e in log] == [(added, "added")]
+
+
+@needs_dvc
+def test_dvc_file_left_over_goes_and_one_naming_another_version_is_refused(dvc_repo):
+    root, _, _ = dvc_repo
+    run_mvc("import-dvc", cwd=root, check=True)
+    git(root, "commit", "-q", "-m", "to mvc")
+    pointer = (root / "model.bin.mvc").read_bytes()
+    model = (root / "model.bin").read_bytes()
+
+    git(root, "checkout", "HEAD~1", "--", "model.bin.dvc")  # the version imported: a leftover (a merge kept it)
+    git(root, "commit", "-q", "-m", "a merge kept model.bin.dvc")
+    out = mvc_json(root, "import-dvc")
+    assert out["paths"] == [] and out["dvc_files"] == ["model.bin.dvc"] and "model.bin" in out["kept"]
+    assert not (root / "model.bin.dvc").exists() and (root / "model.bin.mvc").read_bytes() == pointer
+    assert staged(root) - {"M\t.mvc/imported.toml"} == {"D\tmodel.bin.dvc"}
+    git(root, "commit", "-q", "-m", "drop the leftover")
+
+    git(root, "checkout", "churn@v1.0.0", "--", "model.bin.dvc")  # another version than mvc's
+    before = state(root)
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
+    assert "model.bin.dvc names another version of model.bin than mvc tracks" in r.stderr
+    assert "'git rm model.bin.dvc'" in r.stderr and "'mvc remove model.bin'" in r.stderr
+    assert state(root) == before and (root / "model.bin.mvc").read_bytes() == pointer
+
+    # the way out the error names: DVC's version, the work tree's file kept as it is
+    run_mvc("remove", "model.bin", cwd=root, check=True)
+    assert mvc_json(root, "import-dvc", "model.bin")["paths"] == ["model.bin"]
+    assert (root / "model.bin").read_bytes() == model
+    assert b'desc = "the churn model"' in (root / "model.bin.mvc").read_bytes()
+
+
+@needs_dvc
+def test_dvc_output_mvc_stopped_tracking_stays_so_unless_named(dvc_repo, mvc_error):
+    root, _, _ = dvc_repo
+    run_mvc("import-dvc", cwd=root, check=True)
+    git(root, "commit", "-q", "-m", "to mvc")
+    run_mvc("remove", "out.bin", cwd=root, check=True)
+    git(root, "commit", "-q", "-m", "stop tracking out.bin")
+    up_to_date(root, "import-dvc")
+    assert not (root / "out.bin.mvc").exists()
+
+    out = mvc_json(root, "import-dvc", "out.bin")  # named: imported anew
+    assert out["paths"] == ["out.bin"] and (root / "out.bin.mvc").exists()
+    assert "A\tout.bin.mvc" in staged(root)
+    before = state(root)
+    line = mvc_error("import-dvc", "no-such-output", words=("no-such-output", "no DVC output"))
+    assert "check the path" in line
+    assert state(root) == before
+
+
+@needs_dvc
+def test_dvc_rerun_reads_older_versions_dvcs_cache_holds_since(dvc_repo, tmp_path: Path):
+    root, remote, versions = dvc_repo
+    shutil.rmtree(remote)
+    md5 = next(
+        line.split()[-1] for line in git(root, "show", "churn@v1.0.0:model.bin.dvc").splitlines() if "md5:" in line
+    )
+    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    shutil.move(cached, tmp_path / "aside")
+    out = mvc_json(root, "import-dvc")
+    assert out["history_missing"] == [md5]
+    git(root, "commit", "-q", "-m", "to mvc")
+    assert run_mvc("get", "churn@v1.0.0", "-o", str(tmp_path / "v1"), cwd=root).returncode != 0
+
+    r = run_mvc("import-dvc", cwd=root)  # still missing: nothing new
+    assert r.returncode == 0 and r.stdout == (
+        "nothing new to import: every DVC output here is in mvc already; "
+        "1 older version in neither DVC's cache nor its remote\n"
+    ), r.stdout
+    shutil.move(tmp_path / "aside", cached)  # 'dvc fetch' brought it back, say
+    r = run_mvc("import-dvc", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "older revisions: 1 version now readable, 0 not" in r.stdout, r.stdout
+    assert staged(root) == {"M\t.mvc/imported.toml"}
+    git(root, "commit", "-q", "-m", "older versions")
+    run_mvc("get", "churn@v1.0.0", "-o", str(tmp_path / "v1"), cwd=root, check=True)
+    assert (tmp_path / "v1").read_bytes() == versions["v1"]["model.bin"]
+    up_to_date(root, "import-dvc")
+
+
+# -- import-lfs ------------------------------------------------------------------------------------------------
+@needs_lfs
+def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin, tmp_path, monkeypatch, mvc_cli):
+    root = clone(origin, tmp_path / "repo", False, monkeypatch)  # only what the import fetches: HEAD's version
+    out = mvc_json(root, "import-lfs")
+    assert out["history"] == {"stored": 0, "missing": 1} and not out["up_to_date"]
+    git(root, "commit", "-qm", "to mvc")
+    first = git(root, "rev-list", "--max-parents=0", "HEAD").strip()
+    assert mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1"), ok=False).exit_code != 0
+
+    r = run_mvc("import-lfs", cwd=root)
+    assert r.returncode == 0 and r.stdout.startswith("nothing new to import") and r.stdout.count("\n") == 1
+    assert "1 not in .git/lfs/objects" in r.stdout and "git lfs fetch --all" in r.stdout, r.stdout
+
+    git(root, "lfs", "fetch", "--all")
+    r = run_mvc("import-lfs", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "stored 1 older version for reading old revisions\n", r.stdout
+    assert staged(root) == {"M\t.mvc/imported.toml"}
+    git(root, "commit", "-qm", "older versions")
+    mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1"))
+    assert (tmp_path / "v1").read_bytes() == V1
+    assert (root / "model.bin").read_bytes() == V2
+    up_to_date(root, "import-lfs")
+
+
+@needs_lfs
+def test_lfs_rerun_before_the_commit_converts_the_rest_and_leaves_the_rest_alone(lfs_repo: Path):
+    root = lfs_repo
+    _two_lfs_files(root)
+    out = mvc_json(root, "import-lfs", "model.bin")
+    assert [r["path"] for r in out["imported"]] == ["model.bin"]
+    assert "filter=lfs" in (root / ".gitattributes").read_text()  # sub/b.bin is still git-lfs's
+    pointer = (root / "model.bin.mvc").read_bytes()
+
+    out = mvc_json(root, "import-lfs")  # not committed yet: model.bin is converted already
+    assert [r["path"] for r in out["imported"]] == ["sub/b.bin"] and out["history"]["stored"] == 0
+    assert (root / "model.bin.mvc").read_bytes() == pointer and (root / "model.bin").read_bytes() == V2
+    assert "filter=lfs" not in (root / ".gitattributes").read_text()  # every file it matched is mvc's now
+    up_to_date(root, "import-lfs")
+    (root / "model.bin").write_bytes(b"retrained")  # a new version mvc records: the import leaves it alone
+    run_mvc("add", "model.bin", cwd=root, check=True)
+    up_to_date(root, "import-lfs")
+    assert (root / "model.bin").read_bytes() == b"retrained"
+    git(root, "commit", "-qm", "to mvc")
+    up_to_date(root, "import-lfs")
+    up_to_date(root, "import-lfs")  # twice: still nothing
+
+
+@needs_lfs
+def test_lfs_import_is_no_change_in_the_log(lfs_repo: Path):
+    """The imported pointer has no [auto] (the import is no new version): its bytes are those the old revisions'
+    git-lfs pointers read as, so mvc log shows the two git-lfs commits and not the import."""
+    root = lfs_repo
+    run_mvc("import-lfs", cwd=root, check=True)
+    assert b"[auto]" not in (root / "model.bin.mvc").read_bytes()
+    git(root, "commit", "-qm", "to mvc")
+    log = mvc_json(root, "log", "model.bin")
+    commits = git(root, "rev-list", "HEAD~2").split()  # v2, v1: not 'mvc init', not the import
+    assert [(e["commit"], e["change"], e["oid"]) for e in log] == [
+        (commits[0], "modified", oid_of(V2)),
+        (commits[1], "added", oid_of(V1)),
+    ]
