@@ -341,8 +341,8 @@ def test_reads_hand_made_gto_tags(model, mvc_cli):
     assert s["latest"]["version"] == "v1.1.0"
     assert stages() == {"prod": "v1.1.0", "staging": "v1.1.0"}
     v = {x["version"]: x for x in s["versions"]}
-    assert v["v1.1.0"]["message"] == "plain message" and "oid" not in v["v1.1.0"]
-    assert s["path"] is None  # no mvc annotation yet
+    assert v["v1.1.0"]["message"] == "plain message" and v["v1.1.0"]["oid"] == mvc.ls()[0]["oid"]  # its pointer's
+    assert s["path"] == "models/churn.pt"  # no mvc annotation yet: the config at the tags' commits names it
     mvc_cli("assign", "churn", "prod", "--version", "v1.0.0")
     assert "churn#prod#10" in tag_names(model)
     assert stages()["prod"] == "v1.0.0"

@@ -91,7 +91,7 @@ def _describe(name: str, repo: Repo | str | None) -> tuple[gitmod.Git, dict[str,
     if m is None:
         regapi.model(name, repo=repo)  # the error naming the models the registry knows
         raise RegistryError(f"no model named {name!r} in the registry: see the models with 'mvc registry'")
-    return git, regapi.describe(m)
+    return git, regapi.described(git, [m], repo)[0]
 
 
 def _read(git: gitmod.Git, name: str, commit: str, repo: Repo | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from mvc.errors import ConfigError, MvcError, RegistryError
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH, LOCK
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
-from mvc.repo.models import Model, Version, find_model, find_version, iso_date, load, model_at
+from mvc.repo.models import Model, Version, find_model, find_version, iso_date, load, locate, model_at
 from mvc.storage.lock import locked
 
 if TYPE_CHECKING:
@@ -414,7 +414,7 @@ def deprecate(
 
 
 # -- reading ----------------------------------------------------------------------------------
-def _describe_version(m: Model, v: Version) -> dict[str, Any]:
+def _describe_version(m: Model, v: Version, at: dict[str, Any] | None = None) -> dict[str, Any]:
     e = v.event
     d: dict[str, Any] = {
         "version": v.name,
@@ -429,10 +429,13 @@ def _describe_version(m: Model, v: Version) -> dict[str, Any]:
             d["oid"] = e.fields["oid"]
         if e.fields.get("size", "").isdigit():
             d["size"] = int(e.fields["size"])
+    if at is not None:  # where models.locate found it: the oid and size of a tag that records none (GTO's)
+        d.update({k: at[k] for k in ("oid", "size") if k in at})
     return d
 
 
-def describe(m: Model) -> dict[str, Any]:
+def describe(m: Model, located: tuple[dict[str, Any], dict[tuple[str, str], Any]] | None = None) -> dict[str, Any]:
+    """The model as registry() lists it, with what ``models.locate`` found (else the paths its tags record)."""
     latest = m.latest()
     stages = {}
     for s, vs in m.stages().items():
@@ -450,16 +453,22 @@ def describe(m: Model) -> dict[str, Any]:
     )
     return {
         "name": m.name,
-        "path": m.path(),
+        "path": m.path() if located is None else located[0].get(m.name),
         "deprecated": m.deprecated,
         "latest": {"version": latest.name, "commit": latest.commit} if latest else None,
         "stages": stages,
-        "versions": [_describe_version(m, v) for v in versions],
+        "versions": [_describe_version(m, v, located[1].get((m.name, v.name)) if located else None) for v in versions],
     }
 
 
+def described(git: gitmod.Git, models: list[Model], repo: Repo | str | None) -> list[dict[str, Any]]:
+    """describe() of each model, what their tags do not record read at their commits (by URL: the tags alone)."""
+    located = locate(git, models, lambda: _repo(repo)) if not isinstance(repo, str) else None
+    return [describe(m, located) for m in models]
+
+
 def registry(*, deprecated: bool = False, repo: Repo | str | None = None) -> list[dict[str, Any]]:
-    """Every model in the registry (deprecated ones only with deprecated=True), from the tags alone:
+    """Every model in the registry (deprecated ones only with deprecated=True), from its tags (``models.locate``):
     {name, path, deprecated, latest: {version, commit} | None, stages: {stage: {version, commit, tag, date}},
     versions: [{version, commit, registered, active, stages, tag, tagger, email, date, message, oid?, size?}]}."""
     return table(deprecated=deprecated, repo=repo)["models"]
@@ -468,16 +477,17 @@ def registry(*, deprecated: bool = False, repo: Repo | str | None = None) -> lis
 def table(*, deprecated: bool = False, repo: Repo | str | None = None) -> dict[str, Any]:
     """{"models": what registry() returns, "stages": every stage in use, in the order first assigned,
     "hidden": how many deprecated models were left out}."""
-    state = load(_git(repo))
+    git = _git(repo)
+    state = load(git)
     known = [m for _, m in sorted(state.models.items()) if m.events]
-    models = [describe(m) for m in known if deprecated or not m.deprecated]
+    models = described(git, [m for m in known if deprecated or not m.deprecated], repo)
     return {"models": models, "stages": state.stage_names(), "hidden": len(known) - len(models)}
 
 
 def model(name: str, *, repo: Repo | str | None = None) -> dict[str, Any]:
     """One model of the registry, deprecated or not, as registry() describes each (what
     ``mvc registry NAME --json`` prints). Refuses a name the registry does not know."""
-    state = load(_git(repo))
+    state = load(git := _git(repo))
     m = state.get(name)
     if m is None:
         known = sorted(n for n, x in state.models.items() if x.events)
@@ -487,4 +497,4 @@ def model(name: str, *, repo: Repo | str | None = None) -> dict[str, Any]:
         raise RegistryError(
             f"no model named {name!r} in the registry{listed}: see the models with 'mvc registry{where}'"
         )
-    return describe(m)
+    return described(git, [m], repo)[0]

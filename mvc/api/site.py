@@ -2,8 +2,9 @@
 ``mvc.api.site_render``, written to a directory, and served on loopback for a preview.
 
 Collecting costs a fixed number of git processes whatever the registry's size: one ``for-each-ref`` (the
-tags), one ``cat-file --batch`` (every version's pointer at its commit, and the config of the few commits
-whose tags do not record the model's path), one ``git log --raw`` (the lineage of every model at once).
+tags), three ``cat-file --batch`` (the config of the commits whose tags do not record the model's path, every
+version's pointer at its commit, the config at HEAD), one ``git log --raw`` (the lineage of every model at once).
+After an import, the versions and lineage from before it are read through its map as ``mvc log`` reads them.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 from mvc import git as gitmod
 from mvc.api import site_render
 from mvc.api.registry import describe
-from mvc.errors import ConfigError, MvcError, PathError, PointerError, StorageError
-from mvc.format import config as cfgfmt
+from mvc.errors import MvcError, PathError, PointerError, StorageError
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG_PATH
 from mvc.format.pointer import SUFFIX
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
-from mvc.repo.models import Model, iso_date, load
+from mvc.repo.models import Model, iso_date, load, locate, paths_at
 
 if TYPE_CHECKING:
     from http.server import ThreadingHTTPServer
@@ -104,15 +104,20 @@ def _events(m: Model, names_of: dict[str, list[str]]) -> list[dict[str, Any]]:
     return out
 
 
-def _lineage(git: gitmod.Git, paths: dict[str, set[str]]) -> dict[str, list[dict[str, Any]]]:
+def _lineage(git: gitmod.Git, paths: dict[str, set[str]], local: Repo | None = None) -> dict[str, list[dict[str, Any]]]:
     """{model name: the commits reachable from HEAD that changed one of its pointers, newest first}, from one
     ``git log``. paths: {tracked path: names of the models it was}. A merge that only brings in a change
-    made elsewhere is not listed again (git log shows no diff for it)."""
+    made elsewhere is not listed again (git log shows no diff for it). With the map of an import (local), a
+    pointer another tool's file stands for counts as the model's pointer, as in ``mvc log``: the commits that
+    changed those files are listed too, and the import's commit (the same pointer, now mvc's) is none."""
     found: dict[str, list[dict[str, Any]]] = {}
     if not paths:
         return found
-    fmt = "%x01%H%x00%an%x00%ae%x00%aI%x00%B"
+    fmt = "%x01%H%x00%P%x00%an%x00%ae%x00%aI%x00%B"
     specs = [f":(literal){p}{SUFFIX}" for p in sorted(paths)]
+    theirs = _Foreign(git, local, paths) if local is not None else None
+    theirs = theirs if theirs is not None and theirs.tools else None  # no import: mvc's pointers alone
+    specs += theirs.specs() if theirs is not None else []
     out = git.run(
         "log", "-z", "--no-renames", "--raw", "--no-abbrev", f"--format={fmt}", "HEAD", "--", *specs, check=False
     )
@@ -120,26 +125,86 @@ def _lineage(git: gitmod.Git, paths: dict[str, set[str]]) -> dict[str, list[dict
     i, n = 0, len(tokens)
     while i < n:
         head = tokens[i].lstrip("\n")
-        if not head.startswith("\x01") or i + 4 >= n:
+        if not head.startswith("\x01") or i + 5 >= n:
             i += 1
             continue
-        commit, author, email, date, message = head[1:], tokens[i + 1], tokens[i + 2], tokens[i + 3], tokens[i + 4]
-        i += 5
-        changes: dict[str, list[tuple[str, str]]] = {}
-        made: dict[str, set[tuple[str, str]]] = {}
+        commit, parents, author, email, date, message = head[1:], *tokens[i + 1 : i + 6]
+        i += 6
+        pairs: dict[str, tuple[str | None, str | None]] = {}  # tracked path: (old, new pointer blob id)
+        other = False  # a file of an imported tool changed
         while i + 1 < n and tokens[i].lstrip("\n").startswith(":"):
             fields, path = tokens[i].split(" "), tokens[i + 1]  # :MODE MODE OLD NEW STATUS, then the path
             i += 2
-            change = {"A": "added", "D": "removed"}.get(fields[-1][:1], "modified")
-            for name in paths.get(path[: -len(SUFFIX)], ()):
-                changes.setdefault(name, []).append((change, path[: -len(SUFFIX)]))
-                if change != "removed" and len(fields) == 5:
-                    made.setdefault(name, set()).add((path[: -len(SUFFIX)], fields[3]))
+            if path.endswith(SUFFIX) and path[: -len(SUFFIX)] in paths and len(fields) == 5:
+                pairs[path[: -len(SUFFIX)]] = (_blob(fields[2]), _blob(fields[3]))
+            else:
+                other = True
+        if theirs is not None:
+            pairs = theirs.changes(commit, next(iter(parents.split()), None), pairs, other)
+        changes: dict[str, list[tuple[str, str]]] = {}
+        made: dict[str, set[tuple[str, str]]] = {}
+        for p, (old, new) in pairs.items():
+            if old == new:
+                continue
+            change = "added" if old is None else "removed" if new is None else "modified"
+            for name in paths.get(p, ()):
+                changes.setdefault(name, []).append((change, p))
+                if new is not None:
+                    made.setdefault(name, set()).add((p, new))
         for name, what in changes.items():
             entry: dict[str, Any] = {"commit": commit, "author": author, "email": email, "date": date}
             entry.update(message=message.strip(), changes=_moved(what), _made=made.get(name, set()))
             found.setdefault(name, []).append(entry)
     return found
+
+
+def _blob(oid: str) -> str | None:
+    """A blob id of git's raw diff, None for the zeros of a side without the file."""
+    return None if not oid.strip("0") else oid
+
+
+class _Foreign:
+    """The pointers the files of imported tools (``.dvc`` files, ``dvc.lock``, git-lfs pointers) stand for at the
+    commits the lineage lists, read through the map of the import as ``mvc log`` reads them (``repo/foreign.py``)."""
+
+    def __init__(self, git: gitmod.Git, local: Repo, paths: dict[str, set[str]]):
+        from mvc.repo import foreign
+
+        self.git, self.local, self.paths, self.foreign = git, local, paths, foreign
+        self.tools = foreign.imported(local)
+        self.memo: dict[tuple[str, str], str | None] = {}
+
+    def specs(self) -> list[str]:
+        """The pathspecs of the files that may stand for a model's pointer."""
+        out = []
+        if "dvc" in self.tools:
+            out += [":(glob)**/*.dvc", ":(glob)**/dvc.lock", ":(glob)**/dvc.yaml"]
+        if "lfs" in self.tools:
+            out += [":(glob)**/.gitattributes", *(f":(literal){p}" for p in sorted(self.paths))]
+        return out
+
+    def blob(self, commit: str | None, path: str) -> str | None:
+        """The git blob id of the pointer of path the imported tools' files stand for at commit, or None."""
+        if commit is None:
+            return None
+        if (commit, path) not in self.memo:  # a commit is read as the child of one and the parent of another
+            data = self.foreign.pointer_of(self.local, commit, path)
+            self.memo[(commit, path)] = gitmod.blob_id(data) if data is not None else None
+        return self.memo[(commit, path)]
+
+    def changes(
+        self, commit: str, parent: str | None, pairs: dict[str, tuple[str | None, str | None]], other: bool
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """pairs (the mvc pointers commit changed against its first parent: (old, new) blob ids), each side
+        without mvc's pointer read from the imported tools' files (mvc's wins a path); when commit changed one
+        of their files (other), every other path too where mvc has no pointer (else it would win on both sides)."""
+        out = {p: (old or self.blob(parent, p), new or self.blob(commit, p)) for p, (old, new) in pairs.items()}
+        rest = [p for p in self.paths if p not in pairs] if other else []
+        mine = self.git.blob_ids(commit, [p + SUFFIX for p in rest]) if rest else {}
+        for p in rest:
+            if mine[p + SUFFIX] is None:
+                out[p] = (self.blob(parent, p), self.blob(commit, p))
+        return out
 
 
 def _moved(changes: list[tuple[str, str]]) -> list[str]:
@@ -152,17 +217,17 @@ def _moved(changes: list[tuple[str, str]]) -> list[str]:
     return sorted(f"{c} {p}" for c, p in changes)
 
 
-def _also(git: gitmod.Git, d: dict[str, Any], pointers: dict[str, bytes | None]) -> None:
+def _also(git: gitmod.Git, d: dict[str, Any], pointers: dict[tuple[str, str], bytes | None]) -> None:
     """Each version registered on a commit the lineage does not list (it did not change the model) goes, as
     ``also``, under the lineage entry of the commit that wrote its pointer: the one entry that wrote those bytes
     (a git blob id) at that path, or when several did (a change undone), the last one before it (``git log
-    -1``)."""
+    -1``). pointers: {(commit, path): the bytes of its pointer there}."""
     by_commit = {c["commit"]: c for c in d["lineage"]}
     made = {c["commit"]: c.pop("_made") for c in d["lineage"]}
     for c in d["lineage"]:
         c["also"] = []
     for v in d["versions"]:
-        data = pointers.get(f"{v['commit']}:{v['path']}{SUFFIX}") if v.get("path") else None
+        data = pointers.get((v["commit"], v["path"])) if v.get("path") else None
         if v["commit"] in by_commit or data is None:
             continue
         wrote = [c for c, pairs in made.items() if (v["path"], gitmod.blob_id(data)) in pairs]
@@ -197,55 +262,44 @@ def collect(*, repo: Repo | None = None) -> dict[str, Any]:
     """Everything the site shows: {title, generated, models: [registry()'s model, with each version's whole
     record (pointer, meta, auto) in its entry, plus events, lineage, metrics, last_change]}."""
     git = _git(repo)
+    local = _local(repo, git)  # its map of an import reads the versions and lineage from before the import
     state = load(git)
     known = [m for _, m in sorted(state.models.items()) if m.events]
-    models = [(m, describe(m)) for m in known]
-    # where each version's pointer is: the path its tag recorded, or the config at its commit says
-    configs = [f"{v['commit']}:{CONFIG_PATH}" for m, d in models for v in d["versions"] if "path" not in _fields(m, v)]
-    config_blobs = git.cat_objects(configs)
-    parsed: dict[str, dict[str, str]] = {}
-    where: dict[tuple[str, str], str | None] = {}
-    for m, d in models:
-        for v in d["versions"]:
-            path = _fields(m, v).get("path")
-            if path is None:
-                path = _config_models(config_blobs.get(f"{v['commit']}:{CONFIG_PATH}"), parsed).get(m.name)
-            where[(m.name, v["version"])] = path
-    names = []
-    for m, d in models:
-        for v in d["versions"]:
-            p = where[(m.name, v["version"])]
-            if p:
-                names.append(f"{v['commit']}:{p}{SUFFIX}")
+    # each version's path (its tag's, or its commit's config's) and pointer, as 'mvc show' reads them
+    located = locate(git, known, local, every=True)
     has_head = _has_head(git)
-    if has_head:
-        names.append(f"HEAD:{CONFIG_PATH}")
-    blobs = git.cat_objects(names)
-    head_models = _config_models(blobs.get(f"HEAD:{CONFIG_PATH}"), parsed) if has_head else {}
+    head_models = paths_at(git, [(m.name, "HEAD") for m in known]) if has_head else {}
     paths: dict[str, set[str]] = {}
+    pointers: dict[tuple[str, str], bytes | None] = {}
     out = []
-    for m, d in models:
+    for m in known:
+        d = describe(m, located)
         names_of: dict[str, list[str]] = {}
         for v in d["versions"]:
             names_of.setdefault(v["commit"], []).append(v["version"])
-            p = where[(m.name, v["version"])]
-            v["path"] = p
+            at = located[1][(m.name, v["version"])]
+            p = v["path"] = at["path"]
             if p is None:
-                v["error"] = f"{m.name} has no path at commit {v['commit'][:7]}"
+                v["error"] = (
+                    f"{m.name} has no path at commit {v['commit'][:7]}: neither its tag nor that commit's "
+                    f"{CONFIG_PATH} names one"
+                )
                 continue
             paths.setdefault(p, set()).add(m.name)
-            v.update(_pointer(blobs.get(f"{v['commit']}:{p}{SUFFIX}"), f"{p}{SUFFIX} at {v['commit'][:7]}"))
+            pointers[(v["commit"], p)] = at["data"]
+            v.update(_pointer(at["data"], f"{p}{SUFFIX} at {v['commit'][:7]}"))
         if d["path"]:
             paths.setdefault(d["path"], set()).add(m.name)
-        if head_models.get(m.name):  # where the model is now, if it moved since its latest version
-            paths.setdefault(head_models[m.name], set()).add(m.name)
+        now = head_models.get((m.name, "HEAD"))
+        if now:  # where the model is now, if it moved since its latest version
+            paths.setdefault(now, set()).add(m.name)
         d["events"] = _events(m, names_of)
         d["metrics"] = _metrics(d["versions"])
         out.append(d)
-    lineage = _lineage(git, paths) if out and has_head else {}
+    lineage = _lineage(git, paths, local) if out and has_head else {}
     for d in out:
         d["lineage"] = lineage.get(d["name"], [])
-        _also(git, d, blobs)
+        _also(git, d, pointers)
         dates = [e["date"] for e in d["events"][:1]] + [c["date"] for c in d["lineage"][:1]]
         d["last_change"] = max(dates, key=_stamp) if dates else None
     root = git.root.rstrip("/")
@@ -254,21 +308,16 @@ def collect(*, repo: Repo | None = None) -> dict[str, Any]:
     return {"title": title, "generated": now, "models": out}
 
 
-def _fields(m: Model, v: dict[str, Any]) -> dict[str, str]:
-    version = m.versions.get(v["version"])
-    return version.event.fields if version is not None and version.event is not None else {}
+def _local(repo: Repo | None, git: gitmod.Git) -> Repo | None:
+    """The repository when mvc is set up in it (a bare one or a clone without 'mvc init': None)."""
+    from mvc.repo.repository import Repo as RepoClass
 
-
-def _config_models(data: bytes | None, parsed: dict[str, dict[str, str]]) -> dict[str, str]:
-    if data is None:
-        return {}
-    key = data.decode("utf-8", "replace")
-    if key not in parsed:
-        try:
-            parsed[key] = cfgfmt.models(cfgfmt.loads(data, CONFIG_PATH), CONFIG_PATH)
-        except ConfigError:  # a damaged config in an old commit: no models there
-            parsed[key] = {}
-    return parsed[key]
+    if repo is not None:
+        return repo
+    try:
+        return RepoClass(git.root)
+    except MvcError:
+        return None
 
 
 def _has_head(git: gitmod.Git) -> bool:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from mvc import git as gitmod
-from mvc.errors import RegistryError
+from mvc.errors import ConfigError, MvcError, RegistryError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
@@ -280,24 +280,92 @@ def models_at(git: gitmod.Git, commit: str) -> dict[str, str]:
     """{model name: path} as recorded in .mvc/config.toml at commit, over GTO's names there (``artifacts.yaml``,
     ``dvc.yaml``'s ``artifacts:``), so that GTO's tags of commits before ``mvc import-dvc`` resolve."""
     blobs = git.blob_ids(commit, [CONFIG_PATH, *GTO_FILES])
+    return _names({path: git.blob(blob) for path, blob in blobs.items() if blob is not None}, commit)
+
+
+def _names(texts: dict[str, bytes | None], commit: str) -> dict[str, str]:
+    """{model name: path} from the bytes of a commit's .mvc/config.toml and GTO's files (None: absent)."""
     found: dict[str, str] = {}
     for path in GTO_FILES:
-        gto = blobs[path]
+        gto = texts.get(path)
         if gto is not None:
             from mvc.errors import ForeignError
             from mvc.format import dvcfile
 
             try:
-                found.update(dvcfile.gto_artifacts(git.blob(gto), path, path == "dvc.yaml"))
+                found.update(dvcfile.gto_artifacts(gto, path, path == "dvc.yaml"))
             except ForeignError:  # a damaged file of another tool names no model
                 pass
-    blob = blobs[CONFIG_PATH]
-    if blob is None:
-        return found
-    found.update(
-        cfgfmt.models(cfgfmt.loads(git.blob(blob), f"{CONFIG_PATH} at {commit[:7]}"), f"{CONFIG_PATH} at {commit[:7]}")
-    )
+    data, where = texts.get(CONFIG_PATH), f"{CONFIG_PATH} at {commit[:7]}"
+    if data is not None:
+        found.update(cfgfmt.models(cfgfmt.loads(data, where), where))
     return found
+
+
+def paths_at(git: gitmod.Git, wanted: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """{(model name, commit or HEAD): its path there as :func:`models_at` maps it, or None}, for any number of
+    commits in one ``git cat-file`` (a commit whose config is damaged maps no name, as in ``mvc log``)."""
+    wanted = list(dict.fromkeys(wanted))
+    files = (CONFIG_PATH, *GTO_FILES)
+    blobs = git.cat_objects(f"{c}:{f}" for _, c in wanted for f in files)
+    parsed: dict[tuple[bytes | None, ...], dict[str, str]] = {}
+    found: dict[tuple[str, str], str | None] = {}
+    for n, c in wanted:
+        texts = tuple(blobs.get(f"{c}:{f}") for f in files)
+        if texts not in parsed:  # most commits share their config
+            try:
+                parsed[texts] = _names(dict(zip(files, texts, strict=True)), c)
+            except ConfigError:
+                parsed[texts] = {}
+        found[(n, c)] = parsed[texts].get(n)
+    return found
+
+
+def locate(
+    git: gitmod.Git, models: Iterable[Model], repo: Any = None, every: bool = False
+) -> tuple[dict[str, str | None], dict[tuple[str, str], dict[str, Any]]]:
+    """({model name: its path}, {(model name, version): {path, data: its pointer's bytes or None, oid?, size?}}) of
+    the registered versions, read as :func:`model_at` reads one, in two ``git cat-file`` whatever their number: a
+    path its tag does not record is its commit's mapping; a pointer is read when every, or when its tag records no
+    oid (GTO's; oid and size are then the pointer's), mvc's or, through the map of an import, another tool's (repo:
+    the local Repo, or a function opening it, called at the first such read). A model's path: its newest tag's."""
+    models = list(models)
+    versions = [(m.name, v, v.event.fields) for m in models for v in m.versions.values() if v.registered and v.event]
+    ask = [(n, v.commit) for n, v, fields in versions if "path" not in fields]
+    for m in models:
+        for e in reversed(m.events):  # the tags newer than the newest recording the path, else HEAD too
+            if "path" in e.fields:
+                break
+            ask.append((m.name, e.commit))
+        else:
+            ask.append((m.name, "HEAD"))
+    mapped = paths_at(git, ask)
+    paths: dict[str, str | None] = {}
+    for m in models:
+        newest = (e.fields.get("path") or mapped.get((m.name, e.commit)) for e in reversed(m.events))
+        paths[m.name] = next((p for p in newest if p), None) or mapped.get((m.name, "HEAD"))
+    found: dict[tuple[str, str], dict[str, Any]] = {
+        (n, v.name): {"path": f.get("path") or mapped.get((n, v.commit)), "data": None} for n, v, f in versions
+    }
+    reads = [(v, f, found[(n, v.name)]) for n, v, f in versions if every or "oid" not in f]
+    # cat-file --batch reads a name a line: a path with a line break (mvc never tracks one) is not read
+    reads = [(v, f, at) for v, f, at in reads if at["path"] and not {"\n", "\r"} & set(at["path"])]
+    blobs = git.cat_objects(f"{v.commit}:{at['path']}{ptrfmt.SUFFIX}" for v, _, at in reads)
+    for v, fields, at in reads:
+        at["data"] = blobs.get(f"{v.commit}:{at['path']}{ptrfmt.SUFFIX}")
+        if at["data"] is None and repo is not None:
+            try:
+                repo = repo() if callable(repo) else repo
+            except MvcError:  # not set up for mvc: no map of an import
+                repo = None
+            at["data"] = _imported(repo, v.commit, at["path"])
+        if at["data"] is not None and "oid" not in fields:
+            try:
+                p = ptrfmt.loads(at["data"], f"{at['path']}{ptrfmt.SUFFIX} at {v.commit[:7]}")
+            except MvcError:  # damaged: no oid to show (the site's page of the version says why)
+                continue
+            at.update(oid=p.oid, size=p.size)
+    return paths, found
 
 
 def model_at(git: gitmod.Git, name: str, commit: str, repo: Any = None) -> dict[str, Any]:
