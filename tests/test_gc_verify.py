@@ -4,6 +4,7 @@ keeps whatever the flags, what it lets go, its refusals; what verify finds, name
 from __future__ import annotations
 
 import json
+import shutil
 import os
 from pathlib import Path
 
@@ -483,3 +484,12 @@ def test_a_remote_gc_with_a_short_grace_says_what_a_running_push_may_lose(repo, 
     assert "a push to origin running now may lose the packs" in r.stderr and len(r.stderr.splitlines()) == 1
     assert "running now" not in mvc_cli("gc", "-r", "origin", "--grace", "2h", "--force", "-q").stderr
     assert "running now" not in mvc_cli("gc", "-r", "origin", "--grace", "0", "-q").stderr  # a dry run deletes nothing
+
+
+def test_verify_without_r_asks_the_remote_and_downloads_nothing(repo, mvc_cli, pushed, history):
+    """Objects the cache lacks must be on the default remote: asked, not downloaded (-r REMOTE downloads)."""
+    shutil.rmtree(repo / ".mvc" / "cache")
+    r = json.loads(mvc_cli("verify", "--json", "-q").stdout)
+    assert r["problems"] == [] and r["downloaded"] == 0
+    r = json.loads(mvc_cli("verify", "-r", "origin", "--json", "-q").stdout)
+    assert r["problems"] == [] and r["downloaded"] > 0

@@ -169,9 +169,9 @@ def _check_remote(
     jobs: int | None,
     progress: progressmod.Factory,
 ) -> dict[str, Any]:
-    """What the remote cannot give back. Objects not sound in the cache must be on it; with download_all
-    every needed object is downloaded and re-hashed (to a temp file, never into the cache); with repair, a
-    corrupt cache object whose remote copy is sound replaces it."""
+    """What the remote cannot give back. Objects not sound in the cache must be on it (asked, not downloaded);
+    with download_all every needed object is downloaded and re-hashed (to a temp file, never into the cache);
+    with repair, a corrupt cache object whose remote copy is sound replaces it."""
     from mvc.objects import reader
     from mvc.objects.meter import Meter
     from mvc.storage.parallel import run_parallel
@@ -198,6 +198,8 @@ def _check_remote(
                     problems[oid] = NOT_ON_REMOTE
                 elif oid not in corrupt:
                     problems[oid] = MISSING
+            # without download_all the remote is only asked which it holds; only a corrupt object to repair comes down
+            there = there if download_all else there & corrupt if repair else set()
             located = remote.locate(there)  # here: the journal's connection is this thread's
             sizes = {o: reach.wanted.files[o][1] for o in there if o in reach.wanted.files}
             bar = progress(f"reading from {sp.name}", sum(sizes.values()))
