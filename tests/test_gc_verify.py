@@ -326,6 +326,9 @@ def test_drop_deprecated_alone_releases_a_model_only_its_tag_held(repo, mvc_cli)
     assert old in cache_oids(repo)
     r = gc_json(mvc_cli, "--grace", "0", "--drop-deprecated", "--force")
     assert old not in cache_oids(repo) and r["objects"] == 1
+    # verify does not check a deprecated model's tags by default (its weights may be let go, as here); --all-tags does
+    assert mvc_cli("verify", "-q").exit_code == 0
+    assert mvc_cli("verify", "-q", "--all-tags", ok=False).exit_code == 1
 
 
 def test_a_young_chunk_list_keeps_the_old_packs_it_names(repo, mvc_cli, tmp_path, monkeypatch):

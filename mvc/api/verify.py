@@ -38,7 +38,7 @@ def verify(
     progress: progressmod.Factory = progressmod.null,
 ) -> dict[str, Any]:
     """Check the cache and the pointers of the chosen revisions (default: the work tree, the index, every
-    branch and every registry tag; ``revs``: these instead; ``all_tags``: every tag too).
+    branch and every registry tag but a deprecated model's; ``revs``: these instead; ``all_tags``: every tag too).
 
     Returns {"cache": {"objects", "bytes", "seconds", "corrupt"}, "pointers", "objects", "remote",
     "downloaded", "problems": [{"oid", "problem", "repaired", "quarantined", "needed_by"}], "unreadable"}
@@ -55,8 +55,10 @@ def verify(
         reachmod.add_workspace(repo, reach)
         for branch, commit in sorted(repo.git.ref_commits("refs/heads").items()):
             commits.setdefault(commit, branch)
+    deprecated = _deprecated(repo) if not all_tags and not revs else set()
     for tag, commit in sorted(repo.git.ref_commits("refs/tags").items()):
-        if all_tags or (not revs and reachmod.model_of(tag) is not None):
+        model = reachmod.model_of(tag)
+        if all_tags or (not revs and model is not None and model not in deprecated):
             commits.setdefault(commit, tag)
     reach.add_commits(repo, commits)
 
@@ -311,3 +313,12 @@ def registry_check(
         if jr is not None:
             jr.close()
     return rows
+
+
+def _deprecated(repo: Repo) -> set[str]:
+    """The registry's deprecated models: their tags are not checked by default (``gc --drop-deprecated`` may have
+    let their weights go; ``--all-tags`` checks them)."""
+    from mvc.repo import models
+
+    state = models.load(repo.git)
+    return {name for name, m in state.models.items() if m.events and m.deprecated}

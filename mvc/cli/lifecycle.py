@@ -178,9 +178,10 @@ def verify(
     """Re-hash the cache and check that every version can be read back.
 
     \b
-    Checks the pointers of the work tree, the index, every branch and every registry tag (or --rev,
-    --all-tags): each object they need must hash right in the cache or be on the remote (the default
-    remote; with -r REMOTE it is downloaded from there and re-hashed). Exit status 1 when anything is
+    Checks the pointers of the work tree, the index, every branch and every registry tag but a
+    deprecated model's (or --rev, --all-tags): each object they need must hash right in the cache
+    or be on the remote (the default remote, asked; with -r REMOTE it is downloaded from there and
+    re-hashed). Exit status 1 when anything is
     corrupt or lost; the report names the model paths and versions affected.
 
     \b
