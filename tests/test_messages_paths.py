@@ -197,3 +197,11 @@ def test_readme_command_table_lists_every_command_with_options_that_exist():
             helps = [_help(words[1])]
         for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", span):
             assert any(_has(h, option) for h in helps), (span, option)
+
+
+def test_a_transfer_of_a_file_inside_a_tracked_directory_names_the_directory(repo, mvc_cli, mvc_error, tmp_path):
+    make_file(repo / "data" / "sub" / "g1.bin", 100)
+    mvc_cli("add", "data")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"))
+    for cmd in ("push", "fetch", "pull"):
+        mvc_error(cmd, "data/sub/g1.bin", words=("part of tracked directory", "data", "moves whole"))

@@ -228,8 +228,10 @@ def pointers(
                         matched.append(prel)
     for r, p in zip(rels, shown, strict=False):
         if not any(matches(m, [r]) for m in matched):
-            where = " in the selected revisions" if commits else ""
-            raise PathError(f"{p} is not tracked by mvc{where}: check the path with 'mvc ls'")
+            if commits:
+                raise PathError(f"{p} is not tracked by mvc in the selected revisions: check the path with 'mvc ls'")
+            # a file inside a tracked directory moves with it: say which (transfers move a directory whole)
+            raise untracked(repo, r, p, repo.git.ls_pointers(), None, "name {dir} (a directory moves whole)")
     return found
 
 
