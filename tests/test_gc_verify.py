@@ -281,6 +281,19 @@ def test_registry_check(repo, mvc_cli, mvc_error, tmp_path):
     assert result.exit_code == 1 and "missing 1 object" in result.stdout and "churn@v" in result.stderr
 
 
+def test_registry_check_of_a_named_remote_says_what_others_can_fetch(repo, mvc_cli, tmp_path):
+    commit_version(repo, mvc_cli, "registered weights " * 20, model="churn")
+    mvc_cli("register", "churn", "-q")
+    mvc_cli("remote", "add", "store", str(tmp_path / "store"))
+    mvc_cli("push", "-q")
+    assert [r["state"] for r in json.loads(mvc_cli("registry", "--check", "-r", "store", "--json").stdout)] == ["ok"]
+    commit_version(repo, mvc_cli, "newer weights, never pushed " * 20, model="churn")
+    mvc_cli("register", "churn", "-q")
+    assert [r["state"] for r in json.loads(mvc_cli("registry", "--check", "--json").stdout)] == ["ok", "ok"]
+    rows = json.loads(mvc_cli("registry", "--check", "-r", "store", "--json", ok=False).stdout)
+    assert [r["state"] for r in rows] == ["ok", "missing"]  # the newer one is in this cache, not on store
+
+
 def test_an_unparsable_pointer_at_a_registry_tag_is_reported(repo, mvc_cli):
     (repo / "evil.bin.mvc").write_text("[[[")
     git(repo, "add", "evil.bin.mvc")

@@ -249,7 +249,8 @@ def registry_check(
     name: str | None = None, *, remote: str | None = None, repo: Repo | None = None
 ) -> list[dict[str, Any]]:
     """Per model, per live version (and the stages it holds): whether its weights can be fetched: every
-    object they need is in the cache or on the remote (``mvc verify`` re-hashes them). Rows {"model", "version", "stages", "path",
+    object they need is in the cache or on the default remote, or, with ``remote`` named, on that remote (what
+    others can fetch) (``mvc verify`` re-hashes them). Rows {"model", "version", "stages", "path",
     "state", "missing"}; state "ok", "missing" or "unreadable"."""
     from mvc.repo import models
 
@@ -290,7 +291,8 @@ def registry_check(
         for row, r in per_row:
             r.read_manifests(repo)
             need = r.objects()
-            lacking = {o for o in need if not repo.odb.exists(o)}
+            # with a remote named, what others can fetch: every object on it; else on it or in this cache
+            lacking = set(need) if remote is not None else {o for o in need if not repo.odb.exists(o)}
             if lacking and where is not None:
                 if remote_t is None:
                     jr = journal(repo)
@@ -303,7 +305,11 @@ def registry_check(
 
                         remote_t.download(sorted(got), Meter(progressmod.null, "", 0, 0))
                         r.read_manifests(repo)
-                        lacking = {o for o in r.objects() if not repo.odb.exists(o)}
+                        lacking = (
+                            set(r.objects())
+                            if remote is not None
+                            else {o for o in r.objects() if not repo.odb.exists(o)}
+                        )
                 lacking -= remote_t.existing(lacking)
             row["state"] = "ok" if not lacking else "missing"
             row["missing"] = sorted(lacking)
