@@ -11,7 +11,7 @@ from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, sh
 @click.option("--force", "-f", is_flag=True, help="Delete. Without it gc only says what it would delete.")
 @click.option(
     "--keep-last",
-    type=int,
+    type=click.IntRange(min=0),
     metavar="N",
     help="Of the history, keep only the N newest versions of each tracked path (tips, registry tags, the "
     "work tree and the index are kept whatever N).",
