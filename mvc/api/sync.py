@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ObjectMissing
+from mvc.errors import CorruptObject, MvcError, ObjectMissing
 from mvc.objects.journal import Journal
 from mvc.objects.meter import Meter, Recorder
 from mvc.repo.remotes import Spec, fetch_wanted, journal, mark_user, open_transfer, spec
@@ -238,9 +238,40 @@ def pull(
     from mvc.api import checkout as checkoutmod
 
     repo = open_repo(repo)
-    result = fetch(paths, remote=remote, jobs=jobs, revs=[rev] if rev else None, repo=repo, progress=progress)
+    try:
+        result = fetch(paths, remote=remote, jobs=jobs, revs=[rev] if rev else None, repo=repo, progress=progress)
+    except (CorruptObject, ObjectMissing) as e:
+        if rev is not None:
+            raise
+        # as git-lfs and DVC do: what did come whole is restored, and the error still says what did not
+        whole = _complete(repo, paths)
+        if not whole:
+            raise
+        checkoutmod.checkout(whole, force=force, repo=repo, progress=progress)
+        n = len(whole)
+        restored = f"{n} other path{'s' if n != 1 else ''} fetched whole {'were' if n != 1 else 'was'} restored"
+        raise type(e)(f"{e} (that object only: {restored})") from None
     result["checkout"] = checkoutmod.checkout(paths, rev=rev, force=force, repo=repo, progress=progress)
     return result
+
+
+def _complete(repo: Repo, paths: Iterable[str]) -> list[str]:
+    """The tracked paths among paths (all when none) whose objects the cache holds every one of."""
+    found = []
+    for label, p in pointers(repo, paths, None).items():
+        if not repo.odb.exists(p.oid):
+            continue
+        if p.kind == "dir":
+            try:
+                from mvc.objects import manifest as mf
+
+                entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid)
+            except MvcError:
+                continue
+            if not all(repo.odb.exists(e.oid) for e in entries):
+                continue
+        found.append(repo.abs(Repo.target_of(label)))
+    return found
 
 
 def status(

@@ -236,6 +236,9 @@ def verify(
             if any(p["problem"] == api.CORRUPT for p in open_) and not repair
             else "add it again from its source, or push it from a machine that has it"
             if repair
+            else "delete the damaged file on the remote ('mvc pull' of that path names it), then run 'mvc push "
+            "--verify-remote' from a machine that has it"
+            if first is not None and first["problem"] == api.REMOTE_CORRUPT
             else "push it from a machine that has it"
         )
         n = len(open_) + len(r["unreadable"])

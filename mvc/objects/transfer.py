@@ -503,12 +503,18 @@ class Transfer:
         retry: list[str] = []
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
 
+        damaged: list[CorruptObject] = []  # said once the others are in (a pull then restores what came whole)
+
         def get(item: tuple[str, Any]) -> int | None:
             kind, what = item
-            if kind == "run":
-                return self._get_run(what, meter, large)
-            with large if sizes.get(what, 0) > LARGE else contextlib.nullcontext():
-                return self._get_one(what, meter, sizes.get(what) or None)
+            try:
+                if kind == "run":
+                    return self._get_run(what, meter, large)
+                with large if sizes.get(what, 0) > LARGE else contextlib.nullcontext():
+                    return self._get_one(what, meter, sizes.get(what) or None)
+            except CorruptObject as e:
+                damaged.append(e)
+                return -1
 
         def done(item: tuple[str, Any], n: int | None) -> None:
             nonlocal got
@@ -519,7 +525,7 @@ class Transfer:
                 retry.extend(run_oids)
             elif n is None:
                 absent.append(what)
-            else:
+            elif n >= 0:  # (-1: damaged, said at the end)
                 got += n
                 fetched.extend(run_oids)
 
@@ -531,6 +537,8 @@ class Transfer:
                 self.packs_gone(gone_packs)
                 n, lost = self.download(retry, meter, sizes)
                 got, absent = got + n, absent + lost
+            if damaged:
+                raise damaged[0]
         finally:
             self.jr.add(self.key, fetched)  # downloaded from it, so it is there
             self.jr.discard(self.key, absent)
