@@ -609,17 +609,21 @@ class Transfer:
                 data = self.store.get_range(rel, start, end)
             except RemoteObjectMissing:
                 return None
+        bad: RemoteCorrupt | None = None
         for e, chunk, digest in pk.split(data, start, (e for _, e in run)):
-            if oids.from_digest(digest) != e.oid:
-                raise RemoteCorrupt(
+            if oids.from_digest(digest) != e.oid:  # the sound entries around it are kept all the same
+                bad = bad or RemoteCorrupt(
                     f"object {e.oid} in {self.store.where(rel)} (bytes {e.offset}-{e.offset + e.size}) on remote "
                     f"{self.name} is corrupt (it hashes to xxh128:{digest}); nothing was placed in the cache or "
-                    f"workspace: delete that pack and its .idx on the remote, then push again from a machine that "
-                    "has its objects"
+                    f"workspace for it: delete that pack and its .idx on the remote, then push again from a machine "
+                    "that has its objects"
                 )
+                continue
             self.odb.install_bytes(chunk, e.oid)
             meter.object_done()
         meter.update(len(data))
+        if bad is not None:
+            raise bad
         return len(data)
 
 
