@@ -247,7 +247,10 @@ def pull(
         whole = _complete(repo, paths)
         if not whole:
             raise
-        checkoutmod.checkout(whole, force=force, repo=repo, progress=progress)
+        try:
+            checkoutmod.checkout(whole, force=force, repo=repo, progress=progress)
+        except MvcError:  # (a modified file, say): the fetch's error is the one to tell
+            raise e from None
         n = len(whole)
         restored = f"{n} other path{'s' if n != 1 else ''} fetched whole {'were' if n != 1 else 'was'} restored"
         raise type(e)(f"{e} (that object only: {restored})") from None
