@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -239,3 +240,29 @@ def test_root_is_warned_that_linked_files_are_writable_to_it(repo):
     assert proc.returncode == 0 and proc.stderr.count("warning:") == 1
     proc = run_mvc("status", cwd=repo)
     assert "warning" not in proc.stderr  # only where files are linked (add, checkout) or the mode is set
+
+
+@pytest.mark.parametrize("then", ["status", "add", "unprotect"])
+def test_an_object_edited_through_its_symlink_is_seen_and_the_edit_kept(repo, mvc_cli, then):
+    """chmod u+w through a symlink makes the cache object writable, and an edit then writes into it: status
+    says modified (the object's name proves nothing any more), add stores the edit as a new object, unprotect
+    keeps it as a file; the overwritten object goes to quarantine/, never counted sound."""
+    mvc_cli("config", "cache.type", "symlink")
+    (repo / "m.bin").write_bytes(b"A" * 100)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "v1")
+    os.chmod(repo / "m.bin", 0o644)  # follows the link: the object itself
+    (repo / "m.bin").write_bytes(b"B" * 100)
+    rows = json.loads(mvc_cli("status", "--json").stdout)
+    assert [r["workspace"] for r in rows] == ["modified"]
+    if then == "add":
+        out = mvc_cli("add", "m.bin").stdout
+        assert out.startswith("added m.bin") and (repo / "m.bin").is_symlink()
+        assert (repo / "m.bin").read_bytes() == b"B" * 100
+        assert json.loads(mvc_cli("status", "--json").stdout)[0]["workspace"] == "ok"
+    if then == "unprotect":
+        mvc_cli("unprotect", "m.bin")
+        assert not (repo / "m.bin").is_symlink() and (repo / "m.bin").read_bytes() == b"B" * 100
+        assert json.loads(mvc_cli("status", "--json").stdout)[0]["workspace"] == "modified"
+    if then != "status":
+        assert len(list((repo / ".mvc" / "cache" / "quarantine").iterdir())) == 1

@@ -5,6 +5,7 @@ them that holds the GIL."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import stat as statmod
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects import manifest as mf
+from mvc.objects import oid as oids
 from mvc.repo.repository import Repo
 from mvc.repo.worktree import File, Scanned, fingerprint_of, list_files, look
 
@@ -29,6 +31,8 @@ def store(
     the content had to be hashed to know its oid)."""
     if f.oid and repo.odb.exists(f.oid):
         return f.oid, False
+    if f.oid is None and f.linked and statmod.S_ISLNK(f.st.st_mode):
+        detach_edited(repo, f)  # an object edited through its link: the edit becomes a file, stored below
     known = f.oid is not None  # and not in the cache: this stores it
     refuse_dangling(repo, rel, f)
     oid, how, st = repo.odb.add_file(f.full, links or repo.config.link_types, progress=bar.update)
@@ -42,6 +46,33 @@ def store(
         repo.state.put(rel, after, oid)
     f.oid = oid
     return oid, True if known else None
+
+
+def detach_edited(repo: Repo, f: File) -> None:
+    """f links to a cache object that was made writable and maybe edited in place (``worktree.look``): its bytes
+    become a file of its own at f's path (copied through the link, then renamed over it), and the object goes to
+    the cache's quarantine/ (its bytes may no longer be those its name promises; nothing is deleted)."""
+    import shutil
+
+    from mvc.storage import tempfiles
+
+    target = os.path.realpath(f.full)
+    old = repo.odb.oid_at(target)
+    tmp = tempfiles.tmp_name(os.path.dirname(f.full), os.path.basename(f.full))
+    try:
+        shutil.copyfile(f.full, tmp)
+        os.chmod(tmp, 0o666 & ~tempfiles.umask() | (os.stat(target).st_mode & 0o111))
+        os.replace(tmp, f.full)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if old is not None and repo.odb.exists(old):
+        from mvc.storage import fileio
+
+        if oids.from_digest(fileio.hash_file(target)[0]) != old:
+            repo.odb.quarantine(old)
+    f.st, f.linked = os.lstat(f.full), False
 
 
 def refuse_dangling(repo: Repo, rel: str, f: File) -> None:

@@ -73,11 +73,22 @@ def link_oid(repo: Repo, full: str) -> str | None:
 def look(repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None) -> File:
     if statmod.S_ISLNK(st.st_mode):
         oid = link_oid(repo, full)
+        if oid is not None and _writable(full):
+            # the object was made writable (chmod through the link), so maybe edited in place: its name proves
+            # nothing any more, its bytes are hashed (a write through a read-only one takes root: warned of)
+            return File(full, st, None, linked=True)
         return File(full, st, oid, linked=oid is not None, foreign=oid is None)
     if not statmod.S_ISREG(st.st_mode):
         raise PathError(f"{rel} is not a regular file or directory: mvc tracks files and directories")
     linked = st.st_nlink > 1 and not st.st_mode & 0o222
     return File(full, st, known, linked=linked)
+
+
+def _writable(full: str) -> bool:
+    try:
+        return bool(os.stat(full).st_mode & 0o222)
+    except OSError:
+        return False
 
 
 def hash_of(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> str | None:
