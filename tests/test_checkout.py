@@ -330,3 +330,16 @@ def test_rev_refuses_to_drop_a_version_added_and_not_committed(history, mvc_cli,
     mvc_cli("add", "model.bin")
     mvc_cli("checkout", "--rev", "v1", "model.bin", "--force")
     assert (repo / "model.bin").read_bytes() == v1["model.bin"]
+
+
+def test_a_pointer_brought_back_by_rev_gets_its_gitignore_line(repo, mvc_cli):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("remove", "m.bin")
+    git(repo, "commit", "-q", "-m", "no m")
+    assert "/m.bin" not in (repo / ".gitignore").read_text()
+    mvc_cli("checkout", "--rev", "HEAD~1", "m.bin")
+    assert "/m.bin" in (repo / ".gitignore").read_text()
+    status = git(repo, "status", "--porcelain")
+    assert "?? m.bin" not in status and "M  .gitignore" in status, status  # staged as the pointer is

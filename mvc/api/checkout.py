@@ -17,13 +17,16 @@ from mvc import progress as progressmod
 from mvc.api import outputs
 from mvc.errors import MvcError, PathError, RegistryError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
+from mvc.format.config import LOCK
 from mvc.objects import manifest as mf
+from mvc.repo import ignores as gitignores
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, select, untracked, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
 from mvc.storage import fileio
+from mvc.storage.lock import locked
 
 
 class _Plan:
@@ -177,6 +180,11 @@ def _apply_at(
         rows.append(_apply(repo, plan, progress))
         if _changes(plan):
             _restore_pointers(repo, commit, [prel], plans, chosen, in_git)
+    # a pointer brought back from a commit (after 'mvc remove', say) gets its .gitignore line too, staged as the
+    # pointer is: without it a 'git add -A' would commit the weights
+    ignored = sorted({gitignores.add(repo, Repo.target_of(p)) for p in chosen})
+    with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
+        repo.git.stage(ignored)
     after = repo.git.index_blobs(POINTER_GLOB)
     return rows, {p: after.get(p) for p in chosen if before.get(p) != after.get(p)}
 
