@@ -26,9 +26,7 @@ def parse_grace(text: str) -> float:
     """Seconds of a grace period written ``0``, ``90s``, ``30m``, ``12h``, ``14d`` or ``2w``."""
     m = re.fullmatch(r"(0|[0-9]{1,6})([smhdw]?)", text.strip())
     if m is None or (m[1] != "0" and not m[2]):
-        raise PathError(
-            f"grace period {text!r} is not a duration: write it like 14d, 12h, 30m or 0 (at most 6 digits)"
-        )
+        raise PathError(f"grace period {text!r} is not a duration: write it like 14d, 12h, 30m or 0 (at most 6 digits)")
     return int(m[1]) * _UNITS.get(m[2] or "s", 1)
 
 
