@@ -436,7 +436,8 @@ class Git:
 
     def blobs_in_history(self, path: str) -> set[str]:
         """The blob ids that path has held in any commit of any ref (one path-limited walk of the history)."""
-        out = self.run("log", "--all", "--format=", "--raw", "--no-abbrev", "--no-renames", "--", f":(literal){path}")
+        args = ("log", "--all", "-m", "--format=", "--raw", "--no-abbrev", "--no-renames")  # -m: merges' own blobs too
+        out = self.run(*args, "--", f":(literal){path}")
         found = set()
         for line in out.decode("utf-8", "surrogateescape").splitlines():
             meta = line.lstrip(":").split("\t", 1)[0].split(" ")

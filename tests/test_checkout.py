@@ -314,7 +314,7 @@ def test_checkout_writes_no_temp_files(history, mvc_cli):
 def test_rev_refuses_to_drop_a_version_added_and_not_committed(history, mvc_cli, mvc_error):
     """An 'mvc add' staged and not committed is named by no commit: checkout --rev refuses to replace its
     pointer (without --force), while what an earlier checkout --rev staged is replaced freely (the undo)."""
-    repo, v1, v2 = history
+    repo, v1, _v2 = history
     make_file(repo / "model.bin", 5000, seed=7)
     mvc_cli("add", "model.bin", "-m", "note=best-run")
     staged = (repo / "model.bin.mvc").read_bytes()

@@ -4,8 +4,8 @@ keeps whatever the flags, what it lets go, its refusals; what verify finds, name
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 from pathlib import Path
 
 import pytest

@@ -272,3 +272,37 @@ def test_get_refuses_git_and_mvc_directories_and_paths_below_a_file(history, mvc
         mvc.get("model.bin", str(tmp_path / "afile" / "m.bin"))
     with pytest.raises(mvc.MvcError, match="force=True"):
         mvc.get("model.bin", str(tmp_path / "afile"))
+
+
+def test_a_copy_changed_while_the_model_was_fetched_is_kept(history, mvc_cli, tmp_path):
+    """--force checked OUT before the fetch; a file written into it meanwhile (a checkpoint) makes the swap
+    refuse, not delete it."""
+    from mvc.api import outputs
+
+    out = tmp_path / "copy"
+    mvc_cli("get", "model", "--rev", "v1", "-o", str(out))
+    outputs.check(str(out), "dir", True)  # what get checks first: mvc's own copy
+    (out / "checkpoint.pt").write_bytes(b"saved meanwhile")
+    new = tmp_path / "new"
+    new.mkdir()
+    with pytest.raises(mvc.MvcError, match="changed while the model was fetched"):
+        outputs.put(str(new), str(out))
+    assert (out / "checkpoint.pt").read_bytes() == b"saved meanwhile"
+
+
+def test_get_refuses_a_way_into_git_through_a_link(history, mvc_error, tmp_path):
+    repo, _v1 = history
+    (tmp_path / "link").symlink_to(repo / ".git")
+    mvc_error("get", "model.bin", "--rev", "v1", "-o", str(tmp_path / "link" / "x"), words=("inside the repository",))
+    assert not (repo / ".git" / "x").exists()
+    (repo / "..model").mkdir()  # a name that starts with '..' lies inside the work tree all the same
+    (repo / "..model.mvc").write_bytes((repo / "model.mvc").read_bytes())
+    mvc_error("get", "model", "-o", str(repo / "..model"), "--force", words=("tracks",))
+
+
+def test_a_linked_mvc_directory_is_refused(gitrepo, mvc_cli, mvc_error, tmp_path):
+    (tmp_path / "outside").mkdir()
+    (gitrepo / ".mvc").symlink_to(tmp_path / "outside")
+    mvc_error("init", words=("symbolic link", "git rm"))
+    mvc_error("status", words=("symbolic link",))
+    assert list((tmp_path / "outside").iterdir()) == []

@@ -641,6 +641,9 @@ def test_install_over_the_pre_commit_frameworks_hooks_says_mvcs_would_run_twice(
     (repo / ".pre-commit-config.yaml").write_text("repos:\n- repo: x\n  rev: v1\n  hooks:\n  - id: mvc-check\n")
     r = mvc_cli("install-hooks")
     assert "run twice" in r.stderr and "pre-commit" in r.stderr and len(r.stderr.splitlines()) == 1
+    (repo / ".pre-commit-config.yaml").write_text("repos:\n- repo: x\n  hooks:\n  - id: mvc-push\n")  # any of them
+    mvc_cli("install-hooks", "--uninstall")
+    assert "run twice" in mvc_cli("install-hooks").stderr
     (repo / ".pre-commit-config.yaml").write_text("repos: []\n")  # the framework runs no mvc hook: nothing said
     mvc_cli("install-hooks", "--uninstall")
     assert "run twice" not in mvc_cli("install-hooks").stderr

@@ -558,3 +558,19 @@ def test_a_pointer_inside_a_tracked_directory_is_refused(base, mvc_cli, mvc_erro
     ]:
         mvc_error(*args, words=("data/x.bin.mvc", "inside tracked directory", "do not nest"))
         assert state(repo) == before, args
+
+
+def test_checkout_rev_refuses_a_linked_gitignore_before_it_writes(repo, mvc_cli, mvc_error, tmp_path):
+    (repo / "models").mkdir()
+    (repo / "models" / "m.bin").write_bytes(b"m" * 100)
+    mvc_cli("add", "models/m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("remove", "models/m.bin")
+    (repo / "models" / ".gitignore").unlink()
+    (tmp_path / "secret").write_text("SECRET\n")
+    (repo / "models" / ".gitignore").symlink_to(tmp_path / "secret")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the link")
+    before = state(repo)
+    mvc_error("checkout", "--rev", "HEAD~1", "models/m.bin", words=("symbolic link",))
+    assert state(repo) == before and "m.bin.mvc" not in git(repo, "diff", "--cached", "--name-only")

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -895,11 +896,17 @@ def test_what_a_killed_get_left_beside_out_is_swept(world, tmp_path, mvc_cli):
     Path(name).write_bytes(b"half a model")
     left_dir = Path(tempfiles.tmp_name(str(out_dir), "data").replace(f".{os.getpid()}.", f".{dead.pid}."))
     make_file(left_dir / "x.bin", 10)
+    young = Path(tempfiles.tmp_name(str(out_dir), "young").replace(f".{os.getpid()}.", f".{dead.pid}."))
+    young.write_bytes(b"maybe another machine's, writing now")  # (its pid means nothing there): kept
+    hour_ago = time.time() - 3700
+    for p in (Path(name), left_dir):
+        os.utime(p, (hour_ago, hour_ago))
     alive = Path(tempfiles.tmp_name(str(out_dir), "other"))  # a writer still running (this one): kept
     alive.write_bytes(b"busy")
+    os.utime(alive, (hour_ago, hour_ago))
     (out_dir / "mine.txt").write_bytes(b"mine")
     mvc_cli("get", "--repo", str(world.bare), "churn#prod", "-o", str(out_dir / "m.bin"))
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted([alive.name, "m.bin", "mine.txt"])
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([alive.name, young.name, "m.bin", "mine.txt"])
 
 
 def test_a_fetch_killed_under_its_lock_leaves_no_lock_that_stops_the_next(world, tmp_path, mvc_cli):
@@ -956,7 +963,7 @@ except mvc.MvcError as e:
             "-m",
             "sh",
             "-c",
-            f'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3"',
+            'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3"',
             "sh",
             ro,
             sys.executable,
@@ -987,3 +994,12 @@ def test_a_remote_that_names_nothing_is_refused_also_when_the_cache_holds_the_ob
             mvc.materialize("churn#prod", repo=url, remote=remote)
     assert not (tmp_path / "b.bin").exists()
     mvc_cli("get", "--repo", url, "churn#prod", "-o", str(tmp_path / "c.bin"), "--remote", str(world.store))
+
+
+def test_a_home_relative_remote_directory_is_found(world, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copytree(world.store, home / "store")
+    monkeypatch.setenv("HOME", str(home))
+    mvc.get("churn#prod", str(tmp_path / "a.bin"), repo=str(world.bare), remote="~/store")
+    assert (tmp_path / "a.bin").read_bytes() == world.v1

@@ -25,6 +25,7 @@ def test_a_pointer_whose_size_cannot_fit_is_refused_before_a_byte_is_fetched(rep
     """A pointer claiming more bytes than the disk has free (a hostile commit's, or a model too big for this
     machine): the fetch says so at once, and nothing is written."""
     from conftest import git, make_file
+
     from mvc.format import pointer as ptrfmt
 
     mvc_cli("remote", "add", "origin", str(tmp_path / "store"))

@@ -84,6 +84,7 @@ def checkout(
                 )
             if not force:
                 _refuse_uncommitted(repo, chosen, at_commit, rev)
+            gitignores.check(repo, [Repo.target_of(p) for p in chosen])  # before anything is written
         else:
             at_rev = {}
             try:
@@ -127,9 +128,8 @@ def checkout(
 
 
 def _refuse_uncommitted(repo: Repo, chosen: list[str], at_commit: str, rev: str) -> None:
-    """Refuse to replace a pointer that ``mvc add`` staged and nobody committed (a new version, or a record
-    changed): nothing else names it, so once replaced it would be lost to the user and, after the grace
-    period, to gc. What an earlier checkout staged (from a commit) goes freely, as git's checkout would."""
+    """Refuse to replace a pointer ``mvc add`` staged and nobody committed: nothing else names it, so it would be
+    lost to the user and, after the grace period, to gc. What a checkout staged (from a commit) goes freely."""
     from mvc.storage.fileio import hexdigest_bytes
 
     wanted = set(chosen)

@@ -171,7 +171,8 @@ def _runs_mvc(repo: Repo, hook: str) -> bool:
             if b"pre-commit.com" not in f.read(4096):
                 return False
         with open(os.path.join(repo.root, ".pre-commit-config.yaml"), "rb") as f:
-            return any(f"id: {h}".encode() in f.read() for h in ("mvc-check", "mvc-push", "mvc-checkout"))
+            config = f.read()
+        return any(f"id: {h}".encode() in config for h in ("mvc-check", "mvc-push", "mvc-checkout"))
     except OSError:
         return False
 

@@ -40,8 +40,11 @@ def check(out: str, kind: str, force: bool, work_tree: str | None = None) -> Non
     works (or above); out is a directory and the model is a file; out is a directory mvc did not write, or
     changed since; out lies in ``.git`` or ``.mvc`` of work_tree, or is (or lies in) a path it tracks."""
     if work_tree is not None:
-        rel = os.path.relpath(out, work_tree)
-        if not rel.startswith(os.pardir) and rel != os.curdir:
+        # real paths: a link on the way (/tmp/link -> the repository's .git) is where the write would land
+        rel = os.path.relpath(
+            os.path.join(os.path.realpath(os.path.dirname(out)), os.path.basename(out)), os.path.realpath(work_tree)
+        )
+        if rel != os.pardir and not rel.startswith(os.pardir + os.sep) and rel != os.curdir:
             parts = rel.split(os.sep)
             top = parts[0]
             if top in (".git", ".mvc"):
@@ -182,8 +185,13 @@ def put(tmp: str, out: str, force: bool = True) -> None:
                 raise
         if not force:  # checked free, then taken by another writer before this one was done
             raise PathError(f"{out} already exists (another writer put it there meanwhile): choose another output path")
-    if os.path.isdir(out) and not os.path.islink(out) and fileio.exchange(tmp, out):
-        _remove(tmp)  # the old copy, under tmp's name
+    if os.path.isdir(out) and not os.path.islink(out) and not _written(out):  # changed during the fetch
+        raise PathError(
+            f"{out} changed while the model was fetched (a file written into it?): it is left as it is; move it "
+            "away, or choose another output path"
+        )
+    if os.path.isdir(tmp) and os.path.isdir(out) and not os.path.islink(out) and fileio.exchange(tmp, out):
+        remove(tmp)  # the old copy, under tmp's name
         return
     from mvc.storage import tempfiles
 
@@ -194,16 +202,19 @@ def put(tmp: str, out: str, force: bool = True) -> None:
         try:
             os.rename(tmp, out)
         except OSError as e:
-            _remove(aside)
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                with contextlib.suppress(OSError):
+                    os.rename(aside, out)  # put the old copy back: never nothing at out
                 raise
+            remove(aside)
             continue
-        _remove(aside)
+        remove(aside)
         return
     raise PathError(f"{out} keeps being replaced by another writer: retry when it is done")
 
 
-def _remove(path: str) -> None:
+def remove(path: str) -> None:
+    """Delete path: a directory with what it holds, else the file or link (nothing when it is gone)."""
     if os.path.isdir(path) and not os.path.islink(path):
         import shutil
 

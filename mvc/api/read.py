@@ -105,10 +105,10 @@ def get(
     outputs.check(out, p.kind, force)
     if remote is not None:
         _check_remote(t, remote)
-    made = _make_parents(os.path.dirname(out))
     from mvc.objects.transfer import check_room
 
-    check_room(os.path.dirname(out), p.size)  # said before a byte is read (a pointer's size may be absurd)
+    check_room(os.path.dirname(out), p.size)  # said before a byte is read, or a directory made (a size may be absurd)
+    made = _make_parents(os.path.dirname(out))
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
     if not (t.repo is not None or cache or held):
@@ -131,20 +131,13 @@ def _check_remote(t: Target, remote: str) -> None:
     typo in a deployment's config would otherwise surface only on a machine with an empty cache)."""
     from mvc.api.target import spec_for
     from mvc.errors import RemoteNotFound
+    from mvc.storage.urls import check_url, split_url
 
     sp = spec_for(t, remote)  # an unknown remote name: refused here
-    if "://" not in sp.url or sp.url.startswith("file://"):
-        path = os.path.join(sp.base, sp.url.removeprefix("file://"))
+    if check_url(sp.url) == "local":  # (an unknown protocol: refused there)
+        path = os.path.join(sp.base, os.path.expanduser(split_url(sp.url)[1]))
         if not os.path.isdir(path):
             raise RemoteNotFound(f"remote directory {path} does not exist: check --remote (in Python: remote=)")
-        return
-    import fsspec
-
-    scheme = sp.url.split("://", 1)[0].lower()
-    if scheme not in fsspec.available_protocols():
-        raise RemoteNotFound(
-            f"--remote {sp.name}: no storage here reads {scheme}:// URLs: check the URL (s3://…, a directory, …)"
-        )
 
 
 class _Remote:
@@ -218,7 +211,7 @@ def _write(
         files = [(e.path, e.oid, e.size, e.executable) for e in entries]
     if odb is not None:
         _fetch_into(odb, remote, t, files, progress)
-    tempfiles.sweep_dead(parent)  # what killed gets left here
+    tempfiles.sweep_dead(parent, min_age=3600)  # what killed gets left here (an hour old: OUT may be shared)
     tmp = tempfiles.tmp_name(parent, os.path.basename(out))
     from mvc.objects.meter import Meter
 
@@ -275,7 +268,7 @@ def _write(
             outputs.remember(tmp, out)
         outputs.put(tmp, out, force)
     except BaseException:
-        _remove(tmp)
+        outputs.remove(tmp)
         raise
     finally:
         bar.close()
@@ -332,15 +325,6 @@ def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> b
     if odb is not None:
         odb.install_bytes(data, oid)  # kept (--cache): the next read needs no remote for it
     return data
-
-
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.unlink(path)
 
 
 def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> str:

@@ -18,7 +18,7 @@ from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
-from mvc.repo.repository import Repo, exclude_local_state, open_repo
+from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked
 from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, scan_dir, total
 from mvc.storage import fileio
@@ -46,6 +46,7 @@ def init(path: str | None = None, *, stage: bool = True) -> dict[str, Any]:
 
     root = gitmod.discover(path or os.getcwd())
     mvc_dir = os.path.join(root, MVC_DIR)
+    refuse_linked(mvc_dir)
     created = not os.path.isdir(mvc_dir)
     os.makedirs(mvc_dir, exist_ok=True)
     config = os.path.join(mvc_dir, CONFIG)
@@ -162,8 +163,7 @@ def _note_added(repo: Repo, prels: list[str]) -> None:
                 rows.append((prel, hexdigest_bytes(f.read())))
         except OSError:
             continue
-    if rows:
-        repo.state.note_added(rows)
+    repo.state.note_added(rows)
 
 
 def _bases_at(repo: Repo, rev: str, rels: list[str]) -> dict[str, str]:

@@ -11,6 +11,16 @@ from mvc.format.pointer import SUFFIX, bad_target, has_control
 from mvc.objects.odb import ODB
 from mvc.repo.statedb import StateDB
 
+
+def refuse_linked(mvc_dir: str) -> None:
+    """Refuse a .mvc that is a link: a committed one would put the cache and state wherever it points."""
+    if os.path.islink(mvc_dir):
+        raise PathError(
+            f"{mvc_dir} is a symbolic link: mvc keeps its config, cache and state in a directory of its own; "
+            "replace the link with a directory ('git rm' it, then 'mvc init')"
+        )
+
+
 EXCLUDE_MARK = "# mvc: its local state"
 EXCLUDE = f"""{EXCLUDE_MARK} (docs/FORMAT.md, "Internal state"), also on branches older than 'mvc init'
 /.mvc/*
@@ -25,6 +35,7 @@ class Repo:
         self.root = os.path.abspath(root)
         self.real_root = os.path.realpath(self.root)
         self.mvc_dir = os.path.join(self.root, MVC_DIR)
+        refuse_linked(self.mvc_dir)
         if not os.path.isdir(self.mvc_dir):
             raise NotInitialized(f"mvc is not set up in {self.root}: run 'mvc init' first")
         self.config = Config(self.mvc_dir)

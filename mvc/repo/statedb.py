@@ -170,6 +170,8 @@ class StateDB:
     # Losing them loses no data either: a checkout --rev then replaces such a pointer as git would.
     def note_added(self, rows: list[tuple[str, str]]) -> None:
         """Remember (pointer relpath, xxh3-128 hex of the bytes add wrote and staged there) for each row."""
+        if not rows:
+            return
         try:
             db = self.db
             db.execute("CREATE TABLE IF NOT EXISTS added (path TEXT PRIMARY KEY, digest TEXT) WITHOUT ROWID")

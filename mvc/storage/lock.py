@@ -77,6 +77,11 @@ def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
                             f"another mvc process has held {path} for {wait:g} s while writing {what}: "
                             "wait for it to finish (or stop it), then retry"
                         ) from None
+        except OSError as e:  # a filesystem that locks nothing (an NFS mount without locks, say)
+            raise StorageError(
+                f"cannot lock {path} ({e.strerror}): put it on a filesystem that supports flock, or set "
+                "MVC_CACHE_DIR to one"
+            ) from None
         _held[path] = 1
         try:
             yield

@@ -169,9 +169,11 @@ def writer_gone(pid: int) -> bool:
     return False
 
 
-def sweep_dead(directory: str) -> None:
+def sweep_dead(directory: str, min_age: float = 0) -> None:
     """Remove the temps a killed writer left in directory: names ``tmp_name`` makes whose pid runs
-    no more on this machine. Nothing else there is touched; a temp directory (mvc get) goes with its content."""
+    no more on this machine (and, with ``min_age``, not modified for that many seconds: a directory another
+    machine or container writes too, whose pids this one cannot see). Nothing else there is touched; a temp
+    directory (mvc get) goes with its content."""
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -183,6 +185,12 @@ def sweep_dead(directory: str) -> None:
         pid = parts[1] if len(parts) == 5 else ""
         if not (pid.isdigit() and pid.isascii()) or not writer_gone(int(pid)):
             continue
+        if min_age:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime > time.time() - min_age:
+                    continue
+            except OSError:
+                continue
         if entry.is_dir(follow_symlinks=False):
             import shutil  # here, not at the top: it loads bz2 and lzma (mvc/api/checkout.py)
 
