@@ -60,6 +60,28 @@ class RemoteGcSuite:
         mvc_cli("push", "-q")
         assert abandoned in origin.rels()
 
+    def test_a_push_running_keeps_what_it_wrote_from_a_gc_with_no_grace(self, repo, mvc_cli, origin, shared):
+        """A push writes a lease before its first upload and deletes it when done: a gc -r that starts meanwhile
+        keeps everything written after the lease, whatever --grace says (a large file's packs go up before the
+        chunk list that names them). A killed push's lease lapses after a day, and gc deletes it."""
+        import time
+
+        abandoned = rel_of(oid_of(b"abandoned experiment\n" * 50))
+        assert not any(r.startswith("leases/") for r in origin.rels())  # the pushes deleted theirs
+        origin.write(f"leases/{int(time.time()) - 5}-0123456789ab", b"mvc push\n")  # a push running now
+        time.sleep(1.1)  # (stores date files to the second)
+        commit(repo, mvc_cli, "t.bin", b"uploaded by the running push\n" * 40, "t")
+        mvc_cli("push", "-q")  # its objects: written after the lease
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+        pushed = rel_of(oid_of(b"uploaded by the running push\n" * 40))
+        gc_json(mvc_cli, "--grace", "0", "--force")
+        rels = origin.rels()
+        assert pushed in rels and abandoned in rels  # both younger than the lease, less a minute: kept
+        origin.delete(next(r for r in rels if r.startswith("leases/")))  # the push is done
+        gc_json(mvc_cli, "--grace", "0", "--force")
+        assert pushed not in origin.rels() and abandoned not in origin.rels()
+
     def test_a_clone_whose_journal_predates_a_gc_sends_what_it_deleted(self, repo, mvc_cli, origin, shared):
         """Another clone pushed an object long ago and names it in a commit no git remote has yet: a gc -r
         deletes it. That clone's journal still says the remote has it; its next push must send it again."""

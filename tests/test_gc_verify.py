@@ -497,13 +497,6 @@ def test_a_registered_version_survives_every_combination_of_flags(repo, mvc_cli,
         assert {"objects/" + oids.to_relpath(o) for o in (registered, staged)} <= rels
 
 
-def test_a_remote_gc_with_a_short_grace_says_what_a_running_push_may_lose(repo, mvc_cli, pushed):
-    r = mvc_cli("gc", "-r", "origin", "--grace", "0", "--force", "-q")
-    assert "a push to origin running now may lose the packs" in r.stderr and len(r.stderr.splitlines()) == 1
-    assert "running now" not in mvc_cli("gc", "-r", "origin", "--grace", "2h", "--force", "-q").stderr
-    assert "running now" not in mvc_cli("gc", "-r", "origin", "--grace", "0", "-q").stderr  # a dry run deletes nothing
-
-
 def test_verify_without_r_asks_the_remote_and_downloads_nothing(repo, mvc_cli, pushed, history):
     """Objects the cache lacks must be on the default remote: asked, not downloaded (-r REMOTE downloads)."""
     shutil.rmtree(repo / ".mvc" / "cache")

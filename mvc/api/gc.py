@@ -16,9 +16,6 @@ from mvc.repo import reach as reachmod
 from mvc.repo.repository import Repo, open_repo
 
 GRACE = "14d"
-# Under this, a gc -r may delete the packs a push running now has written before the chunk lists naming them
-# (FORMAT.md, "A remote"): said, not enforced (a user may know that no push runs).
-SAFE_REMOTE_GRACE = "1h"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -317,6 +314,7 @@ def _gc_remote(
                     "checked; nothing was deleted"
                 )
             needed = keep.objects()
+            cutoff, stale_leases = layout.leases(listing, cutoff, time.time())
             recipes = {
                 oids.from_relpath(rel[len(rc.RECIPES) :]) or "": when or 0.0
                 for rel, (_, when) in listing.items()
@@ -337,7 +335,7 @@ def _gc_remote(
             packs = repack.plan(listing, jr.pack_entries(sp.key), needed | live_chunks, kept, cutoff)
             if force:
                 repack.rewrite(t, packs)  # first: a corrupt live entry refuses before anything is deleted
-            doomed, named, young = doomed + packs.files, named + packs.named, young + packs.young
+            doomed, named, young = doomed + packs.files + stale_leases, named + packs.named, young + packs.young
             deleted = doomed
             if force and doomed:  # the journal first: killed half way, it says absent what may still be there
                 jr.forget_packs(sp.key, packs.gone)

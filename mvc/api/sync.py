@@ -10,6 +10,9 @@ journal was written makes it start again), and s3fs/fsspec are not imported for 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -152,6 +155,7 @@ def _push(
             from mvc.repo.bases import bases_for
 
             bases = bases_for(repo, {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths})
+        lease = _lease(remote) if files or manifests_todo else None
         try:
             sent = remote.upload(files, sizes, meter, recorder, bases)
             recorder.flush()
@@ -168,6 +172,9 @@ def _push(
         finally:
             recorder.flush()
             meter.close()
+            if lease is not None:
+                with contextlib.suppress(MvcError):
+                    remote.store.delete(lease)
     finally:
         remote.close()
     result.update(uploaded=len(files) + len(ready), bytes=sent, present=len(everything & on_remote))
@@ -256,6 +263,18 @@ def pull(
         raise type(e)(f"{e} (that object only: {restored})") from None
     result["checkout"] = checkoutmod.checkout(paths, rev=rev, force=force, repo=repo, progress=progress)
     return result
+
+
+def _lease(remote: Any) -> str:
+    """Write a lease on the remote before the first upload (``leases/<seconds>-<random>``): a ``gc -r`` that starts
+    while this push runs keeps everything written after it (the packs of a chunked file go up before the chunk
+    list that names them). The push deletes it when done; a killed push's lease lapses after a day."""
+    from mvc.objects import layout
+
+    remote.check_layout(writing=True)  # first: nothing is written to a place that is not mvc's
+    rel = f"{layout.LEASES}{int(time.time())}-{os.urandom(6).hex()}"
+    remote.store.put_bytes(rel, b"mvc push\n")
+    return rel
 
 
 def _complete(repo: Repo, paths: Iterable[str]) -> list[str]:

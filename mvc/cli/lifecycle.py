@@ -88,13 +88,6 @@ def gc(
 
     if compact and remote is not None:
         raise click.UsageError("--compact works on the local cache: run it without -r")
-    if remote is not None and force and api.parse_grace(grace) < api.parse_grace(api.SAFE_REMOTE_GRACE):
-        click.echo(
-            f"mvc: note: with --grace under {api.SAFE_REMOTE_GRACE}, a push to {remote} running now may lose the packs "
-            "it has written so far (a push writes them before the chunk lists that name them); run such a gc when no "
-            "push runs, and 'mvc push --verify-remote' after one that did",
-            err=True,
-        )
     r = api.gc(
         force=force,
         keep_last=keep_last,

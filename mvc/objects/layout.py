@@ -43,7 +43,7 @@ MARKER_MAX = 4096  # a marker is a few bytes: a bigger one is not mvc's
 # What a store of format 1 holds at its root, besides its marker: a store without a marker that holds
 # anything else is not mvc's (a cache or a remote from before markers holds only these; a cache, its .gitignore).
 CACHE_ENTRIES = frozenset({"objects", "tmp", "quarantine", "compact", ".gitignore"})
-REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp", "recipes", "repos", "gc-stamp"})
+REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp", "recipes", "repos", "gc-stamp", "leases"})
 # A cache's root also holds what a remote's never does: its .gitignore (written before its first object, so that
 # git ignores the cache wherever cache.dir puts it), quarantine/, compact/ (docs/FORMAT.md, "The cache").
 IGNORE = ".gitignore"
@@ -51,6 +51,8 @@ IGNORE_BYTES = b'# an mvc cache (docs/FORMAT.md, "The cache"): git ignores every
 CACHE_ONLY = ("quarantine", "compact")
 GC_STAMP = "gc-stamp"  # what the last mvc gc -r that deleted anything wrote before it did (a push then rechecks)
 REPOS = "repos/"  # one empty file per repository that pushes here, named by its root commit (mvc gc -r)
+LEASES = "leases/"  # one small file per push that is uploading now: gc -r keeps what was written after it
+LEASE_MAX = 86400.0  # a lease older than this is a killed push's: no longer honoured, and deleted by gc -r --force
 
 
 def object_rel(oid: str) -> str:
@@ -118,6 +120,24 @@ def refuse_unmarked(store: Store, name: str) -> None:
         f"{where} has no {MARKER}, so nothing there is known to be mvc's; nothing was deleted: if it is an mvc "
         f"remote, 'mvc push -r {name} --verify-remote' writes its {MARKER}, then run gc again"
     )
+
+
+def leases(
+    listing: dict[str, tuple[int, float | None]], cutoff: float, now: float
+) -> tuple[float, list[tuple[str, int]]]:
+    """For gc -r, from a remote's listing (rel -> (size, write time)): (cutoff moved back to the oldest live push
+    lease less a minute, so that what a push running now wrote is kept whatever the grace; the leases of killed
+    pushes, older than LEASE_MAX, to delete)."""
+    live: list[float] = []
+    stale: list[tuple[str, int]] = []
+    for rel, (size, when) in listing.items():
+        if not rel.startswith(LEASES) or when is None:
+            continue
+        if when > now - LEASE_MAX:
+            live.append(when)
+        else:
+            stale.append((rel, size))
+    return (min(cutoff, min(live) - 60) if live else cutoff), stale
 
 
 def write_ignore(root: str, fsync: bool = False) -> None:
