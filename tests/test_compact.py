@@ -87,7 +87,10 @@ def test_push_sends_a_compacted_version_whole_to_a_remote_that_lacks_it(repo, mv
     git(repo, "checkout", "-q", history[0][0])
     mvc_cli("push")
     objects = cache_dir_objects(repo)
-    assert history[0][2].split(":")[1][2:] in objects  # rebuilt whole to be sent
+    assert history[0][2].split(":")[1][2:] in objects  # rebuilt whole to be sent; the work tree's: it stays
+    before = cache_dir_objects(repo)
+    mvc_cli("push", "--all-commits", "-r", "origin")  # the other old versions: sent, then compacted again
+    assert cache_dir_objects(repo) == before
     fresh = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(fresh))
     os.chdir(fresh)

@@ -136,10 +136,11 @@ def _push(
         on_remote = known | there
         todo = [o for o in wanted.files if o not in on_remote]
         lacking = repo.odb.missing(todo, valid=True)  # a busy fan-out directory listed once; oids read checked
+        expanded: list[str] = []
         if lacking:  # versions the cache holds compacted (mvc gc --compact): whole again to go up
             from mvc.repo import compact
 
-            compact.expand(repo, lacking, progress, {o: wanted.label(o) for o in lacking})
+            expanded = compact.expand(repo, lacking, progress, {o: wanted.label(o) for o in lacking})
             lacking = repo.odb.missing(lacking)
         lack = set(lacking)
         missing: list[str] = [o for o in todo if o in lack]
@@ -169,6 +170,11 @@ def _push(
             blocked = [m for m in manifests_todo if m not in ready]
             sent += remote.upload(ready, sizes, meter, recorder)
             mark_user(repo, sp, remote, jr)
+            if expanded:  # up now: whole copies go again, the cache keeps them compacted (as gc --compact left it)
+                from mvc.repo import compact
+
+                here = {p.oid for p in pointers(repo, (), None).values()}  # the work tree's stay whole
+                compact.drop_whole(repo, [o for o in expanded if o not in here])
         finally:
             recorder.flush()
             meter.close()

@@ -123,6 +123,17 @@ def expand(
     return done
 
 
+def drop_whole(repo: Repo, rebuilt: Iterable[str]) -> None:
+    """Delete the whole copies :func:`expand` made of objects the cache still holds compacted (a push needed
+    them whole for a moment): the cache stays as small as ``gc --compact`` left it. Only loose object files,
+    and only of objects the compacted store still rebuilds (``held``)."""
+    import contextlib
+
+    for oid in sorted(held(repo, rebuilt)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(repo.odb.path(oid))
+
+
 def unsound(repo: Repo, wanted: Iterable[str], progress: progressmod.Factory = progressmod.null) -> list[str]:
     """Of these compacted objects, those that do not rebuild to their oid (a damaged pack or recipe, a
     missing base), each rebuilt into a temp file that then goes: nothing is placed."""
