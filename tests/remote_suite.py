@@ -622,6 +622,14 @@ class RemoteSuite(WithOrigin):
             parsed = ptrfmt.loads(ptr.read_bytes())
             parsed.size = 1  # every size understated: one group by the pointers' word
             ptr.write_bytes(ptrfmt.dumps(parsed))
+        # the cache holds each object whole: a pointer its object belies is refused, nothing pushed
+        line = one_error_line(mvc_cli("push", ok=False))
+        assert "gives size 1, but its object" in line and "the pointer is damaged" in line
+        assert contents(origin) - {MARKER} == set()
+        # objects in cache packs are not stat'ed one by one: push takes the pointers' word, and packs stay bounded
+        from mvc.repo import selection
+
+        monkeypatch.setattr(selection, "_sound", lambda repo, oid: False)  # (as for an object it cannot judge)
         assert f"pushed {len(files)} objects" in mvc_cli("push").output
         rels = contents(origin) - {MARKER}
         big = rel_of(oid_of((repo / "many" / "big.bin").read_bytes()))

@@ -745,3 +745,15 @@ def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc
     git(repo, "add", "m.pt.mvc")
     mvc_cli("checkout", "--force")
     assert (repo / "m.pt").read_bytes() == make_file(repo / "x.bin", 2000, seed=2).read_bytes()
+
+
+def test_a_pointer_whose_size_its_object_belies_is_refused_as_damaged(repo, mvc_cli, mvc_error, tmp_path):
+    from mvc.format import pointer as ptrfmt
+
+    make_file(repo / "m.bin", 1000)
+    mvc_cli("add", "m.bin")
+    p = ptrfmt.loads((repo / "m.bin.mvc").read_bytes())
+    (repo / "m.bin.mvc").write_bytes(ptrfmt.dumps(ptrfmt.Pointer("file", p.oid, 2**62)))
+    for args in (("status",), ("checkout", "--force"), ("get", "m.bin", "-o", str(tmp_path / "o"))):
+        mvc_error(*args, words=("m.bin.mvc gives size", "holds 1000 bytes", "the pointer is damaged"))
+    assert not (tmp_path / "o").exists()

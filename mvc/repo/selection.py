@@ -101,7 +101,29 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
             raise PointerError(f"{prel} is a symlink: pointer files must be regular files; replace it with the file")
         with open(full, "rb") as f:
             data = f.read()
-    return ptrfmt.loads(data, prel)
+    p = ptrfmt.loads(data, prel)
+    if p.kind == "file":  # a size its object in the cache belies (a hostile commit's): refused, not trusted
+        try:
+            held = os.lstat(repo.odb.path(p.oid)).st_size
+        except OSError:
+            held = p.size  # not in the cache as a file of its own: nothing to compare with here
+        if held != p.size and _sound(repo, p.oid):  # (an object cut short is the cache's damage, said where read)
+            where = f"{prel} at {rev}" if rev else prel
+            raise PointerError(
+                f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {held} bytes: the pointer "
+                f"is damaged: restore it with git ('git log -p {prel}'), or delete it and run 'mvc add "
+                f"{Repo.target_of(prel)}'"
+            )
+    return p
+
+
+def _sound(repo: Repo, oid: str) -> bool:
+    from mvc.storage import fileio
+
+    try:
+        return oids.from_digest(fileio.hash_file(repo.odb.path(oid))[0]) == oid
+    except OSError:
+        return False
 
 
 def artifacts(meta: dict) -> list[tuple[str, str, str, int]]:
