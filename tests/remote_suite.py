@@ -627,9 +627,9 @@ class RemoteSuite(WithOrigin):
         assert "gives size 1, but its object" in line and "the pointer is damaged" in line
         assert contents(origin) - {MARKER} == set()
         # objects in cache packs are not stat'ed one by one: push takes the pointers' word, and packs stay bounded
-        from mvc.repo import selection
+        from mvc.objects.odb import ODB
 
-        monkeypatch.setattr(selection, "_sound", lambda repo, oid: False)  # (as for an object it cannot judge)
+        monkeypatch.setattr(ODB, "sound", lambda self, oid: False)  # (as for an object it cannot judge)
         assert f"pushed {len(files)} objects" in mvc_cli("push").output
         rels = contents(origin) - {MARKER}
         big = rel_of(oid_of((repo / "many" / "big.bin").read_bytes()))

@@ -452,6 +452,13 @@ class ODB:
             os.close(fd)
         self._check(oid, digest)
 
+    def sound(self, oid: str) -> bool:
+        """Whether the object's own file (not a pack's copy) hashes to oid; False when it has none. Moves nothing."""
+        try:
+            return oids.from_digest(fileio.hash_file(self.path(oid))[0]) == oid
+        except OSError:
+            return False
+
     def _check(self, oid: str, digest: str, packed: bool = False) -> None:
         if oids.from_digest(digest) != oid:
             where = self.quarantine(oid, packed)

@@ -107,7 +107,7 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
             held = os.lstat(repo.odb.path(p.oid)).st_size
         except OSError:
             held = p.size  # not in the cache as a file of its own: nothing to compare with here
-        if held != p.size and _sound(repo, p.oid):  # (an object cut short is the cache's damage, said where read)
+        if held != p.size and repo.odb.sound(p.oid):  # (an object cut short is the cache's damage, said where read)
             where = f"{prel} at {rev}" if rev else prel
             raise PointerError(
                 f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {held} bytes: the pointer "
@@ -115,15 +115,6 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
                 f"{Repo.target_of(prel)}'"
             )
     return p
-
-
-def _sound(repo: Repo, oid: str) -> bool:
-    from mvc.storage import fileio
-
-    try:
-        return oids.from_digest(fileio.hash_file(repo.odb.path(oid))[0]) == oid
-    except OSError:
-        return False
 
 
 def artifacts(meta: dict) -> list[tuple[str, str, str, int]]:

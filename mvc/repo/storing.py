@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects import manifest as mf
-from mvc.objects import oid as oids
 from mvc.repo.repository import Repo
 from mvc.repo.worktree import File, Scanned, fingerprint_of, list_files, look
 
@@ -67,11 +66,8 @@ def detach_edited(repo: Repo, f: File) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if old is not None and repo.odb.exists(old):
-        from mvc.storage import fileio
-
-        if oids.from_digest(fileio.hash_file(target)[0]) != old:
-            repo.odb.quarantine(old)
+    if old is not None and repo.odb.exists(old) and not repo.odb.sound(old):
+        repo.odb.quarantine(old)
     f.st, f.linked = os.lstat(f.full), False
 
 
