@@ -154,6 +154,49 @@ class TestLonePacks(WithOrigin, LocalRemote):
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
 
+    def test_a_light_fine_tune_is_sparse_deltas_on_the_lone_pack(self, repo, mvc_cli, origin):
+        """A fine-tune that moves 1 % of its values is stored as sparse deltas on the lone pack of v1; a clone
+        rebuilds it to v2's exact bytes, reading v1's bytes from that pack (no copy of v1 at hand) or from its
+        cache (v1 fetched first: then only the deltas are downloaded)."""
+        from mvc.objects import delta
+
+        base = model_tensors(67, n=3, elements=1 << 19)
+        commit_model(repo, mvc_cli, base, "v1")
+        mvc_cli("push")
+        v2 = commit_model(repo, mvc_cli, fine_tune(base, 68, share=0.01), "v2")
+        mvc_cli("push")
+        deltas = [e for e in recipe_of(origin, oid_of(v2)).entries if e.kind == "d"]
+        assert deltas and {e.codec for e in deltas} == {delta.ZS}
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+        fresh_clone(repo)
+        mvc_cli("fetch", "--rev", "HEAD~1")
+        (repo / "model.safetensors").unlink()
+        out = mvc_cli("pull").output
+        assert sent_bytes(out) < len(v2) // 10, out  # the deltas, not v1's bytes again
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_corrupt_base_of_sparse_deltas_is_refused(self, repo, mvc_cli, origin):
+        """v1's lone pack damaged after v2's sparse deltas were pushed on it: the rebuilt v2 does not hash to
+        its oid, and the pull says so in one line naming v1, leaving no file and nothing in the cache."""
+        from mvc.objects import pack
+
+        base = model_tensors(69, n=3, elements=1 << 19)
+        v1 = commit_model(repo, mvc_cli, base, "v1")
+        mvc_cli("push")
+        v2 = commit_model(repo, mvc_cli, fine_tune(base, 70, share=0.01), "v2")
+        mvc_cli("push")
+        bad = bytearray(v1)
+        bad[len(bad) // 2] ^= 0x10
+        origin.write(pack.pack_rel(digest(v1)), bytes(bad))
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        line = one_error_line(mvc_cli("pull", ok=False))
+        assert "corrupt" in line and oid_of(v1) in line, line
+        assert not (repo / "model.safetensors").exists() and rel_of(oid_of(v2)) not in cache_objects(repo)
+
     def test_a_rotten_cache_copy_is_not_described(self, repo, mvc_cli, origin):
         """v1's copy in the cache rotted after its push: v2's push does not describe v1 from it (it is
         quarantined) and stores v2 whole in chunks; both still rebuild from the remote."""
