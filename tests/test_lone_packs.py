@@ -94,6 +94,18 @@ class TestLonePacks(WithOrigin, LocalRemote):
         assert "corrupt" in line and pack.pack_rel(digest(v1)) in line, line
         assert not (repo / "model.safetensors").exists() and rel_of(oid_of(v1)) not in cache_objects(repo)
 
+    def test_verify_repair_rewrites_a_corrupt_lone_pack_from_the_cache(self, repo, mvc_cli, origin):
+        from mvc.objects import pack
+
+        v1 = commit_model(repo, mvc_cli, model_tensors(71, n=3, elements=1 << 19), "v1")
+        mvc_cli("push")
+        bad = bytearray(v1)
+        bad[len(bad) // 3] ^= 4
+        origin.write(pack.pack_rel(digest(v1)), bytes(bad))
+        report = json.loads(mvc_cli("verify", "-r", "origin", "--repair", "--json", "-q").stdout)
+        assert [(p["repaired"], p["remote_file"]) for p in report["problems"]] == [(True, pack.pack_rel(digest(v1)))]
+        assert origin.read(pack.pack_rel(digest(v1))) == v1
+
     def test_an_mvc_that_does_not_read_format_4_refuses_the_remote(self, repo, mvc_cli, origin, monkeypatch):
         from mvc.objects import layout
 

@@ -1,7 +1,7 @@
 """``mvc verify`` and ``mvc registry --check``: is every version the repository names recoverable, byte for
 byte? The cache is re-hashed; each object the chosen pointers need must be sound in the cache or on the
 remote (with ``remote``: downloaded from there and re-hashed); ``repair`` replaces a corrupt cache object
-with a verified copy from the remote."""
+with a verified copy from the remote, and (with ``remote``) a corrupt remote copy with the cache's sound one."""
 
 from __future__ import annotations
 
@@ -42,8 +42,10 @@ def verify(
 
     Returns {"cache": {"objects", "bytes", "seconds", "corrupt"}, "pointers", "objects", "remote",
     "downloaded", "problems": [{"oid", "problem", "repaired", "quarantined", "needed_by"}], "unreadable"}
-    (``quarantined``: with repair, a corrupt object no remote could replace, moved to the cache's quarantine/); the caller
-    decides what a problem means for the exit status."""
+    (``quarantined``: with repair, a corrupt object no remote could replace, moved to the cache's quarantine/). With
+    ``remote`` and ``repair``, an object corrupt on the remote and sound in the cache is rewritten there
+    (``mvc.objects.mend``): its problem says ``remote_file``, the file rewritten (repaired), or "not rewritten: "
+    and why. The caller decides what a problem means for the exit status."""
     repo = open_repo(repo)
     repo.odb.packs.repair = repair  # a damaged cache-pack index: moved aside with --repair, else only reported
     reach = reachmod.Reach()
@@ -77,12 +79,17 @@ def verify(
         "unreadable": reach.unreadable,
     }
     repaired: set[str] = set()
+    rewritten: dict[str, str] = {}
     if name is not None:
         checked = _check_remote(repo, name, reach, corrupt, remote is not None, repair, jobs, progress)
         for oid, problem in checked["problems"].items():  # a corrupt cache copy stays the first thing said
             if problems.get(oid) != CORRUPT:
                 problems[oid] = problem
         repaired = checked["repaired"]
+        rewritten = checked["rewritten"]
+        for oid, rel in rewritten.items():
+            if not rel.startswith(NOT_REWRITTEN):
+                problems[oid] = REMOTE_CORRUPT  # said, though mended
         result["downloaded"] = checked["downloaded"]
     else:
         compacted = compact.held(repo, reach.objects())
@@ -100,8 +107,9 @@ def verify(
         {
             "oid": o,
             "problem": p,
-            "repaired": o in repaired,
+            "repaired": o in repaired or (o in rewritten and not rewritten[o].startswith(NOT_REWRITTEN)),
             "quarantined": o in quarantined,
+            **({"remote_file": rewritten[o]} if o in rewritten else {}),
             "needed_by": reach.named(o) if o in reach.objects() else [],
         }
         for o, p in sorted(problems.items(), key=lambda kv: (kv[1], kv[0]))
@@ -182,9 +190,10 @@ def _check_remote(
     jr = journal(repo)
     problems: dict[str, str] = {}
     repaired: set[str] = set()
+    rewritten: dict[str, str] = {}  # corrupt on the remote: the remote's file mend rewrote from the cache, or why not
     downloaded = 0
     try:
-        remote = open_transfer(repo, sp, jr, jobs, reading=True)
+        remote = open_transfer(repo, sp, jr, jobs, reading=not (repair and download_all))
         try:
             unread = [m for m in reach.wanted.manifests if m not in reach.wanted.entries and m not in corrupt]
             if unread:  # directories whose manifest the cache lacks: it is fetched, to know their files
@@ -236,13 +245,33 @@ def _check_remote(
 
             try:
                 run_parallel(read, sorted(there), remote.jobs, done)
+                if repair and download_all:  # what the remote holds damaged, rewritten there from the cache
+                    for oid in sorted(o for o, p in problems.items() if p == REMOTE_CORRUPT and o in local_ok):
+                        rewritten[oid] = _mend(remote, repo, oid, sizes.get(oid), read)
+                        if not rewritten[oid].startswith(NOT_REWRITTEN):
+                            del problems[oid]
             finally:
                 bar.close()
         finally:
             remote.close()
     finally:
         jr.close()
-    return {"problems": problems, "repaired": repaired, "downloaded": downloaded}
+    return {"problems": problems, "repaired": repaired, "downloaded": downloaded, "rewritten": rewritten}
+
+
+NOT_REWRITTEN = "not rewritten: "
+
+
+def _mend(remote: Any, repo: Repo, oid: str, size: int | None, read: Any) -> str:
+    """The remote's damaged copy of oid rewritten from the cache's sound one, then downloaded and re-hashed: the
+    file rewritten, or NOT_REWRITTEN and why."""
+    from mvc.objects import mend
+
+    rel, why = mend.mend(remote, repo.odb, oid, size)
+    if not rel:
+        return NOT_REWRITTEN + why
+    problem, _ = read(oid)
+    return rel if problem is None else f"{NOT_REWRITTEN}{rel} was rewritten, and still reads back {problem}"
 
 
 def registry_check(

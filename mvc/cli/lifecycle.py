@@ -155,7 +155,12 @@ def gc(
     "--rev", "revs", multiple=True, metavar="REV", help="Check these revisions (repeatable) instead of the defaults."
 )
 @click.option("--all-tags", is_flag=True, help="Check every tag too.")
-@click.option("--repair", is_flag=True, help="Replace corrupt cache objects with verified copies from the remote.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Replace corrupt cache objects with verified copies from the remote; with -r, also rewrite that remote's "
+    "corrupt copies from the cache's sound ones.",
+)
 @click.option("-j", "--jobs", type=int, metavar="N", help="Parallel downloads.")
 @json_option
 @quiet_option
@@ -182,6 +187,7 @@ def verify(
       mvc verify
       mvc verify -r origin --all-tags
       mvc verify --repair
+      mvc verify -r origin --repair   # also mends origin's damaged copies
     """
     from mvc.api import verify as api
     from mvc.errors import VerifyFailed
@@ -206,10 +212,14 @@ def verify(
             names = ", ".join(p["needed_by"][:3]) or "not needed by any checked pointer"
             more = f" and {len(p['needed_by']) - 3} more" if len(p["needed_by"]) > 3 else ""
             fixed = (
-                " (repaired from the remote)"
+                f" (rewritten there from the cache: {p['remote_file']})"
+                if p["repaired"] and "remote_file" in p
+                else " (repaired from the remote)"
                 if p["repaired"]
                 else " (no remote has a verified copy: moved to the cache's quarantine/)"
                 if p.get("quarantined")
+                else f" ({p['remote_file']})"
+                if "remote_file" in p
                 else ""
             )
             click.echo(f"{p['problem']}{fixed}: {short(p['oid'])}: {names}{more}")
@@ -224,14 +234,19 @@ def verify(
             if first
             else f"pointer {r['unreadable'][0]} does not parse"
         )
+        on_remote = first is not None and first["problem"] == api.REMOTE_CORRUPT
         hint = (
             "run 'mvc verify --repair'"
             if any(p["problem"] == api.CORRUPT for p in open_) and not repair
-            else "add it again from its source, or push it from a machine that has it"
-            if repair
+            else f"run 'mvc verify -r {r['remote']} --repair' where a cache holds it sound, or delete the damaged "
+            "file on the remote ('mvc pull' of that path names it) and run 'mvc push --verify-remote' from a "
+            "machine that has it"
+            if on_remote and not repair
             else "delete the damaged file on the remote ('mvc pull' of that path names it), then run 'mvc push "
             "--verify-remote' from a machine that has it"
-            if first is not None and first["problem"] == api.REMOTE_CORRUPT
+            if on_remote
+            else "add it again from its source, or push it from a machine that has it"
+            if repair
             else "push it from a machine that has it"
         )
         n = len(open_) + len(r["unreadable"])

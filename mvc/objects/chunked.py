@@ -97,6 +97,11 @@ class Rebuilder:
         """Remember that the store has no pack named by oid (one read found none)."""
         self._no_whole.add(oid)
 
+    def rewritten_whole(self, oid: str) -> None:
+        """The store's pack named by oid was written again (``mvc.objects.mend``): the next read looks afresh."""
+        self._no_whole.discard(oid)
+        self.bad_whole.pop(oid, None)
+
     def recipe(self, oid: str, size: int | None = None) -> rc.Recipe | None:
         """The recipe of object oid on the store, None when there is none (the object is stored whole, or
         not at all). Read once per rebuilder. ``size``: the object's size, where a pointer says it; a recipe
