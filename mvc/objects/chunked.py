@@ -404,7 +404,7 @@ class Rebuilder:
             raise RemoteCorrupt(
                 f"{label}: {self.store.where(rel)} on remote {self.name} is cut short: it ends at byte {start + n}, "
                 f"before the chunks its chunk list names there (to byte {end}); nothing was written: delete that "
-                "pack and its .idx on the remote, then push again"
+                "pack and its .idx on the remote, then run 'mvc push --verify-remote' from a machine that has the file"
             )
         tally.add(n)
         return True
@@ -477,7 +477,8 @@ class Rebuilder:
                 raise RemoteCorrupt(
                     f"{label}: {'chunk' if e.kind == 'c' else 'delta'} {e.oid} at bytes {e.offset}-"
                     f"{e.offset + e.stored} of {self.store.where(rel)} on remote {self.name} is corrupt or cut "
-                    "short; nothing was written: delete that pack and its .idx on the remote, then push again"
+                    "short; nothing was written: delete that pack and its .idx on the remote, then run 'mvc push "
+                    "--verify-remote' from a machine that has the file"
                 )
             out.append((i, piece))
         return out

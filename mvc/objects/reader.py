@@ -111,7 +111,8 @@ class VerifiedReader(io.RawIOBase):
         if len(data) != end - start:
             raise CorruptObject(
                 f"{self.label} is truncated (object {self.oid} ends before its {self.size} bytes): "
-                "nothing more was returned; push it again from a machine that has it"
+                "nothing more was returned; mend it with 'mvc verify --repair' (-r REMOTE for a remote's copy) on a machine "
+                "that has it"
             )
         return data
 
@@ -130,7 +131,7 @@ class VerifiedReader(io.RawIOBase):
             read = f", read from {self.source}," if self.source else ""
             raise CorruptObject(
                 f"{self.label} is corrupt (object {self.oid}{read} hashes to xxh128:{digest}): its last bytes were "
-                "not returned; push it again from a machine that has it, or re-add it there"
+                "not returned; mend it with 'mvc verify --repair' (-r REMOTE for a remote's copy) on a machine that has it"
             )
         self.verified = True
 
@@ -139,7 +140,10 @@ def check(data: bytes, oid: str, label: str) -> None:
     """Refuse bytes read whole (a manifest) that do not hash to oid."""
     digest = fileio.hexdigest_bytes(data)
     if oids.from_digest(digest) != oid:
-        raise CorruptObject(f"{label} is corrupt (object {oid} hashes to xxh128:{digest}): push it again")
+        raise CorruptObject(
+            f"{label} is corrupt (object {oid} hashes to xxh128:{digest}): mend it with "
+            "'mvc verify --repair' (-r REMOTE for a remote's copy) on a machine that has it"
+        )
 
 
 def open_stream(raw: VerifiedReader, buffer: int) -> io.BufferedReader:
@@ -367,8 +371,8 @@ def download(
             if oids.from_digest(digest) != oid:
                 raise RemoteCorrupt(
                     f"{label} is corrupt: {remote.store.where(rel)} on remote {remote.name} (it hashes to "
-                    f"xxh128:{digest}); nothing was written: delete it on the remote and push it again from a "
-                    "machine that has it"
+                    f"xxh128:{digest}); nothing was written: mend it with 'mvc verify -r {remote.name} --repair' "
+                    "on a machine that has it"
                 )
             return os.path.getsize(dest)
     name, e = found
@@ -384,8 +388,8 @@ def download(
     if oids.from_digest(digest) != oid:
         raise RemoteCorrupt(
             f"{label} is corrupt: object {oid} in {remote.store.where(pk.pack_rel(name))} on remote {remote.name} "
-            f"(it hashes to xxh128:{digest}); nothing was written: delete that pack and its .idx on the remote, "
-            "then push again from a machine that has its objects"
+            f"(it hashes to xxh128:{digest}); nothing was written: mend it with 'mvc verify -r {remote.name} --repair' "
+            "on a machine that has its objects"
         )
     with open(dest, "xb") as f:
         f.write(data)

@@ -195,7 +195,7 @@ def _copy(t: Transfer, name: str, live: list[pk.Entry]) -> tuple[str, list[pk.En
                 raise GcRefused(
                     f"object {e.oid} in {t.store.where(rel)} (bytes {e.offset}-{e.offset + e.size}) is corrupt or "
                     f"cut short (it hashes to xxh128:{digest}), so gc cannot rewrite that pack; nothing was deleted: "
-                    "delete that pack and its .idx, then push again from a machine that has its objects"
+                    "delete that pack and its .idx, then run 'mvc push --verify-remote' from a machine that has its objects"
                 )
             out.append((e, chunk))
         return out

@@ -615,8 +615,8 @@ class Transfer:
                 bad = bad or RemoteCorrupt(
                     f"object {e.oid} in {self.store.where(rel)} (bytes {e.offset}-{e.offset + e.size}) on remote "
                     f"{self.name} is corrupt (it hashes to xxh128:{digest}); nothing was placed in the cache or "
-                    f"workspace for it: delete that pack and its .idx on the remote, then push again from a machine "
-                    "that has its objects"
+                    f"workspace for it: mend it with 'mvc verify -r {self.name} --repair' on a machine that has the "
+                    "objects of that pack"
                 )
                 continue
             self.odb.install_bytes(chunk, e.oid)
@@ -630,7 +630,7 @@ class Transfer:
 def _corrupt(where: str, remote: str, digest: str) -> RemoteCorrupt:
     return RemoteCorrupt(
         f"{where} on remote {remote} is corrupt (its content hashes to xxh128:{digest}); nothing was placed in the "
-        "cache or workspace: delete it on the remote and push it again from a machine that has it"
+        f"cache or workspace: mend it with 'mvc verify -r {remote} --repair' on a machine that has it"
     )
 
 
