@@ -69,6 +69,15 @@ def test_modified_replaced_by_a_directory(tracked, mvc_cli):
     assert status(mvc_cli, "model.bin") == "model.bin: modified\n"
 
 
+def test_a_directory_holding_what_mvc_cannot_record_is_modified(tracked, mvc_cli, mvc_error):
+    """A FIFO put in a tracked directory: status says the directory is modified (the rest is still reported)
+    and add refuses it in one line that names it and the fix."""
+    os.mkfifo(tracked / "model" / "sub" / "pipe")
+    assert status(mvc_cli) == "model.bin: up to date\nmodel: modified\n"
+    line = mvc_error("add", "model")
+    assert "model/sub/pipe is not a regular file" in line and "move it out of the way or delete it" in line
+
+
 def test_missing_from_workspace(tracked, mvc_cli):
     (tracked / "model.bin").unlink()
     shutil.rmtree(tracked / "model")

@@ -10,7 +10,7 @@ import stat as statmod
 from collections.abc import Callable
 
 from mvc import progress as progressmod
-from mvc.errors import MvcError, StorageError
+from mvc.errors import MvcError, PathError, StorageError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -73,7 +73,10 @@ def path_status(
             got = _status_columns(repo, rel, p, walked, fp, held, progress)
             if got is not None:
                 return got
-        files = scan_dir(repo, rel, full, walked)
+        try:
+            files = scan_dir(repo, rel, full, walked)
+        except PathError:  # it holds what no manifest records (a FIFO, a name git owns): not what was added
+            return "modified", held()
         if scanned is not None:
             scanned.update(files)
         todo = total(files.values())

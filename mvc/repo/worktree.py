@@ -79,7 +79,10 @@ def look(repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None)
             return File(full, st, None, linked=True)
         return File(full, st, oid, linked=oid is not None, foreign=oid is None)
     if not statmod.S_ISREG(st.st_mode):
-        raise PathError(f"{rel} is not a regular file or directory: mvc tracks files and directories")
+        raise PathError(
+            f"{rel} is not a regular file or directory (a FIFO, socket or device): mvc records files, directories "
+            "and links: move it out of the way or delete it"
+        )
     linked = st.st_nlink > 1 and not st.st_mode & 0o222
     return File(full, st, known, linked=linked)
 
