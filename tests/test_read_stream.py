@@ -6,8 +6,10 @@ source repository per module, pushed to a directory store, cloned bare; S3 on mo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +114,37 @@ def test_materialize_once(world, user_cache):
         assert Path(mvc.materialize("churn@v0.0.1", repo=url)) == path
         assert Path(mvc.materialize("data", repo=url)) == d
     assert path.read_bytes() == world.v1
+
+
+def test_gc_of_the_user_cache_keeps_what_reads_use(world, user_cache, mvc_cli):
+    """mvc gc --user-cache: a materialized copy and a repository's git metadata that a read used within the
+    grace period are kept (each read marks them used), older ones go with --force, read-only copies included;
+    a read afterwards fetches them again."""
+    url = str(world.bare)
+    path = Path(mvc.materialize("churn#prod", repo=url))
+    copy, repos = path.parent, next(p for p in (user_cache / "repos").iterdir() if p.is_dir())
+    old = time.time() - 30 * 86400
+    for p in (copy, repos):
+        os.utime(p, (old, old))
+    assert Path(mvc.materialize("churn#prod", repo=url)) == path  # used: both marked
+    r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "7d", "--force", "--json").stdout)
+    assert r["entries"] == 0 and r["kept"] >= 2 and path.exists()
+    kept = user_cache / "cache" / "objects" / "ab" / ("c" * 30)  # an object a get --cache kept, read long ago
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"weights")
+    kept.chmod(0o444)
+    for p in (copy, repos, kept):
+        os.utime(p, (old, old))
+    r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "7d", "--json").stdout)
+    assert r["dry_run"] and r["entries"] == 3 and path.exists() and kept.exists()  # a dry run deletes nothing
+    out = mvc_cli("gc", "--user-cache", "--grace", "7d", "--force").stdout
+    assert "deleted 3 from" in out and not copy.exists() and not repos.exists() and not kept.exists()
+    assert [p.name for p in (user_cache / "models").iterdir()] == []  # nothing left aside
+    assert Path(mvc.materialize("churn#prod", repo=url)).read_bytes() == world.v1
+
+
+def test_gc_of_the_user_cache_refuses_repository_options(mvc_error):
+    assert "--user-cache takes only" in mvc_error("gc", "--user-cache", "--keep-last", "2")
 
 
 @pytest.fixture

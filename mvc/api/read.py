@@ -14,6 +14,7 @@ is kept unless ``cache=True`` (the user's cache, ``~/.cache/mvc/cache``), so a s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from typing import Any
@@ -337,6 +338,8 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
     if remote is not None:
         _check_remote(t, remote)
     if os.path.lexists(dest):
+        with contextlib.suppress(OSError):  # used now: 'mvc gc --user-cache' keeps it (a read-only cache: as it is)
+            os.utime(os.path.dirname(dest))
         return dest
     try:
         os.makedirs(os.path.dirname(dest), exist_ok=True)

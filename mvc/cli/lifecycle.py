@@ -45,6 +45,11 @@ from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, sh
     help="Then keep the versions of large files that the work tree does not hold as chunks and deltas "
     "(rebuilt whole when a command needs them).",
 )
+@click.option(
+    "--user-cache",
+    is_flag=True,
+    help="Collect the user's cache of reads without a clone (~/.cache/mvc) instead: what no read used within --grace.",
+)
 @json_option
 @quiet_option
 def gc(
@@ -57,6 +62,7 @@ def gc(
     remote: str | None,
     jobs: int | None,
     compact: bool,
+    user_cache: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -74,7 +80,10 @@ def gc(
     later gc, after --grace). A remote that another repository also pushes to is refused. With --compact, the
     kept versions of files of 4 MiB or more that no work tree holds are then stored as chunks and deltas
     (against the version the work tree holds, or an older one) in the cache's compacted store, each checked
-    by rebuilding it before its whole copy goes; commands that need one rebuild it whole.
+    by rebuilding it before its whole copy goes; commands that need one rebuild it whole. With
+    --user-cache, the user's cache of reads without a clone is collected instead (no repository needed):
+    materialized copies, objects kept by --cache and repositories' git metadata that no read used within
+    --grace (a read fetches them again).
 
     \b
     Example:
@@ -83,9 +92,18 @@ def gc(
       mvc gc --drop-deprecated --keep-last 0 --force
       mvc gc -r origin               # what would go from the remote origin
       mvc gc --compact --force       # and compact the versions the work tree does not hold
+      mvc gc --user-cache --grace 30d --force
     """
     from mvc.api import gc as api
 
+    if user_cache:
+        _gc_user_cache(
+            force,
+            grace,
+            as_json,
+            bool(keep_last is not None or revs or drop_deprecated or sole_user or remote or compact),
+        )
+        return
     if compact and remote is not None:
         raise click.UsageError("--compact works on the local cache: run it without -r")
     r = api.gc(
@@ -146,6 +164,25 @@ def gc(
         else:
             click.echo(f"compacted {n}: the compacted store grew by {human(c['stored'])}, {human(c['freed'])} freed")
     if r["dry_run"] and (r["objects"] or r.get("packs_rewritten") or r.get("compacted_files") or (c and c["objects"])):
+        click.echo("run it again with --force (and the same options) to do it")
+
+
+def _gc_user_cache(force: bool, grace: str, as_json: bool, narrowed: bool) -> None:
+    from mvc.api import usercache
+
+    if narrowed:
+        from mvc.errors import GcRefused
+
+        raise GcRefused("gc --user-cache takes only --grace, --force, --json and -q: drop the other options")
+    r = usercache.collect(force=force, grace=grace)
+    if as_json:
+        echo_json(r)
+        return
+    for g in r["groups"]:
+        click.echo(f"  {g['what']}: {g['entries']}, {human(g['bytes'])}")
+    verb = "would delete" if r["dry_run"] else "deleted"
+    click.echo(f"{verb} {r['entries']} from {r['root']} ({human(r['bytes'])}); kept {r['kept']} used within {grace}")
+    if r["dry_run"] and r["entries"]:
         click.echo("run it again with --force (and the same options) to do it")
 
 

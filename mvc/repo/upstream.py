@@ -185,6 +185,9 @@ class Upstream(gitmod.Git):
                 if _HEX40.match(oid) and name:
                     refs[name] = oid
             self._refs = refs
+            if self._made:  # used now: 'mvc gc --user-cache' keeps it (a read-only cache: as it is)
+                with contextlib.suppress(OSError):
+                    os.utime(self.root)
         return self._refs
 
     def registry_tags(self, model: str | None = None) -> list[str]:

@@ -1,0 +1,142 @@
+"""``mvc gc --user-cache``: what reads without a clone left in the user's cache (docs/FORMAT.md, "The user's
+cache") and no read used for the grace period: the copies ``mvc.materialize`` wrote (``models/OID/``), the
+objects ``--cache`` kept (``cache/objects/``), and the git metadata of repositories read by URL
+(``repos/KEY/``). A dry run unless ``force``. Everything there is fetched again when a read needs it, so
+nothing is lost; ``written/`` and the journal are kept (small, and what ``mvc get --force`` relies on).
+
+Last use: a materialized copy's and a repository's directory is touched by every read that uses it; an object
+of ``cache/`` counts its last access as the file system records it (``relatime``: at most a day late; on a
+``noatime`` mount, the time it was written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat as statmod
+import time
+from typing import Any
+
+from mvc.api.gc import GRACE, parse_grace
+from mvc.repo import upstream
+from mvc.storage import lock
+
+KINDS = ("models", "cache", "repos")
+
+
+def collect(*, force: bool = False, grace: str = GRACE) -> dict[str, Any]:
+    """Returns {"root", "dry_run", "grace", "groups": [{"what", "entries", "bytes"}], "entries", "bytes", "kept"}:
+    per kind, what went (or would go) and its bytes; ``kept``: entries used within the grace period."""
+    seconds = parse_grace(grace)
+    root = upstream.cache_root()
+    before = time.time() - seconds
+    groups: list[dict[str, Any]] = []
+    kept = 0
+    for kind, entries in (
+        ("materialized copies (models/)", _dirs(os.path.join(root, "models"))),
+        ("objects kept by --cache (cache/)", _objects(os.path.join(root, "cache", "objects"))),
+        ("git metadata of repositories read by URL (repos/)", _dirs(os.path.join(root, "repos"))),
+    ):
+        n = size = 0
+        for path, used in entries:
+            if used >= before:
+                kept += 1
+                continue
+            got = _size(path)
+            if force and not _remove(path, before, repos=kind.startswith("git")):
+                kept += 1
+                continue
+            n += 1
+            size += got
+        if n:
+            groups.append({"what": kind, "entries": n, "bytes": size})
+    return {
+        "root": root,
+        "dry_run": not force,
+        "grace": grace,
+        "groups": groups,
+        "entries": sum(g["entries"] for g in groups),
+        "bytes": sum(g["bytes"] for g in groups),
+        "kept": kept,
+    }
+
+
+def touch(path: str) -> None:
+    """Mark a materialized copy's or a repository's directory as used now (nothing, where it cannot be written)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _dirs(top: str) -> list[tuple[str, float]]:
+    """(path, last use) of the entries of top that mvc made (``models/OID``, ``repos/KEY``), not its lock and
+    not what a process is still making (``*.tmpPID``)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for e in os.scandir(top):
+            if "." in e.name or e.name == "lock":
+                continue
+            with contextlib.suppress(OSError):
+                st = e.stat(follow_symlinks=False)
+                if statmod.S_ISDIR(st.st_mode):
+                    out.append((e.path, st.st_mtime))
+    return out
+
+
+def _objects(top: str) -> list[tuple[str, float]]:
+    out = []
+    with contextlib.suppress(OSError):
+        for fan in os.scandir(top):
+            if len(fan.name) != 2 or not fan.is_dir(follow_symlinks=False):
+                continue
+            for e in os.scandir(fan.path):
+                with contextlib.suppress(OSError):
+                    st = e.stat(follow_symlinks=False)
+                    if statmod.S_ISREG(st.st_mode):
+                        out.append((e.path, max(st.st_mtime, st.st_atime)))
+    return out
+
+
+def _size(path: str) -> int:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    if not statmod.S_ISDIR(st.st_mode):
+        return st.st_size
+    total = 0
+    for d, _, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(d, name)).st_size
+    return total
+
+
+def _remove(path: str, before: float, repos: bool) -> bool:
+    """Delete one entry unless a read used it since it was looked at; a directory is first renamed aside (a
+    reader never sees half of it). A repository's is taken under the lock its fetches hold."""
+    try:
+        if not os.path.isdir(path):
+            os.unlink(path)
+            return True
+        ctx = lock.locked(os.path.join(path, "mvc.lock"), f"the cache {path}") if repos else contextlib.nullcontext()
+        with ctx:
+            if os.stat(path).st_mtime >= before:  # used meanwhile
+                return False
+            aside = f"{path}.gc{os.getpid()}"
+            os.rename(path, aside)
+    except OSError:
+        return False
+    _rmtree(aside)
+    return True
+
+
+def _rmtree(path: str) -> None:
+    def writable(func: Any, p: str, _: Any) -> None:  # a materialized copy is read-only, its directories too
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(p), 0o700)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, 0o700)
+            func(p)
+
+    shutil.rmtree(path, onerror=writable)
