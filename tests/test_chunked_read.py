@@ -210,6 +210,26 @@ def test_a_recipe_of_another_object_is_refused(world, tmp_path):
     assert not out.exists()
 
 
+def test_a_cycle_of_deltas_is_refused(world, mvc_error, tmp_path):
+    """v1's chunk list replaced by one whose deltas are based on v2, whose own are based on v1: the read of
+    either stops at the cycle with one line that says so, and writes nothing."""
+    copy = tmp_path / "cycle"
+    shutil.copytree(world.store, copy)
+    v1, v2 = oid_of(world.v1), oid_of(world.v2)
+    text = (copy / recipe_rel(v2)).read_bytes().replace(v1.encode(), v2.encode())
+    (copy / recipe_rel(v1)).chmod(0o644)
+    (copy / recipe_rel(v1)).write_bytes(text)
+    for whole in (copy / pack.pack_rel(v1.split(":")[1]), copy / pack.index_rel(v1.split(":")[1])):
+        whole.unlink(missing_ok=True)  # (v1's chunks, one pack in file order: v1 itself, read so first)
+    for version in ("v1", "v2"):
+        out = tmp_path / f"{version}.out"
+        line = mvc_error(
+            "get", "--repo", str(world.bare), PATH, "--rev", version, "--remote", str(copy), "-o", str(out)
+        )
+        assert "cycle" in line and "push --verify-remote" in line, line
+        assert not out.exists()
+
+
 def test_a_cached_base_serves_a_delta_version(world, mvc_cli, user_cache, tmp_path):
     """With --cache, v1 kept in the user cache is the base v2's deltas are decoded against: v2 reads even once v1
     is gone from the remote."""

@@ -69,6 +69,29 @@ def test_compaction_shrinks_the_cache_and_every_version_comes_back(repo, mvc_cli
     assert mvc_cli("verify").exit_code == 0
 
 
+def test_compaction_after_each_new_version_keeps_every_old_one(repo, mvc_cli, tmp_path):
+    """Compacted after every new version: each time the version that was the work tree's, already the base of
+    older compacted ones, becomes deltas on the new one, so chains grow one hop a round; every version still
+    comes back byte for byte, and verify agrees."""
+    tensors = model_tensors(9, n=3, elements=1 << 20)
+    kept = []
+    for i in range(6):
+        if i:
+            tensors = fine_tune(tensors, 200 + i, share=0.02)
+        data = write_model(repo / "model.safetensors", tensors)
+        mvc_cli("add", "model.safetensors", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"v{i}")
+        git(repo, "tag", f"v{i}")
+        kept.append(data)
+        if i:
+            assert compact(mvc_cli, "--force", "--grace", "0")["compact"]["objects"] == 1
+    for i, data in enumerate(kept):
+        mvc_cli("get", "model.safetensors", "--rev", f"v{i}", "-o", str(tmp_path / f"v{i}"), "-q")
+        assert (tmp_path / f"v{i}").read_bytes() == data
+    assert mvc_cli("verify", "--all-tags").exit_code == 0
+
+
 def test_get_and_open_rebuild_a_compacted_version(repo, mvc_cli, history, tmp_path):
     import mvc
 

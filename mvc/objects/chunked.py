@@ -218,7 +218,7 @@ class Rebuilder:
         def piece(p: tuple[int, int]) -> None:
             entries = rc.covering(r.entries, *p)
             arena = self._arena()
-            parts = self._entries(entries, label, 0, tally, copied, arena)
+            parts = self._entries(entries, label, (oid,), tally, copied, arena)
             with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
                 _write(fd, entries, parts, wrong)
             arena.clear()
@@ -290,12 +290,12 @@ class Rebuilder:
         end: int,
         label: str,
         r: rc.Recipe | None = None,
-        below: int = 0,
+        chain: tuple[str, ...] = (),
         tally: _Tally | None = None,
     ) -> bytes:
         """Bytes [start, end) of object oid: from the local cache when it holds the object, else from its
-        recipe on the store (deltas of depth below ``below`` only, when given), else from the object stored
-        whole."""
+        recipe on the store, else from the object stored whole. ``chain``: the objects whose deltas led here,
+        as a base (:meth:`_base` bounds it)."""
         if start >= end:
             return b""
         if self.odb is not None and self._sound(oid):
@@ -317,7 +317,7 @@ class Rebuilder:
                 tally.add(len(data))
             return data
         entries = rc.covering(r.entries, start, end)
-        data = b"".join(p for p in self._entries(entries, label, below, tally) if p is not None)  # none is None
+        data = b"".join(p for p in self._entries(entries, label, (*chain, oid), tally) if p is not None)  # no None
         first = entries[0].at if entries else start
         if start == first and end - first == len(data):
             return data  # a rebuild's pieces end at entries: no second copy
@@ -327,7 +327,7 @@ class Rebuilder:
         self,
         entries: list[rc.Entry],
         label: str,
-        below: int,
+        chain: tuple[str, ...],
         tally: _Tally | None,
         copied: Container[rc.Entry] = (),
         arena: _Arena | None = None,
@@ -351,12 +351,6 @@ class Rebuilder:
                 if mine is not None and oids.from_digest(fileio.hexdigest_bytes(mine)) == e.oid:
                     out[i] = mine
                     continue
-            elif below and e.depth >= below:
-                raise RemoteCorrupt(
-                    f"{label}: on remote {self.name}, a delta's base is itself a delta as deep or deeper "
-                    f"({e.depth}), which only a cycle of deltas or a damaged chunk list makes; nothing was "
-                    "written: push the file again from a machine that has it"
-                )
             else:
                 ahead = self._prefetched.get((e.pack, e.offset, e.stored, e.oid))  # read and checked already
                 if ahead is not None:
@@ -375,13 +369,13 @@ class Rebuilder:
             if arena is not None and all(entries[i].codec == delta.ZS for i, _ in group):
                 buf = arena.take(end - start)
                 if isinstance(buf, memoryview):  # (it fits: a piece's bytes always do)
-                    self._base_into(first, start, end, label, tally, buf)
+                    self._base_into(first, start, end, label, tally, buf, chain)
                     for i, piece in group:  # each sparse delta patches its base's bytes where they lie
                         e = entries[i]
                         view = buf[e.base_offset - start : e.base_offset - start + e.size]
                         out[i] = self._decode(e, piece, view, label, None, view)
                     continue
-            base = self._base(first, start, end, label, tally)
+            base = self._base(first, start, end, label, tally, chain)
             for i, piece in group:
                 e = entries[i]
                 at = e.base_offset - first.base_offset
@@ -483,24 +477,57 @@ class Rebuilder:
             out.append((i, piece))
         return out
 
-    def _base(self, e: rc.Entry, start: int, end: int, label: str, tally: _Tally | None) -> memoryview:
-        """Bytes [start, end) of the base of delta e (and of those after it, read with it)."""
+    def _base(
+        self, e: rc.Entry, start: int, end: int, label: str, tally: _Tally | None, chain: tuple[str, ...]
+    ) -> memoryview:
+        """Bytes [start, end) of the base of delta e (and of those after it, read with it), e one of the entries of
+        chain[-1]."""
+        self._check_chain(e, label, chain)
         try:
-            base = self.read(e.base, start, end, label, below=e.depth, tally=tally)
+            base = self.read(e.base, start, end, label, chain=chain, tally=tally)
         except RemoteObjectMissing:
             raise self._no_base(e, label) from None
         if len(base) != end - start:
             raise self._short_base(e, start, end, label)
         return memoryview(base)
 
-    def _base_into(self, e: rc.Entry, start: int, end: int, label: str, tally: _Tally | None, buf: memoryview) -> None:
+    def _base_into(
+        self,
+        e: rc.Entry,
+        start: int,
+        end: int,
+        label: str,
+        tally: _Tally | None,
+        buf: memoryview,
+        chain: tuple[str, ...],
+    ) -> None:
         """Bytes [start, end) of the base of delta e (and of those after it) read into buf, as :meth:`_base`."""
+        self._check_chain(e, label, chain)
         try:
-            n = self._read_into(e.base, start, end, label, buf, e.depth, tally)
+            n = self._read_into(e.base, start, end, label, buf, chain, tally)
         except RemoteObjectMissing:
             raise self._no_base(e, label) from None
         if n != end - start:
             raise self._short_base(e, start, end, label)
+
+    def _check_chain(self, e: rc.Entry, label: str, chain: tuple[str, ...]) -> None:
+        """Refuse to read delta e's base where that would go round a cycle of deltas (its base is an object whose
+        deltas led here) or follow more than READ_HOPS deltas down. A writer keeps a chain within MAX_DEPTH when
+        it writes it, but a base's chunk list written again later (a push that mends it, a compaction, another
+        writer) may make it longer: the depth a delta records bounds nothing a reader relies on."""
+        if e.base in chain:
+            raise RemoteCorrupt(
+                f"{label}: on remote {self.name}, the deltas of object {chain[-1]} are based on {e.base}, which is "
+                "itself rebuilt from them (a cycle, which only a damaged chunk list or two pushes at once make); "
+                "nothing was written: delete the chunk list of one of them on the remote ('recipes/…'), then run "
+                "'mvc push --verify-remote' from a machine that has that version"
+            )
+        if len(chain) > rc.READ_HOPS:
+            raise RemoteCorrupt(
+                f"{label}: on remote {self.name}, reading it follows more than {rc.READ_HOPS} deltas, each based on "
+                "the next; nothing was written: delete the chunk list of one of them on the remote ('recipes/…'), "
+                "then run 'mvc push --verify-remote' from a machine that has that version"
+            )
 
     def _no_base(self, e: rc.Entry, label: str) -> RemoteCorrupt:
         return RemoteCorrupt(
@@ -515,7 +542,7 @@ class Rebuilder:
         )
 
     def _read_into(
-        self, oid: str, start: int, end: int, label: str, buf: memoryview, below: int, tally: _Tally | None
+        self, oid: str, start: int, end: int, label: str, buf: memoryview, chain: tuple[str, ...], tally: _Tally | None
     ) -> int:
         """Bytes [start, end) of object oid read into buf (end - start bytes), as :meth:`read` gives them, without
         memory of their own where they can be read straight there; returns how many (fewer: oid ends first)."""
@@ -538,11 +565,11 @@ class Rebuilder:
             return n
         entries = rc.covering(r.entries, start, end)
         if not entries or entries[0].at != start or entries[-1].at + entries[-1].size != end:
-            data = self.read(oid, start, end, label, r, below, tally)  # entries that straddle the range
+            data = self.read(oid, start, end, label, r, chain, tally)  # entries that straddle the range
             buf[: len(data)] = data
             return len(data)
         placed: set[int] = set()
-        parts = self._entries(entries, label, below, tally, into=buf, placed=placed)
+        parts = self._entries(entries, label, (*chain, oid), tally, into=buf, placed=placed)
         for i, (e, part) in enumerate(zip(entries, parts, strict=True)):
             if i not in placed and part is not None:
                 if len(part) != e.size:

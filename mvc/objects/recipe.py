@@ -28,7 +28,8 @@ HEADER = b"mvc-chunks 1\n"
 RECIPES = "recipes/"
 RECIPE_MAX = 256 << 20  # a larger recipe is refused unread (a 1 GiB object's is under 1 MiB)
 ENTRY_MAX = 64 << 20  # bytes one entry may produce or occupy in its pack (writers: far less)
-MAX_DEPTH = 4  # a delta's base may itself be a delta, at most this many hops down
+MAX_DEPTH = 4  # a writer bases a delta on bytes reached in at most this many hops down (a delta's depth)
+READ_HOPS = 16  # a reader follows at most this many: a base written again as deltas may lengthen a chain
 MAX_BASES = 16
 # a chunk line, the bulk of every recipe: matched whole, then its numbers bounded (as _entry does, faster)
 _CHUNK = re.compile(r"c (xxh128:[0-9a-f]{32}) ([1-9][0-9]{0,18}) ([0-9a-f]{32}) (0|[1-9][0-9]{0,18})")
