@@ -61,6 +61,32 @@ def test_a_gto_version_takes_path_oid_and_size_from_its_commit(repo: Path, mvc_c
     assert f"<td>{site_render.human(size)}</td></tr>" in page and "no path at commit" not in page
 
 
+@pytest.mark.parametrize(
+    "trailers",
+    [
+        "mvc-path: ../../outside.bin",  # outside the repository: git's cat-file fails the whole batch on it
+        "mvc-path: /etc/passwd",
+        "mvc-path: models/./churn.pt",
+        "mvc-path: models/churn.pt\nmvc-size: \u00b2",  # int() refuses '²'
+        "mvc-oid: not-an-oid\nmvc-size: \u0663",  # an Arabic-Indic 3, which int() reads
+    ],
+)
+def test_a_hostile_tags_trailers_are_ignored_not_trusted(repo: Path, mvc_cli, tmp_path: Path, trailers: str):
+    """A hand-made tag whose trailers are not what mvc writes (a path escaping the repository, a size no integer):
+    the registry, its --json and the site read every model all the same, the version where its commit puts it."""
+    commit(repo, 1)
+    oid, size = pointer(repo)
+    git(repo, "tag", "-a", "churn@v0.0.2", "-m", f"Registering artifact churn version v0.0.2\n\n{trailers}")
+    assert "churn" in mvc_cli("registry").stdout
+    m = model()
+    assert m["path"] == MODEL
+    assert [(v["version"], v["oid"], v["size"]) for v in m["versions"]] == [("v0.0.2", oid, size)]
+    assert json.loads(mvc_cli("registry", "--json").stdout)[0]["path"] == MODEL
+    assert [v["path"] for v in site.collect()["models"][0]["versions"]] == [MODEL]
+    mvc_cli("ui", "build", "-o", str(tmp_path / "site"))
+    assert "outside" not in (tmp_path / "site" / "m" / "churn" / "index.html").read_text()
+
+
 def test_the_model_path_is_its_newest_tags(repo: Path):
     commit(repo, 1)
     mvc.register("churn")  # mvc's tag records models/churn.pt

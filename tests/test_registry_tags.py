@@ -50,6 +50,8 @@ def test_parse_and_format_round_trip(name, want):
         "churn#prod!#2!",
         "ch urn@v1.0.0",
         "churn@deprecated!",
+        "churn@v1.0.\u0663",  # an Arabic-Indic 3: Python's \d takes it, and int() reads it as 3
+        "churn@v1.0.0-rc.\u0661",
     ],
 )
 def test_not_registry_tags(name):
@@ -148,6 +150,16 @@ def test_gto_plain_messages_have_no_fields():
     )
     assert t.parse_message("subject\n\nbody: not ours\n") == ("subject\n\nbody: not ours", {})
     assert t.parse_message("") == ("", {})
+
+
+def test_trailers_mvc_never_writes_are_dropped():
+    """A collaborator's tag: a path that is not a clean relative one, an oid or a size of another form, is read as
+    if the tag did not record it; the rest is kept."""
+    for path in ("../x", "/etc/passwd", "a/./b", "a//b", ".git/config", ".mvc/config.toml", "a\\b", "a\x1bb"):
+        assert t.parse_message(f"m\n\nmvc-path: {path}\nmvc-kind: file\n")[1] == {"kind": "file"}, path
+    for size in ("\u00b2", "\u0663", "-1", "1e3", "12345678901234567890"):
+        assert t.parse_message(f"m\n\nmvc-size: {size}\n")[1] == {}, size
+    assert t.parse_message("m\n\nmvc-oid: xxh128:ABC\n")[1] == {}
 
 
 def test_trailer_value_with_a_line_break_is_refused():

@@ -279,7 +279,7 @@ def _common(repo: Repo) -> dict[str, Any]:
     from mvc import __version__
 
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")  # reproducible builds' convention: a fixed time
-    when = int(epoch) if epoch.isdigit() else time.time()
+    when = int(epoch) if epoch.isascii() and epoch.isdigit() else time.time()
     out: dict[str, Any] = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))}
     try:
         import getpass

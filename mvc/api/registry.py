@@ -427,7 +427,7 @@ def _describe_version(m: Model, v: Version, at: dict[str, Any] | None = None) ->
         d.update(tag=e.tag, tagger=e.tagger, email=e.email, date=iso_date(e.time, e.offset), message=e.message)
         if "oid" in e.fields:
             d["oid"] = e.fields["oid"]
-        if e.fields.get("size", "").isdigit():
+        if "size" in e.fields:  # (digits: tags.parse_message drops any other)
             d["size"] = int(e.fields["size"])
     if at is not None:  # where models.locate found it: the oid and size of a tag that records none (GTO's)
         d.update({k: at[k] for k in ("oid", "size") if k in at})

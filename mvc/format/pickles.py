@@ -308,7 +308,7 @@ def array(s: Stream, found: Found, state: Any) -> bool:
     found.elements += count
     width = dstate[5] if len(dstate) > 5 and type(dstate[5]) is int and dstate[5] > 0 else 0
     if not width:  # fixed-size dtypes: 'f8', 'c16', 'M8'
-        digits = "".join(c for c in code[:8] if c.isdigit())
+        digits = "".join(c for c in code[:8] if c in "0123456789")  # (str.isdigit takes '²', which int() refuses)
         width = int(digits) if digits else 0
     if width <= 0:
         return False

@@ -24,15 +24,16 @@ PRIORITY = {CREATE: 1, DEPRECATE: 2, REGISTER: 3, DEREGISTER: 4, ASSIGN: 5, UNAS
 
 _NAME = r"[a-zA-Z0-9](?:[a-zA-Z0-9\-/_]*[a-zA-Z0-9])?"
 _DIRNAME = r"[a-zA-Z0-9\-_./]+"
-_PRE_ID = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
+_PRE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
 _BUILD = r"[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*"
-# semver 2.0 (GTO's regex): capturing major, minor, patch, pre-release, build, for _SEMVER_PATTERN
+# semver 2.0 (GTO's regex, with [0-9] where it has \d: Python's \d takes any script's digits, which int() reads,
+# so churn@v1.0.\u0663 would be v1.0.3): capturing major, minor, patch, pre-release, build, for _SEMVER_PATTERN
 SEMVER = (
-    rf"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    rf"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?(?:\+({_BUILD}))?"
 )
 _SEMVER_NOGROUPS = (
-    rf"(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)"
+    rf"(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)"
     rf"(?:-{_PRE_ID}(?:\.{_PRE_ID})*)?(?:\+{_BUILD})?"
 )
 # GTO writes a monorepo artifact "dir/sub:name" as "dir/sub=name" in tag names
@@ -183,7 +184,9 @@ def format_message(message: str, fields: dict[str, object]) -> str:
 
 
 def parse_message(text: str) -> tuple[str, dict[str, str]]:
-    """(message, {field: value}) from an annotation; GTO's plain messages give no fields."""
+    """(message, {field: value}) from an annotation; GTO's plain messages give no fields. A tag is anyone's
+    (a collaborator pushes it): a path, oid or size field that is not one mvc writes is dropped, as if the tag
+    did not record it (the pointer at its commit says it then)."""
     text = text.replace("\r\n", "\n").strip("\n")
     if TRAILER_PREFIX not in text:
         return text.strip(), {}
@@ -192,4 +195,32 @@ def parse_message(text: str) -> tuple[str, dict[str, str]]:
     matches = [_TRAILER_RE.match(line) for line in lines]
     if not all(matches):
         return text.strip(), {}
-    return (head.strip() if sep else ""), {m[1]: m[2] for m in matches if m}
+    fields = {m[1]: m[2] for m in matches if m}
+    for key, ok in (("path", _clean_path), ("oid", _is_oid), ("size", _is_size)):
+        if key in fields and not ok(fields[key]):
+            del fields[key]
+    return (head.strip() if sep else ""), fields
+
+
+_SIZE_RE = re.compile(r"[0-9]{1,19}")
+_OID_RE = re.compile(r"xxh128:[0-9a-f]{32}")
+
+
+def _clean_path(path: str) -> bool:
+    """A path mvc tracks: posix, relative, no empty, '.' or '..' part, no control character, not in .git or .mvc."""
+    parts = path.split("/")
+    return (
+        bool(path)
+        and "\\" not in path
+        and not any(ord(c) < 32 or ord(c) == 127 for c in path)
+        and not any(p in ("", ".", "..") for p in parts)
+        and parts[0] not in (".git", ".mvc")
+    )
+
+
+def _is_oid(value: str) -> bool:
+    return _OID_RE.fullmatch(value) is not None
+
+
+def _is_size(value: str) -> bool:
+    return _SIZE_RE.fullmatch(value) is not None

@@ -410,7 +410,7 @@ def put_back(directory: str, valid: Callable[[str], bool]) -> int:
         return 0
     for entry in entries:
         name, sep, pid = entry.partition(TRASH)
-        if not sep or not pid.isdigit() or not valid(name):
+        if not sep or not (pid.isascii() and pid.isdigit()) or not valid(name):
             continue
         if int(pid) != os.getpid() and not tempfiles.writer_gone(int(pid)):
             continue  # a gc running now
