@@ -39,9 +39,26 @@ def bars(quiet: bool) -> progressmod.Factory:
 
 
 def echo_json(data: Any) -> None:
+    """data as JSON, strict: TOML's dates and times as ISO-8601 strings, NaN and the infinities (a diverged run's
+    metrics) as null, which every parser reads (jq refuses Python's NaN)."""
     import json  # only --json output needs it: every command loads this module
 
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    click.echo(json.dumps(_strict(data), indent=2, sort_keys=True, allow_nan=False))
+
+
+def _strict(value: Any) -> Any:
+    import datetime as dt
+    import math
+
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return value
 
 
 def human(n: int) -> str:
