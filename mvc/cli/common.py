@@ -61,6 +61,32 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def safe(text: str) -> str:
+    """text with control and other unprintable characters escaped (\\n, \\x1b, \\u202e): one line, no terminal
+    escapes (a collaborator's commit message, metadata key or value, metric name)."""
+    if text.isprintable():
+        return text
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    out = []
+    for c in text:
+        if c.isprintable():
+            out.append(c)
+        elif c in named:
+            out.append(named[c])
+        else:
+            n = ord(c)
+            out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}")
+    return "".join(out)
+
+
+def columns(table: list[list[str]]) -> None:
+    """Rows of cells in aligned columns, every cell escaped (:func:`safe`)."""
+    table = [[safe(c) for c in row] for row in table]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
 def human(n: int) -> str:
     return progressmod.human(n)
 

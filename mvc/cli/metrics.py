@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mvc.cli.common import echo_json, json_option
+from mvc.cli.common import columns, echo_json, json_option
 
 
 def keys_option(help: str) -> Any:
@@ -34,12 +34,6 @@ def cell(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(cell(v) for v in value) + "]"
     return str(value)
-
-
-def columns(table: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def json_safe(value: Any) -> Any:

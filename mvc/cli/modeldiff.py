@@ -7,16 +7,9 @@ from typing import Any
 
 import click
 
-from mvc.cli.common import human, short
+from mvc.cli.common import human, safe, short
 
 MARKS = {"added": "+", "removed": "-", "reshaped": "!", "changed": "~", "unknown": "?", "unchanged": "="}
-
-
-def safe(text: str) -> str:
-    """A name from a model file, shown with its control characters escaped: no terminal escapes get through."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def echo(r: dict[str, Any]) -> None:

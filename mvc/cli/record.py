@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mvc.cli.common import echo_json, human, json_option, rev_option
+from mvc.cli.common import echo_json, human, json_option, rev_option, safe
 
 
 @click.command()
@@ -89,22 +89,6 @@ def mv(old: str, new: str) -> None:
 
 
 # -- printing a record --------------------------------------------------------------------------
-def safe(text: str) -> str:
-    """text with control and other unprintable characters escaped (\\n, \\x1b, \\u202e): one line, no terminal
-    escapes."""
-    if text.isprintable():
-        return text
-    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-    out = []
-    for c in text:
-        if c.isprintable():
-            out.append(c)
-        elif c in named:
-            out.append(named[c])
-        else:
-            n = ord(c)
-            out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}")
-    return "".join(out)
 
 
 def scalar(value: Any) -> str:

@@ -11,7 +11,7 @@ import click
 from mvc import git as gitmod
 from mvc.api import lineage
 from mvc.api import registry as api
-from mvc.cli.common import echo_json, human, json_option, repo_option, short, user_url
+from mvc.cli.common import columns, echo_json, human, json_option, repo_option, safe, short, user_url
 from mvc.cli.metrics import cell, json_safe, split_keys
 
 _message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
@@ -205,7 +205,7 @@ def registry(
                 r["path"] or "-",
             ]
         )
-    _columns(table)
+    columns(table)
 
 
 def _check(name: str | None, remote: str | None, as_json: bool) -> None:
@@ -224,7 +224,7 @@ def _check(name: str | None, remote: str | None, as_json: bool) -> None:
                 [r["model"], r["version"], ", ".join(f"#{s}" for s in r["stages"]) or "-", r["path"] or "-", state]
             )
         if len(table) > 1:
-            _columns(table)
+            columns(table)
         else:
             click.echo("no registered versions to check")
     bad = [r for r in rows if r["state"] != "ok"]
@@ -241,12 +241,6 @@ def _check(name: str | None, remote: str | None, as_json: bool) -> None:
             f"{n} registered version{'s' if n != 1 else ''} cannot be fetched, first "
             f"{first['model']}@{first['version']}: {fix}"
         )
-
-
-def _columns(table: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _one_model(m: dict[str, Any], as_json: bool) -> None:
@@ -281,7 +275,7 @@ def _one_model(m: dict[str, Any], as_json: bool) -> None:
     if len(table) == 1:
         click.echo("no versions")
         return
-    _columns(table)
+    columns(table)
 
 
 def _label(stage: dict[str, Any] | None) -> str:
@@ -321,7 +315,7 @@ def log(target: str, rev: str, as_json: bool) -> None:
         click.echo(
             f"commit {r['commit'][:10]}  {r['date']}  {r['author']}" + (f"  ({', '.join(marks)})" if marks else "")
         )
-        click.echo(f"    {r['message'].splitlines()[0] if r['message'] else ''}")
+        click.echo(f"    {safe(r['message'].splitlines()[0]) if r['message'] else ''}")
         if "oid" in r:
             from mvc.cli.record import flat
 
@@ -407,10 +401,12 @@ def diff(
         path = f"{r['old_path']} -> {r['path']}" if r["change"] == "moved" else r["path"]
         click.echo(f"{r['change']:8}  {path}{names}  {detail}")
         for k, (a, b) in r["meta_changes"].items():
-            click.echo(f"          {k}: {_show(a)} -> {_show(b)}")
+            click.echo(f"          {safe(k)}: {_show(a)} -> {_show(b)}")
         if r["change"] != "unadded" and r.get("workspace") == "modified":
             click.echo(f"          work tree: changed again since mvc add: {readd}")
 
 
 def _show(value: Any) -> str:
-    return "(none)" if value is None else str(value)
+    from mvc.cli.record import scalar
+
+    return "(none)" if value is None else f"[{scalar(value)}]" if isinstance(value, list) else scalar(value)
