@@ -172,6 +172,7 @@ def test_version_page_shows_the_whole_record(built):
         assert what in words, what
     old = Page((out / "m/churn/v/v0.0.1.html").read_text()).all_text()
     assert "accuracy" in old and HOSTILE["tag"] in old
+    assert "diff.html#v0.0.2..v0.0.1" in (out / "m/churn/v/v0.0.1.html").read_text()  # the oldest: with the next
 
 
 def test_every_hostile_string_is_text_never_markup(built):
@@ -295,6 +296,28 @@ def test_json_blob_cannot_end_its_element():
     text = site_render.json_blob({"x": "</script><!-- \u2028 & >"})
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
     assert json.loads(text) == {"x": "</script><!-- \u2028 & >"}
+
+
+def test_long_values_that_differ_past_the_cut_are_told_apart():
+    """A value longer than VALUE_MAX is cut in tables, with its length and a digest of the whole: two that differ
+    only at their end compare as different (the compare page compares these texts); the version page shows it
+    whole."""
+    a, b = "x" * 2500, "x" * 2499 + "y"
+    assert site_render.show(a) != site_render.show(b) and len(site_render.show(a)) < 2100
+    _, changed, _ = site_render.diff_rows(
+        [["meta", "config", site_render.show(a)]], [["meta", "config", site_render.show(b)]]
+    )
+    assert changed == 1
+    assert site_render.show(a, whole=True) == a
+    assert a in site_render.kv([("config", a)])
+
+
+def test_bidi_and_control_characters_are_shown_not_obeyed():
+    for text in ("gnp.\u202eexe", "a\u2066b\u2069", "bell\x07", "nul\x00"):
+        for shown in (site_render.esc(text), site_render.show(text)):
+            assert not any(c in shown for c in "\u202e\u2066\u2069\x07\x00"), shown
+            assert "\\u" in shown or "\\x" in shown or "\\u00" in shown
+    assert site_render.esc("tab\tand\nline") == "tab\tand\nline"  # (pre blocks keep their layout)
 
 
 def test_chart_escapes_and_handles_one_point():

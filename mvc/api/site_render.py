@@ -41,9 +41,15 @@ CSP = (
 
 
 # -- small pieces -------------------------------------------------------------------------------
+_INVISIBLE = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def esc(value: Any) -> str:
-    """Any value as text safe in an element and in a quoted attribute."""
+    """Any value as text safe in an element and in a quoted attribute; controls and bidi overrides (which reorder
+    what a reader sees: a collaborator's 'gnp.exe') shown as \\u202e."""
     text = value if isinstance(value, str) else str(value)
+    if not text.isascii() or not text.isprintable():
+        text = _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
     # most strings need nothing: five scans in C cost less than escape()'s five replacements and its call
     if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
         return escape(text, quote=True)
@@ -71,8 +77,10 @@ def json_blob(data: Any) -> str:
     return text
 
 
-def show(value: Any) -> str:
-    """One value as the text the tables and the diff show (not yet escaped)."""
+def show(value: Any, whole: bool = False) -> str:
+    """One value as the text the tables and the diff show (not yet escaped): one longer than VALUE_MAX characters
+    cut there, followed by its length and a digest of the whole, so that two values differing past the cut never
+    show alike (the comparison compares these texts); ``whole``: not cut (the version page's record)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
@@ -81,7 +89,14 @@ def show(value: Any) -> str:
         text = repr(value)
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= VALUE_MAX else text[:VALUE_MAX] + "…"
+    if not text.isascii() or not text.isprintable():  # (the compare page's script shows these texts as they are)
+        text = _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    if whole or len(text) <= VALUE_MAX:
+        return text
+    from mvc.storage.fileio import hexdigest_bytes
+
+    digest = hexdigest_bytes(text.encode("utf-8", "surrogatepass"))[:12]
+    return f"{text[:VALUE_MAX]}… ({len(text)} characters, xxh128 {digest}…)"
 
 
 def human(n: Any) -> str:
@@ -119,7 +134,8 @@ def kv(pairs: list[tuple[str, Any]]) -> str:
     if not pairs:
         return '<p class="mute">none</p>'
     return table(
-        ["key", "value"], [[f'<span class="mono">{esc(k)}</span>', f"<pre>{esc(show(v))}</pre>"] for k, v in pairs]
+        ["key", "value"],
+        [[f'<span class="mono">{esc(k)}</span>', f"<pre>{esc(show(v, whole=True))}</pre>"] for k, v in pairs],
     )
 
 
@@ -372,7 +388,8 @@ def version_page(m: dict[str, Any], v: dict[str, Any], site: dict[str, Any]) -> 
     root = "../../../"
     name, version = m["name"], v["version"]
     mine = [x["version"] for x in m["versions"]]
-    older = mine[min(mine.index(version) + 1, len(mine) - 1)]
+    at = mine.index(version)
+    older = mine[at + 1] if at + 1 < len(mine) else mine[at - 1] if at else version  # the oldest: with the next
     state = "active" if v["active"] else '<span class="badge warn">deregistered</span>'
     parts = [
         f"<h1>{esc(name)} {esc(version)}</h1>",
