@@ -121,10 +121,30 @@ def find_worktree(start: str) -> str:
     while True:
         if os.path.exists(os.path.join(path, ".git")):
             return path
+        if _bare_at(path):
+            raise NotAGitRepo(
+                f"{path} is a bare git repository, with no work tree: run this in a clone of it ('git clone "
+                f"{path}'), or read it with --repo {path} where the command offers it"
+            )
         parent = os.path.dirname(path)
         if parent == path:
             raise NotAGitRepo(f"{start} is not inside a git repository: run 'git init' first (or cd into one)")
         path = parent
+
+
+def _bare_at(path: str) -> bool:
+    """Whether path is a bare repository's git dir: HEAD, objects/ and refs/ at its top, and a config that says
+    ``bare = true`` (a work tree's .git has the first three too)."""
+    if not (os.path.isfile(os.path.join(path, "HEAD")) and os.path.isdir(os.path.join(path, "objects"))):
+        return False
+    try:
+        with open(os.path.join(path, "config"), encoding="utf-8", errors="replace") as f:
+            config = f.read(1 << 16)
+    except OSError:
+        return False
+    import re
+
+    return re.search(r"^\s*bare\s*=\s*true\s*$", config, re.MULTILINE | re.IGNORECASE) is not None
 
 
 def main_worktree(root: str) -> str | None:

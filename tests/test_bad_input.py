@@ -757,3 +757,15 @@ def test_a_pointer_whose_size_its_object_belies_is_refused_as_damaged(repo, mvc_
     for args in (("status",), ("checkout", "--force"), ("get", "m.bin", "-o", str(tmp_path / "o"))):
         mvc_error(*args, words=("m.bin.mvc gives size", "holds 1000 bytes", "the pointer is damaged"))
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bare_repository_is_named_as_such(tmp_path, mvc_error, monkeypatch):
+    """Commands that need a work tree, run in a bare repository (or below it): one line that says it is bare and
+    what to do, not 'run git init'."""
+    bare = tmp_path / "models.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    for where in (bare, bare / "refs"):
+        monkeypatch.chdir(where)
+        for args in (("status",), ("log", "churn"), ("diff",)):
+            line = mvc_error(*args, words=("bare git repository", "git clone"))
+            assert "git init" not in line
