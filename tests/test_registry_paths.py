@@ -87,6 +87,21 @@ def test_a_hostile_tags_trailers_are_ignored_not_trusted(repo: Path, mvc_cli, tm
     assert "outside" not in (tmp_path / "site" / "m" / "churn" / "index.html").read_text()
 
 
+def test_a_tag_moved_by_hand_shows_its_pointer_and_says_so(repo: Path, mvc_cli, tmp_path: Path):
+    """churn@v0.0.2 moved with 'git tag -f' onto v0.0.1's commit, its mvc trailers kept: the site shows the
+    pointer's oid and size (what the version is) and says that the tag's differ."""
+    c1 = commit(repo, 1)
+    oid1, size1 = pointer(repo)
+    commit(repo, 2)
+    mvc_cli("register", "churn", "-q")
+    message = git(repo, "for-each-ref", "--format=%(contents)", "refs/tags/churn@v0.0.1")
+    git(repo, "tag", "-f", "-a", "churn@v0.0.1", "-m", message.strip(), c1)  # (its trailers: the second file's)
+    v = site.collect()["models"][0]["versions"][0]
+    assert (v["oid"], v["size"]) == (oid1, size1) and "the tag was moved or written by hand" in v["warning"]
+    mvc_cli("ui", "build", "-o", str(tmp_path / "site"))
+    assert "tag differs" in (tmp_path / "site" / "m" / "churn" / "index.html").read_text()
+
+
 def test_the_model_path_is_its_newest_tags(repo: Path):
     commit(repo, 1)
     mvc.register("churn")  # mvc's tag records models/churn.pt

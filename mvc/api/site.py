@@ -288,6 +288,15 @@ def collect(*, repo: Repo | None = None) -> dict[str, Any]:
             paths.setdefault(p, set()).add(m.name)
             pointers[(v["commit"], p)] = at["data"]
             v.update(_pointer(at["data"], f"{p}{SUFFIX} at {v['commit'][:7]}"))
+            ptr = v.get("pointer")
+            if ptr and (v.get("oid", ptr["oid"]), v.get("size", ptr["size"])) != (ptr["oid"], ptr["size"]):
+                # a tag moved by hand (git tag -f) keeps its old trailers: the pointer it names is the version
+                v["warning"] = (
+                    f"its tag records {v.get('oid', ptr['oid'])} ({v.get('size', ptr['size'])} bytes), but "
+                    f"{p}{SUFFIX} at {v['commit'][:7]} holds {ptr['oid']} ({ptr['size']} bytes): the tag was moved "
+                    "or written by hand; the pointer's is shown"
+                )
+                v["oid"], v["size"] = ptr["oid"], ptr["size"]
         if d["path"]:
             paths.setdefault(d["path"], set()).add(m.name)
         now = head_models.get((m.name, "HEAD"))

@@ -341,7 +341,10 @@ def model_page(m: dict[str, Any], site: dict[str, Any]) -> str:
             f'<span class="mono">{esc(v["commit"][:10])}</span>',
             stage_badges(v["stages"]),
             "" if v["active"] else '<span class="badge warn">deregistered</span>',
-            f'<span class="error">{esc(v["error"])}</span>' if v.get("error") else esc(human(v.get("size"))),
+            f'<span class="error">{esc(v["error"])}</span>'
+            if v.get("error")
+            else esc(human(v.get("size")))
+            + (f' <span class="badge warn" title="{esc(v["warning"])}">tag differs</span>' if v.get("warning") else ""),
         ]
         for v in m["versions"]
     ]
@@ -408,6 +411,8 @@ def version_page(m: dict[str, Any], v: dict[str, Any], site: dict[str, Any]) -> 
     ]
     if v.get("error"):
         parts.append(f'<p class="error">{esc(v["error"])}</p>')
+    if v.get("warning"):
+        parts.append(f'<p class="error">{esc(v["warning"])}</p>')
     pointer = dict(v.get("pointer") or {})
     if "size" in pointer:
         pointer["size"] = f"{pointer['size']} ({human(pointer['size'])})"
