@@ -331,7 +331,7 @@ def model_page(m: dict[str, Any], site: dict[str, Any]) -> str:
         ]
         for s, x in m["stages"].items()
     ]
-    parts.append(table(["stage", "version", "since", "tag"], stages) if stages else '<p class="mute">none</p>')
+    parts.append(table(["stage", "version", "assigned", "tag"], stages) if stages else '<p class="mute">none</p>')
     parts.append("<h2>Versions</h2>")
     rows = [
         [
