@@ -118,6 +118,17 @@ def test_registry_name_shows_the_latest_versions_first_metrics(three, mvc_cli):
     assert mvc_cli("registry", "churn", "--keys", "").stdout.splitlines()[1].split()[-1] == "stages"
 
 
+def test_registry_name_takes_its_columns_from_the_newest_version_that_has_metrics(three, mvc_cli):
+    """The latest version registered by hand on a commit where the model records no metrics (GTO's tag on a commit
+    without its pointer, say): the columns are the newest readable version's, not none."""
+    git(three, "commit", "-q", "--allow-empty", "-m", "no model here")
+    git(three, "rm", "-q", "models/churn.pkl.mvc")
+    git(three, "commit", "-q", "-m", "model gone")
+    git(three, "tag", "-a", "churn@v1.0.0", "-m", "Registering artifact churn version v1.0.0")
+    header = mvc_cli("registry", "churn").stdout.splitlines()[1].split()
+    assert header == ["version", "commit", "date", "stages", "auc", "f1"]
+
+
 def test_registry_name_json(three, mvc_cli, mvc_error):
     m = json.loads(mvc_cli("registry", "churn", "--json").stdout)
     assert m["metric_keys"] == ["auc", "f1"]

@@ -65,16 +65,18 @@ def metrics(
 
 def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None = None) -> dict[str, Any]:
     """``mvc registry NAME``: the model as ``registry.model`` describes it, each version with ``metrics``:
-    the values of ``metric_keys`` (keys, or the first SHOWN metrics of the latest version) its pointer records,
+    the values of ``metric_keys`` (keys, or the first SHOWN metrics of the latest version, else of the newest one
+    that records some) its pointer records,
     and its ``oid`` and ``size`` read from that pointer where its tag does not record them (GTO's)."""
     git, m = _describe(name, repo)
     this = _local(repo) if not isinstance(repo, str) else None  # its map reads versions from before an import
     found = {v["commit"]: _read(git, name, v["commit"], this) for v in m["versions"]}
-    if keys is None:
-        latest = m["latest"]["commit"] if m["latest"] else (m["versions"][0]["commit"] if m["versions"] else None)
-        first = found.get(latest) or {}
-        table = first.get("meta", {}).get("metrics")
-        keys = list(table)[:SHOWN] if isinstance(table, dict) else []
+    if keys is None:  # the latest version's, else (its pointer unreadable, or with no metrics) the newest that has some
+        latest = m["latest"]["commit"] if m["latest"] else None
+        order = [latest, *(v["commit"] for v in m["versions"])] if latest else [v["commit"] for v in m["versions"]]
+        tables = ((found.get(c) or {}).get("meta", {}).get("metrics") for c in order)
+        table = next((t for t in tables if isinstance(t, dict) and t), None)
+        keys = list(table)[:SHOWN] if table else []
     m["metric_keys"] = keys
     for v in m["versions"]:
         values = _table(found[v["commit"]], "metrics")
