@@ -130,7 +130,13 @@ class Rebuilder:
                 found = None
             else:
                 self.recipe_bytes += len(data)
-                found = rc.parse(data, f"{self.store.where(rel)} on remote {self.name}", oid)
+                try:
+                    found = rc.parse(data, f"{self.store.where(rel)} on remote {self.name}", oid)
+                except CorruptObject as e:
+                    raise RemoteCorrupt(
+                        f"{e}; nothing was written: run 'mvc push --verify-remote' (with --all-commits for an old "
+                        "version) from a machine that has the file, which writes it again"
+                    ) from None
             with self._lock:
                 self._recipes[oid] = found
             return found

@@ -128,7 +128,9 @@ def parse(data: bytes, where: str, oid: str) -> Recipe:
         parts = line.split(" ")
         try:
             if parts[0] == "base" and not entries:
-                if len(parts) != 2 or not oids.is_oid(parts[1]) or parts[1] == oid or len(bases) >= MAX_BASES:
+                if len(parts) == 2 and parts[1] == oid:
+                    raise CorruptObject(f"{where}: line {n} names the object itself as its base, which no writer does")
+                if len(parts) != 2 or not oids.is_oid(parts[1]) or len(bases) >= MAX_BASES:
                     raise ValueError
                 bases.append(parts[1])
                 continue
