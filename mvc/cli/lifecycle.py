@@ -130,8 +130,11 @@ def gc(
     for g in r["groups"]:
         click.echo(f"  {g['what']}: {g['objects']} object{'s' if g['objects'] != 1 else ''}, {human(g['bytes'])}")
     young = f"; {r['young']} younger than {r['grace']} kept" if r["young"] else ""
+    packs = r.get("packs_deleted") or 0
+    also = f" and {packs} pack{'s' if packs != 1 else ''} no object needs" if packs and not r["objects"] else ""
     click.echo(
-        f"{verb} {r['objects']} object{'s' if r['objects'] != 1 else ''} ({human(r['bytes'])}); kept {r['kept']}{young}"
+        f"{verb} {r['objects']} object{'s' if r['objects'] != 1 else ''}{also} ({human(r['bytes'])}); kept "
+        f"{r['kept']}{young}"
     )
     if r["unreadable"]:
         click.echo(
