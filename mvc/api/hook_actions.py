@@ -307,5 +307,6 @@ def pre_push(
             "is configured to upload their weights to: run 'mvc remote add NAME URL --default' "
             "(or push with --no-verify to skip the upload)"
         )
-    res = sync.push(revs=commits, remote=name, repo=repo, progress=progress)
+    # the stamp read now: a gc -r since the last push may have taken objects these commits reuse
+    res = sync.push(revs=commits, remote=name, repo=repo, progress=progress, fresh_stamp=True)
     return {**res, "commits": len(commits), "remote": res.get("remote", name)}

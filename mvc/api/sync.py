@@ -37,10 +37,13 @@ def push(
     all_tags: bool = False,
     all_commits: bool = False,
     verify_remote: bool = False,
+    fresh_stamp: bool = False,
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
 ) -> dict[str, Any]:
     """Upload the objects the selected pointers need that the remote lacks (entries before manifests).
+    ``fresh_stamp``: read the remote's gc stamp now, whenever it was last read (the pre-push hook: a gc since
+    the last push may have deleted what the commits about to be published reuse).
 
     Pointers: those of the work tree (filtered by paths), or of ``revs`` / every branch / tag / commit
     instead. Returns {"remote", "uploaded", "bytes", "present"}. Raises ObjectMissing, after pushing
@@ -57,13 +60,13 @@ def push(
     jr = journal(repo)
     try:
         if not verify_remote:
-            _check_stamp(repo, sp, jr)
+            _check_stamp(repo, sp, jr, fresh_stamp)
         return _push(repo, sp, wanted, jr, jobs, verify_remote, progress)
     finally:
         jr.close()
 
 
-def _check_stamp(repo: Repo, sp: Spec, jr: Journal) -> None:
+def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None:
     """Forget what the journal says the remote holds when an ``mvc gc -r`` deleted from it since (its gc stamp
     changed), or when the remote lost its layout marker (emptied since): an object this clone pushed long ago,
     that no git ref named yet, may be gone (docs/FORMAT.md, "A remote"). One read of a small file (two when
@@ -72,12 +75,12 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal) -> None:
     the journal trusted, as before."""
     import time
 
-    from mvc.errors import RemoteError, RemoteNotFound, RemoteObjectMissing
+    from mvc.errors import RemoteNotFound, RemoteObjectMissing
     from mvc.objects import layout
 
     had, checked = jr.stamp(sp.key)
     now = time.time()
-    if 0 <= now - checked < STAMP_EVERY:
+    if 0 <= now - checked < STAMP_EVERY and not fresh:
         return
     try:
         t = open_transfer(repo, sp, jr, reading=True)
@@ -89,9 +92,45 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal) -> None:
             wiped = had is None and not t.store.exists(layout.MARKER)  # emptied, or its files deleted by hand
         finally:
             t.close()
-    except RemoteError:
-        return  # unreachable: nothing can be pushed anyway, and "nothing to push" stays an answer offline
+    except (MvcError, OSError):
+        return  # unreachable (or unreadable): "nothing to push" stays an answer offline, as the journal says
     jr.set_stamp(sp.key, stamp, now, restart=stamp != had or wiped)
+
+
+def _after_gc(
+    remote: Any,
+    jr: Journal,
+    sp: Spec,
+    stamp: str | None,
+    wanted: Wanted,
+    reused: set[str],
+    sent_manifests: list[str],
+    meter: Meter,
+    recorder: Recorder,
+) -> int:
+    """Bytes sent again: when an ``mvc gc -r`` deleted from the remote while this push ran (its gc stamp is not
+    the one the push started with), it may have taken objects the push counted on as there and no git ref named
+    yet (an abandoned push's, reused): those the remote lacks now go up again from the cache, entries before
+    manifests. One read of the stamp otherwise."""
+    from mvc.errors import RemoteObjectMissing
+    from mvc.objects import layout
+
+    try:
+        now: str | None = remote.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace")
+    except RemoteObjectMissing:
+        now = None
+    if now == stamp:
+        return 0
+    jr.set_stamp(sp.key, now, time.time(), restart=True)
+    asked = sorted(o for o in reused if o in wanted.files or o in wanted.manifests) + sent_manifests
+    gone = set(asked) - remote.existing(set(asked))
+    files = [o for o in sorted(gone) if o in wanted.files and remote.odb.exists(o)]
+    sizes = {o: wanted.files[o][1] for o in files}
+    sent = remote.upload(files, sizes, meter, recorder) if files else 0
+    manifests = [m for m in sorted(gone) if m in wanted.manifests and remote.odb.exists(m)]
+    if manifests:
+        sent += remote.upload(manifests, {m: remote.odb.size(m) for m in manifests}, meter, recorder)
+    return sent
 
 
 def _push(
@@ -157,6 +196,7 @@ def _push(
 
             bases = bases_for(repo, {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths})
         lease = _lease(remote) if files or manifests_todo else None
+        stamp = jr.stamp(sp.key)[0]  # what an mvc gc -r wrote last, as this push saw it
         try:
             sent = remote.upload(files, sizes, meter, recorder, bases)
             recorder.flush()
@@ -169,6 +209,7 @@ def _push(
             ]
             blocked = [m for m in manifests_todo if m not in ready]
             sent += remote.upload(ready, sizes, meter, recorder)
+            sent += _after_gc(remote, jr, sp, stamp, wanted, on_remote - uploaded, ready, meter, recorder)
             mark_user(repo, sp, remote, jr)
             if expanded:  # up now: whole copies go again, the cache keeps them compacted (as gc --compact left it)
                 from mvc.repo import compact

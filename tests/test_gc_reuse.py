@@ -1,0 +1,89 @@
+"""A push that reuses objects already on the remote, and an ``mvc gc -r`` of a teammate's clone in between
+(docs/FORMAT.md, "What gc keeps"): the objects an abandoned push left long ago are garbage to every git ref,
+so gc deletes them; the new version that reuses them must still be whole on the remote once it is published.
+The push sends them again when a gc ran while it pushed, and the pre-push hook reads the gc stamp afresh, so
+a gc between ``mvc push`` and ``git push`` is caught before the commit is published."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from conftest import git, make_file, run_mvc
+
+
+def test_a_gc_between_push_and_git_push_does_not_publish_a_broken_version(repo, mvc_cli, tmp_path):
+    origin, store = tmp_path / "origin.git", tmp_path / "store"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    mvc_cli("remote", "add", "store", str(store), "--default")
+    git(repo, "commit", "-q", "-am", "remote")
+    git(repo, "push", "-q", "origin", "HEAD:main")
+    # an abandoned push: data/ went up, its pointer was never committed
+    for i in range(20):
+        make_file(repo / "data" / f"f{i:02}", 3000, seed=i)
+    mvc_cli("add", "data", "-q")
+    mvc_cli("push", "-q")
+    git(repo, "rm", "-q", "--cached", "data.mvc")
+    os.unlink(repo / "data.mvc")
+    # the new version reuses 19 of its files
+    make_file(repo / "data" / "f00", 3000, seed=100)
+    mvc_cli("add", "data", "-q")
+    git(repo, "commit", "-q", "-m", "data")
+    mvc_cli("push", "-q")
+    # a teammate collects the remote: nothing in git names data/'s files yet
+    teammate = tmp_path / "teammate"
+    git(tmp_path, "clone", "-q", str(origin), str(teammate))
+    gc = run_mvc("gc", "-r", "store", "--force", "--grace", "0", "-q", cwd=teammate)  # (a directory's ctime: now)
+    assert gc.returncode == 0, gc.stderr
+    assert "deleted from store 2" in gc.stdout, gc.stdout  # (the pack's 20 files counted too)
+    # the commit is published through the hook: it sends them again
+    mvc_cli("install-hooks")
+    pushed = subprocess.run(["git", "push", "origin", "HEAD:main"], cwd=repo, capture_output=True, text=True)
+    assert pushed.returncode == 0, pushed.stderr
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    pulled = run_mvc("pull", "-q", cwd=clone)
+    assert pulled.returncode == 0, pulled.stderr
+    for i in range(20):
+        assert (clone / "data" / f"f{i:02}").read_bytes() == (repo / "data" / f"f{i:02}").read_bytes()
+
+
+def test_a_gc_while_the_push_runs_makes_it_send_the_reused_objects_again(repo, mvc_cli, tmp_path, monkeypatch):
+    """The teammate's gc runs after the push counted the abandoned push's files as there (here: just before it
+    takes its lease, so gc deletes them): at its end the push finds the gc stamp changed, asks again, and sends
+    what is gone."""
+    from mvc.api import sync
+
+    origin, store = tmp_path / "origin.git", tmp_path / "store"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    mvc_cli("remote", "add", "store", str(store), "--default")
+    git(repo, "commit", "-q", "-am", "remote")
+    git(repo, "push", "-q", "origin", "HEAD:main")
+    teammate = tmp_path / "teammate"
+    git(tmp_path, "clone", "-q", str(origin), str(teammate))
+    for i in range(20):
+        make_file(repo / "data" / f"f{i:02}", 3000, seed=i)
+    mvc_cli("add", "data", "-q")
+    mvc_cli("push", "-q")
+    git(repo, "rm", "-q", "--cached", "data.mvc")
+    os.unlink(repo / "data.mvc")
+    make_file(repo / "data" / "f00", 3000, seed=100)
+    mvc_cli("add", "data", "-q")
+    git(repo, "commit", "-q", "-m", "data")
+    real = sync._lease
+
+    def gc_first(remote):
+        gc = run_mvc("gc", "-r", "store", "--force", "--grace", "0", "-q", cwd=teammate)
+        assert gc.returncode == 0 and "deleted from store" in gc.stdout, gc.stdout + gc.stderr
+        return real(remote)
+
+    monkeypatch.setattr(sync, "_lease", gc_first)
+    mvc_cli("push", "-q")
+    git(repo, "push", "-q", "origin", "HEAD:main")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    pulled = run_mvc("pull", "-q", cwd=clone)
+    assert pulled.returncode == 0, pulled.stderr
+    assert all((clone / "data" / f"f{i:02}").exists() for i in range(20))
