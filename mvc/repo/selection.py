@@ -96,12 +96,9 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
     if not_utf8(prel):
         raise PointerError(f"{os.fsencode(prel)!r}: a pointer's path must be valid UTF-8: rename it with 'git mv'")
     if data is None:
-        full = repo.check_inside(prel)
-        if os.path.islink(full):
-            raise PointerError(f"{prel} is a symlink: pointer files must be regular files; replace it with the file")
-        with open(full, "rb") as f:
-            data = f.read()
-    p = ptrfmt.loads(data, prel)
+        p = _read_pointer(repo, prel)
+    else:
+        p = ptrfmt.loads(data, prel)
     if p.kind == "file":  # a size its object in the cache belies (a hostile commit's): refused, not trusted
         try:
             held = os.lstat(repo.odb.path(p.oid)).st_size
@@ -115,6 +112,30 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
                 f"{Repo.target_of(prel)}'"
             )
     return p
+
+
+def _read_pointer(repo: Repo, prel: str) -> ptrfmt.Pointer:
+    """The work tree's pointer prel, read again once when it is gone or does not parse: git rewrites a file by
+    unlinking it and writing a new one (a checkout of a pointer, a branch switch), so a reader may fall between."""
+    import time
+
+    full = repo.check_inside(prel)
+    for again in (False, True):
+        if os.path.islink(full):
+            raise PointerError(f"{prel} is a symlink: pointer files must be regular files; replace it with the file")
+        try:
+            with open(full, "rb") as f:
+                data = f.read()
+            return ptrfmt.loads(data, prel)
+        except (FileNotFoundError, PointerError) as e:
+            if again:
+                if isinstance(e, FileNotFoundError):
+                    raise PointerError(
+                        f"{prel} went away while it was read (a git checkout rewriting it?): run the command again"
+                    ) from None
+                raise
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
 
 
 def artifacts(meta: dict) -> list[tuple[str, str, str, int]]:
