@@ -75,11 +75,13 @@ class RemoteGcSuite:
         git(repo, "reset", "-q", "--hard", "HEAD~1")
         git(repo, "reflog", "expire", "--expire=now", "--all")
         pushed = rel_of(oid_of(b"uploaded by the running push\n" * 40))
-        gc_json(mvc_cli, "--grace", "0", "--force")
+        assert "a push's lease from" in mvc_cli("gc", "-r", "origin", "--grace", "0", "-q").stdout  # said
+        r = gc_json(mvc_cli, "--grace", "0", "--force")
+        assert r["lease_since"] is not None
         rels = origin.rels()
         assert pushed in rels and abandoned in rels  # both younger than the lease, less a minute: kept
         origin.delete(next(r for r in rels if r.startswith("leases/")))  # the push is done
-        gc_json(mvc_cli, "--grace", "0", "--force")
+        assert gc_json(mvc_cli, "--grace", "0", "--force")["lease_since"] is None
         assert pushed not in origin.rels() and abandoned not in origin.rels()
 
     def test_a_clone_whose_journal_predates_a_gc_sends_what_it_deleted(self, repo, mvc_cli, origin, shared):

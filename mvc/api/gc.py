@@ -314,7 +314,9 @@ def _gc_remote(
                     "checked; nothing was deleted"
                 )
             needed = keep.objects()
+            held_from = cutoff
             cutoff, stale_leases = layout.leases(listing, cutoff, time.time())
+            leased = cutoff < held_from  # a live push lease (a push running now, or one killed within a day)
             recipes = {
                 oids.from_relpath(rel[len(rc.RECIPES) :]) or "": when or 0.0
                 for rel, (_, when) in listing.items()
@@ -361,6 +363,7 @@ def _gc_remote(
         "kept": len(needed),
         "young": young,
         "grace": grace,
+        "lease_since": cutoff + 60 if leased else None,
         "packs_deleted": len(packs.gone),
         "packs_rewritten": len(packs.rewrite),
         "rewrite_frees": packs.frees,

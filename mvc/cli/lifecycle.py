@@ -140,6 +140,14 @@ def gc(
         click.echo(
             f"warning: {len(r['unreadable'])} pointer(s) did not parse and name nothing: {r['unreadable'][0]}", err=True
         )
+    if r.get("lease_since"):
+        import time
+
+        since = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["lease_since"]))
+        click.echo(
+            f"a push's lease from {since} kept everything written since, whatever --grace (a push running now, or "
+            "one killed: its lease is honoured for a day, then deleted)"
+        )
     if r.get("packs_rewritten"):
         click.echo(
             f"{'would rewrite' if r['dry_run'] else 'rewrote'} {r['packs_rewritten']} mostly dead pack(s) with their "
