@@ -12,6 +12,8 @@ import pytest
 from conftest import git
 from remote_suite import fine_tune, model_tensors, write_model
 
+import mvc
+
 VERSIONS = 6
 
 
@@ -71,11 +73,16 @@ def test_compaction_shrinks_the_cache_and_every_version_comes_back(repo, mvc_cli
 
 def test_compaction_after_each_new_version_keeps_every_old_one(repo, mvc_cli, tmp_path):
     """Compacted after every new version: each time the version that was the work tree's, already the base of
-    older compacted ones, becomes deltas on the new one, so chains grow one hop a round; every version still
-    comes back byte for byte, and verify agrees."""
+    older compacted ones, becomes deltas on the new one, so chains grow one hop a round, until a version more
+    than MAX_DEPTH hops down is compacted again against the work tree's; every version still comes back byte for
+    byte, and verify agrees."""
+    from mvc.api import compact as api
+    from mvc.objects import recipe as rc
+    from mvc.repo import compact as compactmod
+
     tensors = model_tensors(9, n=3, elements=1 << 20)
     kept = []
-    for i in range(6):
+    for i in range(8):
         if i:
             tensors = fine_tune(tensors, 200 + i, share=0.02)
         data = write_model(repo / "model.safetensors", tensors)
@@ -86,6 +93,9 @@ def test_compaction_after_each_new_version_keeps_every_old_one(repo, mvc_cli, tm
         kept.append(data)
         if i:
             assert compact(mvc_cli, "--force", "--grace", "0")["compact"]["objects"] == 1
+            r = mvc.Repo(str(repo))
+            memo: dict[str, int] = {}
+            assert max(api._hops(r, o, memo) for o in compactmod.all_held(r)) <= rc.MAX_DEPTH  # chains bounded
     for i, data in enumerate(kept):
         mvc_cli("get", "model.safetensors", "--rev", f"v{i}", "-o", str(tmp_path / f"v{i}"), "-q")
         assert (tmp_path / f"v{i}").read_bytes() == data

@@ -77,6 +77,7 @@ def compact(
                         )
                     # the whole copy goes as gc deletes: unless something freshened it meanwhile
                     freed += _delete(repo, [(oid, sizes[oid])], started)
+                result["rebased"] = len(_rebase_deep(repo, t, sizes, paths, current, recorder))
             finally:
                 recorder.flush()
                 meter.close()
@@ -87,6 +88,58 @@ def compact(
     result["stored"] = _store_bytes(compactmod.root(repo)) - before
     result["freed"] = sum(size for _, size in freed)
     return result
+
+
+def _hops(repo: Repo, oid: str, memo: dict[str, int]) -> int:
+    """How many deltas a read of compacted object oid follows down to whole bytes (0: whole in the cache, or
+    chunks only); a cycle or a recipe that does not parse counts as too deep."""
+    from mvc.objects import recipe as rc
+
+    if oid in memo:
+        return memo[oid]
+    memo[oid] = rc.READ_HOPS + 1  # (while this one is being looked at: a cycle back to it)
+    path = compactmod.recipe_path(repo, oid)
+    if os.access(repo.odb.path(oid), os.F_OK) or not os.path.exists(path):
+        memo[oid] = 0
+        return 0
+    try:
+        with open(path, "rb") as f:
+            r = rc.parse(f.read(), path, oid)
+    except (OSError, CorruptObject):
+        return memo[oid]
+    bases = {e.base for e in r.entries if e.kind == "d"}
+    memo[oid] = min(rc.READ_HOPS + 1, max((1 + _hops(repo, b, memo) for b in bases), default=0))
+    return memo[oid]
+
+
+def _rebase_deep(
+    repo: Repo, t: Any, sizes: dict[str, int], paths: dict[str, str], current: dict[str, str], recorder: Any
+) -> list[tuple[str, int]]:
+    """Compacted versions now more than MAX_DEPTH deltas from whole bytes (their base compacted since, as deltas
+    of its own: compacting after each new version makes every older chain one longer) compacted again against
+    the version the work tree holds: each rebuilt whole into the cache, its chunk list written anew, checked by
+    rebuilding it, then its whole copy let go. Killed at any point, each is whole, compacted, or both."""
+    from mvc import progress as progressmod
+    from mvc.objects import recipe as rc
+    from mvc.objects.meter import Meter
+
+    memo: dict[str, int] = {}
+    deep = [o for o in sorted(compactmod.all_held(repo)) if o in sizes and _hops(repo, o, memo) > rc.MAX_DEPTH]
+    done: list[tuple[str, int]] = []
+    for oid in deep:
+        base = current.get(paths[oid])
+        if not base or base == oid or not repo.odb.exists(base) or oid not in compactmod.expand(repo, [oid]):
+            continue
+        os.unlink(compactmod.recipe_path(repo, oid))  # (whole in the cache now)
+        t.upload([oid], {oid: sizes[oid]}, Meter(progressmod.null, "", 0, 0), recorder, {oid: [base]})
+        if compactmod.unsound(repo, [oid]):
+            raise CorruptObject(
+                f"{paths[oid]}: its compacted copy does not rebuild to {oid}; the whole copy was kept: run 'mvc "
+                "verify' and report this"
+            )
+        compactmod.drop_whole(repo, [oid])
+        done.append((oid, sizes[oid]))
+    return done
 
 
 def _by_path(here: reachmod.Reach) -> dict[str, str]:
