@@ -759,6 +759,22 @@ def test_a_pointer_whose_size_its_object_belies_is_refused_as_damaged(repo, mvc_
     assert not (tmp_path / "o").exists()
 
 
+def test_a_pointer_whose_size_a_packed_object_belies_is_refused_too(repo, mvc_cli, mvc_error, monkeypatch):
+    """The object a hostile pointer names lies in one of the cache's packs (a directory added in bulk): its index
+    gives the size, and the pointer that says otherwise is refused as for a loose object."""
+    from mvc.format import pointer as ptrfmt
+    from mvc.objects import oid as oids
+
+    monkeypatch.setattr("mvc.repo.storing.PARALLEL_FROM", 10)  # (a bulk add, into cache packs, from 10 files)
+    for i in range(12):
+        make_file(repo / "data" / f"f{i:02}", 500 + i, seed=i)
+    mvc_cli("add", "data")
+    assert list((repo / ".mvc" / "cache" / "packs").glob("*.pack"))
+    oid = oids.from_digest(xxhash.xxh3_128_hexdigest((repo / "data" / "f03").read_bytes()))
+    (repo / "x.bin.mvc").write_bytes(ptrfmt.dumps(ptrfmt.Pointer("file", oid, 7)))
+    mvc_error("status", "x.bin", words=("x.bin.mvc gives size 7", "holds 503 bytes", "the pointer is damaged"))
+
+
 def test_a_bare_repository_is_named_as_such(tmp_path, mvc_error, monkeypatch):
     """Commands that need a work tree, run in a bare repository (or below it): one line that says it is bare and
     what to do, not 'run git init'."""

@@ -4,13 +4,14 @@ tree or at revisions, and the objects those pointers need. Shared by the workspa
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mvc.errors import PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo.repository import Repo, quoted, shell_quoted
+from mvc.storage import fileio
 
 
 def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
@@ -100,11 +101,14 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
     else:
         p = ptrfmt.loads(data, prel)
     if p.kind == "file":  # a size its object in the cache belies (a hostile commit's): refused, not trusted
+        sound: Callable[[str], bool]
         try:
             held = os.lstat(repo.odb.path(p.oid)).st_size
-        except OSError:
-            held = p.size  # not in the cache as a file of its own: nothing to compare with here
-        if held != p.size and repo.odb.sound(p.oid):  # (an object cut short is the cache's damage, said where read)
+            sound = repo.odb.sound
+        except OSError:  # in one of the cache's packs (its index says the size), else nothing to compare with
+            found = repo.odb.packs.find(p.oid) if repo.odb.packs.has(p.oid) else None
+            held, sound = (found[2], _packed_sound(repo)) if found else (p.size, repo.odb.sound)
+        if held != p.size and sound(p.oid):  # (an object cut short is the cache's damage, said where read)
             where = f"{prel} at {rev}" if rev else prel
             raise PointerError(
                 f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {held} bytes: the pointer "
@@ -112,6 +116,16 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
                 f"{Repo.target_of(prel)}'"
             )
     return p
+
+
+def _packed_sound(repo: Repo) -> Callable[[str], bool]:
+    """Whether an object's bytes in the cache pack that holds it hash to its oid (nothing moved either way)."""
+
+    def sound(oid: str) -> bool:
+        data = repo.odb.packs.read(oid)
+        return data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid
+
+    return sound
 
 
 def _read_pointer(repo: Repo, prel: str) -> ptrfmt.Pointer:
