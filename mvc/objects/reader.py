@@ -111,8 +111,8 @@ class VerifiedReader(io.RawIOBase):
         if len(data) != end - start:
             raise CorruptObject(
                 f"{self.label} is truncated (object {self.oid} ends before its {self.size} bytes): "
-                "nothing more was returned; mend it with 'mvc verify --repair' (-r REMOTE for a remote's copy) on a machine "
-                "that has it"
+                "nothing more was returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a "
+                "remote's copy; 'mvc push --verify-remote' for a file stored as chunks)"
             )
         return data
 
@@ -131,7 +131,8 @@ class VerifiedReader(io.RawIOBase):
             read = f", read from {self.source}," if self.source else ""
             raise CorruptObject(
                 f"{self.label} is corrupt (object {self.oid}{read} hashes to xxh128:{digest}): its last bytes were "
-                "not returned; mend it with 'mvc verify --repair' (-r REMOTE for a remote's copy) on a machine that has it"
+                "not returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a remote's copy; "
+                "'mvc push --verify-remote' for a file stored as chunks)"
             )
         self.verified = True
 
