@@ -283,6 +283,43 @@ def test_user_meta_merges_over_recorded_and_none_removes(repo: Path):
     assert "versions" not in meta and meta["framework"] == "numpy" and meta["stage"] == "dev"
 
 
+def test_arrays_in_any_memory_order_are_saved_as_their_values(repo: Path):
+    """A transpose, Fortran order, a strided slice, a reversed view: safetensors writes a buffer as it lies in
+    memory, so each is made contiguous first; what loads back equals what was saved."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    arrays = {"t": x.T, "f": np.asfortranarray(x), "s": x[:, ::2], "r": x[::-1], "n": x[::-1, ::-2]}
+    frameworks.save(arrays, "views.safetensors")
+    assert_arrays_equal(load_file("views.safetensors"), {k: np.ascontiguousarray(v) for k, v in arrays.items()})
+
+
+def test_npz_keeps_keys_named_like_savez_parameters(repo: Path):
+    obj = {"file": np.arange(3), "allow_pickle": np.ones(2), "x": np.array(["a", "b"])}
+    frameworks.save(obj, "m.npz")
+    assert_arrays_equal(load_file("m.npz"), obj)
+
+
+def test_a_bad_record_is_refused_before_the_file_is_written(repo: Path):
+    frameworks.save(ARRAYS, "m.safetensors")
+    before = Path("m.safetensors").read_bytes()
+    for meta in ("not a table", {1: "int key"}, {"when": object()}):
+        with pytest.raises(MvcError):
+            frameworks.save({"w": np.zeros(3)}, "m.safetensors", meta=meta)  # type: ignore[arg-type]
+        assert Path("m.safetensors").read_bytes() == before
+    assert mvc.status(["m.safetensors"])[0]["workspace"] == "ok"
+    with pytest.raises(ModelFormatError, match="cannot be written"):
+        frameworks.save(lambda: 1, "f.joblib")  # a lambda does not pickle
+    assert not Path("f.joblib").exists() and leftovers(repo) == []
+
+
+def test_numpy_scalars_in_meta_are_numbers_and_versions_are_replaced(repo: Path):
+    frameworks.save(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "m.joblib", meta={"n": np.int64(5)})
+    meta = pointer_meta("m.joblib")
+    assert meta["n"] == 5 and "sklearn" in meta["versions"]
+    frameworks.save([1, 2, 3], "m.joblib", meta={"ok": np.True_})
+    meta = pointer_meta("m.joblib")
+    assert meta["ok"] is True and "sklearn" not in meta["versions"]  # the table the new save wrote, whole
+
+
 def test_save_replaces_the_file_and_stage_false(repo: Path):
     first = frameworks.save(ARRAYS, "m.safetensors")
     git(repo, "commit", "-q", "-m", "v1")

@@ -65,12 +65,14 @@ def save(
     tensors and for a torch module (its state_dict()), .npy for an array, joblib for anything else, or the
     format path's suffix names. The pointer's meta gets ``framework`` and ``versions``, then ``meta``'s keys.
     ``name``: the registry model name of the path. Returns add's entry for the path."""
-    from mvc.api import workspace
+    from mvc.api import record, workspace
     from mvc.repo.repository import open_repo
     from mvc.storage import fileio, tempfiles
 
     path = os.fspath(path)
     repo = open_repo(repo)
+    # the record refused before anything is written (a numpy scalar is the number it holds, as for mvc.run)
+    given = record.check(_numbers(meta) if meta is not None else {}, "meta")
     fmt, kind = plan(obj, os.path.basename(path))
     framework = framework_of(obj, kind)
     full = os.path.abspath(path)
@@ -83,7 +85,14 @@ def save(
     tmp = tempfiles.tmp_name(parent, os.path.basename(full))
     try:
         with fileio.space_errors(path):
-            write(obj, fmt, kind, tmp, os.path.basename(full))
+            try:
+                write(obj, fmt, kind, tmp, os.path.basename(full))
+            except (TypeError, AttributeError, ValueError, _pickle_error()) as e:  # what the serializer refuses
+                raise ModelFormatError(
+                    f"{path}: this {type(obj).__name__} cannot be written as {TITLES.get(fmt, fmt)} "
+                    f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): save what it holds in a format "
+                    "that takes it, or make it serializable"
+                ) from None
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -95,8 +104,26 @@ def save(
         raise
     fileio.fsync_dir(parent)
     recorded: dict[str, Any] = {"framework": framework, "versions": versions(fmt, framework)}
-    recorded.update(meta or {})
-    return workspace.add([path], meta=recorded, stage=stage, name=name, repo=repo)[0]
+    # a new save's versions replace the whole table (the old one may name a framework this object does not use)
+    layers = [{"versions": None}, recorded, given]
+    return workspace.add([path], meta=layers, stage=stage, name=name, repo=repo)[0]
+
+
+def _pickle_error() -> type[Exception]:
+    import pickle
+
+    return pickle.PicklingError
+
+
+def _numbers(value: Any) -> Any:
+    """value with numpy scalars as the Python numbers they hold, in tables and arrays at any depth."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_numbers(v) for v in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        return value.item()
+    return value
 
 
 def _keep(repo: Repo, full: str) -> None:
@@ -231,8 +258,10 @@ def write(obj: Any, fmt: str, kind: str, path: str, shown: str) -> None:
     """Write obj in fmt to path, a new file (``shown`` is its name in messages)."""
     doing = f"saving {shown}"
     if fmt == SAFETENSORS:
-        if kind == "arrays":
-            need("safetensors.numpy", doing).save_file(obj, path, metadata={"format": "np"})
+        if kind == "arrays":  # each array's bytes in C order: safetensors writes a buffer as it lies in memory
+            np = need("numpy", doing)
+            arrays = {k: np.ascontiguousarray(v) for k, v in obj.items()}
+            need("safetensors.numpy", doing).save_file(arrays, path, metadata={"format": "np"})
         else:
             need("safetensors.torch", doing).save_file(tensors(obj), path, metadata={"format": "pt"})
     elif fmt == TORCH:
@@ -242,8 +271,20 @@ def write(obj: Any, fmt: str, kind: str, path: str, shown: str) -> None:
         with open(path, "wb") as f:
             if fmt == NPY:
                 np.save(f, obj, allow_pickle=False)
-            else:
-                np.savez(f, **(obj if kind != "array" else {"arr_0": obj}))
+            else:  # np.savez's own layout, written member by member: a key may be any name ('file' too)
+                import zipfile
+
+                members = obj if kind != "array" else {"arr_0": obj}
+                with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+                    for key, value in members.items():
+                        with z.open(f"{key}.npy", "w", force_zip64=True) as m:
+                            try:
+                                np.lib.format.write_array(m, np.asanyarray(value), allow_pickle=False)
+                            except ValueError as e:
+                                raise ModelFormatError(
+                                    f"{shown}: array {key!r} cannot be saved without pickling ({e}): convert it "
+                                    "to numbers or strings"
+                                ) from None
     elif fmt == ONNX:
         with open(path, "wb") as f:
             f.write(obj.SerializeToString())
