@@ -97,7 +97,18 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
     jr.set_stamp(sp.key, stamp, now, restart=stamp != had or wiped)
 
 
+def _stamp_now(remote: Any) -> str | None:
+    """The remote's gc stamp now (None: none; also when it cannot be read, as the end of a push then reads it)."""
+    from mvc.objects import layout
+
+    try:
+        return str(remote.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace"))
+    except (MvcError, OSError):
+        return None
+
+
 def _after_gc(
+    repo: Repo,
     remote: Any,
     jr: Journal,
     sp: Spec,
@@ -110,8 +121,11 @@ def _after_gc(
 ) -> int:
     """Bytes sent again: when an ``mvc gc -r`` deleted from the remote while this push ran (its gc stamp is not
     the one the push started with), it may have taken objects the push counted on as there and no git ref named
-    yet (an abandoned push's, reused): those the remote lacks now go up again from the cache, entries before
-    manifests. One read of the stamp otherwise."""
+    yet (an abandoned push's, reused). The remote is asked afresh (its packs listed and their indexes read
+    again, nothing taken from what this command learnt before) about those, and about every entry of each
+    manifest among them or sent (read from the cache); what is gone goes up again from the cache, entries before
+    the manifests whose entries are all there. One read of the stamp otherwise; a stamp that cannot be read
+    leaves things as they are (as at the start of a push)."""
     from mvc.errors import RemoteObjectMissing
     from mvc.objects import layout
 
@@ -119,17 +133,30 @@ def _after_gc(
         now: str | None = remote.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace")
     except RemoteObjectMissing:
         now = None
+    except (MvcError, OSError):
+        return 0
     if now == stamp:
         return 0
     jr.set_stamp(sp.key, now, time.time(), restart=True)
-    asked = sorted(o for o in reused if o in wanted.files or o in wanted.manifests) + sent_manifests
-    gone = set(asked) - remote.existing(set(asked))
-    files = [o for o in sorted(gone) if o in wanted.files and remote.odb.exists(o)]
-    sizes = {o: wanted.files[o][1] for o in files}
-    sent = remote.upload(files, sizes, meter, recorder) if files else 0
-    manifests = [m for m in sorted(gone) if m in wanted.manifests and remote.odb.exists(m)]
-    if manifests:
-        sent += remote.upload(manifests, {m: remote.odb.size(m) for m in manifests}, meter, recorder)
+    remote.forget_placement()
+    manifests = sorted({m for m in reused if m in wanted.manifests} | set(sent_manifests))
+    for m in manifests:
+        if m not in wanted.entries and repo.odb.exists(m):
+            wanted.read_manifest(repo, m)
+    entries = {e.oid for m in manifests for e in wanted.entries.get(m, [])}
+    asked = {o for o in reused if o in wanted.files} | entries | set(manifests)
+    there = remote.existing(asked)
+    gone = asked - there
+    files = sorted(o for o in gone if o not in wanted.manifests and repo.odb.exists(o))
+    sent = remote.upload(files, {o: wanted.files[o][1] for o in files}, meter, recorder) if files else 0
+    on = there | set(files)
+    ready = [
+        m
+        for m in manifests
+        if m in gone and repo.odb.exists(m) and m in wanted.entries and all(e.oid in on for e in wanted.entries[m])
+    ]
+    if ready:
+        sent += remote.upload(ready, {m: repo.odb.size(m) for m in ready}, meter, recorder)
     return sent
 
 
@@ -196,7 +223,7 @@ def _push(
 
             bases = bases_for(repo, {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths})
         lease = _lease(remote) if files or manifests_todo else None
-        stamp = jr.stamp(sp.key)[0]  # what an mvc gc -r wrote last, as this push saw it
+        stamp = jr.stamp(sp.key)[0] if not verify else _stamp_now(remote)  # what the last gc -r wrote, as seen
         try:
             sent = remote.upload(files, sizes, meter, recorder, bases)
             recorder.flush()
@@ -209,7 +236,7 @@ def _push(
             ]
             blocked = [m for m in manifests_todo if m not in ready]
             sent += remote.upload(ready, sizes, meter, recorder)
-            sent += _after_gc(remote, jr, sp, stamp, wanted, on_remote - uploaded, ready, meter, recorder)
+            sent += _after_gc(repo, remote, jr, sp, stamp, wanted, on_remote - uploaded, ready, meter, recorder)
             mark_user(repo, sp, remote, jr)
             if expanded:  # up now: whole copies go again, the cache keeps them compacted (as gc --compact left it)
                 from mvc.repo import compact

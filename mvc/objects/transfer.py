@@ -136,6 +136,14 @@ class Transfer:
         self._located = {o: at for o, at in self._located.items() if at[0] not in names}
         self._packs_read = False
 
+    def forget_placement(self) -> None:
+        """Forget where this command found objects on the remote (packs listed, indexes read): the next question
+        is answered by the remote as it is now (a gc deleted from it meanwhile)."""
+        self._located.clear()
+        self._unlocated.clear()
+        self._whole_packs = set()
+        self._packs_read = False
+
     def read_packs(self, recheck: bool = False) -> None:
         """Bring the record of the remote's packs up to date, once per command: one listing of ``packs/``
         (with sizes), then each index not read before, each entry checked against its pack's size. Packs
