@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import test_read_url as base
+import xxhash
 from conftest import git
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +22,8 @@ from test_read_url import BIG, BUCKET, PREFIX, cached_objects, executables, file
 
 import mvc
 from mvc.errors import CorruptObject
+from mvc.objects import layout
+from mvc.objects import oid as oids
 from mvc.objects.reader import ReadAhead
 
 world = pytest.fixture(scope="module")(base.build_world)
@@ -129,17 +132,24 @@ def test_gc_of_the_user_cache_keeps_what_reads_use(world, user_cache, mvc_cli):
     assert Path(mvc.materialize("churn#prod", repo=url)) == path  # used: both marked
     r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "7d", "--force", "--json").stdout)
     assert r["entries"] == 0 and r["kept"] >= 2 and path.exists()
-    kept = user_cache / "cache" / "objects" / "ab" / ("c" * 30)  # an object a get --cache kept, read long ago
+    data = b"weights"  # an object a get --cache kept, read long ago, in the cache mvc marked as its own
+    kept = user_cache / "cache" / "objects" / oids.to_relpath(oids.from_digest(xxhash.xxh3_128_hexdigest(data)))
     kept.parent.mkdir(parents=True)
-    kept.write_bytes(b"weights")
+    kept.write_bytes(data)
     kept.chmod(0o444)
+    (user_cache / "cache" / "mvc.toml").write_bytes(layout.marker_bytes(layout.FORMAT))
+    foreign = [user_cache / "models" / "my_bert", user_cache / "repos" / "notes"]  # not named as mvc names them
+    for d in foreign:
+        d.mkdir(parents=True)
+        os.utime(d, (old, old))
     for p in (copy, repos, kept):
         os.utime(p, (old, old))
     r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "7d", "--json").stdout)
     assert r["dry_run"] and r["entries"] == 3 and path.exists() and kept.exists()  # a dry run deletes nothing
     out = mvc_cli("gc", "--user-cache", "--grace", "7d", "--force").stdout
     assert "deleted 3 from" in out and not copy.exists() and not repos.exists() and not kept.exists()
-    assert [p.name for p in (user_cache / "models").iterdir()] == []  # nothing left aside
+    assert all(d.exists() for d in foreign)
+    assert [p.name for p in (user_cache / "models").iterdir()] == ["my_bert"]  # nothing of mvc's left aside
     assert Path(mvc.materialize("churn#prod", repo=url)).read_bytes() == world.v1
 
 

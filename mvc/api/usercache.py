@@ -16,9 +16,11 @@ import os
 import shutil
 import stat as statmod
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mvc.api.gc import GRACE, parse_grace
+from mvc.objects import oid as oids
 from mvc.repo import upstream
 from mvc.storage import lock
 
@@ -34,9 +36,9 @@ def collect(*, force: bool = False, grace: str = GRACE) -> dict[str, Any]:
     groups: list[dict[str, Any]] = []
     kept = 0
     for kind, entries in (
-        ("materialized copies (models/)", _dirs(os.path.join(root, "models"))),
-        ("objects kept by --cache (cache/)", _objects(os.path.join(root, "cache", "objects"))),
-        ("git metadata of repositories read by URL (repos/)", _dirs(os.path.join(root, "repos"))),
+        ("materialized copies (models/)", _dirs(os.path.join(root, "models"), oids.is_oid)),
+        ("objects kept by --cache (cache/)", _objects(os.path.join(root, "cache"))),
+        ("git metadata of repositories read by URL (repos/)", _dirs(os.path.join(root, "repos"), _repo_key)),
     ):
         n = size = 0
         for path, used in entries:
@@ -68,13 +70,17 @@ def touch(path: str) -> None:
         os.utime(path)
 
 
-def _dirs(top: str) -> list[tuple[str, float]]:
-    """(path, last use) of the entries of top that mvc made (``models/OID``, ``repos/KEY``), not its lock and
-    not what a process is still making (``*.tmpPID``)."""
+def _repo_key(name: str) -> bool:
+    return len(name) == 20 and all(c in "0123456789abcdef" for c in name)
+
+
+def _dirs(top: str, ours: Callable[[str], bool]) -> list[tuple[str, float]]:
+    """(path, last use) of the directories of top named as mvc names them (``models/OID``, ``repos/KEY``): nothing
+    else there is mvc's to delete (MVC_CACHE_DIR may name a directory that holds other things too)."""
     out = []
     with contextlib.suppress(OSError):
         for e in os.scandir(top):
-            if "." in e.name or e.name == "lock":
+            if not ours(e.name):
                 continue
             with contextlib.suppress(OSError):
                 st = e.stat(follow_symlinks=False)
@@ -83,13 +89,21 @@ def _dirs(top: str) -> list[tuple[str, float]]:
     return out
 
 
-def _objects(top: str) -> list[tuple[str, float]]:
-    out = []
+def _objects(cache: str) -> list[tuple[str, float]]:
+    """(path, last use) of the object files of the cache at ``cache``, named by their oids; none unless it holds
+    mvc's layout marker (it is mvc's cache)."""
+    from mvc.objects import layout
+
+    out: list[tuple[str, float]] = []
+    if not os.path.isfile(os.path.join(cache, layout.MARKER)):
+        return out
     with contextlib.suppress(OSError):
-        for fan in os.scandir(top):
+        for fan in os.scandir(os.path.join(cache, "objects")):
             if len(fan.name) != 2 or not fan.is_dir(follow_symlinks=False):
                 continue
             for e in os.scandir(fan.path):
+                if oids.from_relpath(f"{fan.name}/{e.name}") is None:
+                    continue
                 with contextlib.suppress(OSError):
                     st = e.stat(follow_symlinks=False)
                     if statmod.S_ISREG(st.st_mode):
@@ -119,7 +133,8 @@ def _remove(path: str, before: float, repos: bool) -> bool:
         if not os.path.isdir(path):
             os.unlink(path)
             return True
-        ctx = lock.locked(os.path.join(path, "mvc.lock"), f"the cache {path}") if repos else contextlib.nullcontext()
+        held = os.path.join(path, "mvc.lock")  # (taken where a fetch made it: making it would date the entry now)
+        ctx = lock.locked(held, f"the cache {path}") if repos and os.path.exists(held) else contextlib.nullcontext()
         with ctx:
             if os.stat(path).st_mtime >= before:  # used meanwhile
                 return False
