@@ -131,3 +131,51 @@ def test_a_chunked_object_is_not_rewritten_and_the_fix_is_named(repo, mvc_cli, t
         "not rewritten: it is stored there as chunks and deltas, which the cache does not keep"
     ]
     assert "push --verify-remote" in result.stderr
+
+
+def test_a_remote_that_refuses_writes_gets_a_report_not_an_abort(repo, mvc_cli, tmp_path, monkeypatch):
+    """verify -r origin --repair by a user who may read the remote but not write it: the damaged copy is named,
+    with why it was not rewritten, in the report; nothing else stops."""
+    from mvc.storage.directory import DirStore
+
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    oid = track(repo, mvc_cli, {"m.bin": b"weights " * 4000, "n.bin": b"other " * 5000})["m.bin"]
+    mvc_cli("push", "-q")
+    flip(store / "objects" / oids.to_relpath(oid))
+
+    def refused(self, src, rel, check, progress=None):
+        with self._errors(rel, writing=True):
+            raise PermissionError(13, "Permission denied", str(self._full(rel)))
+
+    monkeypatch.setattr(DirStore, "put_file", refused)
+    result, r = verify(mvc_cli, "--repair", ok=False)
+    assert result.exit_code == 1
+    [p] = r["problems"]
+    assert not p["repaired"] and p["remote_file"].startswith("not rewritten: permission denied"), p
+
+
+def test_a_version_the_cache_holds_compacted_is_rewritten_and_stays_compacted(repo, mvc_cli, tmp_path):
+    from remote_suite import fine_tune, model_tensors, write_model
+
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    mvc_cli("remote", "modify", "origin", "chunks", "false")  # large objects stored alone: objects/xx/...
+    tensors = model_tensors(11, n=3, elements=1 << 20)
+    first = write_model(repo / "model.safetensors", tensors)
+    mvc_cli("add", "model.safetensors", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v0")
+    commit0 = git(repo, "rev-parse", "HEAD").strip()
+    write_model(repo / "model.safetensors", fine_tune(tensors, 12, share=0.02))
+    mvc_cli("add", "model.safetensors", "-q")
+    git(repo, "commit", "-q", "-am", "v1")
+    mvc_cli("push", "--all-commits", "-q")
+    mvc_cli("gc", "--compact", "--force", "--grace", "0", "-q")
+    oid0 = oids.from_digest(fileio.hexdigest_bytes(first))
+    loose = repo / ".mvc" / "cache" / "objects" / oids.to_relpath(oid0)
+    assert not loose.exists()  # compacted
+    flip(store / "objects" / oids.to_relpath(oid0))
+    _, r = verify(mvc_cli, "--repair", "--rev", commit0)
+    assert [(p["repaired"], p["remote_file"]) for p in r["problems"]] == [(True, "objects/" + oids.to_relpath(oid0))]
+    assert (store / "objects" / oids.to_relpath(oid0)).read_bytes() == first and not loose.exists()

@@ -267,7 +267,18 @@ def _mend(remote: Any, repo: Repo, oid: str, size: int | None, read: Any) -> str
     file rewritten, or NOT_REWRITTEN and why."""
     from mvc.objects import mend
 
-    rel, why = mend.mend(remote, repo.odb, oid, size)
+    if getattr(remote.store, "read_only", False):
+        return NOT_REWRITTEN + "the remote takes no writes"
+    rebuilt: list[str] = []
+    try:
+        if not repo.odb.exists(oid):  # held compacted (gc --compact): whole again for as long as it is sent
+            rebuilt = compact.expand(repo, [oid])
+        rel, why = mend.mend(remote, repo.odb, oid, size)
+    except (MvcError, OSError) as e:  # a remote that refuses writes, a cache that changed: said, not raised
+        return NOT_REWRITTEN + (str(e) or type(e).__name__)
+    finally:
+        if rebuilt:
+            compact.drop_whole(repo, rebuilt)
     if not rel:
         return NOT_REWRITTEN + why
     problem, _ = read(oid)
