@@ -118,16 +118,21 @@ def _run_git(
 def find_worktree(start: str) -> str:
     """The top of the git work tree containing start (a ``.git`` dir or file marks it)."""
     path = os.path.abspath(start)
+    bare = None  # the first bare repository on the way up: named only if no work tree holds it
     while True:
         if os.path.exists(os.path.join(path, ".git")):
             return path
-        if _bare_at(path):
-            raise NotAGitRepo(
-                f"{path} is a bare git repository, with no work tree: run this in a clone of it ('git clone "
-                f"{path}'), or read it with --repo {path} where the command offers it"
-            )
+        if bare is None and _bare_at(path):
+            bare = path
         parent = os.path.dirname(path)
         if parent == path:
+            if bare is not None:
+                import shlex
+
+                raise NotAGitRepo(
+                    f"{bare} is a bare git repository, with no work tree: run this in a clone of it ('git clone "
+                    f"{shlex.quote(bare)}'), or read it with --repo {shlex.quote(bare)} where the command offers it"
+                )
             raise NotAGitRepo(f"{start} is not inside a git repository: run 'git init' first (or cd into one)")
         path = parent
 
@@ -144,7 +149,7 @@ def _bare_at(path: str) -> bool:
         return False
     import re
 
-    return re.search(r"^\s*bare\s*=\s*true\s*$", config, re.MULTILINE | re.IGNORECASE) is not None
+    return re.search(r"^\s*bare\s*=\s*(true|yes|on|1)\s*$", config, re.MULTILINE | re.IGNORECASE) is not None
 
 
 def main_worktree(root: str) -> str | None:

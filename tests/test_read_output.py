@@ -51,7 +51,7 @@ def test_no_terminal_escape_reaches_the_terminal(repo: Path, mvc_cli):
     evil = "ok\x1b]0;pwned\x07\u202eRED"
     (repo / "m.bin").write_bytes(b"weights one")
     mvc_cli("add", "m.bin", "--name", "m", "--meta", f"note={evil}", "--meta", f"metrics.auc{evil}=0.9", "-q")
-    git(repo, "commit", "-q", "-m", f"train {evil}")
+    git(repo, "-c", f"user.name=Mallory {evil}", "commit", "-q", "-m", f"train {evil}")
     mvc_cli("register", "m", "-q")
     (repo / "m.bin").write_bytes(b"weights two")
     mvc_cli("add", "m.bin", "--meta", "flag=true", "-q")

@@ -78,6 +78,18 @@ def test_a_directory_holding_what_mvc_cannot_record_is_modified(tracked, mvc_cli
     assert "model/sub/pipe is not a regular file" in line and "move it out of the way or delete it" in line
 
 
+def test_a_pointer_that_never_parses_is_not_waited_for(tracked, mvc_cli, mvc_error, monkeypatch):
+    """Reading a pointer again is for one git is writing (gone, empty, cut in a line), not for one that will never
+    parse (a merge conflict's markers): no pause before the error."""
+    import time
+
+    naps: list[float] = []
+    monkeypatch.setattr(time, "sleep", naps.append)
+    (tracked / "model.bin.mvc").write_text("<<<<<<< HEAD\noid = 1\n=======\noid = 2\n>>>>>>> other\n")
+    mvc_error("status", "model.bin")
+    assert naps == []
+
+
 def test_missing_from_workspace(tracked, mvc_cli):
     (tracked / "model.bin").unlink()
     shutil.rmtree(tracked / "model")

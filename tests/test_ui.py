@@ -312,6 +312,15 @@ def test_long_values_that_differ_past_the_cut_are_told_apart():
     assert a in site_render.kv([("config", a)])
 
 
+def test_values_that_show_alike_still_compare_as_different():
+    """A bidi override shown as the text \\u202e, and that text typed as it is; the number 1 and the string "1":
+    the compare page tells each pair apart by the values' identities, not by what it shows."""
+    for a, b in (("lr\u202e", "lr\\u202e"), (1, "1")):
+        ra = site_render.record_rows({}, {"commit": "c", "meta": {"x": a}})
+        rb = site_render.record_rows({}, {"commit": "c", "meta": {"x": b}})
+        assert site_render.diff_rows(ra, rb)[1] == 1, (a, b)
+
+
 def test_bidi_and_control_characters_are_shown_not_obeyed():
     for text in ("gnp.\u202eexe", "a\u2066b\u2069", "bell\x07", "nul\x00"):
         for shown in (site_render.esc(text), site_render.show(text)):

@@ -89,13 +89,14 @@ def show(value: Any, whole: bool = False) -> str:
         text = repr(value)
     else:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    original = text
     if not text.isascii() or not text.isprintable():  # (the compare page's script shows these texts as they are)
         text = _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
     if whole or len(text) <= VALUE_MAX:
         return text
     from mvc.storage.fileio import hexdigest_bytes
 
-    digest = hexdigest_bytes(text.encode("utf-8", "surrogatepass"))[:12]
+    digest = hexdigest_bytes(original.encode("utf-8", "surrogatepass"))[:12]
     return f"{text[:VALUE_MAX]}… ({len(text)} characters, xxh128 {digest}…)"
 
 
@@ -211,31 +212,42 @@ def chart(metric: str, points: list[tuple[str, float]], width: int = 320, height
 
 # -- records ----------------------------------------------------------------------------------
 def record_rows(m: dict[str, Any], v: dict[str, Any]) -> list[list[str]]:
-    """[section, key, shown value] of one version, in the order the diff lists them."""
-    rows: list[list[str]] = [
+    """[section, key, shown value, identity] of one version, in the order the diff lists them: the comparison
+    compares identities (a digest of the value itself), since a shown value may be cut or have escapes that a
+    different value could show alike."""
+    rows: list[list[Any]] = [
         ["registry", "commit", v["commit"]],
         ["registry", "date", v.get("date", "")],
         ["registry", "stages", ", ".join(v.get("stages", []))],
         ["registry", "state", "active" if v.get("active") else "deregistered"],
     ]
     for k, val in (v.get("pointer") or {}).items():
-        rows.append(["pointer", k, show(val)])
+        rows.append(["pointer", k, val])
     if v.get("path"):
         rows.append(["pointer", "path", v["path"]])
     meta = dict(v.get("meta") or {})
     for section in ("metrics", "params"):
         part = meta.pop(section, None)
         if isinstance(part, dict):
-            rows += [[section, k, show(val)] for k, val in flat(part)]
+            rows += [[section, k, val] for k, val in flat(part)]
         elif part is not None:
             meta[section] = part
-    rows += [["meta", k, show(val)] for k, val in flat(meta)]
-    rows += [["auto", k, show(val)] for k, val in flat(v.get("auto") or {})]
-    rows += [["other", k, show(val)] for k, val in flat(v.get("extra") or {})]
+    rows += [["meta", k, val] for k, val in flat(meta)]
+    rows += [["auto", k, val] for k, val in flat(v.get("auto") or {})]
+    rows += [["other", k, val] for k, val in flat(v.get("extra") or {})]
     if v.get("error"):
         rows.append(["other", "error", v["error"]])
     order = {s: i for i, s in enumerate(SECTIONS)}
-    return sorted(rows, key=lambda r: (order[r[0]], r[1]))
+    out = [[section, key, show(val), identity(val)] for section, key, val in rows]
+    return sorted(out, key=lambda r: (order[r[0]], r[1]))
+
+
+def identity(value: Any) -> str:
+    """What tells two values apart on the compare page: a digest of the value's type and its whole text."""
+    from mvc.storage.fileio import hexdigest_bytes
+
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return hexdigest_bytes(f"{type(value).__name__}:{text}".encode("utf-8", "surrogatepass"))[:16]
 
 
 def diff_rows(a: list[list[str]], b: list[list[str]]) -> tuple[str, int, int]:
@@ -246,7 +258,7 @@ def diff_rows(a: list[list[str]], b: list[list[str]]) -> tuple[str, int, int]:
     out, changed = [], 0
     for k in keys:
         ra, rb = ia.get(k), ib.get(k)
-        differs = ra is None or rb is None or ra[2] != rb[2]
+        differs = ra is None or rb is None or ra[-1] != rb[-1]
         changed += differs
         ca = f"<td>{esc(ra[2])}</td>" if ra else '<td class="missing">(none)</td>'
         cb = f"<td>{esc(rb[2])}</td>" if rb else '<td class="missing">(none)</td>'

@@ -313,7 +313,8 @@ def log(target: str, rev: str, as_json: bool) -> None:
     for r in rows:
         marks = [*r["versions"], *[f"#{s}" for s in r["stages"]]]
         click.echo(
-            f"commit {r['commit'][:10]}  {r['date']}  {r['author']}" + (f"  ({', '.join(marks)})" if marks else "")
+            f"commit {r['commit'][:10]}  {safe(r['date'])}  {safe(r['author'])}"
+            + (f"  ({safe(', '.join(marks))})" if marks else "")
         )
         click.echo(f"    {safe(r['message'].splitlines()[0]) if r['message'] else ''}")
         if "oid" in r:

@@ -203,23 +203,19 @@ def parse_message(text: str) -> tuple[str, dict[str, str]]:
 
 
 _SIZE_RE = re.compile(r"[0-9]{1,19}")
-_OID_RE = re.compile(r"xxh128:[0-9a-f]{32}")
 
 
 def _clean_path(path: str) -> bool:
-    """A path mvc tracks: posix, relative, no empty, '.' or '..' part, no control character, not in .git or .mvc."""
-    parts = path.split("/")
-    return (
-        bool(path)
-        and "\\" not in path
-        and not any(ord(c) < 32 or ord(c) == 127 for c in path)
-        and not any(p in ("", ".", "..") for p in parts)
-        and parts[0] not in (".git", ".mvc")
-    )
+    """A path a pointer may track (the rules of docs/FORMAT.md, "Pointer files": ``pointer.bad_target``)."""
+    from mvc.format.pointer import bad_target
+
+    return bad_target(path) is None
 
 
 def _is_oid(value: str) -> bool:
-    return _OID_RE.fullmatch(value) is not None
+    from mvc.objects import oid as oids
+
+    return oids.is_oid(value)
 
 
 def _is_size(value: str) -> bool:

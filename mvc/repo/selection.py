@@ -140,15 +140,16 @@ def _read_pointer(repo: Repo, prel: str) -> ptrfmt.Pointer:
         try:
             with open(full, "rb") as f:
                 data = f.read()
-            return ptrfmt.loads(data, prel)
-        except (FileNotFoundError, PointerError) as e:
+        except FileNotFoundError:
             if again:
-                if isinstance(e, FileNotFoundError):
-                    raise PointerError(
-                        f"{prel} went away while it was read (a git checkout rewriting it?): run the command again"
-                    ) from None
-                raise
+                raise PointerError(
+                    f"{prel} went away while it was read (a git checkout rewriting it?): run the command again"
+                ) from None
             time.sleep(0.05)
+            continue
+        if again or (data and data.endswith(b"\n")):  # (a file git is still writing: empty, or cut in a line)
+            return ptrfmt.loads(data, prel)
+        time.sleep(0.05)
     raise AssertionError("unreachable")
 
 

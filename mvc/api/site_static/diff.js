@@ -22,7 +22,7 @@
     var changed = 0;
     keys.forEach(function (k) {
       var ra = ia[k], rb = ib[k], r = ra || rb, tr = document.createElement("tr");
-      var differs = !ra || !rb || ra[2] !== rb[2];
+      var differs = !ra || !rb || ra[ra.length - 1] !== rb[rb.length - 1];  // identities: a digest of each value
       if (differs) { tr.className = "changed"; changed += 1; }
       cell(tr, r[0]); cell(tr, r[1], "mono");
       cell(tr, ra ? ra[2] : "(none)", ra ? "" : "missing");
