@@ -60,3 +60,14 @@ def test_no_terminal_escape_reaches_the_terminal(repo: Path, mvc_cli):
         assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out, (args, out)
     assert "\\x1b]0;pwned" in mvc_cli("log", "m").stdout
     assert "flag: (none) -> true" in mvc_cli("diff").stdout
+
+
+def test_every_verb_takes_a_repository_path(repo: Path, tmp_path: Path, monkeypatch):
+    """repo= as a path (as the read verbs take it) works for the work-tree verbs too, from anywhere."""
+    import mvc
+
+    (repo / "m.bin").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    mvc.add([str(repo / "m.bin")], repo=str(repo))
+    assert [e["path"] for e in mvc.ls(repo=str(repo))] == ["m.bin"]
+    assert mvc.status(repo=repo)[0]["workspace"] == "ok"

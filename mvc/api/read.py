@@ -340,7 +340,8 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
     if os.path.lexists(dest):
         with contextlib.suppress(OSError):  # used now: 'mvc gc --user-cache' keeps it (a read-only cache: as it is)
             os.utime(os.path.dirname(dest))
-        return dest
+        if os.path.lexists(dest):  # (not taken by a gc between the look and the mark: then written again below)
+            return dest
     try:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
     except OSError as e:

@@ -88,7 +88,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> Target
         here = here_as_url()
         if here is not None:
             return _resolve_url(ref, here, rev)
-    r = open_repo(repo)  # type: ignore[arg-type]
+    r = open_repo(repo)
     refs = _model_refs(r, [ref], rev)
     shown = rev
     if refs:

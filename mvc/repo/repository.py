@@ -232,9 +232,14 @@ def shell_quoted(path: str) -> str:
     return shlex.quote(path)
 
 
-def open_repo(repo: Repo | None) -> Repo:
-    """The repository a verb was given, or the one containing the current directory."""
-    return repo if repo is not None else Repo.find()
+def open_repo(repo: Repo | str | os.PathLike[str] | None) -> Repo:
+    """The repository a verb was given (a Repo, or a path in its work tree, as the read verbs take it), or the one
+    containing the current directory."""
+    if repo is None:
+        return Repo.find()
+    if isinstance(repo, (str, os.PathLike)):
+        return Repo.find(os.fspath(repo))
+    return repo
 
 
 def exclude_local_state(root: str, git: gitmod.Git) -> None:
