@@ -12,6 +12,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -430,6 +431,37 @@ def test_torch_pickle_needs_trust(tmp_path: Path):
     with pytest.raises(UntrustedModel, match="trust=True"):
         load_bytes(torch_bytes({"x": Evil(marker)}), "evil.pt")
     assert not marker.exists()
+
+
+def test_a_torch_checkpoint_of_any_pickle_protocol_that_runs_code_is_untrusted(tmp_path: Path):
+    """Pickle protocol 4 makes torch's safe loader fail on an opcode, not on a named global: still untrusted, not
+    'damaged'; and nothing ran."""
+    marker = tmp_path / "ran"
+    buf = io.BytesIO()
+    torch.save({"x": Evil(marker)}, buf, pickle_protocol=4)
+    with pytest.raises(UntrustedModel, match="trust=True"):
+        load_bytes(buf.getvalue(), "evil.pt")
+    assert not marker.exists()
+
+
+def test_npz_of_members_that_are_not_arrays_is_refused():
+    """A zip named .npz whose members are not .npy files (a PyTorch checkpoint renamed, say): refused as
+    mislabelled, not handed back as raw member bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+    with pytest.raises(ModelFormatError, match="not an array"):
+        load_bytes(buf.getvalue(), "m.npz")
+
+
+def test_a_trusted_joblib_file_cut_short_is_damaged(tmp_path: Path):
+    import joblib
+
+    path = tmp_path / "m.joblib"
+    joblib.dump({"w": np.arange(1000)}, path)
+    data = path.read_bytes()
+    with pytest.raises(ModelFormatError, match="truncated, damaged"):
+        load_bytes(data[: len(data) // 2], "m.joblib", trust=True)
 
 
 def test_object_arrays_need_trust():

@@ -168,16 +168,19 @@ def load_file(
         raise missing(e, f"loading {name}") from None
     except Exception as e:
         import pickle
+        import struct
         import zipfile
 
         damaged = (
             EOFError,
             IndexError,
+            struct.error,  # (a trusted joblib file cut short)
             pickle.UnpicklingError,
             zipfile.BadZipFile,
             *((RuntimeError,) if fmt == TORCH else ()),
         )
-        if not safe and not isinstance(e, damaged):
+        cut = isinstance(e, ValueError) and "EOF" in str(e)  # (numpy reading an array a joblib file cut short)
+        if not safe and not isinstance(e, damaged) and not cut:
             raise  # the trusted file's own code failed: its traceback is the user's to read
         raise corrupt(name, fmt, e, head) from None
 
@@ -233,7 +236,8 @@ def _torch(f: IO[bytes], name: str, framework: str | None, trust: bool, device: 
     except pickle.UnpicklingError as e:
         # torch's restricted unpickler met a global it does not allow, or an object it builds none of
         found = re.search(r"unsupported (?:global: )?GLOBAL ([\w.]+)", str(e), re.IGNORECASE)
-        if trust or (found is None and "allowlisted" not in str(e)):
+        refused = "allowlisted" in str(e) or "Weights only load failed" in str(e)  # (torch's safe loader said no)
+        if trust or (found is None and not refused):
             raise
         what = f"a {found.group(1)}" if found else "objects"
         raise UntrustedModel(
@@ -264,9 +268,13 @@ def _npz(f: IO[bytes], name: str, framework: str | None, trust: bool, device: st
                     f"{name}: member {info.filename} claims {info.file_size} bytes from {info.compress_size} "
                     "stored, more than compression can give: the archive is corrupt"
                 )
-            if info.filename.endswith(".npy"):
-                with z.open(info) as member:
-                    check_npy(member, info.file_size, f"{name}:{info.filename}", trust)
+            if not info.filename.endswith(".npy"):  # (np.load would hand back its raw bytes as an "array")
+                raise ModelFormatError(
+                    f"{name} is not a NumPy .npz archive: its member {info.filename!r} is not an array (.npy); "
+                    f"it is mislabelled or damaged: save it again"
+                )
+            with z.open(info) as member:
+                check_npy(member, info.file_size, f"{name}:{info.filename}", trust)
     f.seek(start)
     with np.load(f, allow_pickle=trust) as arrays:
         return {key: arrays[key] for key in arrays.files}
