@@ -785,3 +785,13 @@ def test_a_bare_repository_is_named_as_such(tmp_path, mvc_error, monkeypatch):
         for args in (("status",), ("log", "churn"), ("diff",)):
             line = mvc_error(*args, words=("bare git repository", "git clone"))
             assert "git init" not in line
+
+
+def test_a_repo_opened_below_its_root_names_the_root(repo):
+    import mvc
+    from mvc.errors import NotInitialized
+
+    (repo / "models").mkdir()
+    with pytest.raises(NotInitialized, match="is not the repository's root") as e:
+        mvc.Repo(str(repo / "models"))
+    assert "mvc init" not in str(e.value) and str(repo) in str(e.value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from mvc import git as gitmod
-from mvc.errors import ConfigError, GitError, NotInitialized, PathError, PointerError, RegistryError
+from mvc.errors import ConfigError, GitError, NotAGitRepo, NotInitialized, PathError, PointerError, RegistryError
 from mvc.format.config import CONFIG, MVC_DIR, Config
 from mvc.format.pointer import SUFFIX, bad_target, has_control
 from mvc.objects.odb import ODB
@@ -37,6 +37,12 @@ class Repo:
         self.mvc_dir = os.path.join(self.root, MVC_DIR)
         refuse_linked(self.mvc_dir)
         if not os.path.isdir(self.mvc_dir):
+            top = _root_above(self.root)
+            if top is not None:
+                raise NotInitialized(
+                    f"{self.root} is not the repository's root ({top}): open that one (mvc.Repo({top!r}), or "
+                    f"mvc.Repo.find({self.root!r}))"
+                )
             raise NotInitialized(f"mvc is not set up in {self.root}: run 'mvc init' first")
         self.config = Config(self.mvc_dir)
         cache_dir, self.own_cache = self.config.cache_dir, os.path.join(self.mvc_dir, "cache")
@@ -230,6 +236,17 @@ def shell_quoted(path: str) -> str:
     import shlex  # not at the top: only messages need it
 
     return shlex.quote(path)
+
+
+def _root_above(path: str) -> str | None:
+    """The root of the work tree path lies below (not at), when mvc is set up there; else None."""
+    if os.path.exists(os.path.join(path, ".git")):
+        return None
+    try:
+        top = gitmod.find_worktree(path)
+    except NotAGitRepo:
+        return None
+    return top if os.path.isdir(os.path.join(top, MVC_DIR)) else None
 
 
 def open_repo(repo: Repo | str | os.PathLike[str] | None) -> Repo:
