@@ -80,14 +80,22 @@ class TestLonePacks(WithOrigin, LocalRemote):
         with mvc.open("model.safetensors", repo=str(repo), remote="origin") as f:
             assert f.read() == v1
 
-    def test_a_corrupt_lone_pack_is_refused(self, repo, mvc_cli, origin):
+    @staticmethod
+    def damaged_lone_pack(repo, mvc_cli, origin, seed: int) -> bytes:
+        """v1 committed and pushed as a lone pack, then a bit of that pack flipped on the remote; v1's bytes."""
         from mvc.objects import pack
 
-        v1 = commit_model(repo, mvc_cli, model_tensors(61, n=3, elements=1 << 19), "v1")
+        v1 = commit_model(repo, mvc_cli, model_tensors(seed, n=3, elements=1 << 19), "v1")
         mvc_cli("push")
         bad = bytearray(v1)
         bad[len(bad) // 2] ^= 1
         origin.write(pack.pack_rel(digest(v1)), bytes(bad))
+        return v1
+
+    def test_a_corrupt_lone_pack_is_refused(self, repo, mvc_cli, origin):
+        from mvc.objects import pack
+
+        v1 = self.damaged_lone_pack(repo, mvc_cli, origin, 61)
         fresh_clone(repo)
         (repo / "model.safetensors").unlink()
         line = one_error_line(mvc_cli("pull", ok=False))
@@ -97,11 +105,7 @@ class TestLonePacks(WithOrigin, LocalRemote):
     def test_verify_repair_rewrites_a_corrupt_lone_pack_from_the_cache(self, repo, mvc_cli, origin):
         from mvc.objects import pack
 
-        v1 = commit_model(repo, mvc_cli, model_tensors(71, n=3, elements=1 << 19), "v1")
-        mvc_cli("push")
-        bad = bytearray(v1)
-        bad[len(bad) // 3] ^= 4
-        origin.write(pack.pack_rel(digest(v1)), bytes(bad))
+        v1 = self.damaged_lone_pack(repo, mvc_cli, origin, 71)
         report = json.loads(mvc_cli("verify", "-r", "origin", "--repair", "--json", "-q").stdout)
         assert [(p["repaired"], p["remote_file"]) for p in report["problems"]] == [(True, pack.pack_rel(digest(v1)))]
         assert origin.read(pack.pack_rel(digest(v1))) == v1
