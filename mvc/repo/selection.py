@@ -4,7 +4,7 @@ tree or at revisions, and the objects those pointers need. Shared by the workspa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from mvc.errors import PathError, PointerError
 from mvc.format import pointer as ptrfmt
@@ -101,14 +101,13 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
     else:
         p = ptrfmt.loads(data, prel)
     if p.kind == "file":  # a size its object in the cache belies (a hostile commit's): refused, not trusted
-        sound: Callable[[str], bool]
         try:
-            held = os.lstat(repo.odb.path(p.oid)).st_size
-            sound = repo.odb.sound
+            held, packed = os.lstat(repo.odb.path(p.oid)).st_size, False
         except OSError:  # in one of the cache's packs (its index says the size), else nothing to compare with
             found = repo.odb.packs.find(p.oid) if repo.odb.packs.has(p.oid) else None
-            held, sound = (found[2], _packed_sound(repo)) if found else (p.size, repo.odb.sound)
-        if held != p.size and sound(p.oid):  # (an object cut short is the cache's damage, said where read)
+            held, packed = (found[2], True) if found else (p.size, False)
+        # (an object cut short is the cache's damage, said where it is read)
+        if held != p.size and (_packed_sound(repo, p.oid) if packed else repo.odb.sound(p.oid)):
             where = f"{prel} at {rev}" if rev else prel
             raise PointerError(
                 f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {held} bytes: the pointer "
@@ -118,19 +117,16 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
     return p
 
 
-def _packed_sound(repo: Repo) -> Callable[[str], bool]:
-    """Whether an object's bytes in the cache pack that holds it hash to its oid (nothing moved either way)."""
-
-    def sound(oid: str) -> bool:
-        data = repo.odb.packs.read(oid)
-        return data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid
-
-    return sound
+def _packed_sound(repo: Repo, oid: str) -> bool:
+    """Whether object oid's bytes in the cache pack that holds it hash to oid (nothing moved either way)."""
+    data = repo.odb.packs.read(oid)
+    return data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid
 
 
 def _read_pointer(repo: Repo, prel: str) -> ptrfmt.Pointer:
-    """The work tree's pointer prel, read again once when it is gone or does not parse: git rewrites a file by
-    unlinking it and writing a new one (a checkout of a pointer, a branch switch), so a reader may fall between."""
+    """The work tree's pointer prel, read again once when it is gone, empty or cut in a line: git rewrites a file
+    by unlinking it and writing a new one (a checkout of a pointer, a branch switch), so a reader may fall between.
+    One that reads whole and does not parse (conflict markers) is refused at once."""
     import time
 
     full = repo.check_inside(prel)
