@@ -97,12 +97,21 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
     jr.set_stamp(sp.key, stamp, now, restart=stamp != had or wiped)
 
 
-def _stamp_now(remote: Any) -> str | None:
-    """The remote's gc stamp now (None: none; also when it cannot be read, as the end of a push then reads it)."""
+def _read_stamp(remote: Any) -> str | None:
+    """The remote's gc stamp now, None when it has none; a failure to read it raises."""
+    from mvc.errors import RemoteObjectMissing
     from mvc.objects import layout
 
     try:
         return str(remote.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace"))
+    except RemoteObjectMissing:
+        return None
+
+
+def _stamp_now(remote: Any) -> str | None:
+    """The remote's gc stamp now (None: none; also when it cannot be read, as the end of a push then reads it)."""
+    try:
+        return _read_stamp(remote)
     except (MvcError, OSError):
         return None
 
@@ -126,13 +135,8 @@ def _after_gc(
     manifest among them or sent (read from the cache); what is gone goes up again from the cache, entries before
     the manifests whose entries are all there. One read of the stamp otherwise; a stamp that cannot be read
     leaves things as they are (as at the start of a push)."""
-    from mvc.errors import RemoteObjectMissing
-    from mvc.objects import layout
-
     try:
-        now: str | None = remote.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace")
-    except RemoteObjectMissing:
-        now = None
+        now = _read_stamp(remote)
     except (MvcError, OSError):
         return 0
     if now == stamp:
