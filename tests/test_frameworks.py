@@ -433,6 +433,7 @@ def test_torch_pickle_needs_trust(tmp_path: Path):
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # (torch's note on the protocol it was given)
 def test_a_torch_checkpoint_of_any_pickle_protocol_that_runs_code_is_untrusted(tmp_path: Path):
     """Pickle protocol 4 makes torch's safe loader fail on an opcode, not on a named global: still untrusted, not
     'damaged'; and nothing ran."""
