@@ -184,6 +184,29 @@ def test_open_in_a_clone_from_the_remote_then_the_cache(world, clone, mvc_cli):
     assert mvc.read_bytes("model.bin", repo=mvc.Repo(str(clone))) == world.v2
 
 
+def test_a_corrupt_cache_copy_is_moved_aside_and_read_from_the_remote(world, clone, mvc_cli):
+    """The cache's copy of model.bin rotted: read_bytes and load move it to quarantine/ (as get does) and read
+    the remote's; a stream raises at its end, having moved it aside, so the next read is sound."""
+    mvc_cli("fetch", "model.bin")
+    (obj,) = (clone / ".mvc").glob("cache/objects/*/*")
+
+    def rot() -> None:
+        obj.chmod(0o644)
+        data = bytearray(world.v2)
+        data[len(data) // 2] ^= 1
+        obj.write_bytes(bytes(data))
+
+    rot()
+    assert mvc.read_bytes("model.bin") == world.v2
+    assert not obj.exists() and list((clone / ".mvc" / "cache" / "quarantine").iterdir())
+    mvc_cli("fetch", "model.bin")
+    rot()
+    with pytest.raises(CorruptObject), mvc.open("model.bin") as f:
+        f.read()
+    assert not obj.exists()
+    assert mvc.read_bytes("model.bin") == world.v2
+
+
 def test_get_in_a_clone_keeps_its_own_cache(world, clone, mvc_cli, user_cache, tmp_path):
     """Without --repo, get fills the repository's cache, never the user's."""
     mvc_cli("get", "churn#prod", "-o", str(tmp_path / "m.bin"))

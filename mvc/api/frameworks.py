@@ -48,8 +48,9 @@ def load(
     fmt = fmts.by_suffix(name)
     if fmt is not None:  # refuse before any byte is fetched
         fmts.check(fmt, name, framework, trust, device)
-    with read.open(t, remote=remote) as f:
-        return fmts.load_file(f, name=name, framework=framework, trust=trust, device=device)
+    return read.read_twice(
+        t, remote, lambda f: fmts.load_file(f, name=name, framework=framework, trust=trust, device=device)
+    )
 
 
 def save(

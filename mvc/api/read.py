@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mvc import progress as progressmod
 from mvc.api import outputs
@@ -36,6 +37,9 @@ def describe(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> dict[
     return resolve(ref, repo=repo, rev=rev).describe()
 
 
+_T = TypeVar("_T")
+
+
 def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> io.BufferedReader:
     """A binary file object over the model's bytes (readable, seekable), read from the cache when it holds
     them, else streamed from the remote in ranged reads. Raises ``CorruptObject`` before returning the
@@ -50,7 +54,14 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     if odb is not None and t.repo is not None and not odb.exists(p.oid):
         _expand(t, [p.oid])
     if odb is not None and odb.exists(p.oid):
-        raw = reader.VerifiedReader(p.oid, p.size, reader.cache_source(odb, p.oid), t.label, reader.LOCAL_READ)
+        raw = reader.VerifiedReader(
+            p.oid,
+            p.size,
+            reader.cache_source(odb, p.oid),
+            t.label,
+            reader.LOCAL_READ,
+            on_corrupt=lambda: odb.quarantine(p.oid),  # (as get does: the next read goes to the remote)
+        )
         return reader.open_stream(raw, reader.LOCAL_READ)
     remote_ = open_remote(t, remote, odb)
     try:
@@ -72,9 +83,23 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
 
 
 def read_bytes(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> bytes:
-    """The model's bytes, verified (see :func:`open`)."""
-    with open(ref, repo=repo, rev=rev, remote=remote) as f:
-        return f.read()
+    """The model's bytes, verified (see :func:`open`): when the cache's copy is corrupt (moved aside by the
+    read), read once more, from the remote."""
+    return read_twice(resolve(ref, repo=repo, rev=rev), remote, lambda f: f.read())
+
+
+def read_twice(t: Target, remote: str | None, use: Callable[[io.BufferedReader], _T]) -> _T:
+    """use(a stream of t's bytes), again on a new stream when the first read found the cache's copy corrupt and
+    moved it aside (the second then reads from the remote); a remote's corrupt copy is raised at once."""
+    for last in (False, True):
+        try:
+            with open(t, remote=remote) as f:
+                return use(f)
+        except CorruptObject:
+            odb = local_odb(t) if remote is None else None
+            if last or odb is None or odb.exists(t.pointer.oid):
+                raise  # (read from the remote, or the cache could not move its copy aside)
+    raise AssertionError("unreachable")
 
 
 def get(

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mvc.errors import CorruptObject, RemoteObjectMissing
+from mvc.errors import CorruptObject, MvcError, RemoteObjectMissing
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
@@ -46,10 +46,12 @@ class VerifiedReader(io.RawIOBase):
         chunk: int = READ,
         closer: Callable[[], None] | None = None,
         source: str = "",
+        on_corrupt: Callable[[], None] | None = None,
     ):
         import xxhash
 
         self._closer = closer
+        self._on_corrupt = on_corrupt  # called before CorruptObject is raised (the cache moves its copy aside)
         self.source = source  # where the bytes are read, named in the error (a store's file)
         self.oid, self.size, self._read, self.label, self.chunk = oid, size, read_range, label, chunk
         self.name = label
@@ -109,12 +111,20 @@ class VerifiedReader(io.RawIOBase):
     def _get(self, start: int, end: int) -> bytes:
         data = self._read(start, end)
         if len(data) != end - start:
+            self._corrupt()
             raise CorruptObject(
                 f"{self.label} is truncated (object {self.oid} ends before its {self.size} bytes): "
                 "nothing more was returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a "
                 "remote's copy; 'mvc push --verify-remote' for a file stored as chunks)"
             )
         return data
+
+    def _corrupt(self) -> None:
+        if self._on_corrupt is not None:
+            try:
+                self._on_corrupt()
+            except (MvcError, OSError):  # (a read-only cache keeps its copy: the error is raised all the same)
+                pass
 
     def _catch_up(self, until: int) -> None:
         """Hash the bytes skipped by seeks, up to until, so the end can be checked."""
@@ -129,6 +139,7 @@ class VerifiedReader(io.RawIOBase):
         digest = self._hasher.hexdigest()
         if oids.from_digest(digest) != self.oid:
             read = f", read from {self.source}," if self.source else ""
+            self._corrupt()
             raise CorruptObject(
                 f"{self.label} is corrupt (object {self.oid}{read} hashes to xxh128:{digest}): its last bytes were "
                 "not returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a remote's copy; "
