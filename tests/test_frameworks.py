@@ -591,6 +591,10 @@ def test_unknown_bytes_without_a_suffix():
         ("m.safetensors", {"device": "cpu"}, ("device='cpu'", "framework='pt'")),
         ("m.npz", {"device": "cuda"}, ("device='cuda'",)),
         ("m.onnx", {"device": "cpu"}, ("device='cpu'", "onnxruntime")),
+        ("m.pt", {"device": "nodevice"}, ("device='nodevice'", "not a device torch knows")),
+        ("m.safetensors", {"framework": "pt", "device": "gpu9"}, ("device='gpu9'", "not a device torch knows")),
+        ("m.onnx", {"framework": "onnxruntime", "device": "bogus"}, ("device='bogus'", "'cpu' or 'cuda'")),
+        *([] if torch.cuda.is_available() else [("m.pt", {"device": "cuda:0"}, ("no CUDA device", "device='cpu'"))]),
     ],
 )
 def test_framework_and_device_must_apply(name: str, kw: dict, words: tuple[str, ...]):

@@ -127,7 +127,28 @@ def check(fmt: str, name: str, framework: str | None, trust: bool, device: str |
             f"device={device!r} applies to torch tensors and onnxruntime sessions, not to {name} as loaded: "
             "pass framework='pt' (or 'onnxruntime') or no device"
         )
+    if device is not None:
+        _check_device(device, "onnxruntime" if framework == "onnxruntime" else "torch", name)
     return framework
+
+
+def _check_device(device: str, runtime: str, name: str) -> None:
+    """Refuse a device the runtime does not know, or a CUDA one on a machine without CUDA, before any byte is read:
+    said as the device's fault, not as a damaged file."""
+    kind = device.split(":")[0]
+    if runtime == "onnxruntime":
+        if kind not in ("cpu", "cuda"):
+            raise ModelFormatError(f"device={device!r}: an onnxruntime session runs on 'cpu' or 'cuda' (or 'cuda:N')")
+        return
+    torch = need("torch", f"loading {name} on {device}")
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ModelFormatError(
+            f"device={device!r} is not a device torch knows: pass e.g. 'cpu', 'cuda' or 'cuda:0'"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelFormatError(f"device={device!r}, but torch sees no CUDA device on this machine: pass device='cpu'")
 
 
 # -- reading ------------------------------------------------------------------------------------
