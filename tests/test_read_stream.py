@@ -207,6 +207,17 @@ def test_a_corrupt_cache_copy_is_moved_aside_and_read_from_the_remote(world, clo
     assert mvc.read_bytes("model.bin") == world.v2
 
 
+def test_a_remote_that_names_nothing_is_refused_by_every_read(world, user_cache, tmp_path):
+    """remote= a directory that does not exist: open, read_bytes and load say so as get and materialize do, not
+    that the object is missing from it."""
+    from mvc.errors import RemoteNotFound
+
+    url, nowhere = str(world.bare), str(tmp_path / "nowhere")
+    for read in (mvc.open, mvc.read_bytes, mvc.load, mvc.get, mvc.materialize):
+        with pytest.raises(RemoteNotFound, match="does not exist"):
+            read("model.bin", repo=url, remote=nowhere)
+
+
 def test_get_in_a_clone_keeps_its_own_cache(world, clone, mvc_cli, user_cache, tmp_path):
     """Without --repo, get fills the repository's cache, never the user's."""
     mvc_cli("get", "churn#prod", "-o", str(tmp_path / "m.bin"))

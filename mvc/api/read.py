@@ -50,6 +50,8 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     p = t.pointer
     if p.kind != "file":
         raise PathError(f"{t.label} is a directory: use mvc.get or mvc.materialize for a local copy")
+    if remote is not None:
+        _check_remote(t, remote)  # (as get and materialize do)
     odb = local_odb(t) if remote is None else None
     if odb is not None and t.repo is not None and not odb.exists(p.oid):
         _expand(t, [p.oid])
