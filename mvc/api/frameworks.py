@@ -122,9 +122,9 @@ def _numbers(value: Any) -> Any:
         return {k: _numbers(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_numbers(v) for v in value]
-    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", None) == 0:
-        return value.item()
-    return value
+    from mvc.api.training import _plain
+
+    return _plain(value)
 
 
 def _keep(repo: Repo, full: str) -> None:

@@ -70,12 +70,12 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
     """Forget what the journal says the remote holds when an ``mvc gc -r`` deleted from it since (its gc stamp
     changed), or when the remote lost its layout marker (emptied since): an object this clone pushed long ago,
     that no git ref named yet, may be gone (docs/FORMAT.md, "A remote"). One read of a small file (two when
-    there is no stamp), at most once every STAMP_EVERY seconds per remote (so pushes in a row, and the pre-push
-    hook after a push, ask nothing), through the store's reading client; a remote that cannot be reached leaves
-    the journal trusted, as before."""
+    there is no stamp), at most once every STAMP_EVERY seconds per remote (so pushes in a row ask nothing), or
+    now whatever the last read (``fresh``: the pre-push hook), through the store's reading client; a remote that
+    cannot be reached leaves the journal trusted, as before."""
     import time
 
-    from mvc.errors import RemoteNotFound, RemoteObjectMissing
+    from mvc.errors import RemoteNotFound
     from mvc.objects import layout
 
     had, checked = jr.stamp(sp.key)
@@ -86,10 +86,12 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
         t = open_transfer(repo, sp, jr, reading=True)
         wiped = False
         try:
-            stamp: str | None = t.store.get_range(layout.GC_STAMP, 0, layout.MARKER_MAX).decode("ascii", "replace")
-        except (RemoteObjectMissing, RemoteNotFound):
-            stamp = None
-            wiped = had is None and not t.store.exists(layout.MARKER)  # emptied, or its files deleted by hand
+            try:
+                stamp = _read_stamp(t)
+            except RemoteNotFound:
+                stamp = None
+            if stamp is None:  # emptied, or its files deleted by hand
+                wiped = had is None and not t.store.exists(layout.MARKER)
         finally:
             t.close()
     except (MvcError, OSError):

@@ -64,12 +64,6 @@ def collect(*, force: bool = False, grace: str = GRACE) -> dict[str, Any]:
     }
 
 
-def touch(path: str) -> None:
-    """Mark a materialized copy's or a repository's directory as used now (nothing, where it cannot be written)."""
-    with contextlib.suppress(OSError):
-        os.utime(path)
-
-
 def _repo_key(name: str) -> bool:
     return len(name) == 20 and all(c in "0123456789abcdef" for c in name)
 

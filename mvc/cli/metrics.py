@@ -36,17 +36,6 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def json_safe(value: Any) -> Any:
-    """value with NaN and the infinities as null: JSON has no such numbers (jq refuses Python's NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def _union(rows: list[dict[str, Any]], table: str) -> list[str]:
     """Every key of table in rows, newest version's first: the order the columns take."""
     return list(dict.fromkeys(k for r in rows for k in r[table]))
@@ -75,7 +64,7 @@ def metrics(name: str, keys: str | None, with_params: bool, as_json: bool) -> No
 
     rows = table(name, keys=split_keys(keys))
     if as_json:
-        echo_json(json_safe(rows))
+        echo_json(rows)  # (NaN and the infinities as null: echo_json)
         return
     if not rows:
         click.echo(f"{name} has no versions")

@@ -12,7 +12,7 @@ from mvc import git as gitmod
 from mvc.api import lineage
 from mvc.api import registry as api
 from mvc.cli.common import columns, echo_json, human, json_option, repo_option, safe, short, user_url
-from mvc.cli.metrics import cell, json_safe, split_keys
+from mvc.cli.metrics import cell, split_keys
 
 _message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
 _quiet = click.option(
@@ -247,7 +247,7 @@ def _one_model(m: dict[str, Any], as_json: bool) -> None:
     """``mvc registry NAME``: the model's versions, newest first, with the stages each holds now and the values
     of its ``metric_keys``."""
     if as_json:
-        echo_json(json_safe(m))
+        echo_json(m)
         return
     head = f"model {m['name']}" + (f" ({m['path']})" if m["path"] else "")
     if m["deprecated"]:
