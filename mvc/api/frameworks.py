@@ -33,9 +33,8 @@ def load(
     code stored in the file (pickle, joblib, torch pickles beyond tensors). ``device``: torch's map_location,
     or a CUDA provider for onnxruntime. A tracked directory gives a local path to a verified copy."""
     from mvc.api import read
-    from mvc.api.target import resolve
 
-    t = resolve(ref, repo=repo, rev=rev)  # once: a repository by URL is asked once, not per step
+    t = read.target_of(ref, repo=repo, rev=rev, remote=remote)  # once: a repository by URL is asked once, not per step
     info = t.describe()
     name = info["path"].rsplit("/", 1)[-1]
     if info["kind"] == "dir":

@@ -33,8 +33,34 @@ DEFAULT_JOBS = 8  # files of a directory written at once when no remote says oth
 
 # -- reading ----------------------------------------------------------------------------------
 def describe(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> dict[str, Any]:
-    """{path, kind, oid, size, meta, commit?, rev?, repo?} of what ref names; reads no weights."""
-    return resolve(ref, repo=repo, rev=rev).describe()
+    """{path, kind, oid, size, meta, commit?, rev?, repo?, within?} of what ref names; reads no weights (a
+    file inside a tracked directory: that directory's manifest, from the cache or the default remote)."""
+    return target_of(ref, repo=repo, rev=rev).describe()
+
+
+def target_of(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> Target:
+    """What ref names, as ``resolve`` says, where a path may also name one file inside a tracked directory:
+    then that file (``within`` its directory), its oid and size read from the directory's manifest."""
+    t = resolve(ref, repo=repo, rev=rev, inside=True)
+    if not t.sub:
+        return t
+    label = f"the manifest of directory {t.label}"
+    if t.pointer.kind != "dir":
+        raise PathError(f"{t.label} is a file, so {t.path}/{t.sub} names nothing: check the path")
+    if remote is not None:
+        _check_remote(t, remote)
+    odb = t.repo.odb if t.repo is not None else None
+    with _Remote(t, remote, odb) as lazy:
+        entries = mf.loads(_small_object(t, lazy, odb, t.pointer.oid, label), t.pointer.oid)
+    for e in entries:
+        if e.path == t.sub:
+            return t.one_file(e.path, e.oid, e.size, e.executable)
+    below = t.sub + "/"
+    if any(e.path.startswith(below) for e in entries):
+        raise PathError(
+            f"{t.path}/{t.sub} is a directory inside tracked directory {t.label}: get {t.path} whole, or one file of it"
+        )
+    raise PathError(f"{t.path}/{t.sub} is not in tracked directory {t.label} ({len(entries)} files): check the path")
 
 
 _T = TypeVar("_T")
@@ -46,7 +72,7 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     last byte of an object that does not hash to its oid."""
     from mvc.objects import reader
 
-    t = resolve(ref, repo=repo, rev=rev)
+    t = target_of(ref, repo=repo, rev=rev, remote=remote)
     p = t.pointer
     if p.kind != "file":
         raise PathError(f"{t.label} is a directory: use mvc.get or mvc.materialize for a local copy")
@@ -87,7 +113,7 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
 def read_bytes(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> bytes:
     """The model's bytes, verified (see :func:`open`): when the cache's copy is corrupt (moved aside by the
     read), read once more, from the remote."""
-    return read_twice(resolve(ref, repo=repo, rev=rev), remote, lambda f: f.read())
+    return read_twice(target_of(ref, repo=repo, rev=rev, remote=remote), remote, lambda f: f.read())
 
 
 def read_twice(t: Target, remote: str | None, use: Callable[[io.BufferedReader], _T]) -> _T:
@@ -120,8 +146,8 @@ def get(
     URL or with ``remote``, they go straight to out, and into the user's cache only with ``cache``."""
     if repo is None and not isinstance(ref, Target):
         repo = here_as_url()  # a bare repository, a --no-checkout clone: read as by URL
-    t = resolve(ref, repo=repo, rev=rev)  # its errors name a missing model, not a missing path
-    if t.repo is not None and remote is None:
+    t = target_of(ref, repo=repo, rev=rev, remote=remote)  # its errors name a missing model, not a missing path
+    if t.repo is not None and remote is None and not t.within:
         from mvc.api import checkout
         from mvc.format.pointer import SUFFIX
 
@@ -130,9 +156,9 @@ def get(
         return checkout.get(t.path, out, force=force, repo=t.repo, progress=progress, resolved=resolved)
     p = t.pointer
     out = outputs.resolve_out(os.fspath(out), _name(t.path)) if out is not None else _default_out(t.path)
-    outputs.check(out, p.kind, force)
-    if remote is not None:
-        _check_remote(t, remote)
+    outputs.check(out, p.kind, force, t.repo.root if t.repo is not None else None)
+    if remote is not None and not t.within:
+        _check_remote(t, remote)  # (target_of checked it for a file of a directory)
     from mvc.objects.transfer import check_room
 
     check_room(os.path.dirname(out), p.size)  # said before a byte is read, or a directory made (a size may be absurd)
@@ -233,7 +259,7 @@ def _write(
     p = t.pointer
     parent = os.path.dirname(out)
     if p.kind == "file":
-        files = [("", p.oid, p.size, False)]
+        files = [("", p.oid, p.size, t.executable)]
     else:
         entries = mf.loads(_small_object(t, remote, odb, p.oid, f"the manifest of directory {t.label}"), p.oid)
         files = [(e.path, e.oid, e.size, e.executable) for e in entries]
@@ -360,7 +386,7 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
     need a path (``from_pretrained``): ``~/.cache/mvc/models/OID/NAME``, written once per object."""
     from mvc.repo import upstream
 
-    t = resolve(ref, repo=repo, rev=rev)
+    t = target_of(ref, repo=repo, rev=rev, remote=remote)
     dest = os.path.join(upstream.cache_root(), "models", t.pointer.oid, t.path.rsplit("/", 1)[-1])
     if remote is not None:
         _check_remote(t, remote)

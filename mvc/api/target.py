@@ -34,13 +34,16 @@ PASS_REMOTE = "pass --remote URL (in Python: remote=URL)"  # the CLI's words and
 class Target:
     """A resolved reference: the pointer, where it was read, and how to reach its remote."""
 
-    __slots__ = ("commit", "config", "path", "pointer", "repo", "shown", "up")
+    __slots__ = ("commit", "config", "executable", "path", "pointer", "repo", "shown", "sub", "up", "within")
 
     def __init__(self, path: str, pointer: ptrfmt.Pointer, shown: str, commit: str | None):
         self.path, self.pointer, self.shown, self.commit = path, pointer, shown, commit
         self.repo: Repo | None = None
         self.up: Any = None  # an upstream.Upstream when read by URL
         self.config: dict[str, Any] = {}  # .mvc/config.toml at the revision (URL reads)
+        self.sub = ""  # a file of this directory the reference named, not yet looked up (resolve's inside)
+        self.within = ""  # the tracked directory this file is part of (a Target made by one_file)
+        self.executable = False  # such a file's mode in its manifest
 
     @property
     def label(self) -> str:
@@ -64,7 +67,15 @@ class Target:
             d["rev"] = self.shown
         if self.up is not None:
             d["repo"] = self.up.shown
+        if self.within:
+            d["within"] = self.within
         return d
+
+    def one_file(self, sub: str, oid: str, size: int, executable: bool) -> Target:
+        """The file sub of this directory (its oid, size and mode from the manifest), as a Target of its own."""
+        t = Target(f"{self.path}/{sub}", ptrfmt.Pointer("file", oid, size), self.shown, self.commit)
+        t.repo, t.up, t.config, t.within, t.executable = self.repo, self.up, self.config, self.path, executable
+        return t
 
 
 def is_url(repo: RepoArg) -> bool:
@@ -74,29 +85,52 @@ def is_url(repo: RepoArg) -> bool:
 Ref = str | os.PathLike | Target  # a Target: resolved already (one resolution for describe, then open)
 
 
-def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None) -> Target:
+def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: bool = False) -> Target:
     """What ref names: a tracked path (as of rev, default the work tree, or HEAD of a URL), or a registry
-    revision (``NAME@v1.2.3``, ``NAME@latest``, ``NAME#STAGE``). A Target is returned as it is."""
+    revision (``NAME@v1.2.3``, ``NAME@latest``, ``NAME#STAGE``). A Target is returned as it is.
+    inside: a path inside a tracked directory names that directory's Target with ``sub`` set (the file's
+    path in it, which the reader looks up in the manifest), where it is otherwise refused."""
     if isinstance(ref, Target):
         return ref
     ref = os.fspath(ref)
     if is_url(repo):
-        return _resolve_url(ref, os.fspath(repo), rev)  # type: ignore[arg-type]
+        return _resolve_url(ref, os.fspath(repo), rev, inside)  # type: ignore[arg-type]
     from mvc.api.checkout import _model_refs, _pointer_for
 
     if repo is None:
         here = here_as_url()
         if here is not None:
-            return _resolve_url(ref, here, rev)
+            return _resolve_url(ref, here, rev, inside)
     r = open_repo(repo)
     refs = _model_refs(r, [ref], rev)
     shown = rev
+    sub = ""
     if refs:
         shown, ref, rev = refs[0][0], r.abs(refs[0][1]), refs[0][2]
+    elif inside:
+        top = _tracked_above(r, r.rel(ref), rev)
+        if top is not None:
+            ref, sub = r.abs(top), r.rel(ref)[len(top) + 1 :]
     prel, p = _pointer_for(r, ref, rev)
     t = Target(Repo.target_of(prel), p, shown or "", rev)
-    t.repo = r
+    t.repo, t.sub = r, sub
     return t
+
+
+def _tracked_above(r: Repo, rel: str, rev: str | None) -> str | None:
+    """The tracked path (in the work tree, or at rev) that rel lies inside, when rel itself is not tracked."""
+    if rel.endswith(ptrfmt.SUFFIX) or "/" not in rel:
+        return None
+    parts = rel.split("/")
+    above = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+    if rev is None:
+        if os.path.isfile(r.abs(Repo.pointer_of(rel))):
+            return None
+        return next((a for a in above if os.path.isfile(r.abs(Repo.pointer_of(a)))), None)
+    at = r.pointers_at(rev)
+    if Repo.pointer_of(rel) in at:
+        return None
+    return next((a for a in above if Repo.pointer_of(a) in at), None)
 
 
 def here_as_url() -> str | None:
@@ -123,7 +157,7 @@ def here_as_url() -> str | None:
     return top if has and top is not None else None
 
 
-def _resolve_url(ref: str, url: str, rev: str | None) -> Target:
+def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> Target:
     from mvc.repo import models, upstream
 
     up = upstream.Upstream(url)
@@ -157,6 +191,14 @@ def _resolve_url(ref: str, url: str, rev: str | None) -> Target:
     prel = path + ptrfmt.SUFFIX
     blobs = up.blob_ids(commit, [prel, cfgfmt.CONFIG_PATH])  # both in one fetch, where blobs are filtered
     blob = blobs[prel]
+    sub = ""
+    if blob is None and inside and parsed is None and "/" in path:
+        parts = path.split("/")
+        above = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        ids = up.blob_ids(commit, [a + ptrfmt.SUFFIX for a in above])  # one fetch for every level
+        top = next((a for a in above if ids[a + ptrfmt.SUFFIX] is not None), None)
+        if top is not None:
+            path, sub, prel, blob = top, path[len(top) + 1 :], top + ptrfmt.SUFFIX, ids[top + ptrfmt.SUFFIX]
     if blob is None:
         why = models.unknown_ref(ref, up.model_names()) if parsed is None and rev is None else None
         if why is not None:
@@ -167,7 +209,7 @@ def _resolve_url(ref: str, url: str, rev: str | None) -> Target:
         )
     where = f"{prel} at {shown} in {up.shown}"
     t = Target(path, ptrfmt.loads(up.blob(blob), where, URL_FIX), shown, commit)
-    t.up = up
+    t.up, t.sub = up, sub
     cfg = blobs[cfgfmt.CONFIG_PATH]
     if cfg is not None:
         t.config = cfgfmt.loads(up.blob(cfg), f"{cfgfmt.CONFIG_PATH} at {shown} in {up.shown}")

@@ -257,6 +257,7 @@ def get(
 
     \b
     REF is a tracked path (with --rev REV), or a model revision: NAME@vX.Y.Z, NAME#STAGE, NAME@latest.
+    A path inside a tracked directory gets that one file of it.
     With --repo URL nothing is cloned: the revision is resolved with a few git requests (cached in
     ~/.cache/mvc/repos), the weights stream from the repository's remote straight to OUT, verified.
 
