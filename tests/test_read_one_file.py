@@ -121,3 +121,20 @@ def test_refused(world, mvc_cli, mvc_error, tmp_path, monkeypatch):
     assert (work / "data" / "sub" / "nested.txt").read_text() == "my edit\n"
     with pytest.raises(MvcError, match="is part of tracked directory data"):
         mvc.show("data/sub/nested.txt")  # a version's record is the directory's
+
+
+def test_a_repo_given_from_elsewhere_names_paths_from_its_root(world, tmp_path, monkeypatch):
+    """A serving process outside the work tree passes mvc.Repo(ROOT): relative paths are that root's (inside the
+    work tree they stay the current directory's, as on the command line)."""
+    work = tmp_path / "work"
+    git(tmp_path, "clone", "-q", str(world.src), str(work))
+    r = mvc.Repo(str(work))
+    monkeypatch.chdir(tmp_path / "here")  # outside the work tree
+    assert mvc.read_bytes("model.bin", repo=r) == world.v2
+    assert mvc.read_bytes("model.bin.mvc", repo=r, rev="HEAD~1") == world.v1
+    assert mvc.read_bytes("churn#prod", repo=r) == world.v1
+    assert mvc.read_bytes("data/sub/nested.txt", repo=r) == want(world, "data/sub/nested.txt")
+    assert mvc.describe(str(work / "data"), repo=r)["kind"] == "dir"
+    monkeypatch.chdir(work / "data" if (work / "data").is_dir() else work)
+    with pytest.raises(PathError, match="not tracked"):
+        mvc.describe("nope.bin", repo=r)

@@ -107,7 +107,9 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     sub = ""
     if refs:
         shown, ref, rev = refs[0][0], r.abs(refs[0][1]), refs[0][2]
-    elif inside:
+    elif repo is not None and not os.path.isabs(ref) and not _inside(os.getcwd(), r.root):
+        ref = r.abs(ref)  # a serving process elsewhere names a path of the Repo it gives from that Repo's root
+    if not refs and inside:
         top = _tracked_above(r, r.rel(ref), rev)
         if top is not None:
             ref, sub = r.abs(top), r.rel(ref)[len(top) + 1 :]
@@ -115,6 +117,11 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     t = Target(Repo.target_of(prel), p, shown or "", rev)
     t.repo, t.sub = r, sub
     return t
+
+
+def _inside(path: str, root: str) -> bool:
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+    return rel != os.pardir and not rel.startswith(os.pardir + os.sep)
 
 
 def _tracked_above(r: Repo, rel: str, rev: str | None) -> str | None:
