@@ -153,6 +153,34 @@ def test_gc_of_the_user_cache_keeps_what_reads_use(world, user_cache, mvc_cli):
     assert Path(mvc.materialize("churn#prod", repo=url)).read_bytes() == world.v1
 
 
+def test_gc_of_the_user_cache_drops_records_of_copies_gone_or_changed(world, user_cache, mvc_cli, mvc_error, tmp_path):
+    """written/ remembers the directories mvc get wrote (what --force may replace): a record whose copy is gone or
+    was changed since goes with gc --user-cache once older than the grace; one whose copy is as written stays."""
+    url = str(world.bare)
+    copies = [tmp_path / name for name in ("kept", "gone", "changed")]
+    for d in copies:
+        mvc_cli("get", "--repo", url, "data", "-o", str(d))
+    records = sorted((user_cache / "written").glob("?" * 32))
+    assert len(records) == 3
+    shutil.rmtree(copies[1])
+    (copies[2] / "mine.txt").write_text("my notes\n")
+    old = time.time() - 30 * 86400
+    for p in records:
+        os.utime(p, (old, old))
+    r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "7d", "--json").stdout)
+    assert r["dry_run"] and r["entries"] == 2 and len(list((user_cache / "written").glob("?" * 32))) == 3
+    mvc_cli("gc", "--user-cache", "--grace", "7d", "--force")
+    assert len(list((user_cache / "written").glob("?" * 32))) == 1
+    mvc_cli("get", "--repo", url, "data", "-o", str(copies[0]), "--force")  # its record kept: still replaced
+    mvc_error("get", "--repo", url, "data", "-o", str(copies[2]), "--force", words=("did not write",))
+    assert (copies[2] / "mine.txt").read_text() == "my notes\n"
+    fresh = tmp_path / "fresh"
+    mvc_cli("get", "--repo", url, "data", "-o", str(fresh))
+    shutil.rmtree(fresh)
+    r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "7d", "--force", "--json").stdout)
+    assert r["entries"] == 0  # a record younger than the grace stays: a get may be about to put its copy there
+
+
 def test_gc_of_the_user_cache_refuses_repository_options(mvc_error):
     assert "--user-cache takes only" in mvc_error("gc", "--user-cache", "--keep-last", "2")
 

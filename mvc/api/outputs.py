@@ -24,6 +24,7 @@ from mvc.errors import PathError
 from mvc.format.pointer import SUFFIX
 
 KEPT = 16  # the last copies remembered for one OUT (writers of one OUT at once each find theirs)
+OUT_TAG = "out:"  # a record's first line: "out:" and the hex of OUT's real path
 started_in: str | None = None  # where the command was typed, when ``mvc -C PATH`` moved the process (cli)
 
 
@@ -135,6 +136,24 @@ def _record_path(out: str) -> str:
     return os.path.join(upstream.cache_root(), "written", key)
 
 
+def record_is_stale(path: str) -> bool:
+    """Whether the record at path (``written/KEY``) no longer serves: its OUT is gone, or changed since every
+    copy it remembers (a --force would refuse it as it is), or it does not say its OUT (an older record)."""
+    try:
+        with open(path, encoding="ascii") as f:
+            known = f.read().split()
+    except (OSError, UnicodeDecodeError):
+        return True
+    where = next((k for k in known if k.startswith(OUT_TAG)), None)
+    try:
+        out = os.fsdecode(bytes.fromhex(where[len(OUT_TAG) :])) if where is not None else None
+    except ValueError:
+        out = None
+    if out is None or _record_path(out) != path or not os.path.isdir(out) or os.path.islink(out):
+        return True
+    return fingerprint(out) not in known
+
+
 def _written(out: str) -> bool:
     try:
         with open(_record_path(out), encoding="ascii") as f:
@@ -159,7 +178,9 @@ def remember(tmp: str, out: str) -> None:
                     known = f.read().split()
             except (OSError, UnicodeDecodeError):
                 known = []
-            known = [*known[-(KEPT - 1) :], fingerprint(tmp)]
+            prints = [k for k in known if not k.startswith(OUT_TAG)]
+            where = OUT_TAG + os.fsencode(os.path.realpath(out)).hex()  # for 'mvc gc --user-cache'
+            known = [where, *prints[-(KEPT - 1) :], fingerprint(tmp)]
             tmp_record = tempfiles.tmp_name(os.path.dirname(path), "written")
             try:
                 with open(tmp_record, "w", encoding="ascii") as f:

@@ -1,8 +1,9 @@
 """``mvc gc --user-cache``: what reads without a clone left in the user's cache (docs/FORMAT.md, "The user's
 cache") and no read used for the grace period: the copies ``mvc.materialize`` wrote (``models/OID/``), the
 objects ``--cache`` kept (``cache/objects/``), and the git metadata of repositories read by URL
-(``repos/KEY/``). A dry run unless ``force``. Everything there is fetched again when a read needs it, so
-nothing is lost; ``written/`` and the journal are kept (small, and what ``mvc get --force`` relies on).
+(``repos/KEY/``), and the records of ``written/`` whose copy is gone or changed (what ``mvc get --force`` relies
+on: a record that still serves is kept). A dry run unless ``force``. Everything else there is fetched again
+when a read needs it, so nothing is lost; the journal is kept.
 
 Last use: a materialized copy's and a repository's directory is touched by every read that uses it; an object
 of ``cache/`` counts its last access as the file system records it (``relatime``: at most a day late; on a
@@ -39,6 +40,10 @@ def collect(*, force: bool = False, grace: str = GRACE) -> dict[str, Any]:
         ("materialized copies (models/)", _dirs(os.path.join(root, "models"), oids.is_oid)),
         ("objects kept by --cache (cache/)", _objects(os.path.join(root, "cache"))),
         ("git metadata of repositories read by URL (repos/)", _dirs(os.path.join(root, "repos"), _repo_key)),
+        (
+            "records of copies mvc get wrote that are gone or changed (written/)",
+            _records(os.path.join(root, "written")),
+        ),
     ):
         n = size = 0
         for path, used in entries:
@@ -46,7 +51,7 @@ def collect(*, force: bool = False, grace: str = GRACE) -> dict[str, Any]:
                 kept += 1
                 continue
             got = _size(path)
-            if force and not _remove(path, before, repos=kind.startswith("git")):
+            if force and not _remove(path, before, kind):
                 kept += 1
                 continue
             n += 1
@@ -81,6 +86,36 @@ def _dirs(top: str, ours: Callable[[str], bool]) -> list[tuple[str, float]]:
                 if statmod.S_ISDIR(st.st_mode):
                     out.append((e.path, st.st_mtime))
     return out
+
+
+def _records(top: str) -> list[tuple[str, float]]:
+    """(path, last use) of the records of ``written/`` (named as mvc names them): a record that still serves a
+    copy at its OUT counts as used now (kept); a stale one, as of its last write."""
+    from mvc.api import outputs
+
+    out: list[tuple[str, float]] = []
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for e in os.scandir(top):
+            if len(e.name) != 32 or any(c not in "0123456789abcdef" for c in e.name):
+                continue
+            with contextlib.suppress(OSError):
+                st = e.stat(follow_symlinks=False)
+                if statmod.S_ISREG(st.st_mode):
+                    out.append((e.path, st.st_mtime if outputs.record_is_stale(e.path) else now))
+    return out
+
+
+def _unrecord(path: str, before: float) -> bool:
+    """Delete a stale record under the lock its writers take, unless a get wrote it since it was looked at."""
+    try:
+        with lock.locked(os.path.join(os.path.dirname(path), "lock"), "the record of copies mvc get wrote"):
+            if os.stat(path).st_mtime >= before:
+                return False
+            os.unlink(path)
+    except OSError:
+        return False
+    return True
 
 
 def _objects(cache: str) -> list[tuple[str, float]]:
@@ -120,9 +155,12 @@ def _size(path: str) -> int:
     return total
 
 
-def _remove(path: str, before: float, repos: bool) -> bool:
+def _remove(path: str, before: float, kind: str) -> bool:
     """Delete one entry unless a read used it since it was looked at; a directory is first renamed aside (a
     reader never sees half of it). A repository's is taken under the lock its fetches hold."""
+    if kind.startswith("records"):
+        return _unrecord(path, before)
+    repos = kind.startswith("git")
     try:
         if not os.path.isdir(path):
             os.unlink(path)

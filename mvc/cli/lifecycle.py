@@ -83,7 +83,7 @@ def gc(
     by rebuilding it before its whole copy goes; commands that need one rebuild it whole. With
     --user-cache, the user's cache of reads without a clone is collected instead (no repository needed):
     materialized copies, objects kept by --cache and repositories' git metadata that no read used within
-    --grace (a read fetches them again).
+    --grace (a read fetches them again), and the records of copies mvc get wrote that are gone or changed.
 
     \b
     Example:
