@@ -19,8 +19,8 @@ from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
 from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked
-from mvc.repo.selection import load_pointer, not_utf8, select, user_paths
-from mvc.repo.worktree import File, entries_of, hash_of, look, old_manifest, scan_dir, total
+from mvc.repo.selection import check_is_pointer, load_pointer, not_utf8, select, user_paths
+from mvc.repo.worktree import File, entries_of, look, scan_dir, total
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 
@@ -230,6 +230,7 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
         if rel.startswith(t + "/"):
             raise PathError(f"{shown} is inside {t}, which mvc already tracks: re-add {t} instead")
         if t.startswith(rel + "/"):
+            check_is_pointer(repo, Repo.pointer_of(t), f"so {shown} cannot be added as it is")
             raise PathError(
                 f"{shown} contains {t}, which mvc tracks on its own: "
                 f"run 'mvc remove {t}' first, or add a different directory"
@@ -436,65 +437,3 @@ def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, An
         return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
     at_rev = repo.pointers_at(rev)
     return [describe(prel, load_pointer(repo, prel, data)) for prel, data in sorted(at_rev.items())]
-
-
-def unprotect(
-    paths: Iterable[str], *, repo: Repo | None = None, progress: progressmod.Factory = progressmod.null
-) -> list[str]:
-    """Replace cache links (hardlink/symlink) by writable copies so the files can be edited in place."""
-    repo = open_repo(repo)
-    paths = user_paths(paths)
-    if not paths:
-        raise PathError("name the tracked files or directories to unprotect, e.g. 'mvc unprotect model.pt'")
-    done = []
-    for prel in select(repo, paths, repo.git.ls_pointers()):
-        rel = Repo.target_of(prel)
-        full = repo.check_inside(rel)
-        if not os.path.lexists(full):
-            continue
-        executable: dict[str, bool] = {}
-        if os.path.isdir(full) and not os.path.islink(full):
-            files = {f"{rel}/{sub}": f for sub, f in scan_dir(repo, rel, full).items()}
-            executable = {f"{rel}/{sub}": e.executable for sub, e in old_manifest(repo, rel).items()}
-        else:
-            files = {rel: look(repo, rel, full, os.lstat(full), None)}
-        for frel, f in files.items():
-            if not f.linked:
-                continue
-            if f.oid is None and statmod.S_ISLNK(f.st.st_mode):  # its object edited through the link: kept as is
-                storing.detach_edited(repo, f)
-                done.append(frel)
-                continue
-            oid = f.oid if statmod.S_ISLNK(f.st.st_mode) else hash_of(repo, frel, f, progressmod.NULL)
-            if oid is None:
-                continue
-            bar = progress(f"unprotecting {frel}", os.path.getsize(f.full))
-            try:
-                repo.odb.export(oid, f.full, ("copy",), executable=executable.get(frel, False), progress=bar.update)
-            finally:
-                bar.close()
-            done.append(frel)
-    repo.state.flush()
-    return done
-
-
-def remove(paths: Iterable[str], *, stage: bool = True, repo: Repo | None = None) -> list[str]:
-    """Stop tracking paths: delete their pointers and .gitignore entries; files and cache stay."""
-    repo = open_repo(repo)
-    paths = user_paths(paths)
-    if not paths:
-        raise PathError("name the tracked paths to stop tracking, e.g. 'mvc remove model.pt'")
-    in_dir = "to drop it from the directory, delete it and run 'mvc add {dir}'"
-    chosen = select(repo, paths, repo.git.ls_pointers(), in_dir=in_dir)
-    gitignores.check(repo, [Repo.target_of(prel) for prel in chosen])
-    ignores = []
-    for prel in chosen:
-        rel = Repo.target_of(prel)
-        os.unlink(repo.check_inside(prel))
-        gi_rel = gitignores.drop(repo, rel)
-        if gi_rel is not None:
-            ignores.append(gi_rel)
-    if stage and chosen:
-        repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){p}" for p in chosen])
-        repo.git.stage(dict.fromkeys(ignores))
-    return [Repo.target_of(p) for p in chosen]

@@ -333,7 +333,9 @@ def unprotect(paths: tuple[str, ...], quiet: bool) -> None:
     Example:
       mvc unprotect model.safetensors && python finetune.py && mvc add model.safetensors
     """
-    for rel in api.unprotect(paths, progress=bars(quiet)):
+    from mvc.api import untrack
+
+    for rel in untrack.unprotect(paths, progress=bars(quiet)):
         click.echo(f"unprotected {rel}")
 
 
@@ -383,5 +385,7 @@ def remove(paths: tuple[str, ...], no_stage: bool) -> None:
     Example:
       mvc remove old-model.bin && git commit -m "stop tracking old-model.bin"
     """
-    for rel in api.remove(paths, stage=not no_stage):
+    from mvc.api import untrack
+
+    for rel in untrack.remove(paths, stage=not no_stage):
         click.echo(f"stopped tracking {rel}")

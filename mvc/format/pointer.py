@@ -84,7 +84,10 @@ _CONFLICT = re.compile(rb"^<{7}( |$)", re.MULTILINE)  # what git writes into a f
 
 def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> Pointer:
     """Parse a pointer; where names it in errors, fix says what to do (default: restore it from git)."""
-    fix = fix or f"restore it with 'git checkout -- {where}' or re-run 'mvc add'"
+    fix = fix or (
+        f"restore it with 'git checkout -- {where}' or re-run 'mvc add', or rename it if it is a file of yours "
+        "(mvc reads every *.mvc file as a pointer)"
+    )
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         d = tomllib.loads(text)

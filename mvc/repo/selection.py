@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from mvc.errors import PathError, PointerError
+from mvc.errors import MvcError, PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -289,3 +289,16 @@ def objects_for(repo: Repo, pointers: dict[str, bytes]) -> set[str]:
         if repo.odb.exists(moid):
             wanted.read_manifest(repo, moid)
     return set(wanted.files) | set(wanted.manifests)
+
+
+def check_is_pointer(repo: Repo, prel: str, so: str) -> None:
+    """Refuse a work-tree file prel that does not parse as a pointer: a file of the user's named ``*.mvc``."""
+    try:
+        with open(repo.abs(prel), "rb") as f:
+            ptrfmt.loads(f.read(), prel)
+    except (OSError, MvcError):
+        if os.path.isfile(repo.abs(prel)):
+            raise PathError(
+                f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
+                "*.mvc file as a pointer)"
+            ) from None
