@@ -35,3 +35,37 @@ def test_remove_still_deletes_its_own_pointers(repo: Path, mvc_cli):
     git(repo, "commit", "-q", "-m", "m")
     mvc_cli("remove", "m.bin")
     assert not (repo / "m.bin.mvc").exists() and (repo / "m.bin").exists()
+
+
+# -- names mvc prints: one line each, whatever they hold ----------------------------------------------------
+def test_mv_refuses_names_add_refuses(repo: Path, mvc_cli, mvc_error):
+    import os
+
+    make_file(repo / "e.bin", 5)
+    mvc_cli("add", "e.bin")
+    git(repo, "commit", "-q", "-m", "e")
+    mvc_error("mv", "e.bin", os.fsdecode(b"bad\xff"), words=("not a valid UTF-8 name",))
+    mvc_error("mv", "e.bin", "n\nl", words=("$'n\\x0al' has a control character",))
+    assert (repo / "e.bin.mvc").exists() and git(repo, "diff", "--cached", "--name-only") == ""
+    mvc_cli("status")  # still usable
+
+
+def test_names_in_a_directory_cannot_forge_lines(repo: Path, mvc_cli, mvc_error):
+    make_file(repo / "d" / "a.bin", 10)
+    make_file(repo / "d" / "b.bin", 10, seed=1)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "d")
+    forged = "x\n    modified:  d:a.bin"
+    (repo / "d" / forged).write_text("evil\n")
+    (repo / "d" / "\x1b[31mRED").write_text("esc\n")
+    out = mvc_cli("status", "--files").stdout
+    assert "\x1b" not in out and not any(line.startswith("    modified:  d:a.bin") for line in out.splitlines())
+    assert "$'d/x\\x0a    modified:  d:a.bin'" in out and "$'d/\\x1b[31mRED'" in out
+    (repo / "d" / forged).unlink()
+    (repo / "d" / "\x1b[31mRED").unlink()
+    (repo / "d" / "b\nc.bin").write_text("mine, not added\n")  # a file checkout would remove: not in the cache
+    line = mvc_error("checkout", "d", words=("has changes that are not in the cache",))
+    assert "$'d/b\\x0ac.bin'" in line
+    out = mvc_cli("checkout", "--force", "d").stdout
+    assert "kept the replaced content of $'d/b\\x0ac.bin' in the cache as" in out
+    assert not (repo / "d" / "b\nc.bin").exists()

@@ -99,7 +99,7 @@ def checkout(
             rel = unsafe[0][0]
             more = f" (and {len(unsafe) - 1} more)" if len(unsafe) > 1 else ""
             raise WorkspaceModified(
-                f"{rel}{more} has changes that are not in the cache: run 'mvc add' to keep "
+                f"{quoted(rel)}{more} has changes that are not in the cache: run 'mvc add' to keep "
                 "them, or 'mvc checkout --force' to replace them (their content is kept in the cache)"
             )
         ensure_objects(

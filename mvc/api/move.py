@@ -10,10 +10,10 @@ from typing import Any
 from mvc.errors import PathError
 from mvc.format import config as cfgfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
-from mvc.format.pointer import SUFFIX
+from mvc.format.pointer import SUFFIX, has_control
 from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo, quoted
-from mvc.repo.selection import load_pointer
+from mvc.repo.selection import load_pointer, not_utf8
 from mvc.storage.lock import locked
 
 
@@ -84,6 +84,14 @@ def _target(repo: Repo, path: str) -> str:
 
 
 def _check_new(repo: Repo, src: str, dst: str, shown: str, others: list[str]) -> None:
+    """Refuse a destination mvc add would refuse, or that would clash with what is there (said on one line)."""
+    if not_utf8(dst):  # as add refuses it: every later command would refuse the pointer
+        raise PathError(f"{os.fsencode(shown)!r} is not a valid UTF-8 name: choose another path")
+    if has_control(dst):
+        raise PathError(
+            f"{quoted(shown)} has a control character in its name, which .gitignore cannot hold: choose another path"
+        )
+    shown = quoted(shown)
     if dst == src:
         raise PathError(f"{shown} is where {src} is already: name another path")
     why = repo.untrackable(dst)

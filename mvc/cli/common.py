@@ -118,17 +118,24 @@ def user_url(url: str) -> str:
     return url if there == expanded else os.path.relpath(there)
 
 
+def shown_path(path: str) -> str:
+    """A path of the work tree for a line of output: bytes that are not UTF-8 escaped (\\xff), and a name with a
+    control character (a newline, a terminal escape) in the shell's $'...' quoting: it cannot forge a line."""
+    from mvc.repo.repository import quoted
+
+    return quoted(os.fsencode(path).decode("utf-8", "backslashreplace"))
+
+
 def echo_checkout(rows: list[dict[str, Any]]) -> None:
     """What checkout (and pull) did per path; with --rev, which pointers it staged and how to undo that."""
     import shlex
 
     for r in rows:
         for k in r["kept"]:
-            # a removed file's name may hold bytes that are not UTF-8: shown escaped, not a crash
-            shown = os.fsencode(k["path"]).decode("utf-8", "backslashreplace")
-            click.echo(f"kept the replaced content of {shown} in the cache as {k['oid']}")
+            # a removed file's name may hold bytes that are not UTF-8, or a newline: shown escaped
+            click.echo(f"kept the replaced content of {shown_path(k['path'])} in the cache as {k['oid']}")
         if r["action"] != "unchanged":
-            click.echo(f"restored {r['path']} ({short(r['oid'])})")
+            click.echo(f"restored {shown_path(r['path'])} ({short(r['oid'])})")
     for r in rows:
         if r.get("staged"):
             if r["head"] == "same":  # back to what HEAD has: nothing to undo

@@ -17,6 +17,7 @@ from mvc.cli.common import (
     repo_option,
     rev_option,
     short,
+    shown_path,
     start_dir,
     user_path,
     user_url,
@@ -179,7 +180,7 @@ def _echo_changes(path: str, changes: dict[str, list[str]] | None) -> None:
         return
     for what in ("added", "removed", "modified"):
         for sub in changes[what]:
-            click.echo(f"    {what + ':':<10} {path}/{sub}")
+            click.echo(f"    {what + ':':<10} {shown_path(f'{path}/{sub}')}")
 
 
 @click.command()
