@@ -172,6 +172,22 @@ def main_worktree(root: str) -> str | None:
     return os.path.dirname(common) if os.path.basename(common) == ".git" else None
 
 
+def open_pygit2(path: str) -> Any:
+    """pygit2's Repository at path; git's refusal of a repository another user owns, as git says it."""
+    import pygit2
+
+    try:
+        return pygit2.Repository(path)
+    except pygit2.GitError as e:
+        if "not owned by current user" not in str(e):
+            raise
+        top = os.path.abspath(path).removesuffix(os.sep + ".git").removesuffix(os.sep + ".git" + os.sep)
+        raise GitError(
+            f"git refuses the repository at {top}: another user owns it (dubious ownership); if you trust it, run "
+            f"'git config --global --add safe.directory {top}'"
+        ) from None
+
+
 def discover(start: str) -> str:
     """Like find_worktree, but asks libgit2 (handles GIT_DIR, worktrees, bare repos)."""
     import pygit2
@@ -179,7 +195,7 @@ def discover(start: str) -> str:
     found = pygit2.discover_repository(start)
     if not found:
         raise NotAGitRepo(f"{start} is not inside a git repository: run 'git init' first (or cd into one)")
-    repo = pygit2.Repository(found)
+    repo = open_pygit2(found)
     if repo.is_bare or not repo.workdir:
         raise NotAGitRepo(f"{found} is a bare git repository: run mvc inside a work tree")
     return os.path.normpath(repo.workdir)
@@ -270,9 +286,7 @@ class Git:
     @property
     def repo(self) -> Any:
         if self._repo is None:
-            import pygit2
-
-            self._repo = pygit2.Repository(self.root)
+            self._repo = open_pygit2(self.root)
         return self._repo
 
     def resolve(self, rev: str) -> Any:

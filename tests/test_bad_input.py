@@ -795,3 +795,12 @@ def test_a_repo_opened_below_its_root_names_the_root(repo):
     with pytest.raises(NotInitialized, match="is not the repository's root") as e:
         mvc.Repo(str(repo / "models"))
     assert "mvc init" not in str(e.value) and str(repo) in str(e.value)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a repository another user owns takes root")
+def test_a_repository_another_user_owns_says_safe_directory(gitrepo, mvc_error):
+    """git refuses a repository another user owns (a bind mount in a container): one line with git's fix."""
+    for p in [gitrepo, *gitrepo.rglob("*")]:
+        os.lchown(p, 65534, 65534)
+    mvc_error("init", words=("another user owns it", f"safe.directory {gitrepo}"))
+    assert not (gitrepo / ".mvc").exists()
