@@ -8,6 +8,8 @@ from pathlib import Path
 
 from conftest import git, make_file
 
+import mvc
+
 
 # -- a file of the user's whose name ends in .mvc ----------------------------------------------------------
 def test_remove_never_deletes_a_file_that_is_not_a_pointer(repo: Path, mvc_error):
@@ -69,3 +71,17 @@ def test_names_in_a_directory_cannot_forge_lines(repo: Path, mvc_cli, mvc_error)
     out = mvc_cli("checkout", "--force", "d").stdout
     assert "kept the replaced content of $'d/b\\x0ac.bin' in the cache as" in out
     assert not (repo / "d" / "b\nc.bin").exists()
+
+
+def test_a_path_named_as_a_registry_revision_is_never_picked_silently(repo: Path, mvc_cli, mvc_error, tmp_path):
+    (repo / "at@v1.0.0").write_text("the file\n")
+    (repo / "model.bin").write_text("the model\n")
+    mvc_cli("add", "at@v1.0.0", "model.bin")
+    mvc_cli("add", "model.bin", "--name", "at")
+    git(repo, "commit", "-q", "-m", "two")
+    mvc_cli("register", "at", "v1.0.0")
+    for cmd in (("get", "at@v1.0.0", "-o", str(tmp_path / "o")), ("show", "at@v1.0.0"), ("checkout", "at@v1.0.0")):
+        mvc_error(*cmd, words=("names both a path here and a registry revision", "./at@v1.0.0"))
+    mvc_cli("get", "./at@v1.0.0", "-o", str(tmp_path / "file"))
+    assert (tmp_path / "file").read_text() == "the file\n"
+    assert mvc.describe("at@v1.0.0", repo=str(repo))["path"] == "model.bin"  # by URL: the registry's

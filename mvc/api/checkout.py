@@ -15,14 +15,14 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api import outputs
-from mvc.errors import MvcError, PathError, RegistryError, WorkspaceModified
+from mvc.errors import MvcError, PathError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import LOCK
 from mvc.objects import manifest as mf
 from mvc.repo import ignores as gitignores
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
-from mvc.repo.selection import load_pointer, select, untracked, user_paths
+from mvc.repo.selection import load_pointer, model_refs, pointer_for, select, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
 from mvc.storage import fileio
@@ -55,7 +55,7 @@ def checkout(
     A path may be a registry revision (``churn#prod``, ``churn@v1.2.0``): that model's path at that revision."""
     repo = open_repo(repo)
     paths = user_paths(paths)
-    refs = _model_refs(repo, paths, rev)
+    refs = model_refs(repo, paths, rev)
     if refs:
         done: list[dict[str, Any]] = []
         for commit in dict.fromkeys(c for _, _, c in refs):
@@ -396,47 +396,6 @@ def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:
         )
 
 
-def _model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str, str]]:
-    """[(the user's text, model path, commit)] when paths are registry revisions rather than paths, else []."""
-    maybe = [
-        p for p in paths if ("@" in p or "#" in p) and not os.path.lexists(p) and not os.path.lexists(p + ptrfmt.SUFFIX)
-    ]
-    if not maybe:
-        return []
-    from mvc.repo import models
-
-    refs = [(p, models.model_ref(repo.git, p)) for p in maybe]
-    found = [(p, r) for p, r in refs if r is not None]
-    if not found:
-        if rev is None:  # no such path: a registry revision mistyped, or of a model this repository lacks?
-            names = models.load(repo.git).names()
-            why = next((w for p in maybe if (w := models.unknown_ref(p, names)) is not None), None)
-            if why is not None:
-                raise RegistryError(why)
-        return []
-    if len(found) != len(paths):
-        other = next(p for p in paths if p not in dict(found))
-        raise PathError(
-            f"{other} is not a model revision like {found[0][0]}: give paths and model revisions in separate commands"
-        )
-    if rev is not None:
-        raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
-    return [(text, path, commit) for text, (path, commit) in found]
-
-
-def _pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Pointer]:
-    rel = repo.rel(path)
-    prel = rel if rel.endswith(ptrfmt.SUFFIX) else Repo.pointer_of(rel)
-    if rev is None:
-        if not os.path.isfile(repo.abs(prel)):
-            raise untracked(repo, Repo.target_of(prel), path, repo.git.ls_pointers(), None)
-        return prel, load_pointer(repo, prel)
-    at_rev = repo.pointers_at(rev)
-    if prel not in at_rev:
-        raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
-    return prel, load_pointer(repo, prel, at_rev[prel], rev)
-
-
 def get(
     path: str | os.PathLike,
     out: str | os.PathLike,
@@ -455,11 +414,11 @@ def get(
         prel, p, shown_rev = resolved
     else:
         path = os.fspath(path)
-        refs = _model_refs(repo, [path], rev)
+        refs = model_refs(repo, [path], rev)
         shown_rev = rev
         if refs:
             shown_rev, path, rev = refs[0][0], repo.abs(refs[0][1]), refs[0][2]
-        prel, p = _pointer_for(repo, path, rev)
+        prel, p = pointer_for(repo, path, rev)
     rel = Repo.target_of(prel)
     at = f" at {shown_rev}" if shown_rev else ""
     out = os.path.abspath(out)

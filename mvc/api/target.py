@@ -95,14 +95,14 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     ref = os.fspath(ref)
     if is_url(repo):
         return _resolve_url(ref, os.fspath(repo), rev, inside)  # type: ignore[arg-type]
-    from mvc.api.checkout import _model_refs, _pointer_for
+    from mvc.repo.selection import model_refs, pointer_for
 
     if repo is None:
         here = here_as_url()
         if here is not None:
             return _resolve_url(ref, here, rev, inside)
     r = open_repo(repo)
-    refs = _model_refs(r, [ref], rev)
+    refs = model_refs(r, [ref], rev)
     shown = rev
     sub = ""
     if refs:
@@ -113,7 +113,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
         top = _tracked_above(r, r.rel(ref), rev)
         if top is not None:
             ref, sub = r.abs(top), r.rel(ref)[len(top) + 1 :]
-    prel, p = _pointer_for(r, ref, rev)
+    prel, p = pointer_for(r, ref, rev)
     t = Target(Repo.target_of(prel), p, shown or "", rev)
     t.repo, t.sub = r, sub
     return t

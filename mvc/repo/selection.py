@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from mvc.errors import MvcError, PathError, PointerError
+from mvc.errors import MvcError, PathError, PointerError, RegistryError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -302,3 +302,57 @@ def check_is_pointer(repo: Repo, prel: str, so: str) -> None:
                 f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
                 "*.mvc file as a pointer)"
             ) from None
+
+
+def model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str, str]]:
+    """[(the user's text, model path, commit)] when paths are registry revisions rather than paths, else []."""
+    texts = [p for p in paths if ("@" in p or "#" in p) and not p.startswith("./")]  # ./NAME@v1: a path, said so
+    if not texts:
+        return []
+    from mvc.repo import models
+
+    maybe = [p for p in texts if not os.path.lexists(p) and not os.path.lexists(p + ptrfmt.SUFFIX)]
+    for p in texts:
+        if p not in maybe and registered(repo, p):  # a file named as a version is: neither is picked silently
+            raise PathError(
+                f"{p} names both a path here and a registry revision: write ./{p} for the path, or rename it"
+            )
+    refs = [(p, models.model_ref(repo.git, p)) for p in maybe]
+    found = [(p, r) for p, r in refs if r is not None]
+    if not found:
+        if rev is None:  # no such path: a registry revision mistyped, or of a model this repository lacks?
+            names = models.load(repo.git).names()
+            why = next((w for p in maybe if (w := models.unknown_ref(p, names)) is not None), None)
+            if why is not None:
+                raise RegistryError(why)
+        return []
+    if len(found) != len(paths):
+        other = next(p for p in paths if p not in dict(found))
+        raise PathError(
+            f"{other} is not a model revision like {found[0][0]}: give paths and model revisions in separate commands"
+        )
+    if rev is not None:
+        raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
+    return [(text, path, commit) for text, (path, commit) in found]
+
+
+def registered(repo: Repo, text: str) -> bool:
+    from mvc.repo import models
+
+    try:
+        return models.model_ref(repo.git, text) is not None
+    except MvcError:
+        return False
+
+
+def pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Pointer]:
+    rel = repo.rel(path)
+    prel = rel if rel.endswith(ptrfmt.SUFFIX) else Repo.pointer_of(rel)
+    if rev is None:
+        if not os.path.isfile(repo.abs(prel)):
+            raise untracked(repo, Repo.target_of(prel), path, repo.git.ls_pointers(), None)
+        return prel, load_pointer(repo, prel)
+    at_rev = repo.pointers_at(rev)
+    if prel not in at_rev:
+        raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
+    return prel, load_pointer(repo, prel, at_rev[prel], rev)
