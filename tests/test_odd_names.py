@@ -85,3 +85,23 @@ def test_a_path_named_as_a_registry_revision_is_never_picked_silently(repo: Path
     mvc_cli("get", "./at@v1.0.0", "-o", str(tmp_path / "file"))
     assert (tmp_path / "file").read_text() == "the file\n"
     assert mvc.describe("at@v1.0.0", repo=str(repo))["path"] == "model.bin"  # by URL: the registry's
+
+
+# -- file types -------------------------------------------------------------------------------------------
+def test_a_tracked_empty_directory_is_restored(repo: Path, mvc_cli, tmp_path, monkeypatch):
+    (repo / "e").mkdir()
+    mvc_cli("add", "e")
+    git(repo, "commit", "-q", "-m", "e")
+    (repo / "e").rmdir()
+    assert "missing from workspace" in mvc_cli("status").stdout
+    assert "restored e" in mvc_cli("checkout").stdout
+    assert (repo / "e").is_dir() and "up to date" in mvc_cli("status").stdout
+    assert "restored" not in mvc_cli("checkout").stdout
+    mvc_cli("remote", "add", "o", str(tmp_path / "store"), "--default")
+    git(repo, "commit", "-q", "-m", "remote")
+    mvc_cli("push")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    mvc_cli("pull")
+    assert (clone / "e").is_dir()

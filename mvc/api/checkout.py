@@ -41,6 +41,7 @@ class _Plan:
         self.removals: list[str] = []  # workspace files whose content is in the cache
         self.unsafe: list[tuple[str, str]] = []  # (relpath, full) not in the cache
         self.clear_dir = False  # a directory stands where the file goes
+        self.make_dir = False  # a tracked directory with no files (its manifest empty) is missing: made
 
 
 def checkout(
@@ -256,6 +257,7 @@ def _plan(
         files: dict[str, File] = {}
     else:
         files = scan_dir(repo, rel, full) if st is not None else {}
+    plan.make_dir = not want and (st is None or not statmod.S_ISDIR(st.st_mode))
     extra = {sub: f for sub, f in files.items() if sub not in want}
     _plan_removals(repo, rel, extra, plan, progress)
     bar = progress(f"checking {rel}", total(f for sub, f in files.items() if sub in want))
@@ -345,7 +347,10 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         # a chmod moves the ctime: record the file again, if nothing can have written to it since it was hashed
         if known is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == (was.st_ino, was.st_mtime_ns, was.st_size):
             repo.state.put(_rel(repo, target), os.stat(target), known)
-    action = "restored" if plan.writes or plan.removals or plan.chmods else "unchanged"
+    if plan.make_dir:
+        repo.check_inside(plan.rel)
+        os.makedirs(plan.full, exist_ok=True)
+    action = "restored" if plan.writes or plan.removals or plan.chmods or plan.make_dir else "unchanged"
     return {"path": plan.rel, "kind": plan.pointer.kind, "oid": plan.pointer.oid, "action": action, "kept": kept}
 
 
