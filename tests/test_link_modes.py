@@ -266,3 +266,18 @@ def test_an_object_edited_through_its_symlink_is_seen_and_the_edit_kept(repo, mv
         assert json.loads(mvc_cli("status", "--json").stdout)[0]["workspace"] == "modified"
     if then != "status":
         assert len(list((repo / ".mvc" / "cache" / "quarantine").iterdir())) == 1
+
+
+@pytest.mark.parametrize("kind", ["hardlink", "symlink"])
+def test_a_file_linked_from_elsewhere_is_copied_not_taken(repo, mvc_cli, tmp_path, kind):
+    """A file with another hard link (outside the repository) is not made the cache's object: that name would
+    be made read-only, and an edit through it would change the object."""
+    mvc_cli("config", "cache.type", kind)
+    outside = make_file(tmp_path / "outside.bin", 1000, seed=4)
+    os.link(outside, repo / "m.bin")
+    mvc_cli("add", "m.bin")
+    o = obj(repo, oid_at(repo / "m.bin"))
+    assert os.stat(o).st_ino != os.stat(outside).st_ino and mode(outside) & 0o200  # the outside file as it was
+    with open(outside, "ab") as f:
+        f.write(b"an edit out there")
+    assert "corrupt" not in mvc_cli("verify").stdout

@@ -375,7 +375,9 @@ class ODB:
                         os.close(out)
                         out = None
                         os.unlink(tmp)
-                    if fileio.link(src, tmp, "hardlink"):  # the user's inode becomes the object (symlinked back later)
+                    # the user's inode becomes the object (symlinked back later), unless another name links it too (a
+                    # file outside the repository): made read-only, and an edit there corrupting the cache
+                    if st.st_nlink == 1 and fileio.link(src, tmp, "hardlink"):
                         return oid, how
             if out is None:
                 out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READONLY)
