@@ -804,3 +804,50 @@ def test_a_repository_another_user_owns_says_safe_directory(gitrepo, mvc_error):
         os.lchown(p, 65534, 65534)
     mvc_error("init", words=("another user owns it", f"safe.directory {gitrepo}"))
     assert not (gitrepo / ".mvc").exists()
+
+
+def test_repo_that_names_nothing_is_refused_not_the_current_one(repo, tmp_path):
+    """repo= a missing directory, or a URL given to a verb that works in a clone, was looked for from the current
+    directory up: the current repository answered in its place."""
+    import mvc
+    from mvc.errors import PathError
+
+    for bad in ("no/such/dir", str(tmp_path / "gone"), "https://example.com/x.git", "git@github.com:acme/m.git"):
+        with pytest.raises(PathError, match="repo="):
+            mvc.ls(repo=bad)
+        with pytest.raises(PathError, match="repo="):
+            mvc.status(repo=bad)
+    with pytest.raises(TypeError, match="repo must be"):
+        mvc.ls(repo=5)
+    assert mvc.ls(repo=str(repo)) == mvc.ls()
+
+
+def test_an_empty_path_is_refused_not_taken_for_all(repo, mvc_cli, mvc_error, tmp_path):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "s"), "--default")
+    for cmd in ("remove", "checkout", "status", "unprotect", "push", "fetch"):
+        mvc_error(cmd, "", words=("'' is not a path",))
+    assert (repo / "m.bin.mvc").exists()
+
+
+def test_force_never_replaces_a_device_or_a_fifo(repo, mvc_cli, mvc_error, tmp_path):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin")
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+    mvc_error("get", "m.bin", "-o", str(fifo), "--force", words=("is a FIFO, not a file",))
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    mvc_error("get", "m.bin", "-o", os.devnull, "--force", words=("is a device",))
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+
+
+def test_unset_local_default_leaves_the_shared_one(repo, mvc_cli, mvc_error, tmp_path):
+    mvc_cli("remote", "add", "origin", str(tmp_path / "s"), "--default")
+    git(repo, "commit", "-q", "-m", "remote")
+    mvc_cli("remote", "add", "mine", str(tmp_path / "m"), "--local")
+    mvc_cli("remote", "default", "mine", "--local")
+    mvc_cli("remote", "default", "--unset", "--local")
+    assert mvc_cli("remote", "default").stdout.strip() == "origin"
+    assert git(repo, "diff", "--cached", "--name-only") == ""
+    assert mvc_cli("remote", "default", "--unset", "origin", ok=False).exit_code == 2

@@ -63,7 +63,13 @@ def check(out: str, kind: str, force: bool, work_tree: str | None = None) -> Non
         raise PathError(
             f"{out} already exists: choose another output path, or pass --force (force=True in Python) to replace it"
         )
-    if not (os.path.isdir(out) and not os.path.islink(out)):
+    st = os.lstat(out)
+    if not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode) or statmod.S_ISDIR(st.st_mode)):
+        raise PathError(  # a device (/dev/null), a FIFO, a socket: never replaced by a file
+            f"{out} is {_kind(st.st_mode)}, not a file: --force replaces only a file, a link or a copy mvc wrote; "
+            "choose another output path"
+        )
+    if not statmod.S_ISDIR(st.st_mode):
         return  # a file or a link: --force replaces it
     if kind == "file":
         raise PathError(f"{out} is a directory: give the file's own path, or {out}{os.sep} to write into it")
@@ -72,6 +78,12 @@ def check(out: str, kind: str, force: bool, work_tree: str | None = None) -> Non
             f"{out} is a directory that mvc get did not write, or its files changed since: --force replaces only "
             "a copy mvc wrote; move it away, or choose another output path"
         )
+
+
+def _kind(mode: int) -> str:
+    if statmod.S_ISCHR(mode) or statmod.S_ISBLK(mode):
+        return "a device"
+    return "a FIFO" if statmod.S_ISFIFO(mode) else "a socket" if statmod.S_ISSOCK(mode) else "not a regular file"
 
 
 def make_dirs(parent: str) -> None:

@@ -274,7 +274,7 @@ def set_default(name: str | None, *, local: bool = False, stage: bool = True, re
         spec(repo, name)
         local = local or name not in repo.config.shared.get("remote", {})
         cfgfmt.write_value(config_path(repo, local), "core.remote", name)
-    else:
-        for loc in (False, True):
+    else:  # --local: this machine's default alone; else both (the shared one, and one that would hide it)
+        for loc in (True,) if local else (False, True):
             cfgfmt.write_value(config_path(repo, loc), "core.remote", None)
     return _stage(repo, before, stage)

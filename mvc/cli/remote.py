@@ -181,7 +181,7 @@ def remote_modify(name: str, key: str, value: str | None, local: bool, unset: bo
 @remote.command("default")
 @click.argument("name", required=False)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only).")
-@click.option("--unset", is_flag=True, help="Remove the default.")
+@click.option("--unset", is_flag=True, help="Remove the default (with --local: this machine's alone).")
 @no_stage_option
 def remote_default(name: str | None, local: bool, unset: bool, no_stage: bool) -> None:
     """Show the default remote, or make NAME the default.
@@ -191,8 +191,10 @@ def remote_default(name: str | None, local: bool, unset: bool, no_stage: bool) -
       mvc remote default origin
     """
     if unset:
-        staged = api.set_default(None, stage=not no_stage)
-        click.echo("unset the default remote" + _staged(staged))
+        if name:
+            raise click.UsageError("give either NAME or --unset, not both")
+        staged = api.set_default(None, local=local, stage=not no_stage)
+        click.echo(f"unset the default remote{' of this machine' if local else ''}" + _staged(staged))
     elif name:
         staged = api.set_default(name, local=local, stage=not no_stage)
         click.echo(f"default remote: {name}" + _staged(staged))

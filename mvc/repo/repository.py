@@ -255,7 +255,17 @@ def open_repo(repo: Repo | str | os.PathLike[str] | None) -> Repo:
     if repo is None:
         return Repo.find()
     if isinstance(repo, (str, os.PathLike)):
-        return Repo.find(os.fspath(repo))
+        path = os.fspath(repo)
+        if "://" in path or (":" in path.split("/", 1)[0] and not os.path.exists(path)):
+            raise PathError(
+                f"repo={path!r} is a URL, and this works in a clone only (get, open, read_bytes, describe, materialize, "
+                "load and the registry read by URL): give a path in a work tree"
+            )
+        if not os.path.exists(path):  # (a name that is not there would be looked for from the directory above)
+            raise PathError(f"repo={path!r} does not exist: give a path in a work tree, or a mvc.Repo")
+        return Repo.find(path)
+    if not isinstance(repo, Repo):
+        raise TypeError(f"repo must be a mvc.Repo or a path, not {type(repo).__name__}")
     return repo
 
 

@@ -15,10 +15,12 @@ from mvc.storage import fileio
 
 
 def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
-    """Accept one path or many (so ``mvc.add("model.pt")`` does what it says)."""
-    if isinstance(paths, (str, os.PathLike)):
-        return [os.fspath(paths)]
-    return [os.fspath(p) for p in paths]
+    """Accept one path or many (so ``mvc.add("model.pt")`` does what it says). An empty one is refused, as git
+    refuses it: an unset shell variable (``mvc remove "$OLD"``) must not mean every tracked path."""
+    out = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
+    if any(p in ("", b"") for p in out):
+        raise PathError("'' is not a path: name a tracked path (or '.' for all of them)")
+    return out
 
 
 def matches(prel: str, rels: list[str]) -> bool:
