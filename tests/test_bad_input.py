@@ -851,3 +851,34 @@ def test_unset_local_default_leaves_the_shared_one(repo, mvc_cli, mvc_error, tmp
     assert mvc_cli("remote", "default").stdout.strip() == "origin"
     assert git(repo, "diff", "--cached", "--name-only") == ""
     assert mvc_cli("remote", "default", "--unset", "origin", ok=False).exit_code == 2
+
+
+def test_revs_and_jobs_as_the_api_takes_them(repo, mvc_cli, tmp_path):
+    """revs="HEAD" is one revision (it was four letters); jobs must be 1 or more, in the API as on the CLI."""
+    import mvc
+    from mvc.errors import PathError
+
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "s"), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    assert mvc.push(revs="HEAD")["uploaded"] >= 1
+    assert mvc.verify(revs="HEAD")["problems"] == []
+    assert mvc.gc(revs="HEAD")["dry_run"]
+    for bad in (0, -1, "abc", 1.5, True):
+        with pytest.raises(PathError, match="jobs must be"):
+            mvc.push(jobs=bad)
+    with pytest.raises(PathError, match="a revision is a non-empty string"):
+        mvc.gc(revs=[""])
+    for cmd in (("gc", "-j", "0"), ("verify", "-j", "-1"), ("gc", "-r", "origin", "-j", "0")):
+        assert mvc_cli(*cmd, ok=False).exit_code == 2
+
+
+def test_register_refuses_two_bumps_and_an_empty_rev(repo, mvc_cli, mvc_error):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "m")
+    assert mvc_cli("register", "churn", "--bump-major", "--bump-minor", ok=False).exit_code == 2
+    mvc_error("register", "churn", "--rev", "", words=("''",))
+    mvc_cli("register", "churn", "--bump-minor")
+    assert git(repo, "tag").split() == ["churn@v0.1.0"]

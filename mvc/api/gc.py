@@ -14,6 +14,7 @@ from mvc.errors import GcRefused, PathError
 from mvc.objects import cachepacks
 from mvc.repo import reach as reachmod
 from mvc.repo.repository import Repo, open_repo
+from mvc.repo.selection import user_jobs, user_revs
 
 GRACE = "14d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -31,7 +32,7 @@ def gc(
     *,
     force: bool = False,
     keep_last: int | None = None,
-    revs: list[str] | None = None,
+    revs: str | list[str] | None = None,
     drop_deprecated: bool = False,
     grace: str = GRACE,
     sole_user: bool = False,
@@ -54,6 +55,7 @@ def gc(
     kept in cache packs that hold needed ones)}.
     """
     repo = open_repo(repo)
+    revs, jobs = user_revs(revs), user_jobs(jobs)
     if keep_last is not None and keep_last < 0:
         raise PathError("--keep-last must be 0 or more: the number of versions of each path to keep")
     window = parse_grace(grace)

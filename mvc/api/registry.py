@@ -142,7 +142,7 @@ def register(
         raise RegistryError("pass either a VERSION or a --bump option, not both")
     if bump is not None and bump not in BUMPS:
         raise RegistryError(f"unknown bump {bump!r}: use major, minor or patch")
-    commit = repo.resolve(rev or "HEAD")
+    commit = repo.resolve(rev if rev is not None else "HEAD")
     info = model_at(repo.git, name, commit, repo)
     m = load(repo.git).models.get(name)
     # versions ever registered or deregistered (unregistered commits GTO assigned are named by commit id)
@@ -235,7 +235,7 @@ def assign(
             raise RegistryError(f"{name}@{v.name} was deregistered: assign another version")
         commit = v.commit
     else:
-        commit = repo.resolve(rev or "HEAD")
+        commit = repo.resolve(rev if rev is not None else "HEAD")
         here = [x for x in m.versions.values() if x.commit == commit and x.registered] if m else []
         live = [x for x in here if x.active]
         if live:

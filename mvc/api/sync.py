@@ -22,7 +22,7 @@ from mvc.objects.journal import Journal
 from mvc.objects.meter import Meter, Recorder
 from mvc.repo.remotes import Spec, fetch_wanted, journal, mark_user, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
-from mvc.repo.selection import Wanted, pointers
+from mvc.repo.selection import Wanted, pointers, user_jobs, user_revs
 
 STAMP_EVERY = 600  # seconds a push trusts its journal's check of the remote's gc stamp
 
@@ -50,9 +50,9 @@ def push(
     the rest, when objects are neither in the cache nor on the remote.
     """
     repo = open_repo(repo)
+    revs, jobs = user_revs(revs) or [], user_jobs(jobs)
     sp = spec(repo, remote)
     sp.check()  # before the journal: "nothing to push" to a cache would be a lie
-    revs = list(revs or [])
     selected = pointers(repo, paths, revs, all_branches, all_tags, all_commits)
     wanted = Wanted()
     for label, p in selected.items():
@@ -304,9 +304,10 @@ def fetch(
     "bytes", "present"}.
     """
     repo = open_repo(repo)
+    revs, jobs = user_revs(revs) or [], user_jobs(jobs)
     sp = spec(repo, remote)
     wanted = Wanted()
-    for label, p in pointers(repo, paths, list(revs or [])).items():
+    for label, p in pointers(repo, paths, revs).items():
         wanted.add_pointer(label, p)
     return fetch_wanted(repo, sp, wanted, jobs, progress)
 

@@ -17,6 +17,7 @@ from mvc.repo import compact
 from mvc.repo import reach as reachmod
 from mvc.repo.remotes import default_remote, journal, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
+from mvc.repo.selection import user_jobs, user_revs
 from mvc.storage import fileio, tempfiles
 
 # what verify finds wrong with an object, as --json spells it
@@ -30,7 +31,7 @@ NOT_ON_REMOTE = "not on remote"  # sound in the cache, but the remote verify was
 def verify(
     *,
     remote: str | None = None,
-    revs: list[str] | None = None,
+    revs: str | list[str] | None = None,
     all_tags: bool = False,
     repair: bool = False,
     jobs: int | None = None,
@@ -47,6 +48,7 @@ def verify(
     (``mvc.objects.mend``): its problem says ``remote_file``, the file rewritten (repaired), or "not rewritten: "
     and why. The caller decides what a problem means for the exit status."""
     repo = open_repo(repo)
+    revs, jobs = user_revs(revs), user_jobs(jobs)
     repo.odb.packs.repair = repair  # a damaged cache-pack index: moved aside with --repair, else only reported
     reach = reachmod.Reach()
     commits: dict[str, str] = {}

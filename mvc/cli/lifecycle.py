@@ -38,7 +38,7 @@ from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, sh
     "where gc cannot check that itself.",
 )
 @click.option("-r", "--remote", metavar="REMOTE", help="Collect the remote REMOTE instead of the local cache.")
-@click.option("-j", "--jobs", type=int, metavar="N", help="Parallel requests (with -r).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", help="Parallel requests (with -r).")
 @click.option(
     "--compact",
     is_flag=True,
@@ -101,7 +101,9 @@ def gc(
             force,
             grace,
             as_json,
-            bool(keep_last is not None or revs or drop_deprecated or sole_user or remote or compact),
+            bool(
+                keep_last is not None or revs or drop_deprecated or sole_user or remote or compact or jobs is not None
+            ),
         )
         return
     if compact and remote is not None:
@@ -209,7 +211,7 @@ def _gc_user_cache(force: bool, grace: str, as_json: bool, narrowed: bool) -> No
     help="Replace corrupt cache objects with verified copies from the remote; with -r, also rewrite that remote's "
     "corrupt copies from the cache's sound ones.",
 )
-@click.option("-j", "--jobs", type=int, metavar="N", help="Parallel downloads.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), metavar="N", help="Parallel downloads.")
 @json_option
 @quiet_option
 def verify(

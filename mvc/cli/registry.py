@@ -39,13 +39,20 @@ def _created(r: dict[str, Any], what: str, quiet: bool = False) -> None:
 @click.argument("name")
 @click.argument("version", required=False)
 @click.option("--rev", "-r", metavar="REV", help="Commit to register (default HEAD).")
-@click.option("--bump-major", "bump", flag_value="major", help="Next major version (v1.4.2 -> v2.0.0).")
-@click.option("--bump-minor", "bump", flag_value="minor", help="Next minor version (v1.4.2 -> v1.5.0).")
-@click.option("--bump-patch", "bump", flag_value="patch", help="Next patch version (the default).")
+@click.option("--bump-major", "major", is_flag=True, help="Next major version (v1.4.2 -> v2.0.0).")
+@click.option("--bump-minor", "minor", is_flag=True, help="Next minor version (v1.4.2 -> v1.5.0).")
+@click.option("--bump-patch", "patch", is_flag=True, help="Next patch version (the default).")
 @_message
 @_quiet
 def register(
-    name: str, version: str | None, rev: str | None, bump: str | None, message: str | None, quiet: bool
+    name: str,
+    version: str | None,
+    rev: str | None,
+    major: bool,
+    minor: bool,
+    patch: bool,
+    message: str | None,
+    quiet: bool,
 ) -> None:
     """Register a model version: the annotated git tag NAME@vX.Y.Z on a commit.
 
@@ -61,7 +68,10 @@ def register(
       mvc register churn --bump-minor    # a later commit: churn@v0.1.0
       mvc register churn v1.0.0 --rev HEAD~1
     """
-    r = api.register(name, version, rev=rev, bump=bump, message=message)
+    bumps = [b for b, given in (("major", major), ("minor", minor), ("patch", patch)) if given]
+    if len(bumps) > 1:
+        raise click.UsageError("give one of --bump-major, --bump-minor and --bump-patch")
+    r = api.register(name, version, rev=rev, bump=bumps[0] if bumps else None, message=message)
     _created(r, f"{name} {r['version']}", quiet)
 
 

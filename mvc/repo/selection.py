@@ -23,6 +23,23 @@ def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[s
     return out
 
 
+def user_revs(revs: str | Iterable[str] | None) -> list[str] | None:
+    """One revision or many (``revs="HEAD"`` is one revision, not four letters); an empty one is refused."""
+    if revs is None:
+        return None
+    out = [revs] if isinstance(revs, str) else list(revs)
+    if any(not isinstance(r, str) or not r for r in out):
+        raise PathError("a revision is a non-empty string (a commit, branch, tag or NAME@vX.Y.Z): check revs")
+    return out
+
+
+def user_jobs(jobs: int | None) -> int | None:
+    """A number of parallel requests as the user gave it: None (the remote's default), or 1 or more."""
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise PathError(f"jobs must be a whole number, 1 or more (not {jobs!r})")
+    return jobs
+
+
 def matches(prel: str, rels: list[str]) -> bool:
     target = Repo.target_of(prel)
     return any(r == "." or r in (prel, target) or prel.startswith(r.rstrip("/") + "/") for r in rels)
