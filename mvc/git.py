@@ -297,6 +297,10 @@ class Git:
             obj = self.repo.revparse_single(rev)
             return obj.peel(pygit2.Commit)
         except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            if rev.startswith("HEAD") and self.repo.head_is_unborn:
+                raise GitError(
+                    f"{rev} names no commit: this repository has none yet; commit first ('git commit')"
+                ) from None
             raise GitError(f"unknown revision {rev!r}: check it with 'git log' or 'git tag'") from None
 
     def pointers_at(self, rev: str) -> dict[str, bytes]:

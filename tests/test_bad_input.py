@@ -882,3 +882,16 @@ def test_register_refuses_two_bumps_and_an_empty_rev(repo, mvc_cli, mvc_error):
     mvc_error("register", "churn", "--rev", "", words=("''",))
     mvc_cli("register", "churn", "--bump-minor")
     assert git(repo, "tag").split() == ["churn@v0.1.0"]
+
+
+def test_a_repository_with_no_commit_yet(gitrepo, mvc_cli, mvc_error):
+    """log of a path tracked but never committed: no commit changed it; a revision there: none exists yet."""
+    import mvc
+
+    mvc.init(str(gitrepo))
+    make_file(gitrepo / "m.bin", 10)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    assert mvc_cli("log", "m.bin").stdout == "no commit changed m.bin\n"
+    assert mvc_cli("log", "churn").stdout == "no commit changed churn\n"
+    mvc_error("ls", "--rev", "HEAD", words=("HEAD names no commit", "git commit"))
+    mvc_error("log", "nope.bin", words=("names no commit",))

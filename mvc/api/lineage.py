@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
-from mvc.errors import ConfigError, PathError, PointerError, RegistryError
+from mvc.errors import ConfigError, MvcError, PathError, PointerError, RegistryError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
@@ -39,6 +39,8 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
     """
     repo = _repo(repo)
     git = repo.git
+    if rev == "HEAD" and git.repo.head_is_unborn and _tracked_here(repo, target):
+        return []  # tracked, and no commit yet: none changed it
     start = repo.resolve(rev)
     name, path, known = _log_target(repo, target, start)
     configs: dict[tuple[str | None, ...], dict[str, str]] = {(None,) * (1 + len(GTO_FILES)): {}}
@@ -350,3 +352,15 @@ def _workspace(
     finally:
         repo.state.flush()
     rows.sort(key=lambda r: r["path"])
+
+
+def _tracked_here(repo: Repo, target: str) -> bool:
+    """Whether target is a model name the work tree's config maps, or a path its pointers track."""
+    from mvc.repo.repository import Repo
+
+    if target in cfgfmt.models(repo.config.shared):
+        return True
+    try:
+        return os.path.isfile(repo.abs(Repo.pointer_of(repo.rel(target))))
+    except MvcError:
+        return False
