@@ -895,3 +895,30 @@ def test_a_repository_with_no_commit_yet(gitrepo, mvc_cli, mvc_error):
     assert mvc_cli("log", "churn").stdout == "no commit changed churn\n"
     mvc_error("ls", "--rev", "HEAD", words=("HEAD names no commit", "git commit"))
     mvc_error("log", "nope.bin", words=("names no commit",))
+
+
+def test_python_values_the_api_takes(repo, mvc_cli, mvc_error):
+    """Values natural in Python, taken as the CLI's text would be, or refused with mvc's error, not an
+    AttributeError from inside."""
+    from pathlib import Path
+
+    import mvc
+    from mvc.api import config as cfgapi
+    from mvc.errors import ConfigError, PathError
+
+    cfgapi.set("core.fsync", True)
+    assert cfgapi.get("core.fsync") is True
+    cfgapi.set("cache.type", ["reflink", "copy"])
+    with pytest.raises(ConfigError, match="a value is a string"):
+        cfgapi.set("core.fsync", object())
+    make_file(repo / "m.bin", 10)
+    mvc.add(b"m.bin")
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "m")
+    assert mvc.gc(grace=0)["dry_run"] and mvc.gc(grace=3600)["dry_run"]
+    with pytest.raises(PathError, match="not a duration"):
+        mvc.gc(grace=None)
+    assert mvc.log("churn", rev=None)[0]["path"] == "m.bin"
+    assert mvc.registry(repo=Path(repo)) == mvc.registry()
+    assert mvc.diff_models(Path("m.bin"))["same"] is True  # the pointer's version against HEAD's
+    mvc_error("diff", "--tensors", "HEAD", "HEAD", words=("HEAD is a revision", "HEAD:PATH"))

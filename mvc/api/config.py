@@ -75,7 +75,7 @@ def get(key: str, *, repo: Repo | None = None) -> Any:
     return value
 
 
-def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None = None) -> None:
+def set(key: str, value: str | bool | int | list[str] | None, *, local: bool = False, repo: Repo | None = None) -> None:
     """Set (value None: remove) key in .mvc/config.toml, or config.local.toml with local. A value not valid for
     its key is refused (ConfigError) and nothing is written."""
     mvc_dir = _mvc_dir(repo)
@@ -83,6 +83,16 @@ def set(key: str, value: str | None, *, local: bool = False, repo: Repo | None =
         _remote_key(key)
     elif key not in KEYS:
         raise unknown(key)
+    if isinstance(value, bool):  # Python's own values, written as the command line writes them
+        value = "true" if value else "false"
+    elif isinstance(value, int):
+        value = str(value)
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    elif value is not None and not isinstance(value, str):
+        raise ConfigError(
+            f"{key}: a value is a string, a bool, a number or a list of strings, not {type(value).__name__}"
+        )
     parsed = None if value is None else parse(key, value, repo=repo)
     if not local and parsed is not None and cfgfmt.is_secret(key):
         raise ConfigError(f"{key} looks like a secret: it would be committed; pass --local to keep it on this machine")

@@ -20,8 +20,12 @@ GRACE = "14d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_grace(text: str) -> float:
+def parse_grace(text: str | int) -> float:
     """Seconds of a grace period written ``0``, ``90s``, ``30m``, ``12h``, ``14d`` or ``2w``."""
+    if isinstance(text, int) and not isinstance(text, bool) and 0 <= text < 10**6:
+        text = str(text) + ("s" if text else "")  # seconds, as a number
+    if not isinstance(text, str):
+        raise PathError(f"grace period {text!r} is not a duration: write it like '14d', '12h', '30m' or 0")
     m = re.fullmatch(r"(0|[0-9]{1,6})([smhdw]?)", text.strip())
     if m is None or (m[1] != "0" and not m[2]):
         raise PathError(f"grace period {text!r} is not a duration: write it like 14d, 12h, 30m or 0 (at most 6 digits)")

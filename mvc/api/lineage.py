@@ -26,7 +26,7 @@ def _repo(repo: Repo | None) -> Repo:
     return open_repo(repo)
 
 
-def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dict[str, Any]]:
+def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> list[dict[str, Any]]:
     """Every commit reachable from rev that changed the model's pointer, newest first.
 
     target: a model name (followed through renames, as each commit's .mvc/config.toml maps it, and before it
@@ -39,6 +39,7 @@ def log(target: str, *, rev: str = "HEAD", repo: Repo | None = None) -> list[dic
     """
     repo = _repo(repo)
     git = repo.git
+    rev = rev if rev is not None else "HEAD"  # (as every reader takes rev=None)
     if rev == "HEAD" and git.repo.head_is_unborn and _tracked_here(repo, target):
         return []  # tracked, and no commit yet: none changed it
     start = repo.resolve(rev)

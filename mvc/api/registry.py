@@ -50,12 +50,14 @@ def _repo(repo: Repo | None) -> Repo:
 def _git(repo: Repo | str | None) -> gitmod.Git:
     """Reading needs only git: works in any git repository, set up for mvc or not (e.g. GTO's), and in
     one read by URL without a clone (repo a git URL: its registry tags are fetched, nothing else)."""
-    if isinstance(repo, str):
+    if isinstance(repo, (str, os.PathLike)):
         from mvc.api.target import registry_git
 
-        return registry_git(repo)
+        return registry_git(os.fspath(repo))
     if repo is not None:
-        return repo.git
+        from mvc.repo.repository import open_repo
+
+        return open_repo(repo).git
     try:
         return gitmod.Git(gitmod.find_worktree(os.getcwd()))
     except MvcError:

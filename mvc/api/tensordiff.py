@@ -22,7 +22,7 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.api import read
 from mvc.api.target import Target, local_odb, resolve
-from mvc.errors import ModelFormatError, MvcError, RemoteObjectMissing
+from mvc.errors import ModelFormatError, MvcError, PathError, RemoteObjectMissing
 from mvc.format import config as cfgfmt
 from mvc.format import headers
 from mvc.format.config import CONFIG_PATH
@@ -89,13 +89,28 @@ def _target(r: Repo, ref: str) -> Target:
     names = _names(r)
     if ref in names and not os.path.lexists(ref) and not os.path.lexists(ref + SUFFIX):
         return resolve(r.abs(names[ref]), repo=r)
-    return resolve(ref, repo=r)
+    try:
+        return resolve(ref, repo=r)
+    except PathError:
+        if not os.path.lexists(ref) and _is_revision(r, ref):  # a revision where a model version is asked for
+            raise PathError(
+                f"{ref} is a revision, and this compares model versions: give {ref}:PATH, NAME@vX.Y.Z or NAME#STAGE"
+            ) from None
+        raise
+
+
+def _is_revision(r: Repo, text: str) -> bool:
+    try:
+        r.resolve(text)
+    except MvcError:
+        return False
+    return True
 
 
 # -- the comparison ---------------------------------------------------------------------------
 def diff_models(
-    a: str,
-    b: str | None = None,
+    a: str | os.PathLike,
+    b: str | os.PathLike | None = None,
     *,
     tensors: bool = False,
     fetch: bool = False,
@@ -111,6 +126,7 @@ def diff_models(
     Returns {a, b: {ref, path, kind, oid, size, rev?, commit?}, kind, same, size_change, format?, tensors?,
     counts?, metadata_changes?, files?}."""
     r = open_repo(repo)
+    a, b = os.fspath(a), os.fspath(b) if b is not None else None  # (a path given as a Path)
     ta = _target(r, a)
     if b is not None:
         tb = _target(r, b)

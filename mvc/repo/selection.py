@@ -17,8 +17,9 @@ from mvc.storage import fileio
 def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
     """Accept one path or many (so ``mvc.add("model.pt")`` does what it says). An empty one is refused, as git
     refuses it: an unset shell variable (``mvc remove "$OLD"``) must not mean every tracked path."""
-    out = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
-    if any(p in ("", b"") for p in out):
+    one = isinstance(paths, (str, bytes, os.PathLike))
+    out = [os.fsdecode(paths)] if one else [os.fsdecode(p) for p in paths]  # type: ignore[arg-type,union-attr]
+    if any(p == "" for p in out):
         raise PathError("'' is not a path: name a tracked path (or '.' for all of them)")
     return out
 
