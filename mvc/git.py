@@ -220,7 +220,8 @@ class Git:
             if code == 0 or not check:
                 return out
             text = err.decode(errors="replace")
-            if b"index.lock" in err and waited < LOCK_WAIT:
+            held = b"index.lock" in err and b"File exists" in err  # contention (a write error names it too)
+            if held and waited < LOCK_WAIT:
                 # another git (or mvc) process is writing the index: wait for it, as git itself does not
                 if waited > 0.5 and not said:  # announce a wait someone would notice, once
                     said = True
@@ -235,13 +236,15 @@ class Git:
                 waited += delay
                 continue
             lines = [line for line in text.strip().splitlines() if not line.startswith("hint:")]
-            if b"index.lock" in err:
+            if held:
                 raise GitError(
                     f"git {args[0]} failed: {_lock_file(text)} has been held for {LOCK_WAIT:g} s: if no git "
                     "process is running (a crashed one left it), delete that file and retry"
                 )
             # git's own verdict (its last fatal or error line), else all it said (a list of paths it refused)
             why = next((line for line in lines[::-1] if line.startswith(("fatal:", "error:"))), " ".join(lines)[:300])
+            if "Out of diskspace" in text or "No space left" in text:
+                why = "no space left on the device of the repository's .git: free some space and retry"
             err_ = GitError(f"git {args[0]} failed: {why or code}")
             err_.stderr = text  # for callers that pick their own line (mvc.repo.upstream)
             raise err_

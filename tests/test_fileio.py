@@ -45,3 +45,37 @@ def test_buffers_are_written_whole_in_calls_of_at_most_write_max(tmp_path_factor
     joined = b"".join(buffers)
     assert path.read_bytes() == b"\0" * (offset if joined else 0) + joined + joined
     assert all(0 < n <= most for n in sizes)
+
+
+@pytest.mark.parametrize("when", [1, 2, 3])
+def test_a_copy_is_named_by_its_own_bytes_when_the_source_changes_meanwhile(tmp_path, monkeypatch, when):
+    """A source written through a shared mapping while it is copied (its mtime need not move): the digest is the
+    copy's, so no object can hold bytes other than those its name says."""
+    import mmap
+
+    import xxhash
+
+    size = fileio.SMALL + 3 * fileio.MAP_WINDOW + 12345
+    src_path, dst_path = tmp_path / "src", tmp_path / "dst"
+    src_path.write_bytes(os.urandom(size))
+    real = fileio.copy_into
+    calls = 0
+
+    def copy_into(src, dst, start, n, at):
+        nonlocal calls
+        calls += 1
+        if calls == when:  # a writer changes bytes already copied, and bytes not copied yet
+            with open(src_path, "r+b") as f, mmap.mmap(f.fileno(), size) as m:
+                m[0:4096] = b"\xaa" * 4096
+                m[size - 4096 : size] = b"\xbb" * 4096
+        return real(src, dst, start, n, at)
+
+    monkeypatch.setattr(fileio, "copy_into", copy_into)
+    src = os.open(src_path, os.O_RDONLY)
+    dst = os.open(dst_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        digest = fileio.copy_hash_fd(src, dst, size)
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert calls > 1 and digest == xxhash.xxh3_128_hexdigest(dst_path.read_bytes())

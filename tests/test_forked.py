@@ -124,10 +124,10 @@ def spy_on_forks(tmp_path: Path) -> tuple[Path, Path]:
     (spy / "sitecustomize.py").write_text(
         "import mvc.storage.forked as f\n"
         "_real = f.map_forked\n"
-        "def map_forked(fn, items, workers, progress=None, finish=None):\n"
+        "def map_forked(fn, items, workers, progress=None, finish=None, **kw):\n"
         f"    with open({str(calls)!r}, 'a') as out:\n"
         "        out.write(f'{len(items)} {workers}\\n')\n"
-        "    return _real(fn, items, workers, progress, finish)\n"
+        "    return _real(fn, items, workers, progress, finish, **kw)\n"
         "f.map_forked = map_forked\n"
     )
     return spy, calls
@@ -227,3 +227,57 @@ def test_several_directories_are_stored_together(tmp_path: Path):
     out = run_mvc("add", *dirs, cwd=forked_repo, env={**os.environ, "PYTHONPATH": str(spy)})
     assert out.returncode == 0 and out.stdout.count("in the cache, pointer unchanged") == 3, (out.stdout, out.stderr)
     assert run_mvc("verify", cwd=forked_repo).returncode == 0
+
+
+def test_what_a_failed_or_stopped_worker_left_is_cleared_once_it_is_gone(tmp_path):
+    """A worker that fails (or is stopped by the parent's SIGTERM) mid-write leaves its temp file: ended(pids)
+    runs once every worker is gone, and tempfiles.remove_of clears exactly those workers' temps."""
+    from mvc.storage import tempfiles
+
+    other = Path(tempfiles.tmp_name(str(tmp_path), "pack").replace(f".{os.getpid()}.", ".999999999."))
+    other.write_bytes(b"another process's")
+
+    def half_written(x: int, progress) -> int:
+        Path(tempfiles.tmp_name(str(tmp_path), "pack")).write_bytes(b"half a pack")
+        if x == 3:
+            raise StorageError("stopped")
+        return x
+
+    with pytest.raises(StorageError, match="stopped"):
+        forked.map_forked(half_written, list(range(6)), 2, ended=lambda pids: tempfiles.remove_of(str(tmp_path), pids))
+    assert [p.name for p in tmp_path.iterdir()] == [other.name]
+
+
+def test_workers_end_with_their_parent(tmp_path):
+    """kill -9 of the parent (a user stopping an add that fills the disk): its workers end too, not write on."""
+    import signal
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from mvc.storage import forked\n"
+        f"def work(x, progress):\n    open(os.path.join({str(tmp_path)!r}, str(os.getpid())), 'w').close()\n"
+        "    time.sleep(60)\n"
+        "forked.map_forked(work, [1, 2], 2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(Path(__file__).parent.parent))
+    deadline = time.time() + 20
+    while len([p for p in tmp_path.iterdir() if p.name.isdigit()]) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in workers)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False

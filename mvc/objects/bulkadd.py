@@ -75,10 +75,20 @@ def _forked(
     writer: cachepacks.Writer | None,
 ) -> list[Any]:
     """map_forked of fn over items, each worker closing writer's last pack; the packs they published then read."""
+    from mvc.storage import tempfiles
     from mvc.storage.forked import map_forked
 
+    tempfiles.sweep_dead(odb.tmp_dir, min_age=3600)  # what an earlier add's killed workers left (an hour old)
     try:
-        return map_forked(fn, items, workers, progress, writer.close if writer is not None else None)
+        return map_forked(
+            fn,
+            items,
+            workers,
+            progress,
+            writer.close if writer is not None else None,
+            # a worker that failed or was stopped left its pack's temp: cleared once it is gone
+            ended=lambda pids: tempfiles.remove_of(odb.tmp_dir, pids),
+        )
     finally:
         odb.packs.refresh()  # what the workers published, even if one failed
 

@@ -9,6 +9,7 @@ from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from mvc.errors import StorageError
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
 
@@ -114,12 +115,20 @@ class Journal:
             if not create and not os.path.exists(self.path):
                 return None
             try:
-                self._db = self._open()
-            except sqlite3.DatabaseError:  # damaged: rebuilt, never trusted
-                for suffix in ("", "-journal", "-wal", "-shm"):
-                    if os.path.exists(self.path + suffix):
-                        os.unlink(self.path + suffix)
-                self._db = self._open()
+                try:
+                    self._db = self._open()
+                except sqlite3.OperationalError:
+                    raise  # the disk (full, read-only), not the file: said below, nothing deleted
+                except sqlite3.DatabaseError:  # damaged: rebuilt, never trusted
+                    for suffix in ("", "-journal", "-wal", "-shm"):
+                        if os.path.exists(self.path + suffix):
+                            os.unlink(self.path + suffix)
+                    self._db = self._open()
+            except sqlite3.OperationalError as e:
+                raise StorageError(
+                    f"cannot write the journal of remotes {self.path} ({e}): free some space, or make its directory "
+                    "writable, and retry"
+                ) from None
         return self._db
 
     def _open(self) -> sqlite3.Connection:

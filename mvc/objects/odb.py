@@ -380,7 +380,7 @@ class ODB:
                     if st.st_nlink == 1 and fileio.link(src, tmp, "hardlink"):
                         return oid, how
             if out is None:
-                out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READONLY)
+                out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, READONLY)
             return oids.from_digest(fileio.copy_hash_fd(fd, out, st.st_size, progress)), "copy"
         finally:
             if out is not None and out != given:
@@ -606,7 +606,7 @@ class ODB:
                 if fileio.link(src, tmp, how):
                     # a hard link is the object itself: immutable, read-only, its bytes just verified
                     return how, os.lstat(tmp) if settle and how == "hardlink" else None
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
         try:
             digest = fileio.copy_hash_fd(fd, out, size, progress)
             self._check(oid, digest)

@@ -137,7 +137,7 @@ def drop_whole(repo: Repo, rebuilt: Iterable[str]) -> None:
 def unsound(repo: Repo, wanted: Iterable[str], progress: progressmod.Factory = progressmod.null) -> list[str]:
     """Of these compacted objects, those that do not rebuild to their oid (a damaged pack or recipe, a
     missing base), each rebuilt into a temp file that then goes: nothing is placed."""
-    from mvc.errors import MvcError
+    from mvc.errors import CorruptObject, MvcError, ObjectMissing, RemoteError, StorageError
 
     bad: list[str] = []
     for oid in sorted(held(repo, wanted)):  # one at a time: a refused rebuild names this one only
@@ -145,6 +145,8 @@ def unsound(repo: Repo, wanted: Iterable[str], progress: progressmod.Factory = p
             for _, _, digest, _ in _rebuilt(repo, [oid], "verifying", {}, progress):
                 if digest is None or oids.from_digest(digest) != oid:
                     bad.append(oid)
-        except MvcError:
+        except MvcError as e:
+            if isinstance(e, (StorageError, RemoteError)) and not isinstance(e, (CorruptObject, ObjectMissing)):
+                raise  # the disk (full, read-only) stopped the check: said as it is, not as a bad copy
             bad.append(oid)
     return bad

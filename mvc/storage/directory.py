@@ -125,7 +125,7 @@ class DirStore(Store):
         """fill(src fd, tmp fd) writes the new temp file from the file src; then it is synced, if so set."""
         fd = os.open(src, os.O_RDONLY)
         try:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 result = fill(fd, out)
                 if self.fsync:
@@ -139,7 +139,7 @@ class DirStore(Store):
     def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         def write(tmp: str) -> None:
             # not fileio.atomic_write: its errors name the temp file and the cache, not this remote
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 fileio.write_all(out, data)
                 if self.fsync:
@@ -224,7 +224,7 @@ class DirStore(Store):
         with self._errors(rel, local=dest):
             fd = self._open(rel)
             try:
-                out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                out = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
                     return fileio.copy_hash_fd(fd, out, os.fstat(fd).st_size, progress)
                 finally:

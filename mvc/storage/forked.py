@@ -72,6 +72,7 @@ def map_forked(
     progress: Progress | None = None,
     finish: Callable[[], None] | None = None,
     meanwhile: Callable[[], None] | None = None,
+    ended: Callable[[list[int]], None] | None = None,
 ) -> list[Any]:
     """[fn(item, progress) for item in items], computed by ``workers`` forked processes (worker k takes items k,
     k + workers, …), in the items' order; each worker calls ``finish`` after its last item (an error there is
@@ -79,15 +80,19 @@ def map_forked(
     as it was raised there, once every worker has ended; a worker that dies without a word raises
     StorageError. ``meanwhile`` runs here while the workers work (before their results are read: a worker whose
     pipe is full waits for it); an error there ends the workers and is raised. The caller's process must have no
-    other thread running (a fork copies only this one)."""
+    other thread running (a fork copies only this one). ``ended(pids)``: once every worker is gone, however the
+    work ended (what a worker ended by a signal left, its temp files, is cleared there). A worker ends when this
+    process does, killed or not (``PR_SET_PDEATHSIG``): none writes on for a command the user stopped."""
     counters = mmap.mmap(-1, SLOT * workers)  # shared with the workers: bytes each has done
     pids: dict[int, int] = {}  # read end of its pipe -> pid
+    parent = os.getpid()
     try:
         for k in range(workers):
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:  # the worker
                 os.close(r)
+                _end_with(parent)
                 _work(fn, items, k, workers, w, counters, finish)  # never returns
             os.close(w)
             pids[r] = pid
@@ -103,6 +108,8 @@ def map_forked(
             os.waitpid(pid, 0)
             os.close(r)
         counters.close()
+        if ended is not None and pids:
+            ended(list(pids.values()))
     results: list[Any] = [None] * len(items)
     first: tuple[int, BaseException] | None = None
     for k, data in enumerate(payloads):
@@ -116,6 +123,19 @@ def map_forked(
     if first is not None:
         raise first[1]
     return results
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel end this worker when its parent does (Linux's PR_SET_PDEATHSIG), or end it now if the
+    parent is gone already."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _work(

@@ -169,6 +169,21 @@ def writer_gone(pid: int) -> bool:
     return False
 
 
+def remove_of(directory: str, pids: list[int]) -> None:
+    """Remove the temps in directory that the processes pids made (``tmp_name``'s pid field): processes of this
+    one that have ended, whose files nothing else will finish or rename."""
+    mine = {str(p) for p in pids}
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.name.rsplit(".", 4)
+        if is_tmp_name(entry.name) and len(parts) == 5 and parts[1] in mine and not entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
 def sweep_dead(directory: str, min_age: float = 0) -> None:
     """Remove the temps a killed writer left in directory: names ``tmp_name`` makes whose pid runs
     no more on this machine (and, with ``min_age``, not modified for that many seconds: a directory another
