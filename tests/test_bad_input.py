@@ -924,3 +924,35 @@ def test_python_values_the_api_takes(repo, mvc_cli, mvc_error):
     assert mvc.registry(repo=Path(repo)) == mvc.registry()
     assert mvc.diff_models(Path("m.bin"))["same"] is True  # the pointer's version against HEAD's
     mvc_error("diff", "--tensors", "HEAD", "HEAD", words=("HEAD is a revision", "HEAD:PATH"))
+
+
+def tiny_files() -> None:
+    """In the child: no file may grow past 2,000 bytes (git's index, a new sqlite database): a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+
+def test_a_git_write_error_is_said_at_once_not_taken_for_a_held_lock(repo, mvc_cli):
+    """git failing to write its index (a full disk) names index.lock in its error: that is not another process
+    holding the lock, so mvc neither waits 30 s nor tells the user to delete a file that is not there."""
+    for i in range(100):
+        (repo / f"g{i}").write_text(f"{i}\n")
+    git(repo, "add", ".")
+    make_file(repo / "d" / "a.bin", 3)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "d")
+    (repo / "d" / "a.bin").write_bytes(b"new")
+    proc = run_mvc("add", "d", cwd=repo, preexec_fn=tiny_files)
+    assert_one_line(proc, "git add failed", "write error")
+    assert "waiting for another git process" not in proc.stderr and "has been held" not in proc.stderr
+
+
+def test_a_journal_that_cannot_be_written_is_one_line(repo, mvc_cli, tmp_path):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    assert not (repo / ".mvc" / "remotes.db").exists()
+    proc = run_mvc("push", cwd=repo, preexec_fn=tiny_files)
+    assert_one_line(proc, "remotes.db", "free some space")
+    assert run_mvc("push", cwd=repo).returncode == 0
