@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, make_file
 
 from mvc.objects import oid as oids
 
@@ -504,3 +504,22 @@ def test_verify_without_r_asks_the_remote_and_downloads_nothing(repo, mvc_cli, p
     assert r["problems"] == [] and r["downloaded"] == 0
     r = json.loads(mvc_cli("verify", "-r", "origin", "--json", "-q").stdout)
     assert r["problems"] == [] and r["downloaded"] > 0
+
+
+def test_an_object_the_remote_lost_is_pushed_again_after_verify(repo, mvc_cli, mvc_error, tmp_path):
+    """A remote that lost an object the journal says was pushed: verify -r names it and forgets it, and a plain
+    push then sends it again (it said 'nothing to push')."""
+    store = tmp_path / "store"
+    make_file(repo / "m.bin", 1000, seed=7)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("push")
+    for f in (store / "objects").glob("*/*"):
+        f.unlink()
+    assert "nothing to push" in mvc_cli("push").stdout  # the journal still says it is there
+    r = mvc_cli("verify", "-r", "origin", ok=False)
+    assert r.exit_code == 1 and "not on remote: " in r.stdout
+    assert "this machine has it: run 'mvc push -r origin' to send it again" in r.stderr
+    assert "pushed 1 object" in mvc_cli("push").stdout
+    assert mvc_cli("verify", "-r", "origin").exit_code == 0

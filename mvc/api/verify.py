@@ -211,6 +211,8 @@ def _check_remote(
                     problems[oid] = NOT_ON_REMOTE
                 elif oid not in corrupt:
                     problems[oid] = MISSING
+            # what the journal said was pushed and the remote lacks (lost there): forgotten, so a push sends it again
+            jr.discard(sp.key, list(to_read - there))
             # without download_all the remote is only asked which it holds; only a corrupt object to repair comes down
             there = there if download_all else there & corrupt if repair else set()
             located = remote.locate(there)  # here: the journal's connection is this thread's

@@ -285,9 +285,12 @@ def verify(
             else f"pointer {r['unreadable'][0]} does not parse"
         )
         on_remote = first is not None and first["problem"] == api.REMOTE_CORRUPT
+        lost = first is not None and first["problem"] == api.NOT_ON_REMOTE
         hint = (
             "run 'mvc verify --repair'"
             if any(p["problem"] == api.CORRUPT for p in open_) and not repair
+            else f"this machine has it: run 'mvc push -r {r['remote']}' to send it again"
+            if lost
             else f"run 'mvc verify -r {r['remote']} --repair' where a cache holds it sound, or delete the damaged "
             "file on the remote ('mvc pull' of that path names it) and run 'mvc push --verify-remote' from a "
             "machine that has it"
