@@ -54,7 +54,9 @@ def versions(request, repo, mvc_cli):
 def hashes(monkeypatch) -> dict[str, int]:
     """Bytes read by the two functions that read and hash file contents (what a pass over them costs)."""
     counts = {"hash_fd": 0, "copy_hash_fd": 0}
-    real_hash, real_copy = fileio.hash_fd, fileio.copy_hash_fd
+    from mvc.storage import copying
+
+    real_hash, real_copy = fileio.hash_fd, copying.copy_hash_fd
 
     def hash_fd(fd, size, *a, **kw):
         counts["hash_fd"] += size
@@ -65,7 +67,7 @@ def hashes(monkeypatch) -> dict[str, int]:
         return real_copy(src, dst, size, *a, **kw)
 
     monkeypatch.setattr(fileio, "hash_fd", hash_fd)
-    monkeypatch.setattr(fileio, "copy_hash_fd", copy_hash_fd)
+    monkeypatch.setattr(copying, "copy_hash_fd", copy_hash_fd)
     return counts
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mvc.storage import fileio
+from mvc.storage import copying, fileio
 
 
 @settings(max_examples=60, deadline=None)
@@ -74,7 +74,7 @@ def test_a_copy_is_named_by_its_own_bytes_when_the_source_changes_meanwhile(tmp_
     src = os.open(src_path, os.O_RDONLY)
     dst = os.open(dst_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        digest = fileio.copy_hash_fd(src, dst, size)
+        digest = copying.copy_hash_fd(src, dst, size)
     finally:
         os.close(src)
         os.close(dst)

@@ -105,3 +105,56 @@ def test_a_tracked_empty_directory_is_restored(repo: Path, mvc_cli, tmp_path, mo
     monkeypatch.chdir(clone)
     mvc_cli("pull")
     assert (clone / "e").is_dir()
+
+
+def test_a_files_execute_bit_is_recorded_and_restored(repo: Path, mvc_cli, tmp_path, monkeypatch):
+    """A self-executing model (a llamafile) or a wrapper script keeps its execute bit: mvc add records it in the
+    pointer, checkout, pull and get restore it, and status says a file that lost it is modified."""
+    import os
+    import stat
+
+    from mvc.format import pointer as ptrfmt
+
+    run = repo / "m.llamafile"
+    run.write_text("#!/bin/sh\necho run\n")
+    run.chmod(0o755)
+    make_file(repo / "w.bin", 10)
+    mvc_cli("add", "m.llamafile", "w.bin")
+    assert ptrfmt.loads((repo / "m.llamafile.mvc").read_bytes()).executable
+    assert b"executable" not in (repo / "w.bin.mvc").read_bytes()  # written only when set
+    mvc_cli("remote", "add", "o", str(tmp_path / "store"), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("push")
+    run.chmod(0o644)
+    assert "m.llamafile: modified" in mvc_cli("status").stdout
+    mvc_cli("checkout")
+    assert os.stat(run).st_mode & stat.S_IXUSR and "m.llamafile: up to date" in mvc_cli("status").stdout
+    mvc_cli("get", "m.llamafile", "-o", str(tmp_path / "got"))
+    assert os.stat(tmp_path / "got").st_mode & stat.S_IXUSR
+    mvc_cli("get", "--repo", str(repo), "m.llamafile", "-o", str(tmp_path / "by-url"))
+    assert os.stat(tmp_path / "by-url").st_mode & stat.S_IXUSR
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    mvc_cli("pull")
+    assert os.stat(clone / "m.llamafile").st_mode & stat.S_IXUSR
+    assert not os.stat(clone / "w.bin").st_mode & stat.S_IXUSR
+
+
+def test_a_pointers_executable_is_a_file_pointers_bool():
+    import pytest
+
+    from mvc.errors import PointerError
+    from mvc.format import pointer as ptrfmt
+
+    base = 'format = 1\nkind = "{k}"\noid = "xxh128:{z}"\nsize = 3\n{extra}'
+    z = "0" * 32
+    assert ptrfmt.loads(base.format(k="file", z=z, extra="executable = true\n")).executable
+    assert not ptrfmt.loads(base.format(k="file", z=z, extra="executable = false\n")).executable
+    for k, extra in (
+        ("file", 'executable = "yes"\n'),
+        ("file", "executable = 1\n"),
+        ("dir", "executable = true\nnfiles = 1\n"),
+    ):
+        with pytest.raises(PointerError, match="executable must be true or false"):
+            ptrfmt.loads(base.format(k=k, z=z, extra=extra))

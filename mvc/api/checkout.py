@@ -233,7 +233,7 @@ def _plan(
             plan.clear_dir = True
             st = None
         if st is None:
-            plan.writes.append((full, p.oid, False))
+            plan.writes.append((full, p.oid, p.executable))
             plan.sizes[p.oid] = p.size
             return plan
         f = look(repo, rel, full, st, repo.state.get(rel, st) if statmod.S_ISREG(st.st_mode) else None)
@@ -244,8 +244,10 @@ def _plan(
             bar.close()
         if cur != p.oid:
             _judge(repo, rel, full, cur, plan)
-            plan.writes.append((full, p.oid, False))
+            plan.writes.append((full, p.oid, p.executable))
             plan.sizes[p.oid] = p.size
+        elif p.executable and not f.linked and not f.executable:  # the bit the pointer records (never taken away)
+            plan.chmods.append((full, True, cur if trusted(f.st) else None, f.st))
         return plan
     # a directory
     ensure_objects(repo, {p.oid: 0}, progress, {p.oid: (f"the manifest of directory {rel}", rel)})
@@ -443,7 +445,7 @@ def get(
     bar = progress(f"writing {out}", p.size)
     try:
         if p.kind == "file":
-            repo.odb.export(p.oid, out, ("reflink", "copy"), progress=bar.update)
+            repo.odb.export(p.oid, out, ("reflink", "copy"), executable=p.executable, progress=bar.update)
         else:
             import shutil  # not at the top: see _apply
 

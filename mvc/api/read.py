@@ -259,7 +259,7 @@ def _write(
     p = t.pointer
     parent = os.path.dirname(out)
     if p.kind == "file":
-        files = [("", p.oid, p.size, t.executable)]
+        files = [("", p.oid, p.size, t.executable or p.executable)]
     else:
         entries = mf.loads(_small_object(t, remote, odb, p.oid, f"the manifest of directory {t.label}"), p.oid)
         files = [(e.path, e.oid, e.size, e.executable) for e in entries]

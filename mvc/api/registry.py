@@ -55,9 +55,7 @@ def _git(repo: Repo | str | None) -> gitmod.Git:
 
         return registry_git(os.fspath(repo))
     if repo is not None:
-        from mvc.repo.repository import open_repo
-
-        return open_repo(repo).git
+        return _repo(repo).git
     try:
         return gitmod.Git(gitmod.find_worktree(os.getcwd()))
     except MvcError:

@@ -248,6 +248,7 @@ def _add_one(
     full = repo.abs(rel)
     st = os.lstat(full)
     entries: list[mf.Entry] | None = None  # a directory's, as its manifest lists them
+    executable: bool | None = False
     if statmod.S_ISDIR(st.st_mode):
         oid, entries, stored = _add_dir(repo, rel, full, progress, ahead)
         size, nfiles, kind = sum(e.size for e in entries), len(entries), "dir"
@@ -263,7 +264,9 @@ def _add_one(
             bar.close()
         stored = new if new is not None else oid != had
         size, nfiles, kind = (os.stat(full).st_size, None, "file")
-    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder, entries)
+        # the owner's execute bit, as the file had it (a link's mode is the object's: the pointer's kept)
+        executable = None if f.linked else bool(st.st_mode & 0o100)
+    changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder, entries, executable)
     return {
         "path": rel,
         "kind": kind,
@@ -335,7 +338,10 @@ def _write_pointer(
     layers: list[dict[str, Any]],
     recorder: record.Auto | None,
     entries: list[mf.Entry] | None = None,
+    executable: bool | None = False,
 ) -> bool:
+    """Write rel's pointer (its meta merged with layers); executable None: as the pointer there says. Returns
+    whether its bytes changed."""
     prel = Repo.pointer_of(rel)
     full = repo.abs(prel)
     old_bytes = None
@@ -351,6 +357,8 @@ def _write_pointer(
         p.kind, p.oid, p.size, p.nfiles = kind, oid, size, nfiles
     else:
         p = ptrfmt.Pointer(kind, oid, size, nfiles)
+    if executable is not None or kind != "file":
+        p.executable = bool(executable) and kind == "file"
     for layer in layers:
         p.meta = record.apply(p.meta, layer)
     if before is None or before[1] != oid:  # a new version: an [auto] kept would describe the one before

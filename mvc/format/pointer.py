@@ -20,13 +20,13 @@ FORMAT = 1
 SUFFIX = ".mvc"  # a pointer is the tracked path plus this suffix: the one place it is spelled
 KINDS = ("file", "dir")
 MAX_SIZE = 2**63 - 1  # sizes are 64-bit wherever they are stored
-_KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta", "auto"}
+_KNOWN = {"format", "kind", "oid", "size", "nfiles", "meta", "auto", "executable"}
 
 
 class Pointer:
     """A parsed pointer file. A plain class: importing and building a dataclass costs ~3 ms of start-up."""
 
-    __slots__ = ("auto", "extra", "kind", "meta", "nfiles", "oid", "size")
+    __slots__ = ("auto", "executable", "extra", "kind", "meta", "nfiles", "oid", "size")
 
     def __init__(
         self,
@@ -37,6 +37,7 @@ class Pointer:
         meta: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         auto: dict[str, Any] | None = None,
+        executable: bool = False,
     ):
         self.kind = kind
         self.oid = oid
@@ -45,6 +46,7 @@ class Pointer:
         self.meta: dict[str, Any] = meta if meta is not None else {}
         self.extra: dict[str, Any] = extra if extra is not None else {}  # keys this version does not know
         self.auto: dict[str, Any] = auto if auto is not None else {}  # what mvc add recorded of this version
+        self.executable = executable  # a file's owner execute bit, as mvc add found it (written only when set)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pointer) and all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
@@ -57,6 +59,8 @@ class Pointer:
         d.update(format=FORMAT, kind=self.kind, oid=self.oid, size=self.size)
         if self.kind == "dir":
             d["nfiles"] = self.nfiles or 0
+        if self.executable:
+            d["executable"] = True
         if self.meta:
             d["meta"] = self.meta
         if self.auto:
@@ -123,9 +127,14 @@ def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> 
     auto = d.get("auto", {})
     if not isinstance(auto, dict):
         raise PointerError(f"{where}: [auto] must be a table: {fix}")
+    executable = d.get("executable", False)
+    if type(executable) is not bool or (executable and kind != "file"):
+        raise PointerError(f"{where}: executable must be true or false, and only in a file pointer: {fix}")
     extra = {k: v for k, v in d.items() if k not in _KNOWN}
     # the checks above leave kind, oid and size of their types (mypy cannot follow is_oid and _count)
-    return Pointer(kind, cast(str, oid), cast(int, size), nfiles if kind == "dir" else None, meta, extra, auto)
+    return Pointer(
+        kind, cast(str, oid), cast(int, size), nfiles if kind == "dir" else None, meta, extra, auto, executable
+    )
 
 
 def has_control(name: str) -> bool:

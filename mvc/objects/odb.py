@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
 from mvc.objects import cachepacks, layout
 from mvc.objects import oid as oids
-from mvc.storage import fileio, tempfiles
+from mvc.storage import copying, fileio, tempfiles
 from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
@@ -381,7 +381,7 @@ class ODB:
                         return oid, how
             if out is None:
                 out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, READONLY)
-            return oids.from_digest(fileio.copy_hash_fd(fd, out, st.st_size, progress)), "copy"
+            return oids.from_digest(copying.copy_hash_fd(fd, out, st.st_size, progress)), "copy"
         finally:
             if out is not None and out != given:
                 os.close(out)
@@ -608,7 +608,7 @@ class ODB:
                     return how, os.lstat(tmp) if settle and how == "hardlink" else None
         out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
         try:
-            digest = fileio.copy_hash_fd(fd, out, size, progress)
+            digest = copying.copy_hash_fd(fd, out, size, progress)
             self._check(oid, digest)
             return "copy", fileio.settle(out) if settle else None
         finally:

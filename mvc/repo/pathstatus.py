@@ -107,6 +107,8 @@ def path_status(
     if st.st_size != p.size and not statmod.S_ISLNK(st.st_mode):
         return "modified", cache
     f = look(repo, rel, full, st, repo.state.get(rel, st))
+    if p.executable and not f.linked and not f.executable:  # lost the execute bit the pointer records
+        return "modified", cache
     bar = progress(f"checking {rel}", total([f]))
     try:
         return ("ok" if hash_of(repo, rel, f, bar) == p.oid else "modified"), cache

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteCorrupt, RemoteError, RemoteNotFound, RemoteObjectMissing
-from mvc.storage import fileio, tempfiles
+from mvc.storage import copying, fileio, tempfiles
 from mvc.storage.store import DEFAULT_JOBS, TMP, Check, LateName, Progress, Store, Wanted
 from mvc.storage.tempfiles import MARKER
 
@@ -115,7 +115,7 @@ class DirStore(Store):
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         def fill(fd: int, out: int) -> int:
             size = os.fstat(fd).st_size
-            digest = fileio.copy_hash_fd(fd, out, size, progress)
+            digest = copying.copy_hash_fd(fd, out, size, progress)
             check(digest)
             return size
 
@@ -226,7 +226,7 @@ class DirStore(Store):
             try:
                 out = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
-                    return fileio.copy_hash_fd(fd, out, os.fstat(fd).st_size, progress)
+                    return copying.copy_hash_fd(fd, out, os.fstat(fd).st_size, progress)
                 finally:
                     os.close(out)
             finally:

@@ -11,7 +11,6 @@ import mmap
 import os
 import stat as statmod
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -33,7 +32,7 @@ def hexdigest_bytes(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
-def _hash_mapped(fd: int, size: int, progress: Progress | None, until: Callable[[int], None] | None = None) -> str:
+def hash_mapped(fd: int, size: int, progress: Progress | None, until: Callable[[int], None] | None = None) -> str:
     """One CHUNK-sized window mapped at a time: a mapped page counts in the process's resident memory until
     it is unmapped, so mapping a whole 1 GiB file would show 1 GiB of RSS (a server's memory limit). until(end):
     returns once bytes up to end are there to read (a copy being written)."""
@@ -69,7 +68,7 @@ def hash_fd(fd: int, size: int, progress: Progress | None = None) -> str:
         if progress:
             progress(len(data))
         return hexdigest_bytes(data)
-    return _hash_mapped(fd, size, progress)
+    return hash_mapped(fd, size, progress)
 
 
 def hash_file(path: str, progress: Progress | None = None) -> tuple[str, os.stat_result]:
@@ -97,12 +96,13 @@ COPY_STEP = 64 << 20  # bytes a copy that may be called off copies between two q
 
 
 def copy_range(
-    src: int, dst: int, start: int, size: int, wanted: Callable[[], bool] | None = None, step: int = COPY_STEP
+    src: int, dst: int, start: int, size: int, wanted: Callable[[], bool] | None = None, step: int | None = None
 ) -> bool:
     """Copy bytes [start, start + size) of src to the start of the empty file dst, in the kernel; given wanted,
-    step bytes at a time, asking it before each: False calls the copy off (returns False, the file short)."""
+    step bytes (default COPY_STEP) at a time, asking it before each: False calls the copy off (returns False, the
+    file short)."""
     preallocate(dst, size)
-    step = size if wanted is None else step
+    step = size if wanted is None else step or COPY_STEP
     off = 0
     while off < size:
         if wanted is not None and not wanted():
@@ -136,68 +136,6 @@ def copy_into(src: int, dst: int, start: int, size: int, at: int) -> int:
             break
         off += n
     return off
-
-
-def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None) -> str:
-    """Copy ``size`` bytes src -> dst and return the hex digest of the bytes dst holds.
-
-    Small files are read once into memory: the bytes hashed are the bytes written. Large ones are copied by the
-    kernel in a thread, COPY_STEP bytes at a time, while this thread hashes the copy (dst, from the page cache)
-    one step behind: the digest is the copy's, so a source written meanwhile (through a shared mapping, which
-    need not move its mtime) cannot give an object that does not hash to its name, and the two still run side
-    by side (about one ``cp``). A dst open for writing only is hashed from src as the copy reads it."""
-    if size < SMALL:
-        data = os.pread(src, size, 0)
-        if len(data) != size:
-            raise StorageError("source file shrank while copying: retry when nothing writes to it")
-        write_all(dst, data)
-        if progress:
-            progress(size)
-        return hexdigest_bytes(data)
-    import fcntl
-
-    readable = fcntl.fcntl(dst, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
-    failure: list[BaseException] = []
-    done = threading.Condition()
-    copied = 0  # bytes of dst written so far (all of them once the copy ended, well or not)
-    steps = 0
-
-    def step() -> bool:  # asked before each step of the copy: the steps before it are in dst
-        nonlocal copied, steps
-        with done:
-            copied, steps = min(size, steps * MAP_WINDOW), steps + 1
-            done.notify()
-        return not failure
-
-    def run() -> None:
-        nonlocal copied
-        try:
-            copy_range(src, dst, 0, size, wanted=step if readable else None, step=MAP_WINDOW)
-        except BaseException as e:  # re-raised in the caller's thread
-            failure.append(e)
-        finally:
-            with done:
-                copied = size
-                done.notify()
-
-    def until(end: int) -> None:
-        with done:
-            done.wait_for(lambda: copied >= end)
-        if failure:  # never map what the copy did not write (a read past the file's end is SIGBUS)
-            raise failure[0]
-
-    worker = threading.Thread(target=run, name="mvc-copy", daemon=True)
-    worker.start()
-    try:
-        digest = _hash_mapped(dst, size, progress, until) if readable else _hash_mapped(src, size, progress)
-    except BaseException as e:
-        failure.append(e)  # (the copy stops at its next step)
-        raise
-    finally:
-        worker.join()
-    if failure:
-        raise failure[0]
-    return digest
 
 
 _libc = None
