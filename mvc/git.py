@@ -7,7 +7,7 @@ trees at other revisions and writing tags use pygit2, imported on first use.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mvc.errors import GitError, NotAGitRepo
@@ -34,6 +34,17 @@ def _lock_file(stderr: str) -> str:
     return stderr[start + 1 : end] if start != -1 and end != -1 else ".git/index.lock"
 
 
+def _english(env: Mapping[str, str]) -> dict[str, str]:
+    """env with git's messages in English (mvc reads them: a lock held, a full disk); the rest of the locale kept."""
+    out = dict(env)
+    everything = out.pop("LC_ALL", None)
+    if everything and "LC_CTYPE" not in out:
+        out["LC_CTYPE"] = everything
+    out.pop("LANGUAGE", None)
+    out["LC_MESSAGES"] = "C"
+    return out
+
+
 def _run_git(
     args: tuple[str, ...], cwd: str, input: bytes | None, env: dict[str, str] | None = None
 ) -> tuple[int, bytes, bytes]:
@@ -46,7 +57,9 @@ def _run_git(
     if not hasattr(os, "posix_spawnp"):  # Windows
         import subprocess
 
-        proc = subprocess.run(["git", *args], cwd=cwd, input=input, capture_output=True, env=env)
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, input=input, capture_output=True, env=_english(os.environ if env is None else env)
+        )
         return proc.returncode, proc.stdout, proc.stderr
     import select
     from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C half of signal, without its enum classes
@@ -60,7 +73,7 @@ def _run_git(
         pid = os.posix_spawnp(
             "git",
             ["git", "-C", cwd, *args],
-            os.environ if env is None else env,
+            _english(os.environ if env is None else env),
             setsigdef=(SIGPIPE,),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0),
@@ -182,10 +195,14 @@ def open_pygit2(path: str) -> Any:
         if "not owned by current user" not in str(e):
             raise
         top = os.path.abspath(path).removesuffix(os.sep + ".git").removesuffix(os.sep + ".git" + os.sep)
-        raise GitError(
-            f"git refuses the repository at {top}: another user owns it (dubious ownership); if you trust it, run "
-            f"'git config --global --add safe.directory {top}'"
-        ) from None
+        raise GitError(_not_owned(top)) from None
+
+
+def _not_owned(top: str) -> str:
+    return (
+        f"git refuses the repository at {top}: another user owns it (dubious ownership); if you trust it, run "
+        f"'git config --global --add safe.directory {top}'"
+    )
 
 
 def discover(start: str) -> str:
@@ -245,6 +262,8 @@ class Git:
             why = next((line for line in lines[::-1] if line.startswith(("fatal:", "error:"))), " ".join(lines)[:300])
             if "Out of diskspace" in text or "No space left" in text:
                 why = "no space left on the device of the repository's .git: free some space and retry"
+            elif "dubious ownership" in text:
+                why = _not_owned(self.root)
             err_ = GitError(f"git {args[0]} failed: {why or code}")
             err_.stderr = text  # for callers that pick their own line (mvc.repo.upstream)
             raise err_

@@ -917,7 +917,7 @@ def test_python_values_the_api_takes(repo, mvc_cli, mvc_error):
     mvc.add(b"m.bin")
     mvc_cli("add", "m.bin", "--name", "churn")
     git(repo, "commit", "-q", "-m", "m")
-    assert mvc.gc(grace=0)["dry_run"] and mvc.gc(grace=3600)["dry_run"]
+    assert mvc.gc(grace=0)["dry_run"] and mvc.gc(grace=14 * 86400)["dry_run"] and mvc.gc(grace=0.5)["dry_run"]
     with pytest.raises(PathError, match="not a duration"):
         mvc.gc(grace=None)
     assert mvc.log("churn", rev=None)[0]["path"] == "m.bin"
@@ -956,3 +956,17 @@ def test_a_journal_that_cannot_be_written_is_one_line(repo, mvc_cli, tmp_path):
     proc = run_mvc("push", cwd=repo, preexec_fn=tiny_files)
     assert_one_line(proc, "remotes.db", "free some space")
     assert run_mvc("push", cwd=repo).returncode == 0
+
+
+def test_a_held_index_lock_is_waited_for_in_any_language(repo, mvc_cli):
+    """git's messages are read in English whatever the user's locale (a translated 'File exists' was a failure)."""
+    import threading
+    import time
+
+    make_file(repo / "m.bin", 10)
+    lock = repo / ".git" / "index.lock"
+    lock.write_bytes(b"")
+    threading.Thread(target=lambda: (time.sleep(1.0), lock.unlink()), daemon=True).start()
+    proc = run_mvc("add", "m.bin", cwd=repo, env={**os.environ, "LANGUAGE": "de", "LC_ALL": "C.UTF-8"})
+    assert proc.returncode == 0, proc.stderr
+    assert "m.bin.mvc" in git(repo, "diff", "--cached", "--name-only")

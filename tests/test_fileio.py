@@ -79,3 +79,19 @@ def test_a_copy_is_named_by_its_own_bytes_when_the_source_changes_meanwhile(tmp_
         os.close(src)
         os.close(dst)
     assert calls > 1 and digest == xxhash.xxh3_128_hexdigest(dst_path.read_bytes())
+
+
+def test_a_file_cut_short_while_hashed_is_an_error_not_a_crash(tmp_path):
+    """A trainer saving to the path being hashed truncates it: a read past its end would be SIGBUS."""
+    from mvc.errors import StorageError
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(fileio.SMALL + 2 * fileio.MAP_WINDOW))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        os.truncate(path, fileio.MAP_WINDOW // 2)
+        with pytest.raises(StorageError, match="shrank while it was read"):
+            fileio.hash_fd(fd, size)
+    finally:
+        os.close(fd)

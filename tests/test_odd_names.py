@@ -158,3 +158,36 @@ def test_a_pointers_executable_is_a_file_pointers_bool():
     ):
         with pytest.raises(PointerError, match="executable must be true or false"):
             ptrfmt.loads(base.format(k=k, z=z, extra=extra))
+
+
+def test_a_large_file_or_a_link_named_mvc_is_refused_unread(repo: Path, mvc_error, tmp_path):
+    import os
+
+    big = repo / "huge.mvc"
+    with open(big, "wb") as f:
+        f.truncate(3 << 30)  # sparse: 3 GiB that must never be read whole
+    mvc_error("remove", "huge", words=("huge.mvc is not an mvc pointer",))
+    assert big.stat().st_size == 3 << 30
+    target = tmp_path / "elsewhere.bin"
+    target.write_text("x")
+    os.symlink(target, repo / "link.mvc")
+    mvc_error("remove", "link", words=("link.mvc is not an mvc pointer",))
+    assert (repo / "link.mvc").is_symlink() and target.read_text() == "x"
+
+
+def test_a_repo_given_from_elsewhere_sees_an_ambiguous_name_in_its_root(repo: Path, mvc_cli, tmp_path, monkeypatch):
+    import pytest
+
+    from mvc.errors import PathError
+
+    (repo / "dd@v1.0.0").write_text("a file\n")
+    (repo / "m.bin").write_text("model\n")
+    mvc_cli("add", "dd@v1.0.0", "m.bin")
+    mvc_cli("add", "m.bin", "--name", "dd")
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("register", "dd", "v1.0.0")
+    r = mvc.Repo(str(repo))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PathError, match="names both a path here and a registry revision"):
+        mvc.describe("dd@v1.0.0", repo=r)
+    assert mvc.read_bytes("./dd@v1.0.0", repo=r) == b"a file\n"

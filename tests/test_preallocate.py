@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mvc.storage import fileio
+from mvc.storage import copying, fileio
 
 
 def test_preallocate_keeps_the_size_and_a_copy_stays_exact(tmp_path):
@@ -16,7 +16,7 @@ def test_preallocate_keeps_the_size_and_a_copy_stays_exact(tmp_path):
         fileio.preallocate(fd, len(data))
         assert os.fstat(fd).st_size == 0  # reserved, not grown: a short copy stays visibly short
         with open(src, "rb") as f:
-            digest = fileio.copy_hash_fd(f.fileno(), fd, len(data))
+            digest = copying.copy_hash_fd(f.fileno(), fd, len(data))
     assert dst.read_bytes() == data
     assert digest == fileio.hexdigest_bytes(data)
 

@@ -1,6 +1,6 @@
 """The state cache (.mvc/state.db): unchanged files are never hashed again, and deleting it changes no result.
 
-Hash calls are counted by wrapping mvc.storage.fileio.hash_fd and copy_hash_fd with functions that
+Hash calls are counted by wrapping mvc.storage.fileio.hash_fd and copying.copy_hash_fd with functions that
 count and delegate: the real hashing and the real files are used throughout.
 """
 
@@ -25,7 +25,9 @@ from mvc.storage import fileio
 def hashes(monkeypatch) -> dict[str, int]:
     """Counts of calls to the two functions that read and hash file contents."""
     counts = {"hash_fd": 0, "copy_hash_fd": 0}
-    real_hash, real_copy = fileio.hash_fd, fileio.copy_hash_fd
+    from mvc.storage import copying
+
+    real_hash, real_copy = fileio.hash_fd, copying.copy_hash_fd
 
     def hash_fd(*a, **kw):
         counts["hash_fd"] += 1
@@ -36,7 +38,7 @@ def hashes(monkeypatch) -> dict[str, int]:
         return real_copy(*a, **kw)
 
     monkeypatch.setattr(fileio, "hash_fd", hash_fd)
-    monkeypatch.setattr(fileio, "copy_hash_fd", copy_hash_fd)
+    monkeypatch.setattr(copying, "copy_hash_fd", copy_hash_fd)
     return counts
 
 

@@ -20,10 +20,11 @@ GRACE = "14d"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def parse_grace(text: str | int) -> float:
-    """Seconds of a grace period written ``0``, ``90s``, ``30m``, ``12h``, ``14d`` or ``2w``."""
-    if isinstance(text, int) and not isinstance(text, bool) and 0 <= text < 10**6:
-        text = str(text) + ("s" if text else "")  # seconds, as a number
+def parse_grace(text: str | float) -> float:
+    """Seconds of a grace period written ``0``, ``90s``, ``30m``, ``12h``, ``14d`` or ``2w``, or given as a number of
+    seconds (from Python)."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and 0 <= text < float("inf"):
+        return float(text)  # seconds, as a number (the Python API's)
     if not isinstance(text, str):
         raise PathError(f"grace period {text!r} is not a duration: write it like '14d', '12h', '30m' or 0")
     m = re.fullmatch(r"(0|[0-9]{1,6})([smhdw]?)", text.strip())

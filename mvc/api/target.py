@@ -102,13 +102,15 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
         if here is not None:
             return _resolve_url(ref, here, rev, inside)
     r = open_repo(repo)
-    refs = model_refs(r, [ref], rev)
+    # a serving process elsewhere names a path of the Repo it gives from that Repo's root
+    base = r.root if repo is not None and not os.path.isabs(ref) and not _inside(os.getcwd(), r.root) else ""
+    refs = model_refs(r, [ref], rev, base)
     shown = rev
     sub = ""
     if refs:
         shown, ref, rev = refs[0][0], r.abs(refs[0][1]), refs[0][2]
-    elif repo is not None and not os.path.isabs(ref) and not _inside(os.getcwd(), r.root):
-        ref = r.abs(ref)  # a serving process elsewhere names a path of the Repo it gives from that Repo's root
+    elif base:
+        ref = r.abs(ref)
     if not refs and inside:
         top = _tracked_above(r, r.rel(ref), rev)
         if top is not None:

@@ -125,10 +125,12 @@ class Journal:
                             os.unlink(self.path + suffix)
                     self._db = self._open()
             except sqlite3.OperationalError as e:
-                raise StorageError(
-                    f"cannot write the journal of remotes {self.path} ({e}): free some space, or make its directory "
-                    "writable, and retry"
-                ) from None
+                fix = (
+                    "another mvc process holds it: retry when it is done"
+                    if "locked" in str(e)
+                    else "free some space, or make its directory writable, and retry"
+                )
+                raise StorageError(f"cannot write the journal of remotes {self.path} ({e}): {fix}") from None
         return self._db
 
     def _open(self) -> sqlite3.Connection:

@@ -142,7 +142,7 @@ class Repo:
         return os.path.join(self.root, *rel.split("/"))
 
     def check_inside(self, rel: str, shown: str | None = None) -> str:
-        """Refuse a relpath whose parent directories lead outside the repo through a symlink."""
+        """Refuse a relpath whose parent directories lead through a symlink: outside the repo, or inside it."""
         full = self.abs(rel)
         parent = os.path.dirname(full)
         while not os.path.lexists(parent):  # check the deepest part that exists
@@ -152,6 +152,13 @@ class Repo:
             raise PathError(
                 f"{shown or rel} leads outside the repository through a symlink ({real}): "
                 "remove the symlink or track the real path"
+            )
+        if real != os.path.normpath(os.path.join(self.real_root, os.path.relpath(parent, self.root))):
+            # a symlink inside the repository on the way: a write would land on another tracked path (git, too,
+            # writes nothing beyond a symbolic link)
+            raise PathError(
+                f"{shown or rel} lies beyond a symlink inside the repository (it leads to {real}): replace the "
+                "symlink with a directory, or track the real path"
             )
         return full
 

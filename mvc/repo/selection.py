@@ -13,6 +13,8 @@ from mvc.objects import oid as oids
 from mvc.repo.repository import Repo, quoted, shell_quoted
 from mvc.storage import fileio
 
+POINTER_MAX = 1 << 20  # a pointer is a few hundred bytes; more is a file of the user's, not read whole
+
 
 def user_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
     """Accept one path or many (so ``mvc.add("model.pt")`` does what it says). An empty one is refused, as git
@@ -312,26 +314,44 @@ def objects_for(repo: Repo, pointers: dict[str, bytes]) -> set[str]:
 
 
 def check_is_pointer(repo: Repo, prel: str, so: str) -> None:
-    """Refuse a work-tree file prel that does not parse as a pointer: a file of the user's named ``*.mvc``."""
+    """Refuse a work-tree file prel that is not a pointer: a file of the user's named ``*.mvc`` (read no further
+    than a pointer's size), or a symlink (never followed)."""
+    import stat as statmod
+
+    full = repo.abs(prel)
     try:
-        with open(repo.abs(prel), "rb") as f:
-            ptrfmt.loads(f.read(), prel)
+        st = os.lstat(full)
+    except OSError:
+        return  # nothing there to delete
+    try:
+        if not statmod.S_ISREG(st.st_mode) or st.st_size > POINTER_MAX:
+            raise PointerError("not a pointer's kind or size")
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            ptrfmt.loads(os.read(fd, POINTER_MAX), prel)
+        finally:
+            os.close(fd)
     except (OSError, MvcError):
-        if os.path.isfile(repo.abs(prel)):
-            raise PathError(
-                f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
-                "*.mvc file as a pointer)"
-            ) from None
+        raise PathError(
+            f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
+            "*.mvc file as a pointer)"
+        ) from None
 
 
-def model_refs(repo: Repo, paths: list[str], rev: str | None) -> list[tuple[str, str, str]]:
-    """[(the user's text, model path, commit)] when paths are registry revisions rather than paths, else []."""
+def model_refs(repo: Repo, paths: list[str], rev: str | None, base: str = "") -> list[tuple[str, str, str]]:
+    """[(the user's text, model path, commit)] when paths are registry revisions rather than paths, else []; base:
+    the directory a relative path is read from (default: the current one)."""
     texts = [p for p in paths if ("@" in p or "#" in p) and not p.startswith("./")]  # ./NAME@v1: a path, said so
     if not texts:
         return []
     from mvc.repo import models
 
-    maybe = [p for p in texts if not os.path.lexists(p) and not os.path.lexists(p + ptrfmt.SUFFIX)]
+    # (base: the directory relative paths are read from, when not the current one)
+    maybe = [
+        p
+        for p in texts
+        if not os.path.lexists(os.path.join(base, p)) and not os.path.lexists(os.path.join(base, p) + ptrfmt.SUFFIX)
+    ]
     for p in texts:
         if p not in maybe and registered(repo, p):  # a file named as a version is: neither is picked silently
             raise PathError(

@@ -159,6 +159,11 @@ class Upstream(gitmod.Git):
         fatal = [line.split(": ", 1)[-1] for line in lines if line.startswith(("fatal:", "error:"))]
         said = fatal[0] if fatal else str(e).split(": ", 1)[-1]
         said = " ".join(said.replace(self.url, self.shown).split())  # git's tabs and runs of spaces: one line
+        if "dubious ownership" in e.stderr:
+            return UpstreamError(
+                f"cannot {doing} {self.shown}: git refuses it, another user owns it (dubious ownership); if you "
+                "trust it, add it with 'git config --global --add safe.directory PATH' (the path git names)"
+            )
         if self.top in said and ("Read-only file system" in said or "Permission denied" in said):
             return UpstreamError(
                 f"cannot write the user's cache {self.top} (git: {said}): set MVC_CACHE_DIR to a writable "

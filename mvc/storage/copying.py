@@ -66,7 +66,11 @@ def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None
         failure.append(e)  # (the copy stops at its next step)
         raise
     finally:
-        worker.join()
+        while worker.is_alive():  # never return (and let the caller close dst) while the copy writes to it
+            try:
+                worker.join()
+            except BaseException as e:  # a second Ctrl-C while waiting: still waited for, then raised
+                failure.append(e)
     if failure:
         raise failure[0]
     return digest

@@ -125,7 +125,9 @@ class DirStore(Store):
         """fill(src fd, tmp fd) writes the new temp file from the file src; then it is synced, if so set."""
         fd = os.open(src, os.O_RDONLY)
         try:
-            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            # write-only: a network or FUSE mount may refuse a file read and written at once; what is copied here
+            # is an object of the cache (immutable), so its own bytes are hashed as they are read
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 result = fill(fd, out)
                 if self.fsync:
@@ -139,7 +141,7 @@ class DirStore(Store):
     def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
         def write(tmp: str) -> None:
             # not fileio.atomic_write: its errors name the temp file and the cache, not this remote
-            out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 fileio.write_all(out, data)
                 if self.fsync:

@@ -40,10 +40,16 @@ def hash_mapped(fd: int, size: int, progress: Progress | None, until: Callable[[
     for start in range(0, size, MAP_WINDOW):  # a multiple of mmap.ALLOCATIONGRANULARITY
         if until is not None:
             until(min(start + MAP_WINDOW, size))
-        with (
-            mmap.mmap(fd, min(MAP_WINDOW, size - start), access=mmap.ACCESS_READ, offset=start) as m,
-            memoryview(m) as part,
-        ):
+        elif os.fstat(fd).st_size < min(start + MAP_WINDOW, size):
+            # cut short while it is read (a trainer saving to the same path): a read past its end would be SIGBUS
+            raise StorageError("the file shrank while it was read: run the command again once nothing writes to it")
+        try:
+            m = mmap.mmap(fd, min(MAP_WINDOW, size - start), access=mmap.ACCESS_READ, offset=start)
+        except ValueError:  # (shorter than the window by now)
+            raise StorageError(
+                "the file shrank while it was read: run the command again once nothing writes to it"
+            ) from None
+        with m, memoryview(m) as part:
             h.update(part)
             if progress:
                 progress(len(part))

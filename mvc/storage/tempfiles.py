@@ -202,7 +202,11 @@ def sweep_dead(directory: str, min_age: float = 0) -> None:
             continue
         if min_age:
             try:
-                if entry.stat(follow_symlinks=False).st_mtime > time.time() - min_age:
+                st = entry.stat(follow_symlinks=False)
+                # a hard-linked temp (a link mode's, the user's inode) keeps its source's old mtime: its ctime says
+                linked = st.st_nlink > 1 and not entry.is_dir(follow_symlinks=False)
+                used = max(st.st_mtime, st.st_ctime) if linked else st.st_mtime
+                if used > time.time() - min_age:
                     continue
             except OSError:
                 continue
