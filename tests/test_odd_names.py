@@ -191,3 +191,19 @@ def test_a_repo_given_from_elsewhere_sees_an_ambiguous_name_in_its_root(repo: Pa
     with pytest.raises(PathError, match="names both a path here and a registry revision"):
         mvc.describe("dd@v1.0.0", repo=r)
     assert mvc.read_bytes("./dd@v1.0.0", repo=r) == b"a file\n"
+
+
+def test_a_tracked_path_beyond_a_symlink_inside_the_repository_is_never_written(repo: Path, mvc_cli, mvc_error):
+    """p replaced by a symlink to q (inside the repository): checkout of p/model wrote q/model through it."""
+    import os
+
+    (repo / "p").mkdir()
+    (repo / "q").mkdir()
+    (repo / "p" / "model").write_text("P\n")
+    (repo / "q" / "model").write_text("Q\n")
+    mvc_cli("add", "p/model", "q/model")
+    git(repo, "commit", "-q", "-m", "v")
+    (repo / "p").rename(repo / "p_old")
+    os.symlink("q", repo / "p")
+    mvc_error("checkout", "--rev", "HEAD", "--force", words=("beyond a symlink inside the repository",))
+    assert (repo / "q" / "model").read_text() == "Q\n"
