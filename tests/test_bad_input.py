@@ -970,3 +970,18 @@ def test_a_held_index_lock_is_waited_for_in_any_language(repo, mvc_cli):
     proc = run_mvc("add", "m.bin", cwd=repo, env={**os.environ, "LANGUAGE": "de", "LC_ALL": "C.UTF-8"})
     assert proc.returncode == 0, proc.stderr
     assert "m.bin.mvc" in git(repo, "diff", "--cached", "--name-only")
+
+
+def test_messages_for_empty_or_root_names(repo, mvc_cli, mvc_error, tmp_path):
+    make_file(repo / "m.bin", 10)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "s"), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    line = mvc_error("show", ".", words=("repository's root", "mvc ls"))
+    assert "mvc add" not in line
+    mvc_error("get", "", "-o", str(tmp_path / "o"), words=("'' is not a path",))
+    line = mvc_error("push", "-r", "", words=("'' is not a remote's name", "known remotes: origin"))
+    assert "remote add" not in line
+    line = mvc_error("deprecate", "a b", words=("model name",))
+    assert "mvc register a b" not in line
+    mvc_error("deprecate", "churn", "v0.0.1", "", words=("stage name",))

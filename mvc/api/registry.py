@@ -131,9 +131,8 @@ def register(
 ) -> dict[str, Any]:
     """Register the model as it is at rev (default HEAD) as a new version: tag ``NAME@vX.Y.Z``.
 
-    version: semver (``v`` optional); default: the greatest version ever registered, bumped (bump:
-    "major", "minor" or "patch", the default), or v0.0.1 for the first one.
-    Returns {name, tag, version, commit, path, oid, size, same_as}: same_as names the latest version before it
+    version: semver (``v`` optional); default: the greatest version ever registered, bumped (bump: "major",
+    "minor" or "patch", the default), or v0.0.1 for the first one. Returns {name, tag, version, commit, path, oid, size, same_as}: same_as names the latest version before it
     when that holds the same weights (the same oid: a retrained model not added again?), else None.
     """
     repo = _repo(repo)
@@ -349,6 +348,7 @@ def deprecate(
 
     Returns {name, tag, version, stage, commit, action}.
     """
+    tagfmt.check_names(name, stage)  # (as register and assign: a fix then names a command that can work)
     repo = _repo(repo)
     if stage is not None and version is None:
         raise RegistryError("name the version whose stage to cancel: mvc deprecate NAME VERSION STAGE")

@@ -93,6 +93,8 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     if isinstance(ref, Target):
         return ref
     ref = os.fspath(ref)
+    if not ref:
+        raise PathError("'' is not a path or a model revision: name a tracked path, or NAME@vX.Y.Z")
     if is_url(repo):
         return _resolve_url(ref, os.fspath(repo), rev, inside)  # type: ignore[arg-type]
     from mvc.repo.selection import model_refs, pointer_for

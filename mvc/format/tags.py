@@ -120,6 +120,13 @@ def is_name(text: str) -> bool:
     return re.match(_NAME_PATTERN, text) is not None
 
 
+def check_names(name: str, stage: str | None = None) -> None:
+    """check_name of a model's name, and of a stage's when given."""
+    check_name(name)
+    if stage is not None:
+        check_name(stage, "stage name")
+
+
 def check_name(name: str, what: str = "model name") -> str:
     """Refuse a name mvc would not write (see the strict grammar in FORMAT.md)."""
     if not re.match(_STRICT_NAME_PATTERN, name) or "//" in name:

@@ -134,6 +134,8 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
                 f"unknown remote {name!r} ({known}): -r takes a remote's name; to use that place, add it with "
                 f"'mvc remote add NAME {name}' and pass -r NAME"
             )
+        if not name.strip():
+            raise UnknownRemote(f"{name!r} is not a remote's name ({known}): pass -r NAME")
         raise UnknownRemote(f"unknown remote {name!r} ({known}): add it with 'mvc remote add {name} URL'")
     options = {k: v for k, v in entry.items() if k not in ("url", "jobs", "packs", "chunks")}
     return Spec(

@@ -90,6 +90,8 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
     fix that applies: a path inside a tracked directory is not to be added on its own, one that does not
     exist is not to be added at all."""
     what, at = quoted(shown), f" at {rev}" if rev is not None else ""
+    if rel == ".":
+        return PathError(f"{what} is the repository's root, which mvc never tracks: name a tracked path ('mvc ls')")
     top = next((t for t in map(Repo.target_of, available) if rel.startswith(t + "/")), None)
     if top is not None:  # pointers do not nest: a tracked path with rel below it is a directory
         fix = (in_dir or "name {dir} instead (mvc handles a directory as a whole)").format(dir=shell_quoted(top))

@@ -263,7 +263,7 @@ class Upstream(gitmod.Git):
             self._have_commit(rev.lower(), None)
             return rev.lower()
         if rev is None:
-            raise UpstreamError(f"{self.shown} has no commits: push to it first, or pass --rev")
+            raise UpstreamError(f"{self.shown} has no commits: push to it first (or pass --rev of a commit it has)")
         with self._lock():
             self._fetch(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], depth=False)
             if os.path.exists(os.path.join(self.root, "shallow")):
