@@ -278,7 +278,7 @@ def test_a_first_add_stats_and_stores_in_one_pass_as_a_scan_then_a_store_would(
     assert passes == [1] and not (repo / ".mvc" / "cache" / "packs").exists()  # refused before storing
     (repo / "data" / "bad\x01name").unlink()
     (repo / "data" / "out").symlink_to(tmp_path)
-    assert "symlink out of the directory" in mvc_error("add", "data")
+    assert "is a symlink: a tracked directory holds regular files only" in mvc_error("add", "data")
     (repo / "data" / "out").unlink()
     os.mkfifo(repo / "data" / "pipe")  # opened without waiting for a writer, and refused
     assert "not a regular file" in mvc_error("add", "data")

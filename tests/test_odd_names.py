@@ -207,3 +207,16 @@ def test_a_tracked_path_beyond_a_symlink_inside_the_repository_is_never_written(
     os.symlink("q", repo / "p")
     mvc_error("checkout", "--rev", "HEAD", "--force", words=("beyond a symlink inside the repository",))
     assert (repo / "q" / "model").read_text() == "Q\n"
+
+
+def test_a_fifo_in_a_tracked_directory_is_listed_and_a_backslash_named(repo: Path, mvc_cli, mvc_error):
+    import os
+
+    make_file(repo / "d" / "a.bin", 10)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "d")
+    os.mkfifo(repo / "d" / "pipe")
+    assert mvc_cli("status", "--files").stdout.splitlines() == ["d: modified", "    added:     d/pipe"]
+    (repo / "back\\slash").write_text("x")
+    line = mvc_error("add", "back\\slash", words=("a backslash in the name",))
+    assert "absolute" not in line

@@ -77,8 +77,10 @@ def bad_relpath(path: object) -> str | None:
     """Why path is not a safe relative '/'-separated path, or None when it is."""
     if not isinstance(path, str) or not path:
         return "empty path"
-    if path[0] == "/" or path[1:2] == ":" or "\\" in path:
+    if path[0] == "/" or path[1:2] == ":":
         return "absolute path"
+    if "\\" in path:  # a separator on Windows: the same bytes would name another path there
+        return "a backslash in the name"
     if "\0" in path or "\n" in path or "\r" in path:
         return "control character in path"
     parts = path.split("/")

@@ -226,7 +226,7 @@ def dir_changes(
         return None
     if not files:
         full = repo.check_inside(rel)
-        files = scan_dir(repo, rel, full) if os.path.isdir(full) else {}
+        files = scan_dir(repo, rel, full, lenient=True) if os.path.isdir(full) else {}
     same_size = {sub: f for sub, f in files.items() if sub in want and (f.linked or f.st.st_size == want[sub].size)}
     bar = progress(f"checking {rel}", total(same_size.values()))
     try:

@@ -43,8 +43,8 @@ def checked(rel: str, files: dict[str, File]) -> dict[str, File]:
     for sub, f in files.items():
         if f.foreign:
             raise PathError(
-                f"{rel}/{sub} is a symlink out of the directory: mvc tracks regular files; "
-                "replace it with the file or remove it"
+                f"{rel}/{sub} is a symlink: a tracked directory holds regular files only; "
+                "replace it with the file it names, or remove it"
             )
     check_names(rel, list(files))
     return files
@@ -80,8 +80,8 @@ def look(repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None)
         return File(full, st, oid, linked=oid is not None, foreign=oid is None)
     if not statmod.S_ISREG(st.st_mode):
         raise PathError(
-            f"{rel} is not a regular file or directory (a FIFO, socket or device): mvc records files, directories "
-            "and links: move it out of the way or delete it"
+            f"{rel} is not a regular file or directory (a FIFO, socket or device): mvc records files and "
+            "directories: move it out of the way or delete it"
         )
     linked = st.st_nlink > 1 and not st.st_mode & 0o222
     return File(full, st, known, linked=linked)
@@ -269,10 +269,15 @@ def fingerprint_of(subs: list[str], fields: array, racy_from: int) -> tuple[str,
 
 
 def scan_dir(
-    repo: Repo, rel: str, full: str, walked: Iterable[tuple[str, str, os.stat_result]] | None = None
+    repo: Repo,
+    rel: str,
+    full: str,
+    walked: Iterable[tuple[str, str, os.stat_result]] | None = None,
+    lenient: bool = False,
 ) -> Scanned:
     """Every file below a tracked directory (as Walk(full) finds them, or walked when given): {posix
-    subpath: File}, oids from the state cache."""
+    subpath: File}, oids from the state cache. lenient: a FIFO, socket or device there is a File that is never
+    read (foreign), not an error (a status that lists what changed)."""
     known = repo.state.under(rel)
     found = Scanned()
     if walked is None:
@@ -285,6 +290,8 @@ def scan_dir(
         oid = row[4] if row and row[:4] == (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) else None
         if isreg(st.st_mode):  # what look decides for a regular file
             found[sub] = File(path, st, oid, st.st_nlink > 1 and not st.st_mode & 0o222)
+        elif lenient and not statmod.S_ISLNK(st.st_mode):
+            found[sub] = File(path, st, None, foreign=True)
         else:
             found[sub] = look(repo, base + sub, path, st, oid)
     return found

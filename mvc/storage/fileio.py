@@ -442,7 +442,8 @@ def local_error(e: OSError, what: str, only_space: bool = False) -> StorageError
     """The one-line error for a full disk (or, unless only_space, a refused write) while writing what on
     this machine; None for other errors."""
     if e.errno in SPACE_ERRNOS:
-        return StorageError(f"no space left writing {what}: free some space (or move cache.dir) and retry")
+        move = " (or move cache.dir)" if "cache" in what else ""  # (moving the cache frees no room elsewhere)
+        return StorageError(f"no space left writing {what}: free some space{move} and retry")
     if not only_space and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return StorageError(f"cannot write {what}: {e.strerror}: check permissions")
     return None
