@@ -985,3 +985,13 @@ def test_messages_for_empty_or_root_names(repo, mvc_cli, mvc_error, tmp_path):
     line = mvc_error("deprecate", "a b", words=("model name",))
     assert "mvc register a b" not in line
     mvc_error("deprecate", "churn", "v0.0.1", "", words=("stage name",))
+
+
+def test_a_failed_get_removes_the_directories_it_made(repo, mvc_cli, tmp_path):
+    make_file(repo / "m.bin", 10_000)
+    mvc_cli("add", "m.bin")
+    out = tmp_path / "new" / "deeper" / "m.bin"
+    proc = run_mvc("get", "m.bin", "-o", str(out), cwd=repo, preexec_fn=tiny_files)
+    assert_one_line(proc, "no space left")
+    assert not (tmp_path / "new").exists()
+    assert run_mvc("get", "m.bin", "-o", str(out), cwd=repo).returncode == 0 and out.stat().st_size == 10_000

@@ -431,7 +431,26 @@ def get(
     out = os.path.abspath(out)
     outputs.check(out, p.kind, force, repo.root)
     parent = os.path.dirname(out)
-    outputs.make_dirs(parent)
+    made = outputs.make_dirs(parent)
+    try:
+        _write_out(repo, rel, at, p, out, parent, force, progress)
+    except BaseException:
+        outputs.unmake(made)  # a failed get leaves nothing behind, not even the directories it made
+        raise
+    return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": shown_rev}
+
+
+def _write_out(
+    repo: Repo,
+    rel: str,
+    at: str,
+    p: ptrfmt.Pointer,
+    out: str,
+    parent: str,
+    force: bool,
+    progress: progressmod.Factory,
+) -> None:
+    """get's writing of version p of rel to out (its objects fetched first)."""
     # before the bar: a fetch draws its own
     label = f"{rel}{at}" if p.kind == "file" else f"the manifest of directory {rel}{at}"
     ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress, {p.oid: (label, rel)})
@@ -463,4 +482,3 @@ def get(
                 raise
     finally:
         bar.close()
-    return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": shown_rev}

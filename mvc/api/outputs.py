@@ -86,8 +86,17 @@ def _kind(mode: int) -> str:
     return "a FIFO" if statmod.S_ISFIFO(mode) else "a socket" if statmod.S_ISSOCK(mode) else "not a regular file"
 
 
-def make_dirs(parent: str) -> None:
-    """Make the directory parent (and those above it it needs), refusing one that cannot be made."""
+def make_dirs(parent: str) -> list[str]:
+    """Make the directory parent (and those above it it needs), refusing one that cannot be made; returns the
+    directories made, outermost first (for :func:`unmake` when the write then fails)."""
+    missing = []
+    d = parent
+    while not os.path.isdir(d):
+        missing.append(d)
+        up = os.path.dirname(d)
+        if up == d:
+            break
+        d = up
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as e:
@@ -95,6 +104,17 @@ def make_dirs(parent: str) -> None:
             f"cannot make the output directory {parent} ({e.strerror}): choose an output path whose directories "
             "can be made (not below a file)"
         ) from None
+    return missing[::-1]
+
+
+def unmake(made: list[str]) -> None:
+    """Remove the directories make_dirs made (innermost first), as far as they are still empty: a failed write
+    leaves nothing behind."""
+    for d in reversed(made):
+        try:
+            os.rmdir(d)
+        except OSError:
+            break
 
 
 def _holds_cwd(out: str) -> bool:

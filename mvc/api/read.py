@@ -162,7 +162,7 @@ def get(
     from mvc.objects.transfer import check_room
 
     check_room(os.path.dirname(out), p.size)  # said before a byte is read, or a directory made (a size may be absurd)
-    made = _make_parents(os.path.dirname(out))
+    made = outputs.make_dirs(os.path.dirname(out))
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
     if not (t.repo is not None or cache or held):
@@ -171,11 +171,7 @@ def get(
         with _Remote(t, remote, odb) as remote_:
             _write(t, remote_, odb, out, progress, remember=True, force=force)
     except BaseException:
-        for d in reversed(made):  # a failed get leaves nothing behind, not even the directories it made
-            try:
-                os.rmdir(d)
-            except OSError:
-                break
+        outputs.unmake(made)  # a failed get leaves nothing behind, not even the directories it made
         raise
     return {"path": t.path, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": t.shown}
 
@@ -216,20 +212,6 @@ class _Remote:
     def __exit__(self, *exc: object) -> None:
         if self.transfer is not None:
             self.transfer.close()
-
-
-def _make_parents(parent: str) -> list[str]:
-    """Make parent and what it needs above it; returns the directories made, outermost first."""
-    missing = []
-    d = parent
-    while not os.path.isdir(d):
-        missing.append(d)
-        up = os.path.dirname(d)
-        if up == d:
-            break
-        d = up
-    outputs.make_dirs(parent)
-    return missing[::-1]
 
 
 def _name(path: str) -> str:
