@@ -11,7 +11,17 @@ import click
 from mvc import git as gitmod
 from mvc.api import lineage
 from mvc.api import registry as api
-from mvc.cli.common import columns, echo_json, human, json_option, repo_option, safe, short, user_url
+from mvc.cli.common import (
+    columns,
+    echo_json,
+    human,
+    json_option,
+    quiet_option,
+    repo_option,
+    safe,
+    short,
+    user_url,
+)
 from mvc.cli.metrics import cell, split_keys
 
 _message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
@@ -347,8 +357,16 @@ def log(target: str, rev: str, as_json: bool) -> None:
 @click.option("--tensors", is_flag=True, help="Of a directory: the tensor diff of each changed safetensors file.")
 @click.option("--fetch", is_flag=True, help="Fetch versions the cache lacks first, to compare every tensor.")
 @click.option("--remote", metavar="REMOTE", help="Read versions the cache lacks from this remote (name or URL).")
+@quiet_option
 def diff(
-    rev_a: str | None, rev_b: str | None, as_json: bool, model: bool, tensors: bool, fetch: bool, remote: str | None
+    rev_a: str | None,
+    rev_b: str | None,
+    as_json: bool,
+    model: bool,
+    tensors: bool,
+    fetch: bool,
+    remote: str | None,
+    quiet: bool,
 ) -> None:
     """Show models added, removed, modified or moved between two revisions; or, with
     model versions, what changed inside a model: tensors, or files of a directory.
@@ -379,14 +397,14 @@ def diff(
         from mvc.cli import modeldiff
 
         found = tensordiff.diff_models(
-            rev_a, rev_b, tensors=tensors, fetch=fetch, remote=remote, progress=bars(as_json or not fetch)
+            rev_a, rev_b, tensors=tensors, fetch=fetch, remote=remote, progress=bars(as_json or quiet or not fetch)
         )
         if as_json:
             echo_json(found)
         else:
             modeldiff.echo(found)
         return
-    rows = lineage.diff(rev_a, rev_b, progress=bars(as_json))
+    rows = lineage.diff(rev_a, rev_b, progress=bars(as_json or quiet))
     if as_json:
         echo_json(rows)
         return
