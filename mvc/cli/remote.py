@@ -145,7 +145,7 @@ def _staged(staged: bool) -> str:
     return " (.mvc/config.toml staged)" if staged else ""
 
 
-@remote.command("modify")
+@remote.command("modify", context_settings={"ignore_unknown_options": True})  # (a negative VALUE)
 @click.argument("name")
 @click.argument("key")
 @click.argument("value", required=False)

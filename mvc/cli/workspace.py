@@ -340,7 +340,7 @@ def unprotect(paths: tuple[str, ...], quiet: bool) -> None:
         click.echo(f"unprotected {rel}")
 
 
-@click.command()
+@click.command(context_settings={"ignore_unknown_options": True})  # a negative VALUE is a value
 @click.argument("key")
 @click.argument("value", required=False)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
