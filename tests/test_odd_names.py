@@ -73,13 +73,18 @@ def test_names_in_a_directory_cannot_forge_lines(repo: Path, mvc_cli, mvc_error)
     assert not (repo / "d" / "b\nc.bin").exists()
 
 
-def test_a_path_named_as_a_registry_revision_is_never_picked_silently(repo: Path, mvc_cli, mvc_error, tmp_path):
-    (repo / "at@v1.0.0").write_text("the file\n")
+def file_named_as_a_version(repo: Path, mvc_cli, name: str) -> None:
+    """A tracked file named NAME@v1.0.0 beside model NAME (model.bin) registered as v1.0.0."""
+    (repo / f"{name}@v1.0.0").write_text("the file\n")
     (repo / "model.bin").write_text("the model\n")
-    mvc_cli("add", "at@v1.0.0", "model.bin")
-    mvc_cli("add", "model.bin", "--name", "at")
+    mvc_cli("add", f"{name}@v1.0.0", "model.bin")
+    mvc_cli("add", "model.bin", "--name", name)
     git(repo, "commit", "-q", "-m", "two")
-    mvc_cli("register", "at", "v1.0.0")
+    mvc_cli("register", name, "v1.0.0")
+
+
+def test_a_path_named_as_a_registry_revision_is_never_picked_silently(repo: Path, mvc_cli, mvc_error, tmp_path):
+    file_named_as_a_version(repo, mvc_cli, "at")
     for cmd in (("get", "at@v1.0.0", "-o", str(tmp_path / "o")), ("show", "at@v1.0.0"), ("checkout", "at@v1.0.0")):
         mvc_error(*cmd, words=("names both a path here and a registry revision", "./at@v1.0.0"))
     mvc_cli("get", "./at@v1.0.0", "-o", str(tmp_path / "file"))
@@ -180,17 +185,12 @@ def test_a_repo_given_from_elsewhere_sees_an_ambiguous_name_in_its_root(repo: Pa
 
     from mvc.errors import PathError
 
-    (repo / "dd@v1.0.0").write_text("a file\n")
-    (repo / "m.bin").write_text("model\n")
-    mvc_cli("add", "dd@v1.0.0", "m.bin")
-    mvc_cli("add", "m.bin", "--name", "dd")
-    git(repo, "commit", "-q", "-m", "m")
-    mvc_cli("register", "dd", "v1.0.0")
+    file_named_as_a_version(repo, mvc_cli, "dd")
     r = mvc.Repo(str(repo))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PathError, match="names both a path here and a registry revision"):
         mvc.describe("dd@v1.0.0", repo=r)
-    assert mvc.read_bytes("./dd@v1.0.0", repo=r) == b"a file\n"
+    assert mvc.read_bytes("./dd@v1.0.0", repo=r) == b"the file\n"
 
 
 def test_a_tracked_path_beyond_a_symlink_inside_the_repository_is_never_written(repo: Path, mvc_cli, mvc_error):
