@@ -186,6 +186,8 @@ def _push(
     result: dict[str, Any] = {"remote": sp.name, "uploaded": 0, "bytes": 0, "present": len(everything & known)}
     if not candidates:
         return result  # decided from the journal alone: no request
+    if known:
+        _check_still_there(sp)
 
     remote = open_transfer(repo, sp, jr, jobs)
     try:
@@ -272,6 +274,23 @@ def _push(
             "or fetch it from the remote that has it ('mvc fetch -r NAME'), then push again"
         )
     return result
+
+
+def _check_still_there(sp: Spec) -> None:
+    """Refuse to make again a directory remote this repository pushed to before (the journal knows objects there)
+    and that is gone: a share not mounted, or a URL that resolves elsewhere; a push would fill a new directory on
+    the local disk while git published pointers nobody can fetch. A first push makes the directory."""
+    from mvc.errors import RemoteNotFound
+    from mvc.storage.urls import check_url, split_url
+
+    if check_url(sp.url) != "local":
+        return
+    root = os.path.join(sp.base, os.path.expanduser(split_url(sp.url)[1]))
+    if not os.path.isdir(root):
+        raise RemoteNotFound(
+            f"remote directory {root} of {sp.name} does not exist, though this repository pushed there before: mount "
+            f"it, or fix its URL ('mvc remote modify {sp.name} url URL'); to start it afresh, create the directory"
+        )
 
 
 def _sizes(repo: Repo, files: list[str], wanted: Wanted, manifests: list[str]) -> dict[str, int]:

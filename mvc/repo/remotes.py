@@ -143,7 +143,7 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
         entry["url"],
         options,
         entry.get("jobs"),
-        repo.root,
+        repo.remote_base,
         repo.config.fsync,
         entry.get("packs", True),
         entry.get("chunks", True),
@@ -157,11 +157,11 @@ def check_name(name: str) -> None:
 
 
 def normalize_url(repo: Repo, url: str) -> str:
-    """Check the URL; a relative local path is stored relative to the repository root."""
+    """Check the URL; a relative local path is stored relative to the repository root (the main work tree's)."""
     url = url.strip()
     protocol = check_url(url)
     if protocol == "local" and "://" not in url and not os.path.isabs(os.path.expanduser(url)):
-        return os.path.relpath(os.path.abspath(url), repo.root).replace(os.sep, "/")
+        return os.path.relpath(os.path.abspath(url), repo.remote_base).replace(os.sep, "/")
     return url
 
 

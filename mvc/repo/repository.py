@@ -122,6 +122,14 @@ class Repo:
         return foreign.all_pointers_at(self, commit)
 
     # -- paths ------------------------------------------------------------------------------
+    @property
+    def remote_base(self) -> str:
+        """What a relative directory remote's URL is relative to: the work tree's root, or, in a linked worktree
+        (``git worktree add``), the main work tree's, so that every worktree of one repository pushes to the same
+        place (as they share one cache)."""
+        main = gitmod.main_worktree(self.root)
+        return main if main is not None and os.path.isdir(os.path.join(main, MVC_DIR)) else self.root
+
     def rel(self, path: str) -> str:
         """A user-given path as a posix path relative to the root; refuses anything outside it."""
         full = os.path.abspath(path)

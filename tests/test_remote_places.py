@@ -1,0 +1,47 @@
+"""Where a directory remote is: a relative URL means the same place from every worktree of a repository, and a
+remote this repository pushed to before that is gone (a share not mounted) is refused, never made again."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conftest import git, make_file
+
+
+def test_a_linked_worktree_pushes_where_the_main_work_tree_does(repo: Path, mvc_cli, tmp_path, monkeypatch):
+    store = repo.parent / "store"
+    make_file(repo / "m.bin", 100, seed=1)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", "../store", "--default")  # relative: stored relative to the root
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("push")
+    wt = tmp_path / "deeper" / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "exp", str(wt))
+    monkeypatch.chdir(wt)
+    make_file(wt / "m.bin", 100, seed=2)
+    mvc_cli("add", "m.bin")
+    git(wt, "commit", "-q", "-m", "exp")
+    assert "pushed 1 object" in mvc_cli("push").stdout
+    assert not (wt.parent / "store").exists() and not (tmp_path / "deeper" / "store").exists()
+    assert len(list((store / "objects").glob("*/*"))) == 2  # both versions where the main work tree pushes
+    mvc_cli("remote", "add", "second", "../../second")  # typed in the worktree, meant from where it is typed
+    mvc_cli("push", "-r", "second")
+    assert (tmp_path / "second" / "objects").is_dir()
+
+
+def test_a_directory_remote_pushed_to_before_and_now_gone_is_refused(repo: Path, mvc_cli, mvc_error, tmp_path):
+    store = tmp_path / "nas" / "models"
+    make_file(repo / "a.bin", 100, seed=1)
+    mvc_cli("add", "a.bin")
+    mvc_cli("remote", "add", "nas", str(store), "--default")
+    git(repo, "commit", "-q", "-m", "a")
+    mvc_cli("push")  # a first push makes the directory
+    away = tmp_path / "away"
+    shutil.move(str(tmp_path / "nas"), away)  # not mounted
+    make_file(repo / "b.bin", 100, seed=2)
+    mvc_cli("add", "b.bin")
+    mvc_error("push", words=("does not exist, though this repository pushed there before", "mount it"))
+    assert not (tmp_path / "nas").exists()
+    shutil.move(str(away), tmp_path / "nas")
+    assert "pushed 1 object" in mvc_cli("push").stdout
