@@ -208,6 +208,25 @@ def test_forgotten_mvc_add_stops_the_commit(hooked, mvc_cli):
     assert len(lines) == 3
     mvc_cli("add", "model.bin", "model")
     git(hooked, "commit", "-q", "-m", "retrained")  # fixed: it goes through
+
+
+def test_an_older_version_in_the_workspace_is_told_to_check_out_first(hooked, mvc_cli):
+    """The workspace holds another version the cache has (a pull or merge the workspace did not follow): the fix
+    offered first is checkout (nothing is lost), not an add that would commit the old weights."""
+    v1 = make_file(hooked / "model.bin", 2000, seed=1).read_bytes()
+    mvc_cli("add", "model.bin")
+    git(hooked, "commit", "-q", "-m", "v1")
+    make_file(hooked / "model.bin", 2000, seed=2)
+    mvc_cli("add", "model.bin")
+    git(hooked, "commit", "-q", "-m", "v2")
+    (hooked / "model.bin").chmod(0o644)
+    (hooked / "model.bin").write_bytes(v1)  # back to v1's bytes, as a teammate's pull leaves them without hooks
+    (hooked / "train.py").write_text("print('hi')\n")
+    git(hooked, "add", "train.py")
+    res = gitp(hooked, "commit", "-m", "code")
+    line = next(ln for ln in res.stderr.splitlines() if ln.startswith("mvc: model.bin"))
+    assert res.returncode == 1 and "holds another version than its staged pointer" in line
+    assert line.index("mvc checkout model.bin") < line.index("mvc add model.bin") and "--force" not in line
     # a missing workspace file is not a change (a clone that has not fetched the weights)
     (hooked / "model.bin").unlink()
     git(hooked, "commit", "-q", "--allow-empty", "-m", "fine")

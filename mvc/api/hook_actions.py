@@ -166,11 +166,36 @@ def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
             return f"{prel} was updated (mvc add --no-stage?) but not staged: run 'git add {_q(prel)}'"
     except (OSError, MvcError):
         pass
+    if _holds_a_cached_version(repo, rel):  # another version, not an edit: after a pull, merge or reset
+        return (
+            f"{rel} holds another version than its staged pointer {prel} names (one the cache has: the workspace "
+            f"was not brought in line after a pull, merge or reset?): run 'mvc checkout {_q(rel)}' to bring the "
+            f"staged version (nothing is lost), or 'mvc add {_q(rel)}' if this content is the one to commit"
+        )
     return (
         f"{rel} differs from its staged pointer {prel} (changed after 'mvc add'): run 'mvc add {_q(rel)}' "
         f"to commit the new content, or 'mvc checkout --force {_q(rel)}' to go back to the staged one "
         "(the changed content is kept in the cache)"
     )
+
+
+def _holds_a_cached_version(repo: Repo, rel: str) -> bool:
+    """Whether the work tree's file rel holds content the cache has (as the state cache knows it, or hashed)."""
+    import stat as statmod
+
+    from mvc import progress as progressmod
+    from mvc.repo.worktree import hash_of, look
+
+    full = repo.abs(rel)
+    try:
+        st = os.lstat(full)
+        if not statmod.S_ISREG(st.st_mode):
+            return False
+        f = look(repo, rel, full, st, repo.state.get(rel, st))
+        oid = hash_of(repo, rel, f, progressmod.NULL)
+    except (OSError, MvcError):
+        return False
+    return oid is not None and repo.odb.exists(oid)
 
 
 def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict[str, str]]:
