@@ -15,7 +15,7 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api import outputs
-from mvc.errors import MvcError, PathError, WorkspaceModified
+from mvc.errors import MvcError, PathError, PointerError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import LOCK
 from mvc.objects import manifest as mf
@@ -79,6 +79,7 @@ def checkout(
                 repo.check_inside(prel)
             dirty = repo.git.unstaged([p for p in chosen if os.path.exists(repo.abs(p))])
             if dirty and not force:
+                _raise_if_conflicted(repo, dirty[0])  # mid-merge: the conflict's own fix, not 'git add' of markers
                 raise WorkspaceModified(
                     f"{dirty[0]} has changes not staged in git: stage them with "
                     f"'git add {dirty[0]}', or pass --force to replace it"
@@ -482,3 +483,11 @@ def _write_out(
                 raise
     finally:
         bar.close()
+
+
+def _raise_if_conflicted(repo: Repo, prel: str) -> None:
+    try:
+        load_pointer(repo, prel)
+    except PointerError as e:
+        if "merge conflict" in str(e):
+            raise

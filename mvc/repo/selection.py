@@ -333,6 +333,13 @@ def check_is_pointer(repo: Repo, prel: str, so: str) -> None:
             ptrfmt.loads(os.read(fd, POINTER_MAX), prel)
         finally:
             os.close(fd)
+    except PointerError as e:
+        if "merge conflict" in str(e):
+            raise  # mvc's pointer, mid-merge: resolved as its message says
+        raise PathError(
+            f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
+            "*.mvc file as a pointer)"
+        ) from None
     except (OSError, MvcError):
         raise PathError(
             f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
