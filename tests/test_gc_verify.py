@@ -523,3 +523,34 @@ def test_an_object_the_remote_lost_is_pushed_again_after_verify(repo, mvc_cli, m
     assert "this machine has it: run 'mvc push -r origin' to send it again" in r.stderr
     assert "pushed 1 object" in mvc_cli("push").stdout
     assert mvc_cli("verify", "-r", "origin").exit_code == 0
+
+
+def test_gc_r_deletes_nothing_when_a_push_began_after_it_listed(repo, mvc_cli, mvc_error, tmp_path, monkeypatch):
+    """A push that starts while gc -r reads the remote may reuse what gc is about to delete and end first: gc sees
+    its lease appear before the first delete, and deletes nothing."""
+    from mvc.objects import repack
+
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "remote")
+    git(repo, "checkout", "-q", "-b", "dropped")
+    make_file(repo / "old.bin", 1000, seed=1)
+    mvc_cli("add", "old.bin")
+    git(repo, "commit", "-q", "-m", "old")
+    mvc_cli("push")
+    git(repo, "checkout", "-q", "-")
+    git(repo, "branch", "-q", "-D", "dropped")
+    git(repo, "reflog", "expire", "--expire=now", "--all")
+    before = sorted(p.relative_to(store).as_posix() for p in (store / "objects").rglob("*") if p.is_file())
+    real = repack.plan
+
+    def plan(*a, **kw):  # a teammate's push begins now, after gc's listing
+        (store / "leases").mkdir(exist_ok=True)
+        (store / "leases" / "9999999999-teammate").write_text("push\n")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(repack, "plan", plan)
+    mvc_error("gc", "-r", "origin", "--grace", "0", "--force", words=("began while gc read it", "nothing was deleted"))
+    after = sorted(p.relative_to(store).as_posix() for p in (store / "objects").rglob("*") if p.is_file())
+    assert after == before and before

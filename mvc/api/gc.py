@@ -206,6 +206,20 @@ def _groups(doomed: list[tuple[str, int]], dropped: reachmod.Reach) -> list[dict
     return [{"what": k, "objects": v[0], "bytes": v[1]} for k, v in sorted(groups.items())]
 
 
+def _refuse_a_new_push(t: Any, name: str, listing: dict[str, tuple[int, float | None]]) -> None:
+    """A push that began after gc listed the remote (its lease is new) may reuse files gc is about to delete, and
+    end before it: nothing is deleted then. (The stamp is written already: a push beginning from now on checks,
+    at its end, that what it reused is still there.)"""
+    from mvc.objects.layout import LEASES
+
+    new = sorted(set(t.store.list_times(LEASES)) - set(listing))
+    if new:
+        raise GcRefused(
+            f"a push to remote {name} began while gc read it ({new[0]}): nothing was deleted; run gc again once the "
+            "push is done"
+        )
+
+
 def _refuse_unread(keep: reachmod.Reach) -> None:
     if keep.unread_manifests:
         first = keep.unread_manifests[0]
@@ -291,7 +305,7 @@ def _gc_remote(
 
     sp = spec(repo, name)
     sp.check()  # a cache is no remote (docs/FORMAT.md, "A remote"): refused before the keep set is read
-    keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated, _git_remote_tips(repo))
+    keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated, reachmod.git_remote_tips(repo))
     _refuse_unread(keep)
     jr = journal(repo)
     try:
@@ -353,6 +367,7 @@ def _gc_remote(
                 stamp = f"mvc-gc {int(time.time())} {os.urandom(8).hex()}\n"
                 t.store.put_bytes(layout.GC_STAMP, stamp.encode())
                 jr.set_stamp(sp.key, stamp, time.time())
+                _refuse_a_new_push(t, sp.name, listing)
                 deleted = []
                 for rel, size in doomed:
                     t.store.delete(rel)
@@ -461,38 +476,3 @@ def _recipe_closure(rb: Any, needed: set[str], on_remote: set[str], young: set[s
                 if e.base in on_remote:
                     todo.append(e.base)
     return chunks, damaged
-
-
-def _git_remote_tips(repo: Repo) -> dict[str, str]:
-    """{commit: "REMOTE REF"} of every ref of every git remote, as it is now (``git ls-remote``): what
-    teammates can already see is kept. Refused when a ref names a commit this clone has not fetched (its
-    pointers cannot be read) or a git remote cannot be listed."""
-    from mvc.errors import MvcError
-
-    found: dict[str, str] = {}
-    for gremote in sorted(repo.git.remote_names()):
-        try:
-            refs = repo.git.ls_remote(gremote)
-        except MvcError as e:
-            raise GcRefused(
-                f"git remote {gremote} cannot be listed ({e}), so gc cannot see what its branches and tags need; "
-                "nothing was deleted: retry when it can be reached"
-            ) from None
-        refs = [(oid, ref) for oid, ref in refs if not ref.endswith("^{}")]
-        peeled = repo.git.peel_commits(oid for oid, _ in refs)
-        for oid, ref in refs:
-            commit = peeled.get(oid)
-            if commit is None:
-                if _is_commit_ref(ref):
-                    raise GcRefused(
-                        f"git remote {gremote} has {ref} at {oid[:10]}, which this clone has not fetched, so gc "
-                        f"cannot read what it needs; nothing was deleted: run 'git fetch {gremote} --tags' first"
-                    )
-                continue
-            found.setdefault(commit, f"{gremote} {ref}")
-    return found
-
-
-def _is_commit_ref(ref: str) -> bool:
-    """Refs that name commits whose trees matter (branches, tags, HEAD); others (notes…) may name anything."""
-    return ref == "HEAD" or ref.startswith(("refs/heads/", "refs/tags/", "refs/mvc/"))

@@ -252,3 +252,38 @@ def keep_set(
     dropped.read_manifests(repo)
     keep.unreadable += dropped.unreadable
     return keep, dropped
+
+
+def git_remote_tips(repo: Repo) -> dict[str, str]:
+    """{commit: "REMOTE REF"} of every ref of every git remote, as it is now (``git ls-remote``): what
+    teammates can already see is kept. Refused when a ref names a commit this clone has not fetched (its
+    pointers cannot be read) or a git remote cannot be listed."""
+    from mvc.errors import GcRefused
+
+    found: dict[str, str] = {}
+    for gremote in sorted(repo.git.remote_names()):
+        try:
+            refs = repo.git.ls_remote(gremote)
+        except MvcError as e:
+            raise GcRefused(
+                f"git remote {gremote} cannot be listed ({e}), so gc cannot see what its branches and tags need; "
+                "nothing was deleted: retry when it can be reached"
+            ) from None
+        refs = [(oid, ref) for oid, ref in refs if not ref.endswith("^{}")]
+        peeled = repo.git.peel_commits(oid for oid, _ in refs)
+        for oid, ref in refs:
+            commit = peeled.get(oid)
+            if commit is None:
+                if is_commit_ref(ref):
+                    raise GcRefused(
+                        f"git remote {gremote} has {ref} at {oid[:10]}, which this clone has not fetched, so gc "
+                        f"cannot read what it needs; nothing was deleted: run 'git fetch {gremote} --tags' first"
+                    )
+                continue
+            found.setdefault(commit, f"{gremote} {ref}")
+    return found
+
+
+def is_commit_ref(ref: str) -> bool:
+    """Refs that name commits whose trees matter (branches, tags, HEAD); others (notes…) may name anything."""
+    return ref == "HEAD" or ref.startswith(("refs/heads/", "refs/tags/", "refs/mvc/"))
