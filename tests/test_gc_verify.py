@@ -554,3 +554,23 @@ def test_gc_r_deletes_nothing_when_a_push_began_after_it_listed(repo, mvc_cli, m
     mvc_error("gc", "-r", "origin", "--grace", "0", "--force", words=("began while gc read it", "nothing was deleted"))
     after = sorted(p.relative_to(store).as_posix() for p in (store / "objects").rglob("*") if p.is_file())
     assert after == before and before
+
+
+def test_a_remote_that_lost_this_repositorys_mark_gets_it_again(repo, mvc_cli, tmp_path):
+    """repos/ROOT tells another repository's gc -r that this one uses the remote: once the remote lost it (and
+    objects), verify -r forgets it was written and the next push writes it again; push --verify-remote too."""
+    store = tmp_path / "store"
+    make_file(repo / "m.bin", 1000, seed=9)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("push")
+    (mark,) = (store / "repos").iterdir()
+    for gone in (store / "repos", store / "objects"):
+        shutil.rmtree(gone)
+    assert mvc_cli("verify", "-r", "origin", ok=False).exit_code == 1
+    mvc_cli("push")
+    assert (store / "repos" / mark.name).exists()
+    (store / "repos" / mark.name).unlink()
+    mvc_cli("push", "--verify-remote")
+    assert (store / "repos" / mark.name).exists()

@@ -245,7 +245,7 @@ def _push(
             blocked = [m for m in manifests_todo if m not in ready]
             sent += remote.upload(ready, sizes, meter, recorder)
             sent += _after_gc(repo, remote, jr, sp, stamp, wanted, on_remote - uploaded, ready, meter, recorder)
-            mark_user(repo, sp, remote, jr)
+            mark_user(repo, sp, remote, jr, recheck=verify)
             if expanded:  # up now: whole copies go again, the cache keeps them compacted (as gc --compact left it)
                 from mvc.repo import compact
 

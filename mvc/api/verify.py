@@ -15,7 +15,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.objects import oid as oids
 from mvc.repo import compact
 from mvc.repo import reach as reachmod
-from mvc.repo.remotes import default_remote, journal, open_transfer, spec
+from mvc.repo.remotes import default_remote, forget_user_mark, journal, open_transfer, spec
 from mvc.repo.repository import Repo, open_repo
 from mvc.repo.selection import user_jobs, user_revs
 from mvc.storage import fileio, tempfiles
@@ -213,6 +213,8 @@ def _check_remote(
                     problems[oid] = MISSING
             # what the journal said was pushed and the remote lacks (lost there): forgotten, so a push sends it again
             jr.discard(sp.key, list(to_read - there))
+            if to_read - there:  # a remote that lost objects may have lost this repository's mark too
+                forget_user_mark(repo, sp, jr)
             # without download_all the remote is only asked which it holds; only a corrupt object to repair comes down
             there = there if download_all else there & corrupt if repair else set()
             located = remote.locate(there)  # here: the journal's connection is this thread's

@@ -348,18 +348,27 @@ def _quote(path: str) -> str:
     return shlex.quote(path)
 
 
-def mark_user(repo: Repo, sp: Spec, remote: Transfer, jr: Journal) -> None:
+def mark_user(repo: Repo, sp: Spec, remote: Transfer, jr: Journal, recheck: bool = False) -> None:
     """Say on the remote that this repository pushes to it (``repos/ROOT``, ROOT its first root commit), once
-    per remote and journal: ``mvc gc -r`` refuses a remote that other repositories use too."""
+    per remote and journal (recheck: look again, as ``push --verify-remote`` does): ``mvc gc -r`` refuses a
+    remote that other repositories use too."""
     from mvc.objects import layout
 
     roots = repo.git.roots()
     if not roots:
         return
     tag = f"repo:{roots[0]}"
-    if jr.known(sp.key, [tag]):
+    if not recheck and jr.known(sp.key, [tag]):
         return
     rel = layout.REPOS + roots[0]
     if not remote.store.exists(rel):
         remote.store.put_bytes(rel, b"")
     jr.add(sp.key, [tag])
+
+
+def forget_user_mark(repo: Repo, sp: Spec, jr: Journal) -> None:
+    """Forget that this repository's ``repos/ROOT`` is on the remote (the remote lost objects: maybe that too),
+    so that the next push writes it again."""
+    roots = repo.git.roots()
+    if roots:
+        jr.discard(sp.key, [f"repo:{roots[0]}"])
