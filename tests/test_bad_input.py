@@ -995,3 +995,21 @@ def test_a_failed_get_removes_the_directories_it_made(repo, mvc_cli, tmp_path):
     assert_one_line(proc, "no space left")
     assert not (tmp_path / "new").exists()
     assert run_mvc("get", "m.bin", "-o", str(out), cwd=repo).returncode == 0 and out.stat().st_size == 10_000
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(repo, mvc_cli, tmp_path):
+    """SIGTERM (a CI timeout, docker stop) raises in the command as Ctrl-C does, so its cleanup runs: exit 143."""
+    import time
+
+    mvc_cli("remote", "add", "origin", str(tmp_path / "s"), "--default")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvc", "hook", "pre-push", "origin", str(tmp_path / "s")],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # started, and waiting for git's ref lines
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "interrupted" in err and "Traceback" not in err

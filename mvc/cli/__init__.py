@@ -106,9 +106,9 @@ class LazyGroup(click.Group):
         except MvcError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(e.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             click.echo("interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(143 if isinstance(e, Terminated) else 130)
         except OSError as e:  # the environment failed us (disk, permissions): one line, no traceback
             if _output_closed(e):
                 _end_quietly()
@@ -150,6 +150,10 @@ def cli(ctx: click.Context, directory: str | None) -> None:
             raise click.UsageError(f"cannot change to {directory}: {e.strerror}") from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, as Ctrl-C's KeyboardInterrupt is."""
+
+
 def main() -> None:
     # An exception Python can only report (raised in a __del__ or a finalizer: a backend object whose
     # construction failed, a connection closed at exit) is never the user's business: the command has
@@ -164,6 +168,14 @@ def main() -> None:
     import gc
 
     gc.set_threshold(200_000, 30, 30)
+    # SIGTERM (a CI timeout, `timeout`, docker stop) ends a command as Ctrl-C does: what it has under way is
+    # undone (a multipart upload aborted, a push's lease deleted, temp files removed), then it exits 143
+    from _signal import SIGTERM, signal  # type: ignore[import-not-found]  # (the signal module's enums: 2 ms)
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    signal(SIGTERM, terminated)
     try:
         cli(prog_name="mvc")
     finally:

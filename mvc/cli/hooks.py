@@ -92,9 +92,11 @@ def _guard(name: str, blocking: bool, work: Callable[[], Any]) -> Any:
         sys.exit(0)  # a repository (or an old commit of one) without mvc: nothing to keep in step
     except MvcError as e:
         _say(f"git {name.split('-', 1)[1]} stopped: {e}" if blocking else f"{name} hook: {e}")
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from mvc.cli import Terminated
+
         _say("interrupted")
-        sys.exit(130)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
     except OSError as e:  # the environment failed us (disk, permissions, a path): one line, as for commands
         where = f" ({e.filename})" if e.filename else ""
         problem = f"{e.strerror or e}{where}: check the disk, the permissions and the paths, then retry"

@@ -127,7 +127,9 @@ def map_forked(
 
 def _end_with(parent: int) -> None:
     """Have the kernel end this worker when its parent does (Linux's PR_SET_PDEATHSIG), or end it now if the
-    parent is gone already."""
+    parent is gone already. The parent's SIGTERM ends it at once (the CLI's own handler, inherited, would have it
+    hand back a result through a pipe nobody reads any more)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         import ctypes
 
