@@ -1205,6 +1205,18 @@ class RemoteSuite(WithOrigin):
         line = pull_fails(repo, mvc_cli, oid_of(v2))  # its base's bytes are wrong: the rebuilt file's hash says so
         assert oid_of(v2) in line and oid_of(v1) in line and "corrupt" in line, line
 
+    def test_verify_r_reads_a_deltas_base_from_the_remote(self, repo, mvc_cli, origin, small_chunks):
+        """verify -r rebuilds a delta version from the remote's bytes alone, its base's too (the cache holds the base
+        sound: read from there, a damaged base on the remote went unseen, and a fresh clone could not pull)."""
+        from mvc.objects import pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        bad = bytearray(v1)
+        bad[len(bad) // 2] ^= 1
+        origin.write(pack.pack_rel(oid_of(v1)[len("xxh128:") :]), bytes(bad))  # the base's one pack
+        r = mvc_cli("verify", "-r", "origin", "--rev", "HEAD", ok=False)
+        assert r.exit_code == 1 and "corrupt on remote" in r.stdout, r.output
+
     def test_a_cycle_of_deltas_is_refused(self, repo, mvc_cli, origin, small_chunks):
         """Two recipes crafted on the store whose deltas are based on each other: the depth rule ends the
         chain at once, however deep each says it is."""

@@ -196,6 +196,7 @@ def _check_remote(
     downloaded = 0
     try:
         remote = open_transfer(repo, sp, jr, jobs, reading=not (repair and download_all))
+        remote.remote_only = download_all  # a delta's base read from the remote too: what a fresh clone would read
         try:
             unread = [m for m in reach.wanted.manifests if m not in reach.wanted.entries and m not in corrupt]
             if unread:  # directories whose manifest the cache lacks: it is fetched, to know their files

@@ -72,6 +72,7 @@ class Transfer:
         self._marker: bool | None = None  # the layout marker: None until read, then whether it is there
         self.format = 1  # the layout format the marker declares (none: 1)
         self._rebuilder: Rebuilder | None = None
+        self.remote_only = False  # chunked objects rebuilt from the remote's bytes alone (verify -r), no cached base
         self.local_versions: dict[str, list[str]] = {}  # {oid: versions in the cache a rebuild may take chunks of}
         self._located: dict[str, tuple[str, pk.Entry]] = {}  # indexes read now (the journal may be read-only)
         self._unlocated: list[tuple[str, list[pk.Entry]]] = []  # recorded since, put in _located when asked
@@ -124,7 +125,7 @@ class Transfer:
         if self._rebuilder is None:
             from mvc.objects.chunked import Rebuilder  # here: checkout's start-up does not pay for it
 
-            self._rebuilder = Rebuilder(self.store, self.odb, self.name)
+            self._rebuilder = Rebuilder(self.store, None if self.remote_only else self.odb, self.name)
         return self._rebuilder
 
     # -- where objects are ---------------------------------------------------------------------
