@@ -1210,7 +1210,7 @@ class RemoteSuite(WithOrigin):
         sound: read from there, a damaged base on the remote went unseen, and a fresh clone could not pull)."""
         from mvc.objects import pack
 
-        v1, v2 = push_fine_tune(repo, mvc_cli)
+        v1, _ = push_fine_tune(repo, mvc_cli)
         bad = bytearray(v1)
         bad[len(bad) // 2] ^= 1
         origin.write(pack.pack_rel(oid_of(v1)[len("xxh128:") :]), bytes(bad))  # the base's one pack
