@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from conftest import git, make_file
 
 
@@ -43,5 +44,34 @@ def test_a_directory_remote_pushed_to_before_and_now_gone_is_refused(repo: Path,
     mvc_cli("add", "b.bin")
     mvc_error("push", words=("does not exist, though this repository pushed there before", "mount it"))
     assert not (tmp_path / "nas").exists()
+    from mvc.api import sync
+    from mvc.errors import RemoteNotFound
+
+    with pytest.raises(RemoteNotFound, match="pushed there before"):
+        sync.push(fresh_stamp=True)  # as the pre-push hook pushes: its look at the remote's gc stamp finds no root
+    assert not (tmp_path / "nas").exists()
     shutil.move(str(away), tmp_path / "nas")
     assert "pushed 1 object" in mvc_cli("push").stdout
+
+
+def test_a_bucket_gone_is_said_by_the_next_push_that_looks(repo: Path, mvc_cli, mvc_error, s3_endpoint):
+    """A bucket deleted (or a server that lost everything): the push that reads the gc stamp sees it is gone and
+    says so, where it said 'nothing to push' from its journal."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="models")
+    make_file(repo / "m.bin", 100, seed=3)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "s3", "s3://models/team", "--default")
+    mvc_cli("remote", "modify", "s3", "endpoint_url", s3_endpoint)
+    git(repo, "commit", "-q", "-m", "m")
+    mvc_cli("push")
+    for o in s3.list_objects_v2(Bucket="models").get("Contents", []):
+        s3.delete_object(Bucket="models", Key=o["Key"])
+    s3.delete_bucket(Bucket="models")
+    from mvc.api import sync
+    from mvc.errors import RemoteError
+
+    with pytest.raises(RemoteError, match="models"):
+        sync.push(fresh_stamp=True)  # the pre-push hook's push

@@ -82,6 +82,9 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
     now = time.time()
     if 0 <= now - checked < STAMP_EVERY and not fresh:
         return
+    root = _local_root(sp)
+    if root is not None and not os.path.isdir(root):
+        return  # a directory remote not there (a share not mounted): unreachable, not emptied (_check_still_there)
     try:
         t = open_transfer(repo, sp, jr, reading=True)
         wiped = False
@@ -91,7 +94,10 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
             except RemoteNotFound:
                 stamp = None
             if stamp is None:  # emptied, or its files deleted by hand
-                wiped = had is None and not t.store.exists(layout.MARKER)
+                try:
+                    wiped = had is None and not t.store.exists(layout.MARKER)
+                except RemoteNotFound:  # its bucket gone: nothing is there any more (the push then says so)
+                    wiped = True
         finally:
             t.close()
     except (MvcError, OSError):
@@ -276,17 +282,23 @@ def _push(
     return result
 
 
+def _local_root(sp: Spec) -> str | None:
+    """The directory of a directory remote, None for another kind."""
+    from mvc.storage.urls import check_url, split_url
+
+    if check_url(sp.url) != "local":
+        return None
+    return os.path.join(sp.base, os.path.expanduser(split_url(sp.url)[1]))
+
+
 def _check_still_there(sp: Spec) -> None:
     """Refuse to make again a directory remote this repository pushed to before (the journal knows objects there)
     and that is gone: a share not mounted, or a URL that resolves elsewhere; a push would fill a new directory on
     the local disk while git published pointers nobody can fetch. A first push makes the directory."""
     from mvc.errors import RemoteNotFound
-    from mvc.storage.urls import check_url, split_url
 
-    if check_url(sp.url) != "local":
-        return
-    root = os.path.join(sp.base, os.path.expanduser(split_url(sp.url)[1]))
-    if not os.path.isdir(root):
+    root = _local_root(sp)
+    if root is not None and not os.path.isdir(root):
         raise RemoteNotFound(
             f"remote directory {root} of {sp.name} does not exist, though this repository pushed there before: mount "
             f"it, or fix its URL ('mvc remote modify {sp.name} url URL'); to start it afresh, create the directory"
