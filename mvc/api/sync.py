@@ -83,8 +83,10 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
     if 0 <= now - checked < STAMP_EVERY and not fresh:
         return
     root = _local_root(sp)
-    if root is not None and not os.path.isdir(root):
-        return  # a directory remote not there (a share not mounted): unreachable, not emptied (_check_still_there)
+    if root is not None and not os.path.isdir(root) and checked > 0:
+        # a directory remote looked at before, not there now (a share not mounted): unreachable, not emptied (a
+        # push then refuses to make it again: _check_still_there); never looked at, it is a new remote
+        return
     try:
         t = open_transfer(repo, sp, jr, reading=True)
         wiped = False
