@@ -739,7 +739,7 @@ def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc
     mvc_cli("add", "m.pt")
     git(repo, "commit", "-q", "-m", "main")
     assert subprocess.run(["git", "merge", "-q", "exp"], cwd=repo, capture_output=True).returncode != 0
-    for args in (("status",), ("ls",), ("checkout",)):
+    for args in (("status",), ("ls",), ("checkout",), ("checkout", "--rev", "HEAD", "m.pt"), ("remove", "m.pt")):
         mvc_error(*args, words=("merge conflict", "git checkout --ours m.pt.mvc", "git add m.pt.mvc"))
     git(repo, "checkout", "--theirs", "m.pt.mvc")  # what the error says, then mvc checkout
     git(repo, "add", "m.pt.mvc")

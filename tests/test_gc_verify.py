@@ -506,15 +506,21 @@ def test_verify_without_r_asks_the_remote_and_downloads_nothing(repo, mvc_cli, p
     assert r["problems"] == [] and r["downloaded"] > 0
 
 
-def test_an_object_the_remote_lost_is_pushed_again_after_verify(repo, mvc_cli, mvc_error, tmp_path):
-    """A remote that lost an object the journal says was pushed: verify -r names it and forgets it, and a plain
-    push then sends it again (it said 'nothing to push')."""
+def pushed_to_a_directory(repo, mvc_cli, tmp_path) -> Path:
+    """m.bin added, committed and pushed to the directory remote origin (returned)."""
     store = tmp_path / "store"
     make_file(repo / "m.bin", 1000, seed=7)
     mvc_cli("add", "m.bin")
     mvc_cli("remote", "add", "origin", str(store), "--default")
     git(repo, "commit", "-q", "-m", "m")
     mvc_cli("push")
+    return store
+
+
+def test_an_object_the_remote_lost_is_pushed_again_after_verify(repo, mvc_cli, mvc_error, tmp_path):
+    """A remote that lost an object the journal says was pushed: verify -r names it and forgets it, and a plain
+    push then sends it again (it said 'nothing to push')."""
+    store = pushed_to_a_directory(repo, mvc_cli, tmp_path)
     for f in (store / "objects").glob("*/*"):
         f.unlink()
     assert "nothing to push" in mvc_cli("push").stdout  # the journal still says it is there
@@ -559,12 +565,7 @@ def test_gc_r_deletes_nothing_when_a_push_began_after_it_listed(repo, mvc_cli, m
 def test_a_remote_that_lost_this_repositorys_mark_gets_it_again(repo, mvc_cli, tmp_path):
     """repos/ROOT tells another repository's gc -r that this one uses the remote: once the remote lost it (and
     objects), verify -r forgets it was written and the next push writes it again; push --verify-remote too."""
-    store = tmp_path / "store"
-    make_file(repo / "m.bin", 1000, seed=9)
-    mvc_cli("add", "m.bin")
-    mvc_cli("remote", "add", "origin", str(store), "--default")
-    git(repo, "commit", "-q", "-m", "m")
-    mvc_cli("push")
+    store = pushed_to_a_directory(repo, mvc_cli, tmp_path)
     (mark,) = (store / "repos").iterdir()
     for gone in (store / "repos", store / "objects"):
         shutil.rmtree(gone)

@@ -666,20 +666,3 @@ def test_install_over_the_pre_commit_frameworks_hooks_says_mvcs_would_run_twice(
     (repo / ".pre-commit-config.yaml").write_text("repos: []\n")  # the framework runs no mvc hook: nothing said
     mvc_cli("install-hooks", "--uninstall")
     assert "run twice" not in mvc_cli("install-hooks").stderr
-
-
-def test_a_pointer_mid_merge_gets_the_conflicts_fix_from_checkout_rev_and_remove(repo, mvc_cli, mvc_error):
-    make_file(repo / "model.bin", 100, seed=1)
-    mvc_cli("add", "model.bin")
-    git(repo, "commit", "-q", "-m", "v1")
-    git(repo, "checkout", "-q", "-b", "other")
-    make_file(repo / "model.bin", 100, seed=2)
-    mvc_cli("add", "model.bin")
-    git(repo, "commit", "-q", "-m", "v2 there")
-    git(repo, "checkout", "-q", "-")
-    make_file(repo / "model.bin", 100, seed=3)
-    mvc_cli("add", "model.bin")
-    git(repo, "commit", "-q", "-m", "v3 here")
-    assert gitp(repo, "merge", "-q", "other").returncode != 0  # the pointers conflict
-    for cmd in (("checkout", "--rev", "HEAD", "model.bin"), ("remove", "model.bin")):
-        mvc_error(*cmd, words=("merge conflict markers", "git checkout --ours model.bin.mvc"))
