@@ -117,20 +117,27 @@ def test_an_object_on_s3_is_rewritten_from_the_cache(repo, mvc_cli, s3_endpoint)
     assert s3.get_object(Bucket="mend", Key=key)["Body"].read() == data
 
 
-def test_a_chunked_object_is_not_rewritten_and_the_fix_is_named(repo, mvc_cli, tmp_path, monkeypatch):
-    """A file stored as chunks: a damaged chunk cannot be made again from the cache (which keeps whole files)."""
+def test_a_chunked_object_is_published_whole_as_its_lone_pack(repo, mvc_cli, tmp_path, monkeypatch):
+    """A file stored as chunks, one of them damaged: its chunks cannot be made again from the cache (which keeps
+    whole files), so the file goes whole as its lone pack, which readers take before its recipe."""
+    from mvc.objects import pack
+
     monkeypatch.setattr("mvc.objects.chunked.CHUNK_FROM", 1 << 20)
     store = tmp_path / "store"
     mvc_cli("remote", "add", "origin", str(store), "--default")
-    track(repo, mvc_cli, {"big.bin": bytes(range(256)) * (12 << 10)})  # 3 MiB
+    data = bytes(range(256)) * (12 << 10)  # 3 MiB
+    oid = track(repo, mvc_cli, {"big.bin": data})["big.bin"]
     mvc_cli("push", "-q")
     assert list((store / "recipes").rglob("*")) and not (store / "objects").exists()
-    flip(next((store / "packs").glob("*.pack")))
-    result, r = verify(mvc_cli, "--repair", ok=False)
-    assert [p["remote_file"] for p in r["problems"]] == [
-        "not rewritten: it is stored there as chunks and deltas, which the cache does not keep"
-    ]
-    assert "push --verify-remote" in result.stderr
+    whole = store / pack.whole_rel(oid)
+    chunk_packs = [p for p in (store / "packs").glob("*.pack") if p != whole]
+    whole.unlink(missing_ok=True)  # (a lone pack, if the push wrote one: the chunks are what is read then)
+    flip(chunk_packs[0])
+    assert [p["problem"] for p in verify(mvc_cli, ok=False)[1]["problems"]] == ["corrupt on remote"]
+    _, r = verify(mvc_cli, "--repair")
+    assert [(p["repaired"], p["remote_file"]) for p in r["problems"]] == [(True, pack.whole_rel(oid))]
+    assert whole.read_bytes() == data
+    assert verify(mvc_cli)[1]["problems"] == []  # read back from the remote: whole, from its lone pack
 
 
 def test_a_remote_that_refuses_writes_gets_a_report_not_an_abort(repo, mvc_cli, tmp_path, monkeypatch):

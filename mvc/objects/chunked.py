@@ -477,8 +477,9 @@ class Rebuilder:
                 raise RemoteCorrupt(
                     f"{label}: {'chunk' if e.kind == 'c' else 'delta'} {e.oid} at bytes {e.offset}-"
                     f"{e.offset + e.stored} of {self.store.where(rel)} on remote {self.name} is corrupt or cut "
-                    "short; nothing was written: delete that pack and its .idx on the remote, then run 'mvc push "
-                    "--verify-remote' from a machine that has the file"
+                    f"short; nothing was written: run 'mvc verify -r {self.name} --repair --all-tags' on a machine "
+                    "whose cache holds the versions that use that pack (each goes up whole); the pack itself may be "
+                    "shared by other versions: do not delete it"
                 )
             out.append((i, piece))
         return out

@@ -4,7 +4,8 @@
 Only a file whose name proves its bytes is rewritten, so that no reader can be handed anything else: an object
 stored alone (named by its oid), a lone pack (named by the object's digest), or a pack of small objects, rebuilt
 whole from its index and the cache's copies of every object in it and published only if it hashes to its name.
-A chunked object's chunks and deltas are not: they are cut from versions, not kept in the cache. The new file
+A chunked object's chunks and deltas are not (they are cut from versions, not kept in the cache): the object is
+published whole as its lone pack (named by its digest), which readers take before its recipe. The new file
 replaces the old one as every upload does, complete or not at all; nothing is deleted.
 """
 
@@ -19,8 +20,6 @@ from mvc.objects import reader
 from mvc.objects.odb import ODB
 from mvc.objects.transfer import Transfer
 from mvc.storage import fileio
-
-CHUNKED = "it is stored there as chunks and deltas, which the cache does not keep"
 
 
 def mend(remote: Transfer, odb: ODB, oid: str, size: int | None = None) -> tuple[str, str]:
@@ -37,8 +36,14 @@ def mend(remote: Transfer, odb: ODB, oid: str, size: int | None = None) -> tuple
         return "", "it is not on the remote"
     except CorruptObject as e:  # (a damaged recipe or pack index, found while looking)
         return "", str(e)
-    if where.chunked:
-        return "", CHUNKED
+    if where.chunked:  # its chunks and deltas are cut from versions the cache does not keep: the object goes whole,
+        # as its lone pack, which readers take before its recipe (what other versions share stays as it is)
+        from mvc.objects import layout
+
+        remote.check_layout(writing=True, fmt=layout.LONE)
+        _put(remote, odb, oid, pk.whole_rel(oid))
+        rb.rewritten_whole(oid)
+        return pk.whole_rel(oid), ""
     if not where.packed:  # stored alone, or the lone pack that is the object
         _put(remote, odb, oid, where.rel)
         return where.rel, ""
