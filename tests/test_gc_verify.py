@@ -575,3 +575,21 @@ def test_a_remote_that_lost_this_repositorys_mark_gets_it_again(repo, mvc_cli, t
     (store / "repos" / mark.name).unlink()
     mvc_cli("push", "--verify-remote")
     assert (store / "repos" / mark.name).exists()
+
+
+def test_verify_lists_a_hundred_problems_then_counts_the_rest(repo, mvc_cli, tmp_path):
+    store = tmp_path / "store"
+    for i in range(130):
+        (repo / "d").mkdir(exist_ok=True)
+        (repo / "d" / f"f{i:03}").write_text(f"file {i}\n")
+    mvc_cli("add", "d")
+    mvc_cli("remote", "add", "origin", str(store), "--default")
+    git(repo, "commit", "-q", "-m", "d")
+    mvc_cli("push")
+    for sub in ("packs", "objects"):
+        shutil.rmtree(store / sub, ignore_errors=True)
+    (store / "objects").mkdir()
+    r = mvc_cli("verify", "-r", "origin", ok=False)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("not on remote")]
+    assert len(lines) == 100 and "... and 31 more problems (--json lists every one)" in r.stdout, r.stdout[-300:]
+    assert len(json.loads(mvc_cli("verify", "-r", "origin", "--json", ok=False).stdout)["problems"]) == 131

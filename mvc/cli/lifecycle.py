@@ -199,6 +199,9 @@ def _gc_user_cache(force: bool, grace: str, as_json: bool, narrowed: bool) -> No
         click.echo("run it again with --force (and the same options) to do it")
 
 
+PROBLEMS_SHOWN = 100  # verify's problem lines printed; --json has them all
+
+
 @click.command()
 @click.option("-r", "--remote", metavar="REMOTE", help="Download every needed object from REMOTE and re-hash it.")
 @click.option(
@@ -258,7 +261,7 @@ def verify(
         where = f" (remote {r['remote']})" if r["remote"] else " (no remote)"
         objects = f"{r['objects']} object{'s' if r['objects'] != 1 else ''}"
         click.echo(f"checked {objects} for {r['pointers']} pointer{'s' if r['pointers'] != 1 else ''}{where}")
-        for p in r["problems"]:
+        for p in r["problems"][:PROBLEMS_SHOWN]:
             names = ", ".join(p["needed_by"][:3]) or "not needed by any checked pointer"
             more = f" and {len(p['needed_by']) - 3} more" if len(p["needed_by"]) > 3 else ""
             fixed = (
@@ -273,6 +276,8 @@ def verify(
                 else ""
             )
             click.echo(f"{p['problem']}{fixed}: {short(p['oid'])}: {names}{more}")
+        if len(r["problems"]) > PROBLEMS_SHOWN:  # (a remote that lost thousands of objects: a line each is noise)
+            click.echo(f"... and {len(r['problems']) - PROBLEMS_SHOWN} more problems (--json lists every one)")
         for label in r["unreadable"]:
             click.echo(f"unreadable pointer: {label}")
         if not open_ and not r["unreadable"]:
