@@ -1,5 +1,6 @@
-"""Where a directory remote is: a relative URL means the same place from every worktree of a repository, and a
-remote this repository pushed to before that is gone (a share not mounted) is refused, never made again."""
+"""Where a remote is, and what is said when it is not there: a relative URL means the same place from every
+worktree of a repository; a directory remote this repository pushed to before that is gone (a share not
+mounted) is refused, never made again; a bucket gone, or a response cut off, is said in one line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from conftest import git, make_file
+
+import mvc
 
 
 def test_a_linked_worktree_pushes_where_the_main_work_tree_does(repo: Path, mvc_cli, tmp_path, monkeypatch):
@@ -75,3 +78,21 @@ def test_a_bucket_gone_is_said_by_the_next_push_that_looks(repo: Path, mvc_cli, 
 
     with pytest.raises(RemoteError, match="models"):
         sync.push(fresh_stamp=True)  # the pre-push hook's push
+
+
+@pytest.mark.parametrize("reading", [True, False], ids=["reader", "store"])
+def test_a_response_cut_off_is_said_as_a_broken_connection(repo: Path, mvc_cli, s3_endpoint, reading):
+    """botocore's ResponseStreamingError (the server gone mid-read) is one line naming the file and the fix."""
+    from botocore.exceptions import ResponseStreamingError
+
+    from mvc.errors import RemoteUnreachable
+    from mvc.repo import remotes
+
+    mvc_cli("remote", "add", "s3", "s3://models/team", "--default")
+    mvc_cli("remote", "modify", "s3", "endpoint_url", s3_endpoint)
+    store = remotes.spec(mvc.Repo(str(repo)), "s3").open(reading=reading)
+    err = store.translate(
+        ResponseStreamingError(error="Connection broken: IncompleteRead(3 bytes read)"), "packs/p.pack"
+    )
+    assert isinstance(err, RemoteUnreachable)
+    assert "broke while s3://models/team/packs/p.pack was read" in str(err) and "retry" in str(err)

@@ -324,6 +324,11 @@ class S3Store(FsspecStore):
                 f"({code or first_line(e)}): check the credentials (AWS_* variables, "
                 "profile) and the bucket's permissions"
             )
+        if type(e).__name__ in ("ResponseStreamingError", "IncompleteReadError", "ProtocolError"):
+            return RemoteUnreachable(  # cut off mid-response
+                f"the connection to the S3 server{endpoint or ' for ' + self.url} broke while "
+                f"{self.where(rel) if rel else self.url} was read: check that it is running, then retry"
+            )
         if unreachable(e):
             return RemoteUnreachable(
                 f"cannot reach the S3 server{endpoint or ' for ' + self.url} "

@@ -233,6 +233,11 @@ class S3Reader(Store):
             )
         from mvc.storage.generic import unreachable
 
+        if name in ("ResponseStreamingError", "IncompleteReadError", "ProtocolError"):  # cut off mid-response
+            return RemoteUnreachable(
+                f"the connection to the S3 server{endpoint or ' for ' + self.url} broke while {where} was read: "
+                "check that it is running, then retry"
+            )
         if unreachable(e) or name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
             return RemoteUnreachable(
                 f"cannot reach the S3 server{endpoint or ' for ' + self.url} "
