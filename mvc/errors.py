@@ -23,6 +23,10 @@ class PointerError(MvcError):
     """A pointer file is not valid TOML, has an unknown format version or bad fields."""
 
 
+class ConflictedPointer(PointerError):
+    """A pointer holding git's merge conflict markers: mvc's own, mid-merge (its message says how to resolve it)."""
+
+
 class MetaError(MvcError):
     """A record given to add (``--meta``, ``--meta-file``, ``meta=``) that a pointer's [meta] cannot hold."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api import outputs
-from mvc.errors import MvcError, PathError, PointerError, WorkspaceModified
+from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import LOCK
 from mvc.objects import manifest as mf
@@ -488,6 +488,7 @@ def _write_out(
 def _raise_if_conflicted(repo: Repo, prel: str) -> None:
     try:
         load_pointer(repo, prel)
-    except PointerError as e:
-        if "merge conflict" in str(e):
-            raise
+    except ConflictedPointer:
+        raise
+    except PointerError:
+        pass  # (another problem: said where the pointer is read for the checkout)

@@ -76,8 +76,8 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     p = t.pointer
     if p.kind != "file":
         raise PathError(f"{t.label} is a directory: use mvc.get or mvc.materialize for a local copy")
-    if remote is not None:
-        _check_remote(t, remote)  # (as get and materialize do)
+    if remote is not None and not t.within:
+        _check_remote(t, remote)  # (as get and materialize do; target_of checked it for a file of a directory)
     odb = local_odb(t) if remote is None else None
     if odb is not None and t.repo is not None and not odb.exists(p.oid):
         _expand(t, [p.oid])
@@ -181,13 +181,13 @@ def _check_remote(t: Target, remote: str) -> None:
     typo in a deployment's config would otherwise surface only on a machine with an empty cache)."""
     from mvc.api.target import spec_for
     from mvc.errors import RemoteNotFound
-    from mvc.storage.urls import check_url, split_url
+    from mvc.storage.urls import check_url
 
     sp = spec_for(t, remote)  # an unknown remote name: refused here
-    if check_url(sp.url) == "local":  # (an unknown protocol: refused there)
-        path = os.path.join(sp.base, os.path.expanduser(split_url(sp.url)[1]))
-        if not os.path.isdir(path):
-            raise RemoteNotFound(f"remote directory {path} does not exist: check --remote (in Python: remote=)")
+    check_url(sp.url)  # (an unknown protocol: refused there)
+    path = sp.local_dir
+    if path is not None and not os.path.isdir(path):
+        raise RemoteNotFound(f"remote directory {path} does not exist: check --remote (in Python: remote=)")
 
 
 class _Remote:
@@ -370,7 +370,7 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
 
     t = target_of(ref, repo=repo, rev=rev, remote=remote)
     dest = os.path.join(upstream.cache_root(), "models", t.pointer.oid, t.path.rsplit("/", 1)[-1])
-    if remote is not None:
+    if remote is not None and not t.within:  # (target_of checked it for a file of a directory)
         _check_remote(t, remote)
     if os.path.lexists(dest):
         with contextlib.suppress(OSError):  # used now: 'mvc gc --user-cache' keeps it (a read-only cache: as it is)

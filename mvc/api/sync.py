@@ -82,7 +82,7 @@ def _check_stamp(repo: Repo, sp: Spec, jr: Journal, fresh: bool = False) -> None
     now = time.time()
     if 0 <= now - checked < STAMP_EVERY and not fresh:
         return
-    root = _local_root(sp)
+    root = sp.local_dir
     if root is not None and not os.path.isdir(root) and checked > 0:
         # a directory remote looked at before, not there now (a share not mounted): unreachable, not emptied (a
         # push then refuses to make it again: _check_still_there); never looked at, it is a new remote
@@ -284,22 +284,13 @@ def _push(
     return result
 
 
-def _local_root(sp: Spec) -> str | None:
-    """The directory of a directory remote, None for another kind."""
-    from mvc.storage.urls import check_url, split_url
-
-    if check_url(sp.url) != "local":
-        return None
-    return os.path.join(sp.base, os.path.expanduser(split_url(sp.url)[1]))
-
-
 def _check_still_there(sp: Spec) -> None:
     """Refuse to make again a directory remote this repository pushed to before (the journal knows objects there)
     and that is gone: a share not mounted, or a URL that resolves elsewhere; a push would fill a new directory on
     the local disk while git published pointers nobody can fetch. A first push makes the directory."""
     from mvc.errors import RemoteNotFound
 
-    root = _local_root(sp)
+    root = sp.local_dir
     if root is not None and not os.path.isdir(root):
         raise RemoteNotFound(
             f"remote directory {root} of {sp.name} does not exist, though this repository pushed there before: mount "

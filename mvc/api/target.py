@@ -128,12 +128,17 @@ def _inside(path: str, root: str) -> bool:
     return rel != os.pardir and not rel.startswith(os.pardir + os.sep)
 
 
+def _above(rel: str) -> list[str]:
+    """The directories rel lies in, the deepest first ("a/b/c" -> ["a/b", "a"])."""
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+
+
 def _tracked_above(r: Repo, rel: str, rev: str | None) -> str | None:
     """The tracked path (in the work tree, or at rev) that rel lies inside, when rel itself is not tracked."""
     if rel.endswith(ptrfmt.SUFFIX) or "/" not in rel:
         return None
-    parts = rel.split("/")
-    above = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+    above = _above(rel)
     if rev is None:
         if os.path.isfile(r.abs(Repo.pointer_of(rel))):
             return None
@@ -204,8 +209,7 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
     blob = blobs[prel]
     sub = ""
     if blob is None and inside and parsed is None and "/" in path:
-        parts = path.split("/")
-        above = ["/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)]
+        above = _above(path)
         ids = up.blob_ids(commit, [a + ptrfmt.SUFFIX for a in above])  # one fetch for every level
         top = next((a for a in above if ids[a + ptrfmt.SUFFIX] is not None), None)
         if top is not None:

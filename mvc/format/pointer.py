@@ -6,7 +6,7 @@ import re
 import sys
 from typing import Any, cast
 
-from mvc.errors import PointerError
+from mvc.errors import ConflictedPointer, PointerError
 from mvc.format.config import MVC_DIR
 from mvc.objects import oid as oids
 from mvc.objects.manifest import bad_relpath, fold, git_owned
@@ -97,7 +97,7 @@ def loads(data: bytes | str, where: str = "pointer", fix: str | None = None) -> 
         d = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as e:
         if _CONFLICT.search(data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")):
-            raise PointerError(
+            raise ConflictedPointer(
                 f"{where} has merge conflict markers: keep one side with 'git checkout --ours {where}' (or "
                 f"--theirs) and 'git add {where}', then 'mvc checkout' writes that version's weights"
             ) from None

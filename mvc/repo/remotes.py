@@ -57,6 +57,12 @@ class Spec:
     def key(self) -> str:
         return identity(self.url, self.options.get("endpoint_url"), self.base)
 
+    @property
+    def local_dir(self) -> str | None:
+        """The directory of a directory remote (relative to ``base``, ``~`` expanded); None for another kind."""
+        protocol, path = split_url(self.url)
+        return os.path.join(self.base, os.path.expanduser(path)) if protocol == "local" and path else None
+
     def open(self, reading: bool = False) -> Store:
         self.check()
         return open_store(self.url, self.options, base=self.base, fsync=self.fsync, reading=reading)
@@ -69,11 +75,11 @@ class Spec:
         touches it (once a Spec); a few stats, no request."""
         if self.checked:
             return
-        protocol, path = split_url(self.url)
-        if protocol == "local" and path:
+        local = self.local_dir
+        if local is not None:
             from mvc.objects import layout
 
-            real = os.path.realpath(os.path.join(self.base, os.path.expanduser(path)))
+            real = os.path.realpath(local)
             why = None
             for cache in sorted({os.path.realpath(c) for c in self.caches}):
                 if real == cache:

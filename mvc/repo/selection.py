@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from mvc.errors import MvcError, PathError, PointerError, RegistryError
+from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, RegistryError
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
@@ -333,13 +333,8 @@ def check_is_pointer(repo: Repo, prel: str, so: str) -> None:
             ptrfmt.loads(os.read(fd, POINTER_MAX), prel)
         finally:
             os.close(fd)
-    except PointerError as e:
-        if "merge conflict" in str(e):
-            raise  # mvc's pointer, mid-merge: resolved as its message says
-        raise PathError(
-            f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
-            "*.mvc file as a pointer)"
-        ) from None
+    except ConflictedPointer:
+        raise  # mvc's pointer, mid-merge: resolved as its message says
     except (OSError, MvcError):
         raise PathError(
             f"{quoted(prel)} is not an mvc pointer, {so}: if it is a file of yours, rename it (mvc reads every "
@@ -355,7 +350,6 @@ def model_refs(repo: Repo, paths: list[str], rev: str | None, base: str = "") ->
         return []
     from mvc.repo import models
 
-    # (base: the directory relative paths are read from, when not the current one)
     maybe = [
         p
         for p in texts

@@ -14,7 +14,7 @@ def copy_hash_fd(src: int, dst: int, size: int, progress: Progress | None = None
     """Copy ``size`` bytes src -> dst and return the hex digest of the bytes dst holds.
 
     Small files are read once into memory: the bytes hashed are the bytes written. Large ones are copied by the
-    kernel in a thread, COPY_STEP bytes at a time, while this thread hashes the copy (dst, from the page cache)
+    kernel in a thread, MAP_WINDOW bytes at a time, while this thread hashes the copy (dst, from the page cache)
     one step behind: the digest is the copy's, so a source written meanwhile (through a shared mapping, which
     need not move its mtime) cannot give an object that does not hash to its name, and the two still run side
     by side (about one ``cp``). A dst open for writing only is hashed from src as the copy reads it."""

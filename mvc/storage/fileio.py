@@ -32,6 +32,9 @@ def hexdigest_bytes(data: bytes | memoryview) -> str:
     return xxhash.xxh3_128_hexdigest(data)
 
 
+SHRANK = "the file shrank while it was read: run the command again once nothing writes to it"
+
+
 def hash_mapped(fd: int, size: int, progress: Progress | None, until: Callable[[int], None] | None = None) -> str:
     """One CHUNK-sized window mapped at a time: a mapped page counts in the process's resident memory until
     it is unmapped, so mapping a whole 1 GiB file would show 1 GiB of RSS (a server's memory limit). until(end):
@@ -42,13 +45,11 @@ def hash_mapped(fd: int, size: int, progress: Progress | None, until: Callable[[
             until(min(start + MAP_WINDOW, size))
         elif os.fstat(fd).st_size < min(start + MAP_WINDOW, size):
             # cut short while it is read (a trainer saving to the same path): a read past its end would be SIGBUS
-            raise StorageError("the file shrank while it was read: run the command again once nothing writes to it")
+            raise StorageError(SHRANK)
         try:
             m = mmap.mmap(fd, min(MAP_WINDOW, size - start), access=mmap.ACCESS_READ, offset=start)
         except ValueError:  # (shorter than the window by now)
-            raise StorageError(
-                "the file shrank while it was read: run the command again once nothing writes to it"
-            ) from None
+            raise StorageError(SHRANK) from None
         with m, memoryview(m) as part:
             h.update(part)
             if progress:
