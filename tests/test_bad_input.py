@@ -3,6 +3,7 @@ exit status != 0, no traceback, and nothing lost (user files, pointers and git's
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -725,9 +726,10 @@ def test_disk_full_while_checking_out(repo, mvc_cli, case):
     assert (repo / "big.bin").read_bytes() == good
 
 
-def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc_error):
+def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc_error, tmp_path):
     make_file(repo / "m.pt", 2000, seed=1)
-    mvc_cli("add", "m.pt")
+    make_file(repo / "other.pt", 1000, seed=9)
+    mvc_cli("add", "m.pt", "other.pt")
     git(repo, "commit", "-q", "-m", "1")
     git(repo, "checkout", "-q", "-b", "exp")
     make_file(repo / "m.pt", 2000, seed=2)
@@ -739,8 +741,23 @@ def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc
     mvc_cli("add", "m.pt")
     git(repo, "commit", "-q", "-m", "main")
     assert subprocess.run(["git", "merge", "-q", "exp"], cwd=repo, capture_output=True).returncode != 0
-    for args in (("status",), ("ls",), ("checkout",), ("checkout", "--rev", "HEAD", "m.pt"), ("remove", "m.pt")):
+    for args in (("ls",), ("checkout",), ("checkout", "--rev", "HEAD", "m.pt"), ("remove", "m.pt")):
         mvc_error(*args, words=("merge conflict", "git checkout --ours m.pt.mvc", "git add m.pt.mvc"))
+    # status lists the conflict beside the other paths, as git status does, and says how to resolve it
+    (tmp_path / "rem").mkdir()
+    mvc_cli("remote", "add", "o", str(tmp_path / "rem"))
+    for args in (("status",), ("status", "-r", "o"), ("status", "m.pt")):
+        out = mvc_cli(*args).stdout.splitlines()
+        assert out[0].startswith("m.pt: conflicted: its pointer has merge conflict markers")
+        assert "git checkout --ours m.pt.mvc" in out[0] and "mvc checkout m.pt" in out[0]
+        assert out[1:] == (
+            [] if "m.pt" in args else ["other.pt: " + ("not pushed to o (1 object)" if "o" in args else "up to date")]
+        )
+    rows = json.loads(mvc_cli("status", "--json").stdout)
+    assert [(r["path"], r["workspace"], r.get("pointer")) for r in rows] == [
+        ("m.pt", "conflicted", "m.pt.mvc"),
+        ("other.pt", "ok", None),
+    ]
     git(repo, "checkout", "--theirs", "m.pt.mvc")  # what the error says, then mvc checkout
     git(repo, "add", "m.pt.mvc")
     mvc_cli("checkout", "--force")

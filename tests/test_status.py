@@ -80,13 +80,14 @@ def test_a_directory_holding_what_mvc_cannot_record_is_modified(tracked, mvc_cli
 
 def test_a_pointer_that_never_parses_is_not_waited_for(tracked, mvc_cli, mvc_error, monkeypatch):
     """Reading a pointer again is for one git is writing (gone, empty, cut in a line), not for one that will never
-    parse (a merge conflict's markers): no pause before the error."""
+    parse (a merge conflict's markers): no pause before the error, or before status lists it as conflicted."""
     import time
 
     naps: list[float] = []
     monkeypatch.setattr(time, "sleep", naps.append)
     (tracked / "model.bin.mvc").write_text("<<<<<<< HEAD\noid = 1\n=======\noid = 2\n>>>>>>> other\n")
-    mvc_error("status", "model.bin")
+    mvc_error("checkout", "model.bin", words=("merge conflict markers",))
+    assert "model.bin: conflicted" in mvc_cli("status", "model.bin").stdout
     assert naps == []
 
 

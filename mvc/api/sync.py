@@ -412,7 +412,7 @@ def status(
     repo = open_repo(repo)
     sp = spec(repo, remote)
     sp.check()
-    selected = pointers(repo, paths, None)
+    selected = pointers(repo, paths, None, skip_conflicted=True)  # (status lists those as conflicted)
     per_path: dict[str, set[str]] = {}
     wanted = Wanted()
     for label, p in selected.items():

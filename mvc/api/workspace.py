@@ -10,7 +10,7 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api import record
-from mvc.errors import MvcError, ObjectMissing, PathError, PointerError
+from mvc.errors import ConflictedPointer, MvcError, ObjectMissing, PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
@@ -407,19 +407,32 @@ def status(
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
-    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'. ``files``: a modified
+    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'; a pointer left with
+    merge conflict markers is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file). ``files``: a modified
     directory's row also says which of its files changed, under "files" ({"added", "removed", "modified"}: paths
     below it; None when the cache lacks its manifest)."""
     repo = open_repo(repo)
-    out = []
+    out: list[dict[str, Any]] = []
     try:
         in_dir = "see which of its files changed with 'mvc status {dir} --files'"
         for prel in select(repo, user_paths(paths), repo.git.ls_pointers(), in_dir=in_dir):
-            p = load_pointer(repo, prel)
             rel = Repo.target_of(prel)
+            try:
+                p = load_pointer(repo, prel)
+            except ConflictedPointer:  # mid-merge, as git status lists it: the other rows still matter
+                none = dict.fromkeys(("kind", "oid", "size", "cache"))
+                out.append({"path": rel, **none, "workspace": "conflicted", "pointer": prel})
+                continue
             scanned: dict[str, File] = {}
             ws, cache = path_status(repo, rel, p, progress, scanned if files else None)
-            row = {"path": rel, "kind": p.kind, "oid": p.oid, "size": p.size, "workspace": ws, "cache": cache}
+            row: dict[str, Any] = {
+                "path": rel,
+                "kind": p.kind,
+                "oid": p.oid,
+                "size": p.size,
+                "workspace": ws,
+                "cache": cache,
+            }
             if files and p.kind == "dir" and ws == "modified":
                 row["files"] = dir_changes(repo, rel, p, progress, scanned)
             out.append(row)

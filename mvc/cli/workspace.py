@@ -118,7 +118,7 @@ def add(
             click.echo(f"model {r['name']} now names {r['path']} (in .mvc/config.toml)")
 
 
-_WS = {"ok": "up to date", "modified": "modified", "missing": "missing from workspace"}
+_WS = {"ok": "up to date", "modified": "modified", "missing": "missing from workspace", "conflicted": "conflicted"}
 
 
 @click.command()
@@ -133,7 +133,8 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
     """Show, per tracked path, whether the workspace and the cache match its pointer.
 
     \b
-    States: up to date, modified, missing from workspace, missing from cache;
+    States: up to date, modified, missing from workspace, missing from cache,
+    conflicted (a pointer left with merge conflict markers);
     with -r REMOTE also: not pushed, not fetched, missing from cache and remote.
 
     \b
@@ -156,6 +157,13 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
     if not rows:
         click.echo("nothing tracked yet: run 'mvc add PATH'")
     for r in rows:
+        if r["workspace"] == "conflicted":
+            prel = shown_path(r["pointer"])
+            click.echo(
+                f"{r['path']}: conflicted: its pointer has merge conflict markers (keep one side with 'git checkout "
+                f"--ours {prel}' or --theirs, 'git add {prel}', then 'mvc checkout {shown_path(r['path'])}')"
+            )
+            continue
         states = [] if r["workspace"] == "ok" else [_WS[r["workspace"]]]
         if r["cache"] != "ok":
             states.append("missing from cache")

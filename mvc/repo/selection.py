@@ -257,8 +257,10 @@ def pointers(
     all_branches: bool = False,
     all_tags: bool = False,
     all_commits: bool = False,
+    skip_conflicted: bool = False,
 ) -> dict[str, ptrfmt.Pointer]:
-    """{label: pointer} selected by paths in the work tree, or in the given revisions when any."""
+    """{label: pointer} selected by paths in the work tree, or in the given revisions when any.
+    ``skip_conflicted``: a work-tree pointer left with merge conflict markers is left out, not refused."""
     shown = user_paths(paths)
     rels = [repo.rel(p) for p in shown]
     commits: dict[str, str] = {}
@@ -278,8 +280,12 @@ def pointers(
     if not (revs or all_branches or all_tags or all_commits):
         for prel in repo.git.ls_pointers():
             if not rels or matches(prel, rels):
-                found[prel] = load_pointer(repo, prel)
                 matched.append(prel)
+                try:
+                    found[prel] = load_pointer(repo, prel)
+                except ConflictedPointer:
+                    if not skip_conflicted:
+                        raise
     elif commits:
         for commit, prel, data in repo.git.pointer_blobs(commits).values():
             if not rels or matches(prel, rels):
