@@ -340,6 +340,8 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
             # the stat of the file as written: the state cache vouches for it at once, so the next switch
             # need not hash it (and any write to it since shows in its mtime)
             _, st = repo.odb.place(oid, target, link_types, executable=executable, progress=bar.update)
+            if st is None and os.path.islink(target):  # a link is vouched for by its object's stat (worktree.look)
+                st = os.stat(target)
             if st is not None:
                 repo.state.put(_rel(repo, target), st, oid)
     finally:

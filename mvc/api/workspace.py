@@ -267,6 +267,8 @@ def _add_one(
         # the owner's execute bit, as the file had it (a link's mode is the object's: the pointer's kept)
         executable = None if f.linked else bool(st.st_mode & 0o100)
     changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder, entries, executable)
+    if kind == "file" and changed and os.path.islink(full):  # its object's stat, freshened: what vouches for it
+        repo.state.put(rel, os.stat(full), oid)
     return {
         "path": rel,
         "kind": kind,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import stat as statmod
+import time
 from collections.abc import Iterable, Iterator
 
 from mvc.errors import CorruptObject, ObjectMissing, StorageError
@@ -20,6 +21,7 @@ from mvc.storage import copying, fileio, tempfiles
 from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+FRESH_BEHIND_NS = 50_000_000  # how far before now freshen sets an mtime: more than a coarse clock's tick
 READONLY = 0o444
 LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
 LIST_ALL_FROM = 4096  # or (valid oids) once this many were asked in all: the whole cache listed, kept for the command
@@ -40,7 +42,8 @@ class ODB:
         self._asked = 0  # valid oids ODB.missing was asked about (a read-only command's bulk checks)
         self._listing: set[str] | None = None  # every object, once listed for them
         self._tmp_ready = False  # tmp/ made (and swept) by this process
-        self._copied: set[str] = set()  # objects this process stored as copies of their own (one link)
+        # objects this process stored as copies of their own, or as the user's file it then symlinks to (one link)
+        self._copied: set[str] = set()
         self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
         self.placed = 0  # objects this ODB stored that the cache lacked (not those found there and freshened)
         self.packs = cachepacks.Packed(self.root)  # small objects a large add stored in packs
@@ -191,10 +194,19 @@ class ODB:
         return out
 
     def _install(
-        self, tmp: str | int, oid: str, durable: bool = False, *, readonly: bool = False, copied: bool = False
+        self,
+        tmp: str | int,
+        oid: str,
+        durable: bool = False,
+        *,
+        readonly: bool = False,
+        copied: bool = False,
+        moved: bool = False,
     ) -> None:
         """Make tmp read-only (unless it was made so: ``readonly``) and rename it to the object's path (a
         no-op if it is already there); tmp an unnamed temp file's fd (``_unnamed``): linked there instead.
+        ``moved``: tmp is the user's file, about to be symlinked to: freshened here (its mtime may be old, and a
+        gc running before the pointer names it would take it for garbage), and counted as stored now.
 
         With core.fsync, or ``durable`` (the cache is about to hold the only copy), the data and the
         directory entry are synced before the object counts as stored.
@@ -210,6 +222,9 @@ class ODB:
             if isinstance(tmp, str):
                 fileio.remove_quietly(tmp)
             return
+        if moved and isinstance(tmp, str):
+            now = time.time_ns()
+            os.utime(tmp, ns=(now, now - FRESH_BEHIND_NS))
         if not readonly:
             os.chmod(tmp, READONLY)
         if durable:
@@ -233,7 +248,7 @@ class ODB:
         if self._listing is not None:  # a listing kept for missing() stays true to this one
             self._listing.add(oid)
         self.placed += 1
-        if copied:
+        if copied or moved:
             self._copied.add(oid)
         if durable:
             fileio.fsync_dir(os.path.dirname(dest))
@@ -266,7 +281,10 @@ class ODB:
             # one this process stored itself (a copy) has no other link: one system call, not two
             if oid not in self._copied and os.lstat(path).st_nlink > 1:
                 return True
-            os.utime(path)
+            # a little in the past, so that its ctime (the kernel's now) is later than its mtime: the state cache
+            # may then vouch at once for a workspace symlink to it (statedb.trusted)
+            now = time.time_ns()
+            os.utime(path, ns=(now, now - FRESH_BEHIND_NS))
         except FileNotFoundError:
             return False
         except OSError:
@@ -316,7 +334,8 @@ class ODB:
                         raise changed_while_added(src)
                     copied = how in ("copy", "reflink")
                     into = tmp if unnamed is None else unnamed
-                    self._install(into, oid, durable, readonly=self._born_readonly and copied, copied=copied)
+                    readonly = self._born_readonly and copied
+                    self._install(into, oid, durable, readonly=readonly, copied=copied, moved=how == "symlink")
                 except BaseException:
                     if tmp:
                         fileio.remove_quietly(tmp)
@@ -337,8 +356,8 @@ class ODB:
             self._listing.update(oids_)
 
     def stored_now(self, oid: str) -> bool:
-        """Whether this process stored oid as a copy (or was told a forked worker did): an object written by this
-        command, which needs no freshening before a pointer names it."""
+        """Whether this process stored oid as a copy or as the user's file symlinked to (or was told a forked worker
+        did): an object stored fresh by this command, which needs no freshening before a pointer names it."""
         return oid in self._copied
 
     def mark_packs(self) -> None:

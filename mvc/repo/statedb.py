@@ -13,6 +13,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Sequence
+from typing import cast
 
 # A file modified within this window of being recorded could change again without its mtime
 # moving (coarse timestamps), so such entries are not trusted until they are older.
@@ -69,9 +70,13 @@ class StateDB:
             return []
 
     def get(self, rel: str, st: os.stat_result) -> str | None:
-        rows = self._query("SELECT inode, mtime_ns, ctime_ns, size, oid FROM state WHERE path = ?", (rel,))
-        row = rows[0] if rows else None
+        row = self.row(rel)
         return row[4] if row and row[:4] == key(st) else None
+
+    def row(self, rel: str) -> tuple[int, int, int, int, str] | None:
+        """rel's entry, (inode, mtime_ns, ctime_ns, size, oid), or None."""
+        rows = self._query("SELECT inode, mtime_ns, ctime_ns, size, oid FROM state WHERE path = ?", (rel,))
+        return cast(tuple[int, int, int, int, str], rows[0]) if rows else None
 
     def under(self, prefix: str) -> dict[str, tuple[int, int, int, int, str]]:
         """Every entry below directory prefix: {relpath: (inode, mtime_ns, ctime_ns, size, oid)}; an entry

@@ -17,7 +17,7 @@ from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects import manifest as mf
 from mvc.repo.repository import Repo
-from mvc.repo.worktree import File, Scanned, fingerprint_of, list_files, look
+from mvc.repo.worktree import File, Scanned, fingerprint_of, hash_of, link_oid, list_files, look
 
 PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
 
@@ -28,10 +28,14 @@ def store(
     """Make sure f's content is in the cache (linking the workspace to it per cache.type, or ``links``: that
     setting read once for a directory's files): (its oid, whether the cache lacked it: True, False, or None when
     the content had to be hashed to know its oid)."""
+    if f.oid is None and f.linked and statmod.S_ISLNK(f.st.st_mode):
+        # a link the state cache does not vouch for: kept if its read-only object still holds what its name says
+        named = link_oid(repo, f.full)
+        if named is None or _writable(f.full) or hash_of(repo, rel, f, bar) != named:
+            detach_edited(repo, f)  # an object edited through its link: the edit becomes a file, stored below
+            f.oid = None
     if f.oid and repo.odb.exists(f.oid):
         return f.oid, False
-    if f.oid is None and f.linked and statmod.S_ISLNK(f.st.st_mode):
-        detach_edited(repo, f)  # an object edited through its link: the edit becomes a file, stored below
     known = f.oid is not None  # and not in the cache: this stores it
     refuse_dangling(repo, rel, f)
     oid, how, st = repo.odb.add_file(f.full, links or repo.config.link_types, progress=bar.update)
@@ -43,6 +47,8 @@ def store(
     after = st if how in ("copy", "reflink") else os.lstat(f.full)
     if statmod.S_ISREG(after.st_mode):
         repo.state.put(rel, after, oid)
+    elif statmod.S_ISLNK(after.st_mode):  # a link is vouched for by its object's stat (``worktree.look``)
+        repo.state.put(rel, os.stat(f.full), oid)
     f.oid = oid
     return oid, True if known else None
 
@@ -69,6 +75,13 @@ def detach_edited(repo: Repo, f: File) -> None:
     if old is not None and repo.odb.exists(old) and not repo.odb.sound(old):
         repo.odb.quarantine(old)
     f.st, f.linked = os.lstat(f.full), False
+
+
+def _writable(full: str) -> bool:
+    try:
+        return bool(os.stat(full).st_mode & 0o222)
+    except OSError:
+        return False
 
 
 def refuse_dangling(repo: Repo, rel: str, f: File) -> None:

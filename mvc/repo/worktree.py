@@ -70,14 +70,27 @@ def link_oid(repo: Repo, full: str) -> str | None:
     return repo.odb.oid_at(os.path.join(os.path.dirname(full), target))
 
 
-def look(repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None) -> File:
+def look(
+    repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None, rows: dict[str, tuple] | None = None
+) -> File:
+    """The File at rel (lstat st): ``known``, the oid the state cache gives a regular file for st. A symlink into
+    the cache is vouched for by the state cache's row for the object's own stat (``rows``: the rows of rel's
+    directory, else asked): root writes a read-only object in place, so the link's name alone proves nothing."""
     if statmod.S_ISLNK(st.st_mode):
         oid = link_oid(repo, full)
-        if oid is not None and _writable(full):
+        if oid is None:
+            return File(full, st, None, foreign=True)
+        try:
+            target = os.stat(full)
+        except OSError:  # a dangling link: its object left the cache
+            return File(full, st, oid, linked=True)
+        if target.st_mode & 0o222:
             # the object was made writable (chmod through the link), so maybe edited in place: its name proves
-            # nothing any more, its bytes are hashed (a write through a read-only one takes root: warned of)
+            # nothing any more, its bytes are hashed
             return File(full, st, None, linked=True)
-        return File(full, st, oid, linked=oid is not None, foreign=oid is None)
+        row = (rows.get(rel) if rows is not None else repo.state.row(rel)) or ()
+        # unvouched (a write through the link, or a link mvc did not record): hashed, and then recorded
+        return File(full, st, oid if row[:4] == statedb.key(target) and row[4] == oid else None, linked=True)
     if not statmod.S_ISREG(st.st_mode):
         raise PathError(
             f"{rel} is not a regular file or directory (a FIFO, socket or device): mvc records files and "
@@ -85,13 +98,6 @@ def look(repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None)
         )
     linked = st.st_nlink > 1 and not st.st_mode & 0o222
     return File(full, st, known, linked=linked)
-
-
-def _writable(full: str) -> bool:
-    try:
-        return bool(os.stat(full).st_mode & 0o222)
-    except OSError:
-        return False
 
 
 def hash_of(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> str | None:
@@ -293,7 +299,7 @@ def scan_dir(
         elif lenient and not statmod.S_ISLNK(st.st_mode):
             found[sub] = File(path, st, None, foreign=True)
         else:
-            found[sub] = look(repo, base + sub, path, st, oid)
+            found[sub] = look(repo, base + sub, path, st, oid, known)
     return found
 
 
