@@ -1181,6 +1181,28 @@ class RemoteSuite(WithOrigin):
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert oid_of(v1) in line and "not there" in line, line
 
+    @pytest.mark.parametrize("one_pack", [False, True])
+    def test_verify_remote_pushes_again_a_version_whose_deltas_base_is_gone(
+        self, repo, mvc_cli, origin, small_chunks, one_pack
+    ):
+        """v1 deleted on the remote (its recipe, or the lone pack that is the file): v2's own recipe and packs are
+        all there, but no reader without v1 could rebuild it. The journal cannot know; --verify-remote follows
+        the deltas to their base, and pushes v2 again, now readable alone."""
+        from mvc.objects import pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=one_pack)
+        assert {e.kind for e in recipe_of(origin, oid_of(v2)).entries} >= {"d"}
+        if one_pack:
+            origin.delete(pack.pack_rel(oid_of(v1)[len("xxh128:") :]))
+        origin.delete(recipe_rel(oid_of(v1)))
+        assert "nothing to push" in mvc_cli("push").output
+        assert "pushed 1 object" in mvc_cli("push", "--verify-remote").output
+        assert "nothing to push" in mvc_cli("push", "--verify-remote").output
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
     def test_the_pack_that_is_a_file_is_read_whole(self, repo, mvc_cli, origin, small_chunks):
         """A new file's one pack is the file (named by its digest): pull reads it there, for the file itself and
         as the base of a fine-tune's deltas, with no recipe; a flipped byte in it is refused, nothing placed."""

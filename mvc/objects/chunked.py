@@ -141,19 +141,33 @@ class Rebuilder:
                 self._recipes[oid] = found
             return found
 
-    def incomplete(self, found: Iterable[str], pack_sizes: dict[str, int]) -> set[str]:
+    def incomplete(
+        self, found: Iterable[str], pack_sizes: dict[str, int], there: Callable[[set[str]], set[str]] | None = None
+    ) -> set[str]:
         """Of these objects, those whose recipe is damaged or names a pack not among pack_sizes (the store's
-        listing of ``packs/``), or bytes past its end."""
-        bad: set[str] = set()
-        for oid in sorted(found):
+        listing of ``packs/``), or bytes past its end; with ``there`` (which of some oids the store holds), also
+        those a delta of which has a base the store lacks or holds incomplete, down the chain (a reader without
+        the base in its cache could not rebuild them)."""
+        sound: dict[str, bool] = {}
+
+        def check(oid: str, chain: tuple[str, ...]) -> bool:
+            if oid in sound:
+                return sound[oid]
             try:
                 r = self.recipe(oid)
             except CorruptObject:
-                bad.add(oid)
-                continue
-            if r is not None and any(e.offset + e.stored > pack_sizes.get(pk.pack_rel(e.pack), -1) for e in r.entries):
-                bad.add(oid)
-        return bad
+                r, ok = None, False
+            else:
+                ok = r is None or all(e.offset + e.stored <= pack_sizes.get(pk.pack_rel(e.pack), -1) for e in r.entries)
+            if ok and r is not None and there is not None:
+                bases = {e.base for e in r.entries if e.kind == "d"}
+                if bases:
+                    ok = len(chain) < rc.READ_HOPS and not bases & {oid, *chain} and bases <= there(bases)
+                    ok = ok and all(check(b, (*chain, oid)) for b in sorted(bases))
+            sound[oid] = ok
+            return ok
+
+        return {oid for oid in sorted(found) if not check(oid, ())}
 
     def reuse(self, r: rc.Recipe, more: Iterable[str] = ()) -> None:
         """Cut the versions a recipe names (its bases, its deltas' bases) and ``more`` (the caller's: earlier

@@ -261,10 +261,11 @@ class Transfer:
 
     def incomplete(self, found: Iterable[str]) -> set[str]:
         """Of these objects on the store, those stored chunked whose recipe is damaged or names a pack that is
-        not there, or bytes past its end (``push --verify-remote``: they are pushed again)."""
+        not there, or bytes past its end, or a delta of which has a base the store lacks or holds incomplete
+        (``push --verify-remote``: they are pushed again)."""
         if self.format < layout.CHUNKED:
             return set()
-        return self.rebuilder().incomplete(found, self.store.list_sizes("packs/"))
+        return self.rebuilder().incomplete(found, self.store.list_sizes("packs/"), self.existing)
 
     # -- moving objects ------------------------------------------------------------------------
     def upload(
