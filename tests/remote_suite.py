@@ -1175,6 +1175,22 @@ class RemoteSuite(WithOrigin):
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert "corrupt" in line and recipe_rel(oid_of(v2)) in line, line
 
+    def test_a_damaged_chunk_of_a_deltas_base_is_named_with_the_base(self, repo, mvc_cli, origin, small_chunks):
+        """A flipped byte in a chunk of v1 on the remote, read as the base of v2's deltas: the error names the pack,
+        v1 (the version to push again) and v2 (the one being read)."""
+        from mvc.objects import pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=False)
+        r1 = recipe_of(origin, oid_of(v1))
+        e = max(r1.entries, key=lambda e: e.size)
+        rel = pack.pack_rel(e.pack)
+        bad = bytearray(origin.read(rel))
+        bad[e.offset + e.stored // 2] ^= 1
+        origin.write(rel, bytes(bad))
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert f"through its deltas' base {oid_of(v1)}" in line and "verify -r origin --repair" in line, line
+        assert rel in line and oid_of(v1)[7:19] in line and oid_of(v2)[7:19] in line, line
+
     def test_delta_whose_base_is_gone(self, repo, mvc_cli, origin, small_chunks):
         v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=False)
         origin.delete(recipe_rel(oid_of(v1)))  # v1 is gone from the remote (its chunks stay, unnamed)

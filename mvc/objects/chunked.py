@@ -505,7 +505,7 @@ class Rebuilder:
         chain[-1]."""
         self._check_chain(e, label, chain)
         try:
-            base = self.read(e.base, start, end, label, chain=chain, tally=tally)
+            base = self.read(e.base, start, end, _via(label, e), chain=chain, tally=tally)
         except RemoteObjectMissing:
             raise self._no_base(e, label) from None
         if len(base) != end - start:
@@ -525,7 +525,7 @@ class Rebuilder:
         """Bytes [start, end) of the base of delta e (and of those after it) read into buf, as :meth:`_base`."""
         self._check_chain(e, label, chain)
         try:
-            n = self._read_into(e.base, start, end, label, buf, chain, tally)
+            n = self._read_into(e.base, start, end, _via(label, e), buf, chain, tally)
         except RemoteObjectMissing:
             raise self._no_base(e, label) from None
         if n != end - start:
@@ -628,6 +628,11 @@ class Rebuilder:
             return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}", out, e.codec)
         except CorruptObject as err:
             raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+
+
+def _via(label: str, e: rc.Entry) -> str:
+    """The label of a read of delta e's base: what a damaged chunk there is found in names that version too."""
+    return f"{label}, through its deltas' base {e.base}"
 
 
 def rebuilt_wrong(rb: Rebuilder, oid: str, digest: str, label: str) -> RemoteCorrupt:
