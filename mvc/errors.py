@@ -105,6 +105,10 @@ class RemoteCorrupt(RemoteError, CorruptObject):
     """An object on the remote does not hash to its oid."""
 
 
+class RemoteWrongSize(RemoteCorrupt):
+    """A file on the remote is not of the size its object has: refused before it is downloaded."""
+
+
 class ForeignError(MvcError):
     """Another tool's file that mvc imports (a .dvc file, dvc.lock, DVC's cache or config) is damaged or unknown."""
 

@@ -361,6 +361,34 @@ class RemoteSuite(WithOrigin):
         assert (repo / "data" / "run.sh").exists()
         mvc_cli("pull", "data")
 
+    @pytest.mark.parametrize("how", ["longer", "shorter"])
+    def test_an_object_of_another_size_on_the_remote_is_refused_before_it_is_downloaded(
+        self, repo, mvc_cli, origin, monkeypatch, how
+    ):
+        """A file on a shared remote replaced by a much larger one (or a shorter one): its size is compared with
+        the pointer's before its bytes are written anywhere (only the first part on S3), by pull and get."""
+        make_file(repo / "model.bin", 5000, seed=7)
+        mvc_cli("add", "model.bin")
+        git(repo, "commit", "-q", "-m", "m")
+        mvc_cli("push")
+        data = (repo / "model.bin").read_bytes()
+        rel = rel_of(oid_of(data))
+        origin.write(rel, data * 400 if how == "longer" else data[:100])
+        written: list[int] = []
+        real = os.pwrite
+        monkeypatch.setattr(os, "pwrite", lambda fd, b, at: written.append(len(b)) or real(fd, b, at))
+        drop_cache(repo)
+        (repo / "model.bin").unlink()
+        held = 5000 * 400 if how == "longer" else 100
+        line = one_error_line(mvc_cli("pull", ok=False))
+        assert f"holds {held} bytes, but the object has 5000" in line and rel in line, line
+        assert "refused before it was downloaded" in line and "verify --repair" in line, line
+        assert not (repo / "model.bin").exists() and rel not in cache_objects(repo)
+        assert sum(written) < 100_000  # (a GET's first part at most)
+        for args in (("get", "model.bin", "-o", str(repo.parent / "out")),):
+            assert f"holds {held} bytes" in one_error_line(mvc_cli(*args, ok=False))
+        assert not (repo.parent / "out").exists()
+
     def test_object_missing_from_remote(self, repo, mvc_cli, origin):
         make_models(repo)
         mvc_cli("add", "model.bin", "data")
@@ -644,8 +672,11 @@ class RemoteSuite(WithOrigin):
             packed |= {e.oid for e in entries}
         assert packed == {oid_of(data) for data in smalls.values()}
         drop_cache(repo)
-        mvc_cli("fetch")
-        assert cache_objects(repo) == expected_objects(repo)
+        # the object stored alone is refused by the size its pointer gives, before it is downloaded; the packed
+        # ones come by their index's sizes
+        line = one_error_line(mvc_cli("fetch", ok=False))
+        assert f"holds {pack.OBJECT_MAX + 1} bytes, but the object has 1" in line and big in line, line
+        assert cache_objects(repo) == expected_objects(repo) - {big}
 
     def test_fetch_of_a_few_objects_from_a_pack(self, repo, mvc_cli, origin):
         from mvc.objects import pack
@@ -1174,6 +1205,17 @@ class RemoteSuite(WithOrigin):
         origin.write(recipe_rel(oid_of(v2)), origin.read(recipe_rel(oid_of(v1))))
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert "corrupt" in line and recipe_rel(oid_of(v2)) in line, line
+
+    def test_a_lone_pack_of_another_size_is_refused_before_it_is_copied(self, repo, mvc_cli, origin, small_chunks):
+        """The pack that is a new file, replaced on the remote by a longer one: refused by its size, not copied."""
+        from mvc.objects import pack
+
+        v1, _ = push_v1(repo, mvc_cli)
+        rel = pack.pack_rel(oid_of(v1)[len("xxh128:") :])
+        assert origin.read(rel) == v1
+        origin.write(rel, v1 + bytes(1 << 20))
+        line = pull_fails(repo, mvc_cli, oid_of(v1))
+        assert f"holds {len(v1) + (1 << 20)} bytes, but the object has {len(v1)}" in line and rel in line, line
 
     def test_a_damaged_chunk_of_a_deltas_base_is_named_with_the_base(self, repo, mvc_cli, origin, small_chunks):
         """A flipped byte in a chunk of v1 on the remote, read as the base of v2's deltas: the error names the pack,

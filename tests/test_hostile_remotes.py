@@ -242,3 +242,26 @@ def test_a_gitignore_of_the_users_in_a_cache_is_left_alone(repo, mvc_cli):
     make_file(repo / "b.bin", 3000, seed=1)
     mvc_cli("add", "b.bin")
     assert ours.read_text() == "# mine\n*\n"
+
+
+def test_a_sparse_terabyte_at_an_objects_place_on_a_directory_remote_fills_no_disk(repo, mvc_cli, tmp_path):
+    """A shared directory remote whose object file was replaced by a sparse file of a terabyte (which costs its
+    writer nothing): pull refuses it by its size before it copies a byte, and the cache does not grow."""
+    import shutil
+
+    from conftest import make_file
+
+    remote = tmp_path / "shared"
+    remote.mkdir()
+    make_file(repo / "model.bin", 5000, seed=3)
+    mvc_cli("add", "model.bin")
+    mvc_cli("remote", "add", "origin", str(remote), "--default")
+    mvc_cli("push")
+    (obj,) = list((remote / "objects").glob("*/*"))
+    os.truncate(obj, 1 << 40)
+    shutil.rmtree(repo / ".mvc" / "cache")
+    (repo / "model.bin").unlink()
+    result = mvc_cli("pull", ok=False)
+    assert result.exit_code != 0 and f"holds {1 << 40} bytes, but the object has 5000" in result.stderr
+    used = sum(p.stat().st_blocks * 512 for p in (repo / ".mvc").rglob("*") if p.is_file())
+    assert used < 10 << 20 and not (repo / "model.bin").exists()

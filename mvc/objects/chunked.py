@@ -73,13 +73,16 @@ class Rebuilder:
         objects"). Read from there, the object is checked whole, by whoever reads its last byte."""
         return None if oid in self._no_whole else pk.whole_rel(oid)
 
-    def get_whole(self, oid: str, dest: str, progress: Progress | None) -> tuple[str, int] | None:
+    def get_whole(
+        self, oid: str, dest: str, progress: Progress | None, size: int | None = None
+    ) -> tuple[str, int] | None:
         """Object oid copied into the new file dest from the pack that is the object, in one copy, as (its hex
         digest, its size); None, with no dest, when the store has no such pack or it is not the object (then
-        its recipe names the bad chunk)."""
+        its recipe names the bad chunk). ``size``: the object's, where known: a pack of another size is refused
+        before it is copied (``Store.get_file``)."""
         if os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
             return None
-        digest = self._whole_range(oid, lambda rel: self.store.get_file(rel, dest, progress))
+        digest = self._whole_range(oid, lambda rel: self.store.get_file(rel, dest, progress, size))
         if digest is None or oids.from_digest(digest) != oid:
             fileio.remove_quietly(dest)
             if digest is not None:

@@ -366,7 +366,7 @@ def download(
     if found is None:
         rel = layout.object_rel(oid)
         try:
-            digest = remote.store.get_file(rel, dest, progress)
+            digest = remote.store.get_file(rel, dest, progress, size)
         except RemoteObjectMissing:
             fileio.remove_quietly(dest)
             if not searched and not pk.packable(size):  # a large object not stored whole: chunked, likely

@@ -563,7 +563,7 @@ class Transfer:
             got = self.get_chunked(oid, tmp, oid, meter.update, size) if chunked_first else None
             try:
                 if got is None:
-                    digest = self.store.get_file(rel, tmp, meter.update)
+                    digest = self.store.get_file(rel, tmp, meter.update, size)
             except RemoteObjectMissing:
                 fileio.remove_quietly(tmp)
                 if self.format < layout.CHUNKED or chunked_first:
@@ -595,7 +595,7 @@ class Transfer:
         the oid, bytes read from the store), or None when the remote has neither. size: the object's, where known
         (a recipe of another size is refused)."""
         rb = self.rebuilder()
-        whole = rb.get_whole(oid, dest, progress)
+        whole = rb.get_whole(oid, dest, progress, size)
         if whole is not None:
             return whole
         before = rb.recipe_bytes

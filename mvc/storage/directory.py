@@ -222,13 +222,16 @@ class DirStore(Store):
             finally:
                 os.close(fd)
 
-    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None, size: int | None = None) -> str:
         with self._errors(rel, local=dest):
             fd = self._open(rel)
             try:
+                held = os.fstat(fd).st_size
+                if size is not None and held != size:
+                    raise self.wrong_size(rel, held, size)
                 out = os.open(dest, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
-                    return copying.copy_hash_fd(fd, out, os.fstat(fd).st_size, progress)
+                    return copying.copy_hash_fd(fd, out, held, progress)
                 finally:
                     os.close(out)
             finally:

@@ -188,8 +188,12 @@ class FsspecStore(Store):
                     pass  # never sent, or already renamed: nothing to clean
                 raise
 
-    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None, size: int | None = None) -> str:
         with self._errors(rel, local=dest):
+            if size is not None:  # one request more, where the size is promised: asked before the download
+                held = self.fs.size(self._path(rel))
+                if held is not None and held != size:
+                    raise self.wrong_size(rel, held, size)
             self.fs.get_file(self._path(rel), dest, callback=_fsspec_callback(progress))
         return fileio.hash_file(dest)[0]
 

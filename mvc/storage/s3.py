@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
@@ -19,6 +20,7 @@ from mvc.storage.store import (
     Check,
     Progress,
     first_line,
+    object_size,
     quick_timestamps,
     redact_url,
     s3_code,
@@ -152,18 +154,25 @@ class S3Store(FsspecStore):
             progress(len(data))
         return len(data)
 
-    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
-        """The first READ_PART bytes in one GET, which tells the object's size; the rest in ranged GETs,
-        READ_STREAMS at once, each written at its offset as it lands (memory: READ_STREAMS parts). Then one
-        hash of the file (mmap, from the page cache). A small object costs one request, as a plain GET."""
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None, size: int | None = None) -> str:
+        """The first READ_PART bytes in one GET, which tells the object's size (checked against ``size`` before
+        its body is read); the rest in ranged GETs, READ_STREAMS at once, each written at its offset as it lands
+        (memory: READ_STREAMS parts). Then one hash of the file (mmap, from the page cache). A small object costs
+        one request, as a plain GET."""
         from fsspec.asyn import sync
 
         bucket, key = self._bucket_key(rel)
         with self._errors(rel, local=dest), fileio.new_file(dest) as fd:
-            sync(self.fs.loop, self._get_parts, bucket, key, fd, progress)
+            sync(self.fs.loop, self._get_parts, bucket, key, fd, progress, lambda n: self._check_size(rel, n, size))
         return fileio.hash_file(dest)[0]
 
-    async def _get_parts(self, bucket: str, key: str, fd: int, progress: Progress | None) -> None:
+    def _check_size(self, rel: str, held: int, size: int | None) -> None:
+        if size is not None and held != size:
+            raise self.wrong_size(rel, held, size)
+
+    async def _get_parts(
+        self, bucket: str, key: str, fd: int, progress: Progress | None, check: Callable[[int], None]
+    ) -> None:
         import asyncio
 
         fs = self.fs
@@ -179,6 +188,8 @@ class S3Store(FsspecStore):
             body = out["Body"]
             n = 0
             try:  # written as it arrives, a chunk at a time: never a whole part in memory
+                if start == 0:  # the object's size, before a byte of it is written
+                    check(object_size(out))
                 async for chunk in body.iter_chunks(BODY_CHUNK):
                     os.pwrite(fd, chunk, start + n)
                     n += len(chunk)
@@ -189,7 +200,7 @@ class S3Store(FsspecStore):
             return out, n
 
         first, got = await part(0, READ_PART - 1)
-        total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
+        total = object_size(first)
         if total <= got:
             return
         fileio.preallocate(fd, total)

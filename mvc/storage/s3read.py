@@ -20,6 +20,7 @@ from mvc.storage.store import (
     Progress,
     Store,
     first_line,
+    object_size,
     quick_timestamps,
     redact_url,
     s3_code,
@@ -140,10 +141,10 @@ class S3Reader(Store):
             body = self._range_body(rel, start, start + len(buf))
             return 0 if body is None else _read_into(body, buf)
 
-    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
-        """The first READ_PART bytes in one GET, which tells the size; the rest in ranged GETs from
-        READ_STREAMS threads, each written at its offset (memory: READ_STREAMS parts); then one hash of the
-        file (mmap, from the page cache)."""
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None, size: int | None = None) -> str:
+        """The first READ_PART bytes in one GET, which tells the size (checked against ``size`` before its body is
+        read); the rest in ranged GETs from READ_STREAMS threads, each written at its offset (memory:
+        READ_STREAMS parts); then one hash of the file (mmap, from the page cache)."""
         key = self._key(rel)
         with self._errors(rel, local=dest), fileio.new_file(dest) as fd:
             try:
@@ -152,8 +153,11 @@ class S3Reader(Store):
                 if s3_code(e) != "InvalidRange":
                     raise
                 first = self.client.get_object(Bucket=self.bucket, Key=key)  # empty: no byte 0
+            total = object_size(first)
+            if size is not None and total != size:
+                first["Body"].close()
+                raise self.wrong_size(rel, total, size)
             got = _write_body(first["Body"], fd, 0, progress)
-            total = int(str(first.get("ContentRange") or "").rpartition("/")[2] or got)
             if total > got:
                 fileio.preallocate(fd, total)
                 self._rest(key, fd, got, total, progress)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
-from mvc.errors import MvcError, RemoteError, RemoteReadOnly
+from mvc.errors import MvcError, RemoteError, RemoteReadOnly, RemoteWrongSize
 from mvc.storage import fileio
 
 Progress = Callable[[int], None]
@@ -107,9 +107,20 @@ class Store:
         if name is not None:
             self.put_bytes(name, data)
 
-    def get_file(self, rel: str, dest: str, progress: Progress | None = None) -> str:
-        """Download rel to the new local file dest; returns the hex digest of what was written."""
+    def get_file(self, rel: str, dest: str, progress: Progress | None = None, size: int | None = None) -> str:
+        """Download rel to the new local file dest; returns the hex digest of what was written. ``size``: the
+        bytes rel must hold (a pointer's or a manifest's word): a file of another size is refused with
+        :meth:`wrong_size` as soon as its size is known, before the rest of it is written (a file on a shared
+        remote replaced by a huge or sparse one fills no disk)."""
         raise NotImplementedError
+
+    def wrong_size(self, rel: str, held: int, size: int) -> RemoteWrongSize:
+        return RemoteWrongSize(
+            f"{self.where(rel)} holds {held} bytes, but the object has {size} (as its pointer or manifest says): "
+            "refused before it was downloaded, nothing was placed in the cache or workspace: the file on the remote "
+            "was damaged or replaced; mend it with 'mvc verify --repair -r' and this remote on a machine that has "
+            "that version"
+        )
 
     def copy_range_to(self, rel: str, start: int, end: int, fd: int, at: int) -> int:
         """Copy bytes [start, end) of rel to offset ``at`` of the local file fd without reading them into memory;
@@ -183,6 +194,12 @@ class _Translate:
 def first_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:300]
+
+
+def object_size(response: dict[str, Any]) -> int:
+    """The whole object's size, from a GET's response (ranged: its Content-Range; else its Content-Length)."""
+    whole = str(response.get("ContentRange") or "").rpartition("/")[2]
+    return int(whole) if whole.isdigit() else int(response.get("ContentLength") or 0)
 
 
 def s3_code(e: BaseException) -> str:
