@@ -593,3 +593,41 @@ def test_verify_lists_a_hundred_problems_then_counts_the_rest(repo, mvc_cli, tmp
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("not on remote")]
     assert len(lines) == 100 and "... and 31 more problems (--json lists every one)" in r.stdout, r.stdout[-300:]
     assert len(json.loads(mvc_cli("verify", "-r", "origin", "--json", ok=False).stdout)["problems"]) == 131
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_verify_says_a_manifest_that_hashes_right_but_does_not_parse(repo, mvc_cli, tmp_path, remote):
+    """A collaborator's directory pointer whose manifest (an object that hashes to its oid) gives a size no mvc
+    reads: status and gc refuse it, so verify must not say every version can be read back; its fix is the
+    pointer's (git), not a fetch or a repair."""
+    import mvc
+    from mvc.format import pointer as ptrfmt
+    from mvc.objects import oid as oids
+    from mvc.storage import fileio
+
+    (repo / "a.txt").write_bytes(b"hello\n")
+    mvc_cli("add", "a.txt")
+    hello = ptrfmt.loads((repo / "a.txt.mvc").read_bytes()).oid
+    data = b'{"path":"a.txt","oid":"' + hello.encode() + b'","size":-6}\n'
+    moid = oids.from_digest(fileio.hexdigest_bytes(data))
+    mvc.Repo(str(repo)).odb.install_bytes(data, moid)
+    (repo / "evil.mvc").write_bytes(ptrfmt.dumps(ptrfmt.Pointer("dir", moid, 6, 1)))
+    args: tuple[str, ...] = ("verify",)
+    if remote:
+        mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+        mvc_cli("push", "a.txt")
+        args = ("verify", "-r", "origin")
+    r = mvc_cli(*args, ok=False)
+    (line,) = r.stderr.splitlines()
+    assert r.exit_code == 1 and "invalid manifest: evil" in line and "restore the pointer with git" in line, line
+    assert "--repair" not in line and "push it" not in line
+    rows = json.loads(mvc_cli(*args, "--json", ok=False).stdout)["problems"]
+    assert [(r["oid"], r["problem"]) for r in rows] == [(moid, "invalid manifest")]
+    (repo / "evil.mvc").unlink()
+    mvc_cli(*args)
+
+
+def test_verify_says_how_to_mend_a_pointer_that_does_not_parse(repo, mvc_cli):
+    (repo / "bad.bin.mvc").write_text("format = 1\nkind = 'file'\n")
+    r = mvc_cli("verify", ok=False)
+    assert r.exit_code == 1 and "does not parse" in r.stderr and "git rm" in r.stderr, r.stderr

@@ -574,3 +574,46 @@ def test_checkout_rev_refuses_a_linked_gitignore_before_it_writes(repo, mvc_cli,
     before = state(repo)
     mvc_error("checkout", "--rev", "HEAD~1", "models/m.bin", words=("symbolic link",))
     assert state(repo) == before and "m.bin.mvc" not in git(repo, "diff", "--cached", "--name-only")
+
+
+def test_a_manifest_entry_whose_size_its_cached_object_belies_moves_nothing(repo, mvc_cli, mvc_error, tmp_path):
+    """A collaborator's directory pointer whose manifest (an object that hashes right) gives one of the user's own
+    cached objects a wrong size: every read refuses it as a damaged claim, naming both sizes; the sound object is
+    never moved to quarantine/, and nothing is written."""
+    import mvc
+    from mvc.errors import PointerError
+    from mvc.format import pointer as ptrfmt
+    from mvc.objects import manifest as mf
+    from mvc.objects import oid as oids
+    from mvc.storage import fileio
+
+    (repo / "tok").mkdir()
+    (repo / "tok" / "a.txt").write_bytes(b"hello\n")
+    mvc_cli("add", "tok")
+    git(repo, "commit", "-q", "-m", "tok")
+    hello = oids.from_digest(fileio.hexdigest_bytes(b"hello\n"))
+    obj = repo / ".mvc" / "cache" / "objects" / hello[7:9] / hello[9:]
+    assert obj.exists()
+    for size in (3, 2**50):
+        data = mf.dumps([mf.Entry("a.txt", hello, size)])
+        moid = oids.from_digest(fileio.hexdigest_bytes(data))
+        mvc.Repo(str(repo)).odb.install_bytes(data, moid)
+        (repo / "evil.mvc").write_bytes(ptrfmt.dumps(ptrfmt.Pointer("dir", moid, size, 1)))
+        with pytest.raises(PointerError, match=f"gives size {size}, but its object {hello}"):
+            mvc.read_bytes("evil/a.txt")
+        with pytest.raises(PointerError, match="holds 6 bytes"), mvc.open("evil/a.txt") as f:
+            f.read()
+        for args in (
+            ("get", "evil/a.txt", "-o", str(tmp_path / "one")),
+            ("get", "evil", "-o", str(tmp_path / "dir")),
+            ("checkout", "evil"),
+        ):
+            # (a petabyte is also refused as more than the disk holds, where that is asked first)
+            mvc_error(*args, words=(f"gives size {size}", "holds 6 bytes", "damaged") if size == 3 else ())
+        assert obj.read_bytes() == b"hello\n" and not (repo / ".mvc" / "cache" / "quarantine").exists()
+        assert (
+            not (tmp_path / "one").exists()
+            and not (tmp_path / "dir").exists()
+            and not (repo / "evil" / "a.txt").exists()
+        )
+    assert mvc_cli("status", "tok").stdout == "tok: up to date\n"

@@ -403,7 +403,8 @@ def test_corrupt_object_get_fails_and_writes_nothing(world, mvc_error, tmp_path,
     outdir.mkdir()
     out = outdir / "m.bin"
     line = mvc_error("get", "--repo", str(world.bare), ref, "-o", str(out), "--remote", remote, words=("model.bin",))
-    assert "corrupt" in line or "truncated" in line, line
+    # (a file cut short on the remote is refused by its size before it is downloaded)
+    assert "corrupt" in line or "truncated" in line or "holds 150500 bytes, but the object has 301000" in line, line
     assert list(outdir.iterdir()) == []
     out.write_bytes(b"mine")  # --force over a file: the file stays as it was
     mvc_error("get", "--repo", str(world.bare), ref, "-o", str(out), "--remote", remote, "--force")

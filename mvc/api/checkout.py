@@ -339,7 +339,8 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
             fileio.drop_cached(target)  # the file it replaces: its memory is then what the new one reuses
             # the stat of the file as written: the state cache vouches for it at once, so the next switch
             # need not hash it (and any write to it since shows in its mtime)
-            _, st = repo.odb.place(oid, target, link_types, executable=executable, progress=bar.update)
+            claim = (plan.sizes[oid], _rel(repo, target))
+            _, st = repo.odb.place(oid, target, link_types, executable=executable, progress=bar.update, claim=claim)
             if st is None and os.path.islink(target):  # a link is vouched for by its object's stat (worktree.look)
                 st = os.stat(target)
             if st is not None:
@@ -467,7 +468,8 @@ def _write_out(
     bar = progress(f"writing {out}", p.size)
     try:
         if p.kind == "file":
-            repo.odb.export(p.oid, out, ("reflink", "copy"), executable=p.executable, progress=bar.update)
+            claim = (p.size, f"{rel}{at}")
+            repo.odb.export(p.oid, out, ("reflink", "copy"), executable=p.executable, progress=bar.update, claim=claim)
         else:
             import shutil  # not at the top: see _apply
 
@@ -477,7 +479,10 @@ def _write_out(
                 for e in entries:
                     target = os.path.join(tmp, *e.path.split("/"))
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    repo.odb.export(e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update)
+                    claim = (e.size, f"{rel}/{e.path} of directory {rel}{at}")
+                    repo.odb.export(
+                        e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update, claim=claim
+                    )
                 outputs.remember(tmp, out)
                 outputs.put(tmp, out, force)
             except BaseException:

@@ -26,6 +26,7 @@ from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_re
 from mvc.errors import CorruptObject, PathError, RemoteObjectMissing, StorageError
 from mvc.objects import manifest as mf
 from mvc.objects import pack as pk
+from mvc.objects.odb import belied
 
 MANIFEST_MAX = 1 << 30  # read no more of a manifest than this (one of 1,000,000 files is about 150 MB)
 DEFAULT_JOBS = 8  # files of a directory written at once when no remote says otherwise
@@ -82,13 +83,17 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     if odb is not None and t.repo is not None and not odb.exists(p.oid):
         _expand(t, [p.oid])
     if odb is not None and odb.exists(p.oid):
+        held = odb.size(p.oid)
+        if held != p.size and odb.holds_sound(p.oid):  # the claim is wrong, not the cache: nothing moved
+            raise belied(t.label, p.size, p.oid, held)
         raw = reader.VerifiedReader(
             p.oid,
             p.size,
             reader.cache_source(odb, p.oid),
             t.label,
             reader.LOCAL_READ,
-            on_corrupt=lambda: odb.quarantine(p.oid),  # (as get does: the next read goes to the remote)
+            # (as get does: the next read goes to the remote); never a sound object (a size claimed wrong)
+            on_corrupt=lambda: None if odb.holds_sound(p.oid) else odb.quarantine(p.oid),
         )
         return reader.open_stream(raw, reader.LOCAL_READ)
     remote_ = open_remote(t, remote, odb)
@@ -273,7 +278,8 @@ def _write(
         def one(job: tuple[str, str, bool, str, int]) -> None:
             oid, target, executable, label, size = job
             if odb is not None:
-                odb.export(oid, target, ("reflink", "copy"), executable=executable, progress=bar.update)
+                claim = (size, label)
+                odb.export(oid, target, ("reflink", "copy"), executable=executable, progress=bar.update, claim=claim)
                 return
             try:
                 if located is None:

@@ -26,6 +26,7 @@ MISSING = "missing"  # in neither the cache nor the remote
 REMOTE_CORRUPT = "corrupt on remote"  # the remote's copy does not hash to its oid (or is cut short)
 NOT_CHECKED = "not in cache, no remote"  # not in the cache and no remote is configured to look in
 NOT_ON_REMOTE = "not on remote"  # sound in the cache, but the remote verify was asked to read lacks it
+INVALID = "invalid manifest"  # hashes to its oid, but no mvc reads it (a damaged or hostile commit's directory)
 
 
 def verify(
@@ -98,6 +99,9 @@ def verify(
         for oid in reach.objects():
             if oid in corrupt or not (repo.odb.exists(oid) or oid in compacted):
                 problems.setdefault(oid, NOT_CHECKED)
+    for moid in reach.unread_manifests:  # sound bytes that do not parse: no fetch or repair mends them
+        if moid not in corrupt and repo.odb.exists(moid):
+            problems[moid] = INVALID
     quarantined: set[str] = set()
     if repair:  # what no remote could replace is moved aside, so that no command uses it (nothing is deleted)
         for oid in corrupt - repaired:

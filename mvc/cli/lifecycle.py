@@ -292,7 +292,13 @@ def verify(
         on_remote = first is not None and first["problem"] == api.REMOTE_CORRUPT
         lost = first is not None and first["problem"] == api.NOT_ON_REMOTE
         hint = (
-            "run 'mvc verify --repair'"
+            "the pointer is damaged or was never mvc's: restore it with git ('git log -p' of it), or remove it "
+            "('git rm')"
+            if first is None
+            else "the directory's pointer names a manifest no mvc reads (a damaged commit): restore the pointer with "
+            "git, or add the directory again from a good copy"
+            if first["problem"] == api.INVALID
+            else "run 'mvc verify --repair'"
             if any(p["problem"] == api.CORRUPT for p in open_) and not repair
             else f"this machine has it: run 'mvc push -r {r['remote']}' to send it again"
             if lost

@@ -14,7 +14,7 @@ import stat as statmod
 import time
 from collections.abc import Iterable, Iterator
 
-from mvc.errors import CorruptObject, ObjectMissing, StorageError
+from mvc.errors import CorruptObject, ObjectMissing, PointerError, StorageError
 from mvc.objects import cachepacks, layout
 from mvc.objects import oid as oids
 from mvc.storage import copying, fileio, tempfiles
@@ -477,8 +477,15 @@ class ODB:
         """Whether the object's own file (not a pack's copy) hashes to oid; False when it has none. Moves nothing."""
         try:
             return oids.from_digest(fileio.hash_file(self.path(oid))[0]) == oid
-        except OSError:
+        except (OSError, StorageError):  # (no file: hash_file says so as a StorageError)
             return False
+
+    def holds_sound(self, oid: str) -> bool:
+        """Whether the cache's copy of oid (its own file, else a pack's) hashes to oid. Moves nothing."""
+        if self.sound(oid):
+            return True
+        data = self.packs.read(oid)
+        return data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid
 
     def _check(self, oid: str, digest: str, packed: bool = False) -> None:
         if oids.from_digest(digest) != oid:
@@ -516,15 +523,19 @@ class ODB:
         *,
         executable: bool = False,
         progress: Progress | None = None,
+        claim: tuple[int, str] | None = None,
     ) -> str:
         """Write object oid to dest (temp file, verified, renamed into place). Returns the link type used.
+        ``claim``: (the size a pointer or manifest gives the object, how it names it): an object, verified, of
+        another size is not placed (:func:`belied`), and stays in the cache (its bytes are sound; the claim is
+        wrong).
 
         The temp file is made by :meth:`temp_for`: in ``work_tmp`` (``.mvc/tmp``, which git ignores and
         mvc sweeps) on dest's filesystem, else beside dest. A killed writer so never leaves a file that
         ``git status`` shows, except in that fallback, which the next export into the directory removes.
         dest's parent must exist; whatever is at dest (a file or a symlink, never followed) is replaced.
         """
-        return self._place(oid, dest, link_types, executable, progress, False)[0]
+        return self._place(oid, dest, link_types, executable, progress, False, claim)[0]
 
     def place(
         self,
@@ -534,13 +545,16 @@ class ODB:
         *,
         executable: bool = False,
         progress: Progress | None = None,
+        claim: tuple[int, str] | None = None,
     ) -> tuple[str, os.stat_result | None]:
         """:meth:`export`, and dest's lstat when it shows dest as written, holding oid's bytes, with a ctime
         later than its mtime (``fileio.settle``), so that any write since or later shows in its mtime: what
         the state cache may record at once. None where that cannot be vouched for (a symlink, say)."""
-        return self._place(oid, dest, link_types, executable, progress, True)
+        return self._place(oid, dest, link_types, executable, progress, True, claim)
 
-    def _place(self, oid, dest, link_types, executable, progress, settle) -> tuple[str, os.stat_result | None]:
+    def _place(
+        self, oid, dest, link_types, executable, progress, settle, claim=None
+    ) -> tuple[str, os.stat_result | None]:
         src = self.path(oid)
         directory = os.path.dirname(dest) or "."
         name = os.path.basename(dest)
@@ -554,6 +568,8 @@ class ODB:
                 tmp = self.temp_for(directory, name)
                 try:
                     how, written = self._export(oid, fd, size, src, tmp, link_types, executable, progress, settle)
+                    if claim is not None and claim[0] != size:  # (after the export verified the bytes: sound)
+                        raise belied(claim[1], claim[0], oid, size)
                     # a large file swapped with the one it replaces: not written out by ext4 in the rename (a
                     # crash in the next half minute may leave it empty; the cache holds it). With core.fsync
                     # it is synced first, then renamed, and the directory synced: durable when this returns.
@@ -632,6 +648,16 @@ class ODB:
             return "copy", fileio.settle(out) if settle else None
         finally:
             os.close(out)
+
+
+def belied(what: str, size: int, oid: str, held: int) -> PointerError:
+    """The error for a pointer or a manifest entry (``what``: how the error names it) that gives an object a size
+    the object's own sound bytes belie: the claim is damaged (a hostile commit's), not the cache."""
+    return PointerError(
+        f"{what} gives size {size}, but its object {oid} in the cache holds {held} bytes (and hashes right): the "
+        "pointer or its directory's manifest is damaged; nothing was written: restore it with git ('git log -p' of "
+        "the pointer), or re-add the path from a good copy"
+    )
 
 
 def changed_while_added(src: str) -> StorageError:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mvc.errors import CorruptObject, MvcError, RemoteObjectMissing
+from mvc.errors import CorruptObject, MvcError, RemoteObjectMissing, RemoteWrongSize
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
@@ -367,6 +367,8 @@ def download(
         rel = layout.object_rel(oid)
         try:
             digest = remote.store.get_file(rel, dest, progress, size)
+        except RemoteWrongSize as wrong:
+            raise RemoteWrongSize(f"{label}: {wrong}") from None
         except RemoteObjectMissing:
             fileio.remove_quietly(dest)
             if not searched and not pk.packable(size):  # a large object not stored whole: chunked, likely

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing
+from mvc.errors import CorruptObject, RemoteCorrupt, RemoteNotFound, RemoteObjectMissing, RemoteWrongSize
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
@@ -564,6 +564,8 @@ class Transfer:
             try:
                 if got is None:
                     digest = self.store.get_file(rel, tmp, meter.update, size)
+            except RemoteWrongSize as e:
+                raise RemoteWrongSize(f"object {oid}: {e}") from None  # (a caller names its path by the oid)
             except RemoteObjectMissing:
                 fileio.remove_quietly(tmp)
                 if self.format < layout.CHUNKED or chunked_first:

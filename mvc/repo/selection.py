@@ -11,7 +11,6 @@ from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo.repository import Repo, quoted, shell_quoted
-from mvc.storage import fileio
 
 POINTER_MAX = 1 << 20  # a pointer is a few hundred bytes; more is a file of the user's, not read whole
 
@@ -126,12 +125,12 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
         p = ptrfmt.loads(data, prel)
     if p.kind == "file":  # a size its object in the cache belies (a hostile commit's): refused, not trusted
         try:
-            held, packed = os.lstat(repo.odb.path(p.oid)).st_size, False
+            held = os.lstat(repo.odb.path(p.oid)).st_size
         except OSError:  # in one of the cache's packs (its index says the size), else nothing to compare with
             found = repo.odb.packs.find(p.oid) if repo.odb.packs.has(p.oid) else None
-            held, packed = (found[2], True) if found else (p.size, False)
+            held = found[2] if found else p.size
         # (an object cut short is the cache's damage, said where it is read)
-        if held != p.size and (_packed_sound(repo, p.oid) if packed else repo.odb.sound(p.oid)):
+        if held != p.size and repo.odb.holds_sound(p.oid):
             where = f"{prel} at {rev}" if rev else prel
             raise PointerError(
                 f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {held} bytes: the pointer "
@@ -139,12 +138,6 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
                 f"{Repo.target_of(prel)}'"
             )
     return p
-
-
-def _packed_sound(repo: Repo, oid: str) -> bool:
-    """Whether object oid's bytes in the cache pack that holds it hash to oid (nothing moved either way)."""
-    data = repo.odb.packs.read(oid)
-    return data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid
 
 
 def _read_pointer(repo: Repo, prel: str) -> ptrfmt.Pointer:
