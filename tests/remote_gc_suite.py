@@ -84,6 +84,35 @@ class RemoteGcSuite:
         assert gc_json(mvc_cli, "--grace", "0", "--force")["lease_since"] is None
         assert pushed not in origin.rels() and abandoned not in origin.rels()
 
+    def test_a_push_that_ends_while_gc_reads_the_refs_keeps_what_it_wrote(
+        self, repo, mvc_cli, origin, shared, monkeypatch
+    ):
+        """A push running when gc -r starts, whose lease is gone by the time gc lists the remote (it ended while gc
+        read the refs and the git remotes): what it wrote, before gc's start, is named by nothing in git yet, and
+        its lease as gc first saw it keeps it."""
+        import time
+
+        from mvc.repo import reach
+
+        lease = f"leases/{int(time.time()) - 5}-0123456789ab"
+        origin.write(lease, b"mvc push\n")  # a push running now
+        time.sleep(1.1)  # (stores date files to the second)
+        commit(repo, mvc_cli, "t.bin", b"uploaded by the running push\n" * 40, "t")
+        mvc_cli("push", "-q")  # its objects: written after the lease, before gc starts
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+        git(repo, "reflog", "expire", "--expire=now", "--all")
+        pushed = rel_of(oid_of(b"uploaded by the running push\n" * 40))
+        time.sleep(1.1)
+        real = reach.keep_set
+
+        def push_ends(*args, **kwargs):  # while gc reads the refs: the push is done, its lease deleted
+            origin.delete(lease)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(reach, "keep_set", push_ends)
+        r = gc_json(mvc_cli, "--grace", "0", "--force")
+        assert r["lease_since"] is not None and pushed in origin.rels()
+
     def test_a_clone_whose_journal_predates_a_gc_sends_what_it_deleted(self, repo, mvc_cli, origin, shared):
         """Another clone pushed an object long ago and names it in a commit no git remote has yet: a gc -r
         deletes it. That clone's journal still says the remote has it; its next push must send it again."""

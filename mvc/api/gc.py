@@ -75,7 +75,7 @@ def gc(
             revs,
             drop_deprecated,
             grace,
-            time.time() - window,
+            window,
             sole_user,
             jobs,
             progress,
@@ -288,7 +288,7 @@ def _gc_remote(
     revs: list[str] | None,
     drop_deprecated: bool,
     grace: str,
-    cutoff: float,
+    window: float,
     sole_user: bool,
     jobs: int | None,
     progress: progressmod.Factory,
@@ -305,8 +305,6 @@ def _gc_remote(
 
     sp = spec(repo, name)
     sp.check()  # a cache is no remote (docs/FORMAT.md, "A remote"): refused before the keep set is read
-    keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated, reachmod.git_remote_tips(repo))
-    _refuse_unread(keep)
     jr = journal(repo)
     try:
         t = open_transfer(repo, sp, jr, jobs)
@@ -314,6 +312,13 @@ def _gc_remote(
             t.check_writable()
             t.check_layout()
             layout.refuse_unmarked(t.store, sp.name)  # before any listing: gc deletes only where mvc wrote
+            # The clock, then the pushes running now: one that ends (its lease deleted) before the listing below
+            # wrote its files before the cutoff, and nothing in git names them yet; one that begins after this
+            # clock writes after the cutoff.
+            cutoff = time.time() - window
+            running = t.store.list_times(layout.LEASES)
+            keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated, reachmod.git_remote_tips(repo))
+            _refuse_unread(keep)
             unread = [m for m in keep.wanted.manifests if m not in keep.wanted.entries]
             if unread:  # directories whose manifest only the remote holds: fetched, to learn their files
                 t.download(sorted(t.existing(unread)), Meter(progressmod.null, "", 0, 0))
@@ -336,7 +341,8 @@ def _gc_remote(
                 )
             needed = keep.objects()
             held_from = cutoff
-            cutoff, stale_leases = layout.leases(listing, cutoff, time.time())
+            now = time.time()
+            cutoff, stale_leases = layout.leases(listing, min(cutoff, layout.leases(running, cutoff, now)[0]), now)
             leased = cutoff < held_from  # a live push lease (a push running now, or one killed within a day)
             recipes = {
                 oids.from_relpath(rel[len(rc.RECIPES) :]) or "": when or 0.0
