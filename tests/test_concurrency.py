@@ -89,3 +89,62 @@ def test_concurrent_register_and_assign_of_one_model_one_wins(repo, mvc_cli):
                 lines = [line for line in err.splitlines() if not line.startswith("mvc: waiting")]
                 assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert set(git(repo, "tag").split()) == {"churn@v1.0.0", "churn#prod#1"}
+
+
+@pytest.mark.parametrize("what", ["file", "dir"])
+def test_a_gc_with_no_grace_waits_for_an_add_between_storing_and_naming(repo, monkeypatch, what):
+    """An add has stored an object (or a directory's) but not yet written the pointer that names it when a
+    gc --force --grace 0 of the cache starts: without a wait gc reads the pointers first and deletes the object
+    the add then names. gc waits for the add (a shared lock of the cache), then keeps what the new pointer needs;
+    an add starting while gc reads what it keeps waits for that."""
+    import threading
+    import time
+
+    import mvc
+    from mvc.api import gc as gcmod
+    from mvc.api import workspace
+
+    if what == "file":
+        (repo / "m.bin").write_bytes(b"weights\n" * 1000)
+        path = "m.bin"
+    else:
+        (repo / "d").mkdir()
+        for i in range(30):
+            (repo / "d" / f"f{i}").write_bytes(f"file {i}\n".encode() * 50)
+        path = "d"
+    stored, go_on = threading.Event(), threading.Event()
+    real = workspace._write_pointer
+
+    def slow_pointer(*args, **kwargs):  # the add, its objects stored, before it names them
+        stored.set()
+        assert go_on.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workspace, "_write_pointer", slow_pointer)
+    errors: list[BaseException] = []
+
+    def run(f):
+        try:
+            f()
+        except BaseException as e:  # (said by the assertions below)
+            errors.append(e)
+
+    adder = threading.Thread(target=run, args=(lambda: mvc.add([path]),))
+    adder.start()
+    assert stored.wait(30)
+    collector = threading.Thread(target=run, args=(lambda: gcmod.gc(force=True, grace="0"),))
+    collector.start()
+    time.sleep(0.5)
+    assert collector.is_alive()  # waiting for the add
+    go_on.set()
+    adder.join(30)
+    collector.join(30)
+    assert not errors, errors
+    rows = mvc.status()
+    assert [(r["path"], r["workspace"], r["cache"]) for r in rows] == [(path, "ok", "ok")]
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "added")
+    assert (
+        "every version checked can be read back"
+        in subprocess.run([sys.executable, "-m", "mvc", "verify"], cwd=repo, capture_output=True, text=True).stdout
+    )

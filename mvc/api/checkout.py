@@ -25,7 +25,7 @@ from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, model_refs, pointer_for, select, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
-from mvc.storage import fileio
+from mvc.storage import fileio, tempfiles
 from mvc.storage.lock import locked
 
 
@@ -349,7 +349,7 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         bar.close()
     for target, executable, known, was in plan.chmods:
         st = os.stat(target)
-        os.chmod(target, (st.st_mode | 0o111 & ~_umask()) if executable else st.st_mode & ~0o111)
+        os.chmod(target, (st.st_mode | 0o111 & ~tempfiles.umask()) if executable else st.st_mode & ~0o111)
         # a chmod moves the ctime: record the file again, if nothing can have written to it since it was hashed
         if known is not None and (st.st_ino, st.st_mtime_ns, st.st_size) == (was.st_ino, was.st_mtime_ns, was.st_size):
             repo.state.put(_rel(repo, target), os.stat(target), known)
@@ -383,12 +383,6 @@ def _prune_blocking_dirs(plan: _Plan) -> None:
         if os.path.isdir(target) and not os.path.islink(target):
             for dirpath, _, _ in os.walk(target, topdown=False):
                 os.rmdir(dirpath)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:

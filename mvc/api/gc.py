@@ -4,6 +4,7 @@ reachable, narrowed only by options the user types."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -84,9 +85,11 @@ def gc(
     if force:
         _restore_trash(repo.odb)  # what a gc killed part way left renamed, put back first (a rename: new ctime)
         cachepacks.restore_trash(repo.odb.packs)
-    started = time.time()
-
-    keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
+    # An add between storing an object and writing its pointer is waited for (with --force), and none starts
+    # one until the pointers are read: an object it freshened before the clock is then named by what gc reads.
+    with repo.odb.collecting() if force else contextlib.nullcontext():
+        started = time.time()
+        keep, dropped = reachmod.keep_set(repo, keep_last, revs, drop_deprecated)
     _refuse_unread(keep)
     needed = keep.objects()
     now = started

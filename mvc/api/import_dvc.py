@@ -89,28 +89,30 @@ def import_dvc(
     needed = bool(plan.now or plan.compare) or os.path.isdir(os.path.join(repo.root, ".dvc"))
     dvc = foreign_dvc.Dvc(repo, dvc_remote) if needed else None
     jobs = jobs or min(32, 4 * (os.cpu_count() or 1))
-    if dvc is not None:
-        _import_now(repo, dvc, plan, plan.now + [o for o, _ in plan.compare], jobs, progress)
-    _settle(repo, plan)
-    for md5, legacy in sorted(plan.history.items()):
-        if md5 in plan.known:
-            continue
-        try:
-            if dvc is not None:
-                _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
+    # what is stored below is named by no pointer until _write: a gc of the cache waits (ODB.adding)
+    with repo.odb.adding():
+        if dvc is not None:
+            _import_now(repo, dvc, plan, plan.now + [o for o, _ in plan.compare], jobs, progress)
+        _settle(repo, plan)
+        for md5, legacy in sorted(plan.history.items()):
+            if md5 in plan.known:
                 continue
-        except (ForeignError, RemoteError):  # in neither DVC's cache nor its remote, or that remote is out of reach
-            pass
-        plan.missing_history.append(md5)
-    new_history = len([m for m in plan.history if m in plan.known])
-    up_to_date = not (plan.now or plan.dvc_files or new_history)
-    shared: list[str] = []
-    pushed = None
-    if not up_to_date:
-        # everything is checked: from here on the work tree and the index change, all or nothing
-        with Rollback(repo) as rb:
-            _save(rb, plan)
-            shared = _write(repo, dvc, plan)
+            try:
+                if dvc is not None:
+                    _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
+                    continue
+            except (ForeignError, RemoteError):  # in neither DVC's cache nor its remote, or that remote is out of reach
+                pass
+            plan.missing_history.append(md5)
+        new_history = len([m for m in plan.history if m in plan.known])
+        up_to_date = not (plan.now or plan.dvc_files or new_history)
+        shared: list[str] = []
+        pushed = None
+        if not up_to_date:
+            # everything is checked: from here on the work tree and the index change, all or nothing
+            with Rollback(repo) as rb:
+                _save(rb, plan)
+                shared = _write(repo, dvc, plan)
         if push:
             from mvc.api import sync
 

@@ -96,11 +96,12 @@ def import_lfs(
     try:
         for it in items + old:  # every object checked before anything is stored or written
             _verify(it, progress)
-        for it in items + old:
-            it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
-        with Rollback(repo) as rb:  # from here on, a failure puts every file and the index back
-            _save(rb, tree, items, stage)
-            removed = _convert(repo, tree, all_rules, items, old, stage, done)
+        with repo.odb.adding():  # stored, then named by pointers: a gc of the cache waits
+            for it in items + old:
+                it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
+            with Rollback(repo) as rb:  # from here on, a failure puts every file and the index back
+                _save(rb, tree, items, stage)
+                removed = _convert(repo, tree, all_rules, items, old, stage, done)
     finally:
         repo.state.flush()
     rows = [

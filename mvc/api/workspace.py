@@ -104,42 +104,44 @@ def add(
     layers = record.layers(meta)  # checked before anything is stored
     recorder = record.Auto(repo) if (repo.config.auto_record if auto is None else auto) else None
     results, to_stage = [], []
-    try:
-        dirs = {rel: repo.abs(rel) for rel in rels if statmod.S_ISDIR(os.lstat(repo.abs(rel)).st_mode)}
-        fused = storing.scan_and_store(
-            repo, dirs, progress, worktree.check_names
-        )  # a first add of many files: one pass
-        scanned: dict[str, dict[str, File]] = {}
-        stored_ahead: set[str] = set()
-        if fused is not None:
-            stored_now = repo.odb.stored_now
-            for rel, got in fused.items():
-                if isinstance(got, storing.Added):
-                    stored_ahead.update([rel] if got.stored else [])
-                    continue
-                scanned[rel] = worktree.checked(rel, got)  # (a symlink out of the directory: seen once stat'ed)
-                if any(stored_now(f.oid or "") for f in got.values()):
-                    stored_ahead.add(rel)
-        else:
-            scanned = _scan_dirs(repo, rels)  # several directories: every name checked, their files stored at once
-            stored_ahead = storing.store_dirs(repo, scanned, progress) if scanned else set()
-        for rel in rels:
-            ahead: tuple[dict[str, File], bool] | storing.Added | None = None
-            pre = fused.get(rel) if fused is not None else None
-            if isinstance(pre, storing.Added):
-                ahead = pre
-            elif rel in scanned:
-                ahead = (scanned[rel], rel in stored_ahead)
-            res = _add_one(repo, rel, layers, recorder, progress, ahead)
-            if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
-                repo.state.set_base(res["oid"], based[rel])
-            results.append(res)
-            to_stage.append(Repo.pointer_of(rel))
-            ignore = gitignores.add(repo, rel)
-            if ignore:
-                to_stage.append(ignore)
-    finally:
-        repo.state.flush()
+    # stored, then named by pointers: a gc of the cache waits meanwhile (ODB.adding)
+    with repo.odb.adding():
+        try:
+            dirs = {rel: repo.abs(rel) for rel in rels if statmod.S_ISDIR(os.lstat(repo.abs(rel)).st_mode)}
+            fused = storing.scan_and_store(
+                repo, dirs, progress, worktree.check_names
+            )  # a first add of many files: one pass
+            scanned: dict[str, dict[str, File]] = {}
+            stored_ahead: set[str] = set()
+            if fused is not None:
+                stored_now = repo.odb.stored_now
+                for rel, got in fused.items():
+                    if isinstance(got, storing.Added):
+                        stored_ahead.update([rel] if got.stored else [])
+                        continue
+                    scanned[rel] = worktree.checked(rel, got)  # (a symlink out of the directory: seen once stat'ed)
+                    if any(stored_now(f.oid or "") for f in got.values()):
+                        stored_ahead.add(rel)
+            else:
+                scanned = _scan_dirs(repo, rels)  # several directories: every name checked, their files stored at once
+                stored_ahead = storing.store_dirs(repo, scanned, progress) if scanned else set()
+            for rel in rels:
+                ahead: tuple[dict[str, File], bool] | storing.Added | None = None
+                pre = fused.get(rel) if fused is not None else None
+                if isinstance(pre, storing.Added):
+                    ahead = pre
+                elif rel in scanned:
+                    ahead = (scanned[rel], rel in stored_ahead)
+                res = _add_one(repo, rel, layers, recorder, progress, ahead)
+                if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
+                    repo.state.set_base(res["oid"], based[rel])
+                results.append(res)
+                to_stage.append(Repo.pointer_of(rel))
+                ignore = gitignores.add(repo, rel)
+                if ignore:
+                    to_stage.append(ignore)
+        finally:
+            repo.state.flush()
     if name is not None:
         results[0]["name"] = name
         results[0]["named"], results[0]["renamed_from"] = _name_model(repo, name, rels[0])

@@ -42,7 +42,8 @@ MARKER_BYTES = marker_bytes(FORMAT)
 MARKER_MAX = 4096  # a marker is a few bytes: a bigger one is not mvc's
 # What a store of format 1 holds at its root, besides its marker: a store without a marker that holds
 # anything else is not mvc's (a cache or a remote from before markers holds only these; a cache, its .gitignore).
-CACHE_ENTRIES = frozenset({"objects", "tmp", "quarantine", "compact", ".gitignore"})
+GC_LOCK = "gc.lock"  # a cache's: held shared by commands that store objects and then name them, exclusive by gc
+CACHE_ENTRIES = frozenset({"objects", "tmp", "quarantine", "compact", ".gitignore", GC_LOCK})
 REMOTE_ENTRIES = frozenset({"objects", "packs", "tmp", "recipes", "repos", "gc-stamp", "leases"})
 # A cache's root also holds what a remote's never does: its .gitignore (written before its first object, so that
 # git ignores the cache wherever cache.dir puts it), quarantine/, compact/ (docs/FORMAT.md, "The cache").

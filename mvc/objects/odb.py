@@ -8,6 +8,7 @@ leaving the cache is hashed on the way out; one whose content does not match its
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat as statmod
@@ -21,6 +22,7 @@ from mvc.storage import copying, fileio, tempfiles
 from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+GC_WAIT = 3600.0  # seconds an add waits for a gc reading what it keeps, and a gc for the adds running
 FRESH_BEHIND_NS = 50_000_000  # how far before now freshen sets an mtime: more than a coarse clock's tick
 READONLY = 0o444
 LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
@@ -170,6 +172,44 @@ class ODB:
     def _tmp(self, hint: str = "obj") -> str:
         self._prepare()
         return tempfiles.tmp_name(self.tmp_dir, hint)
+
+    @contextlib.contextmanager
+    def adding(self) -> Iterator[None]:
+        """Held by a command while it stores objects and then writes the pointers that name them (``mvc add``,
+        the imports): a ``gc --force`` of this cache waits for it before it reads its clock and the pointers,
+        and it waits for that gc to have read them (docs/FORMAT.md, "Concurrent writers"). Others' adds go on
+        at once (a shared ``flock`` of the cache's ``gc.lock``)."""
+        with self._gc_lock(shared=True):
+            yield
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Held by ``gc --force`` from before it reads its clock until it has read what it keeps: no add is
+        then between storing an object and naming it (:meth:`adding`)."""
+        with self._gc_lock(shared=False):
+            yield
+
+    @contextlib.contextmanager
+    def _gc_lock(self, shared: bool) -> Iterator[None]:
+        from mvc.storage.lock import locked
+
+        if shared:
+            self._mark()  # the root and its marker before the lock file: nothing of mvc's in a foreign directory
+        elif not os.path.isfile(os.path.join(self.root, layout.MARKER)):
+            yield  # no cache yet: nothing to collect
+            return
+        path = os.path.join(self.root, layout.GC_LOCK)
+        try:  # a cache this user may not write and has no lock file yet (another's, read-only): no writer to wait for
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644))
+        except OSError:
+            yield
+            return
+        if shared:
+            with locked(path, "the cache", GC_WAIT, shared=True, doing="reading what to keep of"):
+                yield
+        else:
+            with locked(path, "the cache", GC_WAIT, doing="adding to"):
+                yield
 
     def _prepare(self) -> None:
         if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp files

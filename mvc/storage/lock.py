@@ -23,11 +23,13 @@ _local = threading.local()  # .held: {lock file: how deep} that this thread hold
 
 
 @contextlib.contextmanager
-def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
+def locked(path: str, what: str, wait: float = WAIT, shared: bool = False, doing: str = "writing") -> Iterator[None]:
     """Hold the lock file at path (created if needed) for the block; another process holding it is waited
     for (saying so once on stderr, naming ``what`` it protects) for up to ``wait`` seconds. Reentrant
     within a thread (a verb holding it may call another that takes it); another thread of the process waits
-    as another process does (``flock`` locks an open file, and each taker opens its own)."""
+    as another process does (``flock`` locks an open file, and each taker opens its own). ``shared``: held
+    beside other shared holders, waited for only by (and waiting only for) an exclusive one. ``doing``: what
+    the holder waited for does to ``what``, as the wait's notice says it."""
     _held: dict[str, int] | None = getattr(_local, "held", None)
     if _held is None:
         _held = _local.held = {}
@@ -56,25 +58,26 @@ def locked(path: str, what: str, wait: float = WAIT) -> Iterator[None]:
             raise StorageError(
                 f"cannot open the lock file {path}: {e.strerror}: check the permissions of its directory"
             ) from None
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             start = time.monotonic()
             said = False
             while True:
                 time.sleep(0.005)  # a holder keeps it for milliseconds: poll often, a free lock is taken at once
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     waited = time.monotonic() - start
                     if waited > NOTICE and not said:  # a wait someone would notice: say what it is for
-                        sys.stderr.write(f"mvc: waiting for another mvc process to finish writing {what}\n")
+                        sys.stderr.write(f"mvc: waiting for another mvc process to finish {doing} {what}\n")
                         said = True
                     if waited > wait:
                         raise StorageError(
-                            f"another mvc process has held {path} for {wait:g} s while writing {what}: "
+                            f"another mvc process has held {path} for {wait:g} s while {doing} {what}: "
                             "wait for it to finish (or stop it), then retry"
                         ) from None
         except OSError as e:  # a filesystem that locks nothing (an NFS mount without locks, say)
