@@ -617,3 +617,43 @@ def test_a_manifest_entry_whose_size_its_cached_object_belies_moves_nothing(repo
             and not (repo / "evil" / "a.txt").exists()
         )
     assert mvc_cli("status", "tok").stdout == "tok: up to date\n"
+
+
+@pytest.mark.parametrize(
+    "name", [".mvc/state.db", ".mvc/state.db-wal", ".mvc/remotes.db", ".mvc/lock", ".mvc/tmp", ".mvc/cache/tmp"]
+)
+def test_a_committed_link_where_mvc_keeps_its_own_files_is_never_written_through(repo, mvc_cli, tmp_path, name):
+    """A collaborator force-adds a symlink inside .mvc/ (the state cache, the journal of remotes, the lock, the
+    temp directories): a clone's commands write nothing where it points (no tables created in another database,
+    no temp file, no lock file), refusing with the fix, or (the work tree's tmp/) writing their temps elsewhere."""
+    import shutil
+    import sqlite3
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "victim.db"
+    with sqlite3.connect(target) as db:
+        db.execute("PRAGMA user_version = 7")
+        db.execute("CREATE TABLE mine (x)")
+    db.close()
+    before = target.read_bytes()
+    (repo / "m.bin").write_bytes(b"weights\n" * 100)
+    mvc_cli("add", "m.bin")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+    git(repo, "commit", "-q", "-m", "m")
+    link = repo / name
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    link.unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):  # (what a link replaces: the real files mvc made)
+        if name.startswith(".mvc/state.db"):
+            (repo / f".mvc/state.db{suffix}").unlink(missing_ok=True)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside if name.endswith("tmp") else target)
+    (repo / "m.bin").unlink()
+    for args in (("checkout",), ("status",), ("push",)):
+        r = mvc_cli(*args, ok=False)
+        if r.exit_code:
+            assert "is a symlink" in r.stderr and "git rm --cached" in r.stderr, r.stderr
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.db"]

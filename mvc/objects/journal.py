@@ -12,6 +12,7 @@ from typing import Any
 from mvc.errors import StorageError
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
+from mvc.storage import fileio
 
 VERSION = 1  # PRAGMA user_version: 1 = every pack recorded had its index checked against the pack's size
 _json_rows: bool | None = None  # whether this SQLite reads JSON (json_each, ->>): asked once
@@ -134,6 +135,7 @@ class Journal:
         return self._db
 
     def _open(self) -> sqlite3.Connection:
+        fileio.refuse_links(self.path, fileio.SQLITE_FILES)
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         db.execute("CREATE TABLE IF NOT EXISTS remotes (id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL)")
         db.execute(

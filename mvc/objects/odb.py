@@ -215,6 +215,7 @@ class ODB:
         if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp files
             self._mark()  # first: nothing is written to a directory that is not mvc's
             layout.write_ignore(self.root, self.fsync)  # before any object: git ignores a cache in a work tree
+            fileio.refuse_links(self.tmp_dir)  # (a commit's link at .mvc/cache/tmp: temps written elsewhere)
             os.makedirs(self.tmp_dir, exist_ok=True)
             tempfiles.sweep_stale(self.tmp_dir, marker=layout.MARKER)
             self._born_readonly = tempfiles.umask() & READONLY == 0
@@ -541,6 +542,7 @@ class ODB:
         self._mark()  # a write like any other: never in a directory that is not mvc's
         layout.write_ignore(self.root, self.fsync)
         qdir = os.path.join(self.root, "quarantine")
+        fileio.refuse_links(qdir)
         os.makedirs(qdir, exist_ok=True)
         dest = os.path.join(qdir, oid.replace(":", "-") + "." + os.urandom(3).hex())
         try:

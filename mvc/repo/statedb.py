@@ -15,6 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import cast
 
+from mvc.storage import fileio
+
 # A file modified within this window of being recorded could change again without its mtime
 # moving (coarse timestamps), so such entries are not trusted until they are older.
 RACY_NS = 1_000_000_000
@@ -37,6 +39,7 @@ class StateDB:
         return self._db  # type: ignore[return-value]
 
     def _connect(self) -> sqlite3.Connection:
+        fileio.refuse_links(self.path, fileio.SQLITE_FILES)
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         # Only a cache: a crash may lose the last writes (the next command hashes again) and a damaged
         # file is rebuilt, so skipping fsync (2-50 ms a command here) costs nothing that matters.

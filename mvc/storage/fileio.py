@@ -422,6 +422,21 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = False, mode: int | Non
         fsync_dir(directory)
 
 
+SQLITE_FILES = ("", "-journal", "-wal", "-shm")  # a database's file and those SQLite makes beside it
+
+
+def refuse_links(path: str, suffixes: tuple[str, ...] = ("",)) -> None:
+    """Refuse to open mvc's own file at path (and path + each suffix) where it is a symlink: one in ``.mvc/`` that
+    a commit put there (``git add -f``) would make mvc write, or SQLite create tables, wherever it points."""
+    for suffix in suffixes:
+        if os.path.islink(path + suffix):
+            raise StorageError(
+                f"{path + suffix} is a symlink, where mvc keeps a file of its own (a commit's? 'git ls-files .mvc' "
+                "shows): mvc never writes through it: remove it ('git rm --cached' it too if git tracks it), then "
+                "retry"
+            )
+
+
 def remove_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

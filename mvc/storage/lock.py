@@ -42,9 +42,15 @@ def locked(path: str, what: str, wait: float = WAIT, shared: bool = False, doing
         return
     import fcntl
 
+    nofollow = getattr(os, "O_NOFOLLOW", 0)  # a lock file is mvc's own: a symlink there (a commit's?) is refused
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow | getattr(os, "O_CLOEXEC", 0), 0o644)
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StorageError(
+                f"{path} is a symlink, where mvc keeps a lock file (a commit's? 'git ls-files .mvc' shows): mvc "
+                "never opens it: remove it ('git rm --cached' it too if git tracks it), then retry"
+            ) from None
         if e.errno == errno.EROFS:  # a read-only filesystem (a cache baked into an image): no one writes there
             _held[path] = 1
             try:
@@ -53,7 +59,7 @@ def locked(path: str, what: str, wait: float = WAIT, shared: bool = False, doing
                 del _held[path]
             return
         try:  # a lock file this user may not write (another's cache it may read): flock needs no write access
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             raise StorageError(
                 f"cannot open the lock file {path}: {e.strerror}: check the permissions of its directory"

@@ -243,6 +243,8 @@ class WorkTemps:
         """A fresh temp path from which a rename can place ``directory/name``."""
         if self.work_tmp is not None and self._work_dev is None:
             try:
+                if os.path.islink(self.work_tmp):  # (a commit's, say): never written through, nor swept
+                    raise NotADirectoryError(self.work_tmp)
                 os.makedirs(self.work_tmp, exist_ok=True)
                 sweep_dead(self.work_tmp)
                 if self.work_marker:
