@@ -1318,6 +1318,52 @@ class RemoteSuite(WithOrigin):
             line = pull_fails(repo, mvc_cli, o2)
             assert "cycle" in line, (depth1, depth2, line)
 
+    def test_deltas_that_each_read_a_little_of_a_large_delta_are_bounded(
+        self, repo, mvc_cli, origin, small_chunks, monkeypatch
+    ):
+        """Crafted on the store: Y, one delta over all of v1; X, many one-byte deltas each based on another byte of
+        Y. Every X delta decodes Y's whole delta again and reads all of v1 for it: without a bound, a file of N bytes
+        costs N times v1. The reads of bases are bounded by the object's size (BASE_READS times it, plus
+        BASE_SLACK, made small here): refused with one line, nothing placed, by pull and by a stream."""
+        import mvc
+        from mvc.format import pointer as ptrfmt
+        from mvc.objects import chunked, delta, pack
+
+        v1, _ = push_fine_tune(repo, mvc_cli)
+        y = bytes(b ^ 1 for b in v1)
+        dy, dx = delta.encode(y, v1, 1), delta.encode(b"\x01", b"\x01", 1)
+        name, data, index, entries = pack.build([(oid_of(dy), dy), (oid_of(dx), dx)])
+        origin.write(pack.pack_rel(name), data)
+        origin.write(pack.index_rel(name), index)
+        at = {e.oid: e.offset for e in entries}
+        oy = oid_of(y)
+        origin.write(
+            recipe_rel(oy),
+            render_parts(
+                len(y),
+                [],
+                [recipe_entry("d", oid_of(dy), 0, len(y), name, at[oid_of(dy)], len(dy), 1, 1, oid_of(v1), 0)],
+            ),
+        )
+        n = 64
+        x = bytes(y[(2 * k) % len(y)] for k in range(n))
+        xs = [
+            recipe_entry("d", oid_of(dx), k, 1, name, at[oid_of(dx)], len(dx), 1, 2, oy, (2 * k) % len(y))
+            for k in range(n)
+        ]
+        origin.write(recipe_rel(oid_of(x)), render_parts(n, [], xs))
+        (repo / "x.bin.mvc").write_bytes(ptrfmt.dumps(ptrfmt.Pointer("file", oid_of(x), n)))
+        git(repo, "add", "x.bin.mvc")
+        git(repo, "commit", "-q", "-m", "x")
+        monkeypatch.setattr(chunked, "BASE_SLACK", len(v1) * 3)
+        fresh_clone(repo)
+        (repo / "x.bin").unlink(missing_ok=True)
+        line = one_error_line(mvc_cli("pull", "x.bin", ok=False))
+        assert "read more than" in line and "of their bases" in line and oid_of(x) in line, line
+        assert not (repo / "x.bin").exists()
+        with pytest.raises(mvc.errors.RemoteCorrupt, match="of their bases"):
+            mvc.read_bytes("x.bin")
+
     def test_killed_chunked_push_leaves_a_readable_remote(self, repo, mvc_cli, origin, small_chunks):
         """kill -9 part way through a chunked push (packs of 256 KiB here, so there are many): what was pushed
         before still fetches, the killed object is absent or complete, and a push again completes it without

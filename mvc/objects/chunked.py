@@ -31,6 +31,11 @@ CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/be
 # below this the cut takes less than the command's start and finds chunks other files share.
 LONE_FROM = 64 << 20
 LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reuse them
+# The bytes of bases one object's deltas may read, at every depth: BASE_READS times its size, plus BASE_SLACK. A
+# writer's chain reads about its size once a hop (a delta's base range straddling the base's own entries reads
+# those whole: at most twice), and four hops at most; a chain that reads more is crafted, or damaged.
+BASE_READS = 32
+BASE_SLACK = 256 << 20
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 
 _T = TypeVar("_T")
@@ -104,6 +109,10 @@ class Rebuilder:
         """The store's pack named by oid was written again (``mvc.objects.mend``): the next read looks afresh."""
         self._no_whole.discard(oid)
         self.bad_whole.pop(oid, None)
+
+    def tally(self, size: int) -> _Tally:
+        """A count of the bytes read for one object of ``size`` bytes, its bases' bounded (:class:`_Tally`)."""
+        return _Tally(size)
 
     def recipe(self, oid: str, size: int | None = None) -> rc.Recipe | None:
         """The recipe of object oid on the store, None when there is none (the object is stored whole, or
@@ -214,7 +223,7 @@ class Rebuilder:
 
         self.reuse(r, local)
         fileio.preallocate(fd, r.size)
-        tally = _Tally()
+        tally = _Tally(r.size)
         copies: list[list[rc.Entry]] = []
         if self.store.copies_ranges:
             copies = plan.copies([e for e in r.entries if e.kind == "c" and e.oid not in self._local])
@@ -507,6 +516,8 @@ class Rebuilder:
         """Bytes [start, end) of the base of delta e (and of those after it, read with it), e one of the entries of
         chain[-1]."""
         self._check_chain(e, label, chain)
+        if tally is not None:
+            tally.base(end - start, self, label)
         try:
             base = self.read(e.base, start, end, _via(label, e), chain=chain, tally=tally)
         except RemoteObjectMissing:
@@ -527,6 +538,8 @@ class Rebuilder:
     ) -> None:
         """Bytes [start, end) of the base of delta e (and of those after it) read into buf, as :meth:`_base`."""
         self._check_chain(e, label, chain)
+        if tally is not None:
+            tally.base(end - start, self, label)
         try:
             n = self._read_into(e.base, start, end, _via(label, e), buf, chain, tally)
         except RemoteObjectMissing:
@@ -670,15 +683,30 @@ class _Arena:
 
 
 class _Tally:
-    """Bytes read from the store, counted from several threads."""
+    """Bytes read from the store, counted from several threads; and the bytes of bases that the deltas of one
+    object read, at every depth, bounded by its size (``BASE_READS``): a crafted chain in which each small delta
+    reads a little of a large delta, which decodes whole each time, would otherwise read without end."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 0) -> None:
         self.n = 0
+        self.based = 0
+        self.budget = BASE_READS * size + BASE_SLACK
         self.lock = threading.Lock()
 
     def add(self, n: int) -> None:
         with self.lock:
             self.n += n
+
+    def base(self, n: int, rb: Rebuilder, label: str) -> None:
+        with self.lock:
+            self.based += n
+            over = self.based > self.budget
+        if over:
+            raise RemoteCorrupt(
+                f"{label}: on remote {rb.name}, its deltas read more than {self.budget} bytes of their bases (a chunk "
+                "list crafted or damaged: small deltas each reading a little of a large one); nothing was written: "
+                "push that version again from a machine that has it"
+            )
 
 
 def _write(fd: int, entries: list[rc.Entry], parts: list[bytes | memoryview | None], wrong: RemoteCorrupt) -> None:

@@ -242,7 +242,8 @@ def remote_source(remote: Transfer, where: Where, label: str = "", size: int | N
         if r is None:
             raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
         rb.reuse(r)
-        return lambda start, end: rb.read(oid, start, min(end, r.size), label or oid, r)
+        tally = rb.tally(r.size)  # the stream's reads of bases, bounded by the object's size
+        return lambda start, end: rb.read(oid, start, min(end, r.size), label or oid, r, tally=tally)
 
     again: list[ReadRange] = []  # where the object is read once found again, if its pack is gone
     moved = threading.Lock()
