@@ -153,6 +153,41 @@ def test_gc_of_the_user_cache_keeps_what_reads_use(world, user_cache, mvc_cli):
     assert Path(mvc.materialize("churn#prod", repo=url)).read_bytes() == world.v1
 
 
+def test_gc_of_the_user_cache_leaves_a_copy_being_written_and_a_read_whose_copy_it_took_writes_again(
+    world, user_cache, mvc_cli, monkeypatch
+):
+    """A materialize writing its copy into models/OID/ while 'mvc gc --user-cache --grace 0 --force' runs: gc
+    leaves a directory holding a live writer's temp file; and a read whose directory a gc took just before its
+    temp file was made writes it again, never failing with a raw error."""
+    from mvc.storage import tempfiles
+
+    url = str(world.bare)
+    path = Path(mvc.materialize("churn#prod", repo=url))
+    copy = path.parent
+    old = time.time() - 30 * 86400
+    busy = copy / Path(tempfiles.tmp_name(str(copy), "model.bin")).name  # this process's, so alive
+    copy.chmod(0o755)
+    busy.write_bytes(b"half a copy")
+    os.utime(copy, (old, old))
+    r = json.loads(mvc_cli("gc", "--user-cache", "--grace", "0", "--force", "--json").stdout)
+    assert path.exists() and busy.exists() and r["kept"] >= 1
+    busy.unlink()
+    mvc_cli("gc", "--user-cache", "--grace", "0", "--force")
+    assert not copy.exists()
+    from mvc.api import read
+
+    real, taken = read._write, []
+
+    def gc_first(t, remote, odb, dest, *args, **kwargs):  # a gc takes models/OID/ as the copy begins
+        if not taken:
+            taken.append(dest)
+            shutil.rmtree(os.path.dirname(dest))
+        return real(t, remote, odb, dest, *args, **kwargs)
+
+    monkeypatch.setattr(read, "_write", gc_first)
+    assert Path(mvc.materialize("churn#prod", repo=url)).read_bytes() == world.v1 and taken
+
+
 def test_gc_of_the_user_cache_drops_records_of_copies_gone_or_changed(world, user_cache, mvc_cli, mvc_error, tmp_path):
     """written/ remembers the directories mvc get wrote (what --force may replace): a record whose copy is gone or
     was changed since goes with gc --user-cache once older than the grace; one whose copy is as written stays."""

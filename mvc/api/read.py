@@ -383,27 +383,36 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
             os.utime(os.path.dirname(dest))
         if os.path.lexists(dest):  # (not taken by a gc between the look and the mark: then written again below)
             return dest
-    try:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-    except OSError as e:
-        raise StorageError(
-            f"cannot write the user's cache {os.path.dirname(os.path.dirname(dest))} ({e.strerror}): set "
-            "MVC_CACHE_DIR to a writable directory (a read-only cache serves only what it already holds)"
-        ) from None
     odb = t.repo.odb if t.repo is not None else None
-    try:
-        with _Remote(t, remote, odb) as remote_:
-            # read-only: served again, never checked again; a copy another process put there first is kept (a
-            # loader may be reading it)
-            _write(t, remote_, odb, dest, progressmod.null, read_only=True, force=False)
-    except PathError:
-        if os.path.lexists(dest):
-            return dest
-        raise
-    except BaseException:
+    for again in (False, True):
         try:
-            os.rmdir(os.path.dirname(dest))  # the empty models/OID/ made above
-        except OSError:
-            pass
-        raise
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+        except OSError as e:
+            raise StorageError(
+                f"cannot write the user's cache {os.path.dirname(os.path.dirname(dest))} ({e.strerror}): set "
+                "MVC_CACHE_DIR to a writable directory (a read-only cache serves only what it already holds)"
+            ) from None
+        try:
+            with _Remote(t, remote, odb) as remote_:
+                # read-only: served again, never checked again; a copy another process put there first is kept (a
+                # loader may be reading it)
+                _write(t, remote_, odb, dest, progressmod.null, read_only=True, force=False)
+        except PathError:
+            if os.path.lexists(dest):
+                return dest
+            raise
+        except FileNotFoundError as e:
+            if again or os.path.isdir(os.path.dirname(dest)):
+                raise StorageError(
+                    f"{e.filename or dest} went while the copy was written (another process removed it: a 'mvc gc "
+                    "--user-cache' with a short --grace?): retry"
+                ) from None
+            continue  # models/OID/ taken by a 'mvc gc --user-cache' as the copy began: made again, written again
+        except BaseException:
+            try:
+                os.rmdir(os.path.dirname(dest))  # the empty models/OID/ made above
+            except OSError:
+                pass
+            raise
+        break
     return dest

@@ -23,7 +23,7 @@ from typing import Any
 from mvc.api.gc import GRACE, parse_grace
 from mvc.objects import oid as oids
 from mvc.repo import upstream
-from mvc.storage import lock
+from mvc.storage import lock, tempfiles
 
 KINDS = ("models", "cache", "repos")
 
@@ -169,6 +169,8 @@ def _remove(path: str, before: float, kind: str) -> bool:
         ctx = lock.locked(held, f"the cache {path}") if repos and os.path.exists(held) else contextlib.nullcontext()
         with ctx:
             if os.stat(path).st_mtime >= before:  # used meanwhile
+                return False
+            if tempfiles.being_written(path):  # a read writing its copy there now (with --grace 0, say)
                 return False
             aside = f"{path}.gc{os.getpid()}"
             os.rename(path, aside)

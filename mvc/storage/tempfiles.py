@@ -184,6 +184,21 @@ def remove_of(directory: str, pids: list[int]) -> None:
                 os.unlink(entry.path)
 
 
+def being_written(directory: str) -> bool:
+    """Whether directory holds a temp file (``tmp_name``'s) of a process that runs on this machine: a writer at
+    work there (a directory another collects must then stay)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    for name in names:
+        parts = name.rsplit(".", 4) if is_tmp_name(name) else []
+        pid = parts[1] if len(parts) == 5 else ""
+        if pid.isdigit() and pid.isascii() and not writer_gone(int(pid)):
+            return True
+    return False
+
+
 def sweep_dead(directory: str, min_age: float = 0) -> None:
     """Remove the temps a killed writer left in directory: names ``tmp_name`` makes whose pid runs
     no more on this machine (and, with ``min_age``, not modified for that many seconds: a directory another
