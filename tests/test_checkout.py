@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 
 import pytest
 import xxhash
@@ -343,3 +344,18 @@ def test_a_pointer_brought_back_by_rev_gets_its_gitignore_line(repo, mvc_cli):
     assert "/m.bin" in (repo / ".gitignore").read_text()
     status = git(repo, "status", "--porcelain")
     assert "?? m.bin" not in status and "M  .gitignore" in status, status  # staged as the pointer is
+
+
+def test_a_checkout_writes_the_gitignore_line_a_commit_lacks(repo, mvc_cli):
+    """A collaborator's commit holds a pointer without its .gitignore line: the weights a checkout (or pull)
+    restores are ignored all the same, so 'git add -A' never commits them."""
+    (repo / "m.bin").write_bytes(b"weights\n" * 100)
+    mvc_cli("add", "m.bin")
+    (repo / ".gitignore").write_text("")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "no ignore line")
+    (repo / "m.bin").unlink()
+    mvc_cli("checkout")
+    assert (repo / "m.bin").exists() and "/m.bin" in (repo / ".gitignore").read_text()
+    out = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    assert "m.bin\n" not in out.replace("m.bin.mvc", ""), out

@@ -148,3 +148,55 @@ def test_a_gc_with_no_grace_waits_for_an_add_between_storing_and_naming(repo, mo
         "every version checked can be read back"
         in subprocess.run([sys.executable, "-m", "mvc", "verify"], cwd=repo, capture_output=True, text=True).stdout
     )
+
+
+def test_two_checkouts_at_once_take_turns(repo, monkeypatch):
+    """mvc checkout --rev v1 and --rev v2 of a file and a directory at once (a post-checkout hook's beside a pull):
+    the second waits for the first, so each path ends with its pointer and its files of one version, never
+    one path's pointer from one and its files, or the other path's, from the other."""
+    import threading
+    import time
+
+    import mvc
+    from mvc.api import checkout as checkoutmod
+
+    (repo / "d").mkdir()
+    for v in (1, 2):
+        (repo / "m.bin").write_bytes(f"model v{v}\n".encode() * 100)
+        for i in range(5):
+            (repo / "d" / f"f{i}").write_bytes(f"file {i} v{v}\n".encode() * 10)
+        mvc.add(["m.bin", "d"])
+        git(repo, "commit", "-q", "-m", f"v{v}")
+        git(repo, "tag", f"v{v}")
+    inside, go_on = threading.Event(), threading.Event()
+    real = checkoutmod._apply
+
+    def slow_apply(*args, **kwargs):  # the first checkout, part way through its writes
+        if not inside.is_set():
+            inside.set()
+            assert go_on.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checkoutmod, "_apply", slow_apply)
+    errors: list[BaseException] = []
+
+    def run(rev: str) -> None:
+        try:
+            mvc.checkout(["m.bin", "d"], rev=rev)
+        except BaseException as e:  # (said by the assertion below)
+            errors.append(e)
+
+    first = threading.Thread(target=run, args=("v1",))
+    first.start()
+    assert inside.wait(30)
+    second = threading.Thread(target=run, args=("v2",))
+    second.start()
+    time.sleep(0.5)
+    assert second.is_alive()  # waiting for the first
+    go_on.set()
+    first.join(30)
+    second.join(30)
+    assert not errors, errors
+    assert [(r["path"], r["workspace"]) for r in mvc.status()] == [("d", "ok"), ("m.bin", "ok")]
+    assert (repo / "m.bin").read_bytes() == b"model v2\n" * 100
+    assert (repo / "d" / "f0").read_bytes() == b"file 0 v2\n" * 10

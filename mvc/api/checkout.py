@@ -1,5 +1,5 @@
-"""Getting weights out of the cache: ``checkout`` (make the work tree match its pointers, or a
-revision's) and ``get`` (write a version anywhere else, the work tree untouched).
+"""Getting weights out of the cache into the work tree: ``checkout`` (make the work tree match its pointers, or
+a revision's; ``mvc.api.repoget`` writes a version anywhere else).
 
 Rule for the user's files: a workspace file is only replaced or deleted when its current content
 is in the cache (so it can always be got back); otherwise the command refuses, and with
@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.api import outputs
 from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, WorkspaceModified
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import LOCK
@@ -22,11 +21,14 @@ from mvc.objects import manifest as mf
 from mvc.repo import ignores as gitignores
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
-from mvc.repo.selection import load_pointer, model_refs, pointer_for, select, user_paths
+from mvc.repo.selection import load_pointer, model_refs, select, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, hash_of, look, scan_dir, total
 from mvc.storage import fileio, tempfiles
 from mvc.storage.lock import locked
+
+CHECKOUT_LOCK = "checkout.lock"  # .mvc/checkout.lock: held by a checkout from its plan to its last write
+CHECKOUT_WAIT = 3600.0  # seconds a checkout waits for another in the same work tree
 
 
 class _Plan:
@@ -69,6 +71,15 @@ def checkout(
                     row["rev"] = named.get(row["path"], commit)
             done += rows
         return done
+    # one checkout at a time in a work tree (a post-checkout hook's beside a pull, say): two that interleave
+    # would leave one path's pointer from one version and its files, or another path's, from the other
+    with locked(os.path.join(repo.mvc_dir, CHECKOUT_LOCK), "the work tree", CHECKOUT_WAIT, doing="checking out"):
+        return _checkout(repo, paths, rev, force, progress)
+
+
+def _checkout(
+    repo: Repo, paths: list[str], rev: str | None, force: bool, progress: progressmod.Factory
+) -> list[dict[str, Any]]:
     try:
         at_commit: str | None = None
         if rev is not None:
@@ -111,7 +122,11 @@ def checkout(
             {oid: label for plan in plans for oid, label in _labels(repo, plan).items()},
         )
         if at_commit is None:
-            return [_apply(repo, plan, progress) for plan in plans]
+            rows = [_apply(repo, plan, progress) for plan in plans]
+            for row in rows:  # a commit without its .gitignore lines: 'git add -A' would then commit the weights
+                if row["action"] == "restored":
+                    gitignores.add(repo, row["path"])
+            return rows
         rows, staged = _apply_at(repo, at_commit, chosen, plans, progress)
         if staged:
             head = _head_blobs(repo, sorted(staged))
@@ -399,91 +414,6 @@ def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:
             f"{p} is a git revision, not a tracked path: restore the models as of it with 'mvc checkout --rev {p}' "
             f"(one of them: 'mvc checkout PATH --rev {p}')"
         )
-
-
-def get(
-    path: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    rev: str | None = None,
-    force: bool = False,
-    repo: Repo | None = None,
-    progress: progressmod.Factory = progressmod.null,
-    resolved: tuple[str, ptrfmt.Pointer, str | None] | None = None,
-) -> dict[str, Any]:
-    """Write the tracked path as of rev to out, touching neither the work tree nor the pointers.
-    path may be a registry revision (``churn@v1.2.0``, ``churn#prod``): that model's path at that revision.
-    resolved: (pointer relpath, pointer, the revision as shown) when the caller has read them already."""
-    repo = open_repo(repo)
-    if resolved is not None:
-        prel, p, shown_rev = resolved
-    else:
-        path = os.fspath(path)
-        refs = model_refs(repo, [path], rev)
-        shown_rev = rev
-        if refs:
-            shown_rev, path, rev = refs[0][0], repo.abs(refs[0][1]), refs[0][2]
-        prel, p = pointer_for(repo, path, rev)
-    rel = Repo.target_of(prel)
-    at = f" at {shown_rev}" if shown_rev else ""
-    out = os.path.abspath(out)
-    outputs.check(out, p.kind, force, repo.root)
-    parent = os.path.dirname(out)
-    made = outputs.make_dirs(parent)
-    try:
-        _write_out(repo, rel, at, p, out, parent, force, progress)
-    except BaseException:
-        outputs.unmake(made)  # a failed get leaves nothing behind, not even the directories it made
-        raise
-    return {"path": rel, "out": out, "kind": p.kind, "oid": p.oid, "size": p.size, "rev": shown_rev}
-
-
-def _write_out(
-    repo: Repo,
-    rel: str,
-    at: str,
-    p: ptrfmt.Pointer,
-    out: str,
-    parent: str,
-    force: bool,
-    progress: progressmod.Factory,
-) -> None:
-    """get's writing of version p of rel to out (its objects fetched first)."""
-    # before the bar: a fetch draws its own
-    label = f"{rel}{at}" if p.kind == "file" else f"the manifest of directory {rel}{at}"
-    ensure_objects(repo, {p.oid: p.size if p.kind == "file" else 0}, progress, {p.oid: (label, rel)})
-    entries = mf.loads(repo.odb.read_bytes(p.oid), p.oid) if p.kind == "dir" else []
-    ensure_objects(
-        repo,
-        {e.oid: e.size for e in entries},
-        progress,
-        {e.oid: (f"{rel}/{e.path} of directory {rel}{at}", rel) for e in entries},
-    )
-    bar = progress(f"writing {out}", p.size)
-    try:
-        if p.kind == "file":
-            claim = (p.size, f"{rel}{at}")
-            repo.odb.export(p.oid, out, ("reflink", "copy"), executable=p.executable, progress=bar.update, claim=claim)
-        else:
-            import shutil  # not at the top: see _apply
-
-            tmp = repo.odb.temp_for(parent, os.path.basename(out))  # .mvc/tmp when on out's filesystem
-            try:
-                os.mkdir(tmp)
-                for e in entries:
-                    target = os.path.join(tmp, *e.path.split("/"))
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    claim = (e.size, f"{rel}/{e.path} of directory {rel}{at}")
-                    repo.odb.export(
-                        e.oid, target, ("reflink", "copy"), executable=e.executable, progress=bar.update, claim=claim
-                    )
-                outputs.remember(tmp, out)
-                outputs.put(tmp, out, force)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-    finally:
-        bar.close()
 
 
 def _raise_if_conflicted(repo: Repo, prel: str) -> None:

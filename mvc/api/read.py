@@ -153,12 +153,12 @@ def get(
         repo = here_as_url()  # a bare repository, a --no-checkout clone: read as by URL
     t = target_of(ref, repo=repo, rev=rev, remote=remote)  # its errors name a missing model, not a missing path
     if t.repo is not None and remote is None and not t.within:
-        from mvc.api import checkout
+        from mvc.api import repoget
         from mvc.format.pointer import SUFFIX
 
         out = outputs.resolve_out(os.fspath(out), _name(t.path)) if out is not None else _default_out(t.path)
-        resolved = (t.path + SUFFIX, t.pointer, t.shown or None)  # read once, not again by checkout.get
-        return checkout.get(t.path, out, force=force, repo=t.repo, progress=progress, resolved=resolved)
+        resolved = (t.path + SUFFIX, t.pointer, t.shown or None)  # read once, not again by repoget.get
+        return repoget.get(t.path, out, force=force, repo=t.repo, progress=progress, resolved=resolved)
     p = t.pointer
     out = outputs.resolve_out(os.fspath(out), _name(t.path)) if out is not None else _default_out(t.path)
     outputs.check(out, p.kind, force, t.repo.root if t.repo is not None else None)
