@@ -39,8 +39,8 @@ def snapshot(root: Path) -> dict[str, object]:
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             full = os.path.join(dirpath, name)
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            if rel == os.path.join(".mvc", "state.db"):
-                continue
+            if rel == os.path.join(".mvc", "state.db") or (rel_dir == ".mvc" and name.endswith(".lock")):
+                continue  # (mvc's own state: a lock file a command made)
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
                 out[rel] = ("link", os.readlink(full))

@@ -30,13 +30,13 @@ PAYLOAD = b"#!/bin/sh\necho planted by a pointer\n"
 
 def state(*roots: Path) -> dict[str, tuple[int, int, int]]:
     """Every file and directory below roots: (type, size, mtime_ns); mvc's local databases (state.db,
-    remotes.db) left out, and so the mtime of .mvc/ where they are made."""
+    remotes.db) and lock files left out, and so the mtime of .mvc/ where they are made."""
     out = {}
     for root in roots:
         for dirpath, dirnames, filenames in os.walk(root):
             for name in dirnames + filenames:
                 full = os.path.join(dirpath, name)
-                if name.startswith(("state.db", "remotes.db")):
+                if name.startswith(("state.db", "remotes.db")) or name in ("checkout.lock", "gc.lock"):
                     continue
                 st = os.lstat(full)
                 is_dir = stat.S_ISDIR(st.st_mode)

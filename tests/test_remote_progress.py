@@ -60,12 +60,12 @@ def test_checkout_shows_the_fetch_it_needs(repo, mvc_cli, tmp_path):
 
 
 def test_get_shows_the_fetch_before_writing(repo, mvc_cli, tmp_path):
-    from mvc.api import checkout as workspace
+    from mvc.api import repoget
     from mvc.repo.repository import Repo
 
     setup(repo, mvc_cli, tmp_path)
     bars = Recorder()
-    workspace.get("data", tmp_path / "out", repo=Repo(str(repo)), progress=bars)
+    repoget.get("data", tmp_path / "out", repo=Repo(str(repo)), progress=bars)
     descs = [b["desc"] for b in bars.bars]
     assert descs.index(next(d for d in descs if d.startswith("fetching"))) < descs.index(f"writing {tmp_path / 'out'}")
     assert bars.named("fetching from origin")[-1]["objects"] == (20, 20)

@@ -44,6 +44,7 @@ class ODB:
         self._asked = 0  # valid oids ODB.missing was asked about (a read-only command's bulk checks)
         self._listing: set[str] | None = None  # every object, once listed for them
         self._tmp_ready = False  # tmp/ made (and swept) by this process
+        self._adding: contextlib.ExitStack | None = None  # the gc lock an add holds (:meth:`adding`)
         # objects this process stored as copies of their own, or as the user's file it then symlinks to (one link)
         self._copied: set[str] = set()
         self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
@@ -89,6 +90,8 @@ class ODB:
             with fileio.space_errors(f"the cache ({self.root})"):
                 os.makedirs(self.root, exist_ok=True)
                 fileio.atomic_write(os.path.join(self.root, layout.MARKER), layout.MARKER_BYTES, fsync=self.fsync)
+        if self._adding is not None:  # a cache an add found without a marker: locked before its first object
+            self._adding.enter_context(self._gc_lock(shared=True))
         self._marked = True
 
     # -- layout -----------------------------------------------------------------------------
@@ -178,9 +181,19 @@ class ODB:
         """Held by a command while it stores objects and then writes the pointers that name them (``mvc add``,
         the imports): a ``gc --force`` of this cache waits for it before it reads its clock and the pointers,
         and it waits for that gc to have read them (docs/FORMAT.md, "Concurrent writers"). Others' adds go on
-        at once (a shared ``flock`` of the cache's ``gc.lock``)."""
-        with self._gc_lock(shared=True):
+        at once (a shared ``flock`` of the cache's ``gc.lock``). A cache not made yet is locked as the first
+        write makes it (:meth:`_mark`): a command refused before it writes leaves no cache behind."""
+        if self._adding is not None:  # (nested: held already)
             yield
+            return
+        self._adding = contextlib.ExitStack()
+        try:
+            if os.path.isfile(os.path.join(self.root, layout.MARKER)):
+                self._adding.enter_context(self._gc_lock(shared=True))
+            yield
+        finally:
+            stack, self._adding = self._adding, None
+            stack.close()
 
     @contextlib.contextmanager
     def collecting(self) -> Iterator[None]:
@@ -193,10 +206,8 @@ class ODB:
     def _gc_lock(self, shared: bool) -> Iterator[None]:
         from mvc.storage.lock import locked
 
-        if shared:
-            self._mark()  # the root and its marker before the lock file: nothing of mvc's in a foreign directory
-        elif not os.path.isfile(os.path.join(self.root, layout.MARKER)):
-            yield  # no cache yet: nothing to collect
+        if not os.path.isfile(os.path.join(self.root, layout.MARKER)):
+            yield  # no cache yet: nothing to collect (an add locks it as its first write makes it)
             return
         path = os.path.join(self.root, layout.GC_LOCK)
         try:  # a cache this user may not write and has no lock file yet (another's, read-only): no writer to wait for
