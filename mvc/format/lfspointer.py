@@ -92,7 +92,8 @@ class Rule:
         self.base, self.line, self.pattern, self.lfs = base, line, pattern, lfs
         anchored = "/" in pattern
         self._basename = not anchored
-        self._re = re.compile(_translate(pattern.lstrip("/") if anchored else pattern, anchored))
+        # over the UTF-8 bytes (each as one latin-1 character), as git's wildmatch: '?' is one byte
+        self._re = re.compile(_translate(_bytewise(pattern.lstrip("/") if anchored else pattern), anchored))
 
     def matches(self, path: str) -> bool:
         """Whether this line names the file at repository-relative path."""
@@ -100,7 +101,7 @@ class Rule:
             if not path.startswith(self.base + "/"):
                 return False
             path = path[len(self.base) + 1 :]
-        return self._re.fullmatch(path.rpartition("/")[2] if self._basename else path) is not None
+        return self._re.fullmatch(_bytewise(path.rpartition("/")[2] if self._basename else path)) is not None
 
     def lfs_only(self) -> bool:
         """Whether every attribute of the line is git-lfs's (``git lfs track`` wrote it)."""
@@ -117,15 +118,17 @@ def rules(text: bytes, base: str = "") -> list[Rule]:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
             continue
-        if not line or line.startswith(("#", "[attr]", '"')):
+        if not line or line.startswith(("#", "[attr]")):
             continue
-        pattern, *attrs = line.split()
-        if (
-            pattern.startswith("!")
-            or pattern.endswith("/")
-            or "\\" in pattern
-            or ("[" in pattern and "]" not in pattern)
-        ):
+        if line.startswith('"'):  # a C-quoted pattern (a name with spaces: git writes it so)
+            quoted = _unquote(line)
+            if quoted is None:
+                continue
+            pattern, rest = quoted
+            attrs = rest.split()
+        else:
+            pattern, *attrs = line.split()
+        if pattern.startswith("!") or pattern.endswith(("/", "\\")):
             continue
         lfs: bool | None = None
         for a in attrs:
@@ -148,6 +151,101 @@ def lfs_filtered(path: str, all_rules: list[Rule]) -> bool:
         if r.matches(path):
             decided = r.lfs
     return bool(decided)
+
+
+def _bytewise(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", '"': '"', "\\": "\\"}
+
+
+def _unquote(line: str) -> tuple[str, str] | None:
+    """A line that starts with a C-quoted pattern (git's ``"a\\"b c"``: escapes, octal bytes): (the pattern, the
+    rest of the line); None when the quote does not close, or the bytes are not UTF-8."""
+    out = bytearray()
+    i, n = 1, len(line)
+    while i < n:
+        c = line[i]
+        if c == '"':
+            try:
+                return out.decode("utf-8"), line[i + 1 :]
+            except UnicodeDecodeError:
+                return None
+        if c != "\\":
+            out += c.encode("utf-8")
+            i += 1
+            continue
+        if i + 1 >= n:
+            return None
+        e = line[i + 1]
+        if e in _ESCAPES:
+            out += _ESCAPES[e].encode("utf-8")
+            i += 2
+        elif line[i + 1 : i + 4].isdigit() and all(d in "01234567" for d in line[i + 1 : i + 4]):
+            out.append(int(line[i + 1 : i + 4], 8) & 0xFF)
+            i += 4
+        else:
+            return None
+    return None
+
+
+# POSIX classes in a bracket expression, as wildmatch knows them
+_CLASSES = {
+    "alnum": "a-zA-Z0-9",
+    "alpha": "a-zA-Z",
+    "blank": " \\t",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "\\x21-\\x7e",
+    "lower": "a-z",
+    "print": "\\x20-\\x7e",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": " \\t\\n\\r\\f\\v",
+    "upper": "A-Z",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
+def _bracket(pattern: str, i: int) -> tuple[str, int] | None:
+    """The bracket expression at pattern[i] ("[") as a regular expression that never matches "/", and the index
+    after it; None when it does not close (then "[" is a literal)."""
+    j = i + 1
+    neg = j < len(pattern) and pattern[j] in "!^"
+    if neg:
+        j += 1
+    items: list[str] = []
+    first = True
+    while j < len(pattern):
+        c = pattern[j]
+        if c == "]" and not first:
+            body = "".join(items)
+            return ("(?:(?!/)[" + ("^" if neg else "") + body + "])"), j + 1
+        first = False
+        if c == "[" and pattern.startswith("[:", j):
+            end = pattern.find(":]", j + 2)
+            name = pattern[j + 2 : end] if end > 0 else ""
+            if name in _CLASSES:
+                items.append(_CLASSES[name])
+                j = end + 2
+                continue
+            if end > 0:
+                return None  # an unknown class: git matches nothing with it
+        if c == "\\" and j + 1 < len(pattern):
+            items.append(re.escape(pattern[j + 1]))
+            j += 2
+            continue
+        if pattern.startswith("-", j + 1) and j + 2 < len(pattern) and pattern[j + 2] != "]":
+            lo, hi = c, pattern[j + 2]
+            if hi == "\\" and j + 3 < len(pattern):
+                hi, j = pattern[j + 3], j + 1
+            if lo <= hi:
+                items.append(re.escape(lo) + "-" + re.escape(hi))
+            j += 3
+            continue
+        items.append(re.escape(c))
+        j += 1
+    return None
 
 
 def _translate(pattern: str, anchored: bool) -> str:
@@ -175,16 +273,16 @@ def _translate(pattern: str, anchored: bool) -> str:
             out.append("[^/]")
             i += 1
         elif c == "[":
-            end = pattern.find("]", i + 2)
-            if end < 0:
+            got = _bracket(pattern, i)
+            if got is None:
                 out.append(re.escape(c))
                 i += 1
                 continue
-            body = pattern[i + 1 : end]
-            neg = body[:1] in ("!", "^")
-            body = body[1:] if neg else body
-            out.append("[" + ("^/" if neg else "") + "".join("\\" + ch if ch in "\\^[]" else ch for ch in body) + "]")
-            i = end + 1
+            out.append(got[0])
+            i = got[1]
+        elif c == "\\" and i + 1 < n:  # an escaped character: itself
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
         else:
             out.append(re.escape(c))
             i += 1
