@@ -217,3 +217,35 @@ def test_lfs_import_is_no_change_in_the_log(lfs_repo: Path):
         (commits[0], "modified", oid_of(V2)),
         (commits[1], "added", oid_of(V1)),
     ]
+
+
+@needs_dvc
+def test_dvc_rerun_after_an_import_killed_before_staging_stages_the_pointer(dvc_repo):
+    """An import killed after it wrote a pointer but before it staged anything (the pointer untracked, the .dvc
+    file still tracked): the re-run, finding the pointer of that very version, stages it with the .dvc file's
+    removal, so the commit never holds neither."""
+    root, _, _ = dvc_repo
+    r = run_mvc("import-dvc", cwd=root, check=True)
+    assert r.returncode == 0
+    git(root, "reset", "-q")  # as if killed before its staging: pointers written, nothing staged
+    for dvc_file in ("model.bin.dvc", "data.dvc"):
+        git(root, "checkout", "-q", "HEAD", "--", dvc_file)
+    assert "?? model.bin.mvc" in git(root, "status", "--porcelain")
+    out = mvc_json(root, "import-dvc")
+    assert "model.bin" in out["kept"]
+    names = set(git(root, "diff", "--cached", "--name-only").split())
+    assert {"model.bin.mvc", "data.mvc", "model.bin.dvc", "data.dvc"} <= names, names
+    git(root, "commit", "-q", "-m", "to mvc")
+    tree = set(git(root, "ls-tree", "-r", "--name-only", "HEAD").split())
+    assert "model.bin.mvc" in tree and "model.bin.dvc" not in tree
+
+
+@needs_dvc
+def test_dvc_import_push_to_an_unknown_remote_is_refused_before_anything_is_written(dvc_repo):
+    """--push -r NAME of a remote neither mvc nor DVC has: refused first, the import all or nothing as its docs
+    say; a DVC remote's name is taken (the import makes it mvc's)."""
+    root, _, _ = dvc_repo
+    before = state(root)
+    r = run_mvc("import-dvc", "--push", "-r", "nosuch", cwd=root)
+    assert r.returncode != 0 and "nosuch" in r.stderr and "Traceback" not in r.stderr
+    assert state(root) == before

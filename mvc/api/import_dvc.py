@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mvc import progress as progressmod
+from mvc.api import dvc_remotes
 from mvc.errors import ForeignError, MvcError, PathError, RemoteError
 from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
@@ -38,8 +39,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LINKS = ("reflink", "hardlink", "copy")  # DVC's cache files are immutable: mvc's object may share their inode
-SECRETS = {"access_key_id", "secret_access_key", "session_token", "password", "key", "secret", "token"}
-REMOTE_SUFFIX = "mvc"  # mvc's objects go below the DVC remote's URL, in a directory of their own
 
 
 class _Plan:
@@ -89,6 +88,8 @@ def import_dvc(
     needed = bool(plan.now or plan.compare) or os.path.isdir(os.path.join(repo.root, ".dvc"))
     dvc = foreign_dvc.Dvc(repo, dvc_remote) if needed else None
     jobs = jobs or min(32, 4 * (os.cpu_count() or 1))
+    if push:
+        dvc_remotes.check_push_remote(repo, dvc, remote)  # before anything is written: all or nothing
     # what is stored below is named by no pointer until _write: a gc of the cache waits (ODB.adding)
     with repo.odb.adding():
         if dvc is not None:
@@ -113,14 +114,14 @@ def import_dvc(
             with Rollback(repo) as rb:
                 _save(rb, plan)
                 shared = _write(repo, dvc, plan)
-        if push:
-            from mvc.api import sync
+    if push and not up_to_date:  # (after the gc lock: a push names nothing new)
+        from mvc.api import sync
 
-            repo = Repo(repo.root)  # the config as the import left it: with DVC's remotes
-            pushed = sync.push(repo=repo, remote=remote, jobs=jobs, progress=progress)  # the staged pointers
-            if plan.history:  # and the versions older commits name
-                more = sync.push(repo=repo, remote=remote, jobs=jobs, all_commits=True, progress=progress)
-                pushed["uploaded"] += more["uploaded"]
+        repo = Repo(repo.root)  # the config as the import left it: with DVC's remotes
+        pushed = sync.push(repo=repo, remote=remote, jobs=jobs, progress=progress)  # the staged pointers
+        if plan.history:  # and the versions older commits name
+            more = sync.push(repo=repo, remote=remote, jobs=jobs, all_commits=True, progress=progress)
+            pushed["uploaded"] += more["uploaded"]
     return {
         "paths": sorted(o.path for o in plan.now),
         "dvc_files": sorted(plan.dvc_files),
@@ -391,9 +392,12 @@ def _write(repo: Repo, dvc: foreign_dvc.Dvc | None, plan: _Plan) -> list[str]:
         fileio.atomic_write(repo.abs(Repo.pointer_of(o.path)), data)
         to_stage.append(Repo.pointer_of(o.path))
         to_stage.append(gitignores.add(repo, o.path))  # DVC wrote the same '/NAME' line: kept once
+    for path in plan.kept:  # mvc's already: staged again (an import killed after writing it, before staging it)
+        if os.path.isfile(repo.abs(Repo.pointer_of(path))):
+            to_stage.append(Repo.pointer_of(path))
     _write_map(repo, plan)
     to_stage += [foreign.IMPORTED_PATH, f"{MVC_DIR}/.gitignore"]
-    added = _move_remotes(repo, dvc) if dvc is not None else []
+    added = dvc_remotes.move(repo, dvc) if dvc is not None else []
     _name_models(repo)
     to_stage.append(CONFIG_PATH)
     with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
@@ -438,39 +442,6 @@ def _write_map(repo: Repo, plan: _Plan) -> None:
 def _top(plan: _Plan) -> set[str]:
     """The md5s pointers name (outputs now and in history); a directory's files need no entry of their own."""
     return {o.md5 for o in plan.now} | set(plan.history)
-
-
-def _move_remotes(repo: Repo, dvc: foreign_dvc.Dvc) -> list[str]:
-    """DVC's remotes as mvc remotes (their URL plus /mvc: mvc's layout apart from DVC's); credentials, wherever
-    DVC kept them, only in .mvc/config.local.toml. A name mvc uses already is left alone."""
-    from mvc.repo.remotes import normalize_url, remote_table, validate
-
-    have = remote_table(repo)
-    shared_path = os.path.join(repo.mvc_dir, CONFIG)
-    local_path = os.path.join(repo.mvc_dir, cfgfmt.LOCAL)
-    added = []
-    for name, entry in sorted(dvc.remotes.items()):
-        if name in have or not cfgfmt.valid_remote_name(name):
-            continue
-        url = entry["url"]
-        if "://" not in url and not os.path.isabs(url):  # DVC reads a relative path from .dvc/
-            url = os.path.normpath(os.path.join(dvc.dir, url))
-        url = normalize_url(repo, url.rstrip("/") + "/" + REMOTE_SUFFIX)
-        creds = cfgfmt.has_credentials(url)
-        cfgfmt.write_value(local_path if creds else shared_path, f"remote.{name}.url", url)
-        for key, value in sorted(entry.items()):
-            if key in foreign_dvc.SHARED_KEYS:
-                cfgfmt.write_value(
-                    shared_path if not creds else local_path, f"remote.{name}.{foreign_dvc.SHARED_KEYS[key]}", value
-                )
-            elif key in SECRETS or cfgfmt.is_secret(key):
-                cfgfmt.write_value(local_path, f"remote.{name}.{key}", value)
-        added.append(name)
-    if dvc.default in added and repo.config.get("core.remote") is None:
-        cfgfmt.write_value(shared_path, "core.remote", dvc.default)
-    if added:
-        validate(repo)
-    return added
 
 
 def _name_models(repo: Repo) -> None:
