@@ -75,9 +75,10 @@ class RemoteGcSuite:
         git(repo, "reset", "-q", "--hard", "HEAD~1")
         git(repo, "reflog", "expire", "--expire=now", "--all")
         pushed = rel_of(oid_of(b"uploaded by the running push\n" * 40))
-        assert "a push's lease from" in mvc_cli("gc", "-r", "origin", "--grace", "0", "-q").stdout  # said
+        said = mvc_cli("gc", "-r", "origin", "--grace", "0", "-q").stdout
+        assert "a push's lease from" in said and "when no push runs, delete" in said and "leases/" in said
         r = gc_json(mvc_cli, "--grace", "0", "--force")
-        assert r["lease_since"] is not None
+        assert r["lease_since"] is not None and "/leases/" in r["lease"]
         rels = origin.rels()
         assert pushed in rels and abandoned in rels  # both younger than the lease, less a minute: kept
         origin.delete(next(r for r in rels if r.startswith("leases/")))  # the push is done

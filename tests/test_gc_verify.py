@@ -631,3 +631,21 @@ def test_verify_says_how_to_mend_a_pointer_that_does_not_parse(repo, mvc_cli):
     (repo / "bad.bin.mvc").write_text("format = 1\nkind = 'file'\n")
     r = mvc_cli("verify", ok=False)
     assert r.exit_code == 1 and "does not parse" in r.stderr and "git rm" in r.stderr, r.stderr
+
+
+def test_verify_reads_a_manifest_it_fetched_back_from_quarantine(repo, mvc_cli, tmp_path):
+    """A manifest another command moved to quarantine/: verify fetches it back from the remote, reads it, and
+    checks the directory's files (an invalid manifest is only one whose sound bytes do not parse)."""
+    import mvc
+    from mvc.format import pointer as ptrfmt
+
+    (repo / "d").mkdir()
+    (repo / "d" / "a.bin").write_bytes(b"a" * 100)
+    (repo / "d" / "b.bin").write_bytes(b"b" * 100)
+    mvc_cli("add", "d")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default")
+    mvc_cli("push")
+    moid = ptrfmt.loads((repo / "d.mvc").read_bytes()).oid
+    mvc.Repo(str(repo)).odb.quarantine(moid)
+    r = json.loads(mvc_cli("verify", "--json").stdout)
+    assert r["problems"] == [] and r["objects"] == 3

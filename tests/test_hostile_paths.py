@@ -576,6 +576,23 @@ def test_checkout_rev_refuses_a_linked_gitignore_before_it_writes(repo, mvc_cli,
     assert state(repo) == before and "m.bin.mvc" not in git(repo, "diff", "--cached", "--name-only")
 
 
+def test_a_plain_checkout_beside_a_linked_gitignore_restores_and_writes_nothing_through_it(repo, mvc_cli, tmp_path):
+    """A plain checkout restores the weights of a path whose .gitignore (a commit's) is a symlink: the missing
+    line is not written through the link, and the checkout still succeeds (the weights are what was asked)."""
+    (repo / "models").mkdir()
+    (repo / "models" / "m.bin").write_bytes(b"m" * 100)
+    mvc_cli("add", "models/m.bin")
+    (repo / "models" / ".gitignore").unlink()
+    (tmp_path / "secret").write_text("SECRET\n")
+    (repo / "models" / ".gitignore").symlink_to(tmp_path / "secret")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the link")
+    (repo / "models" / "m.bin").unlink()
+    mvc_cli("checkout")
+    assert (repo / "models" / "m.bin").read_bytes() == b"m" * 100
+    assert (tmp_path / "secret").read_text() == "SECRET\n"
+
+
 def test_a_manifest_entry_whose_size_its_cached_object_belies_moves_nothing(repo, mvc_cli, mvc_error, tmp_path):
     """A collaborator's directory pointer whose manifest (an object that hashes right) gives one of the user's own
     cached objects a wrong size: every read refuses it as a damaged claim, naming both sizes; the sound object is

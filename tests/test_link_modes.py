@@ -364,3 +364,20 @@ def test_a_file_symlinked_into_the_cache_is_fresh_as_it_goes_in(repo, mvc_cli, m
     monkeypatch.setattr(workspace, "_write_pointer", at_pointer)
     mvc_cli("add", "m.bin")
     assert (repo / "m.bin").is_symlink() and seen and time.time() - seen[0] < 60
+
+
+def test_unprotect_of_a_link_the_state_cache_does_not_know_keeps_the_execute_bit(repo, mvc_cli):
+    """A symlinked directory whose links the state cache does not vouch for (state.db gone, or links made by an
+    older mvc): unprotect hashes each object once, finds it as named, and copies it with its manifest's mode."""
+    mvc_cli("config", "cache.type", "symlink")
+    (repo / "d").mkdir()
+    (repo / "d" / "run.sh").write_bytes(b"#!/bin/sh\necho hi\n" * 10)
+    os.chmod(repo / "d" / "run.sh", 0o755)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "v1")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        (repo / ".mvc" / f"state.db{suffix}").unlink(missing_ok=True)
+    mvc_cli("unprotect", "d")
+    st = os.lstat(repo / "d" / "run.sh")
+    assert not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o100
+    assert not (repo / ".mvc" / "cache" / "quarantine").exists()

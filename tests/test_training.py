@@ -230,3 +230,26 @@ def test_a_pointer_naming_a_bad_artifact_oid_is_not_fatal(repo, mvc_cli):
     w = Wanted()
     w.add_pointer("m.bin.mvc", load_pointer(mvc.Repo.find(), "m.bin.mvc"))
     assert list(w.files) == [pointer(repo / "m.bin")["oid"]]
+
+
+def test_an_artifact_is_freshened_as_the_runs_pointer_names_it(repo):
+    """run.artifact stores a file when the run records it, maybe hours before the run's pointer names it: the
+    add that writes the pointer freshens it as it does the model (a gc with a short grace between sees it in use);
+    one a gc deleted meanwhile is an error naming it, not a pointer to a missing object."""
+    import time
+
+    odb = mvc.Repo.find().odb
+    make_file(repo / "plots" / "roc.png", 200, seed=5)
+    with mvc.run("m.bin") as run:
+        oid = run.artifact("roc", "plots/roc.png")["oid"]
+        make_file(repo / "m.bin", 100, seed=5)
+        old = time.time() - 30 * 86400
+        os.utime(odb.path(oid), (old, old))  # stored long ago
+    assert time.time() - os.stat(odb.path(oid)).st_mtime < 60
+    make_file(repo / "plots" / "roc.png", 200, seed=6)
+    with pytest.raises(mvc.errors.ObjectMissing, match="artifact"), mvc.run("m.bin") as run:
+        oid = run.artifact("roc", "plots/roc.png")["oid"]
+        make_file(repo / "m.bin", 100, seed=6)
+        path = odb.path(oid)
+        os.chmod(os.path.dirname(path), 0o755)
+        os.unlink(path)  # a gc took it meanwhile

@@ -23,7 +23,7 @@ from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, model_refs, select, user_paths
 from mvc.repo.statedb import trusted
-from mvc.repo.worktree import File, hash_of, look, scan_dir, total
+from mvc.repo.worktree import File, hash_of, link_stat, look, scan_dir, total
 from mvc.storage import fileio, tempfiles
 from mvc.storage.lock import locked
 
@@ -125,7 +125,10 @@ def _checkout(
             rows = [_apply(repo, plan, progress) for plan in plans]
             for row in rows:  # a commit without its .gitignore lines: 'git add -A' would then commit the weights
                 if row["action"] == "restored":
-                    gitignores.add(repo, row["path"])
+                    try:
+                        gitignores.add(repo, row["path"])
+                    except MvcError:  # (a .gitignore mvc may not write: a link, say) the weights are in place
+                        pass
             return rows
         rows, staged = _apply_at(repo, at_commit, chosen, plans, progress)
         if staged:
@@ -357,7 +360,7 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
             claim = (plan.sizes[oid], _rel(repo, target))
             _, st = repo.odb.place(oid, target, link_types, executable=executable, progress=bar.update, claim=claim)
             if st is None and os.path.islink(target):  # a link is vouched for by its object's stat (worktree.look)
-                st = os.stat(target)
+                st = link_stat(target)
             if st is not None:
                 repo.state.put(_rel(repo, target), st, oid)
     finally:

@@ -345,7 +345,9 @@ def _gc_remote(
             needed = keep.objects()
             held_from = cutoff
             now = time.time()
-            cutoff, stale_leases = layout.leases(listing, min(cutoff, layout.leases(running, cutoff, now)[0]), now)
+            early, _, seen = layout.leases(running, cutoff, now)
+            cutoff, stale_leases, lease = layout.leases(listing, min(cutoff, early), now)
+            lease = lease or seen
             leased = cutoff < held_from  # a live push lease (a push running now, or one killed within a day)
             recipes = {
                 oids.from_relpath(rel[len(rc.RECIPES) :]) or "": when or 0.0
@@ -395,6 +397,7 @@ def _gc_remote(
         "young": young,
         "grace": grace,
         "lease_since": cutoff + 60 if leased else None,
+        "lease": t.store.where(lease) if leased and lease else None,
         "packs_deleted": len(packs.gone),
         "packs_rewritten": len(packs.rewrite),
         "rewrite_frees": packs.frees,

@@ -34,6 +34,7 @@ from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo, shell_quoted
 from mvc.repo.rollback import Rollback
 from mvc.repo.selection import user_paths
+from mvc.repo.worktree import link_stat
 from mvc.storage import fileio
 from mvc.storage.lock import locked
 
@@ -358,10 +359,12 @@ def _write(repo: Repo, it: _Item) -> str:
     git-lfs pointer reads as (docs/FORMAT.md), so the import's commit is no change in ``mvc log``."""
     full = repo.abs(it.path)
     _how, st = repo.odb.place(it.oid, full, repo.config.link_types)
-    if st is not None and statmod.S_ISREG(st.st_mode):
-        repo.state.put(it.path, st, it.oid)
     if not repo.odb.freshen(it.oid):
         raise ObjectMissing(f"{it.path}: object {it.oid} left the cache while it was imported: run the import again")
+    if st is None and os.path.islink(full):  # a link is vouched for by its object's stat (as freshened)
+        st = link_stat(full)
+    if st is not None:
+        repo.state.put(it.path, st, it.oid)
     p = ptrfmt.Pointer("file", it.oid, it.ptr.size, None)
     fileio.atomic_write(repo.abs(Repo.pointer_of(it.path)), ptrfmt.dumps(p))
     return gitignores.add(repo, it.path)

@@ -83,9 +83,10 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
     if odb is not None and t.repo is not None and not odb.exists(p.oid):
         _expand(t, [p.oid])
     if odb is not None and odb.exists(p.oid):
-        held = odb.size(p.oid)
-        if held != p.size and odb.holds_sound(p.oid):  # the claim is wrong, not the cache: nothing moved
-            raise belied(t.label, p.size, p.oid, held)
+        if odb.size(p.oid) != p.size:  # the claim is wrong, not the cache, when a sound copy belies it
+            held = odb.sound_size(p.oid)
+            if held is not None and held != p.size:
+                raise belied(t.label, p.size, p.oid, held)
         raw = reader.VerifiedReader(
             p.oid,
             p.size,
@@ -403,6 +404,8 @@ def materialize(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remot
             raise
         except FileNotFoundError as e:
             if again or os.path.isdir(os.path.dirname(dest)):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.dirname(dest))  # (empty: made above)
                 raise StorageError(
                     f"{e.filename or dest} went while the copy was written (another process removed it: a 'mvc gc "
                     "--user-cache' with a short --grace?): retry"

@@ -39,8 +39,12 @@ def unprotect(
         for frel, f in files.items():
             if not f.linked:
                 continue
-            if f.oid is None and statmod.S_ISLNK(f.st.st_mode):  # its object edited through the link: kept as is
-                storing.detach_edited(repo, f)
+            if (
+                f.oid is None
+                and statmod.S_ISLNK(f.st.st_mode)
+                and not storing.link_sound(repo, frel, f, progressmod.NULL)
+            ):
+                storing.detach_edited(repo, f)  # its object edited through the link: kept as is
                 done.append(frel)
                 continue
             oid = f.oid if statmod.S_ISLNK(f.st.st_mode) else hash_of(repo, frel, f, progressmod.NULL)

@@ -99,9 +99,8 @@ def verify(
         for oid in reach.objects():
             if oid in corrupt or not (repo.odb.exists(oid) or oid in compacted):
                 problems.setdefault(oid, NOT_CHECKED)
-    for moid in reach.unread_manifests:  # sound bytes that do not parse: no fetch or repair mends them
-        if moid not in corrupt and repo.odb.exists(moid):
-            problems[moid] = INVALID
+    for moid in reach.invalid_manifests:  # sound bytes that do not parse: no fetch or repair mends them
+        problems[moid] = INVALID
     quarantined: set[str] = set()
     if repair:  # what no remote could replace is moved aside, so that no command uses it (nothing is deleted)
         for oid in corrupt - repaired:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import stat as statmod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mvc import progress as progressmod
@@ -19,7 +19,7 @@ from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
 from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked
-from mvc.repo.selection import check_is_pointer, load_pointer, not_utf8, select, user_paths
+from mvc.repo.selection import artifacts, check_is_pointer, load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, look, scan_dir, total
 from mvc.storage import fileio
 from mvc.storage.lock import locked
@@ -270,7 +270,7 @@ def _add_one(
         executable = None if f.linked else bool(st.st_mode & 0o100)
     changed = _write_pointer(repo, rel, kind, oid, size, nfiles, layers, recorder, entries, executable)
     if kind == "file" and changed and os.path.islink(full):  # its object's stat, freshened: what vouches for it
-        repo.state.put(rel, os.stat(full), oid)
+        repo.state.put(rel, worktree.link_stat(full), oid)
     return {
         "path": rel,
         "kind": kind,
@@ -358,9 +358,11 @@ def _write_pointer(
         with open(full, "rb") as fh:
             old_bytes = fh.read()
         before = (p.kind, p.oid)
+        had = {a[2] for a in artifacts(p.meta)}  # (kept by the pointer replaced: not freshened again)
         p.kind, p.oid, p.size, p.nfiles = kind, oid, size, nfiles
     else:
         p = ptrfmt.Pointer(kind, oid, size, nfiles)
+        had = set()
     if executable is not None or kind != "file":
         p.executable = bool(executable) and kind == "file"
     for layer in layers:
@@ -370,19 +372,26 @@ def _write_pointer(
     data = ptrfmt.dumps(p)
     if data == old_bytes:
         return False
-    _freshen(repo, rel, kind, oid, before, entries)
+    _freshen(repo, rel, kind, oid, before, entries, [a[2] for a in artifacts(p.meta) if a[2] not in had])
     fileio.atomic_write(full, data)
     return True
 
 
 def _freshen(
-    repo: Repo, rel: str, kind: str, oid: str, before: tuple[str, str] | None, entries: list[mf.Entry] | None
+    repo: Repo,
+    rel: str,
+    kind: str,
+    oid: str,
+    before: tuple[str, str] | None,
+    entries: list[mf.Entry] | None,
+    more: Sequence[str] = (),
 ) -> None:
     """Before a pointer names objects (anew): mark them used, so that a gc running meanwhile keeps them
     (docs/FORMAT.md, "What gc keeps"); one that is gone already is an error, not a dangling pointer. Of a
     directory (``entries``: its manifest's, when the caller has them), the entries the pointer it replaces named
-    already are not (that pointer kept them)."""
-    todo = [oid]
+    already are not (that pointer kept them). ``more``: other objects the pointer names (a training run's
+    artifacts, stored when it recorded them, maybe hours ago)."""
+    todo = [oid, *more]
     if kind == "dir":
         had: set[str] = set()
         if before is not None and before[0] == "dir" and repo.odb.exists(before[1]):
@@ -396,11 +405,16 @@ def _freshen(
         stored_now = repo.odb.stored_now  # written by this add: as fresh as can be (100,000 calls saved)
         todo += [o for o in now if o not in had and not stored_now(o)]
     for o in todo:
-        if not repo.odb.freshen(o):
+        if repo.odb.freshen(o):
+            continue
+        if o in more:
             raise ObjectMissing(
-                f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {rel}' "
-                "again"
+                f"{rel}: its record names artifact {o}, which left the cache since it was stored (a 'mvc gc' ran?): "
+                "store it again (run.artifact) before the pointer is written"
             )
+        raise ObjectMissing(
+            f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {rel}' again"
+        )
 
 
 # -- status -----------------------------------------------------------------------------------

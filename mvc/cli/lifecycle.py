@@ -148,7 +148,8 @@ def gc(
         since = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["lease_since"]))
         click.echo(
             f"a push's lease from {since} kept everything written since, whatever --grace (a push running now, or "
-            "one killed: its lease is honoured for a day, then deleted)"
+            "one killed: its lease is honoured for a day, then deleted"
+            + (f"; when no push runs, delete {r['lease']} to let gc go on now)" if r.get("lease") else ")")
         )
     if r.get("packs_rewritten"):
         click.echo(

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Container, Iterable
 from typing import TypeVar
 
-from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing
+from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing, RemoteWrongSize
 from mvc.objects import chunker, delta, layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
@@ -56,6 +56,7 @@ class Rebuilder:
         self._prefetched: dict[tuple[str, int, int, str], bytes | memoryview] = {}  # (pack, offset, stored, oid)
         self._no_whole: set[str] = set()  # objects with no pack named by their oid on the store
         self.bad_whole: dict[str, str] = {}  # objects whose pack named by their oid hashes to another digest
+        self.wrong_whole: dict[str, RemoteWrongSize] = {}  # objects whose pack named by their oid has another size
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
 
     def _sound(self, oid: str) -> bool:
@@ -87,7 +88,13 @@ class Rebuilder:
         before it is copied (``Store.get_file``)."""
         if os.path.lexists(dest):  # (dest is new: the file removed below is one this call made)
             return None
-        digest = self._whole_range(oid, lambda rel: self.store.get_file(rel, dest, progress, size))
+        try:
+            digest = self._whole_range(oid, lambda rel: self.store.get_file(rel, dest, progress, size))
+        except RemoteWrongSize as e:  # as a pack that hashes wrong: its recipe (if any) is read instead
+            fileio.remove_quietly(dest)
+            self.lacks_whole(oid)
+            self.wrong_whole[oid] = e
+            return None
         if digest is None or oids.from_digest(digest) != oid:
             fileio.remove_quietly(dest)
             if digest is not None:
@@ -109,6 +116,7 @@ class Rebuilder:
         """The store's pack named by oid was written again (``mvc.objects.mend``): the next read looks afresh."""
         self._no_whole.discard(oid)
         self.bad_whole.pop(oid, None)
+        self.wrong_whole.pop(oid, None)
 
     def tally(self, size: int) -> _Tally:
         """A count of the bytes read for one object of ``size`` bytes, its bases' bounded (:class:`_Tally`)."""
@@ -161,6 +169,14 @@ class Rebuilder:
         those a delta of which has a base the store lacks or holds incomplete, down the chain (a reader without
         the base in its cache could not rebuild them)."""
         sound: dict[str, bool] = {}
+        present: dict[str, bool] = {}  # bases asked about once (many versions share one base)
+
+        def held(bases: set[str]) -> bool:
+            ask = bases - present.keys()
+            if ask and there is not None:
+                found = there(ask)
+                present.update({b: b in found for b in ask})
+            return all(present.get(b, False) for b in bases)
 
         def check(oid: str, chain: tuple[str, ...]) -> bool:
             if oid in sound:
@@ -174,7 +190,7 @@ class Rebuilder:
             if ok and r is not None and there is not None:
                 bases = {e.base for e in r.entries if e.kind == "d"}
                 if bases:
-                    ok = len(chain) < rc.READ_HOPS and not bases & {oid, *chain} and bases <= there(bases)
+                    ok = len(chain) < rc.READ_HOPS and not bases & {oid, *chain} and held(bases)
                     ok = ok and all(check(b, (*chain, oid)) for b in sorted(bases))
             sound[oid] = ok
             return ok

@@ -125,20 +125,23 @@ def refuse_unmarked(store: Store, name: str) -> None:
 
 def leases(
     listing: dict[str, tuple[int, float | None]], cutoff: float, now: float
-) -> tuple[float, list[tuple[str, int]]]:
+) -> tuple[float, list[tuple[str, int]], str | None]:
     """For gc -r, from a remote's listing (rel -> (size, write time)): (cutoff moved back to the oldest live push
     lease less a minute, so that what a push running now wrote is kept whatever the grace; the leases of killed
-    pushes, older than LEASE_MAX, to delete)."""
-    live: list[float] = []
+    pushes, older than LEASE_MAX, to delete; the oldest live lease, None when there is none)."""
+    live: list[tuple[float, str]] = []
     stale: list[tuple[str, int]] = []
     for rel, (size, when) in listing.items():
         if not rel.startswith(LEASES) or when is None:
             continue
         if when > now - LEASE_MAX:
-            live.append(when)
+            live.append((when, rel))
         else:
             stale.append((rel, size))
-    return (min(cutoff, min(live) - 60) if live else cutoff), stale
+    if not live:
+        return cutoff, stale, None
+    when, rel = min(live)
+    return min(cutoff, when - 60), stale, rel
 
 
 def write_ignore(root: str, fsync: bool = False) -> None:

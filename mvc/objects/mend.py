@@ -26,7 +26,7 @@ def mend(remote: Transfer, odb: ODB, oid: str, size: int | None = None) -> tuple
     """Rewrite remote's copy of object oid from the cache, which holds it sound (the caller re-hashed it). Returns
     (the remote's file rewritten, "") or ("", why it was not)."""
     rb = remote.rebuilder()
-    if oid in rb.bad_whole:  # the lone pack that is the object, found damaged by a read
+    if oid in rb.bad_whole or oid in rb.wrong_whole:  # the lone pack that is the object, found damaged by a read
         _put(remote, odb, oid, pk.whole_rel(oid))
         rb.rewritten_whole(oid)
         return pk.whole_rel(oid), ""

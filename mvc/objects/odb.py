@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import stat as statmod
-import time
 from collections.abc import Iterable, Iterator
 
 from mvc.errors import CorruptObject, ObjectMissing, PointerError, StorageError
@@ -23,7 +22,6 @@ from mvc.storage.fileio import Progress
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 GC_WAIT = 3600.0  # seconds an add waits for a gc reading what it keeps, and a gc for the adds running
-FRESH_BEHIND_NS = 50_000_000  # how far before now freshen sets an mtime: more than a coarse clock's tick
 READONLY = 0o444
 LIST_FROM = 16  # ODB.missing lists a fan-out directory once it is asked about this many of its objects
 LIST_ALL_FROM = 4096  # or (valid oids) once this many were asked in all: the whole cache listed, kept for the command
@@ -210,12 +208,19 @@ class ODB:
             yield  # no cache yet: nothing to collect (an add locks it as its first write makes it)
             return
         path = os.path.join(self.root, layout.GC_LOCK)
+        fileio.refuse_links(path)  # (a commit's link there: never opened, let alone created)
         try:  # a cache this user may not write and has no lock file yet (another's, read-only): no writer to wait for
-            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644))
+            os.close(
+                os.open(
+                    path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644
+                )
+            )
+            openable = True
         except OSError:
+            openable = False
+        if not openable:
             yield
-            return
-        if shared:
+        elif shared:
             with locked(path, "the cache", GC_WAIT, shared=True, doing="reading what to keep of"):
                 yield
         else:
@@ -275,8 +280,7 @@ class ODB:
                 fileio.remove_quietly(tmp)
             return
         if moved and isinstance(tmp, str):
-            now = time.time_ns()
-            os.utime(tmp, ns=(now, now - FRESH_BEHIND_NS))
+            os.utime(tmp)
         if not readonly:
             os.chmod(tmp, READONLY)
         if durable:
@@ -333,10 +337,7 @@ class ODB:
             # one this process stored itself (a copy) has no other link: one system call, not two
             if oid not in self._copied and os.lstat(path).st_nlink > 1:
                 return True
-            # a little in the past, so that its ctime (the kernel's now) is later than its mtime: the state cache
-            # may then vouch at once for a workspace symlink to it (statedb.trusted)
-            now = time.time_ns()
-            os.utime(path, ns=(now, now - FRESH_BEHIND_NS))
+            os.utime(path)
         except FileNotFoundError:
             return False
         except OSError:
@@ -534,10 +535,15 @@ class ODB:
 
     def holds_sound(self, oid: str) -> bool:
         """Whether the cache's copy of oid (its own file, else a pack's) hashes to oid. Moves nothing."""
+        return self.sound_size(oid) is not None
+
+    def sound_size(self, oid: str) -> int | None:
+        """The size of a copy of oid in the cache that hashes to oid (its own file, else a pack's); None when it
+        holds none. Moves nothing."""
         if self.sound(oid):
-            return True
+            return os.lstat(self.path(oid)).st_size
         data = self.packs.read(oid)
-        return data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid
+        return len(data) if data is not None and oids.from_digest(fileio.hexdigest_bytes(data)) == oid else None
 
     def _check(self, oid: str, digest: str, packed: bool = False) -> None:
         if oids.from_digest(digest) != oid:

@@ -242,8 +242,12 @@ def remote_source(remote: Transfer, where: Where, label: str = "", size: int | N
         if r is None:
             raise RemoteObjectMissing(f"object {oid} is not on remote {remote.name}")
         rb.reuse(r)
-        tally = rb.tally(r.size)  # the stream's reads of bases, bounded by the object's size
-        return lambda start, end: rb.read(oid, start, min(end, r.size), label or oid, r, tally=tally)
+
+        def rebuilt(start: int, end: int) -> bytes:
+            end = min(end, r.size)  # each read's reads of bases bounded by the bytes it asks (a stream reads again)
+            return rb.read(oid, start, end, label or oid, r, tally=rb.tally(max(end - start, 0)))
+
+        return rebuilt
 
     again: list[ReadRange] = []  # where the object is read once found again, if its pack is gone
     moved = threading.Lock()

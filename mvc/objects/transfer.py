@@ -521,7 +521,7 @@ class Transfer:
                 if kind == "run":
                     return self._get_run(what, meter, large)
                 with large if sizes.get(what, 0) > LARGE else contextlib.nullcontext():
-                    return self._get_one(what, meter, sizes.get(what) or None)
+                    return self._get_one(what, meter, sizes.get(what) or None)  # (0: not known)
             except CorruptObject as e:
                 damaged.append(e)
                 return -1
@@ -604,6 +604,8 @@ class Transfer:
         r = rb.recipe(oid, size)
         if r is None and oid in rb.bad_whole:  # a lone pack, corrupt (with a recipe, the recipe names the bad chunk)
             raise _corrupt(self.store.where(pk.whole_rel(oid)), self.name, rb.bad_whole[oid])
+        if r is None and oid in rb.wrong_whole:  # a lone pack of another size, and no recipe
+            raise rb.wrong_whole[oid]
         if r is None:
             return None
         with fileio.new_file(dest, readable=True) as fd:

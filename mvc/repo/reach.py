@@ -30,6 +30,7 @@ class Reach:
         self.labels: dict[str, list[str]] = {}  # oid of a pointer -> every label that names it
         self.unreadable: list[str] = []  # labels of pointers that did not parse (nothing of theirs is known)
         self.unread_manifests: list[str] = []  # manifests in the cache that could not be read
+        self.invalid_manifests: list[str] = []  # of those, the ones whose bytes hash right but do not parse
         self.pointers = 0  # pointers added (that parsed)
 
     def add(self, label: str, data: bytes | None = None, pointer: ptrfmt.Pointer | None = None) -> str | None:
@@ -58,11 +59,17 @@ class Reach:
     def read_manifests(self, repo: Repo) -> None:
         """The entries of every wanted directory whose manifest the cache holds; one that does not hash to its
         oid or parse (left where it is: gc and verify move nothing), or that was moved to quarantine/ by
-        another command, is listed in ``unread_manifests``: its files are unknown."""
+        another command, is listed in ``unread_manifests``: its files are unknown. One listed so before is read
+        again when the cache holds it now (fetched back from a remote); one that hashes right but does not parse is
+        also listed in ``invalid_manifests`` (no fetch mends it)."""
         quarantined: set[str] | None = None
         for moid in list(self.wanted.manifests):
-            if moid in self.wanted.entries or moid in self.unread_manifests:
+            if moid in self.wanted.entries or moid in self.invalid_manifests:
                 continue
+            if moid in self.unread_manifests:
+                if not repo.odb.exists(moid):
+                    continue
+                self.unread_manifests.remove(moid)
             if not repo.odb.exists(moid):
                 if quarantined is None:
                     quarantined = _quarantined(repo)
@@ -70,9 +77,15 @@ class Reach:
                     self.unread_manifests.append(moid)
                 continue
             try:
-                entries = self.wanted.read_manifest(repo, moid, _read_sound(repo, moid))
+                data = _read_sound(repo, moid)
+            except (MvcError, OSError):
+                self.unread_manifests.append(moid)
+                continue
+            try:
+                entries = self.wanted.read_manifest(repo, moid, data)
             except MvcError:
                 self.unread_manifests.append(moid)
+                self.invalid_manifests.append(moid)
                 continue
             for e in entries:
                 self.labels.setdefault(e.oid, []).append(self.wanted.files[e.oid][0])

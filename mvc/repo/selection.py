@@ -129,11 +129,12 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
         except OSError:  # in one of the cache's packs (its index says the size), else nothing to compare with
             found = repo.odb.packs.find(p.oid) if repo.odb.packs.has(p.oid) else None
             held = found[2] if found else p.size
-        # (an object cut short is the cache's damage, said where it is read)
-        if held != p.size and repo.odb.holds_sound(p.oid):
+        # (an object cut short is the cache's damage, said where it is read; a sound copy's size is the proof)
+        sound = repo.odb.sound_size(p.oid) if held != p.size else None
+        if sound is not None and sound != p.size:
             where = f"{prel} at {rev}" if rev else prel
             raise PointerError(
-                f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {held} bytes: the pointer "
+                f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {sound} bytes: the pointer "
                 f"is damaged: restore it with git ('git log -p {prel}'), or delete it and run 'mvc add "
                 f"{Repo.target_of(prel)}'"
             )

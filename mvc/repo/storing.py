@@ -17,7 +17,7 @@ from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects import manifest as mf
 from mvc.repo.repository import Repo
-from mvc.repo.worktree import File, Scanned, fingerprint_of, hash_of, link_oid, list_files, look
+from mvc.repo.worktree import File, Scanned, fingerprint_of, hash_of, link_oid, link_stat, list_files, look
 
 PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
 
@@ -28,12 +28,9 @@ def store(
     """Make sure f's content is in the cache (linking the workspace to it per cache.type, or ``links``: that
     setting read once for a directory's files): (its oid, whether the cache lacked it: True, False, or None when
     the content had to be hashed to know its oid)."""
-    if f.oid is None and f.linked and statmod.S_ISLNK(f.st.st_mode):
-        # a link the state cache does not vouch for: kept if its read-only object still holds what its name says
-        named = link_oid(repo, f.full)
-        if named is None or _writable(f.full) or hash_of(repo, rel, f, bar) != named:
-            detach_edited(repo, f)  # an object edited through its link: the edit becomes a file, stored below
-            f.oid = None
+    if f.oid is None and f.linked and statmod.S_ISLNK(f.st.st_mode) and not link_sound(repo, rel, f, bar):
+        detach_edited(repo, f)  # an object edited through its link: the edit becomes a file, stored below
+        f.oid = None
     if f.oid and repo.odb.exists(f.oid):
         return f.oid, False
     known = f.oid is not None  # and not in the cache: this stores it
@@ -48,9 +45,17 @@ def store(
     if statmod.S_ISREG(after.st_mode):
         repo.state.put(rel, after, oid)
     elif statmod.S_ISLNK(after.st_mode):  # a link is vouched for by its object's stat (``worktree.look``)
-        repo.state.put(rel, os.stat(f.full), oid)
+        repo.state.put(rel, link_stat(f.full), oid)
     f.oid = oid
     return oid, True if known else None
+
+
+def link_sound(repo: Repo, rel: str, f: File, bar: progressmod.Bar) -> bool:
+    """Whether f, a symlink into the cache that the state cache does not vouch for (``worktree.look``), links to a
+    read-only object that still holds what its name says (hashed, and then f.oid set and recorded): else it
+    was edited through the link."""
+    named = link_oid(repo, f.full)
+    return named is not None and not _writable(f.full) and hash_of(repo, rel, f, bar) == named
 
 
 def detach_edited(repo: Repo, f: File) -> None:
@@ -248,10 +253,13 @@ def _scanned(
 
     files = Scanned()
     base = rel + "/"
+    rows: dict[str, tuple] | None = None  # the state cache's rows of the directory, read at its first link
     for i, (sub, path, oid) in enumerate(zip(subs, paths, found, strict=True)):
         st = stat_from(nums[i * W : (i + 1) * W])
         if oid is None:
-            f = files[sub] = look(repo, base + sub, path, st, None)
+            if rows is None and statmod.S_ISLNK(st.st_mode):
+                rows = repo.state.under(rel)
+            f = files[sub] = look(repo, base + sub, path, st, None, rows)
             if not f.foreign:
                 store(repo, base + sub, f, progressmod.NULL, links)  # a link into the cache: its object must be there
         else:

@@ -70,6 +70,19 @@ def link_oid(repo: Repo, full: str) -> str | None:
     return repo.odb.oid_at(os.path.join(os.path.dirname(full), target))
 
 
+def link_stat(full: str) -> os.stat_result:
+    """The stat of the object the symlink at full links to, as the state cache records it (``look``): settled
+    (``fileio.settle``: its ctime later than its mtime) where that can be had, so it is vouched for at once."""
+    try:
+        fd = os.open(full, os.O_RDONLY)
+    except OSError:
+        return os.stat(full)
+    try:
+        return fileio.settle(fd) or os.fstat(fd)
+    finally:
+        os.close(fd)
+
+
 def look(
     repo: Repo, rel: str, full: str, st: os.stat_result, known: str | None, rows: dict[str, tuple] | None = None
 ) -> File:

@@ -118,8 +118,8 @@ class Store:
         return RemoteWrongSize(
             f"{self.where(rel)} holds {held} bytes, but the object has {size} (as its pointer or manifest says): "
             "refused before it was downloaded, nothing was placed in the cache or workspace: the file on the remote "
-            "was damaged or replaced; mend it with 'mvc verify --repair -r' and this remote on a machine that has "
-            "that version"
+            f"was damaged or replaced (or the pointer is): on a machine that has that version, run 'mvc verify -r "
+            f"REMOTE --repair' with REMOTE the remote at {self.url}"
         )
 
     def copy_range_to(self, rel: str, start: int, end: int, fd: int, at: int) -> int:
