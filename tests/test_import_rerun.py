@@ -249,3 +249,27 @@ def test_dvc_import_push_to_an_unknown_remote_is_refused_before_anything_is_writ
     r = run_mvc("import-dvc", "--push", "-r", "nosuch", cwd=root)
     assert r.returncode != 0 and "nosuch" in r.stderr and "Traceback" not in r.stderr
     assert state(root) == before
+
+
+@lfs_tests.needs_lfs
+def test_lfs_rerun_after_an_import_killed_while_writing_finishes_it(lfs_repo: Path):
+    """kill -9 while import-lfs wrote the files back: pointers written but not staged, no map, .gitattributes as
+    it was, a file still renamed aside (a temp of a dead process) and another not written back. The re-run takes
+    the pointers it wrote for its own, writes the files again, removes the temp, and stages the import."""
+    root = lfs_repo
+    _two_lfs_files(root)
+    run_mvc("import-lfs", cwd=root, check=True)
+    git(root, "reset", "-q")  # as killed before its staging: what it wrote is in the work tree only
+    (root / ".mvc" / "imported.toml").unlink(missing_ok=True)
+    git(root, "checkout", "-q", "HEAD", "--", ".gitattributes")
+    dead = 2**22 + 12345  # (no such process)
+    aside = root / f".mvc-tmp.aside.{dead}.1.0000abcd.tmp"
+    aside.write_bytes(V2)  # model.bin, renamed aside by the killed run
+    (root / "sub" / "b.bin").unlink()  # put aside, never written back
+    assert "?? model.bin.mvc" in git(root, "status", "--porcelain", "--untracked-files=all")
+    r = run_mvc("import-lfs", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert (root / "model.bin").read_bytes() == V2 and (root / "sub" / "b.bin").read_bytes() == V1[:1000]
+    assert not aside.exists()
+    names = set(git(root, "diff", "--cached", "--name-only").split())
+    assert {"model.bin.mvc", "sub/b.bin.mvc"} <= names, names

@@ -257,6 +257,23 @@ def _imported_already(repo: Repo, path: str, data: bytes, known: dict[str, tuple
     return theirs.sha256 in known
 
 
+def _left_by_a_killed_import(repo: Repo, prel: str, ptr: lfs.LfsPointer) -> bool:
+    """Whether the pointer file at prel is one an import wrote and did not get to stage (killed part way): a
+    regular file git's index does not hold, a pointer of a file of the git-lfs pointer's size with nothing but
+    what an import writes (no record, no [auto]). Written again by this run."""
+    full = repo.abs(prel)
+    try:
+        if not os.path.isfile(full) or os.path.islink(full) or os.path.getsize(full) > 4096:
+            return False
+        with open(full, "rb") as fh:
+            p = ptrfmt.loads(fh.read(), prel)
+    except (OSError, MvcError):
+        return False
+    if p.kind != "file" or p.size != ptr.size or p.meta or p.auto:
+        return False
+    return not repo.git.tracked([prel])
+
+
 def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes) -> _Item:
     """Parse the pointer at path and refuse what importing it would break (before anything is written)."""
     ptr = lfs.loads(data, f"{path} at HEAD")
@@ -265,7 +282,7 @@ def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes) -> _Item:
         raise PathError(f"{path}: a git-lfs pointer at a path mvc never tracks ({why}): move it with 'git mv' first")
     full = repo.check_inside(path)
     prel = Repo.pointer_of(path)
-    if prel in tree.blobs or os.path.lexists(repo.abs(prel)):
+    if prel in tree.blobs or (os.path.lexists(repo.abs(prel)) and not _left_by_a_killed_import(repo, prel, ptr)):
         raise PathError(f"{path}: {prel} already exists: remove it, or leave {path} to git-lfs")
     staged = repo.git.index_blobs(f":(literal){path}").get(path)
     if staged != tree.blobs[path][0]:

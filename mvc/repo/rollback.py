@@ -46,10 +46,14 @@ class Rollback:
 
     def move_aside(self, *rels: str) -> None:
         """Rename the files at rels out of the way (their writer then creates them anew), to rename back."""
+        swept: set[str] = set()
         for rel in rels:
             if rel in self._aside or rel in self._saved:
                 continue
             full = self.repo.abs(rel)
+            if os.path.dirname(full) not in swept:  # what a killed run put aside there (its content is in the cache)
+                swept.add(os.path.dirname(full))
+                tempfiles.sweep_dead(os.path.dirname(full))
             tmp = tempfiles.tmp_name(os.path.dirname(full), "aside")
             try:
                 os.rename(full, tmp)
