@@ -650,3 +650,22 @@ def test_strip_keeps_other_attributes():
         text, {"*.bin filter=lfs diff=lfs merge=lfs -text", "*.pt filter=lfs diff=lfs merge=lfs -text eol=lf"}
     )
     assert out == b"*.pt eol=lf\n*.txt text\n"
+
+
+def test_the_gitignore_lines_of_many_files_are_written_once(tmp_path):
+    """ignores.add_many: every line a directory's files need, added to its .gitignore in one write, existing lines
+    kept once, another directory's in its own file."""
+    import mvc
+    from mvc.repo import ignores
+
+    git(tmp_path, "init", "-q")
+    mvc.init(str(tmp_path))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "e").mkdir()
+    (tmp_path / "d" / ".gitignore").write_text("/keep.me\n/f1.bin")
+    repo = mvc.Repo(str(tmp_path))
+    got = ignores.add_many(repo, ["d/f1.bin", "d/f2.bin", "d/f2.bin", "e/x y.bin", "top.bin"])
+    assert got == ["d/.gitignore", "e/.gitignore", ".gitignore"]
+    assert (tmp_path / "d" / ".gitignore").read_text() == "/keep.me\n/f1.bin\n/f2.bin\n"
+    assert (tmp_path / "e" / ".gitignore").read_text() == ignores.entry("e/x y.bin")[1] + "\n"
+    assert ignores.add_many(repo, ["d/f1.bin"]) == ["d/.gitignore"]

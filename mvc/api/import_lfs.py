@@ -88,7 +88,8 @@ def import_lfs(
     chosen, also = _choose(repo, found, tracked, before, user_paths(paths))
     done = {p for p in chosen if _imported_already(repo, p, found[p], known)}
     sp = _remote(repo, remote) if push else None
-    items = [_check(repo, tree, path, found[path]) for path in chosen if path not in done]
+    staged = repo.git.index_blobs(".") if chosen else {}  # (one call, not one a file)
+    items = [_check(repo, tree, path, found[path], staged) for path in chosen if path not in done]
     _locate(repo, items, fetch)
     have = {it.ptr.sha256 for it in items} | set(known)
     old, missing = _history(repo, head, {*chosen, *also}, have) if history else ([], 0)
@@ -137,7 +138,9 @@ def _convert(
 ) -> list[str]:
     """Write the content, pointers and .gitignore lines, strip .gitattributes (``done``: paths an earlier run
     converted), write the map, and stage it all. Returns the .gitattributes lines removed."""
-    ignores = [_write(repo, it) for it in items]
+    for it in items:
+        _write(repo, it)
+    ignores = gitignores.add_many(repo, [it.path for it in items])
     attrs_changed, removed = _strip_attributes(repo, tree, all_rules, {it.path for it in items} | done)
     to_stage = [Repo.pointer_of(it.path) for it in items] + ignores + attrs_changed + _write_map(repo, items + old)
     if stage:
@@ -274,7 +277,7 @@ def _left_by_a_killed_import(repo: Repo, prel: str, ptr: lfs.LfsPointer) -> bool
     return not repo.git.tracked([prel])
 
 
-def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes) -> _Item:
+def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: dict[str, str]) -> _Item:
     """Parse the pointer at path and refuse what importing it would break (before anything is written)."""
     ptr = lfs.loads(data, f"{path} at HEAD")
     why = repo.untrackable(path)
@@ -284,7 +287,7 @@ def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes) -> _Item:
     prel = Repo.pointer_of(path)
     if prel in tree.blobs or (os.path.lexists(repo.abs(prel)) and not _left_by_a_killed_import(repo, prel, ptr)):
         raise PathError(f"{path}: {prel} already exists: remove it, or leave {path} to git-lfs")
-    staged = repo.git.index_blobs(f":(literal){path}").get(path)
+    staged = index.get(path)
     if staged != tree.blobs[path][0]:
         raise WorkspaceModified(
             f"{path} has staged changes: commit them (or 'git restore --staged {shell_quoted(path)}')"
@@ -370,8 +373,8 @@ def _verify(it: _Item, progress: progressmod.Factory) -> None:
         )
 
 
-def _write(repo: Repo, it: _Item) -> str:
-    """The content at the path, its pointer and .gitignore line; returns that .gitignore's relpath. The pointer
+def _write(repo: Repo, it: _Item) -> None:
+    """The content at the path and its pointer (its .gitignore line: the caller's, for all at once). The pointer
     has no ``[auto]``: the import is a conversion, not a new version, and its bytes are those an old revision's
     git-lfs pointer reads as (docs/FORMAT.md), so the import's commit is no change in ``mvc log``."""
     full = repo.abs(it.path)
@@ -384,7 +387,6 @@ def _write(repo: Repo, it: _Item) -> str:
         repo.state.put(it.path, st, it.oid)
     p = ptrfmt.Pointer("file", it.oid, it.ptr.size, None)
     fileio.atomic_write(repo.abs(Repo.pointer_of(it.path)), ptrfmt.dumps(p))
-    return gitignores.add(repo, it.path)
 
 
 def _strip_attributes(

@@ -44,6 +44,28 @@ def add(repo: Repo, rel: str) -> str:
     return gi_rel
 
 
+def add_many(repo: Repo, rels: list[str]) -> list[str]:
+    """:func:`add` of many tracked paths: each .gitignore read and written once (thousands of files in one
+    directory: one write, not one each); returns the .gitignore relpaths, once each."""
+    wanted: dict[str, list[str]] = {}
+    for rel in rels:
+        gi_rel, pat = entry(rel)
+        wanted.setdefault(gi_rel, []).append(pat)
+    for gi_rel, pats in wanted.items():
+        full = repo.abs(gi_rel)
+        if not set(pats) - set(read_text(full).splitlines()):
+            continue  # the everyday case: nothing to write, no lock taken
+        with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
+            text = read_text(full)
+            have = set(text.splitlines())
+            new = [p for p in dict.fromkeys(pats) if p not in have]
+            if new:
+                if text and not text.endswith("\n"):
+                    text += "\n"
+                fileio.atomic_write(full, (text + "".join(p + "\n" for p in new)).encode("utf-8", "surrogateescape"))
+    return list(wanted)
+
+
 def drop(repo: Repo, rel: str) -> str | None:
     """Remove the tracked path's line from the .gitignore beside it; that .gitignore's relpath if it changed."""
     gi_rel, pat = entry(rel)
