@@ -137,6 +137,14 @@ def test_dvc_rerun_reads_older_versions_dvcs_cache_holds_since(dvc_repo, tmp_pat
     assert out["history_missing"] == [md5]
     git(root, "commit", "-q", "-m", "to mvc")
     assert run_mvc("get", "churn@v1.0.0", "-o", str(tmp_path / "v1"), cwd=root).returncode != 0
+    # a checkout of that revision says so, changing nothing, rather than leave today's version in place
+    before = (root / "model.bin").read_bytes()
+    for args in (("checkout", "--rev", "churn@v1.0.0"), ("checkout", "--rev", "churn@v1.0.0", "model.bin")):
+        r = run_mvc(*args, cwd=root)
+        assert r.returncode != 0 and f"md5 {md5}" in r.stderr and "could not import" in r.stderr, r.stderr
+        assert "dvc fetch" in r.stderr and (root / "model.bin").read_bytes() == before
+    r = run_mvc("get", "--rev", "churn@v1.0.0", "model.bin", "-o", str(tmp_path / "v1"), cwd=root)
+    assert r.returncode != 0 and "could not import" in r.stderr, r.stderr
 
     r = run_mvc("import-dvc", cwd=root)  # still missing: nothing new
     assert r.returncode == 0 and r.stdout == (

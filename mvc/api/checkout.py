@@ -85,6 +85,7 @@ def _checkout(
         if rev is not None:
             at_commit = repo.resolve(rev)
             at_rev = repo.pointers_at_commit(at_commit)
+            _refuse_unimported(repo, at_commit, rev, paths)
             chosen = select(repo, paths, sorted(at_rev), rev)
             for prel in chosen:
                 repo.check_inside(prel)
@@ -401,6 +402,20 @@ def _prune_blocking_dirs(plan: _Plan) -> None:
         if os.path.isdir(target) and not os.path.islink(target):
             for dirpath, _, _ in os.walk(target, topdown=False):
                 os.rmdir(dirpath)
+
+
+def _refuse_unimported(repo: Repo, commit: str, rev: str, paths: list[str]) -> None:
+    """Refuse, before anything is written, a checkout of REV that would leave a path at another version than REV's:
+    one whose DVC version there 'mvc import-dvc' could not import (all paths, or one of those named)."""
+    from mvc.repo import foreign
+
+    if not foreign.imported(repo):
+        return
+    missing = foreign.unimported_at(repo, commit)
+    rels = [repo.rel(p) for p in paths]
+    for path, version in sorted(missing.items()):
+        if not rels or any(path == r or path.startswith(r.rstrip("/") + "/") or r == "." for r in rels):
+            raise foreign.not_imported(path, rev, version)
 
 
 def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:

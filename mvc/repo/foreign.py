@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from mvc.errors import ForeignError
+from mvc.errors import ForeignError, PathError
 from mvc.format.config import MVC_DIR
 
 if sys.version_info >= (3, 11):
@@ -97,6 +97,26 @@ def pointers_at(repo: Any, commit: str) -> dict[str, bytes]:
         if reader is not None:
             found.update(reader.pointers_at(repo, commit, table))
     return found
+
+
+def unimported_at(repo: Any, commit: str) -> dict[str, str]:
+    """{tracked path: the tool's version id} of what the imported tools' files name at commit but the import could
+    not bring in (``mvc import-dvc``'s ``history_missing``): mvc cannot read those versions."""
+    found: dict[str, str] = {}
+    for tool, table in imported(repo).items():
+        reader = _reader(tool)
+        if reader is not None and hasattr(reader, "unimported_at"):
+            found.update(reader.unimported_at(repo, commit, table))
+    return found
+
+
+def not_imported(path: str, rev: str, version: str) -> PathError:
+    """The error for path at rev, whose version (a DVC md5) the import could not bring in."""
+    return PathError(
+        f"{path} at {rev} is a DVC version (md5 {version}) that 'mvc import-dvc' could not import: it was in neither "
+        "DVC's cache nor its remote: fetch it with DVC ('dvc fetch --all-commits', with a remote added by 'dvc remote "
+        "add --local'), then run 'mvc import-dvc' again"
+    )
 
 
 def pointer_versions(repo: Any, commits: Iterable[str]) -> list[tuple[str, str, bytes]]:

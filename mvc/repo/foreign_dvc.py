@@ -132,6 +132,13 @@ def pointers_at(repo: Any, commit: str, table: Any) -> dict[str, bytes]:
     return {o.path + ptrfmt.SUFFIX: pointer_bytes(o, known[o.md5]) for o in outs if o.md5 in known}
 
 
+def unimported_at(repo: Any, commit: str, table: Any) -> dict[str, str]:
+    """{output path: md5} of the DVC outputs at commit whose version the map lacks: in neither DVC's cache nor its
+    remote when ``mvc import-dvc`` ran (``history_missing``), so mvc cannot read them there."""
+    known = _known(repo, table)
+    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known}
+
+
 def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
     """The pointer of rel at commit, or None (``pointers_at``'s, without writing the others)."""
     known = _known(repo, table)
