@@ -281,3 +281,25 @@ def test_lfs_rerun_after_an_import_killed_while_writing_finishes_it(lfs_repo: Pa
     assert not aside.exists()
     names = set(git(root, "diff", "--cached", "--name-only").split())
     assert {"model.bin.mvc", "sub/b.bin.mvc"} <= names, names
+
+
+@needs_dvc
+@pytest.mark.parametrize("remote_there", [True, False])
+def test_dvc_import_takes_a_version_damaged_in_dvcs_cache_from_dvcs_remote(dvc_repo, tmp_path: Path, remote_there):
+    """A file of DVC's cache that no longer matches its md5: the import reads DVC's remote's copy instead, as for
+    one missing; with no remote copy either, the error names the damaged file and the fix."""
+    root, remote, versions = dvc_repo
+    md5 = next(line.split()[-1] for line in git(root, "show", "HEAD:model.bin.dvc").splitlines() if "md5:" in line)
+    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    cached.chmod(0o644)
+    cached.write_bytes(b"bit rot" + cached.read_bytes()[7:])
+    if not remote_there:
+        shutil.move(remote, tmp_path / "moved-away")
+        before = state(root)
+        r = run_mvc("import-dvc", cwd=root)
+        assert r.returncode != 0 and str(cached) in r.stderr and "damaged" in r.stderr and "dvc fetch" in r.stderr
+        assert state(root) == before
+        return
+    out = mvc_json(root, "import-dvc")
+    assert out["fetched"] >= 1
+    assert (root / "model.bin").read_bytes() == versions["v2"]["model.bin"]

@@ -259,25 +259,36 @@ def _md5_file(path: str, legacy: bool) -> str:
 
 
 def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> tuple[str, int]:
-    """(oid, size) of the file DVC names md5, hashed into mvc's cache after its md5 is checked."""
-    src = dvc.cached(md5, legacy)
-    tmp = None
-    if src is None:
-        tmp = repo.odb.tmp_path("dvc")
-        dvc.fetch(md5, legacy, tmp)
-        src = tmp
-        plan.fetched += 1
+    """(oid, size) of the file DVC names md5, hashed into mvc's cache after its md5 is checked: from DVC's cache,
+    else (missing, or damaged there) from DVC's remote."""
+    cached = dvc.cached(md5, legacy)
+    damaged = ""
+    if cached is not None:
+        got = _md5_file(cached, legacy)
+        if got == md5 or (legacy and _md5_file(cached, False) == md5):
+            oid, _how, st = repo.odb.add_file(cached, LINKS)
+            plan.stored += 1
+            return oid, st.st_size
+        damaged = f"DVC cache file {cached} does not match its md5 {md5} (it hashes to {got}): it is damaged"
+    tmp = repo.odb.tmp_path("dvc")
     try:
-        got = _md5_file(src, legacy)
-        if got != md5 and not (legacy and _md5_file(src, False) == md5):
-            where = "DVC remote" if tmp else f"DVC cache file {src}"
-            raise ForeignError(f"{what}: {where} does not match its md5 {md5} (it hashes to {got}): it is damaged")
-        oid, _how, st = repo.odb.add_file(src, ("hardlink", "copy") if tmp else LINKS)
+        try:
+            dvc.fetch(md5, legacy, tmp)
+        except (ForeignError, RemoteError) as e:
+            if damaged:  # the remote has none either: the damage is what to mend
+                raise ForeignError(
+                    f"{what}: {damaged}: delete it and run 'dvc fetch', then import again (DVC's remote: {e})"
+                ) from None
+            raise
+        plan.fetched += 1
+        got = _md5_file(tmp, legacy)
+        if got != md5 and not (legacy and _md5_file(tmp, False) == md5):
+            raise ForeignError(f"{what}: DVC remote does not match its md5 {md5} (it hashes to {got}): it is damaged")
+        oid, _how, st = repo.odb.add_file(tmp, ("hardlink", "copy"))
         plan.stored += 1
         return oid, st.st_size
     finally:
-        if tmp is not None:
-            fileio.remove_quietly(tmp)
+        fileio.remove_quietly(tmp)
 
 
 def _import_now(
