@@ -303,3 +303,17 @@ def test_dvc_import_takes_a_version_damaged_in_dvcs_cache_from_dvcs_remote(dvc_r
     out = mvc_json(root, "import-dvc")
     assert out["fetched"] >= 1
     assert (root / "model.bin").read_bytes() == versions["v2"]["model.bin"]
+
+
+@needs_dvc
+def test_a_dvc_remote_of_this_machine_alone_stays_out_of_the_committed_config(dvc_repo, tmp_path: Path):
+    """A remote DVC keeps in .dvc/config.local (a path of this machine's, a host): the import makes it an mvc
+    remote in .mvc/config.local.toml alone, never in the committed .mvc/config.toml."""
+    root, _, _ = dvc_repo
+    dvc(root, "remote", "add", "--local", "personal", str(tmp_path / "personal-store"))
+    mvc_json(root, "import-dvc")
+    shared = (root / ".mvc" / "config.toml").read_text()
+    local = (root / ".mvc" / "config.local.toml").read_text()
+    assert "personal" not in shared and "personal-store" not in shared
+    assert "[remote.personal]" in local and "personal-store/mvc" in local
+    assert "[remote.storage]" in shared  # the committed one stays shared

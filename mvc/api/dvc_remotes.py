@@ -29,7 +29,8 @@ def check_push_remote(repo: Repo, dvc: foreign_dvc.Dvc | None, remote: str | Non
 
 def move(repo: Repo, dvc: foreign_dvc.Dvc) -> list[str]:
     """DVC's remotes as mvc remotes (their URL plus /mvc: mvc's layout apart from DVC's); credentials, wherever
-    DVC kept them, only in .mvc/config.local.toml. A name mvc uses already is left alone."""
+    DVC kept them, only in .mvc/config.local.toml, and so a whole remote DVC kept in .dvc/config.local (this
+    machine's: a path of its own, a host): committed nowhere. A name mvc uses already is left alone."""
     from mvc.repo.remotes import normalize_url, remote_table, validate
 
     have = remote_table(repo)
@@ -43,7 +44,8 @@ def move(repo: Repo, dvc: foreign_dvc.Dvc) -> list[str]:
         if "://" not in url and not os.path.isabs(url):  # DVC reads a relative path from .dvc/
             url = os.path.normpath(os.path.join(dvc.dir, url))
         url = normalize_url(repo, url.rstrip("/") + "/" + REMOTE_SUFFIX)
-        creds = cfgfmt.has_credentials(url)
+        # this machine's alone: a password in its URL, or a remote DVC's committed config does not name
+        creds = cfgfmt.has_credentials(url) or "url" not in dvc.shared.get(f"remote {name}", {})
         cfgfmt.write_value(local_path if creds else shared_path, f"remote.{name}.url", url)
         for key, value in sorted(entry.items()):
             if key in foreign_dvc.SHARED_KEYS:
@@ -54,7 +56,9 @@ def move(repo: Repo, dvc: foreign_dvc.Dvc) -> list[str]:
                 cfgfmt.write_value(local_path, f"remote.{name}.{key}", value)
         added.append(name)
     if dvc.default in added and repo.config.get("core.remote") is None:
-        cfgfmt.write_value(shared_path, "core.remote", dvc.default)
+        local, shared = (c.get("core", {}).get("remote") for c in (dvc.local, dvc.shared))
+        mine = local == dvc.default and shared != dvc.default  # DVC's default on this machine only
+        cfgfmt.write_value(local_path if mine else shared_path, "core.remote", dvc.default)
     if added:
         validate(repo)
     return added
