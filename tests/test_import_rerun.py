@@ -317,3 +317,33 @@ def test_a_dvc_remote_of_this_machine_alone_stays_out_of_the_committed_config(dv
     assert "personal" not in shared and "personal-store" not in shared
     assert "[remote.personal]" in local and "personal-store/mvc" in local
     assert "[remote.storage]" in shared  # the committed one stays shared
+
+
+@needs_dvc
+def test_dvc_outputs_linked_into_dvcs_cache_become_mvcs_files(tmp_path: Path, monkeypatch):
+    """DVC's cache.type symlink: the work tree's outputs are links into DVC's cache. The import replaces them with
+    mvc's copies (the same bytes), so status says up to date and nothing depends on DVC's cache any more."""
+    import os
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    dvc(root, "init", "-q")
+    dvc(root, "config", "cache.type", "symlink")
+    make_file(root / "m.pt", 100_000, seed=1)
+    (root / "d" / "sub").mkdir(parents=True)
+    for i in range(3):
+        make_file(root / "d" / "sub" / f"f{i}", 500, seed=10 + i)
+    data = {p: (root / p).read_bytes() for p in ("m.pt", "d/sub/f0", "d/sub/f2")}
+    dvc(root, "add", "-q", "m.pt", "d")
+    assert (root / "m.pt").is_symlink() and (root / "d" / "sub" / "f0").is_symlink()
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "dvc")
+    monkeypatch.chdir(root)
+    run_mvc("init", cwd=root, check=True)
+    run_mvc("import-dvc", cwd=root, check=True)
+    for p, b in data.items():
+        assert not (root / p).is_symlink() and (root / p).read_bytes() == b, p
+    out = run_mvc("status", cwd=root, check=True).stdout
+    assert out == "d: up to date\nm.pt: up to date\n", out
+    assert os.access(root / ".dvc" / "cache", os.R_OK)  # DVC's cache is left as it was
