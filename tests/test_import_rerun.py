@@ -347,3 +347,18 @@ def test_dvc_outputs_linked_into_dvcs_cache_become_mvcs_files(tmp_path: Path, mo
     out = run_mvc("status", cwd=root, check=True).stdout
     assert out == "d: up to date\nm.pt: up to date\n", out
     assert os.access(root / ".dvc" / "cache", os.R_OK)  # DVC's cache is left as it was
+
+
+@needs_dvc
+def test_naming_an_output_dvc_does_not_cache_or_a_file_inside_one_says_so(dvc_repo):
+    root, _, _ = dvc_repo
+    (root / "nc.bin").write_bytes(b"not cached\n")
+    (root / "nc.bin.dvc").write_text("outs:\n- path: nc.bin\n  cache: false\n")
+    git(root, "add", "nc.bin", "nc.bin.dvc")
+    git(root, "commit", "-q", "-m", "an uncached output")
+    for name in ("nc.bin", "nc.bin.dvc"):
+        r = run_mvc("import-dvc", name, cwd=root)
+        assert r.returncode != 0 and "cache: false" in r.stderr and "mvc add" in r.stderr, r.stderr
+    inner = next(p for p in sorted((root / "data").rglob("*")) if p.is_file()).relative_to(root).as_posix()
+    r = run_mvc("import-dvc", inner, cwd=root)
+    assert r.returncode != 0 and "inside DVC output data" in r.stderr and "mvc import-dvc data" in r.stderr, r.stderr

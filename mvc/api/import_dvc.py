@@ -144,7 +144,7 @@ def _read_now(repo: Repo, plan: _Plan, rels: list[str], before: bool) -> Callabl
     found = foreign_dvc.worktree_outs(repo)
     if not found and not before:
         raise PathError("no DVC outputs to import: no .dvc file or dvc.lock output is tracked by git here")
-    chosen = _choose(found, rels)
+    chosen = _choose(repo, found, rels)
     existing = {Repo.target_of(p) for p in repo.git.ls_pointers()}
     lock_new = []
     for o, src in chosen:
@@ -176,13 +176,24 @@ def _under(path: str, rel: str) -> bool:
     return rel == "." or path == rel or path.startswith(rel + "/")
 
 
-def _choose(found: list[tuple[dvcfile.Out, str]], rels: list[str]) -> list[tuple[dvcfile.Out, str]]:
+def _choose(repo: Repo, found: list[tuple[dvcfile.Out, str]], rels: list[str]) -> list[tuple[dvcfile.Out, str]]:
     """The outputs at or under rels, or named by the DVC files rels name (all when rels is empty); a .dvc file's
     outputs all or none."""
     if not rels:
         return found
     for rel in rels:
         if not any(_under(o.path, rel) or src == rel for o, src in found):
+            dvc_file = rel if rel.endswith(foreign_dvc.SUFFIX) else rel + foreign_dvc.SUFFIX
+            if os.path.isfile(repo.abs(dvc_file)):  # a .dvc file whose outputs DVC does not cache
+                raise PathError(
+                    f"{rel}: {dvc_file} names no output DVC caches (cache: false: git tracks the file itself): mvc "
+                    "imports only what DVC caches; track it with 'mvc add' if it belongs in mvc"
+                )
+            inside = next((o.path for o, _ in found if rel.startswith(o.path + "/")), None)
+            if inside is not None:
+                raise PathError(
+                    f"{rel} is inside DVC output {inside}: import that directory ('mvc import-dvc {inside}')"
+                )
             raise PathError(f"{rel}: no DVC output is there (no .dvc file or dvc.lock stage names it): check the path")
     files = {src for o, src in found if src.endswith(foreign_dvc.SUFFIX) and any(_under(o.path, r) for r in rels)}
     return [(o, src) for o, src in found if src in files or src in rels or any(_under(o.path, r) for r in rels)]
