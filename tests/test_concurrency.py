@@ -98,7 +98,6 @@ def test_a_gc_with_no_grace_waits_for_an_add_between_storing_and_naming(repo, mo
     the add then names. gc waits for the add (a shared lock of the cache), then keeps what the new pointer needs;
     an add starting while gc reads what it keeps waits for that."""
     import threading
-    import time
 
     import mvc
     from mvc.api import gc as gcmod
@@ -121,25 +120,7 @@ def test_a_gc_with_no_grace_waits_for_an_add_between_storing_and_naming(repo, mo
         return real(*args, **kwargs)
 
     monkeypatch.setattr(workspace, "_write_pointer", slow_pointer)
-    errors: list[BaseException] = []
-
-    def run(f):
-        try:
-            f()
-        except BaseException as e:  # (said by the assertions below)
-            errors.append(e)
-
-    adder = threading.Thread(target=run, args=(lambda: mvc.add([path]),))
-    adder.start()
-    assert stored.wait(30)
-    collector = threading.Thread(target=run, args=(lambda: gcmod.gc(force=True, grace="0"),))
-    collector.start()
-    time.sleep(0.5)
-    assert collector.is_alive()  # waiting for the add
-    go_on.set()
-    adder.join(30)
-    collector.join(30)
-    assert not errors, errors
+    second_waits(lambda: mvc.add([path]), stored, go_on, lambda: gcmod.gc(force=True, grace="0"))
     rows = mvc.status()
     assert [(r["path"], r["workspace"], r["cache"]) for r in rows] == [(path, "ok", "ok")]
     git(repo, "add", "-A")
@@ -155,7 +136,6 @@ def test_two_checkouts_at_once_take_turns(repo, monkeypatch):
     the second waits for the first, so each path ends with its pointer and its files of one version, never
     one path's pointer from one and its files, or the other path's, from the other."""
     import threading
-    import time
 
     import mvc
     from mvc.api import checkout as checkoutmod
@@ -178,25 +158,36 @@ def test_two_checkouts_at_once_take_turns(repo, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(checkoutmod, "_apply", slow_apply)
-    errors: list[BaseException] = []
-
-    def run(rev: str) -> None:
-        try:
-            mvc.checkout(["m.bin", "d"], rev=rev)
-        except BaseException as e:  # (said by the assertion below)
-            errors.append(e)
-
-    first = threading.Thread(target=run, args=("v1",))
-    first.start()
-    assert inside.wait(30)
-    second = threading.Thread(target=run, args=("v2",))
-    second.start()
-    time.sleep(0.5)
-    assert second.is_alive()  # waiting for the first
-    go_on.set()
-    first.join(30)
-    second.join(30)
-    assert not errors, errors
+    second_waits(
+        lambda: mvc.checkout(["m.bin", "d"], rev="v1"), inside, go_on, lambda: mvc.checkout(["m.bin", "d"], rev="v2")
+    )
     assert [(r["path"], r["workspace"]) for r in mvc.status()] == [("d", "ok"), ("m.bin", "ok")]
     assert (repo / "m.bin").read_bytes() == b"model v2\n" * 100
     assert (repo / "d" / "f0").read_bytes() == b"file 0 v2\n" * 10
+
+
+def second_waits(first, inside, go_on, second) -> None:
+    """Run first in a thread until it sets the event inside (it then waits for go_on), then second in another:
+    second must still be waiting half a second later; then both end, neither failing."""
+    import threading
+    import time
+
+    errors: list[BaseException] = []
+
+    def run(call) -> None:
+        try:
+            call()
+        except BaseException as e:  # (said by the assertion below)
+            errors.append(e)
+
+    a = threading.Thread(target=run, args=(first,))
+    a.start()
+    assert inside.wait(30)
+    b = threading.Thread(target=run, args=(second,))
+    b.start()
+    time.sleep(0.5)
+    assert b.is_alive()  # waiting for the first
+    go_on.set()
+    a.join(30)
+    b.join(30)
+    assert not errors, errors

@@ -560,17 +560,24 @@ def test_a_pointer_inside_a_tracked_directory_is_refused(base, mvc_cli, mvc_erro
         assert state(repo) == before, args
 
 
-def test_checkout_rev_refuses_a_linked_gitignore_before_it_writes(repo, mvc_cli, mvc_error, tmp_path):
+def linked_gitignore(repo, mvc_cli, tmp_path, removed: bool) -> None:
+    """models/m.bin tracked, committed; (removed: then untracked); its .gitignore a committed link to a file of
+    the user's elsewhere (tmp_path/secret)."""
     (repo / "models").mkdir()
     (repo / "models" / "m.bin").write_bytes(b"m" * 100)
     mvc_cli("add", "models/m.bin")
-    git(repo, "commit", "-q", "-m", "m")
-    mvc_cli("remove", "models/m.bin")
+    if removed:
+        git(repo, "commit", "-q", "-m", "m")
+        mvc_cli("remove", "models/m.bin")
     (repo / "models" / ".gitignore").unlink()
     (tmp_path / "secret").write_text("SECRET\n")
     (repo / "models" / ".gitignore").symlink_to(tmp_path / "secret")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "the link")
+
+
+def test_checkout_rev_refuses_a_linked_gitignore_before_it_writes(repo, mvc_cli, mvc_error, tmp_path):
+    linked_gitignore(repo, mvc_cli, tmp_path, removed=True)
     before = state(repo)
     mvc_error("checkout", "--rev", "HEAD~1", "models/m.bin", words=("symbolic link",))
     assert state(repo) == before and "m.bin.mvc" not in git(repo, "diff", "--cached", "--name-only")
@@ -579,14 +586,7 @@ def test_checkout_rev_refuses_a_linked_gitignore_before_it_writes(repo, mvc_cli,
 def test_a_plain_checkout_beside_a_linked_gitignore_restores_and_writes_nothing_through_it(repo, mvc_cli, tmp_path):
     """A plain checkout restores the weights of a path whose .gitignore (a commit's) is a symlink: the missing
     line is not written through the link, and the checkout still succeeds (the weights are what was asked)."""
-    (repo / "models").mkdir()
-    (repo / "models" / "m.bin").write_bytes(b"m" * 100)
-    mvc_cli("add", "models/m.bin")
-    (repo / "models" / ".gitignore").unlink()
-    (tmp_path / "secret").write_text("SECRET\n")
-    (repo / "models" / ".gitignore").symlink_to(tmp_path / "secret")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "the link")
+    linked_gitignore(repo, mvc_cli, tmp_path, removed=False)
     (repo / "models" / "m.bin").unlink()
     mvc_cli("checkout")
     assert (repo / "models" / "m.bin").read_bytes() == b"m" * 100
