@@ -191,3 +191,19 @@ def second_waits(first, inside, go_on, second) -> None:
     a.join(30)
     b.join(30)
     assert not errors, errors
+
+
+def test_a_lock_file_nobody_can_make_is_gone_without_only_where_that_is_safe(tmp_path):
+    """A checkout in a work tree whose .mvc/ this user cannot write (another user's clone, a deploy directory)
+    cannot make .mvc/checkout.lock: it goes on without (nobody else writes there either, as on a read-only
+    filesystem); a lock mvc needs is still an error that says what to fix."""
+    from mvc.errors import StorageError
+    from mvc.storage.lock import locked
+
+    missing = tmp_path / "no-such-dir" / "checkout.lock"  # (what a lock file this user cannot create meets)
+    ran = []
+    with locked(str(missing), "the work tree", needed=False):
+        ran.append(1)
+    assert ran == [1] and not missing.exists()
+    with pytest.raises(StorageError, match="cannot open the lock file"), locked(str(missing), "the work tree"):
+        pass

@@ -74,3 +74,12 @@ def test_generated_patterns_match_as_git_matches_them(gitdir, pattern, paths):
     ):
         rules = lfs.rules(text)
         assert [lfs.lfs_filtered(p, rules) for p in paths] == git_says(gitdir, text, paths), (text, paths)
+
+
+def test_the_lfs_attributes_of_a_quoted_pattern_go_with_its_quotes():
+    """A converted quoted pattern ("a dir/*.pt", a name with a space) leaves whole; one with other attributes keeps
+    its pattern, quotes and all, and those attributes."""
+    text = b'"qd x/*.pt" filter=lfs diff=lfs merge=lfs -text\n"keep me" filter=lfs -text eol=lf\n*.bin filter=lfs\n'
+    rules = lfs.rules(text)
+    assert [r.lfs_only() for r in rules] == [True, False, True]
+    assert lfs.strip_lfs(text, {r.line for r in rules}) == b'"keep me" eol=lf\n'

@@ -73,7 +73,8 @@ def checkout(
         return done
     # one checkout at a time in a work tree (a post-checkout hook's beside a pull, say): two that interleave
     # would leave one path's pointer from one version and its files, or another path's, from the other
-    with locked(os.path.join(repo.mvc_dir, CHECKOUT_LOCK), "the work tree", CHECKOUT_WAIT, doing="checking out"):
+    lock = os.path.join(repo.mvc_dir, CHECKOUT_LOCK)  # (one this user cannot make: no other writer of it either)
+    with locked(lock, "the work tree", CHECKOUT_WAIT, doing="checking out", needed=False):
         return _checkout(repo, paths, rev, force, progress)
 
 

@@ -413,7 +413,7 @@ def _write(repo: Repo, dvc: foreign_dvc.Dvc | None, plan: _Plan) -> list[str]:
             repo.odb.freshen(oid)
         fileio.atomic_write(repo.abs(Repo.pointer_of(o.path)), data)
         if dvc is not None:
-            _unlink_from_dvc(repo, dvc, o, plan.known[o.md5][0])
+            dvc.replace_links(o, plan.known[o.md5][0])
         to_stage.append(Repo.pointer_of(o.path))
         to_stage.append(gitignores.add(repo, o.path))  # DVC wrote the same '/NAME' line: kept once
     for path in plan.kept:  # mvc's already: staged again (an import killed after writing it, before staging it)
@@ -431,28 +431,6 @@ def _write(repo: Repo, dvc: foreign_dvc.Dvc | None, plan: _Plan) -> list[str]:
                 fileio.remove_quietly(repo.abs(p))
         repo.git.stage(dict.fromkeys(to_stage))
     return added
-
-
-def _unlink_from_dvc(repo: Repo, dvc: foreign_dvc.Dvc, o: dvcfile.Out, oid: str) -> None:
-    """The work tree's files of output o that are symlinks into DVC's cache (DVC's ``cache.type`` symlink) replaced
-    by mvc's copies (per mvc's cache.type): the same bytes (their md5s were checked), no longer depending on a
-    cache mvc does not keep, nor seen by status as links it did not make."""
-    top = repo.abs(o.path)
-    cache = os.path.realpath(dvc.cache) + os.sep
-    if o.is_dir:
-        if not os.path.isdir(top) or os.path.islink(top):
-            return
-        files = [
-            (os.path.join(top, *e.path.split("/")), e.oid, e.executable)
-            for e in mf.loads(repo.odb.read_bytes(oid), oid)
-        ]
-    else:
-        files = [(top, oid, False)]
-    for full, foid, executable in files:
-        if os.path.islink(full) and os.path.realpath(full).startswith(cache):
-            _, st = repo.odb.place(foid, full, repo.config.link_types, executable=executable)
-            if st is not None:
-                repo.state.put(os.path.relpath(full, repo.root).replace(os.sep, "/"), st, foid)
 
 
 def _oids(repo: Repo, o: dvcfile.Out, plan: _Plan) -> list[str]:

@@ -15,7 +15,7 @@ from datetime import date, datetime, timezone
 from datetime import time as dtime
 from typing import TYPE_CHECKING, Any
 
-from mvc.errors import ConfigError, MetaError, PathError
+from mvc.errors import ConfigError, MetaError, MvcError, ObjectMissing, PathError
 
 if TYPE_CHECKING:
     from mvc.repo.repository import Repo
@@ -152,10 +152,28 @@ class Run:
         from mvc.api.workspace import add
 
         try:
+            self._store_artifacts_again()
             self.result = add([self.path], meta=self.meta(), name=self.name, stage=self.stage, repo=self.repo)[0]
         finally:
             if self._own:
                 self.repo.close()
+
+    def _store_artifacts_again(self) -> None:
+        """An artifact a gc deleted while the run went on (stored hours ago, named by nothing yet) is stored
+        again from its file, when that still holds the same bytes; else the error says which one, and how."""
+        for key, entry in self.record["artifacts"].items():
+            if self.repo.odb.exists(entry["oid"]):
+                continue
+            try:
+                again = _store(self.repo, entry["path"])["oid"]
+            except MvcError:
+                again = None
+            if again != entry["oid"]:
+                raise ObjectMissing(
+                    f"artifact {key} ({entry['path']}) of the run of {self.rel} left the cache while the run went on "
+                    "(a 'mvc gc' with a short --grace?) and its file no longer holds it: nothing was added; add "
+                    f"the model with 'mvc add {self.rel}' and record the run again"
+                )
 
     def meta(self) -> list[dict[str, Any]]:
         """The ``meta`` the run passes to ``add``, two tables merged in order: the first removes the run's

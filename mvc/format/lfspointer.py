@@ -105,7 +105,7 @@ class Rule:
 
     def lfs_only(self) -> bool:
         """Whether every attribute of the line is git-lfs's (``git lfs track`` wrote it)."""
-        return all(a in _LFS_ATTRS for a in self.line.split()[1:])
+        return all(a in _LFS_ATTRS for a in _written_pattern(self.line)[1])
 
 
 def rules(text: bytes, base: str = "") -> list[Rule]:
@@ -151,6 +151,17 @@ def lfs_filtered(path: str, all_rules: list[Rule]) -> bool:
         if r.matches(path):
             decided = r.lfs
     return bool(decided)
+
+
+def _written_pattern(line: str) -> tuple[str, list[str]]:
+    """(the pattern as the line writes it, quotes included; the attributes after it) of a pattern line."""
+    if line.startswith('"'):
+        quoted = _unquote(line)
+        if quoted is not None:
+            rest = quoted[1]
+            return line[: len(line) - len(rest)], rest.split()
+    pattern, *attrs = line.split()
+    return pattern, attrs
 
 
 def _bytewise(text: str) -> str:
@@ -300,10 +311,10 @@ def strip_lfs(text: bytes, drop: set[str]) -> bytes:
         if line not in drop:
             out.append(raw)
             continue
-        pattern, *attrs = line.split()
+        written, attrs = _written_pattern(line)
         kept = [a for a in attrs if a not in _LFS_ATTRS]
         if kept:
-            out.append(" ".join([pattern, *kept]).encode())
+            out.append(" ".join([written, *kept]).encode())
     return b"\n".join(out)
 
 

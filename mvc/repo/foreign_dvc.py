@@ -15,6 +15,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import MVC_DIR
+from mvc.objects import manifest as mf
 
 SUFFIX = ".dvc"
 LOCK, PIPELINE = "dvc.lock", "dvc.yaml"
@@ -222,6 +223,27 @@ class Dvc:
             if os.path.isfile(path):
                 return path
         return None
+
+    def replace_links(self, o: dvcfile.Out, oid: str) -> None:
+        """The work tree's files of output o that are symlinks into DVC's cache (DVC's ``cache.type`` symlink) replaced
+        by mvc's copies (per mvc's cache.type): the same bytes (their md5s were checked), no longer depending on a
+        cache mvc does not keep, nor seen by status as links it did not make."""
+        top = self.repo.abs(o.path)
+        cache = os.path.realpath(self.cache) + os.sep
+        if o.is_dir:
+            if not os.path.isdir(top) or os.path.islink(top):
+                return
+            files = [
+                (os.path.join(top, *e.path.split("/")), e.oid, e.executable)
+                for e in mf.loads(self.repo.odb.read_bytes(oid), oid)
+            ]
+        else:
+            files = [(top, oid, False)]
+        for full, foid, executable in files:
+            if os.path.islink(full) and os.path.realpath(full).startswith(cache):
+                _, st = self.repo.odb.place(foid, full, self.repo.config.link_types, executable=executable)
+                if st is not None:
+                    self.repo.state.put(os.path.relpath(full, self.repo.root).replace(os.sep, "/"), st, foid)
 
     def fetch(self, md5: str, legacy: bool, dest: str) -> None:
         """Download md5 from the DVC remote to dest (unchecked: the caller checks the md5)."""

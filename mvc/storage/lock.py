@@ -23,13 +23,16 @@ _local = threading.local()  # .held: {lock file: how deep} that this thread hold
 
 
 @contextlib.contextmanager
-def locked(path: str, what: str, wait: float = WAIT, shared: bool = False, doing: str = "writing") -> Iterator[None]:
+def locked(
+    path: str, what: str, wait: float = WAIT, shared: bool = False, doing: str = "writing", needed: bool = True
+) -> Iterator[None]:
     """Hold the lock file at path (created if needed) for the block; another process holding it is waited
     for (saying so once on stderr, naming ``what`` it protects) for up to ``wait`` seconds. Reentrant
     within a thread (a verb holding it may call another that takes it); another thread of the process waits
     as another process does (``flock`` locks an open file, and each taker opens its own). ``shared``: held
     beside other shared holders, waited for only by (and waiting only for) an exclusive one. ``doing``: what
-    the holder waited for does to ``what``, as the wait's notice says it."""
+    the holder waited for does to ``what``, as the wait's notice says it. ``needed`` False: a lock file this user
+    can neither make nor open (a work tree of another user's) is gone without, as on a read-only filesystem."""
     _held: dict[str, int] | None = getattr(_local, "held", None)
     if _held is None:
         _held = _local.held = {}
@@ -51,7 +54,9 @@ def locked(path: str, what: str, wait: float = WAIT, shared: bool = False, doing
                 f"{path} is a symlink, where mvc keeps a lock file (a commit's? 'git ls-files .mvc' shows): mvc "
                 "never opens it: remove it ('git rm --cached' it too if git tracks it), then retry"
             ) from None
-        if e.errno == errno.EROFS:  # a read-only filesystem (a cache baked into an image): no one writes there
+        if e.errno == errno.EROFS or (not needed and not os.path.exists(path)):
+            # a read-only filesystem (a cache baked into an image): no one writes there; nor (not needed) where this
+            # user may not make the file
             _held[path] = 1
             try:
                 yield
