@@ -224,6 +224,7 @@ class Git:
     def __init__(self, root: str):
         self.root = root
         self._repo: Any = None
+        self.unmerged: set[str] = set()  # pointers a merge left unmerged, as the last ls_pointers saw them
 
     # -- the git binary ---------------------------------------------------------------------
     def run(self, *args: str, check: bool = True, input: bytes | None = None) -> bytes:
@@ -269,13 +270,17 @@ class Git:
             raise err_
 
     def ls_pointers(self) -> list[str]:
-        """Pointer files in the work tree, tracked or not-yet-added but not ignored (posix relpaths)."""
-        out = self.run("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", POINTER_GLOB)
-        found = {
-            p
-            for p in out.decode("utf-8", "surrogateescape").split("\0")
-            if p.endswith(SUFFIX) and os.path.isfile(os.path.join(self.root, p))
-        }
+        """Pointer files in the work tree, tracked or not-yet-added but not ignored (posix relpaths). Those a merge
+        left unmerged in the index are in ``self.unmerged`` afterwards (git's tag M of ``ls-files -t``)."""
+        out = self.run("ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard", "--", POINTER_GLOB)
+        found: set[str] = set()
+        self.unmerged = set()
+        for rec in out.decode("utf-8", "surrogateescape").split("\0"):
+            tag, _, p = rec.partition(" ")
+            if p.endswith(SUFFIX) and os.path.isfile(os.path.join(self.root, p)):
+                found.add(p)
+                if tag == "M":
+                    self.unmerged.add(p)
         return sorted(found)
 
     def tracked(self, relpaths: Iterable[str]) -> list[str]:

@@ -748,7 +748,7 @@ def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc
     mvc_cli("remote", "add", "o", str(tmp_path / "rem"))
     for args in (("status",), ("status", "-r", "o"), ("status", "m.pt")):
         out = mvc_cli(*args).stdout.splitlines()
-        assert out[0].startswith("m.pt: conflicted: its pointer has merge conflict markers")
+        assert out[0].startswith("m.pt: conflicted: a merge left its pointer unmerged")
         assert "git checkout --ours m.pt.mvc" in out[0] and "mvc checkout m.pt" in out[0]
         assert out[1:] == (
             [] if "m.pt" in args else ["other.pt: " + ("not pushed to o (1 object)" if "o" in args else "up to date")]
@@ -1030,3 +1030,23 @@ def test_sigterm_ends_a_command_as_ctrl_c_does(repo, mvc_cli, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143 and "interrupted" in err and "Traceback" not in err
+
+
+def test_a_pointer_a_modify_delete_conflict_left_unmerged_is_conflicted(repo, mvc_cli):
+    """One side changed the model, the other stopped tracking it: git leaves the pointer unmerged with no markers
+    (status UD). mvc status says conflicted, not up to date."""
+    make_file(repo / "m.pt", 2000, seed=1)
+    mvc_cli("add", "m.pt")
+    git(repo, "commit", "-q", "-m", "1")
+    git(repo, "checkout", "-q", "-b", "gone")
+    mvc_cli("remove", "m.pt")
+    git(repo, "commit", "-q", "-am", "untracked")
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout")
+    make_file(repo / "m.pt", 2000, seed=2)
+    mvc_cli("add", "m.pt")
+    git(repo, "commit", "-q", "-m", "2")
+    assert subprocess.run(["git", "merge", "-q", "gone"], cwd=repo, capture_output=True).returncode != 0
+    out = mvc_cli("status").stdout
+    assert out.startswith("m.pt: conflicted: a merge left its pointer unmerged") and "git rm m.pt.mvc" in out, out
+    assert json.loads(mvc_cli("status", "--json").stdout)[0]["workspace"] == "conflicted"

@@ -437,6 +437,8 @@ def status(
             rel = Repo.target_of(prel)
             try:
                 p = load_pointer(repo, prel)
+                if prel in repo.git.unmerged:  # unmerged without markers (modify/delete): conflicted all the same
+                    raise ConflictedPointer(prel)
             except ConflictedPointer:  # mid-merge, as git status lists it: the other rows still matter
                 none = dict.fromkeys(("kind", "oid", "size", "cache"))
                 out.append({"path": rel, **none, "workspace": "conflicted", "pointer": prel})

@@ -160,8 +160,9 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
         if r["workspace"] == "conflicted":
             prel = shown_path(r["pointer"])
             click.echo(
-                f"{r['path']}: conflicted: its pointer has merge conflict markers (keep one side with 'git checkout "
-                f"--ours {prel}' or --theirs, 'git add {prel}', then 'mvc checkout {shown_path(r['path'])}')"
+                f"{r['path']}: conflicted: a merge left its pointer unmerged (keep one side with 'git checkout "
+                f"--ours {prel}' or --theirs, or 'git rm {prel}' to take a side's deletion; 'git add {prel}'; then "
+                f"'mvc checkout {shown_path(r['path'])}')"
             )
             continue
         states = [] if r["workspace"] == "ok" else [_WS[r["workspace"]]]
