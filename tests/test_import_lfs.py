@@ -229,7 +229,7 @@ def test_missing_object_is_refused_and_nothing_changes(origin, tmp_path, monkeyp
     before = snapshot(root)
     mvc_error("import-lfs", words=("model.bin", "sha256:" + hashlib.sha256(V2).hexdigest(), "git lfs fetch"))
     assert snapshot(root) == before
-    mvc_error("import-lfs", "--no-fetch", words=("model.bin", "--no-fetch"))
+    mvc_error("import-lfs", "--no-fetch", words=("model.bin", "--no-fetch", "run the import without --no-fetch"))
     assert snapshot(root) == before
 
 

@@ -345,10 +345,16 @@ def _locate(repo: Repo, items: list[_Item], fetch: bool) -> None:
                 it.src, it.source = at, "fetched"
     for it in items:
         if it.src is None:
-            how = "'git lfs fetch' could not get it" if fetch else "it was not fetched (--no-fetch)"
+            how, fix = (
+                (
+                    "'git lfs fetch' could not get it",
+                    "install git-lfs, check 'git lfs env' and the lfs remote, then retry",
+                )
+                if fetch
+                else ("it was not fetched (--no-fetch)", "run the import without --no-fetch, or 'git lfs fetch' first")
+            )
             raise ObjectMissing(
-                f"{it.path}: the git-lfs object sha256:{it.ptr.sha256} is not in .git/lfs/objects and {how}: "
-                "install git-lfs, check 'git lfs env' and the lfs remote, then retry"
+                f"{it.path}: the git-lfs object sha256:{it.ptr.sha256} is not in .git/lfs/objects and {how}: {fix}"
             )
 
 
