@@ -669,3 +669,14 @@ def test_the_gitignore_lines_of_many_files_are_written_once(tmp_path):
     assert (tmp_path / "d" / ".gitignore").read_text() == "/keep.me\n/f1.bin\n/f2.bin\n"
     assert (tmp_path / "e" / ".gitignore").read_text() == ignores.entry("e/x y.bin")[1] + "\n"
     assert ignores.add_many(repo, ["d/f1.bin"]) == ["d/.gitignore"]
+
+
+@needs_lfs
+def test_a_plain_file_a_git_lfs_line_names_is_said_and_left_in_git(lfs_repo: Path, mvc_cli):
+    """A file committed where git-lfs was not installed: a git-lfs line names it, but git holds its bytes, not a
+    pointer. The import converts the pointers, and says the plain file stays in git, and how to move it."""
+    root = lfs_repo
+    _commit_blob(root, "raw.bin", os.urandom(3000))
+    out = mvc_cli("import-lfs").stdout
+    assert "imported model.bin" in out and "left in git: 1 file" in out and "raw.bin" in out, out
+    assert "git lfs migrate import" in out

@@ -73,7 +73,8 @@ def import_lfs(
     push them all to ``remote`` (default: the default remote). Run again, it converts what is new and maps the
     older versions ``.git/lfs/objects`` holds now (``git lfs fetch --all`` since), at the paths mvc tracks too;
     what is imported already is left alone. Returns {"imported": [{path, oid, size, sha256, source}], "history":
-    {"stored", "missing"}, "attributes": [lines removed], "up_to_date": nothing was new}."""
+    {"stored", "missing"}, "attributes": [lines removed], "up_to_date": nothing was new, "not_pointers": [files a
+    git-lfs line names that git holds as plain files, left as they are]}."""
     repo = open_repo(repo)
     head = repo.git.run("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).decode().strip()
     if not head:
@@ -81,6 +82,7 @@ def import_lfs(
     tree = foreign_lfs.Tree(repo, head)
     all_rules = foreign_lfs.rules_of(repo, tree)
     found = foreign_lfs.lfs_files(repo, tree, all_rules)
+    plain = foreign_lfs.plain_files(tree, all_rules, found)
     doc = foreign.read_worktree(repo)  # the map this run adds to: a damaged one is refused before anything is done
     known = lfs.imported(doc, IMPORTED_REL)  # imported before: left alone
     before = "lfs" in doc  # an import ran: its paths are mvc's now
@@ -94,7 +96,13 @@ def import_lfs(
     have = {it.ptr.sha256 for it in items} | set(known)
     old, missing = _history(repo, head, {*chosen, *also}, have) if history else ([], 0)
     if not items and not old:  # nothing is written, nor pushed
-        return {"imported": [], "history": {"stored": 0, "missing": missing}, "attributes": [], "up_to_date": True}
+        return {
+            "imported": [],
+            "history": {"stored": 0, "missing": missing},
+            "attributes": [],
+            "up_to_date": True,
+            "not_pointers": plain,
+        }
     try:
         for it in items + old:  # every object checked before anything is stored or written
             _verify(it, progress)
@@ -111,6 +119,7 @@ def import_lfs(
         for it in items
     ]
     out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}}
+    out["not_pointers"] = plain
     out.update(attributes=removed, up_to_date=False)
     if sp is not None:
         out["push"] = _push(repo, items + old, sp, remote, "done and staged" if stage else "done", bool(old), progress)

@@ -62,6 +62,12 @@ def import_lfs(
         echo_json(r)
         return
     h = r["history"]
+    if r["not_pointers"]:
+        n, first = len(r["not_pointers"]), r["not_pointers"][0]
+        click.echo(
+            f"left in git: {n} file{'s' if n != 1 else ''} a git-lfs line names but git holds as plain files, not "
+            f"git-lfs pointers (first: {first}): 'git lfs migrate import' them first, or 'mvc add' them"
+        )
     lacking = f"{h['missing']} not in .git/lfs/objects ('git lfs fetch --all', then 'mvc import-lfs' again)"
     if r["up_to_date"]:
         older = f"; older versions: {lacking}" if h["missing"] else ""

@@ -65,6 +65,12 @@ def _covered(path: str, all_rules: list[lfs.Rule]) -> bool:
     return not _is_attributes(path) and lfs.lfs_filtered(path, all_rules)
 
 
+def plain_files(tree: Tree, all_rules: list[lfs.Rule], pointers: dict[str, bytes]) -> list[str]:
+    """The files a git-lfs filter line names that git holds as plain blobs, not pointers (committed where git-lfs
+    was not installed): not imported, and said so."""
+    return sorted(p for p in tree.blobs if p not in pointers and _covered(p, all_rules))
+
+
 def lfs_files(repo: Repo, tree: Tree, all_rules: list[lfs.Rule]) -> dict[str, bytes]:
     """{path: blob bytes} of the small blobs the git-lfs filter covers (pointers, valid or not, to parse)."""
     small = {p: bid for p, (bid, size) in tree.blobs.items() if size < lfs.MAX_POINTER and _covered(p, all_rules)}
