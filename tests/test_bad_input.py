@@ -730,17 +730,12 @@ def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc
     make_file(repo / "m.pt", 2000, seed=1)
     make_file(repo / "other.pt", 1000, seed=9)
     mvc_cli("add", "m.pt", "other.pt")
-    git(repo, "commit", "-q", "-m", "1")
-    git(repo, "checkout", "-q", "-b", "exp")
-    make_file(repo / "m.pt", 2000, seed=2)
-    mvc_cli("add", "m.pt")
-    git(repo, "commit", "-q", "-m", "exp")
-    git(repo, "checkout", "-q", "main")
-    mvc_cli("checkout")
-    make_file(repo / "m.pt", 2000, seed=3)
-    mvc_cli("add", "m.pt")
-    git(repo, "commit", "-q", "-m", "main")
-    assert subprocess.run(["git", "merge", "-q", "exp"], cwd=repo, capture_output=True).returncode != 0
+
+    def theirs():
+        make_file(repo / "m.pt", 2000, seed=2)
+        mvc_cli("add", "m.pt")
+
+    merge_that_conflicts(repo, mvc_cli, theirs)
     for args in (("ls",), ("checkout",), ("checkout", "--rev", "HEAD", "m.pt"), ("remove", "m.pt")):
         mvc_error(*args, words=("merge conflict", "git checkout --ours m.pt.mvc", "git add m.pt.mvc"))
     # status lists the conflict beside the other paths, as git status does, and says how to resolve it
@@ -1037,16 +1032,22 @@ def test_a_pointer_a_modify_delete_conflict_left_unmerged_is_conflicted(repo, mv
     (status UD). mvc status says conflicted, not up to date."""
     make_file(repo / "m.pt", 2000, seed=1)
     mvc_cli("add", "m.pt")
-    git(repo, "commit", "-q", "-m", "1")
-    git(repo, "checkout", "-q", "-b", "gone")
-    mvc_cli("remove", "m.pt")
-    git(repo, "commit", "-q", "-am", "untracked")
-    git(repo, "checkout", "-q", "main")
-    mvc_cli("checkout")
-    make_file(repo / "m.pt", 2000, seed=2)
-    mvc_cli("add", "m.pt")
-    git(repo, "commit", "-q", "-m", "2")
-    assert subprocess.run(["git", "merge", "-q", "gone"], cwd=repo, capture_output=True).returncode != 0
+    merge_that_conflicts(repo, mvc_cli, lambda: mvc_cli("remove", "m.pt"))
     out = mvc_cli("status").stdout
     assert out.startswith("m.pt: conflicted: a merge left its pointer unmerged") and "git rm m.pt.mvc" in out, out
     assert json.loads(mvc_cli("status", "--json").stdout)[0]["workspace"] == "conflicted"
+
+
+def merge_that_conflicts(repo, mvc_cli, theirs) -> None:
+    """What is added so far committed; on a branch, theirs() changes m.pt, committed; on main, m.pt changed
+    another way, committed; then git merge of the branch, which conflicts on m.pt.mvc."""
+    git(repo, "commit", "-q", "-m", "1")
+    git(repo, "checkout", "-q", "-b", "theirs")
+    theirs()
+    git(repo, "commit", "-q", "-am", "theirs")
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout")
+    make_file(repo / "m.pt", 2000, seed=3)
+    mvc_cli("add", "m.pt")
+    git(repo, "commit", "-q", "-m", "main")
+    assert subprocess.run(["git", "merge", "-q", "theirs"], cwd=repo, capture_output=True).returncode != 0
