@@ -269,14 +269,21 @@ def _md5_file(path: str, legacy: bool) -> str:
         return hashlib.md5(f.read().replace(b"\r\n", b"\n"), usedforsecurity=False).hexdigest()
 
 
+def _md5_wrong(path: str, md5: str, legacy: bool) -> str | None:
+    """None when the file at path has DVC's md5 (DVC 2's CRLF-normalized one too, for ``legacy``), else the md5 it
+    has."""
+    got = _md5_file(path, legacy)
+    return None if got == md5 or (legacy and _md5_file(path, False) == md5) else got
+
+
 def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> tuple[str, int]:
     """(oid, size) of the file DVC names md5, hashed into mvc's cache after its md5 is checked: from DVC's cache,
     else (missing, or damaged there) from DVC's remote."""
     cached = dvc.cached(md5, legacy)
     damaged = ""
     if cached is not None:
-        got = _md5_file(cached, legacy)
-        if got == md5 or (legacy and _md5_file(cached, False) == md5):
+        got = _md5_wrong(cached, md5, legacy)
+        if got is None:
             oid, _how, st = repo.odb.add_file(cached, LINKS)
             plan.stored += 1
             return oid, st.st_size
@@ -292,8 +299,8 @@ def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy:
                 ) from None
             raise
         plan.fetched += 1
-        got = _md5_file(tmp, legacy)
-        if got != md5 and not (legacy and _md5_file(tmp, False) == md5):
+        got = _md5_wrong(tmp, md5, legacy)
+        if got is not None:
             raise ForeignError(f"{what}: DVC remote does not match its md5 {md5} (it hashes to {got}): it is damaged")
         oid, _how, st = repo.odb.add_file(tmp, ("hardlink", "copy"))
         plan.stored += 1

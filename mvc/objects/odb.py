@@ -207,25 +207,11 @@ class ODB:
         if not os.path.isfile(os.path.join(self.root, layout.MARKER)):
             yield  # no cache yet: nothing to collect (an add locks it as its first write makes it)
             return
-        path = os.path.join(self.root, layout.GC_LOCK)
-        fileio.refuse_links(path)  # (a commit's link there: never opened, let alone created)
-        try:  # a cache this user may not write and has no lock file yet (another's, read-only): no writer to wait for
-            os.close(
-                os.open(
-                    path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644
-                )
-            )
-            openable = True
-        except OSError:
-            openable = False
-        if not openable:
+        # (a link there, a commit's, is refused by locked; a cache this user may not write and that has no lock
+        # file yet, another's, goes without: no writer of it to wait for)
+        doing = "reading what to keep of" if shared else "adding to"
+        with locked(os.path.join(self.root, layout.GC_LOCK), "the cache", GC_WAIT, shared, doing, needed=False):
             yield
-        elif shared:
-            with locked(path, "the cache", GC_WAIT, shared=True, doing="reading what to keep of"):
-                yield
-        else:
-            with locked(path, "the cache", GC_WAIT, doing="adding to"):
-                yield
 
     def _prepare(self) -> None:
         if not self._tmp_ready:  # once a process: adding 100,000 files asks for 100,000 temp files

@@ -30,18 +30,7 @@ def entry(rel: str) -> tuple[str, str]:
 
 def add(repo: Repo, rel: str) -> str:
     """Add the tracked path to the .gitignore beside it (once); returns that .gitignore's relpath."""
-    gi_rel, pat = entry(rel)
-    full = repo.abs(gi_rel)
-    if pat in read_text(full).splitlines():
-        return gi_rel  # the everyday case: nothing to write, no lock taken
-    # another mvc may be adding its own entry to the same file right now: read again under the lock
-    with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
-        text = read_text(full)
-        if pat not in text.splitlines():
-            if text and not text.endswith("\n"):
-                text += "\n"
-            fileio.atomic_write(full, (text + pat + "\n").encode("utf-8", "surrogateescape"))
-    return gi_rel
+    return add_many(repo, [rel])[0]
 
 
 def add_many(repo: Repo, rels: list[str]) -> list[str]:
@@ -55,6 +44,7 @@ def add_many(repo: Repo, rels: list[str]) -> list[str]:
         full = repo.abs(gi_rel)
         if not set(pats) - set(read_text(full).splitlines()):
             continue  # the everyday case: nothing to write, no lock taken
+        # another mvc may be adding its own entry to the same file right now: read again under the lock
         with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
             text = read_text(full)
             have = set(text.splitlines())
