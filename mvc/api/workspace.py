@@ -425,8 +425,8 @@ def status(
     repo: Repo | None = None,
     progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
-    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'; a pointer left with
-    merge conflict markers is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file). ``files``: a modified
+    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'; a pointer a merge left
+    unmerged (conflict markers, or a modify/delete conflict) is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file). ``files``: a modified
     directory's row also says which of its files changed, under "files" ({"added", "removed", "modified"}: paths
     below it; None when the cache lacks its manifest)."""
     repo = open_repo(repo)
