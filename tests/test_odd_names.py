@@ -220,3 +220,30 @@ def test_a_fifo_in_a_tracked_directory_is_listed_and_a_backslash_named(repo: Pat
     (repo / "back\\slash").write_text("x")
     line = mvc_error("add", "back\\slash", words=("a backslash in the name",))
     assert "absolute" not in line
+
+
+# -- a name that begins with a dash, in the commands messages suggest -----------------------------------------
+def test_a_suggested_command_never_reads_a_dashed_name_as_an_option(repo: Path, mvc_cli):
+    """The undo checkout --rev prints for a file named --force is a checkout of that file alone: pasted, it
+    must not be 'mvc checkout --rev HEAD --force', a forced checkout of every path that drops another
+    path's added, uncommitted version."""
+    for name, seed in (("--force", 1), ("-rf", 2), ("other.bin", 3)):
+        make_file(repo / name, 100, seed=seed)
+    mvc_cli("add", "--", "--force", "-rf", "other.bin")
+    git(repo, "commit", "-q", "-m", "v1")
+    for name, seed in (("--force", 4), ("-rf", 5)):
+        make_file(repo / name, 200, seed=seed)
+    mvc_cli("add", "--", "--force", "-rf")
+    git(repo, "commit", "-q", "-m", "v2")
+    make_file(repo / "other.bin", 300, seed=6)
+    mvc_cli("add", "other.bin")  # added, not committed
+    newer = (repo / "other.bin").read_bytes()
+
+    out = mvc_cli("checkout", "--rev", "HEAD~1", "--", "--force", "-rf").stdout
+    assert "'mvc checkout --rev HEAD ./--force' undoes it" in out
+    assert "'mvc checkout --rev HEAD ./-rf' undoes it" in out
+    mvc_cli("checkout", "--rev", "HEAD", "./--force")  # the undo, pasted
+    mvc_cli("checkout", "--rev", "HEAD", "./-rf")
+    assert (repo / "other.bin").read_bytes() == newer  # the other path's new version is untouched
+    assert len((repo / "--force").read_bytes()) == 200 and len((repo / "-rf").read_bytes()) == 200
+    assert "other.bin" in git(repo, "diff", "--cached", "--name-only")

@@ -18,7 +18,7 @@ from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
-from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked
+from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked, shell_quoted
 from mvc.repo.selection import artifacts, check_is_pointer, load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, look, scan_dir, total
 from mvc.storage import fileio
@@ -88,7 +88,7 @@ def add(
 
         check_name(name)
         if len(paths) != 1:
-            raise PathError(f"--name names one model: add its path alone, e.g. 'mvc add {paths[0]} --name {name}'")
+            raise PathError(f"--name names one model: add its path alone, e.g. 'mvc add {shell_quoted(paths[0])} --name {name}'")
     rels = [repo.rel(p) for p in paths]
     existing = repo.git.ls_pointers()
     tracked_targets = {Repo.target_of(p) for p in existing}
@@ -98,7 +98,7 @@ def add(
     if in_git:
         rel = next(r for r in rels if any(g == r or g.startswith(r + "/") for g in in_git))
         flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
-        raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {rel}' and then 'mvc add {rel}'")
+        raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {shell_quoted(rel)}' and then 'mvc add {shell_quoted(rel)}'")
     based = _bases_at(repo, base, rels) if base is not None else {}
     gitignores.check(repo, rels)
     layers = record.layers(meta)  # checked before anything is stored
@@ -354,7 +354,7 @@ def _write_pointer(
         try:
             p = load_pointer(repo, prel)
         except PointerError as e:
-            raise PointerError(f"{e}; or delete {prel} and run 'mvc add {rel}' again") from None
+            raise PointerError(f"{e}; or delete {prel} and run 'mvc add {shell_quoted(rel)}' again") from None
         with open(full, "rb") as fh:
             old_bytes = fh.read()
         before = (p.kind, p.oid)
@@ -413,7 +413,7 @@ def _freshen(
                 "store it again (run.artifact) before the pointer is written"
             )
         raise ObjectMissing(
-            f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {rel}' again"
+            f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {shell_quoted(rel)}' again"
         )
 
 

@@ -383,9 +383,11 @@ def model_at(git: gitmod.Git, name: str, commit: str, repo: Any = None) -> dict[
     blob = git.blob_ids(commit, [prel])[prel]
     data = git.blob(blob) if blob is not None else _imported(repo, commit, path)
     if data is None:
+        from mvc.repo.repository import shell_quoted  # not at the top: only this message needs it
+
         raise RegistryError(
             f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
-            f"'mvc add {path} --name {name}' and commit, or pick another --rev"
+            f"'mvc add {shell_quoted(path)} --name {name}' and commit, or pick another --rev"
         )
     p = ptrfmt.loads(data, f"{prel} at {commit[:7]}")
     return {"path": path, "kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}

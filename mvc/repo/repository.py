@@ -245,7 +245,10 @@ def quoted(path: str) -> str:
 
 
 def shell_quoted(path: str) -> str:
-    """A path as a command in a message writes it, ready to paste into a POSIX shell."""
+    """A path as a command in a message writes it, ready to paste into a POSIX shell: ``./-rf`` for a path
+    that begins with a dash, which mvc and git would otherwise read as options."""
+    if path.startswith("-"):
+        path = "./" + path
     if has_control(path):
         return quoted(path)
     import shlex  # not at the top: only messages need it

@@ -136,7 +136,7 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
             raise PointerError(
                 f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {sound} bytes: the pointer "
                 f"is damaged: restore it with git ('git log -p {prel}'), or delete it and run 'mvc add "
-                f"{Repo.target_of(prel)}'"
+                f"{shell_quoted(Repo.target_of(prel))}'"
             )
     return p
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects import manifest as mf
-from mvc.repo.repository import Repo
+from mvc.repo.repository import Repo, shell_quoted
 from mvc.repo.worktree import File, Scanned, fingerprint_of, hash_of, link_oid, link_stat, list_files, look
 
 PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
@@ -270,9 +270,7 @@ def _scanned(
 
 def relink_hint(repo: Repo, rel: str) -> str:
     """The fix for a workspace link into the cache whose object is gone, as the remotes are configured."""
-    import shlex  # not at the top: only this message needs them
-
     from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
 
-    fetch = f"'mvc fetch {shlex.quote(rel)}'"
+    fetch = f"'mvc fetch {shell_quoted(rel)}'"
     return f"replace the link with the real file and re-add it, or {fetch_fix(repo, fetch)}"
