@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mvc.errors import GitError, NotAGitRepo
+from mvc.errors import GitError, NotAGitRepo, PathError
 from mvc.format.pointer import SUFFIX
 
 POINTER_GLOB = "*" + SUFFIX
@@ -126,6 +126,22 @@ def _run_git(
                 os.close(fd)
         _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+def _is_file(root: str, rel: str) -> bool:
+    """Whether root/rel is a file; a path longer than the system takes is an error, never a file skipped."""
+    import errno
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(os.path.join(root, rel)).st_mode)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise PathError(
+                f"{rel}: its path in {root} is longer than this system allows ({e.strerror}): clone or move "
+                "the repository to a shorter path"
+            ) from None
+        return False
 
 
 def find_worktree(start: str) -> str:
@@ -254,9 +270,10 @@ class Git:
                 waited += delay
                 continue
             lines = [line for line in text.strip().splitlines() if not line.startswith("hint:")]
+            command = args[2] if args[0] == "-c" else args[0]
             if held:
                 raise GitError(
-                    f"git {args[0]} failed: {_lock_file(text)} has been held for {LOCK_WAIT:g} s: if no git "
+                    f"git {command} failed: {_lock_file(text)} has been held for {LOCK_WAIT:g} s: if no git "
                     "process is running (a crashed one left it), delete that file and retry"
                 )
             # git's own verdict (its last fatal or error line), else all it said (a list of paths it refused)
@@ -265,7 +282,7 @@ class Git:
                 why = "no space left on the device of the repository's .git: free some space and retry"
             elif "dubious ownership" in text:
                 why = _not_owned(self.root)
-            err_ = GitError(f"git {args[0]} failed: {why or code}")
+            err_ = GitError(f"git {command} failed: {why or code}")
             err_.stderr = text  # for callers that pick their own line (mvc.repo.upstream)
             raise err_
 
@@ -277,7 +294,7 @@ class Git:
         self.unmerged = set()
         for rec in out.decode("utf-8", "surrogateescape").split("\0"):
             tag, _, p = rec.partition(" ")
-            if p.endswith(SUFFIX) and os.path.isfile(os.path.join(self.root, p)):
+            if p.endswith(SUFFIX) and _is_file(self.root, p):
                 found.add(p)
                 if tag == "M":
                     self.unmerged.add(p)
@@ -292,9 +309,16 @@ class Git:
         return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
     def stage(self, relpaths: Iterable[str]) -> None:
+        """git add of mvc's own files (pointers, .gitignore lines, config): written with LF endings, which
+        core.safecrlf would refuse to stage where core.autocrlf is true (git keeps them LF either way)."""
         paths = list(relpaths)
         if paths:
-            self.run("add", "--", *[f":(literal){p}" for p in paths])
+            self.run("-c", "core.safecrlf=false", "add", "--", *[f":(literal){p}" for p in paths])
+
+    def ignorecase(self) -> bool:
+        """git's core.ignorecase here: git then takes names that differ only in case for one another."""
+        out = self.run("config", "--type=bool", "--get", "core.ignorecase", check=False)
+        return out.strip() == b"true"
 
     def unstaged(self, relpaths: Iterable[str]) -> list[str]:
         """Which of relpaths differ between the work tree and the index."""

@@ -4,6 +4,8 @@ line, a name that is also a registry revision."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 from conftest import git, make_file
@@ -247,3 +249,61 @@ def test_a_suggested_command_never_reads_a_dashed_name_as_an_option(repo: Path, 
     assert (repo / "other.bin").read_bytes() == newer  # the other path's new version is untouched
     assert len((repo / "--force").read_bytes()) == 200 and len((repo / "-rf").read_bytes()) == 200
     assert "other.bin" in git(repo, "diff", "--cached", "--name-only")
+
+
+# -- git settings of repositories made elsewhere ------------------------------------------------------------
+def test_a_name_that_differs_only_in_case_is_refused_where_git_ignores_case(repo: Path, mvc_cli, mvc_error):
+    """With core.ignorecase (a repository copied from macOS) git stages MODEL.BIN.mvc as the tracked
+    Model.bin.mvc, or not at all: the add said "added" and the version never reached a commit."""
+    make_file(repo / "Model.bin", 100, seed=1)
+    make_file(repo / "Dir" / "a.bin", 100, seed=2)
+    mvc_cli("add", "Model.bin", "Dir/a.bin")
+    git(repo, "commit", "-q", "-m", "v1")
+    git(repo, "config", "core.ignorecase", "true")
+    make_file(repo / "MODEL.BIN", 100, seed=3)
+    make_file(repo / "dir" / "b.bin", 100, seed=4)
+    mvc_error("add", "MODEL.BIN", words=("MODEL.BIN differs only in case from Model.bin", "core.ignorecase"))
+    mvc_error("add", "dir/b.bin", words=("differs only in case from Dir", "core.ignorecase"))
+    assert not (repo / "MODEL.BIN.mvc").exists() and git(repo, "status", "--porcelain", "--", ".gitignore") == ""
+    git(repo, "config", "core.ignorecase", "false")  # where git tells them apart, both are tracked
+    mvc_cli("add", "MODEL.BIN")
+    assert "MODEL.BIN.mvc" in git(repo, "diff", "--cached", "--name-only")
+
+
+def test_add_works_where_git_refuses_lf_files_under_autocrlf_and_safecrlf(repo: Path, mvc_cli):
+    """core.autocrlf=true with core.safecrlf=true: git refuses to stage a file with LF endings, which every
+    pointer and .gitignore mvc writes has; the add stopped half way, and again on every rerun."""
+    git(repo, "config", "core.autocrlf", "true")
+    git(repo, "config", "core.safecrlf", "true")
+    make_file(repo / "sub" / "m.bin", 100)
+    mvc_cli("add", "sub/m.bin")
+    assert set(git(repo, "diff", "--cached", "--name-only").split()) >= {"sub/m.bin.mvc", "sub/.gitignore"}
+    git(repo, "commit", "-q", "-m", "m")
+    assert mvc_cli("status").stdout.strip() == "sub/m.bin: up to date"
+
+
+def test_a_pointer_whose_path_is_too_long_here_is_an_error_never_skipped(
+    tmp_path: Path, repo: Path, mvc_cli, mvc_error
+):
+    """A clone placed deeper than the original holds a pointer whose absolute path passes PATH_MAX: status
+    said "nothing tracked yet" and pull "nothing to fetch", exit 0, and the model was never restored."""
+    rel = "/".join(["d" * 200] * 19 + ["e" * 150, "m.bin"])
+    make_file(repo / rel, 100)
+    mvc_cli("remote", "add", "o", str(tmp_path / "store"), "--default")
+    mvc_cli("add", rel)
+    git(repo, "commit", "-q", "-m", "deep")
+    mvc_cli("push", "-q")
+    clone = tmp_path / ("c" * 150)
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    os.chdir(clone)
+    for args in (("status",), ("pull",), ("ls",)):
+        mvc_error(*args, words=("longer than this system allows", "shorter path"))
+
+
+def test_the_config_table_a_message_names_is_written_as_toml_writes_it(repo: Path, mvc_cli, mvc_error):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    git(repo, "tag", "-a", "dir=name@v0.0.1", "-m", "r", "HEAD")  # GTO's spelling of the name dir:name
+    line = mvc_error("get", "dir:name@v0.0.1", "-o", "out.bin", words=("has no path",))
+    assert '[models."dir:name"]' in line

@@ -19,7 +19,7 @@ from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
 from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked, shell_quoted
-from mvc.repo.selection import artifacts, check_is_pointer, load_pointer, not_utf8, select, user_paths
+from mvc.repo.selection import artifacts, check_case, check_is_pointer, load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, look, scan_dir, total
 from mvc.storage import fileio
 from mvc.storage.lock import locked
@@ -88,17 +88,22 @@ def add(
 
         check_name(name)
         if len(paths) != 1:
-            raise PathError(f"--name names one model: add its path alone, e.g. 'mvc add {shell_quoted(paths[0])} --name {name}'")
+            raise PathError(
+                f"--name names one model: add its path alone, e.g. 'mvc add {shell_quoted(paths[0])} --name {name}'"
+            )
     rels = [repo.rel(p) for p in paths]
     existing = repo.git.ls_pointers()
     tracked_targets = {Repo.target_of(p) for p in existing}
     for rel, shown in zip(rels, paths, strict=False):
         _check_addable(repo, rel, shown, tracked_targets)
+    check_case(repo, rels, paths, tracked_targets)
     in_git = repo.git.tracked(rels)
     if in_git:
         rel = next(r for r in rels if any(g == r or g.startswith(r + "/") for g in in_git))
         flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
-        raise PathError(f"{rel} is already tracked by git: run 'git rm{flag} --cached {shell_quoted(rel)}' and then 'mvc add {shell_quoted(rel)}'")
+        raise PathError(
+            f"{rel} is already tracked by git: run 'git rm{flag} --cached {shell_quoted(rel)}' and then 'mvc add {shell_quoted(rel)}'"
+        )
     based = _bases_at(repo, base, rels) if base is not None else {}
     gitignores.check(repo, rels)
     layers = record.layers(meta)  # checked before anything is stored

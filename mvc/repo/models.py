@@ -17,6 +17,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
+from mvc.repo.repository import shell_quoted
 
 CONFIG_PATH = cfgfmt.CONFIG_PATH
 
@@ -383,8 +384,6 @@ def model_at(git: gitmod.Git, name: str, commit: str, repo: Any = None) -> dict[
     blob = git.blob_ids(commit, [prel])[prel]
     data = git.blob(blob) if blob is not None else _imported(repo, commit, path)
     if data is None:
-        from mvc.repo.repository import shell_quoted  # not at the top: only this message needs it
-
         raise RegistryError(
             f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
             f"'mvc add {shell_quoted(path)} --name {name}' and commit, or pick another --rev"
@@ -395,11 +394,9 @@ def model_at(git: gitmod.Git, name: str, commit: str, repo: Any = None) -> dict[
 
 def _imported(repo: Any, commit: str, path: str) -> bytes | None:
     """The pointer another tool's file at path stands for at commit, through the map of an import, or None."""
-    if repo is None:
-        return None
     from mvc.repo import foreign
 
-    return foreign.pointer_of(repo, commit, path)
+    return foreign.pointer_of(repo, commit, path) if repo is not None else None
 
 
 def resolve_ref(git: gitmod.Git, text: str) -> str | None:
@@ -495,8 +492,9 @@ def model_ref(git: gitmod.Git, text: str) -> tuple[str, str] | None:
             else None
         )
     if path is None:
+        table = name if name.isascii() and name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
         raise RegistryError(
-            f"{name} has no path at commit {commit[:7]}: its .mvc/config.toml has no "
-            f"[models.{name}]; use 'mvc get PATH --rev {commit[:10]}'"
+            f"{name} has no path at commit {commit[:7]}: its .mvc/config.toml has no [models.{table}]; use 'mvc "
+            f"get PATH --rev {commit[:10]}'"
         )
     return path, commit

@@ -404,3 +404,29 @@ def pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Poi
             raise foreign.not_imported(Repo.target_of(prel), rev, missing[Repo.target_of(prel)])
         raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
     return prel, load_pointer(repo, prel, at_rev[prel], rev)
+
+
+def check_case(repo: Repo, rels: list[str], shown: list[str], tracked_targets: set[str]) -> None:
+    """Refuse a path that differs only in case from a tracked one (or its directories) where git's
+    core.ignorecase is true (a repository made on macOS or Windows): git would stage its pointer as the
+    other's, or not at all, and the version would never reach a commit."""
+    spelt: dict[str, str] = {}
+    for t in sorted(tracked_targets):
+        parts = t.split("/")
+        for i in range(1, len(parts) + 1):
+            spelt.setdefault("/".join(parts[:i]).casefold(), "/".join(parts[:i]))
+    clash = []
+    for rel, name in zip(rels, shown, strict=False):
+        parts = rel.split("/")
+        for i in range(1, len(parts) + 1):
+            mine = "/".join(parts[:i])
+            other = spelt.get(mine.casefold())
+            if other is not None and other != mine:
+                clash.append((name, other))
+                break
+    if clash and repo.git.ignorecase():
+        name, other = clash[0]
+        raise PathError(
+            f"{name} differs only in case from {other}, which mvc tracks, and git's core.ignorecase is true here: "
+            f"git would take one for the other: rename {name}, or add it as {other}"
+        )
