@@ -307,3 +307,29 @@ def test_the_config_table_a_message_names_is_written_as_toml_writes_it(repo: Pat
     git(repo, "tag", "-a", "dir=name@v0.0.1", "-m", "r", "HEAD")  # GTO's spelling of the name dir:name
     line = mvc_error("get", "dir:name@v0.0.1", "-o", "out.bin", words=("has no path",))
     assert '[models."dir:name"]' in line
+
+
+def test_gitignore_lines_are_read_as_git_reads_them(repo: Path, mvc_cli):
+    """git splits a .gitignore at LF alone and drops a CR before it: a CRLF checkout's lines were never
+    removed by remove and mv, and a name holding U+2028 or U+0085 got one more line at each version."""
+    for name in ("a.bin", "b.bin"):
+        make_file(repo / name, 10)
+    mvc_cli("add", "a.bin", "b.bin")
+    gi = repo / ".gitignore"
+    gi.write_bytes(gi.read_bytes().replace(b"\n", b"\r\n"))  # as core.autocrlf=true checks it out
+    make_file(repo / "c.bin", 10)
+    mvc_cli("add", "c.bin")
+    assert gi.read_bytes() == b"/a.bin\r\n/b.bin\r\n/c.bin\r\n"  # its style kept
+    mvc_cli("remove", "a.bin")
+    mvc_cli("mv", "b.bin", "d.bin")
+    assert gi.read_bytes() == b"/c.bin\r\n/d.bin\r\n"
+
+    odd = ["ls\u2028sep.bin", "nel\u0085x.bin"]
+    for seed in (1, 2, 3):
+        for name in odd:
+            make_file(repo / name, 10, seed=seed)
+        mvc_cli("add", *odd)
+    text = gi.read_bytes().decode()
+    assert [text.count(f"/{n}\r\n") for n in odd] == [1, 1]
+    mvc_cli("remove", *odd)
+    assert gi.read_bytes() == b"/c.bin\r\n/d.bin\r\n"

@@ -466,7 +466,7 @@ def _write_map(repo: Repo, plan: _Plan) -> None:
     ignore = os.path.join(repo.mvc_dir, ".gitignore")
     text = gitignores.read_text(ignore)
     line = f"!/{foreign.IMPORTED}"
-    if line not in text.splitlines():
+    if line not in gitignores.lines(text):
         fileio.atomic_write(ignore, (text + ("" if text.endswith("\n") or not text else "\n") + line + "\n").encode())
 
 

@@ -457,7 +457,7 @@ def _write_map(repo: Repo, items: list[_Item]) -> list[str]:
         fileio.atomic_write(path, (tomli_w.dumps(doc) + "\n[lfs.sha256]\n" + "".join(lines)).encode())
         ignore = os.path.join(repo.mvc_dir, ".gitignore")
         text = gitignores.read_text(ignore)
-        if text and UNIGNORE not in text.splitlines():
+        if text and UNIGNORE not in gitignores.lines(text):
             fileio.atomic_write(ignore, (text.rstrip("\n") + "\n" + UNIGNORE + "\n").encode())
             out.append(f"{MVC_DIR}/.gitignore")
     return out

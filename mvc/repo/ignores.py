@@ -42,17 +42,18 @@ def add_many(repo: Repo, rels: list[str]) -> list[str]:
         wanted.setdefault(gi_rel, []).append(pat)
     for gi_rel, pats in wanted.items():
         full = repo.abs(gi_rel)
-        if not set(pats) - set(read_text(full).splitlines()):
+        if not set(pats) - set(lines(read_text(full))):
             continue  # the everyday case: nothing to write, no lock taken
         # another mvc may be adding its own entry to the same file right now: read again under the lock
         with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
             text = read_text(full)
-            have = set(text.splitlines())
+            have = set(lines(text))
             new = [p for p in dict.fromkeys(pats) if p not in have]
             if new:
+                eol = "\r\n" if "\r\n" in text else "\n"  # a file checked out with CRLF stays so
                 if text and not text.endswith("\n"):
-                    text += "\n"
-                fileio.atomic_write(full, (text + "".join(p + "\n" for p in new)).encode("utf-8", "surrogateescape"))
+                    text += eol
+                fileio.atomic_write(full, (text + "".join(p + eol for p in new)).encode("utf-8", "surrogateescape"))
     return list(wanted)
 
 
@@ -63,12 +64,18 @@ def drop(repo: Repo, rel: str) -> str | None:
     if not os.path.exists(full):
         return None
     with locked(os.path.join(repo.mvc_dir, LOCK), gi_rel):
-        lines = read_text(full).splitlines(keepends=True)
-        kept = [line for line in lines if line.rstrip("\n") != pat]
-        if kept == lines:
+        split = read_text(full).split("\n")  # each line without its LF (CR kept): the file is written back as it was
+        kept = [line for line in split if line.removesuffix("\r") != pat]
+        if len(kept) == len(split):
             return None
-        fileio.atomic_write(full, "".join(kept).encode("utf-8", "surrogateescape"))
+        fileio.atomic_write(full, "\n".join(kept).encode("utf-8", "surrogateescape"))
     return gi_rel
+
+
+def lines(text: str) -> list[str]:
+    """A .gitignore's lines as git reads them: split at LF alone (not at the other breaks Python's splitlines
+    knows, such as U+2028 in a name), a CR before it dropped (a file checked out with core.autocrlf)."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def check(repo: Repo, rels: list[str]) -> None:
