@@ -144,6 +144,12 @@ def _is_file(root: str, rel: str) -> bool:
         return False
 
 
+def _text(s: str) -> str:
+    """Words git holds as bytes in any encoding (a tag's message and tagger), as text: what is not UTF-8
+    shown as U+FFFD, as git log shows it (a lone surrogate would break a page or JSON written from it)."""
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace") if not s.isascii() else s
+
+
 def find_worktree(start: str) -> str:
     """The top of the git work tree containing start (a ``.git`` dir or file marks it)."""
     path = os.path.abspath(start)
@@ -419,12 +425,12 @@ class Git:
                     "annotated": True,
                     "target": target,
                     "target_type": ttype,
-                    "tagger": tagger,
-                    "email": email.strip("<>"),
+                    "tagger": _text(tagger),
+                    "email": _text(email.strip("<>")),
                     "time": time,
                     "offset": offset,
                     "commit_time": int(cdate.partition(" ")[0]) if cdate[:1].isdigit() else 0,
-                    "message": contents,
+                    "message": _text(contents),
                 }
             )
         return found

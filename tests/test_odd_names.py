@@ -333,3 +333,42 @@ def test_gitignore_lines_are_read_as_git_reads_them(repo: Path, mvc_cli):
     assert [text.count(f"/{n}\r\n") for n in odd] == [1, 1]
     mvc_cli("remove", *odd)
     assert gi.read_bytes() == b"/c.bin\r\n/d.bin\r\n"
+
+
+# -- bytes of another encoding ---------------------------------------------------------------------------------
+def test_a_tag_written_in_another_encoding_is_shown_not_a_traceback(repo: Path, tmp_path: Path, mvc_cli):
+    """A teammate's registry tag whose message or tagger is latin-1: ui build died writing the page, and
+    registry --json put out a lone surrogate."""
+    make_file(repo / "m.bin", 100, seed=1)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("register", "churn", "-q")
+    make_file(repo / "m.bin", 100, seed=2)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "v2")
+    git(repo, "tag", "-a", "churn@v0.0.2", "-m", "caf\udce9", "HEAD")  # the byte 0xe9 (latin-1 é)
+    env = {**os.environ, "GIT_COMMITTER_NAME": "Jos\udce9"}
+    subprocess.run(["git", "tag", "-a", "churn#prod#1", "-m", "x", "HEAD~1"], cwd=repo, env=env, check=True)
+    mvc_cli("ui", "build", "-o", str(tmp_path / "site"))
+    assert any("caf\ufffd" in p.read_text() for p in (tmp_path / "site").rglob("*.html"))
+    out = mvc_cli("registry", "churn", "--json").stdout
+    assert "\\udc" not in out and ("caf\\ufffd" in out or "caf\ufffd" in out)
+
+
+def test_an_argument_mvc_would_write_in_another_encoding_is_refused_before_anything_is_written(
+    repo: Path, tmp_path: Path, mvc_cli, mvc_error
+):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin", "--name", "m")
+    git(repo, "commit", "-q", "-m", "v1")
+    config = (repo / ".mvc" / "config.toml").read_bytes()
+    bad = "x\udcfe"
+    mvc_error("remote", "add", "o", str(tmp_path / bad), words=("URL is not valid Unicode", "UTF-8"))
+    mvc_cli("remote", "add", "ok", str(tmp_path / "ok"))
+    config = (repo / ".mvc" / "config.toml").read_bytes()
+    mvc_error("remote", "modify", "ok", "url", str(tmp_path / bad), words=("VALUE is not valid Unicode",))
+    mvc_error("config", "cache.dir", str(tmp_path / bad), words=("not valid Unicode",))
+    assert (repo / ".mvc" / "config.toml").read_bytes() == config
+    for args in (("register", "m"), ("assign", "m", "prod"), ("deprecate", "m")):
+        mvc_error(*args, "-m", "release " + bad, words=("-m is not valid Unicode",))
+    assert git(repo, "tag") == ""  # assign registers first: not even that tag

@@ -108,6 +108,21 @@ def start_dir() -> str | None:
     return ctx.meta.get(START_DIR) if ctx is not None else None
 
 
+def unicode_only(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A click callback for text mvc writes where others read it as UTF-8 (a tag's message, a remote's URL, a
+    config value): an argument in another encoding (its bytes kept as surrogates) is refused before anything
+    is written, in one line."""
+    from mvc.errors import ConfigError
+
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            name = param.opts[0] if param.param_type_name == "option" else (param.name or "value").upper()
+            raise ConfigError(f"{name} is not valid Unicode (bytes of another encoding?): write it in UTF-8") from None
+    return value
+
+
 def user_url(url: str) -> str:
     """A remote's URL: a relative directory (no ``://``) is one of the user's paths (see user_path). It is
     passed on relative to the current directory, so that the API still stores it relative to the root."""

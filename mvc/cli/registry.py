@@ -20,12 +20,15 @@ from mvc.cli.common import (
     repo_option,
     safe,
     short,
+    unicode_only,
     user_url,
 )
 from mvc.cli.metrics import cell, split_keys
 from mvc.repo.repository import shell_quoted
 
-_message = click.option("-m", "--message", metavar="MSG", help="Message of the tag (default: GTO's wording).")
+_message = click.option(
+    "-m", "--message", metavar="MSG", callback=unicode_only, help="Message of the tag (default: GTO's wording)."
+)
 _quiet = click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing on success, the result lines too (errors still go to stderr)."
 )

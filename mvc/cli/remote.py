@@ -10,7 +10,7 @@ import click
 from mvc import progress as progressmod
 from mvc.api import remote_config as api
 from mvc.api import sync
-from mvc.cli.common import echo_checkout, echo_json, human, json_option, quiet_option, user_url
+from mvc.cli.common import echo_checkout, echo_json, human, json_option, quiet_option, unicode_only, user_url
 
 
 def transfer_bars(quiet: bool) -> progressmod.Factory:
@@ -69,8 +69,8 @@ def remote() -> None:
 
 
 @remote.command("add")
-@click.argument("name")
-@click.argument("url")
+@click.argument("name", callback=unicode_only)
+@click.argument("url", callback=unicode_only)
 @click.option(
     "--default", "-d", "default", is_flag=True, help="Make it the default remote (the first remote is, without it)."
 )
@@ -147,8 +147,8 @@ def _staged(staged: bool) -> str:
 
 @remote.command("modify", context_settings={"ignore_unknown_options": True})  # (a negative VALUE)
 @click.argument("name")
-@click.argument("key")
-@click.argument("value", required=False)
+@click.argument("key", callback=unicode_only)
+@click.argument("value", required=False, callback=unicode_only)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (required for secrets).")
 @click.option("--unset", is_flag=True, help="Remove KEY.")
 @no_stage_option

@@ -19,6 +19,7 @@ from mvc.cli.common import (
     short,
     shown_path,
     start_dir,
+    unicode_only,
     user_path,
     user_url,
 )
@@ -350,8 +351,8 @@ def unprotect(paths: tuple[str, ...], quiet: bool) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})  # a negative VALUE is a value
-@click.argument("key")
-@click.argument("value", required=False)
+@click.argument("key", callback=unicode_only)
+@click.argument("value", required=False, callback=unicode_only)
 @click.option("--local", is_flag=True, help="Write .mvc/config.local.toml (this machine only, git-ignored).")
 @click.option("--unset", is_flag=True, help="Remove KEY.")
 def config(key: str, value: str | None, local: bool, unset: bool) -> None:
