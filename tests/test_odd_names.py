@@ -372,3 +372,22 @@ def test_an_argument_mvc_would_write_in_another_encoding_is_refused_before_anyth
     for args in (("register", "m"), ("assign", "m", "prod"), ("deprecate", "m")):
         mvc_error(*args, "-m", "release " + bad, words=("-m is not valid Unicode",))
     assert git(repo, "tag") == ""  # assign registers first: not even that tag
+
+
+def test_a_lightweight_tag_named_like_the_next_version_is_stepped_over(repo: Path, mvc_cli, mvc_error):
+    """The registry ignores lightweight tags, so the bump kept choosing the name git already held, and
+    register and assign failed every time, sending the user to commands that do not show that tag."""
+    make_file(repo / "m.bin", 100, seed=1)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("register", "churn", "-q")
+    make_file(repo / "m.bin", 100, seed=2)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "v2")
+    git(repo, "tag", "churn@v0.0.2")  # lightweight
+    assert "churn@v0.0.3" in mvc_cli("register", "churn").stdout
+    make_file(repo / "m.bin", 100, seed=3)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "v3")
+    git(repo, "tag", "churn@v0.0.5")
+    mvc_error("register", "churn", "v0.0.5", words=("lightweight tag", "git tag -d churn@v0.0.5"))

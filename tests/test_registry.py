@@ -259,7 +259,7 @@ def test_promotion_gate(ordered, mvc_cli):
 
 
 def test_gate_rules():
-    from mvc.api.registry import check_gate
+    from mvc.format.pointer import check_gate
     from mvc.errors import ConfigError
 
     meta = {"accuracy": 0.93, "epochs": 10, "ok": True, "data": "2024-06", "m": {"f1": 0.7}}

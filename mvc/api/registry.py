@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time as timemod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mvc import git as gitmod
-from mvc.errors import ConfigError, MvcError, RegistryError
+from mvc.errors import MvcError, RegistryError
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH, LOCK
+from mvc.format.pointer import check_gate
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
 from mvc.repo.models import Model, Version, find_model, find_version, iso_date, load, locate, model_at
 from mvc.storage.lock import locked
@@ -101,6 +101,11 @@ def _create(
         if git.create_tag(tag, commit, text, time=when):
             return tag
         if simple and attempt == 0 and not fallback:
+            if git.run("cat-file", "-t", f"refs/tags/{tag}", check=False).strip() != b"tag":
+                raise RegistryError(
+                    f"tag {tag} exists as a lightweight tag, which the registry does not read: delete it ('git tag "
+                    f"-d {tag}') or choose another version"
+                )
             raise RegistryError(
                 f"tag {tag} already exists: tags are never moved; run 'git fetch --tags' "
                 "and 'mvc registry' to see the current state"
@@ -167,6 +172,9 @@ def register(
     else:
         top = max((v.name for v in known), key=tagfmt.semver_key, default=None)
         version = tagfmt.bump(top or "v0.0.0", bump or "patch")
+        taken = {t["name"] for t in repo.git.tags()}  # a lightweight tag is no version, but holds its name
+        while f"{name}@{version}" in taken:
+            version = tagfmt.bump(version, bump or "patch")
     text = message or f"Registering artifact {name} version {version}"
     tag = _create(
         repo.git,
@@ -265,45 +273,6 @@ def assign(
         info,
     )
     return _result(name, tag, label, commit, info, stage=stage, registered=registered)
-
-
-_RULE_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
-
-
-def _meta_value(meta: dict[str, Any], key: str) -> tuple[bool, Any]:
-    if key in meta:
-        return True, meta[key]
-    node: Any = meta
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def check_gate(rule: str, meta: dict[str, Any], where: str = "[stages] require") -> str | None:
-    """None if meta passes the rule ``KEY OP VALUE``, else why not."""
-    from mvc.format.pointer import parse_meta_value
-
-    m = _RULE_RE.match(rule)
-    if m is None:
-        raise ConfigError(f'{where}: cannot read the rule {rule!r}: write KEY OP VALUE, e.g. "accuracy >= 0.9"')
-    key, op, text = m.groups()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        want: Any = text[1:-1]
-    else:
-        want = parse_meta_value(text)
-    found, have = _meta_value(meta, key)
-    if not found:
-        return f"the model has no meta {key} (set it with 'mvc add PATH --meta {key}=VALUE')"
-    number = (int, float)
-    if op in ("==", "!="):
-        same = have == want and isinstance(have, bool) == isinstance(want, bool)
-        return None if same == (op == "==") else f"{key} is {have!r}"
-    if not (isinstance(have, number) and isinstance(want, number)) or isinstance(have, bool) or isinstance(want, bool):
-        return f"{key} is {have!r}, which cannot be compared with {want!r}"
-    ok = {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want}[op]
-    return None if ok else f"{key} is {have!r}"
 
 
 def _check_rules(

@@ -6,7 +6,7 @@ import re
 import sys
 from typing import Any, cast
 
-from mvc.errors import ConflictedPointer, PointerError
+from mvc.errors import ConfigError, ConflictedPointer, PointerError
 from mvc.format.config import MVC_DIR
 from mvc.objects import oid as oids
 from mvc.objects.manifest import bad_relpath, fold, git_owned
@@ -190,3 +190,40 @@ def parse_meta_value(text: str) -> Any:
     if _FLOAT.fullmatch(text):
         return float(text)
     return text
+
+
+_RULE_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
+
+
+def _meta_value(meta: dict[str, Any], key: str) -> tuple[bool, Any]:
+    if key in meta:
+        return True, meta[key]
+    node: Any = meta
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def check_gate(rule: str, meta: dict[str, Any], where: str = "[stages] require") -> str | None:
+    """None if meta passes the rule ``KEY OP VALUE`` (a ``[stages.NAME] require`` gate), else why not."""
+    m = _RULE_RE.match(rule)
+    if m is None:
+        raise ConfigError(f'{where}: cannot read the rule {rule!r}: write KEY OP VALUE, e.g. "accuracy >= 0.9"')
+    key, op, text = m.groups()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        want: Any = text[1:-1]
+    else:
+        want = parse_meta_value(text)
+    found, have = _meta_value(meta, key)
+    if not found:
+        return f"the model has no meta {key} (set it with 'mvc add PATH --meta {key}=VALUE')"
+    number = (int, float)
+    if op in ("==", "!="):
+        same = have == want and isinstance(have, bool) == isinstance(want, bool)
+        return None if same == (op == "==") else f"{key} is {have!r}"
+    if not (isinstance(have, number) and isinstance(want, number)) or isinstance(have, bool) or isinstance(want, bool):
+        return f"{key} is {have!r}, which cannot be compared with {want!r}"
+    ok = {">=": have >= want, "<=": have <= want, ">": have > want, "<": have < want}[op]
+    return None if ok else f"{key} is {have!r}"
