@@ -259,8 +259,8 @@ def test_promotion_gate(ordered, mvc_cli):
 
 
 def test_gate_rules():
-    from mvc.format.pointer import check_gate
     from mvc.errors import ConfigError
+    from mvc.format.pointer import check_gate
 
     meta = {"accuracy": 0.93, "epochs": 10, "ok": True, "data": "2024-06", "m": {"f1": 0.7}}
     assert check_gate("accuracy >= 0.9", meta) is None
