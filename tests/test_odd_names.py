@@ -391,3 +391,18 @@ def test_a_lightweight_tag_named_like_the_next_version_is_stepped_over(repo: Pat
     git(repo, "commit", "-q", "-m", "v3")
     git(repo, "tag", "churn@v0.0.5")
     mvc_error("register", "churn", "v0.0.5", words=("lightweight tag", "git tag -d churn@v0.0.5"))
+
+
+def test_an_absolute_path_through_a_symlink_above_the_repository_is_inside_it(repo: Path, tmp_path: Path, mvc_cli):
+    """ "$(pwd)/model.bin" where pwd went through a link to the repository (macOS's /tmp, a linked home):
+    refused as outside the repository, which git accepts. A link inside the repository is still refused."""
+    link = tmp_path / "link"
+    link.symlink_to(repo)
+    make_file(repo / "model.bin", 100)
+    os.chdir(link)
+    mvc_cli("add", str(link / "model.bin"))
+    assert (repo / "model.bin.mvc").exists()
+    assert mvc_cli("status", str(link / "model.bin")).stdout.startswith("model.bin: ")
+    (repo / "inner").symlink_to(repo)
+    result = mvc_cli("add", str(link / "inner" / "model.bin"), ok=False)
+    assert result.exit_code != 0 and "symlink" in result.stderr

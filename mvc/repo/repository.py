@@ -135,7 +135,9 @@ class Repo:
         full = os.path.abspath(path)
         rel = os.path.relpath(full, self.root)
         if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
-            raise PathError(f"{path} is outside the repository {self.root}: move it inside the repository")
+            rel = self._through_a_link(full) or ""
+            if not rel:
+                raise PathError(f"{path} is outside the repository {self.root}: move it inside the repository")
         rel = rel.replace(os.sep, "/")
         if rel == ".":
             return rel
@@ -145,6 +147,16 @@ class Repo:
             raise PathError(f"{path} is inside {top}/, {owner}, which mvc never tracks: choose another path")
         self.check_inside(rel, path)
         return rel
+
+    def _through_a_link(self, full: str) -> str | None:
+        """full relative to the root when a symlink above the root leads there (macOS's /tmp, a linked home
+        directory), as git takes it; the outermost such ancestor, so that a link inside is still seen."""
+        parts = full.split(os.sep)
+        for i in range(2, len(parts) + 1):
+            above = os.sep.join(parts[:i])
+            if os.path.realpath(above) == self.real_root:
+                return os.path.relpath(full, above)
+        return None
 
     def abs(self, rel: str) -> str:
         return os.path.join(self.root, *rel.split("/"))
