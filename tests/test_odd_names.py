@@ -406,3 +406,31 @@ def test_an_absolute_path_through_a_symlink_above_the_repository_is_inside_it(re
     (repo / "inner").symlink_to(repo)
     result = mvc_cli("add", str(link / "inner" / "model.bin"), ok=False)
     assert result.exit_code != 0 and "symlink" in result.stderr
+
+
+def test_log_of_a_word_that_is_a_model_and_a_path_says_how_to_reach_the_path(repo: Path, mvc_cli):
+    make_file(repo / "churn.pt", 100, seed=1)
+    mvc_cli("add", "churn.pt", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "model")
+    make_file(repo / "churn", 333, seed=2)
+    mvc_cli("add", "churn")
+    git(repo, "commit", "-q", "-m", "a file named churn")
+    result = mvc_cli("log", "churn")
+    assert "churn.pt" in result.stdout and "'mvc log ./churn'" in result.stderr
+    result = mvc_cli("log", "./churn")
+    assert "333 B" in result.stdout and "churn.pt" not in result.stdout and result.stderr == ""
+
+
+def test_a_branch_named_like_a_registry_revision_is_named_in_a_notice(repo: Path, mvc_cli):
+    make_file(repo / "m.bin", 100, seed=1)
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("assign", "churn", "prod", "-q")
+    make_file(repo / "m.bin", 200, seed=2)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "v2")
+    git(repo, "branch", "churn#prod")
+    result = mvc_cli("ls", "--rev", "churn#prod")
+    assert "100 B" in result.stdout and "refs/heads/churn#prod" in result.stderr
+    result = mvc_cli("ls", "--rev", "refs/heads/churn#prod")
+    assert "200 B" in result.stdout and result.stderr == ""

@@ -199,6 +199,10 @@ def _log_target(repo: Repo, target: str, start: str) -> tuple[str | None, str | 
     False for a name that only an old commit's config may map (the walk finds out)."""
     current = cfgfmt.models(repo.config.shared, CONFIG_PATH)
     if target in current:
+        if current[target] != target and os.path.lexists(repo.abs(target + SUFFIX)):
+            import sys  # a notice, as git's "refname is ambiguous": the model wins, the path has its spelling
+
+            sys.stderr.write(f"mvc: {target} is also a tracked path: its own lineage is 'mvc log ./{target}'\n")
         return target, current[target], True
     rel = repo.rel(target)
     if rel.endswith(SUFFIX):

@@ -99,6 +99,12 @@ class Repo:
 
             commit = models.resolve_ref(self.git, rev)
             if commit is not None:
+                if self.git.run("for-each-ref", "--format=%(refname)", f"refs/heads/{rev}", f"refs/remotes/{rev}"):
+                    import sys  # a notice, as git's "refname is ambiguous"
+
+                    sys.stderr.write(
+                        f"mvc: {rev} is also a git branch; the registry's is read (the branch: refs/heads/{rev})\n"
+                    )
                 return str(self.git.resolve(commit).id)
             try:
                 return str(self.git.resolve(rev).id)
