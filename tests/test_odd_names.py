@@ -434,3 +434,15 @@ def test_a_branch_named_like_a_registry_revision_is_named_in_a_notice(repo: Path
     assert "100 B" in result.stdout and "refs/heads/churn#prod" in result.stderr
     result = mvc_cli("ls", "--rev", "refs/heads/churn#prod")
     assert "200 B" in result.stdout and result.stderr == ""
+
+
+def test_json_shows_a_name_that_is_not_utf8_as_valid_text(repo: Path, mvc_cli):
+    import json
+
+    make_file(repo / "data" / "a.bin", 10)
+    mvc_cli("add", "data")
+    git(repo, "commit", "-q", "-m", "d")
+    make_file(Path(os.fsdecode(os.path.join(os.fsencode(repo), b"data", b"bad\xff"))), 10)
+    out = mvc_cli("status", "--files", "--json").stdout
+    out.encode("utf-8")  # no lone surrogate: every strict parser reads it
+    assert "bad\\\\xff" in out and json.loads(out)

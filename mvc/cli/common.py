@@ -50,8 +50,10 @@ def _strict(value: Any) -> Any:
     import datetime as dt
     import math
 
+    if isinstance(value, str):
+        return _escaped(value) if not value.isascii() else value
     if isinstance(value, dict):
-        return {k: _strict(v) for k, v in value.items()}
+        return {_strict(k): _strict(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_strict(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
@@ -59,6 +61,17 @@ def _strict(value: Any) -> Any:
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     return value
+
+
+def _escaped(text: str) -> str:
+    """A name holding bytes that are not UTF-8 (kept as lone surrogates, which strict JSON parsers refuse and
+    jq turns into U+FFFD) with each such byte written ``\\xNN``, as the text output shows it: mvc refuses a
+    backslash in the names it tracks, so the escape cannot be mistaken for a name's own characters."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
 
 
 def safe(text: str) -> str:
