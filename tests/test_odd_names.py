@@ -446,3 +446,22 @@ def test_json_shows_a_name_that_is_not_utf8_as_valid_text(repo: Path, mvc_cli):
     out = mvc_cli("status", "--files", "--json").stdout
     out.encode("utf-8")  # no lone surrogate: every strict parser reads it
     assert "bad\\\\xff" in out and json.loads(out)
+
+
+def test_names_the_system_cannot_hold_are_refused_naming_the_path_and_the_fix(repo: Path, mvc_error):
+    long = "a" * 252  # its pointer, NAME.mvc, would be 256 bytes
+    make_file(repo / long, 10)
+    line = mvc_error("add", long, words=("longer than 255 bytes", "shorter name"))
+    assert ".mvc-tmp." not in line and "disk and permissions" not in line
+    make_file(repo / "x.bin", 10)
+    (repo / "x.bin.mvc").mkdir()
+    mvc_error("add", "x.bin", words=("x.bin.mvc is a directory", "move it away"))
+    os.chdir(repo)
+    for _ in range(21):  # one step at a time: the whole path is longer than the system takes at once
+        os.mkdir("d" * 200)
+        os.chdir("d" * 200)
+    Path("m.bin").write_bytes(b"x" * 10)
+    for _ in range(6):
+        os.chdir("..")
+    rel = "/".join(["d" * 200] * 6 + ["m.bin"])  # relative: fine; from here, absolute: past PATH_MAX
+    mvc_error("add", rel, words=("longer than this system allows",))

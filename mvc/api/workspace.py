@@ -229,7 +229,13 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
     why = repo.untrackable(rel)
     if why is not None:
         raise PathError(f"{shown}: mvc never tracks this path ({why}): choose another path")
+    if len(os.fsencode(os.path.basename(full))) + len(ptrfmt.SUFFIX) > 255:
+        raise PathError(f"{shown}: its pointer's name would be longer than 255 bytes: choose a shorter name")
+    if os.path.isdir(full + ptrfmt.SUFFIX):
+        raise PathError(f"{shown}{ptrfmt.SUFFIX} is a directory, where {shown}'s pointer goes: move it away")
     if exists and not os.path.lexists(full):
+        if len(os.fsencode(full)) >= 4096:
+            raise PathError(f"{shown}: the path is longer than this system allows: work nearer the repository's root")
         raise PathError(f"{shown}: no such file or directory: check the path")
     if exists and not os.access(full, os.R_OK):
         raise PathError(f"{shown}: permission denied: make it readable (chmod u+r)")

@@ -112,9 +112,22 @@ class LazyGroup(click.Group):
         except OSError as e:  # the environment failed us (disk, permissions): one line, no traceback
             if _output_closed(e):
                 _end_quietly()
-            where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}: check the disk and permissions, then retry", err=True)
+            click.echo(f"error: {_os_error(e)}", err=True)
             ctx.exit(1)
+
+
+def _os_error(e: OSError) -> str:
+    """An error of the system as one line: the file it concerns (where a rename failed, its target rather than
+    mvc's temp file) and the fix its kind calls for."""
+    name = e.filename2 if e.filename2 and ".mvc-tmp." in os.fsdecode(e.filename or "") else e.filename
+    where = f" ({os.fsdecode(name)})" if name else ""
+    fix = {
+        errno.ENAMETOOLONG: "choose a shorter name, or work nearer the root of the file system",
+        errno.EISDIR: "a directory is where a file goes: move it away, then retry",
+        errno.ENOSPC: "free some space on that device, then retry",
+        errno.EROFS: "the file system is read-only: run this where it can be written",
+    }.get(e.errno or 0, "check the disk and permissions, then retry")
+    return f"{e.strerror or e}{where}: {fix}"
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
