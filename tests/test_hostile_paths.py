@@ -382,9 +382,9 @@ def test_name_with_a_control_character_is_refused(repo, mvc_error, name, where):
     porcelain = git(repo, "status", "--porcelain", "-z")  # first: git status refreshes the index
     before = state(repo)
     if where == "file":
-        mvc_error("add", name, words=(repr(name), "control character", "rename it"))
+        mvc_error("add", name, words=(quoted(name), "control character", "rename it"))
     else:
-        mvc_error("add", "d", words=(repr(os.fsencode("d/" + name)), "control character", "rename it"))
+        mvc_error("add", "d", words=(quoted("d/" + name), "control character", "rename it"))
     assert state(repo) == before
     assert git(repo, "status", "--porcelain", "-z") == porcelain
     assert (repo / ".gitignore").read_text() == "/other.bin\n"

@@ -465,3 +465,16 @@ def test_names_the_system_cannot_hold_are_refused_naming_the_path_and_the_fix(re
         os.chdir("..")
     rel = "/".join(["d" * 200] * 6 + ["m.bin"])  # relative: fine; from here, absolute: past PATH_MAX
     mvc_error("add", rel, words=("longer than this system allows",))
+
+
+def test_names_are_shown_in_shell_quoting_when_something_in_them_does_not_print(repo: Path, mvc_cli, mvc_error):
+    """C1 controls (U+009B is a terminal's CSI) were printed raw; a byte that is not UTF-8 as Python's b'...'."""
+    name = "c1\u009b31mred.bin"
+    make_file(repo / name, 10)
+    out = mvc_cli("add", name).stdout
+    assert "\u009b" not in out and "$'c1\\u009b31mred.bin'" in out
+    assert "$'c1\\u009b31mred.bin'" in mvc_cli("status").stdout
+    bad = os.fsdecode(b"n\xff.bin")
+    make_file(repo / bad, 10)
+    line = mvc_error("add", bad, words=("$'n\\xff.bin' is not a valid UTF-8 name",))
+    assert "b'" not in line

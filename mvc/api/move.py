@@ -86,7 +86,7 @@ def _target(repo: Repo, path: str) -> str:
 def _check_new(repo: Repo, src: str, dst: str, shown: str, others: list[str]) -> None:
     """Refuse a destination mvc add would refuse, or that would clash with what is there (said on one line)."""
     if not_utf8(dst):  # as add refuses it: every later command would refuse the pointer
-        raise PathError(f"{os.fsencode(shown)!r} is not a valid UTF-8 name: choose another path")
+        raise PathError(f"{quoted(shown)} is not a valid UTF-8 name: choose another path")
     if has_control(dst):
         raise PathError(
             f"{quoted(shown)} has a control character in its name, which .gitignore cannot hold: choose another path"

@@ -18,7 +18,7 @@ from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
 from mvc.repo.pathstatus import dir_changes, path_status
-from mvc.repo.repository import Repo, exclude_local_state, open_repo, refuse_linked, shell_quoted
+from mvc.repo.repository import Repo, exclude_local_state, open_repo, quoted, refuse_linked, shell_quoted
 from mvc.repo.selection import artifacts, check_case, check_is_pointer, load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, look, scan_dir, total
 from mvc.storage import fileio
@@ -223,9 +223,9 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
     if rel.endswith(ptrfmt.SUFFIX):
         raise PathError(f"{shown} is a pointer file: add the path it tracks, {shown[:-4]}")
     if not_utf8(rel):
-        raise PathError(f"{os.fsencode(shown)!r} is not a valid UTF-8 name: rename it")
+        raise PathError(f"{quoted(shown)} is not a valid UTF-8 name: rename it")
     if ptrfmt.has_control(rel):  # a newline would make two .gitignore lines: the weights reach git
-        raise PathError(f"{shown!r} has a control character in its name, which .gitignore cannot hold: rename it")
+        raise PathError(f"{quoted(shown)} has a control character in its name, which .gitignore cannot hold: rename it")
     why = repo.untrackable(rel)
     if why is not None:
         raise PathError(f"{shown}: mvc never tracks this path ({why}): choose another path")

@@ -20,6 +20,7 @@ from mvc.cli.common import (
     repo_option,
     safe,
     short,
+    shown_path,
     unicode_only,
     user_url,
 )
@@ -345,9 +346,9 @@ def log(target: str, rev: str, as_json: bool) -> None:
             from mvc.cli.record import flat
 
             meta = "  " + ", ".join(f"{k}={v}" for k, v in sorted(flat(r["meta"]))) if r["meta"] else ""
-            click.echo(f"    {r['change']} {r['path']}  {human(r['size'])}  {short(r['oid'])}{meta}")
+            click.echo(f"    {r['change']} {shown_path(r['path'])}  {human(r['size'])}  {short(r['oid'])}{meta}")
         else:
-            click.echo(f"    {r['change']} {r['path']}" + (f"  ({r['error']})" if "error" in r else ""))
+            click.echo(f"    {r['change']} {shown_path(r['path'])}" + (f"  ({r['error']})" if "error" in r else ""))
         for later in r.get("also", []):
             held = ", ".join([*later["versions"], *[f"#{s}" for s in later["stages"]]])
             click.echo(f"    also {held} at {later['commit'][:10]} (a later commit, the same model)")

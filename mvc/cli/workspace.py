@@ -108,15 +108,15 @@ def add(
         what = f"{r['nfiles']} file{'' if r['nfiles'] == 1 else 's'}, " if r["kind"] == "dir" else ""
         detail = f"({what}{human(r['size'])}, {short(r['oid'])})"
         if r["changed"]:
-            click.echo(f"added {r['path']} {detail}")
+            click.echo(f"added {shown_path(r['path'])} {detail}")
         elif r["stored"]:  # e.g. after cache.dir changed: the pointer was right, the cache lacked its content
-            click.echo(f"stored {r['path']} in the cache, pointer unchanged {detail}")
+            click.echo(f"stored {shown_path(r['path'])} in the cache, pointer unchanged {detail}")
         else:
-            click.echo(f"unchanged {r['path']} {detail}")
+            click.echo(f"unchanged {shown_path(r['path'])} {detail}")
         if r.get("renamed_from"):
-            click.echo(f"model {r['name']} now names {r['path']} (was {r['renamed_from']})")
+            click.echo(f"model {r['name']} now names {shown_path(r['path'])} (was {r['renamed_from']})")
         elif r.get("named"):
-            click.echo(f"model {r['name']} now names {r['path']} (in .mvc/config.toml)")
+            click.echo(f"model {r['name']} now names {shown_path(r['path'])} (in .mvc/config.toml)")
 
 
 _WS = {"ok": "up to date", "modified": "modified", "missing": "missing from workspace", "conflicted": "conflicted"}
@@ -161,7 +161,7 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
         if r["workspace"] == "conflicted":
             prel = shown_path(r["pointer"])
             click.echo(
-                f"{r['path']}: conflicted: a merge left its pointer unmerged (keep one side with 'git checkout "
+                f"{shown_path(r['path'])}: conflicted: a merge left its pointer unmerged (keep one side with 'git checkout "
                 f"--ours {prel}' or --theirs, or 'git rm {prel}' to take a side's deletion; 'git add {prel}'; then "
                 f"'mvc checkout {shown_path(r['path'])}')"
             )
@@ -178,7 +178,7 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
             ):
                 if rem[key]:
                     states.append(f"{what} {rem['remote']} ({rem[key]} object{'s' if rem[key] > 1 else ''})")
-        click.echo(f"{r['path']}: {', '.join(states) or 'up to date'}")
+        click.echo(f"{shown_path(r['path'])}: {', '.join(states) or 'up to date'}")
         if "files" in r:
             _echo_changes(r["path"], r["files"])
 
@@ -331,7 +331,7 @@ def ls(rev: str | None, repo: str | None, as_json: bool) -> None:
                 f"no path tracked by mvc at {rev or 'HEAD'}{f' of {repo}' if repo is not None else ''}", err=True
             )
     for r in rows:
-        click.echo(f"{r['kind']:4}  {human(r['size']):>10}  {short(r['oid'])}  {r['path']}")
+        click.echo(f"{r['kind']:4}  {human(r['size']):>10}  {short(r['oid'])}  {shown_path(r['path'])}")
 
 
 @click.command()

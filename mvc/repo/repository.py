@@ -7,7 +7,7 @@ import os
 from mvc import git as gitmod
 from mvc.errors import ConfigError, GitError, NotAGitRepo, NotInitialized, PathError, PointerError, RegistryError
 from mvc.format.config import CONFIG, MVC_DIR, Config
-from mvc.format.pointer import SUFFIX, bad_target, has_control
+from mvc.format.pointer import SUFFIX, bad_target
 from mvc.objects.odb import ODB
 from mvc.repo.statedb import StateDB
 
@@ -254,12 +254,19 @@ class Repo:
 
 
 def quoted(path: str) -> str:
-    """A path for a one-line message: as it is, or, when it holds a control character, in the shell's
-    ``$'...'`` quoting (so a newline in a name cannot split the line and the fix can be pasted)."""
-    if not has_control(path):
+    """A path for a one-line message: as it is, or, when it holds a character that does not print (a control
+    character, C0 or C1, a byte that is not UTF-8, a direction override), in the shell's ``$'...'`` quoting,
+    so that a newline in a name cannot split the line, no terminal acts on it, and the fix can be pasted."""
+    if path.isprintable():
         return path
-    out = "".join(c if " " <= c != "\x7f" and c not in "'\\" else f"\\x{ord(c):02x}" for c in path)
-    return f"$'{out}'"
+    return "$'" + "".join(c if c.isprintable() and c not in "'\\" else _escape(c) for c in path) + "'"
+
+
+def _escape(c: str) -> str:
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # a byte that is not UTF-8, as Python keeps it (surrogateescape): that byte
+        return f"\\x{n - 0xDC00:02x}"
+    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
 def shell_quoted(path: str) -> str:
@@ -267,7 +274,7 @@ def shell_quoted(path: str) -> str:
     that begins with a dash, which mvc and git would otherwise read as options."""
     if path.startswith("-"):
         path = "./" + path
-    if has_control(path):
+    if not path.isprintable():
         return quoted(path)
     import shlex  # not at the top: only messages need it
 

@@ -118,7 +118,7 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
     tracked path is one mvc never writes, whatever the command and its flags."""
     repo.check_pointer(prel, rev)
     if not_utf8(prel):
-        raise PointerError(f"{os.fsencode(prel)!r}: a pointer's path must be valid UTF-8: rename it with 'git mv'")
+        raise PointerError(f"{quoted(prel)}: a pointer's path must be valid UTF-8: rename it with 'git mv'")
     if data is None:
         p = _read_pointer(repo, prel)
     else:

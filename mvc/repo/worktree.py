@@ -62,7 +62,7 @@ def check_names(rel: str, subs: list[str]) -> None:
         if why and mf.git_owned(sub) == why:
             raise PathError(f"{quoted(rel + '/' + sub)} is git's ({why}): mvc never records it: move it out of {rel}")
         if why:
-            raise PathError(f"{os.fsencode(rel + '/' + sub)!r}: a file name mvc cannot record ({why}): rename it")
+            raise PathError(f"{quoted(rel + '/' + sub)}: a file name mvc cannot record ({why}): rename it")
 
 
 def link_oid(repo: Repo, full: str) -> str | None:
