@@ -478,3 +478,13 @@ def test_names_are_shown_in_shell_quoting_when_something_in_them_does_not_print(
     make_file(repo / bad, 10)
     line = mvc_error("add", bad, words=("$'n\\xff.bin' is not a valid UTF-8 name",))
     assert "b'" not in line
+
+
+def test_an_output_path_with_a_newline_keeps_each_message_on_one_line(repo: Path, tmp_path: Path, mvc_cli, mvc_error):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    out = str(tmp_path / "new\nline")
+    said = mvc_cli("get", "m.bin", "-o", out).stdout
+    assert said.count("\n") == 1 and "$'" in said
+    mvc_error("get", "m.bin", "-o", out, words=("new\\nline already exists",))

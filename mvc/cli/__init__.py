@@ -104,7 +104,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MvcError as e:
-            click.echo(f"error: {e}", err=True)
+            from mvc.cli.common import safe  # a name in the message (an -o path with a newline) keeps it one line
+
+            click.echo(f"error: {safe(str(e))}", err=True)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt as e:
             click.echo("interrupted", err=True)
@@ -112,7 +114,9 @@ class LazyGroup(click.Group):
         except OSError as e:  # the environment failed us (disk, permissions): one line, no traceback
             if _output_closed(e):
                 _end_quietly()
-            click.echo(f"error: {_os_error(e)}", err=True)
+            from mvc.cli.common import safe
+
+            click.echo(f"error: {safe(_os_error(e))}", err=True)
             ctx.exit(1)
 
 

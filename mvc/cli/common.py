@@ -88,6 +88,7 @@ def safe(text: str) -> str:
             out.append(named[c])
         else:
             n = ord(c)
+            n = n - 0xDC00 if 0xDC80 <= n <= 0xDCFF else n  # a byte that is not UTF-8: that byte
             out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}")
     return "".join(out)
 

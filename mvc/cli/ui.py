@@ -42,10 +42,10 @@ def build(out: str) -> None:
       mvc ui build -o site
       mvc ui build -o /srv/www/models && rsync -a site/ host:/var/www/models/
     """
-    from mvc.cli.common import user_path
+    from mvc.cli.common import shown_path, user_path
 
     r = api.build(user_path(out))
-    click.echo(f"wrote {_count(r['pages'], 'file')} ({_counts(r)}) to {r['dir']}")
+    click.echo(f"wrote {_count(r['pages'], 'file')} ({_counts(r)}) to {shown_path(r['dir'])}")
     click.echo(f"  open {r['index']}")
 
 

@@ -297,7 +297,7 @@ def get(
     if as_json:
         echo_json(r)
         return
-    click.echo(f"wrote {r['out']} ({human(r['size'])}, {short(r['oid'])})")
+    click.echo(f"wrote {shown_path(r['out'])} ({human(r['size'])}, {short(r['oid'])})")
 
 
 @click.command()
