@@ -488,3 +488,15 @@ def test_an_output_path_with_a_newline_keeps_each_message_on_one_line(repo: Path
     said = mvc_cli("get", "m.bin", "-o", out).stdout
     assert said.count("\n") == 1 and "$'" in said
     mvc_error("get", "m.bin", "-o", out, words=("new\\nline already exists",))
+
+
+def test_a_file_url_is_read_as_git_reads_it(repo: Path, tmp_path: Path, mvc_cli):
+    make_file(repo / "m.bin", 100)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    (tmp_path / "my store").mkdir()
+    mvc_cli("remote", "add", "a", f"file://{tmp_path}/my%20store")
+    mvc_cli("remote", "add", "b", f"file://localhost{tmp_path}/my%20store")
+    mvc_cli("push", "-q", "-r", "a")
+    assert mvc_cli("push", "-r", "b").stdout.startswith("nothing to push")
+    assert any((tmp_path / "my store").iterdir()) and not (tmp_path / "my%20store").exists()

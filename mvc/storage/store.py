@@ -245,7 +245,11 @@ def split_url(url: str) -> tuple[str, str]:
         return "local", url
     protocol, _, rest = url.partition("://")
     protocol = protocol.lower()
-    if protocol in ("file", "local"):
+    if protocol == "file":  # RFC 8089, as git reads it: percent-escapes decoded, "localhost" the same as none
+        from urllib.parse import unquote
+
+        return "local", unquote(rest[len("localhost") :] if rest.startswith("localhost/") else rest)
+    if protocol == "local":
         return "local", rest
     return protocol, rest
 
