@@ -500,3 +500,14 @@ def test_a_file_url_is_read_as_git_reads_it(repo: Path, tmp_path: Path, mvc_cli)
     mvc_cli("push", "-q", "-r", "a")
     assert mvc_cli("push", "-r", "b").stdout.startswith("nothing to push")
     assert any((tmp_path / "my store").iterdir()) and not (tmp_path / "my%20store").exists()
+
+
+def test_a_name_ending_in_the_pointer_suffix_that_is_no_pointer_is_told_to_be_renamed(repo: Path, mvc_cli, mvc_error):
+    (repo / "sub").mkdir()
+    (repo / "sub" / ".mvc").write_text("x\n")
+    (repo / "d.mvc").mkdir()
+    (repo / "d.mvc" / "f").write_text("x\n")
+    for path in ("sub/.mvc", "d.mvc"):
+        line = mvc_error("add", path, words=("mvc tracks no name ending in .mvc", "rename it"))
+        assert "pointer file" not in line
+    assert mvc_cli("init", "-q").stdout == ""

@@ -221,6 +221,8 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
     if rel == ".":
         raise PathError("cannot add the repository root: add the model files or directories inside it")
     if rel.endswith(ptrfmt.SUFFIX):
+        if rel.rpartition("/")[2] == ptrfmt.SUFFIX or os.path.isdir(full):
+            raise PathError(f"{shown}: mvc tracks no name ending in {ptrfmt.SUFFIX}, its pointers' suffix: rename it")
         raise PathError(f"{shown} is a pointer file: add the path it tracks, {shown[:-4]}")
     if not_utf8(rel):
         raise PathError(f"{quoted(shown)} is not a valid UTF-8 name: rename it")

@@ -28,7 +28,8 @@ from mvc.errors import ConfigError
 
 @click.command()
 @click.option("--no-stage", is_flag=True, help="Do not stage .mvc/config.toml and .mvc/.gitignore in git.")
-def init(no_stage: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing when it succeeds.")
+def init(no_stage: bool, quiet: bool) -> None:
     """Set up mvc in the current git repository (idempotent).
 
     \b
@@ -40,7 +41,8 @@ def init(no_stage: bool) -> None:
       git init && mvc init
     """
     res = api.init(stage=not no_stage)
-    click.echo(("Initialized mvc in " if res["created"] else "mvc is already set up in ") + res["root"])
+    if not quiet:
+        click.echo(("Initialized mvc in " if res["created"] else "mvc is already set up in ") + shown_path(res["root"]))
 
 
 def _parse_meta(items: tuple[str, ...], files: tuple[str, ...]) -> list[dict]:
