@@ -16,8 +16,8 @@ from mvc.errors import ConfigError, MvcError, RegistryError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
+from mvc.format.pointer import shell_quoted
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
-from mvc.repo.repository import shell_quoted
 
 CONFIG_PATH = cfgfmt.CONFIG_PATH
 
@@ -451,9 +451,8 @@ def _exact_tag(git: gitmod.Git, text: str) -> tuple[str, str] | None:
 
 
 def unknown_ref(text: str, names: Collection[str]) -> str | None:
-    """Why text, which names no tracked path, names no registry revision either, when it looks like one: a model
-    among ``names`` (the registry's) followed by what is no version or stage (``churn@v9``, ``churn@1.2.0``), or a
-    revision of a model not among them. None when text does not look like a registry revision."""
+    """Why text (no tracked path) names no registry revision though it looks like one: a model of ``names`` (the
+    registry's) and what is no version or stage (``churn@v9``, ``churn@1.2.0``), or a model not among them."""
     ref = tagfmt.parse_ref(text)
     if ref is not None:
         if ref.name in names:

@@ -8,6 +8,8 @@ from mvc import git as gitmod
 from mvc.errors import ConfigError, GitError, NotAGitRepo, NotInitialized, PathError, PointerError, RegistryError
 from mvc.format.config import CONFIG, MVC_DIR, Config
 from mvc.format.pointer import SUFFIX, bad_target
+from mvc.format.pointer import quoted as quoted  # (where most callers import them from)
+from mvc.format.pointer import shell_quoted as shell_quoted
 from mvc.objects.odb import ODB
 from mvc.repo.statedb import StateDB
 
@@ -251,34 +253,6 @@ class Repo:
     @staticmethod
     def pointer_of(target_rel: str) -> str:
         return target_rel + SUFFIX
-
-
-def quoted(path: str) -> str:
-    """A path for a one-line message: as it is, or, when it holds a character that does not print (a control
-    character, C0 or C1, a byte that is not UTF-8, a direction override), in the shell's ``$'...'`` quoting,
-    so that a newline in a name cannot split the line, no terminal acts on it, and the fix can be pasted."""
-    if path.isprintable():
-        return path
-    return "$'" + "".join(c if c.isprintable() and c not in "'\\" else _escape(c) for c in path) + "'"
-
-
-def _escape(c: str) -> str:
-    n = ord(c)
-    if 0xDC80 <= n <= 0xDCFF:  # a byte that is not UTF-8, as Python keeps it (surrogateescape): that byte
-        return f"\\x{n - 0xDC00:02x}"
-    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
-
-
-def shell_quoted(path: str) -> str:
-    """A path as a command in a message writes it, ready to paste into a POSIX shell: ``./-rf`` for a path
-    that begins with a dash, which mvc and git would otherwise read as options."""
-    if path.startswith("-"):
-        path = "./" + path
-    if not path.isprintable():
-        return quoted(path)
-    import shlex  # not at the top: only messages need it
-
-    return shlex.quote(path)
 
 
 def _root_above(path: str) -> str | None:
