@@ -46,14 +46,28 @@ def _english(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _run_git(
-    args: tuple[str, ...], cwd: str, input: bytes | None, env: dict[str, str] | None = None
+    args: tuple[str, ...],
+    cwd: str,
+    input: bytes | None,
+    env: dict[str, str] | None = None,
+    own_group: bool | None = False,
 ) -> tuple[int, bytes, bytes]:
     """git ARGS in cwd, stdin from input: (exit status, stdout, stderr), as subprocess.run gives them.
 
     Without the subprocess module where posix_spawn exists: importing subprocess (with signal and
     selectors) costs 5 ms of every command's start-up, and a no-op 'mvc status' has 0.15 s in all.
-    Both pipes (and stdin) are served together, so neither side can block the other.
+    Both pipes (and stdin) are served together, so neither side can block the other. own_group: git runs in a
+    process group of its own, so that a terminal's Ctrl-C (sent to mvc's whole group) does not stop it half way,
+    and mvc holds Ctrl-C and SIGTERM back until git is done (then acts on them).
     """
+    if own_group and hasattr(os, "posix_spawnp"):
+        from _signal import SIG_BLOCK, SIG_SETMASK, SIGINT, SIGTERM, pthread_sigmask  # type: ignore[import-not-found]
+
+        held = pthread_sigmask(SIG_BLOCK, {SIGINT, SIGTERM})
+        try:
+            return _run_git(args, cwd, input, env, None)
+        finally:
+            pthread_sigmask(SIG_SETMASK, held)
     if not hasattr(os, "posix_spawnp"):  # Windows
         import subprocess
 
@@ -62,7 +76,7 @@ def _run_git(
         )
         return proc.returncode, proc.stdout, proc.stderr
     import select
-    from _signal import SIGPIPE  # type: ignore[import-not-found]  # the C half of signal, without its enum classes
+    from _signal import SIGPIPE  # the C half of signal, without its enum classes
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -70,11 +84,14 @@ def _run_git(
     try:
         # -C: posix_spawn cannot change directory; git -C behaves as if started there. SIGPIPE is
         # restored for git and what it runs (Python ignores it), as subprocess does.
+        # own_group None: asked for, with the signals held above (not for git, whose mask is emptied)
+        group: dict[str, Any] = {"setpgroup": 0, "setsigmask": ()} if own_group is None else {}
         pid = os.posix_spawnp(
             "git",
             ["git", "-C", cwd, *args],
             _english(os.environ if env is None else env),
             setsigdef=(SIGPIPE,),
+            **group,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, in_r, 0),
                 (os.POSIX_SPAWN_DUP2, out_w, 1),
@@ -249,12 +266,12 @@ class Git:
         self.unmerged: set[str] = set()  # pointers a merge left unmerged, as the last ls_pointers saw them
 
     # -- the git binary ---------------------------------------------------------------------
-    def run(self, *args: str, check: bool = True, input: bytes | None = None) -> bytes:
+    def run(self, *args: str, check: bool = True, input: bytes | None = None, own_group: bool = False) -> bytes:
         waited = 0.0
         said = False
         while True:
             try:
-                code, out, err = _run_git(args, self.root, input, self.env)
+                code, out, err = _run_git(args, self.root, input, self.env, own_group)
             except FileNotFoundError:
                 raise GitError("the 'git' command was not found: install git and make sure it is on PATH") from None
             if code == 0 or not check:
@@ -335,9 +352,11 @@ class Git:
         return [p for p in out.decode("utf-8", "surrogateescape").split("\0") if p]
 
     def checkout_paths(self, rev: str, relpaths: Iterable[str]) -> None:
+        """git checkout rev -- relpaths, run to its end whatever Ctrl-C the terminal sends meanwhile: a pointer
+        restored after its weights (mvc checkout --rev) is never left half way."""
         paths = list(relpaths)
         if paths:
-            self.run("checkout", rev, "--", *[f":(literal){p}" for p in paths])
+            self.run("checkout", rev, "--", *[f":(literal){p}" for p in paths], own_group=True)
 
     # -- pygit2 -----------------------------------------------------------------------------
     @property

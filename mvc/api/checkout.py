@@ -23,7 +23,7 @@ from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, model_refs, select, user_paths
 from mvc.repo.statedb import trusted
-from mvc.repo.worktree import File, hash_of, link_stat, look, scan_dir, total
+from mvc.repo.worktree import File, check_room, hash_of, link_stat, look, scan_dir, total
 from mvc.storage import fileio, tempfiles
 from mvc.storage.lock import locked
 
@@ -44,6 +44,8 @@ class _Plan:
         self.unsafe: list[tuple[str, str]] = []  # (relpath, full) not in the cache
         self.clear_dir = False  # a directory stands where the file goes
         self.make_dir = False  # a tracked directory with no files (its manifest empty) is missing: made
+        self.placed = False  # every file of writes is in place
+        self.kept: list[dict[str, str]] = []  # {path, oid} of the user's files stored before they were replaced
 
 
 def checkout(
@@ -81,6 +83,7 @@ def checkout(
 def _checkout(
     repo: Repo, paths: list[str], rev: str | None, force: bool, progress: progressmod.Factory
 ) -> list[dict[str, Any]]:
+    plans: list[_Plan] = []
     try:
         at_commit: str | None = None
         if rev is not None:
@@ -145,8 +148,20 @@ def _checkout(
                         head="absent" if was is None else "same" if was == staged[prel] else "differs",
                     )
         return rows
+    except BaseException:
+        _say_kept([k for plan in plans for k in plan.kept])
+        raise
     finally:
         repo.state.flush()
+
+
+def _say_kept(kept: list[dict[str, str]]) -> None:
+    """On stderr, the oids of the user's files a failed or interrupted checkout --force stored and then replaced or
+    removed: nothing else names them, and a gc after the grace period would take them."""
+    import sys
+
+    for k in kept:
+        sys.stderr.write(f"mvc: kept the replaced content of {quoted(k['path'])} in the cache as {k['oid']}\n")
 
 
 def _refuse_uncommitted(repo: Repo, chosen: list[str], at_commit: str, rev: str) -> None:
@@ -199,9 +214,16 @@ def _apply_at(
     _restore_pointers(repo, commit, idle, plans, chosen, in_git)
     rows = []
     for prel, plan in zip(chosen, plans, strict=True):
-        rows.append(_apply(repo, plan, progress))
-        if _changes(plan):
-            _restore_pointers(repo, commit, [prel], plans, chosen, in_git)
+        restored = False
+        try:
+            rows.append(_apply(repo, plan, progress))
+            if _changes(plan):
+                _restore_pointers(repo, commit, [prel], plans, chosen, in_git)
+                restored = True
+        except KeyboardInterrupt:  # Ctrl-C once its weights are REV's: its pointer too, before stopping
+            if plan.placed and not restored and _changes(plan):
+                _restore_pointers(repo, commit, [prel], plans, chosen, in_git)
+            raise
     # a pointer brought back from a commit (after 'mvc remove', say) gets its .gitignore line too, staged as the
     # pointer is: without it a 'git add -A' would commit the weights
     ignored = sorted({gitignores.add(repo, Repo.target_of(p)) for p in chosen})
@@ -328,7 +350,7 @@ def _judge(repo: Repo, rel: str, full: str, cur: str | None, plan: _Plan) -> Non
 
 
 def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, Any]:
-    kept = []
+    kept = plan.kept
     for rel, full in plan.unsafe:
         if os.path.islink(full) or not os.path.isfile(full):
             continue  # a symlink elsewhere: replacing the link loses no data
@@ -338,6 +360,8 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         finally:
             bar.close()
         kept.append({"path": rel, "oid": oid})
+    # before a file is removed or replaced: a directory is never left at two versions
+    check_room(repo, plan.rel, plan.full, [(t, plan.sizes.get(o, 0), o) for t, o, _ in plan.writes])
     for full in plan.removals:
         if os.path.lexists(full):
             os.unlink(full)
@@ -365,6 +389,7 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
                 st = link_stat(target)
             if st is not None:
                 repo.state.put(_rel(repo, target), st, oid)
+        plan.placed = True
     finally:
         bar.close()
     for target, executable, known, was in plan.chmods:

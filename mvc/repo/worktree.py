@@ -387,3 +387,55 @@ def entries_of(repo: Repo, rel: str, files: dict[str, File]) -> list[mf.Entry]:
         size = os.stat(f.full).st_size if f.linked else f.st.st_size
         out.append(mf.Entry(sub, f.oid or "", size, executable))
     return out
+
+
+def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str]]) -> None:
+    """Refuse, before the first of a directory's files is replaced, a checkout its file system has no room for
+    (writes: (path, size, oid) of the files it writes): what the new files add over those they replace, plus the
+    largest one (written beside the old one first). A link takes no room; a reflink may not, which one attempt
+    tells. One file needs no check: written beside the old one and renamed, it is all or nothing anyway."""
+    from mvc.errors import StorageError
+
+    types = repo.config.link_types
+    if len(writes) < 2 or types[0] in ("hardlink", "symlink"):
+        return
+    grow = top = 0
+    for target, size, _ in writes:
+        try:
+            old = os.lstat(target).st_size
+        except OSError:
+            old = 0
+        grow, top = grow + max(0, size - old), max(top, size)
+    d = full
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)
+    try:
+        st = os.statvfs(d)
+    except (OSError, AttributeError):
+        return
+    free = st.f_bavail * st.f_frsize
+    if grow + top <= free or (types[0] == "reflink" and _reflinks(repo, d, [oid for _, _, oid in writes])):
+        return
+    raise StorageError(
+        f"not enough disk space to check out {quoted(rel)}: it needs up to {progressmod.human(grow + top)}, and its "
+        f"file system has {progressmod.human(free)} free: free some space there, then retry (nothing was changed)"
+    )
+
+
+def _reflinks(repo: Repo, directory: str, oids_: list[str]) -> bool:
+    """Whether a cache object can be cloned into directory (sharing its blocks, taking no room), tried on an
+    unnamed file there that vanishes when closed."""
+    from mvc.storage import tempfiles
+
+    src = next((repo.odb.path(o) for o in oids_ if os.path.isfile(repo.odb.path(o))), None)
+    out = tempfiles.open_unnamed(directory, 0o600) if src is not None else None
+    if out is None:
+        return False
+    try:
+        fd = os.open(src, os.O_RDONLY)  # type: ignore[arg-type]
+        try:
+            return fileio.reflink_fd(fd, out)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(out)

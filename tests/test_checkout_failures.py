@@ -1,0 +1,135 @@
+"""A checkout stopped part way: by a damaged object, a full disk, a terminal's Ctrl-C. What the user had is named,
+and every path is left with its pointer and its weights of one version."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git, make_file
+
+import mvc
+from mvc.objects.odb import ODB
+
+MiB = 1 << 20
+
+
+def _corrupt(path: Path) -> None:
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+
+
+def test_a_forced_checkout_that_fails_half_way_names_what_it_kept(repo: Path, mvc_cli):
+    """checkout --force stores a file of the user's it removes, then removes it; the line naming the object
+    was printed only on success. Stopped after the removal, nothing named it, and a gc took it later."""
+    for name in ("a.bin", "b.bin"):
+        make_file(repo / "d" / name, 2 * MiB, seed=len(name) + ord(name[0]))
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "d")
+    notes = make_file(repo / "d" / "notes-new.bin", 1000, seed=9).read_bytes()  # the user's, in no version
+    (repo / "d" / "b.bin").unlink()
+    _corrupt(Path(ODB(str(repo / ".mvc" / "cache")).path(mvc.describe("d/b.bin")["oid"])))
+
+    result = mvc_cli("checkout", "--force", "d", ok=False)
+    assert result.exit_code != 0
+    assert not (repo / "d" / "notes-new.bin").exists()  # removed before the damaged object stopped it
+    said = [line for line in result.stderr.splitlines() if "kept the replaced content of d/notes-new.bin" in line]
+    assert len(said) == 1, result.stderr
+    oid = said[0].rsplit(" as ", 1)[1]
+    assert Path(ODB(str(repo / ".mvc" / "cache")).path(oid)).read_bytes() == notes
+
+
+def test_ctrl_c_while_checkout_rev_restores_a_pointer_leaves_one_version(repo: Path, tmp_path: Path):
+    """A terminal's Ctrl-C reaches the whole process group: it stopped the 'git checkout REV -- P.mvc' that
+    follows the weights, leaving REV's weights under the other version's pointer."""
+    make_file(repo / "model.bin", 300_000, seed=1)
+    mvc.add(["model.bin"])
+    git(repo, "commit", "-q", "-m", "v1")
+    make_file(repo / "model.bin", 300_000, seed=2)
+    mvc.add(["model.bin"])
+    git(repo, "commit", "-q", "-m", "v2")
+    real = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mark = tmp_path / "in-checkout"
+    (bin_dir / "git").write_text(
+        "#!/bin/sh\n"
+        f'for a; do if [ "$a" = checkout ]; then touch "{mark}"; sleep 2; break; fi; done\n'
+        f'exec "{real}" "$@"\n'
+    )
+    (bin_dir / "git").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1"],
+        cwd=repo,
+        env=env,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mark.exists(), proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, (out, err)
+    status = subprocess.run([sys.executable, "-m", "mvc", "status"], cwd=repo, capture_output=True, text=True)
+    assert "modified" not in status.stdout, status.stdout
+    assert mvc.describe("model.bin")["oid"] == mvc.describe("model.bin", rev="HEAD~1")["oid"]
+
+
+def _small_fs(where: Path, size: str) -> bool:
+    """A tmpfs of that size at where, when this process may mount one (root with the right); else False."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]).returncode == 0
+
+
+def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path: Path, monkeypatch):
+    """Files that grow between versions, on a disk with room for some of them: the checkout replaced four and
+    failed at the fifth, leaving the directory at two versions under one pointer."""
+    fs = tmp_path / "fs"
+    if not _small_fs(fs, "48m"):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        repo = fs / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q")
+        monkeypatch.chdir(repo)
+        mvc.init(str(repo))
+        for i in range(5):
+            make_file(repo / "d" / f"f{i}", MiB, seed=i)
+        mvc.add(["d"])
+        git(repo, "commit", "-q", "-m", "v1")
+        for i in range(5):
+            make_file(repo / "d" / f"f{i}", 3 * MiB, seed=10 + i)
+        mvc.add(["d"])
+        git(repo, "commit", "-q", "-m", "v2")
+        mvc.checkout(["d"], rev="HEAD~1")
+        git(repo, "commit", "-q", "-m", "back to v1")
+        free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+        (fs / "filler").write_bytes(b"\0" * (free - 6 * MiB))  # room for two of the new files, not five
+        before = {p.name: p.read_bytes() for p in (repo / "d").iterdir()}
+        result = subprocess.run(
+            [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
+        )
+        assert result.returncode != 0 and "not enough disk space to check out d" in result.stderr, result.stderr
+        assert "nothing was changed" in result.stderr
+        assert {p.name: p.read_bytes() for p in (repo / "d").iterdir()} == before
+        (fs / "filler").unlink()
+        mvc.checkout(["d"], rev="HEAD~1")
+        assert all(p.stat().st_size == 3 * MiB for p in (repo / "d").iterdir())
+    finally:
+        os.chdir(tmp_path)
+        subprocess.run(["umount", "-l", str(fs)])
