@@ -183,3 +183,19 @@ def http_server(directory: Path | str):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def mount_tmpfs(where: Path, size: str) -> bool:
+    """A tmpfs of that size at where (made), when this process may mount one (root with the right), for tests of
+    a full or read-only file system; False when it may not (the test then skips). Unmount with umount_tmpfs."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir(exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    return done.returncode == 0
+
+
+def umount_tmpfs(where: Path) -> None:
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, make_file
+from conftest import git, make_file, mount_tmpfs, umount_tmpfs
 
 import mvc
 from mvc.objects.odb import ODB
@@ -88,19 +88,11 @@ def test_ctrl_c_while_checkout_rev_restores_a_pointer_leaves_one_version(repo: P
     assert mvc.describe("model.bin")["oid"] == mvc.describe("model.bin", rev="HEAD~1")["oid"]
 
 
-def _small_fs(where: Path, size: str) -> bool:
-    """A tmpfs of that size at where, when this process may mount one (root with the right); else False."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    where.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]).returncode == 0
-
-
 def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path: Path, monkeypatch):
     """Files that grow between versions, on a disk with room for some of them: the checkout replaced four and
     failed at the fifth, leaving the directory at two versions under one pointer."""
     fs = tmp_path / "fs"
-    if not _small_fs(fs, "48m"):
+    if not mount_tmpfs(fs, "48m"):
         pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
     try:
         repo = fs / "repo"
@@ -132,4 +124,4 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
         assert all(p.stat().st_size == 3 * MiB for p in (repo / "d").iterdir())
     finally:
         os.chdir(tmp_path)
-        subprocess.run(["umount", "-l", str(fs)])
+        umount_tmpfs(fs)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 
 from mvc import git as gitmod
-from mvc.errors import ConfigError, GitError, NotAGitRepo, NotInitialized, PathError, PointerError, RegistryError
+from mvc.errors import (
+    ConfigError,
+    GitError,
+    NotAGitRepo,
+    NotInitialized,
+    PathError,
+    PointerError,
+    RegistryError,
+    StorageError,
+)
 from mvc.format.config import CONFIG, MVC_DIR, Config
 from mvc.format.pointer import SUFFIX, bad_target
 from mvc.format.pointer import quoted as quoted  # (where most callers import them from)
@@ -316,5 +325,5 @@ def exclude_local_state(root: str, git: gitmod.Git) -> None:
             path,
             (text + ("\n" if text and not text.endswith("\n") else "") + EXCLUDE).encode("utf-8", "surrogateescape"),
         )
-    except OSError:
+    except (OSError, StorageError):  # (atomic_write says a read-only file system as a StorageError)
         pass  # a read-only git dir: .mvc/.gitignore still does it where it is committed

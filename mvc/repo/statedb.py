@@ -40,7 +40,12 @@ class StateDB:
 
     def _connect(self) -> sqlite3.Connection:
         fileio.refuse_links(self.path, fileio.SQLITE_FILES)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except sqlite3.OperationalError:  # it cannot be made (a read-only clone): an empty cache for this command
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            _create(db)
+            return db
         # Only a cache: a crash may lose the last writes (the next command hashes again) and a damaged
         # file is rebuilt, so skipping fsync (2-50 ms a command here) costs nothing that matters.
         db.execute("PRAGMA synchronous = OFF")

@@ -1,0 +1,42 @@
+"""What the machine runs short of: a read-only file system, memory, a file-size limit, a disk that fills while
+gc or verify writes. Read commands go on where they can; the rest say why in one line and leave nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import git, make_file, mount_tmpfs, umount_tmpfs
+
+import mvc
+
+
+def _mvc(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvc", *args], cwd=cwd, capture_output=True, text=True, **kw)
+
+
+def test_read_commands_work_in_a_read_only_clone_where_mvc_never_ran(repo: Path, tmp_path: Path):
+    """A clone on a read-only mount: status and diff tried to write .git/info/exclude (refused as a StorageError
+    the skip did not catch), then to make .mvc/state.db (a traceback: SQLite cannot open it)."""
+    make_file(repo / "model.bin", 1000)
+    mvc.add(["model.bin"])
+    git(repo, "commit", "-q", "-m", "m")
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "16m"):
+        pytest.skip("needs a file system to make read-only: root, allowed to mount a tmpfs")
+    try:
+        clone = fs / "clone"
+        subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+        for args in (("status",), ("diff",), ("ls",)):
+            done = _mvc(*args, cwd=clone)
+            assert done.returncode in (0, 1) and "Traceback" not in done.stderr, (args, done.stderr)
+            assert "cannot write" not in done.stderr and "info/exclude" not in done.stderr, (args, done.stderr)
+        assert _mvc("status", cwd=clone).stdout.startswith("model.bin: ")
+        done = _mvc("checkout", cwd=clone)
+        assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.startswith("error: ")
+    finally:
+        umount_tmpfs(fs)
