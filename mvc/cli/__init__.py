@@ -111,6 +111,18 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt as e:
             click.echo("interrupted", err=True)
             ctx.exit(143 if isinstance(e, Terminated) else 130)
+        except MemoryError:  # a memory limit (ulimit -v, a batch system's): one line, as for a full disk
+            click.echo("error: out of memory: lower -j, or raise the memory limit (ulimit -v), then retry", err=True)
+            ctx.exit(1)
+        except RuntimeError as e:
+            if "can't start new thread" not in str(e):
+                raise
+            click.echo(
+                "error: cannot start a thread (a limit on processes or memory): lower -j, or raise the limit "
+                "(ulimit -u, ulimit -v), then retry",
+                err=True,
+            )
+            ctx.exit(1)
         except OSError as e:  # the environment failed us (disk, permissions): one line, no traceback
             if _output_closed(e):
                 _end_quietly()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, KeysView
+from typing import BinaryIO
 
 import xxhash
 
@@ -63,7 +64,7 @@ class Packed:
                 continue
             try:
                 with open(self.index_path(stem), "rb") as f:
-                    words = f.read(pk.INDEX_MAX + 1).decode("ascii", "replace").split()
+                    words = _read_index(f).decode("ascii", "replace").split()
             except OSError:
                 continue
             # [header, version, oid, offset, size, oid, …]; a word out of place is no oid anyone asks about
@@ -147,7 +148,7 @@ class Packed:
     def index_bytes(self, name: str) -> bytes:
         """The index file of pack name, at most INDEX_MAX + 1 bytes (parse_index refuses more)."""
         with open(self.index_path(name), "rb") as f:
-            return f.read(pk.INDEX_MAX + 1)
+            return _read_index(f)
 
     def keys(self) -> KeysView[str]:
         """The objects the packs hold, as a view (no copy)."""
@@ -420,3 +421,9 @@ def put_back(directory: str, valid: Callable[[str], bool]) -> int:
         except OSError:
             pass
     return n
+
+
+def _read_index(f: BinaryIO) -> bytes:
+    """An index file, at most INDEX_MAX + 1 bytes: as many as it holds asked for, not the bound (a read of n bytes
+    reserves n first, and 64 MiB per index read fails a push under a memory limit where the indexes are 50 KiB)."""
+    return f.read(min(os.fstat(f.fileno()).st_size, pk.INDEX_MAX) + 1)

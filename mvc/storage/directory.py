@@ -259,6 +259,10 @@ class DirStore(Store):
             return None
         what = "writing to" if writing else "reading from"
         where = f"remote {self.url} ({rel})" if rel else f"remote {self.url}"
+        if e.errno == errno.EFBIG:
+            return RemoteError(
+                f"a file too large {what} {where} (its file system's largest, or ulimit -f): raise the limit"
+            )
         if e.errno in fileio.SPACE_ERRNOS:
             return RemoteError(f"no space left {what} {where}: free space there and retry")
         if e.errno == errno.EROFS:

@@ -457,6 +457,11 @@ def space_errors(what: str) -> Iterator[None]:
 def local_error(e: OSError, what: str, only_space: bool = False) -> StorageError | None:
     """The one-line error for a full disk (or, unless only_space, a refused write) while writing what on
     this machine; None for other errors."""
+    if e.errno == errno.EFBIG:  # room enough, but a file too large: ulimit -f, or FAT32's 4 GiB
+        return StorageError(
+            f"a file too large for the file system of {what}, or for this shell's file-size limit (ulimit -f): "
+            "raise the limit, or use a file system that holds larger files"
+        )
     if e.errno in SPACE_ERRNOS:
         move = " (or move cache.dir)" if "cache" in what else ""  # (moving the cache frees no room elsewhere)
         return StorageError(f"no space left writing {what}: free some space{move} and retry")
