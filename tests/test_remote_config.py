@@ -292,3 +292,56 @@ def test_packs_is_a_boolean_read_by_mvc(repo, mvc_cli):
     assert "true or false" in error_line(mvc_cli, "remote", "modify", "origin", "packs", "maybe")
     (repo / ".mvc" / "config.toml").write_text('[remote.origin]\nurl = "s3://bucket/models"\npacks = "no"\n')
     assert "packs must be true or false" in error_line(mvc_cli, "remote", "list")
+
+
+# -- secrets that do not look like the usual ones ------------------------------------------------------------
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY@models/team",  # a secret key with "/"
+        "https://alice:pa/ss@127.0.0.1:1/store",
+    ],
+)
+def test_a_password_holding_a_slash_is_a_credential(repo, mvc_cli, url):
+    from mvc.storage.store import has_credentials, redact_url
+
+    assert has_credentials(url) and "pa/ss" not in redact_url(url) and "K7MDENG" not in redact_url(url)
+    line = error_line(mvc_cli, "remote", "add", "t", url)
+    assert "credentials" in line and "pa/ss" not in line and "K7MDENG" not in line
+    mvc_cli("remote", "add", "t", url, "--local")
+    out = mvc_cli("remote", "list").stdout + mvc_cli("remote", "list", "--json").stdout
+    assert "pa/ss" not in out and "K7MDENG" not in out and "***@" in out
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://bucket/user@example/models", "https://host:8080/path/a@b", "s3://bucket/a:b@c", "/srv/a@b"]
+)
+def test_an_at_sign_in_a_path_is_no_credential(url):
+    from mvc.storage.store import has_credentials, redact_url
+
+    assert not has_credentials(url) and redact_url(url) == url
+
+
+def test_options_that_carry_credentials_stay_on_this_machine(repo, mvc_cli):
+    mvc_cli("remote", "add", "web", "http://127.0.0.1:1/store")
+    for key, value in (
+        ("remote.web.client_kwargs.headers.Authorization", "Bearer SECRET-JWT"),
+        ("remote.web.headers.X-Api", "SECRET-HEADER"),
+        ("remote.web.passphrase", "SECRET-PASSPHRASE"),
+        ("remote.web.connection_string", "AccountName=a;AccountKey=SECRET=="),
+    ):
+        line = error_line(mvc_cli, "config", key, value)
+        assert "looks like a secret" in line and "SECRET" not in line
+        mvc_cli("config", key, value, "--local")
+    out = mvc_cli("remote", "list").stdout
+    assert "SECRET" not in out, out
+    assert "SECRET" not in (repo / ".mvc" / "config.toml").read_text()
+    mvc_cli("remote", "add", "keystore", "http://127.0.0.1:1/other")  # a remote's name may hold "key"
+    mvc_cli("config", "remote.keystore.packs", "false")
+
+
+def test_an_s3_url_with_an_empty_part_is_refused(repo, mvc_cli):
+    """s3fs wrote keys beginning "/" for s3://bucket//prefix, where botocore's reads never look."""
+    line = error_line(mvc_cli, "remote", "add", "o", "s3://bucket//team")
+    assert "empty part (//)" in line and "s3://BUCKET/PREFIX" in line
+    mvc_cli("remote", "add", "o", "s3://bucket/team/")

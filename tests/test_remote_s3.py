@@ -131,3 +131,32 @@ def test_a_profile_gets_a_session_that_reads_listing_times_quickly(repo, mvc_cli
     session = s3._sessions[repr([("profile", "mvc-test")])]
     parser = session.get_component("response_parser_factory")._defaults["timestamp_parser"]
     assert parser.func is store.parse_time
+
+
+def test_a_push_to_another_server_through_the_environment_is_not_judged_by_the_first(repo, mvc_cli, s3_endpoint):
+    """An S3 remote with no endpoint_url of its own goes where AWS_ENDPOINT_URL sends it; the journal was keyed
+    without it, so a push to a second, empty server said "nothing to push" and status -r "up to date"."""
+    import os
+
+    serve = (  # a server of its own: the servers of one process share moto's state
+        "from moto.server import ThreadedMotoServer; import sys; s = ThreadedMotoServer(ip_address='127.0.0.1', "
+        "port=0, verbose=False); s.start(); print(s.get_host_and_port()[1], flush=True); sys.stdin.read()"
+    )
+    second = subprocess.Popen([sys.executable, "-c", serve], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(second.stdout.readline())  # type: ignore[union-attr]
+        b = S3Backend(f"http://127.0.0.1:{port}")
+        S3Backend(s3_endpoint)  # (makes the bucket on the first)
+        mvc_cli("remote", "add", "origin", f"s3://{b.bucket}/{b.prefix}")
+        make_file(repo / "model.bin", 1000, seed=4)
+        mvc_cli("add", "model.bin")
+        env = {**os.environ, "AWS_ENDPOINT_URL": s3_endpoint}
+        first = subprocess.run([*MVC, "push"], cwd=repo, env=env, capture_output=True, text=True)
+        assert "pushed 1 object" in first.stdout, first.stderr
+        env["AWS_ENDPOINT_URL"] = b.endpoint
+        again = subprocess.run([*MVC, "push"], cwd=repo, env=env, capture_output=True, text=True)
+        assert "pushed 1 object" in again.stdout, (again.stdout, again.stderr)
+        assert any(r.startswith("objects/") for r in b.rels())
+    finally:
+        second.kill()
+        second.wait()

@@ -262,3 +262,17 @@ def test_an_artifact_is_freshened_as_the_runs_pointer_names_it(repo):
         os.chmod(os.path.dirname(path), 0o755)
         os.unlink(path)  # a gc took it meanwhile
         make_file(repo / "plots" / "roc.png", 200, seed=8)  # and its file holds another plot now
+
+
+def test_a_data_url_is_recorded_without_its_credentials(data):
+    """The record is committed: a user and password in the URL, or a signed URL's signature, must not be."""
+    with mvc.run("models/churn.pkl") as run:
+        run.data("events", "https://alice:RUNSECRET@data.example/events/")
+        run.data("lake", "s3://AKIAIOSFODNN7EXAMPLE:RUN/SECRET2@lake/events/")
+        run.data("signed", "https://h.example/x.csv?X-Amz-Signature=SIGSECRET&token=TOKSECRET&part=3")
+        make_file(data / "models" / "churn.pkl", 1000, seed=1)
+    text = (data / "models" / "churn.pkl.mvc").read_text()
+    assert "SECRET" not in text, text
+    urls = pointer(data / "models" / "churn.pkl")["meta"]["data"]
+    assert urls["events"]["url"] == "https://***@data.example/events/"
+    assert urls["signed"]["url"] == "https://h.example/x.csv?X-Amz-Signature=***&token=***&part=3"

@@ -94,7 +94,8 @@ def set(key: str, value: str | bool | int | list[str] | None, *, local: bool = F
             f"{key}: a value is a string, a bool, a number or a list of strings, not {type(value).__name__}"
         )
     parsed = None if value is None else parse(key, value, repo=repo)
-    if not local and parsed is not None and cfgfmt.is_secret(key):
+    option = key.split(".", 2)[2] if key.startswith("remote.") and key.count(".") >= 2 else key.rsplit(".", 1)[-1]
+    if not local and parsed is not None and cfgfmt.is_secret(option):  # (a remote's name may hold "key")
         raise ConfigError(f"{key} looks like a secret: it would be committed; pass --local to keep it on this machine")
     if key == "core.remote" and parsed is not None:
         remotes = cfgfmt.remotes(cfgfmt.Config(mvc_dir).data, "the config", need_url=False)

@@ -228,12 +228,14 @@ class Run:
 
     def data(self, key: str, source: str | os.PathLike) -> dict[str, Any]:
         """Record a data set the model was trained on: a path tracked by mvc (``{path, oid}`` from its
-        pointer, refused when the data changed since it was added), or a URL (``{url}``)."""
+        pointer, refused when the data changed since it was added), or a URL (``{url}``: a user and password in
+        it, and the values of query parameters such as ``X-Amz-Signature`` or ``token``, written ``***``: the
+        record is committed)."""
         self._check_open()
         check_key(key, "data")
         text = os.fspath(source)
         if _URL.match(text):
-            entry: dict[str, Any] = {"url": text}
+            entry: dict[str, Any] = {"url": _without_secrets(text)}
         else:
             entry = _tracked(self.repo, text)
         self.record["data"][key] = entry
@@ -281,3 +283,19 @@ def _store(repo: Repo, path: str) -> dict[str, Any]:
         raise PathError(f"{path} does not exist: write the artifact before recording it")
     oid, _how, st = repo.odb.add_file(full, ("reflink", "copy"))
     return {"path": rel, "oid": oid, "size": st.st_size}
+
+
+def _without_secrets(url: str) -> str:
+    """url as a record keeps it: ``***`` for its user and password and for query values that look secret."""
+    from mvc.storage.store import redact_url
+
+    url = redact_url(url)
+    head, q, query = url.partition("?")
+    if not q:
+        return url
+    words = ("sig", "token", "key", "credential", "secret", "pass", "auth")
+    parts = []
+    for item in query.split("&"):
+        name, eq, _ = item.partition("=")
+        parts.append(f"{name}=***" if eq and any(w in name.lower() for w in words) else item)
+    return f"{head}?{'&'.join(parts)}"

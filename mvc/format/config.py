@@ -48,7 +48,9 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
-SECRET_WORDS = ("secret", "key", "token", "password", "passwd", "credential")
+# a remote option whose key (any part of its dotted name) holds one of these is a secret: config.local.toml only.
+# "auth": Authorization headers, auth tuples; "connection_string": adlfs' (it holds AccountKey=).
+SECRET_WORDS = ("secret", "key", "token", "pass", "credential", "auth", "headers", "cookie", "connection_string")
 
 
 def read(path: str) -> dict[str, Any]:
@@ -452,13 +454,13 @@ def _warn_root_links() -> None:
 
 
 def is_secret(key: str) -> bool:
-    last = key.rsplit(".", 1)[-1].lower()
-    return any(w in last for w in SECRET_WORDS)
+    """Whether a remote's option (its dotted name below the remote: ``client_kwargs.headers.X``) is a secret."""
+    return any(w in part for part in key.lower().split(".") for w in SECRET_WORDS)
 
 
 def masked(value: Any, key: str = "") -> Any:
     """value with every secret-looking key (at any depth) shown as ``***`` and URL credentials removed."""
-    if is_secret(key) and value is not None and not isinstance(value, dict):
+    if is_secret(key) and value is not None:
         return "***"
     if isinstance(value, dict):
         return {k: masked(v, str(k)) for k, v in value.items()}

@@ -55,7 +55,7 @@ class Spec:
 
     @property
     def key(self) -> str:
-        return identity(self.url, self.options.get("endpoint_url"), self.base)
+        return identity(self.url, self.options.get("endpoint_url"), self.base, self.options.get("profile"))
 
     @property
     def local_dir(self) -> str | None:

@@ -254,18 +254,28 @@ def split_url(url: str) -> tuple[str, str]:
     return protocol, rest
 
 
+def _userinfo_end(rest: str) -> int:
+    """Where the ``user:password@`` of a URL's part after ``://`` ends (the index of its ``@``), or -1. A password
+    may hold a "/" as users write it (an AWS secret key often does), not escaped: a ``user:`` with no "/" before
+    an "@" further on counts too, unless what follows its ":" is a port (``host:8080/a@b``: an "@" in a path)."""
+    host = rest.split("/", 1)[0]
+    if "@" in host:
+        return rest.rfind("@", 0, len(host))
+    at = rest.rfind("@")
+    user, colon, password = rest[:at].partition(":") if at > 0 else ("", "", "")
+    if not colon or "/" in user or not user or password.split("/", 1)[0].isdigit():
+        return -1
+    return at
+
+
 def has_credentials(url: str) -> bool:
     """Whether a URL carries a user name or password (``scheme://user:pw@host/…``)."""
     _, sep, rest = url.partition("://")
-    return bool(sep) and "@" in rest.split("/", 1)[0]
+    return bool(sep) and _userinfo_end(rest) >= 0
 
 
 def redact_url(url: str) -> str:
     """The URL with any user:password@ replaced by ***@, for messages and listings."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    host, slash, path = rest.partition("/")
-    if "@" in host:
-        host = "***@" + host.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{host}{slash}{path}"
+    at = _userinfo_end(rest) if sep else -1
+    return url if at < 0 else f"{scheme}{sep}***{rest[at:]}"

@@ -60,6 +60,8 @@ def check_url(url: str) -> str:
     if protocol in ("s3", "s3a"):
         if not path.split("/", 1)[0]:
             raise RemoteProtocolError(f"{url}: an S3 URL needs a bucket: use s3://BUCKET[/PREFIX]")
+        if "//" in path.rstrip("/"):  # s3fs would write keys beginning "/", which botocore's reads never ask for
+            raise RemoteProtocolError(f"{redact_url(url)}: an empty part (//) in an S3 URL: write s3://BUCKET/PREFIX")
         return protocol
     from fsspec.registry import known_implementations, registry
 
@@ -76,13 +78,20 @@ def check_url(url: str) -> str:
     return protocol
 
 
-def identity(url: str, endpoint_url: str | None = None, base: str = ".") -> str:
-    """What makes two remotes the same store (for the journal): the resolved URL and endpoint."""
+def identity(url: str, endpoint_url: str | None = None, base: str = ".", profile: str | None = None) -> str:
+    """What makes two remotes the same store (for the journal): the resolved URL (no user or password in it) and
+    endpoint. An S3 remote with no endpoint_url of its own goes where botocore's environment sends it
+    (``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, a profile's endpoint): that is part of the key too, so a
+    push to another server is never judged by what the first one holds."""
     protocol, path = split_url(url)
     if protocol == "local":
         return "file://" + os.path.realpath(os.path.join(base, os.path.expanduser(path)))
-    key = f"{protocol}://{path.strip('/')}"
-    return f"{key} @ {endpoint_url.rstrip('/')}" if endpoint_url else key
+    key = redact_url(f"{protocol}://{path.strip('/')}")
+    if protocol in ("s3", "s3a") and not endpoint_url:
+        endpoint_url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        profile = profile or os.environ.get("AWS_PROFILE")
+        key += f" profile {profile}" if profile and not endpoint_url else ""
+    return f"{key} @ {redact_url(endpoint_url.rstrip('/'))}" if endpoint_url else key
 
 
 def open_store(
