@@ -77,3 +77,59 @@ def test_a_pack_index_is_read_with_the_memory_it_takes(repo: Path):
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, peak
+
+
+def _fill(fs: Path, leave: int) -> None:
+    """Fill the file system at fs but for about leave bytes."""
+    st = os.statvfs(fs)
+    (fs / "filler").write_bytes(b"\0" * max(0, st.f_bavail * st.f_frsize - leave))
+
+
+def _temps(cache: Path) -> list[str]:
+    tmp = cache / "tmp"
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(".mvc-tmp.")) if tmp.is_dir() else []
+
+
+def test_gc_and_verify_leave_no_temp_when_the_disk_fills(tmp_path: Path, monkeypatch):
+    """gc rewriting a cache pack and verify --repair downloading a sound copy left their temp files in the cache's
+    tmp/ when the disk filled (swept only when a day old)."""
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "80m"):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        repo = fs / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q")
+        monkeypatch.chdir(repo)
+        mvc.init(str(repo))
+        for i in range(3000):  # forked workers: cache packs
+            make_file(repo / "d" / f"f{i:04}", 5000, seed=i)
+        make_file(repo / "model.bin", 2 << 20, seed=7)
+        mvc.add(["d", "model.bin"])
+        git(repo, "commit", "-q", "-m", "v1")
+        for i in range(0, 3000, 2):  # half of them change: v1's packs half dead, rewritten by gc
+            make_file(repo / "d" / f"f{i:04}", 5000, seed=10_000 + i)
+        mvc.add(["d"])
+        git(repo, "commit", "-q", "-m", "v2")
+        remote = tmp_path / "remote"
+        assert _mvc("remote", "add", "o", str(remote), cwd=repo).returncode == 0
+        assert _mvc("push", "-q", cwd=repo).returncode == 0
+        cache = repo / ".mvc" / "cache"
+        _fill(fs, 8 << 10)
+        done = _mvc("gc", "--grace", "0", "--keep-last", "1", "--force", "--sole-user", cwd=repo)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert _temps(cache) == [], _temps(cache)
+
+        (fs / "filler").unlink()
+        obj = Path(mvc.repo.repository.open_repo(str(repo)).odb.path(mvc.describe("model.bin")["oid"]))
+        obj.chmod(0o644)
+        data = bytearray(obj.read_bytes())
+        data[1000] ^= 1
+        obj.write_bytes(bytes(data))
+        _fill(fs, 1 << 20)
+        done = _mvc("verify", "--repair", "-r", "o", cwd=repo)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert _temps(cache) == [], _temps(cache)
+    finally:
+        os.chdir(tmp_path)
+        umount_tmpfs(fs)

@@ -228,18 +228,20 @@ def _check_remote(
 
             def read(oid: str) -> tuple[str | None, int]:
                 dest = tempfiles.tmp_name(repo.odb.tmp_dir, "verify")
+                installing = False
                 try:
                     n = reader.download(
                         remote, oid, dest, reach.wanted.label(oid), bar.update, located.get(oid), True, sizes.get(oid)
                     )
+                    installing = oid in corrupt and repair
                 except RemoteCorrupt:
                     return REMOTE_CORRUPT, 0
                 except RemoteObjectMissing:
                     return MISSING, 0
                 finally:
-                    if oid not in corrupt or not repair:
+                    if not installing:  # (a download that failed too: a full disk leaves no temp behind)
                         fileio.remove_quietly(dest)
-                if oid in corrupt and repair:  # the download hashed it to oid: it replaces the corrupt one
+                if installing:  # the download hashed it to oid: it replaces the corrupt one
                     repo.odb.quarantine(oid)
                     repo.odb.install(dest, oid)
                 return None, n

@@ -279,6 +279,15 @@ class Writer:
         fileio.write_all(self._fd, memoryview(self._buf))
         self._buf.clear()
 
+    def discard(self) -> None:
+        """Drop the pack being written (its temp file), after a failure: nothing of it is published."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._tmp:
+            fileio.remove_quietly(self._tmp)
+        self._start()
+
     def close(self) -> None:
         """Publish the pack being written, if any: the pack renamed into place, then its index."""
         if self._fd is None:
@@ -341,9 +350,13 @@ def _rewrite(packs: Packed, name: str, needed: set[str], tmp_dir: str, fsync: bo
         os.close(fd)
     os.makedirs(tmp_dir, exist_ok=True)  # (a cache with packs has its marker)
     writer = Writer(packs, tmp_dir, fsync)
-    for oid, data in parts:
-        writer.add(oid, data)
-    writer.close()
+    try:
+        for oid, data in parts:
+            writer.add(oid, data)
+        writer.close()
+    except BaseException:  # a full disk, Ctrl-C: no temp pack left in tmp/ (swept only when a day old)
+        writer.discard()
+        raise
     packs.forget()
     return True
 
