@@ -302,7 +302,7 @@ class Git:
             # git's own verdict (its last fatal or error line), else all it said (a list of paths it refused)
             why = next((line for line in lines[::-1] if line.startswith(("fatal:", "error:"))), " ".join(lines)[:300])
             if "Out of diskspace" in text or "No space left" in text:
-                why = "no space left on the device of the repository's .git: free some space and retry"
+                why = f"no space left on the device of {self.root}: free some space and retry"
             elif "dubious ownership" in text:
                 why = _not_owned(self.root)
             err_ = GitError(f"git {command} failed: {why or code}")

@@ -133,3 +133,43 @@ def test_gc_and_verify_leave_no_temp_when_the_disk_fills(tmp_path: Path, monkeyp
     finally:
         os.chdir(tmp_path)
         umount_tmpfs(fs)
+
+
+def test_a_read_by_url_into_a_full_user_cache_leaves_nothing_half_made(repo: Path, tmp_path: Path):
+    make_file(repo / "m.bin", 1000)
+    mvc.add(["m.bin"])
+    git(repo, "commit", "-q", "-m", "m")
+    bare = tmp_path / "bare.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "1m"):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        _fill(fs, 4 << 10)
+        env = {**os.environ, "MVC_CACHE_DIR": str(fs / "mvc")}
+        done = _mvc("get", "--repo", str(bare), "m.bin", "-o", str(tmp_path / "out.bin"), cwd=tmp_path, env=env)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        assert "repository's .git" not in done.stderr, done.stderr
+        repos = fs / "mvc" / "repos"
+        assert not repos.is_dir() or not [p for p in repos.iterdir() if ".tmp" in p.name]
+    finally:
+        umount_tmpfs(fs)
+
+
+def test_get_onto_a_small_disk_does_not_suggest_gc(repo: Path, tmp_path: Path):
+    """gc frees the cache's file system, not the one -o writes to."""
+    make_file(repo / "m.bin", 2 << 20)
+    assert _mvc("remote", "add", "o", str(tmp_path / "remote"), cwd=repo).returncode == 0
+    mvc.add(["m.bin"])
+    git(repo, "commit", "-q", "-am", "m")
+    assert _mvc("push", "-q", cwd=repo).returncode == 0
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "1m"):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        for args in (("m.bin",), ("--repo", str(repo), "m.bin")):  # from the cache; from the remote
+            done = _mvc("get", *args, "-o", str(fs / "out.bin"), cwd=repo if len(args) == 1 else tmp_path)
+            assert done.returncode != 0 and "space" in done.stderr, done.stderr
+            assert "mvc gc" not in done.stderr, done.stderr
+    finally:
+        umount_tmpfs(fs)

@@ -167,7 +167,9 @@ def get(
         _check_remote(t, remote)  # (target_of checked it for a file of a directory)
     from mvc.objects.transfer import check_room
 
-    check_room(os.path.dirname(out), p.size)  # said before a byte is read, or a directory made (a size may be absurd)
+    check_room(
+        os.path.dirname(out), p.size, cache=False
+    )  # said before a byte is read, or a directory made (a size may be absurd)
     made = outputs.make_dirs(os.path.dirname(out))
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request

@@ -658,7 +658,7 @@ def _check_cached(odb: ODB, oid: str, digest: str) -> None:
         )
 
 
-def check_room(root: str, need: int) -> None:
+def check_room(root: str, need: int, cache: bool = True) -> None:
     """Refuse a download of need bytes into the cache at root when its filesystem has less free space: said at
     once, not when the disk fills (and a pointer whose size is absurd, a hostile one's, is refused before a byte)."""
     from mvc.errors import StorageError
@@ -673,7 +673,8 @@ def check_room(root: str, need: int) -> None:
         return
     free = st.f_bavail * st.f_frsize
     if need > free:
+        gc = " ('mvc gc --force' deletes what nothing needs)" if cache else ""  # (gc frees no other file system)
         raise StorageError(
-            f"not enough disk space to fetch {human(need)} into {root} ({human(free)} free): free some space "
-            "('mvc gc --force' deletes what nothing needs), then retry"
+            f"not enough disk space to fetch {human(need)} into {root} ({human(free)} free): free some space{gc}, "
+            "then retry"
         )

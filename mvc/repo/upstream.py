@@ -108,22 +108,26 @@ class Upstream(gitmod.Git):
             return
         with lock.locked(os.path.join(self.top, "lock"), "the cache of git repositories"):
             if not os.path.isdir(os.path.join(self.root, "objects")):  # another process may have made it
+                import shutil
+
                 tmp = f"{self.root}.tmp{os.getpid()}"
                 if os.path.isdir(tmp):  # left by a killed process of the same pid: ours, half made
-                    import shutil
-
                     shutil.rmtree(tmp)
                 top = gitmod.Git(self.top)
                 top.env = self.env
-                top.run("init", "--quiet", "--bare", tmp)
-                # the remote as `git remote add` and two `git config` would write it (one process, not four),
-                # without its URL (see __init__)
-                with open(os.path.join(tmp, "config"), "a", encoding="utf-8") as f:
-                    f.write(
-                        '[remote "origin"]\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
-                        "\tpromisor = true\n\tpartialclonefilter = blob:none\n"
-                    )
-                os.rename(tmp, self.root)
+                try:
+                    top.run("init", "--quiet", "--bare", tmp)
+                    # the remote as `git remote add` and two `git config` would write it (one process, not four),
+                    # without its URL (see __init__)
+                    with open(os.path.join(tmp, "config"), "a", encoding="utf-8") as f:
+                        f.write(
+                            '[remote "origin"]\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
+                            "\tpromisor = true\n\tpartialclonefilter = blob:none\n"
+                        )
+                    os.rename(tmp, self.root)
+                except BaseException:  # a full disk, Ctrl-C: nothing half made is left in the cache
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
         self._made = True
 
     def _top(self) -> gitmod.Git:
