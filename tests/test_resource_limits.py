@@ -167,8 +167,9 @@ def test_get_onto_a_small_disk_does_not_suggest_gc(repo: Path, tmp_path: Path):
     if not mount_tmpfs(fs, "1m"):
         pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
     try:
-        for args in (("m.bin",), ("--repo", str(repo), "m.bin")):  # from the cache; from the remote
-            done = _mvc("get", *args, "-o", str(fs / "out.bin"), cwd=repo if len(args) == 1 else tmp_path)
+        remote = str(tmp_path / "remote")
+        for args in (("m.bin",), ("--repo", str(repo), "m.bin"), ("m.bin", "--remote", remote)):
+            done = _mvc("get", *args, "-o", str(fs / "out.bin"), cwd=tmp_path if "--repo" in args else repo)
             assert done.returncode != 0 and "space" in done.stderr, done.stderr
             assert "mvc gc" not in done.stderr, done.stderr
     finally:
