@@ -165,8 +165,9 @@ def s3_endpoint(s3_server: str) -> str:
 
 # -- a static web server on 127.0.0.1 (stdlib http.server: listings, no Range support) ------------------
 @contextlib.contextmanager
-def http_server(directory: Path | str):
-    """Serve directory over HTTP on 127.0.0.1 for the block, without a request log; yields its URL."""
+def http_server(directory: Path | str, listings: bool = True):
+    """Serve directory over HTTP on 127.0.0.1 for the block, without a request log; yields its URL. Without
+    listings a directory's URL is a 404, as on a static host or a bucket's website."""
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -174,6 +175,12 @@ def http_server(directory: Path | str):
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
+
+        def list_directory(self, path):  # type: ignore[no-untyped-def]
+            if listings:
+                return super().list_directory(path)
+            self.send_error(404, "Not Found")
+            return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)  # quick shutdown

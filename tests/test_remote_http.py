@@ -46,3 +46,21 @@ def test_fetch_of_a_few_objects_from_a_pack_over_http(repo, mvc_cli, served):
     some = sorted(smalls)[7:9]  # from the middle of the pack
     mvc_cli("fetch", *[str(p.relative_to(repo)) for p in some])
     assert cache_objects(repo) == {rel_of(oid_of(p.read_bytes())) for p in some}
+
+
+def test_a_static_host_without_listings_serves_a_remote_pushed_without_packs(repo, mvc_cli, tmp_path):
+    """docs/remotes.md: push with packs false for a host with no directory listing. One that answers a directory's
+    URL with 404 was called "does not exist" although it served mvc.toml and the objects."""
+    store = tmp_path / "store"
+    make_file(repo / "model.bin", 2 << 20, seed=3)
+    make_file(repo / "small.bin", 1000, seed=4)
+    mvc_cli("add", "model.bin", "small.bin")
+    mvc_cli("remote", "add", "dir", str(store))
+    mvc_cli("remote", "modify", "dir", "packs", "false")
+    mvc_cli("push", "-r", "dir")
+    with http_server(store, listings=False) as url:
+        mvc_cli("remote", "add", "web", url, "--default")
+        drop_cache(repo)
+        (repo / ".mvc" / "remotes.db").unlink()
+        assert "fetched 2 objects" in mvc_cli("fetch").output
+        assert cache_objects(repo) == expected_objects(repo)

@@ -284,10 +284,15 @@ class HttpStore(FsspecStore):
         return out
 
     def _store_missing(self) -> bool:
-        """Only a 404 (or 410) for the remote's directory: a server that forbids listings still serves files."""
+        """Only a 404 (or 410) for the remote's directory and for its layout marker: a server that forbids
+        listings (403), or answers every directory with 404 (a static host, a bucket's website), still serves
+        files, and a marker it serves says the remote is there."""
         from fsspec.asyn import sync
 
-        return sync(self.fs.loop, _http_status, self.fs, self.root + "/") in (404, 410)
+        gone = (404, 410)
+        return sync(self.fs.loop, _http_status, self.fs, self.root + "/") in gone and (
+            sync(self.fs.loop, _http_status, self.fs, f"{self.root}/{tempfiles.MARKER}") in gone
+        )
 
 
 async def _http_range(fs: Any, url: str, start: int, end: int) -> bytes:
