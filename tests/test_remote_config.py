@@ -345,3 +345,15 @@ def test_an_s3_url_with_an_empty_part_is_refused(repo, mvc_cli):
     line = error_line(mvc_cli, "remote", "add", "o", "s3://bucket//team")
     assert "empty part (//)" in line and "s3://BUCKET/PREFIX" in line
     mvc_cli("remote", "add", "o", "s3://bucket/team/")
+
+
+def test_a_directory_remote_inside_the_work_tree_is_refused(repo, mvc_cli, tmp_path):
+    """A push fills it with untracked files, which the next 'git add -A' commits into git."""
+    line = error_line(mvc_cli, "remote", "add", "inside", "./mvc-store")
+    assert "inside the work tree" in line and "outside" in line
+    line = error_line(mvc_cli, "remote", "add", "nas", "file://nas/models")  # a host, read as a relative path
+    assert "takes no host" in line and "file:///PATH" in line
+    mvc_cli("remote", "add", "ok", str(tmp_path / "outside"))
+    error_line(mvc_cli, "remote", "modify", "ok", "url", "sub/store")
+    line = error_line(mvc_cli, "remote", "add", "--", "-x", str(tmp_path / "x"))
+    assert "beginning with a letter or digit" in line

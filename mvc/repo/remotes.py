@@ -159,16 +159,34 @@ def spec(repo: Repo, name: str | None = None) -> Spec:
 
 def check_name(name: str) -> None:
     if not cfgfmt.valid_remote_name(name):
-        raise RemoteError(f"invalid remote name {name!r}: use letters, digits, '-' and '_' (e.g. origin, s3-backup)")
+        raise RemoteError(
+            f"invalid remote name {name!r}: use letters, digits, '-' and '_', beginning with a letter or digit "
+            "(e.g. origin, s3-backup)"
+        )
 
 
 def normalize_url(repo: Repo, url: str) -> str:
     """Check the URL; a relative local path is stored relative to the repository root (the main work tree's)."""
     url = url.strip()
     protocol = check_url(url)
+    if protocol == "local":
+        _refuse_inside_work_tree(repo, os.path.abspath(os.path.expanduser(split_url(url)[1])))
     if protocol == "local" and "://" not in url and not os.path.isabs(os.path.expanduser(url)):
         return os.path.relpath(os.path.abspath(url), repo.remote_base).replace(os.sep, "/")
     return url
+
+
+def _refuse_inside_work_tree(repo: Repo, path: str) -> None:
+    """A directory remote in the work tree (not in .git or .mvc): its files are untracked files, which the next
+    'git add -A' commits into git."""
+    real, root = os.path.realpath(path), os.path.realpath(repo.root)
+    rel = os.path.relpath(real, root)
+    if rel == "." or rel.startswith(os.pardir) or rel.split(os.sep, 1)[0] in (".git", cfgfmt.MVC_DIR):
+        return  # (the work tree itself, or a cache, is refused where every verb checks the remote)
+    raise RemoteError(
+        f"{path} is inside the work tree: 'git add -A' would commit what a push writes there; choose a directory "
+        "outside it"
+    )
 
 
 def config_path(repo: Repo, local: bool) -> str:

@@ -56,6 +56,8 @@ def check_url(url: str) -> str:
     if protocol == "local":
         if not path:
             raise RemoteProtocolError("empty remote path: give a directory, e.g. /mnt/models or file:///mnt/models")
+        if url[:7].lower() == "file://" and not path.startswith("/"):  # file://nas/models: a host, as git refuses
+            raise RemoteProtocolError(f"{redact_url(url)}: a file:// URL takes no host: write file:///PATH")
         return protocol
     if protocol in ("s3", "s3a"):
         if not path.split("/", 1)[0]:
