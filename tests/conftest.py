@@ -165,9 +165,9 @@ def s3_endpoint(s3_server: str) -> str:
 
 # -- a static web server on 127.0.0.1 (stdlib http.server: listings, no Range support) ------------------
 @contextlib.contextmanager
-def http_server(directory: Path | str, listings: bool = True):
+def http_server(directory: Path | str, listings: bool | int = True):
     """Serve directory over HTTP on 127.0.0.1 for the block, without a request log; yields its URL. Without
-    listings a directory's URL is a 404, as on a static host or a bucket's website."""
+    listings a directory's URL is a 404, as on a static host or a bucket's website (listings=403: a 403)."""
     import functools
     import threading
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -177,9 +177,9 @@ def http_server(directory: Path | str, listings: bool = True):
             pass
 
         def list_directory(self, path):  # type: ignore[no-untyped-def]
-            if listings:
+            if listings is True:
                 return super().list_directory(path)
-            self.send_error(404, "Not Found")
+            self.send_error(404 if listings is False else listings)
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))

@@ -725,7 +725,8 @@ class RemoteSuite(WithOrigin):
             drop_cache(repo)
             (repo / ".mvc" / "remotes.db").unlink()
             line = one_error_line(mvc_cli("fetch", ok=False))
-            assert "not on remote origin" in line and "unreadable pack index" in line and pack.index_rel(name) in line
+            assert "not on remote origin" in line and "is damaged" in line and pack.index_rel(name) in line
+            assert "mvc push --verify-remote" in line
             assert cache_objects(repo) == {stoppable_manifest(repo)}  # the manifest is stored alone
 
     def test_index_pointing_outside_its_pack_is_refused(self, repo, mvc_cli, origin):

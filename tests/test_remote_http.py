@@ -64,3 +64,19 @@ def test_a_static_host_without_listings_serves_a_remote_pushed_without_packs(rep
         (repo / ".mvc" / "remotes.db").unlink()
         assert "fetched 2 objects" in mvc_cli("fetch").output
         assert cache_objects(repo) == expected_objects(repo)
+
+
+def test_a_host_that_forbids_listings_is_told_to_take_packs_false(repo, mvc_cli, tmp_path):
+    store = tmp_path / "store"
+    make_smalls(repo, 20)
+    mvc_cli("add", "many")
+    mvc_cli("remote", "add", "dir", str(store))
+    mvc_cli("push", "-r", "dir")
+    with http_server(store, listings=403) as url:
+        mvc_cli("remote", "add", "web", url, "--default")
+        drop_cache(repo)
+        (repo / ".mvc" / "remotes.db").unlink()
+        result = mvc_cli("fetch", ok=False)
+        lines = result.stderr.splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.stderr
+        assert "refuses to list it (HTTP 403)" in lines[0] and "packs false" in lines[0]

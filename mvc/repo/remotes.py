@@ -252,9 +252,14 @@ def fetch_wanted(
         first = absent[0]
         more = f" (and {len(absent) - 1} more object{'s' if len(absent) > 2 else ''})" if len(absent) > 1 else ""
         verb = "are" if more else "is"
-        bad = f"; unreadable pack index {remote.bad_indexes[0]} was skipped" if remote and remote.bad_indexes else ""
+        if remote is not None and remote.bad_indexes:  # the objects are likely in the pack it indexes
+            raise RemoteObjectMissing(
+                f"{wanted.label(first)}{more} {verb} not on remote {sp.name} (object {first}) as far as can be read: "
+                f"its pack index {remote.bad_indexes[0]} is damaged: run 'mvc push --verify-remote' where the "
+                "objects are, which writes it again; the rest was fetched"
+            )
         raise RemoteObjectMissing(
-            f"{wanted.label(first)}{more} {verb} not on remote {sp.name} (object {first}){bad}: push it from where "
+            f"{wanted.label(first)}{more} {verb} not on remote {sp.name} (object {first}): push it from where "
             f"it exists ('mvc push' there), or fetch it from another remote with 'mvc fetch -r NAME'; "
             "the rest was fetched"
         )

@@ -283,6 +283,15 @@ class HttpStore(FsspecStore):
                 out[rel] = {**(found[rel] or {}), "size": size}
         return out
 
+    def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        if _status(e) in (401, 403) and rel.endswith("/"):  # a listing refused: a static host with no index pages
+            return RemoteAuthError(
+                f"{self.where(rel)}: the server refuses to list it (HTTP {_status(e)}): it serves files but no "
+                "directory listing, so packs cannot be found there; on the remote it serves, run 'mvc remote modify "
+                "NAME packs false' and push again (objects are then stored alone)"
+            )
+        return super().translate(e, rel, writing)
+
     def _store_missing(self) -> bool:
         """Only a 404 (or 410) for the remote's directory and for its layout marker: a server that forbids
         listings (403), or answers every directory with 404 (a static host, a bucket's website), still serves

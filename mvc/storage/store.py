@@ -156,8 +156,8 @@ class Store:
     def refuse_write(self) -> None:
         if self.read_only:
             raise RemoteReadOnly(
-                f"{self.url} is read-only ({self.protocol}://): push to a writable remote "
-                "(a directory, s3://, gs://, …)"
+                f"{self.url} is read-only ({self.protocol}://): mvc writes (push, gc -r) only to a writable remote "
+                "(a directory, s3://, gs://, …): run it on the remote this one serves"
             )
 
 

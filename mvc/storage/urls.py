@@ -62,6 +62,11 @@ def check_url(url: str) -> str:
     if protocol in ("s3", "s3a"):
         if not path.split("/", 1)[0]:
             raise RemoteProtocolError(f"{url}: an S3 URL needs a bucket: use s3://BUCKET[/PREFIX]")
+        if has_credentials(url):  # (s3fs and botocore take none from a URL: they fail with ParamValidationError)
+            raise RemoteProtocolError(
+                f"{redact_url(url)}: an S3 URL carries no user or password: set access_key_id and secret_access_key "
+                "with 'mvc remote modify NAME KEY VALUE --local', or use the AWS_* variables or a profile"
+            )
         if "//" in path.rstrip("/"):  # s3fs would write keys beginning "/", which botocore's reads never ask for
             raise RemoteProtocolError(f"{redact_url(url)}: an empty part (//) in an S3 URL: write s3://BUCKET/PREFIX")
         return protocol
