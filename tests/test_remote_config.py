@@ -361,3 +361,12 @@ def test_a_directory_remote_inside_the_work_tree_is_refused(repo, mvc_cli, tmp_p
     error_line(mvc_cli, "remote", "modify", "ok", "url", "sub/store")
     line = error_line(mvc_cli, "remote", "add", "--", "-x", str(tmp_path / "x"))
     assert "beginning with a letter or digit" in line
+
+
+def test_a_signed_query_in_a_remote_url_is_a_credential(repo, mvc_cli):
+    url = "https://127.0.0.1:1/models?X-Amz-Signature=SIGSECRET&token=TOKSECRET&v=2"
+    line = error_line(mvc_cli, "remote", "add", "q", url)
+    assert "credentials" in line and "SECRET" not in line
+    mvc_cli("remote", "add", "q", url, "--local")
+    out = mvc_cli("remote", "list").stdout
+    assert "SECRET" not in out and "X-Amz-Signature=***&token=***&v=2" in out

@@ -174,3 +174,20 @@ def test_get_onto_a_small_disk_does_not_suggest_gc(repo: Path, tmp_path: Path):
             assert "mvc gc" not in done.stderr, done.stderr
     finally:
         umount_tmpfs(fs)
+
+
+def test_too_many_open_files_names_the_limit(repo: Path):
+    import resource
+
+    for i in range(2100):
+        make_file(repo / "d" / f"f{i:04}", 100, seed=i)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (9, 9))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mvc", "add", "d"], cwd=repo, capture_output=True, text=True, preexec_fn=limit
+    )
+    if done.returncode == 0:
+        pytest.skip("mvc needed no more than 9 files open here")
+    assert "Traceback" not in done.stderr and "ulimit -n" in done.stderr, done.stderr

@@ -289,13 +289,4 @@ def _without_secrets(url: str) -> str:
     """url as a record keeps it: ``***`` for its user and password and for query values that look secret."""
     from mvc.storage.store import redact_url
 
-    url = redact_url(url)
-    head, q, query = url.partition("?")
-    if not q:
-        return url
-    words = ("sig", "token", "key", "credential", "secret", "pass", "auth")
-    parts = []
-    for item in query.split("&"):
-        name, eq, _ = item.partition("=")
-        parts.append(f"{name}=***" if eq and any(w in name.lower() for w in words) else item)
-    return f"{head}?{'&'.join(parts)}"
+    return redact_url(url)

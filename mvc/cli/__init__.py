@@ -140,7 +140,9 @@ def _os_error(e: OSError) -> str:
     fix = {
         errno.ENAMETOOLONG: "choose a shorter name, or work nearer the root of the file system",
         errno.EISDIR: "a directory is where a file goes: move it away, then retry",
-        errno.ENOSPC: "free some space on that device, then retry",
+        errno.ENOSPC: "free some space on that device, then retry" if name else "free some space, then retry",
+        errno.EMFILE: "raise the limit on open files (ulimit -n), or lower -j, then retry",
+        errno.ENFILE: "the system has too many files open: retry when fewer are",
         errno.EROFS: "the file system is read-only: run this where it can be written",
     }.get(e.errno or 0, "check the disk and permissions, then retry")
     return f"{e.strerror or e}{where}: {fix}"

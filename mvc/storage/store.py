@@ -268,14 +268,34 @@ def _userinfo_end(rest: str) -> int:
     return at
 
 
+_QUERY_SECRETS = ("sig", "token", "key", "credential", "secret", "pass", "auth")  # X-Amz-Signature, sas tokens, …
+
+
+def _secret_query(url: str) -> bool:
+    query = url.partition("?")[2]
+    return any(any(w in item.partition("=")[0].lower() for w in _QUERY_SECRETS) for item in query.split("&") if item)
+
+
 def has_credentials(url: str) -> bool:
-    """Whether a URL carries a user name or password (``scheme://user:pw@host/…``)."""
+    """Whether a URL carries a user name or password (``scheme://user:pw@host/…``), or a query parameter that
+    looks secret (a signed URL's ``X-Amz-Signature``, a ``token``)."""
     _, sep, rest = url.partition("://")
-    return bool(sep) and _userinfo_end(rest) >= 0
+    return bool(sep) and (_userinfo_end(rest) >= 0 or _secret_query(url))
 
 
 def redact_url(url: str) -> str:
-    """The URL with any user:password@ replaced by ***@, for messages and listings."""
+    """The URL with any user:password@ replaced by ***@, and the values of secret-looking query parameters by ***,
+    for messages, listings and records."""
     scheme, sep, rest = url.partition("://")
     at = _userinfo_end(rest) if sep else -1
-    return url if at < 0 else f"{scheme}{sep}***{rest[at:]}"
+    url = url if at < 0 else f"{scheme}{sep}***{rest[at:]}"
+    head, q, query = url.partition("?")
+    if not q or not _secret_query(url):
+        return url
+    items = [
+        f"{i.partition('=')[0]}=***"
+        if any(w in i.partition("=")[0].lower() for w in _QUERY_SECRETS) and "=" in i
+        else i
+        for i in query.split("&")
+    ]
+    return f"{head}?{'&'.join(items)}"
