@@ -370,3 +370,15 @@ def test_a_signed_query_in_a_remote_url_is_a_credential(repo, mvc_cli):
     mvc_cli("remote", "add", "q", url, "--local")
     out = mvc_cli("remote", "list").stdout
     assert "SECRET" not in out and "X-Amz-Signature=***&token=***&v=2" in out
+
+
+def test_modify_points_nested_keys_to_config_and_drops_a_local_url_override(repo, mvc_cli, tmp_path):
+    mvc_cli("remote", "add", "o", str(tmp_path / "shared"))
+    line = error_line(mvc_cli, "remote", "modify", "o", "config_kwargs.s3.addressing_style", "path")
+    assert "mvc config remote.o.config_kwargs.s3.addressing_style VALUE" in line
+    mvc_cli("remote", "modify", "o", "url", str(tmp_path / "mine"), "--local")
+    assert "mine" in mvc_cli("remote", "list").stdout
+    mvc_cli("remote", "modify", "o", "url", "--unset", "--local")
+    out = mvc_cli("remote", "list").stdout
+    assert "shared" in out and "mine" not in out
+    error_line(mvc_cli, "remote", "modify", "o", "url", "--unset")  # the shared URL stays: remove the remote

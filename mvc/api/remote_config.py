@@ -241,10 +241,14 @@ def modify(
     if name not in table:
         spec(repo, name)
     if not key or not all(c.isalnum() or c == "_" for c in key):
+        nested = f"; a key of a table: 'mvc config remote.{name}.{key} VALUE'" if "." in key else ""
         raise RemoteError(
-            f"invalid key {key!r}: use letters, digits and '_' (e.g. endpoint_url, profile, region, jobs)"
+            f"invalid key {key!r}: use letters, digits and '_' (e.g. endpoint_url, profile, region, jobs){nested}"
         )
     if value is None:
+        if key == "url" and local and "url" in repo.config.shared.get("remote", {}).get(name, {}):
+            cfgfmt.write_value(config_path(repo, True), f"remote.{name}.url", None)  # this machine's override
+            return False
         if key == "url":
             raise RemoteError(f"a remote needs its url: remove the remote instead with 'mvc remote remove {name}'")
         for loc in (False, True):
