@@ -681,7 +681,8 @@ def test_following_the_git_rm_advice_works(repo, mvc_cli, mvc_error):
 
 # -- disk full while adding -----------------------------------------------------------------------
 def small_disk() -> None:
-    """In the child: writes past 1 MiB fail with EFBIG, as on a full disk (SIGXFSZ would kill instead)."""
+    """In the child: writes past 1 MiB fail with EFBIG, as a write to a full disk fails with ENOSPC, and what is
+    left must be the same (SIGXFSZ would kill instead); the message names the file-size limit."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
@@ -695,7 +696,7 @@ def test_disk_full_while_adding(repo, size, target):
     data = big.read_bytes()
     before = snapshot(repo)
     proc = run_mvc("add", (target == "dir" and "d") or "big.bin", cwd=repo, preexec_fn=small_disk)
-    assert_one_line(proc, "no space left", "free some space")
+    assert_one_line(proc, "too large", "ulimit -f")  # (the disk's own ENOSPC: tests/test_resource_limits.py)
     assert big.read_bytes() == data
     assert snapshot(repo) == before
     tmp = repo / ".mvc" / "cache" / "tmp"
@@ -719,7 +720,7 @@ def test_disk_full_while_checking_out(repo, mvc_cli, case):
         make_file(repo / "big.bin", 4 << 20, seed=4)
         args = ("checkout", "--force")
     before = snapshot(repo)
-    assert_one_line(run_mvc(*args, cwd=repo, preexec_fn=small_disk), "no space left", "free some space")
+    assert_one_line(run_mvc(*args, cwd=repo, preexec_fn=small_disk), "too large", "ulimit -f")
     assert snapshot(repo) == before and no_temp_files(repo)
     assert list((repo / ".mvc" / "cache" / "tmp").iterdir()) == []
     assert run_mvc(*args, cwd=repo).returncode == 0
@@ -1004,7 +1005,7 @@ def test_a_failed_get_removes_the_directories_it_made(repo, mvc_cli, tmp_path):
     mvc_cli("add", "m.bin")
     out = tmp_path / "new" / "deeper" / "m.bin"
     proc = run_mvc("get", "m.bin", "-o", str(out), cwd=repo, preexec_fn=tiny_files)
-    assert_one_line(proc, "no space left")
+    assert_one_line(proc, "too large")
     assert not (tmp_path / "new").exists()
     assert run_mvc("get", "m.bin", "-o", str(out), cwd=repo).returncode == 0 and out.stat().st_size == 10_000
 
