@@ -82,7 +82,7 @@ def test_ctrl_c_while_checkout_rev_restores_a_pointer_leaves_one_version(repo: P
     assert mark.exists(), proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err or proc.returncode == 0, (out, err)  # (0: it came late)
+    assert (proc.returncode == 130 and "interrupted" in err) or proc.returncode == 0, (out, err)  # (0: it came late)
     status = subprocess.run([sys.executable, "-m", "mvc", "status"], cwd=repo, capture_output=True, text=True)
     assert "modified" not in status.stdout, status.stdout
     assert mvc.describe("model.bin")["oid"] == mvc.describe("model.bin", rev="HEAD~1")["oid"]
