@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from errno import ENAMETOOLONG
+from stat import S_ISREG
 from typing import Any
 
 from mvc.errors import GitError, NotAGitRepo, PathError
@@ -147,13 +149,10 @@ def _run_git(
 
 def _is_file(root: str, rel: str) -> bool:
     """Whether root/rel is a file; a path longer than the system takes is an error, never a file skipped."""
-    import errno
-    import stat
-
     try:
-        return stat.S_ISREG(os.stat(os.path.join(root, rel)).st_mode)
+        return S_ISREG(os.stat(os.path.join(root, rel)).st_mode)
     except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:
+        if e.errno == ENAMETOOLONG:
             raise PathError(
                 f"{rel}: its path in {root} is longer than this system allows ({e.strerror}): clone or move "
                 "the repository to a shorter path"

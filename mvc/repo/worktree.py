@@ -399,13 +399,6 @@ def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str
     types = repo.config.link_types
     if len(writes) < 2 or types[0] in ("hardlink", "symlink"):
         return
-    grow = top = 0
-    for target, size, _ in writes:
-        try:
-            old = os.lstat(target).st_size
-        except OSError:
-            old = 0
-        grow, top = grow + max(0, size - old), max(top, size)
     d = full
     while not os.path.isdir(d) and os.path.dirname(d) != d:
         d = os.path.dirname(d)
@@ -414,6 +407,16 @@ def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str
     except (OSError, AttributeError):
         return
     free = st.f_bavail * st.f_frsize
+    top = max(size for _, size, _ in writes)
+    if sum(size for _, size, _ in writes) + top <= free:
+        return  # room for all of it: the files it replaces need no stat
+    grow = 0
+    for target, size, _ in writes:
+        try:
+            old = os.lstat(target).st_size
+        except OSError:
+            old = 0
+        grow += max(0, size - old)
     if grow + top <= free or (types[0] == "reflink" and _reflinks(repo, d, [oid for _, _, oid in writes])):
         return
     raise StorageError(
