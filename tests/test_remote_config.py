@@ -318,7 +318,14 @@ def test_a_password_holding_a_slash_is_a_credential(repo, mvc_cli, url):
 
 
 @pytest.mark.parametrize(
-    "url", ["s3://bucket/user@example/models", "https://host:8080/path/a@b", "s3://bucket/a:b@c", "/srv/a@b"]
+    "url",
+    [
+        "s3://bucket/user@example/models",
+        "https://host:8080/path/a@b",
+        "s3://bucket/a:b@c",
+        "/srv/a@b",
+        "http://[::1]:8080/x@y",
+    ],
 )
 def test_an_at_sign_in_a_path_is_no_credential(url):
     from mvc.storage.store import has_credentials, redact_url

@@ -263,7 +263,7 @@ def _userinfo_end(rest: str) -> int:
         return rest.rfind("@", 0, len(host))
     at = rest.rfind("@")
     user, colon, password = rest[:at].partition(":") if at > 0 else ("", "", "")
-    if not colon or "/" in user or not user or password.split("/", 1)[0].isdigit():
+    if not colon or "/" in user or not user or user.startswith("[") or password.split("/", 1)[0].isdigit():
         return -1
     return at
 
