@@ -80,3 +80,42 @@ def test_a_host_that_forbids_listings_is_told_to_take_packs_false(repo, mvc_cli,
         lines = result.stderr.splitlines()
         assert result.exit_code == 1 and len(lines) == 1, result.stderr
         assert "refuses to list it (HTTP 403)" in lines[0] and "packs false" in lines[0]
+
+
+def test_a_response_cut_short_is_said_as_a_broken_connection(repo, mvc_cli, tmp_path):
+    """aiohttp's ClientPayloadError ("… <ContentLengthError: 400 …>", no HTTP status) was shown raw."""
+    import functools
+    import shutil
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    store = tmp_path / "store"
+    make_file(repo / "model.bin", 2 << 20, seed=3)
+    mvc_cli("add", "model.bin")
+    mvc_cli("remote", "add", "dir", str(store))
+    mvc_cli("push", "-r", "dir")
+
+    class Short(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def copyfile(self, source, outputfile) -> None:  # half the body, then the connection closes
+            if self.path.endswith(".toml"):
+                shutil.copyfileobj(source, outputfile)
+                return
+            outputfile.write(source.read(1 << 20))
+            self.close_connection = True
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Short, directory=str(store)))
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        mvc_cli("remote", "add", "web", f"http://127.0.0.1:{server.server_address[1]}", "--default")
+        drop_cache(repo)
+        (repo / ".mvc" / "remotes.db").unlink()
+        result = mvc_cli("fetch", ok=False)
+        lines = result.stderr.splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, result.stderr
+        assert "broke while" in lines[0] and "ClientPayloadError" not in lines[0], lines[0]
+    finally:
+        server.shutdown()
+        server.server_close()

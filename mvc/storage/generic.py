@@ -284,6 +284,11 @@ class HttpStore(FsspecStore):
         return out
 
     def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
+        if type(e).__name__ in ("ClientPayloadError", "ContentLengthError", "ServerDisconnectedError"):
+            return RemoteUnreachable(  # cut off mid-response (aiohttp's "400" there is no HTTP status)
+                f"the connection to {self.url} broke while {self.where(rel) if rel else self.url} was read: check "
+                "that the server is running, then retry"
+            )
         if _status(e) in (401, 403) and rel.endswith("/"):  # a listing refused: a static host with no index pages
             return RemoteAuthError(
                 f"{self.where(rel)}: the server refuses to list it (HTTP {_status(e)}): it serves files but no "
