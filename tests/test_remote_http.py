@@ -119,3 +119,39 @@ def test_a_response_cut_short_is_said_as_a_broken_connection(repo, mvc_cli, tmp_
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_server_answering_every_path_with_a_page_is_named_not_the_manifest(repo, mvc_cli, tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    make_file(repo / "d" / "a.bin", 1000, seed=1)
+    mvc_cli("add", "d")
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            body = b"<html><body>Welcome</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return body  # type: ignore[return-value]
+
+        def do_GET(self) -> None:
+            self.wfile.write(self.do_HEAD())  # type: ignore[func-returns-value]
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
+    try:
+        drop_cache(repo)
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = mvc_cli("get", "d/a.bin", "--remote", url, "-o", str(tmp_path / "out"), ok=False)
+        lines = result.stderr.splitlines()
+        assert result.exit_code != 0 and len(lines) == 1, result.stderr
+        assert "verify --repair" not in lines[0] and ("remote's URL" in lines[0] or "layout marker" in lines[0]), lines
+    finally:
+        server.shutdown()
+        server.server_close()

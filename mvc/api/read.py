@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from mvc import progress as progressmod
 from mvc.api import outputs
 from mvc.api.target import Ref, RepoArg, Target, here_as_url, local_odb, open_remote, resolve
-from mvc.errors import CorruptObject, PathError, RemoteObjectMissing, StorageError
+from mvc.errors import CorruptObject, PathError, RemoteCorrupt, RemoteObjectMissing, StorageError
 from mvc.objects import manifest as mf
 from mvc.objects import pack as pk
 from mvc.objects.odb import belied
@@ -366,7 +366,14 @@ def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> b
     except RemoteObjectMissing:
         raise RemoteObjectMissing(f"{label} (object {oid}) is not on remote {remote.name}") from None
     data = reader.remote_source(remote, where)(0, where.size if where.size is not None else MANIFEST_MAX)
-    reader.check(data, oid, label)
+    try:
+        reader.check(data, oid, label)
+    except CorruptObject:  # what the remote sent: the remote's to name (a server that answers every path with a page?)
+        raise RemoteCorrupt(
+            f"{label} (object {oid}) as remote {remote.name} sends it does not match its oid: check the remote's URL "
+            "('mvc remote list'; a web server may answer every path with a page), or mend its copy with 'mvc push "
+            "--verify-remote' where the model is"
+        ) from None
     if odb is not None:
         odb.install_bytes(data, oid)  # kept (--cache): the next read needs no remote for it
     return data
