@@ -389,3 +389,10 @@ def test_modify_points_nested_keys_to_config_and_drops_a_local_url_override(repo
     out = mvc_cli("remote", "list").stdout
     assert "shared" in out and "mine" not in out
     error_line(mvc_cli, "remote", "modify", "o", "url", "--unset")  # the shared URL stays: remove the remote
+
+
+def test_a_region_that_is_no_region_is_refused_when_set(repo, mvc_cli):
+    mvc_cli("remote", "add", "o", "s3://bucket/team")
+    line = error_line(mvc_cli, "remote", "modify", "o", "region", "eu west 1")
+    assert "is not a region's name" in line and "eu-west-1" in line
+    mvc_cli("remote", "modify", "o", "region", "eu-west-1")

@@ -176,6 +176,10 @@ def remotes(data: dict[str, Any], where: str = CONFIG, *, need_url: bool = True)
                 f"{where}: [remote.{name}] endpoint_url must start with http:// or https://: "
                 f"fix it with 'mvc remote modify {name} endpoint_url URL'"
             )
+        region = entry.get("region")
+        if region is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", region):  # (botocore's own rule)
+            fix = f"lowercase letters, digits and '-': fix it with 'mvc remote modify {name} region eu-west-1'"
+            raise ConfigError(f"{where}: [remote.{name}] region {region!r} is not a region's name ({fix})")
         jobs = entry.get("jobs")
         if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
             raise ConfigError(
