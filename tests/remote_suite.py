@@ -429,6 +429,8 @@ class RemoteSuite(WithOrigin):
         with reject:
             line = one_error_line(mvc_cli("push", ok=False))
         assert "credentials" in line
+        if origin.name == "S3":  # the remote's own keys are named first: they win over the environment
+            assert "access_key_id" in line
 
     def test_unreachable_remote(self, repo, mvc_cli, stoppable):
         if not stoppable.can_stop_mid_push:

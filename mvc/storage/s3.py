@@ -332,8 +332,8 @@ class S3Store(FsspecStore):
         ):
             return RemoteAuthError(
                 f"S3 refused access to {self.where(rel) if rel else self.url}{endpoint} "
-                f"({code or first_line(e)}): check the credentials (AWS_* variables, "
-                "profile) and the bucket's permissions"
+                f"({code or first_line(e)}): check the credentials (the remote's access_key_id "
+                "and secret_access_key, which win, else the AWS_* variables or the profile) and the bucket's permissions"
             )
         if type(e).__name__ in ("ResponseStreamingError", "IncompleteReadError", "ProtocolError"):
             return RemoteUnreachable(  # cut off mid-response

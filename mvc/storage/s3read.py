@@ -232,8 +232,8 @@ class S3Reader(Store):
             )
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"):
             return RemoteAuthError(
-                f"S3 refused access to {where}{endpoint} ({code}): check the credentials (AWS_* variables, "
-                "profile) and the bucket's permissions"
+                f"S3 refused access to {where}{endpoint} ({code}): check the credentials (the remote's access_key_id "
+                "and secret_access_key, which win, else the AWS_* variables or the profile) and the bucket's permissions"
             )
         from mvc.storage.generic import unreachable
 
