@@ -92,7 +92,7 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
     """Files that grow between versions, on a disk with room for some of them: the checkout replaced four and
     failed at the fifth, leaving the directory at two versions under one pointer."""
     fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "48m"):
+    if not mount_tmpfs(fs, "96m"):
         pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
     try:
         repo = fs / "repo"
@@ -122,6 +122,31 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
         (fs / "filler").unlink()
         mvc.checkout(["d"], rev="HEAD~1")
         assert all(p.stat().st_size == 3 * MiB for p in (repo / "d").iterdir())
+        git(repo, "commit", "-q", "-m", "v2 again")
+        # files that shrink fit where all of them at once would not: each replaces a larger one
+        free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+        (fs / "filler").write_bytes(b"\0" * (free - 2 * MiB))
+        result = subprocess.run(
+            [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert all(p.stat().st_size == MiB for p in (repo / "d").iterdir())
+        # renamed files: what the removals free first is room for the new names
+        (fs / "filler").unlink()
+        for i in range(5):
+            (repo / "d" / f"f{i}").unlink()
+            make_file(repo / "d" / f"g{i}", 3 * MiB, seed=20 + i)
+        mvc.add(["d"])
+        git(repo, "commit", "-q", "-m", "v3: other names")
+        mvc.checkout(["d"], rev="HEAD~1")  # "v2 again": f0..f4 of 3 MiB
+        git(repo, "commit", "-q", "-m", "v2 once more")
+        free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+        (fs / "filler").write_bytes(b"\0" * (free - 4 * MiB))
+        result = subprocess.run(
+            [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert sorted(p.name for p in (repo / "d").iterdir()) == [f"g{i}" for i in range(5)]
     finally:
         os.chdir(tmp_path)
         umount_tmpfs(fs)

@@ -350,6 +350,8 @@ def _judge(repo: Repo, rel: str, full: str, cur: str | None, plan: _Plan) -> Non
 
 
 def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, Any]:
+    # before anything is stored, removed or replaced: a directory is never left at two versions
+    check_room(repo, plan.rel, plan.full, [(t, plan.sizes.get(o, 0), o) for t, o, _ in plan.writes], plan.removals)
     kept = plan.kept
     for rel, full in plan.unsafe:
         if os.path.islink(full) or not os.path.isfile(full):
@@ -360,8 +362,6 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
         finally:
             bar.close()
         kept.append({"path": rel, "oid": oid})
-    # before a file is removed or replaced: a directory is never left at two versions
-    check_room(repo, plan.rel, plan.full, [(t, plan.sizes.get(o, 0), o) for t, o, _ in plan.writes])
     for full in plan.removals:
         if os.path.lexists(full):
             os.unlink(full)

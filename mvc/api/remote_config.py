@@ -63,9 +63,9 @@ def _refuse_credentials(name: str, key: str, url: str) -> None:
     """A URL with user:password@ never goes into the committed config (nor into the message)."""
     if cfgfmt.has_credentials(url):
         raise RemoteError(
-            f"the {key} of remote {name} holds credentials (user:password@) and .mvc/config.toml is committed: "
-            f"pass --local to keep it in .mvc/config.local.toml, or give the credentials through the "
-            "environment (AWS_* variables, a profile)"
+            f"the {key} of remote {name} holds credentials (user:password@, or a token in its query) and "
+            ".mvc/config.toml is committed: pass --local to keep it in .mvc/config.local.toml, or give the "
+            "credentials through the environment (AWS_* variables, a profile); an @ in a path is written %40"
         )
 
 

@@ -48,9 +48,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
-# a remote option whose key (any part of its dotted name) holds one of these is a secret: config.local.toml only.
-# "auth": Authorization headers, auth tuples; "connection_string": adlfs' (it holds AccountKey=).
-SECRET_WORDS = ("secret", "key", "token", "pass", "credential", "auth", "headers", "cookie", "connection_string")
+SECRET_WORDS = ("secret", "key", "token", "passw", "passphrase", "credential", "authorization", "cookie")
 
 
 def read(path: str) -> dict[str, Any]:
@@ -458,8 +456,11 @@ def _warn_root_links() -> None:
 
 
 def is_secret(key: str) -> bool:
-    """Whether a remote's option (its dotted name below the remote: ``client_kwargs.headers.X``) is a secret."""
-    return any(w in part for part in key.lower().split(".") for w in SECRET_WORDS)
+    """Whether a remote's option (``client_kwargs.headers.X``) is a secret: a word of it (split at ".", "_", "-")
+    begins with one of SECRET_WORDS, or a part is "auth" or "connection_string" (adlfs': AccountKey=)."""
+    parts = key.lower().split(".")
+    words = (w for part in parts for w in part.replace("-", "_").split("_"))
+    return any(p in ("auth", "connection_string") for p in parts) or any(w.startswith(SECRET_WORDS) for w in words)
 
 
 def masked(value: Any, key: str = "") -> Any:

@@ -181,11 +181,17 @@ def _refuse_inside_work_tree(repo: Repo, path: str) -> None:
     'git add -A' commits into git."""
     real, root = os.path.realpath(path), os.path.realpath(repo.root)
     rel = os.path.relpath(real, root)
-    if rel == "." or rel.startswith(os.pardir) or rel.split(os.sep, 1)[0] in (".git", cfgfmt.MVC_DIR):
+    if (
+        rel in (".", os.pardir)
+        or rel.startswith(os.pardir + os.sep)
+        or rel.split(os.sep, 1)[0] in (".git", cfgfmt.MVC_DIR)
+    ):
         return  # (the work tree itself, or a cache, is refused where every verb checks the remote)
+    if repo.git.run("check-ignore", "--", rel.replace(os.sep, "/"), check=False).strip():
+        return  # git ignores it (DVC's own quick start keeps its remote so): nothing of it is committed
     raise RemoteError(
-        f"{path} is inside the work tree: 'git add -A' would commit what a push writes there; choose a directory "
-        "outside it"
+        f"{path} is inside the work tree and git does not ignore it: 'git add -A' would commit what a push writes "
+        "there; choose a directory outside it, or ignore it in .gitignore"
     )
 
 

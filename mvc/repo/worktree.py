@@ -389,10 +389,11 @@ def entries_of(repo: Repo, rel: str, files: dict[str, File]) -> list[mf.Entry]:
     return out
 
 
-def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str]]) -> None:
+def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str]], removals: list[str]) -> None:
     """Refuse, before the first of a directory's files is replaced, a checkout its file system has no room for
-    (writes: (path, size, oid) of the files it writes): what the new files add over those they replace, plus the
-    largest one (written beside the old one first). A link takes no room; a reflink may not, which one attempt
+    (writes: (path, size, oid) of the files written in this order; removals: the files removed first). Each new
+    file is written beside the one it replaces, then renamed over it: the room needed is the most that is in use at
+    once, step by step, after what the removals free. A link takes no room; a reflink may not, which one attempt
     tells. One file needs no check: written beside the old one and renamed, it is all or nothing anyway."""
     from mvc.errors import StorageError
 
@@ -407,22 +408,32 @@ def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str
     except (OSError, AttributeError):
         return
     free = st.f_bavail * st.f_frsize
-    top = max(size for _, size, _ in writes)
-    if sum(size for _, size, _ in writes) + top <= free:
-        return  # room for all of it: the files it replaces need no stat
-    grow = 0
+    if sum(_blocks(size) for _, size, _ in writes) <= free:
+        return  # room for every new file at once: what they replace needs no stat
+    grown = peak = 0
     for target, size, _ in writes:
-        try:
-            old = os.lstat(target).st_size
-        except OSError:
-            old = 0
-        grow += max(0, size - old)
-    if grow + top <= free or (types[0] == "reflink" and _reflinks(repo, d, [oid for _, _, oid in writes])):
+        peak = max(peak, grown + _blocks(size))
+        grown += _blocks(size) - _held(target)
+    peak -= sum(_held(f) for f in removals)
+    if peak <= free or (types[0] == "reflink" and _reflinks(repo, d, [oid for _, _, oid in writes])):
         return
     raise StorageError(
-        f"not enough disk space to check out {quoted(rel)}: it needs up to {progressmod.human(grow + top)}, and its "
+        f"not enough disk space to check out {quoted(rel)}: it needs up to {progressmod.human(peak)}, and its "
         f"file system has {progressmod.human(free)} free: free some space there, then retry (nothing was changed)"
     )
+
+
+def _blocks(size: int) -> int:
+    return -(-size // 4096) * 4096  # what a file of size takes, in 4 KiB blocks
+
+
+def _held(path: str) -> int:
+    """The room removing or replacing the file at path frees (none when another name links it)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    return st.st_blocks * 512 if statmod.S_ISREG(st.st_mode) and st.st_nlink == 1 else 0
 
 
 def _reflinks(repo: Repo, directory: str, oids_: list[str]) -> bool:

@@ -257,23 +257,29 @@ def split_url(url: str) -> tuple[str, str]:
 def _userinfo_end(rest: str) -> int:
     """Where the ``user:password@`` of a URL's part after ``://`` ends (the index of its ``@``), or -1. A password
     may hold a "/" as users write it (an AWS secret key often does), not escaped: a ``user:`` with no "/" before
-    an "@" further on counts too, unless what follows its ":" is a port (``host:8080/a@b``: an "@" in a path)."""
+    an "@" further on counts too (so an "@" in the path of a URL with a port, ``host:8080/a@b``, reads as
+    credentials: written ``%40``, it does not)."""
     host = rest.split("/", 1)[0]
     if "@" in host:
         return rest.rfind("@", 0, len(host))
     at = rest.rfind("@")
-    user, colon, password = rest[:at].partition(":") if at > 0 else ("", "", "")
-    if not colon or "/" in user or not user or user.startswith("[") or password.split("/", 1)[0].isdigit():
+    user, colon, _ = rest[:at].partition(":") if at > 0 else ("", "", "")
+    if not colon or "/" in user or not user or user.startswith("["):
         return -1
     return at
 
 
-_QUERY_SECRETS = ("sig", "token", "key", "credential", "secret", "pass", "auth")  # X-Amz-Signature, sas tokens, …
+# query parameters whose value is a secret, by a word of their name: X-Amz-Signature, X-Amz-Security-Token, sig, …
+_QUERY_SECRETS = {"sig", "signature", "token", "key", "apikey", "credential", "secret", "password", "auth", "sas"}
+
+
+def _secret_name(name: str) -> bool:
+    return any(w in _QUERY_SECRETS for w in name.lower().replace("_", "-").split("-"))
 
 
 def _secret_query(url: str) -> bool:
     query = url.partition("?")[2]
-    return any(any(w in item.partition("=")[0].lower() for w in _QUERY_SECRETS) for item in query.split("&") if item)
+    return any(_secret_name(item.partition("=")[0]) for item in query.split("&") if "=" in item)
 
 
 def has_credentials(url: str) -> bool:
@@ -293,9 +299,6 @@ def redact_url(url: str) -> str:
     if not q or not _secret_query(url):
         return url
     items = [
-        f"{i.partition('=')[0]}=***"
-        if any(w in i.partition("=")[0].lower() for w in _QUERY_SECRETS) and "=" in i
-        else i
-        for i in query.split("&")
+        f"{i.partition('=')[0]}=***" if "=" in i and _secret_name(i.partition("=")[0]) else i for i in query.split("&")
     ]
     return f"{head}?{'&'.join(items)}"

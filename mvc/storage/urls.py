@@ -93,12 +93,26 @@ def identity(url: str, endpoint_url: str | None = None, base: str = ".", profile
     protocol, path = split_url(url)
     if protocol == "local":
         return "file://" + os.path.realpath(os.path.join(base, os.path.expanduser(path)))
-    key = redact_url(f"{protocol}://{path.strip('/')}")
+    key = _keyed(f"{protocol}://{path.strip('/')}")
     if protocol in ("s3", "s3a") and not endpoint_url:
         endpoint_url = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        profile = profile or os.environ.get("AWS_PROFILE")
+        profile = (
+            profile or os.environ.get("AWS_DEFAULT_PROFILE") or os.environ.get("AWS_PROFILE")
+        )  # (botocore's order)
         key += f" profile {profile}" if profile and not endpoint_url else ""
-    return f"{key} @ {redact_url(endpoint_url.rstrip('/'))}" if endpoint_url else key
+    return f"{key} @ {_keyed(endpoint_url.rstrip('/'))}" if endpoint_url else key
+
+
+def _keyed(url: str) -> str:
+    """url as the journal keys it: with its user, password and secret query values written ***, and a digest of
+    the whole, so that two stores that differ only there (two containers of one account in abfs://, two tokens)
+    keep two keys and no secret is stored in clear."""
+    shown = redact_url(url)
+    if shown == url:
+        return url
+    import hashlib
+
+    return f"{shown} #{hashlib.sha256(url.encode('utf-8', 'surrogateescape')).hexdigest()[:16]}"
 
 
 def open_store(
