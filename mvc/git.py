@@ -116,10 +116,18 @@ def _run_git(
     if in_w >= 0:
         os.set_blocking(in_w, False)
         poller.register(in_w, select.POLLOUT)
+    stopped: KeyboardInterrupt | None = None  # a Ctrl-C that reached another thread while git must run to its end
     try:
         open_fds = len(chunks) + (in_w >= 0)
         while open_fds:
-            for fd, _ in poller.poll():
+            try:
+                ready = poller.poll()
+            except KeyboardInterrupt as e:
+                if own_group is not None:
+                    raise
+                stopped = e  # git is served to its end (its pipes stay open), then this is raised
+                continue
+            for fd, _ in ready:
                 if fd != in_w:
                     data = os.read(fd, 1 << 16)
                     if data:
@@ -144,6 +152,8 @@ def _run_git(
             if fd >= 0:
                 os.close(fd)
         _, status = os.waitpid(pid, 0)
+    if stopped is not None:
+        raise stopped
     return os.waitstatus_to_exitcode(status), b"".join(chunks[out_r]), b"".join(chunks[err_r])
 
 

@@ -429,6 +429,9 @@ def test_a_branch_named_like_a_registry_revision_is_named_in_a_notice(repo: Path
     make_file(repo / "m.bin", 200, seed=2)
     mvc_cli("add", "m.bin")
     git(repo, "commit", "-q", "-m", "v2")
+    git(repo, "branch", "churn#prod/wip")  # a branch below the name: no notice
+    assert mvc_cli("ls", "--rev", "churn#prod").stderr == ""
+    git(repo, "branch", "-D", "churn#prod/wip")
     git(repo, "branch", "churn#prod")
     result = mvc_cli("ls", "--rev", "churn#prod")
     assert "100 B" in result.stdout and "refs/heads/churn#prod" in result.stderr

@@ -191,3 +191,32 @@ def test_too_many_open_files_names_the_limit(repo: Path):
     if done.returncode == 0:
         pytest.skip("mvc needed no more than 9 files open here")
     assert "Traceback" not in done.stderr and "ulimit -n" in done.stderr, done.stderr
+
+
+def test_a_full_disk_while_adding_and_checking_out_leaves_the_files_as_they_were(tmp_path: Path, monkeypatch):
+    """The disk's own ENOSPC (tests/test_bad_input.py simulates it with a file-size limit)."""
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "24m"):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        repo = fs / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q")
+        monkeypatch.chdir(repo)
+        mvc.init(str(repo))
+        big = make_file(repo / "big.bin", 14 << 20, seed=1).read_bytes()  # the cache's copy does not fit
+        done = _mvc("add", "big.bin", cwd=repo)
+        assert done.returncode == 1 and "no space left" in done.stderr and "free some space" in done.stderr
+        assert (repo / "big.bin").read_bytes() == big and not (repo / "big.bin.mvc").exists()
+        assert _temps(repo / ".mvc" / "cache") == []
+        (repo / "big.bin").unlink()
+        make_file(repo / "m.bin", 6 << 20, seed=2)
+        assert _mvc("add", "m.bin", cwd=repo).returncode == 0
+        (repo / "m.bin").unlink()
+        _fill(fs, 2 << 20)
+        done = _mvc("checkout", cwd=repo)
+        assert done.returncode == 1 and "space" in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert not (repo / "m.bin").exists() and not [p for p in repo.iterdir() if ".mvc-tmp." in p.name]
+    finally:
+        os.chdir(tmp_path)
+        umount_tmpfs(fs)

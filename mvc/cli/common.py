@@ -148,11 +148,11 @@ def user_url(url: str) -> str:
 
 
 def shown_path(path: str) -> str:
-    """A path of the work tree for a line of output: bytes that are not UTF-8 escaped (\\xff), and a name with a
-    control character (a newline, a terminal escape) in the shell's $'...' quoting: it cannot forge a line."""
+    """A path of the work tree for a line of output: in the shell's $'...' quoting when something in it does not
+    print (a byte that is not UTF-8, a newline, a terminal escape): it cannot forge a line, and pasted names it."""
     from mvc.repo.repository import quoted
 
-    return quoted(os.fsencode(path).decode("utf-8", "backslashreplace"))
+    return quoted(path)  # (a byte that is not UTF-8 as $'…\xff', which pasted names that file)
 
 
 def echo_checkout(rows: list[dict[str, Any]]) -> None:

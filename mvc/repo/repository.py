@@ -110,7 +110,8 @@ class Repo:
 
             commit = models.resolve_ref(self.git, rev)
             if commit is not None:
-                if self.git.run("for-each-ref", "--format=%(refname)", f"refs/heads/{rev}", f"refs/remotes/{rev}"):
+                refs = self.git.run("for-each-ref", "--format=%(refname)", f"refs/heads/{rev}", f"refs/remotes/{rev}")
+                if {f"refs/heads/{rev}", f"refs/remotes/{rev}"} & set(refs.decode("utf-8", "replace").split()):
                     import sys  # a notice, as git's "refname is ambiguous"
 
                     sys.stderr.write(

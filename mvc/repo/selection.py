@@ -410,6 +410,8 @@ def check_case(repo: Repo, rels: list[str], shown: list[str], tracked_targets: s
     """Refuse a path that differs only in case from a tracked one (or its directories) where git's
     core.ignorecase is true (a repository made on macOS or Windows): git would stage its pointer as the
     other's, or not at all, and the version would never reach a commit."""
+    if len(tracked_targets) > 1000 and not repo.git.ignorecase():
+        return  # (one git call is cheaper than folding 100,000 paths where git tells cases apart, as by default)
     spelt: dict[str, str] = {}
     for t in sorted(tracked_targets):
         parts = t.split("/")
