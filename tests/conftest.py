@@ -206,3 +206,24 @@ def mount_tmpfs(where: Path, size: str) -> bool:
 
 def umount_tmpfs(where: Path) -> None:
     subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@contextlib.contextmanager
+def repo_on_tmpfs(tmp_path: Path, size: str, monkeypatch):
+    """A git repository set up for mvc on a tmpfs of that size, as the current directory, for the block; the test
+    skips where this process may not mount one. Yields (the tmpfs, the repository)."""
+    import mvc
+
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, size):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        repo = fs / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q")
+        monkeypatch.chdir(repo)
+        mvc.init(str(repo))
+        yield fs, repo
+    finally:
+        os.chdir(tmp_path)
+        umount_tmpfs(fs)

@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-from conftest import git, make_file, mount_tmpfs, umount_tmpfs
+from conftest import git, make_file, repo_on_tmpfs
 
 import mvc
 from mvc.objects.odb import ODB
@@ -91,15 +90,7 @@ def test_ctrl_c_while_checkout_rev_restores_a_pointer_leaves_one_version(repo: P
 def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path: Path, monkeypatch):
     """Files that grow between versions, on a disk with room for some of them: the checkout replaced four and
     failed at the fifth, leaving the directory at two versions under one pointer."""
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "96m"):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
-        repo = fs / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q")
-        monkeypatch.chdir(repo)
-        mvc.init(str(repo))
+    with repo_on_tmpfs(tmp_path, "96m", monkeypatch) as (fs, repo):
         for i in range(5):
             make_file(repo / "d" / f"f{i}", MiB, seed=i)
         mvc.add(["d"])
@@ -147,6 +138,3 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
         )
         assert result.returncode == 0, result.stderr
         assert sorted(p.name for p in (repo / "d").iterdir()) == [f"g{i}" for i in range(5)]
-    finally:
-        os.chdir(tmp_path)
-        umount_tmpfs(fs)

@@ -336,9 +336,8 @@ def test_gitignore_lines_are_read_as_git_reads_them(repo: Path, mvc_cli):
 
 
 # -- bytes of another encoding ---------------------------------------------------------------------------------
-def test_a_tag_written_in_another_encoding_is_shown_not_a_traceback(repo: Path, tmp_path: Path, mvc_cli):
-    """A teammate's registry tag whose message or tagger is latin-1: ui build died writing the page, and
-    registry --json put out a lone surrogate."""
+def _registered_then_changed(repo: Path, mvc_cli) -> None:
+    """Model churn (m.bin) registered as v0.0.1, then a second version committed, not registered."""
     make_file(repo / "m.bin", 100, seed=1)
     mvc_cli("add", "m.bin", "--name", "churn")
     git(repo, "commit", "-q", "-m", "v1")
@@ -346,6 +345,12 @@ def test_a_tag_written_in_another_encoding_is_shown_not_a_traceback(repo: Path, 
     make_file(repo / "m.bin", 100, seed=2)
     mvc_cli("add", "m.bin")
     git(repo, "commit", "-q", "-m", "v2")
+
+
+def test_a_tag_written_in_another_encoding_is_shown_not_a_traceback(repo: Path, tmp_path: Path, mvc_cli):
+    """A teammate's registry tag whose message or tagger is latin-1: ui build died writing the page, and
+    registry --json put out a lone surrogate."""
+    _registered_then_changed(repo, mvc_cli)
     git(repo, "tag", "-a", "churn@v0.0.2", "-m", "caf\udce9", "HEAD")  # the byte 0xe9 (latin-1 é)
     env = {**os.environ, "GIT_COMMITTER_NAME": "Jos\udce9"}
     subprocess.run(["git", "tag", "-a", "churn#prod#1", "-m", "x", "HEAD~1"], cwd=repo, env=env, check=True)
@@ -377,13 +382,7 @@ def test_an_argument_mvc_would_write_in_another_encoding_is_refused_before_anyth
 def test_a_lightweight_tag_named_like_the_next_version_is_stepped_over(repo: Path, mvc_cli, mvc_error):
     """The registry ignores lightweight tags, so the bump kept choosing the name git already held, and
     register and assign failed every time, sending the user to commands that do not show that tag."""
-    make_file(repo / "m.bin", 100, seed=1)
-    mvc_cli("add", "m.bin", "--name", "churn")
-    git(repo, "commit", "-q", "-m", "v1")
-    mvc_cli("register", "churn", "-q")
-    make_file(repo / "m.bin", 100, seed=2)
-    mvc_cli("add", "m.bin")
-    git(repo, "commit", "-q", "-m", "v2")
+    _registered_then_changed(repo, mvc_cli)
     git(repo, "tag", "churn@v0.0.2")  # lightweight
     assert "churn@v0.0.3" in mvc_cli("register", "churn").stdout
     make_file(repo / "m.bin", 100, seed=3)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, make_file, mount_tmpfs, umount_tmpfs
+from conftest import git, make_file, mount_tmpfs, repo_on_tmpfs, umount_tmpfs
 
 import mvc
 
@@ -93,15 +93,7 @@ def _temps(cache: Path) -> list[str]:
 def test_gc_and_verify_leave_no_temp_when_the_disk_fills(tmp_path: Path, monkeypatch):
     """gc rewriting a cache pack and verify --repair downloading a sound copy left their temp files in the cache's
     tmp/ when the disk filled (swept only when a day old)."""
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "80m"):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
-        repo = fs / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q")
-        monkeypatch.chdir(repo)
-        mvc.init(str(repo))
+    with repo_on_tmpfs(tmp_path, "80m", monkeypatch) as (fs, repo):
         for i in range(3000):  # forked workers: cache packs
             make_file(repo / "d" / f"f{i:04}", 5000, seed=i)
         make_file(repo / "model.bin", 2 << 20, seed=7)
@@ -130,9 +122,6 @@ def test_gc_and_verify_leave_no_temp_when_the_disk_fills(tmp_path: Path, monkeyp
         done = _mvc("verify", "--repair", "-r", "o", cwd=repo)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
         assert _temps(cache) == [], _temps(cache)
-    finally:
-        os.chdir(tmp_path)
-        umount_tmpfs(fs)
 
 
 def test_a_read_by_url_into_a_full_user_cache_leaves_nothing_half_made(repo: Path, tmp_path: Path):
@@ -195,15 +184,7 @@ def test_too_many_open_files_names_the_limit(repo: Path):
 
 def test_a_full_disk_while_adding_and_checking_out_leaves_the_files_as_they_were(tmp_path: Path, monkeypatch):
     """The disk's own ENOSPC (tests/test_bad_input.py simulates it with a file-size limit)."""
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "24m"):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
-        repo = fs / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q")
-        monkeypatch.chdir(repo)
-        mvc.init(str(repo))
+    with repo_on_tmpfs(tmp_path, "24m", monkeypatch) as (fs, repo):
         big = make_file(repo / "big.bin", 14 << 20, seed=1).read_bytes()  # the cache's copy does not fit
         done = _mvc("add", "big.bin", cwd=repo)
         assert done.returncode == 1 and "no space left" in done.stderr and "free some space" in done.stderr
@@ -217,6 +198,3 @@ def test_a_full_disk_while_adding_and_checking_out_leaves_the_files_as_they_were
         done = _mvc("checkout", cwd=repo)
         assert done.returncode == 1 and "space" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not (repo / "m.bin").exists() and not [p for p in repo.iterdir() if ".mvc-tmp." in p.name]
-    finally:
-        os.chdir(tmp_path)
-        umount_tmpfs(fs)
