@@ -198,3 +198,21 @@ def test_a_full_disk_while_adding_and_checking_out_leaves_the_files_as_they_were
         done = _mvc("checkout", cwd=repo)
         assert done.returncode == 1 and "space" in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert not (repo / "m.bin").exists() and not [p for p in repo.iterdir() if ".mvc-tmp." in p.name]
+
+
+def test_a_read_by_url_into_a_small_user_cache_names_the_gc_that_frees_it(repo: Path, tmp_path: Path):
+    make_file(repo / "m.bin", 3 << 20)
+    assert _mvc("remote", "add", "o", str(tmp_path / "remote"), cwd=repo).returncode == 0
+    mvc.add(["m.bin"])
+    git(repo, "commit", "-q", "-am", "m")
+    assert _mvc("push", "-q", cwd=repo).returncode == 0
+    fs = tmp_path / "fs"
+    if not mount_tmpfs(fs, "2m"):
+        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
+    try:
+        env = {**os.environ, "MVC_CACHE_DIR": str(fs / "mvc")}
+        done = _mvc("get", "--repo", str(repo), "m.bin", "-o", str(tmp_path / "o"), "--cache", cwd=tmp_path, env=env)
+        assert done.returncode != 0 and "not enough disk space" in done.stderr, done.stderr
+        assert "'mvc gc --user-cache --force'" in done.stderr, done.stderr
+    finally:
+        umount_tmpfs(fs)

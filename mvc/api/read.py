@@ -167,9 +167,8 @@ def get(
         _check_remote(t, remote)  # (target_of checked it for a file of a directory)
     from mvc.objects.transfer import check_room
 
-    check_room(
-        os.path.dirname(out), p.size, cache=False
-    )  # said before a byte is read, or a directory made (a size may be absurd)
+    # said before a byte is read, or a directory made (a size may be absurd); no gc frees OUT's file system
+    check_room(os.path.dirname(out), p.size, None)
     made = outputs.make_dirs(os.path.dirname(out))
     odb = local_odb(t)
     held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request

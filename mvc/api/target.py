@@ -308,7 +308,9 @@ def user_odb() -> Any:
     from mvc.objects.odb import ODB
     from mvc.repo import upstream
 
-    return ODB(os.path.join(upstream.cache_root(), "cache"))
+    odb = ODB(os.path.join(upstream.cache_root(), "cache"))
+    odb.collect = "mvc gc --user-cache --force"
+    return odb
 
 
 def open_remote(t: Target, remote: str | None, odb: Any = None) -> Any:

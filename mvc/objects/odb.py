@@ -48,6 +48,7 @@ class ODB:
         self._no_unnamed: bool | None = None  # whether the cache's tmp/ makes no unnamed files (None: not tried)
         self.placed = 0  # objects this ODB stored that the cache lacked (not those found there and freshened)
         self.packs = cachepacks.Packed(self.root)  # small objects a large add stored in packs
+        self.collect = "mvc gc --force"  # what frees this cache of what nothing needs (the user's cache: its own)
 
     def _check_marker(self) -> bool:
         """Refuse a cache whose layout marker names a format this mvc does not know; True if it has one.

@@ -501,7 +501,7 @@ class Transfer:
         sizes: the expected size of each object, where known (for scheduling large ones)."""
         self.check_layout()
         sizes = sizes or {}
-        check_room(self.odb.root, sum(sizes.get(o, 0) for o in set(todo)))
+        check_room(self.odb.root, sum(sizes.get(o, 0) for o in set(todo)), self.odb.collect)
         located = self.locate(todo)
         if any(sizes.get(o, 0) < pk.OBJECT_MAX for o in todo if o not in located):  # some may be packed
             self.read_packs()
@@ -658,7 +658,7 @@ def _check_cached(odb: ODB, oid: str, digest: str) -> None:
         )
 
 
-def check_room(root: str, need: int, cache: bool = True) -> None:
+def check_room(root: str, need: int, collect: str | None = "mvc gc --force") -> None:
     """Refuse a download of need bytes into the cache at root when its filesystem has less free space: said at
     once, not when the disk fills (and a pointer whose size is absurd, a hostile one's, is refused before a byte)."""
     from mvc.errors import StorageError
@@ -673,7 +673,7 @@ def check_room(root: str, need: int, cache: bool = True) -> None:
         return
     free = st.f_bavail * st.f_frsize
     if need > free:
-        gc = " ('mvc gc --force' deletes what nothing needs)" if cache else ""  # (gc frees no other file system)
+        gc = f" ('{collect}' deletes what nothing needs)" if collect else ""  # (gc frees no other file system)
         raise StorageError(
             f"not enough disk space to fetch {human(need)} into {root} ({human(free)} free): free some space{gc}, "
             "then retry"
