@@ -79,9 +79,14 @@ def test_ctrl_c_while_checkout_rev_restores_a_pointer_leaves_one_version(repo: P
     while not mark.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert mark.exists(), proc.communicate()
+    seen = mark.stat().st_mtime
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole group
+    in_time = time.time() - seen < 2.5  # git's wrapper sleeps 3 s: the signal landed while it ran
     out, err = proc.communicate(timeout=60)
-    assert (proc.returncode == 130 and "interrupted" in err) or proc.returncode == 0, (out, err)  # (0: it came late)
+    if in_time:
+        assert proc.returncode == 130 and "interrupted" in err, (out, err)
+    else:  # a loaded machine sent it after the command ended: only the agreement below can be checked
+        assert proc.returncode in (0, 130), (out, err)
     status = subprocess.run([sys.executable, "-m", "mvc", "status"], cwd=repo, capture_output=True, text=True)
     assert "modified" not in status.stdout, status.stdout
     assert mvc.describe("model.bin")["oid"] == mvc.describe("model.bin", rev="HEAD~1")["oid"]

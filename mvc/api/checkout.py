@@ -23,7 +23,7 @@ from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, model_refs, select, user_paths
 from mvc.repo.statedb import trusted
-from mvc.repo.worktree import File, check_room, hash_of, link_stat, look, scan_dir, total
+from mvc.repo.worktree import File, check_checkout_room, hash_of, link_stat, look, scan_dir, total
 from mvc.storage import fileio, tempfiles
 from mvc.storage.lock import locked
 
@@ -351,7 +351,9 @@ def _judge(repo: Repo, rel: str, full: str, cur: str | None, plan: _Plan) -> Non
 
 def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, Any]:
     # before anything is stored, removed or replaced: a directory is never left at two versions
-    check_room(repo, plan.rel, plan.full, [(t, plan.sizes.get(o, 0), o) for t, o, _ in plan.writes], plan.removals)
+    check_checkout_room(
+        repo, plan.rel, plan.full, [(t, plan.sizes.get(o, 0), o) for t, o, _ in plan.writes], plan.removals
+    )
     kept = plan.kept
     for rel, full in plan.unsafe:
         if os.path.islink(full) or not os.path.isfile(full):

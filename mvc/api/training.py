@@ -235,7 +235,9 @@ class Run:
         check_key(key, "data")
         text = os.fspath(source)
         if _URL.match(text):
-            entry: dict[str, Any] = {"url": _without_secrets(text)}
+            from mvc.storage.store import redact_url  # (the record is committed: no user, password or token)
+
+            entry: dict[str, Any] = {"url": redact_url(text)}
         else:
             entry = _tracked(self.repo, text)
         self.record["data"][key] = entry
@@ -283,10 +285,3 @@ def _store(repo: Repo, path: str) -> dict[str, Any]:
         raise PathError(f"{path} does not exist: write the artifact before recording it")
     oid, _how, st = repo.odb.add_file(full, ("reflink", "copy"))
     return {"path": rel, "oid": oid, "size": st.st_size}
-
-
-def _without_secrets(url: str) -> str:
-    """url as a record keeps it: ``***`` for its user and password and for query values that look secret."""
-    from mvc.storage.store import redact_url
-
-    return redact_url(url)

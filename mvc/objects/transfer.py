@@ -664,15 +664,9 @@ def check_room(root: str, need: int, collect: str | None = "mvc gc --force") -> 
     from mvc.errors import StorageError
     from mvc.progress import human
 
-    d = root
-    while not os.path.isdir(d) and os.path.dirname(d) != d:
-        d = os.path.dirname(d)
-    try:
-        st = os.statvfs(d)
-    except (OSError, AttributeError):  # no statvfs (Windows): the write says it when the disk fills
-        return
-    free = st.f_bavail * st.f_frsize
-    if need > free:
+    room = fileio.free_space(root)
+    if room is not None and need > room[1]:
+        free = room[1]
         gc = f" ('{collect}' deletes what nothing needs)" if collect else ""  # (gc frees no other file system)
         raise StorageError(
             f"not enough disk space to fetch {human(need)} into {root} ({human(free)} free): free some space{gc}, "

@@ -389,7 +389,9 @@ def entries_of(repo: Repo, rel: str, files: dict[str, File]) -> list[mf.Entry]:
     return out
 
 
-def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str]], removals: list[str]) -> None:
+def check_checkout_room(
+    repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str]], removals: list[str]
+) -> None:
     """Refuse, before the first of a directory's files is replaced, a checkout its file system has no room for
     (writes: (path, size, oid) of the files written in this order; removals: the files removed first). Each new
     file is written beside the one it replaces, then renamed over it: the room needed is the most that is in use at
@@ -400,14 +402,10 @@ def check_room(repo: Repo, rel: str, full: str, writes: list[tuple[str, int, str
     types = repo.config.link_types
     if len(writes) < 2 or types[0] in ("hardlink", "symlink"):
         return
-    d = full
-    while not os.path.isdir(d) and os.path.dirname(d) != d:
-        d = os.path.dirname(d)
-    try:
-        st = os.statvfs(d)
-    except (OSError, AttributeError):
+    room = fileio.free_space(full)
+    if room is None:
         return
-    free = st.f_bavail * st.f_frsize
+    d, free = room
     if sum(_blocks(size) for _, size, _ in writes) <= free:
         return  # room for every new file at once: what they replace needs no stat
     grown = peak = 0
