@@ -658,13 +658,26 @@ def _check_cached(odb: ODB, oid: str, digest: str) -> None:
         )
 
 
+def free_space(path: str) -> tuple[str, int] | None:
+    """(the deepest existing directory of path, the bytes free to this user on its file system), or None where
+    that cannot be asked (no statvfs: Windows; then a write says it when the disk fills)."""
+    d = path
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)
+    try:
+        st = os.statvfs(d)
+    except (OSError, AttributeError):
+        return None
+    return d, st.f_bavail * st.f_frsize
+
+
 def check_room(root: str, need: int, collect: str | None = "mvc gc --force") -> None:
     """Refuse a download of need bytes into the cache at root when its filesystem has less free space: said at
     once, not when the disk fills (and a pointer whose size is absurd, a hostile one's, is refused before a byte)."""
     from mvc.errors import StorageError
     from mvc.progress import human
 
-    room = fileio.free_space(root)
+    room = free_space(root)
     if room is not None and need > room[1]:
         free = room[1]
         gc = f" ('{collect}' deletes what nothing needs)" if collect else ""  # (gc frees no other file system)

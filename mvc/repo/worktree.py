@@ -402,7 +402,9 @@ def check_checkout_room(
     types = repo.config.link_types
     if len(writes) < 2 or types[0] in ("hardlink", "symlink"):
         return
-    room = fileio.free_space(full)
+    from mvc.objects.transfer import free_space
+
+    room = free_space(full)
     if room is None:
         return
     d, free = room

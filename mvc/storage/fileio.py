@@ -326,19 +326,6 @@ def settle(fd: int) -> os.stat_result | None:
 WRITE_MAX = 1 << 20
 
 
-def free_space(path: str) -> tuple[str, int] | None:
-    """(the deepest existing directory of path, the bytes free to this user on its file system), or None where
-    that cannot be asked (no statvfs: Windows; then a write says it when the disk fills)."""
-    d = path
-    while not os.path.isdir(d) and os.path.dirname(d) != d:
-        d = os.path.dirname(d)
-    try:
-        st = os.statvfs(d)
-    except (OSError, AttributeError):
-        return None
-    return d, st.f_bavail * st.f_frsize
-
-
 def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
