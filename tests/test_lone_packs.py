@@ -170,10 +170,11 @@ class TestLonePacks(WithOrigin, LocalRemote):
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
 
-    def test_a_light_fine_tune_is_sparse_deltas_on_the_lone_pack(self, repo, mvc_cli, origin):
+    def test_a_light_fine_tune_is_sparse_deltas_on_the_lone_pack(self, repo, mvc_cli, origin, monkeypatch):
         """A fine-tune that moves 1 % of its values is stored as sparse deltas on the lone pack of v1; a clone
         rebuilds it to v2's exact bytes, reading v1's bytes from that pack (no copy of v1 at hand) or from its
-        cache (v1 fetched first: then only the deltas are downloaded)."""
+        cache (v1 fetched first: then only the deltas are downloaded), either way through a small window, each
+        delta at a time (``delta.patch_through``)."""
         from mvc.objects import delta
 
         base = model_tensors(67, n=3, elements=1 << 19)
@@ -183,16 +184,39 @@ class TestLonePacks(WithOrigin, LocalRemote):
         mvc_cli("push")
         deltas = [e for e in recipe_of(origin, oid_of(v2)).entries if e.kind == "d"]
         assert deltas and {e.codec for e in deltas} == {delta.ZS}
+        windowed: list[int] = []
+        real = delta.patch_through
+        monkeypatch.setattr(delta, "patch_through", lambda *a: windowed.append(a[1]) or real(*a))
         fresh_clone(repo)
         (repo / "model.safetensors").unlink()
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
+        assert sorted(windowed) == sorted(e.size for e in deltas)
         fresh_clone(repo)
         mvc_cli("fetch", "--rev", "HEAD~1")
         (repo / "model.safetensors").unlink()
+        windowed.clear()
         out = mvc_cli("pull").output
         assert sent_bytes(out) < len(v2) // 10, out  # the deltas, not v1's bytes again
         assert (repo / "model.safetensors").read_bytes() == v2
+        assert sorted(windowed) == sorted(e.size for e in deltas)
+
+    def test_a_cut_short_base_of_sparse_deltas_is_refused(self, repo, mvc_cli, origin):
+        """v1's lone pack cut short after v2's sparse deltas were pushed on it: the pull says in one line which
+        bytes of v1 it lacks, and leaves no file and nothing in the cache."""
+        from mvc.objects import pack
+
+        base = model_tensors(71, n=3, elements=1 << 19)
+        v1 = commit_model(repo, mvc_cli, base, "v1")
+        mvc_cli("push")
+        v2 = commit_model(repo, mvc_cli, fine_tune(base, 72, share=0.01), "v2")
+        mvc_cli("push")
+        origin.write(pack.pack_rel(digest(v1)), v1[: len(v1) // 2])
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        line = one_error_line(mvc_cli("pull", ok=False))
+        assert oid_of(v1) in line and "shorter" in line and line.count("nothing was written") == 1, line
+        assert not (repo / "model.safetensors").exists() and rel_of(oid_of(v2)) not in cache_objects(repo)
 
     def test_a_corrupt_base_of_sparse_deltas_is_refused(self, repo, mvc_cli, origin):
         """v1's lone pack damaged after v2's sparse deltas were pushed on it: the rebuilt v2 does not hash to

@@ -36,6 +36,9 @@ LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reu
 # those whole: at most twice), and four hops at most; a chain that reads more is crafted, or damaged.
 BASE_READS = 32
 BASE_SLACK = 256 << 20
+# A sparse delta whose base is a file here is rebuilt this many bytes at a time, read, patched and written while
+# they stay in a core's cache (docs/benchmarks.md, "a delta get through a small window").
+WINDOW = 512 << 10
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 
 _T = TypeVar("_T")
@@ -235,6 +238,7 @@ class Rebuilder:
         (``HashBehind``). Returns (the hex xxh3-128 of the file's bytes: the caller compares it with oid before it
         uses the file; whether chunks were copied in the kernel, unchecked one by one; the bytes read from the
         store)."""
+        from mvc.storage import forked
         from mvc.storage.parallel import HashBehind, run_parallel
 
         self.reuse(r, local)
@@ -263,19 +267,28 @@ class Rebuilder:
                             fileio.pwritev_all(fd, parts, run[sub[0]].at)
                 behind.done(run[0].at)
 
+        def write(view: memoryview, at: int) -> None:
+            with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
+                fileio.pwritev_all(fd, [view], at)
+
         def piece(p: tuple[int, int]) -> None:
             entries = rc.covering(r.entries, *p)
-            arena = self._arena()
-            parts = self._entries(entries, label, (oid,), tally, copied, arena)
-            with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
-                _write(fd, entries, parts, wrong)
-            arena.clear()
+            streamed = self._stream(entries, label, (oid,), tally, copied, write)
+            if len(streamed) < len(entries):
+                arena = self._arena()
+                parts = self._entries(entries, label, (oid,), tally, _Either(copied, streamed), arena)
+                with writing:
+                    _write(fd, entries, parts, wrong)
+                arena.clear()
             behind.done(p[0])
 
+        threads = max(jobs, 1)
+        if self.store.copies_ranges:  # every read is local: more threads than CPUs only take turns, and evict
+            threads = min(threads, forked.cpus())  # each other's windows from the cores' caches
         work = [lambda: behind.run(stop), *([copy_all] if copies else []), *(lambda p=p: piece(p) for p in pieces)]
         ahead = self._prefetch(r, label, tally, jobs)
         try:
-            run_parallel(lambda call: call(), work, max(jobs, 1) + 1, None, stop)  # + 1: the hash mostly waits
+            run_parallel(lambda call: call(), work, threads + 1, None, stop)  # + 1: the hash mostly waits
         finally:
             with self._lock:  # (another rebuild of this transfer may be reading its own meanwhile)
                 for key in ahead:
@@ -303,6 +316,112 @@ class Rebuilder:
         with self._lock:
             self._prefetched.update(found)
         return found
+
+    def _stream(
+        self,
+        entries: list[rc.Entry],
+        label: str,
+        chain: tuple[str, ...],
+        tally: _Tally,
+        skip: Container[rc.Entry],
+        write: Callable[[memoryview, int], None],
+    ) -> set[rc.Entry]:
+        """Rebuild the sparse deltas among entries whose base lies whole in a file on this machine (the cache's
+        copy, or the pack that is the base on a store on a local disk) through a window of WINDOW bytes
+        (:func:`delta.patch_through`), handing each window to write(bytes, offset in the object); returns them.
+        Read into a piece's buffer and written from there, the bytes would cross memory twice more."""
+        wanted = [i for i, e in enumerate(entries) if e.kind == "d" and e.codec == delta.ZS and e not in skip]
+        if not wanted or not delta.fast():
+            return set()
+        files: dict[str, tuple[int, str | None] | None] = {}
+        try:
+            for i in wanted:
+                if entries[i].base not in files:
+                    files[entries[i].base] = self._base_file(entries[i].base)
+            wanted = [i for i in wanted if files[entries[i].base] is not None]
+            data = self._deltas(entries, wanted, label, tally)
+            window = self._window()
+            for i in wanted:
+                e = entries[i]
+                self._check_chain(e, label, chain)
+                tally.base(e.size, self, label)
+                found = files[e.base]
+                assert found is not None
+                src, rel = found
+
+                def read(start: int, view: memoryview, src: int = src, rel: str | None = rel, e: rc.Entry = e) -> int:
+                    try:
+                        n = fileio.preadv_all(src, view, e.base_offset + start)
+                    except OSError as err:
+                        raise (self.store.translate(err, rel) if rel is not None else None) or err from None
+                    if n != len(view):
+                        raise self._short_base(e, e.base_offset + start, e.base_offset + start + len(view), label)
+                    if rel is not None:
+                        tally.add(n)
+                    return n
+
+                try:
+                    delta.patch_through(
+                        data[i],
+                        e.size,
+                        e.lane,
+                        f"{label}: delta {e.oid} on remote {self.name}",
+                        window,
+                        read,
+                        lambda view, start, e=e: write(view, e.at + start),  # type: ignore[misc]
+                    )
+                except RemoteCorrupt:
+                    raise  # (the base's, from read: it says what to do)
+                except CorruptObject as err:
+                    raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+        finally:
+            for f in files.values():
+                if f is not None:
+                    os.close(f[0])
+        return {entries[i] for i in wanted}
+
+    def _base_file(self, oid: str) -> tuple[int, str | None] | None:
+        """(a descriptor of a file on this machine holding object oid whole, the store's name for it or None for
+        the cache's copy), or None: the cache's copy once checked, else the pack named by oid on a store on a
+        local disk (read unchecked, as :meth:`_whole_range` reads it)."""
+        if self.odb is not None and self._sound(oid):
+            try:
+                return os.open(self.odb.path(oid), os.O_RDONLY), None
+            except OSError:
+                return None
+        rel = self.whole_rel(oid) if self.store.copies_ranges else None
+        if rel is None:
+            return None
+        try:
+            fd = self.store.open_local(rel)
+        except RemoteObjectMissing:
+            self.lacks_whole(oid)
+            return None
+        return None if fd is None else (fd, rel)
+
+    def _deltas(
+        self, entries: list[rc.Entry], wanted: list[int], label: str, tally: _Tally
+    ) -> dict[int, bytes | memoryview]:
+        """{index: bytes} of the deltas among entries at the indexes wanted, checked: read ahead, or read now."""
+        out: dict[int, bytes | memoryview] = {}
+        remote: list[int] = []
+        for i in wanted:
+            e = entries[i]
+            ahead = self._prefetched.get((e.pack, e.offset, e.stored, e.oid))
+            if ahead is None:
+                remote.append(i)
+            else:
+                out[i] = ahead
+        for run in plan.runs([entries[i] for i in remote], remote):
+            out.update(self._fetch(run, entries, label, tally))
+        return out
+
+    def _window(self) -> memoryview:
+        """The calling thread's window for :meth:`_stream`."""
+        window: memoryview | None = getattr(self._arenas, "window", None)
+        if window is None:
+            window = self._arenas.window = memoryview(bytearray(WINDOW))
+        return window
 
     def _arena(self) -> _Arena:
         """The calling thread's buffer for the deltas of one piece, decoded there and written before the next."""
@@ -696,6 +815,16 @@ class _Arena:
 
     def clear(self) -> None:
         self.at = 0
+
+
+class _Either:
+    """Entries in either of two containers."""
+
+    def __init__(self, a: Container[rc.Entry], b: Container[rc.Entry]):
+        self.a, self.b = a, b
+
+    def __contains__(self, e: object) -> bool:
+        return e in self.a or e in self.b
 
 
 class _Tally:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mvc.errors import CorruptObject
@@ -252,55 +253,109 @@ def _decode_sparse(
 ) -> bytes | memoryview:
     """base with the changes a zs delta (whose frame declares ``declared`` bytes) lists added (in out when given,
     else new memory)."""
-    k, unit = len(base) // w, GAP + w
+    raw, m = _sparse_raw(delta, declared, len(base), w, where)
+    if not fast():
+        return _sparse_apply_ints(bytes(raw), m, base, w, where)
+    import numpy as np
+
+    k = len(base) // w
+    z = np.frombuffer(out, f"<u{w}", count=k) if out is not None else np.empty(k, f"<u{w}")
+    if out is not base:  # (a caller may hand the base's own bytes, to be patched in place)
+        np.copyto(z, np.frombuffer(base, f"<u{w}", count=k))
+    for places, differences in _sparse_blocks(raw, m, k, w, where):
+        z[places] += differences  # modulo 2^bits
+    return z.view(np.uint8).data
+
+
+def _sparse_raw(delta: bytes | memoryview, declared: int, n: int, w: int, where: str) -> tuple[memoryview, int]:
+    """(the decompressed frame of a zs delta of n bytes, in the calling thread's buffer; its count of changes)."""
+    k, unit = n // w, GAP + w
     if declared % unit or declared > k * unit:
         raise CorruptObject(
             f"{where}: the sparse delta declares {declared} bytes, not at most {k} changes of {unit} bytes each"
         )
-    raw = _decompress(delta, declared, declared, where, "it declares")
-    m = declared // unit
-    if fast():
-        return _sparse_apply_numpy(raw, m, base, w, where, out)
-    return _sparse_apply_ints(bytes(raw), m, base, w, where)
+    return _decompress(delta, declared, declared, where, "it declares"), declared // unit
 
 
 def _past_end(where: str, place: int, k: int) -> CorruptObject:
     return CorruptObject(f"{where}: the sparse delta changes lane {place}, past the {k} lanes of its base")
 
 
-def _sparse_apply_numpy(
-    raw: memoryview, m: int, base: bytes | memoryview, w: int, where: str, out: memoryview | bytearray | None
-) -> memoryview:
+def _sparse_blocks(raw: memoryview, m: int, k: int, w: int, where: str) -> Iterator[tuple[Any, Any]]:
+    """The m changes of a zs frame, BLOCK at a time (its memory, whatever the frame claims): (their lanes, in
+    increasing order, each below k; the differences to add there, modulo 2^bits)."""
     import numpy as np
 
-    unsigned = np.dtype(f"<u{w}")
-    k = len(base) // w
-    z = np.frombuffer(out, unsigned, count=k) if out is not None else np.empty(k, unsigned)
-    if out is not base:  # (a caller may hand the base's own bytes, to be patched in place)
-        np.copyto(z, np.frombuffer(base, unsigned, count=k))
     planes = np.frombuffer(raw, np.uint8)
 
-    def lanes(first: int, width: int, start: int, stop: int, dtype: Any) -> Any:
-        x = planes[first * m + start : first * m + stop].astype(dtype)
-        for i in range(1, width):
-            p = first + i
-            x |= planes[p * m + start : p * m + stop].astype(dtype) << dtype.type(8 * i)
-        return x
+    def lanes(first: int, width: int, start: int, stop: int) -> Any:
+        """Lanes start..stop of the planes first..first+width, as little-endian integers of width bytes."""
+        x = np.empty((stop - start, width), np.uint8)
+        for i in range(width):  # the bytes interleaved, then read as integers: fewer passes than shifts and ors
+            x[:, i] = planes[(first + i) * m + start : (first + i) * m + stop]
+        return x.view(f"<u{width}").reshape(stop - start)
 
     last = -1
-    for start in range(0, m, BLOCK):  # a block at a time: memory stays bounded whatever m the frame claims
+    one = np.dtype(f"<u{w}").type(1)
+    for start in range(0, m, BLOCK):
         stop = min(m, start + BLOCK)
-        places = lanes(0, GAP, start, stop, np.dtype(np.int64))
+        places = lanes(0, GAP, start, stop).astype(np.int64)
         places += 1
         np.cumsum(places, out=places)
         places += last
         if places[-1] >= k:
             raise _past_end(where, int(places[-1]), k)
         last = int(places[-1])
-        v = lanes(GAP, w, start, stop, unsigned)
-        one = unsigned.type(1)
-        z[places] += (v >> one) ^ np.negative(v & one)  # un-zigzag, then add modulo 2^bits
-    return z.view(np.uint8).data
+        v = lanes(GAP, w, start, stop)
+        yield places, (v >> one) ^ np.negative(v & one)  # un-zigzagged
+
+
+def patch_through(
+    delta: bytes | memoryview,
+    n: int,
+    w: int,
+    where: str,
+    buf: memoryview,
+    read: Callable[[int, memoryview], int],
+    write: Callable[[memoryview, int], None],
+) -> None:
+    """Rebuild the n bytes a sparse (zs) delta encodes (numpy only) a window of len(buf) bytes at a time:
+    read(offset, view) fills view with its base's bytes from offset (returns how many), the changes that fall
+    there are added, and write(view, offset) takes them. The window stays in the core's cache, so the bytes cross
+    memory once each way, as a copy's do (docs/benchmarks.md, "a delta get through a small window"). CorruptObject
+    (naming where) as :func:`decode`, or when the base ends first."""
+    import numpy as np
+
+    if w not in LANES or n % w:
+        raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+    if len(buf) < max(LANES):
+        raise ValueError("a window holds at least one lane of every width")
+    declared = _content_size(delta, where)
+    step = len(buf) // w * w
+    with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
+        raw, m = _sparse_raw(delta, declared, n, w, where)
+        blocks = _sparse_blocks(raw, m, n // w, w, where)
+        none = (np.empty(0, np.int64), np.empty(0, f"<u{w}"))
+        places, differences = next(blocks, none)
+        at = 0  # the first change of the block not added yet
+        for start in range(0, n, step):
+            view = buf[: min(step, n - start)]
+            if read(start, view) != len(view):
+                raise CorruptObject(f"{where}: its base ends before byte {start + len(view)} of the delta")
+            z = np.frombuffer(view, f"<u{w}")
+            first, end = start // w, (start + len(view)) // w
+            while True:
+                upto = at + int(np.searchsorted(places[at:], end))
+                if upto > at:
+                    z[places[at:upto] - first] += differences[at:upto]
+                at = upto
+                if at < len(places):
+                    break
+                places, differences = next(blocks, none)
+                at = 0
+                if not len(places):
+                    break
+            write(view, start)
 
 
 def _sparse_apply_ints(raw: bytes, m: int, base: bytes | memoryview, w: int, where: str) -> bytes:

@@ -205,6 +205,10 @@ class DirStore(Store):
                 ) from None
             raise RemoteObjectMissing(f"{self.where(rel)} is not on the remote") from None
 
+    def open_local(self, rel: str) -> int | None:
+        with self._errors(rel, writing=False):
+            return self._open(rel)
+
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         with self._errors(rel, writing=False):
             fd = self._open(rel)

@@ -34,8 +34,12 @@ def workers_for(n: int, least: int, most: int = 8) -> int:
     # Linux only: elsewhere (macOS) a forked copy of a process that loaded system frameworks may crash
     if n < least or not sys.platform.startswith("linux") or threading.active_count() > 1:
         return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cpus, most))
+    return max(1, min(cpus(), most))
+
+
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 STAT_FIELDS = 13  # the numbers of a stat_result that stat_fields keeps

@@ -128,6 +128,12 @@ class Store:
         reads the range with :meth:`get_range`). Nothing is checked: the caller hashes what it wrote."""
         return -1
 
+    def open_local(self, rel: str) -> int | None:
+        """A descriptor for reading rel where the store lies on this machine's file systems (the caller closes
+        it; RemoteObjectMissing when rel is not there), None on others. Errors of reads through it are the
+        caller's to pass to :meth:`translate`."""
+        return None
+
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of rel: fewer when it ends before end, b"" when start is at or past its end."""
         raise NotImplementedError
