@@ -266,17 +266,19 @@ class SparseWorld:
 
 @pytest.mark.parametrize("how", ["straight", "shuffled", "whole", "cache"])
 def test_sparse_deltas_patch_their_base_where_it_is_read(tmp_path, monkeypatch, how):
-    """A run of sparse deltas reads its base into the piece's buffer and patches it there: chunks lying in a pack
-    as in the object are read straight into place (no memory of their own), others copied in; a base stored
-    whole or held in the cache is read into place too. Every way rebuilds the same bytes."""
+    """A run of sparse deltas reads its base in order through a small window, patching it as it goes: from the
+    packs of the base's chunks in one stream per stretch lying there as in the object (``read_stream``), or from
+    the cache's copy. A base stored whole as an object (no pack named by its oid) is read into the piece's buffer
+    and patched there. Every way rebuilds the same bytes."""
     w = SparseWorld(tmp_path / "store", how)
     odb = None
     if how == "cache":
         odb = ODB(str(tmp_path / "cache"))
         odb.add_bytes(w.base)
-    into: list[int] = []  # bytes of the base read straight into place
+    into: list[int] = []  # bytes of the base read into a piece's buffer
     copied: list[int] = []  # bytes of the base's packs read into memory of their own
-    real_into, real_range = DirStore.get_range_into, DirStore.get_range
+    streams: list[int] = []  # bytes of the base's pack asked of read_stream, one figure per stream
+    real_into, real_range, real_stream = DirStore.get_range_into, DirStore.get_range, DirStore.read_stream
 
     def spy_into(store, rel, start, buf):
         into.append(len(buf))
@@ -287,18 +289,25 @@ def test_sparse_deltas_patch_their_base_where_it_is_read(tmp_path, monkeypatch, 
         copied.append(len(data) if rel == pack.pack_rel(PACKS[0]) else 0)
         return data
 
+    def spy_stream(store, rel, start, end):
+        streams.append(end - start if rel == pack.pack_rel(PACKS[0]) else 0)
+        return real_stream(store, rel, start, end)
+
     monkeypatch.setattr(DirStore, "get_range_into", spy_into)
     monkeypatch.setattr(DirStore, "get_range", spy_range)
+    monkeypatch.setattr(DirStore, "read_stream", spy_stream)
     assert w.rebuild(tmp_path / "out", odb) == w.oid[len("xxh128:") :]
     assert (tmp_path / "out").read_bytes() == w.data
-    if how == "straight":  # the base went straight where it belongs, but where a delta's range straddles chunks
-        assert sum(into) > len(w.base) * 0.6 and sum(copied) < len(w.base) * 0.3, (sum(into), sum(copied))
-    elif how == "shuffled":  # runs of chunks out of order are read into memory and copied into place
-        assert sum(copied) > len(w.base) * 0.3, (sum(into), sum(copied))
+    dense = 48 << 10  # (the base of the one dense delta is read into memory, as before)
+    if how == "straight":  # one stream per stretch of the base's chunks lying in the pack in order
+        assert sum(streams) > len(w.base) * 0.6 and sum(copied) <= dense and not into, (streams, copied, into)
+        assert max(streams) > len(w.base) * 0.1
+    elif how == "shuffled":  # the same bytes, one stream per chunk
+        assert sum(streams) > len(w.base) * 0.6 and len(streams) > 10, (streams, copied)
     elif how == "whole":
-        assert sum(into) >= len(w.base) * 0.8 and not sum(copied)
+        assert sum(into) >= len(w.base) * 0.8 and not sum(copied) and not streams
     else:
-        assert not into and not sum(copied)
+        assert not into and not sum(copied) and not streams
 
 
 def test_a_sparse_delta_whose_base_comes_short_is_refused(tmp_path):

@@ -23,7 +23,7 @@ from mvc.objects import recipe as rc
 from mvc.objects.odb import ODB
 from mvc.storage import fileio
 from mvc.storage.fileio import Progress
-from mvc.storage.store import Store
+from mvc.storage.store import FileRange, RangeStream, Store
 
 CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
 # On a store that copies in the kernel (a directory), a file of at least this many bytes with no earlier version
@@ -233,11 +233,12 @@ class Rebuilder:
         taking the chunks it can from versions in the cache (see :meth:`reuse`; ``local``: more of them).
 
         On a store that copies in the kernel, the store's chunks are copied in file order by one thread (parallel
-        copies into one file contend in the kernel); the rest is written from memory in pieces by others, each
-        thread decoding its piece's deltas into a buffer of its own; the file is hashed behind all of them
-        (``HashBehind``). Returns (the hex xxh3-128 of the file's bytes: the caller compares it with oid before it
-        uses the file; whether chunks were copied in the kernel, unchecked one by one; the bytes read from the
-        store)."""
+        copies into one file contend in the kernel); the rest is written in pieces by others: sparse deltas and
+        runs of chunks through a small window (:meth:`_stream`), what remains from memory, each thread decoding
+        its piece's deltas into a buffer of its own; the file is hashed behind all of them (``HashBehind``).
+        Returns (the hex xxh3-128 of the file's bytes: the caller compares it with oid before it uses the file;
+        whether bytes were written unchecked one chunk at a time, copied in the kernel or through a window: then
+        :meth:`check_chunks` names a bad one; the bytes read from the store)."""
         from mvc.storage import forked
         from mvc.storage.parallel import HashBehind, run_parallel
 
@@ -253,7 +254,7 @@ class Rebuilder:
         pieces = [p for p in plan.pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
         # where each write to come starts: the hash reads the file up to the first
         behind = HashBehind(fd, r.size, [run[0].at for run in copies[1:]] + [p[0] for p in pieces], progress)
-        stop = threading.Event()
+        stop, unchecked = threading.Event(), threading.Event()
         writing = threading.Lock()
 
         def copy_all() -> None:
@@ -274,6 +275,8 @@ class Rebuilder:
         def piece(p: tuple[int, int]) -> None:
             entries = rc.covering(r.entries, *p)
             streamed = self._stream(entries, label, (oid,), tally, copied, write)
+            if streamed:
+                unchecked.set()
             if len(streamed) < len(entries):
                 arena = self._arena()
                 parts = self._entries(entries, label, (oid,), tally, _Either(copied, streamed), arena)
@@ -293,7 +296,7 @@ class Rebuilder:
             with self._lock:  # (another rebuild of this transfer may be reading its own meanwhile)
                 for key in ahead:
                     self._prefetched.pop(key, None)
-        return behind.hexdigest(), bool(copies), tally.n
+        return behind.hexdigest(), bool(copies) or unchecked.is_set(), tally.n
 
     def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> Iterable[tuple[str, int, int, str]]:
         """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
@@ -326,95 +329,162 @@ class Rebuilder:
         skip: Container[rc.Entry],
         write: Callable[[memoryview, int], None],
     ) -> set[rc.Entry]:
-        """Rebuild the sparse deltas among entries whose base lies whole in a file on this machine (the cache's
-        copy, or the pack that is the base on a store on a local disk) through a window of WINDOW bytes
-        (:func:`delta.patch_through`), handing each window to write(bytes, offset in the object); returns them.
-        Read into a piece's buffer and written from there, the bytes would cross memory twice more."""
-        wanted = [i for i, e in enumerate(entries) if e.kind == "d" and e.codec == delta.ZS and e not in skip]
-        if not wanted or not delta.fast():
-            return set()
-        files: dict[str, tuple[int, str | None] | None] = {}
-        try:
-            for i in wanted:
-                if entries[i].base not in files:
-                    files[entries[i].base] = self._base_file(entries[i].base)
-            wanted = [i for i in wanted if files[entries[i].base] is not None]
-            data = self._deltas(entries, wanted, label, tally)
-            window = self._window()
-            for i in wanted:
-                e = entries[i]
-                self._check_chain(e, label, chain)
-                tally.base(e.size, self, label)
-                found = files[e.base]
-                assert found is not None
-                src, rel = found
+        """Write the entries it can without a piece's buffer, through a window of WINDOW bytes handed to
+        write(bytes, offset in the object), and return them: runs of sparse deltas, patched as their base is read
+        in order (:func:`delta.patch_through`; the base from the cache's copy, from the pack that is the base, or
+        from the packs of its chunks in one ranged read each); and, on a store that does not copy in the kernel,
+        runs of chunks lying one after another in one pack, in one ranged read. Read into a piece's buffer and
+        written from there, the bytes would cross memory twice more (docs/benchmarks.md, "a delta get through a
+        small window"). Bytes read so are not checked one chunk at a time: the file's hash covers them, and a
+        rebuild that fails it looks for the chunk to blame (:meth:`check_chunks`)."""
+        done: set[rc.Entry] = set()
+        i = 0
+        while i < len(entries):
+            j, e = i + 1, entries[i]
+            if e in skip:
+                i = j
+                continue
+            if e.kind == "d" and e.codec == delta.ZS and delta.fast():
+                while j < len(entries) and _base_follows(entries[j - 1], entries[j], skip):
+                    j += 1
+                if self._patch_run(entries[i:j], label, chain, tally, write):
+                    done.update(entries[i:j])
+            elif e.kind == "c" and e.stored == e.size and not self.store.copies_ranges and e.oid not in self._local:
+                while j < len(entries) and self._pack_follows(entries[j - 1], entries[j], skip):
+                    j += 1
+                self._copy_run(entries[i:j], label, tally, write)
+                done.update(entries[i:j])
+            i = j
+        return done
 
-                def read(start: int, view: memoryview, src: int = src, rel: str | None = rel, e: rc.Entry = e) -> int:
-                    try:
-                        n = fileio.preadv_all(src, view, e.base_offset + start)
-                    except OSError as err:
-                        raise (self.store.translate(err, rel) if rel is not None else None) or err from None
-                    if n != len(view):
-                        raise self._short_base(e, e.base_offset + start, e.base_offset + start + len(view), label)
-                    if rel is not None:
-                        tally.add(n)
-                    return n
+    def _pack_follows(self, a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
+        """Whether chunk b follows chunk a both in one pack and in the object (one read takes both)."""
+        return (
+            b.kind == "c"
+            and b not in skip
+            and b.stored == b.size
+            and b.oid not in self._local
+            and (b.pack, b.offset, b.at) == (a.pack, a.offset + a.stored, a.at + a.size)
+        )
+
+    def _copy_run(
+        self, run: list[rc.Entry], label: str, tally: _Tally, write: Callable[[memoryview, int], None]
+    ) -> None:
+        """Chunks lying one after another in one pack and in the object, read in one ranged read a window at a
+        time, each window written."""
+        first, last = run[0], run[-1]
+        rel = pk.pack_rel(first.pack)
+        size = last.at + last.size - first.at
+        stream = _Sequence(self, [("store", rel, first.offset, size)], label, tally)
+        try:
+            window = self._window()
+            for start in range(0, size, len(window)):
+                view = window[: min(len(window), size - start)]
+                if stream.read_full(view) != len(view):
+                    raise RemoteCorrupt(
+                        f"{label}: {self.store.where(rel)} on remote {self.name} is cut short: it ends before byte "
+                        f"{first.offset + start + len(view)}, which the chunks its chunk list names there reach; "
+                        "nothing was written: delete that pack and its .idx on the remote, then run 'mvc push "
+                        "--verify-remote' from a machine that has the file"
+                    )
+                write(view, first.at + start)
+        finally:
+            stream.close()
+
+    def _patch_run(
+        self,
+        run: list[rc.Entry],
+        label: str,
+        chain: tuple[str, ...],
+        tally: _Tally,
+        write: Callable[[memoryview, int], None],
+    ) -> bool:
+        """Sparse deltas whose base ranges adjoin in one base, patched a window at a time as their base is read
+        in order; False, with nothing written, when their base is not read so (it is a delta version itself, or
+        stored whole on a store that does not copy in the kernel)."""
+        first, last = run[0], run[-1]
+        start, end = first.base_offset, last.base_offset + last.size
+        parts = self._base_parts(first.base, start, end)
+        if parts is None:
+            return False
+        for e in run:
+            self._check_chain(e, label, chain)
+            tally.base(e.size, self, label)
+        data = self._deltas(run, label, tally)
+        base = _Sequence(self, parts, _via(label, first), tally)
+        try:
+            window = self._window()
+            for e, frame in zip(run, data, strict=True):
+
+                def read(at: int, view: memoryview, e: rc.Entry = e) -> int:
+                    if base.read_full(view) != len(view):
+                        raise self._short_base(e, e.base_offset + at, e.base_offset + at + len(view), label)
+                    return len(view)
 
                 try:
                     delta.patch_through(
-                        data[i],
+                        frame,
                         e.size,
                         e.lane,
                         f"{label}: delta {e.oid} on remote {self.name}",
                         window,
                         read,
-                        lambda view, start, e=e: write(view, e.at + start),  # type: ignore[misc]
+                        lambda view, at, e=e: write(view, e.at + at),  # type: ignore[misc]
                     )
                 except RemoteCorrupt:
                     raise  # (the base's, from read: it says what to do)
                 except CorruptObject as err:
                     raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
         finally:
-            for f in files.values():
-                if f is not None:
-                    os.close(f[0])
-        return {entries[i] for i in wanted}
+            base.close()
+        return True
 
-    def _base_file(self, oid: str) -> tuple[int, str | None] | None:
-        """(a descriptor of a file on this machine holding object oid whole, the store's name for it or None for
-        the cache's copy), or None: the cache's copy once checked, else the pack named by oid on a store on a
-        local disk (read unchecked, as :meth:`_whole_range` reads it)."""
+    def _base_parts(self, oid: str, start: int, end: int) -> list[_Part] | None:
+        """Where bytes [start, end) of object oid lie, in order, as a base read without checks: the cache's copy
+        (checked once), the pack named by oid on a store on a local disk, or the chunks of its recipe (those
+        versions in the cache hold, else their packs); None when some of them are deltas, or the object is
+        stored whole elsewhere (then the caller reads it as before)."""
         if self.odb is not None and self._sound(oid):
-            try:
-                return os.open(self.odb.path(oid), os.O_RDONLY), None
-            except OSError:
+            return [("file", self.odb.path(oid), start, end - start)]
+        if self.store.copies_ranges:
+            rel = self.whole_rel(oid)
+            if rel is not None:
+                if self.store.exists(rel):
+                    return [("store", rel, start, end - start)]
+                self.lacks_whole(oid)
+        r = self.recipe(oid)
+        if r is None:
+            return None
+        parts: list[_Part] = []
+        for e in rc.covering(r.entries, start, end):
+            lo, hi = max(start, e.at), min(end, e.at + e.size)
+            here = self._local.get(e.oid) if e.kind == "c" else None
+            if here is not None:
+                part: _Part = ("file", here[0], here[1] + lo - e.at, hi - lo)
+            elif e.kind == "c" and e.stored == e.size:
+                part = ("store", pk.pack_rel(e.pack), e.offset + lo - e.at, hi - lo)
+            else:
                 return None
-        rel = self.whole_rel(oid) if self.store.copies_ranges else None
-        if rel is None:
-            return None
-        try:
-            fd = self.store.open_local(rel)
-        except RemoteObjectMissing:
-            self.lacks_whole(oid)
-            return None
-        return None if fd is None else (fd, rel)
+            kind, where, at, n = parts[-1] if parts else ("", "", 0, 0)
+            if (kind, where, at + n) == part[:3]:
+                parts[-1] = (kind, where, at, n + part[3])
+            else:
+                parts.append(part)
+        return parts if sum(p[3] for p in parts) == end - start else None
 
-    def _deltas(
-        self, entries: list[rc.Entry], wanted: list[int], label: str, tally: _Tally
-    ) -> dict[int, bytes | memoryview]:
-        """{index: bytes} of the deltas among entries at the indexes wanted, checked: read ahead, or read now."""
+    def _deltas(self, run: list[rc.Entry], label: str, tally: _Tally) -> list[bytes | memoryview]:
+        """The bytes of the deltas of run, checked: read ahead, or read now."""
         out: dict[int, bytes | memoryview] = {}
         remote: list[int] = []
-        for i in wanted:
-            e = entries[i]
+        for i, e in enumerate(run):
             ahead = self._prefetched.get((e.pack, e.offset, e.stored, e.oid))
             if ahead is None:
                 remote.append(i)
             else:
                 out[i] = ahead
-        for run in plan.runs([entries[i] for i in remote], remote):
-            out.update(self._fetch(run, entries, label, tally))
-        return out
+        for fetched in plan.runs([run[i] for i in remote], remote):
+            out.update(self._fetch(fetched, run, label, tally))
+        return [out[i] for i in range(len(run))]
 
     def _window(self) -> memoryview:
         """The calling thread's window for :meth:`_stream`."""
@@ -443,12 +513,20 @@ class Rebuilder:
         )
 
     def check_chunks(self, r: rc.Recipe, label: str) -> None:
-        """Read and hash every chunk of recipe r the store holds (what a rebuild that copied them in the kernel
-        did not): raises the error naming the first that is corrupt or cut short. For a rebuilt file that
-        does not hash to its oid, before the error that blames the chunk list."""
-        remote = [i for i, e in enumerate(r.entries) if e.kind == "c"]
-        for run in plan.runs([r.entries[i] for i in remote], remote):
-            self._fetch(run, r.entries, label, None)
+        """Read and hash every chunk of recipe r the store holds, and of the recipes of its deltas' bases (what a
+        rebuild that copied them in the kernel, or read them through a window, did not check one by one): raises
+        the error naming the first that is corrupt or cut short. For a rebuilt file that does not hash to its
+        oid, before the error that blames the chunk list."""
+        recipes = [(r, label)]
+        for base in sorted({e.base for e in r.entries if e.kind == "d"}):
+            if not self._sound(base):
+                found = self.recipe(base)
+                if found is not None:
+                    recipes.append((found, f"{label}, through its deltas' base {base}"))
+        for one, shown in recipes:
+            remote = [i for i, e in enumerate(one.entries) if e.kind == "c"]
+            for run in plan.runs([one.entries[i] for i in remote], remote):
+                self._fetch(run, one.entries, shown, None)
 
     def read(
         self,
@@ -815,6 +893,70 @@ class _Arena:
 
     def clear(self) -> None:
         self.at = 0
+
+
+_Part = tuple[str, str, int, int]  # ("file", a path here, or "store", a name on the store; offset; bytes)
+
+
+class _Sequence:
+    """Parts of a rebuilder's files (:meth:`Rebuilder._base_parts`) read one after another into the caller's
+    views, each opened at its first read and closed at its last; bytes read from the store are counted."""
+
+    def __init__(self, rb: Rebuilder, parts: list[_Part], label: str, tally: _Tally):
+        self.rb, self.parts, self.label, self.tally = rb, list(reversed(parts)), label, tally
+        self.stream: RangeStream | None = None
+        self.left = 0
+        self.store, self.where = False, ""
+
+    def read_full(self, view: memoryview) -> int:
+        """Fill view; fewer bytes only where the parts end, or one of them is cut short."""
+        got = 0
+        while got < len(view):
+            if self.stream is None:
+                if not self.parts:
+                    break
+                self._open(*self.parts.pop())
+            assert self.stream is not None
+            try:
+                k = self.stream.readinto(view[got : got + min(len(view) - got, self.left)])
+            except RemoteObjectMissing:  # (a store that reads at the first read, not at the open)
+                raise self.rb._gone(self.label, self.where) from None
+            if self.store:
+                self.tally.add(k)
+            got += k
+            self.left -= k
+            if not self.left or not k:
+                self.stream.close()
+                self.stream = None
+                if not k:
+                    self.parts.clear()  # cut short: what follows would land in the wrong place
+                    break
+        return got
+
+    def _open(self, kind: str, where: str, at: int, n: int) -> None:
+        self.left, self.store, self.where = n, kind == "store", where
+        if kind == "file":
+            self.stream = FileRange(os.open(where, os.O_RDONLY), at, at + n)
+            return
+        try:
+            self.stream = self.rb.store.read_stream(where, at, at + n)
+        except RemoteObjectMissing:
+            raise self.rb._gone(self.label, where) from None
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
+
+
+def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
+    """Whether sparse delta b reads the bytes of the same base right after delta a's."""
+    return (
+        b.kind == "d"
+        and b.codec == delta.ZS
+        and b not in skip
+        and (b.base, b.depth, b.base_offset) == (a.base, a.depth, a.base_offset + a.size)
+    )
 
 
 class _Either:

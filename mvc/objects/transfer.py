@@ -610,7 +610,7 @@ class Transfer:
             return None
         with fileio.new_file(dest, readable=True) as fd:
             digest, copied, sent = rb.rebuild(oid, r, fd, label, self.jobs, progress, self.local_versions.get(oid, ()))
-        if copied and oids.from_digest(digest) != oid:  # chunks copied in the kernel: which one is bad?
+        if copied and oids.from_digest(digest) != oid:  # chunks not checked one by one: which one is bad?
             rb.check_chunks(r, label)
         return digest, sent + rb.recipe_bytes - before  # its recipe and its bases' (if no other thread read any)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteCorrupt, RemoteError, RemoteNotFound, RemoteObjectMissing
 from mvc.storage import copying, fileio, tempfiles
-from mvc.storage.store import DEFAULT_JOBS, TMP, Check, LateName, Progress, Store, Wanted
+from mvc.storage.store import DEFAULT_JOBS, TMP, Check, FileRange, LateName, Progress, RangeStream, Store, Wanted
 from mvc.storage.tempfiles import MARKER
 
 LIST_FROM = 16  # exist(): asked about this many names of one directory, it is listed once
@@ -205,9 +205,10 @@ class DirStore(Store):
                 ) from None
             raise RemoteObjectMissing(f"{self.where(rel)} is not on the remote") from None
 
-    def open_local(self, rel: str) -> int | None:
+    def read_stream(self, rel: str, start: int, end: int) -> RangeStream:
         with self._errors(rel, writing=False):
-            return self._open(rel)
+            fd = self._open(rel)
+        return FileRange(fd, start, end, lambda: self._errors(rel, writing=False))
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         with self._errors(rel, writing=False):

@@ -8,8 +8,10 @@ thread-safe). Writing stays with :class:`mvc.storage.s3.S3Store`; this store ref
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteObjectMissing, RemoteUnreachable
@@ -18,6 +20,7 @@ from mvc.storage.store import (
     READ_PART,
     READ_STREAMS,
     Progress,
+    RangeStream,
     Store,
     first_line,
     object_size,
@@ -141,6 +144,14 @@ class S3Reader(Store):
             body = self._range_body(rel, start, start + len(buf))
             return 0 if body is None else _read_into(body, buf)
 
+    def read_stream(self, rel: str, start: int, end: int) -> RangeStream:
+        """One GET of the range, its body read as the caller asks (into the caller's views, as get_range_into)."""
+        body = None
+        if end > start:
+            with self._errors(rel):
+                body = self._range_body(rel, start, end)
+        return _BodyRange(body, lambda: self._errors(rel))
+
     def get_file(self, rel: str, dest: str, progress: Progress | None = None, size: int | None = None) -> str:
         """The first READ_PART bytes in one GET, which tells the size (checked against ``size`` before its body is
         read); the rest in ranged GETs from READ_STREAMS threads, each written at its offset (memory:
@@ -253,24 +264,52 @@ class S3Reader(Store):
 
 
 def _read_into(body: Any, buf: memoryview) -> int:
-    """A response body read into buf (at most len(buf) bytes). urllib3 2's readinto reads into new bytes of its own,
-    then copies them: http.client's response under it reads the socket straight into buf, when it is there."""
-    raw: Any = getattr(body, "_raw_stream", None)
-    fp: Any = getattr(raw, "_fp", None)
-    straight = hasattr(fp, "readinto") and hasattr(fp, "isclosed") and hasattr(raw, "release_conn")
-    readinto = fp.readinto if straight else body.readinto
-    got = 0
+    """A response body read into buf (at most len(buf) bytes)."""
+    stream = _BodyRange(body, contextlib.nullcontext)
     try:
-        while got < len(buf):
-            n = readinto(buf[got:])
-            if not n:
-                break
-            got += n
-        if straight and fp.isclosed():  # all read: the connection goes back to the pool
-            raw.release_conn()
+        return stream.readinto(buf)
     finally:
-        body.close()
-    return got
+        stream.close()
+
+
+class _BodyRange(RangeStream):
+    """A response body read into the caller's views (none: an empty range). urllib3 2's readinto reads into new
+    bytes of its own, then copies them: http.client's response under it reads the socket straight into the view,
+    when it is there. ``errors``: the context each read runs in (the store's translation)."""
+
+    def __init__(self, body: Any, errors: Callable[[], Any]):
+        self.body, self.errors = body, errors
+        raw: Any = getattr(body, "_raw_stream", None)
+        fp: Any = getattr(raw, "_fp", None)
+        self.straight = hasattr(fp, "readinto") and hasattr(fp, "isclosed") and hasattr(raw, "release_conn")
+        self.read: Callable[[memoryview], int] = fp.readinto if self.straight else getattr(body, "readinto", _empty)
+        self.fp, self.raw = fp, raw
+
+    def readinto(self, view: memoryview) -> int:
+        if self.body is None:
+            return 0
+        got = 0
+        with self.errors():
+            while got < len(view):
+                n = self.read(view[got:])
+                if not n:
+                    break
+                got += n
+        return got
+
+    def close(self) -> None:
+        if self.body is None:
+            return
+        try:
+            if self.straight and self.fp.isclosed():  # all read: the connection goes back to the pool
+                self.raw.release_conn()
+        finally:
+            self.body.close()
+            self.body = None
+
+
+def _empty(view: memoryview) -> int:
+    return 0
 
 
 def _write_body(body: Any, fd: int, offset: int, progress: Progress | None) -> int:

@@ -11,6 +11,7 @@ filesystem; HTTP read-only), ``s3``. ``urls.open_store`` picks one for a URL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -30,6 +31,7 @@ READ_PART = 16 << 20  # S3 downloads: objects above one part come down in ranged
 READ_STREAMS = 8  # … this many at once (bench_read.py --cases parts: 16 MiB beat 4 and 8 MiB on loopback)
 MAX_PARTS = 10_000  # S3's limit: parts grow for objects above 488 GiB
 DEFAULT_JOBS = {"local": 4, "s3": 16}  # measured on loopback moto: 8-32 saturate it (benchmarks/bench_remote.py)
+STREAM_STEP = 8 << 20  # a store that cannot stream a response reads a range for read_stream this much at a time
 TMP = "tmp/"  # where stores without atomic uploads build an object before renaming it into place
 
 
@@ -128,11 +130,11 @@ class Store:
         reads the range with :meth:`get_range`). Nothing is checked: the caller hashes what it wrote."""
         return -1
 
-    def open_local(self, rel: str) -> int | None:
-        """A descriptor for reading rel where the store lies on this machine's file systems (the caller closes
-        it; RemoteObjectMissing when rel is not there), None on others. Errors of reads through it are the
-        caller's to pass to :meth:`translate`."""
-        return None
+    def read_stream(self, rel: str, start: int, end: int) -> RangeStream:
+        """Bytes [start, end) of rel to be read in order, in views of the caller's (one ranged read where the
+        store streams a response; here, one of at most STREAM_STEP bytes at a time); RemoteObjectMissing when rel
+        is not there, at once or at the first read. Nothing is checked: the caller hashes what it builds."""
+        return _Stepped(self, rel, start, end)
 
     def get_range(self, rel: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of rel: fewer when it ends before end, b"" when start is at or past its end."""
@@ -165,6 +167,66 @@ class Store:
                 f"{self.url} is read-only ({self.protocol}://): mvc writes (push, gc -r) only to a writable remote "
                 "(a directory, s3://, gs://, …): run it on the remote this one serves"
             )
+
+
+class RangeStream:
+    """A range of a store's file read in order (:meth:`Store.read_stream`)."""
+
+    def readinto(self, view: memoryview) -> int:
+        """Read into view from where the last read stopped; fewer bytes than it holds only at the end, 0 past it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of what the stream holds (a descriptor, a connection); it reads nothing more."""
+
+
+class FileRange(RangeStream):
+    """Bytes [start, end) of a file on this machine, read through its descriptor (closed with the stream);
+    ``errors``: the context each read runs in (a store's translation of errors), if any."""
+
+    def __init__(self, fd: int, start: int, end: int, errors: Callable[[], Any] | None = None):
+        self.fd, self.at, self.end, self.errors = fd, start, end, errors
+
+    def readinto(self, view: memoryview) -> int:
+        n = min(len(view), self.end - self.at)
+        if n <= 0:
+            return 0
+        with self.errors() if self.errors is not None else contextlib.nullcontext():
+            got = fileio.preadv_all(self.fd, view[:n], self.at)
+        self.at += got
+        return got
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Stepped(RangeStream):
+    """A range read STREAM_STEP bytes a request (``get_range``), handed out from memory of its own."""
+
+    def __init__(self, store: Store, rel: str, start: int, end: int):
+        self.store, self.rel, self.at, self.end = store, rel, start, end
+        self.data: bytes | memoryview = b""
+        self.used = 0
+
+    def readinto(self, view: memoryview) -> int:
+        if self.used == len(self.data):
+            n = min(STREAM_STEP, self.end - self.at)
+            if n <= 0:
+                return 0
+            self.data, self.used = memoryview(self.store.get_range(self.rel, self.at, self.at + n)), 0
+            self.at += len(self.data)
+            if not self.data:
+                self.at = self.end
+                return 0
+        k = min(len(view), len(self.data) - self.used)
+        view[:k] = self.data[self.used : self.used + k]
+        self.used += k
+        return k
+
+    def close(self) -> None:
+        self.data, self.used = b"", 0
 
 
 class _Translate:
