@@ -1118,6 +1118,7 @@ class RemoteSuite(WithOrigin):
         assert rebuilt(origin, r, {oid_of(v1): v1}) == v2
         assert layout.check_marker(origin.read(MARKER), "marker") == layout.SPARSE  # raised before the recipe
 
+        windowed = spy_windows(monkeypatch)
         fresh_clone(repo)
         mvc_cli("get", "model.safetensors", "-o", str(repo.parent / "copy"))
         assert (repo.parent / "copy").read_bytes() == v2
@@ -1125,6 +1126,7 @@ class RemoteSuite(WithOrigin):
         (repo / "model.safetensors").unlink()
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
+        assert sum(windowed) == 2 * sum(e.size for e in deltas)  # each read patched as v1's chunks came, twice
 
         # an mvc that reads layout formats 1 and 2 only refuses the remote, naming the upgrade, and writes nothing
         monkeypatch.setattr(layout, "FORMATS", (1, 2))
@@ -1242,6 +1244,28 @@ class RemoteSuite(WithOrigin):
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert f"through its deltas' base {oid_of(v1)}" in line and "verify -r origin --repair" in line, line
         assert rel in line and oid_of(v1)[7:19] in line and oid_of(v2)[7:19] in line, line
+
+    def test_a_damaged_chunk_under_sparse_deltas_is_named_with_the_base(
+        self, repo, mvc_cli, origin, small_chunks, monkeypatch
+    ):
+        """v2's sparse deltas are patched onto v1's bytes as they come from v1's packs, a window at a time, not
+        checked chunk by chunk: a flipped byte there makes the rebuilt file fail its hash, and the pull then names
+        the damaged chunk's pack and v1, writing nothing."""
+        from mvc.objects import pack
+
+        v1, v2, _, r = pushed_on_v1(repo, mvc_cli, origin, model_tensors(9, n=3, elements=1 << 19), 10, 0.01)
+        assert {e.codec for e in r.entries if e.kind == "d"} == {"zs"}
+        r1 = recipe_of(origin, oid_of(v1))
+        e = max(r1.entries, key=lambda e: e.size)
+        rel = pack.pack_rel(e.pack)
+        bad = bytearray(origin.read(rel))
+        bad[e.offset + e.stored // 2] ^= 1
+        origin.write(rel, bytes(bad))
+        windowed = spy_windows(monkeypatch)
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert windowed, "the base was read through the window"
+        assert f"through its deltas' base {oid_of(v1)}" in line and "verify -r origin --repair" in line, line
+        assert rel in line and oid_of(v2)[7:19] in line, line
 
     def test_delta_whose_base_is_gone(self, repo, mvc_cli, origin, small_chunks):
         v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=False)
@@ -1895,6 +1919,16 @@ def push_fine_tune(repo: Path, mvc_cli, one_pack: bool = True) -> tuple[bytes, b
     git(repo, "commit", "-q", "-m", "v2")
     mvc_cli("push")
     return v1, v2
+
+
+def spy_windows(monkeypatch) -> list[int]:
+    """The sizes of the sparse deltas rebuilt through a window from now on (``delta.patch_through``)."""
+    from mvc.objects import delta
+
+    windowed: list[int] = []
+    real = delta.patch_through
+    monkeypatch.setattr(delta, "patch_through", lambda *a: windowed.append(a[1]) or real(*a))
+    return windowed
 
 
 def pull_fails(repo: Path, mvc_cli, oid: str) -> str:
