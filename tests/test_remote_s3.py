@@ -160,3 +160,23 @@ def test_a_push_to_another_server_through_the_environment_is_not_judged_by_the_f
     finally:
         second.kill()
         second.wait()
+
+
+def test_an_endpoint_that_is_not_s3_is_named(repo, mvc_cli, tmp_path):
+    """endpoint_url pointing at a web server that is not S3 (a port mixed up): its listings come back as 404, which
+    an S3 server never answers (it lists nothing, or says NoSuchBucket). push, and get from a machine with no
+    copy, said "packs/ is not on the remote" or "not on remote origin"; each now says the endpoint is not S3."""
+    from conftest import git, http_server
+
+    (tmp_path / "site").mkdir()
+    with http_server(tmp_path / "site") as url:
+        mvc_cli("remote", "add", "origin", "s3://bucket/models")
+        mvc_cli("remote", "modify", "origin", "endpoint_url", url)
+        make_file(repo / "model.bin", 1000, seed=5)
+        mvc_cli("add", "model.bin")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "v1")
+        for args in (["push"], ["get", "--repo", str(repo), "model.bin", "-o", str(tmp_path / "out.bin")]):
+            line = one_error_line(mvc_cli(*args, ok=False))
+            assert "not an S3" in line and url in line and "endpoint_url" in line, (args, line)
+        assert not (tmp_path / "out.bin").exists()

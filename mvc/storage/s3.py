@@ -20,6 +20,7 @@ from mvc.storage.store import (
     Check,
     Progress,
     first_line,
+    not_s3,
     object_size,
     quick_timestamps,
     redact_url,
@@ -316,6 +317,8 @@ class S3Store(FsspecStore):
                 f"bucket {self.bucket!r} does not exist{endpoint}: create it "
                 f"(e.g. 'aws s3 mb s3://{self.bucket}') or fix the remote URL"
             )
+        if isinstance(e, FileNotFoundError) and rel.endswith("/"):  # (s3fs's name for a 404 to a listing)
+            return not_s3(endpoint, self.where(rel))
         name = type(e).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
             return RemoteAuthError(

@@ -23,6 +23,7 @@ from mvc.storage.store import (
     RangeStream,
     Store,
     first_line,
+    not_s3,
     object_size,
     quick_timestamps,
     redact_url,
@@ -234,7 +235,7 @@ class S3Reader(Store):
                 f"(e.g. 'aws s3 mb s3://{self.bucket}') or fix the remote URL"
             )
         if _missing(e):
-            return RemoteObjectMissing(f"{where} does not exist")
+            return not_s3(endpoint, where) if rel.endswith("/") else RemoteObjectMissing(f"{where} does not exist")
         name = type(e).__name__
         if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
             return RemoteAuthError(

@@ -259,6 +259,16 @@ class _Translate:
         raise err from None
 
 
+def not_s3(endpoint: str, where: str) -> RemoteError:
+    """The error for a listing answered "not found", which no S3 server does (it lists nothing, or says
+    NoSuchBucket): the endpoint is some other web server."""
+    return RemoteError(
+        f"the server{endpoint or ' of the remote'} answered the listing of {where} with 'not found', as no S3 server "
+        "does: it is not an S3 API endpoint (a port or host mixed up?): fix it with 'mvc remote modify NAME "
+        "endpoint_url URL'"
+    )
+
+
 def first_line(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0][:300]
