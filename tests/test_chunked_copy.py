@@ -91,6 +91,7 @@ class World:
 @pytest.fixture(autouse=True)
 def small_pieces(monkeypatch):
     monkeypatch.setattr(readplan, "PIECE", PIECE)
+    monkeypatch.setattr(readplan, "LIGHT_PIECE", 4 * PIECE)
     monkeypatch.setattr(readplan, "COPY", COPY)
 
 
@@ -343,8 +344,8 @@ def test_a_rebuild_reads_few_deltas_first_in_one_request(tmp_path, monkeypatch, 
     deltas = [e for e in w.recipe.entries if e.kind == "d"]
     if prefetch:
         assert reads == [(0, deltas[-1].offset + deltas[-1].stored)]
-    else:
-        assert len(reads) >= len(w.recipe.entries) // 2
+    else:  # each piece reads its own, one read per run of them
+        assert 1 < len(reads) < len(deltas), reads
 
 
 def test_a_damaged_delta_read_first_is_refused_naming_it(tmp_path):
@@ -356,3 +357,15 @@ def test_a_damaged_delta_read_first_is_refused_naming_it(tmp_path):
     path.write_bytes(data)
     with pytest.raises(RemoteCorrupt, match=f"delta {e.oid}"):
         w.rebuild(tmp_path / "out")
+
+
+def test_pieces_hold_piece_bytes_in_memory_and_more_through_the_window(monkeypatch):
+    """A piece ends once it holds PIECE bytes of entries read into memory, or spans LIGHT_PIECE bytes in all:
+    entries written through the window (sparse deltas, a remote's chunks) make pieces of fewer, larger reads."""
+    monkeypatch.setattr(readplan, "PIECE", 300)
+    monkeypatch.setattr(readplan, "LIGHT_PIECE", 1000)
+    r = rc.Recipe(2000, [], [rc.Entry("c", f"c{i}", 100 * i, 100, "p", 100 * i, 100) for i in range(20)])
+    ends = lambda light: [b for _, b in readplan.pieces(r, light)]  # noqa: E731
+    assert ends(None) == ends(lambda e: False) == [300, 600, 900, 1200, 1500, 1800, 2000]
+    assert ends(lambda e: True) == [1000, 2000]
+    assert ends(lambda e: int(e.oid[1:]) % 2 == 0) == [600, 1200, 1800, 2000]

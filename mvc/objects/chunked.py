@@ -251,7 +251,7 @@ class Rebuilder:
             if copies and not self._copy(copies[0], label, tally, fd):  # the first copy tells
                 copies = []
         copied, wrong = {e for run in copies for e in run}, self._wrong_size(oid)
-        pieces = [p for p in plan.pieces(r) if any(e not in copied for e in rc.covering(r.entries, *p))]
+        pieces = [p for p in plan.pieces(r, self._light) if any(e not in copied for e in rc.covering(r.entries, *p))]
         # where each write to come starts: the hash reads the file up to the first
         behind = HashBehind(fd, r.size, [run[0].at for run in copies[1:]] + [p[0] for p in pieces], progress)
         stop, unchecked = threading.Event(), threading.Event()
@@ -344,12 +344,12 @@ class Rebuilder:
             if e in skip:
                 i = j
                 continue
-            if e.kind == "d" and e.codec == delta.ZS and delta.fast():
+            if e.kind == "d" and self._light(e):
                 while j < len(entries) and _base_follows(entries[j - 1], entries[j], skip):
                     j += 1
                 if self._patch_run(entries[i:j], label, chain, tally, write):
                     done.update(entries[i:j])
-            elif e.kind == "c" and e.stored == e.size and not self.store.copies_ranges and e.oid not in self._local:
+            elif self._light(e):
                 while j < len(entries) and self._pack_follows(entries[j - 1], entries[j], skip):
                     j += 1
                 self._copy_run(entries[i:j], label, tally, write)
@@ -357,13 +357,23 @@ class Rebuilder:
             i = j
         return done
 
+    def _light(self, e: rc.Entry) -> bool:
+        """Whether :meth:`_stream` writes entry e through its window (a sparse delta: when its base is read so),
+        rather than from a piece's memory."""
+        if e.kind == "d":
+            return (
+                e.codec == delta.ZS
+                and delta.fast()
+                and self._base_parts(e.base, e.base_offset, e.base_offset + e.size) is not None
+            )
+        return e.stored == e.size and not self.store.copies_ranges and e.oid not in self._local
+
     def _pack_follows(self, a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
         """Whether chunk b follows chunk a both in one pack and in the object (one read takes both)."""
         return (
             b.kind == "c"
             and b not in skip
-            and b.stored == b.size
-            and b.oid not in self._local
+            and self._light(b)
             and (b.pack, b.offset, b.at) == (a.pack, a.offset + a.stored, a.at + a.size)
         )
 

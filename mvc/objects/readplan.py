@@ -5,12 +5,13 @@ chunks it copies in the kernel. Pure functions of the entries; ``mvc.objects.chu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from mvc.objects import pack as pk
 from mvc.objects import recipe as rc
 
-PIECE = 8 << 20  # a rebuild reads about this many bytes of the object per work item
+PIECE = 8 << 20  # a rebuild reads about this many bytes of the object into memory per work item
+LIGHT_PIECE = 32 << 20  # … and up to this many written through a window (docs/benchmarks.md, "fifth session")
 GAP = 1 << 20  # a ranged read of a pack may take this many unneeded bytes to join two runs
 RUN_MAX = pk.TARGET + pk.OBJECT_MAX  # bytes one ranged read of a pack takes at most
 COPY = 64 << 20  # bytes one kernel copy of a rebuild takes at most: the hash follows one copy behind
@@ -53,14 +54,18 @@ def base_runs(
         yield run
 
 
-def pieces(r: rc.Recipe) -> list[tuple[int, int]]:
-    """The work items of a rebuild: stretches of about PIECE bytes, from entry to entry."""
+def pieces(r: rc.Recipe, light: Callable[[rc.Entry], bool] | None = None) -> list[tuple[int, int]]:
+    """The work items of a rebuild: stretches from entry to entry of about PIECE bytes held in memory, up to
+    LIGHT_PIECE bytes when entries are ``light`` (written through a small window, not held: one ranged read of a
+    remote per run of them, and a request costs a remote as much as megabytes do)."""
     pieces: list[tuple[int, int]] = []
-    start = 0
-    for end in (e.at + e.size for e in r.entries):
-        if end - start >= PIECE:
+    start = held = 0
+    for e in r.entries:
+        end = e.at + e.size
+        held += 0 if light is not None and light(e) else e.size
+        if held >= PIECE or end - start >= LIGHT_PIECE:
             pieces.append((start, end))
-            start = end
+            start, held = end, 0
     return [*pieces, (start, r.size)] if start < r.size or not pieces else pieces
 
 
