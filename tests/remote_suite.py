@@ -1267,6 +1267,51 @@ class RemoteSuite(WithOrigin):
         assert f"through its deltas' base {oid_of(v1)}" in line and "verify -r origin --repair" in line, line
         assert rel in line and oid_of(v2)[7:19] in line, line
 
+    def test_a_rotten_cache_copy_under_sparse_deltas_is_read_around(self, repo, mvc_cli, origin, small_chunks):
+        """v1's copy in the cache has rotted: the rebuild of v2 moves it aside, then reads v1's bytes from the
+        remote, none from the file it moved (v1 is read through its chunk list: its pack is not v1)."""
+        tensors = model_tensors(11, n=3, elements=1 << 19)
+        tensors[2] = tensors[0].copy()
+        v1, v2, _, _ = pushed_on_v1(repo, mvc_cli, origin, tensors, 12, 0.01)
+        fresh_clone(repo)
+        rotten = bytearray(v1)
+        rotten[len(v1) // 2] ^= 0x40
+        install_in_cache(repo, bytes(rotten), oid_of(v1))
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_sparse_deltas_read_the_pack_that_is_their_base(self, repo, mvc_cli, origin, small_chunks):
+        """v1's chunks made one pack that is v1 itself: v2's sparse deltas read their base from it, on every store,
+        not through v1's chunk list (here damaged, which does not matter)."""
+        from mvc.objects import pack
+
+        v1, v2, _, _ = pushed_on_v1(repo, mvc_cli, origin, model_tensors(13, n=3, elements=1 << 19), 14, 0.01)
+        assert pack.pack_rel(oid_of(v1).split(":", 1)[1]) in origin.rels()
+        origin.write(recipe_rel(oid_of(v1)), b"mvc garbage\n")
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    @pytest.mark.parametrize("one_pack", [True, False])
+    def test_a_pack_cut_short_under_sparse_deltas_is_named(self, repo, mvc_cli, origin, small_chunks, one_pack):
+        """The pack holding v1's bytes cut short (v1 itself, or a pack of its chunks): the pull names that pack and
+        v1 and says to mend it from a cache that holds v1, not to push v2 again."""
+        from mvc.objects import pack
+
+        tensors = model_tensors(15, n=3, elements=1 << 19)
+        if not one_pack:
+            tensors[2] = tensors[0].copy()
+        v1, v2, _, _ = pushed_on_v1(repo, mvc_cli, origin, tensors, 16, 0.01)
+        r1 = recipe_of(origin, oid_of(v1))
+        last = max(r1.entries, key=lambda e: e.offset + e.stored)
+        rel = pack.pack_rel(last.pack)
+        origin.write(rel, origin.read(rel)[: last.offset + last.stored // 2])
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert rel in line and "cut short" in line and "verify -r origin --repair" in line, line
+        assert f"through its deltas' base {oid_of(v1)}" in line, line
+
     def test_delta_whose_base_is_gone(self, repo, mvc_cli, origin, small_chunks):
         v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=False)
         origin.delete(recipe_rel(oid_of(v1)))  # v1 is gone from the remote (its chunks stay, unnamed)

@@ -202,8 +202,8 @@ class TestLonePacks(WithOrigin, LocalRemote):
         assert sorted(windowed) == sorted(e.size for e in deltas)
 
     def test_a_cut_short_base_of_sparse_deltas_is_refused(self, repo, mvc_cli, origin):
-        """v1's lone pack cut short after v2's sparse deltas were pushed on it: the pull says in one line which
-        bytes of v1 it lacks, and leaves no file and nothing in the cache."""
+        """v1's lone pack cut short after v2's sparse deltas were pushed on it: the pull says in one line that it
+        is cut short and how to mend it, and leaves no file and nothing in the cache."""
         from mvc.objects import pack
 
         base = model_tensors(71, n=3, elements=1 << 19)
@@ -215,7 +215,8 @@ class TestLonePacks(WithOrigin, LocalRemote):
         fresh_clone(repo)
         (repo / "model.safetensors").unlink()
         line = one_error_line(mvc_cli("pull", ok=False))
-        assert oid_of(v1) in line and "shorter" in line and line.count("nothing was written") == 1, line
+        assert oid_of(v1) in line and "cut short" in line and "verify -r origin --repair" in line, line
+        assert line.count("nothing was written") == 1, line
         assert not (repo / "model.safetensors").exists() and rel_of(oid_of(v2)) not in cache_objects(repo)
 
     def test_a_corrupt_base_of_sparse_deltas_is_refused(self, repo, mvc_cli, origin):

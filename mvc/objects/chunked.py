@@ -58,6 +58,7 @@ class Rebuilder:
         self._arenas = threading.local()
         self._prefetched: dict[tuple[str, int, int, str], bytes | memoryview] = {}  # (pack, offset, stored, oid)
         self._no_whole: set[str] = set()  # objects with no pack named by their oid on the store
+        self._whole: dict[str, bool] = {}  # objects whose pack named by their oid the store was asked about
         self.bad_whole: dict[str, str] = {}  # objects whose pack named by their oid hashes to another digest
         self.wrong_whole: dict[str, RemoteWrongSize] = {}  # objects whose pack named by their oid has another size
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
@@ -72,8 +73,10 @@ class Rebuilder:
                 try:
                     self.odb.verify(oid)
                     self._checked[oid] = True
-                except CorruptObject:
+                except CorruptObject:  # moved aside: its chunks are read from elsewhere too
                     self._checked[oid] = False
+                    gone = self.odb.path(oid)
+                    self._local = {c: here for c, here in self._local.items() if here[0] != gone}
             return self._checked[oid]
 
     def whole_rel(self, oid: str) -> str | None:
@@ -118,6 +121,7 @@ class Rebuilder:
     def rewritten_whole(self, oid: str) -> None:
         """The store's pack named by oid was written again (``mvc.objects.mend``): the next read looks afresh."""
         self._no_whole.discard(oid)
+        self._whole.pop(oid, None)
         self.bad_whole.pop(oid, None)
         self.wrong_whole.pop(oid, None)
 
@@ -391,12 +395,7 @@ class Rebuilder:
             for start in range(0, size, len(window)):
                 view = window[: min(len(window), size - start)]
                 if stream.read_full(view) != len(view):
-                    raise RemoteCorrupt(
-                        f"{label}: {self.store.where(rel)} on remote {self.name} is cut short: it ends before byte "
-                        f"{first.offset + start + len(view)}, which the chunks its chunk list names there reach; "
-                        "nothing was written: delete that pack and its .idx on the remote, then run 'mvc push "
-                        "--verify-remote' from a machine that has the file"
-                    )
+                    raise self.cut_short(label, rel, first.offset + start + len(view))
                 write(view, first.at + start)
         finally:
             stream.close()
@@ -456,12 +455,9 @@ class Rebuilder:
         stored whole elsewhere (then the caller reads it as before)."""
         if self.odb is not None and self._sound(oid):
             return [("file", self.odb.path(oid), start, end - start)]
-        if self.store.copies_ranges:
-            rel = self.whole_rel(oid)
-            if rel is not None:
-                if self.store.exists(rel):
-                    return [("store", rel, start, end - start)]
-                self.lacks_whole(oid)
+        rel = self.whole_rel(oid)
+        if rel is not None and self._holds_whole(oid, rel):
+            return [("store", rel, start, end - start)]
         r = self.recipe(oid)
         if r is None:
             return None
@@ -481,6 +477,18 @@ class Rebuilder:
             else:
                 parts.append(part)
         return parts if sum(p[3] for p in parts) == end - start else None
+
+    def _holds_whole(self, oid: str, rel: str) -> bool:
+        """Whether the store holds rel, the pack named by object oid (asked once: a stat, or one request)."""
+        with self._lock:
+            known = self._whole.get(oid)
+        if known is None:
+            known = self.store.exists(rel)
+            with self._lock:
+                self._whole[oid] = known
+            if not known:
+                self.lacks_whole(oid)
+        return known
 
     def _deltas(self, run: list[rc.Entry], label: str, tally: _Tally) -> list[bytes | memoryview]:
         """The bytes of the deltas of run, checked: read ahead, or read now."""
@@ -514,6 +522,15 @@ class Rebuilder:
         return RemoteCorrupt(
             f"{label}: its chunk list on remote {self.name} names {self.store.where(rel)}, which is not there; "
             "nothing was written: push the file again from a machine that has it"
+        )
+
+    def cut_short(self, label: str, rel: str, end: int) -> RemoteCorrupt:
+        """The error for the store's file rel ending before byte ``end``, which a chunk list names."""
+        return RemoteCorrupt(
+            f"{label}: {self.store.where(rel)} on remote {self.name} is cut short: it ends before byte {end}, which "
+            f"its chunk list names; nothing was written: run 'mvc verify -r {self.name} --repair --all-tags' on a "
+            "machine whose cache holds the versions that use that pack (each goes up whole); the pack itself may be "
+            "shared by other versions: do not delete it"
         )
 
     def _wrong_size(self, oid: str) -> RemoteCorrupt:
@@ -916,7 +933,7 @@ class _Sequence:
         self.rb, self.parts, self.label, self.tally = rb, list(reversed(parts)), label, tally
         self.stream: RangeStream | None = None
         self.left = 0
-        self.store, self.where = False, ""
+        self.store, self.where, self.end = False, "", 0
 
     def read_full(self, view: memoryview) -> int:
         """Fill view; fewer bytes only where the parts end, or one of them is cut short."""
@@ -938,13 +955,15 @@ class _Sequence:
             if not self.left or not k:
                 self.stream.close()
                 self.stream = None
+                if not k and self.store:  # (a file of the cache's, checked whole, ends where its size says)
+                    raise self.rb.cut_short(self.label, self.where, self.end)
                 if not k:
-                    self.parts.clear()  # cut short: what follows would land in the wrong place
+                    self.parts.clear()  # what follows would land in the wrong place
                     break
         return got
 
     def _open(self, kind: str, where: str, at: int, n: int) -> None:
-        self.left, self.store, self.where = n, kind == "store", where
+        self.left, self.store, self.where, self.end = n, kind == "store", where, at + n
         if kind == "file":
             self.stream = FileRange(os.open(where, os.O_RDONLY), at, at + n)
             return
