@@ -1232,15 +1232,8 @@ class RemoteSuite(WithOrigin):
     def test_a_damaged_chunk_of_a_deltas_base_is_named_with_the_base(self, repo, mvc_cli, origin, small_chunks):
         """A flipped byte in a chunk of v1 on the remote, read as the base of v2's deltas: the error names the pack,
         v1 (the version to push again) and v2 (the one being read)."""
-        from mvc.objects import pack
-
         v1, v2 = push_fine_tune(repo, mvc_cli, one_pack=False)
-        r1 = recipe_of(origin, oid_of(v1))
-        e = max(r1.entries, key=lambda e: e.size)
-        rel = pack.pack_rel(e.pack)
-        bad = bytearray(origin.read(rel))
-        bad[e.offset + e.stored // 2] ^= 1
-        origin.write(rel, bytes(bad))
+        rel = flip_in_largest_chunk(origin, oid_of(v1))
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert f"through its deltas' base {oid_of(v1)}" in line and "verify -r origin --repair" in line, line
         assert rel in line and oid_of(v1)[7:19] in line and oid_of(v2)[7:19] in line, line
@@ -1251,16 +1244,9 @@ class RemoteSuite(WithOrigin):
         """v2's sparse deltas are patched onto v1's bytes as they come from v1's packs, a window at a time, not
         checked chunk by chunk: a flipped byte there makes the rebuilt file fail its hash, and the pull then names
         the damaged chunk's pack and v1, writing nothing."""
-        from mvc.objects import pack
-
         v1, v2, _, r = pushed_on_v1(repo, mvc_cli, origin, model_tensors(9, n=3, elements=1 << 19), 10, 0.01)
         assert {e.codec for e in r.entries if e.kind == "d"} == {"zs"}
-        r1 = recipe_of(origin, oid_of(v1))
-        e = max(r1.entries, key=lambda e: e.size)
-        rel = pack.pack_rel(e.pack)
-        bad = bytearray(origin.read(rel))
-        bad[e.offset + e.stored // 2] ^= 1
-        origin.write(rel, bytes(bad))
+        rel = flip_in_largest_chunk(origin, oid_of(v1))
         windowed = spy_windows(monkeypatch)
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert windowed, "the base was read through the window"
@@ -1964,6 +1950,18 @@ def push_fine_tune(repo: Path, mvc_cli, one_pack: bool = True) -> tuple[bytes, b
     git(repo, "commit", "-q", "-m", "v2")
     mvc_cli("push")
     return v1, v2
+
+
+def flip_in_largest_chunk(origin, oid: str) -> str:
+    """Flip a bit in the middle of the largest chunk of object oid on the remote; returns its pack's name."""
+    from mvc.objects import pack
+
+    e = max(recipe_of(origin, oid).entries, key=lambda e: e.size)
+    rel = pack.pack_rel(e.pack)
+    bad = bytearray(origin.read(rel))
+    bad[e.offset + e.stored // 2] ^= 1
+    origin.write(rel, bytes(bad))
+    return rel
 
 
 def spy_windows(monkeypatch) -> list[int]:
