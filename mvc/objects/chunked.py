@@ -36,8 +36,8 @@ LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reu
 # those whole: at most twice), and four hops at most; a chain that reads more is crafted, or damaged.
 BASE_READS = 32
 BASE_SLACK = 256 << 20
-# A sparse delta whose base is a file here is rebuilt this many bytes at a time, read, patched and written while
-# they stay in a core's cache (docs/benchmarks.md, "a delta get through a small window").
+# Sparse deltas and a remote's chunks are rebuilt this many bytes at a time, read, patched and written while they
+# stay in a core's cache (docs/benchmarks.md, "a delta get through a small window").
 WINDOW = 512 << 10
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 
@@ -410,7 +410,7 @@ class Rebuilder:
     ) -> bool:
         """Sparse deltas whose base ranges adjoin in one base, patched a window at a time as their base is read
         in order; False, with nothing written, when their base is not read so (it is a delta version itself, or
-        stored whole on a store that does not copy in the kernel)."""
+        stored as a plain object)."""
         first, last = run[0], run[-1]
         start, end = first.base_offset, last.base_offset + last.size
         parts = self._base_parts(first.base, start, end)
@@ -450,9 +450,9 @@ class Rebuilder:
 
     def _base_parts(self, oid: str, start: int, end: int) -> list[_Part] | None:
         """Where bytes [start, end) of object oid lie, in order, as a base read without checks: the cache's copy
-        (checked once), the pack named by oid on a store on a local disk, or the chunks of its recipe (those
-        versions in the cache hold, else their packs); None when some of them are deltas, or the object is
-        stored whole elsewhere (then the caller reads it as before)."""
+        (checked once), the pack named by oid (the object itself), or the chunks of its recipe (from versions in
+        the cache, else from their packs); None when some of them are deltas, or the object is stored as a plain
+        object (then the caller reads it into a piece's buffer)."""
         if self.odb is not None and self._sound(oid):
             return [("file", self.odb.path(oid), start, end - start)]
         rel = self.whole_rel(oid)
