@@ -1253,6 +1253,22 @@ class RemoteSuite(WithOrigin):
         assert f"through its deltas' base {oid_of(v1)}" in line and "verify -r origin --repair" in line, line
         assert rel in line and oid_of(v2)[7:19] in line, line
 
+    def test_get_by_url_rebuilds_sparse_deltas_through_the_window(
+        self, repo, mvc_cli, origin, small_chunks, monkeypatch, tmp_path
+    ):
+        """``mvc get --repo`` (no clone: on S3 the botocore reader, its response bodies read into the window)
+        rebuilds v2 and v1 exactly, v2's sparse deltas patched as v1's bytes stream in."""
+        tensors = model_tensors(17, n=3, elements=1 << 19)
+        tensors[2] = tensors[0].copy()  # (v1's pack is not v1: its chunks are read in stretches)
+        v1, v2, _, r = pushed_on_v1(repo, mvc_cli, origin, tensors, 18, 0.01)
+        git(repo, "tag", "v1", "HEAD~1")
+        windowed = spy_windows(monkeypatch)
+        for rev, want in (("HEAD", v2), ("v1", v1)):
+            out = tmp_path / f"{rev}.safetensors"
+            mvc_cli("get", "--repo", str(repo), "model.safetensors", "--rev", rev, "-o", str(out))
+            assert out.read_bytes() == want, rev
+        assert sum(windowed) == sum(e.size for e in r.entries if e.kind == "d")
+
     def test_a_rotten_cache_copy_under_sparse_deltas_is_read_around(self, repo, mvc_cli, origin, small_chunks):
         """v1's copy in the cache has rotted: the rebuild of v2 moves it aside, then reads v1's bytes from the
         remote, none from the file it moved (v1 is read through its chunk list: its pack is not v1)."""
