@@ -369,3 +369,33 @@ def test_pieces_hold_piece_bytes_in_memory_and_more_through_the_window(monkeypat
     assert ends(None) == ends(lambda e: False) == [300, 600, 900, 1200, 1500, 1800, 2000]
     assert ends(lambda e: True) == [1000, 2000]
     assert ends(lambda e: int(e.oid[1:]) % 2 == 0) == [600, 1200, 1800, 2000]
+
+
+def test_a_piece_through_the_window_stops_when_another_fails(tmp_path, monkeypatch):
+    """One piece's delta is damaged: the rebuild raises its error, and a piece still writing through the window
+    stops at its next window instead of writing the rest of the file."""
+    import threading
+    import time
+
+    from mvc.storage import fileio
+
+    monkeypatch.setattr(chunked, "PREFETCH", 0)  # each piece reads its own deltas, the damaged one among them
+    monkeypatch.setattr(chunked, "WINDOW", 64)  # thousands of windows a piece
+    w = SparseWorld(tmp_path / "store", "straight")
+    pieces = readplan.pieces(w.recipe, lambda e: e.codec == "zs")
+    assert len(pieces) >= 2
+    bad = next(e for e in w.recipe.entries if e.at >= pieces[1][0] and e.codec == "zs")
+    path = tmp_path / "store" / pack.pack_rel(bad.pack)
+    data = bytearray(path.read_bytes())
+    data[bad.offset + 3] ^= 0xFF
+    path.write_bytes(data)
+    writes: list[int] = []
+    real = fileio.pwritev_all
+    monkeypatch.setattr(fileio, "pwritev_all", lambda fd, parts, at: writes.append(at) or real(fd, parts, at))
+    with pytest.raises(RemoteCorrupt, match=f"delta {bad.oid}"):
+        w.rebuild(tmp_path / "out")
+    deadline = time.monotonic() + 30
+    while any(t.name.startswith("mvc-remote") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first = pieces[0][1] - pieces[0][0]
+    assert len(writes) < first // 64 // 2, (len(writes), first // 64)

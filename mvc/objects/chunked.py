@@ -273,6 +273,8 @@ class Rebuilder:
                 behind.done(run[0].at)
 
         def write(view: memoryview, at: int) -> None:
+            if stop.is_set():  # another piece failed, or Ctrl-C: a piece through the window ends at its next window
+                raise _Stopped
             with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
                 fileio.pwritev_all(fd, [view], at)
 
@@ -986,6 +988,10 @@ def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
         and b not in skip
         and (b.base, b.depth, b.base_offset) == (a.base, a.depth, a.base_offset + a.size)
     )
+
+
+class _Stopped(Exception):
+    """A rebuild's work called off: what the caller raises is the reason (nothing reads this one)."""
 
 
 class _Either:
