@@ -136,3 +136,8 @@ class GcRefused(MvcError):
 
 class VerifyFailed(MvcError):
     """mvc verify found objects that are corrupt or cannot be recovered (its report names them)."""
+
+
+class WorkStopped(MvcError):
+    """A thread's share of a command called off because another failed or Ctrl-C came: what the command raises is
+    the reason, not this."""

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Container, Iterable
 from typing import TypeVar
 
-from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing, RemoteWrongSize
+from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing, RemoteWrongSize, WorkStopped
 from mvc.objects import chunker, delta, layout
 from mvc.objects import oid as oids
 from mvc.objects import pack as pk
@@ -274,7 +274,7 @@ class Rebuilder:
 
         def write(view: memoryview, at: int) -> None:
             if stop.is_set():  # another piece failed, or Ctrl-C: a piece through the window ends at its next window
-                raise _Stopped
+                raise WorkStopped("the rebuild was called off")
             with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
                 fileio.pwritev_all(fd, [view], at)
 
@@ -988,10 +988,6 @@ def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
         and b not in skip
         and (b.base, b.depth, b.base_offset) == (a.base, a.depth, a.base_offset + a.size)
     )
-
-
-class _Stopped(Exception):
-    """A rebuild's work called off: what the caller raises is the reason (nothing reads this one)."""
 
 
 class _Either:
