@@ -1,4 +1,4 @@
-"""A sparse delta rebuilt through a small window (``delta.patch_through``): the base read a window at a time, the
+"""A delta rebuilt through a small window (``delta.patch_through``): the base read a window at a time, the
 changes that fall there added, the window handed on. It must give exactly what ``delta.decode`` gives, whatever
 the window, the lane width, the blocks its list of changes is read in; and refuse what decode refuses (a damaged
 frame, changes past the end) and a base that ends first, always with CorruptObject."""
@@ -17,7 +17,7 @@ from mvc.objects import delta
 pytest.importorskip("numpy")
 
 
-def through(frame: bytes, base: bytes, lane: int, window: int, cut: int | None = None) -> bytes:
+def through(frame: bytes, base: bytes, lane: int, window: int, cut: int | None = None, codec: str = "zs") -> bytes:
     """What patch_through writes, gathered (each window written once, in order); ``cut``: the base's bytes end
     there."""
     out = bytearray(len(base))
@@ -35,7 +35,7 @@ def through(frame: bytes, base: bytes, lane: int, window: int, cut: int | None =
         out[start : start + len(view)] = view
         at += len(view)
 
-    delta.patch_through(frame, len(base), lane, "delta X", memoryview(bytearray(window)), read, write)
+    delta.patch_through(frame, len(base), lane, "delta X", memoryview(bytearray(window)), read, write, codec)
     assert at == len(base)
     return bytes(out)
 
@@ -134,3 +134,33 @@ def test_any_bytes_as_a_frame_raise_only_corrupt_object(data, lane, k, window):
     except CorruptObject:
         return
     assert len(got) == len(base)
+
+
+@pytest.mark.parametrize("lane", delta.LANES)
+@pytest.mark.parametrize("window", [8, 24, 4100])
+def test_a_dense_delta_through_the_window_gives_the_decoded_bytes(lane, window):
+    rng = random.Random(lane)
+    base = rng.randbytes(3000 * lane)
+    new = bytes((b + rng.choice((0, 1, 255, 2))) & 255 for b in base)  # every lane may move
+    frame = delta.encode(new, base, lane)
+    assert through(frame, base, lane, window, codec="zd") == new == bytes(delta.decode(frame, base, lane, "x"))
+    with pytest.raises(CorruptObject, match="base ends before byte"):
+        through(frame, base, lane, window, cut=len(base) - lane, codec="zd")
+    with pytest.raises(CorruptObject, match="no delta codec is named 'zq'"):
+        through(frame, base, lane, window, codec="zq")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from(delta.LANES), st.integers(0, 40), st.integers(8, 64))
+def test_any_bytes_as_a_dense_frame_fail_as_decode_fails(data, lane, k, window):
+    """Whatever the frame, the window gives what decode gives, or both refuse it."""
+    base = bytes((i * 5) & 255 for i in range(k * lane))
+    try:
+        want: bytes | None = bytes(delta.decode(data, base, lane, "x", None, "zd"))
+    except CorruptObject:
+        want = None
+    try:
+        got: bytes | None = through(data, base, lane, window, codec="zd")
+    except CorruptObject:
+        got = None
+    assert got == want

@@ -36,7 +36,7 @@ LOCAL_BASES = 4  # versions in the local cache a rebuild cuts into chunks to reu
 # those whole: at most twice), and four hops at most; a chain that reads more is crafted, or damaged.
 BASE_READS = 32
 BASE_SLACK = 256 << 20
-# Sparse deltas and a remote's chunks are rebuilt this many bytes at a time, read, patched and written while they
+# Deltas and a remote's chunks are rebuilt this many bytes at a time, read, patched and written while they
 # stay in a core's cache (docs/benchmarks.md, "a delta get through a small window").
 WINDOW = 512 << 10
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
@@ -237,7 +237,7 @@ class Rebuilder:
         taking the chunks it can from versions in the cache (see :meth:`reuse`; ``local``: more of them).
 
         On a store that copies in the kernel, the store's chunks are copied in file order by one thread (parallel
-        copies into one file contend in the kernel); the rest is written in pieces by others: sparse deltas and
+        copies into one file contend in the kernel); the rest is written in pieces by others: deltas and
         runs of chunks through a small window (:meth:`_stream`), what remains from memory, each thread decoding
         its piece's deltas into a buffer of its own; the file is hashed behind all of them (``HashBehind``).
         Returns (the hex xxh3-128 of the file's bytes: the caller compares it with oid before it uses the file;
@@ -336,7 +336,7 @@ class Rebuilder:
         write: Callable[[memoryview, int], None],
     ) -> set[rc.Entry]:
         """Write the entries it can without a piece's buffer, through a window of WINDOW bytes handed to
-        write(bytes, offset in the object), and return them: runs of sparse deltas, patched as their base is read
+        write(bytes, offset in the object), and return them: runs of deltas, patched as their base is read
         in order (:func:`delta.patch_through`; the base from the cache's copy, from the pack that is the base, or
         from the packs of its chunks in one ranged read each); and, on a store that does not copy in the kernel,
         runs of chunks lying one after another in one pack, in one ranged read. Read into a piece's buffer and
@@ -364,11 +364,11 @@ class Rebuilder:
         return done
 
     def _light(self, e: rc.Entry) -> bool:
-        """Whether :meth:`_stream` writes entry e through its window (a sparse delta: when its base is read so),
+        """Whether :meth:`_stream` writes entry e through its window (a delta: when its base is read so),
         rather than from a piece's memory."""
         if e.kind == "d":
             return (
-                e.codec == delta.ZS
+                e.codec in delta.CODECS
                 and delta.fast()
                 and self._base_parts(e.base, e.base_offset, e.base_offset + e.size) is not None
             )
@@ -410,7 +410,7 @@ class Rebuilder:
         tally: _Tally,
         write: Callable[[memoryview, int], None],
     ) -> bool:
-        """Sparse deltas whose base ranges adjoin in one base, patched a window at a time as their base is read
+        """Deltas whose base ranges adjoin in one base, patched a window at a time as their base is read
         in order; False, with nothing written, when their base is not read so (it is a delta version itself, or
         stored as a plain object)."""
         first, last = run[0], run[-1]
@@ -441,6 +441,7 @@ class Rebuilder:
                         window,
                         read,
                         lambda view, at, e=e: write(view, e.at + at),  # type: ignore[misc]
+                        e.codec,
                     )
                 except RemoteCorrupt:
                     raise  # (the base's, from read: it says what to do)
@@ -981,10 +982,10 @@ class _Sequence:
 
 
 def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
-    """Whether sparse delta b reads the bytes of the same base right after delta a's."""
+    """Whether delta b reads the bytes of the same base right after delta a's."""
     return (
         b.kind == "d"
-        and b.codec == delta.ZS
+        and b.codec in delta.CODECS
         and b not in skip
         and (b.base, b.depth, b.base_offset) == (a.base, a.depth, a.base_offset + a.size)
     )

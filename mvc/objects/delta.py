@@ -287,27 +287,33 @@ def _sparse_blocks(raw: memoryview, m: int, k: int, w: int, where: str) -> Itera
     import numpy as np
 
     planes = np.frombuffer(raw, np.uint8)
-
-    def lanes(first: int, width: int, start: int, stop: int) -> Any:
-        """Lanes start..stop of the planes first..first+width, as little-endian integers of width bytes."""
-        x = np.empty((stop - start, width), np.uint8)
-        for i in range(width):  # the bytes interleaved, then read as integers: fewer passes than shifts and ors
-            x[:, i] = planes[(first + i) * m + start : (first + i) * m + stop]
-        return x.view(f"<u{width}").reshape(stop - start)
-
     last = -1
-    one = np.dtype(f"<u{w}").type(1)
     for start in range(0, m, BLOCK):
         stop = min(m, start + BLOCK)
-        places = lanes(0, GAP, start, stop).astype(np.int64)
+        places = _interleaved(planes, m, 0, GAP, start, stop).astype(np.int64)
         places += 1
         np.cumsum(places, out=places)
         places += last
         if places[-1] >= k:
             raise _past_end(where, int(places[-1]), k)
         last = int(places[-1])
-        v = lanes(GAP, w, start, stop)
-        yield places, (v >> one) ^ np.negative(v & one)  # un-zigzagged
+        yield places, _unzigzag(_interleaved(planes, m, GAP, w, start, stop))
+
+
+def _interleaved(planes: Any, m: int, first: int, width: int, start: int, stop: int) -> Any:
+    """Lanes start..stop of the planes first..first+width (each m bytes long), as little-endian integers of width
+    bytes: the bytes interleaved, then read as integers (fewer passes than shifts and ors)."""
+    import numpy as np
+
+    x = np.empty((stop - start, width), np.uint8)
+    for i in range(width):
+        x[:, i] = planes[(first + i) * m + start : (first + i) * m + stop]
+    return x.view(f"<u{width}").reshape(stop - start)
+
+
+def _unzigzag(z: Any) -> Any:
+    one = z.dtype.type(1)
+    return (z >> one) ^ -(z & one)
 
 
 def patch_through(
@@ -318,44 +324,71 @@ def patch_through(
     buf: memoryview,
     read: Callable[[int, memoryview], int],
     write: Callable[[memoryview, int], None],
+    codec: str = ZS,
 ) -> None:
-    """Rebuild the n bytes a sparse (zs) delta encodes (numpy only) a window of len(buf) bytes at a time:
-    read(offset, view) fills view with its base's bytes from offset (returns how many), the changes that fall
-    there are added, and write(view, offset) takes them. The window stays in the core's cache, so the bytes cross
-    memory once each way, as a copy's do (docs/benchmarks.md, "a delta get through a small window"). CorruptObject
-    (naming where) as :func:`decode`, or when the base ends first."""
+    """Rebuild the n bytes a delta encodes (numpy only) a window of len(buf) bytes at a time: read(offset, view)
+    fills view with its base's bytes from offset (returns how many), the differences that fall there are added
+    (a zs delta's few, a zd delta's every lane), and write(view, offset) takes them. The window stays in the
+    core's cache, so the bytes cross memory once each way, as a copy's do (docs/benchmarks.md, "a delta get
+    through a small window"). CorruptObject (naming where) as :func:`decode`, or when the base ends first."""
     import numpy as np
 
     if w not in LANES or n % w:
         raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+    if codec not in (ZS, ZD):
+        raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
     if len(buf) < max(LANES):
         raise ValueError("a window holds at least one lane of every width")
     declared = _content_size(delta, where)
     step = len(buf) // w * w
     with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
-        raw, m = _sparse_raw(delta, declared, n, w, where)
-        blocks = _sparse_blocks(raw, m, n // w, w, where)
-        none = (np.empty(0, np.int64), np.empty(0, f"<u{w}"))
-        places, differences = next(blocks, none)
-        at = 0  # the first change of the block not added yet
+        add = _sparse_adder(delta, declared, n, w, where) if codec == ZS else _dense_adder(delta, declared, n, w, where)
         for start in range(0, n, step):
             view = buf[: min(step, n - start)]
             if read(start, view) != len(view):
                 raise CorruptObject(f"{where}: its base ends before byte {start + len(view)} of the delta")
-            z = np.frombuffer(view, f"<u{w}")
-            first, end = start // w, (start + len(view)) // w
-            while True:
-                upto = at + int(np.searchsorted(places[at:], end))
-                if upto > at:
-                    z[places[at:upto] - first] += differences[at:upto]
-                at = upto
-                if at < len(places):
-                    break
-                places, differences = next(blocks, none)
-                at = 0
-                if not len(places):
-                    break
+            add(np.frombuffer(view, f"<u{w}"), start // w)
             write(view, start)
+
+
+def _sparse_adder(delta: bytes | memoryview, declared: int, n: int, w: int, where: str) -> Callable[[Any, int], None]:
+    """add(lanes, first): a zs delta's changes to lanes first.. added to them; called for consecutive ranges."""
+    import numpy as np
+
+    raw, m = _sparse_raw(delta, declared, n, w, where)
+    blocks = _sparse_blocks(raw, m, n // w, w, where)
+    none = (np.empty(0, np.int64), np.empty(0, f"<u{w}"))
+    state = [*next(blocks, none), 0]  # this block's places, differences, and the first change not added yet
+
+    def add(z: Any, first: int) -> None:
+        places, differences, at = state
+        end = first + len(z)
+        while True:
+            upto = at + int(np.searchsorted(places[at:], end))
+            if upto > at:
+                z[places[at:upto] - first] += differences[at:upto]
+            at = upto
+            if at < len(places):
+                break
+            places, differences = next(blocks, none)
+            at = 0
+            if not len(places):
+                break
+        state[:] = [places, differences, at]
+
+    return add
+
+
+def _dense_adder(delta: bytes | memoryview, declared: int, n: int, w: int, where: str) -> Callable[[Any, int], None]:
+    """add(lanes, first): a zd delta's differences for lanes first.. added to them."""
+    import numpy as np
+
+    planes = np.frombuffer(_decompress(delta, declared, n, where), np.uint8)
+
+    def add(z: Any, first: int) -> None:
+        z += _unzigzag(_interleaved(planes, n // w, 0, w, first, first + len(z)))
+
+    return add
 
 
 def _sparse_apply_ints(raw: bytes, m: int, base: bytes | memoryview, w: int, where: str) -> bytes:
