@@ -209,21 +209,30 @@ def umount_tmpfs(where: Path) -> None:
 
 
 @contextlib.contextmanager
+def small_fs(where: Path, size: str):
+    """A tmpfs of that size at where for the block (yielded); the test skips where this process may not mount
+    one (a small, full or read-only file system of its own needs root)."""
+    if not mount_tmpfs(where, size):
+        pytest.skip("needs a file system of its own: root, allowed to mount a tmpfs")
+    try:
+        yield where
+    finally:
+        umount_tmpfs(where)
+
+
+@contextlib.contextmanager
 def repo_on_tmpfs(tmp_path: Path, size: str, monkeypatch):
     """A git repository set up for mvc on a tmpfs of that size, as the current directory, for the block; the test
     skips where this process may not mount one. Yields (the tmpfs, the repository)."""
     import mvc
 
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, size):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
-        repo = fs / "repo"
-        repo.mkdir()
-        git(repo, "init", "-q")
-        monkeypatch.chdir(repo)
-        mvc.init(str(repo))
-        yield fs, repo
-    finally:
-        os.chdir(tmp_path)
-        umount_tmpfs(fs)
+    with small_fs(tmp_path / "fs", size) as fs:
+        try:
+            repo = fs / "repo"
+            repo.mkdir()
+            git(repo, "init", "-q")
+            monkeypatch.chdir(repo)
+            mvc.init(str(repo))
+            yield fs, repo
+        finally:
+            os.chdir(tmp_path)

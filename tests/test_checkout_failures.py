@@ -91,6 +91,15 @@ def test_ctrl_c_while_checkout_rev_restores_a_pointer_leaves_one_version(repo: P
     assert mvc.describe("model.bin")["oid"] == mvc.describe("model.bin", rev="HEAD~1")["oid"]
 
 
+def _checkout_back_leaving(fs: Path, repo: Path, room: int) -> subprocess.CompletedProcess:
+    """`mvc checkout --rev HEAD~1 d`, in a process of its own, once a filler leaves ``room`` bytes free on fs."""
+    free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
+    (fs / "filler").write_bytes(b"\0" * (free - room))
+    return subprocess.run(
+        [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
+    )
+
+
 def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path: Path, monkeypatch):
     """Files that grow between versions, on a disk with room for some of them: the checkout replaced four and
     failed at the fifth, leaving the directory at two versions under one pointer."""
@@ -105,12 +114,8 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
         git(repo, "commit", "-q", "-m", "v2")
         mvc.checkout(["d"], rev="HEAD~1")
         git(repo, "commit", "-q", "-m", "back to v1")
-        free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
-        (fs / "filler").write_bytes(b"\0" * (free - 6 * MiB))  # room for two of the new files, not five
         before = {p.name: p.read_bytes() for p in (repo / "d").iterdir()}
-        result = subprocess.run(
-            [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
-        )
+        result = _checkout_back_leaving(fs, repo, 6 * MiB)  # room for two of the new files, not five
         assert result.returncode != 0 and "not enough disk space to check out d" in result.stderr, result.stderr
         assert "nothing was changed" in result.stderr
         assert {p.name: p.read_bytes() for p in (repo / "d").iterdir()} == before
@@ -119,11 +124,7 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
         assert all(p.stat().st_size == 3 * MiB for p in (repo / "d").iterdir())
         git(repo, "commit", "-q", "-m", "v2 again")
         # files that shrink fit where all of them at once would not: each replaces a larger one
-        free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
-        (fs / "filler").write_bytes(b"\0" * (free - 2 * MiB))
-        result = subprocess.run(
-            [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
-        )
+        result = _checkout_back_leaving(fs, repo, 2 * MiB)
         assert result.returncode == 0, result.stderr
         assert all(p.stat().st_size == MiB for p in (repo / "d").iterdir())
         # renamed files: what the removals free first is room for the new names
@@ -135,10 +136,6 @@ def test_a_directory_checkout_its_disk_has_no_room_for_changes_nothing(tmp_path:
         git(repo, "commit", "-q", "-m", "v3: other names")
         mvc.checkout(["d"], rev="HEAD~1")  # "v2 again": f0..f4 of 3 MiB
         git(repo, "commit", "-q", "-m", "v2 once more")
-        free = os.statvfs(fs).f_bavail * os.statvfs(fs).f_frsize
-        (fs / "filler").write_bytes(b"\0" * (free - 4 * MiB))
-        result = subprocess.run(
-            [sys.executable, "-m", "mvc", "checkout", "--rev", "HEAD~1", "d"], cwd=repo, capture_output=True, text=True
-        )
+        result = _checkout_back_leaving(fs, repo, 4 * MiB)
         assert result.returncode == 0, result.stderr
         assert sorted(p.name for p in (repo / "d").iterdir()) == [f"g{i}" for i in range(5)]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git, make_file, mount_tmpfs, repo_on_tmpfs, umount_tmpfs
+from conftest import git, make_file, repo_on_tmpfs, small_fs
 
 import mvc
 
@@ -24,10 +24,7 @@ def test_read_commands_work_in_a_read_only_clone_where_mvc_never_ran(repo: Path,
     make_file(repo / "model.bin", 1000)
     mvc.add(["model.bin"])
     git(repo, "commit", "-q", "-m", "m")
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "16m"):
-        pytest.skip("needs a file system to make read-only: root, allowed to mount a tmpfs")
-    try:
+    with small_fs(tmp_path / "fs", "16m") as fs:
         clone = fs / "clone"
         subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
         subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
@@ -38,8 +35,6 @@ def test_read_commands_work_in_a_read_only_clone_where_mvc_never_ran(repo: Path,
         assert _mvc("status", cwd=clone).stdout.startswith("model.bin: ")
         done = _mvc("checkout", cwd=clone)
         assert done.returncode != 0 and "Traceback" not in done.stderr and done.stderr.startswith("error: ")
-    finally:
-        umount_tmpfs(fs)
 
 
 def test_a_file_size_limit_is_named_not_a_full_disk(repo: Path):
@@ -130,10 +125,7 @@ def test_a_read_by_url_into_a_full_user_cache_leaves_nothing_half_made(repo: Pat
     git(repo, "commit", "-q", "-m", "m")
     bare = tmp_path / "bare.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "1m"):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
+    with small_fs(tmp_path / "fs", "1m") as fs:
         _fill(fs, 4 << 10)
         env = {**os.environ, "MVC_CACHE_DIR": str(fs / "mvc")}
         done = _mvc("get", "--repo", str(bare), "m.bin", "-o", str(tmp_path / "out.bin"), cwd=tmp_path, env=env)
@@ -141,28 +133,26 @@ def test_a_read_by_url_into_a_full_user_cache_leaves_nothing_half_made(repo: Pat
         assert "repository's .git" not in done.stderr, done.stderr
         repos = fs / "mvc" / "repos"
         assert not repos.is_dir() or not [p for p in repos.iterdir() if ".tmp" in p.name]
-    finally:
-        umount_tmpfs(fs)
+
+
+def _pushed(repo: Path, remote: Path, size: int) -> None:
+    """m.bin of size bytes added, committed and pushed to remote (o, a directory)."""
+    make_file(repo / "m.bin", size)
+    assert _mvc("remote", "add", "o", str(remote), cwd=repo).returncode == 0
+    mvc.add(["m.bin"])
+    git(repo, "commit", "-q", "-am", "m")
+    assert _mvc("push", "-q", cwd=repo).returncode == 0
 
 
 def test_get_onto_a_small_disk_does_not_suggest_gc(repo: Path, tmp_path: Path):
     """gc frees the cache's file system, not the one -o writes to."""
-    make_file(repo / "m.bin", 2 << 20)
-    assert _mvc("remote", "add", "o", str(tmp_path / "remote"), cwd=repo).returncode == 0
-    mvc.add(["m.bin"])
-    git(repo, "commit", "-q", "-am", "m")
-    assert _mvc("push", "-q", cwd=repo).returncode == 0
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "1m"):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
+    _pushed(repo, tmp_path / "remote", 2 << 20)
+    with small_fs(tmp_path / "fs", "1m") as fs:
         remote = str(tmp_path / "remote")
         for args in (("m.bin",), ("--repo", str(repo), "m.bin"), ("m.bin", "--remote", remote)):
             done = _mvc("get", *args, "-o", str(fs / "out.bin"), cwd=tmp_path if "--repo" in args else repo)
             assert done.returncode != 0 and "space" in done.stderr, done.stderr
             assert "mvc gc" not in done.stderr, done.stderr
-    finally:
-        umount_tmpfs(fs)
 
 
 def test_too_many_open_files_names_the_limit(repo: Path):
@@ -201,18 +191,9 @@ def test_a_full_disk_while_adding_and_checking_out_leaves_the_files_as_they_were
 
 
 def test_a_read_by_url_into_a_small_user_cache_names_the_gc_that_frees_it(repo: Path, tmp_path: Path):
-    make_file(repo / "m.bin", 3 << 20)
-    assert _mvc("remote", "add", "o", str(tmp_path / "remote"), cwd=repo).returncode == 0
-    mvc.add(["m.bin"])
-    git(repo, "commit", "-q", "-am", "m")
-    assert _mvc("push", "-q", cwd=repo).returncode == 0
-    fs = tmp_path / "fs"
-    if not mount_tmpfs(fs, "2m"):
-        pytest.skip("needs a small file system: root, allowed to mount a tmpfs")
-    try:
+    _pushed(repo, tmp_path / "remote", 3 << 20)
+    with small_fs(tmp_path / "fs", "2m") as fs:
         env = {**os.environ, "MVC_CACHE_DIR": str(fs / "mvc")}
         done = _mvc("get", "--repo", str(repo), "m.bin", "-o", str(tmp_path / "o"), "--cache", cwd=tmp_path, env=env)
         assert done.returncode != 0 and "not enough disk space" in done.stderr, done.stderr
         assert "'mvc gc --user-cache --force'" in done.stderr, done.stderr
-    finally:
-        umount_tmpfs(fs)
