@@ -1981,12 +1981,20 @@ def flip_in_largest_chunk(origin, oid: str) -> str:
 
 
 def spy_windows(monkeypatch) -> list[int]:
-    """The sizes of the sparse deltas rebuilt through a window from now on (``delta.patch_through``)."""
-    from mvc.objects import delta
+    """The sizes of the deltas rebuilt through a window from now on, by one thread or two taking turns
+    (``Rebuilder._patch_run``)."""
+    from mvc.objects import chunked
 
     windowed: list[int] = []
-    real = delta.patch_through
-    monkeypatch.setattr(delta, "patch_through", lambda *a: windowed.append(a[1]) or real(*a))
+    real = chunked.Rebuilder._patch_run
+
+    def spy(self, run, *a, **k):
+        done = real(self, run, *a, **k)
+        if done:
+            windowed.extend(e.size for e in run)
+        return done
+
+    monkeypatch.setattr(chunked.Rebuilder, "_patch_run", spy)
     return windowed
 
 

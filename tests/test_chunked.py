@@ -9,6 +9,7 @@ data_offsets per tensor, optional ``__metadata__``), then the tensors' bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -28,6 +29,26 @@ from mvc.objects import chunker, delta
 from mvc.objects import recipe as rc
 
 FEW = settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+DECODERS = ("compiled", "numpy", "ints")  # delta's three ways to read a delta, giving the same bytes
+
+
+@contextlib.contextmanager
+def decoding(how: str):
+    """delta's decoders as ``how`` says: compiled (mvc.objects._patch, built at install where a C compiler was at
+    hand), numpy, or Python's integers."""
+    saved = delta._native, delta.fast
+    if how == "compiled" and delta._native() is None:
+        pytest.skip("mvc.objects._patch was not compiled at install")
+    if how != "compiled":
+        delta._native = lambda: None
+    if how == "ints":
+        delta.fast = lambda: False
+    try:
+        yield
+    finally:
+        delta._native, delta.fast = saved
+
+
 SOME = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 OWN = "xxh128:" + "0f" * 16  # the object a recipe rebuilds
 OTHER = "xxh128:" + "ab" * 16
@@ -474,27 +495,26 @@ def test_zigzag_matches_the_formula_of_the_format(lane):
     assert delta._zigzag_ints(new, base, lane) == planes
 
 
-@pytest.mark.parametrize("numpy_path", [True, False])
-def test_deltas_decode_into_a_given_buffer_and_the_thread_buffers_never_leak_between_decodes(numpy_path, monkeypatch):
+@pytest.mark.parametrize("how", DECODERS)
+def test_deltas_decode_into_a_given_buffer_and_the_thread_buffers_never_leak_between_decodes(how):
     """A rebuild decodes each delta into its piece's buffer, through buffers each thread keeps: decodes of other
     sizes and lanes in between, or of garbage, leave no trace in the next one."""
     cases = [fine_tune_like(lane, n, lane + n) for lane, n in ((2, 1 << 16), (4, 1 << 12), (1, 999), (8, 1 << 15))]
     frames = [delta.encode(new, base, lane) for (new, base), lane in zip(cases, (2, 4, 1, 8), strict=True)]
-    if not numpy_path:
-        monkeypatch.setattr(delta, "fast", lambda: False)
     arena = bytearray(sum(len(new) for new, _ in cases) + 3)
     at = 3  # an unaligned place
-    for _ in range(2):
-        for (new, base), lane, frame in zip(cases, (2, 4, 1, 8), frames, strict=True):
-            out = memoryview(arena)[at : at + len(new)]
-            got = delta.decode(frame, base, lane, "x", out)
-            assert bytes(got) == new and bytes(out) == new
-            assert delta.decode(frame, base, lane, "x") == new  # and into new memory
-            with pytest.raises(CorruptObject):
-                delta.decode(frame[:-2], base, lane, "x", out)
-            with pytest.raises(CorruptObject):
-                delta.decode(frame + frame, base, lane, "x")  # nothing may follow the frame
-        at = 0
+    with decoding(how):
+        for _ in range(2):
+            for (new, base), lane, frame in zip(cases, (2, 4, 1, 8), frames, strict=True):
+                out = memoryview(arena)[at : at + len(new)]
+                got = delta.decode(frame, base, lane, "x", out)
+                assert bytes(got) == new and bytes(out) == new
+                assert delta.decode(frame, base, lane, "x") == new  # and into new memory
+                with pytest.raises(CorruptObject):
+                    delta.decode(frame[:-2], base, lane, "x", out)
+                with pytest.raises(CorruptObject):
+                    delta.decode(frame + frame, base, lane, "x")  # nothing may follow the frame
+            at = 0
 
 
 def test_an_arena_hands_out_aligned_slices_and_new_memory_when_full():
@@ -514,6 +534,7 @@ def test_without_numpy_deltas_decode_the_same(monkeypatch):
     new, base = fine_tune_like(2, 1 << 16, 9)
     d = delta.encode(new, base, 2)
     monkeypatch.setattr(delta, "fast", lambda: False)
+    monkeypatch.setattr(delta, "_native", lambda: None)
     assert delta.decode(d, base, 2, "x") == new
     assert delta.encode(new, base, 2) == d  # the slow encoder writes the same frame
 
@@ -532,13 +553,15 @@ def lightly_tuned(lane: int, n: int, seed: int, share: float = 0.01) -> tuple[by
 
 
 def both_paths(frame, base, lane, codec, monkeypatch, out=None) -> bytes:
-    """What the numpy path and the pure-int path decode (the same, or the test fails)."""
-    fast = bytes(delta.decode(frame, base, lane, "x", out, codec))
-    with monkeypatch.context() as m:
-        m.setattr(delta, "fast", lambda: False)
-        slow = bytes(delta.decode(frame, base, lane, "x", None, codec))
-    assert fast == slow
-    return fast
+    """What every decoder decodes (the same, or the test fails); into ``out`` the first time."""
+    got = set()
+    for how in DECODERS:
+        if how == "compiled" and delta._native() is None:
+            continue
+        with decoding(how):
+            got.add(bytes(delta.decode(frame, base, lane, "x", out if not got else None, codec)))
+    assert len(got) == 1
+    return got.pop()
 
 
 @pytest.mark.parametrize("lane", delta.LANES)
@@ -638,14 +661,13 @@ def sparse_frame(gaps: list[int], values: list[int], lane: int, content_size: bo
         pytest.param(sparse_frame([2**32 - 1], [2], 2), ("past the 8",), id="the-largest-gap"),
     ],
 )
-def test_damaged_sparse_deltas_are_refused_on_both_paths(frame, words, monkeypatch):
+@pytest.mark.parametrize("how", DECODERS)
+def test_damaged_sparse_deltas_are_refused_on_every_path(frame, words, how):
     base = bytes(16)  # 8 lanes of 2 bytes
-    for fast in (True, False):
-        monkeypatch.setattr(delta, "fast", lambda fast=fast: fast)
-        with pytest.raises(CorruptObject) as e:
-            delta.decode(frame, base, 2, "x", None, "zs")
-        for w in words:
-            assert w in str(e.value), str(e.value)
+    with decoding(how), pytest.raises(CorruptObject) as e:
+        delta.decode(frame, base, 2, "x", None, "zs")
+    for w in words:
+        assert w in str(e.value), str(e.value)
 
 
 def test_an_unknown_codec_is_refused():
@@ -679,20 +701,18 @@ def sparse_lists(draw) -> tuple[int, int, list[int], list[int]]:
 @given(sparse_lists())
 @example((2, 4, [0, 0, 0, 0], [1, 2, 3, 2**16 - 1]))
 @example((8, 2, [1], [2**64 - 1]))
-def test_any_list_of_changes_decodes_the_same_on_both_paths_or_is_refused_on_both(case):
+def test_any_list_of_changes_decodes_the_same_on_every_path_or_is_refused_on_all(case):
     lane, k, gaps, values = case
     base = bytes((i * 7) & 255 for i in range(k * lane))
     frame = sparse_frame(gaps, values, lane)
     got = []
-    for fast in (True, False):
-        delta.fast, saved = (lambda fast=fast: fast), delta.fast
-        try:
-            got.append(bytes(delta.decode(frame, base, lane, "x", None, "zs")))
-        except CorruptObject:
-            got.append(None)
-        finally:
-            delta.fast = saved
-    assert got[0] == got[1]
+    for how in DECODERS[delta._native() is None :]:
+        with decoding(how):
+            try:
+                got.append(bytes(delta.decode(frame, base, lane, "x", None, "zs")))
+            except CorruptObject:
+                got.append(None)
+    assert len(set(got)) == 1
     ok = len(gaps) <= k and (not gaps or sum(gaps) + len(gaps) <= k)
     assert (got[0] is not None) == ok
     if ok:  # the base with each listed lane moved by its un-zigzagged value, modulo 2^bits
@@ -742,11 +762,13 @@ def test_a_delta_with_lanes_that_do_not_fit_is_refused():
 @given(st.binary(max_size=200), st.sampled_from(delta.LANES), st.integers(0, 40), st.sampled_from(delta.CODECS))
 def test_decode_of_any_bytes_raises_only_corrupt_object(data, lane, k, codec):
     base = bytes((i * 7) & 255 for i in range(k * lane))
-    try:
-        out = delta.decode(data, base, lane, "x", None, codec)
-    except CorruptObject:
-        return
-    assert len(out) == len(base)
+    for how in DECODERS[delta._native() is None :]:
+        with decoding(how):
+            try:
+                out = delta.decode(data, base, lane, "x", None, codec)
+            except CorruptObject:
+                continue
+        assert len(out) == len(base)
 
 
 @st.composite

@@ -370,17 +370,27 @@ def test_pieces_hold_piece_bytes_in_memory_and_more_through_the_window(monkeypat
     assert ends(lambda e: int(e.oid[1:]) % 2 == 0) == [600, 1200, 1800, 2000]
 
 
-def test_a_piece_through_the_window_stops_when_another_fails(tmp_path, monkeypatch):
+@pytest.mark.parametrize("in_pairs", [False, True])
+def test_a_piece_through_the_window_stops_when_another_fails(tmp_path, monkeypatch, in_pairs):
     """One piece's delta is damaged: the rebuild raises its error, and a piece still writing through the window
-    stops at its next window instead of writing the rest of the file."""
+    stops at its next window instead of writing the rest of the file. In pairs (pieces in order, two threads
+    taking turns, as on a local disk), nothing after the damaged delta's piece is written."""
     import threading
     import time
 
-    from mvc.storage import fileio
+    from mvc.objects import delta
+    from mvc.storage import parallel
 
+    real_helper = parallel.Helper
     monkeypatch.setattr(chunked, "PREFETCH", 0)  # each piece reads its own deltas, the damaged one among them
     monkeypatch.setattr(chunked, "WINDOW", 64)  # thousands of windows a piece
     w = SparseWorld(tmp_path / "store", "straight")
+    if in_pairs and not delta.compiled():
+        pytest.skip("mvc.objects._patch was not compiled at install")
+    if not in_pairs:  # pieces in parallel, as on a remote store
+        monkeypatch.setattr(chunked.Rebuilder, "_mostly_sparse", lambda *a: False)
+    made: list[object] = []
+    monkeypatch.setattr(parallel, "Helper", lambda: made.append(1) or real_helper())
     pieces = readplan.pieces(w.recipe, lambda e: e.codec == "zs")
     assert len(pieces) >= 2
     bad = next(e for e in w.recipe.entries if e.at >= pieces[1][0] and e.codec == "zs")
@@ -389,12 +399,75 @@ def test_a_piece_through_the_window_stops_when_another_fails(tmp_path, monkeypat
     data[bad.offset + 3] ^= 0xFF
     path.write_bytes(data)
     writes: list[int] = []
-    real = fileio.pwritev_all
-    monkeypatch.setattr(fileio, "pwritev_all", lambda fd, parts, at: writes.append(at) or real(fd, parts, at))
+    real = os.pwritev
+    monkeypatch.setattr(os, "pwritev", lambda fd, parts, at: writes.append(at) or real(fd, parts, at))
     with pytest.raises(RemoteCorrupt, match=f"delta {bad.oid}"):
         w.rebuild(tmp_path / "out")
     deadline = time.monotonic() + 30
     while any(t.name.startswith("mvc-remote") for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.01)
-    first = pieces[0][1] - pieces[0][0]
-    assert len(writes) < first // 64 // 2, (len(writes), first // 64)
+    assert len(made) == in_pairs
+    if in_pairs:
+        assert writes and max(writes) < next(end for start, end in pieces if start <= bad.at < end)
+    else:
+        first = pieces[0][1] - pieces[0][0]
+        assert len(writes) < first // 64 // 2, (len(writes), first // 64)
+
+
+# -- two threads taking turns (a local disk: Rebuilder._patch_pair) ---------------------------------------------------
+def paired(monkeypatch) -> list[int]:
+    """Skip without the compiled adder; else the sizes of the runs of deltas patched by two threads from now on."""
+    from mvc.objects import delta
+
+    if not delta.compiled():
+        pytest.skip("mvc.objects._patch was not compiled at install")
+    sizes: list[int] = []
+    real = chunked.Rebuilder._patch_pair
+    monkeypatch.setattr(
+        chunked.Rebuilder,
+        "_patch_pair",
+        lambda self, run, *a: sizes.append(sum(e.size for e in run)) or real(self, run, *a),
+    )
+    return sizes
+
+
+@pytest.mark.parametrize("how", ["straight", "shuffled", "whole", "cache"])
+def test_two_threads_taking_turns_rebuild_the_exact_bytes(tmp_path, monkeypatch, how):
+    """On a local disk a run of sparse deltas is patched by two threads taking every other window, each read where
+    the base lies (one pack, packs in another order, the base whole, the cache's copy), each window hashed in its
+    turn: the file and its hash are exact, whatever the window. (A base stored whole, as an object, is read into a
+    piece's buffer instead.)"""
+    sizes = paired(monkeypatch)
+    for window in (64, 1000, chunked.WINDOW):
+        monkeypatch.setattr(chunked, "WINDOW", window)
+        w = SparseWorld(tmp_path / f"store-{window}", how)
+        odb = None
+        if how == "cache":
+            odb = ODB(str(tmp_path / f"cache-{window}"))
+            odb.add_bytes(w.base)
+        out = tmp_path / f"out-{window}"
+        assert w.rebuild(out, odb) == w.oid[len("xxh128:") :]
+        assert out.read_bytes() == w.data
+    assert bool(sizes) == (how != "whole")
+
+
+@pytest.mark.parametrize("thread", ["mvc-helper", "mvc-remote"])
+def test_in_turns_the_first_error_is_raised_whichever_thread_met_it(tmp_path, monkeypatch, thread):
+    """One thread meets a damaged window: the rebuild raises that error, not the WorkStopped of the other thread,
+    which stops at its next turn."""
+    paired(monkeypatch)
+    monkeypatch.setattr(chunked, "WINDOW", 64)
+    w = SparseWorld(tmp_path / "store", "straight")
+    real = chunked._Positional.read_at
+    met: list[str] = []
+
+    def read_at(self, pos, view):
+        if threading.current_thread().name.startswith(thread) and pos >= 3000:
+            met.append(thread)
+            raise RemoteCorrupt(f"damaged for {thread}")
+        return real(self, pos, view)
+
+    monkeypatch.setattr(chunked._Positional, "read_at", read_at)
+    with pytest.raises(RemoteCorrupt, match=f"damaged for {thread}"):
+        w.rebuild(tmp_path / "out")
+    assert met

@@ -28,7 +28,7 @@ from test_read_url import BUCKET, PREFIX, cached_objects, leftovers, oid_of
 
 import mvc
 from mvc.errors import CorruptObject
-from mvc.objects import pack
+from mvc.objects import delta, pack
 from mvc.objects import recipe as rc
 
 PATH = "model.safetensors"
@@ -244,10 +244,17 @@ def test_a_cached_base_serves_a_delta_version(world, mvc_cli, user_cache, tmp_pa
     assert out.read_bytes() == world.v2
 
 
-def test_deltas_are_read_without_numpy(world, tmp_path):
-    """Reading needs no numpy (mvc[deltas] is for writers): the pure-int decoder gives the same bytes."""
+@pytest.mark.parametrize("compiled", [False, True])
+def test_deltas_are_read_without_numpy(world, tmp_path, compiled):
+    """Reading needs no numpy (mvc[deltas] is for writers): the pure-int decoder gives the same bytes, and so
+    does the compiled one (mvc.objects._patch, built at install where a C compiler was at hand), which spares a
+    get numpy's import."""
+    if compiled and delta._native() is None:
+        pytest.skip("mvc.objects._patch was not compiled at install")
+    blocked = "'numpy'" if compiled else "'numpy', 'mvc.objects._patch'"
     script = (
-        "import sys; sys.modules['numpy'] = None; from mvc.objects import delta; assert not delta.fast(); "
+        f"import sys; sys.modules.update(dict.fromkeys([{blocked}])); from mvc.objects import delta; "
+        f"assert not delta.fast() and (delta._native() is not None) == {compiled}; "
         "from mvc.cli import main; sys.argv[0] = 'mvc'; main()"
     )
     out = tmp_path / "out.safetensors"

@@ -1,7 +1,8 @@
 """A delta rebuilt through a small window (``delta.patch_through``): the base read a window at a time, the
 changes that fall there added, the window handed on. It must give exactly what ``delta.decode`` gives, whatever
 the window, the lane width, the blocks its list of changes is read in; and refuse what decode refuses (a damaged
-frame, changes past the end) and a base that ends first, always with CorruptObject."""
+frame, changes past the end) and a base that ends first, always with CorruptObject. Every case runs on both
+decoders that read through a window, compiled and numpy, which must agree."""
 
 from __future__ import annotations
 
@@ -10,15 +11,31 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_chunked import lightly_tuned, sparse_frame
+from test_chunked import DECODERS, decoding, lightly_tuned, sparse_frame
 
 from mvc.errors import CorruptObject
 from mvc.objects import delta
 
 
 def through(frame: bytes, base: bytes, lane: int, window: int, cut: int | None = None, codec: str = "zs") -> bytes:
-    """What patch_through writes, gathered (each window written once, in order); ``cut``: the base's bytes end
-    there."""
+    """What patch_through writes, gathered (each window written once, in order), on every decoder that reads
+    through a window: the same bytes, or the same kind of error (raised); ``cut``: the base's bytes end there."""
+    got: list[tuple[type | None, bytes | str]] = []
+    for how in DECODERS[delta._native() is None : 2]:
+        with decoding(how):
+            try:
+                got.append((None, _through(frame, base, lane, window, cut, codec)))
+            except (CorruptObject, ValueError) as e:
+                got.append((type(e), str(e)))
+    assert len({kind or value for kind, value in got}) == 1, got  # (errors may name different lanes past the end)
+    kind, value = got[0]
+    if kind is not None:
+        raise kind(value)
+    assert isinstance(value, bytes)
+    return value
+
+
+def _through(frame: bytes, base: bytes, lane: int, window: int, cut: int | None, codec: str) -> bytes:
     out = bytearray(len(base))
     held = base if cut is None else base[:cut]
     at = 0

@@ -28,6 +28,7 @@ from remote_suite import (
     recipe_rel,
     rel_of,
     sent_bytes,
+    spy_windows,
     write_model,
 )
 
@@ -174,7 +175,7 @@ class TestLonePacks(WithOrigin, LocalRemote):
         """A fine-tune that moves 1 % of its values is stored as sparse deltas on the lone pack of v1; a clone
         rebuilds it to v2's exact bytes, reading v1's bytes from that pack (no copy of v1 at hand) or from its
         cache (v1 fetched first: then only the deltas are downloaded), either way through a small window, each
-        delta at a time (``delta.patch_through``)."""
+        delta at a time (``Rebuilder._patch_run``)."""
         from mvc.objects import delta
 
         base = model_tensors(67, n=3, elements=1 << 19)
@@ -184,9 +185,7 @@ class TestLonePacks(WithOrigin, LocalRemote):
         mvc_cli("push")
         deltas = [e for e in recipe_of(origin, oid_of(v2)).entries if e.kind == "d"]
         assert deltas and {e.codec for e in deltas} == {delta.ZS}
-        windowed: list[int] = []
-        real = delta.patch_through
-        monkeypatch.setattr(delta, "patch_through", lambda *a: windowed.append(a[1]) or real(*a))
+        windowed = spy_windows(monkeypatch)
         fresh_clone(repo)
         (repo / "model.safetensors").unlink()
         mvc_cli("pull")

@@ -9,10 +9,14 @@ It works on a store and the local cache, never on a repository.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import functools
+import itertools
 import os
 import threading
 from collections.abc import Callable, Container, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mvc.errors import CorruptObject, RemoteCorrupt, RemoteObjectMissing, RemoteWrongSize, WorkStopped
 from mvc.objects import chunker, delta, layout
@@ -24,6 +28,9 @@ from mvc.objects.odb import ODB
 from mvc.storage import fileio
 from mvc.storage.fileio import Progress
 from mvc.storage.store import FileRange, RangeStream, Store
+
+if TYPE_CHECKING:
+    from mvc.storage.parallel import HashBehind, Helper
 
 CHUNK_FROM = 4 << 20  # objects of at least this many bytes are chunked (docs/benchmarks.md, "Issue 12")
 # On a store that copies in the kernel (a directory), a file of at least this many bytes with no earlier version
@@ -40,6 +47,7 @@ BASE_SLACK = 256 << 20
 # stay in a core's cache (docs/benchmarks.md, "a delta get through a small window").
 WINDOW = 512 << 10
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
+PAIR_PARTS = 64  # a run of deltas whose base lies in more parts than this is patched by one thread (descriptors)
 
 _T = TypeVar("_T")
 
@@ -244,7 +252,7 @@ class Rebuilder:
         whether bytes were written unchecked one chunk at a time, copied in the kernel or through a window: then
         :meth:`check_chunks` names a bad one; the bytes read from the store)."""
         from mvc.storage import forked
-        from mvc.storage.parallel import HashBehind, run_parallel
+        from mvc.storage.parallel import HashBehind, Helper, run_parallel
 
         self.reuse(r, local)
         fileio.preallocate(fd, r.size)
@@ -255,6 +263,9 @@ class Rebuilder:
             if copies and not self._copy(copies[0], label, tally, fd):  # the first copy tells
                 copies = []
         copied, wrong = {e for run in copies for e in run}, self._wrong_size(oid)
+        # every read is local and most bytes are sparse deltas: the pieces in order, each run of them patched by
+        # two threads taking every other window, each window hashed in turn (_patch_pair)
+        paired = self.store.copies_ranges and delta.compiled() and self._mostly_sparse(r, copied)
         pieces = [p for p in plan.pieces(r, self._light) if any(e not in copied for e in rc.covering(r.entries, *p))]
         # where each write to come starts: the hash reads the file up to the first
         behind = HashBehind(fd, r.size, [run[0].at for run in copies[1:]] + [p[0] for p in pieces], progress)
@@ -276,14 +287,17 @@ class Rebuilder:
             if stop.is_set():  # another piece failed, or Ctrl-C: a piece through the window ends at its next window
                 raise WorkStopped("the rebuild was called off")
             with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
-                fileio.pwritev_all(fd, [view], at)
+                n = os.pwritev(fd, [view], at)
+                if n < len(view):  # (rare: a signal, a full disk)
+                    fileio.pwritev_all(fd, [view[n:]], at + n)
 
-        def piece(p: tuple[int, int]) -> None:
+        def piece(p: tuple[int, int], helper: Helper | None = None) -> None:
             entries = rc.covering(r.entries, *p)
-            streamed = self._stream(entries, label, (oid,), tally, copied, write)
+            pair = None if helper is None else _Pair(helper, behind, p[0])
+            streamed = self._stream(entries, label, (oid,), tally, copied, write, pair)
             if streamed:
                 unchecked.set()
-            if len(streamed) < len(entries):
+            if any(e not in streamed and e not in copied for e in entries):
                 arena = self._arena()
                 parts = self._entries(entries, label, (oid,), tally, _Either(copied, streamed), arena)
                 with writing:
@@ -291,18 +305,39 @@ class Rebuilder:
                 arena.clear()
             behind.done(p[0])
 
-        threads = max(jobs, 1)
-        if self.store.copies_ranges:  # every read is local: more threads than CPUs only take turns, and evict
-            threads = min(threads, forked.cpus())  # each other's windows from the cores' caches
-        work = [lambda: behind.run(stop), *([copy_all] if copies else []), *(lambda p=p: piece(p) for p in pieces)]
+        def in_pairs() -> None:
+            helper = Helper()
+            try:
+                for p in pieces:
+                    piece(p, helper)
+            finally:
+                helper.close()
+
+        work: list[Callable[[], None]] = [lambda: behind.run(stop), *([copy_all] if copies else [])]
+        if paired:
+            work.append(in_pairs)
+            threads = len(work)
+        else:
+            threads = max(jobs, 1)
+            if self.store.copies_ranges:  # every read is local: more threads than CPUs only take turns, and evict
+                threads = min(threads, forked.cpus())  # each other's windows from the cores' caches
+            work += [functools.partial(piece, p) for p in pieces]
+            threads += 1  # the hash mostly waits
         ahead = self._prefetch(r, label, tally, jobs)
         try:
-            run_parallel(lambda call: call(), work, threads + 1, None, stop)  # + 1: the hash mostly waits
+            run_parallel(lambda call: call(), work, threads, None, stop)
         finally:
             with self._lock:  # (another rebuild of this transfer may be reading its own meanwhile)
                 for key in ahead:
                     self._prefetched.pop(key, None)
         return behind.hexdigest(), bool(copies) or unchecked.is_set(), tally.n
+
+    def _mostly_sparse(self, r: rc.Recipe, copied: Container[rc.Entry]) -> bool:
+        """Whether most of the bytes of r that are not ``copied`` are sparse deltas read through a window (a dense
+        one decompresses whole: two threads taking its windows would each decompress it)."""
+        rest = [e for e in r.entries if e not in copied]
+        light = sum(e.size for e in rest if e.kind == "d" and e.codec == delta.ZS and self._light(e))
+        return 2 * light > sum(e.size for e in rest)
 
     def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> Iterable[tuple[str, int, int, str]]:
         """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
@@ -334,6 +369,7 @@ class Rebuilder:
         tally: _Tally,
         skip: Container[rc.Entry],
         write: Callable[[memoryview, int], None],
+        pair: _Pair | None = None,
     ) -> set[rc.Entry]:
         """Write the entries it can without a piece's buffer, through a window of WINDOW bytes handed to
         write(bytes, offset in the object), and return them: runs of deltas, patched as their base is read
@@ -353,7 +389,9 @@ class Rebuilder:
             if e.kind == "d" and self._light(e):
                 while j < len(entries) and _base_follows(entries[j - 1], entries[j], skip):
                     j += 1
-                if self._patch_run(entries[i:j], label, chain, tally, write):
+                if pair is not None:  # the bytes before the run are in the file (copied) when the piece starts so
+                    pair.clear = all(x in skip for x in entries[:i])
+                if self._patch_run(entries[i:j], label, chain, tally, write, pair):
                     done.update(entries[i:j])
             elif self._light(e):
                 while j < len(entries) and self._pack_follows(entries[j - 1], entries[j], skip):
@@ -369,7 +407,7 @@ class Rebuilder:
         if e.kind == "d":
             return (
                 e.codec in delta.CODECS
-                and delta.fast()
+                and delta.reads_fast()
                 and self._base_parts(e.base, e.base_offset, e.base_offset + e.size) is not None
             )
         return e.stored == e.size and not self.store.copies_ranges and e.oid not in self._local
@@ -409,10 +447,11 @@ class Rebuilder:
         chain: tuple[str, ...],
         tally: _Tally,
         write: Callable[[memoryview, int], None],
+        pair: _Pair | None = None,
     ) -> bool:
         """Deltas whose base ranges adjoin in one base, patched a window at a time as their base is read
-        in order; False, with nothing written, when their base is not read so (it is a delta version itself, or
-        stored as a plain object)."""
+        in order (by two threads with ``pair``, when they can: :meth:`_patch_pair`); False, with nothing
+        written, when their base is not read so (it is a delta version itself, or stored as a plain object)."""
         first, last = run[0], run[-1]
         start, end = first.base_offset, last.base_offset + last.size
         parts = self._base_parts(first.base, start, end)
@@ -422,6 +461,14 @@ class Rebuilder:
             self._check_chain(e, label, chain)
             tally.base(e.size, self, label)
         data = self._deltas(run, label, tally)
+        if (
+            pair is not None
+            and len(parts) <= PAIR_PARTS
+            and all(e.codec == delta.ZS for e in run)
+            and all(map(delta.pairs, data, (e.size for e in run)))
+        ):
+            self._patch_pair(run, data, parts, label, tally, write, pair)
+            return True
         base = _Sequence(self, parts, _via(label, first), tally)
         try:
             window = self._window()
@@ -450,6 +497,71 @@ class Rebuilder:
         finally:
             base.close()
         return True
+
+    def _patch_pair(
+        self,
+        run: list[rc.Entry],
+        data: list[bytes | memoryview],
+        parts: list[_Part],
+        label: str,
+        tally: _Tally,
+        write: Callable[[memoryview, int], None],
+        pair: _Pair,
+    ) -> None:
+        """The deltas of run (their frames: data) patched as :meth:`_patch_run` does, by this thread and pair's
+        helper taking every other window, each reading its windows' base bytes where they lie (parts, positional
+        reads) into a window of its own. Each window is hashed in its turn, in order, while it is still in its
+        core's cache (``HashBehind.feed``), then written: on two cores this is faster than one thread patching
+        and another hashing what was written (docs/benchmarks.md, "Two threads taking turns")."""
+        from mvc.storage.parallel import Turns
+
+        first = run[0]
+        base = _Positional(self, parts, _via(label, first), tally)
+        frames = _Frames(run, data, f"{label}: delta {{}} on remote {self.name}")
+        wins = [
+            (k, e, start, end - start)
+            for k, e in enumerate(run)
+            for start, end in delta.windows(e.size, e.lane, WINDOW)
+        ]
+        turns = Turns()
+
+        def half(me: int) -> None:
+            window, now, add = self._window(), -1, None
+            try:
+                for i in range(me, len(wins), 2):
+                    k, e, start, size = wins[i]
+                    try:
+                        if now != k:  # each thread adds with an adder of its own, from one frame decoded once
+                            now, add = k, frames.get(k).adder()
+                        view = window[:size]
+                        if base.read_at(e.base_offset - first.base_offset + start, view) != size:
+                            raise self._short_base(e, e.base_offset + start, e.base_offset + start + size, label)
+                        assert add is not None
+                        add(view, start // e.lane)
+                    except RemoteCorrupt:
+                        raise  # (the base's: it says what to do)
+                    except CorruptObject as err:
+                        raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+                    turns.wait(i)
+                    pair.behind.feed(view, e.at + start, pair.start, pair.clear)
+                    turns.done(i)
+                    write(view, e.at + start)
+            except BaseException as e:
+                failed.append(e)  # (before the other thread stops at its next turn, saying so)
+                turns.failed.set()
+                raise
+
+        failed: list[BaseException] = []
+        pair.helper.start(lambda: half(1))
+        try:
+            with contextlib.suppress(BaseException):
+                half(0)
+            with contextlib.suppress(BaseException):
+                pair.helper.result()
+            if failed:
+                raise failed[0]  # the first thread's error, not the other's WorkStopped
+        finally:
+            base.close()  # (neither thread reads any more)
 
     def _base_parts(self, oid: str, start: int, end: int) -> list[_Part] | None:
         """Where bytes [start, end) of object oid lie, in order, as a base read without checks: the cache's copy
@@ -979,6 +1091,103 @@ class _Sequence:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+
+
+class _Pair:
+    """What a piece's runs of deltas need to be patched by two threads (:meth:`Rebuilder._patch_pair`): the
+    helper thread, the file's hash, and where the piece starts."""
+
+    def __init__(self, helper: Helper, behind: HashBehind, start: int):
+        self.helper, self.behind, self.start = helper, behind, start
+        self.clear = False  # whether the piece's bytes before its run of deltas are in the file
+
+
+class _Frames:
+    """The frames of a run of deltas (``data``) decoded once each, for two threads taking turns over their windows
+    (:meth:`Rebuilder._patch_pair`): a thread that starts a delta decodes it unless the other did, and the next
+    one too, ahead (the other thread's wait is then on a decode already done)."""
+
+    def __init__(self, run: list[rc.Entry], data: list[bytes | memoryview], where: str):
+        self.run, self.data, self.where = run, data, where
+        self.lock = threading.Lock()
+        self.ready: dict[int, threading.Event] = {}
+        self.got: dict[int, delta.Frame | CorruptObject] = {}
+
+    def get(self, k: int) -> delta.Frame:
+        self._decode(k)
+        if k + 1 < len(self.run):
+            self._decode(k + 1)
+        self.ready[k].wait()
+        got = self.got[k]
+        if isinstance(got, CorruptObject):
+            raise got
+        return got
+
+    def _decode(self, k: int) -> None:
+        with self.lock:
+            if k in self.ready:
+                return  # (decoded, or being decoded by the other thread)
+            self.ready[k] = threading.Event()
+        e = self.run[k]
+        try:
+            self.got[k] = delta.Frame(self.data[k], e.size, e.lane, self.where.format(e.oid), e.codec)
+        except CorruptObject as err:
+            self.got[k] = err
+        finally:
+            self.ready[k].set()
+
+
+class _Positional:
+    """Parts of a rebuilder's files on this machine (the cache's, or a store's that reads through descriptors)
+    read where the caller says, by any thread: each opened at its first read, all closed at the end; bytes read
+    from the store are counted."""
+
+    def __init__(self, rb: Rebuilder, parts: list[_Part], label: str, tally: _Tally):
+        self.rb, self.parts, self.label, self.tally = rb, parts, label, tally
+        self.starts = list(itertools.accumulate((n for *_, n in parts), initial=0))
+        self.open: dict[int, FileRange] = {}
+        self.lock = threading.Lock()
+
+    def read_at(self, pos: int, view: memoryview) -> int:
+        """Fill view with the bytes from pos of the parts laid end to end; fewer only where they end."""
+        got = 0
+        while got < len(view):
+            k = bisect.bisect_right(self.starts, pos + got) - 1
+            if k >= len(self.parts):
+                break
+            kind, where, at, n = self.parts[k]
+            skip = pos + got - self.starts[k]
+            want = min(len(view) - got, n - skip)
+            step = self._range(k).read_at(at + skip, view[got : got + want])
+            if kind == "store":
+                self.tally.add(step)
+            got += step
+            if step < want:
+                if kind == "store":
+                    raise self.rb.cut_short(self.label, where, at + n)
+                break
+        return got
+
+    def _range(self, k: int) -> FileRange:
+        with self.lock:
+            if k not in self.open:
+                kind, where, at, n = self.parts[k]
+                if kind == "file":
+                    self.open[k] = FileRange(os.open(where, os.O_RDONLY), at, at + n)
+                else:
+                    try:
+                        stream = self.rb.store.read_stream(where, at, at + n)
+                    except RemoteObjectMissing:
+                        raise self.rb._gone(self.label, where) from None
+                    assert isinstance(stream, FileRange)  # (a store that copies ranges reads files here)
+                    self.open[k] = stream
+            return self.open[k]
+
+    def close(self) -> None:
+        with self.lock:
+            for stream in self.open.values():
+                stream.close()
+            self.open.clear()
 
 
 def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:

@@ -105,6 +105,27 @@ def fast() -> bool:
     return True
 
 
+@functools.cache
+def _native() -> Any:
+    """mvc.objects._patch (compiled at install where a C compiler was at hand), else None: numpy does the same
+    (docs/ARCHITECTURE.md, "Compiled code")."""
+    try:
+        from mvc.objects import _patch
+    except ImportError:
+        return None
+    return _patch
+
+
+def compiled() -> bool:
+    """Whether mvc.objects._patch was compiled at install."""
+    return _native() is not None
+
+
+def reads_fast() -> bool:
+    """Whether deltas are read at speed: compiled, or with numpy."""
+    return _native() is not None or fast()
+
+
 def _check(new: bytes, base: bytes, w: int) -> None:
     if len(base) != len(new) or w not in LANES or len(new) % w:
         raise ValueError("a delta needs two byte strings of one length, a multiple of a lane width of 1, 2, 4 or 8")
@@ -230,6 +251,12 @@ def decode(
         raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
     declared = _content_size(delta, where)  # the frame's own word, read once: checked below before any use
     with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
+        if _native() is not None:
+            target = memoryview(out if out is not None else bytearray(n))[:n]
+            if out is not base:  # (a caller may hand the base's own bytes, to be patched in place)
+                target[:] = base
+            _adder(delta, declared, n, w, where, codec)(target, 0)
+            return target
         if codec == ZS:
             got = _decode_sparse(delta, declared, base, w, where, out)
         elif fast():
@@ -326,13 +353,12 @@ def patch_through(
     write: Callable[[memoryview, int], None],
     codec: str = ZS,
 ) -> None:
-    """Rebuild the n bytes a delta encodes (numpy only) a window of len(buf) bytes at a time: read(offset, view)
-    fills view with its base's bytes from offset (returns how many), the differences that fall there are added
-    (a zs delta's few, a zd delta's every lane), and write(view, offset) takes them. The window stays in the
-    core's cache, so the bytes cross memory once each way, as a copy's do (docs/benchmarks.md, "a delta get
-    through a small window"). CorruptObject (naming where) as :func:`decode`, or when the base ends first."""
-    import numpy as np
-
+    """Rebuild the n bytes a delta encodes (compiled, or with numpy: :func:`reads_fast`) a window of at most
+    len(buf) bytes at a time (:func:`windows`): read(offset, view) fills view with its base's bytes from offset (returns how many), the
+    differences that fall there are added (a zs delta's few, a zd delta's every lane), and write(view, offset)
+    takes them. The window stays in the core's cache, so the bytes cross memory once each way, as a copy's do
+    (docs/benchmarks.md, "a delta get through a small window"). CorruptObject (naming where) as :func:`decode`,
+    or when the base ends first."""
     if w not in LANES or n % w:
         raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
     if codec not in (ZS, ZD):
@@ -340,19 +366,94 @@ def patch_through(
     if len(buf) < max(LANES):
         raise ValueError("a window holds at least one lane of every width")
     declared = _content_size(delta, where)
-    step = len(buf) // w * w
     with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
-        add = _sparse_adder(delta, declared, n, w, where) if codec == ZS else _dense_adder(delta, declared, n, w, where)
-        for start in range(0, n, step):
-            view = buf[: min(step, n - start)]
+        add = _adder(delta, declared, n, w, where, codec)
+        for start, end in windows(n, w, len(buf)):
+            view = buf[: end - start]
             if read(start, view) != len(view):
-                raise CorruptObject(f"{where}: its base ends before byte {start + len(view)} of the delta")
-            add(np.frombuffer(view, f"<u{w}"), start // w)
+                raise CorruptObject(f"{where}: its base ends before byte {end} of the delta")
+            add(view, start // w)
             write(view, start)
 
 
+def windows(n: int, w: int, size: int) -> list[tuple[int, int]]:
+    """The windows [start, end) of at most size bytes, whole lanes of w bytes each, that a delta of n bytes is
+    rebuilt through."""
+    step = size // w * w
+    return [(start, min(n, start + step)) for start in range(0, n, step)]
+
+
+class Frame:
+    """A delta's frame decompressed once, into memory of its own, for adders in several threads (compiled only:
+    :func:`pairs`): each thread's :meth:`adder` adds the differences of the windows it takes, in increasing
+    order, passing over those of the windows it skips (another thread's). CorruptObject (naming where) as
+    :func:`decode`."""
+
+    def __init__(self, delta: bytes | memoryview, n: int, w: int, where: str, codec: str):
+        if w not in LANES or n % w:
+            raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+        if codec not in (ZS, ZD):
+            raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
+        declared = _content_size(delta, where)
+        self.n, self.w, self.where, self.codec, self.m = n, w, where, codec, 0
+        if codec == ZS:
+            raw, self.m = _sparse_raw(delta, declared, n, w, where)
+        else:
+            raw = _decompress(delta, declared, n, where)
+        self.raw = bytes(raw)  # (out of the thread's buffer, which its next decode reuses)
+        self.adder()  # a first change past the end is refused here, once
+
+    def adder(self) -> Callable[[memoryview, int], None]:
+        return _native_adder(self.raw, self.m, self.n, self.w, self.where, self.codec)
+
+
+def pairs(delta: bytes | memoryview, n: int) -> bool:
+    """Whether a :class:`Frame` takes this delta of n bytes: compiled, and no larger than a thread's buffers (a
+    larger frame decodes alone, under a lock that two threads taking turns could not share)."""
+    try:
+        return _native() is not None and max(n, _content_size(delta, "")) <= SCRATCH_MAX
+    except CorruptObject:
+        return False
+
+
+def _adder(
+    delta: bytes | memoryview, declared: int, n: int, w: int, where: str, codec: str
+) -> Callable[[memoryview, int], None]:
+    """add(view, first): a delta's differences for lanes first.. added to the lanes of view; called for
+    consecutive ranges, in order. Compiled where it was built, else with numpy."""
+    if _native() is None:
+        if codec == ZS:
+            return _sparse_adder(delta, declared, n, w, where)
+        return _dense_adder(delta, declared, n, w, where)
+    if codec == ZD:
+        return _native_adder(_decompress(delta, declared, n, where), 0, n, w, where, codec)
+    raw, m = _sparse_raw(delta, declared, n, w, where)
+    return _native_adder(raw, m, n, w, where, codec)
+
+
+def _native_adder(
+    raw: bytes | memoryview, m: int, n: int, w: int, where: str, codec: str
+) -> Callable[[memoryview, int], None]:
+    """add(view, first), compiled, from a frame's decompressed planes (a zs frame's: m changes); windows in
+    increasing order, any skipped."""
+    native = _native()
+    if codec == ZD:
+        return lambda view, first: native.dense(view, raw, n // w, w, first)
+    state = (0, -1)  # the next change, and the lane of the last one added (or passed over)
+
+    def add(view: memoryview, first: int) -> None:
+        nonlocal state
+        try:
+            state = native.sparse(view, raw, m, w, first, *state, n // w)
+        except ValueError as e:  # (a change past the base's lanes: the frame's, checked there)
+            raise CorruptObject(f"{where}: {e}") from None
+
+    add(memoryview(bytearray()), 0)  # a first change past the end is refused before any window (n may be 0)
+    return add
+
+
 def _sparse_adder(delta: bytes | memoryview, declared: int, n: int, w: int, where: str) -> Callable[[Any, int], None]:
-    """add(lanes, first): a zs delta's changes to lanes first.. added to them; called for consecutive ranges."""
+    """add(view, first): a zs delta's changes to lanes first.. added to them; called for consecutive ranges."""
     import numpy as np
 
     raw, m = _sparse_raw(delta, declared, n, w, where)
@@ -360,7 +461,8 @@ def _sparse_adder(delta: bytes | memoryview, declared: int, n: int, w: int, wher
     none = (np.empty(0, np.int64), np.empty(0, f"<u{w}"))
     state = [*next(blocks, none), 0]  # this block's places, differences, and the first change not added yet
 
-    def add(z: Any, first: int) -> None:
+    def add(view: memoryview, first: int) -> None:
+        z = np.frombuffer(view, f"<u{w}")
         places, differences, at = state
         end = first + len(z)
         while True:
@@ -380,12 +482,13 @@ def _sparse_adder(delta: bytes | memoryview, declared: int, n: int, w: int, wher
 
 
 def _dense_adder(delta: bytes | memoryview, declared: int, n: int, w: int, where: str) -> Callable[[Any, int], None]:
-    """add(lanes, first): a zd delta's differences for lanes first.. added to them."""
+    """add(view, first): a zd delta's differences for lanes first.. added to them."""
     import numpy as np
 
     planes = np.frombuffer(_decompress(delta, declared, n, where), np.uint8)
 
-    def add(z: Any, first: int) -> None:
+    def add(view: memoryview, first: int) -> None:
+        z = np.frombuffer(view, f"<u{w}")
         z += _unzigzag(_interleaved(planes, n // w, 0, w, first, first + len(z)))
 
     return add

@@ -196,6 +196,20 @@ class FileRange(RangeStream):
         self.at += got
         return got
 
+    def read_at(self, at: int, view: memoryview) -> int:
+        """Bytes of the file from offset at into view, as many as lie before the range's end: positional (any
+        thread, any order; the stream's own place stays where it is)."""
+        n = min(len(view), self.end - at)
+        if n <= 0:
+            return 0
+        try:
+            return fileio.preadv_all(self.fd, view[:n], at)
+        except OSError:
+            if self.errors is None:
+                raise
+            with self.errors():  # (entered only on an error: a window's read costs no context)
+                raise
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
