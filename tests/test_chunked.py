@@ -844,6 +844,16 @@ def test_fast_says_numpy_is_there():
     assert delta.fast() is True  # the test venv installs numpy (mvc[deltas])
 
 
+def test_the_compiled_adder_is_built_where_a_c_compiler_is():
+    """pip builds mvc/objects/_patch.c as an optional extension: with a compiler at hand a build that failed would
+    pass unseen (mvc works without it, slower), so the test venv holds it to being there."""
+    import shutil
+
+    if not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        pytest.skip("no C compiler: mvc is installed without its compiled module")
+    assert delta.compiled() and delta.reads_fast()
+
+
 # == the chunker =====================================================================================
 def test_safetensors_header_and_each_tensor_are_segments():
     data = model(1, meta={"format": "pt"})
