@@ -1190,3 +1190,63 @@ def test_a_failed_write_releases_the_hash():
         assert not reader.is_alive()
     with pytest.raises(AssertionError):
         hasher.hexdigest()
+
+
+def test_a_window_at_the_front_is_hashed_from_memory_and_catches_up_only_over_written_bytes(tmp_path):
+    """HashBehind.feed: a piece's first bytes hash what lies written before them, then themselves (not yet in the
+    file); a later window follows on; bytes not at the front are refused (read back once written); ``clear``
+    (the piece's bytes before these are in the file) lets a run that starts inside its piece catch up, but only
+    while no other write before it is still to come."""
+    from mvc.storage.parallel import HashBehind
+
+    data = bytes(range(256)) * 4  # 1024 bytes: [0, 100) written, piece A [100, 600), piece B [600, 1024)
+    path = tmp_path / "f"
+    path.write_bytes(data[:100] + bytes(924))
+    with open(path, "rb") as f:
+        h = HashBehind(f.fileno(), len(data), [100, 600], None)
+        assert not h.feed(memoryview(data)[650:700], 650, 600, clear=True)  # piece A still to come before it
+        assert not h.feed(memoryview(data)[150:200], 150, 100)  # not at the front, not clear
+        assert h.feed(memoryview(data)[100:150], 100, 100)  # at its piece's start: [0, 100) read back, then it
+        assert h.at == 150
+        assert h.feed(memoryview(data)[150:600], 150, 100)
+        h.done(100)
+        path.write_bytes(data[:600] + data[600:650] + bytes(374))  # B's first 50 bytes copied (in the file)
+        assert h.feed(memoryview(data)[650:1024], 650, 600, clear=True)  # [600, 650) read back, then the rest
+        h.done(600)
+        assert h.hexdigest() == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_run_parallel_ends_its_threads_when_ctrl_c_lands_in_a_thread_start(monkeypatch):
+    """A Ctrl-C landing in Thread.start (after the thread began, before run_parallel knew of it): the
+    KeyboardInterrupt is raised once the running calls end; no thread is left waiting for work."""
+    import threading
+    import time
+
+    from mvc.storage import parallel
+
+    real_start = threading.Thread.start
+    started = [0]
+
+    def start(self):
+        real_start(self)
+        started[0] += 1
+        if started[0] == 2:
+            raise KeyboardInterrupt  # as a SIGINT landing in start()'s wait for the thread
+
+    outcome: list[str] = []
+
+    def call() -> None:
+        try:
+            parallel.run_parallel(lambda item: time.sleep(0.2 if item == "a" else 0.01), ["a", "b", "c"], 2)
+            outcome.append("returned")
+        except KeyboardInterrupt:
+            outcome.append("raised")
+
+    runner = threading.Thread(target=call, daemon=True)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    real_start(runner)  # (its workers are the first and second threads started from here on)
+    runner.join(10)
+    monkeypatch.undo()
+    assert not runner.is_alive(), "run_parallel waits forever for a thread it did not count"
+    assert outcome == ["raised"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("mvc-remote")]

@@ -471,3 +471,146 @@ def test_in_turns_the_first_error_is_raised_whichever_thread_met_it(tmp_path, mo
     with pytest.raises(RemoteCorrupt, match=f"damaged for {thread}"):
         w.rebuild(tmp_path / "out")
     assert met
+
+
+def test_in_turns_a_failure_before_the_first_window_is_raised_not_waited_for(tmp_path, monkeypatch):
+    """The helper fails before it takes a window (no memory for its window): the rebuild raises that error at
+    once; the piece's thread does not wait for a turn the helper never takes."""
+    sizes = paired(monkeypatch)
+    monkeypatch.setattr(chunked, "WINDOW", 64)
+    w = SparseWorld(tmp_path / "store", "straight")
+    real = chunked.Rebuilder._window
+
+    def window(self):
+        if threading.current_thread().name == "mvc-helper":
+            raise MemoryError("no window for the helper")
+        return real(self)
+
+    monkeypatch.setattr(chunked.Rebuilder, "_window", window)
+    result: list[BaseException | None] = []
+
+    def go():
+        try:
+            w.rebuild(tmp_path / "out")
+            result.append(None)
+        except BaseException as e:
+            result.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the rebuild waits for a turn the helper never takes"
+    assert sizes and isinstance(result[0], MemoryError)
+
+
+@pytest.mark.parametrize("in_pairs", [False, True])
+def test_pieces_stop_once_another_work_item_failed(tmp_path, monkeypatch, in_pairs):
+    """Another work item fails (the hash, a copy): pieces not yet begun are dropped, in pairs (one thread over
+    every piece, in order) as with pieces in parallel."""
+    import time
+
+    from mvc.storage import parallel
+
+    paired(monkeypatch)
+    w = SparseWorld(tmp_path / "store", "whole")  # the base is a whole object: every delta from memory
+    monkeypatch.setattr(chunked.Rebuilder, "_mostly_sparse", lambda *a: in_pairs)
+    n = len(readplan.pieces(w.recipe))
+    written: list[int] = []
+    real = chunked.Rebuilder._entries
+
+    def entries(self, *a, **k):
+        time.sleep(0.05)
+        written.append(1)
+        return real(self, *a, **k)
+
+    def run(self, stop):  # the hash fails at once
+        time.sleep(0.02)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(chunked.Rebuilder, "_entries", entries)
+    monkeypatch.setattr(parallel.HashBehind, "run", run)
+    with pytest.raises(RuntimeError, match="boom"):
+        w.rebuild(tmp_path / "out")
+    assert len(written) < n
+
+
+def late_copy_world(root, tail: bool):
+    """(store, recipe, data): two chunks copied in two runs (the second by the copy thread), then sparse deltas
+    against a base in one pack; ``tail``: a third chunk after them, which extends the file early."""
+    from mvc.objects import delta
+
+    rnd = random.Random(5)
+    store = DirStore(str(root), str(root))
+    os.makedirs(root / "packs")
+    base = rnd.randbytes(96 << 10)
+    new = bytearray(base)
+    for _ in range(200):
+        i = rnd.randrange(len(new) // 2) * 2
+        new[i] ^= 1 + rnd.randrange(255)
+    a, b, c = rnd.randbytes(1000), rnd.randbytes(1000), rnd.randbytes(1000)
+    data = a + b + bytes(new) + (c if tail else b"")
+    (root / pack.pack_rel(PACKS[0])).write_bytes(base)
+    base_oid = oid_of(base)
+    (root / rc.rel(base_oid)).parent.mkdir(parents=True, exist_ok=True)
+    (root / rc.rel(base_oid)).write_bytes(
+        rc.render(len(base), [], [rc.Entry("c", base_oid, 0, len(base), PACKS[0], 0, len(base))])
+    )
+    (root / pack.pack_rel(PACKS[2])).write_bytes(a + b"junk" * 100 + b + b"junk" * 100 + c)
+    entries = [
+        rc.Entry("c", oid_of(a), 0, 1000, PACKS[2], 0, 1000),
+        rc.Entry("c", oid_of(b), 1000, 1000, PACKS[2], 1400, 1000),
+    ]
+    blob = bytearray()
+    for at in range(0, len(new), 48 << 10):
+        d = delta.encode_sparse(bytes(new[at : at + (48 << 10)]), base[at : at + (48 << 10)], 2)
+        entries.append(
+            rc.Entry("d", oid_of(d), 2000 + at, 48 << 10, PACKS[1], len(blob), len(d), 2, 1, base_oid, at, "zs")
+        )
+        blob += d
+    (root / pack.pack_rel(PACKS[1])).write_bytes(blob)
+    if tail:
+        entries.append(rc.Entry("c", oid_of(c), 2000 + len(new), 1000, PACKS[2], 2800, 1000))
+    return store, rc.Recipe(len(data), [], entries), data
+
+
+@pytest.mark.parametrize("tail", [False, True])
+def test_in_turns_a_window_not_hashed_in_its_turn_is_read_back_only_once_written(tmp_path, monkeypatch, tail):
+    """A copy before the run is still pending when its first window's turn comes (not hashed then); the copy ends
+    before the next window's turn, whose thread must not read back the first window, which the other thread has
+    not written yet: the file's hash is its bytes' (widened gaps: sleeps)."""
+    import time
+
+    from mvc.storage import parallel
+
+    sizes = paired(monkeypatch)
+    monkeypatch.setattr(chunked, "WINDOW", 4096)
+    store, recipe, data = late_copy_world(tmp_path / "store", tail)
+    real_copy, real_write, real_feed = DirStore.copy_range_to, os.pwritev, parallel.HashBehind.feed
+
+    def copy_range_to(self, rel, start, end, fd, at):
+        if at == 1000:
+            time.sleep(0.3)  # the copy thread's run is still pending when window 0 is fed
+        return real_copy(self, rel, start, end, fd, at)
+
+    def pwritev(fd, views, at):
+        if at == 2000:
+            time.sleep(1.0)  # window 0's thread is slow to write it after its turn
+        return real_write(fd, views, at)
+
+    def feed(self, view, at, start, clear=False):
+        if at == 2000 + 4096:
+            time.sleep(0.6)  # window 1's turn comes after the copy ended
+        return real_feed(self, view, at, start, clear)
+
+    monkeypatch.setattr(DirStore, "copy_range_to", copy_range_to)
+    monkeypatch.setattr(os, "pwritev", pwritev)
+    monkeypatch.setattr(parallel.HashBehind, "feed", feed)
+    rb = chunked.Rebuilder(store, None, "origin")
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        digest = rb.rebuild(oid_of(data), recipe, fd, "model.bin", 2)[0]
+    finally:
+        os.close(fd)
+    assert sizes and out.read_bytes() == data
+    assert digest == xxhash.xxh3_128_hexdigest(data)

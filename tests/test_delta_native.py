@@ -4,6 +4,8 @@ and whatever the bytes, it adds exactly what the format says (a reference in Pyt
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -95,6 +97,15 @@ def test_any_bytes_as_planes_never_read_or_write_out_of_bounds(raw, w, k, m):
         pytest.param((bytearray(8), bytes(12), 2, 2, 0, 0, -2, 4), "no such place", id="place-before-minus-one"),
         pytest.param((bytearray(8), bytes(12), 2, 2, 0, 0, 4, 4), "no such place", id="place-at-k"),
         pytest.param((bytearray(8), bytes(12), 2, 2, -1, 0, -1, 4), "no such place", id="negative-first"),
+        pytest.param((bytearray(8), bytes(12), 2, 2, 5, 0, -1, 4), "more lanes than", id="first-past-k"),
+        pytest.param(  # sums near the largest index would overflow
+            (bytearray(8), bytes(12), 2, 2, sys.maxsize, 0, -1, sys.maxsize), "more lanes than", id="huge-first"
+        ),
+        pytest.param(
+            (bytearray(8), b"\xff\xff" * 4 + bytes(4), 2, 2, 0, 0, sys.maxsize - 2, sys.maxsize),
+            "more lanes than",
+            id="huge-place",
+        ),
     ],
 )
 def test_sparse_refuses_arguments_that_disagree(args, words):

@@ -50,6 +50,9 @@ static PyObject *sparse(PyObject *self, PyObject *args) {
     if (!lane_width(w)) wrong = "a lane is 1, 2, 4 or 8 bytes";
     else if (m < 0 || m > raw.len / (GAP + w)) wrong = "the planes are shorter than their entries";
     else if (j < 0 || j > m || place < -1 || first < 0 || k < 0 || place >= k) wrong = "no such place to go on from";
+    /* (a place is at most 2^32 past the last one, and below k: no sum here can overflow) */
+    else if (k > PY_SSIZE_T_MAX - ((Py_ssize_t)1 << 33) || first > k || win.len / w > PY_SSIZE_T_MAX - first)
+        wrong = "more lanes than a delta can have";
     if (wrong) {
         PyBuffer_Release(&win);
         PyBuffer_Release(&raw);

@@ -293,7 +293,7 @@ class Rebuilder:
 
         def piece(p: tuple[int, int], helper: Helper | None = None) -> None:
             entries = rc.covering(r.entries, *p)
-            pair = None if helper is None else _Pair(helper, behind, p[0])
+            pair = None if helper is None else _Pair(helper, behind, p[0], stop)
             streamed = self._stream(entries, label, (oid,), tally, copied, write, pair)
             if streamed:
                 unchecked.set()
@@ -309,6 +309,8 @@ class Rebuilder:
             helper = Helper()
             try:
                 for p in pieces:
+                    if stop.is_set():  # another work item failed, or Ctrl-C
+                        raise WorkStopped("the rebuild was called off")
                     piece(p, helper)
             finally:
                 helper.close()
@@ -523,15 +525,17 @@ class Rebuilder:
             for k, e in enumerate(run)
             for start, end in delta.windows(e.size, e.lane, WINDOW)
         ]
-        turns = Turns()
+        turns = Turns(pair.stop)
 
         def half(me: int) -> None:
-            window, now, add = self._window(), -1, None
+            now, add = -1, None
             try:
+                window = self._window()
                 for i in range(me, len(wins), 2):
                     k, e, start, size = wins[i]
                     try:
                         if now != k:  # each thread adds with an adder of its own, from one frame decoded once
+                            frames.release(now)
                             now, add = k, frames.get(k).adder()
                         view = window[:size]
                         if base.read_at(e.base_offset - first.base_offset + start, view) != size:
@@ -543,9 +547,12 @@ class Rebuilder:
                     except CorruptObject as err:
                         raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
                     turns.wait(i)
-                    pair.behind.feed(view, e.at + start, pair.start, pair.clear)
+                    # (the bytes before the run are read back only at its first window: a later one would read
+                    # back windows of the run not yet written)
+                    pair.behind.feed(view, e.at + start, pair.start, pair.clear and i == 0)
                     turns.done(i)
                     write(view, e.at + start)
+                frames.release(now)
             except BaseException as e:
                 failed.append(e)  # (before the other thread stops at its next turn, saying so)
                 turns.failed.set()
@@ -1097,21 +1104,24 @@ class _Pair:
     """What a piece's runs of deltas need to be patched by two threads (:meth:`Rebuilder._patch_pair`): the
     helper thread, the file's hash, and where the piece starts."""
 
-    def __init__(self, helper: Helper, behind: HashBehind, start: int):
-        self.helper, self.behind, self.start = helper, behind, start
+    def __init__(self, helper: Helper, behind: HashBehind, start: int, stop: threading.Event):
+        self.helper, self.behind, self.start, self.stop = helper, behind, start, stop
         self.clear = False  # whether the piece's bytes before its run of deltas are in the file
 
 
 class _Frames:
     """The frames of a run of deltas (``data``) decoded once each, for two threads taking turns over their windows
     (:meth:`Rebuilder._patch_pair`): a thread that starts a delta decodes it unless the other did, and the next
-    one too, ahead (the other thread's wait is then on a decode already done)."""
+    one too, ahead (the other thread's wait is then on a decode already done); a frame is let go once each thread
+    that takes windows of its delta is past it."""
 
     def __init__(self, run: list[rc.Entry], data: list[bytes | memoryview], where: str):
         self.run, self.data, self.where = run, data, where
         self.lock = threading.Lock()
         self.ready: dict[int, threading.Event] = {}
-        self.got: dict[int, delta.Frame | CorruptObject] = {}
+        self.got: dict[int, delta.Frame | BaseException] = {}
+        # how many of the two threads take windows of each delta (every other window: both, from two windows on)
+        self.users = [min(2, len(delta.windows(e.size, e.lane, WINDOW))) for e in run]
 
     def get(self, k: int) -> delta.Frame:
         self._decode(k)
@@ -1119,9 +1129,18 @@ class _Frames:
             self._decode(k + 1)
         self.ready[k].wait()
         got = self.got[k]
-        if isinstance(got, CorruptObject):
+        if isinstance(got, BaseException):
             raise got
         return got
+
+    def release(self, k: int) -> None:
+        """A thread is past delta k (k < 0: none): the frame goes once no thread needs it."""
+        if k < 0:
+            return
+        with self.lock:
+            self.users[k] -= 1
+            if self.users[k] <= 0:
+                self.got.pop(k, None)
 
     def _decode(self, k: int) -> None:
         with self.lock:
@@ -1131,7 +1150,7 @@ class _Frames:
         e = self.run[k]
         try:
             self.got[k] = delta.Frame(self.data[k], e.size, e.lane, self.where.format(e.oid), e.codec)
-        except CorruptObject as err:
+        except BaseException as err:  # (raised to each thread that takes it)
             self.got[k] = err
         finally:
             self.ready[k].set()

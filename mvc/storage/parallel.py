@@ -54,9 +54,9 @@ def run_parallel(
         todo.put(item)
         running += 1
         if len(threads) < min(jobs, running):
-            thread = threading.Thread(target=work, name=f"mvc-remote_{len(threads)}", daemon=True)
+            thread = threading.Thread(target=work, name=f"mvc-remote_{len(threads)}")
+            threads.append(thread)  # (listed first: a Ctrl-C landing in start() still sends it its _END)
             thread.start()
-            threads.append(thread)
 
     items = iter(items)
     try:
@@ -83,7 +83,8 @@ def run_parallel(
         for _ in threads:
             todo.put(_END)
         for thread in threads:
-            thread.join()  # the running calls end
+            if thread.ident is not None:  # (a start that a Ctrl-C cut short before the thread ran: none)
+                thread.join()  # the running calls end
 
 
 class HashBehind:
@@ -117,7 +118,7 @@ class HashBehind:
             if (
                 self.at < at
                 and (at == start or clear)
-                and bisect.bisect_left(self.pending, at) == 1
+                and bisect.bisect_left(self.pending, at) == (at != start)  # no write before but the piece's own
                 and self.pending[0] == start
             ):
                 self._hash_to(at)  # every write before these bytes is in the file
@@ -156,17 +157,19 @@ class HashBehind:
 
 class Turns:
     """Two threads taking turns in order: turn i is thread i % 2's. :meth:`wait` for yours, :meth:`done` when it
-    ends; once ``failed`` is set (by a thread that raised), a wait raises WorkStopped instead of waiting on."""
+    ends; once ``failed`` is set (by a thread that raised) or ``stop`` (the work was called off), a wait raises
+    WorkStopped instead of waiting on."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
         self.go = (threading.Lock(), threading.Lock())
         self.go[1].acquire()
         self.failed = threading.Event()
+        self.stop = stop
 
     def wait(self, i: int) -> None:
         while not self.go[i % 2].acquire(timeout=0.05):
-            if self.failed.is_set():
-                raise WorkStopped("the other thread failed")
+            if self.failed.is_set() or (self.stop is not None and self.stop.is_set()):
+                raise WorkStopped("the other thread failed, or the work was called off")
 
     def done(self, i: int) -> None:
         self.go[1 - i % 2].release()
