@@ -685,6 +685,10 @@ def test_a_sparse_delta_of_many_changes_is_applied_a_block_at_a_time(monkeypatch
         delta.decode(past, base, 4, "x", None, "zs")
 
 
+# lists of changes as (gap before the lane, zigzag value): small gaps, and gaps up to a zs entry's largest
+CHANGES = st.lists(st.tuples(st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1)), st.integers(0, 2**64 - 1)))
+
+
 @st.composite
 def sparse_lists(draw) -> tuple[int, int, list[int], list[int]]:
     """(lane, lanes of the base, gaps, values): lists of changes, mostly in range, some past the end."""

@@ -9,6 +9,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_chunked import CHANGES
 
 from mvc.objects import delta
 
@@ -47,12 +48,7 @@ def sparse_in_windows(base: bytes, raw: bytes, m: int, w: int, k: int, lanes: in
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.sampled_from(delta.LANES),
-    st.integers(0, 50),
-    st.lists(st.tuples(st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1)), st.integers(0, 2**64 - 1))),
-    st.integers(1, 60),
-)
+@given(st.sampled_from(delta.LANES), st.integers(0, 50), CHANGES, st.integers(1, 60))
 def test_any_changes_in_any_windows_add_what_the_format_says_or_are_refused(w, k, changes, lanes):
     base = bytes((i * 11) & 255 for i in range(k * w))
     gaps, values = [g for g, _ in changes], [v % (1 << (8 * w)) for _, v in changes]

@@ -11,7 +11,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_chunked import DECODERS, decoding, lightly_tuned, sparse_frame
+from test_chunked import CHANGES, DECODERS, decoding, lightly_tuned, sparse_frame
 
 from mvc.errors import CorruptObject
 from mvc.objects import delta
@@ -95,13 +95,7 @@ def test_a_base_that_ends_first_is_refused():
 
 
 @settings(max_examples=150, deadline=None)
-@given(
-    st.sampled_from(delta.LANES),
-    st.integers(0, 60),
-    st.lists(st.tuples(st.one_of(st.integers(0, 4), st.integers(0, 2**32 - 1)), st.integers(0, 2**64 - 1))),
-    st.integers(8, 80),
-    st.integers(1, 9),
-)
+@given(st.sampled_from(delta.LANES), st.integers(0, 60), CHANGES, st.integers(8, 80), st.integers(1, 9))
 def test_any_list_of_changes_rebuilds_as_decode_does_or_is_refused_as_there(lane, k, changes, window, block):
     saved = delta.BLOCK
     delta.BLOCK = block
