@@ -10,6 +10,7 @@ It works on a store and the local cache, never on a repository.
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import functools
 import itertools
@@ -514,17 +515,21 @@ class Rebuilder:
         helper taking every other window, each reading its windows' base bytes where they lie (parts, positional
         reads) into a window of its own. Each window is hashed in its turn, in order, while it is still in its
         core's cache (``HashBehind.feed``), then written: on two cores this is faster than one thread patching
-        and another hashing what was written (docs/benchmarks.md, "Two threads taking turns")."""
+        and another hashing what was written (docs/benchmarks.md, "a compiled adder, and two threads taking
+        turns")."""
         from mvc.storage.parallel import Turns
 
         first = run[0]
         base = _Positional(self, parts, _via(label, first), tally)
-        frames = _Frames(run, data, f"{label}: delta {{}} on remote {self.name}")
         wins = [
             (k, e, start, end - start)
             for k, e in enumerate(run)
             for start, end in delta.windows(e.size, e.lane, WINDOW)
         ]
+        # how many of the two threads take windows of each delta (every other window: both, from two windows on)
+        counts = collections.Counter(k for k, *_ in wins)
+        users = [min(2, counts[k]) for k in range(len(run))]
+        frames = _Frames(run, data, f"{label}: delta {{}} on remote {self.name}", users)
         turns = Turns(pair.stop)
 
         def half(me: int) -> None:
@@ -1115,13 +1120,11 @@ class _Frames:
     one too, ahead (the other thread's wait is then on a decode already done); a frame is let go once each thread
     that takes windows of its delta is past it."""
 
-    def __init__(self, run: list[rc.Entry], data: list[bytes | memoryview], where: str):
-        self.run, self.data, self.where = run, data, where
+    def __init__(self, run: list[rc.Entry], data: list[bytes | memoryview], where: str, users: list[int]):
+        self.run, self.data, self.where, self.users = run, data, where, users  # users: threads taking each delta
         self.lock = threading.Lock()
         self.ready: dict[int, threading.Event] = {}
         self.got: dict[int, delta.Frame | BaseException] = {}
-        # how many of the two threads take windows of each delta (every other window: both, from two windows on)
-        self.users = [min(2, len(delta.windows(e.size, e.lane, WINDOW))) for e in run]
 
     def get(self, k: int) -> delta.Frame:
         self._decode(k)
