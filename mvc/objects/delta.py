@@ -245,10 +245,7 @@ def decode(
     """The bytes a delta of base encodes, written into ``out`` (len(base) writable bytes) when given; CorruptObject
     (naming where) if it does not decode to len(base) bytes."""
     n = len(base)
-    if w not in LANES or n % w:
-        raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
-    if codec not in (ZS, ZD):
-        raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
+    _fits(n, w, codec, where)
     declared = _content_size(delta, where)  # the frame's own word, read once: checked below before any use
     with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
         if _native() is not None:
@@ -354,15 +351,12 @@ def patch_through(
     codec: str = ZS,
 ) -> None:
     """Rebuild the n bytes a delta encodes (compiled, or with numpy: :func:`reads_fast`) a window of at most
-    len(buf) bytes at a time (:func:`windows`): read(offset, view) fills view with its base's bytes from offset (returns how many), the
-    differences that fall there are added (a zs delta's few, a zd delta's every lane), and write(view, offset)
-    takes them. The window stays in the core's cache, so the bytes cross memory once each way, as a copy's do
+    len(buf) bytes at a time (:func:`windows`): read(offset, view) fills view with its base's bytes from offset
+    (returns how many), the differences that fall there are added (a zs delta's few, a zd delta's every lane),
+    and write(view, offset) takes them. The window stays in the core's cache, so the bytes cross memory once each way, as a copy's do
     (docs/benchmarks.md, "a delta get through a small window"). CorruptObject (naming where) as :func:`decode`,
     or when the base ends first."""
-    if w not in LANES or n % w:
-        raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
-    if codec not in (ZS, ZD):
-        raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
+    _fits(n, w, codec, where)
     if len(buf) < max(LANES):
         raise ValueError("a window holds at least one lane of every width")
     declared = _content_size(delta, where)
@@ -374,6 +368,14 @@ def patch_through(
                 raise CorruptObject(f"{where}: its base ends before byte {end} of the delta")
             add(view, start // w)
             write(view, start)
+
+
+def _fits(n: int, w: int, codec: str, where: str) -> None:
+    """CorruptObject unless a delta of n bytes may have lanes of w bytes and codec is one mvc reads."""
+    if w not in LANES or n % w:
+        raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
+    if codec not in (ZS, ZD):
+        raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
 
 
 def windows(n: int, w: int, size: int) -> list[tuple[int, int]]:
@@ -390,10 +392,7 @@ class Frame:
     :func:`decode`."""
 
     def __init__(self, delta: bytes | memoryview, n: int, w: int, where: str, codec: str):
-        if w not in LANES or n % w:
-            raise CorruptObject(f"{where}: a delta of {n} bytes cannot have lanes of {w} bytes")
-        if codec not in (ZS, ZD):
-            raise CorruptObject(f"{where}: no delta codec is named {codec!r}")
+        _fits(n, w, codec, where)
         declared = _content_size(delta, where)
         self.n, self.w, self.where, self.codec, self.m = n, w, where, codec, 0
         if codec == ZS:
