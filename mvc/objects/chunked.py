@@ -1091,18 +1091,24 @@ class _Sequence:
 
     def _open(self, kind: str, where: str, at: int, n: int) -> None:
         self.left, self.store, self.where, self.end = n, kind == "store", where, at + n
-        if kind == "file":
-            self.stream = FileRange(os.open(where, os.O_RDONLY), at, at + n)
-            return
-        try:
-            self.stream = self.rb.store.read_stream(where, at, at + n)
-        except RemoteObjectMissing:
-            raise self.rb._gone(self.label, where) from None
+        self.stream = _open_part(self.rb, (kind, where, at, n), self.label)
 
     def close(self) -> None:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+
+
+def _open_part(rb: Rebuilder, part: _Part, label: str) -> RangeStream:
+    """A stream of one part of a rebuilder's files (:meth:`Rebuilder._base_parts`): the cache's file, or a store's
+    range (RemoteCorrupt naming label when it is not there)."""
+    kind, where, at, n = part
+    if kind == "file":
+        return FileRange(os.open(where, os.O_RDONLY), at, at + n)
+    try:
+        return rb.store.read_stream(where, at, at + n)
+    except RemoteObjectMissing:
+        raise rb._gone(label, where) from None
 
 
 class _Pair:
@@ -1193,16 +1199,9 @@ class _Positional:
     def _range(self, k: int) -> FileRange:
         with self.lock:
             if k not in self.open:
-                kind, where, at, n = self.parts[k]
-                if kind == "file":
-                    self.open[k] = FileRange(os.open(where, os.O_RDONLY), at, at + n)
-                else:
-                    try:
-                        stream = self.rb.store.read_stream(where, at, at + n)
-                    except RemoteObjectMissing:
-                        raise self.rb._gone(self.label, where) from None
-                    assert isinstance(stream, FileRange)  # (a store that copies ranges reads files here)
-                    self.open[k] = stream
+                stream = _open_part(self.rb, self.parts[k], self.label)
+                assert isinstance(stream, FileRange)  # (a store that copies ranges reads files here)
+                self.open[k] = stream
             return self.open[k]
 
     def close(self) -> None:
