@@ -252,7 +252,6 @@ class Rebuilder:
         Returns (the hex xxh3-128 of the file's bytes: the caller compares it with oid before it uses the file;
         whether bytes were written unchecked one chunk at a time, copied in the kernel or through a window: then
         :meth:`check_chunks` names a bad one; the bytes read from the store)."""
-        from mvc.storage import forked
         from mvc.storage.parallel import HashBehind, Helper, run_parallel
 
         self.reuse(r, local)
@@ -323,6 +322,8 @@ class Rebuilder:
         else:
             threads = max(jobs, 1)
             if self.store.copies_ranges:  # every read is local: more threads than CPUs only take turns, and evict
+                from mvc.storage import forked  # (its imports: 2.5 ms, which a run of deltas in turns does without)
+
                 threads = min(threads, forked.cpus())  # each other's windows from the cores' caches
             work += [functools.partial(piece, p) for p in pieces]
             threads += 1  # the hash mostly waits
