@@ -17,7 +17,8 @@ objects"), every figure measured in the same run beside the unchunked mode (a re
 3. ``new``: a brand-new 1 GiB file pushed chunked vs unchunked (target <= 1.25 ×), directory and S3.
 4. ``get``: ``mvc get --repo BARE --rev TAG --remote R`` of v1 (chunked: chunks only) and of the fine-tunes
    (chunked: deltas against v1), chunked vs unchunked (target: throughput >= 0.8 × the unchunked one),
-   directory and S3, each after a ``sync``. ``phases``: one chunked and one unchunked push, get and pull under a
+   directory and S3, each after a ``sync``, the last get's output deleted right before it and a directory
+   remote's files read into the page cache. ``phases``: one chunked and one unchunked push, get and pull under a
    driver that sums the seconds spent in mvc's functions (where the time goes).
 5. ``add``: ``mvc add`` of the 1 GiB file vs ``cp`` (and, with ``--before DIR``, the mvc of an older tree run
    from DIR through ``PYTHONPATH``): ``mvc add`` does not chunk.
@@ -1298,7 +1299,11 @@ def pull_case(
 
 def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size: int, results: dict) -> None:
     """mvc get --repo BARE of v1 and of v2-finetune, chunked vs unchunked; each timed get after a sync and a
-    second's pause (without them the writeback of the last get's GiB lands in the next one)."""
+    second's pause (without them the writeback of the last get's GiB lands in the next one). The last get's
+    output is deleted right before the next (its pages, freed then, are the ones the next get writes into: freed
+    a second earlier, this guest hands them back to its host, and taking them again costs the next get up to
+    2 s a GiB, at random: docs/benchmarks.md, "seventh session"), and a directory remote's files are read first
+    (this guest pages out files idle for a minute): each get is timed against the same state of memory."""
     bare = os.path.join(b.base, "bare.git")
     if not os.path.exists(bare):
         b.sh(["git", "clone", "-q", "--bare", src.path, bare], b.base)
@@ -1331,8 +1336,12 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
                     b.sh(cmd, b.base, env)
                     os.unlink(out_path)
                     first = False
+                if remote.kind == "dir":
+                    warm(*(os.path.join(remote.where, rel) for rel in remote.files()))
                 os.sync()  # the last get's GiB written back now, not inside the next timed get
                 time.sleep(1)
+                if os.path.exists(out_path):
+                    os.unlink(out_path)
                 mark = b.server.mark() if b.server else 0
                 r = b.sh(cmd, b.base, env)
                 key = f"{version}, {mode}"
@@ -1349,7 +1358,6 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
                     if oids.from_digest(fileio.hash_file(out_path)[0]) != src.oids[version]:
                         fail(f"mvc get of {key} wrote other bytes")
                     checked.add(key)
-                os.unlink(out_path)
                 figs.setdefault(key, []).append(r)
         print(
             f"get ({kind}) run {i + 1}: "
@@ -1357,6 +1365,8 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
             + f" (load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
+    if os.path.exists(out_path):
+        os.unlink(out_path)
     fig: dict[str, object] = {}
     for key, rs in figs.items():
         fig[key] = {

@@ -384,6 +384,7 @@ def test_a_piece_through_the_window_stops_when_another_fails(tmp_path, monkeypat
     real_helper = parallel.Helper
     monkeypatch.setattr(chunked, "PREFETCH", 0)  # each piece reads its own deltas, the damaged one among them
     monkeypatch.setattr(chunked, "WINDOW", 64)  # thousands of windows a piece
+    monkeypatch.setattr(chunked, "PAIR_WINDOW", 64)
     w = SparseWorld(tmp_path / "store", "straight")
     if in_pairs and not delta.compiled():
         pytest.skip("mvc.objects._patch was not compiled at install")
@@ -435,11 +436,15 @@ def paired(monkeypatch) -> list[int]:
 def test_two_threads_taking_turns_rebuild_the_exact_bytes(tmp_path, monkeypatch, how):
     """On a local disk a run of sparse deltas is patched by two threads taking every other window, each read where
     the base lies (one pack, packs in another order, the base whole, the cache's copy), each window hashed in its
-    turn: the file and its hash are exact, whatever the window. (A base stored whole, as an object, is read into a
-    piece's buffer instead.)"""
+    turn: the file and its hash are exact, whatever the window, and a window larger than a write's most is
+    written in several calls. (A base stored whole, as an object, is read into a piece's buffer instead.)"""
+    from mvc.storage import fileio
+
     sizes = paired(monkeypatch)
-    for window in (64, 1000, chunked.WINDOW):
+    for window, most in ((64, 1 << 20), (1000, 300), (chunked.WINDOW, 1 << 20), (chunked.PAIR_WINDOW, 1 << 20)):
         monkeypatch.setattr(chunked, "WINDOW", window)
+        monkeypatch.setattr(chunked, "PAIR_WINDOW", window)
+        monkeypatch.setattr(fileio, "WRITE_MAX", most)
         w = SparseWorld(tmp_path / f"store-{window}", how)
         odb = None
         if how == "cache":
@@ -457,6 +462,7 @@ def test_in_turns_the_first_error_is_raised_whichever_thread_met_it(tmp_path, mo
     which stops at its next turn."""
     paired(monkeypatch)
     monkeypatch.setattr(chunked, "WINDOW", 64)
+    monkeypatch.setattr(chunked, "PAIR_WINDOW", 64)
     w = SparseWorld(tmp_path / "store", "straight")
     real = chunked._Positional.read_at
     met: list[str] = []
@@ -478,13 +484,14 @@ def test_in_turns_a_failure_before_the_first_window_is_raised_not_waited_for(tmp
     once; the piece's thread does not wait for a turn the helper never takes."""
     sizes = paired(monkeypatch)
     monkeypatch.setattr(chunked, "WINDOW", 64)
+    monkeypatch.setattr(chunked, "PAIR_WINDOW", 64)
     w = SparseWorld(tmp_path / "store", "straight")
     real = chunked.Rebuilder._window
 
-    def window(self):
+    def window(self, *size):
         if threading.current_thread().name == "mvc-helper":
             raise MemoryError("no window for the helper")
-        return real(self)
+        return real(self, *size)
 
     monkeypatch.setattr(chunked.Rebuilder, "_window", window)
     result: list[BaseException | None] = []
@@ -584,6 +591,7 @@ def test_in_turns_a_window_not_hashed_in_its_turn_is_read_back_only_once_written
 
     sizes = paired(monkeypatch)
     monkeypatch.setattr(chunked, "WINDOW", 4096)
+    monkeypatch.setattr(chunked, "PAIR_WINDOW", 4096)
     store, recipe, data = late_copy_world(tmp_path / "store", tail)
     real_copy, real_write, real_feed = DirStore.copy_range_to, os.pwritev, parallel.HashBehind.feed
 

@@ -47,6 +47,9 @@ BASE_SLACK = 256 << 20
 # Deltas and a remote's chunks are rebuilt this many bytes at a time, read, patched and written while they
 # stay in a core's cache (docs/benchmarks.md, "a delta get through a small window").
 WINDOW = 512 << 10
+# ... and by two threads taking turns, this many: fewer, larger windows cost less a byte there, each written
+# ``fileio.WRITE_MAX`` bytes a call (docs/benchmarks.md, "seventh session")
+PAIR_WINDOW = 2 << 20
 PREFETCH = 32 << 20  # a rebuild whose deltas take at most this many bytes reads them all first, in few requests
 PAIR_PARTS = 64  # a run of deltas whose base lies in more parts than this is patched by one thread (descriptors)
 
@@ -287,8 +290,8 @@ class Rebuilder:
             if stop.is_set():  # another piece failed, or Ctrl-C: a piece through the window ends at its next window
                 raise WorkStopped("the rebuild was called off")
             with writing:  # one writer at a time: writers of one file otherwise spin on its lock in the kernel
-                n = os.pwritev(fd, [view], at)
-                if n < len(view):  # (rare: a signal, a full disk)
+                n = os.pwritev(fd, [view], at) if len(view) <= fileio.WRITE_MAX else 0
+                if n < len(view):  # (a larger window, WRITE_MAX bytes a call; rare: a signal, a full disk)
                     fileio.pwritev_all(fd, [view[n:]], at + n)
 
         def piece(p: tuple[int, int], helper: Helper | None = None) -> None:
@@ -525,7 +528,7 @@ class Rebuilder:
         wins = [
             (k, e, start, end - start)
             for k, e in enumerate(run)
-            for start, end in delta.windows(e.size, e.lane, WINDOW)
+            for start, end in delta.windows(e.size, e.lane, PAIR_WINDOW)
         ]
         # how many of the two threads take windows of each delta (every other window: both, from two windows on)
         counts = collections.Counter(k for k, *_ in wins)
@@ -536,7 +539,7 @@ class Rebuilder:
         def half(me: int) -> None:
             now, add = -1, None
             try:
-                window = self._window()
+                window = self._window(PAIR_WINDOW)
                 for i in range(me, len(wins), 2):
                     k, e, start, size = wins[i]
                     try:
@@ -632,12 +635,14 @@ class Rebuilder:
             out.update(self._fetch(fetched, run, label, tally))
         return [out[i] for i in range(len(run))]
 
-    def _window(self) -> memoryview:
-        """The calling thread's window for :meth:`_stream`."""
-        window: memoryview | None = getattr(self._arenas, "window", None)
-        if window is None:
-            window = self._arenas.window = memoryview(bytearray(WINDOW))
-        return window
+    def _window(self, size: int = WINDOW) -> memoryview:
+        """The calling thread's window of size bytes for :meth:`_stream`."""
+        windows: dict[int, memoryview] | None = getattr(self._arenas, "windows", None)
+        if windows is None:
+            windows = self._arenas.windows = {}
+        if size not in windows:
+            windows[size] = memoryview(bytearray(size))
+        return windows[size]
 
     def _arena(self) -> _Arena:
         """The calling thread's buffer for the deltas of one piece, decoded there and written before the next."""
