@@ -636,7 +636,8 @@ class Rebuilder:
         return [out[i] for i in range(len(run))]
 
     def _window(self, size: int = WINDOW) -> memoryview:
-        """The calling thread's window of size bytes for :meth:`_stream`."""
+        """The calling thread's window of size bytes: WINDOW for :meth:`_stream`, PAIR_WINDOW for
+        :meth:`_patch_pair`."""
         windows: dict[int, memoryview] | None = getattr(self._arenas, "windows", None)
         if windows is None:
             windows = self._arenas.windows = {}
