@@ -197,3 +197,19 @@ def test_a_read_by_url_into_a_small_user_cache_names_the_gc_that_frees_it(repo: 
         done = _mvc("get", "--repo", str(repo), "m.bin", "-o", str(tmp_path / "o"), "--cache", cwd=tmp_path, env=env)
         assert done.returncode != 0 and "not enough disk space" in done.stderr, done.stderr
         assert "'mvc gc --user-cache --force'" in done.stderr, done.stderr
+
+
+def test_out_of_memory_is_one_line_naming_the_limit(repo: Path, monkeypatch, mvc_error):
+    """Memory runs out mid-command (a memory limit: ulimit -v, a batch system's): one line naming the limit and
+    -j, exit 1, no traceback; the file is left as it was."""
+    from mvc.api import workspace
+
+    make_file(repo / "m.bin", 1000)
+
+    def add(*args, **kwargs):
+        raise MemoryError()
+
+    monkeypatch.setattr(workspace, "add", add)
+    line = mvc_error("add", "m.bin", words=("out of memory", "ulimit -v", "-j"))
+    assert line == "error: out of memory: lower -j, or raise the memory limit (ulimit -v), then retry"
+    assert (repo / "m.bin").stat().st_size == 1000 and not (repo / "m.bin.mvc").exists()
