@@ -18,7 +18,8 @@ objects"), every figure measured in the same run beside the unchunked mode (a re
 4. ``get``: ``mvc get --repo BARE --rev TAG --remote R`` of v1 (chunked: chunks only) and of the fine-tunes
    (chunked: deltas against v1), chunked vs unchunked (target: throughput >= 0.8 × the unchunked one),
    directory and S3, each after a ``sync``, the last get's output deleted right before it and a directory
-   remote's files read into the page cache. ``phases``: one chunked and one unchunked push, get and pull under a
+   remote's files read into the page cache; right after each get from a directory, 1 GiB of new file written
+   1 MiB a call by this process (a control: the state of memory the get met). ``phases``: one chunked and one unchunked push, get and pull under a
    driver that sums the seconds spent in mvc's functions (where the time goes).
 5. ``add``: ``mvc add`` of the 1 GiB file vs ``cp`` (and, with ``--before DIR``, the mvc of an older tree run
    from DIR through ``PYTHONPATH``): ``mvc add`` does not chunk.
@@ -1303,7 +1304,12 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
     output is deleted right before the next (its pages, freed then, are the ones the next get writes into: freed
     a second earlier, this guest hands them back to its host, and taking them again costs the next get up to
     2 s a GiB, at random: docs/benchmarks.md, "seventh session"), and a directory remote's files are read first
-    (this guest pages out files idle for a minute): each get is timed against the same state of memory."""
+    (this guest pages out files idle for a minute): each get is timed against the same state of memory.
+
+    Right after each timed get from a directory, a control that is not mvc: 1 GiB of new file written from one
+    buffer, 1 MiB a call (the size of the delta get's writes), by this process, then deleted. It shows the state
+    of memory the get met: on this machine such a write takes 0.2 s, or 1-2 s where the kernel's new page-cache
+    folios land on memory its host has taken back (docs/benchmarks.md, "eighth session")."""
     bare = os.path.join(b.base, "bare.git")
     if not os.path.exists(bare):
         b.sh(["git", "clone", "-q", "--bare", src.path, bare], b.base)
@@ -1312,6 +1318,7 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
     out_path = os.path.join(b.base, "got.bin")
     first = True
     figs: dict[str, list[Result]] = {}
+    controls: dict[str, list[float]] = {}
     net: dict[str, dict] = {}
     checked: set[str] = set()
     for i in range(args.runs):
@@ -1359,9 +1366,14 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
                         fail(f"mvc get of {key} wrote other bytes")
                     checked.add(key)
                 figs.setdefault(key, []).append(r)
+                if kind == "dir":
+                    controls.setdefault(key, []).append(control_write(os.path.join(b.base, "control.bin"), size))
         print(
             f"get ({kind}) run {i + 1}: "
-            + ", ".join(f"{k} {v[-1].wall:.2f} s" for k, v in figs.items())
+            + ", ".join(
+                f"{k} {v[-1].wall:.2f} s" + (f" (control {controls[k][-1]:.2f} s)" if k in controls else "")
+                for k, v in figs.items()
+            )
             + f" (load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
@@ -1376,6 +1388,7 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
             "runs": [round(r.wall, 3) for r in rs],
             "mb_s": size / med([r.wall for r in rs]) / 1e6,
             "net": net.get(key),
+            "control_write_s": [round(x, 3) for x in controls.get(key, [])],
         }
     if kind == "dir" and STRACE:  # bytes read from the remote's files (one more get each, untimed)
         for tag, version in (("v1", "v1"), ("v2-finetune", "finetune"), ("v2-finetune_1e-2", "finetune_1e-2")):
@@ -1391,6 +1404,21 @@ def get_case(args, b: Bench, src: Source, pairs: list[tuple[str, Remote]], size:
         fig[f"{version} throughput ratio"] = med([x.wall for x in w]) / med([x.wall for x in c])
         fig[f"{version} throughput ratio paired"] = med([y.wall / x.wall for x, y in zip(c, w, strict=True)])
     results.setdefault("get", {})[kind] = fig
+
+
+def control_write(path: str, size: int) -> float:
+    """Seconds to write size bytes of new file at path from one 1 MiB buffer, 1 MiB a call (then deleted)."""
+    buf = memoryview(random.Random(size).randbytes(1 << 20))
+    t = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for at in range(0, size, len(buf)):
+            os.pwrite(fd, buf[: size - at], at)
+    finally:
+        os.close(fd)
+    wall = time.perf_counter() - t
+    os.unlink(path)
+    return wall
 
 
 def phases_case(args, b: Bench, src: Source, results: dict) -> None:
@@ -1670,6 +1698,16 @@ def summary(results: dict) -> list[tuple[str, ...]]:
                     verdict(r >= TARGETS["get_throughput_ratio"]),
                 )
             )
+            if c.get("control_write_s"):  # the state of memory each get met (get_case)
+                rows.append(
+                    (
+                        "  control right after: 1 GiB written 1 MiB a call",
+                        " ".join(f"{x:.2f}" for x in c["control_write_s"]) + " s",
+                        " ".join(f"{x:.2f}" for x in w["control_write_s"]) + " s",
+                        "",
+                        "",
+                    )
+                )
     a = results.get("add")
     if a:
         before = (
