@@ -13,7 +13,7 @@ from stat import S_ISREG
 from typing import Any
 
 from mvc.errors import GitError, NotAGitRepo, PathError
-from mvc.format.pointer import SUFFIX
+from mvc.format.pointer import SUFFIX, in_quotes
 
 POINTER_GLOB = "*" + SUFFIX
 
@@ -191,8 +191,9 @@ def find_worktree(start: str) -> str:
                 import shlex
 
                 raise NotAGitRepo(
-                    f"{bare} is a bare git repository, with no work tree: run this in a clone of it ('git clone "
-                    f"{shlex.quote(bare)}'), or read it with --repo {shlex.quote(bare)} where the command offers it"
+                    f"{bare} is a bare git repository, with no work tree: run this in a clone of it "
+                    f"({in_quotes('git clone ' + shlex.quote(bare))}), or read it with --repo {shlex.quote(bare)} where "
+                    "the command offers it"
                 )
             raise NotAGitRepo(f"{start} is not inside a git repository: run 'git init' first (or cd into one)")
         path = parent

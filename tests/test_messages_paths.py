@@ -7,9 +7,12 @@ from __future__ import annotations
 import io
 import json
 import re
+import shlex
 
 import pytest
 from conftest import ROOT, git, make_file
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture
@@ -74,11 +77,47 @@ def test_checkout_of_a_path_not_tracked_at_rev_says_it_as_get_does(tok, mvc_erro
 
 
 def test_a_path_with_a_space_is_quoted_in_the_fix(repo, mvc_cli, mvc_error):
+    """The fix's command is set off in double quotes where the path in it is in single quotes (single quotes
+    around it would read as two quoted words), and pasted into a shell it names the path."""
     make_file(repo / "my data" / "a.bin", 10)
     mvc_cli("add", "my data")
-    mvc_error("status", "my data/a.bin", words=("part of tracked directory my data", "'mvc status 'my data' --files'"))
+    line = mvc_error("status", "my data/a.bin", words=("part of tracked directory my data",))
+    assert pasted(line, "mvc status") == ["mvc", "status", "my data", "--files"], line
+    line = mvc_error("remove", "my data/a.bin", words=("part of tracked directory my data",))
+    assert pasted(line, "mvc add") == ["mvc", "add", "my data"], line
     make_file(repo / "new file.bin", 10)
-    mvc_error("status", "new file.bin", words=("run 'mvc add 'new file.bin'' first",))
+    line = mvc_error("status", "new file.bin", words=("run \"mvc add 'new file.bin'\" first",))
+    assert pasted(line, "mvc add") == ["mvc", "add", "new file.bin"]
+    make_file(repo / "it's.bin", 10)  # both kinds of quote in the command: set off in backquotes
+    line = mvc_error("status", "it's.bin", words=("is not tracked by mvc",))
+    assert pasted(line, "mvc add") == ["mvc", "add", "it's.bin"], line
+
+
+def test_a_plain_path_keeps_single_quotes_in_the_fix(repo, mvc_error):
+    make_file(repo / "new.bin", 10)
+    mvc_error("status", "new.bin", words=("run 'mvc add new.bin' first",))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=30))
+def test_a_suggested_command_reads_back_as_its_words_whatever_the_path(path):
+    """in_quotes sets the command off so that what lies between its quotes, pasted into a shell, is the command
+    with the path as one word (where the path prints: one that does not is in $'...' quoting)."""
+    from mvc.format.pointer import in_quotes, shell_quoted
+
+    said = in_quotes(f"mvc add {shell_quoted(path)} --name x")
+    assert said[0] == said[-1] and said[0] in "'\"`"
+    assert said[0] not in said[1:-1]  # the quotes around it are not in it
+    if path.isprintable():
+        words = shlex.split(said[1:-1])
+        assert words == ["mvc", "add", path if not path.startswith("-") else "./" + path, "--name", "x"]
+
+
+def pasted(line: str, start: str) -> list[str]:
+    """The words of the command a message suggests that begins with start, as a POSIX shell reads them."""
+    m = re.search(r"([\"'`])(" + re.escape(start) + r" .*?)\1(?:[ ,;)]|$)", line)
+    assert m, line
+    return shlex.split(m[2])
 
 
 # -- mvc ls of nothing ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from mvc.errors import ConfigError, GitError, MvcError, RemoteError
 from mvc.format import config as cfgfmt
 from mvc.format.pointer import SUFFIX
 from mvc.git import POINTER_GLOB, blob_id
-from mvc.repo.repository import Repo, open_repo
+from mvc.repo.repository import Repo, in_quotes, open_repo
 from mvc.repo.repository import shell_quoted as _q
 
 DEFAULT_MAX_SIZE = cfgfmt.DEFAULTS["hooks"]["max_size"]
@@ -142,7 +142,7 @@ def check_commit(*, repo: Repo | None = None) -> list[dict[str, str]]:
                         "path": rel,
                         "problem": (
                             f"{prel} names weights ({p.oid}) that are not in the cache, so the commit could not be "
-                            f"checked out: run 'mvc add {_q(rel)}' with the file in place, "
+                            f"checked out: run {in_quotes('mvc add ' + _q(rel))} with the file in place, "
                             f"or {_fetch_fix(repo, 'fetch', rel)}"
                         ),
                     }
@@ -163,18 +163,18 @@ def _modified(repo: Repo, prel: str, rel: str, staged: bytes) -> str:
         with open(repo.abs(prel), "rb") as f:
             current = f.read()
         if current != staged and path_status(repo, rel, load_pointer(repo, prel, current))[0] == "ok":
-            return f"{prel} was updated (mvc add --no-stage?) but not staged: run 'git add {_q(prel)}'"
+            return f"{prel} was updated (mvc add --no-stage?) but not staged: run {in_quotes('git add ' + _q(prel))}"
     except (OSError, MvcError):
         pass
     if _holds_a_cached_version(repo, rel):  # another version, not an edit: after a pull, merge or reset
         return (
             f"{rel} holds another version than its staged pointer {prel} names (one the cache has: the workspace "
-            f"was not brought in line after a pull, merge or reset?): run 'mvc checkout {_q(rel)}' to bring the "
-            f"staged version (nothing is lost), or 'mvc add {_q(rel)}' if this content is the one to commit"
+            f"was not brought in line after a pull, merge or reset?): run {in_quotes('mvc checkout ' + _q(rel))} to bring the "
+            f"staged version (nothing is lost), or {in_quotes('mvc add ' + _q(rel))} if this content is the one to commit"
         )
     return (
-        f"{rel} differs from its staged pointer {prel} (changed after 'mvc add'): run 'mvc add {_q(rel)}' "
-        f"to commit the new content, or 'mvc checkout --force {_q(rel)}' to go back to the staged one "
+        f"{rel} differs from its staged pointer {prel} (changed after 'mvc add'): run {in_quotes('mvc add ' + _q(rel))} "
+        f"to commit the new content, or {in_quotes('mvc checkout --force ' + _q(rel))} to go back to the staged one "
         "(the changed content is kept in the cache)"
     )
 
@@ -210,7 +210,10 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
     max_size, exts, allow = _settings(repo)
     candidates = [(path, blob) for path, blob in candidates if not any(fnmatch.fnmatchcase(path, g) for g in allow)]
     problems = []
-    fix = "run 'git rm --cached {p}' and 'mvc add {p}'"
+
+    def fix(p: str) -> str:
+        return f"run {in_quotes('git rm --cached ' + p)} and {in_quotes('mvc add ' + p)}"
+
     rest = []
     for path, blob in candidates:
         ext = os.path.splitext(path)[1].lower()
@@ -219,7 +222,7 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
                 {
                     "path": path,
                     "problem": (
-                        f"{path} is a weights file ({ext}) staged into git itself: {fix.format(p=_q(path))} "
+                        f"{path} is a weights file ({ext}) staged into git itself: {fix(_q(path))} "
                         "(or list it in [hooks] allow in .mvc/config.toml)"
                     ),
                 }
@@ -236,7 +239,7 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
                         "path": path,
                         "problem": (
                             f"{path} is a {_size(size)} binary file staged into git itself (hooks.max_size is "
-                            f"{_size(max_size)}): {fix.format(p=_q(path))} (or raise [hooks] max_size in .mvc/config.toml)"
+                            f"{_size(max_size)}): {fix(_q(path))} (or raise [hooks] max_size in .mvc/config.toml)"
                         ),
                     }
                 )
@@ -246,7 +249,7 @@ def _into_git(repo: Repo, changes: list[tuple[str, str, str, str]]) -> list[dict
 def _fetch_fix(repo: Repo, verb: str, rel: str) -> str:
     from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
 
-    return fetch_fix(repo, f"'mvc {verb} {_q(rel)}'")
+    return fetch_fix(repo, in_quotes(f"mvc {verb} {_q(rel)}"))
 
 
 # -- pre-push -------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.errors import MvcError, ObjectMissing, RemoteError
 from mvc.git import POINTER_GLOB
-from mvc.repo.repository import Repo, open_repo, quoted
+from mvc.repo.repository import Repo, in_quotes, open_repo, quoted
 from mvc.repo.repository import shell_quoted as _q
 
 
@@ -22,7 +22,7 @@ def _null(sha: str) -> bool:
 def _fetch_fix(repo: Repo, verb: str, rel: str) -> str:
     from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
 
-    return fetch_fix(repo, f"'mvc {verb} {_q(rel)}'")
+    return fetch_fix(repo, in_quotes(f"mvc {verb} {_q(rel)}"))
 
 
 def post_checkout(
@@ -137,7 +137,7 @@ def _fetch_and_restore(repo: Repo, rels: list[str], progress: progressmod.Factor
                     "action": "failed",
                     "error": (
                         f"its weights are neither in the cache nor on the mvc remote {name!r}: push them from the "
-                        f"machine that added them ('mvc push'), then run 'mvc pull {_q(rel)}'"
+                        f"machine that added them ('mvc push'), then run {in_quotes('mvc pull ' + _q(rel))}"
                     ),
                 }
             )
@@ -184,7 +184,7 @@ def _remove_stale(repo: Repo, gone: list[str], old: str) -> list[dict[str, Any]]
                     "action": "kept",
                     "error": (
                         "no longer tracked at this commit, and it differs from the last version mvc stored, so it was "
-                        f"left in place: 'mvc add {_q(rel)}' keeps it, or delete it by hand"
+                        f"left in place: {in_quotes('mvc add ' + _q(rel))} keeps it, or delete it by hand"
                     ),
                 }
             )

@@ -31,7 +31,7 @@ from mvc.format import pointer as ptrfmt
 from mvc.format.config import LOCK, MVC_DIR
 from mvc.repo import foreign, foreign_lfs
 from mvc.repo import ignores as gitignores
-from mvc.repo.repository import Repo, open_repo, shell_quoted
+from mvc.repo.repository import Repo, in_quotes, open_repo, shell_quoted
 from mvc.repo.rollback import Rollback
 from mvc.repo.selection import user_paths
 from mvc.repo.worktree import link_stat
@@ -299,7 +299,7 @@ def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: di
     staged = index.get(path)
     if staged != tree.blobs[path][0]:
         raise WorkspaceModified(
-            f"{path} has staged changes: commit them (or 'git restore --staged {shell_quoted(path)}')"
+            f"{path} has staged changes: commit them (or {in_quotes('git restore --staged ' + shell_quoted(path))})"
         )
     it = _Item(path, ptr)
     try:
@@ -308,12 +308,15 @@ def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: di
         return it
     if not statmod.S_ISREG(st.st_mode):
         raise WorkspaceModified(
-            f"{path} is not a regular file in the work tree: restore it with 'git checkout -- {path}'"
+            f"{path} is not a regular file in the work tree: restore it with "
+            f"{in_quotes('git checkout -- ' + shell_quoted(path))}"
         )
     if st.st_size == len(data) and _read(full) == data:
         return it  # the pointer itself: git-lfs never smudged it
     if st.st_size != ptr.size:
-        raise WorkspaceModified(f"{path} has changes not committed: commit them or 'git checkout -- {path}'")
+        raise WorkspaceModified(
+            f"{path} has changes not committed: commit them or {in_quotes('git checkout -- ' + shell_quoted(path))}"
+        )
     it.src, it.source = full, "worktree"  # the content, if its sha256 agrees (checked with the others)
     return it
 

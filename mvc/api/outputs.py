@@ -21,7 +21,7 @@ import os
 import stat as statmod
 
 from mvc.errors import PathError
-from mvc.format.pointer import SUFFIX
+from mvc.format.pointer import SUFFIX, in_quotes, shell_quoted
 
 KEPT = 16  # the last copies remembered for one OUT (writers of one OUT at once each find theirs)
 OUT_TAG = "out:"  # a record's first line: "out:" and the hex of OUT's real path
@@ -52,7 +52,8 @@ def check(out: str, kind: str, force: bool, work_tree: str | None = None) -> Non
                 raise PathError(f"{out} is inside the repository's {top}/: choose another output path")
             if any(os.path.lexists(os.path.join(work_tree, *parts[:i]) + SUFFIX) for i in range(1, len(parts) + 1)):
                 raise PathError(
-                    f"{out} is a path this work tree tracks: to change it run 'mvc checkout --rev REV {rel}'; "
+                    f"{out} is a path this work tree tracks: to change it run "
+                    f"{in_quotes('mvc checkout --rev REV ' + shell_quoted(rel))}; "
                     "to write a copy, choose another output path (-o)"
                 )
     if not os.path.lexists(out):

@@ -272,10 +272,10 @@ def _push(
         first = (missing or blocked)[0]
         count = len(missing) + len(blocked)
         more = f" and {count - 1} more object{'s' if count > 2 else ''}" if count > 1 else ""
-        from mvc.repo.repository import shell_quoted
+        from mvc.repo.repository import in_quotes, shell_quoted
 
         path = wanted.paths.get(first)
-        readd = f"'mvc add {shell_quoted(path)}'" if path else "'mvc add PATH'"
+        readd = in_quotes(f"mvc add {shell_quoted(path)}") if path else "'mvc add PATH'"
         raise ObjectMissing(
             f"{wanted.label(first)} (object {first}){more} could not be pushed to {sp.name}: it is neither in "
             f"the cache nor on the remote; the rest was pushed: re-add it with {readd} where the file exists, "

@@ -169,12 +169,12 @@ class Run:
             except MvcError:
                 again = None
             if again != entry["oid"]:
-                from mvc.repo.repository import shell_quoted
+                from mvc.repo.repository import in_quotes, shell_quoted
 
                 raise ObjectMissing(
                     f"artifact {key} ({entry['path']}) of the run of {self.rel} left the cache while the run went on "
                     "(a 'mvc gc' with a short --grace?) and its file no longer holds it: nothing was added; add "
-                    f"the model with 'mvc add {shell_quoted(self.rel)}' and record the run again"
+                    f"the model with {in_quotes('mvc add ' + shell_quoted(self.rel))} and record the run again"
                 )
 
     def meta(self) -> list[dict[str, Any]]:
@@ -256,19 +256,19 @@ class Run:
 def _tracked(repo: Repo, path: str) -> dict[str, Any]:
     from mvc.repo.pathstatus import path_status
     from mvc.repo.repository import Repo as RepoClass
-    from mvc.repo.repository import shell_quoted
+    from mvc.repo.repository import in_quotes, shell_quoted
     from mvc.repo.selection import load_pointer
 
     rel = repo.rel(path)
     prel = RepoClass.pointer_of(rel)
     if not os.path.isfile(repo.abs(prel)):
         raise PathError(
-            f"{path} is not tracked by mvc: run 'mvc add {shell_quoted(path)}' first, or record it by URL (e.g. s3://bucket/key)"
+            f"{path} is not tracked by mvc: run {in_quotes('mvc add ' + shell_quoted(path))} first, or record it by URL (e.g. s3://bucket/key)"
         )
     p = load_pointer(repo, prel)
     if path_status(repo, rel, p)[0] == "modified":
         raise PathError(
-            f"{path} changed since it was added: run 'mvc add {shell_quoted(path)}' so that the record names the data used"
+            f"{path} changed since it was added: run {in_quotes('mvc add ' + shell_quoted(path))} so that the record names the data used"
         )
     return {"path": rel, "oid": p.oid}
 

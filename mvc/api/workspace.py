@@ -88,9 +88,8 @@ def add(
 
         check_name(name)
         if len(paths) != 1:
-            raise PathError(
-                f"--name names one model: add its path alone, e.g. 'mvc add {shell_quoted(paths[0])} --name {name}'"
-            )
+            one = ptrfmt.in_quotes(f"mvc add {shell_quoted(paths[0])} --name {name}")
+            raise PathError(f"--name names one model: add its path alone, e.g. {one}")
     rels = [repo.rel(p) for p in paths]
     existing = repo.git.ls_pointers()
     tracked_targets = {Repo.target_of(p) for p in existing}
@@ -101,9 +100,10 @@ def add(
     if in_git:
         rel = next(r for r in rels if any(g == r or g.startswith(r + "/") for g in in_git))
         flag = " -r" if os.path.isdir(repo.abs(rel)) else ""
-        raise PathError(
-            f"{rel} is already tracked by git: run 'git rm{flag} --cached {shell_quoted(rel)}' and then 'mvc add {shell_quoted(rel)}'"
+        rm, add = (
+            ptrfmt.in_quotes(c) for c in (f"git rm{flag} --cached {shell_quoted(rel)}", f"mvc add {shell_quoted(rel)}")
         )
+        raise PathError(f"{rel} is already tracked by git: run {rm} and then {add}")
     based = _bases_at(repo, base, rels) if base is not None else {}
     gitignores.check(repo, rels)
     layers = record.layers(meta)  # checked before anything is stored
@@ -367,7 +367,9 @@ def _write_pointer(
         try:
             p = load_pointer(repo, prel)
         except PointerError as e:
-            raise PointerError(f"{e}; or delete {prel} and run 'mvc add {shell_quoted(rel)}' again") from None
+            raise PointerError(
+                f"{e}; or delete {prel} and run {ptrfmt.in_quotes('mvc add ' + shell_quoted(rel))} again"
+            ) from None
         with open(full, "rb") as fh:
             old_bytes = fh.read()
         before = (p.kind, p.oid)
@@ -426,7 +428,7 @@ def _freshen(
                 "store it again (run.artifact) before the pointer is written"
             )
         raise ObjectMissing(
-            f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run 'mvc add {shell_quoted(rel)}' again"
+            f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run {ptrfmt.in_quotes('mvc add ' + shell_quoted(rel))} again"
         )
 
 

@@ -157,7 +157,7 @@ def shown_path(path: str) -> str:
 
 def echo_checkout(rows: list[dict[str, Any]]) -> None:
     """What checkout (and pull) did per path; with --rev, which pointers it staged and how to undo that."""
-    from mvc.repo.repository import shell_quoted
+    from mvc.repo.repository import in_quotes, shell_quoted
 
     for r in rows:
         for k in r["kept"]:
@@ -171,7 +171,7 @@ def echo_checkout(rows: list[dict[str, Any]]) -> None:
                 click.echo(f"staged {r['staged']} as of {r['rev']} (as committed in HEAD)")
                 continue
             if r["head"] == "differs":
-                undo = f"'mvc checkout --rev HEAD {shell_quoted(r['path'])}' undoes it"
+                undo = in_quotes(f"mvc checkout --rev HEAD {shell_quoted(r['path'])}") + " undoes it"
             else:  # HEAD has no such pointer: nothing to go back to
-                undo = f"'git rm --cached {shell_quoted(r['staged'])}' unstages it"
+                undo = in_quotes(f"git rm --cached {shell_quoted(r['staged'])}") + " unstages it"
             click.echo(f"staged {r['staged']} as of {r['rev']}: {undo}")

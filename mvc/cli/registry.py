@@ -25,7 +25,7 @@ from mvc.cli.common import (
     user_url,
 )
 from mvc.cli.metrics import cell, split_keys
-from mvc.repo.repository import shell_quoted
+from mvc.repo.repository import in_quotes, shell_quoted
 
 _message = click.option(
     "-m", "--message", metavar="MSG", callback=unicode_only, help="Message of the tag (default: GTO's wording)."
@@ -39,7 +39,7 @@ def _created(r: dict[str, Any], what: str, quiet: bool = False) -> None:
     if r.get("same_as"):  # a warning, printed even with -q
         click.echo(
             f"mvc: {r['name']}@{r['version']} holds the same weights as {r['name']}@{r['same_as']} "
-            f"({short(r['oid'])}): if the model was retrained, run 'mvc add {shell_quoted(r['path'])}', commit, and register "
+            f"({short(r['oid'])}): if the model was retrained, run {in_quotes('mvc add ' + shell_quoted(r['path']))}, commit, and register "
             "that commit",
             err=True,
         )
@@ -418,7 +418,9 @@ def diff(
     root = gitmod.find_worktree(os.getcwd()) if any(r.get("workspace") == "modified" for r in rows) else ""
     for r in rows:
         here = os.path.relpath(os.path.join(root, r["path"])) if r.get("workspace") == "modified" else r["path"]
-        readd = f"run 'mvc add {shell_quoted(here)}' to record it"  # (the path as typed where the user is)
+        readd = (
+            f"run {in_quotes('mvc add ' + shell_quoted(here))} to record it"  # (the path as typed where the user is)
+        )
         names = f" ({', '.join(r['names'])})" if r["names"] else ""
         old, new = r["old"], r["new"]
         if r["change"] == "added":

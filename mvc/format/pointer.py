@@ -172,6 +172,15 @@ def shell_quoted(path: str) -> str:
     return shlex.quote(path)
 
 
+def in_quotes(command: str) -> str:
+    """A command a message suggests, set off in single quotes; in double quotes where it holds a single quote of
+    its own (a path the shell needs quoted, ``mvc add 'my model.pt'``), which single quotes around it would split
+    in two; in backquotes where it holds both."""
+    if "'" not in command:
+        return f"'{command}'"
+    return f'"{command}"' if '"' not in command else f"`{command}`"
+
+
 def bad_target(rel: str) -> str | None:
     """Why no pointer may track the repository-relative posix path rel (mvc would read, write or delete
     through it), or None. The path rules of docs/FORMAT.md ("Pointer files"), on the path's text alone:

@@ -16,7 +16,7 @@ from mvc.errors import ConfigError, MvcError, RegistryError
 from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
-from mvc.format.pointer import shell_quoted
+from mvc.format.pointer import in_quotes, shell_quoted
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
 
 CONFIG_PATH = cfgfmt.CONFIG_PATH
@@ -386,7 +386,7 @@ def model_at(git: gitmod.Git, name: str, commit: str, repo: Any = None) -> dict[
     if data is None:
         raise RegistryError(
             f"{path} (model {name}) is not tracked by mvc at commit {commit[:7]}: run "
-            f"'mvc add {shell_quoted(path)} --name {name}' and commit, or pick another --rev"
+            f"{in_quotes('mvc add ' + shell_quoted(path) + ' --name ' + str(name))} and commit, or pick another --rev"
         )
     p = ptrfmt.loads(data, f"{prel} at {commit[:7]}")
     return {"path": path, "kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}

@@ -25,7 +25,7 @@ from mvc.format import config as cfgfmt
 from mvc.objects.journal import Journal
 from mvc.objects.meter import Meter
 from mvc.objects.transfer import Transfer
-from mvc.repo.repository import Repo, shell_quoted
+from mvc.repo.repository import Repo, in_quotes, shell_quoted
 from mvc.repo.selection import Wanted
 from mvc.storage.store import Store
 from mvc.storage.urls import check_url, identity, open_store, split_url
@@ -349,7 +349,7 @@ def ensure_objects(
         what += f" and {len(missing) - 1} more object{'s' if len(missing) > 2 else ''}"
     what += " are" if len(missing) > 1 else " is"
     if name is None:
-        readd = f"'mvc add {shell_quoted(path)}'" if path else "'mvc add PATH'"
+        readd = in_quotes(f"mvc add {shell_quoted(path)}") if path else "'mvc add PATH'"
         raise ObjectMissing(
             f"{what} not in the cache: re-add it with {readd} where the file exists, "
             f"or {fetch_fix(repo, 'run this again')}"

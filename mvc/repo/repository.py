@@ -17,6 +17,7 @@ from mvc.errors import (
 )
 from mvc.format.config import CONFIG, MVC_DIR, Config
 from mvc.format.pointer import SUFFIX, bad_target
+from mvc.format.pointer import in_quotes as in_quotes
 from mvc.format.pointer import quoted as quoted  # (where most callers import them from)
 from mvc.format.pointer import shell_quoted as shell_quoted
 from mvc.objects.odb import ODB
@@ -228,7 +229,7 @@ class Repo:
         why = self.untrackable(rel)
         if why is None:
             return
-        rm = f"'git rm -f {shell_quoted(prel)}'"
+        rm = in_quotes(f"git rm -f {shell_quoted(prel)}")
         fix = f"pick a revision without it, or remove it in a new commit with {rm}" if rev else f"remove it with {rm}"
         at = f" at {rev}" if rev else ""
         raise PointerError(f"pointer {quoted(prel)}{at} tracks {quoted(rel)}, a path mvc never writes ({why}): {fix}")

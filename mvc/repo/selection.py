@@ -10,7 +10,7 @@ from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, Reg
 from mvc.format import pointer as ptrfmt
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
-from mvc.repo.repository import Repo, quoted, shell_quoted
+from mvc.repo.repository import Repo, in_quotes, quoted, shell_quoted
 
 POINTER_MAX = 1 << 20  # a pointer is a few hundred bytes; more is a file of the user's, not read whole
 
@@ -84,6 +84,18 @@ def _refuse_nested(chosen: list[str], available: list[str], rev: str | None) -> 
             at = rel.rfind("/", 0, at)
 
 
+def _with_dir(template: str, shown: str) -> str:
+    """template with each {dir} replaced by shown (a directory, shell-quoted), a command in single quotes around
+    it set off as ``in_quotes`` does (double quotes where shown holds a single quote)."""
+    import re
+
+    return re.sub(
+        r"'([^'{}]*)\{dir\}([^'{}]*)'|\{dir\}",
+        lambda m: shown if m[0] == "{dir}" else in_quotes(m[1] + shown + m[2]),
+        template,
+    )
+
+
 def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str | None, in_dir: str = "") -> PathError:
     """Why the user's path (rel) names none of the pointers available (in the work tree, or at rev), with the
     fix that applies: a path inside a tracked directory is not to be added on its own, one that does not
@@ -93,7 +105,7 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
         return PathError(f"{what} is the repository's root, which mvc never tracks: name a tracked path ('mvc ls')")
     top = next((t for t in map(Repo.target_of, available) if rel.startswith(t + "/")), None)
     if top is not None:  # pointers do not nest: a tracked path with rel below it is a directory
-        fix = (in_dir or "name {dir} instead (mvc handles a directory as a whole)").format(dir=shell_quoted(top))
+        fix = _with_dir(in_dir or "name {dir} instead (mvc handles a directory as a whole)", shell_quoted(top))
         return PathError(f"{what} is part of tracked directory {quoted(top)}{at}: {fix}")
     if rev is not None:
         return PathError(f"{what} is not tracked by mvc{at}: check the path with 'mvc ls --rev {rev}'")
@@ -101,7 +113,7 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
         return PathError(
             f"{what} is not tracked by mvc and does not exist: check the path ('mvc ls' lists the tracked ones)"
         )
-    return PathError(f"{what} is not tracked by mvc: run 'mvc add {shell_quoted(shown)}' first")
+    return PathError(f"{what} is not tracked by mvc: run {in_quotes('mvc add ' + shell_quoted(shown))} first")
 
 
 def not_utf8(path: str) -> bool:
@@ -135,8 +147,8 @@ def load_pointer(repo: Repo, prel: str, data: bytes | None = None, rev: str | No
             where = f"{prel} at {rev}" if rev else prel
             raise PointerError(
                 f"{where} gives size {p.size}, but its object {p.oid} in the cache holds {sound} bytes: the pointer "
-                f"is damaged: restore it with git ('git log -p {prel}'), or delete it and run 'mvc add "
-                f"{shell_quoted(Repo.target_of(prel))}'"
+                f"is damaged: restore it with git ({in_quotes('git log -p ' + shell_quoted(prel))}), or delete it and "
+                f"run {in_quotes('mvc add ' + shell_quoted(Repo.target_of(prel)))}"
             )
     return p
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from mvc import progress as progressmod
 from mvc.errors import ObjectMissing
 from mvc.objects import manifest as mf
-from mvc.repo.repository import Repo, shell_quoted
+from mvc.repo.repository import Repo, in_quotes, shell_quoted
 from mvc.repo.worktree import File, Scanned, fingerprint_of, hash_of, link_oid, link_stat, list_files, look
 
 PARALLEL_FROM = 2000  # files the cache lacks, from which forked processes store them
@@ -272,5 +272,5 @@ def relink_hint(repo: Repo, rel: str) -> str:
     """The fix for a workspace link into the cache whose object is gone, as the remotes are configured."""
     from mvc.repo.remotes import fetch_fix  # not at the top: remotes load the stores
 
-    fetch = f"'mvc fetch {shell_quoted(rel)}'"
+    fetch = in_quotes(f"mvc fetch {shell_quoted(rel)}")
     return f"replace the link with the real file and re-add it, or {fetch_fix(repo, fetch)}"
