@@ -93,6 +93,27 @@ def test_a_path_with_a_space_is_quoted_in_the_fix(repo, mvc_cli, mvc_error):
     assert pasted(line, "mvc add") == ["mvc", "add", "it's.bin"], line
 
 
+def test_a_name_in_another_unicode_form_is_named_as_it_is_tracked(repo, mvc_cli, mvc_error):
+    """A name typed precomposed (NFC) where the file was named with combining marks (NFD, as macOS writes names),
+    or the other way round: two names that look alike; the error shows both spellings."""
+    import unicodedata
+
+    nfc = "café.bin"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfc != nfd
+    make_file(repo / nfd, 10)
+    make_file(repo / "crème.bin", 10)
+    mvc_cli("add", nfd, "crème.bin")
+    git(repo, "commit", "-q", "-m", "two")
+    words = ("is not tracked by mvc", "another Unicode form", "tracked as cafe\\u0301.bin, typed as café.bin")
+    mvc_error("status", nfc, words=words)
+    mvc_error("checkout", "--rev", "HEAD", nfc, words=("not tracked by mvc at HEAD", *words[1:]))
+    typed = unicodedata.normalize("NFD", "crème.bin")
+    mvc_error("status", typed, words=("tracked as crème.bin, typed as cre\\u0300me.bin",))
+    line = mvc_error("status", "cafe.bin")  # other letters: not the same name
+    assert "Unicode" not in line
+
+
 def test_a_plain_path_keeps_single_quotes_in_the_fix(repo, mvc_error):
     make_file(repo / "new.bin", 10)
     mvc_error("status", "new.bin", words=("run 'mvc add new.bin' first",))

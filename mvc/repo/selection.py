@@ -107,6 +107,13 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
     if top is not None:  # pointers do not nest: a tracked path with rel below it is a directory
         fix = _with_dir(in_dir or "name {dir} instead (mvc handles a directory as a whole)", shell_quoted(top))
         return PathError(f"{what} is part of tracked directory {quoted(top)}{at}: {fix}")
+    other = _other_form(rel, available)
+    if other is not None:
+        return PathError(
+            f"{what} is not tracked by mvc{at}, but {quoted(other)} is: the same letters in another Unicode form "
+            f"(tracked as {_spelt(other)}, typed as {_spelt(rel)}): name it as it is tracked (shell completion "
+            "writes it so)"
+        )
     if rev is not None:
         return PathError(f"{what} is not tracked by mvc{at}: check the path with 'mvc ls --rev {rev}'")
     if not os.path.lexists(repo.abs(rel)) and not os.path.lexists(repo.abs(Repo.pointer_of(rel))):
@@ -114,6 +121,26 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
             f"{what} is not tracked by mvc and does not exist: check the path ('mvc ls' lists the tracked ones)"
         )
     return PathError(f"{what} is not tracked by mvc: run {in_quotes('mvc add ' + shell_quoted(shown))} first")
+
+
+def _other_form(rel: str, available: list[str]) -> str | None:
+    """The tracked path that is rel in another Unicode normalization (a name typed precomposed, NFC, where the
+    file was named with combining marks, NFD, as macOS writes names, or the other way round), if any."""
+    if rel.isascii():
+        return None
+    import unicodedata
+
+    want = unicodedata.normalize("NFC", rel)
+    return next(
+        (t for t in map(Repo.target_of, available) if t != rel and unicodedata.normalize("NFC", t) == want), None
+    )
+
+
+def _spelt(name: str) -> str:
+    """name with its combining marks written as escapes (``cafe\\u0301.bin``): two forms of one name look alike."""
+    import unicodedata
+
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.combining(c) else c for c in name)
 
 
 def not_utf8(path: str) -> bool:
