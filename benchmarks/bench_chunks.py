@@ -19,8 +19,9 @@ objects"), every figure measured in the same run beside the unchunked mode (a re
    (chunked: deltas against v1), chunked vs unchunked (target: throughput >= 0.8 × the unchunked one),
    directory and S3, each after a ``sync``, the last get's output deleted right before it and a directory
    remote's files read into the page cache; right after each get from a directory, 1 GiB of new file written
-   1 MiB a call by this process (a control: the state of memory the get met). ``phases``: one chunked and one unchunked push, get and pull under a
-   driver that sums the seconds spent in mvc's functions (where the time goes).
+   1 MiB a call by this process (a control: the state of memory the get met). ``phases``: one chunked and one
+   unchunked push, get and pull under a driver that sums the seconds spent in mvc's functions (where the time
+   goes).
 5. ``add``: ``mvc add`` of the 1 GiB file vs ``cp`` (and, with ``--before DIR``, the mvc of an older tree run
    from DIR through ``PYTHONPATH``): ``mvc add`` does not chunk.
 6. ``sweep`` (in-process): ``mvc.objects.chunker.cut(view, segs, avg=…)`` with an average chunk of 16 … 256 KiB

@@ -150,10 +150,11 @@ def quoted(path: str) -> str:
     so that a newline in a name cannot split the line, no terminal acts on it, and the fix can be pasted."""
     if path.isprintable():
         return path
-    return "$'" + "".join(c if c.isprintable() and c not in "'\\" else _escape(c) for c in path) + "'"
+    return "$'" + "".join(c if c.isprintable() and c not in "'\\" else escaped(c) for c in path) + "'"
 
 
-def _escape(c: str) -> str:
+def escaped(c: str) -> str:
+    """One character as the shell's ``$'...'`` quoting writes it (``\\x..``, ``\\u....``, ``\\U........``)."""
     n = ord(c)
     if 0xDC80 <= n <= 0xDCFF:  # a byte that is not UTF-8, as Python keeps it (surrogateescape): that byte
         return f"\\x{n - 0xDC00:02x}"

@@ -140,7 +140,7 @@ def _spelt(name: str) -> str:
     """name with its combining marks written as escapes (``cafe\\u0301.bin``): two forms of one name look alike."""
     import unicodedata
 
-    return "".join(f"\\u{ord(c):04x}" if unicodedata.combining(c) else c for c in name)
+    return "".join(ptrfmt.escaped(c) if unicodedata.combining(c) else c for c in name)
 
 
 def not_utf8(path: str) -> bool:
