@@ -43,11 +43,15 @@ def test_a_directory_remote_pushed_to_before_and_now_gone_is_refused(repo: Path,
     mvc_cli("push")  # a first push makes the directory
     away = tmp_path / "away"
     shutil.move(str(tmp_path / "nas"), away)  # not mounted
+    out = mvc_cli("push").stdout  # nothing new: the journal answers, and says the directory is not there
+    assert "nothing to push" in out and f"its directory {store} does not exist now: mount it" in out, out
+    from mvc.api import sync
+
+    assert sync.push()["root_missing"] == str(store)
     make_file(repo / "b.bin", 100, seed=2)
     mvc_cli("add", "b.bin")
     mvc_error("push", words=("does not exist, though this repository pushed there before", "mount it"))
     assert not (tmp_path / "nas").exists()
-    from mvc.api import sync
     from mvc.errors import RemoteNotFound
 
     with pytest.raises(RemoteNotFound, match="pushed there before"):
@@ -55,6 +59,7 @@ def test_a_directory_remote_pushed_to_before_and_now_gone_is_refused(repo: Path,
     assert not (tmp_path / "nas").exists()
     shutil.move(str(away), tmp_path / "nas")
     assert "pushed 1 object" in mvc_cli("push").stdout
+    assert "root_missing" not in sync.push()
 
 
 def test_a_bucket_gone_is_said_by_the_next_push_that_looks(repo: Path, mvc_cli, mvc_error, s3_endpoint):

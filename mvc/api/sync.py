@@ -46,8 +46,9 @@ def push(
     the last push may have deleted what the commits about to be published reuse).
 
     Pointers: those of the work tree (filtered by paths), or of ``revs`` / every branch / tag / commit
-    instead. Returns {"remote", "uploaded", "bytes", "present"}. Raises ObjectMissing, after pushing
-    the rest, when objects are neither in the cache nor on the remote.
+    instead. Returns {"remote", "uploaded", "bytes", "present"}, and "root_missing" (a directory remote's path) when
+    the journal says everything is there but that directory does not exist now (a share not mounted). Raises
+    ObjectMissing, after pushing the rest, when objects are neither in the cache nor on the remote.
     """
     repo = open_repo(repo)
     revs, jobs = user_revs(revs) or [], user_jobs(jobs)
@@ -192,8 +193,11 @@ def _push(
     everything = set(wanted.files) | set(wanted.manifests)
     candidates = everything - known
     result: dict[str, Any] = {"remote": sp.name, "uploaded": 0, "bytes": 0, "present": len(everything & known)}
-    if not candidates:
-        return result  # decided from the journal alone: no request
+    if not candidates:  # decided from the journal alone: no request (a directory remote's root: one stat)
+        root = sp.local_dir
+        if root is not None and known and not os.path.isdir(root):
+            result["root_missing"] = root  # a share not mounted: what the journal says is all there is to go on
+        return result
     if known:
         _check_still_there(sp)
 

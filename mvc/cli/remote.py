@@ -264,6 +264,12 @@ def push(
     if r["uploaded"]:
         there = f"; {r['present']} already there" if r["present"] else ""
         click.echo(f"pushed {_objects(r['uploaded'])} ({human(r['bytes'])}) to {r['remote']}{there}")
+    elif r.get("root_missing"):
+        click.echo(
+            f"nothing to push: everything is on {r['remote']} as this repository last saw it, but its directory "
+            f"{r['root_missing']} does not exist now: mount it (or fix the URL: "
+            f"'mvc remote modify {r['remote']} url URL') before others fetch"
+        )
     else:
         click.echo(f"nothing to push: everything is on {r['remote']}")
 
