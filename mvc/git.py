@@ -739,6 +739,28 @@ class Git:
                 path = None
         return found
 
+    def worktree_index(self, root: str) -> str | None:
+        """The index file of the other worktree at root, found through git's own records of its worktrees (a
+        worktree's directory may be gone, on a disk not mounted: its index stays in the repository's git
+        directory, ``worktrees/NAME/index``, until ``git worktree prune``); None when there is none."""
+        common = self.run("rev-parse", "--git-common-dir").decode("utf-8", "surrogateescape").strip()
+        admin = os.path.join(self.root, common, "worktrees")
+        try:
+            names = os.listdir(admin)
+        except OSError:
+            return None
+        want = os.path.realpath(os.path.join(root, ".git"))
+        for name in names:
+            try:
+                with open(os.path.join(admin, name, "gitdir"), "rb") as f:
+                    said = f.read(4096).decode("utf-8", "surrogateescape").strip()
+            except OSError:
+                continue
+            index = os.path.join(admin, name, "index")
+            if os.path.realpath(said) == want and os.path.isfile(index):
+                return index
+        return None
+
     def all_commits(self) -> list[str]:
         """Every commit reachable from a branch, tag or other ref (``git rev-list --all``)."""
         return self.run("rev-list", "--all").decode().split()

@@ -111,6 +111,26 @@ def test_refs_tags_stashes_index_and_worktrees_are_kept(repo, mvc_cli, history, 
     assert {history[3], history[1], history[0], history[2], side, stashed, staged} <= left
 
 
+def test_a_worktree_on_a_disk_not_mounted_keeps_what_its_index_stages(repo, mvc_cli, history, tmp_path):
+    """A linked worktree whose directory is gone (a locked worktree on a disk not mounted): its index, which git
+    keeps in the repository until 'git worktree prune', still names what it staged, edited since in its files."""
+    usb = tmp_path / "usb"
+    git(repo, "worktree", "add", "-q", "-b", "side", str(usb))
+    git(repo, "worktree", "lock", "--reason", "on a USB disk", str(usb))
+    (usb / "w.bin").write_text("staged in the other worktree " * 20)
+    mvc_cli("-C", str(usb), "add", "w.bin", "-q")
+    staged = pointer_oid(usb / "w.bin")
+    (usb / "w.bin").write_text("edited since " * 20)
+    away = tmp_path / "away"
+    shutil.move(str(usb), away)  # unmounted
+    r = json.loads(mvc_cli("-C", str(repo), "gc", "--json", "-q", "--grace", "0", "--keep-last", "0", "--force").stdout)
+    assert staged in cache_oids(repo) and r["objects"] == 3, r  # (versions 0 to 2 go)
+    shutil.move(str(away), usb)
+    git(repo, "worktree", "unlock", str(usb))
+    mvc_cli("-C", str(usb), "checkout", "-q", "--force", "w.bin")
+    assert (usb / "w.bin").read_text() == "staged in the other worktree " * 20
+
+
 def test_deprecated_models_are_released_only_when_asked(repo, mvc_cli, history):
     base = git(repo, "rev-parse", "HEAD").strip()
     old = commit_version(repo, mvc_cli, "a model to retire " * 20, name="old.bin", model="old")

@@ -137,8 +137,13 @@ def add_workspace(repo: Repo, reach: Reach) -> None:
             reach.unreadable.append(prel)
     _add_index(repo.git, reach)
     for root, _head in repo.git.worktrees():
-        if not os.path.isdir(root):
-            continue  # a worktree whose directory is gone (git worktree prune forgets it)
+        if not os.path.isdir(root):  # on a disk not mounted, say (git worktree lock): its index is still read
+            index = repo.git.worktree_index(root)
+            if index is not None:
+                gone = gitmod.Git(repo.root)
+                gone.env = {**os.environ, "GIT_INDEX_FILE": index}
+                _add_index(gone, reach, f" at worktree {root}")
+            continue
         other = gitmod.Git(root)
         for prel in other.ls_pointers():
             try:
