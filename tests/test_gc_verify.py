@@ -131,6 +131,38 @@ def test_a_worktree_on_a_disk_not_mounted_keeps_what_its_index_stages(repo, mvc_
     assert (usb / "w.bin").read_text() == "staged in the other worktree " * 20
 
 
+def test_a_cache_that_is_a_link_or_a_remote_is_not_collected_as_this_repositorys_own(
+    repo, mvc_cli, mvc_error, tmp_path
+):
+    """A .mvc/cache link (one a collaborator committed, pointing at another project's cache of the user's) is a
+    cache elsewhere, as cache.dir set: gc refuses unless --sole-user. One that reaches a remote's directory is
+    refused whatever the flags: its objects are for gc -r."""
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    import mvc
+
+    mvc.init(str(other))
+    (other / "o.bin").write_text("another project's only copy " * 20)
+    mvc_cli("-C", str(other), "add", "o.bin", "-q")
+    theirs = pointer_oid(other / "o.bin")
+    git(other, "rm", "-q", "--cached", "o.bin.mvc")  # (not named by any pointer of theirs gc could see)
+    shutil.rmtree(repo / ".mvc" / "cache", ignore_errors=True)
+    os.symlink(other / ".mvc" / "cache", repo / ".mvc" / "cache")
+    mvc_error("-C", str(repo), "gc", "--force", "--grace", "0", words=("is a symbolic link", "--sole-user"))
+    assert theirs in cache_oids(other)
+    r = json.loads(mvc_cli("-C", str(repo), "gc", "--json", "-q", "--grace", "0", "--sole-user").stdout)
+    assert r["objects"] == 1 and r["dry_run"]  # the user's word: this repository is its only user
+    os.unlink(repo / ".mvc" / "cache")
+    remote = tmp_path / "remote"
+    mvc_cli("-C", str(repo), "remote", "add", "r", str(remote))
+    (repo / "m.bin").write_text("pushed " * 20)
+    mvc_cli("-C", str(repo), "add", "m.bin", "-q")
+    mvc_cli("-C", str(repo), "push", "-q", "-r", "r")
+    mvc_cli("-C", str(repo), "config", "cache.dir", str(remote), "--local")
+    mvc_error("-C", str(repo), "gc", "--force", "--sole-user", "--grace", "0", words=("is an mvc remote", "gc -r"))
+
+
 def test_deprecated_models_are_released_only_when_asked(repo, mvc_cli, history):
     base = git(repo, "rev-parse", "HEAD").strip()
     old = commit_version(repo, mvc_cli, "a model to retire " * 20, name="old.bin", model="old")
