@@ -284,7 +284,7 @@ def _check_cache_owner(repo: Repo, sole_user: bool) -> None:
             "deleted: point cache.dir (or the .mvc/cache link) elsewhere; a remote's gc is 'mvc gc -r NAME'"
         )
     own = os.path.normpath(root) == os.path.normpath(repo.own_cache)
-    if own and not os.path.islink(repo.own_cache) or sole_user:
+    if (own and not os.path.islink(repo.own_cache)) or sole_user:
         return
     if own:
         raise GcRefused(
