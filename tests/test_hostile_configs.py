@@ -176,3 +176,29 @@ def test_a_config_that_is_a_link_is_never_followed(repo, mvc_cli, mvc_error, tmp
         mvc_error(*args, words=(name, "symbolic link"))
     assert link.is_symlink() and "SECRET" in outside.read_text()
     assert "SECRET" not in git(repo, "diff", "--cached") + git(repo, "diff")
+
+
+def test_an_imported_map_that_is_a_link_is_never_followed(repo, mvc_cli, mvc_error, tmp_path):
+    """A committed .mvc/imported.toml linking to a TOML file of the user's outside (with the map's format line):
+    the readers refuse it, and an import does not copy that file into the map it stages."""
+    import shutil
+
+    outside = tmp_path / "outside" / "creds.toml"
+    outside.parent.mkdir()
+    outside.write_text('format = 1\n[registry]\ntoken = "SECRET"\n')
+    (repo / ".mvc" / "imported.toml").symlink_to(outside)
+    mvc_error("ls", "--rev", "HEAD", words=("imported.toml is a symbolic link", "git rm --cached"))
+    if shutil.which("git-lfs") is not None:
+        git(repo, "lfs", "install", "--local")
+        git(repo, "lfs", "track", "*.bin")
+        (repo / "w.bin").write_bytes(b"weights" * 100)
+        git(repo, "add", ".gitattributes", "w.bin")
+        git(repo, "commit", "-qm", "lfs")
+        mvc_error("import-lfs", words=("imported.toml is a symbolic link",))
+    assert (repo / ".mvc" / "imported.toml").is_symlink() and "SECRET" in outside.read_text()
+    assert "SECRET" not in git(repo, "diff", "--cached") + git(repo, "diff")
+
+
+def test_an_imported_map_without_a_format_is_said_damaged_not_newer(repo, mvc_error):
+    (repo / ".mvc" / "imported.toml").write_text('[lfs.sha256]\n"ab" = { oid = "xxh128:00", size = 1 }\n')
+    mvc_error("ls", "--rev", "HEAD", words=("no format number", "damaged or not mvc's", "git checkout"))

@@ -451,10 +451,8 @@ def _write_map(repo: Repo, plan: _Plan) -> None:
     path = os.path.join(repo.mvc_dir, foreign.IMPORTED)
     with locked(os.path.join(repo.mvc_dir, LOCK), foreign.IMPORTED):
         try:
-            with open(path, "rb") as f:
-                current = tomllib.loads(f.read().decode("utf-8"))
-        except FileNotFoundError:
-            current = {}
+            raw = foreign.read_bytes(repo)  # (a link there refused, not followed)
+            current = {} if raw is None else tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError):
             raise ForeignError(f"{foreign.IMPORTED_PATH}: not valid TOML: restore it with 'git checkout'") from None
         table = current.setdefault("dvc", {}).setdefault("md5", {})

@@ -445,10 +445,8 @@ def _write_map(repo: Repo, items: list[_Item]) -> list[str]:
     path = os.path.join(repo.mvc_dir, lfs.IMPORTED)
     out = [IMPORTED_REL]
     with locked(os.path.join(repo.mvc_dir, LOCK), IMPORTED_REL):
-        doc: dict[str, Any] = {}
-        if os.path.exists(path):
-            with open(path, "rb") as fh:
-                doc = foreign.parse(fh.read(), IMPORTED_REL)  # refuses a format this mvc does not know
+        raw = foreign.read_bytes(repo)  # (a link there refused, not followed)
+        doc: dict[str, Any] = {} if raw is None else foreign.parse(raw, IMPORTED_REL)  # (and a format unknown)
         doc = {"format": foreign.FORMAT, **doc}
         table = lfs.imported(doc, IMPORTED_REL)
         for it in items:

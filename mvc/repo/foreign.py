@@ -45,17 +45,39 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
         raise ForeignError(
             f"{where}: not valid TOML ({e}): restore it with 'git checkout -- {IMPORTED_PATH}'"
         ) from None
-    if d.get("format") != FORMAT or type(d.get("format")) is not int:
-        raise ForeignError(f"{where}: unknown format {d.get('format')!r} (this mvc reads {FORMAT}): upgrade mvc")
+    if type(d.get("format")) is not int:
+        raise ForeignError(
+            f"{where}: no format number: the file is damaged or not mvc's: restore it with "
+            f"'git checkout -- {IMPORTED_PATH}' (or 'git rm --cached {IMPORTED_PATH}' if git never had mvc's)"
+        )
+    if d["format"] != FORMAT:
+        raise ForeignError(f"{where}: unknown format {d['format']!r} (this mvc reads {FORMAT}): upgrade mvc")
     return {k: v for k, v in d.items() if k != "format"}
 
 
-def read_worktree(repo: Any) -> dict[str, Any]:
+def read_bytes(repo: Any) -> bytes | None:
+    """The work tree's map as it is on disk (None: there is none). A symbolic link there is refused, not followed:
+    one committed to git would have mvc read (and an import copy into the map it stages) a file of the user's
+    elsewhere."""
+    path = os.path.join(repo.mvc_dir, IMPORTED)
     try:
-        with open(os.path.join(repo.mvc_dir, IMPORTED), "rb") as f:
-            return parse(f.read(), IMPORTED_PATH)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
-        return {}
+        return None
+    except OSError:
+        if not os.path.islink(path):
+            raise
+        raise PathError(
+            f"{IMPORTED_PATH} is a symbolic link: mvc keeps a file of its own there and does not follow links: "
+            f"remove it ('git rm --cached {IMPORTED_PATH}', then delete the link) and import again"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def read_worktree(repo: Any) -> dict[str, Any]:
+    data = read_bytes(repo)
+    return {} if data is None else parse(data, IMPORTED_PATH)
 
 
 def imported(repo: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ history"). Those of a whole history (the import's scan, the pre-push hook) are f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import lfspointer as lfs
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import MVC_DIR
+from mvc.repo import foreign
 
 if TYPE_CHECKING:  # not imported: repository.py calls foreign.py, which calls this module
     from mvc.repo.repository import Repo
@@ -174,12 +174,8 @@ def _anchors(parent: dict[str, str | None], whole: dict[str, Tree]) -> dict[str,
 
 def imported_doc(repo: Repo) -> dict[str, Any]:
     """The whole of ``.mvc/imported.toml`` in the work tree, every importer's tables ({} before any import)."""
-    try:
-        with open(os.path.join(repo.mvc_dir, lfs.IMPORTED), "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return {}
-    return cfgfmt.loads(raw, f"{MVC_DIR}/{lfs.IMPORTED}")
+    raw = foreign.read_bytes(repo)
+    return {} if raw is None else cfgfmt.loads(raw, f"{MVC_DIR}/{lfs.IMPORTED}")
 
 
 def imported_map(repo: Repo) -> dict[str, tuple[str, int]]:
