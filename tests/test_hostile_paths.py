@@ -49,6 +49,7 @@ def state(*roots: Path) -> dict[str, tuple[int, int, int]]:
 parts = st.one_of(
     st.sampled_from([".git", ".GIT", ".git.", ".git ", "git~1", ".g\u200cit", ".mvc", ".MVC", "..", ".", ""]),
     st.sampled_from([".gitignore", ".GitAttributes", ".gitmodules:x", "gitmod~1", "a\nb", "x\ry", "d\x7f"]),
+    st.sampled_from(["gi7eba~1", "GI250A~2", "gi7d29~9.", "gitatt~3"]),  # NTFS short names of git's files
     st.text(max_size=8),
 )
 
@@ -64,6 +65,7 @@ def test_the_rule_on_any_path(components):
         names = [mf.fold(c) for c in rel.split("/")]
         assert not ptrfmt.has_control(rel) and names[0] != ".mvc"
         assert not {".git", "git~1"} & set(names) and names[-1] not in mf.GIT_FILES
+        assert not (names[-1][6:7] == "~" and names[-1][7:8].isdigit() and names[-1][:6] in mf._GIT_SHORT)
         assert not {".", "..", ""} & set(rel.split("/"))  # (':' alone is a name on POSIX, folded or not)
 
 

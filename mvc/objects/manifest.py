@@ -54,11 +54,12 @@ def git_owned(path: str, files: bool = True) -> str | None:
     short name ``git~1``; HFS+: ignorable code points), or, as its last component, one of the files
     git reads from the work tree (``.gitignore``, ``.gitattributes``, ``.gitmodules``, spelt the same ways).
 
-    A few string operations: paths without 'git' in them (nearly all) cost one lower() and one search."""
+    A few string operations: paths without 'git' or '~' in them (nearly all) cost one lower() and two searches
+    (NTFS's hashed short names of git's files, ``gi7eba~1``, do not hold 'git')."""
     low = path.lower()
     if not low.isascii():
         low = low.translate(_HFS_IGNORABLE)
-    if "git" not in low:
+    if "git" not in low and "~" not in low:
         return None
     parts = low.split("/")
     for part in parts:
