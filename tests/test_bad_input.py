@@ -754,6 +754,7 @@ def test_a_pointer_in_a_merge_conflict_says_how_to_resolve_it(repo, mvc_cli, mvc
         ("m.pt", "conflicted", "m.pt.mvc"),
         ("other.pt", "ok", None),
     ]
+    assert rows[0]["unmerged"] is True
     git(repo, "checkout", "--theirs", "m.pt.mvc")  # what the error says, then mvc checkout
     git(repo, "add", "m.pt.mvc")
     mvc_cli("checkout", "--force")

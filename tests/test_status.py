@@ -87,7 +87,8 @@ def test_a_pointer_that_never_parses_is_not_waited_for(tracked, mvc_cli, mvc_err
     monkeypatch.setattr(time, "sleep", naps.append)
     (tracked / "model.bin.mvc").write_text("<<<<<<< HEAD\noid = 1\n=======\noid = 2\n>>>>>>> other\n")
     mvc_error("checkout", "model.bin", words=("merge conflict markers",))
-    assert "model.bin: conflicted" in mvc_cli("status", "model.bin").stdout
+    out = mvc_cli("status", "model.bin").stdout
+    assert "model.bin: conflicted" in out and "no merge left it unmerged" in out and "git log -p" in out, out
     assert naps == []
 
 

@@ -441,7 +441,8 @@ def status(
     progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
     """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'; a pointer a merge left
-    unmerged (conflict markers, or a modify/delete conflict) is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file). ``files``: a modified
+    unmerged (conflict markers, or a modify/delete conflict) is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file;
+    "unmerged": False when no merge left it so: its markers were committed). ``files``: a modified
     directory's row also says which of its files changed, under "files" ({"added", "removed", "modified"}: paths
     below it; None when the cache lacks its manifest)."""
     repo = open_repo(repo)
@@ -454,9 +455,10 @@ def status(
                 p = load_pointer(repo, prel)
                 if prel in repo.git.unmerged:  # unmerged without markers (modify/delete): conflicted all the same
                     raise ConflictedPointer(prel)
-            except ConflictedPointer:  # mid-merge, as git status lists it: the other rows still matter
+            except ConflictedPointer:  # mid-merge, as git status lists it (or markers committed): the rows go on
+                unmerged = prel in repo.git.unmerged
                 none = dict.fromkeys(("kind", "oid", "size", "cache"))
-                out.append({"path": rel, **none, "workspace": "conflicted", "pointer": prel})
+                out.append({"path": rel, **none, "workspace": "conflicted", "pointer": prel, "unmerged": unmerged})
                 continue
             scanned: dict[str, File] = {}
             ws, cache = path_status(repo, rel, p, progress, scanned if files else None)

@@ -160,6 +160,15 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
     if not rows:
         click.echo("nothing tracked yet: run 'mvc add PATH'")
     for r in rows:
+        if r["workspace"] == "conflicted" and not r["unmerged"]:
+            prel = shown_path(r["pointer"])
+            click.echo(
+                f"{shown_path(r['path'])}: conflicted: its pointer holds merge conflict markers, but no merge left it "
+                f"unmerged (they were written or committed so): restore a good version ('git checkout -- {prel}', or "
+                f"one an earlier commit holds: 'git log -p -- {prel}', then 'git checkout COMMIT -- {prel}'), or "
+                f"'git rm {prel}'"
+            )
+            continue
         if r["workspace"] == "conflicted":
             prel = shown_path(r["pointer"])
             click.echo(
