@@ -682,7 +682,13 @@ def test_verify_says_a_manifest_that_hashes_right_but_does_not_parse(repo, mvc_c
 def test_verify_says_how_to_mend_a_pointer_that_does_not_parse(repo, mvc_cli):
     (repo / "bad.bin.mvc").write_text("format = 1\nkind = 'file'\n")
     r = mvc_cli("verify", ok=False)
-    assert r.exit_code == 1 and "does not parse" in r.stderr and "git rm" in r.stderr, r.stderr
+    assert r.exit_code == 1 and "cannot be read" in r.stderr and "git rm" in r.stderr, r.stderr
+    (repo / "bad.bin.mvc").unlink()
+    make_file(repo / "f.bin", 10)
+    mvc_cli("add", "f.bin", "-q")  # its pointer, copied to a path mvc never tracks: refused for its path
+    (repo / "x.mvc.mvc").write_text((repo / "f.bin.mvc").read_text())
+    r = mvc_cli("verify", ok=False)
+    assert "a path mvc never tracks" in r.stderr and "does not parse" not in r.stderr + r.stdout, r.stderr
 
 
 def test_verify_reads_a_manifest_it_fetched_back_from_quarantine(repo, mvc_cli, tmp_path):

@@ -140,7 +140,9 @@ def gc(
     )
     if r["unreadable"]:
         click.echo(
-            f"warning: {len(r['unreadable'])} pointer(s) did not parse and name nothing: {r['unreadable'][0]}", err=True
+            f"warning: {len(r['unreadable'])} pointer(s) could not be read (damaged, or at a path mvc never tracks) and "
+            f"name nothing: {r['unreadable'][0]}",
+            err=True,
         )
     if r.get("lease_since"):
         import time
@@ -288,13 +290,13 @@ def verify(
         what = (
             f"{first['problem']}: {(first['needed_by'] or [first['oid']])[0]}"
             if first
-            else f"pointer {r['unreadable'][0]} does not parse"
+            else f"pointer {r['unreadable'][0]} cannot be read"
         )
         on_remote = first is not None and first["problem"] == api.REMOTE_CORRUPT
         lost = first is not None and first["problem"] == api.NOT_ON_REMOTE
         hint = (
-            "the pointer is damaged or was never mvc's: restore it with git ('git log -p' of it), or remove it "
-            "('git rm')"
+            "the pointer is damaged, was never mvc's, or lies at a path mvc never tracks: restore it with git ('git "
+            "log -p' of it), or remove it ('git rm')"
             if first is None
             else "the directory's pointer names a manifest no mvc reads (a damaged commit): restore the pointer with "
             "git, or add the directory again from a good copy"
