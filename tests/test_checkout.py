@@ -206,6 +206,20 @@ def test_dir_extra_file_not_in_cache_is_refused_then_forced(history, mvc_cli, mv
     assert files_under(repo / "model") == v2["model"]
 
 
+def test_a_link_a_forced_checkout_replaces_is_said_with_its_target(history, mvc_cli, mvc_error, tmp_path):
+    """A symbolic link of the user's in a tracked directory: --force replaces it (what it points at is untouched),
+    and says so, naming the target, so that the user can make it again."""
+    repo, _, v2 = history
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (repo / "model" / "ext").symlink_to(target)
+    mvc_error("checkout", "model", words=("model/ext",))
+    out = mvc_cli("checkout", "model", "--force").stdout
+    assert f"replaced the link model/ext (to {target})" in out, out
+    assert target.is_dir() and files_under(repo / "model") == v2["model"]
+    assert "replaced the link" not in mvc_cli("checkout", "model", "--force").stdout  # (once: it is gone)
+
+
 def test_dir_extra_file_in_cache_is_removed_without_force(history, mvc_cli):
     repo, v1, v2 = history
     (repo / "model" / "copy.bin").write_bytes(v1["model"]["a.bin"])  # content the cache holds

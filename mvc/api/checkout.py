@@ -8,6 +8,7 @@ is in the cache (so it can always be got back); otherwise the command refuses, a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat as statmod
 from collections.abc import Iterable
@@ -161,7 +162,8 @@ def _say_kept(kept: list[dict[str, str]]) -> None:
     import sys
 
     for k in kept:
-        sys.stderr.write(f"mvc: kept the replaced content of {quoted(k['path'])} in the cache as {k['oid']}\n")
+        if k["oid"] is not None:
+            sys.stderr.write(f"mvc: kept the replaced content of {quoted(k['path'])} in the cache as {k['oid']}\n")
 
 
 def _refuse_uncommitted(repo: Repo, chosen: list[str], at_commit: str, rev: str) -> None:
@@ -356,8 +358,12 @@ def _apply(repo: Repo, plan: _Plan, progress: progressmod.Factory) -> dict[str, 
     )
     kept = plan.kept
     for rel, full in plan.unsafe:
-        if os.path.islink(full) or not os.path.isfile(full):
-            continue  # a symlink elsewhere: replacing the link loses no data
+        if os.path.islink(full):  # replacing the link loses no data, but the link itself goes: said, with its target
+            with contextlib.suppress(OSError):
+                kept.append({"path": rel, "oid": None, "link": os.readlink(full)})
+            continue
+        if not os.path.isfile(full):
+            continue
         bar = progress(f"keeping {rel}", os.path.getsize(full))
         try:
             oid, _, _ = repo.odb.add_file(full, ("copy",), progress=bar.update, durable=True)

@@ -162,7 +162,10 @@ def echo_checkout(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         for k in r["kept"]:
             # a removed file's name may hold bytes that are not UTF-8, or a newline: shown escaped
-            click.echo(f"kept the replaced content of {shown_path(k['path'])} in the cache as {k['oid']}")
+            if k["oid"] is None:  # a symbolic link replaced: what it pointed at is untouched
+                click.echo(f"replaced the link {shown_path(k['path'])} (to {shown_path(k['link'])})")
+            else:
+                click.echo(f"kept the replaced content of {shown_path(k['path'])} in the cache as {k['oid']}")
         if r["action"] != "unchanged":
             click.echo(f"restored {shown_path(r['path'])} ({short(r['oid'])})")
     for r in rows:
