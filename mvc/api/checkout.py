@@ -46,7 +46,8 @@ class _Plan:
         self.clear_dir = False  # a directory stands where the file goes
         self.make_dir = False  # a tracked directory with no files (its manifest empty) is missing: made
         self.placed = False  # every file of writes is in place
-        self.kept: list[dict[str, str]] = []  # {path, oid} of the user's files stored before they were replaced
+        # {path, oid} of the user's files stored before they were replaced (a link replaced: oid None, "link")
+        self.kept: list[dict[str, str | None]] = []
 
 
 def checkout(
@@ -156,14 +157,14 @@ def _checkout(
         repo.state.flush()
 
 
-def _say_kept(kept: list[dict[str, str]]) -> None:
+def _say_kept(kept: list[dict[str, str | None]]) -> None:
     """On stderr, the oids of the user's files a failed or interrupted checkout --force stored and then replaced or
     removed: nothing else names them, and a gc after the grace period would take them."""
     import sys
 
     for k in kept:
         if k["oid"] is not None:
-            sys.stderr.write(f"mvc: kept the replaced content of {quoted(k['path'])} in the cache as {k['oid']}\n")
+            sys.stderr.write(f"mvc: kept the replaced content of {quoted(str(k['path']))} in the cache as {k['oid']}\n")
 
 
 def _refuse_uncommitted(repo: Repo, chosen: list[str], at_commit: str, rev: str) -> None:
