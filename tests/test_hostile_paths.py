@@ -540,6 +540,25 @@ def test_a_committed_gitignore_link_is_never_followed(repo, mvc_cli, mvc_error, 
     assert git(repo, "status", "--short", "--untracked-files=no") == ""
 
 
+def test_a_checkout_beside_a_gitignore_link_says_the_weights_are_not_ignored(repo, mvc_cli, tmp_path):
+    """The weights are restored (the link is neither read nor written), with a warning: git sees them."""
+    secret = tmp_path / "outside" / "credentials"
+    secret.parent.mkdir()
+    secret.write_text("aws_secret_access_key = SECRET\n")
+    (repo / "models").mkdir()
+    (repo / "models" / "m.bin").write_bytes(b"m" * 100)
+    mvc_cli("add", "models/m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    link = repo / "models" / ".gitignore"
+    link.unlink()
+    link.symlink_to(os.path.relpath(secret, link.parent))
+    (repo / "models" / "m.bin").unlink()
+    r = mvc_cli("checkout")
+    assert (repo / "models" / "m.bin").read_bytes() == b"m" * 100
+    assert "warning: models/m.bin is not ignored by git" in r.stderr and "symbolic link" in r.stderr, r.stderr
+    assert secret.read_text() == "aws_secret_access_key = SECRET\n"
+
+
 def test_a_pointer_inside_a_tracked_directory_is_refused(base, mvc_cli, mvc_error):
     """Pointers do not nest: a file pointer committed inside a tracked directory would have two pointers
     write the same bytes; every command refuses it, naming both, and changes nothing."""

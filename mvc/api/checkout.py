@@ -134,8 +134,8 @@ def _checkout(
                 if row["action"] == "restored":
                     try:
                         gitignores.add(repo, row["path"])
-                    except MvcError:  # (a .gitignore mvc may not write: a link, say) the weights are in place
-                        pass
+                    except MvcError as e:  # (a .gitignore mvc may not write: a link, say) the weights are in place
+                        row["not_ignored"] = str(e)  # and git sees them: said
             return rows
         rows, staged = _apply_at(repo, at_commit, chosen, plans, progress)
         if staged:

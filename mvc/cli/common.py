@@ -168,6 +168,8 @@ def echo_checkout(rows: list[dict[str, Any]]) -> None:
                 click.echo(f"kept the replaced content of {shown_path(k['path'])} in the cache as {k['oid']}")
         if r["action"] != "unchanged":
             click.echo(f"restored {shown_path(r['path'])} ({short(r['oid'])})")
+        if r.get("not_ignored"):  # git sees the weights: 'git add -A' would commit them
+            click.echo(f"warning: {shown_path(r['path'])} is not ignored by git: {r['not_ignored']}", err=True)
     for r in rows:
         if r.get("staged"):
             if r["head"] == "same":  # back to what HEAD has: nothing to undo
