@@ -63,6 +63,26 @@ def test_modified_other_size(tracked, mvc_cli):
     assert status(mvc_cli, "model.bin") == "model.bin: modified\n"
 
 
+def test_another_cached_version_is_said_with_both_ways_out(tracked, mvc_cli):
+    """After a git reset (no hook, no mvc checkout) the workspace holds the version the cache has and the
+    pointer does not name: status says so, from the state cache (nothing hashed), and how to go either way."""
+    import time
+
+    make_file(tracked / "model.bin", 3000, seed=7)
+    old = time.time() - 10
+    os.utime(tracked / "model.bin", (old, old))  # (the state cache records files a second old)
+    mvc_cli("add", "model.bin", "-q")
+    v2 = json.loads(mvc_cli("status", "--json", "model.bin").stdout)[0]["oid"]
+    git(tracked, "commit", "-q", "-m", "v2")
+    git(tracked, "reset", "-q", "--hard", "HEAD~1")
+    out = status(mvc_cli, "model.bin")
+    assert out.startswith(f"model.bin: modified: it holds another version the cache has ({v2[7:19]})"), out
+    assert "'mvc checkout model.bin' restores" in out and "'mvc add model.bin' records" in out
+    assert json.loads(status(mvc_cli, "--json", "model.bin"))[0]["other"] == v2
+    mvc_cli("checkout", "model.bin", "--force")
+    assert status(mvc_cli, "model.bin") == "model.bin: up to date\n"
+
+
 def test_modified_replaced_by_a_directory(tracked, mvc_cli):
     (tracked / "model.bin").unlink()
     (tracked / "model.bin").mkdir()

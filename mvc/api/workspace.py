@@ -17,7 +17,7 @@ from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
-from mvc.repo.pathstatus import dir_changes, path_status
+from mvc.repo.pathstatus import cached_version, dir_changes, path_status
 from mvc.repo.repository import Repo, exclude_local_state, open_repo, quoted, refuse_linked, shell_quoted
 from mvc.repo.selection import artifacts, check_case, check_is_pointer, load_pointer, not_utf8, select, user_paths
 from mvc.repo.worktree import File, entries_of, look, scan_dir, total
@@ -470,6 +470,8 @@ def status(
                 "workspace": ws,
                 "cache": cache,
             }
+            if ws == "modified" and (other := cached_version(repo, rel, p)) is not None:
+                row["other"] = other  # another version the cache holds: git put it back, mvc checkout did not run
             if files and p.kind == "dir" and ws == "modified":
                 row["files"] = dir_changes(repo, rel, p, progress, scanned)
             out.append(row)

@@ -178,6 +178,15 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
             )
             continue
         states = [] if r["workspace"] == "ok" else [_WS[r["workspace"]]]
+        if r.get("other"):  # (after a git reset or rebase without mvc checkout: the next add would record it)
+            from mvc.repo.repository import in_quotes, shell_quoted
+
+            shown = shell_quoted(r["path"])
+            states[0] = (
+                f"modified: it holds another version the cache has ({short(r['other'])}): "
+                f"{in_quotes('mvc checkout ' + shown)} restores its pointer's, {in_quotes('mvc add ' + shown)} "
+                "records this one"
+            )
         if r["cache"] != "ok":
             states.append("missing from cache")
         rem = r.get("remote")

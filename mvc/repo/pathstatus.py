@@ -116,6 +116,20 @@ def path_status(
         bar.close()
 
 
+def cached_version(repo: Repo, rel: str, p: ptrfmt.Pointer) -> str | None:
+    """The oid of the version of file rel the workspace holds, when it is not p's but one the cache holds, as the
+    state cache knows it (nothing is hashed): git put it back (a reset, a rebase, a stash) and mvc checkout did
+    not run. None otherwise."""
+    if p.kind != "file":
+        return None
+    try:
+        st = os.lstat(repo.abs(rel))
+    except OSError:
+        return None
+    oid = repo.state.get(rel, st)
+    return oid if oid is not None and oid != p.oid and repo.odb.exists(oid) else None
+
+
 def _status_columns(
     repo: Repo,
     rel: str,
