@@ -761,6 +761,11 @@ class Git:
                 return index
         return None
 
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of commits a and b (``git merge-base``), None when they have none."""
+        out = self.run("merge-base", a, b, check=False).decode().strip()
+        return out or None
+
     def all_commits(self) -> list[str]:
         """Every commit reachable from a branch, tag or other ref (``git rev-list --all``)."""
         return self.run("rev-list", "--all").decode().split()

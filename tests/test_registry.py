@@ -606,6 +606,29 @@ def test_log_through_a_merge(model):
     assert [r["commit"] for r in mvc.log("churn")] == [c2, c1]
 
 
+def test_log_lists_a_merge_that_threw_away_the_main_lines_change(model):
+    """Both lines changed the model and the merge kept the other side: the model the main line holds from the
+    merge on is not main's change listed just below it, so the merge is listed, as the change it is; a merge
+    that only brings in the other side's change (main left the model alone) is not."""
+    c1 = git(model, "rev-parse", "HEAD").strip()
+    git(model, "checkout", "-q", "-b", "side")
+    c2 = commit_model(model, 2)
+    git(model, "checkout", "-q", "main")
+    c3 = commit_model(model, 3)
+    git(model, "merge", "-q", "--no-edit", "-s", "ours", "side")  # (the merge machinery aside: then theirs)
+    git(model, "checkout", "side", "--", "models/churn.pt.mvc")
+    git(model, "commit", "-q", "--amend", "--no-edit")
+    merge = git(model, "rev-parse", "HEAD").strip()
+    rows = mvc.log("churn")
+    assert [(r["commit"], r["change"]) for r in rows] == [
+        (merge, "modified"),
+        (c3, "modified"),
+        (c2, "modified"),
+        (c1, "added"),
+    ]
+    assert rows[0]["oid"] == rows[2]["oid"] != rows[1]["oid"]
+
+
 # -- diff -------------------------------------------------------------------------------------
 def test_diff_head_against_work_tree(model, mvc_cli):
     assert mvc_cli("diff").stdout.strip() == "no model changed"

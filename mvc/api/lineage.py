@@ -102,7 +102,11 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
     for c in git.walk(start):
         p, blob = state_of(c["id"])
         before = [state_of(parent, c["id"]) for parent in c["parents"]]
-        if before and any(b == (p, blob) for b in before):
+        if (
+            before
+            and any(b == (p, blob) for b in before)
+            and not _discards(git, c["parents"], before, (p, blob), state_of)
+        ):
             if c["id"] in tagged and blob is not None:
                 versions, stages = state.marks(c["id"], names_at(c["id"], p))
                 if versions or stages:
@@ -148,6 +152,24 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
     if not known and not mapped:  # a name no commit's config maps, no tag names and no path is
         raise _unknown(repo, target, state)
     return out
+
+
+def _discards(
+    git: Any, parents: list[str], before: list[Any], merged: Any, state_of: Callable[[str, str | None], Any]
+) -> bool:
+    """Whether a merge whose model (``merged``) is another parent's, not its first parent's, threw away a change
+    made on the first parent's line since the two forked (a conflict resolved with the other side): the merge is
+    then a change of its own, listed, as the model the line holds from there on is not the one listed below it.
+    A merge that only brings in the other side's change (the first line left the model alone) is not."""
+    if before[0] == merged:
+        return False
+    for parent, held in zip(parents[1:], before[1:], strict=True):
+        if held != merged:
+            continue
+        base = git.merge_base(parents[0], parent)
+        if base is not None and state_of(base, parents[0]) != before[0]:
+            return True
+    return False
 
 
 def _versions(state: Any, name: str) -> list[Any]:
