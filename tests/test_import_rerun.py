@@ -162,6 +162,25 @@ def test_dvc_rerun_reads_older_versions_dvcs_cache_holds_since(dvc_repo, tmp_pat
     up_to_date(root, "import-dvc")
 
 
+@needs_dvc
+def test_a_version_the_import_could_not_bring_in_is_no_removal_in_the_log(dvc_repo, tmp_path: Path):
+    """mvc log lists the commit of a DVC version that was in neither DVC's cache nor its remote as the change it
+    was, saying that mvc cannot read it, not as the model removed there and added back at the next commit."""
+    root, remote, _ = dvc_repo
+    shutil.rmtree(remote)
+    v1 = git(root, "rev-parse", "churn@v1.0.0^{commit}").strip()
+    md5 = next(line.split()[-1] for line in git(root, "show", f"{v1}:model.bin.dvc").splitlines() if "md5:" in line)
+    cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    shutil.move(cached, tmp_path / "aside")
+    mvc_json(root, "import-dvc")
+    git(root, "commit", "-q", "-m", "to mvc")
+    rows = mvc_json(root, "log", "model.bin")
+    assert "removed" not in [r["change"] for r in rows], rows
+    at_v1 = [r for r in rows if r["commit"] == v1]
+    assert len(at_v1) == 1 and f"md5 {md5}" in at_v1[0]["error"] and "could not import" in at_v1[0]["error"]
+    assert "could not import" in run_mvc("log", "model.bin", cwd=root, check=True).stdout
+
+
 # -- import-lfs ------------------------------------------------------------------------------------------------
 @needs_lfs
 def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin, tmp_path, monkeypatch, mvc_cli):

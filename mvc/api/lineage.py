@@ -136,7 +136,11 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
         }
         names = names_at(c["id"], entry["path"])
         entry["names"] = names
-        if blob is not None:
+        if blob is not None and blob.startswith(UNIMPORTED):
+            from mvc.repo import foreign
+
+            entry["error"] = str(foreign.not_imported(str(p), c["id"][:10], blob[len(UNIMPORTED) :]))
+        elif blob is not None:
             assert p is not None
             repo.check_pointer(p + SUFFIX, c["id"][:7])  # a pointer mvc refuses is refused here too
             try:
@@ -201,6 +205,9 @@ def _renamed_from(repo: Repo, parent: str, child: str, path: str) -> str | None:
     return None
 
 
+UNIMPORTED = "unimported "  # (+ the tool's version id) the state of a path whose version the import lacks
+
+
 def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, bytes]) -> str | None:
     """The git blob id of the pointer of rel read from an imported tool's file at commit (a .dvc file before
     'mvc import-dvc'), or None: the import wrote the same bytes, so the switch is no change in the lineage."""
@@ -209,8 +216,9 @@ def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, byte
     if not foreign.imported(repo):
         return None
     data = foreign.pointer_of(repo, commit, rel)
-    if data is None:
-        return None
+    if data is None:  # a version the import could not bring in is there all the same: not a removal
+        version = foreign.unimported_at(repo, commit).get(rel)
+        return None if version is None else UNIMPORTED + version
     blob = blob_id(data)
     synthesized[blob] = data
     return blob
