@@ -680,3 +680,20 @@ def test_a_plain_file_a_git_lfs_line_names_is_said_and_left_in_git(lfs_repo: Pat
     out = mvc_cli("import-lfs").stdout
     assert "imported model.bin" in out and "left in git: 1 file" in out and "raw.bin" in out, out
     assert "git lfs migrate import" in out
+
+
+@needs_lfs
+def test_an_object_the_lfs_server_lacks_says_so_and_the_way_forward(origin, tmp_path, monkeypatch, mvc_error, mvc_cli):
+    root = clone(origin, tmp_path / "repo", False, monkeypatch)
+    sha = hashlib.sha256(V2).hexdigest()
+    (origin / "lfs" / "objects" / sha[:2] / sha[2:4] / sha).unlink()  # the server lost it
+    (root / "other.bin").write_bytes(V1)  # a file whose object is here
+    git(root, "add", "other.bin")
+    git(root, "commit", "-qm", "other")
+    before = snapshot(root)
+    line = mvc_error("import-lfs", "--no-history")
+    for words in ("model.bin", "sha256:" + sha, "the LFS server does not have it", "remote missing object"):
+        assert words in line, line
+    assert "mvc import-lfs PATH" in line and "'git rm model.bin'" in line and "install" not in line, line
+    assert snapshot(root) == before
+    assert "imported other.bin" in mvc_cli("import-lfs", "other.bin").stdout

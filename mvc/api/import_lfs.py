@@ -9,15 +9,14 @@ the import staged and says how to push again. Old revisions stay readable throug
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat as statmod
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
+from mvc.api.lfs_objects import Item, lfs_dir, locate, stored, verify
 from mvc.errors import (
-    CorruptObject,
     GitError,
     MvcError,
     ObjectMissing,
@@ -43,16 +42,6 @@ if TYPE_CHECKING:
 
 IMPORTED_REL = f"{MVC_DIR}/{lfs.IMPORTED}"
 UNIGNORE = "!/" + lfs.IMPORTED  # the line of .mvc/.gitignore that lets git see the map
-
-
-class _Item:
-    __slots__ = ("oid", "path", "ptr", "source", "src")
-
-    def __init__(self, path: str, ptr: lfs.LfsPointer):
-        self.path, self.ptr = path, ptr
-        self.src: str | None = None  # the file holding the content, once located
-        self.source = ""  # where it came from: "lfs" (.git/lfs/objects), "worktree", "fetched"
-        self.oid = ""
 
 
 def import_lfs(
@@ -92,7 +81,7 @@ def import_lfs(
     sp = _remote(repo, remote) if push else None
     staged = repo.git.index_blobs(".") if chosen else {}  # (one call, not one a file)
     items = [_check(repo, tree, path, found[path], staged) for path in chosen if path not in done]
-    _locate(repo, items, fetch)
+    locate(repo, items, fetch)
     have = {it.ptr.sha256 for it in items} | set(known)
     old, missing = _history(repo, head, {*chosen, *also}, have) if history else ([], 0)
     if not items and not old:  # nothing is written, nor pushed
@@ -105,7 +94,7 @@ def import_lfs(
         }
     try:
         for it in items + old:  # every object checked before anything is stored or written
-            _verify(it, progress)
+            verify(it, progress)
         with repo.odb.adding():  # stored, then named by pointers: a gc of the cache waits
             for it in items + old:
                 it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
@@ -126,7 +115,7 @@ def import_lfs(
     return out
 
 
-def _save(rb: Rollback, tree: foreign_lfs.Tree, items: list[_Item], stage: bool) -> None:
+def _save(rb: Rollback, tree: foreign_lfs.Tree, items: list[Item], stage: bool) -> None:
     """Everything :func:`_convert` may change, saved to put back: the files replaced (their content is in the cache),
     the pointers and .gitignore files beside them, every .gitattributes, the map, .mvc/.gitignore and the index."""
     rb.move_aside(*(it.path for it in items))
@@ -140,8 +129,8 @@ def _convert(
     repo: Repo,
     tree: foreign_lfs.Tree,
     all_rules: list[lfs.Rule],
-    items: list[_Item],
-    old: list[_Item],
+    items: list[Item],
+    old: list[Item],
     stage: bool,
     done: set[str],
 ) -> list[str]:
@@ -163,12 +152,12 @@ def _convert(
     return removed
 
 
-def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[list[_Item], int]:
+def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[list[Item], int]:
     """The distinct contents of the git-lfs pointers at the chosen paths in HEAD's ancestors, that HEAD's do not
     hold already: (those .git/lfs/objects holds, how many it lacks). Pointers that do not parse are skipped:
     their revisions stay git-lfs's."""
-    lfs_dir = _lfs_dir(repo)
-    found: dict[str, _Item] = {}
+    objects = lfs_dir(repo)
+    found: dict[str, Item] = {}
     absent: set[str] = set()
     commits = repo.git.run("rev-list", head).decode().split()
     for (path, _), (commit, data) in sorted(foreign_lfs.lfs_history(repo, commits).items()):
@@ -180,9 +169,9 @@ def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[l
             continue
         if ptr.sha256 in have or ptr.sha256 in found or ptr.sha256 in absent:
             continue
-        at = _stored(lfs_dir, ptr.sha256)
+        at = stored(objects, ptr.sha256)
         if os.path.isfile(at):
-            it = found[ptr.sha256] = _Item(f"{path} at {commit[:12]}", ptr)
+            it = found[ptr.sha256] = Item(f"{path} at {commit[:12]}", ptr)
             it.src, it.source = at, "lfs"
         else:
             absent.add(ptr.sha256)
@@ -198,7 +187,7 @@ def _remote(repo: Repo, remote: str | None) -> Spec:
 
 def _push(
     repo: Repo,
-    items: list[_Item],
+    items: list[Item],
     sp: Spec,
     remote: str | None,
     state: str,
@@ -286,7 +275,7 @@ def _left_by_a_killed_import(repo: Repo, prel: str, ptr: lfs.LfsPointer) -> bool
     return not repo.git.tracked([prel])
 
 
-def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: dict[str, str]) -> _Item:
+def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: dict[str, str]) -> Item:
     """Parse the pointer at path and refuse what importing it would break (before anything is written)."""
     ptr = lfs.loads(data, f"{path} at HEAD")
     why = repo.untrackable(path)
@@ -301,7 +290,7 @@ def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: di
         raise WorkspaceModified(
             f"{path} has staged changes: commit them (or {in_quotes('git restore --staged ' + shell_quoted(path))})"
         )
-    it = _Item(path, ptr)
+    it = Item(path, ptr)
     try:
         st = os.lstat(full)
     except FileNotFoundError:
@@ -326,72 +315,7 @@ def _read(path: str) -> bytes:
         return fh.read(lfs.MAX_POINTER)
 
 
-def _lfs_dir(repo: Repo) -> str:
-    common = repo.git.run("rev-parse", "--git-common-dir").decode().strip()
-    return os.path.join(repo.root, common, "lfs", "objects")
-
-
-def _stored(lfs_dir: str, sha: str) -> str:
-    return os.path.join(lfs_dir, sha[:2], sha[2:4], sha)
-
-
-def _locate(repo: Repo, items: list[_Item], fetch: bool) -> None:
-    """Point each item at a file that should hold its content: git-lfs's store first, then the work tree,
-    then what ``git lfs fetch`` brings."""
-    lfs_dir = _lfs_dir(repo)
-    for it in items:
-        at = _stored(lfs_dir, it.ptr.sha256)
-        if os.path.isfile(at) and os.path.getsize(at) == it.ptr.size:
-            it.src, it.source = at, "lfs"
-    missing = [it for it in items if it.src is None]
-    if missing and fetch:
-        import shutil
-
-        if shutil.which("git-lfs") is not None:
-            # the include list is a comma-separated list of patterns: escape what they would read as special
-            include = ",".join("".join("\\" + c if c in "*?[]\\," else c for c in it.path) for it in missing)
-            repo.git.run("lfs", "fetch", f"--include={include}", "--exclude=", check=False)
-        for it in missing:
-            at = _stored(lfs_dir, it.ptr.sha256)
-            if os.path.isfile(at):
-                it.src, it.source = at, "fetched"
-    for it in items:
-        if it.src is None:
-            how, fix = (
-                (
-                    "'git lfs fetch' could not get it",
-                    "install git-lfs, check 'git lfs env' and the lfs remote, then retry",
-                )
-                if fetch
-                else ("it was not fetched (--no-fetch)", "run the import without --no-fetch, or 'git lfs fetch' first")
-            )
-            raise ObjectMissing(
-                f"{it.path}: the git-lfs object sha256:{it.ptr.sha256} is not in .git/lfs/objects and {how}: {fix}"
-            )
-
-
-def _verify(it: _Item, progress: progressmod.Factory) -> None:
-    assert it.src is not None
-    h = hashlib.sha256()
-    n = 0
-    bar = progress(f"checking {it.path}", it.ptr.size)
-    try:
-        with open(it.src, "rb") as fh:
-            while chunk := fh.read(fileio.CHUNK if it.ptr.size > fileio.SMALL else fileio.SMALL):
-                h.update(chunk)
-                n += len(chunk)
-                bar.update(len(chunk))
-    finally:
-        bar.close()
-    if n != it.ptr.size or h.hexdigest() != it.ptr.sha256:
-        where = "the work tree file" if it.source == "worktree" else it.src
-        raise CorruptObject(
-            f"{it.path}: {where} does not match its git-lfs pointer (sha256 {it.ptr.sha256[:12]}…, {it.ptr.size} "
-            f"bytes): delete it and run 'git lfs fetch' again"
-        )
-
-
-def _write(repo: Repo, it: _Item) -> None:
+def _write(repo: Repo, it: Item) -> None:
     """The content at the path and its pointer (its .gitignore line: the caller's, for all at once). The pointer
     has no ``[auto]``: the import is a conversion, not a new version, and its bytes are those an old revision's
     git-lfs pointer reads as (docs/FORMAT.md), so the import's commit is no change in ``mvc log``."""
@@ -437,7 +361,7 @@ def _strip_attributes(
     return changed, removed
 
 
-def _write_map(repo: Repo, items: list[_Item]) -> list[str]:
+def _write_map(repo: Repo, items: list[Item]) -> list[str]:
     """Merge the imported content into .mvc/imported.toml (other tables, another importer's, kept), and make
     sure .mvc/.gitignore lets git see it. Returns the relpaths to stage."""
     import tomli_w
