@@ -7,6 +7,7 @@ standalone file transfer, so 'git lfs fetch' is tested for real, with no server)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -102,8 +103,9 @@ def test_import_converts_head_and_keeps_old_revisions_readable(lfs_repo: Path, m
 
     assert mvc.ls()[0]["oid"] == oid_of(V2)
     staged = git(root, "diff", "--cached", "--name-status").split("\n")
-    assert {"D\tmodel.bin", "A\tmodel.bin.mvc", "M\t.gitattributes", "A\t.mvc/imported.toml"} <= set(staged)
-    assert "filter=lfs" not in (root / ".gitattributes").read_text()
+    # .gitattributes held the one git-lfs line alone: it goes, rather than stay behind empty
+    assert {"D\tmodel.bin", "A\tmodel.bin.mvc", "D\t.gitattributes", "A\t.mvc/imported.toml"} <= set(staged)
+    assert not (root / ".gitattributes").exists()
     assert "/model.bin" in (root / ".gitignore").read_text()
     assert "!/imported.toml" in (root / ".mvc" / ".gitignore").read_text()
     mapped = lfs.imported(__import__("tomllib").loads((root / ".mvc" / "imported.toml").read_text()))
@@ -680,3 +682,67 @@ def test_a_plain_file_a_git_lfs_line_names_is_said_and_left_in_git(lfs_repo: Pat
     out = mvc_cli("import-lfs").stdout
     assert "imported model.bin" in out and "left in git: 1 file" in out and "raw.bin" in out, out
     assert "git lfs migrate import" in out
+
+
+@needs_lfs
+def test_a_gitattributes_with_other_content_stays(lfs_repo: Path, mvc_cli):
+    root = lfs_repo
+    (root / ".gitattributes").write_text("# models\n" + (root / ".gitattributes").read_text())
+    git(root, "commit", "-qam", "a comment")
+    mvc_cli("import-lfs")
+    assert (root / ".gitattributes").read_text() == "# models\n"
+    assert "M\t.gitattributes" in git(root, "diff", "--cached", "--name-status")
+
+
+# -- what the import leaves to the user ------------------------------------------------------------------------
+@needs_lfs
+def test_the_import_says_a_checkout_of_an_old_commit_overwrites_changes_and_how_not_to(lfs_repo: Path, mvc_cli):
+    """Commits from before the import track the path in git, and git overwrites an ignored file without a word:
+    the import says so, and the way it names keeps a change not yet added."""
+    root = lfs_repo
+    assert json.loads(mvc_cli("import-lfs", "--json").stdout)["old_commits_track"] == ["model.bin"]
+    git(root, "commit", "-qm", "to mvc")
+    (root / "model.bin").write_bytes(b"retrained, not added")
+    r = subprocess.run(["git", "checkout", "--no-overwrite-ignore", "HEAD~1"], cwd=root, capture_output=True)
+    assert r.returncode != 0 and (root / "model.bin").read_bytes() == b"retrained, not added"
+
+
+@needs_lfs
+def test_no_stage_prints_the_commands_that_stage_it(lfs_repo: Path, mvc_cli):
+    """After --no-stage the weights are at a path git still tracks: 'git add -A' would commit them. The import
+    prints the commands that stage it instead (paths quoted for the shell, pathspec characters read literally)."""
+    root = lfs_repo
+    name = "my model [1].bin"
+    (root / name).write_bytes(V1)
+    git(root, "add", name)
+    git(root, "commit", "-qm", "a second model")
+    out = mvc_cli("import-lfs", "--no-stage").stdout
+    assert "git add -A" in out and "would commit the weights" in out, out
+    note = [line for line in out.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "git checkout --no-overwrite-ignore" in note[0] and "'mvc add'" in note[0], out
+    commands = [line.strip() for line in out.splitlines() if line.startswith("  git ")]
+    assert commands[0] == "git --literal-pathspecs rm --cached -q -- model.bin 'my model [1].bin'", commands
+    assert git(root, "diff", "--cached", "--name-only") == ""  # nothing staged
+    for command in commands:
+        subprocess.run(command, shell=True, cwd=root, check=True)
+    assert git(root, "diff", "--name-only") == git(root, "ls-files", "--others", "--exclude-standard") == ""
+    staged = set(git(root, "diff", "--cached", "--name-status").splitlines())
+    assert {"D\tmodel.bin", f"D\t{name}", "A\tmodel.bin.mvc", f"A\t{name}.mvc", "D\t.gitattributes"} <= staged
+    assert "A\t.mvc/imported.toml" in staged
+
+
+@needs_lfs
+def test_an_object_the_lfs_server_lacks_says_so_and_the_way_forward(origin, tmp_path, monkeypatch, mvc_error, mvc_cli):
+    root = clone(origin, tmp_path / "repo", False, monkeypatch)
+    sha = hashlib.sha256(V2).hexdigest()
+    (origin / "lfs" / "objects" / sha[:2] / sha[2:4] / sha).unlink()  # the server lost it
+    (root / "other.bin").write_bytes(V1)  # a file whose object is here
+    git(root, "add", "other.bin")
+    git(root, "commit", "-qm", "other")
+    before = snapshot(root)
+    line = mvc_error("import-lfs", "--no-history")
+    for words in ("model.bin", "sha256:" + sha, "the LFS server does not have it", "remote missing object"):
+        assert words in line, line
+    assert "mvc import-lfs PATH" in line and "'git rm model.bin'" in line and "install" not in line, line
+    assert snapshot(root) == before
+    assert "imported other.bin" in mvc_cli("import-lfs", "other.bin").stdout

@@ -9,15 +9,14 @@ the import staged and says how to push again. Old revisions stay readable throug
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat as statmod
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
+from mvc.api.lfs_objects import Item, lfs_dir, locate, stored, verify
 from mvc.errors import (
-    CorruptObject,
     GitError,
     MvcError,
     ObjectMissing,
@@ -45,16 +44,6 @@ IMPORTED_REL = f"{MVC_DIR}/{lfs.IMPORTED}"
 UNIGNORE = "!/" + lfs.IMPORTED  # the line of .mvc/.gitignore that lets git see the map
 
 
-class _Item:
-    __slots__ = ("oid", "path", "ptr", "source", "src")
-
-    def __init__(self, path: str, ptr: lfs.LfsPointer):
-        self.path, self.ptr = path, ptr
-        self.src: str | None = None  # the file holding the content, once located
-        self.source = ""  # where it came from: "lfs" (.git/lfs/objects), "worktree", "fetched"
-        self.oid = ""
-
-
 def import_lfs(
     paths: Iterable[str] = (),
     *,
@@ -72,9 +61,15 @@ def import_lfs(
     ancestors at those paths that ``.git/lfs/objects`` holds, so that old revisions can be read. ``push``: then
     push them all to ``remote`` (default: the default remote). Run again, it converts what is new and maps the
     older versions ``.git/lfs/objects`` holds now (``git lfs fetch --all`` since), at the paths mvc tracks too;
-    what is imported already is left alone. Returns {"imported": [{path, oid, size, sha256, source}], "history":
-    {"stored", "missing"}, "attributes": [lines removed], "up_to_date": nothing was new, "not_pointers": [files a
-    git-lfs line names that git holds as plain files, left as they are]}."""
+    what is imported already is left alone, and what a run with ``stage=False`` left unstaged is staged. A git-lfs
+    pointer no filter=lfs line covers is imported when a commit of HEAD's history held that blob under one (a branch
+    from before the import, merged after it) or ``paths`` names it exactly. Returns {"imported": [{path, oid, size,
+    sha256, source}], "history": {"stored", "missing"}, "attributes": [lines removed], "up_to_date": nothing was
+    new, "not_pointers": [files a git-lfs line names that git holds as plain files, left as they are],
+    "not_covered": [git-lfs pointers no filter=lfs line covers, left in git], "not_staged": {"remove": [paths to
+    'git rm --cached'], "add": [paths to 'git add']} (empty when staged), "staged_now": [paths an earlier run left
+    unstaged], "old_commits_track": [the paths converted: commits from before the import track them in git, and a
+    checkout of one overwrites their changes not yet added]}."""
     repo = open_repo(repo)
     head = repo.git.run("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).decode().strip()
     if not head:
@@ -83,35 +78,45 @@ def import_lfs(
     all_rules = foreign_lfs.rules_of(repo, tree)
     found = foreign_lfs.lfs_files(repo, tree, all_rules)
     plain = foreign_lfs.plain_files(tree, all_rules, found)
+    scan = _Scan(repo, head)
+    stray = foreign_lfs.uncovered_pointers(repo, tree, all_rules)  # where a pre-import branch's merge leaves them
+    was = _were_lfs(tree, stray, scan)
     doc = foreign.read_worktree(repo)  # the map this run adds to: a damaged one is refused before anything is done
     known = lfs.imported(doc, IMPORTED_REL)  # imported before: left alone
     before = "lfs" in doc  # an import ran: its paths are mvc's now
     tracked = sorted(Repo.target_of(p) for p in repo.git.ls_pointers()) if before else []
-    chosen, also = _choose(repo, found, tracked, before, user_paths(paths))
+    chosen, also = _choose(repo, found, stray, was, tracked, before, user_paths(paths))
+    found.update(stray)
     done = {p for p in chosen if _imported_already(repo, p, found[p], known)}
     sp = _remote(repo, remote) if push else None
     staged = repo.git.index_blobs(".") if chosen else {}  # (one call, not one a file)
+    pending = sorted(p for p in done if p in staged)  # converted by a run that did not stage (--no-stage)
     items = [_check(repo, tree, path, found[path], staged) for path in chosen if path not in done]
-    _locate(repo, items, fetch)
+    locate(repo, items, fetch)
     have = {it.ptr.sha256 for it in items} | set(known)
-    old, missing = _history(repo, head, {*chosen, *also}, have) if history else ([], 0)
-    if not items and not old:  # nothing is written, nor pushed
+    old, missing = _history(scan, {*chosen, *also}, have) if history else ([], 0)
+    left = sorted(p for p in stray if p not in chosen)
+    if not items and not old and not pending:  # nothing is written, nor pushed
         return {
             "imported": [],
             "history": {"stored": 0, "missing": missing},
             "attributes": [],
             "up_to_date": True,
             "not_pointers": plain,
+            "not_covered": left,
+            "not_staged": {"remove": [], "add": []},
+            "staged_now": [],
+            "old_commits_track": [],
         }
     try:
         for it in items + old:  # every object checked before anything is stored or written
-            _verify(it, progress)
+            verify(it, progress)
         with repo.odb.adding():  # stored, then named by pointers: a gc of the cache waits
             for it in items + old:
                 it.oid = repo.odb.add_file(it.src, repo.config.link_types)[0]  # type: ignore[arg-type]
             with Rollback(repo) as rb:  # from here on, a failure puts every file and the index back
                 _save(rb, tree, items, stage)
-                removed = _convert(repo, tree, all_rules, items, old, stage, done)
+                removed, unstaged = _convert(repo, tree, all_rules, items, old, stage, done, pending, staged)
     finally:
         repo.state.flush()
     rows = [
@@ -119,14 +124,39 @@ def import_lfs(
         for it in items
     ]
     out: dict[str, Any] = {"imported": rows, "history": {"stored": len(old), "missing": missing}}
-    out["not_pointers"] = plain
-    out.update(attributes=removed, up_to_date=False)
+    out.update(not_pointers=plain, not_covered=left, attributes=removed, up_to_date=False, not_staged=unstaged)
+    out.update(staged_now=pending if stage else [], old_commits_track=[it.path for it in items])
     if sp is not None:
         out["push"] = _push(repo, items + old, sp, remote, "done and staged" if stage else "done", bool(old), progress)
     return out
 
 
-def _save(rb: Rollback, tree: foreign_lfs.Tree, items: list[_Item], stage: bool) -> None:
+class _Scan:
+    """The git-lfs pointers of HEAD's history (:func:`foreign_lfs.lfs_history`), read once, when first asked for."""
+
+    __slots__ = ("_found", "head", "repo")
+
+    def __init__(self, repo: Repo, head: str):
+        self.repo, self.head = repo, head
+        self._found: dict[tuple[str, str], tuple[str, bytes]] | None = None
+
+    def found(self) -> dict[tuple[str, str], tuple[str, bytes]]:
+        if self._found is None:
+            commits = self.repo.git.run("rev-list", self.head).decode().split()
+            self._found = foreign_lfs.lfs_history(self.repo, commits)
+        return self._found
+
+
+def _were_lfs(tree: foreign_lfs.Tree, stray: dict[str, bytes], scan: _Scan) -> set[str]:
+    """The paths of stray (git-lfs pointers of HEAD no filter=lfs line covers) whose very blob a commit of HEAD's
+    history held under a filter=lfs line: git-lfs files (of a branch merged after the import), to import."""
+    if not stray:
+        return set()
+    held = scan.found()
+    return {p for p in stray if (p, tree.blobs[p][0]) in held}
+
+
+def _save(rb: Rollback, tree: foreign_lfs.Tree, items: list[Item], stage: bool) -> None:
     """Everything :func:`_convert` may change, saved to put back: the files replaced (their content is in the cache),
     the pointers and .gitignore files beside them, every .gitattributes, the map, .mvc/.gitignore and the index."""
     rb.move_aside(*(it.path for it in items))
@@ -140,38 +170,46 @@ def _convert(
     repo: Repo,
     tree: foreign_lfs.Tree,
     all_rules: list[lfs.Rule],
-    items: list[_Item],
-    old: list[_Item],
+    items: list[Item],
+    old: list[Item],
     stage: bool,
     done: set[str],
-) -> list[str]:
+    pending: list[str],
+    index: dict[str, str],
+) -> tuple[list[str], dict[str, list[str]]]:
     """Write the content, pointers and .gitignore lines, strip .gitattributes (``done``: paths an earlier run
-    converted), write the map, and stage it all. Returns the .gitattributes lines removed."""
+    converted), write the map, and stage it all, with what an earlier run left unstaged (``pending``: converted,
+    their git-lfs pointer still in the index). Returns (the .gitattributes lines removed, what is left to stage:
+    {"remove": paths to 'git rm --cached', "add": paths to 'git add'}, empty when staged)."""
     for it in items:
         _write(repo, it)
     ignores = gitignores.add_many(repo, [it.path for it in items])
-    attrs_changed, removed = _strip_attributes(repo, tree, all_rules, {it.path for it in items} | done)
-    to_stage = [Repo.pointer_of(it.path) for it in items] + ignores + attrs_changed + _write_map(repo, items + old)
-    if stage:
-        with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
-            if items:
-                repo.git.run(
-                    "rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){it.path}" for it in items]
-                )
-            repo.git.run("add", "-f", "--", f":(literal){IMPORTED_REL}")
-            repo.git.stage(dict.fromkeys(p for p in to_stage if p != IMPORTED_REL))
-    return removed
+    attrs_changed, removed, attrs_all = _strip_attributes(repo, tree, all_rules, {it.path for it in items} | done)
+    if pending:  # their .gitattributes were stripped by that run: staged now, if git still has them somewhere
+        attrs_changed += [
+            a for a in attrs_all if a not in attrs_changed and (a in index or os.path.lexists(repo.abs(a)))
+        ]
+    gone = [it.path for it in items] + pending
+    to_stage = [Repo.pointer_of(p) for p in gone] + ignores + [gitignores.entry(p)[0] for p in pending]
+    to_stage = list(dict.fromkeys(to_stage + attrs_changed + _write_map(repo, items + old)))
+    if not stage:
+        return removed, {"remove": gone, "add": to_stage}
+    with locked(os.path.join(repo.mvc_dir, LOCK), "the git index"):
+        if gone:
+            repo.git.run("rm", "--cached", "-q", "--ignore-unmatch", "--", *[f":(literal){p}" for p in gone])
+        repo.git.run("add", "-f", "--", f":(literal){IMPORTED_REL}")
+        repo.git.stage(p for p in to_stage if p != IMPORTED_REL)
+    return removed, {"remove": [], "add": []}
 
 
-def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[list[_Item], int]:
+def _history(scan: _Scan, chosen: set[str], have: set[str]) -> tuple[list[Item], int]:
     """The distinct contents of the git-lfs pointers at the chosen paths in HEAD's ancestors, that HEAD's do not
     hold already: (those .git/lfs/objects holds, how many it lacks). Pointers that do not parse are skipped:
     their revisions stay git-lfs's."""
-    lfs_dir = _lfs_dir(repo)
-    found: dict[str, _Item] = {}
+    objects = lfs_dir(scan.repo)
+    found: dict[str, Item] = {}
     absent: set[str] = set()
-    commits = repo.git.run("rev-list", head).decode().split()
-    for (path, _), (commit, data) in sorted(foreign_lfs.lfs_history(repo, commits).items()):
+    for (path, _), (commit, data) in sorted(scan.found().items()):
         if path not in chosen:
             continue
         try:
@@ -180,9 +218,9 @@ def _history(repo: Repo, head: str, chosen: set[str], have: set[str]) -> tuple[l
             continue
         if ptr.sha256 in have or ptr.sha256 in found or ptr.sha256 in absent:
             continue
-        at = _stored(lfs_dir, ptr.sha256)
+        at = stored(objects, ptr.sha256)
         if os.path.isfile(at):
-            it = found[ptr.sha256] = _Item(f"{path} at {commit[:12]}", ptr)
+            it = found[ptr.sha256] = Item(f"{path} at {commit[:12]}", ptr)
             it.src, it.source = at, "lfs"
         else:
             absent.add(ptr.sha256)
@@ -198,7 +236,7 @@ def _remote(repo: Repo, remote: str | None) -> Spec:
 
 def _push(
     repo: Repo,
-    items: list[_Item],
+    items: list[Item],
     sp: Spec,
     remote: str | None,
     state: str,
@@ -231,21 +269,29 @@ def _push(
 
 
 def _choose(
-    repo: Repo, found: dict[str, bytes], tracked: list[str], before: bool, paths: list[str]
+    repo: Repo,
+    found: dict[str, bytes],
+    stray: dict[str, bytes],
+    was: set[str],
+    tracked: list[str],
+    before: bool,
+    paths: list[str],
 ) -> tuple[list[str], list[str]]:
     """(The git-lfs pointers of HEAD to import, the paths mvc tracks whose older git-lfs versions a run after an
-    import (``before``) maps too): all, or those at or under the paths given."""
-    if not found and not before:
+    import (``before``) maps too): all, or those at or under the paths given. Of the pointers no filter=lfs line
+    covers (stray), those that were git-lfs files in a commit of HEAD's history (was), and those named exactly."""
+    if not found and not stray and not before:
         raise PathError(
             "HEAD has no git-lfs pointers (no file a 'filter=lfs' line of .gitattributes names): nothing to import"
         )
     if not paths:
-        return sorted(found), tracked
+        return sorted({*found, *was}), tracked
     chosen: set[str] = set()
     also: set[str] = set()
     for p in paths:
         rel = repo.rel(p)
-        hits = [f for f in found if rel == "." or f == rel or f.startswith(rel + "/")]
+        under = [f for f in {*found, *was} if rel == "." or f == rel or f.startswith(rel + "/")]
+        hits = under + ([rel] if rel in stray else [])
         more = [f for f in tracked if rel == "." or f == rel or f.startswith(rel + "/")]
         if not hits and not more:
             raise PathError(f"{p}: no git-lfs pointer at HEAD is there: check the path with 'git lfs ls-files'")
@@ -286,7 +332,7 @@ def _left_by_a_killed_import(repo: Repo, prel: str, ptr: lfs.LfsPointer) -> bool
     return not repo.git.tracked([prel])
 
 
-def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: dict[str, str]) -> _Item:
+def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: dict[str, str]) -> Item:
     """Parse the pointer at path and refuse what importing it would break (before anything is written)."""
     ptr = lfs.loads(data, f"{path} at HEAD")
     why = repo.untrackable(path)
@@ -301,7 +347,7 @@ def _check(repo: Repo, tree: foreign_lfs.Tree, path: str, data: bytes, index: di
         raise WorkspaceModified(
             f"{path} has staged changes: commit them (or {in_quotes('git restore --staged ' + shell_quoted(path))})"
         )
-    it = _Item(path, ptr)
+    it = Item(path, ptr)
     try:
         st = os.lstat(full)
     except FileNotFoundError:
@@ -326,72 +372,7 @@ def _read(path: str) -> bytes:
         return fh.read(lfs.MAX_POINTER)
 
 
-def _lfs_dir(repo: Repo) -> str:
-    common = repo.git.run("rev-parse", "--git-common-dir").decode().strip()
-    return os.path.join(repo.root, common, "lfs", "objects")
-
-
-def _stored(lfs_dir: str, sha: str) -> str:
-    return os.path.join(lfs_dir, sha[:2], sha[2:4], sha)
-
-
-def _locate(repo: Repo, items: list[_Item], fetch: bool) -> None:
-    """Point each item at a file that should hold its content: git-lfs's store first, then the work tree,
-    then what ``git lfs fetch`` brings."""
-    lfs_dir = _lfs_dir(repo)
-    for it in items:
-        at = _stored(lfs_dir, it.ptr.sha256)
-        if os.path.isfile(at) and os.path.getsize(at) == it.ptr.size:
-            it.src, it.source = at, "lfs"
-    missing = [it for it in items if it.src is None]
-    if missing and fetch:
-        import shutil
-
-        if shutil.which("git-lfs") is not None:
-            # the include list is a comma-separated list of patterns: escape what they would read as special
-            include = ",".join("".join("\\" + c if c in "*?[]\\," else c for c in it.path) for it in missing)
-            repo.git.run("lfs", "fetch", f"--include={include}", "--exclude=", check=False)
-        for it in missing:
-            at = _stored(lfs_dir, it.ptr.sha256)
-            if os.path.isfile(at):
-                it.src, it.source = at, "fetched"
-    for it in items:
-        if it.src is None:
-            how, fix = (
-                (
-                    "'git lfs fetch' could not get it",
-                    "install git-lfs, check 'git lfs env' and the lfs remote, then retry",
-                )
-                if fetch
-                else ("it was not fetched (--no-fetch)", "run the import without --no-fetch, or 'git lfs fetch' first")
-            )
-            raise ObjectMissing(
-                f"{it.path}: the git-lfs object sha256:{it.ptr.sha256} is not in .git/lfs/objects and {how}: {fix}"
-            )
-
-
-def _verify(it: _Item, progress: progressmod.Factory) -> None:
-    assert it.src is not None
-    h = hashlib.sha256()
-    n = 0
-    bar = progress(f"checking {it.path}", it.ptr.size)
-    try:
-        with open(it.src, "rb") as fh:
-            while chunk := fh.read(fileio.CHUNK if it.ptr.size > fileio.SMALL else fileio.SMALL):
-                h.update(chunk)
-                n += len(chunk)
-                bar.update(len(chunk))
-    finally:
-        bar.close()
-    if n != it.ptr.size or h.hexdigest() != it.ptr.sha256:
-        where = "the work tree file" if it.source == "worktree" else it.src
-        raise CorruptObject(
-            f"{it.path}: {where} does not match its git-lfs pointer (sha256 {it.ptr.sha256[:12]}…, {it.ptr.size} "
-            f"bytes): delete it and run 'git lfs fetch' again"
-        )
-
-
-def _write(repo: Repo, it: _Item) -> None:
+def _write(repo: Repo, it: Item) -> None:
     """The content at the path and its pointer (its .gitignore line: the caller's, for all at once). The pointer
     has no ``[auto]``: the import is a conversion, not a new version, and its bytes are those an old revision's
     git-lfs pointer reads as (docs/FORMAT.md), so the import's commit is no change in ``mvc log``."""
@@ -409,9 +390,10 @@ def _write(repo: Repo, it: _Item) -> None:
 
 def _strip_attributes(
     repo: Repo, tree: foreign_lfs.Tree, all_rules: list[lfs.Rule], converted: set[str]
-) -> tuple[list[str], list[str]]:
-    """Remove the git-lfs attributes of the lines whose every matched file was converted; keep the others.
-    Returns (the .gitattributes relpaths changed, the lines removed)."""
+) -> tuple[list[str], list[str], list[str]]:
+    """Remove the git-lfs attributes of the lines whose every matched file was converted; keep the others. A file
+    left with nothing but blank lines is deleted (the index then loses it too). Returns (the .gitattributes
+    relpaths changed, the lines removed, every .gitattributes relpath such a line is in)."""
     drop: dict[str, set[str]] = {}
     for r in all_rules:
         if not r.lfs:
@@ -431,13 +413,16 @@ def _strip_attributes(
             continue
         new = lfs.strip_lfs(text, lines)
         if new != text:
-            fileio.atomic_write(full, new)
+            if new.strip():
+                fileio.atomic_write(full, new)
+            else:
+                os.unlink(full)
             changed.append(rel)
             removed += [f"{rel}: {line}" for line in sorted(lines)]
-    return changed, removed
+    return changed, removed, sorted(drop)
 
 
-def _write_map(repo: Repo, items: list[_Item]) -> list[str]:
+def _write_map(repo: Repo, items: list[Item]) -> list[str]:
     """Merge the imported content into .mvc/imported.toml (other tables, another importer's, kept), and make
     sure .mvc/.gitignore lets git see it. Returns the relpaths to stage."""
     import tomli_w

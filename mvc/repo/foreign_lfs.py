@@ -78,6 +78,27 @@ def lfs_files(repo: Repo, tree: Tree, all_rules: list[lfs.Rule]) -> dict[str, by
     return {p: b for p, bid in small.items() if (b := data.get(bid)) is not None and lfs.looks_like(b)}
 
 
+def uncovered_pointers(repo: Repo, tree: Tree, all_rules: list[lfs.Rule]) -> dict[str, bytes]:
+    """{path: blob bytes} of the small blobs no git-lfs filter covers that parse, strictly, as git-lfs pointers: what
+    a branch from before ``mvc import-lfs``, merged after it, brings (its file, under a line the import removed)."""
+    small = {
+        p: bid
+        for p, (bid, size) in tree.blobs.items()
+        if size < lfs.MAX_POINTER and not _is_attributes(p) and not lfs.lfs_filtered(p, all_rules)
+    }
+    data = repo.git.cat_objects(small.values())
+    out = {}
+    for p, bid in small.items():
+        b = data.get(bid)
+        if b is not None and lfs.looks_like(b):
+            try:
+                lfs.loads(b, p)
+            except PointerError:
+                continue
+            out[p] = b
+    return out
+
+
 def lfs_history(repo: Repo, commits: Iterable[str]) -> dict[tuple[str, str], tuple[str, bytes]]:
     """{(path, blob id): (a commit that has it, blob bytes)} of what :func:`lfs_files` finds in the trees of all
     commits, in a few git processes whatever their number: one ``git log`` lists what each commit changed against
