@@ -272,31 +272,23 @@ def _in_use(st: os.stat_result, cutoff: float) -> bool:
 def _check_cache_owner(repo: Repo, sole_user: bool) -> None:
     """A cache other than this repository's own (``.mvc/cache``, of the main work tree in a linked worktree, and
     not a link: a committed one may point at another project's cache) may be shared by repositories gc cannot
-    see: refused unless the user says this repository is its only user. A remote's directory is refused
-    whatever the flags: what it holds is for ``gc -r``, with its own safeguards."""
-    from mvc.objects import layout
+    see: refused unless sole_user. A remote's directory is refused whatever the flags (``gc -r`` is its gc)."""
+    from mvc.objects.layout import GC_STAMP
 
-    root = repo.odb.root
-    remote = sorted(n for n in ("repos", "leases", layout.GC_STAMP) if os.path.lexists(os.path.join(root, n)))
+    root, own = repo.odb.root, os.path.normpath(repo.odb.root) == os.path.normpath(repo.own_cache)
+    remote = [n for n in (GC_STAMP, "leases", "repos") if os.path.lexists(os.path.join(root, n))]
     if remote:
         raise GcRefused(
             f"the cache {root} holds a remote's {remote[0]}: it is an mvc remote, not a cache, so nothing was "
             "deleted: point cache.dir (or the .mvc/cache link) elsewhere; a remote's gc is 'mvc gc -r NAME'"
         )
-    own = os.path.normpath(root) == os.path.normpath(repo.own_cache)
     if (own and not os.path.islink(repo.own_cache)) or sole_user:
         return
-    if own:
-        raise GcRefused(
-            f"the cache {root} is a symbolic link (to {os.path.realpath(root)}), and other repositories may use "
-            "what it points at: gc cannot see what they need, so nothing was deleted; if this repository is its "
-            "only user, run 'mvc gc --sole-user' (a link committed to git: 'git rm --cached .mvc/cache', then "
-            "replace it with a directory)"
-        )
+    why = f"a symbolic link (to {os.path.realpath(root)})" if own else "not this repository's own (cache.dir is set)"
     raise GcRefused(
-        f"the cache {repo.odb.root} is not this repository's own (cache.dir is set), and other repositories "
-        "may use it: gc cannot see what they need, so nothing was deleted; if this repository is its only "
-        "user, run 'mvc gc --sole-user'"
+        f"the cache {root} is {why}, and other repositories may use it: gc cannot see what they need, so nothing "
+        "was deleted; if this repository is its only user, run 'mvc gc --sole-user'"
+        + (" (a link committed to git: 'git rm --cached .mvc/cache', then make it a directory)" if own else "")
     )
 
 
