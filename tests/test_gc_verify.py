@@ -551,6 +551,51 @@ def test_an_object_the_remote_lost_is_pushed_again_after_verify(repo, mvc_cli, m
     assert mvc_cli("verify", "-r", "origin").exit_code == 0
 
 
+def suggested_pushes(mvc_cli, *verify_args: str) -> list[str]:
+    """verify -r origin fails on what origin lacks; the commands its error says to run, run; returns them."""
+    import re
+    import shlex
+
+    r = mvc_cli("verify", "-r", "origin", "-q", *verify_args, ok=False)
+    assert r.exit_code == 1 and "not on remote: " in r.stdout, r.output
+    commands = re.findall(r"'(mvc [^']*)'|\"(mvc [^\"]*)\"", r.stderr.partition("this machine has it: ")[2])
+    commands = [a or b for a, b in commands]
+    for command in commands:
+        mvc_cli(*shlex.split(command)[1:])
+    assert mvc_cli("verify", "-r", "origin", "-q", *verify_args).exit_code == 0
+    return commands
+
+
+def test_verify_names_the_push_that_sends_what_only_a_branch_or_tag_names(repo, mvc_cli, tmp_path):
+    """A plain push sends the work tree's versions: one that only another branch or a tag names takes --rev."""
+    commit_version(repo, mvc_cli, "main " * 50)
+    git(repo, "checkout", "-q", "-b", "exp")
+    commit_version(repo, mvc_cli, "exp " * 50)
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout", "-q")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default", "--local")
+    assert suggested_pushes(mvc_cli) == ["mvc push -r origin", "mvc push -r origin --rev exp"]
+    git(repo, "checkout", "-q", "-b", "tagged")  # a registered version no branch holds any more
+    commit_version(repo, mvc_cli, "tagged " * 50, model="m")
+    mvc_cli("register", "m", "-q")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-q", "-D", "tagged")
+    mvc_cli("checkout", "-q")
+    assert suggested_pushes(mvc_cli) == ["mvc push -r origin --rev m@v0.0.1"]
+    for branch in ("a", "b"):  # several: every branch and tag
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        commit_version(repo, mvc_cli, f"{branch} " * 50)
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout", "-q")
+    assert suggested_pushes(mvc_cli) == ["mvc push -r origin --all-branches --all-tags"]
+    for branch in ("c", "d"):  # verify --rev: those revisions
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        commit_version(repo, mvc_cli, f"{branch} " * 50)
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout", "-q")
+    assert suggested_pushes(mvc_cli, "--rev", "c", "--rev", "d") == ["mvc push -r origin --rev c --rev d"]
+
+
 def test_gc_r_deletes_nothing_when_a_push_began_after_it_listed(repo, mvc_cli, mvc_error, tmp_path, monkeypatch):
     """A push that starts while gc -r reads the remote may reuse what gc is about to delete and end first: gc sees
     its lease appear before the first delete, and deletes nothing."""
