@@ -313,7 +313,17 @@ def test_registry_check_of_a_named_remote_says_what_others_can_fetch(repo, mvc_c
     mvc_cli("register", "churn", "-q")
     assert [r["state"] for r in json.loads(mvc_cli("registry", "--check", "--json").stdout)] == ["ok", "ok"]
     rows = json.loads(mvc_cli("registry", "--check", "-r", "store", "--json", ok=False).stdout)
-    assert [r["state"] for r in rows] == ["ok", "missing"]  # the newer one is in this cache, not on store
+    assert [r["state"] for r in rows] == ["missing", "ok"]  # the newer one is in this cache, not on store
+
+
+def test_registry_check_lists_versions_newest_first(repo, mvc_cli):
+    for version in ("v0.0.2", "v0.0.10", "v0.0.1", "v1.0.0-rc.1", "v0.0.3"):  # tagged in no order
+        commit_version(repo, mvc_cli, f"weights {version} " * 20, model="churn")
+        mvc_cli("register", "churn", version, "-q")
+    rows = json.loads(mvc_cli("registry", "--check", "--json").stdout)
+    assert [r["version"] for r in rows] == ["v1.0.0-rc.1", "v0.0.10", "v0.0.3", "v0.0.2", "v0.0.1"]
+    lines = mvc_cli("registry", "--check").stdout.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == [r["version"] for r in rows]
 
 
 def test_an_unparsable_pointer_at_a_registry_tag_is_reported(repo, mvc_cli):

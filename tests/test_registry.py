@@ -444,6 +444,11 @@ def test_registry_json_and_text(model, mvc_cli):
     text = mvc_cli("registry").stdout.splitlines()
     assert text[0].split() == ["name", "latest", "#prod", "#dev", "path"]
     assert text[1].split() == ["churn", "v0.0.2", "v0.0.1", "v0.0.2", "models/churn.pt"]
+    with open(model / ".mvc" / "config.toml", "a") as f:  # the stages' order, where the config sets one
+        f.write('\n[stages]\norder = ["dev", "staging", "prod"]\n')
+    text = mvc_cli("registry").stdout.splitlines()
+    assert text[0].split() == ["name", "latest", "#dev", "#prod", "path"]
+    assert text[1].split() == ["churn", "v0.0.2", "v0.0.2", "v0.0.1", "models/churn.pt"]
 
 
 # -- model revisions --------------------------------------------------------------------------

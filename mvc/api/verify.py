@@ -335,7 +335,8 @@ def registry_check(
     """Per model, per live version (and the stages it holds): whether its weights can be fetched: every
     object they need is in the cache or on the default remote, or, with ``remote`` named, on that remote (what
     others can fetch) (``mvc verify`` re-hashes them). Rows {"model", "version", "stages", "path",
-    "state", "missing"}; state "ok", "missing" or "unreadable"."""
+    "state", "missing"}, by model, newest version first; state "ok", "missing" or "unreadable"."""
+    from mvc.format.tags import semver_key
     from mvc.repo import models
 
     repo = open_repo(repo)
@@ -351,7 +352,10 @@ def registry_check(
         stages: dict[str, list[str]] = {}
         for stage, vs in m.stages().items():
             stages.setdefault(vs.version, []).append(stage)
-        for v in m.versions.values():
+        # newest first, as registry NAME; commits GTO assigned a stage without registering them last
+        for v in sorted(
+            m.versions.values(), key=lambda v: (v.registered, v.registered and semver_key(v.name)), reverse=True
+        ):
             if not v.active:
                 continue
             row: dict[str, Any] = {"model": mname, "version": v.name, "stages": stages.get(v.name, [])}
