@@ -311,6 +311,10 @@ def test_deprecate_model_and_revive(model, mvc_cli):
     mvc_cli("deprecate", "churn")  # the simple tag exists: this one carries a counter
     assert "churn@deprecated#1" in tag_names(model)
     assert mvc.registry() == []
+    text = mvc_cli("registry", "churn").stdout
+    assert "deprecated (its revisions do not resolve until a later registry tag of it)" in text
+    mvc_cli("deprecate", "churn", "v0.0.1")  # any later registry tag, a deregistration too, as GTO's is_active
+    assert [(m["name"], m["latest"]["version"]) for m in mvc.registry()] == [("churn", "v0.0.2")]
     error(mvc_cli, "deprecate", "fraud", words=("no model named 'fraud'",))
 
 

@@ -278,7 +278,7 @@ def _one_model(m: dict[str, Any], as_json: bool) -> None:
         return
     head = f"model {m['name']}" + (f" ({m['path']})" if m["path"] else "")
     if m["deprecated"]:
-        head += ": deprecated (its revisions do not resolve until a new version or assignment)"
+        head += ": deprecated (its revisions do not resolve until a later registry tag of it)"
     elif m["latest"]:
         head += f", latest {m['latest']['version']}"
     click.echo(head)
