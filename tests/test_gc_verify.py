@@ -69,6 +69,18 @@ def test_dry_run_deletes_nothing_and_says_what_would_go(repo, mvc_cli, history):
     assert set(history) <= cache_oids(repo)  # the whole history is kept by default
 
 
+def test_gc_rev_names_the_versions_it_leaves_out_by_their_commits(repo, mvc_cli, history):
+    """--rev keeps one history: the versions only the rest of it names are labelled by their commit, not orphans."""
+    junk = add_and_forget(repo, mvc_cli, "junk " * 50)
+    commits = git(repo, "rev-list", "-3", "HEAD~1").split()  # versions 2, 1, 0 (version 3 is HEAD's: kept)
+    r = gc_json(mvc_cli, "--rev", commits[2], "--grace", "0")
+    whats = sorted(g["what"] for g in r["groups"])
+    assert whats == sorted(
+        [f"m.bin at {c[:10]}, outside --rev's history" for c in commits[:2]] + ["not named by any pointer"]
+    ), whats
+    assert r["objects"] == 3 and junk in cache_oids(repo)  # a dry run
+
+
 def test_the_grace_period_keeps_young_objects(repo, mvc_cli, history):
     junk = add_and_forget(repo, mvc_cli, "just added, pointer thrown away")
     r = gc_json(mvc_cli, "--force")  # default grace: 14 days

@@ -281,6 +281,15 @@ def keep_set(
     keep.read_manifests(repo)
     dropped.read_manifests(repo)
     keep.unreadable += dropped.unreadable
+    if revs:  # what only the history revs leave out names is no orphan: it is labelled by its newest commit there
+        within = set(history)
+        outside = Reach()
+        rest = [c for c in repo.git.history(None, exclude=dropped_refs) if c not in within]
+        for commit, prel, data in history_versions(repo, rest, set(found)):
+            outside.add(f"{prel} at {commit[:10]}, outside --rev's history", data)
+        outside.read_manifests(repo)
+        for oid, labels in outside.labels.items():
+            dropped.labels.setdefault(oid, labels)
     return keep, dropped
 
 
