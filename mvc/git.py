@@ -387,6 +387,11 @@ class Git:
                 raise GitError(
                     f"{rev} names no commit: this repository has none yet; commit first ('git commit')"
                 ) from None
+            if self.repo.is_shallow:  # git log shows no more than the clone holds: what it cut off is the answer
+                raise GitError(
+                    f"unknown revision {rev!r} in this shallow clone: fetch the history it lacks with "
+                    "'git fetch --unshallow' (or '--deepen N'), or check the revision with 'git log' or 'git tag'"
+                ) from None
             raise GitError(f"unknown revision {rev!r}: check it with 'git log' or 'git tag'") from None
 
     def pointers_at(self, rev: str) -> dict[str, bytes]:

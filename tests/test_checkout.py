@@ -147,6 +147,16 @@ def test_unknown_rev(history, mvc_error):
     assert_at(repo, v2)
 
 
+def test_unknown_rev_in_a_shallow_clone_says_the_clone_is_shallow(history, mvc_error, tmp_path, monkeypatch):
+    """git log there shows one commit: the history the clone lacks is the answer, not 'check it with git log'."""
+    repo = history[0]
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", repo.as_uri(), str(clone))
+    monkeypatch.chdir(clone)
+    for args in (("checkout", "--rev", "HEAD~1"), ("log", "model.bin", "--rev", "HEAD~1")):
+        mvc_error(*args, words=("unknown revision 'HEAD~1' in this shallow clone", "'git fetch --unshallow'"))
+
+
 def test_modified_file_not_in_cache_is_refused(history, mvc_cli, mvc_error):
     repo, _, v2 = history
     make_file(repo / "model.bin", 4000, seed=77)  # unsaved work

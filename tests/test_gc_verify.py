@@ -69,6 +69,18 @@ def test_dry_run_deletes_nothing_and_says_what_would_go(repo, mvc_cli, history):
     assert set(history) <= cache_oids(repo)  # the whole history is kept by default
 
 
+def test_gc_rev_names_the_versions_it_leaves_out_by_their_commits(repo, mvc_cli, history):
+    """--rev keeps one history: the versions only the rest of it names are labelled by their commit, not orphans."""
+    junk = add_and_forget(repo, mvc_cli, "junk " * 50)
+    commits = git(repo, "rev-list", "-3", "HEAD~1").split()  # versions 2, 1, 0 (version 3 is HEAD's: kept)
+    r = gc_json(mvc_cli, "--rev", commits[2], "--grace", "0")
+    whats = sorted(g["what"] for g in r["groups"])
+    assert whats == sorted(
+        [f"m.bin at {c[:10]}, outside --rev's history" for c in commits[:2]] + ["not named by any pointer"]
+    ), whats
+    assert r["objects"] == 3 and junk in cache_oids(repo)  # a dry run
+
+
 def test_the_grace_period_keeps_young_objects(repo, mvc_cli, history):
     junk = add_and_forget(repo, mvc_cli, "just added, pointer thrown away")
     r = gc_json(mvc_cli, "--force")  # default grace: 14 days
@@ -345,7 +357,17 @@ def test_registry_check_of_a_named_remote_says_what_others_can_fetch(repo, mvc_c
     mvc_cli("register", "churn", "-q")
     assert [r["state"] for r in json.loads(mvc_cli("registry", "--check", "--json").stdout)] == ["ok", "ok"]
     rows = json.loads(mvc_cli("registry", "--check", "-r", "store", "--json", ok=False).stdout)
-    assert [r["state"] for r in rows] == ["ok", "missing"]  # the newer one is in this cache, not on store
+    assert [r["state"] for r in rows] == ["missing", "ok"]  # the newer one is in this cache, not on store
+
+
+def test_registry_check_lists_versions_newest_first(repo, mvc_cli):
+    for version in ("v0.0.2", "v0.0.10", "v0.0.1", "v1.0.0-rc.1", "v0.0.3"):  # tagged in no order
+        commit_version(repo, mvc_cli, f"weights {version} " * 20, model="churn")
+        mvc_cli("register", "churn", version, "-q")
+    rows = json.loads(mvc_cli("registry", "--check", "--json").stdout)
+    assert [r["version"] for r in rows] == ["v1.0.0-rc.1", "v0.0.10", "v0.0.3", "v0.0.2", "v0.0.1"]
+    lines = mvc_cli("registry", "--check").stdout.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == [r["version"] for r in rows]
 
 
 def test_an_unparsable_pointer_at_a_registry_tag_is_reported(repo, mvc_cli):
@@ -581,6 +603,51 @@ def test_an_object_the_remote_lost_is_pushed_again_after_verify(repo, mvc_cli, m
     assert "this machine has it: run 'mvc push -r origin' to send it again" in r.stderr
     assert "pushed 1 object" in mvc_cli("push").stdout
     assert mvc_cli("verify", "-r", "origin").exit_code == 0
+
+
+def suggested_pushes(mvc_cli, *verify_args: str) -> list[str]:
+    """verify -r origin fails on what origin lacks; the commands its error says to run, run; returns them."""
+    import re
+    import shlex
+
+    r = mvc_cli("verify", "-r", "origin", "-q", *verify_args, ok=False)
+    assert r.exit_code == 1 and "not on remote: " in r.stdout, r.output
+    commands = re.findall(r"'(mvc [^']*)'|\"(mvc [^\"]*)\"", r.stderr.partition("this machine has it: ")[2])
+    commands = [a or b for a, b in commands]
+    for command in commands:
+        mvc_cli(*shlex.split(command)[1:])
+    assert mvc_cli("verify", "-r", "origin", "-q", *verify_args).exit_code == 0
+    return commands
+
+
+def test_verify_names_the_push_that_sends_what_only_a_branch_or_tag_names(repo, mvc_cli, tmp_path):
+    """A plain push sends the work tree's versions: one that only another branch or a tag names takes --rev."""
+    commit_version(repo, mvc_cli, "main " * 50)
+    git(repo, "checkout", "-q", "-b", "exp")
+    commit_version(repo, mvc_cli, "exp " * 50)
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout", "-q")
+    mvc_cli("remote", "add", "origin", str(tmp_path / "store"), "--default", "--local")
+    assert suggested_pushes(mvc_cli) == ["mvc push -r origin", "mvc push -r origin --rev exp"]
+    git(repo, "checkout", "-q", "-b", "tagged")  # a registered version no branch holds any more
+    commit_version(repo, mvc_cli, "tagged " * 50, model="m")
+    mvc_cli("register", "m", "-q")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "branch", "-q", "-D", "tagged")
+    mvc_cli("checkout", "-q")
+    assert suggested_pushes(mvc_cli) == ["mvc push -r origin --rev m@v0.0.1"]
+    for branch in ("a", "b"):  # several: every branch and tag
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        commit_version(repo, mvc_cli, f"{branch} " * 50)
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout", "-q")
+    assert suggested_pushes(mvc_cli) == ["mvc push -r origin --all-branches --all-tags"]
+    for branch in ("c", "d"):  # verify --rev: those revisions
+        git(repo, "checkout", "-q", "-b", branch, "main")
+        commit_version(repo, mvc_cli, f"{branch} " * 50)
+    git(repo, "checkout", "-q", "main")
+    mvc_cli("checkout", "-q")
+    assert suggested_pushes(mvc_cli, "--rev", "c", "--rev", "d") == ["mvc push -r origin --rev c --rev d"]
 
 
 def test_gc_r_deletes_nothing_when_a_push_began_after_it_listed(repo, mvc_cli, mvc_error, tmp_path, monkeypatch):

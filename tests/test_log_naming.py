@@ -128,6 +128,7 @@ def test_what_mvc_never_knew_is_an_error(repo, mvc_cli, mvc_error):
     make_file(repo / "README.md", 10)
     for target in ("nosuch", "README.md", "nothing/here.bin"):
         mvc_error("log", target, words=(target, "neither a model name nor a tracked path", "mvc ls", "no models"))
+    assert mvc_error("log", "").startswith("error: '' is neither a model name")  # as show says it: quoted
     commit(repo, "m.bin", 1, "first", "--name", "churn")
     commit(repo, "f.bin", 2, "fraud", "--name", "fraud")
     line = mvc_error("log", "nosuch", words=("(models: churn, fraud)", "'mvc ls'"))

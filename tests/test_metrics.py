@@ -98,6 +98,26 @@ def test_a_model_only_the_work_tree_names(repo, mvc_cli):
     assert cells(lines[1], lines[0]) == {"version": "(work tree)", "commit": "", "date": "", "stages": "", "f1": "0.7"}
 
 
+def test_keys_no_version_records_are_said(three, mvc_cli, mvc_error):
+    """A typo in --keys is no silently missing (metrics) or empty (registry NAME) column: a key some version records
+    is shown and the others are named on stderr; when none is recorded, one error names the keys that are."""
+    for command in ("metrics", "registry"):
+        r = mvc_cli(command, "churn", "--keys", "auc,nosuch")
+        header = r.stdout.splitlines()[0 if command == "metrics" else 1].split()
+        assert header[4:] == ["auc"], r.stdout
+        assert r.stderr == "mvc: not shown: no version of churn records 'nosuch'\n"
+        line = mvc_error(command, "churn", "--keys", "nosuch,typo", words=("no version of churn records",))
+        assert "'nosuch', 'typo'" in line and "metrics auc, f1, loss" in line and "pick --keys from those" in line
+    assert "params depth, lr" in mvc_error("metrics", "churn", "-k", "nosuch")  # metrics' keys also pick params
+    r = mvc_cli("metrics", "churn", "--keys", "auc,lr")  # a param, without --params
+    assert (
+        r.stdout.splitlines()[0].split()[4:] == ["auc"] and r.stderr == "mvc: not shown: 'lr' is a param (--params)\n"
+    )
+    assert json.loads(mvc_cli("registry", "churn", "-k", "f1,nosuch", "--json").stdout)["metric_keys"] == ["f1"]
+    with pytest.raises(mvc.errors.RegistryError, match="no version of churn records 'nosuch'"):
+        mvc.api.metrics.metrics("churn", keys=["nosuch"])
+
+
 def test_unknown_model(three, mvc_error):
     mvc_error("metrics", "nope", words=("no model named 'nope'", "models: churn"))
 

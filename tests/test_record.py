@@ -299,6 +299,20 @@ def test_show_a_path_a_version_and_a_stage(registered, mvc_cli):
     assert d["commit"] == c1 and d["meta"]["metrics"] == {"auc": 0.9}
 
 
+def test_show_a_path_or_name_at_a_registry_revision(registered, mvc_cli):
+    c1 = git(registered, "rev-parse", "HEAD").strip()
+    safetensors_file(registered / "models" / "churn.safetensors", n=3)
+    mvc_cli("add", "models/churn.safetensors", "-m", "metrics.auc=0.95")
+    git(registered, "commit", "-q", "-m", "retrain")
+    for rev in ("churn#prod", "churn@latest", "churn@v1.0.0", "churn#prod#1"):
+        for ref in ("models/churn.safetensors", "churn"):
+            d = json.loads(mvc_cli("show", ref, "--rev", rev, "--json").stdout)
+            assert d["commit"] == c1 and d["meta"]["metrics"] == {"auc": 0.9} and d["stages"] == ["prod"], (ref, rev)
+            assert d["rev"] == rev
+        d = mvc.show("models/churn.safetensors", rev=rev)
+        assert d["commit"] == c1 and d["versions"] == ["v1.0.0"]
+
+
 def test_show_a_model_name_alone_is_its_work_tree_version(registered, mvc_cli):
     safetensors_file(registered / "models" / "churn.safetensors", n=3)
     mvc_cli("add", "models/churn.safetensors", "-m", "metrics.auc=0.97")

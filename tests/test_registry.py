@@ -311,6 +311,10 @@ def test_deprecate_model_and_revive(model, mvc_cli):
     mvc_cli("deprecate", "churn")  # the simple tag exists: this one carries a counter
     assert "churn@deprecated#1" in tag_names(model)
     assert mvc.registry() == []
+    text = mvc_cli("registry", "churn").stdout
+    assert "deprecated (its revisions do not resolve until a later registry tag of it)" in text
+    mvc_cli("deprecate", "churn", "v0.0.1")  # any later registry tag, a deregistration too, as GTO's is_active
+    assert [(m["name"], m["latest"]["version"]) for m in mvc.registry()] == [("churn", "v0.0.2")]
     error(mvc_cli, "deprecate", "fraud", words=("no model named 'fraud'",))
 
 
@@ -444,6 +448,11 @@ def test_registry_json_and_text(model, mvc_cli):
     text = mvc_cli("registry").stdout.splitlines()
     assert text[0].split() == ["name", "latest", "#prod", "#dev", "path"]
     assert text[1].split() == ["churn", "v0.0.2", "v0.0.1", "v0.0.2", "models/churn.pt"]
+    with open(model / ".mvc" / "config.toml", "a") as f:  # the stages' order, where the config sets one
+        f.write('\n[stages]\norder = ["dev", "staging", "prod"]\n')
+    text = mvc_cli("registry").stdout.splitlines()
+    assert text[0].split() == ["name", "latest", "#dev", "#prod", "path"]
+    assert text[1].split() == ["churn", "v0.0.2", "v0.0.2", "v0.0.1", "models/churn.pt"]
 
 
 # -- model revisions --------------------------------------------------------------------------

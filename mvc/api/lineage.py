@@ -252,8 +252,9 @@ def _unknown(repo: Repo, target: str, state: Any) -> PathError:
     known = sorted(set(cfgfmt.models(repo.config.shared, CONFIG_PATH)) | state.names())
     shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
     listed = f" (models: {shown})" if known else " (no models are named yet)"
+    shown_target = ptrfmt.quoted(target) or "''"  # an empty name, as the shell takes it
     return PathError(
-        f"{target} is neither a model name nor a tracked path{listed}: see the tracked paths with 'mvc ls'"
+        f"{shown_target} is neither a model name nor a tracked path{listed}: see the tracked paths with 'mvc ls'"
     )
 
 

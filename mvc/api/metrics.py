@@ -25,7 +25,8 @@ def metrics(
     deregistered one) and the metrics and params of its pointer at its commit (``error`` instead when that
     pointer cannot be read). With worktree, the work tree's pointer of the model comes first, as
     ``version: None, worktree: True``, when it records a model or meta no listed version has. keys: only
-    these metrics and params. A name neither the registry nor the work tree knows is refused."""
+    these metrics and params (refused when no version records any of them). A name neither the registry nor the
+    work tree knows is refused."""
     this = _local(repo) if not isinstance(repo, str) else None  # its map reads versions from before an import
     local = this if worktree else None
     rows: list[dict[str, Any]] = []
@@ -55,6 +56,8 @@ def metrics(
                     here,
                 ),
             )
+    if keys and rows:
+        _refuse_unknown(name, keys, _keys(rows, "metrics"), _keys(rows, "params"))
     for r in rows:
         r.pop("_seen", None)
         if keys is not None:
@@ -66,7 +69,7 @@ def metrics(
 def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None = None) -> dict[str, Any]:
     """``mvc registry NAME``: the model as ``registry.model`` describes it, each version with ``metrics``:
     the values of ``metric_keys`` (keys, or the first SHOWN metrics of the latest version, else of the newest one
-    that records some) its pointer records,
+    that records some; of keys, those some version records: none is refused) its pointer records,
     and its ``oid`` and ``size`` read from that pointer where its tag does not record them (GTO's)."""
     git, m = _describe(name, repo)
     this = _local(repo) if not isinstance(repo, str) else None  # its map reads versions from before an import
@@ -77,6 +80,11 @@ def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None =
         tables = ((found.get(c) or {}).get("meta", {}).get("metrics") for c in order)
         table = next((t for t in tables if isinstance(t, dict) and t), None)
         keys = list(table)[:SHOWN] if table else []
+    else:  # a key no version records is no column (the CLI says so); none recorded is refused
+        known = _keys([{"metrics": _table(found[v["commit"]], "metrics")} for v in m["versions"]], "metrics")
+        if keys and m["versions"]:
+            _refuse_unknown(name, keys, known, [])
+        keys = [k for k in keys if k in known]
     m["metric_keys"] = keys
     for v in m["versions"]:
         values = _table(found[v["commit"]], "metrics")
@@ -84,6 +92,21 @@ def model(name: str, *, keys: list[str] | None = None, repo: Repo | str | None =
         if "oid" not in v and "oid" in found[v["commit"]]:  # a tag without mvc's fields (GTO's): the pointer's
             v["oid"], v["size"] = found[v["commit"]]["oid"], found[v["commit"]]["size"]
     return m
+
+
+def _keys(rows: list[dict[str, Any]], table: str) -> list[str]:
+    """Every key of table (``metrics``, ``params``) in rows, in order of first appearance."""
+    return list(dict.fromkeys(k for r in rows for k in r[table]))
+
+
+def _refuse_unknown(name: str, keys: list[str], metric_keys: list[str], param_keys: list[str]) -> None:
+    """Refuse keys when no version records any of them: a typo would otherwise show an empty table."""
+    if any(k in metric_keys or k in param_keys for k in keys):
+        return
+    recorded = [f"metrics {', '.join(metric_keys)}"] if metric_keys else []
+    recorded += [f"params {', '.join(param_keys)}"] if param_keys else []
+    fix = f"it records {'; '.join(recorded)}: pick --keys from those" if recorded else "none records any metrics"
+    raise RegistryError(f"no version of {name} records {', '.join(map(repr, keys))}: {fix}")
 
 
 def _describe(name: str, repo: Repo | str | None) -> tuple[gitmod.Git, dict[str, Any]]:

@@ -444,13 +444,28 @@ def registry(*, deprecated: bool = False, repo: Repo | str | None = None) -> lis
 
 
 def table(*, deprecated: bool = False, repo: Repo | str | None = None) -> dict[str, Any]:
-    """{"models": what registry() returns, "stages": every stage in use, in the order first assigned,
+    """{"models": what registry() returns, "stages": every stage in use, in the ``[stages] order`` of this
+    repository's config where it sets one, the others (and all, read by URL) in the order first assigned,
     "hidden": how many deprecated models were left out}."""
     git = _git(repo)
     state = load(git)
     known = [m for _, m in sorted(state.models.items()) if m.events]
     models = described(git, [m for m in known if deprecated or not m.deprecated], repo)
-    return {"models": models, "stages": state.stage_names(), "hidden": len(known) - len(models)}
+    stages = state.stage_names()
+    order = _stage_order(repo) if not isinstance(repo, (str, os.PathLike)) else []
+    stages = [s for s in order if s in stages] + [s for s in stages if s not in order]
+    return {"models": models, "stages": stages, "hidden": len(known) - len(models)}
+
+
+def _stage_order(repo: Repo | None) -> list[str]:
+    """The ``[stages] order`` of this repository's config; none where mvc is not set up (a GTO repository) or the
+    table is broken (``mvc assign`` says how)."""
+    from mvc.format import config as cfgfmt
+
+    try:
+        return cfgfmt.stages(_repo(repo).config.data, CONFIG_PATH)[0]
+    except MvcError:
+        return []
 
 
 def model(name: str, *, repo: Repo | str | None = None) -> dict[str, Any]:

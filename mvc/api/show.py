@@ -39,7 +39,8 @@ def show(ref: str | os.PathLike, *, rev: str | None = None, repo: Repo | None = 
     versions: list[str] = []
     stages: list[str] = []
     if t.commit and git is not None:
-        commit = str(git.resolve(t.commit).id)
+        # t.commit is the revision as given (a path --rev churn#prod): the registry's forms are the Repo's to read
+        commit = t.repo.resolve(t.commit) if t.repo is not None else str(git.resolve(t.commit).id)
         c = next(iter(git.walk(commit)))
         out.update(commit=commit, author=c["author"], email=c["email"], message=c["message"].strip())
         out["date"] = models.iso_date(c["time"], c["offset"])

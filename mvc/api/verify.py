@@ -43,8 +43,9 @@ def verify(
     branch and every registry tag but a deprecated model's; ``revs``: these instead; ``all_tags``: every tag too).
 
     Returns {"cache": {"objects", "bytes", "seconds", "corrupt"}, "pointers", "objects", "remote",
-    "downloaded", "problems": [{"oid", "problem", "repaired", "quarantined", "needed_by"}], "unreadable"}
-    (``quarantined``: with repair, a corrupt object no remote could replace, moved to the cache's quarantine/). With
+    "downloaded", "problems": [{"oid", "problem", "repaired", "quarantined", "needed_by"}], "unreadable", "push"}
+    (``quarantined``: with repair, a corrupt object no remote could replace, moved to the cache's quarantine/;
+    ``push``: the commands that send the objects "not on remote" there again, :func:`push_commands`). With
     ``remote`` and ``repair``, an object corrupt on the remote and sound in the cache is rewritten there
     (``mvc.objects.mend``): its problem says ``remote_file``, the file rewritten (repaired), or "not rewritten: "
     and why. The caller decides what a problem means for the exit status."""
@@ -119,7 +120,38 @@ def verify(
         }
         for o, p in sorted(problems.items(), key=lambda kv: (kv[1], kv[0]))
     ]
+    lost = sorted(o for o, p in problems.items() if p == NOT_ON_REMOTE)
+    result["push"] = push_commands(reach, lost, name, bool(revs)) if lost and name is not None else []
     return result
+
+
+def push_commands(reach: reachmod.Reach, lost: list[str], remote: str, by_rev: bool) -> list[str]:
+    """The ``mvc push`` commands that send the objects lost (sound in the cache) to remote again: a plain push
+    sends only the work tree's, so one named only at a branch or tag takes ``--rev`` (several:
+    ``--all-branches --all-tags``, or each ``--rev`` verify was given), one of another worktree a push there."""
+    work = False
+    revs: dict[str, None] = {}
+    trees: dict[str, None] = {}
+    for oid in lost:
+        places = reach.places.get(oid, set())
+        if reachmod.WORK in places:
+            work = True
+    for oid in lost:
+        places = reach.places.get(oid, set())
+        if reachmod.WORK in places or any(n in (revs if k == "rev" else trees) for k, n in places):
+            continue
+        kind, where = min(places, key=lambda p: (p[0] != "rev", p[1]), default=("rev", ""))
+        if where:
+            (revs if kind == "rev" else trees)[where] = None
+    q = ptrfmt.shell_quoted
+    push = f"mvc push -r {q(remote)}"
+    commands = [push] if work or not (revs or trees) else []
+    if len(revs) == 1 or (revs and by_rev):
+        commands.append(push + "".join(f" --rev {q(r)}" for r in revs))
+    elif revs:
+        commands.append(push + " --all-branches --all-tags")
+    commands += [f"mvc -C {q(root)} push -r {q(remote)}" for root in trees]
+    return commands
 
 
 def _hash_cached(repo: Repo, oid: str, progress: fileio.Progress) -> str:
@@ -303,7 +335,8 @@ def registry_check(
     """Per model, per live version (and the stages it holds): whether its weights can be fetched: every
     object they need is in the cache or on the default remote, or, with ``remote`` named, on that remote (what
     others can fetch) (``mvc verify`` re-hashes them). Rows {"model", "version", "stages", "path",
-    "state", "missing"}; state "ok", "missing" or "unreadable"."""
+    "state", "missing"}, by model, newest version first; state "ok", "missing" or "unreadable"."""
+    from mvc.format.tags import semver_key
     from mvc.repo import models
 
     repo = open_repo(repo)
@@ -319,7 +352,10 @@ def registry_check(
         stages: dict[str, list[str]] = {}
         for stage, vs in m.stages().items():
             stages.setdefault(vs.version, []).append(stage)
-        for v in m.versions.values():
+        # newest first, as registry NAME; commits GTO assigned a stage without registering them last
+        for v in sorted(
+            m.versions.values(), key=lambda v: (v.registered, v.registered and semver_key(v.name)), reverse=True
+        ):
             if not v.active:
                 continue
             row: dict[str, Any] = {"model": mname, "version": v.name, "stages": stages.get(v.name, [])}

@@ -247,6 +247,7 @@ def verify(
     """
     from mvc.api import verify as api
     from mvc.errors import VerifyFailed
+    from mvc.format.pointer import in_quotes
 
     r = api.verify(
         remote=remote, revs=list(revs) or None, all_tags=all_tags, repair=repair, jobs=jobs, progress=bars(quiet)
@@ -303,7 +304,7 @@ def verify(
             if first["problem"] == api.INVALID
             else "run 'mvc verify --repair'"
             if any(p["problem"] == api.CORRUPT for p in open_) and not repair
-            else f"this machine has it: run 'mvc push -r {r['remote']}' to send it again"
+            else f"this machine has it: run {' and '.join(in_quotes(c) for c in r['push'])} to send it again"
             if lost
             else f"run 'mvc verify -r {r['remote']} --repair' where a cache holds it sound, or delete the damaged "
             "file on the remote ('mvc pull' of that path names it) and run 'mvc push --verify-remote' from a "

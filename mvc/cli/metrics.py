@@ -18,6 +18,16 @@ def split_keys(text: str | None) -> list[str] | None:
     return None if text is None else [k.strip() for k in text.split(",") if k.strip()]
 
 
+def not_shown(name: str, missing: list[str], params: list[str] | None = None) -> None:
+    """A notice on stderr naming the --keys no version of model name records (params: those that are its params,
+    shown with --params), so that a typo is not a silently missing column."""
+    said = [f"no version of {name} records {', '.join(map(repr, missing))}"] if missing else []
+    if params:
+        said.append(f"{', '.join(map(repr, params))} {'is a param' if len(params) == 1 else 'are params'} (--params)")
+    if said:
+        click.echo(f"mvc: not shown: {'; '.join(said)}", err=True)
+
+
 def cell(value: Any) -> str:
     """A value as a table shows it: numbers compact (4 significant digits), missing ones blank."""
     if value is None:
@@ -62,7 +72,16 @@ def metrics(name: str, keys: str | None, with_params: bool, as_json: bool) -> No
     """
     from mvc.api.metrics import metrics as table
 
+    asked = split_keys(keys) or []
     rows = table(name, keys=split_keys(keys))
+    recorded = {k for r in rows for t in ("metrics", "params") for k in r[t]}
+    params = (
+        []
+        if with_params or as_json
+        else [k for k in asked if not any(k in r["metrics"] for r in rows) and k in recorded]
+    )
+    if rows:
+        not_shown(name, [k for k in asked if k not in recorded], params)
     if as_json:
         echo_json(rows)  # (NaN and the infinities as null: echo_json)
         return

@@ -12,7 +12,7 @@ from mvc.cli.common import echo_json, human, json_option, rev_option, safe
 
 @click.command()
 @click.argument("ref", metavar="PATH|NAME@VERSION|NAME#STAGE")
-@rev_option("Read PATH at this revision (commit, branch, tag) instead of the work tree.")
+@rev_option("Read PATH at this revision (commit, branch, tag, or NAME#STAGE, NAME@latest) instead of the work tree.")
 @json_option
 def show(ref: str, rev: str | None, as_json: bool) -> None:
     """Show one version's whole record: its pointer, commit, registry names, meta and auto.

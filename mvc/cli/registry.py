@@ -24,7 +24,7 @@ from mvc.cli.common import (
     unicode_only,
     user_url,
 )
-from mvc.cli.metrics import cell, split_keys
+from mvc.cli.metrics import cell, not_shown, split_keys
 from mvc.repo.repository import in_quotes, shell_quoted
 
 _message = click.option(
@@ -203,7 +203,9 @@ def registry(
     if name is not None:
         from mvc.api.metrics import model
 
-        _one_model(model(name, keys=split_keys(keys), repo=url), as_json)
+        m = model(name, keys=split_keys(keys), repo=url)
+        not_shown(name, [k for k in split_keys(keys) or [] if k not in m["metric_keys"]])
+        _one_model(m, as_json)
         return
     found = api.table(deprecated=deprecated, repo=url)
     rows = found["models"]
@@ -276,7 +278,7 @@ def _one_model(m: dict[str, Any], as_json: bool) -> None:
         return
     head = f"model {m['name']}" + (f" ({m['path']})" if m["path"] else "")
     if m["deprecated"]:
-        head += ": deprecated (its revisions do not resolve until a new version or assignment)"
+        head += ": deprecated (its revisions do not resolve until a later registry tag of it)"
     elif m["latest"]:
         head += f", latest {m['latest']['version']}"
     click.echo(head)

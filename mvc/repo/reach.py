@@ -19,6 +19,8 @@ from mvc.repo.repository import Repo
 from mvc.repo.selection import Wanted, load_pointer
 
 POINTER_MAX = 1 << 20  # bytes read of a pointer file in another worktree (a longer one does not parse)
+Place = tuple[str, str]  # where a pointer was read: WORK, ("rev", NAME) or ("worktree", ROOT)
+WORK = ("", "")  # this worktree's files and index
 
 
 class Reach:
@@ -28,13 +30,18 @@ class Reach:
     def __init__(self) -> None:
         self.wanted = Wanted()
         self.labels: dict[str, list[str]] = {}  # oid of a pointer -> every label that names it
+        # oid -> where the pointers naming it were read: WORK (this worktree's files or index), ("rev", NAME),
+        # ("worktree", ROOT); what a command that sends them somewhere must be pointed at (verify's fix)
+        self.places: dict[str, set[Place]] = {}
         self.unreadable: list[str] = []  # labels of pointers that did not parse (nothing of theirs is known)
         self.unread_manifests: list[str] = []  # manifests in the cache that could not be read
         self.invalid_manifests: list[str] = []  # of those, the ones whose bytes hash right but do not parse
         self.pointers = 0  # pointers added (that parsed)
 
-    def add(self, label: str, data: bytes | None = None, pointer: ptrfmt.Pointer | None = None) -> str | None:
-        """Add a pointer (parsed, or its bytes); returns its oid, None when it does not parse."""
+    def add(
+        self, label: str, data: bytes | None = None, pointer: ptrfmt.Pointer | None = None, place: Place | None = None
+    ) -> str | None:
+        """Add a pointer (parsed, or its bytes), read at place; returns its oid, None when it does not parse."""
         try:
             p = pointer if pointer is not None else ptrfmt.loads(data or b"", label)
         except MvcError:
@@ -42,6 +49,8 @@ class Reach:
             return None
         self.wanted.add_pointer(label, p)
         self.labels.setdefault(p.oid, []).append(shown_label(label))
+        if place is not None:
+            self.places.setdefault(p.oid, set()).add(place)
         self.pointers += 1
         return p.oid
 
@@ -51,7 +60,7 @@ class Reach:
         found: dict[str, set[str]] = {}
         for commit, name in commits.items():
             for prel, data in repo.pointers_at_commit(commit).items():
-                oid = self.add(f"{prel} at {name}", data)
+                oid = self.add(f"{prel} at {name}", data, place=("rev", name))
                 if oid is not None:
                     found.setdefault(prel, set()).add(oid)
         return found
@@ -87,8 +96,11 @@ class Reach:
                 self.unread_manifests.append(moid)
                 self.invalid_manifests.append(moid)
                 continue
+            at = self.places.get(moid, set())
             for e in entries:
                 self.labels.setdefault(e.oid, []).append(self.wanted.files[e.oid][0])
+                if at:
+                    self.places.setdefault(e.oid, set()).update(at)
 
     def objects(self) -> set[str]:
         return set(self.wanted.files) | set(self.wanted.manifests)
@@ -132,7 +144,7 @@ def add_workspace(repo: Repo, reach: Reach) -> None:
     every other worktree of the repository."""
     for prel in repo.git.ls_pointers():
         try:
-            reach.add(prel, pointer=load_pointer(repo, prel))
+            reach.add(prel, pointer=load_pointer(repo, prel), place=WORK)
         except MvcError:
             reach.unreadable.append(prel)
     _add_index(repo.git, reach)
@@ -142,7 +154,7 @@ def add_workspace(repo: Repo, reach: Reach) -> None:
             if index is not None:
                 gone = gitmod.Git(repo.root)
                 gone.env = {**os.environ, "GIT_INDEX_FILE": index}
-                _add_index(gone, reach, f" at worktree {root}")
+                _add_index(gone, reach, f" at worktree {root}", ("worktree", root))
             continue
         other = gitmod.Git(root)
         for prel in other.ls_pointers():
@@ -151,11 +163,11 @@ def add_workspace(repo: Repo, reach: Reach) -> None:
                     data = f.read(POINTER_MAX + 1)  # a pointer is a few hundred bytes: no more is read
             except OSError:
                 continue
-            reach.add(f"{prel} at worktree {root}", data)
-        _add_index(other, reach, f" at worktree {root}")
+            reach.add(f"{prel} at worktree {root}", data, place=("worktree", root))
+        _add_index(other, reach, f" at worktree {root}", ("worktree", root))
 
 
-def _add_index(git: gitmod.Git, reach: Reach, where: str = "") -> None:
+def _add_index(git: gitmod.Git, reach: Reach, where: str = "", place: Place = WORK) -> None:
     staged = git.index_blobs("*" + ptrfmt.SUFFIX)
     if not staged:
         return
@@ -163,7 +175,7 @@ def _add_index(git: gitmod.Git, reach: Reach, where: str = "") -> None:
     for prel, blob in staged.items():
         data = blobs.get(blob)
         if data is not None:
-            reach.add(f"{prel} (staged){where}", data)
+            reach.add(f"{prel} (staged){where}", data, place=place)
 
 
 def tips(repo: Repo, drop_deprecated: bool = False) -> tuple[dict[str, str], list[str]]:
@@ -269,6 +281,15 @@ def keep_set(
     keep.read_manifests(repo)
     dropped.read_manifests(repo)
     keep.unreadable += dropped.unreadable
+    if revs:  # what only the history revs leave out names is no orphan: it is labelled by its newest commit there
+        within = set(history)
+        outside = Reach()
+        rest = [c for c in repo.git.history(None, exclude=dropped_refs) if c not in within]
+        for commit, prel, data in history_versions(repo, rest, set(found)):
+            outside.add(f"{prel} at {commit[:10]}, outside --rev's history", data)
+        outside.read_manifests(repo)
+        for oid, labels in outside.labels.items():
+            dropped.labels.setdefault(oid, labels)
     return keep, dropped
 
 
