@@ -219,7 +219,7 @@ def test_bad_dvc_files_are_refused_and_nothing_changes(dvc_repo, case):
     "failure, words",
     [
         ("map", ("imported.toml", "not valid toml")),  # after every pointer and .gitignore line is written
-        ("index", ("git add failed", "ignored")),  # staging: 'git rm --cached' had removed the .dvc files
+        ("index", ("git add failed", "clean filter")),  # staging: 'git rm --cached' had removed the .dvc files
     ],
 )
 def test_a_failure_while_writing_puts_everything_back(dvc_repo, failure, words):
@@ -228,8 +228,10 @@ def test_a_failure_while_writing_puts_everything_back(dvc_repo, failure, words):
     root, _, _ = dvc_repo
     if failure == "map":
         (root / ".mvc" / "imported.toml").write_text("format = 1\n[dvc.md5\n")
-    else:
-        (root / ".git" / "info" / "exclude").write_text("*.mvc\n")
+    else:  # (an ignored pointer is refused before anything is written: test_import_dvc_reasons.py)
+        (root / ".git" / "info" / "attributes").write_text("*.mvc filter=broken\n")
+        git(root, "config", "filter.broken.clean", "false")
+        git(root, "config", "filter.broken.required", "true")
     watched = [".mvc/config.toml", ".mvc/.gitignore", ".mvc/imported.toml", ".gitignore", "model.bin.dvc"]
     files = {rel: (root / rel).read_bytes() if (root / rel).exists() else None for rel in watched}
     before = state(root), git(root, "diff", "--cached", "--binary"), files_of(root)
