@@ -251,6 +251,8 @@ def test_an_md5_mismatch_in_dvcs_cache_is_refused(dvc_repo):
     os.chmod(cached, 0o644)
     cached.write_bytes(b"damaged")
     shutil.rmtree(remote)
+    for name in ("model.bin", "out.bin"):  # (the work tree's own bytes would do: 'dvc repro' copied model.bin)
+        (root / name).write_bytes(b"retrained")
     before = state(root)
     r = run_mvc("import-dvc", cwd=root)
     assert r.returncode != 0 and "does not match its md5" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -261,6 +263,8 @@ def test_an_object_missing_everywhere_is_refused(dvc_repo):
     root, remote, _ = dvc_repo
     shutil.rmtree(root / ".dvc" / "cache")
     shutil.rmtree(remote)
+    for name in ("model.bin", "out.bin"):  # (the work tree's own bytes would do: 'dvc repro' copied model.bin)
+        (root / name).write_bytes(b"retrained")
     before = state(root)
     r = run_mvc("import-dvc", cwd=root)
     assert r.returncode != 0 and "dvc" in r.stderr.lower(), r.stderr

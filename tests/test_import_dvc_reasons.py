@@ -104,3 +104,16 @@ def test_a_dvc_remote_out_of_reach_is_told_apart_from_a_version_it_lacks(dvc_rep
     assert out["history_versions"] == 1, out
     git(root, "commit", "-q", "-m", "older versions")
     run_mvc("get", "--rev", "churn@v1.0.0", "model.bin", "-o", str(tmp_path / "v1"), cwd=root, check=True)
+
+
+def test_the_work_trees_very_bytes_are_taken_when_dvcs_cache_and_remote_lack_them(dvc_repo, tmp_path: Path):
+    root, remote, versions = dvc_repo
+    md5 = next(line.split()[-1] for line in (root / "model.bin.dvc").read_text().splitlines() if "md5:" in line)
+    (root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).unlink()  # a cache wiped, never pushed
+    shutil.rmtree(remote)
+    out = json.loads(run_mvc("import-dvc", "--json", "--no-history", cwd=root, check=True).stdout)
+    assert out["from_worktree"] == 1 and out["fetched"] == 0, out
+    git(root, "commit", "-q", "-m", "to mvc")
+    (root / "model.bin").unlink()
+    run_mvc("checkout", cwd=root, check=True)  # from mvc's cache
+    assert (root / "model.bin").read_bytes() == versions["v2"]["model.bin"]

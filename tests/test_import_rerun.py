@@ -296,6 +296,8 @@ def test_dvc_import_takes_a_version_damaged_in_dvcs_cache_from_dvcs_remote(dvc_r
     cached.write_bytes(b"bit rot" + cached.read_bytes()[7:])
     if not remote_there:
         shutil.move(remote, tmp_path / "moved-away")
+        for name in ("model.bin", "out.bin"):  # (the work tree's own bytes would do: out.bin is a copy)
+            (root / name).write_bytes(b"retrained")
         before = state(root)
         r = run_mvc("import-dvc", cwd=root)
         assert r.returncode != 0 and str(cached) in r.stderr and "damaged" in r.stderr and "dvc fetch" in r.stderr

@@ -1,12 +1,15 @@
 """What ``mvc import-dvc`` checks before it changes anything, and the one line that says why it refuses: DVC files a
 merge left unmerged, pointers and ``.gitignore`` files git would refuse to stage (ignored), and what a path given
-that no DVC output is at is instead; and the md5 of a file as DVC computed it."""
+that no DVC output is at is instead; and the md5 of a file as DVC computed it, and the work tree's file of an
+output taken when it has it."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import posixpath
+import shutil
+import stat
 
 from mvc.errors import ForeignError, PathError
 from mvc.format import dvcfile
@@ -37,6 +40,18 @@ def md5_wrong(path: str, md5: str, legacy: bool) -> str | None:
     has."""
     got = md5_file(path, legacy)
     return None if got == md5 or (legacy and md5_file(path, False) == md5) else got
+
+
+def from_worktree(path: str | None, md5: str, legacy: bool, tmp: str) -> bool:
+    """Copy the work tree's file at path to tmp when it holds DVC's md5 (the copy is what is checked: the file may
+    change meanwhile); False when there is none, or another version."""
+    try:
+        if path is None or not stat.S_ISREG(os.stat(path).st_mode):  # (a FIFO would block the read)
+            return False
+        shutil.copyfile(path, tmp)
+    except OSError:
+        return False
+    return md5_wrong(tmp, md5, legacy) is None
 
 
 def refuse_unmerged(repo: Repo) -> None:

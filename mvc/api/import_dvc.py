@@ -54,6 +54,8 @@ class _Plan:
         self.missing_history: list[str] = []  # in neither DVC's cache nor its remote
         self.unreached: dict[str, str] = {}  # md5 -> why DVC's remote could not be read for it (unreachable...)
         self.fetched = 0
+        self.worktree: dict[str, str] = {}  # md5 -> the work tree's file of an output (of a directory) said to be it
+        self.from_worktree = 0
         self.stored = 0
 
 
@@ -76,7 +78,8 @@ def import_dvc(
     versions older commits' .dvc files and dvc.lock stages name (where DVC's cache or remote holds them), so that
     ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's). ``push``: then push
     everything imported to the mvc remote (``remote``, default: the default one).
-    Returns {paths, dvc_files, kept, remotes, objects, stored, fetched, history_versions, history_missing (in
+    Returns {paths, dvc_files, kept, remotes, objects, stored, fetched, from_worktree (files DVC's cache and
+    remote lacked, taken from the work tree: their md5 checked), history_versions, history_missing (in
     neither DVC's cache nor its remote), history_unreachable (DVC's remote could not be read: dvc_remote_error
     says why), pushed, up_to_date}."""
     repo = open_repo(repo)
@@ -136,6 +139,7 @@ def import_dvc(
         "objects": len(plan.known),
         "stored": plan.stored,
         "fetched": plan.fetched,
+        "from_worktree": plan.from_worktree,
         "history_versions": new_history,
         "history_missing": sorted(plan.missing_history),
         "history_unreachable": sorted(plan.unreached),
@@ -274,6 +278,12 @@ def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy:
         try:
             dvc.fetch(md5, legacy, tmp)
         except (ForeignError, RemoteError) as e:
+            fileio.remove_quietly(tmp)
+            if dvc_checks.from_worktree(plan.worktree.get(md5), md5, legacy, tmp):  # the very bytes, md5-checked
+                oid, _how, st = repo.odb.add_file(tmp, ("hardlink", "copy"))
+                plan.stored += 1
+                plan.from_worktree += 1
+                return oid, st.st_size
             if damaged:  # the remote has none either: the damage is what to mend
                 raise ForeignError(
                     f"{what}: {damaged}: delete it and run 'dvc fetch', then import again (DVC's remote: {e})"
@@ -298,8 +308,10 @@ def _import_now(
     directories' manifests."""
     listings = {o.md5: (_dir_listing(dvc, plan, o.md5, o.legacy, o.path), o) for o in outs if o.is_dir}
     todo = {o.md5: (o.legacy, o.path) for o in outs if not o.is_dir}
+    plan.worktree.update((o.md5, repo.abs(o.path)) for o in outs if not o.is_dir)
     for entries, o in listings.values():
         todo.update((m, (o.legacy, f"{o.path} (a file of md5 {m})")) for _, m in entries if m not in todo)
+        plan.worktree.update((m, repo.abs(f"{o.path}/{rel}")) for rel, m in entries if m not in plan.worktree)
     _store_files(repo, dvc, plan, todo, f"importing {len(todo)} files", jobs, progress)
     for md5, (entries, _) in listings.items():
         _manifest(repo, plan, md5, entries)

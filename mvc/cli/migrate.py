@@ -78,6 +78,8 @@ def import_dvc(
         )
         return
     fetched = f", {r['fetched']} fetched from DVC's remote" if r["fetched"] else ""
+    if r["from_worktree"]:  # DVC's cache and remote lacked them: the work tree held the very bytes
+        fetched += f", {r['from_worktree']} taken from the work tree, md5 checked: DVC's cache and remote lack it"
     if r["paths"]:
         click.echo(f"imported {_n(len(r['paths']), 'DVC output')} ({_n(r['objects'], 'version')}{fetched})")
     for path in r["paths"]:
