@@ -219,7 +219,7 @@ def test_bad_dvc_files_are_refused_and_nothing_changes(dvc_repo, case):
     "failure, words",
     [
         ("map", ("imported.toml", "not valid toml")),  # after every pointer and .gitignore line is written
-        ("index", ("git add failed", "ignored")),  # staging: 'git rm --cached' had removed the .dvc files
+        ("index", ("git add failed", "clean filter")),  # staging: 'git rm --cached' had removed the .dvc files
     ],
 )
 def test_a_failure_while_writing_puts_everything_back(dvc_repo, failure, words):
@@ -228,8 +228,10 @@ def test_a_failure_while_writing_puts_everything_back(dvc_repo, failure, words):
     root, _, _ = dvc_repo
     if failure == "map":
         (root / ".mvc" / "imported.toml").write_text("format = 1\n[dvc.md5\n")
-    else:
-        (root / ".git" / "info" / "exclude").write_text("*.mvc\n")
+    else:  # (an ignored pointer is refused before anything is written: test_import_dvc_reasons.py)
+        (root / ".git" / "info" / "attributes").write_text("*.mvc filter=broken\n")
+        git(root, "config", "filter.broken.clean", "false")
+        git(root, "config", "filter.broken.required", "true")
     watched = [".mvc/config.toml", ".mvc/.gitignore", ".mvc/imported.toml", ".gitignore", "model.bin.dvc"]
     files = {rel: (root / rel).read_bytes() if (root / rel).exists() else None for rel in watched}
     before = state(root), git(root, "diff", "--cached", "--binary"), files_of(root)
@@ -249,6 +251,8 @@ def test_an_md5_mismatch_in_dvcs_cache_is_refused(dvc_repo):
     os.chmod(cached, 0o644)
     cached.write_bytes(b"damaged")
     shutil.rmtree(remote)
+    for name in ("model.bin", "out.bin"):  # (the work tree's own bytes would do: 'dvc repro' copied model.bin)
+        (root / name).write_bytes(b"retrained")
     before = state(root)
     r = run_mvc("import-dvc", cwd=root)
     assert r.returncode != 0 and "does not match its md5" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -259,6 +263,8 @@ def test_an_object_missing_everywhere_is_refused(dvc_repo):
     root, remote, _ = dvc_repo
     shutil.rmtree(root / ".dvc" / "cache")
     shutil.rmtree(remote)
+    for name in ("model.bin", "out.bin"):  # (the work tree's own bytes would do: 'dvc repro' copied model.bin)
+        (root / name).write_bytes(b"retrained")
     before = state(root)
     r = run_mvc("import-dvc", cwd=root)
     assert r.returncode != 0 and "dvc" in r.stderr.lower(), r.stderr

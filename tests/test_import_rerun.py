@@ -127,10 +127,11 @@ def test_dvc_output_mvc_stopped_tracking_stays_so_unless_named(dvc_repo, mvc_err
 @needs_dvc
 def test_dvc_rerun_reads_older_versions_dvcs_cache_holds_since(dvc_repo, tmp_path: Path):
     root, remote, versions = dvc_repo
-    shutil.rmtree(remote)
     md5 = next(
         line.split()[-1] for line in git(root, "show", "churn@v1.0.0:model.bin.dvc").splitlines() if "md5:" in line
     )
+    # absent there ('dvc push' sent HEAD's versions alone); a remote out of reach: test_import_dvc_reasons.py
+    (remote / "files" / "md5" / md5[:2] / md5[2:]).unlink(missing_ok=True)
     cached = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     shutil.move(cached, tmp_path / "aside")
     out = mvc_json(root, "import-dvc")
@@ -364,6 +365,8 @@ def test_dvc_import_takes_a_version_damaged_in_dvcs_cache_from_dvcs_remote(dvc_r
     cached.write_bytes(b"bit rot" + cached.read_bytes()[7:])
     if not remote_there:
         shutil.move(remote, tmp_path / "moved-away")
+        for name in ("model.bin", "out.bin"):  # (the work tree's own bytes would do: out.bin is a copy)
+            (root / name).write_bytes(b"retrained")
         before = state(root)
         r = run_mvc("import-dvc", cwd=root)
         assert r.returncode != 0 and str(cached) in r.stderr and "damaged" in r.stderr and "dvc fetch" in r.stderr

@@ -450,7 +450,7 @@ def _refuse_unimported(repo: Repo, commit: str, rev: str, paths: list[str]) -> N
     rels = [repo.rel(p) for p in paths]
     for path, version in sorted(missing.items()):
         if not rels or any(path == r or path.startswith(r.rstrip("/") + "/") or r == "." for r in rels):
-            raise foreign.not_imported(path, rev, version)
+            raise foreign.not_imported(repo, path, rev, version)
 
 
 def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:

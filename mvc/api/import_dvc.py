@@ -9,14 +9,13 @@ stored on the way are harmless if a later check fails: nothing names them.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.api import dvc_remotes
+from mvc.api import dvc_checks, dvc_remotes
 from mvc.errors import ForeignError, MvcError, PathError, RemoteError
 from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
@@ -52,8 +51,11 @@ class _Plan:
         self.mapped = mapped  # the map's dvc table as the work tree has it: imported before
         self.history: dict[str, bool] = {}  # md5 -> legacy, of outputs only older revisions name, not mapped yet
         self.known: dict[str, tuple[str, int, int | None]] = {}
-        self.missing_history: list[str] = []
+        self.missing_history: list[str] = []  # in neither DVC's cache nor its remote
+        self.unreached: dict[str, str] = {}  # md5 -> why DVC's remote could not be read for it (unreachable...)
         self.fetched = 0
+        self.worktree: dict[str, str] = {}  # md5 -> the work tree's file of an output (of a directory) said to be it
+        self.from_worktree = 0
         self.stored = 0
 
 
@@ -76,12 +78,16 @@ def import_dvc(
     versions older commits' .dvc files and dvc.lock stages name (where DVC's cache or remote holds them), so that
     ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's). ``push``: then push
     everything imported to the mvc remote (``remote``, default: the default one).
-    Returns {paths, dvc_files, kept, remotes, objects, stored, fetched, history_versions, history_missing,
-    pushed, up_to_date}."""
+    Returns {paths, dvc_files, kept, remotes, objects, stored, fetched, from_worktree (files DVC's cache and
+    remote lacked, taken from the work tree: their md5 checked), history_versions, history_missing (in
+    neither DVC's cache nor its remote), history_unreachable (DVC's remote could not be read: dvc_remote_error
+    says why), pushed, up_to_date}."""
     repo = open_repo(repo)
+    dvc_checks.refuse_unmerged(repo)
     table = foreign.read_worktree(repo).get("dvc")
     plan = _Plan(dvcfile.imported(table, f"{foreign.IMPORTED_PATH}, its dvc table") if table is not None else {})
     pick = _read_now(repo, plan, [repo.rel(p) for p in user_paths(paths)], table is not None)
+    dvc_checks.refuse_ignored(repo, plan.now)
     if history:
         _read_history(repo, plan, pick)
     # DVC's cache and remotes: needed for what is imported now; for older versions, where .dvc/ is left
@@ -102,7 +108,10 @@ def import_dvc(
                 if dvc is not None:
                     _import_object(repo, dvc, plan, md5, legacy, f"an older version ({md5})", jobs, progress)
                     continue
-            except (ForeignError, RemoteError):  # in neither DVC's cache nor its remote, or that remote is out of reach
+            except RemoteError as e:  # that remote is out of reach (or refused): a later run may get it
+                plan.unreached[md5] = str(e)
+                continue
+            except ForeignError:  # in neither DVC's cache nor its remote
                 pass
             plan.missing_history.append(md5)
         new_history = len([m for m in plan.history if m in plan.known])
@@ -130,8 +139,11 @@ def import_dvc(
         "objects": len(plan.known),
         "stored": plan.stored,
         "fetched": plan.fetched,
+        "from_worktree": plan.from_worktree,
         "history_versions": new_history,
         "history_missing": sorted(plan.missing_history),
+        "history_unreachable": sorted(plan.unreached),
+        "dvc_remote_error": next(iter(plan.unreached.values()), None),
         "pushed": pushed,
         "up_to_date": up_to_date,
     }
@@ -183,12 +195,9 @@ def _choose(repo: Repo, found: list[tuple[dvcfile.Out, str]], rels: list[str]) -
         return found
     for rel in rels:
         if not any(_under(o.path, rel) or src == rel for o, src in found):
-            dvc_file = rel if rel.endswith(foreign_dvc.SUFFIX) else rel + foreign_dvc.SUFFIX
-            if os.path.isfile(repo.abs(dvc_file)):  # a .dvc file whose outputs DVC does not cache
-                raise PathError(
-                    f"{rel}: {dvc_file} names no output DVC caches (cache: false: git tracks the file itself): mvc "
-                    "imports only what DVC caches; track it with 'mvc add' if it belongs in mvc"
-                )
+            why = dvc_checks.why_no_output(repo, rel)
+            if why is not None:
+                raise why
             inside = next((o.path for o, _ in found if rel.startswith(o.path + "/")), None)
             if inside is not None:
                 raise PathError(
@@ -252,37 +261,13 @@ def _read_history(repo: Repo, plan: _Plan, pick: Callable[[str], bool] | None) -
                 plan.history.setdefault(o.md5, o.legacy)
 
 
-def _md5_file(path: str, legacy: bool) -> str:
-    """md5 of a file as DVC computed it: of its bytes; DVC 2.x hashed text files with CRLF turned into LF."""
-    with open(path, "rb") as f:
-        h = hashlib.md5(usedforsecurity=False)
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-        digest = h.hexdigest()
-        if not legacy:
-            return digest
-        f.seek(0)
-        data = f.read(8000)
-        if b"\0" in data or b"\r\n" not in data:
-            return digest
-        f.seek(0)
-        return hashlib.md5(f.read().replace(b"\r\n", b"\n"), usedforsecurity=False).hexdigest()
-
-
-def _md5_wrong(path: str, md5: str, legacy: bool) -> str | None:
-    """None when the file at path has DVC's md5 (DVC 2's CRLF-normalized one too, for ``legacy``), else the md5 it
-    has."""
-    got = _md5_file(path, legacy)
-    return None if got == md5 or (legacy and _md5_file(path, False) == md5) else got
-
-
 def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy: bool, what: str) -> tuple[str, int]:
     """(oid, size) of the file DVC names md5, hashed into mvc's cache after its md5 is checked: from DVC's cache,
     else (missing, or damaged there) from DVC's remote."""
     cached = dvc.cached(md5, legacy)
     damaged = ""
     if cached is not None:
-        got = _md5_wrong(cached, md5, legacy)
+        got = dvc_checks.md5_wrong(cached, md5, legacy)
         if got is None:
             oid, _how, st = repo.odb.add_file(cached, LINKS)
             plan.stored += 1
@@ -293,13 +278,19 @@ def _store_file(repo: Repo, dvc: foreign_dvc.Dvc, plan: _Plan, md5: str, legacy:
         try:
             dvc.fetch(md5, legacy, tmp)
         except (ForeignError, RemoteError) as e:
+            fileio.remove_quietly(tmp)
+            if dvc_checks.from_worktree(plan.worktree.get(md5), md5, legacy, tmp):  # the very bytes, md5-checked
+                oid, _how, st = repo.odb.add_file(tmp, ("hardlink", "copy"))
+                plan.stored += 1
+                plan.from_worktree += 1
+                return oid, st.st_size
             if damaged:  # the remote has none either: the damage is what to mend
                 raise ForeignError(
                     f"{what}: {damaged}: delete it and run 'dvc fetch', then import again (DVC's remote: {e})"
                 ) from None
             raise
         plan.fetched += 1
-        got = _md5_wrong(tmp, md5, legacy)
+        got = dvc_checks.md5_wrong(tmp, md5, legacy)
         if got is not None:
             raise ForeignError(f"{what}: DVC remote does not match its md5 {md5} (it hashes to {got}): it is damaged")
         oid, _how, st = repo.odb.add_file(tmp, ("hardlink", "copy"))
@@ -317,8 +308,10 @@ def _import_now(
     directories' manifests."""
     listings = {o.md5: (_dir_listing(dvc, plan, o.md5, o.legacy, o.path), o) for o in outs if o.is_dir}
     todo = {o.md5: (o.legacy, o.path) for o in outs if not o.is_dir}
+    plan.worktree.update((o.md5, repo.abs(o.path)) for o in outs if not o.is_dir)
     for entries, o in listings.values():
         todo.update((m, (o.legacy, f"{o.path} (a file of md5 {m})")) for _, m in entries if m not in todo)
+        plan.worktree.update((m, repo.abs(f"{o.path}/{rel}")) for rel, m in entries if m not in plan.worktree)
     _store_files(repo, dvc, plan, todo, f"importing {len(todo)} files", jobs, progress)
     for md5, (entries, _) in listings.items():
         _manifest(repo, plan, md5, entries)
@@ -426,7 +419,7 @@ def _write(repo: Repo, dvc: foreign_dvc.Dvc | None, plan: _Plan) -> list[str]:
     for path in plan.kept:  # mvc's already: staged again (an import killed after writing it, before staging it)
         if os.path.isfile(repo.abs(Repo.pointer_of(path))):
             to_stage.append(Repo.pointer_of(path))
-    _write_map(repo, plan)
+    _write_map(repo, dvc, plan)
     to_stage += [foreign.IMPORTED_PATH, f"{MVC_DIR}/.gitignore"]
     added = dvc_remotes.move(repo, dvc) if dvc is not None else []
     _name_models(repo)
@@ -445,7 +438,7 @@ def _oids(repo: Repo, o: dvcfile.Out, plan: _Plan) -> list[str]:
     return [oid, *sorted(mf.oids_of(repo.odb.read_bytes(oid), oid))] if o.is_dir else [oid]
 
 
-def _write_map(repo: Repo, plan: _Plan) -> None:
+def _write_map(repo: Repo, dvc: foreign_dvc.Dvc | None, plan: _Plan) -> None:
     import tomli_w
 
     path = os.path.join(repo.mvc_dir, foreign.IMPORTED)
@@ -459,6 +452,8 @@ def _write_map(repo: Repo, plan: _Plan) -> None:
         for md5, (oid, size, nfiles) in sorted(plan.known.items()):
             if md5.endswith(dvcfile.DIR_SUFFIX) or md5 in _top(plan):
                 table[md5] = {"oid": oid, "size": size, **({"nfiles": nfiles} if nfiles is not None else {})}
+        remote = dvc.default if dvc is not None else None
+        dvcfile.note_unreached(current["dvc"], plan.unreached, plan.missing_history, remote)
         current["format"] = foreign.FORMAT
         fileio.atomic_write(path, tomli_w.dumps(current).encode())
     ignore = os.path.join(repo.mvc_dir, ".gitignore")

@@ -139,7 +139,7 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
         if blob is not None and blob.startswith(UNIMPORTED):
             from mvc.repo import foreign
 
-            entry["error"] = str(foreign.not_imported(str(p), c["id"][:10], blob[len(UNIMPORTED) :]))
+            entry["error"] = str(foreign.not_imported(repo, str(p), c["id"][:10], blob[len(UNIMPORTED) :]))
         elif blob is not None:
             assert p is not None
             repo.check_pointer(p + SUFFIX, c["id"][:7])  # a pointer mvc refuses is refused here too

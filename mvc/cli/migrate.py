@@ -61,23 +61,35 @@ def import_dvc(
     if as_json:
         echo_json(r)
         return
-    missing = len(r["history_missing"])
+    missing, unreached = len(r["history_missing"]), len(r["history_unreachable"])
+    # older versions not imported: absent (DVC's own fix) or DVC's remote not reached (reconnect, run again)
+    away = (
+        f"{_n(unreached, 'older version')} not read: {r['dvc_remote_error']} (reconnect it, then run 'mvc "
+        "import-dvc' again)"
+        if unreached
+        else ""
+    )
     if r["up_to_date"]:
-        lacking = f"; {_n(missing, 'older version')} in neither DVC's cache nor its remote" if missing else ""
-        click.echo(f"nothing new to import: every DVC output here is in mvc already{lacking}")
+        lacking = [f"{_n(missing, 'older version')} in neither DVC's cache nor its remote"] if missing else []
+        click.echo(
+            "; ".join(
+                ["nothing new to import: every DVC output here is in mvc already", *lacking, *([away] if away else [])]
+            )
+        )
         return
     fetched = f", {r['fetched']} fetched from DVC's remote" if r["fetched"] else ""
+    if r["from_worktree"]:  # DVC's cache and remote lacked them: the work tree held the very bytes
+        fetched += f", {r['from_worktree']} taken from the work tree, md5 checked: DVC's cache and remote lack it"
     if r["paths"]:
         click.echo(f"imported {_n(len(r['paths']), 'DVC output')} ({_n(r['objects'], 'version')}{fetched})")
     for path in r["paths"]:
         click.echo(f"  {path}")
     if r["kept"]:
         click.echo(f"left alone: {_n(len(r['kept']), 'DVC output')} mvc tracks already")
-    if r["history_versions"] or missing:
-        click.echo(
-            f"older revisions: {_n(r['history_versions'], 'version')} now readable, "
-            f"{missing} not (in neither DVC's cache nor its remote)"
-        )
+    if r["history_versions"] or missing or unreached:
+        lacking = [f"{missing} not (in neither DVC's cache nor its remote)"] if missing or not unreached else []
+        said = "; ".join([*lacking, *([away] if away else [])])
+        click.echo(f"older revisions: {_n(r['history_versions'], 'version')} now readable, {said}")
     for name in r["remotes"]:
         click.echo(f"remote {name}: added (DVC's URL + /mvc)")
     if r["pushed"] is not None:

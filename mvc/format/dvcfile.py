@@ -323,3 +323,29 @@ def imported(table: Any, where: str) -> dict[str, tuple[str, int, int | None]]:
             raise ForeignError(f"{where}: entry {md5[:40]!r} needs oid, size (and nfiles for .dir): restore the file")
         found[md5] = (str(oid), int(size), nfiles if is_dir else None)  # type: ignore[arg-type]
     return found
+
+
+def unreached(table: Any, where: str) -> dict[str, str]:
+    """The ``unreached`` table of the map's dvc table: {DVC md5: the DVC remote that could not be read for it when
+    the import ran} (none: those the map lacks were in neither DVC's cache nor its remote)."""
+    found = table.get("unreached", {}) if isinstance(table, dict) else {}
+    ok = isinstance(found, dict) and all(
+        isinstance(r, str) and MD5.fullmatch(m.removesuffix(DIR_SUFFIX)) for m, r in found.items()
+    )
+    if not ok:
+        raise ForeignError(
+            f"{where}: [dvc.unreached] must map DVC md5s to remote names: restore it with 'git checkout'"
+        )
+    return dict(found)
+
+
+def note_unreached(table: dict[str, Any], now: dict[str, str], missing: list[str], remote: str | None) -> None:
+    """Record in the map's dvc table the md5s whose DVC remote could not be read (now, by this run; remote: its
+    name), keeping earlier ones no run has imported or found missing since."""
+    known = table.get("md5", {})
+    kept = {m: r for m, r in unreached(table, "the map").items() if m not in known and m not in missing}
+    kept.update(dict.fromkeys(now, remote or ""))
+    if kept:
+        table["unreached"] = dict(sorted(kept.items()))
+    else:
+        table.pop("unreached", None)

@@ -132,12 +132,21 @@ def unimported_at(repo: Any, commit: str) -> dict[str, str]:
     return found
 
 
-def not_imported(path: str, rev: str, version: str) -> PathError:
-    """The error for path at rev, whose version (a DVC md5) the import could not bring in."""
+def not_imported(repo: Any, path: str, rev: str, version: str) -> PathError:
+    """The error for path at rev, whose version (a DVC md5) the import could not bring in: DVC's remote could not be
+    read for it then (the map's ``[dvc.unreached]``), or it was in neither DVC's cache nor its remote."""
+    from mvc.format import dvcfile
+
+    remote = dvcfile.unreached(imported(repo).get("dvc"), IMPORTED_PATH).get(version)
+    what = f"{path} at {rev} is a DVC version (md5 {version}) that 'mvc import-dvc' could not import"
+    if remote is not None:
+        return PathError(
+            f"{what}: DVC remote {remote or '(the default)'} could not be reached when it ran: reconnect it "
+            "(mount the share, the network, the credentials), then run 'mvc import-dvc' again and commit"
+        )
     return PathError(
-        f"{path} at {rev} is a DVC version (md5 {version}) that 'mvc import-dvc' could not import: it was in neither "
-        "DVC's cache nor its remote: fetch it with DVC ('dvc fetch --all-commits', with a remote added by 'dvc remote "
-        "add --local'), then run 'mvc import-dvc' again"
+        f"{what}: it was in neither DVC's cache nor its remote: fetch it with DVC ('dvc fetch --all-commits', with a "
+        "remote added by 'dvc remote add --local'), then run 'mvc import-dvc' again"
     )
 
 

@@ -440,7 +440,7 @@ def pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Poi
 
         missing = foreign.unimported_at(repo, repo.resolve(rev)) if foreign.imported(repo) else {}
         if Repo.target_of(prel) in missing:
-            raise foreign.not_imported(Repo.target_of(prel), rev, missing[Repo.target_of(prel)])
+            raise foreign.not_imported(repo, Repo.target_of(prel), rev, missing[Repo.target_of(prel)])
         raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
     return prel, load_pointer(repo, prel, at_rev[prel], rev)
 
