@@ -141,6 +141,24 @@ def test_import_converts_head_and_keeps_old_revisions_readable(lfs_repo: Path, m
 
 
 @needs_lfs
+def test_versions_of_branches_and_tags_are_imported_too(origin: Path, tmp_path: Path, monkeypatch, mvc_cli):
+    """A branch's retrain (its object fetched with the rest) is read through the map after the import, as
+    import-dvc reads every branch and tag: not only HEAD's history."""
+    work = tmp_path / "author"
+    git(work, "checkout", "-q", "-b", "exp")
+    exp = os.urandom(4000)
+    (work / "model.bin").write_bytes(exp)
+    git(work, "commit", "-qam", "exp: retrain")
+    git(work, "push", "-q", "origin", "exp")
+    root = clone(origin, tmp_path / "repo", True, monkeypatch)
+    git(root, "branch", "-q", "exp", "origin/exp")
+    mvc_cli("import-lfs")
+    git(root, "commit", "-qm", "to mvc")
+    mvc_cli("get", "model.bin", "--rev", "exp", "-o", str(tmp_path / "exp.bin"))
+    assert (tmp_path / "exp.bin").read_bytes() == exp
+
+
+@needs_lfs
 def test_checkout_of_an_old_revision_writes_its_git_lfs_version(lfs_repo: Path, mvc_cli):
     root = lfs_repo
     mvc_cli("import-lfs")

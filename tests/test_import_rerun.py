@@ -190,7 +190,10 @@ def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin,
     assert out["history"] == {"stored": 0, "missing": 1} and not out["up_to_date"]
     git(root, "commit", "-qm", "to mvc")
     first = git(root, "rev-list", "--max-parents=0", "HEAD").strip()
-    assert mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1"), ok=False).exit_code != 0
+    r = mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1"), ok=False)
+    assert r.exit_code != 0 and "is a git-lfs version" in r.stderr and "git lfs fetch --all" in r.stderr, r.stderr
+    rows = mvc_json(root, "log", "model.bin")  # the unfetched version: the change it was, not a removal
+    assert [r.get("oid") is None for r in rows][-1] and "git-lfs version" in rows[-1]["error"], rows
 
     r = run_mvc("import-lfs", cwd=root)
     assert r.returncode == 0 and r.stdout.startswith("nothing new to import") and r.stdout.count("\n") == 1

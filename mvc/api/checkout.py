@@ -441,7 +441,7 @@ def _prune_blocking_dirs(plan: _Plan) -> None:
 
 def _refuse_unimported(repo: Repo, commit: str, rev: str, paths: list[str]) -> None:
     """Refuse, before anything is written, a checkout of REV that would leave a path at another version than REV's:
-    one whose DVC version there 'mvc import-dvc' could not import (all paths, or one of those named)."""
+    one whose DVC or git-lfs version there the import could not bring in (all paths, or one of those named)."""
     from mvc.repo import foreign
 
     if not foreign.imported(repo):

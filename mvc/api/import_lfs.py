@@ -58,7 +58,7 @@ def import_lfs(
     """Convert the git-lfs pointers of HEAD (those under ``paths``, default all) to mvc pointers, their content
     in the cache and the work tree, and stage the change. ``fetch``: run ``git lfs fetch`` for objects
     ``.git/lfs/objects`` lacks. ``history``: also store (and map) the content of the git-lfs pointers of HEAD's
-    ancestors at those paths that ``.git/lfs/objects`` holds, so that old revisions can be read. ``push``: then
+    ancestors, branches and tags at those paths that ``.git/lfs/objects`` holds, so that old revisions can be read. ``push``: then
     push them all to ``remote`` (default: the default remote). Run again, it converts what is new and maps the
     older versions ``.git/lfs/objects`` holds now (``git lfs fetch --all`` since), at the paths mvc tracks too;
     what is imported already is left alone, and what a run with ``stage=False`` left unstaged is staged. A git-lfs
@@ -132,7 +132,8 @@ def import_lfs(
 
 
 class _Scan:
-    """The git-lfs pointers of HEAD's history (:func:`foreign_lfs.lfs_history`), read once, when first asked for."""
+    """The git-lfs pointers of HEAD's history, every branch and every tag (:func:`foreign_lfs.lfs_history`), read
+    once, when first asked for."""
 
     __slots__ = ("_found", "head", "repo")
 
@@ -142,7 +143,7 @@ class _Scan:
 
     def found(self) -> dict[tuple[str, str], tuple[str, bytes]]:
         if self._found is None:
-            commits = self.repo.git.run("rev-list", self.head).decode().split()
+            commits = self.repo.git.run("rev-list", self.head, "--branches", "--tags", "--").decode().split()
             self._found = foreign_lfs.lfs_history(self.repo, commits)
         return self._found
 

@@ -133,10 +133,16 @@ def unimported_at(repo: Any, commit: str) -> dict[str, str]:
 
 
 def not_imported(repo: Any, path: str, rev: str, version: str) -> PathError:
-    """The error for path at rev, whose version (a DVC md5) the import could not bring in: DVC's remote could not be
-    read for it then (the map's ``[dvc.unreached]``), or it was in neither DVC's cache nor its remote."""
+    """The error for path at rev, whose version (a DVC md5, or a git-lfs "sha256:…") the import could not bring in:
+    DVC's remote could not be read for it then (the map's ``[dvc.unreached]``), or it was in neither DVC's cache
+    nor its remote; a git-lfs object was not in .git/lfs/objects."""
     from mvc.format import dvcfile
 
+    if version.startswith("sha256:"):  # (git-lfs's)
+        return PathError(
+            f"{path} at {rev} is a git-lfs version ({version[:19]}…) that 'mvc import-lfs' did not import (.git/lfs/"
+            f"objects lacked it): fetch it ('git lfs fetch --all'), then run 'mvc import-lfs' again and commit"
+        )
     remote = dvcfile.unreached(imported(repo).get("dvc"), IMPORTED_PATH).get(version)
     what = f"{path} at {rev} is a DVC version (md5 {version}) that 'mvc import-dvc' could not import"
     if remote is not None:

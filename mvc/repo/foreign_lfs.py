@@ -6,6 +6,7 @@ history"). Those of a whole history (the import's scan, the pre-push hook) are f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -221,6 +222,26 @@ def pointers_at(repo: Repo, commit: str, table: dict[str, Any] | None = None) ->
         mine = _as_mvc(repo, path, data, known)
         if mine is not None:
             found[path + ptrfmt.SUFFIX] = mine
+    return found
+
+
+def unimported_at(repo: Repo, commit: str, table: dict[str, Any] | None = None) -> dict[str, str]:
+    """{path: "sha256:…"} of the git-lfs pointers in commit's tree whose content the map lacks ('mvc import-lfs'
+    ran while .git/lfs/objects did not hold it), at paths the import converted (an mvc pointer is there in the work
+    tree; a path left to git-lfs is not mvc's to read): mvc cannot read those versions, and says why."""
+    known = _known(repo, table)
+    if not known:
+        return {}
+    tree = Tree(repo, commit)
+    all_rules = rules_of(repo, tree)
+    found = {}
+    for path, data in lfs_files(repo, tree, all_rules).items():
+        try:
+            p = lfs.loads(data, path)
+        except PointerError:
+            continue
+        if p.sha256 not in known and repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX)):
+            found[path] = f"sha256:{p.sha256}"
     return found
 
 
