@@ -1,0 +1,93 @@
+"""What the read side says when it cannot do what was asked (QA of the read side, items 6 and 7): objects missing
+from a remote are named by the paths they belong to, every path left out is counted, and each fix offered is one
+that can be run where the user is (no clone: no 'mvc remote list', no remote NAME the revision lacks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import git, make_file
+
+
+# -- objects missing on the remote: the paths, every one ------------------------------------------------------
+@pytest.fixture
+def pushed(repo, mvc_cli, tmp_path):
+    """big.bin (8 MiB, chunked; two versions, the second a few bytes changed), the directory d and small.bin,
+    pushed to the directory remote store; returns the remote's directory."""
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "store", str(store), "--default")
+    make_file(repo / "big.bin", 8 << 20, seed=1)
+    make_file(repo / "d" / "x", 1000, seed=2)
+    make_file(repo / "small.bin", 1000, seed=3)
+    mvc_cli("add", "big.bin", "d", "small.bin")
+    git(repo, "commit", "-q", "-m", "v1")
+    git(repo, "tag", "v1")
+    mvc_cli("push")
+    with open(repo / "big.bin", "r+b") as f:
+        f.seek(100)
+        f.write(b"XXXX")
+    mvc_cli("add", "big.bin")
+    git(repo, "commit", "-q", "-m", "v2")
+    mvc_cli("push")
+    return store
+
+
+def clone_of(repo: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A fresh clone of repo (an empty cache, no journal), as the current directory."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    monkeypatch.chdir(clone)
+    return clone
+
+
+def test_pull_and_fetch_name_every_path_left_out_when_chunks_and_objects_are_gone(
+    repo, pushed, mvc_error, tmp_path, monkeypatch
+):
+    """The QA reproduction: every pack (the chunks of big.bin) and every lone object (d's manifest, its file,
+    small.bin) deleted by hand. The error named an oid and none of the three paths."""
+    for f in [*(pushed / "packs").glob("*.pack"), *(pushed / "objects").glob("*/*")]:
+        f.unlink()
+    clone = clone_of(repo, tmp_path, monkeypatch)
+    for cmd in ("pull", "fetch"):
+        line = mvc_error(
+            cmd, words=("big.bin (and 2 more paths: d, small.bin) could not be fetched", "which is not there", "push")
+        )
+        assert line.index("big.bin") < line.index("xxh128:"), line  # the path first, the oid only after
+    assert not (clone / "big.bin").exists() and not (clone / "d").exists() and not (clone / "small.bin").exists()
+    mvc_error("fetch", "--rev", "v1", words=("big.bin at v1 (and 2 more paths: d at v1, small.bin at v1)",))
+
+
+def test_pull_counts_the_paths_it_restored_apart_from_those_it_could_not(
+    repo, pushed, mvc_error, tmp_path, monkeypatch
+):
+    """Only d's manifest and small.bin gone: big.bin is restored, and the error names both other paths (the
+    count of "other paths restored" took a directory whose manifest was missing for one restored)."""
+    for f in (pushed / "objects").glob("*/*"):
+        f.unlink()
+    clone = clone_of(repo, tmp_path, monkeypatch)
+    line = mvc_error(
+        "pull",
+        words=("(and 1 more path: small.bin) are not on remote store", "1 other path fetched whole was restored"),
+    )
+    assert line.startswith("error: the manifest of directory d "), line
+    assert (clone / "big.bin").read_bytes() == (repo / "big.bin").read_bytes()
+    assert not (clone / "d").exists() and not (clone / "small.bin").exists()
+
+
+def test_objects_of_one_path_are_counted_as_objects(repo, mvc_cli, mvc_error, tmp_path, monkeypatch):
+    """Every object missing belongs to one directory: no other path to list, the objects are counted."""
+    store = tmp_path / "store"
+    mvc_cli("remote", "add", "store", str(store), "--default")
+    for i in range(3):
+        make_file(repo / "d" / f"f{i}", 5000 + i, seed=i)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "d")
+    mvc_cli("push")
+    manifest = min((store / "objects").glob("*/*"), key=lambda p: p.stat().st_size)  # the smallest: the manifest
+    for f in (store / "objects").glob("*/*"):
+        if f != manifest:
+            f.unlink()
+    clone_of(repo, tmp_path, monkeypatch)
+    line = mvc_error("fetch", words=("of directory d (and 2 more objects) are not on remote store",))
+    assert "more path" not in line
