@@ -91,3 +91,40 @@ def test_objects_of_one_path_are_counted_as_objects(repo, mvc_cli, mvc_error, tm
     clone_of(repo, tmp_path, monkeypatch)
     line = mvc_error("fetch", words=("of directory d (and 2 more objects) are not on remote store",))
     assert "more path" not in line
+
+
+# -- reading by URL with no clone: fixes that can be run there ------------------------------------------------
+@pytest.fixture
+def registered(repo, mvc_cli, tmp_path):
+    """churn.bin named churn and registered as churn@v1.0.0 before any remote was added (the README's order), then
+    the remote "store" (../store, relative) added and pushed to; returns a bare clone holding the tags."""
+    make_file(repo / "churn.bin", 1000, seed=1)
+    make_file(repo / "d" / "x", 500, seed=2)
+    mvc_cli("add", "churn.bin", "--name", "churn")
+    mvc_cli("add", "d")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "model")
+    mvc_cli("register", "churn", "v1.0.0")
+    mvc_cli("remote", "add", "store", "../store")
+    git(repo, "commit", "-q", "-am", "remote")
+    mvc_cli("push")
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    git(repo, "push", "-q", "--tags", str(bare))
+    return bare
+
+
+def test_a_version_whose_config_has_no_remote_offers_a_url_and_names_heads_remotes(
+    registered, mvc_cli, mvc_error, tmp_path
+):
+    """A name is looked up in the version's own config, which has none: only --remote URL is offered, with the
+    remote HEAD's config has as the likely URL (a path relative to the repository, made absolute)."""
+    out, url = str(tmp_path / "out"), str(registered)
+    store = str(tmp_path / "store")  # ../store, relative to the bare repository as to the clone
+    line = mvc_error("get", "--repo", url, "churn@v1.0.0", "-o", out, words=("has no mvc remote at churn@v1.0.0",))
+    assert "NAME" not in line and "pass --remote URL" in line, line
+    assert f"HEAD's config has: store (--remote {store})" in line, line
+    line = mvc_error("get", "--repo", url, "churn@v1.0.0", "--remote", "store", "-o", out, words=("no remote 'store'",))
+    assert f"store (--remote {store})" in line, line
+    mvc_cli("get", "--repo", url, "churn@v1.0.0", "--remote", store, "-o", out)  # the fix works
+    assert (tmp_path / "out").read_bytes() == (tmp_path / "repo" / "churn.bin").read_bytes()
