@@ -128,3 +128,21 @@ def test_a_version_whose_config_has_no_remote_offers_a_url_and_names_heads_remot
     assert f"store (--remote {store})" in line, line
     mvc_cli("get", "--repo", url, "churn@v1.0.0", "--remote", store, "-o", out)  # the fix works
     assert (tmp_path / "out").read_bytes() == (tmp_path / "repo" / "churn.bin").read_bytes()
+
+
+def test_a_relative_remote_that_resolves_nowhere_says_pass_remote_not_remote_list(
+    registered, mvc_cli, mvc_error, tmp_path
+):
+    deep = tmp_path / "deep" / "x" / "o.git"
+    git(tmp_path, "clone", "-q", "--bare", str(registered), str(deep))  # ../store from there: deep/x/store
+    line = mvc_error(
+        "get",
+        "--repo",
+        str(deep),
+        "churn.bin",
+        "-o",
+        str(tmp_path / "out"),
+        words=(f"remote directory {tmp_path / 'deep' / 'x' / 'store'} does not exist", "'../store'", "--remote URL"),
+    )
+    assert "mvc remote" not in line, line
+    mvc_cli("get", "--repo", str(deep), "churn.bin", "-o", str(tmp_path / "out"), "--remote", str(tmp_path / "store"))

@@ -354,6 +354,15 @@ def open_remote(t: Target, remote: str | None, odb: Any = None) -> Any:
     from mvc.repo import remotes, upstream
 
     sp = spec_for(t, remote)
+    path = sp.local_dir
+    if t.up is not None and sp.url != remote and path is not None and not os.path.isdir(path):
+        from mvc.errors import RemoteNotFound
+
+        # (with no clone, 'mvc remote list' and 'mvc remote modify', which the store's own message offers, cannot run)
+        raise RemoteNotFound(
+            f"remote directory {ptrfmt.quoted(os.path.normpath(path))} does not exist ({sp.name} = {sp.url!r} in the config of "
+            f"{t.up.shown} at {t.shown}): {PASS_REMOTE}"
+        )
     if t.repo is not None and sp.url != remote:
         jr = remotes.journal(t.repo)
     else:
