@@ -146,3 +146,24 @@ def test_a_relative_remote_that_resolves_nowhere_says_pass_remote_not_remote_lis
     )
     assert "mvc remote" not in line, line
     mvc_cli("get", "--repo", str(deep), "churn.bin", "-o", str(tmp_path / "out"), "--remote", str(tmp_path / "store"))
+
+
+def test_a_manifest_missing_on_the_remote_says_push_it(registered, mvc_error, tmp_path):
+    """A directory whose manifest a remote lacks, read by URL: the message says what to do, as the others do."""
+    from mvc.format.pointer import loads
+    from mvc.objects.layout import object_rel
+
+    moid = loads((tmp_path / "repo" / "d.mvc").read_bytes(), "d.mvc").oid
+    (tmp_path / "store" / object_rel(moid)).unlink()
+    for cache in ((), ("--cache",)):
+        mvc_error(
+            "get",
+            "--repo",
+            str(registered),
+            "d",
+            "-o",
+            str(tmp_path / "out"),
+            *cache,
+            words=("the manifest of directory d", "is not on remote store", "push it from where it exists"),
+        )
+    assert not (tmp_path / "out").exists()
