@@ -167,3 +167,12 @@ def test_a_manifest_missing_on_the_remote_says_push_it(registered, mvc_error, tm
             words=("the manifest of directory d", "is not on remote store", "push it from where it exists"),
         )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_model_name_given_as_a_path_says_how_to_name_a_version(registered, mvc_error, tmp_path):
+    url = str(registered)
+    line = mvc_error("get", "--repo", url, "churn", "-o", str(tmp_path / "out"), words=("churn is not tracked",))
+    assert "churn is a model: use churn@latest or churn#STAGE" in line, line
+    assert f"'mvc registry churn --repo {url}'" in line, line
+    line = mvc_error("get", "--repo", url, "nothing", "-o", str(tmp_path / "out"), words=("nothing is not tracked",))
+    assert "is a model" not in line and f"'mvc ls --repo {url}'" in line, line

@@ -215,13 +215,19 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
         if top is not None:
             path, sub, prel, blob = top, path[len(top) + 1 :], top + ptrfmt.SUFFIX, ids[top + ptrfmt.SUFFIX]
     if blob is None:
-        why = models.unknown_ref(ref, up.model_names()) if parsed is None and rev is None else None
+        names = up.model_names() if parsed is None and rev is None else []
+        why = models.unknown_ref(ref, names) if names else None
         if why is not None:
             raise RegistryError(why.replace("'mvc registry'", f"'mvc registry --repo {up.shown}'"))
-        raise PathError(
-            f"{path} is not tracked by mvc at {shown} in {up.shown}: list what is with "
-            f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
-        )
+        fix = f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
+        if ref in names:  # a model's name, given as GTO and MLflow users name a model, not one of its versions
+            fix = (
+                f"{ref} is a model: use {ref}@latest or {ref}#STAGE (its versions and stages: "
+                f"{ptrfmt.in_quotes(f'mvc registry {ref} --repo {ptrfmt.shell_quoted(up.shown)}')}), or list the paths with {fix}"
+            )
+        else:
+            fix = f"list what is with {fix}"
+        raise PathError(f"{path} is not tracked by mvc at {shown} in {up.shown}: {fix}")
     where = f"{prel} at {shown} in {up.shown}"
     t = Target(path, ptrfmt.loads(up.blob(blob), where, URL_FIX), shown, commit)
     t.up, t.sub = up, sub
