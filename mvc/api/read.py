@@ -30,6 +30,7 @@ from mvc.objects.odb import belied
 
 MANIFEST_MAX = 1 << 30  # read no more of a manifest than this (one of 1,000,000 files is about 150 MB)
 DEFAULT_JOBS = 8  # files of a directory written at once when no remote says otherwise
+PUSH_IT = "push it from where it exists, or pass --remote URL of a remote that has it (in Python: remote=URL)"
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -292,8 +293,7 @@ def _write(
                     )
             except RemoteObjectMissing:
                 raise RemoteObjectMissing(
-                    f"{label} (object {oid}) is not on remote {remote().name}: push it from where it exists, "
-                    "or pass --remote URL of a remote that has it (in Python: remote=URL)"
+                    f"{label} (object {oid}) is not on remote {remote().name}: {PUSH_IT}"
                 ) from None
             if executable:
                 os.chmod(target, os.stat(target).st_mode | 0o111)
@@ -363,7 +363,7 @@ def _small_object(t: Target, lazy: _Remote, odb: Any, oid: str, label: str) -> b
     try:
         where = reader.locate(remote, oid)
     except RemoteObjectMissing:
-        raise RemoteObjectMissing(f"{label} (object {oid}) is not on remote {remote.name}") from None
+        raise RemoteObjectMissing(f"{label} (object {oid}) is not on remote {remote.name}: {PUSH_IT}") from None
     data = reader.remote_source(remote, where)(0, where.size if where.size is not None else MANIFEST_MAX)
     try:
         reader.check(data, oid, label)

@@ -367,9 +367,9 @@ def pull(
             checkoutmod.checkout(whole, force=force, repo=repo, progress=progress)
         except MvcError:  # (a modified file, say): the fetch's error is the one to tell
             raise e from None
-        n = len(whole)
+        n = len(whole)  # every path the error does not name
         restored = f"{n} other path{'s' if n != 1 else ''} fetched whole {'were' if n != 1 else 'was'} restored"
-        raise type(e)(f"{e} (that object only: {restored})") from None
+        raise type(e)(f"{e} ({restored})") from None
     result["checkout"] = checkoutmod.checkout(paths, rev=rev, force=force, repo=repo, progress=progress)
     return result
 

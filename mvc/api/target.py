@@ -215,13 +215,19 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
         if top is not None:
             path, sub, prel, blob = top, path[len(top) + 1 :], top + ptrfmt.SUFFIX, ids[top + ptrfmt.SUFFIX]
     if blob is None:
-        why = models.unknown_ref(ref, up.model_names()) if parsed is None and rev is None else None
+        names = up.model_names() if parsed is None and rev is None else []
+        why = models.unknown_ref(ref, names) if names else None
         if why is not None:
             raise RegistryError(why.replace("'mvc registry'", f"'mvc registry --repo {up.shown}'"))
-        raise PathError(
-            f"{path} is not tracked by mvc at {shown} in {up.shown}: list what is with "
-            f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
-        )
+        fix = f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
+        if ref in names:  # a model's name, given as GTO and MLflow users name a model, not one of its versions
+            fix = (
+                f"{ref} is a model: use {ref}@latest or {ref}#STAGE (its versions and stages: "
+                f"{ptrfmt.in_quotes(f'mvc registry {ref} --repo {ptrfmt.shell_quoted(up.shown)}')}), or list the paths with {fix}"
+            )
+        else:
+            fix = f"list what is with {fix}"
+        raise PathError(f"{path} is not tracked by mvc at {shown} in {up.shown}: {fix}")
     where = f"{prel} at {shown} in {up.shown}"
     t = Target(path, ptrfmt.loads(up.blob(blob), where, URL_FIX), shown, commit)
     t.up, t.sub = up, sub
@@ -272,15 +278,18 @@ def spec_for(t: Target, remote: str | None) -> Any:
         name = core.get("remote") if isinstance(core, dict) else None
         if name is None and len(table) == 1:
             name = next(iter(table))
-        if name is None:
-            known = f" (remotes there: {', '.join(sorted(table))})" if table else ""
+        if name is None and table:  # several, none the default: a name is looked up in this config
             raise NoRemote(
-                f"{t.up.shown} has no default mvc remote at {t.shown}{known}: pass --remote URL or NAME (in Python: remote=)"
+                f"{t.up.shown} has no default mvc remote at {t.shown} (remotes there: {', '.join(sorted(table))}): "
+                "pass --remote NAME or URL (in Python: remote=)"
             )
+        if name is None:  # (a name would be looked up in this same config: only a URL can help)
+            raise NoRemote(f"{t.up.shown} has no mvc remote at {t.shown}: {PASS_REMOTE}{_at_head(t)}")
     entry = table.get(name)
     if entry is None:
         known = ", ".join(sorted(table)) or "none"
-        raise UnknownRemote(f"{t.up.shown} has no remote {name!r} at {t.shown} (remotes: {known}): {PASS_REMOTE}")
+        hint = _at_head(t) if not table else ""
+        raise UnknownRemote(f"{t.up.shown} has no remote {name!r} at {t.shown} (remotes: {known}): {PASS_REMOTE}{hint}")
     from mvc.repo import upstream
     from mvc.storage.store import split_url
 
@@ -304,6 +313,36 @@ def spec_for(t: Target, remote: str | None) -> Any:
     )
 
 
+def _at_head(t: Target) -> str:
+    """For a revision of a repository read by URL whose config has no remote: the remotes its HEAD's config
+    has, each as --remote would take it (the likely answer: a remote added after the version was tagged); ""
+    when HEAD is that revision, has none, or cannot be read."""
+    from mvc.repo import upstream
+    from mvc.storage.store import redact_url, split_url
+
+    try:
+        head = t.up.commit(None)
+        blob = t.up.blob_ids(head, [cfgfmt.CONFIG_PATH])[cfgfmt.CONFIG_PATH] if head != t.commit else None
+        if blob is None:
+            return ""
+        where = f"{cfgfmt.CONFIG_PATH} at HEAD in {t.up.shown}"
+        table = cfgfmt.remotes(cfgfmt.loads(t.up.blob(blob), where), where)
+    except MvcError:
+        return ""
+    base = upstream.local_path(t.up.url)
+    shown = []
+    for name, entry in sorted(table.items()):
+        protocol, path = split_url(entry["url"])
+        url = redact_url(entry["url"])
+        if protocol == "local":  # as --remote takes it, from wherever the command runs
+            path = os.path.expanduser(path)
+            if not os.path.isabs(path) and base is None:
+                continue  # relative to a clone of a repository on another machine: no place here
+            url = os.path.normpath(os.path.join(base or "", path))
+        shown.append(f"{name} (--remote {ptrfmt.shell_quoted(url)})")
+    return f"; likely a remote HEAD's config has: {', '.join(shown)}" if shown else ""
+
+
 def user_odb() -> Any:
     from mvc.objects.odb import ODB
     from mvc.repo import upstream
@@ -321,6 +360,15 @@ def open_remote(t: Target, remote: str | None, odb: Any = None) -> Any:
     from mvc.repo import remotes, upstream
 
     sp = spec_for(t, remote)
+    path = sp.local_dir
+    if t.up is not None and sp.url != remote and path is not None and not os.path.isdir(path):
+        from mvc.errors import RemoteNotFound
+
+        # (with no clone, 'mvc remote list' and 'mvc remote modify', which the store's own message offers, cannot run)
+        raise RemoteNotFound(
+            f"remote directory {ptrfmt.quoted(os.path.normpath(path))} does not exist ({sp.name} = {sp.url!r} in the config of "
+            f"{t.up.shown} at {t.shown}): {PASS_REMOTE}"
+        )
     if t.repo is not None and sp.url != remote:
         jr = remotes.journal(t.repo)
     else:

@@ -78,6 +78,7 @@ class Transfer:
         self._unlocated: list[tuple[str, list[pk.Entry]]] = []  # recorded since, put in _located when asked
         self._whole_packs: set[str] = set()  # names of the packs listed (format 4: a pack named by an oid is it)
         self.bad_indexes: list[str] = []
+        self.damaged: list[str] = []  # what the last download refused as damaged on the remote, said first first
         self.bases_in_cache = False  # deltas may take bases the cache holds whole (its compacted store)
         self.lone = store.copies_ranges  # a large new file may go up as a lone pack (docs/FORMAT.md, "Lone packs")
 
@@ -513,7 +514,7 @@ class Transfer:
         retry: list[str] = []
         large = threading.BoundedSemaphore(LARGE_AT_ONCE)
 
-        damaged: list[CorruptObject] = []  # said once the others are in (a pull then restores what came whole)
+        damaged: list[tuple[CorruptObject, list[str]]] = []  # said once the others are in (pull restores the rest)
 
         def get(item: tuple[str, Any]) -> int | None:
             kind, what = item
@@ -523,7 +524,8 @@ class Transfer:
                 with large if sizes.get(what, 0) > LARGE else contextlib.nullcontext():
                     return self._get_one(what, meter, sizes.get(what) or None)  # (0: not known)
             except CorruptObject as e:
-                damaged.append(e)
+                bad = [what] if kind == "one" else [x.oid for _, x in what if not self.odb.exists(x.oid)]
+                damaged.append((e, bad))
                 return -1
 
         def done(item: tuple[str, Any], n: int | None) -> None:
@@ -548,7 +550,8 @@ class Transfer:
                 n, lost = self.download(retry, meter, sizes)
                 got, absent = got + n, absent + lost
             if damaged:
-                raise damaged[0]
+                self.damaged = [o for _, bad in damaged for o in bad]
+                raise damaged[0][0]
         finally:
             self.jr.add(self.key, fetched)  # downloaded from it, so it is there
             self.jr.discard(self.key, absent)
@@ -560,7 +563,7 @@ class Transfer:
         sent: int | None = None  # bytes read from the store, when not the object's size
         chunked_first = self.format >= layout.CHUNKED and not pk.packable(size)  # large: most likely chunked
         try:
-            got = self.get_chunked(oid, tmp, oid, meter.update, size) if chunked_first else None
+            got = self.get_chunked(oid, tmp, f"object {oid}", meter.update, size) if chunked_first else None
             try:
                 if got is None:
                     digest = self.store.get_file(rel, tmp, meter.update, size)
@@ -570,7 +573,7 @@ class Transfer:
                 fileio.remove_quietly(tmp)
                 if self.format < layout.CHUNKED or chunked_first:
                     return None
-                got = self.get_chunked(oid, tmp, oid, meter.update, size)
+                got = self.get_chunked(oid, tmp, f"object {oid}", meter.update, size)
                 if got is None:
                     return None
             if got is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from mvc import progress as progressmod
 from mvc.errors import (
     ConfigError,
+    CorruptObject,
     LayoutError,
     NoRemote,
     ObjectMissing,
@@ -225,14 +226,24 @@ def fetch_wanted(
     need_manifests = [m for m in wanted.manifests if not repo.odb.exists(m)]
     remote: Transfer | None = None
     absent: list[str] = []
+    damage: list[tuple[CorruptObject, str | None]] = []  # (what a download refused, the object it names)
+
+    def download(todo: list[str], meter: Meter, sizes: dict[str, int] | None = None) -> None:
+        assert remote is not None
+        try:  # a damaged object is said once the others are in, and those of the next step too
+            got, gone = remote.download(todo, meter, sizes)
+        except CorruptObject as e:
+            damage.append((e, next(iter(remote.damaged), None)))
+            return
+        result["downloaded"] += len(todo) - len(gone)
+        result["bytes"] += got
+        absent.extend(gone)
+
     jr = journal(repo)
     try:
         if need_manifests:
             remote = open_transfer(repo, sp, jr, jobs, reading=True)
-            got, gone = remote.download(need_manifests, Meter(progressmod.null, "", 0, 0))
-            result["downloaded"] += len(need_manifests) - len(gone)
-            result["bytes"] += got
-            absent += gone
+            download(need_manifests, Meter(progressmod.null, "", 0, 0))
         for moid in wanted.manifests:
             if repo.odb.exists(moid):
                 wanted.read_manifest(repo, moid)
@@ -244,32 +255,67 @@ def fetch_wanted(
             meter = Meter(progress, f"fetching from {sp.name}", sum(wanted.files[o][1] for o in todo), len(todo))
             remote.local_versions = _local_versions(repo, wanted, todo)
             try:
-                got, gone = remote.download(todo, meter, {o: wanted.files[o][1] for o in todo})
+                download(todo, meter, {o: wanted.files[o][1] for o in todo})
             finally:
                 meter.close()
-            result["downloaded"] += len(todo) - len(gone)
-            result["bytes"] += got
-            absent += gone
     finally:
         if remote is not None:
             remote.close()
         jr.close()
+    if damage:
+        e, oid = damage[0]
+        first, more = not_fetched(repo, wanted, oid)
+        if not first:
+            raise e
+        raise type(e)(f"{first}{more} could not be fetched: {e}; the rest was fetched") from None
     if absent:
-        first = absent[0]
-        more = f" (and {len(absent) - 1} more object{'s' if len(absent) > 2 else ''})" if len(absent) > 1 else ""
+        first_oid = absent[0]
+        first, more = not_fetched(repo, wanted, first_oid)
+        if not more and len(absent) > 1:
+            more = f" (and {len(absent) - 1} more object{'s' if len(absent) > 2 else ''})"
         verb = "are" if more else "is"
+        what = f"{wanted.label(first_oid)}{more} {verb} not on remote {sp.name} (object {first_oid})"
         if remote is not None and remote.bad_indexes:  # the objects are likely in the pack it indexes
             raise RemoteObjectMissing(
-                f"{wanted.label(first)}{more} {verb} not on remote {sp.name} (object {first}) as far as can be read: "
-                f"its pack index {remote.bad_indexes[0]} is damaged: run 'mvc push --verify-remote' where the "
-                "objects are, which writes it again; the rest was fetched"
+                f"{what} as far as can be read: its pack index {remote.bad_indexes[0]} is damaged: run "
+                "'mvc push --verify-remote' where the objects are, which writes it again; the rest was fetched"
             )
         raise RemoteObjectMissing(
-            f"{wanted.label(first)}{more} {verb} not on remote {sp.name} (object {first}): push it from where "
-            f"it exists ('mvc push' there), or fetch it from another remote with 'mvc fetch -r NAME'; "
-            "the rest was fetched"
+            f"{what}: push it from where it exists ('mvc push' there), or fetch it from another remote with "
+            "'mvc fetch -r NAME'; the rest was fetched"
         )
     return result
+
+
+SHOWN_PATHS = 5  # the paths a message lists, the others counted
+
+
+def not_fetched(repo: Repo, wanted: Wanted, oid: str | None) -> tuple[str, str]:
+    """How a fetch's error names what it left out: the tracked path (with its revision) of object oid, and
+    " (and N more paths: a, b)" for the other paths whose objects the cache does not all hold now ("" when none)."""
+    lacking = set(repo.odb.missing(list(wanted.files) + list(wanted.manifests)))
+    if oid is not None:
+        lacking.add(oid)
+    paths: dict[str, None] = {}
+    covered: set[str] = set()
+    first = ""
+    for label, o in wanted.named:
+        inside = {e.oid for e in wanted.entries.get(o, ())}
+        if o in lacking or inside & lacking:
+            paths.setdefault(label)
+            covered |= {o} | inside
+            if oid is not None and not first and (o == oid or oid in inside):
+                first = label
+    for o in sorted(lacking - covered):  # named by no pointer (a checkout's fetch): its tracked path, if known
+        if o in wanted.paths:
+            paths.setdefault(wanted.paths[o])
+    if not first:
+        first = (wanted.paths.get(oid) or wanted.label(oid)) if oid is not None else next(iter(paths), "")
+    others = [p for p in paths if p != first]
+    if not others:
+        return first, ""
+    listed = ", ".join(others[:SHOWN_PATHS]) + (", …" if len(others) > SHOWN_PATHS else "")
+    return first, f" (and {len(others)} more path{'s' if len(others) > 1 else ''}: {listed})"
 
 
 def _local_versions(repo: Repo, wanted: Wanted, todo: list[str]) -> dict[str, list[str]]:

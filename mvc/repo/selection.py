@@ -247,16 +247,20 @@ class Wanted:
         self.manifests: dict[str, str] = {}  # manifest oid -> pointer label (PATH.mvc [at REV])
         self.entries: dict[str, list[mf.Entry]] = {}  # manifest oid -> its entries, when read
         self.paths: dict[str, str] = {}  # oid -> the tracked path it belongs to
+        self.named: list[tuple[str, str]] = []  # (tracked path [at REV], oid) of each pointer and artifact, in order
 
     def add_pointer(self, label: str, p: ptrfmt.Pointer) -> None:
         self.paths.setdefault(p.oid, shown(label.partition(" at ")[0]))
+        self.named.append((shown(label), p.oid))
         if p.kind == "file":
             self.files.setdefault(p.oid, (shown(label), p.size))
         else:
             self.manifests.setdefault(p.oid, label)
         for name, path, oid, size in artifacts(p.meta):  # files a training run stored beside the model
             text = f"{path} (artifact {name} of {shown(label)})"
-            self.files.setdefault(oid, (repr(text) if ptrfmt.has_control(text) else text, size))
+            text = repr(text) if ptrfmt.has_control(text) else text
+            self.files.setdefault(oid, (text, size))
+            self.named.append((text, oid))
 
     def label(self, oid: str) -> str:
         """How a message names the object: its tracked path (a manifest: its directory's)."""
