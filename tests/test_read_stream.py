@@ -103,6 +103,15 @@ def test_get_and_describe(world, tmp_path):
     assert cached_objects(tmp_path / "user-cache") == []
 
 
+def test_describe_in_a_clone_names_the_commit_not_the_revision_typed(world):
+    """As by URL: "commit" is the commit's id, whatever named it (HEAD, a branch, a model's stage)."""
+    v1_commit = git(world.src, "rev-parse", "churn@v0.0.1^{commit}").strip()
+    head = git(world.src, "rev-parse", "HEAD").strip()
+    d = mvc.describe("churn#prod", repo=mvc.Repo(str(world.src)))
+    assert d["commit"] == v1_commit and d["rev"] == "churn#prod", d
+    assert mvc.describe("model.bin", repo=mvc.Repo(str(world.src)), rev="HEAD")["commit"] == head
+
+
 def test_materialize_once(world, user_cache):
     url = str(world.bare)
     path = Path(mvc.materialize("churn#prod", repo=url))

@@ -118,7 +118,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
         if top is not None:
             ref, sub = r.abs(top), r.rel(ref)[len(top) + 1 :]
     prel, p = pointer_for(r, ref, rev)
-    t = Target(Repo.target_of(prel), p, shown or "", rev)
+    t = Target(Repo.target_of(prel), p, shown or "", r.resolve(rev) if rev else None)  # (the commit's id)
     t.repo, t.sub = r, sub
     return t
 
