@@ -238,6 +238,20 @@ def clone(world, tmp_path, monkeypatch) -> Path:
     return work
 
 
+def test_read_bytes_from_the_cache_holds_the_model_once(world, clone, mvc_cli):
+    """read_bytes of a 17 MiB object from the cache fills one buffer: its peak is the model's size, not twice."""
+    import tracemalloc
+
+    mvc_cli("fetch", "big.bin")
+    tracemalloc.start()
+    try:
+        data = mvc.read_bytes("big.bin")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == world.big and peak < 1.4 * BIG, peak / BIG
+
+
 def test_open_in_a_clone_from_the_remote_then_the_cache(world, clone, mvc_cli):
     assert mvc.read_bytes("model.bin") == world.v2  # the cache is empty: streamed from the remote
     with mvc.open("churn#prod") as f:

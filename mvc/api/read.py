@@ -120,7 +120,9 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
 def read_bytes(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> bytes:
     """The model's bytes, verified (see :func:`open`): when the cache's copy is corrupt (moved aside by the
     read), read once more, from the remote."""
-    return read_twice(target_of(ref, repo=repo, rev=rev, remote=remote), remote, lambda f: f.read())
+    t = target_of(ref, repo=repo, rev=rev, remote=remote)
+    # read(size): one buffer, filled in place (read() would gather pieces and join them: twice the model in memory)
+    return read_twice(t, remote, lambda f: f.read(t.pointer.size) + f.read())
 
 
 def read_twice(t: Target, remote: str | None, use: Callable[[io.BufferedReader], _T]) -> _T:
