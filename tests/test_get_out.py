@@ -1,0 +1,150 @@
+"""What ``mvc get`` / ``mvc.get`` does at OUT: never replacing without --force what another writer put there during
+the fetch, and one clear error for a place that cannot be written to.
+
+The source repository is test_read_url's (the model churn, a tracked ``data/`` of small packed files); nothing
+here changes it. Another writer is injected in-process, at a fixed step of the fetch, never by timing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import git, make_file
+from test_read_url import build_world, files_under, own_user_cache
+
+import mvc
+from mvc.errors import PathError
+
+world = pytest.fixture(scope="module")(build_world)
+user_cache = pytest.fixture(autouse=True, name="user_cache")(own_user_cache)
+
+SOMEONE_ELSES = b"someone else's file\n"
+
+
+def temps_in(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir() if p.name.startswith(".mvc-tmp."))
+
+
+def after_first_download(monkeypatch: pytest.MonkeyPatch, then) -> None:
+    """Run then() once, right after the first object of a get by URL is downloaded (OUT was found free before)."""
+    from mvc.objects import reader
+
+    real, done, lock = reader.download, [], threading.Lock()
+
+    def download(*args, **kw):
+        n = real(*args, **kw)
+        with lock:
+            first = not done
+            done.append(True)
+        if first:
+            then()
+        return n
+
+    monkeypatch.setattr(reader, "download", download)
+
+
+# -- 1. without --force, nothing at OUT is ever replaced ------------------------------------------------
+@pytest.mark.parametrize("ref", ["churn#prod", "data"])
+def test_a_file_put_at_out_during_the_fetch_is_kept(world, tmp_path, monkeypatch, ref):
+    """A file that appears at OUT after the check, while the model is fetched, stays; the get fails and leaves no
+    temp (a directory model included: its put must not move the file aside and delete it)."""
+    out = tmp_path / "out" / "model"
+    out.parent.mkdir()
+    after_first_download(monkeypatch, lambda: out.write_bytes(SOMEONE_ELSES))
+    with pytest.raises(PathError, match="another writer put it there meanwhile"):
+        mvc.get(ref, str(out), repo=str(world.bare))
+    assert out.read_bytes() == SOMEONE_ELSES
+    assert temps_in(out.parent) == []
+
+
+def test_a_directory_put_at_out_during_the_fetch_is_kept(world, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+
+    def mkdir() -> None:
+        out.mkdir()
+        (out / "mine").write_bytes(SOMEONE_ELSES)
+
+    after_first_download(monkeypatch, mkdir)
+    with pytest.raises(PathError, match="another writer"):
+        mvc.get("data", str(out), repo=str(world.bare))
+    assert files_under(out) == {"mine": SOMEONE_ELSES}
+    assert temps_in(tmp_path) == []
+
+
+def test_two_gets_of_one_out_one_wins_the_other_fails(world, tmp_path, monkeypatch, mvc_error):
+    """A second get to the same OUT runs whole while the first fetches: it wins, the first fails, the second's file
+    stays (never the last writer's silently)."""
+    out = tmp_path / "o.bin"
+    second: list[dict] = []
+    after_first_download(monkeypatch, lambda: second.append(mvc.get("churn@latest", str(out), repo=str(world.bare))))
+    mvc_error("get", "--repo", str(world.bare), "churn#prod", "-o", str(out), words=("another writer", str(out)))
+    assert second and second[0]["out"] == str(out)
+    assert out.read_bytes() == world.v2
+    assert temps_in(tmp_path) == []
+
+
+def test_force_still_replaces_what_appeared(world, tmp_path, monkeypatch):
+    """--force replaces a file at OUT, also one that appeared during the fetch (as documented)."""
+    out = tmp_path / "o.bin"
+    after_first_download(monkeypatch, lambda: out.write_bytes(SOMEONE_ELSES))
+    mvc.get("churn#prod", str(out), repo=str(world.bare), force=True)
+    assert out.read_bytes() == world.v1
+
+
+def test_in_a_clone_a_file_put_at_out_during_the_export_is_kept(repo, tmp_path, monkeypatch, mvc_error):
+    """The same from a clone's cache: the file is exported to a temp, and only put at OUT where nothing is."""
+    from mvc.objects.odb import ODB
+
+    make_file(repo / "m.bin", 5000, seed=4)
+    mvc.add(["m.bin"])
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "m")
+    out = tmp_path / "elsewhere" / "m.bin"
+    out.parent.mkdir()
+    real = ODB.export
+
+    def export(self, oid, dest, *args, **kw):
+        how = real(self, oid, dest, *args, **kw)
+        if not out.exists():
+            out.write_bytes(SOMEONE_ELSES)
+        return how
+
+    monkeypatch.setattr(ODB, "export", export)
+    mvc_error("get", "m.bin", "-o", str(out), words=("another writer",))
+    assert out.read_bytes() == SOMEONE_ELSES
+    assert temps_in(out.parent) == [] and not [p for p in (repo / ".mvc" / "tmp").glob("*") if p.is_file()]
+    out.unlink()
+    monkeypatch.setattr(ODB, "export", real)
+    mvc.get("m.bin", str(out))  # nothing there: written
+    assert out.read_bytes() == (repo / "m.bin").read_bytes()
+
+
+def test_put_new_refuses_whatever_is_there(tmp_path):
+    """The step itself: a file or a directory is given its name only where nothing is; tmp is then left as it was."""
+    from mvc.storage.tempfiles import put_new
+
+    for there in ("file", "dir", "empty-dir", "link"):
+        for kind in ("file", "dir"):
+            d = tmp_path / f"{there}-{kind}"
+            d.mkdir()
+            tmp, dest = d / "tmp", d / "dest"
+            tmp.mkdir() if kind == "dir" else tmp.write_bytes(b"new")
+            if there == "file":
+                dest.write_bytes(b"old")
+            elif there == "link":
+                dest.symlink_to(d / "nowhere")
+            else:
+                dest.mkdir()
+                if there == "dir":
+                    (dest / "x").write_bytes(b"old")
+            with pytest.raises(FileExistsError):
+                put_new(str(tmp), str(dest))
+            assert tmp.exists() and os.path.lexists(dest)
+            assert there != "file" or dest.read_bytes() == b"old"
+    new = tmp_path / "new"
+    new.write_bytes(b"x")
+    put_new(str(new), str(tmp_path / "placed"))
+    assert (tmp_path / "placed").read_bytes() == b"x" and not new.exists()
