@@ -7,7 +7,9 @@ here changes it. Another writer is injected in-process, at a fixed step of the f
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from conftest import git, make_file
 from test_read_url import build_world, files_under, own_user_cache
 
 import mvc
-from mvc.errors import PathError
+from mvc.errors import PathError, StorageError
 
 world = pytest.fixture(scope="module")(build_world)
 user_cache = pytest.fixture(autouse=True, name="user_cache")(own_user_cache)
@@ -148,3 +150,39 @@ def test_put_new_refuses_whatever_is_there(tmp_path):
     new.write_bytes(b"x")
     put_new(str(new), str(tmp_path / "placed"))
     assert (tmp_path / "placed").read_bytes() == b"x" and not new.exists()
+
+
+# -- 2. an output directory that cannot be written: StorageError, however the remote keeps the object ---------
+@contextlib.contextmanager
+def read_only_dir(where: Path):
+    """A directory this process cannot write in: mode 0o555, or (root writes there all the same) a read-only tmpfs;
+    the test skips where neither can be had."""
+    if os.geteuid() != 0:
+        where.mkdir()
+        where.chmod(0o555)
+        try:
+            if os.access(where, os.W_OK):
+                pytest.skip("this user writes in a directory of mode 0o555")
+            yield where
+        finally:
+            where.chmod(0o755)
+        return
+    where.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(where)], capture_output=True
+    ).returncode:
+        pytest.skip("needs a read-only file system: a user other than root, or root allowed to mount a tmpfs")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.mark.parametrize("ref", ["data/part-03.bin", "data", "churn#prod"])
+@pytest.mark.parametrize("cache", [False, True])
+def test_an_output_directory_that_cannot_be_written(world, tmp_path, ref, cache):
+    """A file of a pack on the remote (one file of a directory), a whole directory, a file stored alone: each a
+    StorageError (an MvcError) naming the place, never a bare OSError."""
+    ro = tmp_path / "ro"
+    with read_only_dir(ro), pytest.raises(StorageError, match=f"cannot write {ro}.*check permissions"):
+        mvc.get(ref, str(ro / "x"), repo=str(world.bare), cache=cache)

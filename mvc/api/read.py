@@ -259,15 +259,18 @@ def _write(
     from mvc.objects.meter import Meter
 
     bar = Meter(progress, f"writing {out}", sum(f[2] for f in files), len(files))  # updates from threads
+    from mvc.storage import fileio
+
     try:
-        if p.kind == "dir":
-            os.mkdir(tmp)
         jobs = []
-        for sub, oid, size, executable in files:
-            target = os.path.join(tmp, *sub.split("/")) if sub else tmp
-            if sub:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-            jobs.append((oid, target, executable, t.label_of(sub), size))
+        with fileio.space_errors(parent):  # (as a file that cannot be written there: StorageError)
+            if p.kind == "dir":
+                os.mkdir(tmp)
+            for sub, oid, size, executable in files:
+                target = os.path.join(tmp, *sub.split("/")) if sub else tmp
+                if sub:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                jobs.append((oid, target, executable, t.label_of(sub), size))
         located: dict[str, Any] | None = None
         from mvc.objects import reader
 

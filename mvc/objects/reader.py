@@ -359,12 +359,32 @@ def download(
     size: int | None = None,
 ) -> int:
     """Write object oid from remote to the new file dest, verified; returns its size. A corrupt or truncated
-    object raises ``RemoteCorrupt`` (dest is left for the caller to remove).
+    object raises ``RemoteCorrupt`` (dest is left for the caller to remove); dest that cannot be written (its
+    disk full, its directory read-only) ``StorageError``, however the remote keeps the object.
 
     searched: the caller has read the packs and passes what ``remote.locate`` found (``located``, or None:
     the object is not in a pack). Then nothing here touches the journal, whose connection belongs to the
     caller's thread: what threads downloading at once need. size: the object's, where known (a chunk list
     of another size is refused)."""
+    try:
+        return _download(remote, oid, dest, label, progress, located, searched, size)
+    except OSError as e:  # (a store's own errors are RemoteErrors by now: an OSError left is this machine's)
+        mine = fileio.local_error(e, os.path.dirname(dest) or ".", only_space=e.filename not in (dest, None))
+        if mine is None:
+            raise
+        raise mine from None
+
+
+def _download(
+    remote: Transfer,
+    oid: str,
+    dest: str,
+    label: str,
+    progress: Progress | None,
+    located: tuple[str, pk.Entry] | None,
+    searched: bool,
+    size: int | None,
+) -> int:
     from mvc.errors import RemoteCorrupt
 
     found = located if searched else remote.locate([oid]).get(oid)
@@ -402,7 +422,7 @@ def download(
             raise
         remote.packs_gone({name})  # where the journal placed it is gone: where is it now (searched, so once)
         remote.read_packs()
-        return download(remote, oid, dest, label, progress, remote.locate([oid]).get(oid), True, size)
+        return _download(remote, oid, dest, label, progress, remote.locate([oid]).get(oid), True, size)
     digest = fileio.hexdigest_bytes(data)
     if oids.from_digest(digest) != oid:
         raise RemoteCorrupt(
