@@ -186,3 +186,31 @@ def test_an_output_directory_that_cannot_be_written(world, tmp_path, ref, cache)
     ro = tmp_path / "ro"
     with read_only_dir(ro), pytest.raises(StorageError, match=f"cannot write {ro}.*check permissions"):
         mvc.get(ref, str(ro / "x"), repo=str(world.bare), cache=cache)
+
+
+# -- 3. --cache with a corrupt copy in the user's cache: the remote's copy is read --------------------------
+@pytest.mark.parametrize(("ref", "version"), [("model.bin", "v2"), ("churn#prod", "v1"), ("data", None)])
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_corrupt_user_cache_copy_is_moved_aside_and_the_remote_read(
+    world, mvc_cli, user_cache, tmp_path, ref, version, cache
+):
+    """As read_bytes does: the copy goes to quarantine/ and the get writes the remote's bytes, where it failed with
+    a fix ('mvc fetch') that a machine with no clone cannot run (without --cache too: a file the user's cache holds
+    is read from it)."""
+    url = str(world.bare)
+    mvc_cli("get", "--repo", url, ref, "-o", str(tmp_path / "a"), "--cache")
+    objects = sorted(p for p in (user_cache / "cache" / "objects").glob("*/*") if p.stat().st_size > 500)
+    assert objects
+    rotten = objects[-1]  # (a directory: one of its files; else the model)
+    rotten.chmod(0o644)
+    data = bytearray(rotten.read_bytes())
+    data[len(data) // 2] ^= 1
+    rotten.write_bytes(bytes(data))
+    mvc_cli("get", "--repo", url, ref, "-o", str(tmp_path / "b"), *(("--cache",) if cache else ()))
+    if version is None:
+        assert files_under(tmp_path / "b") == world.data
+    else:
+        assert (tmp_path / "b").read_bytes() == getattr(world, version)
+    if cache or version is not None:  # (a directory without --cache comes from the remote, its cache unread)
+        assert list((user_cache / "cache" / "quarantine").iterdir())
+        assert not rotten.exists() or rotten.read_bytes() != bytes(data)  # (--cache: fetched again, sound)

@@ -170,13 +170,21 @@ def get(
     # said before a byte is read, or a directory made (a size may be absurd); no gc frees OUT's file system
     check_room(os.path.dirname(out), p.size, None)
     made = outputs.make_dirs(os.path.dirname(out))
-    odb = local_odb(t)
-    held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
-    if not (t.repo is not None or cache or held):
-        odb = None  # straight from the remote to out: a server keeps one copy
     try:
-        with _Remote(t, remote, odb) as remote_:
-            _write(t, remote_, odb, out, progress, remember=True, force=force)
+        for last in (False, True):
+            odb = local_odb(t)
+            held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
+            if not (t.repo is not None or cache or held):
+                odb = None  # straight from the remote to out: a server keeps one copy
+            try:
+                with _Remote(t, remote, odb) as remote_:
+                    _write(t, remote_, odb, out, progress, remember=True, force=force)
+                break
+            except CorruptObject as e:
+                # the cache's copy, moved aside by the read: the remote's is read, as read_bytes does (not after
+                # the remote's copy, nor when the cache could not move its copy aside: it would be read again)
+                if last or odb is None or isinstance(e, RemoteCorrupt) or (p.kind == "file" and odb.exists(p.oid)):
+                    raise
     except BaseException:
         outputs.unmake(made)  # a failed get leaves nothing behind, not even the directories it made
         raise
