@@ -70,7 +70,7 @@ _T = TypeVar("_T")
 def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> io.BufferedReader:
     """A binary file object over the model's bytes (readable, seekable), read from the cache when it holds
     them, else streamed from the remote in ranged reads. Raises ``CorruptObject`` before returning the
-    last byte of an object that does not hash to its oid."""
+    last byte of an object that does not hash to its oid (``RemoteCorrupt``: the remote's copy, wrong or short)."""
     from mvc.objects import reader
 
     t = target_of(ref, repo=repo, rev=rev, remote=remote)
@@ -112,7 +112,7 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
         remote_.close()
 
     source = "" if where.chunked else f"{remote_.store.where(where.rel)} on remote {remote_.name}"
-    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close, source=source)
+    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close, source=source, corrupt=RemoteCorrupt)
     return reader.open_stream(raw, reader.READ)
 
 
@@ -129,9 +129,9 @@ def read_twice(t: Target, remote: str | None, use: Callable[[io.BufferedReader],
         try:
             with open(t, remote=remote) as f:
                 return use(f)
-        except CorruptObject:
+        except CorruptObject as e:
             odb = local_odb(t) if remote is None else None
-            if last or odb is None or odb.exists(t.pointer.oid):
+            if last or odb is None or isinstance(e, RemoteCorrupt) or odb.exists(t.pointer.oid):
                 raise  # (read from the remote, or the cache could not move its copy aside)
     raise AssertionError("unreachable")
 

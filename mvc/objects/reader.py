@@ -34,8 +34,9 @@ ReadRange = Callable[[int, int], bytes]  # (start, end) -> bytes [start, end) of
 
 
 class VerifiedReader(io.RawIOBase):
-    """The ``size`` bytes of object ``oid``, read through ``read_range``; ``label`` names it in errors.
-    Wrap it in ``io.BufferedReader`` (as :func:`open_stream` does) for small reads."""
+    """The ``size`` bytes of object ``oid``, read through ``read_range``; ``label`` names it in errors, which are
+    ``corrupt`` (``RemoteCorrupt`` where the bytes come from a remote). Wrap it in ``io.BufferedReader`` (as
+    :func:`open_stream` does) for small reads."""
 
     def __init__(
         self,
@@ -47,12 +48,14 @@ class VerifiedReader(io.RawIOBase):
         closer: Callable[[], None] | None = None,
         source: str = "",
         on_corrupt: Callable[[], None] | None = None,
+        corrupt: type[CorruptObject] = CorruptObject,
     ):
         import xxhash
 
         self._closer = closer
         self._on_corrupt = on_corrupt  # called before CorruptObject is raised (the cache moves its copy aside)
         self.source = source  # where the bytes are read, named in the error (a store's file)
+        self.error = corrupt  # what a wrong or short object raises: RemoteCorrupt for a remote's copy
         self.oid, self.size, self._read, self.label, self.chunk = oid, size, read_range, label, chunk
         self.name = label
         self._pos = 0
@@ -112,7 +115,7 @@ class VerifiedReader(io.RawIOBase):
         data = self._read(start, end)
         if len(data) != end - start:
             self._corrupt()
-            raise CorruptObject(
+            raise self.error(
                 f"{self.label} is truncated (object {self.oid} ends before its {self.size} bytes): "
                 "nothing more was returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a "
                 "remote's copy; 'mvc push --verify-remote' for a file stored as chunks)"
@@ -140,7 +143,7 @@ class VerifiedReader(io.RawIOBase):
         if oids.from_digest(digest) != self.oid:
             read = f", read from {self.source}," if self.source else ""
             self._corrupt()
-            raise CorruptObject(
+            raise self.error(
                 f"{self.label} is corrupt (object {self.oid}{read} hashes to xxh128:{digest}): its last bytes were "
                 "not returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a remote's copy; "
                 "'mvc push --verify-remote' for a file stored as chunks)"
