@@ -214,3 +214,20 @@ def test_a_corrupt_user_cache_copy_is_moved_aside_and_the_remote_read(
     if cache or version is not None:  # (a directory without --cache comes from the remote, its cache unread)
         assert list((user_cache / "cache" / "quarantine").iterdir())
         assert not rotten.exists() or rotten.read_bytes() != bytes(data)  # (--cache: fetched again, sound)
+
+
+# -- 5. a place no file can be written to is said to be so, not to lack disk space ----------------------------
+@pytest.mark.skipif(not os.path.isdir("/proc/self") or os.statvfs("/proc").f_blocks != 0, reason="needs Linux's /proc")
+def test_out_in_a_pseudo_file_system(world, mvc_error):
+    line = mvc_error("get", "--repo", str(world.bare), "model.bin", "-o", "/proc/self/x.bin", words=("cannot write",))
+    assert "/proc" in line and "disk space" not in line and "pseudo file system" in line
+
+
+def test_out_in_a_read_only_place_that_is_also_full(world, tmp_path, monkeypatch):
+    """A read-only directory whose file system shows no room (a full disk mounted read-only): the place is said."""
+    from mvc.objects import transfer
+
+    monkeypatch.setattr(transfer, "free_space", lambda path: (str(tmp_path / "ro"), 0))
+    with read_only_dir(tmp_path / "ro") as ro, pytest.raises(StorageError, match=r"cannot write to .*read-only") as e:
+        mvc.get("model.bin", str(ro / "x"), repo=str(world.bare))
+    assert "disk space" not in str(e.value)
