@@ -231,3 +231,13 @@ def test_out_in_a_read_only_place_that_is_also_full(world, tmp_path, monkeypatch
     with read_only_dir(tmp_path / "ro") as ro, pytest.raises(StorageError, match=r"cannot write to .*read-only") as e:
         mvc.get("model.bin", str(ro / "x"), repo=str(world.bare))
     assert "disk space" not in str(e.value)
+
+
+# -- 6. -o - -----------------------------------------------------------------------------------------------
+def test_out_dash_is_refused_with_the_way_to_the_bytes(world, mvc_cli, mvc_error, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    mvc_error("get", "--repo", str(world.bare), "model.bin", "-o", "-", words=("stdout", "mvc.read_bytes", "./-"))
+    assert not (tmp_path / "-").exists()
+    mvc_error("get", "--repo", str(world.bare), "data", "-o", "-", words=("stdout",))
+    mvc_cli("get", "--repo", str(world.bare), "model.bin", "-o", "./-", "-q")  # a file named -: as it says
+    assert (tmp_path / "-").read_bytes() == world.v2
