@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from test_read_url import BIG, BUCKET, PREFIX, cached_objects, executables, files_under, leftovers, moved_away, oid_of
 
 import mvc
-from mvc.errors import CorruptObject
+from mvc.errors import CorruptObject, RemoteCorrupt
 from mvc.objects import layout
 from mvc.objects import oid as oids
 from mvc.objects.reader import ReadAhead
@@ -400,27 +400,28 @@ CASES = {  # ref -> what it reads
 )
 def test_stream_of_a_corrupt_object(world, tmp_path, request, ref, how, at, store_kind):
     """A stream raises CorruptObject before it returns the last byte, however it got there; what was read
-    before the end is not checked (by design: a reader that stops early gets no verdict)."""
+    before the end is not checked (by design: a reader that stops early gets no verdict). The remote's copy:
+    RemoteCorrupt, as get raises (docs/api.md), also for one cut short."""
     data = getattr(world, CASES[ref])
     store = damaged(world, tmp_path, oid_of(data), how, at)
     url, remote = str(world.bare), str(store)
     if store_kind == "s3":
         to_s3(s3_store(request.getfixturevalue("s3_endpoint"), world.store), world, store)
         remote = "s3"
-    with mvc.open(ref, repo=url, remote=remote) as f, pytest.raises(CorruptObject, match=r"model\.bin"):
+    with mvc.open(ref, repo=url, remote=remote) as f, pytest.raises(RemoteCorrupt, match=r"model\.bin"):
         f.read()
-    with mvc.open(ref, repo=url, remote=remote) as f, pytest.raises(CorruptObject):
+    with mvc.open(ref, repo=url, remote=remote) as f, pytest.raises(RemoteCorrupt):
         while f.read(4096):
             pass
     with mvc.open(ref, repo=url, remote=remote) as f:
         f.seek(len(data) - 1)  # the middle skipped: it is read and hashed before the last byte is returned
-        with pytest.raises(CorruptObject):
+        with pytest.raises(RemoteCorrupt):
             f.read(1)
     with mvc.open(ref, repo=url, remote=remote) as f:
         f.seek(-100, os.SEEK_END)
-        with pytest.raises(CorruptObject):
+        with pytest.raises(RemoteCorrupt):
             f.read()
-    with pytest.raises(CorruptObject):
+    with pytest.raises(RemoteCorrupt):
         mvc.read_bytes(ref, repo=url, remote=remote)
 
 
@@ -467,10 +468,12 @@ def test_corrupt_object_get_fails_and_writes_nothing(world, mvc_error, tmp_path,
     out.write_bytes(b"mine")  # --force over a file: the file stays as it was
     mvc_error("get", "--repo", str(world.bare), ref, "-o", str(out), "--remote", remote, "--force")
     assert [p.name for p in outdir.iterdir()] == ["m.bin"] and out.read_bytes() == b"mine"
-    with pytest.raises(CorruptObject):
+    with pytest.raises(RemoteCorrupt):  # the same class from every reader
         mvc.read_bytes(ref, repo=str(world.bare), remote=remote)
-    with pytest.raises(CorruptObject):
+    with pytest.raises(RemoteCorrupt):
         mvc.materialize(ref, repo=str(world.bare), remote=remote)
+    with pytest.raises(RemoteCorrupt):
+        mvc.get(ref, str(out), repo=str(world.bare), remote=remote, force=True)
     assert not (tmp_path / "user-cache" / "models" / oid_of(data)).exists() or not list(
         (tmp_path / "user-cache" / "models" / oid_of(data)).iterdir()
     )

@@ -10,7 +10,8 @@ that), nor anything in ``.git`` or ``.mvc``.
 
 A new directory takes the old one's place in one step where Linux swaps them (``renameat2``,
 ``RENAME_EXCHANGE``): a reader sees the old copy or the new one, never none, and writers of one OUT at once
-each leave a whole copy.
+each leave a whole copy. Without ``--force`` nothing at OUT is ever replaced, also what another writer put there
+while the model was fetched: the temp is given OUT's name only where nothing is (``tempfiles.put_new``).
 """
 
 from __future__ import annotations
@@ -227,9 +228,18 @@ def remember(tmp: str, out: str) -> None:
 
 def put(tmp: str, out: str, force: bool = True) -> None:
     """Put tmp (a file or a directory, beside out) at out, in place of what is there (checked by :func:`check`).
-    Without force, a directory another writer put at out meanwhile is left there: PathError, as check says."""
-    from mvc.storage import fileio
+    Without force, nothing is ever replaced: whatever another writer put at out since :func:`check` found it
+    free (a file, a directory, a second get of one OUT) is left there, PathError (tmp is the caller's to remove)."""
+    from mvc.storage import fileio, tempfiles
 
+    if not force:
+        try:
+            tempfiles.put_new(tmp, out)  # checked free before the fetch; taken meanwhile: refused in the same step
+        except FileExistsError:
+            raise PathError(
+                f"{out} already exists (another writer put it there meanwhile): choose another output path"
+            ) from None
+        return
     if not (os.path.isdir(tmp) and os.path.lexists(out)):
         try:
             os.replace(tmp, out)
@@ -237,8 +247,6 @@ def put(tmp: str, out: str, force: bool = True) -> None:
         except OSError as e:
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR):
                 raise
-        if not force:  # checked free, then taken by another writer before this one was done
-            raise PathError(f"{out} already exists (another writer put it there meanwhile): choose another output path")
     if os.path.isdir(out) and not os.path.islink(out) and not _written(out):  # changed during the fetch
         raise PathError(
             f"{out} changed while the model was fetched (a file written into it?): it is left as it is; move it "
@@ -247,8 +255,6 @@ def put(tmp: str, out: str, force: bool = True) -> None:
     if os.path.isdir(tmp) and os.path.isdir(out) and not os.path.islink(out) and fileio.exchange(tmp, out):
         remove(tmp)  # the old copy, under tmp's name
         return
-    from mvc.storage import tempfiles
-
     for _ in range(8):  # another writer of out may put its copy there between the two renames
         aside = tempfiles.tmp_name(os.path.dirname(out), "old")
         with contextlib.suppress(FileNotFoundError):

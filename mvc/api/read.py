@@ -71,7 +71,7 @@ _T = TypeVar("_T")
 def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str | None = None) -> io.BufferedReader:
     """A binary file object over the model's bytes (readable, seekable), read from the cache when it holds
     them, else streamed from the remote in ranged reads. Raises ``CorruptObject`` before returning the
-    last byte of an object that does not hash to its oid."""
+    last byte of an object that does not hash to its oid (``RemoteCorrupt``: the remote's copy, wrong or short)."""
     from mvc.objects import reader
 
     t = target_of(ref, repo=repo, rev=rev, remote=remote)
@@ -113,7 +113,7 @@ def open(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, remote: str 
         remote_.close()
 
     source = "" if where.chunked else f"{remote_.store.where(where.rel)} on remote {remote_.name}"
-    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close, source=source)
+    raw = reader.VerifiedReader(p.oid, p.size, ahead, t.label, closer=close, source=source, corrupt=RemoteCorrupt)
     return reader.open_stream(raw, reader.READ)
 
 
@@ -132,9 +132,9 @@ def read_twice(t: Target, remote: str | None, use: Callable[[io.BufferedReader],
         try:
             with open(t, remote=remote) as f:
                 return use(f)
-        except CorruptObject:
+        except CorruptObject as e:
             odb = local_odb(t) if remote is None else None
-            if last or odb is None or odb.exists(t.pointer.oid):
+            if last or odb is None or isinstance(e, RemoteCorrupt) or odb.exists(t.pointer.oid):
                 raise  # (read from the remote, or the cache could not move its copy aside)
     raise AssertionError("unreachable")
 
@@ -173,13 +173,21 @@ def get(
     # said before a byte is read, or a directory made (a size may be absurd); no gc frees OUT's file system
     check_room(os.path.dirname(out), p.size, None)
     made = outputs.make_dirs(os.path.dirname(out))
-    odb = local_odb(t)
-    held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
-    if not (t.repo is not None or cache or held):
-        odb = None  # straight from the remote to out: a server keeps one copy
     try:
-        with _Remote(t, remote, odb) as remote_:
-            _write(t, remote_, odb, out, progress, remember=True, force=force)
+        for last in (False, True):
+            odb = local_odb(t)
+            held = p.kind == "file" and odb.exists(p.oid)  # in the user's cache from an earlier --cache: no request
+            if not (t.repo is not None or cache or held):
+                odb = None  # straight from the remote to out: a server keeps one copy
+            try:
+                with _Remote(t, remote, odb) as remote_:
+                    _write(t, remote_, odb, out, progress, remember=True, force=force)
+                break
+            except CorruptObject as e:
+                # the cache's copy, moved aside by the read: the remote's is read, as read_bytes does (not after
+                # the remote's copy, nor when the cache could not move its copy aside: it would be read again)
+                if last or odb is None or isinstance(e, RemoteCorrupt) or (p.kind == "file" and odb.exists(p.oid)):
+                    raise
     except BaseException:
         outputs.unmake(made)  # a failed get leaves nothing behind, not even the directories it made
         raise
@@ -262,15 +270,18 @@ def _write(
     from mvc.objects.meter import Meter
 
     bar = Meter(progress, f"writing {out}", sum(f[2] for f in files), len(files))  # updates from threads
+    from mvc.storage import fileio
+
     try:
-        if p.kind == "dir":
-            os.mkdir(tmp)
         jobs = []
-        for sub, oid, size, executable in files:
-            target = os.path.join(tmp, *sub.split("/")) if sub else tmp
-            if sub:
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-            jobs.append((oid, target, executable, t.label_of(sub), size))
+        with fileio.space_errors(parent):  # (as a file that cannot be written there: StorageError)
+            if p.kind == "dir":
+                os.mkdir(tmp)
+            for sub, oid, size, executable in files:
+                target = os.path.join(tmp, *sub.split("/")) if sub else tmp
+                if sub:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                jobs.append((oid, target, executable, t.label_of(sub), size))
         located: dict[str, Any] | None = None
         from mvc.objects import reader
 

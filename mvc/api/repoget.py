@@ -3,6 +3,7 @@ cache (fetching what it lacks first), touching neither the work tree nor the poi
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -77,7 +78,22 @@ def _write_out(
     try:
         if p.kind == "file":
             claim = (p.size, f"{rel}{at}")
-            repo.odb.export(p.oid, out, ("reflink", "copy"), executable=p.executable, progress=bar.update, claim=claim)
+            how = ("reflink", "copy")
+            if force:
+                repo.odb.export(p.oid, out, how, executable=p.executable, progress=bar.update, claim=claim)
+                return
+            # export replaces what is at its dest: it writes a temp, which only put gives OUT's name
+            for last in (False, True):
+                tmp = repo.odb.temp_for(parent, os.path.basename(out))
+                try:
+                    repo.odb.export(p.oid, tmp, how, executable=p.executable, progress=bar.update, claim=claim)
+                    outputs.put(tmp, out, force)
+                    return
+                except BaseException as err:
+                    outputs.remove(tmp)
+                    if last or not (isinstance(err, OSError) and err.errno == errno.EXDEV):
+                        raise
+                    repo.odb.work_temps.unreachable(parent)  # another mount of its filesystem: a temp beside OUT
         else:
             import shutil  # not at the top: see _apply
 

@@ -23,7 +23,7 @@ from mvc.cli.common import (
     user_path,
     user_url,
 )
-from mvc.errors import ConfigError
+from mvc.errors import ConfigError, PathError
 
 
 @click.command()
@@ -255,7 +255,8 @@ def checkout(paths: tuple[str, ...], rev: str | None, force: bool, quiet: bool) 
     "-o",
     "--out",
     type=click.Path(readable=False),
-    help="Where to write the model (default: its file name, here; DIR/: in DIR; relative to where the command is typed).",
+    help="Where to write the model (default: its file name, here; DIR/: in DIR; relative to where the command is typed; "
+    "- (stdout) is refused).",
 )
 @rev_option("Revision to read the pointer from (default: the work tree; with --repo, its HEAD).")
 @repo_option
@@ -303,6 +304,11 @@ def get(
     outputs.started_in = start_dir()  # never replaced with --force, as the directory it runs in
     if cache and repo is None and remote is None:
         raise click.UsageError("--cache goes with --repo or --remote (without them, the repository's cache is used)")
+    if out == "-":  # (curl's and wget's stdout): a model is written whole, verified, then renamed, never streamed
+        raise PathError(
+            "-o - (stdout) is not supported: mvc get writes a file, verified before it is in place; give a path "
+            "(./- for a file named -), or read the bytes in Python: mvc.read_bytes or mvc.open"
+        )
     r = read.get(
         ref,
         user_path(out) if out is not None else user_path("." + os.sep) if outputs.started_in else None,

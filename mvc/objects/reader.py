@@ -34,8 +34,9 @@ ReadRange = Callable[[int, int], bytes]  # (start, end) -> bytes [start, end) of
 
 
 class VerifiedReader(io.RawIOBase):
-    """The ``size`` bytes of object ``oid``, read through ``read_range``; ``label`` names it in errors.
-    Wrap it in ``io.BufferedReader`` (as :func:`open_stream` does) for small reads."""
+    """The ``size`` bytes of object ``oid``, read through ``read_range``; ``label`` names it in errors, which are
+    ``corrupt`` (``RemoteCorrupt`` where the bytes come from a remote). Wrap it in ``io.BufferedReader`` (as
+    :func:`open_stream` does) for small reads."""
 
     def __init__(
         self,
@@ -47,12 +48,14 @@ class VerifiedReader(io.RawIOBase):
         closer: Callable[[], None] | None = None,
         source: str = "",
         on_corrupt: Callable[[], None] | None = None,
+        corrupt: type[CorruptObject] = CorruptObject,
     ):
         import xxhash
 
         self._closer = closer
         self._on_corrupt = on_corrupt  # called before CorruptObject is raised (the cache moves its copy aside)
         self.source = source  # where the bytes are read, named in the error (a store's file)
+        self.error = corrupt  # what a wrong or short object raises: RemoteCorrupt for a remote's copy
         self.oid, self.size, self._read, self.label, self.chunk = oid, size, read_range, label, chunk
         self.name = label
         self._pos = 0
@@ -112,7 +115,7 @@ class VerifiedReader(io.RawIOBase):
         data = self._read(start, end)
         if len(data) != end - start:
             self._corrupt()
-            raise CorruptObject(
+            raise self.error(
                 f"{self.label} is truncated (object {self.oid} ends before its {self.size} bytes): "
                 "nothing more was returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a "
                 "remote's copy; 'mvc push --verify-remote' for a file stored as chunks)"
@@ -140,7 +143,7 @@ class VerifiedReader(io.RawIOBase):
         if oids.from_digest(digest) != self.oid:
             read = f", read from {self.source}," if self.source else ""
             self._corrupt()
-            raise CorruptObject(
+            raise self.error(
                 f"{self.label} is corrupt (object {self.oid}{read} hashes to xxh128:{digest}): its last bytes were "
                 "not returned; mend it on a machine that has it: 'mvc verify --repair' (-r REMOTE for a remote's copy; "
                 "'mvc push --verify-remote' for a file stored as chunks)"
@@ -359,12 +362,32 @@ def download(
     size: int | None = None,
 ) -> int:
     """Write object oid from remote to the new file dest, verified; returns its size. A corrupt or truncated
-    object raises ``RemoteCorrupt`` (dest is left for the caller to remove).
+    object raises ``RemoteCorrupt`` (dest is left for the caller to remove); dest that cannot be written (its
+    disk full, its directory read-only) ``StorageError``, however the remote keeps the object.
 
     searched: the caller has read the packs and passes what ``remote.locate`` found (``located``, or None:
     the object is not in a pack). Then nothing here touches the journal, whose connection belongs to the
     caller's thread: what threads downloading at once need. size: the object's, where known (a chunk list
     of another size is refused)."""
+    try:
+        return _download(remote, oid, dest, label, progress, located, searched, size)
+    except OSError as e:  # (a store's own errors are RemoteErrors by now: an OSError left is this machine's)
+        mine = fileio.local_error(e, os.path.dirname(dest) or ".", only_space=e.filename not in (dest, None))
+        if mine is None:
+            raise
+        raise mine from None
+
+
+def _download(
+    remote: Transfer,
+    oid: str,
+    dest: str,
+    label: str,
+    progress: Progress | None,
+    located: tuple[str, pk.Entry] | None,
+    searched: bool,
+    size: int | None,
+) -> int:
     from mvc.errors import RemoteCorrupt
 
     found = located if searched else remote.locate([oid]).get(oid)
@@ -402,7 +425,7 @@ def download(
             raise
         remote.packs_gone({name})  # where the journal placed it is gone: where is it now (searched, so once)
         remote.read_packs()
-        return download(remote, oid, dest, label, progress, remote.locate([oid]).get(oid), True, size)
+        return _download(remote, oid, dest, label, progress, remote.locate([oid]).get(oid), True, size)
     digest = fileio.hexdigest_bytes(data)
     if oids.from_digest(digest) != oid:
         raise RemoteCorrupt(

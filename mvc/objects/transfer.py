@@ -682,9 +682,27 @@ def check_room(root: str, need: int, collect: str | None = "mvc gc --force") -> 
 
     room = free_space(root)
     if room is not None and need > room[1]:
-        free = room[1]
+        where, free = room
+        unwritable = _unwritable(where)
+        if unwritable:  # no room because no file can go there at all: the place is what is wrong, not its space
+            setting = "MVC_CACHE_DIR" if collect and "--user-cache" in collect else "cache.dir"
+            fix = "choose another output path" if collect is None else f"set {setting} to a directory you can write to"
+            raise StorageError(f"cannot write to {where} ({unwritable}): {fix}")
         gc = f" ('{collect}' deletes what nothing needs)" if collect else ""  # (gc frees no other file system)
         raise StorageError(
             f"not enough disk space to fetch {human(need)} into {root} ({human(free)} free): free some space{gc}, "
             "then retry"
         )
+
+
+def _unwritable(d: str) -> str:
+    """Why no file can be written in directory d ("": it may be): a file system with no blocks (``/proc``, ``/sys``:
+    statvfs says 0 free), a read-only one, or no permission."""
+    try:
+        if os.statvfs(d).f_blocks == 0:
+            return "a pseudo file system, as /proc and /sys are, that holds no files"
+    except (OSError, AttributeError):
+        pass
+    if not os.access(d, os.W_OK):
+        return "not writable by this user, or a read-only file system"
+    return ""

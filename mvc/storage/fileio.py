@@ -145,16 +145,8 @@ def copy_into(src: int, dst: int, start: int, size: int, at: int) -> int:
     return off
 
 
-_libc = None
-
-
 def _c_library():
-    global _libc
-    if _libc is None:
-        import ctypes  # here: only the commands that need it pay for it (2 ms)
-
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
+    return tempfiles.c_library()
 
 
 _FALLOC_FL_KEEP_SIZE = 1

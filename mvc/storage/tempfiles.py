@@ -1,6 +1,6 @@
 """Temp files: the one name pattern mvc gives them (so that a sweep deletes nothing else), the sweep of what
-killed writers left, files with no name until they are complete (``O_TMPFILE``), and the umask new files get.
-Knows nothing of oids."""
+killed writers left, files with no name until they are complete (``O_TMPFILE``), a finished temp given its name
+only where nothing is (``put_new``), and the umask new files get. Knows nothing of oids."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import errno
 import itertools
 import os
 import stat as statmod
+import sys
 import threading
 import time
 
@@ -92,6 +93,66 @@ def unnamed_work(directory: str) -> bool:
         os.close(fd)
     os.unlink(probe)
     return True
+
+
+_libc = None
+
+
+def c_library():
+    """The C library, through ctypes (errno kept): for the system calls Python has no function for."""
+    global _libc
+    if _libc is None:
+        import ctypes  # here: only the commands that need it pay for it (2 ms)
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+_RENAME_NOREPLACE = 1  # renameat2's flag: fail with EEXIST when the new name is taken
+# what says the call or the filesystem lacks the flag (not that the name is taken)
+_NO_NOREPLACE = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+# what os.link fails with on a filesystem without hard links (FAT, exFAT, some network and FUSE mounts)
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
+
+
+def put_new(tmp: str, dest: str) -> None:
+    """Give the finished temp tmp (a file or a directory) the name dest only where nothing is at dest, in one
+    step: FileExistsError when something is (tmp is then left as it is, for its writer to remove), so that what
+    another writer put at dest since a look at it is never replaced.
+
+    Linux: ``renameat2(RENAME_NOREPLACE)``. Where the call or the filesystem lacks it (another system, NFS, an
+    old kernel), a file is hard-linked at dest (which fails on anything there, in one step) and its temp name
+    unlinked. A directory (no hard links) and a file on a filesystem without hard links are renamed after a look
+    at dest: the only fallback left, which narrows the window to the microseconds between the two calls (and a
+    directory's rename fails on anything at dest but an empty directory, so no one's files are lost)."""
+    if sys.platform == "linux":
+        libc = c_library()
+        if hasattr(libc, "renameat2"):
+            import ctypes
+
+            at_cwd = -100  # AT_FDCWD
+            if libc.renameat2(at_cwd, os.fsencode(tmp), at_cwd, os.fsencode(dest), _RENAME_NOREPLACE) == 0:
+                return
+            err = ctypes.get_errno()
+            if err not in _NO_NOREPLACE:
+                raise (FileExistsError if err == errno.EEXIST else OSError)(err, os.strerror(err), tmp, None, dest)
+    if not (os.path.isdir(tmp) and not os.path.islink(tmp)):
+        try:
+            os.link(tmp, dest)
+        except OSError as e:
+            if e.errno not in _NO_LINKS:
+                raise
+        else:
+            os.unlink(tmp)
+            return
+    if os.path.lexists(dest):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), tmp, None, dest)
+    try:
+        os.rename(tmp, dest)
+    except OSError as e:
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), tmp, None, dest) from None
+        raise
 
 
 _umask: int | None = None
