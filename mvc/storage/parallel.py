@@ -1,10 +1,11 @@
-"""Running store calls on a pool of threads; hashing a file that they write in pieces, behind the writes; two
-threads taking turns."""
+"""Running store calls on a pool of threads, and calling off the network reads of a run that stops; hashing a
+file that they write in pieces, behind the writes; two threads taking turns."""
 
 from __future__ import annotations
 
 import bisect
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,6 +14,34 @@ from mvc.storage import fileio
 from mvc.storage.fileio import Progress
 
 _END = object()  # (run_parallel: no more items)
+_scope = threading.local()  # .halts: the halt events of the runs this thread works for, outermost first
+_watched: weakref.WeakSet[Any] = weakref.WeakSet()  # what _abort may call off (watch)
+_watch_lock = threading.Lock()
+
+
+def halts() -> tuple[threading.Event, ...]:
+    """The halt events of the run_parallel calls this thread works for (none: the main thread's own calls)."""
+    return getattr(_scope, "halts", ())
+
+
+def halted(events: tuple[threading.Event, ...]) -> bool:
+    return any(e.is_set() for e in events)
+
+
+def watch(conn: Any) -> None:
+    """conn (a network connection: ``halts``, set by its user, and ``abort()``) is aborted when one of its halts is
+    set. A worker blocked on a server that stopped answering mid-response cannot be interrupted otherwise: only
+    the main thread gets Ctrl-C, and the run waits for its workers, which waited up to the read timeout."""
+    with _watch_lock:
+        _watched.add(conn)
+
+
+def _abort(halt: threading.Event) -> None:
+    with _watch_lock:
+        conns = list(_watched)
+    for conn in conns:
+        if halt in conn.halts:
+            conn.abort()
 
 
 def run_parallel(
@@ -26,7 +55,8 @@ def run_parallel(
 
     The first error stops new work and is raised here once the running calls end; Ctrl-C likewise. Then
     ``stop`` is set, before the wait, so that long calls watching it (a store's ``stopping``) end early.
-    Workers hand their results over a SimpleQueue, whose put never blocks: a Ctrl-C landing in this
+    Network connections its workers use (``watch``) are aborted then: a worker waiting on a stalled server ends
+    at once rather than after the read timeout. Workers hand their results over a SimpleQueue, whose put never blocks: a Ctrl-C landing in this
     thread while it waits cannot leave a lock held that a worker then needs (it could with
     concurrent.futures.wait, whose waiter a worker must lock to report, and the process hung). Plain threads,
     not concurrent.futures: its import (with logging's) costs a command 3 ms.
@@ -39,8 +69,10 @@ def run_parallel(
     threads: list[threading.Thread] = []
     jobs = max(1, jobs)
     running = 0
+    scope = (*halts(), halt)  # (a worker of a run inside a worker of another: either one's halt calls it off)
 
     def work() -> None:
+        _scope.halts = scope
         while (item := todo.get()) is not _END:
             if halt.is_set():
                 continue  # queued items never start
@@ -78,6 +110,7 @@ def run_parallel(
         if stop is not None:
             stop.set()
         halt.set()
+        _abort(halt)
         raise
     finally:
         for _ in threads:
@@ -184,6 +217,7 @@ class Helper:
 
         self.calls: queue.SimpleQueue = queue.SimpleQueue()
         self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self.halts = halts()  # its owner's: a halt of the owner's run calls off the helper's reads too
         self.thread = threading.Thread(target=self._run, name="mvc-helper", daemon=True)
         self.thread.start()
 
@@ -200,6 +234,7 @@ class Helper:
         self.thread.join()
 
     def _run(self) -> None:
+        _scope.halts = self.halts
         while (fn := self.calls.get()) is not None:
             try:
                 fn()

@@ -105,6 +105,7 @@ class S3Reader(Store):
             self.client = _session(options.get("profile")).create_client("s3", config=Config(**settings), **client)
         except Exception as e:
             raise self.translate(e, "") or RemoteError(f"{self.url}: {first_line(e)}") from None
+        _abortable(self.client)
 
     def _key(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -262,6 +263,94 @@ class S3Reader(Store):
         if name == "ValueError" or "Invalid endpoint" in str(e):
             return RemoteError(f"{self.url}: {first_line(e)}: fix the remote's endpoint_url")
         return None
+
+
+def _abortable(client: Any) -> None:
+    """Make client's requests end at once when the run their thread works for stops (parallel.watch), and a read
+    timeout end a request rather than start it again. A server that accepted a request and then went silent (a
+    frozen process, a partition) would otherwise hold each worker read_timeout per attempt: four attempts by
+    default (max_attempts counts retries), one thread after another, before Ctrl-C or the error were seen."""
+    from botocore.exceptions import ReadTimeoutError
+
+    def no_retry(caught_exception: BaseException | None = None, **kw: Any) -> bool | None:
+        return False if isinstance(caught_exception, ReadTimeoutError) else None  # (False: no handler retries)
+
+    client.meta.events.register_first("needs-retry.s3", no_retry)
+    # the classes of the connection pools of botocore's urllib3 session, which makes them on first use
+    classes = getattr(getattr(client._endpoint, "http_session", None), "_pool_classes_by_scheme", None)
+    if isinstance(classes, dict) and set(classes) == {"http", "https"}:
+        classes.update(_POOLS or _pools())
+
+
+_POOLS: dict[str, Any] = {}
+
+
+def _pools() -> dict[str, Any]:
+    from botocore.awsrequest import (
+        AWSHTTPConnection,
+        AWSHTTPConnectionPool,
+        AWSHTTPSConnection,
+        AWSHTTPSConnectionPool,
+    )
+
+    from mvc.storage import parallel
+
+    class Abortable:
+        """A connection that a halt of its user's run aborts (its socket shut down, which wakes the thread blocked
+        on it) and that then sends nothing more. KeyboardInterrupt, as in S3Store: botocore retries any Exception,
+        sleeping between attempts, and the run that stopped discards what its workers raise after."""
+
+        sock: Any
+        halts: tuple[Any, ...] = ()
+        live: Any = None  # the socket: http.client lets go of sock when a response says it closes the connection
+
+        def connect(self) -> None:
+            super().connect()  # type: ignore[misc]
+            self.live = self.sock
+            if parallel.halted(self.halts):
+                self.abort()
+                raise KeyboardInterrupt
+
+        def request(self, *args: Any, **kw: Any) -> Any:
+            self.halts = parallel.halts()
+            if parallel.halted(self.halts):
+                raise KeyboardInterrupt
+            if self.halts:
+                parallel.watch(self)
+            return super().request(*args, **kw)  # type: ignore[misc]
+
+        def getresponse(self, *args: Any, **kw: Any) -> Any:
+            try:
+                return super().getresponse(*args, **kw)  # type: ignore[misc]
+            except Exception:
+                if parallel.halted(self.halts):
+                    raise KeyboardInterrupt from None
+                raise
+
+        def abort(self) -> None:
+            import socket
+
+            sock = self.live
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # closed meanwhile
+
+    class Conn(Abortable, AWSHTTPConnection):
+        pass
+
+    class SConn(Abortable, AWSHTTPSConnection):
+        pass
+
+    class Pool(AWSHTTPConnectionPool):
+        ConnectionCls = Conn
+
+    class SPool(AWSHTTPSConnectionPool):
+        ConnectionCls = SConn
+
+    _POOLS.update(http=Pool, https=SPool)
+    return _POOLS
 
 
 def _read_into(body: Any, buf: memoryview) -> int:

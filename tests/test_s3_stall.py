@@ -1,0 +1,131 @@
+"""An S3 server that stops answering in the middle of a download (a frozen process, a network partition): the
+read fails after about read_timeout, once, and Ctrl-C or SIGTERM end the command at once, its temp file removed."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git, make_file
+from remote_suite import MVC, S3Backend, one_error_line
+
+SIZE = 40 << 20  # READ_PART (16 MiB) and more: the object comes down in parts, side by side
+
+
+class FreezingProxy:
+    """A TCP relay on 127.0.0.1 in front of the S3 server that freezes, as a server stopped with SIGSTOP does, once
+        ``after`` bytes of responses went through it: nothing more is relayed either way and no connection is closed;
+        new connections are accepted (the kernel does that for a stopped process) and never answered. ``after`` 0: frozen
+    from the start."""
+
+    def __init__(self, target: str, after: int):
+        host, port = target.rsplit("//", 1)[1].split(":")
+        self.target = (host, int(port))
+        self.after, self.got = after, 0
+        self.lock = threading.Lock()
+        self.frozen = threading.Event()
+        if after <= 0:
+            self.frozen.set()  # from the start: no request is ever answered
+        self.held: list[socket.socket] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self.held.append(client)
+            if self.frozen.is_set():
+                continue
+            upstream = socket.create_connection(self.target)
+            self.held.append(upstream)
+            for src, dst, counted in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, counted), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, counted: bool) -> None:
+        try:
+            while data := src.recv(1 << 16):
+                if self.frozen.is_set():
+                    return  # (the bytes are dropped; both sockets stay open)
+                dst.sendall(data)
+                if counted:
+                    with self.lock:
+                        self.got += len(data)
+                        if self.got >= self.after:
+                            self.frozen.set()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.frozen.set()
+        for s in [self.server, *self.held]:
+            s.close()
+
+
+@pytest.fixture
+def frozen_get(repo: Path, mvc_cli, s3_endpoint: str, tmp_path: Path, request):
+    """A repository whose large file is on S3, committed with its remote reached through a FreezingProxy that
+    freezes mid-download (or after ``request.param`` bytes); yields (proxy, the get command's arguments, the
+    output path)."""
+    backend = S3Backend(s3_endpoint)
+    mvc_cli("remote", "add", "s3", backend.url, "--default")
+    mvc_cli("remote", "modify", "s3", "endpoint_url", s3_endpoint)
+    make_file(repo / "big.bin", SIZE, seed=7)
+    mvc_cli("add", "big.bin")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "big")
+    mvc_cli("push", "-q")
+    proxy = FreezingProxy(s3_endpoint, after=getattr(request, "param", SIZE // 3))
+    mvc_cli("remote", "modify", "s3", "endpoint_url", proxy.url)
+    git(repo, "commit", "-qam", "through the proxy")
+    out = tmp_path / "out" / "big.bin"
+    out.parent.mkdir()
+    yield proxy, [*MVC, "get", "--repo", str(repo), "big.bin", "-o", str(out), "-q"], out
+    proxy.close()
+
+
+@pytest.mark.parametrize("frozen_get", [0, SIZE // 3], ids=["no-answer", "mid-body"], indirect=True)
+def test_a_stalled_download_fails_after_the_read_timeout_once(frozen_get, mvc_cli):
+    """read_timeout 3 s: one error line a few seconds after the freeze, not one timeout per attempt (botocore's four)
+    and per part after another; nothing is left at OUT. Frozen from the start, the first request waits for an
+    answer (botocore retried that); frozen mid-body, the parts' streams wait for their bytes."""
+    proxy, get, out = frozen_get
+    mvc_cli("config", "remote.s3.config_kwargs.read_timeout", "3")
+    git(".", "commit", "-qam", "a short read timeout")
+    start = time.monotonic()
+    proc = subprocess.run(get, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    assert proxy.frozen.is_set()
+    line = one_error_line(proc)
+    assert "cannot reach the S3 server" in line and ("timed out" in line or "timeout" in line), line
+    assert took < 8, f"{took:.1f} s"
+    assert list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_end_a_stalled_download_at_once(frozen_get, sig, code):
+    """The read timeout stays at its default (120 s): the signal ends the command within a few seconds anyway, with
+    its temp file removed."""
+    proxy, get, out = frozen_get
+    proc = subprocess.Popen(get, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proxy.frozen.wait(30), "the download never reached the freeze"
+        time.sleep(1)  # every stream now waits on the frozen server
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == code and err == "interrupted\n", err
+    assert took < 3, f"{took:.1f} s"
+    assert list(out.parent.iterdir()) == []
