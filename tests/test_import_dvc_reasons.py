@@ -42,6 +42,24 @@ def test_dvcs_models_star_ignore_pattern_is_refused_up_front_with_the_lines_to_a
     assert "A\tmodels/m.bin.mvc" in git(root, "diff", "--cached", "--name-status")
 
 
+def test_a_whole_directory_ignored_says_to_ignore_its_files_instead(tmp_path, monkeypatch, mvc_error):
+    """'/models/' ignores the directory itself: git never looks inside it, so no '!' line below takes a file back;
+    the fix says to make the line ignore the directory's files first."""
+    root = tmp_path / "repo"
+    (root / "models").mkdir(parents=True)
+    git(root, "init", "-q")
+    dvc(root, "init", "-q")
+    make_file(root / "models" / "m.bin", 1000, seed=1)
+    dvc(root, "add", "-q", "models/m.bin")
+    (root / ".gitignore").write_text("/models/\n")  # (after dvc add, which refuses a .dvc file git would ignore)
+    git(root, "add", "-f", "models/m.bin.dvc")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "v1")
+    monkeypatch.chdir(root)
+    run_mvc("init", cwd=root, check=True)
+    mvc_error("import-dvc", words=("would be ignored by git", "make that line ignore the files in the directory"))
+
+
 def test_a_merge_conflict_on_a_dvc_file_says_resolve_it_first(dvc_repo, mvc_error):
     root, _, _ = dvc_repo
     git(root, "checkout", "-q", "-b", "exp")

@@ -103,7 +103,7 @@ def refuse_ignored(repo: Repo, outs: list[dvcfile.Out]) -> None:
     adds = list(dict.fromkeys(adds))
     fix = "add "
     parent = posixpath.dirname(first)
-    if parent and repo.git.run("check-ignore", "-q", "--", parent, check=False).strip():
+    if parent and repo.git.run("check-ignore", "--no-index", "--", parent, check=False).strip():
         # git never looks inside an ignored directory: no '!' line below it takes a file back
         fix = f"make that line ignore the files in the directory ('{pattern.rstrip('/')}/*'), then add "
     more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
