@@ -111,25 +111,29 @@ def test_a_stalled_download_fails_after_the_read_timeout_once(frozen_get, mvc_cl
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_ctrl_c_and_sigterm_end_a_stalled_download_at_once(frozen_get, mvc_cli, sig, code):
-    """The signal ends the command well before the read timeout, with its temp file removed: at once where every
-    stalled read is a worker's (under 2.5 s when measured alone). Once in a CI run under load the command outlived 30 s
-    with the default timeout of 120 s, which no run alone repeated (cause not found); a timeout of 20 s here bounds
-    such a wait, and the assertion allows it, so this test says: the signal is never lost, and never waits minutes."""
+def test_ctrl_c_and_sigterm_end_a_stalled_download_at_once(frozen_get, sig, code):
+    """The read timeout stays at its default (120 s): the signal ends the command within a few seconds anyway, with
+    its temp file removed."""
     proxy, get, out = frozen_get
-    mvc_cli("config", "remote.s3.config_kwargs.read_timeout", "20")
-    git(".", "commit", "-qam", "a read timeout of 20 s")
-    proc = subprocess.Popen(get, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: a suite started in the background by a shell inherits SIGINT ignored, and so
+    # would the command (Python then installs no handler for it)
+    proc = subprocess.Popen(
+        get,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert proxy.frozen.wait(30), "the download never reached the freeze"
         time.sleep(1)  # every stream now waits on the frozen server
         assert proc.poll() is None
         sent = time.monotonic()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=30)
         took = time.monotonic() - sent
     finally:
         proc.kill()
     assert proc.returncode == code and err == "interrupted\n", err
-    assert took < 25, f"{took:.1f} s"
+    assert took < 3, f"{took:.1f} s"
     assert list(out.parent.iterdir()) == []
