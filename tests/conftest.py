@@ -125,6 +125,15 @@ def mvc_error(mvc_cli: Cli):
     return run
 
 
+def ctrl_c_as_a_terminal_sends_it() -> None:
+    """preexec_fn of a command a test sends SIGINT: its default disposition back. A suite started in the background
+    by a shell (a CI script's '&', nohup) inherits SIGINT ignored, and so would the command: Python installs no
+    handler for a signal ignored at its start, and the Ctrl-C would be lost."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_mvc(*args: str, cwd: Path | str | None = None, check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run mvc in a subprocess exactly as a user's shell would."""
     proc = subprocess.run([sys.executable, "-m", "mvc", *args], cwd=cwd, capture_output=True, text=True, **kw)

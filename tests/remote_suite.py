@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, make_file
+from conftest import ctrl_c_as_a_terminal_sends_it, git, make_file
 
 MVC = [sys.executable, "-m", "mvc"]
 # mvc with S3 multipart parts of 64 KiB instead of 50 MiB (objects of 128 KiB and more go in parts)
@@ -514,7 +514,12 @@ class RemoteSuite(WithOrigin):
         mvc_cli("add", "many")
         mvc_cli("remote", "modify", "origin", "packs", "false")
         proc = subprocess.Popen(
-            [*MVC, "push", "-j", "1"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*MVC, "push", "-j", "1"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=ctrl_c_as_a_terminal_sends_it,
         )
         deadline = time.monotonic() + 60
         while len(stored(origin)) < 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -541,7 +546,12 @@ class RemoteSuite(WithOrigin):
             make_file(repo / "big" / f"b{i}.bin", 2 << 20, seed=7000 + i)
         mvc_cli("add", "big")
         proc = subprocess.Popen(
-            [*SMALL_PARTS, "push", "-j", "2"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*SMALL_PARTS, "push", "-j", "2"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=ctrl_c_as_a_terminal_sends_it,
         )
         deadline = time.monotonic() + 60
         while not origin.open_uploads() and not stored(origin) and proc.poll() is None and time.monotonic() < deadline:

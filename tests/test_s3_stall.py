@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, make_file
+from conftest import ctrl_c_as_a_terminal_sends_it, git, make_file
 from remote_suite import MVC, S3Backend, one_error_line
 
 SIZE = 40 << 20  # READ_PART (16 MiB) and more: the object comes down in parts, side by side
@@ -115,14 +115,8 @@ def test_ctrl_c_and_sigterm_end_a_stalled_download_at_once(frozen_get, sig, code
     """The read timeout stays at its default (120 s): the signal ends the command within a few seconds anyway, with
     its temp file removed."""
     proxy, get, out = frozen_get
-    # Ctrl-C as a terminal sends it: a suite started in the background by a shell inherits SIGINT ignored, and so
-    # would the command (Python then installs no handler for it)
     proc = subprocess.Popen(
-        get,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        get, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_a_terminal_sends_it
     )
     try:
         assert proxy.frozen.wait(30), "the download never reached the freeze"
