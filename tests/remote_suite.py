@@ -132,6 +132,18 @@ def make_models(repo: Path, nsmall: int = 5) -> None:
     run.chmod(0o755)
 
 
+def interruptible(args: list[str], cwd: Path) -> subprocess.Popen:
+    """A command started to be sent Ctrl-C (SIGINT) by the test, its output kept."""
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_a_terminal_sends_it,
+    )
+
+
 class WithOrigin:
     """Mix in with a backend class that provides the ``backend`` fixture: ``origin``."""
 
@@ -513,14 +525,7 @@ class RemoteSuite(WithOrigin):
             make_file(repo / "many" / f"f{i:03d}", 1024, seed=4000 + i)
         mvc_cli("add", "many")
         mvc_cli("remote", "modify", "origin", "packs", "false")
-        proc = subprocess.Popen(
-            [*MVC, "push", "-j", "1"],
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=ctrl_c_as_a_terminal_sends_it,
-        )
+        proc = interruptible([*MVC, "push", "-j", "1"], repo)
         deadline = time.monotonic() + 60
         while len(stored(origin)) < 3 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -545,14 +550,7 @@ class RemoteSuite(WithOrigin):
         for i in range(4):
             make_file(repo / "big" / f"b{i}.bin", 2 << 20, seed=7000 + i)
         mvc_cli("add", "big")
-        proc = subprocess.Popen(
-            [*SMALL_PARTS, "push", "-j", "2"],
-            cwd=repo,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=ctrl_c_as_a_terminal_sends_it,
-        )
+        proc = interruptible([*SMALL_PARTS, "push", "-j", "2"], repo)
         deadline = time.monotonic() + 60
         while not origin.open_uploads() and not stored(origin) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
