@@ -346,7 +346,37 @@ class Git:
         core.safecrlf would refuse to stage where core.autocrlf is true (git keeps them LF either way)."""
         paths = list(relpaths)
         if paths:
-            self.run("-c", "core.safecrlf=false", "add", "--", *[f":(literal){p}" for p in paths])
+            try:
+                self.run("-c", "core.safecrlf=false", "add", "--", *[f":(literal){p}" for p in paths])
+            except GitError as e:
+                if "ignored by one of your .gitignore files" not in str(e):
+                    raise
+                raise self._ignored(paths) from None
+
+    def _ignored(self, paths: list[str]) -> GitError:
+        """Why git add refused mvc's own files: the ignore line that takes them, and the lines that give them back
+        (a DVC-style ``/models/*`` with ``!/models/*.dvc``, say)."""
+        data = "".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape")
+        out = self.run("check-ignore", "-v", "-z", "--stdin", input=data, check=False).decode("utf-8", "replace")
+        f = out.split("\0")
+        hits = [
+            (src, line, pat, path)
+            for src, line, pat, path in zip(f[0::4], f[1::4], f[2::4], f[3::4], strict=False)
+            if path
+        ]
+        if not hits:
+            return GitError(f"git add failed: {paths[0]} is ignored by git: give it back with a '!' line, then retry")
+        src, line, pattern, first = hits[0]
+        top = "/" + os.path.dirname(first) if os.path.dirname(first) else ""
+        back = " and ".join(
+            f"'!{top}/{name}'"
+            for name in sorted({"*" + SUFFIX if p.endswith(SUFFIX) else os.path.basename(p) for _, _, _, p in hits})
+        )
+        more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+        return GitError(
+            f"{first}{more} is ignored by git ({src}:{line} '{pattern}'), so it cannot be staged: add {back} to {src} "
+            "(or stage it yourself with 'git add -f'), then run the command again"
+        )
 
     def ignorecase(self) -> bool:
         """git's core.ignorecase here: git then takes names that differ only in case for one another."""

@@ -63,6 +63,23 @@ def test_no_stage_writes_but_does_not_stage(repo, mvc_cli):
     assert git(repo, "status", "--porcelain").splitlines() == ["?? .gitignore", "?? model.bin.mvc"]
 
 
+def test_a_directory_whose_files_git_ignores_says_which_lines_give_them_back(repo, mvc_cli, mvc_error):
+    """DVC's usual '/models/*' (with '!/models/*.dvc'): git refuses to stage the pointer and .gitignore mvc wrote;
+    the error names the ignoring line and the two lines to add, and mvc add run again then stages them."""
+    (repo / ".gitignore").write_text("/models/*\n!/models/*.dvc\n")
+    make_file(repo / "models" / "m.bin", 1000, seed=3)
+    mvc_error(
+        "add",
+        "models/m.bin",
+        words=("models/m.bin.mvc", ".gitignore:1 '/models/*'", "'!/models/*.mvc' and '!/models/.gitignore'"),
+    )
+    with (repo / ".gitignore").open("a") as f:
+        f.write("!/models/*.mvc\n!/models/.gitignore\n")
+    mvc_cli("add", "models/m.bin")
+    staged = git(repo, "diff", "--cached", "--name-only").split()
+    assert "models/m.bin.mvc" in staged and "models/.gitignore" in staged, staged
+
+
 def test_gitignore_entry_is_written_once(repo, mvc_cli):
     (repo / ".gitignore").write_text("*.log")  # existing content without a final newline is kept
     make_file(repo / "model.bin", 100, seed=1)
