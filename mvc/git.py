@@ -353,25 +353,30 @@ class Git:
                     raise
                 raise self._ignored(paths) from None
 
+    def ignoring(self, paths: list[str]) -> dict[str, tuple[str, str, str]]:
+        """{path: (.gitignore file, line number, pattern)} of the paths git ignores (git add would refuse them)."""
+        if not paths:
+            return {}
+        data = "".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape")
+        out = self.run("check-ignore", "-v", "-z", "--stdin", input=data, check=False)
+        f = out.decode("utf-8", "surrogateescape").split("\0")
+        found = {}
+        for source, line, pattern, path in zip(f[0::4], f[1::4], f[2::4], f[3::4], strict=False):
+            if path and not pattern.startswith("!"):  # (a '!' line matched: git takes the path)
+                found[path] = (source, line, pattern)
+        return found
+
     def _ignored(self, paths: list[str]) -> GitError:
         """Why git add refused mvc's own files: the ignore line that takes them, and the lines that give them back
         (a DVC-style ``/models/*`` with ``!/models/*.dvc``, say)."""
-        data = "".join(p + "\0" for p in paths).encode("utf-8", "surrogateescape")
-        out = self.run("check-ignore", "-v", "-z", "--stdin", input=data, check=False).decode("utf-8", "replace")
-        f = out.split("\0")
-        hits = [
-            (src, line, pat, path)
-            for src, line, pat, path in zip(f[0::4], f[1::4], f[2::4], f[3::4], strict=False)
-            if path
-        ]
+        hits = self.ignoring(paths)
         if not hits:
             return GitError(f"git add failed: {paths[0]} is ignored by git: give it back with a '!' line, then retry")
-        src, line, pattern, first = hits[0]
+        first = next(p for p in paths if p in hits)
+        src, line, pattern = hits[first]
         top = "/" + os.path.dirname(first) if os.path.dirname(first) else ""
-        back = " and ".join(
-            f"'!{top}/{name}'"
-            for name in sorted({"*" + SUFFIX if p.endswith(SUFFIX) else os.path.basename(p) for _, _, _, p in hits})
-        )
+        names = sorted({"*" + SUFFIX if p.endswith(SUFFIX) else os.path.basename(p) for p in hits})
+        back = " and ".join(f"'!{top}/{name}'" for name in names)
         more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
         return GitError(
             f"{first}{more} is ignored by git ({src}:{line} '{pattern}'), so it cannot be staged: add {back} to {src} "

@@ -69,26 +69,12 @@ def refuse_unmerged(repo: Repo) -> None:
         )
 
 
-def ignored(repo: Repo, rels: list[str]) -> dict[str, tuple[str, str, str]]:
-    """{rel: (.gitignore file, line number, pattern)} of the rels git ignores (git add would refuse them)."""
-    if not rels:
-        return {}
-    data = "".join(r + "\0" for r in rels).encode("utf-8", "surrogateescape")
-    out = repo.git.run("check-ignore", "-v", "-z", "--stdin", input=data, check=False)
-    f = out.decode("utf-8", "surrogateescape").split("\0")
-    found = {}
-    for source, line, pattern, path in zip(f[0::4], f[1::4], f[2::4], f[3::4], strict=False):
-        if path and not pattern.startswith("!"):  # (a '!' line matched: git takes the path)
-            found[path] = (source, line, pattern)
-    return found
-
-
 def refuse_ignored(repo: Repo, outs: list[dvcfile.Out]) -> None:
     """Refuse, before anything is written, outputs whose pointer or .gitignore git ignores (DVC's usual
     '/models/*' with '!/models/*.dvc'), naming the line that ignores them and the lines that let git take them."""
     stage = {Repo.pointer_of(o.path): "*.mvc" for o in outs}
     stage.update({gitignores.entry(o.path)[0]: ".gitignore" for o in outs})
-    hit = ignored(repo, sorted(stage))
+    hit = repo.git.ignoring(sorted(stage))
     if not hit:
         return
     first = min(hit, key=lambda r: (not r.endswith(".mvc"), r))  # a pointer first: what the user knows
@@ -120,7 +106,7 @@ def why_no_output(repo: Repo, rel: str) -> PathError | None:
     dvc_file = rel if rel.endswith(foreign_dvc.SUFFIX) else rel + foreign_dvc.SUFFIX
     if os.path.isfile(repo.abs(dvc_file)):
         if not repo.git.tracked([dvc_file]):
-            hit = ignored(repo, [dvc_file]).get(dvc_file)
+            hit = repo.git.ignoring([dvc_file]).get(dvc_file)
             why = f"ignored by {hit[0]}:{hit[1]} '{hit[2]}'" if hit else "never added"
             out = rel.removesuffix(foreign_dvc.SUFFIX)
             return PathError(
