@@ -483,7 +483,8 @@ def immutable():
         ("unreadable", ("sub/.gitignore", "directory")),  # cannot be saved: after the models were moved aside
         ("immutable", ("sub/.gitignore",)),  # sub/b.bin's .gitignore line: after model.bin is converted
         ("map", ("imported.toml", "not valid toml")),  # after every file and .gitattributes are written
-        ("index", ("is ignored by git", ".git/info/exclude", "model.bin.mvc")),  # staging: 'git rm --cached' changed the index
+        # staging: 'git rm --cached' changed the index
+        ("index", ("is ignored by git", ".git/info/exclude", "model.bin.mvc")),
     ],
 )
 def test_a_failure_while_writing_puts_everything_back(lfs_repo: Path, mvc_error, immutable, failure, words):
