@@ -7,7 +7,7 @@ history"). Those of a whole history (the import's scan, the pre-push hook) are f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mvc.errors import PointerError
@@ -74,30 +74,29 @@ def plain_files(tree: Tree, all_rules: list[lfs.Rule], pointers: dict[str, bytes
 
 def lfs_files(repo: Repo, tree: Tree, all_rules: list[lfs.Rule]) -> dict[str, bytes]:
     """{path: blob bytes} of the small blobs the git-lfs filter covers (pointers, valid or not, to parse)."""
-    small = {p: bid for p, (bid, size) in tree.blobs.items() if size < lfs.MAX_POINTER and _covered(p, all_rules)}
-    data = repo.git.cat_objects(small.values())
-    return {p: b for p, bid in small.items() if (b := data.get(bid)) is not None and lfs.looks_like(b)}
+    return _small_pointers(repo, tree, lambda p: _covered(p, all_rules))
 
 
 def uncovered_pointers(repo: Repo, tree: Tree, all_rules: list[lfs.Rule]) -> dict[str, bytes]:
     """{path: blob bytes} of the small blobs no git-lfs filter covers that parse, strictly, as git-lfs pointers: what
     a branch from before ``mvc import-lfs``, merged after it, brings (its file, under a line the import removed)."""
-    small = {
-        p: bid
-        for p, (bid, size) in tree.blobs.items()
-        if size < lfs.MAX_POINTER and not _is_attributes(p) and not lfs.lfs_filtered(p, all_rules)
-    }
-    data = repo.git.cat_objects(small.values())
+    found = _small_pointers(repo, tree, lambda p: not _is_attributes(p) and not lfs.lfs_filtered(p, all_rules))
     out = {}
-    for p, bid in small.items():
-        b = data.get(bid)
-        if b is not None and lfs.looks_like(b):
-            try:
-                lfs.loads(b, p)
-            except PointerError:
-                continue
-            out[p] = b
+    for p, b in found.items():
+        try:
+            lfs.loads(b, p)
+        except PointerError:
+            continue
+        out[p] = b
     return out
+
+
+def _small_pointers(repo: Repo, tree: Tree, keep: Callable[[str], bool]) -> dict[str, bytes]:
+    """{path: blob bytes} of tree's blobs small enough to be git-lfs pointers, at the paths keep takes, that look
+    like one (one git process reads them all)."""
+    small = {p: bid for p, (bid, size) in tree.blobs.items() if size < lfs.MAX_POINTER and keep(p)}
+    data = repo.git.cat_objects(small.values())
+    return {p: b for p, bid in small.items() if (b := data.get(bid)) is not None and lfs.looks_like(b)}
 
 
 def lfs_history(repo: Repo, commits: Iterable[str]) -> dict[tuple[str, str], tuple[str, bytes]]:
@@ -211,14 +210,8 @@ def pointers_at(repo: Repo, commit: str, table: dict[str, Any] | None = None) ->
     left out: they are not versions mvc can read. ``table``: the map's ``lfs`` table as ``foreign.py`` read it
     (default: read from the work tree's ``.mvc/imported.toml``)."""
     known = _known(repo, table)
-    if not known:
-        return {}
-    tree = Tree(repo, commit)
-    all_rules = rules_of(repo, tree)
-    if not any(r.lfs for r in all_rules):
-        return {}
     found = {}
-    for path, data in lfs_files(repo, tree, all_rules).items():
+    for path, data in _lfs_files_at(repo, commit, known).items():
         mine = _as_mvc(repo, path, data, known)
         if mine is not None:
             found[path + ptrfmt.SUFFIX] = mine
@@ -230,12 +223,8 @@ def unimported_at(repo: Repo, commit: str, table: dict[str, Any] | None = None) 
     ran while .git/lfs/objects did not hold it), at paths the import converted (an mvc pointer is there in the work
     tree; a path left to git-lfs is not mvc's to read): mvc cannot read those versions, and says why."""
     known = _known(repo, table)
-    if not known:
-        return {}
-    tree = Tree(repo, commit)
-    all_rules = rules_of(repo, tree)
     found = {}
-    for path, data in lfs_files(repo, tree, all_rules).items():
+    for path, data in _lfs_files_at(repo, commit, known).items():
         try:
             p = lfs.loads(data, path)
         except PointerError:
@@ -243,6 +232,15 @@ def unimported_at(repo: Repo, commit: str, table: dict[str, Any] | None = None) 
         if p.sha256 not in known and repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX)):
             found[path] = f"sha256:{p.sha256}"
     return found
+
+
+def _lfs_files_at(repo: Repo, commit: str, known: dict[str, tuple[str, int]]) -> dict[str, bytes]:
+    """:func:`lfs_files` of commit's tree; none before any import, or where no filter=lfs line is."""
+    if not known:
+        return {}
+    tree = Tree(repo, commit)
+    all_rules = rules_of(repo, tree)
+    return lfs_files(repo, tree, all_rules) if any(r.lfs for r in all_rules) else {}
 
 
 def pointer_versions(
