@@ -176,3 +176,20 @@ def test_a_model_name_given_as_a_path_says_how_to_name_a_version(registered, mvc
     assert f"'mvc registry churn --repo {url}'" in line, line
     line = mvc_error("get", "--repo", url, "nothing", "-o", str(tmp_path / "out"), words=("nothing is not tracked",))
     assert "is a model" not in line and f"'mvc ls --repo {url}'" in line, line
+
+
+def test_a_model_name_given_as_a_path_here_says_how_to_name_a_version(registered, repo, mvc_error, tmp_path):
+    """In the clone too (docs/cli.md, "mvc get"): a model's name alone is told to name one of its versions, by
+    mvc get and by the Python readers; a file of that name here is a path as ever."""
+    import mvc
+
+    out = str(tmp_path / "out")
+    line = mvc_error("get", "churn", "-o", out, words=("churn is not tracked",))
+    assert "churn is a model: use churn@latest or churn#STAGE" in line and "'mvc registry churn'" in line, line
+    with pytest.raises(mvc.errors.PathError, match="churn is a model"):
+        mvc.read_bytes("churn")
+    line = mvc_error("get", "nothing", "-o", out, words=("nothing is not tracked",))
+    assert "is a model" not in line, line
+    (repo / "churn").write_bytes(b"mine")
+    line = mvc_error("get", "churn", "-o", out, words=("churn is not tracked",))
+    assert "is a model" not in line and "'mvc add churn'" in line, line

@@ -95,6 +95,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     ref = os.fspath(ref)
     if not ref:
         raise PathError("'' is not a path or a model revision: name a tracked path, or NAME@vX.Y.Z")
+    text = ref
     if is_url(repo):
         return _resolve_url(ref, os.fspath(repo), rev, inside)  # type: ignore[arg-type]
     from mvc.repo.selection import model_refs, pointer_for
@@ -117,10 +118,31 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
         top = _tracked_above(r, r.rel(ref), rev)
         if top is not None:
             ref, sub = r.abs(top), r.rel(ref)[len(top) + 1 :]
-    prel, p = pointer_for(r, ref, rev)
+    try:
+        prel, p = pointer_for(r, ref, rev)
+    except PathError:
+        if not refs and not sub and rev is None:
+            _refuse_a_model_name(r, text, ref)
+        raise
     t = Target(Repo.target_of(prel), p, shown or "", r.resolve(rev) if rev else None)  # (the commit's id)
     t.repo, t.sub = r, sub
     return t
+
+
+def _refuse_a_model_name(r: Repo, text: str, path: str) -> None:
+    """A model's name given where a path goes (``mvc get churn``, as GTO and MLflow users name a model), with
+    nothing of that name here: refused with the versions to name instead, as a read by URL refuses it."""
+    if os.path.lexists(path) or os.path.lexists(path + ptrfmt.SUFFIX):
+        return
+    from mvc.repo import models
+
+    if text not in models.load(r.git).names():
+        return
+    registry = ptrfmt.in_quotes(f"mvc registry {ptrfmt.shell_quoted(text)}")
+    raise PathError(
+        f"{ptrfmt.quoted(text)} is not tracked by mvc: {text} is a model: use {text}@latest or {text}#STAGE "
+        f"(its versions and stages: {registry}), or list the paths with 'mvc ls'"
+    )
 
 
 def _inside(path: str, root: str) -> bool:
