@@ -176,6 +176,63 @@ def test_non_contiguous_tensors_are_saved(repo: Path):
     assert torch.equal(got["t"], t.T) and torch.equal(got["view"], t[1])
 
 
+def meta_net() -> torch.nn.Module:
+    with torch.device("meta"):
+        return Net()
+
+
+@pytest.mark.parametrize(
+    ("obj", "path", "words"),
+    [
+        # the meta device: shapes with no data (safetensors' writer raised NotImplementedError; torch.save wrote a
+        # file of no weights, which loads as meta tensors)
+        (meta_net(), "m.safetensors", ("meta device", "no data")),
+        (meta_net(), "m.pt", ("meta device",)),
+        ({"w": torch.empty(3, device="meta")}, "m.safetensors", ("meta device",)),
+        ({"model": {"w": torch.empty(3, device="meta")}, "epoch": 3}, "m.pt", ("meta device",)),
+        (torch.empty(2, device="meta"), "m.pt", ("meta device",)),
+        # what safetensors has no dtype or layout for (NotImplementedError, KeyError from its writer)
+        ({"s": torch.eye(3).to_sparse()}, "m.safetensors", ("'s'", "sparse_coo", ".pt")),
+        ({"c": torch.ones(3, dtype=torch.complex128)}, "m.safetensors", ("complex128", ".pt")),
+        # a masked array's mask: .npy (NotImplementedError) and safetensors (the mask dropped) hold no mask
+        (np.ma.masked_array([1, 2], mask=[0, 1]), "m.npy", ("MaskedArray", "m.joblib")),
+        ({"a": np.ma.masked_array([1, 2], mask=[0, 1])}, "m.safetensors", ("m.joblib",)),
+    ],
+)
+def test_tensors_and_arrays_a_format_cannot_hold_are_refused_before_writing(
+    repo: Path, obj, path: str, words: tuple[str, ...]
+):
+    with pytest.raises(ModelFormatError) as e:
+        frameworks.save(obj, path)
+    line = str(e.value)
+    assert "\n" not in line
+    for w in words:
+        assert w in line, (w, line)
+    assert not os.path.exists(path) and leftovers(repo) == []
+
+
+def test_masked_arrays_and_sparse_tensors_go_where_they_are_kept_whole(repo: Path):
+    masked = np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    assert frameworks.save(masked, "masked")["path"] == "masked"  # joblib, its natural format
+    got = mvc.load("masked", trust=True)
+    assert isinstance(got, np.ma.MaskedArray) and got.mask.tolist() == [False, True, False]
+    sparse = torch.eye(3).to_sparse()
+    frameworks.save({"s": sparse}, "sparse.pt")
+    assert torch.equal(mvc.load("sparse.pt")["s"].to_dense(), sparse.to_dense())
+
+
+def test_a_safetensors_file_gets_the_mode_of_any_new_file(repo: Path):
+    """The safetensors library makes its files 0600: a model saved on a shared machine was unreadable by the group
+    that reads every other file there."""
+    old = os.umask(0o022)
+    try:
+        frameworks.save(ARRAYS, "m.safetensors")
+        frameworks.save(np.zeros(3), "m.npy")
+    finally:
+        os.umask(old)
+    assert (repo / "m.safetensors").stat().st_mode & 0o777 == (repo / "m.npy").stat().st_mode & 0o777 == 0o644
+
+
 def test_torch_state_dict_and_checkpoint_to_pt(repo: Path):
     state = {"w": torch.randn(3, 3), "n": torch.tensor([1, 2, 3])}
     frameworks.save(state, "model.pt")

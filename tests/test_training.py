@@ -123,9 +123,18 @@ def test_checks_come_before_training(repo):
         mvc.run("/tmp/elsewhere.bin")
 
 
-def test_the_model_file_must_exist_at_the_end(repo):
-    with pytest.raises(PathError), mvc.run("never_written.bin"):
-        pass
+def test_the_model_file_must_exist_at_the_end(repo, monkeypatch):
+    """A script that saved the model elsewhere: the error says the run's record is not lost, and how to add it."""
+    (repo / "sub").mkdir()
+    monkeypatch.chdir(repo / "sub")
+    with pytest.raises(PathError) as e, mvc.run("never_written.bin") as run:
+        run.metric("f1", 0.8)
+    line = str(e.value)
+    assert "sub/never_written.bin was not written" in line and "nothing was added" in line
+    assert "mvc.add('never_written.bin', meta=run.meta())" in line
+    (repo / "sub" / "never_written.bin").write_bytes(b"the model")
+    mvc.add("never_written.bin", meta=run.meta())
+    assert mvc.show("never_written.bin")["meta"]["metrics"] == {"f1": 0.8}
 
 
 @pytest.mark.parametrize(

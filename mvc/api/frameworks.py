@@ -75,6 +75,8 @@ def save(
     given = record.check(_numbers(meta) if meta is not None else {}, "meta")
     fmt, kind = plan(obj, os.path.basename(path))
     framework = framework_of(obj, kind)
+    if framework == "torch":
+        _refuse_meta(obj, path)
     full = os.path.abspath(path)
     if os.path.isdir(full):
         raise ModelFormatError(f"{path} is a directory: save writes one file, name it (e.g. {path}/model{suffix(fmt)})")
@@ -87,7 +89,7 @@ def save(
         with fileio.space_errors(path):
             try:
                 write(obj, fmt, kind, tmp, os.path.basename(full))
-            except (TypeError, AttributeError, ValueError, _pickle_error()) as e:  # what the serializer refuses
+            except (TypeError, AttributeError, ValueError, NotImplementedError, _pickle_error()) as e:  # (its refusals)
                 raise ModelFormatError(
                     f"{path}: this {type(obj).__name__} cannot be written as {TITLES.get(fmt, fmt)} "
                     f"({str(e).splitlines()[0] if str(e) else type(e).__name__}): save what it holds in a format "
@@ -95,6 +97,8 @@ def save(
                 ) from None
             fd = os.open(tmp, os.O_RDONLY)
             try:
+                if fmt == SAFETENSORS:  # the mode any new file gets (the safetensors library makes its own 0600)
+                    os.fchmod(fd, 0o666 & ~tempfiles.umask())
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -107,6 +111,27 @@ def save(
     # a new save's versions replace the whole table (the old one may name a framework this object does not use)
     layers = [{"versions": None}, recorded, given]
     return workspace.add([path], meta=layers, stage=stage, name=name, repo=repo)[0]
+
+
+def _refuse_meta(obj: Any, path: str) -> None:
+    """A tensor on torch's meta device has a shape and no data (a model built with ``device="meta"``, or whose
+    weights were never loaded): saving it would write no weights (torch.save) or fail in the writer."""
+    torch = loaded("torch")
+    todo, seen = [obj], 0
+    while todo and seen < 100_000:  # a checkpoint's nesting, walked as far as is cheap
+        x = todo.pop()
+        seen += 1
+        if isinstance(x, torch.nn.Module):
+            todo.extend(x.state_dict(keep_vars=True).values())
+        elif isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            todo.extend(x)
+        elif isinstance(x, torch.Tensor) and x.is_meta:
+            raise ModelFormatError(
+                f"cannot save to {path}: it holds tensors on the meta device, shapes with no data (a model built "
+                "with device='meta', or whose weights were never loaded): load or initialise its weights first"
+            )
 
 
 def _pickle_error() -> type[Exception]:
@@ -182,7 +207,7 @@ SAFETENSORS_DTYPES = {"f8", "f4", "f2", "i8", "u8", "i4", "u4", "i2", "u2", "i1"
 
 def kind_of(obj: Any) -> str:
     np, torch, onnx = loaded("numpy"), loaded("torch"), loaded("onnx")
-    if np is not None and isinstance(obj, np.ndarray) and not obj.dtype.hasobject:  # object arrays pickle
+    if np is not None and _array(np, obj):
         return "array"
     if torch is not None:
         if isinstance(obj, torch.Tensor):
@@ -192,13 +217,19 @@ def kind_of(obj: Any) -> str:
     if onnx is not None and isinstance(obj, onnx.ModelProto):
         return "onnx"
     if isinstance(obj, dict) and obj and all(isinstance(k, str) for k in obj):
-        if np is not None and all(isinstance(v, np.ndarray) and not v.dtype.hasobject for v in obj.values()):
+        if np is not None and all(_array(np, v) for v in obj.values()):
             return (
                 "arrays" if all(v.dtype.str.lstrip("|<=") in SAFETENSORS_DTYPES for v in obj.values()) else "any-arrays"
             )
         if torch is not None and all(isinstance(v, torch.Tensor) for v in obj.values()):
             return "tensors"
     return "object"
+
+
+def _array(np: Any, obj: Any) -> bool:
+    """An array whose values are the whole of it: object arrays pickle, and a masked array's mask would be lost
+    (.npy and safetensors hold the data alone), so both go to joblib."""
+    return isinstance(obj, np.ndarray) and not obj.dtype.hasobject and not isinstance(obj, np.ma.MaskedArray)
 
 
 def plan(obj: Any, name: str) -> tuple[str, str]:
@@ -302,6 +333,7 @@ def tensors(obj: Any) -> dict[str, Any]:
     and no two sharing memory (tied weights are written twice; torch's load_state_dict ties them again)."""
     state = obj.state_dict() if kind_of(obj) == "module" else obj
     torch = loaded("torch")
+    known = getattr(sys.modules.get("safetensors.torch"), "_SIZE", None)  # the dtypes safetensors writes
     out, seen = {}, set()
     for key, t in state.items():
         if not isinstance(t, torch.Tensor):
@@ -309,6 +341,15 @@ def tensors(obj: Any) -> dict[str, Any]:
                 f"the state dict of {what(obj)} holds {key}, {what(t)}, which safetensors cannot hold: "
                 "save it to a .pt file"
             )
+        odd = (
+            f"a {str(t.layout).removeprefix('torch.')} tensor"
+            if t.layout != torch.strided
+            else f"a tensor of {str(t.dtype).removeprefix('torch.')}"
+            if t.is_quantized or (known is not None and t.dtype not in known)
+            else None
+        )
+        if odd is not None:
+            raise ModelFormatError(f"tensor {key!r} is {odd}, which safetensors cannot hold: save it to a .pt file")
         t = t.detach().cpu()
         ptr = t.untyped_storage().data_ptr()
         if ptr in seen or not t.is_contiguous():

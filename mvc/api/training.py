@@ -49,7 +49,7 @@ def _now() -> str:
 def check_key(key: object, what: str) -> str:
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise MetaError(
-            f"{what} name {key!r} is not allowed: use a string of letters, digits, '_', '-', '/' or spaces, "
+            f"{what} name {key!r} is not allowed: use a string of ASCII letters, digits, '_', '-', '/' or spaces, "
             "without '.' (a dot separates the tables of a key, as in metrics.f1)"
         )
     return key
@@ -152,6 +152,11 @@ class Run:
         from mvc.api.workspace import add
 
         try:
+            if not os.path.lexists(self.repo.abs(self.rel)):
+                raise PathError(
+                    f"the run of {self.rel} ended but {self.rel} was not written: nothing was added; save the model "
+                    f"there, then mvc.add({self.path!r}, meta=run.meta()) records this run"
+                )
             self._store_artifacts_again()
             self.result = add([self.path], meta=self.meta(), name=self.name, stage=self.stage, repo=self.repo)[0]
         finally:

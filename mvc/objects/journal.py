@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -464,3 +465,11 @@ class Journal:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def __del__(self) -> None:
+        # sqlite3's connection is in a reference cycle (its statement cache) that only the cyclic collector frees:
+        # each read by URL opens a journal, which would hold remotes.db open until a collection
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):  # (at interpreter exit)
+                db.close()

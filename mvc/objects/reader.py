@@ -67,9 +67,13 @@ class VerifiedReader(io.RawIOBase):
         return True
 
     def close(self) -> None:
-        if not self.closed and self._closer is not None:
-            self._closer()
+        closer, self._closer = self._closer, None
+        if not self.closed and closer is not None:
+            closer()
         super().close()
+        # what it read through (a cache file's descriptor, a remote and its journal) let go now, not when the
+        # stream itself is: a closed stream a caller keeps (in a list, a traceback) holds nothing open
+        self._read = _closed
 
     def seekable(self) -> bool:
         return True
@@ -149,6 +153,10 @@ class VerifiedReader(io.RawIOBase):
                 "'mvc push --verify-remote' for a file stored as chunks)"
             )
         self.verified = True
+
+
+def _closed(start: int, end: int) -> bytes:
+    raise ValueError("read of closed file")
 
 
 def check(data: bytes, oid: str, label: str) -> None:

@@ -9,6 +9,7 @@ content the cache holds, which checkout would then replace.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -210,6 +211,15 @@ class StateDB:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def __del__(self) -> None:
+        # sqlite3's connection is in a reference cycle (its statement cache) that only the cyclic collector frees:
+        # a Repo a Python API call opened and dropped would hold .mvc/state.db open until a collection, each one
+        # a descriptor more in a script that saves a checkpoint per epoch (what was not flushed is only a cache)
+        db, self._db = self._db, None
+        if db is not None:
+            with contextlib.suppress(Exception):  # (another thread's connection, or at interpreter exit)
+                db.close()
 
 
 def _create(db: sqlite3.Connection) -> None:
