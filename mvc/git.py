@@ -385,13 +385,13 @@ class Git:
         """How to give back to git the paths it ignores (``hits``, as :meth:`ignoring` found them): "add '!/…' and
         '!/…' to SOURCE", SOURCE the file whose line ignores ``first``, with a line for each hit that file ignores
         (a pointer's line ``*.mvc``, any other file's its name), written relative to the directory of that
-        ``.gitignore`` (git's own exclude files: to the work tree's root). When the line ignores first's directory
-        itself, git never looks inside it and no '!' line below takes a file back: the line must first ignore the
-        directory's files instead."""
+        ``.gitignore`` (other exclude files, ``.git/info/exclude`` and ``core.excludesFile``: to the work tree's
+        root). When the line ignores first's directory itself, git never looks inside it and no '!' line below takes
+        a file back: the line must first ignore the directory's files instead."""
         source, _, pattern = hits[first]
-        base = ""  # the directory the lines are relative to
-        if posixpath.basename(source) == ".gitignore" and not os.path.isabs(source):
-            base = posixpath.dirname(source)
+        base = posixpath.dirname(source)  # the directory the lines are relative to: a .gitignore's above first
+        if posixpath.basename(source) != ".gitignore" or not first.startswith(base + "/"):
+            base = ""  # (a core.excludesFile named .gitignore, outside the work tree: '../.gitignore', '/home/u/…')
         adds: set[str] = set()
         for rel in hits:
             if hits[rel][0] != source:  # (another file's line: said by the next run)

@@ -95,6 +95,15 @@ def test_lines_giving_back_what_a_nested_gitignore_ignores_are_relative_to_its_d
     assert "models/m.bin.mvc" in staged and "models/.gitignore" in staged, staged
 
 
+def test_lines_giving_back_what_an_excludes_file_ignores_are_from_the_root(repo, tmp_path, mvc_error):
+    """core.excludesFile named .gitignore, outside the work tree: its lines are read from the work tree's root."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / ".gitignore").write_text("/models/*\n")
+    git(repo, "config", "core.excludesFile", "../elsewhere/.gitignore")
+    make_file(repo / "models" / "m.bin", 1000, seed=3)
+    mvc_error("add", "models/m.bin", words=("'!/models/*.mvc' and '!/models/.gitignore' to ../elsewhere/.gitignore",))
+
+
 def test_a_whole_directory_git_ignores_says_to_ignore_its_files_instead(repo, mvc_cli, mvc_error):
     """'/models/' ignores the directory itself: git never looks inside it, so no '!' line takes a file back; the
     error says to make the line ignore the directory's files first (as import-dvc's up-front check does)."""
