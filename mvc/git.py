@@ -7,6 +7,7 @@ trees at other revisions and writing tags use pygit2, imported on first use.
 from __future__ import annotations
 
 import os
+import posixpath
 from collections.abc import Iterable, Mapping
 from errno import ENAMETOOLONG
 from stat import S_ISREG
@@ -374,14 +375,37 @@ class Git:
             return GitError(f"git add failed: {paths[0]} is ignored by git: give it back with a '!' line, then retry")
         first = next(p for p in paths if p in hits)
         src, line, pattern = hits[first]
-        top = "/" + os.path.dirname(first) if os.path.dirname(first) else ""
-        names = sorted({"*" + SUFFIX if p.endswith(SUFFIX) else os.path.basename(p) for p in hits})
-        back = " and ".join(f"'!{top}/{name}'" for name in names)
         more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
         return GitError(
-            f"{first}{more} is ignored by git ({src}:{line} '{pattern}'), so it cannot be staged: add {back} to {src} "
-            "(or stage it yourself with 'git add -f'), then run the command again"
+            f"{first}{more} is ignored by git ({src}:{line} '{pattern}'), so it cannot be staged: "
+            f"{self.unignoring(hits, first)} (or stage it yourself with 'git add -f'), then run the command again"
         )
+
+    def unignoring(self, hits: dict[str, tuple[str, str, str]], first: str) -> str:
+        """How to give back to git the paths it ignores (``hits``, as :meth:`ignoring` found them): "add '!/…' and
+        '!/…' to SOURCE", SOURCE the file whose line ignores ``first``, with a line for each hit that file ignores
+        (a pointer's line ``*.mvc``, any other file's its name), written relative to the directory of that
+        ``.gitignore`` (other exclude files, ``.git/info/exclude`` and ``core.excludesFile``: to the work tree's
+        root). When the line ignores first's directory itself, git never looks inside it and no '!' line below takes
+        a file back: the line must first ignore the directory's files instead."""
+        source, _, pattern = hits[first]
+        base = posixpath.dirname(source)  # the directory the lines are relative to: a .gitignore's above first
+        if posixpath.basename(source) != ".gitignore" or not first.startswith(base + "/"):
+            base = ""  # (a core.excludesFile named .gitignore, outside the work tree: '../.gitignore', '/home/u/…')
+        adds: set[str] = set()
+        for rel in hits:
+            if hits[rel][0] != source:  # (another file's line: said by the next run)
+                continue
+            where = posixpath.dirname(rel)
+            where = where[len(base) + 1 :] if base else where
+            name = "*" + SUFFIX if rel.endswith(SUFFIX) else posixpath.basename(rel)
+            adds.add("!/" + (where + "/" if where else "") + name)
+        lines = " and ".join(f"'{a}'" for a in sorted(adds))  # (a directory's '*.mvc' before its '.gitignore')
+        parent = posixpath.dirname(first)
+        if parent and self.run("check-ignore", "--no-index", "--", parent, check=False).strip():
+            fix = f"make that line ignore the files in the directory ('{pattern.rstrip('/')}/*'), then add"
+            return f"{fix} {lines} to {source}"
+        return f"add {lines} to {source}"
 
     def ignorecase(self) -> bool:
         """git's core.ignorecase here: git then takes names that differ only in case for one another."""

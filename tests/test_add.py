@@ -80,6 +80,45 @@ def test_a_directory_whose_files_git_ignores_says_which_lines_give_them_back(rep
     assert "models/m.bin.mvc" in staged and "models/.gitignore" in staged, staged
 
 
+def test_lines_giving_back_what_a_nested_gitignore_ignores_are_relative_to_its_directory(repo, mvc_cli, mvc_error):
+    """models/.gitignore ignores everything but DVC's files: the '!' lines go in that file, written relative to its
+    directory ('!/*.mvc', not '!/models/*.mvc', which there would name models/models/*.mvc)."""
+    (repo / "models").mkdir()
+    (repo / "models" / ".gitignore").write_text("*\n!*.dvc\n")
+    make_file(repo / "models" / "m.bin", 1000, seed=3)
+    line = mvc_error("add", "models/m.bin", words=("models/.gitignore:1 '*'", "'!/*.mvc' and '!/.gitignore'"))
+    assert "'!/models/" not in line, line
+    with (repo / "models" / ".gitignore").open("a") as f:
+        f.write("!/*.mvc\n!/.gitignore\n")
+    mvc_cli("add", "models/m.bin")
+    staged = git(repo, "diff", "--cached", "--name-only").split()
+    assert "models/m.bin.mvc" in staged and "models/.gitignore" in staged, staged
+
+
+def test_lines_giving_back_what_an_excludes_file_ignores_are_from_the_root(repo, tmp_path, mvc_error):
+    """core.excludesFile named .gitignore, outside the work tree: its lines are read from the work tree's root."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / ".gitignore").write_text("/models/*\n")
+    git(repo, "config", "core.excludesFile", "../elsewhere/.gitignore")
+    make_file(repo / "models" / "m.bin", 1000, seed=3)
+    mvc_error("add", "models/m.bin", words=("'!/models/*.mvc' and '!/models/.gitignore' to ../elsewhere/.gitignore",))
+
+
+def test_a_whole_directory_git_ignores_says_to_ignore_its_files_instead(repo, mvc_cli, mvc_error):
+    """'/models/' ignores the directory itself: git never looks inside it, so no '!' line takes a file back; the
+    error says to make the line ignore the directory's files first (as import-dvc's up-front check does)."""
+    (repo / ".gitignore").write_text("/models/\n")
+    make_file(repo / "models" / "m.bin", 1000, seed=3)
+    mvc_error(
+        "add",
+        "models/m.bin",
+        words=("make that line ignore the files in the directory ('/models/*')", "'!/models/*.mvc' and "),
+    )
+    (repo / ".gitignore").write_text("/models/*\n!/models/*.mvc\n!/models/.gitignore\n")
+    mvc_cli("add", "models/m.bin")
+    assert "models/m.bin.mvc" in git(repo, "diff", "--cached", "--name-only").split()
+
+
 def test_gitignore_entry_is_written_once(repo, mvc_cli):
     (repo / ".gitignore").write_text("*.log")  # existing content without a final newline is kept
     make_file(repo / "model.bin", 100, seed=1)

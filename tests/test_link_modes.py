@@ -122,6 +122,24 @@ def test_symlink(repo, mvc_cli):
     assert mvc_cli("add", "m.bin").stdout.startswith("unchanged m.bin")
 
 
+def test_a_symlink_to_another_cached_version_is_said_so(repo, mvc_cli):
+    """cache.type symlink, a git reset with no mvc checkout after it: the link names the version it holds, which
+    status says with both ways out (the link's oid was taken for an edit of the file)."""
+    mvc_cli("config", "cache.type", "symlink")
+    make_file(repo / "m.bin", 1000, seed=1)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "v1")
+    (repo / "m.bin").unlink()
+    make_file(repo / "m.bin", 1000, seed=2)
+    mvc_cli("add", "m.bin")
+    v2 = oid_at(repo / "m.bin")
+    git(repo, "commit", "-q", "-m", "v2")
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    assert (repo / "m.bin").is_symlink()
+    out = mvc_cli("status", "m.bin").stdout
+    assert out.startswith(f"m.bin: modified: it holds another version the cache has ({v2[7:19]})"), out
+
+
 def test_symlink_directory(repo, mvc_cli):
     mvc_cli("config", "cache.type", "symlink")
     make_file(repo / "d" / "a.bin", 10, seed=1)

@@ -76,6 +76,10 @@ def line(path, oid=A, size=1, executable=False):
         line("a", size=True),
         line("a", executable="yes"),
         line("a") + line("a"),  # duplicate
+        line("b") + line("a"),  # out of order
+        line("a/b") + line("a-b"),  # '-' comes before '/': sorted by path, not component by component
+        line("\U0001f600") + line("\uff5e"),  # code points, not UTF-16 units
+        line("a") + line("b") + line("a"),  # a duplicate apart
         line("a") + line("a/b"),  # a path cannot be a file and a directory
         b'["a","' + A.encode() + b'",1]\n',  # too few fields
         b"not json\n",

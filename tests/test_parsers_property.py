@@ -5,6 +5,7 @@ each of them garbage and near-valid input; CI runs a few thousand examples per p
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -89,7 +90,9 @@ def check_manifest(data: bytes) -> None:
         return
     for e in entries:
         assert mf.bad_relpath(e.path) is None and 0 <= e.size <= INT64
-    assert mf.loads(mf.dumps(entries), OID) == sorted(entries, key=lambda e: e.path)
+    # read as written: in code point order, no path twice (the one encoding)
+    assert all(a.path < b.path for a, b in itertools.pairwise(entries)), entries
+    assert mf.loads(mf.dumps(entries), OID) == entries
 
 
 def check_index(data: bytes) -> None:
@@ -179,12 +182,15 @@ path_parts = st.sampled_from(
         max_size=5,
     ),
     st.sampled_from([b"", b" ", b"\r"]),
+    st.booleans(),
 )
-def test_manifest_read_in_one_pass_as_line_by_line(rows, noise):
+def test_manifest_read_in_one_pass_as_line_by_line(rows, noise, in_order):
     """The one-pass reading of plain manifests gives what reading each line gives: the same entries, or the
     same error."""
     from unittest.mock import patch
 
+    if in_order:  # (else mostly refused as out of order)
+        rows = sorted(rows, key=lambda r: r[0])
     data = mf.HEADER + b"".join(
         f'[{json.dumps(p, ensure_ascii=False)},"{o}",{n},{"true" if x else "false"}]'.encode("utf-8", "surrogatepass")
         + (noise if i == 1 else b"")
@@ -201,6 +207,40 @@ def test_manifest_read_in_one_pass_as_line_by_line(rows, noise):
     fast = read()
     with patch.object(mf, "_plain", lambda data: None):
         assert read() == fast
+
+
+# paths whose code point order is neither that of their UTF-16 units ('\uff5e' before an emoji) nor a sort of their
+# components ('a-b' before 'a/b'), nor one ignoring case
+order_parts = st.sampled_from(["a", "b", "a-b", "B", "_", "\uff5e", "\U0001f600", "é"])
+
+
+@MANY
+@given(
+    st.lists(st.lists(order_parts, min_size=1, max_size=3).map("/".join), min_size=1, max_size=6, unique=True),
+    st.data(),
+)
+def test_manifests_out_of_order_or_repeating_a_path_are_refused(paths, data):
+    """Lines in any order, one maybe repeated: read only when strictly in code point order (what dumps writes),
+    else refused in one line naming the manifest, by the one-pass reading and line by line alike."""
+    from unittest.mock import patch
+
+    paths = [p for p in paths if not any(o.startswith(p + "/") for o in paths)]  # (no file below another)
+    lines = [f'[{json.dumps(p, ensure_ascii=False)},"{OID}",1,false]\n'.encode() for p in paths]
+    order = data.draw(st.permutations(range(len(paths))))
+    if data.draw(st.booleans()):  # a line twice
+        order.insert(data.draw(st.integers(0, len(order))), data.draw(st.sampled_from(order)))
+    body = mf.HEADER + b"".join(lines[i] for i in order)
+    ordered = all(paths[a] < paths[b] for a, b in itertools.pairwise(order))
+    for fast in (True, False):
+        with patch.object(mf, "_plain", mf._plain if fast else lambda data: None):
+            try:
+                entries = mf.loads(body, OID)
+            except MvcError as e:
+                assert not ordered and OID in str(e), str(e)
+                one_line(e)
+                assert ("duplicate entry" if len(set(order)) < len(order) else "not sorted by path") in str(e)
+                continue
+            assert ordered and [e.path for e in entries] == sorted(paths) and mf.dumps(entries) == body
 
 
 def test_plain_manifests_are_read_in_one_pass():

@@ -83,6 +83,57 @@ def test_another_cached_version_is_said_with_both_ways_out(tracked, mvc_cli):
     assert status(mvc_cli, "model.bin") == "model.bin: up to date\n"
 
 
+def test_another_cached_version_the_state_cache_does_not_know_is_said_the_first_time(tracked, mvc_cli):
+    """A version the cache holds, of the pointer's size, written again (the state cache does not know the new
+    file): status hashes it to call it modified, and names the version from that hash on its first run (it did
+    so only from the second, once the hash was recorded)."""
+    import time
+
+    make_file(tracked / "model.bin", 2000, seed=7)  # the size of the committed version
+    mvc_cli("add", "model.bin", "-q")
+    v2 = json.loads(status(mvc_cli, "--json", "model.bin"))[0]["oid"]
+    data = (tracked / "model.bin").read_bytes()
+    git(tracked, "checkout", "-q", "HEAD", "--", "model.bin.mvc")  # the pointer back to v1, v2's bytes kept
+    (tracked / "model.bin").unlink()
+    (tracked / "model.bin").write_bytes(data)  # a new file: no row of the state cache vouches for it
+    old = time.time() - 20
+    os.utime(tracked / "model.bin", (old, old))
+    [row] = json.loads(status(mvc_cli, "--json", "model.bin"))
+    assert (row["workspace"], row.get("other")) == ("modified", v2), row
+
+
+def test_status_looks_at_a_file_once(tracked, monkeypatch):
+    """A tracked file is lstat'ed once and asked of the state cache once by status, up to date or modified (of
+    its pointer's size or not): whether it holds another version the cache has is told from what was read."""
+    from mvc.repo import statedb
+
+    calls: list[str] = []
+    lstat, get = os.lstat, statedb.StateDB.get
+
+    def counted_lstat(path, *args, **kwargs):
+        if os.fspath(path).endswith(os.sep + "model.bin"):
+            calls.append("lstat")
+        return lstat(path, *args, **kwargs)
+
+    def counted_get(self, rel, st):
+        if rel == "model.bin":
+            calls.append("get")
+        return get(self, rel, st)
+
+    monkeypatch.setattr(os, "lstat", counted_lstat)
+    monkeypatch.setattr(statedb.StateDB, "get", counted_get)
+    v1 = (tracked / "model.bin").read_bytes()
+    changed = bytearray(v1)
+    changed[1000] ^= 1
+    for data, ws in ((None, "ok"), (v1 + b"x", "modified"), (bytes(changed), "modified")):
+        if data is not None:  # one more byte; then the pointer's size, a byte changed
+            (tracked / "model.bin").unlink()
+            (tracked / "model.bin").write_bytes(data)
+        calls.clear()
+        assert [r["workspace"] for r in mvc.status(["model.bin"])] == [ws]
+        assert sorted(calls) == ["get", "lstat"], (ws, calls)
+
+
 def test_modified_replaced_by_a_directory(tracked, mvc_cli):
     (tracked / "model.bin").unlink()
     (tracked / "model.bin").mkdir()

@@ -72,31 +72,16 @@ def refuse_unmerged(repo: Repo) -> None:
 def refuse_ignored(repo: Repo, outs: list[dvcfile.Out]) -> None:
     """Refuse, before anything is written, outputs whose pointer or .gitignore git ignores (DVC's usual
     '/models/*' with '!/models/*.dvc'), naming the line that ignores them and the lines that let git take them."""
-    stage = {Repo.pointer_of(o.path): "*.mvc" for o in outs}
-    stage.update({gitignores.entry(o.path)[0]: ".gitignore" for o in outs})
+    stage = {Repo.pointer_of(o.path) for o in outs} | {gitignores.entry(o.path)[0] for o in outs}
     hit = repo.git.ignoring(sorted(stage))
     if not hit:
         return
     first = min(hit, key=lambda r: (not r.endswith(".mvc"), r))  # a pointer first: what the user knows
     source, line, pattern = hit[first]
-    base = posixpath.dirname(source) if posixpath.basename(source) == ".gitignore" else ""  # (else: the root's)
-    adds = []
-    for rel in sorted(hit):
-        if hit[rel][0] == source:  # the lines to add to that file, relative to its directory
-            where = posixpath.dirname(rel)
-            where = where[len(base) + 1 :] if base else where
-            adds.append("!/" + (where + "/" if where else "") + stage[rel])
-    adds = list(dict.fromkeys(adds))
-    fix = "add "
-    parent = posixpath.dirname(first)
-    if parent and repo.git.run("check-ignore", "--no-index", "--", parent, check=False).strip():
-        # git never looks inside an ignored directory: no '!' line below it takes a file back
-        fix = f"make that line ignore the files in the directory ('{pattern.rstrip('/')}/*'), then add "
     more = f" (and {len(hit) - 1} more)" if len(hit) > 1 else ""
     raise PathError(
-        f"{first}{more} would be ignored by git ({source}:{line} '{pattern}'): {fix}"
-        + " and ".join(f"'{a}'" for a in adds)
-        + f" to {source}, then run 'mvc import-dvc' again"
+        f"{first}{more} would be ignored by git ({source}:{line} '{pattern}'): {repo.git.unignoring(hit, first)}, "
+        "then run 'mvc import-dvc' again"
     )
 
 

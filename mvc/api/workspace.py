@@ -461,7 +461,8 @@ def status(
                 out.append({"path": rel, **none, "workspace": "conflicted", "pointer": prel, "unmerged": unmerged})
                 continue
             scanned: dict[str, File] = {}
-            ws, cache = path_status(repo, rel, p, progress, scanned if files else None)
+            found: dict[str, str | None] = {}
+            ws, cache = path_status(repo, rel, p, progress, scanned if files else None, found)
             row: dict[str, Any] = {
                 "path": rel,
                 "kind": p.kind,
@@ -470,7 +471,7 @@ def status(
                 "workspace": ws,
                 "cache": cache,
             }
-            if ws == "modified" and (other := cached_version(repo, rel, p)) is not None:
+            if ws == "modified" and (other := cached_version(repo, p, found.get(rel))) is not None:
                 row["other"] = other  # another version the cache holds: git put it back, mvc checkout did not run
             if files and p.kind == "dir" and ws == "modified":
                 row["files"] = dir_changes(repo, rel, p, progress, scanned)

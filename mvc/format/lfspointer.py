@@ -13,7 +13,7 @@ from mvc.objects import oid as oids
 
 MAX_POINTER = 1024  # git-lfs never treats a larger blob as a pointer
 VERSIONS = ("https://git-lfs.github.com/spec/v1", "https://hawser.github.com/spec/v1")
-IMPORTED = "imported.toml"  # .mvc/imported.toml: the map of imported content (also named in repo/foreign.py)
+IMPORTED = "imported.toml"  # .mvc/imported.toml, the map of imported content: its one name (repo/foreign.py's too)
 MAX_SIZE = 2**63 - 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _KEY = re.compile(r"[a-z0-9.-]+")

@@ -25,13 +25,14 @@ from typing import Any
 
 from mvc.errors import ForeignError, PathError
 from mvc.format.config import MVC_DIR
+from mvc.format.lfspointer import IMPORTED  # (the map holds both tools' tables)
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-IMPORTED = "imported.toml"  # in .mvc/: {dvc = {md5 = {...}}, lfs = {sha256 = {...}}} -> mvc oids and sizes
+# the map: {dvc = {md5 = {...}}, lfs = {sha256 = {...}}} -> mvc oids and sizes
 IMPORTED_PATH = f"{MVC_DIR}/{IMPORTED}"  # as git names it
 FORMAT = 1
 READERS = {"dvc": "mvc.repo.foreign_dvc", "lfs": "mvc.repo.foreign_lfs"}  # the map's table -> its reader

@@ -15,6 +15,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import MVC_DIR
+from mvc.format.lfspointer import IMPORTED
 from mvc.objects import manifest as mf
 
 SUFFIX = ".dvc"
@@ -22,7 +23,7 @@ LOCK, PIPELINE = "dvc.lock", "dvc.yaml"
 LINK_MODE = 0o120000  # a symlink's git file mode: never read as a file
 SKIP_DIRS = (".git", ".dvc", ".mvc")
 SHARED_KEYS = {"endpointurl": "endpoint_url", "region": "region", "profile": "profile"}  # DVC's remote keys: mvc's
-IMPORTED_PATH = f"{MVC_DIR}/imported.toml"  # the map, as repo/foreign.py (which loads this module by name) names it
+IMPORTED_PATH = f"{MVC_DIR}/{IMPORTED}"  # the map, as repo/foreign.py (which loads this module by name) names it
 
 
 def pointer_bytes(out: dvcfile.Out, entry: tuple[str, int, int | None]) -> bytes:
@@ -123,7 +124,7 @@ def outs_at(repo: Any, commit: str) -> dict[str, dvcfile.Out]:
 def _known(repo: Any, table: Any) -> dict[str, tuple[str, int, int | None]]:
     memo = repo.__dict__.get("_dvc_map")
     if memo is None:
-        memo = repo.__dict__["_dvc_map"] = dvcfile.imported(table, "the dvc table of .mvc/imported.toml")
+        memo = repo.__dict__["_dvc_map"] = dvcfile.imported(table, f"the dvc table of {IMPORTED_PATH}")
     return memo
 
 

@@ -41,11 +41,14 @@ def path_status(
     p: ptrfmt.Pointer,
     progress: progressmod.Factory = progressmod.null,
     scanned: dict[str, File] | None = None,
+    found: dict[str, str | None] | None = None,
 ) -> tuple[str, str]:
     """(workspace, cache) of the tracked path rel against pointer p, which may come from the work tree,
     the git index or a revision: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'. ``scanned``:
     where a directory's files go when they had to be scanned (with the oids hashed meanwhile), for
-    :func:`dir_changes` (the state cache's new rows are not readable before it is flushed)."""
+    :func:`dir_changes` (the state cache's new rows are not readable before it is flushed). ``found``: where the oid
+    of a modified file goes as far as it is known (the state cache's, or hashed meanwhile; None: not known), for
+    :func:`cached_version`, so that the file is not looked at twice."""
     full = repo.check_inside(rel)
     try:
         st = os.lstat(full)
@@ -105,29 +108,31 @@ def path_status(
     if p.kind == "dir" or not (statmod.S_ISREG(st.st_mode) or statmod.S_ISLNK(st.st_mode)):
         return "modified", cache
     if st.st_size != p.size and not statmod.S_ISLNK(st.st_mode):
+        if found is not None:  # (the state cache is asked only for cached_version)
+            found[rel] = repo.state.get(rel, st)
         return "modified", cache
     f = look(repo, rel, full, st, repo.state.get(rel, st))
     if p.executable and not f.linked and not f.executable:  # lost the execute bit the pointer records
+        if found is not None:
+            found[rel] = f.oid
         return "modified", cache
     bar = progress(f"checking {rel}", total([f]))
     try:
-        return ("ok" if hash_of(repo, rel, f, bar) == p.oid else "modified"), cache
+        oid = hash_of(repo, rel, f, bar)
     finally:
         bar.close()
+    if oid == p.oid:
+        return "ok", cache
+    if found is not None:
+        found[rel] = oid
+    return "modified", cache
 
 
-def cached_version(repo: Repo, rel: str, p: ptrfmt.Pointer) -> str | None:
-    """The oid of the version of file rel the workspace holds, when it is not p's but one the cache holds, as the
-    state cache knows it (nothing is hashed): git put it back (a reset, a rebase, a stash) and mvc checkout did
-    not run. None otherwise."""
-    if p.kind != "file":
-        return None
-    try:
-        st = os.lstat(repo.abs(rel))
-    except OSError:
-        return None
-    oid = repo.state.get(rel, st)
-    return oid if oid is not None and oid != p.oid and repo.odb.exists(oid) else None
+def cached_version(repo: Repo, p: ptrfmt.Pointer, oid: str | None) -> str | None:
+    """oid, the version of a file the workspace holds as :func:`path_status` found it (its ``found``: the state
+    cache's, or hashed then; nothing more is read), when it is not p's but one the cache holds: git put it back (a
+    reset, a rebase, a stash) and mvc checkout did not run. None otherwise."""
+    return oid if p.kind == "file" and oid is not None and oid != p.oid and repo.odb.exists(oid) else None
 
 
 def _status_columns(
