@@ -409,7 +409,7 @@ def local_odb(t: Target) -> Any:
 # -- listing a repository by URL --------------------------------------------------------------
 def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
     """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them."""
-    from mvc.api.workspace import describe as describe_pointer
+    from mvc.api.listing import describe as describe_pointer
     from mvc.repo import upstream
 
     up = upstream.Upstream(url)
