@@ -75,9 +75,19 @@ def describe(prel: str, p: ptrfmt.Pointer) -> dict[str, Any]:
 
 
 def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, Any]]:
-    """Tracked paths with kind, size and oid, in the work tree or at a revision."""
+    """Tracked paths with kind, size and oid, in the work tree or at a revision. At a revision, a path whose DVC or
+    git-lfs version there the import could not bring in is listed too, kind, size and oid None, with
+    ``not_imported`` (the tool's version id) and ``error`` (why, and the way to import it)."""
     repo = open_repo(repo)
     if rev is None:
         return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
-    at_rev = repo.pointers_at(rev)
-    return [describe(prel, load_pointer(repo, prel, data)) for prel, data in sorted(at_rev.items())]
+    from mvc.repo import foreign
+
+    commit = repo.resolve(rev)
+    at_rev = repo.pointers_at_commit(commit)
+    rows = [(prel, describe(prel, load_pointer(repo, prel, data))) for prel, data in at_rev.items()]
+    for path, version in foreign.unimported_beside(repo, commit, at_rev).items():
+        error = str(foreign.not_imported(repo, path, rev, version))
+        row = {"path": path, "kind": None, "size": None, "oid": None, "not_imported": version, "error": error}
+        rows.append((path + ptrfmt.SUFFIX, row))
+    return [row for _, row in sorted(rows, key=lambda r: r[0])]

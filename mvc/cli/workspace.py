@@ -358,6 +358,10 @@ def ls(rev: str | None, repo: str | None, as_json: bool) -> None:
                 f"no path tracked by mvc at {rev or 'HEAD'}{f' of {repo}' if repo is not None else ''}", err=True
             )
     for r in rows:
+        if "not_imported" in r:  # the row on stdout, why and the way forward on stderr
+            click.echo(f"{'-':4}  {'-':>10}  {'not imported':12}  {shown_path(r['path'])}")
+            click.echo(f"mvc: {r['error']}", err=True)
+            continue
         click.echo(f"{r['kind']:4}  {human(r['size']):>10}  {short(r['oid'])}  {shown_path(r['path'])}")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from mvc.errors import ForeignError, PathError
 from mvc.format.config import MVC_DIR
 from mvc.format.lfspointer import IMPORTED  # (the map holds both tools' tables)
+from mvc.format.pointer import SUFFIX
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -131,6 +132,14 @@ def unimported_at(repo: Any, commit: str) -> dict[str, str]:
         if reader is not None and hasattr(reader, "unimported_at"):
             found.update(reader.unimported_at(repo, commit, table))
     return found
+
+
+def unimported_beside(repo: Any, commit: str, pointers: dict[str, bytes]) -> dict[str, str]:
+    """:func:`unimported_at`'s paths that have no pointer among ``pointers`` (``all_pointers_at(repo, commit)``'s: an
+    mvc pointer at the path wins): what a listing of commit shows as a version not imported, not as no version."""
+    if not imported(repo):
+        return {}
+    return {p: v for p, v in unimported_at(repo, commit).items() if p + SUFFIX not in pointers}
 
 
 def not_imported(repo: Any, path: str, rev: str, version: str) -> PathError:
