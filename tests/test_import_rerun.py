@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -235,6 +236,10 @@ def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin,
     assert r.exit_code != 0 and "is a git-lfs version" in r.stderr and "git lfs fetch --all" in r.stderr, r.stderr
     rows = mvc_json(root, "log", "model.bin")  # the unfetched version: the change it was, not a removal
     assert [r.get("oid") is None for r in rows][-1] and "git-lfs version" in rows[-1]["error"], rows
+    trace = tmp_path / "git-trace"  # log reads each commit's tree once, the version it lacks included
+    run_mvc("log", "model.bin", cwd=root, check=True, env={**os.environ, "GIT_TRACE": str(trace)})
+    listed = [line.split()[-1] for line in trace.read_text().splitlines() if " git ls-tree " in line]
+    assert first in listed and len(listed) == len(set(listed)), listed
     sha = "sha256:" + hashlib.sha256(V1).hexdigest()  # ls --rev and diff: a version not imported, as log says
     [row] = mvc_json(root, "ls", "--rev", first)
     assert row["not_imported"] == sha and row["oid"] is None and "git lfs fetch --all" in row["error"], row

@@ -215,9 +215,8 @@ def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, byte
 
     if not foreign.imported(repo):
         return None
-    data = foreign.pointer_of(repo, commit, rel)
+    data, version = foreign.version_of(repo, commit, rel)
     if data is None:  # a version the import could not bring in is there all the same: not a removal
-        version = foreign.unimported_at(repo, commit).get(rel)
         return None if version is None else UNIMPORTED + version
     blob = blob_id(data)
     synthesized[blob] = data

@@ -148,6 +148,16 @@ def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
     return pointer_bytes(out, known[out.md5]) if out is not None and out.md5 in known else None
 
 
+def version_of(repo: Any, commit: str, rel: str, table: Any) -> tuple[bytes | None, str | None]:
+    """(``pointer_of``, None), or (None, rel's md5 in ``unimported_at``), or (None, None): one read of commit's
+    outputs for both."""
+    known = _known(repo, table)
+    out = outs_at(repo, commit).get(rel)
+    if out is None:
+        return None, None
+    return (pointer_bytes(out, known[out.md5]), None) if out.md5 in known else (None, out.md5)
+
+
 def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
     """[(output, the DVC file naming it)] of the work tree's .dvc files and dvc.lock stages (those git tracks; a
     stage's output git tracks is not one), as ``mvc import-dvc`` reads them: a damaged file, an output at a path
