@@ -187,6 +187,17 @@ def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
     return found
 
 
+def import_links(repo: Any, files: list[str]) -> list[dict[str, str]]:
+    """{dvc_file, url, path, rev} of each of the work tree's .dvc files (files) that ``dvc import`` wrote: the
+    repository its output came from, which mvc does not keep (``dvcfile.import_source``)."""
+    found = []
+    for f in files:
+        source = dvcfile.import_source(_read(repo, f), f)
+        if source is not None:
+            found.append({"dvc_file": f, "url": source[0], "path": source[1], "rev": source[2]})
+    return found
+
+
 def _read(repo: Any, path: str) -> bytes:
     try:
         with open(repo.check_inside(path), "rb") as f:
