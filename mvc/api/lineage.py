@@ -35,7 +35,9 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
     author, email, date, message, change: added | modified | removed | moved, path, names, kind, oid, size,
     meta, versions, stages, also}: ``also``, oldest first, the versions and stages ({commit, versions,
     stages}) registered on later commits that did not change the model and so hold this entry's pointer (a
-    release of a code change, say), which the log lists no line for. Refuses a target that is neither.
+    release of a code change, say), which the log lists no line for. In a shallow clone, the oldest entry has
+    ``history_cut`` True when its commit is one the clone holds without its parents: what came before is not
+    there. Refuses a target that is neither.
     """
     repo = _repo(repo)
     git = repo.git
@@ -155,6 +157,8 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
         out.append(entry)
     if not known and not mapped:  # a name no commit's config maps, no tag names and no path is
         raise _unknown(repo, target, state)
+    if out and out[-1]["commit"] in git.shallow_boundary():  # "added" there may be no more than where the clone ends
+        out[-1]["history_cut"] = True
     return out
 
 

@@ -354,6 +354,11 @@ def log(target: str, rev: str, as_json: bool) -> None:
         for later in r.get("also", []):
             held = ", ".join([*later["versions"], *[f"#{s}" for s in later["stages"]]])
             click.echo(f"    also {held} at {later['commit'][:10]} (a later commit, the same model)")
+        if r.get("history_cut"):
+            click.echo(
+                "    (this shallow clone holds no commit before this one, so the lineage may go further back: "
+                "'git fetch --unshallow' fetches the full history)"
+            )
 
 
 @click.command()
