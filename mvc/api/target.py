@@ -211,10 +211,10 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
         try:
             found = models.model_ref(up, ref)
         except RegistryError as e:
-            said = str(e).replace("'mvc registry'", f"'mvc registry --repo {up.shown}'")
+            said = str(e).replace("'mvc registry'", _with_repo("mvc registry", up))
             raise RegistryError(f"{up.shown}: {said}") from None
         if found is None:
-            raise RegistryError(f"{ref} names no version in {up.shown}: see 'mvc registry --repo {up.shown}'")
+            raise RegistryError(f"{ref} names no version in {up.shown}: see {_with_repo('mvc registry', up)}")
         path, commit = found
         shown = ref
     else:
@@ -240,12 +240,12 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
         names = up.model_names() if parsed is None and rev is None else []
         why = models.unknown_ref(ref, names) if names else None
         if why is not None:
-            raise RegistryError(why.replace("'mvc registry'", f"'mvc registry --repo {up.shown}'"))
-        fix = f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
+            raise RegistryError(why.replace("'mvc registry'", _with_repo("mvc registry", up)))
+        fix = _with_repo("mvc ls", up, *(() if rev is None else ("--rev", rev)))
         if ref in names:  # a model's name, given as GTO and MLflow users name a model, not one of its versions
             fix = (
                 f"{ref} is a model: use {ref}@latest or {ref}#STAGE (its versions and stages: "
-                f"{ptrfmt.in_quotes(f'mvc registry {ref} --repo {ptrfmt.shell_quoted(up.shown)}')}), or list the paths with {fix}"
+                f"{_with_repo('mvc registry', up, ref)}), or list the paths with {fix}"
             )
         else:
             fix = f"list what is with {fix}"
@@ -422,6 +422,13 @@ def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
             )
         rows.append(describe_pointer(prel, ptrfmt.loads(data, f"{prel} at {rev or 'HEAD'} in {up.shown}", URL_FIX)))
     return rows
+
+
+def _with_repo(command: str, up: Any, *args: str) -> str:
+    """A command a message suggests, reading the repository of up by URL: its URL and args quoted for the shell,
+    the whole set off in quotes (``in_quotes``), ready to paste."""
+    words = [*args, "--repo", up.shown]
+    return ptrfmt.in_quotes(" ".join([command, *(w if w.startswith("--") else ptrfmt.shell_quoted(w) for w in words)]))
 
 
 def registry_git(url: str) -> Any:
