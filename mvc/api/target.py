@@ -29,6 +29,7 @@ from mvc.repo.repository import Repo, open_repo
 RepoArg = Repo | str | os.PathLike | None
 URL_FIX = "pick another revision, or have the pointer fixed in that repository"
 PASS_REMOTE = "pass --remote URL (in Python: remote=URL)"  # the CLI's words and the API's: both raise these
+OPTIONS = ("--repo", "--rev")  # the options of the commands messages suggest, written as they are
 
 
 class Target:
@@ -428,7 +429,7 @@ def _with_repo(command: str, up: Any, *args: str) -> str:
     """A command a message suggests, reading the repository of up by URL: its URL and args quoted for the shell,
     the whole set off in quotes (``in_quotes``), ready to paste."""
     words = [*args, "--repo", up.shown]
-    return ptrfmt.in_quotes(" ".join([command, *(w if w.startswith("--") else ptrfmt.shell_quoted(w) for w in words)]))
+    return ptrfmt.in_quotes(" ".join([command, *(w if w in OPTIONS else ptrfmt.shell_quoted(w) for w in words)]))
 
 
 def registry_git(url: str) -> Any:
