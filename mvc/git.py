@@ -453,6 +453,18 @@ class Git:
                 ) from None
             raise GitError(f"unknown revision {rev!r}: check it with 'git log' or 'git tag'") from None
 
+    def shallow_boundary(self) -> set[str]:
+        """The commits a shallow clone holds without their parents (``.git/shallow``): where its history is cut.
+        Empty in a full clone."""
+        if not self.repo.is_shallow:
+            return set()
+        path = self.run("rev-parse", "--git-path", "shallow").decode("utf-8", "surrogateescape").strip()
+        try:
+            with open(os.path.join(self.root, path), "rb") as f:
+                return set(f.read().decode("ascii", "replace").split())
+        except FileNotFoundError:
+            return set()
+
     def pointers_at(self, rev: str) -> dict[str, bytes]:
         """{posix relpath of pointer file: its bytes} in the tree of rev."""
         import pygit2

@@ -244,6 +244,36 @@ def test_a_failure_while_writing_puts_everything_back(dvc_repo, failure, words):
     assert not [p for p in root.glob("*.mvc") if p.is_file()]
 
 
+def test_an_output_of_dvc_import_says_the_link_to_its_repository_goes(dvc_repo, tmp_path: Path):
+    """A .dvc file 'dvc import' wrote names the repository its output came from (deps: repo: url, rev_lock), which
+    'dvc update' follows: the import takes the version and says, per such file, that the link is not kept."""
+    import json
+
+    root, _, _ = dvc_repo
+    src = tmp_path / "their repo"
+    build(src, str(tmp_path / "their-remote"), stage=False)
+    locked = git(src, "rev-parse", "HEAD").strip()
+    dvc(root, "import", str(src), "model.bin", "-o", "theirs.bin")
+    git(root, "add", "theirs.bin.dvc", ".gitignore")
+    git(root, "commit", "-q", "-m", "dvc import of their model")
+    theirs = (root / "theirs.bin").read_bytes()
+
+    r = run_mvc("import-dvc", cwd=root, check=True)
+    said = [line for line in r.stdout.splitlines() if "dvc import" in line]
+    assert said == [
+        f"theirs.bin.dvc: 'dvc import' of model.bin from {src}@{locked}: mvc keeps this version, not that link "
+        "(no 'dvc update': take a newer version from there and 'mvc add' it)"
+    ], r.stdout
+    assert (root / "theirs.bin.mvc").exists() and not (root / "theirs.bin.dvc").exists()
+    git(root, "reset", "-q", "--hard")  # the import undone: again, as JSON
+
+    out = json.loads(run_mvc("import-dvc", "--json", cwd=root, check=True).stdout)
+    assert out["dvc_imports"] == [{"dvc_file": "theirs.bin.dvc", "url": str(src), "path": "model.bin", "rev": locked}]
+    assert "theirs.bin" in out["paths"] and "theirs.bin.dvc" in out["dvc_files"]
+    run_mvc("get", "theirs.bin", "-o", str(tmp_path / "got"), cwd=root, check=True)
+    assert (tmp_path / "got").read_bytes() == theirs
+
+
 def test_an_md5_mismatch_in_dvcs_cache_is_refused(dvc_repo):
     root, remote, _ = dvc_repo
     md5 = next(line.split()[-1] for line in (root / "model.bin.dvc").read_text().splitlines() if "md5:" in line)

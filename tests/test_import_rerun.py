@@ -4,7 +4,9 @@ is left alone, and a run with nothing new says so in one line and exits 0 with n
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -182,6 +184,46 @@ def test_a_version_the_import_could_not_bring_in_is_no_removal_in_the_log(dvc_re
     assert "could not import" in run_mvc("log", "model.bin", cwd=root, check=True).stdout
 
 
+@needs_dvc
+def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_path: Path):
+    """mvc ls --rev and mvc diff (against the work tree, between two revisions, either way round) list a DVC version
+    that was in neither DVC's cache nor its remote as a version not imported, saying why, not as no version."""
+    root, remote, _ = dvc_repo
+    shutil.rmtree(remote)
+    md5 = next(
+        line.split()[-1] for line in git(root, "show", "churn@v1.0.0:model.bin.dvc").splitlines() if "md5:" in line
+    )
+    shutil.move(root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:], tmp_path / "aside")
+    mvc_json(root, "import-dvc")
+    git(root, "commit", "-q", "-m", "to mvc")
+
+    rows = {r["path"]: r for r in mvc_json(root, "ls", "--rev", "churn@v1.0.0")}
+    assert set(rows) == {"data", "model.bin", "out.bin"}, rows  # out.bin: the same content as model.bin then
+    model = rows["model.bin"]
+    assert model["not_imported"] == md5 and model["oid"] is None and model["kind"] is None
+    assert f"model.bin at churn@v1.0.0 is a DVC version (md5 {md5}) that 'mvc import-dvc' could not" in model["error"]
+    assert "not_imported" not in rows["data"] and rows["data"]["kind"] == "dir"
+    r = run_mvc("ls", "--rev", "churn@v1.0.0", cwd=root, check=True)
+    assert "-              -  not imported  model.bin\n" in r.stdout and r.stdout.count("\n") == 3, r.stdout
+    assert r.stderr.count("could not import") == 2 and "run 'mvc import-dvc' again" in r.stderr, r.stderr
+
+    head = mvc_json(root, "ls")
+    oid = next(r["oid"] for r in head if r["path"] == "model.bin")
+    for args, side in (((), "old"), (("HEAD",), "old"), (("HEAD", "churn@v1.0.0"), "new")):
+        revs = ("churn@v1.0.0", *args) if side == "old" else args
+        rows = {r["path"]: r for r in mvc_json(root, "diff", *revs)}
+        model = rows["model.bin"]
+        assert model["change"] == "modified" and model["not_imported"] == {side: md5}, model
+        assert model[side] is None and model["new" if side == "old" else "old"]["oid"] == oid
+        assert model["size_change"] is None and model["meta_changes"] == {}
+        assert f"md5 {md5}" in model["error"] and "could not import" in model["error"]
+        assert rows["out.bin"]["not_imported"] == {side: md5} and "not_imported" not in rows["data"]
+        text = run_mvc("diff", *revs, cwd=root, check=True).stdout
+        shown = "not imported -> 48.8 KiB" if side == "old" else "48.8 KiB -> not imported"
+        assert f"modified  model.bin (churn)  {shown}\n" in text and "could not import" in text, text
+    assert mvc_json(root, "diff", "churn@v1.0.0", "churn@v1.0.0") == []  # the same version unread: no change
+
+
 # -- import-lfs ------------------------------------------------------------------------------------------------
 @needs_lfs
 def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin, tmp_path, monkeypatch, mvc_cli):
@@ -194,6 +236,15 @@ def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin,
     assert r.exit_code != 0 and "is a git-lfs version" in r.stderr and "git lfs fetch --all" in r.stderr, r.stderr
     rows = mvc_json(root, "log", "model.bin")  # the unfetched version: the change it was, not a removal
     assert [r.get("oid") is None for r in rows][-1] and "git-lfs version" in rows[-1]["error"], rows
+    trace = tmp_path / "git-trace"  # log reads each commit's tree once, the version it lacks included
+    run_mvc("log", "model.bin", cwd=root, check=True, env={**os.environ, "GIT_TRACE": str(trace)})
+    listed = [line.split()[-1] for line in trace.read_text().splitlines() if " git ls-tree " in line]
+    assert first in listed and len(listed) == len(set(listed)), listed
+    sha = "sha256:" + hashlib.sha256(V1).hexdigest()  # ls --rev and diff: a version not imported, as log says
+    [row] = mvc_json(root, "ls", "--rev", first)
+    assert row["not_imported"] == sha and row["oid"] is None and "git lfs fetch --all" in row["error"], row
+    [row] = mvc_json(root, "diff", first, "HEAD")
+    assert row["change"] == "modified" and row["not_imported"] == {"old": sha} and "git-lfs version" in row["error"]
 
     r = run_mvc("import-lfs", cwd=root)
     assert r.returncode == 0 and r.stdout.startswith("nothing new to import") and r.stdout.count("\n") == 1
@@ -206,6 +257,8 @@ def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin,
     assert staged(root) == {"M\t.mvc/imported.toml"}
     git(root, "commit", "-qm", "older versions")
     mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1"))
+    [row] = mvc_json(root, "ls", "--rev", first)
+    assert row["oid"] == oid_of(V1) and "not_imported" not in row, row
     assert (tmp_path / "v1").read_bytes() == V1
     assert (root / "model.bin").read_bytes() == V2
     up_to_date(root, "import-lfs")

@@ -148,3 +148,27 @@ def test_tracked_but_not_committed_yet_is_no_error(repo, mvc_cli):
     assert json.loads(mvc_cli("log", "fresh", "--json").stdout) == []
     git(repo, "commit", "-q", "-m", "n")
     assert lineage("fresh") == [(head(repo), "added", "n.bin")]
+
+
+def test_a_shallow_clone_says_where_its_history_is_cut(repo, tmp_path: Path, mvc_cli):
+    """In a shallow clone the oldest commit it holds shows the model as added, having no parent to compare with:
+    when the oldest entry is at that boundary the log says the lineage may go further back, and how to fetch it."""
+    git(repo, "commit", "-q", "--allow-empty", "-m", "before the model")
+    c1 = commit(repo, "m.bin", 1, "first")
+    c2 = commit(repo, "m.bin", 2, "retrain")
+    c3 = commit(repo, "m.bin", 3, "retrain again")
+    assert all("history_cut" not in r for r in mvc.log("m.bin"))  # a full clone: the lineage is whole
+
+    cut = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "2", repo.as_uri(), str(cut))
+    rows = json.loads(run_mvc("log", "m.bin", "--json", cwd=cut, check=True).stdout)
+    assert [(r["commit"], r["change"]) for r in rows] == [(c3, "modified"), (c2, "added")]
+    assert rows[-1]["history_cut"] is True and "history_cut" not in rows[0]
+    text = run_mvc("log", "m.bin", cwd=cut, check=True).stdout
+    assert text.rstrip().endswith("'git fetch --unshallow' fetches the full history)") and text.count("unshallow") == 1
+
+    deeper = tmp_path / "deeper"  # cut before the model's first commit: its "added" is the truth, said plainly
+    git(tmp_path, "clone", "-q", "--depth", "4", repo.as_uri(), str(deeper))
+    rows = json.loads(run_mvc("log", "m.bin", "--json", cwd=deeper, check=True).stdout)
+    assert [r["commit"] for r in rows] == [c3, c2, c1] and all("history_cut" not in r for r in rows)
+    assert "unshallow" not in run_mvc("log", "m.bin", cwd=deeper, check=True).stdout

@@ -196,3 +196,33 @@ def test_a_model_name_given_as_a_path_here_says_how_to_name_a_version(registered
     (repo / "churn").write_bytes(b"mine")
     line = mvc_error("get", "churn", "-o", out, words=("churn is not tracked",))
     assert "is a model" not in line and "'mvc add churn'" in line, line
+
+
+def test_a_suggested_command_reading_by_url_pastes_into_a_shell(registered, mvc_error, tmp_path):
+    """A URL (here a path) with a space, or a quote, is shell-quoted in the commands the errors suggest: each one,
+    pasted into a shell as it is printed, runs."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    out, at = str(tmp_path / "out"), registered
+    for name in ("team models.git", "the team's models.git"):
+        odd = tmp_path / name
+        at = shutil.move(at, odd)
+        lines = [
+            mvc_error("get", "--repo", str(odd), "churn", "-o", out, words=("is a model",)),
+            mvc_error("get", "--repo", str(odd), "nothing", "-o", out, words=("not tracked",)),
+            mvc_error("get", "--repo", str(odd), "nothing", "--rev", "HEAD", "-o", out, words=("not tracked",)),
+            mvc_error("get", "--repo", str(odd), "churn@v9", "-o", out, words=("no version or stage",)),
+            mvc_error("get", "--repo", str(odd), "churn@v7.0.0", "-o", out, words=("has no version",)),
+            mvc_error("registry", "fraud", "--repo", str(odd), words=("no model named",)),
+        ]
+        for line in lines:
+            # set off in double quotes, or in backquotes where it holds a quote of each kind
+            commands = re.findall(r'"(mvc [^"]*--repo[^"]*)"|`(mvc [^`]*--repo[^`]*)`', line)
+            assert commands, line
+            for command in ("".join(c) for c in commands):
+                shell = f'mvc() {{ "{sys.executable}" -m mvc "$@"; }}; {command}'
+                r = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, cwd=tmp_path)
+                assert r.returncode == 0, (command, r.stderr)

@@ -276,6 +276,7 @@ DVC_LIKE = [
     b"stages:\n  train:\n    wdir: work\n    outs:\n    - m.bin\n    - x.json:\n        cache: false\n"
     b"  each:\n    foreach: [1, 2]\n    do:\n      wdir: ../w\n      outs: [o]\n",
     json.dumps([{"md5": MD5, "relpath": "a/b"}]).encode(),
+    f"frozen: true\ndeps:\n- path: m.bin\n  repo:\n    url: ../r\n    rev_lock: {MD5}\nouts:\n- md5: {MD5}\n  path: m\n".encode(),
     b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12\n",
 ]
 
@@ -286,6 +287,7 @@ def check_foreign(data: bytes) -> None:
 
     for parse in (
         lambda: dvcfile.parse_dvc(data, "m.bin.dvc"),
+        lambda: dvcfile.import_source(data, "m.bin.dvc"),
         lambda: dvcfile.parse_lock(data, "dvc.lock"),
         lambda: dvcfile.parse_dir(data, MD5 + ".dir", "the .dir of d"),
         lambda: dvcfile.stages(data, "d/dvc.yaml"),

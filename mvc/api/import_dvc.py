@@ -78,16 +78,18 @@ def import_dvc(
     versions older commits' .dvc files and dvc.lock stages name (where DVC's cache or remote holds them), so that
     ``--rev`` reads them. ``dvc_remote``: the DVC remote to fetch from (default: DVC's). ``push``: then push
     everything imported to the mvc remote (``remote``, default: the default one).
-    Returns {paths, dvc_files, kept, remotes, objects, stored, fetched, from_worktree (files DVC's cache and
-    remote lacked, taken from the work tree: their md5 checked), history_versions, history_missing (in
-    neither DVC's cache nor its remote), history_unreachable (DVC's remote could not be read: dvc_remote_error
-    says why), pushed, up_to_date}."""
+    Returns {paths, dvc_files, dvc_imports ({dvc_file, url, path, rev} of the removed .dvc files 'dvc import'
+    wrote: the link to that repository, which mvc does not keep), kept, remotes, objects, stored, fetched,
+    from_worktree (files DVC's cache and remote lacked, taken from the work tree: their md5 checked),
+    history_versions, history_missing (in neither DVC's cache nor its remote), history_unreachable (DVC's remote
+    could not be read: dvc_remote_error says why), pushed, up_to_date}."""
     repo = open_repo(repo)
     dvc_checks.refuse_unmerged(repo)
     table = foreign.read_worktree(repo).get("dvc")
     plan = _Plan(dvcfile.imported(table, f"{foreign.IMPORTED_PATH}, its dvc table") if table is not None else {})
     pick = _read_now(repo, plan, [repo.rel(p) for p in user_paths(paths)], table is not None)
     dvc_checks.refuse_ignored(repo, plan.now)
+    links = foreign_dvc.import_links(repo, plan.dvc_files)  # read before the import removes those files
     if history:
         _read_history(repo, plan, pick)
     # DVC's cache and remotes: needed for what is imported now; for older versions, where .dvc/ is left
@@ -134,6 +136,7 @@ def import_dvc(
     return {
         "paths": sorted(o.path for o in plan.now),
         "dvc_files": sorted(plan.dvc_files),
+        "dvc_imports": sorted(links, key=lambda d: d["dvc_file"]),
         "kept": sorted(plan.kept),
         "remotes": shared,
         "objects": len(plan.known),

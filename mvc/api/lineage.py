@@ -35,7 +35,9 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
     author, email, date, message, change: added | modified | removed | moved, path, names, kind, oid, size,
     meta, versions, stages, also}: ``also``, oldest first, the versions and stages ({commit, versions,
     stages}) registered on later commits that did not change the model and so hold this entry's pointer (a
-    release of a code change, say), which the log lists no line for. Refuses a target that is neither.
+    release of a code change, say), which the log lists no line for. In a shallow clone, the oldest entry has
+    ``history_cut`` True when its commit is one the clone holds without its parents: what came before is not
+    there. Refuses a target that is neither.
     """
     repo = _repo(repo)
     git = repo.git
@@ -155,6 +157,8 @@ def log(target: str, *, rev: str | None = "HEAD", repo: Repo | None = None) -> l
         out.append(entry)
     if not known and not mapped:  # a name no commit's config maps, no tag names and no path is
         raise _unknown(repo, target, state)
+    if out and out[-1]["commit"] in git.shallow_boundary():  # "added" there may be no more than where the clone ends
+        out[-1]["history_cut"] = True
     return out
 
 
@@ -215,9 +219,8 @@ def _foreign_blob(repo: Repo, commit: str, rel: str, synthesized: dict[str, byte
 
     if not foreign.imported(repo):
         return None
-    data = foreign.pointer_of(repo, commit, rel)
+    data, version = foreign.version_of(repo, commit, rel)
     if data is None:  # a version the import could not bring in is there all the same: not a removal
-        version = foreign.unimported_at(repo, commit).get(rel)
         return None if version is None else UNIMPORTED + version
     blob = blob_id(data)
     synthesized[blob] = data
@@ -259,25 +262,31 @@ def _unknown(repo: Repo, target: str, state: Any) -> PathError:
 
 
 # -- diff -------------------------------------------------------------------------------------
-def _side(repo: Repo, rev: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """({tracked path: pointer}, {model name: path}) at rev, or in the work tree when rev is None."""
+def _side(repo: Repo, rev: str | None) -> tuple[dict[str, Any], dict[str, str], dict[str, tuple[str, str]]]:
+    """({tracked path: pointer}, {model name: path}, {tracked path: (its tool's version id, the error saying it is a
+    version the import could not bring in)}) at rev, or in the work tree when rev is None."""
     if rev is None:
         pointers = {}
         for prel in repo.git.ls_pointers():
             repo.check_pointer(prel)
             with open(repo.check_inside(prel), "rb") as f:
                 pointers[prel[: -len(SUFFIX)]] = ptrfmt.loads(f.read(), prel)
-        return pointers, cfgfmt.models(repo.config.shared, CONFIG_PATH)
+        return pointers, cfgfmt.models(repo.config.shared, CONFIG_PATH), {}
+    from mvc.repo import foreign
+
     commit = repo.resolve(rev)
     pointers = {}
-    for prel, data in repo.pointers_at_commit(commit).items():
+    at_rev = repo.pointers_at_commit(commit)
+    for prel, data in at_rev.items():
         repo.check_pointer(prel, rev)
         pointers[prel[: -len(SUFFIX)]] = ptrfmt.loads(data, f"{prel} at {rev}")
+    missing = foreign.unimported_beside(repo, commit, at_rev)
+    unread = {p: (v, str(foreign.not_imported(repo, p, rev, v))) for p, v in missing.items()}
     try:
         names = models_at(repo.git, commit)
     except ConfigError:
         names = {}
-    return pointers, names
+    return pointers, names, unread
 
 
 def _flat(meta: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -302,12 +311,14 @@ def diff(
     size_change, meta_changes: {key: [old, new]}}. Against the work tree, each row of a path tracked there
     also has workspace: 'ok' | 'modified' | 'missing' (its file or directory against its pointer, as
     ``mvc status`` says), and a path whose pointer did not change but whose data did is listed as change
-    'unadded' (``mvc add`` records it)."""
+    'unadded' (``mvc add`` records it). A side whose version of a path an import could not bring in (a DVC or
+    git-lfs version absent everywhere when it ran) is None all the same, and the row says so: not_imported
+    ({"old" and/or "new": the tool's version id}), error (why, and the way to import it), size_change None."""
     repo = _repo(repo)
     if rev_a is None and rev_b is not None:
         raise RegistryError("name the first revision too: mvc diff REV_A REV_B")
-    old, old_names = _side(repo, rev_a or "HEAD")
-    new, new_names = _side(repo, rev_b)
+    old, old_names, old_unread = _side(repo, rev_a or "HEAD")
+    new, new_names, new_unread = _side(repo, rev_b)
 
     def names_of(path: str) -> list[str]:
         return sorted({n for n, p in old_names.items() if p == path} | {n for n, p in new_names.items() if p == path})
@@ -316,35 +327,46 @@ def diff(
         return {"kind": p.kind, "oid": p.oid, "size": p.size, "meta": p.meta}
 
     out = []
-    added = sorted(set(new) - set(old))
-    removed = sorted(set(old) - set(new))
+    old_paths, new_paths = set(old) | set(old_unread), set(new) | set(new_unread)
+    added = sorted(set(new) - old_paths)
+    removed = sorted(set(old) - new_paths)
     moves = {}
     for n, p in new_names.items():
         q = old_names.get(n)
         if q is not None and q != p and p in added and q in removed:
             moves[p] = q
-    for path in sorted(set(old) | set(new)):
+    for path in sorted(old_paths | new_paths):
         if path in moves.values():
             continue
         a_path = moves.get(path, path)
         a, b = old.get(a_path), new.get(path)
         if a is not None and b is not None and info(a) == info(b) and a_path == path:
             continue
+        unread = {side: found[path] for side, found in (("old", old_unread), ("new", new_unread)) if path in found}
+        if unread and old_unread.get(path) == new_unread.get(path):
+            continue  # the same version not imported on both sides: no change
         entry: dict[str, Any] = {
             "path": path,
             "names": names_of(path) if a_path == path else sorted(set(names_of(path)) | set(names_of(a_path))),
             "old": info(a) if a else None,
             "new": info(b) if b else None,
         }
-        if a is None:
+        if a is None and "old" not in unread:
             entry["change"] = "added"
-        elif b is None:
+        elif b is None and "new" not in unread:
             entry["change"] = "removed"
         elif a_path != path:
             entry["change"] = "moved"
             entry["old_path"] = a_path
         else:
             entry["change"] = "modified"
+        if unread:  # a version no one can compare: its size and meta unknown, said as log and checkout say it
+            entry["not_imported"] = {side: version for side, (version, _) in unread.items()}
+            entry["error"] = "; ".join(error for _, error in unread.values())
+            entry["size_change"] = None
+            entry["meta_changes"] = {}
+            out.append(entry)
+            continue
         entry["size_change"] = (b.size if b else 0) - (a.size if a else 0)
         fa, fb = _flat(a.meta) if a else {}, _flat(b.meta) if b else {}
         entry["meta_changes"] = {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}

@@ -16,7 +16,7 @@ from mvc import git as gitmod
 from mvc.errors import MvcError, RegistryError
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH, LOCK
-from mvc.format.pointer import check_gate
+from mvc.format.pointer import check_gate, in_quotes, shell_quoted
 from mvc.format.tags import ASSIGN, DEPRECATE, DEREGISTER, REGISTER, UNASSIGN
 from mvc.repo.models import Model, Version, find_model, find_version, iso_date, load, locate, model_at
 from mvc.storage.lock import locked
@@ -477,8 +477,8 @@ def model(name: str, *, repo: Repo | str | None = None) -> dict[str, Any]:
         known = sorted(n for n, x in state.models.items() if x.events)
         shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
         listed = f" (models: {shown})" if known else " (it has no models yet)"
-        where = f" --repo {repo}" if isinstance(repo, str) else ""
+        where = f" --repo {shell_quoted(getattr(git, 'shown', repo))}" if isinstance(repo, str) else ""
         raise RegistryError(
-            f"no model named {name!r} in the registry{listed}: see the models with 'mvc registry{where}'"
+            f"no model named {name!r} in the registry{listed}: see the models with {in_quotes('mvc registry' + where)}"
         )
     return described(git, [m], repo)[0]

@@ -29,6 +29,7 @@ from mvc.repo.repository import Repo, open_repo
 RepoArg = Repo | str | os.PathLike | None
 URL_FIX = "pick another revision, or have the pointer fixed in that repository"
 PASS_REMOTE = "pass --remote URL (in Python: remote=URL)"  # the CLI's words and the API's: both raise these
+OPTIONS = ("--repo", "--rev")  # the options of the commands messages suggest, written as they are
 
 
 class Target:
@@ -211,10 +212,10 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
         try:
             found = models.model_ref(up, ref)
         except RegistryError as e:
-            said = str(e).replace("'mvc registry'", f"'mvc registry --repo {up.shown}'")
+            said = str(e).replace("'mvc registry'", _with_repo("mvc registry", up))
             raise RegistryError(f"{up.shown}: {said}") from None
         if found is None:
-            raise RegistryError(f"{ref} names no version in {up.shown}: see 'mvc registry --repo {up.shown}'")
+            raise RegistryError(f"{ref} names no version in {up.shown}: see {_with_repo('mvc registry', up)}")
         path, commit = found
         shown = ref
     else:
@@ -240,12 +241,12 @@ def _resolve_url(ref: str, url: str, rev: str | None, inside: bool = False) -> T
         names = up.model_names() if parsed is None and rev is None else []
         why = models.unknown_ref(ref, names) if names else None
         if why is not None:
-            raise RegistryError(why.replace("'mvc registry'", f"'mvc registry --repo {up.shown}'"))
-        fix = f"'mvc ls --repo {up.shown}{'' if rev is None else ' --rev ' + rev}'"
+            raise RegistryError(why.replace("'mvc registry'", _with_repo("mvc registry", up)))
+        fix = _with_repo("mvc ls", up, *(() if rev is None else ("--rev", rev)))
         if ref in names:  # a model's name, given as GTO and MLflow users name a model, not one of its versions
             fix = (
                 f"{ref} is a model: use {ref}@latest or {ref}#STAGE (its versions and stages: "
-                f"{ptrfmt.in_quotes(f'mvc registry {ref} --repo {ptrfmt.shell_quoted(up.shown)}')}), or list the paths with {fix}"
+                f"{_with_repo('mvc registry', up, ref)}), or list the paths with {fix}"
             )
         else:
             fix = f"list what is with {fix}"
@@ -409,7 +410,7 @@ def local_odb(t: Target) -> Any:
 # -- listing a repository by URL --------------------------------------------------------------
 def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
     """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them."""
-    from mvc.api.workspace import describe as describe_pointer
+    from mvc.api.listing import describe as describe_pointer
     from mvc.repo import upstream
 
     up = upstream.Upstream(url)
@@ -422,6 +423,13 @@ def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
             )
         rows.append(describe_pointer(prel, ptrfmt.loads(data, f"{prel} at {rev or 'HEAD'} in {up.shown}", URL_FIX)))
     return rows
+
+
+def _with_repo(command: str, up: Any, *args: str) -> str:
+    """A command a message suggests, reading the repository of up by URL: its URL and args quoted for the shell,
+    the whole set off in quotes (``in_quotes``), ready to paste."""
+    words = [*args, "--repo", up.shown]
+    return ptrfmt.in_quotes(" ".join([command, *(w if w in OPTIONS else ptrfmt.shell_quoted(w) for w in words)]))
 
 
 def registry_git(url: str) -> Any:

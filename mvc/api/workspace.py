@@ -1,4 +1,4 @@
-"""The local workflow: init, add, status, ls, unprotect, remove. Checkout and get are
+"""The local workflow's writers: init, add. Status and ls are ``mvc.api.listing``; checkout is
 ``mvc.api.checkout``."""
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from typing import Any
 
 from mvc import progress as progressmod
 from mvc.api import record
-from mvc.errors import ConflictedPointer, MvcError, ObjectMissing, PathError, PointerError
+from mvc.errors import MvcError, ObjectMissing, PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
 from mvc.repo import storing, worktree
-from mvc.repo.pathstatus import cached_version, dir_changes, path_status
 from mvc.repo.repository import Repo, exclude_local_state, open_repo, quoted, refuse_linked, shell_quoted
-from mvc.repo.selection import artifacts, check_case, check_is_pointer, load_pointer, not_utf8, select, user_paths
+from mvc.repo.selection import artifacts, check_case, check_is_pointer, load_pointer, not_utf8, user_paths
 from mvc.repo.worktree import File, entries_of, look, scan_dir, total
 from mvc.storage import fileio
 from mvc.storage.lock import locked
@@ -430,71 +429,3 @@ def _freshen(
         raise ObjectMissing(
             f"{rel}: object {o} left the cache while it was being added (a 'mvc gc' ran?): run {ptrfmt.in_quotes('mvc add ' + shell_quoted(rel))} again"
         )
-
-
-# -- status -----------------------------------------------------------------------------------
-def status(
-    paths: Iterable[str] = (),
-    *,
-    files: bool = False,
-    repo: Repo | None = None,
-    progress: progressmod.Factory = progressmod.null,
-) -> list[dict[str, Any]]:
-    """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'; a pointer a merge left
-    unmerged (conflict markers, or a modify/delete conflict) is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file;
-    "unmerged": False when no merge left it so: its markers were committed). ``files``: a modified
-    directory's row also says which of its files changed, under "files" ({"added", "removed", "modified"}: paths
-    below it; None when the cache lacks its manifest)."""
-    repo = open_repo(repo)
-    out: list[dict[str, Any]] = []
-    try:
-        in_dir = "see which of its files changed with 'mvc status {dir} --files'"
-        for prel in select(repo, user_paths(paths), repo.git.ls_pointers(), in_dir=in_dir):
-            rel = Repo.target_of(prel)
-            try:
-                p = load_pointer(repo, prel)
-                if prel in repo.git.unmerged:  # unmerged without markers (modify/delete): conflicted all the same
-                    raise ConflictedPointer(prel)
-            except ConflictedPointer:  # mid-merge, as git status lists it (or markers committed): the rows go on
-                unmerged = prel in repo.git.unmerged
-                none = dict.fromkeys(("kind", "oid", "size", "cache"))
-                out.append({"path": rel, **none, "workspace": "conflicted", "pointer": prel, "unmerged": unmerged})
-                continue
-            scanned: dict[str, File] = {}
-            found: dict[str, str | None] = {}
-            ws, cache = path_status(repo, rel, p, progress, scanned if files else None, found)
-            row: dict[str, Any] = {
-                "path": rel,
-                "kind": p.kind,
-                "oid": p.oid,
-                "size": p.size,
-                "workspace": ws,
-                "cache": cache,
-            }
-            if ws == "modified" and (other := cached_version(repo, p, found.get(rel))) is not None:
-                row["other"] = other  # another version the cache holds: git put it back, mvc checkout did not run
-            if files and p.kind == "dir" and ws == "modified":
-                row["files"] = dir_changes(repo, rel, p, progress, scanned)
-            out.append(row)
-    finally:
-        repo.state.flush()
-    return out
-
-
-# -- get, ls, unprotect -----------------------------------------------------------------------
-def describe(prel: str, p: ptrfmt.Pointer) -> dict[str, Any]:
-    d: dict[str, Any] = {"path": Repo.target_of(prel), "kind": p.kind, "size": p.size, "oid": p.oid}
-    if p.kind == "dir":
-        d["nfiles"] = p.nfiles
-    if p.meta:
-        d["meta"] = p.meta
-    return d
-
-
-def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, Any]]:
-    """Tracked paths with kind, size and oid, in the work tree or at a revision."""
-    repo = open_repo(repo)
-    if rev is None:
-        return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
-    at_rev = repo.pointers_at(rev)
-    return [describe(prel, load_pointer(repo, prel, data)) for prel, data in sorted(at_rev.items())]

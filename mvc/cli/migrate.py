@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from mvc.cli.common import bars, echo_json, json_option, quiet_option
+from mvc.cli.common import bars, echo_json, json_option, quiet_option, safe, shown_path
 
 
 @click.command("import-dvc")
@@ -84,6 +84,12 @@ def import_dvc(
         click.echo(f"imported {_n(len(r['paths']), 'DVC output')} ({_n(r['objects'], 'version')}{fetched})")
     for path in r["paths"]:
         click.echo(f"  {path}")
+    for d in r["dvc_imports"]:  # the link 'dvc update' follows goes with the .dvc file
+        at = f"{d['url']}@{d['rev']}" if d["rev"] else d["url"]
+        click.echo(
+            f"{shown_path(d['dvc_file'])}: 'dvc import' of {safe(d['path'])} from {safe(at)}: mvc keeps this "
+            "version, not that link (no 'dvc update': take a newer version from there and 'mvc add' it)"
+        )
     if r["kept"]:
         click.echo(f"left alone: {_n(len(r['kept']), 'DVC output')} mvc tracks already")
     if r["history_versions"] or missing or unreached:

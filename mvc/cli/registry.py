@@ -354,6 +354,11 @@ def log(target: str, rev: str, as_json: bool) -> None:
         for later in r.get("also", []):
             held = ", ".join([*later["versions"], *[f"#{s}" for s in later["stages"]]])
             click.echo(f"    also {held} at {later['commit'][:10]} (a later commit, the same model)")
+        if r.get("history_cut"):
+            click.echo(
+                "    (this shallow clone holds no commit before this one, so the lineage may go further back: "
+                "'git fetch --unshallow' fetches the full history)"
+            )
 
 
 @click.command()
@@ -425,7 +430,13 @@ def diff(
         )
         names = f" ({', '.join(r['names'])})" if r["names"] else ""
         old, new = r["old"], r["new"]
-        if r["change"] == "added":
+        if "not_imported" in r:  # a side mvc cannot read: no size to compare; why, on a line of its own below
+            unread = r["not_imported"]
+            sides = [("old", old), ("new", new)]
+            detail = " -> ".join(
+                "not imported" if s in unread else human(v["size"]) for s, v in sides if v or s in unread
+            )
+        elif r["change"] == "added":
             detail = human(new["size"])
         elif r["change"] == "removed":
             detail = human(old["size"])
@@ -440,6 +451,8 @@ def diff(
         click.echo(f"{r['change']:8}  {path}{names}  {detail}")
         for k, (a, b) in r["meta_changes"].items():
             click.echo(f"          {safe(k)}: {_show(a)} -> {_show(b)}")
+        if "error" in r:
+            click.echo(f"          {safe(r['error'])}")
         if r["change"] != "unadded" and r.get("workspace") == "modified":
             click.echo(f"          work tree: changed again since mvc add: {readd}")
 

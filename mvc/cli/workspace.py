@@ -6,6 +6,7 @@ import os
 
 import click
 
+from mvc.api import listing
 from mvc.api import workspace as api
 from mvc.cli.common import (
     bars,
@@ -147,7 +148,7 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
       mvc status data/ --files
       mvc status -r origin
     """
-    rows = api.status(paths, files=list_files, progress=bars(quiet))
+    rows = listing.status(paths, files=list_files, progress=bars(quiet))
     if remote is not None:
         from mvc.api import sync
 
@@ -345,7 +346,7 @@ def ls(rev: str | None, repo: str | None, as_json: bool) -> None:
     if repo is not None or here is not None:
         rows = target.ls_url(user_url(repo) if repo is not None else str(here), rev)
     else:
-        rows = api.ls(rev=rev)
+        rows = listing.ls(rev=rev)
     if as_json:
         echo_json(rows)
         return
@@ -357,6 +358,10 @@ def ls(rev: str | None, repo: str | None, as_json: bool) -> None:
                 f"no path tracked by mvc at {rev or 'HEAD'}{f' of {repo}' if repo is not None else ''}", err=True
             )
     for r in rows:
+        if "not_imported" in r:  # the row on stdout, why and the way forward on stderr
+            click.echo(f"{'-':4}  {'-':>10}  {'not imported':12}  {shown_path(r['path'])}")
+            click.echo(f"mvc: {r['error']}", err=True)
+            continue
         click.echo(f"{r['kind']:4}  {human(r['size']):>10}  {short(r['oid'])}  {shown_path(r['path'])}")
 
 

@@ -164,6 +164,24 @@ def parse_dvc(data: bytes, where: str) -> list[Out]:
     return found
 
 
+def import_source(data: bytes, where: str) -> tuple[str, str, str] | None:
+    """(repository URL, the path there, the revision: DVC's locked commit, else the one named, else "") of a .dvc
+    file ``dvc import`` wrote (a dependency with ``repo:``), or None for another .dvc file."""
+    d = _yaml(data, where, MAX_DVC_FILE)
+    deps = d.get("deps") if isinstance(d, dict) else None
+    for dep in deps if isinstance(deps, list) else []:
+        if not isinstance(dep, dict) or "repo" not in dep:
+            continue
+        repo, path = dep["repo"], dep.get("path")
+        if not isinstance(repo, dict) or not isinstance(repo.get("url"), str) or not isinstance(path, str):
+            raise ForeignError(f"{where}: a dependency on a repository must name its url and path: fix the file")
+        rev = repo.get("rev_lock") or repo.get("rev") or ""
+        if not isinstance(rev, str):
+            raise ForeignError(f"{where}: the revision of a dependency on a repository must be text: fix the file")
+        return repo["url"], path, rev
+    return None
+
+
 def _wdir(base: str, wdir: Any, where: str) -> str:
     """A ``wdir`` (relative to base, the directory of the file that sets it) as a repository-relative posix path,
     "" for the root; refused as ``target`` refuses an output's path."""

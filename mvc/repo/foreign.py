@@ -6,8 +6,10 @@ checkout, get, log and gc see the lineage from before the switch.
 Each reader (``foreign_dvc``, ``foreign_lfs``) has ``pointers_at(repo, commit, table)``, table being its tool's
 table of the map, returning ``{pointer relpath ("PATH.mvc"): mvc pointer bytes}`` for the files of its tool in one
 commit's tree that the map names; and may have ``pointer_of(repo, commit, rel, table)``: the one for tracked path
-rel, or None, and ``pointer_versions(repo, commits, table)``: those of many commits in one pass (as
-``pointer_versions`` below lists them). An mvc pointer at the same path wins (``all_pointers_at``).
+rel, or None; ``version_of(repo, commit, rel, table)``: (that pointer, None), or (None, the tool's version id) of
+one the import could not bring in (``unimported_at``), from one read of the commit's tree; and
+``pointer_versions(repo, commits, table)``: those of many commits in one pass (as ``pointer_versions`` below lists
+them). An mvc pointer at the same path wins (``all_pointers_at``).
 
 The map read is the union of the work tree's ``.mvc/imported.toml`` and HEAD's (the work tree's entries win): the
 work tree holds an import staged but not committed yet, HEAD one whose file a checkout of an old branch left out.
@@ -26,6 +28,7 @@ from typing import Any
 from mvc.errors import ForeignError, PathError
 from mvc.format.config import MVC_DIR
 from mvc.format.lfspointer import IMPORTED  # (the map holds both tools' tables)
+from mvc.format.pointer import SUFFIX
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,6 +136,14 @@ def unimported_at(repo: Any, commit: str) -> dict[str, str]:
     return found
 
 
+def unimported_beside(repo: Any, commit: str, pointers: dict[str, bytes]) -> dict[str, str]:
+    """:func:`unimported_at`'s paths that have no pointer among ``pointers`` (``all_pointers_at(repo, commit)``'s: an
+    mvc pointer at the path wins): what a listing of commit shows as a version not imported, not as no version."""
+    if not imported(repo):
+        return {}
+    return {p: v for p, v in unimported_at(repo, commit).items() if p + SUFFIX not in pointers}
+
+
 def not_imported(repo: Any, path: str, rev: str, version: str) -> PathError:
     """The error for path at rev, whose version (a DVC md5, or a git-lfs "sha256:…") the import could not bring in:
     DVC's remote could not be read for it then (the map's ``[dvc.unreached]``), or it was in neither DVC's cache
@@ -185,13 +196,38 @@ def pointer_of(repo: Any, commit: str, rel: str) -> bytes | None:
         reader = _reader(tool)
         if reader is None:
             continue
-        if hasattr(reader, "pointer_of"):
-            data = reader.pointer_of(repo, commit, rel, table)
-        else:
-            data = reader.pointers_at(repo, commit, table).get(rel + ".mvc")
+        data = _tool_pointer_of(reader, repo, commit, rel, table)
         if data is not None:
             return data
     return None
+
+
+def _tool_pointer_of(reader: Any, repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
+    """The pointer of rel at commit that one tool's reader reads, or None."""
+    if hasattr(reader, "pointer_of"):
+        return reader.pointer_of(repo, commit, rel, table)
+    return reader.pointers_at(repo, commit, table).get(rel + SUFFIX)
+
+
+def version_of(repo: Any, commit: str, rel: str) -> tuple[bytes | None, str | None]:
+    """(:func:`pointer_of`, None) of tracked path rel at commit when an imported tool's file there reads as a
+    pointer; else (None, rel's version id in :func:`unimported_at`, or None). A reader with ``version_of`` reads its
+    files of commit's tree once for both."""
+    missing = None
+    for tool, table in imported(repo).items():
+        reader = _reader(tool)
+        if reader is None:
+            continue
+        if hasattr(reader, "version_of"):
+            data, version = reader.version_of(repo, commit, rel, table)
+        else:
+            data = _tool_pointer_of(reader, repo, commit, rel, table)
+            has = data is None and hasattr(reader, "unimported_at")
+            version = reader.unimported_at(repo, commit, table).get(rel) if has else None
+        if data is not None:
+            return data, None
+        missing = version if version is not None else missing
+    return None, missing
 
 
 def all_pointers_at(repo: Any, commit: str) -> dict[str, bytes]:

@@ -148,6 +148,16 @@ def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
     return pointer_bytes(out, known[out.md5]) if out is not None and out.md5 in known else None
 
 
+def version_of(repo: Any, commit: str, rel: str, table: Any) -> tuple[bytes | None, str | None]:
+    """(``pointer_of``, None), or (None, rel's md5 in ``unimported_at``), or (None, None): one read of commit's
+    outputs for both."""
+    known = _known(repo, table)
+    out = outs_at(repo, commit).get(rel)
+    if out is None:
+        return None, None
+    return (pointer_bytes(out, known[out.md5]), None) if out.md5 in known else (None, out.md5)
+
+
 def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
     """[(output, the DVC file naming it)] of the work tree's .dvc files and dvc.lock stages (those git tracks; a
     stage's output git tracks is not one), as ``mvc import-dvc`` reads them: a damaged file, an output at a path
@@ -174,6 +184,17 @@ def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
             raise ForeignError(f"output {o.path} is named twice (by {seen[o.path]} and {src}): fix the DVC files")
         seen[o.path] = src
         repo.check_inside(o.path)
+    return found
+
+
+def import_links(repo: Any, files: list[str]) -> list[dict[str, str]]:
+    """{dvc_file, url, path, rev} of each of the work tree's .dvc files (files) that ``dvc import`` wrote: the
+    repository its output came from, which mvc does not keep (``dvcfile.import_source``)."""
+    found = []
+    for f in files:
+        source = dvcfile.import_source(_read(repo, f), f)
+        if source is not None:
+            found.append({"dvc_file": f, "url": source[0], "path": source[1], "rev": source[2]})
     return found
 
 

@@ -225,13 +225,34 @@ def unimported_at(repo: Repo, commit: str, table: dict[str, Any] | None = None) 
     known = _known(repo, table)
     found = {}
     for path, data in _lfs_files_at(repo, commit, known).items():
-        try:
-            p = lfs.loads(data, path)
-        except PointerError:
-            continue
-        if p.sha256 not in known and repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX)):
-            found[path] = f"sha256:{p.sha256}"
+        version = _unimported(repo, path, data, known)
+        if version is not None:
+            found[path] = version
     return found
+
+
+def version_of(
+    repo: Repo, commit: str, rel: str, table: dict[str, Any] | None = None
+) -> tuple[bytes | None, str | None]:
+    """(rel's pointer in :func:`pointers_at`, None), or (None, its version in :func:`unimported_at`), or (None,
+    None): one read of commit's tree for both."""
+    known = _known(repo, table)
+    data = _lfs_files_at(repo, commit, known).get(rel)
+    if data is None:
+        return None, None
+    mine = _as_mvc(repo, rel, data, known)
+    return (mine, None) if mine is not None else (None, _unimported(repo, rel, data, known))
+
+
+def _unimported(repo: Repo, path: str, data: bytes, known: dict[str, tuple[str, int]]) -> str | None:
+    """ "sha256:…" of the git-lfs pointer data at path when the map lacks its content and mvc tracks path now."""
+    try:
+        p = lfs.loads(data, path)
+    except PointerError:
+        return None
+    if p.sha256 not in known and repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX)):
+        return f"sha256:{p.sha256}"
+    return None
 
 
 def _lfs_files_at(repo: Repo, commit: str, known: dict[str, tuple[str, int]]) -> dict[str, bytes]:
