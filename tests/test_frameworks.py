@@ -181,6 +181,17 @@ def meta_net() -> torch.nn.Module:
         return Net()
 
 
+def refused_before_writing(repo: Path, obj, path: str, words: tuple[str, ...]) -> None:
+    """save(obj, path) raises one line holding words, and nothing is written (no file, no temp file)."""
+    with pytest.raises(ModelFormatError) as e:
+        frameworks.save(obj, path)
+    line = str(e.value)
+    assert "\n" not in line
+    for w in words:
+        assert w in line, (w, line)
+    assert not os.path.exists(path) and leftovers(repo) == []
+
+
 @pytest.mark.parametrize(
     ("obj", "path", "words"),
     [
@@ -202,13 +213,7 @@ def meta_net() -> torch.nn.Module:
 def test_tensors_and_arrays_a_format_cannot_hold_are_refused_before_writing(
     repo: Path, obj, path: str, words: tuple[str, ...]
 ):
-    with pytest.raises(ModelFormatError) as e:
-        frameworks.save(obj, path)
-    line = str(e.value)
-    assert "\n" not in line
-    for w in words:
-        assert w in line, (w, line)
-    assert not os.path.exists(path) and leftovers(repo) == []
+    refused_before_writing(repo, obj, path, words)
 
 
 def test_masked_arrays_and_sparse_tensors_go_where_they_are_kept_whole(repo: Path):
@@ -408,13 +413,7 @@ def test_save_with_name_maps_the_model(repo: Path):
     ],
 )
 def test_save_refuses_a_suffix_that_contradicts_the_object(repo: Path, obj, path: str, words: tuple[str, ...]):
-    with pytest.raises(ModelFormatError) as e:
-        frameworks.save(obj, path)
-    line = str(e.value)
-    assert "\n" not in line
-    for w in words:
-        assert w in line, (w, line)
-    assert not os.path.exists(path) and leftovers(repo) == []
+    refused_before_writing(repo, obj, path, words)
 
 
 def test_save_refuses_a_path_outside_the_repository(repo: Path, tmp_path: Path):
