@@ -77,7 +77,7 @@ def test_a_closed_stream_holds_nothing_open_while_it_is_kept(pushed: Path):
             kept.append(f)
         assert still_open() == []
         for _ in range(3):
-            with mvc.open("churn@latest", repo=str(pushed)) as f:  # by URL, from the store
+            with mvc.open("churn@latest", repo=f"file://{pushed}") as f:  # by URL, from the store
                 f.read(10)
             kept.append(f)
         assert still_open() == []
@@ -92,10 +92,10 @@ def test_reads_by_url_leave_no_journal_open(pushed: Path, tmp_path: Path):
     git(pushed, "commit", "-q", "-am", "other")
     mvc.push()
     # kept in the user's cache, which makes the user's journal: the reads below then open it, from the store
-    mvc.get("other.bin", str(tmp_path / "other.bin"), repo=str(pushed), cache=True)
+    mvc.get("other.bin", str(tmp_path / "other.bin"), repo=f"file://{pushed}", cache=True)
     assert (Path.home() / ".cache" / "mvc" / "remotes.db").exists()
     with no_collector() as still_open:
         for _ in range(3):
-            assert mvc.read_bytes("churn@latest", repo=str(pushed)) == data
-            mvc.get("churn@latest", str(tmp_path / "out.bin"), repo=str(pushed), force=True)
+            assert mvc.read_bytes("churn@latest", repo=f"file://{pushed}") == data
+            mvc.get("churn@latest", str(tmp_path / "out.bin"), repo=f"file://{pushed}", force=True)
         assert still_open() == []

@@ -3,6 +3,7 @@ succeed and all their entries survive: pointers staged, .gitignore entries, [mod
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -207,3 +208,33 @@ def test_a_lock_file_nobody_can_make_is_gone_without_only_where_that_is_safe(tmp
     assert ran == [1] and not missing.exists()
     with pytest.raises(StorageError, match="cannot open the lock file"), locked(str(missing), "the work tree"):
         pass
+
+
+def test_threads_of_one_process_waiting_on_the_lock_are_told_so(tmp_path, capsys, monkeypatch):
+    """Two threads of one script waiting on mvc's lock: the notice names this process, not another mvc process."""
+    import threading
+
+    from mvc.storage import lock
+
+    monkeypatch.setattr(lock, "NOTICE", 0.05)
+    path = str(tmp_path / "lock")
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock.locked(path, "the test's file"):
+            taken.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    taken.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with lock.locked(path, "the test's file"):
+        pass
+    t.join()
+    err = capsys.readouterr().err
+    assert f"waiting for another thread of this process (pid {os.getpid()}) to finish writing the test's file" in err
+    assert "another mvc process" not in err
+    with lock.locked(path, "the test's file"):
+        pass
+    assert lock._holder(path) == "another mvc command"

@@ -554,7 +554,6 @@ def run_blocked(blocked: list[str], call: str, cwd: Path) -> str:
 @pytest.mark.parametrize(
     ("name", "blocked", "kw", "package", "extra"),
     [
-        ("model.safetensors", ["safetensors"], {}, "safetensors", "safetensors"),
         ("model.safetensors", ["numpy"], {}, "numpy", "numpy"),
         ("model.safetensors", ["torch"], {"framework": "pt"}, "torch", "torch"),
         ("model.pt", ["torch"], {}, "torch", "torch"),
@@ -584,6 +583,79 @@ def test_missing_framework_names_its_extra(tmp_path: Path, name, blocked, kw, pa
     )
     doing = f"loading {name}" + (f" with framework={kw['framework']!r}" if "framework" in kw else "")
     assert out == f"FrameworkMissing: {doing} needs the {package} package: pip install 'mvc[{extra}]'"
+
+
+def test_loading_safetensors_needs_numpy_or_torch_alone(tmp_path: Path):
+    """mvc reads the format itself (the library's load copies every tensor): only writing needs the package."""
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(safetensors_bytes())
+    out = run_blocked(
+        ["safetensors"],
+        f"from mvc.api.model_formats import load_file; print(sorted(load_file({str(path)!r})))",
+        tmp_path,
+    )
+    assert out == "['w']"
+
+
+PEAK = """
+import sys
+import numpy
+import mvc
+def peak():  # (VmHWM: ru_maxrss keeps the parent's peak across exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+base = peak()
+got = mvc.load("m.safetensors", repo=sys.argv[1] if len(sys.argv) > 1 else None)
+print(sum(a.nbytes for a in got.values()), peak() - base)
+"""
+
+
+def test_safetensors_loads_in_about_the_models_size(repo: Path, tmp_path: Path):
+    """The file's bytes, read whole and verified, hold the tensors (views of them): about 1x the model at the peak,
+    from the cache or streamed from a remote, where the bytes and a copy of every tensor were 2x."""
+    from mvc.api import remote_config
+
+    rng = np.random.default_rng(0)
+    arrays = {f"t{i}": rng.standard_normal((1000, 6000), dtype=np.float32) for i in range(5)}  # 120 MB
+    arrays["odd"] = np.arange(7, dtype=np.float16)  # the tensors after it start at an odd place
+    arrays["z"] = np.arange(3, dtype=np.int64)
+    remote_config.add("store", str(tmp_path / "store"), default=True)
+    frameworks.save(arrays, "m.safetensors")
+    size = os.path.getsize("m.safetensors")
+    del arrays
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "model")
+    mvc.push()
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    for where in ([], [str(bare)]):  # from the cache; by URL, from the remote
+        env = {**os.environ, "MVC_CACHE_DIR": str(tmp_path / "user-cache")}
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK, *where], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        nbytes, grew = map(int, done.stdout.split())
+        # plus what does not grow with the model: a remote stream's read-ahead (five 8 MiB reads), its modules
+        assert nbytes > 0.99 * size and grew < 1.3 * size + (64 << 20), (where, grew / size)
+
+
+def test_a_big_endian_array_to_safetensors_says_so_and_a_numpy_scalar_saves_as_a_0d_array(repo: Path):
+    big = {"w": np.arange(3, dtype=">f4"), "b": np.arange(2, dtype=np.int64)}
+    with pytest.raises(ModelFormatError) as e:
+        frameworks.save(big, "m.safetensors")
+    assert "'w'" in str(e.value) and "big-endian" in str(e.value) and "m.npz" in str(e.value)
+    assert "newbyteorder('<')" in str(e.value)
+    assert not (repo / "m.safetensors").exists()
+    little = {k: v.astype(v.dtype.newbyteorder("<")) for k, v in big.items()}
+    frameworks.save(little, "m.safetensors")  # as it says
+    assert_arrays_equal(load_file("m.safetensors"), little)
+    frameworks.save(big, "m.npz")
+    assert_arrays_equal(load_file("m.npz"), big)
+    frameworks.save(np.float32(3.0), "s.npy")
+    got = load_file("s.npy")
+    assert got.shape == () and got.dtype == np.float32 and got == 3.0
+    with pytest.raises(ModelFormatError, match="one NumPy array"):
+        frameworks.save(np.array([{"a": 1}], dtype=object)[0], "o.npy")  # (a dict, not a NumPy scalar)
 
 
 def test_missing_framework_on_save_writes_nothing(repo: Path):

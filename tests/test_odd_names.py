@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import git, make_file
 
 import mvc
@@ -91,7 +92,9 @@ def test_a_path_named_as_a_registry_revision_is_never_picked_silently(repo: Path
         mvc_error(*cmd, words=("names both a path here and a registry revision", "./at@v1.0.0"))
     mvc_cli("get", "./at@v1.0.0", "-o", str(tmp_path / "file"))
     assert (tmp_path / "file").read_text() == "the file\n"
-    assert mvc.describe("at@v1.0.0", repo=str(repo))["path"] == "model.bin"  # by URL: the registry's
+    assert mvc.describe("at@v1.0.0", repo=f"file://{repo}")["path"] == "model.bin"  # by URL: the registry's
+    with pytest.raises(mvc.errors.PathError, match="names both a path here and a registry revision"):
+        mvc.describe("at@v1.0.0", repo=str(repo))  # a path in the work tree: that work tree, as the CLI reads it
 
 
 # -- file types -------------------------------------------------------------------------------------------

@@ -1005,3 +1005,43 @@ def test_a_home_relative_remote_directory_is_found(world, tmp_path, monkeypatch)
     monkeypatch.setenv("HOME", str(home))
     mvc.get("churn#prod", str(tmp_path / "a.bin"), repo=str(world.bare), remote="~/store")
     assert (tmp_path / "a.bin").read_bytes() == world.v1
+
+
+def test_a_path_in_a_work_tree_reads_that_work_tree_and_a_url_of_it_its_head(repo, tmp_path, mvc_cli, monkeypatch):
+    """repo= a path in a work tree (its root, a subdirectory, a file, a Path) is that work tree, as for every verb: the
+    pointer the work tree holds now, from its cache. Its file:// URL, a bare clone of it and the CLI's --repo read
+    by URL: HEAD, from the remote."""
+    mvc_cli("remote", "add", "store", str(tmp_path / "store"), "--default")
+    make_file(repo / "m.bin", 1000, seed=1)
+    (repo / "sub").mkdir()
+    (repo / "sub" / "keep.txt").write_text("in git\n")
+    mvc_cli("add", "m.bin", "--name", "churn")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "v1")
+    mvc_cli("push")
+    mvc_cli("register", "churn")
+    v1 = (repo / "m.bin").read_bytes()
+    make_file(repo / "m.bin", 1000, seed=2)  # added, not committed nor pushed: in the cache alone
+    mvc_cli("add", "m.bin")
+    v2 = (repo / "m.bin").read_bytes()
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("MVC_CACHE_DIR", str(tmp_path / "user-cache"))
+    for where in (str(repo), str(repo / "sub"), repo / "sub", str(repo / "sub" / "keep.txt")):
+        assert mvc.read_bytes("m.bin", repo=where) == v2, where
+        with mvc.open("m.bin", repo=where) as f:
+            assert f.read() == v2
+        assert "repo" not in mvc.describe("m.bin", repo=where)
+        assert Path(mvc.materialize("m.bin", repo=where)).read_bytes() == v2
+        assert mvc.get("m.bin", tmp_path / "out.bin", repo=where, force=True)["rev"] is None  # the work tree
+        assert (tmp_path / "out.bin").read_bytes() == v2
+        assert mvc.read_bytes("churn@latest", repo=where) == v1
+        assert [m["name"] for m in mvc.registry(repo=where)] == ["churn"]
+    for url in (f"file://{repo}", str(bare)):
+        assert mvc.read_bytes("m.bin", repo=url) == v1, url
+        assert mvc.describe("m.bin", repo=url)["repo"] == url
+    mvc_cli("get", "--repo", str(repo), "m.bin", "-o", str(tmp_path / "cli.bin"))  # docs/cli.md: --repo reads HEAD
+    assert (tmp_path / "cli.bin").read_bytes() == v1

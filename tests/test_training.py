@@ -285,3 +285,14 @@ def test_a_data_url_is_recorded_without_its_credentials(data):
     urls = pointer(data / "models" / "churn.pkl")["meta"]["data"]
     assert urls["events"]["url"] == "https://***@data.example/events/"
     assert urls["signed"]["url"] == "https://h.example/x.csv?X-Amz-Signature=***&token=***&part=3"
+
+
+def test_a_metric_beyond_64_bits_says_what_a_metric_can_be(repo: Path):
+    """A metric cannot be a string: its refusal says float(value), or a param or a key of its own as a string."""
+    from mvc.api import training
+
+    with pytest.raises(mvc.errors.MetaError) as e:
+        training.check_metric("steps", 2**70)
+    assert "float(value)" in str(e.value) and "run.param" in str(e.value) and "pass it as a string" not in str(e.value)
+    with pytest.raises(mvc.errors.MetaError, match="pass it as a string"):
+        training.check_value("seed", 2**70)  # a param may be one

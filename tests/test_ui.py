@@ -332,6 +332,9 @@ def test_bidi_and_control_characters_are_shown_not_obeyed():
 def test_chart_escapes_and_handles_one_point():
     svg = site_render.chart("<x>", [("v0.0.1", 1.0)])
     assert "<x>" not in svg and "&lt;x&gt;" in svg and "<polyline" in svg
+    assert 'aria-label="&lt;x&gt;: 1 version, 1.0 (v0.0.1)"' in svg  # not "1 versions"
+    two = site_render.chart("x", [("v0.0.1", 1.0), ("v0.0.2", 2.0)])
+    assert ": 2 versions, from 1.0 (v0.0.1) to 2.0 (v0.0.2)" in two
 
 
 def test_serve(built, tmp_path):

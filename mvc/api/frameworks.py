@@ -207,8 +207,8 @@ SAFETENSORS_DTYPES = {"f8", "f4", "f2", "i8", "u8", "i4", "u4", "i2", "u2", "i1"
 
 def kind_of(obj: Any) -> str:
     np, torch, onnx = loaded("numpy"), loaded("torch"), loaded("onnx")
-    if np is not None and _array(np, obj):
-        return "array"
+    if np is not None and (_array(np, obj) or (isinstance(obj, np.generic) and not obj.dtype.hasobject)):
+        return "array"  # (a NumPy scalar, np.float32(3.0), as the 0-d array np.save makes of it)
     if torch is not None:
         if isinstance(obj, torch.Tensor):
             return "tensor"
@@ -244,11 +244,25 @@ def plan(obj: Any, name: str) -> tuple[str, str]:
     if fmt == TORCH and kind == "object" and isinstance(obj, dict):
         kind = "checkpoint"
     if kind not in HOLDS[fmt]:
+        swapped = _big_endian(obj) if fmt == SAFETENSORS and kind == "any-arrays" else None
+        if swapped is not None:
+            raise ModelFormatError(
+                f"cannot save array {swapped!r} to {name}: it is big-endian ({obj[swapped].dtype.str}), and safetensors "
+                f"holds little-endian arrays alone: name it {os.path.splitext(name)[0]}.npz, or save "
+                "arr.astype(arr.dtype.newbyteorder('<'))"
+            )
         raise ModelFormatError(
             f"cannot save {what(obj)} to {name}: {TITLES[fmt]} holds {HOLDS_TEXT[fmt]}: "
             f"name it {os.path.splitext(name)[0]}{suffix(NATURAL[kind])}"
         )
     return fmt, kind
+
+
+def _big_endian(arrays: dict[str, Any]) -> str | None:
+    """The first array of a dict that safetensors would hold if it were little-endian, when that is all it lacks."""
+    if not all(a.dtype.str.lstrip("|<=>") in SAFETENSORS_DTYPES for a in arrays.values()):
+        return None
+    return next((key for key, a in arrays.items() if a.dtype.str[0] == ">"), None)
 
 
 def what(obj: Any) -> str:

@@ -4,6 +4,8 @@ function that needs it, so importing this module costs nothing."""
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -58,7 +60,20 @@ PACKAGES = {
 HEAD = 512  # first bytes read to tell a format: a zip's first member name must fit
 SAFETENSORS_HEADER_MAX = 100 << 20  # the safetensors library refuses larger headers too
 TORCH_LEGACY = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."  # the pickled magic number of torch < 1.6 files
-NUMPY_DTYPES = {"F64", "F32", "F16", "I64", "U64", "I32", "U32", "I16", "U16", "I8", "U8", "BOOL", "C64"}
+# safetensors' dtypes as NumPy's (little-endian, as the format stores them) and torch's names them
+NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "U64": "<u8", "I32": "<i4", "U32": "<u4"}
+NUMPY_DTYPES.update({"I16": "<i2", "U16": "<u2", "I8": "i1", "U8": "u1", "BOOL": "?", "C64": "<c8"})
+TORCH_DTYPES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+}
+TORCH_DTYPES.update({"I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool", "U16": "uint16", "U32": "uint32"})
+TORCH_DTYPES.update({"U64": "uint64", "C64": "complex64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"})
+TORCH_DTYPES.update({"F8_E8M0": "float8_e8m0fnu"})
 DEFLATE_MAX = 1032  # deflate's largest expansion: an archive member claiming more lies about its size
 TRUST_FIX = "pass trust=True if you trust who committed it"
 
@@ -217,34 +232,81 @@ def corrupt(name: str, fmt: str, e: BaseException, head: bytes) -> ModelFormatEr
 
 
 def _safetensors(f: IO[bytes], name: str, framework: str | None, trust: bool, device: str | None) -> Any:
-    data = f.read()
-    header = safetensors_header(data)
+    """The tensors as views of one buffer holding the file's bytes, read whole (and so verified, from a stream of
+    mvc's) before its header is parsed: about the model's size in memory, where the safetensors library's load of
+    those bytes copies every tensor out of them (twice the model)."""
     if framework == "torch":
-        tensors = need("safetensors.torch", f"loading {name} with framework='pt'").load(data)
-        return tensors if device is None else {k: v.to(device) for k, v in tensors.items()}
-    other = sorted({str(v.get("dtype")) for k, v in header.items() if k != "__metadata__"} - NUMPY_DTYPES)
+        torch = need("torch", f"loading {name} with framework='pt'")
+    else:
+        np = need("numpy", f"loading {name}")
+    data = read_whole(f)
+    start, tensors = safetensors_layout(data, name)
+    out: dict[str, Any] = {}
+    if framework == "torch":
+        for key, (dtype, shape, begin, _) in tensors.items():
+            kind = getattr(torch, TORCH_DTYPES.get(dtype, ""), None)
+            if not isinstance(kind, torch.dtype):
+                raise ModelFormatError(f"{name} holds {dtype} tensors, which this torch cannot hold: update torch")
+            count = math.prod(shape)
+            if count == 0:
+                t = torch.empty(shape, dtype=kind)
+            else:
+                t = torch.frombuffer(data, dtype=kind, count=count, offset=start + begin).reshape(shape)
+                if (start + begin) % t.element_size():
+                    t = t.clone()  # (an odd place: a copy of its own, aligned)
+            out[key] = t if device is None else t.to(device)
+        return out
+    other = sorted({dtype for dtype, _, _, _ in tensors.values()} - set(NUMPY_DTYPES))
     if other:
         raise ModelFormatError(f"{name} holds {other[0]} tensors, which NumPy cannot hold: load it with framework='pt'")
-    return need("safetensors.numpy", f"loading {name}").load(data)
+    for key, (dtype, shape, begin, end) in tensors.items():
+        kind = np.dtype(NUMPY_DTYPES[dtype])
+        a = np.frombuffer(data, dtype=kind, count=(end - begin) // kind.itemsize, offset=start + begin).reshape(shape)
+        out[key] = a if a.flags.aligned else a.copy()
+    return out
 
 
-def safetensors_header(data: bytes) -> dict[str, Any]:
-    """The JSON header of a safetensors file's bytes, checked as far as telling a truncated or foreign file
-    (ValueError otherwise); the safetensors library checks every offset against the data when it loads."""
-    import json
+def read_whole(f: IO[bytes]) -> bytearray:
+    """The rest of f in one buffer, filled in place (read() would gather pieces and join them: twice the model in
+    memory), read to its end: a stream of mvc's has then checked every byte against its oid."""
+    at = f.tell()
+    size = f.seek(0, os.SEEK_END) - at
+    f.seek(at)
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = f.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            raise ValueError(f"{size - got} bytes missing at its end")
+        got += n
+    view.release()
+    if f.read(1):  # (also where a stream of mvc's checks an empty object)
+        raise ValueError("it grew while it was read")
+    return data
+
+
+def safetensors_layout(data: bytearray, name: str) -> tuple[int, dict[str, tuple[str, list[int], int, int]]]:
+    """Where the tensors of a safetensors file's bytes start, and each one's (dtype, shape, begin, end) from there:
+    the header checked by ``headers.safetensors_table`` (offsets, shapes, overlaps), and the tensors covering the
+    data without a gap, as the safetensors library requires."""
+    from mvc.format import headers
 
     if len(data) < 8:
         raise ValueError(f"{len(data)} bytes, shorter than the header's length")
     n = int.from_bytes(data[:8], "little")
     if n > SAFETENSORS_HEADER_MAX or n > len(data) - 8:
         raise ValueError(f"its header claims {n} bytes but {len(data) - 8} follow the length")
-    try:
-        header = json.loads(data[8 : 8 + n])
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or not all(isinstance(v, dict) for v in header.values()):
-        raise ValueError("its header is not a JSON table of tensors")
-    return header
+    _, tensors = headers.safetensors_table(io.BytesIO(bytes(data[: 8 + n])), len(data), name, n)
+    last = 0
+    for begin, end, key in sorted((b, e, k) for k, (_, _, b, e) in tensors.items()):
+        if begin != last:
+            raise ValueError(
+                f"tensor {key!r} starts at byte {begin} of the data, not at {last}, where the one before ends"
+            )
+        last = end
+    if last != len(data) - 8 - n:
+        raise ValueError(f"its tensors end at byte {last} of the data, which holds {len(data) - 8 - n}")
+    return 8 + n, tensors
 
 
 def _torch(f: IO[bytes], name: str, framework: str | None, trust: bool, device: str | None) -> Any:

@@ -1,7 +1,8 @@
 """Reading a model version from anywhere: ``get``, ``open``, ``read_bytes``, ``describe``, ``materialize``.
 
-``repo`` is this repository (None, or a ``Repo``) or a git URL (a path to a bare or normal repository,
-``file://``, ssh, https): then nothing is cloned (``mvc.repo.upstream`` fetches the few git objects a
+``repo`` is this repository (None, a ``Repo``, or a path in its work tree) or a git URL (``file://``, ssh,
+https, a path to a bare repository or to a clone whose .mvc/ was never checked out; ``target.is_url``): then
+nothing is cloned (``mvc.repo.upstream`` fetches the few git objects a
 revision needs into the user's cache) and the weights come straight from the remote that
 ``.mvc/config.toml`` names at that revision, or from ``remote`` (a URL, or a remote's name), which a
 server that must not trust the repository's config passes. Credentials come from this machine only

@@ -51,9 +51,11 @@ def _git(repo: Repo | str | None) -> gitmod.Git:
     """Reading needs only git: works in any git repository, set up for mvc or not (e.g. GTO's), and in
     one read by URL without a clone (repo a git URL: its registry tags are fetched, nothing else)."""
     if isinstance(repo, (str, os.PathLike)):
-        from mvc.api.target import registry_git
+        from mvc.api.target import is_url, registry_git
 
-        return registry_git(os.fspath(repo))
+        if is_url(repo):
+            return registry_git(os.fspath(repo))
+        return gitmod.Git(gitmod.find_worktree(os.path.expanduser(os.fspath(repo))))  # a path in a work tree
     if repo is not None:
         return _repo(repo).git
     try:

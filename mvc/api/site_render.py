@@ -91,7 +91,12 @@ def chart(metric: str, points: list[tuple[str, float]], width: int = 320, height
         for (x, y), (v, val) in zip(coords, points, strict=True)
     )
     first, last = points[0][0], points[-1][0]
-    label = f"{metric}: {len(points)} versions, from {show(points[0][1])} ({first}) to {show(points[-1][1])} ({last})"
+    if len(points) == 1:
+        label = f"{metric}: 1 version, {show(points[0][1])} ({first})"
+    else:
+        label = (
+            f"{metric}: {len(points)} versions, from {show(points[0][1])} ({first}) to {show(points[-1][1])} ({last})"
+        )
     return (
         f'<figure class="chart"><figcaption>{esc(metric)}</figcaption>'
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '

@@ -79,8 +79,33 @@ class Target:
         return t
 
 
+class ByUrl(str):
+    """A repo= read by URL whatever it names: the CLI's --repo, a URL or a path to a bare or normal repository
+    (docs/cli.md), whose work tree, if it has one, is never read nor written."""
+
+    __slots__ = ()
+
+
 def is_url(repo: RepoArg) -> bool:
-    return isinstance(repo, (str, os.PathLike))
+    """Whether repo= names a repository read by URL, with no clone: a URL, a path to a bare repository or to a
+    clone whose .mvc/ was never checked out (as here_as_url reads the current directory), a path that is not
+    here, or a ``ByUrl``. A path in a work tree names that work tree, as it does for every verb (docs/api.md)."""
+    if isinstance(repo, ByUrl):
+        return True
+    if not isinstance(repo, (str, os.PathLike)):
+        return False
+    from mvc import git as gitmod
+
+    text = os.fspath(repo)
+    path = os.path.abspath(os.path.expanduser(text))
+    if "://" in text or not os.path.exists(path):
+        return True  # (no such path here: git says what it is, as for any URL)
+    where = path if os.path.isdir(path) else os.path.dirname(path)
+    try:
+        gitmod.find_worktree(where)
+    except MvcError:
+        return True  # a bare repository, or no repository (git says so, as for any URL)
+    return here_as_url(where) is not None
 
 
 Ref = str | os.PathLike | Target  # a Target: resolved already (one resolution for describe, then open)
@@ -172,26 +197,31 @@ def _tracked_above(r: Repo, rel: str, rev: str | None) -> str | None:
     return next((a for a in above if Repo.pointer_of(a) in at), None)
 
 
-def here_as_url() -> str | None:
-    """The git repository the current directory is in, to be read as by URL, when it has no work tree mvc
-    could use: a bare repository, or a clone whose .mvc/ was never checked out (``--no-checkout``) while its
-    HEAD has one. None otherwise (the usual case costs one stat)."""
+def here_as_url(start: str | None = None) -> str | None:
+    """The git repository the directory start (default: the current one) is in, to be read as by URL, when it has
+    no work tree mvc could use: a bare repository, or a clone whose .mvc/ was never checked out
+    (``--no-checkout``) while its HEAD has one. None otherwise (for the current directory, the usual case costs
+    one stat; a directory given is asked of git first, since a bare repository may lie inside a work tree)."""
     from mvc import git as gitmod
     from mvc.format.config import MVC_DIR
 
+    where = start or os.getcwd()
     try:
-        top = gitmod.find_worktree(os.getcwd())
+        top = gitmod.find_worktree(where)
     except MvcError:
         top = None
-    if top is not None and os.path.isdir(os.path.join(top, MVC_DIR)):
+    mvc_here = top is not None and os.path.isdir(os.path.join(top, MVC_DIR))
+    if mvc_here and start is None:
         return None
-    g = gitmod.Git(os.getcwd())
+    g = gitmod.Git(where)
     out = g.run("rev-parse", "--is-bare-repository", "--absolute-git-dir", check=False).decode().split()
     if len(out) != 2:
         return None  # not in a git repository: open_repo says so
     bare, gitdir = out
     if bare == "true":
         return gitdir
+    if mvc_here:
+        return None
     has = g.run("rev-parse", "--verify", "--quiet", f"HEAD:{cfgfmt.CONFIG_PATH}", check=False).strip()
     return top if has and top is not None else None
 

@@ -78,7 +78,13 @@ def check_value(key: str, value: Any, what: str = "param") -> Any:
     type for are refused; NaN and infinities are kept (TOML writes nan and inf)."""
     value = _plain(value)
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-        raise MetaError(f"{what} {key!r} is an integer beyond 64 bits, which TOML cannot store: pass it as a string")
+        fix = (
+            "a metric is a number TOML holds: pass float(value), or record the exact value as a string with run.param "
+            "or run.set"
+            if what == "metric"
+            else "pass it as a string"
+        )
+        raise MetaError(f"{what} {key!r} is an integer beyond 64 bits, which TOML cannot store: {fix}")
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, (list, tuple)):

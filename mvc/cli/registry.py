@@ -199,7 +199,9 @@ def registry(
         return
     if remote is not None:
         raise click.UsageError("-r/--remote goes with --check")
-    url = user_url(repo) if repo is not None else None
+    from mvc.api.target import ByUrl
+
+    url = ByUrl(user_url(repo)) if repo is not None else None  # by URL: a normal repository's HEAD too
     if name is not None:
         from mvc.api.metrics import model
 

@@ -301,6 +301,7 @@ def get(
       mvc get --repo git@github.com:acme/models.git churn#prod -o /srv/churn.joblib
     """
     from mvc.api import outputs, read
+    from mvc.api.target import ByUrl
 
     outputs.started_in = start_dir()  # never replaced with --force, as the directory it runs in
     if cache and repo is None and remote is None:
@@ -313,7 +314,7 @@ def get(
     r = read.get(
         ref,
         user_path(out) if out is not None else user_path("." + os.sep) if outputs.started_in else None,
-        repo=user_url(repo) if repo is not None else None,
+        repo=ByUrl(user_url(repo)) if repo is not None else None,  # by URL: a normal repository's HEAD too
         rev=rev,
         # a URL or a path (with a "/") is the user's; a bare word is a remote's name
         remote=user_url(remote) if remote is not None and ("/" in remote or "://" in remote) else remote,

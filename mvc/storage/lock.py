@@ -17,9 +17,11 @@ from collections.abc import Iterator
 
 from mvc.errors import StorageError
 
-WAIT = 60.0  # seconds to wait for another mvc process before giving up
+WAIT = 60.0  # seconds to wait for another mvc command before giving up
 NOTICE = 0.5  # seconds of waiting after which the wait is announced on stderr
 _local = threading.local()  # .held: {lock file: how deep} that this thread holds: taking one again nests freely
+_ours: dict[str, int] = {}  # lock file -> how many threads of this process hold it (a wait names its holder)
+_ours_lock = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -84,11 +86,11 @@ def locked(
                 except BlockingIOError:
                     waited = time.monotonic() - start
                     if waited > NOTICE and not said:  # a wait someone would notice: say what it is for
-                        sys.stderr.write(f"mvc: waiting for another mvc process to finish {doing} {what}\n")
+                        sys.stderr.write(f"mvc: waiting for {_holder(path)} to finish {doing} {what}\n")
                         said = True
                     if waited > wait:
                         raise StorageError(
-                            f"another mvc process has held {path} for {wait:g} s while {doing} {what}: "
+                            f"{_holder(path)} has held {path} for {wait:g} s while {doing} {what}: "
                             "wait for it to finish (or stop it), then retry"
                         ) from None
         except OSError as e:  # a filesystem that locks nothing (an NFS mount without locks, say)
@@ -97,9 +99,24 @@ def locked(
                 "MVC_CACHE_DIR to one"
             ) from None
         _held[path] = 1
+        with _ours_lock:
+            _ours[path] = _ours.get(path, 0) + 1
         try:
             yield
         finally:
             del _held[path]
+            with _ours_lock:
+                _ours[path] -= 1
+                if not _ours[path]:
+                    del _ours[path]
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _holder(path: str) -> str:
+    """Who a wait for the lock at path waits for, as its notice names it: several threads of one process (a
+    script's) wait for each other as processes do."""
+    with _ours_lock:
+        if _ours.get(path):
+            return f"another thread of this process (pid {os.getpid()})"
+    return "another mvc command"
