@@ -1160,6 +1160,27 @@ class RemoteSuite(WithOrigin):
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
 
+    def test_a_history_pushed_at_once_is_stored_as_deltas(self, repo, mvc_cli, origin, small_chunks):
+        """Three fine-tunes committed, then pushed by one --all-commits (newest first): each version goes up after
+        the one it is stored against, so each but the first is deltas, and a fresh clone reads every one back."""
+        tensors = model_tensors(9, n=2, elements=1 << 19)
+        versions = []
+        for seed in (1, 2, 3):
+            tensors = fine_tune(tensors, seed, 0.01) if versions else tensors
+            versions.append(write_model(repo / "model.safetensors", tensors))
+            mvc_cli("add", "model.safetensors")
+            git(repo, "commit", "-q", "-m", f"v{seed}")
+        mvc_cli("push", "--all-commits")
+        v1, v2, v3 = versions
+        assert {(e.kind, e.base) for e in recipe_of(origin, oid_of(v2)).entries if e.kind == "d"} == {("d", oid_of(v1))}
+        assert {(e.kind, e.base) for e in recipe_of(origin, oid_of(v3)).entries if e.kind == "d"} == {("d", oid_of(v2))}
+        assert sum(len(origin.read(rel)) for rel in origin.rels()) < len(v1) * 1.2
+        fresh_clone(repo)
+        for rev, data in zip(("HEAD~2", "HEAD~1", "HEAD"), versions, strict=True):
+            out = repo.parent / f"copy-{rev}"
+            mvc_cli("get", "model.safetensors", "--rev", rev, "-o", str(out))
+            assert out.read_bytes() == data
+
     # damage: each gives one error line naming what is damaged, and writes nothing to the workspace or cache
     def test_flipped_byte_in_a_chunk_is_refused(self, repo, mvc_cli, origin, small_chunks):
         from mvc.objects import pack
