@@ -1237,8 +1237,18 @@ class RemoteSuite(WithOrigin):
         of the whole object refuses before anything is placed."""
         v1, v2 = push_fine_tune(repo, mvc_cli)
         origin.write(recipe_rel(oid_of(v2)), origin.read(recipe_rel(oid_of(v1))))
+        held = repo.parent / "held"
+        shutil.copytree(cache_dir(repo), held)
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert "corrupt" in line and recipe_rel(oid_of(v2)) in line, line
+        # the fix it names mends the remote where a cache holds v2 (a push finds the recipe sound: sends nothing)
+        assert "'mvc verify -r origin --repair --all-tags' on a machine whose cache holds them" in line, line
+        drop_cache(repo)
+        shutil.copytree(held, cache_dir(repo))
+        mvc_cli("verify", "-r", "origin", "--repair", "--all-tags", ok=False)  # exit 1: it found v2 corrupt there
+        fresh_clone(repo)
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
 
     def test_a_lone_pack_of_another_size_is_refused_before_it_is_copied(self, repo, mvc_cli, origin, small_chunks):
         """The pack that is a new file, replaced on the remote by a longer one: not copied whole (its size is

@@ -1034,7 +1034,8 @@ def rebuilt_wrong(rb: Rebuilder, oid: str, digest: str, label: str) -> RemoteCor
     return RemoteCorrupt(
         f"{label}: rebuilt from {rb.store.where(rc.rel(oid))} on remote {rb.name}, it hashes to xxh128:{digest}, "
         f"not to its oid: that chunk list{also} is corrupt; nothing was placed in the cache or workspace: run "
-        "'mvc push --verify-remote' (with --all-commits for old versions) from a machine that has them"
+        f"'mvc verify -r {rb.name} --repair --all-tags' on a machine whose cache holds them (a push finds the chunk "
+        "list sound and sends nothing)"
     )
 
 
