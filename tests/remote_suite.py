@@ -1250,6 +1250,31 @@ class RemoteSuite(WithOrigin):
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
 
+    def test_a_delta_that_does_not_decode_names_the_fix_that_mends_it(self, repo, mvc_cli, origin, small_chunks):
+        """v2's chunk list crafted to one delta, named by its hash, whose frame declares another size: refused with
+        one line naming verify --repair (the chunk list parses and its pack is there: a push sends nothing), which
+        mends the remote from a cache that holds v2."""
+        from mvc.objects import delta, pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        bad = delta.encode(v1[:4096], v2[:4096], 2)  # a sound frame of 4 KiB, for a delta of all of v2
+        name, data, index, entries = pack.build([(oid_of(bad), bad)])
+        origin.write(pack.pack_rel(name), data)
+        origin.write(pack.index_rel(name), index)
+        entry = recipe_entry("d", oid_of(bad), 0, len(v2), name, entries[0].offset, len(bad), 2, 1, oid_of(v1), 0)
+        origin.write(recipe_rel(oid_of(v2)), render_parts(len(v2), [], [entry]))
+        held = repo.parent / "held"
+        shutil.copytree(cache_dir(repo), held)
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert "'mvc verify -r origin --repair --all-tags' on a machine whose cache holds it" in line, line
+        assert "nothing to push" in mvc_cli("push", "--verify-remote").output  # what a push makes of it
+        drop_cache(repo)
+        shutil.copytree(held, cache_dir(repo))
+        mvc_cli("verify", "-r", "origin", "--repair", "--all-tags", ok=False)
+        fresh_clone(repo)
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
     def test_a_lone_pack_of_another_size_is_refused_before_it_is_copied(self, repo, mvc_cli, origin, small_chunks):
         """The pack that is a new file, replaced on the remote by a longer one: not copied whole (its size is
         refused first); its chunk list reads the ranges it names there, each checked, as for a pack that hashes
