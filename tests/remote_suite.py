@@ -1160,6 +1160,27 @@ class RemoteSuite(WithOrigin):
         mvc_cli("pull")
         assert (repo / "model.safetensors").read_bytes() == v2
 
+    def test_a_history_pushed_at_once_is_stored_as_deltas(self, repo, mvc_cli, origin, small_chunks):
+        """Three fine-tunes committed, then pushed by one --all-commits (newest first): each version goes up after
+        the one it is stored against, so each but the first is deltas, and a fresh clone reads every one back."""
+        tensors = model_tensors(9, n=2, elements=1 << 19)
+        versions = []
+        for seed in (1, 2, 3):
+            tensors = fine_tune(tensors, seed, 0.01) if versions else tensors
+            versions.append(write_model(repo / "model.safetensors", tensors))
+            mvc_cli("add", "model.safetensors")
+            git(repo, "commit", "-q", "-m", f"v{seed}")
+        mvc_cli("push", "--all-commits")
+        v1, v2, v3 = versions
+        assert {(e.kind, e.base) for e in recipe_of(origin, oid_of(v2)).entries if e.kind == "d"} == {("d", oid_of(v1))}
+        assert {(e.kind, e.base) for e in recipe_of(origin, oid_of(v3)).entries if e.kind == "d"} == {("d", oid_of(v2))}
+        assert sum(len(origin.read(rel)) for rel in origin.rels()) < len(v1) * 1.2
+        fresh_clone(repo)
+        for rev, data in zip(("HEAD~2", "HEAD~1", "HEAD"), versions, strict=True):
+            out = repo.parent / f"copy-{rev}"
+            mvc_cli("get", "model.safetensors", "--rev", rev, "-o", str(out))
+            assert out.read_bytes() == data
+
     # damage: each gives one error line naming what is damaged, and writes nothing to the workspace or cache
     def test_flipped_byte_in_a_chunk_is_refused(self, repo, mvc_cli, origin, small_chunks):
         from mvc.objects import pack
@@ -1216,8 +1237,43 @@ class RemoteSuite(WithOrigin):
         of the whole object refuses before anything is placed."""
         v1, v2 = push_fine_tune(repo, mvc_cli)
         origin.write(recipe_rel(oid_of(v2)), origin.read(recipe_rel(oid_of(v1))))
+        held = repo.parent / "held"
+        shutil.copytree(cache_dir(repo), held)
         line = pull_fails(repo, mvc_cli, oid_of(v2))
         assert "corrupt" in line and recipe_rel(oid_of(v2)) in line, line
+        # the fix it names mends the remote where a cache holds v2 (a push finds the recipe sound: sends nothing)
+        assert "'mvc verify -r origin --repair --all-tags' on a machine whose cache holds them" in line, line
+        drop_cache(repo)
+        shutil.copytree(held, cache_dir(repo))
+        mvc_cli("verify", "-r", "origin", "--repair", "--all-tags", ok=False)  # exit 1: it found v2 corrupt there
+        fresh_clone(repo)
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
+
+    def test_a_delta_that_does_not_decode_names_the_fix_that_mends_it(self, repo, mvc_cli, origin, small_chunks):
+        """v2's chunk list crafted to one delta, named by its hash, whose frame declares another size: refused with
+        one line naming verify --repair (the chunk list parses and its pack is there: a push sends nothing), which
+        mends the remote from a cache that holds v2."""
+        from mvc.objects import delta, pack
+
+        v1, v2 = push_fine_tune(repo, mvc_cli)
+        bad = delta.encode(v1[:4096], v2[:4096], 2)  # a sound frame of 4 KiB, for a delta of all of v2
+        name, data, index, entries = pack.build([(oid_of(bad), bad)])
+        origin.write(pack.pack_rel(name), data)
+        origin.write(pack.index_rel(name), index)
+        entry = recipe_entry("d", oid_of(bad), 0, len(v2), name, entries[0].offset, len(bad), 2, 1, oid_of(v1), 0)
+        origin.write(recipe_rel(oid_of(v2)), render_parts(len(v2), [], [entry]))
+        held = repo.parent / "held"
+        shutil.copytree(cache_dir(repo), held)
+        line = pull_fails(repo, mvc_cli, oid_of(v2))
+        assert "'mvc verify -r origin --repair --all-tags' on a machine whose cache holds it" in line, line
+        assert "nothing to push" in mvc_cli("push", "--verify-remote").output  # what a push makes of it
+        drop_cache(repo)
+        shutil.copytree(held, cache_dir(repo))
+        mvc_cli("verify", "-r", "origin", "--repair", "--all-tags", ok=False)
+        fresh_clone(repo)
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == v2
 
     def test_a_lone_pack_of_another_size_is_refused_before_it_is_copied(self, repo, mvc_cli, origin, small_chunks):
         """The pack that is a new file, replaced on the remote by a longer one: not copied whole (its size is

@@ -1257,3 +1257,15 @@ def test_run_parallel_ends_its_threads_when_ctrl_c_lands_in_a_thread_start(monke
     assert not runner.is_alive(), "run_parallel waits forever for a thread it did not count"
     assert outcome == ["raised"]
     assert not [t for t in threading.enumerate() if t.name.startswith("mvc-remote")]
+
+
+def test_a_push_sends_each_version_after_its_bases():
+    """transfer.bases_first: bases going up in the same push come first (a history listed newest first), the
+    best base before the others; a cycle that --base choices close is cut, every version sent once."""
+    from mvc.objects.transfer import bases_first
+
+    v = [fake_oid(i) for i in range(5)]
+    assert bases_first([v[3], v[2], v[1]], {v[3]: [v[2], v[1]], v[2]: [v[1], v[0]]}) == [v[1], v[2], v[3]]
+    assert bases_first([v[1], v[2]], {v[1]: [v[2]], v[2]: [v[1]]}) == [v[2], v[1]]
+    assert bases_first([v[4], v[0]], {v[4]: [v[3], v[0]]}) == [v[0], v[4]]
+    assert bases_first([], {}) == []

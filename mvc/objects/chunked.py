@@ -500,7 +500,7 @@ class Rebuilder:
                 except RemoteCorrupt:
                     raise  # (the base's, from read: it says what to do)
                 except CorruptObject as err:
-                    raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+                    raise RemoteCorrupt(f"{err}; nothing was written: {self._mend()}") from None
         finally:
             base.close()
         return True
@@ -554,7 +554,7 @@ class Rebuilder:
                     except RemoteCorrupt:
                         raise  # (the base's: it says what to do)
                     except CorruptObject as err:
-                        raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+                        raise RemoteCorrupt(f"{err}; nothing was written: {self._mend()}") from None
                     turns.wait(i)
                     # (the bytes before the run are read back only at its first window: a later one would read
                     # back windows of the run not yet written)
@@ -651,6 +651,13 @@ class Rebuilder:
         if arena is None:
             arena = self._arenas.arena = _Arena(plan.PIECE + delta.SEGMENT + (1 << 16))  # room for alignment
         return arena
+
+    def _mend(self) -> str:
+        """The fix of a chunk list that parses and names packs that are there, whose bytes are wrong: a push (even
+        with --verify-remote) finds it complete and sends nothing."""
+        return (
+            f"run 'mvc verify -r {self.name} --repair --all-tags' on a machine whose cache holds it (it goes up whole)"
+        )
 
     def _gone(self, label: str, rel: str) -> RemoteCorrupt:
         return RemoteCorrupt(
@@ -949,7 +956,7 @@ class Rebuilder:
     def _short_base(self, e: rc.Entry, start: int, end: int, label: str) -> RemoteCorrupt:
         return RemoteCorrupt(
             f"{label}: a delta on remote {self.name} needs bytes {start}-{end} of object {e.base}, which is "
-            "shorter; nothing was written: push the file again"
+            f"shorter; nothing was written: {self._mend()}"
         )
 
     def _read_into(
@@ -1017,7 +1024,7 @@ class Rebuilder:
                 out = arena.take(e.size)
             return delta.decode(data, base, e.lane, f"{label}: delta {e.oid} on remote {self.name}", out, e.codec)
         except CorruptObject as err:
-            raise RemoteCorrupt(f"{err}; nothing was written: push the file again") from None
+            raise RemoteCorrupt(f"{err}; nothing was written: {self._mend()}") from None
 
 
 def _via(label: str, e: rc.Entry) -> str:
@@ -1034,7 +1041,8 @@ def rebuilt_wrong(rb: Rebuilder, oid: str, digest: str, label: str) -> RemoteCor
     return RemoteCorrupt(
         f"{label}: rebuilt from {rb.store.where(rc.rel(oid))} on remote {rb.name}, it hashes to xxh128:{digest}, "
         f"not to its oid: that chunk list{also} is corrupt; nothing was placed in the cache or workspace: run "
-        "'mvc push --verify-remote' (with --all-commits for old versions) from a machine that has them"
+        f"'mvc verify -r {rb.name} --repair --all-tags' on a machine whose cache holds them (a push finds the chunk "
+        "list sound and sends nothing)"
     )
 
 

@@ -287,7 +287,7 @@ class Transfer:
         self.check_layout(writing=True, fmt=layout.CHUNKED if chunking else layout.FORMAT)
         sent = 0
         if self.chunks:
-            for oid in [o for o in todo if sizes[o] >= CHUNK_FROM]:
+            for oid in bases_first([o for o in todo if sizes[o] >= CHUNK_FROM], bases or {}):
                 sent += self._put_chunked(oid, (bases or {}).get(oid, []), meter)
                 recorder.add(oid)
                 meter.object_done()
@@ -642,6 +642,28 @@ class Transfer:
         if bad is not None:
             raise bad
         return len(data)
+
+
+def bases_first(oids_: list[str], bases: dict[str, list[str]]) -> list[str]:
+    """oids_ reordered so that the versions each is stored against that go up in the same push go first: a
+    version's deltas need their base on the store (a push of a history, newest first, would otherwise send
+    every version whole)."""
+    order: list[str] = []
+    going, seen = set(oids_), set()
+    for oid in oids_:
+        stack = [(oid, False)]
+        while stack:
+            o, ready = stack.pop()
+            if ready:
+                order.append(o)
+                continue
+            if o in seen:
+                continue
+            seen.add(o)
+            stack.append((o, True))
+            # its bases, best first: the first pushed first (a cycle --base chose is cut where it closes)
+            stack += [(b, False) for b in reversed(bases.get(o, [])) if b in going and b not in seen]
+    return order
 
 
 def _corrupt(where: str, remote: str, digest: str) -> RemoteCorrupt:
