@@ -224,6 +224,30 @@ def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_p
     assert mvc_json(root, "diff", "churn@v1.0.0", "churn@v1.0.0") == []  # the same version unread: no change
 
 
+@needs_dvc
+def test_an_output_an_import_of_other_paths_left_to_dvc_is_not_mvcs_at_old_revisions(dvc_repo, tmp_path, mvc_error):
+    """After 'mvc import-dvc model.bin', data is DVC's still: its versions at old revisions are not versions mvc
+    could not import (checkout --rev, get --rev, ls --rev and diff say nothing of them), but paths mvc does not
+    track there."""
+    root, _, versions = dvc_repo
+    assert mvc_json(root, "import-dvc", "model.bin")["paths"] == ["model.bin"]
+    git(root, "commit", "-q", "-m", "model.bin to mvc")
+    assert (root / "data.dvc").exists()
+
+    r = run_mvc("checkout", "--rev", "churn@v1.0.0", cwd=root)
+    assert r.returncode == 0 and "could not import" not in r.stderr, r.stderr
+    assert (root / "model.bin").read_bytes() == versions["v1"]["model.bin"]
+    for args in (("checkout", "--rev", "churn@v1.0.0", "data"), ("get", "--rev", "churn@v1.0.0", "data")):
+        mvc_error(*args, words=("data is not tracked by mvc at churn@v1.0.0", "mvc ls --rev churn@v1.0.0"))
+    rows = mvc_json(root, "ls", "--rev", "churn@v1.0.0")
+    assert "data" not in {r["path"] for r in rows} and not any("not_imported" in r for r in rows), rows
+    r = run_mvc("ls", "--rev", "churn@v1.0.0", cwd=root, check=True)
+    assert "data" not in r.stdout and r.stderr == "", r.stdout + r.stderr
+    run_mvc("checkout", "--rev", "HEAD", cwd=root, check=True)
+    assert "data" not in {r["path"] for r in mvc_json(root, "diff", "churn@v1.0.0")}
+    assert "not imported" not in run_mvc("diff", "churn@v1.0.0", cwd=root, check=True).stdout
+
+
 # -- import-lfs ------------------------------------------------------------------------------------------------
 @needs_lfs
 def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin, tmp_path, monkeypatch, mvc_cli):

@@ -136,9 +136,16 @@ def pointers_at(repo: Any, commit: str, table: Any) -> dict[str, bytes]:
 
 def unimported_at(repo: Any, commit: str, table: Any) -> dict[str, str]:
     """{output path: md5} of the DVC outputs at commit whose version the map lacks: in neither DVC's cache nor its
-    remote when ``mvc import-dvc`` ran (``history_missing``), so mvc cannot read them there."""
+    remote when ``mvc import-dvc`` ran (``history_missing``), so mvc cannot read them there; only at paths the
+    import converted (mvc tracks them in the work tree): an output an import of other paths left to DVC is not
+    mvc's to read."""
     known = _known(repo, table)
-    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known}
+    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known and _mine(repo, o.path)}
+
+
+def _mine(repo: Any, path: str) -> bool:
+    """Whether mvc tracks path: a pointer is there in the work tree (git-lfs's reader asks the same)."""
+    return repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX))
 
 
 def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
@@ -155,7 +162,9 @@ def version_of(repo: Any, commit: str, rel: str, table: Any) -> tuple[bytes | No
     out = outs_at(repo, commit).get(rel)
     if out is None:
         return None, None
-    return (pointer_bytes(out, known[out.md5]), None) if out.md5 in known else (None, out.md5)
+    if out.md5 in known:
+        return pointer_bytes(out, known[out.md5]), None
+    return None, out.md5 if _mine(repo, rel) else None
 
 
 def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
