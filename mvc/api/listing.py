@@ -81,13 +81,25 @@ def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, An
     repo = open_repo(repo)
     if rev is None:
         return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
-    from mvc.repo import foreign
-
     commit = repo.resolve(rev)
     at_rev = repo.pointers_at_commit(commit)
     rows = [(prel, describe(prel, load_pointer(repo, prel, data))) for prel, data in at_rev.items()]
+    return in_order(rows + not_imported(repo, commit, rev, at_rev))
+
+
+def not_imported(repo: Any, commit: str, rev: str, at_rev: dict[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """(PATH.mvc, its row) of each path of ``foreign.unimported_beside``: kind, size and oid None, ``not_imported``
+    the tool's version id, ``error`` why (``repo``: a Repo, or a repository read by URL, ``upstream.AsRepo``)."""
+    from mvc.repo import foreign
+
+    rows = []
     for path, version in foreign.unimported_beside(repo, commit, at_rev).items():
         error = str(foreign.not_imported(repo, path, rev, version))
         row = {"path": path, "kind": None, "size": None, "oid": None, "not_imported": version, "error": error}
         rows.append((path + ptrfmt.SUFFIX, row))
+    return rows
+
+
+def in_order(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of ``ls``, by pointer path."""
     return [row for _, row in sorted(rows, key=lambda r: r[0])]

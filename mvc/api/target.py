@@ -409,20 +409,26 @@ def local_odb(t: Target) -> Any:
 
 # -- listing a repository by URL --------------------------------------------------------------
 def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
-    """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them."""
-    from mvc.api.listing import describe as describe_pointer
-    from mvc.repo import upstream
+    """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them: at a revision before
+    ``mvc import-dvc``/``import-lfs``, the other tool's files read through HEAD's map as ``mvc ls --rev`` reads them
+    in a clone, a version the import could not bring in listed as such."""
+    from mvc.api import listing
+    from mvc.repo import foreign, upstream
 
     up = upstream.Upstream(url)
+    shown = rev or "HEAD"
+    commit = up.commit(rev)
+    view = upstream.AsRepo(up)
+    at_rev = foreign.all_pointers_at(view, commit)
     rows = []
-    for prel, data in sorted(up.pointers_at(rev).items()):
+    for prel, data in at_rev.items():
         why = ptrfmt.bad_target(Repo.target_of(prel))
         if why is not None:
             raise PointerError(
                 f"pointer {prel} in {up.shown} tracks a path mvc never reads ({why}): pick another --rev"
             )
-        rows.append(describe_pointer(prel, ptrfmt.loads(data, f"{prel} at {rev or 'HEAD'} in {up.shown}", URL_FIX)))
-    return rows
+        rows.append((prel, listing.describe(prel, ptrfmt.loads(data, f"{prel} at {shown} in {up.shown}", URL_FIX))))
+    return listing.in_order(rows + listing.not_imported(view, commit, shown, at_rev))
 
 
 def _with_repo(command: str, up: Any, *args: str) -> str:

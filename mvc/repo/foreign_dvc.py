@@ -58,7 +58,21 @@ def _listing(repo: Any, tree: Any, top: bool) -> list[tuple[str, str]]:
 
 def dvc_files_at(repo: Any, commit: str) -> dict[str, str]:
     """{repository-relative path: blob id} of the .dvc files, dvc.lock and dvc.yaml files in commit's tree."""
-    return dict(_listing(repo, repo.git.resolve(commit).tree, True))
+    if not repo.git.partial:
+        return dict(_listing(repo, repo.git.resolve(commit).tree, True))
+    # a repository read by URL: its cache is read with the git binary alone, and lacks blobs until fetched
+    out = repo.git.run("ls-tree", "-r", "-z", "--full-tree", commit)
+    found = {}
+    for entry in out.split(b"\0"):
+        head, _, name = entry.partition(b"\t")
+        parts = head.decode().split(" ")
+        path = name.decode("utf-8", "surrogateescape")
+        top = path.partition("/")[0] if "/" in path else None
+        dvc_file = is_dvc_file(posixpath.basename(path)) and top not in SKIP_DIRS
+        if dvc_file and len(parts) == 3 and parts[1] == "blob" and parts[0] != "120000":
+            found[path] = parts[2]
+    repo.git.need_blobs(commit, list(found.values()))
+    return found
 
 
 def outs_of(repo: Any, path: str, blob: str) -> list[dvcfile.Out]:
@@ -140,12 +154,7 @@ def unimported_at(repo: Any, commit: str, table: Any) -> dict[str, str]:
     import converted (mvc tracks them in the work tree): an output an import of other paths left to DVC is not
     mvc's to read."""
     known = _known(repo, table)
-    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known and _mine(repo, o.path)}
-
-
-def _mine(repo: Any, path: str) -> bool:
-    """Whether mvc tracks path: a pointer is there in the work tree (git-lfs's reader asks the same)."""
-    return repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX))
+    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known and repo.tracks(o.path)}
 
 
 def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
@@ -164,7 +173,7 @@ def version_of(repo: Any, commit: str, rel: str, table: Any) -> tuple[bytes | No
         return None, None
     if out.md5 in known:
         return pointer_bytes(out, known[out.md5]), None
-    return None, out.md5 if _mine(repo, rel) else None
+    return None, out.md5 if repo.tracks(rel) else None
 
 
 def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:
