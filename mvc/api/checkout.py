@@ -99,8 +99,8 @@ def _checkout(
             if dirty and not force:
                 _raise_if_conflicted(repo, dirty[0])  # mid-merge: the conflict's own fix, not 'git add' of markers
                 raise WorkspaceModified(
-                    f"{dirty[0]} has changes not staged in git: stage them with "
-                    f"'git add {dirty[0]}', or pass --force to replace it"
+                    f"{quoted(dirty[0])} has changes not staged in git: stage them with "
+                    f"{ptrfmt.suggested('git add {}', dirty[0])}, or pass --force to replace it"
                 )
             if not force:
                 _refuse_uncommitted(repo, chosen, at_commit, rev)
@@ -464,8 +464,9 @@ def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:
         except MvcError:
             continue
         raise PathError(
-            f"{p} is a git revision, not a tracked path: restore the models as of it with 'mvc checkout --rev {p}' "
-            f"(one of them: 'mvc checkout PATH --rev {p}')"
+            f"{quoted(p)} is a git revision, not a tracked path: restore the models as of it with "
+            f"{ptrfmt.suggested('mvc checkout --rev {}', p)} (one of them: "
+            f"{ptrfmt.suggested('mvc checkout PATH --rev {}', p)})"
         )
 
 

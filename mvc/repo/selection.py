@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, RegistryError
 from mvc.format import pointer as ptrfmt
+from mvc.format.pointer import suggested
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo.repository import Repo, in_quotes, quoted, shell_quoted
@@ -115,7 +116,7 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
             "writes it so)"
         )
     if rev is not None:
-        return PathError(f"{what} is not tracked by mvc{at}: check the path with 'mvc ls --rev {rev}'")
+        return PathError(f"{what} is not tracked by mvc{at}: check the path with {suggested('mvc ls --rev {}', rev)}")
     if not os.path.lexists(repo.abs(rel)) and not os.path.lexists(repo.abs(Repo.pointer_of(rel))):
         return PathError(
             f"{what} is not tracked by mvc and does not exist: check the path ('mvc ls' lists the tracked ones)"
@@ -445,7 +446,9 @@ def pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Poi
         missing = foreign.unimported_at(repo, repo.resolve(rev)) if foreign.imported(repo) else {}
         if Repo.target_of(prel) in missing:
             raise foreign.not_imported(repo, Repo.target_of(prel), rev, missing[Repo.target_of(prel)])
-        raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
+        raise PathError(
+            f"{quoted(path)} is not tracked by mvc at {rev}: check the path with {suggested('mvc ls --rev {}', rev)}"
+        )
     return prel, load_pointer(repo, prel, at_rev[prel], rev)
 
 
