@@ -67,7 +67,7 @@ def test_checkout_of_a_path_not_tracked_at_rev_says_it_as_get_does(tok, mvc_erro
     """At HEAD~5 nothing is tracked: whether the path exists here says nothing about that revision."""
     for path in ("m.bin", "nope.bin"):
         line = mvc_error("checkout", "--rev", "HEAD~5", path)
-        assert line == f"error: {path} is not tracked by mvc at HEAD~5: check the path with 'mvc ls --rev HEAD~5'"
+        assert line == f"error: {path} is not tracked by mvc at HEAD~5: check the path with \"mvc ls --rev 'HEAD~5'\""
         mvc_error("get", path, "--rev", "HEAD~5", "-o", str(tmp_path / "out"), words=("not tracked by mvc at HEAD~5",))
     line = mvc_error(
         "checkout", "--rev", "HEAD~1", "data/tok/f1.bin", words=("part of tracked directory data/tok at HEAD~1",)
