@@ -22,7 +22,7 @@ from mvc.objects import manifest as mf
 from mvc.repo import ignores as gitignores
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
-from mvc.repo.selection import load_pointer, model_refs, select, user_paths
+from mvc.repo.selection import load_pointer, model_refs, refuse_a_model_name, select, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, check_checkout_room, hash_of, link_stat, look, scan_dir, total
 from mvc.storage import fileio, tempfiles
@@ -110,6 +110,7 @@ def _checkout(
             try:
                 chosen = select(repo, paths, repo.git.ls_pointers())
             except PathError:
+                refuse_a_model_name(repo, paths, "checkout")
                 _refuse_a_revision(repo, paths)
                 raise
         # plan from REV's pointers before git touches them, so a refused checkout changes nothing

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ConflictedPointer
+from mvc.errors import ConflictedPointer, PathError
 from mvc.format import pointer as ptrfmt
 from mvc.repo.pathstatus import cached_version, dir_changes, path_status
 from mvc.repo.repository import Repo, open_repo
-from mvc.repo.selection import load_pointer, select, user_paths
+from mvc.repo.selection import load_pointer, refuse_a_model_name, select, user_paths
 from mvc.repo.worktree import File
 
 
@@ -32,7 +32,7 @@ def status(
     out: list[dict[str, Any]] = []
     try:
         in_dir = "see which of its files changed with 'mvc status {dir} --files'"
-        for prel in select(repo, user_paths(paths), repo.git.ls_pointers(), in_dir=in_dir):
+        for prel in _selected(repo, user_paths(paths), in_dir):
             rel = Repo.target_of(prel)
             try:
                 p = load_pointer(repo, prel)
@@ -62,6 +62,14 @@ def status(
     finally:
         repo.state.flush()
     return out
+
+
+def _selected(repo: Repo, paths: list[str], in_dir: str) -> list[str]:
+    try:
+        return select(repo, paths, repo.git.ls_pointers(), in_dir=in_dir)
+    except PathError:
+        refuse_a_model_name(repo, paths, "status")
+        raise
 
 
 # -- ls --------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     text = ref
     if is_url(repo):
         return _resolve_url(ref, os.fspath(repo), rev, inside)  # type: ignore[arg-type]
-    from mvc.repo.selection import model_refs, pointer_for
+    from mvc.repo.selection import model_refs, pointer_for, refuse_a_model_name
 
     if repo is None:
         here = here_as_url()
@@ -123,27 +123,11 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
         prel, p = pointer_for(r, ref, rev)
     except PathError:
         if not refs and not sub and rev is None:
-            _refuse_a_model_name(r, text, ref)
+            refuse_a_model_name(r, [text], "get", base)
         raise
     t = Target(Repo.target_of(prel), p, shown or "", r.resolve(rev) if rev else None)  # (the commit's id)
     t.repo, t.sub = r, sub
     return t
-
-
-def _refuse_a_model_name(r: Repo, text: str, path: str) -> None:
-    """A model's name given where a path goes (``mvc get churn``, as GTO and MLflow users name a model), with
-    nothing of that name here: refused with the versions to name instead, as a read by URL refuses it."""
-    if os.path.lexists(path) or os.path.lexists(path + ptrfmt.SUFFIX):
-        return
-    from mvc.repo import models
-
-    if text not in models.load(r.git).names():
-        return
-    registry = ptrfmt.in_quotes(f"mvc registry {ptrfmt.shell_quoted(text)}")
-    raise PathError(
-        f"{ptrfmt.quoted(text)} is not tracked by mvc: {text} is a model: use {text}@latest or {text}#STAGE "
-        f"(its versions and stages: {registry}), or list the paths with 'mvc ls'"
-    )
 
 
 def _inside(path: str, root: str) -> bool:

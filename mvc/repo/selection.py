@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 
 from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, RegistryError
+from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format.pointer import suggested
 from mvc.objects import manifest as mf
@@ -421,6 +422,25 @@ def model_refs(repo: Repo, paths: list[str], rev: str | None, base: str = "") ->
     if rev is not None:
         raise PathError(f"{found[0][0]} names a revision already: drop --rev {rev}")
     return [(text, path, commit) for text, (path, commit) in found]
+
+
+def refuse_a_model_name(repo: Repo, texts: list[str], command: str, base: str = "") -> None:
+    """A registered model's name where a path goes (``mvc get churn``, as GTO and MLflow users name a model), nothing
+    of that name in base: refused with the versions to name (get, checkout), or the model's path (status)."""
+    from mvc.repo import models
+
+    for text in sorted(models.load(repo.git).names().intersection(texts)):
+        path = os.path.join(base, text)
+        if os.path.lexists(path) or os.path.lexists(path + ptrfmt.SUFFIX):
+            continue
+        registry, at = in_quotes(f"mvc registry {shell_quoted(text)}"), cfgfmt.models(repo.config.shared).get(text)
+        if command == "status":  # (it takes paths alone)
+            where = f"its path is {quoted(at)}: {suggested('mvc status {}', at)}" if at and repo.tracks(at) else ""
+            fix = f"{where or 'see ' + in_quotes('mvc ls')} (its versions and stages: {registry})"
+        else:
+            run = f"{suggested('mvc checkout {}', text + '@latest')}; " if command == "checkout" else ""
+            fix = f"use {text}@latest or {text}#STAGE ({run}its versions and stages: {registry}), or list the paths with 'mvc ls'"
+        raise PathError(f"{quoted(text)} is not tracked by mvc: {text} is a model: {fix}")
 
 
 def registered(repo: Repo, text: str) -> bool:
