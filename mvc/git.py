@@ -270,6 +270,7 @@ def discover(start: str) -> str:
 
 class Git:
     env: dict[str, str] | None = None  # the environment git runs in (None: this process's)
+    partial = False  # a cache that lacks blobs, read with the git binary alone (repo/upstream.py): not a clone
 
     def __init__(self, root: str):
         self.root = root
@@ -609,6 +610,9 @@ class Git:
 
     def blob(self, blob_id: str) -> bytes:
         return self.repo[blob_id].data
+
+    def need_blobs(self, commit: str, blobs: list[str]) -> None:
+        """Nothing: a clone holds every blob of its commits (a repository read by URL fetches them here)."""
 
     # -- hooks: the hooks directory, the index, what a commit or a push carries (issue 5) ------
     # The git binary throughout: hooks run on every commit, and they must see git's own environment

@@ -774,3 +774,27 @@ def test_verify_reads_a_manifest_it_fetched_back_from_quarantine(repo, mvc_cli, 
     mvc.Repo(str(repo)).odb.quarantine(moid)
     r = json.loads(mvc_cli("verify", "--json").stdout)
     assert r["problems"] == [] and r["objects"] == 3
+
+
+def test_gc_json_keys_and_keep_last_help_are_as_docs_cli_md_says(repo, mvc_cli, pushed):
+    """docs/cli.md lists the keys of 'mvc gc --json' (local, and which ones -r drops and adds) as gc prints them, and
+    --keep-last's help says what the docs and the code do: the versions at the tips count first."""
+    import re
+
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    gc = doc[doc.index("## mvc gc") : doc.index("## mvc verify")]
+    row = next(line for line in gc.splitlines() if line.startswith("| `--json` |"))
+    top = re.sub(r"\[\{[^]]*\}\]", "", re.match(r"\| `--json` \| Print `\{(.*?)\}`:", row)[1])
+    local = set(re.findall(r'"(\w+)"', top))
+    assert set(gc_json(mvc_cli)) == local
+    clause = row[row.index("With `-r`") : row.index("`objects` then counts")]
+    head, _, tail = clause.partition("and also")
+    dropped, added = set(re.findall(r'"(\w+)"', head)), set(re.findall(r'"(\w+)"', tail))
+    assert set(gc_json(mvc_cli, "-r", "origin")) == (local - dropped) | added, (dropped, added)
+
+    said = " ".join(mvc_cli("gc", "--help").stdout.split())
+    assert "the N newest versions" not in said and "the versions at the tips count first" in said, said
+    table = next(line for line in gc.splitlines() if line.startswith("| `--keep-last N` |"))
+    assert "the versions at the tips count first" in table

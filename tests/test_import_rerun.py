@@ -224,6 +224,55 @@ def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_p
     assert mvc_json(root, "diff", "churn@v1.0.0", "churn@v1.0.0") == []  # the same version unread: no change
 
 
+@needs_dvc
+def test_ls_by_url_lists_an_old_revision_as_ls_in_a_clone_does(dvc_repo, tmp_path: Path):
+    """mvc ls --repo URL --rev OLD reads the DVC files of a revision before the import through the map, as mvc ls
+    --rev in a clone does: the versions imported as their pointers, one the import could not bring in as such."""
+    root, remote, _ = dvc_repo
+    shutil.rmtree(remote)
+    md5 = next(
+        line.split()[-1] for line in git(root, "show", "churn@v1.0.0:model.bin.dvc").splitlines() if "md5:" in line
+    )
+    shutil.move(root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:], tmp_path / "aside")
+    mvc_json(root, "import-dvc")
+    git(root, "commit", "-q", "-m", "to mvc")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+
+    for args in (("--json",), ()):
+        here = run_mvc("ls", "--rev", "churn@v1.0.0", *args, cwd=root, check=True)
+        by_url = run_mvc("ls", "--repo", str(root), "--rev", "churn@v1.0.0", *args, cwd=outside, check=True)
+        assert (by_url.stdout, by_url.stderr) == (here.stdout, here.stderr)
+    rows = {r["path"]: r for r in mvc_json(outside, "ls", "--repo", str(root), "--rev", "churn@v1.0.0")}
+    assert set(rows) == {"data", "model.bin", "out.bin"} and rows["model.bin"]["not_imported"] == md5, rows
+    assert rows["data"]["kind"] == "dir" and "could not import" in rows["model.bin"]["error"]
+    assert "-              -  not imported  model.bin\n" in by_url.stdout, by_url.stdout
+
+
+@needs_dvc
+def test_an_output_an_import_of_other_paths_left_to_dvc_is_not_mvcs_at_old_revisions(dvc_repo, tmp_path, mvc_error):
+    """After 'mvc import-dvc model.bin', data is DVC's still: its versions at old revisions are not versions mvc
+    could not import (checkout --rev, get --rev, ls --rev and diff say nothing of them), but paths mvc does not
+    track there."""
+    root, _, versions = dvc_repo
+    assert mvc_json(root, "import-dvc", "model.bin")["paths"] == ["model.bin"]
+    git(root, "commit", "-q", "-m", "model.bin to mvc")
+    assert (root / "data.dvc").exists()
+
+    r = run_mvc("checkout", "--rev", "churn@v1.0.0", cwd=root)
+    assert r.returncode == 0 and "could not import" not in r.stderr, r.stderr
+    assert (root / "model.bin").read_bytes() == versions["v1"]["model.bin"]
+    for args in (("checkout", "--rev", "churn@v1.0.0", "data"), ("get", "--rev", "churn@v1.0.0", "data")):
+        mvc_error(*args, words=("data is not tracked by mvc at churn@v1.0.0", "mvc ls --rev churn@v1.0.0"))
+    rows = mvc_json(root, "ls", "--rev", "churn@v1.0.0")
+    assert "data" not in {r["path"] for r in rows} and not any("not_imported" in r for r in rows), rows
+    r = run_mvc("ls", "--rev", "churn@v1.0.0", cwd=root, check=True)
+    assert "data" not in r.stdout and r.stderr == "", r.stdout + r.stderr
+    run_mvc("checkout", "--rev", "HEAD", cwd=root, check=True)
+    assert "data" not in {r["path"] for r in mvc_json(root, "diff", "churn@v1.0.0")}
+    assert "not imported" not in run_mvc("diff", "churn@v1.0.0", cwd=root, check=True).stdout
+
+
 # -- import-lfs ------------------------------------------------------------------------------------------------
 @needs_lfs
 def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin, tmp_path, monkeypatch, mvc_cli):
@@ -243,6 +292,7 @@ def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin,
     sha = "sha256:" + hashlib.sha256(V1).hexdigest()  # ls --rev and diff: a version not imported, as log says
     [row] = mvc_json(root, "ls", "--rev", first)
     assert row["not_imported"] == sha and row["oid"] is None and "git lfs fetch --all" in row["error"], row
+    assert mvc_json(tmp_path, "ls", "--repo", str(root), "--rev", first) == [row]  # by URL: as in a clone
     [row] = mvc_json(root, "diff", first, "HEAD")
     assert row["change"] == "modified" and row["not_imported"] == {"old": sha} and "git-lfs version" in row["error"]
 
@@ -259,6 +309,7 @@ def test_lfs_rerun_after_git_lfs_fetch_all_makes_older_versions_readable(origin,
     mvc_cli("get", "model.bin", "--rev", first, "-o", str(tmp_path / "v1"))
     [row] = mvc_json(root, "ls", "--rev", first)
     assert row["oid"] == oid_of(V1) and "not_imported" not in row, row
+    assert mvc_json(tmp_path, "ls", "--repo", str(root), "--rev", first) == [row]
     assert (tmp_path / "v1").read_bytes() == V1
     assert (root / "model.bin").read_bytes() == V2
     up_to_date(root, "import-lfs")

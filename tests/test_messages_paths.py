@@ -67,7 +67,7 @@ def test_checkout_of_a_path_not_tracked_at_rev_says_it_as_get_does(tok, mvc_erro
     """At HEAD~5 nothing is tracked: whether the path exists here says nothing about that revision."""
     for path in ("m.bin", "nope.bin"):
         line = mvc_error("checkout", "--rev", "HEAD~5", path)
-        assert line == f"error: {path} is not tracked by mvc at HEAD~5: check the path with 'mvc ls --rev HEAD~5'"
+        assert line == f"error: {path} is not tracked by mvc at HEAD~5: check the path with \"mvc ls --rev 'HEAD~5'\""
         mvc_error("get", path, "--rev", "HEAD~5", "-o", str(tmp_path / "out"), words=("not tracked by mvc at HEAD~5",))
     line = mvc_error(
         "checkout", "--rev", "HEAD~1", "data/tok/f1.bin", words=("part of tracked directory data/tok at HEAD~1",)
@@ -132,6 +132,26 @@ def test_a_suggested_command_reads_back_as_its_words_whatever_the_path(path):
     if path.isprintable():
         words = shlex.split(said[1:-1])
         assert words == ["mvc", "add", path if not path.startswith("-") else "./" + path, "--name", "x"]
+
+
+def test_a_revision_or_a_path_in_a_suggested_command_is_quoted_for_the_shell(repo, mvc_cli, mvc_error, tmp_path):
+    """The commands messages suggest with a revision or a path, outside --repo too ('mvc ls --rev REV', 'mvc checkout
+    --rev REV', 'mvc remove PATH'): each, pasted into a shell, reads back as its words (a tag with a quote, a path
+    with a space)."""
+    make_file(repo / "m.bin", 10)
+    make_file(repo / "my dir" / "a b.bin", 10)
+    mvc_cli("add", "m.bin", "my dir/a b.bin")
+    git(repo, "commit", "-q", "-m", "two")
+    git(repo, "tag", "it's-v1")
+    line = mvc_error("checkout", "--rev", "it's-v1", "nope.bin", words=("nope.bin is not tracked by mvc at it's-v1",))
+    assert pasted(line, "mvc ls") == ["mvc", "ls", "--rev", "it's-v1"], line
+    out = str(tmp_path / "out")
+    line = mvc_error("get", "nope.bin", "--rev", "it's-v1", "-o", out, words=("not tracked by mvc at it's-v1",))
+    assert pasted(line, "mvc ls") == ["mvc", "ls", "--rev", "it's-v1"], line
+    line = mvc_error("checkout", "it's-v1", words=("is a git revision",))
+    assert pasted(line, "mvc checkout") == ["mvc", "checkout", "--rev", "it's-v1"], line
+    line = mvc_error("add", "my dir", words=("which mvc tracks on its own",))
+    assert pasted(line, "mvc remove") == ["mvc", "remove", "my dir/a b.bin"], line
 
 
 def pasted(line: str, start: str) -> list[str]:

@@ -198,6 +198,20 @@ def test_a_model_name_given_as_a_path_here_says_how_to_name_a_version(registered
     assert "is a model" not in line and "'mvc add churn'" in line, line
 
 
+def test_a_model_name_given_to_checkout_or_status_says_how_to_name_it(registered, repo, mvc_error):
+    """mvc checkout churn and mvc status churn (a registered model's name where a path goes) say that churn is a
+    model, as mvc get does, not that it does not exist: checkout names a version to give (docs/cli.md), status,
+    which takes paths alone, the model's path."""
+    for args in (("checkout", "churn"), ("status", "churn")):
+        line = mvc_error(*args, words=("churn is not tracked", "churn is a model", "'mvc registry churn'"))
+        assert "does not exist" not in line, line
+    mvc_error("checkout", "churn", words=("use churn@latest or churn#STAGE ('mvc checkout churn@latest'",))
+    mvc_error("status", "churn", words=("its path is churn.bin: 'mvc status churn.bin'",))
+    for args in (("checkout", "nothing"), ("status", "nothing")):
+        line = mvc_error(*args, words=("nothing is not tracked",))
+        assert "is a model" not in line, line
+
+
 def test_a_suggested_command_reading_by_url_pastes_into_a_shell(registered, mvc_error, tmp_path):
     """A URL (here a path) with a space, or a quote, is shell-quoted in the commands the errors suggest: each one,
     pasted into a shell as it is printed, runs."""

@@ -146,7 +146,7 @@ def test_checkout_of_a_git_revision_as_git_takes_one_says_how_mvc_takes_it(repo,
     make_file(repo / "model.pt", 1200, seed=2)
     mvc_cli("add", "model.pt")
     git(repo, "commit", "-q", "-m", "v2")
-    mvc_error("checkout", "HEAD~1", words=("HEAD~1 is a git revision", "mvc checkout --rev HEAD~1"))
+    mvc_error("checkout", "HEAD~1", words=("HEAD~1 is a git revision", "\"mvc checkout --rev 'HEAD~1'\""))
     git(repo, "branch", "v1", "HEAD~1")
     mvc_error("checkout", "v1", words=("v1 is a git revision", "'mvc checkout PATH --rev v1'"))
     make_file(repo / "v1", 10)  # a file, untracked: the old advice applies

@@ -335,3 +335,25 @@ def test_local_state_is_ignored_on_a_branch_older_than_mvc_init(gitrepo, mvc_cli
     mvc_cli("init", "--no-stage")  # once: not written twice
     assert (gitrepo / ".git" / "info" / "exclude").read_text().count("/.mvc/*") == 1
     assert "/.mvc/*" in exclude
+
+
+def test_format_md_names_state_dbs_columns_in_the_tables_order(repo, mvc_cli):
+    """docs/FORMAT.md's table definitions of .mvc/state.db list the columns as the tables have them, in order."""
+    import re
+
+    from conftest import ROOT
+
+    make_file(repo / "m.bin", 2000, seed=1)
+    make_file(repo / "d" / "a.bin", 100, seed=2)
+    age(repo / "m.bin", repo / "d" / "a.bin")  # (old enough to be vouched for: dirs gets its row)
+    mvc_cli("add", "m.bin", "d")
+    mvc_cli("status")
+    doc = (ROOT / "docs" / "FORMAT.md").read_text()
+    part = doc[doc.index("- `.mvc/state.db`:") : doc.index("- `.mvc/.gitignore`")]
+    documented = {t: [c.split()[0] for c in cols.split(", ")] for t, cols in re.findall(r"`(\w+)\(([^)]*)\)`", part)}
+    db = sqlite3.connect(repo / ".mvc" / "state.db")
+    tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    assert {"state", "dirs", "added"} <= set(tables) <= set(documented), (tables, documented)
+    for t in tables:
+        assert documented[t] == [row[1] for row in db.execute(f"PRAGMA table_info({t})")], t
+    db.close()

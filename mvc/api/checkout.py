@@ -22,7 +22,7 @@ from mvc.objects import manifest as mf
 from mvc.repo import ignores as gitignores
 from mvc.repo.remotes import ensure_objects
 from mvc.repo.repository import Repo, open_repo, quoted
-from mvc.repo.selection import load_pointer, model_refs, select, user_paths
+from mvc.repo.selection import load_pointer, model_refs, refuse_a_model_name, select, user_paths
 from mvc.repo.statedb import trusted
 from mvc.repo.worktree import File, check_checkout_room, hash_of, link_stat, look, scan_dir, total
 from mvc.storage import fileio, tempfiles
@@ -99,8 +99,8 @@ def _checkout(
             if dirty and not force:
                 _raise_if_conflicted(repo, dirty[0])  # mid-merge: the conflict's own fix, not 'git add' of markers
                 raise WorkspaceModified(
-                    f"{dirty[0]} has changes not staged in git: stage them with "
-                    f"'git add {dirty[0]}', or pass --force to replace it"
+                    f"{quoted(dirty[0])} has changes not staged in git: stage them with "
+                    f"{ptrfmt.suggested('git add {}', dirty[0])}, or pass --force to replace it"
                 )
             if not force:
                 _refuse_uncommitted(repo, chosen, at_commit, rev)
@@ -110,6 +110,7 @@ def _checkout(
             try:
                 chosen = select(repo, paths, repo.git.ls_pointers())
             except PathError:
+                refuse_a_model_name(repo, paths, "checkout")
                 _refuse_a_revision(repo, paths)
                 raise
         # plan from REV's pointers before git touches them, so a refused checkout changes nothing
@@ -464,8 +465,9 @@ def _refuse_a_revision(repo: Repo, paths: list[str]) -> None:
         except MvcError:
             continue
         raise PathError(
-            f"{p} is a git revision, not a tracked path: restore the models as of it with 'mvc checkout --rev {p}' "
-            f"(one of them: 'mvc checkout PATH --rev {p}')"
+            f"{quoted(p)} is a git revision, not a tracked path: restore the models as of it with "
+            f"{ptrfmt.suggested('mvc checkout --rev {}', p)} (one of them: "
+            f"{ptrfmt.suggested('mvc checkout PATH --rev {}', p)})"
         )
 
 

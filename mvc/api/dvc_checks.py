@@ -13,6 +13,7 @@ import stat
 
 from mvc.errors import ForeignError, PathError
 from mvc.format import dvcfile
+from mvc.format.pointer import suggested
 from mvc.repo import foreign_dvc
 from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo
@@ -95,8 +96,8 @@ def why_no_output(repo: Repo, rel: str) -> PathError | None:
             why = f"ignored by {hit[0]}:{hit[1]} '{hit[2]}'" if hit else "never added"
             out = rel.removesuffix(foreign_dvc.SUFFIX)
             return PathError(
-                f"{dvc_file} is not tracked by git ({why}): 'git add -f {dvc_file}' to import it, or 'mvc add {out}' "
-                "to track the file without DVC's record"
+                f"{dvc_file} is not tracked by git ({why}): {suggested('git add -f {}', dvc_file)} to import it, or "
+                f"{suggested('mvc add {}', out)} to track the file without DVC's record"
             )
         return PathError(
             f"{rel}: {dvc_file} names no output DVC caches (cache: false: git tracks the file itself): mvc "
@@ -106,7 +107,7 @@ def why_no_output(repo: Repo, rel: str) -> PathError | None:
     if stage is not None:
         return PathError(
             f"{rel} is a cache: false output of stage {stage[1]} ({stage[0]}): git tracks the file itself and mvc "
-            f"imports only what DVC caches; track it with 'mvc add {rel}' if it belongs in mvc"
+            f"imports only what DVC caches; track it with {suggested('mvc add {}', rel)} if it belongs in mvc"
         )
     if os.path.isfile(repo.abs(Repo.pointer_of(rel))):
         return PathError(f"{rel} is tracked by mvc already (no DVC file names it now): nothing to import")

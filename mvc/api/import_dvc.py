@@ -21,6 +21,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import dvcfile
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, CONFIG_PATH, LOCK, MVC_DIR
+from mvc.format.pointer import suggested
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import foreign, foreign_dvc
@@ -204,7 +205,8 @@ def _choose(repo: Repo, found: list[tuple[dvcfile.Out, str]], rels: list[str]) -
             inside = next((o.path for o, _ in found if rel.startswith(o.path + "/")), None)
             if inside is not None:
                 raise PathError(
-                    f"{rel} is inside DVC output {inside}: import that directory ('mvc import-dvc {inside}')"
+                    f"{rel} is inside DVC output {inside}: import that directory "
+                    f"({suggested('mvc import-dvc {}', inside)})"
                 )
             raise PathError(f"{rel}: no DVC output is there (no .dvc file or dvc.lock stage names it): check the path")
     files = {src for o, src in found if src.endswith(foreign_dvc.SUFFIX) and any(_under(o.path, r) for r in rels)}
@@ -231,13 +233,14 @@ def _settle(repo: Repo, plan: _Plan) -> None:
             plan.kept.append(o.path)
         elif src.endswith(foreign_dvc.SUFFIX):
             raise PathError(
-                f"{src} names another version of {o.path} than mvc tracks: keep mvc's with 'git rm {src}', "
-                f"or DVC's with 'mvc remove {o.path}', then 'mvc import-dvc {o.path}'"
+                f"{src} names another version of {o.path} than mvc tracks: keep mvc's with "
+                f"{suggested('git rm {}', src)}, or DVC's with {suggested('mvc remove {}', o.path)}, then "
+                f"{suggested('mvc import-dvc {}', o.path)}"
             )
         else:
             raise PathError(
                 f"{o.path} is tracked by mvc already, as another version than {src} names: to import DVC's, "
-                f"'mvc remove {o.path}' first"
+                f"{suggested('mvc remove {}', o.path)} first"
             )
 
 

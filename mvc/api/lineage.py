@@ -12,7 +12,7 @@ from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
 from mvc.format import tags as tagfmt
 from mvc.format.config import CONFIG_PATH
-from mvc.format.pointer import SUFFIX
+from mvc.format.pointer import SUFFIX, suggested
 from mvc.git import POINTER_GLOB, blob_id
 from mvc.repo.models import GTO_FILES, iso_date, load, models_at
 
@@ -235,7 +235,8 @@ def _log_target(repo: Repo, target: str, start: str) -> tuple[str | None, str | 
         if current[target] != target and os.path.lexists(repo.abs(target + SUFFIX)):
             import sys  # a notice, as git's "refname is ambiguous": the model wins, the path has its spelling
 
-            sys.stderr.write(f"mvc: {target} is also a tracked path: its own lineage is 'mvc log ./{target}'\n")
+            log = suggested("mvc log {}", "./" + target)
+            sys.stderr.write(f"mvc: {target} is also a tracked path: its own lineage is {log}\n")
         return target, current[target], True
     rel = repo.rel(target)
     if rel.endswith(SUFFIX):

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from mvc import progress as progressmod
-from mvc.errors import ConflictedPointer
+from mvc.errors import ConflictedPointer, PathError
 from mvc.format import pointer as ptrfmt
 from mvc.repo.pathstatus import cached_version, dir_changes, path_status
 from mvc.repo.repository import Repo, open_repo
-from mvc.repo.selection import load_pointer, select, user_paths
+from mvc.repo.selection import load_pointer, refuse_a_model_name, select, user_paths
 from mvc.repo.worktree import File
 
 
@@ -32,7 +32,7 @@ def status(
     out: list[dict[str, Any]] = []
     try:
         in_dir = "see which of its files changed with 'mvc status {dir} --files'"
-        for prel in select(repo, user_paths(paths), repo.git.ls_pointers(), in_dir=in_dir):
+        for prel in _selected(repo, user_paths(paths), in_dir):
             rel = Repo.target_of(prel)
             try:
                 p = load_pointer(repo, prel)
@@ -64,6 +64,14 @@ def status(
     return out
 
 
+def _selected(repo: Repo, paths: list[str], in_dir: str) -> list[str]:
+    try:
+        return select(repo, paths, repo.git.ls_pointers(), in_dir=in_dir)
+    except PathError:
+        refuse_a_model_name(repo, paths, "status")
+        raise
+
+
 # -- ls --------------------------------------------------------------------------------------
 def describe(prel: str, p: ptrfmt.Pointer) -> dict[str, Any]:
     d: dict[str, Any] = {"path": Repo.target_of(prel), "kind": p.kind, "size": p.size, "oid": p.oid}
@@ -81,13 +89,25 @@ def ls(*, rev: str | None = None, repo: Repo | None = None) -> list[dict[str, An
     repo = open_repo(repo)
     if rev is None:
         return [describe(prel, load_pointer(repo, prel)) for prel in repo.git.ls_pointers()]
-    from mvc.repo import foreign
-
     commit = repo.resolve(rev)
     at_rev = repo.pointers_at_commit(commit)
     rows = [(prel, describe(prel, load_pointer(repo, prel, data))) for prel, data in at_rev.items()]
+    return in_order(rows + not_imported(repo, commit, rev, at_rev))
+
+
+def not_imported(repo: Any, commit: str, rev: str, at_rev: dict[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """(PATH.mvc, its row) of each path of ``foreign.unimported_beside``: kind, size and oid None, ``not_imported``
+    the tool's version id, ``error`` why (``repo``: a Repo, or a repository read by URL, ``upstream.AsRepo``)."""
+    from mvc.repo import foreign
+
+    rows = []
     for path, version in foreign.unimported_beside(repo, commit, at_rev).items():
         error = str(foreign.not_imported(repo, path, rev, version))
         row = {"path": path, "kind": None, "size": None, "oid": None, "not_imported": version, "error": error}
         rows.append((path + ptrfmt.SUFFIX, row))
+    return rows
+
+
+def in_order(rows: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The rows of ``ls``, by pointer path."""
     return [row for _, row in sorted(rows, key=lambda r: r[0])]

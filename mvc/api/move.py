@@ -10,7 +10,7 @@ from typing import Any
 from mvc.errors import PathError
 from mvc.format import config as cfgfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
-from mvc.format.pointer import SUFFIX, has_control
+from mvc.format.pointer import SUFFIX, has_control, suggested
 from mvc.repo import ignores as gitignores
 from mvc.repo.repository import Repo, open_repo, quoted
 from mvc.repo.selection import load_pointer, not_utf8
@@ -137,7 +137,7 @@ def _move_data(src: str, dst: str, old: str, new: str) -> None:
         if e.errno == errno.EXDEV:
             raise PathError(
                 f"{new} is on another filesystem than {old}: mvc mv only renames; move within this filesystem, "
-                f"or 'mvc add' a copy at {new} and 'mvc remove {old}'"
+                f"or 'mvc add' a copy at {new} and {suggested('mvc remove {}', old)}"
             ) from None
         raise
 

@@ -124,7 +124,7 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
     text = ref
     if is_url(repo):
         return _resolve_url(ref, os.fspath(repo), rev, inside)  # type: ignore[arg-type]
-    from mvc.repo.selection import model_refs, pointer_for
+    from mvc.repo.selection import model_refs, pointer_for, refuse_a_model_name
 
     if repo is None:
         here = here_as_url()
@@ -148,27 +148,11 @@ def resolve(ref: Ref, *, repo: RepoArg = None, rev: str | None = None, inside: b
         prel, p = pointer_for(r, ref, rev)
     except PathError:
         if not refs and not sub and rev is None:
-            _refuse_a_model_name(r, text, ref)
+            refuse_a_model_name(r, [text], "get", base)
         raise
     t = Target(Repo.target_of(prel), p, shown or "", r.resolve(rev) if rev else None)  # (the commit's id)
     t.repo, t.sub = r, sub
     return t
-
-
-def _refuse_a_model_name(r: Repo, text: str, path: str) -> None:
-    """A model's name given where a path goes (``mvc get churn``, as GTO and MLflow users name a model), with
-    nothing of that name here: refused with the versions to name instead, as a read by URL refuses it."""
-    if os.path.lexists(path) or os.path.lexists(path + ptrfmt.SUFFIX):
-        return
-    from mvc.repo import models
-
-    if text not in models.load(r.git).names():
-        return
-    registry = ptrfmt.in_quotes(f"mvc registry {ptrfmt.shell_quoted(text)}")
-    raise PathError(
-        f"{ptrfmt.quoted(text)} is not tracked by mvc: {text} is a model: use {text}@latest or {text}#STAGE "
-        f"(its versions and stages: {registry}), or list the paths with 'mvc ls'"
-    )
 
 
 def _inside(path: str, root: str) -> bool:
@@ -439,20 +423,26 @@ def local_odb(t: Target) -> Any:
 
 # -- listing a repository by URL --------------------------------------------------------------
 def ls_url(url: str, rev: str | None = None) -> list[dict[str, Any]]:
-    """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them."""
-    from mvc.api.listing import describe as describe_pointer
-    from mvc.repo import upstream
+    """Tracked paths at rev (default HEAD) of the repository at url, as ``mvc ls`` lists them: at a revision before
+    ``mvc import-dvc``/``import-lfs``, the other tool's files read through HEAD's map as ``mvc ls --rev`` reads them
+    in a clone, a version the import could not bring in listed as such."""
+    from mvc.api import listing
+    from mvc.repo import foreign, upstream
 
     up = upstream.Upstream(url)
+    shown = rev or "HEAD"
+    commit = up.commit(rev)
+    view = upstream.AsRepo(up)
+    at_rev = foreign.all_pointers_at(view, commit)
     rows = []
-    for prel, data in sorted(up.pointers_at(rev).items()):
+    for prel, data in at_rev.items():
         why = ptrfmt.bad_target(Repo.target_of(prel))
         if why is not None:
             raise PointerError(
                 f"pointer {prel} in {up.shown} tracks a path mvc never reads ({why}): pick another --rev"
             )
-        rows.append(describe_pointer(prel, ptrfmt.loads(data, f"{prel} at {rev or 'HEAD'} in {up.shown}", URL_FIX)))
-    return rows
+        rows.append((prel, listing.describe(prel, ptrfmt.loads(data, f"{prel} at {shown} in {up.shown}", URL_FIX))))
+    return listing.in_order(rows + listing.not_imported(view, commit, shown, at_rev))
 
 
 def _with_repo(command: str, up: Any, *args: str) -> str:

@@ -13,6 +13,7 @@ from mvc.api import record
 from mvc.errors import MvcError, ObjectMissing, PathError, PointerError
 from mvc.format import pointer as ptrfmt
 from mvc.format.config import CONFIG, LOCK, MVC_DIR
+from mvc.format.pointer import suggested
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo import ignores as gitignores
@@ -247,7 +248,7 @@ def _check_addable(repo: Repo, rel: str, shown: str, tracked_targets: set[str], 
             check_is_pointer(repo, Repo.pointer_of(t), f"so {shown} cannot be added as it is")
             raise PathError(
                 f"{shown} contains {t}, which mvc tracks on its own: "
-                f"run 'mvc remove {t}' first, or add a different directory"
+                f"run {suggested('mvc remove {}', t)} first, or add a different directory"
             )
 
 

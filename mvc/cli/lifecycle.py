@@ -13,8 +13,8 @@ from mvc.cli.common import bars, echo_json, human, json_option, quiet_option, sh
     "--keep-last",
     type=click.IntRange(min=0),
     metavar="N",
-    help="Of the history, keep only the N newest versions of each tracked path (tips, registry tags, the "
-    "work tree and the index are kept whatever N).",
+    help="Of the history, keep only N versions of each tracked path: the versions at the tips count first, then "
+    "the newest (tips, registry tags, the work tree and the index are kept whatever N).",
 )
 @click.option(
     "--rev",

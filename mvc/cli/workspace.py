@@ -207,7 +207,11 @@ def status(paths: tuple[str, ...], remote: str | None, list_files: bool, as_json
 def _echo_changes(path: str, changes: dict[str, list[str]] | None) -> None:
     """A modified directory's changed files, one a line below it, as git status lists them."""
     if changes is None:
-        click.echo(f"    (its manifest is not in the cache: run 'mvc fetch {path}' to list the files changed)")
+        from mvc.format.pointer import suggested
+
+        click.echo(
+            f"    (its manifest is not in the cache: run {suggested('mvc fetch {}', path)} to list the files changed)"
+        )
         return
     for what in ("added", "removed", "modified"):
         for sub in changes[what]:

@@ -182,6 +182,12 @@ def in_quotes(command: str) -> str:
     return f'"{command}"' if '"' not in command else f"`{command}`"
 
 
+def suggested(template: str, *args: str) -> str:
+    """A command a message suggests: template (``mvc ls --rev {}``) with each ``{}`` the next of args (a path or a
+    revision as the user typed it) shell-quoted, set off as ``in_quotes`` does: pasted into a shell, it runs."""
+    return in_quotes(template.format(*(shell_quoted(a) for a in args)))
+
+
 def bad_target(rel: str) -> str | None:
     """Why no pointer may track the repository-relative posix path rel (mvc would read, write or delete
     through it), or None. The path rules of docs/FORMAT.md ("Pointer files"), on the path's text alone:

@@ -63,6 +63,8 @@ def read_bytes(repo: Any) -> bytes | None:
     """The work tree's map as it is on disk (None: there is none). A symbolic link there is refused, not followed:
     one committed to git would have mvc read (and an import copy into the map it stages) a file of the user's
     elsewhere."""
+    if repo.mvc_dir is None:  # a repository read by URL (``upstream.AsRepo``): no work tree, HEAD's map alone
+        return None
     path = os.path.join(repo.mvc_dir, IMPORTED)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))

@@ -58,7 +58,21 @@ def _listing(repo: Any, tree: Any, top: bool) -> list[tuple[str, str]]:
 
 def dvc_files_at(repo: Any, commit: str) -> dict[str, str]:
     """{repository-relative path: blob id} of the .dvc files, dvc.lock and dvc.yaml files in commit's tree."""
-    return dict(_listing(repo, repo.git.resolve(commit).tree, True))
+    if not repo.git.partial:
+        return dict(_listing(repo, repo.git.resolve(commit).tree, True))
+    # a repository read by URL: its cache is read with the git binary alone, and lacks blobs until fetched
+    out = repo.git.run("ls-tree", "-r", "-z", "--full-tree", commit)
+    found = {}
+    for entry in out.split(b"\0"):
+        head, _, name = entry.partition(b"\t")
+        parts = head.decode().split(" ")
+        path = name.decode("utf-8", "surrogateescape")
+        top = path.partition("/")[0] if "/" in path else None
+        dvc_file = is_dvc_file(posixpath.basename(path)) and top not in SKIP_DIRS
+        if dvc_file and len(parts) == 3 and parts[1] == "blob" and parts[0] != "120000":
+            found[path] = parts[2]
+    repo.git.need_blobs(commit, list(found.values()))
+    return found
 
 
 def outs_of(repo: Any, path: str, blob: str) -> list[dvcfile.Out]:
@@ -136,9 +150,11 @@ def pointers_at(repo: Any, commit: str, table: Any) -> dict[str, bytes]:
 
 def unimported_at(repo: Any, commit: str, table: Any) -> dict[str, str]:
     """{output path: md5} of the DVC outputs at commit whose version the map lacks: in neither DVC's cache nor its
-    remote when ``mvc import-dvc`` ran (``history_missing``), so mvc cannot read them there."""
+    remote when ``mvc import-dvc`` ran (``history_missing``), so mvc cannot read them there; only at paths the
+    import converted (mvc tracks them in the work tree): an output an import of other paths left to DVC is not
+    mvc's to read."""
     known = _known(repo, table)
-    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known}
+    return {o.path: o.md5 for o in outs_at(repo, commit).values() if o.md5 not in known and repo.tracks(o.path)}
 
 
 def pointer_of(repo: Any, commit: str, rel: str, table: Any) -> bytes | None:
@@ -155,7 +171,9 @@ def version_of(repo: Any, commit: str, rel: str, table: Any) -> tuple[bytes | No
     out = outs_at(repo, commit).get(rel)
     if out is None:
         return None, None
-    return (pointer_bytes(out, known[out.md5]), None) if out.md5 in known else (None, out.md5)
+    if out.md5 in known:
+        return pointer_bytes(out, known[out.md5]), None
+    return None, out.md5 if repo.tracks(rel) else None
 
 
 def worktree_outs(repo: Any) -> list[tuple[dvcfile.Out, str]]:

@@ -6,7 +6,6 @@ history"). Those of a whole history (the import's scan, the pre-push hook) are f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +26,10 @@ REGULAR = ("100644", "100755")  # the modes of a file's blob (not a symlink, not
 class Tree:
     """A commit's blobs as ``git ls-tree -r -l`` lists them: {path: (blob id, size)}, regular files only."""
 
-    __slots__ = ("blobs",)
+    __slots__ = ("blobs", "commit")
 
     def __init__(self, repo: Repo, commit: str):
+        self.commit = commit
         out = repo.git.run("ls-tree", "-r", "-l", "-z", "--full-tree", commit)
         self.blobs: dict[str, tuple[str, int]] = {}
         for rec in out.split(b"\0"):
@@ -59,6 +59,7 @@ def _rules(attributes: dict[str, str], texts: dict[str, bytes | None]) -> list[l
 def rules_of(repo: Repo, tree: Tree) -> list[lfs.Rule]:
     """The filter lines of every .gitattributes in the tree, shallower files first (deeper ones win)."""
     attributes = tree.attributes()
+    repo.git.need_blobs(tree.commit, list(attributes.values()))  # (read by URL: fetched first)
     return _rules(attributes, repo.git.cat_objects(attributes.values()))
 
 
@@ -95,6 +96,7 @@ def _small_pointers(repo: Repo, tree: Tree, keep: Callable[[str], bool]) -> dict
     """{path: blob bytes} of tree's blobs small enough to be git-lfs pointers, at the paths keep takes, that look
     like one (one git process reads them all)."""
     small = {p: bid for p, (bid, size) in tree.blobs.items() if size < lfs.MAX_POINTER and keep(p)}
+    repo.git.need_blobs(tree.commit, list(small.values()))  # (read by URL: fetched first)
     data = repo.git.cat_objects(small.values())
     return {p: b for p, bid in small.items() if (b := data.get(bid)) is not None and lfs.looks_like(b)}
 
@@ -250,7 +252,7 @@ def _unimported(repo: Repo, path: str, data: bytes, known: dict[str, tuple[str, 
         p = lfs.loads(data, path)
     except PointerError:
         return None
-    if p.sha256 not in known and repo.untrackable(path) is None and os.path.isfile(repo.abs(path + ptrfmt.SUFFIX)):
+    if p.sha256 not in known and repo.tracks(path):
         return f"sha256:{p.sha256}"
     return None
 

@@ -424,7 +424,7 @@ def resolve_ref(git: gitmod.Git, text: str) -> str | None:
         if not v.active:
             raise RegistryError(
                 f"{m.name}@{v.name} was deregistered: to read it anyway, give the model's path with its commit "
-                f"(--rev {v.commit[:10]} {m.path() or 'PATH'})"
+                f"({ptrfmt.suggested('mvc get {} --rev {}', m.path() or 'PATH', v.commit[:10])})"
             )
         return v.commit
     if ref.stage is None:
@@ -493,7 +493,7 @@ def model_ref(git: gitmod.Git, text: str) -> tuple[str, str] | None:
     if path is None:
         table = name if name.isascii() and name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
         raise RegistryError(
-            f"{name} has no path at commit {commit[:7]}: its .mvc/config.toml has no [models.{table}]; use 'mvc "
-            f"get PATH --rev {commit[:10]}'"
+            f"{name} has no path at commit {commit[:7]}: its .mvc/config.toml has no [models.{table}]; use "
+            f"{ptrfmt.suggested('mvc get PATH --rev {}', commit[:10])}"
         )
     return path, commit

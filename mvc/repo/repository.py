@@ -222,6 +222,10 @@ class Repo:
                 return f"it contains {shown}/, the cache or git's directory"
         return None
 
+    def tracks(self, rel: str) -> bool:
+        """Whether mvc tracks rel now: a path it may track with a pointer in the work tree."""
+        return self.untrackable(rel) is None and os.path.isfile(self.abs(rel + SUFFIX))
+
     def check_pointer(self, prel: str, rev: str | None = None) -> None:
         """Refuse the pointer prel (in the work tree or the index, or at revision rev) when its tracked path
         is one mvc never writes. The fix is git's: mvc's --force never overrides this."""

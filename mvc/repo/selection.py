@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterable
 
 from mvc.errors import ConflictedPointer, MvcError, PathError, PointerError, RegistryError
+from mvc.format import config as cfgfmt
 from mvc.format import pointer as ptrfmt
+from mvc.format.pointer import suggested
 from mvc.objects import manifest as mf
 from mvc.objects import oid as oids
 from mvc.repo.repository import Repo, in_quotes, quoted, shell_quoted
@@ -115,7 +117,7 @@ def untracked(repo: Repo, rel: str, shown: str, available: list[str], rev: str |
             "writes it so)"
         )
     if rev is not None:
-        return PathError(f"{what} is not tracked by mvc{at}: check the path with 'mvc ls --rev {rev}'")
+        return PathError(f"{what} is not tracked by mvc{at}: check the path with {suggested('mvc ls --rev {}', rev)}")
     if not os.path.lexists(repo.abs(rel)) and not os.path.lexists(repo.abs(Repo.pointer_of(rel))):
         return PathError(
             f"{what} is not tracked by mvc and does not exist: check the path ('mvc ls' lists the tracked ones)"
@@ -422,6 +424,25 @@ def model_refs(repo: Repo, paths: list[str], rev: str | None, base: str = "") ->
     return [(text, path, commit) for text, (path, commit) in found]
 
 
+def refuse_a_model_name(repo: Repo, texts: list[str], command: str, base: str = "") -> None:
+    """A registered model's name where a path goes (``mvc get churn``, as GTO and MLflow users name a model), nothing
+    of that name in base: refused with the versions to name (get, checkout), or the model's path (status)."""
+    from mvc.repo import models
+
+    for text in sorted(models.load(repo.git).names().intersection(texts)):
+        path = os.path.join(base, text)
+        if os.path.lexists(path) or os.path.lexists(path + ptrfmt.SUFFIX):
+            continue
+        registry, at = in_quotes(f"mvc registry {shell_quoted(text)}"), cfgfmt.models(repo.config.shared).get(text)
+        if command == "status":  # (it takes paths alone)
+            where = f"its path is {quoted(at)}: {suggested('mvc status {}', at)}" if at and repo.tracks(at) else ""
+            fix = f"{where or 'see ' + in_quotes('mvc ls')} (its versions and stages: {registry})"
+        else:
+            run = f"{suggested('mvc checkout {}', text + '@latest')}; " if command == "checkout" else ""
+            fix = f"use {text}@latest or {text}#STAGE ({run}its versions and stages: {registry}), or list the paths with 'mvc ls'"
+        raise PathError(f"{quoted(text)} is not tracked by mvc: {text} is a model: {fix}")
+
+
 def registered(repo: Repo, text: str) -> bool:
     from mvc.repo import models
 
@@ -445,7 +466,9 @@ def pointer_for(repo: Repo, path: str, rev: str | None) -> tuple[str, ptrfmt.Poi
         missing = foreign.unimported_at(repo, repo.resolve(rev)) if foreign.imported(repo) else {}
         if Repo.target_of(prel) in missing:
             raise foreign.not_imported(repo, Repo.target_of(prel), rev, missing[Repo.target_of(prel)])
-        raise PathError(f"{path} is not tracked by mvc at {rev}: check the path with 'mvc ls --rev {rev}'")
+        raise PathError(
+            f"{quoted(path)} is not tracked by mvc at {rev}: check the path with {suggested('mvc ls --rev {}', rev)}"
+        )
     return prel, load_pointer(repo, prel, at_rev[prel], rev)
 
 

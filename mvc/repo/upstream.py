@@ -24,7 +24,7 @@ from typing import Any
 from mvc import git as gitmod
 from mvc.errors import GitError, UpstreamError
 from mvc.format import tags as tagfmt
-from mvc.format.pointer import SUFFIX
+from mvc.format.pointer import SUFFIX, bad_target
 from mvc.storage import lock
 
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -77,6 +77,8 @@ def local_path(url: str) -> str | None:
 class Upstream(gitmod.Git):
     """The per-user cache of one git repository, read by URL. Used where a ``Git`` is (the registry's
     state model reads tags and blobs through it); call :meth:`sync_tags` or :meth:`commit` first."""
+
+    partial = True
 
     def __init__(self, url: str, root: str | None = None):
         from mvc.storage.fileio import hexdigest_bytes
@@ -310,6 +312,8 @@ class Upstream(gitmod.Git):
         return _Commit(self.commit(rev))
 
     def blob_ids(self, commit: str, paths: list[str] | tuple[str, ...] | set[str]) -> dict[str, str | None]:  # type: ignore[override]
+        if commit == "HEAD":  # the repository's, as a clone's HEAD is
+            commit = self.commit(None)
         paths = list(paths)
         todo = [p for p in paths if (commit, p) not in self._entries]
         if todo:
@@ -374,3 +378,24 @@ class _Commit:
 
     def __init__(self, oid: str):
         self.id = oid
+
+
+class AsRepo:
+    """The repository at a URL as ``repo/foreign.py`` reads a ``Repo``: other tools' files at its old revisions,
+    through the map of imported content at its HEAD. It has no work tree: the paths mvc tracks are those of HEAD's
+    pointers."""
+
+    def __init__(self, up: Upstream):
+        self.git = up
+        self.mvc_dir: str | None = None  # (no work tree: no import staged and not committed)
+        self._tracked: set[str] | None = None
+
+    def untrackable(self, rel: str) -> str | None:
+        return bad_target(rel)
+
+    def tracks(self, rel: str) -> bool:
+        if self._tracked is None:
+            out = self.git.run("ls-tree", "-r", "-z", "--name-only", "--full-tree", self.git.commit(None))
+            names = (p.decode("utf-8", "surrogateescape") for p in out.split(b"\0"))
+            self._tracked = {p for p in names if p.endswith(SUFFIX)}
+        return bad_target(rel) is None and rel + SUFFIX in self._tracked
