@@ -1635,6 +1635,50 @@ class RemoteSuite(WithOrigin):
             mvc_cli("push")
         assert {e.kind for e in recipe_of(origin, oid_of(data)).entries} == {"c"}
 
+    def test_the_shards_of_a_tracked_directory_are_stored_as_deltas(self, repo, mvc_cli, origin, small_chunks):
+        """A sharded checkpoint tracked as one directory (``mvc add llm``): each shard of a fine-tune goes up as
+        deltas against the shard at the same path in the directory's previous version; a fresh clone's pull and
+        get rebuild it."""
+        names = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+        base = {n: model_tensors(40 + i, n=2, elements=1 << 19) for i, n in enumerate(names)}
+        v1 = {n: write_model(repo / "llm" / n, base[n]) for n in names}
+        mvc_cli("add", "llm")
+        git(repo, "commit", "-q", "-m", "v1")
+        mvc_cli("push")
+        before = origin.rels()
+        v2 = {n: write_model(repo / "llm" / n, fine_tune(base[n], 50 + i)) for i, n in enumerate(names)}
+        mvc_cli("add", "llm")
+        git(repo, "commit", "-q", "-m", "v2")
+        out = mvc_cli("push").output
+        total = sum(len(d) for d in v2.values())
+        assert "pushed 3 objects" in out and sent_bytes(out) < total * 0.3, (out, total)
+        assert sum(len(origin.read(rel)) for rel in origin.rels() - before) < total * 0.3
+        for n in names:
+            deltas = [e for e in recipe_of(origin, oid_of(v2[n])).entries if e.kind == "d"]
+            assert deltas and {e.base for e in deltas} == {oid_of(v1[n])}, n
+
+        fresh_clone(repo)
+        mvc_cli("get", "llm", "-o", str(repo.parent / "copy"))
+        assert {n: (repo.parent / "copy" / n).read_bytes() for n in names} == v2
+        drop_cache(repo)
+        for n in names:
+            (repo / "llm" / n).unlink()
+        mvc_cli("pull")
+        assert {n: (repo / "llm" / n).read_bytes() for n in names} == v2
+
+        tuned = fine_tune(base[names[0]], 50)
+        tuned[1][300_000:302_048] ^= 0x5A5A  # v3: 4 KiB of the first shard changed
+        v3 = write_model(repo / "llm" / names[0], tuned)
+        assert v3 != v2[names[0]]
+        mvc_cli("add", "llm")
+        git(repo, "commit", "-q", "-m", "v3")
+        mvc_cli("push")
+        fresh_clone(repo)  # a clone that holds v2 rebuilds v3 from the chunks of the shard at the same path
+        mvc_cli("fetch", "--rev", "HEAD~1")
+        out = mvc_cli("fetch").output
+        assert "fetched 2 objects" in out and sent_bytes(out) < len(v3) // 20, out
+        assert (cache_dir(repo) / rel_of(oid_of(v3))).read_bytes() == v3
+
     def test_verify_remote_pushes_again_what_a_recipe_lacks(self, repo, mvc_cli, origin, small_chunks):
         """A pack that a recipe names is deleted on the remote: the journal cannot know, --verify-remote does."""
         from mvc.objects import pack

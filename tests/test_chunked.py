@@ -1109,10 +1109,44 @@ def test_add_base_refuses_a_revision_without_that_file(repo, mvc_cli, mvc_error)
     mvc_error("add", "m.bin", "--base", "HEAD~1", words=("HEAD~1", "no file version of m.bin", "--base"))
     mvc_error("add", "m.bin", "--base", "no-such-rev", words=("no-such-rev",))
     make_file(repo / "d" / "f.bin", 100, seed=4)
-    mvc_error("add", "d", "--base", "HEAD", words=("no file version of d",))  # a directory has no deltas
+    git(repo, "mv", "d.mvc", "e.mvc")
+    git(repo, "commit", "-q", "-m", "d is e now")
+    mvc_error("add", "d", "--base", "HEAD", words=("no directory version of d", "--base"))
+    mvc_error("add", "m.bin", "--base", "HEAD:e", words=("HEAD:e",))
     assert (repo / "m.bin.mvc").read_bytes() == pointer  # nothing was added
     mvc_cli("add", "m.bin", "--base", "HEAD")
     assert (repo / "m.bin.mvc").read_bytes() != pointer
+
+
+def test_add_base_of_a_directory_gives_each_file_its_counterpart_at_the_revision(repo, mvc_cli, mvc_error):
+    """``mvc add DIR --base REV``: each file of DIR is stored against the file at its path in DIR at REV; a file
+    DIR did not hold at REV gets none; a revision where the path is a file, not a directory, is refused."""
+    from mvc.repo.repository import Repo
+
+    make_file(repo / "d" / "a.bin", 1000, seed=1)
+    make_file(repo / "d" / "b.bin", 1000, seed=2)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "v1")
+    v1 = {n: oid_of((repo / "d" / n).read_bytes()) for n in ("a.bin", "b.bin")}
+    make_file(repo / "d" / "a.bin", 1000, seed=3)
+    mvc_cli("add", "d")
+    git(repo, "commit", "-q", "-m", "v2")
+    make_file(repo / "d" / "a.bin", 1000, seed=4)
+    make_file(repo / "d" / "b.bin", 1000, seed=5)
+    make_file(repo / "d" / "c.bin", 1000, seed=6)
+    mvc_cli("add", "d", "--base", "HEAD~1")
+    now = {n: oid_of((repo / "d" / n).read_bytes()) for n in ("a.bin", "b.bin", "c.bin")}
+    with Repo(str(repo)) as r:
+        assert r.state.base(now["a.bin"]) == v1["a.bin"]  # v1's, not v2's
+        assert r.state.base(now["b.bin"]) == v1["b.bin"]
+        assert r.state.base(now["c.bin"]) is None  # new since
+    make_file(repo / "m.bin", 100, seed=7)
+    mvc_cli("add", "m.bin")
+    git(repo, "commit", "-q", "-m", "m")
+    (repo / "m.bin.mvc").unlink()
+    (repo / "m.bin").unlink()
+    make_file(repo / "m.bin" / "x.bin", 100, seed=8)
+    mvc_error("add", "m.bin", "--base", "HEAD", words=("no directory version of m.bin", "--base"))
 
 
 def test_the_previous_versions_are_read_from_history_and_what_is_no_pointer_is_passed_over(repo, mvc_cli):
@@ -1147,6 +1181,62 @@ def test_the_previous_versions_are_read_from_history_and_what_is_no_pointer_is_p
     code += "print('pygit2' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_the_previous_versions_of_a_directorys_file_are_those_at_its_path_in_earlier_manifests(repo, mvc_cli):
+    """A file of a tracked directory is based on the objects at its relative path in the directory's earlier
+    manifests, newest first, never a newer one; a renamed or added file has none, nor does a file moved out of
+    the directory (a new tracked path); a manifest the cache lacks is passed over. One git rev-list and one git
+    cat-file for the directory, however many of its files."""
+    from mvc.repo import bases
+    from mvc.repo.repository import Repo
+
+    def oids_in(d: str) -> dict[str, str]:
+        return {p.name: oid_of(p.read_bytes()) for p in sorted((repo / d).iterdir())}
+
+    def commit(msg: str) -> dict[str, str]:
+        mvc_cli("add", "llm")
+        git(repo, "commit", "-q", "-m", msg)
+        return oids_in("llm")
+
+    make_file(repo / "llm" / "a.bin", 1000, seed=1)
+    make_file(repo / "llm" / "b.bin", 1000, seed=2)
+    v1 = commit("v1")
+    make_file(repo / "llm" / "a.bin", 1000, seed=3)
+    (repo / "llm" / "b.bin").unlink()
+    make_file(repo / "llm" / "b2.bin", 1000, seed=4)  # b renamed (and changed)
+    make_file(repo / "llm" / "c.bin", 1000, seed=5)  # added
+    v2 = commit("v2")
+    make_file(repo / "llm" / "a.bin", 1000, seed=6)
+    v3 = commit("v3")
+    with Repo(str(repo)) as r:
+        calls: list[str] = []
+        run = r.git.run
+        r.git.run = lambda *a, **k: calls.append(a[0]) or run(*a, **k)  # type: ignore[method-assign]
+        files = {v3["a.bin"]: "llm", v2["a.bin"]: "llm", v2["b2.bin"]: "llm", v2["c.bin"]: "llm"}
+        got = bases.bases_for(r, files)
+        assert got == {v3["a.bin"]: [v2["a.bin"], v1["a.bin"]], v2["a.bin"]: [v1["a.bin"]]}
+        assert calls == ["rev-list", "cat-file"]
+        inside = {v3["a.bin"]: "a.bin", v2["b2.bin"]: "b2.bin", v2["c.bin"]: "c.bin"}
+        assert bases.bases_for(r, files, inside) == got
+        fresh = "0" * 32  # a version not committed yet: from HEAD back
+        assert bases.bases_for(r, {fresh: "llm"}, {fresh: "a.bin"}) == {fresh: [v3["a.bin"], v2["a.bin"]]}
+        assert bases.bases_for(r, {fresh: "llm"}) == {}  # where in the directory: nothing says
+        assert bases.previous(r, "llm", v3["a.bin"]) == []  # a directory has no file versions
+    (repo / "llm" / "a.bin").rename(repo / "a.bin")  # moved out of the directory, changed
+    make_file(repo / "a.bin", 1000, seed=7)
+    mvc_cli("add", "a.bin", "llm")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a moved out")
+    out = oid_of((repo / "a.bin").read_bytes())
+    with Repo(str(repo)) as r:
+        assert bases.bases_for(r, {out: "a.bin"}) == {}
+        assert bases.bases_for(r, {v3["a.bin"]: "llm"}) == {v3["a.bin"]: [v2["a.bin"], v1["a.bin"]]}
+        v2_manifest = bases._History(r, "llm", "HEAD").pointers[2].oid
+        os.chmod(r.odb.path(v2_manifest), 0o644)
+        os.unlink(r.odb.path(v2_manifest))
+        assert not r.odb.exists(v2_manifest)
+        assert bases.bases_for(r, {v3["a.bin"]: "llm"}) == {v3["a.bin"]: [v1["a.bin"]]}
 
 
 @settings(max_examples=30, deadline=None)

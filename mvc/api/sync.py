@@ -241,7 +241,8 @@ def _push(
             from mvc.objects.chunked import CHUNK_FROM
             from mvc.repo.bases import bases_for
 
-            bases = bases_for(repo, {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths})
+            large = {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths}
+            bases = bases_for(repo, large, wanted.inside(large))
         lease = _lease(remote) if files or manifests_todo else None
         stamp = jr.stamp(sp.key)[0] if not verify else _stamp_now(remote)  # what the last gc -r wrote, as seen
         try:

@@ -138,8 +138,8 @@ def add(
                 elif rel in scanned:
                     ahead = (scanned[rel], rel in stored_ahead)
                 res = _add_one(repo, rel, layers, recorder, progress, ahead)
-                if rel in based and res["kind"] == "file" and res["oid"] != based[rel]:
-                    repo.state.set_base(res["oid"], based[rel])
+                if rel in based:
+                    _set_bases(repo, res, based[rel])
                 results.append(res)
                 to_stage.append(Repo.pointer_of(rel))
                 ignore = gitignores.add(repo, rel)
@@ -173,20 +173,43 @@ def _note_added(repo: Repo, prels: list[str]) -> None:
     repo.state.note_added(rows)
 
 
-def _bases_at(repo: Repo, rev: str, rels: list[str]) -> dict[str, str]:
-    """{relpath: the object of its file version at rev}, refusing a path rev does not hold as a file."""
+def _bases_at(repo: Repo, rev: str, rels: list[str]) -> dict[str, str | dict[str, str]]:
+    """{relpath: the object of its file version at rev, or of a directory: {path in it: object} at rev},
+    refusing a path rev does not hold. A directory's manifest at rev comes from the cache, or the default remote."""
     at = repo.pointers_at(rev)
-    found = {}
+    found: dict[str, str | dict[str, str]] = {}
     for rel in rels:
         data = at.get(Repo.pointer_of(rel))
         p = ptrfmt.loads(data, f"{Repo.pointer_of(rel)} at {rev}") if data is not None else None
-        if p is None or p.kind != "file":
+        kind = "dir" if os.path.isdir(repo.abs(rel)) else "file"
+        if p is None or p.kind != kind:
             raise PathError(
-                f"{rev} has no file version of {rel} to store it against: name a revision where "
-                f"'mvc ls --rev REV' lists it, or leave out --base"
+                f"{rev} has no {'directory' if kind == 'dir' else 'file'} version of {rel} to store it against: "
+                "name a revision where 'mvc ls --rev REV' lists it, or leave out --base"
             )
-        found[rel] = p.oid
+        if kind == "file":
+            found[rel] = p.oid
+            continue
+        from mvc.repo.remotes import ensure_objects
+
+        ensure_objects(repo, {p.oid: 0}, labels={p.oid: (f"the manifest of directory {rel} at {rev}", rel)})
+        found[rel] = {e.path: e.oid for e in mf.loads(repo.odb.read_bytes(p.oid), p.oid)}
     return found
+
+
+def _set_bases(repo: Repo, res: dict[str, Any], base: str | dict[str, str]) -> None:
+    """Record the delta bases --base chose for what add just stored: a file's version at the revision, or for
+    each file of a directory the one at its path in that directory there (none for a file new since)."""
+    if isinstance(base, str):
+        if res["kind"] == "file" and res["oid"] != base:
+            repo.state.set_base(res["oid"], base)
+        return
+    if res["kind"] != "dir":
+        return
+    for e in mf.loads(repo.odb.read_bytes(res["oid"]), res["oid"]):
+        b = base.get(e.path)
+        if b is not None and b != e.oid:
+            repo.state.set_base(e.oid, b)
 
 
 def check_add(path: str, *, name: str | None = None, repo: Repo | None = None) -> str:

@@ -78,7 +78,8 @@ def _parse_meta(items: tuple[str, ...], files: tuple[str, ...]) -> list[dict]:
 @click.option(
     "--base",
     metavar="REV",
-    help="Push the new version as deltas against the path's version at REV (default: the previous one).",
+    help="Push the new version as deltas against the path's version at REV (a directory: each file against the file "
+    "at its path in the directory at REV; default: the previous one).",
 )
 @quiet_option
 def add(

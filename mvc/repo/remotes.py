@@ -319,8 +319,8 @@ def not_fetched(repo: Repo, wanted: Wanted, oid: str | None) -> tuple[str, str]:
 
 
 def _local_versions(repo: Repo, wanted: Wanted, todo: list[str]) -> dict[str, list[str]]:
-    """{oid: earlier versions of its tracked path that the cache holds} for the large files among todo: a
-    chunked object's rebuild takes the chunks it can from them."""
+    """{oid: earlier versions of its tracked path (a directory's file: of its path in that directory) that the cache
+    holds} for the large files among todo: a chunked object's rebuild takes the chunks it can from them."""
     from mvc.objects.chunked import CHUNK_FROM
 
     large = {o: wanted.paths[o] for o in todo if wanted.files[o][1] >= CHUNK_FROM and o in wanted.paths}
@@ -328,7 +328,7 @@ def _local_versions(repo: Repo, wanted: Wanted, todo: list[str]) -> dict[str, li
         return {}
     from mvc.repo.bases import bases_for
 
-    return bases_for(repo, large)
+    return bases_for(repo, large, wanted.inside(large))
 
 
 def fetch_objects(
