@@ -239,10 +239,10 @@ def _push(
         bases: dict[str, list[str]] = {}
         if sp.chunks:
             from mvc.objects.chunked import CHUNK_FROM
-            from mvc.repo.bases import bases_for
+            from mvc.repo.bases import bases_for, inside
 
             large = {o: wanted.paths[o] for o in files if sizes[o] >= CHUNK_FROM and o in wanted.paths}
-            bases = bases_for(repo, large, wanted.inside(large))
+            bases = bases_for(repo, large, inside(wanted, large))
         lease = _lease(remote) if files or manifests_todo else None
         stamp = jr.stamp(sp.key)[0] if not verify else _stamp_now(remote)  # what the last gc -r wrote, as seen
         try:

@@ -8,11 +8,17 @@ choice in the state cache, which comes first.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from mvc.errors import MvcError
 from mvc.format import pointer as ptrfmt
 from mvc.format.pointer import SUFFIX
 from mvc.objects import manifest as mf
 from mvc.repo.repository import Repo
+
+if TYPE_CHECKING:
+    from mvc.repo.selection import Wanted
 
 HISTORY = 32  # commits of a path's history looked through for its previous version
 MAX_BASES = 2
@@ -120,4 +126,17 @@ def bases_for(repo: Repo, files: dict[str, str], inside: dict[str, str] | None =
         found += [b for b in _older(repo, versions, oid) if b not in found]
         if found:
             out[oid] = found
+    return out
+
+
+def inside(wanted: Wanted, oids: Iterable[str]) -> dict[str, str]:
+    """{oid: its relative path in the directory ``wanted.paths`` gives it} for those of oids that are files of a
+    tracked directory whose manifest ``wanted`` read (``bases_for``'s ``inside``)."""
+    want = {o: wanted.paths[o] for o in oids if o in wanted.paths}
+    out: dict[str, str] = {}
+    for moid, entries in wanted.entries.items():
+        top = Repo.target_of(wanted.manifests[moid].partition(" at ")[0])
+        for e in entries:
+            if e.oid not in out and want.get(e.oid) == top:
+                out[e.oid] = e.path
     return out

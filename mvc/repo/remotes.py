@@ -326,9 +326,9 @@ def _local_versions(repo: Repo, wanted: Wanted, todo: list[str]) -> dict[str, li
     large = {o: wanted.paths[o] for o in todo if wanted.files[o][1] >= CHUNK_FROM and o in wanted.paths}
     if not large:
         return {}
-    from mvc.repo.bases import bases_for
+    from mvc.repo.bases import bases_for, inside
 
-    return bases_for(repo, large, wanted.inside(large))
+    return bases_for(repo, large, inside(wanted, large))
 
 
 def fetch_objects(

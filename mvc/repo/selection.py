@@ -288,18 +288,6 @@ class Wanted:
                 paths[e.oid] = top
         return entries
 
-    def inside(self, oids: Iterable[str]) -> dict[str, str]:
-        """{oid: its relative path in the directory ``paths`` gives it} for those of oids that are files of a
-        tracked directory whose manifest was read."""
-        want = {o: self.paths[o] for o in oids if o in self.paths}
-        out: dict[str, str] = {}
-        for moid, entries in self.entries.items():
-            top = Repo.target_of(self.manifests[moid].partition(" at ")[0])
-            for e in entries:
-                if e.oid not in out and want.get(e.oid) == top:
-                    out[e.oid] = e.path
-        return out
-
 
 def pointers(
     repo: Repo,
