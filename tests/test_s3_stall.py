@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ctrl_c_as_a_terminal_sends_it, git, make_file
-from remote_suite import MVC, SMALL_PARTS, S3Backend, one_error_line
+from remote_suite import MVC, SMALL_PARTS, S3Backend, drop_cache, one_error_line
 
 SIZE = 40 << 20  # READ_PART (16 MiB) and more: the object comes down in parts, side by side
 
@@ -198,3 +198,49 @@ def test_ctrl_c_and_sigterm_end_a_stalled_push_at_once(frozen_push, mvc_cli, sig
     unproxied()
     mvc_cli("push", "-q")
     assert "error" not in mvc_cli("verify", "-r", "s3", "-q").output
+
+
+# -- a serving process: mvc.open's read-ahead ---------------------------------------------------------------------
+def sockets_to(port: int) -> int:
+    """This process's TCP sockets connected to port on 127.0.0.1 (the client ends: the proxy's own have it local)."""
+    import os
+
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port:
+            inodes.add(fields[9])
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # (the listing's own descriptor, closed)
+        found += link.startswith("socket:[") and link[8:-1] in inodes
+    return found
+
+
+def test_closing_a_stream_does_not_wait_for_its_stalled_read_ahead(frozen_get, repo):
+    """mvc.open from the remote, read timeout at its default (120 s): the first 8 MiB read, the server freezes while
+    the next ranges are fetched ahead; closing the stream returns at once, its read-ahead threads ended and no
+    connection to the server left open."""
+    import threading
+
+    import mvc
+
+    proxy, _, _ = frozen_get
+    port = int(proxy.url.rsplit(":", 1)[1])
+    drop_cache(repo)  # (else its chunks are read from the cache)
+    f = mvc.open("big.bin", remote="s3")
+    try:
+        assert len(f.read(8 << 20)) == 8 << 20
+        assert proxy.frozen.wait(30), "the read-ahead never reached the freeze"
+        time.sleep(1)  # every fetch ahead now waits on the frozen server
+        assert any(t.name.startswith("mvc-read-ahead") for t in threading.enumerate())
+    finally:
+        start = time.monotonic()
+        f.close()
+        took = time.monotonic() - start
+    assert took < 2, f"{took:.1f} s"
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("mvc-read-ahead")]
+    assert sockets_to(port) == 0
