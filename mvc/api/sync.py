@@ -245,6 +245,7 @@ def _push(
             bases = bases_for(repo, large, inside(wanted, large))
         lease = _lease(remote) if files or manifests_todo else None
         stamp = jr.stamp(sp.key)[0] if not verify else _stamp_now(remote)  # what the last gc -r wrote, as seen
+        failed = False
         try:
             sent = remote.upload(files, sizes, meter, recorder, bases)
             recorder.flush()
@@ -264,11 +265,15 @@ def _push(
 
                 here = {p.oid for p in pointers(repo, (), None).values()}  # the work tree's stay whole
                 compact.drop_whole(repo, [o for o in expanded if o not in here])
+        except BaseException:
+            failed = True
+            raise
         finally:
             recorder.flush()
             meter.close()
             if lease is not None:
-                with contextlib.suppress(MvcError):
+                # on the way out of a failed push (a server gone silent, Ctrl-C), not waited for: it lapses in a day
+                with contextlib.suppress(MvcError), remote.store.briefly() if failed else contextlib.nullcontext():
                     remote.store.delete(lease)
     finally:
         remote.close()

@@ -11,6 +11,7 @@ local cache and a few callables of the transfer engine, never on a repository.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from mvc.objects import pack as pk
 from mvc.objects import recipe as rc
 from mvc.objects.chunked import LOCAL_BASES, Rebuilder
 from mvc.objects.odb import ODB
-from mvc.storage import fileio
+from mvc.storage import fileio, parallel
 from mvc.storage.fileio import Progress
 from mvc.storage.store import Store
 
@@ -88,6 +89,8 @@ class ChunkWriter:
             packing = _Packer(view, runs, whole.hexdigest)
             sent = 0
             pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="mvc-push")
+            halt = threading.Event()  # set when the upload fails or is interrupted: the packs in flight are called off
+            halts = (*parallel.halts(), halt)
             flying: list[tuple[Future[int], str, list[pk.Entry], int]] = []
             covered = 0  # bytes of the file whose chunks are on the store (what the progress bar shows)
             uploaded: list[tuple[str, list[pk.Entry]]] = []  # recorded at the end, in one transaction
@@ -124,7 +127,9 @@ class ChunkWriter:
                 end = entries[-1].at + entries[-1].size
                 if flying:  # the packs before the last in flight are read: memory stays about two packs
                     m.drop(0, flying[-1][3])
-                flying.append((pool.submit(put_pack, name, data, index, span), name, pentries, end))
+                flying.append(
+                    (pool.submit(parallel.within, halts, put_pack, name, data, index, span), name, pentries, end)
+                )
                 settle(False)
 
             def add(e: rc.Entry, data: bytes | memoryview, at: int | None) -> None:
@@ -186,6 +191,9 @@ class ChunkWriter:
                 recorded = True
                 if progress:
                     progress(m.size - covered)
+            except BaseException:
+                parallel.call_off(halt)  # not waited for on a server that stopped answering
+                raise
             finally:
                 for f, _, _, _ in flying:
                     f.cancel()

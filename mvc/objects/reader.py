@@ -21,7 +21,7 @@ from mvc.objects import oid as oids
 from mvc.objects import pack as pk
 from mvc.objects.recipe import rel as recipe_rel
 from mvc.objects.transfer import Transfer
-from mvc.storage import fileio
+from mvc.storage import fileio, parallel
 from mvc.storage.store import Progress
 
 READ = 8 << 20  # bytes per request of a stream from a store (the part size large loaders use)
@@ -296,6 +296,10 @@ class ReadAhead:
         self.current: tuple[int, bytes] | None = None  # (chunk index, its bytes)
         self.pending: dict[int, Future[bytes]] = {}  # chunk index -> its bytes, being fetched
         self.pool: ThreadPoolExecutor | None = None
+        # the fetches' halt (parallel.within): close calls off the reads still running, so that a stalled one is
+        # not waited for (the thread that made this reader works for its own runs' halts as well)
+        self.halt = threading.Event()
+        self.halts = (*parallel.halts(), self.halt)
 
     def __call__(self, start: int, end: int) -> bytes:
         parts = []
@@ -321,7 +325,7 @@ class ReadAhead:
         last = (self.size - 1) // self.chunk
         for i in range(index + 1, min(index + self.depth, last) + 1):
             if i not in self.pending:
-                self.pending[i] = self._pool().submit(self._fetch, i)
+                self.pending[i] = self._pool().submit(parallel.within, self.halts, self._fetch, i)
         return data
 
     def _fetch(self, index: int) -> bytes:
@@ -336,10 +340,13 @@ class ReadAhead:
         return self.pool
 
     def close(self) -> None:
+        """Fetches not started are dropped, those running called off (their connections aborted, a request s3fs
+        sends cancelled); the threads are waited for, which then end at once."""
         for f in self.pending.values():
             f.cancel()
         self.pending.clear()
         if self.pool is not None:
+            parallel.call_off(self.halt)
             self.pool.shutdown(wait=True)
 
 

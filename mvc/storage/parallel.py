@@ -36,6 +36,24 @@ def watch(conn: Any) -> None:
         _watched.add(conn)
 
 
+def within(events: tuple[threading.Event, ...], fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in this thread as a worker of a run whose halts are ``events`` (a pool of the caller's own, as
+    run_parallel's workers are): :func:`call_off` of one of them calls off its network reads."""
+    saved = halts()
+    _scope.halts = events
+    try:
+        return fn(*args)
+    finally:
+        _scope.halts = saved
+
+
+def call_off(halt: threading.Event) -> None:
+    """Set halt and abort the connections of the work it halts (:func:`watch`): a worker waiting on a server that
+    stopped answering ends at once."""
+    halt.set()
+    _abort(halt)
+
+
 def _abort(halt: threading.Event) -> None:
     with _watch_lock:
         conns = list(_watched)

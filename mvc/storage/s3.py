@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mvc.errors import RemoteAuthError, RemoteError, RemoteNotFound, RemoteUnreachable
-from mvc.storage import fileio
+from mvc.storage import fileio, s3calls
 from mvc.storage.generic import FsspecStore, unreachable
 from mvc.storage.store import (
     DEFAULT_JOBS,
@@ -68,7 +68,10 @@ def _session(**settings: Any) -> Any:
         if key not in _sessions:
             import aiobotocore.session
 
-            _sessions[key] = quick_timestamps(aiobotocore.session.AioSession(**settings))
+            session = quick_timestamps(aiobotocore.session.AioSession(**settings))
+            s3calls.no_retry_on_timeout(session)
+            s3calls.quiet_expect(session)
+            _sessions[key] = session
         return _sessions[key]
 
 
@@ -106,6 +109,9 @@ class S3Store(FsspecStore):
             "parameter_validation": False,
         }
         config.update(kw.pop("config_kwargs", {}) or {})
+        # a request body the server stopped taking is given up after read_timeout too (s3calls.sent)
+        wait: Any = config.get("read_timeout")
+        self.read_timeout = float(wait) if wait else None
         client.update(kw.pop("client_kwargs", {}) or {})
         try:  # the options that are not s3fs's are the session's (a profile): one session for each such set
             kw["session"] = _session(**{k: kw.pop(k) for k in set(kw) - _S3FS_PARAMS})
@@ -123,7 +129,7 @@ class S3Store(FsspecStore):
         bucket, key = self._bucket_key(rel)
         with self._errors(rel):
             try:
-                self.fs.call_s3("head_object", Bucket=bucket, Key=key)
+                self._run(self.fs._call_s3("head_object", Bucket=bucket, Key=key))
                 return True
             except FileNotFoundError:
                 return False
@@ -134,13 +140,60 @@ class S3Store(FsspecStore):
         bucket, _, key = self.root.partition("/")
         prefix = key + "/" if key else ""
         with self._errors(""):
-            page = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=1000)
+            page = self._run(
+                self.fs._call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=1000)
+            )
         found = [p["Prefix"] for p in page.get("CommonPrefixes", [])] + [o["Key"] for o in page.get("Contents", [])]
         return {n[len(prefix) :].rstrip("/") for n in found} - {""}  # "": a console's "folder" object
 
     def _bucket_key(self, rel: str) -> tuple[str, str]:
         bucket, _, key = self._path(rel).partition("/")
         return bucket, key
+
+    def _run(self, coro: Any) -> Any:
+        return s3calls.run(self.fs.loop, coro)
+
+    def briefly(self) -> Any:
+        return s3calls.briefly()
+
+    def _put(self, bucket: str, key: str, data: bytes | memoryview) -> Any:
+        """A coroutine of one PUT of data, given up once the server took none of it for read_timeout."""
+        return s3calls.sent(
+            lambda body: self.fs._call_s3("put_object", Bucket=bucket, Key=key, Body=body), data, self.read_timeout
+        )
+
+    def put_bytes(self, rel: str, data: bytes | memoryview) -> None:
+        if len(data) >= 2 * PART:  # (never an mvc pack or index) s3fs's own multipart upload
+            super().put_bytes(rel, data)
+            return
+        with self._errors(rel, writing=True):
+            self._run(self._put(*self._bucket_key(rel), data))
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        bucket, key = self._bucket_key(rel)
+
+        async def read() -> bytes:
+            try:
+                out = await self.fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+            except Exception as e:
+                if s3_code(e) == "InvalidRange":
+                    return b""  # starts past the end: as short as a read can be (callers check lengths)
+                raise
+            body = out["Body"]
+            try:
+                return bytes(await body.read())
+            finally:
+                body.close()
+
+        with self._errors(rel):
+            return self._run(read())
+
+    def delete(self, rel: str) -> None:
+        bucket, key = self._bucket_key(rel)
+        with self._errors(rel, writing=True):
+            self._run(self.fs._call_s3("delete_object", Bucket=bucket, Key=key))
 
     def put_file(self, src: str, rel: str, check: Check, progress: Progress | None = None) -> int:
         size = os.path.getsize(src)
@@ -150,7 +203,7 @@ class S3Store(FsspecStore):
             data = f.read()
         check(fileio.hexdigest_bytes(data))
         with self._errors(rel, writing=True):
-            self.fs.pipe_file(self._path(rel), data)
+            self._run(self._put(*self._bucket_key(rel), data))
         if progress:
             progress(len(data))
         return len(data)
@@ -160,11 +213,9 @@ class S3Store(FsspecStore):
         its body is read); the rest in ranged GETs, READ_STREAMS at once, each written at its offset as it lands
         (memory: READ_STREAMS parts). Then one hash of the file (mmap, from the page cache). A small object costs
         one request, as a plain GET."""
-        from fsspec.asyn import sync
-
         bucket, key = self._bucket_key(rel)
         with self._errors(rel, local=dest), fileio.new_file(dest) as fd:
-            sync(self.fs.loop, self._get_parts, bucket, key, fd, progress, lambda n: self._check_size(rel, n, size))
+            self._run(self._get_parts(bucket, key, fd, progress, lambda n: self._check_size(rel, n, size)))
         return fileio.hash_file(dest)[0]
 
     def _check_size(self, rel: str, held: int, size: int | None) -> None:
@@ -225,12 +276,10 @@ class S3Store(FsspecStore):
     def _put_multipart(self, src: str, rel: str, size: int, check: Check, progress: Progress | None) -> int:
         """One multipart upload, completed (made visible) only if check passes. check runs outside the
         error translation: what it raises reaches the caller unchanged."""
-        from fsspec.asyn import sync
-
         bucket, key = self._bucket_key(rel)
 
         def call(method: str, **kw: Any) -> Any:
-            return sync(self.fs.loop, self.fs._call_s3, method, Bucket=bucket, Key=key, **kw)
+            return self._run(self.fs._call_s3(method, Bucket=bucket, Key=key, **kw))
 
         if self.stopping.is_set():
             raise KeyboardInterrupt  # the transfer is stopping: begin nothing
@@ -243,7 +292,7 @@ class S3Store(FsspecStore):
         # leaves open is for the bucket's lifecycle rule (docs/remotes.md).
         try:
             with self._errors(rel, writing=True):
-                sent = sync(self.fs.loop, self._send_parts, src, bucket, key, upload, size, progress)
+                sent = self._run(self._send_parts(src, bucket, key, upload, size, progress))
             if sent is None:
                 raise KeyboardInterrupt  # stopped between parts
             parts, digest = sent
@@ -252,8 +301,9 @@ class S3Store(FsspecStore):
                 call("complete_multipart_upload", UploadId=upload, MultipartUpload={"Parts": parts})
         except BaseException:
             try:
-                call("abort_multipart_upload", UploadId=upload)
-            except Exception:
+                with s3calls.briefly():  # not waited for on a server gone silent: the command is ending
+                    call("abort_multipart_upload", UploadId=upload)
+            except (Exception, KeyboardInterrupt):
                 pass  # the server is gone: the lifecycle rule will
             raise
         return size
@@ -274,8 +324,12 @@ class S3Store(FsspecStore):
         hasher = xxhash.xxh3_128()
 
         async def send(number: int, body: bytes) -> dict[str, Any]:
-            out = await fs._call_s3(
-                "upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body
+            out = await s3calls.sent(
+                lambda paced: fs._call_s3(
+                    "upload_part", Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=paced
+                ),
+                body,
+                self.read_timeout,
             )
             if progress:
                 progress(len(body))
@@ -371,8 +425,6 @@ class S3Store(FsspecStore):
         moto does, sorts a 16th as many). Only sizes and times are kept, not s3fs's info dicts."""
         import asyncio
 
-        from fsspec.asyn import sync
-
         bucket, _, root = self.root.partition("/")
         top = "/".join(p for p in (root, prefix.strip("/")) if p)
         top = top + "/" if top else ""
@@ -424,5 +476,5 @@ class S3Store(FsspecStore):
             await tree(top)
 
         with self._errors(prefix):
-            sync(self.fs.loop, walk)
+            self._run(walk())
         return found

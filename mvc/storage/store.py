@@ -154,6 +154,12 @@ class Store:
     def close(self) -> None:
         pass
 
+    def briefly(self) -> contextlib.AbstractContextManager[Any]:
+        """A block whose requests (this thread's) are waited for a few seconds at most, not the timeouts of the
+        remote: what a command that failed or was interrupted cleans up on its way out. A store whose requests
+        cannot hang (a local disk) waits for them as ever."""
+        return contextlib.nullcontext()
+
     def translate(self, e: BaseException, rel: str, writing: bool = False) -> RemoteError | None:
         """The one-line error for an exception the store raised, or None when it is not recognised."""
         return None
