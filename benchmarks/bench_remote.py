@@ -159,11 +159,12 @@ def cache_files(repo: str) -> list[str]:
 
 
 def make_big(path: str, size: int, seed: int) -> None:
-    block = bytearray(random.Random(seed).randbytes(8 << 20))
+    """size bytes of random data, none repeated: a remote that stores large files as content-defined chunks (the
+    default) would store one copy of a repeated block, and its push would not measure a transfer."""
+    rng = random.Random(seed)
     with open(path, "wb") as f:
-        for i, off in enumerate(range(0, size, len(block))):
-            block[:8] = i.to_bytes(8, "little")
-            f.write(block[: min(len(block), size - off)])
+        for off in range(0, size, 8 << 20):
+            f.write(rng.randbytes(min(8 << 20, size - off)))
 
 
 def make_small(directory: str, n: int, size: int, seed: int) -> None:
