@@ -184,10 +184,9 @@ def test_a_version_the_import_could_not_bring_in_is_no_removal_in_the_log(dvc_re
     assert "could not import" in run_mvc("log", "model.bin", cwd=root, check=True).stdout
 
 
-@needs_dvc
-def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_path: Path):
-    """mvc ls --rev and mvc diff (against the work tree, between two revisions, either way round) list a DVC version
-    that was in neither DVC's cache nor its remote as a version not imported, saying why, not as no version."""
+def imported_without_v1(dvc_repo, tmp_path: Path) -> tuple[Path, str]:
+    """(the repository, v1's md5) after an import that found model.bin's v1 (churn@v1.0.0) in neither DVC's cache
+    nor its remote (both taken away), committed."""
     root, remote, _ = dvc_repo
     shutil.rmtree(remote)
     md5 = next(
@@ -196,6 +195,14 @@ def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_p
     shutil.move(root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:], tmp_path / "aside")
     mvc_json(root, "import-dvc")
     git(root, "commit", "-q", "-m", "to mvc")
+    return root, md5
+
+
+@needs_dvc
+def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_path: Path):
+    """mvc ls --rev and mvc diff (against the work tree, between two revisions, either way round) list a DVC version
+    that was in neither DVC's cache nor its remote as a version not imported, saying why, not as no version."""
+    root, md5 = imported_without_v1(dvc_repo, tmp_path)
 
     rows = {r["path"]: r for r in mvc_json(root, "ls", "--rev", "churn@v1.0.0")}
     assert set(rows) == {"data", "model.bin", "out.bin"}, rows  # out.bin: the same content as model.bin then
@@ -228,14 +235,7 @@ def test_ls_and_diff_say_a_version_the_import_could_not_bring_in(dvc_repo, tmp_p
 def test_ls_by_url_lists_an_old_revision_as_ls_in_a_clone_does(dvc_repo, tmp_path: Path):
     """mvc ls --repo URL --rev OLD reads the DVC files of a revision before the import through the map, as mvc ls
     --rev in a clone does: the versions imported as their pointers, one the import could not bring in as such."""
-    root, remote, _ = dvc_repo
-    shutil.rmtree(remote)
-    md5 = next(
-        line.split()[-1] for line in git(root, "show", "churn@v1.0.0:model.bin.dvc").splitlines() if "md5:" in line
-    )
-    shutil.move(root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:], tmp_path / "aside")
-    mvc_json(root, "import-dvc")
-    git(root, "commit", "-q", "-m", "to mvc")
+    root, md5 = imported_without_v1(dvc_repo, tmp_path)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
 

@@ -93,6 +93,17 @@ def frozen_get(repo: Path, mvc_cli, s3_endpoint: str, tmp_path: Path, request):
     proxy.close()
 
 
+def timed_out(cmd: list[str], proxy) -> float:
+    """Seconds cmd took to fail, past the proxy's freeze, with one line saying the server timed out."""
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - start
+    assert proxy.frozen.is_set()
+    line = one_error_line(proc)
+    assert "cannot reach the S3 server" in line and ("timed out" in line or "timeout" in line), line
+    return took
+
+
 @pytest.mark.parametrize("frozen_get", [0, SIZE // 3], ids=["no-answer", "mid-body"], indirect=True)
 def test_a_stalled_download_fails_after_the_read_timeout_once(frozen_get, mvc_cli):
     """read_timeout 3 s: one error line a few seconds after the freeze, not one timeout per attempt (botocore's four)
@@ -101,14 +112,29 @@ def test_a_stalled_download_fails_after_the_read_timeout_once(frozen_get, mvc_cl
     proxy, get, out = frozen_get
     mvc_cli("config", "remote.s3.config_kwargs.read_timeout", "3")
     git(".", "commit", "-qam", "a short read timeout")
-    start = time.monotonic()
-    proc = subprocess.run(get, capture_output=True, text=True, timeout=120)
-    took = time.monotonic() - start
-    assert proxy.frozen.is_set()
-    line = one_error_line(proc)
-    assert "cannot reach the S3 server" in line and ("timed out" in line or "timeout" in line), line
+    took = timed_out(get, proxy)
     assert took < 8, f"{took:.1f} s"
     assert list(out.parent.iterdir()) == []
+
+
+def signalled_when_frozen(cmd: list[str], proxy, sig: int, code: int, wait: float) -> float:
+    """Seconds cmd took to end after sig, sent (as a terminal's Ctrl-C finds it) a second after the proxy froze:
+    it ended with exit status code and said only "interrupted"."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_a_terminal_sends_it
+    )
+    try:
+        assert proxy.frozen.wait(wait), "the command never reached the freeze"
+        time.sleep(1)  # every request now waits on the frozen server
+        assert proc.poll() is None
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=wait)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == code and err == "interrupted\n", err
+    return took
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -116,20 +142,7 @@ def test_ctrl_c_and_sigterm_end_a_stalled_download_at_once(frozen_get, sig, code
     """The read timeout stays at its default (120 s): the signal ends the command within a few seconds anyway, with
     its temp file removed."""
     proxy, get, out = frozen_get
-    proc = subprocess.Popen(
-        get, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_a_terminal_sends_it
-    )
-    try:
-        assert proxy.frozen.wait(30), "the download never reached the freeze"
-        time.sleep(1)  # every stream now waits on the frozen server
-        assert proc.poll() is None
-        sent = time.monotonic()
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
-        took = time.monotonic() - sent
-    finally:
-        proc.kill()
-    assert proc.returncode == code and err == "interrupted\n", err
+    took = signalled_when_frozen(get, proxy, sig, code, 30)
     assert took < 3, f"{took:.1f} s"
     assert list(out.parent.iterdir()) == []
 
@@ -161,12 +174,7 @@ def test_a_push_stalled_mid_upload_fails_after_the_read_timeout(frozen_push, mvc
     nothing half-written is visible under an object's name, and the next push completes and reads back whole."""
     proxy, push, backend, unproxied = frozen_push
     mvc_cli("config", "remote.s3.config_kwargs.read_timeout", "2", "--local")
-    start = time.monotonic()
-    proc = subprocess.run(push, capture_output=True, text=True, timeout=120)
-    took = time.monotonic() - start
-    assert proxy.frozen.is_set()
-    line = one_error_line(proc)
-    assert "cannot reach the S3 server" in line and ("timed out" in line or "timeout" in line), line
+    took = timed_out(push, proxy)
     assert took < 10, f"{took:.1f} s"
     assert not [r for r in backend.rels() if r.startswith(("objects/", "recipes/"))]  # the file is not there
     unproxied()
@@ -180,20 +188,7 @@ def test_ctrl_c_and_sigterm_end_a_stalled_push_at_once(frozen_push, mvc_cli, sig
     abort of a multipart upload, which the frozen server never answers, is not waited for); the next push
     completes."""
     proxy, push, _, unproxied = frozen_push
-    proc = subprocess.Popen(
-        push, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_a_terminal_sends_it
-    )
-    try:
-        assert proxy.frozen.wait(60), "the push never reached the freeze"
-        time.sleep(1)  # every request now waits on the frozen server
-        assert proc.poll() is None
-        sent = time.monotonic()
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-        took = time.monotonic() - sent
-    finally:
-        proc.kill()
-    assert proc.returncode == code and err == "interrupted\n", err
+    took = signalled_when_frozen(push, proxy, sig, code, 60)
     assert took < 3, f"{took:.1f} s"
     unproxied()
     mvc_cli("push", "-q")
