@@ -69,7 +69,7 @@ def dvc_files_at(repo: Any, commit: str) -> dict[str, str]:
         path = name.decode("utf-8", "surrogateescape")
         top = path.partition("/")[0] if "/" in path else None
         dvc_file = is_dvc_file(posixpath.basename(path)) and top not in SKIP_DIRS
-        if dvc_file and len(parts) == 3 and parts[1] == "blob" and parts[0] != "120000":
+        if dvc_file and len(parts) == 3 and parts[1] == "blob" and parts[0] != f"{LINK_MODE:o}":
             found[path] = parts[2]
     repo.git.need_blobs(commit, list(found.values()))
     return found
