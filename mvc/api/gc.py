@@ -52,13 +52,13 @@ def gc(
 
     Kept, always: the work tree's and the index's pointers (every worktree's), every ref's tip (branches,
     tags, registry versions and stages, remote-tracking branches), HEAD, stashes, and objects changed
-    less than ``grace`` ago. Kept by default and narrowed by options: every commit of the history
-    (``revs``: only the history of these revisions; ``keep_last``: of each tracked path, only N versions of that
-    history, those at the tips counting first, then the newest); ``drop_deprecated``: the registry tags of deprecated models are no
-    longer kept as tips. The cache's compacted versions (:mod:`mvc.api.compact`) no kept version needs go
-    too, and what kept ones need (their deltas' bases) is kept. Returns {"dry_run", "objects", "bytes",
-    "kept", "young", "grace", "groups", "unreadable", "compacted_files", "compacted_bytes", "packed_kept" (unneeded objects
-    kept in cache packs that hold needed ones)}.
+    less than ``grace`` ago. Kept by default and narrowed by options: every commit of the history (``revs``: only
+    the history of these revisions; ``keep_last``: of each tracked path, only N versions of that history, those at
+    the tips counting first, then the newest); ``drop_deprecated``: the registry tags of deprecated models are no
+    longer kept as tips. The cache's compacted versions (:mod:`mvc.api.compact`) no kept version needs go too, and
+    what kept ones need (their deltas' bases) is kept. Returns {"dry_run", "objects", "bytes", "kept", "young",
+    "grace", "groups", "unreadable", "compacted_files", "compacted_bytes", "packed_kept" (unneeded objects kept in
+    cache packs that hold needed ones)}.
     """
     repo = open_repo(repo)
     revs, jobs = user_revs(revs), user_jobs(jobs)

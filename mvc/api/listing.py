@@ -24,10 +24,10 @@ def status(
     progress: progressmod.Factory = progressmod.null,
 ) -> list[dict[str, Any]]:
     """Per tracked path: workspace 'ok' | 'modified' | 'missing', cache 'ok' | 'missing'; a pointer a merge left
-    unmerged (conflict markers, or a modify/delete conflict) is workspace 'conflicted' (kind, oid, size and cache None; "pointer" its file;
-    "unmerged": False when no merge left it so: its markers were committed). ``files``: a modified
-    directory's row also says which of its files changed, under "files" ({"added", "removed", "modified"}: paths
-    below it; None when the cache lacks its manifest)."""
+    unmerged (conflict markers, or a modify/delete conflict) is workspace 'conflicted' (kind, oid, size and cache
+    None; "pointer" its file; "unmerged": False when no merge left it so: its markers were committed). ``files``: a
+    modified directory's row also says which of its files changed, under "files" ({"added", "removed",
+    "modified"}: paths below it; None when the cache lacks its manifest)."""
     repo = open_repo(repo)
     out: list[dict[str, Any]] = []
     try:
