@@ -461,28 +461,44 @@ class Rebuilder:
         written, when their base is not read so (it is a delta version itself, or stored as a plain object)."""
         first, last = run[0], run[-1]
         start, end = first.base_offset, last.base_offset + last.size
-        parts = self._base_parts(first.base, start, end)
+        parts = self._base_parts(first.base, start, end, chain)
         if parts is None:
+            return False
+        # a base that is itself a delta version: each window's base bytes read from the versions below it, their
+        # changes added on the way (``_Layer``), where every window falls on whole lanes of every delta it crosses
+        layered = any(isinstance(p, _Layer) for p in parts)
+        paired = pair is not None and _leaves(parts) <= PAIR_PARTS
+        if layered and not _aligned(parts, start, _cuts(run, PAIR_WINDOW if paired else WINDOW)):
             return False
         for e in run:
             self._check_chain(e, label, chain)
             tally.base(e.size, self, label)
         data = self._deltas(run, label, tally)
-        if (
-            pair is not None
-            and len(parts) <= PAIR_PARTS
-            and all(e.codec == delta.ZS for e in run)
+        if layered and not (
+            all(e.codec == delta.ZS for e in run)
             and all(map(delta.pairs, data, (e.size for e in run)))
+            and self._fill(parts, _via(label, first), tally)
         ):
+            return False
+        if paired and all(e.codec == delta.ZS for e in run) and all(map(delta.pairs, data, (e.size for e in run))):
+            assert pair is not None
             self._patch_pair(run, data, parts, label, tally, write, pair)
             return True
-        base = _Sequence(self, parts, _via(label, first), tally)
+        window = self._window()
+        if layered:
+            positional = _Positional(self, parts, _via(label, first), tally, users=1)
+            base: _Sequence | _Positional = positional
+        else:
+            base = _Sequence(self, [p for p in parts if isinstance(p, tuple)], _via(label, first), tally)
         try:
-            window = self._window()
             for e, frame in zip(run, data, strict=True):
 
                 def read(at: int, view: memoryview, e: rc.Entry = e) -> int:
-                    if base.read_full(view) != len(view):
+                    if isinstance(base, _Positional):
+                        got = base.read_at(e.base_offset - start + at, view)
+                    else:
+                        got = base.read_full(view)
+                    if got != len(view):
                         raise self._short_base(e, e.base_offset + at, e.base_offset + at + len(view), label)
                     return len(view)
 
@@ -496,6 +512,7 @@ class Rebuilder:
                         read,
                         lambda view, at, e=e: write(view, e.at + at),  # type: ignore[misc]
                         e.codec,
+                        own=layered,  # (read decodes the layers' frames in this thread)
                     )
                 except RemoteCorrupt:
                     raise  # (the base's, from read: it says what to do)
@@ -505,11 +522,26 @@ class Rebuilder:
             base.close()
         return True
 
+    def _fill(self, parts: list[_Part | _Layer], label: str, tally: _Tally) -> bool:
+        """Read (and check) the deltas of every ``_Layer`` among parts and below them, each level's in few
+        requests, and count their bases' bytes; False when one of them is too large for a ``delta.Frame``."""
+        layers = [p for p in parts if isinstance(p, _Layer)]
+        if not layers:
+            return True
+        data = self._deltas([p.e for p in layers], label, tally)
+        for layer, frame in zip(layers, data, strict=True):
+            if not delta.pairs(frame, layer.e.size):
+                return False
+            tally.base(layer.hi - layer.lo, self, label)
+            layer.data = frame
+            layer.where = f"{label}: delta {layer.e.oid} on remote {self.name}"
+        return all(self._fill(p.below, _via(label, p.e), tally) for p in layers)
+
     def _patch_pair(
         self,
         run: list[rc.Entry],
         data: list[bytes | memoryview],
-        parts: list[_Part],
+        parts: list[_Part | _Layer],
         label: str,
         tally: _Tally,
         write: Callable[[memoryview, int], None],
@@ -579,11 +611,13 @@ class Rebuilder:
         finally:
             base.close()  # (neither thread reads any more)
 
-    def _base_parts(self, oid: str, start: int, end: int) -> list[_Part] | None:
+    def _base_parts(self, oid: str, start: int, end: int, chain: tuple[str, ...] = ()) -> list[_Part | _Layer] | None:
         """Where bytes [start, end) of object oid lie, in order, as a base read without checks: the cache's copy
-        (checked once), the pack named by oid (the object itself), or the chunks of its recipe (from versions in
-        the cache, else from their packs); None when some of them are deltas, or the object is stored as a plain
-        object (then the caller reads it into a piece's buffer)."""
+        (checked once), the pack named by oid (the object itself), or the entries of its recipe: chunks (from
+        versions in the cache, else from their packs) and sparse deltas (``_Layer``: read from their own base,
+        their changes added on the way, down a chain of such versions); None when some of it is not read so (a
+        dense delta, an object stored as a plain object, a cycle): then the caller reads it into a piece's
+        buffer. ``chain``: the objects whose deltas led here."""
         if self.odb is not None and self._sound(oid):
             return [("file", self.odb.path(oid), start, end - start)]
         rel = self.whole_rel(oid)
@@ -592,22 +626,40 @@ class Rebuilder:
         r = self.recipe(oid)
         if r is None:
             return None
-        parts: list[_Part] = []
+        parts: list[_Part | _Layer] = []
         for e in rc.covering(r.entries, start, end):
             lo, hi = max(start, e.at), min(end, e.at + e.size)
             here = self._local.get(e.oid) if e.kind == "c" else None
             if here is not None:
-                part: _Part = ("file", here[0], here[1] + lo - e.at, hi - lo)
+                part: _Part | _Layer = ("file", here[0], here[1] + lo - e.at, hi - lo)
             elif e.kind == "c" and e.stored == e.size:
                 part = ("store", pk.pack_rel(e.pack), e.offset + lo - e.at, hi - lo)
+            elif e.kind == "d" and self._layers(e, oid, chain):
+                below = self._base_parts(e.base, e.base_offset + lo - e.at, e.base_offset + hi - e.at, (*chain, oid))
+                if below is None:
+                    return None
+                part = _Layer(e, lo - e.at, hi - e.at, below)
             else:
                 return None
-            kind, where, at, n = parts[-1] if parts else ("", "", 0, 0)
-            if (kind, where, at + n) == part[:3]:
+            kind, where, at, n = parts[-1] if parts and isinstance(parts[-1], tuple) else ("", "", 0, 0)
+            if isinstance(part, tuple) and (kind, where, at + n) == part[:3]:
                 parts[-1] = (kind, where, at, n + part[3])
             else:
                 parts.append(part)
-        return parts if sum(p[3] for p in parts) == end - start else None
+        return parts if sum(_size(p) for p in parts) == end - start else None
+
+    def _layers(self, e: rc.Entry, oid: str, chain: tuple[str, ...]) -> bool:
+        """Whether delta e of object oid, itself a base, is read as a ``_Layer``: on a store read through
+        descriptors (positional reads, by any thread), sparse, added by the compiled adder, and its base neither
+        round a cycle nor past READ_HOPS (those are refused by the piece's reads, which name them)."""
+        return (
+            self.store.copies_ranges
+            and e.codec == delta.ZS
+            and delta.compiled()
+            and e.base != oid
+            and e.base not in chain
+            and len(chain) < rc.READ_HOPS
+        )
 
     def _holds_whole(self, oid: str, rel: str) -> bool:
         """Whether the store holds rel, the pack named by object oid (asked once: a stat, or one request)."""
@@ -1182,25 +1234,32 @@ class _Frames:
 
 class _Positional:
     """Parts of a rebuilder's files on this machine (the cache's, or a store's that reads through descriptors)
-    read where the caller says, by any thread: each opened at its first read, all closed at the end; bytes read
-    from the store are counted."""
+    read where the caller says, by any of ``users`` threads, each reading forward: each opened at its first read,
+    all closed at the end; bytes read from the store are counted. A ``_Layer`` among them is let go once every
+    thread has read past it."""
 
-    def __init__(self, rb: Rebuilder, parts: list[_Part], label: str, tally: _Tally):
-        self.rb, self.parts, self.label, self.tally = rb, parts, label, tally
-        self.starts = list(itertools.accumulate((n for *_, n in parts), initial=0))
+    def __init__(self, rb: Rebuilder, parts: list[_Part | _Layer], label: str, tally: _Tally, users: int = 2):
+        self.rb, self.parts, self.label, self.tally, self.users = rb, parts, label, tally, users
+        self.starts = list(itertools.accumulate(map(_size, parts), initial=0))
         self.open: dict[int, FileRange] = {}
         self.lock = threading.Lock()
+        self.past: dict[int, int] = {}  # thread -> the first part it has not read past
 
     def read_at(self, pos: int, view: memoryview) -> int:
         """Fill view with the bytes from pos of the parts laid end to end; fewer only where they end."""
+        self._passed(pos)
         got = 0
         while got < len(view):
             k = bisect.bisect_right(self.starts, pos + got) - 1
             if k >= len(self.parts):
                 break
-            kind, where, at, n = self.parts[k]
+            part = self.parts[k]
             skip = pos + got - self.starts[k]
-            want = min(len(view) - got, n - skip)
+            want = min(len(view) - got, _size(part) - skip)
+            if isinstance(part, _Layer):
+                got += part.read(skip, view[got : got + want], self)
+                continue
+            kind, where, at, n = part
             step = self._range(k).read_at(at + skip, view[got : got + want])
             if kind == "store":
                 self.tally.add(step)
@@ -1211,10 +1270,23 @@ class _Positional:
                 break
         return got
 
+    def _passed(self, pos: int) -> None:
+        """The calling thread reads from pos on: the layers before it it is past (reads go forward)."""
+        me = threading.get_ident()
+        k = self.past.get(me, 0)
+        while k < len(self.parts) and self.starts[k + 1] <= pos:
+            part = self.parts[k]
+            if isinstance(part, _Layer):
+                part.passed(self.users)
+            k += 1
+        self.past[me] = k
+
     def _range(self, k: int) -> FileRange:
         with self.lock:
             if k not in self.open:
-                stream = _open_part(self.rb, self.parts[k], self.label)
+                part = self.parts[k]
+                assert isinstance(part, tuple)
+                stream = _open_part(self.rb, part, self.label)
                 assert isinstance(stream, FileRange)  # (a store that copies ranges reads files here)
                 self.open[k] = stream
             return self.open[k]
@@ -1224,6 +1296,95 @@ class _Positional:
             for stream in self.open.values():
                 stream.close()
             self.open.clear()
+        for part in self.parts:
+            if isinstance(part, _Layer):
+                part.release()
+
+
+class _Layer:
+    """Bytes [lo, hi) of delta e, an entry of a base that is itself a delta version: read from e's own base
+    (``below``: its parts, from byte e.base_offset + lo of that base), e's changes added on the way. The frame
+    (``data``, read and checked by :meth:`Rebuilder._fill`) is decoded once, at the first read, for every thread;
+    each thread adds with an adder of its own, reading forward. Reads fall on whole lanes (:func:`_aligned`)."""
+
+    def __init__(self, e: rc.Entry, lo: int, hi: int, below: list[_Part | _Layer]):
+        self.e, self.lo, self.hi, self.below = e, lo, hi, below
+        self.data: bytes | memoryview | None = None
+        self.where = ""
+        self.lock = threading.Lock()
+        self.source: _Positional | None = None
+        self.frame: delta.Frame | None = None
+        self.adders: dict[int, Callable[[memoryview, int], None]] = {}
+        self.readers = 0  # threads past it
+
+    def read(self, off: int, view: memoryview, above: _Positional) -> int:
+        """Bytes [lo + off, lo + off + len(view)) of the delta's target into view (all of them, or
+        RemoteCorrupt)."""
+        e = self.e
+        with self.lock:
+            if self.source is None:
+                assert self.data is not None, "a layer is filled before it is read"
+                self.frame = delta.Frame(self.data, e.size, e.lane, self.where, e.codec)
+                self.source = _Positional(above.rb, self.below, _via(above.label, e), above.tally, above.users)
+            source, frame = self.source, self.frame
+        assert frame is not None
+        at = e.base_offset + self.lo + off
+        if source.read_at(off, view) != len(view):
+            raise above.rb._short_base(e, at, at + len(view), above.label)
+        me = threading.get_ident()
+        add = self.adders.get(me)
+        if add is None:
+            add = self.adders[me] = frame.adder()
+        add(view, (self.lo + off) // e.lane)
+        return len(view)
+
+    def passed(self, users: int) -> None:
+        with self.lock:
+            self.readers += 1
+            done = self.readers >= users
+        if done:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the decoded frame and what below holds open."""
+        with self.lock:
+            source, self.source, self.frame, self.data = self.source, None, None, None
+            self.adders.clear()
+        if source is not None:
+            source.close()
+
+
+def _size(part: _Part | _Layer) -> int:
+    return part.hi - part.lo if isinstance(part, _Layer) else part[3]
+
+
+def _leaves(parts: list[_Part | _Layer]) -> int:
+    """How many files parts read, at every level."""
+    return sum(_leaves(p.below) if isinstance(p, _Layer) else 1 for p in parts)
+
+
+def _cuts(run: list[rc.Entry], size: int) -> list[int]:
+    """Where the windows of a run of deltas (:func:`delta.windows`, of at most size bytes) start and end in their
+    base."""
+    return sorted({e.base_offset + c for e in run for w in delta.windows(e.size, e.lane, size) for c in w})
+
+
+def _aligned(parts: list[_Part | _Layer], origin: int, cuts: list[int]) -> bool:
+    """Whether reads of parts (laid end to end from byte origin of their object) that start and end at cuts fall
+    on whole lanes of every ``_Layer``'s delta, at every level below."""
+    at = origin
+    for p in parts:
+        end = at + _size(p)
+        if isinstance(p, _Layer):
+            e = p.e
+            inside = cuts[bisect.bisect_left(cuts, at) : bisect.bisect_right(cuts, end)]
+            if any((c - e.at) % e.lane for c in inside):
+                return False
+            below = sorted({at, end, *inside})
+            if not _aligned(p.below, e.base_offset + p.lo, [e.base_offset + c - e.at for c in below]):
+                return False
+        at = end
+    return True
 
 
 def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:

@@ -349,19 +349,21 @@ def patch_through(
     read: Callable[[int, memoryview], int],
     write: Callable[[memoryview, int], None],
     codec: str = ZS,
+    own: bool = False,
 ) -> None:
     """Rebuild the n bytes a delta encodes (compiled, or with numpy: :func:`reads_fast`) a window of at most
     len(buf) bytes at a time (:func:`windows`): read(offset, view) fills view with its base's bytes from offset
     (returns how many), the differences that fall there are added (a zs delta's few, a zd delta's every lane),
     and write(view, offset) takes them. The window stays in the core's cache, so the bytes cross memory once each way, as a copy's do
     (docs/benchmarks.md, "a delta get through a small window"). CorruptObject (naming where) as :func:`decode`,
-    or when the base ends first."""
+    or when the base ends first. ``own``: the frame decoded into memory of its own (a :class:`Frame`), not the
+    thread's buffer, which read may use for deltas of its own (a base that is itself a delta version)."""
     _fits(n, w, codec, where)
     if len(buf) < max(LANES):
         raise ValueError("a window holds at least one lane of every width")
     declared = _content_size(delta, where)
     with _large if max(n, declared) > SCRATCH_MAX else contextlib.nullcontext():
-        add = _adder(delta, declared, n, w, where, codec)
+        add = Frame(delta, n, w, where, codec).adder() if own else _adder(delta, declared, n, w, where, codec)
         for start, end in windows(n, w, len(buf)):
             view = buf[: end - start]
             if read(start, view) != len(view):
