@@ -1695,18 +1695,49 @@ class RemoteSuite(WithOrigin):
         assert (repo / "model.safetensors").read_bytes() == v1
 
     def test_a_chain_of_fine_tunes_stays_within_the_delta_depth(self, repo, mvc_cli, origin, small_chunks):
-        """Each version a fine-tune of the one before: deltas of deltas, 1 to 4 deep, never deeper; a fresh clone
-        rebuilds the last one."""
-        tensors = model_tensors(30, n=1, elements=1 << 19)
-        depths = []
-        for i in range(7):
+        """Each version a fine-tune of the one before, pushed one at a time: deltas of deltas, 1 to 4 deep, never
+        deeper; once the previous two versions are 4 deep, a version is based further down their chain (not sent
+        whole), so that every version after the first costs a small share of the file; a fresh clone rebuilds the
+        last one."""
+        tensors = model_tensors(30, n=2, elements=1 << 19)
+        depths, sent, grown = [], [], []
+        held = 0
+        for i in range(8):
             data = write_model(repo / "model.safetensors", tensors)
             mvc_cli("add", "model.safetensors")
             git(repo, "commit", "-q", "-m", f"v{i + 1}")
-            mvc_cli("push")
-            depths.append(max(e.depth for e in recipe_of(origin, oid_of(data)).entries))
-            tensors = fine_tune(tensors, 31 + i)
+            sent.append(sent_bytes(mvc_cli("push").output))
+            grown.append(sum(len(origin.read(rel)) for rel in origin.rels()) - held)
+            held += grown[-1]
+            entries = recipe_of(origin, oid_of(data)).entries
+            depths.append(max(e.depth for e in entries))
+            if i:  # every tensor as deltas: the only chunk is the header's
+                assert sum(e.size for e in entries if e.kind == "c") < 1 << 10, (i, depths)
+            tensors = fine_tune(tensors, 31 + i, share=0.01)  # a light fine-tune: about 1 % of values move
         assert depths[:5] == [0, 1, 2, 3, 4] and max(depths) == 4, depths
+        assert all(n < len(data) / 10 for n in sent[1:] + grown[1:]), (sent, grown, len(data))
+        fresh_clone(repo)
+        (repo / "model.safetensors").unlink()
+        mvc_cli("pull")
+        assert (repo / "model.safetensors").read_bytes() == data
+
+    def test_a_deep_chain_walks_past_a_version_the_cache_lacks(self, repo, mvc_cli, origin, small_chunks):
+        """v5 and v6 are 4 deep, both based on v4, which the pusher's cache no longer holds: v7 is based on v3,
+        further down their chain (3 deltas deep), and a fresh clone rebuilds it."""
+        tensors = model_tensors(32, n=1, elements=1 << 19)
+        oids = []
+        for i in range(7):
+            data = write_model(repo / "model.safetensors", tensors)
+            oids.append(oid_of(data))
+            mvc_cli("add", "model.safetensors")
+            git(repo, "commit", "-q", "-m", f"v{i + 1}")
+            if i == 6:
+                (cache_dir(repo) / rel_of(oids[3])).unlink()
+            sent = sent_bytes(mvc_cli("push").output)
+            tensors = fine_tune(tensors, 33 + i, share=0.01)
+        r = recipe_of(origin, oids[6])
+        assert {e.base for e in r.entries if e.kind == "d"} == {oids[2]}
+        assert max(e.depth for e in r.entries) == 3 and sent < len(data) / 10
         fresh_clone(repo)
         (repo / "model.safetensors").unlink()
         mvc_cli("pull")

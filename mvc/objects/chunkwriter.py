@@ -207,25 +207,48 @@ class ChunkWriter:
         return recipe, rc.layout_format(entries), sent
 
     def _base(self, oid: str, bases: list[str]) -> tuple[str, rc.Recipe | None] | None:
-        """The first of bases that deltas of oid may use, with its recipe on the store (None: stored whole):
-        in the cache and sound (a rotten base would publish deltas nobody can decode), on the store, its
-        own chain of deltas not passing through oid (a cycle), and not already as deep as deltas may go
-        (then an older version, or chunks)."""
-        fallback = None
-        for b in bases:
-            if b == oid or not self.odb.exists(b) or not self.present(b):
-                continue
-            try:
-                r = self.rebuilder.recipe(b)
-                if self._reads(r, oid):
+        """The version deltas of oid are made against, with its recipe on the store (None: stored whole): the first
+        of bases that may serve (:meth:`_serves`) and is not already as deep as deltas may go; when none is, the
+        nearest version that may serve and is not that their own deltas are based on (breadth first, at most
+        MAX_DEPTH hops down), so that each version of a chain of fine-tunes finds a base; else the first of bases
+        that may serve (a tensor whose deltas would be too deep then goes as chunks)."""
+        deep: list[tuple[str, rc.Recipe | None]] = []
+        seen = {oid}
+        level = bases
+        for hop in range(rc.MAX_DEPTH + 1):
+            below: list[str] = []
+            for b in level:
+                if b in seen:
                     continue
-                self.odb.verify(b)  # quarantined when it does not hash to its oid
-            except CorruptObject:
-                continue
-            if _deepest(r, 0, r.size if r else 0) < rc.MAX_DEPTH:
-                return b, r
-            fallback = fallback or (b, r)
-        return fallback
+                seen.add(b)
+                if not self.present(b):  # (then no recipe either: nothing to walk)
+                    continue
+                try:
+                    r = self.rebuilder.recipe(b)
+                except CorruptObject:
+                    continue
+                if r is None or _deepest(r, 0, r.size) < rc.MAX_DEPTH:
+                    if self._serves(oid, b, r):
+                        return b, r
+                elif hop == 0:
+                    deep.append((b, r))
+                below += dict.fromkeys(e.base for e in r.entries if e.kind == "d") if r else ()
+            level = below
+        return next((found for found in deep if self._serves(oid, *found)), None)
+
+    def _serves(self, oid: str, b: str, r: rc.Recipe | None) -> bool:
+        """Whether deltas of oid may use version b, which the store holds (its recipe there: r): in the cache and
+        sound (a rotten base would publish deltas nobody can decode), its own chain of deltas not passing through
+        oid (a cycle)."""
+        if not self.odb.exists(b):
+            return False
+        try:
+            if self._reads(r, oid):
+                return False
+            self.odb.verify(b)  # quarantined when it does not hash to its oid
+        except CorruptObject:
+            return False
+        return True
 
     def _reads(self, r: rc.Recipe | None, oid: str) -> bool:
         """Whether rebuilding what recipe r describes reads object oid, through its deltas' bases."""
