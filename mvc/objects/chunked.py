@@ -1244,6 +1244,9 @@ class _Positional:
         self.open: dict[int, FileRange] = {}
         self.lock = threading.Lock()
         self.past: dict[int, int] = {}  # thread -> the first part it has not read past
+        layers = [p for p in parts if isinstance(p, _Layer)]
+        for a, b in itertools.pairwise(layers):
+            a.next = b
 
     def read_at(self, pos: int, view: memoryview) -> int:
         """Fill view with the bytes from pos of the parts laid end to end; fewer only where they end."""
@@ -1316,18 +1319,18 @@ class _Layer:
         self.frame: delta.Frame | None = None
         self.adders: dict[int, Callable[[memoryview, int], None]] = {}
         self.readers = 0  # threads past it
+        self.next: _Layer | None = None  # the next layer of the same parts, decoded ahead
 
     def read(self, off: int, view: memoryview, above: _Positional) -> int:
         """Bytes [lo + off, lo + off + len(view)) of the delta's target into view (all of them, or
         RemoteCorrupt)."""
         e = self.e
         with self.lock:
-            if self.source is None:
-                assert self.data is not None, "a layer is filled before it is read"
-                self.frame = delta.Frame(self.data, e.size, e.lane, self.where, e.codec)
-                self.source = _Positional(above.rb, self.below, _via(above.label, e), above.tally, above.users)
+            self._open(above)
             source, frame = self.source, self.frame
-        assert frame is not None
+        assert source is not None and frame is not None
+        if self.next is not None:
+            self.next.ahead(above)
         at = e.base_offset + self.lo + off
         if source.read_at(off, view) != len(view):
             raise above.rb._short_base(e, at, at + len(view), above.label)
@@ -1337,6 +1340,23 @@ class _Layer:
             add = self.adders[me] = frame.adder()
         add(view, (self.lo + off) // e.lane)
         return len(view)
+
+    def ahead(self, above: _Positional) -> None:
+        """Decode the frame now unless a thread did or does: the thread that reads it first (the other, taking the
+        next window) then finds it ready rather than waiting for this one's decode."""
+        if self.source is None and self.lock.acquire(blocking=False):
+            try:
+                self._open(above)
+            finally:
+                self.lock.release()
+
+    def _open(self, above: _Positional) -> None:
+        """The frame decoded and the source below made, once (the lock held)."""
+        if self.source is None:
+            assert self.data is not None, "a layer is filled before it is read, and read before it is let go"
+            e = self.e
+            self.frame = delta.Frame(self.data, e.size, e.lane, self.where, e.codec)
+            self.source = _Positional(above.rb, self.below, _via(above.label, e), above.tally, above.users)
 
     def passed(self, users: int) -> None:
         with self.lock:

@@ -529,7 +529,10 @@ def _decompress(delta: bytes | memoryview, declared: int, n: int, where: str, wh
         if declared != n:
             raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} {what}")
         raw = _buffer("raw", n)
-        with zstandard.ZstdDecompressor().stream_reader(delta, read_size=max(1, len(delta))) as frame:
+        decompressor = getattr(_scratch, "zstd", None)  # the calling thread's, made once: its context reused
+        if decompressor is None:
+            decompressor = _scratch.zstd = zstandard.ZstdDecompressor()
+        with decompressor.stream_reader(delta, read_size=max(1, len(delta))) as frame:
             while got < n:
                 step = frame.readinto(raw[got:])
                 if not step:
