@@ -74,6 +74,7 @@ class Rebuilder:
         self.bad_whole: dict[str, str] = {}  # objects whose pack named by their oid hashes to another digest
         self.wrong_whole: dict[str, RemoteWrongSize] = {}  # objects whose pack named by their oid has another size
         self.recipe_bytes = 0  # bytes of recipes read (a rebuild reports them with the rest it read)
+        self._lights: dict[rc.Entry, bool] = {}  # deltas: whether a window reads their base (_light)
 
     def _sound(self, oid: str) -> bool:
         """Whether the local cache holds object oid, checked against its oid once (a delta's base is read from
@@ -136,6 +137,7 @@ class Rebuilder:
         self._whole.pop(oid, None)
         self.bad_whole.pop(oid, None)
         self.wrong_whole.pop(oid, None)
+        self._lights.clear()
 
     def tally(self, size: int) -> _Tally:
         """A count of the bytes read for one object of ``size`` bytes, its bases' bounded (:class:`_Tally`)."""
@@ -227,6 +229,7 @@ class Rebuilder:
             if base in self._cut or not self.odb.exists(base):
                 continue
             self._cut.add(base)
+            self._lights.clear()  # (its chunks may be where a delta's base was not read through a window)
             path = self.odb.path(base)
             try:
                 with chunker.Mapped(path) as m:
@@ -412,11 +415,14 @@ class Rebuilder:
         """Whether :meth:`_stream` writes entry e through its window (a delta: when its base is read so),
         rather than from a piece's memory."""
         if e.kind == "d":
-            return (
-                e.codec in delta.CODECS
-                and delta.reads_fast()
-                and self._base_parts(e.base, e.base_offset, e.base_offset + e.size) is not None
-            )
+            known = self._lights.get(e)
+            if known is None:  # (asked several times an entry while a rebuild plans; a chain's levels each time)
+                known = self._lights[e] = (
+                    e.codec in delta.CODECS
+                    and delta.reads_fast()
+                    and self._base_parts(e.base, e.base_offset, e.base_offset + e.size) is not None
+                )
+            return known
         return e.stored == e.size and not self.store.copies_ranges and e.oid not in self._local
 
     def _pack_follows(self, a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:

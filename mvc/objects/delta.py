@@ -291,14 +291,17 @@ def _decode_sparse(
     return z.view(np.uint8).data
 
 
-def _sparse_raw(delta: bytes | memoryview, declared: int, n: int, w: int, where: str) -> tuple[memoryview, int]:
-    """(the decompressed frame of a zs delta of n bytes, in the calling thread's buffer; its count of changes)."""
+def _sparse_raw(
+    delta: bytes | memoryview, declared: int, n: int, w: int, where: str, own: bool = False
+) -> tuple[memoryview, int]:
+    """(the decompressed frame of a zs delta of n bytes, in the calling thread's buffer (``own``: memory of its
+    own); its count of changes)."""
     k, unit = n // w, GAP + w
     if declared % unit or declared > k * unit:
         raise CorruptObject(
             f"{where}: the sparse delta declares {declared} bytes, not at most {k} changes of {unit} bytes each"
         )
-    return _decompress(delta, declared, declared, where, "it declares"), declared // unit
+    return _decompress(delta, declared, declared, where, "it declares", own), declared // unit
 
 
 def _past_end(where: str, place: int, k: int) -> CorruptObject:
@@ -398,10 +401,10 @@ class Frame:
         declared = _content_size(delta, where)
         self.n, self.w, self.where, self.codec, self.m = n, w, where, codec, 0
         if codec == ZS:
-            raw, self.m = _sparse_raw(delta, declared, n, w, where)
+            raw, self.m = _sparse_raw(delta, declared, n, w, where, own=True)
         else:
-            raw = _decompress(delta, declared, n, where)
-        self.raw = bytes(raw)  # (out of the thread's buffer, which its next decode reuses)
+            raw = _decompress(delta, declared, n, where, own=True)
+        self.raw = raw  # (not the thread's buffer, which its next decode reuses)
         self.adder()  # a first change past the end is refused here, once
 
     def adder(self) -> Callable[[memoryview, int], None]:
@@ -519,8 +522,11 @@ def _content_size(delta: bytes | memoryview, where: str) -> int:
         raise CorruptObject(f"{where}: the delta does not decompress ({e})") from None
 
 
-def _decompress(delta: bytes | memoryview, declared: int, n: int, where: str, what: str = "of its base") -> memoryview:
-    """The frame's n bytes, in the calling thread's buffer (valid until its next decode)."""
+def _decompress(
+    delta: bytes | memoryview, declared: int, n: int, where: str, what: str = "of its base", own: bool = False
+) -> memoryview:
+    """The frame's n bytes, in the calling thread's buffer (valid until its next decode; ``own``: in memory of
+    their own)."""
     import zstandard
 
     got, extra = 0, b""
@@ -528,7 +534,7 @@ def _decompress(delta: bytes | memoryview, declared: int, n: int, where: str, wh
         # writers record the frame's size: a frame claiming any other is refused before memory is taken for it
         if declared != n:
             raise CorruptObject(f"{where}: the delta declares {declared} bytes, not the {n} {what}")
-        raw = _buffer("raw", n)
+        raw = memoryview(bytearray(n)) if own else _buffer("raw", n)
         decompressor = getattr(_scratch, "zstd", None)  # the calling thread's, made once: its context reused
         if decompressor is None:
             decompressor = _scratch.zstd = zstandard.ZstdDecompressor()
