@@ -10,6 +10,8 @@ run's checkpoints are, to a chunked and an unchunked directory remote.
    goes first alternates), each after the remote's files were read, a ``sync``, a second's pause and the last
    output deleted (as bench_chunks.py's ``get`` case); wall and CPU seconds, peak RSS, and the throughput ratio
    of the medians (bench_chunks.py's target for a delta version: ≥ 0.8 ×).
+3. ``--s3``: the same pushes and gets with two S3 remotes (bench_chunks.py's moto server on 127.0.0.1), chunked
+   and unchunked.
 
     .venv/bin/python benchmarks/bench_chain.py --size 64M --versions 6 --runs 1     # smoke run
     .venv/bin/python benchmarks/bench_chain.py --runs 3 --json out.json
@@ -35,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from bench_chunks import Synthetic, age, bf16, code_state, f32, med, snapshot  # noqa: E402
+from bench_chunks import BUCKET, Server, Synthetic, age, bf16, code_state, f32, med, snapshot  # noqa: E402
 from bench_read import add_run_args, isolated_env, machine, parse_size, run, warm  # noqa: E402
 
 
@@ -89,11 +91,12 @@ def main() -> None:
     ap.add_argument("--size", default="1G", help="size of the synthetic safetensors file (default 1G)")
     ap.add_argument("--versions", type=int, default=8, help="fine-tunes after v1 (default 8)")
     ap.add_argument("--runs", type=int, default=3, help="interleaved gets of each version (median)")
+    ap.add_argument("--s3", action="store_true", help="also S3 remotes (a moto server on 127.0.0.1)")
     add_run_args(ap, code=True)
     args = ap.parse_args()
     size = parse_size(args.size)
     base = tempfile.mkdtemp(prefix="mvc-bench-chain-", dir=args.workdir)
-    env = isolated_env(base, aws=False, drop=("PYTHONPATH",))
+    env = isolated_env(base, drop=("PYTHONPATH",))
     code = snapshot(args.code, base)
     env["PYTHONPATH"] = code
     sys.path.insert(0, code)
@@ -114,6 +117,7 @@ def main() -> None:
             sys.exit(f"bench_chain: {' '.join(cmd)} failed: {r.stderr.strip()}")
         return r.stdout
 
+    server = None
     try:
         files = os.path.join(base, "files")
         os.makedirs(files)
@@ -126,13 +130,28 @@ def main() -> None:
             shares[tag] = tune(os.path.join(files, f"{prev}.safetensors"), os.path.join(files, f"{tag}.safetensors"),
                                len(shares) + 1)  # fmt: skip
         fsize = os.path.getsize(os.path.join(files, "v1.safetensors"))
-        src, chc, chw = (os.path.join(base, n) for n in ("src", "remote-chc", "remote-chw"))
+        src = os.path.join(base, "src")
         os.makedirs(src)
         sh(["git", "init", "-q", "-b", "main"], src)
         sh([*mvc, "init"], src)
-        sh([*mvc, "remote", "add", "chc", chc], src)
-        sh([*mvc, "remote", "add", "chw", chw], src)
-        sh([*mvc, "remote", "modify", "chw", "chunks", "false"], src)
+        # kind -> (chunked remote, unchunked remote); a directory remote's place, or an S3 prefix
+        kinds = {"dir": ("chc", "chw")}
+        where = {"chc": os.path.join(base, "remote-chc"), "chw": os.path.join(base, "remote-chw")}
+        for name in ("chc", "chw"):
+            sh([*mvc, "remote", "add", name, where[name]], src)
+        if args.s3:
+            server = Server(base, env)
+            kinds["s3"] = ("s3c", "s3w")
+            for name in ("s3c", "s3w"):
+                where[name] = f"{name}/"
+                sh([*mvc, "remote", "add", name, f"s3://{BUCKET}/{name}"], src)
+                sh([*mvc, "remote", "modify", name, "endpoint_url", server.endpoint], src)
+        for _, unchunked in kinds.values():
+            sh([*mvc, "remote", "modify", unchunked, "chunks", "false"], src)
+
+        def stored(name: str) -> int:
+            return sum(server.keys(where[name]).values()) if name.startswith("s3") else du(where[name])
+
         pushes: dict[str, dict] = {}
         for tag in tags:
             shutil.copyfile(os.path.join(files, f"{tag}.safetensors"), os.path.join(src, "model.safetensors"))
@@ -141,93 +160,91 @@ def main() -> None:
             sh(["git", "commit", "-q", "-m", tag], src)
             sh(["git", "tag", tag], src)
             oid = sh(["git", "show", "HEAD:model.safetensors.mvc"], src).split('oid = "', 1)[1].split('"', 1)[0]
-            before = du(chc)
-            t = time.perf_counter()
-            sh([*mvc, "push", "-q", "-r", "chc"], src)
-            wall = time.perf_counter() - t
-            sh([*mvc, "push", "-q", "-r", "chw"], src)
-            grew = du(chc) - before
-            pushes[tag] = {"stored_pct": 100 * grew / fsize, "depth": depth_of(chc, oid), "push_s": wall}
+            pushes[tag] = {}
+            for kind, (chunked, unchunked) in kinds.items():
+                before = stored(chunked)
+                t = time.perf_counter()
+                sh([*mvc, "push", "-q", "-r", chunked], src)
+                pushes[tag][f"push_s_{kind}"] = time.perf_counter() - t
+                sh([*mvc, "push", "-q", "-r", unchunked], src)
+                pushes[tag][f"stored_pct_{kind}"] = 100 * (stored(chunked) - before) / fsize
+            pushes[tag]["depth"] = depth_of(where["chc"], oid)
             if tag != "v1":
                 pushes[tag]["values_changed_pct"] = 100 * shares[tag]
             print(f"push {tag}: {pushes[tag]}", flush=True)
         results["push"] = pushes
-        results["remote_bytes"] = {"chunked": du(chc), "unchunked": du(chw)}
+        results["remote_bytes"] = {name: stored(name) for pair in kinds.values() for name in pair}
         bare = os.path.join(base, "bare.git")
         sh(["git", "clone", "-q", "--bare", src, bare], base)
         env["MVC_CACHE_DIR"] = os.path.join(base, "get-cache")
         out = os.path.join(base, "got.bin")
-        figs: dict[str, dict[str, list]] = {}
+        figs: dict[str, dict[str, dict[str, list]]] = {}
         for i in range(args.runs):
-            for tag in tags:
-                order = [("chunked", "chc", chc), ("unchunked", "chw", chw)]
-                for mode, name, where in order if i % 2 == 0 else order[::-1]:
-                    cmd = [
-                        *mvc,
-                        "get",
-                        "-q",
-                        "--repo",
-                        bare,
-                        "model.safetensors",
-                        "--rev",
-                        tag,
-                        "--remote",
-                        name,
-                        "-o",
-                        out,
-                    ]
-                    warm(*(os.path.join(d, f) for d, _, fs in os.walk(where) for f in fs))
-                    os.sync()
-                    time.sleep(1)
-                    if os.path.exists(out):
-                        os.unlink(out)
-                    r = run(cmd, env, base)
-                    if os.path.getsize(out) != fsize:
-                        sys.exit(f"bench_chain: the get of {tag} ({mode}) wrote {os.path.getsize(out)} bytes")
-                    if (
-                        i == 0
-                        and subprocess.run(["cmp", "-s", out, os.path.join(files, f"{tag}.safetensors")]).returncode
-                    ):
-                        sys.exit(f"bench_chain: the get of {tag} ({mode}) wrote other bytes")
-                    f = figs.setdefault(tag, {}).setdefault(mode, [])
-                    f.append((r.wall, r.cpu, r.rss_kib))
-            print(
-                f"get run {i + 1}: "
-                + ", ".join(f"{t} {f['chunked'][-1][0]:.2f}/{f['unchunked'][-1][0]:.2f} s" for t, f in figs.items())
-                + f" (load {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
+            for kind, (chunked, unchunked) in kinds.items():
+                for tag in tags:
+                    order = [("chunked", chunked), ("unchunked", unchunked)]
+                    for mode, name in order if i % 2 == 0 else order[::-1]:
+                        cmd = [*mvc, "get", "-q", "--repo", bare, "model.safetensors", "--rev", tag]
+                        cmd += ["--remote", name, "-o", out]
+                        if kind == "dir":
+                            warm(*(os.path.join(d, f) for d, _, fs in os.walk(where[name]) for f in fs))
+                        os.sync()
+                        time.sleep(1)
+                        if os.path.exists(out):
+                            os.unlink(out)
+                        r = run(cmd, env, base)
+                        if os.path.getsize(out) != fsize:
+                            sys.exit(
+                                f"bench_chain: the get of {tag} ({mode}, {kind}) wrote {os.path.getsize(out)} bytes"
+                            )
+                        same = subprocess.run(["cmp", "-s", out, os.path.join(files, f"{tag}.safetensors")])
+                        if i == 0 and same.returncode:
+                            sys.exit(f"bench_chain: the get of {tag} ({mode}, {kind}) wrote other bytes")
+                        figs.setdefault(kind, {}).setdefault(tag, {}).setdefault(mode, []).append(
+                            (r.wall, r.cpu, r.rss_kib)
+                        )
+                print(
+                    f"get ({kind}) run {i + 1}: "
+                    + ", ".join(
+                        f"{t} {f['chunked'][-1][0]:.2f}/{f['unchunked'][-1][0]:.2f} s" for t, f in figs[kind].items()
+                    )
+                    + f" (load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
         if os.path.exists(out):
             os.unlink(out)
-        gets = {}
-        for tag, f in figs.items():
-            c, w = f["chunked"], f["unchunked"]
-            gets[tag] = {
-                "chunked_s": med([x[0] for x in c]),
-                "unchunked_s": med([x[0] for x in w]),
-                "chunked_cpu_s": med([x[1] for x in c]),
-                "unchunked_cpu_s": med([x[1] for x in w]),
-                "chunked_rss_mib": max(x[2] for x in c) / 1024,
-                "runs_chunked": [round(x[0], 3) for x in c],
-                "runs_unchunked": [round(x[0], 3) for x in w],
-                "ratio": med([x[0] for x in w]) / med([x[0] for x in c]),
-            }
-        results["get"] = gets
+        results["get"] = {}
+        for kind, by_tag in figs.items():
+            for tag, f in by_tag.items():
+                c, w = f["chunked"], f["unchunked"]
+                results["get"].setdefault(kind, {})[tag] = {
+                    "chunked_s": med([x[0] for x in c]),
+                    "unchunked_s": med([x[0] for x in w]),
+                    "chunked_cpu_s": med([x[1] for x in c]),
+                    "unchunked_cpu_s": med([x[1] for x in w]),
+                    "chunked_rss_mib": max(x[2] for x in c) / 1024,
+                    "runs_chunked": [round(x[0], 3) for x in c],
+                    "runs_unchunked": [round(x[0], 3) for x in w],
+                    "ratio": med([x[0] for x in w]) / med([x[0] for x in c]),
+                }
     finally:
+        if server is not None:
+            server.stop()
         if args.keep:
             print(f"kept {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
     results["load_after"] = os.getloadavg()
-    print(f"\n{'version':8} {'depth':>5} {'stored':>8} {'get chunked':>12} {'unchunked':>10} {'ratio':>6}")
-    for tag, p in results["push"].items():
-        g = results["get"].get(tag, {})
-        print(
-            f"{tag:8} {p['depth']:5d} {p['stored_pct']:7.1f}% {g.get('chunked_s', 0):11.2f}s "
-            f"{g.get('unchunked_s', 0):9.2f}s {g.get('ratio', 0):5.2f}x"
-        )
-    rb = results["remote_bytes"]
-    print(f"remote: chunked {rb['chunked'] / (1 << 20):.0f} MiB, unchunked {rb['unchunked'] / (1 << 20):.0f} MiB")
+    for kind, by_tag in results.get("get", {}).items():
+        print(f"\n{kind}: {'version':8} {'depth':>5} {'stored':>8} {'get chunked':>12} {'unchunked':>10} {'ratio':>6}")
+        for tag, g in by_tag.items():
+            p = results["push"][tag]
+            print(
+                f"{kind}: {tag:8} {p['depth']:5d} {p[f'stored_pct_{kind}']:7.1f}% {g['chunked_s']:11.2f}s "
+                f"{g['unchunked_s']:9.2f}s {g['ratio']:5.2f}x"
+            )
+    rb = results.get("remote_bytes", {})
+    print("remote bytes: " + ", ".join(f"{k} {v / (1 << 20):.0f} MiB" for k, v in rb.items()))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
