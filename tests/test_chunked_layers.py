@@ -22,6 +22,7 @@ from mvc.objects import chunked, delta, pack
 from mvc.objects import recipe as rc
 from mvc.objects.odb import ODB
 from mvc.storage.directory import DirStore
+from mvc.storage.store import RangeStream, Store
 
 SEGMENT = 48 << 10
 SIZE = 600 << 10
@@ -49,16 +50,26 @@ def tuned(rnd: random.Random, data: bytes) -> bytes:
     return bytes(new)
 
 
+class Streamed(DirStore):
+    """A directory store read as a remote store is: ranges in order, one request at a time (no positional reads,
+    no kernel copies)."""
+
+    copies_ranges = False
+
+    def read_stream(self, rel: str, start: int, end: int) -> RangeStream:
+        return Store.read_stream(self, rel, start, end)
+
+
 class Chain:
     """v0 stored as chunks, then ``depth`` versions, each a fine-tune of the one before stored as sparse deltas
     against it (one segment of each kept as a chunk: a tensor stored whole inside a delta version). ``shifted``:
     the version just below the top cuts its deltas 2 bytes off the top's, in lanes of 4 bytes, so the top's
     windows fall inside its lanes."""
 
-    def __init__(self, root, depth: int, shifted: bool = False):
+    def __init__(self, root, depth: int, shifted: bool = False, streamed: bool = False):
         rnd = random.Random(depth)
         self.root = root
-        self.store = DirStore(str(root), str(root))
+        self.store = (Streamed if streamed else DirStore)(str(root), str(root))
         os.makedirs(root / "packs")
         self.versions = [rnd.randbytes(SIZE)]
         blob = self.versions[0]
@@ -122,15 +133,19 @@ def layers(monkeypatch) -> list[int]:
 @pytest.mark.parametrize("depth", [2, 4])
 @pytest.mark.parametrize("in_pairs", [True, False])
 @pytest.mark.parametrize("window", [64, 1000, None])
-def test_a_version_deep_in_a_chain_is_read_through_its_layers(tmp_path, monkeypatch, layers, depth, in_pairs, window):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_version_deep_in_a_chain_is_read_through_its_layers(
+    tmp_path, monkeypatch, layers, depth, in_pairs, window, streamed
+):
     """Two, and four, levels of sparse deltas: every window's base read from v0's pack, each level's changes added
-    on the way, by two threads taking turns or by one (a run not mostly sparse), at any window: exact bytes."""
+    on the way, by two threads taking turns or by one (a run not mostly sparse; a store read as a remote one is,
+    ranges in order), at any window: exact bytes."""
     if window is not None:
         monkeypatch.setattr(chunked, "WINDOW", window)
         monkeypatch.setattr(chunked, "PAIR_WINDOW", window)
     if not in_pairs:
         monkeypatch.setattr(chunked.Rebuilder, "_mostly_sparse", lambda *a: False)
-    c = Chain(tmp_path / "store", depth)
+    c = Chain(tmp_path / "store", depth, streamed=streamed)
     out = tmp_path / "out"
     assert c.rebuild(out) == c.oid[len("xxh128:") :]
     assert out.read_bytes() == c.data

@@ -655,12 +655,11 @@ class Rebuilder:
         return parts if sum(_size(p) for p in parts) == end - start else None
 
     def _layers(self, e: rc.Entry, oid: str, chain: tuple[str, ...]) -> bool:
-        """Whether delta e of object oid, itself a base, is read as a ``_Layer``: on a store read through
-        descriptors (positional reads, by any thread), sparse, added by the compiled adder, and its base neither
-        round a cycle nor past READ_HOPS (those are refused by the piece's reads, which name them)."""
+        """Whether delta e of object oid, itself a base, is read as a ``_Layer``: sparse, added by the compiled
+        adder, and its base neither round a cycle nor past READ_HOPS (those are refused by the piece's reads,
+        which name them)."""
         return (
-            self.store.copies_ranges
-            and e.codec == delta.ZS
+            e.codec == delta.ZS
             and delta.compiled()
             and e.base != oid
             and e.base not in chain
@@ -1239,15 +1238,16 @@ class _Frames:
 
 
 class _Positional:
-    """Parts of a rebuilder's files on this machine (the cache's, or a store's that reads through descriptors)
-    read where the caller says, by any of ``users`` threads, each reading forward: each opened at its first read,
-    all closed at the end; bytes read from the store are counted. A ``_Layer`` among them is let go once every
-    thread has read past it."""
+    """Parts of a rebuilder's files read where the caller says, by any of ``users`` threads, each reading forward
+    (a store that reads through descriptors: positional reads; any other store: by one thread, in order): each
+    opened at its first read, all closed at the end; bytes read from the store are counted. A ``_Layer`` among
+    them is let go once every thread has read past it."""
 
     def __init__(self, rb: Rebuilder, parts: list[_Part | _Layer], label: str, tally: _Tally, users: int = 2):
         self.rb, self.parts, self.label, self.tally, self.users = rb, parts, label, tally, users
         self.starts = list(itertools.accumulate(map(_size, parts), initial=0))
-        self.open: dict[int, FileRange] = {}
+        self.open: dict[int, RangeStream] = {}
+        self.ends: dict[int, int] = {}  # where the last read of each store's response ended
         self.lock = threading.Lock()
         self.past: dict[int, int] = {}  # thread -> the first part it has not read past
         layers = [p for p in parts if isinstance(p, _Layer)]
@@ -1269,7 +1269,7 @@ class _Positional:
                 got += part.read(skip, view[got : got + want], self)
                 continue
             kind, where, at, n = part
-            step = self._range(k).read_at(at + skip, view[got : got + want])
+            step = self._read(k, at + skip, view[got : got + want])
             if kind == "store":
                 self.tally.add(step)
             got += step
@@ -1290,15 +1290,30 @@ class _Positional:
             k += 1
         self.past[me] = k
 
-    def _range(self, k: int) -> FileRange:
+    def _read(self, k: int, offset: int, view: memoryview) -> int:
+        """Bytes of part k's file from offset into view: positional where it is a file here; else (a store's
+        response, read in order by one thread: ``users`` 1) from where the last read of it ended, the part opened
+        again where a read starts elsewhere."""
         with self.lock:
-            if k not in self.open:
-                part = self.parts[k]
-                assert isinstance(part, tuple)
-                stream = _open_part(self.rb, part, self.label)
-                assert isinstance(stream, FileRange)  # (a store that copies ranges reads files here)
-                self.open[k] = stream
-            return self.open[k]
+            stream = self.open.get(k)
+            if stream is None or (not isinstance(stream, FileRange) and self.ends.get(k) != offset):
+                if stream is not None:
+                    stream.close()
+                kind, where, at, n = self.parts[k]  # type: ignore[misc]
+                stream = self.open[k] = _open_part(self.rb, (kind, where, offset, at + n - offset), self.label)
+        if isinstance(stream, FileRange):
+            return stream.read_at(offset, view)
+        got = 0
+        while got < len(view):
+            try:
+                step = stream.readinto(view[got:])
+            except RemoteObjectMissing:  # (a store that reads at the first read, not at the open)
+                raise self.rb._gone(self.label, self.parts[k][1]) from None  # type: ignore[index]
+            if not step:
+                break
+            got += step
+        self.ends[k] = offset + got
+        return got
 
     def close(self) -> None:
         with self.lock:
