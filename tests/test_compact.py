@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 from remote_suite import fine_tune, model_tensors, write_model
+from remote_suite import oid_of as oid_of_bytes
 
 import mvc
 
@@ -71,35 +72,52 @@ def test_compaction_shrinks_the_cache_and_every_version_comes_back(repo, mvc_cli
     assert mvc_cli("verify").exit_code == 0
 
 
-def test_compaction_after_each_new_version_keeps_every_old_one(repo, mvc_cli, tmp_path):
+@pytest.mark.parametrize("tracked", ["model.safetensors", "ckpt"])
+def test_compaction_after_each_new_version_keeps_every_old_one(repo, mvc_cli, tmp_path, tracked):
     """Compacted after every new version: each time the version that was the work tree's, already the base of
     older compacted ones, becomes deltas on the new one, so chains grow one hop a round, until a version more
     than MAX_DEPTH hops down is compacted again against the work tree's; every version still comes back byte for
-    byte, and verify agrees."""
+    byte, and verify agrees. The same for the file of a tracked directory (beside a small config.json: the base
+    is the work tree's file at the same path in the directory)."""
     from mvc.api import compact as api
     from mvc.objects import recipe as rc
     from mvc.repo import compact as compactmod
 
+    model = repo / ("model.safetensors" if tracked == "model.safetensors" else "ckpt/model.safetensors")
+    if tracked == "ckpt":
+        model.parent.mkdir()
+        (model.parent / "config.json").write_text("{}\n")
     tensors = model_tensors(9, n=3, elements=1 << 20)
     kept = []
+    rebased = 0
     for i in range(8):
         if i:
             tensors = fine_tune(tensors, 200 + i, share=0.02)
-        data = write_model(repo / "model.safetensors", tensors)
-        mvc_cli("add", "model.safetensors", "-q")
+        data = write_model(model, tensors)
+        mvc_cli("add", tracked, "-q")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", f"v{i}")
         git(repo, "tag", f"v{i}")
         kept.append(data)
         if i:
-            assert compact(mvc_cli, "--force", "--grace", "0")["compact"]["objects"] == 1
-            r = mvc.Repo(str(repo))
+            r = compact(mvc_cli, "--force", "--grace", "0")["compact"]
+            assert r["objects"] == 1
+            rebased += r["rebased"]
+            store = mvc.Repo(str(repo))
             memo: dict[str, int] = {}
-            assert max(api._hops(r, o, memo) for o in compactmod.all_held(r)) <= rc.MAX_DEPTH  # chains bounded
+            assert max(api._hops(store, o, memo) for o in compactmod.all_held(store)) <= rc.MAX_DEPTH  # bounded
+    assert rebased > 0
+    # seven old versions whole: 7 sizes; as deltas of 2% fine-tunes (rebased ones included), far less
+    assert _store_bytes(repo) < len(kept[0]) / 2, (_store_bytes(repo), len(kept[0]))
     for i, data in enumerate(kept):
-        mvc_cli("get", "model.safetensors", "--rev", f"v{i}", "-o", str(tmp_path / f"v{i}"), "-q")
-        assert (tmp_path / f"v{i}").read_bytes() == data
+        mvc_cli("get", tracked, "--rev", f"v{i}", "-o", str(tmp_path / f"v{i}"), "-q")
+        got = tmp_path / f"v{i}" / "model.safetensors" if tracked == "ckpt" else tmp_path / f"v{i}"
+        assert got.read_bytes() == data
     assert mvc_cli("verify", "--all-tags").exit_code == 0
+
+
+def _store_bytes(repo: Path) -> int:
+    return sum(p.stat().st_size for p in (repo / ".mvc" / "cache" / "compact").rglob("*") if p.is_file())
 
 
 def test_get_and_open_rebuild_a_compacted_version(repo, mvc_cli, history, tmp_path):
@@ -217,3 +235,66 @@ def test_a_version_with_no_base_is_compacted_with_its_recipe(repo, mvc_cli, monk
     mvc_cli("checkout", "-q")
     assert (repo / "gone.safetensors").read_bytes() == data
     assert mvc_cli("verify").exit_code == 0
+
+
+def directory_versions(repo: Path, mvc_cli, retrain_last: bool) -> list[tuple[str, bytes]]:
+    """Four commits of directory ckpt (a small config.json before model.safetensors, 6 MiB of bf16), each a small
+    fine-tune of the last, but the fourth retrained (new random values) when retrain_last: [(commit, model bytes)],
+    the fourth checked out."""
+    tensors = model_tensors(11, n=3, elements=1 << 20)
+    out = []
+    for i in range(4):
+        if i == 3 and retrain_last:
+            tensors = model_tensors(12, n=3, elements=1 << 20)
+        elif i:
+            tensors = fine_tune(tensors, 300 + i)
+        (repo / "ckpt").mkdir(exist_ok=True)
+        (repo / "ckpt" / "config.json").write_text(f'{{"step": {i}}}\n')
+        data = write_model(repo / "ckpt" / "model.safetensors", tensors)
+        mvc_cli("add", "ckpt", "-q")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"v{i}")
+        out.append((git(repo, "rev-parse", "HEAD").strip(), data))
+    return out
+
+
+def comes_back(repo: Path, mvc_cli, versions: list[tuple[str, bytes]]) -> None:
+    for commit, data in versions:
+        git(repo, "checkout", "-q", commit)
+        mvc_cli("checkout", "-q")
+        assert (repo / "ckpt" / "model.safetensors").read_bytes() == data
+    assert mvc_cli("verify").exit_code == 0
+
+
+def test_a_directory_file_is_compacted_against_the_work_tree_version_at_its_path(repo, mvc_cli):
+    """The base tried first for a file of a tracked directory is the work tree's file at the same path in that
+    directory (ckpt/model.safetensors), not another of its files."""
+    versions = directory_versions(repo, mvc_cli, retrain_last=False)
+    r = compact(mvc_cli, "--force")["compact"]
+    size = len(versions[0][1])
+    assert r["objects"] == 3 and r["freed"] == 3 * size
+    assert r["stored"] < size, (r["stored"], size)  # three deltas against the work tree's version (whole: 3 sizes)
+    comes_back(repo, mvc_cli, versions)
+
+
+def test_a_directory_file_is_compacted_against_its_older_versions(repo, mvc_cli):
+    """The work tree's version retrained (nothing in common): each old version of a file of a tracked directory
+    is stored as deltas against the version before it, as a push would, not as chunks whole."""
+    versions = directory_versions(repo, mvc_cli, retrain_last=True)
+    r = compact(mvc_cli, "--force")["compact"]
+    size = len(versions[0][1])
+    assert r["objects"] == 3 and r["freed"] == 3 * size
+    # the oldest has nothing older: its chunks, then two small deltas (each version whole: 3 sizes)
+    assert r["stored"] < size * 1.5, (r["stored"], size)
+    oids = [oid_of_bytes(data) for _, data in versions]
+    assert delta_bases(repo, oids[0]) == set()
+    assert delta_bases(repo, oids[1]) == {oids[0]} and delta_bases(repo, oids[2]) == {oids[1]}
+    comes_back(repo, mvc_cli, versions)
+
+
+def delta_bases(repo: Path, oid: str) -> set[str]:
+    """The versions the deltas of compacted version oid are made against."""
+    from mvc.objects import recipe as rc
+
+    path = repo / ".mvc" / "cache" / "compact" / rc.rel(oid)
+    return {e.base for e in rc.parse(path.read_bytes(), str(path), oid).entries if e.kind == "d"}

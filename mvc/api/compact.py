@@ -1,18 +1,22 @@
 """``mvc gc --compact``: the versions of large files that the work tree does not hold move from whole cache
-objects into the cache's compacted store (chunks, and deltas against the version the work tree holds or an
-older one), each checked by rebuilding it before its whole copy goes (docs/FORMAT.md, "Compacted versions")."""
+objects into the cache's compacted store (chunks, and deltas against the version the work tree holds or older
+ones of the same path), each checked by rebuilding it before its whole copy goes (docs/FORMAT.md, "Compacted
+versions")."""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mvc import progress as progressmod
 from mvc.errors import CorruptObject
 from mvc.repo import compact as compactmod
 from mvc.repo import reach as reachmod
 from mvc.repo.repository import Repo, open_repo
+
+if TYPE_CHECKING:
+    from mvc.repo.selection import Wanted
 
 
 def compact(
@@ -24,7 +28,7 @@ def compact(
     [{"what", "oid", "size"}]}. Nothing is deleted that does not rebuild to its oid from the store."""
     from mvc.api.gc import _delete
     from mvc.objects.chunked import CHUNK_FROM
-    from mvc.repo.bases import previous
+    from mvc.repo.bases import bases_for, inside
 
     repo = open_repo(repo)
     keep, _ = reachmod.keep_set(repo, None, None, False)
@@ -33,13 +37,13 @@ def compact(
     here.read_manifests(repo)
     whole = here.objects()
     current = _by_path(here)  # tracked path (a directory's file: DIR/SUB) -> the oid the work tree holds
-    sizes, paths = _large(keep, CHUNK_FROM)
+    sizes = _large(keep.wanted, CHUNK_FROM)
+    rel = inside(keep.wanted, sizes)  # {oid: SUB} of the files of tracked directories
+    paths = {o: f"{keep.wanted.paths[o]}/{rel[o]}" if o in rel else keep.wanted.paths.get(o, o) for o in sizes}
     held = compactmod.all_held(repo)
     # a version compacted before and rebuilt whole since (a checkout of it) only loses its whole copy again
     todo = sorted((o for o in sizes if o not in whole and repo.odb.exists(o)), key=lambda o: (paths[o], o))
-    versions = [
-        {"what": keep.wanted.label(o) if o in keep.wanted.files else paths[o], "oid": o, "size": sizes[o]} for o in todo
-    ]
+    versions = [{"what": keep.wanted.label(o), "oid": o, "size": sizes[o]} for o in todo]
     result: dict[str, Any] = {
         "dry_run": not force,
         "objects": len(todo),
@@ -52,7 +56,14 @@ def compact(
         return result
     from mvc.objects.journal import Journal
     from mvc.objects.meter import Meter, Recorder
+    from mvc.objects.transfer import bases_first
 
+    # older versions of the same path (a directory's file: at the same relative path in the directory's earlier
+    # manifests), one history read per tracked path; after the version the work tree holds at that path
+    older = bases_for(repo, {o: keep.wanted.paths[o] for o in todo if o in keep.wanted.paths}, rel)
+    bases = {o: [b for b in [current.get(paths[o])] if b and b != o and repo.odb.exists(b)] for o in todo}
+    for o, found in older.items():
+        bases[o] += [b for b in found if b not in bases[o]]
     before = _store_bytes(compactmod.root(repo))
     started = time.time()
     jr = Journal(os.path.join(repo.mvc_dir, "remotes.db"))
@@ -63,20 +74,20 @@ def compact(
             meter = Meter(progress, "compacting", sum(sizes[o] for o in todo), len(todo))
             recorder = Recorder(jr, compactmod.key(repo))
             try:
-                for oid in todo:
-                    path = paths[oid]
-                    bases = [b for b in [current.get(path)] if b and b != oid and repo.odb.exists(b)]
-                    if "/" not in path or os.path.lexists(repo.abs(path + ".mvc")):
-                        bases += [b for b in previous(repo, path, oid) if b not in bases]
-                    if oid not in held:
-                        t.upload([oid], {oid: sizes[oid]}, meter, recorder, {oid: bases})
-                    if compactmod.unsound(repo, [oid]):  # rebuilt from the store alone before the whole copy goes
-                        raise CorruptObject(
-                            f"{keep.wanted.label(oid) if oid in keep.wanted.files else path}: its compacted copy "
-                            f"does not rebuild to {oid}; the whole copy was kept: run 'mvc verify' and report this"
-                        )
-                    # the whole copy goes as gc deletes: unless something freshened it meanwhile
-                    freed += _delete(repo, [(oid, sizes[oid])], started)
+                for group in _by_group(todo, paths):
+                    # a version after the older ones it may be based on: those are then whole in the cache still
+                    # (what deltas are made against) and compacted (how deep their chains are, which the writer
+                    # keeps within MAX_DEPTH)
+                    for oid in bases_first(group, bases):
+                        if oid not in held:
+                            t.upload([oid], {oid: sizes[oid]}, meter, recorder, {oid: bases[oid]})
+                        if compactmod.unsound(repo, [oid]):  # rebuilt from the store alone before the whole copy goes
+                            raise CorruptObject(
+                                f"{keep.wanted.label(oid)}: its compacted copy does not rebuild to {oid}; the whole "
+                                "copy was kept: run 'mvc verify' and report this"
+                            )
+                    # the whole copies go as gc deletes: unless something freshened one meanwhile
+                    freed += _delete(repo, [(o, sizes[o]) for o in group], started)
                 result["rebased"] = len(_rebase_deep(repo, t, sizes, paths, current, recorder))
             finally:
                 recorder.flush()
@@ -144,28 +155,31 @@ def _rebase_deep(
 
 def _by_path(here: reachmod.Reach) -> dict[str, str]:
     """{tracked path: oid} of the files the work tree holds, a directory's files as DIR/SUB."""
+    from mvc.repo.bases import inside
+
+    w = here.wanted
+    rel = inside(w, w.files)  # (a directory's file has the directory's tracked path in w.paths)
     out: dict[str, str] = {}
-    for oid, path in here.wanted.paths.items():
-        if oid in here.wanted.files:
+    for oid, path in w.paths.items():
+        if oid in w.files and oid not in rel:
             out.setdefault(path, oid)
-        for e in here.wanted.entries.get(oid, []):
+        for e in w.entries.get(oid, []):
             out.setdefault(f"{path}/{e.path}", e.oid)
     return out
 
 
-def _large(keep: reachmod.Reach, least: int) -> tuple[dict[str, int], dict[str, str]]:
-    """({oid: size}, {oid: tracked path}) of the kept files of at least ``least`` bytes (directories' too)."""
-    sizes: dict[str, int] = {}
-    paths: dict[str, str] = {}
-    w = keep.wanted
-    for oid, (_, size) in w.files.items():
-        if size >= least and oid not in w.manifests:
-            sizes[oid], paths[oid] = size, w.paths.get(oid, oid)
-    for moid, entries in w.entries.items():
-        for e in entries:
-            if e.size >= least and e.oid not in w.manifests and e.oid not in sizes:
-                sizes[e.oid], paths[e.oid] = e.size, f"{w.paths.get(moid, moid)}/{e.path}"
-    return sizes, paths
+def _large(w: Wanted, least: int) -> dict[str, int]:
+    """{oid: size} of the kept files of at least ``least`` bytes (directories' files too: a manifest read lists
+    them among ``w.files``)."""
+    return {oid: size for oid, (_, size) in w.files.items() if size >= least and oid not in w.manifests}
+
+
+def _by_group(todo: list[str], paths: dict[str, str]) -> list[list[str]]:
+    """todo (sorted by path) cut into the versions of each tracked path."""
+    groups: dict[str, list[str]] = {}
+    for oid in todo:
+        groups.setdefault(paths[oid], []).append(oid)
+    return list(groups.values())
 
 
 def _store_bytes(top: str) -> int:

@@ -43,6 +43,7 @@ PROBE_SLACK = 1.5  # a small sample compresses worse than the whole: a margin be
 # (one 1 GiB source copies in 0.25 s, 64 packs of 16 MiB in 0.45: docs/benchmarks.md, "Issue 12").
 SPAN_TARGET = 256 << 20
 Located = Callable[[list[str]], dict[str, tuple[str, pk.Entry]]]
+Chooser = Callable[[Callable[[str], bool]], "tuple[str, rc.Recipe | None] | None"]  # given whether deltas pay
 
 
 class ChunkWriter:
@@ -51,7 +52,9 @@ class ChunkWriter:
     locate: where the store's packs hold chunks already (the journal and the indexes read);
     record_packs: records packs uploaded (in the caller's thread: the journal is not shared), at the end; given a
     callable, it waits for it before the record counts (the last packs are recorded while they are uploaded);
-    present: whether the store holds an object (a delta base must be there for readers to decode it).
+    present: whether the store holds an object (a delta base must be there for readers to decode it);
+    sampled: of several bases, the first whose deltas a sample says pay, not the first that may serve (the
+    compacted store's first base, the work tree's version, may be a retrained model).
     """
 
     def __init__(
@@ -63,10 +66,12 @@ class ChunkWriter:
         record_packs: Callable[[list[tuple[str, list[pk.Entry]]], Callable[[], object] | None], None],
         jobs: int,
         present: Callable[[str], bool] = lambda oid: False,
+        sampled: bool = False,
     ):
         self.store, self.odb, self.rebuilder = store, odb, rebuilder
         self.locate, self.record_packs = locate, record_packs
         self.present = present
+        self.sampled = sampled
         self.jobs = max(1, min(jobs, 4))  # packs in flight: each up to pk.TARGET bytes in memory
 
     def upload(
@@ -206,17 +211,21 @@ class ChunkWriter:
                     deltas.close()
         return recipe, rc.layout_format(entries), sent
 
-    def _base(self, oid: str, bases: list[str]) -> tuple[str, rc.Recipe | None] | None:
+    def _base(
+        self, oid: str, bases: list[str], pays: Callable[[str], bool] | None = None
+    ) -> tuple[str, rc.Recipe | None] | None:
         """The version deltas of oid are made against, with its recipe on the store (None: stored whole): the first
-        of bases that may serve (:meth:`_serves`) and is not already as deep as deltas may go; when none is, the
-        nearest version that may serve and is not that their own deltas are based on (breadth first, at most
-        MAX_DEPTH hops down), so that each version of a chain of fine-tunes finds a base; else the first of bases
-        that may serve (a tensor whose deltas would be too deep then goes as chunks)."""
+        of bases that may serve (:meth:`_serves`) and is not already as deep as deltas may go (with ``pays``: of
+        several, the first whose deltas pay, else the first); when none is, the nearest version that may serve and
+        is not that their own deltas are based on (breadth first, at most MAX_DEPTH hops down), so that each
+        version of a chain of fine-tunes finds a base; else the first of bases that may serve (a tensor whose
+        deltas would be too deep then goes as chunks)."""
         deep: list[tuple[str, rc.Recipe | None]] = []
         seen = {oid}
         level = bases
         for hop in range(rc.MAX_DEPTH + 1):
             below: list[str] = []
+            unpaid: list[tuple[str, rc.Recipe | None]] = []  # (sampled before _serves hashes the whole base)
             for b in level:
                 if b in seen:
                     continue
@@ -228,11 +237,16 @@ class ChunkWriter:
                 except CorruptObject:
                     continue
                 if r is None or _deepest(r, 0, r.size) < rc.MAX_DEPTH:
-                    if self._serves(oid, b, r):
+                    if pays is not None and len(level) > 1 and not pays(b):
+                        unpaid.append((b, r))
+                    elif self._serves(oid, b, r):
                         return b, r
                 elif hop == 0:
                     deep.append((b, r))
                 below += dict.fromkeys(e.base for e in r.entries if e.kind == "d") if r else ()
+            found = next((u for u in unpaid if self._serves(oid, *u)), None)
+            if found is not None:
+                return found
             level = below
         return next((found for found in deep if self._serves(oid, *found)), None)
 
@@ -266,13 +280,15 @@ class ChunkWriter:
     def _deltas(self, oid: str, m: chunker.Mapped, bases: list[str]) -> _Deltas | None:
         """What makes deltas of oid's tensors against a base version (chosen by :meth:`_base` when a tensor
         first needs one: a push of a small edit reads nothing of the base)."""
-        return _Deltas(m, lambda: self._base(oid, bases), self.odb) if bases else None
+        return (
+            _Deltas(m, lambda pays: self._base(oid, bases, pays if self.sampled else None), self.odb) if bases else None
+        )
 
 
 class _Deltas:
     """Deltas of a file's tensors against the same tensors of a base version, made on other threads."""
 
-    def __init__(self, m: chunker.Mapped, choose: Callable[[], tuple[str, rc.Recipe | None] | None], odb: ODB):
+    def __init__(self, m: chunker.Mapped, choose: Chooser, odb: ODB):
         self.m, self.choose, self.odb = m, choose, odb
         self.ready: bool | None = None  # None: the base not looked for yet; False: no deltas
         self.base: str = ""
@@ -281,12 +297,13 @@ class _Deltas:
         self.mapped: chunker.Mapped | None = None
         self.pool: Any = None
 
-    def _ready(self) -> bool:
+    def _ready(self, seg: chunker.Segment, new: int) -> bool:
         if self.ready is None:
             self.ready = False
             if not delta.fast():
                 return False
-            chosen = self.choose()
+            # the first tensor that needs a base samples the candidates (when the writer is ``sampled``)
+            chosen = self.choose(lambda base: self._pays(seg, new, base))
             if chosen is None:
                 return False
             from concurrent.futures import ThreadPoolExecutor
@@ -305,25 +322,42 @@ class _Deltas:
         if not seg.key:
             return None
         new = sum(c.size for c in chunks if c.oid not in located)
-        if new * DELTA_FROM < seg.size or not self._ready():
+        if new * DELTA_FROM < seg.size or not self._ready(seg, new):
             return None
         bseg = self.by_key.get(seg.key)
         if bseg is None or bseg.size != seg.size:
             return None
         return self.pool.submit(self._make, seg, bseg, new)
 
-    def _make(self, seg: chunker.Segment, bseg: chunker.Segment, new: int) -> list[Any] | None:
-        m, mapped = self.m, self.mapped
-        assert mapped is not None
-        # a sample first: a retrained tensor (new values, nothing to gain) costs PROBE bytes, not all of it
+    def _sample_pays(
+        self, seg: chunker.Segment, bseg: chunker.Segment, new: int, mapped: chunker.Mapped, slack: float = PROBE_SLACK
+    ) -> bool:
+        """Whether a sample of the segment's delta against bseg of the mapped base is small enough to go on: a
+        retrained tensor (new values, nothing to gain) costs PROBE bytes, not all of it."""
         at = (seg.size // 2) - (seg.size // 2) % seg.lane
         probe = min(PROBE - PROBE % seg.lane, seg.size - at)
         _, sample = delta.best(
-            bytes(m.view[seg.offset + at : seg.offset + at + probe]),
+            bytes(self.m.view[seg.offset + at : seg.offset + at + probe]),
             bytes(mapped.view[bseg.offset + at : bseg.offset + at + probe]),
             seg.lane,
         )
-        if len(sample) * seg.size > PROBE_SLACK * DELTA_RATIO * new * probe:
+        return len(sample) * seg.size <= slack * DELTA_RATIO * new * probe
+
+    def _pays(self, seg: chunker.Segment, new: int, base: str) -> bool:
+        """Whether the segment's deltas against the same tensor of version base (in the cache) would pay, by a
+        sample (what :meth:`_make` tries first) held to DELTA_RATIO itself: a retrained tensor's sample passes
+        :meth:`_make`'s margin (random bf16 against other random bf16: about 0.7 of its bytes) but not that."""
+        try:
+            with chunker.Mapped(self.odb.path(base)) as mapped:
+                bseg = next((s for s in chunker.segments(mapped.view, mapped.size) if s.key == seg.key), None)
+                return bseg is not None and bseg.size == seg.size and self._sample_pays(seg, bseg, new, mapped, 1.0)
+        except (OSError, ValueError):
+            return False
+
+    def _make(self, seg: chunker.Segment, bseg: chunker.Segment, new: int) -> list[Any] | None:
+        m, mapped = self.m, self.mapped
+        assert mapped is not None
+        if not self._sample_pays(seg, bseg, new, mapped):
             return None
         pieces = []
         total = 0

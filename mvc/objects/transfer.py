@@ -80,6 +80,7 @@ class Transfer:
         self.bad_indexes: list[str] = []
         self.damaged: list[str] = []  # what the last download refused as damaged on the remote, said first first
         self.bases_in_cache = False  # deltas may take bases the cache holds whole (its compacted store)
+        self.sampled_bases = False  # of several delta bases, the first a sample says pays (ChunkWriter's sampled)
         self.lone = store.copies_ranges  # a large new file may go up as a lone pack (docs/FORMAT.md, "Lone packs")
 
     def close(self) -> None:
@@ -382,6 +383,7 @@ class Transfer:
             self._record_packs,
             self.jobs,
             present=lambda o: (self.bases_in_cache and self.odb.exists(o)) or o in self.existing([o]),
+            sampled=self.sampled_bases,
         )
         recipe, fmt, more = writer.upload(oid, bases, lambda digest: _check_cached(self.odb, oid, digest), meter.update)
         sent += more

@@ -65,6 +65,7 @@ def open_transfer(repo: Repo, jr: Journal) -> Transfer:
     store = DirStore(where, where, fsync=repo.odb.fsync)
     t = Transfer(store, repo.odb, jr, key(repo), name=NAME, jobs=4, packs=True, chunks=True)
     t.bases_in_cache = True  # read by this cache alone, which gc keeps the bases of (docs/FORMAT.md)
+    t.sampled_bases = True  # the work tree's version, tried first, may be a retrained model: older ones next
     t.lone = False  # what it holds is what has a recipe (held): a lone pack would be a version nothing finds
     return t
 
