@@ -38,7 +38,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from bench_chunks import BUCKET, Server, Synthetic, age, bf16, code_state, f32, med, snapshot  # noqa: E402
-from bench_read import add_run_args, isolated_env, machine, parse_size, run, warm  # noqa: E402
+from bench_read import add_run_args, isolated_env, leave, machine, parse_size, run, warm  # noqa: E402
 
 
 def tune(src: str, dst: str, seed: int) -> float:
@@ -228,12 +228,7 @@ def main() -> None:
                     "ratio": med([x[0] for x in w]) / med([x[0] for x in c]),
                 }
     finally:
-        if server is not None:
-            server.stop()
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        leave(base, args.keep, server)
     results["load_after"] = os.getloadavg()
     for kind, by_tag in results.get("get", {}).items():
         print(f"\n{kind}: {'version':8} {'depth':>5} {'stored':>8} {'get chunked':>12} {'unchunked':>10} {'ratio':>6}")

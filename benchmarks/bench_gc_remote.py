@@ -61,7 +61,6 @@ import logging
 import os
 import pstats
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -75,7 +74,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from bench_chunks import code_state, snapshot  # noqa: E402
-from bench_read import add_run_args, isolated_env, machine  # noqa: E402
+from bench_read import add_run_args, isolated_env, leave, machine  # noqa: E402
 from bench_scale import TIME, run  # noqa: E402
 
 BUCKET, PREFIX, REMOTE = "bench", "models", "s3"
@@ -598,12 +597,7 @@ def main() -> None:
             results["profile"][name] = lines
             say("\n".join(lines))
     finally:
-        if server is not None:
-            server.stop()
-        if args.keep:
-            say(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        leave(base, args.keep, server, say)
     results["load_after"] = os.getloadavg()
     results["checkout_after"] = code_state(ROOT)
 

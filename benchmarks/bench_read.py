@@ -43,6 +43,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -328,6 +330,16 @@ def add_run_args(ap: argparse.ArgumentParser, keep_help: str = "keep the temp di
     ap.add_argument("--keep", action="store_true", help=keep_help)
 
 
+def leave(base: str, keep: bool, server: Any = None, say: Callable[[str], object] = print) -> None:
+    """The end of a run: the S3 server stopped, base kept (and said) or deleted."""
+    if server is not None:
+        server.stop()
+    if keep:
+        say(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def isolated_env(base: str, aws: bool = True, drop: tuple[str, ...] = ()) -> dict[str, str]:
     """The environment a benchmark runs mvc and git in: HOME (with a git identity) and mvc's user cache in base,
     none of the caller's GIT_* variables or system git config; with aws, moto's test credentials and none of
@@ -439,11 +451,7 @@ def main() -> None:
         if "open" in cases:
             open_case(args, base, env, py, w, size, results)
     finally:
-        server.stop()
-        if args.keep:
-            print(f"kept {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
+        leave(base, args.keep, server)
     results["load_after"] = os.getloadavg()
     results["tree_after"] = tree_state()
     if results["tree_after"] != results["tree"]:

@@ -16,6 +16,7 @@ import weakref
 
 import pytest
 import xxhash
+from test_chunked_copy import SparseWorld
 
 from mvc.errors import RemoteCorrupt
 from mvc.objects import chunked, delta, pack
@@ -108,13 +109,7 @@ class Chain:
         self.oid = oid_of(self.data)
         self.recipe = rc.Recipe(SIZE, [], entries)
 
-    def rebuild(self, out, odb: ODB | None = None) -> str:
-        rb = chunked.Rebuilder(self.store, odb, "origin")
-        fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            return rb.rebuild(self.oid, self.recipe, fd, "model.bin", 2)[0]
-        finally:
-            os.close(fd)
+    rebuild = SparseWorld.rebuild
 
 
 @pytest.fixture
