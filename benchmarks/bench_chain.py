@@ -100,6 +100,8 @@ def main() -> None:
     code = snapshot(args.code, base)
     env["PYTHONPATH"] = code
     sys.path.insert(0, code)
+    from mvc.format import pointer
+
     exe = os.path.join(os.path.dirname(sys.executable), "mvc")
     mvc = [exe] if os.path.exists(exe) else [sys.executable, "-m", "mvc"]
     results: dict = {
@@ -159,7 +161,7 @@ def main() -> None:
             sh(["git", "add", "-A"], src)
             sh(["git", "commit", "-q", "-m", tag], src)
             sh(["git", "tag", tag], src)
-            oid = sh(["git", "show", "HEAD:model.safetensors.mvc"], src).split('oid = "', 1)[1].split('"', 1)[0]
+            oid = pointer.loads(sh(["git", "show", "HEAD:model.safetensors.mvc"], src)).oid
             pushes[tag] = {}
             for kind, (chunked, unchunked) in kinds.items():
                 before = stored(chunked)

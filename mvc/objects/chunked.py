@@ -480,13 +480,11 @@ class Rebuilder:
             self._check_chain(e, label, chain)
             tally.base(e.size, self, label)
         data = self._deltas(run, label, tally)
-        if layered and not (
-            all(e.codec == delta.ZS for e in run)
-            and all(map(delta.pairs, data, (e.size for e in run)))
-            and self._fill(parts, _via(label, first), tally)
-        ):
+        # every frame sparse and small enough to be decoded once for both threads (a Frame)
+        framed = all(e.codec == delta.ZS for e in run) and all(map(delta.pairs, data, (e.size for e in run)))
+        if layered and not (framed and self._fill(parts, _via(label, first), tally)):
             return False
-        if paired and all(e.codec == delta.ZS for e in run) and all(map(delta.pairs, data, (e.size for e in run))):
+        if paired and framed:
             assert pair is not None
             self._patch_pair(run, data, parts, label, tally, write, pair)
             return True
@@ -1294,12 +1292,14 @@ class _Positional:
         """Bytes of part k's file from offset into view: positional where it is a file here; else (a store's
         response, read in order by one thread: ``users`` 1) from where the last read of it ended, the part opened
         again where a read starts elsewhere."""
+        part = self.parts[k]
+        assert isinstance(part, tuple)  # (a layer reads through its own parts)
+        kind, where, at, n = part
         with self.lock:
             stream = self.open.get(k)
             if stream is None or (not isinstance(stream, FileRange) and self.ends.get(k) != offset):
                 if stream is not None:
                     stream.close()
-                kind, where, at, n = self.parts[k]  # type: ignore[misc]
                 stream = self.open[k] = _open_part(self.rb, (kind, where, offset, at + n - offset), self.label)
         if isinstance(stream, FileRange):
             return stream.read_at(offset, view)
@@ -1308,7 +1308,7 @@ class _Positional:
             try:
                 step = stream.readinto(view[got:])
             except RemoteObjectMissing:  # (a store that reads at the first read, not at the open)
-                raise self.rb._gone(self.label, self.parts[k][1]) from None  # type: ignore[index]
+                raise self.rb._gone(self.label, where) from None
             if not step:
                 break
             got += step
