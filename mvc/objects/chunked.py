@@ -527,8 +527,9 @@ class Rebuilder:
         return True
 
     def _fill(self, parts: list[_Part | _Layer], label: str, tally: _Tally) -> bool:
-        """Read (and check) the deltas of every ``_Layer`` among parts and below them, each level's in few
-        requests, and count their bases' bytes; False when one of them is too large for a ``delta.Frame``."""
+        """Read (and check) the deltas of every ``_Layer`` among parts and below them, each level's together (few
+        requests: a level's deltas lie in order in few packs), and count their bases' bytes; False when one of
+        them is too large for a ``delta.Frame``."""
         layers = [p for p in parts if isinstance(p, _Layer)]
         if not layers:
             return True
@@ -539,7 +540,8 @@ class Rebuilder:
             tally.base(layer.hi - layer.lo, self, label)
             layer.data = frame
             layer.where = f"{label}: delta {layer.e.oid} on remote {self.name}"
-        return all(self._fill(p.below, _via(label, p.e), tally) for p in layers)
+        below = [p for shared in _shared(layers) for p in shared.parts]
+        return self._fill(below, _via(label, layers[0].e), tally)
 
     def _patch_pair(
         self,
@@ -631,25 +633,43 @@ class Rebuilder:
         if r is None:
             return None
         parts: list[_Part | _Layer] = []
-        for e in rc.covering(r.entries, start, end):
+        entries = rc.covering(r.entries, start, end)
+        i = 0
+        while i < len(entries):
+            e = entries[i]
             lo, hi = max(start, e.at), min(end, e.at + e.size)
             here = self._local.get(e.oid) if e.kind == "c" else None
             if here is not None:
-                part: _Part | _Layer = ("file", here[0], here[1] + lo - e.at, hi - lo)
+                part: _Part = ("file", here[0], here[1] + lo - e.at, hi - lo)
             elif e.kind == "c" and e.stored == e.size:
                 part = ("store", pk.pack_rel(e.pack), e.offset + lo - e.at, hi - lo)
             elif e.kind == "d" and self._layers(e, oid, chain):
-                below = self._base_parts(e.base, e.base_offset + lo - e.at, e.base_offset + hi - e.at, (*chain, oid))
+                # e and the deltas after it that read on in the same base share what lies below them (_Below)
+                j = i + 1
+                while j < len(entries) and _base_follows(entries[j - 1], entries[j], ()):
+                    if not self._layers(entries[j], oid, chain):
+                        break
+                    j += 1
+                group = entries[i:j]
+                low = e.base_offset + lo - e.at
+                high = group[-1].base_offset + min(end, group[-1].at + group[-1].size) - group[-1].at
+                below = self._base_parts(e.base, low, high, (*chain, oid))
                 if below is None:
                     return None
-                part = _Layer(e, lo - e.at, hi - e.at, below)
+                shared = _Below(below, low, len(group))
+                for f in group:
+                    flo, fhi = max(start, f.at) - f.at, min(end, f.at + f.size) - f.at
+                    parts.append(_Layer(f, flo, fhi, shared, f.base_offset + flo - low))
+                i = j
+                continue
             else:
                 return None
             kind, where, at, n = parts[-1] if parts and isinstance(parts[-1], tuple) else ("", "", 0, 0)
-            if isinstance(part, tuple) and (kind, where, at + n) == part[:3]:
+            if (kind, where, at + n) == part[:3]:
                 parts[-1] = (kind, where, at, n + part[3])
             else:
                 parts.append(part)
+            i += 1
         return parts if sum(_size(p) for p in parts) == end - start else None
 
     def _layers(self, e: rc.Entry, oid: str, chain: tuple[str, ...]) -> bool:
@@ -1325,18 +1345,52 @@ class _Positional:
                 part.release()
 
 
+class _Below:
+    """What a group of ``_Layer``s reads, the deltas of one base whose base ranges adjoin: ``parts``, laid end to
+    end from byte ``origin`` of that base. They share one ``_Positional`` (one response of a store's range for all
+    of them, not one each), made at the first read of any of them and closed once each has let go."""
+
+    def __init__(self, parts: list[_Part | _Layer], origin: int, layers: int):
+        self.parts, self.origin, self.left = parts, origin, layers
+        self.lock = threading.Lock()
+        self.source: _Positional | None = None
+
+    def open(self, above: _Positional, e: rc.Entry) -> _Positional:
+        with self.lock:
+            if self.source is None:
+                self.source = _Positional(above.rb, self.parts, _via(above.label, e), above.tally, above.users)
+            return self.source
+
+    def release(self) -> None:
+        """One of the layers let go."""
+        with self.lock:
+            self.left -= 1
+            source = self.source if self.left <= 0 else None
+            if source is not None:
+                self.source = None
+        if source is not None:
+            source.close()
+
+
+def _shared(layers: Iterable[_Layer]) -> list[_Below]:
+    """The groups below layers, each once, in order."""
+    return list({id(p.below): p.below for p in layers}.values())
+
+
 class _Layer:
     """Bytes [lo, hi) of delta e, an entry of a base that is itself a delta version: read from e's own base
-    (``below``: its parts, from byte e.base_offset + lo of that base), e's changes added on the way. The frame
-    (``data``, read and checked by :meth:`Rebuilder._fill`) is decoded once, at the first read, for every thread;
-    each thread adds with an adder of its own, reading forward. Reads fall on whole lanes (:func:`_aligned`)."""
+    (``below``, shared with the layers of the deltas beside it: byte e.base_offset + lo of that base is byte
+    ``shift`` of its parts), e's changes added on the way. The frame (``data``, read and checked by
+    :meth:`Rebuilder._fill`) is decoded once, at the first read, for every thread; each thread adds with an adder
+    of its own, reading forward. Reads fall on whole lanes (:func:`_aligned`)."""
 
-    def __init__(self, e: rc.Entry, lo: int, hi: int, below: list[_Part | _Layer]):
-        self.e, self.lo, self.hi, self.below = e, lo, hi, below
+    def __init__(self, e: rc.Entry, lo: int, hi: int, below: _Below, shift: int):
+        self.e, self.lo, self.hi, self.below, self.shift = e, lo, hi, below, shift
         self.data: bytes | memoryview | None = None
         self.where = ""
         self.lock = threading.Lock()
         self.source: _Positional | None = None
+        self.gone = False  # let go (its share of below too)
         self.frame: delta.Frame | None = None
         self.adders: dict[int, Callable[[memoryview, int], None]] = {}
         self.readers = 0  # threads past it
@@ -1353,7 +1407,7 @@ class _Layer:
         if self.next is not None:
             self.next.ahead(above)
         at = e.base_offset + self.lo + off
-        if source.read_at(off, view) != len(view):
+        if source.read_at(self.shift + off, view) != len(view):
             raise above.rb._short_base(e, at, at + len(view), above.label)
         me = threading.get_ident()
         add = self.adders.get(me)
@@ -1377,7 +1431,7 @@ class _Layer:
             assert self.data is not None, "a layer is filled before it is read, and read before it is let go"
             e = self.e
             self.frame = delta.Frame(self.data, e.size, e.lane, self.where, e.codec)
-            self.source = _Positional(above.rb, self.below, _via(above.label, e), above.tally, above.users)
+            self.source = self.below.open(above, e)
 
     def passed(self, users: int) -> None:
         with self.lock:
@@ -1387,12 +1441,13 @@ class _Layer:
             self.release()
 
     def release(self) -> None:
-        """Let go of the decoded frame and what below holds open."""
+        """Let go of the decoded frame, and of its share of below (closed once every layer of it let go)."""
         with self.lock:
-            source, self.source, self.frame, self.data = self.source, None, None, None
+            self.source, self.frame, self.data = None, None, None
             self.adders.clear()
-        if source is not None:
-            source.close()
+            first, self.gone = not self.gone, True
+        if first:
+            self.below.release()
 
 
 def _size(part: _Part | _Layer) -> int:
@@ -1401,7 +1456,9 @@ def _size(part: _Part | _Layer) -> int:
 
 def _leaves(parts: list[_Part | _Layer]) -> int:
     """How many files parts read, at every level."""
-    return sum(_leaves(p.below) if isinstance(p, _Layer) else 1 for p in parts)
+    return sum(isinstance(p, tuple) for p in parts) + sum(
+        _leaves(b.parts) for b in _shared(p for p in parts if isinstance(p, _Layer))
+    )
 
 
 def _cuts(run: list[rc.Entry], size: int) -> list[int]:
@@ -1414,6 +1471,7 @@ def _aligned(parts: list[_Part | _Layer], origin: int, cuts: list[int]) -> bool:
     """Whether reads of parts (laid end to end from byte origin of their object) that start and end at cuts fall
     on whole lanes of every ``_Layer``'s delta, at every level below."""
     at = origin
+    below: dict[int, tuple[_Below, set[int]]] = {}  # the cuts of each group below, in its base
     for p in parts:
         end = at + _size(p)
         if isinstance(p, _Layer):
@@ -1421,11 +1479,11 @@ def _aligned(parts: list[_Part | _Layer], origin: int, cuts: list[int]) -> bool:
             inside = cuts[bisect.bisect_left(cuts, at) : bisect.bisect_right(cuts, end)]
             if any((c - e.at) % e.lane for c in inside):
                 return False
-            below = sorted({at, end, *inside})
-            if not _aligned(p.below, e.base_offset + p.lo, [e.base_offset + c - e.at for c in below]):
-                return False
+            # (at and end are cuts below too: a read of the group's parts stops where each layer's range ends)
+            shift = e.base_offset + p.lo - at  # byte c of this object is byte c + shift of e's base
+            below.setdefault(id(p.below), (p.below, set()))[1].update(c + shift for c in (at, end, *inside))
         at = end
-    return True
+    return all(_aligned(b.parts, b.origin, sorted(cs)) for b, cs in below.values())
 
 
 def _base_follows(a: rc.Entry, b: rc.Entry, skip: Container[rc.Entry]) -> bool:
