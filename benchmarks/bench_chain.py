@@ -12,6 +12,8 @@ run's checkpoints are, to a chunked and an unchunked directory remote.
    of the medians (bench_chunks.py's target for a delta version: ≥ 0.8 ×).
 3. ``--s3``: the same pushes and gets with two S3 remotes (bench_chunks.py's moto server on 127.0.0.1), chunked
    and unchunked.
+4. ``--flat``: every version added with ``--base v1`` (one level of deltas, each holding all the drift from v1),
+   to tell what a read of a deep version costs for its depth from what it costs for the change it holds.
 
     .venv/bin/python benchmarks/bench_chain.py --size 64M --versions 6 --runs 1     # smoke run
     .venv/bin/python benchmarks/bench_chain.py --runs 3 --json out.json
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--versions", type=int, default=8, help="fine-tunes after v1 (default 8)")
     ap.add_argument("--runs", type=int, default=3, help="interleaved gets of each version (median)")
     ap.add_argument("--s3", action="store_true", help="also S3 remotes (a moto server on 127.0.0.1)")
+    ap.add_argument("--flat", action="store_true", help="every version based on v1 (mvc add --base v1)")
     add_run_args(ap, code=True)
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -157,7 +160,7 @@ def main() -> None:
         pushes: dict[str, dict] = {}
         for tag in tags:
             shutil.copyfile(os.path.join(files, f"{tag}.safetensors"), os.path.join(src, "model.safetensors"))
-            sh([*mvc, "add", "-q", "model.safetensors"], src)
+            sh([*mvc, "add", "-q", *(["--base", "v1"] if args.flat and tag != "v1" else []), "model.safetensors"], src)
             sh(["git", "add", "-A"], src)
             sh(["git", "commit", "-q", "-m", tag], src)
             sh(["git", "tag", tag], src)

@@ -268,3 +268,37 @@ def test_each_level_is_read_in_few_requests_on_a_remote_store(tmp_path, layers, 
     bottom = [(a, b) for rel, a, b in counted.asked if rel == pack.pack_rel(pack_name(0))]
     assert len(bottom) <= 3
     assert sum(b - a for a, b in bottom) <= SIZE
+
+
+def test_the_deltas_of_every_level_are_read_first_while_they_fit(tmp_path, layers):
+    """A rebuild reads ahead the deltas of the version and, in what is left of PREFETCH, those of each level below:
+    each level's pack is asked for once, before the bottom version's bytes (the top's once more, later, for the
+    chunk it holds)."""
+    c = Chain(tmp_path / "store", 4, streamed=True)
+    c.store = counted = Counted(c.store.root)
+    out = tmp_path / "out"
+    assert c.rebuild(out) == c.oid[len("xxh128:") :]
+    assert out.read_bytes() == c.data
+    first_bottom = next(k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(0)))
+    for level in range(1, 5):
+        asked = [k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(level))]
+        assert asked[0] < first_bottom
+        assert len(asked) == (2 if level == 4 else 1)
+
+
+@pytest.mark.parametrize("levels", [0, 1, 2])
+def test_levels_past_what_prefetch_holds_are_read_with_their_layers(tmp_path, monkeypatch, layers, levels):
+    """PREFETCH holds the top's deltas and ``levels`` levels below (whole levels, nearest first): the rest are
+    read level by level as their layers are, and the bytes are exact."""
+    c = Chain(tmp_path / "store", 4, streamed=True)
+    stored = [sum(e.stored for e in c.deltas[level]) for level in range(5)]
+    monkeypatch.setattr(chunked, "PREFETCH", sum(stored[4 - levels :]) + 1)
+    c.store = counted = Counted(c.store.root)
+    out = tmp_path / "out"
+    assert c.rebuild(out) == c.oid[len("xxh128:") :]
+    assert out.read_bytes() == c.data
+    first_bottom = next(k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(0)))
+    for level in range(1, 4):
+        asked = [k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(level))]
+        ahead = level >= 4 - levels
+        assert (max(asked) < first_bottom) == ahead

@@ -351,25 +351,69 @@ class Rebuilder:
 
     def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> Iterable[tuple[str, int, int, str]]:
         """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
-        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB). Returns
-        the keys it added to ``_prefetched``, which the rebuild removes when it ends."""
+        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB); and, in
+        what is left of PREFETCH, the sparse deltas of the versions below that are read as layers, a level at
+        a time (``_nested``). Returns the keys it added to ``_prefetched``, which the rebuild removes when it
+        ends."""
         from mvc.storage.parallel import run_parallel
 
         wanted = [i for i, e in enumerate(r.entries) if e.kind == "d"]
-        if not wanted or sum(r.entries[i].stored for i in wanted) > PREFETCH:
+        cost = sum(r.entries[i].stored for i in wanted)
+        if not wanted or cost > PREFETCH:
             return {}
         found: dict[tuple[str, int, int, str], bytes | memoryview] = {}
+        work = [(r.entries, run) for run in plan.runs([r.entries[i] for i in wanted], wanted)]
+        for entries, index in self._nested(r, PREFETCH - cost):
+            work += [(entries, run) for run in plan.runs([entries[i] for i in index], index)]
 
-        def keep(run: list[int], got: list[tuple[int, bytes | memoryview]]) -> None:
-            for i, piece in got:
-                e = r.entries[i]
+        def fetch(job: tuple[list[rc.Entry], list[int]]) -> tuple[list[rc.Entry], list[tuple[int, bytes | memoryview]]]:
+            entries, run = job
+            return entries, self._fetch(run, entries, label, tally)
+
+        def keep(
+            job: tuple[list[rc.Entry], list[int]], got: tuple[list[rc.Entry], list[tuple[int, bytes | memoryview]]]
+        ) -> None:
+            entries, pieces = got
+            for i, piece in pieces:
+                e = entries[i]
                 found[(e.pack, e.offset, e.stored, e.oid)] = piece
 
-        runs = list(plan.runs([r.entries[i] for i in wanted], wanted))
-        run_parallel(lambda run: self._fetch(run, r.entries, label, tally), runs, max(jobs, 1), keep)
+        run_parallel(fetch, work, max(jobs, 1), keep)
         with self._lock:
             self._prefetched.update(found)
         return found
+
+    def _nested(self, r: rc.Recipe, budget: int) -> list[tuple[list[rc.Entry], list[int]]]:
+        """The sparse deltas of the versions below r that a rebuild reads as layers (compiled; each version down
+        the chains its sparse deltas are based on, read through its recipe, at most READ_HOPS down), as (a
+        recipe's entries, the indexes of its deltas), a whole level at a time while they take at most budget
+        bytes."""
+        if not delta.compiled():
+            return []
+        out: list[tuple[list[rc.Entry], list[int]]] = []
+        seen: set[str] = set()
+        level = {e.base for e in r.entries if e.kind == "d" and e.codec == delta.ZS}
+        for _ in range(rc.READ_HOPS):
+            found, below = [], set()
+            for base in sorted(level - seen):
+                seen.add(base)
+                rel = self.whole_rel(base)
+                if (self.odb is not None and self._sound(base)) or (rel is not None and self._holds_whole(base, rel)):
+                    continue  # (read whole: no layers below it)
+                br = self.recipe(base)
+                if br is None:
+                    continue
+                index = [i for i, e in enumerate(br.entries) if e.kind == "d" and e.codec == delta.ZS]
+                if index:
+                    found.append((br.entries, index))
+                    below |= {br.entries[i].base for i in index}
+            cost = sum(entries[i].stored for entries, index in found for i in index)
+            if not found or cost > budget:
+                break
+            out += found
+            budget -= cost
+            level = below
+        return out
 
     def _stream(
         self,
