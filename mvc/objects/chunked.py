@@ -351,9 +351,9 @@ class Rebuilder:
 
     def _prefetch(self, r: rc.Recipe, label: str, tally: _Tally, jobs: int) -> Iterable[tuple[str, int, int, str]]:
         """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
-        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB); and, in
-        what is left of PREFETCH, the sparse deltas of the versions below that are read as layers, a level at
-        a time (``_nested``). Returns the keys it added to ``_prefetched``, which the rebuild removes when it
+        few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB); and, from
+        a store read through requests, in what is left of PREFETCH, the sparse deltas of the versions below that
+        are read as layers, a level at a time (``_nested``). Returns the keys it added to ``_prefetched``, which the rebuild removes when it
         ends."""
         from mvc.storage.parallel import run_parallel
 
@@ -387,8 +387,9 @@ class Rebuilder:
         """The sparse deltas of the versions below r that a rebuild reads as layers (compiled; each version down
         the chains its sparse deltas are based on, read through its recipe, at most READ_HOPS down), as (a
         recipe's entries, the indexes of its deltas), a whole level at a time while they take at most budget
-        bytes."""
-        if not delta.compiled():
+        bytes; none from a store whose files are read here (a directory remote: its reads cost no request, and
+        deltas read ahead stay in memory until the rebuild ends)."""
+        if not delta.compiled() or self.store.copies_ranges:
             return []
         out: list[tuple[list[rc.Entry], list[int]]] = []
         seen: set[str] = set()
