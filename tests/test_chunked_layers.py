@@ -249,23 +249,30 @@ class Counted(Streamed):
         return super().get_range_into(rel, start, buf)
 
 
+def counted_rebuild(root, depth: int) -> tuple[Chain, list[tuple[str, int, int]], list[list[int]]]:
+    """A chain ``depth`` deep rebuilt from a ``Counted`` store, its bytes checked; the ranges the store was asked
+    for, in order; and for each version (0: the bottom), where among them its pack was asked for."""
+    c = Chain(root, depth, streamed=True)
+    c.store = counted = Counted(c.store.root)
+    out = root.parent / "out"
+    assert c.rebuild(out) == c.oid[len("xxh128:") :]
+    assert out.read_bytes() == c.data
+    asks = [[k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(v))] for v in range(5)]
+    return c, counted.asked, asks
+
+
 @pytest.mark.parametrize("depth", [2, 4])
 def test_each_level_is_read_in_few_requests_on_a_remote_store(tmp_path, layers, depth):
     """On a store read through requests (S3), the deltas of each level below the top are read together, and the
     bottom version's bytes under neighbouring deltas in one response they share: a few requests a level, not one
     for each delta at every level (1,120 requests for a 1 GiB file 4 deep, where an unchunked get makes 64)."""
-    c = Chain(tmp_path / "store", depth, streamed=True)
-    c.store = counted = Counted(c.store.root)
-    out = tmp_path / "out"
-    assert c.rebuild(out) == c.oid[len("xxh128:") :]
-    assert out.read_bytes() == c.data
+    c, asked, asks = counted_rebuild(tmp_path / "store", depth)
     assert layers
     # each level's pack: its deltas on either side of the chunk that parts them (the top's read ahead at once)
     for level in range(1, depth + 1):
-        asked = [r for r in counted.asked if r[0] == pack.pack_rel(pack_name(level))]
-        assert 0 < len(asked) <= 3 < len(c.deltas[level])
+        assert 0 < len(asks[level]) <= 3 < len(c.deltas[level])
     # the bottom version's bytes: every byte asked for once, at most, in few responses
-    bottom = [(a, b) for rel, a, b in counted.asked if rel == pack.pack_rel(pack_name(0))]
+    bottom = [(a, b) for rel, a, b in asked if rel == pack.pack_rel(pack_name(0))]
     assert len(bottom) <= 3
     assert sum(b - a for a, b in bottom) <= SIZE
 
@@ -274,31 +281,18 @@ def test_the_deltas_of_every_level_are_read_first_while_they_fit(tmp_path, layer
     """A rebuild reads ahead the deltas of the version and, in what is left of PREFETCH, those of each level below:
     each level's pack is asked for once, before the bottom version's bytes (the top's once more, later, for the
     chunk it holds)."""
-    c = Chain(tmp_path / "store", 4, streamed=True)
-    c.store = counted = Counted(c.store.root)
-    out = tmp_path / "out"
-    assert c.rebuild(out) == c.oid[len("xxh128:") :]
-    assert out.read_bytes() == c.data
-    first_bottom = next(k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(0)))
+    _, _, asks = counted_rebuild(tmp_path / "store", 4)
     for level in range(1, 5):
-        asked = [k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(level))]
-        assert asked[0] < first_bottom
-        assert len(asked) == (2 if level == 4 else 1)
+        assert asks[level][0] < asks[0][0]
+        assert len(asks[level]) == (2 if level == 4 else 1)
 
 
 @pytest.mark.parametrize("levels", [0, 1, 2])
 def test_levels_past_what_prefetch_holds_are_read_with_their_layers(tmp_path, monkeypatch, layers, levels):
     """PREFETCH holds the top's deltas and ``levels`` levels below (whole levels, nearest first): the rest are
     read level by level as their layers are, and the bytes are exact."""
-    c = Chain(tmp_path / "store", 4, streamed=True)
-    stored = [sum(e.stored for e in c.deltas[level]) for level in range(5)]
+    stored = [sum(e.stored for e in d) for d in Chain(tmp_path / "sizes", 4).deltas]
     monkeypatch.setattr(chunked, "PREFETCH", sum(stored[4 - levels :]) + 1)
-    c.store = counted = Counted(c.store.root)
-    out = tmp_path / "out"
-    assert c.rebuild(out) == c.oid[len("xxh128:") :]
-    assert out.read_bytes() == c.data
-    first_bottom = next(k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(0)))
+    _, _, asks = counted_rebuild(tmp_path / "store", 4)
     for level in range(1, 4):
-        asked = [k for k, (rel, *_) in enumerate(counted.asked) if rel == pack.pack_rel(pack_name(level))]
-        ahead = level >= 4 - levels
-        assert (max(asked) < first_bottom) == ahead
+        assert (max(asks[level]) < asks[0][0]) == (level >= 4 - levels)
