@@ -353,8 +353,8 @@ class Rebuilder:
         """Read (and check) every delta of r first when they take at most PREFETCH bytes: they lie together in
         few packs, so a few requests replace one per piece (a light fine-tune's deltas are a few MiB); and, from
         a store read through requests, in what is left of PREFETCH, the sparse deltas of the versions below that
-        are read as layers, a level at a time (``_nested``). Returns the keys it added to ``_prefetched``, which the rebuild removes when it
-        ends."""
+        are read as layers, a level at a time (``_nested``). Returns the keys it added to ``_prefetched``, which
+        the rebuild removes when it ends."""
         from mvc.storage.parallel import run_parallel
 
         wanted = [i for i, e in enumerate(r.entries) if e.kind == "d"]
@@ -585,8 +585,11 @@ class Rebuilder:
             tally.base(layer.hi - layer.lo, self, label)
             layer.data = frame
             layer.where = f"{label}: delta {layer.e.oid} on remote {self.name}"
-        below = [p for shared in _shared(layers) for p in shared.parts]
-        return self._fill(below, _via(label, layers[0].e), tally)
+        # the parts below, each group's once, a level's together but for each base apart (the label names it)
+        below: dict[str, tuple[rc.Entry, list[_Part | _Layer]]] = {}
+        for layer in {id(p.below): p for p in layers}.values():
+            below.setdefault(layer.e.base, (layer.e, []))[1].extend(layer.below.parts)
+        return all(self._fill(ps, _via(label, e), tally) for e, ps in below.values())
 
     def _patch_pair(
         self,
