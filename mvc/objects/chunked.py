@@ -398,8 +398,7 @@ class Rebuilder:
             found, below = [], set()
             for base in sorted(level - seen):
                 seen.add(base)
-                rel = self.whole_rel(base)
-                if (self.odb is not None and self._sound(base)) or (rel is not None and self._holds_whole(base, rel)):
+                if self._whole_at(base) is not None:
                     continue  # (read whole: no layers below it)
                 br = self.recipe(base)
                 if br is None:
@@ -672,11 +671,9 @@ class Rebuilder:
         their changes added on the way, down a chain of such versions); None when some of it is not read so (a
         dense delta, an object stored as a plain object, a cycle): then the caller reads it into a piece's
         buffer. ``chain``: the objects whose deltas led here."""
-        if self.odb is not None and self._sound(oid):
-            return [("file", self.odb.path(oid), start, end - start)]
-        rel = self.whole_rel(oid)
-        if rel is not None and self._holds_whole(oid, rel):
-            return [("store", rel, start, end - start)]
+        whole = self._whole_at(oid)
+        if whole is not None:
+            return [(*whole, start, end - start)]
         r = self.recipe(oid)
         if r is None:
             return None
@@ -731,6 +728,16 @@ class Rebuilder:
             and e.base not in chain
             and len(chain) < rc.READ_HOPS
         )
+
+    def _whole_at(self, oid: str) -> tuple[str, str] | None:
+        """Where object oid is read whole without checks, as a part's (kind, where): the cache's copy (checked
+        once), or the pack named by oid; None when it is read through its recipe."""
+        if self.odb is not None and self._sound(oid):
+            return ("file", self.odb.path(oid))
+        rel = self.whole_rel(oid)
+        if rel is not None and self._holds_whole(oid, rel):
+            return ("store", rel)
+        return None
 
     def _holds_whole(self, oid: str, rel: str) -> bool:
         """Whether the store holds rel, the pack named by object oid (asked once: a stat, or one request)."""
